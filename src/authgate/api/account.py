@@ -1,0 +1,52 @@
+"""The caller's own account (JHipster's ``/api/account``)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Response
+from pydantic import Field
+
+from authgate.api.deps import CurrentPrincipal, ServicesDep
+from authgate.api.errors import documented
+from authgate.api.schemas import StrictBody, UserDTO
+
+router = APIRouter(prefix="/api/account", tags=["account"])
+
+
+class PasswordChange(StrictBody):
+    currentPassword: Annotated[str, Field(min_length=1, max_length=1024)]
+    newPassword: Annotated[str, Field(min_length=1, max_length=1024)]
+
+
+@router.get("", summary="The current user", response_model=UserDTO, responses=documented(401, 404))
+async def get_account(principal: CurrentPrincipal, services: ServicesDep) -> UserDTO:
+    return UserDTO.of(await services.accounts.account(principal.user_id))
+
+
+@router.post(
+    "/change-password",
+    summary="Change the caller's password; all their tokens are revoked",
+    status_code=200,
+    response_class=Response,
+    responses={200: {"description": "Password changed"}, **documented(400, 401, 404, 413)},
+)
+async def change_password(
+    body: PasswordChange, principal: CurrentPrincipal, services: ServicesDep
+) -> Response:
+    await services.accounts.change_password(
+        principal.user_id, current_password=body.currentPassword, new_password=body.newPassword
+    )
+    return Response(status_code=200)
+
+
+@router.post(
+    "/logout-all",
+    summary="Log out everywhere: revoke every token of the caller",
+    status_code=204,
+    response_class=Response,
+    responses=documented(401, 404),
+)
+async def logout_everywhere(principal: CurrentPrincipal, services: ServicesDep) -> Response:
+    await services.accounts.log_out_everywhere(principal.user_id)
+    return Response(status_code=204)

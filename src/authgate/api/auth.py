@@ -1,0 +1,87 @@
+"""Login and logout (UTMStack's ``/api/authenticate``) and the public signing keys."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Response
+from pydantic import BaseModel, Field
+
+from authgate.api.deps import CurrentPrincipal, ServicesDep
+from authgate.api.errors import documented
+
+router = APIRouter(tags=["authentication"])
+
+
+class LoginRequest(BaseModel):
+    """UTMStack's login body. Unknown fields are ignored, as UTMStack does."""
+
+    username: Annotated[str, Field(min_length=1, max_length=254, description="Login or e-mail.")]
+    password: Annotated[str, Field(min_length=1, max_length=1024)]
+    rememberMe: bool | None = None
+
+
+class LoginResponse(BaseModel):
+    """Both UTMStack shapes at once: v10's ``id_token`` and v11's ``token``/``success``."""
+
+    id_token: str
+    token: str
+    authenticated: bool = Field(description="False would mean a second factor is required.")
+    success: bool
+    token_type: str = "Bearer"  # noqa: S105 - the OAuth token type, not a secret
+    expires_at: datetime
+    expires_in: int = Field(description="Seconds until the token expires.")
+
+
+@router.post(
+    "/api/authenticate",
+    summary="Log in with username (or e-mail) and password",
+    response_model=LoginResponse,
+    responses=documented(400, 401, 413),
+)
+async def authenticate(body: LoginRequest, response: Response, services: ServicesDep) -> Any:
+    user = await services.accounts.authenticate(body.username, body.password)
+    issued = services.tokens.issue(user, remember_me=bool(body.rememberMe))
+    response.headers["Authorization"] = f"Bearer {issued.token}"
+    response.headers["Cache-Control"] = "no-store"
+    claims = issued.claims
+    return LoginResponse(
+        id_token=issued.token,
+        token=issued.token,
+        authenticated=True,
+        success=True,
+        expires_at=claims.expires_at,
+        expires_in=round((claims.expires_at - claims.issued_at).total_seconds()),
+    )
+
+
+@router.get(
+    "/api/authenticate",
+    summary="The caller's login, if authenticated",
+    response_model=str,
+    responses=documented(401),
+)
+async def who_am_i(principal: CurrentPrincipal) -> str:
+    return principal.login
+
+
+@router.post(
+    "/api/logout",
+    summary="Revoke the token used for this request",
+    status_code=204,
+    response_class=Response,
+    responses=documented(401),
+)
+async def logout(principal: CurrentPrincipal, services: ServicesDep) -> Response:
+    await services.tokens.logout(principal)
+    return Response(status_code=204)
+
+
+@router.get(
+    "/.well-known/jwks.json",
+    summary="Public keys that verify authgate's tokens (JWK Set)",
+    tags=["public"],
+)
+async def jwks(services: ServicesDep) -> dict[str, list[dict[str, Any]]]:
+    return services.tokens.codec.keyring.jwks()

@@ -1,0 +1,193 @@
+"""The one place that turns errors into HTTP responses.
+
+Every error body has Spring Boot's shape, which UTMStack's documentation shows,
+plus a stable ``code`` and a ``message``::
+
+    {"timestamp": "...", "status": 401, "error": "Unauthorized",
+     "code": "invalid_token", "message": "Invalid token", "path": "/api/account"}
+
+Validation errors add JHipster's ``fieldErrors``. Nothing else reaches a client: no
+stack trace, no class name, no input echoed back. UTMStack's ``X-UtmStack-error``
+header carries the message too, for scripts that read only headers.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from authgate.clock import utc_now
+from authgate.exceptions import (
+    AuthenticationFailed,
+    AuthgateError,
+    Conflict,
+    CredentialsMissing,
+    FieldError,
+    NotFound,
+    PermissionDenied,
+    ValidationFailed,
+)
+
+log = logging.getLogger(__name__)
+
+REALM = 'Bearer realm="authgate"'
+
+
+class FieldErrorBody(BaseModel):
+    objectName: str
+    field: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """The body of every error response."""
+
+    timestamp: str = Field(examples=["2025-04-16T16:26:35.664+00:00"])
+    status: int = Field(examples=[401])
+    error: str = Field(examples=["Unauthorized"])
+    code: str = Field(examples=["invalid_token"], description="Stable machine-readable code.")
+    message: str = Field(examples=["Invalid token"])
+    path: str = Field(examples=["/api/account"])
+    fieldErrors: list[FieldErrorBody] | None = None
+
+
+_DESCRIPTIONS = {
+    400: "Invalid request: malformed JSON or a field breaks a rule (see fieldErrors)",
+    401: "Missing, invalid, expired or revoked credentials",
+    403: "Authenticated, but not allowed",
+    404: "Not found",
+    409: "Conflicts with the current state",
+    413: "Request body too large",
+    422: "A field breaks a rule (see fieldErrors)",
+    423: "Locked",
+    429: "Too many requests",
+    503: "Service unavailable",
+}
+
+
+def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for error statuses, all with :class:`ErrorBody`."""
+    return {
+        status: {"model": ErrorBody, "description": _DESCRIPTIONS[status]} for status in statuses
+    }
+
+
+def status_of(error: AuthgateError) -> int:
+    if isinstance(error, AuthenticationFailed):
+        return 401
+    if isinstance(error, PermissionDenied):
+        return 403
+    if isinstance(error, NotFound):
+        return 404
+    if isinstance(error, Conflict):
+        return 409
+    return 400
+
+
+def error_response(
+    request: Request,
+    *,
+    status: int,
+    code: str,
+    message: str,
+    field_errors: tuple[FieldError, ...] = (),
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "timestamp": utc_now().isoformat(timespec="milliseconds"),
+        "status": status,
+        "error": HTTPStatus(status).phrase,
+        "code": code,
+        "message": message,
+        "path": request.url.path,
+    }
+    if field_errors:
+        body["fieldErrors"] = [
+            {"objectName": e.object_name, "field": e.field, "message": e.message}
+            for e in field_errors
+        ]
+    all_headers = {"X-UtmStack-error": _header_safe(message), "Cache-Control": "no-store"}
+    all_headers.update(headers or {})
+    return JSONResponse(body, status_code=status, headers=all_headers)
+
+
+def authgate_error_response(request: Request, error: AuthgateError) -> JSONResponse:
+    status = status_of(error)
+    headers = {}
+    if isinstance(error, CredentialsMissing):
+        headers["WWW-Authenticate"] = REALM
+    elif isinstance(error, AuthenticationFailed):
+        headers["WWW-Authenticate"] = (
+            f'{REALM}, error="invalid_token", error_description="{_header_safe(error.message)}"'
+        )
+    elif isinstance(error, PermissionDenied):
+        headers["WWW-Authenticate"] = f'{REALM}, error="insufficient_scope"'
+    field_errors = error.field_errors if isinstance(error, ValidationFailed) else ()
+    return error_response(
+        request,
+        status=status,
+        code=error.code,
+        message=error.message,
+        field_errors=field_errors,
+        headers=headers,
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(AuthgateError, _on_authgate_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _on_validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _on_http_exception)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _on_unexpected)
+
+
+async def _on_authgate_error(request: Request, error: AuthgateError) -> JSONResponse:
+    return authgate_error_response(request, error)
+
+
+async def _on_validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+    field_errors = tuple(_field_error(detail) for detail in error.errors())
+    return error_response(
+        request,
+        status=400,
+        code="validation_failed",
+        message="Request is invalid",
+        field_errors=field_errors,
+    )
+
+
+async def _on_http_exception(request: Request, error: StarletteHTTPException) -> JSONResponse:
+    status = error.status_code
+    phrase = HTTPStatus(status).phrase
+    code = phrase.lower().replace(" ", "_").replace("-", "_")
+    message = error.detail if isinstance(error.detail, str) else phrase
+    return error_response(
+        request, status=status, code=code, message=message, headers=dict(error.headers or {})
+    )
+
+
+async def _on_unexpected(request: Request, error: Exception) -> JSONResponse:
+    # Starlette logs the traceback; the client learns nothing about the cause.
+    return error_response(
+        request, status=500, code="internal_error", message="Internal server error"
+    )
+
+
+def _field_error(detail: Any) -> FieldError:
+    """One pydantic error as a JHipster field error. The input value is never echoed."""
+    location = [str(part) for part in detail.get("loc", ())]
+    object_name = location[0] if location else "body"
+    field = ".".join(location[1:]) or object_name
+    return FieldError(
+        field=field, message=str(detail.get("msg", "invalid")), object_name=object_name
+    )
+
+
+def _header_safe(text: str) -> str:
+    return text.encode("ascii", "replace").decode("ascii").replace("\r", " ").replace("\n", " ")

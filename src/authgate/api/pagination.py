@@ -1,0 +1,54 @@
+"""Spring-style paging: ``?page=0&size=20&sort=field,desc`` in; ``X-Total-Count``, ``Link`` out."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, Query, Request
+
+from authgate.exceptions import FieldError, ValidationFailed
+from authgate.storage.paging import Page, PageRequest, SortOrder
+
+MAX_PAGE_SIZE = 1000
+
+
+def page_request(
+    page: Annotated[int, Query(ge=0, le=1_000_000, description="Zero-based page number.")] = 0,
+    size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Items per page.")] = 20,
+    sort: Annotated[
+        list[str] | None,
+        Query(description="`field,asc` or `field,desc`; repeat for several.", max_length=5),
+    ] = None,
+) -> PageRequest:
+    orders = []
+    for item in sort or []:
+        field, _, direction = item.partition(",")
+        direction = direction.strip().lower() or "asc"
+        if not field.strip() or direction not in ("asc", "desc"):
+            message = f"Invalid sort {item!r}: use 'field,asc' or 'field,desc'."
+            raise ValidationFailed(message, field_errors=[FieldError("sort", message, "query")])
+        orders.append(SortOrder(field.strip(), descending=direction == "desc"))
+    return PageRequest(page=page, size=size, sort=tuple(orders))
+
+
+PageRequestDep = Annotated[PageRequest, Depends(page_request)]
+
+
+def pagination_headers(request: Request, page: Page[Any]) -> dict[str, str]:
+    """``X-Total-Count`` and a JHipster ``Link`` header (next, prev, last, first)."""
+    size = page.request.size
+    current = page.request.page
+    last = max((page.total - 1) // size, 0)
+
+    def link(number: int, rel: str) -> str:
+        url = request.url.include_query_params(page=number, size=size)
+        return f'<{url}>; rel="{rel}"'
+
+    links = []
+    if current < last:
+        links.append(link(current + 1, "next"))
+    if 0 < current <= last + 1:
+        links.append(link(current - 1, "prev"))
+    links.append(link(last, "last"))
+    links.append(link(0, "first"))
+    return {"X-Total-Count": str(page.total), "Link": ",".join(links)}

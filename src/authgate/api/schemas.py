@@ -1,0 +1,46 @@
+"""Response and request bodies shared by several routers (JHipster/UTMStack field names)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from authgate.services.users import UserView
+
+
+class UserDTO(BaseModel):
+    """JHipster's (admin) user DTO; the same shape serves ``GET /api/account``."""
+
+    id: int
+    login: str
+    firstName: str | None
+    lastName: str | None
+    email: str
+    activated: bool
+    langKey: str
+    imageUrl: str | None = None
+    authorities: list[str] = Field(examples=[["ROLE_ADMIN", "ROLE_USER"]])
+    createdDate: datetime
+    lastModifiedDate: datetime
+
+    @classmethod
+    def of(cls, user: UserView) -> UserDTO:
+        return cls(
+            id=user.id,
+            login=user.login,
+            firstName=user.first_name,
+            lastName=user.last_name,
+            email=user.email,
+            activated=user.activated,
+            langKey=user.lang_key,
+            authorities=sorted(user.authorities),
+            createdDate=user.created_at,
+            lastModifiedDate=user.updated_at,
+        )
+
+
+class StrictBody(BaseModel):
+    """Request bodies that reject unknown fields (a typo must not be silently ignored)."""
+
+    model_config = ConfigDict(extra="forbid")

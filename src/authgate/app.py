@@ -1,0 +1,91 @@
+"""The application factory: ``create_app(settings)`` wires everything; tests build apps with it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from authgate import __version__
+from authgate.api import account, auth, management, users
+from authgate.api.deps import current_principal
+from authgate.api.errors import install_error_handlers
+from authgate.api.middleware import RequestBodyLimit, SecurityHeadersAndAccessLog
+from authgate.api.openapi import install_openapi
+from authgate.clock import Clock, utc_now
+from authgate.container import Services, build_services
+from authgate.exceptions import ConfigurationError
+from authgate.settings import Settings
+from authgate.storage import migrate
+from authgate.web.swagger import install_swagger_ui
+
+OPENAPI_URL = "/v3/api-docs"
+
+DESCRIPTION = """\
+Self-hosted API authentication, compatible with UTMStack's API.
+
+**Bearer token:** `POST /api/authenticate` with `{"username", "password"}` returns
+`id_token`; send it as `Authorization: Bearer <token>`.
+"""
+
+
+def create_app(
+    settings: Settings, *, clock: Clock = utc_now, services: Services | None = None
+) -> FastAPI:
+    """A ready-to-serve application. Database and background tasks start with its lifespan."""
+    services = services or build_services(settings, clock=clock)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await ensure_schema(services)
+        await services.start()
+        try:
+            yield
+        finally:
+            await services.close()
+
+    app = FastAPI(
+        title="authgate API",
+        version=__version__,
+        openapi_url=OPENAPI_URL,
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+        # FastAPI's native OpenTelemetry looks up global providers on every request;
+        # off unless asked for (authgate's own metrics do not need it).
+        telemetry={
+            "tracing": settings.opentelemetry,
+            "metrics": settings.opentelemetry,
+            "logs": settings.opentelemetry,
+        },
+    )
+    app.state.services = services
+    install_error_handlers(app)
+    for module in (auth, account, users, management):
+        app.include_router(module.router)
+    install_swagger_ui(app, openapi_url=OPENAPI_URL)
+    install_openapi(app, description=DESCRIPTION, authentication=current_principal)
+    app.add_middleware(RequestBodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(SecurityHeadersAndAccessLog, log_requests=settings.access_log)
+    return app
+
+
+def create_app_from_environment() -> FastAPI:
+    """Entry point for ``uvicorn --factory`` (each worker process builds its own app)."""
+    return create_app(Settings())
+
+
+async def ensure_schema(services: Services) -> None:
+    """Apply pending migrations when allowed, else refuse to run on an outdated schema."""
+    head = migrate.head_revision()
+    current = await migrate.current_revision(services.db.engine)
+    if current == head:
+        return
+    if services.settings.should_auto_migrate:
+        await migrate.upgrade(services.db.engine)
+        return
+    raise ConfigurationError(
+        f"the database schema is at revision {current or 'none'}, this version needs {head}: "
+        "run `authgate migrate` first"
+    )

@@ -1,0 +1,118 @@
+"""Domain exceptions shared by every layer.
+
+The tree (``code`` is stable and machine-readable; ``api/errors.py`` maps it to HTTP)::
+
+    AuthgateError
+    ├── AuthenticationFailed             401  the caller is not who they claim
+    │   ├── CredentialsMissing               no credentials were presented
+    │   ├── BadCredentials                   wrong password, unknown or deactivated user
+    │   └── TokenRejected                    a bearer token was presented and refused
+    │       ├── TokenInvalid                 malformed, forged, unknown key, wrong iss/aud
+    │       ├── TokenExpired                 validly signed but past ``exp`` / before ``nbf``
+    │       └── TokenRevoked                 logged out, or all sessions of the user revoked
+    ├── PermissionDenied                 403  authenticated but not allowed
+    ├── NotFound                         404
+    ├── Conflict                         409  uniqueness or state conflicts
+    └── ValidationFailed                 400  input that breaks a rule (with per-field messages)
+
+    ConfigurationError                        outside the tree: a broken deployment is never
+                                              reported to a caller as "bad credentials".
+
+Security rule: a caller who proved possession of a real secret (a validly signed but
+expired token) may be told why; anyone else gets the generic message of the branch.
+The precise ``reason`` is always available for audit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+class AuthgateError(Exception):
+    """Root of every error authgate raises on purpose."""
+
+    code = "error"
+    message = "Request failed"
+
+    def __init__(self, message: str | None = None, *, reason: str | None = None) -> None:
+        self.message = message or type(self).message
+        # ``reason`` is precise and meant for audit/logs; never a secret.
+        self.reason = reason or self.code
+        super().__init__(self.message)
+
+
+class AuthenticationFailed(AuthgateError):
+    code = "unauthorized"
+    message = "Full authentication is required to access this resource"
+
+
+class CredentialsMissing(AuthenticationFailed):
+    code = "credentials_missing"
+
+
+class BadCredentials(AuthenticationFailed):
+    code = "bad_credentials"
+    message = "Bad credentials"
+
+
+class TokenRejected(AuthenticationFailed):
+    code = "invalid_token"
+    message = "Invalid token"
+
+
+class TokenInvalid(TokenRejected):
+    code = "invalid_token"
+
+
+class TokenExpired(TokenRejected):
+    code = "token_expired"
+    message = "Token expired"
+
+
+class TokenRevoked(TokenRejected):
+    code = "token_revoked"
+    message = "Token revoked"
+
+
+class PermissionDenied(AuthgateError):
+    code = "forbidden"
+    message = "Access is denied"
+
+
+class NotFound(AuthgateError):
+    code = "not_found"
+    message = "Not found"
+
+
+class Conflict(AuthgateError):
+    code = "conflict"
+    message = "Conflict"
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    """One field's problem, in JHipster's ``fieldErrors`` shape."""
+
+    field: str
+    message: str
+    object_name: str = "body"
+
+
+class ValidationFailed(AuthgateError):
+    code = "validation_failed"
+    message = "Request is invalid"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        field_errors: Sequence[FieldError] = (),
+        reason: str | None = None,
+    ) -> None:
+        super().__init__(message, reason=reason)
+        self.field_errors = tuple(field_errors)
+
+
+class ConfigurationError(Exception):
+    """The deployment is misconfigured (bad key file, unreadable secret, ...)."""

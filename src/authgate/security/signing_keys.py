@@ -1,0 +1,204 @@
+"""JWT signing keys and the key ring that holds them for rotation.
+
+The ring's newest non-retired key signs; every key in the ring verifies, so tokens
+signed before a rotation stay valid until they expire. Pure: reading and writing
+key files lives in ``storage/keystore.py``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from jwt.algorithms import ECAlgorithm, OKPAlgorithm
+
+from authgate.exceptions import ConfigurationError
+
+AsymmetricAlgorithm = Literal["ES256", "EdDSA"]
+Algorithm = Literal["ES256", "EdDSA", "HS512"]
+PrivateKey = ec.EllipticCurvePrivateKey | Ed25519PrivateKey
+PublicKey = ec.EllipticCurvePublicKey | Ed25519PublicKey
+
+MIN_HMAC_SECRET_BYTES = 64  # HS512 needs a secret at least as long as its 512-bit output
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKey:
+    """One key: ``private`` signs, ``public`` verifies (both the secret for HS512)."""
+
+    kid: str
+    algorithm: Algorithm
+    private: PrivateKey | bytes
+    public: PublicKey | bytes
+    created_at: datetime
+    retired_at: datetime | None = None
+
+    def __repr__(self) -> str:  # never print key material
+        return f"SigningKey(kid={self.kid!r}, algorithm={self.algorithm!r})"
+
+    @property
+    def is_symmetric(self) -> bool:
+        return self.algorithm == "HS512"
+
+
+def generate_signing_key(algorithm: AsymmetricAlgorithm, *, now: datetime) -> SigningKey:
+    """A fresh asymmetric key; ``kid`` is its RFC 7638 thumbprint."""
+    private: PrivateKey
+    if algorithm == "ES256":
+        private = ec.generate_private_key(ec.SECP256R1())
+    else:
+        private = Ed25519PrivateKey.generate()
+    return _asymmetric_key(private, algorithm, created_at=now, retired_at=None)
+
+
+def hmac_signing_key(secret: bytes, *, now: datetime) -> SigningKey:
+    """The HS512 key for JHipster-compatible deployments (shared secret)."""
+    if len(secret) < MIN_HMAC_SECRET_BYTES:
+        raise ConfigurationError(
+            f"the HS512 secret must be at least {MIN_HMAC_SECRET_BYTES} bytes after base64 decoding"
+        )
+    kid = _b64url(hashlib.sha256(b"authgate-kid:" + secret).digest())[:16]
+    return SigningKey(kid=kid, algorithm="HS512", private=secret, public=secret, created_at=now)
+
+
+def public_jwk(key: SigningKey) -> dict[str, Any]:
+    """The public half of ``key`` as a JWK; symmetric keys have none."""
+    if isinstance(key.public, bytes):
+        raise ValueError("a symmetric key has no public JWK")
+    if isinstance(key.public, ec.EllipticCurvePublicKey):
+        jwk = ECAlgorithm.to_jwk(key.public, as_dict=True)
+    else:
+        jwk = OKPAlgorithm.to_jwk(key.public, as_dict=True)
+    return {**jwk, "kid": key.kid, "alg": key.algorithm, "use": "sig"}
+
+
+class KeyRing:
+    """An ordered set of signing keys; the first non-retired one is active."""
+
+    def __init__(self, keys: Iterable[SigningKey]) -> None:
+        self._keys = tuple(keys)
+        active = [key for key in self._keys if key.retired_at is None]
+        if len(active) != 1:
+            raise ConfigurationError("a key ring needs exactly one active (non-retired) key")
+        self._active = active[0]
+        self._by_kid = {key.kid: key for key in self._keys}
+        if len(self._by_kid) != len(self._keys):
+            raise ConfigurationError("duplicate kid in the key ring")
+
+    @property
+    def active(self) -> SigningKey:
+        return self._active
+
+    @property
+    def keys(self) -> tuple[SigningKey, ...]:
+        return self._keys
+
+    def find(self, kid: str | None) -> SigningKey | None:
+        """The key with this ``kid``; a token without ``kid`` matches only an HS512 ring."""
+        if kid is None:
+            return self._active if self._active.is_symmetric else None
+        return self._by_kid.get(kid)
+
+    def rotated(self, new_key: SigningKey, *, now: datetime, keep_for: timedelta) -> KeyRing:
+        """A ring where ``new_key`` signs and the old keys verify for ``keep_for`` more.
+
+        Keys retired longer than ``keep_for`` ago can no longer have valid tokens
+        (``keep_for`` is the longest token lifetime) and are dropped.
+        """
+        kept = []
+        for key in self._keys:
+            retired_at = key.retired_at or now
+            if now - retired_at <= keep_for:
+                kept.append(replace(key, retired_at=retired_at))
+        return KeyRing([new_key, *kept])
+
+    def jwks(self) -> dict[str, list[dict[str, Any]]]:
+        """The public keys as a JWK Set (empty for a shared-secret ring)."""
+        return {"keys": [public_jwk(key) for key in self._keys if not key.is_symmetric]}
+
+
+def keyring_to_document(ring: KeyRing) -> dict[str, Any]:
+    """Serialise an asymmetric ring (private keys as PKCS#8 PEM) for a 0600 file."""
+    entries = []
+    for key in ring.keys:
+        if isinstance(key.private, bytes):
+            raise ValueError("shared-secret keys are configured, never written to a key file")
+        pem = key.private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode("ascii")
+        entries.append(
+            {
+                "kid": key.kid,
+                "alg": key.algorithm,
+                "created_at": key.created_at.isoformat(),
+                "retired_at": key.retired_at.isoformat() if key.retired_at else None,
+                "private_key_pem": pem,
+            }
+        )
+    return {"version": 1, "keys": entries}
+
+
+def keyring_from_document(document: Mapping[str, Any]) -> KeyRing:
+    """Inverse of :func:`keyring_to_document`; raises ``ConfigurationError`` when invalid."""
+    try:
+        if document.get("version") != 1:
+            raise ValueError("unsupported key file version")
+        keys = [_key_from_entry(entry) for entry in document["keys"]]
+    except (KeyError, TypeError, ValueError) as error:
+        raise ConfigurationError(f"invalid signing key file: {error}") from None
+    return KeyRing(keys)
+
+
+def _key_from_entry(entry: Mapping[str, Any]) -> SigningKey:
+    algorithm = entry["alg"]
+    if algorithm not in ("ES256", "EdDSA"):
+        raise ValueError(f"unsupported algorithm {algorithm!r}")
+    private = serialization.load_pem_private_key(entry["private_key_pem"].encode(), password=None)
+    expected = ec.EllipticCurvePrivateKey if algorithm == "ES256" else Ed25519PrivateKey
+    if not isinstance(private, expected):
+        raise ValueError(f"key {entry['kid']!r} does not match algorithm {algorithm}")
+    retired = entry.get("retired_at")
+    key = _asymmetric_key(
+        private,
+        algorithm,
+        created_at=datetime.fromisoformat(entry["created_at"]),
+        retired_at=datetime.fromisoformat(retired) if retired else None,
+    )
+    if key.kid != entry["kid"]:
+        raise ValueError(f"kid {entry['kid']!r} does not match its key")
+    return key
+
+
+def _asymmetric_key(
+    private: PrivateKey,
+    algorithm: AsymmetricAlgorithm,
+    *,
+    created_at: datetime,
+    retired_at: datetime | None,
+) -> SigningKey:
+    public = private.public_key()
+    probe = SigningKey(
+        kid="", algorithm=algorithm, private=private, public=public, created_at=created_at
+    )
+    return replace(probe, kid=_thumbprint(public_jwk(probe)), retired_at=retired_at)
+
+
+def _thumbprint(jwk: Mapping[str, Any]) -> str:
+    """RFC 7638 JWK thumbprint (SHA-256, base64url)."""
+    members = ("crv", "kty", "x", "y") if jwk["kty"] == "EC" else ("crv", "kty", "x")
+    canonical = json.dumps({name: jwk[name] for name in members}, separators=(",", ":"))
+    return _b64url(hashlib.sha256(canonical.encode()).digest())
+
+
+def _b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")

@@ -1,0 +1,194 @@
+"""Issuing and verifying JWT access tokens.
+
+UTMStack's claims (``sub``, ``auth``, ``authenticated``, ``exp``) plus ``iat``,
+``nbf``, ``jti``, ``iss``, ``aud`` and ``uid``. Verification pins each key's
+algorithm (``none`` and algorithm confusion are refused before any signature check), requires
+every claim authgate relies on, and checks times against the caller's clock instead
+of PyJWT's wall clock, so expiry is testable without sleeping.
+
+``iat`` carries milliseconds: "log out everywhere" compares it with the moment of
+revocation, and a whole-second ``iat`` would let a token issued in the same second
+as the revocation survive it.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import jwt
+
+from authgate.exceptions import TokenExpired, TokenInvalid
+from authgate.security.principal import join_authorities, parse_authorities
+from authgate.security.signing_keys import KeyRing
+
+# Longer tokens are refused before parsing (ours are well under 1 KB).
+MAX_TOKEN_LENGTH = 4096
+
+_REQUIRED_CLAIMS = ["sub", "uid", "auth", "exp", "iat", "jti", "iss", "aud"]
+
+
+@dataclass(frozen=True, slots=True)
+class TokenClaims:
+    """The verified content of an access token."""
+
+    subject: str
+    user_id: int
+    authorities: frozenset[str]
+    token_id: str
+    issued_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    token: str
+    claims: TokenClaims
+
+
+class JwtCodec:
+    """Signs tokens with the key ring's active key and verifies them with any ring key."""
+
+    def __init__(self, keyring: KeyRing, *, issuer: str, audience: str, leeway: timedelta) -> None:
+        self._keyring = keyring
+        self._issuer = issuer
+        self._audience = audience
+        self._leeway = leeway.total_seconds()
+
+    @property
+    def keyring(self) -> KeyRing:
+        return self._keyring
+
+    def with_keyring(self, keyring: KeyRing) -> JwtCodec:
+        """A codec identical to this one but for its keys (after a rotation)."""
+        return JwtCodec(
+            keyring,
+            issuer=self._issuer,
+            audience=self._audience,
+            leeway=timedelta(seconds=self._leeway),
+        )
+
+    def issue(
+        self,
+        *,
+        subject: str,
+        user_id: int,
+        authorities: frozenset[str],
+        now: datetime,
+        ttl: timedelta,
+    ) -> IssuedToken:
+        issued_at = round(now.timestamp(), 3)
+        expires_at = int((now + ttl).timestamp())
+        token_id = secrets.token_urlsafe(16)
+        payload: dict[str, Any] = {
+            "sub": subject,
+            "auth": join_authorities(authorities),
+            "authenticated": True,
+            "uid": user_id,
+            "iss": self._issuer,
+            "aud": self._audience,
+            "iat": issued_at,
+            "nbf": int(issued_at),
+            "exp": expires_at,
+            "jti": token_id,
+        }
+        key = self._keyring.active
+        token = jwt.encode(payload, key.private, algorithm=key.algorithm, headers={"kid": key.kid})
+        claims = TokenClaims(
+            subject=subject,
+            user_id=user_id,
+            authorities=authorities,
+            token_id=token_id,
+            issued_at=datetime.fromtimestamp(issued_at, UTC),
+            expires_at=datetime.fromtimestamp(expires_at, UTC),
+        )
+        return IssuedToken(token=token, claims=claims)
+
+    def verify(self, token: str, *, now: datetime) -> TokenClaims:
+        """Verify ``token`` completely and return its claims.
+
+        Raises:
+            TokenInvalid: malformed, wrong algorithm, unknown key, bad signature,
+                wrong issuer/audience, missing or mistyped claims, not yet valid.
+            TokenExpired: a genuine token whose ``exp`` has passed.
+        """
+        if len(token) > MAX_TOKEN_LENGTH:
+            raise TokenInvalid(reason="token_too_long")
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.InvalidTokenError:
+            raise TokenInvalid(reason="malformed_token") from None
+        kid = header.get("kid")
+        key = self._keyring.find(kid if isinstance(kid, str) else None)
+        if key is None:
+            raise TokenInvalid(reason="unknown_signing_key")
+        # Each key verifies with its own algorithm only: "none" and algorithm
+        # confusion (HS256 keyed with the public key) never reach a signature check.
+        if header.get("alg") != key.algorithm:
+            raise TokenInvalid(reason="algorithm_not_allowed")
+        try:
+            payload = jwt.decode(
+                token,
+                key.public,
+                algorithms=[key.algorithm],
+                audience=self._audience,
+                issuer=self._issuer,
+                options={
+                    "require": _REQUIRED_CLAIMS,
+                    # Times are checked below against the injected clock.
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                },
+            )
+        except jwt.InvalidSignatureError:
+            raise TokenInvalid(reason="bad_signature") from None
+        except (jwt.InvalidAudienceError, jwt.InvalidIssuerError):
+            raise TokenInvalid(reason="wrong_issuer_or_audience") from None
+        except jwt.InvalidTokenError:
+            raise TokenInvalid(reason="invalid_claims") from None
+        return self._claims_from(payload, now=now.timestamp())
+
+    def _claims_from(self, payload: dict[str, Any], *, now: float) -> TokenClaims:
+        subject = payload["sub"]
+        auth = payload["auth"]
+        token_id = payload["jti"]
+        exp, iat, nbf = payload["exp"], payload["iat"], payload.get("nbf", payload["iat"])
+        user_id = payload["uid"]
+        if not (
+            _is_number(exp)
+            and _is_number(iat)
+            and _is_number(nbf)
+            and isinstance(subject, str)
+            and subject
+            and isinstance(auth, str)
+            and isinstance(token_id, str)
+            and token_id
+            and isinstance(user_id, int)
+            and not isinstance(user_id, bool)
+            and payload.get("authenticated", True) is True
+        ):
+            raise TokenInvalid(reason="invalid_claims")
+        if now > exp + self._leeway:
+            raise TokenExpired(reason="token_expired")
+        if now + self._leeway < nbf or now + self._leeway < iat:
+            raise TokenInvalid(reason="token_not_yet_valid")
+        try:
+            issued_at = datetime.fromtimestamp(iat, UTC)
+            expires_at = datetime.fromtimestamp(exp, UTC)
+        except (OverflowError, ValueError, OSError):  # absurd or non-finite times
+            raise TokenInvalid(reason="invalid_claims") from None
+        return TokenClaims(
+            subject=subject,
+            user_id=user_id,
+            authorities=parse_authorities(auth),
+            token_id=token_id,
+            issued_at=issued_at,
+            expires_at=expires_at,
+        )
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)

@@ -1,0 +1,108 @@
+"""A user's own account: logging in, changing the password, logging out everywhere."""
+
+from __future__ import annotations
+
+from authgate.clock import Clock
+from authgate.exceptions import BadCredentials, FieldError, NotFound, ValidationFailed
+from authgate.security.passwords import PasswordPolicy
+from authgate.services.changes import Change, ChangeFeed, ChangeKind
+from authgate.services.password_hashing import AsyncPasswordHasher
+from authgate.services.users import UserView
+from authgate.storage.db import Database
+from authgate.storage.models import User
+from authgate.storage.repositories import UserRepository
+
+
+class AccountService:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        feed: ChangeFeed,
+        hasher: AsyncPasswordHasher,
+        policy: PasswordPolicy,
+        clock: Clock,
+    ) -> None:
+        self._db = db
+        self._feed = feed
+        self._hasher = hasher
+        self._policy = policy
+        self._clock = clock
+
+    async def authenticate(self, username: str, password: str) -> UserView:
+        """The active user with this login or e-mail and password.
+
+        Raises ``BadCredentials`` for an unknown user, a wrong password and a
+        deactivated user alike, after the same amount of work, so neither the answer
+        nor its timing tells which accounts exist.
+        """
+        identifier = username.strip().lower()
+        async with self._db.session() as session:
+            user = await UserRepository(session).by_login_or_email(identifier)
+        if user is None:
+            await self._hasher.spend_equal_time(password)
+            raise BadCredentials(reason="unknown_user")
+        await self._hasher.verify(user.password_hash, password)
+        if not user.activated:
+            raise BadCredentials(reason="user_deactivated")
+        if self._hasher.needs_rehash(user.password_hash):
+            await self._rehash(user, password)
+        return UserView.of(user)
+
+    async def account(self, user_id: int) -> UserView:
+        async with self._db.session() as session:
+            user = await UserRepository(session).get(user_id)
+        if user is None:
+            raise NotFound("User not found", reason="user_not_found")
+        return UserView.of(user)
+
+    async def change_password(
+        self, user_id: int, *, current_password: str, new_password: str
+    ) -> None:
+        """Change the caller's password; every token of theirs stops working."""
+        async with self._db.session() as session:
+            user = await UserRepository(session).get(user_id)
+        if user is None:
+            raise NotFound("User not found", reason="user_not_found")
+        try:
+            await self._hasher.verify(user.password_hash, current_password)
+        except BadCredentials:
+            # 400, not 401: the caller's token is fine, only this field is wrong.
+            message = "Current password is incorrect."
+            raise ValidationFailed(
+                message,
+                field_errors=[FieldError("currentPassword", message)],
+                reason="wrong_current_password",
+            ) from None
+        self._policy.check(new_password, login=user.login, field="newPassword")
+        if new_password == current_password:
+            message = "New password must differ from the current one."
+            raise ValidationFailed(message, field_errors=[FieldError("newPassword", message)])
+        password_hash = await self._hasher.hash(new_password)
+        async with self._feed.unit_of_work() as work:
+            stored = await UserRepository(work.session).get(user_id)
+            if stored is None:
+                raise NotFound("User not found", reason="user_not_found")
+            now = self._clock()
+            stored.password_hash = password_hash
+            stored.password_changed_at = now
+            stored.tokens_valid_after = now
+            stored.updated_at = now
+            work.publish(Change(ChangeKind.USER_CHANGED, str(user_id)))
+
+    async def log_out_everywhere(self, user_id: int) -> None:
+        """Revoke every token issued to the user until now."""
+        async with self._feed.unit_of_work() as work:
+            user = await UserRepository(work.session).get(user_id)
+            if user is None:
+                raise NotFound("User not found", reason="user_not_found")
+            user.tokens_valid_after = self._clock()
+            work.publish(Change(ChangeKind.USER_CHANGED, str(user_id)))
+
+    async def _rehash(self, user: User, password: str) -> None:
+        """Upgrade a hash made with old Argon2 parameters, unless it changed meanwhile."""
+        new_hash = await self._hasher.hash(password)
+        async with self._db.transaction() as session:
+            stored = await UserRepository(session).get(user.id)
+            if stored is not None and stored.password_hash == user.password_hash:
+                stored.password_hash = new_hash

@@ -1,0 +1,159 @@
+"""The change feed: how every process learns that cached authentication state is stale.
+
+A service that changes something authentication depends on (a logout, a password
+change, a deactivation) records a :class:`Change` in the same transaction. After the
+commit the change is applied to this process's caches at once; every other worker
+and node picks it up by polling ``auth_changes`` by sequence number, a cheap indexed
+query (four times a second by default). Handlers must be idempotent: a change may be
+delivered more than once.
+
+Sequence numbers can commit out of order on PostgreSQL (two concurrent transactions),
+so the poller keeps a low-water mark below which it has seen everything and waits a
+while for the gaps above it before giving up on them (a rolled-back transaction
+leaves a permanent gap).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
+from enum import StrEnum
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from authgate.clock import Clock
+from authgate.storage.db import Database
+from authgate.storage.repositories import ChangeRepository
+
+log = logging.getLogger(__name__)
+
+
+class ChangeKind(StrEnum):
+    TOKEN_REVOKED = "token_revoked"  # noqa: S105 - subject: the token's jti
+    USER_CHANGED = "user_changed"  # subject: the user id
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    kind: ChangeKind
+    subject: str
+
+
+ChangeHandler = Callable[[Change], None]
+
+
+@dataclass(slots=True)
+class UnitOfWork:
+    """One transaction of a use case, plus the changes it announces on commit."""
+
+    session: AsyncSession
+    changes: list[Change] = field(default_factory=list)
+
+    def publish(self, change: Change) -> None:
+        self.changes.append(change)
+
+
+class ChangeFeed:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        clock: Clock,
+        gap_timeout: float = 10.0,
+        retention: timedelta = timedelta(days=1),
+        batch_size: int = 1000,
+    ) -> None:
+        self._db = db
+        self._clock = clock
+        self._gap_timeout = gap_timeout
+        self._retention = retention
+        self._batch_size = batch_size
+        self._handlers: list[ChangeHandler] = []
+        self._low_water = 0
+        self._seen_above: set[int] = set()
+        self._gap_since: dict[int, float] = {}
+        self._failing = False
+
+    def subscribe(self, handler: ChangeHandler) -> None:
+        self._handlers.append(handler)
+
+    @asynccontextmanager
+    async def unit_of_work(self) -> AsyncIterator[UnitOfWork]:
+        """A transaction whose published changes are stored with it and applied after commit."""
+        async with self._db.transaction() as session:
+            work = UnitOfWork(session)
+            yield work
+            changes = ChangeRepository(session)
+            now = self._clock()
+            for change in work.changes:
+                changes.append(kind=change.kind.value, subject=change.subject, now=now)
+        for change in work.changes:
+            self._dispatch(change)
+
+    async def start_from_now(self) -> None:
+        """Skip history: callers load current state right after this."""
+        async with self._db.session() as session:
+            self._low_water = await ChangeRepository(session).last_seq()
+        self._seen_above.clear()
+        self._gap_since.clear()
+
+    async def poll_once(self) -> int:
+        """Apply changes committed since the last poll; returns how many were new."""
+        async with self._db.session() as session:
+            rows = await ChangeRepository(session).after(self._low_water, limit=self._batch_size)
+            fresh = [
+                (row.seq, Change(ChangeKind(row.kind), row.subject))
+                for row in rows
+                if row.seq not in self._seen_above and row.kind in ChangeKind._value2member_map_
+            ]
+            seen_now = {row.seq for row in rows}
+        for _, change in fresh:
+            self._dispatch(change)
+        self._seen_above |= seen_now
+        self._advance_low_water(time.monotonic())
+        return len(fresh)
+
+    async def poll_logging_errors(self) -> None:
+        """``poll_once`` for a background loop: failures are logged once, then retried."""
+        try:
+            await self.poll_once()
+        except Exception as error:  # noqa: BLE001 - the next tick retries
+            if not self._failing:
+                log.warning("change feed polling failed: %s", type(error).__name__)
+            self._failing = True
+        else:
+            if self._failing:
+                log.info("change feed polling recovered")
+            self._failing = False
+
+    async def delete_old(self) -> int:
+        """Drop feed rows older than the retention (every poller has long seen them)."""
+        async with self._db.transaction() as session:
+            return await ChangeRepository(session).delete_before(self._clock() - self._retention)
+
+    def _dispatch(self, change: Change) -> None:
+        for handler in self._handlers:
+            try:
+                handler(change)
+            except Exception:  # a broken handler must not stop the others
+                log.exception("change handler failed for %s", change.kind.value)
+
+    def _advance_low_water(self, now: float) -> None:
+        if not self._seen_above:
+            return
+        highest = max(self._seen_above)
+        expected = self._low_water + 1
+        while expected <= highest:
+            if expected in self._seen_above:
+                self._seen_above.discard(expected)
+            else:
+                first_missed = self._gap_since.setdefault(expected, now)
+                if now - first_missed < self._gap_timeout:
+                    break  # maybe a transaction that has not committed yet
+                del self._gap_since[expected]  # rolled back: never coming
+            self._low_water = expected
+            expected += 1

@@ -1,0 +1,340 @@
+"""User administration: create, update, deactivate, delete, reset passwords, bootstrap.
+
+Rules live here so the REST API and the CLI enforce the same ones.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final
+
+from sqlalchemy.exc import IntegrityError
+
+from authgate.clock import Clock
+from authgate.exceptions import (
+    Conflict,
+    FieldError,
+    NotFound,
+    ValidationFailed,
+)
+from authgate.security.passwords import PasswordPolicy
+from authgate.security.principal import (
+    KNOWN_AUTHORITIES,
+    ROLE_ADMIN,
+    ROLE_USER,
+    join_authorities,
+    parse_authorities,
+)
+from authgate.services.changes import Change, ChangeFeed, ChangeKind, UnitOfWork
+from authgate.services.password_hashing import AsyncPasswordHasher
+from authgate.storage.db import Database
+from authgate.storage.models import User
+from authgate.storage.paging import Page, PageRequest
+from authgate.storage.repositories import UserRepository
+
+LOGIN_PATTERN: Final = r"^[_.@A-Za-z0-9-]{1,50}$"
+LOGIN_MAX_LENGTH: Final = 50
+EMAIL_PATTERN: Final = r"^[^@\s]+@[^@\s]+$"
+EMAIL_MAX_LENGTH: Final = 254
+NAME_MAX_LENGTH: Final = 50
+LANG_KEY_PATTERN: Final = r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})?$"
+INITIAL_ADMIN_LOGIN: Final = "admin"
+
+_LOGIN_RE = re.compile(LOGIN_PATTERN)
+_EMAIL_RE = re.compile(EMAIL_PATTERN)
+_LANG_KEY_RE = re.compile(LANG_KEY_PATTERN)
+
+
+@dataclass(frozen=True, slots=True)
+class UserView:
+    """A user as the layers above storage see it (never the password hash)."""
+
+    id: int
+    login: str
+    email: str
+    first_name: str | None
+    last_name: str | None
+    lang_key: str
+    activated: bool
+    authorities: frozenset[str]
+    created_at: datetime
+    updated_at: datetime
+    password_changed_at: datetime | None
+    tokens_valid_after: datetime | None
+
+    @classmethod
+    def of(cls, user: User) -> UserView:
+        return cls(
+            id=user.id,
+            login=user.login,
+            email=user.email,
+            first_name=user.first_name,
+            last_name=user.last_name,
+            lang_key=user.lang_key,
+            activated=user.activated,
+            authorities=parse_authorities(user.authorities),
+            created_at=user.created_at,
+            updated_at=user.updated_at,
+            password_changed_at=user.password_changed_at,
+            tokens_valid_after=user.tokens_valid_after,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewUser:
+    login: str
+    email: str
+    password: str
+    authorities: frozenset[str] = frozenset({ROLE_USER})
+    first_name: str | None = None
+    last_name: str | None = None
+    lang_key: str = "en"
+    activated: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UserChanges:
+    """Fields to change; ``None`` keeps the current value."""
+
+    email: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    lang_key: str | None = None
+    activated: bool | None = None
+    authorities: frozenset[str] | None = None
+
+
+class UserService:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        feed: ChangeFeed,
+        hasher: AsyncPasswordHasher,
+        policy: PasswordPolicy,
+        clock: Clock,
+    ) -> None:
+        self._db = db
+        self._feed = feed
+        self._hasher = hasher
+        self._policy = policy
+        self._clock = clock
+
+    async def list_users(self, request: PageRequest) -> Page[UserView]:
+        unknown = [o.field for o in request.sort if o.field not in UserRepository.SORT_COLUMNS]
+        if unknown:
+            raise ValidationFailed(
+                f"Cannot sort by {unknown[0]!r}.",
+                field_errors=[FieldError("sort", f"unknown sort field {unknown[0]!r}", "query")],
+            )
+        async with self._db.session() as session:
+            users = UserRepository(session)
+            total = await users.count()
+            items = [UserView.of(user) for user in await users.page(request)]
+        return Page(items=items, total=total, request=request)
+
+    async def get_user(self, login: str) -> UserView:
+        async with self._db.session() as session:
+            return UserView.of(await _existing(UserRepository(session), login))
+
+    async def create_user(self, new: NewUser) -> UserView:
+        login = new.login.strip().lower()
+        email = new.email.strip().lower()
+        errors = [
+            *_login_errors(login),
+            *_email_errors(email),
+            *_profile_errors(new.first_name, new.last_name, new.lang_key),
+            *_authority_errors(new.authorities),
+        ]
+        if errors:
+            raise ValidationFailed(errors[0].message, field_errors=errors)
+        self._policy.check(new.password, login=login, field="password")
+        password_hash = await self._hasher.hash(new.password)
+        now = self._clock()
+        try:
+            async with self._feed.unit_of_work() as work:
+                users = UserRepository(work.session)
+                if await users.by_login(login) is not None:
+                    raise Conflict("Login name already used!", reason="login_exists")
+                if await users.email_taken(email):
+                    raise Conflict("Email is already in use!", reason="email_exists")
+                user = User(
+                    login=login,
+                    email=email,
+                    first_name=new.first_name,
+                    last_name=new.last_name,
+                    lang_key=new.lang_key,
+                    activated=new.activated,
+                    authorities=join_authorities(new.authorities),
+                    password_hash=password_hash,
+                    created_at=now,
+                    updated_at=now,
+                    password_changed_at=now,
+                )
+                users.add(user)
+                await users.flush()
+                return UserView.of(user)
+        except IntegrityError:  # a concurrent request created the same login or e-mail
+            raise Conflict("Login name or email already used!", reason="user_exists") from None
+
+    async def update_user(
+        self, login: str, changes: UserChanges, *, acting_user_id: int | None
+    ) -> UserView:
+        errors = [
+            *(_email_errors(changes.email.strip().lower()) if changes.email is not None else []),
+            *_profile_errors(changes.first_name, changes.last_name, changes.lang_key),
+            *(_authority_errors(changes.authorities) if changes.authorities is not None else []),
+        ]
+        if errors:
+            raise ValidationFailed(errors[0].message, field_errors=errors)
+        try:
+            async with self._feed.unit_of_work() as work:
+                users = UserRepository(work.session)
+                user = await _existing(users, login)
+                await self._apply_changes(users, user, changes, acting_user_id=acting_user_id)
+                self._touched(work, user)
+                await users.flush()
+                return UserView.of(user)
+        except IntegrityError:
+            raise Conflict("Email is already in use!", reason="email_exists") from None
+
+    async def set_password(self, login: str, new_password: str) -> None:
+        """Replace a user's password (admin reset); all their tokens stop working."""
+        async with self._db.session() as session:
+            existing = await _existing(UserRepository(session), login)
+        self._policy.check(new_password, login=existing.login, field="newPassword")
+        password_hash = await self._hasher.hash(new_password)
+        async with self._feed.unit_of_work() as work:
+            user = await _existing(UserRepository(work.session), login)
+            now = self._clock()
+            user.password_hash = password_hash
+            user.password_changed_at = now
+            user.tokens_valid_after = now
+            self._touched(work, user)
+
+    async def deactivate(self, login: str, *, acting_user_id: int | None) -> UserView:
+        return await self.update_user(
+            login, UserChanges(activated=False), acting_user_id=acting_user_id
+        )
+
+    async def delete_user(self, login: str, *, acting_user_id: int | None) -> None:
+        async with self._feed.unit_of_work() as work:
+            users = UserRepository(work.session)
+            user = await _existing(users, login)
+            if user.id == acting_user_id:
+                raise Conflict("You cannot delete your own account.", reason="self_delete")
+            if _is_active_admin(user) and await users.count_active_admins() <= 1:
+                raise Conflict(_LAST_ADMIN, reason="last_admin")
+            await users.delete(user)
+            work.publish(Change(ChangeKind.USER_CHANGED, str(user.id)))
+
+    async def ensure_initial_admin(self, password: str | None) -> str | None:
+        """Create user ``admin`` if there are no users at all.
+
+        Returns the generated password when one was generated (to print once), else
+        ``None``. A given password must pass the policy: never a default like "admin".
+        """
+        async with self._db.session() as session:
+            if await UserRepository(session).count() > 0:
+                return None
+        generated = password is None
+        chosen = password if password is not None else secrets.token_urlsafe(18)
+        try:
+            await self.create_user(
+                NewUser(
+                    login=INITIAL_ADMIN_LOGIN,
+                    email="admin@localhost",
+                    password=chosen,
+                    authorities=frozenset({ROLE_ADMIN, ROLE_USER}),
+                    first_name="Administrator",
+                )
+            )
+        except Conflict:  # another process bootstrapped at the same moment
+            return None
+        return chosen if generated else None
+
+    async def _apply_changes(
+        self, users: UserRepository, user: User, changes: UserChanges, *, acting_user_id: int | None
+    ) -> None:
+        # Counted before any change, while autoflush cannot yet see this user's new state.
+        admins_before = await users.count_active_admins() if _is_active_admin(user) else None
+        if changes.email is not None:
+            email = changes.email.strip().lower()
+            if email != user.email and await users.email_taken(email, except_user_id=user.id):
+                raise Conflict("Email is already in use!", reason="email_exists")
+            user.email = email
+        if changes.first_name is not None:
+            user.first_name = changes.first_name or None
+        if changes.last_name is not None:
+            user.last_name = changes.last_name or None
+        if changes.lang_key is not None:
+            user.lang_key = changes.lang_key
+        if changes.authorities is not None:
+            user.authorities = join_authorities(changes.authorities)
+        if changes.activated is not None and changes.activated != user.activated:
+            if not changes.activated and user.id == acting_user_id:
+                raise Conflict("You cannot deactivate your own account.", reason="self_deactivate")
+            user.activated = changes.activated
+            if not changes.activated:
+                # Reactivation must not bring old sessions back.
+                user.tokens_valid_after = self._clock()
+        if admins_before is not None and admins_before <= 1 and not _is_active_admin(user):
+            raise Conflict(_LAST_ADMIN, reason="last_admin")
+
+    def _touched(self, work: UnitOfWork, user: User) -> None:
+        user.updated_at = self._clock()
+        work.publish(Change(ChangeKind.USER_CHANGED, str(user.id)))
+
+
+_LAST_ADMIN = "At least one active administrator must remain."
+
+
+async def _existing(users: UserRepository, login: str) -> User:
+    user = await users.by_login(login.strip().lower())
+    if user is None:
+        raise NotFound("User not found", reason="user_not_found")
+    return user
+
+
+def _is_active_admin(user: User) -> bool:
+    return user.activated and ROLE_ADMIN in parse_authorities(user.authorities)
+
+
+def _login_errors(login: str) -> list[FieldError]:
+    if not _LOGIN_RE.fullmatch(login):
+        return [
+            FieldError("login", "Login must be 1-50 characters: letters, digits, and _ . @ - only.")
+        ]
+    return []
+
+
+def _email_errors(email: str) -> list[FieldError]:
+    if len(email) > EMAIL_MAX_LENGTH or not _EMAIL_RE.fullmatch(email):
+        return [FieldError("email", "Email must be a valid address of at most 254 characters.")]
+    return []
+
+
+def _profile_errors(
+    first_name: str | None, last_name: str | None, lang_key: str | None
+) -> list[FieldError]:
+    errors = []
+    for field, value in (("firstName", first_name), ("lastName", last_name)):
+        if value is not None and len(value) > NAME_MAX_LENGTH:
+            errors.append(
+                FieldError(field, f"{field} must be at most {NAME_MAX_LENGTH} characters.")
+            )
+    if lang_key is not None and not _LANG_KEY_RE.fullmatch(lang_key):
+        errors.append(FieldError("langKey", "langKey must be a language tag such as 'en'."))
+    return errors
+
+
+def _authority_errors(authorities: frozenset[str]) -> list[FieldError]:
+    if not authorities:
+        return [FieldError("authorities", "At least one authority is required.")]
+    unknown = sorted(authorities - KNOWN_AUTHORITIES)
+    if unknown:
+        return [FieldError("authorities", f"Unknown authority: {unknown[0]}.")]
+    return []

@@ -1,0 +1,183 @@
+"""The one settings object, built once at start-up and passed down.
+
+Values come from (highest priority first) constructor arguments, ``AUTHGATE_*``
+environment variables, an optional TOML config file (``AUTHGATE_CONFIG_FILE``)
+and the defaults below. No other module reads the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from authgate.exceptions import ConfigurationError
+
+JwtAlgorithm = Literal["ES256", "EdDSA", "HS512"]
+
+CONFIG_FILE_VARIABLE = "AUTHGATE_CONFIG_FILE"
+
+
+class Settings(BaseSettings):
+    """authgate configuration. Every field maps to ``AUTHGATE_<FIELD NAME>``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="AUTHGATE_",
+        frozen=True,
+        extra="forbid",
+        case_sensitive=False,
+    )
+
+    # --- where things live ----------------------------------------------------------
+    data_dir: Path = Field(
+        default=Path("./authgate-data"),
+        description="Directory for the SQLite database and generated signing keys.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy async URL; default: SQLite file authgate.db in the data dir.",
+    )
+    auto_migrate: bool | None = Field(
+        default=None,
+        description="Apply pending migrations when the server starts (default: SQLite only).",
+    )
+    config_file: Path | None = Field(default=None, description="Optional TOML config file.")
+
+    # --- HTTP server --------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    public_url: str | None = Field(
+        default=None, description="Externally visible base URL, used in printed links."
+    )
+    access_log: bool = Field(
+        default=True, description="Log one line per request (method, path without query, status)."
+    )
+    max_body_bytes: int = Field(
+        default=64 * 1024, ge=1024, description="Larger request bodies are refused with 413."
+    )
+
+    # --- tokens -------------------------------------------------------------------------
+    jwt_algorithm: JwtAlgorithm = "ES256"
+    jwt_issuer: str = "authgate"
+    jwt_audience: str = "authgate"
+    token_ttl_seconds: int = Field(default=3600, ge=60, le=30 * 86400)
+    remember_me_ttl_seconds: int = Field(default=7 * 86400, ge=60, le=365 * 86400)
+    token_leeway_seconds: int = Field(default=30, ge=0, le=300)
+    signing_keys_file: Path | None = Field(
+        default=None,
+        description="JSON key ring for ES256/EdDSA; default: signing-keys.json in the data dir.",
+    )
+    jwt_secret: SecretStr | None = Field(
+        default=None, description="Shared secret for HS512 mode (base64, at least 64 bytes)."
+    )
+    jwt_secret_file: Path | None = None
+    access_token_query_param: bool = Field(
+        default=False,
+        description="Also accept ?access_token= (leaks tokens into logs and browser history).",
+    )
+    token_cache_size: int = Field(default=10_000, ge=0, le=10_000_000)
+    user_cache_size: int = Field(default=10_000, ge=1, le=10_000_000)
+    user_cache_ttl_seconds: float = Field(default=60.0, gt=0, le=3600)
+    change_poll_interval_seconds: float = Field(default=0.25, gt=0, le=10)
+
+    # --- passwords ----------------------------------------------------------------------
+    admin_password: SecretStr | None = Field(
+        default=None, description="Password of the first 'admin' user; random when unset."
+    )
+    password_min_length: int = Field(default=12, ge=8, le=128)
+    password_max_length: int = Field(default=128, ge=12, le=1024)
+    # OWASP's Argon2id recommendation: t=2, m=19 MiB, p=1.
+    argon2_time_cost: int = Field(default=2, ge=1, le=20)
+    argon2_memory_kib: int = Field(default=19_456, ge=8, le=4 * 1024 * 1024)
+    argon2_parallelism: int = Field(default=1, ge=1, le=16)
+    password_hashing_threads: int = Field(
+        default=0, ge=0, le=64, description="Concurrent hashes; 0 means one per CPU."
+    )
+
+    opentelemetry: bool = Field(
+        default=False,
+        description="Enable FastAPI's native OpenTelemetry (global providers); costs per request.",
+    )
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = _config_file_from(init_settings(), os.environ)
+        if config_file is not None:
+            if not config_file.is_file():
+                raise ConfigurationError(f"config file not found: {config_file}")
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return tuple(sources)
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> Settings:
+        if self.password_min_length > self.password_max_length:
+            raise ValueError("password_min_length must not exceed password_max_length")
+        if self.remember_me_ttl_seconds < self.token_ttl_seconds:
+            raise ValueError("remember_me_ttl_seconds must be at least token_ttl_seconds")
+        if self.jwt_secret is not None and self.jwt_secret_file is not None:
+            raise ValueError("set jwt_secret or jwt_secret_file, not both")
+        return self
+
+    # --- derived values -----------------------------------------------------------------
+    @property
+    def effective_database_url(self) -> str:
+        """The database URL, defaulting to an SQLite file in the data dir."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'authgate.db').resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.effective_database_url.startswith("sqlite")
+
+    @property
+    def should_auto_migrate(self) -> bool:
+        return self.is_sqlite if self.auto_migrate is None else self.auto_migrate
+
+    @property
+    def effective_signing_keys_file(self) -> Path:
+        return self.signing_keys_file or self.data_dir / "signing-keys.json"
+
+    @property
+    def token_ttl(self) -> timedelta:
+        return timedelta(seconds=self.token_ttl_seconds)
+
+    @property
+    def remember_me_ttl(self) -> timedelta:
+        return timedelta(seconds=self.remember_me_ttl_seconds)
+
+    @property
+    def base_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+
+def _config_file_from(init_values: Mapping[str, Any], environ: Mapping[str, str]) -> Path | None:
+    explicit = init_values.get("config_file")
+    if explicit:
+        return Path(explicit)
+    from_env = environ.get(CONFIG_FILE_VARIABLE)
+    return Path(from_env) if from_env else None

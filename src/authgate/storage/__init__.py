@@ -1,0 +1,5 @@
+"""Storage: SQLAlchemy models, repositories, migrations, key files.
+
+Modules: ``db`` (engine, sessions), ``models``, ``repositories``, ``paging``,
+``migrate`` (Alembic from inside authgate), ``keystore`` (signing-key files).
+"""

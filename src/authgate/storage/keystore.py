@@ -1,0 +1,118 @@
+"""Signing-key files: read, create once, rotate. Files are written atomically with mode 0600."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import os
+import stat
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from authgate.exceptions import ConfigurationError
+from authgate.security.signing_keys import (
+    AsymmetricAlgorithm,
+    KeyRing,
+    generate_signing_key,
+    hmac_signing_key,
+    keyring_from_document,
+    keyring_to_document,
+)
+
+log = logging.getLogger(__name__)
+
+
+def load_keyring(path: Path) -> KeyRing:
+    """Read an existing key file; raises ``ConfigurationError`` when missing or invalid."""
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigurationError(f"signing key file not found: {path}") from None
+    except OSError as error:
+        raise ConfigurationError(f"cannot read signing key file {path}: {error.strerror}") from None
+    _warn_if_readable_by_others(path)
+    try:
+        document = json.loads(raw)
+    except json.JSONDecodeError:
+        raise ConfigurationError(f"signing key file {path} is not valid JSON") from None
+    if not isinstance(document, dict):
+        raise ConfigurationError(f"signing key file {path} is not a JSON object")
+    return keyring_from_document(document)
+
+
+def load_or_create_keyring(path: Path, algorithm: AsymmetricAlgorithm, *, now: datetime) -> KeyRing:
+    """The key ring in ``path``, created with one fresh key if the file does not exist.
+
+    Creation uses an exclusive open, so processes starting together agree on one key.
+    """
+    if not path.exists():
+        ring = KeyRing([generate_signing_key(algorithm, now=now)])
+        try:
+            _write_new(path, ring)
+            log.info("created a new %s signing key in %s", algorithm, path)
+            return ring
+        except FileExistsError:
+            pass  # another process won the race; use its key
+    return load_keyring(path)
+
+
+def rotate_keyring(
+    path: Path, algorithm: AsymmetricAlgorithm, *, now: datetime, keep_for: timedelta
+) -> KeyRing:
+    """Add a new active key to the file; old keys keep verifying for ``keep_for``."""
+    ring = load_keyring(path).rotated(
+        generate_signing_key(algorithm, now=now), now=now, keep_for=keep_for
+    )
+    _replace(path, ring)
+    return ring
+
+
+def hmac_keyring(secret: str | None, secret_file: Path | None, *, now: datetime) -> KeyRing:
+    """The HS512 ring from a base64 secret given directly or in a file."""
+    if secret_file is not None:
+        try:
+            secret = secret_file.read_text(encoding="utf-8").strip()
+        except OSError as error:
+            raise ConfigurationError(f"cannot read JWT secret file: {error.strerror}") from None
+    if not secret:
+        raise ConfigurationError("HS512 needs AUTHGATE_JWT_SECRET or AUTHGATE_JWT_SECRET_FILE")
+    try:
+        raw = base64.b64decode(secret, validate=True)
+    except (binascii.Error, ValueError):
+        raise ConfigurationError("the JWT secret must be base64-encoded") from None
+    return KeyRing([hmac_signing_key(raw, now=now)])
+
+
+def _write_new(path: Path, ring: KeyRing) -> None:
+    temporary = _write_temporary(path, ring)
+    try:
+        os.link(temporary, path)  # fails with FileExistsError if another process was first
+    finally:
+        temporary.unlink()
+
+
+def _replace(path: Path, ring: KeyRing) -> None:
+    os.replace(_write_temporary(path, ring), path)
+
+
+def _write_temporary(path: Path, ring: KeyRing) -> Path:
+    """Write ``ring`` beside ``path`` (mode 0600, fsynced) and return the temporary path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(json.dumps(keyring_to_document(ring), indent=2).encode("utf-8"))
+        handle.flush()
+        os.fsync(handle.fileno())
+    return temporary
+
+
+def _warn_if_readable_by_others(path: Path) -> None:
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        log.warning("signing key file %s is accessible by other users; chmod 600 it", path)

@@ -1,0 +1,140 @@
+"""Queries, one repository per table. Repositories never commit: services own transactions."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, delete, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from authgate.storage.models import AuthChange, RevokedToken, User
+from authgate.storage.paging import PageRequest, SortOrder
+
+
+def _order_by(
+    sort: Sequence[SortOrder], columns: Mapping[str, Any], tie_breaker: Any
+) -> list[ColumnElement[Any]]:
+    clauses = []
+    for order in sort:
+        column = columns[order.field]  # callers validate names against the mapping
+        clauses.append(column.desc() if order.descending else column.asc())
+    clauses.append(tie_breaker.asc())  # stable pages
+    return clauses
+
+
+class UserRepository:
+    # Logical (API) sort names → columns.
+    SORT_COLUMNS: Mapping[str, Any] = {
+        "id": User.id,
+        "login": User.login,
+        "email": User.email,
+        "firstName": User.first_name,
+        "lastName": User.last_name,
+        "activated": User.activated,
+        "createdDate": User.created_at,
+        "lastModifiedDate": User.updated_at,
+    }
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def get(self, user_id: int) -> User | None:
+        return await self._session.get(User, user_id)
+
+    async def by_login(self, login: str) -> User | None:
+        return await self._session.scalar(select(User).where(User.login == login))
+
+    async def by_login_or_email(self, identifier: str) -> User | None:
+        """The user whose login or e-mail is ``identifier`` (both stored lower-case)."""
+        found = await self._session.scalars(
+            select(User).where(or_(User.login == identifier, User.email == identifier)).limit(2)
+        )
+        users = list(found)
+        # A login equal to another user's e-mail: the login wins, as in JHipster.
+        for user in users:
+            if user.login == identifier:
+                return user
+        return users[0] if users else None
+
+    async def email_taken(self, email: str, *, except_user_id: int | None = None) -> bool:
+        query = select(User.id).where(User.email == email)
+        if except_user_id is not None:
+            query = query.where(User.id != except_user_id)
+        return await self._session.scalar(query.limit(1)) is not None
+
+    async def count(self) -> int:
+        return await self._session.scalar(select(func.count()).select_from(User)) or 0
+
+    async def count_active_admins(self) -> int:
+        query = (
+            select(func.count())
+            .select_from(User)
+            .where(User.activated.is_(True), User.authorities.contains("ROLE_ADMIN"))
+        )
+        return await self._session.scalar(query) or 0
+
+    async def page(self, request: PageRequest) -> Sequence[User]:
+        query = (
+            select(User)
+            .order_by(*_order_by(request.sort, self.SORT_COLUMNS, User.id))
+            .offset(request.offset)
+            .limit(request.size)
+        )
+        return list(await self._session.scalars(query))
+
+    def add(self, user: User) -> None:
+        self._session.add(user)
+
+    async def delete(self, user: User) -> None:
+        await self._session.delete(user)
+
+    async def flush(self) -> None:
+        await self._session.flush()
+
+
+class RevokedTokenRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def add(
+        self, *, jti: str, user_id: int, expires_at: datetime, revoked_at: datetime
+    ) -> None:
+        if await self._session.get(RevokedToken, jti) is None:
+            self._session.add(
+                RevokedToken(jti=jti, user_id=user_id, expires_at=expires_at, revoked_at=revoked_at)
+            )
+
+    async def unexpired(self, now: datetime) -> list[tuple[str, datetime]]:
+        rows = await self._session.execute(
+            select(RevokedToken.jti, RevokedToken.expires_at).where(RevokedToken.expires_at > now)
+        )
+        return [(jti, expires_at) for jti, expires_at in rows]
+
+    async def delete_expired(self, now: datetime) -> int:
+        result = await self._session.execute(
+            delete(RevokedToken).where(RevokedToken.expires_at <= now)
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
+
+
+class ChangeRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    def append(self, *, kind: str, subject: str, now: datetime) -> None:
+        self._session.add(AuthChange(kind=kind, subject=subject, created_at=now))
+
+    async def after(self, seq: int, *, limit: int) -> list[AuthChange]:
+        query = select(AuthChange).where(AuthChange.seq > seq).order_by(AuthChange.seq).limit(limit)
+        return list(await self._session.scalars(query))
+
+    async def last_seq(self) -> int:
+        return await self._session.scalar(select(func.max(AuthChange.seq))) or 0
+
+    async def delete_before(self, cutoff: datetime) -> int:
+        result = await self._session.execute(
+            delete(AuthChange).where(AuthChange.created_at < cutoff)
+        )
+        return int(getattr(result, "rowcount", 0) or 0)

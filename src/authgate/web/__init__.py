@@ -1,0 +1,1 @@
+"""Browser-facing pages: the offline Swagger UI (and the Settings UI)."""
