@@ -73,6 +73,9 @@ def test_settings(data_dir: Path, **overrides: Any) -> Settings:
     return Settings(**values)
 
 
+test_settings.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
+
+
 # -- databases -----------------------------------------------------------------------------
 
 

@@ -22,7 +22,7 @@ from rich.table import Table
 
 from authgate import __version__
 from authgate.app import ensure_schema
-from authgate.container import Services, build_services, load_signing_keys
+from authgate.container import Services, build_services, load_signing_keys, prepare_data_dir
 from authgate.exceptions import AuthgateError, ConfigurationError
 from authgate.security.principal import KNOWN_AUTHORITIES, ROLE_USER
 from authgate.services.signing_keys import SigningKeyFile
@@ -118,8 +118,9 @@ def serve(
     """Run the server (migrating SQLite first, and creating 'admin' on first start)."""
     with _friendly_errors():
         settings = _settings(config, host=host, port=port, workers=workers)
-        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        # Create the signing keys before the workers start, so that they share one.
+        # Create the data dir and signing keys before the workers start, so that they
+        # share one key.
+        prepare_data_dir(settings)
         load_signing_keys(settings)
         admin_password = _with_services(
             settings,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import stat
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -85,6 +86,7 @@ class Services:
 
 
 def build_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
+    prepare_data_dir(settings)
     db = Database(settings.effective_database_url)
     feed = ChangeFeed(db, clock=clock)
     hasher = AsyncPasswordHasher(
@@ -128,6 +130,15 @@ def build_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
         tokens=tokens,
         key_file=key_file,
     )
+
+
+def prepare_data_dir(settings: Settings) -> None:
+    """Create the data dir private to this user (it holds the database and keys)."""
+    directory = settings.data_dir
+    if not directory.exists():
+        directory.mkdir(mode=0o700, parents=True)
+    elif directory.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        log.warning("data directory %s is accessible by other users; chmod 700 it", directory)
 
 
 def load_signing_keys(

@@ -6,13 +6,14 @@ algorithm (``none`` and algorithm confusion are refused before any signature che
 every claim authgate relies on, and checks times against the caller's clock instead
 of PyJWT's wall clock, so expiry is testable without sleeping.
 
-``iat`` carries milliseconds: "log out everywhere" compares it with the moment of
-revocation, and a whole-second ``iat`` would let a token issued in the same second
-as the revocation survive it.
+``iat`` carries milliseconds: "log out everywhere" refuses tokens whose ``iat`` is not
+after the moment of revocation, and a whole-second ``iat`` would refuse tokens issued
+up to a second after it.
 """
 
 from __future__ import annotations
 
+import math
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -79,7 +80,9 @@ class JwtCodec:
         now: datetime,
         ttl: timedelta,
     ) -> IssuedToken:
-        issued_at = round(now.timestamp(), 3)
+        # Floored, never rounded up: ``iat`` must not claim a later instant than the
+        # real one, or a token issued just before a revocation could pass as issued after.
+        issued_at = math.floor(now.timestamp() * 1000) / 1000
         expires_at = int((now + ttl).timestamp())
         token_id = secrets.token_urlsafe(16)
         payload: dict[str, Any] = {

@@ -115,7 +115,8 @@ class AccessTokenService:
             raise TokenRevoked(reason="user_deleted")
         if not state.active:
             raise TokenRevoked(reason="user_deactivated")
-        if state.tokens_valid_after is not None and claims.issued_at < state.tokens_valid_after:
+        # "<=": a token issued in the very millisecond of a revocation counts as before it.
+        if state.tokens_valid_after is not None and claims.issued_at <= state.tokens_valid_after:
             raise TokenRevoked(reason="sessions_revoked")
         return Principal(
             user_id=claims.user_id,

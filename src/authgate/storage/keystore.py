@@ -99,7 +99,7 @@ def _replace(path: Path, ring: KeyRing) -> None:
 
 def _write_temporary(path: Path, ring: KeyRing) -> Path:
     """Write ``ring`` beside ``path`` (mode 0600, fsynced) and return the temporary path."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as handle:

@@ -1,0 +1,184 @@
+"""Shared benchmark plumbing: start an authgate server on loopback, run wrk, parse figures.
+
+Benchmarks print figures and ratios measured in the same run; they never fail on a
+wall-clock threshold (machines are noisy).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx2
+
+ROOT = Path(__file__).resolve().parent.parent
+AUTHGATE = Path(sys.executable).with_name("authgate")
+ADMIN_PASSWORD = "benchmark-admin-password"
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    requests_per_second: float
+    p99_ms: float
+    non_2xx: int
+
+
+@dataclass(frozen=True)
+class Server:
+    base_url: str
+    data_dir: Path
+
+    def login(self) -> str:
+        response = httpx2.post(
+            f"{self.base_url}/api/authenticate",
+            json={"username": "admin", "password": ADMIN_PASSWORD},
+            timeout=30,
+        )
+        response.raise_for_status()
+        token: str = response.json()["id_token"]
+        return token
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _pinned(command: Sequence[str], cpu: int) -> list[str]:
+    """Pin to one CPU when possible, so server and load generator do not share a core."""
+    if shutil.which("taskset") and (os.cpu_count() or 1) > 1:
+        return ["taskset", "-c", str(cpu), *command]
+    return list(command)
+
+
+@contextlib.contextmanager
+def authgate_server(
+    *, workers: int = 1, extra_env: dict[str, str] | None = None
+) -> Iterator[Server]:
+    """A real ``authgate serve`` on a free loopback port, stopped on exit."""
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="authgate-bench-") as directory:
+        env = {
+            **os.environ,
+            "AUTHGATE_DATA_DIR": str(Path(directory) / "data"),
+            "AUTHGATE_ADMIN_PASSWORD": ADMIN_PASSWORD,
+            "AUTHGATE_ACCESS_LOG": "false",
+            "AUTHGATE_LOG_LEVEL": "WARNING",
+            **(extra_env or {}),
+        }
+        command = [str(AUTHGATE), "serve", "--port", str(port), "--workers", str(workers)]
+        process = subprocess.Popen(
+            _pinned(command, cpu=0),
+            env=env,
+            cwd=directory,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        base_url = f"http://127.0.0.1:{port}"
+        try:
+            _wait_until_up(base_url, process)
+            yield Server(base_url=base_url, data_dir=Path(directory) / "data")
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _wait_until_up(base_url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            stderr = process.stderr.read().decode() if process.stderr else ""
+            raise RuntimeError(f"authgate exited early:\n{stderr}")
+        with contextlib.suppress(httpx2.HTTPError):
+            if httpx2.get(f"{base_url}/api/ping", timeout=1).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise RuntimeError("authgate did not start within 30 s")
+
+
+def require_wrk() -> str:
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        sys.exit("wrk is needed on PATH (Debian: apt-get install wrk)")
+    return wrk
+
+
+_RPS = re.compile(r"Requests/sec:\s+([\d.]+)")
+_P99 = re.compile(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", re.MULTILINE)
+_NON_2XX = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
+_UNIT_TO_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def wrk(
+    url: str,
+    *,
+    seconds: int = 10,
+    connections: int = 32,
+    headers: dict[str, str] | None = None,
+) -> LoadResult:
+    """One bounded wrk run on loopback (1 thread, pinned to the other core)."""
+    command = [require_wrk(), "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    for name, value in (headers or {}).items():
+        command += ["-H", f"{name}: {value}"]
+    output = subprocess.run(
+        _pinned([*command, url], cpu=1),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 30,
+    ).stdout
+    rps = _RPS.search(output)
+    p99 = _P99.search(output)
+    if rps is None or p99 is None:
+        raise RuntimeError(f"cannot parse wrk output:\n{output}")
+    non_2xx = _NON_2XX.search(output)
+    return LoadResult(
+        requests_per_second=float(rps.group(1)),
+        p99_ms=float(p99.group(1)) * _UNIT_TO_MS[p99.group(2)],
+        non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
+    )
+
+
+def median_result(results: Sequence[LoadResult]) -> LoadResult:
+    return LoadResult(
+        requests_per_second=statistics.median(r.requests_per_second for r in results),
+        p99_ms=statistics.median(r.p99_ms for r in results),
+        non_2xx=sum(r.non_2xx for r in results),
+    )
+
+
+def compare(
+    label_a: str,
+    run_a: Callable[[], LoadResult],
+    label_b: str,
+    run_b: Callable[[], LoadResult],
+    *,
+    rounds: int,
+) -> tuple[LoadResult, LoadResult]:
+    """Alternate the two loads ``rounds`` times (so drift hits both) and take medians."""
+    results_a: list[LoadResult] = []
+    results_b: list[LoadResult] = []
+    for _ in range(rounds):
+        results_a.append(run_a())
+        results_b.append(run_b())
+    a, b = median_result(results_a), median_result(results_b)
+    print(f"  {label_a:<34} {a.requests_per_second:>9.0f} req/s   p99 {a.p99_ms:7.2f} ms")
+    print(f"  {label_b:<34} {b.requests_per_second:>9.0f} req/s   p99 {b.p99_ms:7.2f} ms")
+    return a, b

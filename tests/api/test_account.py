@@ -1,0 +1,111 @@
+"""The caller's own account: JHipster's account object, password change."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import USER_PASSWORD, Harness, bearer
+
+NEW_PASSWORD = "a-brand-new-password"
+
+
+async def test_account_is_the_jhipster_object(harness: Harness, user_token: str) -> None:
+    """GET /api/account returns the JHipster account fields and no password material."""
+    response = await harness.client.get("/api/account", headers=bearer(user_token))
+    assert response.status_code == 200
+    body = response.json()
+    assert body["login"] == "alice"
+    assert body["email"] == "alice@example.com"
+    assert body["activated"] is True
+    assert body["authorities"] == ["ROLE_USER"]
+    assert body["langKey"] == "en"
+    assert {"id", "firstName", "lastName", "createdDate", "lastModifiedDate"} <= set(body)
+    assert "password" not in response.text.lower().replace("password_changed", "")
+
+
+async def test_change_password_revokes_tokens_and_new_password_works(
+    harness: Harness, user_token: str
+) -> None:
+    """After a password change the old token is refused, the old password fails,
+    and the new one logs in."""
+    other_session = await harness.login("alice", USER_PASSWORD)
+    response = await harness.client.post(
+        "/api/account/change-password",
+        json={"currentPassword": USER_PASSWORD, "newPassword": NEW_PASSWORD},
+        headers=bearer(user_token),
+    )
+    assert response.status_code == 200
+
+    for token in (user_token, other_session):
+        refused = await harness.client.get("/api/account", headers=bearer(token))
+        assert refused.status_code == 401
+        assert refused.json()["code"] == "token_revoked"
+    old = await harness.client.post(
+        "/api/authenticate", json={"username": "alice", "password": USER_PASSWORD}
+    )
+    assert old.status_code == 401
+    harness.clock.advance(milliseconds=1)
+    token = await harness.login("alice", NEW_PASSWORD)
+    assert (await harness.client.get("/api/account", headers=bearer(token))).status_code == 200
+
+
+async def test_wrong_current_password_is_400_and_keeps_the_session(
+    harness: Harness, user_token: str
+) -> None:
+    """A wrong current password is a field error (400), not a 401 for the token."""
+    response = await harness.client.post(
+        "/api/account/change-password",
+        json={"currentPassword": "not-my-password", "newPassword": NEW_PASSWORD},
+        headers=bearer(user_token),
+    )
+    assert response.status_code == 400
+    assert response.json()["fieldErrors"][0]["field"] == "currentPassword"
+    assert (await harness.client.get("/api/account", headers=bearer(user_token))).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("new_password", "message_part"),
+    [
+        ("short", "at least 12"),
+        ("x" * 129, "at most 128"),
+        ("ALICE", "at least 12"),
+        (USER_PASSWORD, "differ"),
+    ],
+)
+async def test_new_password_must_pass_the_policy(
+    harness: Harness, user_token: str, new_password: str, message_part: str
+) -> None:
+    """Too short, too long or unchanged passwords are refused with a field error."""
+    response = await harness.client.post(
+        "/api/account/change-password",
+        json={"currentPassword": USER_PASSWORD, "newPassword": new_password},
+        headers=bearer(user_token),
+    )
+    assert response.status_code == 400
+    error = response.json()["fieldErrors"][0]
+    assert error["field"] == "newPassword"
+    assert message_part in error["message"]
+
+
+async def test_login_as_password_is_refused(harness: Harness) -> None:
+    """A password equal to the login is refused even when long enough."""
+    await harness.create_user("longlogin1234")
+    token = await harness.login("longlogin1234", USER_PASSWORD)
+    response = await harness.client.post(
+        "/api/account/change-password",
+        json={"currentPassword": USER_PASSWORD, "newPassword": "LongLogin1234"},
+        headers=bearer(token),
+    )
+    assert response.status_code == 400
+    assert "login" in response.json()["fieldErrors"][0]["message"]
+
+
+async def test_change_password_rejects_unknown_fields(harness: Harness, user_token: str) -> None:
+    """Unknown body fields are an error, not silently ignored."""
+    response = await harness.client.post(
+        "/api/account/change-password",
+        json={"currentPassword": USER_PASSWORD, "newPassword": NEW_PASSWORD, "admin": True},
+        headers=bearer(user_token),
+    )
+    assert response.status_code == 400
+    assert response.json()["fieldErrors"][0]["field"] == "admin"

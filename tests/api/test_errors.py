@@ -1,0 +1,111 @@
+"""Every error is JSON in one shape; nothing leaks; oversized bodies are refused early."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from fastapi import APIRouter
+
+from tests.conftest import Harness, bearer
+
+ERROR_KEYS = {"timestamp", "status", "error", "code", "message", "path"}
+
+
+async def test_unknown_path_is_json_404(harness: Harness) -> None:
+    """An unknown route answers the usual JSON error shape."""
+    response = await harness.client.get("/api/does-not-exist")
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("application/json")
+    assert set(response.json()) >= ERROR_KEYS
+    assert response.json()["code"] == "not_found"
+
+
+async def test_wrong_method_is_json_405_with_allow(harness: Harness) -> None:
+    """A wrong method answers 405 JSON and keeps the Allow header."""
+    response = await harness.client.delete("/api/authenticate")
+    assert response.status_code == 405
+    assert response.json()["code"] == "method_not_allowed"
+    assert "POST" in response.headers["Allow"]
+
+
+async def test_declared_oversized_body_is_413_before_parsing(harness: Harness) -> None:
+    """A Content-Length above the limit is refused with 413 JSON."""
+    limit = harness.services.settings.max_body_bytes
+    response = await harness.client.post(
+        "/api/authenticate",
+        content=b"{" + b" " * limit + b"}",
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 413
+    assert response.json()["code"] == "payload_too_large"
+
+
+async def test_streamed_oversized_body_is_413(harness: Harness) -> None:
+    """A chunked body without Content-Length is cut off once it passes the limit."""
+    limit = harness.services.settings.max_body_bytes
+
+    async def chunks():  # type: ignore[no-untyped-def]
+        for _ in range(limit // 1024 + 2):
+            yield b" " * 1024
+
+    response = await harness.client.post(
+        "/api/authenticate", content=chunks(), headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 413
+
+
+async def test_unexpected_exception_is_generic_500(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bug answers a generic 500 JSON body: no trace, no exception text."""
+    router = APIRouter()
+
+    @router.get("/api/test-explode")
+    async def explode() -> None:
+        raise RuntimeError("secret-internal-detail")
+
+    harness.app.include_router(router)
+    with caplog.at_level(logging.ERROR):
+        response = await harness.client.get("/api/test-explode")
+    assert response.status_code == 500
+    body = response.json()
+    assert body["code"] == "internal_error"
+    assert body["message"] == "Internal server error"
+    assert "secret-internal-detail" not in response.text
+    assert "RuntimeError" not in response.text
+    assert "Traceback" not in response.text
+
+
+async def test_security_headers_on_every_response(harness: Harness, user_token: str) -> None:
+    """nosniff, frame denial and no-store on API answers."""
+    for response in (
+        await harness.client.get("/api/account", headers=bearer(user_token)),
+        await harness.client.get("/api/account"),
+    ):
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers["X-Frame-Options"] == "DENY"
+        assert response.headers["Cache-Control"] == "no-store"
+
+
+async def test_ping_health_and_info_are_public(harness: Harness) -> None:
+    """Liveness, health (with the database) and version need no credentials."""
+    ping = await harness.client.get("/api/ping")
+    assert (ping.status_code, ping.json()) == (200, "pong")
+    health = await harness.client.get("/management/health")
+    assert health.status_code == 200
+    assert health.json() == {"status": "UP", "components": {"db": {"status": "UP"}}}
+    info = await harness.client.get("/management/info")
+    assert info.json()["app"]["name"] == "authgate"
+
+
+async def test_health_is_503_when_the_database_is_down(harness: Harness) -> None:
+    """With the database unusable, health says DOWN with 503."""
+
+    async def broken_ping() -> None:
+        raise ConnectionError("database unreachable")
+
+    harness.services.db.ping = broken_ping  # type: ignore[method-assign]
+    response = await harness.client.get("/management/health")
+    assert response.status_code == 503
+    assert response.json()["status"] == "DOWN"

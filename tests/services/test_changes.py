@@ -1,0 +1,152 @@
+"""The change feed: changes reach other processes, also when sequence numbers commit
+out of order."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from authgate.app import create_app
+from authgate.container import Services
+from authgate.exceptions import TokenRevoked
+from authgate.services.changes import Change, ChangeFeed, ChangeKind
+from authgate.settings import Settings
+from authgate.storage.db import Database
+from authgate.storage.models import AuthChange
+from tests.conftest import USER_PASSWORD, FakeClock, Harness, test_settings
+
+
+@pytest.fixture
+async def database(settings: Settings) -> AsyncIterator[Database]:
+    app = create_app(settings)  # runs migrations in its lifespan
+    async with app.router.lifespan_context(app):
+        pass
+    db = Database(settings.effective_database_url)
+    yield db
+    await db.close()
+
+
+async def _insert(db: Database, seq: int, subject: str, clock: FakeClock) -> None:
+    async with db.transaction() as session:
+        session.add(AuthChange(seq=seq, kind="user_changed", subject=subject, created_at=clock()))
+
+
+async def test_late_committed_sequence_number_is_still_delivered(
+    database: Database, clock: FakeClock
+) -> None:
+    """Seq 3 committed before seq 2: both are delivered, each exactly once."""
+    feed = ChangeFeed(database, clock=clock, gap_timeout=3600)
+    received: list[str] = []
+    feed.subscribe(lambda change: received.append(change.subject))
+    await feed.start_from_now()
+
+    await _insert(database, 1, "one", clock)
+    await _insert(database, 3, "three", clock)
+    await feed.poll_once()
+    await _insert(database, 2, "two", clock)
+    await feed.poll_once()
+    await feed.poll_once()
+
+    assert received == ["one", "three", "two"]
+
+
+async def test_gap_is_abandoned_after_the_timeout(database: Database, clock: FakeClock) -> None:
+    """A gap that never fills (a rolled-back transaction) stops holding the feed back."""
+    feed = ChangeFeed(database, clock=clock, gap_timeout=0)
+    received: list[str] = []
+    feed.subscribe(lambda change: received.append(change.subject))
+    await feed.start_from_now()
+
+    await _insert(database, 1, "one", clock)
+    await _insert(database, 3, "three", clock)
+    await feed.poll_once()
+    await _insert(database, 4, "four", clock)
+    await feed.poll_once()
+
+    assert received == ["one", "three", "four"]
+
+
+async def test_unit_of_work_applies_changes_locally_after_commit(
+    database: Database, clock: FakeClock
+) -> None:
+    """Published changes reach local handlers only if the transaction commits."""
+    feed = ChangeFeed(database, clock=clock)
+    received: list[Change] = []
+    feed.subscribe(received.append)
+
+    async def publish_then_fail() -> None:
+        async with feed.unit_of_work() as work:
+            work.publish(Change(ChangeKind.USER_CHANGED, "rolled-back"))
+            raise RuntimeError("abort")
+
+    with pytest.raises(RuntimeError):
+        await publish_then_fail()
+    async with feed.unit_of_work() as work:
+        work.publish(Change(ChangeKind.USER_CHANGED, "committed"))
+
+    assert [change.subject for change in received] == ["committed"]
+    other = ChangeFeed(database, clock=clock)
+    seen: list[str] = []
+    other.subscribe(lambda change: seen.append(change.subject))
+    await other.poll_once()
+    assert seen == ["committed"]
+
+
+async def test_a_failing_handler_does_not_stop_the_others(
+    database: Database, clock: FakeClock
+) -> None:
+    """One broken subscriber cannot keep revocations from the rest."""
+    feed = ChangeFeed(database, clock=clock)
+    received: list[str] = []
+
+    def broken(_change: Change) -> None:
+        raise ValueError("boom")
+
+    feed.subscribe(broken)
+    feed.subscribe(lambda change: received.append(change.subject))
+    async with feed.unit_of_work() as work:
+        work.publish(Change(ChangeKind.USER_CHANGED, "x"))
+    assert received == ["x"]
+
+
+async def _refused_within(services: Services, token: str, seconds: float) -> bool:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while loop.time() < deadline:
+        try:
+            await services.tokens.authenticate(token)
+        except TokenRevoked:
+            return True
+        await asyncio.sleep(0.02)
+    return False
+
+
+async def test_revocation_reaches_another_process_on_the_same_database(
+    harness: Harness, tmp_path: Path, settings: Settings
+) -> None:
+    """A second, independently started app (another worker or node) refuses a token
+    logged out on the first one, within a second, with no restart."""
+    await harness.create_user("alice")
+    token = await harness.login("alice", USER_PASSWORD)
+    logout_all_token = await harness.login("alice", USER_PASSWORD)
+
+    other_settings = test_settings(settings.data_dir, database_url=settings.effective_database_url)
+    other = create_app(other_settings)
+    async with other.router.lifespan_context(other):
+        services: Services = other.state.services
+        assert (await services.tokens.authenticate(token)).login == "alice"  # now cached there
+
+        response = await harness.client.post(
+            "/api/logout", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert response.status_code == 204
+        assert await _refused_within(services, token, seconds=1.0)
+
+        assert (await services.tokens.authenticate(logout_all_token)).login == "alice"
+        await harness.client.post(
+            "/api/account/logout-all", headers={"Authorization": f"Bearer {logout_all_token}"}
+        )
+        assert await _refused_within(services, logout_all_token, seconds=1.0)

@@ -1,0 +1,454 @@
+"""The ``authgate`` command line: in-process with typer's CliRunner, and a real server process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import queue
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import httpx2
+import pytest
+from click.testing import Result
+from typer.testing import CliRunner
+
+from authgate.cli import app
+from authgate.container import build_services
+from authgate.exceptions import BadCredentials
+from authgate.settings import CONFIG_FILE_VARIABLE, Settings
+from authgate.storage import migrate as migrations
+
+PASSWORD = "password-long-enough"
+NEW_PASSWORD = "another-password-long-enough"
+AUTHGATE = Path(sys.executable).with_name("authgate")
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Point the CLI at a fresh data dir with cheap Argon2, and undo what the CLI sets."""
+    directory = tmp_path / "data"
+    monkeypatch.setenv("AUTHGATE_DATA_DIR", str(directory))
+    monkeypatch.setenv("AUTHGATE_ARGON2_MEMORY_KIB", "8")
+    monkeypatch.setenv("AUTHGATE_ARGON2_TIME_COST", "1")
+    monkeypatch.setenv("COLUMNS", "250")  # rich tables must not truncate kids and dates
+    monkeypatch.chdir(tmp_path)
+    yield directory
+    # `--config` stores the path in os.environ for worker processes; keep tests apart.
+    os.environ.pop(CONFIG_FILE_VARIABLE, None)
+
+
+def invoke(*args: str, input: str | None = None) -> Result:
+    return CliRunner().invoke(app, list(args), input=input)
+
+
+def assert_exits(result: Result, code: int) -> None:
+    """The command ended with ``code`` by a deliberate exit: no uncaught exception."""
+    assert result.exit_code == code, result.output
+    assert isinstance(result.exception, SystemExit | None), repr(result.exception)
+    assert "Traceback" not in result.output
+
+
+def create_user(login: str = "Bob", email: str = "b@example.com", *roles: str) -> Result:
+    role_options = [option for role in roles for option in ("--role", role)]
+    return invoke(
+        "users",
+        "create",
+        "--login",
+        login,
+        "--email",
+        email,
+        *role_options,
+        "--password-stdin",
+        input=f"{PASSWORD}\n",
+    )
+
+
+def table_rows(output: str) -> list[list[str]]:
+    """The body rows of a rich table, as lists of stripped cells."""
+    return [
+        [cell.strip() for cell in line.strip().strip("│").split("│")]
+        for line in output.splitlines()
+        if line.lstrip().startswith("│")
+    ]
+
+
+def settings_for(data_dir: Path) -> Settings:
+    return Settings(data_dir=data_dir, argon2_memory_kib=8, argon2_time_cost=1)
+
+
+def authenticate(data_dir: Path, login: str, password: str) -> str:
+    """Log in through the services; returns the login or raises BadCredentials."""
+
+    async def run() -> str:
+        services = build_services(settings_for(data_dir))
+        try:
+            await services.start(background=False)
+            user = await services.accounts.authenticate(login, password)
+            return user.login
+        finally:
+            await services.close()
+
+    return asyncio.run(run())
+
+
+# -- migrate ------------------------------------------------------------------------------
+
+
+def test_migrate_prints_the_revision(data_dir: Path) -> None:
+    """`authgate migrate` applies the migrations and prints the head revision."""
+    result = invoke("migrate")
+    assert_exits(result, 0)
+    assert f"database schema at revision {migrations.head_revision()}" in result.stdout
+
+
+def test_migrate_is_repeatable(data_dir: Path) -> None:
+    """Running `authgate migrate` twice succeeds both times."""
+    assert_exits(invoke("migrate"), 0)
+    result = invoke("migrate")
+    assert_exits(result, 0)
+    assert migrations.head_revision() in result.stdout
+
+
+def test_data_dir_created_by_cli_is_private(data_dir: Path) -> None:
+    """A data dir created by any command is private (0700), as `serve` creates it."""
+    assert_exits(invoke("migrate"), 0)
+    mode = stat.S_IMODE(data_dir.stat().st_mode)
+    assert mode & 0o077 == 0, f"data dir mode is {mode:o}; the database inside is exposed"
+
+
+# -- users --------------------------------------------------------------------------------
+
+
+def test_create_user_lower_cases_login(data_dir: Path) -> None:
+    """`users create --login Bob` creates user bob with the given e-mail and role."""
+    result = create_user("Bob", "b@example.com", "ROLE_USER")
+    assert_exits(result, 0)
+    assert "created user bob (ROLE_USER)" in result.stdout
+
+    listing = invoke("users", "list")
+    assert_exits(listing, 0)
+    rows = table_rows(listing.stdout)
+    assert [row[1:5] for row in rows] == [["bob", "b@example.com", "ROLE_USER", "yes"]]
+    assert authenticate(data_dir, "bob", PASSWORD) == "bob"
+
+
+def test_create_user_with_both_roles(data_dir: Path) -> None:
+    """Repeating --role gives the user every role named."""
+    result = create_user("carol", "c@example.com", "ROLE_ADMIN", "ROLE_USER")
+    assert_exits(result, 0)
+    assert "created user carol (ROLE_ADMIN, ROLE_USER)" in result.stdout
+
+
+def test_create_user_with_weak_password_fails(data_dir: Path) -> None:
+    """A too-short password exits 1 with the policy's message and creates nobody."""
+    result = invoke(
+        "users",
+        "create",
+        "--login",
+        "bob",
+        "--email",
+        "b@example.com",
+        "--password-stdin",
+        input="short\n",
+    )
+    assert_exits(result, 1)
+    assert "Password must be at least 12 characters long." in result.stderr
+    assert table_rows(invoke("users", "list").stdout) == []
+
+
+def test_create_user_with_empty_stdin_fails(data_dir: Path) -> None:
+    """--password-stdin with nothing on standard input exits 1 with a message."""
+    result = invoke(
+        "users", "create", "--login", "bob", "--email", "b@example.com", "--password-stdin"
+    )
+    assert_exits(result, 1)
+    assert "no password on standard input" in result.stderr
+
+
+def test_create_duplicate_login_fails(data_dir: Path) -> None:
+    """A login that exists (in any case) is refused with exit code 1."""
+    assert_exits(create_user("Bob", "b@example.com"), 0)
+    result = create_user("BOB", "other@example.com")
+    assert_exits(result, 1)
+    assert "Login name already used" in result.stderr
+    assert len(table_rows(invoke("users", "list").stdout)) == 1
+
+
+def test_create_user_with_unknown_role_fails(data_dir: Path) -> None:
+    """An unknown --role exits 1 naming the role, before asking for a password."""
+    result = create_user("bob", "b@example.com", "ROLE_ROOT")
+    assert_exits(result, 1)
+    assert "unknown role ROLE_ROOT" in result.stderr
+    assert table_rows(invoke("users", "list").stdout) == []
+
+
+def test_set_password_replaces_the_old_one(data_dir: Path) -> None:
+    """`users set-password` makes the new password work and the old one fail."""
+    assert_exits(create_user(), 0)
+    result = invoke("users", "set-password", "bob", "--password-stdin", input=f"{NEW_PASSWORD}\n")
+    assert_exits(result, 0)
+    assert "password of bob changed" in result.stdout
+
+    with pytest.raises(BadCredentials) as raised:
+        authenticate(data_dir, "bob", PASSWORD)
+    assert raised.value.reason == "wrong_password"
+    assert authenticate(data_dir, "bob", NEW_PASSWORD) == "bob"
+
+
+def test_set_password_of_unknown_user_fails(data_dir: Path) -> None:
+    """`users set-password` for a login that does not exist exits 1."""
+    assert_exits(invoke("migrate"), 0)
+    result = invoke("users", "set-password", "nobody", "--password-stdin", input=f"{PASSWORD}\n")
+    assert_exits(result, 1)
+    assert "error:" in result.stderr
+
+
+def test_deactivate_stops_logins(data_dir: Path) -> None:
+    """`users deactivate` makes even the right password fail, and the list says so."""
+    assert_exits(create_user(), 0)
+    result = invoke("users", "deactivate", "bob")
+    assert_exits(result, 0)
+    assert "user bob deactivated" in result.stdout
+
+    with pytest.raises(BadCredentials) as raised:
+        authenticate(data_dir, "bob", PASSWORD)
+    assert raised.value.reason == "user_deactivated"
+    assert [row[4] for row in table_rows(invoke("users", "list").stdout)] == ["no"]
+
+
+# -- signing keys -------------------------------------------------------------------------
+
+
+def test_signing_keys_rotate_retires_the_old_key(data_dir: Path) -> None:
+    """`signing-keys list` shows one active key; after `rotate` a new one is active."""
+    before = invoke("signing-keys", "list")
+    assert_exits(before, 0)
+    rows = table_rows(before.stdout)
+    assert len(rows) == 1
+    old_kid, algorithm, _, state = rows[0]
+    assert (algorithm, state) == ("ES256", "active")
+
+    rotated = invoke("signing-keys", "rotate")
+    assert_exits(rotated, 0)
+    assert "new active key" in rotated.stdout
+    new_kid = rotated.stdout.split("new active key", 1)[1].split(";", 1)[0].strip()
+    assert new_kid
+    assert new_kid != old_kid
+
+    after = table_rows(invoke("signing-keys", "list").stdout)
+    states = {row[0]: row[3] for row in after}
+    assert set(states) == {old_kid, new_kid}
+    assert states[new_kid] == "active"
+    assert states[old_kid].startswith("retired ")
+
+
+def test_bad_config_path_is_a_configuration_error(data_dir: Path) -> None:
+    """--config naming a missing file exits 2 with 'configuration error', no traceback."""
+    result = invoke("users", "list", "--config", str(data_dir.parent / "missing.toml"))
+    assert_exits(result, 2)
+    assert "configuration error" in result.stderr
+    assert "missing.toml" in result.stderr
+
+
+def test_bad_config_variable_is_a_configuration_error(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """AUTHGATE_CONFIG_FILE naming a missing file makes `migrate` exit 2."""
+    monkeypatch.setenv(CONFIG_FILE_VARIABLE, str(data_dir.parent / "missing.toml"))
+    result = invoke("migrate")
+    assert_exits(result, 2)
+    assert "configuration error" in result.stderr
+
+
+def test_config_file_option_is_used(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--config points the command at the settings in that TOML file."""
+    other = data_dir.parent / "other-data"
+    config = data_dir.parent / "authgate.toml"
+    config.write_text(f'data_dir = "{other}"\n', encoding="utf-8")
+    monkeypatch.delenv("AUTHGATE_DATA_DIR")  # the file must decide
+    result = invoke("migrate", "--config", str(config))
+    assert_exits(result, 0)
+    assert (other / "authgate.db").is_file()
+    assert not data_dir.exists()
+
+
+# -- a real server process ----------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class Server:
+    """`authgate serve` in a subprocess; stdout lines are collected by a reader thread."""
+
+    def __init__(self, workdir: Path, data_dir: Path, port: int) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHGATE_")}
+        env.update(
+            {
+                "AUTHGATE_DATA_DIR": str(data_dir),
+                "AUTHGATE_ARGON2_MEMORY_KIB": "8",
+                "AUTHGATE_ARGON2_TIME_COST": "1",
+                "AUTHGATE_CHANGE_POLL_INTERVAL_SECONDS": "0.05",
+            }
+        )
+        self.base_url = f"http://127.0.0.1:{port}"
+        self._stderr: IO[bytes] = (workdir / f"server-{port}.stderr").open("wb")
+        self._stderr_path = workdir / f"server-{port}.stderr"
+        self.process = subprocess.Popen(
+            [str(AUTHGATE), "serve", "--port", str(port)],
+            cwd=workdir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+            self._queue.put(line.rstrip("\n"))
+        self._queue.put(None)
+
+    def diagnostics(self) -> str:
+        self._stderr.flush()
+        stderr = self._stderr_path.read_text(encoding="utf-8", errors="replace")
+        return "stdout:\n" + "\n".join(self.lines) + "\nstderr:\n" + stderr[-4000:]
+
+    def next_line_after(self, marker: str, timeout: float) -> str:
+        """The stdout line following the first line containing ``marker``."""
+        deadline = time.monotonic() + timeout
+        seen_marker = False
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                pytest.fail(f"no line after {marker!r} within {timeout} s\n{self.diagnostics()}")
+            try:
+                line = self._queue.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            if line is None:
+                pytest.fail(f"server stdout closed before {marker!r}\n{self.diagnostics()}")
+            if seen_marker:
+                return line
+            seen_marker = marker in line
+
+    def wait_until_up(self, timeout: float = 20.0) -> None:
+        """Poll GET /api/ping until it answers 200, failing if the process dies."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"server exited with {self.process.returncode}\n{self.diagnostics()}")
+            try:
+                if httpx2.get(f"{self.base_url}/api/ping", timeout=2.0).status_code == 200:
+                    return
+            except httpx2.TransportError:
+                pass
+            time.sleep(0.1)
+        pytest.fail(f"server not up within {timeout} s\n{self.diagnostics()}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self._reader.join(timeout=10)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        self._stderr.close()
+
+
+def run_server(tmp_path: Path, data_dir: Path, use: Callable[[Server], Any]) -> Server:
+    server = Server(tmp_path, data_dir, free_port())
+    try:
+        use(server)
+    finally:
+        server.stop()
+    return server
+
+
+def login(client: httpx2.Client, password: str) -> str:
+    response = client.post("/api/authenticate", json={"username": "admin", "password": password})
+    assert response.status_code == 200, response.text
+    token: str = response.json()["id_token"]
+    assert token.count(".") == 2
+    return token
+
+
+@pytest.mark.slow
+def test_serve_end_to_end(tmp_path: Path) -> None:
+    """`authgate serve` creates admin once, serves logins and logouts, and keeps state."""
+    data_dir = tmp_path / "data"
+    password: dict[str, str] = {}
+
+    def first_start(server: Server) -> None:
+        password["admin"] = server.next_line_after(
+            "created user admin with password", timeout=20
+        ).strip()
+        assert len(password["admin"]) >= 12, server.diagnostics()
+        server.wait_until_up()
+        with httpx2.Client(base_url=server.base_url, timeout=10) as client:
+            token = login(client, password["admin"])
+            bearer = {"Authorization": f"Bearer {token}"}
+
+            account = client.get("/api/account", headers=bearer)
+            assert account.status_code == 200, account.text
+            assert account.json()["login"] == "admin"
+
+            anonymous = client.get("/api/account")
+            assert anonymous.status_code == 401
+            assert anonymous.headers["content-type"].startswith("application/json")
+            body = anonymous.json()
+            assert body["status"] == 401
+            assert body["error"] == "Unauthorized"
+            assert body["path"] == "/api/account"
+
+            logout = client.post("/api/logout", headers=bearer)
+            assert logout.status_code == 204, logout.text
+            after_logout = client.get("/api/account", headers=bearer)
+            assert after_logout.status_code == 401, after_logout.text
+
+    first = run_server(tmp_path, data_dir, first_start)
+    assert "admin" in password
+
+    keys = data_dir / "signing-keys.json"
+    assert keys.is_file()
+    assert stat.S_IMODE(keys.stat().st_mode) == 0o600
+
+    def second_start(server: Server) -> None:
+        server.wait_until_up()
+        with httpx2.Client(base_url=server.base_url, timeout=10) as client:
+            token = login(client, password["admin"])
+            account = client.get("/api/account", headers={"Authorization": f"Bearer {token}"})
+            assert account.status_code == 200, account.text
+
+    second = run_server(tmp_path, data_dir, second_start)
+    first_output = "\n".join(first.lines)
+    second_output = "\n".join(second.lines)
+    assert "authgate" in second_output  # the banner was read, so the check below means something
+    assert "created user admin" not in second_output
+    assert password["admin"] not in second_output
+    assert password["admin"] in first_output

@@ -1,0 +1,142 @@
+"""Settings: defaults, AUTHGATE_* environment variables, the TOML config file, validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from authgate.exceptions import ConfigurationError
+from authgate.settings import CONFIG_FILE_VARIABLE, Settings
+
+ADMIN_SECRET = "admin-password-that-must-stay-hidden"
+JWT_SECRET = "c2hhcmVkLXNlY3JldC10aGF0LW11c3Qtc3RheS1oaWRkZW4tZnJvbS1yZXByLWFuZC1sb2dz"
+
+
+@pytest.fixture
+def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run the test with the temporary directory as working directory."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_defaults(in_tmp: Path) -> None:
+    """Without configuration, authgate listens on 127.0.0.1:8080 and signs with ES256."""
+    settings = Settings()
+    assert settings.port == 8080
+    assert settings.host == "127.0.0.1"
+    assert settings.jwt_algorithm == "ES256"
+    assert settings.data_dir == Path("./authgate-data")
+    assert settings.base_url == "http://127.0.0.1:8080"
+
+
+def test_default_database_is_sqlite_in_data_dir(in_tmp: Path) -> None:
+    """The default database is the SQLite file authgate.db inside the data dir."""
+    settings = Settings()
+    expected = (in_tmp / "authgate-data" / "authgate.db").resolve()
+    assert settings.effective_database_url == f"sqlite+aiosqlite:///{expected}"
+    assert settings.is_sqlite
+    assert settings.effective_signing_keys_file == Path("./authgate-data/signing-keys.json")
+
+
+def test_auto_migrate_defaults_to_sqlite_only(in_tmp: Path) -> None:
+    """Migrations run at start-up by default on SQLite, not on PostgreSQL, unless set."""
+    assert Settings().should_auto_migrate is True
+    postgres = "postgresql+asyncpg://authgate@localhost/authgate"
+    assert Settings(database_url=postgres).should_auto_migrate is False
+    assert Settings(database_url=postgres, auto_migrate=True).should_auto_migrate is True
+    assert Settings(auto_migrate=False).should_auto_migrate is False
+
+
+def test_environment_variables_override_defaults(
+    in_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """AUTHGATE_<FIELD> variables override the defaults, case-insensitively by field."""
+    monkeypatch.setenv("AUTHGATE_PORT", "9090")
+    monkeypatch.setenv("AUTHGATE_HOST", "0.0.0.0")  # noqa: S104 - only a value under test
+    monkeypatch.setenv("AUTHGATE_JWT_ALGORITHM", "EdDSA")
+    monkeypatch.setenv("AUTHGATE_DATA_DIR", str(in_tmp / "elsewhere"))
+    monkeypatch.setenv("AUTHGATE_ADMIN_PASSWORD", ADMIN_SECRET)
+    settings = Settings()
+    assert settings.port == 9090
+    assert settings.host == "0.0.0.0"  # noqa: S104
+    assert settings.jwt_algorithm == "EdDSA"
+    assert settings.data_dir == in_tmp / "elsewhere"
+    assert settings.admin_password is not None
+    assert settings.admin_password.get_secret_value() == ADMIN_SECRET
+
+
+def test_constructor_arguments_override_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Values passed to Settings(...) win over AUTHGATE_* variables."""
+    monkeypatch.setenv("AUTHGATE_PORT", "9090")
+    assert Settings(port=7070).port == 7070
+
+
+def test_config_file_is_read_and_environment_overrides_it(
+    in_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """AUTHGATE_CONFIG_FILE names a TOML file whose values apply unless an env var overrides."""
+    config = in_tmp / "authgate.toml"
+    config.write_text(
+        'host = "10.0.0.5"\nport = 9000\njwt_issuer = "from-file"\ntoken_ttl_seconds = 600\n',
+        encoding="utf-8",
+    )
+    monkeypatch.setenv(CONFIG_FILE_VARIABLE, str(config))
+    monkeypatch.setenv("AUTHGATE_PORT", "9100")
+    settings = Settings()
+    assert settings.host == "10.0.0.5"
+    assert settings.jwt_issuer == "from-file"
+    assert settings.token_ttl_seconds == 600
+    assert settings.port == 9100
+
+
+def test_config_file_given_as_argument_is_read(in_tmp: Path) -> None:
+    """Settings(config_file=...) reads that TOML file without any environment variable."""
+    config = in_tmp / "authgate.toml"
+    config.write_text("port = 9001\n", encoding="utf-8")
+    assert Settings(config_file=config).port == 9001
+
+
+def test_missing_config_file_is_a_configuration_error(
+    in_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A config file that does not exist is refused with ConfigurationError naming it."""
+    missing = in_tmp / "no-such-file.toml"
+    monkeypatch.setenv(CONFIG_FILE_VARIABLE, str(missing))
+    with pytest.raises(ConfigurationError, match=r"no-such-file\.toml"):
+        Settings()
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"port": 0}, "port"),
+        ({"port": 65536}, "port"),
+        ({"password_min_length": 100, "password_max_length": 50}, "password_min_length"),
+        ({"jwt_secret": JWT_SECRET, "jwt_secret_file": Path("secret.txt")}, "not both"),
+        ({"jwt_algorithm": "RS256"}, "jwt_algorithm"),
+    ],
+    ids=["port-zero", "port-too-high", "min-over-max", "secret-and-file", "unknown-alg"],
+)
+def test_invalid_values_are_rejected(values: dict[str, object], message: str) -> None:
+    """Out-of-range or contradictory values raise pydantic's ValidationError."""
+    with pytest.raises(ValidationError, match=message):
+        Settings(**values)  # type: ignore[arg-type]
+
+
+def test_invalid_environment_value_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An invalid AUTHGATE_PORT is refused like an invalid argument."""
+    monkeypatch.setenv("AUTHGATE_PORT", "0")
+    with pytest.raises(ValidationError, match="port"):
+        Settings()
+
+
+def test_repr_hides_secrets() -> None:
+    """Neither repr() nor str() of the settings reveals the admin password or the JWT secret."""
+    settings = Settings(admin_password=ADMIN_SECRET, jwt_secret=JWT_SECRET)  # type: ignore[arg-type]
+    for text in (repr(settings), str(settings)):
+        assert ADMIN_SECRET not in text
+        assert JWT_SECRET not in text
+    assert settings.jwt_secret is not None
+    assert settings.jwt_secret.get_secret_value() == JWT_SECRET
