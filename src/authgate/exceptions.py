@@ -7,8 +7,9 @@ The tree (``code`` is stable and machine-readable; ``api/errors.py`` maps it to 
     │   ├── CredentialsMissing               no credentials were presented
     │   ├── BadCredentials                   wrong password, unknown or deactivated user
     │   └── TokenRejected                    a bearer token was presented and refused
-    │       ├── TokenInvalid                 malformed, forged, unknown key, wrong iss/aud
-    │       ├── TokenExpired                 validly signed but past ``exp`` / before ``nbf``
+    │       ├── TokenInvalid                 malformed, forged, unknown key, wrong iss/aud,
+    │       │                                not yet valid (``nbf``/``iat`` in the future)
+    │       ├── TokenExpired                 validly signed but past ``exp``
     │       └── TokenRevoked                 logged out, or all sessions of the user revoked
     ├── PermissionDenied                 403  authenticated but not allowed
     ├── NotFound                         404

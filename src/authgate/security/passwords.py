@@ -60,7 +60,7 @@ class PasswordHasher:
         """
         try:
             self._hasher.verify(stored_hash, password)
-        except VerifyMismatchError:
+        except (VerifyMismatchError, UnicodeEncodeError):  # unencodable: cannot be the password
             raise BadCredentials(reason="wrong_password") from None
         except (InvalidHashError, VerificationError):
             raise BadCredentials(reason="corrupt_password_hash") from None
@@ -68,7 +68,7 @@ class PasswordHasher:
 
     def spend_equal_time(self, password: str) -> None:
         """Do the work of one verification and discard the result (unknown users)."""
-        with contextlib.suppress(VerificationError):
+        with contextlib.suppress(VerificationError, UnicodeEncodeError):
             self._hasher.verify(self._dummy_hash, password)
 
     def needs_rehash(self, stored_hash: str) -> bool:
@@ -95,5 +95,15 @@ class PasswordPolicy:
             problem = f"Password must be at most {self.max_length} characters long."
         elif password.strip().lower() == login.strip().lower():
             problem = "Password must not be the login."
+        elif not _is_utf8_encodable(password):
+            problem = "Password contains characters that cannot be stored."
         if problem is not None:
             raise ValidationFailed(problem, field_errors=[FieldError(field=field, message=problem)])
+
+
+def _is_utf8_encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates, e.g. from undecodable bytes
+        return False
+    return True

@@ -154,7 +154,7 @@ def keyring_from_document(document: Mapping[str, Any]) -> KeyRing:
         if document.get("version") != 1:
             raise ValueError("unsupported key file version")
         keys = [_key_from_entry(entry) for entry in document["keys"]]
-    except (KeyError, TypeError, ValueError) as error:
+    except (AttributeError, KeyError, TypeError, ValueError) as error:
         raise ConfigurationError(f"invalid signing key file: {error}") from None
     return KeyRing(keys)
 
@@ -171,8 +171,8 @@ def _key_from_entry(entry: Mapping[str, Any]) -> SigningKey:
     key = _asymmetric_key(
         private,
         algorithm,
-        created_at=datetime.fromisoformat(entry["created_at"]),
-        retired_at=datetime.fromisoformat(retired) if retired else None,
+        created_at=_aware(datetime.fromisoformat(entry["created_at"])),
+        retired_at=_aware(datetime.fromisoformat(retired)) if retired else None,
     )
     if key.kid != entry["kid"]:
         raise ValueError(f"kid {entry['kid']!r} does not match its key")
@@ -191,6 +191,12 @@ def _asymmetric_key(
         kid="", algorithm=algorithm, private=private, public=public, created_at=created_at
     )
     return replace(probe, kid=_thumbprint(public_jwk(probe)), retired_at=retired_at)
+
+
+def _aware(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        raise ValueError("key file times need a time zone")
+    return moment
 
 
 def _thumbprint(jwk: Mapping[str, Any]) -> str:

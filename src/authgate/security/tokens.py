@@ -119,6 +119,8 @@ class JwtCodec:
         """
         if len(token) > MAX_TOKEN_LENGTH:
             raise TokenInvalid(reason="token_too_long")
+        if not token.isascii():  # a JWT is base64url and dots; PyJWT would fail to encode it
+            raise TokenInvalid(reason="malformed_token")
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError:
@@ -161,9 +163,9 @@ class JwtCodec:
         exp, iat, nbf = payload["exp"], payload["iat"], payload.get("nbf", payload["iat"])
         user_id = payload["uid"]
         if not (
-            _is_number(exp)
-            and _is_number(iat)
-            and _is_number(nbf)
+            _is_time(exp)
+            and _is_time(iat)
+            and _is_time(nbf)
             and isinstance(subject, str)
             and subject
             and isinstance(auth, str)
@@ -174,15 +176,12 @@ class JwtCodec:
             and payload.get("authenticated", True) is True
         ):
             raise TokenInvalid(reason="invalid_claims")
-        if now > exp + self._leeway:
+        if now - self._leeway > exp:
             raise TokenExpired(reason="token_expired")
         if now + self._leeway < nbf or now + self._leeway < iat:
             raise TokenInvalid(reason="token_not_yet_valid")
-        try:
-            issued_at = datetime.fromtimestamp(iat, UTC)
-            expires_at = datetime.fromtimestamp(exp, UTC)
-        except (OverflowError, ValueError, OSError):  # absurd or non-finite times
-            raise TokenInvalid(reason="invalid_claims") from None
+        issued_at = datetime.fromtimestamp(iat, UTC)
+        expires_at = datetime.fromtimestamp(exp, UTC)
         return TokenClaims(
             subject=subject,
             user_id=user_id,
@@ -193,5 +192,14 @@ class JwtCodec:
         )
 
 
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+# Time claims outside [1970, 9999] are absurd; refusing them early also keeps huge JSON
+# integers away from float arithmetic and datetime conversion.
+_LATEST_TIMESTAMP = 253_402_300_799
+
+
+def _is_time(value: object) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and 0 <= value <= _LATEST_TIMESTAMP
+    )

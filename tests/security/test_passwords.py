@@ -1,0 +1,241 @@
+"""Argon2id password hashing and the password policy (``authgate.security.passwords``)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from authgate.exceptions import BadCredentials, FieldError, ValidationFailed
+from authgate.security.passwords import (
+    CHEAPEST_FOR_TESTS,
+    Argon2Parameters,
+    PasswordHasher,
+    PasswordPolicy,
+)
+
+PASSWORD = "correct horse battery staple"
+
+# Cheap, but different from CHEAPEST_FOR_TESTS in every parameter.
+OTHER_PARAMETERS = Argon2Parameters(time_cost=2, memory_kib=16, parallelism=2)
+
+# Built once: hypothesis tests cannot use function-scoped fixtures.
+HASHER = PasswordHasher(CHEAPEST_FOR_TESTS)
+STORED_HASH = HASHER.hash(PASSWORD)
+
+
+@pytest.fixture
+def hasher() -> PasswordHasher:
+    return PasswordHasher(CHEAPEST_FOR_TESTS)
+
+
+# -- hashing and verification ---------------------------------------------------------------
+
+
+def test_verify_accepts_the_password_that_was_hashed(hasher: PasswordHasher) -> None:
+    """A hash verifies against the password it was made from and verify returns True."""
+    stored = hasher.hash(PASSWORD)
+
+    assert hasher.verify(stored, PASSWORD) is True
+
+
+def test_hash_is_argon2id_with_the_configured_parameters(hasher: PasswordHasher) -> None:
+    """The stored hash is an Argon2id PHC string carrying the configured cost parameters."""
+    stored = hasher.hash(PASSWORD)
+
+    assert stored.startswith("$argon2id$v=19$m=8,t=1,p=1$")
+    assert PASSWORD not in stored
+
+
+def test_hashing_the_same_password_twice_gives_different_salts(hasher: PasswordHasher) -> None:
+    """Each hash has a fresh salt, so equal passwords do not produce equal hashes."""
+    assert hasher.hash(PASSWORD) != hasher.hash(PASSWORD)
+
+
+def test_verify_rejects_a_wrong_password(hasher: PasswordHasher) -> None:
+    """A wrong password raises BadCredentials with reason wrong_password."""
+    stored = hasher.hash(PASSWORD)
+
+    with pytest.raises(BadCredentials) as caught:
+        hasher.verify(stored, PASSWORD + "!")
+
+    assert caught.value.reason == "wrong_password"
+
+
+def test_verify_is_case_sensitive(hasher: PasswordHasher) -> None:
+    """A password differing only in letter case is a wrong password."""
+    stored = hasher.hash(PASSWORD)
+
+    with pytest.raises(BadCredentials) as caught:
+        hasher.verify(stored, PASSWORD.upper())
+
+    assert caught.value.reason == "wrong_password"
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        "",
+        "not-a-hash",
+        "$argon2id$v=19$m=8,t=1,p=1$***not-base64***$***",
+        "$argon2id$v=19$m=8,t=1,p=1",
+        "$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW",  # bcrypt, not argon2
+        "pbkdf2_sha256$600000$salt$hash",
+    ],
+    ids=["empty", "garbage", "bad-base64", "no-salt-or-hash", "bcrypt", "pbkdf2"],
+)
+def test_verify_reports_a_corrupt_stored_hash(hasher: PasswordHasher, stored: str) -> None:
+    """A stored hash that is not valid Argon2 raises BadCredentials (corrupt_password_hash)."""
+    with pytest.raises(BadCredentials) as caught:
+        hasher.verify(stored, PASSWORD)
+
+    assert caught.value.reason == "corrupt_password_hash"
+
+
+def test_corrupt_hash_and_wrong_password_look_the_same_to_callers(
+    hasher: PasswordHasher,
+) -> None:
+    """Wrong password and corrupt hash share code and message; only the audit reason differs."""
+    with pytest.raises(BadCredentials) as wrong:
+        hasher.verify(hasher.hash(PASSWORD), "something else entirely")
+    with pytest.raises(BadCredentials) as corrupt:
+        hasher.verify("not-a-hash", PASSWORD)
+
+    assert (wrong.value.code, wrong.value.message) == (corrupt.value.code, corrupt.value.message)
+    assert wrong.value.reason != corrupt.value.reason
+
+
+def test_verify_accepts_a_hash_made_with_other_parameters(hasher: PasswordHasher) -> None:
+    """Verification reads the cost parameters from the stored hash, so old hashes keep working."""
+    stored = PasswordHasher(OTHER_PARAMETERS).hash(PASSWORD)
+
+    assert hasher.verify(stored, PASSWORD) is True
+
+
+@given(password=st.text(max_size=64))
+@example(password="\udcff")  # what Python makes of an undecodable byte in argv or a file name
+def test_verify_raises_only_bad_credentials_for_any_password(password: str) -> None:
+    """For any str password other than the right one, verify raises BadCredentials."""
+    if password == PASSWORD:
+        assert HASHER.verify(STORED_HASH, password) is True
+        return
+    with pytest.raises(BadCredentials):
+        HASHER.verify(STORED_HASH, password)
+
+
+# -- equal time for unknown users -----------------------------------------------------------
+
+
+def test_spend_equal_time_returns_nothing_for_an_ordinary_password(
+    hasher: PasswordHasher,
+) -> None:
+    """spend_equal_time does a verification's work and discards it (returns None)."""
+    assert hasher.spend_equal_time(PASSWORD) is None
+
+
+@given(password=st.text(max_size=64))
+@example(password="")
+@example(password="\udcff")  # lone surrogate: not encodable as UTF-8
+def test_spend_equal_time_never_raises(password: str) -> None:
+    """spend_equal_time never raises, whatever str it is given."""
+    HASHER.spend_equal_time(password)
+
+
+# -- rehash ---------------------------------------------------------------------------------
+
+
+def test_needs_rehash_is_false_for_a_hash_with_the_current_parameters(
+    hasher: PasswordHasher,
+) -> None:
+    """A hash made with the hasher's own parameters does not need rehashing."""
+    assert hasher.needs_rehash(hasher.hash(PASSWORD)) is False
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        OTHER_PARAMETERS,
+        Argon2Parameters(time_cost=2, memory_kib=8, parallelism=1),
+        Argon2Parameters(time_cost=1, memory_kib=16, parallelism=1),
+        Argon2Parameters(time_cost=1, memory_kib=16, parallelism=2),
+    ],
+    ids=["all-different", "time-cost", "memory", "memory-and-parallelism"],
+)
+def test_needs_rehash_is_true_for_a_hash_with_other_parameters(
+    hasher: PasswordHasher, other: Argon2Parameters
+) -> None:
+    """A hash made with any other cost parameters needs rehashing."""
+    assert hasher.needs_rehash(PasswordHasher(other).hash(PASSWORD)) is True
+
+
+def test_needs_rehash_is_true_for_a_corrupt_hash(hasher: PasswordHasher) -> None:
+    """An unparseable stored hash is reported as needing a rehash instead of raising."""
+    assert hasher.needs_rehash("not-a-hash") is True
+
+
+# -- policy ---------------------------------------------------------------------------------
+
+LOGIN = "margaret.hamilton"
+
+
+def _field_errors(error: ValidationFailed) -> list[FieldError]:
+    return list(error.field_errors)
+
+
+def test_policy_accepts_a_password_at_the_minimum_length() -> None:
+    """A password of exactly min_length characters is accepted."""
+    PasswordPolicy(min_length=12).check("a" * 12, login=LOGIN)
+
+
+def test_policy_accepts_a_password_at_the_maximum_length() -> None:
+    """A password of exactly max_length characters is accepted."""
+    PasswordPolicy(max_length=128).check("a" * 128, login=LOGIN)
+
+
+def test_policy_rejects_a_password_one_shorter_than_the_minimum() -> None:
+    """A password shorter than min_length raises ValidationFailed naming the minimum."""
+    with pytest.raises(ValidationFailed) as caught:
+        PasswordPolicy(min_length=12).check("a" * 11, login=LOGIN)
+
+    assert "at least 12" in caught.value.message
+    assert _field_errors(caught.value) == [
+        FieldError(field="password", message=caught.value.message)
+    ]
+
+
+def test_policy_rejects_a_password_one_longer_than_the_maximum() -> None:
+    """A password longer than max_length raises ValidationFailed naming the maximum."""
+    with pytest.raises(ValidationFailed) as caught:
+        PasswordPolicy(max_length=128).check("a" * 129, login=LOGIN)
+
+    assert "at most 128" in caught.value.message
+    assert [e.field for e in _field_errors(caught.value)] == ["password"]
+
+
+@pytest.mark.parametrize(
+    "password",
+    [LOGIN, LOGIN.upper(), "Margaret.Hamilton", f"  {LOGIN}  "],
+    ids=["same", "upper", "mixed-case", "padded"],
+)
+def test_policy_rejects_the_login_as_password(password: str) -> None:
+    """A password equal to the login, ignoring case and surrounding spaces, is rejected."""
+    with pytest.raises(ValidationFailed) as caught:
+        PasswordPolicy().check(password, login=LOGIN)
+
+    assert caught.value.message == "Password must not be the login."
+
+
+def test_policy_accepts_a_password_that_merely_contains_the_login() -> None:
+    """Containing the login is allowed; only equality is refused."""
+    PasswordPolicy().check(LOGIN + "-2024!", login=LOGIN)
+
+
+def test_policy_names_the_given_field_in_the_field_error() -> None:
+    """The field argument is the field named in the FieldError (e.g. newPassword)."""
+    with pytest.raises(ValidationFailed) as caught:
+        PasswordPolicy().check("short", login=LOGIN, field="newPassword")
+
+    errors = _field_errors(caught.value)
+    assert [e.field for e in errors] == ["newPassword"]
+    assert errors[0].message == caught.value.message
+    assert errors[0].object_name == "body"
