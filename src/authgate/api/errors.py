@@ -183,6 +183,8 @@ def _field_error(detail: Any) -> FieldError:
     """One pydantic error as a JHipster field error. The input value is never echoed."""
     location = [str(part) for part in detail.get("loc", ())]
     object_name = location[0] if location else "body"
+    if detail.get("type") == "json_invalid":
+        return FieldError(field="body", message="Malformed JSON", object_name="body")
     field = ".".join(location[1:]) or object_name
     return FieldError(
         field=field, message=str(detail.get("msg", "invalid")), object_name=object_name

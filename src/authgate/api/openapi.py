@@ -18,7 +18,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import get_openapi
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
 
 _FASTAPI_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
 _ERROR_BODY_REF = {"$ref": "#/components/schemas/ErrorBody"}
@@ -76,13 +76,16 @@ def _declare_security(
     schema: dict[str, Any], app: FastAPI, authentication: Callable[..., Any]
 ) -> None:
     schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
-    for route in app.routes:
-        if not isinstance(route, APIRoute) or not route.include_in_schema:
+    # Included routers appear in ``app.routes`` as one entry each; their routes (with
+    # the full path) come from FastAPI's route contexts.
+    for context in iter_route_contexts(app.routes):
+        route = context.original_route
+        if not isinstance(route, APIRoute) or not context.include_in_schema:
             continue
         if not _depends_on(route.dependant, authentication):
             continue
-        path_item = schema["paths"].get(route.path_format, {})
-        for method in route.methods or ():
+        path_item = schema["paths"].get(context.path_format, {})
+        for method in context.methods or ():
             operation = path_item.get(method.lower())
             if operation is not None:
                 operation["security"] = _SECURITY_REQUIREMENT

@@ -25,7 +25,7 @@ def page_request(
         field, _, direction = item.partition(",")
         direction = direction.strip().lower() or "asc"
         if not field.strip() or direction not in ("asc", "desc"):
-            message = f"Invalid sort {item!r}: use 'field,asc' or 'field,desc'."
+            message = "Invalid sort: use 'field,asc' or 'field,desc'."
             raise ValidationFailed(message, field_errors=[FieldError("sort", message, "query")])
         orders.append(SortOrder(field.strip(), descending=direction == "desc"))
     return PageRequest(page=page, size=size, sort=tuple(orders))

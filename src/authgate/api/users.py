@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Request, Response
 from pydantic import Field
@@ -11,9 +11,10 @@ from authgate.api.deps import AdminPrincipal, ServicesDep
 from authgate.api.errors import documented
 from authgate.api.pagination import PageRequestDep, pagination_headers
 from authgate.api.schemas import StrictBody, UserDTO
-from authgate.security.principal import ROLE_USER
 from authgate.services.users import (
     EMAIL_MAX_LENGTH,
+    EMAIL_PATTERN,
+    LANG_KEY_PATTERN,
     LOGIN_MAX_LENGTH,
     LOGIN_PATTERN,
     NAME_MAX_LENGTH,
@@ -24,11 +25,16 @@ from authgate.services.users import (
 router = APIRouter(prefix="/api/users", tags=["users"])
 
 LoginPath = Annotated[str, Path(min_length=1, max_length=LOGIN_MAX_LENGTH)]
-Email = Annotated[str, Field(min_length=3, max_length=EMAIL_MAX_LENGTH)]
+Email = Annotated[str, Field(min_length=3, max_length=EMAIL_MAX_LENGTH, pattern=EMAIL_PATTERN)]
 Name = Annotated[str, Field(max_length=NAME_MAX_LENGTH)]
-LangKey = Annotated[str, Field(min_length=2, max_length=10)]
-Authorities = Annotated[list[Annotated[str, Field(max_length=50)]], Field(max_length=10)]
+LangKey = Annotated[str, Field(min_length=2, max_length=10, pattern=LANG_KEY_PATTERN)]
+Role = Literal["ROLE_ADMIN", "ROLE_USER"]
+Authorities = Annotated[list[Role], Field(min_length=1, max_length=2)]
 Password = Annotated[str, Field(min_length=1, max_length=1024)]
+
+
+def _ordinary_user() -> list[Role]:
+    return ["ROLE_USER"]
 
 
 class UserCreate(StrictBody):
@@ -38,7 +44,7 @@ class UserCreate(StrictBody):
     firstName: Name | None = None
     lastName: Name | None = None
     langKey: LangKey = "en"
-    authorities: Authorities = Field(default_factory=lambda: [ROLE_USER])
+    authorities: Authorities = Field(default_factory=_ordinary_user)
     activated: bool = True
 
 

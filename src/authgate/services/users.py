@@ -124,12 +124,9 @@ class UserService:
         self._clock = clock
 
     async def list_users(self, request: PageRequest) -> Page[UserView]:
-        unknown = [o.field for o in request.sort if o.field not in UserRepository.SORT_COLUMNS]
-        if unknown:
-            raise ValidationFailed(
-                f"Cannot sort by {unknown[0]!r}.",
-                field_errors=[FieldError("sort", f"unknown sort field {unknown[0]!r}", "query")],
-            )
+        if any(order.field not in UserRepository.SORT_COLUMNS for order in request.sort):
+            message = "Unknown sort field; use one of " + ", ".join(UserRepository.SORT_COLUMNS)
+            raise ValidationFailed(message, field_errors=[FieldError("sort", message, "query")])
         async with self._db.session() as session:
             users = UserRepository(session)
             total = await users.count()
@@ -336,5 +333,6 @@ def _authority_errors(authorities: frozenset[str]) -> list[FieldError]:
         return [FieldError("authorities", "At least one authority is required.")]
     unknown = sorted(authorities - KNOWN_AUTHORITIES)
     if unknown:
-        return [FieldError("authorities", f"Unknown authority: {unknown[0]}.")]
+        known = ", ".join(sorted(KNOWN_AUTHORITIES))
+        return [FieldError("authorities", f"Unknown authority; use {known}.")]
     return []

@@ -1,0 +1,344 @@
+"""The OpenAPI document at /v3/api-docs, the offline Swagger UI, and a schemathesis run of
+every documented operation against the running app (SQLite only)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+import schemathesis
+from fastapi import FastAPI
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.schemas import APIOperation, BaseSchema
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from authgate.app import OPENAPI_URL, create_app
+from authgate.container import Services
+from authgate.exceptions import NotFound
+from authgate.security.principal import ROLE_ADMIN, ROLE_USER
+from authgate.services.users import NewUser, UserView
+from tests.conftest import ADMIN_PASSWORD, FakeClock, Harness
+from tests.conftest import test_settings as make_settings  # not collected as a test
+
+SWAGGER_UI_URL = "/swagger-ui/index.html"
+ERROR_BODY_REF = {"$ref": "#/components/schemas/ErrorBody"}
+LOGIN_OPERATION = "POST /api/authenticate"
+HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
+
+# Operations that need a caller; each must accept either scheme.
+PROTECTED = [
+    ("get", "/api/authenticate"),
+    ("post", "/api/logout"),
+    ("get", "/api/account"),
+    ("post", "/api/account/change-password"),
+    ("post", "/api/account/logout-all"),
+    ("get", "/api/users"),
+    ("post", "/api/users"),
+    ("get", "/api/users/{login}"),
+    ("put", "/api/users/{login}"),
+    ("delete", "/api/users/{login}"),
+    ("put", "/api/users/{login}/password"),
+]
+PUBLIC = [
+    ("post", "/api/authenticate"),
+    ("get", "/api/ping"),
+    ("get", "/management/health"),
+    ("get", "/management/info"),
+    ("get", "/.well-known/jwks.json"),
+]
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> str:
+    """SQLite only: nothing in this module depends on the database engine."""
+    return f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
+
+
+def operations(document: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            if method in HTTP_METHODS:
+                yield method, path, operation
+
+
+def scheme_names(requirements: list[dict[str, list[str]]] | None) -> set[str]:
+    return {name for requirement in requirements or [] for name in requirement}
+
+
+@pytest.fixture
+async def document(harness: Harness) -> dict[str, Any]:
+    """The OpenAPI document as a client fetches it."""
+    response = await harness.client.get(OPENAPI_URL)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/json")
+    result: dict[str, Any] = response.json()
+    return result
+
+
+# -- the OpenAPI document ------------------------------------------------------------------
+
+
+async def test_security_schemes_are_bearer_jwt_and_utm_api_key(document: dict[str, Any]) -> None:
+    """The document declares bearerAuth (HTTP bearer, JWT) and ApiKeyAuth (header Utm-Api-Key)."""
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["bearerAuth"]["type"] == "http"
+    assert schemes["bearerAuth"]["scheme"] == "bearer"
+    assert schemes["bearerAuth"]["bearerFormat"] == "JWT"
+    assert schemes["ApiKeyAuth"]["type"] == "apiKey"
+    assert schemes["ApiKeyAuth"]["in"] == "header"
+    assert schemes["ApiKeyAuth"]["name"] == "Utm-Api-Key"
+
+
+@pytest.mark.parametrize(("method", "path"), PROTECTED)
+async def test_protected_operation_lists_both_schemes(
+    document: dict[str, Any], method: str, path: str
+) -> None:
+    """An operation that requires authentication lists bearerAuth and ApiKeyAuth in security."""
+    operation = document["paths"][path][method]
+    assert scheme_names(operation.get("security")) == {"bearerAuth", "ApiKeyAuth"}
+
+
+@pytest.mark.parametrize(("method", "path"), PUBLIC)
+async def test_public_operation_lists_no_security(
+    document: dict[str, Any], method: str, path: str
+) -> None:
+    """A public operation has no security requirement, neither its own nor a global one."""
+    operation = document["paths"][path][method]
+    assert scheme_names(operation.get("security", document.get("security"))) == set()
+
+
+async def test_every_operation_is_classified(document: dict[str, Any]) -> None:
+    """Every documented operation is known here as either protected or public."""
+    documented = {(method, path) for method, path, _ in operations(document)}
+    assert documented == set(PROTECTED) | set(PUBLIC)
+
+
+async def test_security_declared_exactly_where_credentials_are_required(
+    harness: Harness, document: dict[str, Any]
+) -> None:
+    """An operation declares security exactly when it answers 401 to a call without credentials."""
+    mismatches = []
+    for method, path, operation in operations(document):
+        url = path.replace("{login}", "admin")
+        response = await harness.client.request(method.upper(), url)
+        requires_credentials = response.status_code == 401
+        declares_security = bool(scheme_names(operation.get("security", document.get("security"))))
+        if requires_credentials != declares_security:
+            mismatches.append(f"{method.upper()} {path}: {response.status_code}")
+    assert mismatches == []
+
+
+async def test_no_operation_documents_422(document: dict[str, Any]) -> None:
+    """No operation documents FastAPI's 422, and its validation-error schemas are gone."""
+    with_422 = [
+        f"{method.upper()} {path}"
+        for method, path, operation in operations(document)
+        if "422" in operation["responses"]
+    ]
+    assert with_422 == []
+    schemas = document["components"]["schemas"]
+    assert "HTTPValidationError" not in schemas
+    assert "ValidationError" not in schemas
+
+
+async def test_operations_with_input_document_400_error_body(document: dict[str, Any]) -> None:
+    """Every operation with a body or parameters documents 400 with the ErrorBody schema."""
+    with_input = [
+        (method, path, operation)
+        for method, path, operation in operations(document)
+        if "requestBody" in operation or operation.get("parameters")
+    ]
+    assert len(with_input) >= 8  # authenticate, change-password and the six /api/users ones
+    missing = []
+    for method, path, operation in with_input:
+        response = operation["responses"].get("400", {})
+        schema = response.get("content", {}).get("application/json", {}).get("schema")
+        if schema != ERROR_BODY_REF:
+            missing.append(f"{method.upper()} {path}")
+    assert missing == []
+    assert {"timestamp", "status", "error", "code", "message", "path"} <= set(
+        document["components"]["schemas"]["ErrorBody"]["required"]
+    )
+
+
+# -- Swagger UI ------------------------------------------------------------------------------
+
+
+class AssetCollector(HTMLParser):
+    """Collects the URLs that script, link and img elements load."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[tuple[str, str]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attribute = {"script": "src", "img": "src", "link": "href"}.get(tag)
+        for name, value in attrs:
+            if name == attribute and value:
+                self.urls.append((tag, value))
+
+
+async def test_swagger_ui_page_points_at_the_document(harness: Harness) -> None:
+    """The Swagger UI page is HTML that loads the OpenAPI document from /v3/api-docs."""
+    response = await harness.client.get(SWAGGER_UI_URL)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert f"'{OPENAPI_URL}'" in response.text or f'"{OPENAPI_URL}"' in response.text
+
+
+async def test_swagger_ui_page_has_no_absolute_url(harness: Harness) -> None:
+    """The Swagger UI page names no http:// or https:// URL, so it works offline."""
+    response = await harness.client.get(SWAGGER_UI_URL)
+    assert response.status_code == 200
+    assert re.findall(r"https?://\S*", response.text, flags=re.IGNORECASE) == []
+
+
+async def test_swagger_ui_assets_are_served_by_the_app(harness: Harness) -> None:
+    """Every script, stylesheet and image the Swagger UI page loads is served here with 200."""
+    page = await harness.client.get(SWAGGER_UI_URL)
+    collector = AssetCollector()
+    collector.feed(page.text)
+    tags = {tag for tag, _ in collector.urls}
+    assert {"script", "link"} <= tags
+    for _, url in collector.urls:
+        assert url.startswith("/"), url
+        assert not url.startswith("//"), url
+        response = await harness.client.get(url)
+        assert response.status_code == 200, url
+        assert response.content, url
+
+
+@pytest.mark.parametrize("url", ["/swagger-ui/", "/swagger-ui"])
+async def test_swagger_ui_directory_redirects_to_index(harness: Harness, url: str) -> None:
+    """The Swagger UI directory URL redirects to /swagger-ui/index.html."""
+    response = await harness.client.get(url)
+    assert response.is_redirect
+    assert response.headers["location"] == SWAGGER_UI_URL
+
+
+# -- schemathesis over every operation ---------------------------------------------------------
+
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    response_schema_conformance,
+    content_type_conformance,
+]
+
+
+@dataclass
+class FuzzTarget:
+    """The app schemathesis calls, its services, and the admin every case acts as."""
+
+    app: FastAPI
+    services: Services
+    clock: FakeClock
+    admin: UserView | None = None
+
+    def admin_headers(self) -> dict[str, str]:
+        """A freshly minted admin token, so earlier logouts cannot affect this case."""
+        assert self.admin is not None, "the app's lifespan has not started"
+        # Time passes between cases: a token minted in the instant of an earlier case's
+        # "log out everywhere" or password change would count as revoked.
+        self.clock.advance(seconds=1)
+        token = self.services.tokens.issue(self.admin, remember_me=False).token
+        return {"Authorization": f"Bearer {token}"}
+
+
+async def ensure_admin(services: Services) -> UserView:
+    try:
+        return await services.users.get_user("admin")
+    except NotFound:
+        return await services.users.create_user(
+            NewUser(
+                login="admin",
+                email="admin@example.com",
+                password=ADMIN_PASSWORD,
+                authorities=frozenset({ROLE_ADMIN, ROLE_USER}),
+            )
+        )
+
+
+@pytest.fixture
+def fuzz_target(tmp_path: Path) -> FuzzTarget:
+    """The app on its own SQLite file; its lifespan (run by schemathesis) also creates the admin."""
+    app_settings = make_settings(
+        tmp_path / "data", database_url=f"sqlite+aiosqlite:///{tmp_path / 's.db'}"
+    )
+    clock = FakeClock()
+    app = create_app(app_settings, clock=clock)
+    target = FuzzTarget(app=app, services=app.state.services, clock=clock)
+    start_app = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan_with_admin(running: FastAPI) -> AsyncIterator[Any]:
+        # The admin is created on the app's own loop, with the app's own services.
+        async with start_app(running) as state:
+            target.admin = await ensure_admin(target.services)
+            yield state
+
+    app.router.lifespan_context = lifespan_with_admin
+    return target
+
+
+@pytest.fixture
+def api_schema(fuzz_target: FuzzTarget) -> Iterator[BaseSchema]:
+    """The app's own document; loading it starts the app's lifespan, which ends with the test."""
+    yield schemathesis.openapi.from_asgi(OPENAPI_URL, fuzz_target.app)
+    schemathesis.python.asgi.shutdown_lifespans()
+
+
+def case_strategy(operation: APIOperation) -> st.SearchStrategy[schemathesis.Case]:
+    """Valid and invalid requests for one operation; user paths also aim at the admin, since
+    generated logins almost never exist and the success responses need checking too."""
+    strategies = [
+        operation.as_strategy(GenerationMode.POSITIVE),
+        operation.as_strategy(GenerationMode.NEGATIVE),
+    ]
+    if "{login}" in operation.path:
+        strategies.append(
+            operation.as_strategy(GenerationMode.POSITIVE, path_parameters={"login": "admin"})
+        )
+    return st.one_of(strategies)
+
+
+# `schemathesis.pytest.from_fixture(...).parametrize()` cannot run under pytest 9.2 (it sets
+# `Function._nodeid`, which pytest removed), so each operation gets its own Hypothesis test here.
+def test_every_operation_conforms_to_the_document(
+    api_schema: BaseSchema, fuzz_target: FuzzTarget, subtests: pytest.Subtests
+) -> None:
+    """As an admin (never refused), every operation answers without 5xx, with a documented
+    status code, a body matching its schema and the documented content type."""
+    loaded = [result.ok() for result in api_schema.get_all_operations()]  # raises if unreadable
+    documented = operations(fuzz_target.app.openapi())
+    assert {op.label for op in loaded} == {f"{m.upper()} {path}" for m, path, _ in documented}
+    for operation in loaded:
+
+        @settings(
+            max_examples=40,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+        )
+        @given(case=case_strategy(operation))
+        def call_operation(case: schemathesis.Case) -> None:
+            response = case.call_and_validate(headers=fuzz_target.admin_headers(), checks=CHECKS)
+            if case.operation.label != LOGIN_OPERATION:  # the only 401 an admin can earn
+                assert response.status_code not in (401, 403), response.text
+
+        with subtests.test(msg=operation.label):
+            call_operation()
