@@ -28,6 +28,13 @@ ADMIN_PASSWORD = "benchmark-admin-password"
 
 
 @dataclass(frozen=True)
+class Comparison:
+    first: LoadResult
+    second: LoadResult
+    ratio: float  # median over rounds of first/second requests per second
+
+
+@dataclass(frozen=True)
 class LoadResult:
     requests_per_second: float
     p99_ms: float
@@ -171,14 +178,28 @@ def compare(
     run_b: Callable[[], LoadResult],
     *,
     rounds: int,
-) -> tuple[LoadResult, LoadResult]:
-    """Alternate the two loads ``rounds`` times (so drift hits both) and take medians."""
+) -> Comparison:
+    """Alternate the two loads ``rounds`` times and compare them round by round.
+
+    This machine's throughput drifts by tens of percent between runs (shared host), so
+    each round's pair is measured back to back and the ratio is the median of the
+    per-round ratios; the printed figures are medians too.
+    """
     results_a: list[LoadResult] = []
     results_b: list[LoadResult] = []
-    for _ in range(rounds):
-        results_a.append(run_a())
-        results_b.append(run_b())
+    for round_number in range(rounds):
+        # Alternate which one goes first, so a steady drift favours neither.
+        if round_number % 2 == 0:
+            results_a.append(run_a())
+            results_b.append(run_b())
+        else:
+            results_b.append(run_b())
+            results_a.append(run_a())
     a, b = median_result(results_a), median_result(results_b)
+    ratio = statistics.median(
+        x.requests_per_second / y.requests_per_second
+        for x, y in zip(results_a, results_b, strict=True)
+    )
     print(f"  {label_a:<34} {a.requests_per_second:>9.0f} req/s   p99 {a.p99_ms:7.2f} ms")
     print(f"  {label_b:<34} {b.requests_per_second:>9.0f} req/s   p99 {b.p99_ms:7.2f} ms")
-    return a, b
+    return Comparison(first=a, second=b, ratio=ratio)

@@ -24,18 +24,17 @@ def load_ratio(*, seconds: int, rounds: int) -> float:
         token = server.login()
         headers = {"Authorization": f"Bearer {token}"}
         wrk(f"{server.base_url}/api/authenticate", seconds=2, headers=headers)  # warm up
-        authenticated, public = compare(
+        result = compare(
             "GET /api/authenticate (JWT)",
             lambda: wrk(f"{server.base_url}/api/authenticate", seconds=seconds, headers=headers),
             "GET /api/ping (no auth)",
             lambda: wrk(f"{server.base_url}/api/ping", seconds=seconds),
             rounds=rounds,
         )
-    if authenticated.non_2xx or public.non_2xx:
+    if result.first.non_2xx or result.second.non_2xx:
         raise RuntimeError("some requests failed; figures are meaningless")
-    ratio = authenticated.requests_per_second / public.requests_per_second
-    print(f"  ratio JWT / no auth (req/s)        {ratio:9.3f}   (target >= 0.90)")
-    return ratio
+    print(f"  ratio JWT / no auth (req/s)        {result.ratio:9.3f}   (target >= 0.90)")
+    return result.ratio
 
 
 def verification_cost(iterations: int = 20_000) -> None:
@@ -68,8 +67,8 @@ def verification_cost(iterations: int = 20_000) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=int, default=10, help="length of each wrk run")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per endpoint")
+    parser.add_argument("--seconds", type=int, default=5, help="length of each wrk run")
+    parser.add_argument("--rounds", type=int, default=9, help="alternating rounds per endpoint")
     args = parser.parse_args()
     print("P2 JWT-authenticated vs unauthenticated (1 worker, wrk -t1 -c32)")
     load_ratio(seconds=args.seconds, rounds=args.rounds)

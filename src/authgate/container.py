@@ -18,6 +18,7 @@ from authgate.services.accounts import AccountService
 from authgate.services.changes import ChangeFeed
 from authgate.services.password_hashing import AsyncPasswordHasher
 from authgate.services.signing_keys import SigningKeyFile
+from authgate.services.user_states import UserStates
 from authgate.services.users import UserService
 from authgate.settings import Settings
 from authgate.storage import keystore
@@ -109,16 +110,21 @@ def build_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
         audience=settings.jwt_audience,
         leeway=timedelta(seconds=settings.token_leeway_seconds),
     )
+    user_states = UserStates(
+        db=db,
+        feed=feed,
+        max_entries=settings.user_cache_size,
+        ttl=settings.user_cache_ttl_seconds,
+    )
     tokens = AccessTokenService(
         codec=codec,
         db=db,
         feed=feed,
+        users=user_states,
         clock=clock,
         token_ttl=settings.token_ttl,
         remember_me_ttl=settings.remember_me_ttl,
         cache_size=settings.token_cache_size,
-        user_cache_size=settings.user_cache_size,
-        user_cache_ttl=settings.user_cache_ttl_seconds,
     )
     return Services(
         settings=settings,

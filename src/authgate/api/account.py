@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from pydantic import Field
 
-from authgate.api.deps import CurrentPrincipal, ServicesDep
+from authgate.api.access import AuthenticatedRoute, principal_of, services_of
 from authgate.api.errors import documented
 from authgate.api.schemas import StrictBody, UserDTO
 
-router = APIRouter(prefix="/api/account", tags=["account"])
+router = APIRouter(prefix="/api/account", tags=["account"], route_class=AuthenticatedRoute)
 
 
 class PasswordChange(StrictBody):
@@ -20,8 +20,9 @@ class PasswordChange(StrictBody):
 
 
 @router.get("", summary="The current user", response_model=UserDTO, responses=documented(401, 404))
-async def get_account(principal: CurrentPrincipal, services: ServicesDep) -> UserDTO:
-    return UserDTO.of(await services.accounts.account(principal.user_id))
+async def get_account(request: Request) -> UserDTO:
+    account = await services_of(request).accounts.account(principal_of(request).user_id)
+    return UserDTO.of(account)
 
 
 @router.post(
@@ -31,11 +32,11 @@ async def get_account(principal: CurrentPrincipal, services: ServicesDep) -> Use
     response_class=Response,
     responses={200: {"description": "Password changed"}, **documented(400, 401, 404, 413)},
 )
-async def change_password(
-    body: PasswordChange, principal: CurrentPrincipal, services: ServicesDep
-) -> Response:
-    await services.accounts.change_password(
-        principal.user_id, current_password=body.currentPassword, new_password=body.newPassword
+async def change_password(body: PasswordChange, request: Request) -> Response:
+    await services_of(request).accounts.change_password(
+        principal_of(request).user_id,
+        current_password=body.currentPassword,
+        new_password=body.newPassword,
     )
     return Response(status_code=200)
 
@@ -47,6 +48,6 @@ async def change_password(
     response_class=Response,
     responses=documented(401, 404),
 )
-async def logout_everywhere(principal: CurrentPrincipal, services: ServicesDep) -> Response:
-    await services.accounts.log_out_everywhere(principal.user_id)
+async def logout_everywhere(request: Request) -> Response:
+    await services_of(request).accounts.log_out_everywhere(principal_of(request).user_id)
     return Response(status_code=204)

@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 
-from authgate.api.deps import CurrentPrincipal, ServicesDep
+from authgate.api.access import AuthenticatedRoute, principal_of, services_of
 from authgate.api.errors import documented
 
-router = APIRouter(tags=["authentication"])
+public_router = APIRouter(tags=["authentication"])
+router = APIRouter(tags=["authentication"], route_class=AuthenticatedRoute)
 
 
 class LoginRequest(BaseModel):
@@ -34,13 +35,14 @@ class LoginResponse(BaseModel):
     expires_in: int = Field(description="Seconds until the token expires.")
 
 
-@router.post(
+@public_router.post(
     "/api/authenticate",
     summary="Log in with username (or e-mail) and password",
     response_model=LoginResponse,
     responses=documented(400, 401, 413),
 )
-async def authenticate(body: LoginRequest, response: Response, services: ServicesDep) -> Any:
+async def authenticate(body: LoginRequest, request: Request, response: Response) -> Any:
+    services = services_of(request)
     user = await services.accounts.authenticate(body.username, body.password)
     issued = services.tokens.issue(user, remember_me=bool(body.rememberMe))
     response.headers["Authorization"] = f"Bearer {issued.token}"
@@ -56,14 +58,23 @@ async def authenticate(body: LoginRequest, response: Response, services: Service
     )
 
 
+@public_router.get(
+    "/.well-known/jwks.json",
+    summary="Public keys that verify authgate's tokens (JWK Set)",
+    tags=["public"],
+)
+async def jwks(request: Request) -> dict[str, list[dict[str, Any]]]:
+    return services_of(request).tokens.codec.keyring.jwks()
+
+
 @router.get(
     "/api/authenticate",
     summary="The caller's login, if authenticated",
     response_model=str,
     responses=documented(401),
 )
-async def who_am_i(principal: CurrentPrincipal) -> str:
-    return principal.login
+async def who_am_i(request: Request) -> str:
+    return principal_of(request).login
 
 
 @router.post(
@@ -73,15 +84,6 @@ async def who_am_i(principal: CurrentPrincipal) -> str:
     response_class=Response,
     responses=documented(401),
 )
-async def logout(principal: CurrentPrincipal, services: ServicesDep) -> Response:
-    await services.tokens.logout(principal)
+async def logout(request: Request) -> Response:
+    await services_of(request).tokens.logout(principal_of(request))
     return Response(status_code=204)
-
-
-@router.get(
-    "/.well-known/jwks.json",
-    summary="Public keys that verify authgate's tokens (JWK Set)",
-    tags=["public"],
-)
-async def jwks(services: ServicesDep) -> dict[str, list[dict[str, Any]]]:
-    return services.tokens.codec.keyring.jwks()

@@ -22,6 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from authgate.clock import utc_now
 from authgate.exceptions import (
@@ -167,9 +168,21 @@ async def _on_http_exception(request: Request, error: StarletteHTTPException) ->
     phrase = HTTPStatus(status).phrase
     code = phrase.lower().replace(" ", "_").replace("-", "_")
     message = error.detail if isinstance(error.detail, str) else phrase
-    return error_response(
-        request, status=status, code=code, message=message, headers=dict(error.headers or {})
-    )
+    headers = dict(error.headers or {})
+    if status == 405:
+        headers["Allow"] = ", ".join(_allowed_methods(request))
+    return error_response(request, status=status, code=code, message=message, headers=headers)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method any route serves at this path. Starlette names only the first
+    route's, but several routes may share a path (GET and POST /api/authenticate)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    return sorted(methods)
 
 
 async def _on_unexpected(request: Request, error: Exception) -> JSONResponse:

@@ -5,20 +5,19 @@ Two corrections to what FastAPI generates:
 * request validation failures are documented as authgate answers them: 400 with
   :class:`~authgate.api.errors.ErrorBody` (JHipster-compatible), not FastAPI's 422;
 * the security schemes ``bearerAuth`` and ``ApiKeyAuth`` (UTMStack's names) are
-  declared for every route that depends on ``current_principal``. They are added here
-  rather than as FastAPI ``Security`` dependencies, which would be resolved on every
-  request for nothing.
+  declared for every route of an ``AuthenticatedRoute`` class (see ``api/access.py``:
+  authentication is not a FastAPI dependency, so FastAPI cannot see it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import get_openapi
-from fastapi.routing import APIRoute, iter_route_contexts
+from fastapi.routing import iter_route_contexts
+
+from authgate.api.access import AuthenticatedRoute
 
 _FASTAPI_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
 _ERROR_BODY_REF = {"$ref": "#/components/schemas/ErrorBody"}
@@ -41,7 +40,7 @@ SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
 _SECURITY_REQUIREMENT: list[dict[str, list[str]]] = [{"bearerAuth": []}, {"ApiKeyAuth": []}]
 
 
-def install_openapi(app: FastAPI, *, description: str, authentication: Callable[..., Any]) -> None:
+def install_openapi(app: FastAPI, *, description: str) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = get_openapi(
@@ -51,7 +50,7 @@ def install_openapi(app: FastAPI, *, description: str, authentication: Callable[
                 routes=app.routes,
             )
             _validation_errors_are_400(schema)
-            _declare_security(schema, app, authentication)
+            _declare_security(schema, app)
             app.openapi_schema = schema
         return app.openapi_schema
 
@@ -72,27 +71,16 @@ def _validation_errors_are_400(schema: dict[str, Any]) -> None:
         components.pop(name, None)
 
 
-def _declare_security(
-    schema: dict[str, Any], app: FastAPI, authentication: Callable[..., Any]
-) -> None:
+def _declare_security(schema: dict[str, Any], app: FastAPI) -> None:
     schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
-    # Included routers appear in ``app.routes`` as one entry each; their routes (with
-    # the full path) come from FastAPI's route contexts.
+    # iter_route_contexts also sees routes of included routers, with their full path.
     for context in iter_route_contexts(app.routes):
-        route = context.original_route
-        if not isinstance(route, APIRoute) or not context.include_in_schema:
+        if not isinstance(context.original_route, AuthenticatedRoute):
             continue
-        if not _depends_on(route.dependant, authentication):
+        if not context.include_in_schema:
             continue
         path_item = schema["paths"].get(context.path_format, {})
         for method in context.methods or ():
             operation = path_item.get(method.lower())
             if operation is not None:
                 operation["security"] = _SECURITY_REQUIREMENT
-
-
-def _depends_on(dependant: Dependant, target: Callable[..., Any]) -> bool:
-    return any(
-        dependency.call is target or _depends_on(dependency, target)
-        for dependency in dependant.dependencies
-    )

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Request, Response
 from pydantic import Field
 
-from authgate.api.deps import AdminPrincipal, ServicesDep
+from authgate.api.access import AdminRoute, principal_of, services_of
 from authgate.api.errors import documented
 from authgate.api.pagination import PageRequestDep, pagination_headers
 from authgate.api.schemas import StrictBody, UserDTO
@@ -22,7 +22,7 @@ from authgate.services.users import (
     UserChanges,
 )
 
-router = APIRouter(prefix="/api/users", tags=["users"])
+router = APIRouter(prefix="/api/users", tags=["users"], route_class=AdminRoute)
 
 LoginPath = Annotated[str, Path(min_length=1, max_length=LOGIN_MAX_LENGTH)]
 Email = Annotated[str, Field(min_length=3, max_length=EMAIL_MAX_LENGTH, pattern=EMAIL_PATTERN)]
@@ -69,14 +69,8 @@ class PasswordReset(StrictBody):
     response_model=list[UserDTO],
     responses=documented(400, 401, 403),
 )
-async def list_users(
-    request: Request,
-    response: Response,
-    paging: PageRequestDep,
-    _admin: AdminPrincipal,
-    services: ServicesDep,
-) -> list[UserDTO]:
-    page = await services.users.list_users(paging)
+async def list_users(request: Request, response: Response, paging: PageRequestDep) -> list[UserDTO]:
+    page = await services_of(request).users.list_users(paging)
     response.headers.update(pagination_headers(request, page))
     return [UserDTO.of(user) for user in page.items]
 
@@ -88,10 +82,8 @@ async def list_users(
     response_model=UserDTO,
     responses=documented(400, 401, 403, 409, 413),
 )
-async def create_user(
-    body: UserCreate, response: Response, _admin: AdminPrincipal, services: ServicesDep
-) -> UserDTO:
-    user = await services.users.create_user(
+async def create_user(body: UserCreate, request: Request, response: Response) -> UserDTO:
+    user = await services_of(request).users.create_user(
         NewUser(
             login=body.login,
             email=body.email,
@@ -113,8 +105,8 @@ async def create_user(
     response_model=UserDTO,
     responses=documented(400, 401, 403, 404),
 )
-async def get_user(login: LoginPath, _admin: AdminPrincipal, services: ServicesDep) -> UserDTO:
-    return UserDTO.of(await services.users.get_user(login))
+async def get_user(login: LoginPath, request: Request) -> UserDTO:
+    return UserDTO.of(await services_of(request).users.get_user(login))
 
 
 @router.put(
@@ -123,9 +115,7 @@ async def get_user(login: LoginPath, _admin: AdminPrincipal, services: ServicesD
     response_model=UserDTO,
     responses=documented(400, 401, 403, 404, 409, 413),
 )
-async def update_user(
-    login: LoginPath, body: UserUpdate, admin: AdminPrincipal, services: ServicesDep
-) -> UserDTO:
+async def update_user(login: LoginPath, body: UserUpdate, request: Request) -> UserDTO:
     changes = UserChanges(
         email=body.email,
         first_name=body.firstName,
@@ -134,7 +124,9 @@ async def update_user(
         activated=body.activated,
         authorities=frozenset(body.authorities) if body.authorities is not None else None,
     )
-    user = await services.users.update_user(login, changes, acting_user_id=admin.user_id)
+    user = await services_of(request).users.update_user(
+        login, changes, acting_user_id=principal_of(request).user_id
+    )
     return UserDTO.of(user)
 
 
@@ -145,10 +137,8 @@ async def update_user(
     response_class=Response,
     responses=documented(400, 401, 403, 404, 413),
 )
-async def reset_password(
-    login: LoginPath, body: PasswordReset, _admin: AdminPrincipal, services: ServicesDep
-) -> Response:
-    await services.users.set_password(login, body.newPassword)
+async def reset_password(login: LoginPath, body: PasswordReset, request: Request) -> Response:
+    await services_of(request).users.set_password(login, body.newPassword)
     return Response(status_code=204)
 
 
@@ -159,6 +149,8 @@ async def reset_password(
     response_class=Response,
     responses=documented(400, 401, 403, 404, 409),
 )
-async def delete_user(login: LoginPath, admin: AdminPrincipal, services: ServicesDep) -> Response:
-    await services.users.delete_user(login, acting_user_id=admin.user_id)
+async def delete_user(login: LoginPath, request: Request) -> Response:
+    await services_of(request).users.delete_user(
+        login, acting_user_id=principal_of(request).user_id
+    )
     return Response(status_code=204)

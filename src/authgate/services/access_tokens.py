@@ -5,8 +5,9 @@ Hot path. A token seen before costs a SHA-256 and a few dictionary lookups:
 * verified claims are cached, keyed by a hash of the token, never past ``exp``;
 * logged-out token ids live in an in-memory deny list (loaded at start-up, kept in
   step by the change feed; each entry leaves when its token would have expired);
-* the user's current state (active, roles, "tokens valid after") is cached and
-  dropped whenever the change feed says the user changed.
+* the user's current state (active, roles, "tokens valid after") comes from
+  ``UserStates``, which drops a user whenever the change feed says they changed;
+* the principal built for a token is reused until that state changes.
 
 So revocation is checked on every request, cache hit or not, without a database
 round trip unless the user's state was just invalidated.
@@ -14,30 +15,31 @@ round trip unless the user's state was just invalidated.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from authgate.clock import Clock
 from authgate.exceptions import TokenInvalid, TokenRevoked
-from authgate.security.principal import Principal, parse_authorities
+from authgate.security.principal import Principal
 from authgate.security.tokens import IssuedToken, JwtCodec, TokenClaims
 from authgate.services.changes import Change, ChangeFeed, ChangeKind
 from authgate.services.expiring_cache import ExpiringCache
+from authgate.services.user_states import UserAuthState, UserStates
 from authgate.services.users import UserView
 from authgate.storage.db import Database
-from authgate.storage.repositories import RevokedTokenRepository, UserRepository
+from authgate.storage.repositories import RevokedTokenRepository
 
 
-@dataclass(frozen=True, slots=True)
-class UserAuthState:
-    """What authenticating a token needs to know about its user right now."""
+class _VerifiedToken:
+    """A cache entry: the token's verified claims and the principal last built from them
+    (rebuilt only when the user's state object changes)."""
 
-    login: str
-    active: bool
-    authorities: frozenset[str]
-    tokens_valid_after: datetime | None
+    __slots__ = ("claims", "principal", "state")
+
+    def __init__(self, claims: TokenClaims) -> None:
+        self.claims = claims
+        self.state: UserAuthState | None = None
+        self.principal: Principal | None = None
 
 
 class AccessTokenService:
@@ -47,12 +49,11 @@ class AccessTokenService:
         codec: JwtCodec,
         db: Database,
         feed: ChangeFeed,
+        users: UserStates,
         clock: Clock,
         token_ttl: timedelta,
         remember_me_ttl: timedelta,
         cache_size: int,
-        user_cache_size: int,
-        user_cache_ttl: float,
     ) -> None:
         self._codec = codec
         self._db = db
@@ -60,15 +61,10 @@ class AccessTokenService:
         self._clock = clock
         self._token_ttl = token_ttl
         self._remember_me_ttl = remember_me_ttl
-        self._verified: ExpiringCache[bytes, TokenClaims] = ExpiringCache(cache_size)
-        self._users: ExpiringCache[int, UserAuthState] = ExpiringCache(user_cache_size)
-        # A safety net: the change feed drops a user's entry when it changes.
-        self._user_cache_ttl = user_cache_ttl
+        self._users = users
+        self._verified: ExpiringCache[bytes, _VerifiedToken] = ExpiringCache(cache_size)
         # jti -> POSIX time after which the entry is useless (the token has expired).
         self._denied: dict[str, float] = {}
-        # Bumped on every user change: a state read from the database before a change
-        # must not be cached after it (the read may predate the change's commit).
-        self._user_generation = 0
         feed.subscribe(self._on_change)
 
     @property
@@ -102,15 +98,17 @@ class AccessTokenService:
         now = self._clock()
         timestamp = now.timestamp()
         cache_key = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
-        claims = self._verified.get(cache_key, now=timestamp)
-        if claims is None:
+        verified = self._verified.get(cache_key, now=timestamp)
+        if verified is None:
             claims = self._codec.verify(token, now=now)
-            self._verified.put(cache_key, claims, expires_at=claims.expires_at.timestamp())
+            verified = _VerifiedToken(claims)
+            self._verified.put(cache_key, verified, expires_at=claims.expires_at.timestamp())
+        claims = verified.claims
         if claims.token_id in self._denied:
             raise TokenRevoked(reason="token_logged_out")
-        state = self._users.get(claims.user_id, now=timestamp)
-        if state is None:
-            state = await self._load_user(claims.user_id, now=timestamp)
+        state = self._users.cached(claims.user_id, now=timestamp) or await self._users.load(
+            claims.user_id, now=timestamp
+        )
         if state is None or state.login != claims.subject:
             raise TokenRevoked(reason="user_deleted")
         if not state.active:
@@ -118,14 +116,17 @@ class AccessTokenService:
         # "<=": a token issued in the very millisecond of a revocation counts as before it.
         if state.tokens_valid_after is not None and claims.issued_at <= state.tokens_valid_after:
             raise TokenRevoked(reason="sessions_revoked")
-        return Principal(
-            user_id=claims.user_id,
-            login=claims.subject,
-            authorities=claims.authorities & state.authorities,
-            method="jwt",
-            credential_id=claims.token_id,
-            expires_at=claims.expires_at,
-        )
+        if verified.state is not state or verified.principal is None:
+            verified.principal = Principal(
+                user_id=claims.user_id,
+                login=claims.subject,
+                authorities=claims.authorities & state.authorities,
+                method="jwt",
+                credential_id=claims.token_id,
+                expires_at=claims.expires_at,
+            )
+            verified.state = state
+        return verified.principal
 
     async def logout(self, principal: Principal) -> None:
         """Revoke the token ``principal`` authenticated with."""
@@ -158,28 +159,8 @@ class AccessTokenService:
 
     # -- internals ------------------------------------------------------------------------
 
-    async def _load_user(self, user_id: int, *, now: float) -> UserAuthState | None:
-        generation = self._user_generation
-        async with self._db.session() as session:
-            user = await UserRepository(session).get(user_id)
-        if user is None:
-            return None
-        state = UserAuthState(
-            login=user.login,
-            active=user.activated,
-            authorities=parse_authorities(user.authorities),
-            tokens_valid_after=user.tokens_valid_after,
-        )
-        if generation == self._user_generation:
-            self._users.put(user_id, state, expires_at=now + self._user_cache_ttl)
-        return state
-
     def _on_change(self, change: Change) -> None:
-        if change.kind is ChangeKind.USER_CHANGED:
-            self._user_generation += 1
-            with contextlib.suppress(ValueError):
-                self._users.discard(int(change.subject))
-        elif change.kind is ChangeKind.TOKEN_REVOKED:
+        if change.kind is ChangeKind.TOKEN_REVOKED:
             # The feed does not carry the token's expiry; keep the entry for the longest
             # lifetime any token can have (load_revocations uses the exact one).
             longest = max(self._token_ttl, self._remember_me_ttl) + timedelta(minutes=5)

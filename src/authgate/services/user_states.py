@@ -1,0 +1,69 @@
+"""What authenticating a request needs to know about a user right now, cached.
+
+Shared by bearer tokens and API keys. An entry is dropped as soon as the change feed
+says the user changed (deactivation, password change, roles, log out everywhere), and
+after a TTL as a safety net.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from datetime import datetime
+
+from authgate.security.principal import parse_authorities
+from authgate.services.changes import Change, ChangeFeed, ChangeKind
+from authgate.services.expiring_cache import ExpiringCache
+from authgate.storage.db import Database
+from authgate.storage.repositories import UserRepository
+
+
+@dataclass(frozen=True, slots=True)
+class UserAuthState:
+    user_id: int
+    login: str
+    active: bool
+    authorities: frozenset[str]
+    tokens_valid_after: datetime | None
+
+
+class UserStates:
+    def __init__(self, *, db: Database, feed: ChangeFeed, max_entries: int, ttl: float) -> None:
+        self._db = db
+        self._ttl = ttl
+        self._cache: ExpiringCache[int, UserAuthState] = ExpiringCache(max_entries)
+        # Bumped on every user change: a state read from the database before a change
+        # must not be cached after it (the read may predate the change's commit).
+        self._generation = 0
+        feed.subscribe(self._on_change)
+
+    def cached(self, user_id: int, *, now: float) -> UserAuthState | None:
+        """The cached state, if any (no I/O: the hot path's first try)."""
+        return self._cache.get(user_id, now=now)
+
+    async def load(self, user_id: int, *, now: float) -> UserAuthState | None:
+        """The state from the database, or ``None`` if the user no longer exists."""
+        generation = self._generation
+        async with self._db.session() as session:
+            user = await UserRepository(session).get(user_id)
+        if user is None:
+            return None
+        state = UserAuthState(
+            user_id=user.id,
+            login=user.login,
+            active=user.activated,
+            authorities=parse_authorities(user.authorities),
+            tokens_valid_after=user.tokens_valid_after,
+        )
+        if generation == self._generation:
+            self._cache.put(user_id, state, expires_at=now + self._ttl)
+        return state
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    def _on_change(self, change: Change) -> None:
+        if change.kind is ChangeKind.USER_CHANGED:
+            self._generation += 1
+            with contextlib.suppress(ValueError):
+                self._cache.discard(int(change.subject))
