@@ -28,23 +28,28 @@ ADMIN_PASSWORD = "benchmark-admin-password"
 
 
 @dataclass(frozen=True)
-class Comparison:
-    first: LoadResult
-    second: LoadResult
-    ratio: float  # median over rounds of first/second requests per second
-
-
-@dataclass(frozen=True)
 class LoadResult:
     requests_per_second: float
     p99_ms: float
     non_2xx: int
+    # Server CPU time per request (user + system), when the server's pid was given:
+    # steadier than requests/s on a host whose CPU is shared with other machines.
+    cpu_us_per_request: float | None = None
+
+
+@dataclass(frozen=True)
+class Comparison:
+    first: LoadResult
+    second: LoadResult
+    ratio: float  # median over rounds of first/second requests per second
+    cpu_ratio: float | None  # median over rounds of second/first CPU time per request
 
 
 @dataclass(frozen=True)
 class Server:
     base_url: str
     data_dir: Path
+    pid: int
 
     def login(self) -> str:
         response = httpx2.post(
@@ -97,7 +102,7 @@ def authgate_server(
         base_url = f"http://127.0.0.1:{port}"
         try:
             _wait_until_up(base_url, process)
-            yield Server(base_url=base_url, data_dir=Path(directory) / "data")
+            yield Server(base_url=base_url, data_dir=Path(directory) / "data", pid=process.pid)
         finally:
             process.terminate()
             try:
@@ -128,6 +133,7 @@ def require_wrk() -> str:
 
 
 _RPS = re.compile(r"Requests/sec:\s+([\d.]+)")
+_REQUESTS = re.compile(r"(\d+) requests in")
 _P99 = re.compile(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", re.MULTILINE)
 _NON_2XX = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
 _UNIT_TO_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
@@ -139,11 +145,13 @@ def wrk(
     seconds: int = 10,
     connections: int = 32,
     headers: dict[str, str] | None = None,
+    server_pid: int | None = None,
 ) -> LoadResult:
     """One bounded wrk run on loopback (1 thread, pinned to the other core)."""
     command = [require_wrk(), "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
     for name, value in (headers or {}).items():
         command += ["-H", f"{name}: {value}"]
+    cpu_before = cpu_seconds(server_pid) if server_pid else None
     output = subprocess.run(
         _pinned([*command, url], cpu=1),
         capture_output=True,
@@ -151,23 +159,38 @@ def wrk(
         check=True,
         timeout=seconds + 30,
     ).stdout
+    cpu_used = cpu_seconds(server_pid) - cpu_before if server_pid and cpu_before else None
     rps = _RPS.search(output)
     p99 = _P99.search(output)
     if rps is None or p99 is None:
         raise RuntimeError(f"cannot parse wrk output:\n{output}")
     non_2xx = _NON_2XX.search(output)
+    requests = _REQUESTS.search(output)
+    cpu_per_request = (
+        cpu_used / int(requests.group(1)) * 1e6 if cpu_used is not None and requests else None
+    )
     return LoadResult(
         requests_per_second=float(rps.group(1)),
         p99_ms=float(p99.group(1)) * _UNIT_TO_MS[p99.group(2)],
         non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
+        cpu_us_per_request=cpu_per_request,
     )
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def median_result(results: Sequence[LoadResult]) -> LoadResult:
+    cpu = [r.cpu_us_per_request for r in results if r.cpu_us_per_request is not None]
     return LoadResult(
         requests_per_second=statistics.median(r.requests_per_second for r in results),
         p99_ms=statistics.median(r.p99_ms for r in results),
         non_2xx=sum(r.non_2xx for r in results),
+        cpu_us_per_request=statistics.median(cpu) if cpu else None,
     )
 
 
@@ -196,10 +219,22 @@ def compare(
             results_b.append(run_b())
             results_a.append(run_a())
     a, b = median_result(results_a), median_result(results_b)
-    ratio = statistics.median(
-        x.requests_per_second / y.requests_per_second
-        for x, y in zip(results_a, results_b, strict=True)
+    pairs = list(zip(results_a, results_b, strict=True))
+    ratio = statistics.median(x.requests_per_second / y.requests_per_second for x, y in pairs)
+    cpu_ratios = [
+        y.cpu_us_per_request / x.cpu_us_per_request
+        for x, y in pairs
+        if x.cpu_us_per_request and y.cpu_us_per_request
+    ]
+    for label, result in ((label_a, a), (label_b, b)):
+        cpu = f"   {result.cpu_us_per_request:6.0f} us CPU/req" if result.cpu_us_per_request else ""
+        print(
+            f"  {label:<34} {result.requests_per_second:>9.0f} req/s"
+            f"   p99 {result.p99_ms:7.2f} ms{cpu}"
+        )
+    return Comparison(
+        first=a,
+        second=b,
+        ratio=ratio,
+        cpu_ratio=statistics.median(cpu_ratios) if cpu_ratios else None,
     )
-    print(f"  {label_a:<34} {a.requests_per_second:>9.0f} req/s   p99 {a.p99_ms:7.2f} ms")
-    print(f"  {label_b:<34} {b.requests_per_second:>9.0f} req/s   p99 {b.p99_ms:7.2f} ms")
-    return Comparison(first=a, second=b, ratio=ratio)

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-BENCHMARKS = ["jwt_auth.py"]
+BENCHMARKS = ["auth_overhead.py"]
 
 
 def main() -> int:

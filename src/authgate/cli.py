@@ -25,6 +25,7 @@ from authgate.app import ensure_schema
 from authgate.container import Services, build_services, load_signing_keys, prepare_data_dir
 from authgate.exceptions import AuthgateError, ConfigurationError
 from authgate.security.principal import KNOWN_AUTHORITIES, ROLE_USER
+from authgate.services.api_keys import ApiKeyView, CreatedKey, KeySpec
 from authgate.services.signing_keys import SigningKeyFile
 from authgate.services.users import NewUser
 from authgate.settings import CONFIG_FILE_VARIABLE, Settings
@@ -38,8 +39,12 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 users_app = typer.Typer(help="Manage users.", no_args_is_help=True)
+keys_app = typer.Typer(
+    help="Manage API keys (as the operator, for any user).", no_args_is_help=True
+)
 signing_keys_app = typer.Typer(help="Manage the JWT signing keys.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
+app.add_typer(keys_app, name="keys")
 app.add_typer(signing_keys_app, name="signing-keys")
 
 out = Console()
@@ -254,6 +259,113 @@ def users_deactivate(
     with _friendly_errors():
         _with_services(_settings(config), lambda s: s.users.deactivate(login, acting_user_id=None))
     out.print(f"user {login.lower()} deactivated")
+
+
+@keys_app.command("create")
+def keys_create(
+    user: Annotated[str, typer.Option(help="Login of the key's owner.")],
+    name: Annotated[str, typer.Option(help="A name that says what the key is for.")],
+    expires_in: Annotated[
+        str, typer.Option(help="Lifetime: a number with s, m, h, d or w (e.g. 90d).")
+    ] = "90d",
+    allow_ip: Annotated[
+        list[str] | None,
+        typer.Option(help="Allowed address or CIDR (IPv4/IPv6); repeat for several."),
+    ] = None,
+    scope: Annotated[
+        list[str] | None, typer.Option(help="read, write or admin; repeat (default read, write).")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Create an API key and print it (once: it is not stored, only its hash)."""
+    try:
+        lifetime = parse_duration(expires_in)
+    except ValueError as error:
+        err.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(1) from None
+
+    async def create(services: Services) -> CreatedKey:
+        owner = await services.users.get_user(user)
+        return await services.api_keys.create(
+            owner.id,
+            KeySpec(
+                name=name,
+                allowed_networks=allow_ip or [],
+                expires_at=services.clock() + lifetime,
+                scopes=frozenset(scope) if scope else None,
+            ),
+        )
+
+    with _friendly_errors():
+        created = _with_services(_settings(config), create)
+    view = created.view
+    err.print(
+        f"created API key {view.id} ({view.prefix}) for {user.lower()}, expires {view.expires_at}"
+    )
+    err.print("This is the only time the key is shown:")
+    out.print(created.plaintext, soft_wrap=True, highlight=False)
+
+
+@keys_app.command("list")
+def keys_list(
+    user: Annotated[str | None, typer.Option(help="Only this user's keys.")] = None,
+    include_revoked: Annotated[bool, typer.Option(help="Also list revoked keys.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """List API keys (no secrets: only their masked prefixes)."""
+
+    async def page(services: Services) -> list[tuple[ApiKeyView, str]]:
+        owner_id = (await services.users.get_user(user)).id if user else None
+        keys = await services.api_keys.list_keys(
+            None,
+            PageRequest(page=0, size=100_000, sort=(SortOrder("id"),)),
+            owner_id=owner_id,
+            include_revoked=include_revoked,
+        )
+        logins = {u.id: u.login for u in (await services.users.list_users(_ALL_USERS)).items}
+        return [(key, logins.get(key.owner_id, "?")) for key in keys.items]
+
+    with _friendly_errors():
+        rows = _with_services(_settings(config), page)
+    table = Table(
+        "id", "owner", "name", "prefix", "status", "scopes", "allowed IPs", "expires", "last used"
+    )
+    for key, owner in rows:
+        table.add_row(
+            str(key.id),
+            owner,
+            key.name,
+            key.prefix,
+            key.status,
+            ",".join(sorted(key.scopes)),
+            ", ".join(key.allowed_networks) or "any",
+            key.expires_at.isoformat(timespec="minutes") if key.expires_at else "never",
+            key.last_used_at.isoformat(timespec="seconds") if key.last_used_at else "never",
+        )
+    out.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[int, typer.Argument(help="The key's id (see keys list).")],
+    config: ConfigOption = None,
+) -> None:
+    """Revoke an API key: every worker and node refuses it within a second."""
+    with _friendly_errors():
+        _with_services(_settings(config), lambda s: s.api_keys.revoke(None, key_id))
+    out.print(f"API key {key_id} revoked")
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_ALL_USERS = PageRequest(page=0, size=100_000)
+
+
+def parse_duration(text: str) -> timedelta:
+    """``90d`` → 90 days; units s, m, h, d, w."""
+    value, unit = text.strip()[:-1], text.strip()[-1:].lower()
+    if unit not in _DURATION_UNITS or not value.isdigit() or int(value) <= 0:
+        raise ValueError(f"invalid duration {text!r}: use a positive number with s, m, h, d or w")
+    return timedelta(seconds=int(value) * _DURATION_UNITS[unit])
 
 
 @signing_keys_app.command("list")

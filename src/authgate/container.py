@@ -10,14 +10,20 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from authgate.clock import Clock, utc_now
+from authgate.exceptions import ConfigurationError
+from authgate.security.clientip import ClientIpResolver
+from authgate.security.networks import AllowEntryError, AllowList
 from authgate.security.passwords import Argon2Parameters, PasswordHasher, PasswordPolicy
 from authgate.security.signing_keys import KeyRing
 from authgate.security.tokens import JwtCodec
 from authgate.services.access_tokens import AccessTokenService
 from authgate.services.accounts import AccountService
+from authgate.services.api_key_auth import ApiKeyAuthenticator
+from authgate.services.api_keys import ApiKeyService, KeyPolicy
 from authgate.services.changes import ChangeFeed
 from authgate.services.password_hashing import AsyncPasswordHasher
 from authgate.services.signing_keys import SigningKeyFile
+from authgate.services.usage import UsageRecorder
 from authgate.services.user_states import UserStates
 from authgate.services.users import UserService
 from authgate.settings import Settings
@@ -27,6 +33,7 @@ from authgate.storage.db import Database
 log = logging.getLogger(__name__)
 
 HOUSEKEEPING_INTERVAL_SECONDS = 3600.0
+SHUTDOWN_GRACE_SECONDS = 10.0
 
 
 @dataclass
@@ -39,6 +46,10 @@ class Services:
     users: UserService
     tokens: AccessTokenService
     key_file: SigningKeyFile | None
+    api_keys: ApiKeyService
+    key_auth: ApiKeyAuthenticator
+    usage: UsageRecorder
+    client_ips: ClientIpResolver
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -51,15 +62,22 @@ class Services:
             self._tasks = [
                 asyncio.create_task(self._poll_changes(), name="authgate-change-feed"),
                 asyncio.create_task(self._housekeeping(), name="authgate-housekeeping"),
+                asyncio.create_task(self.usage.run(self._stop), name="authgate-usage-log"),
             ]
 
     async def close(self) -> None:
+        """Stop background work, flush what is buffered, close the database."""
         self._stop.set()
-        for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self._tasks:
+            # The loops end at once on stop; the usage log flushes one last time.
+            _, slow = await asyncio.wait(self._tasks, timeout=SHUTDOWN_GRACE_SECONDS)
+            for task in slow:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         self._tasks = []
+        with contextlib.suppress(Exception):
+            await self.usage.flush()  # background=False, or a last batch that failed
         await self.db.close()
 
     async def _poll_changes(self) -> None:
@@ -80,6 +98,7 @@ class Services:
             try:
                 await self.tokens.delete_expired_revocations()
                 await self.feed.delete_old()
+                await self.usage.delete_expired()
             except Exception as error:  # noqa: BLE001 - retried at the next interval
                 log.warning("housekeeping failed: %s", type(error).__name__)
             with contextlib.suppress(TimeoutError):
@@ -126,6 +145,40 @@ def build_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
         remember_me_ttl=settings.remember_me_ttl,
         cache_size=settings.token_cache_size,
     )
+    pepper = keystore.load_or_create_pepper(
+        settings.api_key_pepper.get_secret_value() if settings.api_key_pepper else None,
+        settings.api_key_pepper_file,
+        settings.effective_api_key_pepper_file,
+    )
+    api_keys = ApiKeyService(
+        db=db,
+        feed=feed,
+        clock=clock,
+        pepper=pepper,
+        policy=KeyPolicy(
+            require_expiry=settings.api_key_require_expiry,
+            max_lifetime=timedelta(days=settings.api_key_max_lifetime_days),
+            default_scopes=frozenset(settings.api_key_default_scopes),
+        ),
+    )
+    key_auth = ApiKeyAuthenticator(
+        db=db,
+        feed=feed,
+        users=user_states,
+        clock=clock,
+        pepper=pepper,
+        cache_size=settings.api_key_cache_size,
+        record_ttl=settings.api_key_cache_ttl_seconds,
+        unknown_cache_size=settings.api_key_unknown_cache_size,
+        unknown_ttl=settings.api_key_unknown_cache_ttl_seconds,
+    )
+    usage = UsageRecorder(
+        db=db,
+        clock=clock,
+        flush_interval=settings.usage_flush_interval_seconds,
+        retention=timedelta(days=settings.usage_retention_days),
+        log_successes=settings.usage_log_successes,
+    )
     return Services(
         settings=settings,
         clock=clock,
@@ -135,7 +188,19 @@ def build_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
         users=UserService(db=db, feed=feed, hasher=hasher, policy=policy, clock=clock),
         tokens=tokens,
         key_file=key_file,
+        api_keys=api_keys,
+        key_auth=key_auth,
+        usage=usage,
+        client_ips=ClientIpResolver(trusted_proxies(settings)),
     )
+
+
+def trusted_proxies(settings: Settings) -> AllowList:
+    """The configured trusted proxies, validated at start-up."""
+    try:
+        return AllowList.of(settings.trusted_proxies)
+    except AllowEntryError as error:
+        raise ConfigurationError(f"AUTHGATE_TRUSTED_PROXIES: {error}") from None
 
 
 def prepare_data_dir(settings: Settings) -> None:

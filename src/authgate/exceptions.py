@@ -11,7 +11,14 @@ The tree (``code`` is stable and machine-readable; ``api/errors.py`` maps it to 
     │       │                                not yet valid (``nbf``/``iat`` in the future)
     │       ├── TokenExpired                 validly signed but past ``exp``
     │       └── TokenRevoked                 logged out, or all sessions of the user revoked
+    │   └── ApiKeyRejected                   an API key was presented and refused
+    │       ├── ApiKeyInvalid                malformed, bad checksum, unknown, revoked, wrong
+    │       │                                secret: all answered alike ("Invalid API key")
+    │       ├── ApiKeyExpired                a genuine key past its expiry
+    │       └── ApiKeyOwnerInactive          a genuine key whose owner is deactivated
     ├── PermissionDenied                 403  authenticated but not allowed
+    │   ├── IpNotAllowed                     a genuine key used from outside its allow list
+    │   └── InsufficientScope                the key's scopes do not cover the request
     ├── NotFound                         404
     ├── Conflict                         409  uniqueness or state conflicts
     └── ValidationFailed                 400  input that breaks a rule (with per-field messages)
@@ -28,6 +35,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from authgate.security.principal import KeyReference
 
 
 class AuthgateError(Exception):
@@ -79,6 +88,51 @@ class TokenRevoked(TokenRejected):
 class PermissionDenied(AuthgateError):
     code = "forbidden"
     message = "Access is denied"
+
+
+class ApiKeyRejected(AuthenticationFailed):
+    code = "invalid_api_key"
+    message = "Invalid API key"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        reason: str | None = None,
+        key: KeyReference | None = None,
+    ) -> None:
+        super().__init__(message, reason=reason)
+        self.key = key
+
+
+class ApiKeyInvalid(ApiKeyRejected):
+    code = "invalid_api_key"
+
+
+class ApiKeyExpired(ApiKeyRejected):
+    code = "api_key_expired"
+    message = "API key expired"
+
+
+class ApiKeyOwnerInactive(ApiKeyRejected):
+    code = "api_key_owner_inactive"
+    message = "The API key's owner is deactivated"
+
+
+class IpNotAllowed(PermissionDenied):
+    code = "ip_not_allowed"
+
+    def __init__(self, address: str, *, key: KeyReference | None = None) -> None:
+        super().__init__(
+            f"Invalid IP address: {address}. If you recognize this IP, add it to allowed IP list.",
+            reason="ip_not_allowed",
+        )
+        self.key = key
+
+
+class InsufficientScope(PermissionDenied):
+    code = "insufficient_scope"
+    message = "The API key's scopes do not allow this request"
 
 
 class NotFound(AuthgateError):

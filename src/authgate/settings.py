@@ -7,15 +7,17 @@ and the defaults below. No other module reads the environment.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -91,6 +93,35 @@ class Settings(BaseSettings):
     user_cache_ttl_seconds: float = Field(default=60.0, gt=0, le=3600)
     change_poll_interval_seconds: float = Field(default=0.25, gt=0, le=10)
 
+    # --- API keys -------------------------------------------------------------------------
+    api_key_pepper: SecretStr | None = Field(
+        default=None,
+        description="Server-side secret keying the stored key hashes (base64, >= 32 bytes); "
+        "default: generated into api-key-pepper in the data dir.",
+    )
+    api_key_pepper_file: Path | None = None
+    api_key_require_expiry: bool = True
+    api_key_max_lifetime_days: int = Field(default=365, ge=1, le=3650)
+    api_key_default_scopes: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["read", "write"]
+    )
+    api_key_cache_size: int = Field(default=10_000, ge=0, le=10_000_000)
+    api_key_cache_ttl_seconds: float = Field(default=60.0, gt=0, le=3600)
+    api_key_unknown_cache_size: int = Field(default=10_000, ge=0, le=10_000_000)
+    api_key_unknown_cache_ttl_seconds: float = Field(default=30.0, gt=0, le=3600)
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Peers (IPs or CIDRs) whose X-Forwarded-For / Forwarded headers are "
+        "believed; comma-separated.",
+    )
+    usage_log_successes: bool = Field(
+        default=True,
+        description="Record every accepted API-key request in the usage log (failures are "
+        "always recorded; last-used times are kept either way).",
+    )
+    usage_flush_interval_seconds: float = Field(default=1.0, gt=0, le=60)
+    usage_retention_days: int = Field(default=90, ge=1, le=3650)
+
     # --- passwords ----------------------------------------------------------------------
     admin_password: SecretStr | None = Field(
         default=None, description="Password of the first 'admin' user; random when unset."
@@ -129,6 +160,17 @@ class Settings(BaseSettings):
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
         return tuple(sources)
 
+    @field_validator("trusted_proxies", "api_key_default_scopes", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        """Accept ``a,b`` as well as a JSON list (``["a","b"]``) from the environment."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
     @model_validator(mode="after")
     def _check_consistency(self) -> Settings:
         if self.password_min_length > self.password_max_length:
@@ -137,6 +179,8 @@ class Settings(BaseSettings):
             raise ValueError("remember_me_ttl_seconds must be at least token_ttl_seconds")
         if self.jwt_secret is not None and self.jwt_secret_file is not None:
             raise ValueError("set jwt_secret or jwt_secret_file, not both")
+        if self.api_key_pepper is not None and self.api_key_pepper_file is not None:
+            raise ValueError("set api_key_pepper or api_key_pepper_file, not both")
         return self
 
     # --- derived values -----------------------------------------------------------------
@@ -158,6 +202,10 @@ class Settings(BaseSettings):
     @property
     def effective_signing_keys_file(self) -> Path:
         return self.signing_keys_file or self.data_dir / "signing-keys.json"
+
+    @property
+    def effective_api_key_pepper_file(self) -> Path:
+        return self.api_key_pepper_file or self.data_dir / "api-key-pepper"
 
     @property
     def token_ttl(self) -> timedelta:

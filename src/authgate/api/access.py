@@ -1,15 +1,28 @@
 """Who may call a route, decided before the endpoint runs.
 
-A router declares its audience with its route class: ``AuthenticatedRoute`` (any
-authenticated caller) or ``AdminRoute`` (ROLE_ADMIN); plain ``APIRoute`` is public.
-The route class authenticates the request before FastAPI solves the endpoint's
-parameters, so an unauthenticated caller gets 401 even for a malformed body, and the
-endpoint reads the caller with :func:`principal_of`.
+A router declares its audience with its route class; plain ``APIRoute`` is public:
 
-Why not a FastAPI dependency: in FastAPI 0.163 each ``Depends`` level costs ~25 µs
-per request (measured on this project's machine: 60-80 µs for a bare endpoint, +25 µs
-with one trivial dependency), more than all of authentication on a cache hit (~6 µs).
-The OpenAPI document declares the security schemes from the same route classes.
+* ``AuthenticatedRoute``: any caller with a valid bearer token or API key;
+* ``AdminRoute``: ROLE_ADMIN (an API key needs the ``admin`` scope for it);
+* ``SelfServiceRoute``: the caller's own credentials (password, sessions): reading is
+  open to API keys, changing needs a user session, so a leaked key cannot change the
+  password or keep itself alive;
+* ``ApiKeyManagementRoute``: as self-service, and validation errors are 422.
+
+Every authenticated route also enforces API key scopes: without ``write`` a key may
+only use safe methods (GET, HEAD, OPTIONS).
+
+The route class authenticates the request before FastAPI solves the endpoint's
+parameters (so an unauthenticated caller gets 401 even for a malformed body) and the
+endpoint reads the caller with :func:`principal_of`. It is not a FastAPI dependency on
+purpose: in FastAPI 0.163 each ``Depends`` level costs ~25 µs per request (measured on
+this project's machine: 60-80 µs for a bare endpoint, +25 µs with one trivial
+dependency), more than all of authentication on a cache hit (~4 µs). The OpenAPI
+document declares the security schemes from the same route classes.
+
+Credentials: ``Utm-Api-Key: <key>`` (UTMStack's header) wins when present; otherwise
+``Authorization: Bearer <credential>``, where a key and a JWT are told apart by
+format (keys start with ``agk_``), never by trial.
 """
 
 from __future__ import annotations
@@ -19,14 +32,29 @@ from typing import Any, ClassVar
 
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
+from starlette.types import Scope
 
 from authgate.container import Services
-from authgate.exceptions import CredentialsMissing, PermissionDenied, TokenInvalid
+from authgate.exceptions import (
+    ApiKeyInvalid,
+    ApiKeyRejected,
+    CredentialsMissing,
+    InsufficientScope,
+    IpNotAllowed,
+    PermissionDenied,
+    TokenInvalid,
+)
 from authgate.security.credentials import bearer_credential
+from authgate.security.keys import looks_like_api_key
 from authgate.security.principal import ROLE_ADMIN, Principal
 
-# Where the authenticated caller is kept in the ASGI scope for the rest of the request.
+# What the rest of the request (the endpoint, the usage log) learns, in the ASGI scope.
 PRINCIPAL_SCOPE_KEY = "authgate.principal"
+CLIENT_IP_SCOPE_KEY = "authgate.client_ip"
+# (KeyReference, reason) when a known key was refused or denied.
+KEY_FAILURE_SCOPE_KEY = "authgate.key_failure"
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 
@@ -43,21 +71,41 @@ def principal_of(request: Request) -> Principal:
 
 
 async def authenticate_request(request: Request, services: Services) -> Principal:
-    """The request's caller, or ``AuthenticationFailed`` (401)."""
-    token = bearer_credential(_raw_header(request, b"authorization"))
-    if token is None and services.settings.access_token_query_param:
-        token = request.query_params.get("access_token")
-    if token is None:
-        raise CredentialsMissing()
-    if not token:
-        raise TokenInvalid(reason="empty_bearer")
-    return await services.tokens.authenticate(token)
+    """The request's caller, or ``AuthenticationFailed`` (401) / ``IpNotAllowed`` (403)."""
+    api_key = header_value(request.scope, b"utm-api-key")
+    if api_key is not None:
+        credential = api_key.strip()
+        if not credential:
+            raise ApiKeyInvalid(reason="empty_api_key")
+    else:
+        bearer = bearer_credential(header_value(request.scope, b"authorization"))
+        if bearer is None and services.settings.access_token_query_param:
+            bearer = request.query_params.get("access_token")
+        if bearer is None:
+            raise CredentialsMissing()
+        if not bearer:
+            raise TokenInvalid(reason="empty_bearer")
+        if not looks_like_api_key(bearer):
+            return await services.tokens.authenticate(bearer)
+        credential = bearer
+    client_ip = services.client_ips.resolve(
+        _peer(request),
+        forwarded_for=header_value(request.scope, b"x-forwarded-for"),
+        forwarded=header_value(request.scope, b"forwarded"),
+    )
+    request.scope[CLIENT_IP_SCOPE_KEY] = client_ip
+    return await services.key_auth.authenticate(credential, client_ip)
 
 
-def _raw_header(request: Request, name: bytes) -> str | None:
+def _peer(request: Request) -> str | None:
+    client = request.scope.get("client")
+    return str(client[0]) if client else None
+
+
+def header_value(scope: Scope, name: bytes) -> str | None:
     """One header straight from the ASGI scope (names arrive lower-cased), without
     building Starlette's ``Headers`` object for the whole request."""
-    for key, value in request.scope["headers"]:
+    for key, value in scope["headers"]:
         if key == name:
             return str(value.decode("latin-1"))
     return None
@@ -67,22 +115,70 @@ class AuthenticatedRoute(APIRoute):
     """A route only authenticated callers reach (401 otherwise)."""
 
     required_authority: ClassVar[str | None] = None
+    # False: API keys may read (safe methods) but not change anything here.
+    api_keys_may_change: ClassVar[bool] = True
+    # Status of request validation errors on this route (JHipster answers 400).
+    validation_status: ClassVar[int] = 400
 
     def get_route_handler(self) -> Handler:
         handle = super().get_route_handler()
         required = self.required_authority
+        keys_may_change = self.api_keys_may_change
 
         async def authenticated(request: Request) -> Response:
-            principal = await authenticate_request(request, services_of(request))
-            if required is not None and not principal.has_authority(required):
-                raise PermissionDenied(reason=f"{required.lower()}_required")
+            try:
+                principal = await authenticate_request(request, services_of(request))
+            except (ApiKeyRejected, IpNotAllowed) as error:
+                if error.key is not None:
+                    request.scope[KEY_FAILURE_SCOPE_KEY] = (error.key, error.reason)
+                raise
             request.scope[PRINCIPAL_SCOPE_KEY] = principal
+            try:
+                _authorize(principal, request.method, required, keys_may_change)
+            except PermissionDenied as error:
+                if principal.api_key is not None:
+                    request.scope[KEY_FAILURE_SCOPE_KEY] = (principal.api_key, error.reason)
+                raise
             return await handle(request)
 
         return authenticated
+
+
+def _authorize(
+    principal: Principal, method: str, required: str | None, keys_may_change: bool
+) -> None:
+    if method not in SAFE_METHODS and principal.scopes is not None:
+        if not principal.may_write():
+            raise InsufficientScope(
+                "This API key may only read (it lacks the write scope)", reason="scope_write"
+            )
+        if not keys_may_change:
+            raise PermissionDenied(
+                "This operation needs a user session (a bearer token), not an API key",
+                reason="session_required",
+            )
+    if required is not None and not principal.has_authority(required):
+        if principal.scopes is not None and required == ROLE_ADMIN:
+            raise InsufficientScope(
+                "Admin operations need an API key with the admin scope, owned by an admin",
+                reason="scope_admin",
+            )
+        raise PermissionDenied(reason=f"{required.lower()}_required")
 
 
 class AdminRoute(AuthenticatedRoute):
     """A route only ROLE_ADMIN callers reach (403 for others, 401 without credentials)."""
 
     required_authority = ROLE_ADMIN
+
+
+class SelfServiceRoute(AuthenticatedRoute):
+    """The caller's own credentials: API keys may read, only user sessions may change."""
+
+    api_keys_may_change = False
+
+
+class ApiKeyManagementRoute(SelfServiceRoute):
+    """``/api/api-keys``: self-service, with validation errors answered 422."""
+
+    validation_status = 422

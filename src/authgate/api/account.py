@@ -7,11 +7,12 @@ from typing import Annotated
 from fastapi import APIRouter, Request, Response
 from pydantic import Field
 
-from authgate.api.access import AuthenticatedRoute, principal_of, services_of
+from authgate.api.access import SelfServiceRoute, principal_of, services_of
 from authgate.api.errors import documented
 from authgate.api.schemas import StrictBody, UserDTO
 
-router = APIRouter(prefix="/api/account", tags=["account"], route_class=AuthenticatedRoute)
+# Self-service: API keys may read the account; password and sessions need a user session.
+router = APIRouter(prefix="/api/account", tags=["account"], route_class=SelfServiceRoute)
 
 
 class PasswordChange(StrictBody):

@@ -8,11 +8,17 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 
-from authgate.api.access import AuthenticatedRoute, principal_of, services_of
+from authgate.api.access import (
+    AuthenticatedRoute,
+    SelfServiceRoute,
+    principal_of,
+    services_of,
+)
 from authgate.api.errors import documented
 
 public_router = APIRouter(tags=["authentication"])
 router = APIRouter(tags=["authentication"], route_class=AuthenticatedRoute)
+session_router = APIRouter(tags=["authentication"], route_class=SelfServiceRoute)
 
 
 class LoginRequest(BaseModel):
@@ -77,7 +83,7 @@ async def who_am_i(request: Request) -> str:
     return principal_of(request).login
 
 
-@router.post(
+@session_router.post(
     "/api/logout",
     summary="Revoke the token used for this request",
     status_code=204,

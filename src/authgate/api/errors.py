@@ -119,8 +119,13 @@ def error_response(
     return JSONResponse(body, status_code=status, headers=all_headers)
 
 
+def validation_status(request: Request) -> int:
+    """400 (JHipster) unless the route's class says otherwise (the API key routes: 422)."""
+    return int(getattr(request.scope.get("route"), "validation_status", 400))
+
+
 def authgate_error_response(request: Request, error: AuthgateError) -> JSONResponse:
-    status = status_of(error)
+    status = validation_status(request) if isinstance(error, ValidationFailed) else status_of(error)
     headers = {}
     if isinstance(error, CredentialsMissing):
         headers["WWW-Authenticate"] = REALM
@@ -156,14 +161,24 @@ async def _on_validation_error(request: Request, error: RequestValidationError) 
     field_errors = tuple(_field_error(detail) for detail in error.errors())
     return error_response(
         request,
-        status=400,
+        status=validation_status(request),
         code="validation_failed",
-        message="Request is invalid",
+        message=field_errors[0].message if field_errors else "Request is invalid",
         field_errors=field_errors,
     )
 
 
 async def _on_http_exception(request: Request, error: StarletteHTTPException) -> JSONResponse:
+    if error.status_code == 400:
+        # FastAPI's "There was an error parsing the body" (e.g. bytes that are not UTF-8):
+        # a validation failure like malformed JSON, answered the same way.
+        return error_response(
+            request,
+            status=validation_status(request),
+            code="validation_failed",
+            message="Malformed body",
+            field_errors=(FieldError(field="body", message="Malformed body"),),
+        )
     status = error.status_code
     phrase = HTTPStatus(status).phrase
     code = phrase.lower().replace(" ", "_").replace("-", "_")
@@ -199,6 +214,13 @@ def _field_error(detail: Any) -> FieldError:
     if detail.get("type") == "json_invalid":
         return FieldError(field="body", message="Malformed JSON", object_name="body")
     field = ".".join(location[1:]) or object_name
+    if detail.get("type") == "missing":
+        # UTMStack's wording: "Name is required."
+        return FieldError(
+            field=field,
+            message=f"{field[:1].upper()}{field[1:]} is required.",
+            object_name=object_name,
+        )
     return FieldError(
         field=field, message=str(detail.get("msg", "invalid")), object_name=object_name
     )

@@ -1,4 +1,5 @@
-"""Pure ASGI middleware (no per-request framework objects): body limit, headers, access log."""
+"""Pure ASGI middleware (no per-request framework objects): body limit, security headers,
+the access log and the API key usage log."""
 
 from __future__ import annotations
 
@@ -10,7 +11,15 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from authgate.api.access import (
+    CLIENT_IP_SCOPE_KEY,
+    KEY_FAILURE_SCOPE_KEY,
+    PRINCIPAL_SCOPE_KEY,
+    header_value,
+)
 from authgate.api.errors import error_response
+from authgate.clock import Clock
+from authgate.services.usage import UsageEvent, UsageRecorder
 
 access_log = logging.getLogger("authgate.access")
 
@@ -57,16 +66,22 @@ class RequestBodyLimit:
         await self.app(scope, limited_receive, send)
 
 
-class SecurityHeadersAndAccessLog:
-    """Adds defensive headers to every response and logs one line per request.
+class SecurityHeadersAndRequestLogs:
+    """Adds defensive headers to every response; once it is sent, logs one access line
+    and, for requests made (or attempted) with a known API key, queues a usage record.
 
-    The access log has the path without the query string: a query may carry a
-    token (``access_token``) and must not reach a log.
+    Logs carry the path without the query string: a query may carry a token
+    (``access_token``) and must not reach a log. Usage records are written in batches
+    by ``UsageRecorder``, never here.
     """
 
-    def __init__(self, app: ASGIApp, *, log_requests: bool) -> None:
+    def __init__(
+        self, app: ASGIApp, *, log_requests: bool, usage: UsageRecorder, clock: Clock
+    ) -> None:
         self.app = app
         self.log_requests = log_requests
+        self.usage = usage
+        self.clock = clock
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -91,6 +106,7 @@ class SecurityHeadersAndAccessLog:
         try:
             await self.app(scope, receive, send_with_headers)
         finally:
+            elapsed_ms = (time.perf_counter() - started) * 1000
             if self.log_requests:
                 client = scope.get("client")
                 access_log.info(
@@ -99,8 +115,34 @@ class SecurityHeadersAndAccessLog:
                     scope["method"],
                     scope["path"],
                     status,
-                    (time.perf_counter() - started) * 1000,
+                    elapsed_ms,
                 )
+            self._record_key_usage(scope, status, elapsed_ms)
+
+    def _record_key_usage(self, scope: Scope, status: int, elapsed_ms: float) -> None:
+        failure = scope.get(KEY_FAILURE_SCOPE_KEY)
+        if failure is not None:
+            key, reason = failure
+        else:
+            principal = scope.get(PRINCIPAL_SCOPE_KEY)
+            if principal is None or principal.api_key is None:
+                return
+            key, reason = principal.api_key, None
+        self.usage.record(
+            UsageEvent(
+                api_key_id=key.key_id,
+                api_key_name=key.name,
+                user_id=key.owner_id,
+                occurred_at=self.clock(),
+                method=scope["method"],
+                path=scope["path"],
+                status=status,
+                client_ip=scope.get(CLIENT_IP_SCOPE_KEY),
+                user_agent=header_value(scope, b"user-agent"),
+                latency_ms=round(elapsed_ms, 3),
+                failure_reason=reason,
+            )
+        )
 
 
 def _content_length(scope: Scope) -> int | None:

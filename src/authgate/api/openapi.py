@@ -2,8 +2,9 @@
 
 Two corrections to what FastAPI generates:
 
-* request validation failures are documented as authgate answers them: 400 with
-  :class:`~authgate.api.errors.ErrorBody` (JHipster-compatible), not FastAPI's 422;
+* request validation failures are documented as authgate answers them: with
+  :class:`~authgate.api.errors.ErrorBody` and the route's status (400, as JHipster,
+  or 422 on the API key routes), not FastAPI's own 422 schema;
 * the security schemes ``bearerAuth`` and ``ApiKeyAuth`` (UTMStack's names) are
   declared for every route of an ``AuthenticatedRoute`` class (see ``api/access.py``:
   authentication is not a FastAPI dependency, so FastAPI cannot see it).
@@ -49,38 +50,39 @@ def install_openapi(app: FastAPI, *, description: str) -> None:
                 description=description,
                 routes=app.routes,
             )
-            _validation_errors_are_400(schema)
-            _declare_security(schema, app)
+            _correct_operations(schema, app)
+            components = schema.setdefault("components", {})
+            components["securitySchemes"] = SECURITY_SCHEMES
+            for name in _FASTAPI_VALIDATION_SCHEMAS:
+                components.get("schemas", {}).pop(name, None)
             app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def _validation_errors_are_400(schema: dict[str, Any]) -> None:
-    for path_item in schema.get("paths", {}).values():
-        for operation in path_item.values():
-            responses = operation.get("responses", {})
-            if responses.pop("422", None) is not None and "400" not in responses:
-                responses["400"] = {
-                    "description": "Invalid request (see fieldErrors)",
-                    "content": {"application/json": {"schema": _ERROR_BODY_REF}},
-                }
-    components = schema.get("components", {}).get("schemas", {})
-    for name in _FASTAPI_VALIDATION_SCHEMAS:
-        components.pop(name, None)
-
-
-def _declare_security(schema: dict[str, Any], app: FastAPI) -> None:
-    schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
+def _correct_operations(schema: dict[str, Any], app: FastAPI) -> None:
     # iter_route_contexts also sees routes of included routers, with their full path.
     for context in iter_route_contexts(app.routes):
-        if not isinstance(context.original_route, AuthenticatedRoute):
-            continue
-        if not context.include_in_schema:
+        route = context.original_route
+        if not getattr(route, "include_in_schema", False):  # e.g. the static files mount
             continue
         path_item = schema["paths"].get(context.path_format, {})
+        status = str(getattr(route, "validation_status", 400))
         for method in context.methods or ():
             operation = path_item.get(method.lower())
-            if operation is not None:
+            if operation is None:
+                continue
+            responses = operation.setdefault("responses", {})
+            fastapi_422 = responses.get("422", {})
+            if "HTTPValidationError" in str(fastapi_422):
+                del responses["422"]
+                responses.setdefault(
+                    status,
+                    {
+                        "description": "Invalid request (see fieldErrors)",
+                        "content": {"application/json": {"schema": _ERROR_BODY_REF}},
+                    },
+                )
+            if isinstance(route, AuthenticatedRoute):
                 operation["security"] = _SECURITY_REQUIREMENT

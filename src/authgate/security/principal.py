@@ -10,7 +10,23 @@ ROLE_ADMIN: Final = "ROLE_ADMIN"
 ROLE_USER: Final = "ROLE_USER"
 KNOWN_AUTHORITIES: Final = frozenset({ROLE_ADMIN, ROLE_USER})
 
+# API key scopes: read = safe methods only; write = everything the owner may do
+# (except admin endpoints); admin = admin endpoints, only on keys of admins.
+SCOPE_READ: Final = "read"
+SCOPE_WRITE: Final = "write"
+SCOPE_ADMIN: Final = "admin"
+KNOWN_SCOPES: Final = frozenset({SCOPE_READ, SCOPE_WRITE, SCOPE_ADMIN})
+
 AuthMethod = Literal["jwt", "api_key"]
+
+
+@dataclass(frozen=True, slots=True)
+class KeyReference:
+    """Which stored API key a request used or tried (for the usage log and audit)."""
+
+    key_id: int
+    name: str
+    owner_id: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,7 +35,11 @@ class Principal:
 
     ``authorities`` are the roles in force for this request: for a token, the roles
     it was issued with that the user still holds (a removed role takes effect at once,
-    an added one needs a new token).
+    an added one needs a new token); for an API key, the owner's current roles, without
+    ROLE_ADMIN unless the key has the ``admin`` scope.
+
+    ``scopes`` is ``None`` for a token (the user's full rights) and the key's scopes for
+    an API key; ``credential_id`` is the token's ``jti`` or the key's public id.
     """
 
     user_id: int
@@ -28,6 +48,8 @@ class Principal:
     method: AuthMethod
     credential_id: str
     expires_at: datetime | None
+    scopes: frozenset[str] | None = None
+    api_key: KeyReference | None = None
 
     def has_authority(self, authority: str) -> bool:
         return authority in self.authorities
@@ -35,6 +57,10 @@ class Principal:
     @property
     def is_admin(self) -> bool:
         return ROLE_ADMIN in self.authorities
+
+    def may_write(self) -> bool:
+        """Whether unsafe methods (POST, PUT, DELETE, ...) are within the scopes."""
+        return self.scopes is None or SCOPE_WRITE in self.scopes
 
 
 def parse_authorities(joined: str) -> frozenset[str]:

@@ -14,6 +14,7 @@ from datetime import datetime
 from authgate.security.principal import parse_authorities
 from authgate.services.changes import Change, ChangeFeed, ChangeKind
 from authgate.services.expiring_cache import ExpiringCache
+from authgate.services.single_flight import SingleFlight
 from authgate.storage.db import Database
 from authgate.storage.repositories import UserRepository
 
@@ -32,6 +33,7 @@ class UserStates:
         self._db = db
         self._ttl = ttl
         self._cache: ExpiringCache[int, UserAuthState] = ExpiringCache(max_entries)
+        self._loads: SingleFlight[int, UserAuthState | None] = SingleFlight()
         # Bumped on every user change: a state read from the database before a change
         # must not be cached after it (the read may predate the change's commit).
         self._generation = 0
@@ -44,23 +46,26 @@ class UserStates:
     async def load(self, user_id: int, *, now: float) -> UserAuthState | None:
         """The state from the database, or ``None`` if the user no longer exists."""
         generation = self._generation
+        state = await self._loads.run(user_id, lambda: self._fetch(user_id))
+        if state is not None and generation == self._generation:
+            self._cache.put(user_id, state, expires_at=now + self._ttl)
+        return state
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    async def _fetch(self, user_id: int) -> UserAuthState | None:
         async with self._db.session() as session:
             user = await UserRepository(session).get(user_id)
         if user is None:
             return None
-        state = UserAuthState(
+        return UserAuthState(
             user_id=user.id,
             login=user.login,
             active=user.activated,
             authorities=parse_authorities(user.authorities),
             tokens_valid_after=user.tokens_valid_after,
         )
-        if generation == self._generation:
-            self._cache.put(user_id, state, expires_at=now + self._ttl)
-        return state
-
-    def __len__(self) -> int:
-        return len(self._cache)
 
     def _on_change(self, change: Change) -> None:
         if change.kind is ChangeKind.USER_CHANGED:

@@ -85,8 +85,40 @@ def hmac_keyring(secret: str | None, secret_file: Path | None, *, now: datetime)
     return KeyRing([hmac_signing_key(raw, now=now)])
 
 
+def load_or_create_pepper(
+    secret: str | None, secret_file: Path | None, default_file: Path
+) -> bytes:
+    """The API-key pepper: given (base64) or in a file, else generated once into
+    ``default_file`` (mode 0600). Every node of a cluster must use the same one."""
+    if secret is None:
+        path = secret_file or default_file
+        if secret_file is None and not path.exists():
+            encoded = base64.b64encode(os.urandom(32)).decode("ascii")
+            try:
+                _write_new_bytes(path, encoded.encode("ascii"))
+                log.info("created a new API key pepper in %s", path)
+            except FileExistsError:
+                pass  # another process created it first
+        try:
+            secret = path.read_text(encoding="utf-8").strip()
+        except OSError as error:
+            raise ConfigurationError(f"cannot read the API key pepper: {error.strerror}") from None
+        _warn_if_readable_by_others(path)
+    try:
+        pepper = base64.b64decode(secret, validate=True)
+    except (binascii.Error, ValueError):
+        raise ConfigurationError("the API key pepper must be base64-encoded") from None
+    if len(pepper) < 32:
+        raise ConfigurationError("the API key pepper must be at least 32 bytes")
+    return pepper
+
+
 def _write_new(path: Path, ring: KeyRing) -> None:
-    temporary = _write_temporary(path, ring)
+    _write_new_bytes(path, json.dumps(keyring_to_document(ring), indent=2).encode("utf-8"))
+
+
+def _write_new_bytes(path: Path, data: bytes) -> None:
+    temporary = _write_temporary(path, data)
     try:
         os.link(temporary, path)  # fails with FileExistsError if another process was first
     finally:
@@ -94,16 +126,17 @@ def _write_new(path: Path, ring: KeyRing) -> None:
 
 
 def _replace(path: Path, ring: KeyRing) -> None:
-    os.replace(_write_temporary(path, ring), path)
+    data = json.dumps(keyring_to_document(ring), indent=2).encode("utf-8")
+    os.replace(_write_temporary(path, data), path)
 
 
-def _write_temporary(path: Path, ring: KeyRing) -> Path:
-    """Write ``ring`` beside ``path`` (mode 0600, fsynced) and return the temporary path."""
+def _write_temporary(path: Path, data: bytes) -> Path:
+    """Write ``data`` beside ``path`` (mode 0600, fsynced) and return the temporary path."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as handle:
-        handle.write(json.dumps(keyring_to_document(ring), indent=2).encode("utf-8"))
+        handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
     return temporary

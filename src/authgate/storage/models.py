@@ -9,11 +9,15 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     Dialect,
+    Float,
+    ForeignKey,
     Index,
     Integer,
     MetaData,
     String,
+    Text,
     TypeDecorator,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -105,3 +109,70 @@ class AuthChange(Base):
     kind: Mapped[str] = mapped_column(String(32))
     subject: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ApiKey(Base):
+    """A managed API key. Only the keyed hash of its secret is stored; revoked keys are
+    kept (with ``revoked_at``) so usage records and audits keep their names."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (
+        # A name is unique among an owner's keys that are not revoked.
+        Index(
+            "uq_api_keys_owner_name_live",
+            "user_id",
+            "name",
+            unique=True,
+            sqlite_where=text("revoked_at IS NULL"),
+            postgresql_where=text("revoked_at IS NULL"),
+        ),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(BigIntKey, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(100))
+    key_id: Mapped[str] = mapped_column(String(12), unique=True)  # public part of the key
+    key_tail: Mapped[str] = mapped_column(String(4))  # last characters, for display
+    secret_hash: Mapped[str] = mapped_column(String(64))  # HMAC-SHA256(pepper, key), hex
+    # Rotation with grace: the previous secret keeps working until previous_valid_until.
+    previous_secret_hash: Mapped[str | None] = mapped_column(String(64))
+    previous_valid_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    allowed_networks: Mapped[str] = mapped_column(Text, default="")  # comma-joined, canonical
+    scopes: Mapped[str] = mapped_column(String(100))  # comma-joined
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    generated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_used_ip: Mapped[str | None] = mapped_column(String(45))
+
+
+class ApiKeyUsage(Base):
+    """One API-key-authenticated request (or failed attempt with a known key).
+
+    Never the request body, the query string or headers: they may hold secrets.
+    """
+
+    __tablename__ = "api_key_usage"
+    __table_args__ = (
+        Index("ix_api_key_usage_key_time", "api_key_id", "occurred_at"),
+        Index("ix_api_key_usage_occurred_at", "occurred_at"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(BigIntKey, primary_key=True, autoincrement=True)
+    api_key_id: Mapped[int] = mapped_column(BigInteger)
+    api_key_name: Mapped[str] = mapped_column(String(100))
+    user_id: Mapped[int] = mapped_column(BigInteger)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    method: Mapped[str] = mapped_column(String(16))
+    path: Mapped[str] = mapped_column(String(2048))
+    status: Mapped[int] = mapped_column(Integer)
+    client_ip: Mapped[str | None] = mapped_column(String(45))
+    user_agent: Mapped[str | None] = mapped_column(String(512))
+    latency_ms: Mapped[float] = mapped_column(Float)
+    failure_reason: Mapped[str | None] = mapped_column(String(64))

@@ -1,0 +1,140 @@
+"""P1 and P2: an authenticated endpoint versus an unauthenticated one of the same server.
+
+Starts ``authgate serve`` (1 worker), logs in, creates an API key, then alternates wrk
+runs against ``GET /api/authenticate`` (returns the caller's login) with the API key
+(P1) or the JWT (P2), and ``GET /api/ping`` (public). Prints requests/s, p99 and the
+ratios (target >= 0.90 each), then the in-process cost of one cached verification of
+each credential against the uncached one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx2
+
+from authgate.app import create_app
+from authgate.services.api_keys import KeySpec
+from authgate.settings import Settings
+
+from harness import Server, authgate_server, compare, wrk
+
+TARGET = 0.90
+
+
+def create_api_key(server: Server, token: str) -> str:
+    response = httpx2.post(
+        f"{server.base_url}/api/api-keys",
+        json={
+            "name": "benchmark",
+            "allowedIp": ["127.0.0.1", "::1", "10.0.0.0/8", "192.168.0.0/16", "2001:db8::/32"],
+            "expiresAt": (datetime.now(UTC) + timedelta(days=30)).isoformat(),
+        },
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+    response.raise_for_status()
+    key: str = response.json()["key"]
+    return key
+
+
+def load_ratios(*, seconds: int, rounds: int, log_successes: bool) -> None:
+    env = {"AUTHGATE_USAGE_LOG_SUCCESSES": str(log_successes).lower()}
+    with authgate_server(extra_env=env) as server:
+        token = server.login()
+        api_key = create_api_key(server, token)
+        ping = f"{server.base_url}/api/ping"
+        whoami = f"{server.base_url}/api/authenticate"
+        for label, headers in (
+            ("P1 API key (Authorization: Bearer)", {"Authorization": f"Bearer {api_key}"}),
+            ("P2 JWT (Authorization: Bearer)", {"Authorization": f"Bearer {token}"}),
+        ):
+            print(label)
+            wrk(whoami, seconds=2, headers=headers)  # warm up
+            result = compare(
+                "GET /api/authenticate",
+                lambda headers=headers: wrk(
+                    whoami, seconds=seconds, headers=headers, server_pid=server.pid
+                ),
+                "GET /api/ping (no auth)",
+                lambda: wrk(ping, seconds=seconds, server_pid=server.pid),
+                rounds=rounds,
+            )
+            if result.first.non_2xx or result.second.non_2xx:
+                raise RuntimeError("some requests failed; figures are meaningless")
+            print(
+                f"  ratio by requests/s                {result.ratio:9.3f}   (target >= {TARGET})"
+            )
+            if result.cpu_ratio is not None:
+                print(f"  ratio by server CPU per request    {result.cpu_ratio:9.3f}")
+
+
+def verification_costs(iterations: int = 50_000) -> None:
+    async def measure() -> None:
+        with tempfile.TemporaryDirectory() as directory:
+            settings = Settings(
+                data_dir=Path(directory), access_log=False, argon2_memory_kib=8, argon2_time_cost=1
+            )
+            app = create_app(settings)
+            async with app.router.lifespan_context(app):
+                services = app.state.services
+                await services.users.ensure_initial_admin("in-process-bench-pw")
+                user = await services.accounts.authenticate("admin", "in-process-bench-pw")
+                token = services.tokens.issue(user, remember_me=False).token
+                created = await services.api_keys.create(
+                    user.id,
+                    KeySpec(
+                        name="bench",
+                        allowed_networks=["10.0.0.0/8", "192.168.0.0/16", "2001:db8::/32"],
+                        expires_at=services.clock() + timedelta(days=30),
+                    ),
+                )
+                client = services.client_ips.resolve("10.1.2.3")
+                figures = {}
+                for name, call in (
+                    (
+                        "cached API key authentication",
+                        lambda: services.key_auth.authenticate(created.plaintext, client),
+                    ),
+                    ("cached token authentication", lambda: services.tokens.authenticate(token)),
+                ):
+                    await call()
+                    started = time.perf_counter()
+                    for _ in range(iterations):
+                        await call()
+                    figures[name] = (time.perf_counter() - started) / iterations * 1e6
+                now = services.clock()
+                started = time.perf_counter()
+                for _ in range(iterations // 20):
+                    services.tokens.codec.verify(token, now=now)
+                full = (time.perf_counter() - started) / (iterations // 20) * 1e6
+        for name, micros in figures.items():
+            print(f"  {name:<34} {micros:9.2f} us")
+        print(f"  full ES256 verification (uncached)  {full:9.2f} us")
+
+    asyncio.run(measure())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=int, default=5, help="length of each wrk run")
+    parser.add_argument("--rounds", type=int, default=9, help="alternating rounds per endpoint")
+    parser.add_argument(
+        "--no-success-log",
+        action="store_true",
+        help="run with AUTHGATE_USAGE_LOG_SUCCESSES=false (only failures logged)",
+    )
+    args = parser.parse_args()
+    print("Authentication overhead (1 worker, wrk -t1 -c32)")
+    load_ratios(seconds=args.seconds, rounds=args.rounds, log_successes=not args.no_success_log)
+    print("In-process verification (per call)")
+    verification_costs()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,301 @@
+"""Managed API keys at UTMStack v11's paths (``/api/api-keys``), owner-scoped."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Body, Path, Query, Request, Response
+from fastapi.responses import PlainTextResponse
+from pydantic import AfterValidator, BaseModel, Field
+
+from authgate.api.access import ApiKeyManagementRoute, principal_of, services_of
+from authgate.api.errors import documented
+from authgate.api.pagination import PageRequestDep, pagination_headers
+from authgate.api.schemas import StrictBody
+from authgate.services.api_keys import MAX_GRACE, NAME_MAX_LENGTH, ApiKeyView, KeySpec
+from authgate.storage.repositories import UsageFilter
+
+router = APIRouter(prefix="/api/api-keys", tags=["api-keys"], route_class=ApiKeyManagementRoute)
+
+Scope = Literal["read", "write", "admin"]
+KeyIdPath = Annotated[int, Path(ge=1, le=2**63 - 1, description="The key's id.")]
+
+
+def _as_utc(moment: datetime | None) -> datetime | None:
+    """UTMStack's UI sends ``...T00:00:00.000Z``; a time without zone is taken as UTC."""
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment
+
+
+Instant = Annotated[datetime, AfterValidator(_as_utc)]
+
+
+class ApiKeyBody(StrictBody):
+    """UTMStack's body for creating and replacing a key, plus optional ``scopes``."""
+
+    name: Annotated[str, Field(max_length=NAME_MAX_LENGTH, examples=["ci-deploy"])]
+    allowedIp: Annotated[
+        list[Annotated[str, Field(max_length=64)]],
+        Field(max_length=100, examples=[["203.0.113.7", "10.0.0.0/8", "2001:db8::/32"]]),
+    ] = Field(default_factory=list)
+    expiresAt: Instant | None = Field(default=None, examples=["2027-01-31T00:00:00.000Z"])
+    scopes: Annotated[list[Scope], Field(max_length=3)] | None = Field(
+        default=None, description="read, write, admin; default read + write."
+    )
+
+    def spec(self) -> KeySpec:
+        return KeySpec(
+            name=self.name,
+            allowed_networks=self.allowedIp,
+            expires_at=self.expiresAt,
+            scopes=frozenset(self.scopes) if self.scopes is not None else None,
+        )
+
+
+class ApiKeyDTO(BaseModel):
+    """UTMStack's DTO (id, name, allowedIp, createdAt, expiresAt, generatedAt) and more."""
+
+    id: int
+    name: str
+    allowedIp: list[str]
+    createdAt: datetime
+    expiresAt: datetime | None
+    generatedAt: datetime
+    prefix: str = Field(description="Masked display form: id and last characters.")
+    scopes: list[str]
+    lastUsedAt: datetime | None
+    lastUsedIp: str | None
+    status: Literal["active", "expired", "revoked", "rotating"]
+    revokedAt: datetime | None
+    rotationGraceUntil: datetime | None = Field(
+        description="Until when the previous secret still works (status 'rotating')."
+    )
+    userId: int
+
+    @classmethod
+    def of(cls, key: ApiKeyView) -> ApiKeyDTO:
+        return cls(
+            id=key.id,
+            name=key.name,
+            allowedIp=list(key.allowed_networks),
+            createdAt=key.created_at,
+            expiresAt=key.expires_at,
+            generatedAt=key.generated_at,
+            prefix=key.prefix,
+            scopes=sorted(key.scopes),
+            lastUsedAt=key.last_used_at,
+            lastUsedIp=key.last_used_ip,
+            status=key.status,
+            revokedAt=key.revoked_at,
+            rotationGraceUntil=key.previous_valid_until,
+            userId=key.owner_id,
+        )
+
+
+class CreatedApiKeyDTO(ApiKeyDTO):
+    key: str = Field(description="The API key itself. Shown only in this response.")
+
+
+class UsageRecordDTO(BaseModel):
+    id: int
+    apiKeyId: int
+    apiKeyName: str
+    userId: int
+    timestamp: datetime
+    endpoint: str = Field(description="Path, without the query string.")
+    requestMethod: str
+    responseCode: int
+    ipAddress: str | None
+    userAgent: str | None
+    latencyMs: float
+    errorMessage: str | None = Field(description="Why the key was refused; null if accepted.")
+
+
+class UsageQuery(StrictBody):
+    """Filters for ``POST /api/api-keys/usage`` (all optional)."""
+
+    apiKeyId: Annotated[int, Field(ge=1, le=2**63 - 1)] | None = None
+    since: Instant | None = Field(default=None, alias="from")
+    until: Instant | None = Field(default=None, alias="to")
+    status: Annotated[int, Field(ge=100, le=599)] | None = None
+    outcome: Literal["success", "failure"] | None = None
+
+    def filter(self) -> UsageFilter:
+        return UsageFilter(
+            api_key_id=self.apiKeyId,
+            since=self.since,
+            until=self.until,
+            status=self.status,
+            succeeded=None if self.outcome is None else self.outcome == "success",
+        )
+
+
+_ERRORS = documented(401, 403, 404, 409, 413, 422)
+
+
+@router.post(
+    "",
+    summary="Create an API key (the key is in the response, once)",
+    status_code=201,
+    response_model=CreatedApiKeyDTO,
+    responses=documented(401, 403, 404, 409, 413, 422),
+)
+async def create_api_key(
+    body: ApiKeyBody, request: Request, response: Response
+) -> CreatedApiKeyDTO:
+    created = await services_of(request).api_keys.create(principal_of(request).user_id, body.spec())
+    response.headers["Location"] = f"/api/api-keys/{created.view.id}"
+    response.headers["Cache-Control"] = "no-store"
+    return CreatedApiKeyDTO(**ApiKeyDTO.of(created.view).model_dump(), key=created.plaintext)
+
+
+@router.get(
+    "",
+    summary="List API keys (yours; admins: everyone's with all=true)",
+    response_model=list[ApiKeyDTO],
+    responses=documented(401, 403, 422),
+)
+async def list_api_keys(
+    request: Request,
+    response: Response,
+    paging: PageRequestDep,
+    everyone: Annotated[bool, Query(alias="all", description="Admins: every user's keys.")] = False,
+    userId: Annotated[
+        int | None, Query(ge=1, le=2**63 - 1, description="Admins: one owner.")
+    ] = None,
+    includeRevoked: Annotated[bool, Query(description="Also list revoked keys.")] = False,
+) -> list[ApiKeyDTO]:
+    page = await services_of(request).api_keys.list_keys(
+        principal_of(request),
+        paging,
+        owner_id=userId,
+        everyone=everyone or userId is not None,
+        include_revoked=includeRevoked,
+    )
+    response.headers.update(pagination_headers(request, page))
+    return [ApiKeyDTO.of(key) for key in page.items]
+
+
+@router.post(
+    "/usage",
+    summary="Usage records of your keys (admins: all keys)",
+    response_model=list[UsageRecordDTO],
+    responses=documented(401, 403, 413, 422),
+)
+async def usage_records(
+    request: Request,
+    response: Response,
+    paging: PageRequestDep,
+    filters: Annotated[UsageQuery | None, Body()] = None,
+) -> list[UsageRecordDTO]:
+    where = filters.filter() if filters is not None else UsageFilter()
+    return await _usage_page(request, response, paging, where)
+
+
+@router.get(
+    "/usage",
+    summary="Usage records, filtered by key, time range and status",
+    response_model=list[UsageRecordDTO],
+    responses=documented(401, 403, 422),
+)
+async def usage_records_filtered(
+    request: Request,
+    response: Response,
+    paging: PageRequestDep,
+    apiKeyId: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
+    since: Annotated[Instant | None, Query(alias="from")] = None,
+    until: Annotated[Instant | None, Query(alias="to")] = None,
+    status: Annotated[int | None, Query(ge=100, le=599)] = None,
+    outcome: Annotated[Literal["success", "failure"] | None, Query()] = None,
+) -> list[UsageRecordDTO]:
+    where = UsageQuery(
+        apiKeyId=apiKeyId, **{"from": since, "to": until}, status=status, outcome=outcome
+    ).filter()
+    return await _usage_page(request, response, paging, where)
+
+
+@router.get(
+    "/{key_id}",
+    summary="One API key",
+    response_model=ApiKeyDTO,
+    responses=documented(401, 403, 404, 422),
+)
+async def get_api_key(key_id: KeyIdPath, request: Request) -> ApiKeyDTO:
+    return ApiKeyDTO.of(await services_of(request).api_keys.get(principal_of(request), key_id))
+
+
+@router.put(
+    "/{key_id}",
+    summary="Replace name, allowed IPs, expiry (and scopes)",
+    response_model=ApiKeyDTO,
+    responses=_ERRORS,
+)
+async def replace_api_key(key_id: KeyIdPath, body: ApiKeyBody, request: Request) -> ApiKeyDTO:
+    view = await services_of(request).api_keys.replace(principal_of(request), key_id, body.spec())
+    return ApiKeyDTO.of(view)
+
+
+@router.post(
+    "/{key_id}/generate",
+    summary="Regenerate (rotate) the key; returns the new key as text, once",
+    # Plain Response, so FastAPI documents the JSON error bodies as JSON, not text/plain.
+    response_class=Response,
+    responses={
+        200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "The key"},
+        **_ERRORS,
+    },
+)
+async def regenerate_api_key(
+    key_id: KeyIdPath,
+    request: Request,
+    graceSeconds: Annotated[
+        int,
+        Query(
+            ge=0,
+            le=int(MAX_GRACE.total_seconds()),
+            description="How long the previous key keeps working (0 to 7 days).",
+        ),
+    ] = 0,
+) -> PlainTextResponse:
+    plaintext = await services_of(request).api_keys.regenerate(
+        principal_of(request), key_id, grace=timedelta(seconds=graceSeconds)
+    )
+    return PlainTextResponse(plaintext, headers={"Cache-Control": "no-store"})
+
+
+@router.delete(
+    "/{key_id}",
+    summary="Revoke the key (effective at once, everywhere)",
+    status_code=204,
+    response_class=Response,
+    responses=documented(401, 403, 404, 422),
+)
+async def revoke_api_key(key_id: KeyIdPath, request: Request) -> Response:
+    await services_of(request).api_keys.revoke(principal_of(request), key_id)
+    return Response(status_code=204)
+
+
+async def _usage_page(
+    request: Request, response: Response, paging: PageRequestDep, where: UsageFilter
+) -> list[UsageRecordDTO]:
+    page = await services_of(request).api_keys.usage(principal_of(request), paging, where)
+    response.headers.update(pagination_headers(request, page))
+    return [
+        UsageRecordDTO(
+            id=record.id,
+            apiKeyId=record.api_key_id,
+            apiKeyName=record.api_key_name,
+            userId=record.user_id,
+            timestamp=record.occurred_at,
+            endpoint=record.path,
+            requestMethod=record.method,
+            responseCode=record.status,
+            ipAddress=record.client_ip,
+            userAgent=record.user_agent,
+            latencyMs=record.latency_ms,
+            errorMessage=record.failure_reason,
+        )
+        for record in page.items
+    ]

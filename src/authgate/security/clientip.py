@@ -1,0 +1,70 @@
+"""Which address a request really comes from.
+
+The socket peer, unless that peer is one of the configured trusted proxies: then the
+forwarding header is walked from the right (the end the proxies append to), skipping
+trusted hops, and the first untrusted address is the client. Entries to its left were
+written by the client itself and are never believed. Forwarding headers from an
+untrusted peer are ignored entirely (UTMStack trusted the first ``X-Forwarded-For``
+entry, which any client can forge).
+
+RFC 7239 ``Forwarded: for=...`` is read when present, else ``X-Forwarded-For``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from authgate.security.networks import AllowList, IPAddress, parse_address
+
+
+class ClientIpResolver:
+    def __init__(self, trusted_proxies: AllowList) -> None:
+        self._trusted = trusted_proxies
+        self._trusts_anyone = not trusted_proxies.is_unrestricted
+        # Per-instance memo of peer strings: most requests come from few peers.
+        self._parse = lru_cache(maxsize=4096)(parse_address)
+
+    def resolve(
+        self,
+        peer: str | None,
+        *,
+        forwarded_for: str | None = None,
+        forwarded: str | None = None,
+    ) -> IPAddress | None:
+        """The client's address; ``None`` only when even the peer is unknown."""
+        address = self._parse(peer) if peer else None
+        if address is None or not self._trusts_anyone or not self._trusted.permits(address):
+            return address
+        if forwarded:
+            hops = _forwarded_for_values(forwarded)
+        elif forwarded_for:
+            hops = [hop.strip() for hop in forwarded_for.split(",")]
+        else:
+            return address
+        for hop in reversed(hops):
+            hop_address = self._parse(_strip_port(hop))
+            if hop_address is None:
+                return address  # garbage: believe nothing further left
+            address = hop_address
+            if not self._trusted.permits(hop_address):
+                return hop_address
+        return address
+
+
+def _forwarded_for_values(header: str) -> list[str]:
+    values = []
+    for element in header.split(","):
+        for pair in element.split(";"):
+            name, _, value = pair.strip().partition("=")
+            if name.strip().lower() == "for":
+                values.append(value.strip().strip('"'))
+    return values
+
+
+def _strip_port(hop: str) -> str:
+    """``[2001:db8::1]:443`` → ``2001:db8::1``; ``192.0.2.1:80`` → ``192.0.2.1``."""
+    if hop.startswith("["):
+        return hop[1 : hop.find("]")] if "]" in hop else hop
+    if hop.count(":") == 1:
+        return hop.split(":", 1)[0]
+    return hop

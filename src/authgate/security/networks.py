@@ -1,0 +1,126 @@
+"""IP addresses and allow lists (IPv4 and IPv6), parsed once, matched in microseconds.
+
+Allow-list entries are validated strictly: a CIDR with host bits set (``10.0.0.1/8``)
+is refused rather than silently widened or narrowed, because either guess could
+surprise the person who typed it. Messages reuse UTMStack's wording.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+MAX_ENTRIES = 100
+
+INVALID_ADDRESS = "Invalid IP address format"
+INVALID_CIDR = "Invalid CIDR format"
+DUPLICATE = "This IP is already added"
+
+
+class AllowEntryError(ValueError):
+    """An allow-list entry is not a valid address or network (message is user-facing)."""
+
+
+def parse_address(text: str) -> IPAddress | None:
+    """An IP address, with IPv4-mapped IPv6 (``::ffff:10.1.2.3``) unwrapped to IPv4;
+    ``None`` if ``text`` is not an address."""
+    try:
+        address = ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def parse_allow_entry(text: str) -> IPNetwork:
+    """One allow-list entry: an address (a /32 or /128) or a CIDR network.
+
+    Raises:
+        AllowEntryError: with UTMStack's message, plus the correction for host bits.
+    """
+    entry = text.strip()
+    if "/" not in entry:
+        address = parse_address(entry)
+        if address is None:
+            raise AllowEntryError(INVALID_ADDRESS)
+        return ipaddress.ip_network(address)
+    address_part, _, prefix = entry.partition("/")
+    if parse_address(address_part) is None or not prefix.isdigit():
+        raise AllowEntryError(INVALID_CIDR)
+    try:
+        network = ipaddress.ip_network(entry, strict=False)
+    except ValueError:
+        raise AllowEntryError(INVALID_CIDR) from None
+    if network.network_address != ipaddress.ip_address(address_part):
+        raise AllowEntryError(f"{INVALID_CIDR}: host bits are set; did you mean {network}?")
+    mapped = _unwrap_mapped_network(network)
+    return mapped or network
+
+
+def normalize_allow_list(entries: Sequence[str]) -> tuple[list[str], dict[int, str]]:
+    """Validate entries; return their canonical forms and per-index error messages."""
+    canonical: list[str] = []
+    errors: dict[int, str] = {}
+    seen: set[IPNetwork] = set()
+    for index, entry in enumerate(entries):
+        try:
+            network = parse_allow_entry(entry)
+        except AllowEntryError as error:
+            errors[index] = str(error)
+            continue
+        if network in seen:
+            errors[index] = DUPLICATE
+            continue
+        seen.add(network)
+        canonical.append(str(network) if network.num_addresses > 1 else str(network[0]))
+    return canonical, errors
+
+
+@dataclass(frozen=True, slots=True)
+class AllowList:
+    """Networks as precomputed (network, mask) integers per IP version.
+
+    An empty allow list permits every address (UTMStack: no restriction configured).
+    """
+
+    v4: tuple[tuple[int, int], ...]
+    v6: tuple[tuple[int, int], ...]
+
+    @classmethod
+    def of(cls, entries: Iterable[str]) -> AllowList:
+        """From already validated entries (as stored)."""
+        v4: list[tuple[int, int]] = []
+        v6: list[tuple[int, int]] = []
+        for entry in entries:
+            network = parse_allow_entry(entry)
+            pair = (int(network.network_address), int(network.netmask))
+            (v4 if network.version == 4 else v6).append(pair)
+        return cls(v4=tuple(v4), v6=tuple(v6))
+
+    @property
+    def is_unrestricted(self) -> bool:
+        return not self.v4 and not self.v6
+
+    def permits(self, address: IPAddress) -> bool:
+        if self.is_unrestricted:
+            return True
+        number = int(address)
+        for network, mask in self.v4 if address.version == 4 else self.v6:
+            if number & mask == network:
+                return True
+        return False
+
+
+def _unwrap_mapped_network(network: IPNetwork) -> ipaddress.IPv4Network | None:
+    """``::ffff:10.0.0.0/104`` → ``10.0.0.0/8``: clients arrive unwrapped, so must entries."""
+    if not isinstance(network, ipaddress.IPv6Network) or network.prefixlen < 96:
+        return None
+    mapped = network.network_address.ipv4_mapped
+    if mapped is None:
+        return None
+    return ipaddress.IPv4Network(f"{mapped}/{network.prefixlen - 96}")

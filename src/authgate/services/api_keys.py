@@ -1,0 +1,398 @@
+"""Managing API keys: create, list, edit, rotate (regenerate) with grace, revoke.
+
+Rules enforced here, for the REST API and the CLI alike:
+
+* a name is required (1-100 characters) and unique among the owner's live keys;
+* an expiry is required (unless configured otherwise), in the future, and at most
+  ``max_lifetime`` away;
+* allowed entries are IPv4/IPv6 addresses or CIDR networks, without duplicates, at
+  most 100 (UTMStack's messages);
+* scopes are ``read``, ``write``, ``admin``; ``admin`` only on a key of an admin;
+* ordinary users see and change only their own keys (anyone else's is "not found");
+  admins may list, read and revoke every key.
+
+The plaintext key leaves this module exactly once: returned by ``create`` and
+``regenerate``. Only its keyed hash is stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal
+
+from sqlalchemy.exc import IntegrityError
+
+from authgate.clock import Clock
+from authgate.exceptions import Conflict, FieldError, NotFound, ValidationFailed
+from authgate.security import keys, networks
+from authgate.security.principal import (
+    KNOWN_SCOPES,
+    ROLE_ADMIN,
+    SCOPE_ADMIN,
+    Principal,
+    join_authorities,
+    parse_authorities,
+)
+from authgate.services.changes import Change, ChangeFeed, ChangeKind
+from authgate.storage.db import Database
+from authgate.storage.models import ApiKey
+from authgate.storage.paging import Page, PageRequest
+from authgate.storage.repositories import (
+    ApiKeyRepository,
+    UsageFilter,
+    UsageRepository,
+    UserRepository,
+)
+
+NAME_MAX_LENGTH = 100
+MAX_GRACE = timedelta(days=7)
+
+KeyStatus = Literal["active", "expired", "revoked", "rotating"]
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyView:
+    """A key as shown to people: everything but the secret."""
+
+    id: int
+    owner_id: int
+    name: str
+    prefix: str
+    allowed_networks: tuple[str, ...]
+    scopes: frozenset[str]
+    created_at: datetime
+    generated_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    previous_valid_until: datetime | None
+    last_used_at: datetime | None
+    last_used_ip: str | None
+    status: KeyStatus
+
+    @classmethod
+    def of(cls, key: ApiKey, *, now: datetime) -> ApiKeyView:
+        return cls(
+            id=key.id,
+            owner_id=key.user_id,
+            name=key.name,
+            prefix=keys.display_prefix(key.key_id, key.key_tail),
+            allowed_networks=split_networks(key.allowed_networks),
+            scopes=parse_authorities(key.scopes),
+            created_at=key.created_at,
+            generated_at=key.generated_at,
+            expires_at=key.expires_at,
+            revoked_at=key.revoked_at,
+            previous_valid_until=key.previous_valid_until,
+            last_used_at=key.last_used_at,
+            last_used_ip=key.last_used_ip,
+            status=_status(key, now),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedKey:
+    view: ApiKeyView
+    plaintext: str
+
+    def __repr__(self) -> str:  # never print the key
+        return f"CreatedKey(view={self.view!r})"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeySpec:
+    """What a person asks for when creating or replacing (PUT) a key."""
+
+    name: str
+    allowed_networks: Sequence[str] = ()
+    expires_at: datetime | None = None
+    scopes: frozenset[str] | None = None  # None: the defaults (create) / unchanged (PUT)
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecordView:
+    id: int
+    api_key_id: int
+    api_key_name: str
+    user_id: int
+    occurred_at: datetime
+    method: str
+    path: str
+    status: int
+    client_ip: str | None
+    user_agent: str | None
+    latency_ms: float
+    failure_reason: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeyPolicy:
+    require_expiry: bool = True
+    max_lifetime: timedelta = timedelta(days=365)
+    default_scopes: frozenset[str] = field(default_factory=lambda: frozenset({"read", "write"}))
+
+
+class ApiKeyService:
+    def __init__(
+        self, *, db: Database, feed: ChangeFeed, clock: Clock, pepper: bytes, policy: KeyPolicy
+    ) -> None:
+        self._db = db
+        self._feed = feed
+        self._clock = clock
+        self._pepper = pepper
+        self._policy = policy
+
+    async def create(self, owner_id: int, spec: KeySpec) -> CreatedKey:
+        """A new key for ``owner_id``; the result holds the plaintext, shown once."""
+        now = self._clock()
+        async with self._db.session() as session:
+            owner = await UserRepository(session).get(owner_id)
+        if owner is None:
+            raise NotFound("User not found", reason="user_not_found")
+        owner_is_admin = ROLE_ADMIN in parse_authorities(owner.authorities)
+        scopes = spec.scopes if spec.scopes is not None else self._policy.default_scopes
+        name, allowed = self._validated(spec, scopes, owner_is_admin=owner_is_admin, now=now)
+        generated = keys.generate_key()
+        key = ApiKey(
+            user_id=owner_id,
+            name=name,
+            key_id=generated.key_id,
+            key_tail=generated.plaintext[-4:],
+            secret_hash=keys.key_digest(self._pepper, generated.plaintext),
+            allowed_networks=",".join(allowed),
+            scopes=join_authorities(scopes),
+            created_at=now,
+            generated_at=now,
+            updated_at=now,
+            expires_at=spec.expires_at,
+        )
+        try:
+            async with self._feed.unit_of_work() as work:
+                repository = ApiKeyRepository(work.session)
+                if await repository.live_name_taken(owner_id, name):
+                    raise _name_taken()
+                repository.add(key)
+                await repository.flush()
+                work.publish(Change(ChangeKind.API_KEY_CHANGED, key.key_id))
+        except IntegrityError:  # a concurrent create with the same name
+            raise _name_taken() from None
+        return CreatedKey(view=ApiKeyView.of(key, now=now), plaintext=generated.plaintext)
+
+    async def get(self, viewer: Principal | None, key_id: int) -> ApiKeyView:
+        async with self._db.session() as session:
+            key = await self._visible(ApiKeyRepository(session), viewer, key_id, admin_ok=True)
+        return ApiKeyView.of(key, now=self._clock())
+
+    async def list_keys(
+        self,
+        viewer: Principal | None,
+        request: PageRequest,
+        *,
+        owner_id: int | None = None,
+        everyone: bool = False,
+        include_revoked: bool = False,
+    ) -> Page[ApiKeyView]:
+        """The viewer's keys; with ``everyone`` (admins only) all keys, optionally of one owner."""
+        unknown = [o.field for o in request.sort if o.field not in ApiKeyRepository.SORT_COLUMNS]
+        if unknown:
+            message = "Unknown sort field; use one of " + ", ".join(ApiKeyRepository.SORT_COLUMNS)
+            raise ValidationFailed(message, field_errors=[FieldError("sort", message, "query")])
+        if viewer is not None and not (everyone and viewer.is_admin):
+            owner_id = viewer.user_id
+        now = self._clock()
+        async with self._db.session() as session:
+            repository = ApiKeyRepository(session)
+            total = await repository.count(owner_id=owner_id, include_revoked=include_revoked)
+            rows = await repository.page(
+                request, owner_id=owner_id, include_revoked=include_revoked
+            )
+        return Page(items=[ApiKeyView.of(k, now=now) for k in rows], total=total, request=request)
+
+    async def replace(self, viewer: Principal | None, key_id: int, spec: KeySpec) -> ApiKeyView:
+        """PUT: new name, allow list and expiry (and scopes, when given)."""
+        now = self._clock()
+        async with self._feed.unit_of_work() as work:
+            repository = ApiKeyRepository(work.session)
+            key = await self._visible(repository, viewer, key_id, admin_ok=False)
+            _refuse_if_revoked(key)
+            owner = await UserRepository(work.session).get(key.user_id)
+            owner_is_admin = owner is not None and ROLE_ADMIN in parse_authorities(
+                owner.authorities
+            )
+            scopes = spec.scopes if spec.scopes is not None else parse_authorities(key.scopes)
+            name, allowed = self._validated(spec, scopes, owner_is_admin=owner_is_admin, now=now)
+            if await repository.live_name_taken(key.user_id, name, except_key_id=key.id):
+                raise _name_taken()
+            key.name = name
+            key.allowed_networks = ",".join(allowed)
+            key.expires_at = spec.expires_at
+            key.scopes = join_authorities(scopes)
+            key.updated_at = now
+            work.publish(Change(ChangeKind.API_KEY_CHANGED, key.key_id))
+        return ApiKeyView.of(key, now=now)
+
+    async def regenerate(
+        self, viewer: Principal | None, key_id: int, *, grace: timedelta = timedelta(0)
+    ) -> str:
+        """Rotate the secret; the old one keeps working for ``grace`` (0 to 7 days).
+
+        Returns the new plaintext, shown once.
+        """
+        if grace < timedelta(0) or grace > MAX_GRACE:
+            message = "The grace period must be between 0 seconds and 7 days."
+            raise ValidationFailed(message, field_errors=[FieldError("graceSeconds", message)])
+        now = self._clock()
+        async with self._feed.unit_of_work() as work:
+            repository = ApiKeyRepository(work.session)
+            key = await self._visible(repository, viewer, key_id, admin_ok=False)
+            _refuse_if_revoked(key)
+            generated = keys.generate_secret_for(key.key_id)
+            if grace > timedelta(0):
+                key.previous_secret_hash = key.secret_hash
+                key.previous_valid_until = now + grace
+            else:
+                key.previous_secret_hash = None
+                key.previous_valid_until = None
+            key.secret_hash = keys.key_digest(self._pepper, generated.plaintext)
+            key.key_tail = generated.plaintext[-4:]
+            key.generated_at = now
+            key.updated_at = now
+            work.publish(Change(ChangeKind.API_KEY_CHANGED, key.key_id))
+        return generated.plaintext
+
+    async def revoke(self, viewer: Principal | None, key_id: int) -> None:
+        """Revoke at once (every worker and node within a second). Idempotent."""
+        now = self._clock()
+        async with self._feed.unit_of_work() as work:
+            repository = ApiKeyRepository(work.session)
+            key = await self._visible(repository, viewer, key_id, admin_ok=True)
+            if key.revoked_at is None:
+                key.revoked_at = now
+                key.updated_at = now
+                key.previous_secret_hash = None
+                key.previous_valid_until = None
+                work.publish(Change(ChangeKind.API_KEY_CHANGED, key.key_id))
+
+    async def usage(
+        self, viewer: Principal | None, request: PageRequest, where: UsageFilter
+    ) -> Page[UsageRecordView]:
+        """Usage records of the viewer's keys (admins: of every key)."""
+        unknown = [o.field for o in request.sort if o.field not in UsageRepository.SORT_COLUMNS]
+        if unknown:
+            message = "Unknown sort field; use one of " + ", ".join(UsageRepository.SORT_COLUMNS)
+            raise ValidationFailed(message, field_errors=[FieldError("sort", message, "query")])
+        if viewer is not None and not viewer.is_admin:
+            where = UsageFilter(
+                owner_id=viewer.user_id,
+                api_key_id=where.api_key_id,
+                since=where.since,
+                until=where.until,
+                status=where.status,
+                succeeded=where.succeeded,
+            )
+        async with self._db.session() as session:
+            repository = UsageRepository(session)
+            total = await repository.count(where)
+            rows = await repository.page(request, where)
+        items = [
+            UsageRecordView(
+                id=row.id,
+                api_key_id=row.api_key_id,
+                api_key_name=row.api_key_name,
+                user_id=row.user_id,
+                occurred_at=row.occurred_at,
+                method=row.method,
+                path=row.path,
+                status=row.status,
+                client_ip=row.client_ip,
+                user_agent=row.user_agent,
+                latency_ms=row.latency_ms,
+                failure_reason=row.failure_reason,
+            )
+            for row in rows
+        ]
+        return Page(items=items, total=total, request=request)
+
+    # -- rules -----------------------------------------------------------------------------
+
+    def _validated(
+        self, spec: KeySpec, scopes: frozenset[str], *, owner_is_admin: bool, now: datetime
+    ) -> tuple[str, list[str]]:
+        errors: list[FieldError] = []
+        name = spec.name.strip()
+        if not name:
+            errors.append(FieldError("name", "Name is required."))
+        elif len(name) > NAME_MAX_LENGTH:
+            errors.append(FieldError("name", f"Name must be at most {NAME_MAX_LENGTH} characters."))
+        errors.extend(self._expiry_errors(spec.expires_at, now))
+        if len(spec.allowed_networks) > networks.MAX_ENTRIES:
+            message = f"At most {networks.MAX_ENTRIES} allowed IP entries."
+            errors.append(FieldError("allowedIp", message))
+        allowed, entry_errors = networks.normalize_allow_list(spec.allowed_networks)
+        errors.extend(FieldError(f"allowedIp[{i}]", m) for i, m in sorted(entry_errors.items()))
+        if not scopes:
+            errors.append(FieldError("scopes", "At least one scope is required."))
+        elif not scopes <= KNOWN_SCOPES:
+            errors.append(FieldError("scopes", "Scopes are read, write and admin."))
+        elif SCOPE_ADMIN in scopes and not owner_is_admin:
+            errors.append(FieldError("scopes", "The admin scope needs an owner with ROLE_ADMIN."))
+        if errors:
+            raise ValidationFailed(errors[0].message, field_errors=errors)
+        return name, allowed
+
+    def _expiry_errors(self, expires_at: datetime | None, now: datetime) -> list[FieldError]:
+        if expires_at is None:
+            if self._policy.require_expiry:
+                return [FieldError("expiresAt", "Expiration date is required.")]
+            return []
+        if expires_at.tzinfo is None:
+            return [FieldError("expiresAt", "Expiration date needs a time zone (e.g. Z).")]
+        if expires_at <= now:
+            return [FieldError("expiresAt", "Expiration date must be in the future.")]
+        if expires_at > now + self._policy.max_lifetime:
+            days = self._policy.max_lifetime.days
+            return [FieldError("expiresAt", f"Expiration date must be within {days} days.")]
+        return []
+
+    async def _visible(
+        self,
+        repository: ApiKeyRepository,
+        viewer: Principal | None,
+        key_id: int,
+        *,
+        admin_ok: bool,
+    ) -> ApiKey:
+        """The key if the viewer may act on it; otherwise "not found" (never "forbidden":
+        that would confirm the key exists)."""
+        key = await repository.get(key_id)
+        if key is None:
+            raise NotFound("API key not found", reason="api_key_not_found")
+        if viewer is None or key.user_id == viewer.user_id:
+            return key
+        if admin_ok and viewer.is_admin:
+            return key
+        raise NotFound("API key not found", reason="api_key_not_visible")
+
+
+def split_networks(stored: str) -> tuple[str, ...]:
+    return tuple(entry for entry in stored.split(",") if entry)
+
+
+def _status(key: ApiKey, now: datetime) -> KeyStatus:
+    if key.revoked_at is not None:
+        return "revoked"
+    if key.expires_at is not None and key.expires_at <= now:
+        return "expired"
+    if key.previous_valid_until is not None and key.previous_valid_until > now:
+        return "rotating"
+    return "active"
+
+
+def _refuse_if_revoked(key: ApiKey) -> None:
+    if key.revoked_at is not None:
+        raise Conflict("The API key is revoked.", reason="api_key_revoked")
+
+
+def _name_taken() -> Conflict:
+    return Conflict("An API key with this name already exists.", reason="api_key_name_exists")
