@@ -29,7 +29,7 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
 
 ENVIRONMENT_NAMES = frozenset({"environ", "environb", "getenv", "getenvb"})
 MAY_READ_ENVIRONMENT = "authgate.settings"
-MAY_SET_ENVIRONMENT = "authgate.cli"
+MAY_SET_ENVIRONMENT = "authgate.cli.console"
 
 
 @dataclass(frozen=True)
@@ -151,7 +151,7 @@ def test_scanner_sees_every_layer() -> None:
     names = {module.name for module in MODULES}
     for expected in (
         "authgate.settings",
-        "authgate.cli",
+        "authgate.cli.console",
         "authgate.security.tokens",
         "authgate.storage.repositories",
         "authgate.services.users",
@@ -189,8 +189,8 @@ def test_layer_check_accepts_downward_imports() -> None:
         ("authgate.container", "import os\nx = os.environ.get('A')"),
         ("authgate.container", "import os\nx = os.getenv('A')"),
         ("authgate.container", "from os import environ"),
-        ("authgate.cli", "import os\nx = os.environ['A']"),
-        ("authgate.cli", "import os\nx = os.environ.get('A')"),
+        ("authgate.cli.console", "import os\nx = os.environ['A']"),
+        ("authgate.cli.console", "import os\nx = os.environ.get('A')"),
     ],
 )
 def test_environment_check_detects_reads(name: str, source: str) -> None:
@@ -201,7 +201,7 @@ def test_environment_check_detects_reads(name: str, source: str) -> None:
 def test_environment_check_allows_cli_to_set_variables() -> None:
     """cli.py may assign os.environ items."""
     source = "import os\nos.environ['AUTHGATE_CONFIG_FILE'] = 'x'\n"
-    assert environment_access(_module_from_source("authgate.cli", source)) == []
+    assert environment_access(_module_from_source("authgate.cli.console", source)) == []
 
 
 def test_layers_import_only_downwards() -> None:

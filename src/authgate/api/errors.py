@@ -209,11 +209,15 @@ async def _on_unexpected(request: Request, error: Exception) -> JSONResponse:
 
 def _field_error(detail: Any) -> FieldError:
     """One pydantic error as a JHipster field error. The input value is never echoed."""
-    location = [str(part) for part in detail.get("loc", ())]
-    object_name = location[0] if location else "body"
+    parts = list(detail.get("loc", ()))
+    object_name = str(parts[0]) if parts else "body"
     if detail.get("type") == "json_invalid":
         return FieldError(field="body", message="Malformed JSON", object_name="body")
-    field = ".".join(location[1:]) or object_name
+    # ("body", "allowedIp", 0) -> "allowedIp[0]", the form the services use too.
+    field = ""
+    for part in parts[1:]:
+        field += f"[{part}]" if isinstance(part, int) else (f".{part}" if field else str(part))
+    field = field or object_name
     if detail.get("type") == "missing":
         # UTMStack's wording: "Name is required."
         return FieldError(

@@ -1,0 +1,29 @@
+"""The server's command line: ``authgate serve|migrate|users|keys|signing-keys``.
+
+Commands call the same services the REST API calls; nothing here holds a rule.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from authgate.cli.keys import keys_app
+from authgate.cli.server import server_commands
+from authgate.cli.signing_keys import signing_keys_app
+from authgate.cli.users import users_app
+
+app = typer.Typer(
+    help="authgate: self-hosted API authentication (JWT bearer tokens and API keys).",
+    no_args_is_help=True,
+)
+app.registered_commands += server_commands.registered_commands
+app.add_typer(users_app, name="users")
+app.add_typer(keys_app, name="keys")
+app.add_typer(signing_keys_app, name="signing-keys")
+
+
+def main() -> None:
+    app()
+
+
+__all__ = ["app", "main"]

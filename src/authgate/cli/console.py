@@ -1,0 +1,89 @@
+"""What every command uses: output, settings, running services, friendly errors."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from authgate.app import ensure_schema
+from authgate.container import Services, build_services
+from authgate.exceptions import AuthgateError, ConfigurationError
+from authgate.settings import CONFIG_FILE_VARIABLE, Settings
+
+T = TypeVar("T")
+
+out = Console()
+err = Console(stderr=True)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="TOML config file (else AUTHGATE_CONFIG_FILE)."),
+]
+
+
+@contextmanager
+def friendly_errors() -> Iterator[None]:
+    """Known failures become one red line and an exit code; never a traceback."""
+    try:
+        yield
+    except ConfigurationError as error:
+        err.print(f"[red]configuration error:[/red] {error}")
+        raise typer.Exit(2) from None
+    except AuthgateError as error:
+        err.print(f"[red]error:[/red] {error.message}")
+        raise typer.Exit(1) from None
+    except ValidationError as error:
+        err.print(f"[red]invalid settings:[/red] {error}")
+        raise typer.Exit(2) from None
+
+
+def load_settings(config: Path | None, **overrides: Any) -> Settings:
+    if config is not None:
+        # Worker processes build their own settings from the environment.
+        os.environ[CONFIG_FILE_VARIABLE] = str(config)
+    given = {name: value for name, value in overrides.items() if value is not None}
+    return Settings(**given)
+
+
+def with_services(settings: Settings, use: Callable[[Services], Awaitable[T]]) -> T:
+    async def run() -> T:
+        services = build_services(settings)
+        try:
+            await ensure_schema(services)
+            await services.start(background=False)
+            return await use(services)
+        finally:
+            await services.close()
+
+    return asyncio.run(run())
+
+
+def read_password(from_stdin: bool, *, confirm: bool = True) -> str:
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            err.print("[red]error:[/red] no password on standard input")
+            raise typer.Exit(1)
+        return password
+    return str(typer.prompt("Password", hide_input=True, confirmation_prompt=confirm))
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> timedelta:
+    """``90d`` → 90 days; units s, m, h, d, w."""
+    value, unit = text.strip()[:-1], text.strip()[-1:].lower()
+    if unit not in _DURATION_UNITS or not value.isdigit() or int(value) <= 0:
+        raise ValueError(f"invalid duration {text!r}: use a positive number with s, m, h, d or w")
+    return timedelta(seconds=int(value) * _DURATION_UNITS[unit])

@@ -1,0 +1,117 @@
+"""Running the server and its database: ``authgate serve|migrate|version``."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+import typer
+import uvicorn
+
+from authgate import __version__
+from authgate.cli.console import (
+    ConfigOption,
+    friendly_errors,
+    load_settings,
+    out,
+    with_services,
+)
+from authgate.container import build_services, load_signing_keys, prepare_data_dir
+from authgate.storage import migrate as migrations
+
+server_commands = typer.Typer()
+
+
+@server_commands.command()
+def version() -> None:
+    """Print the version."""
+    out.print(__version__)
+
+
+@server_commands.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Run the server (migrating SQLite first, and creating 'admin' on first start)."""
+    with friendly_errors():
+        settings = load_settings(config, host=host, port=port, workers=workers)
+        # Create the data dir and signing keys before the workers start, so that they
+        # share one key.
+        prepare_data_dir(settings)
+        load_signing_keys(settings)
+        admin_password = with_services(
+            settings,
+            lambda services: services.users.ensure_initial_admin(
+                settings.admin_password.get_secret_value() if settings.admin_password else None
+            ),
+        )
+    base = settings.base_url
+    out.print(f"authgate {__version__}")
+    out.print(f"  API:        {base}/api")
+    out.print(f"  Swagger UI: {base}/swagger-ui/index.html")
+    out.print(f"  Database:   {_display_url(settings.effective_database_url)}")
+    if admin_password is not None:
+        out.print("  First start: created user [bold]admin[/bold] with password")
+        out.print(f"    [bold]{admin_password}[/bold]")
+        out.print("  It is shown only this once: store it now, then change it.")
+    uvicorn.run(
+        "authgate.app:create_app_from_environment",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        proxy_headers=False,  # client addresses are resolved by authgate's own rules
+        server_header=False,
+        access_log=False,  # authgate logs requests itself, without query strings
+        log_config=_log_config(settings.log_level),
+    )
+
+
+@server_commands.command()
+def migrate(config: ConfigOption = None) -> None:
+    """Apply pending database migrations (safe to run repeatedly)."""
+    with friendly_errors():
+        settings = load_settings(config)
+
+        async def run() -> str | None:
+            services = build_services(settings)
+            try:
+                await migrations.upgrade(services.db.engine)
+                return await migrations.current_revision(services.db.engine)
+            finally:
+                await services.db.close()
+
+        revision = asyncio.run(run())
+    out.print(f"database schema at revision {revision}")
+
+
+def _display_url(url: str) -> str:
+    """The database URL without its password."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _log_config(level: str) -> dict[str, Any]:
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {
+            "default": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        },
+        "handlers": {
+            "default": {
+                "class": "logging.StreamHandler",
+                "formatter": "default",
+                "stream": "ext://sys.stderr",
+            },
+        },
+        "loggers": {
+            "authgate": {"handlers": ["default"], "level": level, "propagate": False},
+            "uvicorn": {"handlers": ["default"], "level": level, "propagate": False},
+            "uvicorn.error": {"level": level},
+        },
+    }

@@ -1,0 +1,42 @@
+"""``authgate signing-keys ...``: the JWT signing key ring."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import typer
+from rich.table import Table
+
+from authgate.cli.console import ConfigOption, friendly_errors, load_settings, out
+from authgate.container import load_signing_keys
+from authgate.exceptions import ConfigurationError
+from authgate.services.signing_keys import SigningKeyFile
+
+signing_keys_app = typer.Typer(help="Manage the JWT signing keys.", no_args_is_help=True)
+
+
+@signing_keys_app.command("list")
+def signing_keys_list(config: ConfigOption = None) -> None:
+    """Show the keys in the key ring (no key material)."""
+    with friendly_errors():
+        key_file, ring = load_signing_keys(load_settings(config))
+    table = Table("kid", "algorithm", "created", "state")
+    for key in ring.keys:
+        state = "active" if key is ring.active else f"retired {key.retired_at:%Y-%m-%d %H:%M}"
+        table.add_row(key.kid, key.algorithm, key.created_at.isoformat(timespec="seconds"), state)
+    out.print(table)
+    if key_file is None:
+        out.print("HS512 mode: the shared secret is configured, not stored by authgate.")
+
+
+@signing_keys_app.command("rotate")
+def signing_keys_rotate(config: ConfigOption = None) -> None:
+    """Start signing with a new key; old keys keep verifying until their tokens expire."""
+    with friendly_errors():
+        settings = load_settings(config)
+        key_file, _ = load_signing_keys(settings)
+        if not isinstance(key_file, SigningKeyFile):
+            raise ConfigurationError("HS512 secrets are rotated by changing AUTHGATE_JWT_SECRET")
+        longest = max(settings.token_ttl, settings.remember_me_ttl)
+        ring = key_file.rotate(keep_for=longest + timedelta(minutes=5))
+    out.print(f"new active key {ring.active.kid}; running servers pick it up within a second")

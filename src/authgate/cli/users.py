@@ -1,0 +1,113 @@
+"""``authgate users ...``: user administration from the command line."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from authgate.cli.console import (
+    ConfigOption,
+    err,
+    friendly_errors,
+    load_settings,
+    out,
+    read_password,
+    with_services,
+)
+from authgate.security.principal import KNOWN_AUTHORITIES, ROLE_USER
+from authgate.services.users import NewUser
+from authgate.storage.paging import PageRequest, SortOrder
+
+users_app = typer.Typer(help="Manage users.", no_args_is_help=True)
+
+
+@users_app.command("create")
+def users_create(
+    login: Annotated[str, typer.Option(help="Login (lower-cased).")],
+    email: Annotated[str, typer.Option(help="E-mail address.")],
+    role: Annotated[
+        list[str] | None,
+        typer.Option(help="ROLE_ADMIN or ROLE_USER; repeat for both (default ROLE_USER)."),
+    ] = None,
+    first_name: Annotated[str | None, typer.Option()] = None,
+    last_name: Annotated[str | None, typer.Option()] = None,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Create a user."""
+    roles = frozenset(role or [ROLE_USER])
+    unknown = roles - KNOWN_AUTHORITIES
+    if unknown:
+        err.print(f"[red]error:[/red] unknown role {sorted(unknown)[0]}")
+        raise typer.Exit(1)
+    password = read_password(password_stdin)
+    with friendly_errors():
+        user = with_services(
+            load_settings(config),
+            lambda services: services.users.create_user(
+                NewUser(
+                    login=login,
+                    email=email,
+                    password=password,
+                    authorities=roles,
+                    first_name=first_name,
+                    last_name=last_name,
+                )
+            ),
+        )
+    out.print(f"created user {user.login} ({', '.join(sorted(user.authorities))})")
+
+
+@users_app.command("list")
+def users_list(config: ConfigOption = None) -> None:
+    """List all users."""
+    with friendly_errors():
+        page = with_services(
+            load_settings(config),
+            lambda services: services.users.list_users(
+                PageRequest(page=0, size=100_000, sort=(SortOrder("login"),))
+            ),
+        )
+    table = Table("id", "login", "email", "roles", "active", "created")
+    for user in page.items:
+        table.add_row(
+            str(user.id),
+            user.login,
+            user.email,
+            ", ".join(sorted(user.authorities)),
+            "yes" if user.activated else "no",
+            user.created_at.isoformat(timespec="seconds"),
+        )
+    out.print(table)
+
+
+@users_app.command("set-password")
+def users_set_password(
+    login: Annotated[str, typer.Argument(help="The user's login.")],
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Set a user's password; their existing tokens stop working."""
+    password = read_password(password_stdin)
+    with friendly_errors():
+        with_services(load_settings(config), lambda s: s.users.set_password(login, password))
+    out.print(f"password of {login.lower()} changed; their tokens are revoked")
+
+
+@users_app.command("deactivate")
+def users_deactivate(
+    login: Annotated[str, typer.Argument(help="The user's login.")],
+    config: ConfigOption = None,
+) -> None:
+    """Deactivate a user: no more logins, existing tokens stop working."""
+    with friendly_errors():
+        with_services(
+            load_settings(config), lambda s: s.users.deactivate(login, acting_user_id=None)
+        )
+    out.print(f"user {login.lower()} deactivated")

@@ -1,0 +1,656 @@
+"""Managed API keys through the HTTP API: lifecycle, validation, authentication with
+both headers, IP allow lists, expiry, rotation, revocation, scopes and the usage log."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx2
+import pytest
+from sqlalchemy import text
+
+from authgate.app import create_app
+from authgate.settings import Settings
+from tests.conftest import USER_PASSWORD, FakeClock, Harness, bearer, test_settings
+
+KEYS = "/api/api-keys"
+
+
+def expiry(clock: FakeClock, days: int = 30) -> str:
+    return (clock() + timedelta(days=days)).isoformat().replace("+00:00", "Z")
+
+
+@asynccontextmanager
+async def client_from(harness: Harness, address: str) -> AsyncIterator[httpx2.AsyncClient]:
+    """An HTTP client whose requests arrive from ``address`` (the socket peer)."""
+    transport = httpx2.ASGITransport(
+        app=harness.app, client=(address, 50000), raise_app_exceptions=False
+    )
+    async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        yield client
+
+
+async def create_key(
+    harness: Harness, token: str, *, name: str = "ci-deploy", **fields: Any
+) -> dict[str, Any]:
+    body = {
+        "name": name,
+        "allowedIp": ["127.0.0.1", "::1"],
+        "expiresAt": expiry(harness.clock),
+        **fields,
+    }
+    response = await harness.client.post(KEYS, json=body, headers=bearer(token))
+    assert response.status_code == 201, response.text
+    created: dict[str, Any] = response.json()
+    return created
+
+
+def key_header(key: str) -> dict[str, str]:
+    return {"Utm-Api-Key": key}
+
+
+# -- lifecycle --------------------------------------------------------------------------------
+
+
+async def test_create_returns_the_key_once_and_the_utmstack_dto(
+    harness: Harness, user_token: str
+) -> None:
+    """201 with UTMStack's DTO fields plus the plaintext key; later reads never show it."""
+    created = await create_key(harness, user_token, allowedIp=["10.0.0.0/8", "2001:db8::/32"])
+    for field in ("id", "name", "allowedIp", "createdAt", "expiresAt", "generatedAt"):
+        assert field in created
+    assert created["allowedIp"] == ["10.0.0.0/8", "2001:db8::/32"]
+    assert created["status"] == "active"
+    assert created["scopes"] == ["read", "write"]
+    assert created["lastUsedAt"] is None
+    key = created["key"]
+    assert key.startswith("agk_")
+    assert created["prefix"].startswith(key[:17])
+    assert key[17:-4] not in created["prefix"]
+
+    again = await harness.client.get(f"{KEYS}/{created['id']}", headers=bearer(user_token))
+    assert again.status_code == 200
+    assert "key" not in again.json()
+    assert key not in again.text
+    listed = await harness.client.get(KEYS, headers=bearer(user_token))
+    assert key not in listed.text
+
+
+async def test_database_holds_no_usable_secret(
+    harness: Harness, user_token: str, settings: Settings
+) -> None:
+    """Only a keyed hash is stored: no column of the table contains the key or its secret."""
+    created = await create_key(harness, user_token)
+    key = created["key"]
+    async with harness.services.db.session() as session:
+        rows = (await session.execute(text("SELECT * FROM api_keys"))).all()
+    stored = " ".join(str(value) for row in rows for value in row)
+    assert key not in stored
+    assert key[17:60] not in stored  # the secret part
+
+
+async def test_key_authenticates_like_a_jwt_with_both_headers(
+    harness: Harness, user_token: str
+) -> None:
+    """Bearer <key> and Utm-Api-Key give the same answer as the JWT."""
+    key = (await create_key(harness, user_token))["key"]
+    with_jwt = await harness.client.get("/api/account", headers=bearer(user_token))
+    with_bearer_key = await harness.client.get("/api/account", headers=bearer(key))
+    with_utm_header = await harness.client.get("/api/account", headers=key_header(key))
+    assert with_jwt.status_code == with_bearer_key.status_code == with_utm_header.status_code == 200
+    assert with_jwt.json() == with_bearer_key.json() == with_utm_header.json()
+
+
+async def test_list_is_paged_and_owner_scoped(
+    harness: Harness, user_token: str, admin_token: str
+) -> None:
+    """A user lists only their keys, with X-Total-Count and Link; admins can list all."""
+    for index in range(3):
+        await create_key(harness, user_token, name=f"key-{index}")
+    await create_key(harness, admin_token, name="admin-key")
+
+    page = await harness.client.get(
+        KEYS, params={"page": 0, "size": 2, "sort": "name,desc"}, headers=bearer(user_token)
+    )
+    assert page.status_code == 200
+    assert page.headers["X-Total-Count"] == "3"
+    assert [key["name"] for key in page.json()] == ["key-2", "key-1"]
+    assert 'rel="next"' in page.headers["Link"]
+
+    mine = await harness.client.get(KEYS, params={"all": "true"}, headers=bearer(user_token))
+    assert {key["name"] for key in mine.json()} == {"key-0", "key-1", "key-2"}
+    everyone = await harness.client.get(KEYS, params={"all": "true"}, headers=bearer(admin_token))
+    assert everyone.headers["X-Total-Count"] == "4"
+
+
+async def test_another_users_key_is_not_found(
+    harness: Harness, user_token: str, admin_token: str
+) -> None:
+    """An ordinary user gets 404 (not 403) for someone else's key, for every operation."""
+    other = await create_key(harness, admin_token, name="admin-only")
+    url = f"{KEYS}/{other['id']}"
+    body = {"name": "x", "allowedIp": [], "expiresAt": expiry(harness.clock)}
+    for method, path, payload in (
+        ("GET", url, None),
+        ("PUT", url, body),
+        ("DELETE", url, None),
+        ("POST", f"{url}/generate", None),
+    ):
+        response = await harness.client.request(
+            method, path, json=payload, headers=bearer(user_token)
+        )
+        assert response.status_code == 404, (method, path)
+        assert response.json()["message"] == "API key not found"
+
+
+async def test_missing_key_id_is_404_never_500(harness: Harness, user_token: str) -> None:
+    """Unknown ids answer 404; a non-numeric id is a 422 validation error."""
+    assert (
+        await harness.client.get(f"{KEYS}/999999", headers=bearer(user_token))
+    ).status_code == 404
+    assert (
+        await harness.client.delete(f"{KEYS}/999999", headers=bearer(user_token))
+    ).status_code == 404
+    assert (await harness.client.get(f"{KEYS}/0", headers=bearer(user_token))).status_code == 422
+
+
+async def test_admin_may_read_and_revoke_but_not_edit_anyones_key(
+    harness: Harness, user_token: str, admin_token: str
+) -> None:
+    """Admins read and revoke any key; editing stays with the owner."""
+    created = await create_key(harness, user_token)
+    url = f"{KEYS}/{created['id']}"
+    assert (await harness.client.get(url, headers=bearer(admin_token))).status_code == 200
+    edit = await harness.client.put(
+        url,
+        json={"name": "renamed", "allowedIp": [], "expiresAt": expiry(harness.clock)},
+        headers=bearer(admin_token),
+    )
+    assert edit.status_code == 404
+    assert (await harness.client.delete(url, headers=bearer(admin_token))).status_code == 204
+    revoked = await harness.client.get(url, headers=bearer(user_token))
+    assert revoked.json()["status"] == "revoked"
+
+
+async def test_update_replaces_name_allow_list_and_expiry(
+    harness: Harness, user_token: str
+) -> None:
+    """PUT takes the create body; the key keeps working under the new rules."""
+    created = await create_key(harness, user_token)
+    new_expiry = expiry(harness.clock, days=60)
+    response = await harness.client.put(
+        f"{KEYS}/{created['id']}",
+        json={"name": "renamed", "allowedIp": ["127.0.0.0/8"], "expiresAt": new_expiry},
+        headers=bearer(user_token),
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["name"], body["allowedIp"]) == ("renamed", ["127.0.0.0/8"])
+    assert body["expiresAt"].startswith(new_expiry[:19])
+    assert (
+        await harness.client.get("/api/account", headers=key_header(created["key"]))
+    ).status_code == 200
+
+
+# -- validation -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "message"),
+    [
+        ({"name": ""}, "name", "Name is required."),
+        ({"name": "   "}, "name", "Name is required."),
+        ({"name": "x" * 101}, "name", "at most 100"),
+        ({"expiresAt": None}, "expiresAt", "required"),
+        ({"expiresAt": "2020-01-01T00:00:00.000Z"}, "expiresAt", "future"),
+        ({"expiresAt": "2999-01-01T00:00:00.000Z"}, "expiresAt", "within 365 days"),
+        ({"allowedIp": ["300.1.2.3"]}, "allowedIp[0]", "Invalid IP address format"),
+        ({"allowedIp": ["10.0.0.0/33"]}, "allowedIp[0]", "Invalid CIDR format"),
+        ({"allowedIp": ["10.0.0.1/8"]}, "allowedIp[0]", "did you mean 10.0.0.0/8"),
+        ({"allowedIp": ["1.2.3.4", "1.2.3.4"]}, "allowedIp[1]", "This IP is already added"),
+        ({"allowedIp": ["1.2.3.4", "::ffff:1.2.3.4"]}, "allowedIp[1]", "already added"),
+        ({"allowedIp": [f"10.0.{i}.0/24" for i in range(101)]}, "allowedIp", "at most 100"),
+        ({"scopes": []}, "scopes", "At least one scope"),
+        ({"scopes": ["root"]}, "scopes[0]", "Input should be"),
+        ({"scopes": ["admin"]}, "scopes", "admin scope needs an owner with ROLE_ADMIN"),
+        ({"owner": "bob"}, "owner", "Extra inputs are not permitted"),
+    ],
+)
+async def test_invalid_create_bodies_are_422_with_field_messages(
+    harness: Harness, user_token: str, change: dict[str, Any], field: str, message: str
+) -> None:
+    """Each rule answers 422 with a per-field message (UTMStack's wording where it has one)."""
+    body = {"name": "ci", "allowedIp": [], "expiresAt": expiry(harness.clock), **change}
+    response = await harness.client.post(KEYS, json=body, headers=bearer(user_token))
+    assert response.status_code == 422, response.text
+    errors = {error["field"]: error["message"] for error in response.json()["fieldErrors"]}
+    assert field in errors, errors
+    assert message in errors[field]
+
+
+async def test_missing_name_uses_utmstack_wording(harness: Harness, user_token: str) -> None:
+    """A body without a name: 422 "Name is required."."""
+    response = await harness.client.post(
+        KEYS, json={"allowedIp": [], "expiresAt": expiry(harness.clock)}, headers=bearer(user_token)
+    )
+    assert response.status_code == 422
+    assert response.json()["fieldErrors"][0] == {
+        "objectName": "body",
+        "field": "name",
+        "message": "Name is required.",
+    }
+
+
+async def test_duplicate_name_is_409_per_owner_and_reusable_after_revocation(
+    harness: Harness, user_token: str, admin_token: str
+) -> None:
+    """Names are unique among an owner's live keys: 409 with UTMStack's message."""
+    first = await create_key(harness, user_token, name="shared")
+    duplicate = await harness.client.post(
+        KEYS,
+        json={"name": "shared", "allowedIp": [], "expiresAt": expiry(harness.clock)},
+        headers=bearer(user_token),
+    )
+    assert duplicate.status_code == 409
+    assert duplicate.json()["message"] == "An API key with this name already exists."
+    await create_key(harness, admin_token, name="shared")  # another owner: fine
+    await harness.client.delete(f"{KEYS}/{first['id']}", headers=bearer(user_token))
+    await create_key(harness, user_token, name="shared")  # the revoked one freed the name
+
+
+# -- authentication outcomes ------------------------------------------------------------------
+
+
+async def test_malformed_unknown_and_wrong_secret_keys_get_the_same_answer(
+    harness: Harness, user_token: str
+) -> None:
+    """Bad checksum, unknown id and wrong secret: identical 401 "Invalid API key"."""
+    key = (await create_key(harness, user_token))["key"]
+    flipped = key[:30] + ("A" if key[30] != "A" else "B") + key[31:]
+    unknown_id = "agk_" + "Z" * 12 + key[16:]
+    from authgate.security import keys as keyformat
+
+    wrong_secret = keyformat.generate_secret_for(keyformat.public_id_of(key)).plaintext
+    answers = []
+    for candidate in (flipped, unknown_id, wrong_secret, "agk_short", "not-a-key"):
+        response = await harness.client.get("/api/account", headers=key_header(candidate))
+        assert response.status_code == 401, candidate
+        answers.append((response.json()["code"], response.json()["message"]))
+    assert set(answers) == {("invalid_api_key", "Invalid API key")}
+
+
+async def test_key_from_a_disallowed_ip_is_403_with_utmstack_message(
+    harness: Harness, user_token: str
+) -> None:
+    """A real key from outside its allow list: 403 naming the address (IPv4 and IPv6)."""
+    key = (await create_key(harness, user_token, allowedIp=["203.0.113.0/24", "2001:db8::/32"]))[
+        "key"
+    ]
+    for allowed in ("203.0.113.9", "2001:db8::7", "::ffff:203.0.113.9"):
+        async with client_from(harness, allowed) as client:
+            assert (await client.get("/api/account", headers=bearer(key))).status_code == 200
+    for refused in ("198.51.100.1", "2001:db9::1"):
+        async with client_from(harness, refused) as client:
+            response = await client.get("/api/account", headers=bearer(key))
+        assert response.status_code == 403
+        assert response.json()["message"] == (
+            f"Invalid IP address: {refused}. If you recognize this IP, add it to allowed IP list."
+        )
+        assert response.json()["code"] == "ip_not_allowed"
+
+
+async def test_forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy(
+    tmp_path: Any, database_url: str, clock: FakeClock
+) -> None:
+    """A spoofed X-Forwarded-For from an untrusted peer changes nothing; behind a
+    trusted proxy the forwarded client address is the one checked."""
+    settings = test_settings(
+        tmp_path / "data", database_url=database_url, trusted_proxies=["10.0.0.0/8"]
+    )
+    app = create_app(settings, clock=clock)
+    async with app.router.lifespan_context(app):
+        services = app.state.services
+        await services.users.ensure_initial_admin("proxy-admin-password")
+        user = await services.accounts.authenticate("admin", "proxy-admin-password")
+        from authgate.services.api_keys import KeySpec
+
+        created = await services.api_keys.create(
+            user.id,
+            KeySpec(
+                name="proxied",
+                allowed_networks=["198.51.100.7"],
+                expires_at=clock() + timedelta(days=1),
+            ),
+        )
+
+        async def call(peer: str, forwarded_for: str) -> int:
+            transport = httpx2.ASGITransport(app=app, client=(peer, 1))
+            async with httpx2.AsyncClient(transport=transport, base_url="http://t") as client:
+                response = await client.get(
+                    "/api/account",
+                    headers={**key_header(created.plaintext), "X-Forwarded-For": forwarded_for},
+                )
+                return response.status_code
+
+        assert await call("10.1.1.1", "198.51.100.7") == 200  # trusted proxy: client honoured
+        assert await call("10.1.1.1", "198.51.100.7, 10.2.2.2") == 200  # through two proxies
+        assert await call("10.1.1.1", "198.51.100.7, 203.0.113.5") == 403  # rightmost untrusted
+        assert await call("203.0.113.5", "198.51.100.7") == 403  # untrusted peer: spoof ignored
+
+
+async def test_expired_key_is_refused_with_its_expiry(harness: Harness, user_token: str) -> None:
+    """Past expiresAt: 401 "API key expired at <instant>"."""
+    created = await create_key(harness, user_token, expiresAt=expiry(harness.clock, days=1))
+    harness.clock.advance(days=1, seconds=1)
+    response = await harness.client.get("/api/account", headers=key_header(created["key"]))
+    assert response.status_code == 401
+    body = response.json()
+    assert body["code"] == "api_key_expired"
+    assert body["message"].startswith("API key expired at ")
+    assert body["message"].endswith("Z")
+    fresh_token = await harness.login("alice", USER_PASSWORD)  # the first one expired too
+    status = await harness.client.get(f"{KEYS}/{created['id']}", headers=bearer(fresh_token))
+    assert status.json()["status"] == "expired"
+
+
+async def test_revocation_takes_effect_at_once(harness: Harness, user_token: str) -> None:
+    """DELETE → 204, and the very next request with the key is refused."""
+    created = await create_key(harness, user_token)
+    headers = key_header(created["key"])
+    assert (await harness.client.get("/api/account", headers=headers)).status_code == 200
+    deleted = await harness.client.delete(f"{KEYS}/{created['id']}", headers=bearer(user_token))
+    assert deleted.status_code == 204
+    refused = await harness.client.get("/api/account", headers=headers)
+    assert refused.status_code == 401
+    assert refused.json()["message"] == "Invalid API key"
+
+
+async def test_regenerate_without_grace_replaces_the_key(harness: Harness, user_token: str) -> None:
+    """/generate returns the new key as text/plain; the old one stops at once."""
+    created = await create_key(harness, user_token)
+    response = await harness.client.post(
+        f"{KEYS}/{created['id']}/generate", headers=bearer(user_token)
+    )
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    new_key = response.text
+    assert new_key != created["key"]
+    assert new_key[:17] == created["key"][:17]  # same public id
+    assert (
+        await harness.client.get("/api/account", headers=key_header(created["key"]))
+    ).status_code == 401
+    assert (
+        await harness.client.get("/api/account", headers=key_header(new_key))
+    ).status_code == 200
+
+
+async def test_regenerate_with_grace_keeps_the_old_key_until_it_ends(
+    harness: Harness, user_token: str
+) -> None:
+    """During the grace period both keys work (status rotating); after it only the new one."""
+    created = await create_key(harness, user_token)
+    response = await harness.client.post(
+        f"{KEYS}/{created['id']}/generate",
+        params={"graceSeconds": 3600},
+        headers=bearer(user_token),
+    )
+    new_key = response.text
+    for key in (created["key"], new_key):
+        assert (
+            await harness.client.get("/api/account", headers=key_header(key))
+        ).status_code == 200
+    status = await harness.client.get(f"{KEYS}/{created['id']}", headers=bearer(user_token))
+    assert status.json()["status"] == "rotating"
+
+    harness.clock.advance(seconds=3601)
+    old = await harness.client.get("/api/account", headers=key_header(created["key"]))
+    assert old.status_code == 401
+    assert (
+        await harness.client.get("/api/account", headers=key_header(new_key))
+    ).status_code == 200
+    status = await harness.client.get(f"{KEYS}/{created['id']}", headers=bearer(user_token))
+    assert status.json()["status"] == "active"
+
+
+@pytest.mark.parametrize("grace", [-1, 7 * 86400 + 1])
+async def test_grace_period_is_bounded(harness: Harness, user_token: str, grace: int) -> None:
+    """Grace periods outside 0 s .. 7 days are 422."""
+    created = await create_key(harness, user_token)
+    response = await harness.client.post(
+        f"{KEYS}/{created['id']}/generate",
+        params={"graceSeconds": grace},
+        headers=bearer(user_token),
+    )
+    assert response.status_code == 422
+
+
+async def test_revoked_key_cannot_be_regenerated_or_edited(
+    harness: Harness, user_token: str
+) -> None:
+    """Revocation is final: generate and PUT answer 409."""
+    created = await create_key(harness, user_token)
+    url = f"{KEYS}/{created['id']}"
+    await harness.client.delete(url, headers=bearer(user_token))
+    assert (
+        await harness.client.post(f"{url}/generate", headers=bearer(user_token))
+    ).status_code == 409
+    edit = await harness.client.put(
+        url,
+        json={"name": "again", "allowedIp": [], "expiresAt": expiry(harness.clock)},
+        headers=bearer(user_token),
+    )
+    assert edit.status_code == 409
+
+
+async def test_deactivated_owner_disables_the_key(
+    harness: Harness, user_token: str, admin_token: str
+) -> None:
+    """Deactivating the owner refuses their keys (401) at once."""
+    key = (await create_key(harness, user_token))["key"]
+    assert (await harness.client.get("/api/account", headers=key_header(key))).status_code == 200
+    await harness.client.put(
+        "/api/users/alice", json={"activated": False}, headers=bearer(admin_token)
+    )
+    refused = await harness.client.get("/api/account", headers=key_header(key))
+    assert refused.status_code == 401
+    assert refused.json()["code"] == "api_key_owner_inactive"
+
+
+# -- scopes -----------------------------------------------------------------------------------
+
+
+async def test_read_scope_allows_only_safe_methods(harness: Harness, admin_token: str) -> None:
+    """A read-only key reads; any unsafe method is 403 insufficient_scope."""
+    key = (await create_key(harness, admin_token, scopes=["read", "admin"]))["key"]
+    assert (await harness.client.get("/api/users", headers=key_header(key))).status_code == 200
+    response = await harness.client.post(
+        "/api/users",
+        json={"login": "eve", "email": "eve@example.com", "password": USER_PASSWORD},
+        headers=key_header(key),
+    )
+    assert response.status_code == 403
+    assert response.json()["code"] == "insufficient_scope"
+
+
+async def test_admin_endpoints_need_the_admin_scope(harness: Harness, admin_token: str) -> None:
+    """An admin's key reaches admin endpoints only with the admin scope."""
+    plain = (await create_key(harness, admin_token, name="plain"))["key"]
+    admin_scoped = (
+        await create_key(harness, admin_token, name="admin", scopes=["read", "write", "admin"])
+    )["key"]
+    denied = await harness.client.get("/api/users", headers=key_header(plain))
+    assert denied.status_code == 403
+    assert denied.json()["code"] == "insufficient_scope"
+    created = await harness.client.post(
+        "/api/users",
+        json={"login": "eve", "email": "eve@example.com", "password": USER_PASSWORD},
+        headers=key_header(admin_scoped),
+    )
+    assert created.status_code == 201
+
+
+async def test_api_keys_cannot_manage_credentials(harness: Harness, user_token: str) -> None:
+    """With a key: reading keys works; creating keys, changing the password and logging
+    out need a user session (403)."""
+    key = (await create_key(harness, user_token))["key"]
+    assert (await harness.client.get(KEYS, headers=key_header(key))).status_code == 200
+    for method, path, body in (
+        ("POST", KEYS, {"name": "escalate", "allowedIp": [], "expiresAt": expiry(harness.clock)}),
+        (
+            "POST",
+            "/api/account/change-password",
+            {"currentPassword": USER_PASSWORD, "newPassword": "hijacked-password"},
+        ),
+        ("POST", "/api/account/logout-all", None),
+        ("POST", "/api/logout", None),
+    ):
+        response = await harness.client.request(method, path, json=body, headers=key_header(key))
+        assert response.status_code == 403, path
+        assert "user session" in response.json()["message"]
+
+
+# -- usage log and last use -------------------------------------------------------------------
+
+
+async def test_usage_log_and_last_used_record_calls_without_secrets(
+    harness: Harness, user_token: str
+) -> None:
+    """Each call with a key is one usage record (time, IP, method, path, status, user
+    agent, latency, failure reason); last-used time and IP follow; no secret anywhere."""
+    created = await create_key(harness, user_token)
+    key = created["key"]
+    await harness.client.get(
+        "/api/account?access_token=should-not-be-logged",
+        headers={**key_header(key), "User-Agent": "deploy-bot/1.0"},
+    )
+    async with client_from(harness, "198.51.100.20") as outsider:
+        await outsider.get("/api/account", headers=key_header(key))
+    await harness.services.usage.flush()
+
+    response = await harness.client.get(
+        f"{KEYS}/usage", params={"apiKeyId": created["id"]}, headers=bearer(user_token)
+    )
+    assert response.status_code == 200
+    assert response.headers["X-Total-Count"] == "2"
+    records = sorted(response.json(), key=lambda r: r["id"])
+    success, refused = records
+    assert success["endpoint"] == "/api/account"
+    assert success["requestMethod"] == "GET"
+    assert success["responseCode"] == 200
+    assert success["ipAddress"] == "127.0.0.1"
+    assert success["userAgent"] == "deploy-bot/1.0"
+    assert success["errorMessage"] is None
+    assert success["apiKeyName"] == "ci-deploy"
+    assert refused["responseCode"] == 403
+    assert refused["ipAddress"] == "198.51.100.20"
+    assert refused["errorMessage"] == "ip_not_allowed"
+    assert key not in response.text
+    assert "should-not-be-logged" not in response.text
+
+    shown = await harness.client.get(f"{KEYS}/{created['id']}", headers=bearer(user_token))
+    assert shown.json()["lastUsedIp"] == "127.0.0.1"
+    assert shown.json()["lastUsedAt"] is not None
+
+    async with harness.services.db.session() as session:
+        rows = (await session.execute(text("SELECT * FROM api_key_usage"))).all()
+    dumped = " ".join(str(value) for row in rows for value in row)
+    assert key not in dumped
+    assert "should-not-be-logged" not in dumped
+
+
+async def test_usage_filters_and_post_variant(harness: Harness, user_token: str) -> None:
+    """GET filters by outcome and status; POST /usage takes the same filters as a body."""
+    created = await create_key(harness, user_token, allowedIp=["127.0.0.1"])
+    for _ in range(3):
+        await harness.client.get("/api/account", headers=key_header(created["key"]))
+    async with client_from(harness, "198.51.100.1") as outsider:
+        await outsider.get("/api/account", headers=key_header(created["key"]))
+    await harness.services.usage.flush()
+
+    failures = await harness.client.get(
+        f"{KEYS}/usage", params={"outcome": "failure"}, headers=bearer(user_token)
+    )
+    assert [r["responseCode"] for r in failures.json()] == [403]
+    ok = await harness.client.get(
+        f"{KEYS}/usage", params={"status": 200}, headers=bearer(user_token)
+    )
+    assert ok.headers["X-Total-Count"] == "3"
+    since = (harness.clock() + timedelta(minutes=1)).isoformat()
+    none_yet = await harness.client.get(
+        f"{KEYS}/usage", params={"from": since}, headers=bearer(user_token)
+    )
+    assert none_yet.json() == []
+    posted = await harness.client.post(
+        f"{KEYS}/usage",
+        params={"page": 0, "size": 2},
+        json={"apiKeyId": created["id"], "outcome": "success"},
+        headers=bearer(user_token),
+    )
+    assert posted.status_code == 200
+    assert posted.headers["X-Total-Count"] == "3"
+    assert len(posted.json()) == 2
+
+
+async def test_usage_of_other_users_is_invisible(
+    harness: Harness, user_token: str, admin_token: str
+) -> None:
+    """A user sees only the usage of their own keys; an admin sees all."""
+    admin_key = (await create_key(harness, admin_token, name="admin-key"))["key"]
+    await harness.client.get("/api/account", headers=key_header(admin_key))
+    await harness.services.usage.flush()
+    mine = await harness.client.get(f"{KEYS}/usage", headers=bearer(user_token))
+    assert mine.json() == []
+    everyone = await harness.client.get(f"{KEYS}/usage", headers=bearer(admin_token))
+    assert len(everyone.json()) == 1
+
+
+async def test_usage_is_flushed_on_shutdown(
+    tmp_path: Any, database_url: str, clock: FakeClock
+) -> None:
+    """Records still buffered when the app stops are written, not lost."""
+    settings = test_settings(
+        tmp_path / "data", database_url=database_url, usage_flush_interval_seconds=60
+    )
+    app = create_app(settings, clock=clock)
+    async with app.router.lifespan_context(app):
+        services = app.state.services
+        await services.users.ensure_initial_admin("shutdown-admin-password")
+        user = await services.accounts.authenticate("admin", "shutdown-admin-password")
+        from authgate.services.api_keys import KeySpec
+
+        created = await services.api_keys.create(
+            user.id,
+            KeySpec(name="k", allowed_networks=[], expires_at=clock() + timedelta(days=1)),
+        )
+        transport = httpx2.ASGITransport(app=app)
+        async with httpx2.AsyncClient(transport=transport, base_url="http://t") as client:
+            for _ in range(25):
+                response = await client.get("/api/account", headers=key_header(created.plaintext))
+                assert response.status_code == 200
+        assert services.usage.pending == 25
+
+    again = create_app(settings, clock=clock)
+    async with (
+        again.router.lifespan_context(again),
+        again.state.services.db.session() as session,
+    ):
+        count = (await session.execute(text("SELECT COUNT(*) FROM api_key_usage"))).scalar()
+    assert count == 25
+
+
+async def test_usage_retention_deletes_old_records(harness: Harness, user_token: str) -> None:
+    """Records older than the retention period are removed by the cleanup job."""
+    created = await create_key(harness, user_token)
+    await harness.client.get("/api/account", headers=key_header(created["key"]))
+    await harness.services.usage.flush()
+    harness.clock.advance(days=harness.services.settings.usage_retention_days + 1)
+    assert await harness.services.usage.delete_expired() == 1
+
+
+def test_expiry_helper_is_utc() -> None:
+    """The test helper writes instants in UTC with a Z, as UTMStack's UI does."""
+    clock = FakeClock(datetime(2026, 1, 1, tzinfo=UTC))
+    assert expiry(clock, days=1) == "2026-01-02T00:00:00Z"
