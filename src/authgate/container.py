@@ -191,7 +191,7 @@ def build_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
         api_keys=api_keys,
         key_auth=key_auth,
         usage=usage,
-        client_ips=ClientIpResolver(trusted_proxies(settings)),
+        client_ips=ClientIpResolver(trusted_proxies(settings), header=settings.forwarded_header),
     )
 
 

@@ -114,6 +114,10 @@ class Settings(BaseSettings):
         description="Peers (IPs or CIDRs) whose X-Forwarded-For / Forwarded headers are "
         "believed; comma-separated.",
     )
+    forwarded_header: Literal["x-forwarded-for", "forwarded"] = Field(
+        default="x-forwarded-for",
+        description="The one forwarding header the trusted proxies write (the other is ignored).",
+    )
     usage_log_successes: bool = Field(
         default=True,
         description="Record every accepted API-key request in the usage log (failures are "

@@ -326,19 +326,22 @@ async def test_forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy(
             ),
         )
 
-        async def call(peer: str, forwarded_for: str) -> int:
+        async def call(peer: str, *forwarded_for: str) -> int:
             transport = httpx2.ASGITransport(app=app, client=(peer, 1))
+            headers = [("Utm-Api-Key", created.plaintext)]
+            headers += [("X-Forwarded-For", line) for line in forwarded_for]
             async with httpx2.AsyncClient(transport=transport, base_url="http://t") as client:
-                response = await client.get(
-                    "/api/account",
-                    headers={**key_header(created.plaintext), "X-Forwarded-For": forwarded_for},
-                )
+                response = await client.get("/api/account", headers=headers)
                 return response.status_code
 
         assert await call("10.1.1.1", "198.51.100.7") == 200  # trusted proxy: client honoured
         assert await call("10.1.1.1", "198.51.100.7, 10.2.2.2") == 200  # through two proxies
         assert await call("10.1.1.1", "198.51.100.7, 203.0.113.5") == 403  # rightmost untrusted
         assert await call("203.0.113.5", "198.51.100.7") == 403  # untrusted peer: spoof ignored
+        # A proxy that adds its own header line: both lines count, the client's first one
+        # cannot win ("198.51.100.7" was written by the client, "203.0.113.5" by the proxy).
+        assert await call("10.1.1.1", "198.51.100.7", "203.0.113.5") == 403
+        assert await call("10.1.1.1", "203.0.113.5", "198.51.100.7") == 200
 
 
 async def test_expired_key_is_refused_with_its_expiry(harness: Harness, user_token: str) -> None:

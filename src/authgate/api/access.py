@@ -88,10 +88,9 @@ async def authenticate_request(request: Request, services: Services) -> Principa
         if not looks_like_api_key(bearer):
             return await services.tokens.authenticate(bearer)
         credential = bearer
-    client_ip = services.client_ips.resolve(
-        _peer(request),
-        forwarded_for=header_value(request.scope, b"x-forwarded-for"),
-        forwarded=header_value(request.scope, b"forwarded"),
+    resolver = services.client_ips
+    client_ip = resolver.resolve(
+        _peer(request), joined_header_values(request.scope, resolver.header.encode("ascii"))
     )
     request.scope[CLIENT_IP_SCOPE_KEY] = client_ip
     return await services.key_auth.authenticate(credential, client_ip)
@@ -109,6 +108,12 @@ def header_value(scope: Scope, name: bytes) -> str | None:
         if key == name:
             return str(value.decode("latin-1"))
     return None
+
+
+def joined_header_values(scope: Scope, name: bytes) -> str | None:
+    """Every line of a list-valued header, joined with commas (RFC 9110 5.3)."""
+    values = [value.decode("latin-1") for key, value in scope["headers"] if key == name]
+    return ", ".join(values) if values else None
 
 
 class AuthenticatedRoute(APIRoute):

@@ -7,40 +7,46 @@ written by the client itself and are never believed. Forwarding headers from an
 untrusted peer are ignored entirely (UTMStack trusted the first ``X-Forwarded-For``
 entry, which any client can forge).
 
-RFC 7239 ``Forwarded: for=...`` is read when present, else ``X-Forwarded-For``.
+Exactly one forwarding header is read, the one the proxies are configured to write
+(``X-Forwarded-For`` by default, or RFC 7239 ``Forwarded``): proxies append to theirs and
+pass any other through untouched, so reading the other one would believe the client.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from authgate.security.networks import AllowList, IPAddress, parse_address
 
+ForwardingHeader = Literal["x-forwarded-for", "forwarded"]
+
 
 class ClientIpResolver:
-    def __init__(self, trusted_proxies: AllowList) -> None:
+    def __init__(
+        self, trusted_proxies: AllowList, *, header: ForwardingHeader = "x-forwarded-for"
+    ) -> None:
+        self.header = header
         self._trusted = trusted_proxies
         self._trusts_anyone = not trusted_proxies.is_unrestricted
         # Per-instance memo of peer strings: most requests come from few peers.
         self._parse = lru_cache(maxsize=4096)(parse_address)
 
-    def resolve(
-        self,
-        peer: str | None,
-        *,
-        forwarded_for: str | None = None,
-        forwarded: str | None = None,
-    ) -> IPAddress | None:
-        """The client's address; ``None`` only when even the peer is unknown."""
+    def resolve(self, peer: str | None, forwarding: str | None = None) -> IPAddress | None:
+        """The client's address; ``None`` only when even the peer is unknown.
+
+        ``forwarding`` is the value of the configured header (all its lines joined with
+        commas: a proxy may add a line instead of extending the first).
+        """
         address = self._parse(peer) if peer else None
         if address is None or not self._trusts_anyone or not self._trusted.permits(address):
             return address
-        if forwarded:
-            hops = _forwarded_for_values(forwarded)
-        elif forwarded_for:
-            hops = [hop.strip() for hop in forwarded_for.split(",")]
-        else:
+        if not forwarding:
             return address
+        if self.header == "forwarded":
+            hops = _forwarded_for_values(forwarding)
+        else:
+            hops = [hop.strip() for hop in forwarding.split(",")]
         for hop in reversed(hops):
             hop_address = self._parse(_strip_port(hop))
             if hop_address is None:

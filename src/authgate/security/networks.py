@@ -26,10 +26,10 @@ class AllowEntryError(ValueError):
 
 
 def parse_address(text: str) -> IPAddress | None:
-    """An IP address, with IPv4-mapped IPv6 (``::ffff:10.1.2.3``) unwrapped to IPv4;
-    ``None`` if ``text`` is not an address."""
+    """An IP address, with IPv4-mapped IPv6 (``::ffff:10.1.2.3``) unwrapped to IPv4 and
+    an IPv6 zone (``fe80::1%eth0``) dropped; ``None`` if ``text`` is not an address."""
     try:
-        address = ipaddress.ip_address(text.strip())
+        address = ipaddress.ip_address(text.strip().split("%", 1)[0])
     except ValueError:
         return None
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
@@ -44,6 +44,8 @@ def parse_allow_entry(text: str) -> IPNetwork:
         AllowEntryError: with UTMStack's message, plus the correction for host bits.
     """
     entry = text.strip()
+    if "%" in entry:  # an IPv6 zone names an interface of one machine: meaningless here
+        raise AllowEntryError(INVALID_CIDR if "/" in entry else INVALID_ADDRESS)
     if "/" not in entry:
         address = parse_address(entry)
         if address is None:
