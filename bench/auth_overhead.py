@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from authgate.app import create_app
 from authgate.services.api_keys import KeySpec
 from authgate.settings import Settings
 
-from harness import Server, authgate_server, compare, wrk
+from harness import LoadResult, Server, authgate_server, compare, wrk
 
 TARGET = 0.90
 
@@ -48,30 +49,27 @@ def load_ratios(*, seconds: int, rounds: int, log_successes: bool) -> None:
     with authgate_server(extra_env=env) as server:
         token = server.login()
         api_key = create_api_key(server, token)
-        ping = f"{server.base_url}/api/ping"
         whoami = f"{server.base_url}/api/authenticate"
-        for label, headers in (
-            ("P1 API key (Authorization: Bearer)", {"Authorization": f"Bearer {api_key}"}),
-            ("P2 JWT (Authorization: Bearer)", {"Authorization": f"Bearer {token}"}),
-        ):
-            print(label)
+        credentials = {
+            "P1 API key (Bearer)": {"Authorization": f"Bearer {api_key}"},
+            "P2 JWT (Bearer)": {"Authorization": f"Bearer {token}"},
+        }
+        for headers in credentials.values():
             wrk(whoami, seconds=2, headers=headers)  # warm up
-            result = compare(
-                "GET /api/authenticate",
-                lambda headers=headers: wrk(
-                    whoami, seconds=seconds, headers=headers, server_pid=server.pid
-                ),
-                "GET /api/ping (no auth)",
-                lambda: wrk(ping, seconds=seconds, server_pid=server.pid),
-                rounds=rounds,
-            )
-            if result.first.non_2xx or result.second.non_2xx:
-                raise RuntimeError("some requests failed; figures are meaningless")
-            print(
-                f"  ratio by requests/s                {result.ratio:9.3f}   (target >= {TARGET})"
-            )
-            if result.cpu_ratio is not None:
-                print(f"  ratio by server CPU per request    {result.cpu_ratio:9.3f}")
+
+        def load(url: str, headers: dict[str, str] | None = None) -> Callable[[], LoadResult]:
+            return lambda: wrk(url, seconds=seconds, headers=headers, server_pid=server.pid)
+
+        results = compare(
+            ("GET /api/ping (no auth)", load(f"{server.base_url}/api/ping")),
+            {label: load(whoami, headers) for label, headers in credentials.items()},
+            rounds=rounds,
+        )
+    for label, result in results.items():
+        if result.first.non_2xx or result.second.non_2xx:
+            raise RuntimeError("some requests failed; figures are meaningless")
+        cpu = f", by CPU per request {result.cpu_ratio:.3f}" if result.cpu_ratio else ""
+        print(f"  {label}: ratio to no auth {result.ratio:.3f}{cpu}   (target >= {TARGET})")
 
 
 def verification_costs(iterations: int = 50_000) -> None:
@@ -123,7 +121,7 @@ def verification_costs(iterations: int = 50_000) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=5, help="length of each wrk run")
-    parser.add_argument("--rounds", type=int, default=9, help="alternating rounds per endpoint")
+    parser.add_argument("--rounds", type=int, default=7, help="rounds (each runs every load)")
     parser.add_argument(
         "--no-success-log",
         action="store_true",

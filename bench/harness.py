@@ -195,46 +195,46 @@ def median_result(results: Sequence[LoadResult]) -> LoadResult:
 
 
 def compare(
-    label_a: str,
-    run_a: Callable[[], LoadResult],
-    label_b: str,
-    run_b: Callable[[], LoadResult],
+    baseline: tuple[str, Callable[[], LoadResult]],
+    candidates: dict[str, Callable[[], LoadResult]],
     *,
     rounds: int,
-) -> Comparison:
-    """Alternate the two loads ``rounds`` times and compare them round by round.
+) -> dict[str, Comparison]:
+    """Measure the baseline and every candidate once per round, in a rotating order, and
+    compare each candidate with the baseline of the same round.
 
-    This machine's throughput drifts by tens of percent between runs (shared host), so
-    each round's pair is measured back to back and the ratio is the median of the
-    per-round ratios; the printed figures are medians too.
+    This machine's throughput drifts by tens of percent between runs (a shared host), so
+    a ratio is the median of per-round ratios; the printed figures are medians too.
     """
-    results_a: list[LoadResult] = []
-    results_b: list[LoadResult] = []
+    labels = [baseline[0], *candidates]
+    runs = {baseline[0]: baseline[1], **candidates}
+    results: dict[str, list[LoadResult]] = {label: [] for label in labels}
     for round_number in range(rounds):
-        # Alternate which one goes first, so a steady drift favours neither.
-        if round_number % 2 == 0:
-            results_a.append(run_a())
-            results_b.append(run_b())
-        else:
-            results_b.append(run_b())
-            results_a.append(run_a())
-    a, b = median_result(results_a), median_result(results_b)
-    pairs = list(zip(results_a, results_b, strict=True))
-    ratio = statistics.median(x.requests_per_second / y.requests_per_second for x, y in pairs)
-    cpu_ratios = [
-        y.cpu_us_per_request / x.cpu_us_per_request
-        for x, y in pairs
-        if x.cpu_us_per_request and y.cpu_us_per_request
-    ]
-    for label, result in ((label_a, a), (label_b, b)):
+        shift = round_number % len(labels)
+        for label in labels[shift:] + labels[:shift]:
+            results[label].append(runs[label]())
+    medians = {label: median_result(results[label]) for label in labels}
+    for label in labels:
+        result = medians[label]
         cpu = f"   {result.cpu_us_per_request:6.0f} us CPU/req" if result.cpu_us_per_request else ""
         print(
             f"  {label:<34} {result.requests_per_second:>9.0f} req/s"
             f"   p99 {result.p99_ms:7.2f} ms{cpu}"
         )
-    return Comparison(
-        first=a,
-        second=b,
-        ratio=ratio,
-        cpu_ratio=statistics.median(cpu_ratios) if cpu_ratios else None,
-    )
+    comparisons = {}
+    for label in candidates:
+        pairs = list(zip(results[label], results[baseline[0]], strict=True))
+        cpu_ratios = [
+            base.cpu_us_per_request / mine.cpu_us_per_request
+            for mine, base in pairs
+            if mine.cpu_us_per_request and base.cpu_us_per_request
+        ]
+        comparisons[label] = Comparison(
+            first=medians[label],
+            second=medians[baseline[0]],
+            ratio=statistics.median(
+                mine.requests_per_second / base.requests_per_second for mine, base in pairs
+            ),
+            cpu_ratio=statistics.median(cpu_ratios) if cpu_ratios else None,
+        )
+    return comparisons
