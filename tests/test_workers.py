@@ -79,6 +79,8 @@ class Server:
                 "AUTHGATE_ARGON2_MEMORY_KIB": "8",
                 "AUTHGATE_ARGON2_TIME_COST": "1",
                 "AUTHGATE_ACCESS_LOG": "false",
+                # Probes send many refused keys from one address on purpose.
+                "AUTHGATE_KEY_IP_MAX_FAILURES": "100000",
                 "AUTHGATE_CHANGE_POLL_INTERVAL_SECONDS": "0.25",  # the default
             }
         )

@@ -8,9 +8,10 @@ import logging
 import stat
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from authgate.clock import Clock, utc_now
-from authgate.exceptions import ConfigurationError
+from authgate.exceptions import ConfigurationError, ValidationFailed
 from authgate.security.clientip import ClientIpResolver
 from authgate.security.networks import AllowEntryError, AllowList
 from authgate.security.passwords import Argon2Parameters, PasswordHasher, PasswordPolicy
@@ -18,22 +19,39 @@ from authgate.security.signing_keys import KeyRing
 from authgate.security.tokens import JwtCodec
 from authgate.services.access_tokens import AccessTokenService
 from authgate.services.accounts import AccountService
+from authgate.services.alert_dispatch import AlertDispatcher
+from authgate.services.alert_engine import AlertEngine
+from authgate.services.alert_rules import AlertRules, RuleSpec
+from authgate.services.alert_rules import validate as validate_rule
+from authgate.services.alert_sinks import sinks_from_settings
 from authgate.services.api_key_auth import ApiKeyAuthenticator
 from authgate.services.api_keys import ApiKeyService, KeyPolicy
+from authgate.services.audit import AuditLog
 from authgate.services.changes import ChangeFeed
+from authgate.services.key_abuse import KeyAbuseGuard, KeyAbuseLimits
+from authgate.services.login_protection import LoginLimits, LoginProtection
+from authgate.services.metrics import Metrics
 from authgate.services.password_hashing import AsyncPasswordHasher
+from authgate.services.rate_limits import KeyRateLimits
 from authgate.services.signing_keys import SigningKeyFile
+from authgate.services.throttle_store import (
+    DatabaseThrottleStore,
+    RedisThrottleStore,
+    ThrottleStore,
+)
 from authgate.services.usage import UsageRecorder
 from authgate.services.user_states import UserStates
 from authgate.services.users import UserService
 from authgate.settings import Settings
 from authgate.storage import keystore
+from authgate.storage.api_key_repository import ApiKeyRepository
 from authgate.storage.db import Database
 
 log = logging.getLogger(__name__)
 
 HOUSEKEEPING_INTERVAL_SECONDS = 3600.0
 SHUTDOWN_GRACE_SECONDS = 10.0
+GAUGE_INTERVAL_SECONDS = 30.0
 
 
 @dataclass
@@ -50,6 +68,16 @@ class Services:
     key_auth: ApiKeyAuthenticator
     usage: UsageRecorder
     client_ips: ClientIpResolver
+    audit: AuditLog
+    throttle: ThrottleStore
+    login_protection: LoginProtection
+    key_abuse: KeyAbuseGuard
+    rate_limits: KeyRateLimits
+    alert_rules: AlertRules
+    alerts: AlertEngine
+    alert_dispatcher: AlertDispatcher
+    metrics: Metrics
+    redis: Any = None  # redis.asyncio.Redis when AUTHGATE_REDIS_URL is set
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -57,12 +85,21 @@ class Services:
         """Load shared state; with ``background``, start polling and housekeeping."""
         await self.feed.start_from_now()
         await self.tokens.load_revocations()
+        await self.key_abuse.load()
+        await self.alerts.start_from_now()
         if background:
+            await self.alert_rules.install_defaults(configured_rules(self.settings))
             self._stop = asyncio.Event()
             self._tasks = [
                 asyncio.create_task(self._poll_changes(), name="authgate-change-feed"),
                 asyncio.create_task(self._housekeeping(), name="authgate-housekeeping"),
                 asyncio.create_task(self.usage.run(self._stop), name="authgate-usage-log"),
+                asyncio.create_task(self.audit.run(self._stop), name="authgate-audit"),
+                asyncio.create_task(self.alerts.run(self._stop), name="authgate-alerts"),
+                asyncio.create_task(
+                    self.alert_dispatcher.run(self._stop), name="authgate-alert-delivery"
+                ),
+                asyncio.create_task(self._refresh_key_gauges(), name="authgate-key-gauges"),
             ]
 
     async def close(self) -> None:
@@ -76,8 +113,13 @@ class Services:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._tasks = []
-        with contextlib.suppress(Exception):
-            await self.usage.flush()  # background=False, or a last batch that failed
+        for pending in (self.usage, self.audit):
+            try:
+                await pending.flush()  # background=False, or a last batch that failed
+            except Exception as error:  # noqa: BLE001 - shutting down: report, do not raise
+                log.error("could not write buffered records: %s", type(error).__name__)
+        if self.redis is not None:
+            await self.redis.aclose()
         await self.db.close()
 
     async def _poll_changes(self) -> None:
@@ -90,6 +132,23 @@ class Services:
                     self._stop.wait(), timeout=self.settings.change_poll_interval_seconds
                 )
 
+    async def _refresh_key_gauges(self) -> None:
+        """Key counts for Prometheus, refreshed here so that a scrape never queries."""
+        gauges = self.metrics.gauges
+        while not self._stop.is_set():
+            try:
+                now = self.clock()
+                async with self.db.session() as session:
+                    keys = ApiKeyRepository(session)
+                    gauges.active_api_keys = await keys.count_live(now)
+                    gauges.api_keys_expiring_14d = await keys.count_live(
+                        now, expiring_before=now + timedelta(days=14)
+                    )
+            except Exception as error:  # noqa: BLE001 - retried at the next interval
+                log.warning("counting API keys failed: %s", type(error).__name__)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=GAUGE_INTERVAL_SECONDS)
+
     def _use_keyring(self, ring: KeyRing) -> None:
         self.tokens.replace_codec(self.tokens.codec.with_keyring(ring))
 
@@ -99,6 +158,8 @@ class Services:
                 await self.tokens.delete_expired_revocations()
                 await self.feed.delete_old()
                 await self.usage.delete_expired()
+                await self.audit.delete_expired()
+                await self.throttle.delete_expired(self.clock().timestamp())
             except Exception as error:  # noqa: BLE001 - retried at the next interval
                 log.warning("housekeeping failed: %s", type(error).__name__)
             with contextlib.suppress(TimeoutError):
@@ -109,6 +170,19 @@ def build_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
     prepare_data_dir(settings)
     db = Database(settings.effective_database_url)
     feed = ChangeFeed(db, clock=clock)
+    metrics = Metrics()
+    audit = AuditLog(
+        db=db,
+        clock=clock,
+        flush_interval=settings.audit_flush_interval_seconds,
+        retention=timedelta(days=settings.audit_retention_days),
+    )
+    audit.subscribe(metrics.on_audit)
+    redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
+    redis = _redis_client(redis_url) if redis_url else None
+    throttle: ThrottleStore = (
+        RedisThrottleStore(redis) if redis is not None else DatabaseThrottleStore(db)
+    )
     hasher = AsyncPasswordHasher(
         PasswordHasher(
             Argon2Parameters(
@@ -118,6 +192,7 @@ def build_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
             )
         ),
         threads=settings.password_hashing_threads,
+        observe=metrics.password_hash_seconds.observe,
     )
     policy = PasswordPolicy(
         min_length=settings.password_min_length, max_length=settings.password_max_length
@@ -141,6 +216,7 @@ def build_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
         feed=feed,
         users=user_states,
         clock=clock,
+        audit=audit,
         token_ttl=settings.token_ttl,
         remember_me_ttl=settings.remember_me_ttl,
         cache_size=settings.token_cache_size,
@@ -154,6 +230,7 @@ def build_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
         db=db,
         feed=feed,
         clock=clock,
+        audit=audit,
         pepper=pepper,
         policy=KeyPolicy(
             require_expiry=settings.api_key_require_expiry,
@@ -179,20 +256,136 @@ def build_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
         retention=timedelta(days=settings.usage_retention_days),
         log_successes=settings.usage_log_successes,
     )
-    return Services(
+    alert_dispatcher = AlertDispatcher(
+        sinks_from_settings(settings), retries=settings.alert_delivery_retries
+    )
+    login_protection = LoginProtection(
+        store=throttle,
+        limits=LoginLimits(
+            ip_max_failures=settings.login_ip_max_failures,
+            ip_window=settings.login_ip_window_seconds,
+            pair_max_failures=settings.login_pair_max_failures,
+            pair_window=settings.login_pair_window_seconds,
+            pair_base_delay=settings.login_pair_base_delay_seconds,
+            pair_max_delay=settings.login_pair_max_delay_seconds,
+            account_max_failures=settings.login_account_max_failures,
+            account_window=settings.login_account_window_seconds,
+            account_slowdown=settings.login_account_slowdown_seconds,
+            known_ip_days=settings.login_known_ip_days,
+        ),
+        clock=clock,
+        audit=audit,
+    )
+    services = Services(
         settings=settings,
         clock=clock,
         db=db,
         feed=feed,
-        accounts=AccountService(db=db, feed=feed, hasher=hasher, policy=policy, clock=clock),
-        users=UserService(db=db, feed=feed, hasher=hasher, policy=policy, clock=clock),
+        accounts=AccountService(
+            db=db,
+            feed=feed,
+            hasher=hasher,
+            policy=policy,
+            clock=clock,
+            audit=audit,
+            protection=login_protection,
+        ),
+        users=UserService(db=db, feed=feed, hasher=hasher, policy=policy, clock=clock, audit=audit),
         tokens=tokens,
         key_file=key_file,
         api_keys=api_keys,
         key_auth=key_auth,
         usage=usage,
         client_ips=ClientIpResolver(trusted_proxies(settings), header=settings.forwarded_header),
+        audit=audit,
+        throttle=throttle,
+        login_protection=login_protection,
+        key_abuse=KeyAbuseGuard(
+            store=throttle,
+            feed=feed,
+            limits=KeyAbuseLimits(
+                max_failures=settings.key_ip_max_failures,
+                window=settings.key_ip_window_seconds,
+                block_seconds=settings.key_ip_block_seconds,
+            ),
+            clock=clock,
+            audit=audit,
+        ),
+        rate_limits=KeyRateLimits(default=settings.api_key_default_rate_limit, redis_url=redis_url),
+        alert_rules=AlertRules(db=db, clock=clock, audit=audit),
+        alerts=AlertEngine(db=db, clock=clock, audit=audit, dispatcher=alert_dispatcher),
+        alert_dispatcher=alert_dispatcher,
+        metrics=metrics,
+        redis=redis,
     )
+    _report_internals(services)
+    return services
+
+
+def _report_internals(services: Services) -> None:
+    """Cache sizes and hit ratios, buffers, alert delivery: gauges read at scrape time."""
+    metrics = services.metrics
+    metrics.add_source(
+        "cache_entries",
+        lambda: {**services.tokens.cache_sizes(), **services.key_auth.cache_sizes()},
+    )
+    metrics.add_source(
+        "cache_hit_ratio_percent",
+        lambda: {**services.tokens.cache_hit_ratios(), **services.key_auth.cache_hit_ratios()},
+    )
+    metrics.add_source(
+        "buffered_records",
+        lambda: {
+            "usage_pending": services.usage.pending,
+            "usage_dropped": services.usage.dropped,
+            "audit_pending": services.audit.pending,
+            "audit_dropped": services.audit.dropped,
+        },
+    )
+    metrics.add_source(
+        "alert_deliveries",
+        lambda: {
+            f"{sink}:{outcome}": int(count)  # type: ignore[call-overload]
+            for sink, stats in services.alert_dispatcher.stats.items()
+            for outcome, count in stats.items()
+        },
+    )
+    metrics.add_source(
+        "blocked_addresses", lambda: {"api_keys": services.key_abuse.blocked_count()}
+    )
+
+
+def configured_rules(settings: Settings) -> tuple[RuleSpec, ...]:
+    """Alert rules from the settings, validated now: a bad rule stops the start-up."""
+    specs = tuple(
+        RuleSpec(
+            name=rule.name,
+            kind=rule.kind,
+            threshold=rule.threshold,
+            window_seconds=rule.window_seconds,
+            severity=rule.severity,
+            enabled=rule.enabled,
+        )
+        for rule in settings.alert_rules
+    )
+    for spec in specs:
+        try:
+            validate_rule(spec)
+        except ValidationFailed as error:
+            problems = "; ".join(f"{e.field}: {e.message}" for e in error.field_errors)
+            raise ConfigurationError(f"alert rule {spec.name!r}: {problems}") from None
+    return specs
+
+
+def _redis_client(url: str) -> Any:
+    """A ``redis.asyncio`` client (redis is the optional ``redis`` extra)."""
+    try:
+        from redis.asyncio import from_url
+    except ImportError:
+        raise ConfigurationError(
+            "AUTHGATE_REDIS_URL needs the redis extra: pip install 'authgate[redis]'"
+        ) from None
+    return from_url(url)
 
 
 def trusted_proxies(settings: Settings) -> AllowList:

@@ -21,7 +21,10 @@ The tree (``code`` is stable and machine-readable; ``api/errors.py`` maps it to 
     │   └── InsufficientScope                the key's scopes do not cover the request
     ├── NotFound                         404
     ├── Conflict                         409  uniqueness or state conflicts
-    └── ValidationFailed                 400  input that breaks a rule (with per-field messages)
+    ├── ValidationFailed                 400  input that breaks a rule (with per-field messages)
+    └── Throttled                        429  too many attempts or requests (Retry-After)
+        ├── ClientBlocked                423  this client address is blocked (UTMStack's answer)
+        └── RateLimited                  429  an API key's own rate limit
 
     ConfigurationError                        outside the tree: a broken deployment is never
                                               reported to a caller as "bad credentials".
@@ -167,6 +170,29 @@ class ValidationFailed(AuthgateError):
     ) -> None:
         super().__init__(message, reason=reason)
         self.field_errors = tuple(field_errors)
+
+
+class Throttled(AuthgateError):
+    """Refused for now; ``retry_after`` seconds tell when to try again."""
+
+    code = "too_many_attempts"
+    message = "Too many attempts; try again later"
+
+    def __init__(
+        self, message: str | None = None, *, retry_after: int, reason: str | None = None
+    ) -> None:
+        super().__init__(message, reason=reason)
+        self.retry_after = max(1, retry_after)
+
+
+class ClientBlocked(Throttled):
+    code = "client_blocked"
+    message = "Authentication blocked"
+
+
+class RateLimited(Throttled):
+    code = "rate_limited"
+    message = "Rate limit exceeded"
 
 
 class ConfigurationError(Exception):

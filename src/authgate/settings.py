@@ -14,7 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -28,6 +28,19 @@ from authgate.exceptions import ConfigurationError
 JwtAlgorithm = Literal["ES256", "EdDSA", "HS512"]
 
 CONFIG_FILE_VARIABLE = "AUTHGATE_CONFIG_FILE"
+
+
+class AlertRuleSetting(BaseModel):
+    """An alert rule given in the configuration (validated again like API input)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    kind: str
+    threshold: int = 1
+    window_seconds: int = 300
+    severity: str = "medium"
+    enabled: bool = True
 
 
 class Settings(BaseSettings):
@@ -126,6 +139,60 @@ class Settings(BaseSettings):
     usage_flush_interval_seconds: float = Field(default=1.0, gt=0, le=60)
     usage_retention_days: int = Field(default=90, ge=1, le=3650)
 
+    # --- monitoring and protection ----------------------------------------------------
+    redis_url: SecretStr | None = Field(
+        default=None,
+        description="redis://... : shared throttling and rate-limit state for several "
+        "workers/nodes (default: the database, and memory for per-key rate limits).",
+    )
+    audit_retention_days: int = Field(default=365, ge=1, le=36500)
+    audit_flush_interval_seconds: float = Field(default=1.0, gt=0, le=60)
+    audit_api_key_successes: bool = Field(
+        default=True, description="Record every accepted API-key request in the audit trail."
+    )
+    # Login protection (see README "Brute-force protection").
+    login_ip_max_failures: int = Field(default=10, ge=1, le=100_000)
+    login_ip_window_seconds: int = Field(default=600, ge=1, le=86_400)
+    login_pair_max_failures: int = Field(default=5, ge=1, le=1000)
+    login_pair_window_seconds: int = Field(default=900, ge=1, le=86_400)
+    login_pair_base_delay_seconds: int = Field(default=30, ge=1, le=86_400)
+    login_pair_max_delay_seconds: int = Field(default=900, ge=1, le=86_400)
+    login_account_max_failures: int = Field(default=20, ge=1, le=100_000)
+    login_account_window_seconds: int = Field(default=900, ge=1, le=86_400)
+    login_account_slowdown_seconds: int = Field(default=10, ge=1, le=3600)
+    login_known_ip_days: int = Field(default=30, ge=1, le=365)
+    key_ip_max_failures: int = Field(default=20, ge=1, le=100_000)
+    key_ip_window_seconds: int = Field(default=60, ge=1, le=86_400)
+    key_ip_block_seconds: int = Field(default=600, ge=1, le=86_400)
+    api_key_default_rate_limit: str | None = Field(
+        default=None, description='Rate limit of keys without their own, e.g. "100/second".'
+    )
+    # Alert sinks (several may be set at once; the log sink is always on).
+    alert_webhook_url: str | None = None
+    alert_webhook_secret: SecretStr | None = Field(
+        default=None, description="Signs webhook bodies: X-Authgate-Signature: sha256=<hmac>."
+    )
+    alert_webhook_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    alert_syslog_target: str | None = Field(
+        default=None, description="udp://host:514 or tcp://host:601 (RFC 5424, CEF message)."
+    )
+    alert_smtp_host: str | None = None
+    alert_smtp_port: int = Field(default=25, ge=1, le=65535)
+    alert_smtp_starttls: bool = False
+    alert_smtp_username: str | None = None
+    alert_smtp_password: SecretStr | None = None
+    alert_email_from: str | None = None
+    alert_email_to: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    alert_delivery_retries: int = Field(default=3, ge=0, le=20)
+    alert_rules: list[AlertRuleSetting] = Field(
+        default_factory=list,
+        description="Rules installed at start-up (upserted by name), e.g. [[alert_rules]] in TOML.",
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token for /management/prometheus (else an admin credential).",
+    )
+
     # --- passwords ----------------------------------------------------------------------
     admin_password: SecretStr | None = Field(
         default=None, description="Password of the first 'admin' user; random when unset."
@@ -164,7 +231,7 @@ class Settings(BaseSettings):
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
         return tuple(sources)
 
-    @field_validator("trusted_proxies", "api_key_default_scopes", mode="before")
+    @field_validator("trusted_proxies", "api_key_default_scopes", "alert_email_to", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         """Accept ``a,b`` as well as a JSON list (``["a","b"]``) from the environment."""

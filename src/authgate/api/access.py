@@ -27,7 +27,9 @@ format (keys start with ``agk_``), never by trial.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from fastapi import Request, Response
@@ -38,21 +40,36 @@ from authgate.container import Services
 from authgate.exceptions import (
     ApiKeyInvalid,
     ApiKeyRejected,
+    AuthenticationFailed,
     CredentialsMissing,
     InsufficientScope,
     IpNotAllowed,
     PermissionDenied,
+    RateLimited,
+    Throttled,
     TokenInvalid,
 )
 from authgate.security.credentials import bearer_credential
 from authgate.security.keys import looks_like_api_key
-from authgate.security.principal import ROLE_ADMIN, Principal
+from authgate.security.networks import IPAddress
+from authgate.security.principal import ROLE_ADMIN, AuthMethod, KeyReference, Principal
+from authgate.services.rate_limits import exceeded
 
-# What the rest of the request (the endpoint, the usage log) learns, in the ASGI scope.
+# What the rest of the request (the endpoint, the logs) learns, in the ASGI scope.
 PRINCIPAL_SCOPE_KEY = "authgate.principal"
 CLIENT_IP_SCOPE_KEY = "authgate.client_ip"
-# (KeyReference, reason) when a known key was refused or denied.
-KEY_FAILURE_SCOPE_KEY = "authgate.key_failure"
+AUTH_FAILURE_SCOPE_KEY = "authgate.auth_failure"
+RATE_LIMIT_SCOPE_KEY = "authgate.rate_limit"
+
+
+@dataclass(frozen=True, slots=True)
+class AuthFailure:
+    """Why a request's credentials were refused or denied (for the audit and usage logs)."""
+
+    method: AuthMethod
+    reason: str
+    key: KeyReference | None = None
+
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -88,17 +105,24 @@ async def authenticate_request(request: Request, services: Services) -> Principa
         if not looks_like_api_key(bearer):
             return await services.tokens.authenticate(bearer)
         credential = bearer
-    resolver = services.client_ips
-    client_ip = resolver.resolve(
-        _peer(request), joined_header_values(request.scope, resolver.header.encode("ascii"))
-    )
-    request.scope[CLIENT_IP_SCOPE_KEY] = client_ip
+    client_ip = client_address(request.scope, services)
+    services.key_abuse.check(client_ip, services.clock().timestamp())
     return await services.key_auth.authenticate(credential, client_ip)
 
 
-def _peer(request: Request) -> str | None:
-    client = request.scope.get("client")
-    return str(client[0]) if client else None
+def client_address(scope: Scope, services: Services) -> IPAddress | None:
+    """The request's client address (trusted-proxy aware), resolved once per request."""
+    if CLIENT_IP_SCOPE_KEY in scope:
+        cached: IPAddress | None = scope[CLIENT_IP_SCOPE_KEY]
+        return cached
+    resolver = services.client_ips
+    client = scope.get("client")
+    address = resolver.resolve(
+        str(client[0]) if client else None,
+        joined_header_values(scope, resolver.header.encode("ascii")),
+    )
+    scope[CLIENT_IP_SCOPE_KEY] = address
+    return address
 
 
 def header_value(scope: Scope, name: bytes) -> str | None:
@@ -131,22 +155,52 @@ class AuthenticatedRoute(APIRoute):
         keys_may_change = self.api_keys_may_change
 
         async def authenticated(request: Request) -> Response:
+            services = services_of(request)
+            scope = request.scope
+            started = time.perf_counter()
             try:
-                principal = await authenticate_request(request, services_of(request))
-            except (ApiKeyRejected, IpNotAllowed) as error:
-                if error.key is not None:
-                    request.scope[KEY_FAILURE_SCOPE_KEY] = (error.key, error.reason)
+                principal = await authenticate_request(request, services)
+            except ApiKeyInvalid as error:
+                scope[AUTH_FAILURE_SCOPE_KEY] = AuthFailure("api_key", error.reason, error.key)
+                await services.key_abuse.failed(client_address(scope, services))
                 raise
-            request.scope[PRINCIPAL_SCOPE_KEY] = principal
+            except (ApiKeyRejected, IpNotAllowed) as error:
+                scope[AUTH_FAILURE_SCOPE_KEY] = AuthFailure("api_key", error.reason, error.key)
+                raise
+            except Throttled as error:  # this address sent too many bad keys
+                scope[AUTH_FAILURE_SCOPE_KEY] = AuthFailure("api_key", error.reason)
+                raise
+            except AuthenticationFailed as error:
+                scope[AUTH_FAILURE_SCOPE_KEY] = AuthFailure("jwt", error.reason)
+                raise
+            services.metrics.authentication_seconds.labels(principal.method).observe(
+                time.perf_counter() - started
+            )
+            scope[PRINCIPAL_SCOPE_KEY] = principal
             try:
                 _authorize(principal, request.method, required, keys_may_change)
-            except PermissionDenied as error:
                 if principal.api_key is not None:
-                    request.scope[KEY_FAILURE_SCOPE_KEY] = (principal.api_key, error.reason)
+                    await _rate_limit(scope, services, principal.api_key, principal.rate_limit)
+            except (PermissionDenied, RateLimited) as error:
+                scope[AUTH_FAILURE_SCOPE_KEY] = AuthFailure(
+                    principal.method, error.reason, principal.api_key
+                )
                 raise
             return await handle(request)
 
         return authenticated
+
+
+async def _rate_limit(
+    scope: Scope, services: Services, key: KeyReference, own_limit: str | None
+) -> None:
+    limits = services.rate_limits
+    if not limits.applies(own_limit):
+        return  # no limit, no cost
+    state, allowed = await limits.hit(key.key_id, own_limit)
+    scope[RATE_LIMIT_SCOPE_KEY] = state
+    if not allowed:
+        raise exceeded(state)
 
 
 def _authorize(
@@ -185,5 +239,11 @@ class SelfServiceRoute(AuthenticatedRoute):
 
 class ApiKeyManagementRoute(SelfServiceRoute):
     """``/api/api-keys``: self-service, with validation errors answered 422."""
+
+    validation_status = 422
+
+
+class AdminConfigurationRoute(AdminRoute):
+    """Admin-only configuration (alert rules, the key review): validation errors are 422."""
 
     validation_status = 422

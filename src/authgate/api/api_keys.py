@@ -9,14 +9,23 @@ from fastapi import APIRouter, Body, Path, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 from pydantic import AfterValidator, BaseModel, Field
 
-from authgate.api.access import ApiKeyManagementRoute, principal_of, services_of
+from authgate.api.access import (
+    AdminConfigurationRoute,
+    ApiKeyManagementRoute,
+    principal_of,
+    services_of,
+)
 from authgate.api.errors import documented
 from authgate.api.pagination import PageRequestDep, pagination_headers
 from authgate.api.schemas import StrictBody
 from authgate.services.api_keys import MAX_GRACE, NAME_MAX_LENGTH, ApiKeyView, KeySpec
-from authgate.storage.repositories import UsageFilter
+from authgate.storage.api_key_repository import UsageFilter
 
 router = APIRouter(prefix="/api/api-keys", tags=["api-keys"], route_class=ApiKeyManagementRoute)
+# Registered before ``router``: "/review" must not be taken for a key id.
+review_router = APIRouter(
+    prefix="/api/api-keys", tags=["api-keys"], route_class=AdminConfigurationRoute
+)
 
 Scope = Literal["read", "write", "admin"]
 KeyIdPath = Annotated[int, Path(ge=1, le=2**63 - 1, description="The key's id.")]
@@ -132,7 +141,38 @@ class UsageQuery(StrictBody):
         )
 
 
+class KeyReviewDTO(BaseModel):
+    """Live keys worth a look, by reason (a key may appear under several)."""
+
+    unused: list[ApiKeyDTO] = Field(description="Not used for `unusedDays` (or never).")
+    unrestricted: list[ApiKeyDTO] = Field(description="No allowed-IP restriction.")
+    expiringSoon: list[ApiKeyDTO] = Field(description="Expiring within `expiringDays`.")
+    broadScopes: list[ApiKeyDTO] = Field(description="With the write or admin scope.")
+
+
 _ERRORS = documented(401, 403, 404, 409, 413, 422)
+
+
+@review_router.get(
+    "/review",
+    summary="Review all live keys: unused, unrestricted, expiring, broad (admins)",
+    response_model=KeyReviewDTO,
+    responses=documented(401, 403, 422),
+)
+async def review_api_keys(
+    request: Request,
+    unusedDays: Annotated[int, Query(ge=1, le=3650)] = 30,
+    expiringDays: Annotated[int, Query(ge=0, le=3650)] = 14,
+) -> KeyReviewDTO:
+    review = await services_of(request).api_keys.review(
+        unused_days=unusedDays, expiring_days=expiringDays
+    )
+    return KeyReviewDTO(
+        unused=[ApiKeyDTO.of(k) for k in review.unused],
+        unrestricted=[ApiKeyDTO.of(k) for k in review.unrestricted],
+        expiringSoon=[ApiKeyDTO.of(k) for k in review.expiring],
+        broadScopes=[ApiKeyDTO.of(k) for k in review.broad_scopes],
+    )
 
 
 @router.post(

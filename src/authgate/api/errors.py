@@ -28,11 +28,13 @@ from authgate.clock import utc_now
 from authgate.exceptions import (
     AuthenticationFailed,
     AuthgateError,
+    ClientBlocked,
     Conflict,
     CredentialsMissing,
     FieldError,
     NotFound,
     PermissionDenied,
+    Throttled,
     ValidationFailed,
 )
 
@@ -81,6 +83,10 @@ def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 def status_of(error: AuthgateError) -> int:
+    if isinstance(error, ClientBlocked):
+        return 423
+    if isinstance(error, Throttled):
+        return 429
     if isinstance(error, AuthenticationFailed):
         return 401
     if isinstance(error, PermissionDenied):
@@ -135,6 +141,8 @@ def authgate_error_response(request: Request, error: AuthgateError) -> JSONRespo
         )
     elif isinstance(error, PermissionDenied):
         headers["WWW-Authenticate"] = f'{REALM}, error="insufficient_scope"'
+    if isinstance(error, Throttled):
+        headers["Retry-After"] = str(error.retry_after)
     field_errors = error.field_errors if isinstance(error, ValidationFailed) else ()
     return error_response(
         request,

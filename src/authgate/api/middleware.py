@@ -4,6 +4,8 @@ the access log and the API key usage log."""
 from __future__ import annotations
 
 import logging
+import re
+import secrets
 import time
 
 from starlette.datastructures import MutableHeaders
@@ -12,14 +14,19 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from authgate.api.access import (
+    AUTH_FAILURE_SCOPE_KEY,
     CLIENT_IP_SCOPE_KEY,
-    KEY_FAILURE_SCOPE_KEY,
     PRINCIPAL_SCOPE_KEY,
+    RATE_LIMIT_SCOPE_KEY,
+    AuthFailure,
+    client_address,
     header_value,
 )
 from authgate.api.errors import error_response
-from authgate.clock import Clock
-from authgate.services.usage import UsageEvent, UsageRecorder
+from authgate.container import Services
+from authgate.security.principal import Principal
+from authgate.services.audit import Actor, EventType, current_request
+from authgate.services.usage import UsageEvent
 
 access_log = logging.getLogger("authgate.access")
 
@@ -67,21 +74,21 @@ class RequestBodyLimit:
 
 
 class SecurityHeadersAndRequestLogs:
-    """Adds defensive headers to every response; once it is sent, logs one access line
-    and, for requests made (or attempted) with a known API key, queues a usage record.
+    """Adds defensive headers (and an API key's RateLimit headers) to every response, and
+    once it is sent, logs one access line and hands what happened to the audit trail and
+    the API key usage log (both written in batches elsewhere, never here).
 
+    While a request runs it is the "current request" of the audit trail, so events that
+    services record carry its client address, user agent, path and correlation id.
     Logs carry the path without the query string: a query may carry a token
-    (``access_token``) and must not reach a log. Usage records are written in batches
-    by ``UsageRecorder``, never here.
+    (``access_token``) and must not reach a log.
     """
 
-    def __init__(
-        self, app: ASGIApp, *, log_requests: bool, usage: UsageRecorder, clock: Clock
-    ) -> None:
+    def __init__(self, app: ASGIApp, *, services: Services) -> None:
         self.app = app
-        self.log_requests = log_requests
-        self.usage = usage
-        self.clock = clock
+        self.services = services
+        self.log_requests = services.settings.access_log
+        self.audit_key_successes = services.settings.audit_api_key_successes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -101,8 +108,13 @@ class SecurityHeadersAndRequestLogs:
                 headers.setdefault("Referrer-Policy", "no-referrer")
                 if is_api:
                     headers.setdefault("Cache-Control", "no-store")
+                limit = scope.get(RATE_LIMIT_SCOPE_KEY)
+                if limit is not None:
+                    headers["RateLimit-Policy"] = f'"key";q={limit.limit};w={limit.window_seconds}'
+                    headers["RateLimit"] = f'"key";r={limit.remaining};t={limit.reset_seconds}'
             await send(message)
 
+        context = current_request.set(ScopeRequestInfo(scope, self.services))
         try:
             await self.app(scope, receive, send_with_headers)
         finally:
@@ -117,23 +129,38 @@ class SecurityHeadersAndRequestLogs:
                     status,
                     elapsed_ms,
                 )
-            self._record_key_usage(scope, status, elapsed_ms)
+            self._record_outcome(scope, status, elapsed_ms)
+            current_request.reset(context)
 
-    def _record_key_usage(self, scope: Scope, status: int, elapsed_ms: float) -> None:
-        failure = scope.get(KEY_FAILURE_SCOPE_KEY)
+    def _record_outcome(self, scope: Scope, status: int, elapsed_ms: float) -> None:
+        """Audit refused credentials and API key use; log every use of a known key."""
+        failure: AuthFailure | None = scope.get(AUTH_FAILURE_SCOPE_KEY)
+        principal = scope.get(PRINCIPAL_SCOPE_KEY)
+        audit = self.services.audit
         if failure is not None:
-            key, reason = failure
-        else:
-            principal = scope.get(PRINCIPAL_SCOPE_KEY)
-            if principal is None or principal.api_key is None:
+            key = failure.key
+            if failure.method == "jwt":
+                audit.record(EventType.TOKEN_REJECTED, "failure", reason=failure.reason)
+            else:
+                actor = Actor.of(principal, key=key) if principal else Actor(key=key)
+                audit.record(
+                    EventType.API_KEY_ACCESS_FAILURE, "failure", actor=actor, reason=failure.reason
+                )
+            if key is None:
                 return
+            reason: str | None = failure.reason
+        elif principal is not None and principal.api_key is not None:
             key, reason = principal.api_key, None
-        self.usage.record(
+            if self.audit_key_successes:
+                audit.record(EventType.API_KEY_ACCESS_SUCCESS, "success")
+        else:
+            return
+        self.services.usage.record(
             UsageEvent(
                 api_key_id=key.key_id,
                 api_key_name=key.name,
                 user_id=key.owner_id,
-                occurred_at=self.clock(),
+                occurred_at=self.services.clock(),
                 method=scope["method"],
                 path=scope["path"],
                 status=status,
@@ -143,6 +170,47 @@ class SecurityHeadersAndRequestLogs:
                 failure_reason=reason,
             )
         )
+
+
+class ScopeRequestInfo:
+    """The audit trail's view of the current request, computed only when asked for."""
+
+    __slots__ = ("_correlation_id", "_scope", "_services")
+
+    def __init__(self, scope: Scope, services: Services) -> None:
+        self._scope = scope
+        self._services = services
+        self._correlation_id: str | None = None
+
+    @property
+    def client_ip(self) -> str | None:
+        address = client_address(self._scope, self._services)
+        return str(address) if address is not None else None
+
+    @property
+    def user_agent(self) -> str | None:
+        return header_value(self._scope, b"user-agent")
+
+    @property
+    def path(self) -> str | None:
+        return str(self._scope["path"])
+
+    @property
+    def correlation_id(self) -> str | None:
+        """The caller's X-Request-ID when it looks like one, else a new random id."""
+        if self._correlation_id is None:
+            given = header_value(self._scope, b"x-request-id")
+            valid = given is not None and _REQUEST_ID.fullmatch(given) is not None
+            self._correlation_id = given if valid else secrets.token_hex(8)
+        return self._correlation_id
+
+    @property
+    def principal(self) -> Principal | None:
+        principal: Principal | None = self._scope.get(PRINCIPAL_SCOPE_KEY)
+        return principal
+
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
 def _content_length(scope: Scope) -> int | None:

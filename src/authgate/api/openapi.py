@@ -86,3 +86,12 @@ def _correct_operations(schema: dict[str, Any], app: FastAPI) -> None:
                 )
             if isinstance(route, AuthenticatedRoute):
                 operation["security"] = _SECURITY_REQUIREMENT
+                # Any authenticated call may meet an API key's rate limit or an address
+                # blocked for trying bad keys.
+                responses.setdefault(
+                    "429",
+                    {
+                        "description": "Too many requests (see Retry-After)",
+                        "content": {"application/json": {"schema": _ERROR_BODY_REF}},
+                    },
+                )

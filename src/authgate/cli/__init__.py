@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import typer
 
+from authgate.cli.audit import audit_app
 from authgate.cli.keys import keys_app
 from authgate.cli.server import server_commands
 from authgate.cli.signing_keys import signing_keys_app
@@ -20,6 +21,7 @@ app.registered_commands += server_commands.registered_commands
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
 app.add_typer(signing_keys_app, name="signing-keys")
+app.add_typer(audit_app, name="audit")
 
 
 def main() -> None:

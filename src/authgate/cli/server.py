@@ -113,5 +113,7 @@ def _log_config(level: str) -> dict[str, Any]:
             "authgate": {"handlers": ["default"], "level": level, "propagate": False},
             "uvicorn": {"handlers": ["default"], "level": level, "propagate": False},
             "uvicorn.error": {"level": level},
+            # httpx2 logs full request URLs at INFO; a webhook URL may carry a credential.
+            "httpx2": {"level": "WARNING"},
         },
     }

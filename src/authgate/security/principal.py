@@ -50,6 +50,7 @@ class Principal:
     expires_at: datetime | None
     scopes: frozenset[str] | None = None
     api_key: KeyReference | None = None
+    rate_limit: str | None = None  # the key's own limit ("100/minute"), if any
 
     def has_authority(self, authority: str) -> bool:
         return authority in self.authorities

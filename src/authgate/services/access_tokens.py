@@ -22,6 +22,7 @@ from authgate.clock import Clock
 from authgate.exceptions import TokenInvalid, TokenRevoked
 from authgate.security.principal import Principal
 from authgate.security.tokens import IssuedToken, JwtCodec, TokenClaims
+from authgate.services.audit import Actor, AuditLog, EventType
 from authgate.services.changes import Change, ChangeFeed, ChangeKind
 from authgate.services.expiring_cache import ExpiringCache
 from authgate.services.user_states import UserAuthState, UserStates
@@ -51,6 +52,7 @@ class AccessTokenService:
         feed: ChangeFeed,
         users: UserStates,
         clock: Clock,
+        audit: AuditLog,
         token_ttl: timedelta,
         remember_me_ttl: timedelta,
         cache_size: int,
@@ -62,6 +64,7 @@ class AccessTokenService:
         self._token_ttl = token_ttl
         self._remember_me_ttl = remember_me_ttl
         self._users = users
+        self._audit = audit
         self._verified: ExpiringCache[bytes, _VerifiedToken] = ExpiringCache(cache_size)
         # jti -> POSIX time after which the entry is useless (the token has expired).
         self._denied: dict[str, float] = {}
@@ -140,6 +143,7 @@ class AccessTokenService:
                 revoked_at=self._clock(),
             )
             work.publish(Change(ChangeKind.TOKEN_REVOKED, principal.credential_id))
+        self._audit.record(EventType.LOGOUT, "success", actor=Actor.of(principal))
 
     async def delete_expired_revocations(self) -> int:
         """Housekeeping: forget revocations of tokens that have expired anyway."""
@@ -149,6 +153,12 @@ class AccessTokenService:
             del self._denied[jti]
         async with self._db.transaction() as session:
             return await RevokedTokenRepository(session).delete_expired(now)
+
+    def cache_hit_ratios(self) -> dict[str, int]:
+        return {
+            "verified_tokens": self._verified.hit_ratio_percent(),
+            "user_states": self._users.hit_ratio(),
+        }
 
     def cache_sizes(self) -> dict[str, int]:
         return {

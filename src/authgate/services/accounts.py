@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from authgate.clock import Clock
-from authgate.exceptions import BadCredentials, FieldError, NotFound, ValidationFailed
+from authgate.exceptions import BadCredentials, FieldError, NotFound, Throttled, ValidationFailed
 from authgate.security.passwords import PasswordPolicy
+from authgate.services.audit import Actor, AuditLog, EventType, current_request
 from authgate.services.changes import Change, ChangeFeed, ChangeKind
+from authgate.services.login_protection import LoginProtection
 from authgate.services.password_hashing import AsyncPasswordHasher
 from authgate.services.users import UserView
 from authgate.storage.db import Database
@@ -22,32 +24,63 @@ class AccountService:
         hasher: AsyncPasswordHasher,
         policy: PasswordPolicy,
         clock: Clock,
+        audit: AuditLog,
+        protection: LoginProtection,
     ) -> None:
         self._db = db
         self._feed = feed
         self._hasher = hasher
         self._policy = policy
         self._clock = clock
+        self._audit = audit
+        self._protection = protection
 
     async def authenticate(self, username: str, password: str) -> UserView:
         """The active user with this login or e-mail and password.
 
         Raises ``BadCredentials`` for an unknown user, a wrong password and a
         deactivated user alike, after the same amount of work, so neither the answer
-        nor its timing tells which accounts exist.
+        nor its timing tells which accounts exist; ``Throttled`` (or ``ClientBlocked``)
+        when brute-force protection refuses to evaluate the attempt. Every outcome is
+        audited.
         """
-        identifier = username.strip().lower()
+        identifier = username.strip().lower()[:254]
+        request = current_request.get()
+        client_ip = request.client_ip if request else None
         async with self._db.session() as session:
             user = await UserRepository(session).by_login_or_email(identifier)
+        # Counters use the login when the user exists (e-mail or login alike), else
+        # the name as typed: unknown names are counted exactly like real ones.
+        account = user.login if user is not None else identifier
+        actor = Actor(login=account, user_id=user.id if user is not None else None)
+        try:
+            await self._protection.check(account, client_ip)
+            verified = await self._verify(user, password)
+        except Throttled as refusal:
+            self._audit.record(
+                EventType.AUTH_FAILURE, "failure", actor=actor, reason=refusal.reason
+            )
+            raise
+        except BadCredentials as failure:
+            await self._protection.failed(account, client_ip)
+            self._audit.record(
+                EventType.AUTH_FAILURE, "failure", actor=actor, reason=failure.reason
+            )
+            raise
+        await self._protection.succeeded(account, client_ip)
+        self._audit.record(EventType.AUTH_SUCCESS, "success", actor=actor)
+        if self._hasher.needs_rehash(verified.password_hash):
+            await self._rehash(verified, password)
+        return UserView.of(verified)
+
+    async def _verify(self, user: User | None, password: str) -> User:
         if user is None:
             await self._hasher.spend_equal_time(password)
             raise BadCredentials(reason="unknown_user")
         await self._hasher.verify(user.password_hash, password)
         if not user.activated:
             raise BadCredentials(reason="user_deactivated")
-        if self._hasher.needs_rehash(user.password_hash):
-            await self._rehash(user, password)
-        return UserView.of(user)
+        return user
 
     async def account(self, user_id: int) -> UserView:
         async with self._db.session() as session:
@@ -67,6 +100,12 @@ class AccountService:
         try:
             await self._hasher.verify(user.password_hash, current_password)
         except BadCredentials:
+            self._audit.record(
+                EventType.PASSWORD_CHANGED,
+                "failure",
+                actor=Actor(login=user.login, user_id=user_id),
+                reason="wrong_current_password",
+            )
             # 400, not 401: the caller's token is fine, only this field is wrong.
             message = "Current password is incorrect."
             raise ValidationFailed(
@@ -89,6 +128,9 @@ class AccountService:
             stored.tokens_valid_after = now
             stored.updated_at = now
             work.publish(Change(ChangeKind.USER_CHANGED, str(user_id)))
+        self._audit.record(
+            EventType.PASSWORD_CHANGED, "success", actor=Actor(login=user.login, user_id=user_id)
+        )
 
     async def log_out_everywhere(self, user_id: int) -> None:
         """Revoke every token issued to the user until now."""
@@ -98,6 +140,9 @@ class AccountService:
                 raise NotFound("User not found", reason="user_not_found")
             user.tokens_valid_after = self._clock()
             work.publish(Change(ChangeKind.USER_CHANGED, str(user_id)))
+        self._audit.record(
+            EventType.LOGOUT_ALL, "success", actor=Actor(login=user.login, user_id=user_id)
+        )
 
     async def _rehash(self, user: User, password: str) -> None:
         """Upgrade a hash made with old Argon2 parameters, unless it changed meanwhile."""

@@ -38,9 +38,9 @@ from authgate.services.changes import Change, ChangeFeed, ChangeKind
 from authgate.services.expiring_cache import ExpiringCache
 from authgate.services.single_flight import SingleFlight
 from authgate.services.user_states import UserAuthState, UserStates
+from authgate.storage.api_key_repository import ApiKeyRepository
 from authgate.storage.db import Database
 from authgate.storage.models import ApiKey
-from authgate.storage.repositories import ApiKeyRepository
 
 # A key has at most two valid strings (current and previous secret); a few more entries
 # cost nothing, and the bound keeps guessed strings from growing the dict.
@@ -61,6 +61,7 @@ class KeyRecord:
     expires_at: datetime | None
     expires_at_ts: float  # infinity when the key never expires
     revoked: bool
+    rate_limit: str | None
 
     @classmethod
     def of(cls, key: ApiKey) -> KeyRecord:
@@ -77,6 +78,7 @@ class KeyRecord:
             expires_at=key.expires_at,
             expires_at_ts=key.expires_at.timestamp() if key.expires_at else math.inf,
             revoked=key.revoked_at is not None,
+            rate_limit=key.rate_limit,
         )
 
 
@@ -158,6 +160,9 @@ class ApiKeyAuthenticator:
             cached.state = state
         return cached.principal
 
+    def cache_hit_ratios(self) -> dict[str, int]:
+        return {"api_keys": self._keys.hit_ratio_percent()}
+
     def cache_sizes(self) -> dict[str, int]:
         return {"api_keys": len(self._keys), "unknown_api_keys": len(self._unknown)}
 
@@ -219,4 +224,5 @@ def _principal(record: KeyRecord, owner: UserAuthState) -> Principal:
         expires_at=record.expires_at,
         scopes=record.scopes,
         api_key=record.reference,
+        rate_limit=record.rate_limit,
     )

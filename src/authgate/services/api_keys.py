@@ -31,20 +31,18 @@ from authgate.security.principal import (
     KNOWN_SCOPES,
     ROLE_ADMIN,
     SCOPE_ADMIN,
+    KeyReference,
     Principal,
     join_authorities,
     parse_authorities,
 )
+from authgate.services.audit import Actor, AuditLog, EventType, current_request
 from authgate.services.changes import Change, ChangeFeed, ChangeKind
+from authgate.storage.api_key_repository import ApiKeyRepository, UsageFilter, UsageRepository
 from authgate.storage.db import Database
 from authgate.storage.models import ApiKey
 from authgate.storage.paging import Page, PageRequest
-from authgate.storage.repositories import (
-    ApiKeyRepository,
-    UsageFilter,
-    UsageRepository,
-    UserRepository,
-)
+from authgate.storage.repositories import UserRepository
 
 NAME_MAX_LENGTH = 100
 MAX_GRACE = timedelta(days=7)
@@ -111,6 +109,14 @@ class KeySpec:
 
 
 @dataclass(frozen=True, slots=True)
+class KeyReview:
+    unused: list[ApiKeyView]
+    unrestricted: list[ApiKeyView]
+    expiring: list[ApiKeyView]
+    broad_scopes: list[ApiKeyView]
+
+
+@dataclass(frozen=True, slots=True)
 class UsageRecordView:
     id: int
     api_key_id: int
@@ -135,13 +141,21 @@ class KeyPolicy:
 
 class ApiKeyService:
     def __init__(
-        self, *, db: Database, feed: ChangeFeed, clock: Clock, pepper: bytes, policy: KeyPolicy
+        self,
+        *,
+        db: Database,
+        feed: ChangeFeed,
+        clock: Clock,
+        pepper: bytes,
+        policy: KeyPolicy,
+        audit: AuditLog,
     ) -> None:
         self._db = db
         self._feed = feed
         self._clock = clock
         self._pepper = pepper
         self._policy = policy
+        self._audit = audit
 
     async def create(self, owner_id: int, spec: KeySpec) -> CreatedKey:
         """A new key for ``owner_id``; the result holds the plaintext, shown once."""
@@ -177,6 +191,7 @@ class ApiKeyService:
                 work.publish(Change(ChangeKind.API_KEY_CHANGED, key.key_id))
         except IntegrityError:  # a concurrent create with the same name
             raise _name_taken() from None
+        self._audited(EventType.API_KEY_CREATED, key, details={"owner": owner.login})
         return CreatedKey(view=ApiKeyView.of(key, now=now), plaintext=generated.plaintext)
 
     async def get(self, viewer: Principal | None, key_id: int) -> ApiKeyView:
@@ -230,6 +245,7 @@ class ApiKeyService:
             key.scopes = join_authorities(scopes)
             key.updated_at = now
             work.publish(Change(ChangeKind.API_KEY_CHANGED, key.key_id))
+        self._audited(EventType.API_KEY_UPDATED, key)
         return ApiKeyView.of(key, now=now)
 
     async def regenerate(
@@ -259,6 +275,9 @@ class ApiKeyService:
             key.generated_at = now
             key.updated_at = now
             work.publish(Change(ChangeKind.API_KEY_CHANGED, key.key_id))
+        self._audited(
+            EventType.API_KEY_REGENERATED, key, details={"graceSeconds": int(grace.total_seconds())}
+        )
         return generated.plaintext
 
     async def revoke(self, viewer: Principal | None, key_id: int) -> None:
@@ -267,12 +286,33 @@ class ApiKeyService:
         async with self._feed.unit_of_work() as work:
             repository = ApiKeyRepository(work.session)
             key = await self._visible(repository, viewer, key_id, admin_ok=True)
-            if key.revoked_at is None:
+            newly_revoked = key.revoked_at is None
+            if newly_revoked:
                 key.revoked_at = now
                 key.updated_at = now
                 key.previous_secret_hash = None
                 key.previous_valid_until = None
                 work.publish(Change(ChangeKind.API_KEY_CHANGED, key.key_id))
+        if newly_revoked:
+            self._audited(EventType.API_KEY_REVOKED, key)
+
+    async def review(self, *, unused_days: int, expiring_days: int) -> KeyReview:
+        """The reference's "regularly review active API keys" in one answer (admins):
+        live keys unused for ``unused_days`` (or never), without an IP restriction,
+        expiring within ``expiring_days``, and with the broadest scopes (admin or write)."""
+        now = self._clock()
+        async with self._db.session() as session:
+            keys = [
+                ApiKeyView.of(key, now=now) for key in await ApiKeyRepository(session).live(now)
+            ]
+        idle_since = now - timedelta(days=unused_days)
+        expiring_by = now + timedelta(days=expiring_days)
+        return KeyReview(
+            unused=[k for k in keys if (k.last_used_at or k.created_at) <= idle_since],
+            unrestricted=[k for k in keys if not k.allowed_networks],
+            expiring=[k for k in keys if k.expires_at is not None and k.expires_at <= expiring_by],
+            broad_scopes=[k for k in keys if SCOPE_ADMIN in k.scopes or "write" in k.scopes],
+        )
 
     async def usage(
         self, viewer: Principal | None, request: PageRequest, where: UsageFilter
@@ -313,6 +353,15 @@ class ApiKeyService:
             for row in rows
         ]
         return Page(items=items, total=total, request=request)
+
+    def _audited(
+        self, event: EventType, key: ApiKey, *, details: dict[str, object] | None = None
+    ) -> None:
+        """An event about ``key``, by the current caller (or the operator)."""
+        request = current_request.get()
+        caller = request.principal if request is not None else None
+        reference = KeyReference(key_id=key.id, name=key.name, owner_id=key.user_id)
+        self._audit.record(event, "success", actor=Actor.of(caller, key=reference), details=details)
 
     # -- rules -----------------------------------------------------------------------------
 

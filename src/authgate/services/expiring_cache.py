@@ -24,14 +24,19 @@ class ExpiringCache(Generic[K, V]):
     def __init__(self, max_entries: int) -> None:
         self._max_entries = max_entries
         self._entries: dict[K, tuple[float, V]] = {}
+        self.hits = 0
+        self.misses = 0
 
     def get(self, key: K, *, now: float) -> V | None:
         entry = self._entries.get(key)
         if entry is None:
+            self.misses += 1
             return None
         if entry[0] <= now:
             self._entries.pop(key, None)
+            self.misses += 1
             return None
+        self.hits += 1
         return entry[1]
 
     def put(self, key: K, value: V, *, expires_at: float) -> None:
@@ -40,6 +45,10 @@ class ExpiringCache(Generic[K, V]):
         if key not in self._entries and len(self._entries) >= self._max_entries:
             del self._entries[next(iter(self._entries))]
         self._entries[key] = (expires_at, value)
+
+    def hit_ratio_percent(self) -> int:
+        total = self.hits + self.misses
+        return round(100 * self.hits / total) if total else 0
 
     def discard(self, key: K) -> None:
         self._entries.pop(key, None)

@@ -23,8 +23,8 @@ from datetime import datetime, timedelta
 
 from authgate.clock import Clock
 from authgate.security.networks import IPAddress
+from authgate.storage.api_key_repository import ApiKeyRepository, UsageRepository, UsageRow
 from authgate.storage.db import Database
-from authgate.storage.repositories import ApiKeyRepository, UsageRepository, UsageRow
 
 log = logging.getLogger(__name__)
 

@@ -51,6 +51,9 @@ class UserStates:
             self._cache.put(user_id, state, expires_at=now + self._ttl)
         return state
 
+    def hit_ratio(self) -> int:
+        return self._cache.hit_ratio_percent()
+
     def __len__(self) -> int:
         return len(self._cache)
 

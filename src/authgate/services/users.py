@@ -28,6 +28,7 @@ from authgate.security.principal import (
     join_authorities,
     parse_authorities,
 )
+from authgate.services.audit import AuditLog, EventType
 from authgate.services.changes import Change, ChangeFeed, ChangeKind, UnitOfWork
 from authgate.services.password_hashing import AsyncPasswordHasher
 from authgate.storage.db import Database
@@ -116,12 +117,14 @@ class UserService:
         hasher: AsyncPasswordHasher,
         policy: PasswordPolicy,
         clock: Clock,
+        audit: AuditLog,
     ) -> None:
         self._db = db
         self._feed = feed
         self._hasher = hasher
         self._policy = policy
         self._clock = clock
+        self._audit = audit
 
     async def list_users(self, request: PageRequest) -> Page[UserView]:
         if any(order.field not in UserRepository.SORT_COLUMNS for order in request.sort):
@@ -173,9 +176,15 @@ class UserService:
                 )
                 users.add(user)
                 await users.flush()
-                return UserView.of(user)
+                created = UserView.of(user)
         except IntegrityError:  # a concurrent request created the same login or e-mail
             raise Conflict("Login name or email already used!", reason="user_exists") from None
+        self._audit.record(
+            EventType.USER_CREATED,
+            "success",
+            details={"user": created.login, "authorities": sorted(created.authorities)},
+        )
+        return created
 
     async def update_user(
         self, login: str, changes: UserChanges, *, acting_user_id: int | None
@@ -194,9 +203,28 @@ class UserService:
                 await self._apply_changes(users, user, changes, acting_user_id=acting_user_id)
                 self._touched(work, user)
                 await users.flush()
-                return UserView.of(user)
+                updated = UserView.of(user)
         except IntegrityError:
             raise Conflict("Email is already in use!", reason="email_exists") from None
+        changed = sorted(
+            name
+            for name, value in (
+                ("email", changes.email),
+                ("firstName", changes.first_name),
+                ("lastName", changes.last_name),
+                ("langKey", changes.lang_key),
+                ("activated", changes.activated),
+                ("authorities", changes.authorities),
+            )
+            if value is not None
+        )
+        deactivated = changes.activated is False
+        self._audit.record(
+            EventType.USER_DEACTIVATED if deactivated else EventType.USER_UPDATED,
+            "success",
+            details={"user": updated.login, "changed": changed},
+        )
+        return updated
 
     async def set_password(self, login: str, new_password: str) -> None:
         """Replace a user's password (admin reset); all their tokens stop working."""
@@ -211,6 +239,7 @@ class UserService:
             user.password_changed_at = now
             user.tokens_valid_after = now
             self._touched(work, user)
+        self._audit.record(EventType.PASSWORD_RESET, "success", details={"user": user.login})
 
     async def deactivate(self, login: str, *, acting_user_id: int | None) -> UserView:
         return await self.update_user(
@@ -227,6 +256,7 @@ class UserService:
                 raise Conflict(_LAST_ADMIN, reason="last_admin")
             await users.delete(user)
             work.publish(Change(ChangeKind.USER_CHANGED, str(user.id)))
+        self._audit.record(EventType.USER_DELETED, "success", details={"user": user.login})
 
     async def ensure_initial_admin(self, password: str | None) -> str | None:
         """Create user ``admin`` if there are no users at all.

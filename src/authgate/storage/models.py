@@ -149,6 +149,8 @@ class ApiKey(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_used_ip: Mapped[str | None] = mapped_column(String(45))
+    # Optional per-key rate limit in the `limits` notation, e.g. "100/minute"; None: none.
+    rate_limit: Mapped[str | None] = mapped_column(String(64))
 
 
 class ApiKeyUsage(Base):
@@ -176,3 +178,105 @@ class ApiKeyUsage(Base):
     user_agent: Mapped[str | None] = mapped_column(String(512))
     latency_ms: Mapped[float] = mapped_column(Float)
     failure_reason: Mapped[str | None] = mapped_column(String(64))
+
+
+class AuditEvent(Base):
+    """One security event. Append-only and hash-chained: ``hash`` covers the record's
+    content and the previous record's hash, so editing or deleting a row is detectable.
+    Never a secret, password, token, key or request body."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        Index("ix_audit_events_occurred_at", "occurred_at"),
+        Index("ix_audit_events_type_time", "event_type", "occurred_at"),
+        Index("ix_audit_events_key_ip", "api_key_id", "client_ip"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(BigIntKey, primary_key=True, autoincrement=True)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    event_type: Mapped[str] = mapped_column(String(40))
+    outcome: Mapped[str] = mapped_column(String(10))  # success | failure
+    actor_login: Mapped[str | None] = mapped_column(String(254))
+    actor_user_id: Mapped[int | None] = mapped_column(BigInteger)
+    api_key_id: Mapped[int | None] = mapped_column(BigInteger)
+    api_key_name: Mapped[str | None] = mapped_column(String(100))
+    client_ip: Mapped[str | None] = mapped_column(String(45))
+    user_agent: Mapped[str | None] = mapped_column(String(512))
+    request_path: Mapped[str | None] = mapped_column(String(2048))
+    reason: Mapped[str | None] = mapped_column(String(64))
+    correlation_id: Mapped[str | None] = mapped_column(String(64))
+    details: Mapped[str | None] = mapped_column(Text)  # small JSON object, no secrets
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditChainHead(Base):
+    """The chain's last hash, one row: appends lock it, so nodes never fork the chain."""
+
+    __tablename__ = "audit_chain_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last_id: Mapped[int] = mapped_column(BigInteger)
+    last_hash: Mapped[str] = mapped_column(String(64))
+
+
+class ThrottleWindow(Base):
+    """A failure counter for brute-force protection, in the database backend: one row
+    per (subject, window start). Redis replaces this table when configured."""
+
+    __tablename__ = "throttle_windows"
+    __table_args__ = (Index("ix_throttle_windows_expires_at", "expires_at"),)
+
+    subject: Mapped[str] = mapped_column(String(320), primary_key=True)
+    window_start: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # POSIX seconds
+    count: Mapped[int] = mapped_column(Integer)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ThrottleBlock(Base):
+    """A subject (IP, account, account+IP pair) refused until ``blocked_until``."""
+
+    __tablename__ = "throttle_blocks"
+    __table_args__ = (Index("ix_throttle_blocks_blocked_until", "blocked_until"),)
+
+    subject: Mapped[str] = mapped_column(String(320), primary_key=True)
+    blocked_until: Mapped[datetime] = mapped_column(UTCDateTime)
+    strikes: Mapped[int] = mapped_column(Integer)  # consecutive blocks: doubles the delay
+
+
+class AlertRule(Base):
+    __tablename__ = "alert_rules"
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    id: Mapped[int] = mapped_column(BigIntKey, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    threshold: Mapped[int] = mapped_column(Integer)
+    window_seconds: Mapped[int] = mapped_column(Integer)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    severity: Mapped[str] = mapped_column(String(10))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class FiredAlert(Base):
+    """An alert that fired; unique per (rule, subject, window) so nodes never duplicate."""
+
+    __tablename__ = "fired_alerts"
+    __table_args__ = (
+        Index("uq_fired_alerts_dedupe", "rule_key", "subject", "window_start", unique=True),
+        Index("ix_fired_alerts_fired_at", "fired_at"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(BigIntKey, primary_key=True, autoincrement=True)
+    rule_key: Mapped[str] = mapped_column(String(120))  # rule id or built-in job name
+    rule_name: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(40))
+    severity: Mapped[str] = mapped_column(String(10))
+    subject: Mapped[str] = mapped_column(String(320))
+    window_start: Mapped[int] = mapped_column(BigInteger)
+    fired_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    count: Mapped[int] = mapped_column(Integer)
+    summary: Mapped[str] = mapped_column(String(500))

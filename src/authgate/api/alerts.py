@@ -1,0 +1,173 @@
+"""Alert rules and fired alerts, for administrators."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Query, Request, Response
+from pydantic import BaseModel, Field
+
+from authgate.api.access import AdminConfigurationRoute, services_of
+from authgate.api.errors import documented
+from authgate.api.schemas import StrictBody
+from authgate.services.alert_rules import KINDS, NAME_MAX_LENGTH, RuleSpec, RuleView
+
+router = APIRouter(tags=["alerts"], route_class=AdminConfigurationRoute)
+
+RuleIdPath = Annotated[int, Path(ge=1, le=2**63 - 1)]
+Severity = Literal["low", "medium", "high", "critical"]
+
+
+class AlertRuleBody(StrictBody):
+    name: Annotated[str, Field(max_length=NAME_MAX_LENGTH, examples=["Failed logins"])]
+    kind: Annotated[str, Field(max_length=40, description="One of: " + ", ".join(KINDS))]
+    threshold: Annotated[int, Field(ge=-(2**31), le=2**31 - 1)] = 1
+    windowSeconds: Annotated[int, Field(ge=-(2**31), le=2**31 - 1)] = 300
+    severity: Annotated[str, Field(max_length=10)] = "medium"
+    enabled: bool = True
+
+    def spec(self) -> RuleSpec:
+        return RuleSpec(
+            name=self.name,
+            kind=self.kind,
+            threshold=self.threshold,
+            window_seconds=self.windowSeconds,
+            severity=self.severity,
+            enabled=self.enabled,
+        )
+
+
+class AlertRuleDTO(BaseModel):
+    id: int
+    name: str
+    kind: str
+    threshold: int
+    windowSeconds: int
+    severity: Severity
+    enabled: bool
+    createdAt: datetime
+    updatedAt: datetime
+
+    @classmethod
+    def of(cls, rule: RuleView) -> AlertRuleDTO:
+        return cls(
+            id=rule.id,
+            name=rule.name,
+            kind=rule.kind,
+            threshold=rule.threshold,
+            windowSeconds=rule.window_seconds,
+            severity=rule.severity,
+            enabled=rule.enabled,
+            createdAt=rule.created_at,
+            updatedAt=rule.updated_at,
+        )
+
+
+class FiredAlertDTO(BaseModel):
+    id: int
+    rule: str
+    kind: str
+    severity: str
+    subject: str
+    count: int
+    firedAt: datetime
+    summary: str
+
+
+class SinkTestResult(BaseModel):
+    queued: int = Field(description="Sinks the test alert was handed to.")
+
+
+@router.get(
+    "/api/alert-rules",
+    summary="All alert rules",
+    response_model=list[AlertRuleDTO],
+    responses=documented(401, 403),
+)
+async def list_alert_rules(request: Request) -> list[AlertRuleDTO]:
+    return [AlertRuleDTO.of(rule) for rule in await services_of(request).alert_rules.list()]
+
+
+@router.post(
+    "/api/alert-rules",
+    summary="Create an alert rule",
+    status_code=201,
+    response_model=AlertRuleDTO,
+    responses=documented(401, 403, 409, 413, 422),
+)
+async def create_alert_rule(body: AlertRuleBody, request: Request) -> AlertRuleDTO:
+    return AlertRuleDTO.of(await services_of(request).alert_rules.create(body.spec()))
+
+
+@router.get(
+    "/api/alert-rules/{rule_id}",
+    summary="One alert rule",
+    response_model=AlertRuleDTO,
+    responses=documented(401, 403, 404, 422),
+)
+async def get_alert_rule(rule_id: RuleIdPath, request: Request) -> AlertRuleDTO:
+    return AlertRuleDTO.of(await services_of(request).alert_rules.get(rule_id))
+
+
+@router.put(
+    "/api/alert-rules/{rule_id}",
+    summary="Replace an alert rule",
+    response_model=AlertRuleDTO,
+    responses=documented(401, 403, 404, 409, 413, 422),
+)
+async def update_alert_rule(
+    rule_id: RuleIdPath, body: AlertRuleBody, request: Request
+) -> AlertRuleDTO:
+    return AlertRuleDTO.of(await services_of(request).alert_rules.update(rule_id, body.spec()))
+
+
+@router.delete(
+    "/api/alert-rules/{rule_id}",
+    summary="Delete an alert rule",
+    status_code=204,
+    response_class=Response,
+    responses=documented(401, 403, 404, 422),
+)
+async def delete_alert_rule(rule_id: RuleIdPath, request: Request) -> Response:
+    await services_of(request).alert_rules.delete(rule_id)
+    return Response(status_code=204)
+
+
+@router.get(
+    "/api/alerts",
+    summary="Fired alerts, newest first",
+    response_model=list[FiredAlertDTO],
+    responses=documented(401, 403, 422),
+)
+async def list_fired_alerts(
+    request: Request,
+    response: Response,
+    page: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    size: Annotated[int, Query(ge=1, le=1000)] = 50,
+) -> list[FiredAlertDTO]:
+    fired = await services_of(request).alerts.recent(page=page, size=size)
+    response.headers["X-Total-Count"] = str(fired.total)
+    return [
+        FiredAlertDTO(
+            id=alert.id,
+            rule=alert.rule_name,
+            kind=alert.kind,
+            severity=alert.severity,
+            subject=alert.subject,
+            count=alert.count,
+            firedAt=alert.fired_at,
+            summary=alert.summary,
+        )
+        for alert in fired.items
+    ]
+
+
+@router.post(
+    "/api/alert-sinks/test",
+    summary="Send a test alert to every configured sink",
+    response_model=SinkTestResult,
+    responses=documented(401, 403),
+)
+async def test_alert_sinks(request: Request) -> SinkTestResult:
+    return SinkTestResult(queued=services_of(request).alerts.send_test())

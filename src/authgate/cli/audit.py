@@ -1,0 +1,112 @@
+"""``authgate audit ...``: the audit trail from the server's command line."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+
+from authgate.cli.console import (
+    ConfigOption,
+    err,
+    friendly_errors,
+    load_settings,
+    out,
+    with_services,
+)
+from authgate.container import Services
+from authgate.services.audit import AuditEntry
+from authgate.services.audit_export import as_csv, as_json_lines
+from authgate.storage.audit_repository import AuditFilter
+from authgate.storage.paging import PageRequest, SortOrder
+
+audit_app = typer.Typer(help="Read, export and verify the audit trail.", no_args_is_help=True)
+
+
+@audit_app.command("verify")
+def audit_verify(config: ConfigOption = None) -> None:
+    """Check the hash chain; report the first record that does not fit (exit code 1)."""
+    with friendly_errors():
+        result = with_services(load_settings(config), lambda services: services.audit.verify())
+    if result.intact:
+        out.print(f"audit chain intact: {result.checked} records verified")
+        return
+    err.print(
+        f"[red]audit chain broken[/red] at record {result.first_broken_id}: {result.problem} "
+        f"({result.checked} records verified before it)"
+    )
+    raise typer.Exit(1)
+
+
+@audit_app.command("tail")
+def audit_tail(
+    lines: Annotated[int, typer.Option("-n", "--lines", help="How many recent records.")] = 20,
+    follow: Annotated[bool, typer.Option("-f", "--follow", help="Keep printing new ones.")] = False,
+    event_type: Annotated[
+        list[str] | None, typer.Option("--type", help="Only these event types (repeat).")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Print the latest records; with --follow, new ones as they are written (Ctrl-C ends)."""
+    where = AuditFilter(event_types=tuple(event_type or ()))
+
+    async def tail(services: Services) -> None:
+        newest_first = PageRequest(page=0, size=lines, sort=(SortOrder("id", descending=True),))
+        page = await services.audit.search(where, newest_first)
+        latest = 0
+        for entry in reversed(page.items):
+            _print(entry)
+            latest = entry.id
+        while follow:
+            await asyncio.sleep(1.0)
+            async for entry in services.audit.stream(where, after=latest):
+                _print(entry)
+                latest = entry.id
+
+    with friendly_errors(), contextlib.suppress(KeyboardInterrupt):
+        with_services(load_settings(config), tail)
+
+
+@audit_app.command("export")
+def audit_export(
+    output_format: Annotated[
+        str, typer.Option("--format", help="csv, or json for JSON Lines.")
+    ] = "csv",
+    since: Annotated[datetime | None, typer.Option(help="From this time (ISO 8601, UTC).")] = None,
+    until: Annotated[
+        datetime | None, typer.Option(help="Before this time (ISO 8601, UTC).")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Write every matching record, oldest first, to standard output."""
+    if output_format not in ("csv", "json"):
+        err.print("[red]error:[/red] --format is csv or json")
+        raise typer.Exit(1)
+    where = AuditFilter(since=_utc(since), until=_utc(until))
+
+    async def export(services: Services) -> None:
+        entries = services.audit.stream(where)
+        chunks = as_csv(entries) if output_format == "csv" else as_json_lines(entries)
+        async for chunk in chunks:
+            sys.stdout.write(chunk)
+        sys.stdout.flush()
+
+    with friendly_errors():
+        with_services(load_settings(config), export)
+
+
+def _print(entry: AuditEntry) -> None:
+    who = entry.actor_login or (f"key {entry.api_key_name}" if entry.api_key_name else "-")
+    out.print(
+        f"{entry.occurred_at:%Y-%m-%d %H:%M:%S} {entry.event_type:<24} {entry.outcome:<7} "
+        f"{who} {entry.client_ip or '-'} {entry.reason or ''}".rstrip(),
+        highlight=False,
+    )
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment

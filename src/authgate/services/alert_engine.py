@@ -1,0 +1,330 @@
+"""Evaluating alert rules against the audit trail, and API key expiry reminders.
+
+The audit trail is the event stream: every node reads new audit records (by id, once
+a second) and, for each enabled rule whose events appear, counts the events of the
+rule's subject over its window with one indexed query. A rule that reaches its
+threshold fires once per (rule, subject, window): the fired alert is inserted under a
+unique constraint, so when several nodes evaluate the same events only the node whose
+insert succeeds records ``ALERT_FIRED`` and hands the alert to the sinks.
+
+Latency from the event to the sinks: the audit flush (1 s) plus this poll (1 s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Final
+
+from authgate.clock import Clock
+from authgate.services.alert_dispatch import AlertDispatcher
+from authgate.services.alert_rules import KINDS, RuleView, Severity
+from authgate.services.alert_sinks import Alert
+from authgate.services.audit import AuditLog, EventType
+from authgate.storage.alert_repository import AlertRepository
+from authgate.storage.db import Database
+from authgate.storage.models import AuditEvent, FiredAlert
+from authgate.storage.paging import Page, PageRequest
+
+log = logging.getLogger(__name__)
+
+EXPIRY_STAGES: Final = (14, 3, 0)  # days before expiry when the owner/admins are told
+REMINDER_INTERVAL_SECONDS: Final = 3600.0
+_BATCH = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class FiredAlertView:
+    id: int
+    rule_name: str
+    kind: str
+    severity: str
+    subject: str
+    count: int
+    fired_at: datetime
+    summary: str
+
+
+class AlertEngine:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        clock: Clock,
+        audit: AuditLog,
+        dispatcher: AlertDispatcher,
+        poll_interval: float = 1.0,
+    ) -> None:
+        self._db = db
+        self._clock = clock
+        self._audit = audit
+        self._dispatcher = dispatcher
+        self._poll_interval = poll_interval
+        self._cursor = 0
+        self._last_reminders = 0.0
+
+    async def start_from_now(self) -> None:
+        async with self._db.session() as session:
+            self._cursor = await AlertRepository(session).last_event_id()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        failing = False
+        while not stop.is_set():
+            try:
+                await self.evaluate_new_events()
+                if self._clock().timestamp() - self._last_reminders >= REMINDER_INTERVAL_SECONDS:
+                    await self.expiry_reminders()
+                failing = False
+            except Exception as error:  # noqa: BLE001 - retried at the next tick
+                if not failing:
+                    log.warning("alert evaluation failed: %s", type(error).__name__)
+                failing = True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self._poll_interval)
+
+    async def recent(self, *, page: int, size: int) -> Page[FiredAlertView]:
+        """Fired alerts, newest first."""
+        async with self._db.session() as session:
+            repository = AlertRepository(session)
+            total = await repository.count_fired()
+            rows = await repository.fired(limit=size, offset=page * size)
+        items = [
+            FiredAlertView(
+                id=row.id,
+                rule_name=row.rule_name,
+                kind=row.kind,
+                severity=row.severity,
+                subject=row.subject,
+                count=row.count,
+                fired_at=row.fired_at,
+                summary=row.summary,
+            )
+            for row in rows
+        ]
+        return Page(items=items, total=total, request=PageRequest(page=page, size=size))
+
+    def send_test(self) -> int:
+        """Queue a test alert to every sink; returns how many sinks it went to."""
+        self._dispatcher.submit(
+            Alert(
+                id=0,
+                rule_name="Test alert",
+                kind="test",
+                severity="low",
+                subject="test",
+                count=1,
+                window_seconds=0,
+                fired_at=self._clock(),
+                summary="A test alert sent by an administrator; no action is needed.",
+            )
+        )
+        return len(self._dispatcher.stats)
+
+    async def evaluate_new_events(self) -> int:
+        """Evaluate the rules against audit records written since the last call."""
+        async with self._db.session() as session:
+            repository = AlertRepository(session)
+            rules = [RuleView.of(rule) for rule in await repository.rules() if rule.enabled]
+            events = await repository.events_after(self._cursor, limit=_BATCH)
+        if not events:
+            return 0
+        self._cursor = events[-1].id
+        fired = 0
+        for rule in rules:
+            types = KINDS.get(rule.kind, ())
+            matching = [event for event in events if event.event_type in types]
+            if matching:
+                fired += await self._evaluate(rule, matching)
+        return fired
+
+    async def expiry_reminders(self) -> int:
+        """Once per stage (14, 3 and 0 days before expiry) per key, an alert."""
+        self._last_reminders = self._clock().timestamp()
+        now = self._clock()
+        fired = 0
+        async with self._db.session() as session:
+            repository = AlertRepository(session)
+            # 14: expiring in 3 to 14 days; 3: in the next 3 days; 0: expired in the last day.
+            ranges = {14: (3, 14), 3: (0, 3), 0: (-1, 0)}
+            due = {
+                stage: await repository.keys_expiring_between(
+                    now + timedelta(days=ranges[stage][0]), now + timedelta(days=ranges[stage][1])
+                )
+                for stage in EXPIRY_STAGES
+            }
+        for stage, keys in due.items():
+            for key in keys:
+                expired = stage == 0
+                if await self._fire(
+                    rule_key=f"api_key_expiry:{stage}d",
+                    rule_name="API key expired" if expired else f"API key expires in {stage} days",
+                    kind="api_key_expiry",
+                    severity="high" if stage <= 3 else "medium",
+                    subject=f"key:{key.id}",
+                    window_start=0,
+                    window_seconds=0,
+                    count=1,
+                    summary=f"API key {key.id} ({key.name}) of user {key.user_id} "
+                    + ("has expired" if expired else f"expires at {key.expires_at:%Y-%m-%d %H:%M}"),
+                ):
+                    fired += 1
+                    self._audit.record(
+                        EventType.API_KEY_EXPIRED if expired else EventType.API_KEY_EXPIRING,
+                        "success",
+                        details={"keyId": key.id, "name": key.name, "stageDays": stage},
+                    )
+        return fired
+
+    async def _evaluate(self, rule: RuleView, events: list[AuditEvent]) -> int:
+        fired = 0
+        for subject, event in _latest_per_subject(rule.kind, events):
+            count = await self._count(rule, event)
+            if count < rule.threshold:
+                continue
+            window = rule.window_seconds
+            start = int(event.occurred_at.timestamp() // window * window)
+            if await self._fire(
+                rule_key=f"rule:{rule.id}",
+                rule_name=rule.name,
+                kind=rule.kind,
+                severity=rule.severity,
+                subject=subject,
+                window_start=start,
+                window_seconds=window,
+                count=count,
+                summary=_summary(rule, subject, count),
+            ):
+                fired += 1
+        return fired
+
+    async def _count(self, rule: RuleView, event: AuditEvent) -> int:
+        """Events of the rule's kind for the event's subject within the window before it."""
+        window = timedelta(seconds=rule.window_seconds)
+        async with self._db.session() as session:
+            repository = AlertRepository(session)
+            if rule.kind in ("key_new_ip", "key_after_inactivity"):
+                return await self._single_event_count(repository, rule, event, window)
+            by_account = rule.kind in ("failed_logins_per_account", "admin_actions")
+            by_ip = rule.kind in ("failed_logins_per_ip", "failed_key_uses_per_ip")
+            return await repository.count_events(
+                KINDS[rule.kind],
+                since=event.occurred_at - window,
+                until=event.occurred_at,
+                actor_login=event.actor_login if by_account else None,
+                client_ip=event.client_ip if by_ip else None,
+                api_key_id=event.api_key_id if rule.kind == "failed_key_uses_per_key" else None,
+            )
+
+    @staticmethod
+    async def _single_event_count(
+        repository: AlertRepository, rule: RuleView, event: AuditEvent, window: timedelta
+    ) -> int:
+        if event.api_key_id is None:
+            return 0
+        if rule.kind == "key_new_ip":
+            seen = await repository.previous_key_success(
+                event.api_key_id, before_id=event.id, client_ip=event.client_ip
+            )
+            return 1 if seen is None else 0
+        previous = await repository.previous_key_success(event.api_key_id, before_id=event.id)
+        idle = previous is not None and event.occurred_at - previous.occurred_at >= window
+        return 1 if idle else 0
+
+    async def _fire(
+        self,
+        *,
+        rule_key: str,
+        rule_name: str,
+        kind: str,
+        severity: Severity,
+        subject: str,
+        window_start: int,
+        window_seconds: int,
+        count: int,
+        summary: str,
+    ) -> bool:
+        now = self._clock()
+        fired = FiredAlert(
+            rule_key=rule_key,
+            rule_name=rule_name,
+            kind=kind,
+            severity=severity,
+            subject=subject[:320],
+            window_start=window_start,
+            fired_at=now,
+            count=count,
+            summary=summary[:500],
+        )
+        async with self._db.transaction() as session:
+            if not await AlertRepository(session).record_fired(fired):
+                return False  # this rule already fired for this subject and window
+        self._audit.record(
+            EventType.ALERT_FIRED,
+            "success",
+            reason=kind,
+            details={"rule": rule_name, "subject": subject, "count": count, "alertId": fired.id},
+        )
+        self._dispatcher.submit(
+            Alert(
+                id=fired.id,
+                rule_name=rule_name,
+                kind=kind,
+                severity=severity,
+                subject=subject,
+                count=count,
+                window_seconds=window_seconds,
+                fired_at=now,
+                summary=summary,
+            )
+        )
+        return True
+
+
+def _latest_per_subject(kind: str, events: Iterable[AuditEvent]) -> list[tuple[str, AuditEvent]]:
+    latest: dict[str, AuditEvent] = {}
+    for event in events:
+        subject = _subject(kind, event)
+        if subject is not None:
+            if kind in ("key_new_ip", "key_after_inactivity"):
+                latest.setdefault(subject, event)  # the first use is the one that matters
+            else:
+                latest[subject] = event
+    return list(latest.items())
+
+
+def _subject(kind: str, event: AuditEvent) -> str | None:
+    if kind == "failed_logins_per_account":
+        return event.actor_login and f"account:{event.actor_login}"
+    if kind in ("failed_logins_per_ip", "failed_key_uses_per_ip"):
+        return event.client_ip and f"ip:{event.client_ip}"
+    if kind == "failed_key_uses_per_key":
+        return None if event.api_key_id is None else f"key:{event.api_key_id}"
+    if kind == "key_new_ip":
+        if event.api_key_id is None:
+            return None
+        return f"key:{event.api_key_id}|ip:{event.client_ip}"
+    if kind == "key_after_inactivity":
+        return None if event.api_key_id is None else f"key:{event.api_key_id}"
+    if kind == "admin_actions":
+        return f"actor:{event.actor_login}"
+    return "*"
+
+
+def _summary(rule: RuleView, subject: str, count: int) -> str:
+    window = _duration(rule.window_seconds)
+    if rule.kind == "key_new_ip":
+        return f"API key used from a new address ({subject})"
+    if rule.kind == "key_after_inactivity":
+        return f"API key used after more than {window} without use ({subject})"
+    return f"{rule.name}: {count} events in {window} ({subject})"
+
+
+def _duration(seconds: int) -> str:
+    for unit, size in (("days", 86_400), ("hours", 3600), ("minutes", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} seconds"

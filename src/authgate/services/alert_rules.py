@@ -1,0 +1,244 @@
+"""Alert rules: what to watch for, validated when they are set, never at alert time.
+
+A rule is a kind (what it counts), a threshold, a sliding window and a severity. Kinds:
+
+==============================  ===========================================  ============
+kind                            counts                                       per
+==============================  ===========================================  ============
+failed_logins_per_account       failed logins                                account
+failed_logins_per_ip            failed logins                                address
+failed_logins_global            failed logins (password spraying)            everything
+failed_key_uses_per_key         refused requests with a genuine key          API key
+failed_key_uses_per_ip          refused API-key requests                     address
+key_new_ip                      an accepted key use from an address never    key+address
+                                seen for that key (threshold: always 1)
+key_after_inactivity            an accepted key use after ``window`` idle    API key
+lockouts                        accounts/addresses locked or blocked         everything
+admin_actions                   user, password and alert-rule changes        actor
+==============================  ===========================================  ============
+
+Each fires at most once per rule, subject and window (deduplicated in the database,
+so several nodes never send the same alert twice) and is written to the audit trail.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final, Literal
+
+from sqlalchemy.exc import IntegrityError
+
+from authgate.clock import Clock
+from authgate.exceptions import Conflict, FieldError, NotFound, ValidationFailed
+from authgate.services.audit import AuditLog, EventType
+from authgate.storage.alert_repository import AlertRepository
+from authgate.storage.db import Database
+from authgate.storage.models import AlertRule
+
+Severity = Literal["low", "medium", "high", "critical"]
+SEVERITIES: Final = ("low", "medium", "high", "critical")
+
+# kind -> the audit event types it counts
+KINDS: Final[dict[str, tuple[str, ...]]] = {
+    "failed_logins_per_account": (EventType.AUTH_FAILURE.value,),
+    "failed_logins_per_ip": (EventType.AUTH_FAILURE.value,),
+    "failed_logins_global": (EventType.AUTH_FAILURE.value,),
+    "failed_key_uses_per_key": (EventType.API_KEY_ACCESS_FAILURE.value,),
+    "failed_key_uses_per_ip": (EventType.API_KEY_ACCESS_FAILURE.value,),
+    "key_new_ip": (EventType.API_KEY_ACCESS_SUCCESS.value,),
+    "key_after_inactivity": (EventType.API_KEY_ACCESS_SUCCESS.value,),
+    "lockouts": (EventType.AUTH_LOCKOUT.value, EventType.IP_BLOCKED.value),
+    "admin_actions": (
+        EventType.USER_CREATED.value,
+        EventType.USER_UPDATED.value,
+        EventType.USER_DEACTIVATED.value,
+        EventType.USER_DELETED.value,
+        EventType.PASSWORD_RESET.value,
+        EventType.ALERT_RULE_CHANGED.value,
+    ),
+}
+SINGLE_EVENT_KINDS: Final = frozenset({"key_new_ip", "key_after_inactivity"})
+MAX_WINDOW_SECONDS: Final = 366 * 86_400
+NAME_MAX_LENGTH: Final = 100
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RuleSpec:
+    name: str
+    kind: str
+    threshold: int
+    window_seconds: int
+    severity: str = "medium"
+    enabled: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class RuleView:
+    id: int
+    name: str
+    kind: str
+    threshold: int
+    window_seconds: int
+    severity: Severity
+    enabled: bool
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, rule: AlertRule) -> RuleView:
+        severity: Severity = rule.severity if rule.severity in SEVERITIES else "medium"  # type: ignore[assignment]
+        return cls(
+            id=rule.id,
+            name=rule.name,
+            kind=rule.kind,
+            threshold=rule.threshold,
+            window_seconds=rule.window_seconds,
+            severity=severity,
+            enabled=rule.enabled,
+            created_at=rule.created_at,
+            updated_at=rule.updated_at,
+        )
+
+
+DEFAULT_RULES: Final = (
+    RuleSpec(name="Failed logins for one account", kind="failed_logins_per_account",
+             threshold=5, window_seconds=300, severity="high"),
+    RuleSpec(name="Failed logins from one address", kind="failed_logins_per_ip",
+             threshold=10, window_seconds=600, severity="high"),
+    RuleSpec(name="Password spraying", kind="failed_logins_global",
+             threshold=50, window_seconds=300, severity="critical"),
+    RuleSpec(name="Invalid API keys from one address", kind="failed_key_uses_per_ip",
+             threshold=20, window_seconds=60, severity="high"),
+    RuleSpec(name="Refused uses of one API key", kind="failed_key_uses_per_key",
+             threshold=10, window_seconds=300, severity="medium"),
+    RuleSpec(name="API key used from a new address", kind="key_new_ip",
+             threshold=1, window_seconds=86_400, severity="medium"),
+    RuleSpec(name="API key used after 30 idle days", kind="key_after_inactivity",
+             threshold=1, window_seconds=30 * 86_400, severity="low"),
+    RuleSpec(name="Lockouts", kind="lockouts", threshold=1, window_seconds=300, severity="high"),
+    RuleSpec(name="Administrative actions", kind="admin_actions",
+             threshold=1, window_seconds=60, severity="low"),
+)  # fmt: skip
+
+
+def validate(spec: RuleSpec) -> None:
+    """Raise ``ValidationFailed`` listing every problem of ``spec``."""
+    errors: list[FieldError] = []
+    if not spec.name.strip():
+        errors.append(FieldError("name", "Name is required."))
+    elif len(spec.name) > NAME_MAX_LENGTH:
+        errors.append(FieldError("name", f"Name must be at most {NAME_MAX_LENGTH} characters."))
+    if spec.kind not in KINDS:
+        errors.append(FieldError("kind", "Unknown kind; use one of " + ", ".join(KINDS) + "."))
+    if spec.threshold < 1:
+        errors.append(FieldError("threshold", "The threshold must be at least 1."))
+    if not 1 <= spec.window_seconds <= MAX_WINDOW_SECONDS:
+        errors.append(
+            FieldError("windowSeconds", "The window must be between 1 second and 366 days.")
+        )
+    if spec.severity not in SEVERITIES:
+        errors.append(FieldError("severity", "Severity is low, medium, high or critical."))
+    if errors:
+        raise ValidationFailed(errors[0].message, field_errors=errors)
+
+
+class AlertRules:
+    def __init__(self, *, db: Database, clock: Clock, audit: AuditLog) -> None:
+        self._db = db
+        self._clock = clock
+        self._audit = audit
+
+    async def list(self) -> list[RuleView]:
+        async with self._db.session() as session:
+            return [RuleView.of(rule) for rule in await AlertRepository(session).rules()]
+
+    async def get(self, rule_id: int) -> RuleView:
+        async with self._db.session() as session:
+            rule = await AlertRepository(session).rule(rule_id)
+        if rule is None:
+            raise NotFound("Alert rule not found", reason="alert_rule_not_found")
+        return RuleView.of(rule)
+
+    async def create(self, spec: RuleSpec) -> RuleView:
+        validate(spec)
+        now = self._clock()
+        rule = AlertRule(
+            name=spec.name.strip(),
+            kind=spec.kind,
+            threshold=1 if spec.kind in SINGLE_EVENT_KINDS else spec.threshold,
+            window_seconds=spec.window_seconds,
+            severity=spec.severity,
+            enabled=spec.enabled,
+            created_at=now,
+            updated_at=now,
+        )
+        try:
+            async with self._db.transaction() as session:
+                repository = AlertRepository(session)
+                if await repository.rule_named(rule.name) is not None:
+                    raise _name_taken()
+                repository.add_rule(rule)
+                await repository.flush()
+        except IntegrityError:
+            raise _name_taken() from None
+        self._changed("created", rule)
+        return RuleView.of(rule)
+
+    async def update(self, rule_id: int, spec: RuleSpec) -> RuleView:
+        validate(spec)
+        try:
+            async with self._db.transaction() as session:
+                repository = AlertRepository(session)
+                rule = await repository.rule(rule_id)
+                if rule is None:
+                    raise NotFound("Alert rule not found", reason="alert_rule_not_found")
+                other = await repository.rule_named(spec.name.strip())
+                if other is not None and other.id != rule_id:
+                    raise _name_taken()
+                rule.name = spec.name.strip()
+                rule.kind = spec.kind
+                rule.threshold = 1 if spec.kind in SINGLE_EVENT_KINDS else spec.threshold
+                rule.window_seconds = spec.window_seconds
+                rule.severity = spec.severity
+                rule.enabled = spec.enabled
+                rule.updated_at = self._clock()
+        except IntegrityError:
+            raise _name_taken() from None
+        self._changed("updated", rule)
+        return RuleView.of(rule)
+
+    async def delete(self, rule_id: int) -> None:
+        async with self._db.transaction() as session:
+            repository = AlertRepository(session)
+            rule = await repository.rule(rule_id)
+            if rule is None:
+                raise NotFound("Alert rule not found", reason="alert_rule_not_found")
+            await repository.delete_rule(rule)
+        self._changed("deleted", rule)
+
+    async def install_defaults(self, configured: tuple[RuleSpec, ...] = ()) -> None:
+        """On an empty rule table, the defaults; rules from the settings are upserted
+        by name at every start."""
+        async with self._db.session() as session:
+            existing = {rule.name: rule.id for rule in await AlertRepository(session).rules()}
+        if not existing:
+            for spec in DEFAULT_RULES:
+                if spec.name not in {c.name for c in configured}:
+                    await self.create(spec)
+        for spec in configured:
+            if spec.name in existing:
+                await self.update(existing[spec.name], spec)
+            else:
+                await self.create(spec)
+
+    def _changed(self, action: str, rule: AlertRule) -> None:
+        self._audit.record(
+            EventType.ALERT_RULE_CHANGED,
+            "success",
+            details={"action": action, "rule": rule.name, "kind": rule.kind},
+        )
+
+
+def _name_taken() -> Conflict:
+    return Conflict("An alert rule with this name already exists.", reason="alert_rule_exists")

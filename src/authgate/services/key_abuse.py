@@ -1,0 +1,108 @@
+"""Throttling client addresses that try many bad API keys.
+
+``key_ip_max_failures`` refused keys from one address within ``key_ip_window`` seconds
+block that address for API-key authentication for ``key_ip_block`` seconds (429). The
+check on every key request is a dictionary lookup in memory: blocks are counted in the
+shared throttle store (database or Redis) on the failure path only, and announced to
+every worker and node through the change feed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from authgate.clock import Clock
+from authgate.exceptions import Throttled
+from authgate.security.networks import IPAddress, parse_address
+from authgate.services.audit import AuditLog, EventType
+from authgate.services.changes import Change, ChangeFeed, ChangeKind
+from authgate.services.throttle_store import ThrottleStore
+
+_PREFIX = "keyip:"
+_MAX_BLOCKED = 100_000  # bounded: past this, expired entries are dropped first
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeyAbuseLimits:
+    max_failures: int = 20
+    window: int = 60
+    block_seconds: int = 600
+
+
+class KeyAbuseGuard:
+    def __init__(
+        self,
+        *,
+        store: ThrottleStore,
+        feed: ChangeFeed,
+        limits: KeyAbuseLimits,
+        clock: Clock,
+        audit: AuditLog,
+    ) -> None:
+        self._store = store
+        self._feed = feed
+        self._limits = limits
+        self._clock = clock
+        self._audit = audit
+        self._blocked: dict[IPAddress, float] = {}  # address -> POSIX time the block ends
+        feed.subscribe(self._on_change)
+
+    async def load(self) -> None:
+        """Blocks already in force (at start-up)."""
+        now = self._clock().timestamp()
+        for subject, until in (await self._store.active_blocks(_PREFIX, now)).items():
+            address = parse_address(subject[len(_PREFIX) :])
+            if address is not None:
+                self._blocked[address] = until
+
+    def check(self, address: IPAddress | None, now: float) -> None:
+        """Raise ``Throttled`` if the address is blocked (the hot path: memory only)."""
+        if address is None:
+            return
+        until = self._blocked.get(address)
+        if until is not None and until > now:
+            raise Throttled(
+                "Too many invalid API keys from this address",
+                retry_after=int(until - now) + 1,
+                reason="ip_blocked_for_keys",
+            )
+
+    async def failed(self, address: IPAddress | None) -> None:
+        """Count a refused key from ``address``; block the address past the threshold."""
+        if address is None:
+            return
+        limits = self._limits
+        now = self._clock().timestamp()
+        subject = f"{_PREFIX}{address}"
+        failures = await self._store.add_failure(subject, window=limits.window, now=now)
+        if failures < limits.max_failures or self._blocked.get(address, 0) > now:
+            return
+        until = now + limits.block_seconds
+        self._blocked[address] = until
+        await self._store.block(subject, until=until, strikes=1, now=now)
+        async with self._feed.unit_of_work() as work:
+            work.publish(Change(ChangeKind.CLIENT_BLOCKED, f"{address}|{until}"))
+        self._audit.record(
+            EventType.IP_BLOCKED,
+            "failure",
+            reason="too_many_invalid_keys",
+            details={"address": str(address), "blockedSeconds": limits.block_seconds},
+        )
+
+    def blocked_count(self) -> int:
+        return len(self._blocked)
+
+    def _on_change(self, change: Change) -> None:
+        if change.kind is not ChangeKind.CLIENT_BLOCKED:
+            return
+        text, _, until = change.subject.rpartition("|")
+        address = parse_address(text)
+        try:
+            ends = float(until)
+        except ValueError:
+            return
+        if address is not None:
+            self._blocked[address] = ends
+        if len(self._blocked) > _MAX_BLOCKED:
+            now = self._clock().timestamp()
+            self._blocked = {a: u for a, u in self._blocked.items() if u > now}

@@ -1,0 +1,148 @@
+"""Prometheus metrics, in a registry owned by the app (two apps never share counters).
+
+Counters are derived from the audit trail as events are recorded (one listener, no
+second bookkeeping on the request path); the authentication latency histograms are
+observed by the HTTP layer; gauges are read when Prometheus scrapes, from values kept
+current in memory (key counts are refreshed in the background, never queried on a
+scrape).
+
+With several worker processes each worker has its own registry: a scrape sees the
+worker that answered it (see the README for aggregating per worker).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from authgate.storage.audit_repository import AuditRow
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+_LATENCY_BUCKETS = (
+    0.000_01,
+    0.000_025,
+    0.000_05,
+    0.000_1,
+    0.000_25,
+    0.000_5,
+    0.001,
+    0.002_5,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.5,
+)
+_HASH_BUCKETS = (0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
+
+
+@dataclass
+class Gauges:
+    """Values the collector reports at scrape time, set by whoever knows them."""
+
+    active_api_keys: int = 0
+    api_keys_expiring_14d: int = 0
+    sources: dict[str, Callable[[], dict[str, int]]] = field(default_factory=dict)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        registry = self.registry
+        self.logins = Counter(
+            "authgate_logins", "Login attempts.", ["outcome", "reason"], registry=registry
+        )
+        self.api_key_requests = Counter(
+            "authgate_api_key_requests",
+            "Requests authenticated (or refused) by API key.",
+            ["outcome", "reason"],
+            registry=registry,
+        )
+        self.token_rejections = Counter(
+            "authgate_token_rejections", "Refused bearer tokens.", ["reason"], registry=registry
+        )
+        self.lockouts = Counter(
+            "authgate_lockouts",
+            "Accounts and addresses locked or blocked.",
+            ["reason"],
+            registry=registry,
+        )
+        self.throttled = Counter(
+            "authgate_throttled_requests",
+            "Requests refused by rate limits or brute-force protection.",
+            ["reason"],
+            registry=registry,
+        )
+        self.alerts_fired = Counter(
+            "authgate_alerts_fired", "Alerts fired.", ["kind", "severity"], registry=registry
+        )
+        self.authentication_seconds = Histogram(
+            "authgate_authentication_seconds",
+            "Time to authenticate a request, by credential.",
+            ["method"],
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.password_hash_seconds = Histogram(
+            "authgate_password_hash_seconds",
+            "Time of one Argon2 hash or verification (in its thread).",
+            buckets=_HASH_BUCKETS,
+            registry=registry,
+        )
+        self.gauges = Gauges()
+        registry.register(_GaugeCollector(self.gauges))
+
+    def on_audit(self, row: AuditRow) -> None:
+        """Count an audit event (an ``AuditLog`` listener)."""
+        event, reason = row.event_type, row.reason or "none"
+        if event in ("AUTH_SUCCESS", "AUTH_FAILURE"):
+            self.logins.labels(row.outcome, reason).inc()
+        elif event in ("API_KEY_ACCESS_SUCCESS", "API_KEY_ACCESS_FAILURE"):
+            self.api_key_requests.labels(row.outcome, reason).inc()
+            if reason in ("rate_limited", "ip_blocked_for_keys"):
+                self.throttled.labels(reason).inc()
+        elif event == "TOKEN_REJECTED":
+            self.token_rejections.labels(reason).inc()
+        elif event in ("AUTH_LOCKOUT", "IP_BLOCKED"):
+            self.lockouts.labels(reason).inc()
+        elif event == "ALERT_FIRED":
+            self.alerts_fired.labels(reason, "any").inc()
+        if event == "AUTH_FAILURE" and reason in ("ip_blocked", "account_ip_blocked"):
+            self.throttled.labels(reason).inc()
+
+    def add_source(self, name: str, read: Callable[[], dict[str, int]]) -> None:
+        """Report ``read()`` (label -> value) as gauge ``authgate_<name>`` at each scrape."""
+        self.gauges.sources[name] = read
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _GaugeCollector(Collector):
+    def __init__(self, gauges: Gauges) -> None:
+        self._gauges = gauges
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        gauges = self._gauges
+        yield GaugeMetricFamily(
+            "authgate_active_api_keys", "API keys neither revoked nor expired.",
+            value=gauges.active_api_keys,
+        )  # fmt: skip
+        yield GaugeMetricFamily(
+            "authgate_api_keys_expiring_14d", "Active API keys expiring within 14 days.",
+            value=gauges.api_keys_expiring_14d,
+        )  # fmt: skip
+        for name, read in gauges.sources.items():
+            family = GaugeMetricFamily(f"authgate_{name}", f"authgate {name}.", labels=["name"])
+            for label, value in read().items():
+                family.add_metric([label], value)
+            yield family
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        return iter(())

@@ -1,0 +1,232 @@
+"""Where brute-force counters and blocks live: the database by default, Redis when
+configured, so every worker and node sees the same counts.
+
+Counting uses a sliding window approximated from two fixed windows (the current one,
+plus the previous one weighted by how much of it still overlaps), the method
+Cloudflare and `limits` use: constant memory per subject, and within a few percent of
+an exact sliding log.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from authgate.storage.db import Database
+from authgate.storage.models import ThrottleBlock, ThrottleWindow
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    until: float  # POSIX seconds
+    strikes: int  # how many times in a row the subject was blocked
+
+
+class ThrottleStore(Protocol):
+    async def add_failure(self, subject: str, *, window: int, now: float) -> float:
+        """Count one failure; return the failures within the last ``window`` seconds."""
+        ...
+
+    async def failures(self, subject: str, *, window: int, now: float) -> float: ...
+
+    async def block(self, subject: str, *, until: float, strikes: int, now: float) -> None: ...
+
+    async def get_block(self, subject: str) -> Block | None: ...
+
+    async def forget(self, *subjects: str) -> None:
+        """Drop counters and blocks of the subjects (after a success)."""
+        ...
+
+    async def reset_failures(self, subject: str) -> None:
+        """Drop the subject's counters, keeping its block."""
+        ...
+
+    async def active_blocks(self, prefix: str, now: float) -> dict[str, float]:
+        """Subjects starting with ``prefix`` blocked after ``now``, and until when."""
+        ...
+
+    async def delete_expired(self, now: float) -> int: ...
+
+
+def sliding_count(current: int, previous: int, *, window: int, now: float) -> float:
+    elapsed = (now % window) / window
+    return current + previous * (1.0 - elapsed)
+
+
+class DatabaseThrottleStore:
+    """Counters in ``throttle_windows``, blocks in ``throttle_blocks``."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def add_failure(self, subject: str, *, window: int, now: float) -> float:
+        start = int(now // window * window)
+        expires = datetime.fromtimestamp(start + 2 * window, UTC)
+        insert = pg_insert if self._db.dialect == "postgresql" else sqlite_insert
+        statement = insert(ThrottleWindow).values(
+            subject=subject, window_start=start, count=1, expires_at=expires
+        )
+        statement = statement.on_conflict_do_update(
+            index_elements=["subject", "window_start"],
+            set_={"count": ThrottleWindow.count + 1},
+        )
+        async with self._db.transaction() as session:
+            await session.execute(statement)
+        return await self.failures(subject, window=window, now=now)
+
+    async def failures(self, subject: str, *, window: int, now: float) -> float:
+        start = int(now // window * window)
+        async with self._db.session() as session:
+            rows = await session.execute(
+                select(ThrottleWindow.window_start, ThrottleWindow.count).where(
+                    ThrottleWindow.subject == subject,
+                    ThrottleWindow.window_start.in_([start, start - window]),
+                )
+            )
+            counts: dict[int, int] = {row[0]: row[1] for row in rows}
+        return sliding_count(
+            counts.get(start, 0), counts.get(start - window, 0), window=window, now=now
+        )
+
+    async def block(self, subject: str, *, until: float, strikes: int, now: float) -> None:
+        insert = pg_insert if self._db.dialect == "postgresql" else sqlite_insert
+        moment = datetime.fromtimestamp(until, UTC)
+        statement = insert(ThrottleBlock).values(
+            subject=subject, blocked_until=moment, strikes=strikes
+        )
+        statement = statement.on_conflict_do_update(
+            index_elements=["subject"], set_={"blocked_until": moment, "strikes": strikes}
+        )
+        async with self._db.transaction() as session:
+            await session.execute(statement)
+
+    async def get_block(self, subject: str) -> Block | None:
+        async with self._db.session() as session:
+            row = await session.get(ThrottleBlock, subject)
+        if row is None:
+            return None
+        return Block(until=row.blocked_until.timestamp(), strikes=row.strikes)
+
+    async def forget(self, *subjects: str) -> None:
+        async with self._db.transaction() as session:
+            await session.execute(
+                delete(ThrottleWindow).where(ThrottleWindow.subject.in_(subjects))
+            )
+            await session.execute(delete(ThrottleBlock).where(ThrottleBlock.subject.in_(subjects)))
+
+    async def active_blocks(self, prefix: str, now: float) -> dict[str, float]:
+        moment = datetime.fromtimestamp(now, UTC)
+        async with self._db.session() as session:
+            rows = await session.execute(
+                select(ThrottleBlock.subject, ThrottleBlock.blocked_until).where(
+                    ThrottleBlock.subject.startswith(prefix, autoescape=True),
+                    ThrottleBlock.blocked_until > moment,
+                )
+            )
+            return {row[0]: row[1].timestamp() for row in rows}
+
+    async def reset_failures(self, subject: str) -> None:
+        async with self._db.transaction() as session:
+            await session.execute(delete(ThrottleWindow).where(ThrottleWindow.subject == subject))
+
+    async def delete_expired(self, now: float) -> int:
+        moment = datetime.fromtimestamp(now, UTC)
+        async with self._db.transaction() as session:
+            windows = await session.execute(
+                delete(ThrottleWindow).where(ThrottleWindow.expires_at < moment)
+            )
+            # A block is kept a day past its end: its strikes double the next one.
+            blocks = await session.execute(
+                delete(ThrottleBlock).where(
+                    ThrottleBlock.blocked_until < datetime.fromtimestamp(now - 86_400, UTC)
+                )
+            )
+        return int(getattr(windows, "rowcount", 0) or 0) + int(getattr(blocks, "rowcount", 0) or 0)
+
+
+class RedisThrottleStore:
+    """The same in Redis: ``INCR`` + ``EXPIRE`` per window, a key per block."""
+
+    def __init__(self, redis: Any, *, prefix: str = "authgate:throttle:") -> None:
+        # ``redis.asyncio.Redis``; typed Any because redis is an optional extra.
+        self._redis = redis
+        self._prefix = prefix
+
+    async def add_failure(self, subject: str, *, window: int, now: float) -> float:
+        start = int(now // window * window)
+        key = f"{self._prefix}w:{subject}:{start}"
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, 2 * window)
+            pipe.get(f"{self._prefix}w:{subject}:{start - window}")
+            current, _, previous = await pipe.execute()
+        return sliding_count(int(current), int(previous or 0), window=window, now=now)
+
+    async def failures(self, subject: str, *, window: int, now: float) -> float:
+        start = int(now // window * window)
+        current, previous = await self._redis.mget(
+            f"{self._prefix}w:{subject}:{start}", f"{self._prefix}w:{subject}:{start - window}"
+        )
+        return sliding_count(int(current or 0), int(previous or 0), window=window, now=now)
+
+    async def block(self, subject: str, *, until: float, strikes: int, now: float) -> None:
+        # Kept a day past its end: its strikes double the next block.
+        ttl = max(1, math.ceil(until - now) + 86_400)
+        await self._redis.set(f"{self._prefix}b:{subject}", f"{until}:{strikes}", ex=ttl)
+
+    async def get_block(self, subject: str) -> Block | None:
+        value = await self._redis.get(f"{self._prefix}b:{subject}")
+        if value is None:
+            return None
+        until, _, strikes = (value.decode() if isinstance(value, bytes) else value).partition(":")
+        return Block(until=float(until), strikes=int(strikes))
+
+    async def forget(self, *subjects: str) -> None:
+        keys = [f"{self._prefix}b:{subject}" for subject in subjects]
+        for subject in subjects:
+            keys.extend(
+                [
+                    key
+                    async for key in self._redis.scan_iter(
+                        match=f"{self._prefix}w:{_glob_escape(subject)}:*"
+                    )
+                ]
+            )
+        if keys:
+            await self._redis.delete(*keys)
+
+    async def active_blocks(self, prefix: str, now: float) -> dict[str, float]:
+        found = {}
+        pattern = f"{self._prefix}b:{_glob_escape(prefix)}*"
+        async for key in self._redis.scan_iter(match=pattern):
+            name = key.decode() if isinstance(key, bytes) else key
+            block = await self.get_block(name[len(self._prefix) + 2 :])
+            if block is not None and block.until > now:
+                found[name[len(self._prefix) + 2 :]] = block.until
+        return found
+
+    async def reset_failures(self, subject: str) -> None:
+        keys = [
+            key
+            async for key in self._redis.scan_iter(
+                match=f"{self._prefix}w:{_glob_escape(subject)}:*"
+            )
+        ]
+        if keys:
+            await self._redis.delete(*keys)
+
+    async def delete_expired(self, now: float) -> int:
+        return 0  # Redis expires keys itself
+
+
+def _glob_escape(text: str) -> str:
+    """Subjects hold user input (typed usernames): never let it act as a glob."""
+    for special in ("\\", "*", "?", "[", "]"):
+        text = text.replace(special, "\\" + special)
+    return text

@@ -1,0 +1,109 @@
+"""Queries on alert rules, fired alerts, and the audit events alerts are computed from."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from authgate.storage.models import AlertRule, ApiKey, AuditEvent, FiredAlert
+
+
+class AlertRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def rules(self) -> list[AlertRule]:
+        return list(await self._session.scalars(select(AlertRule).order_by(AlertRule.id)))
+
+    async def rule(self, rule_id: int) -> AlertRule | None:
+        return await self._session.get(AlertRule, rule_id)
+
+    async def rule_named(self, name: str) -> AlertRule | None:
+        return await self._session.scalar(select(AlertRule).where(AlertRule.name == name))
+
+    def add_rule(self, rule: AlertRule) -> None:
+        self._session.add(rule)
+
+    async def delete_rule(self, rule: AlertRule) -> None:
+        await self._session.delete(rule)
+
+    async def flush(self) -> None:
+        await self._session.flush()
+
+    async def record_fired(self, alert: FiredAlert) -> bool:
+        """Store a fired alert; False if this (rule, subject, window) fired already."""
+        try:
+            async with self._session.begin_nested():
+                self._session.add(alert)
+        except IntegrityError:
+            return False
+        return True
+
+    async def fired(self, *, limit: int, offset: int = 0) -> Sequence[FiredAlert]:
+        query = select(FiredAlert).order_by(FiredAlert.id.desc()).offset(offset).limit(limit)
+        return list(await self._session.scalars(query))
+
+    async def count_fired(self) -> int:
+        return await self._session.scalar(select(func.count()).select_from(FiredAlert)) or 0
+
+    # -- the audit events alerts are computed from ---------------------------------------
+
+    async def events_after(self, after_id: int, *, limit: int) -> list[AuditEvent]:
+        query = select(AuditEvent).where(AuditEvent.id > after_id).order_by(AuditEvent.id)
+        return list(await self._session.scalars(query.limit(limit)))
+
+    async def last_event_id(self) -> int:
+        return await self._session.scalar(select(func.max(AuditEvent.id))) or 0
+
+    async def count_events(
+        self,
+        event_types: Sequence[str],
+        *,
+        since: datetime,
+        until: datetime,
+        actor_login: str | None = None,
+        client_ip: str | None = None,
+        api_key_id: int | None = None,
+    ) -> int:
+        query = (
+            select(func.count())
+            .select_from(AuditEvent)
+            .where(
+                AuditEvent.event_type.in_(event_types),
+                AuditEvent.occurred_at > since,
+                AuditEvent.occurred_at <= until,
+            )
+        )
+        if actor_login is not None:
+            query = query.where(AuditEvent.actor_login == actor_login)
+        if client_ip is not None:
+            query = query.where(AuditEvent.client_ip == client_ip)
+        if api_key_id is not None:
+            query = query.where(AuditEvent.api_key_id == api_key_id)
+        return await self._session.scalar(query) or 0
+
+    async def previous_key_success(
+        self, api_key_id: int, *, before_id: int, client_ip: str | None = None
+    ) -> AuditEvent | None:
+        """The latest accepted use of the key before event ``before_id`` (from ``client_ip``)."""
+        query = select(AuditEvent).where(
+            AuditEvent.api_key_id == api_key_id,
+            AuditEvent.event_type == "API_KEY_ACCESS_SUCCESS",
+            AuditEvent.id < before_id,
+        )
+        if client_ip is not None:
+            query = query.where(AuditEvent.client_ip == client_ip)
+        return await self._session.scalar(query.order_by(AuditEvent.id.desc()).limit(1))
+
+    async def keys_expiring_between(self, start: datetime, end: datetime) -> list[ApiKey]:
+        query = select(ApiKey).where(
+            ApiKey.revoked_at.is_(None),
+            ApiKey.expires_at.is_not(None),
+            ApiKey.expires_at > start,
+            ApiKey.expires_at <= end,
+        )
+        return list(await self._session.scalars(query))

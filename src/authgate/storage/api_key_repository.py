@@ -1,0 +1,184 @@
+"""Queries on API keys and their usage log."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from authgate.storage.bulk_insert import insert_rows
+from authgate.storage.models import ApiKey, ApiKeyUsage
+from authgate.storage.paging import PageRequest, SortOrder
+from authgate.storage.repositories import order_by
+
+
+class ApiKeyRepository:
+    SORT_COLUMNS: Mapping[str, Any] = {
+        "id": ApiKey.id,
+        "name": ApiKey.name,
+        "createdAt": ApiKey.created_at,
+        "expiresAt": ApiKey.expires_at,
+        "generatedAt": ApiKey.generated_at,
+        "lastUsedAt": ApiKey.last_used_at,
+    }
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def get(self, key_id: int) -> ApiKey | None:
+        return await self._session.get(ApiKey, key_id)
+
+    async def by_public_id(self, public_id: str) -> ApiKey | None:
+        return await self._session.scalar(select(ApiKey).where(ApiKey.key_id == public_id))
+
+    async def live_name_taken(
+        self, owner_id: int, name: str, *, except_key_id: int | None = None
+    ) -> bool:
+        query = select(ApiKey.id).where(
+            ApiKey.user_id == owner_id, ApiKey.name == name, ApiKey.revoked_at.is_(None)
+        )
+        if except_key_id is not None:
+            query = query.where(ApiKey.id != except_key_id)
+        return await self._session.scalar(query.limit(1)) is not None
+
+    def _filtered(self, query: Any, owner_id: int | None, include_revoked: bool) -> Any:
+        if owner_id is not None:
+            query = query.where(ApiKey.user_id == owner_id)
+        if not include_revoked:
+            query = query.where(ApiKey.revoked_at.is_(None))
+        return query
+
+    async def count(self, *, owner_id: int | None, include_revoked: bool) -> int:
+        query = self._filtered(select(func.count()).select_from(ApiKey), owner_id, include_revoked)
+        return await self._session.scalar(query) or 0
+
+    async def page(
+        self, request: PageRequest, *, owner_id: int | None, include_revoked: bool
+    ) -> Sequence[ApiKey]:
+        query = (
+            self._filtered(select(ApiKey), owner_id, include_revoked)
+            .order_by(*order_by(request.sort, self.SORT_COLUMNS, ApiKey.id))
+            .offset(request.offset)
+            .limit(request.size)
+        )
+        return list(await self._session.scalars(query))
+
+    def add(self, key: ApiKey) -> None:
+        self._session.add(key)
+
+    async def flush(self) -> None:
+        await self._session.flush()
+
+    async def live(self, now: datetime) -> Sequence[ApiKey]:
+        """Every key neither revoked nor expired."""
+        query = select(ApiKey).where(
+            ApiKey.revoked_at.is_(None),
+            or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > now),
+        )
+        return list(await self._session.scalars(query.order_by(ApiKey.id)))
+
+    async def count_live(self, now: datetime, *, expiring_before: datetime | None = None) -> int:
+        """Keys neither revoked nor expired (and expiring before ``expiring_before``)."""
+        query = (
+            select(func.count())
+            .select_from(ApiKey)
+            .where(
+                ApiKey.revoked_at.is_(None),
+                or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > now),
+            )
+        )
+        if expiring_before is not None:
+            query = query.where(ApiKey.expires_at <= expiring_before)
+        return await self._session.scalar(query) or 0
+
+    async def record_last_used(self, key_id: int, *, at: datetime, ip: str | None) -> None:
+        """Move ``last_used_at`` forward (never back, whatever order batches land in)."""
+        await self._session.execute(
+            update(ApiKey)
+            .where(
+                ApiKey.id == key_id,
+                or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at < at),
+            )
+            .values(last_used_at=at, last_used_ip=ip)
+        )
+
+
+class UsageRow(NamedTuple):
+    """One ``api_key_usage`` row, in column order."""
+
+    api_key_id: int
+    api_key_name: str
+    user_id: int
+    occurred_at: datetime
+    method: str
+    path: str
+    status: int
+    client_ip: str | None
+    user_agent: str | None
+    latency_ms: float
+    failure_reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class UsageFilter:
+    owner_id: int | None = None
+    api_key_id: int | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    status: int | None = None
+    succeeded: bool | None = None
+
+
+class UsageRepository:
+    SORT_COLUMNS: Mapping[str, Any] = {
+        "id": ApiKeyUsage.id,
+        "timestamp": ApiKeyUsage.occurred_at,
+        "responseCode": ApiKeyUsage.status,
+    }
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def insert_many(self, rows: Sequence[UsageRow]) -> None:
+        await insert_rows(self._session, "api_key_usage", UsageRow._fields, rows)
+
+    def _filtered(self, query: Any, where: UsageFilter) -> Any:
+        if where.owner_id is not None:
+            query = query.where(ApiKeyUsage.user_id == where.owner_id)
+        if where.api_key_id is not None:
+            query = query.where(ApiKeyUsage.api_key_id == where.api_key_id)
+        if where.since is not None:
+            query = query.where(ApiKeyUsage.occurred_at >= where.since)
+        if where.until is not None:
+            query = query.where(ApiKeyUsage.occurred_at < where.until)
+        if where.status is not None:
+            query = query.where(ApiKeyUsage.status == where.status)
+        if where.succeeded is True:
+            query = query.where(ApiKeyUsage.failure_reason.is_(None))
+        elif where.succeeded is False:
+            query = query.where(ApiKeyUsage.failure_reason.is_not(None))
+        return query
+
+    async def count(self, where: UsageFilter) -> int:
+        query = self._filtered(select(func.count()).select_from(ApiKeyUsage), where)
+        return await self._session.scalar(query) or 0
+
+    async def page(self, request: PageRequest, where: UsageFilter) -> Sequence[ApiKeyUsage]:
+        sort = request.sort or (SortOrder("timestamp", descending=True),)
+        query = (
+            self._filtered(select(ApiKeyUsage), where)
+            .order_by(*order_by(sort, self.SORT_COLUMNS, ApiKeyUsage.id))
+            .offset(request.offset)
+            .limit(request.size)
+        )
+        return list(await self._session.scalars(query))
+
+    async def delete_before(self, cutoff: datetime) -> int:
+        result = await self._session.execute(
+            delete(ApiKeyUsage).where(ApiKeyUsage.occurred_at < cutoff)
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
