@@ -657,3 +657,28 @@ def test_expiry_helper_is_utc() -> None:
     """The test helper writes instants in UTC with a Z, as UTMStack's UI does."""
     clock = FakeClock(datetime(2026, 1, 1, tzinfo=UTC))
     assert expiry(clock, days=1) == "2026-01-02T00:00:00Z"
+
+
+async def test_rate_limit_is_set_validated_kept_and_removed(
+    harness: Harness, user_token: str
+) -> None:
+    """rateLimit is stored at creation, refused when malformed (422), kept by a PUT that
+    omits it, and removed by an explicit null."""
+    created = await create_key(harness, user_token, rateLimit="10/second;1000/hour")
+    assert created["rateLimit"] == "10/second;1000/hour"
+    for bad in ("lots", "0/minute", "100/fortnight", "x" * 65):
+        response = await harness.client.post(
+            KEYS,
+            json={"name": f"bad-{len(bad)}", "expiresAt": expiry(harness.clock), "rateLimit": bad},
+            headers=bearer(user_token),
+        )
+        assert response.status_code == 422, bad
+        assert response.json()["fieldErrors"][0]["field"] == "rateLimit"
+    url = f"{KEYS}/{created['id']}"
+    body = {"name": "renamed", "allowedIp": ["127.0.0.1"], "expiresAt": expiry(harness.clock)}
+    kept = await harness.client.put(url, json=body, headers=bearer(user_token))
+    assert kept.json()["rateLimit"] == "10/second;1000/hour"
+    removed = await harness.client.put(
+        url, json={**body, "rateLimit": None}, headers=bearer(user_token)
+    )
+    assert removed.json()["rateLimit"] is None

@@ -53,13 +53,23 @@ class ApiKeyBody(StrictBody):
     scopes: Annotated[list[Scope], Field(max_length=3)] | None = Field(
         default=None, description="read, write, admin; default read + write."
     )
+    rateLimit: Annotated[str, Field(max_length=64)] | None = Field(
+        default=None,
+        description='Requests allowed, e.g. "100/minute" or "10/second;1000/hour" '
+        "(burst and sustained). Omitted on PUT: unchanged; null: no limit.",
+        examples=["100/minute"],
+    )
 
     def spec(self) -> KeySpec:
+        rate_limit = self.rateLimit
+        if rate_limit is None and "rateLimit" in self.model_fields_set:
+            rate_limit = ""  # an explicit null removes the limit
         return KeySpec(
             name=self.name,
             allowed_networks=self.allowedIp,
             expires_at=self.expiresAt,
             scopes=frozenset(self.scopes) if self.scopes is not None else None,
+            rate_limit=rate_limit,
         )
 
 
@@ -76,6 +86,7 @@ class ApiKeyDTO(BaseModel):
     scopes: list[str]
     lastUsedAt: datetime | None
     lastUsedIp: str | None
+    rateLimit: str | None
     status: Literal["active", "expired", "revoked", "rotating"]
     revokedAt: datetime | None
     rotationGraceUntil: datetime | None = Field(
@@ -96,6 +107,7 @@ class ApiKeyDTO(BaseModel):
             scopes=sorted(key.scopes),
             lastUsedAt=key.last_used_at,
             lastUsedIp=key.last_used_ip,
+            rateLimit=key.rate_limit,
             status=key.status,
             revokedAt=key.revoked_at,
             rotationGraceUntil=key.previous_valid_until,

@@ -41,6 +41,9 @@ def keys_create(
     scope: Annotated[
         list[str] | None, typer.Option(help="read, write or admin; repeat (default read, write).")
     ] = None,
+    rate_limit: Annotated[
+        str | None, typer.Option(help='Requests allowed, e.g. "100/minute".')
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Create an API key and print it (once: it is not stored, only its hash)."""
@@ -59,6 +62,7 @@ def keys_create(
                 allowed_networks=allow_ip or [],
                 expires_at=services.clock() + lifetime,
                 scopes=frozenset(scope) if scope else None,
+                rate_limit=rate_limit,
             ),
         )
 

@@ -38,6 +38,7 @@ from authgate.security.principal import (
 )
 from authgate.services.audit import Actor, AuditLog, EventType, current_request
 from authgate.services.changes import Change, ChangeFeed, ChangeKind
+from authgate.services.rate_limits import parse_rate_limit
 from authgate.storage.api_key_repository import ApiKeyRepository, UsageFilter, UsageRepository
 from authgate.storage.db import Database
 from authgate.storage.models import ApiKey
@@ -67,6 +68,7 @@ class ApiKeyView:
     previous_valid_until: datetime | None
     last_used_at: datetime | None
     last_used_ip: str | None
+    rate_limit: str | None
     status: KeyStatus
 
     @classmethod
@@ -85,6 +87,7 @@ class ApiKeyView:
             previous_valid_until=key.previous_valid_until,
             last_used_at=key.last_used_at,
             last_used_ip=key.last_used_ip,
+            rate_limit=key.rate_limit,
             status=_status(key, now),
         )
 
@@ -106,6 +109,9 @@ class KeySpec:
     allowed_networks: Sequence[str] = ()
     expires_at: datetime | None = None
     scopes: frozenset[str] | None = None  # None: the defaults (create) / unchanged (PUT)
+    # A `limits` expression ("100/minute", "10/second;1000/hour"); "" for none;
+    # None: none (create) / unchanged (PUT).
+    rate_limit: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +182,7 @@ class ApiKeyService:
             secret_hash=keys.key_digest(self._pepper, generated.plaintext),
             allowed_networks=",".join(allowed),
             scopes=join_authorities(scopes),
+            rate_limit=spec.rate_limit or None,
             created_at=now,
             generated_at=now,
             updated_at=now,
@@ -243,6 +250,8 @@ class ApiKeyService:
             key.allowed_networks = ",".join(allowed)
             key.expires_at = spec.expires_at
             key.scopes = join_authorities(scopes)
+            if spec.rate_limit is not None:
+                key.rate_limit = spec.rate_limit or None
             key.updated_at = now
             work.publish(Change(ChangeKind.API_KEY_CHANGED, key.key_id))
         self._audited(EventType.API_KEY_UPDATED, key)
@@ -375,6 +384,11 @@ class ApiKeyService:
         elif len(name) > NAME_MAX_LENGTH:
             errors.append(FieldError("name", f"Name must be at most {NAME_MAX_LENGTH} characters."))
         errors.extend(self._expiry_errors(spec.expires_at, now))
+        if spec.rate_limit:
+            try:
+                parse_rate_limit(spec.rate_limit)
+            except ValueError as error:
+                errors.append(FieldError("rateLimit", str(error)))
         if len(spec.allowed_networks) > networks.MAX_ENTRIES:
             message = f"At most {networks.MAX_ENTRIES} allowed IP entries."
             errors.append(FieldError("allowedIp", message))
