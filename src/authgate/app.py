@@ -19,6 +19,7 @@ from authgate.exceptions import ConfigurationError
 from authgate.settings import Settings
 from authgate.storage import migrate
 from authgate.web.swagger import install_swagger_ui
+from authgate.web.ui import install_settings_ui
 
 OPENAPI_URL = "/v3/api-docs"
 
@@ -88,6 +89,7 @@ def create_app(
         # in-process). Router prefixes, tags and route classes are part of each route.
         app.router.routes.extend(router.routes)
     install_swagger_ui(app, openapi_url=OPENAPI_URL)
+    install_settings_ui(app)
     install_openapi(app, description=DESCRIPTION)
     app.add_middleware(RequestBodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(SecurityHeadersAndRequestLogs, services=services)

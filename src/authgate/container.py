@@ -77,6 +77,9 @@ class Services:
     alerts: AlertEngine
     alert_dispatcher: AlertDispatcher
     metrics: Metrics
+    # The deployment's shared secret (the API key pepper): purpose-specific keys, such as
+    # the UI's CSRF key, are derived from it, so every node agrees on them.
+    server_secret: bytes = b""
     redis: Any = None  # redis.asyncio.Redis when AUTHGATE_REDIS_URL is set
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -316,6 +319,7 @@ def build_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
         alerts=AlertEngine(db=db, clock=clock, audit=audit, dispatcher=alert_dispatcher),
         alert_dispatcher=alert_dispatcher,
         metrics=metrics,
+        server_secret=pepper,
         redis=redis,
     )
     _report_internals(services)

@@ -160,7 +160,7 @@ class AlertRules:
             raise NotFound("Alert rule not found", reason="alert_rule_not_found")
         return RuleView.of(rule)
 
-    async def create(self, spec: RuleSpec) -> RuleView:
+    async def create(self, spec: RuleSpec, *, audited: bool = True) -> RuleView:
         validate(spec)
         now = self._clock()
         rule = AlertRule(
@@ -182,7 +182,8 @@ class AlertRules:
                 await repository.flush()
         except IntegrityError:
             raise _name_taken() from None
-        self._changed("created", rule)
+        if audited:
+            self._changed("created", rule)
         return RuleView.of(rule)
 
     async def update(self, rule_id: int, spec: RuleSpec) -> RuleView:
@@ -223,9 +224,10 @@ class AlertRules:
         async with self._db.session() as session:
             existing = {rule.name: rule.id for rule in await AlertRepository(session).rules()}
         if not existing:
+            # The built-in defaults are part of the installation, not someone's change.
             for spec in DEFAULT_RULES:
                 if spec.name not in {c.name for c in configured}:
-                    await self.create(spec)
+                    await self.create(spec, audited=False)
         for spec in configured:
             if spec.name in existing:
                 await self.update(existing[spec.name], spec)

@@ -1,0 +1,159 @@
+"""Signing in and out of the Settings UI, and the account page."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import RedirectResponse
+
+from authgate.api.access import services_of
+from authgate.exceptions import BadCredentials, Throttled, ValidationFailed
+from authgate.web.pages import (
+    LOGIN_PATH,
+    PageRoute,
+    current_principal,
+    error_page,
+    redirect,
+    render,
+    safe_next,
+)
+from authgate.web.session import (
+    CSRF_FIELD,
+    LOGIN_CSRF_COOKIE,
+    SESSION_COOKIE,
+    csrf_matches,
+    new_login_csrf,
+)
+
+public_router = APIRouter(include_in_schema=False)
+router = APIRouter(prefix="/settings", route_class=PageRoute)
+
+
+def _login_page(request: Request, *, error: str | None = None, status: int = 200) -> Response:
+    token = new_login_csrf()
+    response = render(
+        request,
+        "login.html",
+        {
+            "login_csrf": token,
+            "error": error,
+            "next": safe_next(request.query_params.get("next")),
+            "username": "",
+        },
+        status=status,
+    )
+    response.set_cookie(
+        LOGIN_CSRF_COOKIE,
+        token,
+        max_age=3600,
+        httponly=True,
+        secure=True,
+        samesite="strict",
+        path=LOGIN_PATH,
+    )
+    return response
+
+
+@public_router.get("/settings")
+@public_router.get("/settings/")
+async def settings_home() -> RedirectResponse:
+    return RedirectResponse("/settings/api-keys", status_code=303)
+
+
+@public_router.get(LOGIN_PATH)
+async def login_form(request: Request) -> Response:
+    return _login_page(request)
+
+
+@public_router.post(LOGIN_PATH)
+async def login(request: Request) -> Response:
+    """The same login as /api/authenticate: same lockout rules, same audit events."""
+    form = await request.form()
+    presented = form.get(CSRF_FIELD)
+    expected = request.cookies.get(LOGIN_CSRF_COOKIE)
+    if expected is None or not csrf_matches(
+        expected, presented if isinstance(presented, str) else None
+    ):
+        return error_page(
+            request, 403, "Form refused", "The sign-in form expired. Reload the page and try again."
+        )
+    username = str(form.get("username", ""))[:254]
+    password = str(form.get("password", ""))[:1024]
+    services = services_of(request)
+    if not username or not password:
+        return _login_page(request, error="Enter your username and password.", status=400)
+    try:
+        user = await services.accounts.authenticate(username, password)
+    except Throttled as refusal:
+        return _login_page(
+            request,
+            error=f"{refusal.message}. Try again in {refusal.retry_after} seconds.",
+            status=429,
+        )
+    except BadCredentials:
+        return _login_page(request, error="Wrong username or password.", status=401)
+    issued = services.tokens.issue(user, remember_me=form.get("remember") == "on")
+    response = RedirectResponse(safe_next(str(form.get("next") or "")), status_code=303)
+    response.set_cookie(
+        SESSION_COOKIE,
+        issued.token,
+        max_age=int((issued.claims.expires_at - issued.claims.issued_at).total_seconds()),
+        httponly=True,
+        secure=True,
+        samesite="strict",
+        path="/",
+    )
+    response.delete_cookie(LOGIN_CSRF_COOKIE, path=LOGIN_PATH)
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request) -> Response:
+    """Revokes the session's token (not just the cookie)."""
+    await services_of(request).tokens.logout(current_principal(request))
+    response = redirect(LOGIN_PATH, notice="You are signed out.")
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@router.get("/account")
+async def account_page(request: Request) -> Response:
+    account = await services_of(request).accounts.account(current_principal(request).user_id)
+    return render(request, "account.html", {"account": account})
+
+
+@router.post("/account/password")
+async def change_password(request: Request) -> Response:
+    form = await request.form()
+    services = services_of(request)
+    principal = current_principal(request)
+    new_password = str(form.get("new_password", ""))
+    if new_password != str(form.get("confirm_password", "")):
+        return await _account_with_error(request, {"confirm_password": "The passwords differ."})
+    try:
+        await services.accounts.change_password(
+            principal.user_id,
+            current_password=str(form.get("current_password", "")),
+            new_password=new_password,
+        )
+    except ValidationFailed as error:
+        fields = {"currentPassword": "current_password", "newPassword": "new_password"}
+        return await _account_with_error(
+            request, {fields.get(e.field, e.field): e.message for e in error.field_errors}
+        )
+    # Every session of the user ended with the change, this one too.
+    response = redirect(LOGIN_PATH, notice="Password changed. Sign in with the new one.")
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@router.post("/account/logout-all")
+async def logout_everywhere(request: Request) -> Response:
+    await services_of(request).accounts.log_out_everywhere(current_principal(request).user_id)
+    response = redirect(LOGIN_PATH, notice="You are signed out everywhere.")
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+async def _account_with_error(request: Request, errors: dict[str, str]) -> Response:
+    account = await services_of(request).accounts.account(current_principal(request).user_id)
+    return render(request, "account.html", {"account": account, "errors": errors}, status=400)

@@ -1,0 +1,257 @@
+"""Settings > API Keys: list, create (the key shown once), detail with usage, edit,
+regenerate with a grace period, revoke."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from starlette.datastructures import FormData
+
+from authgate.api.access import services_of
+from authgate.exceptions import Conflict, ValidationFailed
+from authgate.security.principal import KNOWN_SCOPES
+from authgate.services.api_keys import MAX_GRACE, ApiKeyView, KeySpec
+from authgate.storage.api_key_repository import UsageFilter
+from authgate.storage.paging import PageRequest, SortOrder
+from authgate.web.pages import PageRoute, current_principal, redirect, render
+
+router = APIRouter(prefix="/settings/api-keys", route_class=PageRoute)
+
+EXPIRY_PRESETS = (30, 90, 180, 365)
+GRACE_CHOICES = ((0, "None: the old key stops now"), (3600, "1 hour"), (86_400, "24 hours"),
+                 (7 * 86_400, "7 days"))  # fmt: skip
+SORTABLE = {"name": "name", "created": "createdAt", "expires": "expiresAt", "used": "lastUsedAt"}
+EXPIRING_SOON = timedelta(days=14)
+
+
+@router.get("")
+async def list_keys(request: Request) -> Response:
+    sort = request.query_params.get("sort", "created")
+    descending = request.query_params.get("dir", "desc") == "desc"
+    order = SortOrder(SORTABLE.get(sort, "createdAt"), descending=descending)
+    services = services_of(request)
+    page = await services.api_keys.list_keys(
+        current_principal(request),
+        PageRequest(page=0, size=1000, sort=(order,)),
+        include_revoked=request.query_params.get("revoked") == "1",
+    )
+    return render(
+        request,
+        "api_keys.html",
+        {
+            "keys": [_row(key, services.clock()) for key in page.items],
+            "sort": sort if sort in SORTABLE else "created",
+            "descending": descending,
+            "form": _empty_form(services.clock()),
+            "errors": {},
+            **_choices(),
+        },
+    )
+
+
+@router.post("")
+async def create_key(request: Request) -> Response:
+    form = await request.form()
+    services = services_of(request)
+    spec, errors = _spec(form)
+    if spec is not None:
+        try:
+            created = await services.api_keys.create(current_principal(request).user_id, spec)
+        except ValidationFailed as error:
+            errors = _field_errors(error)
+        except Conflict as error:
+            errors = {"name": error.message}
+        else:
+            return _show_once(request, created.view, created.plaintext, "created")
+    page = await services.api_keys.list_keys(
+        current_principal(request), PageRequest(page=0, size=1000)
+    )
+    return render(
+        request,
+        "api_keys.html",
+        {
+            "keys": [_row(key, services.clock()) for key in page.items],
+            "sort": "created",
+            "descending": True,
+            "form": _form_values(form),
+            "errors": errors,
+            "open_form": True,
+            **_choices(),
+        },
+        status=422,
+    )
+
+
+@router.get("/{key_id:int}")
+async def key_detail(request: Request, key_id: int) -> Response:
+    return await _detail(request, key_id)
+
+
+@router.post("/{key_id:int}/edit")
+async def edit_key(request: Request, key_id: int) -> Response:
+    form = await request.form()
+    spec, errors = _spec(form)
+    if spec is not None:
+        try:
+            await services_of(request).api_keys.replace(current_principal(request), key_id, spec)
+        except ValidationFailed as error:
+            errors = _field_errors(error)
+        except Conflict as error:
+            errors = {"name": error.message}
+        else:
+            return redirect(f"/settings/api-keys/{key_id}", notice="Changes saved.")
+    return await _detail(request, key_id, form=_form_values(form), errors=errors, status=422)
+
+
+@router.post("/{key_id:int}/regenerate")
+async def regenerate_key(request: Request, key_id: int) -> Response:
+    form = await request.form()
+    try:
+        grace = int(str(form.get("grace_seconds", "0")))
+    except ValueError:
+        grace = -1
+    services = services_of(request)
+    plaintext = await services.api_keys.regenerate(
+        current_principal(request), key_id, grace=timedelta(seconds=grace)
+    )
+    view = await services.api_keys.get(current_principal(request), key_id)
+    return _show_once(request, view, plaintext, "regenerated")
+
+
+@router.post("/{key_id:int}/revoke")
+async def revoke_key(request: Request, key_id: int) -> Response:
+    await services_of(request).api_keys.revoke(current_principal(request), key_id)
+    return redirect("/settings/api-keys", notice="The key is revoked. It stopped working at once.")
+
+
+async def _detail(
+    request: Request,
+    key_id: int,
+    *,
+    form: dict[str, Any] | None = None,
+    errors: dict[str, str] | None = None,
+    status: int = 200,
+) -> Response:
+    services = services_of(request)
+    principal = current_principal(request)
+    key = await services.api_keys.get(principal, key_id)
+    usage = await services.api_keys.usage(
+        principal, PageRequest(page=0, size=50), UsageFilter(api_key_id=key_id)
+    )
+    now = services.clock()
+    return render(
+        request,
+        "api_key_detail.html",
+        {
+            "key": _row(key, now),
+            "usage": usage.items,
+            "usage_total": usage.total,
+            "form": form or _form_of(key),
+            "errors": errors or {},
+            "owned": key.owner_id == principal.user_id,
+            **_choices(),
+        },
+        status=status,
+    )
+
+
+def _show_once(request: Request, key: ApiKeyView, plaintext: str, what: str) -> Response:
+    base = str(request.base_url).rstrip("/")
+    response = render(
+        request,
+        "api_key_created.html",
+        {"key": key, "plaintext": plaintext, "what": what, "base_url": base},
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _spec(form: FormData) -> tuple[KeySpec | None, dict[str, str]]:
+    """The form as a KeySpec, or field errors for what cannot even be read."""
+    errors: dict[str, str] = {}
+    expires_at = None
+    raw_date = str(form.get("expires_on", "")).strip()
+    if raw_date:
+        try:
+            day = datetime.strptime(raw_date, "%Y-%m-%d").replace(tzinfo=UTC).date()
+            expires_at = datetime.combine(day, time.min, tzinfo=UTC)
+        except ValueError:
+            errors["expiresAt"] = "Enter a date."
+    allowed = [
+        line.strip() for line in str(form.get("allowed_ips", "")).splitlines() if line.strip()
+    ]
+    scopes = frozenset(str(s) for s in form.getlist("scopes"))
+    if errors:
+        return None, errors
+    return (
+        KeySpec(
+            name=str(form.get("name", "")),
+            allowed_networks=allowed,
+            expires_at=expires_at,
+            scopes=scopes or None,
+            rate_limit=str(form.get("rate_limit", "")).strip(),
+        ),
+        {},
+    )
+
+
+def _field_errors(error: ValidationFailed) -> dict[str, str]:
+    errors: dict[str, str] = {}
+    for problem in error.field_errors:
+        field = "allowedIp" if problem.field.startswith("allowedIp") else problem.field
+        message = problem.message
+        if field == "allowedIp" and "[" in problem.field:
+            message = f"Entry {int(problem.field.split('[')[1].rstrip(']')) + 1}: {message}"
+        errors[field] = f"{errors[field]} {message}" if field in errors else message
+    return errors
+
+
+def _row(key: ApiKeyView, now: datetime) -> dict[str, Any]:
+    expiring = (
+        key.status == "active"
+        and key.expires_at is not None
+        and key.expires_at - now <= EXPIRING_SOON
+    )
+    return {"key": key, "badge": "expiring" if expiring else key.status}
+
+
+def _empty_form(now: datetime) -> dict[str, Any]:
+    return {
+        "name": "",
+        "expires_on": (now + timedelta(days=90)).strftime("%Y-%m-%d"),
+        "allowed_ips": "",
+        "scopes": ["read", "write"],
+        "rate_limit": "",
+    }
+
+
+def _form_of(key: ApiKeyView) -> dict[str, Any]:
+    return {
+        "name": key.name,
+        "expires_on": key.expires_at.strftime("%Y-%m-%d") if key.expires_at else "",
+        "allowed_ips": "\n".join(key.allowed_networks),
+        "scopes": sorted(key.scopes),
+        "rate_limit": key.rate_limit or "",
+    }
+
+
+def _form_values(form: FormData) -> dict[str, Any]:
+    return {
+        "name": str(form.get("name", "")),
+        "expires_on": str(form.get("expires_on", "")),
+        "allowed_ips": str(form.get("allowed_ips", "")),
+        "scopes": [str(s) for s in form.getlist("scopes")],
+        "rate_limit": str(form.get("rate_limit", "")),
+    }
+
+
+def _choices() -> dict[str, Any]:
+    return {
+        "presets": EXPIRY_PRESETS,
+        "grace_choices": [
+            (s, label) for s, label in GRACE_CHOICES if s <= MAX_GRACE.total_seconds()
+        ],
+        "all_scopes": sorted(KNOWN_SCOPES),
+    }

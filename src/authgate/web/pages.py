@@ -1,0 +1,147 @@
+"""The Settings UI: server-rendered pages over the same services the REST API uses.
+
+Every page works without JavaScript (plain forms that post and redirect); ``app.js``
+only adds conveniences (allowed-IP editor with inline validation, expiry presets, copy
+buttons, confirmations, sorting). Pages are never part of the OpenAPI document.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine, Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+from urllib.parse import quote, urlsplit
+
+from fastapi import Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.routing import APIRoute
+from fastapi.templating import Jinja2Templates
+
+from authgate import __version__
+from authgate.api.access import PRINCIPAL_SCOPE_KEY, principal_of, services_of
+from authgate.exceptions import AuthenticationFailed, AuthgateError, NotFound, PermissionDenied
+from authgate.security.principal import ROLE_ADMIN, Principal
+from authgate.web.session import (
+    CSRF_FIELD,
+    SESSION_COOKIE,
+    csrf_matches,
+    csrf_secret,
+    session_csrf_token,
+)
+
+TEMPLATES = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
+LOGIN_PATH = "/settings/login"
+
+Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+
+
+def render(
+    request: Request,
+    template: str,
+    context: Mapping[str, Any] | None = None,
+    *,
+    status: int = 200,
+) -> HTMLResponse:
+    """A page, with what every template needs (caller, CSRF token, navigation)."""
+    principal: Principal | None = request.scope.get(PRINCIPAL_SCOPE_KEY)
+    base: dict[str, Any] = {
+        "principal": principal,
+        "is_admin": principal is not None and principal.is_admin,
+        "csrf_field": CSRF_FIELD,
+        "csrf_token": request.scope.get("authgate.csrf"),
+        "version": __version__,
+        "path": request.url.path,
+        "notice": request.query_params.get("notice"),
+    }
+    response = TEMPLATES.TemplateResponse(request, template, {**base, **(context or {})})
+    response.status_code = status
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def error_page(request: Request, status: int, title: str, message: str) -> HTMLResponse:
+    return render(request, "error.html", {"title": title, "message": message}, status=status)
+
+
+def redirect(url: str, *, notice: str | None = None) -> RedirectResponse:
+    """303 See Other: a form that was posted is followed by a GET."""
+    if notice:
+        url += ("&" if "?" in url else "?") + "notice=" + quote(notice)
+    return RedirectResponse(url, status_code=303)
+
+
+def safe_next(target: str | None) -> str:
+    """Only same-site paths under /settings (never an open redirect)."""
+    if not target:
+        return "/settings/api-keys"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not parts.path.startswith("/settings/"):
+        return "/settings/api-keys"
+    return target
+
+
+class PageRoute(APIRoute):
+    """A page for signed-in users: no session redirects to the login page; every POST
+    must carry the session's CSRF token; errors become HTML pages, not JSON."""
+
+    required_authority: ClassVar[str | None] = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["include_in_schema"] = False
+        super().__init__(*args, **kwargs)
+
+    def get_route_handler(self) -> Handler:
+        handle = super().get_route_handler()
+        required = self.required_authority
+
+        async def page(request: Request) -> Response:
+            services = services_of(request)
+            token = request.cookies.get(SESSION_COOKIE)
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            login = f"{LOGIN_PATH}?next={quote(target)}"
+            if not token:
+                return redirect(login)
+            try:
+                principal = await services.tokens.authenticate(token)
+            except AuthenticationFailed:
+                response = redirect(login, notice="Your session has ended. Please sign in again.")
+                response.delete_cookie(SESSION_COOKIE, path="/")
+                return response
+            request.scope[PRINCIPAL_SCOPE_KEY] = principal
+            expected = session_csrf_token(
+                csrf_secret(services.server_secret), principal.credential_id
+            )
+            request.scope["authgate.csrf"] = expected
+            if required is not None and not principal.has_authority(required):
+                return error_page(
+                    request, 403, "Not allowed", "This page is for administrators only."
+                )
+            if request.method == "POST":
+                form = await request.form()
+                presented = form.get(CSRF_FIELD)
+                if not csrf_matches(expected, presented if isinstance(presented, str) else None):
+                    return error_page(
+                        request,
+                        403,
+                        "Form refused",
+                        "The form expired or was not sent from this site. "
+                        "Reload the page and try again.",
+                    )
+            try:
+                return await handle(request)
+            except NotFound as error:
+                return error_page(request, 404, "Not found", error.message)
+            except PermissionDenied as error:
+                return error_page(request, 403, "Not allowed", error.message)
+            except AuthgateError as error:
+                return error_page(request, 400, "That did not work", error.message)
+
+        return page
+
+
+class AdminPageRoute(PageRoute):
+    required_authority = ROLE_ADMIN
+
+
+def current_principal(request: Request) -> Principal:
+    return principal_of(request)
