@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Callable, Coroutine
+import secrets
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,8 @@ import httpx2
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from authgate.app import create_app
@@ -105,22 +108,50 @@ def _postgres_reachable() -> None:
 
 
 @pytest.fixture(scope="session")
-def postgres_schema() -> str:
-    """Migrate the PostgreSQL test database once per session, from an empty schema."""
+def postgres_schema() -> Iterator[str]:
+    """A PostgreSQL database of this test session's own, migrated once.
+
+    Created next to the configured one (so several test runs on one server do not
+    empty each other's tables) and dropped at the end; without the right to create
+    databases, the configured database itself is emptied and used.
+    """
     if not POSTGRES_URL:
         pytest.skip("AUTHGATE_TEST_DATABASE_URL is not set")
     _postgres_reachable()
+    base = make_url(POSTGRES_URL)
+    name = f"authgate_test_{os.getpid()}_{secrets.token_hex(3)}"
 
-    async def reset() -> None:
-        engine = create_async_engine(POSTGRES_URL)
-        async with engine.begin() as connection:
-            await connection.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-            await connection.execute(text("CREATE SCHEMA public"))
+    async def create() -> str | None:
+        engine = create_async_engine(base, isolation_level="AUTOCOMMIT")
+        try:
+            async with engine.connect() as connection:
+                await connection.execute(text(f'CREATE DATABASE "{name}"'))
+        except DBAPIError:
+            return None
+        finally:
+            await engine.dispose()
+        return base.set(database=name).render_as_string(hide_password=False)
+
+    async def migrate_fresh(url: str, *, reset: bool) -> None:
+        engine = create_async_engine(url)
+        if reset:
+            async with engine.begin() as connection:
+                await connection.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+                await connection.execute(text("CREATE SCHEMA public"))
         await migrate.upgrade(engine)
         await engine.dispose()
 
-    run_in_own_loop(reset)
-    return POSTGRES_URL
+    async def drop() -> None:
+        engine = create_async_engine(base, isolation_level="AUTOCOMMIT")
+        async with engine.connect() as connection:
+            await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await engine.dispose()
+
+    own_url = run_in_own_loop(create)
+    run_in_own_loop(lambda: migrate_fresh(own_url or POSTGRES_URL, reset=own_url is None))
+    yield own_url or POSTGRES_URL
+    if own_url is not None:
+        run_in_own_loop(drop)
 
 
 async def truncate_postgres(url: str) -> None:

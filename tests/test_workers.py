@@ -15,9 +15,7 @@ process that accepted it (through /proc), and a burst only counts when it reache
 from __future__ import annotations
 
 import os
-import socket
 import ssl
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -26,14 +24,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import count
 from pathlib import Path
-from typing import IO
 
 import httpx2
 import pytest
 
 from tests.conftest import run_in_own_loop, truncate_postgres
+from tests.processes import AuthgateServer
 
-AUTHGATE = Path(sys.executable).with_name("authgate")
 ADMIN_PASSWORD = "workers-admin-password"
 OWNER_PASSWORD = "workers-owner-password"
 WORKERS = 2
@@ -55,72 +52,23 @@ _logins = count(1)
 # -- the server ---------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-class Server:
+class Server(AuthgateServer):
     """`authgate serve --workers 2` in a subprocess, its output in a log file."""
 
     def __init__(self, workdir: Path, database_url: str) -> None:
-        self.port = _free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        self.log_path = workdir / "server.log"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHGATE_")}
-        env.update(
+        super().__init__(
+            workdir,
             {
                 "AUTHGATE_DATA_DIR": str(workdir / "data"),
                 "AUTHGATE_DATABASE_URL": database_url,
                 "AUTHGATE_AUTO_MIGRATE": "true",
                 "AUTHGATE_ADMIN_PASSWORD": ADMIN_PASSWORD,
-                "AUTHGATE_ARGON2_MEMORY_KIB": "8",
-                "AUTHGATE_ARGON2_TIME_COST": "1",
-                "AUTHGATE_ACCESS_LOG": "false",
                 # Probes send many refused keys from one address on purpose.
                 "AUTHGATE_KEY_IP_MAX_FAILURES": "100000",
                 "AUTHGATE_CHANGE_POLL_INTERVAL_SECONDS": "0.25",  # the default
-            }
+            },
+            args=["--workers", str(WORKERS)],
         )
-        self._log: IO[bytes] = self.log_path.open("wb")
-        self.process = subprocess.Popen(
-            [str(AUTHGATE), "serve", "--port", str(self.port), "--workers", str(WORKERS)],
-            cwd=workdir,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def diagnostics(self) -> str:
-        self._log.flush()
-        text = self.log_path.read_text(encoding="utf-8", errors="replace")
-        return f"server output ({self.log_path}):\n{text[-6000:]}"
-
-    def wait_until_up(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"server exited with {self.process.returncode}\n{self.diagnostics()}")
-            try:
-                if httpx2.get(f"{self.base_url}/api/ping", timeout=2.0).status_code == 200:
-                    return
-            except httpx2.TransportError:
-                pass
-            time.sleep(0.1)
-        pytest.fail(f"server not up within {timeout} s\n{self.diagnostics()}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=15)
-        self._log.close()
 
     # -- which worker accepted a connection (Linux only) ---------------------------------
 

@@ -9,7 +9,16 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from authgate import __version__
-from authgate.api import account, alerts, api_keys, audit, auth, management, users
+from authgate.api import (
+    account,
+    alerts,
+    api_keys,
+    audit,
+    auth,
+    forward_auth,
+    management,
+    users,
+)
 from authgate.api.errors import install_error_handlers
 from authgate.api.middleware import RequestBodyLimit, SecurityHeadersAndRequestLogs
 from authgate.api.openapi import install_openapi
@@ -73,6 +82,7 @@ def create_app(
     install_error_handlers(app)
     # Routes are matched in order, ~1.5 us each: the ones clients call most come first.
     for router in (
+        forward_auth.router,
         auth.router,
         management.router,
         auth.public_router,

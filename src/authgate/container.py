@@ -28,6 +28,7 @@ from authgate.services.api_key_auth import ApiKeyAuthenticator
 from authgate.services.api_keys import ApiKeyService, KeyPolicy
 from authgate.services.audit import AuditLog
 from authgate.services.changes import ChangeFeed
+from authgate.services.forward_auth import ForwardAuthPolicy
 from authgate.services.key_abuse import KeyAbuseGuard, KeyAbuseLimits
 from authgate.services.login_protection import LoginLimits, LoginProtection
 from authgate.services.metrics import Metrics
@@ -73,6 +74,7 @@ class Services:
     login_protection: LoginProtection
     key_abuse: KeyAbuseGuard
     rate_limits: KeyRateLimits
+    forward_auth: ForwardAuthPolicy
     alert_rules: AlertRules
     alerts: AlertEngine
     alert_dispatcher: AlertDispatcher
@@ -239,6 +241,7 @@ def build_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
             require_expiry=settings.api_key_require_expiry,
             max_lifetime=timedelta(days=settings.api_key_max_lifetime_days),
             default_scopes=frozenset(settings.api_key_default_scopes),
+            extra_scopes=frozenset(settings.api_key_extra_scopes),
         ),
     )
     key_auth = ApiKeyAuthenticator(
@@ -315,6 +318,9 @@ def build_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
             audit=audit,
         ),
         rate_limits=KeyRateLimits(default=settings.api_key_default_rate_limit, redis_url=redis_url),
+        forward_auth=ForwardAuthPolicy(
+            settings.forward_auth_rules, unmatched=settings.forward_auth_unmatched
+        ),
         alert_rules=AlertRules(db=db, clock=clock, audit=audit),
         alerts=AlertEngine(db=db, clock=clock, audit=audit, dispatcher=alert_dispatcher),
         alert_dispatcher=alert_dispatcher,

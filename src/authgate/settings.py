@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -24,10 +25,12 @@ from pydantic_settings import (
 )
 
 from authgate.exceptions import ConfigurationError
+from authgate.security.principal import SCOPE_PATTERN
 
 JwtAlgorithm = Literal["ES256", "EdDSA", "HS512"]
 
 CONFIG_FILE_VARIABLE = "AUTHGATE_CONFIG_FILE"
+_SCOPE_NAME = re.compile(SCOPE_PATTERN)
 
 
 class AlertRuleSetting(BaseModel):
@@ -41,6 +44,33 @@ class AlertRuleSetting(BaseModel):
     window_seconds: int = 300
     severity: str = "medium"
     enabled: bool = True
+
+
+class ForwardAuthRuleSetting(BaseModel):
+    """What ``/api/auth/verify`` requires for upstream requests under a path prefix.
+
+    The longest matching ``path_prefix`` wins; among rules with the same prefix, the
+    first whose ``methods`` include the request's method (no ``methods``: any method).
+    ``scopes`` are all required of API keys (a user's token carries the user's full
+    rights); ``roles``: the caller (user or key) needs one of them.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path_prefix: str = Field(pattern=r"^/[^\s?#]*$", max_length=1024)
+    methods: list[str] = Field(default_factory=list)
+    scopes: list[str] = Field(default_factory=list)
+    roles: list[str] = Field(default_factory=list)
+    allow: bool = Field(default=True, description="false: refuse every request (403).")
+
+    @field_validator("methods")
+    @classmethod
+    def _method_names(cls, methods: list[str]) -> list[str]:
+        upper = [method.strip().upper() for method in methods]
+        for method in upper:
+            if not method.isascii() or not method.isalpha() or len(method) > 20:
+                raise ValueError(f"not an HTTP method: {method!r}")
+        return upper
 
 
 class Settings(BaseSettings):
@@ -118,6 +148,11 @@ class Settings(BaseSettings):
     api_key_default_scopes: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["read", "write"]
     )
+    api_key_extra_scopes: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Scopes keys may carry besides read/write/admin, for APIs behind "
+        "forward-auth (e.g. orders:write).",
+    )
     api_key_cache_size: int = Field(default=10_000, ge=0, le=10_000_000)
     api_key_cache_ttl_seconds: float = Field(default=60.0, gt=0, le=3600)
     api_key_unknown_cache_size: int = Field(default=10_000, ge=0, le=10_000_000)
@@ -130,6 +165,15 @@ class Settings(BaseSettings):
     forwarded_header: Literal["x-forwarded-for", "forwarded"] = Field(
         default="x-forwarded-for",
         description="The one forwarding header the trusted proxies write (the other is ignored).",
+    )
+    forward_auth_rules: list[ForwardAuthRuleSetting] = Field(
+        default_factory=list,
+        description="Scope/role rules of /api/auth/verify per upstream path prefix and method.",
+    )
+    forward_auth_unmatched: Literal["authenticated", "deny"] = Field(
+        default="authenticated",
+        description="Upstream paths no rule matches: any valid credential (keys need write "
+        "for unsafe methods), or refused.",
     )
     usage_log_successes: bool = Field(
         default=True,
@@ -231,7 +275,13 @@ class Settings(BaseSettings):
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
         return tuple(sources)
 
-    @field_validator("trusted_proxies", "api_key_default_scopes", "alert_email_to", mode="before")
+    @field_validator(
+        "trusted_proxies",
+        "api_key_default_scopes",
+        "api_key_extra_scopes",
+        "alert_email_to",
+        mode="before",
+    )
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         """Accept ``a,b`` as well as a JSON list (``["a","b"]``) from the environment."""
@@ -252,6 +302,12 @@ class Settings(BaseSettings):
             raise ValueError("set jwt_secret or jwt_secret_file, not both")
         if self.api_key_pepper is not None and self.api_key_pepper_file is not None:
             raise ValueError("set api_key_pepper or api_key_pepper_file, not both")
+        for scope in self.api_key_extra_scopes:
+            if not _SCOPE_NAME.fullmatch(scope):
+                raise ValueError(
+                    f"api_key_extra_scopes: {scope!r} is not a scope name "
+                    "(lower case letters, digits and _ . : -, starting with a letter)"
+                )
         return self
 
     # --- derived values -----------------------------------------------------------------

@@ -42,6 +42,7 @@ HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "tra
 
 # Operations that need a caller; each must accept either scheme.
 PROTECTED = [
+    ("get", "/api/auth/verify"),
     ("get", "/api/authenticate"),
     ("post", "/api/logout"),
     ("get", "/api/account"),

@@ -60,6 +60,8 @@ PRINCIPAL_SCOPE_KEY = "authgate.principal"
 CLIENT_IP_SCOPE_KEY = "authgate.client_ip"
 AUTH_FAILURE_SCOPE_KEY = "authgate.auth_failure"
 RATE_LIMIT_SCOPE_KEY = "authgate.rate_limit"
+# Forward-auth: the (method, path) of the request the proxy asks about.
+UPSTREAM_REQUEST_SCOPE_KEY = "authgate.upstream_request"
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,41 +156,56 @@ class AuthenticatedRoute(APIRoute):
         required = self.required_authority
         keys_may_change = self.api_keys_may_change
 
+        def authorize(principal: Principal, method: str) -> None:
+            _authorize(principal, method, required, keys_may_change)
+
         async def authenticated(request: Request) -> Response:
-            services = services_of(request)
-            scope = request.scope
-            started = time.perf_counter()
-            try:
-                principal = await authenticate_request(request, services)
-            except ApiKeyInvalid as error:
-                scope[AUTH_FAILURE_SCOPE_KEY] = AuthFailure("api_key", error.reason, error.key)
-                await services.key_abuse.failed(client_address(scope, services))
-                raise
-            except (ApiKeyRejected, IpNotAllowed) as error:
-                scope[AUTH_FAILURE_SCOPE_KEY] = AuthFailure("api_key", error.reason, error.key)
-                raise
-            except Throttled as error:  # this address sent too many bad keys
-                scope[AUTH_FAILURE_SCOPE_KEY] = AuthFailure("api_key", error.reason)
-                raise
-            except AuthenticationFailed as error:
-                scope[AUTH_FAILURE_SCOPE_KEY] = AuthFailure("jwt", error.reason)
-                raise
-            services.metrics.authentication_seconds.labels(principal.method).observe(
-                time.perf_counter() - started
-            )
-            scope[PRINCIPAL_SCOPE_KEY] = principal
-            try:
-                _authorize(principal, request.method, required, keys_may_change)
-                if principal.api_key is not None:
-                    await _rate_limit(scope, services, principal.api_key, principal.rate_limit)
-            except (PermissionDenied, RateLimited) as error:
-                scope[AUTH_FAILURE_SCOPE_KEY] = AuthFailure(
-                    principal.method, error.reason, principal.api_key
-                )
-                raise
+            await admit(request, services_of(request), request.method, authorize)
             return await handle(request)
 
         return authenticated
+
+
+Authorizer = Callable[[Principal, str], None]
+
+
+async def admit(
+    request: Request, services: Services, method: str, authorize: Authorizer
+) -> Principal:
+    """Authenticate the request, authorize ``method`` for the caller and count it against
+    an API key's rate limit; the outcome is left in the scope for the audit and usage
+    logs (written after the response, in batches)."""
+    scope = request.scope
+    started = time.perf_counter()
+    try:
+        principal = await authenticate_request(request, services)
+    except ApiKeyInvalid as error:
+        scope[AUTH_FAILURE_SCOPE_KEY] = AuthFailure("api_key", error.reason, error.key)
+        await services.key_abuse.failed(client_address(scope, services))
+        raise
+    except (ApiKeyRejected, IpNotAllowed) as error:
+        scope[AUTH_FAILURE_SCOPE_KEY] = AuthFailure("api_key", error.reason, error.key)
+        raise
+    except Throttled as error:  # this address sent too many bad keys
+        scope[AUTH_FAILURE_SCOPE_KEY] = AuthFailure("api_key", error.reason)
+        raise
+    except AuthenticationFailed as error:
+        scope[AUTH_FAILURE_SCOPE_KEY] = AuthFailure("jwt", error.reason)
+        raise
+    services.metrics.authentication_seconds.labels(principal.method).observe(
+        time.perf_counter() - started
+    )
+    scope[PRINCIPAL_SCOPE_KEY] = principal
+    try:
+        authorize(principal, method)
+        if principal.api_key is not None:
+            await _rate_limit(scope, services, principal.api_key, principal.rate_limit)
+    except (PermissionDenied, RateLimited) as error:
+        scope[AUTH_FAILURE_SCOPE_KEY] = AuthFailure(
+            principal.method, error.reason, principal.api_key
+        )
+        raise
+    return principal
 
 
 async def _rate_limit(

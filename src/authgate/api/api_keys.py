@@ -18,7 +18,13 @@ from authgate.api.access import (
 from authgate.api.errors import documented
 from authgate.api.pagination import PageRequestDep, pagination_headers
 from authgate.api.schemas import StrictBody
-from authgate.services.api_keys import MAX_GRACE, NAME_MAX_LENGTH, ApiKeyView, KeySpec
+from authgate.security.principal import SCOPE_PATTERN
+from authgate.services.api_keys import (
+    MAX_GRACE,
+    NAME_MAX_LENGTH,
+    ApiKeyView,
+    KeySpec,
+)
 from authgate.storage.api_key_repository import UsageFilter
 
 router = APIRouter(prefix="/api/api-keys", tags=["api-keys"], route_class=ApiKeyManagementRoute)
@@ -27,7 +33,7 @@ review_router = APIRouter(
     prefix="/api/api-keys", tags=["api-keys"], route_class=AdminConfigurationRoute
 )
 
-Scope = Literal["read", "write", "admin"]
+Scope = Annotated[str, Field(pattern=SCOPE_PATTERN, examples=["read"])]
 KeyIdPath = Annotated[int, Path(ge=1, le=2**63 - 1, description="The key's id.")]
 
 
@@ -50,8 +56,9 @@ class ApiKeyBody(StrictBody):
         Field(max_length=100, examples=[["203.0.113.7", "10.0.0.0/8", "2001:db8::/32"]]),
     ] = Field(default_factory=list)
     expiresAt: Instant | None = Field(default=None, examples=["2027-01-31T00:00:00.000Z"])
-    scopes: Annotated[list[Scope], Field(max_length=3)] | None = Field(
-        default=None, description="read, write, admin; default read + write."
+    scopes: Annotated[list[Scope], Field(max_length=32)] | None = Field(
+        default=None,
+        description="read, write, admin (and the configured extra scopes); default read + write.",
     )
     rateLimit: Annotated[str, Field(max_length=64)] | None = Field(
         default=None,

@@ -18,6 +18,7 @@ from authgate.api.access import (
     CLIENT_IP_SCOPE_KEY,
     PRINCIPAL_SCOPE_KEY,
     RATE_LIMIT_SCOPE_KEY,
+    UPSTREAM_REQUEST_SCOPE_KEY,
     AuthFailure,
     client_address,
     header_value,
@@ -155,14 +156,15 @@ class SecurityHeadersAndRequestLogs:
                 audit.record(EventType.API_KEY_ACCESS_SUCCESS, "success")
         else:
             return
+        method, path = scope.get(UPSTREAM_REQUEST_SCOPE_KEY) or (scope["method"], scope["path"])
         self.services.usage.record(
             UsageEvent(
                 api_key_id=key.key_id,
                 api_key_name=key.name,
                 user_id=key.owner_id,
                 occurred_at=self.services.clock(),
-                method=scope["method"],
-                path=scope["path"],
+                method=method,
+                path=path,
                 status=status,
                 client_ip=scope.get(CLIENT_IP_SCOPE_KEY),
                 user_agent=header_value(scope, b"user-agent"),
@@ -193,7 +195,8 @@ class ScopeRequestInfo:
 
     @property
     def path(self) -> str | None:
-        return str(self._scope["path"])
+        upstream = self._scope.get(UPSTREAM_REQUEST_SCOPE_KEY)
+        return str(upstream[1] if upstream else self._scope["path"])
 
     @property
     def correlation_id(self) -> str | None:

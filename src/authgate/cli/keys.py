@@ -39,7 +39,10 @@ def keys_create(
         typer.Option(help="Allowed address or CIDR (IPv4/IPv6); repeat for several."),
     ] = None,
     scope: Annotated[
-        list[str] | None, typer.Option(help="read, write or admin; repeat (default read, write).")
+        list[str] | None,
+        typer.Option(
+            help="read, write, admin or a configured extra scope; repeat (default read, write)."
+        ),
     ] = None,
     rate_limit: Annotated[
         str | None, typer.Option(help='Requests allowed, e.g. "100/minute".')

@@ -16,6 +16,8 @@ SCOPE_READ: Final = "read"
 SCOPE_WRITE: Final = "write"
 SCOPE_ADMIN: Final = "admin"
 KNOWN_SCOPES: Final = frozenset({SCOPE_READ, SCOPE_WRITE, SCOPE_ADMIN})
+# Further scopes may be configured for APIs behind forward-auth (``orders:write``).
+SCOPE_PATTERN: Final = r"^[a-z][a-z0-9_.:-]{0,63}$"
 
 AuthMethod = Literal["jwt", "api_key"]
 

@@ -46,6 +46,7 @@ from authgate.storage.paging import Page, PageRequest
 from authgate.storage.repositories import UserRepository
 
 NAME_MAX_LENGTH = 100
+SCOPES_MAX_LENGTH = 1000  # the comma-joined column
 MAX_GRACE = timedelta(days=7)
 
 KeyStatus = Literal["active", "expired", "revoked", "rotating"]
@@ -143,6 +144,12 @@ class KeyPolicy:
     require_expiry: bool = True
     max_lifetime: timedelta = timedelta(days=365)
     default_scopes: frozenset[str] = field(default_factory=lambda: frozenset({"read", "write"}))
+    # Scopes of the APIs behind forward-auth (``orders:write``), beside read/write/admin.
+    extra_scopes: frozenset[str] = frozenset()
+
+    @property
+    def allowed_scopes(self) -> frozenset[str]:
+        return KNOWN_SCOPES | self.extra_scopes
 
 
 class ApiKeyService:
@@ -162,6 +169,10 @@ class ApiKeyService:
         self._pepper = pepper
         self._policy = policy
         self._audit = audit
+
+    @property
+    def allowed_scopes(self) -> frozenset[str]:
+        return self._policy.allowed_scopes
 
     async def create(self, owner_id: int, spec: KeySpec) -> CreatedKey:
         """A new key for ``owner_id``; the result holds the plaintext, shown once."""
@@ -396,8 +407,14 @@ class ApiKeyService:
         errors.extend(FieldError(f"allowedIp[{i}]", m) for i, m in sorted(entry_errors.items()))
         if not scopes:
             errors.append(FieldError("scopes", "At least one scope is required."))
-        elif not scopes <= KNOWN_SCOPES:
-            errors.append(FieldError("scopes", "Scopes are read, write and admin."))
+        elif not scopes <= self._policy.allowed_scopes:
+            unknown = ", ".join(sorted(scopes - self._policy.allowed_scopes))
+            allowed_text = ", ".join(sorted(self._policy.allowed_scopes))
+            errors.append(
+                FieldError("scopes", f"Unknown scope {unknown} (allowed: {allowed_text}).")
+            )
+        elif len(join_authorities(scopes)) > SCOPES_MAX_LENGTH:
+            errors.append(FieldError("scopes", "Too many scopes for one key."))
         elif SCOPE_ADMIN in scopes and not owner_is_admin:
             errors.append(FieldError("scopes", "The admin scope needs an owner with ROLE_ADMIN."))
         if errors:

@@ -11,7 +11,7 @@ from starlette.datastructures import FormData
 
 from authgate.api.access import services_of
 from authgate.exceptions import Conflict, ValidationFailed
-from authgate.security.principal import KNOWN_SCOPES
+from authgate.security.principal import SCOPE_ADMIN
 from authgate.services.api_keys import MAX_GRACE, ApiKeyView, KeySpec
 from authgate.storage.api_key_repository import UsageFilter
 from authgate.storage.paging import PageRequest, SortOrder
@@ -32,10 +32,11 @@ async def list_keys(request: Request) -> Response:
     descending = request.query_params.get("dir", "desc") == "desc"
     order = SortOrder(SORTABLE.get(sort, "createdAt"), descending=descending)
     services = services_of(request)
+    showing_revoked = request.query_params.get("revoked") == "1"
     page = await services.api_keys.list_keys(
         current_principal(request),
         PageRequest(page=0, size=1000, sort=(order,)),
-        include_revoked=request.query_params.get("revoked") == "1",
+        include_revoked=showing_revoked,
     )
     return render(
         request,
@@ -44,9 +45,10 @@ async def list_keys(request: Request) -> Response:
             "keys": [_row(key, services.clock()) for key in page.items],
             "sort": sort if sort in SORTABLE else "created",
             "descending": descending,
+            "showing_revoked": showing_revoked,
             "form": _empty_form(services.clock()),
             "errors": {},
-            **_choices(),
+            **_choices(request),
         },
     )
 
@@ -78,7 +80,7 @@ async def create_key(request: Request) -> Response:
             "form": _form_values(form),
             "errors": errors,
             "open_form": True,
-            **_choices(),
+            **_choices(request),
         },
         status=422,
     )
@@ -151,7 +153,7 @@ async def _detail(
             "form": form or _form_of(key),
             "errors": errors or {},
             "owned": key.owner_id == principal.user_id,
-            **_choices(),
+            **_choices(request),
         },
         status=status,
     )
@@ -247,11 +249,14 @@ def _form_values(form: FormData) -> dict[str, Any]:
     }
 
 
-def _choices() -> dict[str, Any]:
+def _choices(request: Request) -> dict[str, Any]:
+    scopes = services_of(request).api_keys.allowed_scopes
+    if not current_principal(request).is_admin:
+        scopes -= {SCOPE_ADMIN}  # refused for keys of non-admins anyway
     return {
         "presets": EXPIRY_PRESETS,
         "grace_choices": [
             (s, label) for s, label in GRACE_CHOICES if s <= MAX_GRACE.total_seconds()
         ],
-        "all_scopes": sorted(KNOWN_SCOPES),
+        "all_scopes": sorted(scopes),
     }

@@ -1,0 +1,149 @@
+"""Forward-auth: ``/api/auth/verify`` lets a reverse proxy protect any HTTP API.
+
+nginx (``auth_request``) or Traefik (``ForwardAuth``) sends each incoming request's
+headers here before passing it upstream. authgate authenticates the credentials in
+them exactly as for its own API (``Authorization: Bearer <JWT or key>`` or
+``Utm-Api-Key``), with the client address from the trusted-proxy rules, and holds
+the original method and path (``X-Original-Method``/``X-Forwarded-Method``,
+``X-Original-URI``/``X-Forwarded-Uri``) to the forward-auth rules. It answers:
+
+* 200 with identity headers for the upstream (``X-Auth-User``, ``X-Auth-User-Id``,
+  ``X-Auth-Roles``, ``X-Auth-Method``, and for keys ``X-Auth-Key-Id``/``X-Auth-Scopes``);
+* 401/403/423/429 with the usual JSON error, ``WWW-Authenticate``/``Retry-After`` and
+  the stable error code in ``X-Auth-Error`` (a proxy forwards headers, not bodies).
+
+Any method is accepted (nginx's subrequest keeps the original method) and a body is
+never read. It is the hottest endpoint: a lean handler without FastAPI's parameter
+machinery, no database round trip on a cache hit, usage and audit written in batches
+after the response like every other request (with the upstream method and path).
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from starlette.responses import JSONResponse
+from starlette.types import Scope
+
+from authgate.api.access import (
+    UPSTREAM_REQUEST_SCOPE_KEY,
+    AuthenticatedRoute,
+    Handler,
+    admit,
+    header_value,
+    services_of,
+)
+from authgate.api.errors import authgate_error_response, documented
+from authgate.exceptions import AuthgateError, ValidationFailed
+from authgate.security.principal import Principal, join_authorities
+from authgate.services.forward_auth import upstream_path
+
+VERIFY_PATH = "/api/auth/verify"
+ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+class ForwardAuthRoute(AuthenticatedRoute):
+    """Serves ``verify`` itself: FastAPI only routes to it and documents it."""
+
+    def get_route_handler(self) -> Handler:
+        return verify
+
+
+async def verify(request: Request) -> Response:
+    services = services_of(request)
+    scope = request.scope
+    try:
+        method, path = _upstream_request(scope, require_uri=services.forward_auth.has_rules)
+        scope[UPSTREAM_REQUEST_SCOPE_KEY] = (method, path)
+        requirement = services.forward_auth.requirement(method, path)
+        principal = await admit(
+            request, services, method, lambda caller, _method: requirement.check(caller)
+        )
+    except AuthgateError as error:
+        response: Response = authgate_error_response(request, error)
+        response.headers["X-Auth-Error"] = error.code
+        return response
+    return Response(status_code=200, headers=identity_headers(principal))
+
+
+def identity_headers(principal: Principal) -> dict[str, str]:
+    """What the upstream learns about the caller (values are header-safe: logins are
+    ``[_.@A-Za-z0-9-]``, roles and scopes are names)."""
+    headers = {
+        "X-Auth-User": principal.login,
+        "X-Auth-User-Id": str(principal.user_id),
+        "X-Auth-Roles": join_authorities(principal.authorities),
+        "X-Auth-Method": principal.method,
+    }
+    if principal.api_key is not None:
+        headers["X-Auth-Key-Id"] = principal.credential_id
+    if principal.scopes is not None:
+        headers["X-Auth-Scopes"] = join_authorities(principal.scopes)
+    return headers
+
+
+def _upstream_request(scope: Scope, *, require_uri: bool) -> tuple[str, str]:
+    method = header_value(scope, b"x-original-method") or header_value(scope, b"x-forwarded-method")
+    if method is None:
+        method = str(scope["method"])
+    else:
+        method = method.strip().upper()
+        if not (0 < len(method) <= 20 and method.isascii() and method.isalpha()):
+            raise ValidationFailed("X-Original-Method is not an HTTP method")
+    uri = header_value(scope, b"x-original-uri") or header_value(scope, b"x-forwarded-uri")
+    if uri is None:
+        if require_uri:
+            raise ValidationFailed(
+                "X-Original-URI (or X-Forwarded-Uri) is required: forward-auth rules "
+                "are matched against the upstream path"
+            )
+        uri = "/"
+    elif len(uri) > 8192:
+        raise ValidationFailed("X-Original-URI is too long")
+    return method, upstream_path(uri)
+
+
+async def _documented_only() -> None:
+    """Never called: ``ForwardAuthRoute`` serves the request."""
+
+
+IDENTITY_HEADERS = {
+    "X-Auth-User": "The caller's login.",
+    "X-Auth-User-Id": "The caller's user id.",
+    "X-Auth-Roles": "The roles in force, comma-separated (ROLE_ADMIN only for admin keys).",
+    "X-Auth-Method": "jwt or api_key.",
+    "X-Auth-Key-Id": "The API key's public id (keys only).",
+    "X-Auth-Scopes": "The API key's scopes, comma-separated (keys only).",
+}
+
+router = APIRouter(tags=["forward-auth"], route_class=ForwardAuthRoute)
+router.add_api_route(
+    VERIFY_PATH,
+    _documented_only,
+    methods=["GET"],
+    summary="Verify a proxied request's credentials (forward-auth)",
+    description=(
+        "For nginx `auth_request` and Traefik `ForwardAuth`: send the original request's "
+        "credentials, `X-Forwarded-For` (from a trusted proxy), `X-Original-URI` / "
+        "`X-Forwarded-Uri` and `X-Original-Method` / `X-Forwarded-Method`. Every method is "
+        "accepted; the body is ignored. The error code is also in `X-Auth-Error`."
+    ),
+    status_code=200,
+    response_class=JSONResponse,
+    responses={
+        200: {
+            "description": "Allowed; identity headers for the upstream.",
+            "headers": {
+                name: {"description": text, "schema": {"type": "string"}}
+                for name, text in IDENTITY_HEADERS.items()
+            },
+            "content": None,
+        },
+        **documented(400, 401, 403, 423, 429),
+    },
+)
+router.add_api_route(
+    VERIFY_PATH,
+    _documented_only,
+    methods=[m for m in ANY_METHOD if m != "GET"],
+    include_in_schema=False,
+)

@@ -1,0 +1,426 @@
+"""Forward-auth through HTTP: ``/api/auth/verify`` as nginx and Traefik call it."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+
+from authgate.api.forward_auth import IDENTITY_HEADERS
+from authgate.app import create_app
+from authgate.settings import ForwardAuthRuleSetting, Settings
+from tests.conftest import ADMIN_PASSWORD, USER_PASSWORD, FakeClock, Harness, bearer, test_settings
+
+VERIFY = "/api/auth/verify"
+KEYS = "/api/api-keys"
+
+RULES = [
+    ForwardAuthRuleSetting(path_prefix="/api/", methods=["GET", "HEAD"], scopes=["read"]),
+    ForwardAuthRuleSetting(path_prefix="/api/", scopes=["write"]),
+    ForwardAuthRuleSetting(path_prefix="/admin/", roles=["ROLE_ADMIN"]),
+    ForwardAuthRuleSetting(path_prefix="/orders/", methods=["POST"], scopes=["orders:write"]),
+    ForwardAuthRuleSetting(path_prefix="/internal/", allow=False),
+]
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return test_settings(
+        tmp_path / "data",
+        database_url=database_url,
+        trusted_proxies=["127.0.0.1"],
+        forward_auth_rules=RULES,
+        api_key_extra_scopes=["orders:write"],
+    )
+
+
+def expiry(clock: FakeClock, days: int = 30) -> str:
+    return (clock() + timedelta(days=days)).isoformat().replace("+00:00", "Z")
+
+
+async def create_key(harness: Harness, token: str, **fields: Any) -> dict[str, Any]:
+    body = {
+        "name": fields.pop("name", "upstream"),
+        "allowedIp": fields.pop("allowedIp", ["127.0.0.1", "198.51.100.0/24", "2001:db8::/32"]),
+        "expiresAt": expiry(harness.clock),
+        **fields,
+    }
+    response = await harness.client.post(KEYS, json=body, headers=bearer(token))
+    assert response.status_code == 201, response.text
+    created: dict[str, Any] = response.json()
+    return created
+
+
+def proxied(
+    credential: str | None = None,
+    *,
+    uri: str = "/api/things?page=2",
+    method: str = "GET",
+    client: str = "198.51.100.7",
+    header: str = "Authorization",
+) -> dict[str, str]:
+    """The headers nginx's auth_request location sends (see README)."""
+    headers = {"X-Original-URI": uri, "X-Original-Method": method, "X-Forwarded-For": client}
+    if credential is not None:
+        headers[header] = f"Bearer {credential}" if header == "Authorization" else credential
+    return headers
+
+
+@asynccontextmanager
+async def client_from(harness: Harness, address: str) -> AsyncIterator[httpx2.AsyncClient]:
+    transport = httpx2.ASGITransport(
+        app=harness.app, client=(address, 50000), raise_app_exceptions=False
+    )
+    async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        yield client
+
+
+# -- allowed ----------------------------------------------------------------------------------
+
+
+async def test_a_valid_key_passes_with_identity_headers_and_an_empty_body(
+    harness: Harness, user_token: str
+) -> None:
+    created = await create_key(harness, user_token, scopes=["read"])
+    for header in ("Authorization", "Utm-Api-Key"):
+        response = await harness.client.get(VERIFY, headers=proxied(created["key"], header=header))
+        assert response.status_code == 200, response.text
+        assert response.content == b""
+        assert response.headers["X-Auth-User"] == "alice"
+        assert response.headers["X-Auth-User-Id"].isdigit()
+        assert response.headers["X-Auth-Roles"] == "ROLE_USER"
+        assert response.headers["X-Auth-Method"] == "api_key"
+        assert response.headers["X-Auth-Key-Id"] == created["key"][4:16]
+        assert response.headers["X-Auth-Scopes"] == "read"
+        assert "X-Auth-Error" not in response.headers
+
+
+async def test_a_user_token_passes_without_key_headers(harness: Harness, admin_token: str) -> None:
+    response = await harness.client.get(VERIFY, headers=proxied(admin_token, uri="/admin/x"))
+    assert response.status_code == 200, response.text
+    assert response.headers["X-Auth-User"] == "admin"
+    assert response.headers["X-Auth-Roles"] == "ROLE_ADMIN,ROLE_USER"
+    assert response.headers["X-Auth-Method"] == "jwt"
+    assert "X-Auth-Key-Id" not in response.headers
+    assert "X-Auth-Scopes" not in response.headers
+
+
+@pytest.mark.parametrize("verb", ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
+async def test_every_method_is_accepted_and_the_body_is_ignored(
+    harness: Harness, user_token: str, verb: str
+) -> None:
+    """nginx's subrequest keeps the client's method; the original method decides."""
+    created = await create_key(harness, user_token, scopes=["read"])
+    response = await harness.client.request(
+        verb, VERIFY, headers=proxied(created["key"], method="GET"), content=b"{not json"
+    )
+    assert response.status_code == 200
+    refused = await harness.client.request(
+        verb, VERIFY, headers=proxied(created["key"], method="DELETE"), content=b"{not json"
+    )
+    assert refused.status_code == 403
+    if verb != "HEAD":
+        assert refused.json()["code"] == "insufficient_scope"
+
+
+async def test_traefik_headers_are_understood(harness: Harness, user_token: str) -> None:
+    created = await create_key(harness, user_token, scopes=["read"])
+    headers = {
+        "Authorization": f"Bearer {created['key']}",
+        "X-Forwarded-Method": "POST",
+        "X-Forwarded-Uri": "/api/things",
+        "X-Forwarded-For": "198.51.100.7",
+    }
+    response = await harness.client.get(VERIFY, headers=headers)
+    assert response.status_code == 403
+    assert response.headers["X-Auth-Error"] == "insufficient_scope"
+    headers["X-Forwarded-Method"] = "GET"
+    assert (await harness.client.get(VERIFY, headers=headers)).status_code == 200
+
+
+# -- refused ----------------------------------------------------------------------------------
+
+
+async def test_missing_and_bad_credentials_are_401_with_the_reason_in_a_header(
+    harness: Harness, user_token: str
+) -> None:
+    missing = await harness.client.get(VERIFY, headers=proxied())
+    assert missing.status_code == 401
+    assert missing.headers["WWW-Authenticate"].startswith("Bearer")
+    assert missing.headers["X-Auth-Error"] == "credentials_missing"
+    assert missing.json()["code"] == "credentials_missing"
+
+    created = await create_key(harness, user_token)
+    forged = created["key"][:-8] + "AAAAAAAA"
+    bad = await harness.client.get(VERIFY, headers=proxied(forged))
+    assert bad.status_code == 401
+    assert bad.headers["X-Auth-Error"] == "invalid_api_key"
+    assert forged not in bad.text
+
+    token = await harness.client.get(VERIFY, headers=proxied("not.a.jwt"))
+    assert token.status_code == 401
+    assert token.headers["X-Auth-Error"] == "invalid_token"
+
+
+async def test_revoked_and_expired_keys_are_refused(harness: Harness, user_token: str) -> None:
+    revoked = await create_key(harness, user_token, name="revoked")
+    assert (await harness.client.get(VERIFY, headers=proxied(revoked["key"]))).status_code == 200
+    deleted = await harness.client.delete(f"{KEYS}/{revoked['id']}", headers=bearer(user_token))
+    assert deleted.status_code in (200, 204)
+    response = await harness.client.get(VERIFY, headers=proxied(revoked["key"]))
+    assert response.status_code == 401
+
+    expiring = await create_key(harness, user_token, name="expiring")
+    harness.clock.advance(days=31)
+    response = await harness.client.get(VERIFY, headers=proxied(expiring["key"]))
+    assert response.status_code == 401
+    assert response.headers["X-Auth-Error"] == "api_key_expired"
+
+
+async def test_the_original_client_address_decides_the_allow_list(
+    harness: Harness, user_token: str
+) -> None:
+    """Behind a trusted proxy the forwarded address is checked; from anyone else the
+    header is ignored and the peer itself is checked."""
+    created = await create_key(harness, user_token, allowedIp=["198.51.100.0/24"])
+    key = created["key"]
+    allowed = await harness.client.get(VERIFY, headers=proxied(key, client="198.51.100.9"))
+    assert allowed.status_code == 200
+    denied = await harness.client.get(VERIFY, headers=proxied(key, client="203.0.113.9"))
+    assert denied.status_code == 403
+    assert denied.headers["X-Auth-Error"] == "ip_not_allowed"
+    async with client_from(harness, "203.0.113.50") as untrusted:
+        spoofed = await untrusted.get(VERIFY, headers=proxied(key, client="198.51.100.9"))
+    assert spoofed.status_code == 403
+    v6 = await harness.client.get(VERIFY, headers=proxied(key, client="2001:db8::1"))
+    assert v6.status_code == 403
+
+
+async def test_a_deactivated_owner_is_refused_at_once(
+    harness: Harness, admin_token: str, user_token: str
+) -> None:
+    created = await create_key(harness, user_token)
+    assert (await harness.client.get(VERIFY, headers=proxied(created["key"]))).status_code == 200
+    body = {"activated": False}
+    updated = await harness.client.put("/api/users/alice", json=body, headers=bearer(admin_token))
+    assert updated.status_code == 200, updated.text
+    assert (await harness.client.get(VERIFY, headers=proxied(created["key"]))).status_code == 401
+    assert (await harness.client.get(VERIFY, headers=proxied(user_token))).status_code == 401
+
+
+async def test_rate_limited_keys_get_429_with_retry_after(
+    harness: Harness, user_token: str
+) -> None:
+    created = await create_key(harness, user_token, rateLimit="2/minute")
+    statuses = [
+        (await harness.client.get(VERIFY, headers=proxied(created["key"]))).status_code
+        for _ in range(3)
+    ]
+    assert statuses == [200, 200, 429]
+    limited = await harness.client.get(VERIFY, headers=proxied(created["key"]))
+    assert limited.headers["X-Auth-Error"] == "rate_limited"
+    assert int(limited.headers["Retry-After"]) >= 1
+
+
+# -- rules --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("scopes", "method", "uri", "status"),
+    [
+        (["read"], "GET", "/api/things", 200),
+        (["read"], "HEAD", "/api/things", 200),
+        (["read"], "POST", "/api/things", 403),
+        (["write"], "GET", "/api/things", 403),  # the GET rule wants read
+        (["write"], "DELETE", "/api/things/1", 200),
+        (["read", "write"], "POST", "/orders/1", 403),  # needs orders:write
+        (["read", "orders:write"], "POST", "/orders/1", 200),
+        (["read", "orders:write"], "GET", "/orders/1", 200),  # unmatched: authenticated
+        (["read", "orders:write"], "PUT", "/orders/1", 403),  # unmatched unsafe: write
+        (["read", "write"], "GET", "/internal/metrics", 403),  # allow = false
+        (["read", "write"], "GET", "/admin/users", 403),  # ROLE_ADMIN only
+        (["read", "write"], "GET", "/admin", 403),  # the prefix's own directory
+    ],
+)
+async def test_rules_per_path_prefix_and_method(
+    harness: Harness,
+    user_token: str,
+    scopes: list[str],
+    method: str,
+    uri: str,
+    status: int,
+) -> None:
+    created = await create_key(harness, user_token, scopes=scopes)
+    response = await harness.client.get(
+        VERIFY, headers=proxied(created["key"], uri=uri, method=method)
+    )
+    assert response.status_code == status, response.text
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "/api/../admin/users",
+        "/api/%2e%2e/admin/users",
+        "//admin//users",
+        "/api/./../admin/users?x=/api/",
+        "http://upstream.example/admin/users",
+    ],
+)
+async def test_paths_are_normalised_before_rules_apply(
+    harness: Harness, user_token: str, uri: str
+) -> None:
+    """A dot segment or doubled slash cannot move a request under a weaker rule."""
+    created = await create_key(harness, user_token, scopes=["read", "write"])
+    response = await harness.client.get(VERIFY, headers=proxied(created["key"], uri=uri))
+    assert response.status_code == 403
+    assert response.headers["X-Auth-Error"] == "forbidden"
+
+
+async def test_admin_rules_take_the_key_scope_into_account(
+    harness: Harness, admin_token: str
+) -> None:
+    """An admin's key holds ROLE_ADMIN only with the admin scope."""
+    plain = await create_key(harness, admin_token, name="plain", scopes=["read"])
+    admin = await create_key(harness, admin_token, name="admin", scopes=["read", "admin"])
+    headers = proxied(plain["key"], uri="/admin/users")
+    assert (await harness.client.get(VERIFY, headers=headers)).status_code == 403
+    headers = proxied(admin["key"], uri="/admin/users")
+    assert (await harness.client.get(VERIFY, headers=headers)).status_code == 200
+
+
+async def test_the_upstream_uri_is_required_when_rules_exist(
+    harness: Harness, user_token: str
+) -> None:
+    created = await create_key(harness, user_token)
+    headers = {"Authorization": f"Bearer {created['key']}"}
+    response = await harness.client.get(VERIFY, headers=headers)
+    assert response.status_code == 400
+    assert response.headers["X-Auth-Error"] == "validation_failed"
+    assert "X-Original-URI" in response.json()["message"]
+
+
+@pytest.mark.parametrize("method", ["G E T", "GET1", "X" * 21, "ÉTÉ"])
+async def test_a_malformed_original_method_is_a_400(
+    harness: Harness, user_token: str, method: str
+) -> None:
+    created = await create_key(harness, user_token)
+    headers = proxied(created["key"])
+    headers["X-Original-Method"] = method
+    response = await harness.client.get(
+        VERIFY, headers=[(k.encode(), v.encode("utf-8")) for k, v in headers.items()]
+    )
+    assert response.status_code == 400
+    assert response.json()["code"] == "validation_failed"
+
+
+async def test_unknown_scopes_are_refused_when_creating_keys(
+    harness: Harness, user_token: str
+) -> None:
+    body = {"name": "x", "expiresAt": expiry(harness.clock), "scopes": ["billing:read"]}
+    response = await harness.client.post(KEYS, json=body, headers=bearer(user_token))
+    assert response.status_code == 422
+    assert "billing:read" in response.json()["message"]
+    assert "orders:write" in response.json()["message"]
+    body["scopes"] = ["Not A Scope"]
+    response = await harness.client.post(KEYS, json=body, headers=bearer(user_token))
+    assert response.status_code == 422
+
+
+async def test_unmatched_paths_can_be_denied(
+    tmp_path: Path, database_url: str, clock: FakeClock
+) -> None:
+    settings = test_settings(
+        tmp_path / "data",
+        database_url=database_url,
+        forward_auth_rules=[ForwardAuthRuleSetting(path_prefix="/api/")],
+        forward_auth_unmatched="deny",
+    )
+    app = create_app(settings, clock=clock)
+    async with app.router.lifespan_context(app):
+        services = app.state.services
+        await services.users.ensure_initial_admin(ADMIN_PASSWORD)
+        transport = httpx2.ASGITransport(app=app)
+        async with httpx2.AsyncClient(transport=transport, base_url="http://t") as client:
+            login = {"username": "admin", "password": ADMIN_PASSWORD}
+            token = (await client.post("/api/authenticate", json=login)).json()["id_token"]
+            inside = await client.get(VERIFY, headers=proxied(token, uri="/api/x"))
+            outside = await client.get(VERIFY, headers=proxied(token, uri="/other"))
+    assert inside.status_code == 200
+    assert outside.status_code == 403
+    assert outside.headers["X-Auth-Error"] == "forbidden"
+
+
+# -- logs ----------------------------------------------------------------------------------------
+
+
+async def test_usage_and_audit_record_the_upstream_request(
+    harness: Harness, user_token: str
+) -> None:
+    """The usage log shows what the caller did upstream (method, path without the
+    query), not the verify call; refusals are audited with the upstream path."""
+    created = await create_key(harness, user_token, scopes=["read", "orders:write"])
+    headers = proxied(created["key"], uri="/orders/17?token=secret-in-query", method="POST")
+    assert (await harness.client.get(VERIFY, headers=headers)).status_code == 200
+    refused = proxied(created["key"], uri="/api/things", method="DELETE")
+    assert (await harness.client.get(VERIFY, headers=refused)).status_code == 403
+    await harness.services.usage.flush()
+    await harness.services.audit.flush()
+
+    response = await harness.client.get(
+        f"{KEYS}/usage", params={"apiKeyId": created["id"]}, headers=bearer(user_token)
+    )
+    records = sorted(response.json(), key=lambda r: r["id"])
+    assert [(r["requestMethod"], r["endpoint"], r["responseCode"]) for r in records] == [
+        ("POST", "/orders/17", 200),
+        ("DELETE", "/api/things", 403),
+    ]
+    assert records[0]["ipAddress"] == "198.51.100.7"
+    assert records[1]["errorMessage"] == "scope_required"
+    assert "secret-in-query" not in response.text
+
+    await harness.create_user("auditor", USER_PASSWORD, admin=True)
+    auditor = await harness.login("auditor", USER_PASSWORD)
+    events = await harness.client.get(
+        "/api/audit-events", params={"type": "API_KEY_ACCESS_FAILURE"}, headers=bearer(auditor)
+    )
+    assert events.status_code == 200, events.text
+    paths = [event.get("path") for event in events.json()]
+    assert "/api/things" in paths
+
+
+async def test_the_openapi_document_describes_verify(harness: Harness) -> None:
+    spec = (await harness.client.get("/v3/api-docs")).json()
+    operation = spec["paths"][VERIFY]["get"]
+    assert set(spec["paths"][VERIFY]) == {"get"}
+    assert "X-Auth-User" in operation["responses"]["200"]["headers"]
+    assert {"401", "403", "429"} <= set(operation["responses"])
+    assert {"bearerAuth": []} in operation["security"]
+
+
+def test_the_traefik_example_forwards_every_identity_header() -> None:
+    """examples/traefik/dynamic.toml passes on exactly the headers verify answers with,
+    and strips the caller's credentials before the upstream."""
+    example = Path(__file__).parents[2] / "examples" / "traefik" / "dynamic.toml"
+    middlewares = tomllib.loads(example.read_text())["http"]["middlewares"]
+    forward = middlewares["authgate"]["forwardAuth"]
+    assert forward["address"].endswith(VERIFY)
+    assert forward["trustForwardHeader"] is False
+    assert set(forward["authResponseHeaders"]) == set(IDENTITY_HEADERS)
+    stripped = middlewares["strip-credentials"]["headers"]["customRequestHeaders"]
+    assert stripped == {"Authorization": "", "Utm-Api-Key": ""}
+
+
+def test_the_nginx_example_forwards_every_identity_header() -> None:
+    example = Path(__file__).parents[2] / "examples" / "nginx" / "authgate-forward-auth.conf"
+    text = example.read_text()
+    for header in IDENTITY_HEADERS:
+        variable = "$upstream_http_" + header.lower().replace("-", "_")
+        assert variable in text, header
+        assert f"proxy_set_header {header} " in text, header
