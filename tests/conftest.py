@@ -107,18 +107,10 @@ def _postgres_reachable() -> None:
         )
 
 
-@pytest.fixture(scope="session")
-def postgres_schema() -> Iterator[str]:
-    """A PostgreSQL database of this test session's own, migrated once.
-
-    Created next to the configured one (so several test runs on one server do not
-    empty each other's tables) and dropped at the end; without the right to create
-    databases, the configured database itself is emptied and used.
-    """
-    if not POSTGRES_URL:
-        pytest.skip("AUTHGATE_TEST_DATABASE_URL is not set")
-    _postgres_reachable()
-    base = make_url(POSTGRES_URL)
+def create_postgres_database(base_url: str) -> str | None:
+    """A new, migrated database on the server of ``base_url`` (None without the right
+    to create one); :func:`drop_postgres_database` removes it."""
+    base = make_url(base_url)
     name = f"authgate_test_{os.getpid()}_{secrets.token_hex(3)}"
 
     async def create() -> str | None:
@@ -130,28 +122,56 @@ def postgres_schema() -> Iterator[str]:
             return None
         finally:
             await engine.dispose()
-        return base.set(database=name).render_as_string(hide_password=False)
+        url = base.set(database=name).render_as_string(hide_password=False)
+        migrated = create_async_engine(url)
+        await migrate.upgrade(migrated)
+        await migrated.dispose()
+        return url
 
-    async def migrate_fresh(url: str, *, reset: bool) -> None:
-        engine = create_async_engine(url)
-        if reset:
+    return run_in_own_loop(create)
+
+
+def drop_postgres_database(url: str) -> None:
+    target = make_url(url)
+
+    async def drop() -> None:
+        engine = create_async_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+        async with engine.connect() as connection:
+            await connection.execute(
+                text(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)')
+            )
+        await engine.dispose()
+
+    run_in_own_loop(drop)
+
+
+@pytest.fixture(scope="session")
+def postgres_schema() -> Iterator[str]:
+    """A PostgreSQL database of this test session's own, migrated once.
+
+    Created next to the configured one (so several test runs on one server do not
+    empty each other's tables) and dropped at the end; without the right to create
+    databases, the configured database itself is emptied and used.
+    """
+    if not POSTGRES_URL:
+        pytest.skip("AUTHGATE_TEST_DATABASE_URL is not set")
+    _postgres_reachable()
+    own_url = create_postgres_database(POSTGRES_URL)
+    if own_url is None:
+
+        async def reset() -> None:
+            engine = create_async_engine(POSTGRES_URL)
             async with engine.begin() as connection:
                 await connection.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
                 await connection.execute(text("CREATE SCHEMA public"))
-        await migrate.upgrade(engine)
-        await engine.dispose()
+            await migrate.upgrade(engine)
+            await engine.dispose()
 
-    async def drop() -> None:
-        engine = create_async_engine(base, isolation_level="AUTOCOMMIT")
-        async with engine.connect() as connection:
-            await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await engine.dispose()
-
-    own_url = run_in_own_loop(create)
-    run_in_own_loop(lambda: migrate_fresh(own_url or POSTGRES_URL, reset=own_url is None))
-    yield own_url or POSTGRES_URL
-    if own_url is not None:
-        run_in_own_loop(drop)
+        run_in_own_loop(reset)
+        yield POSTGRES_URL
+        return
+    yield own_url
+    drop_postgres_database(own_url)
 
 
 async def truncate_postgres(url: str) -> None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from authgate import __version__
 from authgate.clock import Clock, utc_now
 from authgate.exceptions import ConfigurationError, ValidationFailed
 from authgate.security.clientip import ClientIpResolver
@@ -28,15 +29,18 @@ from authgate.services.api_key_auth import ApiKeyAuthenticator
 from authgate.services.api_keys import ApiKeyService, KeyPolicy
 from authgate.services.audit import AuditLog
 from authgate.services.changes import ChangeFeed
+from authgate.services.cluster import HEARTBEAT_SECONDS, ClusterMembership
 from authgate.services.forward_auth import ForwardAuthPolicy
 from authgate.services.key_abuse import KeyAbuseGuard, KeyAbuseLimits
 from authgate.services.login_protection import LoginLimits, LoginProtection
 from authgate.services.metrics import Metrics
 from authgate.services.password_hashing import AsyncPasswordHasher
 from authgate.services.rate_limits import KeyRateLimits
+from authgate.services.redis_link import SOCKET_TIMEOUT_SECONDS, ChangeDoorbell, RedisLink
 from authgate.services.signing_keys import SigningKeyFile
 from authgate.services.throttle_store import (
     DatabaseThrottleStore,
+    FallbackThrottleStore,
     RedisThrottleStore,
     ThrottleStore,
 )
@@ -82,12 +86,21 @@ class Services:
     # The deployment's shared secret (the API key pepper): purpose-specific keys, such as
     # the UI's CSRF key, are derived from it, so every node agrees on them.
     server_secret: bytes = b""
-    redis: Any = None  # redis.asyncio.Redis when AUTHGATE_REDIS_URL is set
+    cluster: ClusterMembership | None = None
+    redis: RedisLink | None = None  # when AUTHGATE_REDIS_URL is set
+    doorbell: ChangeDoorbell | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def start(self, *, background: bool = True) -> None:
-        """Load shared state; with ``background``, start polling and housekeeping."""
+        """Load shared state; with ``background``, join the cluster and start polling
+        and housekeeping (a CLI command only checks that it may touch the data)."""
+        if self.cluster is not None:
+            if background:
+                await self.cluster.join()
+            else:
+                await self.cluster.check_pepper()
         await self.feed.start_from_now()
         await self.tokens.load_revocations()
         await self.key_abuse.load()
@@ -105,7 +118,14 @@ class Services:
                     self.alert_dispatcher.run(self._stop), name="authgate-alert-delivery"
                 ),
                 asyncio.create_task(self._refresh_key_gauges(), name="authgate-key-gauges"),
+                asyncio.create_task(self._heartbeat(), name="authgate-cluster-heartbeat"),
             ]
+            if self.doorbell is not None:
+                self._tasks.append(
+                    asyncio.create_task(
+                        self.doorbell.listen(self._stop), name="authgate-change-doorbell"
+                    )
+                )
 
     async def close(self) -> None:
         """Stop background work, flush what is buffered, close the database."""
@@ -118,24 +138,41 @@ class Services:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._tasks = []
+        if self.doorbell is not None:
+            await self.doorbell.drain()
+        if self.cluster is not None:
+            await self.cluster.leave()
         for pending in (self.usage, self.audit):
             try:
                 await pending.flush()  # background=False, or a last batch that failed
             except Exception as error:  # noqa: BLE001 - shutting down: report, do not raise
                 log.error("could not write buffered records: %s", type(error).__name__)
         if self.redis is not None:
-            await self.redis.aclose()
+            await self.redis.close()
         await self.db.close()
 
+    def wake_change_poller(self) -> None:
+        """Poll the change feed now (the doorbell rang), not at the next tick."""
+        self._wake.set()
+
     async def _poll_changes(self) -> None:
+        interval = self.settings.change_poll_interval_seconds
         while not self._stop.is_set():
+            self._wake.clear()
             await self.feed.poll_logging_errors()
             if self.key_file is not None:
                 self.key_file.reload_if_changed(self._use_keyring)
+            await _first_of(self._stop, self._wake, seconds=interval)
+
+    async def _heartbeat(self) -> None:
+        while self.cluster is not None and not self._stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._stop.wait(), timeout=self.settings.change_poll_interval_seconds
-                )
+                await asyncio.wait_for(self._stop.wait(), timeout=HEARTBEAT_SECONDS)
+            if not self._stop.is_set():
+                try:
+                    await self.cluster.heartbeat()
+                except ConfigurationError as error:  # re-joining after a long outage
+                    log.error("%s", error)
 
     async def _refresh_key_gauges(self) -> None:
         """Key counts for Prometheus, refreshed here so that a scrape never queries."""
@@ -165,6 +202,8 @@ class Services:
                 await self.usage.delete_expired()
                 await self.audit.delete_expired()
                 await self.throttle.delete_expired(self.clock().timestamp())
+                if self.cluster is not None:
+                    await self.cluster.prune_dead()
             except Exception as error:  # noqa: BLE001 - retried at the next interval
                 log.warning("housekeeping failed: %s", type(error).__name__)
             with contextlib.suppress(TimeoutError):
@@ -184,9 +223,11 @@ def build_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
     )
     audit.subscribe(metrics.on_audit)
     redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
-    redis = _redis_client(redis_url) if redis_url else None
+    redis = RedisLink(_redis_client(redis_url)) if redis_url else None
     throttle: ThrottleStore = (
-        RedisThrottleStore(redis) if redis is not None else DatabaseThrottleStore(db)
+        FallbackThrottleStore(RedisThrottleStore(redis.client), DatabaseThrottleStore(db), redis)
+        if redis is not None
+        else DatabaseThrottleStore(db)
     )
     hasher = AsyncPasswordHasher(
         PasswordHasher(
@@ -328,6 +369,17 @@ def build_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
         server_secret=pepper,
         redis=redis,
     )
+    services.cluster = ClusterMembership(
+        db=db,
+        clock=clock,
+        pepper=pepper,
+        keyring=lambda: services.tokens.codec.keyring,
+        uses_redis=redis is not None,
+        version=__version__,
+    )
+    if redis is not None:
+        services.doorbell = ChangeDoorbell(redis, wake=services.wake_change_poller)
+        feed.after_commit(services.doorbell.ring)
     _report_internals(services)
     return services
 
@@ -395,7 +447,21 @@ def _redis_client(url: str) -> Any:
         raise ConfigurationError(
             "AUTHGATE_REDIS_URL needs the redis extra: pip install 'authgate[redis]'"
         ) from None
-    return from_url(url)
+    return from_url(
+        url,
+        socket_timeout=SOCKET_TIMEOUT_SECONDS,
+        socket_connect_timeout=SOCKET_TIMEOUT_SECONDS,
+    )
+
+
+async def _first_of(*events: asyncio.Event, seconds: float) -> None:
+    """Return when any of ``events`` is set, or after ``seconds``."""
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
 
 
 def trusted_proxies(settings: Settings) -> AllowList:

@@ -96,6 +96,11 @@ class Settings(BaseSettings):
         default=None,
         description="Apply pending migrations when the server starts (default: SQLite only).",
     )
+    cluster: bool = Field(
+        default=False,
+        description="This node is one of several: refuse SQLite and a pepper or signing "
+        "keys generated into the data dir (they must be shared).",
+    )
     config_file: Path | None = Field(default=None, description="Optional TOML config file.")
 
     # --- HTTP server --------------------------------------------------------------------
@@ -302,6 +307,9 @@ class Settings(BaseSettings):
             raise ValueError("set jwt_secret or jwt_secret_file, not both")
         if self.api_key_pepper is not None and self.api_key_pepper_file is not None:
             raise ValueError("set api_key_pepper or api_key_pepper_file, not both")
+        problems = self.cluster_problems()
+        if problems:
+            raise ValueError("AUTHGATE_CLUSTER is set, but " + "; ".join(problems))
         for scope in self.api_key_extra_scopes:
             if not _SCOPE_NAME.fullmatch(scope):
                 raise ValueError(
@@ -309,6 +317,29 @@ class Settings(BaseSettings):
                     "(lower case letters, digits and _ . : -, starting with a letter)"
                 )
         return self
+
+    def cluster_problems(self) -> list[str]:
+        """What keeps a node declared one of several (``cluster``) from working with its
+        peers: data that lives on one machine, secrets generated into the data dir."""
+        if not self.cluster:
+            return []
+        problems = []
+        if self.is_sqlite:
+            problems.append(
+                "several nodes need PostgreSQL (AUTHGATE_DATABASE_URL=postgresql+asyncpg://...):"
+                " an SQLite file lives on one machine"
+            )
+        if self.api_key_pepper is None and self.api_key_pepper_file is None:
+            problems.append(
+                "every node needs the same API key pepper: set AUTHGATE_API_KEY_PEPPER_FILE "
+                "(or AUTHGATE_API_KEY_PEPPER); `authgate cluster init` creates one"
+            )
+        if self.jwt_algorithm != "HS512" and self.signing_keys_file is None:
+            problems.append(
+                "every node needs the same JWT signing keys: set AUTHGATE_SIGNING_KEYS_FILE "
+                "to a file all nodes read; `authgate cluster init` creates one"
+            )
+        return problems
 
     # --- derived values -----------------------------------------------------------------
     @property

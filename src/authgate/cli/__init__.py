@@ -1,4 +1,4 @@
-"""The server's command line: ``authgate serve|migrate|users|keys|signing-keys``.
+"""The server's command line: ``authgate serve|migrate|users|keys|signing-keys|audit|cluster``.
 
 Commands call the same services the REST API calls; nothing here holds a rule.
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 import typer
 
 from authgate.cli.audit import audit_app
+from authgate.cli.cluster import cluster_app
 from authgate.cli.keys import keys_app
 from authgate.cli.server import server_commands
 from authgate.cli.signing_keys import signing_keys_app
@@ -22,6 +23,7 @@ app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
 app.add_typer(signing_keys_app, name="signing-keys")
 app.add_typer(audit_app, name="audit")
+app.add_typer(cluster_app, name="cluster")
 
 
 def main() -> None:

@@ -23,7 +23,8 @@ from authgate.settings import CONFIG_FILE_VARIABLE, Settings
 T = TypeVar("T")
 
 out = Console()
-err = Console(stderr=True)
+# Messages are not wrapped: they may go to a log, where a wrapped line is two lines.
+err = Console(stderr=True, soft_wrap=True)
 
 ConfigOption = Annotated[
     Path | None,

@@ -16,7 +16,7 @@ from authgate.cli.console import (
     out,
     with_services,
 )
-from authgate.container import build_services, load_signing_keys, prepare_data_dir
+from authgate.container import Services, build_services, load_signing_keys, prepare_data_dir
 from authgate.storage import migrate as migrations
 
 server_commands = typer.Typer()
@@ -42,12 +42,7 @@ def serve(
         # share one key.
         prepare_data_dir(settings)
         load_signing_keys(settings)
-        admin_password = with_services(
-            settings,
-            lambda services: services.users.ensure_initial_admin(
-                settings.admin_password.get_secret_value() if settings.admin_password else None
-            ),
-        )
+        admin_password = with_services(settings, _prepare_to_serve)
     base = settings.base_url
     out.print(f"authgate {__version__}")
     out.print(f"  API:        {base}/api")
@@ -67,6 +62,17 @@ def serve(
         server_header=False,
         access_log=False,  # authgate logs requests itself, without query strings
         log_config=_log_config(settings.log_level),
+    )
+
+
+async def _prepare_to_serve(services: Services) -> str | None:
+    """Refuse a configuration the running nodes disagree with (before any worker
+    starts, with a plain message), then create the first admin if there is none."""
+    if services.cluster is not None:
+        await services.cluster.preflight()
+    given = services.settings.admin_password
+    return await services.users.ensure_initial_admin(
+        given.get_secret_value() if given is not None else None
     )
 
 

@@ -4,8 +4,9 @@ A service that changes something authentication depends on (a logout, a password
 change, a deactivation) records a :class:`Change` in the same transaction. After the
 commit the change is applied to this process's caches at once; every other worker
 and node picks it up by polling ``auth_changes`` by sequence number, a cheap indexed
-query (four times a second by default). Handlers must be idempotent: a change may be
-delivered more than once.
+query (four times a second by default), and at once when Redis is configured: the
+commit rings a doorbell there that wakes every poller (``redis_link``). Handlers must
+be idempotent: a change may be delivered more than once.
 
 Sequence numbers can commit out of order on PostgreSQL (two concurrent transactions),
 so the poller keeps a low-water mark below which it has seen everything and waits a
@@ -75,6 +76,7 @@ class ChangeFeed:
         self._retention = retention
         self._batch_size = batch_size
         self._handlers: list[ChangeHandler] = []
+        self._after_commit: list[Callable[[], None]] = []
         self._low_water = 0
         self._seen_above: set[int] = set()
         self._gap_since: dict[int, float] = {}
@@ -82,6 +84,10 @@ class ChangeFeed:
 
     def subscribe(self, handler: ChangeHandler) -> None:
         self._handlers.append(handler)
+
+    def after_commit(self, hook: Callable[[], None]) -> None:
+        """Call ``hook`` after every commit that published changes (must not block)."""
+        self._after_commit.append(hook)
 
     @asynccontextmanager
     async def unit_of_work(self) -> AsyncIterator[UnitOfWork]:
@@ -95,6 +101,9 @@ class ChangeFeed:
                 changes.append(kind=change.kind.value, subject=change.subject, now=now)
         for change in work.changes:
             self._dispatch(change)
+        if work.changes:
+            for hook in self._after_commit:
+                hook()
 
     async def start_from_now(self) -> None:
         """Skip history: callers load current state right after this."""

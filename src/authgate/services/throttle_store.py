@@ -10,9 +10,10 @@ an exact sliding log.
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -20,6 +21,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from authgate.storage.db import Database
 from authgate.storage.models import ThrottleBlock, ThrottleWindow
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,3 +233,59 @@ def _glob_escape(text: str) -> str:
     for special in ("\\", "*", "?", "[", "]"):
         text = text.replace(special, "\\" + special)
     return text
+
+
+class FallbackThrottleStore:
+    """Redis while it answers, the database while it does not (see ``redis_link``).
+
+    Counts made during an outage live in the database and are not merged back: an
+    attacker gains at most one window's worth of attempts, and protection never stops.
+    """
+
+    def __init__(self, primary: RedisThrottleStore, fallback: DatabaseThrottleStore, link: Any):
+        self._primary = primary
+        self._fallback = fallback
+        self._link = link
+
+    async def _use(self, call: Callable[[ThrottleStore], Awaitable[T]]) -> T:
+        if self._link.available:
+            try:
+                result = await call(self._primary)
+            except Exception as error:  # noqa: BLE001 - any Redis failure: use the database
+                self._link.failed(error)
+            else:
+                self._link.succeeded()
+                return result
+        return await call(self._fallback)
+
+    async def add_failure(self, subject: str, *, window: int, now: float) -> float:
+        return await self._use(lambda store: store.add_failure(subject, window=window, now=now))
+
+    async def failures(self, subject: str, *, window: int, now: float) -> float:
+        return await self._use(lambda store: store.failures(subject, window=window, now=now))
+
+    async def block(self, subject: str, *, until: float, strikes: int, now: float) -> None:
+        await self._use(lambda store: store.block(subject, until=until, strikes=strikes, now=now))
+
+    async def get_block(self, subject: str) -> Block | None:
+        # A block set during an outage stays in force after it.
+        block = await self._use(lambda store: store.get_block(subject))
+        if block is None and not self._link.is_down:
+            block = await self._fallback.get_block(subject)
+        return block
+
+    async def forget(self, *subjects: str) -> None:
+        await self._use(lambda store: store.forget(*subjects))
+        await self._fallback.forget(*subjects)
+
+    async def reset_failures(self, subject: str) -> None:
+        await self._use(lambda store: store.reset_failures(subject))
+        await self._fallback.reset_failures(subject)
+
+    async def active_blocks(self, prefix: str, now: float) -> dict[str, float]:
+        blocks = await self._fallback.active_blocks(prefix, now)
+        blocks.update(await self._use(lambda store: store.active_blocks(prefix, now)))
+        return blocks
+
+    async def delete_expired(self, now: float) -> int:
+        return await self._fallback.delete_expired(now)

@@ -93,9 +93,8 @@ def load_or_create_pepper(
     if secret is None:
         path = secret_file or default_file
         if secret_file is None and not path.exists():
-            encoded = base64.b64encode(os.urandom(32)).decode("ascii")
             try:
-                _write_new_bytes(path, encoded.encode("ascii"))
+                create_pepper_file(path)
                 log.info("created a new API key pepper in %s", path)
             except FileExistsError:
                 pass  # another process created it first
@@ -111,6 +110,11 @@ def load_or_create_pepper(
     if len(pepper) < 32:
         raise ConfigurationError("the API key pepper must be at least 32 bytes")
     return pepper
+
+
+def create_pepper_file(path: Path) -> None:
+    """A new random pepper (32 bytes, base64) in a new file of mode 0600."""
+    _write_new_bytes(path, base64.b64encode(os.urandom(32)))
 
 
 def _write_new(path: Path, ring: KeyRing) -> None:

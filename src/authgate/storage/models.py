@@ -141,7 +141,7 @@ class ApiKey(Base):
     previous_secret_hash: Mapped[str | None] = mapped_column(String(64))
     previous_valid_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     allowed_networks: Mapped[str] = mapped_column(Text, default="")  # comma-joined, canonical
-    scopes: Mapped[str] = mapped_column(String(100))  # comma-joined
+    scopes: Mapped[str] = mapped_column(String(1000))  # comma-joined
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     generated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -280,3 +280,34 @@ class FiredAlert(Base):
     fired_at: Mapped[datetime] = mapped_column(UTCDateTime)
     count: Mapped[int] = mapped_column(Integer)
     summary: Mapped[str] = mapped_column(String(500))
+
+
+class DeploymentSetting(Base):
+    """A fact every node of the deployment must agree on, such as the fingerprint of the
+    API key pepper that the stored key digests depend on."""
+
+    __tablename__ = "deployment_settings"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(256))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ClusterNode(Base):
+    """A running authgate process (a node, or one worker of a node): registered at
+    start, refreshed by a heartbeat, removed at a clean stop. Nodes check each other's
+    configuration against these rows."""
+
+    __tablename__ = "cluster_nodes"
+    __table_args__ = (Index("ix_cluster_nodes_last_seen_at", "last_seen_at"),)
+
+    node_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    hostname: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    version: Mapped[str] = mapped_column(String(40))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    pepper_fingerprint: Mapped[str] = mapped_column(String(64))
+    active_kid: Mapped[str] = mapped_column(String(100))
+    kids: Mapped[str] = mapped_column(String(2000))  # comma-joined: every verifying key
+    uses_redis: Mapped[bool] = mapped_column(Boolean)

@@ -1,0 +1,86 @@
+"""``authgate cluster ...``: the secrets every node shares, and who is running."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from authgate.cli.console import (
+    ConfigOption,
+    err,
+    friendly_errors,
+    load_settings,
+    out,
+    with_services,
+)
+from authgate.container import Services
+from authgate.exceptions import ConfigurationError
+from authgate.security.signing_keys import AsymmetricAlgorithm
+from authgate.services.cluster import NodeInfo, describe
+from authgate.storage import keystore
+
+cluster_app = typer.Typer(help="Run several nodes as one deployment.", no_args_is_help=True)
+
+PEPPER_FILE = "api-key-pepper"
+SIGNING_KEYS_FILE = "signing-keys.json"
+
+
+@cluster_app.command("init")
+def cluster_init(
+    directory: Annotated[
+        Path, typer.Argument(help="Where to write the shared secrets (created, mode 0700).")
+    ],
+    algorithm: Annotated[
+        str, typer.Option(help="JWT signing algorithm: ES256 or EdDSA.")
+    ] = "ES256",
+) -> None:
+    """Create the API key pepper and signing key ring that every node must share."""
+    with friendly_errors():
+        if algorithm not in ("ES256", "EdDSA"):
+            raise ConfigurationError("--algorithm must be ES256 or EdDSA")
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        pepper, ring = directory / PEPPER_FILE, directory / SIGNING_KEYS_FILE
+        for path in (pepper, ring):
+            if path.exists():
+                raise ConfigurationError(f"{path} exists already: nodes may be using it")
+        keystore.create_pepper_file(pepper)
+        asymmetric: AsymmetricAlgorithm = "EdDSA" if algorithm == "EdDSA" else "ES256"
+        keystore.load_or_create_keyring(ring, asymmetric, now=datetime.now(UTC))
+    out.print(f"created {pepper} and {ring} (mode 0600). Give every node the same files:")
+    out.print("  AUTHGATE_CLUSTER=true")
+    out.print(f"  AUTHGATE_API_KEY_PEPPER_FILE={pepper.resolve()}")
+    out.print(f"  AUTHGATE_SIGNING_KEYS_FILE={ring.resolve()}")
+    out.print(f"  AUTHGATE_JWT_ALGORITHM={algorithm}")
+    out.print("  AUTHGATE_DATABASE_URL=postgresql+asyncpg://...   AUTHGATE_REDIS_URL=redis://...")
+
+
+@cluster_app.command("status")
+def cluster_status(config: ConfigOption = None) -> None:
+    """List the running nodes and anything their configurations disagree on."""
+
+    async def nodes(services: Services) -> list[NodeInfo]:
+        assert services.cluster is not None  # built by build_services
+        return await services.cluster.nodes()
+
+    with friendly_errors():
+        live = with_services(load_settings(config), nodes)
+    table = Table("node", "version", "started", "last seen", "signs with", "redis")
+    for node in live:
+        table.add_row(
+            f"{node.hostname} (pid {node.pid})",
+            node.version,
+            node.started_at.isoformat(timespec="seconds"),
+            node.last_seen_at.isoformat(timespec="seconds"),
+            node.active_kid,
+            "yes" if node.uses_redis else "no",
+        )
+    out.print(table if live else "no node is running")
+    problems = describe(live)
+    for problem in problems:
+        err.print(f"[red]problem:[/red] {problem}")
+    if problems:
+        raise typer.Exit(1)

@@ -1,0 +1,265 @@
+"""Several nodes, one deployment: what every node must share, checked before it serves.
+
+Nodes keep no state of their own beyond bounded caches: PostgreSQL is the source of
+truth and Redis (optional) holds shared counters and rings the change doorbell. What
+nodes cannot get from the database has to come from their configuration, identically:
+
+* the API key pepper: key digests are HMACs under it, so a node with another pepper
+  refuses every key. Its fingerprint is stored in the database on first start and a
+  node (or CLI) with a different pepper refuses to start while keys exist;
+* the JWT signing keys: a node must verify what every other node signs. Each serving
+  process registers in ``cluster_nodes`` (heartbeat every few seconds) with the key
+  ids it verifies and the one it signs with, and a node that disagrees with a live
+  one refuses to start; a disagreement that appears later (a key file rotated on one
+  node only) is logged;
+* SQLite lives on one machine: live nodes on two hosts sharing an SQLite file are
+  refused.
+
+``AUTHGATE_CLUSTER=true`` declares a node one of several and adds the checks a single
+node cannot make about its peers (``Settings.cluster_problems``): PostgreSQL, a pepper
+and signing keys given in the configuration (shared files or variables) rather than
+generated into the data dir.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.exc import IntegrityError
+
+from authgate.clock import Clock
+from authgate.exceptions import ConfigurationError
+from authgate.security.signing_keys import KeyRing
+from authgate.storage.cluster_repository import ClusterRepository
+from authgate.storage.db import Database
+from authgate.storage.models import ClusterNode
+
+log = logging.getLogger(__name__)
+
+PEPPER_FINGERPRINT = "api_key_pepper_fingerprint"
+HEARTBEAT_SECONDS = 5.0
+# A node not heard of for three heartbeats is presumed dead (a crash leaves its row).
+LIVE_WINDOW = timedelta(seconds=3 * HEARTBEAT_SECONDS)
+DEAD_ROW_RETENTION = timedelta(days=1)
+
+
+def pepper_fingerprint(pepper: bytes) -> str:
+    """Identifies a pepper without revealing it (an HMAC of a fixed label)."""
+    digest = hmac.new(pepper, b"authgate api key pepper fingerprint v1", hashlib.sha256)
+    return digest.hexdigest()[:32]
+
+
+@dataclass(frozen=True, slots=True)
+class NodeInfo:
+    """A live node as the registry shows it, judged against this process."""
+
+    node_id: str
+    hostname: str
+    pid: int
+    version: str
+    started_at: datetime
+    last_seen_at: datetime
+    uses_redis: bool
+    active_kid: str
+    this_process: bool
+    problems: tuple[str, ...]
+
+
+class ClusterMembership:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        clock: Clock,
+        pepper: bytes,
+        keyring: Callable[[], KeyRing],
+        uses_redis: bool,
+        version: str,
+    ) -> None:
+        self._db = db
+        self._clock = clock
+        self._fingerprint = pepper_fingerprint(pepper)
+        self._keyring = keyring
+        self._uses_redis = uses_redis
+        self._version = version
+        self.hostname = socket.gethostname()[:255]
+        self.node_id = f"{self.hostname[:80]}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._registered = False
+        self._reported: set[str] = set()
+        self._failing = False
+
+    # -- start and stop ----------------------------------------------------------------------
+
+    async def check_pepper(self) -> None:
+        """Refuse a pepper other than the one the stored keys were hashed with."""
+        for attempt in range(3):
+            try:
+                async with self._db.transaction() as session:
+                    await self._check_pepper(ClusterRepository(session))
+                return
+            except IntegrityError:  # another node stored the first fingerprint meanwhile
+                if attempt == 2:
+                    raise
+
+    async def preflight(self) -> None:
+        """Refuse to serve with a pepper or signing keys the data or the live nodes
+        disagree with (``ConfigurationError`` naming every problem)."""
+        async with self._db.session() as session:
+            live = await ClusterRepository(session).live_nodes(self._clock() - LIVE_WINDOW)
+        problems = sorted({problem for node in live for problem in self._conflicts(node)})
+        if problems:
+            raise ConfigurationError(
+                "this node's configuration does not match the running nodes: "
+                + "; ".join(problems)
+            )
+        await self.check_pepper()  # only now: it may adopt this node's pepper
+
+    async def join(self) -> None:
+        """Check this node against the data and the live nodes, then register it."""
+        await self.preflight()
+        now = self._clock()
+        ring = self._keyring()
+        async with self._db.transaction() as session:
+            await ClusterRepository(session).register(
+                ClusterNode(
+                    node_id=self.node_id,
+                    hostname=self.hostname,
+                    pid=os.getpid(),
+                    version=self._version[:40],
+                    started_at=now,
+                    last_seen_at=now,
+                    pepper_fingerprint=self._fingerprint,
+                    active_kid=ring.active.kid,
+                    kids=_joined_kids(ring),
+                    uses_redis=self._uses_redis,
+                )
+            )
+        self._registered = True
+
+    async def leave(self) -> None:
+        if not self._registered:
+            return
+        self._registered = False
+        try:
+            async with self._db.transaction() as session:
+                await ClusterRepository(session).remove(self.node_id)
+        except Exception as error:  # noqa: BLE001 - stopping: the row ages out anyway
+            log.warning("could not deregister this node: %s", type(error).__name__)
+
+    # -- while serving -----------------------------------------------------------------------
+
+    async def heartbeat(self) -> None:
+        """Tell the others this node is alive (with its current keys), and log any
+        disagreement that appeared since start (once each). Failures are logged once."""
+        if not self._registered:
+            return
+        now = self._clock()
+        ring = self._keyring()
+        try:
+            async with self._db.transaction() as session:
+                registry = ClusterRepository(session)
+                touched = await registry.touch(
+                    self.node_id, now=now, active_kid=ring.active.kid, kids=_joined_kids(ring)
+                )
+                live = await registry.live_nodes(now - LIVE_WINDOW)
+        except Exception as error:  # noqa: BLE001 - the next beat retries
+            if not self._failing:
+                log.warning("cluster heartbeat failed: %s", type(error).__name__)
+            self._failing = True
+            return
+        self._failing = False
+        if not touched:  # pruned while the database was unreachable: register again
+            self._registered = False
+            await self.join()
+            return
+        for node in live:
+            for problem in self._conflicts(node):
+                if problem not in self._reported:
+                    self._reported.add(problem)
+                    log.error("cluster configuration problem: %s", problem)
+
+    async def prune_dead(self) -> int:
+        async with self._db.transaction() as session:
+            return await ClusterRepository(session).prune(self._clock() - DEAD_ROW_RETENTION)
+
+    async def nodes(self) -> list[NodeInfo]:
+        """The live nodes, each with what it disagrees with this process about."""
+        async with self._db.session() as session:
+            live = await ClusterRepository(session).live_nodes(self._clock() - LIVE_WINDOW)
+        return [
+            NodeInfo(
+                node_id=node.node_id,
+                hostname=node.hostname,
+                pid=node.pid,
+                version=node.version,
+                started_at=node.started_at,
+                last_seen_at=node.last_seen_at,
+                uses_redis=node.uses_redis,
+                active_kid=node.active_kid,
+                this_process=node.node_id == self.node_id,
+                problems=tuple(self._conflicts(node)),
+            )
+            for node in live
+        ]
+
+    # -- rules ---------------------------------------------------------------------------------
+
+    async def _check_pepper(self, registry: ClusterRepository) -> None:
+        stored = await registry.setting(PEPPER_FINGERPRINT)
+        if stored == self._fingerprint:
+            return
+        now = self._clock()
+        if stored is not None:
+            if await registry.any_api_keys():
+                raise ConfigurationError(
+                    "this node's API key pepper is not the one the stored API keys were "
+                    "hashed with, so every key would be refused: give every node (and the "
+                    "CLI) the same AUTHGATE_API_KEY_PEPPER_FILE or AUTHGATE_API_KEY_PEPPER "
+                    f"(pepper fingerprints: database {stored[:12]}, this node "
+                    f"{self._fingerprint[:12]})"
+                )
+            log.warning("no API keys stored yet: adopting this node's API key pepper")
+        await registry.put_setting(PEPPER_FINGERPRINT, self._fingerprint, now=now)
+
+    def _conflicts(self, node: ClusterNode) -> list[str]:
+        if node.node_id == self.node_id:
+            return []
+        name = f"node {node.hostname} (pid {node.pid})"
+        problems = []
+        if node.pepper_fingerprint != self._fingerprint:
+            problems.append(f"{name} uses another API key pepper")
+        ring = self._keyring()
+        theirs = frozenset(node.kids.split(","))
+        if ring.active.kid not in theirs:
+            problems.append(
+                f"{name} cannot verify the tokens this node signs (key {ring.active.kid}): "
+                "share one signing key file (AUTHGATE_SIGNING_KEYS_FILE) or JWT secret"
+            )
+        if ring.find(node.active_kid) is None:
+            problems.append(
+                f"this node cannot verify the tokens {name} signs (key {node.active_kid}): "
+                "share one signing key file (AUTHGATE_SIGNING_KEYS_FILE) or JWT secret"
+            )
+        if self._db.is_sqlite and node.hostname != self.hostname:
+            problems.append(
+                f"{name} on another machine uses this SQLite database: several machines "
+                "need PostgreSQL"
+            )
+        return problems
+
+
+def _joined_kids(ring: KeyRing) -> str:
+    return ",".join(key.kid for key in ring.keys)[:2000]
+
+
+def describe(nodes: Sequence[NodeInfo]) -> list[str]:
+    """Every problem any live node has, without repeats (for health checks and the CLI)."""
+    return sorted({problem for node in nodes for problem in node.problems})

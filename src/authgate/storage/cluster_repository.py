@@ -1,0 +1,65 @@
+"""The node registry (``cluster_nodes``) and deployment-wide facts (``deployment_settings``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import delete, exists, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from authgate.storage.models import ApiKey, ClusterNode, DeploymentSetting
+
+
+class ClusterRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    # -- deployment-wide facts -------------------------------------------------------------
+
+    async def setting(self, name: str) -> str | None:
+        row = await self._session.get(DeploymentSetting, name)
+        return row.value if row is not None else None
+
+    async def put_setting(self, name: str, value: str, *, now: datetime) -> None:
+        row = await self._session.get(DeploymentSetting, name, with_for_update=True)
+        if row is None:
+            self._session.add(DeploymentSetting(name=name, value=value, updated_at=now))
+        else:
+            row.value = value
+            row.updated_at = now
+
+    async def any_api_keys(self) -> bool:
+        """Whether any key digest depends on the stored pepper fingerprint."""
+        return bool(await self._session.scalar(select(exists().where(ApiKey.id.is_not(None)))))
+
+    # -- the node registry -----------------------------------------------------------------
+
+    async def live_nodes(self, seen_after: datetime) -> Sequence[ClusterNode]:
+        rows = await self._session.scalars(
+            select(ClusterNode)
+            .where(ClusterNode.last_seen_at > seen_after)
+            .order_by(ClusterNode.started_at, ClusterNode.node_id)
+        )
+        return rows.all()
+
+    async def register(self, node: ClusterNode) -> None:
+        await self._session.merge(node)
+
+    async def touch(self, node_id: str, *, now: datetime, active_kid: str, kids: str) -> bool:
+        """Refresh a node's heartbeat; False when its row is gone (pruned as dead)."""
+        result = await self._session.execute(
+            update(ClusterNode)
+            .where(ClusterNode.node_id == node_id)
+            .values(last_seen_at=now, active_kid=active_kid, kids=kids)
+        )
+        return bool(getattr(result, "rowcount", 0))
+
+    async def remove(self, node_id: str) -> None:
+        await self._session.execute(delete(ClusterNode).where(ClusterNode.node_id == node_id))
+
+    async def prune(self, seen_before: datetime) -> int:
+        result = await self._session.execute(
+            delete(ClusterNode).where(ClusterNode.last_seen_at < seen_before)
+        )
+        return int(getattr(result, "rowcount", 0) or 0)

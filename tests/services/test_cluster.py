@@ -1,0 +1,225 @@
+"""Cluster membership in-process: the pepper fingerprint, the node registry and the
+checks between nodes (several app instances on one database stand in for nodes)."""
+
+from __future__ import annotations
+
+import base64
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from authgate.container import Services, build_services
+from authgate.exceptions import ConfigurationError
+from authgate.services.api_keys import KeySpec
+from authgate.services.cluster import LIVE_WINDOW, ClusterMembership, pepper_fingerprint
+from authgate.settings import Settings
+from authgate.storage import migrate
+from authgate.storage.cluster_repository import ClusterRepository
+from authgate.storage.models import ClusterNode
+from tests.conftest import FakeClock, test_settings
+
+
+def pepper() -> str:
+    return base64.b64encode(os.urandom(32)).decode()
+
+
+def node_settings(base: Settings, tmp_path: Path, name: str, **overrides: object) -> Settings:
+    """Another node: its own data dir, the same database."""
+    return test_settings(
+        tmp_path / name,
+        database_url=base.effective_database_url,
+        **overrides,
+    )
+
+
+async def started(settings: Settings, clock: FakeClock) -> Services:
+    services = build_services(settings, clock=clock)
+    await migrate.upgrade(services.db.engine)
+    try:
+        await services.start(background=False)
+        assert services.cluster is not None
+        await services.cluster.join()
+    except BaseException:
+        await services.close()
+        raise
+    return services
+
+
+def membership(services: Services) -> ClusterMembership:
+    assert services.cluster is not None
+    return services.cluster
+
+
+def test_pepper_fingerprints_identify_without_revealing() -> None:
+    one, other = os.urandom(32), os.urandom(32)
+    assert pepper_fingerprint(one) == pepper_fingerprint(one)
+    assert pepper_fingerprint(one) != pepper_fingerprint(other)
+    assert base64.b64encode(one).decode() not in pepper_fingerprint(one)
+    assert len(pepper_fingerprint(one)) == 32
+
+
+async def test_nodes_with_the_same_secrets_join_and_list_each_other(
+    settings: Settings, tmp_path: Path, clock: FakeClock
+) -> None:
+    shared = tmp_path / "shared-keys.json"
+    secret = pepper()
+    a = await started(
+        node_settings(settings, tmp_path, "a", api_key_pepper=secret, signing_keys_file=shared),
+        clock,
+    )
+    b = await started(
+        node_settings(settings, tmp_path, "b", api_key_pepper=secret, signing_keys_file=shared),
+        clock,
+    )
+    try:
+        nodes = await membership(a).nodes()
+        assert {node.node_id for node in nodes} == {membership(a).node_id, membership(b).node_id}
+        assert all(node.problems == () for node in nodes)
+        assert [node.this_process for node in nodes].count(True) == 1
+    finally:
+        await b.close()
+        await a.close()
+    # A clean stop deregisters.
+    c = await started(
+        node_settings(settings, tmp_path, "c", api_key_pepper=secret, signing_keys_file=shared),
+        clock,
+    )
+    try:
+        assert [node.node_id for node in await membership(c).nodes()] == [membership(c).node_id]
+    finally:
+        await c.close()
+
+
+async def test_a_node_with_another_pepper_or_signing_key_is_refused(
+    settings: Settings, tmp_path: Path, clock: FakeClock
+) -> None:
+    shared = tmp_path / "shared-keys.json"
+    secret = pepper()
+    a = await started(
+        node_settings(settings, tmp_path, "a", api_key_pepper=secret, signing_keys_file=shared),
+        clock,
+    )
+    try:
+        with pytest.raises(ConfigurationError, match="uses another API key pepper"):
+            await started(
+                node_settings(
+                    settings, tmp_path, "b", api_key_pepper=pepper(), signing_keys_file=shared
+                ),
+                clock,
+            )
+        with pytest.raises(ConfigurationError, match="cannot verify the tokens"):
+            await started(node_settings(settings, tmp_path, "c", api_key_pepper=secret), clock)
+    finally:
+        await a.close()
+
+
+async def test_dead_nodes_stop_counting_after_the_live_window(
+    settings: Settings, tmp_path: Path, clock: FakeClock
+) -> None:
+    """A crashed node leaves its row; it no longer blocks others once it is stale."""
+    a = await started(node_settings(settings, tmp_path, "a", api_key_pepper=pepper()), clock)
+    try:
+        async with a.db.transaction() as session:
+            await ClusterRepository(session).register(
+                ClusterNode(
+                    node_id="crashed:1:abcd",
+                    hostname="elsewhere",
+                    pid=1,
+                    version="0.0.1",
+                    started_at=clock(),
+                    last_seen_at=clock(),
+                    pepper_fingerprint="0" * 32,
+                    active_kid="gone",
+                    kids="gone",
+                    uses_redis=False,
+                )
+            )
+        problems = [p for node in await membership(a).nodes() for p in node.problems]
+        assert any("uses another API key pepper" in p for p in problems)
+        if settings.is_sqlite:
+            assert any("need PostgreSQL" in p for p in problems)  # another host on SQLite
+        clock.advance(seconds=LIVE_WINDOW.total_seconds() + 1)
+        await membership(a).heartbeat()  # the live node stays live
+        assert [node.node_id for node in await membership(a).nodes()] == [membership(a).node_id]
+        clock.advance(days=2)
+        await membership(a).heartbeat()
+        assert await membership(a).prune_dead() == 1  # rows of long-dead nodes go
+    finally:
+        await a.close()
+
+
+async def test_the_pepper_is_adopted_only_while_no_key_depends_on_it(
+    settings: Settings, tmp_path: Path, clock: FakeClock
+) -> None:
+    first = await started(node_settings(settings, tmp_path, "a", api_key_pepper=pepper()), clock)
+    await first.close()
+    # No key yet: a later node with another pepper takes over.
+    second_settings = node_settings(settings, tmp_path, "b", api_key_pepper=pepper())
+    second = await started(second_settings, clock)
+    try:
+        owner = await second.users.ensure_initial_admin("admin-password-for-cluster")
+        assert owner is None  # the password was given
+        admin = await second.accounts.authenticate("admin", "admin-password-for-cluster")
+        await second.api_keys.create(
+            admin.id, KeySpec(name="k", allowed_networks=[], expires_at=clock() + timedelta(days=1))
+        )
+    finally:
+        await second.close()
+    # Now keys depend on it: another pepper is refused, even for the CLI.
+    third = build_services(
+        node_settings(settings, tmp_path, "c", api_key_pepper=pepper()), clock=clock
+    )
+    try:
+        with pytest.raises(ConfigurationError, match="not the one the stored API keys"):
+            await third.start(background=False)
+    finally:
+        await third.close()
+    # The right one still starts.
+    again = await started(second_settings, clock)
+    await again.close()
+
+
+async def test_heartbeat_registers_again_after_being_pruned(
+    settings: Settings, tmp_path: Path, clock: FakeClock
+) -> None:
+    a = await started(node_settings(settings, tmp_path, "a", api_key_pepper=pepper()), clock)
+    try:
+        async with a.db.transaction() as session:
+            await ClusterRepository(session).remove(membership(a).node_id)
+        await membership(a).heartbeat()
+        assert [node.node_id for node in await membership(a).nodes()] == [membership(a).node_id]
+    finally:
+        await a.close()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({}, "every node needs the same API key pepper"),
+        ({"api_key_pepper": "x" * 44}, "every node needs the same JWT signing keys"),
+        (
+            {"api_key_pepper": "x" * 44, "signing_keys_file": Path("/shared/keys.json")},
+            "several nodes need PostgreSQL",
+        ),
+    ],
+)
+def test_cluster_settings_refuse_single_machine_configurations(
+    tmp_path: Path, overrides: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        test_settings(tmp_path, cluster=True, **overrides)
+
+
+def test_hs512_clusters_need_no_key_file(tmp_path: Path) -> None:
+    secret = base64.b64encode(os.urandom(64)).decode()
+    settings = test_settings(
+        tmp_path,
+        cluster=True,
+        database_url="postgresql+asyncpg://db/authgate",
+        api_key_pepper=pepper(),
+        jwt_algorithm="HS512",
+        jwt_secret=secret,
+    )
+    assert settings.cluster_problems() == []

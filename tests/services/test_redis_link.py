@@ -1,0 +1,157 @@
+"""Redis as a helper: the breaker, the throttle fallback to the database, the doorbell."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from redis.asyncio import from_url
+
+from authgate.services.redis_link import ChangeDoorbell, RedisLink
+from authgate.services.throttle_store import (
+    DatabaseThrottleStore,
+    FallbackThrottleStore,
+    RedisThrottleStore,
+)
+from authgate.storage import migrate
+from authgate.storage.db import Database
+from tests.conftest import REDIS_URL
+
+
+class Ticker:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port  # nothing listens there once the probe is closed
+
+
+def dead_redis() -> Any:
+    return from_url(
+        f"redis://127.0.0.1:{closed_port()}/0", socket_connect_timeout=0.2, socket_timeout=0.2
+    )
+
+
+def test_the_breaker_skips_redis_for_a_while_and_logs_each_outage_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ticker = Ticker()
+    link = RedisLink(object(), cooldown=5.0, monotonic=ticker)
+    assert link.available
+    assert not link.is_down
+    with caplog.at_level(logging.INFO, logger="authgate.services.redis_link"):
+        link.failed(ConnectionError())
+        link.failed(ConnectionError())
+        assert not link.available
+        assert link.is_down
+        ticker.now += 5.0
+        assert link.available  # time to try again
+        link.succeeded()
+        link.succeeded()
+    messages = [record.getMessage() for record in caplog.records]
+    assert sum("unavailable" in message for message in messages) == 1
+    assert sum("reachable again" in message for message in messages) == 1
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Database]:
+    database = Database(database_url)
+    await migrate.upgrade(database.engine)
+    yield database
+    await database.close()
+
+
+async def test_throttling_falls_back_to_the_database_while_redis_is_down(db: Database) -> None:
+    client = dead_redis()
+    ticker = Ticker()
+    link = RedisLink(client, cooldown=5.0, monotonic=ticker)
+    store = FallbackThrottleStore(RedisThrottleStore(client), DatabaseThrottleStore(db), link)
+    try:
+        assert await store.add_failure("ip:192.0.2.1", window=60, now=1000.0) == 1
+        assert link.is_down
+        assert await store.add_failure("ip:192.0.2.1", window=60, now=1001.0) == 2
+        await store.block("ip:192.0.2.1", until=2000.0, strikes=1, now=1001.0)
+        block = await store.get_block("ip:192.0.2.1")
+        assert block is not None
+        assert block.until == 2000.0
+        # The counts are in the database, where every node sees them.
+        database_only = DatabaseThrottleStore(db)
+        assert await database_only.failures("ip:192.0.2.1", window=60, now=1002.0) == 2
+        assert await store.active_blocks("ip:", 1500.0) == {"ip:192.0.2.1": 2000.0}
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+async def redis_url() -> AsyncIterator[str]:
+    if not REDIS_URL:
+        pytest.skip("AUTHGATE_TEST_REDIS_URL is not set")
+    return REDIS_URL
+
+
+async def test_a_block_set_during_an_outage_holds_after_it(db: Database, redis_url: str) -> None:
+    client = from_url(redis_url)
+    ticker = Ticker()
+    link = RedisLink(client, cooldown=5.0, monotonic=ticker)
+    store = FallbackThrottleStore(
+        RedisThrottleStore(client, prefix="authgate:test-link:"), DatabaseThrottleStore(db), link
+    )
+    try:
+        link.failed(ConnectionError())  # as if Redis had just failed
+        await store.block("ip:198.51.100.1", until=5000.0, strikes=1, now=1000.0)
+        ticker.now += 5.0
+        link.succeeded()
+        block = await store.get_block("ip:198.51.100.1")
+        assert block is not None
+        assert block.until == 5000.0
+        await store.forget("ip:198.51.100.1")
+        assert await store.get_block("ip:198.51.100.1") is None
+    finally:
+        await client.aclose()
+
+
+async def test_the_doorbell_wakes_a_listener(redis_url: str) -> None:
+    link = RedisLink(from_url(redis_url))
+    woken = asyncio.Event()
+    listener = ChangeDoorbell(link, wake=woken.set)
+    ringer_link = RedisLink(from_url(redis_url))
+    ringer = ChangeDoorbell(ringer_link, wake=lambda: None)
+    stop = asyncio.Event()
+    task = asyncio.create_task(listener.listen(stop))
+    try:
+        await asyncio.wait_for(woken.wait(), timeout=5)  # woken once on subscribing
+        woken.clear()
+        ringer.ring()
+        await asyncio.wait_for(woken.wait(), timeout=5)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=5)
+        await ringer.drain()
+        await link.close()
+        await ringer_link.close()
+
+
+async def test_a_dead_redis_never_breaks_the_doorbell() -> None:
+    link = RedisLink(dead_redis(), cooldown=0.1)
+    bell = ChangeDoorbell(link, wake=lambda: None)
+    stop = asyncio.Event()
+    task = asyncio.create_task(bell.listen(stop, retry_seconds=0.05))
+    bell.ring()  # a commit while Redis is down: no error reaches the caller
+    await bell.drain()
+    await asyncio.sleep(0.3)  # several reconnection attempts
+    assert link.is_down
+    assert not task.done()
+    stop.set()
+    await asyncio.wait_for(task, timeout=5)
+    await link.close()
