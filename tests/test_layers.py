@@ -14,6 +14,16 @@ PACKAGE_DIR = Path(authgate.__file__).resolve().parent
 SOURCE_ROOT = PACKAGE_DIR.parent
 
 WEB_FRAMEWORKS = ("fastapi", "starlette", "uvicorn")
+SERVER_PACKAGES = (
+    "authgate.api",
+    "authgate.app",
+    "authgate.cli",
+    "authgate.container",
+    "authgate.services",
+    "authgate.settings",
+    "authgate.storage",
+    "authgate.web",
+)
 
 # layer -> packages it must not import (framework-free layers come first)
 FORBIDDEN: dict[str, tuple[str, ...]] = {
@@ -25,10 +35,15 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     ),
     "authgate.storage": (*WEB_FRAMEWORKS, "authgate.services", "authgate.api"),
     "authgate.services": (*WEB_FRAMEWORKS, "authgate.api"),
+    # Programs that run elsewhere (an integrator's script, another team's service):
+    # nothing of the server comes with them.
+    "authgate.client": (*WEB_FRAMEWORKS, "sqlalchemy", *SERVER_PACKAGES),
+    "authgate.guard": ("sqlalchemy", *SERVER_PACKAGES),
 }
 
 ENVIRONMENT_NAMES = frozenset({"environ", "environb", "getenv", "getenvb"})
-MAY_READ_ENVIRONMENT = "authgate.settings"
+# The server's settings, and the separate client program's equivalent of them.
+MAY_READ_ENVIRONMENT = frozenset({"authgate.settings", "authgate.client._config"})
 MAY_SET_ENVIRONMENT = "authgate.cli.console"
 
 
@@ -111,7 +126,7 @@ def environment_access(module: Module) -> list[str]:
     Only ``authgate.settings`` reads the environment; ``authgate.cli`` may assign or
     delete ``os.environ[...]`` items (to hand settings to worker processes), nothing else.
     """
-    if module.name == MAY_READ_ENVIRONMENT:
+    if module.name in MAY_READ_ENVIRONMENT:
         return []
     allowed: set[int] = set()
     if module.name == MAY_SET_ENVIRONMENT:

@@ -1,0 +1,315 @@
+"""``AsyncClient``: the ``async`` twin of ``Client``, with the same methods, awaited."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import anyio
+import httpx2
+
+from authgate.client import _endpoints as api
+from authgate.client._auth import Clock, SecondFactorHook
+from authgate.client._base_client import Params, _BaseClient, query
+from authgate.client._config import ClientConfig
+from authgate.client._exceptions import error_for
+from authgate.client._models import (
+    Account,
+    ApiKey,
+    AuditEvent,
+    CreatedApiKey,
+    Page,
+    RegeneratedApiKey,
+    Token,
+    UsageRecord,
+    User,
+)
+
+__all__ = ["AsyncClient"]
+
+T = TypeVar("T")
+
+
+class AsyncClient(_BaseClient):
+    """The ``async`` twin of :class:`Client`: same arguments, same methods, awaited.
+
+    ``sleep`` defaults to ``anyio.sleep`` (asyncio and trio).
+    """
+
+    def __init__(
+        self,
+        config: ClientConfig | None = None,
+        *,
+        second_factor: SecondFactorHook | None = None,
+        transport: httpx2.AsyncBaseTransport | None = None,
+        clock: Clock = time.time,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    ) -> None:
+        super().__init__(config, second_factor=second_factor, clock=clock)
+        self._http = httpx2.AsyncClient(transport=transport, **self._http_options())
+        self._sleep = sleep
+
+    @classmethod
+    def from_env(
+        cls,
+        variables: Mapping[str, str] | None = None,
+        *,
+        second_factor: SecondFactorHook | None = None,
+    ) -> Self:
+        """A client configured by ``AUTHGATE_*`` (or ``UTMSTACK_*``) variables."""
+        return cls(ClientConfig.from_env(variables), second_factor=second_factor)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # -- sending ----------------------------------------------------------------------------
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Params = None,
+        json: Any = None,
+        content: bytes | str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx2.Response:
+        """Call any endpoint; returns the response, or raises for a 4xx/5xx answer."""
+        request = self._http.build_request(
+            method.upper(),
+            self._target(path),
+            params=query(params),
+            json=json,
+            content=content,
+            headers=headers,
+        )
+        response = await self._send(request)
+        if response.is_error:
+            raise error_for(response)
+        return response
+
+    async def _send(self, request: httpx2.Request) -> httpx2.Response:
+        retries = 0
+        while True:
+            try:
+                response = await self._http.send(request, auth=self._auth)
+            except httpx2.TransportError as error:
+                raise self._transport_error(error) from error
+            if not response.is_error:
+                return response
+            delay = self._retry_delay(response, retries)
+            if delay is None:
+                return response
+            await self._sleep(delay)
+            retries += 1
+
+    async def _execute(self, call: api.Call[T]) -> T:
+        response = await self.request(call.method, call.path, params=call.params, json=call.json)
+        return call.parse(response)
+
+    async def login(self) -> Token:
+        """Log in now (otherwise the first request does); needs a username and password."""
+        flow = self._login_auth().login_flow()
+        try:
+            request = next(flow)
+            while True:
+                try:
+                    response = await self._http.send(request)
+                except httpx2.TransportError as error:
+                    raise self._transport_error(error) from error
+                request = flow.send(response)
+        except StopIteration as done:
+            token: Token = done.value
+            return token
+
+    # -- typed helpers (documented on Client) -----------------------------------------------
+
+    async def account(self) -> Account:
+        return await self._execute(api.account())
+
+    async def logout(self) -> None:
+        await self._execute(api.logout())
+
+    async def list_api_keys(
+        self,
+        *,
+        page: int = 0,
+        size: int = 20,
+        include_revoked: bool = False,
+        all_users: bool = False,
+    ) -> Page[ApiKey]:
+        return await self._execute(
+            api.list_api_keys(
+                page=page, size=size, include_revoked=include_revoked, all_users=all_users
+            )
+        )
+
+    async def get_api_key(self, key_id: int) -> ApiKey:
+        return await self._execute(api.get_api_key(key_id))
+
+    async def create_api_key(
+        self,
+        name: str,
+        *,
+        expires_at: datetime | None,
+        allowed_ips: Sequence[str] = (),
+        scopes: Sequence[str] | None = None,
+        rate_limit: str | None = None,
+    ) -> CreatedApiKey:
+        return await self._execute(
+            api.create_api_key(
+                name,
+                expires_at=expires_at,
+                allowed_ips=allowed_ips,
+                scopes=scopes,
+                rate_limit=rate_limit,
+            )
+        )
+
+    async def update_api_key(
+        self,
+        key_id: int,
+        *,
+        name: str,
+        expires_at: datetime | None,
+        allowed_ips: Sequence[str] = (),
+        scopes: Sequence[str] | None = None,
+        rate_limit: str | None = None,
+    ) -> ApiKey:
+        return await self._execute(
+            api.update_api_key(
+                key_id,
+                name=name,
+                expires_at=expires_at,
+                allowed_ips=allowed_ips,
+                scopes=scopes,
+                rate_limit=rate_limit,
+            )
+        )
+
+    async def regenerate_api_key(
+        self, key_id: int, *, grace: timedelta = timedelta(0)
+    ) -> RegeneratedApiKey:
+        return await self._execute(api.regenerate_api_key(key_id, grace=grace))
+
+    async def revoke_api_key(self, key_id: int) -> None:
+        await self._execute(api.revoke_api_key(key_id))
+
+    async def api_key_usage(
+        self,
+        api_key_id: int | None = None,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        status: int | None = None,
+        outcome: str | None = None,
+        page: int = 0,
+        size: int = 20,
+    ) -> Page[UsageRecord]:
+        return await self._execute(
+            api.api_key_usage(
+                api_key_id=api_key_id,
+                since=since,
+                until=until,
+                status=status,
+                outcome=outcome,
+                page=page,
+                size=size,
+            )
+        )
+
+    async def list_users(self, *, page: int = 0, size: int = 20) -> Page[User]:
+        return await self._execute(api.list_users(page=page, size=size))
+
+    async def get_user(self, login: str) -> User:
+        return await self._execute(api.get_user(login))
+
+    async def create_user(
+        self,
+        login: str,
+        *,
+        email: str,
+        password: str,
+        first_name: str | None = None,
+        last_name: str | None = None,
+        authorities: Sequence[str] = ("ROLE_USER",),
+        activated: bool = True,
+    ) -> User:
+        return await self._execute(
+            api.create_user(
+                login,
+                email=email,
+                password=password,
+                first_name=first_name,
+                last_name=last_name,
+                authorities=authorities,
+                activated=activated,
+            )
+        )
+
+    async def update_user(
+        self,
+        login: str,
+        *,
+        email: str | None = None,
+        first_name: str | None = None,
+        last_name: str | None = None,
+        lang_key: str | None = None,
+        authorities: Sequence[str] | None = None,
+        activated: bool | None = None,
+    ) -> User:
+        return await self._execute(
+            api.update_user(
+                login,
+                email=email,
+                first_name=first_name,
+                last_name=last_name,
+                lang_key=lang_key,
+                authorities=authorities,
+                activated=activated,
+            )
+        )
+
+    async def delete_user(self, login: str) -> None:
+        await self._execute(api.delete_user(login))
+
+    async def audit_events(
+        self,
+        *,
+        types: Sequence[str] = (),
+        outcome: str | None = None,
+        actor: str | None = None,
+        ip: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        api_key_id: int | None = None,
+        page: int = 0,
+        size: int = 20,
+    ) -> Page[AuditEvent]:
+        return await self._execute(
+            api.audit_events(
+                types=types,
+                outcome=outcome,
+                actor=actor,
+                ip=ip,
+                since=since,
+                until=until,
+                api_key_id=api_key_id,
+                page=page,
+                size=size,
+            )
+        )

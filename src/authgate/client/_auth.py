@@ -1,0 +1,300 @@
+"""How requests carry credentials, as httpx ``Auth`` flows.
+
+A flow is a generator: it yields requests and is sent their responses. It does no I/O
+itself, so one flow serves ``Client`` and ``AsyncClient``, and tests drive it by hand.
+
+* :class:`HeaderAuth` — an API key (``Authorization: Bearer`` or ``Utm-Api-Key``) or a
+  stored token: one header on every request.
+* :class:`LoginAuth` — method 1: ``POST /api/authenticate`` before the first request,
+  again shortly before the token's ``exp`` (read without verifying the signature: the
+  client only needs to know when to renew, the server does the verifying), and once
+  after a 401 (the token was revoked, or the clocks disagree). A request never causes
+  more than one login, so a server that keeps refusing cannot make the client loop.
+  A login answered ``authenticated: false`` needs a second factor: the ``second_factor``
+  hook gives the code, sent to ``POST /api/tfa/verify-code`` with the
+  pre-verification token.
+
+One client may serve concurrent requests: if several find the token expired at once,
+each logs in (harmless, and a 401 retry first reuses a token another request already
+renewed); no lock is held across I/O.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+from collections.abc import AsyncGenerator, Callable, Generator
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx2
+
+from authgate.client._config import (
+    ApiKeyCredentials,
+    Credentials,
+    PasswordCredentials,
+    TokenCredentials,
+    mask_secret,
+)
+from authgate.client._exceptions import (
+    SecondFactorRequired,
+    UnexpectedResponseError,
+    error_for,
+    second_factor_rejected,
+)
+from authgate.client._models import Token
+
+__all__ = [
+    "LOGIN_PATH",
+    "VERIFY_CODE_PATH",
+    "Clock",
+    "HeaderAuth",
+    "LoginAuth",
+    "SecondFactorHook",
+    "auth_for",
+    "token_expiry",
+]
+
+LOGIN_PATH = "api/authenticate"
+VERIFY_CODE_PATH = "api/tfa/verify-code"
+
+Clock = Callable[[], float]
+SecondFactorHook = Callable[[], str]
+"""Returns the second-factor code (TOTP or e-mailed), e.g. by prompting the user."""
+
+
+class HeaderAuth(httpx2.Auth):
+    """One fixed header on every request; nothing to renew."""
+
+    def __init__(self, name: str, value: str) -> None:
+        self._name = name
+        self._value = value
+
+    def __repr__(self) -> str:
+        return f"HeaderAuth({self._name!r}, {mask_secret(self._value.removeprefix('Bearer '))!r})"
+
+    def auth_flow(
+        self, request: httpx2.Request
+    ) -> Generator[httpx2.Request, httpx2.Response, None]:
+        request.headers[self._name] = self._value
+        yield request
+
+
+class LoginAuth(httpx2.Auth):
+    """Method 1: a token from ``POST /api/authenticate``, renewed when needed."""
+
+    def __init__(
+        self,
+        credentials: PasswordCredentials,
+        *,
+        base_url: httpx2.URL | str,
+        second_factor: SecondFactorHook | None = None,
+        clock: Clock = time.time,
+        refresh_margin: float = 30.0,
+    ) -> None:
+        base = httpx2.URL(str(base_url).rstrip("/") + "/")
+        self._credentials = credentials
+        self._login_url = base.join(LOGIN_PATH)
+        self._verify_url = base.join(VERIFY_CODE_PATH)
+        self._second_factor = second_factor
+        self._clock = clock
+        self._refresh_margin = refresh_margin
+        self._token: Token | None = None
+        self._renew_at: float | None = None
+
+    def __repr__(self) -> str:
+        return f"LoginAuth({self._credentials!r})"
+
+    @property
+    def token(self) -> Token | None:
+        """The current token, if logged in."""
+        return self._token
+
+    def needs_login(self) -> bool:
+        """No token yet, or it expires within the refresh margin."""
+        if self._token is None:
+            return True
+        return self._renew_at is not None and self._clock() >= self._renew_at
+
+    # -- flows ------------------------------------------------------------------------------
+
+    def auth_flow(
+        self, request: httpx2.Request
+    ) -> Generator[httpx2.Request, httpx2.Response, None]:
+        logged_in_now = False
+        if self.needs_login():
+            yield from self.login_flow()
+            logged_in_now = True
+        used = self._bearer(request)
+        response = yield request
+        if response.status_code != 401 or logged_in_now:
+            return
+        if self._token is used:  # else another request renewed it meanwhile
+            yield from self.login_flow()
+        self._bearer(request)
+        yield request
+
+    def login_flow(self) -> Generator[httpx2.Request, httpx2.Response, Token]:
+        """Log in (and pass the second factor); remembers and returns the token.
+
+        Raises:
+            APIError: the login was refused (401, 423, 429...).
+            SecondFactorRequired: a second factor is needed and no hook was given.
+            SecondFactorRejected: the code was refused.
+        """
+        credentials = self._credentials
+        body = {
+            "username": credentials.username,
+            "password": credentials.password,
+            "rememberMe": credentials.remember_me,
+        }
+        response = yield httpx2.Request("POST", self._login_url, json=body)
+        if not response.is_success:
+            raise error_for(response)
+        answer = _json_object(response)
+        value = _token_in(response, answer)
+        if answer.get("authenticated") is False:
+            value = yield from self._second_factor_flow(value)
+        return self._remember(value)
+
+    def _second_factor_flow(
+        self, pre_verification_token: str
+    ) -> Generator[httpx2.Request, httpx2.Response, str]:
+        if self._second_factor is None:
+            raise SecondFactorRequired(
+                f"the server requires a second factor for {self._credentials.username!r}:"
+                " give the client a second_factor hook that returns the code"
+            )
+        code = self._second_factor().strip()
+        response = yield httpx2.Request(
+            "POST",
+            self._verify_url,
+            json={"verificationCode": code},
+            headers={"Authorization": f"Bearer {pre_verification_token}"},
+        )
+        if response.status_code == 412:
+            raise second_factor_rejected(response)
+        if not response.is_success:
+            raise error_for(response)
+        answer = _json_object(response)
+        if answer.get("authenticated") is False:
+            raise UnexpectedResponseError(
+                "the server accepted the code but still reports authenticated: false",
+                response=response,
+            )
+        return _token_in(response, answer)
+
+    # httpx's default drivers read every response body; only the login answers are
+    # needed here, and reading others would load streamed downloads into memory.
+
+    def sync_auth_flow(
+        self, request: httpx2.Request
+    ) -> Generator[httpx2.Request, httpx2.Response, None]:
+        flow = self.auth_flow(request)
+        outgoing = next(flow)
+        while True:
+            response = yield outgoing
+            if outgoing is not request:
+                response.read()
+            try:
+                outgoing = flow.send(response)
+            except StopIteration:
+                return
+
+    async def async_auth_flow(
+        self, request: httpx2.Request
+    ) -> AsyncGenerator[httpx2.Request, httpx2.Response]:
+        flow = self.auth_flow(request)
+        outgoing = next(flow)
+        while True:
+            response = yield outgoing
+            if outgoing is not request:
+                await response.aread()
+            try:
+                outgoing = flow.send(response)
+            except StopIteration:
+                return
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _bearer(self, request: httpx2.Request) -> Token:
+        token = self._token
+        assert token is not None  # set by login_flow, which raises on failure
+        request.headers["Authorization"] = f"Bearer {token.value}"
+        return token
+
+    def _remember(self, value: str) -> Token:
+        now = self._clock()
+        expiry = token_expiry(value)
+        self._renew_at = None
+        if expiry is not None and expiry > now:
+            # Renew at most half-way through the lifetime, so a short-lived token is not
+            # renewed before every request. An already-past exp (the clocks disagree) is
+            # ignored: the server decides, and a 401 triggers the one renewal.
+            self._renew_at = expiry - min(self._refresh_margin, (expiry - now) / 2)
+        expires_at = datetime.fromtimestamp(expiry, UTC) if expiry is not None else None
+        self._token = Token(value=value, expires_at=expires_at)
+        return self._token
+
+
+def auth_for(
+    credentials: Credentials,
+    *,
+    base_url: httpx2.URL | str,
+    second_factor: SecondFactorHook | None = None,
+    clock: Clock = time.time,
+    refresh_margin: float = 30.0,
+) -> httpx2.Auth:
+    """The auth flow for a kind of credentials."""
+    if isinstance(credentials, ApiKeyCredentials):
+        if credentials.header == "utm-api-key":
+            return HeaderAuth("Utm-Api-Key", credentials.key)
+        return HeaderAuth("Authorization", f"Bearer {credentials.key}")
+    if isinstance(credentials, TokenCredentials):
+        return HeaderAuth("Authorization", f"Bearer {credentials.token}")
+    return LoginAuth(
+        credentials,
+        base_url=base_url,
+        second_factor=second_factor,
+        clock=clock,
+        refresh_margin=refresh_margin,
+    )
+
+
+def token_expiry(token: str) -> float | None:
+    """The ``exp`` claim of a JWT as a Unix time, unverified; None if unreadable."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    payload = parts[1] + "=" * (-len(parts[1]) % 4)
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(payload))
+    except (binascii.Error, ValueError):
+        return None
+    exp = claims.get("exp") if isinstance(claims, dict) else None
+    if not isinstance(exp, int | float) or isinstance(exp, bool):
+        return None
+    return float(exp) / 1000 if exp > 100_000_000_000 else float(exp)  # seconds, or ms
+
+
+def _json_object(response: httpx2.Response) -> dict[str, Any]:
+    try:
+        body = json.loads(response.content) if response.content else {}
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _token_in(response: httpx2.Response, answer: dict[str, Any]) -> str:
+    """The token: ``id_token`` (v10), ``token`` (v11), or the ``Authorization`` header."""
+    for name in ("id_token", "token"):
+        value = answer.get(name)
+        if isinstance(value, str) and value:
+            return value
+    header = response.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    raise UnexpectedResponseError("the login answer carries no token", response=response)

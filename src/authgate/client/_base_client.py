@@ -1,0 +1,119 @@
+"""What ``Client`` and ``AsyncClient`` share: everything but I/O.
+
+Settings, the auth flow, building requests, the retry decision and turning transport
+failures into :class:`TransportError`. The two clients only send; what each typed
+helper sends and how it reads the answer lives in ``_endpoints``, shared by both.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import httpx2
+
+from authgate import __version__
+from authgate.client._auth import Clock, LoginAuth, SecondFactorHook, auth_for
+from authgate.client._config import ClientConfig
+from authgate.client._exceptions import ClientConfigError, TransportError, parse_retry_after
+from authgate.client._models import Token
+
+__all__ = ["Params", "query"]
+
+Params = Mapping[str, str | int | Sequence[str]] | Sequence[tuple[str, str]] | None
+
+
+def query(params: Params) -> Mapping[str, str | int | Sequence[str]] | tuple[tuple[str, str], ...]:
+    """Query parameters as httpx takes them (pairs keep their order and repeats)."""
+    if params is None:
+        return ()
+    if isinstance(params, Mapping):
+        return params
+    return tuple(params)
+
+
+class _BaseClient:
+    """Settings, auth, request building and answer checking; no I/O."""
+
+    def __init__(
+        self,
+        config: ClientConfig | None,
+        *,
+        second_factor: SecondFactorHook | None,
+        clock: Clock,
+    ) -> None:
+        self._config = config if config is not None else ClientConfig.from_env()
+        self._base_url = httpx2.URL(self._config.url.rstrip("/") + "/")
+        self._auth = auth_for(
+            self._config.credentials,
+            base_url=self._base_url,
+            second_factor=second_factor,
+            clock=clock,
+            refresh_margin=self._config.refresh_margin,
+        )
+
+    @property
+    def config(self) -> ClientConfig:
+        return self._config
+
+    @property
+    def token(self) -> Token | None:
+        """With a username and password: the current token (None before the first login)."""
+        return self._auth.token if isinstance(self._auth, LoginAuth) else None
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} url={self._config.url!r}"
+            f" credentials={self._config.credentials!r}>"
+        )
+
+    def _http_options(self) -> dict[str, Any]:
+        config = self._config
+        verify: bool | ssl.SSLContext = config.verify
+        if config.ca_bundle is not None:
+            verify = ssl.create_default_context(cafile=str(config.ca_bundle))
+        return {
+            "base_url": self._base_url,
+            "timeout": config.timeout,
+            "verify": verify,
+            # Redirects are not followed: the credentials must not go to another host.
+            "follow_redirects": False,
+            "headers": {"User-Agent": f"authgate-client/{__version__}"},
+        }
+
+    def _login_auth(self) -> LoginAuth:
+        if not isinstance(self._auth, LoginAuth):
+            raise ClientConfigError("login() needs a username and password")
+        return self._auth
+
+    def _target(self, path: str) -> str:
+        """A path relative to the base URL; other hosts are refused (credentials leak)."""
+        url = httpx2.URL(path)
+        if url.is_absolute_url:
+            base = self._base_url
+            if (url.scheme, url.host, url.port) != (base.scheme, base.host, base.port):
+                raise ClientConfigError(
+                    f"{path!r} is on another server than {self._config.url!r}; "
+                    "the client only sends its credentials to its own server"
+                )
+            if not url.raw_path.startswith(base.raw_path):
+                raise ClientConfigError(f"{path!r} is outside {self._config.url!r}")
+            return url.raw_path[len(base.raw_path) :].decode("ascii")
+        return path.lstrip("/")
+
+    def _retry_delay(self, response: httpx2.Response, retries_done: int) -> float | None:
+        return self._config.retry.delay(
+            method=response.request.method,
+            status=response.status_code,
+            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            retries_done=retries_done,
+        )
+
+    @staticmethod
+    def _transport_error(error: httpx2.TransportError) -> TransportError:
+        try:
+            where = f" calling {error.request.method} {error.request.url}"
+        except RuntimeError:  # httpx raises when no request is attached
+            where = ""
+        return TransportError(f"{type(error).__name__}{where}: {error}")

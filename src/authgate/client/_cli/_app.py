@@ -1,0 +1,259 @@
+"""``authgate-client``: log in, manage your API keys, call any endpoint, read the audit trail."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+
+from authgate import __version__
+from authgate.client._cli._audit import audit_app
+from authgate.client._cli._keys import keys_app
+from authgate.client._cli._render import print_json, print_record, when
+from authgate.client._cli._session import (
+    EXIT_USAGE,
+    OutputFormat,
+    Session,
+    err,
+    exit_code_for_status,
+    fail,
+    out,
+    reporting,
+    session_of,
+)
+from authgate.client._client import Client
+from authgate.client._config import (
+    ApiKeyCredentials,
+    PasswordCredentials,
+    TokenCredentials,
+    environment,
+    mask_secret,
+    read_username,
+)
+from authgate.client._exceptions import APIError, AuthenticationError
+
+__all__ = ["app", "main"]
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 success; 1 refused by the server (4xx not listed); 2 usage or"
+    " configuration error; 3 authentication (401, not logged in); 4 forbidden (403);"
+    " 5 not found (404); 6 throttled or blocked (429, 423); 7 server error (5xx);"
+    " 8 no answer (connection, timeout, TLS)."
+)
+
+app = typer.Typer(
+    name="authgate-client",
+    help=(
+        "Call an authgate (or UTMStack) server: log in, manage your API keys, call any"
+        " endpoint. Credentials come from AUTHGATE_API_KEY, or AUTHGATE_USERNAME and"
+        " AUTHGATE_PASSWORD, or the token stored by 'login'; the server from --url,"
+        " AUTHGATE_URL or the last login (UTMSTACK_* names work too)."
+    ),
+    epilog=EXIT_CODES_HELP,
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,  # locals may hold a password or a key
+)
+app.add_typer(keys_app, name="keys")
+app.add_typer(audit_app, name="audit")
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"authgate-client {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def global_options(
+    ctx: typer.Context,
+    url: Annotated[
+        str | None,
+        typer.Option(help="Server URL (default: AUTHGATE_URL, else the last login's)."),
+    ] = None,
+    output: Annotated[
+        OutputFormat, typer.Option("--output", "-o", help="table for people, json for scripts.")
+    ] = OutputFormat.table,
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            "--insecure", help="Do NOT verify TLS certificates (testing only; prints a warning)."
+        ),
+    ] = False,
+    ca_bundle: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True, dir_okay=False, help="PEM file of CA certificates to trust (private CA)."
+        ),
+    ] = None,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds per request step.")] = 10.0,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    if insecure and ca_bundle is not None:
+        raise fail("--insecure and --ca-bundle contradict each other", EXIT_USAGE)
+    ctx.obj = Session(
+        url=url, output=output, insecure=insecure, ca_bundle=ca_bundle, timeout=timeout
+    )
+
+
+@app.command()
+def login(
+    ctx: typer.Context,
+    username: Annotated[
+        str | None,
+        typer.Option("--username", "-u", help="Login or e-mail (default: AUTHGATE_USERNAME)."),
+    ] = None,
+    password_stdin: Annotated[
+        bool,
+        typer.Option(
+            "--password-stdin", help="Read the password from standard input instead of a prompt."
+        ),
+    ] = False,
+    remember_me: Annotated[
+        bool,
+        typer.Option("--remember-me", help="Ask for a long-lived token (the server's rememberMe)."),
+    ] = False,
+) -> None:
+    """Log in with a password and store the token (OS keyring, else a 0600 file)."""
+    session = session_of(ctx)
+    url = session.server_url()
+    login_name = username or read_username(environment()) or typer.prompt("Username")
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise fail("no password on standard input", EXIT_USAGE)
+    else:
+        password = typer.prompt("Password", hide_input=True)
+
+    def second_factor() -> str:
+        return str(typer.prompt("Verification code (second factor)"))
+
+    credentials = PasswordCredentials(login_name, password, remember_me=remember_me)
+    with reporting(), Client(session.config(url, credentials), second_factor=second_factor) as c:
+        token = c.login()
+    store = session.store()
+    location = store.save(url, token.value)
+    store.remember_url(url)
+    where = "the system keyring" if location == "keyring" else f"{store.tokens_file} (0600)"
+    expires = f", expires {when(token.expires_at)}" if token.expires_at else ""
+    err.print(f"Logged in to {url} as {login_name}{expires}; token stored in {where}.")
+
+
+@app.command()
+def logout(ctx: typer.Context) -> None:
+    """Revoke the stored token on the server and forget it here."""
+    session = session_of(ctx)
+    url = session.server_url()
+    store = session.store()
+    token = store.load(url)
+    if token is None:
+        err.print(f"Not logged in to {url}: nothing to do.")
+        return
+    store.delete(url)  # forgotten here even if the server cannot be reached
+    config = session.config(url, TokenCredentials(token))
+    # An already expired or revoked token leaves nothing to revoke.
+    with reporting(), Client(config) as client, contextlib.suppress(AuthenticationError):
+        client.logout()
+    err.print(f"Logged out of {url}.")
+
+
+@app.command()
+def whoami(ctx: typer.Context) -> None:
+    """Who the current credentials act as (GET /api/account)."""
+    session = session_of(ctx)
+    with reporting(), session.client() as client:
+        account = client.account()
+        credentials = client.config.credentials
+    if session.json:
+        print_json(account)
+        return
+    if isinstance(credentials, ApiKeyCredentials):
+        method = f"API key {mask_secret(credentials.key)}"
+    elif isinstance(credentials, PasswordCredentials):
+        method = "password (AUTHGATE_USERNAME/AUTHGATE_PASSWORD)"
+    else:
+        method = "token stored by 'authgate-client login'"
+    name = " ".join(part for part in (account.first_name, account.last_name) if part)
+    print_record(
+        [
+            ("login", account.login),
+            ("name", name or None),
+            ("email", account.email),
+            ("roles", ", ".join(account.authorities)),
+            ("server", client.config.url),
+            ("authenticated by", method),
+        ]
+    )
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def call(
+    ctx: typer.Context,
+    method: Annotated[str, typer.Argument(help="GET, POST, PUT, PATCH, DELETE...")],
+    path: Annotated[str, typer.Argument(help="Path on the server, e.g. /api/account.")],
+    data: Annotated[
+        str | None,
+        typer.Option(help="JSON body; @FILE reads a file, - reads standard input."),
+    ] = None,
+    param: Annotated[
+        list[str] | None, typer.Option(help="Query parameter NAME=VALUE; repeat for several.")
+    ] = None,
+) -> None:
+    """Call any endpoint; print the answer (JSON pretty-printed); exit code by status."""
+    session = session_of(ctx)
+    body = _json_body(data)
+    params = _pairs(param or [])
+    with reporting(), session.client() as client:
+        try:
+            response = client.request(method, path, params=params, json=body)
+        except APIError as error:
+            _print_body(error.response.content)
+            err.print(f"[red]error:[/red] {error.status_code} {escape(error.message)}")
+            raise typer.Exit(exit_code_for_status(error.status_code)) from None
+    _print_body(response.content)
+
+
+def _json_body(data: str | None) -> Any:
+    if data is None:
+        return None
+    if data == "-":
+        text = sys.stdin.read()
+    elif data.startswith("@"):
+        text = Path(data[1:]).read_text(encoding="utf-8")
+    else:
+        text = data
+    try:
+        return json.loads(text)
+    except ValueError as error:
+        raise fail(f"--data is not JSON: {error}", EXIT_USAGE) from None
+
+
+def _pairs(items: list[str]) -> list[tuple[str, str]]:
+    pairs = []
+    for item in items:
+        name, separator, value = item.partition("=")
+        if not separator or not name:
+            raise fail(f"--param must be NAME=VALUE, not {item!r}", EXIT_USAGE)
+        pairs.append((name, value))
+    return pairs
+
+
+def _print_body(content: bytes) -> None:
+    if not content:
+        return
+    try:
+        print_json(json.loads(content))
+    except ValueError:
+        out.print(content.decode("utf-8", "replace"), markup=False)
+
+
+def main() -> None:
+    """The ``authgate-client`` console script."""
+    app(prog_name="authgate-client")

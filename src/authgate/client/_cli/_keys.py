@@ -1,0 +1,232 @@
+"""``authgate-client keys ...``: your API keys (admins: everyone's with ``--all``)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+import typer
+
+from authgate.client._cli._render import (
+    all_pages,
+    parse_duration,
+    print_json,
+    print_record,
+    print_table,
+    when,
+)
+from authgate.client._cli._session import EXIT_USAGE, err, fail, out, reporting, session_of
+from authgate.client._models import ApiKey
+
+__all__ = ["keys_app"]
+
+keys_app = typer.Typer(
+    help="Your API keys: create, list, show, rotate, revoke, usage.", no_args_is_help=True
+)
+
+KeyId = Annotated[int, typer.Argument(min=1, help="The key's id (see 'keys list').")]
+
+
+def _duration_option(value: str, name: str) -> timedelta:
+    try:
+        return parse_duration(value)
+    except ValueError as error:
+        raise fail(f"{name}: {error}", EXIT_USAGE) from None
+
+
+def _key_rows(key: ApiKey) -> list[tuple[str, str | None]]:
+    rows: list[tuple[str, str | None]] = [
+        ("id", str(key.id)),
+        ("name", key.name),
+        ("prefix", key.prefix),
+        ("status", key.status),
+        ("allowed IPs", ", ".join(key.allowed_ips) or "any"),
+        ("scopes", ", ".join(key.scopes) or None),
+        ("rate limit", key.rate_limit),
+        ("created", when(key.created_at)),
+        ("expires", when(key.expires_at, never="never")),
+        ("last used", when(key.last_used_at, never="never")),
+        ("last used from", key.last_used_ip),
+    ]
+    if key.revoked_at is not None:
+        rows.append(("revoked", when(key.revoked_at)))
+    if key.rotation_grace_until is not None:
+        rows.append(("old key valid until", when(key.rotation_grace_until)))
+    return rows
+
+
+@keys_app.command("create")
+def keys_create(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Option(help="What the key is for, e.g. ci-deploy.")],
+    expires_in: Annotated[
+        str, typer.Option(help="Lifetime: a number with s, m, h, d or w (e.g. 90d).")
+    ] = "90d",
+    allow_ip: Annotated[
+        list[str] | None,
+        typer.Option(help="Allowed address or CIDR (IPv4/IPv6); repeat. None: any address."),
+    ] = None,
+    scope: Annotated[
+        list[str] | None,
+        typer.Option(help="read, write or admin; repeat (default: the server's, read+write)."),
+    ] = None,
+    rate_limit: Annotated[
+        str | None, typer.Option(help='Requests allowed, e.g. "100/minute".')
+    ] = None,
+) -> None:
+    """Create a key and print it, once (only its hash is kept by the server)."""
+    session = session_of(ctx)
+    lifetime = _duration_option(expires_in, "--expires-in")
+    with reporting(), session.client() as client:
+        created = client.create_api_key(
+            name,
+            expires_at=datetime.now(UTC) + lifetime,
+            allowed_ips=allow_ip or [],
+            scopes=scope,
+            rate_limit=rate_limit,
+        )
+    if session.json:
+        print_json(created)
+        return
+    err.print(
+        f"Created API key {created.id} ({created.prefix or created.name}),"
+        f" expires {when(created.expires_at, never='never')}."
+    )
+    err.print("This is the only time the key is shown; store it in a secret manager:")
+    out.print(created.key, markup=False)
+
+
+@keys_app.command("list")
+def keys_list(
+    ctx: typer.Context,
+    all_users: Annotated[bool, typer.Option("--all", help="Admins: every user's keys.")] = False,
+    include_revoked: Annotated[
+        bool, typer.Option("--include-revoked", help="Also list revoked keys.")
+    ] = False,
+    page_size: Annotated[int, typer.Option(min=1, max=1000, help="Keys per request.")] = 100,
+) -> None:
+    """List keys: name, prefix, status, allowed IPs, expiry, last use."""
+    session = session_of(ctx)
+    with reporting(), session.client() as client:
+        keys = list(
+            all_pages(
+                lambda page, size: client.list_api_keys(
+                    page=page, size=size, include_revoked=include_revoked, all_users=all_users
+                ),
+                size=page_size,
+                limit=None,
+                label="keys",
+            )
+        )
+    if session.json:
+        print_json(keys)
+        return
+    print_table(
+        None,
+        ["ID", "Name", "Prefix", "Status", "Allowed IPs", "Expires", "Last used"],
+        [
+            [
+                str(key.id),
+                key.name,
+                key.prefix,
+                key.status,
+                ", ".join(key.allowed_ips) or "any",
+                when(key.expires_at, never="never"),
+                when(key.last_used_at, never="never"),
+            ]
+            for key in keys
+        ],
+    )
+
+
+@keys_app.command("show")
+def keys_show(ctx: typer.Context, key_id: KeyId) -> None:
+    """Show one key (never the key itself)."""
+    session = session_of(ctx)
+    with reporting(), session.client() as client:
+        key = client.get_api_key(key_id)
+    if session.json:
+        print_json(key)
+    else:
+        print_record(_key_rows(key))
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    ctx: typer.Context,
+    key_id: KeyId,
+    grace: Annotated[
+        str, typer.Option(help="How long the old key keeps working (e.g. 24h; at most 7d).")
+    ] = "0",
+) -> None:
+    """Regenerate a key and print the new one, once; the old one stops after --grace."""
+    session = session_of(ctx)
+    grace_period = _duration_option(grace, "--grace")
+    with reporting(), session.client() as client:
+        rotated = client.regenerate_api_key(key_id, grace=grace_period)
+    if session.json:
+        seconds = int(grace_period.total_seconds())
+        print_json({"id": rotated.id, "key": rotated.key, "graceSeconds": seconds})
+        return
+    err.print(
+        f"Rotated API key {rotated.id}; the previous key "
+        + (f"keeps working for {grace}." if grace_period else "no longer works.")
+    )
+    err.print("This is the only time the new key is shown:")
+    out.print(rotated.key, markup=False)
+
+
+@keys_app.command("revoke")
+def keys_revoke(ctx: typer.Context, key_id: KeyId) -> None:
+    """Revoke a key: refused at once, on every server worker."""
+    session = session_of(ctx)
+    with reporting(), session.client() as client:
+        client.revoke_api_key(key_id)
+    if session.json:
+        print_json({"id": key_id, "revoked": True})
+    else:
+        err.print(f"Revoked API key {key_id}.")
+
+
+@keys_app.command("usage")
+def keys_usage(
+    ctx: typer.Context,
+    key_id: KeyId,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many records.")] = 50,
+    outcome: Annotated[
+        str | None, typer.Option(help="success or failure (refused requests).")
+    ] = None,
+) -> None:
+    """Requests made with a key, newest first: time, method, path, status, address."""
+    session = session_of(ctx)
+    if outcome not in (None, "success", "failure"):
+        raise fail("--outcome must be success or failure", EXIT_USAGE)
+    with reporting(), session.client() as client:
+        records = list(
+            all_pages(
+                lambda page, size: client.api_key_usage(
+                    key_id, outcome=outcome, page=page, size=size
+                ),
+                size=min(limit, 1000),
+                limit=limit,
+                label="usage records",
+            )
+        )
+    if session.json:
+        print_json(records)
+        return
+    print_table(
+        None,
+        ["Time", "Method", "Endpoint", "Status", "Address", "Refused because"],
+        [
+            [
+                when(record.timestamp),
+                record.method,
+                record.endpoint,
+                str(record.status) if record.status is not None else None,
+                record.ip_address,
+                record.error_message,
+            ]
+            for record in records
+        ],
+    )

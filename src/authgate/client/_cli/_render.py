@@ -1,0 +1,116 @@
+"""Printing results: JSON for scripts, rich tables for people, durations in and out."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
+from authgate.client._cli._session import err, out
+from authgate.client._models import Page
+
+__all__ = [
+    "all_pages",
+    "parse_duration",
+    "print_json",
+    "print_record",
+    "print_table",
+    "when",
+]
+
+T = TypeVar("T")
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> timedelta:
+    """``90d``, ``24h``, ``30m``, ``45s``, ``2w`` (or ``0``)."""
+    if text.strip() == "0":
+        return timedelta(0)
+    match = _DURATION.match(text)
+    if match is None:
+        raise ValueError(f"not a duration: {text!r} (use a number with s, m, h, d or w: 90d)")
+    return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+
+
+def as_json(value: Any) -> Any:
+    """Dataclasses, datetimes, tuples and mappings as plain JSON values."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {
+            field.name: as_json(getattr(value, field.name)) for field in dataclasses.fields(value)
+        }
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, list | tuple):
+        return [as_json(item) for item in value]
+    if isinstance(value, dict):
+        return {str(key): as_json(item) for key, item in value.items()}
+    return value
+
+
+def print_json(value: Any) -> None:
+    out.print(json.dumps(as_json(value), indent=2, ensure_ascii=False), markup=False)
+
+
+def when(moment: datetime | None, *, never: str = "—") -> str:
+    return moment.isoformat(sep=" ", timespec="seconds") if moment is not None else never
+
+
+def print_table(
+    title: str | None, columns: Sequence[str], rows: Iterable[Sequence[str | None]]
+) -> None:
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*(escape(cell) if cell is not None else "—" for cell in row))
+    out.print(table)
+
+
+def print_record(pairs: Sequence[tuple[str, str | None]]) -> None:
+    """One object as a two-column table."""
+    table = Table(show_header=False)
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    for name, value in pairs:
+        table.add_row(name, escape(value) if value is not None else "—")
+    out.print(table)
+
+
+def all_pages(
+    fetch: Callable[[int, int], Page[T]], *, size: int, limit: int | None, label: str
+) -> Iterator[T]:
+    """Every item, page after page (at most ``limit``), with a progress bar on a terminal
+    once a listing spans several pages."""
+    yielded = 0
+    first = fetch(0, size)
+    pages_shown = first.has_next and err.is_terminal
+    with Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=err,
+        transient=True,
+        disable=not pages_shown,
+    ) as progress:
+        wanted = first.total if limit is None else min(limit, first.total or limit)
+        task = progress.add_task(label, total=wanted)
+        page = first
+        while True:
+            for item in page:
+                if limit is not None and yielded >= limit:
+                    return
+                yield item
+                yielded += 1
+                progress.advance(task)
+            if not page.has_next or not page.items:
+                return
+            page = fetch(page.page + 1, size)

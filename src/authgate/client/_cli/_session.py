@@ -1,0 +1,215 @@
+"""What every ``authgate-client`` command shares: the global options, the client they
+build, the token store, the consoles, and the one place errors become exit codes.
+
+Exit codes:
+
+== =====================================================================================
+0  success
+1  the server refused the request (400, 409, 412, 422 and any other 4xx not below),
+   or answered something unexpected
+2  usage or configuration error (bad option, no URL, no credentials)
+3  authentication: 401, not logged in, second factor missing or refused
+4  permission denied: 403
+5  not found: 404
+6  throttled or blocked: 429, 423 (wait ``Retry-After``)
+7  server error: 5xx
+8  no answer: connection refused, timeout, TLS verification failed
+== =====================================================================================
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+import httpx2
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from authgate.client._client import Client
+from authgate.client._config import (
+    ClientConfig,
+    Credentials,
+    TokenCredentials,
+    client_config_dir,
+    environment,
+    read_credentials,
+    read_url,
+)
+from authgate.client._exceptions import (
+    APIError,
+    AuthenticationError,
+    AuthgateClientError,
+    ClientConfigError,
+    SecondFactorRequired,
+    TransportError,
+    ValidationError,
+)
+from authgate.client._token_store import TokenStore
+
+__all__ = [
+    "EXIT_AUTHENTICATION",
+    "EXIT_USAGE",
+    "OutputFormat",
+    "Session",
+    "err",
+    "exit_code_for_status",
+    "out",
+    "reporting",
+    "session_of",
+]
+
+EXIT_OK = 0
+EXIT_REFUSED = 1
+EXIT_USAGE = 2
+EXIT_AUTHENTICATION = 3
+EXIT_FORBIDDEN = 4
+EXIT_NOT_FOUND = 5
+EXIT_THROTTLED = 6
+EXIT_SERVER = 7
+EXIT_TRANSPORT = 8
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False)
+
+
+class OutputFormat(StrEnum):
+    table = "table"
+    json = "json"
+
+
+def exit_code_for_status(status: int) -> int:
+    """The documented exit code for an HTTP status."""
+    if status < 400:
+        return EXIT_OK
+    return {
+        401: EXIT_AUTHENTICATION,
+        403: EXIT_FORBIDDEN,
+        404: EXIT_NOT_FOUND,
+        423: EXIT_THROTTLED,
+        429: EXIT_THROTTLED,
+    }.get(status, EXIT_SERVER if status >= 500 else EXIT_REFUSED)
+
+
+def fail(message: str, code: int) -> typer.Exit:
+    err.print(f"[red]error:[/red] {escape(message)}")
+    return typer.Exit(code)
+
+
+@contextmanager
+def reporting() -> Iterator[None]:
+    """Known failures become one red line (never a traceback) and a documented exit code."""
+    try:
+        yield
+    except ClientConfigError as error:
+        raise fail(str(error), EXIT_USAGE) from None
+    except SecondFactorRequired as error:
+        raise fail(str(error), EXIT_AUTHENTICATION) from None
+    except APIError as error:
+        err.print(f"[red]error:[/red] {error.status_code} {escape(error.message)}")
+        if isinstance(error, ValidationError):
+            for field_error in error.field_errors:
+                err.print(f"  {escape(field_error.field)}: {escape(field_error.message)}")
+        if error.retry_after is not None:
+            err.print(f"  retry after {error.retry_after:g} s")
+        if isinstance(error, AuthenticationError):  # includes a refused second factor (412)
+            raise typer.Exit(EXIT_AUTHENTICATION) from None
+        raise typer.Exit(exit_code_for_status(error.status_code)) from None
+    except TransportError as error:
+        raise fail(str(error), EXIT_TRANSPORT) from None
+    except AuthgateClientError as error:
+        raise fail(str(error), EXIT_REFUSED) from None
+
+
+@dataclass
+class Session:
+    """The global options of one invocation."""
+
+    url: str | None
+    output: OutputFormat
+    insecure: bool
+    ca_bundle: Path | None
+    timeout: float
+
+    @property
+    def json(self) -> bool:
+        return self.output is OutputFormat.json
+
+    def store(self) -> TokenStore:
+        return TokenStore(client_config_dir())
+
+    def server_url(self) -> str:
+        """``--url``, else ``AUTHGATE_URL``/``UTMSTACK_URL``, else the last login's URL."""
+        url = self.url or read_url(environment()) or self.store().remembered_url()
+        if not url:
+            raise fail(
+                "no server: pass --url, set AUTHGATE_URL, or log in with --url once", EXIT_USAGE
+            )
+        return url
+
+    def credentials(self, url: str) -> Credentials:
+        """From the environment (API key or username/password), else the stored token."""
+        credentials = read_credentials(environment())
+        if credentials is not None:
+            return credentials
+        token = self.store().load(url)
+        if token is None:
+            raise fail(
+                f"not logged in to {url}: run 'authgate-client login',"
+                " or set AUTHGATE_API_KEY (or AUTHGATE_USERNAME and AUTHGATE_PASSWORD)",
+                EXIT_AUTHENTICATION,
+            )
+        return TokenCredentials(token)
+
+    def config(self, url: str, credentials: Credentials) -> ClientConfig:
+        warn_about_transport(url, insecure=self.insecure)
+        return ClientConfig(
+            url=url,
+            credentials=credentials,
+            timeout=self.timeout,
+            verify=not self.insecure,
+            ca_bundle=self.ca_bundle,
+        )
+
+    def client(self, *, second_factor: Callable[[], str] | None = None) -> Client:
+        """A client for the server, with the credentials this session finds."""
+        url = self.server_url()
+        return Client(self.config(url, self.credentials(url)), second_factor=second_factor)
+
+
+def session_of(ctx: typer.Context) -> Session:
+    session = ctx.find_object(Session)
+    if session is None:  # a sub-command invoked without the root callback (tests)
+        session = Session(None, OutputFormat.table, False, None, 10.0)
+        ctx.obj = session
+    return session
+
+
+def warn_about_transport(url: str, *, insecure: bool) -> None:
+    """Say so, loudly, when credentials may be read or changed on the way."""
+    if insecure:
+        err.print(
+            "[bold red]WARNING: --insecure: TLS certificates are NOT verified. Anyone between"
+            " you and the server can read and change this traffic, including your password,"
+            " token or API key. Use --ca-bundle for a private CA instead.[/bold red]"
+        )
+    parsed = httpx2.URL(url)
+    if parsed.scheme == "http" and not _is_loopback(parsed.host):
+        err.print(
+            "[yellow]warning: plain http:// to a remote host: credentials travel in clear"
+            " text; use https://.[/yellow]"
+        )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,248 @@
+"""Client settings, from explicit arguments or from the environment; secrets masked.
+
+Variables (``UTMSTACK_*`` are aliases; the ``AUTHGATE_*`` name wins when both are set):
+
+=============================  =============================================================
+``AUTHGATE_URL``               the server, e.g. ``https://authgate.example.com``
+``AUTHGATE_API_KEY``           method 2: an API key
+``AUTHGATE_API_KEY_HEADER``    ``authorization`` (default) or ``utm-api-key``
+``AUTHGATE_USERNAME``          method 1: login (or e-mail) ...
+``AUTHGATE_PASSWORD``          ... and password
+``AUTHGATE_TIMEOUT``           seconds (default 10)
+``AUTHGATE_CA_BUNDLE``         a PEM file of CA certificates to trust instead of the system's
+``AUTHGATE_CLIENT_CONFIG_DIR``  where ``authgate-client`` keeps its files (default: the
+                               user config dir, e.g. ``~/.config/authgate``)
+=============================  =============================================================
+
+This module is the client's only reader of the environment: everything else takes
+values (or a ``variables`` mapping, so tests pass a dict).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from authgate.client._exceptions import ClientConfigError
+from authgate.client._retry import RetryPolicy
+
+__all__ = [
+    "ApiKeyCredentials",
+    "ApiKeyHeader",
+    "ClientConfig",
+    "Credentials",
+    "PasswordCredentials",
+    "TokenCredentials",
+    "client_config_dir",
+    "environment",
+    "mask_secret",
+    "read_credentials",
+    "read_url",
+    "read_username",
+]
+
+ApiKeyHeader = Literal["authorization", "utm-api-key"]
+_MASK = "**********"
+
+
+def environment() -> Mapping[str, str]:
+    """The process environment (read here only)."""
+    return os.environ
+
+
+def mask_secret(secret: str) -> str:
+    """A display form that identifies a key without revealing it.
+
+    An authgate key shows its public id (``agk_cIK4tKtaoYB4_…``), which the server also
+    shows as the key's ``prefix``; any other secret shows its first 4 characters at most.
+    """
+    if secret.startswith("agk_") and secret.count("_") >= 2:
+        return secret[: secret.index("_", 4) + 1] + "…"
+    return (secret[:4] if len(secret) >= 16 else "") + "…"
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyCredentials:
+    """Method 2: an API key, sent on every request.
+
+    ``header="authorization"`` sends ``Authorization: Bearer <key>`` (authgate and
+    UTMStack's documentation); ``header="utm-api-key"`` sends ``Utm-Api-Key: <key>``,
+    the only header real UTMStack v11 servers read.
+    """
+
+    key: str = field(repr=False)
+    header: ApiKeyHeader = "authorization"
+
+    def __post_init__(self) -> None:
+        if not self.key.strip():
+            raise ClientConfigError("the API key is empty")
+        if self.header not in ("authorization", "utm-api-key"):
+            raise ClientConfigError("header must be 'authorization' or 'utm-api-key'")
+
+    def __repr__(self) -> str:
+        return f"ApiKeyCredentials(key={mask_secret(self.key)!r}, header={self.header!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordCredentials:
+    """Method 1: log in with a username (or e-mail) and password; tokens are renewed."""
+
+    username: str
+    password: str = field(repr=False)
+    remember_me: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.username or not self.password:
+            raise ClientConfigError("both a username and a password are needed")
+
+    def __repr__(self) -> str:
+        return (
+            f"PasswordCredentials(username={self.username!r}, password={_MASK!r}, "
+            f"remember_me={self.remember_me!r})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TokenCredentials:
+    """A bearer token obtained earlier (e.g. stored by ``authgate-client login``).
+
+    It is not renewed: when it expires, requests fail with ``AuthenticationError``.
+    """
+
+    token: str = field(repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.token.strip():
+            raise ClientConfigError("the token is empty")
+
+    def __repr__(self) -> str:
+        return f"TokenCredentials(token={_MASK!r})"
+
+
+Credentials = ApiKeyCredentials | PasswordCredentials | TokenCredentials
+
+
+@dataclass(frozen=True, slots=True)
+class ClientConfig:
+    """Where and how to call the server.
+
+    Args:
+        url: the server's base URL (``https://host`` or ``https://host/prefix``).
+        credentials: how to authenticate.
+        timeout: seconds for connecting, and for each read and write.
+        verify: verify TLS certificates (the default). ``False`` is for tests only.
+        ca_bundle: a PEM file of CA certificates to trust instead of the system's.
+        retry: what to do on 423, 429 and 503.
+        refresh_margin: with a password, log in again this many seconds before the
+            token's ``exp`` (at most half its lifetime).
+    """
+
+    url: str
+    credentials: Credentials
+    timeout: float = 10.0
+    verify: bool = True
+    ca_bundle: Path | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    refresh_margin: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not self.url.startswith(("http://", "https://")):
+            raise ClientConfigError(f"the URL must start with http:// or https://: {self.url!r}")
+        if self.timeout <= 0:
+            raise ClientConfigError("timeout must be positive")
+        if self.ca_bundle is not None and not self.verify:
+            raise ClientConfigError("ca_bundle has no effect with verify=False")
+        if self.refresh_margin < 0:
+            raise ClientConfigError("refresh_margin must be 0 or more")
+
+    @classmethod
+    def from_env(cls, variables: Mapping[str, str] | None = None) -> ClientConfig:
+        """Settings from ``AUTHGATE_*`` (or ``UTMSTACK_*``) variables.
+
+        Raises:
+            ClientConfigError: no URL, no credentials, both kinds, or a bad value.
+        """
+        env = environment() if variables is None else variables
+        url = read_url(env)
+        if url is None:
+            raise ClientConfigError("set AUTHGATE_URL (or UTMSTACK_URL) to the server's URL")
+        credentials = read_credentials(env)
+        if credentials is None:
+            raise ClientConfigError(
+                "set AUTHGATE_API_KEY, or AUTHGATE_USERNAME and AUTHGATE_PASSWORD"
+                " (or their UTMSTACK_* aliases)"
+            )
+        timeout = _lookup(env, "TIMEOUT")
+        ca_bundle = _lookup(env, "CA_BUNDLE")
+        try:
+            seconds = float(timeout) if timeout else 10.0
+        except ValueError:
+            raise ClientConfigError(f"AUTHGATE_TIMEOUT is not a number: {timeout!r}") from None
+        return cls(
+            url=url,
+            credentials=credentials,
+            timeout=seconds,
+            ca_bundle=Path(ca_bundle) if ca_bundle else None,
+        )
+
+
+def client_config_dir(variables: Mapping[str, str] | None = None) -> Path:
+    """``AUTHGATE_CLIENT_CONFIG_DIR``, else the user's config dir for authgate."""
+    env = environment() if variables is None else variables
+    configured = env.get("AUTHGATE_CLIENT_CONFIG_DIR", "").strip()
+    if configured:
+        return Path(configured).expanduser()
+    import platformdirs  # imported here: only the CLI needs it, not every SDK user
+
+    return Path(platformdirs.user_config_dir("authgate"))
+
+
+def _lookup(variables: Mapping[str, str], suffix: str) -> str | None:
+    for prefix in ("AUTHGATE_", "UTMSTACK_"):
+        value = variables.get(prefix + suffix, "").strip()
+        if value:
+            return value
+    return None
+
+
+def read_username(variables: Mapping[str, str]) -> str | None:
+    """``AUTHGATE_USERNAME`` (or ``UTMSTACK_USERNAME``), if set."""
+    return _lookup(variables, "USERNAME")
+
+
+def read_url(variables: Mapping[str, str]) -> str | None:
+    """``AUTHGATE_URL`` (or ``UTMSTACK_URL``), if set."""
+    return _lookup(variables, "URL")
+
+
+def read_credentials(variables: Mapping[str, str]) -> Credentials | None:
+    """The credentials the environment names, or None.
+
+    Raises:
+        ClientConfigError: both an API key and a username/password, half a pair, or
+            an unknown API key header.
+    """
+    key = _lookup(variables, "API_KEY")
+    username = _lookup(variables, "USERNAME")
+    password = variables.get("AUTHGATE_PASSWORD") or variables.get("UTMSTACK_PASSWORD")
+    if key and (username or password):
+        raise ClientConfigError(
+            "both an API key and a username/password are set: unset one of them"
+        )
+    if key:
+        header = (_lookup(variables, "API_KEY_HEADER") or "authorization").lower()
+        if header not in ("authorization", "utm-api-key"):
+            raise ClientConfigError(
+                f"AUTHGATE_API_KEY_HEADER must be 'authorization' or 'utm-api-key', not {header!r}"
+            )
+        return ApiKeyCredentials(
+            key, header="utm-api-key" if header == "utm-api-key" else "authorization"
+        )
+    if username and password:
+        return PasswordCredentials(username, password)
+    if username or password:
+        raise ClientConfigError("set both AUTHGATE_USERNAME and AUTHGATE_PASSWORD")
+    return None

@@ -1,0 +1,312 @@
+"""authgate's own API as request descriptions: what to send and how to read the answer.
+
+Each function returns a :class:`Call`; ``Client`` and ``AsyncClient`` only send it. No
+I/O here, so both clients share every path, parameter and parser.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Generic, TypeVar
+from urllib.parse import quote
+
+import httpx2
+
+from authgate.client._exceptions import UnexpectedResponseError
+from authgate.client._models import (
+    Account,
+    ApiKey,
+    AuditEvent,
+    CreatedApiKey,
+    Page,
+    RegeneratedApiKey,
+    UsageRecord,
+    User,
+)
+
+T = TypeVar("T")
+M = TypeVar("M")
+
+Params = list[tuple[str, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Call(Generic[T]):
+    """One request to make and the parser of its success answer."""
+
+    method: str
+    path: str
+    parse: Callable[[httpx2.Response], T]
+    params: Params | None = None
+    json: Any = None
+
+
+def iso(moment: datetime) -> str:
+    """UTMStack's instant format; a naive datetime is taken as local time."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def json_body(response: httpx2.Response) -> Any:
+    try:
+        return json.loads(response.content)
+    except ValueError:
+        raise UnexpectedResponseError(
+            f"expected JSON from {response.request.url.path}, got "
+            f"{response.headers.get('content-type', 'no content type')}",
+            response=response,
+        ) from None
+
+
+def _object(response: httpx2.Response) -> dict[str, Any]:
+    body = json_body(response)
+    if not isinstance(body, dict):
+        raise UnexpectedResponseError("expected a JSON object", response=response)
+    return body
+
+
+def _nothing(response: httpx2.Response) -> None:
+    return None
+
+
+def _page(
+    parse_item: Callable[[dict[str, Any]], M], page: int, size: int
+) -> Callable[[httpx2.Response], Page[M]]:
+    def parse(response: httpx2.Response) -> Page[M]:
+        body = json_body(response)
+        if not isinstance(body, list):
+            raise UnexpectedResponseError("expected a JSON list", response=response)
+        total = response.headers.get("X-Total-Count", "")
+        return Page(
+            items=tuple(parse_item(item) for item in body if isinstance(item, dict)),
+            total=int(total) if total.isdigit() else None,
+            page=page,
+            size=size,
+        )
+
+    return parse
+
+
+def _paging(page: int, size: int) -> Params:
+    return [("page", str(page)), ("size", str(size))]
+
+
+# -- account ----------------------------------------------------------------------------------
+
+
+def account() -> Call[Account]:
+    return Call("GET", "api/account", lambda r: Account.from_json(_object(r)))
+
+
+def logout() -> Call[None]:
+    return Call("POST", "api/logout", _nothing)
+
+
+# -- API keys ---------------------------------------------------------------------------------
+
+
+def _key_body(
+    name: str,
+    expires_at: datetime | None,
+    allowed_ips: Sequence[str],
+    scopes: Sequence[str] | None,
+    rate_limit: str | None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "name": name,
+        "allowedIp": list(allowed_ips),
+        "expiresAt": iso(expires_at) if expires_at is not None else None,
+    }
+    if scopes is not None:  # omitted: the server's default (authgate: read + write)
+        body["scopes"] = list(scopes)
+    if rate_limit is not None:
+        body["rateLimit"] = rate_limit
+    return body
+
+
+def list_api_keys(
+    *, page: int, size: int, include_revoked: bool, all_users: bool
+) -> Call[Page[ApiKey]]:
+    params = _paging(page, size)
+    if include_revoked:
+        params.append(("includeRevoked", "true"))
+    if all_users:
+        params.append(("all", "true"))
+    return Call("GET", "api/api-keys", _page(ApiKey.from_json, page, size), params=params)
+
+
+def get_api_key(key_id: int) -> Call[ApiKey]:
+    return Call("GET", f"api/api-keys/{int(key_id)}", lambda r: ApiKey.from_json(_object(r)))
+
+
+def create_api_key(
+    name: str,
+    *,
+    expires_at: datetime | None,
+    allowed_ips: Sequence[str],
+    scopes: Sequence[str] | None,
+    rate_limit: str | None,
+) -> Call[CreatedApiKey]:
+    return Call(
+        "POST",
+        "api/api-keys",
+        lambda r: CreatedApiKey.from_json(_object(r)),
+        json=_key_body(name, expires_at, allowed_ips, scopes, rate_limit),
+    )
+
+
+def update_api_key(
+    key_id: int,
+    *,
+    name: str,
+    expires_at: datetime | None,
+    allowed_ips: Sequence[str],
+    scopes: Sequence[str] | None,
+    rate_limit: str | None,
+) -> Call[ApiKey]:
+    return Call(
+        "PUT",
+        f"api/api-keys/{int(key_id)}",
+        lambda r: ApiKey.from_json(_object(r)),
+        json=_key_body(name, expires_at, allowed_ips, scopes, rate_limit),
+    )
+
+
+def regenerate_api_key(key_id: int, *, grace: timedelta) -> Call[RegeneratedApiKey]:
+    def parse(response: httpx2.Response) -> RegeneratedApiKey:
+        key = response.text.strip()
+        if key.startswith('"'):  # a server answering a JSON string instead of text/plain
+            key = str(json_body(response))
+        if not key:
+            raise UnexpectedResponseError("the answer carries no key", response=response)
+        return RegeneratedApiKey(id=int(key_id), key=key)
+
+    params = [("graceSeconds", str(int(grace.total_seconds())))] if grace else None
+    return Call("POST", f"api/api-keys/{int(key_id)}/generate", parse, params=params)
+
+
+def revoke_api_key(key_id: int) -> Call[None]:
+    return Call("DELETE", f"api/api-keys/{int(key_id)}", _nothing)
+
+
+def api_key_usage(
+    *,
+    api_key_id: int | None,
+    since: datetime | None,
+    until: datetime | None,
+    status: int | None,
+    outcome: str | None,
+    page: int,
+    size: int,
+) -> Call[Page[UsageRecord]]:
+    params = _paging(page, size)
+    for name, value in (
+        ("apiKeyId", None if api_key_id is None else str(int(api_key_id))),
+        ("from", None if since is None else iso(since)),
+        ("to", None if until is None else iso(until)),
+        ("status", None if status is None else str(int(status))),
+        ("outcome", outcome),
+    ):
+        if value is not None:
+            params.append((name, value))
+    return Call(
+        "GET", "api/api-keys/usage", _page(UsageRecord.from_json, page, size), params=params
+    )
+
+
+# -- users (admins) ---------------------------------------------------------------------------
+
+
+def _user_path(login: str) -> str:
+    return f"api/users/{quote(login, safe='')}"
+
+
+def list_users(*, page: int, size: int) -> Call[Page[User]]:
+    return Call("GET", "api/users", _page(User.from_json, page, size), params=_paging(page, size))
+
+
+def get_user(login: str) -> Call[User]:
+    return Call("GET", _user_path(login), lambda r: User.from_json(_object(r)))
+
+
+def create_user(
+    login: str,
+    *,
+    email: str,
+    password: str,
+    first_name: str | None,
+    last_name: str | None,
+    authorities: Sequence[str],
+    activated: bool,
+) -> Call[User]:
+    body: dict[str, Any] = {
+        "login": login,
+        "email": email,
+        "password": password,
+        "authorities": list(authorities),
+        "activated": activated,
+    }
+    if first_name is not None:
+        body["firstName"] = first_name
+    if last_name is not None:
+        body["lastName"] = last_name
+    return Call("POST", "api/users", lambda r: User.from_json(_object(r)), json=body)
+
+
+def update_user(
+    login: str,
+    *,
+    email: str | None,
+    first_name: str | None,
+    last_name: str | None,
+    lang_key: str | None,
+    authorities: Sequence[str] | None,
+    activated: bool | None,
+) -> Call[User]:
+    """Only what is given is sent; the server keeps the rest."""
+    given = {
+        "email": email,
+        "firstName": first_name,
+        "lastName": last_name,
+        "langKey": lang_key,
+        "authorities": list(authorities) if authorities is not None else None,
+        "activated": activated,
+    }
+    body = {name: value for name, value in given.items() if value is not None}
+    return Call("PUT", _user_path(login), lambda r: User.from_json(_object(r)), json=body)
+
+
+def delete_user(login: str) -> Call[None]:
+    return Call("DELETE", _user_path(login), _nothing)
+
+
+# -- audit (admins) ---------------------------------------------------------------------------
+
+
+def audit_events(
+    *,
+    types: Sequence[str],
+    outcome: str | None,
+    actor: str | None,
+    ip: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    api_key_id: int | None,
+    page: int,
+    size: int,
+) -> Call[Page[AuditEvent]]:
+    params = _paging(page, size)
+    params.extend(("type", event_type) for event_type in types)
+    for name, value in (
+        ("outcome", outcome),
+        ("actor", actor),
+        ("ip", ip),
+        ("from", None if since is None else iso(since)),
+        ("to", None if until is None else iso(until)),
+        ("apiKeyId", None if api_key_id is None else str(int(api_key_id))),
+    ):
+        if value is not None:
+            params.append((name, value))
+    return Call("GET", "api/audit-events", _page(AuditEvent.from_json, page, size), params=params)

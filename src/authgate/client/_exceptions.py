@@ -1,0 +1,271 @@
+"""What the SDK raises, and how an HTTP answer becomes one of these exceptions.
+
+Runtime failures descend from :class:`AuthgateClientError`, so one ``except`` catches
+everything a server or the network can do::
+
+    AuthgateClientError
+    ├── TransportError             no answer: connection refused, timeout, TLS failure
+    ├── SecondFactorRequired       the server wants a second factor and no hook was given
+    ├── UnexpectedResponseError    a success answer that is not what the API promises
+    └── APIError                   the server answered with an error status
+        ├── AuthenticationError        401: missing, bad, expired or revoked credentials
+        │   └── SecondFactorRejected   412 from /api/tfa/verify-code: wrong code
+        ├── PermissionDeniedError      403: authenticated, not allowed (role, scope, IP)
+        ├── NotFoundError              404
+        ├── ConflictError              409: duplicate name or login, last admin, ...
+        ├── ValidationError            400 and 422: a field breaks a rule (field_errors)
+        ├── LockedError                423: this client address is blocked (retry_after)
+        ├── RateLimitedError           429: too many requests (retry_after)
+        └── ServerError                5xx
+
+Misuse is kept outside the tree, as in httpx: :class:`ClientConfigError` (a
+``ValueError``) means the client was set up wrong — no URL, no credentials, both an API
+key and a password — so catching :class:`AuthgateClientError` never hides a bug.
+
+The message of an :class:`APIError` is the server's: the JSON ``message`` (authgate,
+Spring), else UTMStack's ``X-UtmStack-error`` header (UTMStack answers some errors with
+an empty body), else the status phrase. It never contains a credential: the server
+never echoes one, and the request's headers are not part of it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from http import HTTPStatus
+from typing import Any
+
+import httpx2
+
+__all__ = [
+    "APIError",
+    "AuthenticationError",
+    "AuthgateClientError",
+    "ClientConfigError",
+    "ConflictError",
+    "FieldError",
+    "LockedError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitedError",
+    "SecondFactorRejected",
+    "SecondFactorRequired",
+    "ServerError",
+    "TransportError",
+    "UnexpectedResponseError",
+    "ValidationError",
+]
+
+
+class ClientConfigError(ValueError):
+    """The client is set up wrong (a bug or a missing setting, not a server failure)."""
+
+
+class AuthgateClientError(Exception):
+    """Root of every failure the server or the network can cause."""
+
+
+class TransportError(AuthgateClientError):
+    """No HTTP answer: the connection failed, timed out or TLS verification failed.
+
+    The original ``httpx2`` exception is the ``__cause__``.
+    """
+
+
+class SecondFactorRequired(AuthgateClientError):
+    """The server answered ``authenticated: false``: a second factor is required.
+
+    Give the client a ``second_factor`` hook (a callable returning the code) to complete
+    the login with ``POST /api/tfa/verify-code``.
+    """
+
+
+class UnexpectedResponseError(AuthgateClientError):
+    """A success status with a body the API does not promise (not JSON, no token...)."""
+
+    def __init__(self, message: str, *, response: httpx2.Response) -> None:
+        super().__init__(message)
+        self.response = response
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    """One field that broke a rule (JHipster's ``fieldErrors`` entry)."""
+
+    field: str
+    message: str
+    object_name: str | None = None
+
+
+class APIError(AuthgateClientError):
+    """The server answered with an error status.
+
+    Attributes:
+        status_code: the HTTP status.
+        message: the server's message (JSON ``message``, ``X-UtmStack-error`` or phrase).
+        code: authgate's stable machine-readable code (``invalid_api_key``...), if any.
+        retry_after: seconds the server asked to wait (``Retry-After``), if any.
+        response: the response, for anything else (its body is already read).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        response: httpx2.Response,
+        code: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.response = response
+        self.status_code = response.status_code
+        self.code = code
+        self.retry_after = retry_after
+
+    def __str__(self) -> str:
+        return f"{self.status_code}: {self.message}"
+
+
+class AuthenticationError(APIError):
+    """401: credentials missing, wrong, expired or revoked."""
+
+
+class SecondFactorRejected(AuthenticationError):
+    """The second-factor code was refused (UTMStack answers 412)."""
+
+
+class PermissionDeniedError(APIError):
+    """403: authenticated, but not allowed (role, key scope, client address)."""
+
+
+class NotFoundError(APIError):
+    """404: no such resource (or not yours)."""
+
+
+class ConflictError(APIError):
+    """409: conflicts with the current state (duplicate name or login, last admin)."""
+
+
+class ValidationError(APIError):
+    """400 or 422: the request breaks a rule; ``field_errors`` lists each field."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        response: httpx2.Response,
+        code: str | None = None,
+        retry_after: float | None = None,
+        field_errors: tuple[FieldError, ...] = (),
+    ) -> None:
+        super().__init__(message, response=response, code=code, retry_after=retry_after)
+        self.field_errors = field_errors
+
+
+class LockedError(APIError):
+    """423: this client address is blocked (too many failed logins); see ``retry_after``."""
+
+
+class RateLimitedError(APIError):
+    """429: too many requests or login attempts; see ``retry_after``."""
+
+
+class ServerError(APIError):
+    """5xx: the server failed (503: temporarily unavailable)."""
+
+
+_BY_STATUS: dict[int, type[APIError]] = {
+    400: ValidationError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: ConflictError,
+    422: ValidationError,
+    423: LockedError,
+    429: RateLimitedError,
+}
+
+
+def error_for(response: httpx2.Response) -> APIError:
+    """The exception for an error response (its body must have been read)."""
+    status = response.status_code
+    body = _json_object(response)
+    message = _message(response, body)
+    code = body.get("code") if isinstance(body.get("code"), str) else None
+    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    kind = _BY_STATUS.get(status, ServerError if status >= 500 else APIError)
+    if kind is ValidationError:
+        return ValidationError(
+            message,
+            response=response,
+            code=code,
+            retry_after=retry_after,
+            field_errors=_field_errors(body),
+        )
+    return kind(message, response=response, code=code, retry_after=retry_after)
+
+
+def second_factor_rejected(response: httpx2.Response) -> SecondFactorRejected:
+    """The exception for a refused second-factor code."""
+    body = _json_object(response)
+    code = body.get("code") if isinstance(body.get("code"), str) else None
+    return SecondFactorRejected(_message(response, body), response=response, code=code)
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value (seconds or an HTTP date), or None."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        return None
+    return max(0.0, moment.timestamp() - (time.time() if now is None else now))
+
+
+def _json_object(response: httpx2.Response) -> dict[str, Any]:
+    if not response.content:
+        return {}
+    try:
+        body = json.loads(response.content)
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _message(response: httpx2.Response, body: dict[str, Any]) -> str:
+    message = body.get("message")
+    if isinstance(message, str) and message.strip():
+        return message
+    header = response.headers.get("X-UtmStack-error")
+    if header and header.strip():
+        return header.strip()
+    try:
+        return HTTPStatus(response.status_code).phrase
+    except ValueError:
+        return f"HTTP {response.status_code}"
+
+
+def _field_errors(body: dict[str, Any]) -> tuple[FieldError, ...]:
+    entries = body.get("fieldErrors")
+    if not isinstance(entries, list):
+        return ()
+    return tuple(
+        FieldError(
+            field=str(entry.get("field", "")),
+            message=str(entry.get("message", "")),
+            object_name=entry.get("objectName")
+            if isinstance(entry.get("objectName"), str)
+            else None,
+        )
+        for entry in entries
+        if isinstance(entry, dict)
+    )

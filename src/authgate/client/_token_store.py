@@ -1,0 +1,142 @@
+"""Where ``authgate-client login`` keeps its token between commands.
+
+In the operating system's keyring (macOS Keychain, Windows Credential Locker, Secret
+Service) when the ``keyring`` package is installed and its backend works; otherwise in
+``tokens.json`` under the client's config dir, created private (file 0600, dir 0700)
+before anything is written to it. Any keyring failure — no backend
+(``NoKeyringError``), a locked or absent D-Bus session, an import error — means "no
+keyring", never a crash. Tokens are keyed by server URL; the token itself is never
+printed or logged.
+
+The URL of the last login is kept beside it (``client.json``, not a secret), so the
+commands after ``login --url`` need no ``--url``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+__all__ = ["KEYRING_SERVICE", "TokenStore"]
+
+KEYRING_SERVICE = "authgate-client"
+
+Location = Literal["keyring", "file"]
+
+
+class TokenStore:
+    """Tokens by server URL, in the keyring or a private file."""
+
+    def __init__(self, directory: Path, *, use_keyring: bool = True) -> None:
+        self.directory = directory
+        self.tokens_file = directory / "tokens.json"
+        self.settings_file = directory / "client.json"
+        self._use_keyring = use_keyring
+
+    def save(self, url: str, token: str) -> Location:
+        """Store the token for ``url``; returns where it went."""
+        url = _normal(url)
+        if self._keyring_set(url, token):
+            self._drop_from_file(url)  # an older copy must not outlive the new one
+            return "keyring"
+        tokens = self._read(self.tokens_file)
+        tokens[url] = token
+        self._write(self.tokens_file, tokens)
+        return "file"
+
+    def load(self, url: str) -> str | None:
+        url = _normal(url)
+        token = self._keyring_get(url)
+        if token:
+            return token
+        value = self._read(self.tokens_file).get(url)
+        return value if isinstance(value, str) and value else None
+
+    def delete(self, url: str) -> bool:
+        """Forget the token for ``url``; True if there was one."""
+        url = _normal(url)
+        removed = self._keyring_delete(url)
+        return self._drop_from_file(url) or removed
+
+    def remember_url(self, url: str) -> None:
+        settings = self._read(self.settings_file)
+        settings["url"] = _normal(url)
+        self._write(self.settings_file, settings)
+
+    def remembered_url(self) -> str | None:
+        url = self._read(self.settings_file).get("url")
+        return url if isinstance(url, str) and url else None
+
+    # -- keyring ----------------------------------------------------------------------------
+    # Every backend failure reads as "no keyring": the caller falls back to the file.
+
+    def _keyring_set(self, url: str, token: str) -> bool:
+        if not self._use_keyring:
+            return False
+        try:
+            import keyring
+
+            keyring.set_password(KEYRING_SERVICE, url, token)
+        except Exception:  # noqa: BLE001 - any backend failure means "unavailable"
+            return False
+        return True
+
+    def _keyring_get(self, url: str) -> str | None:
+        if not self._use_keyring:
+            return None
+        try:
+            import keyring
+
+            return keyring.get_password(KEYRING_SERVICE, url)
+        except Exception:  # noqa: BLE001 - any backend failure means "unavailable"
+            return None
+
+    def _keyring_delete(self, url: str) -> bool:
+        if not self._use_keyring:
+            return False
+        try:
+            import keyring
+
+            if keyring.get_password(KEYRING_SERVICE, url) is None:
+                return False
+            keyring.delete_password(KEYRING_SERVICE, url)
+        except Exception:  # noqa: BLE001 - any backend failure means "unavailable"
+            return False
+        return True
+
+    # -- files ------------------------------------------------------------------------------
+
+    def _drop_from_file(self, url: str) -> bool:
+        tokens = self._read(self.tokens_file)
+        if url not in tokens:
+            return False
+        del tokens[url]
+        self._write(self.tokens_file, tokens)
+        return True
+
+    @staticmethod
+    def _read(path: Path) -> dict[str, Any]:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _write(self, path: Path, data: dict[str, Any]) -> None:
+        """Write ``data`` privately: a 0600 temporary file in a 0700 dir, then renamed."""
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):  # not ours to change (e.g. a shared mount)
+            self.directory.chmod(0o700)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        temporary.unlink(missing_ok=True)  # a leftover could have wider permissions
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2, sort_keys=True)
+        os.replace(temporary, path)
+
+
+def _normal(url: str) -> str:
+    return url.rstrip("/")

@@ -1,0 +1,1 @@
+"""Tests of the integrators' SDK and CLI (authgate.client)."""

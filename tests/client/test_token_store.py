@@ -1,0 +1,149 @@
+"""Where the CLI keeps its token: the OS keyring when usable, else a private file."""
+
+from __future__ import annotations
+
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import keyring
+import keyring.backend
+import keyring.backends.fail
+import keyring.errors
+import pytest
+
+from authgate.client._token_store import KEYRING_SERVICE, TokenStore
+
+URL = "https://auth.example.com"
+TOKEN = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLXNlY3JldA"
+
+
+class MemoryKeyring(keyring.backend.KeyringBackend):
+    """A working keyring, in memory."""
+
+    priority = 1
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.items: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return self.items.get((service, username))
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self.items[(service, username)] = password
+
+    def delete_password(self, service: str, username: str) -> None:
+        if (service, username) not in self.items:
+            raise keyring.errors.PasswordDeleteError(username)
+        del self.items[(service, username)]
+
+
+class BrokenKeyring(MemoryKeyring):
+    """A keyring whose backend fails (a locked or absent D-Bus session, say)."""
+
+    def get_password(self, service: str, username: str) -> str | None:
+        raise RuntimeError("D-Bus is not running")
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        raise RuntimeError("D-Bus is not running")
+
+
+@pytest.fixture
+def use_keyring() -> Iterator[None]:
+    previous = keyring.get_keyring()
+    yield
+    keyring.set_keyring(previous)
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.mark.usefixtures("use_keyring")
+def test_without_keyring_the_token_goes_to_a_private_file(tmp_path: Path) -> None:
+    """No keyring backend: tokens.json is 0600 in a 0700 dir, and loads back."""
+    keyring.set_keyring(keyring.backends.fail.Keyring())
+    store = TokenStore(tmp_path / "config")
+    assert store.save(URL + "/", TOKEN) == "file"
+    assert mode(store.tokens_file) == 0o600
+    assert mode(store.directory) == 0o700
+    assert store.load(URL) == TOKEN
+    assert store.delete(URL) is True
+    assert store.load(URL) is None
+    assert TOKEN not in store.tokens_file.read_text()
+
+
+@pytest.mark.usefixtures("use_keyring")
+def test_working_keyring_holds_the_token_and_no_file_does(tmp_path: Path) -> None:
+    """With a usable keyring, the token is stored there only."""
+    backend = MemoryKeyring()
+    keyring.set_keyring(backend)
+    store = TokenStore(tmp_path / "config")
+    assert store.save(URL, TOKEN) == "keyring"
+    assert backend.items == {(KEYRING_SERVICE, URL): TOKEN}
+    assert not store.tokens_file.exists()
+    assert store.load(URL) == TOKEN
+    assert store.delete(URL) is True
+    assert backend.items == {}
+
+
+@pytest.mark.usefixtures("use_keyring")
+def test_failing_keyring_backend_falls_back_to_the_file(tmp_path: Path) -> None:
+    """Any backend error reads as 'no keyring': the file is used, nothing raises."""
+    keyring.set_keyring(BrokenKeyring())
+    store = TokenStore(tmp_path / "config")
+    assert store.save(URL, TOKEN) == "file"
+    assert store.load(URL) == TOKEN
+    assert store.delete(URL) is True
+
+
+@pytest.mark.usefixtures("use_keyring")
+def test_keyring_save_removes_an_older_file_copy(tmp_path: Path) -> None:
+    """A token moved to the keyring does not linger in the file."""
+    keyring.set_keyring(keyring.backends.fail.Keyring())
+    store = TokenStore(tmp_path / "config")
+    store.save(URL, "old-token")
+    keyring.set_keyring(MemoryKeyring())
+    store.save(URL, TOKEN)
+    assert "old-token" not in store.tokens_file.read_text()
+    assert store.load(URL) == TOKEN
+
+
+def test_existing_file_with_wide_permissions_is_replaced_privately(tmp_path: Path) -> None:
+    """A tokens.json left world-readable is rewritten as 0600."""
+    store = TokenStore(tmp_path / "config", use_keyring=False)
+    store.directory.mkdir(mode=0o755)
+    store.tokens_file.write_text("{}")
+    store.tokens_file.chmod(0o644)
+    store.save(URL, TOKEN)
+    assert mode(store.tokens_file) == 0o600
+    assert mode(store.directory) == 0o700
+
+
+def test_tokens_are_kept_per_server(tmp_path: Path) -> None:
+    """Each server URL has its own token; deleting one keeps the other."""
+    store = TokenStore(tmp_path, use_keyring=False)
+    store.save("https://a.example", "token-a")
+    store.save("https://b.example", "token-b")
+    store.delete("https://a.example")
+    assert store.load("https://a.example") is None
+    assert store.load("https://b.example") == "token-b"
+    assert store.delete("https://a.example") is False
+
+
+def test_last_login_url_is_remembered(tmp_path: Path) -> None:
+    """remember_url keeps the server of the last login, without a trailing slash."""
+    store = TokenStore(tmp_path, use_keyring=False)
+    assert store.remembered_url() is None
+    store.remember_url("https://a.example/")
+    assert TokenStore(tmp_path, use_keyring=False).remembered_url() == "https://a.example"
+
+
+def test_corrupt_file_reads_as_empty(tmp_path: Path) -> None:
+    """A tokens.json that is not JSON is treated as holding nothing."""
+    store = TokenStore(tmp_path, use_keyring=False)
+    store.tokens_file.write_text("not json")
+    assert store.load(URL) is None
+    store.save(URL, TOKEN)
+    assert store.load(URL) == TOKEN
