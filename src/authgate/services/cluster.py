@@ -117,8 +117,7 @@ class ClusterMembership:
         problems = sorted({problem for node in live for problem in self._conflicts(node)})
         if problems:
             raise ConfigurationError(
-                "this node's configuration does not match the running nodes: "
-                + "; ".join(problems)
+                "this node's configuration does not match the running nodes: " + "; ".join(problems)
             )
         await self.check_pepper()  # only now: it may adopt this node's pepper
 
