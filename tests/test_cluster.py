@@ -238,6 +238,13 @@ def propagation(
     return list(pool.map(lambda node: refused_after(node, credential, started), others))
 
 
+def health(node: Node) -> tuple[str, dict[str, Any]]:
+    response = node.client.get("/management/health")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    return body["status"], body["components"]
+
+
 def summary(delays: list[float]) -> dict[str, float]:
     ordered = sorted(delays)
     p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
@@ -273,6 +280,14 @@ def test_revocation_reaches_every_node_with_and_without_redis(
             f"/api/api-keys/{key['id']}", headers={"Authorization": f"Bearer {token}"}
         )
 
+    assert health(b) == (
+        "UP",
+        {
+            "db": {"status": "UP"},
+            "redis": {"status": "UP"},
+            "cluster": {"status": "UP", "details": {"liveNodes": 3, "problems": 0}},
+        },
+    )
     with ThreadPoolExecutor(max_workers=2) as pool:
         with_redis = [
             delay
@@ -287,8 +302,11 @@ def test_revocation_reaches_every_node_with_and_without_redis(
         ]
     report("key revocation, Redis up", summary(with_redis))
     report("key revocation, Redis killed", summary(without_redis))
-    # Logging in still works without Redis (throttling falls back to the database).
+    # Logging in still works without Redis (throttling falls back to the database), and
+    # health tells that Redis is down while the node stays UP.
     assert admin_token(b)
+    status, components = health(b)
+    assert (status, components["redis"]["status"]) == ("UP", "DOWN")
     for node in (a, b, c):
         node.close()
 

@@ -358,7 +358,7 @@ def build_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
             clock=clock,
             audit=audit,
         ),
-        rate_limits=KeyRateLimits(default=settings.api_key_default_rate_limit, redis_url=redis_url),
+        rate_limits=KeyRateLimits(default=settings.api_key_default_rate_limit, link=redis),
         forward_auth=ForwardAuthPolicy(
             settings.forward_auth_rules, unmatched=settings.forward_auth_unmatched
         ),

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import socket
 
 import pytest
 from fastapi import APIRouter
+from redis.asyncio import from_url
 
+from authgate.services.redis_link import RedisLink
 from tests.conftest import Harness, bearer
 
 ERROR_KEYS = {"timestamp", "status", "error", "code", "message", "path"}
@@ -94,7 +97,11 @@ async def test_ping_health_and_info_are_public(harness: Harness) -> None:
     assert (ping.status_code, ping.json()) == (200, "pong")
     health = await harness.client.get("/management/health")
     assert health.status_code == 200
-    assert health.json() == {"status": "UP", "components": {"db": {"status": "UP"}}}
+    body = health.json()
+    assert (body["status"], body["components"]["db"]) == ("UP", {"status": "UP"})
+    # The node registry, and Redis when configured (the PostgreSQL + Redis run), too.
+    assert set(body["components"]) <= {"db", "redis", "cluster"}
+    assert all(component["status"] == "UP" for component in body["components"].values())
     info = await harness.client.get("/management/info")
     assert info.json()["app"]["name"] == "authgate"
 
@@ -109,3 +116,25 @@ async def test_health_is_503_when_the_database_is_down(harness: Harness) -> None
     response = await harness.client.get("/management/health")
     assert response.status_code == 503
     assert response.json()["status"] == "DOWN"
+
+
+async def test_health_stays_up_and_reports_redis_down(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dead Redis is reported, but the node keeps serving (throttling, rate limits and
+    change notifications have fallbacks), so the overall status stays UP."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # nothing listens there once the probe is closed
+    link = RedisLink(from_url(f"redis://127.0.0.1:{port}/0", socket_connect_timeout=0.2))
+    monkeypatch.setattr(harness.services, "redis", link)
+    try:
+        for _ in range(2):  # the second answer comes from the open breaker
+            response = await harness.client.get("/management/health")
+            assert response.status_code == 200
+            body = response.json()
+            assert body["status"] == "UP"
+            assert body["components"]["redis"]["status"] == "DOWN"
+            assert link.is_down
+    finally:
+        await link.close()

@@ -124,7 +124,9 @@ def test_shell_completion_script_is_available() -> None:
     """--show-completion prints a completion script for the shell."""
     result = subprocess.run(
         [str(AUTHGATE_CLIENT), "--show-completion", "bash"],
-        env=clean_environment(),
+        # Typer's switch to name the shell instead of detecting it from the parent
+        # processes (which differ between a terminal, CI and a background job).
+        env={**clean_environment(), "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"},
         capture_output=True,
         text=True,
         timeout=60,

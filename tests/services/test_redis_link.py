@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import socket
 from collections.abc import AsyncIterator
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 from redis.asyncio import from_url
 
+from authgate.services.rate_limits import KeyRateLimits
 from authgate.services.redis_link import ChangeDoorbell, RedisLink
 from authgate.services.throttle_store import (
     DatabaseThrottleStore,
@@ -155,3 +157,36 @@ async def test_a_dead_redis_never_breaks_the_doorbell() -> None:
     stop.set()
     await asyncio.wait_for(task, timeout=5)
     await link.close()
+
+
+async def test_rate_limits_count_in_memory_while_redis_is_down() -> None:
+    """With Redis dead, a key's limit is still enforced (in this worker's memory) and
+    the breaker opens, so later requests do not wait for Redis at all."""
+    client = dead_redis()
+    ticker = Ticker()
+    link = RedisLink(client, cooldown=5.0, monotonic=ticker)
+    limits = KeyRateLimits(default=None, link=link)
+    try:
+        outcomes = [(await limits.hit(7, "3/minute"))[1] for _ in range(4)]
+        assert outcomes == [True, True, True, False]
+        assert link.is_down
+        assert not link.available
+        state, allowed = await limits.hit(7, "3/minute")
+        assert not allowed
+        assert state.reset_seconds > 0
+    finally:
+        await client.aclose()
+
+
+async def test_rate_limits_are_shared_through_redis(redis_url: str) -> None:
+    """Two workers (two limiters) on one Redis share a key's budget."""
+    key_id = secrets.randbelow(10**12) + 10**12  # no other test's key
+    links = [RedisLink(from_url(redis_url)), RedisLink(from_url(redis_url))]
+    first, second = (KeyRateLimits(default="4/minute", link=link) for link in links)
+    try:
+        assert [(await first.hit(key_id, None))[1] for _ in range(2)] == [True, True]
+        assert [(await second.hit(key_id, None))[1] for _ in range(3)] == [True, True, False]
+        assert not any(link.is_down for link in links)
+    finally:
+        for link in links:
+            await link.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 from typing import Any
 
@@ -10,17 +11,22 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel
 
 from authgate import __version__
-from authgate.api.access import authenticate_request, header_value, services_of
+from authgate.api.access import admit, header_value, services_of
 from authgate.api.errors import ErrorBody
 from authgate.exceptions import PermissionDenied
 from authgate.security.credentials import bearer_credential
+from authgate.security.principal import Principal
+from authgate.services.cluster import ClusterMembership
 from authgate.services.metrics import CONTENT_TYPE
+from authgate.services.redis_link import RedisLink
 
 router = APIRouter(tags=["management"])
+HEALTH_TIMEOUT_SECONDS = 1.0
 
 
 class ComponentHealth(BaseModel):
     status: str
+    details: dict[str, Any] | None = None
 
 
 class Health(BaseModel):
@@ -35,19 +41,55 @@ async def ping() -> str:
 
 @router.get(
     "/management/health",
-    summary="Health, including the database",
+    summary="Health: the database decides; Redis and the cluster are reported",
+    response_model_exclude_none=True,
     responses={
         200: {"model": Health, "description": "UP"},
         503: {"model": Health, "description": "DOWN: the database does not answer"},
     },
 )
 async def health(request: Request) -> JSONResponse:
+    """``status`` follows the database alone: without it nothing works, while a dead
+    Redis or a misconfigured peer leaves this node serving (see the README)."""
+    services = services_of(request)
+    components: dict[str, Any] = {}
     try:
-        await services_of(request).db.ping()
+        await services.db.ping()
     except Exception:  # noqa: BLE001 - any failure means the database is unusable
-        body: dict[str, Any] = {"status": "DOWN", "components": {"db": {"status": "DOWN"}}}
-        return JSONResponse(body, status_code=503)
-    return JSONResponse({"status": "UP", "components": {"db": {"status": "UP"}}})
+        components["db"] = {"status": "DOWN"}
+    else:
+        components["db"] = {"status": "UP"}
+    if services.redis is not None:
+        components["redis"] = await _redis_health(services.redis)
+    if services.cluster is not None and components["db"]["status"] == "UP":
+        components["cluster"] = await _cluster_health(services.cluster)
+    status = components["db"]["status"]
+    return JSONResponse(
+        {"status": status, "components": components}, status_code=200 if status == "UP" else 503
+    )
+
+
+async def _redis_health(link: RedisLink) -> dict[str, Any]:
+    fallback = {"fallback": "database throttling, in-memory rate limits, change polling"}
+    if not link.available:  # the breaker is open: do not wait for a dead server
+        return {"status": "DOWN", "details": fallback}
+    try:
+        await asyncio.wait_for(link.client.ping(), timeout=HEALTH_TIMEOUT_SECONDS)
+    except Exception as error:  # noqa: BLE001 - any failure: Redis is not usable
+        link.failed(error)
+        return {"status": "DOWN", "details": fallback}
+    link.succeeded()
+    return {"status": "UP"}
+
+
+async def _cluster_health(cluster: ClusterMembership) -> dict[str, Any]:
+    nodes = await cluster.nodes()
+    problems = sorted({problem for node in nodes for problem in node.problems})
+    return {
+        "status": "DOWN" if problems else "UP",
+        # Counts only: the endpoint is public; `authgate cluster status` tells the problems.
+        "details": {"liveNodes": len(nodes), "problems": len(problems)},
+    }
 
 
 @router.get("/management/info", summary="Name and version")
@@ -71,7 +113,13 @@ async def prometheus(request: Request) -> PlainTextResponse:
     token = services.settings.metrics_token
     presented = bearer_credential(header_value(request.scope, b"authorization"))
     if not (token and presented and hmac.compare_digest(presented, token.get_secret_value())):
-        principal = await authenticate_request(request, services)
-        if not principal.is_admin:
-            raise PermissionDenied(reason="role_admin_required")
+        # Through `admit`, like every protected route: refused credentials are audited
+        # and bad keys count toward the address block.
+        await admit(request, services, "GET", _require_admin)
     return PlainTextResponse(services.metrics.exposition(), media_type=CONTENT_TYPE)
+
+
+def _require_admin(principal: Principal, _method: str) -> None:
+    # An API key has ROLE_ADMIN only with the admin scope, owned by an admin.
+    if not principal.is_admin:
+        raise PermissionDenied(reason="role_admin_required")

@@ -49,10 +49,15 @@ class AccountService:
         client_ip = request.client_ip if request else None
         async with self._db.session() as session:
             user = await UserRepository(session).by_login_or_email(identifier)
-        # Counters use the login when the user exists (e-mail or login alike), else
-        # the name as typed: unknown names are counted exactly like real ones.
-        account = user.login if user is not None else identifier
-        actor = Actor(login=account, user_id=user.id if user is not None else None)
+        # Counters are keyed by the name as typed, for real and unknown users alike:
+        # keying a real user by its login would link an e-mail to its login (failures
+        # as the e-mail throttling the login reveals that the account exists). The
+        # cost is that the e-mail and the login of one account count separately.
+        account = identifier
+        actor = Actor(
+            login=user.login if user is not None else identifier,
+            user_id=user.id if user is not None else None,
+        )
         try:
             await self._protection.check(account, client_ip)
             verified = await self._verify(user, password)

@@ -142,7 +142,7 @@ class AlertEngine:
         return fired
 
     async def expiry_reminders(self) -> int:
-        """Once per stage (14, 3 and 0 days before expiry) per key, an alert."""
+        """Once per stage (14, 3 and 0 days before expiry) per key and expiry date, an alert."""
         self._last_reminders = self._clock().timestamp()
         now = self._clock()
         fired = 0
@@ -158,6 +158,8 @@ class AlertEngine:
             }
         for stage, keys in due.items():
             for key in keys:
+                if key.expires_at is None:
+                    continue  # never returned: the query asks for an expiry
                 expired = stage == 0
                 if await self._fire(
                     rule_key=f"api_key_expiry:{stage}d",
@@ -165,7 +167,9 @@ class AlertEngine:
                     kind="api_key_expiry",
                     severity="high" if stage <= 3 else "medium",
                     subject=f"key:{key.id}",
-                    window_start=0,
+                    # Once per stage per expiry date: a key whose expiry is extended
+                    # is reminded again before its new date.
+                    window_start=int(key.expires_at.timestamp()),
                     window_seconds=0,
                     count=1,
                     summary=f"API key {key.id} ({key.name}) of user {key.user_id} "
@@ -266,7 +270,13 @@ class AlertEngine:
             EventType.ALERT_FIRED,
             "success",
             reason=kind,
-            details={"rule": rule_name, "subject": subject, "count": count, "alertId": fired.id},
+            details={
+                "rule": rule_name,
+                "subject": subject,
+                "count": count,
+                "severity": severity,
+                "alertId": fired.id,
+            },
         )
         self._dispatcher.submit(
             Alert(
@@ -320,7 +330,8 @@ def _summary(rule: RuleView, subject: str, count: int) -> str:
         return f"API key used from a new address ({subject})"
     if rule.kind == "key_after_inactivity":
         return f"API key used after more than {window} without use ({subject})"
-    return f"{rule.name}: {count} events in {window} ({subject})"
+    events = "1 event" if count == 1 else f"{count} events"
+    return f"{rule.name}: {events} in {window} ({subject})"
 
 
 def _duration(seconds: int) -> str:

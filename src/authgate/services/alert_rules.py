@@ -220,19 +220,24 @@ class AlertRules:
 
     async def install_defaults(self, configured: tuple[RuleSpec, ...] = ()) -> None:
         """On an empty rule table, the defaults; rules from the settings are upserted
-        by name at every start."""
+        by name at every start (written and audited only when they differ)."""
         async with self._db.session() as session:
-            existing = {rule.name: rule.id for rule in await AlertRepository(session).rules()}
+            existing = {
+                rule.name: RuleView.of(rule) for rule in await AlertRepository(session).rules()
+            }
         if not existing:
             # The built-in defaults are part of the installation, not someone's change.
             for spec in DEFAULT_RULES:
                 if spec.name not in {c.name for c in configured}:
                     await self.create(spec, audited=False)
         for spec in configured:
-            if spec.name in existing:
-                await self.update(existing[spec.name], spec)
-            else:
+            stored = existing.get(spec.name.strip())
+            if stored is None:
                 await self.create(spec)
+            elif not _matches(stored, spec):
+                # Only a real change is written and audited: every start of every node
+                # would otherwise record one (and fire "Administrative actions").
+                await self.update(stored.id, spec)
 
     def _changed(self, action: str, rule: AlertRule) -> None:
         self._audit.record(
@@ -240,6 +245,14 @@ class AlertRules:
             "success",
             details={"action": action, "rule": rule.name, "kind": rule.kind},
         )
+
+
+def _matches(rule: RuleView, spec: RuleSpec) -> bool:
+    """Whether ``rule`` is stored exactly as ``spec`` would store it."""
+    threshold = 1 if spec.kind in SINGLE_EVENT_KINDS else spec.threshold
+    stored = (rule.name, rule.kind, rule.threshold, rule.window_seconds, rule.severity)
+    wanted = (spec.name.strip(), spec.kind, threshold, spec.window_seconds, spec.severity)
+    return stored == wanted and rule.enabled == spec.enabled
 
 
 def _name_taken() -> Conflict:

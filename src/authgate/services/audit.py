@@ -9,7 +9,9 @@ where ``prev_hash`` is the previous record's hash (by id). Changing a stored fie
 deleting a record or inserting one breaks the chain at that point, which ``verify``
 reports. Appends take a row lock on ``audit_chain_head`` (PostgreSQL) or the write lock
 (SQLite) first, so several workers and nodes extend one chain, never fork it. Retention
-deletes the oldest records; the first remaining record's ``prev_hash`` is the anchor.
+deletes a prefix of the chain (never a hole) and remembers the last record it deleted:
+the oldest remaining record links to that anchor (or to the genesis hash), so deleting
+the oldest records by hand is reported too, and a trail emptied by retention verifies.
 
 What a record never holds: passwords, tokens, keys, peppers, request bodies or query
 strings. Callers pass reason codes and ids, never credentials; ``details`` is a small
@@ -33,8 +35,15 @@ from typing import Any, Literal, Protocol
 from authgate.clock import Clock
 from authgate.exceptions import FieldError, ValidationFailed
 from authgate.security.principal import KeyReference, Principal
-from authgate.storage.audit_repository import AuditFilter, AuditRepository, AuditRow
+from authgate.storage.audit_repository import (
+    AuditFilter,
+    AuditRepository,
+    AuditRow,
+    ChainLink,
+    refused_value,
+)
 from authgate.storage.db import Database
+from authgate.storage.models import AuditEvent
 from authgate.storage.paging import Page, PageRequest
 
 log = logging.getLogger(__name__)
@@ -227,13 +236,13 @@ class AuditLog:
             occurred_at=occurred_at or self._clock(),
             event_type=event_type.value,
             outcome=outcome,
-            actor_login=actor.login if actor else None,
+            actor_login=printable(actor.login) if actor else None,
             actor_user_id=actor.user_id if actor else None,
             api_key_id=key.key_id if key else None,
-            api_key_name=key.name if key else None,
+            api_key_name=printable(key.name) if key else None,
             client_ip=request.client_ip if request else None,
-            user_agent=(request.user_agent or "")[:512] or None if request else None,
-            request_path=(request.path or "")[:2048] or None if request else None,
+            user_agent=printable((request.user_agent or "")[:512]) or None if request else None,
+            request_path=printable((request.path or "")[:2048]) or None if request else None,
             reason=reason,
             correlation_id=request.correlation_id if request else None,
             details=json.dumps(dict(details), sort_keys=True, default=str) if details else None,
@@ -254,20 +263,58 @@ class AuditLog:
                 return 0
             self._buffer.clear()
             try:
-                async with self._db.transaction() as session:
-                    repository = AuditRepository(session)
-                    previous = await repository.lock_chain_head(GENESIS_HASH)
-                    chained = []
-                    for row in batch:
-                        own = chain_hash(previous, row)
-                        chained.append((row, previous, own))
-                        previous = own
-                    await repository.append(chained)
+                try:
+                    await self._append(batch)
+                    written = len(batch)
+                except Exception as error:
+                    if not refused_value(error):
+                        raise
+                    # `record` makes every value storable, but should the database still
+                    # refuse one, that record must not block the trail for good (the
+                    # batch would be retried forever): write them one by one instead.
+                    written = await self._append_each(batch)
             except Exception:
                 self._buffer.extendleft(reversed(batch))
                 raise
-            self._written += len(batch)
-            return len(batch)
+            self._written += written
+            return written
+
+    async def _append(self, batch: list[AuditRow]) -> None:
+        async with self._db.transaction() as session:
+            repository = AuditRepository(session)
+            previous = await repository.lock_chain_head(GENESIS_HASH)
+            chained = []
+            for row in batch:
+                own = chain_hash(previous, row)
+                chained.append((row, previous, own))
+                previous = own
+            await repository.append(chained)
+
+    async def _append_each(self, batch: list[AuditRow]) -> int:
+        """Append record by record, dropping (and counting) those the database refuses;
+        the chain links the records that were written."""
+        refused = 0
+        async with self._db.transaction() as session:
+            repository = AuditRepository(session)
+            head = previous = await repository.lock_chain_head(GENESIS_HASH)
+            for row in batch:
+                own = chain_hash(previous, row)
+                try:
+                    async with session.begin_nested():
+                        await repository.insert([(row, previous, own)])
+                except Exception as error:
+                    if not refused_value(error):
+                        raise
+                    refused += 1
+                    continue
+                previous = own
+            if previous != head:
+                await repository.move_head(previous)
+        if refused:
+            # The count only: the refused content may be anything an attacker sent.
+            log.error("the database refused %d audit records; they were dropped", refused)
+            self._dropped += refused
+        return len(batch) - refused
 
     async def run(self, stop: asyncio.Event) -> None:
         """Flush every interval or when a batch is ready, until ``stop``; then once more."""
@@ -314,43 +361,88 @@ class AuditLog:
             after = rows[-1].id
 
     async def verify(self, *, chunk: int = 5000) -> ChainVerification:
-        """Walk the chain from the oldest record; report the first link that does not hold."""
+        """Walk the chain from the oldest record to the chain head; report the first
+        link that does not hold.
+
+        The head is read first and only the records up to it are walked, so records
+        other workers or nodes append meanwhile are not taken for tampering. The oldest
+        record links to the genesis hash, or to the last record retention deleted.
+        """
+        async with self._db.session() as session:
+            repository = AuditRepository(session)
+            head = await repository.chain_head()
+            anchor = await repository.retention_anchor()
+        start = anchor or ChainLink(0, GENESIS_HASH)
+        previous = start
         checked = 0
-        previous: str | None = None
-        after = 0
-        after_last = 1
-        while True:
+        after = 0  # from the very first id: a record older than the anchor is foreign
+        while head is not None:
             async with self._db.session() as session:
-                rows = await AuditRepository(session).after(after, AuditFilter(), limit=chunk)
+                rows = await AuditRepository(session).chain(after, head.id, limit=chunk)
             for stored in rows:
-                after_last = stored.id + 1
-                content = AuditRow.of_model(stored)
-                if previous is not None and stored.prev_hash != previous:
+                if stored.prev_hash != previous.hash and not await self._cut_by_retention(
+                    start, previous, stored
+                ):
                     return ChainVerification(
                         checked, stored.id, "the previous record is missing or was changed"
                     )
-                if chain_hash(stored.prev_hash, content) != stored.hash:
+                if chain_hash(stored.prev_hash, AuditRow.of_model(stored)) != stored.hash:
                     return ChainVerification(checked, stored.id, "this record was changed")
-                previous = stored.hash
+                previous = ChainLink(stored.id, stored.hash)
                 checked += 1
             if len(rows) < chunk:
                 break
             after = rows[-1].id
+        if head is not None and previous.hash != head.hash:
+            async with self._db.session() as session:
+                anchor = await AuditRepository(session).retention_anchor()
+            if anchor == start or anchor != head:  # else retention removed them meanwhile
+                # The head names a later record than the last one left: the newest were removed.
+                return ChainVerification(
+                    checked, previous.id + 1, "the newest records were deleted"
+                )
         async with self._db.session() as session:
-            head = await AuditRepository(session).chain_head()
-        if head is not None and head != (previous or GENESIS_HASH):
-            # The head names a later record than the last one left: the newest were removed.
-            return ChainVerification(checked, after_last, "the newest records were deleted")
+            extra = await AuditRepository(session).first_after_head()
+        if extra is not None:
+            return ChainVerification(
+                checked, extra, "a record after the newest one was not written by authgate"
+            )
         return ChainVerification(checked, None, None)
 
+    async def _cut_by_retention(
+        self, start: ChainLink, previous: ChainLink, stored: AuditEvent
+    ) -> bool:
+        """Whether retention, running on some node while ``verify`` walks, deleted the
+        records between ``previous`` and ``stored`` (the anchor moved to right before
+        ``stored``); a gap the anchor already named at the start is tampering."""
+        async with self._db.session() as session:
+            anchor = await AuditRepository(session).retention_anchor()
+        return (
+            anchor is not None
+            and anchor != start
+            and anchor.hash == stored.prev_hash
+            and previous.id <= anchor.id < stored.id
+        )
+
     async def delete_expired(self) -> int:
-        """Retention: drop records older than the configured period (the chain's anchor
-        moves to the oldest remaining record)."""
+        """Retention: drop the oldest records, up to the first one within the configured
+        period; the last one dropped becomes the chain's retention anchor."""
         async with self._db.transaction() as session:
             return await AuditRepository(session).delete_before(self._clock() - self._retention)
 
 
 Listener = Callable[[AuditRow], None]
+
+
+# C0 control characters and DEL: PostgreSQL refuses NUL in text (one such record
+# would stop every later write), and the others do not belong in a trail that is
+# shown to people and sent to syslog.
+_CONTROL_CHARACTERS = dict.fromkeys([*range(0x20), 0x7F], "\ufffd")
+
+
+def printable(text: str | None) -> str | None:
+    """``text`` with control characters replaced by U+FFFD (for text from requests)."""
+    return text.translate(_CONTROL_CHARACTERS) if text else text
 
 
 def chain_hash(previous: str, row: AuditRow) -> str:

@@ -12,6 +12,7 @@ worker that answered it (see the README for aggregating per worker).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -112,7 +113,7 @@ class Metrics:
         elif event in ("AUTH_LOCKOUT", "IP_BLOCKED"):
             self.lockouts.labels(reason).inc()
         elif event == "ALERT_FIRED":
-            self.alerts_fired.labels(reason, "any").inc()
+            self.alerts_fired.labels(reason, _alert_severity(row.details)).inc()
         if event == "AUTH_FAILURE" and reason in ("ip_blocked", "account_ip_blocked"):
             self.throttled.labels(reason).inc()
 
@@ -122,6 +123,13 @@ class Metrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _alert_severity(details: str | None) -> str:
+    """The severity the alert engine puts in an ALERT_FIRED record's details (rare
+    events, so parsing the JSON here costs nothing on the request path)."""
+    severity = json.loads(details).get("severity") if details else None
+    return severity if isinstance(severity, str) else "unknown"
 
 
 class _GaugeCollector(Collector):

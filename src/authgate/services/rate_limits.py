@@ -4,15 +4,19 @@ A key may carry its own limit in `limits` notation — ``"100/minute"``, or seve
 separated by ``;`` for a burst plus a sustained rate, e.g. ``"10/second;1000/hour"`` —
 or fall back to the configured default; keys without any limit cost nothing here.
 Counting uses the sliding-window-counter strategy in memory per worker, or in Redis
-(shared by every worker and node) when ``AUTHGATE_REDIS_URL`` is set.
+(shared by every worker and node) when ``AUTHGATE_REDIS_URL`` is set. Should Redis fail,
+each worker counts in memory until it answers again (behind the same breaker as
+throttling, see ``redis_link``): limits stay enforced, per worker, during the outage.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING, TypeVar
 
 from limits import RateLimitItem, parse_many
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
@@ -20,12 +24,17 @@ from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
 from authgate.exceptions import RateLimited
 
+if TYPE_CHECKING:
+    from authgate.services.redis_link import RedisLink
+
 MAX_LIMIT_TEXT = 64
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
 class RateLimitState:
-    """For the IETF RateLimit/RateLimit-Policy headers: the tightest of the key's limits."""
+    """For the IETF RateLimit/RateLimit-Policy headers: the tightest of the key's limits
+    (for a refusal, the refusing limit with the longest wait)."""
 
     limit: int
     window_seconds: int
@@ -53,52 +62,92 @@ def parse_rate_limit(text: str) -> tuple[RateLimitItem, ...]:
 
 
 class KeyRateLimits:
-    def __init__(self, *, default: str | None, redis_url: str | None = None) -> None:
+    def __init__(self, *, default: str | None, link: RedisLink | None = None) -> None:
+        """With ``link`` (the Redis client behind the breaker shared with the rest of
+        the Redis use), counts are kept in Redis through that client's connections; while
+        the breaker is open, in memory."""
         self._default = default
-        storage: Storage
-        if redis_url:
-            storage = RedisStorage(
-                "async+" + redis_url, implementation="redispy", key_prefix="authgate-limits"
+        self._memory = SlidingWindowCounterRateLimiter(MemoryStorage())
+        self._redis: SlidingWindowCounterRateLimiter | None = None
+        self._link = link
+        if link is not None:
+            storage: Storage = RedisStorage(
+                "async+redis://",
+                implementation="redispy",
+                key_prefix="authgate-limits",
+                connection_pool=link.client.connection_pool,
             )
-        else:
-            storage = MemoryStorage()
-        self._limiter = SlidingWindowCounterRateLimiter(storage)
+            self._redis = SlidingWindowCounterRateLimiter(storage)
         self._parse = lru_cache(maxsize=1024)(parse_rate_limit)
+
+    async def _use(self, call: Callable[[SlidingWindowCounterRateLimiter], Awaitable[T]]) -> T:
+        """Redis while it answers, this worker's memory while it does not."""
+        if self._redis is not None and self._link is not None and self._link.available:
+            try:
+                result = await call(self._redis)
+            except Exception as error:  # noqa: BLE001 - any Redis failure: count in memory
+                self._link.failed(error)
+            else:
+                self._link.succeeded()
+                return result
+        return await call(self._memory)
 
     def applies(self, own_limit: str | None) -> bool:
         return own_limit is not None or self._default is not None
 
     async def hit(self, key_id: int, own_limit: str | None) -> tuple[RateLimitState, bool]:
         """Count one request of the key (call only when ``applies``): the state for the
-        headers, and whether the request is within every limit."""
+        headers, and whether the request is within every limit. A refused request is
+        not counted; its state is the refusing limit that frees up last."""
         text = own_limit or self._default
         if text is None:
             raise ValueError("no rate limit applies")
         items = self._parse(text)
         identifier = str(key_id)
-        allowed = True
-        for item in items:
-            if not await self._limiter.hit(item, "key", identifier):
-                allowed = False
-        return await self._tightest(items, identifier), allowed
+        # Test every limit before counting anything: a refused request is not served,
+        # so it must not use up the budget of the limits that would have let it through
+        # (with "2/minute;10/hour", refusals by the minute would otherwise drain the hour).
+        return await self._use(lambda limiter: self._hit(limiter, items, identifier))
 
-    async def _tightest(self, items: tuple[RateLimitItem, ...], identifier: str) -> RateLimitState:
-        # `limits` keeps time with the wall clock, so its reset times are compared with it.
-        now = time.time()
-        best: RateLimitState | None = None
-        for item in items:
-            stats = await self._limiter.get_window_stats(item, "key", identifier)
-            state = RateLimitState(
+    async def _hit(
+        self,
+        limiter: SlidingWindowCounterRateLimiter,
+        items: tuple[RateLimitItem, ...],
+        identifier: str,
+    ) -> tuple[RateLimitState, bool]:
+        refused = [item for item in items if not await limiter.test(item, "key", identifier)]
+        if not refused:
+            for item in items:
+                if not await limiter.hit(item, "key", identifier):
+                    # Another request took the last slot between the test and the hit.
+                    refused = [item]
+                    break
+        if refused:
+            states = await _states(limiter, refused, identifier)
+            # Retry-After must wait for every limit that refuses, not just the first.
+            return max(states, key=lambda state: state.reset_seconds), False
+        states = await _states(limiter, items, identifier)
+        # The tightest limit; on a tie the one that takes longer to recover.
+        return min(states, key=lambda state: (state.remaining, -state.reset_seconds)), True
+
+
+async def _states(
+    limiter: SlidingWindowCounterRateLimiter, items: Sequence[RateLimitItem], identifier: str
+) -> list[RateLimitState]:
+    # `limits` keeps time with the wall clock, so its reset times are compared with it.
+    now = time.time()
+    states = []
+    for item in items:
+        stats = await limiter.get_window_stats(item, "key", identifier)
+        states.append(
+            RateLimitState(
                 limit=item.amount,
                 window_seconds=item.get_expiry(),
                 remaining=max(0, stats.remaining),
                 reset_seconds=max(0, math.ceil(stats.reset_time - now)),
             )
-            if best is None or state.remaining < best.remaining:
-                best = state
-        if best is None:
-            raise ValueError("a rate limit needs at least one item")
-        return best
+        )
+    return states
 
 
 def exceeded(state: RateLimitState) -> RateLimited:

@@ -23,7 +23,9 @@ from datetime import datetime, timedelta
 
 from authgate.clock import Clock
 from authgate.security.networks import IPAddress
+from authgate.services.audit import printable
 from authgate.storage.api_key_repository import ApiKeyRepository, UsageRepository, UsageRow
+from authgate.storage.audit_repository import refused_value
 from authgate.storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -102,7 +104,14 @@ class UsageRecorder:
             self._last_used = {}
             self._batch_ready.clear()
             try:
-                await self._write(batch, last_used)
+                try:
+                    await self._write(batch, last_used)
+                except Exception as error:
+                    if not refused_value(error):
+                        raise
+                    # One row the database refuses must not block the log for good (the
+                    # batch would be retried forever): write the rows one by one instead.
+                    batch = await self._write_each(batch, last_used)
             except Exception:
                 # Keep everything for the next attempt (the deque bounds memory).
                 self._buffer.extendleft(reversed(batch))
@@ -143,6 +152,33 @@ class UsageRecorder:
                 ip = str(event.client_ip) if event.client_ip is not None else None
                 await keys.record_last_used(key_id, at=event.occurred_at, ip=ip)
 
+    async def _write_each(
+        self, batch: list[UsageEvent], last_used: dict[int, UsageEvent]
+    ) -> list[UsageEvent]:
+        """As ``_write``, dropping (and counting) the rows the database refuses; returns
+        the events written."""
+        written = []
+        async with self._db.transaction() as session:
+            usage = UsageRepository(session)
+            for event in batch:
+                try:
+                    async with session.begin_nested():
+                        await usage.insert_many([_row(event)])
+                except Exception as error:
+                    if not refused_value(error):
+                        raise
+                    continue
+                written.append(event)
+            keys = ApiKeyRepository(session)
+            for key_id, event in last_used.items():
+                ip = str(event.client_ip) if event.client_ip is not None else None
+                await keys.record_last_used(key_id, at=event.occurred_at, ip=ip)
+        refused = len(batch) - len(written)
+        # The count only: the refused content may be anything a caller sent.
+        log.error("the database refused %d API key usage records; they were dropped", refused)
+        self._dropped += refused
+        return written
+
 
 def _row(event: UsageEvent) -> UsageRow:
     return UsageRow(
@@ -150,11 +186,16 @@ def _row(event: UsageEvent) -> UsageRow:
         api_key_name=event.api_key_name,
         user_id=event.user_id,
         occurred_at=event.occurred_at,
-        method=event.method[:16],
-        path=event.path[:PATH_MAX],
+        method=_printable(event.method[:16]),
+        path=_printable(event.path[:PATH_MAX]),
         status=event.status,
         client_ip=str(event.client_ip) if event.client_ip is not None else None,
-        user_agent=event.user_agent[:USER_AGENT_MAX] if event.user_agent else None,
+        user_agent=_printable(event.user_agent[:USER_AGENT_MAX]) if event.user_agent else None,
         latency_ms=event.latency_ms,
         failure_reason=event.failure_reason,
     )
+
+
+def _printable(text: str) -> str:
+    # PostgreSQL refuses NUL in text: control characters become U+FFFD.
+    return printable(text) or ""

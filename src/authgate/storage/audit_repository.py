@@ -1,13 +1,14 @@
-"""Queries on the audit trail and its chain head."""
+"""Queries on the audit trail, its chain head and its retention anchor."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import astuple, dataclass, fields
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import delete, exc, func, select, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authgate.storage.bulk_insert import insert_rows
@@ -47,6 +48,18 @@ class AuditRow:
 
 _COLUMNS = (*(f.name for f in fields(AuditRow)), "prev_hash", "hash")
 
+# Rows of ``audit_chain_head``: the newest record of the chain, and the last record
+# retention deleted (the anchor of the oldest remaining one), each as (id, hash).
+_HEAD_ROW = 1
+_RETENTION_ROW = 2
+
+
+class ChainLink(NamedTuple):
+    """A record of the chain, by id and hash."""
+
+    id: int
+    hash: str
+
 
 @dataclass(frozen=True, slots=True)
 class AuditFilter:
@@ -75,32 +88,75 @@ class AuditRepository:
         The no-op UPDATE locks the head row on PostgreSQL and takes SQLite's write lock,
         so concurrent appenders (workers, nodes) queue instead of forking the chain.
         """
+        if not await self._lock_row(_HEAD_ROW):
+            # A new chain: two nodes may start it at once, so the head row is inserted
+            # only if missing (the second insert waits for the first and does nothing),
+            # then locked like any other time.
+            await self._session.execute(
+                _insert_ignoring_conflicts(self._session)(AuditChainHead)
+                .values(id=_HEAD_ROW, last_id=0, last_hash=genesis)
+                .on_conflict_do_nothing(index_elements=["id"])
+            )
+            await self._lock_row(_HEAD_ROW)
+        head = await self.chain_head()
+        return head.hash if head is not None else genesis
+
+    async def _lock_row(self, row_id: int) -> bool:
         result = await self._session.execute(
-            text("UPDATE audit_chain_head SET last_id = last_id WHERE id = 1")
+            text("UPDATE audit_chain_head SET last_id = last_id WHERE id = :id"), {"id": row_id}
         )
-        if not getattr(result, "rowcount", 0):
-            self._session.add(AuditChainHead(id=1, last_id=0, last_hash=genesis))
-            await self._session.flush()
-            return genesis
-        return await self.chain_head() or genesis
+        return bool(getattr(result, "rowcount", 0))
 
     async def append(self, chained: Sequence[tuple[AuditRow, str, str]]) -> None:
         """Insert ``(record, prev_hash, hash)`` triples in order and move the head.
 
         Call inside the transaction that took ``lock_chain_head``.
         """
+        await self.insert(chained)
+        await self.move_head(chained[-1][2])
+
+    async def insert(self, chained: Sequence[tuple[AuditRow, str, str]]) -> None:
+        """Insert ``(record, prev_hash, hash)`` triples in order (see ``append``)."""
         rows = [(*astuple(row), previous, own) for row, previous, own in chained]
         await insert_rows(self._session, "audit_events", _COLUMNS, rows)
+
+    async def move_head(self, last_hash: str) -> None:
+        """Point the head at the newest record, whose hash is ``last_hash``."""
         last_id = await self._session.scalar(select(func.max(AuditEvent.id)))
-        head = await self._session.get(AuditChainHead, 1)
+        head = await self._session.get(AuditChainHead, _HEAD_ROW)
         if head is None:
             raise RuntimeError("append without lock_chain_head")
-        head.last_hash = chained[-1][2]
+        head.last_hash = last_hash
         head.last_id = last_id or 0
 
-    async def chain_head(self) -> str | None:
+    async def chain_head(self) -> ChainLink | None:
+        """The newest record of the chain (None before the first append)."""
+        return await self._link(_HEAD_ROW)
+
+    async def retention_anchor(self) -> ChainLink | None:
+        """The last record retention deleted (None if it never deleted any): the
+        oldest remaining record links to it."""
+        return await self._link(_RETENTION_ROW)
+
+    async def _link(self, row_id: int) -> ChainLink | None:
+        row = (
+            await self._session.execute(
+                select(AuditChainHead.last_id, AuditChainHead.last_hash).where(
+                    AuditChainHead.id == row_id
+                )
+            )
+        ).one_or_none()
+        return None if row is None else ChainLink(row.last_id, row.last_hash)
+
+    async def first_after_head(self) -> int | None:
+        """The id of a record past the chain head, if any. One statement, so one
+        snapshot: an append inserts its records and moves the head in one transaction,
+        so a record past the head was not appended by authgate."""
+        head_id = (
+            select(AuditChainHead.last_id).where(AuditChainHead.id == _HEAD_ROW).scalar_subquery()
+        )
         return await self._session.scalar(
-            select(AuditChainHead.last_hash).where(AuditChainHead.id == 1)
+            select(func.min(AuditEvent.id)).where(AuditEvent.id > func.coalesce(head_id, 0))
         )
 
     def _filtered(self, query: Any, where: AuditFilter) -> Any:
@@ -145,8 +201,78 @@ class AuditRepository:
         )
         return list(await self._session.scalars(query))
 
-    async def delete_before(self, cutoff: datetime) -> int:
-        result = await self._session.execute(
-            delete(AuditEvent).where(AuditEvent.occurred_at < cutoff)
+    async def chain(self, after_id: int, up_to_id: int, *, limit: int) -> list[AuditEvent]:
+        """Records with ``after_id < id <= up_to_id``, in chain order."""
+        query = (
+            select(AuditEvent)
+            .where(AuditEvent.id > after_id, AuditEvent.id <= up_to_id)
+            .order_by(AuditEvent.id)
+            .limit(limit)
         )
+        return list(await self._session.scalars(query))
+
+    async def delete_before(self, cutoff: datetime) -> int:
+        """Retention: delete the oldest records, up to the first one at or after
+        ``cutoff`` (everything, if none is), and remember the last deleted one as the
+        retention anchor. Call inside a transaction; it takes the chain's write lock.
+
+        Chain order is flush order, not time order (a node may flush records older than
+        another node's), so deleting by time would cut holes into the chain: only a
+        prefix of the chain is ever deleted, and a record older than ``cutoff`` that
+        follows a newer one is kept until that one expires too.
+        """
+        if not await self._lock_row(_HEAD_ROW):
+            return 0  # nothing was ever written
+        head = await self.chain_head()
+        if head is None:
+            return 0
+        first_kept = await self._session.scalar(
+            select(func.min(AuditEvent.id)).where(
+                AuditEvent.occurred_at >= cutoff, AuditEvent.id <= head.id
+            )
+        )
+        # Records past the head are no part of the chain (verify reports them): never
+        # deleted, so they cannot hide in a retention cut.
+        boundary = head.id + 1 if first_kept is None else first_kept
+        last_deleted = (
+            await self._session.execute(
+                select(AuditEvent.id, AuditEvent.hash)
+                .where(AuditEvent.id < boundary)
+                .order_by(AuditEvent.id.desc())
+                .limit(1)
+            )
+        ).one_or_none()
+        if last_deleted is None:
+            return 0
+        result = await self._session.execute(
+            delete(AuditEvent).where(AuditEvent.id <= last_deleted.id)
+        )
+        anchor = await self._session.get(AuditChainHead, _RETENTION_ROW)
+        if anchor is None:
+            self._session.add(
+                AuditChainHead(
+                    id=_RETENTION_ROW, last_id=last_deleted.id, last_hash=last_deleted.hash
+                )
+            )
+        else:
+            anchor.last_id, anchor.last_hash = last_deleted.id, last_deleted.hash
         return int(getattr(result, "rowcount", 0) or 0)
+
+
+def refused_value(error: BaseException) -> bool:
+    """Whether the database refused a value of the statement (SQLSTATE class 22, "data
+    exception": a NUL in text, a string too long), as opposed to being unavailable."""
+    if isinstance(error, exc.DataError):
+        return True
+    if not isinstance(error, exc.DBAPIError):
+        return False
+    # asyncpg's errors reach SQLAlchemy as plain DBAPIError; the code tells them apart.
+    code = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+    return isinstance(code, str) and code.startswith("22")
+
+
+def _insert_ignoring_conflicts(session: AsyncSession) -> Any:
+    """The dialect's INSERT, which has ``on_conflict_do_nothing``."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert
+    return sqlite.insert

@@ -1,0 +1,405 @@
+"""Brute-force protection of ``POST /api/authenticate`` through the HTTP API: password
+spraying from one address (423), guessing one account from one address (429 with
+doubling delays), distributed attacks on one account (slowdown sparing the owner's
+known addresses), no account enumeration through throttling, and the audit trail."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+
+from authgate.app import create_app
+from authgate.services.users import NewUser
+from authgate.settings import Settings
+from authgate.storage.audit_repository import AuditFilter
+from authgate.storage.paging import PageRequest
+from tests.conftest import USER_PASSWORD, FakeClock, test_settings
+
+LOGIN = "/api/authenticate"
+WRONG = "not-the-password"
+
+# Small thresholds, so that each mechanism is reached in a few requests.
+LIMITS: dict[str, Any] = {
+    "login_ip_max_failures": 4,
+    "login_ip_window_seconds": 600,
+    "login_pair_max_failures": 2,
+    "login_pair_window_seconds": 900,
+    "login_pair_base_delay_seconds": 30,
+    "login_pair_max_delay_seconds": 100,
+    "login_account_max_failures": 6,
+    "login_account_window_seconds": 900,
+    "login_account_slowdown_seconds": 10,
+}
+
+
+@dataclass
+class Gate:
+    """A running app, and HTTP clients whose requests arrive from chosen addresses."""
+
+    app: Any
+    clock: FakeClock
+    stack: AsyncExitStack
+    clients: dict[str, httpx2.AsyncClient] = field(default_factory=dict)
+
+    @property
+    def services(self) -> Any:
+        return self.app.state.services
+
+    async def create_user(self, login: str, password: str = USER_PASSWORD) -> int:
+        user = await self.services.users.create_user(
+            NewUser(login=login, email=f"{login}@example.com", password=password)
+        )
+        return int(user.id)
+
+    async def login(self, address: str, username: str, password: str) -> httpx2.Response:
+        client = self.clients.get(address)
+        if client is None:
+            transport = httpx2.ASGITransport(
+                app=self.app, client=(address, 50000), raise_app_exceptions=False
+            )
+            client = await self.stack.enter_async_context(
+                httpx2.AsyncClient(transport=transport, base_url="http://testserver")
+            )
+            self.clients[address] = client
+        return await client.post(LOGIN, json={"username": username, "password": password})
+
+    async def audit(self, *event_types: str, **where: Any) -> list[Any]:
+        await self.services.audit.flush()
+        page = await self.services.audit.search(
+            AuditFilter(event_types=event_types, **where), PageRequest(size=500)
+        )
+        return list(page.items)
+
+
+@asynccontextmanager
+async def running(settings: Settings, clock: FakeClock) -> AsyncIterator[Gate]:
+    app = create_app(settings, clock=clock)
+    async with app.router.lifespan_context(app), AsyncExitStack() as stack:
+        yield Gate(app=app, clock=clock, stack=stack)
+
+
+StartGate = Callable[..., Awaitable[Gate]]
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """Starts on a whole hour, so that every counting window starts with the test."""
+    return FakeClock(datetime.now(UTC).replace(minute=0, second=0, microsecond=0))
+
+
+@pytest.fixture
+async def start_gate(
+    tmp_path: Path, database_url: str, clock: FakeClock
+) -> AsyncIterator[StartGate]:
+    """Starts the app with ``LIMITS`` plus the test's overrides (on each database)."""
+    async with AsyncExitStack() as stack:
+
+        async def start(**overrides: Any) -> Gate:
+            settings = test_settings(
+                tmp_path / "data", database_url=database_url, **{**LIMITS, **overrides}
+            )
+            return await stack.enter_async_context(running(settings, clock))
+
+        yield start
+
+
+@pytest.fixture
+async def gate(start_gate: StartGate) -> Gate:
+    return await start_gate()
+
+
+def retry_after(response: httpx2.Response) -> int:
+    value = response.headers["Retry-After"]
+    assert value.isdigit(), value
+    return int(value)
+
+
+def window_end(clock: FakeClock, window: int) -> float:
+    now = clock().timestamp()
+    return (now // window + 1) * window
+
+
+# -- per address --------------------------------------------------------------------------
+
+
+async def test_password_spray_from_one_address_blocks_that_address(gate: Gate) -> None:
+    """After login_ip_max_failures failures from one address across different usernames,
+    the address is refused with 423 client_blocked even with the right password."""
+    await gate.create_user("alice")
+    await gate.create_user("bob")
+    sprayer = "203.0.113.7"
+    for username in ("alice", "bob", "carol", "dave"):
+        response = await gate.login(sprayer, username, WRONG)
+        assert response.status_code == 401, response.text
+
+    blocked = await gate.login(sprayer, "alice", USER_PASSWORD)
+    assert blocked.status_code == 423, blocked.text
+    body = blocked.json()
+    message = f"Authentication blocked: IP {sprayer} exceeded login attempt threshold"
+    assert body["code"] == "client_blocked"
+    assert body["message"] == message
+    assert blocked.headers["X-UtmStack-error"] == message
+    seconds = retry_after(blocked)
+    assert 1 <= seconds <= LIMITS["login_ip_window_seconds"] + 1
+    assert "id_token" not in blocked.text
+
+
+async def test_ip_block_spares_other_addresses(gate: Gate) -> None:
+    """A blocked address does not keep the same accounts' owners out elsewhere."""
+    await gate.create_user("alice")
+    for username in ("alice", "x1", "x2", "x3"):
+        await gate.login("203.0.113.7", username, WRONG)
+    assert (await gate.login("203.0.113.7", "alice", USER_PASSWORD)).status_code == 423
+    elsewhere = await gate.login("192.0.2.10", "alice", USER_PASSWORD)
+    assert elsewhere.status_code == 200, elsewhere.text
+    assert elsewhere.json()["id_token"]
+
+
+async def test_ip_block_ends_with_its_window(gate: Gate) -> None:
+    """Retry-After points at the end of the counting window; once the clock passes it
+    the address may try again (and the right password succeeds)."""
+    await gate.create_user("alice")
+    for username in ("u1", "u2", "u3", "u4"):
+        await gate.login("203.0.113.7", username, WRONG)
+    blocked = await gate.login("203.0.113.7", "alice", USER_PASSWORD)
+    assert blocked.status_code == 423
+    end = window_end(gate.clock, LIMITS["login_ip_window_seconds"])
+    assert retry_after(blocked) == int(end - gate.clock().timestamp()) + 1
+
+    gate.clock.advance(seconds=end - gate.clock().timestamp() - 1)
+    still = await gate.login("203.0.113.7", "alice", USER_PASSWORD)
+    assert still.status_code == 423
+    assert retry_after(still) in (1, 2)
+
+    gate.clock.advance(seconds=2)
+    again = await gate.login("203.0.113.7", "alice", USER_PASSWORD)
+    assert again.status_code == 200, again.text
+
+
+# -- per (account, address) ------------------------------------------------------------------
+
+
+async def test_guessing_one_account_from_one_address_gets_doubling_delays(
+    start_gate: StartGate,
+) -> None:
+    """login_pair_max_failures wrong passwords block the pair for the base delay (429);
+    each further round of failures doubles the delay, up to the maximum."""
+    gate = await start_gate(login_ip_max_failures=1000, login_account_max_failures=1000)
+    await gate.create_user("alice")
+    guesser = "198.51.100.20"
+    base = LIMITS["login_pair_base_delay_seconds"]
+    cap = LIMITS["login_pair_max_delay_seconds"]
+    for expected_delay in (base, 2 * base, cap, cap):  # 30, 60, min(120, 100), min(240, 100)
+        for _ in range(LIMITS["login_pair_max_failures"]):
+            response = await gate.login(guesser, "alice", WRONG)
+            assert response.status_code == 401, response.text
+        throttled = await gate.login(guesser, "alice", USER_PASSWORD)
+        assert throttled.status_code == 429, throttled.text
+        assert throttled.json()["code"] == "too_many_attempts"
+        assert throttled.headers["X-UtmStack-error"] == throttled.json()["message"]
+        assert retry_after(throttled) in (expected_delay, expected_delay + 1)
+
+        gate.clock.advance(seconds=expected_delay - 1)
+        assert (await gate.login(guesser, "alice", USER_PASSWORD)).status_code == 429
+        gate.clock.advance(seconds=2)
+
+
+async def test_pair_block_spares_the_owner_elsewhere(start_gate: StartGate) -> None:
+    """While one address is blocked for an account, the owner logs in from another."""
+    gate = await start_gate(login_ip_max_failures=1000)
+    await gate.create_user("alice")
+    for _ in range(LIMITS["login_pair_max_failures"]):
+        await gate.login("198.51.100.20", "alice", WRONG)
+    assert (await gate.login("198.51.100.20", "alice", USER_PASSWORD)).status_code == 429
+
+    owner = await gate.login("192.0.2.10", "alice", USER_PASSWORD)
+    assert owner.status_code == 200, owner.text
+    # The same address may still try other accounts: the block is per pair.
+    await gate.create_user("bob")
+    other = await gate.login("198.51.100.20", "bob", USER_PASSWORD)
+    assert other.status_code == 200, other.text
+
+
+async def test_success_clears_the_pair(start_gate: StartGate) -> None:
+    """A successful login resets the pair: its failures and its strikes are forgotten,
+    so the next block lasts the base delay again."""
+    gate = await start_gate(login_ip_max_failures=1000, login_account_max_failures=1000)
+    await gate.create_user("alice")
+    address = "198.51.100.20"
+    base = LIMITS["login_pair_base_delay_seconds"]
+    for _ in range(LIMITS["login_pair_max_failures"]):
+        await gate.login(address, "alice", WRONG)
+    assert (await gate.login(address, "alice", USER_PASSWORD)).status_code == 429
+    gate.clock.advance(seconds=base + 1)
+
+    # One failure short of the threshold, then a success: the count starts over.
+    for _ in range(LIMITS["login_pair_max_failures"] - 1):
+        assert (await gate.login(address, "alice", WRONG)).status_code == 401
+    assert (await gate.login(address, "alice", USER_PASSWORD)).status_code == 200
+    for _ in range(LIMITS["login_pair_max_failures"] - 1):
+        assert (await gate.login(address, "alice", WRONG)).status_code == 401
+    assert (await gate.login(address, "alice", USER_PASSWORD)).status_code == 200
+
+    # The strike of the first block is gone too: the next block is the base delay.
+    for _ in range(LIMITS["login_pair_max_failures"]):
+        assert (await gate.login(address, "alice", WRONG)).status_code == 401
+    throttled = await gate.login(address, "alice", USER_PASSWORD)
+    assert throttled.status_code == 429
+    assert retry_after(throttled) in (base, base + 1)
+
+
+# -- distributed attack on one account ---------------------------------------------------------
+
+
+async def test_distributed_attack_slows_unknown_addresses_but_not_the_owner(gate: Gate) -> None:
+    """Failures from many addresses (each below its own limits) past
+    login_account_max_failures slow unknown addresses down to one attempt per period,
+    while the owner, from an address they logged in from before, still gets in."""
+    await gate.create_user("alice")
+    home = "192.0.2.10"
+    assert (await gate.login(home, "alice", USER_PASSWORD)).status_code == 200
+
+    for index in range(LIMITS["login_account_max_failures"] + 1):
+        response = await gate.login(f"198.51.100.{index + 1}", "alice", WRONG)
+        assert response.status_code == 401, response.text
+
+    stranger = "203.0.113.99"
+    first = await gate.login(stranger, "alice", WRONG)
+    assert first.status_code == 401, first.text
+    second = await gate.login(stranger, "alice", WRONG)
+    assert second.status_code == 429, second.text
+    assert second.json()["code"] == "too_many_attempts"
+    slowdown = LIMITS["login_account_slowdown_seconds"]
+    assert retry_after(second) in (slowdown, slowdown + 1)
+    # Even the right password waits: the address is not known to be the owner's.
+    assert (await gate.login(stranger, "alice", USER_PASSWORD)).status_code == 429
+
+    for _ in range(3):
+        owner = await gate.login(home, "alice", USER_PASSWORD)
+        assert owner.status_code == 200, owner.text
+
+    gate.clock.advance(seconds=slowdown + 1)
+    assert (await gate.login(stranger, "alice", WRONG)).status_code == 401
+
+
+async def test_slowdown_is_per_account(gate: Gate) -> None:
+    """An account under attack does not slow logins into other accounts."""
+    await gate.create_user("alice")
+    await gate.create_user("bob")
+    for index in range(LIMITS["login_account_max_failures"] + 1):
+        await gate.login(f"198.51.100.{index + 1}", "alice", WRONG)
+    for _ in range(2):
+        response = await gate.login("203.0.113.99", "bob", USER_PASSWORD)
+        assert response.status_code == 200, response.text
+
+
+# -- no enumeration ----------------------------------------------------------------------------
+
+# (address suffix, seconds to advance the clock before the attempt); every attempt fails.
+ATTACK = [
+    (1, 0),
+    (1, 0),
+    (1, 0),  # pair blocked: 429
+    (1, 31),
+    (1, 0),  # the address's 4th failure: blocked for the window
+    (1, 0),  # 423
+    (2, 0),
+    (3, 0),
+    (4, 0),  # 7 failures on the account: slowdown from now on
+    (5, 0),
+    (5, 0),  # 429 slowdown
+    (6, 5),
+    (5, 6),
+]
+
+
+async def _attack(gate: Gate, network: str, username: str) -> list[tuple[int, str | None, Any]]:
+    outcomes = []
+    for suffix, advance in ATTACK:
+        gate.clock.advance(seconds=advance)
+        response = await gate.login(f"{network}.{suffix}", username, WRONG)
+        outcomes.append(
+            (response.status_code, response.headers.get("Retry-After"), response.json()["code"])
+        )
+    return outcomes
+
+
+async def test_unknown_usernames_are_throttled_like_real_ones(
+    start_gate: StartGate, clock: FakeClock
+) -> None:
+    """The same failures against a nonexistent user and a real one give the same
+    statuses, codes and Retry-After values: throttling does not reveal accounts."""
+    gate = await start_gate()
+    await gate.create_user("alice")
+    start = clock.now
+    real = await _attack(gate, "198.51.100", "alice")
+    clock.now = start  # the same instants, other addresses and counters
+    ghost = await _attack(gate, "203.0.113", "nobody-here")
+    assert ghost == real
+    statuses = {status for status, _, _ in real}
+    assert statuses == {401, 423, 429}, real
+
+
+async def test_throttling_does_not_link_an_email_to_its_login(start_gate: StartGate) -> None:
+    """Failures typed as an e-mail address, then an attempt typed as a login, get the
+    same answer whether or not both name one real account (else ``alice`` being
+    throttled after failures as ``alice@example.com`` reveals that the account exists)."""
+    gate = await start_gate(login_ip_max_failures=1000)
+    await gate.create_user("alice")
+
+    async def probe(address: str, email: str, login: str) -> int:
+        for _ in range(LIMITS["login_pair_max_failures"]):
+            await gate.login(address, email, WRONG)
+        return (await gate.login(address, login, WRONG)).status_code
+
+    real = await probe("198.51.100.1", "alice@example.com", "alice")
+    ghost = await probe("198.51.100.2", "nobody@example.com", "nobody")
+    assert real == ghost
+
+
+# -- audit -------------------------------------------------------------------------------------
+
+
+async def test_every_refusal_and_block_is_audited(gate: Gate) -> None:
+    """Refused attempts are AUTH_FAILURE with the precise reason (ip_blocked,
+    account_ip_blocked, account_slowdown), blocks are AUTH_LOCKOUT, all with the address."""
+    await gate.create_user("alice")
+    # Pair block, then the address's threshold.
+    for _ in range(2):
+        await gate.login("198.51.100.20", "alice", WRONG)
+    assert (await gate.login("198.51.100.20", "alice", WRONG)).status_code == 429
+    for username in ("bob", "carol"):
+        await gate.login("198.51.100.20", username, WRONG)
+    assert (await gate.login("198.51.100.20", "alice", WRONG)).status_code == 423
+    # Distributed: the account passes its threshold; a stranger is slowed down.
+    for index in range(5):
+        await gate.login(f"192.0.2.{index + 1}", "alice", WRONG)
+    await gate.login("203.0.113.99", "alice", WRONG)
+    assert (await gate.login("203.0.113.99", "alice", WRONG)).status_code == 429
+
+    failures = await gate.audit("AUTH_FAILURE")
+    refused = {(e.reason, e.client_ip, e.actor_login) for e in failures}
+    assert ("account_ip_blocked", "198.51.100.20", "alice") in refused
+    assert ("ip_blocked", "198.51.100.20", "alice") in refused
+    assert ("account_slowdown", "203.0.113.99", "alice") in refused
+    assert all(e.outcome == "failure" for e in failures)
+    # Every request was audited once: 2+1+2+1 + 5+2 = 13 attempts.
+    assert len(failures) == 13
+
+    lockouts = await gate.audit("AUTH_LOCKOUT")
+    locked = {(e.reason, e.client_ip) for e in lockouts}
+    assert ("account_ip_blocked", "198.51.100.20") in locked
+    assert ("ip_blocked", "198.51.100.20") in locked
+    pair_lock = next(e for e in lockouts if e.reason == "account_ip_blocked")
+    assert pair_lock.details == {
+        "retryAfter": LIMITS["login_pair_base_delay_seconds"],
+        "strikes": 1,
+    }
+    assert all(e.actor_login is not None for e in lockouts)
