@@ -10,12 +10,12 @@ from fastapi import APIRouter, Request, Response
 from starlette.datastructures import FormData
 
 from authgate.api.access import services_of
-from authgate.exceptions import Conflict, ValidationFailed
+from authgate.exceptions import Conflict, NotFound, ValidationFailed
 from authgate.security.principal import SCOPE_ADMIN
 from authgate.services.api_keys import MAX_GRACE, ApiKeyView, KeySpec
 from authgate.storage.api_key_repository import UsageFilter
 from authgate.storage.paging import PageRequest, SortOrder
-from authgate.web.pages import PageRoute, current_principal, redirect, render
+from authgate.web.pages import PageRoute, current_principal, redirect, render, stored_id
 
 router = APIRouter(prefix="/settings/api-keys", route_class=PageRoute)
 
@@ -88,11 +88,13 @@ async def create_key(request: Request) -> Response:
 
 @router.get("/{key_id:int}")
 async def key_detail(request: Request, key_id: int) -> Response:
+    key_id = stored_id(key_id, _key_not_found())
     return await _detail(request, key_id)
 
 
 @router.post("/{key_id:int}/edit")
 async def edit_key(request: Request, key_id: int) -> Response:
+    key_id = stored_id(key_id, _key_not_found())
     form = await request.form()
     spec, errors = _spec(form)
     if spec is not None:
@@ -109,6 +111,7 @@ async def edit_key(request: Request, key_id: int) -> Response:
 
 @router.post("/{key_id:int}/regenerate")
 async def regenerate_key(request: Request, key_id: int) -> Response:
+    key_id = stored_id(key_id, _key_not_found())
     form = await request.form()
     try:
         grace = int(str(form.get("grace_seconds", "0")))
@@ -124,6 +127,7 @@ async def regenerate_key(request: Request, key_id: int) -> Response:
 
 @router.post("/{key_id:int}/revoke")
 async def revoke_key(request: Request, key_id: int) -> Response:
+    key_id = stored_id(key_id, _key_not_found())
     await services_of(request).api_keys.revoke(current_principal(request), key_id)
     return redirect("/settings/api-keys", notice="The key is revoked. It stopped working at once.")
 
@@ -260,3 +264,7 @@ def _choices(request: Request) -> dict[str, Any]:
         ],
         "all_scopes": sorted(scopes),
     }
+
+
+def _key_not_found() -> NotFound:
+    return NotFound("API key not found", reason="api_key_not_found")

@@ -145,3 +145,15 @@ class AdminPageRoute(PageRoute):
 
 def current_principal(request: Request) -> Principal:
     return principal_of(request)
+
+
+# The largest id the database's BIGINT columns hold.
+MAX_ID = 2**63 - 1
+
+
+def stored_id(value: int, not_found: NotFound) -> int:
+    """``value`` when it can name a row; ``not_found`` otherwise (an id beyond the
+    database's integers must not reach a query, where it would fail as a server error)."""
+    if not 1 <= value <= MAX_ID:
+        raise not_found
+    return value

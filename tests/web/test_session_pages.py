@@ -1,0 +1,398 @@
+"""The Settings UI without JavaScript: signing in and out, CSRF protection, the account
+page, and the API key pages (create with the key shown once, detail with usage,
+regenerate, revoke)."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import httpx2
+import pytest
+
+from authgate.storage.paging import PageRequest
+from tests.conftest import USER_PASSWORD, Harness, bearer
+from tests.web.conftest import (
+    LOGIN,
+    Browser,
+    OpenBrowser,
+    find_cookie,
+    html,
+    main_text,
+    notice_of,
+    redirect_target,
+    signed_in,
+)
+
+NEW_PASSWORD = "a-brand-new-password-for-alice"
+KEYS = "/settings/api-keys"
+
+
+def key_form(harness: Harness, name: str, **fields: str | list[str]) -> dict[str, str | list[str]]:
+    expires = (harness.clock() + timedelta(days=30)).strftime("%Y-%m-%d")
+    form: dict[str, str | list[str]] = {
+        "name": name,
+        "expires_on": expires,
+        "allowed_ips": "",
+        "scopes": ["read", "write"],
+        "rate_limit": "",
+    }
+    form.update(fields)
+    return form
+
+
+def shown_key(response: httpx2.Response) -> str:
+    """The plaintext key on the "created"/"regenerated" page."""
+    assert response.status_code == 200, main_text(response)
+    return html(response).by_id("new-key").text
+
+
+async def create_key(browser: Browser, harness: Harness, name: str) -> tuple[int, str]:
+    """Creates a key through the form; returns its id and plaintext."""
+    response = await browser.post(KEYS, key_form(harness, name))
+    plaintext = shown_key(response)
+    link = html(response).find("a", class_="button").attrs["href"]
+    return int(link.rsplit("/", 1)[1]), plaintext
+
+
+async def key_count(harness: Harness, owner_id: int) -> int:
+    """How many keys the user has, revoked ones included."""
+    keys = await harness.services.api_keys.list_keys(
+        None, PageRequest(page=0, size=100), owner_id=owner_id, include_revoked=True
+    )
+    return keys.total
+
+
+async def account_status(harness: Harness, key: str) -> int:
+    response = await harness.client.get("/api/account", headers={"Utm-Api-Key": key})
+    return response.status_code
+
+
+# -- signing in ---------------------------------------------------------------------------
+
+
+async def test_sign_in_sets_a_strict_secure_http_only_session_cookie(
+    open_browser: OpenBrowser, alice_id: int
+) -> None:
+    """A right password redirects to the API keys with an HttpOnly, Secure,
+    SameSite=Strict session cookie that opens the pages."""
+    browser = await open_browser()
+
+    response = await browser.sign_in("alice", USER_PASSWORD)
+
+    assert redirect_target(response) == KEYS
+    cookie = find_cookie(response, "authgate_session").lower()
+    assert "httponly" in cookie
+    assert "secure" in cookie
+    assert "samesite=strict" in cookie
+    assert "path=/" in cookie
+    page = await browser.get("/settings/account")
+    assert page.status_code == 200
+    assert html(page).find("span", class_="who").text == "alice"
+
+
+async def test_sign_in_returns_to_the_requested_page_but_never_off_site(
+    open_browser: OpenBrowser, alice_id: int
+) -> None:
+    """A visitor is sent to the login page with ``next``; after signing in they land
+    there; a ``next`` outside /settings is ignored."""
+    browser = await open_browser()
+    visit = await browser.get("/settings/account")
+    assert redirect_target(visit) == f"{LOGIN}?next=/settings/account"
+    login_page = html(await browser.get(redirect_target(visit)))
+    assert login_page.find("input", name="next").attrs["value"] == "/settings/account"
+
+    back = await browser.sign_in("alice", USER_PASSWORD, next="/settings/account")
+    assert redirect_target(back) == "/settings/account"
+
+    other = await open_browser()
+    away = await other.sign_in("alice", USER_PASSWORD, next="https://evil.example/settings/x")
+    assert redirect_target(away) == KEYS
+
+
+async def test_wrong_password_is_refused_with_401_and_no_session(
+    open_browser: OpenBrowser, alice_id: int
+) -> None:
+    """A wrong password shows "Wrong username or password." (401) and sets no session."""
+    browser = await open_browser()
+
+    response = await browser.sign_in("alice", "not-alices-password")
+
+    assert response.status_code == 401
+    assert html(response).by_id("login-error").text == "Wrong username or password."
+    assert "authgate_session" not in response.headers.get("set-cookie", "")
+    assert browser.session is None
+
+
+async def test_repeated_failures_lock_out_and_tell_when_to_retry(
+    open_browser: OpenBrowser, alice_id: int
+) -> None:
+    """After repeated wrong passwords the form says when to try again (429), and even
+    the right password is refused until then."""
+    browser = await open_browser()
+    statuses = []
+    for _ in range(12):
+        response = await browser.sign_in("alice", "not-alices-password")
+        statuses.append(response.status_code)
+        if response.status_code == 429:
+            break
+
+    assert statuses[-1] == 429, statuses
+    assert set(statuses[:-1]) == {401}
+    message = html(response).by_id("login-error").text
+    retry = re.search(r"Try again in (\d+) seconds\.", message)
+    assert retry is not None, message
+    assert int(retry.group(1)) > 0
+    right = await browser.sign_in("alice", USER_PASSWORD)
+    assert right.status_code == 429
+    assert browser.session is None
+
+
+async def test_sign_in_without_the_login_form_token_is_refused(
+    open_browser: OpenBrowser, alice_id: int
+) -> None:
+    """A login POST without the login page's CSRF token (a cross-site login) is a 403."""
+    browser = await open_browser()
+
+    response = await browser.post(
+        LOGIN, {"username": "alice", "password": USER_PASSWORD}, csrf=False
+    )
+
+    assert response.status_code == 403
+    assert "Form refused" in main_text(response)
+    assert browser.session is None
+
+
+# -- CSRF ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("token", [None, "0" * 64], ids=["missing", "wrong"])
+async def test_posts_without_the_right_csrf_token_are_refused_and_change_nothing(
+    harness: Harness, alice: Browser, alice_id: int, token: str | None
+) -> None:
+    """Creating a key, changing the password, signing out and "log out everywhere"
+    without the session's CSRF token answer the 403 page and change nothing."""
+    attempts = [
+        (KEYS, key_form(harness, "forged")),
+        (
+            "/settings/account/password",
+            {
+                "current_password": USER_PASSWORD,
+                "new_password": NEW_PASSWORD,
+                "confirm_password": NEW_PASSWORD,
+            },
+        ),
+        ("/settings/logout", {}),
+        ("/settings/account/logout-all", {}),
+    ]
+    for url, form in attempts:
+        response = await alice.post(url, form, csrf=token or False)
+
+        assert response.status_code == 403, url
+        assert "Form refused" in main_text(response)
+
+    assert await key_count(harness, alice_id) == 0
+    assert (await alice.get("/settings/account")).status_code == 200  # still signed in
+    await harness.login("alice", USER_PASSWORD)  # the password did not change
+
+
+# -- signing out, password change ----------------------------------------------------------
+
+
+async def test_sign_out_revokes_the_session_token(
+    harness: Harness, open_browser: OpenBrowser, alice: Browser
+) -> None:
+    """Signing out revokes the token itself: a copy of the old cookie no longer opens a
+    page, and the token is refused by the API too."""
+    old = alice.session
+    assert old is not None
+
+    response = await alice.post("/settings/logout")
+
+    assert redirect_target(response).startswith(LOGIN)
+    assert notice_of(response) == "You are signed out."
+    assert alice.session is None
+    thief = await open_browser()
+    thief.client.cookies.set("authgate_session", old, domain="testserver")
+    replay = await thief.get("/settings/account")
+    assert redirect_target(replay).startswith(LOGIN)
+    assert (await harness.client.get("/api/account", headers=bearer(old))).status_code == 401
+
+
+async def test_password_change_ends_the_session(
+    harness: Harness, open_browser: OpenBrowser, alice: Browser
+) -> None:
+    """A password change signs the user out everywhere, this session included; the new
+    password signs in."""
+    old = alice.session
+    assert old is not None
+
+    response = await alice.post(
+        "/settings/account/password",
+        {
+            "current_password": USER_PASSWORD,
+            "new_password": NEW_PASSWORD,
+            "confirm_password": NEW_PASSWORD,
+        },
+    )
+
+    assert redirect_target(response).startswith(LOGIN)
+    assert notice_of(response) == "Password changed. Sign in with the new one."
+    assert redirect_target(await alice.get("/settings/account")).startswith(LOGIN)
+    assert (await harness.client.get("/api/account", headers=bearer(old))).status_code == 401
+    harness.clock.advance(milliseconds=1)
+    again = await open_browser()
+    assert (await again.sign_in("alice", USER_PASSWORD)).status_code == 401
+    assert (await again.sign_in("alice", NEW_PASSWORD)).status_code == 303
+
+
+async def test_password_change_refusals_are_shown_at_the_field(alice: Browser) -> None:
+    """Different confirmation and a wrong current password are shown next to their
+    fields (400) and keep the session."""
+    differ = await alice.post(
+        "/settings/account/password",
+        {
+            "current_password": USER_PASSWORD,
+            "new_password": NEW_PASSWORD,
+            "confirm_password": NEW_PASSWORD + "x",
+        },
+    )
+    assert differ.status_code == 400
+    page = html(differ)
+    assert page.by_id("confirm_password-error").text == "The passwords differ."
+    assert page.by_id("confirm_password").attrs["aria-invalid"] == "true"
+
+    wrong = await alice.post(
+        "/settings/account/password",
+        {
+            "current_password": "not-the-password",
+            "new_password": NEW_PASSWORD,
+            "confirm_password": NEW_PASSWORD,
+        },
+    )
+    assert wrong.status_code == 400
+    assert html(wrong).by_id("current_password").attrs["aria-invalid"] == "true"
+    assert (await alice.get("/settings/account")).status_code == 200
+
+
+async def test_log_out_everywhere_ends_every_session(
+    harness: Harness, open_browser: OpenBrowser, alice: Browser
+) -> None:
+    """Log out everywhere ends this browser's session, another browser's and API tokens."""
+    laptop = await signed_in(open_browser, "alice", USER_PASSWORD)
+    script_token = await harness.login("alice", USER_PASSWORD)
+
+    response = await alice.post("/settings/account/logout-all")
+
+    assert notice_of(response) == "You are signed out everywhere."
+    for browser in (alice, laptop):
+        assert redirect_target(await browser.get("/settings/account")).startswith(LOGIN)
+    refused = await harness.client.get("/api/account", headers=bearer(script_token))
+    assert refused.status_code == 401
+
+
+# -- API key pages ------------------------------------------------------------------------
+
+
+async def test_created_key_is_shown_once_and_then_listed_without_its_secret(
+    harness: Harness, alice: Browser
+) -> None:
+    """Creating a key shows the working key once; the list and the detail page then show
+    the key's name and prefix, never the secret."""
+    response = await alice.post(KEYS, key_form(harness, "ci-deploy"))
+
+    plaintext = shown_key(response)
+    assert plaintext.startswith("agk_")
+    assert response.headers["cache-control"] == "no-store"
+    assert await account_status(harness, plaintext) == 200
+    listing = await alice.get(KEYS)
+    row = html(listing).find("tr", data_key_id=True)
+    assert "ci-deploy" in row.text
+    assert plaintext not in listing.text
+    key_link = row.find("a").attrs["href"]
+    detail_page = await alice.get(key_link)
+    assert detail_page.status_code == 200
+    assert plaintext not in detail_page.text
+    assert html(detail_page).find("h1").text == "ci-deploy"
+
+
+async def test_invalid_allowed_ip_is_422_with_the_message_and_the_values_kept(
+    harness: Harness, alice: Browser, alice_id: int
+) -> None:
+    """An invalid allowed IP re-shows the form (422) with "Invalid IP address format" at
+    the field and what was typed; no key is made."""
+    response = await alice.post(
+        KEYS, key_form(harness, "bad-ip", allowed_ips="10.0.0.1\n10.0.0.300")
+    )
+
+    assert response.status_code == 422
+    page = html(response)
+    error = page.by_id("allowed-error").text
+    assert "Invalid IP address format" in error
+    assert error.startswith("Entry 2:")
+    field = page.by_id("allowed_ips")
+    assert field.attrs["aria-invalid"] == "true"
+    assert "allowed-error" in field.attrs["aria-describedby"]
+    assert field.text == "10.0.0.1 10.0.0.300"
+    assert page.by_id("name").attrs["value"] == "bad-ip"
+    assert await key_count(harness, alice_id) == 0
+
+
+async def test_detail_page_shows_the_use_of_the_key(harness: Harness, alice: Browser) -> None:
+    """After a request with the key, its page shows the last use and the request."""
+    key_id, plaintext = await create_key(alice, harness, "reporting")
+    before = html(await alice.get(f"{KEYS}/{key_id}"))
+    assert before.find("dd", class_="last-used").text == "never used"
+
+    assert await account_status(harness, plaintext) == 200
+    await harness.services.usage.flush()
+
+    page = html(await alice.get(f"{KEYS}/{key_id}"))
+    assert "127.0.0.1" in page.find("dd", class_="last-used").text
+    usage = page.find("table", class_="usage").find("tbody").find_all("tr")
+    assert len(usage) == 1
+    assert "/api/account" in usage[0].text
+    assert "GET" in usage[0].text
+
+
+async def test_regenerate_shows_the_new_key_once_and_retires_the_old_one(
+    harness: Harness, alice: Browser
+) -> None:
+    """Regenerating without grace shows a new working key once; the old one stops."""
+    key_id, old = await create_key(alice, harness, "rotating")
+
+    response = await alice.post(f"{KEYS}/{key_id}/regenerate", {"grace_seconds": "0"})
+
+    new = shown_key(response)
+    assert new != old
+    assert "regenerated" in html(response).find("h1").text
+    assert await account_status(harness, new) == 200
+    assert await account_status(harness, old) == 401
+    assert new not in (await alice.get(f"{KEYS}/{key_id}")).text
+
+
+async def test_revoke_stops_the_key_and_hides_it_from_the_list(
+    harness: Harness, alice: Browser
+) -> None:
+    """Revoking redirects with a notice, the key is refused at once, and the list shows
+    it only among revoked keys."""
+    key_id, plaintext = await create_key(alice, harness, "to-revoke")
+
+    response = await alice.post(f"{KEYS}/{key_id}/revoke", {"confirm": "on"})
+
+    assert redirect_target(response).startswith(KEYS)
+    assert "revoked" in notice_of(response)
+    assert await account_status(harness, plaintext) == 401
+    assert html(await alice.get(KEYS)).find_all("tr", data_key_id=str(key_id)) == []
+    with_revoked = html(await alice.get(KEYS, revoked="1"))
+    row = with_revoked.find("tr", data_key_id=str(key_id))
+    assert row.find("span", class_="badge").text == "revoked"
+
+
+@pytest.mark.parametrize("key_id", ["0", "18446744073709551616", "9223372036854775808"])
+async def test_ids_no_key_can_have_are_404_pages(alice: Browser, key_id: str) -> None:
+    """Ids beyond the database's integers name no key: a 404 page, on every key route."""
+    assert (await alice.get(f"{KEYS}/{key_id}")).status_code == 404
+    for action in ("revoke", "regenerate", "edit"):
+        response = await alice.post(f"{KEYS}/{key_id}/{action}", {"confirm": "on"})
+        assert response.status_code == 404, (action, main_text(response))
