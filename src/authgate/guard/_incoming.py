@@ -1,0 +1,85 @@
+"""What the guard reads from an incoming ASGI request: the credential and where it came from.
+
+The rules are authgate's own (``api/access.py`` there): ``Utm-Api-Key: <key>`` wins
+when present; otherwise ``Authorization: Bearer <credential>``, where an API key and a
+JWT are told apart by format (keys start with ``agk_``), never by trial.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from starlette.types import Scope
+
+from authgate.guard._errors import REALM, NotAuthenticated
+from authgate.security.credentials import bearer_credential
+from authgate.security.keys import looks_like_api_key
+
+__all__ = ["Credential", "IncomingRequest"]
+
+CredentialHeader = Literal["authorization", "utm-api-key"]
+CredentialKind = Literal["jwt", "api_key"]
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """A presented secret, the header it came in and what it looks like."""
+
+    value: str = field(repr=False)
+    header: CredentialHeader
+    kind: CredentialKind
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingRequest:
+    """The parts of a request that authenticating it needs."""
+
+    credential: Credential | None
+    method: str
+    path: str
+    uri: str  # the path and query as sent, for authgate's forward-auth rules
+    client_ip: str | None
+
+    @classmethod
+    def from_scope(cls, scope: Scope) -> IncomingRequest:
+        """Read an ``http`` or ``websocket`` scope (a websocket handshake is a GET).
+
+        Raises:
+            NotAuthenticated: a credential header that is present but empty.
+        """
+        raw_path = scope.get("raw_path")
+        path_part = raw_path.decode("latin-1") if raw_path else str(scope["path"])
+        query = scope.get("query_string", b"")
+        client = scope.get("client")
+        return cls(
+            credential=_credential(scope),
+            method=str(scope.get("method", "GET")),
+            path=str(scope["path"]),
+            uri=path_part + ("?" + query.decode("latin-1") if query else ""),
+            client_ip=str(client[0]) if client else None,
+        )
+
+
+def _credential(scope: Scope) -> Credential | None:
+    api_key = _header(scope, b"utm-api-key")
+    if api_key is not None:
+        if not api_key.strip():
+            raise NotAuthenticated("Invalid API key", code="invalid_api_key", headers=_INVALID)
+        return Credential(api_key.strip(), "utm-api-key", "api_key")
+    bearer = bearer_credential(_header(scope, b"authorization"))
+    if bearer is None:
+        return None
+    if not bearer:
+        raise NotAuthenticated("Invalid token", code="invalid_token", headers=_INVALID)
+    return Credential(bearer, "authorization", "api_key" if looks_like_api_key(bearer) else "jwt")
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+_INVALID = {"WWW-Authenticate": f'{REALM}, error="invalid_token"'}

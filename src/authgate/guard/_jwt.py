@@ -1,0 +1,143 @@
+"""Verifying authgate's JWTs locally, against the keys of its JWKS.
+
+The checks of authgate's own ``security/tokens.py``: the header's ``kid`` names a
+published key and its ``alg`` is that key's algorithm; the signature; ``iss`` and
+``aud``; every claim authgate relies on is present and well typed; ``exp``, ``nbf`` and
+``iat`` against the guard's clock (not PyJWT's wall clock) with a small leeway.
+
+What a local check cannot see: a logout or "log out everywhere", a deactivated user or
+a removed role take effect here only when the token expires. ``verify_jwt_locally=False``
+sends tokens to authgate instead.
+
+Only a caller holding a validly signed token learns that it expired; anything else
+(malformed, forged, unknown key, wrong issuer) gets the same "Invalid token".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jwt
+
+from authgate.guard._errors import REALM, NotAuthenticated
+from authgate.guard._jwks import JwksCache
+from authgate.guard._principal import GuardPrincipal
+from authgate.security.principal import parse_authorities
+
+__all__ = ["JwtVerifier"]
+
+# authgate's tokens are well under 1 KB; longer ones are refused before parsing.
+MAX_TOKEN_LENGTH = 4096
+_REQUIRED_CLAIMS = ["sub", "uid", "auth", "exp", "iat", "iss"]
+# Time claims outside [1970, 9999] are absurd (and keep huge integers out of arithmetic).
+_LATEST_TIMESTAMP = 253_402_300_799
+
+
+def _invalid() -> NotAuthenticated:
+    return NotAuthenticated(
+        "Invalid token",
+        code="invalid_token",
+        headers={"WWW-Authenticate": f'{REALM}, error="invalid_token"'},
+    )
+
+
+def _expired() -> NotAuthenticated:
+    return NotAuthenticated(
+        "Token expired",
+        code="token_expired",
+        headers={
+            "WWW-Authenticate": f'{REALM}, error="invalid_token", error_description="Token expired"'
+        },
+    )
+
+
+class JwtVerifier:
+    """Turns a bearer JWT into a :class:`GuardPrincipal`, or raises ``NotAuthenticated``."""
+
+    def __init__(
+        self,
+        jwks: JwksCache,
+        *,
+        issuer: str,
+        audience: str | None,
+        leeway: float,
+        clock: Callable[[], float],
+    ) -> None:
+        self._jwks = jwks
+        self._issuer = issuer
+        self._audience = audience
+        self._leeway = leeway
+        self._clock = clock
+        self._required = [*_REQUIRED_CLAIMS, *(["aud"] if audience is not None else [])]
+
+    async def verify(self, token: str) -> GuardPrincipal:
+        """Raises:
+        NotAuthenticated: the token is not valid (401).
+        AuthgateUnavailable: the keys to check it cannot be fetched (503).
+        """
+        if len(token) > MAX_TOKEN_LENGTH or not token.isascii():
+            raise _invalid()
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.InvalidTokenError:
+            raise _invalid() from None
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise _invalid()
+        key = await self._jwks.key_for(kid)
+        # Each key verifies with its own algorithm only.
+        if key is None or header.get("alg") != key.algorithm:
+            raise _invalid()
+        try:
+            payload = jwt.decode(
+                token,
+                key.key,
+                algorithms=[key.algorithm],
+                issuer=self._issuer,
+                audience=self._audience,
+                options={
+                    "require": self._required,
+                    "verify_aud": self._audience is not None,
+                    # Times are checked below against the injected clock.
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                },
+            )
+        except jwt.InvalidTokenError:
+            raise _invalid() from None
+        return self._principal(payload)
+
+    def _principal(self, payload: dict[str, Any]) -> GuardPrincipal:
+        subject, user_id, auth = payload["sub"], payload["uid"], payload["auth"]
+        exp, iat = payload["exp"], payload["iat"]
+        nbf = payload.get("nbf", iat)
+        if not (
+            _is_time(exp)
+            and _is_time(iat)
+            and _is_time(nbf)
+            and isinstance(subject, str)
+            and subject
+            and isinstance(auth, str)
+            and isinstance(user_id, int)
+            and not isinstance(user_id, bool)
+            and payload.get("authenticated", True) is True
+        ):
+            raise _invalid()
+        now = self._clock()
+        if now - self._leeway > exp:
+            raise _expired()
+        if now + self._leeway < nbf or now + self._leeway < iat:
+            raise _invalid()
+        return GuardPrincipal(
+            login=subject, user_id=user_id, roles=parse_authorities(auth), method="jwt"
+        )
+
+
+def _is_time(value: object) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and 0 <= value <= _LATEST_TIMESTAMP
+    )

@@ -1,0 +1,181 @@
+"""Asking authgate about a credential: ``GET /api/auth/verify`` (its forward-auth endpoint).
+
+The guard sends what a reverse proxy would: the credential in the header it came in,
+the client address in ``X-Forwarded-For`` (authgate believes it only from addresses in
+its ``AUTHGATE_TRUSTED_PROXIES``), and the original method and URI (authgate's
+forward-auth rules and the ``write`` scope for unsafe methods apply to them). No other
+header of the incoming request is passed on.
+
+* 200 with the identity headers: a :class:`GuardPrincipal`, remembered for
+  ``key_cache_ttl`` seconds under a SHA-256 of (credential, client address, method,
+  path): the plaintext is never a cache key, and a different address or request is
+  asked about afresh, since authgate's answer depends on them.
+* 400/401/403/423/429: refused, with authgate's code, message, ``WWW-Authenticate``
+  and ``Retry-After``. Refusals are never cached, so authgate keeps counting bad keys.
+* anything else (5xx, a redirect, a 200 without identity, no answer at all): 503.
+  The guard fails closed and never lets such a request through.
+
+A malformed key or a bad checksum is refused here, without asking: authgate would
+answer exactly the same "Invalid API key".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import httpx2
+
+from authgate.exceptions import ApiKeyInvalid
+from authgate.guard._cache import ExpiringCache
+from authgate.guard._errors import (
+    REALM,
+    AccessDenied,
+    AuthgateUnavailable,
+    GuardError,
+    InvalidRequest,
+    NotAuthenticated,
+    Throttled,
+)
+from authgate.guard._incoming import Credential, IncomingRequest
+from authgate.guard._principal import GuardPrincipal
+from authgate.security.keys import parse_key
+from authgate.security.principal import parse_authorities
+
+__all__ = ["VERIFY_PATH", "RemoteVerifier"]
+
+VERIFY_PATH = "api/auth/verify"
+_PASSED_ON = ("WWW-Authenticate", "Retry-After")
+_REFUSALS: dict[int, type[GuardError]] = {
+    400: InvalidRequest,
+    401: NotAuthenticated,
+    403: AccessDenied,
+    423: Throttled,
+    429: Throttled,
+}
+
+log = logging.getLogger("authgate.guard")
+
+
+class RemoteVerifier:
+    """Verifies credentials by asking authgate, with a short cache of successes."""
+
+    def __init__(
+        self,
+        http: httpx2.AsyncClient,
+        *,
+        cache_ttl: float,
+        cache_size: int,
+        clock: Callable[[], float],
+    ) -> None:
+        self._http = http
+        self._ttl = cache_ttl
+        self._cache: ExpiringCache[bytes, GuardPrincipal] = ExpiringCache(cache_size)
+        self._clock = clock
+
+    async def verify(self, request: IncomingRequest) -> GuardPrincipal:
+        """Raises:
+        GuardError: authgate refused the credential (its status), or could not be
+            asked (``AuthgateUnavailable``, 503).
+        """
+        credential = request.credential
+        if credential is None:
+            raise NotAuthenticated(code="credentials_missing", headers={"WWW-Authenticate": REALM})
+        if credential.kind == "api_key":
+            try:
+                parse_key(credential.value)
+            except ApiKeyInvalid:
+                raise NotAuthenticated(
+                    "Invalid API key",
+                    code="invalid_api_key",
+                    headers={"WWW-Authenticate": f'{REALM}, error="invalid_token"'},
+                ) from None
+        cache_key = _cache_key(request, credential)
+        cached = self._cache.get(cache_key, now=self._clock())
+        if cached is not None:
+            return cached
+        principal = await self._ask(request, credential)
+        if self._ttl > 0:
+            # The deadline counts from the answer: a slow authgate shortens nothing.
+            self._cache.put(cache_key, principal, expires_at=self._clock() + self._ttl)
+        return principal
+
+    async def _ask(self, request: IncomingRequest, credential: Credential) -> GuardPrincipal:
+        try:
+            response = await self._http.get(VERIFY_PATH, headers=_headers(request, credential))
+        except httpx2.HTTPError as error:
+            log.warning("authgate unreachable for %s: %s", VERIFY_PATH, type(error).__name__)
+            raise AuthgateUnavailable() from None
+        if response.status_code == 200:
+            principal = _principal(response.headers)
+            if principal is None:
+                log.error("authgate answered 200 without identity headers: is AUTHGATE_URL right?")
+                raise AuthgateUnavailable()
+            return principal
+        refusal = _REFUSALS.get(response.status_code)
+        if refusal is None:
+            log.warning("authgate answered HTTP %s to %s", response.status_code, VERIFY_PATH)
+            raise AuthgateUnavailable()
+        code, message = _code_and_message(response)
+        headers = {name: response.headers[name] for name in _PASSED_ON if name in response.headers}
+        raise refusal(message, code=code, status=response.status_code, headers=headers)
+
+
+def _headers(request: IncomingRequest, credential: Credential) -> dict[str, str]:
+    headers = {"X-Original-Method": request.method, "X-Original-URI": request.uri}
+    if credential.header == "utm-api-key":
+        headers["Utm-Api-Key"] = credential.value
+    else:
+        headers["Authorization"] = f"Bearer {credential.value}"
+    if request.client_ip is not None:
+        # Only the address the guard saw: a client's own X-Forwarded-For is not passed on.
+        headers["X-Forwarded-For"] = request.client_ip
+    return headers
+
+
+def _cache_key(request: IncomingRequest, credential: Credential) -> bytes:
+    # Unambiguous: only the path, which comes last, could contain a NUL.
+    parts = (
+        credential.header,
+        credential.value,
+        request.client_ip or "",
+        request.method,
+        request.path,
+    )
+    return hashlib.sha256("\0".join(parts).encode("utf-8", "surrogatepass")).digest()
+
+
+def _principal(headers: httpx2.Headers) -> GuardPrincipal | None:
+    login = headers.get("X-Auth-User")
+    user_id = headers.get("X-Auth-User-Id", "")
+    method = headers.get("X-Auth-Method")
+    if not login or not user_id.isdigit() or method not in ("jwt", "api_key"):
+        return None
+    scopes = headers.get("X-Auth-Scopes")
+    return GuardPrincipal(
+        login=login,
+        user_id=int(user_id),
+        roles=parse_authorities(headers.get("X-Auth-Roles", "")),
+        method="jwt" if method == "jwt" else "api_key",
+        key_id=headers.get("X-Auth-Key-Id") or None,
+        scopes=parse_authorities(scopes) if scopes is not None else None,
+    )
+
+
+def _code_and_message(response: httpx2.Response) -> tuple[str | None, str | None]:
+    """authgate's stable code and message, when the body is its JSON error."""
+    code = response.headers.get("X-Auth-Error")
+    message = None
+    try:
+        body: Any = json.loads(response.content) if response.content else None
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        if isinstance(body.get("code"), str):
+            code = body["code"]
+        if isinstance(body.get("message"), str):
+            message = body["message"]
+    return code, message
