@@ -24,7 +24,7 @@ import re
 import secrets
 import zlib
 from dataclasses import dataclass
-from typing import Final
+from typing import AnyStr, Final
 
 from authgate.exceptions import ApiKeyInvalid
 
@@ -94,7 +94,12 @@ def key_digest(pepper: bytes, plaintext: str) -> str:
     return hmac.new(pepper, plaintext.encode("ascii"), hashlib.sha256).hexdigest()
 
 
-def digests_match(expected: str, actual: str) -> bool:
+def raw_key_digest(pepper: bytes, plaintext: str) -> bytes:
+    """:func:`key_digest` as raw bytes (what the verification cache holds)."""
+    return hmac.new(pepper, plaintext.encode("ascii"), hashlib.sha256).digest()
+
+
+def digests_match(expected: AnyStr, actual: AnyStr) -> bool:
     return hmac.compare_digest(expected, actual)
 
 
