@@ -8,6 +8,7 @@ import socket
 import pytest
 from fastapi import APIRouter
 from redis.asyncio import from_url
+from sqlalchemy import exc as sa_exc
 
 from authgate.services.redis_link import RedisLink
 from tests.conftest import Harness, bearer
@@ -89,6 +90,36 @@ async def test_security_headers_on_every_response(harness: Harness, user_token: 
         assert response.headers["X-Content-Type-Options"] == "nosniff"
         assert response.headers["X-Frame-Options"] == "DENY"
         assert response.headers["Cache-Control"] == "no-store"
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        sa_exc.OperationalError("UPDATE users SET x", {}, Exception("database is locked")),
+        sa_exc.TimeoutError("QueuePool limit of size 5 overflow 10 reached"),
+        ConnectionRefusedError("connection refused"),
+    ],
+    ids=["sqlite-busy", "pool-exhausted", "unreachable"],
+)
+async def test_an_unavailable_database_is_503_with_retry_after(
+    harness: Harness, error: Exception
+) -> None:
+    """Overload or a database outage is not a bug: 503 with Retry-After, nothing of the
+    statement or the driver's message in the body."""
+    router = APIRouter()
+
+    @router.get("/api/test-database-down")
+    async def database_down() -> None:
+        raise error
+
+    harness.app.include_router(router)
+    response = await harness.client.get("/api/test-database-down")
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "1"
+    body = response.json()
+    assert body["code"] == "database_unavailable"
+    for leaked in ("UPDATE", "locked", "QueuePool", "refused"):
+        assert leaked not in response.text
 
 
 async def test_ping_health_and_info_are_public(harness: Harness) -> None:

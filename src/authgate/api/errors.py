@@ -37,6 +37,7 @@ from authgate.exceptions import (
     Throttled,
     ValidationFailed,
 )
+from authgate.storage.db import is_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -209,6 +210,17 @@ def _allowed_methods(request: Request) -> list[str]:
 
 
 async def _on_unexpected(request: Request, error: Exception) -> JSONResponse:
+    if is_unavailable(error):
+        # Not a bug: the database is down or, on SQLite, busy beyond its timeout under
+        # overload. A 503 tells clients and load balancers to come back shortly.
+        log.warning("database unavailable (%s): answered 503", type(error).__name__)
+        return error_response(
+            request,
+            status=503,
+            code="database_unavailable",
+            message="The service is temporarily unavailable; try again shortly.",
+            headers={"Retry-After": "1"},
+        )
     # Starlette logs the traceback; the client learns nothing about the cause.
     return error_response(
         request, status=500, code="internal_error", message="Internal server error"

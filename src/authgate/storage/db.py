@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import event, exc, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -73,3 +73,13 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.close()
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """Whether ``error`` means the database cannot serve right now (down, unreachable,
+    busy past SQLite's busy timeout, pool exhausted) rather than a bug."""
+    if isinstance(error, exc.TimeoutError | exc.OperationalError | exc.InterfaceError):
+        return True
+    if isinstance(error, exc.DBAPIError):
+        return bool(error.connection_invalidated)
+    return isinstance(error, ConnectionError | TimeoutError)
