@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import tempfile
 import time
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from authgate.app import create_app
 from authgate.services.api_keys import KeySpec
 from authgate.settings import Settings
 
-from harness import LoadResult, Server, authgate_server, compare, wrk
+from harness import Comparison, LoadResult, Server, authgate_server, compare, wrk
 
 TARGET = 0.90
 
@@ -44,7 +45,7 @@ def create_api_key(server: Server, token: str) -> str:
     return key
 
 
-def load_ratios(*, seconds: int, rounds: int, log_successes: bool) -> None:
+def load_ratios(*, seconds: int, rounds: int, log_successes: bool) -> dict[str, Comparison]:
     env = {"AUTHGATE_USAGE_LOG_SUCCESSES": str(log_successes).lower()}
     with authgate_server(extra_env=env) as server:
         token = server.login()
@@ -70,10 +71,11 @@ def load_ratios(*, seconds: int, rounds: int, log_successes: bool) -> None:
             raise RuntimeError("some requests failed; figures are meaningless")
         cpu = f", by CPU per request {result.cpu_ratio:.3f}" if result.cpu_ratio else ""
         print(f"  {label}: ratio to no auth {result.ratio:.3f}{cpu}   (target >= {TARGET})")
+    return results
 
 
-def verification_costs(iterations: int = 50_000) -> None:
-    async def measure() -> None:
+def verification_costs(iterations: int = 50_000) -> dict[str, float]:
+    async def measure() -> dict[str, float]:
         with tempfile.TemporaryDirectory() as directory:
             settings = Settings(
                 data_dir=Path(directory), access_log=False, argon2_memory_kib=8, argon2_time_cost=1
@@ -114,8 +116,15 @@ def verification_costs(iterations: int = 50_000) -> None:
         for name, micros in figures.items():
             print(f"  {name:<34} {micros:9.2f} us")
         print(f"  full ES256 verification (uncached)  {full:9.2f} us")
+        return {**figures, "full ES256 verification (uncached)": full}
 
-    asyncio.run(measure())
+    figures: dict[str, float] = {}
+
+    async def measure_into() -> None:
+        figures.update(await measure())
+
+    asyncio.run(measure_into())
+    return figures
 
 
 def main() -> None:
@@ -127,11 +136,54 @@ def main() -> None:
         action="store_true",
         help="run with AUTHGATE_USAGE_LOG_SUCCESSES=false (only failures logged)",
     )
+    parser.add_argument("--quick", action="store_true", help="2 rounds of 2 s (a smoke run)")
+    parser.add_argument("--json-out", type=Path, help="write the figures as JSON rows here")
     args = parser.parse_args()
+    if args.quick:
+        args.seconds, args.rounds = 2, 2
     print("Authentication overhead (1 worker, wrk -t1 -c32)")
-    load_ratios(seconds=args.seconds, rounds=args.rounds, log_successes=not args.no_success_log)
+    results = load_ratios(
+        seconds=args.seconds, rounds=args.rounds, log_successes=not args.no_success_log
+    )
     print("In-process verification (per call)")
-    verification_costs()
+    costs = verification_costs(5_000 if args.quick else 50_000)
+    if args.json_out:
+        args.json_out.write_text(json.dumps(rows(results, costs, args), indent=2))
+
+
+def rows(
+    results: dict[str, Comparison], costs: dict[str, float], args: argparse.Namespace
+) -> list[dict[str, object]]:
+    usage_log = "usage log of successes off" if args.no_success_log else "usage log on (default)"
+    table: list[dict[str, object]] = []
+    for label, result in results.items():
+        figure_id = label.split()[0]
+        table.append(
+            {
+                "id": figure_id,
+                "measure": f"{label[3:]} / no auth, req/s",
+                "value": round(result.ratio, 3),
+                "unit": "x",
+                "target": f">= {TARGET}",
+                "met": result.ratio >= TARGET,
+                "detail": f"{result.first.requests_per_second:.0f} vs "
+                f"{result.second.requests_per_second:.0f} req/s, p99 {result.first.p99_ms:.1f} "
+                f"vs {result.second.p99_ms:.1f} ms; {usage_log}; median of {args.rounds} rounds",
+            }
+        )
+    for name, micros in costs.items():
+        table.append(
+            {
+                "id": "P1/P2",
+                "measure": f"{name}, in-process",
+                "value": round(micros, 2),
+                "unit": "us",
+                "target": None,
+                "met": None,
+                "detail": "per call",
+            }
+        )
+    return table
 
 
 if __name__ == "__main__":
