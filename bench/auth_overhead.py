@@ -46,7 +46,12 @@ def create_api_key(server: Server, token: str) -> str:
 
 
 def load_ratios(*, seconds: int, rounds: int, log_successes: bool) -> dict[str, Comparison]:
-    env = {"AUTHGATE_USAGE_LOG_SUCCESSES": str(log_successes).lower()}
+    # Accepted key requests are recorded twice by default: in the usage log and in the
+    # audit trail. --no-success-log turns both off (refusals are always recorded).
+    env = {
+        "AUTHGATE_USAGE_LOG_SUCCESSES": str(log_successes).lower(),
+        "AUTHGATE_AUDIT_API_KEY_SUCCESSES": str(log_successes).lower(),
+    }
     with authgate_server(extra_env=env) as server:
         token = server.login()
         api_key = create_api_key(server, token)
@@ -134,7 +139,8 @@ def main() -> None:
     parser.add_argument(
         "--no-success-log",
         action="store_true",
-        help="run with AUTHGATE_USAGE_LOG_SUCCESSES=false (only failures logged)",
+        help="run with AUTHGATE_USAGE_LOG_SUCCESSES=false and AUTHGATE_AUDIT_API_KEY_SUCCESSES"
+        "=false (accepted key requests neither in the usage log nor in the audit trail)",
     )
     parser.add_argument("--quick", action="store_true", help="2 rounds of 2 s (a smoke run)")
     parser.add_argument("--json-out", type=Path, help="write the figures as JSON rows here")
@@ -154,7 +160,11 @@ def main() -> None:
 def rows(
     results: dict[str, Comparison], costs: dict[str, float], args: argparse.Namespace
 ) -> list[dict[str, object]]:
-    usage_log = "usage log of successes off" if args.no_success_log else "usage log on (default)"
+    usage_log = (
+        "usage log and audit of accepted key requests off"
+        if args.no_success_log
+        else "usage log and audit of accepted key requests on (default)"
+    )
     table: list[dict[str, object]] = []
     for label, result in results.items():
         figure_id = label.split()[0]

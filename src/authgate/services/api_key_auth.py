@@ -22,6 +22,9 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import Row
 
 from authgate.clock import Clock
 from authgate.exceptions import ApiKeyExpired, ApiKeyInvalid, ApiKeyOwnerInactive, IpNotAllowed
@@ -39,7 +42,7 @@ from authgate.services.changes import Change, ChangeFeed, ChangeKind
 from authgate.services.expiring_cache import ExpiringCache
 from authgate.services.single_flight import SingleFlight
 from authgate.services.user_states import UserAuthState, UserStates
-from authgate.storage.api_key_repository import ApiKeyRepository
+from authgate.storage.api_key_repository import verification_row
 from authgate.storage.db import Database
 from authgate.storage.models import ApiKey
 
@@ -62,7 +65,8 @@ class KeyRecord:
     rate_limit: str | None
 
     @classmethod
-    def of(cls, key: ApiKey) -> KeyRecord:
+    def of(cls, key: ApiKey | Row[Any]) -> KeyRecord:
+        """From the stored key (or its verification columns, same names)."""
         return cls(
             reference=KeyReference(key_id=key.id, name=key.name, owner_id=key.user_id),
             public_id=key.key_id,
@@ -143,7 +147,7 @@ class ApiKeyAuthenticator:
         self._unknown_ttl = unknown_ttl
         self._keys: ExpiringCache[str, _CachedKey] = ExpiringCache(cache_size)
         self._unknown: ExpiringCache[str, bool] = ExpiringCache(unknown_cache_size)
-        self._loads: SingleFlight[str, ApiKey | None] = SingleFlight()
+        self._loads: SingleFlight[str, Row[Any] | None] = SingleFlight()
         self._generation = 0
         feed.subscribe(self._on_change)
 
@@ -228,9 +232,9 @@ class ApiKeyAuthenticator:
             self._keys.put(cached.record.public_id, cached, expires_at=now + self._record_ttl)
         return cached
 
-    async def _fetch(self, public_id: str) -> ApiKey | None:
-        async with self._db.session() as session:
-            return await ApiKeyRepository(session).by_public_id(public_id)
+    async def _fetch(self, public_id: str) -> Row[Any] | None:
+        async with self._db.connection() as connection:
+            return await verification_row(connection, public_id)
 
     def _on_change(self, change: Change) -> None:
         if change.kind is ChangeKind.API_KEY_CHANGED:

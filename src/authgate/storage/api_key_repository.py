@@ -5,15 +5,38 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import delete, func, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Row, bindparam, delete, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from authgate.storage.bulk_insert import insert_rows
 from authgate.storage.models import ApiKey, ApiKeyUsage
 from authgate.storage.paging import PageRequest, SortOrder
 from authgate.storage.repositories import order_by
+
+# What verifying a key reads, as one Core statement built once: on a cache miss (the
+# hot path's slow case) no ORM object, identity map or session is paid for.
+_VERIFICATION_QUERY = select(
+    ApiKey.id,
+    ApiKey.name,
+    ApiKey.user_id,
+    ApiKey.key_id,
+    ApiKey.secret_hash,
+    ApiKey.previous_secret_hash,
+    ApiKey.previous_valid_until,
+    ApiKey.allowed_networks,
+    ApiKey.scopes,
+    ApiKey.expires_at,
+    ApiKey.revoked_at,
+    ApiKey.rate_limit,
+).where(ApiKey.key_id == bindparam("public_id"))
+
+
+async def verification_row(connection: AsyncConnection, public_id: str) -> Row[Any] | None:
+    """The columns of ``ApiKey`` that verification needs (same names), or None."""
+    result = await connection.execute(_VERIFICATION_QUERY, {"public_id": public_id})
+    return cast("Row[Any] | None", result.one_or_none())
 
 
 class ApiKeyRepository:

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import event, exc, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -54,6 +55,12 @@ class Database:
         """A session in a transaction, committed on success and rolled back on error."""
         async with self._sessions() as session, session.begin():
             yield session
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[AsyncConnection]:
+        """A bare connection for Core reads on hot paths (rolled back on exit)."""
+        async with self.engine.connect() as connection:
+            yield connection
 
     async def ping(self) -> None:
         """Raise if the database cannot answer a trivial query."""
