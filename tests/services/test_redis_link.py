@@ -15,6 +15,7 @@ from redis.asyncio import from_url
 from authgate.services.rate_limits import KeyRateLimits
 from authgate.services.redis_link import ChangeDoorbell, RedisLink
 from authgate.services.throttle_store import (
+    Block,
     DatabaseThrottleStore,
     FallbackThrottleStore,
     RedisThrottleStore,
@@ -190,3 +191,44 @@ async def test_rate_limits_are_shared_through_redis(redis_url: str) -> None:
     finally:
         for link in links:
             await link.close()
+
+
+async def check_block_reads_and_success_writes(store: Any, tag: str) -> None:
+    pair, known, other = f"pair:{tag}|192.0.2.9", f"known:{tag}|192.0.2.9", f"ip:{tag}"
+    await store.add_failure(pair, window=60, now=1000.0)
+    await store.block(pair, until=2000.0, strikes=2, now=1000.0)
+    blocks = await store.get_blocks(pair, known, other)
+    assert blocks == {pair: Block(until=2000.0, strikes=2)}
+    await store.forget_and_block((pair,), known, until=9000.0, strikes=0, now=1000.0)
+    assert await store.get_blocks(pair, known, other) == {known: Block(until=9000.0, strikes=0)}
+    assert await store.failures(pair, window=60, now=1001.0) == 0
+    await store.forget(known)
+
+
+async def test_blocks_are_read_together_and_a_success_is_one_write(db: Database) -> None:
+    """``get_blocks`` returns only the subjects that have a block; ``forget_and_block``
+    drops the pair's counters and block and marks the address known."""
+    await check_block_reads_and_success_writes(DatabaseThrottleStore(db), "db")
+
+
+async def test_redis_blocks_are_read_together_and_a_success_is_one_write(
+    db: Database, redis_url: str
+) -> None:
+    client = from_url(redis_url)
+    link = RedisLink(client)
+    tag = f"redis-{secrets.token_hex(4)}"
+    try:
+        await check_block_reads_and_success_writes(
+            RedisThrottleStore(client, prefix="authgate:test-link:"), tag
+        )
+        fallback = FallbackThrottleStore(
+            RedisThrottleStore(client, prefix="authgate:test-link:"),
+            DatabaseThrottleStore(db),
+            link,
+        )
+        await check_block_reads_and_success_writes(fallback, tag + "-fallback")
+        # A block written to the database during an outage is found by get_blocks after it.
+        await DatabaseThrottleStore(db).block(f"ip:{tag}", until=5000.0, strikes=1, now=1.0)
+        assert await fallback.get_blocks(f"ip:{tag}") == {f"ip:{tag}": Block(5000.0, 1)}
+    finally:
+        await client.aclose()

@@ -56,14 +56,17 @@ class LoginProtection:
         """Raise ``ClientBlocked``/``Throttled`` if this attempt must not be evaluated."""
         now = self._clock().timestamp()
         ip = client_ip or "unknown"
-        block = await self._store.get_block(f"ip:{ip}")
+        # One read for every block that may apply (the known-address mark too: it costs
+        # nothing extra here, and only matters under attack).
+        blocks = await self._store.get_blocks(f"ip:{ip}", _pair(account, ip), _known(account, ip))
+        block = blocks.get(f"ip:{ip}")
         if block is not None and block.until > now:
             raise ClientBlocked(
                 f"Authentication blocked: IP {ip} exceeded login attempt threshold",
                 retry_after=int(block.until - now) + 1,
                 reason="ip_blocked",
             )
-        block = await self._store.get_block(_pair(account, ip))
+        block = blocks.get(_pair(account, ip))
         if block is not None and block.until > now:
             raise Throttled(
                 "Too many failed logins for this account from this address",
@@ -75,7 +78,7 @@ class LoginProtection:
             f"acct:{account}", window=limits.account_window, now=now
         )
         if failures >= limits.account_max_failures:
-            known = await self._store.get_block(_known(account, ip))
+            known = blocks.get(_known(account, ip))
             if known is None or known.until <= now:
                 await self._slow_down(account, ip, now)
 
@@ -117,9 +120,11 @@ class LoginProtection:
     async def succeeded(self, account: str, client_ip: str | None) -> None:
         now = self._clock().timestamp()
         ip = client_ip or "unknown"
-        await self._store.forget(_pair(account, ip))
         until = now + self._limits.known_ip_days * 86_400
-        await self._store.block(_known(account, ip), until=until, strikes=0, now=now)
+        # One transaction: the pair's failures are forgotten and the address is known.
+        await self._store.forget_and_block(
+            (_pair(account, ip),), _known(account, ip), until=until, strikes=0, now=now
+        )
 
     async def _slow_down(self, account: str, ip: str, now: float) -> None:
         """Under attack, an unknown address gets one attempt per slowdown period."""

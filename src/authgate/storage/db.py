@@ -62,6 +62,13 @@ class Database:
         async with self.engine.connect() as connection:
             yield connection
 
+    @asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncConnection]:
+        """A bare connection in a transaction, committed on success (Core writes on hot
+        paths)."""
+        async with self.engine.begin() as connection:
+            yield connection
+
     async def ping(self) -> None:
         """Raise if the database cannot answer a trivial query."""
         async with self.engine.connect() as connection:
