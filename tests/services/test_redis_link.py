@@ -232,3 +232,42 @@ async def test_redis_blocks_are_read_together_and_a_success_is_one_write(
         assert await fallback.get_blocks(f"ip:{tag}") == {f"ip:{tag}": Block(5000.0, 1)}
     finally:
         await client.aclose()
+
+
+async def check_sliding_counts(store: Any, tag: str) -> None:
+    subject = f"acct:{tag}"
+    assert await store.add_failure(subject, window=60, now=6000.0) == 1
+    assert await store.add_failure(subject, window=60, now=6030.0) == 2
+    # 15 s into the next window: the previous one still weighs 3/4.
+    assert await store.add_failure(subject, window=60, now=6075.0) == 1 + 2 * 0.75
+    assert await store.failures(subject, window=60, now=6075.0) == 1 + 2 * 0.75
+    # Two windows later, nothing of them counts any more.
+    assert await store.failures(subject, window=60, now=6180.0) == 0
+    await store.block(subject, until=9000.0, strikes=1, now=6075.0)
+    await store.reset_failures(subject)
+    assert await store.failures(subject, window=60, now=6076.0) == 0
+    assert await store.get_block(subject) == Block(until=9000.0, strikes=1)
+    await store.add_failure(subject, window=60, now=6077.0)
+    await store.forget(subject)
+    assert await store.failures(subject, window=60, now=6078.0) == 0
+    assert await store.get_block(subject) is None
+
+
+async def test_database_store_counts_in_sliding_windows(db: Database) -> None:
+    await check_sliding_counts(DatabaseThrottleStore(db), "db")
+
+
+async def test_redis_store_counts_in_sliding_windows_under_one_key(redis_url: str) -> None:
+    """The same counts as the database store; a subject's counters are one hash, so
+    forgetting it deletes keys by name (no keyspace scan on every login)."""
+    client = from_url(redis_url)
+    prefix = f"authgate:test-sliding-{secrets.token_hex(4)}:"
+    try:
+        await check_sliding_counts(RedisThrottleStore(client, prefix=prefix), "redis")
+        await RedisThrottleStore(client, prefix=prefix).add_failure("acct:x", window=60, now=6000.0)
+        assert [key async for key in client.scan_iter(match=f"{prefix}*")] == [
+            f"{prefix}h:acct:x".encode()
+        ]
+        await client.delete(f"{prefix}h:acct:x")
+    finally:
+        await client.aclose()

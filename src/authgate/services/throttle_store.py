@@ -208,7 +208,9 @@ class DatabaseThrottleStore:
 
 
 class RedisThrottleStore:
-    """The same in Redis: ``INCR`` + ``EXPIRE`` per window, a key per block."""
+    """The same in Redis: a hash per subject holding a count per window (``HINCRBY`` +
+    ``EXPIRE``), a key per block. One key per subject, so forgetting a subject is a
+    ``DEL``, never a scan of the keyspace."""
 
     def __init__(self, redis: Any, *, prefix: str = "authgate:throttle:") -> None:
         # ``redis.asyncio.Redis``; typed Any because redis is an optional extra.
@@ -217,18 +219,19 @@ class RedisThrottleStore:
 
     async def add_failure(self, subject: str, *, window: int, now: float) -> float:
         start = int(now // window * window)
-        key = f"{self._prefix}w:{subject}:{start}"
+        key = self._windows(subject)
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.incr(key)
+            pipe.hincrby(key, str(start), 1)
+            pipe.hget(key, str(start - window))
+            pipe.hdel(key, str(start - 2 * window))  # out of every sliding window now
             pipe.expire(key, 2 * window)
-            pipe.get(f"{self._prefix}w:{subject}:{start - window}")
-            current, _, previous = await pipe.execute()
+            current, previous, _, _ = await pipe.execute()
         return sliding_count(int(current), int(previous or 0), window=window, now=now)
 
     async def failures(self, subject: str, *, window: int, now: float) -> float:
         start = int(now // window * window)
-        current, previous = await self._redis.mget(
-            f"{self._prefix}w:{subject}:{start}", f"{self._prefix}w:{subject}:{start - window}"
+        current, previous = await self._redis.hmget(
+            self._windows(subject), [str(start), str(start - window)]
         )
         return sliding_count(int(current or 0), int(previous or 0), window=window, now=now)
 
@@ -255,15 +258,7 @@ class RedisThrottleStore:
 
     async def forget(self, *subjects: str) -> None:
         keys = [f"{self._prefix}b:{subject}" for subject in subjects]
-        for subject in subjects:
-            keys.extend(
-                [
-                    key
-                    async for key in self._redis.scan_iter(
-                        match=f"{self._prefix}w:{_glob_escape(subject)}:*"
-                    )
-                ]
-            )
+        keys += [self._windows(subject) for subject in subjects]
         if keys:
             await self._redis.delete(*keys)
 
@@ -278,14 +273,11 @@ class RedisThrottleStore:
         return found
 
     async def reset_failures(self, subject: str) -> None:
-        keys = [
-            key
-            async for key in self._redis.scan_iter(
-                match=f"{self._prefix}w:{_glob_escape(subject)}:*"
-            )
-        ]
-        if keys:
-            await self._redis.delete(*keys)
+        await self._redis.delete(self._windows(subject))
+
+    def _windows(self, subject: str) -> str:
+        # "h:" (not the former "w:<subject>:<start>" keys, which simply expire).
+        return f"{self._prefix}h:{subject}"
 
     async def delete_expired(self, now: float) -> int:
         return 0  # Redis expires keys itself
