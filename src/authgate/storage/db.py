@@ -58,9 +58,10 @@ class Database:
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[AsyncConnection]:
-        """A bare connection for Core reads on hot paths (rolled back on exit)."""
+        """A bare connection for Core reads on hot paths, in autocommit: a single read
+        needs no BEGIN and no ROLLBACK (two round trips less on PostgreSQL)."""
         async with self.engine.connect() as connection:
-            yield connection
+            yield await connection.execution_options(isolation_level="AUTOCOMMIT")
 
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncConnection]:
