@@ -10,21 +10,19 @@ from __future__ import annotations
 
 import os
 import re
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import httpx2
 import pytest
 import pytest_asyncio
 from playwright.async_api import Browser, Page, async_playwright, expect
 from playwright.async_api import Error as PlaywrightError
+
+from tests.processes import AuthgateServer
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -36,7 +34,6 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-features=Translate",
 ]
-AUTHGATE = Path(sys.executable).with_name("authgate")
 ROOT = Path(__file__).resolve().parents[2]
 FAILURE_SCREENSHOTS = ROOT / "test-results" / "screenshots"
 DOC_SCREENSHOTS = ROOT / "docs" / "screenshots"
@@ -79,26 +76,15 @@ def _chromium_available() -> None:
 # -- the server ----------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-class Server:
+class Server(AuthgateServer):
     """`authgate serve` in a subprocess on a free loopback port, output in a log file."""
 
     def __init__(self, workdir: Path) -> None:
-        port = _free_port()
-        self.base_url = f"http://127.0.0.1:{port}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHGATE_")}
-        env.update(
+        super().__init__(
+            workdir,
             {
                 "AUTHGATE_DATA_DIR": str(workdir / "data"),
                 "AUTHGATE_ADMIN_PASSWORD": ADMIN_PASSWORD,
-                "AUTHGATE_ARGON2_MEMORY_KIB": "8",
-                "AUTHGATE_ARGON2_TIME_COST": "1",
                 "AUTHGATE_USAGE_FLUSH_INTERVAL_SECONDS": "0.2",
                 "AUTHGATE_AUDIT_FLUSH_INTERVAL_SECONDS": "0.2",
                 "AUTHGATE_CHANGE_POLL_INTERVAL_SECONDS": "0.05",
@@ -106,45 +92,8 @@ class Server:
                 # Every browser and test client is 127.0.0.1: the lockout test must block
                 # its own (account, address) pair, never the whole address.
                 "AUTHGATE_LOGIN_IP_MAX_FAILURES": "1000",
-            }
+            },
         )
-        self.log_path = workdir / "server.log"
-        self._log: IO[bytes] = self.log_path.open("wb")
-        self.process = subprocess.Popen(
-            [str(AUTHGATE), "serve", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=workdir,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def diagnostics(self) -> str:
-        self._log.flush()
-        return self.log_path.read_text(encoding="utf-8", errors="replace")[-4000:]
-
-    def wait_until_up(self, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"server exited with {self.process.returncode}\n{self.diagnostics()}")
-            try:
-                if httpx2.get(f"{self.base_url}/api/ping", timeout=2.0).status_code == 200:
-                    return
-            except httpx2.TransportError:
-                pass
-            time.sleep(0.1)
-        pytest.fail(f"server not up within {timeout} s\n{self.diagnostics()}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        self._log.close()
 
 
 @pytest.fixture(scope="session")
