@@ -23,9 +23,11 @@ HERE = Path(__file__).resolve().parent
 BENCHMARKS = [
     ("auth_overhead.py", ("P1", "P2")),
     ("forward_auth.py", ("P3",)),
+    ("peer_drf.py", ("P4",)),
     ("login_flood.py", ("P5",)),
     ("many_keys.py", ("P6",)),
     ("propagation.py", ("P7",)),
+    ("tail_latency.py", ("P8",)),
 ]
 
 
