@@ -47,6 +47,7 @@ from authgate.security.audit_checkpoints import Checkpoint
 from authgate.security.principal import KeyReference, Principal
 from authgate.services.audit_verification import (
     CHAIN_TAMPERED,
+    KEY_FINGERPRINT_SETTING,
     KEY_INTRODUCED,
     ChainVerification,
     ChainVerifier,
@@ -79,8 +80,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# The deployment setting naming the key the chain is keyed with (its fingerprint).
-AUDIT_KEY_FINGERPRINT = "audit_key_fingerprint"
+AUDIT_KEY_FINGERPRINT = KEY_FINGERPRINT_SETTING
 
 Outcome = Literal["success", "failure"]
 

@@ -28,12 +28,15 @@ from typing import Literal
 from authgate.security.audit_chain import GENESIS_HASH, AuditKey, plain_hash
 from authgate.security.audit_checkpoints import Checkpoint
 from authgate.storage.audit_repository import AuditRepository, AuditRow, ChainLink, SignedLink
+from authgate.storage.cluster_repository import ClusterRepository
 from authgate.storage.db import Database
 from authgate.storage.models import AuditEvent
 
 # The chain's own event types (members of ``EventType`` in services.audit).
 KEY_INTRODUCED = "AUDIT_KEY_INTRODUCED"
 CHAIN_TAMPERED = "AUDIT_CHAIN_TAMPERED"
+# The deployment setting holding the fingerprint of the key the chain is keyed with.
+KEY_FINGERPRINT_SETTING = "audit_key_fingerprint"
 
 Verdict = Literal["intact", "unkeyed", "truncated", "rewritten", "forged"]
 CheckpointStatus = Literal["matches", "truncated", "rewritten", "removed_by_retention"]
@@ -75,6 +78,7 @@ class _Walk:
     start: ChainLink
     previous: ChainLink
     keyed_trail: bool  # the head was signed when the walk began: the key is introduced
+    first_id: int | None = None
     checked: int = 0
     keyed_from: int | None = None
     plain_seen: bool = False
@@ -193,6 +197,7 @@ class ChainVerifier:
                 "truncated",
             )
         walk.previous = ChainLink(stored.id, stored.hash)
+        walk.first_id = walk.first_id or stored.id
         walk.checked += 1
         return None
 
@@ -215,14 +220,10 @@ class ChainVerifier:
                     walk, previous.id + 1, "the newest records were deleted", "truncated"
                 )
         if head is not None and head.mac is None:
-            return self._finding(
-                walk,
-                None,
-                "the chain head is not signed with the audit key: the key has not been "
-                "introduced yet (a node of an older version is still running), or the "
-                "signature was removed",
-                "unkeyed",
-            )
+            return await self._unsigned_head(walk, head)
+        if walk.checked and walk.keyed_from is None:
+            problem = "no record is hashed with the audit key: the chain was rewritten"
+            return self._finding(walk, walk.first_id, problem, "forged")
         if head is not None and not self._key.signs_link("head", head.id, head.hash, head.mac):
             return self._finding(
                 walk,
@@ -231,9 +232,6 @@ class ChainVerifier:
                 "deleted or replaced",
                 "truncated",
             )
-        if walk.checked and walk.keyed_from is None:
-            problem = "no record is hashed with the audit key: the chain was rewritten"
-            return self._finding(walk, None, problem, "forged")
         async with self._db.session() as session:
             extra = await AuditRepository(session).first_after_head()
         if extra is not None:
@@ -241,6 +239,35 @@ class ChainVerifier:
                 walk, extra, "a record after the newest one was not written by authgate", "forged"
             )
         return ChainVerification(walk.checked, None, None, "intact", walk.keyed_from)
+
+    async def _unsigned_head(self, walk: _Walk, head: SignedLink) -> ChainVerification:
+        """A head without signature: the key not introduced yet, or the signature removed."""
+        if walk.keyed_from is not None:
+            return self._finding(
+                walk,
+                head.id + 1,
+                "the chain head's signature was removed: the newest records were deleted "
+                "or replaced",
+                "truncated",
+            )
+        async with self._db.session() as session:
+            introduced = await ClusterRepository(session).setting(KEY_FINGERPRINT_SETTING)
+        if introduced is not None:
+            return self._finding(
+                walk,
+                walk.first_id,
+                "the audit key was introduced, yet no record is hashed with it and the "
+                "chain head is not signed: the chain was rewritten",
+                "forged",
+            )
+        return self._finding(
+            walk,
+            None,
+            "the chain is not keyed: the audit key has not been introduced yet (a node of "
+            "an older version is still running); plain SHA-256 proves nothing against "
+            "someone who can write the database",
+            "unkeyed",
+        )
 
     async def _cut_by_retention(self, walk: _Walk, stored: AuditEvent) -> bool:
         """Whether retention, running on some node while ``verify`` walks, deleted the
