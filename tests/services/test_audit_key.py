@@ -4,10 +4,12 @@ trails written before the key; a node with another key; evidence the writer keep
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import logging
 import os
+import socket
 import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,6 +18,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from authgate.app import create_app
 from authgate.container import Services, build_services
 from authgate.exceptions import ConfigurationError
 from authgate.security.audit_chain import GENESIS_HASH, AuditKey, plain_hash
@@ -25,6 +28,7 @@ from authgate.storage import migrate
 from authgate.storage.audit_repository import AuditRow
 from authgate.storage.cluster_repository import ClusterRepository
 from authgate.storage.models import AuditEvent, ClusterNode
+from authgate.storage.paging import PageRequest
 from tests import audit_tampering as attack
 from tests.conftest import FakeClock, test_settings
 from tests.services.test_audit import chained, node, record_logins, stored_ids
@@ -470,32 +474,14 @@ async def test_the_key_is_introduced_only_once_older_nodes_have_stopped(
     is live, the chain stays plain (verify: unkeyed); once it is gone the introduction
     happens and the trail verifies, keyed from the introduction."""
     await write_plain_trail(settings.effective_database_url, clock, 2)
-    engine = create_async_engine(settings.effective_database_url)
-    async with engine.begin() as connection:
-        await connection.execute(
-            ClusterNode.__table__.insert(),
-            {
-                "node_id": "old:1:abcd",
-                "hostname": "old-host",
-                "pid": 1,
-                "version": "0.9",
-                "started_at": clock(),
-                "last_seen_at": clock(),
-                "pepper_fingerprint": "0" * 32,
-                "active_kid": "k",
-                "kids": "k",
-                "uses_redis": False,
-                "audit_key_fingerprint": None,
-            },
-        )
-    await engine.dispose()
+    await register_old_node(settings.effective_database_url, clock)
     async with node(settings, clock) as services:
         assert not services.audit.introduced
         record_logins(services.audit, "during-upgrade-", 2)
         await services.audit.flush()
         assert (await services.audit.verify()).verdict == "unkeyed"
         async with services.db.transaction() as session:
-            await ClusterRepository(session).remove("old:1:abcd")
+            await ClusterRepository(session).remove("old:9:abcd")
         introduced = await services.introduce_audit_key()
         assert introduced is not None
         verification = await services.audit.verify()
@@ -642,3 +628,82 @@ async def test_a_trail_emptied_by_retention_is_intact_against_its_last_checkpoin
     assert verification.intact, verification
     assert verification.checkpoint is not None
     assert verification.checkpoint.status == "removed_by_retention"
+
+
+async def register_old_node(
+    database_url: str, clock: FakeClock, *, agreeing_with: Services | None = None
+) -> None:
+    """A live node of the previous version: registered without an audit key fingerprint
+    (otherwise agreeing with ``agreeing_with``'s pepper, signing keys and host)."""
+    same: dict[str, object] = {}
+    if agreeing_with is not None:
+        kid = agreeing_with.tokens.codec.keyring.active.kid
+        same = {
+            "hostname": socket.gethostname()[:255],
+            "pepper_fingerprint": pepper_fingerprint_of(agreeing_with),
+            "active_kid": kid,
+            "kids": kid,
+        }
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                ClusterNode.__table__.insert(),
+                {
+                    "node_id": "old:9:abcd",
+                    "hostname": "old-host",
+                    "pid": 9,
+                    "version": "0.9",
+                    "started_at": clock(),
+                    "last_seen_at": clock(),
+                    "pepper_fingerprint": "0" * 32,
+                    "active_kid": "k",
+                    "kids": "k",
+                    "uses_redis": False,
+                    "audit_key_fingerprint": None,
+                    **same,
+                },
+            )
+    finally:
+        await engine.dispose()
+
+
+async def test_a_serving_node_introduces_the_key_once_the_old_node_is_gone(
+    settings: Settings, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server started beside a node of the previous version keeps the chain plain and
+    retries; when that node deregisters, it introduces the key by itself and publishes a
+    checkpoint (reason key_introduced)."""
+    monkeypatch.setattr("authgate.container.HEARTBEAT_SECONDS", 0.02)
+    await write_plain_trail(settings.effective_database_url, clock, 2)
+    app = create_app(settings, clock=clock)
+    await register_old_node(
+        settings.effective_database_url, clock, agreeing_with=app.state.services
+    )
+    async with app.router.lifespan_context(app):
+        services: Services = app.state.services
+        assert not services.audit.introduced
+        async with services.db.transaction() as session:
+            await ClusterRepository(session).remove("old:9:abcd")
+        async with asyncio.timeout(10):
+            # Polls the database: the publication has no in-process event to wait on.
+            while not (listed := await services.checkpoints.search(PageRequest(size=10))).total:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        assert services.audit.introduced
+        assert [c.reason for c in listed.items] == ["key_introduced"]
+        verification = await services.audit.verify()
+        assert verification.intact, verification
+        assert verification.keyed_from == listed.items[0].position
+
+
+async def test_serving_start_on_a_plain_trail_publishes_a_key_introduced_checkpoint(
+    settings: Settings, clock: FakeClock
+) -> None:
+    await write_plain_trail(settings.effective_database_url, clock, 3)
+    app = create_app(settings, clock=clock)
+    async with app.router.lifespan_context(app):
+        services: Services = app.state.services
+        listed = await services.checkpoints.search(PageRequest(size=10))
+        assert [c.reason for c in listed.items] == ["key_introduced"]
+        introduced = await stored(services, listed.items[0].position)
+        assert introduced.event_type == EventType.AUDIT_KEY_INTRODUCED
