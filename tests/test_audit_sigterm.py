@@ -4,6 +4,7 @@ record and its usage record once the process has exited."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import signal
 import socket
@@ -19,6 +20,7 @@ import httpx2
 import pytest
 
 from authgate.clock import utc_now
+from authgate.security.audit_chain import AuditKey
 from authgate.services.audit import AuditLog, ChainVerification
 from authgate.storage.db import Database
 
@@ -190,12 +192,19 @@ def test_sigterm_under_load_loses_no_audit_or_usage_record(tmp_path: Path) -> No
     verification = asyncio.run(verify_chain(database))
     assert verification.intact, verification
     assert verification.checked >= audited
+    # The checkpoint published at shutdown names the final head, in the log.
+    log_text = (tmp_path / "server.stderr").read_text()
+    assert '"reason":"shutdown"' in log_text, context
 
 
 async def verify_chain(database: Path) -> ChainVerification:
+    """Verify under the audit key the server generated into its data dir."""
+    key = AuditKey(base64.b64decode((database.parent / "audit-key").read_text().strip()))
     db = Database(f"sqlite+aiosqlite:///{database}")
     try:
-        audit = AuditLog(db=db, clock=utc_now, flush_interval=1, retention=timedelta(days=365))
+        audit = AuditLog(
+            db=db, key=key, clock=utc_now, flush_interval=1, retention=timedelta(days=365)
+        )
         return await audit.verify()
     finally:
         await db.close()

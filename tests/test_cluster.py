@@ -19,6 +19,7 @@ What is shown:
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -93,6 +94,7 @@ def cluster_secrets(directory: Path) -> dict[str, str]:
     return {
         "AUTHGATE_CLUSTER": "true",
         "AUTHGATE_API_KEY_PEPPER_FILE": str(directory / "api-key-pepper"),
+        "AUTHGATE_AUDIT_KEY_FILE": str(directory / "audit-key"),
         "AUTHGATE_SIGNING_KEYS_FILE": str(directory / "signing-keys.json"),
     }
 
@@ -442,6 +444,18 @@ def test_a_node_with_another_pepper_is_refused(first_node: Deployment, tmp_path:
     assert "uses another API key pepper" in refusal(node)
 
 
+def test_a_node_with_another_audit_key_is_refused(first_node: Deployment, tmp_path: Path) -> None:
+    """A node whose audit key differs from the running node's would write records every
+    other node reads as forged: it refuses to start (the trail is keyed already, so the
+    stored fingerprint is the first check to say so; the live-node comparison is tested
+    in-process in tests/services/test_audit_key.py)."""
+    other = cluster_secrets(tmp_path / "other-secrets")
+    node = first_node.start("stranger", AUTHGATE_AUDIT_KEY_FILE=other["AUTHGATE_AUDIT_KEY_FILE"])
+    output = refusal(node)
+    assert "not the one the audit trail is keyed with" in output
+    assert os.stat(other["AUTHGATE_AUDIT_KEY_FILE"]).st_mode & 0o777 == 0o600
+
+
 def test_a_node_with_other_signing_keys_is_refused(first_node: Deployment, tmp_path: Path) -> None:
     other = cluster_secrets(tmp_path / "other-secrets")
     node = first_node.start(
@@ -469,6 +483,7 @@ def test_a_pepper_other_than_the_stored_keys_one_is_refused_even_alone(
     ("drop", "extra", "message"),
     [
         ("AUTHGATE_API_KEY_PEPPER_FILE", {}, "every node needs the same API key pepper"),
+        ("AUTHGATE_AUDIT_KEY_FILE", {}, "every node needs the same audit key"),
         ("AUTHGATE_SIGNING_KEYS_FILE", {}, "every node needs the same JWT signing keys"),
         (
             "AUTHGATE_DATABASE_URL",
@@ -493,6 +508,7 @@ def test_cluster_nodes_refuse_single_machine_configurations(
         node.stop()
     assert message in output
     assert not (tmp_path / "node" / "authgate-data" / "api-key-pepper").exists()
+    assert not (tmp_path / "node" / "authgate-data" / "audit-key").exists()
 
 
 def test_the_redis_doorbell_wakes_pollers_long_before_their_next_poll(

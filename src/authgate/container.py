@@ -13,6 +13,7 @@ from typing import Any
 from authgate import __version__
 from authgate.clock import Clock, utc_now
 from authgate.exceptions import ConfigurationError, ValidationFailed
+from authgate.security.audit_chain import AuditKey
 from authgate.security.clientip import ClientIpResolver
 from authgate.security.networks import AllowEntryError, AllowList
 from authgate.security.passwords import Argon2Parameters, PasswordHasher, PasswordPolicy
@@ -28,6 +29,7 @@ from authgate.services.alert_sinks import sinks_from_settings
 from authgate.services.api_key_auth import ApiKeyAuthenticator
 from authgate.services.api_keys import ApiKeyService, KeyPolicy
 from authgate.services.audit import AuditLog
+from authgate.services.audit_checkpoints import AuditCheckpoints, CheckpointReason
 from authgate.services.changes import ChangeFeed
 from authgate.services.cluster import HEARTBEAT_SECONDS, ClusterMembership
 from authgate.services.forward_auth import ForwardAuthPolicy
@@ -83,6 +85,7 @@ class Services:
     alerts: AlertEngine
     alert_dispatcher: AlertDispatcher
     metrics: Metrics
+    checkpoints: AuditCheckpoints
     # The deployment's shared secret (the API key pepper): purpose-specific keys, such as
     # the UI's CSRF key, are derived from it, so every node agrees on them.
     server_secret: bytes = b""
@@ -90,8 +93,12 @@ class Services:
     redis: RedisLink | None = None  # when AUTHGATE_REDIS_URL is set
     doorbell: ChangeDoorbell | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _delivery: asyncio.Task[None] | None = None
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
+    # Alert delivery stops last: the checkpoint taken at shutdown still reaches the sinks.
+    _stop_delivery: asyncio.Event = field(default_factory=asyncio.Event)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _waiting_for_older_nodes: bool = False
 
     async def start(self, *, background: bool = True) -> None:
         """Load shared state; with ``background``, join the cluster and start polling
@@ -101,6 +108,8 @@ class Services:
                 await self.cluster.join()
             else:
                 await self.cluster.check_pepper()
+        await self.audit.check_key()
+        introduced = await self.introduce_audit_key()
         await self.feed.start_from_now()
         await self.tokens.load_revocations()
         await self.key_abuse.load()
@@ -108,6 +117,10 @@ class Services:
         if background:
             await self.alert_rules.install_defaults(configured_rules(self.settings))
             self._stop = asyncio.Event()
+            self._stop_delivery = asyncio.Event()
+            self._delivery = asyncio.create_task(
+                self.alert_dispatcher.run(self._stop_delivery), name="authgate-alert-delivery"
+            )
             self._tasks = [
                 asyncio.create_task(self._poll_changes(), name="authgate-change-feed"),
                 asyncio.create_task(self._housekeeping(), name="authgate-housekeeping"),
@@ -115,28 +128,34 @@ class Services:
                 asyncio.create_task(self.audit.run(self._stop), name="authgate-audit"),
                 asyncio.create_task(self.alerts.run(self._stop), name="authgate-alerts"),
                 asyncio.create_task(
-                    self.alert_dispatcher.run(self._stop), name="authgate-alert-delivery"
+                    self.checkpoints.run(self._stop), name="authgate-audit-checkpoints"
                 ),
                 asyncio.create_task(self._refresh_key_gauges(), name="authgate-key-gauges"),
                 asyncio.create_task(self._heartbeat(), name="authgate-cluster-heartbeat"),
             ]
+            if not self.audit.introduced:
+                self._tasks.append(
+                    asyncio.create_task(
+                        self._introduce_audit_key_later(), name="authgate-audit-key"
+                    )
+                )
             if self.doorbell is not None:
                 self._tasks.append(
                     asyncio.create_task(
                         self.doorbell.listen(self._stop), name="authgate-change-doorbell"
                     )
                 )
+            if introduced is not None:
+                await self._publish_checkpoint("key_introduced")
 
     async def close(self) -> None:
-        """Stop background work, flush what is buffered, close the database."""
+        """Stop background work, flush what is buffered, publish a last audit checkpoint,
+        deliver what the sinks still have queued, close the database."""
         self._stop.set()
+        serving = self._delivery is not None
         if self._tasks:
             # The loops end at once on stop; the usage log flushes one last time.
-            _, slow = await asyncio.wait(self._tasks, timeout=SHUTDOWN_GRACE_SECONDS)
-            for task in slow:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await _finish(self._tasks, grace=SHUTDOWN_GRACE_SECONDS)
         self._tasks = []
         if self.doorbell is not None:
             await self.doorbell.drain()
@@ -147,9 +166,51 @@ class Services:
                 await pending.flush()  # background=False, or a last batch that failed
             except Exception as error:  # noqa: BLE001 - shutting down: report, do not raise
                 log.error("could not write buffered records: %s", type(error).__name__)
+        if serving:
+            await self._publish_checkpoint("shutdown")
+        self._stop_delivery.set()
+        if self._delivery is not None:
+            # The dispatcher drains its queues within its own grace period, then stops.
+            await _finish([self._delivery], grace=SHUTDOWN_GRACE_SECONDS + 5)
+            self._delivery = None
         if self.redis is not None:
             await self.redis.close()
         await self.db.close()
+
+    async def introduce_audit_key(self) -> int | None:
+        """Key the audit chain unless that is done or nodes of an older version still
+        write it unkeyed; the id of the ``AUDIT_KEY_INTRODUCED`` record, if one was written."""
+        if self.audit.introduced:
+            return None
+        if self.cluster is not None and await self.cluster.older_nodes_running():
+            if not self._waiting_for_older_nodes:
+                log.warning(
+                    "nodes of an older version are running: the audit chain stays unkeyed "
+                    "until they stop"
+                )
+            self._waiting_for_older_nodes = True
+            return None
+        node = self.cluster.node_id if self.cluster is not None else "-"
+        return await self.audit.introduce_key(node=node)
+
+    async def _introduce_audit_key_later(self) -> None:
+        """Retry the introduction until it is done (older nodes have stopped)."""
+        while not self.audit.introduced and not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=HEARTBEAT_SECONDS)
+            if self._stop.is_set():
+                return
+            try:
+                if await self.introduce_audit_key() is not None:
+                    await self._publish_checkpoint("key_introduced")
+            except Exception as error:  # noqa: BLE001 - retried at the next beat
+                log.warning("introducing the audit key failed: %s", type(error).__name__)
+
+    async def _publish_checkpoint(self, reason: CheckpointReason) -> None:
+        try:
+            await self.checkpoints.publish(reason)
+        except Exception as error:  # noqa: BLE001 - never blocks starting or stopping
+            log.error("could not publish an audit checkpoint: %s", type(error).__name__)
 
     def wake_change_poller(self) -> None:
         """Poll the change feed now (the doorbell rang), not at the next tick."""
@@ -201,6 +262,7 @@ class Services:
                 await self.feed.delete_old()
                 await self.usage.delete_expired()
                 await self.audit.delete_expired()
+                await self.checkpoints.delete_expired()
                 await self.throttle.delete_expired(self.clock().timestamp())
                 if self.cluster is not None:
                     await self.cluster.prune_dead()
@@ -215,8 +277,16 @@ def build_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
     db = Database(settings.effective_database_url)
     feed = ChangeFeed(db, clock=clock)
     metrics = Metrics()
+    audit_key = AuditKey(
+        keystore.load_or_create_audit_key(
+            settings.audit_key.get_secret_value() if settings.audit_key else None,
+            settings.audit_key_file,
+            settings.effective_audit_key_file,
+        )
+    )
     audit = AuditLog(
         db=db,
+        key=audit_key,
         clock=clock,
         flush_interval=settings.audit_flush_interval_seconds,
         retention=timedelta(days=settings.audit_retention_days),
@@ -323,6 +393,26 @@ def build_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
         clock=clock,
         audit=audit,
     )
+    cluster = ClusterMembership(
+        db=db,
+        clock=clock,
+        pepper=pepper,
+        audit_key_fingerprint=audit_key.fingerprint,
+        keyring=lambda: tokens.codec.keyring,
+        uses_redis=redis is not None,
+        version=__version__,
+    )
+    checkpoints = AuditCheckpoints(
+        db=db,
+        audit=audit,
+        keyring=lambda: tokens.codec.keyring,
+        issuer=settings.jwt_issuer,
+        dispatcher=alert_dispatcher,
+        clock=clock,
+        node=lambda: cluster.node_id,
+        interval=settings.audit_checkpoint_interval_seconds,
+        retention=timedelta(days=settings.audit_retention_days),
+    )
     services = Services(
         settings=settings,
         clock=clock,
@@ -366,16 +456,10 @@ def build_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
         alerts=AlertEngine(db=db, clock=clock, audit=audit, dispatcher=alert_dispatcher),
         alert_dispatcher=alert_dispatcher,
         metrics=metrics,
+        checkpoints=checkpoints,
         server_secret=pepper,
+        cluster=cluster,
         redis=redis,
-    )
-    services.cluster = ClusterMembership(
-        db=db,
-        clock=clock,
-        pepper=pepper,
-        keyring=lambda: services.tokens.codec.keyring,
-        uses_redis=redis is not None,
-        version=__version__,
     )
     if redis is not None:
         services.doorbell = ChangeDoorbell(redis, wake=services.wake_change_poller)
@@ -452,6 +536,16 @@ def _redis_client(url: str) -> Any:
         socket_timeout=SOCKET_TIMEOUT_SECONDS,
         socket_connect_timeout=SOCKET_TIMEOUT_SECONDS,
     )
+
+
+async def _finish(tasks: list[asyncio.Task[None]], *, grace: float) -> None:
+    """Wait for ``tasks`` to end by themselves, cancelling those still running after
+    ``grace`` seconds."""
+    _, slow = await asyncio.wait(tasks, timeout=grace)
+    for task in slow:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def _first_of(*events: asyncio.Event, seconds: float) -> None:

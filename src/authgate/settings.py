@@ -98,8 +98,8 @@ class Settings(BaseSettings):
     )
     cluster: bool = Field(
         default=False,
-        description="This node is one of several: refuse SQLite and a pepper or signing "
-        "keys generated into the data dir (they must be shared).",
+        description="This node is one of several: refuse SQLite and a pepper, audit key or "
+        "signing keys generated into the data dir (they must be shared).",
     )
     config_file: Path | None = Field(default=None, description="Optional TOML config file.")
 
@@ -196,6 +196,20 @@ class Settings(BaseSettings):
     )
     audit_retention_days: int = Field(default=365, ge=1, le=36500)
     audit_flush_interval_seconds: float = Field(default=1.0, gt=0, le=60)
+    audit_key: SecretStr | None = Field(
+        default=None,
+        description="Secret keying the audit chain (HMAC-SHA256; base64, >= 32 bytes), kept "
+        "outside the database; default: generated into audit-key in the data dir.",
+    )
+    audit_key_file: Path | None = None
+    audit_checkpoint_interval_seconds: float = Field(
+        default=900.0,
+        ge=1,
+        le=86_400,
+        description="How often each server process publishes a signed checkpoint of the "
+        "audit chain (to the log and the alert sinks) when the chain has grown; also at "
+        "shutdown.",
+    )
     audit_api_key_successes: bool = Field(
         default=True, description="Record every accepted API-key request in the audit trail."
     )
@@ -307,6 +321,8 @@ class Settings(BaseSettings):
             raise ValueError("set jwt_secret or jwt_secret_file, not both")
         if self.api_key_pepper is not None and self.api_key_pepper_file is not None:
             raise ValueError("set api_key_pepper or api_key_pepper_file, not both")
+        if self.audit_key is not None and self.audit_key_file is not None:
+            raise ValueError("set audit_key or audit_key_file, not both")
         problems = self.cluster_problems()
         if problems:
             raise ValueError("AUTHGATE_CLUSTER is set, but " + "; ".join(problems))
@@ -333,6 +349,11 @@ class Settings(BaseSettings):
             problems.append(
                 "every node needs the same API key pepper: set AUTHGATE_API_KEY_PEPPER_FILE "
                 "(or AUTHGATE_API_KEY_PEPPER); `authgate cluster init` creates one"
+            )
+        if self.audit_key is None and self.audit_key_file is None:
+            problems.append(
+                "every node needs the same audit key: set AUTHGATE_AUDIT_KEY_FILE "
+                "(or AUTHGATE_AUDIT_KEY); `authgate cluster init` creates one"
             )
         if self.jwt_algorithm != "HS512" and self.signing_keys_file is None:
             problems.append(
@@ -364,6 +385,10 @@ class Settings(BaseSettings):
     @property
     def effective_api_key_pepper_file(self) -> Path:
         return self.api_key_pepper_file or self.data_dir / "api-key-pepper"
+
+    @property
+    def effective_audit_key_file(self) -> Path:
+        return self.audit_key_file or self.data_dir / "audit-key"
 
     @property
     def token_ttl(self) -> timedelta:

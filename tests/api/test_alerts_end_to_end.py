@@ -97,6 +97,7 @@ class WebhookReceiver:
     alerts: list[Received] = field(default_factory=list)
     bodies: list[dict[str, Any]] = field(default_factory=list)
     bad_signatures: int = 0
+    checkpoints: list[dict[str, Any]] = field(default_factory=list)
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
@@ -109,16 +110,19 @@ class WebhookReceiver:
         timestamp = headers.get("x-authgate-timestamp", "")
         signed = f"{timestamp}.".encode() + body
         expected = "sha256=" + hmac.new(self.secret, signed, hashlib.sha256).hexdigest()
-        if hmac.compare_digest(headers.get("x-authgate-signature", ""), expected):
+        if not hmac.compare_digest(headers.get("x-authgate-signature", ""), expected):
+            self.bad_signatures += 1
+            status = 401
+        elif headers.get("x-authgate-event") == "audit-checkpoint":
+            self.checkpoints.append(json.loads(body))  # at shutdown; not an alert
+            status = 200
+        else:
             alert = json.loads(body)
             self.bodies.append(alert)
             self.alerts.append(
                 Received(alert["rule_name"], alert["subject"], alert["kind"], alert["severity"])
             )
             status = 200
-        else:
-            self.bad_signatures += 1
-            status = 401
         writer.write(
             f"HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode()
         )
@@ -137,7 +141,9 @@ class SyslogReceiver(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         message = data.decode()
         self.messages.append(message)
-        _, _, cef = message.partition(" authgate - ALERT - ")
+        _, alert, cef = message.partition(" authgate - ALERT - ")
+        if not alert:
+            return  # an audit checkpoint (at shutdown), not an alert
         # CEF:0|vendor|product|version|kind|rule name|severity|extension
         fields = cef.split("|", 7)
         extension = fields[7]

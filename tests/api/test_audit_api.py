@@ -9,6 +9,7 @@ import base64
 import csv
 import io
 import json
+import os
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
@@ -22,8 +23,13 @@ from typer.testing import CliRunner, Result
 
 from authgate.cli import app as cli_app
 from authgate.security import keys
+from authgate.security.audit_chain import AuditKey
+from authgate.security.audit_checkpoints import Checkpoint, sign_checkpoint
+from authgate.security.signing_keys import KeyRing, generate_signing_key
+from authgate.services.audit import Actor, EventType
 from authgate.services.audit_export import COLUMNS
 from authgate.settings import Settings
+from tests import audit_tampering as tampering
 from tests.conftest import (
     ADMIN_PASSWORD,
     USER_PASSWORD,
@@ -691,7 +697,9 @@ async def test_search_sorts_by_id_type_and_timestamp(
     assert bad.status_code == 400
 
 
-@pytest.mark.parametrize("path", [AUDIT, f"{AUDIT}/export", f"{AUDIT}/verify"])
+@pytest.mark.parametrize(
+    "path", [AUDIT, f"{AUDIT}/export", f"{AUDIT}/verify", f"{AUDIT}/checkpoints"]
+)
 async def test_audit_endpoints_are_for_admins_only(
     harness: Harness, admin_token: str, user_token: str, path: str
 ) -> None:
@@ -786,9 +794,12 @@ async def test_verify_endpoint_reports_intact_then_the_edited_record(
     intact = await harness.client.get(f"{AUDIT}/verify", headers=bearer(admin))
     assert intact.json() == {
         "intact": True,
+        "verdict": "intact",
         "checked": len(everything),
         "firstBrokenId": None,
         "problem": None,
+        "keyedFrom": everything[0]["id"],
+        "checkpoint": None,
     }
     victim = next(e for e in everything if e["reason"] == "wrong_password")
     async with harness.services.db.transaction() as session:
@@ -881,3 +892,207 @@ async def test_cli_export_json_and_tail(
 
     bad = await cli("audit", "export", "--format", "xml")
     assert_exits(bad, 1)
+
+
+# -- the keyed chain against the attacks, and checkpoints, over REST and the CLI -----------
+
+
+async def attack_newest(harness: Harness) -> None:
+    await tampering.delete_newest_and_repoint_head(harness.services.db, 2, drop_mac=False)
+
+
+async def attack_oldest(harness: Harness) -> None:
+    await tampering.delete_oldest_with_forged_anchor(harness.services.db, 2, mac=None)
+
+
+async def attack_rewrite_sha256(harness: Harness) -> None:
+    victim = (await tampering.ids(harness.services.db))[3]
+    await tampering.rewrite_and_rehash(
+        harness.services.db, victim, tampering.sha256_hasher(), reason="edited"
+    )
+
+
+async def attack_rewrite_wrong_key(harness: Harness) -> None:
+    wrong = AuditKey(os.urandom(32))
+    victim = (await tampering.ids(harness.services.db))[3]
+    await tampering.rewrite_and_rehash(
+        harness.services.db,
+        victim,
+        tampering.wrong_key_hasher(wrong),
+        head_mac=lambda i, h: wrong.link_mac("head", i, h),
+        reason="edited",
+    )
+
+
+ATTACKS = {
+    "delete-newest-repoint-head": (attack_newest, "truncated"),
+    "delete-oldest-forged-anchor": (attack_oldest, "truncated"),
+    "rewrite-rehash-sha256": (attack_rewrite_sha256, "forged"),
+    "rewrite-rehash-wrong-key": (attack_rewrite_wrong_key, "forged"),
+}
+
+
+@pytest.mark.parametrize("attack", list(ATTACKS))
+async def test_verify_endpoint_reports_each_attack_by_a_database_writer(
+    harness: Harness, admin_token: str, user_token: str, attack: str
+) -> None:
+    """GET /verify after each attack of the issue, done with raw SQL: not intact, with
+    the verdict naming what happened."""
+    await _varied_events(harness, user_token)
+    admin = await fresh_admin_token(harness)
+    await recorded(harness)
+    run, verdict = ATTACKS[attack]
+    await run(harness)
+    result = (await harness.client.get(f"{AUDIT}/verify", headers=bearer(admin))).json()
+    assert result["intact"] is False, result
+    assert result["verdict"] == verdict
+    assert result["problem"]
+
+
+async def published_checkpoint(harness: Harness, admin: str) -> dict[str, Any]:
+    """A checkpoint of the current head, as GET /checkpoints lists it."""
+    await harness.services.audit.flush()
+    assert await harness.services.checkpoints.publish("command_line") is not None
+    response = await harness.client.get(f"{AUDIT}/checkpoints", headers=bearer(admin))
+    assert response.status_code == 200, response.text
+    newest: dict[str, Any] = response.json()[0]
+    return newest
+
+
+async def test_verify_against_a_checkpoint_by_query_and_by_body(
+    harness: Harness, admin_token: str, user_token: str
+) -> None:
+    """?checkpoint=<JWS> and a POSTed checkpoint JSON (as listed) are compared with the
+    chain: matches while intact; after the newest records are cut, truncated."""
+    await _varied_events(harness, user_token)
+    admin = await fresh_admin_token(harness)
+    listed = await published_checkpoint(harness, admin)
+    by_query = await harness.client.get(
+        f"{AUDIT}/verify", params={"checkpoint": listed["checkpoint"]}, headers=bearer(admin)
+    )
+    assert by_query.status_code == 200, by_query.text
+    assert by_query.json()["intact"] is True
+    assert by_query.json()["checkpoint"]["status"] == "matches"
+    assert by_query.json()["checkpoint"]["position"] == listed["position"]
+
+    await attack_newest(harness)
+    by_body = await harness.client.post(f"{AUDIT}/verify", json=listed, headers=bearer(admin))
+    assert by_body.status_code == 200, by_body.text
+    result = by_body.json()
+    assert (result["intact"], result["verdict"]) == (False, "truncated")
+    assert result["checkpoint"]["status"] == "truncated"
+
+
+@pytest.mark.parametrize(
+    "checkpoint",
+    ["not-a-checkpoint", "a.b.c", "e30.e30.e30", "x" * 4096],
+)
+async def test_a_bad_checkpoint_is_a_400_never_a_500(
+    harness: Harness, admin_token: str, checkpoint: str
+) -> None:
+    for response in (
+        await harness.client.get(
+            f"{AUDIT}/verify", params={"checkpoint": checkpoint}, headers=bearer(admin_token)
+        ),
+        await harness.client.post(
+            f"{AUDIT}/verify", json={"checkpoint": checkpoint}, headers=bearer(admin_token)
+        ),
+    ):
+        assert response.status_code == 400, response.text
+        body = response.json()
+        assert body["code"] == "validation_failed"
+        assert body["fieldErrors"][0]["field"] == "checkpoint"
+
+
+async def test_a_checkpoint_with_a_changed_claim_or_another_signer_is_refused(
+    harness: Harness, admin_token: str, user_token: str
+) -> None:
+    """The JWS's claims cannot be edited (position moved), and a checkpoint signed by
+    another deployment's key is not accepted: both 400."""
+    await _varied_events(harness, user_token)
+    admin = await fresh_admin_token(harness)
+    listed = await published_checkpoint(harness, admin)
+    header, payload, signature = listed["checkpoint"].split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims["position"] = 1
+    moved = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    stranger = sign_checkpoint(
+        KeyRing([generate_signing_key("ES256", now=harness.clock())]),
+        Checkpoint(position=1, hash="0" * 64, time=harness.clock(), node="x"),
+        issuer="authgate",
+    )
+    for candidate in (f"{header}.{moved}.{signature}", stranger):
+        response = await harness.client.post(
+            f"{AUDIT}/verify", json={"checkpoint": candidate}, headers=bearer(admin)
+        )
+        assert response.status_code == 400, response.text
+
+
+async def test_checkpoints_are_listed_newest_first_with_paging(
+    harness: Harness, admin_token: str
+) -> None:
+    for round_number in range(3):
+        harness.services.audit.record(
+            EventType.AUTH_SUCCESS, "success", actor=Actor(login=f"c{round_number}")
+        )
+        await harness.services.audit.flush()
+        assert await harness.services.checkpoints.publish("interval") is not None
+    response = await harness.client.get(
+        f"{AUDIT}/checkpoints", params={"size": 2}, headers=bearer(admin_token)
+    )
+    assert response.status_code == 200
+    assert response.headers["x-total-count"] == "3"
+    assert 'rel="next"' in response.headers["link"]
+    listed = response.json()
+    assert [c["position"] for c in listed] == sorted((c["position"] for c in listed), reverse=True)
+    assert set(listed[0]) == {"id", "time", "node", "position", "hash", "reason", "checkpoint"}
+    bad = await harness.client.get(
+        f"{AUDIT}/checkpoints", params={"sort": "token,asc"}, headers=bearer(admin_token)
+    )
+    assert bad.status_code == 400
+
+
+async def test_cli_verify_with_a_checkpoint_file_reports_truncation(
+    harness: Harness, admin_token: str, user_token: str, cli_environment: None, tmp_path: Path
+) -> None:
+    """`authgate audit checkpoint` prints the checkpoint JSON; `audit verify --checkpoint`
+    accepts it (or just its JWS) and exits 0 while intact, 1 naming the truncation after
+    the newest records were cut; an unreadable or invalid file exits 2."""
+    await _varied_events(harness, user_token)
+    await recorded(harness)
+    printed = await cli("audit", "checkpoint")
+    assert_exits(printed, 0)
+    published = json.loads(printed.stdout)
+    as_json, as_jws = tmp_path / "checkpoint.json", tmp_path / "checkpoint.jws"
+    as_json.write_text(printed.stdout)
+    as_jws.write_text(published["checkpoint"] + "\n")
+    for path in (as_json, as_jws):
+        intact = await cli("audit", "verify", "--checkpoint", str(path))
+        assert_exits(intact, 0)
+        assert "audit chain intact" in intact.stdout
+        assert f"checkpoint of record {published['position']}" in intact.stdout
+
+    await attack_newest(harness)
+    broken = await cli("audit", "verify", "--checkpoint", str(as_json))
+    assert_exits(broken, 1)
+    assert "audit chain truncated" in broken.stderr
+
+    garbage = tmp_path / "garbage.txt"
+    garbage.write_text("not a checkpoint")
+    for path in (garbage, tmp_path / "missing.jws"):
+        refused = await cli("audit", "verify", "--checkpoint", str(path))
+        assert_exits(refused, 2)
+        assert "checkpoint" in refused.stderr
+
+
+async def test_cli_verify_reports_each_attack(
+    harness: Harness, admin_token: str, user_token: str, cli_environment: None
+) -> None:
+    """`authgate audit verify` (no checkpoint) exits 1 after the rewrite with recomputed
+    hashes, naming it forged."""
+    await _varied_events(harness, user_token)
+    await recorded(harness)
+    await attack_rewrite_sha256(harness)
+    result = await cli("audit", "verify")
+    assert_exits(result, 1)
+    assert "audit chain forged" in result.stderr

@@ -66,6 +66,8 @@ PROTECTED = [
     ("get", "/api/audit-events"),
     ("get", "/api/audit-events/export"),
     ("get", "/api/audit-events/verify"),
+    ("post", "/api/audit-events/verify"),
+    ("get", "/api/audit-events/checkpoints"),
     ("get", "/api/alert-rules"),
     ("post", "/api/alert-rules"),
     ("get", "/api/alert-rules/{rule_id}"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -19,6 +20,7 @@ from sqlalchemy import insert, text
 
 from authgate.app import create_app, ensure_schema
 from authgate.container import Services, build_services
+from authgate.security.audit_chain import AuditKey
 from authgate.services.api_keys import KeySpec
 from authgate.services.audit import (
     GENESIS_HASH,
@@ -272,8 +274,8 @@ async def test_deleting_every_record_is_reported(services: Services) -> None:
 async def test_a_record_replaced_by_a_correctly_hashed_forgery_is_reported(
     services: Services,
 ) -> None:
-    """Replacing a record by a forged one whose hash is recomputed from the previous
-    record breaks the link of the record after it, which verify names."""
+    """Replacing a record by a forged one whose (plain SHA-256) hash is recomputed from
+    the previous record: the forgery itself is named, its hash is not the audit key's."""
     ids = await chained(services)
     async with services.db.session() as session:
         rows = await AuditRepository(session).after(0, AuditFilter(), limit=1000)
@@ -293,8 +295,8 @@ async def test_a_record_replaced_by_a_correctly_hashed_forgery_is_reported(
         )
     verification = await services.audit.verify()
     assert not verification.intact
-    assert verification.first_broken_id == ids[3]
-    assert verification.checked == 3
+    assert (verification.first_broken_id, verification.verdict) == (ids[2], "forged")
+    assert verification.checked == 2
 
 
 async def test_a_forged_record_appended_without_moving_the_head_is_reported(
@@ -387,6 +389,7 @@ async def test_verify_is_not_fooled_by_a_concurrent_append(
     await chained(services)
     other_node = AuditLog(
         db=services.db,
+        key=services.audit.key,
         clock=clock,
         flush_interval=60,
         retention=timedelta(days=365),
@@ -456,7 +459,13 @@ async def test_a_failed_flush_keeps_the_records(tmp_path: Path, clock: FakeClock
     """When the database refuses the batch, flush raises and every record stays buffered,
     in order."""
     db = Database(f"sqlite+aiosqlite:///{tmp_path / 'no-schema.db'}")
-    audit = AuditLog(db=db, clock=clock, flush_interval=60, retention=timedelta(days=1))
+    audit = AuditLog(
+        db=db,
+        key=AuditKey(os.urandom(32)),
+        clock=clock,
+        flush_interval=60,
+        retention=timedelta(days=1),
+    )
     try:
         record_logins(audit, "kept", 4)
         with pytest.raises(Exception):  # noqa: B017, PT011 - any database error
@@ -471,6 +480,7 @@ def test_the_buffer_is_bounded_and_counts_what_it_drops(clock: FakeClock) -> Non
     """Past ``max_buffered`` the oldest records are dropped and counted."""
     audit = AuditLog(
         db=None,  # type: ignore[arg-type]  # never written in this test
+        key=AuditKey(os.urandom(32)),
         clock=clock,
         flush_interval=60,
         retention=timedelta(days=1),

@@ -25,8 +25,13 @@ def pepper() -> str:
     return base64.b64encode(os.urandom(32)).decode()
 
 
+# The audit key every node of these tests shares (unless a test gives one its own).
+SHARED_AUDIT_KEY = pepper()
+
+
 def node_settings(base: Settings, tmp_path: Path, name: str, **overrides: object) -> Settings:
-    """Another node: its own data dir, the same database."""
+    """Another node: its own data dir, the same database (and the shared audit key)."""
+    overrides.setdefault("audit_key", SHARED_AUDIT_KEY)
     return test_settings(
         tmp_path / name,
         database_url=base.effective_database_url,
@@ -198,9 +203,17 @@ async def test_heartbeat_registers_again_after_being_pruned(
     ("overrides", "message"),
     [
         ({}, "every node needs the same API key pepper"),
-        ({"api_key_pepper": "x" * 44}, "every node needs the same JWT signing keys"),
+        ({"api_key_pepper": "x" * 44}, "every node needs the same audit key"),
         (
-            {"api_key_pepper": "x" * 44, "signing_keys_file": Path("/shared/keys.json")},
+            {"api_key_pepper": "x" * 44, "audit_key_file": Path("/shared/audit-key")},
+            "every node needs the same JWT signing keys",
+        ),
+        (
+            {
+                "api_key_pepper": "x" * 44,
+                "audit_key": "y" * 44,
+                "signing_keys_file": Path("/shared/keys.json"),
+            },
             "several nodes need PostgreSQL",
         ),
     ],
@@ -219,6 +232,7 @@ def test_hs512_clusters_need_no_key_file(tmp_path: Path) -> None:
         cluster=True,
         database_url="postgresql+asyncpg://db/authgate",
         api_key_pepper=pepper(),
+        audit_key=pepper(),
         jwt_algorithm="HS512",
         jwt_secret=secret,
     )

@@ -564,7 +564,7 @@ async def test_verify_names_the_first_changed_record(harness: Harness, admin: Br
 
     result = html(response).by_id("verification")
     assert result.attrs["role"] == "alert"
-    assert f"The chain is broken at record {victim}" in result.text
+    assert f"The chain is broken at record {victim} (forged)" in result.text
 
 
 # -- key review ---------------------------------------------------------------------------

@@ -1,19 +1,23 @@
-"""The audit trail for administrators: search, export (CSV or JSON), chain verification."""
+"""The audit trail for administrators: search, export (CSV or JSON), chain verification
+(optionally against a checkpoint), the published checkpoints."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from pydantic import AfterValidator, BaseModel
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from authgate.api.access import AdminRoute, services_of
 from authgate.api.errors import documented
 from authgate.api.pagination import PageRequestDep, pagination_headers
+from authgate.security.audit_checkpoints import MAX_CHECKPOINT_LENGTH, Checkpoint
 from authgate.services.audit import AuditEntry, EventType
+from authgate.services.audit_checkpoints import PublishedCheckpoint
 from authgate.services.audit_export import as_csv, as_json_lines
+from authgate.services.audit_verification import ChainVerification, CheckpointStatus, Verdict
 from authgate.storage.audit_repository import AuditFilter
 
 router = APIRouter(prefix="/api/audit-events", tags=["audit"], route_class=AdminRoute)
@@ -48,11 +52,85 @@ class AuditEventDTO(BaseModel):
         return cls.model_validate(entry.as_record())
 
 
+class CheckpointResult(BaseModel):
+    """How the chain compares with the checkpoint given (its signature verified)."""
+
+    position: int
+    hash: str
+    time: datetime
+    node: str
+    status: CheckpointStatus
+    detail: str
+
+
 class ChainStatus(BaseModel):
     intact: bool
+    verdict: Verdict
     checked: int
     firstBrokenId: int | None
     problem: str | None
+    keyedFrom: int | None = Field(
+        description="The first record hashed with the audit key (records before it are "
+        "plain SHA-256, written before the key was introduced)."
+    )
+    checkpoint: CheckpointResult | None
+
+    @classmethod
+    def of(cls, result: ChainVerification) -> ChainStatus:
+        compared = result.checkpoint
+        return cls(
+            intact=result.intact,
+            verdict=result.verdict,
+            checked=result.checked,
+            firstBrokenId=result.first_broken_id,
+            problem=result.problem,
+            keyedFrom=result.keyed_from,
+            checkpoint=None
+            if compared is None
+            else CheckpointResult(
+                position=compared.checkpoint.position,
+                hash=compared.checkpoint.hash,
+                time=compared.checkpoint.time,
+                node=compared.checkpoint.node,
+                status=compared.status,
+                detail=compared.detail,
+            ),
+        )
+
+
+class CheckpointInput(BaseModel):
+    """A checkpoint as published (webhook body, log line, listing), or just its JWS."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    checkpoint: str = Field(
+        min_length=1,
+        max_length=MAX_CHECKPOINT_LENGTH,
+        description="The signed checkpoint (compact JWS). Other members are ignored: only "
+        "what the signature covers is trusted.",
+    )
+
+
+class CheckpointDTO(BaseModel):
+    id: int
+    time: datetime
+    node: str
+    position: int
+    hash: str
+    reason: str
+    checkpoint: str
+
+    @classmethod
+    def of(cls, published: PublishedCheckpoint) -> CheckpointDTO:
+        return cls(
+            id=published.id,
+            time=published.time,
+            node=published.node,
+            position=published.position,
+            hash=published.hash,
+            reason=published.reason,
+            checkpoint=published.checkpoint,
+        )
 
 
 def audit_filter(
@@ -123,15 +201,51 @@ async def export_audit_events(
 
 @router.get(
     "/verify",
-    summary="Check the hash chain; names the first record that does not fit",
+    summary="Check the keyed hash chain, optionally against a checkpoint (?checkpoint=JWS)",
     response_model=ChainStatus,
-    responses=documented(401, 403),
+    responses=documented(400, 401, 403),
 )
-async def verify_audit_chain(request: Request) -> ChainStatus:
-    result = await services_of(request).audit.verify()
-    return ChainStatus(
-        intact=result.intact,
-        checked=result.checked,
-        firstBrokenId=result.first_broken_id,
-        problem=result.problem,
-    )
+async def verify_audit_chain(
+    request: Request,
+    checkpoint: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=MAX_CHECKPOINT_LENGTH,
+            description="A signed checkpoint (compact JWS) to compare the chain with.",
+        ),
+    ] = None,
+) -> ChainStatus:
+    services = services_of(request)
+    held: Checkpoint | None = None
+    if checkpoint is not None:
+        held = services.checkpoints.read(checkpoint, location="query")
+    return ChainStatus.of(await services.audit.verify(checkpoint=held))
+
+
+@router.post(
+    "/verify",
+    summary="Check the keyed hash chain against a checkpoint (the JSON as published)",
+    response_model=ChainStatus,
+    responses=documented(400, 401, 403),
+)
+async def verify_audit_chain_against(
+    request: Request, body: Annotated[CheckpointInput, Body()]
+) -> ChainStatus:
+    services = services_of(request)
+    held = services.checkpoints.read(body.checkpoint)
+    return ChainStatus.of(await services.audit.verify(checkpoint=held))
+
+
+@router.get(
+    "/checkpoints",
+    summary="The signed checkpoints of the chain published so far (newest first by default)",
+    response_model=list[CheckpointDTO],
+    responses=documented(400, 401, 403),
+)
+async def list_audit_checkpoints(
+    request: Request, response: Response, paging: PageRequestDep
+) -> list[CheckpointDTO]:
+    page = await services_of(request).checkpoints.search(paging)
+    response.headers.update(pagination_headers(request, page))
+    return [CheckpointDTO.of(published) for published in page.items]

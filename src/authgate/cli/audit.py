@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -19,27 +21,88 @@ from authgate.cli.console import (
     with_services,
 )
 from authgate.container import Services
+from authgate.security.audit_checkpoints import MAX_CHECKPOINT_LENGTH
 from authgate.services.audit import AuditEntry
+from authgate.services.audit_checkpoints import PublishedCheckpoint
 from authgate.services.audit_export import as_csv, as_json_lines
+from authgate.services.audit_verification import ChainVerification
 from authgate.storage.audit_repository import AuditFilter
 from authgate.storage.paging import PageRequest, SortOrder
 
-audit_app = typer.Typer(help="Read, export and verify the audit trail.", no_args_is_help=True)
+audit_app = typer.Typer(
+    help="Read, export, verify and checkpoint the audit trail.", no_args_is_help=True
+)
 
 
 @audit_app.command("verify")
-def audit_verify(config: ConfigOption = None) -> None:
-    """Check the hash chain; report the first record that does not fit (exit code 1)."""
-    with friendly_errors():
-        result = with_services(load_settings(config), lambda services: services.audit.verify())
+def audit_verify(
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(
+            "--checkpoint",
+            help="A checkpoint kept outside the database: a file holding its JWS, or the "
+            "JSON as published (webhook body, log line, API listing).",
+        ),
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Check the keyed hash chain (and a checkpoint); report the first problem (exit 1)."""
+    text = _read_checkpoint_file(checkpoint) if checkpoint is not None else None
+
+    async def verify(services: Services) -> ChainVerification:
+        held = services.checkpoints.read(text, location="file") if text is not None else None
+        return await services.audit.verify(checkpoint=held)
+
+    with friendly_errors(invalid_input_exit=2):
+        result = with_services(load_settings(config), verify)
+    keyed = f"; keyed from record {result.keyed_from}" if result.keyed_from else ""
+    compared = result.checkpoint
     if result.intact:
-        out.print(f"audit chain intact: {result.checked} records verified")
+        out.print(f"audit chain intact: {result.checked} records verified{keyed}")
+        if compared is not None:
+            out.print(
+                f"checkpoint of record {compared.checkpoint.position} "
+                f"({compared.checkpoint.time:%Y-%m-%d %H:%M:%S} UTC, {compared.checkpoint.node}): "
+                f"{compared.detail}",
+                highlight=False,
+            )
         return
+    where = f" at record {result.first_broken_id}" if result.first_broken_id else ""
     err.print(
-        f"[red]audit chain broken[/red] at record {result.first_broken_id}: {result.problem} "
-        f"({result.checked} records verified before it)"
+        f"[red]audit chain {result.verdict}[/red]{where}: {result.problem} "
+        f"({result.checked} records verified before it{keyed})",
+        highlight=False,
     )
     raise typer.Exit(1)
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint(config: ConfigOption = None) -> None:
+    """Sign a checkpoint of the chain now and print it (JSON, as the sinks receive it):
+    keep it outside the database and give it to `audit verify --checkpoint` later."""
+
+    async def publish(services: Services) -> PublishedCheckpoint | None:
+        return await services.checkpoints.publish("command_line")
+
+    with friendly_errors():
+        published = with_services(load_settings(config), publish)
+    if published is None:
+        err.print(
+            "[red]no checkpoint:[/red] the chain head is not signed with the audit key "
+            "(see the log; run `authgate audit verify`)"
+        )
+        raise typer.Exit(1)
+    sys.stdout.write(json.dumps(published.notice().as_json(), sort_keys=True) + "\n")
+    sys.stdout.flush()
+
+
+def _read_checkpoint_file(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")[: MAX_CHECKPOINT_LENGTH * 2]
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or "not a text file"
+        err.print(f"[red]error:[/red] cannot read the checkpoint file {path}: {reason}")
+        raise typer.Exit(2) from None
 
 
 @audit_app.command("tail")

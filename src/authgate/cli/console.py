@@ -17,7 +17,7 @@ from rich.console import Console
 
 from authgate.app import ensure_schema
 from authgate.container import Services, build_services
-from authgate.exceptions import AuthgateError, ConfigurationError
+from authgate.exceptions import AuthgateError, ConfigurationError, ValidationFailed
 from authgate.settings import CONFIG_FILE_VARIABLE, Settings
 
 T = TypeVar("T")
@@ -33,13 +33,17 @@ ConfigOption = Annotated[
 
 
 @contextmanager
-def friendly_errors() -> Iterator[None]:
-    """Known failures become one red line and an exit code; never a traceback."""
+def friendly_errors(*, invalid_input_exit: int = 1) -> Iterator[None]:
+    """Known failures become one red line and an exit code; never a traceback.
+    ``invalid_input_exit``: the exit code of refused input (``ValidationFailed``)."""
     try:
         yield
     except ConfigurationError as error:
         err.print(f"[red]configuration error:[/red] {error}")
         raise typer.Exit(2) from None
+    except ValidationFailed as error:
+        err.print(f"[red]error:[/red] {error.message}")
+        raise typer.Exit(invalid_input_exit) from None
     except AuthgateError as error:
         err.print(f"[red]error:[/red] {error.message}")
         raise typer.Exit(1) from None

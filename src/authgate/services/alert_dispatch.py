@@ -1,8 +1,9 @@
-"""Delivering fired alerts to every sink at once, each independently.
+"""Delivering fired alerts (and audit checkpoints) to every sink at once, each independently.
 
 Every sink has its own bounded queue and worker, so a webhook that is down (retrying
 with exponential backoff) never delays syslog or e-mail, and never the caller:
-``submit`` is O(1) and never raises; a full queue drops and counts.
+``submit`` is O(1) and never raises; a full queue drops and counts. Checkpoints go the
+same way, to the sinks that keep them (``submit_checkpoint``).
 """
 
 from __future__ import annotations
@@ -12,11 +13,20 @@ import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TypedDict
+from typing import TypedDict, cast
 
-from authgate.services.alert_sinks import Alert, AlertSink, DeliveryError
+from authgate.services.alert_sinks import (
+    Alert,
+    AlertSink,
+    CheckpointNotice,
+    CheckpointSink,
+    DeliveryError,
+    keeps_checkpoints,
+)
 
 log = logging.getLogger(__name__)
+
+Message = Alert | CheckpointNotice
 
 MAX_BACKOFF_SECONDS = 300.0
 
@@ -32,7 +42,7 @@ class _Lane:
     """One sink's queue and counters; its own worker drains it."""
 
     sink: AlertSink
-    queue: asyncio.Queue[Alert]
+    queue: asyncio.Queue[Message]
     stats: SinkStats = field(default_factory=lambda: SinkStats(delivered=0, failed=0, retries=0))
 
 
@@ -74,10 +84,17 @@ class AlertDispatcher:
 
     def submit(self, alert: Alert) -> None:
         """Queue ``alert`` for every sink; a sink whose queue is full drops it (counted)."""
+        self._queue(alert, self._lanes)
+
+    def submit_checkpoint(self, notice: CheckpointNotice) -> None:
+        """Queue an audit checkpoint for every sink that keeps checkpoints."""
+        self._queue(notice, [lane for lane in self._lanes if keeps_checkpoints(lane.sink)])
+
+    def _queue(self, message: Message, lanes: Sequence[_Lane]) -> None:
         dropped = False
-        for lane in self._lanes:
+        for lane in lanes:
             try:
-                lane.queue.put_nowait(alert)
+                lane.queue.put_nowait(message)
             except asyncio.QueueFull:
                 dropped = True
         if dropped:
@@ -102,27 +119,30 @@ class AlertDispatcher:
 
     async def _work(self, lane: _Lane) -> None:
         while True:
-            alert = await lane.queue.get()
+            message = await lane.queue.get()
             try:
-                await self._deliver(lane, alert)
+                await self._deliver(lane, message)
             except asyncio.CancelledError:
                 lane.stats["failed"] += 1
-                log.warning("alert %d to sink %s abandoned at shutdown", alert.id, lane.sink.name)
+                log.warning("%s to sink %s abandoned at shutdown", _name(message), lane.sink.name)
                 raise
             finally:
                 lane.queue.task_done()
 
-    async def _deliver(self, lane: _Lane, alert: Alert) -> None:
+    async def _deliver(self, lane: _Lane, message: Message) -> None:
         attempt = 0
         while True:
             try:
-                await lane.sink.deliver(alert)
+                if isinstance(message, CheckpointNotice):
+                    await cast(CheckpointSink, lane.sink).deliver_checkpoint(message)
+                else:
+                    await lane.sink.deliver(message)
             except Exception as error:  # noqa: BLE001 - a broken sink must not stop the others
                 if attempt >= self._retries:
                     lane.stats["failed"] += 1
                     log.warning(
-                        "alert %d could not be delivered to sink %s after %d attempts: %s",
-                        alert.id,
+                        "%s could not be delivered to sink %s after %d attempts: %s",
+                        _name(message),
                         lane.sink.name,
                         attempt + 1,
                         _describe(error),
@@ -143,7 +163,13 @@ class AlertDispatcher:
                 lane.queue.task_done()
             if left:
                 lane.stats["failed"] += left
-                log.warning("%d alerts to sink %s abandoned at shutdown", left, lane.sink.name)
+                log.warning("%d messages to sink %s abandoned at shutdown", left, lane.sink.name)
+
+
+def _name(message: Message) -> str:
+    if isinstance(message, CheckpointNotice):
+        return f"audit checkpoint at record {message.position}"
+    return f"alert {message.id}"
 
 
 def _describe(error: Exception) -> str:

@@ -1,5 +1,10 @@
 """Delivery of fired alerts to several sinks at once: webhook, syslog, e-mail and the log.
 
+The log, webhook and syslog sinks also carry a second kind of message, the audit chain's
+signed checkpoints (``CheckpointNotice``): copies kept outside the database are what
+``authgate audit verify --checkpoint`` checks a trail against. E-mail does not (one
+message every few minutes would bury the alerts).
+
 ``AlertDispatcher.submit`` only queues (no I/O on the caller's path). ``run`` gives every
 sink its own bounded queue and worker, so a sink that is down (retried with exponential
 backoff) never delays the others. Queues are bounded: when a sink's queue is full the
@@ -46,6 +51,7 @@ T = TypeVar("T")
 SYSLOG_FACILITY_AUTHPRIV = 10
 SYSLOG_SEVERITY: dict[Severity, int] = {"critical": 2, "high": 3, "medium": 4, "low": 5}
 CEF_SEVERITY: dict[Severity, int] = {"critical": 10, "high": 8, "medium": 5, "low": 3}
+SYSLOG_SEVERITY_INFORMATIONAL = 6
 EMAIL_TIMEOUT_SECONDS = 30.0
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -89,12 +95,50 @@ class Alert:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class CheckpointNotice:
+    """A signed checkpoint of the audit chain, as published: ``checkpoint`` is the JWS
+    (the only part a verifier trusts); the rest repeats its claims for people."""
+
+    checkpoint: str
+    position: int
+    hash: str
+    time: datetime
+    node: str
+    reason: str
+
+    def __post_init__(self) -> None:
+        if self.time.utcoffset() is None:
+            raise ValueError("time must be timezone-aware")
+
+    def as_json(self) -> dict[str, str | int]:
+        return {
+            "kind": "audit_checkpoint",
+            "checkpoint": self.checkpoint,
+            "position": self.position,
+            "hash": self.hash,
+            "time": _iso_utc(self.time),
+            "node": self.node,
+            "reason": self.reason,
+        }
+
+
 class AlertSink(Protocol):
     """Somewhere alerts go. ``deliver`` raises (preferably ``DeliveryError``) on failure."""
 
     name: str
 
     async def deliver(self, alert: Alert) -> None: ...
+
+
+class CheckpointSink(AlertSink, Protocol):
+    """A sink that also keeps audit checkpoints (``deliver_checkpoint``)."""
+
+    async def deliver_checkpoint(self, notice: CheckpointNotice) -> None: ...
+
+
+def keeps_checkpoints(sink: AlertSink) -> bool:
+    return callable(getattr(sink, "deliver_checkpoint", None))
 
 
 # --- target validation (also used by the admin API) -----------------------------------------
@@ -174,6 +218,9 @@ class LogSink:
     async def deliver(self, alert: Alert) -> None:
         self._logger.warning("alert %s", _compact_json(alert))
 
+    async def deliver_checkpoint(self, notice: CheckpointNotice) -> None:
+        self._logger.info("audit checkpoint %s", _compact(notice.as_json()))
+
 
 class WebhookSink:
     """POSTs the alert's JSON (compact, sorted keys) to ``url``; a non-2xx answer fails.
@@ -212,12 +259,12 @@ class WebhookSink:
     def __repr__(self) -> str:
         return f"WebhookSink(host={self._host!r}, signed={self._secret is not None})"
 
-    def request_headers(self, body: bytes) -> dict[str, str]:
+    def request_headers(self, body: bytes, *, event: str = "alert") -> dict[str, str]:
         """The headers sent with ``body``, including the signature when a secret is set."""
         headers = {
             "Content-Type": "application/json",
             "User-Agent": "authgate-alerts",
-            "X-Authgate-Event": "alert",
+            "X-Authgate-Event": event,
         }
         if self._secret is not None:
             timestamp = str(int(self._clock().timestamp()))
@@ -228,8 +275,15 @@ class WebhookSink:
         return headers
 
     async def deliver(self, alert: Alert) -> None:
-        body = _compact_json(alert).encode()
-        headers = self.request_headers(body)
+        await self._post(_compact_json(alert).encode(), event="alert")
+
+    async def deliver_checkpoint(self, notice: CheckpointNotice) -> None:
+        """POSTs ``{"kind": "audit_checkpoint", "checkpoint": "<JWS>", ...}`` with
+        ``X-Authgate-Event: audit-checkpoint``, signed like alerts."""
+        await self._post(_compact(notice.as_json()).encode(), event="audit-checkpoint")
+
+    async def _post(self, body: bytes, *, event: str) -> None:
+        headers = self.request_headers(body, event=event)
         try:
             if self._client is not None:
                 response = await self._client.post(
@@ -268,8 +322,20 @@ class SyslogSink:
         header = f"<{pri}>1 {timestamp} {self._hostname} authgate - ALERT -"
         return f"{header} {cef_line(alert)}".encode()
 
+    def format_checkpoint(self, notice: CheckpointNotice) -> bytes:
+        """``<PRI>1 TIMESTAMP HOSTNAME authgate - CHECKPOINT - CEF:0|...|audit_checkpoint|...``
+        at severity informational; the JWS is in ``cs1`` (labelled ``checkpoint``)."""
+        pri = SYSLOG_FACILITY_AUTHPRIV * 8 + SYSLOG_SEVERITY_INFORMATIONAL
+        header = f"<{pri}>1 {_iso_utc(notice.time)} {self._hostname} authgate - CHECKPOINT -"
+        return f"{header} {cef_checkpoint_line(notice)}".encode()
+
     async def deliver(self, alert: Alert) -> None:
-        message = self.format(alert)
+        await self._send(self.format(alert))
+
+    async def deliver_checkpoint(self, notice: CheckpointNotice) -> None:
+        await self._send(self.format_checkpoint(notice))
+
+    async def _send(self, message: bytes) -> None:
         where = f"syslog {self._protocol}://{self._host}:{self._port}"
         try:
             async with asyncio.timeout(self._timeout):
@@ -417,6 +483,35 @@ def cef_line(alert: Alert) -> str:
     return header + "|" + " ".join(f"{key}={_cef_value(value)}" for key, value in extension)
 
 
+def cef_checkpoint_line(notice: CheckpointNotice) -> str:
+    """An audit checkpoint as a CEF line (event class ``audit_checkpoint``, severity 1)."""
+    header = "|".join(
+        [
+            "CEF:0",
+            "authgate",
+            "authgate",
+            _cef_header(__version__),
+            "audit_checkpoint",
+            "Audit chain checkpoint",
+            "1",
+        ]
+    )
+    extension = [
+        ("rt", str((notice.time - _EPOCH) // timedelta(milliseconds=1))),
+        ("cn1", str(notice.position)),
+        ("cn1Label", "position"),
+        ("cs1", notice.checkpoint),
+        ("cs1Label", "checkpoint"),
+        ("cs2", notice.hash),
+        ("cs2Label", "hash"),
+        ("cs3", notice.node),
+        ("cs3Label", "node"),
+        ("cs4", notice.reason),
+        ("cs4Label", "reason"),
+    ]
+    return header + "|" + " ".join(f"{key}={_cef_value(value)}" for key, value in extension)
+
+
 def _cef_header(value: str) -> str:
     escaped = value.replace("\\", "\\\\").replace("|", "\\|")
     return _CONTROL_CHARACTERS.sub(" ", escaped)  # header fields cannot span lines
@@ -447,7 +542,11 @@ def _iso_utc(moment: datetime) -> str:
 
 
 def _compact_json(alert: Alert) -> str:
-    return json.dumps(alert.as_json(), separators=(",", ":"), sort_keys=True)
+    return _compact(alert.as_json())
+
+
+def _compact(document: dict[str, str | int]) -> str:
+    return json.dumps(document, separators=(",", ":"), sort_keys=True)
 
 
 # --- configuration -------------------------------------------------------------------------

@@ -7,6 +7,10 @@ nodes cannot get from the database has to come from their configuration, identic
 * the API key pepper: key digests are HMACs under it, so a node with another pepper
   refuses every key. Its fingerprint is stored in the database on first start and a
   node (or CLI) with a different pepper refuses to start while keys exist;
+* the audit key: the audit chain is keyed with it, so a node with another key would
+  write records every other node reads as forged. A node whose key differs from a live
+  node's refuses to start (the fingerprints in ``cluster_nodes`` are compared), and so
+  does one whose key is not the one the chain is keyed with (``AuditLog.check_key``);
 * the JWT signing keys: a node must verify what every other node signs. Each serving
   process registers in ``cluster_nodes`` (heartbeat every few seconds) with the key
   ids it verifies and the one it signs with, and a node that disagrees with a live
@@ -16,9 +20,9 @@ nodes cannot get from the database has to come from their configuration, identic
   refused.
 
 ``AUTHGATE_CLUSTER=true`` declares a node one of several and adds the checks a single
-node cannot make about its peers (``Settings.cluster_problems``): PostgreSQL, a pepper
-and signing keys given in the configuration (shared files or variables) rather than
-generated into the data dir.
+node cannot make about its peers (``Settings.cluster_problems``): PostgreSQL, a pepper,
+an audit key and signing keys given in the configuration (shared files or variables)
+rather than generated into the data dir.
 """
 
 from __future__ import annotations
@@ -80,6 +84,7 @@ class ClusterMembership:
         db: Database,
         clock: Clock,
         pepper: bytes,
+        audit_key_fingerprint: str,
         keyring: Callable[[], KeyRing],
         uses_redis: bool,
         version: str,
@@ -87,6 +92,7 @@ class ClusterMembership:
         self._db = db
         self._clock = clock
         self._fingerprint = pepper_fingerprint(pepper)
+        self._audit_fingerprint = audit_key_fingerprint
         self._keyring = keyring
         self._uses_redis = uses_redis
         self._version = version
@@ -136,6 +142,7 @@ class ClusterMembership:
                     started_at=now,
                     last_seen_at=now,
                     pepper_fingerprint=self._fingerprint,
+                    audit_key_fingerprint=self._audit_fingerprint,
                     active_kid=ring.active.kid,
                     kids=_joined_kids(ring),
                     uses_redis=self._uses_redis,
@@ -184,6 +191,15 @@ class ClusterMembership:
                 if problem not in self._reported:
                     self._reported.add(problem)
                     log.error("cluster configuration problem: %s", problem)
+
+    async def older_nodes_running(self) -> bool:
+        """Whether a live node of a version without the audit key is running (it writes
+        the audit chain unkeyed, so the key must not be introduced yet)."""
+        async with self._db.session() as session:
+            live = await ClusterRepository(session).live_nodes(self._clock() - LIVE_WINDOW)
+        return any(
+            node.audit_key_fingerprint is None and node.node_id != self.node_id for node in live
+        )
 
     async def prune_dead(self) -> int:
         async with self._db.transaction() as session:
@@ -235,6 +251,12 @@ class ClusterMembership:
         problems = []
         if node.pepper_fingerprint != self._fingerprint:
             problems.append(f"{name} uses another API key pepper")
+        theirs_audit = node.audit_key_fingerprint
+        if theirs_audit is not None and theirs_audit != self._audit_fingerprint:
+            problems.append(
+                f"{name} uses another audit key: give every node the same "
+                "AUTHGATE_AUDIT_KEY_FILE (or AUTHGATE_AUDIT_KEY)"
+            )
         ring = self._keyring()
         theirs = frozenset(node.kids.split(","))
         if ring.active.kid not in theirs:

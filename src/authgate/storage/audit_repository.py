@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import delete, exc, func, select, text
+from sqlalchemy import delete, exc, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -41,6 +42,10 @@ class AuditRow:
         values[0] = self.occurred_at.isoformat(timespec="microseconds")
         return values
 
+    def canonical(self) -> str:
+        """The content as compact ASCII JSON: what the chain hash covers."""
+        return json.dumps(self.content(), separators=(",", ":"), ensure_ascii=True)
+
     def values(self) -> list[Any]:
         """The fields in declaration order (``dataclasses.astuple`` deep-copies every
         value: ~28 us a record, on the write path of every audited request)."""
@@ -67,6 +72,23 @@ class ChainLink(NamedTuple):
     hash: str
 
 
+class SignedLink(NamedTuple):
+    """An end point of the chain as stored: the record it names and its signature under
+    the audit key (None before the key was introduced, or if removed)."""
+
+    id: int
+    hash: str
+    mac: str | None
+
+    @property
+    def link(self) -> ChainLink:
+        return ChainLink(self.id, self.hash)
+
+
+# Signs an end point (record id, record hash) -> mac, or None in an unkeyed chain.
+LinkSigner = Callable[[int, str], str | None]
+
+
 @dataclass(frozen=True, slots=True)
 class AuditFilter:
     event_types: tuple[str, ...] = ()
@@ -88,8 +110,9 @@ class AuditRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
 
-    async def lock_chain_head(self, genesis: str) -> str:
-        """Take the chain's write lock and return its last hash.
+    async def lock_chain_head(self, genesis: str) -> SignedLink:
+        """Take the chain's write lock and return the head (created, unsigned, at
+        ``genesis`` for a new chain).
 
         The no-op UPDATE locks the head row on PostgreSQL and takes SQLite's write lock,
         so concurrent appenders (workers, nodes) queue instead of forking the chain.
@@ -105,7 +128,13 @@ class AuditRepository:
             )
             await self._lock_row(_HEAD_ROW)
         head = await self.chain_head()
-        return head.hash if head is not None else genesis
+        return head if head is not None else SignedLink(0, genesis, None)
+
+    async def lock_existing_head(self) -> SignedLink | None:
+        """Take the chain's write lock if a chain exists; its head, else None."""
+        if not await self._lock_row(_HEAD_ROW):
+            return None
+        return await self.chain_head()
 
     async def _lock_row(self, row_id: int) -> bool:
         result = await self._session.execute(
@@ -113,46 +142,72 @@ class AuditRepository:
         )
         return bool(getattr(result, "rowcount", 0))
 
-    async def append(self, chained: Sequence[tuple[AuditRow, str, str]]) -> None:
+    async def append(
+        self, chained: Sequence[tuple[AuditRow, str, str]], *, sign: LinkSigner
+    ) -> None:
         """Insert ``(record, prev_hash, hash)`` triples in order and move the head.
 
         Call inside the transaction that took ``lock_chain_head``.
         """
         await self.insert(chained)
-        await self.move_head(chained[-1][2])
+        await self.move_head(chained[-1][2], sign=sign)
 
     async def insert(self, chained: Sequence[tuple[AuditRow, str, str]]) -> None:
         """Insert ``(record, prev_hash, hash)`` triples in order (see ``append``)."""
         rows = [(*row.values(), previous, own) for row, previous, own in chained]
         await insert_rows(self._session, "audit_events", _COLUMNS, rows)
 
-    async def move_head(self, last_hash: str) -> None:
-        """Point the head at the newest record, whose hash is ``last_hash``."""
-        last_id = await self._session.scalar(select(func.max(AuditEvent.id)))
-        head = await self._session.get(AuditChainHead, _HEAD_ROW)
-        if head is None:
-            raise RuntimeError("append without lock_chain_head")
-        head.last_hash = last_hash
-        head.last_id = last_id or 0
+    async def move_head(self, last_hash: str, *, sign: LinkSigner) -> None:
+        """Point the head at the newest record, whose hash is ``last_hash``, signed."""
+        last_id = await self._session.scalar(select(func.max(AuditEvent.id))) or 0
+        await self.set_link(_HEAD_ROW, last_id, last_hash, sign(last_id, last_hash))
 
-    async def chain_head(self) -> ChainLink | None:
+    async def sign_head(self, mac: str) -> None:
+        """Sign the head where it is (the audit key's introduction)."""
+        await self._set_mac(_HEAD_ROW, mac)
+
+    async def sign_retention_anchor(self, mac: str) -> None:
+        """Sign the retention anchor where it is (the audit key's introduction)."""
+        await self._set_mac(_RETENTION_ROW, mac)
+
+    async def set_link(self, row_id: int, last_id: int, last_hash: str, mac: str | None) -> None:
+        row = await self._session.get(AuditChainHead, row_id)
+        if row is None:
+            self._session.add(
+                AuditChainHead(id=row_id, last_id=last_id, last_hash=last_hash, mac=mac)
+            )
+        else:
+            row.last_id, row.last_hash, row.mac = last_id, last_hash, mac
+
+    async def _set_mac(self, row_id: int, mac: str) -> None:
+        await self._session.execute(
+            update(AuditChainHead).where(AuditChainHead.id == row_id).values(mac=mac)
+        )
+
+    async def chain_head(self) -> SignedLink | None:
         """The newest record of the chain (None before the first append)."""
         return await self._link(_HEAD_ROW)
 
-    async def retention_anchor(self) -> ChainLink | None:
+    async def retention_anchor(self) -> SignedLink | None:
         """The last record retention deleted (None if it never deleted any): the
         oldest remaining record links to it."""
         return await self._link(_RETENTION_ROW)
 
-    async def _link(self, row_id: int) -> ChainLink | None:
+    async def _link(self, row_id: int) -> SignedLink | None:
         row = (
             await self._session.execute(
-                select(AuditChainHead.last_id, AuditChainHead.last_hash).where(
+                select(AuditChainHead.last_id, AuditChainHead.last_hash, AuditChainHead.mac).where(
                     AuditChainHead.id == row_id
                 )
             )
         ).one_or_none()
-        return None if row is None else ChainLink(row.last_id, row.last_hash)
+        return None if row is None else SignedLink(row.last_id, row.last_hash, row.mac)
+
+    async def record(self, record_id: int) -> AuditEvent | None:
+        return await self._session.get(AuditEvent, record_id)
+
+    async def any_record(self) -> bool:
+        return await self._session.scalar(select(func.min(AuditEvent.id))) is not None
 
     async def first_after_head(self) -> int | None:
         """The id of a record past the chain head, if any. One statement, so one
@@ -217,21 +272,17 @@ class AuditRepository:
         )
         return list(await self._session.scalars(query))
 
-    async def delete_before(self, cutoff: datetime) -> int:
+    async def delete_before(self, cutoff: datetime, head: SignedLink, *, sign: LinkSigner) -> int:
         """Retention: delete the oldest records, up to the first one at or after
         ``cutoff`` (everything, if none is), and remember the last deleted one as the
-        retention anchor. Call inside a transaction; it takes the chain's write lock.
+        retention anchor, signed. Call inside the transaction that locked ``head``
+        (``lock_existing_head``).
 
         Chain order is flush order, not time order (a node may flush records older than
         another node's), so deleting by time would cut holes into the chain: only a
         prefix of the chain is ever deleted, and a record older than ``cutoff`` that
         follows a newer one is kept until that one expires too.
         """
-        if not await self._lock_row(_HEAD_ROW):
-            return 0  # nothing was ever written
-        head = await self.chain_head()
-        if head is None:
-            return 0
         first_kept = await self._session.scalar(
             select(func.min(AuditEvent.id)).where(
                 AuditEvent.occurred_at >= cutoff, AuditEvent.id <= head.id
@@ -253,15 +304,12 @@ class AuditRepository:
         result = await self._session.execute(
             delete(AuditEvent).where(AuditEvent.id <= last_deleted.id)
         )
-        anchor = await self._session.get(AuditChainHead, _RETENTION_ROW)
-        if anchor is None:
-            self._session.add(
-                AuditChainHead(
-                    id=_RETENTION_ROW, last_id=last_deleted.id, last_hash=last_deleted.hash
-                )
-            )
-        else:
-            anchor.last_id, anchor.last_hash = last_deleted.id, last_deleted.hash
+        await self.set_link(
+            _RETENTION_ROW,
+            last_deleted.id,
+            last_deleted.hash,
+            sign(last_deleted.id, last_deleted.hash),
+        )
         return int(getattr(result, "rowcount", 0) or 0)
 
 

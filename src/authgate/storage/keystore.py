@@ -90,31 +90,51 @@ def load_or_create_pepper(
 ) -> bytes:
     """The API-key pepper: given (base64) or in a file, else generated once into
     ``default_file`` (mode 0600). Every node of a cluster must use the same one."""
+    return _load_or_create_secret("API key pepper", secret, secret_file, default_file)
+
+
+def load_or_create_audit_key(
+    secret: str | None, secret_file: Path | None, default_file: Path
+) -> bytes:
+    """The audit key (keys the audit chain): given (base64) or in a file, else generated
+    once into ``default_file`` (mode 0600). A secret of its own, never derived from
+    anything in the database; every node of a cluster must use the same one."""
+    return _load_or_create_secret("audit key", secret, secret_file, default_file)
+
+
+def create_pepper_file(path: Path) -> None:
+    """A new random pepper (32 bytes, base64) in a new file of mode 0600."""
+    create_secret_file(path)
+
+
+def create_secret_file(path: Path) -> None:
+    """A new random secret (32 bytes, base64) in a new file of mode 0600."""
+    _write_new_bytes(path, base64.b64encode(os.urandom(32)))
+
+
+def _load_or_create_secret(
+    what: str, secret: str | None, secret_file: Path | None, default_file: Path
+) -> bytes:
     if secret is None:
         path = secret_file or default_file
         if secret_file is None and not path.exists():
             try:
-                create_pepper_file(path)
-                log.info("created a new API key pepper in %s", path)
+                create_secret_file(path)
+                log.info("created a new %s in %s", what, path)
             except FileExistsError:
                 pass  # another process created it first
         try:
             secret = path.read_text(encoding="utf-8").strip()
         except OSError as error:
-            raise ConfigurationError(f"cannot read the API key pepper: {error.strerror}") from None
+            raise ConfigurationError(f"cannot read the {what}: {error.strerror}") from None
         _warn_if_readable_by_others(path)
     try:
-        pepper = base64.b64decode(secret, validate=True)
+        value = base64.b64decode(secret, validate=True)
     except (binascii.Error, ValueError):
-        raise ConfigurationError("the API key pepper must be base64-encoded") from None
-    if len(pepper) < 32:
-        raise ConfigurationError("the API key pepper must be at least 32 bytes")
-    return pepper
-
-
-def create_pepper_file(path: Path) -> None:
-    """A new random pepper (32 bytes, base64) in a new file of mode 0600."""
-    _write_new_bytes(path, base64.b64encode(os.urandom(32)))
+        raise ConfigurationError(f"the {what} must be base64-encoded") from None
+    if len(value) < 32:
+        raise ConfigurationError(f"the {what} must be at least 32 bytes")
+    return value
 
 
 def _write_new(path: Path, ring: KeyRing) -> None:

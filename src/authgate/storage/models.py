@@ -212,13 +212,35 @@ class AuditEvent(Base):
 
 
 class AuditChainHead(Base):
-    """The chain's last hash, one row: appends lock it, so nodes never fork the chain."""
+    """The chain's end points: the newest record (row 1; appends lock it, so nodes never
+    fork the chain) and the last record retention deleted (row 2). ``mac`` signs the
+    row under the audit key, so neither end can be moved without the key."""
 
     __tablename__ = "audit_chain_head"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     last_id: Mapped[int] = mapped_column(BigInteger)
     last_hash: Mapped[str] = mapped_column(String(64))
+    mac: Mapped[str | None] = mapped_column(String(64))  # None before the key was introduced
+
+
+class AuditCheckpoint(Base):
+    """A signed checkpoint of the chain as published (to the log and the alert sinks).
+    Listed for convenience: the copies outside the database are the ones that count."""
+
+    __tablename__ = "audit_checkpoints"
+    __table_args__ = (
+        Index("ix_audit_checkpoints_created_at", "created_at"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(BigIntKey, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    node: Mapped[str] = mapped_column(String(100))
+    position: Mapped[int] = mapped_column(BigInteger)
+    head_hash: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(String(20))  # interval | shutdown | key_introduced | ...
+    token: Mapped[str] = mapped_column(Text)  # the compact JWS
 
 
 class ThrottleWindow(Base):
@@ -311,3 +333,5 @@ class ClusterNode(Base):
     active_kid: Mapped[str] = mapped_column(String(100))
     kids: Mapped[str] = mapped_column(String(2000))  # comma-joined: every verifying key
     uses_redis: Mapped[bool] = mapped_column(Boolean)
+    # None: a node of a version without the audit key (it writes an unkeyed chain).
+    audit_key_fingerprint: Mapped[str | None] = mapped_column(String(64))
