@@ -83,6 +83,9 @@ async def test_the_guard_forwards_the_credential_client_and_request_only(
     assert sent.headers["X-Forwarded-For"] == CALLER_IP
     assert sent.headers["X-Original-Method"] == "POST"
     assert sent.headers["X-Original-URI"] == "/things?x=1"
+    # The same in the other pair, so authgate reads it alike for any forward_auth_proxy.
+    assert sent.headers["X-Forwarded-Method"] == "POST"
+    assert sent.headers["X-Forwarded-Uri"] == "/things?x=1"
     assert "Cookie" not in sent.headers
 
 

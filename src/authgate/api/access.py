@@ -66,11 +66,16 @@ UPSTREAM_REQUEST_SCOPE_KEY = "authgate.upstream_request"
 
 @dataclass(frozen=True, slots=True)
 class AuthFailure:
-    """Why a request's credentials were refused or denied (for the audit and usage logs)."""
+    """Why a request's credentials were refused or denied (for the audit and usage logs).
 
-    method: AuthMethod
+    ``method`` is ``None`` for a request refused before any credential was looked at
+    (forward-auth's ambiguous upstream requests); ``header`` names the header at fault.
+    """
+
+    method: AuthMethod | None
     reason: str
     key: KeyReference | None = None
+    header: str | None = None
 
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

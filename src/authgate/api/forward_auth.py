@@ -1,21 +1,25 @@
 """Forward-auth: ``/api/auth/verify`` lets a reverse proxy protect any HTTP API.
 
-nginx (``auth_request``) or Traefik (``ForwardAuth``) sends each incoming request's
-headers here before passing it upstream. authgate authenticates the credentials in
-them exactly as for its own API (``Authorization: Bearer <JWT or key>`` or
-``Utm-Api-Key``), with the client address from the trusted-proxy rules, and holds
-the original method and path (``X-Original-Method``/``X-Forwarded-Method``,
-``X-Original-URI``/``X-Forwarded-Uri``) to the forward-auth rules. It answers:
+nginx (``auth_request``), Traefik (``ForwardAuth``) or Caddy (``forward_auth``) sends
+each incoming request's headers here before passing it upstream. authgate
+authenticates the credentials in them exactly as for its own API (``Authorization:
+Bearer <JWT or key>`` or ``Utm-Api-Key``), with the client address from the
+trusted-proxy rules, and holds the original method and path - read only from the
+header pair of the configured proxy (``forward_auth_proxy``), in their canonical form -
+to the forward-auth rules. It answers:
 
 * 200 with identity headers for the upstream (``X-Auth-User``, ``X-Auth-User-Id``,
   ``X-Auth-Roles``, ``X-Auth-Method``, and for keys ``X-Auth-Key-Id``/``X-Auth-Scopes``);
-* 401/403/423/429 with the usual JSON error, ``WWW-Authenticate``/``Retry-After`` and
-  the stable error code in ``X-Auth-Error`` (a proxy forwards headers, not bodies).
+* 400/401/403/423/429 with the usual JSON error, ``WWW-Authenticate``/``Retry-After``
+  and the stable error code in ``X-Auth-Error`` (a proxy forwards headers, not bodies).
+  An ambiguous upstream request (``ambiguous_upstream_request``: the header pairs
+  disagree; ``ambiguous_upstream_path``: no canonical path) is refused before any
+  credential is looked at and recorded in the audit trail.
 
-Any method is accepted (nginx's subrequest keeps the original method) and a body is
-never read. It is the hottest endpoint: a lean handler without FastAPI's parameter
-machinery, no database round trip on a cache hit, usage and audit written in batches
-after the response like every other request (with the upstream method and path).
+Any method is accepted and a body is never read. It is the hottest endpoint: a lean
+handler without FastAPI's parameter machinery, one pass over the headers, no database
+round trip on a cache hit, usage and audit written in batches after the response like
+every other request (with the upstream method and path).
 """
 
 from __future__ import annotations
@@ -25,17 +29,18 @@ from starlette.responses import JSONResponse
 from starlette.types import Scope
 
 from authgate.api.access import (
+    AUTH_FAILURE_SCOPE_KEY,
     UPSTREAM_REQUEST_SCOPE_KEY,
     AuthenticatedRoute,
+    AuthFailure,
     Handler,
     admit,
-    header_value,
     services_of,
 )
 from authgate.api.errors import authgate_error_response, documented
-from authgate.exceptions import AuthgateError, ValidationFailed
+from authgate.exceptions import AmbiguousUpstreamRequest, AuthgateError
 from authgate.security.principal import Principal, join_authorities
-from authgate.services.forward_auth import upstream_path
+from authgate.services.forward_auth import ForwardAuthPolicy, Requirement
 
 VERIFY_PATH = "/api/auth/verify"
 ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
@@ -50,11 +55,8 @@ class ForwardAuthRoute(AuthenticatedRoute):
 
 async def verify(request: Request) -> Response:
     services = services_of(request)
-    scope = request.scope
     try:
-        method, path = _upstream_request(scope, require_uri=services.forward_auth.has_rules)
-        scope[UPSTREAM_REQUEST_SCOPE_KEY] = (method, path)
-        requirement = services.forward_auth.requirement(method, path)
+        method, requirement = _upstream_requirement(request.scope, services.forward_auth)
         principal = await admit(
             request, services, method, lambda caller, _method: requirement.check(caller)
         )
@@ -63,6 +65,33 @@ async def verify(request: Request) -> Response:
         response.headers["X-Auth-Error"] = error.code
         return response
     return Response(status_code=200, headers=identity_headers(principal))
+
+
+def _upstream_requirement(scope: Scope, policy: ForwardAuthPolicy) -> tuple[str, Requirement]:
+    """The upstream request's method and what it requires; an ambiguous request is left
+    in the scope as a refusal for the audit trail, with the path it claimed."""
+    values = _header_values(scope, policy.header_names)
+    try:
+        upstream = policy.upstream_request(values)
+        path = policy.upstream_path(upstream)
+    except AmbiguousUpstreamRequest as error:
+        scope[AUTH_FAILURE_SCOPE_KEY] = AuthFailure(None, error.reason, header=error.header)
+        claimed = policy.reader.claimed_target(values)
+        if claimed is not None:  # raw, without the query (which may hold secrets)
+            scope[UPSTREAM_REQUEST_SCOPE_KEY] = (str(scope["method"]), claimed.partition("?")[0])
+        raise
+    scope[UPSTREAM_REQUEST_SCOPE_KEY] = (upstream.method, path)
+    return upstream.method, policy.requirement(upstream.method, path)
+
+
+def _header_values(scope: Scope, names: frozenset[bytes]) -> dict[bytes, list[str]]:
+    """Every value of the headers in ``names``, in one pass over the request's headers
+    (ASGI gives names in lower case)."""
+    found: dict[bytes, list[str]] = {}
+    for name, value in scope["headers"]:
+        if name in names:
+            found.setdefault(name, []).append(value.decode("latin-1"))
+    return found
 
 
 def identity_headers(principal: Principal) -> dict[str, str]:
@@ -79,27 +108,6 @@ def identity_headers(principal: Principal) -> dict[str, str]:
     if principal.scopes is not None:
         headers["X-Auth-Scopes"] = join_authorities(principal.scopes)
     return headers
-
-
-def _upstream_request(scope: Scope, *, require_uri: bool) -> tuple[str, str]:
-    method = header_value(scope, b"x-original-method") or header_value(scope, b"x-forwarded-method")
-    if method is None:
-        method = str(scope["method"])
-    else:
-        method = method.strip().upper()
-        if not (0 < len(method) <= 20 and method.isascii() and method.isalpha()):
-            raise ValidationFailed("X-Original-Method is not an HTTP method")
-    uri = header_value(scope, b"x-original-uri") or header_value(scope, b"x-forwarded-uri")
-    if uri is None:
-        if require_uri:
-            raise ValidationFailed(
-                "X-Original-URI (or X-Forwarded-Uri) is required: forward-auth rules "
-                "are matched against the upstream path"
-            )
-        uri = "/"
-    elif len(uri) > 8192:
-        raise ValidationFailed("X-Original-URI is too long")
-    return method, upstream_path(uri)
 
 
 async def _documented_only() -> None:
@@ -122,10 +130,14 @@ router.add_api_route(
     methods=["GET"],
     summary="Verify a proxied request's credentials (forward-auth)",
     description=(
-        "For nginx `auth_request` and Traefik `ForwardAuth`: send the original request's "
-        "credentials, `X-Forwarded-For` (from a trusted proxy), `X-Original-URI` / "
-        "`X-Forwarded-Uri` and `X-Original-Method` / `X-Forwarded-Method`. Every method is "
-        "accepted; the body is ignored. The error code is also in `X-Auth-Error`."
+        "For nginx `auth_request`, Traefik `ForwardAuth` and Caddy `forward_auth`: send the "
+        "original request's credentials, `X-Forwarded-For` (from a trusted proxy) and its "
+        "method and URI in the header pair of the configured proxy (nginx: "
+        "`X-Original-Method` / `X-Original-URI`; Traefik, Caddy: `X-Forwarded-Method` / "
+        "`X-Forwarded-Uri`). If the other pair is present it must agree "
+        "(`ambiguous_upstream_request`); a path without one canonical form is refused "
+        "(`ambiguous_upstream_path`). Every method is accepted; the body is ignored. The "
+        "error code is also in `X-Auth-Error`."
     ),
     status_code=200,
     response_class=JSONResponse,

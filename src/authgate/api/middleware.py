@@ -140,6 +140,12 @@ class SecurityHeadersAndRequestLogs:
         audit = self.services.audit
         if failure is not None:
             key = failure.key
+            if failure.method is None:
+                header = {"header": failure.header} if failure.header else None
+                audit.record(
+                    EventType.FORWARD_AUTH_REFUSED, "failure", reason=failure.reason, details=header
+                )
+                return
             if failure.method == "jwt":
                 audit.record(EventType.TOKEN_REJECTED, "failure", reason=failure.reason)
             else:
