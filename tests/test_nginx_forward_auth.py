@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -19,7 +20,15 @@ import httpx2
 import pytest
 
 from tests.processes import Process, free_port
-from tests.proxies import Stack, echo_upstream, in_, needs_nginx, start_authgate, start_nginx
+from tests.proxies import (
+    Stack,
+    echo_upstream,
+    in_,
+    needs_nginx,
+    raw_request,
+    start_authgate,
+    start_nginx,
+)
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow, needs_nginx]
 
@@ -180,6 +189,18 @@ def test_a_client_cannot_choose_the_checked_request(stack: Stack) -> None:
     write = stack.call("DELETE", "/api/orders/1", headers=forged)
     assert write.status_code == 403
     assert write.json()["code"] == "insufficient_scope"
+
+
+@pytest.mark.parametrize(
+    "target", ["/api/%252e%252e/admin/users", "/api/..%2fadmin/users", "/api/..%5cadmin/users"]
+)
+def test_ambiguous_paths_are_refused_by_nginx_with_authgates_400(stack: Stack, target: str) -> None:
+    """The raw target goes to authgate as nginx received it; authgate's 400 and code come
+    back through nginx's error page, and nothing reaches the upstream."""
+    key = stack.create_key(f"ambiguous-{uuid.uuid4().hex[:8]}", scopes=["read"])
+    response = raw_request(stack.proxy_port, "GET", target, {"Authorization": f"Bearer {key}"})
+    assert response.status == 400, response.body
+    assert json.loads(response.body) == {"status": 400, "code": "ambiguous_upstream_path"}
 
 
 def test_nginx_answers_503_when_authgate_is_unreachable(tmp_path: Path, upstream: int) -> None:

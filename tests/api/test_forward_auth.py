@@ -428,6 +428,13 @@ def test_the_traefik_example_forwards_every_identity_header() -> None:
     assert forward["address"].endswith(VERIFY)
     assert forward["trustForwardHeader"] is False
     assert set(forward["authResponseHeaders"]) == set(IDENTITY_HEADERS)
+    # An allow-list of the client's headers: none that describes the request under check
+    # (Traefik sets its own X-Forwarded-*), none of the identity headers.
+    allowed = {name.lower() for name in forward["authRequestHeaders"]}
+    assert {"authorization", "utm-api-key"} <= allowed
+    assert not allowed & {"x-original-uri", "x-original-method", "x-forwarded-uri"}
+    assert not allowed & {name.lower() for name in IDENTITY_HEADERS}
+    assert "AUTHGATE_FORWARD_AUTH_PROXY=traefik" in example.read_text()
     stripped = middlewares["strip-credentials"]["headers"]["customRequestHeaders"]
     assert stripped == {"Authorization": "", "Utm-Api-Key": ""}
 
@@ -435,6 +442,15 @@ def test_the_traefik_example_forwards_every_identity_header() -> None:
 def test_the_nginx_example_forwards_every_identity_header() -> None:
     example = Path(__file__).parents[2] / "examples" / "nginx" / "authgate-forward-auth.conf"
     text = example.read_text()
+    # Both pairs are overwritten with the real request: a client's own never get through.
+    for header, value in (
+        ("X-Original-URI", "$request_uri"),
+        ("X-Original-Method", "$request_method"),
+        ("X-Forwarded-Uri", "$request_uri"),
+        ("X-Forwarded-Method", "$request_method"),
+    ):
+        assert f"proxy_set_header {header} {value};" in text, header
+    assert "protected_api" not in text  # "_" in the Host header: Tomcat answers 400
     for header in IDENTITY_HEADERS:
         variable = "$upstream_http_" + header.lower().replace("-", "_")
         assert variable in text, header
@@ -632,3 +648,14 @@ async def test_the_usage_log_records_the_canonical_path(harness: Harness, user_t
         f"{KEYS}/usage", params={"apiKeyId": created["id"]}, headers=bearer(user_token)
     )
     assert [record["endpoint"] for record in response.json()] == ["/public/Things"]
+
+
+def test_the_caddy_example_copies_every_identity_header() -> None:
+    example = Path(__file__).parents[2] / "examples" / "caddy" / "Caddyfile"
+    text = example.read_text()
+    copied = next(line for line in text.splitlines() if "copy_headers" in line).split()[1:]
+    assert set(copied) == set(IDENTITY_HEADERS)
+    assert "request_header -X-Auth-*" in text
+    assert "header_up -Authorization" in text
+    assert "header_up -Utm-Api-Key" in text
+    assert "AUTHGATE_FORWARD_AUTH_PROXY=caddy" in text
