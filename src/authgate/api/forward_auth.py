@@ -70,28 +70,18 @@ async def verify(request: Request) -> Response:
 def _upstream_requirement(scope: Scope, policy: ForwardAuthPolicy) -> tuple[str, Requirement]:
     """The upstream request's method and what it requires; an ambiguous request is left
     in the scope as a refusal for the audit trail, with the path it claimed."""
-    values = _header_values(scope, policy.header_names)
+    headers = scope["headers"]
     try:
-        upstream = policy.upstream_request(values)
+        upstream = policy.upstream_request(headers)
         path = policy.upstream_path(upstream)
     except AmbiguousUpstreamRequest as error:
         scope[AUTH_FAILURE_SCOPE_KEY] = AuthFailure(None, error.reason, header=error.header)
-        claimed = policy.reader.claimed_target(values)
+        claimed = policy.reader.claimed_target(headers)
         if claimed is not None:  # raw, without the query (which may hold secrets)
             scope[UPSTREAM_REQUEST_SCOPE_KEY] = (str(scope["method"]), claimed.partition("?")[0])
         raise
     scope[UPSTREAM_REQUEST_SCOPE_KEY] = (upstream.method, path)
     return upstream.method, policy.requirement(upstream.method, path)
-
-
-def _header_values(scope: Scope, names: frozenset[bytes]) -> dict[bytes, list[str]]:
-    """Every value of the headers in ``names``, in one pass over the request's headers
-    (ASGI gives names in lower case)."""
-    found: dict[bytes, list[str]] = {}
-    for name, value in scope["headers"]:
-        if name in names:
-            found.setdefault(name, []).append(value.decode("latin-1"))
-    return found
 
 
 def identity_headers(principal: Principal) -> dict[str, str]:

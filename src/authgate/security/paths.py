@@ -84,10 +84,20 @@ def segment_prefixes(path: str) -> Iterator[str]:
 def canonical_method(value: str) -> str:
     """An HTTP method as rules name it: upper case (``post`` is ``POST``); anything that
     is not a method name (letters only, at most 20) is refused (``ValidationFailed``)."""
+    known = _COMMON_METHODS.get(value)
+    if known is not None:
+        return known
     method = value.strip()
     if not (0 < len(method) <= MAX_METHOD_LENGTH and method.isascii() and method.isalpha()):
         raise ValidationFailed("The upstream method is not an HTTP method")
     return method.upper()
+
+
+# The usual spellings, answered without checks (the hot path).
+_COMMON_METHODS: Final = {
+    method: method
+    for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
+}
 
 
 @lru_cache(maxsize=4096)

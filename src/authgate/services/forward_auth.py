@@ -40,7 +40,7 @@ from authgate.security.paths import (
 )
 from authgate.security.principal import SCOPE_WRITE, Principal
 from authgate.services.upstream_request import (
-    HeaderValues,
+    RawHeaders,
     UpstreamRequest,
     UpstreamRequestReader,
 )
@@ -127,12 +127,7 @@ class ForwardAuthPolicy:
     def has_rules(self) -> bool:
         return bool(self._by_prefix)
 
-    @property
-    def header_names(self) -> frozenset[bytes]:
-        """The (lower-case) headers :meth:`upstream_request` needs to see."""
-        return self.reader.header_names
-
-    def upstream_request(self, headers: HeaderValues) -> UpstreamRequest:
+    def upstream_request(self, headers: RawHeaders) -> UpstreamRequest:
         """The request the proxy asks about (see :class:`UpstreamRequestReader.read`)."""
         return self.reader.read(headers)
 
