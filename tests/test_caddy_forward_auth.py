@@ -169,6 +169,7 @@ def test_a_client_cannot_choose_the_checked_path(stack: Stack) -> None:
         ("conflicting_upstream_header", "/admin/x", {"header": "X-Original-URI"})
     ]
     assert records[0]["ipAddress"] == "127.0.0.1"
+    assert records[0]["actor"] == "alice"
 
 
 @pytest.mark.parametrize(

@@ -311,7 +311,8 @@ async def test_admin_rules_take_the_key_scope_into_account(
 async def test_the_upstream_method_and_uri_are_required(
     harness: Harness, user_token: str, sent: dict[str, str]
 ) -> None:
-    """Never guessed: verify's own method is the proxy's (a GET), not the client's."""
+    """Never guessed: verify's own method is the proxy's (a GET), not the client's. A
+    caller without credentials still gets 401 first."""
     created = await create_key(harness, user_token, scopes=["read"])
     headers = {"Authorization": f"Bearer {created['key']}", **sent}
     response = await harness.client.post(VERIFY, headers=headers)
@@ -319,6 +320,7 @@ async def test_the_upstream_method_and_uri_are_required(
     assert response.headers["X-Auth-Error"] == "validation_failed"
     assert "required" in response.json()["message"]
     assert "X-Original-URI" in response.json()["message"]
+    assert (await harness.client.post(VERIFY, headers=sent)).status_code == 401
 
 
 @pytest.mark.parametrize("method", ["G E T", "GET1", "X" * 21, "ÉTÉ"])
@@ -481,7 +483,7 @@ async def test_a_client_cannot_choose_the_checked_path_behind_traefik_or_caddy(
 ) -> None:
     """The reproduction: alice's JWT, real request GET /admin/x (the proxy sends
     X-Forwarded-Uri), the client adds X-Original-URI: /public/x. It used to pass with
-    X-Auth-User: alice; now it is refused as ambiguous, audited, and alice is not named."""
+    X-Auth-User: alice; now it is refused as ambiguous and audited as alice's attempt."""
     headers = {
         "Authorization": f"Bearer {user_token}",
         "X-Forwarded-Method": "GET",
@@ -505,6 +507,7 @@ async def test_a_client_cannot_choose_the_checked_path_behind_traefik_or_caddy(
     assert record["details"] == {"header": "X-Original-URI"}
     assert record["path"] == "/admin/x"  # what the proxy said, without the query
     assert record["ipAddress"] == "198.51.100.7"
+    assert record["actor"] == "alice"
 
 
 @pytest.mark.parametrize(
@@ -527,7 +530,14 @@ async def test_behind_nginx_only_the_original_pair_is_read(
     assert response.headers["X-Auth-Error"] == "ambiguous_upstream_request"
     (record,) = await refusals(harness)
     assert record["details"] == {"header": header}
-    assert record["apiKeyId"] is None  # refused before any credential was looked at
+    assert record["apiKeyId"] == created["id"]  # whose request it was
+    await harness.services.usage.flush()
+    usage = await harness.client.get(
+        f"{KEYS}/usage", params={"apiKeyId": created["id"]}, headers=bearer(user_token)
+    )
+    assert [(r["responseCode"], r["errorMessage"]) for r in usage.json()] == [
+        (400, "conflicting_upstream_header")
+    ]
 
 
 async def test_the_same_values_in_both_pairs_are_accepted(
@@ -625,16 +635,20 @@ async def test_every_spelling_of_a_protected_path_meets_its_rule(
 async def test_an_ambiguous_path_is_refused_and_audited(
     harness: Harness, admin_token: str, uri: str, reason: str
 ) -> None:
-    """Refused before the credential is looked at, even an admin's: 400
-    ambiguous_upstream_path in the body and X-Auth-Error, recorded with its reason."""
+    """Refused whoever asks, even an admin: 400 ambiguous_upstream_path in the body and
+    X-Auth-Error, recorded with its reason and the caller. Without valid credentials
+    the answer is 401, as everywhere."""
     response = await harness.client.get(VERIFY, headers=proxied(admin_token, uri=uri))
     assert response.status_code == 400, response.text
     assert response.headers["X-Auth-Error"] == "ambiguous_upstream_path"
     assert response.json()["code"] == "ambiguous_upstream_path"
     assert "X-Auth-User" not in response.headers
+    anonymous = await harness.client.get(VERIFY, headers=proxied(uri=uri))
+    assert anonymous.status_code == 401
+    assert anonymous.headers["X-Auth-Error"] == "credentials_missing"
     (record,) = await refusals(harness)
     assert record["reason"] == reason
-    assert record["actor"] is None
+    assert record["actor"] == "admin"
 
 
 async def test_the_usage_log_records_the_canonical_path(harness: Harness, user_token: str) -> None:

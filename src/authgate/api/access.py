@@ -68,14 +68,14 @@ UPSTREAM_REQUEST_SCOPE_KEY = "authgate.upstream_request"
 class AuthFailure:
     """Why a request's credentials were refused or denied (for the audit and usage logs).
 
-    ``method`` is ``None`` for a request refused before any credential was looked at
-    (forward-auth's ambiguous upstream requests); ``header`` names the header at fault.
+    ``ambiguous_header`` is set (``""`` when no single header is at fault) when
+    forward-auth refused an ambiguous upstream request rather than the caller.
     """
 
-    method: AuthMethod | None
+    method: AuthMethod
     reason: str
     key: KeyReference | None = None
-    header: str | None = None
+    ambiguous_header: str | None = None
 
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

@@ -13,8 +13,9 @@ to the forward-auth rules. It answers:
 * 400/401/403/423/429 with the usual JSON error, ``WWW-Authenticate``/``Retry-After``
   and the stable error code in ``X-Auth-Error`` (a proxy forwards headers, not bodies).
   An ambiguous upstream request (``ambiguous_upstream_request``: the header pairs
-  disagree; ``ambiguous_upstream_path``: no canonical path) is refused before any
-  credential is looked at and recorded in the audit trail.
+  disagree; ``ambiguous_upstream_path``: no canonical path) is refused - after the
+  credentials, so that a caller without valid ones gets 401 as everywhere - and
+  recorded in the audit trail with the caller.
 
 Any method is accepted and a body is never read. It is the hottest endpoint: a lean
 handler without FastAPI's parameter machinery, one pass over the headers, no database
@@ -33,14 +34,15 @@ from authgate.api.access import (
     UPSTREAM_REQUEST_SCOPE_KEY,
     AuthenticatedRoute,
     AuthFailure,
+    Authorizer,
     Handler,
     admit,
     services_of,
 )
 from authgate.api.errors import authgate_error_response, documented
-from authgate.exceptions import AmbiguousUpstreamRequest, AuthgateError
+from authgate.exceptions import AmbiguousUpstreamRequest, AuthgateError, ValidationFailed
 from authgate.security.principal import Principal, join_authorities
-from authgate.services.forward_auth import ForwardAuthPolicy, Requirement
+from authgate.services.forward_auth import ForwardAuthPolicy
 
 VERIFY_PATH = "/api/auth/verify"
 ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
@@ -56,10 +58,8 @@ class ForwardAuthRoute(AuthenticatedRoute):
 async def verify(request: Request) -> Response:
     services = services_of(request)
     try:
-        method, requirement = _upstream_requirement(request.scope, services.forward_auth)
-        principal = await admit(
-            request, services, method, lambda caller, _method: requirement.check(caller)
-        )
+        method, authorize = _upstream_authorizer(request.scope, services.forward_auth)
+        principal = await admit(request, services, method, authorize)
     except AuthgateError as error:
         response: Response = authgate_error_response(request, error)
         response.headers["X-Auth-Error"] = error.code
@@ -67,21 +67,40 @@ async def verify(request: Request) -> Response:
     return Response(status_code=200, headers=identity_headers(principal))
 
 
-def _upstream_requirement(scope: Scope, policy: ForwardAuthPolicy) -> tuple[str, Requirement]:
-    """The upstream request's method and what it requires; an ambiguous request is left
-    in the scope as a refusal for the audit trail, with the path it claimed."""
+def _upstream_authorizer(scope: Scope, policy: ForwardAuthPolicy) -> tuple[str, Authorizer]:
+    """The upstream request's method and how to authorize the caller for it.
+
+    A request the proxy's headers do not describe one way only is refused once the caller
+    is authenticated (as everywhere, a caller without valid credentials gets 401 first):
+    the audit record then names who sent it, and the path it claimed.
+    """
     headers = scope["headers"]
     try:
         upstream = policy.upstream_request(headers)
         path = policy.upstream_path(upstream)
     except AmbiguousUpstreamRequest as error:
-        scope[AUTH_FAILURE_SCOPE_KEY] = AuthFailure(None, error.reason, header=error.header)
         claimed = policy.reader.claimed_target(headers)
         if claimed is not None:  # raw, without the query (which may hold secrets)
             scope[UPSTREAM_REQUEST_SCOPE_KEY] = (str(scope["method"]), claimed.partition("?")[0])
-        raise
+        return str(scope["method"]), _refusal(scope, error)
+    except ValidationFailed as error:  # the proxy's headers are missing or malformed
+        return str(scope["method"]), _refusal(scope, error)
     scope[UPSTREAM_REQUEST_SCOPE_KEY] = (upstream.method, path)
-    return upstream.method, policy.requirement(upstream.method, path)
+    requirement = policy.requirement(upstream.method, path)
+    return upstream.method, lambda caller, _method: requirement.check(caller)
+
+
+def _refusal(scope: Scope, error: ValidationFailed) -> Authorizer:
+    """Refuses any caller with ``error``; an ambiguous request is recorded for the audit."""
+
+    def refuse(caller: Principal, _method: str) -> None:
+        if isinstance(error, AmbiguousUpstreamRequest):
+            scope[AUTH_FAILURE_SCOPE_KEY] = AuthFailure(
+                caller.method, error.reason, caller.api_key, ambiguous_header=error.header or ""
+            )
+        raise error
+
+    return refuse
 
 
 def identity_headers(principal: Principal) -> dict[str, str]:

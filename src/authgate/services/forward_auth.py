@@ -123,10 +123,6 @@ class ForwardAuthPolicy:
         self.reader = reader or UpstreamRequestReader.for_proxy("nginx")
         self._decide = lru_cache(maxsize=cache_size)(self._requirement)
 
-    @property
-    def has_rules(self) -> bool:
-        return bool(self._by_prefix)
-
     def upstream_request(self, headers: RawHeaders) -> UpstreamRequest:
         """The request the proxy asks about (see :class:`UpstreamRequestReader.read`)."""
         return self.reader.read(headers)
