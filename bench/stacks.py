@@ -147,7 +147,7 @@ http {{
         location / {{
             proxy_http_version 1.1;
             proxy_set_header Connection "";
-            proxy_pass http://protected_api;
+            proxy_pass http://protected-api;
         }}
     }}
 }}

@@ -3,177 +3,48 @@
 nginx (Debian's package), `authgate serve` and a small upstream run as processes on
 loopback ports; nginx uses the configuration documented in the README
 (``examples/nginx/authgate-forward-auth.conf``) with only the ports changed. Skipped
-where nginx is not installed (CI installs it).
+where nginx is not installed (CI installs it). ``test_tomcat_forward_auth.py`` runs the
+same configuration in front of a real servlet container.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import threading
 import time
+import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import httpx2
 import pytest
 
-from tests.processes import AuthgateServer, Process, free_port
+from tests.processes import Process, free_port
+from tests.proxies import (
+    Stack,
+    echo_upstream,
+    in_,
+    needs_nginx,
+    raw_request,
+    start_authgate,
+    start_nginx,
+)
 
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
-EXAMPLE = Path(__file__).parents[1] / "examples" / "nginx" / "authgate-forward-auth.conf"
-ADMIN_PASSWORD = "nginx-test-admin-password"
-
-pytestmark = [
-    pytest.mark.timeout(120),
-    pytest.mark.skipif(not Path(NGINX).exists(), reason="nginx is not installed"),
-]
-
-
-# -- the upstream: echoes what reached it ---------------------------------------------------
-
-
-class EchoHandler(BaseHTTPRequestHandler):
-    def _echo(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length).decode("utf-8", errors="replace") if length else ""
-        payload = json.dumps(
-            {
-                "method": self.command,
-                "path": self.path,
-                "headers": {name.lower(): value for name, value in self.headers.items()},
-                "body": body,
-            }
-        ).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    do_GET = do_POST = do_PUT = do_DELETE = _echo
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+pytestmark = [pytest.mark.timeout(120), pytest.mark.slow, needs_nginx]
 
 
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[int]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), EchoHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server.server_address[1]
-    server.shutdown()
-    server.server_close()
-
-
-# -- nginx ---------------------------------------------------------------------------------
-
-
-def start_nginx(workdir: Path, *, authgate_port: int, upstream_port: int) -> tuple[Process, int]:
-    """nginx with the documented configuration, only the ports changed."""
-    port = free_port()
-    snippet = (
-        EXAMPLE.read_text()
-        .replace("127.0.0.1:8080", f"127.0.0.1:{authgate_port}")
-        .replace("127.0.0.1:9000", f"127.0.0.1:{upstream_port}")
-        .replace("127.0.0.1:8000", f"127.0.0.1:{port}")
-    )
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "authgate-forward-auth.conf").write_text(snippet)
-    user = "user root;" if os.geteuid() == 0 else ""
-    temp = "\n".join(
-        f"    {kind}_temp_path {workdir / kind};"
-        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    )
-    (workdir / "nginx.conf").write_text(
-        f"""{user}
-worker_processes 1;
-daemon off;
-pid {workdir / "nginx.pid"};
-error_log {workdir / "error.log"} warn;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-{temp}
-    include {workdir / "authgate-forward-auth.conf"};
-}}
-"""
-    )
-    process = Process(
-        [NGINX, "-p", str(workdir), "-c", str(workdir / "nginx.conf")],
-        log_path=workdir / "nginx.out",
-        cwd=workdir,
-    )
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if not process.running:
-            error_log = (
-                (workdir / "error.log").read_text() if (workdir / "error.log").exists() else ""
-            )
-            pytest.fail(f"nginx exited\n{process.diagnostics()}\n{error_log}")
-        try:
-            httpx2.get(f"http://127.0.0.1:{port}/", timeout=1.0)
-            return process, port
-        except httpx2.TransportError:
-            time.sleep(0.05)
-    process.stop()
-    pytest.fail("nginx did not start within 15 s")
-
-
-@dataclass
-class Stack:
-    authgate: AuthgateServer
-    nginx_url: str
-    admin_token: str
-
-    def create_key(self, name: str, **fields: Any) -> str:
-        body = {
-            "name": name,
-            "allowedIp": ["127.0.0.1"],
-            "expiresAt": _in(timedelta(days=1)),
-            **fields,
-        }
-        response = httpx2.post(
-            f"{self.authgate.base_url}/api/api-keys",
-            json=body,
-            headers={"Authorization": f"Bearer {self.admin_token}"},
-        )
-        assert response.status_code == 201, response.text
-        created: dict[str, Any] = response.json()
-        self.ids = getattr(self, "ids", {})
-        self.ids[created["key"]] = created["id"]
-        return str(created["key"])
-
-    def revoke(self, key: str) -> None:
-        response = httpx2.delete(
-            f"{self.authgate.base_url}/api/api-keys/{self.ids[key]}",
-            headers={"Authorization": f"Bearer {self.admin_token}"},
-        )
-        assert response.status_code in (200, 204), response.text
-
-    def call(self, method: str, path: str, **kwargs: Any) -> httpx2.Response:
-        return httpx2.request(method, f"{self.nginx_url}{path}", timeout=10.0, **kwargs)
-
-
-def _in(delta: timedelta) -> str:
-    return (datetime.now(UTC) + delta).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    with echo_upstream() as port:
+        yield port
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, upstream: int) -> Iterator[Stack]:
     workdir = tmp_path_factory.mktemp("nginx-forward-auth")
-    authgate = AuthgateServer(
+    authgate, admin_token, user_token = start_authgate(
         workdir / "authgate",
         {
-            "AUTHGATE_DATA_DIR": str(workdir / "authgate" / "data"),
-            "AUTHGATE_ADMIN_PASSWORD": ADMIN_PASSWORD,
-            "AUTHGATE_TRUSTED_PROXIES": "127.0.0.1",
             "AUTHGATE_FORWARD_AUTH_RULES": json.dumps(
                 [
                     {"path_prefix": "/api/", "methods": ["GET", "HEAD"], "scopes": ["read"]},
@@ -185,16 +56,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory, upstream: int) -> Iterator[S
     )
     nginx: Process | None = None
     try:
-        authgate.wait_until_up()
-        login = httpx2.post(
-            f"{authgate.base_url}/api/authenticate",
-            json={"username": "admin", "password": ADMIN_PASSWORD},
-        )
-        assert login.status_code == 200, login.text
         nginx, port = start_nginx(
             workdir / "nginx", authgate_port=authgate.port, upstream_port=upstream
         )
-        yield Stack(authgate, f"http://127.0.0.1:{port}", login.json()["id_token"])
+        yield Stack(authgate, port, admin_token, user_token)
     finally:
         if nginx is not None:
             nginx.stop()
@@ -264,7 +129,7 @@ def test_revoked_keys_are_refused_at_once(stack: Stack) -> None:
 
 
 def test_expired_keys_are_refused(stack: Stack) -> None:
-    key = stack.create_key("short-lived", expiresAt=_in(timedelta(seconds=2)))
+    key = stack.create_key("short-lived", expiresAt=in_(timedelta(seconds=2)))
     headers = {"Authorization": f"Bearer {key}"}
     assert stack.call("GET", "/api/orders", headers=headers).status_code == 200
     time.sleep(2.2)
@@ -303,6 +168,39 @@ def test_rate_limited_keys_get_429_and_retry_after_from_nginx(stack: Stack) -> N
     assert limited.status_code == 429
     assert limited.json()["code"] == "rate_limited"
     assert int(limited.headers["Retry-After"]) >= 1
+
+
+def test_a_client_cannot_choose_the_checked_request(stack: Stack) -> None:
+    """Issue 10, item 1, through nginx: alice asks for /admin/x and adds headers naming
+    /public/x (both pairs) and a GET for a DELETE. nginx overwrites both pairs with the
+    real request, so the /admin/ rule decides: 403, and nothing reaches the upstream."""
+    forged = {
+        "Authorization": f"Bearer {stack.user_token}",
+        "X-Original-URI": "/public/x",
+        "X-Forwarded-Uri": "/public/x",
+        "X-Original-Method": "GET",
+        "X-Forwarded-Method": "GET",
+    }
+    refused = stack.call("DELETE", "/admin/x", headers=forged)
+    assert refused.status_code == 403
+    assert refused.json() == {"status": 403, "code": "forbidden"}
+    key = stack.create_key("reader-forging", scopes=["read"])
+    forged["Authorization"] = f"Bearer {key}"
+    write = stack.call("DELETE", "/api/orders/1", headers=forged)
+    assert write.status_code == 403
+    assert write.json()["code"] == "insufficient_scope"
+
+
+@pytest.mark.parametrize(
+    "target", ["/api/%252e%252e/admin/users", "/api/..%2fadmin/users", "/api/..%5cadmin/users"]
+)
+def test_ambiguous_paths_are_refused_by_nginx_with_authgates_400(stack: Stack, target: str) -> None:
+    """The raw target goes to authgate as nginx received it; authgate's 400 and code come
+    back through nginx's error page, and nothing reaches the upstream."""
+    key = stack.create_key(f"ambiguous-{uuid.uuid4().hex[:8]}", scopes=["read"])
+    response = raw_request(stack.proxy_port, "GET", target, {"Authorization": f"Bearer {key}"})
+    assert response.status == 400, response.body
+    assert json.loads(response.body) == {"status": 400, "code": "ambiguous_upstream_path"}
 
 
 def test_nginx_answers_503_when_authgate_is_unreachable(tmp_path: Path, upstream: int) -> None:

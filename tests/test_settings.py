@@ -140,3 +140,33 @@ def test_repr_hides_secrets() -> None:
         assert JWT_SECRET not in text
     assert settings.jwt_secret is not None
     assert settings.jwt_secret.get_secret_value() == JWT_SECRET
+
+
+def test_forward_auth_reads_nginxs_headers_by_default(
+    in_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The proxy in front defaults to nginx (X-Original-*, as in examples/nginx); matching
+    ignores case unless told otherwise; both come from the environment too."""
+    settings = Settings()
+    assert settings.forward_auth_proxy == "nginx"
+    assert settings.forward_auth_method_header is None
+    assert settings.forward_auth_case_sensitive is False
+    monkeypatch.setenv("AUTHGATE_FORWARD_AUTH_PROXY", "caddy")
+    monkeypatch.setenv("AUTHGATE_FORWARD_AUTH_CASE_SENSITIVE", "true")
+    assert Settings().forward_auth_proxy == "caddy"
+    assert Settings().forward_auth_case_sensitive is True
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"forward_auth_proxy": "haproxy"}, "forward_auth_proxy"),
+        ({"forward_auth_method_header": "X-Method"}, "both"),
+        ({"forward_auth_uri_header": "X-Uri"}, "both"),
+        ({"forward_auth_method_header": "X-A", "forward_auth_uri_header": "x-a"}, "differ"),
+        ({"forward_auth_method_header": "X Method", "forward_auth_uri_header": "X-Uri"}, "pattern"),
+    ],
+)
+def test_forward_auth_header_settings_are_checked(values: dict[str, object], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        Settings(**values)  # type: ignore[arg-type]

@@ -46,6 +46,7 @@ from authgate.services.throttle_store import (
     RedisThrottleStore,
     ThrottleStore,
 )
+from authgate.services.upstream_request import UpstreamRequestReader
 from authgate.services.usage import UsageRecorder
 from authgate.services.user_states import UserStates
 from authgate.services.users import UserService
@@ -450,7 +451,14 @@ def build_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
         ),
         rate_limits=KeyRateLimits(default=settings.api_key_default_rate_limit, link=redis),
         forward_auth=ForwardAuthPolicy(
-            settings.forward_auth_rules, unmatched=settings.forward_auth_unmatched
+            settings.forward_auth_rules,
+            unmatched=settings.forward_auth_unmatched,
+            case_sensitive=settings.forward_auth_case_sensitive,
+            reader=UpstreamRequestReader.for_proxy(
+                settings.forward_auth_proxy,
+                method_header=settings.forward_auth_method_header,
+                uri_header=settings.forward_auth_uri_header,
+            ),
         ),
         alert_rules=AlertRules(db=db, clock=clock, audit=audit),
         alerts=AlertEngine(db=db, clock=clock, audit=audit, dispatcher=alert_dispatcher),

@@ -22,6 +22,9 @@ The tree (``code`` is stable and machine-readable; ``api/errors.py`` maps it to 
     ├── NotFound                         404
     ├── Conflict                         409  uniqueness or state conflicts
     ├── ValidationFailed                 400  input that breaks a rule (with per-field messages)
+    │   └── AmbiguousUpstreamRequest         forward-auth: the proxy's description of the request
+    │       │                                can be read two ways (headers that disagree)
+    │       └── AmbiguousUpstreamPath        its path has no single canonical reading
     └── Throttled                        429  too many attempts or requests (Retry-After)
         ├── ClientBlocked                423  this client address is blocked (UTMStack's answer)
         └── RateLimited                  429  an API key's own rate limit
@@ -170,6 +173,32 @@ class ValidationFailed(AuthgateError):
     ) -> None:
         super().__init__(message, reason=reason)
         self.field_errors = tuple(field_errors)
+
+
+class AmbiguousUpstreamRequest(ValidationFailed):
+    """Forward-auth: the request a proxy asks about is not described one way only.
+
+    Refused rather than guessed: whichever reading authgate picked, the upstream might
+    act on the other. ``reason`` says what was ambiguous (for the audit trail);
+    ``header`` names the header at fault, if one is.
+    """
+
+    code = "ambiguous_upstream_request"
+    message = "The upstream request is ambiguous"
+
+    def __init__(
+        self, message: str | None = None, *, reason: str | None = None, header: str | None = None
+    ) -> None:
+        super().__init__(message, reason=reason)
+        self.header = header
+
+
+class AmbiguousUpstreamPath(AmbiguousUpstreamRequest):
+    """Forward-auth: the upstream path has no single canonical form (encoded separators,
+    double encoding, control characters, a ``..`` above the root, ...)."""
+
+    code = "ambiguous_upstream_path"
+    message = "The upstream path is ambiguous"
 
 
 class Throttled(AuthgateError):

@@ -24,10 +24,14 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from authgate.exceptions import ConfigurationError
+from authgate.exceptions import AmbiguousUpstreamPath, ConfigurationError
+from authgate.security.paths import canonical_text_path
 from authgate.security.principal import SCOPE_PATTERN
 
 JwtAlgorithm = Literal["ES256", "EdDSA", "HS512"]
+# The reverse proxy in front of forward-auth, which decides the headers that describe
+# the request under check (see services/upstream_request.py).
+ForwardAuthProxy = Literal["nginx", "traefik", "caddy"]
 
 CONFIG_FILE_VARIABLE = "AUTHGATE_CONFIG_FILE"
 _SCOPE_NAME = re.compile(SCOPE_PATTERN)
@@ -51,6 +55,8 @@ class ForwardAuthRuleSetting(BaseModel):
 
     The longest matching ``path_prefix`` wins; among rules with the same prefix, the
     first whose ``methods`` include the request's method (no ``methods``: any method).
+    A prefix covers whole path segments (``/admin`` and ``/admin/`` both cover ``/admin``
+    and ``/admin/x``, not ``/administrator``) and must be written in canonical form.
     ``scopes`` are all required of API keys (a user's token carries the user's full
     rights); ``roles``: the caller (user or key) needs one of them.
     """
@@ -71,6 +77,19 @@ class ForwardAuthRuleSetting(BaseModel):
             if not method.isascii() or not method.isalpha() or len(method) > 20:
                 raise ValueError(f"not an HTTP method: {method!r}")
         return upper
+
+    @field_validator("path_prefix")
+    @classmethod
+    def _canonical_prefix(cls, prefix: str) -> str:
+        """A prefix is matched against canonical paths, so it must be one itself: a
+        prefix such as ``/a/../b`` or ``/admin;x`` could never match as written."""
+        try:
+            canonical = canonical_text_path(prefix)
+        except AmbiguousUpstreamPath as error:
+            raise ValueError(f"path_prefix {prefix!r} is ambiguous ({error.reason})") from None
+        if (canonical.rstrip("/") or "/") != (prefix.rstrip("/") or "/"):
+            raise ValueError(f"path_prefix {prefix!r} is not canonical: write {canonical!r}")
+        return prefix
 
 
 class Settings(BaseSettings):
@@ -179,6 +198,29 @@ class Settings(BaseSettings):
         default="authenticated",
         description="Upstream paths no rule matches: any valid credential (keys need write "
         "for unsafe methods), or refused.",
+    )
+    forward_auth_proxy: ForwardAuthProxy = Field(
+        default="nginx",
+        description="The proxy in front of /api/auth/verify; only the headers it sets are "
+        "read: nginx X-Original-Method/-URI (as in examples/nginx), traefik and caddy "
+        "X-Forwarded-Method/-Uri. The other pair, if present, must agree (else 400).",
+    )
+    forward_auth_method_header: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9-]{1,64}$",
+        description="Explicit header carrying the upstream method (with "
+        "forward_auth_uri_header; overrides forward_auth_proxy).",
+    )
+    forward_auth_uri_header: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9-]{1,64}$",
+        description="Explicit header carrying the upstream URI (with "
+        "forward_auth_method_header; overrides forward_auth_proxy).",
+    )
+    forward_auth_case_sensitive: bool = Field(
+        default=False,
+        description="Match forward-auth rule prefixes case-sensitively (default: /ADMIN is "
+        "held to an /admin rule, as case-insensitive upstreams would serve it).",
     )
     usage_log_successes: bool = Field(
         default=True,
@@ -326,6 +368,16 @@ class Settings(BaseSettings):
         problems = self.cluster_problems()
         if problems:
             raise ValueError("AUTHGATE_CLUSTER is set, but " + "; ".join(problems))
+        if (self.forward_auth_method_header is None) != (self.forward_auth_uri_header is None):
+            raise ValueError(
+                "set both forward_auth_method_header and forward_auth_uri_header, or neither"
+            )
+        if (
+            self.forward_auth_method_header is not None
+            and self.forward_auth_uri_header is not None
+            and self.forward_auth_method_header.lower() == self.forward_auth_uri_header.lower()
+        ):
+            raise ValueError("forward_auth_method_header and forward_auth_uri_header must differ")
         for scope in self.api_key_extra_scopes:
             if not _SCOPE_NAME.fullmatch(scope):
                 raise ValueError(

@@ -1,4 +1,4 @@
-"""Forward-auth through HTTP: ``/api/auth/verify`` as nginx and Traefik call it."""
+"""Forward-auth through HTTP: ``/api/auth/verify`` as nginx, Traefik and Caddy call it."""
 
 from __future__ import annotations
 
@@ -30,13 +30,20 @@ RULES = [
 
 
 @pytest.fixture
-def settings(tmp_path: Path, database_url: str) -> Settings:
+def proxy() -> str:
+    """``forward_auth_proxy`` (a test parametrized with ``proxy`` overrides it)."""
+    return "nginx"
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str, proxy: str) -> Settings:
     return test_settings(
         tmp_path / "data",
         database_url=database_url,
         trusted_proxies=["127.0.0.1"],
         forward_auth_rules=RULES,
         api_key_extra_scopes=["orders:write"],
+        forward_auth_proxy=proxy,
     )
 
 
@@ -115,7 +122,8 @@ async def test_a_user_token_passes_without_key_headers(harness: Harness, admin_t
 async def test_every_method_is_accepted_and_the_body_is_ignored(
     harness: Harness, user_token: str, verb: str
 ) -> None:
-    """nginx's subrequest keeps the client's method; the original method decides."""
+    """verify's own method says nothing (nginx's subrequest, like Traefik's and Caddy's
+    auth requests, is a GET): the original method in the proxy's header decides."""
     created = await create_key(harness, user_token, scopes=["read"])
     response = await harness.client.request(
         verb, VERIFY, headers=proxied(created["key"], method="GET"), content=b"{not json"
@@ -129,7 +137,8 @@ async def test_every_method_is_accepted_and_the_body_is_ignored(
         assert refused.json()["code"] == "insufficient_scope"
 
 
-async def test_traefik_headers_are_understood(harness: Harness, user_token: str) -> None:
+@pytest.mark.parametrize("proxy", ["traefik", "caddy"])
+async def test_traefik_and_caddy_headers_are_understood(harness: Harness, user_token: str) -> None:
     created = await create_key(harness, user_token, scopes=["read"])
     headers = {
         "Authorization": f"Bearer {created['key']}",
@@ -295,15 +304,23 @@ async def test_admin_rules_take_the_key_scope_into_account(
     assert (await harness.client.get(VERIFY, headers=headers)).status_code == 200
 
 
-async def test_the_upstream_uri_is_required_when_rules_exist(
-    harness: Harness, user_token: str
+@pytest.mark.parametrize(
+    "sent",
+    [{}, {"X-Original-URI": "/api/things"}, {"X-Original-Method": "GET"}],
+)
+async def test_the_upstream_method_and_uri_are_required(
+    harness: Harness, user_token: str, sent: dict[str, str]
 ) -> None:
-    created = await create_key(harness, user_token)
-    headers = {"Authorization": f"Bearer {created['key']}"}
-    response = await harness.client.get(VERIFY, headers=headers)
+    """Never guessed: verify's own method is the proxy's (a GET), not the client's. A
+    caller without credentials still gets 401 first."""
+    created = await create_key(harness, user_token, scopes=["read"])
+    headers = {"Authorization": f"Bearer {created['key']}", **sent}
+    response = await harness.client.post(VERIFY, headers=headers)
     assert response.status_code == 400
     assert response.headers["X-Auth-Error"] == "validation_failed"
+    assert "required" in response.json()["message"]
     assert "X-Original-URI" in response.json()["message"]
+    assert (await harness.client.post(VERIFY, headers=sent)).status_code == 401
 
 
 @pytest.mark.parametrize("method", ["G E T", "GET1", "X" * 21, "ÉTÉ"])
@@ -413,6 +430,13 @@ def test_the_traefik_example_forwards_every_identity_header() -> None:
     assert forward["address"].endswith(VERIFY)
     assert forward["trustForwardHeader"] is False
     assert set(forward["authResponseHeaders"]) == set(IDENTITY_HEADERS)
+    # An allow-list of the client's headers: none that describes the request under check
+    # (Traefik sets its own X-Forwarded-*), none of the identity headers.
+    allowed = {name.lower() for name in forward["authRequestHeaders"]}
+    assert {"authorization", "utm-api-key"} <= allowed
+    assert not allowed & {"x-original-uri", "x-original-method", "x-forwarded-uri"}
+    assert not allowed & {name.lower() for name in IDENTITY_HEADERS}
+    assert "AUTHGATE_FORWARD_AUTH_PROXY=traefik" in example.read_text()
     stripped = middlewares["strip-credentials"]["headers"]["customRequestHeaders"]
     assert stripped == {"Authorization": "", "Utm-Api-Key": ""}
 
@@ -420,7 +444,232 @@ def test_the_traefik_example_forwards_every_identity_header() -> None:
 def test_the_nginx_example_forwards_every_identity_header() -> None:
     example = Path(__file__).parents[2] / "examples" / "nginx" / "authgate-forward-auth.conf"
     text = example.read_text()
+    # Both pairs are overwritten with the real request: a client's own never get through.
+    for header, value in (
+        ("X-Original-URI", "$request_uri"),
+        ("X-Original-Method", "$request_method"),
+        ("X-Forwarded-Uri", "$request_uri"),
+        ("X-Forwarded-Method", "$request_method"),
+    ):
+        assert f"proxy_set_header {header} {value};" in text, header
+    assert "protected_api" not in text  # "_" in the Host header: Tomcat answers 400
     for header in IDENTITY_HEADERS:
         variable = "$upstream_http_" + header.lower().replace("-", "_")
         assert variable in text, header
         assert f"proxy_set_header {header} " in text, header
+
+
+# -- the request under check comes only from the proxy (issue 10, item 1) ---------------------
+
+
+async def refusals(harness: Harness) -> list[dict[str, Any]]:
+    """The FORWARD_AUTH_REFUSED records of the audit trail, oldest first."""
+    await harness.services.audit.flush()
+    await harness.create_user("auditor", USER_PASSWORD, admin=True)
+    auditor = await harness.login("auditor", USER_PASSWORD)
+    events = await harness.client.get(
+        "/api/audit-events",
+        params={"type": "FORWARD_AUTH_REFUSED", "sort": "id,asc"},
+        headers=bearer(auditor),
+    )
+    assert events.status_code == 200, events.text
+    records: list[dict[str, Any]] = events.json()
+    return records
+
+
+@pytest.mark.parametrize("proxy", ["traefik", "caddy"])
+async def test_a_client_cannot_choose_the_checked_path_behind_traefik_or_caddy(
+    harness: Harness, user_token: str
+) -> None:
+    """The reproduction: alice's JWT, real request GET /admin/x (the proxy sends
+    X-Forwarded-Uri), the client adds X-Original-URI: /public/x. It used to pass with
+    X-Auth-User: alice; now it is refused as ambiguous and audited as alice's attempt."""
+    headers = {
+        "Authorization": f"Bearer {user_token}",
+        "X-Forwarded-Method": "GET",
+        "X-Forwarded-Uri": "/admin/x?page=1",
+        "X-Forwarded-For": "198.51.100.7",
+        "X-Original-URI": "/public/x",  # the client's own, copied on by the proxy
+    }
+    response = await harness.client.get(VERIFY, headers=headers)
+    assert response.status_code == 400, response.text
+    assert response.headers["X-Auth-Error"] == "ambiguous_upstream_request"
+    assert response.json()["code"] == "ambiguous_upstream_request"
+    assert "X-Auth-User" not in response.headers
+    del headers["X-Original-URI"]
+    honest = await harness.client.get(VERIFY, headers=headers)
+    assert honest.status_code == 403  # /admin/ needs ROLE_ADMIN
+    assert honest.headers["X-Auth-Error"] == "forbidden"
+
+    (record,) = await refusals(harness)
+    assert record["outcome"] == "failure"
+    assert record["reason"] == "conflicting_upstream_header"
+    assert record["details"] == {"header": "X-Original-URI"}
+    assert record["path"] == "/admin/x"  # what the proxy said, without the query
+    assert record["ipAddress"] == "198.51.100.7"
+    assert record["actor"] == "alice"
+
+
+@pytest.mark.parametrize(
+    ("injected", "header"),
+    [
+        ({"X-Forwarded-Uri": "/public/x"}, "X-Forwarded-Uri"),
+        ({"X-Forwarded-Method": "GET"}, "X-Forwarded-Method"),  # the real one is a DELETE
+    ],
+)
+async def test_behind_nginx_only_the_original_pair_is_read(
+    harness: Harness, user_token: str, injected: dict[str, str], header: str
+) -> None:
+    """The default proxy (nginx) reads X-Original-*; a disagreeing X-Forwarded-* header,
+    which an nginx configured otherwise than the example would pass on from the client,
+    is refused."""
+    created = await create_key(harness, user_token, scopes=["read"])
+    headers = {**proxied(created["key"], uri="/admin/x", method="DELETE"), **injected}
+    response = await harness.client.get(VERIFY, headers=headers)
+    assert response.status_code == 400
+    assert response.headers["X-Auth-Error"] == "ambiguous_upstream_request"
+    (record,) = await refusals(harness)
+    assert record["details"] == {"header": header}
+    assert record["apiKeyId"] == created["id"]  # whose request it was
+    await harness.services.usage.flush()
+    usage = await harness.client.get(
+        f"{KEYS}/usage", params={"apiKeyId": created["id"]}, headers=bearer(user_token)
+    )
+    assert [(r["responseCode"], r["errorMessage"]) for r in usage.json()] == [
+        (400, "conflicting_upstream_header")
+    ]
+
+
+async def test_the_same_values_in_both_pairs_are_accepted(
+    harness: Harness, user_token: str
+) -> None:
+    """nginx's example (and the guard) set both pairs alike."""
+    created = await create_key(harness, user_token, scopes=["read"])
+    headers = proxied(created["key"], uri="/api/things?x=1", method="GET")
+    headers.update({"X-Forwarded-Uri": "/api/things?x=1", "X-Forwarded-Method": "get"})
+    assert (await harness.client.get(VERIFY, headers=headers)).status_code == 200
+
+
+async def test_traefik_headers_are_refused_while_nginx_is_configured(
+    harness: Harness, user_token: str
+) -> None:
+    """The default is nginx: a Traefik or Caddy in front, not configured, gets a 400 that
+    says what to set, never a decision on the client's headers."""
+    created = await create_key(harness, user_token, scopes=["read"])
+    headers = {
+        "Authorization": f"Bearer {created['key']}",
+        "X-Forwarded-Method": "GET",
+        "X-Forwarded-Uri": "/api/things",
+    }
+    response = await harness.client.get(VERIFY, headers=headers)
+    assert response.status_code == 400
+    assert response.headers["X-Auth-Error"] == "ambiguous_upstream_request"
+    assert "AUTHGATE_FORWARD_AUTH_PROXY=nginx" in response.json()["message"]
+
+
+async def test_a_duplicated_uri_header_is_refused(harness: Harness, user_token: str) -> None:
+    created = await create_key(harness, user_token, scopes=["read"])
+    headers = [
+        (b"authorization", f"Bearer {created['key']}".encode()),
+        (b"x-original-method", b"GET"),
+        (b"x-original-uri", b"/api/things"),
+        (b"x-original-uri", b"/admin/x"),
+    ]
+    response = await harness.client.get(VERIFY, headers=headers)
+    assert response.status_code == 400
+    assert response.headers["X-Auth-Error"] == "ambiguous_upstream_request"
+    (record,) = await refusals(harness)
+    assert record["reason"] == "duplicate_upstream_header"
+
+
+# -- one canonical path (issue 10, item 2) ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "uri", "error"),
+    [
+        ("GET", "/admin;x/secret", "forbidden"),
+        ("GET", "/admin;jsessionid=abc/users", "forbidden"),
+        ("GET", "/ADMIN/x", "forbidden"),
+        ("GET", "/Admin/x", "forbidden"),
+        ("GET", "/admin./x", "forbidden"),
+        ("GET", "/INTERNAL/x", "forbidden"),
+        ("GET", "/internal./x", "forbidden"),
+        ("GET", "/public/..;/admin/x", "forbidden"),
+        ("GET", "/public/%2e%2e;/admin/x", "forbidden"),
+        ("GET", "/public/..;a=b/admin/x", "forbidden"),
+        ("GET", "/;/admin/x", "forbidden"),
+        ("GET", "/x/..;/admin/x", "forbidden"),
+        ("POST", "/public/..;/orders/1", "insufficient_scope"),
+        ("POST", "/Orders/1", "insufficient_scope"),
+        ("POST", "/orders;x/1", "insufficient_scope"),
+        ("POST", "/%6frders/1", "insufficient_scope"),
+        ("post", "/orders/1", "insufficient_scope"),
+    ],
+)
+async def test_every_spelling_of_a_protected_path_meets_its_rule(
+    harness: Harness, user_token: str, method: str, uri: str, error: str
+) -> None:
+    """The issue's reproductions, against verify: a key with read and write (not
+    orders:write) of a ROLE_USER is refused by the rule of the path the upstream serves."""
+    created = await create_key(harness, user_token, scopes=["read", "write"])
+    response = await harness.client.get(
+        VERIFY, headers=proxied(created["key"], uri=uri, method=method)
+    )
+    assert response.status_code == 403, response.text
+    assert response.headers["X-Auth-Error"] == error
+
+
+@pytest.mark.parametrize(
+    ("uri", "reason"),
+    [
+        ("/public/..%2fadmin/x", "path_encoded_separator"),
+        ("/public/%252e%252e/admin/x", "path_double_encoded"),
+        ("/public/..%5cadmin/x", "path_encoded_separator"),
+        ("/public\\..\\admin/x", "path_backslash"),
+        ("/admin%00/x", "path_control_character"),
+        ("/../admin/x", "path_above_root"),
+        ("/public/%2e%2e/%2e%2e/admin", "path_above_root"),
+    ],
+)
+async def test_an_ambiguous_path_is_refused_and_audited(
+    harness: Harness, admin_token: str, uri: str, reason: str
+) -> None:
+    """Refused whoever asks, even an admin: 400 ambiguous_upstream_path in the body and
+    X-Auth-Error, recorded with its reason and the caller. Without valid credentials
+    the answer is 401, as everywhere."""
+    response = await harness.client.get(VERIFY, headers=proxied(admin_token, uri=uri))
+    assert response.status_code == 400, response.text
+    assert response.headers["X-Auth-Error"] == "ambiguous_upstream_path"
+    assert response.json()["code"] == "ambiguous_upstream_path"
+    assert "X-Auth-User" not in response.headers
+    anonymous = await harness.client.get(VERIFY, headers=proxied(uri=uri))
+    assert anonymous.status_code == 401
+    assert anonymous.headers["X-Auth-Error"] == "credentials_missing"
+    (record,) = await refusals(harness)
+    assert record["reason"] == reason
+    assert record["actor"] == "admin"
+
+
+async def test_the_usage_log_records_the_canonical_path(harness: Harness, user_token: str) -> None:
+    created = await create_key(harness, user_token, scopes=["read"])
+    uri = "/public/x/..;jsessionid=1/Things.?q=secret"
+    assert (
+        await harness.client.get(VERIFY, headers=proxied(created["key"], uri=uri))
+    ).status_code == 200
+    await harness.services.usage.flush()
+    response = await harness.client.get(
+        f"{KEYS}/usage", params={"apiKeyId": created["id"]}, headers=bearer(user_token)
+    )
+    assert [record["endpoint"] for record in response.json()] == ["/public/Things"]
+
+
+def test_the_caddy_example_copies_every_identity_header() -> None:
+    example = Path(__file__).parents[2] / "examples" / "caddy" / "Caddyfile"
+    text = example.read_text()
+    copied = next(line for line in text.splitlines() if "copy_headers" in line).split()[1:]
+    assert set(copied) == set(IDENTITY_HEADERS)
+    assert "request_header -X-Auth-*" in text
+    assert "header_up -Authorization" in text
+    assert "header_up -Utm-Api-Key" in text
+    assert "AUTHGATE_FORWARD_AUTH_PROXY=caddy" in text

@@ -28,11 +28,20 @@ VERIFY = "/api/auth/verify"
 
 
 @pytest.fixture
-def settings(tmp_path: Path, database_url: str) -> Settings:
+def forward_auth_proxy() -> str:
+    """authgate's ``forward_auth_proxy`` (a test parametrized with it overrides it)."""
+    return "nginx"
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str, forward_auth_proxy: str) -> Settings:
     """authgate trusts the guarded service (ASGITransport's 127.0.0.1) as a proxy, so
     the client address the guard forwards in X-Forwarded-For is the one checked."""
     return test_settings(
-        tmp_path / "data", database_url=database_url, trusted_proxies=["127.0.0.1"]
+        tmp_path / "data",
+        database_url=database_url,
+        trusted_proxies=["127.0.0.1"],
+        forward_auth_proxy=forward_auth_proxy,
     )
 
 

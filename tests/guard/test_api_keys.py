@@ -83,7 +83,26 @@ async def test_the_guard_forwards_the_credential_client_and_request_only(
     assert sent.headers["X-Forwarded-For"] == CALLER_IP
     assert sent.headers["X-Original-Method"] == "POST"
     assert sent.headers["X-Original-URI"] == "/things?x=1"
+    # The same in the other pair, so authgate reads it alike for any forward_auth_proxy.
+    assert sent.headers["X-Forwarded-Method"] == "POST"
+    assert sent.headers["X-Forwarded-Uri"] == "/things?x=1"
     assert "Cookie" not in sent.headers
+
+
+@pytest.mark.parametrize("forward_auth_proxy", ["traefik", "caddy"])
+async def test_the_guard_is_understood_whichever_proxy_authgate_expects(
+    harness: Harness, make_guard: GuardFactory, user_token: str
+) -> None:
+    """The guard sends the request in both header pairs, so an authgate configured for
+    Traefik or Caddy reads the same method and path: a read-only key reads, and its
+    POST is refused by authgate's own rule (keys need write for unsafe methods)."""
+    created = await create_key(harness, user_token, scopes=["read"])
+    service = GuardedService(make_guard())
+    assert (await call(service, created["key"])).status_code == 200
+    refused = await call(service, created["key"], method="POST")
+    assert refused.status_code == 403
+    assert refused.json()["code"] == "insufficient_scope"
+    assert service.handled == 1
 
 
 async def test_the_keys_allow_list_applies_to_the_guarded_services_caller(

@@ -1,15 +1,19 @@
-"""Forward-auth rules and upstream path normalisation, without HTTP."""
+"""Forward-auth rules on canonical upstream paths, without HTTP."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
-from authgate.exceptions import InsufficientScope, PermissionDenied
+from authgate.exceptions import AmbiguousUpstreamPath, InsufficientScope, PermissionDenied
 from authgate.security.principal import Principal
-from authgate.services.forward_auth import ForwardAuthPolicy, upstream_path
+from authgate.services.forward_auth import ForwardAuthPolicy, Requirement
+from authgate.services.upstream_request import UpstreamRequest
 from authgate.settings import ForwardAuthRuleSetting
+from tests.security.path_variants import method_variant, target_variant
 
 Rule = ForwardAuthRuleSetting
 
@@ -35,30 +39,6 @@ def user(*roles: str) -> Principal:
         credential_id="jti",
         expires_at=None,
     )
-
-
-@pytest.mark.parametrize(
-    ("uri", "path"),
-    [
-        ("/api/x?a=1", "/api/x"),
-        ("/api/x#frag", "/api/x"),
-        ("/public/../admin/x", "/admin/x"),
-        ("/public/%2e%2e/admin/x", "/admin/x"),
-        ("/public/%2E%2E%2Fadmin", "/admin"),
-        ("//admin//x", "/admin/x"),
-        ("/a/./b/", "/a/b/"),
-        ("/../../etc", "/etc"),
-        ("", "/"),
-        ("/", "/"),
-        ("api/x", "/api/x"),
-        ("http://upstream.example/admin/x?q", "/admin/x"),
-        ("/a/b/..", "/a/"),
-        ("/caf%C3%A9", "/café"),
-        ("/bad%ZZescape", "/bad%ZZescape"),
-    ],
-)
-def test_upstream_paths_are_normalised(uri: str, path: str) -> None:
-    assert upstream_path(uri) == path
 
 
 def test_the_longest_prefix_wins_and_methods_narrow_a_rule() -> None:
@@ -131,3 +111,189 @@ def test_rule_methods_must_be_http_methods(method: str) -> None:
 def test_rule_prefixes_must_be_paths(prefix: str) -> None:
     with pytest.raises(ValueError, match="path_prefix"):
         Rule(path_prefix=prefix)
+
+
+@pytest.mark.parametrize(
+    "prefix", ["/a/../b", "/admin;x", "/a//b", "/a/./b", "/admin.", "/%61dmin"]
+)
+def test_rule_prefixes_must_be_canonical(prefix: str) -> None:
+    """A prefix is matched against canonical paths: one that is not canonical itself
+    could never match as written."""
+    with pytest.raises(ValueError, match="path_prefix"):
+        Rule(path_prefix=prefix)
+
+
+# -- matching on the canonical path (issue 10, item 2) -----------------------------------------
+
+ISSUE_RULES = [
+    Rule(path_prefix="/public/"),
+    Rule(path_prefix="/admin/", roles=["ROLE_ADMIN"]),
+    Rule(path_prefix="/internal", allow=False),
+    Rule(path_prefix="/api/", methods=["GET", "HEAD"], scopes=["read"]),
+    Rule(path_prefix="/api/orders", methods=["POST", "PUT", "DELETE"], scopes=["orders:write"]),
+]
+
+
+def decide(policy: ForwardAuthPolicy, method: str, target: str) -> Requirement:
+    """The requirement for a request as a proxy describes it (method and raw target)."""
+    path = policy.upstream_path(UpstreamRequest(method=method, target=target))
+    return policy.requirement(method, path)
+
+
+@pytest.mark.parametrize("unmatched", ["authenticated", "deny"])
+@pytest.mark.parametrize("admin_prefix", ["/admin/", "/admin"])
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/admin;x/secret",
+        "/admin;jsessionid=abc/users",
+        "/ADMIN/x",
+        "/Admin/x",
+        "/admin./x",
+        "/public/..;/admin/x",
+        "/public/%2e%2e;/admin/x",
+        "/public/..;a=b/admin/x",
+        "/;/admin/x",
+        "/x/..;/admin/x",
+        "/admin",
+        "/admin/",
+    ],
+)
+def test_the_issues_variants_are_held_to_the_admin_rule(
+    target: str, admin_prefix: str, unmatched: str
+) -> None:
+    """Each reproduction of issue 10: a ROLE_USER caller is refused, in both rule
+    forms and both unmatched modes; an admin passes (the rule, not a refusal, decided)."""
+    rules = [rule for rule in ISSUE_RULES if not rule.path_prefix.startswith("/admin")]
+    rules.append(Rule(path_prefix=admin_prefix, roles=["ROLE_ADMIN"]))
+    policy = ForwardAuthPolicy(rules, unmatched="deny" if unmatched == "deny" else "authenticated")
+    requirement = decide(policy, "GET", target)
+    with pytest.raises(PermissionDenied, match="ROLE_ADMIN"):
+        requirement.check(user("ROLE_USER"))
+    requirement.check(user("ROLE_ADMIN", "ROLE_USER"))
+
+
+@pytest.mark.parametrize("target", ["/INTERNAL", "/internal", "/Internal/x", "/internal./x"])
+def test_a_refusing_rule_cannot_be_dodged_by_case_or_dots(target: str) -> None:
+    policy = ForwardAuthPolicy(ISSUE_RULES)
+    with pytest.raises(PermissionDenied):
+        decide(policy, "GET", target).check(user("ROLE_ADMIN"))
+
+
+@pytest.mark.parametrize(
+    ("method", "target"),
+    [
+        ("POST", "/public/..;/api/orders"),
+        ("POST", "/api/Orders"),
+        ("POST", "/api/orders;x"),
+        ("POST", "/api/%6frders"),
+        ("post", "/api/orders"),
+        ("Post", "/API/ORDERS/17"),
+    ],
+)
+def test_api_key_scope_rules_hold_for_every_spelling(method: str, target: str) -> None:
+    policy = ForwardAuthPolicy(ISSUE_RULES)
+    requirement = decide(policy, method.upper(), target)
+    with pytest.raises(InsufficientScope, match="orders:write"):
+        requirement.check(key("read", "write"))
+    requirement.check(key("orders:write"))
+
+
+def test_prefixes_match_whole_segments() -> None:
+    policy = ForwardAuthPolicy(
+        [Rule(path_prefix="/admin", roles=["ROLE_ADMIN"]), Rule(path_prefix="/api/v1/")]
+    )
+    assert policy.requirement("GET", "/admin").roles == {"ROLE_ADMIN"}
+    assert policy.requirement("GET", "/admin/").roles == {"ROLE_ADMIN"}
+    assert policy.requirement("GET", "/admin/x/y").roles == {"ROLE_ADMIN"}
+    assert policy.requirement("GET", "/administrator").rule == "default"
+    assert policy.requirement("GET", "/admin-tools/x").rule == "default"
+    assert policy.requirement("GET", "/api/v1").rule.startswith("/api/v1/")
+    assert policy.requirement("GET", "/api/v10").rule == "default"
+
+
+def test_rules_for_one_prefix_written_two_ways_keep_their_order() -> None:
+    """``/api`` and ``/api/`` cover the same paths: the first listed whose methods match
+    decides, as for any two rules with one prefix."""
+    policy = ForwardAuthPolicy(
+        [
+            Rule(path_prefix="/api", methods=["GET"], scopes=["read"]),
+            Rule(path_prefix="/api/", scopes=["write"]),
+        ]
+    )
+    assert policy.requirement("GET", "/api/x").scopes == {"read"}
+    assert policy.requirement("DELETE", "/api/x").scopes == {"write"}
+
+
+def test_matching_may_be_case_sensitive() -> None:
+    """For upstreams that tell /ADMIN from /admin (Tomcat does), by setting."""
+    rules = [Rule(path_prefix="/admin", roles=["ROLE_ADMIN"])]
+    assert ForwardAuthPolicy(rules).requirement("GET", "/ADMIN/x").roles == {"ROLE_ADMIN"}
+    sensitive = ForwardAuthPolicy(rules, case_sensitive=True)
+    assert sensitive.requirement("GET", "/ADMIN/x").rule == "default"
+    assert sensitive.requirement("GET", "/admin/x").roles == {"ROLE_ADMIN"}
+
+
+def test_an_ambiguous_path_is_refused_not_matched() -> None:
+    policy = ForwardAuthPolicy(ISSUE_RULES, unmatched="deny")
+    for target in ("/public/..%2fadmin/x", "/public/%252e%252e/admin", "/public\\..\\admin"):
+        with pytest.raises(AmbiguousUpstreamPath):
+            decide(policy, "GET", target)
+
+
+# -- properties: no spelling of a protected request is allowed ------------------------------------
+
+_POLICY = ForwardAuthPolicy(ISSUE_RULES, unmatched="authenticated")
+
+
+def _spellings(path: str, method: str) -> st.SearchStrategy[tuple[str, str]]:
+    return st.tuples(method_variant(method), target_variant(path))
+
+
+@given(
+    st.sampled_from(["/admin", "/admin/users/1", "/admin/x"]).flatmap(
+        lambda p: _spellings(p, "GET")
+    )
+)
+@example(("GET", "/public/..;/admin/x"))
+def test_no_spelling_of_an_admin_path_lets_a_user_in(drawn: tuple[str, str]) -> None:
+    method, target = drawn
+    try:
+        requirement = decide(_POLICY, method.strip().upper(), target)
+    except AmbiguousUpstreamPath:
+        return
+    with pytest.raises(PermissionDenied):
+        requirement.check(user("ROLE_USER"))
+
+
+@given(st.sampled_from(["/internal", "/internal/metrics"]).flatmap(lambda p: _spellings(p, "GET")))
+def test_no_spelling_of_a_refused_path_lets_anyone_in(drawn: tuple[str, str]) -> None:
+    method, target = drawn
+    try:
+        requirement = decide(_POLICY, method.strip().upper(), target)
+    except AmbiguousUpstreamPath:
+        return
+    with pytest.raises(PermissionDenied):
+        requirement.check(user("ROLE_ADMIN", "ROLE_USER"))
+
+
+@given(
+    st.tuples(
+        st.sampled_from(["/api/orders", "/api/orders/17", "/api/orders/17/items"]),
+        st.sampled_from(["POST", "PUT", "DELETE"]),
+    ).flatmap(lambda drawn: _spellings(*drawn))
+)
+@example(("post", "/api/Orders"))
+@example(("POST", "/api/orders;x"))
+@example(("POST", "/api/%6frders"))
+@example(("POST", "/public/..;/api/orders"))
+def test_no_spelling_of_an_order_write_passes_without_the_scope(drawn: tuple[str, str]) -> None:
+    """API-key scope rules: a key with read and write but not orders:write never gets to
+    change an order, however method and path are spelled."""
+    method, target = drawn
+    try:
+        requirement = decide(_POLICY, method.strip().upper(), target)
+    except AmbiguousUpstreamPath:
+        return
+    with pytest.raises(InsufficientScope):
+        requirement.check(key("read", "write"))

@@ -66,11 +66,16 @@ UPSTREAM_REQUEST_SCOPE_KEY = "authgate.upstream_request"
 
 @dataclass(frozen=True, slots=True)
 class AuthFailure:
-    """Why a request's credentials were refused or denied (for the audit and usage logs)."""
+    """Why a request's credentials were refused or denied (for the audit and usage logs).
+
+    ``ambiguous_header`` is set (``""`` when no single header is at fault) when
+    forward-auth refused an ambiguous upstream request rather than the caller.
+    """
 
     method: AuthMethod
     reason: str
     key: KeyReference | None = None
+    ambiguous_header: str | None = None
 
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

@@ -1,21 +1,26 @@
 """Forward-auth: ``/api/auth/verify`` lets a reverse proxy protect any HTTP API.
 
-nginx (``auth_request``) or Traefik (``ForwardAuth``) sends each incoming request's
-headers here before passing it upstream. authgate authenticates the credentials in
-them exactly as for its own API (``Authorization: Bearer <JWT or key>`` or
-``Utm-Api-Key``), with the client address from the trusted-proxy rules, and holds
-the original method and path (``X-Original-Method``/``X-Forwarded-Method``,
-``X-Original-URI``/``X-Forwarded-Uri``) to the forward-auth rules. It answers:
+nginx (``auth_request``), Traefik (``ForwardAuth``) or Caddy (``forward_auth``) sends
+each incoming request's headers here before passing it upstream. authgate
+authenticates the credentials in them exactly as for its own API (``Authorization:
+Bearer <JWT or key>`` or ``Utm-Api-Key``), with the client address from the
+trusted-proxy rules, and holds the original method and path - read only from the
+header pair of the configured proxy (``forward_auth_proxy``), in their canonical form -
+to the forward-auth rules. It answers:
 
 * 200 with identity headers for the upstream (``X-Auth-User``, ``X-Auth-User-Id``,
   ``X-Auth-Roles``, ``X-Auth-Method``, and for keys ``X-Auth-Key-Id``/``X-Auth-Scopes``);
-* 401/403/423/429 with the usual JSON error, ``WWW-Authenticate``/``Retry-After`` and
-  the stable error code in ``X-Auth-Error`` (a proxy forwards headers, not bodies).
+* 400/401/403/423/429 with the usual JSON error, ``WWW-Authenticate``/``Retry-After``
+  and the stable error code in ``X-Auth-Error`` (a proxy forwards headers, not bodies).
+  An ambiguous upstream request (``ambiguous_upstream_request``: the header pairs
+  disagree; ``ambiguous_upstream_path``: no canonical path) is refused - after the
+  credentials, so that a caller without valid ones gets 401 as everywhere - and
+  recorded in the audit trail with the caller.
 
-Any method is accepted (nginx's subrequest keeps the original method) and a body is
-never read. It is the hottest endpoint: a lean handler without FastAPI's parameter
-machinery, no database round trip on a cache hit, usage and audit written in batches
-after the response like every other request (with the upstream method and path).
+Any method is accepted and a body is never read. It is the hottest endpoint: a lean
+handler without FastAPI's parameter machinery, one pass over the headers, no database
+round trip on a cache hit, usage and audit written in batches after the response like
+every other request (with the upstream method and path).
 """
 
 from __future__ import annotations
@@ -25,17 +30,19 @@ from starlette.responses import JSONResponse
 from starlette.types import Scope
 
 from authgate.api.access import (
+    AUTH_FAILURE_SCOPE_KEY,
     UPSTREAM_REQUEST_SCOPE_KEY,
     AuthenticatedRoute,
+    AuthFailure,
+    Authorizer,
     Handler,
     admit,
-    header_value,
     services_of,
 )
 from authgate.api.errors import authgate_error_response, documented
-from authgate.exceptions import AuthgateError, ValidationFailed
+from authgate.exceptions import AmbiguousUpstreamRequest, AuthgateError, ValidationFailed
 from authgate.security.principal import Principal, join_authorities
-from authgate.services.forward_auth import upstream_path
+from authgate.services.forward_auth import ForwardAuthPolicy
 
 VERIFY_PATH = "/api/auth/verify"
 ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
@@ -50,19 +57,50 @@ class ForwardAuthRoute(AuthenticatedRoute):
 
 async def verify(request: Request) -> Response:
     services = services_of(request)
-    scope = request.scope
     try:
-        method, path = _upstream_request(scope, require_uri=services.forward_auth.has_rules)
-        scope[UPSTREAM_REQUEST_SCOPE_KEY] = (method, path)
-        requirement = services.forward_auth.requirement(method, path)
-        principal = await admit(
-            request, services, method, lambda caller, _method: requirement.check(caller)
-        )
+        method, authorize = _upstream_authorizer(request.scope, services.forward_auth)
+        principal = await admit(request, services, method, authorize)
     except AuthgateError as error:
         response: Response = authgate_error_response(request, error)
         response.headers["X-Auth-Error"] = error.code
         return response
     return Response(status_code=200, headers=identity_headers(principal))
+
+
+def _upstream_authorizer(scope: Scope, policy: ForwardAuthPolicy) -> tuple[str, Authorizer]:
+    """The upstream request's method and how to authorize the caller for it.
+
+    A request the proxy's headers do not describe one way only is refused once the caller
+    is authenticated (as everywhere, a caller without valid credentials gets 401 first):
+    the audit record then names who sent it, and the path it claimed.
+    """
+    headers = scope["headers"]
+    try:
+        upstream = policy.upstream_request(headers)
+        path = policy.upstream_path(upstream)
+    except AmbiguousUpstreamRequest as error:
+        claimed = policy.reader.claimed_target(headers)
+        if claimed is not None:  # raw, without the query (which may hold secrets)
+            scope[UPSTREAM_REQUEST_SCOPE_KEY] = (str(scope["method"]), claimed.partition("?")[0])
+        return str(scope["method"]), _refusal(scope, error)
+    except ValidationFailed as error:  # the proxy's headers are missing or malformed
+        return str(scope["method"]), _refusal(scope, error)
+    scope[UPSTREAM_REQUEST_SCOPE_KEY] = (upstream.method, path)
+    requirement = policy.requirement(upstream.method, path)
+    return upstream.method, lambda caller, _method: requirement.check(caller)
+
+
+def _refusal(scope: Scope, error: ValidationFailed) -> Authorizer:
+    """Refuses any caller with ``error``; an ambiguous request is recorded for the audit."""
+
+    def refuse(caller: Principal, _method: str) -> None:
+        if isinstance(error, AmbiguousUpstreamRequest):
+            scope[AUTH_FAILURE_SCOPE_KEY] = AuthFailure(
+                caller.method, error.reason, caller.api_key, ambiguous_header=error.header or ""
+            )
+        raise error
+
+    return refuse
 
 
 def identity_headers(principal: Principal) -> dict[str, str]:
@@ -79,27 +117,6 @@ def identity_headers(principal: Principal) -> dict[str, str]:
     if principal.scopes is not None:
         headers["X-Auth-Scopes"] = join_authorities(principal.scopes)
     return headers
-
-
-def _upstream_request(scope: Scope, *, require_uri: bool) -> tuple[str, str]:
-    method = header_value(scope, b"x-original-method") or header_value(scope, b"x-forwarded-method")
-    if method is None:
-        method = str(scope["method"])
-    else:
-        method = method.strip().upper()
-        if not (0 < len(method) <= 20 and method.isascii() and method.isalpha()):
-            raise ValidationFailed("X-Original-Method is not an HTTP method")
-    uri = header_value(scope, b"x-original-uri") or header_value(scope, b"x-forwarded-uri")
-    if uri is None:
-        if require_uri:
-            raise ValidationFailed(
-                "X-Original-URI (or X-Forwarded-Uri) is required: forward-auth rules "
-                "are matched against the upstream path"
-            )
-        uri = "/"
-    elif len(uri) > 8192:
-        raise ValidationFailed("X-Original-URI is too long")
-    return method, upstream_path(uri)
 
 
 async def _documented_only() -> None:
@@ -122,10 +139,14 @@ router.add_api_route(
     methods=["GET"],
     summary="Verify a proxied request's credentials (forward-auth)",
     description=(
-        "For nginx `auth_request` and Traefik `ForwardAuth`: send the original request's "
-        "credentials, `X-Forwarded-For` (from a trusted proxy), `X-Original-URI` / "
-        "`X-Forwarded-Uri` and `X-Original-Method` / `X-Forwarded-Method`. Every method is "
-        "accepted; the body is ignored. The error code is also in `X-Auth-Error`."
+        "For nginx `auth_request`, Traefik `ForwardAuth` and Caddy `forward_auth`: send the "
+        "original request's credentials, `X-Forwarded-For` (from a trusted proxy) and its "
+        "method and URI in the header pair of the configured proxy (nginx: "
+        "`X-Original-Method` / `X-Original-URI`; Traefik, Caddy: `X-Forwarded-Method` / "
+        "`X-Forwarded-Uri`). If the other pair is present it must agree "
+        "(`ambiguous_upstream_request`); a path without one canonical form is refused "
+        "(`ambiguous_upstream_path`). Every method is accepted; the body is ignored. The "
+        "error code is also in `X-Auth-Error`."
     ),
     status_code=200,
     response_class=JSONResponse,

@@ -140,7 +140,15 @@ class SecurityHeadersAndRequestLogs:
         audit = self.services.audit
         if failure is not None:
             key = failure.key
-            if failure.method == "jwt":
+            if failure.ambiguous_header is not None:
+                header = failure.ambiguous_header
+                audit.record(
+                    EventType.FORWARD_AUTH_REFUSED,
+                    "failure",
+                    reason=failure.reason,
+                    details={"header": header} if header else None,
+                )
+            elif failure.method == "jwt":
                 audit.record(EventType.TOKEN_REJECTED, "failure", reason=failure.reason)
             else:
                 actor = Actor.of(principal, key=key) if principal else Actor(key=key)

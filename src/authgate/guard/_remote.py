@@ -3,8 +3,10 @@
 The guard sends what a reverse proxy would: the credential in the header it came in,
 the client address in ``X-Forwarded-For`` (authgate believes it only from addresses in
 its ``AUTHGATE_TRUSTED_PROXIES``), and the original method and URI (authgate's
-forward-auth rules and the ``write`` scope for unsafe methods apply to them). No other
-header of the incoming request is passed on.
+forward-auth rules and the ``write`` scope for unsafe methods apply to them) in both
+header pairs authgate knows (``X-Original-*`` and ``X-Forwarded-*``, the same values),
+so that it is read alike whichever proxy authgate is configured for. No other header
+of the incoming request is passed on.
 
 * 200 with the identity headers: a :class:`GuardPrincipal`, remembered for
   ``key_cache_ttl`` seconds under a SHA-256 of (credential, client address, method,
@@ -125,7 +127,12 @@ class RemoteVerifier:
 
 
 def _headers(request: IncomingRequest, credential: Credential) -> dict[str, str]:
-    headers = {"X-Original-Method": request.method, "X-Original-URI": request.uri}
+    headers = {
+        "X-Original-Method": request.method,
+        "X-Original-URI": request.uri,
+        "X-Forwarded-Method": request.method,
+        "X-Forwarded-Uri": request.uri,
+    }
     if credential.header == "utm-api-key":
         headers["Utm-Api-Key"] = credential.value
     else:

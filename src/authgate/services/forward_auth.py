@@ -1,9 +1,10 @@
 """What forward-auth requires of a caller for an upstream request (method + path).
 
-A reverse proxy (nginx ``auth_request``, Traefik ``ForwardAuth``) asks authgate about
-each request to an API that is not authgate's own. Who the caller is comes from the
-usual authentication; whether that caller may make *this* request is decided here,
-by rules per upstream path prefix and method (``forward_auth_rules``):
+A reverse proxy (nginx ``auth_request``, Traefik ``ForwardAuth``, Caddy
+``forward_auth``) asks authgate about each request to an API that is not authgate's
+own. Who the caller is comes from the usual authentication; whether that caller may
+make *this* request is decided here, by rules per upstream path prefix and method
+(``forward_auth_rules``):
 
 * the rule with the longest matching prefix wins; among rules with the same prefix,
   the first whose methods include the request's (a rule without methods takes any);
@@ -13,12 +14,13 @@ by rules per upstream path prefix and method (``forward_auth_rules``):
 * a request no rule matches is held to authgate's own rule (API keys need ``write``
   for unsafe methods) or refused, as ``forward_auth_unmatched`` says.
 
-A prefix is a string prefix of the path; one ending in ``/`` also matches the path
-without that slash (``/admin/`` matches ``/admin`` and ``/admin/x``, not ``/administer``). It is
-matched against the upstream path as the upstream will understand it: without the
-query, percent-decoded, with ``.``/``..`` segments resolved and repeated slashes merged,
-so ``/public/../admin/x`` or ``/public/%2e%2e/admin/x`` is held to the ``/admin/`` rule
-(nginx's ``$request_uri`` is passed raw). The decision for a (method, path) pair is
+The request comes only from the header pair of the configured proxy
+(:mod:`authgate.services.upstream_request`). Its path is matched in one canonical
+form (:mod:`authgate.security.paths`: decoded once, ``;params`` stripped, dot
+segments resolved, trailing dots dropped), case-insensitively unless
+``forward_auth_case_sensitive``; a path without one canonical reading is refused. A
+prefix covers whole segments: ``/admin`` (or ``/admin/``) covers ``/admin`` and
+``/admin/...``, never ``/administrator``. The decision for a (method, path) pair is
 computed once and remembered (bounded).
 """
 
@@ -28,10 +30,20 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
-from urllib.parse import unquote, urlsplit
 
 from authgate.exceptions import InsufficientScope, PermissionDenied
+from authgate.security.paths import (
+    canonical_path,
+    canonical_text_path,
+    case_folded,
+    segment_prefixes,
+)
 from authgate.security.principal import SCOPE_WRITE, Principal
+from authgate.services.upstream_request import (
+    RawHeaders,
+    UpstreamRequest,
+    UpstreamRequestReader,
+)
 from authgate.settings import ForwardAuthRuleSetting
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -69,14 +81,8 @@ class Requirement:
 
 @dataclass(frozen=True, slots=True)
 class _Rule:
-    prefix: str
     methods: frozenset[str]
     requirement: Requirement
-
-    @property
-    def directory(self) -> str | None:
-        """``/admin`` for the prefix ``/admin/``."""
-        return self.prefix[:-1] if len(self.prefix) > 1 and self.prefix.endswith("/") else None
 
 
 _WRITE = Requirement(scopes=frozenset({SCOPE_WRITE}), rule="default")
@@ -85,62 +91,66 @@ _DENIED = Requirement(allow=False, rule="default")
 
 
 class ForwardAuthPolicy:
+    """The forward-auth rules, and how the request under check is read."""
+
     def __init__(
         self,
         rules: Iterable[ForwardAuthRuleSetting] = (),
         *,
         unmatched: Unmatched = "authenticated",
+        case_sensitive: bool = False,
+        reader: UpstreamRequestReader | None = None,
         cache_size: int = 4096,
     ) -> None:
-        ordered = [
-            _Rule(
-                prefix=rule.path_prefix,
-                methods=frozenset(rule.methods),
-                requirement=Requirement(
-                    scopes=frozenset(rule.scopes),
-                    roles=frozenset(rule.roles),
-                    allow=rule.allow,
-                    rule=f"{rule.path_prefix} {','.join(rule.methods) or '*'}",
-                ),
+        self._case_sensitive = case_sensitive
+        # Rules by the canonical prefix they cover (``/admin/`` and ``/admin`` are one),
+        # each list in configuration order.
+        self._by_prefix: dict[str, list[_Rule]] = {}
+        for rule in rules:
+            prefix = self._match_form(_prefix_path(rule.path_prefix))
+            self._by_prefix.setdefault(prefix, []).append(
+                _Rule(
+                    methods=frozenset(rule.methods),
+                    requirement=Requirement(
+                        scopes=frozenset(rule.scopes),
+                        roles=frozenset(rule.roles),
+                        allow=rule.allow,
+                        rule=f"{rule.path_prefix} {','.join(rule.methods) or '*'}",
+                    ),
+                )
             )
-            for rule in rules
-        ]
-        # Longest prefix first; sorted() is stable, so equal prefixes keep their order.
-        self._rules = sorted(ordered, key=lambda rule: len(rule.prefix), reverse=True)
         self._unmatched = unmatched
+        self.reader = reader or UpstreamRequestReader.for_proxy("nginx")
         self._decide = lru_cache(maxsize=cache_size)(self._requirement)
 
-    @property
-    def has_rules(self) -> bool:
-        return bool(self._rules)
+    def upstream_request(self, headers: RawHeaders) -> UpstreamRequest:
+        """The request the proxy asks about (see :class:`UpstreamRequestReader.read`)."""
+        return self.reader.read(headers)
+
+    @staticmethod
+    def upstream_path(request: UpstreamRequest) -> str:
+        """The canonical path of the upstream request (``AmbiguousUpstreamPath`` if it
+        has none)."""
+        return canonical_path(request.target)
 
     def requirement(self, method: str, path: str) -> Requirement:
+        """What a caller needs for ``method`` (canonical, upper case) on ``path``
+        (canonical, from :meth:`upstream_path`)."""
         return self._decide(method, path)
 
     def _requirement(self, method: str, path: str) -> Requirement:
-        for rule in self._rules:
-            if (not rule.methods or method in rule.methods) and (
-                path.startswith(rule.prefix) or path == rule.directory
-            ):
-                return rule.requirement
+        for prefix in segment_prefixes(self._match_form(path)):
+            for rule in self._by_prefix.get(prefix, ()):
+                if not rule.methods or method in rule.methods:
+                    return rule.requirement
         if self._unmatched == "deny":
             return _DENIED
         return _AUTHENTICATED if method in SAFE_METHODS else _WRITE
 
+    def _match_form(self, path: str) -> str:
+        return path if self._case_sensitive else case_folded(path)
 
-@lru_cache(maxsize=4096)
-def upstream_path(uri: str) -> str:
-    """The path a rule is matched against, from the proxy's original URI (see above)."""
-    if "://" in uri.split("?", 1)[0]:
-        uri = urlsplit(uri).path  # absolute-form request target
-    path = unquote(uri.split("?", 1)[0].split("#", 1)[0], errors="replace")
-    segments: list[str] = []
-    parts = path.split("/")
-    for segment in parts:
-        if segment == "..":
-            if segments:
-                segments.pop()
-        elif segment not in ("", "."):
-            segments.append(segment)
-    directory = parts[-1] in ("", ".", "..") and bool(segments)
-    return "/" + "/".join(segments) + ("/" if directory else "")
+
+def _prefix_path(prefix: str) -> str:
+    """A rule's prefix as the path it covers (settings accept only canonical ones)."""
+    return canonical_text_path(prefix).rstrip("/") or "/"

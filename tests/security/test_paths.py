@@ -1,0 +1,181 @@
+"""The canonical upstream path forward-auth rules are matched on (``security.paths``)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from authgate.exceptions import AmbiguousUpstreamPath, ValidationFailed
+from authgate.security.paths import (
+    canonical_method,
+    canonical_path,
+    canonical_text_path,
+    case_folded,
+    segment_prefixes,
+)
+from tests.security.path_variants import target_variant
+
+
+@pytest.mark.parametrize(
+    ("target", "path"),
+    [
+        # the query and the absolute form
+        ("/api/x?a=1", "/api/x"),
+        ("/api/x?next=/../admin#frag", "/api/x"),
+        ("http://upstream.example/admin/x?q", "/admin/x"),
+        ("HTTPS://upstream.example", "/"),
+        ("", "/"),
+        ("/", "/"),
+        ("api/x", "/api/x"),
+        # dot segments and repeated slashes
+        ("/public/../admin/x", "/admin/x"),
+        ("/public/%2e%2e/admin/x", "/admin/x"),
+        ("/public/%2E./admin/x", "/admin/x"),
+        ("//admin//x", "/admin/x"),
+        ("/a/./b/", "/a/b/"),
+        ("/a/b/..", "/a/"),
+        ("/a/b/.", "/a/b/"),
+        # ;params, as servlet containers strip them (issue 10, item 2)
+        ("/public/..;/admin/x", "/admin/x"),
+        ("/public/%2e%2e;/admin/x", "/admin/x"),
+        ("/public/..;a=b/admin/x", "/admin/x"),
+        ("/;/admin/x", "/admin/x"),
+        ("/x/..;/admin/x", "/admin/x"),
+        ("/admin;x/secret", "/admin/secret"),
+        ("/admin;jsessionid=abc/users", "/admin/users"),
+        ("/api/orders;x", "/api/orders"),
+        ("/.;x/admin", "/admin"),
+        # trailing dots and spaces of a segment (Windows servers drop them)
+        ("/admin./x", "/admin/x"),
+        ("/admin../x", "/admin/x"),
+        ("/admin%20/x", "/admin/x"),
+        ("/admin.%20./x", "/admin/x"),
+        ("/.well-known/x", "/.well-known/x"),
+        # case is kept (matching folds it)
+        ("/ADMIN/x", "/ADMIN/x"),
+        # percent-encoding, decoded once as UTF-8
+        ("/%61dmin", "/admin"),
+        ("/caf%C3%A9", "/café"),
+        ("/caf\xc3\xa9", "/café"),  # raw UTF-8 bytes, as ASGI decodes a header (latin-1)
+        ("/100%25", "/100%"),
+        ("/bad%ZZescape", "/bad%ZZescape"),
+        ("/a%2", "/a%2"),
+    ],
+)
+def test_targets_have_one_canonical_path(target: str, path: str) -> None:
+    assert canonical_path(target) == path
+
+
+@pytest.mark.parametrize(
+    ("target", "reason"),
+    [
+        ("/public%2f..%2fadmin", "path_encoded_separator"),
+        ("/public/..%2Fadmin", "path_encoded_separator"),
+        ("/public/..%5cadmin", "path_encoded_separator"),
+        ("/admin%3bx/secret", "path_encoded_separator"),
+        ("/%u0061dmin", "path_encoded_separator"),
+        ("/public/%252e%252e/admin", "path_double_encoded"),
+        ("/%2561dmin", "path_double_encoded"),
+        ("/%25%32%65", "path_double_encoded"),
+        ("/public\\..\\admin", "path_backslash"),
+        ("/admin%00.png", "path_control_character"),
+        ("/admin\x00", "path_control_character"),
+        ("/admin%0d%0aX-Injected: 1", "path_control_character"),
+        ("/a%09b", "path_control_character"),
+        ("/a%C2%85b", "path_control_character"),  # U+0085, a C1 control
+        ("/a%ff", "path_not_utf8"),
+        ("/a%C3", "path_not_utf8"),
+        ("/a/\u0100", "path_not_bytes"),
+        ("/public/x#/../../admin", "path_fragment"),
+        ("/..", "path_above_root"),
+        ("/../admin", "path_above_root"),
+        ("/a/../../admin", "path_above_root"),
+        ("/..;/admin", "path_above_root"),
+        ("/...", "path_dots_only_segment"),
+        ("/a/. ./b", "path_dots_only_segment"),
+        ("/%20/admin", "path_dots_only_segment"),
+        ("/" + "a" * 8200, "path_too_long"),
+    ],
+)
+def test_ambiguous_targets_are_refused(target: str, reason: str) -> None:
+    with pytest.raises(AmbiguousUpstreamPath) as refused:
+        canonical_path(target)
+    assert refused.value.reason == reason
+    assert refused.value.code == "ambiguous_upstream_path"
+
+
+def test_rule_prefixes_are_read_as_text() -> None:
+    assert canonical_text_path("/café/") == "/café/"
+    assert canonical_text_path("/admin") == "/admin"
+
+
+def test_segment_prefixes_end_on_segment_boundaries() -> None:
+    assert list(segment_prefixes("/a/b/c")) == ["/a/b/c", "/a/b", "/a", "/"]
+    assert list(segment_prefixes("/a/b/")) == ["/a/b", "/a", "/"]
+    assert list(segment_prefixes("/")) == ["/"]
+    assert "/admin" not in set(segment_prefixes("/administrator/x"))
+
+
+@pytest.mark.parametrize(
+    ("given", "method"), [("post", "POST"), (" Get ", "GET"), ("PATCH", "PATCH")]
+)
+def test_methods_are_upper_case(given: str, method: str) -> None:
+    assert canonical_method(given) == method
+
+
+@pytest.mark.parametrize("given", ["", "G E T", "GET1", "X" * 21, "ÉTÉ", "po\u00dft"])
+def test_malformed_methods_are_refused(given: str) -> None:
+    with pytest.raises(ValidationFailed):
+        canonical_method(given)
+
+
+# -- properties ------------------------------------------------------------------------------
+
+PROTECTED = ["/admin", "/admin/secret", "/internal", "/api/orders", "/api/orders/17/items"]
+
+
+def _covered_by(path: str, prefix: str) -> bool:
+    folded = case_folded(path).rstrip("/") or "/"
+    return folded == prefix or folded.startswith(prefix + "/")
+
+
+@given(
+    st.sampled_from(PROTECTED).flatmap(lambda path: st.tuples(st.just(path), target_variant(path)))
+)
+@example(("/admin/secret", "/public/..;/admin/secret"))
+@example(("/admin/secret", "/public/%2e%2e;/admin/secret"))
+@example(("/admin/secret", "/;/ADMIN./secret"))
+@example(("/api/orders", "/api/%6frders;x"))
+def test_no_variant_of_a_protected_path_escapes_its_prefix(drawn: tuple[str, str]) -> None:
+    """Whatever encoding, params, dots, case or detours a target uses to name a protected
+    path, its canonical form is still under that path's first segment (and the whole
+    path), or it is refused."""
+    protected, target = drawn
+    try:
+        path = canonical_path(target)
+    except AmbiguousUpstreamPath:
+        return
+    assert _covered_by(path, protected), (target, path)
+
+
+@given(st.text(max_size=80))
+@example("/a/%2e%2e/%2e%2e/b")
+@example("/;;/..;")
+def test_canonical_paths_are_canonical(text: str) -> None:
+    """Any text: refused, or a canonical path - absolute, no empty, dot or ;param
+    segments, no escapes, backslashes or controls - that canonicalises to itself."""
+    target = text.encode("utf-8").decode("latin-1")
+    try:
+        path = canonical_path(target)
+    except AmbiguousUpstreamPath:
+        return
+    assert path.startswith("/")
+    assert "//" not in path
+    segments = path.strip("/").split("/") if path != "/" else []
+    assert all(segment not in ("", ".", "..") for segment in segments)
+    assert all(not segment.endswith((".", " ")) for segment in segments)
+    assert ";" not in path
+    assert "\\" not in path
+    assert not any(ord(char) < 0x20 or 0x7F <= ord(char) <= 0x9F for char in path)
+    assert canonical_text_path(path) == path

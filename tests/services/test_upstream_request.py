@@ -1,0 +1,164 @@
+"""Which headers describe the request forward-auth checks (``UpstreamRequestReader``)."""
+
+from __future__ import annotations
+
+import pytest
+
+from authgate.exceptions import AmbiguousUpstreamRequest, ValidationFailed
+from authgate.services.upstream_request import UpstreamRequest, UpstreamRequestReader
+
+NGINX = UpstreamRequestReader.for_proxy("nginx")
+TRAEFIK = UpstreamRequestReader.for_proxy("traefik")
+CADDY = UpstreamRequestReader.for_proxy("caddy")
+
+
+RawHeaders = list[tuple[bytes, bytes]]
+
+
+def headers(**values: str | list[str]) -> RawHeaders:
+    """``x_original_uri="/a"`` -> ``[(b"x-original-uri", b"/a")]``, as ASGI gives them
+    (among other headers)."""
+    raw = [(b"host", b"upstream.example"), (b"authorization", b"Bearer x")]
+    for name, value in values.items():
+        for one in value if isinstance(value, list) else [value]:
+            raw.append((name.replace("_", "-").encode(), one.encode("latin-1")))
+    return raw
+
+
+def test_each_proxy_reads_its_own_pair() -> None:
+    original = headers(x_original_method="post", x_original_uri="/api/x?y=1")
+    assert NGINX.read(original) == UpstreamRequest("POST", "/api/x?y=1")
+    forwarded = headers(x_forwarded_method="DELETE", x_forwarded_uri="/api/x")
+    assert TRAEFIK.read(forwarded) == UpstreamRequest("DELETE", "/api/x")
+    assert CADDY.read(forwarded) == UpstreamRequest("DELETE", "/api/x")
+
+
+def test_both_pairs_may_be_sent_when_they_agree() -> None:
+    """nginx's example sets both pairs; the guard sends both: read alike everywhere."""
+    both = headers(
+        x_original_method="GET",
+        x_original_uri="/admin/x",
+        x_forwarded_method="get",
+        x_forwarded_uri="/admin/x",
+    )
+    for reader in (NGINX, TRAEFIK, CADDY):
+        assert reader.read(both) == UpstreamRequest("GET", "/admin/x")
+
+
+@pytest.mark.parametrize(
+    ("reader", "sent", "header"),
+    [
+        # issue 10 item 1: Traefik/Caddy pass the client's X-Original-URI on.
+        (
+            TRAEFIK,
+            headers(
+                x_forwarded_method="GET",
+                x_forwarded_uri="/admin/x",
+                x_original_uri="/public/x",
+            ),
+            "X-Original-URI",
+        ),
+        (
+            CADDY,
+            headers(
+                x_forwarded_method="POST",
+                x_forwarded_uri="/api/orders",
+                x_original_method="GET",
+            ),
+            "X-Original-Method",
+        ),
+        # nginx configured, but a client's X-Forwarded-Uri came along and disagrees.
+        (
+            NGINX,
+            headers(
+                x_original_method="GET",
+                x_original_uri="/admin/x",
+                x_forwarded_uri="/public/x",
+            ),
+            "X-Forwarded-Uri",
+        ),
+        # the configured pair is missing while the other is there (wrong proxy setting).
+        (NGINX, headers(x_forwarded_method="GET", x_forwarded_uri="/x"), "X-Forwarded-Method"),
+        (TRAEFIK, headers(x_original_method="GET", x_original_uri="/x"), "X-Original-Method"),
+    ],
+)
+def test_a_disagreeing_pair_is_refused(
+    reader: UpstreamRequestReader, sent: RawHeaders, header: str
+) -> None:
+    with pytest.raises(AmbiguousUpstreamRequest) as refused:
+        reader.read(sent)
+    assert refused.value.code == "ambiguous_upstream_request"
+    assert refused.value.reason == "conflicting_upstream_header"
+    assert refused.value.header == header
+
+
+@pytest.mark.parametrize(
+    ("sent", "header"),
+    [
+        (
+            headers(x_forwarded_method="GET", x_forwarded_uri=["/public/x", "/admin/x"]),
+            "X-Forwarded-Uri",
+        ),
+        (headers(x_forwarded_method=["GET", "DELETE"], x_forwarded_uri="/x"), "X-Forwarded-Method"),
+        (headers(x_forwarded_method="GET", x_forwarded_uri=["/x", "/x"]), "X-Forwarded-Uri"),
+    ],
+)
+def test_a_header_sent_twice_is_refused(sent: RawHeaders, header: str) -> None:
+    """A proxy that appends where it should replace, plus the client's own copy."""
+    with pytest.raises(AmbiguousUpstreamRequest) as refused:
+        TRAEFIK.read(sent)
+    assert refused.value.reason == "duplicate_upstream_header"
+    assert refused.value.header == header
+
+
+def test_the_other_pair_sent_twice_must_agree_each_time() -> None:
+    sent = headers(
+        x_original_method="GET",
+        x_original_uri="/admin/x",
+        x_forwarded_uri=["/admin/x", "/public/x"],
+    )
+    with pytest.raises(AmbiguousUpstreamRequest, match="X-Forwarded-Uri"):
+        NGINX.read(sent)
+
+
+def test_the_claimed_target_is_the_read_headers_value() -> None:
+    sent = headers(x_original_uri="/admin/x?q=1", x_forwarded_uri="/public/x")
+    assert NGINX.claimed_target(sent) == "/admin/x?q=1"
+    assert TRAEFIK.claimed_target(sent) == "/public/x"
+    assert NGINX.claimed_target(headers()) is None
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        headers(),
+        headers(x_original_uri="/api/x"),  # nginx's subrequest is a GET: no fallback
+        headers(x_original_method="GET"),
+    ],
+)
+def test_the_read_pair_is_required(sent: RawHeaders) -> None:
+    with pytest.raises(ValidationFailed) as refused:
+        NGINX.read(sent)
+    assert type(refused.value) is ValidationFailed
+    assert "required" in refused.value.message
+    assert "AUTHGATE_FORWARD_AUTH_PROXY=nginx" in refused.value.message
+
+
+def test_header_names_may_be_given_explicitly() -> None:
+    """A proxy with headers of its own: only those are read; both known pairs become
+    "other" headers that must agree."""
+    reader = UpstreamRequestReader.for_proxy(
+        "nginx", method_header="X-Upstream-Method", uri_header="X-Upstream-Uri"
+    )
+    sent = headers(x_upstream_method="PUT", x_upstream_uri="/a")
+    assert reader.read(sent) == UpstreamRequest("PUT", "/a")
+    for other in ("x_original_uri", "x_forwarded_uri", "x_original_method"):
+        with pytest.raises(AmbiguousUpstreamRequest):
+            reader.read(sent + headers(**{other: "/b"}))
+
+
+def test_a_malformed_method_or_an_overlong_uri_is_a_validation_error() -> None:
+    with pytest.raises(ValidationFailed):
+        NGINX.read(headers(x_original_method="G E T", x_original_uri="/"))
+    with pytest.raises(ValidationFailed, match="too long"):
+        NGINX.read(headers(x_original_method="GET", x_original_uri="/" + "a" * 9000))

@@ -1,0 +1,195 @@
+"""Real Caddy protects a sample upstream with authgate (``forward_auth``).
+
+Caddy (Debian's package), `authgate serve` (``AUTHGATE_FORWARD_AUTH_PROXY=caddy``) and an
+echo upstream run as processes on loopback ports; Caddy runs the documented
+``examples/caddy/Caddyfile`` with only the ports changed. Skipped where Caddy is not
+installed (CI installs it).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from tests.processes import Process
+from tests.proxies import Stack, echo_upstream, needs_caddy, start_authgate, start_caddy
+
+pytestmark = [pytest.mark.timeout(120), pytest.mark.slow, needs_caddy]
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[int]:
+    with echo_upstream() as port:
+        yield port
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, upstream: int) -> Iterator[Stack]:
+    workdir = tmp_path_factory.mktemp("caddy-forward-auth")
+    authgate, admin_token, user_token = start_authgate(
+        workdir / "authgate",
+        {
+            "AUTHGATE_FORWARD_AUTH_PROXY": "caddy",
+            "AUTHGATE_API_KEY_EXTRA_SCOPES": "orders:write",
+            "AUTHGATE_FORWARD_AUTH_RULES": json.dumps(
+                [
+                    {"path_prefix": "/public"},
+                    {"path_prefix": "/admin", "roles": ["ROLE_ADMIN"]},
+                    {"path_prefix": "/internal", "allow": False},
+                    {
+                        "path_prefix": "/api/orders",
+                        "methods": ["POST", "PUT", "DELETE"],
+                        "scopes": ["orders:write"],
+                    },
+                    {"path_prefix": "/api", "methods": ["GET", "HEAD"], "scopes": ["read"]},
+                ]
+            ),
+        },
+    )
+    caddy: Process | None = None
+    try:
+        caddy, port = start_caddy(
+            workdir / "caddy", authgate_port=authgate.port, upstream_port=upstream
+        )
+        yield Stack(authgate, port, admin_token, user_token)
+    finally:
+        if caddy is not None:
+            caddy.stop()
+        authgate.stop()
+
+
+# -- allowed -----------------------------------------------------------------------------------
+
+
+def test_a_valid_key_reaches_the_upstream_with_identity_and_without_its_secret(
+    stack: Stack,
+) -> None:
+    key = stack.create_key("caddy-reader", scopes=["read"])
+    response = stack.call(
+        "GET",
+        "/api/orders?page=2",
+        headers={"Authorization": f"Bearer {key}", "X-Auth-User": "spoofed-admin"},
+    )
+    assert response.status_code == 200, response.text
+    seen = response.json()
+    assert seen["path"] == "/api/orders?page=2"
+    headers = seen["headers"]
+    assert headers["x-auth-user"] == "admin"  # authgate's, not the client's
+    assert headers["x-auth-method"] == "api_key"
+    assert headers["x-auth-key-id"] == key[4:16]
+    assert headers["x-auth-scopes"] == "read"
+    assert headers["x-auth-roles"] == "ROLE_USER"
+    assert "authorization" not in headers
+    assert key not in json.dumps(headers)
+
+
+def test_a_token_passes_and_a_clients_key_headers_do_not(stack: Stack) -> None:
+    """A JWT has no key id or scopes: the client's own values must not stand in."""
+    response = stack.call(
+        "DELETE",
+        "/admin/cache",
+        headers={
+            "Authorization": f"Bearer {stack.admin_token}",
+            "X-Auth-Key-Id": "spoofed",
+            "X-Auth-Scopes": "admin",
+        },
+    )
+    assert response.status_code == 200, response.text
+    seen = response.json()
+    assert seen["method"] == "DELETE"
+    headers = seen["headers"]
+    assert headers["x-auth-method"] == "jwt"
+    assert headers["x-auth-roles"] == "ROLE_ADMIN,ROLE_USER"
+    assert "x-auth-key-id" not in headers
+    assert "x-auth-scopes" not in headers
+
+    key = stack.create_key("caddy-utm", scopes=["read", "orders:write"])
+    by_header = stack.call("POST", "/api/orders", headers={"Utm-Api-Key": key}, json={"n": 1})
+    assert by_header.status_code == 200, by_header.text
+    assert by_header.json()["body"] == '{"n":1}'
+    assert "utm-api-key" not in by_header.json()["headers"]
+
+
+# -- refused with authgate's own answer ------------------------------------------------------------
+
+
+def test_refusals_carry_authgates_status_code_and_headers(stack: Stack) -> None:
+    missing = stack.call("GET", "/api/orders")
+    assert missing.status_code == 401
+    assert missing.json()["code"] == "credentials_missing"
+    assert missing.headers["X-Auth-Error"] == "credentials_missing"
+    assert missing.headers["WWW-Authenticate"].startswith("Bearer")
+
+    key = stack.create_key("caddy-read-write", scopes=["read", "write"])
+    headers = {"Authorization": f"Bearer {key}"}
+    write = stack.call("POST", "/api/orders", headers=headers, json={})
+    assert write.status_code == 403
+    assert write.json()["code"] == "insufficient_scope"
+    assert write.json()["path"] == "/api/auth/verify"  # authgate's own body, passed on
+
+    admin = stack.call(
+        "GET", "/admin/users", headers={"Authorization": f"Bearer {stack.user_token}"}
+    )
+    assert admin.status_code == 403
+    assert admin.headers["X-Auth-Error"] == "forbidden"
+
+    limited_key = stack.create_key("caddy-limited", scopes=["read"], rateLimit="1/minute")
+    limited_headers = {"Authorization": f"Bearer {limited_key}"}
+    assert stack.call("GET", "/api/orders", headers=limited_headers).status_code == 200
+    limited = stack.call("GET", "/api/orders", headers=limited_headers)
+    assert limited.status_code == 429
+    assert limited.json()["code"] == "rate_limited"
+    assert int(limited.headers["Retry-After"]) >= 1
+
+
+def test_a_client_cannot_choose_the_checked_path(stack: Stack) -> None:
+    """Issue 10, item 1: Caddy copies the client's headers into the auth request. alice
+    asks for /admin/x and adds X-Original-URI: /public/x; authgate reads only Caddy's
+    X-Forwarded-Uri, sees the disagreement and refuses (400), audited; the upstream is
+    never reached."""
+    response = stack.call(
+        "GET",
+        "/admin/x?via=caddy",
+        headers={
+            "Authorization": f"Bearer {stack.user_token}",
+            "X-Original-URI": "/public/x",
+            "X-Original-Method": "GET",
+        },
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == "ambiguous_upstream_request"
+    assert response.headers["X-Auth-Error"] == "ambiguous_upstream_request"
+    assert "headers" not in response.json()  # authgate's body, not the echo upstream's
+
+    records = stack.audit("FORWARD_AUTH_REFUSED")
+    assert [(r["reason"], r["path"], r["details"]) for r in records] == [
+        ("conflicting_upstream_header", "/admin/x", {"header": "X-Original-URI"})
+    ]
+    assert records[0]["ipAddress"] == "127.0.0.1"
+    assert records[0]["actor"] == "alice"
+
+
+@pytest.mark.parametrize(
+    ("method", "target", "code"),
+    [
+        ("GET", "/public/..;/admin/x", "forbidden"),
+        ("GET", "/admin;jsessionid=abc/users", "forbidden"),
+        ("GET", "/ADMIN/x", "forbidden"),
+        ("GET", "/admin./x", "forbidden"),
+        ("GET", "/INTERNAL", "forbidden"),
+        ("POST", "/public/..;/api/orders", "insufficient_scope"),
+        ("POST", "/api/Orders", "insufficient_scope"),
+        ("GET", "/public/%2e%2e%2fadmin/x", "ambiguous_upstream_path"),
+    ],
+)
+def test_every_spelling_of_a_protected_path_is_refused_through_caddy(
+    stack: Stack, method: str, target: str, code: str
+) -> None:
+    key = stack.create_key(f"caddy-spelling-{uuid.uuid4().hex[:8]}", token=stack.user_token)
+    response = stack.raw(method, target, {"Authorization": f"Bearer {key}"})
+    assert response.status in (400, 403), response.body
+    assert response.headers["x-auth-error"] == code
+    assert '"headers"' not in response.body  # never the echo upstream's answer
