@@ -8,8 +8,10 @@ alone (``--no-index``, no pip configuration), so what pip prints is about our pa
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+import tarfile
 import venv
 import zipfile
 from pathlib import Path
@@ -87,6 +89,49 @@ def python_without_warnings(bin_dir: Path, code: str) -> str:
 def wheel(wheelhouse: Path, prefix: str) -> zipfile.ZipFile:
     (path,) = wheelhouse.glob(f"{prefix}-*.whl")
     return zipfile.ZipFile(path)
+
+
+def checkout_copy(destination: Path) -> Path:
+    """The checkout's files (tracked and not ignored), as scripts/build-wheelhouse
+    builds from: the build leaves nothing behind in the working tree."""
+    listed = run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT)
+    if listed.returncode != 0:
+        pytest.skip("not a git checkout")
+    archive = destination.with_suffix(".tar")
+    with tarfile.open(archive, "w") as tar:
+        for name in filter(None, listed.stdout.split("\0")):
+            if (ROOT / name).exists() or (ROOT / name).is_symlink():
+                tar.add(ROOT / name, arcname=name, recursive=False)
+    with tarfile.open(archive) as tar:
+        tar.extractall(destination, filter="tar")
+    return destination
+
+
+def test_builds_print_no_warning(tmp_path: Path) -> None:
+    """Building both wheels prints no warning: no setuptools deprecation (such as the
+    licence given as a table), only distutils' routine byte-compiling notice."""
+    backend = tmp_path / "backend"
+    fetched = run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+                   "-d", str(backend), "setuptools>=77"])  # fmt: skip
+    assert fetched.returncode == 0, fetched.stderr[-3000:]
+    source = checkout_copy(tmp_path / "source")
+    built = run(
+        [sys.executable, "-m", "pip", "wheel", "--verbose", "--no-deps", "--no-index",
+         "--find-links", str(backend), "-w", str(tmp_path / "wheels"), "./clients/python", "."],
+        cwd=source,
+        env=isolated_pip_environment(),
+    )  # fmt: skip
+    # (the temporary path holds this test's name, which says "warning")
+    output = (built.stdout + built.stderr).replace(str(tmp_path), "<tmp>")
+    assert built.returncode == 0, output[-4000:]
+    warnings = [
+        line
+        for line in output.splitlines()
+        if re.search(r"warn|deprecat", line, re.IGNORECASE)
+        and "byte-compiling is disabled" not in line
+    ]
+    assert warnings == []
+    assert len(list((tmp_path / "wheels").glob("*.whl"))) == 2
 
 
 def test_the_two_wheels_split_the_package_between_them(wheelhouse: Path) -> None:
