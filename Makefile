@@ -12,7 +12,7 @@ WHEELHOUSE ?= dist/wheelhouse
 IMAGE ?= localhost/authgate:latest
 CONTAINER ?= podman
 
-.PHONY: run test lint typecheck pytest bench wheelhouse image lock clean
+.PHONY: run test lint typecheck pytest bench wheelhouse image lock test-sdk-lowest clean
 
 run: $(RUNTIME_STAMP)
 	$(BIN)/authgate serve
@@ -42,6 +42,10 @@ wheelhouse:
 image:
 	CONTAINER=$(CONTAINER) scripts/container-image --tag $(IMAGE) \
 		$(if $(BASE_IMAGE),--base-image $(BASE_IMAGE))
+
+# The SDK's tests with the oldest releases its dependency ranges allow (CI runs it).
+test-sdk-lowest:
+	scripts/test-sdk-lowest
 
 # Renew constraints.txt: the newest releases pyproject.toml's ranges allow, resolved in
 # a scratch environment. Review the diff, then `make test`.
