@@ -66,12 +66,17 @@ $(BIN)/python:
 
 # authgate-sdk is installed from this tree too (clients/python, editable), never from
 # an index: both editable installs point at src/.
+# In a .venv made before authgate-sdk split off, pip writes authgate-sdk's
+# authgate-client script and then removes it with the old authgate that owned it:
+# reinstall authgate-sdk alone then.
 $(RUNTIME_STAMP): $(PROJECT_FILES) | $(BIN)/python
 	$(BIN)/pip install --quiet -c constraints.txt -e ./clients/python -e .
+	test -x $(BIN)/authgate-client || $(BIN)/pip install --quiet --no-deps --force-reinstall -e ./clients/python
 	touch $@
 
 $(DEV_STAMP): $(PROJECT_FILES) | $(BIN)/python
 	$(BIN)/pip install --quiet -c constraints.txt -e './clients/python[guard,keyring]' -e '.[dev]'
+	test -x $(BIN)/authgate-client || $(BIN)/pip install --quiet --no-deps --force-reinstall -e ./clients/python
 	touch $@ $(RUNTIME_STAMP)
 
 clean:
