@@ -1,6 +1,6 @@
 """authgate's Python SDK for integrators: ``Client`` and ``AsyncClient``.
 
-Install with ``pip install 'authgate[client]'``. Importing this package needs only the
+Install with ``pip install authgate-sdk`` (no server). Importing this package needs only the
 client dependencies (httpx2): none of the server's (FastAPI, SQLAlchemy, Argon2...).
 
     from authgate.client import Client
