@@ -18,7 +18,9 @@ The tree (``code`` is stable and machine-readable; ``api/errors.py`` maps it to 
     │       └── ApiKeyOwnerInactive          a genuine key whose owner is deactivated
     ├── PermissionDenied                 403  authenticated but not allowed
     │   ├── IpNotAllowed                     a genuine key used from outside its allow list
-    │   └── InsufficientScope                the key's scopes do not cover the request
+    │   ├── InsufficientScope                the key's scopes do not cover the request
+    │   └── SessionRequired                  sets credentials: needs a password session,
+    │                                        never an API key
     ├── NotFound                         404
     ├── Conflict                         409  uniqueness or state conflicts
     ├── ValidationFailed                 400  input that breaks a rule (with per-field messages)
@@ -136,6 +138,14 @@ class IpNotAllowed(PermissionDenied):
 class InsufficientScope(PermissionDenied):
     code = "insufficient_scope"
     message = "The API key's scopes do not allow this request"
+
+
+class SessionRequired(PermissionDenied):
+    """The operation sets credentials (or sessions): only a user session from a password
+    login may do it, never an API key, whatever its scopes."""
+
+    code = "session_required"
+    message = "This operation needs a user session from a password login, not an API key"
 
 
 class NotFound(AuthgateError):

@@ -488,12 +488,16 @@ async def test_admin_endpoints_need_the_admin_scope(harness: Harness, admin_toke
     denied = await harness.client.get("/api/users", headers=key_header(plain))
     assert denied.status_code == 403
     assert denied.json()["code"] == "insufficient_scope"
+    listed = await harness.client.get("/api/users", headers=key_header(admin_scoped))
+    assert listed.status_code == 200
+    # Reaching admin endpoints is not setting credentials: that needs a password session.
     created = await harness.client.post(
         "/api/users",
         json={"login": "eve", "email": "eve@example.com", "password": USER_PASSWORD},
         headers=key_header(admin_scoped),
     )
-    assert created.status_code == 201
+    assert created.status_code == 403
+    assert created.json()["code"] == "session_required"
 
 
 async def test_api_keys_cannot_manage_credentials(harness: Harness, user_token: str) -> None:

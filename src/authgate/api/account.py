@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Request, Response
 from pydantic import Field
 
-from authgate.api.access import SelfServiceRoute, principal_of, services_of
+from authgate.api.access import SelfServiceRoute, principal_of, services_of, sets_credentials
 from authgate.api.errors import documented
 from authgate.api.schemas import StrictBody, UserDTO
 
@@ -31,8 +31,9 @@ async def get_account(request: Request) -> UserDTO:
     summary="Change the caller's password; all their tokens are revoked",
     status_code=200,
     response_class=Response,
-    responses={200: {"description": "Password changed"}, **documented(400, 401, 404, 413)},
+    responses={200: {"description": "Password changed"}, **documented(400, 401, 403, 404, 413)},
 )
+@sets_credentials("changes the caller's password")
 async def change_password(body: PasswordChange, request: Request) -> Response:
     await services_of(request).accounts.change_password(
         principal_of(request).user_id,

@@ -14,6 +14,7 @@ from authgate.api.access import (
     ApiKeyManagementRoute,
     principal_of,
     services_of,
+    sets_credentials,
 )
 from authgate.api.errors import documented
 from authgate.api.pagination import PageRequestDep, pagination_headers
@@ -201,6 +202,7 @@ async def review_api_keys(
     response_model=CreatedApiKeyDTO,
     responses=documented(401, 403, 404, 409, 413, 422),
 )
+@sets_credentials("creates an API key")
 async def create_api_key(
     body: ApiKeyBody, request: Request, response: Response
 ) -> CreatedApiKeyDTO:
@@ -291,6 +293,7 @@ async def get_api_key(key_id: KeyIdPath, request: Request) -> ApiKeyDTO:
     response_model=ApiKeyDTO,
     responses=_ERRORS,
 )
+@sets_credentials("changes an API key's allowed addresses, expiry or scopes")
 async def replace_api_key(key_id: KeyIdPath, body: ApiKeyBody, request: Request) -> ApiKeyDTO:
     view = await services_of(request).api_keys.replace(principal_of(request), key_id, body.spec())
     return ApiKeyDTO.of(view)
@@ -306,6 +309,7 @@ async def replace_api_key(key_id: KeyIdPath, body: ApiKeyBody, request: Request)
         **_ERRORS,
     },
 )
+@sets_credentials("regenerates an API key")
 async def regenerate_api_key(
     key_id: KeyIdPath,
     request: Request,

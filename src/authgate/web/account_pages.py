@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 
-from authgate.api.access import services_of
+from authgate.api.access import services_of, sets_credentials
 from authgate.exceptions import BadCredentials, Throttled, ValidationFailed
 from authgate.web.pages import (
     LOGIN_PATH,
@@ -122,6 +122,7 @@ async def account_page(request: Request) -> Response:
 
 
 @router.post("/account/password")
+@sets_credentials("changes the caller's password")
 async def change_password(request: Request) -> Response:
     form = await request.form()
     services = services_of(request)
