@@ -318,6 +318,7 @@ def build_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
             account_max_failures=settings.login_account_max_failures,
             account_window=settings.login_account_window_seconds,
             account_slowdown=settings.login_account_slowdown_seconds,
+            account_slowdown_max=settings.login_account_slowdown_max_seconds,
             known_ip_days=settings.login_known_ip_days,
         ),
         clock=clock,

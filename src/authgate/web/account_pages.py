@@ -136,6 +136,11 @@ async def change_password(request: Request) -> Response:
             current_password=str(form.get("current_password", "")),
             new_password=new_password,
         )
+    except Throttled as refusal:  # counted like a login: too many wrong current passwords
+        message = f"{refusal.message}. Try again in {refusal.retry_after} seconds."
+        response = await _account_with_error(request, {"current_password": message}, status=429)
+        response.headers["Retry-After"] = str(refusal.retry_after)
+        return response
     except ValidationFailed as error:
         fields = {"currentPassword": "current_password", "newPassword": "new_password"}
         return await _account_with_error(
@@ -155,6 +160,8 @@ async def logout_everywhere(request: Request) -> Response:
     return response
 
 
-async def _account_with_error(request: Request, errors: dict[str, str]) -> Response:
+async def _account_with_error(
+    request: Request, errors: dict[str, str], *, status: int = 400
+) -> Response:
     account = await services_of(request).accounts.account(current_principal(request).user_id)
-    return render(request, "account.html", {"account": account, "errors": errors}, status=400)
+    return render(request, "account.html", {"account": account, "errors": errors}, status=status)
