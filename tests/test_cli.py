@@ -206,6 +206,16 @@ def test_set_password_replaces_the_old_one(data_dir: Path) -> None:
     assert authenticate(data_dir, "bob", NEW_PASSWORD) == "bob"
 
 
+@pytest.mark.parametrize("common", ["password1234", "Password123!"])
+def test_set_password_refuses_a_common_password(data_dir: Path, common: str) -> None:
+    """`users set-password` applies the list of common passwords too (exit 1, why)."""
+    assert_exits(create_user(), 0)
+    result = invoke("users", "set-password", "bob", "--password-stdin", input=f"{common}\n")
+    assert_exits(result, 1)
+    assert "common and breached passwords" in result.stderr
+    assert authenticate(data_dir, "bob", PASSWORD) == "bob"
+
+
 def test_set_password_of_unknown_user_fails(data_dir: Path) -> None:
     """`users set-password` for a login that does not exist exits 1."""
     assert_exits(invoke("migrate"), 0)

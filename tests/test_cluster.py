@@ -37,7 +37,7 @@ from tests.conftest import create_postgres_database, drop_postgres_database
 from tests.processes import AUTHGATE, AuthgateServer, Process, free_port
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
-ADMIN_PASSWORD = "cluster-admin-password"
+ADMIN_PASSWORD = "cluster-operator-password"
 GIVE_UP_S = 5.0
 TRIALS = 20  # revocations per phase (with Redis, without): 2 x 20 x 2 nodes = 80 samples
 RESULTS = Path(__file__).parents[1] / "test-results"

@@ -27,7 +27,7 @@ from tests.processes import AuthgateServer, Process, free_port
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 EXAMPLE = Path(__file__).parents[1] / "examples" / "nginx" / "authgate-forward-auth.conf"
-ADMIN_PASSWORD = "nginx-test-admin-password"
+ADMIN_PASSWORD = "nginx-test-operator-password"
 
 pytestmark = [
     pytest.mark.timeout(120),

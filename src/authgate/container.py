@@ -241,7 +241,9 @@ def build_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
         observe=metrics.password_hash_seconds.observe,
     )
     policy = PasswordPolicy(
-        min_length=settings.password_min_length, max_length=settings.password_max_length
+        min_length=settings.password_min_length,
+        max_length=settings.password_max_length,
+        refuse_common=settings.password_refuse_common,
     )
     key_file, ring = load_signing_keys(settings, clock=clock)
     codec = JwtCodec(

