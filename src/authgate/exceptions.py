@@ -15,7 +15,9 @@ The tree (``code`` is stable and machine-readable; ``api/errors.py`` maps it to 
     │       ├── ApiKeyInvalid                malformed, bad checksum, unknown, revoked, wrong
     │       │                                secret: all answered alike ("Invalid API key")
     │       ├── ApiKeyExpired                a genuine key past its expiry
-    │       └── ApiKeyOwnerInactive          a genuine key whose owner is deactivated
+    │       ├── ApiKeyOwnerInactive          a genuine key whose owner is deactivated
+    │       └── ApiKeySuspended              a genuine key suspended when its owner was
+    │                                        deactivated, not re-enabled since
     ├── PermissionDenied                 403  authenticated but not allowed
     │   ├── IpNotAllowed                     a genuine key used from outside its allow list
     │   ├── InsufficientScope                the key's scopes do not cover the request
@@ -122,6 +124,14 @@ class ApiKeyExpired(ApiKeyRejected):
 class ApiKeyOwnerInactive(ApiKeyRejected):
     code = "api_key_owner_inactive"
     message = "The API key's owner is deactivated"
+
+
+class ApiKeySuspended(ApiKeyRejected):
+    code = "api_key_suspended"
+    message = (
+        "The API key is suspended (its owner was deactivated); the owner or an "
+        "administrator can re-enable it"
+    )
 
 
 class IpNotAllowed(PermissionDenied):

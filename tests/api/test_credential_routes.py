@@ -32,6 +32,7 @@ CREDENTIAL_ROUTES = {
     ("POST", "/api/api-keys"),
     ("PUT", "/api/api-keys/{key_id}"),
     ("POST", "/api/api-keys/{key_id}/generate"),
+    ("POST", "/api/api-keys/{key_id}/resume"),
     ("POST", "/settings/account/password"),
     ("POST", "/settings/users"),
     ("POST", "/settings/users/{login}/edit"),
@@ -39,6 +40,7 @@ CREDENTIAL_ROUTES = {
     ("POST", "/settings/api-keys"),
     ("POST", "/settings/api-keys/{key_id:int}/edit"),
     ("POST", "/settings/api-keys/{key_id:int}/regenerate"),
+    ("POST", "/settings/api-keys/{key_id:int}/resume"),
 }
 # Public routes that *check* a password (the logins): nothing to protect with a session.
 PASSWORD_CHECKING_LOGINS = {("POST", "/api/authenticate"), ("POST", "/settings/login")}

@@ -49,6 +49,7 @@ def forms(key_id: int) -> list[tuple[str, dict[str, str | list[str]]]]:
         ("/settings/api-keys", {"name": "minted", "expires_on": "", "allowed_ips": ""}),
         (f"/settings/api-keys/{key_id}/edit", {"name": "renamed", "allowed_ips": ""}),
         (f"/settings/api-keys/{key_id}/regenerate", {"grace_seconds": "0"}),
+        (f"/settings/api-keys/{key_id}/resume", {}),
     ]
 
 

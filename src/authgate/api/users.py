@@ -63,6 +63,9 @@ class UserUpdate(StrictBody):
 
 class PasswordReset(StrictBody):
     newPassword: Password
+    revokeApiKeys: bool = Field(
+        default=False, description="Also revoke every API key of the user (at once, everywhere)."
+    )
 
 
 def grants_rights(body: Mapping[str, Any]) -> bool:
@@ -151,14 +154,16 @@ async def update_user(login: LoginPath, body: UserUpdate, request: Request) -> U
 
 @router.put(
     "/{login}/password",
-    summary="Reset a user's password; all their tokens are revoked",
+    summary="Reset a user's password; all their tokens (and with revokeApiKeys, keys) revoked",
     status_code=204,
     response_class=Response,
     responses=documented(400, 401, 403, 404, 413),
 )
 @sets_credentials("resets a user's password")
 async def reset_password(login: LoginPath, body: PasswordReset, request: Request) -> Response:
-    await services_of(request).users.set_password(login, body.newPassword)
+    await services_of(request).users.set_password(
+        login, body.newPassword, revoke_api_keys=body.revokeApiKeys
+    )
     return Response(status_code=204)
 
 

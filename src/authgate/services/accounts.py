@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from authgate.clock import Clock
 from authgate.exceptions import BadCredentials, FieldError, NotFound, Throttled, ValidationFailed
 from authgate.security.passwords import PasswordPolicy
+from authgate.services.api_keys import audit_owner_keys, revoke_owner_keys
 from authgate.services.audit import Actor, AuditLog, EventType, current_request
 from authgate.services.changes import Change, ChangeFeed, ChangeKind
 from authgate.services.login_protection import LoginProtection
@@ -165,17 +166,27 @@ class AccountService:
             EventType.PASSWORD_CHANGED, "success", actor=Actor(login=user.login, user_id=user_id)
         )
 
-    async def log_out_everywhere(self, user_id: int) -> None:
-        """Revoke every token issued to the user until now."""
+    async def log_out_everywhere(self, user_id: int, *, revoke_api_keys: bool = False) -> None:
+        """Revoke every token issued to the user until now, and with ``revoke_api_keys``
+        every API key of theirs too (same transaction, every worker and node)."""
         async with self._feed.unit_of_work() as work:
             user = await UserRepository(work.session).get(user_id)
             if user is None:
                 raise NotFound("User not found", reason="user_not_found")
-            user.tokens_valid_after = self._clock()
+            now = self._clock()
+            user.tokens_valid_after = now
+            revoked = await revoke_owner_keys(work, user_id, now=now) if revoke_api_keys else []
             work.publish(Change(ChangeKind.USER_CHANGED, str(user_id)))
-        self._audit.record(
-            EventType.LOGOUT_ALL, "success", actor=Actor(login=user.login, user_id=user_id)
+        details: dict[str, object] | None = (
+            {"revokedApiKeys": len(revoked)} if revoke_api_keys else None
         )
+        self._audit.record(
+            EventType.LOGOUT_ALL,
+            "success",
+            actor=Actor(login=user.login, user_id=user_id),
+            details=details,
+        )
+        audit_owner_keys(self._audit, EventType.API_KEY_REVOKED, revoked, cause="logout_all")
 
     async def _rehash(self, user: User, password: str) -> None:
         """Upgrade a hash made with old Argon2 parameters, unless it changed meanwhile."""

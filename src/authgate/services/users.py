@@ -25,9 +25,11 @@ from authgate.security.principal import (
     KNOWN_AUTHORITIES,
     ROLE_ADMIN,
     ROLE_USER,
+    KeyReference,
     join_authorities,
     parse_authorities,
 )
+from authgate.services.api_keys import audit_owner_keys, revoke_owner_keys, suspend_owner_keys
 from authgate.services.audit import AuditLog, EventType
 from authgate.services.changes import Change, ChangeFeed, ChangeKind, UnitOfWork
 from authgate.services.password_hashing import AsyncPasswordHasher
@@ -201,7 +203,13 @@ class UserService:
             async with self._feed.unit_of_work() as work:
                 users = UserRepository(work.session)
                 user = await _existing(users, login)
+                was_active = user.activated
                 await self._apply_changes(users, user, changes, acting_user_id=acting_user_id)
+                suspended: list[KeyReference] = []
+                if was_active and not user.activated:
+                    # The keys stay suspended after a reactivation, until their owner or
+                    # an admin re-enables them one by one.
+                    suspended = await suspend_owner_keys(work, user.id, now=self._clock())
                 self._touched(work, user)
                 await users.flush()
                 updated = UserView.of(user)
@@ -220,15 +228,22 @@ class UserService:
             if value is not None
         )
         deactivated = changes.activated is False
+        details: dict[str, object] = {"user": updated.login, "changed": changed}
+        if suspended:
+            details["suspendedApiKeys"] = len(suspended)
         self._audit.record(
             EventType.USER_DEACTIVATED if deactivated else EventType.USER_UPDATED,
             "success",
-            details={"user": updated.login, "changed": changed},
+            details=details,
         )
+        audit_owner_keys(self._audit, EventType.API_KEY_SUSPENDED, suspended, cause="deactivated")
         return updated
 
-    async def set_password(self, login: str, new_password: str) -> None:
-        """Replace a user's password (admin reset); all their tokens stop working."""
+    async def set_password(
+        self, login: str, new_password: str, *, revoke_api_keys: bool = False
+    ) -> None:
+        """Replace a user's password (admin reset); all their tokens stop working, and
+        with ``revoke_api_keys`` all their API keys too, in the same transaction."""
         async with self._db.session() as session:
             existing = await _existing(UserRepository(session), login)
         self._policy.check(
@@ -241,8 +256,13 @@ class UserService:
             user.password_hash = password_hash
             user.password_changed_at = now
             user.tokens_valid_after = now
+            revoked = await revoke_owner_keys(work, user.id, now=now) if revoke_api_keys else []
             self._touched(work, user)
-        self._audit.record(EventType.PASSWORD_RESET, "success", details={"user": user.login})
+        details: dict[str, object] = {"user": user.login}
+        if revoke_api_keys:
+            details["revokedApiKeys"] = len(revoked)
+        self._audit.record(EventType.PASSWORD_RESET, "success", details=details)
+        audit_owner_keys(self._audit, EventType.API_KEY_REVOKED, revoked, cause="password_reset")
 
     async def deactivate(self, login: str, *, acting_user_id: int | None) -> UserView:
         return await self.update_user(

@@ -154,8 +154,15 @@ async def change_password(request: Request) -> Response:
 
 @router.post("/account/logout-all")
 async def logout_everywhere(request: Request) -> Response:
-    await services_of(request).accounts.log_out_everywhere(current_principal(request).user_id)
-    response = redirect(LOGIN_PATH, notice="You are signed out everywhere.")
+    form = await request.form()
+    revoke_keys = form.get("revoke_api_keys") == "on"
+    await services_of(request).accounts.log_out_everywhere(
+        current_principal(request).user_id, revoke_api_keys=revoke_keys
+    )
+    notice = "You are signed out everywhere" + (
+        " and your API keys are revoked." if revoke_keys else "."
+    )
+    response = redirect(LOGIN_PATH, notice=notice)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
 

@@ -171,8 +171,9 @@ async def reset_password(request: Request, login: str) -> Response:
             "password", "", target=target, fields={"confirm_password": "The passwords differ."}
         )
         return await _users(request, problem)
+    revoke_keys = form.get("revoke_api_keys") == "on"
     try:
-        await services.users.set_password(login, new_password)
+        await services.users.set_password(login, new_password, revoke_api_keys=revoke_keys)
     except ValidationFailed as error:
         problem = FormProblem("password", "", target=target, fields=_user_fields(error))
         return await _users(request, problem)
@@ -181,7 +182,10 @@ async def reset_password(request: Request, login: str) -> Response:
         response = redirect(LOGIN_PATH, notice="Password changed. Sign in with the new one.")
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response
-    return redirect(USERS_PATH, notice=f"Password of {target} reset. Their sessions have ended.")
+    ended = "Their sessions have ended" + (
+        " and their API keys are revoked." if revoke_keys else "."
+    )
+    return redirect(USERS_PATH, notice=f"Password of {target} reset. {ended}")
 
 
 @router.post("/users/{login}/delete")

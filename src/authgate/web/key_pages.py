@@ -1,5 +1,5 @@
 """Settings > API Keys: list, create (the key shown once), detail with usage, edit,
-regenerate with a grace period, revoke."""
+regenerate with a grace period, re-enable a suspended key, revoke."""
 
 from __future__ import annotations
 
@@ -126,6 +126,14 @@ async def regenerate_key(request: Request, key_id: int) -> Response:
     )
     view = await services.api_keys.get(current_principal(request), key_id)
     return _show_once(request, view, plaintext, "regenerated")
+
+
+@router.post("/{key_id:int}/resume")
+@sets_credentials("re-enables a suspended API key")
+async def resume_key(request: Request, key_id: int) -> Response:
+    key_id = stored_id(key_id, _key_not_found())
+    await services_of(request).api_keys.resume(current_principal(request), key_id)
+    return redirect(f"/settings/api-keys/{key_id}", notice="The key is enabled again.")
 
 
 @router.post("/{key_id:int}/revoke")
