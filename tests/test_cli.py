@@ -237,6 +237,15 @@ def test_deactivate_stops_logins(data_dir: Path) -> None:
     assert [row[4] for row in table_rows(invoke("users", "list").stdout)] == ["no"]
 
 
+def test_deactivate_suspends_the_keys(data_dir: Path) -> None:
+    """`users deactivate` suspends the user's API keys like the REST API does."""
+    assert_exits(create_user(), 0)
+    assert_exits(invoke("keys", "create", "--user", "bob", "--name", "ci"), 0)
+    assert_exits(invoke("users", "deactivate", "bob"), 0)
+    rows = table_rows(invoke("keys", "list", "--user", "bob").stdout)
+    assert [(row[2], row[4]) for row in rows] == [("ci", "suspended")]
+
+
 # -- signing keys -------------------------------------------------------------------------
 
 
