@@ -289,6 +289,8 @@ async def test_distributed_attack_slows_unknown_addresses_but_not_the_owner(gate
     gate.clock.advance(seconds=slowdown + 1)
     outcomes = await _from_many_addresses(gate, "203.0.114", 100, "alice", WRONG)
     assert outcomes.count(401) == 1, outcomes
+    metrics = gate.services.metrics.exposition().decode()
+    assert 'authgate_throttled_requests_total{reason="account_slowdown"} 200.0' in metrics
 
 
 async def test_distributed_attack_with_counters_in_redis(start_gate: StartGate) -> None:

@@ -91,3 +91,16 @@ async def test_the_list_can_be_turned_off(tmp_path: Path, clock: FakeClock) -> N
         assert (await users.get_user("admin")).login == "admin"
         with pytest.raises(ValidationFailed):
             await users.set_password("admin", "x-admin-x-password")  # contains the login
+
+
+async def test_a_generated_first_admin_password_meets_a_long_minimum(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    settings = test_settings(tmp_path / "data", password_min_length=64)
+    app = create_app(settings, clock=clock)
+    async with app.router.lifespan_context(app):
+        services = app.state.services
+        generated = await services.users.ensure_initial_admin(None)
+        assert generated is not None
+        assert len(generated) == 64
+        assert (await services.accounts.authenticate("admin", generated)).login == "admin"

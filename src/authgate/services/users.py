@@ -307,15 +307,18 @@ class UserService:
         return chosen if generated else None
 
     def _random_password(self) -> str:
-        """A random password the policy accepts (a random string could, very rarely,
-        contain the login "admin"; the next one will not)."""
-        while True:
-            candidate = secrets.token_urlsafe(18)
+        """A random password the policy accepts: 24 characters (144 bits), or the
+        minimum length if that is more; drawn again in the rare case that it contains
+        the login "admin" (a random string from a list of passwords is not a worry)."""
+        length = min(max(24, self._policy.min_length), self._policy.max_length)
+        for _ in range(1000):
+            candidate = secrets.token_urlsafe(96)[:length]
             problem = self._policy.problem(
                 candidate, login=INITIAL_ADMIN_LOGIN, email=INITIAL_ADMIN_EMAIL
             )
             if problem is None:
                 return candidate
+        raise RuntimeError("no random password passes the password policy")  # unreachable
 
     async def _apply_changes(
         self, users: UserRepository, user: User, changes: UserChanges, *, acting_user_id: int | None
