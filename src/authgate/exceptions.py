@@ -17,7 +17,8 @@ The tree (``code`` is stable and machine-readable; ``api/errors.py`` maps it to 
     │       ├── ApiKeyExpired                a genuine key past its expiry
     │       ├── ApiKeyOwnerInactive          a genuine key whose owner is deactivated
     │       └── ApiKeySuspended              a genuine key suspended when its owner was
-    │                                        deactivated, not re-enabled since
+    │                                        deactivated, not re-enabled since (the owner
+    │                                        is active again)
     ├── PermissionDenied                 403  authenticated but not allowed
     │   ├── IpNotAllowed                     a genuine key used from outside its allow list
     │   ├── InsufficientScope                the key's scopes do not cover the request

@@ -54,7 +54,7 @@ async def test_deactivation_suspends_keys_until_they_are_re_enabled(
     for created in (first, second):
         refused = await works(harness, created["key"])
         assert refused.status_code == 401
-        assert refused.json()["code"] == "api_key_suspended"
+        assert refused.json()["code"] == "api_key_suspended"  # not api_key_owner_inactive
     harness.clock.advance(milliseconds=1)
     token = await harness.login("alice", USER_PASSWORD)  # the owner is active again
     listed = {
@@ -222,9 +222,10 @@ async def test_suspension_and_resumption_reach_another_app(
 
         admin = bearer(admin_token)
         await harness.client.put("/api/users/alice", json={"activated": False}, headers=admin)
-        await eventually("api_key_suspended")
+        await eventually("api_key_owner_inactive")
         await harness.client.put("/api/users/alice", json={"activated": True}, headers=admin)
-        await asyncio.sleep(0.2)  # several polls of the change feed
+        await eventually("api_key_suspended")  # the owner is back, the key is not
+        await asyncio.sleep(0.2)  # several more polls of the change feed
         assert await refused_there() == "api_key_suspended"
         resumed = await harness.client.post(f"{KEYS}/{created['id']}/resume", headers=admin)
         assert resumed.status_code == 200

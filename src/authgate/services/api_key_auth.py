@@ -11,9 +11,9 @@ lookup each at most every ``unknown_ttl`` seconds and never grow memory without 
 reaches every worker and node through the change feed and drops the cached record.
 
 Checks run in UTMStack's order: unknown/revoked/wrong secret, then client address, then
-expiry, then suspension (the owner was deactivated once), then owner. A caller who did
-not prove possession of the key learns nothing but "Invalid API key"; a caller with the
-right key is told what to fix.
+expiry, then owner, then suspension (the owner was deactivated, and the key not
+re-enabled since). A caller who did not prove possession of the key learns nothing but
+"Invalid API key"; a caller with the right key is told what to fix.
 """
 
 from __future__ import annotations
@@ -191,12 +191,12 @@ class ApiKeyAuthenticator:
                 reason="expired_key",
                 key=record.reference,
             )
-        if record.suspended:
-            raise ApiKeySuspended(reason="suspended_key", key=record.reference)
         owner = record.reference.owner_id
         state = self._users.cached(owner, now=now) or await self._users.load(owner, now=now)
         if state is None or not state.active:
             raise ApiKeyOwnerInactive(reason="owner_inactive", key=record.reference)
+        if record.suspended:  # the owner is active again, the key not re-enabled yet
+            raise ApiKeySuspended(reason="suspended_key", key=record.reference)
         if cached.state is not state or cached.principal is None:
             cached.principal = _principal(record, state)
             cached.state = state
