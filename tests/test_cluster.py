@@ -337,11 +337,11 @@ def test_every_kind_of_change_reaches_every_node(cluster: Deployment) -> None:
         # Deactivating a user refuses that user's keys and tokens everywhere.
         created = a.client.post(
             "/api/users",
-            json={"login": "dana", "email": "dana@example.com", "password": "dana-password-long"},
+            json={"login": "dana", "email": "dana@example.com", "password": "cedar-password-long"},
             headers=headers,
         )
         assert created.status_code == 201, created.text
-        dana = admin_token_for(a, "dana", "dana-password-long")
+        dana = admin_token_for(a, "dana", "cedar-password-long")
         delays["user deactivated"] = propagation(
             lambda: a.client.put("/api/users/dana", json={"activated": False}, headers=headers),
             dana,

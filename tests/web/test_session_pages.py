@@ -24,7 +24,7 @@ from tests.web.conftest import (
     signed_in,
 )
 
-NEW_PASSWORD = "a-brand-new-password-for-alice"
+NEW_PASSWORD = "a-brand-new-password-of-hers"
 KEYS = "/settings/api-keys"
 
 
