@@ -37,7 +37,10 @@ async def get_account(request: Request) -> UserDTO:
     summary="Change the caller's password; all their tokens are revoked",
     status_code=200,
     response_class=Response,
-    responses={200: {"description": "Password changed"}, **documented(400, 401, 403, 404, 413)},
+    responses={
+        200: {"description": "Password changed"},
+        **documented(400, 401, 403, 404, 413, 423, 429),
+    },
 )
 @sets_credentials("changes the caller's password")
 async def change_password(body: PasswordChange, request: Request) -> Response:
