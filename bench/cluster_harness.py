@@ -24,7 +24,7 @@ import httpx2
 from harness import AUTHGATE, free_port
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
-ADMIN_PASSWORD = "cluster-benchmark-admin-password"
+ADMIN_PASSWORD = "cluster-benchmark-operator-password"
 
 # Cheap Argon2, no access log: the benchmark measures authgate, not password hashing.
 NODE_ENVIRONMENT = {

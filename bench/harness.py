@@ -24,7 +24,7 @@ import httpx2
 
 ROOT = Path(__file__).resolve().parent.parent
 AUTHGATE = Path(sys.executable).with_name("authgate")
-ADMIN_PASSWORD = "benchmark-admin-password"
+ADMIN_PASSWORD = "benchmark-operator-password"
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ T = TypeVar("T")
 POSTGRES_URL = os.environ.get("AUTHGATE_TEST_DATABASE_URL")
 REDIS_URL = os.environ.get("AUTHGATE_TEST_REDIS_URL")
 
-ADMIN_PASSWORD = "admin-password-for-tests"
+ADMIN_PASSWORD = "operator-password-for-tests"
 USER_PASSWORD = "user-password-for-tests"
 
 

@@ -337,7 +337,7 @@ def _dechunked(payload: bytes) -> bytes:
 
 # -- authgate with a proxy in front ----------------------------------------------------------------
 
-ADMIN_PASSWORD = "proxy-test-admin-password"
+ADMIN_PASSWORD = "proxy-test-operator-password"
 USER_PASSWORD = "proxy-test-user-password"
 
 

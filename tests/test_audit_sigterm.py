@@ -25,7 +25,7 @@ from authgate.services.audit import AuditLog, ChainVerification
 from authgate.storage.db import Database
 
 AUTHGATE = Path(sys.executable).with_name("authgate")
-ADMIN_PASSWORD = "sigterm-admin-password"
+ADMIN_PASSWORD = "sigterm-operator-password"
 CLIENTS = 6
 LOAD_SECONDS = 3.0
 SIGTERM_AFTER_SECONDS = 1.2

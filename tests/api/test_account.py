@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import pytest
 
+from authgate.storage.audit_repository import AuditFilter
+from authgate.storage.paging import PageRequest
 from tests.conftest import USER_PASSWORD, Harness, bearer
 
 NEW_PASSWORD = "a-brand-new-password"
@@ -109,3 +113,81 @@ async def test_change_password_rejects_unknown_fields(harness: Harness, user_tok
     )
     assert response.status_code == 400
     assert response.json()["fieldErrors"][0]["field"] == "admin"
+
+
+# -- the current password is checked like a login (issue 10, item 5) --------------------
+
+
+async def count_verifications(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every password hash check from now on, as a list that grows (a spy on Argon2)."""
+    hasher = harness.services.accounts._hasher
+    checked: list[str] = []
+    verify = hasher.verify
+
+    async def spy(stored_hash: str, password: str) -> Literal[True]:
+        checked.append(password)
+        return await verify(stored_hash, password)
+
+    monkeypatch.setattr(hasher, "verify", spy)
+    return checked
+
+
+async def test_a_stolen_token_is_no_password_oracle(
+    harness: Harness, user_token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """25 wrong current passwords in a row: the first ones are counted as failed logins
+    of the account from that address; past the (account, address) limit the attempts
+    get 429 with Retry-After and the password is not even looked at, the right one
+    included; a login from that address is throttled too (same counters)."""
+    checked = await count_verifications(harness, monkeypatch)
+    statuses = []
+    for attempt in range(25):
+        response = await harness.client.post(
+            "/api/account/change-password",
+            json={"currentPassword": f"guess-number-{attempt}", "newPassword": NEW_PASSWORD},
+            headers=bearer(user_token),
+        )
+        statuses.append(response.status_code)
+    limit = harness.services.settings.login_pair_max_failures
+    assert statuses == [400] * limit + [429] * (25 - limit)
+    assert len(checked) == limit
+
+    right = await harness.client.post(
+        "/api/account/change-password",
+        json={"currentPassword": USER_PASSWORD, "newPassword": NEW_PASSWORD},
+        headers=bearer(user_token),
+    )
+    assert right.status_code == 429
+    assert right.json()["code"] == "too_many_attempts"
+    assert int(right.headers["Retry-After"]) >= 1
+    assert len(checked) == limit
+    login = await harness.client.post(
+        "/api/authenticate", json={"username": "alice", "password": USER_PASSWORD}
+    )
+    assert login.status_code == 429
+
+    await harness.services.audit.flush()
+    page = await harness.services.audit.search(
+        AuditFilter(event_types=("AUTH_FAILURE",), actor="alice"), PageRequest(size=100)
+    )
+    reasons = [event.reason for event in page.items]
+    assert reasons.count("wrong_current_password") == limit
+    assert reasons.count("account_ip_blocked") == 25 - limit + 2
+
+
+async def test_failed_logins_throttle_the_password_change_too(
+    harness: Harness, user_token: str
+) -> None:
+    """The counters are the account's: failed logins from an address throttle a
+    password change from it, before its current password is checked."""
+    for _ in range(harness.services.settings.login_pair_max_failures):
+        await harness.client.post(
+            "/api/authenticate", json={"username": "alice", "password": "wrong-password!"}
+        )
+    response = await harness.client.post(
+        "/api/account/change-password",
+        json={"currentPassword": USER_PASSWORD, "newPassword": NEW_PASSWORD},
+        headers=bearer(user_token),
+    )
+    assert response.status_code == 429
+    assert (await harness.client.get("/api/account", headers=bearer(user_token))).status_code == 200

@@ -314,8 +314,8 @@ async def test_forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy(
     app = create_app(settings, clock=clock)
     async with app.router.lifespan_context(app):
         services = app.state.services
-        await services.users.ensure_initial_admin("proxy-admin-password")
-        user = await services.accounts.authenticate("admin", "proxy-admin-password")
+        await services.users.ensure_initial_admin("proxy-operator-password")
+        user = await services.accounts.authenticate("admin", "proxy-operator-password")
         from authgate.services.api_keys import KeySpec
 
         created = await services.api_keys.create(
@@ -488,12 +488,16 @@ async def test_admin_endpoints_need_the_admin_scope(harness: Harness, admin_toke
     denied = await harness.client.get("/api/users", headers=key_header(plain))
     assert denied.status_code == 403
     assert denied.json()["code"] == "insufficient_scope"
+    listed = await harness.client.get("/api/users", headers=key_header(admin_scoped))
+    assert listed.status_code == 200
+    # Reaching admin endpoints is not setting credentials: that needs a password session.
     created = await harness.client.post(
         "/api/users",
         json={"login": "eve", "email": "eve@example.com", "password": USER_PASSWORD},
         headers=key_header(admin_scoped),
     )
-    assert created.status_code == 201
+    assert created.status_code == 403
+    assert created.json()["code"] == "session_required"
 
 
 async def test_api_keys_cannot_manage_credentials(harness: Harness, user_token: str) -> None:
@@ -621,8 +625,8 @@ async def test_usage_is_flushed_on_shutdown(
     app = create_app(settings, clock=clock)
     async with app.router.lifespan_context(app):
         services = app.state.services
-        await services.users.ensure_initial_admin("shutdown-admin-password")
-        user = await services.accounts.authenticate("admin", "shutdown-admin-password")
+        await services.users.ensure_initial_admin("shutdown-operator-password")
+        user = await services.accounts.authenticate("admin", "shutdown-operator-password")
         from authgate.services.api_keys import KeySpec
 
         created = await services.api_keys.create(

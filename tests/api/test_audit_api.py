@@ -42,7 +42,7 @@ from tests.conftest import (
 AUDIT = "/api/audit-events"
 KEYS = "/api/api-keys"
 OUTSIDER = "198.51.100.20"
-NEW_PASSWORD = "a-new-password-for-alice"
+NEW_PASSWORD = "a-new-password-of-hers"
 WRONG_PASSWORD = "Distinctive-Wrong-Pa55word-7Qx"
 
 
@@ -138,10 +138,10 @@ async def test_login_success_carries_actor_address_path_agent_and_request_id(
 ) -> None:
     """A login is one AUTH_SUCCESS by that user, with the caller's IP, path, user agent
     and X-Request-ID as correlation id."""
-    carol = await harness.create_user("carol", "carol-password-123")
+    carol = await harness.create_user("carol", "orchid-password-123")
     response = await harness.client.post(
         "/api/authenticate",
-        json={"username": "Carol", "password": "carol-password-123"},
+        json={"username": "Carol", "password": "orchid-password-123"},
         headers={"User-Agent": "audit-test/1.0", "X-Request-ID": "req-login-1"},
     )
     assert response.status_code == 200
@@ -162,12 +162,12 @@ async def test_failed_logins_are_audited_with_precise_reasons(
 ) -> None:
     """Wrong password, unknown user and deactivated user are AUTH_FAILURE events with
     the precise reason (the HTTP answer stays generic)."""
-    carol = await harness.create_user("carol", "carol-password-123")
-    await harness.create_user("dave", "dave-password-1234", activated=False)
+    carol = await harness.create_user("carol", "orchid-password-123")
+    await harness.create_user("dave", "maple-password-1234", activated=False)
     attempts = [
         ("carol", WRONG_PASSWORD),
         ("nobody", WRONG_PASSWORD),
-        ("dave", "dave-password-1234"),
+        ("dave", "maple-password-1234"),
     ]
     for username, password in attempts:
         response = await harness.client.post(
@@ -280,7 +280,7 @@ async def test_user_administration_names_the_admin_as_actor_and_the_target_in_de
 async def test_users_created_outside_requests_are_by_the_operator(harness: Harness) -> None:
     """A change made without an HTTP request (CLI, start-up) names the operator, no address."""
     await harness.create_user("admin", ADMIN_PASSWORD, admin=True)
-    await harness.create_user("erin", "erin-password-123")
+    await harness.create_user("erin", "willow-password-123")
     event = one(await recorded(harness, "USER_CREATED"), "USER_CREATED", details=_user("erin"))
     assert event["actor"] == "operator (CLI)"
     assert (event["ipAddress"], event["path"], event["userId"]) == (None, None, None)
@@ -446,7 +446,7 @@ async def test_lockouts_are_audited(harness: Harness, admin_token: str) -> None:
     """Five failures for one account from one address lock the pair (AUTH_LOCKOUT
     account_ip_blocked); ten from one address block it (AUTH_LOCKOUT ip_blocked); refused
     attempts afterwards are AUTH_FAILURE with the block as reason."""
-    await harness.create_user("carol", "carol-password-123")
+    await harness.create_user("carol", "orchid-password-123")
     statuses = []
     for _ in range(6):
         response = await harness.client.post(

@@ -5,6 +5,7 @@ known addresses), no account enumeration through throttling, and the audit trail
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from authgate.services.users import NewUser
 from authgate.settings import Settings
 from authgate.storage.audit_repository import AuditFilter
 from authgate.storage.paging import PageRequest
-from tests.conftest import USER_PASSWORD, FakeClock, test_settings
+from tests.conftest import REDIS_URL, USER_PASSWORD, FakeClock, test_settings
 
 LOGIN = "/api/authenticate"
 WRONG = "not-the-password"
@@ -260,33 +261,137 @@ async def test_success_clears_the_pair(start_gate: StartGate) -> None:
 
 async def test_distributed_attack_slows_unknown_addresses_but_not_the_owner(gate: Gate) -> None:
     """Failures from many addresses (each below its own limits) past
-    login_account_max_failures slow unknown addresses down to one attempt per period,
+    login_account_max_failures put the account under attack: all the addresses it does
+    not know share one turn per period (so 100 addresses get one evaluation, not 100),
     while the owner, from an address they logged in from before, still gets in."""
     await gate.create_user("alice")
     home = "192.0.2.10"
     assert (await gate.login(home, "alice", USER_PASSWORD)).status_code == 200
 
-    for index in range(LIMITS["login_account_max_failures"] + 1):
+    for index in range(LIMITS["login_account_max_failures"]):
         response = await gate.login(f"198.51.100.{index + 1}", "alice", WRONG)
         assert response.status_code == 401, response.text
 
-    stranger = "203.0.113.99"
-    first = await gate.login(stranger, "alice", WRONG)
-    assert first.status_code == 401, first.text
-    second = await gate.login(stranger, "alice", WRONG)
-    assert second.status_code == 429, second.text
-    assert second.json()["code"] == "too_many_attempts"
     slowdown = LIMITS["login_account_slowdown_seconds"]
-    assert retry_after(second) in (slowdown, slowdown + 1)
+    outcomes = await _from_many_addresses(gate, "203.0.113", 100, "alice", WRONG)
+    assert outcomes.count(401) == 1, outcomes
+    assert outcomes.count(429) == 99
+    refused = await gate.login("203.0.113.200", "alice", WRONG)
+    assert refused.json()["code"] == "too_many_attempts"
+    assert retry_after(refused) in (slowdown, slowdown + 1)
     # Even the right password waits: the address is not known to be the owner's.
-    assert (await gate.login(stranger, "alice", USER_PASSWORD)).status_code == 429
+    assert (await gate.login("203.0.113.201", "alice", USER_PASSWORD)).status_code == 429
 
     for _ in range(3):
         owner = await gate.login(home, "alice", USER_PASSWORD)
         assert owner.status_code == 200, owner.text
 
     gate.clock.advance(seconds=slowdown + 1)
-    assert (await gate.login(stranger, "alice", WRONG)).status_code == 401
+    outcomes = await _from_many_addresses(gate, "203.0.114", 100, "alice", WRONG)
+    assert outcomes.count(401) == 1, outcomes
+    metrics = gate.services.metrics.exposition().decode()
+    assert 'authgate_throttled_requests_total{reason="account_slowdown"} 200.0' in metrics
+
+
+async def test_distributed_attack_with_counters_in_redis(start_gate: StartGate) -> None:
+    """The same defence with the counters in Redis (several workers and nodes)."""
+    if not REDIS_URL:
+        pytest.skip("AUTHGATE_TEST_REDIS_URL is not set")
+    gate = await start_gate(redis_url=REDIS_URL)
+    login = f"alice{secrets.token_hex(4)}"  # Redis outlives the test: counters of its own
+    await gate.create_user(login)
+    home = "192.0.2.10"
+    assert (await gate.login(home, login, USER_PASSWORD)).status_code == 200
+    for index in range(LIMITS["login_account_max_failures"]):
+        assert (await gate.login(f"198.51.100.{index + 1}", login, WRONG)).status_code == 401
+    outcomes = await _from_many_addresses(gate, "203.0.113", 100, login, WRONG)
+    assert outcomes.count(401) == 1, outcomes
+    assert (await gate.login(home, login, USER_PASSWORD)).status_code == 200
+    guesses = [
+        (await gate.login(f"2001:db8:9:9::{index + 1:x}", login, WRONG)).status_code
+        for index in range(20)
+    ]
+    assert 401 not in guesses  # the turn is taken; the /64 is not known
+    assert gate.services.redis is not None
+    assert not gate.services.redis.is_down
+
+
+async def _from_many_addresses(
+    gate: Gate, network: str, count: int, username: str, password: str
+) -> list[int]:
+    return [
+        (await gate.login(f"{network}.{index + 1}", username, password)).status_code
+        for index in range(count)
+    ]
+
+
+async def test_turns_of_unknown_addresses_grow_to_a_cap(start_gate: StartGate) -> None:
+    """Each turn taken during an attack waits twice as long as the one before, up to
+    login_account_slowdown_max_seconds; a quiet window starts over from the base."""
+    gate = await start_gate(login_account_slowdown_max_seconds=45)
+    await gate.create_user("alice")
+    for index in range(LIMITS["login_account_max_failures"]):
+        await gate.login(f"198.51.100.{index + 1}", "alice", WRONG)
+    waits = []
+    for turn in range(5):
+        assert (await gate.login(f"203.0.113.{turn + 1}", "alice", WRONG)).status_code == 401
+        refused = await gate.login(f"203.0.114.{turn + 1}", "alice", WRONG)
+        assert refused.status_code == 429
+        waits.append(retry_after(refused))
+        gate.clock.advance(seconds=waits[-1])
+    assert waits == [11, 21, 41, 46, 46]  # 10, 20, 40, then the cap of 45 (+1 s rounding)
+
+    # The attack stops: a window without failures ends it, and a new one starts over.
+    gate.clock.advance(seconds=2 * LIMITS["login_account_window_seconds"])
+    for index in range(LIMITS["login_account_max_failures"]):
+        await gate.login(f"198.51.101.{index + 1}", "alice", WRONG)
+    assert (await gate.login("203.0.115.1", "alice", WRONG)).status_code == 401
+    assert retry_after(await gate.login("203.0.115.2", "alice", WRONG)) == 11
+
+
+async def test_ipv6_addresses_count_per_64(start_gate: StartGate) -> None:
+    """An IPv6 /64 is one address for the counters: rotating through 100 addresses of
+    one's own /64 neither escapes the (account, address) delay nor the address block."""
+    gate = await start_gate(login_account_max_failures=1000)
+    await gate.create_user("alice")
+    prefix = "2001:db8:5:7"
+    guesses = [
+        (await gate.login(f"{prefix}::{index + 1:x}", "alice", WRONG)).status_code
+        for index in range(100)
+    ]
+    pair_limit = LIMITS["login_pair_max_failures"]
+    assert guesses[:pair_limit] == [401] * pair_limit
+    assert set(guesses[pair_limit:]) == {429}, guesses
+
+    spray_from_one = [
+        (await gate.login(f"2001:db8:6:1::{index + 1:x}", f"user{index}", WRONG)).status_code
+        for index in range(100)
+    ]
+    ip_limit = LIMITS["login_ip_max_failures"]
+    assert spray_from_one[:ip_limit] == [401] * ip_limit
+    assert set(spray_from_one[ip_limit:]) == {423}
+    blocked = await gate.login("2001:db8:6:1:ffff::1", "alice", USER_PASSWORD)
+    assert blocked.status_code == 423
+    # The message names the address as seen, the block covers its /64.
+    assert "2001:db8:6:1:ffff::1" in blocked.json()["message"]
+    # An IPv4 address counts as itself: its neighbour is not blocked.
+    for index in range(ip_limit):
+        await gate.login("198.51.100.1", f"user{index}", WRONG)
+    assert (await gate.login("198.51.100.1", "alice", USER_PASSWORD)).status_code == 423
+    assert (await gate.login("198.51.100.2", "alice", USER_PASSWORD)).status_code == 200
+
+
+async def test_the_owner_is_known_across_their_64(gate: Gate) -> None:
+    """Under attack, the owner's new IPv6 privacy address in the /64 they logged in from
+    is known: never slowed down."""
+    await gate.create_user("alice")
+    assert (await gate.login("2001:db8:1:2::a", "alice", USER_PASSWORD)).status_code == 200
+    for index in range(LIMITS["login_account_max_failures"] + 1):
+        await gate.login(f"198.51.100.{index + 1}", "alice", WRONG)
+    assert (await gate.login("203.0.113.1", "alice", WRONG)).status_code == 429
+    for suffix in ("b", "c", "d"):
+        owner = await gate.login(f"2001:db8:1:2::{suffix}", "alice", USER_PASSWORD)
+        assert owner.status_code == 200, owner.text
 
 
 async def test_slowdown_is_per_account(gate: Gate) -> None:

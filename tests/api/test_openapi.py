@@ -62,6 +62,7 @@ PROTECTED = [
     ("put", "/api/api-keys/{key_id}"),
     ("delete", "/api/api-keys/{key_id}"),
     ("post", "/api/api-keys/{key_id}/generate"),
+    ("post", "/api/api-keys/{key_id}/resume"),
     ("get", "/api/api-keys/review"),
     ("get", "/api/audit-events"),
     ("get", "/api/audit-events/export"),

@@ -9,7 +9,7 @@ from tests.conftest import USER_PASSWORD, Harness, bearer
 NEW_USER = {
     "login": "Dave.Ops",
     "email": "Dave@Example.com",
-    "password": "dave-password-long",
+    "password": "maple-password-long",
     "firstName": "Dave",
     "authorities": ["ROLE_USER"],
 }
@@ -25,7 +25,7 @@ async def test_create_user_then_log_in(harness: Harness, admin_token: str) -> No
     assert body["authorities"] == ["ROLE_USER"]
     assert response.headers["Location"] == "/api/users/dave.ops"
     assert "password" not in body
-    assert await harness.login("DAVE.OPS", "dave-password-long")
+    assert await harness.login("DAVE.OPS", "maple-password-long")
 
 
 @pytest.mark.parametrize(

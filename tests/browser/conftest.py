@@ -8,6 +8,7 @@ tests); the test modules say so with ``pytest.mark.asyncio(loop_scope="session")
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
@@ -40,7 +41,7 @@ DOC_SCREENSHOTS = ROOT / "docs" / "screenshots"
 DESKTOP = {"width": 1280, "height": 800}
 TIMEOUT_MS = 10_000
 
-ADMIN_PASSWORD = "admin-password-for-browser-tests"
+ADMIN_PASSWORD = "operator-password-for-browser-tests"
 PAIR_MAX_FAILURES = 3  # small, so the lockout test needs few attempts
 
 REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
@@ -166,7 +167,9 @@ def make_user(server: Server) -> AccountFactory:
     admin = api_token(server, Account("admin", ADMIN_PASSWORD))
 
     def make(login: str) -> Account:
-        account = Account(login, f"{login}-password-for-browser-tests")
+        # Distinct per user, never containing the login (the password policy refuses that).
+        digest = hashlib.sha256(login.encode()).hexdigest()[:10]
+        account = Account(login, f"browser-tests-password-{digest}")
         response = httpx2.post(
             f"{server.base_url}/api/users",
             json={

@@ -19,7 +19,7 @@ from tests import processes
 from tests.processes import free_port
 
 AUTHGATE_CLIENT = Path(sys.executable).with_name("authgate-client")
-ADMIN_PASSWORD = "admin-password-for-client-tests"
+ADMIN_PASSWORD = "operator-password-for-client-tests"
 
 # Tests log in a lot from one address, some with wrong passwords or keys on purpose.
 _GENEROUS_THROTTLING = {

@@ -28,7 +28,7 @@ from starlette.routing import Route
 Version = Literal["v10", "v11"]
 
 USER = "admin"
-PASSWORD = "utm-admin-password"
+PASSWORD = "utm-operator-password"
 TFA_USER = "secure"
 TFA_PASSWORD = "utm-secure-password"
 TFA_CODE = "123456"

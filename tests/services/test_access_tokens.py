@@ -60,12 +60,12 @@ async def test_hs512_mode_issues_jhipster_verifiable_tokens(
     app = create_app(settings, clock=clock)
     async with app.router.lifespan_context(app):
         services = app.state.services
-        await services.users.ensure_initial_admin("hs512-admin-password")
+        await services.users.ensure_initial_admin("hs512-operator-password")
         transport = httpx2.ASGITransport(app=app)
         async with httpx2.AsyncClient(transport=transport, base_url="http://t") as client:
             login = await client.post(
                 "/api/authenticate",
-                json={"username": "admin", "password": "hs512-admin-password"},
+                json={"username": "admin", "password": "hs512-operator-password"},
             )
             token = login.json()["id_token"]
             claims = jwt.decode(token, secret, algorithms=["HS512"], audience="authgate")
@@ -86,8 +86,8 @@ async def test_access_token_query_parameter_when_enabled(
     app = create_app(settings, clock=clock)
     async with app.router.lifespan_context(app):
         services = app.state.services
-        await services.users.ensure_initial_admin("query-admin-password")
-        user = await services.accounts.authenticate("admin", "query-admin-password")
+        await services.users.ensure_initial_admin("query-operator-password")
+        user = await services.accounts.authenticate("admin", "query-operator-password")
         token = services.tokens.issue(user, remember_me=False).token
         transport = httpx2.ASGITransport(app=app)
         async with httpx2.AsyncClient(transport=transport, base_url="http://t") as client:
@@ -132,8 +132,8 @@ async def test_token_cache_size_zero_or_tiny_still_authenticates(
     app = create_app(settings, clock=clock)
     async with app.router.lifespan_context(app):
         services = app.state.services
-        await services.users.ensure_initial_admin("cache-admin-password")
-        user = await services.accounts.authenticate("admin", "cache-admin-password")
+        await services.users.ensure_initial_admin("cache-operator-password")
+        user = await services.accounts.authenticate("admin", "cache-operator-password")
         first = services.tokens.issue(user, remember_me=False)
         clock.advance(milliseconds=5)
         second = services.tokens.issue(user, remember_me=False)

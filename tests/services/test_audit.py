@@ -113,7 +113,7 @@ async def running(app: FastAPI) -> AsyncIterator[Services]:
 
 async def new_key(services: Services, clock: FakeClock) -> str:
     """A key of a new admin, usable from any address; its plaintext."""
-    await services.users.ensure_initial_admin("audit-admin-password")
+    await services.users.ensure_initial_admin("audit-operator-password")
     admin = await services.users.get_user("admin")
     created = await services.api_keys.create(
         admin.id, KeySpec(name="load", allowed_networks=[], expires_at=clock() + timedelta(days=1))
@@ -515,7 +515,7 @@ async def test_a_nul_character_in_a_path_does_not_block_the_usage_log(
 ) -> None:
     """A refused key request to a path holding %00 is logged, and the usage records after
     it are still written."""
-    await harness.services.users.ensure_initial_admin("audit-admin-password")
+    await harness.services.users.ensure_initial_admin("audit-operator-password")
     admin = await harness.services.users.get_user("admin")
     created = await harness.services.api_keys.create(
         admin.id,
@@ -742,7 +742,7 @@ async def test_a_usage_record_the_database_refuses_is_dropped_and_the_rest_are_w
     """The usage log falls back to row-by-row writes the same way; control characters
     in paths and user agents are stored replaced."""
     usage = harness.services.usage
-    await harness.services.users.ensure_initial_admin("audit-admin-password")
+    await harness.services.users.ensure_initial_admin("audit-operator-password")
     admin = await harness.services.users.get_user("admin")
     created = await harness.services.api_keys.create(
         admin.id,

@@ -164,9 +164,9 @@ async def test_the_pepper_is_adopted_only_while_no_key_depends_on_it(
     second_settings = node_settings(settings, tmp_path, "b", api_key_pepper=pepper())
     second = await started(second_settings, clock)
     try:
-        owner = await second.users.ensure_initial_admin("admin-password-for-cluster")
+        owner = await second.users.ensure_initial_admin("operator-password-for-cluster")
         assert owner is None  # the password was given
-        admin = await second.accounts.authenticate("admin", "admin-password-for-cluster")
+        admin = await second.accounts.authenticate("admin", "operator-password-for-cluster")
         await second.api_keys.create(
             admin.id, KeySpec(name="k", allowed_networks=[], expires_at=clock() + timedelta(days=1))
         )

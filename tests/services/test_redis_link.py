@@ -271,3 +271,35 @@ async def test_redis_store_counts_in_sliding_windows_under_one_key(redis_url: st
         await client.delete(f"{prefix}h:acct:x")
     finally:
         await client.aclose()
+
+
+async def check_claims(store: Any, tag: str) -> None:
+    """Of several attempts racing for a free turn exactly one gets it; a turn in force
+    is never taken over; an ended one is."""
+    subject = f"slow:{tag}"
+    outcomes = await asyncio.gather(
+        *(store.claim(subject, until=1010.0, strikes=1, now=1000.0) for _ in range(20))
+    )
+    assert sorted(outcomes) == [False] * 19 + [True]
+    assert await store.get_block(subject) == Block(until=1010.0, strikes=1)
+    assert not await store.claim(subject, until=1030.0, strikes=2, now=1009.0)
+    assert await store.claim(subject, until=1030.0, strikes=2, now=1010.0)
+    assert await store.get_blocks(subject) == {subject: Block(until=1030.0, strikes=2)}
+    await store.forget(subject)
+
+
+async def test_database_store_claims_a_turn_once(db: Database) -> None:
+    await check_claims(DatabaseThrottleStore(db), f"db-{secrets.token_hex(4)}")
+
+
+async def test_redis_store_claims_a_turn_once(db: Database, redis_url: str) -> None:
+    client = from_url(redis_url)
+    link = RedisLink(client)
+    tag = f"redis-{secrets.token_hex(4)}"
+    try:
+        store = RedisThrottleStore(client, prefix="authgate:test-link:")
+        await check_claims(store, tag)
+        fallback = FallbackThrottleStore(store, DatabaseThrottleStore(db), link)
+        await check_claims(fallback, tag + "-fallback")
+    finally:
+        await client.aclose()

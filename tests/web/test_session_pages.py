@@ -24,7 +24,7 @@ from tests.web.conftest import (
     signed_in,
 )
 
-NEW_PASSWORD = "a-brand-new-password-for-alice"
+NEW_PASSWORD = "a-brand-new-password-of-hers"
 KEYS = "/settings/api-keys"
 
 
@@ -273,6 +273,31 @@ async def test_password_change_refusals_are_shown_at_the_field(alice: Browser) -
     assert wrong.status_code == 400
     assert html(wrong).by_id("current_password").attrs["aria-invalid"] == "true"
     assert (await alice.get("/settings/account")).status_code == 200
+
+
+async def test_password_change_form_is_throttled_like_a_login(
+    harness: Harness, alice: Browser
+) -> None:
+    """Wrong current passwords in the form count as failed logins: past the limit the
+    form answers 429 with the wait, even for the right password, and keeps the session."""
+    form = {"new_password": NEW_PASSWORD, "confirm_password": NEW_PASSWORD}
+    for attempt in range(harness.services.settings.login_pair_max_failures):
+        wrong = await alice.post(
+            "/settings/account/password", {**form, "current_password": f"guess-{attempt}"}
+        )
+        assert wrong.status_code == 400
+    throttled = await alice.post(
+        "/settings/account/password", {**form, "current_password": USER_PASSWORD}
+    )
+    assert throttled.status_code == 429
+    assert int(throttled.headers["Retry-After"]) >= 1
+    message = html(throttled).by_id("current_password-error").text
+    assert "Try again in" in message
+    assert (await alice.get("/settings/account")).status_code == 200
+    login = await harness.client.post(
+        "/api/authenticate", json={"username": "alice", "password": NEW_PASSWORD}
+    )
+    assert login.status_code == 429  # same counters: the password did not change
 
 
 async def test_log_out_everywhere_ends_every_session(

@@ -12,6 +12,13 @@ A router declares its audience with its route class; plain ``APIRoute`` is publi
 Every authenticated route also enforces API key scopes: without ``write`` a key may
 only use safe methods (GET, HEAD, OPTIONS).
 
+An endpoint that sets credentials (sets or resets a password, creates a user, grants
+ROLE_ADMIN, creates, edits, regenerates or re-enables an API key) says so with
+:func:`sets_credentials`; whatever its route class, only a user session from a password
+login reaches it, never an API key (403 ``session_required``), so a leaked key, even
+one with the admin scope, cannot mint itself a password or another key. The Settings
+UI's page routes honour the same mark (``web/pages.py``).
+
 The route class authenticates the request before FastAPI solves the endpoint's
 parameters (so an unauthenticated caller gets 401 even for a malformed body) and the
 endpoint reads the caller with :func:`principal_of`. It is not a FastAPI dependency on
@@ -28,9 +35,9 @@ format (keys start with ``agk_``), never by trial.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
@@ -46,6 +53,7 @@ from authgate.exceptions import (
     IpNotAllowed,
     PermissionDenied,
     RateLimited,
+    SessionRequired,
     Throttled,
     TokenInvalid,
 )
@@ -81,6 +89,66 @@ class AuthFailure:
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
+BodyTest = Callable[[Mapping[str, Any]], bool]
+
+_CREDENTIAL_MARK = "__authgate_sets_credentials__"
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialSetting:
+    """What a credential-setting endpoint does (for people and the route audit test),
+    and, when only some bodies set credentials, which: ``when`` is asked about the
+    JSON body of a caller who is not a password session; ``None`` means every call."""
+
+    what: str
+    when: BodyTest | None = None
+
+
+def sets_credentials(what: str, *, when: BodyTest | None = None) -> Callable[[Endpoint], Endpoint]:
+    """Mark an endpoint as setting credentials: only a password session may call it.
+
+    Put it *below* the router's decorator, so the route is built from a marked function::
+
+        @router.post("/{login}/password")
+        @sets_credentials("resets a user's password")
+        async def reset_password(...): ...
+    """
+
+    def mark(endpoint: Endpoint) -> Endpoint:
+        setattr(endpoint, _CREDENTIAL_MARK, CredentialSetting(what, when))
+        return endpoint
+
+    return mark
+
+
+def credential_setting_of(endpoint: Callable[..., Any]) -> CredentialSetting | None:
+    """The :func:`sets_credentials` mark of an endpoint, if it has one."""
+    setting: CredentialSetting | None = getattr(endpoint, _CREDENTIAL_MARK, None)
+    return setting
+
+
+async def require_password_session(
+    request: Request, principal: Principal, setting: CredentialSetting
+) -> None:
+    """Refuse (``SessionRequired``) a caller who is not a password session, unless the
+    endpoint sets credentials only for some bodies and this body is not one of them.
+
+    The body is read through Starlette's cached ``request.json()``, the very object
+    FastAPI then validates, so the test and the endpoint can never see two different
+    parses (duplicate keys, say). A body that cannot be read as a JSON object is refused:
+    when in doubt, the operation is taken to set credentials.
+    """
+    if principal.is_password_session:
+        return
+    if setting.when is not None:
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        if isinstance(body, dict) and not setting.when(body):
+            return
+    raise SessionRequired(reason="session_required")
 
 
 def services_of(request: Request) -> Services:
@@ -156,10 +224,16 @@ class AuthenticatedRoute(APIRoute):
     # Status of request validation errors on this route (JHipster answers 400).
     validation_status: ClassVar[int] = 400
 
+    # The mark this route's handler enforces, read when the handler is built: a mark
+    # put on the function after the route was built (decorators in the wrong order)
+    # is not enforced, and the route audit test sees that.
+    credential_setting: CredentialSetting | None = None
+
     def get_route_handler(self) -> Handler:
         handle = super().get_route_handler()
         required = self.required_authority
         keys_may_change = self.api_keys_may_change
+        setting = self.credential_setting = credential_setting_of(self.endpoint)
 
         def authorize(principal: Principal, method: str) -> None:
             _authorize(principal, method, required, keys_may_change)
@@ -168,7 +242,22 @@ class AuthenticatedRoute(APIRoute):
             await admit(request, services_of(request), request.method, authorize)
             return await handle(request)
 
-        return authenticated
+        if setting is None:
+            return authenticated
+        marked: CredentialSetting = setting
+
+        async def setting_credentials(request: Request) -> Response:
+            principal = await admit(request, services_of(request), request.method, authorize)
+            try:
+                await require_password_session(request, principal, marked)
+            except SessionRequired as error:
+                request.scope[AUTH_FAILURE_SCOPE_KEY] = AuthFailure(
+                    principal.method, error.reason, principal.api_key
+                )
+                raise
+            return await handle(request)
+
+        return setting_credentials
 
 
 Authorizer = Callable[[Principal, str], None]
@@ -234,10 +323,7 @@ def _authorize(
                 "This API key may only read (it lacks the write scope)", reason="scope_write"
             )
         if not keys_may_change:
-            raise PermissionDenied(
-                "This operation needs a user session (a bearer token), not an API key",
-                reason="session_required",
-            )
+            raise SessionRequired(reason="session_required")
     if required is not None and not principal.has_authority(required):
         if principal.scopes is not None and required == ROLE_ADMIN:
             raise InsufficientScope(

@@ -14,6 +14,7 @@ from authgate.api.access import (
     ApiKeyManagementRoute,
     principal_of,
     services_of,
+    sets_credentials,
 )
 from authgate.api.errors import documented
 from authgate.api.pagination import PageRequestDep, pagination_headers
@@ -94,8 +95,11 @@ class ApiKeyDTO(BaseModel):
     lastUsedAt: datetime | None
     lastUsedIp: str | None
     rateLimit: str | None
-    status: Literal["active", "expired", "revoked", "rotating"]
+    status: Literal["active", "expired", "revoked", "rotating", "suspended"]
     revokedAt: datetime | None
+    suspendedAt: datetime | None = Field(
+        description="When the owner's deactivation suspended the key (null: not suspended)."
+    )
     rotationGraceUntil: datetime | None = Field(
         description="Until when the previous secret still works (status 'rotating')."
     )
@@ -117,6 +121,7 @@ class ApiKeyDTO(BaseModel):
             rateLimit=key.rate_limit,
             status=key.status,
             revokedAt=key.revoked_at,
+            suspendedAt=key.suspended_at,
             rotationGraceUntil=key.previous_valid_until,
             userId=key.owner_id,
         )
@@ -164,7 +169,9 @@ class KeyReviewDTO(BaseModel):
     """Live keys worth a look, by reason (a key may appear under several)."""
 
     unused: list[ApiKeyDTO] = Field(description="Not used for `unusedDays` (or never).")
-    unrestricted: list[ApiKeyDTO] = Field(description="No allowed-IP restriction.")
+    unrestricted: list[ApiKeyDTO] = Field(
+        description="No allowed-IP restriction, or one admitting every address (0.0.0.0/0, ::/0)."
+    )
     expiringSoon: list[ApiKeyDTO] = Field(description="Expiring within `expiringDays`.")
     broadScopes: list[ApiKeyDTO] = Field(description="With the write or admin scope.")
 
@@ -201,6 +208,7 @@ async def review_api_keys(
     response_model=CreatedApiKeyDTO,
     responses=documented(401, 403, 404, 409, 413, 422),
 )
+@sets_credentials("creates an API key")
 async def create_api_key(
     body: ApiKeyBody, request: Request, response: Response
 ) -> CreatedApiKeyDTO:
@@ -291,6 +299,7 @@ async def get_api_key(key_id: KeyIdPath, request: Request) -> ApiKeyDTO:
     response_model=ApiKeyDTO,
     responses=_ERRORS,
 )
+@sets_credentials("changes an API key's allowed addresses, expiry or scopes")
 async def replace_api_key(key_id: KeyIdPath, body: ApiKeyBody, request: Request) -> ApiKeyDTO:
     view = await services_of(request).api_keys.replace(principal_of(request), key_id, body.spec())
     return ApiKeyDTO.of(view)
@@ -306,6 +315,7 @@ async def replace_api_key(key_id: KeyIdPath, body: ApiKeyBody, request: Request)
         **_ERRORS,
     },
 )
+@sets_credentials("regenerates an API key")
 async def regenerate_api_key(
     key_id: KeyIdPath,
     request: Request,
@@ -322,6 +332,18 @@ async def regenerate_api_key(
         principal_of(request), key_id, grace=timedelta(seconds=graceSeconds)
     )
     return PlainTextResponse(plaintext, headers={"Cache-Control": "no-store"})
+
+
+@router.post(
+    "/{key_id}/resume",
+    summary="Re-enable a key suspended when its owner was deactivated (owner or admin)",
+    response_model=ApiKeyDTO,
+    responses=documented(401, 403, 404, 409, 422),
+)
+@sets_credentials("re-enables a suspended API key")
+async def resume_api_key(key_id: KeyIdPath, request: Request) -> ApiKeyDTO:
+    view = await services_of(request).api_keys.resume(principal_of(request), key_id)
+    return ApiKeyDTO.of(view)
 
 
 @router.delete(

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Request, Response
 from pydantic import Field
 
-from authgate.api.access import AdminRoute, principal_of, services_of
+from authgate.api.access import AdminRoute, principal_of, services_of, sets_credentials
 from authgate.api.errors import documented
 from authgate.api.pagination import PageRequestDep, pagination_headers
 from authgate.api.schemas import StrictBody, UserDTO
+from authgate.security.principal import ROLE_ADMIN
 from authgate.services.users import (
     EMAIL_MAX_LENGTH,
     EMAIL_PATTERN,
@@ -61,6 +63,24 @@ class UserUpdate(StrictBody):
 
 class PasswordReset(StrictBody):
     newPassword: Password
+    revokeApiKeys: bool = Field(
+        default=False, description="Also revoke every API key of the user (at once, everywhere)."
+    )
+
+
+def grants_rights(body: Mapping[str, Any]) -> bool:
+    """Whether a ``PUT /api/users/{login}`` body could hand out access: ROLE_ADMIN among
+    the authorities, or a (re)activation. Deactivating, taking roles away and profile
+    fields do not, so an admin-scoped key can still lock an account in an emergency.
+    Anything unexpected counts as granting (validation refuses it anyway; never guess
+    in the caller's favour)."""
+    authorities = body.get("authorities")
+    if authorities is not None and not isinstance(authorities, list):
+        return True
+    if ROLE_ADMIN in (authorities or ()):
+        return True
+    activated = body.get("activated")
+    return activated is not None and activated is not False
 
 
 @router.get(
@@ -82,6 +102,7 @@ async def list_users(request: Request, response: Response, paging: PageRequestDe
     response_model=UserDTO,
     responses=documented(400, 401, 403, 409, 413),
 )
+@sets_credentials("creates a user with a password")
 async def create_user(body: UserCreate, request: Request, response: Response) -> UserDTO:
     user = await services_of(request).users.create_user(
         NewUser(
@@ -115,6 +136,7 @@ async def get_user(login: LoginPath, request: Request) -> UserDTO:
     response_model=UserDTO,
     responses=documented(400, 401, 403, 404, 409, 413),
 )
+@sets_credentials("grants ROLE_ADMIN or (re)activates a user", when=grants_rights)
 async def update_user(login: LoginPath, body: UserUpdate, request: Request) -> UserDTO:
     changes = UserChanges(
         email=body.email,
@@ -132,13 +154,16 @@ async def update_user(login: LoginPath, body: UserUpdate, request: Request) -> U
 
 @router.put(
     "/{login}/password",
-    summary="Reset a user's password; all their tokens are revoked",
+    summary="Reset a user's password; all their tokens (and with revokeApiKeys, keys) revoked",
     status_code=204,
     response_class=Response,
     responses=documented(400, 401, 403, 404, 413),
 )
+@sets_credentials("resets a user's password")
 async def reset_password(login: LoginPath, body: PasswordReset, request: Request) -> Response:
-    await services_of(request).users.set_password(login, body.newPassword)
+    await services_of(request).users.set_password(
+        login, body.newPassword, revoke_api_keys=body.revokeApiKeys
+    )
     return Response(status_code=204)
 
 

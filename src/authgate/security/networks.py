@@ -15,6 +15,9 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 MAX_ENTRIES = 100
+# One IPv6 customer gets a /64 (RFC 6177; SLAAC and privacy addresses vary only the
+# lower 64 bits), so a single machine can send from 2**64 addresses of its /64.
+IPV6_THROTTLE_PREFIX = 64
 
 INVALID_ADDRESS = "Invalid IP address format"
 INVALID_CIDR = "Invalid CIDR format"
@@ -35,6 +38,41 @@ def parse_address(text: str) -> IPAddress | None:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return address.ipv4_mapped
     return address
+
+
+def throttle_network(address: str) -> str:
+    """The unit that brute-force counters count per: an IPv4 address itself, an IPv6
+    address's /64 (``2001:db8:1:2::/64``), so rotating addresses within one's own /64
+    does not reset the counters. Text that is no address is returned unchanged."""
+    parsed = parse_address(address)
+    if parsed is None:
+        return address
+    if parsed.version == 4:
+        return str(parsed)
+    network = ipaddress.IPv6Network((int(parsed) >> 64 << 64, IPV6_THROTTLE_PREFIX))
+    return str(network)
+
+
+def covers_every_address(entries: Iterable[str]) -> bool:
+    """Whether the allow list admits every IPv4 or every IPv6 address: ``0.0.0.0/0``,
+    ``::/0``, or networks adding up to one of them (``0.0.0.0/1`` + ``128.0.0.0/1``).
+    Such a list restricts nothing for that address family."""
+    v4: list[ipaddress.IPv4Network] = []
+    v6: list[ipaddress.IPv6Network] = []
+    for entry in entries:
+        network = parse_allow_entry(entry)
+        if isinstance(network, ipaddress.IPv4Network):
+            v4.append(network)
+        else:
+            v6.append(network)
+    return _whole_family(ipaddress.collapse_addresses(v4)) or _whole_family(
+        ipaddress.collapse_addresses(v6)
+    )
+
+
+def _whole_family(collapsed: Iterable[IPNetwork]) -> bool:
+    networks = list(collapsed)
+    return len(networks) == 1 and networks[0].prefixlen == 0
 
 
 def parse_allow_entry(text: str) -> IPNetwork:

@@ -15,6 +15,7 @@ import argon2
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from authgate.exceptions import BadCredentials, FieldError, ValidationFailed
+from authgate.security.common_passwords import is_common_password
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,26 +80,60 @@ class PasswordHasher:
             return True
 
 
+# A login or e-mail name shorter than this is only refused as the whole password:
+# three letters ("eve", "bob") are inside too many ordinary words to forbid them.
+MIN_CONTAINED_NAME = 4
+
+
 @dataclass(frozen=True, slots=True)
 class PasswordPolicy:
-    """Rules for new passwords: a length range, and never the login itself."""
+    """Rules for new passwords: a length range; never the login, nor a password that
+    contains the login or the e-mail address's name; with ``refuse_common``, never a
+    password on the list of common and breached passwords (``common_passwords``)."""
 
     min_length: int = 12
     max_length: int = 128
+    refuse_common: bool = True
 
-    def check(self, password: str, *, login: str, field: str = "password") -> None:
-        """Raise ``ValidationFailed`` naming ``field`` when ``password`` breaks a rule."""
-        problem: str | None = None
-        if len(password) < self.min_length:
-            problem = f"Password must be at least {self.min_length} characters long."
-        elif len(password) > self.max_length:
-            problem = f"Password must be at most {self.max_length} characters long."
-        elif password.strip().lower() == login.strip().lower():
-            problem = "Password must not be the login."
-        elif not _is_utf8_encodable(password):
-            problem = "Password contains characters that cannot be stored."
+    def check(
+        self, password: str, *, login: str, email: str | None = None, field: str = "password"
+    ) -> None:
+        """Raise ``ValidationFailed`` naming ``field`` when ``password`` breaks a rule;
+        the message says which."""
+        problem = self.problem(password, login=login, email=email)
         if problem is not None:
             raise ValidationFailed(problem, field_errors=[FieldError(field=field, message=problem)])
+
+    def problem(self, password: str, *, login: str, email: str | None = None) -> str | None:
+        """Why ``password`` is refused, or ``None``."""
+        if len(password) < self.min_length:
+            return f"Password must be at least {self.min_length} characters long."
+        if len(password) > self.max_length:
+            return f"Password must be at most {self.max_length} characters long."
+        if not _is_utf8_encodable(password):
+            return "Password contains characters that cannot be stored."
+        folded = password.strip().lower()
+        for name, what in _names(login, email):
+            if folded == name or (len(name) >= MIN_CONTAINED_NAME and name in folded):
+                return f"Password must not contain {what}."
+        if self.refuse_common and is_common_password(password):
+            return (
+                "This password is on a list of common and breached passwords that "
+                "attackers try first. Choose another one."
+            )
+        return None
+
+
+def _names(login: str, email: str | None) -> list[tuple[str, str]]:
+    """The login and the e-mail address's name (before ``@``, and before a ``+tag``),
+    lower case, each with how a message names it."""
+    names = [(login.strip().lower(), "the login")]
+    if email:
+        local = email.strip().lower().partition("@")[0]
+        names += [(local, "the name of the e-mail address")]
+        if "+" in local:
+            names += [(local.partition("+")[0], "the name of the e-mail address")]
+    return [(name, what) for name, what in names if name]
 
 
 def _is_utf8_encodable(text: str) -> bool:

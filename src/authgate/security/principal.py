@@ -61,6 +61,13 @@ class Principal:
     def is_admin(self) -> bool:
         return ROLE_ADMIN in self.authorities
 
+    @property
+    def is_password_session(self) -> bool:
+        """Whether the caller holds a user session from a password login (a token: only
+        the password login issues them), as opposed to an API key. Setting credentials
+        needs one; when a second factor comes, it will be required here too."""
+        return self.method == "jwt"
+
     def may_write(self) -> bool:
         """Whether unsafe methods (POST, PUT, DELETE, ...) are within the scopes."""
         return self.scopes is None or SCOPE_WRITE in self.scopes

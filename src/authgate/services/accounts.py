@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from authgate.clock import Clock
 from authgate.exceptions import BadCredentials, FieldError, NotFound, Throttled, ValidationFailed
 from authgate.security.passwords import PasswordPolicy
+from authgate.services.api_keys import audit_owner_keys, revoke_owner_keys
 from authgate.services.audit import Actor, AuditLog, EventType, current_request
 from authgate.services.changes import Change, ChangeFeed, ChangeKind
 from authgate.services.login_protection import LoginProtection
@@ -45,38 +48,49 @@ class AccountService:
         audited.
         """
         identifier = username.strip().lower()[:254]
-        request = current_request.get()
-        client_ip = request.client_ip if request else None
         async with self._db.session() as session:
             user = await UserRepository(session).by_login_or_email(identifier)
         # Counters are keyed by the name as typed, for real and unknown users alike:
         # keying a real user by its login would link an e-mail to its login (failures
         # as the e-mail throttling the login reveals that the account exists). The
         # cost is that the e-mail and the login of one account count separately.
-        account = identifier
         actor = Actor(
             login=user.login if user is not None else identifier,
             user_id=user.id if user is not None else None,
         )
+        verified = await self._checked(identifier, actor, lambda: self._verify(user, password))
+        self._audit.record(EventType.AUTH_SUCCESS, "success", actor=actor)
+        if self._hasher.needs_rehash(verified.password_hash):
+            await self._rehash(verified, password)
+        return UserView.of(verified)
+
+    async def _checked(
+        self, account: str, actor: Actor, verify: Callable[[], Awaitable[User]]
+    ) -> User:
+        """``verify()`` under brute-force protection, as a login of ``account`` from the
+        current request's address: refused unevaluated while throttled, a failure
+        counted and audited (``AUTH_FAILURE``) like a failed login, a success clearing
+        the pair and making the address known. Every place that checks a password
+        goes through here."""
+        request = current_request.get()
+        client_ip = request.client_ip if request else None
         try:
-            await self._protection.check(account, client_ip)
-            verified = await self._verify(user, password)
+            attempt = await self._protection.check(account, client_ip)
         except Throttled as refusal:
             self._audit.record(
                 EventType.AUTH_FAILURE, "failure", actor=actor, reason=refusal.reason
             )
             raise
+        try:
+            verified = await verify()
         except BadCredentials as failure:
-            await self._protection.failed(account, client_ip)
+            await self._protection.failed(attempt)
             self._audit.record(
                 EventType.AUTH_FAILURE, "failure", actor=actor, reason=failure.reason
             )
             raise
-        await self._protection.succeeded(account, client_ip)
-        self._audit.record(EventType.AUTH_SUCCESS, "success", actor=actor)
-        if self._hasher.needs_rehash(verified.password_hash):
-            await self._rehash(verified, password)
-        return UserView.of(verified)
+        await self._protection.succeeded(attempt)
+        return verified
 
     async def _verify(self, user: User | None, password: str) -> User:
         if user is None:
@@ -97,19 +111,34 @@ class AccountService:
     async def change_password(
         self, user_id: int, *, current_password: str, new_password: str
     ) -> None:
-        """Change the caller's password; every token of theirs stops working."""
+        """Change the caller's password; every token of theirs stops working.
+
+        The current password is checked like a login of the account from the caller's
+        address (same counters, throttles and audit), so a stolen token is no way to
+        guess the password: a wrong one counts as a failed login, and while throttled
+        the password is not even looked at (429/423).
+        """
         async with self._db.session() as session:
             user = await UserRepository(session).get(user_id)
         if user is None:
             raise NotFound("User not found", reason="user_not_found")
+        actor = Actor(login=user.login, user_id=user_id)
+        current = user
+
+        async def verify_current() -> User:
+            try:
+                await self._hasher.verify(current.password_hash, current_password)
+            except BadCredentials as failure:
+                if failure.reason == "wrong_password":
+                    failure.reason = "wrong_current_password"
+                raise
+            return current
+
         try:
-            await self._hasher.verify(user.password_hash, current_password)
+            await self._checked(user.login, actor, verify_current)
         except BadCredentials:
             self._audit.record(
-                EventType.PASSWORD_CHANGED,
-                "failure",
-                actor=Actor(login=user.login, user_id=user_id),
-                reason="wrong_current_password",
+                EventType.PASSWORD_CHANGED, "failure", actor=actor, reason="wrong_current_password"
             )
             # 400, not 401: the caller's token is fine, only this field is wrong.
             message = "Current password is incorrect."
@@ -118,7 +147,7 @@ class AccountService:
                 field_errors=[FieldError("currentPassword", message)],
                 reason="wrong_current_password",
             ) from None
-        self._policy.check(new_password, login=user.login, field="newPassword")
+        self._policy.check(new_password, login=user.login, email=user.email, field="newPassword")
         if new_password == current_password:
             message = "New password must differ from the current one."
             raise ValidationFailed(message, field_errors=[FieldError("newPassword", message)])
@@ -137,17 +166,27 @@ class AccountService:
             EventType.PASSWORD_CHANGED, "success", actor=Actor(login=user.login, user_id=user_id)
         )
 
-    async def log_out_everywhere(self, user_id: int) -> None:
-        """Revoke every token issued to the user until now."""
+    async def log_out_everywhere(self, user_id: int, *, revoke_api_keys: bool = False) -> None:
+        """Revoke every token issued to the user until now, and with ``revoke_api_keys``
+        every API key of theirs too (same transaction, every worker and node)."""
         async with self._feed.unit_of_work() as work:
             user = await UserRepository(work.session).get(user_id)
             if user is None:
                 raise NotFound("User not found", reason="user_not_found")
-            user.tokens_valid_after = self._clock()
+            now = self._clock()
+            user.tokens_valid_after = now
+            revoked = await revoke_owner_keys(work, user_id, now=now) if revoke_api_keys else []
             work.publish(Change(ChangeKind.USER_CHANGED, str(user_id)))
-        self._audit.record(
-            EventType.LOGOUT_ALL, "success", actor=Actor(login=user.login, user_id=user_id)
+        details: dict[str, object] | None = (
+            {"revokedApiKeys": len(revoked)} if revoke_api_keys else None
         )
+        self._audit.record(
+            EventType.LOGOUT_ALL,
+            "success",
+            actor=Actor(login=user.login, user_id=user_id),
+            details=details,
+        )
+        audit_owner_keys(self._audit, EventType.API_KEY_REVOKED, revoked, cause="logout_all")
 
     async def _rehash(self, user: User, password: str) -> None:
         """Upgrade a hash made with old Argon2 parameters, unless it changed meanwhile."""

@@ -11,7 +11,8 @@ lookup each at most every ``unknown_ttl`` seconds and never grow memory without 
 reaches every worker and node through the change feed and drops the cached record.
 
 Checks run in UTMStack's order: unknown/revoked/wrong secret, then client address, then
-expiry, then owner. A caller who did not prove possession of the key learns nothing but
+expiry, then owner, then suspension (the owner was deactivated, and the key not
+re-enabled since). A caller who did not prove possession of the key learns nothing but
 "Invalid API key"; a caller with the right key is told what to fix.
 """
 
@@ -27,7 +28,13 @@ from typing import Any
 from sqlalchemy import Row
 
 from authgate.clock import Clock
-from authgate.exceptions import ApiKeyExpired, ApiKeyInvalid, ApiKeyOwnerInactive, IpNotAllowed
+from authgate.exceptions import (
+    ApiKeyExpired,
+    ApiKeyInvalid,
+    ApiKeyOwnerInactive,
+    ApiKeySuspended,
+    IpNotAllowed,
+)
 from authgate.security import keys
 from authgate.security.networks import AllowList, IPAddress
 from authgate.security.principal import (
@@ -62,6 +69,7 @@ class KeyRecord:
     expires_at: datetime | None
     expires_at_ts: float  # infinity when the key never expires
     revoked: bool
+    suspended: bool
     rate_limit: str | None
 
     @classmethod
@@ -82,6 +90,7 @@ class KeyRecord:
             expires_at=key.expires_at,
             expires_at_ts=key.expires_at.timestamp() if key.expires_at else math.inf,
             revoked=key.revoked_at is not None,
+            suspended=key.suspended_at is not None,
             rate_limit=key.rate_limit,
         )
 
@@ -186,6 +195,8 @@ class ApiKeyAuthenticator:
         state = self._users.cached(owner, now=now) or await self._users.load(owner, now=now)
         if state is None or not state.active:
             raise ApiKeyOwnerInactive(reason="owner_inactive", key=record.reference)
+        if record.suspended:  # the owner is active again, the key not re-enabled yet
+            raise ApiKeySuspended(reason="suspended_key", key=record.reference)
         if cached.state is not state or cached.principal is None:
             cached.principal = _principal(record, state)
             cached.state = state

@@ -37,7 +37,7 @@ from authgate.security.principal import (
     parse_authorities,
 )
 from authgate.services.audit import Actor, AuditLog, EventType, current_request
-from authgate.services.changes import Change, ChangeFeed, ChangeKind
+from authgate.services.changes import Change, ChangeFeed, ChangeKind, UnitOfWork
 from authgate.services.rate_limits import parse_rate_limit
 from authgate.storage.api_key_repository import ApiKeyRepository, UsageFilter, UsageRepository
 from authgate.storage.db import Database
@@ -49,7 +49,7 @@ NAME_MAX_LENGTH = 100
 SCOPES_MAX_LENGTH = 1000  # the comma-joined column
 MAX_GRACE = timedelta(days=7)
 
-KeyStatus = Literal["active", "expired", "revoked", "rotating"]
+KeyStatus = Literal["active", "expired", "revoked", "rotating", "suspended"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +66,7 @@ class ApiKeyView:
     generated_at: datetime
     expires_at: datetime | None
     revoked_at: datetime | None
+    suspended_at: datetime | None
     previous_valid_until: datetime | None
     last_used_at: datetime | None
     last_used_ip: str | None
@@ -85,6 +86,7 @@ class ApiKeyView:
             generated_at=key.generated_at,
             expires_at=key.expires_at,
             revoked_at=key.revoked_at,
+            suspended_at=key.suspended_at,
             previous_valid_until=key.previous_valid_until,
             last_used_at=key.last_used_at,
             last_used_ip=key.last_used_ip,
@@ -316,9 +318,28 @@ class ApiKeyService:
         if newly_revoked:
             self._audited(EventType.API_KEY_REVOKED, key)
 
+    async def resume(self, viewer: Principal | None, key_id: int) -> ApiKeyView:
+        """Re-enable a key suspended when its owner was deactivated (the owner or an
+        admin; a session, never a key: see ``sets_credentials``). Idempotent; a revoked
+        key stays revoked (409)."""
+        now = self._clock()
+        async with self._feed.unit_of_work() as work:
+            repository = ApiKeyRepository(work.session)
+            key = await self._visible(repository, viewer, key_id, admin_ok=True)
+            _refuse_if_revoked(key)
+            resumed = key.suspended_at is not None
+            if resumed:
+                key.suspended_at = None
+                key.updated_at = now
+                work.publish(Change(ChangeKind.API_KEY_CHANGED, key.key_id))
+        if resumed:
+            self._audited(EventType.API_KEY_RESUMED, key)
+        return ApiKeyView.of(key, now=now)
+
     async def review(self, *, unused_days: int, expiring_days: int) -> KeyReview:
         """The reference's "regularly review active API keys" in one answer (admins):
-        live keys unused for ``unused_days`` (or never), without an IP restriction,
+        live keys unused for ``unused_days`` (or never), without an IP restriction (no
+        allow list, or one admitting every address of a family),
         expiring within ``expiring_days``, and with the broadest scopes (admin or write)."""
         now = self._clock()
         async with self._db.session() as session:
@@ -329,7 +350,7 @@ class ApiKeyService:
         expiring_by = now + timedelta(days=expiring_days)
         return KeyReview(
             unused=[k for k in keys if (k.last_used_at or k.created_at) <= idle_since],
-            unrestricted=[k for k in keys if not k.allowed_networks],
+            unrestricted=[k for k in keys if _unrestricted(k.allowed_networks)],
             expiring=[k for k in keys if k.expires_at is not None and k.expires_at <= expiring_by],
             broad_scopes=[k for k in keys if SCOPE_ADMIN in k.scopes or "write" in k.scopes],
         )
@@ -455,6 +476,12 @@ class ApiKeyService:
         raise NotFound("API key not found", reason="api_key_not_visible")
 
 
+def _unrestricted(allowed: tuple[str, ...]) -> bool:
+    """No allow list, or one admitting every IPv4 or IPv6 address (``0.0.0.0/0``,
+    ``::/0``, ...): either way the key works from anywhere on the Internet."""
+    return not allowed or networks.covers_every_address(allowed)
+
+
 def split_networks(stored: str) -> tuple[str, ...]:
     return tuple(entry for entry in stored.split(",") if entry)
 
@@ -462,11 +489,57 @@ def split_networks(stored: str) -> tuple[str, ...]:
 def _status(key: ApiKey, now: datetime) -> KeyStatus:
     if key.revoked_at is not None:
         return "revoked"
+    if key.suspended_at is not None:
+        return "suspended"
     if key.expires_at is not None and key.expires_at <= now:
         return "expired"
     if key.previous_valid_until is not None and key.previous_valid_until > now:
         return "rotating"
     return "active"
+
+
+async def suspend_owner_keys(
+    work: UnitOfWork, owner_id: int, *, now: datetime
+) -> list[KeyReference]:
+    """Suspend every live key of ``owner_id`` that is not suspended yet, in ``work`` (the
+    deactivation's own transaction), and tell every worker and node (change feed)."""
+    suspended = []
+    for key in await ApiKeyRepository(work.session).live_of_owner(owner_id):
+        if key.suspended_at is None:
+            key.suspended_at = now
+            key.updated_at = now
+            work.publish(Change(ChangeKind.API_KEY_CHANGED, key.key_id))
+            suspended.append(KeyReference(key_id=key.id, name=key.name, owner_id=owner_id))
+    return suspended
+
+
+async def revoke_owner_keys(
+    work: UnitOfWork, owner_id: int, *, now: datetime
+) -> list[KeyReference]:
+    """Revoke every live key of ``owner_id`` in ``work`` (a password reset's or a "log
+    out everywhere"'s own transaction), at once on every worker and node."""
+    revoked = []
+    for key in await ApiKeyRepository(work.session).live_of_owner(owner_id):
+        key.revoked_at = now
+        key.updated_at = now
+        key.previous_secret_hash = None
+        key.previous_valid_until = None
+        work.publish(Change(ChangeKind.API_KEY_CHANGED, key.key_id))
+        revoked.append(KeyReference(key_id=key.id, name=key.name, owner_id=owner_id))
+    return revoked
+
+
+def audit_owner_keys(
+    audit: AuditLog, event: EventType, keys: Sequence[KeyReference], *, cause: str
+) -> None:
+    """One audit event per key suspended or revoked with its owner's account, by the
+    current caller (or the operator)."""
+    request = current_request.get()
+    caller = request.principal if request is not None else None
+    for reference in keys:
+        audit.record(
+            event, "success", actor=Actor.of(caller, key=reference), details={"cause": cause}
+        )
 
 
 def _refuse_if_revoked(key: ApiKey) -> None:

@@ -1,32 +1,42 @@
-"""Brute-force and credential-stuffing protection for logins.
+"""Brute-force and credential-stuffing protection for every password check (logins,
+and the current password of a password change).
 
-Three counters, all over sliding windows, for every failed login (unknown usernames
+Three counters, all over sliding windows, for every failed check (unknown usernames
 count exactly like real ones, keyed by the name as typed, so throttling reveals
-nothing about which accounts exist):
+nothing about which accounts exist). An "address" is an IPv4 address, or an IPv6
+address's /64 (``security.networks.throttle_network``): one machine may hold a whole
+/64, so its addresses count as one.
 
-* per client address: ``ip_max_failures`` in ``ip_window`` blocks the address for the
-  rest of the window (423, UTMStack's rule and message) — stops password spraying from
-  one machine;
+* per address: ``ip_max_failures`` in ``ip_window`` blocks the address for the rest of
+  the window (423, UTMStack's rule and message) — stops password spraying from one
+  machine;
 * per (account, address) pair: ``pair_max_failures`` blocks that pair for a delay that
   doubles with each consecutive block, from ``pair_base_delay`` up to ``pair_max_delay``
   (429 with Retry-After; Keycloak's model) — stops guessing one account from one place
   without touching anyone else;
-* per account, from everywhere: past ``account_max_failures`` the account is *slowed*,
-  not locked: an address that has not logged into it successfully before may try once
-  per ``account_slowdown`` seconds, while addresses the owner used (remembered
-  ``known_ip_days``) pass — so a distributed attack cannot lock the owner out.
+* per account, from everywhere: past ``account_max_failures`` in ``account_window`` the
+  account is under attack (until a window after its last such failure) and *slowed*,
+  not locked: all the addresses that have not logged into it successfully (remembered
+  ``known_ip_days``) share one turn, so the whole account gets one evaluation from them
+  per ``account_slowdown`` seconds, doubling with each turn taken up to
+  ``account_slowdown_max`` (429), however many addresses the attacker has; addresses the
+  owner used pass untouched, so a distributed attack cannot lock the owner out.
 
 A success clears the pair's counter and block and remembers the address as known.
+Costs: ``check`` is one read (every block that may apply, at once), plus one write when
+an unknown address takes the account's turn during an attack; ``succeeded`` one write.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from authgate.clock import Clock
 from authgate.exceptions import ClientBlocked, Throttled
+from authgate.security.networks import throttle_network
 from authgate.services.audit import Actor, AuditLog, EventType
-from authgate.services.throttle_store import ThrottleStore
+from authgate.services.throttle_store import Block, ThrottleStore
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -40,7 +50,44 @@ class LoginLimits:
     account_max_failures: int = 20
     account_window: int = 900
     account_slowdown: int = 10
+    account_slowdown_max: int = 300
     known_ip_days: int = 30
+
+
+@dataclass(frozen=True, slots=True)
+class LoginAttempt:
+    """One password check let through by :meth:`LoginProtection.check`: what it read,
+    handed back to ``failed``/``succeeded`` so that they need no read of their own."""
+
+    account: str
+    network: str  # the address as counted (IPv4, or IPv6 /64)
+    blocks: Mapping[str, Block]
+
+    @property
+    def ip(self) -> str:
+        return f"ip:{self.network}"
+
+    @property
+    def pair(self) -> str:
+        return f"pair:{self.account}|{self.network}"
+
+    @property
+    def known(self) -> str:
+        return f"known:{self.account}|{self.network}"
+
+    @property
+    def attack(self) -> str:
+        """The account is under attack while this block lasts."""
+        return f"attack:{self.account}"
+
+    @property
+    def turn(self) -> str:
+        """The account's one turn shared by all addresses it does not know."""
+        return f"slow:{self.account}"
+
+    def in_force(self, subject: str, now: float) -> Block | None:
+        block = self.blocks.get(subject)
+        return block if block is not None and block.until > now else None
 
 
 class LoginProtection:
@@ -52,97 +99,96 @@ class LoginProtection:
         self._clock = clock
         self._audit = audit
 
-    async def check(self, account: str, client_ip: str | None) -> None:
-        """Raise ``ClientBlocked``/``Throttled`` if this attempt must not be evaluated."""
+    async def check(self, account: str, client_ip: str | None) -> LoginAttempt:
+        """The attempt, if it may be evaluated; else ``ClientBlocked``/``Throttled``
+        (and the password must not be looked at)."""
         now = self._clock().timestamp()
-        ip = client_ip or "unknown"
-        # One read for every block that may apply (the known-address mark too: it costs
-        # nothing extra here, and only matters under attack).
-        blocks = await self._store.get_blocks(f"ip:{ip}", _pair(account, ip), _known(account, ip))
-        block = blocks.get(f"ip:{ip}")
-        if block is not None and block.until > now:
+        attempt = LoginAttempt(account, throttle_network(client_ip or "unknown"), {})
+        subjects = (attempt.ip, attempt.pair, attempt.known, attempt.attack, attempt.turn)
+        attempt = LoginAttempt(account, attempt.network, await self._store.get_blocks(*subjects))
+        block = attempt.in_force(attempt.ip, now)
+        if block is not None:
             raise ClientBlocked(
-                f"Authentication blocked: IP {ip} exceeded login attempt threshold",
+                f"Authentication blocked: IP {client_ip or 'unknown'} exceeded login "
+                "attempt threshold",
                 retry_after=int(block.until - now) + 1,
                 reason="ip_blocked",
             )
-        block = blocks.get(_pair(account, ip))
-        if block is not None and block.until > now:
+        block = attempt.in_force(attempt.pair, now)
+        if block is not None:
             raise Throttled(
                 "Too many failed logins for this account from this address",
                 retry_after=int(block.until - now) + 1,
                 reason="account_ip_blocked",
             )
-        limits = self._limits
-        failures = await self._store.failures(
-            f"acct:{account}", window=limits.account_window, now=now
-        )
-        if failures >= limits.account_max_failures:
-            known = blocks.get(_known(account, ip))
-            if known is None or known.until <= now:
-                await self._slow_down(account, ip, now)
+        under_attack = attempt.in_force(attempt.attack, now) is not None
+        if under_attack and attempt.in_force(attempt.known, now) is None:
+            await self._take_turn(attempt, now)
+        return attempt
 
-    async def failed(self, account: str, client_ip: str | None) -> None:
-        """Count a failed login and block what crossed its threshold."""
+    async def failed(self, attempt: LoginAttempt) -> None:
+        """Count a failed check and block what crossed its threshold."""
         limits = self._limits
         now = self._clock().timestamp()
-        ip = client_ip or "unknown"
-        by_ip = await self._store.add_failure(f"ip:{ip}", window=limits.ip_window, now=now)
+        by_ip = await self._store.add_failure(attempt.ip, window=limits.ip_window, now=now)
         if by_ip >= limits.ip_max_failures:
             until = (now // limits.ip_window + 1) * limits.ip_window
-            await self._store.block(f"ip:{ip}", until=until, strikes=1, now=now)
-            self._audit.record(
-                EventType.AUTH_LOCKOUT,
-                "failure",
-                actor=Actor(login=account),
-                reason="ip_blocked",
-                details={"retryAfter": int(until - now)},
-            )
-        by_pair = await self._store.add_failure(
-            _pair(account, ip), window=limits.pair_window, now=now
-        )
+            await self._store.block(attempt.ip, until=until, strikes=1, now=now)
+            self._lockout(attempt, "ip_blocked", {"retryAfter": int(until - now)})
+        by_pair = await self._store.add_failure(attempt.pair, window=limits.pair_window, now=now)
         if by_pair >= limits.pair_max_failures:
-            previous = await self._store.get_block(_pair(account, ip))
+            previous = attempt.blocks.get(attempt.pair)
             strikes = previous.strikes + 1 if previous else 1
             delay = min(limits.pair_base_delay * 2 ** (strikes - 1), limits.pair_max_delay)
-            await self._store.block(_pair(account, ip), until=now + delay, strikes=strikes, now=now)
+            await self._store.block(attempt.pair, until=now + delay, strikes=strikes, now=now)
             # Count afresh: the next pair_max_failures failures block again, twice as long.
-            await self._store.reset_failures(_pair(account, ip))
-            self._audit.record(
-                EventType.AUTH_LOCKOUT,
-                "failure",
-                actor=Actor(login=account),
-                reason="account_ip_blocked",
-                details={"retryAfter": delay, "strikes": strikes},
+            await self._store.reset_failures(attempt.pair)
+            self._lockout(attempt, "account_ip_blocked", {"retryAfter": delay, "strikes": strikes})
+        by_account = await self._store.add_failure(
+            f"acct:{attempt.account}", window=limits.account_window, now=now
+        )
+        if by_account >= limits.account_max_failures:
+            # Under attack until a whole window passes without the threshold crossed.
+            await self._store.block(
+                attempt.attack, until=now + limits.account_window, strikes=0, now=now
             )
-        await self._store.add_failure(f"acct:{account}", window=limits.account_window, now=now)
+            if attempt.in_force(attempt.attack, now) is None:
+                self._lockout(attempt, "account_slowdown", {"failures": int(by_account)})
 
-    async def succeeded(self, account: str, client_ip: str | None) -> None:
+    async def succeeded(self, attempt: LoginAttempt) -> None:
         now = self._clock().timestamp()
-        ip = client_ip or "unknown"
         until = now + self._limits.known_ip_days * 86_400
         # One transaction: the pair's failures are forgotten and the address is known.
         await self._store.forget_and_block(
-            (_pair(account, ip),), _known(account, ip), until=until, strikes=0, now=now
+            (attempt.pair,), attempt.known, until=until, strikes=0, now=now
         )
 
-    async def _slow_down(self, account: str, ip: str, now: float) -> None:
-        """Under attack, an unknown address gets one attempt per slowdown period."""
-        subject = f"slow:{account}|{ip}"
-        block = await self._store.get_block(subject)
-        if block is not None and block.until > now:
-            raise Throttled(
-                "This account is under attack; slow down",
-                retry_after=int(block.until - now) + 1,
-                reason="account_slowdown",
-            )
-        until = now + self._limits.account_slowdown
-        await self._store.block(subject, until=until, strikes=0, now=now)
+    async def _take_turn(self, attempt: LoginAttempt, now: float) -> None:
+        """Under attack, the addresses the account does not know share one turn: the
+        attempt that takes it is evaluated, every other one waits for the next turn."""
+        limits = self._limits
+        turn = attempt.blocks.get(attempt.turn)
+        if turn is None or turn.until <= now:
+            # Each turn taken while the attack goes on waits twice as long as the one
+            # before; a quiet window starts over from the base.
+            recent = turn is not None and turn.until > now - limits.account_window
+            strikes = turn.strikes + 1 if turn is not None and recent else 1
+            delay = min(limits.account_slowdown * 2 ** (strikes - 1), limits.account_slowdown_max)
+            if await self._store.claim(attempt.turn, until=now + delay, strikes=strikes, now=now):
+                return
+            turn = await self._store.get_block(attempt.turn)  # another attempt took it
+        wait = turn.until - now if turn is not None else limits.account_slowdown
+        raise Throttled(
+            "This account is under attack; slow down",
+            retry_after=int(wait) + 1,
+            reason="account_slowdown",
+        )
 
-
-def _pair(account: str, ip: str) -> str:
-    return f"pair:{account}|{ip}"
-
-
-def _known(account: str, ip: str) -> str:
-    return f"known:{account}|{ip}"
+    def _lockout(self, attempt: LoginAttempt, reason: str, details: dict[str, object]) -> None:
+        self._audit.record(
+            EventType.AUTH_LOCKOUT,
+            "failure",
+            actor=Actor(login=attempt.account),
+            reason=reason,
+            details=details,
+        )

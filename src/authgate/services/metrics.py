@@ -114,7 +114,11 @@ class Metrics:
             self.lockouts.labels(reason).inc()
         elif event == "ALERT_FIRED":
             self.alerts_fired.labels(reason, _alert_severity(row.details)).inc()
-        if event == "AUTH_FAILURE" and reason in ("ip_blocked", "account_ip_blocked"):
+        if event == "AUTH_FAILURE" and reason in (
+            "ip_blocked",
+            "account_ip_blocked",
+            "account_slowdown",
+        ):
             self.throttled.labels(reason).inc()
 
     def add_source(self, name: str, read: Callable[[], dict[str, int]]) -> None:

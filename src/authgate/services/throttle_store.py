@@ -46,6 +46,12 @@ class ThrottleStore(Protocol):
         """The blocks of those ``subjects`` that have one, in one round trip."""
         ...
 
+    async def claim(self, subject: str, *, until: float, strikes: int, now: float) -> bool:
+        """Block ``subject`` until ``until`` if no block of it is in force at ``now``,
+        atomically: of several callers racing for a free subject exactly one gets True.
+        A turn-taking lock: whoever claims it may go ahead, the others wait."""
+        ...
+
     async def forget(self, *subjects: str) -> None:
         """Drop counters and blocks of the subjects (after a success)."""
         ...
@@ -106,6 +112,21 @@ class DatabaseThrottleStore:
                 "strikes": upsert_block.excluded.strikes,
             },
         )
+        # Claiming: insert, or take over a block that has ended; a block still in force
+        # is left alone (the statement then changes no row).
+        claim_block = insert(ThrottleBlock).values(
+            subject=bindparam("subject"),
+            blocked_until=bindparam("until"),
+            strikes=bindparam("strikes"),
+        )
+        self._claim_block = claim_block.on_conflict_do_update(
+            index_elements=["subject"],
+            set_={
+                "blocked_until": claim_block.excluded.blocked_until,
+                "strikes": claim_block.excluded.strikes,
+            },
+            where=ThrottleBlock.blocked_until <= bindparam("now"),
+        )
         self._read_windows = select(ThrottleWindow.window_start, ThrottleWindow.count).where(
             ThrottleWindow.subject == bindparam("subject"),
             ThrottleWindow.window_start.in_(bindparam("starts", expanding=True)),
@@ -152,6 +173,17 @@ class DatabaseThrottleStore:
 
     async def get_block(self, subject: str) -> Block | None:
         return (await self.get_blocks(subject)).get(subject)
+
+    async def claim(self, subject: str, *, until: float, strikes: int, now: float) -> bool:
+        parameters = {
+            "subject": subject,
+            "until": datetime.fromtimestamp(until, UTC),
+            "strikes": strikes,
+            "now": datetime.fromtimestamp(now, UTC),
+        }
+        async with self._db.begin() as connection:
+            result = await connection.execute(self._claim_block, parameters)
+        return int(getattr(result, "rowcount", 0) or 0) == 1
 
     async def get_blocks(self, *subjects: str) -> dict[str, Block]:
         async with self._db.connection() as connection:
@@ -216,6 +248,7 @@ class RedisThrottleStore:
         # ``redis.asyncio.Redis``; typed Any because redis is an optional extra.
         self._redis = redis
         self._prefix = prefix
+        self._claim = redis.register_script(_CLAIM_SCRIPT)
 
     async def add_failure(self, subject: str, *, window: int, now: float) -> float:
         start = int(now // window * window)
@@ -242,6 +275,13 @@ class RedisThrottleStore:
 
     async def get_block(self, subject: str) -> Block | None:
         return _block_of(await self._redis.get(f"{self._prefix}b:{subject}"))
+
+    async def claim(self, subject: str, *, until: float, strikes: int, now: float) -> bool:
+        ttl = max(1, math.ceil(until - now) + 86_400)  # as block(): strikes outlive it
+        claimed = await self._claim(
+            keys=[f"{self._prefix}b:{subject}"], args=[repr(now), f"{until}:{strikes}", ttl]
+        )
+        return bool(claimed)
 
     async def get_blocks(self, *subjects: str) -> dict[str, Block]:
         values = await self._redis.mget([f"{self._prefix}b:{subject}" for subject in subjects])
@@ -281,6 +321,20 @@ class RedisThrottleStore:
 
     async def delete_expired(self, now: float) -> int:
         return 0  # Redis expires keys itself
+
+
+# Runs atomically in Redis: set the block unless one is in force ("until:strikes").
+_CLAIM_SCRIPT = """
+local current = redis.call('GET', KEYS[1])
+if current then
+  local current_until = tonumber(string.match(current, '^([^:]+)'))
+  if current_until and current_until > tonumber(ARGV[1]) then
+    return 0
+  end
+end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+return 1
+"""
 
 
 def _block_of(value: bytes | str | None) -> Block | None:
@@ -335,6 +389,13 @@ class FallbackThrottleStore:
         if block is None and not self._link.is_down:
             block = await self._fallback.get_block(subject)
         return block
+
+    async def claim(self, subject: str, *, until: float, strikes: int, now: float) -> bool:
+        # A block claimed in the database during an outage holds after it (get_blocks
+        # reads it there), so a claim in Redis could briefly double a turn: one attempt.
+        return await self._use(
+            lambda store: store.claim(subject, until=until, strikes=strikes, now=now)
+        )
 
     async def get_blocks(self, *subjects: str) -> dict[str, Block]:
         blocks = await self._use(lambda store: store.get_blocks(*subjects))

@@ -25,9 +25,11 @@ from authgate.security.principal import (
     KNOWN_AUTHORITIES,
     ROLE_ADMIN,
     ROLE_USER,
+    KeyReference,
     join_authorities,
     parse_authorities,
 )
+from authgate.services.api_keys import audit_owner_keys, revoke_owner_keys, suspend_owner_keys
 from authgate.services.audit import AuditLog, EventType
 from authgate.services.changes import Change, ChangeFeed, ChangeKind, UnitOfWork
 from authgate.services.password_hashing import AsyncPasswordHasher
@@ -43,6 +45,7 @@ EMAIL_MAX_LENGTH: Final = 254
 NAME_MAX_LENGTH: Final = 50
 LANG_KEY_PATTERN: Final = r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})?$"
 INITIAL_ADMIN_LOGIN: Final = "admin"
+INITIAL_ADMIN_EMAIL: Final = "admin@localhost"
 
 _LOGIN_RE = re.compile(LOGIN_PATTERN)
 _EMAIL_RE = re.compile(EMAIL_PATTERN)
@@ -151,7 +154,7 @@ class UserService:
         ]
         if errors:
             raise ValidationFailed(errors[0].message, field_errors=errors)
-        self._policy.check(new.password, login=login, field="password")
+        self._policy.check(new.password, login=login, email=email, field="password")
         password_hash = await self._hasher.hash(new.password)
         now = self._clock()
         try:
@@ -200,7 +203,13 @@ class UserService:
             async with self._feed.unit_of_work() as work:
                 users = UserRepository(work.session)
                 user = await _existing(users, login)
+                was_active = user.activated
                 await self._apply_changes(users, user, changes, acting_user_id=acting_user_id)
+                suspended: list[KeyReference] = []
+                if was_active and not user.activated:
+                    # The keys stay suspended after a reactivation, until their owner or
+                    # an admin re-enables them one by one.
+                    suspended = await suspend_owner_keys(work, user.id, now=self._clock())
                 self._touched(work, user)
                 await users.flush()
                 updated = UserView.of(user)
@@ -219,18 +228,27 @@ class UserService:
             if value is not None
         )
         deactivated = changes.activated is False
+        details: dict[str, object] = {"user": updated.login, "changed": changed}
+        if suspended:
+            details["suspendedApiKeys"] = len(suspended)
         self._audit.record(
             EventType.USER_DEACTIVATED if deactivated else EventType.USER_UPDATED,
             "success",
-            details={"user": updated.login, "changed": changed},
+            details=details,
         )
+        audit_owner_keys(self._audit, EventType.API_KEY_SUSPENDED, suspended, cause="deactivated")
         return updated
 
-    async def set_password(self, login: str, new_password: str) -> None:
-        """Replace a user's password (admin reset); all their tokens stop working."""
+    async def set_password(
+        self, login: str, new_password: str, *, revoke_api_keys: bool = False
+    ) -> None:
+        """Replace a user's password (admin reset); all their tokens stop working, and
+        with ``revoke_api_keys`` all their API keys too, in the same transaction."""
         async with self._db.session() as session:
             existing = await _existing(UserRepository(session), login)
-        self._policy.check(new_password, login=existing.login, field="newPassword")
+        self._policy.check(
+            new_password, login=existing.login, email=existing.email, field="newPassword"
+        )
         password_hash = await self._hasher.hash(new_password)
         async with self._feed.unit_of_work() as work:
             user = await _existing(UserRepository(work.session), login)
@@ -238,8 +256,13 @@ class UserService:
             user.password_hash = password_hash
             user.password_changed_at = now
             user.tokens_valid_after = now
+            revoked = await revoke_owner_keys(work, user.id, now=now) if revoke_api_keys else []
             self._touched(work, user)
-        self._audit.record(EventType.PASSWORD_RESET, "success", details={"user": user.login})
+        details: dict[str, object] = {"user": user.login}
+        if revoke_api_keys:
+            details["revokedApiKeys"] = len(revoked)
+        self._audit.record(EventType.PASSWORD_RESET, "success", details=details)
+        audit_owner_keys(self._audit, EventType.API_KEY_REVOKED, revoked, cause="password_reset")
 
     async def deactivate(self, login: str, *, acting_user_id: int | None) -> UserView:
         return await self.update_user(
@@ -268,12 +291,12 @@ class UserService:
             if await UserRepository(session).count() > 0:
                 return None
         generated = password is None
-        chosen = password if password is not None else secrets.token_urlsafe(18)
+        chosen = password if password is not None else self._random_password()
         try:
             await self.create_user(
                 NewUser(
                     login=INITIAL_ADMIN_LOGIN,
-                    email="admin@localhost",
+                    email=INITIAL_ADMIN_EMAIL,
                     password=chosen,
                     authorities=frozenset({ROLE_ADMIN, ROLE_USER}),
                     first_name="Administrator",
@@ -282,6 +305,20 @@ class UserService:
         except Conflict:  # another process bootstrapped at the same moment
             return None
         return chosen if generated else None
+
+    def _random_password(self) -> str:
+        """A random password the policy accepts: 24 characters (144 bits), or the
+        minimum length if that is more; drawn again in the rare case that it contains
+        the login "admin" (a random string from a list of passwords is not a worry)."""
+        length = min(max(24, self._policy.min_length), self._policy.max_length)
+        for _ in range(1000):
+            candidate = secrets.token_urlsafe(96)[:length]
+            problem = self._policy.problem(
+                candidate, login=INITIAL_ADMIN_LOGIN, email=INITIAL_ADMIN_EMAIL
+            )
+            if problem is None:
+                return candidate
+        raise RuntimeError("no random password passes the password policy")  # unreachable
 
     async def _apply_changes(
         self, users: UserRepository, user: User, changes: UserChanges, *, acting_user_id: int | None

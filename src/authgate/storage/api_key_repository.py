@@ -29,6 +29,7 @@ _VERIFICATION_QUERY = select(
     ApiKey.scopes,
     ApiKey.expires_at,
     ApiKey.revoked_at,
+    ApiKey.suspended_at,
     ApiKey.rate_limit,
 ).where(ApiKey.key_id == bindparam("public_id"))
 
@@ -95,6 +96,12 @@ class ApiKeyRepository:
 
     async def flush(self) -> None:
         await self._session.flush()
+
+    async def live_of_owner(self, owner_id: int) -> Sequence[ApiKey]:
+        """The owner's keys that are not revoked (expired ones included: they may be
+        extended), oldest first."""
+        query = select(ApiKey).where(ApiKey.user_id == owner_id, ApiKey.revoked_at.is_(None))
+        return list(await self._session.scalars(query.order_by(ApiKey.id)))
 
     async def live(self, now: datetime) -> Sequence[ApiKey]:
         """Every key neither revoked nor expired."""

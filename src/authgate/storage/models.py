@@ -147,6 +147,9 @@ class ApiKey(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set when the owner is deactivated; the key stays refused, even after the owner is
+    # reactivated, until the owner or an admin re-enables it (clears this).
+    suspended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_used_ip: Mapped[str | None] = mapped_column(String(45))
     # Optional per-key rate limit in the `limits` notation, e.g. "100/minute"; None: none.

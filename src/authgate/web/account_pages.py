@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 
-from authgate.api.access import services_of
+from authgate.api.access import services_of, sets_credentials
 from authgate.exceptions import BadCredentials, Throttled, ValidationFailed
 from authgate.web.pages import (
     LOGIN_PATH,
@@ -122,6 +122,7 @@ async def account_page(request: Request) -> Response:
 
 
 @router.post("/account/password")
+@sets_credentials("changes the caller's password")
 async def change_password(request: Request) -> Response:
     form = await request.form()
     services = services_of(request)
@@ -135,6 +136,11 @@ async def change_password(request: Request) -> Response:
             current_password=str(form.get("current_password", "")),
             new_password=new_password,
         )
+    except Throttled as refusal:  # counted like a login: too many wrong current passwords
+        message = f"{refusal.message}. Try again in {refusal.retry_after} seconds."
+        response = await _account_with_error(request, {"current_password": message}, status=429)
+        response.headers["Retry-After"] = str(refusal.retry_after)
+        return response
     except ValidationFailed as error:
         fields = {"currentPassword": "current_password", "newPassword": "new_password"}
         return await _account_with_error(
@@ -148,12 +154,21 @@ async def change_password(request: Request) -> Response:
 
 @router.post("/account/logout-all")
 async def logout_everywhere(request: Request) -> Response:
-    await services_of(request).accounts.log_out_everywhere(current_principal(request).user_id)
-    response = redirect(LOGIN_PATH, notice="You are signed out everywhere.")
+    form = await request.form()
+    revoke_keys = form.get("revoke_api_keys") == "on"
+    await services_of(request).accounts.log_out_everywhere(
+        current_principal(request).user_id, revoke_api_keys=revoke_keys
+    )
+    notice = "You are signed out everywhere" + (
+        " and your API keys are revoked." if revoke_keys else "."
+    )
+    response = redirect(LOGIN_PATH, notice=notice)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
 
 
-async def _account_with_error(request: Request, errors: dict[str, str]) -> Response:
+async def _account_with_error(
+    request: Request, errors: dict[str, str], *, status: int = 400
+) -> Response:
     account = await services_of(request).accounts.account(current_principal(request).user_id)
-    return render(request, "account.html", {"account": account, "errors": errors}, status=400)
+    return render(request, "account.html", {"account": account, "errors": errors}, status=status)

@@ -21,7 +21,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.datastructures import FormData, QueryParams
 
-from authgate.api.access import services_of
+from authgate.api.access import services_of, sets_credentials
 from authgate.container import Services
 from authgate.exceptions import Conflict, NotFound, ValidationFailed
 from authgate.security.principal import ROLE_ADMIN, ROLE_USER
@@ -102,6 +102,7 @@ async def users_page(request: Request) -> Response:
 
 
 @router.post("/users")
+@sets_credentials("creates a user with a password")
 async def create_user(request: Request) -> Response:
     form = await request.form()
     login, email, roles = (
@@ -132,6 +133,7 @@ async def create_user(request: Request) -> Response:
 
 
 @router.post("/users/{login}/edit")
+@sets_credentials("changes a user's roles and activation")
 async def edit_user(request: Request, login: str) -> Response:
     form = await request.form()
     principal = current_principal(request)
@@ -158,6 +160,7 @@ async def edit_user(request: Request, login: str) -> Response:
 
 
 @router.post("/users/{login}/password")
+@sets_credentials("resets a user's password")
 async def reset_password(request: Request, login: str) -> Response:
     form = await request.form()
     services = services_of(request)
@@ -168,8 +171,9 @@ async def reset_password(request: Request, login: str) -> Response:
             "password", "", target=target, fields={"confirm_password": "The passwords differ."}
         )
         return await _users(request, problem)
+    revoke_keys = form.get("revoke_api_keys") == "on"
     try:
-        await services.users.set_password(login, new_password)
+        await services.users.set_password(login, new_password, revoke_api_keys=revoke_keys)
     except ValidationFailed as error:
         problem = FormProblem("password", "", target=target, fields=_user_fields(error))
         return await _users(request, problem)
@@ -178,7 +182,10 @@ async def reset_password(request: Request, login: str) -> Response:
         response = redirect(LOGIN_PATH, notice="Password changed. Sign in with the new one.")
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response
-    return redirect(USERS_PATH, notice=f"Password of {target} reset. Their sessions have ended.")
+    ended = "Their sessions have ended" + (
+        " and their API keys are revoked." if revoke_keys else "."
+    )
+    return redirect(USERS_PATH, notice=f"Password of {target} reset. {ended}")
 
 
 @router.post("/users/{login}/delete")

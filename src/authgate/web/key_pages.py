@@ -1,5 +1,5 @@
 """Settings > API Keys: list, create (the key shown once), detail with usage, edit,
-regenerate with a grace period, revoke."""
+regenerate with a grace period, re-enable a suspended key, revoke."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from starlette.datastructures import FormData
 
-from authgate.api.access import services_of
+from authgate.api.access import services_of, sets_credentials
 from authgate.exceptions import Conflict, NotFound, ValidationFailed
 from authgate.security.principal import SCOPE_ADMIN
 from authgate.services.api_keys import MAX_GRACE, ApiKeyView, KeySpec
@@ -54,6 +54,7 @@ async def list_keys(request: Request) -> Response:
 
 
 @router.post("")
+@sets_credentials("creates an API key")
 async def create_key(request: Request) -> Response:
     form = await request.form()
     services = services_of(request)
@@ -93,6 +94,7 @@ async def key_detail(request: Request, key_id: int) -> Response:
 
 
 @router.post("/{key_id:int}/edit")
+@sets_credentials("changes an API key's allowed addresses, expiry or scopes")
 async def edit_key(request: Request, key_id: int) -> Response:
     key_id = stored_id(key_id, _key_not_found())
     form = await request.form()
@@ -110,6 +112,7 @@ async def edit_key(request: Request, key_id: int) -> Response:
 
 
 @router.post("/{key_id:int}/regenerate")
+@sets_credentials("regenerates an API key")
 async def regenerate_key(request: Request, key_id: int) -> Response:
     key_id = stored_id(key_id, _key_not_found())
     form = await request.form()
@@ -123,6 +126,14 @@ async def regenerate_key(request: Request, key_id: int) -> Response:
     )
     view = await services.api_keys.get(current_principal(request), key_id)
     return _show_once(request, view, plaintext, "regenerated")
+
+
+@router.post("/{key_id:int}/resume")
+@sets_credentials("re-enables a suspended API key")
+async def resume_key(request: Request, key_id: int) -> Response:
+    key_id = stored_id(key_id, _key_not_found())
+    await services_of(request).api_keys.resume(current_principal(request), key_id)
+    return redirect(f"/settings/api-keys/{key_id}", notice="The key is enabled again.")
 
 
 @router.post("/{key_id:int}/revoke")

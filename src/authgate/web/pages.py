@@ -18,8 +18,20 @@ from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 
 from authgate import __version__
-from authgate.api.access import PRINCIPAL_SCOPE_KEY, principal_of, services_of
-from authgate.exceptions import AuthenticationFailed, AuthgateError, NotFound, PermissionDenied
+from authgate.api.access import (
+    PRINCIPAL_SCOPE_KEY,
+    CredentialSetting,
+    credential_setting_of,
+    principal_of,
+    services_of,
+)
+from authgate.exceptions import (
+    AuthenticationFailed,
+    AuthgateError,
+    NotFound,
+    PermissionDenied,
+    SessionRequired,
+)
 from authgate.security.principal import ROLE_ADMIN, Principal
 from authgate.web.session import (
     CSRF_FIELD,
@@ -82,7 +94,13 @@ def safe_next(target: str | None) -> str:
 
 class PageRoute(APIRoute):
     """A page for signed-in users: no session redirects to the login page; every POST
-    must carry the session's CSRF token; errors become HTML pages, not JSON."""
+    must carry the session's CSRF token; errors become HTML pages, not JSON.
+
+    A form marked with ``sets_credentials`` (api/access.py) is refused (403) to anything
+    but a password session. The session cookie only ever holds a token from the password
+    login, so today this never refuses anyone: it keeps the rule in force should another
+    kind of credential ever reach the pages.
+    """
 
     required_authority: ClassVar[str | None] = None
 
@@ -90,9 +108,14 @@ class PageRoute(APIRoute):
         kwargs["include_in_schema"] = False
         super().__init__(*args, **kwargs)
 
+    # As in AuthenticatedRoute: the mark the handler enforces, read when it is built.
+    credential_setting: CredentialSetting | None = None
+
     def get_route_handler(self) -> Handler:
         handle = super().get_route_handler()
         required = self.required_authority
+        self.credential_setting = credential_setting_of(self.endpoint)
+        sets_credentials = self.credential_setting is not None
 
         async def page(request: Request) -> Response:
             services = services_of(request)
@@ -116,6 +139,8 @@ class PageRoute(APIRoute):
                 return error_page(
                     request, 403, "Not allowed", "This page is for administrators only."
                 )
+            if sets_credentials and not principal.is_password_session:
+                return error_page(request, 403, "Not allowed", SessionRequired.message)
             if request.method == "POST":
                 form = await request.form()
                 presented = form.get(CSRF_FIELD)
