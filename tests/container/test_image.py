@@ -39,7 +39,7 @@ CONTAINERS_CONF = ROOT / "scripts" / "containers.conf"
 POSTGRES_URL = os.environ.get("AUTHGATE_TEST_DATABASE_URL", "")
 REDIS_URL = os.environ.get("AUTHGATE_TEST_REDIS_URL", "")
 BASE_IMAGE = os.environ.get("AUTHGATE_TEST_CONTAINER_BASE_IMAGE", "")
-ADMIN_PASSWORD = "container-admin-password"
+ADMIN_PASSWORD = "container-operator-password"
 KEY_USES = 7
 STOP_TIMEOUT_SECONDS = 30
 
