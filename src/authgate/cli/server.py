@@ -17,6 +17,7 @@ from authgate.cli.console import (
     with_services,
 )
 from authgate.container import Services, build_services, load_signing_keys, prepare_data_dir
+from authgate.security.log_lines import SingleLineFormatter
 from authgate.storage import migrate as migrations
 
 server_commands = typer.Typer()
@@ -106,7 +107,11 @@ def _log_config(level: str) -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {
-            "default": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+            "default": {
+                # One record, one line: control characters in messages are escaped.
+                "()": SingleLineFormatter,
+                "fmt": "%(asctime)s %(levelname)s %(name)s: %(message)s",
+            },
         },
         "handlers": {
             "default": {
