@@ -12,6 +12,7 @@ from authgate.api.access import AdminConfigurationRoute, services_of
 from authgate.api.errors import documented
 from authgate.api.schemas import StrictBody
 from authgate.services.alert_rules import KINDS, NAME_MAX_LENGTH, RuleSpec, RuleView
+from authgate.services.text_rules import NO_CONTROL_CHARACTERS_PATTERN
 
 router = APIRouter(tags=["alerts"], route_class=AdminConfigurationRoute)
 
@@ -20,7 +21,14 @@ Severity = Literal["low", "medium", "high", "critical"]
 
 
 class AlertRuleBody(StrictBody):
-    name: Annotated[str, Field(max_length=NAME_MAX_LENGTH, examples=["Failed logins"])]
+    name: Annotated[
+        str,
+        Field(
+            max_length=NAME_MAX_LENGTH,
+            examples=["Failed logins"],
+            json_schema_extra={"pattern": NO_CONTROL_CHARACTERS_PATTERN},  # the service checks
+        ),
+    ]
     kind: Annotated[str, Field(max_length=40, description="One of: " + ", ".join(KINDS))]
     threshold: Annotated[int, Field(ge=-(2**31), le=2**31 - 1)] = 1
     windowSeconds: Annotated[int, Field(ge=-(2**31), le=2**31 - 1)] = 300

@@ -25,6 +25,7 @@ from authgate.services.api_keys import (
     ApiKeyView,
     KeySpec,
 )
+from authgate.services.text_rules import NO_CONTROL_CHARACTERS_PATTERN
 from authgate.storage.api_key_repository import UsageFilter
 
 router = APIRouter(prefix="/api/api-keys", tags=["api-keys"], route_class=ApiKeyManagementRoute)
@@ -50,7 +51,14 @@ Instant = Annotated[datetime, AfterValidator(_as_utc)]
 class ApiKeyBody(StrictBody):
     """UTMStack's body for creating and replacing a key, plus optional ``scopes``."""
 
-    name: Annotated[str, Field(max_length=NAME_MAX_LENGTH, examples=["ci-deploy"])]
+    name: Annotated[
+        str,
+        Field(
+            max_length=NAME_MAX_LENGTH,
+            examples=["ci-deploy"],
+            json_schema_extra={"pattern": NO_CONTROL_CHARACTERS_PATTERN},  # the service checks
+        ),
+    ]
     allowedIp: Annotated[
         list[Annotated[str, Field(max_length=64)]],
         Field(max_length=100, examples=[["203.0.113.7", "10.0.0.0/8", "2001:db8::/32"]]),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from authgate.clock import Clock
 from authgate.exceptions import BadCredentials, FieldError, NotFound, Throttled, ValidationFailed
 from authgate.security.passwords import PasswordPolicy
-from authgate.services.audit import Actor, AuditLog, EventType, current_request
+from authgate.services.audit import Actor, AuditLog, EventType, current_request, printable
 from authgate.services.changes import Change, ChangeFeed, ChangeKind
 from authgate.services.login_protection import LoginProtection
 from authgate.services.password_hashing import AsyncPasswordHasher
@@ -53,7 +53,9 @@ class AccountService:
         # keying a real user by its login would link an e-mail to its login (failures
         # as the e-mail throttling the login reveals that the account exists). The
         # cost is that the e-mail and the login of one account count separately.
-        account = identifier
+        # Control characters (which no login or e-mail holds, and which PostgreSQL
+        # refuses in a counter's key when NUL) are replaced.
+        account = printable(identifier) or identifier
         actor = Actor(
             login=user.login if user is not None else identifier,
             user_id=user.id if user is not None else None,

@@ -12,9 +12,11 @@ from authgate.web.pages import (
     PageRoute,
     current_principal,
     error_page,
+    read_form,
     redirect,
     render,
     safe_next,
+    unreadable_form,
 )
 from authgate.web.session import (
     CSRF_FIELD,
@@ -67,7 +69,9 @@ async def login_form(request: Request) -> Response:
 @public_router.post(LOGIN_PATH)
 async def login(request: Request) -> Response:
     """The same login as /api/authenticate: same lockout rules, same audit events."""
-    form = await request.form()
+    form = await read_form(request)
+    if form is None:
+        return unreadable_form(request)
     presented = form.get(CSRF_FIELD)
     expected = request.cookies.get(LOGIN_CSRF_COOKIE)
     if expected is None or not csrf_matches(

@@ -16,6 +16,8 @@ from fastapi import Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
 
 from authgate import __version__
 from authgate.api.access import PRINCIPAL_SCOPE_KEY, principal_of, services_of
@@ -33,6 +35,8 @@ TEMPLATES = Jinja2Templates(directory=str(Path(__file__).with_name("templates"))
 LOGIN_PATH = "/settings/login"
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+# More than the largest form of the UI has; a form is never a file upload.
+MAX_FORM_FIELDS = 200
 
 
 def render(
@@ -61,6 +65,22 @@ def render(
 
 def error_page(request: Request, status: int, title: str, message: str) -> HTMLResponse:
     return render(request, "error.html", {"title": title, "message": message}, status=status)
+
+
+async def read_form(request: Request) -> FormData | None:
+    """The posted form, or None when it cannot be read (malformed multipart, a file
+    part, too many fields): the caller answers 400, never 500. Later calls of
+    ``request.form()`` return the same parsed form."""
+    try:
+        return await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
+    except HTTPException:  # Starlette's 400 for a form it refuses to parse
+        return None
+
+
+def unreadable_form(request: Request) -> HTMLResponse:
+    return error_page(
+        request, 400, "Form refused", "The form could not be read. Reload the page and try again."
+    )
 
 
 def redirect(url: str, *, notice: str | None = None) -> RedirectResponse:
@@ -117,7 +137,9 @@ class PageRoute(APIRoute):
                     request, 403, "Not allowed", "This page is for administrators only."
                 )
             if request.method == "POST":
-                form = await request.form()
+                form = await read_form(request)
+                if form is None:
+                    return unreadable_form(request)
                 presented = form.get(CSRF_FIELD)
                 if not csrf_matches(expected, presented if isinstance(presented, str) else None):
                     return error_page(

@@ -18,6 +18,8 @@ import hmac
 import secrets
 from typing import Final
 
+from authgate.security.credentials import secrets_equal
+
 SESSION_COOKIE: Final = "authgate_session"
 LOGIN_CSRF_COOKIE: Final = "authgate_login_csrf"
 CSRF_FIELD: Final = "csrf_token"
@@ -33,7 +35,8 @@ def session_csrf_token(secret: bytes, session_id: str) -> str:
 
 
 def csrf_matches(expected: str, presented: str | None) -> bool:
-    return presented is not None and hmac.compare_digest(expected, presented)
+    """Whether the form's token is the expected one (any text may be presented)."""
+    return presented is not None and secrets_equal(presented, expected)
 
 
 def new_login_csrf() -> str:
