@@ -107,7 +107,7 @@ def create_app(
         app.router.routes.extend(router.routes)
     install_swagger_ui(app, openapi_url=OPENAPI_URL)
     install_settings_ui(app)
-    install_openapi(app, description=DESCRIPTION)
+    install_openapi(app, description=DESCRIPTION, settings=settings)
     app.add_middleware(RequestBodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(SecurityHeadersAndRequestLogs, services=services)
     return app

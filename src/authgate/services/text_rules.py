@@ -15,6 +15,8 @@ from authgate.exceptions import FieldError
 
 # The rule as a regular expression, for the OpenAPI document (JSON Schema ``pattern``).
 NO_CONTROL_CHARACTERS_PATTERN: Final = r"^[^\x00-\x1f\x7f]*$"
+# The same for a required name: and not blank (names are stripped).
+REQUIRED_NAME_PATTERN: Final = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
 _CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
 
 
