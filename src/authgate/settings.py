@@ -116,6 +116,17 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=64 * 1024, ge=1024, description="Larger request bodies are refused with 413."
     )
+    ui_insecure_http: bool = Field(
+        default=False,
+        description="Labs without TLS only: Settings UI cookies without Secure and without "
+        "the __Host- prefix, so that signing in works over plain http:// from other "
+        "machines (the session token then crosses the network in clear).",
+    )
+    swagger_persist_authorization: bool = Field(
+        default=False,
+        description="Swagger UI keeps the credential entered in Authorize across reloads, "
+        "in the browser's localStorage (readable by any script of the origin).",
+    )
 
     # --- tokens -------------------------------------------------------------------------
     jwt_algorithm: JwtAlgorithm = "ES256"

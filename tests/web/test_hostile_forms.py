@@ -21,7 +21,7 @@ import pytest
 from authgate.services.api_keys import KeySpec
 from authgate.settings import Settings
 from authgate.storage.paging import PageRequest
-from authgate.web.session import CSRF_FIELD, SESSION_COOKIE, csrf_secret, session_csrf_token
+from authgate.web.session import CSRF_FIELD, SECURE_COOKIES, csrf_secret, session_csrf_token
 from tests.api.test_hostile_input import HOSTILE_STRINGS
 from tests.conftest import ADMIN_PASSWORD, Harness, test_settings
 from tests.web.conftest import (
@@ -176,7 +176,7 @@ class AdminSessions:
         self.harness.clock.advance(seconds=1)
         admin = await services.users.get_user("admin")
         issued = services.tokens.issue(admin, remember_me=False)
-        headers = {"Cookie": f"{SESSION_COOKIE}={issued.token}"}
+        headers = {"Cookie": f"{SECURE_COOKIES.session}={issued.token}"}
         if method == "GET":
             return await self.client.get(url, params=fields, headers=headers)
         csrf = session_csrf_token(csrf_secret(services.server_secret), issued.claims.token_id)

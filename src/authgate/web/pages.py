@@ -20,15 +20,23 @@ from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 
 from authgate import __version__
-from authgate.api.access import PRINCIPAL_SCOPE_KEY, principal_of, services_of
+from authgate.api.access import (
+    PRINCIPAL_SCOPE_KEY,
+    joined_header_values,
+    principal_of,
+    services_of,
+)
 from authgate.exceptions import AuthenticationFailed, AuthgateError, NotFound, PermissionDenied
+from authgate.security.clientip import forwarded_proto
 from authgate.security.principal import ROLE_ADMIN, Principal
 from authgate.web.session import (
     CSRF_FIELD,
-    SESSION_COOKIE,
+    UiCookies,
     csrf_matches,
     csrf_secret,
+    secure_cookies_dropped,
     session_csrf_token,
+    ui_cookies,
 )
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
@@ -37,6 +45,18 @@ LOGIN_PATH = "/settings/login"
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 # More than the largest form of the UI has; a form is never a file upload.
 MAX_FORM_FIELDS = 200
+# The pages run only authgate's own files: no inline script or style, nothing from
+# another origin, forms post only here, and no other site may frame them.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+HTTPS_REQUIRED = (
+    "Signing in needs HTTPS. This page was opened over plain HTTP, where browsers refuse "
+    "the secure cookies a session needs, so no sign-in can work. Open it with https:// "
+    "(or on this machine as http://localhost). A lab without TLS can allow plain HTTP "
+    "with AUTHGATE_UI_INSECURE_HTTP=true."
+)
 
 
 def render(
@@ -60,7 +80,29 @@ def render(
     response = TEMPLATES.TemplateResponse(request, template, {**base, **(context or {})})
     response.status_code = status
     response.headers["Cache-Control"] = "no-store"
+    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
     return response
+
+
+def cookies_of(request: Request) -> UiCookies:
+    """The session and login CSRF cookies as configured (``__Host-``, or the lab's)."""
+    return ui_cookies(insecure_http=services_of(request).settings.ui_insecure_http)
+
+
+def https_required(request: Request) -> bool:
+    """Whether the browser reached this page over plain HTTP from a name that is not
+    loopback, where it drops the UI's secure cookies (lab mode aside). Behind a trusted
+    proxy its ``X-Forwarded-Proto`` (or ``Forwarded: proto=``) says how the browser came."""
+    services = services_of(request)
+    if services.settings.ui_insecure_http:
+        return False
+    resolver = services.client_ips
+    client = request.scope.get("client")
+    scheme: str | None = request.url.scheme
+    if client and resolver.trusts(str(client[0])):
+        name = b"forwarded" if resolver.header == "forwarded" else b"x-forwarded-proto"
+        scheme = forwarded_proto(resolver.header, joined_header_values(request.scope, name))
+    return secure_cookies_dropped(scheme=scheme, hostname=request.url.hostname)
 
 
 def error_page(request: Request, status: int, title: str, message: str) -> HTMLResponse:
@@ -116,7 +158,8 @@ class PageRoute(APIRoute):
 
         async def page(request: Request) -> Response:
             services = services_of(request)
-            token = request.cookies.get(SESSION_COOKIE)
+            cookies = cookies_of(request)
+            token = request.cookies.get(cookies.session)
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             login = f"{LOGIN_PATH}?next={quote(target)}"
             if not token:
@@ -125,7 +168,7 @@ class PageRoute(APIRoute):
                 principal = await services.tokens.authenticate(token)
             except AuthenticationFailed:
                 response = redirect(login, notice="Your session has ended. Please sign in again.")
-                response.delete_cookie(SESSION_COOKIE, path="/")
+                cookies.clear_session(response)
                 return response
             request.scope[PRINCIPAL_SCOPE_KEY] = principal
             expected = session_csrf_token(
