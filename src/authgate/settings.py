@@ -116,6 +116,20 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=64 * 1024, ge=1024, description="Larger request bodies are refused with 413."
     )
+    max_header_bytes: int = Field(
+        default=32 * 1024,
+        ge=4096,
+        le=1024 * 1024,
+        description="Largest request head (request line and headers); larger ones are "
+        "refused with 431 and the connection closed.",
+    )
+    header_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="Time a connection has to deliver a complete request head (from "
+        "connecting, or from the first byte of each next request); slower ones are closed.",
+    )
     ui_insecure_http: bool = Field(
         default=False,
         description="Labs without TLS only: Settings UI cookies without Secure and without "
