@@ -32,6 +32,7 @@ from tests.web.conftest import (
 )
 
 SWAGGER_UI = "/swagger-ui/index.html"
+BROWSER_ELSEWHERE = "198.51.100.7"  # a browser on another machine, connecting directly
 HTTPS_REQUIRED = "Signing in needs HTTPS"
 FORM_EXPIRED = "The sign-in form expired"
 
@@ -196,7 +197,7 @@ async def serving(tmp_path: Path, **overrides: Any) -> AsyncIterator[Clients]:
         await app.state.services.users.ensure_initial_admin(ADMIN_PASSWORD)
         clients: list[httpx2.AsyncClient] = []
 
-        def client(base_url: str, peer: str = "127.0.0.1") -> httpx2.AsyncClient:
+        def client(base_url: str, peer: str = BROWSER_ELSEWHERE) -> httpx2.AsyncClient:
             transport = httpx2.ASGITransport(
                 app=app, raise_app_exceptions=False, client=(peer, 50000)
             )
@@ -250,7 +251,7 @@ async def test_plain_http_on_loopback_signs_in(
     """Browsers keep Secure cookies on http://localhost (a secure context): no warning.
     (This client keeps them too only because the test sends them back by hand.)"""
     async with serve() as client:
-        browser = client(base_url)
+        browser = client(base_url, peer="127.0.0.1")  # on this machine, or a tunnel to it
         page = await browser.get(LOGIN)
         assert html(page).find_all(id="https-required") == []
         csrf = find_cookie(page, "__Host-authgate_login_csrf").split(";")[0]
@@ -297,6 +298,17 @@ async def test_a_trusted_proxy_says_how_the_browser_came(
         proxied = client("http://authgate.example", peer="10.0.0.2")
         page = await proxied.get(LOGIN, headers=headers)
         assert bool(html(page).find_all(id="https-required")) is warned
+
+
+async def test_an_untrusted_proxy_on_this_machine_gets_no_warning(
+    serve: Callable[..., AbstractAsyncContextManager[Clients]],
+) -> None:
+    """A proxy on the same host that is not in AUTHGATE_TRUSTED_PROXIES: how the browser
+    came cannot be told (TLS may end at that proxy), so nothing is claimed."""
+    async with serve() as client:
+        local_proxy = client("http://authgate.example", peer="127.0.0.1")
+        page = await local_proxy.get(LOGIN)
+        assert html(page).find_all(id="https-required") == []
 
 
 async def test_an_untrusted_peer_cannot_claim_https(

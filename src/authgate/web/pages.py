@@ -34,6 +34,7 @@ from authgate.web.session import (
     UiCookies,
     csrf_matches,
     csrf_secret,
+    is_loopback_name,
     secure_cookies_dropped,
     session_csrf_token,
     ui_cookies,
@@ -54,8 +55,9 @@ CONTENT_SECURITY_POLICY = (
 HTTPS_REQUIRED = (
     "Signing in needs HTTPS. This page was opened over plain HTTP, where browsers refuse "
     "the secure cookies a session needs, so no sign-in can work. Open it with https:// "
-    "(or on this machine as http://localhost). A lab without TLS can allow plain HTTP "
-    "with AUTHGATE_UI_INSECURE_HTTP=true."
+    "(or on this machine as http://localhost). Behind a proxy that terminates TLS, list "
+    "it in AUTHGATE_TRUSTED_PROXIES so that its X-Forwarded-Proto is believed. A lab "
+    "without TLS can allow plain HTTP with AUTHGATE_UI_INSECURE_HTTP=true."
 )
 
 
@@ -92,16 +94,21 @@ def cookies_of(request: Request) -> UiCookies:
 def https_required(request: Request) -> bool:
     """Whether the browser reached this page over plain HTTP from a name that is not
     loopback, where it drops the UI's secure cookies (lab mode aside). Behind a trusted
-    proxy its ``X-Forwarded-Proto`` (or ``Forwarded: proto=``) says how the browser came."""
+    proxy its ``X-Forwarded-Proto`` (or ``Forwarded: proto=``) says how the browser came;
+    from a peer on this machine that is not trusted (a local proxy, or a local browser)
+    it cannot be told, and nothing is reported: better no warning than a wrong one."""
     services = services_of(request)
     if services.settings.ui_insecure_http:
         return False
     resolver = services.client_ips
     client = request.scope.get("client")
+    peer = str(client[0]) if client else ""
     scheme: str | None = request.url.scheme
-    if client and resolver.trusts(str(client[0])):
+    if resolver.trusts(peer):
         name = b"forwarded" if resolver.header == "forwarded" else b"x-forwarded-proto"
         scheme = forwarded_proto(resolver.header, joined_header_values(request.scope, name))
+    elif not peer or is_loopback_name(peer):
+        return False
     return secure_cookies_dropped(scheme=scheme, hostname=request.url.hostname)
 
 

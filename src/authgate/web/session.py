@@ -93,10 +93,11 @@ def secure_cookies_dropped(*, scheme: str | None, hostname: str | None) -> bool:
     An unknown scheme (``None``) is not reported: better no warning than a wrong one."""
     if scheme != "http":
         return False
-    return not _is_loopback(hostname or "")
+    return not is_loopback_name(hostname or "")
 
 
-def _is_loopback(hostname: str) -> bool:
+def is_loopback_name(hostname: str) -> bool:
+    """``localhost``, a ``*.localhost`` name, or a loopback address (brackets allowed)."""
     name = hostname.strip().lower().rstrip(".").strip("[]")
     if name == "localhost" or name.endswith(".localhost"):
         return True
