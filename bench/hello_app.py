@@ -1,9 +1,10 @@
 """A bare Starlette "hello" endpoint, served the way ``authgate serve`` serves authgate.
 
 The baseline of bench/forward_auth.py. It runs under the same uvicorn settings as
-authgate's ``serve`` (src/authgate/cli/server.py): uvicorn's default loop and HTTP
-implementations (uvloop and httptools, which ``uvicorn[standard]`` installs), one
-worker, no access log, no ``Server`` header, no proxy-header rewriting. So a ratio
+authgate's ``serve`` (src/authgate/cli/server.py): uvicorn's default loop (uvloop, which
+``uvicorn[standard]`` installs), authgate's HTTP protocol (httptools with bounds on the
+request head, default limits), one worker, no access log, no ``Server`` header, no
+proxy-header rewriting. So a ratio
 against it shows what authgate's own work costs, not what the server stack costs.
 Every path and method answers 200 "hello", so it also serves as nginx's upstream.
 
@@ -19,6 +20,9 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
+
+from authgate.cli.http_protocol import bounded_head_protocol
+from authgate.settings import Settings
 
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
@@ -44,6 +48,10 @@ def main() -> None:
         server_header=False,
         access_log=False,
         log_level="warning",
+        http=bounded_head_protocol(
+            max_head_bytes=Settings.model_fields["max_header_bytes"].default,
+            head_timeout=Settings.model_fields["header_timeout_seconds"].default,
+        ),
     )
 
 

@@ -135,6 +135,31 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=64 * 1024, ge=1024, description="Larger request bodies are refused with 413."
     )
+    max_header_bytes: int = Field(
+        default=32 * 1024,
+        ge=4096,
+        le=1024 * 1024,
+        description="Largest request head (request line and headers); larger ones are "
+        "refused with 431 and the connection closed.",
+    )
+    header_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="Time a connection has to deliver a complete request head (from "
+        "connecting, or from the first byte of each next request); slower ones are closed.",
+    )
+    ui_insecure_http: bool = Field(
+        default=False,
+        description="Labs without TLS only: Settings UI cookies without Secure and without "
+        "the __Host- prefix, so that signing in works over plain http:// from other "
+        "machines (the session token then crosses the network in clear).",
+    )
+    swagger_persist_authorization: bool = Field(
+        default=False,
+        description="Swagger UI keeps the credential entered in Authorize across reloads, "
+        "in the browser's localStorage (readable by any script of the origin).",
+    )
 
     # --- tokens -------------------------------------------------------------------------
     jwt_algorithm: JwtAlgorithm = "ES256"

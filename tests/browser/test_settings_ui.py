@@ -80,7 +80,7 @@ async def test_wrong_password_is_refused_with_a_message(page: Page, user: Accoun
     await expect(error).to_have_attribute("role", "alert")
     await expect(page).to_have_url(re.compile(r"/settings/login"))
     cookies = await page.context.cookies()
-    assert "authgate_session" not in {cookie["name"] for cookie in cookies}
+    assert "__Host-authgate_session" not in {cookie["name"] for cookie in cookies}
 
 
 async def test_repeated_failures_lock_the_account_out_for_a_while(

@@ -200,7 +200,7 @@ class Browser:
 
     @property
     def session(self) -> str | None:
-        return self.client.cookies.get("authgate_session")
+        return self.client.cookies.get("__Host-authgate_session")
 
     def _seen(self, response: httpx2.Response) -> httpx2.Response:
         assert_no_stack_trace(response)

@@ -21,6 +21,12 @@ from authgate.services.audit import EventType
 from authgate.services.audit_export import COLUMNS
 from authgate.storage.audit_repository import AuditFilter
 from authgate.storage.paging import PageRequest
+from tests.api.test_log_and_csv_injection import (
+    AGENT_FORMULA,
+    LOGIN_FORMULA,
+    failed_login_with_formulas,
+    failure_row,
+)
 from tests.conftest import ADMIN_PASSWORD, USER_PASSWORD, Harness, bearer
 from tests.web.conftest import (
     LOGIN,
@@ -536,6 +542,17 @@ async def test_audit_export_as_csv_and_json_lines_keeps_the_filters(
     assert len(list(csv.DictReader(io.StringIO(everything.text)))) > len(records)
     refused = await admin.get(f"{AUDIT}/export", format="xml")
     assert refused.status_code == 422
+
+
+async def test_audit_csv_export_neutralises_formulas(harness: Harness, admin: Browser) -> None:
+    """A typed login ``=HYPERLINK(...)`` and a user agent ``@SUM(...)`` reach the page's
+    CSV export with a leading quote (the REST export's writer, shared)."""
+    await failed_login_with_formulas(harness)
+    response = await admin.get(f"{AUDIT}/export", format="csv")
+    assert response.status_code == 200
+    row = failure_row(response.text)
+    assert row["actor"] == "'" + LOGIN_FORMULA.lower()
+    assert row["userAgent"] == "'" + AGENT_FORMULA
 
 
 async def test_verify_reports_an_intact_chain(harness: Harness, admin: Browser) -> None:

@@ -11,7 +11,15 @@ from pydantic import BaseModel, Field
 from authgate.api.access import AdminConfigurationRoute, services_of
 from authgate.api.errors import documented
 from authgate.api.schemas import StrictBody
-from authgate.services.alert_rules import KINDS, NAME_MAX_LENGTH, RuleSpec, RuleView
+from authgate.services.alert_rules import (
+    KINDS,
+    MAX_WINDOW_SECONDS,
+    NAME_MAX_LENGTH,
+    SEVERITIES,
+    RuleSpec,
+    RuleView,
+)
+from authgate.services.text_rules import REQUIRED_NAME_PATTERN
 
 router = APIRouter(tags=["alerts"], route_class=AdminConfigurationRoute)
 
@@ -20,11 +28,31 @@ Severity = Literal["low", "medium", "high", "critical"]
 
 
 class AlertRuleBody(StrictBody):
-    name: Annotated[str, Field(max_length=NAME_MAX_LENGTH, examples=["Failed logins"])]
-    kind: Annotated[str, Field(max_length=40, description="One of: " + ", ".join(KINDS))]
-    threshold: Annotated[int, Field(ge=-(2**31), le=2**31 - 1)] = 1
-    windowSeconds: Annotated[int, Field(ge=-(2**31), le=2**31 - 1)] = 300
-    severity: Annotated[str, Field(max_length=10)] = "medium"
+    name: Annotated[
+        str,
+        Field(
+            max_length=NAME_MAX_LENGTH,
+            examples=["Failed logins"],
+            json_schema_extra={"pattern": REQUIRED_NAME_PATTERN},  # the service checks
+        ),
+    ]
+    # The service checks kind, severity and the ranges (with UTMStack-style messages);
+    # the document states the same rules.
+    kind: Annotated[str, Field(max_length=40, json_schema_extra={"enum": list(KINDS)})]
+    threshold: Annotated[
+        int, Field(ge=-(2**31), le=2**31 - 1, json_schema_extra={"minimum": 1})
+    ] = 1
+    windowSeconds: Annotated[
+        int,
+        Field(
+            ge=-(2**31),
+            le=2**31 - 1,
+            json_schema_extra={"minimum": 1, "maximum": MAX_WINDOW_SECONDS},
+        ),
+    ] = 300
+    severity: Annotated[str, Field(max_length=10, json_schema_extra={"enum": list(SEVERITIES)})] = (
+        "medium"
+    )
     enabled: bool = True
 
     def spec(self) -> RuleSpec:

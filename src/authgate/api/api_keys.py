@@ -19,6 +19,7 @@ from authgate.api.access import (
 from authgate.api.errors import documented
 from authgate.api.pagination import PageRequestDep, pagination_headers
 from authgate.api.schemas import StrictBody
+from authgate.clock import utc_now
 from authgate.security.principal import SCOPE_PATTERN
 from authgate.services.api_keys import (
     MAX_GRACE,
@@ -26,6 +27,7 @@ from authgate.services.api_keys import (
     ApiKeyView,
     KeySpec,
 )
+from authgate.services.text_rules import REQUIRED_NAME_PATTERN
 from authgate.storage.api_key_repository import UsageFilter
 
 router = APIRouter(prefix="/api/api-keys", tags=["api-keys"], route_class=ApiKeyManagementRoute)
@@ -48,16 +50,33 @@ def _as_utc(moment: datetime | None) -> datetime | None:
 Instant = Annotated[datetime, AfterValidator(_as_utc)]
 
 
+# An expiry the server accepts whenever the document is read (a fixed date would
+# become a refused example once it has passed): 90 days after the process started.
+_EXAMPLE_EXPIRY = (utc_now() + timedelta(days=90)).strftime("%Y-%m-%dT00:00:00.000Z")
+
+
 class ApiKeyBody(StrictBody):
     """UTMStack's body for creating and replacing a key, plus optional ``scopes``."""
 
-    name: Annotated[str, Field(max_length=NAME_MAX_LENGTH, examples=["ci-deploy"])]
+    name: Annotated[
+        str,
+        Field(
+            max_length=NAME_MAX_LENGTH,
+            examples=["ci-deploy"],
+            json_schema_extra={"pattern": REQUIRED_NAME_PATTERN},  # the service checks
+        ),
+    ]
     allowedIp: Annotated[
         list[Annotated[str, Field(max_length=64)]],
         Field(max_length=100, examples=[["203.0.113.7", "10.0.0.0/8", "2001:db8::/32"]]),
     ] = Field(default_factory=list)
-    expiresAt: Instant | None = Field(default=None, examples=["2027-01-31T00:00:00.000Z"])
-    scopes: Annotated[list[Scope], Field(max_length=32)] | None = Field(
+    expiresAt: Instant | None = Field(default=None, examples=[_EXAMPLE_EXPIRY])
+    scopes: (
+        Annotated[
+            list[Scope], Field(max_length=32, json_schema_extra={"minItems": 1})  # service checks
+        ]
+        | None
+    ) = Field(
         default=None,
         description="read, write, admin (and the configured extra scopes); default read + write.",
     )
@@ -284,7 +303,7 @@ async def usage_records_filtered(
 
 
 @router.get(
-    "/{key_id}",
+    "/{key_id:int}",
     summary="One API key",
     response_model=ApiKeyDTO,
     responses=documented(401, 403, 404, 422),
@@ -294,7 +313,7 @@ async def get_api_key(key_id: KeyIdPath, request: Request) -> ApiKeyDTO:
 
 
 @router.put(
-    "/{key_id}",
+    "/{key_id:int}",
     summary="Replace name, allowed IPs, expiry (and scopes)",
     response_model=ApiKeyDTO,
     responses=_ERRORS,
@@ -306,7 +325,7 @@ async def replace_api_key(key_id: KeyIdPath, body: ApiKeyBody, request: Request)
 
 
 @router.post(
-    "/{key_id}/generate",
+    "/{key_id:int}/generate",
     summary="Regenerate (rotate) the key; returns the new key as text, once",
     # Plain Response, so FastAPI documents the JSON error bodies as JSON, not text/plain.
     response_class=Response,
@@ -347,7 +366,7 @@ async def resume_api_key(key_id: KeyIdPath, request: Request) -> ApiKeyDTO:
 
 
 @router.delete(
-    "/{key_id}",
+    "/{key_id:int}",
     summary="Revoke the key (effective at once, everywhere)",
     status_code=204,
     response_class=Response,

@@ -199,14 +199,21 @@ async def _on_http_exception(request: Request, error: StarletteHTTPException) ->
 
 
 def _allowed_methods(request: Request) -> list[str]:
-    """Every method any route serves at this path. Starlette names only the first
-    route's, but several routes may share a path (GET and POST /api/authenticate)."""
-    methods: set[str] = set()
+    """Every method the resource at this path serves. Starlette names only the first
+    route's, but several routes may share a path (GET and POST /api/authenticate).
+    A literal path wins over a template it also fits: /api/api-keys/review is the
+    review (GET), not a key id that is not a number (/api/api-keys/{key_id})."""
+    methods_by_parameters: dict[int, set[str]] = {}
     for route in request.app.router.routes:
         match, _ = route.matches(request.scope)
         if match is not Match.NONE:
-            methods.update(getattr(route, "methods", None) or ())
-    return sorted(methods)
+            parameters = len(getattr(route, "param_convertors", ()))
+            methods_by_parameters.setdefault(parameters, set()).update(
+                getattr(route, "methods", None) or ()
+            )
+    if not methods_by_parameters:
+        return []
+    return sorted(methods_by_parameters[min(methods_by_parameters)])
 
 
 async def _on_unexpected(request: Request, error: Exception) -> JSONResponse:

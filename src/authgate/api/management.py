@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel
 
 from authgate import __version__
 from authgate.api.access import admit, header_value, services_of
-from authgate.api.errors import ErrorBody
+from authgate.api.errors import documented
 from authgate.exceptions import PermissionDenied
-from authgate.security.credentials import bearer_credential
+from authgate.security.credentials import bearer_credential, secrets_equal
 from authgate.security.principal import Principal
 from authgate.services.cluster import ClusterMembership
 from authgate.services.metrics import CONTENT_TYPE
@@ -100,19 +99,22 @@ async def info() -> dict[str, dict[str, str]]:
 @router.get(
     "/management/prometheus",
     summary="Prometheus metrics (metrics token or an admin credential)",
-    response_class=PlainTextResponse,
+    # Not PlainTextResponse: FastAPI would document the JSON errors below as text/plain.
+    response_class=Response,
     openapi_extra={"security": [{"bearerAuth": []}, {"ApiKeyAuth": []}]},
     responses={
-        200: {"content": {"text/plain": {}}, "description": "Prometheus text format"},
-        401: {"model": ErrorBody, "description": "No or wrong credentials"},
-        403: {"model": ErrorBody, "description": "Not an administrator"},
+        200: {
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+            "description": "Prometheus text format",
+        },
+        **documented(401, 403, 429),
     },
 )
 async def prometheus(request: Request) -> PlainTextResponse:
     services = services_of(request)
     token = services.settings.metrics_token
     presented = bearer_credential(header_value(request.scope, b"authorization"))
-    if not (token and presented and hmac.compare_digest(presented, token.get_secret_value())):
+    if not (token and presented and secrets_equal(presented, token.get_secret_value())):
         # Through `admit`, like every protected route: refused credentials are audited
         # and bad keys count toward the address block.
         await admit(request, services, "GET", _require_admin)

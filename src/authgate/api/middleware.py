@@ -25,6 +25,7 @@ from authgate.api.access import (
 )
 from authgate.api.errors import error_response
 from authgate.container import Services
+from authgate.security.log_lines import escape_control_characters
 from authgate.security.principal import Principal
 from authgate.services.audit import Actor, EventType, current_request
 from authgate.services.usage import UsageEvent
@@ -82,7 +83,8 @@ class SecurityHeadersAndRequestLogs:
     While a request runs it is the "current request" of the audit trail, so events that
     services record carry its client address, user agent, path and correlation id.
     Logs carry the path without the query string: a query may carry a token
-    (``access_token``) and must not reach a log.
+    (``access_token``) and must not reach a log; control characters in the path are
+    escaped (one request, one line).
     """
 
     def __init__(self, app: ASGIApp, *, services: Services) -> None:
@@ -122,11 +124,12 @@ class SecurityHeadersAndRequestLogs:
             elapsed_ms = (time.perf_counter() - started) * 1000
             if self.log_requests:
                 client = scope.get("client")
+                # The path is the caller's text: escaped, so a %0a cannot forge a line.
                 access_log.info(
                     "%s %s %s %d %.1fms",
                     client[0] if client else "-",
-                    scope["method"],
-                    scope["path"],
+                    escape_control_characters(scope["method"]),
+                    escape_control_characters(scope["path"]),
                     status,
                     elapsed_ms,
                 )

@@ -8,6 +8,10 @@ Two corrections to what FastAPI generates:
 * the security schemes ``bearerAuth`` and ``ApiKeyAuth`` (UTMStack's names) are
   declared for every route of an ``AuthenticatedRoute`` class (see ``api/access.py``:
   authentication is not a FastAPI dependency, so FastAPI cannot see it).
+
+And rules the services enforce are stated, so that a client (or a fuzzer) generating
+requests from the document sends what is accepted: the fields each ``sort`` may name,
+and the password lengths this server's configuration sets.
 """
 
 from __future__ import annotations
@@ -19,6 +23,11 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.routing import iter_route_contexts
 
 from authgate.api.access import AuthenticatedRoute
+from authgate.security.principal import KNOWN_SCOPES
+from authgate.settings import Settings
+from authgate.storage.api_key_repository import ApiKeyRepository, UsageRepository
+from authgate.storage.audit_repository import AuditRepository
+from authgate.storage.repositories import UserRepository
 
 _FASTAPI_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
 _ERROR_BODY_REF = {"$ref": "#/components/schemas/ErrorBody"}
@@ -39,9 +48,25 @@ SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
 }
 # Either scheme satisfies a protected operation.
 _SECURITY_REQUIREMENT: list[dict[str, list[str]]] = [{"bearerAuth": []}, {"ApiKeyAuth": []}]
+# The fields ``?sort=field,asc|desc`` may name, per paged operation (GET, and the POST
+# search of usage): the services refuse others.
+_SORT_FIELDS: dict[str, Any] = {
+    "/api/users": UserRepository.SORT_COLUMNS,
+    "/api/api-keys": ApiKeyRepository.SORT_COLUMNS,
+    "/api/api-keys/usage": UsageRepository.SORT_COLUMNS,
+    "/api/audit-events": AuditRepository.SORT_COLUMNS,
+}
+# Request fields that set a new password: (schema, property).
+_NEW_PASSWORDS = (
+    ("UserCreate", "password"),
+    ("PasswordReset", "newPassword"),
+    ("PasswordChange", "newPassword"),
+)
 
 
-def install_openapi(app: FastAPI, *, description: str) -> None:
+def install_openapi(app: FastAPI, *, description: str, settings: Settings) -> None:
+    """Serve the corrected document, with the rules ``settings`` configure."""
+
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = get_openapi(
@@ -51,7 +76,9 @@ def install_openapi(app: FastAPI, *, description: str) -> None:
                 routes=app.routes,
             )
             _correct_operations(schema, app)
+            _document_sort_fields(schema)
             components = schema.setdefault("components", {})
+            _document_configured_rules(components.get("schemas", {}), settings)
             components["securitySchemes"] = SECURITY_SCHEMES
             for name in _FASTAPI_VALIDATION_SCHEMAS:
                 components.get("schemas", {}).pop(name, None)
@@ -95,3 +122,26 @@ def _correct_operations(schema: dict[str, Any], app: FastAPI) -> None:
                         "content": {"application/json": {"schema": _ERROR_BODY_REF}},
                     },
                 )
+
+
+def _document_sort_fields(schema: dict[str, Any]) -> None:
+    for path, fields in _SORT_FIELDS.items():
+        for operation in schema["paths"].get(path, {}).values():
+            for parameter in operation.get("parameters", ()):
+                if parameter["name"] == "sort" and parameter["in"] == "query":
+                    names = "|".join(fields)
+                    array = parameter["schema"]["anyOf"][0]
+                    array["items"]["pattern"] = f"^(?:{names})(?:,(?:asc|desc))?$"
+
+
+def _document_configured_rules(schemas: dict[str, Any], settings: Settings) -> None:
+    """Password lengths and the scopes keys may carry, as this server is configured."""
+    for name, field in _NEW_PASSWORDS:
+        if name in schemas:
+            schemas[name]["properties"][field].update(
+                minLength=settings.password_min_length, maxLength=settings.password_max_length
+            )
+    if "ApiKeyBody" in schemas:
+        scopes = sorted(KNOWN_SCOPES | set(settings.api_key_extra_scopes))
+        array = schemas["ApiKeyBody"]["properties"]["scopes"]["anyOf"][0]
+        array["items"]["enum"] = scopes

@@ -13,6 +13,7 @@ from authgate.api.errors import documented
 from authgate.api.pagination import PageRequestDep, pagination_headers
 from authgate.api.schemas import StrictBody, UserDTO
 from authgate.security.principal import ROLE_ADMIN
+from authgate.services.text_rules import NO_CONTROL_CHARACTERS_PATTERN
 from authgate.services.users import (
     EMAIL_MAX_LENGTH,
     EMAIL_PATTERN,
@@ -28,7 +29,13 @@ router = APIRouter(prefix="/api/users", tags=["users"], route_class=AdminRoute)
 
 LoginPath = Annotated[str, Path(min_length=1, max_length=LOGIN_MAX_LENGTH)]
 Email = Annotated[str, Field(min_length=3, max_length=EMAIL_MAX_LENGTH, pattern=EMAIL_PATTERN)]
-Name = Annotated[str, Field(max_length=NAME_MAX_LENGTH)]
+Name = Annotated[
+    str,
+    Field(
+        max_length=NAME_MAX_LENGTH,
+        json_schema_extra={"pattern": NO_CONTROL_CHARACTERS_PATTERN},  # the service checks
+    ),
+]
 LangKey = Annotated[str, Field(min_length=2, max_length=10, pattern=LANG_KEY_PATTERN)]
 Role = Literal["ROLE_ADMIN", "ROLE_USER"]
 Authorities = Annotated[list[Role], Field(min_length=1, max_length=2)]

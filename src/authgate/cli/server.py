@@ -16,7 +16,9 @@ from authgate.cli.console import (
     out,
     with_services,
 )
+from authgate.cli.http_protocol import bounded_head_protocol
 from authgate.container import Services, build_services, load_signing_keys, prepare_data_dir
+from authgate.security.log_lines import SingleLineFormatter
 from authgate.storage import migrate as migrations
 
 server_commands = typer.Typer()
@@ -62,6 +64,12 @@ def serve(
         server_header=False,
         access_log=False,  # authgate logs requests itself, without query strings
         log_config=_log_config(settings.log_level),
+        # httptools with bounds on the request head's size and arrival time (431, 408):
+        # uvicorn's own protocols bound neither (see authgate.cli.http_protocol).
+        http=bounded_head_protocol(
+            max_head_bytes=settings.max_header_bytes,
+            head_timeout=settings.header_timeout_seconds,
+        ),
     )
 
 
@@ -106,7 +114,11 @@ def _log_config(level: str) -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {
-            "default": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+            "default": {
+                # One record, one line: control characters in messages are escaped.
+                "()": SingleLineFormatter,
+                "fmt": "%(asctime)s %(levelname)s %(name)s: %(message)s",
+            },
         },
         "handlers": {
             "default": {

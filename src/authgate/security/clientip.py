@@ -32,6 +32,11 @@ class ClientIpResolver:
         # Per-instance memo of peer strings: most requests come from few peers.
         self._parse = lru_cache(maxsize=4096)(parse_address)
 
+    def trusts(self, peer: str | None) -> bool:
+        """Whether ``peer`` (the socket's address) is one of the trusted proxies."""
+        address = self._parse(peer) if peer else None
+        return address is not None and self._trusts_anyone and self._trusted.permits(address)
+
     def resolve(self, peer: str | None, forwarding: str | None = None) -> IPAddress | None:
         """The client's address; ``None`` only when even the peer is unknown.
 
@@ -74,3 +79,21 @@ def _strip_port(hop: str) -> str:
     if hop.count(":") == 1:
         return hop.split(":", 1)[0]
     return hop
+
+
+def forwarded_proto(header: ForwardingHeader, value: str | None) -> str | None:
+    """The scheme the nearest proxy received the request with: the last entry of
+    ``X-Forwarded-Proto`` (with ``header="x-forwarded-for"``) or the last ``proto=`` of
+    ``Forwarded``; ``None`` when not given. Believe it only from a trusted proxy."""
+    if not value:
+        return None
+    if header == "forwarded":
+        protos = [
+            pair.strip().partition("=")[2].strip().strip('"')
+            for element in value.split(",")
+            for pair in element.split(";")
+            if pair.strip().lower().startswith("proto=")
+        ]
+        return protos[-1].lower() if protos else None
+    last = value.split(",")[-1].strip().lower()
+    return last or None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hmac
+
 
 def bearer_credential(authorization: str | None) -> str | None:
     """The credential of an ``Authorization: Bearer <credential>`` header value.
@@ -16,3 +18,16 @@ def bearer_credential(authorization: str | None) -> str | None:
     if scheme.lower() != "bearer":
         return None
     return credential.strip()
+
+
+def secrets_equal(presented: str, expected: str) -> bool:
+    """Whether ``presented`` equals ``expected``, in time independent of where they differ.
+
+    Compares the UTF-8 bytes: ``hmac.compare_digest`` refuses ``str`` arguments with
+    non-ASCII characters (``TypeError``), and what a client presents (a header decoded
+    as latin-1, a form field) may hold any character. Characters UTF-8 cannot encode
+    (lone surrogates) are replaced first, which can only make a match impossible.
+    """
+    return hmac.compare_digest(
+        presented.encode("utf-8", "replace"), expected.encode("utf-8", "replace")
+    )

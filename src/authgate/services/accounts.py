@@ -8,7 +8,7 @@ from authgate.clock import Clock
 from authgate.exceptions import BadCredentials, FieldError, NotFound, Throttled, ValidationFailed
 from authgate.security.passwords import PasswordPolicy
 from authgate.services.api_keys import audit_owner_keys, revoke_owner_keys
-from authgate.services.audit import Actor, AuditLog, EventType, current_request
+from authgate.services.audit import Actor, AuditLog, EventType, current_request, printable
 from authgate.services.changes import Change, ChangeFeed, ChangeKind
 from authgate.services.login_protection import LoginProtection
 from authgate.services.password_hashing import AsyncPasswordHasher
@@ -54,11 +54,14 @@ class AccountService:
         # keying a real user by its login would link an e-mail to its login (failures
         # as the e-mail throttling the login reveals that the account exists). The
         # cost is that the e-mail and the login of one account count separately.
+        # Control characters (which no login or e-mail holds, and which PostgreSQL
+        # refuses in a counter's key when NUL) are replaced.
+        account = printable(identifier) or identifier
         actor = Actor(
             login=user.login if user is not None else identifier,
             user_id=user.id if user is not None else None,
         )
-        verified = await self._checked(identifier, actor, lambda: self._verify(user, password))
+        verified = await self._checked(account, actor, lambda: self._verify(user, password))
         self._audit.record(EventType.AUTH_SUCCESS, "success", actor=actor)
         if self._hasher.needs_rehash(verified.password_hash):
             await self._rehash(verified, password)

@@ -32,6 +32,7 @@ from sqlalchemy.exc import IntegrityError
 from authgate.clock import Clock
 from authgate.exceptions import Conflict, FieldError, NotFound, ValidationFailed
 from authgate.services.audit import AuditLog, EventType
+from authgate.services.text_rules import control_character_errors
 from authgate.storage.alert_repository import AlertRepository
 from authgate.storage.db import Database
 from authgate.storage.models import AlertRule
@@ -129,6 +130,7 @@ def validate(spec: RuleSpec) -> None:
         errors.append(FieldError("name", "Name is required."))
     elif len(spec.name) > NAME_MAX_LENGTH:
         errors.append(FieldError("name", f"Name must be at most {NAME_MAX_LENGTH} characters."))
+    errors.extend(control_character_errors("name", spec.name))
     if spec.kind not in KINDS:
         errors.append(FieldError("kind", "Unknown kind; use one of " + ", ".join(KINDS) + "."))
     if spec.threshold < 1:

@@ -39,6 +39,7 @@ from authgate.security.principal import (
 from authgate.services.audit import Actor, AuditLog, EventType, current_request
 from authgate.services.changes import Change, ChangeFeed, ChangeKind, UnitOfWork
 from authgate.services.rate_limits import parse_rate_limit
+from authgate.services.text_rules import control_character_errors
 from authgate.storage.api_key_repository import ApiKeyRepository, UsageFilter, UsageRepository
 from authgate.storage.db import Database
 from authgate.storage.models import ApiKey
@@ -415,6 +416,7 @@ class ApiKeyService:
             errors.append(FieldError("name", "Name is required."))
         elif len(name) > NAME_MAX_LENGTH:
             errors.append(FieldError("name", f"Name must be at most {NAME_MAX_LENGTH} characters."))
+        errors.extend(control_character_errors("name", name))
         errors.extend(self._expiry_errors(spec.expires_at, now))
         if spec.rate_limit:
             try:

@@ -1,4 +1,5 @@
-"""Audit records as CSV or JSON Lines, streamed (for the REST export and the CLI)."""
+"""Audit records as CSV or JSON Lines, streamed (for the REST export, the Settings UI's
+export and the CLI: one implementation for all three)."""
 
 from __future__ import annotations
 
@@ -28,10 +29,23 @@ COLUMNS: Final = (
     "hash",
 )
 _CHUNK = 64_000
+# OWASP "CSV injection": a spreadsheet runs a cell starting with one of these as a
+# formula (``=HYPERLINK(...)``, ``@SUM(...)``). Typed logins, user agents and paths
+# are an attacker's text, so such cells get a leading ``'``, which spreadsheets show
+# as text. LF is added to OWASP's list for the same reason as CR.
+_FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r", "\n")
+
+
+def spreadsheet_safe(value: object) -> object:
+    """``value``, with a leading ``'`` when it is text a spreadsheet would run as a formula."""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 async def as_csv(entries: AsyncIterator[AuditEntry]) -> AsyncIterator[str]:
-    """A header line, then one row per record; ``details`` as compact JSON."""
+    """A header line, then one row per record; ``details`` as compact JSON; every text
+    cell a spreadsheet would take for a formula neutralised (:func:`spreadsheet_safe`)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(COLUMNS)
@@ -39,7 +53,7 @@ async def as_csv(entries: AsyncIterator[AuditEntry]) -> AsyncIterator[str]:
         record = entry.as_record()
         if record["details"] is not None:
             record["details"] = json.dumps(record["details"], sort_keys=True)
-        writer.writerow(record[column] for column in COLUMNS)
+        writer.writerow(spreadsheet_safe(record[column]) for column in COLUMNS)
         if buffer.tell() > _CHUNK:
             yield buffer.getvalue()
             buffer.seek(0)

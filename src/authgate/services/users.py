@@ -33,6 +33,7 @@ from authgate.services.api_keys import audit_owner_keys, revoke_owner_keys, susp
 from authgate.services.audit import AuditLog, EventType
 from authgate.services.changes import Change, ChangeFeed, ChangeKind, UnitOfWork
 from authgate.services.password_hashing import AsyncPasswordHasher
+from authgate.services.text_rules import control_character_errors
 from authgate.storage.db import Database
 from authgate.storage.models import User
 from authgate.storage.paging import Page, PageRequest
@@ -40,7 +41,8 @@ from authgate.storage.repositories import UserRepository
 
 LOGIN_PATTERN: Final = r"^[_.@A-Za-z0-9-]{1,50}$"
 LOGIN_MAX_LENGTH: Final = 50
-EMAIL_PATTERN: Final = r"^[^@\s]+@[^@\s]+$"
+# No spaces or control characters (PostgreSQL refuses NUL, logs must stay one line).
+EMAIL_PATTERN: Final = r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+$"
 EMAIL_MAX_LENGTH: Final = 254
 NAME_MAX_LENGTH: Final = 50
 LANG_KEY_PATTERN: Final = r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})?$"
@@ -390,6 +392,7 @@ def _profile_errors(
             errors.append(
                 FieldError(field, f"{field} must be at most {NAME_MAX_LENGTH} characters.")
             )
+        errors.extend(control_character_errors(field, value))
     if lang_key is not None and not _LANG_KEY_RE.fullmatch(lang_key):
         errors.append(FieldError("langKey", "langKey must be a language tag such as 'en'."))
     return errors

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from authgate.storage.db import storable_text
 from authgate.storage.models import AlertRule, ApiKey, AuditEvent, FiredAlert
 
 
@@ -23,6 +24,8 @@ class AlertRepository:
         return await self._session.get(AlertRule, rule_id)
 
     async def rule_named(self, name: str) -> AlertRule | None:
+        if not storable_text(name):
+            return None
         return await self._session.scalar(select(AlertRule).where(AlertRule.name == name))
 
     def add_rule(self, rule: AlertRule) -> None:

@@ -11,6 +11,7 @@ from sqlalchemy import Row, bindparam, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from authgate.storage.bulk_insert import insert_rows
+from authgate.storage.db import storable_text
 from authgate.storage.models import ApiKey, ApiKeyUsage
 from authgate.storage.paging import PageRequest, SortOrder
 from authgate.storage.repositories import order_by
@@ -62,6 +63,8 @@ class ApiKeyRepository:
     async def live_name_taken(
         self, owner_id: int, name: str, *, except_key_id: int | None = None
     ) -> bool:
+        if not storable_text(name):
+            return False
         query = select(ApiKey.id).where(
             ApiKey.user_id == owner_id, ApiKey.name == name, ApiKey.revoked_at.is_(None)
         )

@@ -8,11 +8,12 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import delete, exc, func, select, text, update
+from sqlalchemy import delete, exc, false, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authgate.storage.bulk_insert import insert_rows
+from authgate.storage.db import storable_text
 from authgate.storage.models import AuditChainHead, AuditEvent
 from authgate.storage.paging import PageRequest, SortOrder
 from authgate.storage.repositories import order_by
@@ -225,6 +226,9 @@ class AuditRepository:
             query = query.where(AuditEvent.event_type.in_(where.event_types))
         if where.outcome is not None:
             query = query.where(AuditEvent.outcome == where.outcome)
+        for value in (where.actor, where.client_ip):
+            if value is not None and not storable_text(value):
+                return query.where(false())  # no stored record holds such a value
         if where.actor is not None:
             query = query.where(
                 (AuditEvent.actor_login == where.actor) | (AuditEvent.api_key_name == where.actor)

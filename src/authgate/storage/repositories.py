@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from authgate.storage.db import storable_text
 from authgate.storage.models import AuthChange, RevokedToken, User
 from authgate.storage.paging import PageRequest, SortOrder
 
@@ -44,10 +45,14 @@ class UserRepository:
         return await self._session.get(User, user_id)
 
     async def by_login(self, login: str) -> User | None:
+        if not storable_text(login):
+            return None
         return await self._session.scalar(select(User).where(User.login == login))
 
     async def by_login_or_email(self, identifier: str) -> User | None:
         """The user whose login or e-mail is ``identifier`` (both stored lower-case)."""
+        if not storable_text(identifier):
+            return None
         found = await self._session.scalars(
             select(User).where(or_(User.login == identifier, User.email == identifier)).limit(2)
         )
@@ -59,6 +64,8 @@ class UserRepository:
         return users[0] if users else None
 
     async def email_taken(self, email: str, *, except_user_id: int | None = None) -> bool:
+        if not storable_text(email):
+            return False
         query = select(User.id).where(User.email == email)
         if except_user_id is not None:
             query = query.where(User.id != except_user_id)

@@ -8,21 +8,20 @@ from fastapi.responses import RedirectResponse
 from authgate.api.access import services_of, sets_credentials
 from authgate.exceptions import BadCredentials, Throttled, ValidationFailed
 from authgate.web.pages import (
+    HTTPS_REQUIRED,
     LOGIN_PATH,
     PageRoute,
+    cookies_of,
     current_principal,
     error_page,
+    https_required,
+    read_form,
     redirect,
     render,
     safe_next,
+    unreadable_form,
 )
-from authgate.web.session import (
-    CSRF_FIELD,
-    LOGIN_CSRF_COOKIE,
-    SESSION_COOKIE,
-    csrf_matches,
-    new_login_csrf,
-)
+from authgate.web.session import CSRF_FIELD, csrf_matches, new_login_csrf
 
 public_router = APIRouter(include_in_schema=False)
 router = APIRouter(prefix="/settings", route_class=PageRoute)
@@ -36,20 +35,14 @@ def _login_page(request: Request, *, error: str | None = None, status: int = 200
         {
             "login_csrf": token,
             "error": error,
+            # Said before anyone types a password that cannot work over this connection.
+            "https_required": HTTPS_REQUIRED if https_required(request) else None,
             "next": safe_next(request.query_params.get("next")),
             "username": "",
         },
         status=status,
     )
-    response.set_cookie(
-        LOGIN_CSRF_COOKIE,
-        token,
-        max_age=3600,
-        httponly=True,
-        secure=True,
-        samesite="strict",
-        path=LOGIN_PATH,
-    )
+    cookies_of(request).set_login_csrf(response, token)
     return response
 
 
@@ -67,9 +60,15 @@ async def login_form(request: Request) -> Response:
 @public_router.post(LOGIN_PATH)
 async def login(request: Request) -> Response:
     """The same login as /api/authenticate: same lockout rules, same audit events."""
-    form = await request.form()
+    form = await read_form(request)
+    if form is None:
+        return unreadable_form(request)
+    cookies = cookies_of(request)
     presented = form.get(CSRF_FIELD)
-    expected = request.cookies.get(LOGIN_CSRF_COOKIE)
+    expected = request.cookies.get(cookies.login_csrf)
+    if expected is None and https_required(request):
+        # The browser dropped the Secure cookie: no reload would ever help.
+        return error_page(request, 403, "HTTPS is required", HTTPS_REQUIRED)
     if expected is None or not csrf_matches(
         expected, presented if isinstance(presented, str) else None
     ):
@@ -93,16 +92,9 @@ async def login(request: Request) -> Response:
         return _login_page(request, error="Wrong username or password.", status=401)
     issued = services.tokens.issue(user, remember_me=form.get("remember") == "on")
     response = RedirectResponse(safe_next(str(form.get("next") or "")), status_code=303)
-    response.set_cookie(
-        SESSION_COOKIE,
-        issued.token,
-        max_age=int((issued.claims.expires_at - issued.claims.issued_at).total_seconds()),
-        httponly=True,
-        secure=True,
-        samesite="strict",
-        path="/",
-    )
-    response.delete_cookie(LOGIN_CSRF_COOKIE, path=LOGIN_PATH)
+    lifetime = issued.claims.expires_at - issued.claims.issued_at
+    cookies.set_session(response, issued.token, max_age=int(lifetime.total_seconds()))
+    cookies.clear_login_csrf(response)
     return response
 
 
@@ -111,7 +103,7 @@ async def logout(request: Request) -> Response:
     """Revokes the session's token (not just the cookie)."""
     await services_of(request).tokens.logout(current_principal(request))
     response = redirect(LOGIN_PATH, notice="You are signed out.")
-    response.delete_cookie(SESSION_COOKIE, path="/")
+    cookies_of(request).clear_session(response)
     return response
 
 
@@ -148,7 +140,7 @@ async def change_password(request: Request) -> Response:
         )
     # Every session of the user ended with the change, this one too.
     response = redirect(LOGIN_PATH, notice="Password changed. Sign in with the new one.")
-    response.delete_cookie(SESSION_COOKIE, path="/")
+    cookies_of(request).clear_session(response)
     return response
 
 
@@ -163,7 +155,7 @@ async def logout_everywhere(request: Request) -> Response:
         " and your API keys are revoked." if revoke_keys else "."
     )
     response = redirect(LOGIN_PATH, notice=notice)
-    response.delete_cookie(SESSION_COOKIE, path="/")
+    cookies_of(request).clear_session(response)
     return response
 
 

@@ -35,13 +35,13 @@ from authgate.storage.paging import PageRequest, SortOrder
 from authgate.web.pages import (
     LOGIN_PATH,
     AdminPageRoute,
+    cookies_of,
     current_principal,
     error_page,
     redirect,
     render,
     stored_id,
 )
-from authgate.web.session import SESSION_COOKIE
 
 router = APIRouter(prefix="/settings", route_class=AdminPageRoute)
 
@@ -180,7 +180,7 @@ async def reset_password(request: Request, login: str) -> Response:
     if target == current_principal(request).login:
         # A reset ends every session of the user: this one too.
         response = redirect(LOGIN_PATH, notice="Password changed. Sign in with the new one.")
-        response.delete_cookie(SESSION_COOKIE, path="/")
+        cookies_of(request).clear_session(response)
         return response
     ended = "Their sessions have ended" + (
         " and their API keys are revoked." if revoke_keys else "."

@@ -16,12 +16,15 @@ from fastapi import Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
 
 from authgate import __version__
 from authgate.api.access import (
     PRINCIPAL_SCOPE_KEY,
     CredentialSetting,
     credential_setting_of,
+    joined_header_values,
     principal_of,
     services_of,
 )
@@ -32,19 +35,38 @@ from authgate.exceptions import (
     PermissionDenied,
     SessionRequired,
 )
+from authgate.security.clientip import forwarded_proto
 from authgate.security.principal import ROLE_ADMIN, Principal
 from authgate.web.session import (
     CSRF_FIELD,
-    SESSION_COOKIE,
+    UiCookies,
     csrf_matches,
     csrf_secret,
+    is_loopback_name,
+    secure_cookies_dropped,
     session_csrf_token,
+    ui_cookies,
 )
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
 LOGIN_PATH = "/settings/login"
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+# More than the largest form of the UI has; a form is never a file upload.
+MAX_FORM_FIELDS = 200
+# The pages run only authgate's own files: no inline script or style, nothing from
+# another origin, forms post only here, and no other site may frame them.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+HTTPS_REQUIRED = (
+    "Signing in needs HTTPS. This page was opened over plain HTTP, where browsers refuse "
+    "the secure cookies a session needs, so no sign-in can work. Open it with https:// "
+    "(or on this machine as http://localhost). Behind a proxy that terminates TLS, list "
+    "it in AUTHGATE_TRUSTED_PROXIES so that its X-Forwarded-Proto is believed. A lab "
+    "without TLS can allow plain HTTP with AUTHGATE_UI_INSECURE_HTTP=true."
+)
 
 
 def render(
@@ -68,11 +90,54 @@ def render(
     response = TEMPLATES.TemplateResponse(request, template, {**base, **(context or {})})
     response.status_code = status
     response.headers["Cache-Control"] = "no-store"
+    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
     return response
+
+
+def cookies_of(request: Request) -> UiCookies:
+    """The session and login CSRF cookies as configured (``__Host-``, or the lab's)."""
+    return ui_cookies(insecure_http=services_of(request).settings.ui_insecure_http)
+
+
+def https_required(request: Request) -> bool:
+    """Whether the browser reached this page over plain HTTP from a name that is not
+    loopback, where it drops the UI's secure cookies (lab mode aside). Behind a trusted
+    proxy its ``X-Forwarded-Proto`` (or ``Forwarded: proto=``) says how the browser came;
+    from a peer on this machine that is not trusted (a local proxy, or a local browser)
+    it cannot be told, and nothing is reported: better no warning than a wrong one."""
+    services = services_of(request)
+    if services.settings.ui_insecure_http:
+        return False
+    resolver = services.client_ips
+    client = request.scope.get("client")
+    peer = str(client[0]) if client else ""
+    scheme: str | None = request.url.scheme
+    if resolver.trusts(peer):
+        name = b"forwarded" if resolver.header == "forwarded" else b"x-forwarded-proto"
+        scheme = forwarded_proto(resolver.header, joined_header_values(request.scope, name))
+    elif not peer or is_loopback_name(peer):
+        return False
+    return secure_cookies_dropped(scheme=scheme, hostname=request.url.hostname)
 
 
 def error_page(request: Request, status: int, title: str, message: str) -> HTMLResponse:
     return render(request, "error.html", {"title": title, "message": message}, status=status)
+
+
+async def read_form(request: Request) -> FormData | None:
+    """The posted form, or None when it cannot be read (malformed multipart, a file
+    part, too many fields): the caller answers 400, never 500. Later calls of
+    ``request.form()`` return the same parsed form."""
+    try:
+        return await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
+    except HTTPException:  # Starlette's 400 for a form it refuses to parse
+        return None
+
+
+def unreadable_form(request: Request) -> HTMLResponse:
+    return error_page(
+        request, 400, "Form refused", "The form could not be read. Reload the page and try again."
+    )
 
 
 def redirect(url: str, *, notice: str | None = None) -> RedirectResponse:
@@ -119,7 +184,8 @@ class PageRoute(APIRoute):
 
         async def page(request: Request) -> Response:
             services = services_of(request)
-            token = request.cookies.get(SESSION_COOKIE)
+            cookies = cookies_of(request)
+            token = request.cookies.get(cookies.session)
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             login = f"{LOGIN_PATH}?next={quote(target)}"
             if not token:
@@ -128,7 +194,7 @@ class PageRoute(APIRoute):
                 principal = await services.tokens.authenticate(token)
             except AuthenticationFailed:
                 response = redirect(login, notice="Your session has ended. Please sign in again.")
-                response.delete_cookie(SESSION_COOKIE, path="/")
+                cookies.clear_session(response)
                 return response
             request.scope[PRINCIPAL_SCOPE_KEY] = principal
             expected = session_csrf_token(
@@ -142,7 +208,9 @@ class PageRoute(APIRoute):
             if sets_credentials and not principal.is_password_session:
                 return error_page(request, 403, "Not allowed", SessionRequired.message)
             if request.method == "POST":
-                form = await request.form()
+                form = await read_form(request)
+                if form is None:
+                    return unreadable_form(request)
                 presented = form.get(CSRF_FIELD)
                 if not csrf_matches(expected, presented if isinstance(presented, str) else None):
                     return error_page(

@@ -1,0 +1,170 @@
+"""The HTTP/1.1 protocol ``authgate serve`` runs: uvicorn's httptools protocol, with a
+bound on the request head's size (431) and on the time to receive it (slowloris).
+
+What uvicorn 0.54 does by itself (read in its source):
+
+* ``httptools`` (what ``auto`` picks, and the fast one): no limit on the head at all.
+  Header lines are buffered inside httptools until they end, so one 8 MB header is
+  accepted; and nothing times out while a head trickles in, or on a connection that
+  never sends a byte (the keep-alive timer only runs between requests, and any byte
+  stops it).
+* ``h11``: ``h11_max_incomplete_event_size`` (16 KiB by default) bounds the head, but
+  the answer is a generic 400 rather than 431, it has no head timeout either, and h11
+  parses in Python (slower on every request).
+
+So authgate keeps httptools and adds both bounds in a subclass, selected through
+uvicorn's ``http=`` option. The cost on the hot path: a few comparisons per read, and
+no timer at all for a request whose head arrives in one read (the common case).
+
+* **Size.** Bytes read while a request head is incomplete are counted; past
+  ``max_head_bytes`` the answer is ``431 Request Header Fields Too Large`` and the
+  connection closes: the write side at once, the read side after what the client is
+  still sending has been read and dropped for up to a second (a "lingering close", as
+  nginx does: closing with unread data would reset the connection, and the client
+  could lose the answer). A read that crosses the limit is fed up to the limit first, so
+  a head that fits is never refused because a body followed it in the same read. (A
+  pipelined head starting in the same read that ends the previous request is counted
+  from the next read: the bound is then exceeded by at most one read, 256 KiB.)
+* **Time.** A connection must deliver a complete head within ``head_timeout`` seconds
+  of being opened, or of the first byte of each next request; otherwise it is answered
+  ``408 Request Timeout`` (or simply closed if nothing arrived) and closed the same
+  way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+log = logging.getLogger("authgate.http")
+
+
+def _plain_response(status: str, message: str) -> bytes:
+    body = message.encode("ascii")
+    return (
+        f"HTTP/1.1 {status}\r\n"
+        "content-type: text/plain; charset=utf-8\r\n"
+        f"content-length: {len(body)}\r\n"
+        "connection: close\r\n\r\n"
+    ).encode("ascii") + body
+
+
+HEAD_TOO_LARGE = _plain_response(
+    "431 Request Header Fields Too Large", "Request header fields too large"
+)
+HEAD_TIMEOUT = _plain_response("408 Request Timeout", "Request head not received in time")
+# How long the rest of a refused head is read and dropped before the connection closes.
+LINGER_SECONDS = 1.0
+
+
+class BoundedHeadProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, refusing request heads over ``max_head_bytes`` (431)
+    or taking longer than ``head_timeout`` seconds (408, then closed).
+
+    No parser callback is overridden (each would add a Python call to every request):
+    a head is complete when uvicorn's request cycle changes during a read, and a body
+    is being read while the current cycle expects more of it.
+    """
+
+    def __init__(self, *args: Any, max_head_bytes: int, head_timeout: float, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._max_head_bytes = max_head_bytes
+        self._head_timeout = head_timeout
+        self._head_bytes = 0  # of the head being received
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._refused = False  # answered 431 or 408: what still arrives is dropped
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        # A connection that never sends a byte would otherwise stay open for ever.
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        cycle = self.cycle
+        if cycle is not None and cycle.more_body:
+            super().data_received(data)  # a request body: nothing to count
+            return
+        if self._refused:
+            return
+        room = self._max_head_bytes - self._head_bytes
+        if len(data) > room:
+            # Feed what fits first: if the head ends there, the rest is a body or the
+            # next request, not part of an oversized head.
+            super().data_received(data[:room])
+            if self.transport.is_closing():  # e.g. a malformed head, answered 400
+                return
+            if self.cycle is cycle:
+                self._refuse_oversized_head()
+                return
+            self._head_complete()
+            super().data_received(data[room:])
+            return
+        super().data_received(data)
+        if self.cycle is not cycle:
+            self._head_complete()
+        elif not self.transport.is_closing():
+            self._head_bytes += len(data)
+            self._arm_head_timer()  # part of a head arrived: the rest has a deadline
+
+    def _head_complete(self) -> None:
+        self._head_bytes = 0
+        self._cancel_head_timer()
+
+    def _refuse_oversized_head(self) -> None:
+        log.warning(
+            "request head over %d bytes from %s: answered 431",
+            self._max_head_bytes,
+            self.client[0] if self.client else "-",
+        )
+        self._refuse(HEAD_TOO_LARGE)
+
+    def _refuse(self, response: bytes) -> None:
+        """Answer, close the write side, then read and drop what still arrives for a
+        moment before closing: closing with unread data would reset the connection,
+        and the client could lose the answer."""
+        self._cancel_head_timer()
+        self._refused = True
+        self.transport.write(response)
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self._head_timer = self.loop.call_later(LINGER_SECONDS, self.transport.close)
+
+    def _arm_head_timer(self) -> None:
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_later(self._head_timeout, self._head_timed_out)
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        cycle = self.cycle
+        if (cycle is not None and cycle.more_body) or self.transport.is_closing():
+            return  # (cannot happen: the timer is cancelled when a head completes)
+        if not self._head_bytes:
+            self.transport.close()  # never said anything: nothing to answer
+            return
+        log.warning(
+            "request head not complete within %.1f s from %s: answered 408",
+            self._head_timeout,
+            self.client[0] if self.client else "-",
+        )
+        self._refuse(HEAD_TIMEOUT)
+
+
+def bounded_head_protocol(*, max_head_bytes: int, head_timeout: float) -> Any:
+    """The protocol factory for uvicorn's ``http=`` option: a ``functools.partial`` of a
+    module-level class, so it pickles into the worker processes of ``--workers N``."""
+    return functools.partial(
+        BoundedHeadProtocol, max_head_bytes=max_head_bytes, head_timeout=head_timeout
+    )
