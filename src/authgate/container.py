@@ -35,6 +35,7 @@ from authgate.services.cluster import HEARTBEAT_SECONDS, ClusterMembership
 from authgate.services.forward_auth import ForwardAuthPolicy
 from authgate.services.key_abuse import KeyAbuseGuard, KeyAbuseLimits
 from authgate.services.login_protection import LoginLimits, LoginProtection
+from authgate.services.mail import Mailer, smtp_server_from
 from authgate.services.metrics import Metrics
 from authgate.services.password_hashing import AsyncPasswordHasher
 from authgate.services.rate_limits import KeyRateLimits
@@ -87,6 +88,9 @@ class Services:
     alert_dispatcher: AlertDispatcher
     metrics: Metrics
     checkpoints: AuditCheckpoints
+    # Mail to users (reset links, second-factor codes); `mailer.configured` says whether
+    # an SMTP server is set.
+    mailer: Mailer
     # The deployment's shared secret (the API key pepper): purpose-specific keys, such as
     # the UI's CSRF key, are derived from it, so every node agrees on them.
     server_secret: bytes = b""
@@ -468,6 +472,7 @@ def build_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
         alert_dispatcher=alert_dispatcher,
         metrics=metrics,
         checkpoints=checkpoints,
+        mailer=Mailer(smtp_server_from(settings)),
         server_secret=pepper,
         cluster=cluster,
         redis=redis,

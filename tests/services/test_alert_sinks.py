@@ -20,8 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from authgate import __version__
 from authgate.exceptions import ConfigurationError
@@ -37,8 +35,10 @@ from authgate.services.alert_sinks import (
     validate_syslog_target,
     validate_webhook_url,
 )
+from authgate.services.mail import Mailer, SmtpServer
 from authgate.settings import Settings
 from tests.conftest import FakeClock
+from tests.mail import MailRecorder, running_smtp_server
 
 WAIT = 5.0  # upper bound of every wait; tests finish far sooner
 FIRED_AT = datetime(2024, 5, 6, 7, 8, 9, 123_000, tzinfo=UTC)
@@ -217,25 +217,10 @@ def parse_cef(line: str) -> tuple[list[str], dict[str, str]]:
 # --- an SMTP server -------------------------------------------------------------------------
 
 
-class MailRecorder:
-    def __init__(self) -> None:
-        self.envelopes: list[Envelope] = []
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        self.envelopes.append(envelope)
-        return "250 Message accepted"
-
-
 @pytest.fixture
 def smtp_server() -> Iterator[tuple[MailRecorder, int]]:
-    recorder = MailRecorder()
-    port = free_port()
-    controller = Controller(recorder, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield recorder, port
-    finally:
-        controller.stop()
+    with running_smtp_server() as server:
+        yield server
 
 
 class RecordingSink:
@@ -508,14 +493,8 @@ async def test_email_reaches_the_smtp_server(smtp_server: tuple[MailRecorder, in
     """The mail goes to every recipient, with the alert in subject and body."""
     recorder, port = smtp_server
     sink = EmailSink(
-        "127.0.0.1",
-        port,
-        starttls=False,
-        username=None,
-        password=None,
-        sender="authgate@example.com",
-        recipients=["soc@example.com", "admin@example.org"],
-        timeout=WAIT,
+        Mailer(SmtpServer("127.0.0.1", port, sender="authgate@example.com", timeout=WAIT)),
+        ["soc@example.com", "admin@example.org"],
     )
 
     await sink.deliver(make_alert(severity="critical"))
@@ -538,16 +517,15 @@ async def test_email_reaches_the_smtp_server(smtp_server: tuple[MailRecorder, in
 
 def test_email_subject_cannot_inject_headers() -> None:
     """A subject with line breaks (an attacker-chosen username) stays on the Subject line."""
-    sink = EmailSink(
+    server = SmtpServer(
         "127.0.0.1",
         25,
-        starttls=False,
+        sender="authgate@example.com",
+        starttls=True,
         username="mailer",
         password="SMTP-PASSWORD",
-        sender="authgate@example.com",
-        recipients=["soc@example.com"],
-        timeout=WAIT,
     )
+    sink = EmailSink(Mailer(server), ["soc@example.com"])
 
     message = sink.compose(make_alert(subject="bob\r\nBcc: victim@example.com"))
 
@@ -557,16 +535,8 @@ def test_email_subject_cannot_inject_headers() -> None:
 
 async def test_email_server_unreachable_raises_delivery_error() -> None:
     """An SMTP server nobody listens on fails with DeliveryError."""
-    sink = EmailSink(
-        "127.0.0.1",
-        free_port(),
-        starttls=False,
-        username=None,
-        password=None,
-        sender="authgate@example.com",
-        recipients=["soc@example.com"],
-        timeout=WAIT,
-    )
+    server = SmtpServer("127.0.0.1", free_port(), sender="authgate@example.com", timeout=WAIT)
+    sink = EmailSink(Mailer(server), ["soc@example.com"])
 
     with pytest.raises(DeliveryError, match=re.escape("email via 127.0.0.1")):
         await sink.deliver(make_alert())

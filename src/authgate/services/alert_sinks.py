@@ -24,22 +24,27 @@ import hmac
 import ipaddress
 import json
 import logging
-import re
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
 from typing import Literal, Protocol, TypeVar
 from urllib.parse import SplitResult, urlsplit
 
-import aiosmtplib
 import httpx2
 
 from authgate import __version__
 from authgate.clock import Clock, utc_now
 from authgate.exceptions import ConfigurationError
+from authgate.services.mail import (
+    CONTROL_CHARACTERS,
+    Mailer,
+    MailNotSent,
+    SmtpServer,
+    smtp_server_from,
+    validate_email_address,
+)
 from authgate.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -52,10 +57,8 @@ SYSLOG_FACILITY_AUTHPRIV = 10
 SYSLOG_SEVERITY: dict[Severity, int] = {"critical": 2, "high": 3, "medium": 4, "low": 5}
 CEF_SEVERITY: dict[Severity, int] = {"critical": 10, "high": 8, "medium": 5, "low": 3}
 SYSLOG_SEVERITY_INFORMATIONAL = 6
-EMAIL_TIMEOUT_SECONDS = 30.0
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class DeliveryError(Exception):
@@ -175,18 +178,8 @@ def validate_syslog_target(target: str) -> tuple[str, str, int]:
     return protocol, parts.hostname, port
 
 
-def validate_email_address(address: str) -> str:
-    """``address`` if it looks like ``local@domain``; ``ValueError`` otherwise."""
-    local, at, domain = address.rpartition("@")
-    if not at or not local or not domain:
-        raise ValueError(f"Not an e-mail address (expected name@domain): {address!r}.")
-    if _CONTROL_CHARACTERS.search(address) or any(c in address for c in " ,;<>"):
-        raise ValueError(f"An e-mail address must not contain spaces or ,;<>: {address!r}.")
-    return address
-
-
 def _split_url(value: str, what: str) -> SplitResult:
-    if _CONTROL_CHARACTERS.search(value) or " " in value:
+    if CONTROL_CHARACTERS.search(value) or " " in value:
         raise ValueError(f"{what} must not contain spaces or control characters.")
     try:
         return urlsplit(value)
@@ -371,80 +364,44 @@ class SyslogSink:
 
 
 class EmailSink:
-    """Sends a plain-text e-mail per alert through an SMTP server (aiosmtplib).
-
-    ``starttls=True`` requires STARTTLS; ``False`` never upgrades the connection.
-    """
+    """Sends a plain-text e-mail per alert to ``recipients`` through the SMTP server."""
 
     name = "email"
 
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        *,
-        starttls: bool,
-        username: str | None,
-        password: str | None,
-        sender: str,
-        recipients: list[str],
-        timeout: float,
-    ) -> None:
+    def __init__(self, mailer: Mailer, recipients: list[str]) -> None:
         if not recipients:
             raise ValueError("at least one recipient is required")
-        self._host = host
-        self._port = port
-        self._starttls = starttls
-        self._username = username
-        self._password = password
-        self._sender = validate_email_address(sender)
+        self._mailer = mailer
         self._recipients = [validate_email_address(r) for r in recipients]
-        self._timeout = timeout
 
     def __repr__(self) -> str:
-        return f"EmailSink(host={self._host!r}, port={self._port}, to={self._recipients!r})"
+        return f"EmailSink({self._mailer!r}, to={self._recipients!r})"
 
     def compose(self, alert: Alert) -> EmailMessage:
         """The message sent for ``alert`` (no secret is ever part of it)."""
-        message = EmailMessage()
-        subject = f"[authgate] {alert.severity}: {alert.rule_name} ({alert.subject})"
-        # The subject may be a username an attacker chose: no header injection.
-        message["Subject"] = _CONTROL_CHARACTERS.sub(" ", subject)
-        message["From"] = self._sender
-        message["To"] = ", ".join(self._recipients)
-        message["Date"] = format_datetime(alert.fired_at.astimezone(UTC))
-        message["Message-ID"] = make_msgid(domain=self._sender.rpartition("@")[2])
-        message.set_content(
-            "authgate raised an alert.\n\n"
-            f"Rule:         {alert.rule_name}\n"
-            f"Kind:         {alert.kind}\n"
-            f"Severity:     {alert.severity}\n"
-            f"Subject:      {alert.subject}\n"
-            f"Count:        {alert.count} within {alert.window_seconds} seconds\n"
-            f"Fired at:     {_iso_utc(alert.fired_at)}\n"
-            f"Alert id:     {alert.id}\n\n"
-            f"{alert.summary}\n"
+        # The subject may be a username an attacker chose: compose() keeps it one line.
+        return self._mailer.compose(
+            to=self._recipients,
+            subject=f"[authgate] {alert.severity}: {alert.rule_name} ({alert.subject})",
+            sent_at=alert.fired_at,
+            body=(
+                "authgate raised an alert.\n\n"
+                f"Rule:         {alert.rule_name}\n"
+                f"Kind:         {alert.kind}\n"
+                f"Severity:     {alert.severity}\n"
+                f"Subject:      {alert.subject}\n"
+                f"Count:        {alert.count} within {alert.window_seconds} seconds\n"
+                f"Fired at:     {_iso_utc(alert.fired_at)}\n"
+                f"Alert id:     {alert.id}\n\n"
+                f"{alert.summary}\n"
+            ),
         )
-        return message
 
     async def deliver(self, alert: Alert) -> None:
-        where = f"email via {self._host}:{self._port}"
         try:
-            await aiosmtplib.send(
-                self.compose(alert),
-                sender=self._sender,
-                recipients=self._recipients,
-                hostname=self._host,
-                port=self._port,
-                start_tls=self._starttls,
-                username=self._username,
-                password=self._password,
-                timeout=self._timeout,
-            )
-        except aiosmtplib.SMTPResponseException as error:
-            raise DeliveryError(f"{where}: SMTP {error.code} ({type(error).__name__})") from None
-        except (aiosmtplib.SMTPException, OSError) as error:
-            raise DeliveryError(f"{where}: {type(error).__name__}") from None
+            await self._mailer.send(self.compose(alert), to=self._recipients)
+        except MailNotSent as error:
+            raise DeliveryError(f"email via {self._mailer.description}: {error}") from None
 
 
 # --- CEF -----------------------------------------------------------------------------------
@@ -514,13 +471,13 @@ def cef_checkpoint_line(notice: CheckpointNotice) -> str:
 
 def _cef_header(value: str) -> str:
     escaped = value.replace("\\", "\\\\").replace("|", "\\|")
-    return _CONTROL_CHARACTERS.sub(" ", escaped)  # header fields cannot span lines
+    return CONTROL_CHARACTERS.sub(" ", escaped)  # header fields cannot span lines
 
 
 def _cef_value(value: str) -> str:
     escaped = value.replace("\\", "\\\\").replace("=", "\\=")
     escaped = escaped.replace("\r", "\\r").replace("\n", "\\n")
-    return _CONTROL_CHARACTERS.sub(" ", escaped)
+    return CONTROL_CHARACTERS.sub(" ", escaped)
 
 
 def _is_ip_address(value: str) -> bool:
@@ -571,41 +528,20 @@ def sinks_from_settings(settings: Settings) -> list[AlertSink]:
         target = settings.alert_syslog_target
         _checked("alert_syslog_target", validate_syslog_target, target)
         sinks.append(SyslogSink(target))
-    if settings.alert_smtp_host:
-        sinks.append(_email_sink(settings))
+    server = smtp_server_from(settings)
+    if server is not None:
+        sinks.append(_email_sink(settings, server))
     return sinks
 
 
-def _email_sink(settings: Settings) -> EmailSink:
-    host = settings.alert_smtp_host or ""
-    if _CONTROL_CHARACTERS.search(host) or " " in host:
-        raise ConfigurationError("alert_smtp_host must be a host name")
-    if not settings.alert_email_from:
-        raise ConfigurationError("alert_email_from is required when alert_smtp_host is set")
+def _email_sink(settings: Settings, server: SmtpServer) -> EmailSink:
     if not settings.alert_email_to:
         raise ConfigurationError("alert_email_to is required when alert_smtp_host is set")
-    sender = _checked("alert_email_from", validate_email_address, settings.alert_email_from)
     recipients = [
         _checked("alert_email_to", validate_email_address, address)
         for address in settings.alert_email_to
     ]
-    password = settings.alert_smtp_password
-    username = settings.alert_smtp_username
-    if (username is None) != (password is None):
-        raise ConfigurationError("set both alert_smtp_username and alert_smtp_password, or neither")
-    if username is not None and not settings.alert_smtp_starttls:
-        # Never send the SMTP password over an unencrypted connection.
-        raise ConfigurationError("alert_smtp_username needs alert_smtp_starttls = true")
-    return EmailSink(
-        host,
-        settings.alert_smtp_port,
-        starttls=settings.alert_smtp_starttls,
-        username=username,
-        password=None if password is None else password.get_secret_value(),
-        sender=sender,
-        recipients=recipients,
-        timeout=EMAIL_TIMEOUT_SECONDS,
-    )
+    return EmailSink(Mailer(server), recipients)
 
 
 def _checked(setting: str, validate: Callable[[str], T], value: str) -> T:
