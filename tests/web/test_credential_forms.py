@@ -13,7 +13,7 @@ import pytest
 from authgate.security.principal import Principal
 from authgate.services.api_keys import KeySpec
 from authgate.storage.paging import PageRequest
-from authgate.web.session import CSRF_FIELD, SESSION_COOKIE, csrf_secret, session_csrf_token
+from authgate.web.session import CSRF_FIELD, SECURE_COOKIES, csrf_secret, session_csrf_token
 from tests.api.test_credential_routes import CREDENTIAL_ROUTES
 from tests.conftest import ADMIN_PASSWORD, USER_PASSWORD, Harness
 from tests.web.conftest import LOGIN, redirect_target
@@ -98,7 +98,9 @@ async def test_a_key_in_the_session_cookie_or_header_gets_no_form_through(
     transport = httpx2.ASGITransport(app=harness.app, raise_app_exceptions=False)
     async with (
         httpx2.AsyncClient(
-            transport=transport, base_url="https://testserver", cookies={SESSION_COOKIE: key}
+            transport=transport,
+            base_url="https://testserver",
+            cookies={SECURE_COOKIES.session: key},
         ) as with_cookie,
         httpx2.AsyncClient(
             transport=transport,
@@ -133,7 +135,7 @@ async def test_a_page_refuses_a_key_principal_should_one_ever_reach_it(
     csrf = session_csrf_token(csrf_secret(harness.services.server_secret), principal.credential_id)
     transport = httpx2.ASGITransport(app=harness.app, raise_app_exceptions=False)
     async with httpx2.AsyncClient(
-        transport=transport, base_url="https://testserver", cookies={SESSION_COOKIE: "x"}
+        transport=transport, base_url="https://testserver", cookies={SECURE_COOKIES.session: "x"}
     ) as client:
         for path, data in forms(key_id):
             response = await client.post(path, data={**data, CSRF_FIELD: csrf})
