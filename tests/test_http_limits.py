@@ -38,7 +38,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthgateServer]
         workdir,
         {
             "AUTHGATE_DATA_DIR": str(workdir / "data"),
-            "AUTHGATE_ADMIN_PASSWORD": "http-limits-admin-password",
+            "AUTHGATE_ADMIN_PASSWORD": "http-limits-operator-password",
             "AUTHGATE_MAX_HEADER_BYTES": str(MAX_HEADER_BYTES),
             "AUTHGATE_HEADER_TIMEOUT_SECONDS": str(HEADER_TIMEOUT_SECONDS),
             "AUTHGATE_ACCESS_LOG": "true",

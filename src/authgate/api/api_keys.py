@@ -354,7 +354,7 @@ async def regenerate_api_key(
 
 
 @router.post(
-    "/{key_id}/resume",
+    "/{key_id:int}/resume",
     summary="Re-enable a key suspended when its owner was deactivated (owner or admin)",
     response_model=ApiKeyDTO,
     responses=documented(401, 403, 404, 409, 422),
