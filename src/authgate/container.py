@@ -17,6 +17,7 @@ from authgate.security.audit_chain import AuditKey
 from authgate.security.clientip import ClientIpResolver
 from authgate.security.networks import AllowEntryError, AllowList
 from authgate.security.passwords import Argon2Parameters, PasswordHasher, PasswordPolicy
+from authgate.security.second_factor import SecondFactorKey
 from authgate.security.signing_keys import KeyRing
 from authgate.security.tokens import JwtCodec
 from authgate.services.access_tokens import AccessTokenService
@@ -40,6 +41,7 @@ from authgate.services.metrics import Metrics
 from authgate.services.password_hashing import AsyncPasswordHasher
 from authgate.services.rate_limits import KeyRateLimits
 from authgate.services.redis_link import SOCKET_TIMEOUT_SECONDS, ChangeDoorbell, RedisLink
+from authgate.services.second_factor import SecondFactorService
 from authgate.services.signing_keys import SigningKeyFile
 from authgate.services.throttle_store import (
     DatabaseThrottleStore,
@@ -91,6 +93,7 @@ class Services:
     # Mail to users (reset links, second-factor codes); `mailer.configured` says whether
     # an SMTP server is set.
     mailer: Mailer
+    second_factor: SecondFactorService
     # The deployment's shared secret (the API key pepper): purpose-specific keys, such as
     # the UI's CSRF key, are derived from it, so every node agrees on them.
     server_secret: bytes = b""
@@ -421,6 +424,24 @@ def build_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
         interval=settings.audit_checkpoint_interval_seconds,
         retention=timedelta(days=settings.audit_retention_days),
     )
+    mailer = Mailer(smtp_server_from(settings))
+    second_factor = SecondFactorService(
+        db=db,
+        feed=feed,
+        key=SecondFactorKey(
+            keystore.load_or_create_tfa_key(
+                settings.tfa_key.get_secret_value() if settings.tfa_key else None,
+                settings.tfa_key_file,
+                settings.effective_tfa_key_file,
+            )
+        ),
+        mailer=mailer,
+        throttle=throttle,
+        audit=audit,
+        clock=clock,
+        requirement=settings.tfa_required,
+        issuer=settings.tfa_issuer,
+    )
     services = Services(
         settings=settings,
         clock=clock,
@@ -472,7 +493,8 @@ def build_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
         alert_dispatcher=alert_dispatcher,
         metrics=metrics,
         checkpoints=checkpoints,
-        mailer=Mailer(smtp_server_from(settings)),
+        mailer=mailer,
+        second_factor=second_factor,
         server_secret=pepper,
         cluster=cluster,
         redis=redis,

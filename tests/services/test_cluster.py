@@ -233,6 +233,7 @@ def test_hs512_clusters_need_no_key_file(tmp_path: Path) -> None:
         database_url="postgresql+asyncpg://db/authgate",
         api_key_pepper=pepper(),
         audit_key=pepper(),
+        tfa_key=pepper(),
         jwt_algorithm="HS512",
         jwt_secret=secret,
     )
