@@ -42,6 +42,7 @@ from authgate.services.password_hashing import AsyncPasswordHasher
 from authgate.services.rate_limits import KeyRateLimits
 from authgate.services.redis_link import SOCKET_TIMEOUT_SECONDS, ChangeDoorbell, RedisLink
 from authgate.services.second_factor import SecondFactorService
+from authgate.services.sign_in import SignIn
 from authgate.services.signing_keys import SigningKeyFile
 from authgate.services.throttle_store import (
     DatabaseThrottleStore,
@@ -94,6 +95,7 @@ class Services:
     # an SMTP server is set.
     mailer: Mailer
     second_factor: SecondFactorService
+    sign_in: SignIn
     # The deployment's shared secret (the API key pepper): purpose-specific keys, such as
     # the UI's CSRF key, are derived from it, so every node agrees on them.
     server_secret: bytes = b""
@@ -442,20 +444,21 @@ def build_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
         requirement=settings.tfa_required,
         issuer=settings.tfa_issuer,
     )
+    accounts = AccountService(
+        db=db,
+        feed=feed,
+        hasher=hasher,
+        policy=policy,
+        clock=clock,
+        audit=audit,
+        protection=login_protection,
+    )
     services = Services(
         settings=settings,
         clock=clock,
         db=db,
         feed=feed,
-        accounts=AccountService(
-            db=db,
-            feed=feed,
-            hasher=hasher,
-            policy=policy,
-            clock=clock,
-            audit=audit,
-            protection=login_protection,
-        ),
+        accounts=accounts,
         users=UserService(db=db, feed=feed, hasher=hasher, policy=policy, clock=clock, audit=audit),
         tokens=tokens,
         key_file=key_file,
@@ -495,6 +498,13 @@ def build_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
         checkpoints=checkpoints,
         mailer=mailer,
         second_factor=second_factor,
+        sign_in=SignIn(
+            tokens=tokens,
+            second_factor=second_factor,
+            accounts=accounts,
+            audit=audit,
+            bypass_addresses=tfa_bypass_addresses(settings),
+        ),
         server_secret=pepper,
         cluster=cluster,
         redis=redis,
@@ -602,6 +612,14 @@ def trusted_proxies(settings: Settings) -> AllowList:
         return AllowList.of(settings.trusted_proxies)
     except AllowEntryError as error:
         raise ConfigurationError(f"AUTHGATE_TRUSTED_PROXIES: {error}") from None
+
+
+def tfa_bypass_addresses(settings: Settings) -> AllowList:
+    """Where UTMStack's X-Bypass-TFA header is honoured from (nowhere by default)."""
+    try:
+        return AllowList.of(settings.tfa_bypass_header_addresses)
+    except AllowEntryError as error:
+        raise ConfigurationError(f"AUTHGATE_TFA_BYPASS_HEADER_ADDRESSES: {error}") from None
 
 
 def prepare_data_dir(settings: Settings) -> None:
