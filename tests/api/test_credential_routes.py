@@ -48,6 +48,11 @@ CREDENTIAL_ROUTES = {
     ("POST", "/api/account/tfa/recovery-codes"),
     ("POST", "/api/account/tfa/disable"),
     ("DELETE", "/api/users/{login}/tfa"),
+    ("POST", "/settings/account/tfa/start"),
+    ("POST", "/settings/account/tfa/confirm"),
+    ("POST", "/settings/account/tfa/recovery-codes"),
+    ("POST", "/settings/account/tfa/disable"),
+    ("POST", "/settings/users/{login}/tfa/reset"),
 }
 # Public routes that *check* a password (the logins): nothing to protect with a session.
 PASSWORD_CHECKING_LOGINS = {("POST", "/api/authenticate"), ("POST", "/settings/login")}

@@ -407,7 +407,8 @@ async def reset(login: str, request: Request) -> Response:
 
 
 def _text_code(body: bytes) -> str:
-    """The code of a text body: ``123456``, also ``"123456"`` or ``{"code": "123456"}``."""
+    """The code of a text body: ``123456`` (UTMStack's UI), also ``"123456"``,
+    ``{"code": "123456"}`` or ``{"verificationCode": "123456"}`` (older authgate SDKs)."""
     text = body[: MAX_CODE_LENGTH * 4].decode("utf-8", "replace").strip()
     if text.startswith(("{", '"')):
         try:
@@ -415,7 +416,7 @@ def _text_code(body: bytes) -> str:
         except ValueError:
             parsed = None
         if isinstance(parsed, dict):
-            parsed = parsed.get("code")
+            parsed = parsed.get("code", parsed.get("verificationCode"))
         if isinstance(parsed, str | int):
             return str(parsed).strip()[:MAX_CODE_LENGTH]
     return text[:MAX_CODE_LENGTH]

@@ -172,9 +172,17 @@ function confirmSubmit(form) {
   });
 }
 
+// A one-time code field submits its form once six digits are in (typed or pasted).
+function autoSubmit(input) {
+  input.addEventListener("input", () => {
+    if (/^\d{6}$/.test(input.value) && input.form) input.form.requestSubmit();
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll("textarea[data-ip-editor]").forEach(ipEditor);
   document.querySelectorAll("[data-expiry-days]").forEach(expiryPresets);
   document.querySelectorAll("[data-copy]").forEach(copyButton);
   document.querySelectorAll("form[data-confirm]").forEach(confirmSubmit);
+  document.querySelectorAll("input[data-autosubmit]").forEach(autoSubmit);
 });
