@@ -508,6 +508,14 @@ async def test_email_codes_through_a_real_smtp_server(tmp_path: Path, database_u
                 "/api/tfa/verify-code", content=fresh, headers=bearer(pending)
             )
             assert ok.status_code == 200, ok.text
+            # An admin's reset is mailed to the user.
+            reset = await harness.client.delete(
+                "/api/users/alice/tfa", headers=bearer(await admin(harness))
+            )
+            assert reset.status_code == 204
+            notice = [m for m in recorder.messages() if m["To"] == "alice@example.com"][-1]
+            assert "reset" in notice["Subject"]
+            assert "admin" in notice.get_content()
 
 
 def _last_code(messages: list[Any]) -> str:
@@ -516,3 +524,15 @@ def _last_code(messages: list[Any]) -> str:
     found = re.search(r"\b(\d{6})\b", body)
     assert found is not None, body
     return found.group(1)
+
+
+async def test_email_codes_need_an_smtp_server(harness: Harness, user_token: str) -> None:
+    refused = await harness.client.post(
+        "/api/tfa/init", json={"method": "EMAIL"}, headers=bearer(user_token)
+    )
+    assert refused.status_code == 400
+    assert "SMTP" in refused.json()["message"]
+    unknown = await harness.client.post(
+        "/api/tfa/init", json={"method": "SMS"}, headers=bearer(user_token)
+    )
+    assert unknown.status_code == 400

@@ -42,6 +42,10 @@ async def test_enrol_then_sign_in_with_a_code(
     assert len(codes) == 10
     account = await alice.get("/settings/account")
     assert "On (authenticator app)" in account.text
+    # The enrolling session proved a code: it may manage the factor at once.
+    renewed = await alice.post("/settings/account/tfa/recovery-codes")
+    assert renewed.status_code == 200
+    assert len(html(renewed).by_id("recovery-codes").find_all("li")) == 10
 
     browser = await open_browser()
     first = await browser.sign_in("alice", USER_PASSWORD)

@@ -18,6 +18,7 @@ must but has none is taken through enrolment at login. API keys never need one.
 from __future__ import annotations
 
 import contextlib
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final, Literal
@@ -57,6 +58,8 @@ from authgate.storage.second_factor_repository import (
     OneTimeCodeRepository,
     SecondFactorRepository,
 )
+
+log = logging.getLogger(__name__)
 
 Method = Literal["TOTP", "EMAIL"]
 METHODS: Final = ("TOTP", "EMAIL")
@@ -180,6 +183,9 @@ class SecondFactorService:
     async def start_enrolment(self, user: UserView, method: Method) -> Enrolment:
         """Begin enrolling ``method`` (replacing any enrolment in progress). The factor
         in force, if any, stays until the new one is completed."""
+        if method == "EMAIL" and not self._mailer.configured:
+            message = "E-mail codes need an SMTP server (AUTHGATE_ALERT_SMTP_HOST)."
+            raise ValidationFailed(message, field_errors=[FieldError("method", message)])
         now = self._clock()
         secret = new_totp_secret() if method == "TOTP" else None
         async with self._db.transaction() as session:
@@ -193,7 +199,7 @@ class SecondFactorService:
             row.pending_last_step = None
             row.updated_at = now
         if method == "EMAIL":
-            await self._send_code(user, EMAIL_SETUP, subject="Confirm your sign-in codes")
+            await self._send_or_refuse(user, EMAIL_SETUP, subject="Confirm your sign-in codes")
             return Enrolment(method, EMAIL_CODE_SECONDS, email=user.email)
         assert secret is not None
         uri = provisioning_uri(secret, login=user.login, issuer=self._issuer)
@@ -268,7 +274,11 @@ class SecondFactorService:
         """The method the user must now prove; for e-mail, a fresh code is sent."""
         method = await self.method_of(user.id)
         if method == "EMAIL":
-            await self._send_code(user, EMAIL_LOGIN, subject="Your sign-in code")
+            try:
+                await self._send_code(user, EMAIL_LOGIN, subject="Your sign-in code")
+            except MailNotSent as error:
+                # The login goes on: a recovery code works, and "send a new code" retries.
+                log.warning("could not send a second-factor code: %s", error)
         return method
 
     async def resend(self, user: UserView) -> Method | None:
@@ -286,7 +296,7 @@ class SecondFactorService:
                     retry_after=int(RESEND_COOLDOWN_SECONDS - waited) + 1,
                     reason="code_resend_too_soon",
                 )
-        await self._send_code(user, EMAIL_LOGIN, subject="Your sign-in code")
+        await self._send_or_refuse(user, EMAIL_LOGIN, subject="Your sign-in code")
         return method
 
     async def check_login_code(self, user: UserView, code: str) -> str:
@@ -438,6 +448,15 @@ class SecondFactorService:
             ),
             sent_at=now,
         )
+
+    async def _send_or_refuse(self, user: UserView, purpose: str, *, subject: str) -> None:
+        try:
+            await self._send_code(user, purpose, subject=subject)
+        except MailNotSent as error:
+            log.warning("could not send a second-factor code: %s", error)
+            raise Conflict(
+                "The code could not be sent; try again later.", reason="mail_not_sent"
+            ) from None
 
     def _code_row(self, user_id: int, purpose: str, code: str, now: datetime) -> OneTimeCode:
         return OneTimeCode(

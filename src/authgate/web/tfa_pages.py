@@ -44,7 +44,7 @@ from authgate.web.pages import (
     safe_next,
     unreadable_form,
 )
-from authgate.web.session import CSRF_FIELD, csrf_matches
+from authgate.web.session import CSRF_FIELD, csrf_matches, csrf_secret, session_csrf_token
 
 public_router = APIRouter(include_in_schema=False)
 router = APIRouter(prefix="/settings", route_class=PageRoute)
@@ -203,7 +203,18 @@ async def confirm_enrolment(request: Request) -> Response:
         context = await account_context(request)
         return render(request, "account.html", {**context, "tfa_error": check.message}, status=400)
     codes = await services.second_factor.complete_enrolment(user, "TOTP", enable=True)
-    return render(request, "recovery_codes.html", {"codes": codes, "next": "/settings/account"})
+    # The code was just proved: this browser's session becomes a second-factor session
+    # (the old token is revoked), so the user need not sign in again to manage it.
+    principal = current_principal(request)
+    issued = services.tokens.issue(user, remember_me=False, second_factor=True)
+    await services.tokens.logout(principal)
+    request.scope["authgate.csrf"] = session_csrf_token(
+        csrf_secret(services.server_secret), issued.claims.token_id
+    )
+    page = render(request, "recovery_codes.html", {"codes": codes, "next": "/settings/account"})
+    lifetime = issued.claims.expires_at - issued.claims.issued_at
+    cookies_of(request).set_session(page, issued.token, max_age=int(lifetime.total_seconds()))
+    return page
 
 
 @router.post("/account/tfa/recovery-codes")
