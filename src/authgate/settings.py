@@ -10,12 +10,21 @@ from __future__ import annotations
 import json
 import os
 import re
+import tomllib
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -27,6 +36,8 @@ from pydantic_settings import (
 from authgate.exceptions import AmbiguousUpstreamPath, ConfigurationError
 from authgate.security.paths import canonical_text_path
 from authgate.security.principal import SCOPE_PATTERN
+from authgate.settings_messages import describe_validation_error, unknown_variables
+from authgate.storage.database_url import normalise_database_url
 
 JwtAlgorithm = Literal["ES256", "EdDSA", "HS512"]
 # The reverse proxy in front of forward-auth, which decides the headers that describe
@@ -375,8 +386,23 @@ class Settings(BaseSettings):
         if config_file is not None:
             if not config_file.is_file():
                 raise ConfigurationError(f"config file not found: {config_file}")
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+            try:
+                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+            except tomllib.TOMLDecodeError as error:  # its message ends "(at line 3, column 7)"
+                raise ConfigurationError(
+                    f"config file {config_file}: TOML syntax error: {error}"
+                ) from None
+            except OSError as error:
+                raise ConfigurationError(
+                    f"cannot read config file {config_file}: {error.strerror}"
+                ) from None
         return tuple(sources)
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_driver(cls, url: str | None) -> str | None:
+        """``postgresql://`` (as most tools print it) means PostgreSQL through asyncpg."""
+        return normalise_database_url(url) if url else url
 
     @field_validator(
         "trusted_proxies",
@@ -510,3 +536,19 @@ def _config_file_from(init_values: Mapping[str, Any], environ: Mapping[str, str]
         return Path(explicit)
     from_env = environ.get(CONFIG_FILE_VARIABLE)
     return Path(from_env) if from_env else None
+
+
+def explain_invalid_settings(error: ValidationError, given: Mapping[str, Any]) -> str:
+    """``error`` (from ``Settings(**given)``) in one line naming the variables or the
+    config file's keys at fault."""
+    return describe_validation_error(
+        error,
+        environ=os.environ,
+        fields=Settings.model_fields,
+        config_file=_config_file_from(given, os.environ),
+    )
+
+
+def unknown_environment_variables() -> list[str]:
+    """Warnings about ``AUTHGATE_*`` variables no setting reads (typos)."""
+    return unknown_variables(os.environ, Settings.model_fields)

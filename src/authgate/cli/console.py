@@ -14,11 +14,19 @@ from typing import Annotated, Any, TypeVar
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
+from sqlalchemy.exc import DBAPIError
 
 from authgate.app import ensure_schema
 from authgate.container import Services, build_services
 from authgate.exceptions import AuthgateError, ConfigurationError, ValidationFailed
-from authgate.settings import CONFIG_FILE_VARIABLE, Settings
+from authgate.settings import (
+    CONFIG_FILE_VARIABLE,
+    Settings,
+    explain_invalid_settings,
+    unknown_environment_variables,
+)
+from authgate.storage.database_url import describe_connection_failure
 
 T = TypeVar("T")
 
@@ -39,7 +47,7 @@ def friendly_errors(*, invalid_input_exit: int = 1) -> Iterator[None]:
     try:
         yield
     except ConfigurationError as error:
-        err.print(f"[red]configuration error:[/red] {error}")
+        err.print(f"[red]configuration error:[/red] {escape(str(error))}")
         raise typer.Exit(2) from None
     except ValidationFailed as error:
         err.print(f"[red]error:[/red] {error.message}")
@@ -53,11 +61,19 @@ def friendly_errors(*, invalid_input_exit: int = 1) -> Iterator[None]:
 
 
 def load_settings(config: Path | None, **overrides: Any) -> Settings:
+    """The settings, or a ``ConfigurationError`` naming the variables at fault; warns
+    about ``AUTHGATE_*`` variables that no setting reads."""
     if config is not None:
         # Worker processes build their own settings from the environment.
         os.environ[CONFIG_FILE_VARIABLE] = str(config)
     given = {name: value for name, value in overrides.items() if value is not None}
-    return Settings(**given)
+    try:
+        settings = Settings(**given)
+    except ValidationError as error:
+        raise ConfigurationError(explain_invalid_settings(error, given)) from None
+    for warning in unknown_environment_variables():
+        err.print(f"[yellow]warning:[/yellow] {escape(warning)}")
+    return settings
 
 
 def with_services(settings: Settings, use: Callable[[Services], Awaitable[T]]) -> T:
@@ -70,7 +86,21 @@ def with_services(settings: Settings, use: Callable[[Services], Awaitable[T]]) -
         finally:
             await services.close()
 
-    return asyncio.run(run())
+    with database_problems(settings):
+        return asyncio.run(run())
+
+
+@contextmanager
+def database_problems(settings: Settings) -> Iterator[None]:
+    """A database that cannot be reached (or refuses us) is a configuration error
+    told in one sentence, not a traceback; other errors pass."""
+    try:
+        yield
+    except (OSError, DBAPIError) as error:
+        message = describe_connection_failure(error, settings.effective_database_url)
+        if message is None:
+            raise
+        raise ConfigurationError(message) from None
 
 
 def read_password(from_stdin: bool, *, confirm: bool = True) -> str:

@@ -11,6 +11,7 @@ import uvicorn
 from authgate import __version__
 from authgate.cli.console import (
     ConfigOption,
+    database_problems,
     friendly_errors,
     load_settings,
     out,
@@ -98,7 +99,8 @@ def migrate(config: ConfigOption = None) -> None:
             finally:
                 await services.db.close()
 
-        revision = asyncio.run(run())
+        with database_problems(settings):
+            revision = asyncio.run(run())
     out.print(f"database schema at revision {revision}")
 
 
