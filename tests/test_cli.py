@@ -36,8 +36,10 @@ AUTHGATE = Path(sys.executable).with_name("authgate")
 
 @pytest.fixture
 def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """Point the CLI at a fresh data dir with cheap Argon2, and undo what the CLI sets."""
+    """Point the CLI at a fresh data dir with cheap Argon2, and undo what the CLI sets.
+    The directory exists (as after `serve` or `--init`): commands refuse to create one."""
     directory = tmp_path / "data"
+    directory.mkdir(mode=0o700)
     monkeypatch.setenv("AUTHGATE_DATA_DIR", str(directory))
     monkeypatch.setenv("AUTHGATE_ARGON2_MEMORY_KIB", "8")
     monkeypatch.setenv("AUTHGATE_ARGON2_TIME_COST", "1")
@@ -121,8 +123,9 @@ def test_migrate_is_repeatable(data_dir: Path) -> None:
 
 
 def test_data_dir_created_by_cli_is_private(data_dir: Path) -> None:
-    """A data dir created by any command is private (0700), as `serve` creates it."""
-    assert_exits(invoke("migrate"), 0)
+    """A data dir created by a command (`--init`) is private (0700), as `serve` creates it."""
+    data_dir.rmdir()
+    assert_exits(invoke("--init", "migrate"), 0)
     mode = stat.S_IMODE(data_dir.stat().st_mode)
     assert mode & 0o077 == 0, f"data dir mode is {mode:o}; the database inside is exposed"
 
@@ -296,7 +299,8 @@ def test_config_file_option_is_used(data_dir: Path, monkeypatch: pytest.MonkeyPa
     config = data_dir.parent / "authgate.toml"
     config.write_text(f'data_dir = "{other}"\n', encoding="utf-8")
     monkeypatch.delenv("AUTHGATE_DATA_DIR")  # the file must decide
-    result = invoke("migrate", "--config", str(config))
+    data_dir.rmdir()
+    result = invoke("--init", "migrate", "--config", str(config))
     assert_exits(result, 0)
     assert (other / "authgate.db").is_file()
     assert not data_dir.exists()

@@ -64,7 +64,9 @@ def test_unreachable_postgresql(tmp_path: Path) -> None:
 def test_unknown_database_host(tmp_path: Path) -> None:
     """A host name that does not resolve is named."""
     url = "postgresql+asyncpg://authgate@no-such-host.invalid/authgate"
-    line = one_line_error(run_authgate(tmp_path, "migrate", env={"AUTHGATE_DATABASE_URL": url}))
+    line = one_line_error(
+        run_authgate(tmp_path, "--init", "migrate", env={"AUTHGATE_DATABASE_URL": url})
+    )
     assert "cannot resolve the database host 'no-such-host.invalid'" in line
 
 
@@ -91,6 +93,7 @@ def test_missing_asyncpg_names_the_extra(tmp_path: Path) -> None:
     )
     result = run_authgate(
         tmp_path,
+        "--init",
         "migrate",
         python=hide_asyncpg,
         env={"AUTHGATE_DATABASE_URL": "postgresql+asyncpg://authgate@127.0.0.1/authgate"},
@@ -120,7 +123,7 @@ def test_plain_postgresql_url_works(tmp_path: Path, postgres_schema: str) -> Non
     url = make_url(postgres_schema).set(drivername="postgresql")
     plain = url.render_as_string(hide_password=False)
     assert plain.startswith("postgresql://")
-    result = run_authgate(tmp_path, "migrate", env={"AUTHGATE_DATABASE_URL": plain})
+    result = run_authgate(tmp_path, "--init", "migrate", env={"AUTHGATE_DATABASE_URL": plain})
     assert result.returncode == 0, result.stdout + result.stderr
     assert "database schema at revision" in result.stdout
 
@@ -154,6 +157,7 @@ def test_unknown_variable_is_warned_with_a_suggestion(tmp_path: Path) -> None:
     variables (AUTHGATE_URL) are not unknown."""
     result = run_authgate(
         tmp_path,
+        "--init",
         "users",
         "list",
         env={

@@ -45,6 +45,7 @@ JwtAlgorithm = Literal["ES256", "EdDSA", "HS512"]
 ForwardAuthProxy = Literal["nginx", "traefik", "caddy"]
 
 CONFIG_FILE_VARIABLE = "AUTHGATE_CONFIG_FILE"
+DATA_DIR_VARIABLE = "AUTHGATE_DATA_DIR"
 _SCOPE_NAME = re.compile(SCOPE_PATTERN)
 
 
@@ -501,6 +502,17 @@ class Settings(BaseSettings):
     @property
     def should_auto_migrate(self) -> bool:
         return self.is_sqlite if self.auto_migrate is None else self.auto_migrate
+
+    @property
+    def uses_data_dir(self) -> bool:
+        """Whether anything lives in the data dir: the SQLite database, or a secret
+        generated there because no file or value was given for it."""
+        return (
+            self.is_sqlite
+            or (self.api_key_pepper is None and self.api_key_pepper_file is None)
+            or (self.audit_key is None and self.audit_key_file is None)
+            or (self.jwt_algorithm != "HS512" and self.signing_keys_file is None)
+        )
 
     @property
     def effective_signing_keys_file(self) -> Path:

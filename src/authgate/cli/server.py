@@ -40,7 +40,9 @@ def serve(
 ) -> None:
     """Run the server (migrating SQLite first, and creating 'admin' on first start)."""
     with friendly_errors():
-        settings = load_settings(config, host=host, port=port, workers=workers)
+        settings = load_settings(
+            config, creates_data_dir=True, host=host, port=port, workers=workers
+        )
         # Create the data dir and signing keys before the workers start, so that they
         # share one key.
         prepare_data_dir(settings)
@@ -50,7 +52,10 @@ def serve(
     out.print(f"authgate {__version__}")
     out.print(f"  API:        {base}/api")
     out.print(f"  Swagger UI: {base}/swagger-ui/index.html")
-    out.print(f"  Database:   {_display_url(settings.effective_database_url)}")
+    # Paths are not wrapped: the data dir line is what to copy into --data-dir.
+    out.print(f"  Database:   {_display_url(settings.effective_database_url)}", soft_wrap=True)
+    if settings.uses_data_dir:
+        out.print(f"  Data dir:   {settings.data_dir.absolute()}", soft_wrap=True)
     if admin_password is not None:
         out.print("  First start: created user [bold]admin[/bold] with password")
         out.print(f"    [bold]{admin_password}[/bold]")
