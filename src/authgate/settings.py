@@ -37,6 +37,7 @@ from authgate.exceptions import AmbiguousUpstreamPath, ConfigurationError
 from authgate.security.paths import canonical_text_path
 from authgate.security.principal import SCOPE_PATTERN
 from authgate.settings_messages import describe_validation_error, unknown_variables
+from authgate.settings_secrets import secrets_from_files
 from authgate.storage.database_url import normalise_database_url
 
 JwtAlgorithm = Literal["ES256", "EdDSA", "HS512"]
@@ -123,6 +124,7 @@ class Settings(BaseSettings):
         default=None,
         description="SQLAlchemy async URL; default: SQLite file authgate.db in the data dir.",
     )
+    database_url_file: Path | None = None
     auto_migrate: bool | None = Field(
         default=None,
         description="Apply pending migrations when the server starts (default: SQLite only).",
@@ -273,6 +275,7 @@ class Settings(BaseSettings):
         description="redis://... : shared throttling and rate-limit state for several "
         "workers/nodes (default: the database, and memory for per-key rate limits).",
     )
+    redis_url_file: Path | None = None
     audit_retention_days: int = Field(default=365, ge=1, le=36500)
     audit_flush_interval_seconds: float = Field(default=1.0, gt=0, le=60)
     audit_key: SecretStr | None = Field(
@@ -326,6 +329,7 @@ class Settings(BaseSettings):
     alert_webhook_secret: SecretStr | None = Field(
         default=None, description="Signs webhook bodies: X-Authgate-Signature: sha256=<hmac>."
     )
+    alert_webhook_secret_file: Path | None = None
     alert_webhook_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     alert_syslog_target: str | None = Field(
         default=None, description="udp://host:514 or tcp://host:601 (RFC 5424, CEF message)."
@@ -335,6 +339,7 @@ class Settings(BaseSettings):
     alert_smtp_starttls: bool = False
     alert_smtp_username: str | None = None
     alert_smtp_password: SecretStr | None = None
+    alert_smtp_password_file: Path | None = None
     alert_email_from: str | None = None
     alert_email_to: Annotated[list[str], NoDecode] = Field(default_factory=list)
     alert_delivery_retries: int = Field(default=3, ge=0, le=20)
@@ -346,11 +351,13 @@ class Settings(BaseSettings):
         default=None,
         description="Bearer token for /management/prometheus (else an admin credential).",
     )
+    metrics_token_file: Path | None = None
 
     # --- passwords ----------------------------------------------------------------------
     admin_password: SecretStr | None = Field(
         default=None, description="Password of the first 'admin' user; random when unset."
     )
+    admin_password_file: Path | None = None
     password_min_length: int = Field(default=12, ge=8, le=128)
     password_max_length: int = Field(default=128, ge=12, le=1024)
     password_refuse_common: bool = Field(
@@ -422,6 +429,13 @@ class Settings(BaseSettings):
             return [part.strip() for part in text.split(",") if part.strip()]
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets_from_files(cls, values: Any) -> Any:
+        """Every secret may come from a file (``AUTHGATE_<NAME>_FILE``): see
+        ``authgate.settings_secrets``."""
+        return secrets_from_files(values) if isinstance(values, Mapping) else values
+
     @model_validator(mode="after")
     def _check_consistency(self) -> Settings:
         if self.password_min_length > self.password_max_length:
@@ -432,12 +446,6 @@ class Settings(BaseSettings):
             )
         if self.remember_me_ttl_seconds < self.token_ttl_seconds:
             raise ValueError("remember_me_ttl_seconds must be at least token_ttl_seconds")
-        if self.jwt_secret is not None and self.jwt_secret_file is not None:
-            raise ValueError("set jwt_secret or jwt_secret_file, not both")
-        if self.api_key_pepper is not None and self.api_key_pepper_file is not None:
-            raise ValueError("set api_key_pepper or api_key_pepper_file, not both")
-        if self.audit_key is not None and self.audit_key_file is not None:
-            raise ValueError("set audit_key or audit_key_file, not both")
         problems = self.cluster_problems()
         if problems:
             raise ValueError("AUTHGATE_CLUSTER is set, but " + "; ".join(problems))
