@@ -428,11 +428,12 @@ def test_serve_end_to_end(tmp_path: Path) -> None:
     password: dict[str, str] = {}
 
     def first_start(server: Server) -> None:
-        password["admin"] = server.next_line_after(
-            "created user admin with password", timeout=20
-        ).strip()
-        assert len(password["admin"]) >= 12, server.diagnostics()
         server.wait_until_up()
+        # Standard output is no terminal: the password is in a file, not in the output.
+        password_file = data_dir / "initial-admin-password"
+        assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
+        password["admin"] = password_file.read_text(encoding="utf-8").strip()
+        assert len(password["admin"]) >= 12, server.diagnostics()
         with httpx2.Client(base_url=server.base_url, timeout=10) as client:
             token = login(client, password["admin"])
             bearer = {"Authorization": f"Bearer {token}"}
@@ -474,4 +475,6 @@ def test_serve_end_to_end(tmp_path: Path) -> None:
     assert "authgate" in second_output  # the banner was read, so the check below means something
     assert "created user admin" not in second_output
     assert password["admin"] not in second_output
-    assert password["admin"] in first_output
+    first_log = first._stderr_path.read_text(encoding="utf-8")
+    assert password["admin"] not in first_output + first_log
+    assert f"its password is in {data_dir / 'initial-admin-password'}" in first_log

@@ -22,6 +22,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -378,7 +379,14 @@ class Settings(BaseSettings):
         description="Enable FastAPI's native OpenTelemetry (global providers); costs per request.",
     )
 
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Case-insensitive (info, Info, INFO); WARN means WARNING."
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="text: one escaped line per record; json: one JSON object per line "
+        "(time, level, logger, message, and the request's fields).",
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -428,6 +436,16 @@ class Settings(BaseSettings):
                 return json.loads(text)
             return [part.strip() for part in text.split(",") if part.strip()]
         return value
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _any_case(cls, value: Any, info: ValidationInfo) -> Any:
+        if not isinstance(value, str):
+            return value
+        if info.field_name == "log_format":
+            return value.strip().lower()
+        level = value.strip().upper()
+        return "WARNING" if level == "WARN" else level
 
     @model_validator(mode="before")
     @classmethod
@@ -563,7 +581,7 @@ def explain_invalid_settings(error: ValidationError, given: Mapping[str, Any]) -
     config file's keys at fault."""
     return describe_validation_error(
         error,
-        environ=os.environ,
+        variables=os.environ,
         fields=Settings.model_fields,
         config_file=_config_file_from(given, os.environ),
     )

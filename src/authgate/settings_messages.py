@@ -37,7 +37,7 @@ def variable_name(field: str) -> str:
 
 
 def unknown_variables(
-    environ: Mapping[str, str], fields: Collection[str], *, also_known: Iterable[str] = ()
+    variables: Mapping[str, str], fields: Collection[str], *, also_known: Iterable[str] = ()
 ) -> list[str]:
     """One warning per ``AUTHGATE_*`` variable that no setting reads, with the closest
     known name when there is one (``AUTHGATE_TOKEN_TTL``: did you mean
@@ -45,7 +45,7 @@ def unknown_variables(
     known = {variable_name(field) for field in fields} | set(also_known)
     candidates = sorted(known)
     warnings = []
-    for name in sorted(environ):
+    for name in sorted(variables):
         upper = name.upper()
         if not upper.startswith(ENV_PREFIX) or upper in known:
             continue
@@ -60,14 +60,14 @@ def unknown_variables(
 def describe_validation_error(
     error: ValidationError,
     *,
-    environ: Mapping[str, str],
+    variables: Mapping[str, str],
     fields: Collection[str],
     config_file: Path | None,
 ) -> str:
     """One line naming each refused value by where it came from: the variable
     (``AUTHGATE_PORT``), else the config file's key, with pydantic's reason."""
     problems = [
-        _describe(detail, environ=environ, fields=fields, config_file=config_file)
+        _describe(detail, variables=variables, fields=fields, config_file=config_file)
         for detail in error.errors(include_url=False, include_input=False)
     ]
     return "; ".join(problems)
@@ -76,7 +76,7 @@ def describe_validation_error(
 def _describe(
     detail: ErrorDetails,
     *,
-    environ: Mapping[str, str],
+    variables: Mapping[str, str],
     fields: Collection[str],
     config_file: Path | None,
 ) -> str:
@@ -92,7 +92,7 @@ def _describe(
         hint = f"; did you mean {guess[0]}?" if guess else ""
         return f"unknown setting {field!r}{where}{hint}"
     variable = variable_name(field)
-    if config_file is not None and not any(name.upper() == variable for name in environ):
+    if config_file is not None and not any(name.upper() == variable for name in variables):
         source = f"{field}{inner} in {config_file}"
     else:
         source = f"{variable}{inner}"
