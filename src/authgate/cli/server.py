@@ -55,12 +55,13 @@ def serve(
         settings = load_settings(
             config, creates_data_dir=True, host=host, port=port, workers=workers
         )
-        logging.config.dictConfig(log_config(settings.log_level, settings.log_format))
         # Create the data dir and signing keys before the workers start, so that they
         # share one key.
         prepare_data_dir(settings)
         load_signing_keys(settings)
         admin_password = with_services(settings, _prepare_to_serve)
+    # Configured once the start can no longer fail: a refused start is one line.
+    logging.config.dictConfig(log_config(settings.log_level, settings.log_format))
     _announce(settings)
     if admin_password is not None:
         _hand_over_admin_password(settings, admin_password)
