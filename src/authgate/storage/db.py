@@ -27,6 +27,9 @@ def storable_text(value: str) -> bool:
     return "\x00" not in value
 
 
+CONNECT_TIMEOUT_SECONDS = 5
+
+
 def _missing_driver(drivername: str, module: str | None) -> str:
     if drivername == "postgresql+asyncpg":
         return f"PostgreSQL needs the asyncpg driver, which is not installed: {POSTGRES_EXTRA_HINT}"
@@ -52,6 +55,10 @@ class Database:
             "hide_parameters": True,
             "pool_pre_ping": self.dialect == "postgresql",
         }
+        if self.dialect == "postgresql":
+            # A database host that drops packets must not hold a request for asyncpg's
+            # default minute: the caller gets its 503 within this time.
+            options["connect_args"] = {"timeout": CONNECT_TIMEOUT_SECONDS}
         try:
             self.engine: AsyncEngine = create_async_engine(parsed, **options)
         except ModuleNotFoundError as error:
