@@ -5,8 +5,12 @@ Commands call the same services the REST API calls; nothing here holds a rule.
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
+from authgate.cli import console
 from authgate.cli.audit import audit_app
 from authgate.cli.cluster import cluster_app
 from authgate.cli.keys import keys_app
@@ -18,6 +22,31 @@ app = typer.Typer(
     help="authgate: self-hosted API authentication (JWT bearer tokens and API keys).",
     no_args_is_help=True,
 )
+
+
+@app.callback()
+def global_options(
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            help="The installation's data directory (else AUTHGATE_DATA_DIR, else "
+            "./authgate-data).",
+        ),
+    ] = None,
+    init: Annotated[
+        bool,
+        typer.Option(
+            "--init",
+            help="Create the data directory if it does not exist (commands other than "
+            "`serve` refuse to, so that a wrong directory never starts a new installation).",
+        ),
+    ] = False,
+) -> None:
+    """authgate: self-hosted API authentication (JWT bearer tokens and API keys)."""
+    console.options = console.CommandLineOptions(data_dir=data_dir, init=init)
+
+
 app.registered_commands += server_commands.registered_commands
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
