@@ -109,7 +109,7 @@ def keys_list(
             owner,
             key.name,
             key.prefix,
-            key.status,
+            f"{key.status} (legacy)" if key.legacy else key.status,
             ",".join(sorted(key.scopes)),
             ", ".join(key.allowed_networks) or "any",
             key.expires_at.isoformat(timespec="minutes") if key.expires_at else "never",

@@ -70,6 +70,8 @@ class UserView:
     updated_at: datetime
     password_changed_at: datetime | None
     tokens_valid_after: datetime | None
+    # Imported from UTMStack with its default password: must choose a new one.
+    password_change_required: bool = False
 
     @classmethod
     def of(cls, user: User) -> UserView:
@@ -86,6 +88,7 @@ class UserView:
             updated_at=user.updated_at,
             password_changed_at=user.password_changed_at,
             tokens_valid_after=user.tokens_valid_after,
+            password_change_required=bool(user.password_change_required),
         )
 
 
