@@ -1,4 +1,5 @@
-"""The server's command line: ``authgate serve|migrate|users|keys|signing-keys|audit|cluster``.
+"""The server's command line: ``authgate serve|migrate|users|keys|signing-keys|audit|cluster|
+import``.
 
 Commands call the same services the REST API calls; nothing here holds a rule.
 """
@@ -9,6 +10,7 @@ import typer
 
 from authgate.cli.audit import audit_app
 from authgate.cli.cluster import cluster_app
+from authgate.cli.imports import import_app
 from authgate.cli.keys import keys_app
 from authgate.cli.server import server_commands
 from authgate.cli.signing_keys import signing_keys_app
@@ -24,6 +26,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(signing_keys_app, name="signing-keys")
 app.add_typer(audit_app, name="audit")
 app.add_typer(cluster_app, name="cluster")
+app.add_typer(import_app, name="import")
 
 
 def main() -> None:

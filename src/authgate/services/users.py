@@ -372,6 +372,17 @@ def _is_active_admin(user: User) -> bool:
     return user.activated and ROLE_ADMIN in parse_authorities(user.authorities)
 
 
+def user_field_errors(
+    *, login: str, email: str, first_name: str | None, last_name: str | None, lang_key: str
+) -> list[FieldError]:
+    """What is wrong with a user's login, e-mail and profile (imports check these too)."""
+    return [
+        *_login_errors(login),
+        *_email_errors(email),
+        *_profile_errors(first_name, last_name, lang_key),
+    ]
+
+
 def _login_errors(login: str) -> list[FieldError]:
     if not _LOGIN_RE.fullmatch(login):
         return [
