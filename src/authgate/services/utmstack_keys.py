@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import insert, select
@@ -198,11 +199,21 @@ class KeyImport:
 
 
 def _name(utm: UtmKey) -> str:
-    cleaned = "".join(c if c.isprintable() else " " for c in utm.name).strip()
+    name = utm.name
+    cleaned = (
+        name if name.isprintable() else "".join(c if c.isprintable() else " " for c in name)
+    ).strip()
     return (cleaned or f"UTMStack key {utm.id[:8]}")[:NAME_MAX_LENGTH]
 
 
 def _allow_list(stored: str | None) -> tuple[str | None, list[str]]:
+    networks, notes = _normalised(stored)
+    return networks, list(notes)
+
+
+# Many keys share an allow list (often: none), so each distinct one is parsed once.
+@lru_cache(maxsize=4096)
+def _normalised(stored: str | None) -> tuple[str | None, tuple[str, ...]]:
     """UTMStack's comma-joined ``allowed_ip`` in authgate's canonical form: host bits
     masked, addresses alone, IPv4-mapped IPv6 as IPv4, duplicates dropped. None (and
     why) when an entry is neither: a key is never imported with a wider allow list."""
@@ -215,7 +226,7 @@ def _allow_list(stored: str | None) -> tuple[str | None, list[str]]:
             network = parse_allow_entry(str(masked))
             given = ipaddress.ip_address(entry.partition("/")[0])
         except (ValueError, AllowEntryError):
-            return None, [f"allowed_ip entry {number} is neither an address nor a network"]
+            return None, (f"allowed_ip entry {number} is neither an address nor a network",)
         text = str(network) if network.num_addresses > 1 else str(network[0])
         if masked.network_address != given and "host bits masked" not in notes:
             notes.append("host bits masked")
@@ -223,4 +234,4 @@ def _allow_list(stored: str | None) -> tuple[str | None, list[str]]:
             canonical.append(text)
     if len(canonical) < len(entries):
         notes.append("duplicate allow-list entries dropped")
-    return ",".join(canonical), notes
+    return ",".join(canonical), tuple(notes)
