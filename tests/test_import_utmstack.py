@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from typer.testing import CliRunner
 
 from authgate.cli import app as cli_app
+from authgate.exceptions import ConfigurationError
 from authgate.security.sealing import unseal
 from authgate.services.import_report import ImportReport
 from authgate.services.utmstack_import import (
@@ -426,6 +427,38 @@ async def test_export_file_gives_the_same_result(
     assert report.counts()["keys"]["created"] == 7
     again = await import_from_database(harness, utmstack)
     assert not again.changed
+
+
+async def test_the_source_is_read_in_a_read_only_transaction(
+    utmstack: UtmStackSource, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Even a query that writes (here, swapped in for the export query) cannot change
+    UTMStack's database: PostgreSQL refuses it, and the error names no row."""
+    writing = (
+        "WITH w AS (INSERT INTO jhi_authority VALUES ('ROLE_WRITTEN') RETURNING 1) "
+        "SELECT json_build_object('jhi_user', '[]'::json, 'n', (SELECT count(*) FROM w))"
+    )
+    monkeypatch.setattr(utmstack_source, "export_query", lambda tables: writing)
+    with pytest.raises(ConfigurationError, match="ReadOnlySQLTransaction"):
+        await utmstack_source.read_database(utmstack.url, schema=utmstack.schema)
+    engine = create_async_engine(POSTGRES_URL or "")
+    async with engine.connect() as connection:
+        names = await connection.scalars(
+            text(f'SELECT name FROM "{utmstack.schema}".jhi_authority')  # noqa: S608
+        )
+        assert set(names) == {"ROLE_ADMIN", "ROLE_USER"}
+    await engine.dispose()
+
+
+async def test_unreachable_or_foreign_databases_are_configuration_errors(
+    utmstack: UtmStackSource,
+) -> None:
+    with pytest.raises(ConfigurationError, match="no jhi_user table"):
+        await utmstack_source.read_database(utmstack.url, schema="no_such_schema")
+    with pytest.raises(ConfigurationError, match="postgresql://"):
+        await utmstack_source.read_database("mysql://u@h/db")
+    with pytest.raises(ConfigurationError, match="cannot"):
+        await utmstack_source.read_database("postgresql://nobody@127.0.0.1:1/none")
 
 
 def test_the_readme_documents_the_export_query() -> None:

@@ -99,8 +99,11 @@ async def read_database(url: str, *, schema: str = "public") -> SourceTables:
                 )
             exported = await connection.scalar(text(export_query(tables)))
     except DBAPIError as error:
+        # The driver's error class names the cause (InvalidPasswordError,
+        # ReadOnlySQLTransactionError, ...); its message is left out: it may quote values.
+        cause = getattr(error.orig, "__cause__", None) or error.orig
         raise ConfigurationError(
-            f"cannot read the UTMStack database: {type(error.orig).__name__}"
+            f"cannot read the UTMStack database: {type(cause).__name__}"
         ) from None
     except OSError as error:
         raise ConfigurationError(f"cannot reach the UTMStack database: {error.strerror}") from None
