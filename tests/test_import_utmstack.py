@@ -524,3 +524,9 @@ def test_cli_imports_from_a_file_with_a_report(
         assert neither.exit_code == 2
     finally:
         os.environ.pop(CONFIG_FILE_VARIABLE, None)
+
+
+def test_tracebacks_of_the_cli_show_no_variables() -> None:
+    """typer prints the variables of every frame of an unexpected error by default: an
+    import's frames hold UTMStack's rows (plaintext keys), so the CLI turns that off."""
+    assert cli_app.pretty_exceptions_show_locals is False

@@ -19,6 +19,9 @@ from authgate.cli.users import users_app
 app = typer.Typer(
     help="authgate: self-hosted API authentication (JWT bearer tokens and API keys).",
     no_args_is_help=True,
+    # An unexpected error must not print the frames' variables: they may hold a password
+    # read from standard input, or the rows of a UTMStack import (plaintext API keys).
+    pretty_exceptions_show_locals=False,
 )
 app.registered_commands += server_commands.registered_commands
 app.add_typer(users_app, name="users")
