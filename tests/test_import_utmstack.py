@@ -530,3 +530,32 @@ def test_tracebacks_of_the_cli_show_no_variables() -> None:
     """typer prints the variables of every frame of an unexpected error by default: an
     import's frames hold UTMStack's rows (plaintext keys), so the CLI turns that off."""
     assert cli_app.pretty_exceptions_show_locals is False
+
+
+def test_cli_reads_the_database_named_by_the_environment(
+    utmstack: UtmStackSource, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """UTMSTACK_DATABASE_URL (keeps the password out of the process list) and --schema;
+    the printed tables name the source without a password and hold no key."""
+    monkeypatch.setenv("AUTHGATE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("COLUMNS", "250")
+    monkeypatch.setenv("UTMSTACK_DATABASE_URL", utmstack.url)
+    runner = CliRunner()
+    try:
+        result = runner.invoke(
+            cli_app, ["import", "utmstack", "--schema", utmstack.schema, "--include-fs-manager"]
+        )
+        assert result.exit_code == 0, result.output
+        assert "fs-manager-key" in result.output
+        assert "second factor TOTP" in result.output
+        again = runner.invoke(
+            cli_app, ["import", "utmstack", "--schema", utmstack.schema, "--json"]
+        )
+        report = json.loads(again.stdout)
+        assert report["source"].startswith("database 127.0.0.1/")
+        assert report["counts"]["keys"]["created"] == 0
+        for secret in utmstack.secrets():
+            assert secret not in result.output
+            assert secret not in again.output
+    finally:
+        os.environ.pop(CONFIG_FILE_VARIABLE, None)
