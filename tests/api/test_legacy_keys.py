@@ -8,12 +8,20 @@ import asyncio
 import base64
 import secrets
 from datetime import datetime, timedelta
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import httpx2
+import pytest
+
+from authgate.app import create_app
 from authgate.security import keys
+from authgate.services.users import NewUser
 from authgate.storage.models import ApiKey
 from tests.api.test_api_keys import KEYS, client_from, key_header
-from tests.conftest import Harness, bearer
+from tests.api.test_database_unavailable import _refused
+from tests.conftest import USER_PASSWORD, FakeClock, Harness, bearer, test_settings
 
 
 def legacy_plaintext() -> str:
@@ -191,3 +199,44 @@ async def test_concurrent_misses_share_one_load(harness: Harness, user_token: st
     )
     assert [r.status_code for r in responses] == [200] * 5
     assert len(calls) == 1
+
+
+async def test_known_legacy_key_outlives_its_cache_lifetime_while_the_database_is_down(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Like an agk_ key: past the cache TTL a legacy key verified before still works
+    while the database cannot be reached; an unknown legacy key gets 503."""
+    clock = FakeClock()
+    settings = test_settings(
+        tmp_path / "data", user_cache_ttl_seconds=1, api_key_cache_ttl_seconds=1
+    )
+    app = create_app(settings, clock=clock)
+    async with app.router.lifespan_context(app):
+        services = app.state.services
+        transport = httpx2.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx2.AsyncClient(transport=transport, base_url="http://t") as client:
+            owner = await services.users.create_user(
+                NewUser(login="erin", email="erin@example.com", password=USER_PASSWORD)
+            )
+            plaintext = legacy_plaintext()
+            await insert_legacy_key(
+                SimpleNamespace(services=services, clock=clock),  # type: ignore[arg-type]
+                owner.id,
+                plaintext,
+            )
+            assert (
+                await client.get("/api/authenticate", headers=bearer(plaintext))
+            ).status_code == 200
+
+            clock.advance(seconds=5)  # past every cache lifetime
+            for name in ("session", "transaction", "connection"):
+                monkeypatch.setattr(services.db, name, _refused)
+            response = await client.get("/api/authenticate", headers=bearer(plaintext))
+            assert response.status_code == 200, response.text
+            assert response.json() == "erin"
+            unknown = await client.get("/api/authenticate", headers=bearer(legacy_plaintext()))
+            assert unknown.status_code == 503
+            monkeypatch.undo()
+            assert (
+                await client.get("/api/authenticate", headers=bearer(plaintext))
+            ).status_code == 200

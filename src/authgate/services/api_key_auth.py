@@ -56,7 +56,7 @@ from authgate.services.expiring_cache import ExpiringCache
 from authgate.services.single_flight import SingleFlight
 from authgate.services.user_states import UserAuthState, UserStates
 from authgate.storage.api_key_repository import legacy_verification_row, verification_row
-from authgate.storage.db import Database
+from authgate.storage.db import Database, is_unavailable
 from authgate.storage.models import ApiKey
 
 
@@ -225,7 +225,7 @@ class ApiKeyAuthenticator:
         """Full check of a legacy key not verified before: found by its keyed hash (so
         the lookup is the check), then the same checks as :meth:`_verify`."""
         digest = keys.raw_key_digest(self._pepper, credential)
-        cached = await self._load_legacy(digest.hex(), now=now)
+        cached = await self._load_legacy(digest.hex(), fingerprint, now=now)
         expires_at = now + self._record_ttl
         self._legacy_ids.put(fingerprint, cached.record.public_id, expires_at=expires_at)
         return self._match(cached, digest)
@@ -265,7 +265,16 @@ class ApiKeyAuthenticator:
         if self._unknown.get(public_id, now=now):
             raise ApiKeyInvalid(reason="unknown_key")
         generation = self._generation
-        key = await self._loads.run(public_id, lambda: self._fetch(public_id))
+        try:
+            key = await self._loads.run(public_id, lambda: self._fetch(public_id))
+        except Exception as error:
+            # The database is down: a key known before keeps working (past its cache
+            # TTL; a revoked or changed key was discarded by the change feed, and none can
+            # change during the outage). An unknown key still cannot be checked: 503.
+            last_known = self._keys.stale(public_id)
+            if last_known is None or not is_unavailable(error):
+                raise
+            return last_known
         if key is None:
             if generation == self._generation:
                 self._unknown.put(public_id, True, expires_at=now + self._unknown_ttl)
@@ -276,14 +285,23 @@ class ApiKeyAuthenticator:
             self._keys.put(cached.record.public_id, cached, expires_at=now + self._record_ttl)
         return cached
 
-    async def _load_legacy(self, digest: str, *, now: float) -> _CachedKey:
+    async def _load_legacy(self, digest: str, fingerprint: bytes, *, now: float) -> _CachedKey:
         """The record of the legacy key with this digest (hex), cached under its public
         id; unknown digests go to the negative cache (marked, apart from public ids)."""
         unknown_key = "legacy:" + digest
         if self._unknown.get(unknown_key, now=now):
             raise ApiKeyInvalid(reason="unknown_key")
         generation = self._generation
-        key = await self._legacy_loads.run(digest, lambda: self._fetch_legacy(digest))
+        try:
+            key = await self._legacy_loads.run(digest, lambda: self._fetch_legacy(digest))
+        except Exception as error:
+            # The database is down: as for agk_ keys (``_load``), a legacy key verified
+            # before keeps working on its last known record; an unknown one gets 503.
+            public_id = self._legacy_ids.stale(fingerprint)
+            last_known = self._keys.stale(public_id) if public_id is not None else None
+            if last_known is None or not is_unavailable(error):
+                raise
+            return last_known
         if key is None:
             if generation == self._generation:
                 self._unknown.put(unknown_key, True, expires_at=now + self._unknown_ttl)
