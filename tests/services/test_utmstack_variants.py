@@ -83,7 +83,7 @@ async def test_older_forms_are_imported(harness: Harness) -> None:
     user; keys without user_id go to --unmapped-keys-owner, else they are skipped."""
     user_key, account_key = legacy_key(), legacy_key()
     document = {
-        "jhi_user": [user(1, "erin", api_key=user_key), user(2, "frank")],
+        "jhi_user": [user(1, "erin", api_key=user_key), user(2, "frank", lang_key="pt_BR!")],
         "api_keys": [
             {
                 "id": "0b0e2b8e-9d1f-4a0e-8f51-5a6f4fd0c002",
@@ -121,3 +121,5 @@ async def test_older_forms_are_imported(harness: Harness) -> None:
     response = await harness.client.get("/api/account", headers=bearer(account_key))
     assert response.json()["login"] == "frank"
     assert await harness.login("erin", PASSWORD)
+    frank = await harness.services.users.get_user("frank")
+    assert frank.lang_key == "en"  # UTMStack's value is no language tag: English

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -41,7 +42,7 @@ from authgate.security.sealing import SealError, seal, unseal
 from authgate.services.audit import OPERATOR, AuditLog, EventType
 from authgate.services.changes import Change, ChangeFeed, ChangeKind, UnitOfWork
 from authgate.services.import_report import ImportReport, Kind
-from authgate.services.users import user_field_errors
+from authgate.services.users import LANG_KEY_PATTERN, user_field_errors
 from authgate.services.utmstack_keys import KeyImport, Owner
 from authgate.services.utmstack_rows import UtmStackData, UtmUser
 from authgate.storage.models import User
@@ -301,7 +302,10 @@ def _owner(user: User) -> Owner:
 
 
 def _lang_key(utm: UtmUser) -> str:
-    return (utm.lang_key or "en")[:10]
+    """UTMStack's language, or English when it has none authgate accepts (a language
+    is no reason to leave a user behind)."""
+    lang_key = utm.lang_key or ""
+    return lang_key if re.fullmatch(LANG_KEY_PATTERN, lang_key) else "en"
 
 
 def _authorities(utm: UtmUser) -> tuple[str, list[str]]:
