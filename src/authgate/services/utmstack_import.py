@@ -41,7 +41,7 @@ from authgate.security.principal import (
 from authgate.security.sealing import SealError, seal, unseal
 from authgate.services.audit import OPERATOR, AuditLog, EventType
 from authgate.services.changes import Change, ChangeFeed, ChangeKind, UnitOfWork
-from authgate.services.import_report import ImportReport, Kind
+from authgate.services.import_report import Action, ImportReport, Kind
 from authgate.services.users import LANG_KEY_PATTERN, user_field_errors
 from authgate.services.utmstack_keys import KeyImport, Owner
 from authgate.services.utmstack_rows import UtmStackData, UtmUser
@@ -203,7 +203,7 @@ class _UserImport:
             return self._create(utm, login, email)
         return self._update(utm, target, login, email)
 
-    def _skip(self, utm: UtmUser, action: Any, why: str) -> str:
+    def _skip(self, utm: UtmUser, action: Action, why: str) -> str:
         self._report.add("user", utm.id, utm.login, action, why)
         return why
 

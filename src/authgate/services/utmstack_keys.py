@@ -21,7 +21,7 @@ from authgate.security.networks import AllowEntryError, parse_allow_entry
 from authgate.security.principal import SCOPE_ADMIN, SCOPE_READ, SCOPE_WRITE, join_authorities
 from authgate.services.api_keys import NAME_MAX_LENGTH, is_legacy
 from authgate.services.changes import Change, ChangeKind, UnitOfWork
-from authgate.services.import_report import ImportReport
+from authgate.services.import_report import Action, ImportReport
 from authgate.services.utmstack_rows import UtmKey
 from authgate.storage.models import ApiKey
 
@@ -87,7 +87,9 @@ class KeyImport:
         if new_rows:
             await session.execute(insert(ApiKey), new_rows)
 
-    def _one(self, utm: UtmKey, owner: Owner | str | None, owner_id: int | None) -> Any:
+    def _one(
+        self, utm: UtmKey, owner: Owner | str | None, owner_id: int | None
+    ) -> dict[str, Any] | None:
         """A new row for ``utm``, or None (updated, unchanged or not imported)."""
         if owner is None:
             why = (
@@ -95,18 +97,23 @@ class KeyImport:
                 if owner_id is None
                 else f"owner {owner_id} is not among UTMStack's users"
             )
-            return self._note(utm, "skipped", why)
+            self._note(utm, "skipped", why)
+            return None
         if isinstance(owner, str):
-            return self._note(utm, "skipped", f"owner {owner_id} not imported: {owner}")
+            self._note(utm, "skipped", f"owner {owner_id} not imported: {owner}")
+            return None
         if not keys.is_legacy_key(utm.plaintext):
-            return self._note(utm, "skipped", "not a 43-character UTMStack key")
+            self._note(utm, "skipped", "not a 43-character UTMStack key")
+            return None
         networks, notes = _allow_list(utm.allowed_ip)
         if networks is None:
-            return self._note(utm, "skipped", *notes)
+            self._note(utm, "skipped", *notes)
+            return None
         digest = keys.key_digest(self._pepper, utm.plaintext)
         other = self._digests.get(digest)
         if other is not None and other != utm.id:
-            return self._note(utm, "conflict", f"the same key was imported as UTMStack key {other}")
+            self._note(utm, "conflict", f"the same key was imported as UTMStack key {other}")
+            return None
         self._digests[digest] = utm.id
         created = utm.created_at or self._now
         wanted = _Wanted(
@@ -123,19 +130,26 @@ class KeyImport:
         if existing is not None:
             self._update(utm, existing, wanted, notes)
             return None
+        return self._new_row(utm, wanted, notes, admin=owner.is_admin)
+
+    def _new_row(
+        self, utm: UtmKey, wanted: _Wanted, notes: list[str], *, admin: bool
+    ) -> dict[str, Any]:
+        """The row of a key not imported before. Scopes: read and write, and admin for
+        an admin's key (a UTMStack key acts with all of its owner's rights)."""
         name = self._free_name(wanted, utm, notes)
         self._live_names.add((wanted.user_id, name))
         self._note(utm, "created", *notes, name=name)
-        scopes = {SCOPE_READ, SCOPE_WRITE} | ({SCOPE_ADMIN} if owner.is_admin else set())
+        scopes = {SCOPE_READ, SCOPE_WRITE} | ({SCOPE_ADMIN} if admin else set())
         return {
             "user_id": wanted.user_id,
             "name": name,
             "key_id": keys.new_key_id(),
             "key_tail": "",
-            "secret_hash": digest,
-            "legacy_digest": digest,
+            "secret_hash": wanted.digest,
+            "legacy_digest": wanted.digest,
             "legacy_id": utm.id,
-            "allowed_networks": networks,
+            "allowed_networks": wanted.allowed_networks,
             "scopes": join_authorities(scopes),
             "created_at": wanted.created_at,
             "generated_at": wanted.generated_at,
@@ -194,7 +208,7 @@ class KeyImport:
             return ["expiry beyond the maximum lifetime (kept; listed in the keys review)"]
         return []
 
-    def _note(self, utm: UtmKey, action: Any, *notes: str, name: str | None = None) -> None:
+    def _note(self, utm: UtmKey, action: Action, *notes: str, name: str | None = None) -> None:
         self._report.add("key", utm.id, name or _name(utm), action, *notes)
 
 
