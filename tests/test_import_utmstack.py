@@ -43,8 +43,6 @@ from authgate.storage.models import ApiKey, Base, User
 from tests.api.test_api_keys import client_from
 from tests.conftest import ADMIN_PASSWORD, POSTGRES_URL, Harness, bearer, run_in_own_loop
 
-pytestmark = pytest.mark.skipif(not POSTGRES_URL, reason="AUTHGATE_TEST_DATABASE_URL is not set")
-
 # UTMStack's schema, from config/liquibase/scripts/tables.sql (jhi_user, jhi_authority,
 # jhi_user_authority) and changelog/20251017001_create_api_keys_table.xml (api_keys).
 DDL = """
@@ -102,8 +100,10 @@ def _bcrypt(password: str) -> str:
 
 @pytest.fixture
 def utmstack() -> Iterator[UtmStackSource]:
-    """UTMStack's tables in a schema of this test's own, dropped afterwards."""
-    assert POSTGRES_URL is not None
+    """UTMStack's tables in a schema of this test's own, dropped afterwards (in the
+    test PostgreSQL: the tests that read UTMStack's database need one)."""
+    if not POSTGRES_URL:
+        pytest.skip("AUTHGATE_TEST_DATABASE_URL is not set")
     schema = f"utmstack_src_{os.getpid()}_{secrets.token_hex(3)}"
     plain_url = make_url(POSTGRES_URL).set(drivername="postgresql")
     source = UtmStackSource(url=plain_url.render_as_string(hide_password=False), schema=schema)
