@@ -36,7 +36,7 @@ from authgate.services.forward_auth import ForwardAuthPolicy
 from authgate.services.key_abuse import KeyAbuseGuard, KeyAbuseLimits
 from authgate.services.login_protection import LoginLimits, LoginProtection
 from authgate.services.mail import Mailer, smtp_server_from
-from authgate.services.metrics import Metrics, multiprocess_directory
+from authgate.services.metrics import Metrics
 from authgate.services.password_hashing import AsyncPasswordHasher
 from authgate.services.rate_limits import KeyRateLimits
 from authgate.services.redis_link import SOCKET_TIMEOUT_SECONDS, ChangeDoorbell, RedisLink
@@ -51,7 +51,7 @@ from authgate.services.upstream_request import UpstreamRequestReader
 from authgate.services.usage import UsageRecorder
 from authgate.services.user_states import UserStates
 from authgate.services.users import UserService
-from authgate.settings import Settings
+from authgate.settings import Settings, prometheus_multiprocess_dir
 from authgate.storage import keystore
 from authgate.storage.api_key_repository import ApiKeyRepository
 from authgate.storage.db import Database
@@ -299,7 +299,7 @@ def build_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
     feed = ChangeFeed(db, clock=clock)
     # prometheus_client picks its value storage from this variable when imported (set by
     # ``serve`` for its workers only); the metrics follow the same variable.
-    metrics = Metrics(multiprocess_dir=multiprocess_directory())
+    metrics = Metrics(multiprocess_dir=prometheus_multiprocess_dir())
     audit_key = AuditKey(
         keystore.load_or_create_audit_key(
             settings.audit_key.get_secret_value() if settings.audit_key else None,

@@ -590,3 +590,14 @@ def explain_invalid_settings(error: ValidationError, given: Mapping[str, Any]) -
 def unknown_environment_variables() -> list[str]:
     """Warnings about ``AUTHGATE_*`` variables no setting reads (typos)."""
     return unknown_variables(os.environ, Settings.model_fields)
+
+
+PROMETHEUS_MULTIPROCESS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+"""prometheus_client's own variable: the metrics directory shared by a server's workers
+(read by prometheus_client itself when it is imported, so set for the workers only)."""
+
+
+def prometheus_multiprocess_dir() -> Path | None:
+    """The workers' shared metrics directory, when this process is one of several."""
+    value = os.environ.get(PROMETHEUS_MULTIPROCESS_VARIABLE)
+    return Path(value) if value else None

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -21,11 +23,14 @@ from sqlalchemy.exc import DBAPIError
 from authgate.app import ensure_schema
 from authgate.container import Services, build_services
 from authgate.exceptions import AuthgateError, ConfigurationError, ValidationFailed
+from authgate.services.metrics import prepare_multiprocess_directory
 from authgate.settings import (
     CONFIG_FILE_VARIABLE,
     DATA_DIR_VARIABLE,
+    PROMETHEUS_MULTIPROCESS_VARIABLE,
     Settings,
     explain_invalid_settings,
+    prometheus_multiprocess_dir,
     unknown_environment_variables,
 )
 from authgate.storage.database_url import describe_connection_failure
@@ -159,3 +164,27 @@ def parse_duration(text: str) -> timedelta:
     if unit not in _DURATION_UNITS or not value.isdigit() or int(value) <= 0:
         raise ValueError(f"invalid duration {text!r}: use a positive number with s, m, h, d or w")
     return timedelta(seconds=int(value) * _DURATION_UNITS[unit])
+
+
+@contextmanager
+def metrics_shared_by_workers(workers: int) -> Iterator[None]:
+    """With several workers, a metrics directory for this run, empty at the start (the
+    operator's ``PROMETHEUS_MULTIPROC_DIR``, emptied, or a new private directory removed
+    at the end), named to the workers through the environment they inherit. Set only
+    now: this process's own prometheus_client stays single-process."""
+    given = prometheus_multiprocess_dir()
+    if workers <= 1 and not given:
+        yield
+        return
+    if given:
+        prepare_multiprocess_directory(given)
+        yield
+        return
+    directory = tempfile.mkdtemp(prefix="authgate-metrics-")
+    os.environ[PROMETHEUS_MULTIPROCESS_VARIABLE] = directory
+    try:
+        yield
+    finally:
+        with suppress(KeyError):
+            del os.environ[PROMETHEUS_MULTIPROCESS_VARIABLE]
+        shutil.rmtree(directory, ignore_errors=True)

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging.config
 import os
-import shutil
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -22,13 +18,13 @@ from authgate.cli.console import (
     database_problems,
     friendly_errors,
     load_settings,
+    metrics_shared_by_workers,
     out,
     with_services,
 )
 from authgate.cli.http_protocol import bounded_head_protocol
 from authgate.cli.log_config import log_config
 from authgate.container import Services, build_services, load_signing_keys, prepare_data_dir
-from authgate.services.metrics import MULTIPROCESS_DIR_VARIABLE, prepare_multiprocess_directory
 from authgate.settings import Settings
 from authgate.storage import migrate as migrations
 
@@ -70,7 +66,7 @@ def serve(
     _announce(settings)
     if admin_password is not None:
         _hand_over_admin_password(settings, admin_password)
-    with _metrics_shared_by_workers(settings.workers):
+    with metrics_shared_by_workers(settings.workers):
         _run_uvicorn(settings)
 
 
@@ -98,29 +94,6 @@ def _run_uvicorn(settings: Settings) -> None:
             head_timeout=settings.header_timeout_seconds,
         ),
     )
-
-
-@contextlib.contextmanager
-def _metrics_shared_by_workers(workers: int) -> Iterator[None]:
-    """With several workers, a metrics directory for this run, empty at the start (the
-    operator's ``PROMETHEUS_MULTIPROC_DIR``, emptied, or a new private directory removed
-    at the end), named to the workers through the environment they inherit. Set only
-    now: this process's own prometheus_client stays single-process."""
-    given = os.environ.get(MULTIPROCESS_DIR_VARIABLE)
-    if workers <= 1 and not given:
-        yield
-        return
-    if given:
-        prepare_multiprocess_directory(Path(given))
-        yield
-        return
-    directory = tempfile.mkdtemp(prefix="authgate-metrics-")
-    os.environ[MULTIPROCESS_DIR_VARIABLE] = directory
-    try:
-        yield
-    finally:
-        os.environ.pop(MULTIPROCESS_DIR_VARIABLE, None)
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 async def _prepare_to_serve(services: Services) -> str | None:
