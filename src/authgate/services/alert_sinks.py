@@ -1,15 +1,14 @@
-"""Delivery of fired alerts to several sinks at once: webhook, syslog, e-mail and the log.
+"""The sinks fired alerts go to: webhook, syslog (CEF), e-mail and the log; the messages
+they carry (``Alert``, ``CheckpointNotice``), and the sinks the settings configure.
 
 The log, webhook and syslog sinks also carry a second kind of message, the audit chain's
 signed checkpoints (``CheckpointNotice``): copies kept outside the database are what
 ``authgate audit verify --checkpoint`` checks a trail against. E-mail does not (one
 message every few minutes would bury the alerts).
 
-``AlertDispatcher.submit`` only queues (no I/O on the caller's path). ``run`` gives every
-sink its own bounded queue and worker, so a sink that is down (retried with exponential
-backoff) never delays the others. Queues are bounded: when a sink's queue is full the
-alert is dropped for that sink and counted. On stop, what is queued is delivered within
-a grace period, then abandoned and counted as failed.
+A sink only delivers one message, raising ``DeliveryError`` when it cannot. Queueing,
+retries with backoff and the bounds that keep a sink that is down from delaying the
+others are ``alert_dispatch.AlertDispatcher``'s.
 
 Secrets (the webhook secret, the SMTP password, a webhook URL's path, which some services
 use as a credential) never appear in logs or ``DeliveryError`` messages.
