@@ -1,7 +1,9 @@
-"""Time as an injectable dependency, so expiry and lockout are tested without sleeping."""
+"""Time as an injectable dependency, so expiry and lockout are tested without sleeping;
+and the one way instants are written for people and other programs."""
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Literal
 
 Clock = Callable[[], datetime]
 
@@ -9,3 +11,11 @@ Clock = Callable[[], datetime]
 def utc_now() -> datetime:
     """The current time, timezone-aware in UTC."""
     return datetime.now(UTC)
+
+
+def format_utc(
+    moment: datetime, *, timespec: Literal["milliseconds", "microseconds"] = "milliseconds"
+) -> str:
+    """An aware instant in ISO 8601, in UTC, with ``Z`` for the offset:
+    ``2026-12-04T17:40:00.123Z`` (what JavaScript's ``toISOString`` and UTMStack write)."""
+    return moment.astimezone(UTC).isoformat(timespec=timespec).replace("+00:00", "Z")

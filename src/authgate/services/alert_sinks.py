@@ -28,13 +28,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
-from typing import Literal, Protocol, TypeVar
+from typing import Protocol, TypeVar
 from urllib.parse import SplitResult, urlsplit
 
 import httpx2
 
 from authgate import __version__
-from authgate.clock import Clock, utc_now
+from authgate.clock import Clock, format_utc, utc_now
 from authgate.exceptions import ConfigurationError
 from authgate.services.mail import (
     CONTROL_CHARACTERS,
@@ -44,11 +44,11 @@ from authgate.services.mail import (
     smtp_server_from,
     validate_email_address,
 )
+from authgate.services.severity import Severity
 from authgate.settings import Settings
 
 log = logging.getLogger(__name__)
 
-Severity = Literal["low", "medium", "high", "critical"]
 T = TypeVar("T")
 
 # RFC 5424 facility "security/authorization messages (private)" and severity per level.
@@ -92,7 +92,7 @@ class Alert:
             "subject": self.subject,
             "count": self.count,
             "window_seconds": self.window_seconds,
-            "fired_at": _iso_utc(self.fired_at),
+            "fired_at": format_utc(self.fired_at),
             "summary": self.summary,
         }
 
@@ -119,7 +119,7 @@ class CheckpointNotice:
             "checkpoint": self.checkpoint,
             "position": self.position,
             "hash": self.hash,
-            "time": _iso_utc(self.time),
+            "time": format_utc(self.time),
             "node": self.node,
             "reason": self.reason,
         }
@@ -310,7 +310,7 @@ class SyslogSink:
     def format(self, alert: Alert) -> bytes:
         """The RFC 5424 message for ``alert`` (without transport framing)."""
         pri = SYSLOG_FACILITY_AUTHPRIV * 8 + SYSLOG_SEVERITY[alert.severity]
-        timestamp = _iso_utc(alert.fired_at)
+        timestamp = format_utc(alert.fired_at)
         header = f"<{pri}>1 {timestamp} {self._hostname} authgate - ALERT -"
         return f"{header} {cef_line(alert)}".encode()
 
@@ -318,7 +318,7 @@ class SyslogSink:
         """``<PRI>1 TIMESTAMP HOSTNAME authgate - CHECKPOINT - CEF:0|...|audit_checkpoint|...``
         at severity informational; the JWS is in ``cs1`` (labelled ``checkpoint``)."""
         pri = SYSLOG_FACILITY_AUTHPRIV * 8 + SYSLOG_SEVERITY_INFORMATIONAL
-        header = f"<{pri}>1 {_iso_utc(notice.time)} {self._hostname} authgate - CHECKPOINT -"
+        header = f"<{pri}>1 {format_utc(notice.time)} {self._hostname} authgate - CHECKPOINT -"
         return f"{header} {cef_checkpoint_line(notice)}".encode()
 
     async def deliver(self, alert: Alert) -> None:
@@ -390,7 +390,7 @@ class EmailSink:
                 f"Severity:     {alert.severity}\n"
                 f"Subject:      {alert.subject}\n"
                 f"Count:        {alert.count} within {alert.window_seconds} seconds\n"
-                f"Fired at:     {_iso_utc(alert.fired_at)}\n"
+                f"Fired at:     {format_utc(alert.fired_at)}\n"
                 f"Alert id:     {alert.id}\n\n"
                 f"{alert.summary}\n"
             ),
@@ -491,10 +491,6 @@ def _syslog_hostname(hostname: str) -> str:
     # RFC 5424 HOSTNAME: 1-255 printable US-ASCII characters without spaces, or "-".
     printable = "".join(c for c in hostname if "!" <= c <= "~")[:255]
     return printable or "-"
-
-
-def _iso_utc(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _compact_json(alert: Alert) -> str:
