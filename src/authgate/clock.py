@@ -13,9 +13,13 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def format_utc(
-    moment: datetime, *, timespec: Literal["milliseconds", "microseconds"] = "milliseconds"
-) -> str:
-    """An aware instant in ISO 8601, in UTC, with ``Z`` for the offset:
-    ``2026-12-04T17:40:00.123Z`` (what JavaScript's ``toISOString`` and UTMStack write)."""
+Timespec = Literal["minutes", "seconds", "milliseconds", "microseconds"]
+
+
+def format_utc(moment: datetime, *, timespec: Timespec = "milliseconds") -> str:
+    """An instant in ISO 8601, in UTC, with ``Z`` for the offset:
+    ``2026-12-04T17:40:00.123Z`` (what JavaScript's ``toISOString`` and UTMStack write;
+    ``seconds`` for people: ``2026-12-04T17:40:00Z``). A naive time is taken as UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC).isoformat(timespec=timespec).replace("+00:00", "Z")
