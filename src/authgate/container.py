@@ -601,9 +601,12 @@ def trusted_proxies(settings: Settings) -> TrustedProxies:
 
 
 def prepare_data_dir(settings: Settings) -> None:
-    """Create the data dir private to this user (it holds the database and keys)."""
+    """Create the data dir private to this user (it holds the database and keys); not
+    when nothing would live in it (PostgreSQL, every secret given)."""
     directory = settings.data_dir
     if not directory.exists():
+        if not settings.uses_data_dir:
+            return
         directory.mkdir(mode=0o700, parents=True)
     elif directory.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         log.warning("data directory %s is accessible by other users; chmod 700 it", directory)

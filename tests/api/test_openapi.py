@@ -93,6 +93,8 @@ PUBLIC = [
     ("post", "/api/authenticate"),
     ("get", "/api/ping"),
     ("get", "/management/health"),
+    ("get", "/management/health/liveness"),
+    ("get", "/management/health/readiness"),
     ("get", "/management/info"),
     ("get", "/.well-known/jwks.json"),
 ]

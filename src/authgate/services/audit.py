@@ -117,6 +117,8 @@ class EventType(StrEnum):
     PASSWORD_RESET = "PASSWORD_RESET"
     ALERT_FIRED = "ALERT_FIRED"
     ALERT_RULE_CHANGED = "ALERT_RULE_CHANGED"
+    # ``authgate import utmstack``: counts only, never a key or a password hash.
+    UTMSTACK_IMPORTED = "UTMSTACK_IMPORTED"
     AUDIT_KEY_INTRODUCED = KEY_INTRODUCED
     AUDIT_CHAIN_TAMPERED = CHAIN_TAMPERED
 
