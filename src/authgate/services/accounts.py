@@ -138,6 +138,7 @@ class AccountService:
             now = self._clock()
             stored.password_hash = password_hash
             stored.password_changed_at = now
+            stored.password_change_required = False
             stored.tokens_valid_after = now
             stored.initial_password = False
             stored.updated_at = now

@@ -96,7 +96,7 @@ class SignIn:
             tfa_configured=method is not None,
             force_tfa=True,
             method=method,
-            first_login=user.initial_password,
+            first_login=user.initial_password or user.password_change_required,
         )
 
     async def after_code(self, pending: PendingClaims, code: str) -> SignInResult:
@@ -157,7 +157,7 @@ class SignIn:
             tfa_configured=method is not None,
             force_tfa=False,
             method=method,
-            first_login=user.initial_password,
+            first_login=user.initial_password or user.password_change_required,
         )
 
     async def _revoke(self, pending: PendingClaims) -> None:

@@ -73,6 +73,8 @@ class UserView:
     second_factor: str | None = None  # "TOTP", "EMAIL" or None
     # Set by someone else and not changed since (UTMStack's ``firstLogin``).
     initial_password: bool = False
+    # Imported from UTMStack with its default password: must choose a new one.
+    password_change_required: bool = False
 
     @classmethod
     def of(cls, user: User) -> UserView:
@@ -91,6 +93,7 @@ class UserView:
             tokens_valid_after=user.tokens_valid_after,
             second_factor=user.second_factor,
             initial_password=bool(user.initial_password),
+            password_change_required=bool(user.password_change_required),
         )
 
 
@@ -374,6 +377,17 @@ async def _existing(users: UserRepository, login: str) -> User:
 
 def _is_active_admin(user: User) -> bool:
     return user.activated and ROLE_ADMIN in parse_authorities(user.authorities)
+
+
+def user_field_errors(
+    *, login: str, email: str, first_name: str | None, last_name: str | None, lang_key: str
+) -> list[FieldError]:
+    """What is wrong with a user's login, e-mail and profile (imports check these too)."""
+    return [
+        *_login_errors(login),
+        *_email_errors(email),
+        *_profile_errors(first_name, last_name, lang_key),
+    ]
 
 
 def _login_errors(login: str) -> list[FieldError]:

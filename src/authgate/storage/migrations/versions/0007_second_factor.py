@@ -2,7 +2,7 @@
 and whether a user's password was set by someone else (UTMStack's ``firstLogin``).
 
 Revision ID: 0007_second_factor
-Revises: 0006_key_suspension
+Revises: 0010_legacy_keys
 Create Date: 2026-12-04
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0007_second_factor"
-down_revision: str | None = "0006_key_suspension"
+down_revision: str | None = "0010_legacy_keys"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
