@@ -502,13 +502,22 @@ def test_cli_imports_from_a_file_with_a_report(
     runner = CliRunner()
     try:
         dry = runner.invoke(
-            cli_app, ["import", "utmstack", "--from-file", str(export), "--dry-run", "--json"]
+            cli_app,
+            ["--init", "import", "utmstack", "--from-file", str(export), "--dry-run", "--json"],
         )
         assert dry.exit_code == 0, dry.output
         assert json.loads(dry.stdout)["counts"]["keys"]["created"] == 1
         real = runner.invoke(
             cli_app,
-            ["import", "utmstack", "--from-file", str(export), "--report", str(tmp_path / "r")],
+            [
+                "--init",
+                "import",
+                "utmstack",
+                "--from-file",
+                str(export),
+                "--report",
+                str(tmp_path / "r"),
+            ],
         )
         assert real.exit_code == 0, real.output
         assert "[bold]ci" in real.output  # printed as text, not as markup
@@ -542,7 +551,8 @@ def test_cli_reads_the_database_named_by_the_environment(
     runner = CliRunner()
     try:
         result = runner.invoke(
-            cli_app, ["import", "utmstack", "--schema", utmstack.schema, "--include-fs-manager"]
+            cli_app,
+            ["--init", "import", "utmstack", "--schema", utmstack.schema, "--include-fs-manager"],
         )
         assert result.exit_code == 0, result.output
         assert "fs-manager-key" in result.output
