@@ -15,8 +15,9 @@ from authgate.clock import Clock, utc_now
 from authgate.exceptions import ConfigurationError, ValidationFailed
 from authgate.security.audit_chain import AuditKey
 from authgate.security.clientip import ClientIpResolver
-from authgate.security.networks import AllowEntryError, TrustedProxies
+from authgate.security.networks import AllowEntryError, AllowList, TrustedProxies
 from authgate.security.passwords import Argon2Parameters, PasswordHasher, PasswordPolicy
+from authgate.security.second_factor import SecondFactorKey
 from authgate.security.signing_keys import KeyRing
 from authgate.security.tokens import JwtCodec
 from authgate.services.access_tokens import AccessTokenService
@@ -40,6 +41,8 @@ from authgate.services.metrics import Metrics
 from authgate.services.password_hashing import AsyncPasswordHasher
 from authgate.services.rate_limits import KeyRateLimits
 from authgate.services.redis_link import SOCKET_TIMEOUT_SECONDS, ChangeDoorbell, RedisLink
+from authgate.services.second_factor import SecondFactorService
+from authgate.services.sign_in import SignIn
 from authgate.services.signing_keys import SigningKeyFile
 from authgate.services.throttle_store import (
     DatabaseThrottleStore,
@@ -92,6 +95,8 @@ class Services:
     # Mail to users (reset links, second-factor codes); `mailer.configured` says whether
     # an SMTP server is set.
     mailer: Mailer
+    second_factor: SecondFactorService
+    sign_in: SignIn
     # The deployment's shared secret (the API key pepper): purpose-specific keys, such as
     # the UI's CSRF key, are derived from it, so every node agrees on them.
     server_secret: bytes = b""
@@ -439,20 +444,39 @@ def build_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
         interval=settings.audit_checkpoint_interval_seconds,
         retention=timedelta(days=settings.audit_retention_days),
     )
+    mailer = Mailer(smtp_server_from(settings))
+    second_factor = SecondFactorService(
+        db=db,
+        feed=feed,
+        key=SecondFactorKey(
+            keystore.load_or_create_tfa_key(
+                settings.tfa_key.get_secret_value() if settings.tfa_key else None,
+                settings.tfa_key_file,
+                settings.effective_tfa_key_file,
+            )
+        ),
+        mailer=mailer,
+        throttle=throttle,
+        audit=audit,
+        clock=clock,
+        requirement=settings.tfa_required,
+        issuer=settings.tfa_issuer,
+    )
+    accounts = AccountService(
+        db=db,
+        feed=feed,
+        hasher=hasher,
+        policy=policy,
+        clock=clock,
+        audit=audit,
+        protection=login_protection,
+    )
     services = Services(
         settings=settings,
         clock=clock,
         db=db,
         feed=feed,
-        accounts=AccountService(
-            db=db,
-            feed=feed,
-            hasher=hasher,
-            policy=policy,
-            clock=clock,
-            audit=audit,
-            protection=login_protection,
-        ),
+        accounts=accounts,
         users=UserService(db=db, feed=feed, hasher=hasher, policy=policy, clock=clock, audit=audit),
         tokens=tokens,
         key_file=key_file,
@@ -490,7 +514,15 @@ def build_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
         alert_dispatcher=alert_dispatcher,
         metrics=metrics,
         checkpoints=checkpoints,
-        mailer=Mailer(smtp_server_from(settings)),
+        mailer=mailer,
+        second_factor=second_factor,
+        sign_in=SignIn(
+            tokens=tokens,
+            second_factor=second_factor,
+            accounts=accounts,
+            audit=audit,
+            bypass_addresses=tfa_bypass_addresses(settings),
+        ),
         server_secret=pepper,
         cluster=cluster,
         redis=redis,
@@ -598,6 +630,14 @@ def trusted_proxies(settings: Settings) -> TrustedProxies:
         return TrustedProxies.of(settings.trusted_proxies)
     except AllowEntryError as error:
         raise ConfigurationError(f"AUTHGATE_TRUSTED_PROXIES: {error}") from None
+
+
+def tfa_bypass_addresses(settings: Settings) -> AllowList:
+    """Where UTMStack's X-Bypass-TFA header is honoured from (nowhere by default)."""
+    try:
+        return AllowList.of(settings.tfa_bypass_header_addresses)
+    except AllowEntryError as error:
+        raise ConfigurationError(f"AUTHGATE_TFA_BYPASS_HEADER_ADDRESSES: {error}") from None
 
 
 def prepare_data_dir(settings: Settings) -> None:

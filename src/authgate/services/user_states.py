@@ -26,6 +26,7 @@ class UserAuthState:
     active: bool
     authorities: frozenset[str]
     tokens_valid_after: datetime | None
+    has_second_factor: bool = False
 
 
 class UserStates:
@@ -78,6 +79,7 @@ class UserStates:
             active=user.activated,
             authorities=parse_authorities(user.authorities),
             tokens_valid_after=user.tokens_valid_after,
+            has_second_factor=user.second_factor is not None,
         )
 
     def _on_change(self, change: Change) -> None:

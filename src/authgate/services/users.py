@@ -70,6 +70,9 @@ class UserView:
     updated_at: datetime
     password_changed_at: datetime | None
     tokens_valid_after: datetime | None
+    second_factor: str | None = None  # "TOTP", "EMAIL" or None
+    # Set by someone else and not changed since (UTMStack's ``firstLogin``).
+    initial_password: bool = False
     # Imported from UTMStack with its default password: must choose a new one.
     password_change_required: bool = False
 
@@ -88,6 +91,8 @@ class UserView:
             updated_at=user.updated_at,
             password_changed_at=user.password_changed_at,
             tokens_valid_after=user.tokens_valid_after,
+            second_factor=user.second_factor,
+            initial_password=bool(user.initial_password),
             password_change_required=bool(user.password_change_required),
         )
 
@@ -181,6 +186,7 @@ class UserService:
                     created_at=now,
                     updated_at=now,
                     password_changed_at=now,
+                    initial_password=True,
                 )
                 users.add(user)
                 await users.flush()
@@ -261,6 +267,7 @@ class UserService:
             user.password_hash = password_hash
             user.password_changed_at = now
             user.tokens_valid_after = now
+            user.initial_password = True
             revoked = await revoke_owner_keys(work, user.id, now=now) if revoke_api_keys else []
             self._touched(work, user)
         details: dict[str, object] = {"user": user.login}
