@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import bcrypt
+import pyotp
 import pytest
 from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
@@ -29,10 +30,8 @@ from typer.testing import CliRunner
 
 from authgate.cli import app as cli_app
 from authgate.exceptions import ConfigurationError
-from authgate.security.sealing import unseal
 from authgate.services.import_report import ImportReport
 from authgate.services.utmstack_import import (
-    SECOND_FACTOR_PURPOSE,
     ImportOptions,
     UtmStackImporter,
 )
@@ -214,8 +213,32 @@ async def _import(
         pepper=services.server_secret,
         audit=services.audit,
         max_key_lifetime_days=services.settings.api_key_max_lifetime_days,
+        second_factor=services.second_factor,
     )
     return await importer.run(parse_source(tables), ImportOptions(**options), source="test")
+
+
+async def totp_login(harness: Harness, login: str, *, steps: int = 0) -> str:
+    """POST /api/authenticate, then POST /api/tfa/verify-code (v11) with a code computed
+    by pyotp from UTMStack's original secret, as the user's authenticator app would."""
+    password_step = await harness.client.post(
+        "/api/authenticate", json={"username": login, "password": PASSWORDS[login]}
+    )
+    assert password_step.status_code == 200, password_step.text
+    assert password_step.json()["method"] == "TOTP"
+    assert password_step.json()["authenticated"] is False
+    pending = password_step.json()["token"]
+    instant = harness.clock().timestamp() + 30 * steps
+    code = pyotp.TOTP(TOTP_SECRET).at(instant)
+    verified = await harness.client.post(
+        "/api/tfa/verify-code",
+        content=code,
+        headers={**bearer(pending), "Content-Type": "text/plain"},
+    )
+    assert verified.status_code == 200, verified.text
+    assert verified.json()["authenticated"] is True
+    token: str = verified.json()["token"]
+    return token
 
 
 def entry(report: ImportReport, kind: str, name: str) -> Any:
@@ -256,31 +279,28 @@ async def test_import_keeps_passwords_keys_and_roles_working(
     }
     assert "fs_manager" in entry(report, "user", "svc").notes[0]
     assert any("default password" in n for n in entry(report, "user", "bob").notes)
-    assert any("second factor TOTP" in n for n in entry(report, "user", "alice").notes)
+    assert "second factor TOTP imported and in force" in entry(report, "user", "alice").notes
     assert entry(report, "key", "fs-manager-key").action == "skipped"
     assert report.counts()["keys"]["created"] == 7
     assert "host bits masked" in entry(report, "key", "cidr-host-bits").notes
     assert any("beyond" in n for n in entry(report, "key", "beyond-cap").notes)
 
-    # Passwords: bcrypt verified, then Argon2id.
-    token = await harness.login("alice", PASSWORDS["alice"])
+    # Passwords: bcrypt verified, then Argon2id; alice's authenticator app still works.
+    token = await totp_login(harness, "alice")
     async with harness.services.db.session() as session:
         alice = await session.scalar(select(User).where(User.login == "alice"))
         bob = await session.scalar(select(User).where(User.login == "bob"))
     assert alice is not None
     assert bob is not None
     assert alice.password_hash.startswith("$argon2id$")
-    assert await harness.login("alice", PASSWORDS["alice"])  # the new hash works too
+    assert await totp_login(harness, "alice", steps=1)  # the new hash works too
     assert bob.password_change_required
     assert alice.first_name == "Alice"
     assert alice.lang_key == "es"
     assert alice.created_at < harness.clock() - timedelta(days=300)
     assert json.loads(alice.legacy_profile or "{}")["imageUrl"] == "https://img.example/alice.png"
-    sealed = json.loads(alice.legacy_second_factor or "{}")
-    assert sealed["method"] == "TOTP"
-    assert unseal(harness.services.server_secret, SECOND_FACTOR_PURPOSE, sealed["secret"]) == (
-        TOTP_SECRET
-    )
+    assert alice.second_factor == "TOTP"
+    assert alice.legacy_second_factor is None
     account = await harness.client.get("/api/account", headers=bearer(token))
     assert account.json()["passwordChangeRequired"] is False
 
@@ -334,13 +354,13 @@ async def test_second_import_changes_nothing_and_follows_utmstack_edits(
     """Run twice: nothing created or updated, the database is the same (a rehashed
     password is not put back). After edits on UTMStack's side, those are updated."""
     await import_from_database(harness, utmstack)
-    await harness.login("alice", PASSWORDS["alice"])  # rehash
+    await totp_login(harness, "alice")  # rehash
     before = await dump(harness, exclude=AUDIT_TABLES)  # the run itself is audited
     again = await import_from_database(harness, utmstack)
     assert not again.changed
     assert {e.action for e in again.entries} <= {"unchanged", "skipped"}
     assert await dump(harness, exclude=AUDIT_TABLES) == before
-    assert await harness.login("alice", PASSWORDS["alice"])
+    assert await totp_login(harness, "alice", steps=1)
 
     engine = create_async_engine(POSTGRES_URL or "")
     async with engine.begin() as connection:
