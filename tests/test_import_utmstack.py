@@ -437,6 +437,15 @@ async def test_second_factors_follow_utmstack_but_not_over_authgate(
     )
     assert plain.json()["authenticated"] is True  # no second step: the reset stands
 
+    # E-mail codes without an SMTP server would lock bob out: not imported, said so.
+    await edit_utmstack(utmstack, "UPDATE jhi_user SET tfa_method = 'EMAIL' WHERE login = 'bob'")
+    no_smtp = await import_from_database(harness, utmstack)
+    assert any("need an SMTP server" in n for n in entry(no_smtp, "user", "bob").notes)
+    bob = await harness.client.post(
+        "/api/authenticate", json={"username": "bob", "password": PASSWORDS["bob"]}
+    )
+    assert bob.json()["method"] is None
+
 
 async def test_sealed_second_factors_of_an_earlier_import_are_converted(
     harness: Harness, utmstack: UtmStackSource

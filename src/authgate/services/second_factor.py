@@ -390,6 +390,11 @@ class SecondFactorService:
 
     # -- import (``authgate import utmstack``) --------------------------------------------
 
+    @property
+    def mails(self) -> bool:
+        """E-mail codes can be sent (an SMTP server is configured)."""
+        return self._mailer.configured
+
     async def factor_in_force(self, session: AsyncSession, user: User) -> ImportedFactor | None:
         """The user's factor in force, TOTP secret decrypted, inside the caller's
         transaction: what an import compares UTMStack's factor with. A secret that does

@@ -260,7 +260,7 @@ class _UserImport:
             password_changed_at=None,
             legacy_id=str(utm.id),
             password_change_required=utm.default_password,
-            legacy_profile=_profile(utm, self._factor_digest(utm)),
+            legacy_profile=_profile(utm, None),
         )
         self._remember(user)
         return _Imported(utm, user, "created", [*notes, *_flags(utm, password=True)])
@@ -276,7 +276,7 @@ class _UserImport:
             "lang_key": _lang_key(utm),
             "activated": utm.activated,
             "authorities": authorities,
-            "legacy_profile": _profile(utm, self._factor_digest(utm)),
+            "legacy_profile": _profile(utm, previous_factor),
         }
         password_changed = _imported_digest(user) != password_hash_digest(utm.password_hash)
         if password_changed:  # changed in UTMStack since the last import
@@ -303,7 +303,7 @@ class _UserImport:
         """UTMStack's admin onto authgate's: its keys and second factor; authgate's login,
         e-mail, password and roles stay."""
         previous_factor = _profile_field(admin, "importedSecondFactor")
-        profile = _profile(utm, self._factor_digest(utm), merged=True)
+        profile = _profile(utm, previous_factor, merged=True)
         note = "merged into authgate's admin (its login, e-mail, password and roles are kept)"
         if admin.legacy_profile == profile:
             return _Imported(utm, admin, "unchanged", [note], previous_factor)
@@ -315,9 +315,6 @@ class _UserImport:
         return _Imported(utm, admin, "updated", [note], previous_factor)
 
     # -- second factors -------------------------------------------------------------------
-
-    def _factor_digest(self, utm: UtmUser) -> str | None:
-        return _digest(self._pepper, _utm_factor(utm))
 
     async def _import_factor(self, each: _Imported) -> None:
         """Put UTMStack's second factor in force when it is new or changed there since
@@ -333,17 +330,25 @@ class _UserImport:
         in_force = await self._second_factor.factor_in_force(session, user)
         held = _digest(self._pepper, in_force)
         new = _digest(self._pepper, wanted)
+        # What the profile records as imported: UTMStack's factor once it was dealt with.
+        record = new
+        changed = False
         if held == new:
-            changed = False
             if wanted is not None:
                 each.notes.append(f"second factor {wanted.method} in force")
         elif previous == new:
-            changed = False  # unchanged in UTMStack: authgate's reset or enrolment stands
+            # Unchanged in UTMStack: a reset or an enrolment made in authgate stands.
             each.notes.append("second factor changed in authgate since the last import: kept")
         elif in_force is not None and held != previous:
-            changed = False
             each.notes.append(
                 "second factor enrolled in authgate kept (UTMStack's differs: not imported)"
+            )
+        elif wanted is not None and wanted.method == "EMAIL" and not self._second_factor.mails:
+            # E-mail codes without SMTP would lock the user out; a later run retries.
+            record = previous
+            each.notes.append(
+                "second factor EMAIL not imported: e-mail codes need an SMTP server "
+                "(AUTHGATE_ALERT_SMTP_HOST); import again once it is set"
             )
         else:
             await self._second_factor.put_in_force(session, user, wanted)
@@ -353,11 +358,16 @@ class _UserImport:
                 if wanted is not None
                 else "second factor removed (removed in UTMStack)"
             )
+        if record != each.previous_factor:
+            profile = json.loads(user.legacy_profile or "{}")
+            profile["importedSecondFactor"] = record
+            user.legacy_profile = json.dumps(profile, sort_keys=True)
+            changed = True
         if sealed is not None:
             user.legacy_second_factor = None
             changed = True
             each.notes.append("sealed second factor of an earlier import converted")
-        if changed:
+        if changed and each.action != "created":
             user.updated_at = self._now
             self._work.publish(Change(ChangeKind.USER_CHANGED, str(user.id)))
             if each.action == "unchanged":
