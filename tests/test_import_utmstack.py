@@ -48,6 +48,7 @@ from authgate.storage.models import ApiKey, Base, SecondFactor, User
 from tests.conftest import (
     ADMIN_PASSWORD,
     POSTGRES_URL,
+    USER_PASSWORD,
     FakeClock,
     Harness,
     bearer,
@@ -235,10 +236,11 @@ async def _import(
 
 
 async def totp_login(
-    harness: Harness, login: str, *, steps: int = 0, secret: str = TOTP_SECRET
+    harness: Harness, login: str, *, steps: int = 0, secret: str = TOTP_SECRET, v10: bool = False
 ) -> str:
-    """POST /api/authenticate, then POST /api/tfa/verify-code (v11) with a code computed
-    by pyotp from UTMStack's original secret, as the user's authenticator app would."""
+    """POST /api/authenticate, then POST /api/tfa/verify-code (v11; v10: GET
+    /api/tfa/verifyCode) with a code computed by pyotp from UTMStack's original secret,
+    as the user's authenticator app would."""
     password_step = await harness.client.post(
         "/api/authenticate", json={"username": login, "password": PASSWORDS[login]}
     )
@@ -248,14 +250,19 @@ async def totp_login(
     pending = password_step.json()["token"]
     instant = harness.clock().timestamp() + 30 * steps
     code = pyotp.TOTP(secret).at(instant)
-    verified = await harness.client.post(
-        "/api/tfa/verify-code",
-        content=code,
-        headers={**bearer(pending), "Content-Type": "text/plain"},
-    )
+    if v10:
+        verified = await harness.client.get(
+            "/api/tfa/verifyCode", params={"code": code}, headers=bearer(pending)
+        )
+    else:
+        verified = await harness.client.post(
+            "/api/tfa/verify-code",
+            content=code,
+            headers={**bearer(pending), "Content-Type": "text/plain"},
+        )
     assert verified.status_code == 200, verified.text
     assert verified.json()["authenticated"] is True
-    token: str = verified.json()["token"]
+    token: str = verified.json()["id_token"]
     return token
 
 
@@ -311,7 +318,7 @@ async def test_import_keeps_passwords_keys_and_roles_working(
     assert alice is not None
     assert bob is not None
     assert alice.password_hash.startswith("$argon2id$")
-    assert await totp_login(harness, "alice", steps=1)  # the new hash works too
+    assert await totp_login(harness, "alice", steps=1, v10=True)  # the new hash works too
     assert bob.password_change_required
     assert alice.first_name == "Alice"
     assert alice.lang_key == "es"
@@ -453,6 +460,7 @@ async def test_sealed_second_factors_of_an_earlier_import_are_converted(
     """What an earlier version left (UTMStack's secret sealed in legacy_second_factor,
     no factor in force) becomes a factor in force at the next run; the column empties."""
     await import_from_database(harness, utmstack)
+    carol_id = await harness.create_user("carol")  # imported once, gone from UTMStack since
     pepper = harness.services.server_secret
     earlier = json.dumps(
         {"method": "TOTP", "secret": seal(pepper, SECOND_FACTOR_PURPOSE, TOTP_SECRET)}
@@ -465,7 +473,21 @@ async def test_sealed_second_factors_of_an_earlier_import_are_converted(
         alice.legacy_profile = json.dumps(profile, sort_keys=True)
         alice.legacy_second_factor, alice.second_factor = earlier, None
         await session.execute(delete(SecondFactor).where(SecondFactor.user_id == alice.id))
+        # A user not in UTMStack any more: the sealed copy is the only one.
+        carol = await session.get(User, carol_id)
+        assert carol is not None
+        carol.legacy_second_factor = json.dumps(
+            {"method": "TOTP", "secret": seal(pepper, SECOND_FACTOR_PURPOSE, NEW_TOTP_SECRET)}
+        )
     converted = await import_from_database(harness, utmstack)
+    assert entry(converted, "user", "carol").action == "updated"
+    assert entry(converted, "user", "carol").notes == (
+        "sealed second factor TOTP converted and in force",
+    )
+    carol_step = await harness.client.post(
+        "/api/authenticate", json={"username": "carol", "password": USER_PASSWORD}
+    )
+    assert carol_step.json()["method"] == "TOTP"
     notes = entry(converted, "user", "alice").notes
     assert entry(converted, "user", "alice").action == "updated"
     assert "sealed second factor of an earlier import converted" in notes
