@@ -38,6 +38,7 @@ from authgate.services.login_protection import LoginLimits, LoginProtection
 from authgate.services.mail import Mailer, smtp_server_from
 from authgate.services.metrics import Metrics
 from authgate.services.password_hashing import AsyncPasswordHasher
+from authgate.services.password_resets import PasswordResets
 from authgate.services.rate_limits import KeyRateLimits
 from authgate.services.redis_link import SOCKET_TIMEOUT_SECONDS, ChangeDoorbell, RedisLink
 from authgate.services.signing_keys import SigningKeyFile
@@ -91,6 +92,8 @@ class Services:
     # Mail to users (reset links, second-factor codes); `mailer.configured` says whether
     # an SMTP server is set.
     mailer: Mailer
+    # Password recovery: reset links asked for, mailed and used.
+    password_resets: PasswordResets
     # The deployment's shared secret (the API key pepper): purpose-specific keys, such as
     # the UI's CSRF key, are derived from it, so every node agrees on them.
     server_secret: bytes = b""
@@ -158,6 +161,7 @@ class Services:
         deliver what the sinks still have queued, close the database."""
         self._stop.set()
         serving = self._delivery is not None
+        await self.password_resets.settle()  # their audit records go out below
         if self._tasks:
             # The loops end at once on stop; the usage log flushes one last time.
             await _finish(self._tasks, grace=SHUTDOWN_GRACE_SECONDS)
@@ -421,6 +425,7 @@ def build_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
         interval=settings.audit_checkpoint_interval_seconds,
         retention=timedelta(days=settings.audit_retention_days),
     )
+    mailer = Mailer(smtp_server_from(settings))
     services = Services(
         settings=settings,
         clock=clock,
@@ -472,7 +477,18 @@ def build_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
         alert_dispatcher=alert_dispatcher,
         metrics=metrics,
         checkpoints=checkpoints,
-        mailer=Mailer(smtp_server_from(settings)),
+        mailer=mailer,
+        password_resets=PasswordResets(
+            db=db,
+            feed=feed,
+            hasher=hasher,
+            policy=policy,
+            clock=clock,
+            audit=audit,
+            throttle=throttle,
+            mailer=mailer,
+            base_url=settings.base_url,
+        ),
         server_secret=pepper,
         cluster=cluster,
         redis=redis,

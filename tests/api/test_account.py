@@ -104,15 +104,18 @@ async def test_login_as_password_is_refused(harness: Harness) -> None:
     assert "login" in response.json()["fieldErrors"][0]["message"]
 
 
-async def test_change_password_rejects_unknown_fields(harness: Harness, user_token: str) -> None:
-    """Unknown body fields are an error, not silently ignored."""
+async def test_change_password_ignores_unknown_fields(harness: Harness, user_token: str) -> None:
+    """Unknown body fields are ignored, as Spring does (issue 13), and grant nothing."""
     response = await harness.client.post(
         "/api/account/change-password",
         json={"currentPassword": USER_PASSWORD, "newPassword": NEW_PASSWORD, "admin": True},
         headers=bearer(user_token),
     )
-    assert response.status_code == 400
-    assert response.json()["fieldErrors"][0]["field"] == "admin"
+    assert response.status_code == 200
+    harness.clock.advance(seconds=1)
+    token = await harness.login("alice", NEW_PASSWORD)
+    account = await harness.client.get("/api/account", headers=bearer(token))
+    assert account.json()["authorities"] == ["ROLE_USER"]
 
 
 # -- the current password is checked like a login (issue 10, item 5) --------------------

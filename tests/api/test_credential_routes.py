@@ -26,6 +26,7 @@ NEW_PASSWORD = "chosen-by-whoever-holds-the-key"
 # activation, API keys created, edited, regenerated or re-enabled.
 CREDENTIAL_ROUTES = {
     ("POST", "/api/users"),
+    ("PUT", "/api/users"),
     ("PUT", "/api/users/{login}"),
     ("PUT", "/api/users/{login}/password"),
     ("POST", "/api/account/change-password"),

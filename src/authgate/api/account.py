@@ -9,19 +9,19 @@ from pydantic import Field
 
 from authgate.api.access import SelfServiceRoute, principal_of, services_of, sets_credentials
 from authgate.api.errors import documented
-from authgate.api.schemas import StrictBody, UserDTO
+from authgate.api.schemas import LenientBody, UserDTO
 
 # Self-service: API keys may read the account; password and sessions need a user session.
 router = APIRouter(prefix="/api/account", tags=["account"], route_class=SelfServiceRoute)
 
 
-class LogoutEverywhere(StrictBody):
+class LogoutEverywhere(LenientBody):
     revokeApiKeys: bool = Field(
         default=False, description="Also revoke every API key of yours (at once, everywhere)."
     )
 
 
-class PasswordChange(StrictBody):
+class PasswordChange(LenientBody):
     currentPassword: Annotated[str, Field(min_length=1, max_length=1024)]
     newPassword: Annotated[str, Field(min_length=1, max_length=1024)]
 

@@ -18,7 +18,7 @@ from authgate.api.access import (
 )
 from authgate.api.errors import documented
 from authgate.api.pagination import PageRequestDep, pagination_headers
-from authgate.api.schemas import StrictBody
+from authgate.api.schemas import LenientBody, StrictBody
 from authgate.clock import utc_now
 from authgate.security.principal import SCOPE_PATTERN
 from authgate.services.api_keys import (
@@ -55,7 +55,7 @@ Instant = Annotated[datetime, AfterValidator(_as_utc)]
 _EXAMPLE_EXPIRY = (utc_now() + timedelta(days=90)).strftime("%Y-%m-%dT00:00:00.000Z")
 
 
-class ApiKeyBody(StrictBody):
+class ApiKeyBody(LenientBody):
     """UTMStack's body for creating and replacing a key, plus optional ``scopes``."""
 
     name: Annotated[

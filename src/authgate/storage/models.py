@@ -77,6 +77,17 @@ class User(Base):
     password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Tokens issued before this instant are refused ("log out everywhere").
     tokens_valid_after: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Who created / last changed the user (a login, or "system"), as UTMStack's UserDTO.
+    created_by: Mapped[str | None] = mapped_column(String(50))
+    last_modified_by: Mapped[str | None] = mapped_column(String(50))
+    image_url: Mapped[str | None] = mapped_column(String(256))
+    # A pending single-use password-reset key: only its SHA-256 (hex) is stored.
+    reset_key_hash: Mapped[str | None] = mapped_column(String(64), unique=True, index=True)
+    reset_key_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Created without a password: the first completed reset activates the user.
+    activation_pending: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=text("false")
+    )
 
 
 class RevokedToken(Base):
