@@ -18,6 +18,7 @@ from authgate.api import (
     auth,
     forward_auth,
     management,
+    recovery,
     users,
 )
 from authgate.api.errors import install_error_handlers
@@ -94,6 +95,8 @@ def create_app(
         management.router,
         auth.public_router,
         auth.session_router,
+        recovery.public_router,
+        recovery.check_router,
         account.router,
         api_keys.review_router,
         api_keys.router,

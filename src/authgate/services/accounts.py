@@ -104,6 +104,26 @@ class AccountService:
             raise BadCredentials(reason="user_deactivated")
         return user
 
+    async def check_password(self, user_id: int, password: str) -> bool:
+        """Whether ``password`` is the user's, checked like a login of the account
+        (throttled, a wrong one counted and audited as a failed login). Raises
+        ``Throttled``/``ClientBlocked`` while refused."""
+        async with self._db.session() as session:
+            user = await UserRepository(session).get(user_id)
+        if user is None:
+            raise NotFound("User not found", reason="user_not_found")
+        checked = user
+
+        async def verify() -> User:
+            await self._hasher.verify(checked.password_hash, password)
+            return checked
+
+        try:
+            await self._checked(user.login, Actor(login=user.login, user_id=user_id), verify)
+        except BadCredentials:
+            return False
+        return True
+
     async def account(self, user_id: int) -> UserView:
         async with self._db.session() as session:
             user = await UserRepository(session).get(user_id)

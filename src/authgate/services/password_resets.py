@@ -84,6 +84,7 @@ class PasswordResets:
         self._base_url = base_url
         self._limits = limits or ResetLimits()
         self._pending: set[asyncio.Task[None]] = set()
+        self._serial = asyncio.Lock()
 
     @property
     def mail_configured(self) -> bool:
@@ -181,7 +182,9 @@ class PasswordResets:
         address = email.strip().lower()[:EMAIL_MAX_LENGTH]
         shown = printable(address) or address
         try:
-            await self._request_for(address, shown)
+            # One at a time: requests are rare, and counting them must not race.
+            async with self._serial:
+                await self._request_for(address, shown)
         except Exception:  # a background task: log, never lose the loop
             log.exception("password reset request failed")
 
