@@ -30,8 +30,10 @@ async def test_account_is_the_jhipster_object(harness: Harness, user_token: str)
 async def test_change_password_revokes_tokens_and_new_password_works(
     harness: Harness, user_token: str
 ) -> None:
-    """After a password change the old token is refused, the old password fails,
-    and the new one logs in."""
+    """After a password change the user's other tokens are refused while the one that
+    made the change goes on (issue 13, section 4: UTMStack's ``password.service.ts``
+    keeps using its token after ``POST /api/account/change-password``); the old password
+    fails and the new one logs in; "log out everywhere" then ends the kept one too."""
     other_session = await harness.login("alice", USER_PASSWORD)
     response = await harness.client.post(
         "/api/account/change-password",
@@ -40,10 +42,11 @@ async def test_change_password_revokes_tokens_and_new_password_works(
     )
     assert response.status_code == 200
 
-    for token in (user_token, other_session):
-        refused = await harness.client.get("/api/account", headers=bearer(token))
-        assert refused.status_code == 401
-        assert refused.json()["code"] == "token_revoked"
+    refused = await harness.client.get("/api/account", headers=bearer(other_session))
+    assert refused.status_code == 401
+    assert refused.json()["code"] == "token_revoked"
+    kept = await harness.client.get("/api/account", headers=bearer(user_token))
+    assert kept.status_code == 200
     old = await harness.client.post(
         "/api/authenticate", json={"username": "alice", "password": USER_PASSWORD}
     )
@@ -51,6 +54,10 @@ async def test_change_password_revokes_tokens_and_new_password_works(
     harness.clock.advance(milliseconds=1)
     token = await harness.login("alice", NEW_PASSWORD)
     assert (await harness.client.get("/api/account", headers=bearer(token))).status_code == 200
+    everywhere = await harness.client.post("/api/account/logout-all", headers=bearer(token))
+    assert everywhere.status_code == 204
+    for ended in (user_token, token):
+        assert (await harness.client.get("/api/account", headers=bearer(ended))).status_code == 401
 
 
 async def test_wrong_current_password_is_400_and_keeps_the_session(

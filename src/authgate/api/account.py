@@ -84,7 +84,7 @@ async def save_account(body: AccountBody, request: Request) -> Response:
 
 @router.post(
     "/change-password",
-    summary="Change the caller's password; all their tokens are revoked",
+    summary="Change the caller's password; all their other tokens are revoked",
     status_code=200,
     response_class=Response,
     responses={
@@ -94,10 +94,13 @@ async def save_account(body: AccountBody, request: Request) -> Response:
 )
 @sets_credentials("changes the caller's password")
 async def change_password(body: PasswordChange, request: Request) -> Response:
+    principal = principal_of(request)
     await services_of(request).accounts.change_password(
-        principal_of(request).user_id,
+        principal.user_id,
         current_password=body.currentPassword,
         new_password=body.newPassword,
+        # The session that made the change goes on (sets_credentials: always a token).
+        keep_token_id=principal.credential_id if principal.method == "jwt" else None,
     )
     return Response(status_code=200)
 

@@ -132,9 +132,16 @@ class AccountService:
         return UserView.of(user)
 
     async def change_password(
-        self, user_id: int, *, current_password: str, new_password: str
+        self,
+        user_id: int,
+        *,
+        current_password: str,
+        new_password: str,
+        keep_token_id: str | None = None,
     ) -> None:
-        """Change the caller's password; every token of theirs stops working.
+        """Change the caller's password; every token of theirs stops working except the
+        one with id ``keep_token_id`` (the session that made the change, as GitHub and
+        Google do: UTMStack's UI keeps using its token after a change).
 
         The current password is checked like a login of the account from the caller's
         address (same counters, throttles and audit), so a stolen token is no way to
@@ -183,7 +190,10 @@ class AccountService:
             stored.password_hash = password_hash
             stored.password_changed_at = now
             stored.tokens_valid_after = now
+            stored.kept_session_jti = keep_token_id
+            stored.kept_session_cutoff = now if keep_token_id is not None else None
             stored.updated_at = now
+            stored.last_modified_by = user.login
             work.publish(Change(ChangeKind.USER_CHANGED, str(user_id)))
         self._audit.record(
             EventType.PASSWORD_CHANGED, "success", actor=Actor(login=user.login, user_id=user_id)
@@ -198,6 +208,7 @@ class AccountService:
                 raise NotFound("User not found", reason="user_not_found")
             now = self._clock()
             user.tokens_valid_after = now
+            user.kept_session_jti = user.kept_session_cutoff = None
             revoked = await revoke_owner_keys(work, user_id, now=now) if revoke_api_keys else []
             work.publish(Change(ChangeKind.USER_CHANGED, str(user_id)))
         details: dict[str, object] | None = (

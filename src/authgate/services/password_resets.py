@@ -145,6 +145,7 @@ class PasswordResets:
             stored.password_hash = password_hash
             stored.password_changed_at = now
             stored.tokens_valid_after = now
+            stored.kept_session_jti = stored.kept_session_cutoff = None
             stored.reset_key_hash = None
             stored.reset_key_expires_at = None
             activated = bool(stored.activation_pending)

@@ -343,6 +343,7 @@ class UserService:
             user.password_hash = password_hash
             user.password_changed_at = now
             user.tokens_valid_after = now
+            user.kept_session_jti = user.kept_session_cutoff = None
             revoked = await revoke_owner_keys(work, user.id, now=now) if revoke_api_keys else []
             self._touched(work, user)
         details: dict[str, object] = {"user": user.login}
@@ -436,6 +437,7 @@ class UserService:
             if not changes.activated:
                 # Reactivation must not bring old sessions back.
                 user.tokens_valid_after = self._clock()
+                user.kept_session_jti = user.kept_session_cutoff = None
         if admins_before is not None and admins_before <= 1 and not _is_active_admin(user):
             raise Conflict(_LAST_ADMIN, reason="last_admin")
 

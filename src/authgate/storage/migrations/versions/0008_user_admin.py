@@ -1,6 +1,7 @@
 """Users carry who created and last changed them, an avatar URL (UTMStack's imageUrl),
-a pending single-use password-reset key (stored hashed) and whether they still await
-their first activation through such a key.
+a pending single-use password-reset key (stored hashed), whether they still await
+their first activation through such a key, and the session that changed the password
+(it survives the revocation of the others).
 
 Revision ID: 0008_user_admin
 Revises: 0006_key_suspension
@@ -29,6 +30,8 @@ def upgrade() -> None:
     op.add_column("users", sa.Column("image_url", sa.String(256)))
     op.add_column("users", sa.Column("reset_key_hash", sa.String(64)))
     op.add_column("users", sa.Column("reset_key_expires_at", sa.DateTime(timezone=True)))
+    op.add_column("users", sa.Column("kept_session_jti", sa.String(64)))
+    op.add_column("users", sa.Column("kept_session_cutoff", sa.DateTime(timezone=True)))
     op.add_column(
         "users",
         sa.Column("activation_pending", sa.Boolean(), nullable=False, server_default=sa.false()),
@@ -41,6 +44,8 @@ def downgrade() -> None:
     with op.batch_alter_table("users", table_kwargs=_USERS_TABLE) as batch:
         for column in (
             "activation_pending",
+            "kept_session_cutoff",
+            "kept_session_jti",
             "reset_key_expires_at",
             "reset_key_hash",
             "image_url",
