@@ -30,6 +30,10 @@ def version() -> None:
     out.print(__version__)
 
 
+WORKER_HEALTHCHECK_SECONDS = 60
+"""How long a worker may leave its supervisor's ping unanswered before uvicorn kills it."""
+
+
 @server_commands.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
@@ -63,6 +67,12 @@ def serve(
         proxy_headers=False,  # client addresses are resolved by authgate's own rules
         server_header=False,
         access_log=False,  # authgate logs requests itself, without query strings
+        # uvicorn kills a worker that does not answer its supervisor's ping within this
+        # time, and stops the whole server when a replacement then fails to start. Its
+        # default (5 s) is shorter than a worker's start (it imports the app in a fresh
+        # interpreter: ~2 s of CPU, far longer on a busy host) and than a busy event loop
+        # may keep the answering thread from the GIL, so healthy workers were killed.
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
         log_config=_log_config(settings.log_level),
         # httptools with bounds on the request head's size and arrival time (431, 408):
         # uvicorn's own protocols bound neither (see authgate.cli.http_protocol).
