@@ -252,6 +252,21 @@ async def test_admin_helpers_for_users_and_audit(harness: Harness) -> None:
         assert events.items[0].type == "USER_DELETED"  # newest first
 
 
+async def test_sdk_creates_a_user_without_password(harness: Harness) -> None:
+    """The SDK follows issue 13's user shapes: ``create_user`` without a password answers
+    the inactive user and, without SMTP, its single-use ``reset_link``; users carry
+    ``created_by``/``last_modified_by``."""
+    await harness.create_user("root", ADMIN_PASSWORD, admin=True)
+    async with asgi_client(harness, PasswordCredentials("root", ADMIN_PASSWORD)) as admin:
+        ivan = await admin.create_user("ivan", email="ivan@example.com")
+        assert ivan.activated is False
+        assert ivan.reset_link is not None
+        assert "/settings/reset?key=" in ivan.reset_link
+        again = await admin.get_user("ivan")
+        assert again.reset_link is None
+        assert (again.created_by, again.last_modified_by) == ("root", "root")
+
+
 async def test_ordinary_user_cannot_use_admin_helpers(alice: AsyncClient) -> None:
     """ROLE_USER gets PermissionDeniedError from users and audit."""
     with pytest.raises(PermissionDeniedError):
