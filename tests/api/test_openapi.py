@@ -52,6 +52,9 @@ PROTECTED = [
     ("get", "/api/authenticate"),
     ("post", "/api/logout"),
     ("get", "/api/account"),
+    ("post", "/api/account"),
+    ("get", "/api/check-credentials"),
+    ("post", "/api/check-credentials"),
     ("post", "/api/account/change-password"),
     ("post", "/api/account/logout-all"),
     ("get", "/api/users"),
@@ -91,6 +94,8 @@ PROTECTED = [
 UNPROCESSABLE_PREFIXES = ("/api/api-keys", "/api/alert-rules", "/api/alerts", "/api/alert-sinks")
 PUBLIC = [
     ("post", "/api/authenticate"),
+    ("post", "/api/account/reset-password/init"),
+    ("post", "/api/account/reset-password/finish"),
     ("get", "/api/ping"),
     ("get", "/management/health"),
     ("get", "/management/info"),
@@ -206,6 +211,8 @@ async def test_operations_with_input_document_400_error_body(document: dict[str,
     assert len(with_input) >= 8  # authenticate, change-password and the six /api/users ones
     missing = []
     for method, path, operation in with_input:
+        if (method, path) == ("post", "/api/account/reset-password/init"):
+            continue  # never 400, by design: always 200, whatever the body (issue 13)
         status = "422" if path.startswith(UNPROCESSABLE_PREFIXES) else "400"
         response = operation["responses"].get(status, {})
         schema = response.get("content", {}).get("application/json", {}).get("schema")

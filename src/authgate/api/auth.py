@@ -96,8 +96,15 @@ async def jwks(request: Request) -> dict[str, list[dict[str, Any]]]:
 @router.get(
     "/api/authenticate",
     summary="The caller's login, if authenticated (raw text, as Spring writes a String)",
-    response_class=PlainTextResponse,
-    responses={200: {"content": {"text/plain": {"example": "admin"}}}, **documented(401)},
+    # Plain Response, so FastAPI documents the JSON error bodies as JSON, not text/plain.
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The login",
+            "content": {"text/plain": {"schema": {"type": "string"}, "example": "admin"}},
+        },
+        **documented(401),
+    },
 )
 async def who_am_i(request: Request) -> PlainTextResponse:
     return PlainTextResponse(principal_of(request).login)

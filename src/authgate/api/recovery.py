@@ -15,6 +15,11 @@ from authgate.api.schemas import LenientBody
 from authgate.exceptions import FieldError, SessionRequired, ValidationFailed
 from authgate.services.users import EMAIL_MAX_LENGTH
 
+_ECHOED = {
+    "description": "The password is the caller's: checkUUID, echoed as text",
+    "content": {"text/plain": {"schema": {"type": "string"}}},
+}
+
 public_router = APIRouter(prefix="/api/account/reset-password", tags=["account"])
 check_router = APIRouter(tags=["account"], route_class=AuthenticatedRoute)
 
@@ -75,8 +80,9 @@ async def finish_reset(body: KeyAndPassword, request: Request) -> Response:
     "/api/check-credentials",
     summary="Check the caller's password (UTMStack's form; prefer POST: a query string "
     "ends up in proxy logs)",
-    response_class=PlainTextResponse,
-    responses={200: {"description": "checkUUID, echoed"}, **documented(400, 401, 403, 423, 429)},
+    # Plain Response, so FastAPI documents the JSON error bodies as JSON, not text/plain.
+    response_class=Response,
+    responses={200: _ECHOED, **documented(400, 401, 403, 423, 429)},
 )
 async def check_credentials_query(
     request: Request,
@@ -89,8 +95,9 @@ async def check_credentials_query(
 @check_router.post(
     "/api/check-credentials",
     summary="Check the caller's password ({password, checkUUID}); 200 with checkUUID",
-    response_class=PlainTextResponse,
-    responses={200: {"description": "checkUUID, echoed"}, **documented(400, 401, 403, 423, 429)},
+    # Plain Response, so FastAPI documents the JSON error bodies as JSON, not text/plain.
+    response_class=Response,
+    responses={200: _ECHOED, **documented(400, 401, 403, 423, 429)},
 )
 async def check_credentials(body: CredentialsCheck, request: Request) -> PlainTextResponse:
     return await _check(request, body.password, body.checkUUID)
