@@ -323,7 +323,16 @@ async def test_review_lists_keys_by_reason(harness: Harness, admin_token: str) -
 
     assert response.status_code == 200, response.text
     review = response.json()
-    assert set(review) == {"unused", "unrestricted", "expiringSoon", "broadScopes"}
+    assert set(review) == {
+        "unused",
+        "unrestricted",
+        "expiringSoon",
+        "broadScopes",
+        "legacy",
+        "beyondExpiryPolicy",
+    }
+    assert review["legacy"] == []  # nothing imported from UTMStack
+    assert review["beyondExpiryPolicy"] == []
     assert names(review, "unused") == {"stale"}
     assert names(review, "unrestricted") == {"open"}
     assert names(review, "expiringSoon") == {"expiring"}

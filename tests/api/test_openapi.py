@@ -98,6 +98,8 @@ PUBLIC = [
     ("post", "/api/account/reset-password/finish"),
     ("get", "/api/ping"),
     ("get", "/management/health"),
+    ("get", "/management/health/liveness"),
+    ("get", "/management/health/readiness"),
     ("get", "/management/info"),
     ("get", "/.well-known/jwks.json"),
 ]

@@ -29,7 +29,8 @@ document declares the security schemes from the same route classes.
 
 Credentials: ``Utm-Api-Key: <key>`` (UTMStack's header) wins when present; otherwise
 ``Authorization: Bearer <credential>``, where a key and a JWT are told apart by
-format (keys start with ``agk_``), never by trial.
+format (``agk_`` keys, and 43-character legacy keys imported from UTMStack), never by
+trial.
 """
 
 from __future__ import annotations

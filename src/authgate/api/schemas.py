@@ -25,6 +25,10 @@ class UserDTO(BaseModel):
     createdDate: datetime
     lastModifiedBy: str | None = None
     lastModifiedDate: datetime
+    passwordChangeRequired: bool = Field(
+        default=False,
+        description="Imported from UTMStack with its default password: change it.",
+    )
 
     @classmethod
     def of(cls, user: UserView) -> UserDTO:
@@ -42,6 +46,7 @@ class UserDTO(BaseModel):
             createdDate=user.created_at,
             lastModifiedBy=user.last_modified_by,
             lastModifiedDate=user.updated_at,
+            passwordChangeRequired=user.password_change_required,
         )
 
 

@@ -189,6 +189,7 @@ class AccountService:
             now = self._clock()
             stored.password_hash = password_hash
             stored.password_changed_at = now
+            stored.password_change_required = False
             stored.tokens_valid_after = now
             stored.kept_session_jti = keep_token_id
             stored.kept_session_cutoff = now if keep_token_id is not None else None

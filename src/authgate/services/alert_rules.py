@@ -58,6 +58,7 @@ KINDS: Final[dict[str, tuple[str, ...]]] = {
         EventType.USER_DELETED.value,
         EventType.PASSWORD_RESET.value,
         EventType.ALERT_RULE_CHANGED.value,
+        EventType.UTMSTACK_IMPORTED.value,
     ),
 }
 SINGLE_EVENT_KINDS: Final = frozenset({"key_new_ip", "key_after_inactivity"})

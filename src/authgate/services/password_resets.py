@@ -146,6 +146,7 @@ class PasswordResets:
             stored.password_changed_at = now
             stored.tokens_valid_after = now
             stored.kept_session_jti = stored.kept_session_cutoff = None
+            stored.password_change_required = False  # the user chose this one
             stored.reset_key_hash = None
             stored.reset_key_expires_at = None
             activated = bool(stored.activation_pending)

@@ -79,6 +79,8 @@ class UserView:
     last_modified_by: str | None = None
     image_url: str | None = None
     activation_pending: bool = False
+    # Imported from UTMStack with its default password: must choose a new one.
+    password_change_required: bool = False
 
     @classmethod
     def of(cls, user: User) -> UserView:
@@ -99,6 +101,7 @@ class UserView:
             last_modified_by=user.last_modified_by,
             image_url=user.image_url,
             activation_pending=bool(user.activation_pending),
+            password_change_required=bool(user.password_change_required),
         )
 
 
@@ -475,6 +478,17 @@ def _image_url_errors(image_url: str | None) -> list[FieldError]:
     if len(image_url) > IMAGE_URL_MAX_LENGTH:
         return [FieldError("imageUrl", "imageUrl must be at most 256 characters.")]
     return control_character_errors("imageUrl", image_url)
+
+
+def user_field_errors(
+    *, login: str, email: str, first_name: str | None, last_name: str | None, lang_key: str
+) -> list[FieldError]:
+    """What is wrong with a user's login, e-mail and profile (imports check these too)."""
+    return [
+        *_login_errors(login),
+        *_email_errors(email),
+        *_profile_errors(first_name, last_name, lang_key),
+    ]
 
 
 def _login_errors(login: str) -> list[FieldError]:

@@ -503,6 +503,22 @@ async def keys_review(request: Request) -> Response:
             "rows": rows(review.broad_scopes),
             "scopes": True,
         },
+        {
+            "id": "legacy",
+            "title": "Imported from UTMStack",
+            "description": "Rotate: plaintext was stored by UTMStack. Rotating gives an "
+            "agk_ key; the old key keeps working for the grace period.",
+            "empty": "No live key still has the secret UTMStack stored.",
+            "rows": rows(review.legacy),
+        },
+        {
+            "id": "beyond-expiry-policy",
+            "title": "Expiry beyond the policy",
+            "description": "Live keys without an expiry or expiring later than the "
+            "maximum lifetime allows (an import keeps UTMStack's expiry): set one.",
+            "empty": "Every live key expires within the maximum lifetime.",
+            "rows": rows(review.beyond_expiry_policy),
+        },
     ]
     return render(
         request, "keys_review.html", {"sections": sections, "values": values, "errors": {}}
