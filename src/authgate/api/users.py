@@ -23,6 +23,7 @@ from authgate.services.users import (
     LOGIN_MAX_LENGTH,
     LOGIN_PATTERN,
     NAME_MAX_LENGTH,
+    RESERVED_LOGINS,
     NewUser,
     UserChanges,
     UserView,
@@ -30,7 +31,16 @@ from authgate.services.users import (
 
 router = APIRouter(prefix="/api/users", tags=["users"], route_class=AdminRoute)
 
-LoginPath = Annotated[str, Path(min_length=1, max_length=LOGIN_MAX_LENGTH)]
+# "authorities" is no login (GET /api/users/authorities lists the roles): said in the
+# document, so that a generated login never means the list.
+LoginPath = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=LOGIN_MAX_LENGTH,
+        json_schema_extra={"not": {"enum": sorted(RESERVED_LOGINS)}},
+    ),
+]
 Email = Annotated[str, Field(min_length=3, max_length=EMAIL_MAX_LENGTH, pattern=EMAIL_PATTERN)]
 Name = Annotated[
     str,
