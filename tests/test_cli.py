@@ -17,8 +17,7 @@ from typing import IO, Any
 
 import httpx2
 import pytest
-from click.testing import Result
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from authgate.cli import app
 from authgate.container import build_services

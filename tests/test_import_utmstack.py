@@ -40,7 +40,6 @@ from authgate.services.utmstack_rows import parse_source
 from authgate.settings import CONFIG_FILE_VARIABLE
 from authgate.storage import utmstack_source
 from authgate.storage.models import ApiKey, Base, User
-from tests.api.test_api_keys import client_from
 from tests.conftest import ADMIN_PASSWORD, POSTGRES_URL, Harness, bearer, run_in_own_loop
 
 # UTMStack's schema, from config/liquibase/scripts/tables.sql (jhi_user, jhi_authority,
@@ -292,16 +291,16 @@ async def test_import_keeps_passwords_keys_and_roles_working(
         assert response.status_code == 200, response.text
         assert response.json()["login"] == "alice"
     for address, allowed in (("10.1.250.9", True), ("10.2.0.1", False), ("::1", True)):
-        async with client_from(harness, address) as client:
+        async with harness.client_from(address) as client:
             response = await client.get("/api/account", headers=bearer(keys["cidr-host-bits"]))
         assert (response.status_code == 200) is allowed, (address, response.text)
-    async with client_from(harness, "2001:db8::7") as client:
+    async with harness.client_from("2001:db8::7") as client:
         response = await client.get("/api/account", headers=bearer(keys["ipv6-exact"]))
         assert response.status_code == 200
         assert (await client.get("/api/account", headers=bearer(keys["bare-v4"]))).status_code == (
             403
         )
-    async with client_from(harness, "198.51.100.4") as client:
+    async with harness.client_from("198.51.100.4") as client:
         response = await client.get("/api/account", headers={"Utm-Api-Key": keys["unrestricted"]})
     assert response.status_code == 200
     expired = await harness.client.get("/api/account", headers=bearer(keys["expired"]))
@@ -503,13 +502,22 @@ def test_cli_imports_from_a_file_with_a_report(
     runner = CliRunner()
     try:
         dry = runner.invoke(
-            cli_app, ["import", "utmstack", "--from-file", str(export), "--dry-run", "--json"]
+            cli_app,
+            ["--init", "import", "utmstack", "--from-file", str(export), "--dry-run", "--json"],
         )
         assert dry.exit_code == 0, dry.output
         assert json.loads(dry.stdout)["counts"]["keys"]["created"] == 1
         real = runner.invoke(
             cli_app,
-            ["import", "utmstack", "--from-file", str(export), "--report", str(tmp_path / "r")],
+            [
+                "--init",
+                "import",
+                "utmstack",
+                "--from-file",
+                str(export),
+                "--report",
+                str(tmp_path / "r"),
+            ],
         )
         assert real.exit_code == 0, real.output
         assert "[bold]ci" in real.output  # printed as text, not as markup
@@ -543,7 +551,8 @@ def test_cli_reads_the_database_named_by_the_environment(
     runner = CliRunner()
     try:
         result = runner.invoke(
-            cli_app, ["import", "utmstack", "--schema", utmstack.schema, "--include-fs-manager"]
+            cli_app,
+            ["--init", "import", "utmstack", "--schema", utmstack.schema, "--include-fs-manager"],
         )
         assert result.exit_code == 0, result.output
         assert "fs-manager-key" in result.output

@@ -166,9 +166,9 @@ def test_password_printed_on_a_terminal(tmp_path: Path) -> None:
     ("given", "level"), [("debug", "DEBUG"), ("Info", "INFO"), ("warn", "WARNING")]
 )
 def test_log_level_is_case_insensitive(given: str, level: str) -> None:
-    assert Settings(log_level=given).log_level == level  # type: ignore[arg-type]
+    assert Settings(log_level=given).log_level == level
 
 
 def test_unknown_log_format_is_refused() -> None:
     with pytest.raises(ValueError, match="log_format"):
-        Settings(log_format="xml")  # type: ignore[arg-type]
+        Settings(log_format="xml")

@@ -14,7 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from authgate.storage import migrate
-from tests.conftest import Harness, run_in_own_loop, truncate_postgres
+from tests.conftest import EmptyPostgres, Harness
 from tests.processes import AuthgateServer
 from tests.relay import TcpRelay
 
@@ -93,10 +93,9 @@ async def test_readiness_fails_when_the_database_fails(
 
 
 @pytest.fixture
-def relay(postgres_schema: str) -> Iterator[tuple[TcpRelay, str]]:
+def relay(empty_postgres: EmptyPostgres) -> Iterator[tuple[TcpRelay, str]]:
     """A relay to the test PostgreSQL, and the database URL through it."""
-    run_in_own_loop(lambda: truncate_postgres(postgres_schema))  # keyed by this server
-    url = make_url(postgres_schema)
+    url = make_url(empty_postgres())  # keyed by this server
     relay = TcpRelay(url.host or "127.0.0.1", url.port or 5432)
     try:
         yield (

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import stat
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import pytest
@@ -68,8 +69,9 @@ def test_secret_read_from_its_file(
 @pytest.mark.parametrize("name", SECRET_SETTINGS)
 def test_value_and_file_together_are_refused(name: str, tmp_path: Path) -> None:
     path = secret_file(tmp_path, name, VALUES[name])
+    both: dict[str, Any] = {name: VALUES[name], f"{name}_file": path}
     with pytest.raises(ValidationError, match=f"set {name} or {name}_file, not both"):
-        Settings(**{name: VALUES[name], f"{name}_file": path})
+        Settings(**both)
 
 
 def test_unreadable_or_empty_file_is_a_settings_error(tmp_path: Path) -> None:

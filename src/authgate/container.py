@@ -15,7 +15,7 @@ from authgate.clock import Clock, utc_now
 from authgate.exceptions import ConfigurationError, ValidationFailed
 from authgate.security.audit_chain import AuditKey
 from authgate.security.clientip import ClientIpResolver
-from authgate.security.networks import AllowEntryError, AllowList
+from authgate.security.networks import AllowEntryError, TrustedProxies
 from authgate.security.passwords import Argon2Parameters, PasswordHasher, PasswordPolicy
 from authgate.security.signing_keys import KeyRing
 from authgate.security.tokens import JwtCodec
@@ -608,10 +608,10 @@ async def _first_of(*events: asyncio.Event, seconds: float) -> None:
             waiter.cancel()
 
 
-def trusted_proxies(settings: Settings) -> AllowList:
+def trusted_proxies(settings: Settings) -> TrustedProxies:
     """The configured trusted proxies, validated at start-up."""
     try:
-        return AllowList.of(settings.trusted_proxies)
+        return TrustedProxies.of(settings.trusted_proxies)
     except AllowEntryError as error:
         raise ConfigurationError(f"AUTHGATE_TRUSTED_PROXIES: {error}") from None
 

@@ -19,7 +19,7 @@ from authgate.app import create_app
 from authgate.security import keys
 from authgate.services.users import NewUser
 from authgate.storage.models import ApiKey
-from tests.api.test_api_keys import KEYS, client_from, key_header
+from tests.api.test_api_keys import KEYS, key_header
 from tests.api.test_database_unavailable import _refused
 from tests.conftest import USER_PASSWORD, FakeClock, Harness, bearer, test_settings
 
@@ -93,9 +93,9 @@ async def test_legacy_key_works_in_both_headers_with_its_allow_list(
         response = await harness.client.get("/api/account", headers=headers)
         assert response.status_code == 200, response.text
         assert response.json()["login"] == "alice"
-    async with client_from(harness, "10.1.200.3") as client:
+    async with harness.client_from("10.1.200.3") as client:
         assert (await client.get("/api/account", headers=bearer(plaintext))).status_code == 200
-    async with client_from(harness, "10.2.0.1") as client:
+    async with harness.client_from("10.2.0.1") as client:
         refused = await client.get("/api/account", headers=key_header(plaintext))
     assert refused.status_code == 403
     assert refused.json()["code"] == "ip_not_allowed"

@@ -215,7 +215,7 @@ def test_serves_postgres_and_redis_and_loses_nothing_on_sigterm(image: str, data
     assert "Application shutdown complete" in logs, logs
     assert "Traceback" not in logs, logs
 
-    events = dict(
+    events: dict[object, object] = dict(
         query(  # type: ignore[arg-type]
             database,
             "SELECT event_type, COUNT(*) FROM audit_events GROUP BY event_type",

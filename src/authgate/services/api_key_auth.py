@@ -33,7 +33,7 @@ from typing import Any
 
 from sqlalchemy import Row
 
-from authgate.clock import Clock
+from authgate.clock import Clock, format_utc
 from authgate.exceptions import (
     ApiKeyExpired,
     ApiKeyInvalid,
@@ -202,9 +202,7 @@ class ApiKeyAuthenticator:
         if now >= record.expires_at_ts:
             instant = datetime.fromtimestamp(record.expires_at_ts, UTC)
             raise ApiKeyExpired(
-                f"API key expired at {instant.isoformat(timespec='milliseconds')}".replace(
-                    "+00:00", "Z"
-                ),
+                f"API key expired at {format_utc(instant)}",
                 reason="expired_key",
                 key=record.reference,
             )

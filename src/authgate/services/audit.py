@@ -40,7 +40,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal, Protocol
 
-from authgate.clock import Clock
+from authgate.clock import Clock, format_utc
 from authgate.exceptions import ConfigurationError, FieldError, ValidationFailed
 from authgate.security.audit_chain import GENESIS_HASH, AuditKey, LinkKind, plain_hash
 from authgate.security.audit_checkpoints import Checkpoint
@@ -196,7 +196,7 @@ class AuditEntry:
         """The entry under its public (API and export) field names, JSON-ready."""
         return {
             "id": self.id,
-            "timestamp": self.occurred_at.isoformat(timespec="microseconds").replace("+00:00", "Z"),
+            "timestamp": format_utc(self.occurred_at, timespec="microseconds"),
             "type": self.event_type,
             "outcome": self.outcome,
             "actor": self.actor_login,

@@ -25,11 +25,12 @@ from authgate.api.access import services_of, sets_credentials
 from authgate.container import Services
 from authgate.exceptions import Conflict, NotFound, ValidationFailed
 from authgate.security.principal import ROLE_ADMIN, ROLE_USER
-from authgate.services.alert_rules import KINDS, SEVERITIES, SINGLE_EVENT_KINDS, RuleSpec, RuleView
+from authgate.services.alert_rules import KINDS, SINGLE_EVENT_KINDS, RuleSpec, RuleView
 from authgate.services.api_keys import ApiKeyView
 from authgate.services.audit import ChainVerification, EventType
 from authgate.services.audit_export import as_csv, as_json_lines
 from authgate.services.reset_keys import IssuedResetKey
+from authgate.services.severity import SEVERITIES
 from authgate.services.users import NewUser, UserChanges, UserView
 from authgate.storage.audit_repository import AuditFilter
 from authgate.storage.paging import PageRequest, SortOrder
