@@ -19,6 +19,7 @@ from authgate.api import (
     forward_auth,
     management,
     recovery,
+    tfa,
     users,
 )
 from authgate.api.errors import install_error_handlers
@@ -97,6 +98,9 @@ def create_app(
         auth.session_router,
         recovery.public_router,
         recovery.check_router,
+        tfa.pre_verification_router,
+        tfa.setup_router,
+        tfa.admin_router,
         account.router,
         api_keys.review_router,
         api_keys.router,

@@ -15,8 +15,9 @@ from authgate.clock import Clock, utc_now
 from authgate.exceptions import ConfigurationError, ValidationFailed
 from authgate.security.audit_chain import AuditKey
 from authgate.security.clientip import ClientIpResolver
-from authgate.security.networks import AllowEntryError, TrustedProxies
+from authgate.security.networks import AllowEntryError, AllowList, TrustedProxies
 from authgate.security.passwords import Argon2Parameters, PasswordHasher, PasswordPolicy
+from authgate.security.second_factor import SecondFactorKey
 from authgate.security.signing_keys import KeyRing
 from authgate.security.tokens import JwtCodec
 from authgate.services.access_tokens import AccessTokenService
@@ -41,6 +42,8 @@ from authgate.services.password_hashing import AsyncPasswordHasher
 from authgate.services.password_resets import PasswordResets
 from authgate.services.rate_limits import KeyRateLimits
 from authgate.services.redis_link import SOCKET_TIMEOUT_SECONDS, ChangeDoorbell, RedisLink
+from authgate.services.second_factor import SecondFactorService
+from authgate.services.sign_in import SignIn
 from authgate.services.signing_keys import SigningKeyFile
 from authgate.services.throttle_store import (
     DatabaseThrottleStore,
@@ -95,6 +98,8 @@ class Services:
     mailer: Mailer
     # Password recovery: reset links asked for, mailed and used.
     password_resets: PasswordResets
+    second_factor: SecondFactorService
+    sign_in: SignIn
     # The deployment's shared secret (the API key pepper): purpose-specific keys, such as
     # the UI's CSRF key, are derived from it, so every node agrees on them.
     server_secret: bytes = b""
@@ -444,20 +449,38 @@ def build_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
         retention=timedelta(days=settings.audit_retention_days),
     )
     mailer = Mailer(smtp_server_from(settings))
+    second_factor = SecondFactorService(
+        db=db,
+        feed=feed,
+        key=SecondFactorKey(
+            keystore.load_or_create_tfa_key(
+                settings.tfa_key.get_secret_value() if settings.tfa_key else None,
+                settings.tfa_key_file,
+                settings.effective_tfa_key_file,
+            )
+        ),
+        mailer=mailer,
+        throttle=throttle,
+        audit=audit,
+        clock=clock,
+        requirement=settings.tfa_required,
+        issuer=settings.tfa_issuer,
+    )
+    accounts = AccountService(
+        db=db,
+        feed=feed,
+        hasher=hasher,
+        policy=policy,
+        clock=clock,
+        audit=audit,
+        protection=login_protection,
+    )
     services = Services(
         settings=settings,
         clock=clock,
         db=db,
         feed=feed,
-        accounts=AccountService(
-            db=db,
-            feed=feed,
-            hasher=hasher,
-            policy=policy,
-            clock=clock,
-            audit=audit,
-            protection=login_protection,
-        ),
+        accounts=accounts,
         users=UserService(db=db, feed=feed, hasher=hasher, policy=policy, clock=clock, audit=audit),
         tokens=tokens,
         key_file=key_file,
@@ -506,6 +529,14 @@ def build_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
             throttle=throttle,
             mailer=mailer,
             base_url=settings.base_url,
+        ),
+        second_factor=second_factor,
+        sign_in=SignIn(
+            tokens=tokens,
+            second_factor=second_factor,
+            accounts=accounts,
+            audit=audit,
+            bypass_addresses=tfa_bypass_addresses(settings),
         ),
         server_secret=pepper,
         cluster=cluster,
@@ -614,6 +645,14 @@ def trusted_proxies(settings: Settings) -> TrustedProxies:
         return TrustedProxies.of(settings.trusted_proxies)
     except AllowEntryError as error:
         raise ConfigurationError(f"AUTHGATE_TRUSTED_PROXIES: {error}") from None
+
+
+def tfa_bypass_addresses(settings: Settings) -> AllowList:
+    """Where UTMStack's X-Bypass-TFA header is honoured from (nowhere by default)."""
+    try:
+        return AllowList.of(settings.tfa_bypass_header_addresses)
+    except AllowEntryError as error:
+        raise ConfigurationError(f"AUTHGATE_TFA_BYPASS_HEADER_ADDRESSES: {error}") from None
 
 
 def prepare_data_dir(settings: Settings) -> None:

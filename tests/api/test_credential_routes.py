@@ -43,6 +43,18 @@ CREDENTIAL_ROUTES = {
     ("POST", "/settings/api-keys/{key_id:int}/edit"),
     ("POST", "/settings/api-keys/{key_id:int}/regenerate"),
     ("POST", "/settings/api-keys/{key_id:int}/resume"),
+    # The second factor (issue 14): enrolling, new recovery codes, turning off, reset.
+    ("POST", "/api/tfa/init"),
+    ("POST", "/api/tfa/verify"),
+    ("POST", "/api/tfa/complete"),
+    ("POST", "/api/account/tfa/recovery-codes"),
+    ("POST", "/api/account/tfa/disable"),
+    ("DELETE", "/api/users/{login}/tfa"),
+    ("POST", "/settings/account/tfa/start"),
+    ("POST", "/settings/account/tfa/confirm"),
+    ("POST", "/settings/account/tfa/recovery-codes"),
+    ("POST", "/settings/account/tfa/disable"),
+    ("POST", "/settings/users/{login}/tfa/reset"),
 }
 # Public routes that *check* a password (the logins): nothing to protect with a session.
 PASSWORD_CHECKING_LOGINS = {("POST", "/api/authenticate"), ("POST", "/settings/login")}

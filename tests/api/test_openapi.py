@@ -92,6 +92,20 @@ PROTECTED = [
     ("get", "/api/alerts"),
     ("post", "/api/alert-sinks/test"),
     ("get", "/management/prometheus"),
+    ("post", "/api/tfa/init"),
+    ("post", "/api/tfa/verify"),
+    ("post", "/api/tfa/complete"),
+    ("get", "/api/account/tfa"),
+    ("post", "/api/account/tfa/recovery-codes"),
+    ("post", "/api/account/tfa/disable"),
+    ("delete", "/api/users/{login}/tfa"),
+]
+# The second step of a login: a pre-verification token only.
+PRE_VERIFICATION = [
+    ("get", "/api/tfa/verifyCode"),
+    ("post", "/api/tfa/verify-code"),
+    ("get", "/api/tfa/refresh"),
+    ("post", "/api/enrollment/tfa"),
 ]
 # Routes answering validation errors with 422 (the rest answer 400, as JHipster does).
 UNPROCESSABLE_PREFIXES = ("/api/api-keys", "/api/alert-rules", "/api/alerts", "/api/alert-sinks")
@@ -170,7 +184,19 @@ async def test_public_operation_lists_no_security(
 async def test_every_operation_is_classified(document: dict[str, Any]) -> None:
     """Every documented operation is known here as either protected or public."""
     documented = {(method, path) for method, path, _ in operations(document)}
-    assert documented == set(PROTECTED) | set(PUBLIC)
+    assert documented == set(PROTECTED) | set(PUBLIC) | set(PRE_VERIFICATION)
+
+
+@pytest.mark.parametrize(("method", "path"), PRE_VERIFICATION)
+async def test_second_step_operations_list_only_the_pre_verification_scheme(
+    document: dict[str, Any], method: str, path: str
+) -> None:
+    """The second-factor step declares preVerificationAuth, and nothing else does."""
+    operation = document["paths"][path][method]
+    assert scheme_names(operation.get("security")) == {"preVerificationAuth"}
+    scheme = document["components"]["securitySchemes"]["preVerificationAuth"]
+    assert scheme["scheme"] == "bearer"
+    assert "ROLE_PRE_VERIFICATION_USER" in scheme["description"]
 
 
 async def test_security_declared_exactly_where_credentials_are_required(
@@ -493,7 +519,10 @@ def test_every_operation_conforms_to_the_document(
                 }
             keep_acting_admin_an_admin(case)
             response = case.call_and_validate(headers=fuzz_target.admin_headers(), checks=CHECKS)
-            if case.operation.label != LOGIN_OPERATION:  # the only 401 an admin can earn
+            # The only 401s an admin can earn: the login, and the second step of a login,
+            # which takes a pre-verification token and never an access token.
+            second_step = (case.method.lower(), case.operation.path) in PRE_VERIFICATION
+            if case.operation.label != LOGIN_OPERATION and not second_step:
                 assert response.status_code not in (401, 403), response.text
 
         with subtests.test(msg=operation.label):

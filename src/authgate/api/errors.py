@@ -69,6 +69,7 @@ _DESCRIPTIONS = {
     403: "Authenticated, but not allowed",
     404: "Not found",
     409: "Conflicts with the current state",
+    412: "A wrong, used, expired or locked second-factor code (UTMStack v11)",
     413: "Request body too large",
     422: "A field breaks a rule (see fieldErrors)",
     423: "Locked",

@@ -22,7 +22,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import iter_route_contexts
 
-from authgate.api.access import AuthenticatedRoute
+from authgate.api.access import AuthenticatedRoute, PreVerificationRoute
 from authgate.api.auth import LOGIN_PASSWORD_MIN, login_password_max
 from authgate.security.principal import KNOWN_SCOPES
 from authgate.settings import Settings
@@ -45,6 +45,14 @@ SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
         "in": "header",
         "name": "Utm-Api-Key",
         "description": "A managed API key in UTMStack's header.",
+    },
+    "preVerificationAuth": {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "The pre-verification token of a login that still needs its second "
+        "factor (`authenticated: false`, authority ROLE_PRE_VERIFICATION_USER, 5 minutes). "
+        "Only the second-factor endpoints accept it; every other route answers 401.",
     },
 }
 # Either scheme satisfies a protected operation.
@@ -113,6 +121,8 @@ def _correct_operations(schema: dict[str, Any], app: FastAPI) -> None:
                         "content": {"application/json": {"schema": _ERROR_BODY_REF}},
                     },
                 )
+            if isinstance(route, PreVerificationRoute):
+                operation["security"] = [{"preVerificationAuth": []}]
             if isinstance(route, AuthenticatedRoute):
                 operation["security"] = _SECURITY_REQUIREMENT
                 # Any authenticated call may meet an API key's rate limit or an address

@@ -27,6 +27,7 @@ from authgate.cli.output import (
 )
 from authgate.container import Services
 from authgate.security.principal import KNOWN_AUTHORITIES, ROLE_USER
+from authgate.services.audit import OPERATOR
 from authgate.services.users import NewUser, UserChanges, UserView
 from authgate.storage.paging import PageRequest, SortOrder
 
@@ -112,6 +113,18 @@ def users_set_password(
     with friendly_errors():
         with_services(load_settings(config), lambda s: s.users.set_password(login, password))
     out.print(f"password of {login.lower()} changed; their tokens are revoked")
+
+
+@users_app.command("reset-tfa")
+def users_reset_tfa(
+    login: Annotated[str, typer.Argument(help="The user's login.")],
+    config: ConfigOption = None,
+) -> None:
+    """Remove a user's second factor (a lost phone; the last admin locked out). Audited;
+    the user is told by e-mail when SMTP is configured."""
+    with friendly_errors():
+        with_services(load_settings(config), lambda s: s.second_factor.reset(login, by=OPERATOR))
+    out.print(f"second factor of {login.lower()} removed; they sign in with the password alone")
 
 
 @users_app.command("deactivate")

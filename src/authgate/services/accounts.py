@@ -152,31 +152,7 @@ class AccountService:
             user = await UserRepository(session).get(user_id)
         if user is None:
             raise NotFound("User not found", reason="user_not_found")
-        actor = Actor(login=user.login, user_id=user_id)
-        current = user
-
-        async def verify_current() -> User:
-            try:
-                await self._hasher.verify(current.password_hash, current_password)
-            except BadCredentials as failure:
-                if failure.reason == "wrong_password":
-                    failure.reason = "wrong_current_password"
-                raise
-            return current
-
-        try:
-            await self._checked(user.login, actor, verify_current)
-        except BadCredentials:
-            self._audit.record(
-                EventType.PASSWORD_CHANGED, "failure", actor=actor, reason="wrong_current_password"
-            )
-            # 400, not 401: the caller's token is fine, only this field is wrong.
-            message = "Current password is incorrect."
-            raise ValidationFailed(
-                message,
-                field_errors=[FieldError("currentPassword", message)],
-                reason="wrong_current_password",
-            ) from None
+        await self._confirm(user, current_password, field="currentPassword")
         self._policy.check(new_password, login=user.login, email=user.email, field="newPassword")
         if new_password == current_password:
             message = "New password must differ from the current one."
@@ -193,12 +169,54 @@ class AccountService:
             stored.tokens_valid_after = now
             stored.kept_session_jti = keep_token_id
             stored.kept_session_cutoff = now if keep_token_id is not None else None
+            stored.initial_password = False
             stored.updated_at = now
             stored.last_modified_by = user.login
             work.publish(Change(ChangeKind.USER_CHANGED, str(user_id)))
         self._audit.record(
             EventType.PASSWORD_CHANGED, "success", actor=Actor(login=user.login, user_id=user_id)
         )
+
+    async def confirm_password(self, user_id: int, password: str) -> UserView:
+        """Check the caller's password before a sensitive change (turning off the second
+        factor): counted, throttled and audited like a login; a wrong one is a 400 on
+        ``password``, since the caller's token is fine."""
+        async with self._db.session() as session:
+            user = await UserRepository(session).get(user_id)
+        if user is None:
+            raise NotFound("User not found", reason="user_not_found")
+        await self._confirm(user, password, field="password")
+        return UserView.of(user)
+
+    async def _confirm(self, user: User, password: str, *, field: str) -> None:
+        actor = Actor(login=user.login, user_id=user.id)
+
+        async def verify_current() -> User:
+            try:
+                await self._hasher.verify(user.password_hash, password)
+            except BadCredentials as failure:
+                if failure.reason == "wrong_password":
+                    failure.reason = "wrong_current_password"
+                raise
+            return user
+
+        try:
+            await self._checked(user.login, actor, verify_current)
+        except BadCredentials:
+            if field == "currentPassword":
+                self._audit.record(
+                    EventType.PASSWORD_CHANGED,
+                    "failure",
+                    actor=actor,
+                    reason="wrong_current_password",
+                )
+            # 400, not 401: the caller's token is fine, only this field is wrong.
+            message = "Current password is incorrect."
+            raise ValidationFailed(
+                message,
+                field_errors=[FieldError(field, message)],
+                reason="wrong_current_password",
+            ) from None
 
     async def log_out_everywhere(self, user_id: int, *, revoke_api_keys: bool = False) -> None:
         """Revoke every token issued to the user until now, and with ``revoke_api_keys``

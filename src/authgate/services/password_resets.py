@@ -147,6 +147,7 @@ class PasswordResets:
             stored.tokens_valid_after = now
             stored.kept_session_jti = stored.kept_session_cutoff = None
             stored.password_change_required = False  # the user chose this one
+            stored.initial_password = False
             stored.reset_key_hash = None
             stored.reset_key_expires_at = None
             activated = bool(stored.activation_pending)

@@ -29,6 +29,7 @@ class UserAuthState:
     # The one token id exempt from ``tokens_valid_after`` (the session that changed the
     # password), or None.
     kept_token_id: str | None = None
+    has_second_factor: bool = False
 
 
 class UserStates:
@@ -87,6 +88,7 @@ class UserStates:
                 and user.kept_session_cutoff == user.tokens_valid_after
                 else None
             ),
+            has_second_factor=user.second_factor is not None,
         )
 
     def _on_change(self, change: Change) -> None:

@@ -79,6 +79,9 @@ class UserView:
     last_modified_by: str | None = None
     image_url: str | None = None
     activation_pending: bool = False
+    second_factor: str | None = None  # "TOTP", "EMAIL" or None
+    # Set by someone else and not changed since (UTMStack's ``firstLogin``).
+    initial_password: bool = False
     # Imported from UTMStack with its default password: must choose a new one.
     password_change_required: bool = False
 
@@ -101,6 +104,8 @@ class UserView:
             last_modified_by=user.last_modified_by,
             image_url=user.image_url,
             activation_pending=bool(user.activation_pending),
+            second_factor=user.second_factor,
+            initial_password=bool(user.initial_password),
             password_change_required=bool(user.password_change_required),
         )
 
@@ -262,6 +267,7 @@ class UserService:
                     activation_pending=reset is not None,
                     reset_key_hash=reset.digest if reset is not None else None,
                     reset_key_expires_at=reset.expires_at if reset is not None else None,
+                    initial_password=True,
                 )
                 users.add(user)
                 await users.flush()
@@ -347,6 +353,7 @@ class UserService:
             user.password_changed_at = now
             user.tokens_valid_after = now
             user.kept_session_jti = user.kept_session_cutoff = None
+            user.initial_password = True
             revoked = await revoke_owner_keys(work, user.id, now=now) if revoke_api_keys else []
             self._touched(work, user)
         details: dict[str, object] = {"user": user.login}

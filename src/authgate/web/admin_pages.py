@@ -73,6 +73,7 @@ KIND_HELP: Final = {
     "key_after_inactivity": "An API key used again after being idle for the whole window "
     "(the threshold is always 1).",
     "lockouts": "Accounts locked or addresses blocked after repeated failures.",
+    "failed_second_factors": "Wrong second-factor codes for one account (the password was right).",
     "admin_actions": "User, password and alert-rule changes, per administrator.",
 }
 

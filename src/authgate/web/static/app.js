@@ -173,6 +173,13 @@ function confirmSubmit(form) {
   });
 }
 
+// A one-time code field submits its form once six digits are in (typed or pasted).
+function autoSubmit(input) {
+  input.addEventListener("input", () => {
+    if (/^\d{6}$/.test(input.value) && input.form) input.form.requestSubmit();
+  });
+}
+
 // A link to a folded <details> (the create form) unfolds it.
 function openTarget(link) {
   link.addEventListener("click", (event) => {
@@ -196,4 +203,5 @@ document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll("[data-expiry-days]").forEach(expiryPresets);
   document.querySelectorAll("[data-copy]").forEach(copyButton);
   document.querySelectorAll("form[data-confirm]").forEach(confirmSubmit);
+  document.querySelectorAll("input[data-autosubmit]").forEach(autoSubmit);
 });

@@ -4,7 +4,7 @@ their first activation through such a key, and the session that changed the pass
 (it survives the revocation of the others).
 
 Revision ID: 0008_user_admin
-Revises: 0010_legacy_keys
+Revises: 0007_second_factor
 Create Date: 2026-12-04
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0008_user_admin"
-down_revision: str | None = "0010_legacy_keys"
+down_revision: str | None = "0007_second_factor"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
