@@ -18,6 +18,7 @@ from authgate.api import (
     auth,
     forward_auth,
     management,
+    recovery,
     tfa,
     users,
 )
@@ -95,6 +96,8 @@ def create_app(
         management.router,
         auth.public_router,
         auth.session_router,
+        recovery.public_router,
+        recovery.check_router,
         tfa.pre_verification_router,
         tfa.setup_router,
         tfa.admin_router,

@@ -39,6 +39,7 @@ from authgate.services.login_protection import LoginLimits, LoginProtection
 from authgate.services.mail import Mailer, smtp_server_from
 from authgate.services.metrics import Metrics
 from authgate.services.password_hashing import AsyncPasswordHasher
+from authgate.services.password_resets import PasswordResets
 from authgate.services.rate_limits import KeyRateLimits
 from authgate.services.redis_link import SOCKET_TIMEOUT_SECONDS, ChangeDoorbell, RedisLink
 from authgate.services.second_factor import SecondFactorService
@@ -95,6 +96,8 @@ class Services:
     # Mail to users (reset links, second-factor codes); `mailer.configured` says whether
     # an SMTP server is set.
     mailer: Mailer
+    # Password recovery: reset links asked for, mailed and used.
+    password_resets: PasswordResets
     second_factor: SecondFactorService
     sign_in: SignIn
     # The deployment's shared secret (the API key pepper): purpose-specific keys, such as
@@ -165,6 +168,7 @@ class Services:
         deliver what the sinks still have queued, close the database."""
         self._stop.set()
         serving = self._delivery is not None
+        await self.password_resets.settle()  # their audit records go out below
         if self._tasks:
             # The loops end at once on stop; the usage log flushes one last time.
             await _finish(self._tasks, grace=SHUTDOWN_GRACE_SECONDS)
@@ -515,6 +519,17 @@ def build_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
         metrics=metrics,
         checkpoints=checkpoints,
         mailer=mailer,
+        password_resets=PasswordResets(
+            db=db,
+            feed=feed,
+            hasher=hasher,
+            policy=policy,
+            clock=clock,
+            audit=audit,
+            throttle=throttle,
+            mailer=mailer,
+            base_url=settings.base_url,
+        ),
         second_factor=second_factor,
         sign_in=SignIn(
             tokens=tokens,

@@ -115,6 +115,8 @@ class EventType(StrEnum):
     USER_DELETED = "USER_DELETED"
     PASSWORD_CHANGED = "PASSWORD_CHANGED"
     PASSWORD_RESET = "PASSWORD_RESET"
+    # A reset link was asked for (or refused, throttled) or handed to an admin.
+    PASSWORD_RESET_REQUESTED = "PASSWORD_RESET_REQUESTED"
     TFA_SUCCESS = "TFA_SUCCESS"
     TFA_FAILURE = "TFA_FAILURE"
     TFA_ENABLED = "TFA_ENABLED"

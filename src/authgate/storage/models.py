@@ -77,6 +77,22 @@ class User(Base):
     password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Tokens issued before this instant are refused ("log out everywhere").
     tokens_valid_after: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Who created / last changed the user (a login, or "system"), as UTMStack's UserDTO.
+    created_by: Mapped[str | None] = mapped_column(String(50))
+    last_modified_by: Mapped[str | None] = mapped_column(String(50))
+    image_url: Mapped[str | None] = mapped_column(String(256))
+    # A pending single-use password-reset key: only its SHA-256 (hex) is stored.
+    reset_key_hash: Mapped[str | None] = mapped_column(String(64), unique=True, index=True)
+    reset_key_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The session (token id) that changed the password keeps working although
+    # ``tokens_valid_after`` ends the others; only while ``tokens_valid_after`` is still
+    # ``kept_session_cutoff``: any later revocation ends it too.
+    kept_session_jti: Mapped[str | None] = mapped_column(String(64))
+    kept_session_cutoff: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Created without a password: the first completed reset activates the user.
+    activation_pending: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=text("false")
+    )
     # The second factor in force ("TOTP" or "EMAIL"), None without one. Here rather than
     # only in second_factors because every authentication reads the user's row anyway.
     second_factor: Mapped[str | None] = mapped_column(String(8))
