@@ -45,7 +45,7 @@ class LoginResponse(BaseModel):
     "/api/authenticate",
     summary="Log in with username (or e-mail) and password",
     response_model=LoginResponse,
-    responses=documented(400, 401, 413, 423, 429),
+    responses=documented(400, 401, 413, 423, 429, 503),
 )
 async def authenticate(body: LoginRequest, request: Request, response: Response) -> Any:
     services = services_of(request)

@@ -32,6 +32,7 @@ from authgate.exceptions import (
     Conflict,
     CredentialsMissing,
     FieldError,
+    HashingOverloaded,
     NotFound,
     PermissionDenied,
     Throttled,
@@ -84,6 +85,8 @@ def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 def status_of(error: AuthgateError) -> int:
+    if isinstance(error, HashingOverloaded):
+        return 503
     if isinstance(error, ClientBlocked):
         return 423
     if isinstance(error, Throttled):
@@ -99,6 +102,38 @@ def status_of(error: AuthgateError) -> int:
     return 400
 
 
+def error_body(
+    *,
+    status: int,
+    code: str,
+    message: str,
+    path: str,
+    field_errors: tuple[FieldError, ...] = (),
+) -> dict[str, Any]:
+    """The JSON body of an error response (see the module docstring)."""
+    body: dict[str, Any] = {
+        "timestamp": utc_now().isoformat(timespec="milliseconds"),
+        "status": status,
+        "error": HTTPStatus(status).phrase,
+        "code": code,
+        "message": message,
+        "path": path,
+    }
+    if field_errors:
+        body["fieldErrors"] = [
+            {"objectName": e.object_name, "field": e.field, "message": e.message}
+            for e in field_errors
+        ]
+    return body
+
+
+def error_headers(message: str, headers: dict[str, str] | None = None) -> dict[str, str]:
+    """The headers of every error response, and ``headers``."""
+    all_headers = {"X-UtmStack-error": _header_safe(message), "Cache-Control": "no-store"}
+    all_headers.update(headers or {})
+    return all_headers
+
+
 def error_response(
     request: Request,
     *,
@@ -108,22 +143,10 @@ def error_response(
     field_errors: tuple[FieldError, ...] = (),
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
-    body: dict[str, Any] = {
-        "timestamp": utc_now().isoformat(timespec="milliseconds"),
-        "status": status,
-        "error": HTTPStatus(status).phrase,
-        "code": code,
-        "message": message,
-        "path": request.url.path,
-    }
-    if field_errors:
-        body["fieldErrors"] = [
-            {"objectName": e.object_name, "field": e.field, "message": e.message}
-            for e in field_errors
-        ]
-    all_headers = {"X-UtmStack-error": _header_safe(message), "Cache-Control": "no-store"}
-    all_headers.update(headers or {})
-    return JSONResponse(body, status_code=status, headers=all_headers)
+    body = error_body(
+        status=status, code=code, message=message, path=request.url.path, field_errors=field_errors
+    )
+    return JSONResponse(body, status_code=status, headers=error_headers(message, headers))
 
 
 def validation_status(request: Request) -> int:
@@ -133,6 +156,19 @@ def validation_status(request: Request) -> int:
 
 def authgate_error_response(request: Request, error: AuthgateError) -> JSONResponse:
     status = validation_status(request) if isinstance(error, ValidationFailed) else status_of(error)
+    field_errors = error.field_errors if isinstance(error, ValidationFailed) else ()
+    return error_response(
+        request,
+        status=status,
+        code=error.code,
+        message=error.message,
+        field_errors=field_errors,
+        headers=authentication_headers(error),
+    )
+
+
+def authentication_headers(error: AuthgateError) -> dict[str, str]:
+    """``WWW-Authenticate`` and ``Retry-After`` for an error, where they apply."""
     headers = {}
     if isinstance(error, CredentialsMissing):
         headers["WWW-Authenticate"] = REALM
@@ -142,17 +178,9 @@ def authgate_error_response(request: Request, error: AuthgateError) -> JSONRespo
         )
     elif isinstance(error, PermissionDenied):
         headers["WWW-Authenticate"] = f'{REALM}, error="insufficient_scope"'
-    if isinstance(error, Throttled):
+    if isinstance(error, Throttled | HashingOverloaded):
         headers["Retry-After"] = str(error.retry_after)
-    field_errors = error.field_errors if isinstance(error, ValidationFailed) else ()
-    return error_response(
-        request,
-        status=status,
-        code=error.code,
-        message=error.message,
-        field_errors=field_errors,
-        headers=headers,
-    )
+    return headers
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -217,21 +245,24 @@ def _allowed_methods(request: Request) -> list[str]:
 
 
 async def _on_unexpected(request: Request, error: Exception) -> JSONResponse:
+    status, code, message, headers = unexpected_error(error)
+    return error_response(request, status=status, code=code, message=message, headers=headers)
+
+
+def unexpected_error(error: Exception) -> tuple[int, str, str, dict[str, str]]:
+    """Status, code, message and headers for an error no one expected."""
     if is_unavailable(error):
         # Not a bug: the database is down or, on SQLite, busy beyond its timeout under
         # overload. A 503 tells clients and load balancers to come back shortly.
         log.warning("database unavailable (%s): answered 503", type(error).__name__)
-        return error_response(
-            request,
-            status=503,
-            code="database_unavailable",
-            message="The service is temporarily unavailable; try again shortly.",
-            headers={"Retry-After": "1"},
+        return (
+            503,
+            "database_unavailable",
+            "The service is temporarily unavailable; try again shortly.",
+            {"Retry-After": "1"},
         )
     # Starlette logs the traceback; the client learns nothing about the cause.
-    return error_response(
-        request, status=500, code="internal_error", message="Internal server error"
-    )
+    return 500, "internal_error", "Internal server error", {}
 
 
 def _field_error(detail: Any) -> FieldError:

@@ -107,7 +107,7 @@ async def list_users(request: Request, response: Response, paging: PageRequestDe
     summary="Create a user",
     status_code=201,
     response_model=UserDTO,
-    responses=documented(400, 401, 403, 409, 413),
+    responses=documented(400, 401, 403, 409, 413, 503),
 )
 @sets_credentials("creates a user with a password")
 async def create_user(body: UserCreate, request: Request, response: Response) -> UserDTO:
@@ -164,7 +164,7 @@ async def update_user(login: LoginPath, body: UserUpdate, request: Request) -> U
     summary="Reset a user's password; all their tokens (and with revokeApiKeys, keys) revoked",
     status_code=204,
     response_class=Response,
-    responses=documented(400, 401, 403, 404, 413),
+    responses=documented(400, 401, 403, 404, 413, 503),
 )
 @sets_credentials("resets a user's password")
 async def reset_password(login: LoginPath, body: PasswordReset, request: Request) -> Response:

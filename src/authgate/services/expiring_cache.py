@@ -39,6 +39,11 @@ class ExpiringCache(Generic[K, V]):
         self.hits += 1
         return entry[1]
 
+    def peek(self, key: K) -> V | None:
+        """The entry, expired or not, without counting a hit or a miss."""
+        entry = self._entries.get(key)
+        return entry[1] if entry is not None else None
+
     def put(self, key: K, value: V, *, expires_at: float) -> None:
         if self._max_entries <= 0:
             return
