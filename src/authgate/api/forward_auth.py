@@ -136,7 +136,9 @@ def _refusal(error: ValidationFailed) -> Requirement:
     return refuse
 
 
-Answer = tuple[int, list[tuple[str, str]], bytes]  # status, headers, body
+RawHeaders = list[tuple[bytes, bytes]]
+Answer = tuple[int, RawHeaders, bytes]  # status, headers (encoded, complete), body
+ALLOWED_HEADERS_CACHE = 4096
 
 _SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
@@ -154,6 +156,21 @@ class ForwardAuthFastPath:
         self.services = services
         self.max_body_bytes = services.settings.max_body_bytes
         self.log_requests = services.settings.access_log
+        # The encoded 200 headers per principal object (the key authenticator hands out
+        # one object per key and owner state, the token service one per token); checked
+        # by identity, so a changed principal is a new entry. Bounded.
+        self._allowed: dict[int, tuple[Principal, RawHeaders]] = {}
+
+    def _allowed_headers(self, principal: Principal) -> RawHeaders:
+        cached = self._allowed.get(id(principal))
+        if cached is not None and cached[0] is principal:
+            return list(cached[1])
+        raw = _encoded([*identity_headers(principal).items(), ("content-length", "0")])
+        raw.append((b"cache-control", b"no-store"))
+        if len(self._allowed) >= ALLOWED_HEADERS_CACHE:
+            del self._allowed[next(iter(self._allowed))]
+        self._allowed[id(principal)] = (principal, raw)
+        return list(raw)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -163,9 +180,7 @@ class ForwardAuthFastPath:
         context = current_request.set(ScopeRequestInfo(scope, services))
         status = 500
         try:
-            status, headers, body = await self._answer(scope, verdict)
-            raw = [(n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in headers]
-            raw.extend(_SECURITY_HEADERS)
+            status, raw, body = await self._answer(scope, verdict)
             limit = verdict.rate_limit
             if limit is not None:
                 policy = f'"key";q={limit.limit};w={limit.window_seconds}'
@@ -211,10 +226,7 @@ class ForwardAuthFastPath:
         error = verdict.error
         if error is None:
             assert verdict.principal is not None
-            headers = list(identity_headers(verdict.principal).items())
-            headers.append(("content-length", "0"))
-            headers.append(("cache-control", "no-store"))
-            return 200, headers, b""
+            return 200, self._allowed_headers(verdict.principal), b""
         extra = authentication_headers(error)
         extra["X-Auth-Error"] = error.code
         # ValidationFailed: 400, as on every AuthenticatedRoute.
@@ -233,7 +245,15 @@ def _error(status: int, code: str, message: str, extra: dict[str, str]) -> Answe
     headers = list(error_headers(message, extra).items())
     headers.append(("content-length", str(len(body))))
     headers.append(("content-type", "application/json"))
-    return status, headers, body
+    return status, _encoded(headers), body
+
+
+def _encoded(headers: list[tuple[str, str]]) -> RawHeaders:
+    """ASGI headers: lower-case names, latin-1, and the security headers every response
+    of authgate carries."""
+    raw = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers]
+    raw.extend(_SECURITY_HEADERS)
+    return raw
 
 
 def identity_headers(principal: Principal) -> dict[str, str]:

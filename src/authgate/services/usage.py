@@ -64,7 +64,7 @@ class _Minute:
         "last_method", "last_path", "minute", "requests", "statuses", "user_id",
     )  # fmt: skip
 
-    def __init__(self, event: UsageEvent, minute: datetime, ips: set[str | None]) -> None:
+    def __init__(self, event: UsageEvent, minute: datetime, ips: set[IPAddress | None]) -> None:
         self.api_key_id = event.api_key_id
         self.api_key_name = event.api_key_name
         self.user_id = event.user_id
@@ -74,14 +74,14 @@ class _Minute:
         self.first_at = event.occurred_at
         self.last_at = event.occurred_at
         self.ips = ips  # shared by this process's flushes of the same minute
-        self.last_ip: str | None = None
+        self.last_ip: IPAddress | None = None
         self.last_method = ""
         self.last_path = ""
 
     def add(self, event: UsageEvent) -> None:
         self.requests += 1
         self.statuses[min(max(event.status // 100 - 2, 0), 3)] += 1
-        ip = str(event.client_ip) if event.client_ip is not None else None
+        ip = event.client_ip  # text only when written
         if event.occurred_at >= self.last_at:
             self.last_at = event.occurred_at
             self.last_ip = ip
@@ -117,7 +117,7 @@ class _Minute:
             "first_at": self.first_at,
             "last_at": self.last_at,
             "distinct_ips": len(self.ips),
-            "last_ip": self.last_ip,
+            "last_ip": str(self.last_ip) if self.last_ip is not None else None,
             "last_method": _printable(self.last_method[:16]),
             "last_path": _printable(self.last_path[:PATH_MAX]),
         }
@@ -154,7 +154,7 @@ class UsageRecorder:
         self._samples: dict[int, deque[UsageEvent]] = {}
         # Each key's addresses in the current and the previous minute, kept across
         # flushes so that the count is exact for this process.
-        self._minute_ips: dict[tuple[int, datetime], set[str | None]] = {}
+        self._minute_ips: dict[tuple[int, datetime], set[IPAddress | None]] = {}
         self._last_used: dict[int, UsageEvent] = {}
         self._dropped = 0
         self._sequence = 0
