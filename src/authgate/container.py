@@ -38,7 +38,7 @@ from authgate.services.gate import Gate
 from authgate.services.key_abuse import KeyAbuseGuard, KeyAbuseLimits
 from authgate.services.login_protection import LoginLimits, LoginProtection
 from authgate.services.mail import Mailer, smtp_server_from
-from authgate.services.metrics import Metrics
+from authgate.services.metrics import Metrics, multiprocess_directory
 from authgate.services.password_hashing import AsyncPasswordHasher
 from authgate.services.rate_limits import KeyRateLimits
 from authgate.services.redis_link import SOCKET_TIMEOUT_SECONDS, ChangeDoorbell, RedisLink
@@ -63,6 +63,7 @@ log = logging.getLogger(__name__)
 HOUSEKEEPING_INTERVAL_SECONDS = 3600.0
 SHUTDOWN_GRACE_SECONDS = 10.0
 GAUGE_INTERVAL_SECONDS = 30.0
+GAUGE_PUBLISH_SECONDS = 1.0
 
 
 @dataclass
@@ -154,6 +155,7 @@ class Services:
                     self.checkpoints.run(self._stop), name="authgate-audit-checkpoints"
                 ),
                 asyncio.create_task(self._refresh_key_gauges(), name="authgate-key-gauges"),
+                asyncio.create_task(self._publish_gauges(), name="authgate-gauges"),
                 asyncio.create_task(self._heartbeat(), name="authgate-cluster-heartbeat"),
             ]
             if not self.audit.introduced:
@@ -200,6 +202,7 @@ class Services:
             await self.redis.close()
         self.accounts.close()
         await self.db.close()
+        self.metrics.process_exiting()
 
     async def introduce_audit_key(self) -> int | None:
         """Key the audit chain unless that is done or nodes of an older version still
@@ -259,6 +262,19 @@ class Services:
                 except ConfigurationError as error:  # re-joining after a long outage
                     log.error("%s", error)
 
+    async def _publish_gauges(self) -> None:
+        """With several workers, each one's gauges reach the shared metrics files every
+        second (a scrape answered by another worker reads them there)."""
+        if self.metrics.multiprocess_dir is None:
+            return
+        while not self._stop.is_set():
+            try:
+                self.metrics.publish_gauges()
+            except Exception as error:  # noqa: BLE001 - retried at the next interval
+                log.warning("publishing gauges failed: %s", type(error).__name__)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=GAUGE_PUBLISH_SECONDS)
+
     async def _refresh_key_gauges(self) -> None:
         """Key counts for Prometheus, refreshed here so that a scrape never queries."""
         gauges = self.metrics.gauges
@@ -300,7 +316,9 @@ def build_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
     prepare_data_dir(settings)
     db = Database(settings.effective_database_url)
     feed = ChangeFeed(db, clock=clock)
-    metrics = Metrics()
+    # prometheus_client picks its value storage from this variable when imported (set by
+    # ``serve`` for its workers only); the metrics follow the same variable.
+    metrics = Metrics(multiprocess_dir=multiprocess_directory())
     audit_key = AuditKey(
         keystore.load_or_create_audit_key(
             settings.audit_key.get_secret_value() if settings.audit_key else None,

@@ -3,6 +3,7 @@ fieldErrors), name conflicts, the default rules, auditing, and rules from the se
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -459,3 +460,22 @@ def test_unknown_field_in_a_configured_rule_is_refused(tmp_path: Path) -> None:
         test_settings(
             tmp_path / "data", alert_rules=[{"name": "Typo", "kind": "lockouts", "thresold": 2}]
         )
+
+
+async def test_workers_starting_together_install_the_defaults_once(
+    tmp_path: Path, database_url: str, clock: FakeClock
+) -> None:
+    """The workers of `authgate serve --workers N` start at the same moment on an empty
+    database: each finds no rule and installs the defaults. Regression: the one that lost
+    the race failed its start on the name conflict, and uvicorn then stopped the server."""
+    settings = test_settings(tmp_path / "data", database_url=database_url)
+    app = create_app(settings, clock=clock)
+    async with app.router.lifespan_context(app):
+        rules = app.state.services.alert_rules
+        for rule in await rules.list():
+            await rules.delete(rule.id)
+
+        await asyncio.gather(rules.install_defaults(), rules.install_defaults())
+
+        names = sorted(rule.name for rule in await rules.list())
+    assert names == sorted(spec.name for spec in DEFAULT_RULES)

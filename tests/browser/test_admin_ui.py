@@ -175,7 +175,7 @@ async def test_admin_reviews_an_unrestricted_key_and_audits_its_creation_and_use
     last_used = f"section#unrestricted tr[data-key-id='{key_id}'] td[data-label='Last used']"
     await reload_until_visible(page, page.locator(last_used, has_text="from 127.0.0.1"))
     await expect(page.locator(last_used)).to_have_text(
-        re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d UTC from 127\.0\.0\.1$")
+        re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ from 127\.0\.0\.1$")
     )
     # Used just now, so not listed as unused.
     await expect(page.locator(f"section#unused tr[data-key-id='{key_id}']")).to_have_count(0)

@@ -80,6 +80,7 @@ async def test_every_settings_page_runs_without_a_csp_violation(
         await expect(page.get_by_role("heading", level=1)).to_be_visible()
     # app.js at work: the allowed-IP editor replaced the textarea, a preset fills a date.
     await page.goto("/settings/api-keys")
+    await page.get_by_role("link", name="Create API Key").click()  # unfolds the form
     await expect(page.get_by_role("button", name="Add IP or range")).to_be_visible()
     await page.locator("[data-expiry-days]").first.click()
     await expect(page.locator('input[type="date"]').first).not_to_have_value("")

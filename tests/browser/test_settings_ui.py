@@ -29,7 +29,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="session")]
 
 PHONE = {"width": 375, "height": 740}
 ADMIN_PAGES = ("/settings/users", "/settings/audit", "/settings/keys-review", "/settings/alerts")
-LAST_USED = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC from 127\.0\.0\.1")
+LAST_USED = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ from 127\.0\.0\.1")
 
 
 def accept_dialogs(page: Page) -> list[str]:
@@ -48,6 +48,13 @@ def key_row(page: Page, name: str) -> Locator:
     return page.locator("table.keys tbody tr").filter(
         has=page.get_by_role("link", name=name, exact=True)
     )
+
+
+async def open_create_form(page: Page) -> None:
+    """Unfolds the create form with the page's "Create API Key" button."""
+    await page.get_by_role("link", name="Create API Key").click()
+    await expect(page.locator("details#create")).to_have_attribute("open", "")
+    await expect(page.get_by_label("Name", exact=True)).to_be_visible()
 
 
 async def horizontal_overflow(page: Page) -> int:
@@ -131,6 +138,9 @@ async def test_create_key_validates_inline_shows_it_once_and_records_its_use(
 
     page.on("request", record_post)
 
+    await open_create_form(page)
+    # With the list editor, the hint no longer says "one per line".
+    await expect(page.locator("#allowed-hint")).not_to_contain_text("one per line")
     await page.get_by_label("Name", exact=True).fill("ci-deploy")
     add = page.get_by_role("button", name="Add IP or range")
     await add.click()
@@ -179,6 +189,12 @@ async def test_create_key_validates_inline_shows_it_once_and_records_its_use(
     await page.locator("[data-copy]").click()
     await expect(page.locator(".copied")).to_have_text("Copied to the clipboard.")
     assert await page.evaluate("navigator.clipboard.readText()") == key
+    # The curl lines wrap inside their boxes instead of running off the edge.
+    overflows = await page.locator("pre.wrap").evaluate_all(
+        "blocks => blocks.map(b => b.scrollWidth - b.clientWidth)"
+    )
+    assert overflows, "no curl lines"
+    assert max(overflows) <= 1, overflows
     await save_doc_screenshot(page, "key-created")
 
     # The key's page and the list: not used yet.
@@ -317,6 +333,7 @@ async def test_posts_without_the_csrf_token_are_refused(page: Page, user: Accoun
     await sign_in(page, user)
 
     # A form whose hidden token was removed (as a forged cross-site form would lack it).
+    await open_create_form(page)
     await page.get_by_label("Name", exact=True).fill("forged-key")
     await page.evaluate(
         """() => document.querySelector('form[action="/settings/api-keys"] '
@@ -355,6 +372,7 @@ async def test_phone_width_create_form_is_usable_without_horizontal_scrolling(
     assert await horizontal_overflow(page) <= 2, "the API keys page scrolls sideways"
 
     create = page.get_by_role("button", name="Create API Key")
+    await open_create_form(page)
     await page.get_by_label("Name", exact=True).fill("phone-key")
     await page.get_by_role("button", name="Add IP or range").tap()
     await page.locator("#allowed_ips-1").fill("127.0.0.1")
@@ -383,6 +401,7 @@ async def test_keyboard_tab_reaches_the_create_form_fields_in_order(
     await page.keyboard.press("Tab")
     await expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
 
+    await open_create_form(page)
     await page.get_by_label("Name", exact=True).focus()
     visited: list[str] = []
     for _ in range(40):

@@ -268,7 +268,7 @@ def test_keys_create_json_holds_the_key_and_its_fields() -> None:
     assert created["key"].startswith("agk_")
     assert created["status"] == "active"
     assert sorted(created["scopes"]) == ["read", "write"]
-    expires = datetime.fromisoformat(created["expires_at"])
+    expires = datetime.fromisoformat(created["expiresAt"])
     assert timedelta(days=6) < expires - datetime.now(UTC) <= timedelta(days=7)
 
 
@@ -310,7 +310,7 @@ def test_keys_show_rotate_revoke_and_usage(authgate_server: AuthgateServer, logg
         if len(records) >= 2 or time.monotonic() > deadline:
             break
         time.sleep(0.1)
-    assert [(r["method"], r["endpoint"], r["status"]) for r in records] == [
+    assert [(r["requestMethod"], r["endpoint"], r["responseCode"]) for r in records] == [
         ("GET", "/api/account", 200)
     ] * 2
 

@@ -49,6 +49,8 @@ class Element:
         for child in self.children:
             if isinstance(child, str):
                 yield child
+            elif child.tag == "wbr":  # a place a line may break, not a space
+                continue
             else:
                 yield " "
                 yield from child._strings()

@@ -26,6 +26,7 @@ from authgate.services.api_keys import (
     NAME_MAX_LENGTH,
     ApiKeyView,
     KeySpec,
+    UsageRecordView,
 )
 from authgate.services.text_rules import REQUIRED_NAME_PATTERN
 from authgate.storage.api_key_repository import UsageFilter
@@ -163,6 +164,23 @@ class UsageRecordDTO(BaseModel):
     userAgent: str | None
     latencyMs: float
     errorMessage: str | None = Field(description="Why the key was refused; null if accepted.")
+
+    @classmethod
+    def of(cls, record: UsageRecordView) -> UsageRecordDTO:
+        return cls(
+            id=record.id,
+            apiKeyId=record.api_key_id,
+            apiKeyName=record.api_key_name,
+            userId=record.user_id,
+            timestamp=record.occurred_at,
+            endpoint=record.path,
+            requestMethod=record.method,
+            responseCode=record.status,
+            ipAddress=record.client_ip,
+            userAgent=record.user_agent,
+            latencyMs=record.latency_ms,
+            errorMessage=record.failure_reason,
+        )
 
 
 class UsageQuery(StrictBody):
@@ -382,20 +400,4 @@ async def _usage_page(
 ) -> list[UsageRecordDTO]:
     page = await services_of(request).api_keys.usage(principal_of(request), paging, where)
     response.headers.update(pagination_headers(request, page))
-    return [
-        UsageRecordDTO(
-            id=record.id,
-            apiKeyId=record.api_key_id,
-            apiKeyName=record.api_key_name,
-            userId=record.user_id,
-            timestamp=record.occurred_at,
-            endpoint=record.path,
-            requestMethod=record.method,
-            responseCode=record.status,
-            ipAddress=record.client_ip,
-            userAgent=record.user_agent,
-            latencyMs=record.latency_ms,
-            errorMessage=record.failure_reason,
-        )
-        for record in page.items
-    ]
+    return [UsageRecordDTO.of(record) for record in page.items]

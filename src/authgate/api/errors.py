@@ -19,7 +19,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
@@ -244,24 +244,60 @@ def _allowed_methods(request: Request) -> list[str]:
     return sorted(methods_by_parameters[min(methods_by_parameters)])
 
 
-async def _on_unexpected(request: Request, error: Exception) -> JSONResponse:
-    status, code, message, headers = unexpected_error(error)
-    return error_response(request, status=status, code=code, message=message, headers=headers)
+# Seconds a client should wait before trying again while the database is unreachable.
+UNAVAILABLE_RETRY_AFTER = 1
+UNAVAILABLE_MESSAGE = "The service is temporarily unavailable; try again shortly."
+# The Settings pages' answer: a page a browser shows (no template: nothing here may need
+# more than the process itself), styled by the UI's own stylesheet.
+_UNAVAILABLE_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Temporarily unavailable · authgate</title>
+<link rel="stylesheet" href="/settings/static/app.css"></head>
+<body><main id="main"><section class="card narrow">
+<h1>Temporarily unavailable</h1>
+<p>authgate cannot reach its database right now. Nothing was changed.
+Try again in a few seconds.</p>
+<p><a href="">Try again</a></p>
+</section></main></body></html>
+"""
+_PAGE_POLICY = "default-src 'none'; style-src 'self'; frame-ancestors 'none'; base-uri 'none'"
 
 
-def unexpected_error(error: Exception) -> tuple[int, str, str, dict[str, str]]:
-    """Status, code, message and headers for an error no one expected."""
+def unavailable_response(request: Request) -> Response:
+    """503 with Retry-After: JSON (the usual error body), or a page under /settings/."""
+    headers = {"Retry-After": str(UNAVAILABLE_RETRY_AFTER), "Cache-Control": "no-store"}
+    if request.url.path.startswith("/settings/"):
+        headers["Content-Security-Policy"] = _PAGE_POLICY
+        return HTMLResponse(_UNAVAILABLE_PAGE, status_code=503, headers=headers)
+    return error_response(
+        request,
+        status=503,
+        code="database_unavailable",
+        message=UNAVAILABLE_MESSAGE,
+        headers=headers,
+    )
+
+
+async def _on_unexpected(request: Request, error: Exception) -> Response:
     if is_unavailable(error):
         # Not a bug: the database is down or, on SQLite, busy beyond its timeout under
         # overload. A 503 tells clients and load balancers to come back shortly.
         log.warning("database unavailable (%s): answered 503", type(error).__name__)
-        return (
-            503,
-            "database_unavailable",
-            "The service is temporarily unavailable; try again shortly.",
-            {"Retry-After": "1"},
-        )
+        return unavailable_response(request)
     # Starlette logs the traceback; the client learns nothing about the cause.
+    return error_response(
+        request, status=500, code="internal_error", message="Internal server error"
+    )
+
+
+def unexpected_error(error: Exception) -> tuple[int, str, str, dict[str, str]]:
+    """Status, code, message and headers for an error no one expected, for a handler
+    without a Request (forward-auth's fast path): as ``_on_unexpected`` answers."""
+    if is_unavailable(error):
+        log.warning("database unavailable (%s): answered 503", type(error).__name__)
+        headers = {"Retry-After": str(UNAVAILABLE_RETRY_AFTER), "Cache-Control": "no-store"}
+        return 503, "database_unavailable", UNAVAILABLE_MESSAGE, headers
     return 500, "internal_error", "Internal server error", {}
 
 

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from authgate import __version__
 from authgate.api.access import admit, header_value, services_of
-from authgate.api.errors import documented
+from authgate.api.errors import UNAVAILABLE_RETRY_AFTER, documented
 from authgate.exceptions import PermissionDenied
 from authgate.security.credentials import bearer_credential, secrets_equal
 from authgate.security.principal import Principal
@@ -64,7 +64,9 @@ async def health(request: Request) -> JSONResponse:
         components["cluster"] = await _cluster_health(services.cluster)
     status = components["db"]["status"]
     return JSONResponse(
-        {"status": status, "components": components}, status_code=200 if status == "UP" else 503
+        {"status": status, "components": components},
+        status_code=200 if status == "UP" else 503,
+        headers=None if status == "UP" else {"Retry-After": str(UNAVAILABLE_RETRY_AFTER)},
     )
 
 

@@ -19,14 +19,16 @@ from authgate.api.access import (
     client_address,
     header_value,
 )
-from authgate.api.errors import error_response
+from authgate.api.errors import error_response, unavailable_response
 from authgate.container import Services
 from authgate.security.log_lines import escape_control_characters
 from authgate.security.principal import Principal
 from authgate.services.audit import current_request
 from authgate.services.gate import Gate
+from authgate.storage.db import is_unavailable
 
 access_log = logging.getLogger("authgate.access")
+log = logging.getLogger(__name__)
 
 _TOO_LARGE = "Request body too large"
 
@@ -97,11 +99,13 @@ class SecurityHeadersAndRequestLogs:
         status = 500
         is_api = scope["path"].startswith("/api/")
         verdict = scope[VERDICT_SCOPE_KEY] = Verdict()
+        status_sent = False
 
         async def send_with_headers(message: Message) -> None:
-            nonlocal status
+            nonlocal status, status_sent
             if message["type"] == "http.response.start":
                 status = message["status"]
+                status_sent = True
                 headers = MutableHeaders(scope=message)
                 headers.setdefault("X-Content-Type-Options", "nosniff")
                 headers.setdefault("X-Frame-Options", "DENY")
@@ -116,7 +120,17 @@ class SecurityHeadersAndRequestLogs:
 
         context = current_request.set(ScopeRequestInfo(scope, self.services))
         try:
-            await self.app(scope, receive, send_with_headers)
+            try:
+                await self.app(scope, receive, send_with_headers)
+            except Exception as error:
+                # The database is down (or unreachable): whatever the route, the caller
+                # gets a 503 with Retry-After, never a reset connection, and the access
+                # log the status really sent. Anything else stays a bug (500, traced).
+                if not is_unavailable(error) or status_sent:
+                    raise
+                log.warning("database unavailable (%s): answered 503", type(error).__name__)
+                response = unavailable_response(Request(scope))
+                await response(scope, receive, send_with_headers)
         finally:
             elapsed_ms = (time.perf_counter() - started) * 1000
             if self.log_requests:

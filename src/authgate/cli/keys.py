@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
+from authgate.api.api_keys import ApiKeyDTO, CreatedApiKeyDTO, UsageRecordDTO
 from authgate.cli.console import (
     ConfigOption,
     err,
@@ -16,8 +17,18 @@ from authgate.cli.console import (
     parse_duration,
     with_services,
 )
+from authgate.cli.output import (
+    OutputFormat,
+    OutputOption,
+    add_row,
+    print_json,
+    print_table,
+    stamp,
+    table,
+)
 from authgate.container import Services
-from authgate.services.api_keys import ApiKeyView, CreatedKey, KeySpec
+from authgate.services.api_keys import ApiKeyView, CreatedKey, KeySpec, UsageRecordView
+from authgate.storage.api_key_repository import UsageFilter
 from authgate.storage.paging import PageRequest, SortOrder
 
 keys_app = typer.Typer(
@@ -25,6 +36,39 @@ keys_app = typer.Typer(
 )
 
 _ALL_USERS = PageRequest(page=0, size=100_000)
+KeyIdArgument = Annotated[int, typer.Argument(help="The key's id (see keys list).", min=1)]
+
+
+def _duration_or_exit(text: str, *, zero_ok: bool = False) -> timedelta:
+    if zero_ok and text.strip() in ("0", "0s"):
+        return timedelta(0)
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        err.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(1) from None
+
+
+async def _owners(services: Services) -> dict[int, str]:
+    return {u.id: u.login for u in (await services.users.list_users(_ALL_USERS)).items}
+
+
+def _print_created(created: CreatedKey, owner: str, output: OutputFormat, what: str) -> None:
+    view = created.view
+    if output is OutputFormat.JSON:
+        print_json(CreatedApiKeyDTO(**ApiKeyDTO.of(view).model_dump(), key=created.plaintext))
+        return
+    err.print(
+        f"{what} API key {view.id} ({view.prefix}) of {owner}, "
+        f"expires {stamp(view.expires_at)}"
+        + (
+            f"; the previous key works until {stamp(view.previous_valid_until)}"
+            if view.previous_valid_until
+            else ""
+        )
+    )
+    err.print("This is the only time the key is shown:")
+    out.print(created.plaintext, soft_wrap=True, highlight=False, markup=False)
 
 
 @keys_app.command("create")
@@ -47,14 +91,11 @@ def keys_create(
     rate_limit: Annotated[
         str | None, typer.Option(help='Requests allowed, e.g. "100/minute".')
     ] = None,
+    output: OutputOption = OutputFormat.TABLE,
     config: ConfigOption = None,
 ) -> None:
     """Create an API key and print it (once: it is not stored, only its hash)."""
-    try:
-        lifetime = parse_duration(expires_in)
-    except ValueError as error:
-        err.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(1) from None
+    lifetime = _duration_or_exit(expires_in)
 
     async def create(services: Services) -> CreatedKey:
         owner = await services.users.get_user(user)
@@ -71,18 +112,14 @@ def keys_create(
 
     with friendly_errors():
         created = with_services(load_settings(config), create)
-    view = created.view
-    err.print(
-        f"created API key {view.id} ({view.prefix}) for {user.lower()}, expires {view.expires_at}"
-    )
-    err.print("This is the only time the key is shown:")
-    out.print(created.plaintext, soft_wrap=True, highlight=False)
+    _print_created(created, user.lower(), output, "created")
 
 
 @keys_app.command("list")
 def keys_list(
     user: Annotated[str | None, typer.Option(help="Only this user's keys.")] = None,
     include_revoked: Annotated[bool, typer.Option(help="Also list revoked keys.")] = False,
+    output: OutputOption = OutputFormat.TABLE,
     config: ConfigOption = None,
 ) -> None:
     """List API keys (no secrets: only their masked prefixes)."""
@@ -95,16 +132,20 @@ def keys_list(
             owner_id=owner_id,
             include_revoked=include_revoked,
         )
-        logins = {u.id: u.login for u in (await services.users.list_users(_ALL_USERS)).items}
+        logins = await _owners(services)
         return [(key, logins.get(key.owner_id, "?")) for key in keys.items]
 
     with friendly_errors():
         rows = with_services(load_settings(config), page)
-    table = Table(
+    if output is OutputFormat.JSON:
+        print_json([ApiKeyDTO.of(key) for key, _ in rows])
+        return
+    listing = table(
         "id", "owner", "name", "prefix", "status", "scopes", "allowed IPs", "expires", "last used"
     )
     for key, owner in rows:
-        table.add_row(
+        add_row(
+            listing,
             str(key.id),
             owner,
             key.name,
@@ -112,15 +153,124 @@ def keys_list(
             key.status,
             ",".join(sorted(key.scopes)),
             ", ".join(key.allowed_networks) or "any",
-            key.expires_at.isoformat(timespec="minutes") if key.expires_at else "never",
-            key.last_used_at.isoformat(timespec="seconds") if key.last_used_at else "never",
+            stamp(key.expires_at),
+            stamp(key.last_used_at) + (f" from {key.last_used_ip}" if key.last_used_ip else ""),
         )
-    out.print(table)
+    print_table(listing)
+
+
+@keys_app.command("show")
+def keys_show(
+    key_id: KeyIdArgument,
+    output: OutputOption = OutputFormat.TABLE,
+    config: ConfigOption = None,
+) -> None:
+    """Show one API key: owner, status, allowed IPs, scopes, dates, last use."""
+
+    async def show(services: Services) -> tuple[ApiKeyView, str]:
+        key = await services.api_keys.get(None, key_id)
+        return key, (await _owners(services)).get(key.owner_id, "?")
+
+    with friendly_errors():
+        key, owner = with_services(load_settings(config), show)
+    if output is OutputFormat.JSON:
+        print_json(ApiKeyDTO.of(key))
+        return
+    facts = table("field", "value")
+    for field, value in (
+        ("id", str(key.id)),
+        ("name", key.name),
+        ("owner", owner),
+        ("prefix", key.prefix),
+        ("status", key.status),
+        ("scopes", ", ".join(sorted(key.scopes))),
+        ("allowed IPs", ", ".join(key.allowed_networks) or "any address"),
+        ("rate limit", key.rate_limit or "none"),
+        ("created", stamp(key.created_at)),
+        ("generated", stamp(key.generated_at)),
+        ("expires", stamp(key.expires_at)),
+        ("previous key valid until", stamp(key.previous_valid_until, missing="-")),
+        ("last used", stamp(key.last_used_at)),
+        ("last used from", key.last_used_ip or "-"),
+        ("revoked", stamp(key.revoked_at, missing="-")),
+        ("suspended", stamp(key.suspended_at, missing="-")),
+    ):
+        add_row(facts, field, value)
+    print_table(facts)
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    key_id: KeyIdArgument,
+    grace: Annotated[
+        str,
+        typer.Option(
+            help="How long the previous key keeps working: 0, or a number with s, m, h, d "
+            "or w, at most 7d (e.g. 24h)."
+        ),
+    ] = "0",
+    output: OutputOption = OutputFormat.TABLE,
+    config: ConfigOption = None,
+) -> None:
+    """Regenerate an API key's secret and print the new key (once)."""
+    period = _duration_or_exit(grace, zero_ok=True)
+
+    async def rotate(services: Services) -> tuple[CreatedKey, str]:
+        plaintext = await services.api_keys.regenerate(None, key_id, grace=period)
+        view = await services.api_keys.get(None, key_id)
+        owner = (await _owners(services)).get(view.owner_id, "?")
+        return CreatedKey(view=view, plaintext=plaintext), owner
+
+    with friendly_errors():
+        created, owner = with_services(load_settings(config), rotate)
+    _print_created(created, owner, output, "regenerated")
+
+
+@keys_app.command("usage")
+def keys_usage(
+    key_id: Annotated[int | None, typer.Option("--key", help="Only this key's use.", min=1)] = None,
+    user: Annotated[str | None, typer.Option(help="Only the keys of this user.")] = None,
+    failures: Annotated[bool, typer.Option(help="Only refused requests.")] = False,
+    limit: Annotated[int, typer.Option(help="How many records, newest first.", min=1)] = 50,
+    output: OutputOption = OutputFormat.TABLE,
+    config: ConfigOption = None,
+) -> None:
+    """Recent use of API keys: time, key, address, method, path, status, why refused."""
+
+    async def usage(services: Services) -> list[UsageRecordView]:
+        owner_id = (await services.users.get_user(user)).id if user else None
+        page = await services.api_keys.usage(
+            None,
+            PageRequest(page=0, size=limit, sort=(SortOrder("id", descending=True),)),
+            UsageFilter(
+                owner_id=owner_id, api_key_id=key_id, succeeded=False if failures else None
+            ),
+        )
+        return list(page.items)
+
+    with friendly_errors():
+        records = with_services(load_settings(config), usage)
+    if output is OutputFormat.JSON:
+        print_json([UsageRecordDTO.of(record) for record in records])
+        return
+    listing = table("time", "key", "address", "method", "path", "status", "refused because")
+    for record in records:
+        add_row(
+            listing,
+            stamp(record.occurred_at),
+            f"{record.api_key_id} {record.api_key_name}",
+            record.client_ip or "",
+            record.method,
+            record.path,
+            str(record.status),
+            record.failure_reason or "",
+        )
+    print_table(listing)
 
 
 @keys_app.command("revoke")
 def keys_revoke(
-    key_id: Annotated[int, typer.Argument(help="The key's id (see keys list).")],
+    key_id: KeyIdArgument,
     config: ConfigOption = None,
 ) -> None:
     """Revoke an API key: every worker and node refuses it within a second."""

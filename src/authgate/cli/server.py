@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -19,6 +25,7 @@ from authgate.cli.console import (
 from authgate.cli.http_protocol import bounded_head_protocol
 from authgate.container import Services, build_services, load_signing_keys, prepare_data_dir
 from authgate.security.log_lines import SingleLineFormatter
+from authgate.services.metrics import MULTIPROCESS_DIR_VARIABLE, prepare_multiprocess_directory
 from authgate.storage import migrate as migrations
 
 server_commands = typer.Typer()
@@ -28,6 +35,10 @@ server_commands = typer.Typer()
 def version() -> None:
     """Print the version."""
     out.print(__version__)
+
+
+WORKER_HEALTHCHECK_SECONDS = 60
+"""How long a worker may leave its supervisor's ping unanswered before uvicorn kills it."""
 
 
 @server_commands.command()
@@ -54,6 +65,11 @@ def serve(
         out.print("  First start: created user [bold]admin[/bold] with password")
         out.print(f"    [bold]{admin_password}[/bold]")
         out.print("  It is shown only this once: store it now, then change it.")
+    with _metrics_shared_by_workers(settings.workers):
+        _run_uvicorn(settings)
+
+
+def _run_uvicorn(settings: Any) -> None:
     uvicorn.run(
         "authgate.app:create_app_from_environment",
         factory=True,
@@ -63,6 +79,12 @@ def serve(
         proxy_headers=False,  # client addresses are resolved by authgate's own rules
         server_header=False,
         access_log=False,  # authgate logs requests itself, without query strings
+        # uvicorn kills a worker that does not answer its supervisor's ping within this
+        # time, and stops the whole server when a replacement then fails to start. Its
+        # default (5 s) is shorter than a worker's start (it imports the app in a fresh
+        # interpreter: ~2 s of CPU, far longer on a busy host) and than a busy event loop
+        # may keep the answering thread from the GIL, so healthy workers were killed.
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
         log_config=_log_config(settings.log_level),
         # httptools with bounds on the request head's size and arrival time (431, 408):
         # uvicorn's own protocols bound neither (see authgate.cli.http_protocol).
@@ -71,6 +93,29 @@ def serve(
             head_timeout=settings.header_timeout_seconds,
         ),
     )
+
+
+@contextlib.contextmanager
+def _metrics_shared_by_workers(workers: int) -> Iterator[None]:
+    """With several workers, a metrics directory for this run, empty at the start (the
+    operator's ``PROMETHEUS_MULTIPROC_DIR``, emptied, or a new private directory removed
+    at the end), named to the workers through the environment they inherit. Set only
+    now: this process's own prometheus_client stays single-process."""
+    given = os.environ.get(MULTIPROCESS_DIR_VARIABLE)
+    if workers <= 1 and not given:
+        yield
+        return
+    if given:
+        prepare_multiprocess_directory(Path(given))
+        yield
+        return
+    directory = tempfile.mkdtemp(prefix="authgate-metrics-")
+    os.environ[MULTIPROCESS_DIR_VARIABLE] = directory
+    try:
+        yield
+    finally:
+        os.environ.pop(MULTIPROCESS_DIR_VARIABLE, None)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 async def _prepare_to_serve(services: Services) -> str | None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
+from authgate.api.schemas import UserDTO
 from authgate.cli.console import (
     ConfigOption,
     err,
@@ -16,8 +16,18 @@ from authgate.cli.console import (
     read_password,
     with_services,
 )
+from authgate.cli.output import (
+    OutputFormat,
+    OutputOption,
+    add_row,
+    print_json,
+    print_table,
+    stamp,
+    table,
+)
+from authgate.container import Services
 from authgate.security.principal import KNOWN_AUTHORITIES, ROLE_USER
-from authgate.services.users import NewUser
+from authgate.services.users import NewUser, UserChanges, UserView
 from authgate.storage.paging import PageRequest, SortOrder
 
 users_app = typer.Typer(help="Manage users.", no_args_is_help=True)
@@ -63,7 +73,7 @@ def users_create(
 
 
 @users_app.command("list")
-def users_list(config: ConfigOption = None) -> None:
+def users_list(output: OutputOption = OutputFormat.TABLE, config: ConfigOption = None) -> None:
     """List all users."""
     with friendly_errors():
         page = with_services(
@@ -72,17 +82,21 @@ def users_list(config: ConfigOption = None) -> None:
                 PageRequest(page=0, size=100_000, sort=(SortOrder("login"),))
             ),
         )
-    table = Table("id", "login", "email", "roles", "active", "created")
+    if output is OutputFormat.JSON:
+        print_json([UserDTO.of(user) for user in page.items])
+        return
+    listing = table("id", "login", "email", "roles", "active", "created")
     for user in page.items:
-        table.add_row(
+        add_row(
+            listing,
             str(user.id),
             user.login,
             user.email,
             ", ".join(sorted(user.authorities)),
             "yes" if user.activated else "no",
-            user.created_at.isoformat(timespec="seconds"),
+            stamp(user.created_at),
         )
-    out.print(table)
+    print_table(listing)
 
 
 @users_app.command("set-password")
@@ -111,3 +125,75 @@ def users_deactivate(
             load_settings(config), lambda s: s.users.deactivate(login, acting_user_id=None)
         )
     out.print(f"user {login.lower()} deactivated")
+
+
+@users_app.command("reactivate")
+def users_reactivate(
+    login: Annotated[str, typer.Argument(help="The user's login.")],
+    config: ConfigOption = None,
+) -> None:
+    """Reactivate a deactivated user. Their API keys stay suspended until each is
+    re-enabled; tokens issued before the deactivation stay dead."""
+    with friendly_errors():
+        with_services(
+            load_settings(config),
+            lambda s: s.users.update_user(login, UserChanges(activated=True), acting_user_id=None),
+        )
+    out.print(f"user {login.lower()} reactivated; their suspended API keys stay suspended")
+
+
+@users_app.command("delete")
+def users_delete(
+    login: Annotated[str, typer.Argument(help="The user's login.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Delete a user and their API keys (the last active admin cannot be deleted)."""
+    if not yes and not typer.confirm(f"Delete user {login.lower()} and their API keys?"):
+        err.print("nothing deleted")
+        raise typer.Exit(1)
+    with friendly_errors():
+        with_services(
+            load_settings(config), lambda s: s.users.delete_user(login, acting_user_id=None)
+        )
+    out.print(f"user {login.lower()} deleted")
+
+
+@users_app.command("roles")
+def users_roles(
+    login: Annotated[str, typer.Argument(help="The user's login.")],
+    add: Annotated[
+        list[str] | None, typer.Option("--add", help="Grant ROLE_ADMIN or ROLE_USER; repeat.")
+    ] = None,
+    remove: Annotated[
+        list[str] | None, typer.Option("--remove", help="Take a role away; repeat.")
+    ] = None,
+    output: OutputOption = OutputFormat.TABLE,
+    config: ConfigOption = None,
+) -> None:
+    """Show a user's roles, or change them with --add/--remove (effective at once, also
+    for tokens already issued; the last active admin keeps ROLE_ADMIN)."""
+    granted, taken = frozenset(add or ()), frozenset(remove or ())
+    unknown = (granted | taken) - KNOWN_AUTHORITIES
+    if unknown:
+        err.print(
+            f"[red]error:[/red] unknown role {sorted(unknown)[0]}; "
+            f"use {' or '.join(sorted(KNOWN_AUTHORITIES))}"
+        )
+        raise typer.Exit(1)
+
+    async def change(services: Services) -> UserView:
+        user = await services.users.get_user(login)
+        if not granted and not taken:
+            return user
+        roles = (user.authorities | granted) - taken
+        return await services.users.update_user(
+            login, UserChanges(authorities=roles), acting_user_id=None
+        )
+
+    with friendly_errors():
+        user = with_services(load_settings(config), change)
+    if output is OutputFormat.JSON:
+        print_json(UserDTO.of(user))
+        return
+    out.print(f"{user.login}: {', '.join(sorted(user.authorities)) or 'no roles'}")

@@ -25,7 +25,7 @@ from authgate.clock import Clock
 from authgate.services.alert_dispatch import AlertDispatcher
 from authgate.services.alert_rules import KINDS, RuleView, Severity
 from authgate.services.alert_sinks import Alert
-from authgate.services.audit import AuditLog, EventType
+from authgate.services.audit import SERVER, AuditLog, EventType
 from authgate.storage.alert_repository import AlertRepository
 from authgate.storage.db import Database
 from authgate.storage.models import AuditEvent, FiredAlert
@@ -180,6 +180,7 @@ class AlertEngine:
                     self._audit.record(
                         EventType.API_KEY_EXPIRED if expired else EventType.API_KEY_EXPIRING,
                         "success",
+                        actor=SERVER,
                         details={"keyId": key.id, "name": key.name, "stageDays": stage},
                     )
         return fired
@@ -231,6 +232,8 @@ class AlertEngine:
         if event.api_key_id is None:
             return 0
         if rule.kind == "key_new_ip":
+            if await repository.previous_key_success(event.api_key_id, before_id=event.id) is None:
+                return 0  # the key's very first use: no address of it is "new" yet
             seen = await repository.previous_key_success(
                 event.api_key_id, before_id=event.id, client_ip=event.client_ip
             )
@@ -278,6 +281,7 @@ class AlertEngine:
         self._audit.record(
             EventType.ALERT_FIRED,
             "success",
+            actor=SERVER,
             reason=kind,
             details={
                 "rule": rule_name,

@@ -23,6 +23,7 @@ so several nodes never send the same alert twice) and is written to the audit tr
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, Literal
@@ -227,15 +228,20 @@ class AlertRules:
             existing = {
                 rule.name: RuleView.of(rule) for rule in await AlertRepository(session).rules()
             }
+        # The workers of one server (and the nodes of a cluster) start at the same time
+        # and all see the empty table: a name taken meanwhile means that another one
+        # installed the same rule, not an error that should stop this one's start.
         if not existing:
             # The built-in defaults are part of the installation, not someone's change.
             for spec in DEFAULT_RULES:
                 if spec.name not in {c.name for c in configured}:
-                    await self.create(spec, audited=False)
+                    with contextlib.suppress(Conflict):
+                        await self.create(spec, audited=False)
         for spec in configured:
             stored = existing.get(spec.name.strip())
             if stored is None:
-                await self.create(spec)
+                with contextlib.suppress(Conflict):
+                    await self.create(spec)
             elif not _matches(stored, spec):
                 # Only a real change is written and audited: every start of every node
                 # would otherwise record one (and fire "Administrative actions").

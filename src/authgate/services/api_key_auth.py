@@ -50,7 +50,7 @@ from authgate.services.expiring_cache import ExpiringCache
 from authgate.services.single_flight import SingleFlight
 from authgate.services.user_states import UserAuthState, UserStates
 from authgate.storage.api_key_repository import verification_row
-from authgate.storage.db import Database
+from authgate.storage.db import Database, is_unavailable
 from authgate.storage.models import ApiKey
 
 
@@ -209,7 +209,7 @@ class ApiKeyAuthenticator:
     def stored_last_use(self, public_id: str) -> float | None:
         """The key's last use as stored when its cached record was loaded (None: never
         used, or not cached)."""
-        cached = self._keys.peek(public_id)
+        cached = self._keys.stale(public_id)
         return cached.record.last_used_ts if cached is not None else None
 
     def cache_hit_ratios(self) -> dict[str, int]:
@@ -242,7 +242,16 @@ class ApiKeyAuthenticator:
         if self._unknown.get(public_id, now=now):
             raise ApiKeyInvalid(reason="unknown_key")
         generation = self._generation
-        key = await self._loads.run(public_id, lambda: self._fetch(public_id))
+        try:
+            key = await self._loads.run(public_id, lambda: self._fetch(public_id))
+        except Exception as error:
+            # The database is down: a key known before keeps working (past its cache
+            # TTL; a revoked or changed key was discarded by the change feed, and none can
+            # change during the outage). An unknown key still cannot be checked: 503.
+            last_known = self._keys.stale(public_id)
+            if last_known is None or not is_unavailable(error):
+                raise
+            return last_known
         if key is None:
             if generation == self._generation:
                 self._unknown.put(public_id, True, expires_at=now + self._unknown_ttl)

@@ -67,6 +67,7 @@ from authgate.storage.paging import Page, PageRequest
 __all__ = [
     "GENESIS_HASH",
     "OPERATOR",
+    "SERVER",
     "Actor",
     "AuditEntry",
     "AuditLog",
@@ -169,6 +170,8 @@ class Actor:
 
 # Changes made from the server's command line.
 OPERATOR = Actor(login="operator (CLI)")
+# What the server does on its own (alerts, expiry reminders): no person acted.
+SERVER = Actor(login="authgate (server)")
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,19 +28,18 @@ class ExpiringCache(Generic[K, V]):
         self.misses = 0
 
     def get(self, key: K, *, now: float) -> V | None:
+        """The value if it has not expired. An expired entry stays (within the bound)
+        until it is replaced, discarded or evicted: see ``stale``."""
         entry = self._entries.get(key)
-        if entry is None:
-            self.misses += 1
-            return None
-        if entry[0] <= now:
-            self._entries.pop(key, None)
+        if entry is None or entry[0] <= now:
             self.misses += 1
             return None
         self.hits += 1
         return entry[1]
 
-    def peek(self, key: K) -> V | None:
-        """The entry, expired or not, without counting a hit or a miss."""
+    def stale(self, key: K) -> V | None:
+        """The value even past its deadline, for when the source of truth cannot be
+        reached (a database outage): what was last known, never what was discarded."""
         entry = self._entries.get(key)
         return entry[1] if entry is not None else None
 

@@ -6,31 +6,52 @@ observed by the HTTP layer; gauges are read when Prometheus scrapes, from values
 current in memory (key counts are refreshed in the background, never queried on a
 scrape).
 
-With several worker processes each worker has its own registry: a scrape sees the
-worker that answered it (see the README for aggregating per worker).
-
-What moves on every request (the API-key request counter, the authentication latency
-histogram) is a :class:`LoopCounter` / :class:`LoopHistogram`: plain numbers updated
-without a lock, since only the event loop's thread updates them (one per worker
-process), turned into Prometheus families when scraped. ``prometheus_client``'s own
-types take a mutex per update, for threads authgate does not have on that path.
+With several worker processes (``authgate serve --workers N``) prometheus_client's
+multiprocess mode is used: ``serve`` gives the workers a fresh directory
+(``PROMETHEUS_MULTIPROC_DIR``), each worker writes its counters and histograms to its own
+files there, and a scrape, whichever worker answers it, adds them all up. Gauges are then
+real ``Gauge`` objects each worker keeps current (``publish_gauges``), aggregated the way
+their meaning needs: values every worker reads from the database (key counts) take the
+most recent one of a live worker, per-worker quantities (cache entries, buffered records)
+are summed over live workers, and ratios are kept per worker (a ``pid`` label). A worker
+that stops marks itself dead, so its live gauges leave the sums.
 """
 
 from __future__ import annotations
 
 import json
-from bisect import bisect_left
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
-from prometheus_client.utils import floatToGoString
 
 from authgate.storage.audit_repository import AuditRow
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# Read by prometheus_client itself when it is imported: set for the workers only.
+MULTIPROCESS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+
+# No ``*_created`` series: one more series per label set for a timestamp Prometheus does
+# not need (counter resets are seen from the values), and in multiprocess mode it would
+# be one worker's start time. prometheus_client offers only this process-wide switch.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
+MultiprocessMode = Literal["livesum", "liveall", "livemax", "livemostrecent"]
+# How each scrape-time source adds up over the workers (default: summed).
+_SOURCE_MODES: dict[str, MultiprocessMode] = {"cache_hit_ratio_percent": "liveall"}
 
 _LATENCY_BUCKETS = (
     0.000_01,
@@ -51,88 +72,6 @@ _LATENCY_BUCKETS = (
 _HASH_BUCKETS = (0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
 
 
-class _Count:
-    __slots__ = ("value",)
-
-    def __init__(self) -> None:
-        self.value = 0.0
-
-    def inc(self, amount: float = 1.0) -> None:
-        self.value += amount
-
-
-class LoopCounter:
-    """A labelled counter for one thread (the event loop's): no lock per update."""
-
-    def __init__(self, name: str, documentation: str, labelnames: tuple[str, ...]) -> None:
-        self.name, self.documentation, self.labelnames = name, documentation, labelnames
-        self._children: dict[tuple[str, ...], _Count] = {}
-
-    def labels(self, *values: str) -> _Count:
-        child = self._children.get(values)
-        if child is None:
-            child = self._children[values] = _Count()
-        return child
-
-    def collect(self) -> CounterMetricFamily:
-        family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
-        for values, child in list(self._children.items()):
-            family.add_metric(list(values), child.value)
-        return family
-
-
-class _Buckets:
-    __slots__ = ("bounds", "counts", "sum")
-
-    def __init__(self, bounds: tuple[float, ...]) -> None:
-        self.bounds = bounds
-        self.counts = [0] * (len(bounds) + 1)  # per bucket, the last one +Inf
-        self.sum = 0.0
-
-    def observe(self, value: float) -> None:
-        self.counts[bisect_left(self.bounds, value)] += 1
-        self.sum += value
-
-
-class LoopHistogram:
-    """A labelled histogram for one thread (the event loop's): no lock per update."""
-
-    def __init__(
-        self, name: str, documentation: str, labelnames: tuple[str, ...], buckets: tuple[float, ...]
-    ) -> None:
-        self.name, self.documentation, self.labelnames = name, documentation, labelnames
-        self._bounds = tuple(sorted(buckets))
-        self._children: dict[tuple[str, ...], _Buckets] = {}
-
-    def labels(self, *values: str) -> _Buckets:
-        child = self._children.get(values)
-        if child is None:
-            child = self._children[values] = _Buckets(self._bounds)
-        return child
-
-    def collect(self) -> HistogramMetricFamily:
-        family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
-        for values, child in list(self._children.items()):
-            cumulative, buckets = 0, []
-            for bound, count in zip((*self._bounds, float("inf")), child.counts, strict=True):
-                cumulative += count
-                buckets.append((floatToGoString(bound), cumulative))  # type: ignore[no-untyped-call]
-            family.add_metric(list(values), buckets, child.sum)
-        return family
-
-
-class _LoopCollector(Collector):
-    def __init__(self, *metrics: LoopCounter | LoopHistogram) -> None:
-        self._metrics = metrics
-
-    def collect(self) -> Iterator[CounterMetricFamily | HistogramMetricFamily]:
-        for metric in self._metrics:
-            yield metric.collect()
-
-    def describe(self) -> Iterator[CounterMetricFamily]:
-        return iter(())
-
-
 @dataclass
 class Gauges:
     """Values the collector reports at scrape time, set by whoever knows them."""
@@ -142,17 +81,35 @@ class Gauges:
     sources: dict[str, Callable[[], dict[str, int]]] = field(default_factory=dict)
 
 
+def multiprocess_directory() -> Path | None:
+    """The directory shared by the workers of this server, when there are several."""
+    value = os.environ.get(MULTIPROCESS_DIR_VARIABLE)
+    return Path(value) if value else None
+
+
+def prepare_multiprocess_directory(directory: Path) -> None:
+    """Empty (or create) the workers' metrics directory before they start: files left by
+    an earlier run would add its counts to this run's."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for leftover in directory.glob("*.db"):
+        leftover.unlink()
+
+
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, *, multiprocess_dir: Path | None = None) -> None:
+        """``multiprocess_dir``: the workers' shared directory (see the module's doc);
+        None for a single process, whose own registry is scraped."""
+        self.multiprocess_dir = multiprocess_dir
         self.registry = CollectorRegistry(auto_describe=True)
         registry = self.registry
         self.logins = Counter(
             "authgate_logins", "Login attempts.", ["outcome", "reason"], registry=registry
         )
-        self.api_key_requests = LoopCounter(
+        self.api_key_requests = Counter(
             "authgate_api_key_requests",
             "Requests authenticated (or refused) by API key.",
-            ("outcome", "reason"),
+            ["outcome", "reason"],
+            registry=registry,
         )
         self.token_rejections = Counter(
             "authgate_token_rejections", "Refused bearer tokens.", ["reason"], registry=registry
@@ -172,13 +129,13 @@ class Metrics:
         self.alerts_fired = Counter(
             "authgate_alerts_fired", "Alerts fired.", ["kind", "severity"], registry=registry
         )
-        self.authentication_seconds = LoopHistogram(
+        self.authentication_seconds = Histogram(
             "authgate_authentication_seconds",
             "Time to authenticate a request, by credential.",
-            ("method",),
-            _LATENCY_BUCKETS,
+            ["method"],
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
         )
-        registry.register(_LoopCollector(self.api_key_requests, self.authentication_seconds))
         self.password_hash_seconds = Histogram(
             "authgate_password_hash_seconds",
             "Time of one Argon2 hash or verification (in its thread).",
@@ -186,7 +143,24 @@ class Metrics:
             registry=registry,
         )
         self.gauges = Gauges()
-        registry.register(_GaugeCollector(self.gauges))
+        self._published: dict[str, Gauge] = {}
+        if multiprocess_dir is None:
+            registry.register(_GaugeCollector(self.gauges))
+        else:
+            self._published = {
+                "active_api_keys": Gauge(
+                    "authgate_active_api_keys",
+                    "API keys neither revoked nor expired.",
+                    registry=None,
+                    multiprocess_mode="livemostrecent",
+                ),
+                "api_keys_expiring_14d": Gauge(
+                    "authgate_api_keys_expiring_14d",
+                    "Active API keys expiring within 14 days.",
+                    registry=None,
+                    multiprocess_mode="livemostrecent",
+                ),
+            }
 
     def on_audit(self, row: AuditRow) -> None:
         """Count an audit event (an ``AuditLog`` listener)."""
@@ -214,9 +188,42 @@ class Metrics:
     def add_source(self, name: str, read: Callable[[], dict[str, int]]) -> None:
         """Report ``read()`` (label -> value) as gauge ``authgate_<name>`` at each scrape."""
         self.gauges.sources[name] = read
+        if self.multiprocess_dir is not None:
+            self._published[name] = Gauge(
+                f"authgate_{name}",
+                f"authgate {name}.",
+                ["name"],
+                registry=None,
+                multiprocess_mode=_SOURCE_MODES.get(name, "livesum"),
+            )
+
+    def publish_gauges(self) -> None:
+        """Multiprocess mode: write this worker's gauge values to its files, where a
+        scrape answered by any worker reads them (called every second, and before this
+        worker answers a scrape)."""
+        if self.multiprocess_dir is None:
+            return
+        gauges, published = self.gauges, self._published
+        published["active_api_keys"].set(gauges.active_api_keys)
+        published["api_keys_expiring_14d"].set(gauges.api_keys_expiring_14d)
+        for name, read in gauges.sources.items():
+            for label, value in read().items():
+                published[name].labels(label).set(value)
 
     def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+        if self.multiprocess_dir is None:
+            return generate_latest(self.registry)
+        self.publish_gauges()
+        # Every worker's files, added up (a registry of its own each time, as
+        # prometheus_client's multiprocess documentation does).
+        combined = CollectorRegistry()
+        multiprocess.MultiProcessCollector(combined, path=str(self.multiprocess_dir))  # type: ignore[no-untyped-call]
+        return generate_latest(combined)
+
+    def process_exiting(self) -> None:
+        """Multiprocess mode: this worker stops; its live gauges leave the aggregates."""
+        if self.multiprocess_dir is not None:
+            multiprocess.mark_process_dead(os.getpid(), str(self.multiprocess_dir))  # type: ignore[no-untyped-call]
 
 
 def _alert_severity(details: str | None) -> str:

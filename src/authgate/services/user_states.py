@@ -15,7 +15,7 @@ from authgate.security.principal import parse_authorities
 from authgate.services.changes import Change, ChangeFeed, ChangeKind
 from authgate.services.expiring_cache import ExpiringCache
 from authgate.services.single_flight import SingleFlight
-from authgate.storage.db import Database
+from authgate.storage.db import Database, is_unavailable
 from authgate.storage.repositories import UserRepository
 
 
@@ -44,9 +44,19 @@ class UserStates:
         return self._cache.get(user_id, now=now)
 
     async def load(self, user_id: int, *, now: float) -> UserAuthState | None:
-        """The state from the database, or ``None`` if the user no longer exists."""
+        """The state from the database, or ``None`` if the user no longer exists.
+
+        While the database cannot be reached, the last state known (past its TTL, never
+        one the change feed discarded) is used: nothing can change a user while the
+        database is down, and cached credentials keep working through an outage."""
         generation = self._generation
-        state = await self._loads.run(user_id, lambda: self._fetch(user_id))
+        try:
+            state = await self._loads.run(user_id, lambda: self._fetch(user_id))
+        except Exception as error:
+            last_known = self._cache.stale(user_id)
+            if last_known is None or not is_unavailable(error):
+                raise
+            return last_known
         if state is not None and generation == self._generation:
             self._cache.put(user_id, state, expires_at=now + self._ttl)
         return state

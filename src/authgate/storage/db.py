@@ -26,6 +26,9 @@ def storable_text(value: str) -> bool:
     return "\x00" not in value
 
 
+CONNECT_TIMEOUT_SECONDS = 5
+
+
 class Database:
     """Owns the engine; hands out sessions. Services own transactions."""
 
@@ -42,6 +45,10 @@ class Database:
             "hide_parameters": True,
             "pool_pre_ping": self.dialect == "postgresql",
         }
+        if self.dialect == "postgresql":
+            # A database host that drops packets must not hold a request for asyncpg's
+            # default minute: the caller gets its 503 within this time.
+            options["connect_args"] = {"timeout": CONNECT_TIMEOUT_SECONDS}
         self.engine: AsyncEngine = create_async_engine(parsed, **options)
         if self.dialect == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _configure_sqlite)

@@ -439,7 +439,10 @@ async def keys_review(request: Request) -> Response:
             "title": "Unused",
             "description": f"Live keys not used for {unused_days} days or never used: "
             "revoke the ones nobody needs.",
-            "empty": "Every live key was used recently.",
+            # Said of what this section checks only: a key created less than N days
+            # ago and never used is listed in other sections as "never used".
+            "empty": f"No live key has gone {unused_days} days without use. Keys younger "
+            f"than {unused_days} days are not counted here, used or not.",
             "rows": rows(review.unused),
         },
         {

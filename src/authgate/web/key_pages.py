@@ -48,6 +48,9 @@ async def list_keys(request: Request) -> Response:
             "showing_revoked": showing_revoked,
             "form": _empty_form(services.clock()),
             "errors": {},
+            # Folded unless asked for (?new=1, the "Create API Key" button without
+            # JavaScript) or there is no key yet, when creating one is what the page is for.
+            "open_form": "new" in request.query_params or not page.items,
             **_choices(request),
         },
     )

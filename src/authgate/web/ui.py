@@ -4,12 +4,34 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from authgate.web import account_pages, admin_pages, key_pages
+from authgate.web.pages import error_page
 
 STATIC_DIR = Path(__file__).with_name("static")
+
+
+FAVICON = STATIC_DIR / "favicon.svg"
+
+# Matched after every page: a browser that follows a wrong link under /settings/ gets a
+# page it can read, not the REST API's JSON.
+fallback_router = APIRouter(include_in_schema=False)
+
+
+@fallback_router.get("/settings/{rest:path}")
+async def unknown_page(request: Request, rest: str) -> HTMLResponse:
+    return error_page(request, 404, "Page not found", "There is no such page in the settings.")
+
+
+@fallback_router.get("/favicon.ico")
+async def favicon() -> FileResponse:
+    """Browsers ask for it on any page (Swagger UI, JSON answers) whatever the HTML says."""
+    return FileResponse(
+        FAVICON, media_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"}
+    )
 
 
 def install_settings_ui(app: FastAPI) -> None:
@@ -19,5 +41,6 @@ def install_settings_ui(app: FastAPI) -> None:
         account_pages.router,
         key_pages.router,
         admin_pages.router,
+        fallback_router,
     ):
         app.router.routes.extend(router.routes)

@@ -18,6 +18,7 @@ from authgate.client._cli._render import print_json, print_record, when
 from authgate.client._cli._session import (
     EXIT_USAGE,
     OutputFormat,
+    OutputOption,
     Session,
     err,
     exit_code_for_status,
@@ -165,9 +166,9 @@ def logout(ctx: typer.Context) -> None:
 
 
 @app.command()
-def whoami(ctx: typer.Context) -> None:
+def whoami(ctx: typer.Context, output: OutputOption = None) -> None:
     """Who the current credentials act as (GET /api/account)."""
-    session = session_of(ctx)
+    session = session_of(ctx, output)
     with reporting(), session.client() as client:
         account = client.account()
         credentials = client.config.credentials

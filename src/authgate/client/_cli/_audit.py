@@ -7,7 +7,13 @@ from typing import Annotated
 import typer
 
 from authgate.client._cli._render import all_pages, print_json, print_table, when
-from authgate.client._cli._session import EXIT_USAGE, fail, reporting, session_of
+from authgate.client._cli._session import (
+    EXIT_USAGE,
+    OutputOption,
+    fail,
+    reporting,
+    session_of,
+)
 
 __all__ = ["audit_app"]
 
@@ -24,9 +30,10 @@ def audit_tail(
     ] = None,
     outcome: Annotated[str | None, typer.Option(help="success or failure.")] = None,
     actor: Annotated[str | None, typer.Option(help="Login or key name.")] = None,
+    output: OutputOption = None,
 ) -> None:
     """The latest audit events, oldest first (like tail)."""
-    session = session_of(ctx)
+    session = session_of(ctx, output)
     if outcome not in (None, "success", "failure"):
         raise fail("--outcome must be success or failure", EXIT_USAGE)
     with reporting(), session.client() as client:

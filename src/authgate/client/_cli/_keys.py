@@ -15,7 +15,15 @@ from authgate.client._cli._render import (
     print_table,
     when,
 )
-from authgate.client._cli._session import EXIT_USAGE, err, fail, out, reporting, session_of
+from authgate.client._cli._session import (
+    EXIT_USAGE,
+    OutputOption,
+    err,
+    fail,
+    out,
+    reporting,
+    session_of,
+)
 from authgate.client._models import ApiKey
 
 __all__ = ["keys_app"]
@@ -25,6 +33,8 @@ keys_app = typer.Typer(
 )
 
 KeyId = Annotated[int, typer.Argument(min=1, help="The key's id (see 'keys list').")]
+# The server keeps a regenerated key's previous secret at most this long.
+MAX_GRACE = timedelta(days=7)
 
 
 def _duration_option(value: str, name: str) -> timedelta:
@@ -73,9 +83,10 @@ def keys_create(
     rate_limit: Annotated[
         str | None, typer.Option(help='Requests allowed, e.g. "100/minute".')
     ] = None,
+    output: OutputOption = None,
 ) -> None:
     """Create a key and print it, once (only its hash is kept by the server)."""
-    session = session_of(ctx)
+    session = session_of(ctx, output)
     lifetime = _duration_option(expires_in, "--expires-in")
     with reporting(), session.client() as client:
         created = client.create_api_key(
@@ -104,9 +115,10 @@ def keys_list(
         bool, typer.Option("--include-revoked", help="Also list revoked keys.")
     ] = False,
     page_size: Annotated[int, typer.Option(min=1, max=1000, help="Keys per request.")] = 100,
+    output: OutputOption = None,
 ) -> None:
     """List keys: name, prefix, status, allowed IPs, expiry, last use."""
-    session = session_of(ctx)
+    session = session_of(ctx, output)
     with reporting(), session.client() as client:
         keys = list(
             all_pages(
@@ -140,9 +152,9 @@ def keys_list(
 
 
 @keys_app.command("show")
-def keys_show(ctx: typer.Context, key_id: KeyId) -> None:
+def keys_show(ctx: typer.Context, key_id: KeyId, output: OutputOption = None) -> None:
     """Show one key (never the key itself)."""
-    session = session_of(ctx)
+    session = session_of(ctx, output)
     with reporting(), session.client() as client:
         key = client.get_api_key(key_id)
     if session.json:
@@ -158,10 +170,17 @@ def keys_rotate(
     grace: Annotated[
         str, typer.Option(help="How long the old key keeps working (e.g. 24h; at most 7d).")
     ] = "0",
+    output: OutputOption = None,
 ) -> None:
     """Regenerate a key and print the new one, once; the old one stops after --grace."""
-    session = session_of(ctx)
+    session = session_of(ctx, output)
     grace_period = _duration_option(grace, "--grace")
+    if grace_period > MAX_GRACE:
+        raise fail(
+            f"--grace {grace} is too long: the previous key can keep working at most 7d"
+            " (168h) after a rotation",
+            EXIT_USAGE,
+        )
     with reporting(), session.client() as client:
         rotated = client.regenerate_api_key(key_id, grace=grace_period)
     if session.json:
@@ -177,13 +196,21 @@ def keys_rotate(
 
 
 @keys_app.command("revoke")
-def keys_revoke(ctx: typer.Context, key_id: KeyId) -> None:
+def keys_revoke(ctx: typer.Context, key_id: KeyId, output: OutputOption = None) -> None:
     """Revoke a key: refused at once, on every server worker."""
-    session = session_of(ctx)
+    session = session_of(ctx, output)
     with reporting(), session.client() as client:
-        client.revoke_api_key(key_id)
+        # Asked first: revoking again changes nothing, and saying "Revoked" would
+        # suggest the key had been working until now.
+        before = client.get_api_key(key_id)
+        already = before.status == "revoked" or before.revoked_at is not None
+        if not already:
+            client.revoke_api_key(key_id)
     if session.json:
-        print_json({"id": key_id, "revoked": True})
+        print_json({"id": key_id, "revoked": True, "alreadyRevoked": already})
+    elif already:
+        revoked_at = f" at {when(before.revoked_at)}" if before.revoked_at else ""
+        err.print(f"API key {key_id} was already revoked{revoked_at}: nothing changed.")
     else:
         err.print(f"Revoked API key {key_id}.")
 
@@ -196,9 +223,10 @@ def keys_usage(
     outcome: Annotated[
         str | None, typer.Option(help="success or failure (refused requests).")
     ] = None,
+    output: OutputOption = None,
 ) -> None:
     """Requests made with a key, newest first: time, method, path, status, address."""
-    session = session_of(ctx)
+    session = session_of(ctx, output)
     if outcome not in (None, "success", "failure"):
         raise fail("--outcome must be success or failure", EXIT_USAGE)
     with reporting(), session.client() as client:

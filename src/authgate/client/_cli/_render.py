@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from authgate.client._cli._session import err, out
-from authgate.client._models import Page
+from authgate.client._models import ApiKey, Page, UsageRecord, User
 
 __all__ = [
     "all_pages",
@@ -41,11 +41,35 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
 
 
+# The REST API's names where they are not the field's name in camelCase.
+_REST_NAMES: dict[tuple[type, str], str] = {
+    (ApiKey, "allowed_ips"): "allowedIp",
+    (User, "created_at"): "createdDate",
+    (User, "updated_at"): "lastModifiedDate",
+    (UsageRecord, "method"): "requestMethod",
+    (UsageRecord, "status"): "responseCode",
+}
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+def _rest_name(value: object, name: str) -> str:
+    for (model, field_name), rest_name in _REST_NAMES.items():
+        if field_name == name and isinstance(value, model):
+            return rest_name
+    return _camel(name)
+
+
 def as_json(value: Any) -> Any:
-    """Dataclasses, datetimes, tuples and mappings as plain JSON values."""
+    """Dataclasses (under the REST API's camelCase names), datetimes, tuples and
+    mappings as plain JSON values: ``-o json`` prints what the server's JSON says."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {
-            field.name: as_json(getattr(value, field.name)) for field in dataclasses.fields(value)
+            _rest_name(value, field.name): as_json(getattr(value, field.name))
+            for field in dataclasses.fields(value)
         }
     if isinstance(value, datetime):
         return value.isoformat()

@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import Annotated
 
 import httpx2
 import typer
@@ -56,6 +57,7 @@ __all__ = [
     "EXIT_AUTHENTICATION",
     "EXIT_USAGE",
     "OutputFormat",
+    "OutputOption",
     "Session",
     "err",
     "exit_code_for_status",
@@ -83,6 +85,16 @@ class OutputFormat(StrEnum):
     json = "json"
 
 
+# The same option on every command that prints a result, so that it is accepted after
+# the command too (``authgate-client keys list --output json``), as people type it.
+OutputOption = Annotated[
+    OutputFormat | None,
+    typer.Option(
+        "--output", "-o", help="table for people, json for scripts (also before the command)."
+    ),
+]
+
+
 def exit_code_for_status(status: int) -> int:
     """The documented exit code for an HTTP status."""
     if status < 400:
@@ -94,6 +106,41 @@ def exit_code_for_status(status: int) -> int:
         423: EXIT_THROTTLED,
         429: EXIT_THROTTLED,
     }.get(status, EXIT_SERVER if status >= 500 else EXIT_REFUSED)
+
+
+def _requested_url(error: APIError) -> str:
+    try:
+        return str(error.response.request.url)
+    except RuntimeError:  # a response built without its request (tests, fakes)
+        return "such path"
+
+
+def wrong_base_hint(requested: str) -> str:
+    return (
+        f"the server has no {requested}. Is the URL the server's base address, without"
+        " a path such as /api (e.g. https://authgate.example.com)?"
+    )
+
+
+def checked_url(url: str, *, source: str) -> str:
+    """``url`` if it can name a server (http or https, with a host); else a usage error."""
+    try:
+        parsed = httpx2.URL(url)
+    except httpx2.InvalidURL:  # refused outright (a bad port, bad characters)
+        parsed = None
+    usable = (
+        parsed is not None
+        and parsed.scheme in ("http", "https")
+        and bool(parsed.host)
+        and (parsed.port is None or 0 < parsed.port < 65536)
+    )
+    if not usable:
+        raise fail(
+            f"{source}: not a server URL: {url!r}; use http(s)://host[:port],"
+            " e.g. https://authgate.example.com",
+            EXIT_USAGE,
+        )
+    return url
 
 
 def fail(message: str, code: int) -> typer.Exit:
@@ -111,10 +158,24 @@ def reporting() -> Iterator[None]:
     except SecondFactorRequired as error:
         raise fail(str(error), EXIT_AUTHENTICATION) from None
     except APIError as error:
-        err.print(f"[red]error:[/red] {error.status_code} {escape(error.message)}")
-        if isinstance(error, ValidationError):
-            for field_error in error.field_errors:
-                err.print(f"  {escape(field_error.field)}: {escape(field_error.message)}")
+        field_errors = error.field_errors if isinstance(error, ValidationError) else ()
+        # The first field's message is often the error's own (a long list of choices
+        # for an unknown value): said once, on the first line, with the field's name.
+        first = field_errors[0] if field_errors else None
+        if first is not None and first.message == error.message:
+            field_errors = field_errors[1:]
+            subject = f"{escape(first.field)}: {escape(error.message)}"
+        else:
+            subject = escape(error.message)
+        err.print(f"[red]error:[/red] {error.status_code} {subject}")
+        for field_error in field_errors:
+            err.print(f"  {escape(field_error.field)}: {escape(field_error.message)}")
+        if error.status_code == 404 and (
+            error.code is None or error.message.strip().lower() == "not found"
+        ):
+            # Not authgate's answer about a thing ("API key not found"): the path itself
+            # is unknown, most often because the URL carries a path of its own.
+            err.print(f"  hint: {escape(wrong_base_hint(_requested_url(error)))}")
         if error.retry_after is not None:
             err.print(f"  retry after {error.retry_after:g} s")
         if isinstance(error, AuthenticationError):  # includes a refused second factor (412)
@@ -145,7 +206,12 @@ class Session:
 
     def server_url(self) -> str:
         """``--url``, else ``AUTHGATE_URL``/``UTMSTACK_URL``, else the last login's URL."""
-        url = self.url or read_url(environment()) or self.store().remembered_url()
+        if self.url:
+            return checked_url(self.url, source="--url")
+        from_environment = read_url(environment())
+        if from_environment:
+            return checked_url(from_environment, source="AUTHGATE_URL (or UTMSTACK_URL)")
+        url = self.store().remembered_url()
         if not url:
             raise fail(
                 "no server: pass --url, set AUTHGATE_URL, or log in with --url once", EXIT_USAGE
@@ -182,11 +248,14 @@ class Session:
         return Client(self.config(url, self.credentials(url)), second_factor=second_factor)
 
 
-def session_of(ctx: typer.Context) -> Session:
+def session_of(ctx: typer.Context, output: OutputFormat | None = None) -> Session:
+    """The invocation's options; ``output`` given after the command wins."""
     session = ctx.find_object(Session)
     if session is None:  # a sub-command invoked without the root callback (tests)
         session = Session(None, OutputFormat.table, False, None, 10.0)
         ctx.obj = session
+    if output is not None:
+        session.output = output
     return session
 
 

@@ -86,6 +86,8 @@ function ipEditor(textarea) {
   add.className = "add-ip";
   textarea.hidden = true;
   textarea.after(list, add);
+  // "one per line" describes the textarea, not the list that replaces it.
+  textarea.form.querySelectorAll("[data-textarea-hint]").forEach((hint) => hint.remove());
 
   function sync() {
     const inputs = [...list.querySelectorAll("input")];
@@ -172,7 +174,25 @@ function confirmSubmit(form) {
   });
 }
 
+// A link to a folded <details> (the create form) unfolds it.
+function openTarget(link) {
+  link.addEventListener("click", (event) => {
+    const target = document.getElementById(link.dataset.open);
+    if (target && target.tagName === "DETAILS") {
+      event.preventDefault();
+      target.open = true;
+      target.scrollIntoView();
+      target.querySelector("input:not([type=hidden])")?.focus();
+    }
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  document.querySelectorAll("[data-open]").forEach(openTarget);
+  if (window.location.hash === "#create") {
+    const create = document.getElementById("create");
+    if (create && create.tagName === "DETAILS") create.open = true;
+  }
   document.querySelectorAll("textarea[data-ip-editor]").forEach(ipEditor);
   document.querySelectorAll("[data-expiry-days]").forEach(expiryPresets);
   document.querySelectorAll("[data-copy]").forEach(copyButton);

@@ -1,0 +1,131 @@
+"""``authgate-client`` says what went wrong in words (issue 16 item 10): a URL that is
+not one, a base URL with a path, a grace period beyond the maximum, a key already
+revoked, a refused audit type listed once; ``-o json`` in the REST API's camelCase,
+accepted after the command too."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.client.servers import AuthgateServer
+from tests.client.support import USER_PASSWORD, unique
+from tests.client.test_cli import assert_exits, run, table_rows
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def _wide_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "250")
+
+
+@pytest.fixture
+def logged_in(authgate_server: AuthgateServer, fresh_user: str, config_dir: Path) -> str:
+    result = run(
+        "--url", authgate_server.url, "login", "-u", fresh_user, "--password-stdin",
+        input=f"{USER_PASSWORD}\n",
+    )  # fmt: skip
+    assert_exits(result, 0)
+    return fresh_user
+
+
+@pytest.mark.usefixtures("config_dir")
+@pytest.mark.parametrize("url", ["not-a-url", "ftp://host", "http://", "http://h:99999"])
+def test_a_url_that_is_not_one_is_a_url_error(url: str) -> None:
+    result = run("--url", url, "keys", "list")
+    assert_exits(result, 2)
+    assert "not a server URL" in result.stderr
+    assert "not logged in" not in result.stderr
+
+
+@pytest.mark.usefixtures("config_dir")
+def test_a_bad_url_from_the_environment_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AUTHGATE_URL", "authgate.example.com")
+    result = run("whoami")
+    assert_exits(result, 2)
+    assert "AUTHGATE_URL" in result.stderr
+    assert "not a server URL" in result.stderr
+
+
+def test_a_404_from_a_base_url_with_a_path_gets_a_hint(
+    authgate_server: AuthgateServer, logged_in: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    created = json.loads(run("-o", "json", "keys", "create", "--name", unique("base")).stdout)
+    monkeypatch.setenv("AUTHGATE_API_KEY", created["key"])
+    wrong = run("--url", authgate_server.url + "/api", "keys", "list")
+    assert_exits(wrong, 5)
+    assert "hint:" in wrong.stderr
+    assert "base address" in wrong.stderr
+    # authgate's own "no such key" is not a wrong base URL: no hint.
+    missing = run("--url", authgate_server.url, "keys", "show", "999999")
+    assert_exits(missing, 5)
+    assert "hint:" not in missing.stderr
+
+
+@pytest.mark.usefixtures("logged_in")
+def test_grace_beyond_the_maximum_is_a_readable_message() -> None:
+    created = json.loads(run("-o", "json", "keys", "create", "--name", unique("g")).stdout)
+    result = run("keys", "rotate", str(created["id"]), "--grace", "30d")
+    assert_exits(result, 2)
+    assert "--grace 30d is too long" in result.stderr
+    assert "7d" in result.stderr
+    assert "422" not in result.stderr
+    assert_exits(run("keys", "rotate", str(created["id"]), "--grace", "7d"), 0)
+
+
+@pytest.mark.usefixtures("logged_in")
+def test_revoking_a_revoked_key_says_so() -> None:
+    created = json.loads(run("-o", "json", "keys", "create", "--name", unique("r")).stdout)
+    key_id = str(created["id"])
+    first = run("keys", "revoke", key_id)
+    assert_exits(first, 0)
+    assert f"Revoked API key {key_id}." in first.stderr
+    again = run("keys", "revoke", key_id)
+    assert_exits(again, 0)
+    assert f"API key {key_id} was already revoked at " in again.stderr
+    assert "nothing changed" in again.stderr
+    assert json.loads(run("keys", "revoke", key_id, "-o", "json").stdout) == {
+        "id": created["id"],
+        "revoked": True,
+        "alreadyRevoked": True,
+    }
+
+
+@pytest.mark.usefixtures("logged_in")
+def test_json_uses_the_rest_apis_camel_case_and_output_after_the_command() -> None:
+    name = unique("camel")
+    assert_exits(run("keys", "create", "--name", name, "--allow-ip", "127.0.0.1"), 0)
+    before = run("-o", "json", "keys", "list")
+    after = run("keys", "list", "--output", "json")
+    short = run("keys", "list", "-o", "json")
+    for result in (before, after, short):
+        assert_exits(result, 0)
+    [key] = [k for k in json.loads(after.stdout) if k["name"] == name]
+    assert json.loads(before.stdout) == json.loads(after.stdout) == json.loads(short.stdout)
+    assert key["allowedIp"] == ["127.0.0.1"]
+    assert {"expiresAt", "createdAt", "lastUsedAt", "rotationGraceUntil", "userId"} <= set(key)
+    assert not [field for field in key if "_" in field]
+
+    account = json.loads(run("whoami", "-o", "json").stdout)
+    assert {"login", "firstName", "langKey", "createdDate"} <= set(account)
+
+    # The global option still works, and a table stays a table.
+    assert table_rows(run("keys", "list").stdout)
+
+
+def test_unknown_audit_type_lists_the_types_once(
+    authgate_server: AuthgateServer, config_dir: Path
+) -> None:
+    from tests.client.servers import ADMIN_PASSWORD
+
+    login = run("--url", authgate_server.url, "login", "-u", "admin", "--password-stdin",
+                input=f"{ADMIN_PASSWORD}\n")  # fmt: skip
+    assert_exits(login, 0)
+    result = run("audit", "tail", "--type", "NOPE")
+    assert_exits(result, 1)
+    assert result.stderr.count("AUTH_FAILURE") == 1, result.stderr
