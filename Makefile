@@ -1,4 +1,5 @@
-# authgate: `make run` starts the server, `make test` runs every check.
+# authgate: `make run` starts the server, `make test` runs every check, `make test-fast`
+# every check but the slow tests (real server processes, browsers, the schemathesis run).
 # Both create or update the virtual environment in .venv first and are idempotent.
 # Every install takes its versions from constraints.txt (the tested set).
 
@@ -12,12 +13,14 @@ WHEELHOUSE ?= dist/wheelhouse
 IMAGE ?= localhost/authgate:latest
 CONTAINER ?= podman
 
-.PHONY: run test lint typecheck pytest bench wheelhouse image lock test-sdk-lowest clean
+.PHONY: run test test-fast pytest-fast lint typecheck pytest bench wheelhouse image lock test-sdk-lowest clean
 
 run: $(RUNTIME_STAMP)
 	$(BIN)/authgate serve
 
 test: $(DEV_STAMP) lint typecheck pytest
+
+test-fast: $(DEV_STAMP) lint typecheck pytest-fast
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
@@ -28,6 +31,9 @@ typecheck: $(DEV_STAMP)
 
 pytest: $(DEV_STAMP)
 	$(BIN)/pytest
+
+pytest-fast: $(DEV_STAMP)
+	$(BIN)/pytest -m "not slow"
 
 bench: $(DEV_STAMP)
 	$(BIN)/python bench/run.py

@@ -6,8 +6,11 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shutil
+import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,16 +19,17 @@ from typing import Any, TypeVar
 import httpx2
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from authgate.app import create_app
 from authgate.container import Services
 from authgate.services.users import NewUser
 from authgate.settings import Settings
 from authgate.storage import migrate
+from authgate.storage.db import Database
 from authgate.storage.models import Base
 
 T = TypeVar("T")
@@ -82,11 +86,91 @@ test_settings.__test__ = False  # type: ignore[attr-defined]  # a helper, not a 
 # -- databases -----------------------------------------------------------------------------
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Without ``AUTHGATE_TEST_DATABASE_URL``, the PostgreSQL variants are deselected
+    (reported as such), not collected and skipped one by one."""
+    if POSTGRES_URL:
+        return
+    deselected = [item for item in items if item.get_closest_marker("postgres")]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if not item.get_closest_marker("postgres")]
+
+
 def run_in_own_loop(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run a coroutine to completion on a fresh event loop in another thread, so that
     sync fixtures can do async database work even while a test's loop is running."""
     with ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(lambda: asyncio.run(make())).result()
+
+
+class BackgroundLoop:
+    """An event loop running in a thread of its own for the whole session.
+
+    Like :func:`run_in_own_loop`, it lets sync fixtures do async database work while a
+    test's loop is running; unlike it, what is made on it (an engine and its pooled
+    connections) outlives one call, since asyncpg connections belong to their loop.
+    """
+
+    def __init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="test-database-loop", daemon=True
+        )
+        self._thread.start()
+
+    def run(self, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        return asyncio.run_coroutine_threadsafe(make(), self._loop).result()
+
+    def close(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+
+
+@pytest.fixture(scope="session")
+def background_loop() -> Iterator[BackgroundLoop]:
+    loop = BackgroundLoop()
+    yield loop
+    loop.close()
+
+
+class SqliteTemplates:
+    """Migrated SQLite databases to copy: migrating a fresh file costs far more than
+    copying one. A template is made once per Alembic head, so a test that runs with
+    other migrations than the rest gets a database of its own head, never a stale one."""
+
+    def __init__(self, directory: Path) -> None:
+        self._directory = directory
+        self._templates: dict[str, Path] = {}
+
+    def copy_to(self, target: Path) -> None:
+        template = self._template(migrate.head_revision())
+        shutil.copyfile(template, target)
+
+    def _template(self, head: str) -> Path:
+        template = self._templates.get(head)
+        if template is None:
+            template = self._directory / f"{head}.db"
+
+            async def make() -> None:
+                # authgate's own engine, so the schema is made with the app's pragmas
+                db = Database(f"sqlite+aiosqlite:///{template}")
+                try:
+                    await migrate.upgrade(db.engine, head)
+                finally:
+                    await db.close()
+
+            run_in_own_loop(make)
+            # Closing the last connection checkpoints the WAL into the file itself.
+            assert not template.with_name(f"{template.name}-wal").exists()
+            self._templates[head] = template
+        return template
+
+
+@pytest.fixture(scope="session")
+def sqlite_templates(tmp_path_factory: pytest.TempPathFactory) -> SqliteTemplates:
+    return SqliteTemplates(tmp_path_factory.mktemp("sqlite-templates"))
 
 
 def _postgres_reachable() -> None:
@@ -174,22 +258,61 @@ def postgres_schema() -> Iterator[str]:
     drop_postgres_database(own_url)
 
 
-async def truncate_postgres(url: str) -> None:
-    tables = ", ".join(table.name for table in Base.metadata.sorted_tables)
-    engine = create_async_engine(url)
-    async with engine.begin() as connection:
-        await connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-    await engine.dispose()
+async def emptying_statement(connection: AsyncConnection) -> TextClause:
+    """One statement that empties every table and restarts every sequence (ids start at
+    1 again), as ``TRUNCATE ... RESTART IDENTITY`` does but much faster on these nearly
+    empty tables (measured 21 ms against 350 ms): TRUNCATE replaces each table's files,
+    DELETE only marks a few rows. Children go before their parents, so no foreign key
+    objects. The names are our own tables' and the catalog's, never input."""
+    result = await connection.execute(
+        text("SELECT sequencename FROM pg_sequences WHERE schemaname = current_schema()")
+    )
+    tables = reversed(Base.metadata.sorted_tables)
+    deletes = [f'DELETE FROM "{table.name}";' for table in tables]  # noqa: S608
+    restarts = [f'ALTER SEQUENCE "{name}" RESTART;' for (name,) in result]
+    return text(f"DO $$ BEGIN {' '.join(deletes + restarts)} END $$")
+
+
+EmptyPostgres = Callable[[], str]
+
+
+@pytest.fixture(scope="session")
+def empty_postgres(
+    postgres_schema: str, background_loop: BackgroundLoop
+) -> Iterator[EmptyPostgres]:
+    """Empties the session's PostgreSQL database and returns its URL; one engine (and its
+    pooled connection) serves every test, instead of connecting anew each time."""
+    engine = create_async_engine(postgres_schema)
+
+    async def prepare() -> TextClause:
+        async with engine.connect() as connection:
+            return await emptying_statement(connection)
+
+    statement = background_loop.run(prepare)
+
+    async def empty_tables() -> None:
+        async with engine.begin() as connection:
+            await connection.execute(statement)
+
+    def empty() -> str:
+        background_loop.run(empty_tables)
+        return postgres_schema
+
+    yield empty
+    background_loop.run(engine.dispose)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh, empty database of each kind (PostgreSQL only when configured)."""
+    """A fresh database of each kind (PostgreSQL only when configured), migrated to the
+    head and empty."""
     if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
-    url: str = request.getfixturevalue("postgres_schema")
-    run_in_own_loop(lambda: truncate_postgres(url))
-    return url
+        path = tmp_path / "test.db"
+        sqlite_templates: SqliteTemplates = request.getfixturevalue("sqlite_templates")
+        sqlite_templates.copy_to(path)
+        return f"sqlite+aiosqlite:///{path}"
+    empty_postgres: EmptyPostgres = request.getfixturevalue("empty_postgres")
+    return empty_postgres()
 
 
 @pytest.fixture
@@ -231,6 +354,34 @@ class Harness:
         assert response.status_code == 200, response.text
         token: str = response.json()["id_token"]
         return token
+
+    async def create_key(
+        self, token: str, name: str = "ci-deploy", *, days: float = 30, **fields: Any
+    ) -> dict[str, Any]:
+        """A key of the token's user through the API (the created DTO, with ``key``),
+        usable from loopback and expiring in ``days``; ``fields`` are more JSON fields."""
+        expires_at = format_instant(self.clock() + timedelta(days=days))
+        body = {"name": name, "allowedIp": ["127.0.0.1", "::1"], "expiresAt": expires_at}
+        response = await self.client.post(
+            "/api/api-keys", json={**body, **fields}, headers=bearer(token)
+        )
+        assert response.status_code == 201, response.text
+        created: dict[str, Any] = response.json()
+        return created
+
+    @asynccontextmanager
+    async def client_from(self, address: str) -> AsyncIterator[httpx2.AsyncClient]:
+        """An HTTP client whose requests arrive from ``address`` (the socket peer)."""
+        transport = httpx2.ASGITransport(
+            app=self.app, client=(address, 50000), raise_app_exceptions=False
+        )
+        async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            yield client
+
+
+def format_instant(instant: datetime) -> str:
+    """An instant as the API writes and reads it: ISO 8601 in UTC with a ``Z``."""
+    return instant.isoformat().replace("+00:00", "Z")
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -17,8 +17,7 @@ from typing import IO, Any
 
 import httpx2
 import pytest
-from click.testing import Result
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from authgate.cli import app
 from authgate.container import build_services
@@ -36,8 +35,10 @@ AUTHGATE = Path(sys.executable).with_name("authgate")
 
 @pytest.fixture
 def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """Point the CLI at a fresh data dir with cheap Argon2, and undo what the CLI sets."""
+    """Point the CLI at a fresh data dir with cheap Argon2, and undo what the CLI sets.
+    The directory exists (as after `serve` or `--init`): commands refuse to create one."""
     directory = tmp_path / "data"
+    directory.mkdir(mode=0o700)
     monkeypatch.setenv("AUTHGATE_DATA_DIR", str(directory))
     monkeypatch.setenv("AUTHGATE_ARGON2_MEMORY_KIB", "8")
     monkeypatch.setenv("AUTHGATE_ARGON2_TIME_COST", "1")
@@ -121,8 +122,9 @@ def test_migrate_is_repeatable(data_dir: Path) -> None:
 
 
 def test_data_dir_created_by_cli_is_private(data_dir: Path) -> None:
-    """A data dir created by any command is private (0700), as `serve` creates it."""
-    assert_exits(invoke("migrate"), 0)
+    """A data dir created by a command (`--init`) is private (0700), as `serve` creates it."""
+    data_dir.rmdir()
+    assert_exits(invoke("--init", "migrate"), 0)
     mode = stat.S_IMODE(data_dir.stat().st_mode)
     assert mode & 0o077 == 0, f"data dir mode is {mode:o}; the database inside is exposed"
 
@@ -296,7 +298,8 @@ def test_config_file_option_is_used(data_dir: Path, monkeypatch: pytest.MonkeyPa
     config = data_dir.parent / "authgate.toml"
     config.write_text(f'data_dir = "{other}"\n', encoding="utf-8")
     monkeypatch.delenv("AUTHGATE_DATA_DIR")  # the file must decide
-    result = invoke("migrate", "--config", str(config))
+    data_dir.rmdir()
+    result = invoke("--init", "migrate", "--config", str(config))
     assert_exits(result, 0)
     assert (other / "authgate.db").is_file()
     assert not data_dir.exists()
@@ -424,11 +427,12 @@ def test_serve_end_to_end(tmp_path: Path) -> None:
     password: dict[str, str] = {}
 
     def first_start(server: Server) -> None:
-        password["admin"] = server.next_line_after(
-            "created user admin with password", timeout=20
-        ).strip()
-        assert len(password["admin"]) >= 12, server.diagnostics()
         server.wait_until_up()
+        # Standard output is no terminal: the password is in a file, not in the output.
+        password_file = data_dir / "initial-admin-password"
+        assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
+        password["admin"] = password_file.read_text(encoding="utf-8").strip()
+        assert len(password["admin"]) >= 12, server.diagnostics()
         with httpx2.Client(base_url=server.base_url, timeout=10) as client:
             token = login(client, password["admin"])
             bearer = {"Authorization": f"Bearer {token}"}
@@ -470,4 +474,6 @@ def test_serve_end_to_end(tmp_path: Path) -> None:
     assert "authgate" in second_output  # the banner was read, so the check below means something
     assert "created user admin" not in second_output
     assert password["admin"] not in second_output
-    assert password["admin"] in first_output
+    first_log = first._stderr_path.read_text(encoding="utf-8")
+    assert password["admin"] not in first_output + first_log
+    assert f"its password is in {data_dir / 'initial-admin-password'}" in first_log

@@ -1,4 +1,5 @@
-"""The layering rules of DESIGN.md, checked by reading every module's imports with ``ast``."""
+"""The layering rules of docs/architecture.md, checked by reading every module's imports
+with ``ast``: which layer may import which, and who may touch the environment."""
 
 from __future__ import annotations
 
@@ -123,8 +124,9 @@ def layer_violations(module: Module) -> list[str]:
 def environment_access(module: Module) -> list[str]:
     """``module: line N uses os.X`` for each environment access the module may not make.
 
-    Only ``authgate.settings`` reads the environment; ``authgate.cli`` may assign or
-    delete ``os.environ[...]`` items (to hand settings to worker processes), nothing else.
+    Only ``authgate.settings`` (and the separate client program's ``authgate.client._config``)
+    reads the environment; ``authgate.cli.console`` may assign or delete ``os.environ[...]``
+    items (to hand settings to worker processes), nothing else.
     """
     if module.name in MAY_READ_ENVIRONMENT:
         return []
@@ -209,12 +211,12 @@ def test_layer_check_accepts_downward_imports() -> None:
     ],
 )
 def test_environment_check_detects_reads(name: str, source: str) -> None:
-    """The environment check reports reads outside settings.py, also in cli.py."""
+    """The environment check reports reads outside settings.py, also in cli/console.py."""
     assert environment_access(_module_from_source(name, source)) != []
 
 
 def test_environment_check_allows_cli_to_set_variables() -> None:
-    """cli.py may assign os.environ items."""
+    """cli/console.py may assign os.environ items."""
     source = "import os\nos.environ['AUTHGATE_CONFIG_FILE'] = 'x'\n"
     assert environment_access(_module_from_source("authgate.cli.console", source)) == []
 
@@ -226,6 +228,7 @@ def test_layers_import_only_downwards() -> None:
 
 
 def test_only_settings_reads_the_environment() -> None:
-    """No module but settings.py reads os.environ/os.getenv; cli.py may only set variables."""
+    """No module but settings.py (and the client's _config.py) reads os.environ/os.getenv;
+    cli/console.py may only set variables."""
     problems = [problem for module in MODULES for problem in environment_access(module)]
     assert problems == [], "environment access outside settings.py:\n" + "\n".join(problems)

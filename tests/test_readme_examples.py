@@ -20,7 +20,7 @@ README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding=
 
 
 def _sh_block_containing(marker: str) -> str:
-    blocks = re.findall(r"```sh\n(.*?)```", README, flags=re.DOTALL)
+    blocks: list[str] = re.findall(r"```sh\n(.*?)```", README, flags=re.DOTALL)
     matching = [block for block in blocks if marker in block]
     assert len(matching) == 1, f"expected one sh block with {marker!r}"
     return matching[0]

@@ -134,7 +134,7 @@ def test_invalid_environment_value_is_rejected(monkeypatch: pytest.MonkeyPatch) 
 
 def test_repr_hides_secrets() -> None:
     """Neither repr() nor str() of the settings reveals the admin password or the JWT secret."""
-    settings = Settings(admin_password=ADMIN_SECRET, jwt_secret=JWT_SECRET)  # type: ignore[arg-type]
+    settings = Settings(admin_password=ADMIN_SECRET, jwt_secret=JWT_SECRET)
     for text in (repr(settings), str(settings)):
         assert ADMIN_SECRET not in text
         assert JWT_SECRET not in text

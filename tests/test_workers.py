@@ -29,7 +29,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from tests.conftest import run_in_own_loop, truncate_postgres
+from tests.conftest import EmptyPostgres
 from tests.processes import AuthgateServer
 
 ADMIN_PASSWORD = "workers-operator-password"
@@ -140,8 +140,8 @@ def server(
     if request.param == "sqlite":
         database_url = f"sqlite+aiosqlite:///{workdir / 'authgate.db'}"
     else:
-        database_url = request.getfixturevalue("postgres_schema")
-        run_in_own_loop(lambda: truncate_postgres(database_url))
+        empty_postgres: EmptyPostgres = request.getfixturevalue("empty_postgres")
+        database_url = empty_postgres()
     started = Server(workdir, database_url)
     try:
         # A worker imports the app in a fresh interpreter: slow on a busy host.

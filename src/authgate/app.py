@@ -159,7 +159,7 @@ async def ensure_schema(services: Services) -> None:
     current = await migrate.current_revision(services.db.engine)
     if current == head:
         return
-    if current is not None and current not in migrate.known_revisions():
+    if migrate.schema_is_current(current):
         log.warning(
             "the database schema (revision %s) is newer than this version's (%s): "
             "serving on, migrations are additive",

@@ -16,7 +16,7 @@ from authgate.clock import Clock, utc_now
 from authgate.exceptions import ConfigurationError, ValidationFailed
 from authgate.security.audit_chain import AuditKey
 from authgate.security.clientip import ClientIpResolver
-from authgate.security.networks import AllowEntryError, AllowList
+from authgate.security.networks import AllowEntryError, TrustedProxies
 from authgate.security.passwords import Argon2Parameters, PasswordHasher, PasswordPolicy
 from authgate.security.signing_keys import KeyRing
 from authgate.security.tokens import JwtCodec
@@ -38,7 +38,7 @@ from authgate.services.gate import Gate
 from authgate.services.key_abuse import KeyAbuseGuard, KeyAbuseLimits
 from authgate.services.login_protection import LoginLimits, LoginProtection
 from authgate.services.mail import Mailer, smtp_server_from
-from authgate.services.metrics import Metrics, multiprocess_directory
+from authgate.services.metrics import Metrics
 from authgate.services.password_hashing import AsyncPasswordHasher
 from authgate.services.rate_limits import KeyRateLimits
 from authgate.services.redis_link import SOCKET_TIMEOUT_SECONDS, ChangeDoorbell, RedisLink
@@ -53,7 +53,7 @@ from authgate.services.upstream_request import UpstreamRequestReader
 from authgate.services.usage import UsageRecorder
 from authgate.services.user_states import UserStates
 from authgate.services.users import UserService
-from authgate.settings import Settings
+from authgate.settings import Settings, prometheus_multiprocess_dir
 from authgate.storage import keystore
 from authgate.storage.api_key_repository import ApiKeyRepository
 from authgate.storage.db import Database
@@ -318,7 +318,7 @@ def build_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
     feed = ChangeFeed(db, clock=clock)
     # prometheus_client picks its value storage from this variable when imported (set by
     # ``serve`` for its workers only); the metrics follow the same variable.
-    metrics = Metrics(multiprocess_dir=multiprocess_directory())
+    metrics = Metrics(multiprocess_dir=prometheus_multiprocess_dir())
     audit_key = AuditKey(
         keystore.load_or_create_audit_key(
             settings.audit_key.get_secret_value() if settings.audit_key else None,
@@ -616,18 +616,21 @@ async def _first_of(*events: asyncio.Event, seconds: float) -> None:
             waiter.cancel()
 
 
-def trusted_proxies(settings: Settings) -> AllowList:
+def trusted_proxies(settings: Settings) -> TrustedProxies:
     """The configured trusted proxies, validated at start-up."""
     try:
-        return AllowList.of(settings.trusted_proxies)
+        return TrustedProxies.of(settings.trusted_proxies)
     except AllowEntryError as error:
         raise ConfigurationError(f"AUTHGATE_TRUSTED_PROXIES: {error}") from None
 
 
 def prepare_data_dir(settings: Settings) -> None:
-    """Create the data dir private to this user (it holds the database and keys)."""
+    """Create the data dir private to this user (it holds the database and keys); not
+    when nothing would live in it (PostgreSQL, every secret given)."""
     directory = settings.data_dir
     if not directory.exists():
+        if not settings.uses_data_dir:
+            return
         directory.mkdir(mode=0o700, parents=True)
     elif directory.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         log.warning("data directory %s is accessible by other users; chmod 700 it", directory)

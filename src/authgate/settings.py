@@ -10,12 +10,22 @@ from __future__ import annotations
 import json
 import os
 import re
+import tomllib
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -27,6 +37,9 @@ from pydantic_settings import (
 from authgate.exceptions import AmbiguousUpstreamPath, ConfigurationError
 from authgate.security.paths import canonical_text_path
 from authgate.security.principal import SCOPE_PATTERN
+from authgate.settings_messages import describe_validation_error, unknown_variables
+from authgate.settings_secrets import secrets_from_files
+from authgate.storage.database_url import normalise_database_url
 
 JwtAlgorithm = Literal["ES256", "EdDSA", "HS512"]
 # The reverse proxy in front of forward-auth, which decides the headers that describe
@@ -34,6 +47,7 @@ JwtAlgorithm = Literal["ES256", "EdDSA", "HS512"]
 ForwardAuthProxy = Literal["nginx", "traefik", "caddy"]
 
 CONFIG_FILE_VARIABLE = "AUTHGATE_CONFIG_FILE"
+DATA_DIR_VARIABLE = "AUTHGATE_DATA_DIR"
 _SCOPE_NAME = re.compile(SCOPE_PATTERN)
 
 
@@ -111,6 +125,7 @@ class Settings(BaseSettings):
         default=None,
         description="SQLAlchemy async URL; default: SQLite file authgate.db in the data dir.",
     )
+    database_url_file: Path | None = None
     auto_migrate: bool | None = Field(
         default=None,
         description="Apply pending migrations when the server starts (default: SQLite only).",
@@ -269,6 +284,7 @@ class Settings(BaseSettings):
         description="redis://... : shared throttling and rate-limit state for several "
         "workers/nodes (default: the database, and memory for per-key rate limits).",
     )
+    redis_url_file: Path | None = None
     audit_retention_days: int = Field(default=365, ge=1, le=36500)
     audit_flush_interval_seconds: float = Field(default=1.0, gt=0, le=60)
     audit_key: SecretStr | None = Field(
@@ -332,6 +348,7 @@ class Settings(BaseSettings):
     alert_webhook_secret: SecretStr | None = Field(
         default=None, description="Signs webhook bodies: X-Authgate-Signature: sha256=<hmac>."
     )
+    alert_webhook_secret_file: Path | None = None
     alert_webhook_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     alert_syslog_target: str | None = Field(
         default=None, description="udp://host:514 or tcp://host:601 (RFC 5424, CEF message)."
@@ -341,6 +358,7 @@ class Settings(BaseSettings):
     alert_smtp_starttls: bool = False
     alert_smtp_username: str | None = None
     alert_smtp_password: SecretStr | None = None
+    alert_smtp_password_file: Path | None = None
     alert_email_from: str | None = None
     alert_email_to: Annotated[list[str], NoDecode] = Field(default_factory=list)
     alert_delivery_retries: int = Field(default=3, ge=0, le=20)
@@ -352,11 +370,13 @@ class Settings(BaseSettings):
         default=None,
         description="Bearer token for /management/prometheus (else an admin credential).",
     )
+    metrics_token_file: Path | None = None
 
     # --- passwords ----------------------------------------------------------------------
     admin_password: SecretStr | None = Field(
         default=None, description="Password of the first 'admin' user; random when unset."
     )
+    admin_password_file: Path | None = None
     password_min_length: int = Field(default=12, ge=8, le=128)
     password_max_length: int = Field(default=128, ge=12, le=1024)
     password_refuse_common: bool = Field(
@@ -397,7 +417,14 @@ class Settings(BaseSettings):
         description="Enable FastAPI's native OpenTelemetry (global providers); costs per request.",
     )
 
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Case-insensitive (info, Info, INFO); WARN means WARNING."
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="text: one escaped line per record; json: one JSON object per line "
+        "(time, level, logger, message, and the request's fields).",
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -413,8 +440,23 @@ class Settings(BaseSettings):
         if config_file is not None:
             if not config_file.is_file():
                 raise ConfigurationError(f"config file not found: {config_file}")
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+            try:
+                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+            except tomllib.TOMLDecodeError as error:  # its message ends "(at line 3, column 7)"
+                raise ConfigurationError(
+                    f"config file {config_file}: TOML syntax error: {error}"
+                ) from None
+            except OSError as error:
+                raise ConfigurationError(
+                    f"cannot read config file {config_file}: {error.strerror}"
+                ) from None
         return tuple(sources)
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_driver(cls, url: str | None) -> str | None:
+        """``postgresql://`` (as most tools print it) means PostgreSQL through asyncpg."""
+        return normalise_database_url(url) if url else url
 
     @field_validator(
         "trusted_proxies",
@@ -433,6 +475,23 @@ class Settings(BaseSettings):
             return [part.strip() for part in text.split(",") if part.strip()]
         return value
 
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _any_case(cls, value: Any, info: ValidationInfo) -> Any:
+        if not isinstance(value, str):
+            return value
+        if info.field_name == "log_format":
+            return value.strip().lower()
+        level = value.strip().upper()
+        return "WARNING" if level == "WARN" else level
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets_from_files(cls, values: Any) -> Any:
+        """Every secret may come from a file (``AUTHGATE_<NAME>_FILE``): see
+        ``authgate.settings_secrets``."""
+        return secrets_from_files(values) if isinstance(values, Mapping) else values
+
     @model_validator(mode="after")
     def _check_consistency(self) -> Settings:
         if self.password_min_length > self.password_max_length:
@@ -443,12 +502,6 @@ class Settings(BaseSettings):
             )
         if self.remember_me_ttl_seconds < self.token_ttl_seconds:
             raise ValueError("remember_me_ttl_seconds must be at least token_ttl_seconds")
-        if self.jwt_secret is not None and self.jwt_secret_file is not None:
-            raise ValueError("set jwt_secret or jwt_secret_file, not both")
-        if self.api_key_pepper is not None and self.api_key_pepper_file is not None:
-            raise ValueError("set api_key_pepper or api_key_pepper_file, not both")
-        if self.audit_key is not None and self.audit_key_file is not None:
-            raise ValueError("set audit_key or audit_key_file, not both")
         problems = self.cluster_problems()
         if problems:
             raise ValueError("AUTHGATE_CLUSTER is set, but " + "; ".join(problems))
@@ -515,6 +568,17 @@ class Settings(BaseSettings):
         return self.is_sqlite if self.auto_migrate is None else self.auto_migrate
 
     @property
+    def uses_data_dir(self) -> bool:
+        """Whether anything lives in the data dir: the SQLite database, or a secret
+        generated there because no file or value was given for it."""
+        return (
+            self.is_sqlite
+            or (self.api_key_pepper is None and self.api_key_pepper_file is None)
+            or (self.audit_key is None and self.audit_key_file is None)
+            or (self.jwt_algorithm != "HS512" and self.signing_keys_file is None)
+        )
+
+    @property
     def effective_signing_keys_file(self) -> Path:
         return self.signing_keys_file or self.data_dir / "signing-keys.json"
 
@@ -548,3 +612,30 @@ def _config_file_from(init_values: Mapping[str, Any], environ: Mapping[str, str]
         return Path(explicit)
     from_env = environ.get(CONFIG_FILE_VARIABLE)
     return Path(from_env) if from_env else None
+
+
+def explain_invalid_settings(error: ValidationError, given: Mapping[str, Any]) -> str:
+    """``error`` (from ``Settings(**given)``) in one line naming the variables or the
+    config file's keys at fault."""
+    return describe_validation_error(
+        error,
+        variables=os.environ,
+        fields=Settings.model_fields,
+        config_file=_config_file_from(given, os.environ),
+    )
+
+
+def unknown_environment_variables() -> list[str]:
+    """Warnings about ``AUTHGATE_*`` variables no setting reads (typos)."""
+    return unknown_variables(os.environ, Settings.model_fields)
+
+
+PROMETHEUS_MULTIPROCESS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+"""prometheus_client's own variable: the metrics directory shared by a server's workers
+(read by prometheus_client itself when it is imported, so set for the workers only)."""
+
+
+def prometheus_multiprocess_dir() -> Path | None:
+    """The workers' shared metrics directory, when this process is one of several."""
+    value = os.environ.get(PROMETHEUS_MULTIPROCESS_VARIABLE)
+    return Path(value) if value else None

@@ -3,8 +3,6 @@ both headers, IP allow lists, expiry, rotation, revocation, scopes and the usage
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,31 +21,6 @@ def expiry(clock: FakeClock, days: int = 30) -> str:
     return (clock() + timedelta(days=days)).isoformat().replace("+00:00", "Z")
 
 
-@asynccontextmanager
-async def client_from(harness: Harness, address: str) -> AsyncIterator[httpx2.AsyncClient]:
-    """An HTTP client whose requests arrive from ``address`` (the socket peer)."""
-    transport = httpx2.ASGITransport(
-        app=harness.app, client=(address, 50000), raise_app_exceptions=False
-    )
-    async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as client:
-        yield client
-
-
-async def create_key(
-    harness: Harness, token: str, *, name: str = "ci-deploy", **fields: Any
-) -> dict[str, Any]:
-    body = {
-        "name": name,
-        "allowedIp": ["127.0.0.1", "::1"],
-        "expiresAt": expiry(harness.clock),
-        **fields,
-    }
-    response = await harness.client.post(KEYS, json=body, headers=bearer(token))
-    assert response.status_code == 201, response.text
-    created: dict[str, Any] = response.json()
-    return created
-
-
 def key_header(key: str) -> dict[str, str]:
     return {"Utm-Api-Key": key}
 
@@ -59,7 +32,7 @@ async def test_create_returns_the_key_once_and_the_utmstack_dto(
     harness: Harness, user_token: str
 ) -> None:
     """201 with UTMStack's DTO fields plus the plaintext key; later reads never show it."""
-    created = await create_key(harness, user_token, allowedIp=["10.0.0.0/8", "2001:db8::/32"])
+    created = await harness.create_key(user_token, allowedIp=["10.0.0.0/8", "2001:db8::/32"])
     for field in ("id", "name", "allowedIp", "createdAt", "expiresAt", "generatedAt"):
         assert field in created
     assert created["allowedIp"] == ["10.0.0.0/8", "2001:db8::/32"]
@@ -83,7 +56,7 @@ async def test_database_holds_no_usable_secret(
     harness: Harness, user_token: str, settings: Settings
 ) -> None:
     """Only a keyed hash is stored: no column of the table contains the key or its secret."""
-    created = await create_key(harness, user_token)
+    created = await harness.create_key(user_token)
     key = created["key"]
     async with harness.services.db.session() as session:
         rows = (await session.execute(text("SELECT * FROM api_keys"))).all()
@@ -96,7 +69,7 @@ async def test_key_authenticates_like_a_jwt_with_both_headers(
     harness: Harness, user_token: str
 ) -> None:
     """Bearer <key> and Utm-Api-Key give the same answer as the JWT."""
-    key = (await create_key(harness, user_token))["key"]
+    key = (await harness.create_key(user_token))["key"]
     with_jwt = await harness.client.get("/api/account", headers=bearer(user_token))
     with_bearer_key = await harness.client.get("/api/account", headers=bearer(key))
     with_utm_header = await harness.client.get("/api/account", headers=key_header(key))
@@ -109,8 +82,8 @@ async def test_list_is_paged_and_owner_scoped(
 ) -> None:
     """A user lists only their keys, with X-Total-Count and Link; admins can list all."""
     for index in range(3):
-        await create_key(harness, user_token, name=f"key-{index}")
-    await create_key(harness, admin_token, name="admin-key")
+        await harness.create_key(user_token, name=f"key-{index}")
+    await harness.create_key(admin_token, name="admin-key")
 
     page = await harness.client.get(
         KEYS, params={"page": 0, "size": 2, "sort": "name,desc"}, headers=bearer(user_token)
@@ -130,7 +103,7 @@ async def test_another_users_key_is_not_found(
     harness: Harness, user_token: str, admin_token: str
 ) -> None:
     """An ordinary user gets 404 (not 403) for someone else's key, for every operation."""
-    other = await create_key(harness, admin_token, name="admin-only")
+    other = await harness.create_key(admin_token, name="admin-only")
     url = f"{KEYS}/{other['id']}"
     body = {"name": "x", "allowedIp": [], "expiresAt": expiry(harness.clock)}
     for method, path, payload in (
@@ -161,7 +134,7 @@ async def test_admin_may_read_and_revoke_but_not_edit_anyones_key(
     harness: Harness, user_token: str, admin_token: str
 ) -> None:
     """Admins read and revoke any key; editing stays with the owner."""
-    created = await create_key(harness, user_token)
+    created = await harness.create_key(user_token)
     url = f"{KEYS}/{created['id']}"
     assert (await harness.client.get(url, headers=bearer(admin_token))).status_code == 200
     edit = await harness.client.put(
@@ -179,7 +152,7 @@ async def test_update_replaces_name_allow_list_and_expiry(
     harness: Harness, user_token: str
 ) -> None:
     """PUT takes the create body; the key keeps working under the new rules."""
-    created = await create_key(harness, user_token)
+    created = await harness.create_key(user_token)
     new_expiry = expiry(harness.clock, days=60)
     response = await harness.client.put(
         f"{KEYS}/{created['id']}",
@@ -249,7 +222,7 @@ async def test_duplicate_name_is_409_per_owner_and_reusable_after_revocation(
     harness: Harness, user_token: str, admin_token: str
 ) -> None:
     """Names are unique among an owner's live keys: 409 with UTMStack's message."""
-    first = await create_key(harness, user_token, name="shared")
+    first = await harness.create_key(user_token, name="shared")
     duplicate = await harness.client.post(
         KEYS,
         json={"name": "shared", "allowedIp": [], "expiresAt": expiry(harness.clock)},
@@ -257,9 +230,9 @@ async def test_duplicate_name_is_409_per_owner_and_reusable_after_revocation(
     )
     assert duplicate.status_code == 409
     assert duplicate.json()["message"] == "An API key with this name already exists."
-    await create_key(harness, admin_token, name="shared")  # another owner: fine
+    await harness.create_key(admin_token, name="shared")  # another owner: fine
     await harness.client.delete(f"{KEYS}/{first['id']}", headers=bearer(user_token))
-    await create_key(harness, user_token, name="shared")  # the revoked one freed the name
+    await harness.create_key(user_token, name="shared")  # the revoked one freed the name
 
 
 # -- authentication outcomes ------------------------------------------------------------------
@@ -269,7 +242,7 @@ async def test_malformed_unknown_and_wrong_secret_keys_get_the_same_answer(
     harness: Harness, user_token: str
 ) -> None:
     """Bad checksum, unknown id and wrong secret: identical 401 "Invalid API key"."""
-    key = (await create_key(harness, user_token))["key"]
+    key = (await harness.create_key(user_token))["key"]
     flipped = key[:30] + ("A" if key[30] != "A" else "B") + key[31:]
     unknown_id = "agk_" + "Z" * 12 + key[16:]
     from authgate.security import keys as keyformat
@@ -287,14 +260,14 @@ async def test_key_from_a_disallowed_ip_is_403_with_utmstack_message(
     harness: Harness, user_token: str
 ) -> None:
     """A real key from outside its allow list: 403 naming the address (IPv4 and IPv6)."""
-    key = (await create_key(harness, user_token, allowedIp=["203.0.113.0/24", "2001:db8::/32"]))[
+    key = (await harness.create_key(user_token, allowedIp=["203.0.113.0/24", "2001:db8::/32"]))[
         "key"
     ]
     for allowed in ("203.0.113.9", "2001:db8::7", "::ffff:203.0.113.9"):
-        async with client_from(harness, allowed) as client:
+        async with harness.client_from(allowed) as client:
             assert (await client.get("/api/account", headers=bearer(key))).status_code == 200
     for refused in ("198.51.100.1", "2001:db9::1"):
-        async with client_from(harness, refused) as client:
+        async with harness.client_from(refused) as client:
             response = await client.get("/api/account", headers=bearer(key))
         assert response.status_code == 403
         assert response.json()["message"] == (
@@ -347,7 +320,7 @@ async def test_forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy(
 
 async def test_expired_key_is_refused_with_its_expiry(harness: Harness, user_token: str) -> None:
     """Past expiresAt: 401 "API key expired at <instant>"."""
-    created = await create_key(harness, user_token, expiresAt=expiry(harness.clock, days=1))
+    created = await harness.create_key(user_token, days=1)
     harness.clock.advance(days=1, seconds=1)
     response = await harness.client.get("/api/account", headers=key_header(created["key"]))
     assert response.status_code == 401
@@ -362,7 +335,7 @@ async def test_expired_key_is_refused_with_its_expiry(harness: Harness, user_tok
 
 async def test_revocation_takes_effect_at_once(harness: Harness, user_token: str) -> None:
     """DELETE → 204, and the very next request with the key is refused."""
-    created = await create_key(harness, user_token)
+    created = await harness.create_key(user_token)
     headers = key_header(created["key"])
     assert (await harness.client.get("/api/account", headers=headers)).status_code == 200
     deleted = await harness.client.delete(f"{KEYS}/{created['id']}", headers=bearer(user_token))
@@ -374,7 +347,7 @@ async def test_revocation_takes_effect_at_once(harness: Harness, user_token: str
 
 async def test_regenerate_without_grace_replaces_the_key(harness: Harness, user_token: str) -> None:
     """/generate returns the new key as text/plain; the old one stops at once."""
-    created = await create_key(harness, user_token)
+    created = await harness.create_key(user_token)
     response = await harness.client.post(
         f"{KEYS}/{created['id']}/generate", headers=bearer(user_token)
     )
@@ -395,7 +368,7 @@ async def test_regenerate_with_grace_keeps_the_old_key_until_it_ends(
     harness: Harness, user_token: str
 ) -> None:
     """During the grace period both keys work (status rotating); after it only the new one."""
-    created = await create_key(harness, user_token)
+    created = await harness.create_key(user_token)
     response = await harness.client.post(
         f"{KEYS}/{created['id']}/generate",
         params={"graceSeconds": 3600},
@@ -422,7 +395,7 @@ async def test_regenerate_with_grace_keeps_the_old_key_until_it_ends(
 @pytest.mark.parametrize("grace", [-1, 7 * 86400 + 1])
 async def test_grace_period_is_bounded(harness: Harness, user_token: str, grace: int) -> None:
     """Grace periods outside 0 s .. 7 days are 422."""
-    created = await create_key(harness, user_token)
+    created = await harness.create_key(user_token)
     response = await harness.client.post(
         f"{KEYS}/{created['id']}/generate",
         params={"graceSeconds": grace},
@@ -435,7 +408,7 @@ async def test_revoked_key_cannot_be_regenerated_or_edited(
     harness: Harness, user_token: str
 ) -> None:
     """Revocation is final: generate and PUT answer 409."""
-    created = await create_key(harness, user_token)
+    created = await harness.create_key(user_token)
     url = f"{KEYS}/{created['id']}"
     await harness.client.delete(url, headers=bearer(user_token))
     assert (
@@ -453,7 +426,7 @@ async def test_deactivated_owner_disables_the_key(
     harness: Harness, user_token: str, admin_token: str
 ) -> None:
     """Deactivating the owner refuses their keys (401) at once."""
-    key = (await create_key(harness, user_token))["key"]
+    key = (await harness.create_key(user_token))["key"]
     assert (await harness.client.get("/api/account", headers=key_header(key))).status_code == 200
     await harness.client.put(
         "/api/users/alice", json={"activated": False}, headers=bearer(admin_token)
@@ -468,7 +441,7 @@ async def test_deactivated_owner_disables_the_key(
 
 async def test_read_scope_allows_only_safe_methods(harness: Harness, admin_token: str) -> None:
     """A read-only key reads; any unsafe method is 403 insufficient_scope."""
-    key = (await create_key(harness, admin_token, scopes=["read", "admin"]))["key"]
+    key = (await harness.create_key(admin_token, scopes=["read", "admin"]))["key"]
     assert (await harness.client.get("/api/users", headers=key_header(key))).status_code == 200
     response = await harness.client.post(
         "/api/users",
@@ -481,9 +454,9 @@ async def test_read_scope_allows_only_safe_methods(harness: Harness, admin_token
 
 async def test_admin_endpoints_need_the_admin_scope(harness: Harness, admin_token: str) -> None:
     """An admin's key reaches admin endpoints only with the admin scope."""
-    plain = (await create_key(harness, admin_token, name="plain"))["key"]
+    plain = (await harness.create_key(admin_token, name="plain"))["key"]
     admin_scoped = (
-        await create_key(harness, admin_token, name="admin", scopes=["read", "write", "admin"])
+        await harness.create_key(admin_token, name="admin", scopes=["read", "write", "admin"])
     )["key"]
     denied = await harness.client.get("/api/users", headers=key_header(plain))
     assert denied.status_code == 403
@@ -503,7 +476,7 @@ async def test_admin_endpoints_need_the_admin_scope(harness: Harness, admin_toke
 async def test_api_keys_cannot_manage_credentials(harness: Harness, user_token: str) -> None:
     """With a key: reading keys works; creating keys, changing the password and logging
     out need a user session (403)."""
-    key = (await create_key(harness, user_token))["key"]
+    key = (await harness.create_key(user_token))["key"]
     assert (await harness.client.get(KEYS, headers=key_header(key))).status_code == 200
     for method, path, body in (
         ("POST", KEYS, {"name": "escalate", "allowedIp": [], "expiresAt": expiry(harness.clock)}),
@@ -528,13 +501,13 @@ async def test_usage_log_and_last_used_record_calls_without_secrets(
 ) -> None:
     """Each call with a key is one usage record (time, IP, method, path, status, user
     agent, latency, failure reason); last-used time and IP follow; no secret anywhere."""
-    created = await create_key(harness, user_token)
+    created = await harness.create_key(user_token)
     key = created["key"]
     await harness.client.get(
         "/api/account?access_token=should-not-be-logged",
         headers={**key_header(key), "User-Agent": "deploy-bot/1.0"},
     )
-    async with client_from(harness, "198.51.100.20") as outsider:
+    async with harness.client_from("198.51.100.20") as outsider:
         await outsider.get("/api/account", headers=key_header(key))
     await harness.services.usage.flush()
 
@@ -571,10 +544,10 @@ async def test_usage_log_and_last_used_record_calls_without_secrets(
 
 async def test_usage_filters_and_post_variant(harness: Harness, user_token: str) -> None:
     """GET filters by outcome and status; POST /usage takes the same filters as a body."""
-    created = await create_key(harness, user_token, allowedIp=["127.0.0.1"])
+    created = await harness.create_key(user_token, allowedIp=["127.0.0.1"])
     for _ in range(3):
         await harness.client.get("/api/account", headers=key_header(created["key"]))
-    async with client_from(harness, "198.51.100.1") as outsider:
+    async with harness.client_from("198.51.100.1") as outsider:
         await outsider.get("/api/account", headers=key_header(created["key"]))
     await harness.services.usage.flush()
 
@@ -606,7 +579,7 @@ async def test_usage_of_other_users_is_invisible(
     harness: Harness, user_token: str, admin_token: str
 ) -> None:
     """A user sees only the usage of their own keys; an admin sees all."""
-    admin_key = (await create_key(harness, admin_token, name="admin-key"))["key"]
+    admin_key = (await harness.create_key(admin_token, name="admin-key"))["key"]
     await harness.client.get("/api/account", headers=key_header(admin_key))
     await harness.services.usage.flush()
     mine = await harness.client.get(f"{KEYS}/usage", headers=bearer(user_token))
@@ -651,7 +624,7 @@ async def test_usage_is_flushed_on_shutdown(
 
 async def test_usage_retention_deletes_old_records(harness: Harness, user_token: str) -> None:
     """Records older than the retention period are removed by the cleanup job."""
-    created = await create_key(harness, user_token)
+    created = await harness.create_key(user_token)
     await harness.client.get("/api/account", headers=key_header(created["key"]))
     await harness.services.usage.flush()
     harness.clock.advance(days=harness.services.settings.usage_retention_days + 1)
@@ -669,7 +642,7 @@ async def test_rate_limit_is_set_validated_kept_and_removed(
 ) -> None:
     """rateLimit is stored at creation, refused when malformed (422), kept by a PUT that
     omits it, and removed by an explicit null."""
-    created = await create_key(harness, user_token, rateLimit="10/second;1000/hour")
+    created = await harness.create_key(user_token, rateLimit="10/second;1000/hour")
     assert created["rateLimit"] == "10/second;1000/hour"
     for bad in ("lots", "0/minute", "100/fortnight", "x" * 65):
         response = await harness.client.post(

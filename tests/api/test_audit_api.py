@@ -10,8 +10,7 @@ import csv
 import io
 import json
 import os
-from collections.abc import AsyncIterator, Callable, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -95,28 +94,8 @@ def expiry(clock: FakeClock, days: int = 30) -> str:
     return (clock() + timedelta(days=days)).isoformat().replace("+00:00", "Z")
 
 
-async def create_key(
-    harness: Harness, token: str, *, name: str = "ci-deploy", **fields: Any
-) -> dict[str, Any]:
-    body = {"name": name, "allowedIp": ["127.0.0.1"], "expiresAt": expiry(harness.clock)}
-    response = await harness.client.post(KEYS, json={**body, **fields}, headers=bearer(token))
-    assert response.status_code == 201, response.text
-    created: dict[str, Any] = response.json()
-    return created
-
-
 def key_header(key: str) -> dict[str, str]:
     return {"Utm-Api-Key": key}
-
-
-@asynccontextmanager
-async def client_from(harness: Harness, address: str) -> AsyncIterator[httpx2.AsyncClient]:
-    """An HTTP client whose requests arrive from ``address`` (the socket peer)."""
-    transport = httpx2.ASGITransport(
-        app=harness.app, client=(address, 50000), raise_app_exceptions=False
-    )
-    async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as client:
-        yield client
 
 
 async def user_id_of(harness: Harness, token: str) -> int:
@@ -296,7 +275,7 @@ async def test_api_key_management_events_name_the_key(
     """API_KEY_CREATED/UPDATED/REGENERATED/REVOKED carry the key's id and (current) name,
     by the caller; the admin's revocation names the admin."""
     alice = await user_id_of(harness, user_token)
-    created = await create_key(harness, user_token)
+    created = await harness.create_key(user_token)
     key_id = created["id"]
     auth = bearer(user_token)
     renamed = await harness.client.put(
@@ -314,7 +293,7 @@ async def test_api_key_management_events_name_the_key(
     )
     assert rotated.status_code == 200
     assert (await harness.client.delete(f"{KEYS}/{key_id}", headers=auth)).status_code == 204
-    other = await create_key(harness, user_token, name="other")
+    other = await harness.create_key(user_token, name="other")
     revoked = await harness.client.delete(f"{KEYS}/{other['id']}", headers=bearer(admin_token))
     assert revoked.status_code == 204
 
@@ -345,14 +324,14 @@ async def test_api_key_access_success_and_refusals_are_audited(
     """An accepted key is an API_KEY_ACCESS_SUCCESS of its owner; refusals are
     API_KEY_ACCESS_FAILURE with the precise reason and, when the key is known, its id."""
     alice = await user_id_of(harness, user_token)
-    created = await create_key(harness, user_token)
+    created = await harness.create_key(user_token)
     key, key_id = created["key"], created["id"]
-    reader = await create_key(harness, user_token, name="reader", scopes=["read"])
+    reader = await harness.create_key(user_token, name="reader", scopes=["read"])
     ok = await harness.client.get(
         "/api/account", headers={**key_header(key), "User-Agent": "deploy-bot/2.0"}
     )
     assert ok.status_code == 200
-    async with client_from(harness, OUTSIDER) as outsider:
+    async with harness.client_from(OUTSIDER) as outsider:
         assert (await outsider.get("/api/account", headers=key_header(key))).status_code == 403
     wrong_secret = keys.generate_secret_for(key[4:16]).plaintext
     answers = [
@@ -406,7 +385,7 @@ async def test_expired_key_is_audited_as_expired(
     harness: Harness, admin_token: str, user_token: str
 ) -> None:
     """A genuine key past its expiry is refused with reason expired_key and its id."""
-    created = await create_key(harness, user_token, expiresAt=expiry(harness.clock, days=1))
+    created = await harness.create_key(user_token, days=1)
     harness.clock.advance(days=2)
     response = await harness.client.get("/api/account", headers=key_header(created["key"]))
     assert response.status_code == 401
@@ -454,7 +433,7 @@ async def test_lockouts_are_audited(harness: Harness, admin_token: str) -> None:
         )
         statuses.append(response.status_code)
     assert statuses == [401] * 5 + [429]
-    async with client_from(harness, "203.0.113.7") as attacker:
+    async with harness.client_from("203.0.113.7") as attacker:
         for number in range(11):
             response = await attacker.post(
                 "/api/authenticate",
@@ -483,7 +462,7 @@ async def test_too_many_bad_keys_from_one_address_is_audited(
 ) -> None:
     """Twenty unknown keys from one address: IP_BLOCKED with the address; the next key
     request is refused and audited as ip_blocked_for_keys."""
-    async with client_from(harness, "203.0.113.9") as attacker:
+    async with harness.client_from("203.0.113.9") as attacker:
         for _ in range(20):
             response = await attacker.get(
                 "/api/account", headers=key_header(keys.generate_key().plaintext)
@@ -509,7 +488,7 @@ async def test_no_password_token_key_or_pepper_reaches_the_audit_or_usage_tables
 ) -> None:
     """After logins, key use, a password change, a failed login and a rotation, no column
     of any audit or usage row holds a password, a JWT, a key, a key's secret or the pepper."""
-    created = await create_key(harness, user_token)
+    created = await harness.create_key(user_token)
     first_key = created["key"]
     auth = bearer(user_token)
     assert (
@@ -518,7 +497,7 @@ async def test_no_password_token_key_or_pepper_reaches_the_audit_or_usage_tables
     assert (
         await harness.client.get(f"/api/account?access_token={user_token}", headers=auth)
     ).status_code == 200
-    async with client_from(harness, OUTSIDER) as outsider:
+    async with harness.client_from(OUTSIDER) as outsider:
         await outsider.get("/api/account", headers=key_header(first_key))
     wrong_secret = keys.generate_secret_for(first_key[4:16]).plaintext
     await harness.client.get("/api/account", headers=key_header(wrong_secret))
@@ -579,14 +558,14 @@ async def test_no_password_token_key_or_pepper_reaches_the_audit_or_usage_tables
 
 async def _varied_events(harness: Harness, user_token: str) -> dict[str, Any]:
     """Events spread over four minutes of fake time, from two addresses, by a user and a key."""
-    created = await create_key(harness, user_token)
+    created = await harness.create_key(user_token)
     harness.clock.advance(minutes=1)
     await harness.client.post(
         "/api/authenticate", json={"username": "alice", "password": WRONG_PASSWORD}
     )
     harness.clock.advance(minutes=1)
     await harness.client.get("/api/account", headers=key_header(created["key"]))
-    async with client_from(harness, OUTSIDER) as outsider:
+    async with harness.client_from(OUTSIDER) as outsider:
         await outsider.get("/api/account", headers=key_header(created["key"]))
         await outsider.post(
             "/api/authenticate", json={"username": "alice", "password": WRONG_PASSWORD}
@@ -704,7 +683,7 @@ async def test_audit_endpoints_are_for_admins_only(
     harness: Harness, admin_token: str, user_token: str, path: str
 ) -> None:
     """Anonymous callers get 401, ordinary users and keys without the admin scope 403."""
-    created = await create_key(harness, user_token)
+    created = await harness.create_key(user_token)
     assert (await harness.client.get(path)).status_code == 401
     assert (await harness.client.get(path, headers=bearer(user_token))).status_code == 403
     assert (await harness.client.get(path, headers=key_header(created["key"]))).status_code == 403

@@ -17,7 +17,7 @@ from authgate.api.access import AuthenticatedRoute, credential_setting_of
 from authgate.storage.audit_repository import AuditFilter
 from authgate.storage.paging import PageRequest
 from authgate.web.pages import PageRoute
-from tests.api.test_api_keys import KEYS, create_key, expiry, key_header
+from tests.api.test_api_keys import KEYS, expiry, key_header
 from tests.conftest import ADMIN_PASSWORD, USER_PASSWORD, Harness, bearer
 
 NEW_PASSWORD = "chosen-by-whoever-holds-the-key"
@@ -91,8 +91,8 @@ def _enforced(route: APIRoute) -> bool:
 @pytest.fixture
 async def admin_key(harness: Harness, admin_token: str) -> str:
     """A key with every scope, owned by the administrator ``admin``."""
-    created = await create_key(
-        harness, admin_token, name="all-scopes", scopes=["read", "write", "admin"]
+    created = await harness.create_key(
+        admin_token, name="all-scopes", scopes=["read", "write", "admin"]
     )
     key: str = created["key"]
     return key
@@ -193,7 +193,7 @@ async def test_a_key_cannot_change_its_owners_password(harness: Harness, admin_k
 async def test_a_key_cannot_create_edit_or_regenerate_keys(
     harness: Harness, admin_key: str, admin_token: str
 ) -> None:
-    other = await create_key(harness, admin_token, name="other")
+    other = await harness.create_key(admin_token, name="other")
     body = {"name": "minted", "allowedIp": [], "expiresAt": expiry(harness.clock)}
     await refused(harness, admin_key, "POST", KEYS, body)
     await refused(harness, admin_key, "PUT", f"{KEYS}/{other['id']}", {**body, "name": "other"})

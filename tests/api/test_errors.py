@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+from collections.abc import AsyncIterator
 
 import pytest
 from fastapi import APIRouter
@@ -49,7 +50,7 @@ async def test_streamed_oversized_body_is_413(harness: Harness) -> None:
     """A chunked body without Content-Length is cut off once it passes the limit."""
     limit = harness.services.settings.max_body_bytes
 
-    async def chunks():  # type: ignore[no-untyped-def]
+    async def chunks() -> AsyncIterator[bytes]:
         for _ in range(limit // 1024 + 2):
             yield b" " * 1024
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import tomllib
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,8 @@ from tests.conftest import ADMIN_PASSWORD, USER_PASSWORD, FakeClock, Harness, be
 
 VERIFY = "/api/auth/verify"
 KEYS = "/api/api-keys"
+# The allow list of the keys the tests create: the proxied clients' networks and loopback.
+UPSTREAM = ["127.0.0.1", "198.51.100.0/24", "2001:db8::/32"]
 
 RULES = [
     ForwardAuthRuleSetting(path_prefix="/api/", methods=["GET", "HEAD"], scopes=["read"]),
@@ -51,19 +51,6 @@ def expiry(clock: FakeClock, days: int = 30) -> str:
     return (clock() + timedelta(days=days)).isoformat().replace("+00:00", "Z")
 
 
-async def create_key(harness: Harness, token: str, **fields: Any) -> dict[str, Any]:
-    body = {
-        "name": fields.pop("name", "upstream"),
-        "allowedIp": fields.pop("allowedIp", ["127.0.0.1", "198.51.100.0/24", "2001:db8::/32"]),
-        "expiresAt": expiry(harness.clock),
-        **fields,
-    }
-    response = await harness.client.post(KEYS, json=body, headers=bearer(token))
-    assert response.status_code == 201, response.text
-    created: dict[str, Any] = response.json()
-    return created
-
-
 def proxied(
     credential: str | None = None,
     *,
@@ -79,22 +66,13 @@ def proxied(
     return headers
 
 
-@asynccontextmanager
-async def client_from(harness: Harness, address: str) -> AsyncIterator[httpx2.AsyncClient]:
-    transport = httpx2.ASGITransport(
-        app=harness.app, client=(address, 50000), raise_app_exceptions=False
-    )
-    async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as client:
-        yield client
-
-
 # -- allowed ----------------------------------------------------------------------------------
 
 
 async def test_a_valid_key_passes_with_identity_headers_and_an_empty_body(
     harness: Harness, user_token: str
 ) -> None:
-    created = await create_key(harness, user_token, scopes=["read"])
+    created = await harness.create_key(user_token, scopes=["read"], allowedIp=UPSTREAM)
     for header in ("Authorization", "Utm-Api-Key"):
         response = await harness.client.get(VERIFY, headers=proxied(created["key"], header=header))
         assert response.status_code == 200, response.text
@@ -124,7 +102,7 @@ async def test_every_method_is_accepted_and_the_body_is_ignored(
 ) -> None:
     """verify's own method says nothing (nginx's subrequest, like Traefik's and Caddy's
     auth requests, is a GET): the original method in the proxy's header decides."""
-    created = await create_key(harness, user_token, scopes=["read"])
+    created = await harness.create_key(user_token, scopes=["read"], allowedIp=UPSTREAM)
     response = await harness.client.request(
         verb, VERIFY, headers=proxied(created["key"], method="GET"), content=b"{not json"
     )
@@ -139,7 +117,7 @@ async def test_every_method_is_accepted_and_the_body_is_ignored(
 
 @pytest.mark.parametrize("proxy", ["traefik", "caddy"])
 async def test_traefik_and_caddy_headers_are_understood(harness: Harness, user_token: str) -> None:
-    created = await create_key(harness, user_token, scopes=["read"])
+    created = await harness.create_key(user_token, scopes=["read"], allowedIp=UPSTREAM)
     headers = {
         "Authorization": f"Bearer {created['key']}",
         "X-Forwarded-Method": "POST",
@@ -165,7 +143,7 @@ async def test_missing_and_bad_credentials_are_401_with_the_reason_in_a_header(
     assert missing.headers["X-Auth-Error"] == "credentials_missing"
     assert missing.json()["code"] == "credentials_missing"
 
-    created = await create_key(harness, user_token)
+    created = await harness.create_key(user_token, allowedIp=UPSTREAM)
     forged = created["key"][:-8] + "AAAAAAAA"
     bad = await harness.client.get(VERIFY, headers=proxied(forged))
     assert bad.status_code == 401
@@ -178,14 +156,14 @@ async def test_missing_and_bad_credentials_are_401_with_the_reason_in_a_header(
 
 
 async def test_revoked_and_expired_keys_are_refused(harness: Harness, user_token: str) -> None:
-    revoked = await create_key(harness, user_token, name="revoked")
+    revoked = await harness.create_key(user_token, name="revoked", allowedIp=UPSTREAM)
     assert (await harness.client.get(VERIFY, headers=proxied(revoked["key"]))).status_code == 200
     deleted = await harness.client.delete(f"{KEYS}/{revoked['id']}", headers=bearer(user_token))
     assert deleted.status_code in (200, 204)
     response = await harness.client.get(VERIFY, headers=proxied(revoked["key"]))
     assert response.status_code == 401
 
-    expiring = await create_key(harness, user_token, name="expiring")
+    expiring = await harness.create_key(user_token, name="expiring", allowedIp=UPSTREAM)
     harness.clock.advance(days=31)
     response = await harness.client.get(VERIFY, headers=proxied(expiring["key"]))
     assert response.status_code == 401
@@ -197,14 +175,14 @@ async def test_the_original_client_address_decides_the_allow_list(
 ) -> None:
     """Behind a trusted proxy the forwarded address is checked; from anyone else the
     header is ignored and the peer itself is checked."""
-    created = await create_key(harness, user_token, allowedIp=["198.51.100.0/24"])
+    created = await harness.create_key(user_token, allowedIp=["198.51.100.0/24"])
     key = created["key"]
     allowed = await harness.client.get(VERIFY, headers=proxied(key, client="198.51.100.9"))
     assert allowed.status_code == 200
     denied = await harness.client.get(VERIFY, headers=proxied(key, client="203.0.113.9"))
     assert denied.status_code == 403
     assert denied.headers["X-Auth-Error"] == "ip_not_allowed"
-    async with client_from(harness, "203.0.113.50") as untrusted:
+    async with harness.client_from("203.0.113.50") as untrusted:
         spoofed = await untrusted.get(VERIFY, headers=proxied(key, client="198.51.100.9"))
     assert spoofed.status_code == 403
     v6 = await harness.client.get(VERIFY, headers=proxied(key, client="2001:db8::1"))
@@ -214,7 +192,7 @@ async def test_the_original_client_address_decides_the_allow_list(
 async def test_a_deactivated_owner_is_refused_at_once(
     harness: Harness, admin_token: str, user_token: str
 ) -> None:
-    created = await create_key(harness, user_token)
+    created = await harness.create_key(user_token, allowedIp=UPSTREAM)
     assert (await harness.client.get(VERIFY, headers=proxied(created["key"]))).status_code == 200
     body = {"activated": False}
     updated = await harness.client.put("/api/users/alice", json=body, headers=bearer(admin_token))
@@ -226,7 +204,7 @@ async def test_a_deactivated_owner_is_refused_at_once(
 async def test_rate_limited_keys_get_429_with_retry_after(
     harness: Harness, user_token: str
 ) -> None:
-    created = await create_key(harness, user_token, rateLimit="2/minute")
+    created = await harness.create_key(user_token, rateLimit="2/minute", allowedIp=UPSTREAM)
     statuses = [
         (await harness.client.get(VERIFY, headers=proxied(created["key"]))).status_code
         for _ in range(3)
@@ -265,7 +243,7 @@ async def test_rules_per_path_prefix_and_method(
     uri: str,
     status: int,
 ) -> None:
-    created = await create_key(harness, user_token, scopes=scopes)
+    created = await harness.create_key(user_token, scopes=scopes, allowedIp=UPSTREAM)
     response = await harness.client.get(
         VERIFY, headers=proxied(created["key"], uri=uri, method=method)
     )
@@ -286,7 +264,7 @@ async def test_paths_are_normalised_before_rules_apply(
     harness: Harness, user_token: str, uri: str
 ) -> None:
     """A dot segment or doubled slash cannot move a request under a weaker rule."""
-    created = await create_key(harness, user_token, scopes=["read", "write"])
+    created = await harness.create_key(user_token, scopes=["read", "write"], allowedIp=UPSTREAM)
     response = await harness.client.get(VERIFY, headers=proxied(created["key"], uri=uri))
     assert response.status_code == 403
     assert response.headers["X-Auth-Error"] == "forbidden"
@@ -296,8 +274,10 @@ async def test_admin_rules_take_the_key_scope_into_account(
     harness: Harness, admin_token: str
 ) -> None:
     """An admin's key holds ROLE_ADMIN only with the admin scope."""
-    plain = await create_key(harness, admin_token, name="plain", scopes=["read"])
-    admin = await create_key(harness, admin_token, name="admin", scopes=["read", "admin"])
+    plain = await harness.create_key(admin_token, name="plain", scopes=["read"], allowedIp=UPSTREAM)
+    admin = await harness.create_key(
+        admin_token, name="admin", scopes=["read", "admin"], allowedIp=UPSTREAM
+    )
     headers = proxied(plain["key"], uri="/admin/users")
     assert (await harness.client.get(VERIFY, headers=headers)).status_code == 403
     headers = proxied(admin["key"], uri="/admin/users")
@@ -313,7 +293,7 @@ async def test_the_upstream_method_and_uri_are_required(
 ) -> None:
     """Never guessed: verify's own method is the proxy's (a GET), not the client's. A
     caller without credentials still gets 401 first."""
-    created = await create_key(harness, user_token, scopes=["read"])
+    created = await harness.create_key(user_token, scopes=["read"], allowedIp=UPSTREAM)
     headers = {"Authorization": f"Bearer {created['key']}", **sent}
     response = await harness.client.post(VERIFY, headers=headers)
     assert response.status_code == 400
@@ -327,7 +307,7 @@ async def test_the_upstream_method_and_uri_are_required(
 async def test_a_malformed_original_method_is_a_400(
     harness: Harness, user_token: str, method: str
 ) -> None:
-    created = await create_key(harness, user_token)
+    created = await harness.create_key(user_token, allowedIp=UPSTREAM)
     headers = proxied(created["key"])
     headers["X-Original-Method"] = method
     response = await harness.client.get(
@@ -382,7 +362,9 @@ async def test_usage_and_audit_record_the_upstream_request(
 ) -> None:
     """The usage log shows what the caller did upstream (method, path without the
     query), not the verify call; refusals are audited with the upstream path."""
-    created = await create_key(harness, user_token, scopes=["read", "orders:write"])
+    created = await harness.create_key(
+        user_token, scopes=["read", "orders:write"], allowedIp=UPSTREAM
+    )
     headers = proxied(created["key"], uri="/orders/17?token=secret-in-query", method="POST")
     assert (await harness.client.get(VERIFY, headers=headers)).status_code == 200
     refused = proxied(created["key"], uri="/api/things", method="DELETE")
@@ -523,7 +505,7 @@ async def test_behind_nginx_only_the_original_pair_is_read(
     """The default proxy (nginx) reads X-Original-*; a disagreeing X-Forwarded-* header,
     which an nginx configured otherwise than the example would pass on from the client,
     is refused."""
-    created = await create_key(harness, user_token, scopes=["read"])
+    created = await harness.create_key(user_token, scopes=["read"], allowedIp=UPSTREAM)
     headers = {**proxied(created["key"], uri="/admin/x", method="DELETE"), **injected}
     response = await harness.client.get(VERIFY, headers=headers)
     assert response.status_code == 400
@@ -544,7 +526,7 @@ async def test_the_same_values_in_both_pairs_are_accepted(
     harness: Harness, user_token: str
 ) -> None:
     """nginx's example (and the guard) set both pairs alike."""
-    created = await create_key(harness, user_token, scopes=["read"])
+    created = await harness.create_key(user_token, scopes=["read"], allowedIp=UPSTREAM)
     headers = proxied(created["key"], uri="/api/things?x=1", method="GET")
     headers.update({"X-Forwarded-Uri": "/api/things?x=1", "X-Forwarded-Method": "get"})
     assert (await harness.client.get(VERIFY, headers=headers)).status_code == 200
@@ -555,7 +537,7 @@ async def test_traefik_headers_are_refused_while_nginx_is_configured(
 ) -> None:
     """The default is nginx: a Traefik or Caddy in front, not configured, gets a 400 that
     says what to set, never a decision on the client's headers."""
-    created = await create_key(harness, user_token, scopes=["read"])
+    created = await harness.create_key(user_token, scopes=["read"], allowedIp=UPSTREAM)
     headers = {
         "Authorization": f"Bearer {created['key']}",
         "X-Forwarded-Method": "GET",
@@ -568,7 +550,7 @@ async def test_traefik_headers_are_refused_while_nginx_is_configured(
 
 
 async def test_a_duplicated_uri_header_is_refused(harness: Harness, user_token: str) -> None:
-    created = await create_key(harness, user_token, scopes=["read"])
+    created = await harness.create_key(user_token, scopes=["read"], allowedIp=UPSTREAM)
     headers = [
         (b"authorization", f"Bearer {created['key']}".encode()),
         (b"x-original-method", b"GET"),
@@ -612,7 +594,7 @@ async def test_every_spelling_of_a_protected_path_meets_its_rule(
 ) -> None:
     """The issue's reproductions, against verify: a key with read and write (not
     orders:write) of a ROLE_USER is refused by the rule of the path the upstream serves."""
-    created = await create_key(harness, user_token, scopes=["read", "write"])
+    created = await harness.create_key(user_token, scopes=["read", "write"], allowedIp=UPSTREAM)
     response = await harness.client.get(
         VERIFY, headers=proxied(created["key"], uri=uri, method=method)
     )
@@ -652,7 +634,7 @@ async def test_an_ambiguous_path_is_refused_and_audited(
 
 
 async def test_the_usage_log_records_the_canonical_path(harness: Harness, user_token: str) -> None:
-    created = await create_key(harness, user_token, scopes=["read"])
+    created = await harness.create_key(user_token, scopes=["read"], allowedIp=UPSTREAM)
     uri = "/public/x/..;jsessionid=1/Things.?q=secret"
     assert (
         await harness.client.get(VERIFY, headers=proxied(created["key"], uri=uri))

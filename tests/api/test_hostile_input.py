@@ -97,7 +97,7 @@ async def test_metrics_bearer_with_a_non_ascii_byte_is_401(harness: Harness) -> 
     (401 JSON), not a crash of the constant-time comparison."""
     for value in (b"Bearer \xe9t\xe9", "Bearer m\u00e9trics".encode()):
         response = await harness.client.get(
-            "/management/prometheus", headers={"Authorization": value}
+            "/management/prometheus", headers={b"Authorization": value}
         )
         assert response.status_code == 401, response.text
         assert response.headers["content-type"] == "application/json"

@@ -16,7 +16,7 @@ from authgate.exceptions import ApiKeyRejected
 from authgate.settings import Settings
 from authgate.storage.audit_repository import AuditFilter
 from authgate.storage.paging import PageRequest
-from tests.api.test_api_keys import KEYS, create_key, key_header
+from tests.api.test_api_keys import KEYS, key_header
 from tests.conftest import USER_PASSWORD, FakeClock, Harness, bearer
 
 NEW_PASSWORD = "a-fresh-password-for-her"
@@ -38,8 +38,8 @@ async def audited(harness: Harness, event: str) -> list[Any]:
 async def test_deactivation_suspends_keys_until_they_are_re_enabled(
     harness: Harness, admin_token: str, user_token: str
 ) -> None:
-    first = await create_key(harness, user_token, name="first")
-    second = await create_key(harness, user_token, name="second")
+    first = await harness.create_key(user_token, name="first")
+    second = await harness.create_key(user_token, name="second")
     assert (await works(harness, first["key"])).status_code == 200
 
     off = await harness.client.put(
@@ -92,8 +92,8 @@ async def test_deactivation_suspends_keys_until_they_are_re_enabled(
 async def test_a_key_cannot_re_enable_itself_and_revoked_stays_revoked(
     harness: Harness, admin_token: str, user_token: str
 ) -> None:
-    created = await create_key(harness, user_token, name="first")
-    other = await create_key(harness, user_token, name="other")
+    created = await harness.create_key(user_token, name="first")
+    other = await harness.create_key(user_token, name="other")
     await harness.client.put(
         "/api/users/alice", json={"activated": False}, headers=bearer(admin_token)
     )
@@ -120,7 +120,7 @@ async def test_a_key_cannot_re_enable_itself_and_revoked_stays_revoked(
 async def test_a_password_reset_can_revoke_the_keys(
     harness: Harness, admin_token: str, user_token: str
 ) -> None:
-    kept = await create_key(harness, user_token, name="kept")
+    kept = await harness.create_key(user_token, name="kept")
     reset = await harness.client.put(
         "/api/users/alice/password", json={"newPassword": NEW_PASSWORD}, headers=bearer(admin_token)
     )
@@ -129,7 +129,7 @@ async def test_a_password_reset_can_revoke_the_keys(
 
     harness.clock.advance(milliseconds=1)
     token = await harness.login("alice", NEW_PASSWORD)
-    doomed = await create_key(harness, token, name="doomed")
+    doomed = await harness.create_key(token, name="doomed")
     reset = await harness.client.put(
         "/api/users/alice/password",
         json={"newPassword": USER_PASSWORD + "-2", "revokeApiKeys": True},
@@ -150,7 +150,7 @@ async def test_a_password_reset_can_revoke_the_keys(
 
 
 async def test_log_out_everywhere_can_revoke_the_keys(harness: Harness, user_token: str) -> None:
-    kept = await create_key(harness, user_token, name="kept")
+    kept = await harness.create_key(user_token, name="kept")
     plain = await harness.client.post("/api/account/logout-all", headers=bearer(user_token))
     assert plain.status_code == 204
     assert (await works(harness, kept["key"])).status_code == 200
@@ -183,7 +183,7 @@ async def test_review_lists_keys_open_to_every_address_as_unrestricted(
         ("halves", ["0.0.0.0/1", "128.0.0.0/1"]),
         ("restricted", ["10.0.0.0/8", "2001:db8::/32"]),
     ):
-        await create_key(harness, admin_token, name=name, allowedIp=allowed)
+        await harness.create_key(admin_token, name=name, allowedIp=allowed)
     review = await harness.client.get(f"{KEYS}/review", headers=bearer(admin_token))
     assert review.status_code == 200
     assert sorted(key["name"] for key in review.json()["unrestricted"]) == [
@@ -200,7 +200,7 @@ async def test_suspension_and_resumption_reach_another_app(
     """Another app on the same database (a worker or node) that has the key cached
     refuses it once the owner is deactivated, and keeps refusing after the owner is
     reactivated, until the key is re-enabled (the change feed, as for revocations)."""
-    created = await create_key(harness, user_token, name="shared")
+    created = await harness.create_key(user_token, name="shared")
     other = create_app(settings, clock=clock)
     address = ipaddress.ip_address("127.0.0.1")
     async with other.router.lifespan_context(other):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -64,17 +63,6 @@ def families(text: str) -> dict[str, list[Any]]:
     return {family.name: family.samples for family in text_string_to_metric_families(text)}
 
 
-async def create_key(
-    harness: Harness, token: str, name: str, *, days: float = 90, **fields: Any
-) -> dict[str, Any]:
-    expires = (harness.clock() + timedelta(days=days)).isoformat().replace("+00:00", "Z")
-    body = {"name": name, "allowedIp": ["127.0.0.1"], "expiresAt": expires, **fields}
-    response = await harness.client.post("/api/api-keys", json=body, headers=bearer(token))
-    assert response.status_code == 201, response.text
-    created: dict[str, Any] = response.json()
-    return created
-
-
 # --- access -----------------------------------------------------------------------------------
 
 
@@ -116,8 +104,8 @@ async def test_admin_jwt_gives_access_and_user_jwt_is_403(
 
 async def test_admin_api_key_needs_the_admin_scope(harness: Harness, admin_token: str) -> None:
     """An admin's key with the admin scope may scrape; the same admin's read key may not."""
-    with_admin = await create_key(harness, admin_token, "scraper", scopes=["read", "admin"])
-    read_only = await create_key(harness, admin_token, "reader", scopes=["read"])
+    with_admin = await harness.create_key(admin_token, "scraper", scopes=["read", "admin"], days=90)
+    read_only = await harness.create_key(admin_token, "reader", scopes=["read"], days=90)
 
     allowed = await harness.client.get(METRICS, headers={"Utm-Api-Key": with_admin["key"]})
     refused = await harness.client.get(METRICS, headers={"Utm-Api-Key": read_only["key"]})
@@ -178,7 +166,7 @@ async def test_exposition_has_every_metric_after_traffic(
 ) -> None:
     """After a login, a JWT request, a key request and a forged token, the exposition has
     the counters, histograms and gauges with their labels."""
-    key = await create_key(harness, admin_token, "metrics-key")
+    key = await harness.create_key(admin_token, "metrics-key", days=90)
     assert (
         await harness.client.get("/api/account", headers=bearer(admin_token))
     ).status_code == 200
@@ -217,7 +205,7 @@ async def test_exposition_has_every_metric_after_traffic(
 async def test_counters_move_with_traffic(harness: Harness, admin_token: str) -> None:
     """Each kind of traffic raises its own counter by exactly what happened."""
     await harness.create_user("alice", USER_PASSWORD)
-    key = await create_key(harness, admin_token, "counted")
+    key = await harness.create_key(admin_token, "counted", days=90)
     before = await scrape(harness)
 
     await harness.login("alice", USER_PASSWORD)
@@ -302,8 +290,8 @@ async def test_review_lists_keys_by_reason(harness: Harness, admin_token: str) -
     expiringDays and keys with write or admin scope each appear under their own list."""
     await harness.create_user("alice", USER_PASSWORD)
     alice = await harness.login("alice", USER_PASSWORD)
-    await create_key(harness, alice, "stale", scopes=["read"])
-    used = await create_key(harness, alice, "used", scopes=["read"])
+    await harness.create_key(alice, "stale", scopes=["read"], days=90)
+    used = await harness.create_key(alice, "used", scopes=["read"], days=90)
 
     harness.clock.advance(days=31)
     response = await harness.client.get("/api/account", headers={"Utm-Api-Key": used["key"]})
@@ -311,11 +299,11 @@ async def test_review_lists_keys_by_reason(harness: Harness, admin_token: str) -
     await harness.services.usage.flush()  # last use is written in batches
     alice = await harness.login("alice", USER_PASSWORD)
     admin = await harness.login("admin", ADMIN_PASSWORD)
-    await create_key(harness, alice, "open", scopes=["read"], allowedIp=[])
-    await create_key(harness, alice, "expiring", scopes=["read"], days=5)
-    await create_key(harness, alice, "writer", scopes=["read", "write"])
-    await create_key(harness, admin, "admin-scope", scopes=["read", "admin"])
-    revoked = await create_key(harness, alice, "revoked-open", allowedIp=[], days=2)
+    await harness.create_key(alice, "open", scopes=["read"], allowedIp=[], days=90)
+    await harness.create_key(alice, "expiring", scopes=["read"], days=5)
+    await harness.create_key(alice, "writer", scopes=["read", "write"], days=90)
+    await harness.create_key(admin, "admin-scope", scopes=["read", "admin"], days=90)
+    revoked = await harness.create_key(alice, "revoked-open", allowedIp=[], days=2)
     gone = await harness.client.delete(f"/api/api-keys/{revoked['id']}", headers=bearer(alice))
     assert gone.status_code == 204
 
@@ -323,7 +311,16 @@ async def test_review_lists_keys_by_reason(harness: Harness, admin_token: str) -
 
     assert response.status_code == 200, response.text
     review = response.json()
-    assert set(review) == {"unused", "unrestricted", "expiringSoon", "broadScopes"}
+    assert set(review) == {
+        "unused",
+        "unrestricted",
+        "expiringSoon",
+        "broadScopes",
+        "legacy",
+        "beyondExpiryPolicy",
+    }
+    assert review["legacy"] == []  # nothing imported from UTMStack
+    assert review["beyondExpiryPolicy"] == []
     assert names(review, "unused") == {"stale"}
     assert names(review, "unrestricted") == {"open"}
     assert names(review, "expiringSoon") == {"expiring"}
@@ -349,7 +346,7 @@ async def test_review_lists_keys_by_reason(harness: Harness, admin_token: str) -
 
 async def test_review_counts_last_use_not_creation(harness: Harness, admin_token: str) -> None:
     """A key used long ago but not since counts as unused once the clock passes unusedDays."""
-    key = await create_key(harness, admin_token, "once", scopes=["read"])
+    key = await harness.create_key(admin_token, "once", scopes=["read"], days=90)
     response = await harness.client.get("/api/account", headers={"Utm-Api-Key": key["key"]})
     assert response.status_code == 200
     await harness.services.usage.flush()

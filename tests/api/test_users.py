@@ -99,7 +99,7 @@ async def test_list_users_is_paged_with_jhipster_headers(
     [{"sort": "password,asc"}, {"sort": "login,sideways"}, {"size": 0}, {"page": -1}],
 )
 async def test_list_users_rejects_bad_paging(
-    harness: Harness, admin_token: str, params: dict[str, object]
+    harness: Harness, admin_token: str, params: dict[str, str | int]
 ) -> None:
     """Unknown sort fields, bad directions and out-of-range paging are 400."""
     response = await harness.client.get("/api/users", params=params, headers=bearer(admin_token))

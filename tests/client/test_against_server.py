@@ -26,8 +26,9 @@ from authgate.client import (
     TransportError,
 )
 from tests.client import utmstack_fake as utm
-from tests.client.servers import AuthgateServer, clean_environment, free_port, serve_asgi
+from tests.client.servers import AuthgateServer, clean_environment, serve_asgi
 from tests.client.support import USER_PASSWORD, unique
+from tests.processes import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -24,7 +24,7 @@ class MemoryKeyring(keyring.backend.KeyringBackend):
     priority = 1
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # keyring is untyped
         self.items: dict[tuple[str, str], str] = {}
 
     def get_password(self, service: str, username: str) -> str | None:
@@ -63,7 +63,7 @@ def mode(path: Path) -> int:
 @pytest.mark.usefixtures("use_keyring")
 def test_without_keyring_the_token_goes_to_a_private_file(tmp_path: Path) -> None:
     """No keyring backend: tokens.json is 0600 in a 0700 dir, and loads back."""
-    keyring.set_keyring(keyring.backends.fail.Keyring())
+    keyring.set_keyring(keyring.backends.fail.Keyring())  # type: ignore[no-untyped-call]
     store = TokenStore(tmp_path / "config")
     assert store.save(URL + "/", TOKEN) == "file"
     assert mode(store.tokens_file) == 0o600
@@ -101,7 +101,7 @@ def test_failing_keyring_backend_falls_back_to_the_file(tmp_path: Path) -> None:
 @pytest.mark.usefixtures("use_keyring")
 def test_keyring_save_removes_an_older_file_copy(tmp_path: Path) -> None:
     """A token moved to the keyring does not linger in the file."""
-    keyring.set_keyring(keyring.backends.fail.Keyring())
+    keyring.set_keyring(keyring.backends.fail.Keyring())  # type: ignore[no-untyped-call]
     store = TokenStore(tmp_path / "config")
     store.save(URL, "old-token")
     keyring.set_keyring(MemoryKeyring())

@@ -154,7 +154,7 @@ def test_image_metadata_and_contents(image: str) -> None:
     assert config["Cmd"] == ["serve", "--host", "0.0.0.0"]  # noqa: S104 - the image default
     assert "/data" in config["Volumes"]
     assert "AUTHGATE_DATA_DIR=/data" in config["Env"]
-    assert "/api/ping" in " ".join(healthcheck["Test"])
+    assert "/management/health/liveness" in " ".join(healthcheck["Test"])
 
     probe = podman(
         "run", "--rm", "--network", "none", "--entrypoint", "/bin/sh", image, "-c",
@@ -215,7 +215,7 @@ def test_serves_postgres_and_redis_and_loses_nothing_on_sigterm(image: str, data
     assert "Application shutdown complete" in logs, logs
     assert "Traceback" not in logs, logs
 
-    events = dict(
+    events: dict[object, object] = dict(
         query(  # type: ignore[arg-type]
             database,
             "SELECT event_type, COUNT(*) FROM audit_events GROUP BY event_type",
@@ -240,7 +240,9 @@ def wait_until_up(name: str, base_url: str) -> None:
         if not running["Running"]:
             pytest.fail(f"container exited:\n{podman('logs', name).stderr[-6000:]}")
         try:
-            if httpx2.get(f"{base_url}/api/ping", timeout=2.0).status_code == 200:
+            # Readiness: the database answers and the image's `migrate` brought it up to date.
+            ready = httpx2.get(f"{base_url}/management/health/readiness", timeout=2.0)
+            if ready.status_code == 200:
                 return
         except httpx2.TransportError:
             pass

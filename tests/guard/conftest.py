@@ -7,7 +7,6 @@ dependencies of the service's handlers, which are local names."""
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,12 +16,13 @@ from fastapi import Depends, FastAPI, Request
 
 from authgate.guard import Guard, GuardConfig, GuardPrincipal, principal_of
 from authgate.settings import Settings
-from tests.conftest import Harness, bearer, test_settings
+from tests.conftest import Harness, test_settings
 
 AUTHGATE_URL = "http://authgate.internal"
 SERVICE_URL = "http://service.internal"
 # Where the guarded service's callers come from (inside the keys' allow lists).
 CALLER_IP = "198.51.100.7"
+CALLER_NETWORK = ["198.51.100.0/24"]  # the allow list of the keys the tests create
 JWKS = "/.well-known/jwks.json"
 VERIFY = "/api/auth/verify"
 
@@ -155,21 +155,3 @@ async def service_client(app: Any, client_ip: str = CALLER_IP) -> AsyncIterator[
     transport = httpx2.ASGITransport(app=app, client=(client_ip, 50000))
     async with httpx2.AsyncClient(transport=transport, base_url=SERVICE_URL) as client:
         yield client
-
-
-def expiry(harness: Harness, days: int = 30) -> str:
-    return (harness.clock() + timedelta(days=days)).isoformat().replace("+00:00", "Z")
-
-
-async def create_key(harness: Harness, token: str, **fields: Any) -> dict[str, Any]:
-    """A key of the token's user, usable from CALLER_IP (the created DTO, with ``key``)."""
-    body = {
-        "name": fields.pop("name", "guarded"),
-        "allowedIp": fields.pop("allowedIp", ["198.51.100.0/24"]),
-        "expiresAt": expiry(harness),
-        **fields,
-    }
-    response = await harness.client.post("/api/api-keys", json=body, headers=bearer(token))
-    assert response.status_code == 201, response.text
-    created: dict[str, Any] = response.json()
-    return created

@@ -12,12 +12,12 @@ from tests.conftest import ADMIN_PASSWORD, Harness, bearer
 from tests.guard.conftest import (
     AUTHGATE_URL,
     CALLER_IP,
+    CALLER_NETWORK,
     JWKS,
     VERIFY,
     AuthgateTransport,
     GuardedService,
     GuardFactory,
-    create_key,
     service_client,
 )
 
@@ -45,7 +45,7 @@ async def test_a_key_passes_with_identity_and_scopes(
     header: str,
 ) -> None:
     """Either header works; the identity and scopes come from authgate's answer."""
-    created = await create_key(harness, user_token, scopes=["read"])
+    created = await harness.create_key(user_token, scopes=["read"], allowedIp=CALLER_NETWORK)
     service = GuardedService(make_guard())
     response = await call(service, created["key"], header=header)
     assert response.status_code == 200, response.text
@@ -66,7 +66,7 @@ async def test_the_guard_forwards_the_credential_client_and_request_only(
 ) -> None:
     """authgate hears the credential as received, the client address the guard saw (not
     one the client claims), the original method and URI, and no other header."""
-    created = await create_key(harness, user_token)
+    created = await harness.create_key(user_token, allowedIp=CALLER_NETWORK)
     service = GuardedService(make_guard())
     headers = {
         "Utm-Api-Key": created["key"],
@@ -96,7 +96,7 @@ async def test_the_guard_is_understood_whichever_proxy_authgate_expects(
     """The guard sends the request in both header pairs, so an authgate configured for
     Traefik or Caddy reads the same method and path: a read-only key reads, and its
     POST is refused by authgate's own rule (keys need write for unsafe methods)."""
-    created = await create_key(harness, user_token, scopes=["read"])
+    created = await harness.create_key(user_token, scopes=["read"], allowedIp=CALLER_NETWORK)
     service = GuardedService(make_guard())
     assert (await call(service, created["key"])).status_code == 200
     refused = await call(service, created["key"], method="POST")
@@ -109,7 +109,7 @@ async def test_the_keys_allow_list_applies_to_the_guarded_services_caller(
     harness: Harness, make_guard: GuardFactory, user_token: str
 ) -> None:
     """authgate checks the forwarded client address: outside the allow list, 403."""
-    created = await create_key(harness, user_token, allowedIp=["203.0.113.0/24"])
+    created = await harness.create_key(user_token, allowedIp=["203.0.113.0/24"])
     service = GuardedService(make_guard())
     refused = await call(service, created["key"], client_ip=CALLER_IP)
     assert refused.status_code == 403
@@ -124,7 +124,7 @@ async def test_successes_are_cached_per_credential_client_and_request(
 ) -> None:
     """Within key_cache_ttl, the same key for the same request is not asked about
     again; another address or path is."""
-    created = await create_key(harness, user_token)
+    created = await harness.create_key(user_token, allowedIp=CALLER_NETWORK)
     service = GuardedService(make_guard(key_cache_ttl=10))
     for _ in range(5):
         assert (await call(service, created["key"])).status_code == 200
@@ -141,7 +141,7 @@ async def test_a_revoked_key_is_refused_once_the_cache_entry_expires(
     harness: Harness, make_guard: GuardFactory, user_token: str
 ) -> None:
     """Revocation reaches the guard within key_cache_ttl seconds, no later."""
-    created = await create_key(harness, user_token)
+    created = await harness.create_key(user_token, allowedIp=CALLER_NETWORK)
     service = GuardedService(make_guard(key_cache_ttl=10))
     assert (await call(service, created["key"])).status_code == 200
     revoked = await harness.client.delete(
@@ -161,7 +161,7 @@ async def test_refusals_are_never_cached(
     harness: Harness, make_guard: GuardFactory, authgate: AuthgateTransport, user_token: str
 ) -> None:
     """Every refused attempt reaches authgate (which counts bad keys per address)."""
-    created = await create_key(harness, user_token, allowedIp=["203.0.113.0/24"])
+    created = await harness.create_key(user_token, allowedIp=["203.0.113.0/24"])
     service = GuardedService(make_guard(key_cache_ttl=10))
     for _ in range(3):
         assert (await call(service, created["key"])).status_code == 403
@@ -172,7 +172,7 @@ async def test_a_missing_scope_is_403(
     harness: Harness, make_guard: GuardFactory, authgate: AuthgateTransport, user_token: str
 ) -> None:
     """A read-only key cannot reach a route that requires "write"."""
-    created = await create_key(harness, user_token, scopes=["read"])
+    created = await harness.create_key(user_token, scopes=["read"], allowedIp=CALLER_NETWORK)
     service = GuardedService(make_guard())
     # GET on a route requiring write: authgate allows the GET, the guard's rule refuses.
     read = await call(service, created["key"], path="/things", method="GET")
@@ -189,7 +189,7 @@ async def test_the_guards_own_scope_rule_refuses_what_authgate_allowed(
     harness: Harness, make_guard: GuardFactory, authgate: AuthgateTransport, user_token: str
 ) -> None:
     """A key without "read" passes authgate for a GET but not the route's requirement."""
-    created = await create_key(harness, user_token, scopes=["write"])
+    created = await harness.create_key(user_token, scopes=["write"], allowedIp=CALLER_NETWORK)
     service = GuardedService(make_guard())
     response = await call(service, created["key"])
     assert response.status_code == 403
@@ -202,7 +202,7 @@ async def test_a_missing_role_is_403(
     harness: Harness, make_guard: GuardFactory, user_token: str
 ) -> None:
     """A ROLE_USER key cannot reach a ROLE_ADMIN route; an admin's admin-scoped key can."""
-    created = await create_key(harness, user_token)
+    created = await harness.create_key(user_token, allowedIp=CALLER_NETWORK)
     service = GuardedService(make_guard())
     response = await call(service, created["key"], path="/admin")
     assert response.status_code == 403
@@ -210,7 +210,9 @@ async def test_a_missing_role_is_403(
 
     await harness.create_user("admin", ADMIN_PASSWORD, admin=True)
     admin_token = await harness.login("admin", ADMIN_PASSWORD)
-    admin_key = await create_key(harness, admin_token, scopes=["read", "admin"])
+    admin_key = await harness.create_key(
+        admin_token, scopes=["read", "admin"], allowedIp=CALLER_NETWORK
+    )
     response = await call(service, admin_key["key"], path="/admin")
     assert response.status_code == 200, response.text
     assert "ROLE_ADMIN" in response.json()["roles"]
@@ -220,7 +222,7 @@ async def test_malformed_keys_are_refused_without_asking(
     harness: Harness, make_guard: GuardFactory, authgate: AuthgateTransport, user_token: str
 ) -> None:
     """A bad checksum or shape is refused locally with authgate's own answer."""
-    created = await create_key(harness, user_token)
+    created = await harness.create_key(user_token, allowedIp=CALLER_NETWORK)
     key: str = created["key"]
     typo = key[:20] + ("A" if key[20] != "A" else "B") + key[21:]
     service = GuardedService(make_guard())
@@ -235,7 +237,7 @@ async def test_a_rate_limited_key_gets_429_with_retry_after(
     harness: Harness, make_guard: GuardFactory, authgate: AuthgateTransport, user_token: str
 ) -> None:
     """authgate's 429 reaches the caller with its Retry-After, and is not cached."""
-    created = await create_key(harness, user_token, rateLimit="1/minute")
+    created = await harness.create_key(user_token, rateLimit="1/minute", allowedIp=CALLER_NETWORK)
     service = GuardedService(make_guard(key_cache_ttl=0))
     assert (await call(service, created["key"])).status_code == 200
     for _ in range(2):
@@ -252,8 +254,8 @@ async def test_authgate_down_means_503_and_nothing_passes(
 ) -> None:
     """Unreachable authgate: 503 with a JSON error, the handler never runs, and even
     a key verified before is refused once its cache entry expires."""
-    created = await create_key(harness, user_token)
-    other = await create_key(harness, user_token, name="other")
+    created = await harness.create_key(user_token, allowedIp=CALLER_NETWORK)
+    other = await harness.create_key(user_token, name="other", allowedIp=CALLER_NETWORK)
     service = GuardedService(make_guard(key_cache_ttl=10))
     assert (await call(service, created["key"])).status_code == 200
     authgate.down = True
@@ -270,7 +272,7 @@ async def test_any_other_answer_from_authgate_means_503(
     harness: Harness, make_guard: GuardFactory, authgate: AuthgateTransport, user_token: str
 ) -> None:
     """5xx, a wrong URL (404) or a redirect: fail closed."""
-    created = await create_key(harness, user_token)
+    created = await harness.create_key(user_token, allowedIp=CALLER_NETWORK)
     service = GuardedService(make_guard())
     for status in (500, 502, 503, 404, 302):
         authgate.status = status
@@ -282,7 +284,7 @@ async def test_any_other_answer_from_authgate_means_503(
 
 async def test_a_200_without_identity_headers_means_503(harness: Harness, user_token: str) -> None:
     """A server answering 200 to anything (a wrong AUTHGATE_URL) lets nobody in."""
-    created = await create_key(harness, user_token)
+    created = await harness.create_key(user_token, allowedIp=CALLER_NETWORK)
     lenient = httpx2.MockTransport(lambda request: httpx2.Response(200, text="ok"))
     guard = Guard(GuardConfig(authgate_url=AUTHGATE_URL, transport=lenient))
     service = GuardedService(guard)
@@ -296,7 +298,7 @@ async def test_the_cache_is_bounded(
     harness: Harness, make_guard: GuardFactory, authgate: AuthgateTransport, user_token: str
 ) -> None:
     """Past key_cache_size entries the oldest is forgotten (memory stays bounded)."""
-    created = await create_key(harness, user_token)
+    created = await harness.create_key(user_token, allowedIp=CALLER_NETWORK)
     service = GuardedService(make_guard(key_cache_size=2))
     for address in ("198.51.100.1", "198.51.100.2", "198.51.100.3"):
         assert (await call(service, created["key"], client_ip=address)).status_code == 200

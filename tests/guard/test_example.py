@@ -10,7 +10,12 @@ import pytest
 
 from authgate.guard import Guard, GuardConfig, GuardConfigError
 from tests.conftest import Harness, bearer
-from tests.guard.conftest import AUTHGATE_URL, AuthgateTransport, create_key, service_client
+from tests.guard.conftest import (
+    AUTHGATE_URL,
+    CALLER_NETWORK,
+    AuthgateTransport,
+    service_client,
+)
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "guarded_service" / "app.py"
 
@@ -33,7 +38,7 @@ async def test_the_example_protects_its_routes(
         clock=lambda: harness.clock().timestamp(),
     )
     app = example.create_app(guard)
-    reader = await create_key(harness, user_token, scopes=["read"])
+    reader = await harness.create_key(user_token, scopes=["read"], allowedIp=CALLER_NETWORK)
     async with app.router.lifespan_context(app), service_client(app) as client:
         assert (await client.get("/health")).status_code == 200
         assert (await client.get("/orders")).status_code == 401

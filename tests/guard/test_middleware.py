@@ -11,11 +11,11 @@ from starlette.types import Message, Receive, Scope, Send
 from authgate.guard import Guard, GuardConfigError, GuardMiddleware, principal_of
 from tests.conftest import Harness, bearer
 from tests.guard.conftest import (
+    CALLER_NETWORK,
     VERIFY,
     AuthgateTransport,
     GuardedService,
     GuardFactory,
-    create_key,
     principal_json,
     service_client,
 )
@@ -93,8 +93,10 @@ async def test_scopes_per_path_prefix_longest_prefix_first(
 ) -> None:
     """Keys need "read" under /reports/ and also "audit:read" under /reports/audit/;
     a user's token carries the user's rights."""
-    without_read = await create_key(harness, user_token, scopes=["write"])
-    reader = await create_key(harness, user_token, scopes=["read"], name="reader")
+    without_read = await harness.create_key(user_token, scopes=["write"], allowedIp=CALLER_NETWORK)
+    reader = await harness.create_key(
+        user_token, scopes=["read"], name="reader", allowedIp=CALLER_NETWORK
+    )
     service = protected(make_guard())
 
     refused = await get(service, "/reports/daily", {"Utm-Api-Key": without_read["key"]})
@@ -111,7 +113,7 @@ async def test_a_dependency_reuses_the_middlewares_principal(
     harness: Harness, make_guard: GuardFactory, authgate: AuthgateTransport, user_token: str
 ) -> None:
     """Behind the middleware, guard.require does not ask authgate a second time."""
-    created = await create_key(harness, user_token)
+    created = await harness.create_key(user_token, allowedIp=CALLER_NETWORK)
     service = protected(make_guard(key_cache_ttl=0))
     response = await get(service, "/things", {"Utm-Api-Key": created["key"]})
     assert response.status_code == 200
@@ -122,7 +124,7 @@ async def test_a_dependency_reuses_the_middlewares_principal(
 async def test_authgate_down_is_503_behind_the_middleware(
     harness: Harness, make_guard: GuardFactory, authgate: AuthgateTransport, user_token: str
 ) -> None:
-    created = await create_key(harness, user_token)
+    created = await harness.create_key(user_token, allowedIp=CALLER_NETWORK)
     service = protected(make_guard())
     authgate.down = True
     response = await get(service, "/reports/daily", {"Utm-Api-Key": created["key"]})

@@ -10,7 +10,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from authgate.security.clientip import ClientIpResolver
-from authgate.security.networks import AllowList, IPAddress, parse_address
+from authgate.security.networks import IPAddress, TrustedProxies, parse_address
 
 TRUSTED = ["10.0.0.0/8", "2001:db8:ffff::/48"]
 PROXY = "10.0.0.2"  # the socket peer: a trusted proxy
@@ -25,18 +25,18 @@ def ip(text: str) -> IPAddress:
 
 @pytest.fixture
 def resolver() -> ClientIpResolver:
-    return ClientIpResolver(AllowList.of(TRUSTED))
+    return ClientIpResolver(TrustedProxies.of(TRUSTED))
 
 
 @pytest.fixture
 def rfc7239() -> ClientIpResolver:
     """Trusting the same proxies, configured to read RFC 7239 Forwarded."""
-    return ClientIpResolver(AllowList.of(TRUSTED), header="forwarded")
+    return ClientIpResolver(TrustedProxies.of(TRUSTED), header="forwarded")
 
 
 @pytest.fixture
 def trusts_nobody() -> ClientIpResolver:
-    return ClientIpResolver(AllowList.of([]))
+    return ClientIpResolver(TrustedProxies.of([]))
 
 
 # -- no trusted proxies ---------------------------------------------------------------------
@@ -59,7 +59,7 @@ def test_without_trusted_proxies_forwarding_headers_are_ignored(
 def test_an_empty_trust_list_does_not_mean_trust_everyone(
     trusts_nobody: ClientIpResolver,
 ) -> None:
-    """An empty allow list permits all, but as trusted proxies it must trust none."""
+    """An empty trusted-proxy list trusts no one (an empty allow list, by contrast, permits all)."""
     assert trusts_nobody.resolve(PROXY, FORGED) == ip(PROXY)
 
 
@@ -223,7 +223,7 @@ def test_only_the_configured_forwarding_header_is_read(resolver: ClientIpResolve
     """A proxy that appends to X-Forwarded-For passes a client's own Forwarded header
     through untouched: the resolver reads one configured header, never the other."""
     assert resolver.header == "x-forwarded-for"
-    assert ClientIpResolver(AllowList.of(TRUSTED), header="forwarded").header == "forwarded"
+    assert ClientIpResolver(TrustedProxies.of(TRUSTED), header="forwarded").header == "forwarded"
     # The Forwarded syntax is not X-Forwarded-For: read as such it cannot yield an address.
     assert resolver.resolve(PROXY, f"for={FORGED}") == ip(PROXY)
 
@@ -243,7 +243,7 @@ def addresses_in(text: str) -> frozenset[IPAddress]:
     return frozenset(found)
 
 
-TRUSTED_LIST = AllowList.of(TRUSTED)
+TRUSTED_LIST = TrustedProxies.of(TRUSTED)
 RESOLVER = ClientIpResolver(TRUSTED_LIST)  # hypothesis tests cannot use fixtures
 RFC7239_RESOLVER = ClientIpResolver(TRUSTED_LIST, header="forwarded")
 
@@ -301,7 +301,7 @@ def test_resolve_never_raises_and_returns_a_known_address(
             assert resolved is None
             continue
         allowed = {peer_address}
-        if TRUSTED_LIST.permits(peer_address):  # headers count only from a trusted peer
+        if TRUSTED_LIST.trusts(peer_address):  # headers count only from a trusted peer
             allowed |= addresses_in(header or "")
         assert resolved in allowed
 
@@ -317,7 +317,7 @@ def test_well_formed_chain_resolves_to_the_rightmost_untrusted_hop(
     hop, or to its leftmost hop when every hop is trusted."""
     addresses = [parse_address(_without_port(hop)) for hop in hops]
     expected = next(
-        (a for a in reversed(addresses) if a is not None and not TRUSTED_LIST.permits(a)),
+        (a for a in reversed(addresses) if a is not None and not TRUSTED_LIST.trusts(a)),
         addresses[0],
     )
     if as_forwarded:

@@ -364,7 +364,8 @@ def test_embedded_jwk_header_is_ignored(asymmetric_key: SigningKey) -> None:
 @pytest.mark.parametrize("claim", REQUIRED_CLAIMS)
 def test_token_missing_a_required_claim_is_rejected(key: SigningKey, claim: str) -> None:
     """A validly signed token without one of the required claims is refused."""
-    token = sign(key, claims(**{claim: MISSING}))
+    missing: dict[str, Any] = {claim: MISSING}
+    token = sign(key, claims(**missing))
 
     assert rejected(make_codec(key), token).reason == "invalid_claims"
 
@@ -372,7 +373,8 @@ def test_token_missing_a_required_claim_is_rejected(key: SigningKey, claim: str)
 @pytest.mark.parametrize("claim", REQUIRED_CLAIMS)
 def test_token_with_a_null_required_claim_is_rejected(key: SigningKey, claim: str) -> None:
     """A required claim present as JSON null counts as missing."""
-    token = sign(key, claims(**{claim: None}))
+    null: dict[str, Any] = {claim: None}
+    token = sign(key, claims(**null))
 
     assert rejected(make_codec(key), token).reason == "invalid_claims"
 

@@ -14,6 +14,7 @@ from authgate.security.networks import (
     INVALID_CIDR,
     AllowEntryError,
     AllowList,
+    TrustedProxies,
     normalize_allow_list,
     parse_address,
     parse_allow_entry,
@@ -261,7 +262,7 @@ def test_canonical_forms_normalize_to_themselves(entries: list[str]) -> None:
     assert normalize_allow_list(canonical) == (canonical, {})
 
 
-# -- AllowList ------------------------------------------------------------------------------
+# -- AllowList and TrustedProxies ---------------------------------------------------------
 
 
 def test_an_empty_allow_list_permits_everything() -> None:
@@ -271,6 +272,24 @@ def test_an_empty_allow_list_permits_everything() -> None:
     assert allow.is_unrestricted
     assert allow.permits(ip("203.0.113.9"))
     assert allow.permits(ip("2001:db8::9"))
+
+
+def test_an_empty_trusted_proxy_list_trusts_no_one() -> None:
+    """The opposite reading of "empty": without trusted proxies no peer is believed."""
+    proxies = TrustedProxies.of([])
+
+    assert proxies.is_empty
+    assert not proxies.trusts(ip("203.0.113.9"))
+    assert not proxies.trusts(ip("2001:db8::9"))
+
+
+@pytest.mark.parametrize(
+    ("address", "inside"), [("10.1.2.3", True), ("11.0.0.1", False), ("2001:db8::1", False)]
+)
+def test_the_same_entries_mean_the_same_networks_for_both(address: str, inside: bool) -> None:
+    """With entries, an allow list permits and a proxy list trusts exactly its networks."""
+    assert AllowList.of(["10.0.0.0/8"]).permits(ip(address)) is inside
+    assert TrustedProxies.of(["10.0.0.0/8"]).trusts(ip(address)) is inside
 
 
 def test_a_non_empty_allow_list_is_restricted() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.resources
 
+import bcrypt
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
@@ -82,10 +83,10 @@ def test_verify_is_case_sensitive(hasher: PasswordHasher) -> None:
         "not-a-hash",
         "$argon2id$v=19$m=8,t=1,p=1$***not-base64***$***",
         "$argon2id$v=19$m=8,t=1,p=1",
-        "$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW",  # bcrypt, not argon2
+        "$2a$10$too-short-for-bcrypt",
         "pbkdf2_sha256$600000$salt$hash",
     ],
-    ids=["empty", "garbage", "bad-base64", "no-salt-or-hash", "bcrypt", "pbkdf2"],
+    ids=["empty", "garbage", "bad-base64", "no-salt-or-hash", "bad-bcrypt", "pbkdf2"],
 )
 def test_verify_reports_a_corrupt_stored_hash(hasher: PasswordHasher, stored: str) -> None:
     """A stored hash that is not valid Argon2 raises BadCredentials (corrupt_password_hash)."""
@@ -93,6 +94,27 @@ def test_verify_reports_a_corrupt_stored_hash(hasher: PasswordHasher, stored: st
         hasher.verify(stored, PASSWORD)
 
     assert caught.value.reason == "corrupt_password_hash"
+
+
+@pytest.mark.parametrize("variant", [b"2a", b"2b"])
+def test_imported_bcrypt_hashes_verify_and_need_a_rehash(
+    hasher: PasswordHasher, variant: bytes
+) -> None:
+    """A bcrypt hash from UTMStack ($2a$, Spring's encoder) verifies the right password,
+    refuses a wrong one (wrong_password), and is due for an Argon2id rehash."""
+    stored = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4, prefix=variant)).decode()
+    assert hasher.verify(stored, PASSWORD) is True
+    with pytest.raises(BadCredentials) as caught:
+        hasher.verify(stored, PASSWORD + "x")
+    assert caught.value.reason == "wrong_password"
+    assert hasher.needs_rehash(stored)
+
+
+def test_bcrypt_compares_the_first_72_bytes_like_spring(hasher: PasswordHasher) -> None:
+    """bcrypt reads 72 bytes: a longer password verifies as Spring's encoder did."""
+    long_password = "x" * 72
+    stored = bcrypt.hashpw(long_password.encode(), bcrypt.gensalt(4, prefix=b"2a")).decode()
+    assert hasher.verify(stored, long_password + "tail") is True
 
 
 def test_corrupt_hash_and_wrong_password_look_the_same_to_callers(
@@ -133,7 +155,8 @@ def test_spend_equal_time_returns_nothing_for_an_ordinary_password(
     hasher: PasswordHasher,
 ) -> None:
     """spend_equal_time does a verification's work and discards it (returns None)."""
-    assert hasher.spend_equal_time(PASSWORD) is None
+    # The signature says so already; this checks what the call really returns.
+    assert hasher.spend_equal_time(PASSWORD) is None  # type: ignore[func-returns-value]
 
 
 @given(password=st.text(max_size=64))

@@ -31,7 +31,12 @@ from authgate.services.audit import (
 )
 from authgate.services.usage import UsageEvent
 from authgate.settings import Settings
-from authgate.storage.audit_repository import AuditFilter, AuditRepository, AuditRow
+from authgate.storage.audit_repository import (
+    AuditFilter,
+    AuditRepository,
+    AuditRow,
+    SignedLink,
+)
 from authgate.storage.db import Database
 from authgate.storage.models import AuditEvent
 from authgate.storage.paging import PageRequest, SortOrder
@@ -397,7 +402,7 @@ async def test_verify_is_not_fooled_by_a_concurrent_append(
     original_head = AuditRepository.chain_head
     appended: list[int] = []
 
-    async def head_after_another_append(repository: AuditRepository) -> str | None:
+    async def head_after_another_append(repository: AuditRepository) -> SignedLink | None:
         if not appended:
             appended.append(1)
             record_logins(other_node, "other-node-", 3)

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from authgate.app import create_app
@@ -390,7 +390,7 @@ async def write_plain_trail(database_url: str, clock: FakeClock, count: int) -> 
                 )
                 own = plain_hash(previous, row.canonical())
                 await connection.execute(
-                    AuditEvent.__table__.insert(),
+                    insert(AuditEvent),
                     {
                         **{f.name: getattr(row, f.name) for f in dataclasses.fields(AuditRow)},
                         "prev_hash": previous,
@@ -648,7 +648,7 @@ async def register_old_node(
     try:
         async with engine.begin() as connection:
             await connection.execute(
-                ClusterNode.__table__.insert(),
+                insert(ClusterNode),
                 {
                     "node_id": "old:9:abcd",
                     "hostname": "old-host",

@@ -97,7 +97,7 @@ async def test_throttling_falls_back_to_the_database_while_redis_is_down(db: Dat
 
 
 @pytest.fixture
-async def redis_url() -> AsyncIterator[str]:
+async def redis_url() -> str:
     if not REDIS_URL:
         pytest.skip("AUTHGATE_TEST_REDIS_URL is not set")
     return REDIS_URL

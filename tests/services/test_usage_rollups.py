@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from ipaddress import ip_address
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -14,7 +15,7 @@ from sqlalchemy import text
 from authgate.services.usage import UsageEvent, UsageRecorder
 from authgate.storage.audit_repository import AuditFilter
 from authgate.storage.paging import PageRequest
-from tests.api.test_api_keys import KEYS, client_from, create_key, key_header
+from tests.api.test_api_keys import KEYS, key_header
 from tests.conftest import USER_PASSWORD, Harness, bearer
 
 MINUTE = datetime(2026, 12, 4, 10, 15, tzinfo=UTC)
@@ -46,7 +47,7 @@ def recorder(harness: Harness, *, sample_size: int = 3) -> UsageRecorder:
     )
 
 
-async def rollups(harness: Harness, key_id: int) -> list[tuple[object, ...]]:
+async def rollups(harness: Harness, key_id: int) -> list[tuple[Any, ...]]:
     async with harness.services.db.session() as session:
         result = await session.execute(
             text(
@@ -109,11 +110,11 @@ async def test_a_failed_flush_keeps_the_counts_for_the_next_one(harness: Harness
     usage = recorder(harness)
     usage.record(use(9, MINUTE))
 
-    async def failing(*_args: object) -> None:
+    async def failing(*_args: Any) -> None:
         raise ConnectionError("database down")
 
     working = usage._write  # a failure injected for the test
-    usage._write = failing  # type: ignore[method-assign]
+    usage._write = failing  # type: ignore[method-assign, assignment]
     with pytest.raises(ConnectionError):
         await usage.flush()
     usage._write = working  # type: ignore[method-assign]
@@ -128,14 +129,14 @@ async def test_accepted_requests_are_audited_only_as_security_events_each_once(
     """Many accepted requests leave: one first use, one first use from a second address,
     one use after an idle hour (with its length); refusals each their own record; the
     rollup counts every request; the usage endpoint still answers in UTMStack's shape."""
-    created = await create_key(harness, user_token, allowedIp=["127.0.0.1", "198.51.100.9"])
+    created = await harness.create_key(user_token, allowedIp=["127.0.0.1", "198.51.100.9"])
     headers = key_header(created["key"])
     for _ in range(5):
         assert (await harness.client.get("/api/account", headers=headers)).status_code == 200
-    async with client_from(harness, "198.51.100.9") as other:
+    async with harness.client_from("198.51.100.9") as other:
         for _ in range(3):
             assert (await other.get("/api/account", headers=headers)).status_code == 200
-    async with client_from(harness, "203.0.113.5") as outsider:
+    async with harness.client_from("203.0.113.5") as outsider:
         assert (await outsider.get("/api/account", headers=headers)).status_code == 403
     harness.clock.advance(hours=2)
     assert (await harness.client.get("/api/account", headers=headers)).status_code == 200

@@ -135,7 +135,7 @@ def test_a_concurrent_creator_wins_and_its_key_is_used(
 ) -> None:
     """When another process creates the file first, its key is used and the file kept."""
     theirs = KeyRing([generate_signing_key("ES256", now=NOW)])
-    real_generate = keystore.generate_signing_key
+    real_generate = generate_signing_key
 
     def generate_while_another_process_writes(
         algorithm: AsymmetricAlgorithm, *, now: datetime

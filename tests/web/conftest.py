@@ -272,4 +272,5 @@ def find_cookie(response: httpx2.Response, name: str) -> str:
 def notice_of(response: httpx2.Response) -> str:
     """The notice a redirect carries (``?notice=...``)."""
     location = httpx2.URL(redirect_target(response))
-    return location.params.get("notice", "")
+    notice: str = location.params.get("notice", "")
+    return notice

@@ -8,7 +8,7 @@ import csv
 import io
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -112,7 +112,7 @@ ADMIN_GETS = [
     REVIEW,
     ALERTS,
 ]
-ADMIN_POSTS: list[tuple[str, dict[str, str | list[str]]]] = [
+ADMIN_POSTS: list[tuple[str, Mapping[str, str | list[str]]]] = [
     (USERS, {"login": "mallory", "email": "m@example.com", "password": NEW_PASSWORD,
              "roles": ["ROLE_ADMIN", "ROLE_USER"]}),
     (f"{USERS}/alice/edit", {"roles": ["ROLE_ADMIN", "ROLE_USER"], "activated": "on"}),

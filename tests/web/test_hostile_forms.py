@@ -9,7 +9,7 @@ parameters too. The answer is an HTML page or a redirect, never a 5xx or a trace
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -185,7 +185,7 @@ class AdminSessions:
 
 
 @pytest.fixture
-async def sessions(harness: Harness, admin_id: int) -> AdminSessions:
+async def sessions(harness: Harness, admin_id: int) -> AsyncIterator[AdminSessions]:
     await harness.create_user("victim")
     admin = await harness.services.users.get_user("admin")
     created = await harness.services.api_keys.create(
@@ -195,7 +195,7 @@ async def sessions(harness: Harness, admin_id: int) -> AdminSessions:
     transport = httpx2.ASGITransport(app=harness.app, raise_app_exceptions=False)
     client = httpx2.AsyncClient(transport=transport, base_url="https://testserver")
     async with client:
-        yield AdminSessions(harness, client, key_page)  # type: ignore[misc]
+        yield AdminSessions(harness, client, key_page)
 
 
 async def test_hostile_values_in_every_form_field_never_get_5xx(sessions: AdminSessions) -> None:

@@ -15,6 +15,7 @@ from tests.conftest import USER_PASSWORD, Harness, bearer
 from tests.web.conftest import (
     LOGIN,
     Browser,
+    FormData,
     OpenBrowser,
     find_cookie,
     html,
@@ -172,7 +173,7 @@ async def test_posts_without_the_right_csrf_token_are_refused_and_change_nothing
 ) -> None:
     """Creating a key, changing the password, signing out and "log out everywhere"
     without the session's CSRF token answer the 403 page and change nothing."""
-    attempts = [
+    attempts: list[tuple[str, FormData]] = [
         (KEYS, key_form(harness, "forged")),
         (
             "/settings/account/password",

@@ -28,9 +28,11 @@ dependency), more than all of authentication on a cache hit (~4 µs). The OpenAP
 document declares the security schemes from the same route classes.
 
 The verdict itself comes from the framework-free :class:`authgate.services.gate.Gate`
-(which credentials count, and how, is described there); this layer only extracts the
-credential headers and renders the verdict. The request's passage through the gate
-lives in one ASGI scope key (``VERDICT_SCOPE_KEY``), read by the logs after the response.
+(which credentials count, and how - ``agk_`` keys and 43-character legacy keys imported
+from UTMStack are told from JWTs by format, never by trial - is described there); this
+layer only extracts the credential headers and renders the verdict. The request's passage
+through the gate lives in one ASGI scope key (``VERDICT_SCOPE_KEY``), read by the logs
+after the response.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, Field
@@ -15,16 +15,15 @@ from authgate.services.alert_rules import (
     KINDS,
     MAX_WINDOW_SECONDS,
     NAME_MAX_LENGTH,
-    SEVERITIES,
     RuleSpec,
     RuleView,
 )
+from authgate.services.severity import SEVERITIES, Severity
 from authgate.services.text_rules import REQUIRED_NAME_PATTERN
 
 router = APIRouter(tags=["alerts"], route_class=AdminConfigurationRoute)
 
 RuleIdPath = Annotated[int, Path(ge=1, le=2**63 - 1)]
-Severity = Literal["low", "medium", "high", "critical"]
 
 
 class AlertRuleBody(StrictBody):

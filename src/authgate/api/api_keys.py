@@ -124,6 +124,12 @@ class ApiKeyDTO(BaseModel):
         description="Until when the previous secret still works (status 'rotating')."
     )
     userId: int
+    legacy: bool = Field(
+        default=False,
+        description="Imported from UTMStack and not rotated since: UTMStack stored its "
+        "plaintext, so rotate it (the new key is an agk_ key; the old one works for the "
+        "grace period).",
+    )
 
     @classmethod
     def of(cls, key: ApiKeyView) -> ApiKeyDTO:
@@ -144,6 +150,7 @@ class ApiKeyDTO(BaseModel):
             suspendedAt=key.suspended_at,
             rotationGraceUntil=key.previous_valid_until,
             userId=key.owner_id,
+            legacy=key.legacy,
         )
 
 
@@ -211,6 +218,16 @@ class KeyReviewDTO(BaseModel):
     )
     expiringSoon: list[ApiKeyDTO] = Field(description="Expiring within `expiringDays`.")
     broadScopes: list[ApiKeyDTO] = Field(description="With the write or admin scope.")
+    legacy: list[ApiKeyDTO] = Field(
+        default_factory=list,
+        description="Imported from UTMStack and not rotated. Rotate: the plaintext was "
+        "stored by UTMStack.",
+    )
+    beyondExpiryPolicy: list[ApiKeyDTO] = Field(
+        default_factory=list,
+        description="Without an expiry, or expiring later than the maximum lifetime "
+        "allows (an import keeps UTMStack's expiry).",
+    )
 
 
 _ERRORS = documented(401, 403, 404, 409, 413, 422)
@@ -235,6 +252,8 @@ async def review_api_keys(
         unrestricted=[ApiKeyDTO.of(k) for k in review.unrestricted],
         expiringSoon=[ApiKeyDTO.of(k) for k in review.expiring],
         broadScopes=[ApiKeyDTO.of(k) for k in review.broad_scopes],
+        legacy=[ApiKeyDTO.of(k) for k in review.legacy],
+        beyondExpiryPolicy=[ApiKeyDTO.of(k) for k in review.beyond_expiry_policy],
     )
 
 

@@ -55,17 +55,15 @@ from authgate.api.errors import (
     status_of,
     unexpected_error,
 )
-from authgate.api.middleware import ScopeRequestInfo, content_length
+from authgate.api.middleware import ScopeRequestInfo, content_length, log_request
 from authgate.container import Services
 from authgate.exceptions import AmbiguousUpstreamRequest, ValidationFailed
-from authgate.security.log_lines import escape_control_characters
 from authgate.security.principal import Principal, join_authorities
 from authgate.services.audit import current_request
 from authgate.services.forward_auth import ForwardAuthPolicy
 from authgate.services.gate import VERDICT_SCOPE_KEY, Requirement, Verdict
 
 log = logging.getLogger(__name__)
-access_log = logging.getLogger("authgate.access")
 
 VERIFY_PATH = "/api/auth/verify"
 ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
@@ -177,7 +175,8 @@ class ForwardAuthFastPath:
         services = self.services
         verdict = Verdict()
         scope[VERDICT_SCOPE_KEY] = verdict
-        context = current_request.set(ScopeRequestInfo(scope, services))
+        request = ScopeRequestInfo(scope, services)
+        context = current_request.set(request)
         status = 500
         try:
             status, raw, body = await self._answer(scope, verdict)
@@ -192,15 +191,7 @@ class ForwardAuthFastPath:
         finally:
             elapsed_ms = (time.perf_counter() - started) * 1000
             if self.log_requests:
-                client = scope.get("client")
-                access_log.info(
-                    "%s %s %s %d %.1fms",
-                    client[0] if client else "-",
-                    escape_control_characters(scope["method"]),
-                    VERIFY_PATH,
-                    status,
-                    elapsed_ms,
-                )
+                log_request(scope, request, status, elapsed_ms)
             if verdict.principal is not None or verdict.failure is not None:
                 services.gate.record(
                     verdict,

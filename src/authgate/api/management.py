@@ -1,4 +1,10 @@
-"""Public liveness, health and version endpoints (Spring Boot actuator paths)."""
+"""Public liveness, readiness, health and version endpoints (Spring Boot actuator paths).
+
+Kubernetes (see the README): the liveness probe asks whether the process should be
+restarted, so it never depends on the database (an outage would restart every pod and
+fix nothing); the readiness probe asks whether traffic should be sent here, so it fails
+while the database does not answer or its schema is behind this version.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +24,7 @@ from authgate.security.principal import Principal
 from authgate.services.cluster import ClusterMembership
 from authgate.services.metrics import CONTENT_TYPE
 from authgate.services.redis_link import RedisLink
+from authgate.storage import migrate
 
 router = APIRouter(tags=["management"])
 HEALTH_TIMEOUT_SECONDS = 1.0
@@ -36,6 +43,48 @@ class Health(BaseModel):
 @router.get("/api/ping", summary="Liveness: the process answers", response_model=str)
 async def ping() -> str:
     return "pong"
+
+
+class ProbeStatus(BaseModel):
+    status: str
+
+
+@router.get(
+    "/management/health/liveness",
+    summary="Liveness probe: the process answers (never depends on the database)",
+    response_model=ProbeStatus,
+)
+async def liveness() -> dict[str, str]:
+    return {"status": "UP"}
+
+
+@router.get(
+    "/management/health/readiness",
+    summary="Readiness probe: the database answers and its schema is current",
+    response_model_exclude_none=True,
+    responses={
+        200: {"model": Health, "description": "UP: send traffic here"},
+        503: {"model": Health, "description": "OUT_OF_SERVICE: database down, migrations pending"},
+    },
+)
+async def readiness(request: Request) -> JSONResponse:
+    """One query: reading the schema revision proves the database answers, and says
+    whether migrations are pending (a newer schema is fine: migrations only add)."""
+    services = services_of(request)
+    try:
+        revision = await asyncio.wait_for(
+            migrate.current_revision(services.db.engine), timeout=HEALTH_TIMEOUT_SECONDS
+        )
+    except Exception:  # noqa: BLE001 - any failure means the database is unusable
+        components = {"db": {"status": "DOWN"}}
+    else:
+        schema = "UP" if migrate.schema_is_current(revision) else "DOWN"
+        components = {"db": {"status": "UP"}, "schema": {"status": schema}}
+    ready = all(component["status"] == "UP" for component in components.values())
+    return JSONResponse(
+        {"status": "UP" if ready else "OUT_OF_SERVICE", "components": components},
+        status_code=200 if ready else 503,
+    )
 
 
 @router.get(

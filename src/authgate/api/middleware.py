@@ -118,7 +118,8 @@ class SecurityHeadersAndRequestLogs:
                     headers["RateLimit"] = f'"key";r={limit.remaining};t={limit.reset_seconds}'
             await send(message)
 
-        context = current_request.set(ScopeRequestInfo(scope, self.services))
+        request = ScopeRequestInfo(scope, self.services)
+        context = current_request.set(request)
         try:
             try:
                 await self.app(scope, receive, send_with_headers)
@@ -134,16 +135,7 @@ class SecurityHeadersAndRequestLogs:
         finally:
             elapsed_ms = (time.perf_counter() - started) * 1000
             if self.log_requests:
-                client = scope.get("client")
-                # The path is the caller's text: escaped, so a %0a cannot forge a line.
-                access_log.info(
-                    "%s %s %s %d %.1fms",
-                    client[0] if client else "-",
-                    escape_control_characters(scope["method"]),
-                    escape_control_characters(scope["path"]),
-                    status,
-                    elapsed_ms,
-                )
+                log_request(scope, request, status, elapsed_ms)
             if verdict.principal is not None or verdict.failure is not None:
                 self.gate.record(
                     verdict,
@@ -154,6 +146,36 @@ class SecurityHeadersAndRequestLogs:
                     elapsed_ms=elapsed_ms,
                 )
             current_request.reset(context)
+
+
+def log_request(scope: Scope, request: ScopeRequestInfo, status: int, elapsed_ms: float) -> None:
+    """The access line; its parts also as fields, for the JSON log format."""
+    client = scope.get("client")
+    address = client[0] if client else "-"
+    # The method and path are the caller's text: escaped, so a %0a cannot forge a line.
+    method = escape_control_characters(scope["method"])
+    path = escape_control_characters(scope["path"])
+    request_id = request.correlation_id
+    principal = request.principal
+    access_log.info(
+        "%s %s %s %d %.1fms %s",
+        address,
+        method,
+        path,
+        status,
+        elapsed_ms,
+        request_id,
+        extra={
+            "request_id": request_id,
+            "client": address,
+            # Raw in the fields: the JSON format escapes them itself.
+            "method": scope["method"],
+            "path": scope["path"],
+            "status": status,
+            "duration_ms": round(elapsed_ms, 3),
+            "principal_id": principal.user_id if principal is not None else None,
+        },
+    )
 
 
 class ScopeRequestInfo:

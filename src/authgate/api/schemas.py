@@ -23,6 +23,10 @@ class UserDTO(BaseModel):
     authorities: list[str] = Field(examples=[["ROLE_ADMIN", "ROLE_USER"]])
     createdDate: datetime
     lastModifiedDate: datetime
+    passwordChangeRequired: bool = Field(
+        default=False,
+        description="Imported from UTMStack with its default password: change it.",
+    )
 
     @classmethod
     def of(cls, user: UserView) -> UserDTO:
@@ -37,6 +41,7 @@ class UserDTO(BaseModel):
             authorities=sorted(user.authorities),
             createdDate=user.created_at,
             lastModifiedDate=user.updated_at,
+            passwordChangeRequired=user.password_change_required,
         )
 
 

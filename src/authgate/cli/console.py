@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -14,11 +17,23 @@ from typing import Annotated, Any, TypeVar
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
+from sqlalchemy.exc import DBAPIError
 
 from authgate.app import ensure_schema
 from authgate.container import Services, build_services
 from authgate.exceptions import AuthgateError, ConfigurationError, ValidationFailed
-from authgate.settings import CONFIG_FILE_VARIABLE, Settings
+from authgate.services.metrics import prepare_multiprocess_directory
+from authgate.settings import (
+    CONFIG_FILE_VARIABLE,
+    DATA_DIR_VARIABLE,
+    PROMETHEUS_MULTIPROCESS_VARIABLE,
+    Settings,
+    explain_invalid_settings,
+    prometheus_multiprocess_dir,
+    unknown_environment_variables,
+)
+from authgate.storage.database_url import describe_connection_failure
 
 T = TypeVar("T")
 
@@ -39,7 +54,7 @@ def friendly_errors(*, invalid_input_exit: int = 1) -> Iterator[None]:
     try:
         yield
     except ConfigurationError as error:
-        err.print(f"[red]configuration error:[/red] {error}")
+        err.print(f"[red]configuration error:[/red] {escape(str(error))}")
         raise typer.Exit(2) from None
     except ValidationFailed as error:
         err.print(f"[red]error:[/red] {error.message}")
@@ -52,12 +67,55 @@ def friendly_errors(*, invalid_input_exit: int = 1) -> Iterator[None]:
         raise typer.Exit(2) from None
 
 
-def load_settings(config: Path | None, **overrides: Any) -> Settings:
+@dataclass
+class CommandLineOptions:
+    """The options given before the command (``authgate --data-dir DIR --init users ...``)."""
+
+    data_dir: Path | None = None
+    init: bool = False
+
+
+# Set by the root command's callback at every invocation, read by `load_settings`.
+options = CommandLineOptions()
+
+
+def load_settings(
+    config: Path | None, *, creates_data_dir: bool = False, **overrides: Any
+) -> Settings:
+    """The settings, or a ``ConfigurationError`` naming the variables at fault; warns
+    about ``AUTHGATE_*`` variables that no setting reads.
+
+    Unless ``creates_data_dir`` (``serve``: a first start) or ``--init``, a data dir
+    that does not exist is refused: run from the wrong directory, a command would
+    otherwise create a second installation (database, pepper, keys) and act on it.
+    """
     if config is not None:
         # Worker processes build their own settings from the environment.
         os.environ[CONFIG_FILE_VARIABLE] = str(config)
+    if options.data_dir is not None:
+        data_dir = options.data_dir.expanduser().absolute()
+        os.environ[DATA_DIR_VARIABLE] = str(data_dir)  # for the workers, too
+        overrides["data_dir"] = data_dir
     given = {name: value for name, value in overrides.items() if value is not None}
-    return Settings(**given)
+    try:
+        settings = Settings(**given)
+    except ValidationError as error:
+        raise ConfigurationError(explain_invalid_settings(error, given)) from None
+    for warning in unknown_environment_variables():
+        err.print(f"[yellow]warning:[/yellow] {escape(warning)}")
+    if not (creates_data_dir or options.init):
+        _refuse_a_new_data_dir(settings)
+    return settings
+
+
+def _refuse_a_new_data_dir(settings: Settings) -> None:
+    if settings.data_dir.exists() or not settings.uses_data_dir:
+        return
+    raise ConfigurationError(
+        f"no data directory at {settings.data_dir.absolute()}: point {DATA_DIR_VARIABLE} "
+        "(or `authgate --data-dir DIR ...`) at the server's, or pass `authgate --init ...` "
+        "to create a new installation there"
+    )
 
 
 def with_services(settings: Settings, use: Callable[[Services], Awaitable[T]]) -> T:
@@ -70,7 +128,21 @@ def with_services(settings: Settings, use: Callable[[Services], Awaitable[T]]) -
         finally:
             await services.close()
 
-    return asyncio.run(run())
+    with database_problems(settings):
+        return asyncio.run(run())
+
+
+@contextmanager
+def database_problems(settings: Settings) -> Iterator[None]:
+    """A database that cannot be reached (or refuses us) is a configuration error
+    told in one sentence, not a traceback; other errors pass."""
+    try:
+        yield
+    except (OSError, DBAPIError) as error:
+        message = describe_connection_failure(error, settings.effective_database_url)
+        if message is None:
+            raise
+        raise ConfigurationError(message) from None
 
 
 def read_password(from_stdin: bool, *, confirm: bool = True) -> str:
@@ -92,3 +164,27 @@ def parse_duration(text: str) -> timedelta:
     if unit not in _DURATION_UNITS or not value.isdigit() or int(value) <= 0:
         raise ValueError(f"invalid duration {text!r}: use a positive number with s, m, h, d or w")
     return timedelta(seconds=int(value) * _DURATION_UNITS[unit])
+
+
+@contextmanager
+def metrics_shared_by_workers(workers: int) -> Iterator[None]:
+    """With several workers, a metrics directory for this run, empty at the start (the
+    operator's ``PROMETHEUS_MULTIPROC_DIR``, emptied, or a new private directory removed
+    at the end), named to the workers through the environment they inherit. Set only
+    now: this process's own prometheus_client stays single-process."""
+    given = prometheus_multiprocess_dir()
+    if workers <= 1 and not given:
+        yield
+        return
+    if given:
+        prepare_multiprocess_directory(given)
+        yield
+        return
+    directory = tempfile.mkdtemp(prefix="authgate-metrics-")
+    os.environ[PROMETHEUS_MULTIPROCESS_VARIABLE] = directory
+    try:
+        yield
+    finally:
+        with suppress(KeyError):
+            del os.environ[PROMETHEUS_MULTIPROCESS_VARIABLE]
+        shutil.rmtree(directory, ignore_errors=True)

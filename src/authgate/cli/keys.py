@@ -150,7 +150,7 @@ def keys_list(
             owner,
             key.name,
             key.prefix,
-            key.status,
+            f"{key.status} (legacy)" if key.legacy else key.status,
             ",".join(sorted(key.scopes)),
             ", ".join(key.allowed_networks) or "any",
             stamp(key.expires_at),

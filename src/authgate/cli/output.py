@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -21,6 +21,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from authgate.cli.console import out
+from authgate.clock import format_utc
 
 # Wide enough for any row: a pipe or a file is not a screen to fit.
 _UNBOUNDED_WIDTH = 100_000
@@ -46,9 +47,7 @@ def stamp(moment: datetime | None, *, missing: str = "never") -> str:
     """A time in ISO 8601 UTC to the second: ``2026-12-04T22:12:36Z``."""
     if moment is None:
         return missing
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC).replace(tzinfo=None)
-    return moment.isoformat(timespec="seconds") + "Z"
+    return format_utc(moment, timespec="seconds")
 
 
 def table(*columns: str) -> Table:

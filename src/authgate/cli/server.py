@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging.config
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator
+import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 import uvicorn
@@ -17,18 +15,23 @@ import uvicorn
 from authgate import __version__
 from authgate.cli.console import (
     ConfigOption,
+    database_problems,
     friendly_errors,
     load_settings,
+    metrics_shared_by_workers,
     out,
     with_services,
 )
 from authgate.cli.http_protocol import bounded_head_protocol
+from authgate.cli.log_config import log_config
 from authgate.container import Services, build_services, load_signing_keys, prepare_data_dir
-from authgate.security.log_lines import SingleLineFormatter
-from authgate.services.metrics import MULTIPROCESS_DIR_VARIABLE, prepare_multiprocess_directory
+from authgate.settings import Settings
 from authgate.storage import migrate as migrations
 
 server_commands = typer.Typer()
+log = logging.getLogger("authgate.cli")
+# Where `serve` leaves the generated first admin password when no terminal shows it.
+INITIAL_ADMIN_PASSWORD_FILE = "initial-admin-password"  # noqa: S105 - a file name
 
 
 @server_commands.command()
@@ -50,26 +53,24 @@ def serve(
 ) -> None:
     """Run the server (migrating SQLite first, and creating 'admin' on first start)."""
     with friendly_errors():
-        settings = load_settings(config, host=host, port=port, workers=workers)
+        settings = load_settings(
+            config, creates_data_dir=True, host=host, port=port, workers=workers
+        )
         # Create the data dir and signing keys before the workers start, so that they
         # share one key.
         prepare_data_dir(settings)
         load_signing_keys(settings)
         admin_password = with_services(settings, _prepare_to_serve)
-    base = settings.base_url
-    out.print(f"authgate {__version__}")
-    out.print(f"  API:        {base}/api")
-    out.print(f"  Swagger UI: {base}/swagger-ui/index.html")
-    out.print(f"  Database:   {_display_url(settings.effective_database_url)}")
+    # Configured once the start can no longer fail: a refused start is one line.
+    logging.config.dictConfig(log_config(settings.log_level, settings.log_format))
+    _announce(settings)
     if admin_password is not None:
-        out.print("  First start: created user [bold]admin[/bold] with password")
-        out.print(f"    [bold]{admin_password}[/bold]")
-        out.print("  It is shown only this once: store it now, then change it.")
-    with _metrics_shared_by_workers(settings.workers):
+        _hand_over_admin_password(settings, admin_password)
+    with metrics_shared_by_workers(settings.workers):
         _run_uvicorn(settings)
 
 
-def _run_uvicorn(settings: Any) -> None:
+def _run_uvicorn(settings: Settings) -> None:
     uvicorn.run(
         "authgate.app:create_app_from_environment",
         factory=True,
@@ -85,7 +86,7 @@ def _run_uvicorn(settings: Any) -> None:
         # interpreter: ~2 s of CPU, far longer on a busy host) and than a busy event loop
         # may keep the answering thread from the GIL, so healthy workers were killed.
         timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
-        log_config=_log_config(settings.log_level),
+        log_config=log_config(settings.log_level, settings.log_format),
         # httptools with bounds on the request head's size and arrival time (431, 408):
         # uvicorn's own protocols bound neither (see authgate.cli.http_protocol).
         http=bounded_head_protocol(
@@ -93,29 +94,6 @@ def _run_uvicorn(settings: Any) -> None:
             head_timeout=settings.header_timeout_seconds,
         ),
     )
-
-
-@contextlib.contextmanager
-def _metrics_shared_by_workers(workers: int) -> Iterator[None]:
-    """With several workers, a metrics directory for this run, empty at the start (the
-    operator's ``PROMETHEUS_MULTIPROC_DIR``, emptied, or a new private directory removed
-    at the end), named to the workers through the environment they inherit. Set only
-    now: this process's own prometheus_client stays single-process."""
-    given = os.environ.get(MULTIPROCESS_DIR_VARIABLE)
-    if workers <= 1 and not given:
-        yield
-        return
-    if given:
-        prepare_multiprocess_directory(Path(given))
-        yield
-        return
-    directory = tempfile.mkdtemp(prefix="authgate-metrics-")
-    os.environ[MULTIPROCESS_DIR_VARIABLE] = directory
-    try:
-        yield
-    finally:
-        os.environ.pop(MULTIPROCESS_DIR_VARIABLE, None)
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 async def _prepare_to_serve(services: Services) -> str | None:
@@ -143,7 +121,8 @@ def migrate(config: ConfigOption = None) -> None:
             finally:
                 await services.db.close()
 
-        revision = asyncio.run(run())
+        with database_problems(settings):
+            revision = asyncio.run(run())
     out.print(f"database schema at revision {revision}")
 
 
@@ -154,29 +133,52 @@ def _display_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def _log_config(level: str) -> dict[str, Any]:
-    return {
-        "version": 1,
-        "disable_existing_loggers": False,
-        "formatters": {
-            "default": {
-                # One record, one line: control characters in messages are escaped.
-                "()": SingleLineFormatter,
-                "fmt": "%(asctime)s %(levelname)s %(name)s: %(message)s",
-            },
-        },
-        "handlers": {
-            "default": {
-                "class": "logging.StreamHandler",
-                "formatter": "default",
-                "stream": "ext://sys.stderr",
-            },
-        },
-        "loggers": {
-            "authgate": {"handlers": ["default"], "level": level, "propagate": False},
-            "uvicorn": {"handlers": ["default"], "level": level, "propagate": False},
-            "uvicorn.error": {"level": level},
-            # httpx2 logs full request URLs at INFO; a webhook URL may carry a credential.
-            "httpx2": {"level": "WARNING"},
-        },
-    }
+def _announce(settings: Settings) -> None:
+    """Where the server is: a banner on standard output, or one log record in JSON."""
+    base = settings.base_url
+    database = _display_url(settings.effective_database_url)
+    data_dir = settings.data_dir.absolute() if settings.uses_data_dir else None
+    if settings.log_format == "json":
+        log.info(
+            "authgate %s: API %s/api, database %s, data dir %s",
+            __version__,
+            base,
+            database,
+            data_dir or "-",
+        )
+        return
+    out.print(f"authgate {__version__}")
+    out.print(f"  API:        {base}/api")
+    out.print(f"  Swagger UI: {base}/swagger-ui/index.html")
+    # Paths are not wrapped: the data dir line is what to copy into --data-dir.
+    out.print(f"  Database:   {database}", soft_wrap=True)
+    if data_dir is not None:
+        out.print(f"  Data dir:   {data_dir}", soft_wrap=True)
+
+
+def _hand_over_admin_password(settings: Settings, password: str) -> None:
+    """Show the generated password to a person at a terminal; anywhere else (a
+    container's or systemd's log, a pipe) it would stay in the log for good, so it
+    goes to a file only this user can read, and the log says where, never what."""
+    if sys.stdout.isatty():
+        out.print("  First start: created user [bold]admin[/bold] with password")
+        out.print(f"    [bold]{password}[/bold]")
+        out.print("  It is shown only this once: store it now, then change it.")
+        return
+    path = _write_private_file(settings.data_dir / INITIAL_ADMIN_PASSWORD_FILE, password)
+    log.warning(
+        "first start: created user admin; its password is in %s (mode 0600): "
+        "read it, change the password, then delete the file",
+        path.absolute(),
+    )
+
+
+def _write_private_file(path: Path, text: str) -> Path:
+    """``text`` in a new file of mode 0600 (an old one, from an earlier first start on
+    a database since reset, is replaced)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        file.write(text + "\n")
+    return path

@@ -124,6 +124,8 @@ class ApiKey:
     revoked_at: datetime | None
     rotation_grace_until: datetime | None
     user_id: int | None
+    # Imported from UTMStack and not rotated: rotate it (UTMStack stored its plaintext).
+    legacy: bool = False
 
     @classmethod
     def fields_from_json(cls, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -143,6 +145,7 @@ class ApiKey:
             "revoked_at": _instant(data.get("revokedAt")),
             "rotation_grace_until": _instant(data.get("rotationGraceUntil")),
             "user_id": _int(data.get("userId")),
+            "legacy": data.get("legacy") is True,
         }
 
     @classmethod

@@ -44,7 +44,7 @@ from authgate.guard._errors import (
 )
 from authgate.guard._incoming import Credential, IncomingRequest
 from authgate.guard._principal import GuardPrincipal
-from authgate.security.keys import parse_key
+from authgate.security.keys import check_key_shape
 from authgate.security.principal import parse_authorities
 
 __all__ = ["VERIFY_PATH", "RemoteVerifier"]
@@ -88,7 +88,7 @@ class RemoteVerifier:
             raise NotAuthenticated(code="credentials_missing", headers={"WWW-Authenticate": REALM})
         if credential.kind == "api_key":
             try:
-                parse_key(credential.value)
+                check_key_shape(credential.value)
             except ApiKeyInvalid:
                 raise NotAuthenticated(
                     "Invalid API key",

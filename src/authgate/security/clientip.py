@@ -17,25 +17,24 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from authgate.security.networks import AllowList, IPAddress, parse_address
+from authgate.security.networks import IPAddress, TrustedProxies, parse_address
 
 ForwardingHeader = Literal["x-forwarded-for", "forwarded"]
 
 
 class ClientIpResolver:
     def __init__(
-        self, trusted_proxies: AllowList, *, header: ForwardingHeader = "x-forwarded-for"
+        self, trusted_proxies: TrustedProxies, *, header: ForwardingHeader = "x-forwarded-for"
     ) -> None:
         self.header = header
         self._trusted = trusted_proxies
-        self._trusts_anyone = not trusted_proxies.is_unrestricted
         # Per-instance memo of peer strings: most requests come from few peers.
         self._parse = lru_cache(maxsize=4096)(parse_address)
 
     def trusts(self, peer: str | None) -> bool:
         """Whether ``peer`` (the socket's address) is one of the trusted proxies."""
         address = self._parse(peer) if peer else None
-        return address is not None and self._trusts_anyone and self._trusted.permits(address)
+        return address is not None and self._trusted.trusts(address)
 
     def resolve(self, peer: str | None, forwarding: str | None = None) -> IPAddress | None:
         """The client's address; ``None`` only when even the peer is unknown.
@@ -44,7 +43,7 @@ class ClientIpResolver:
         commas: a proxy may add a line instead of extending the first).
         """
         address = self._parse(peer) if peer else None
-        if address is None or not self._trusts_anyone or not self._trusted.permits(address):
+        if address is None or not self._trusted.trusts(address):
             return address
         if not forwarding:
             return address
@@ -57,7 +56,7 @@ class ClientIpResolver:
             if hop_address is None:
                 return address  # garbage: believe nothing further left
             address = hop_address
-            if not self._trusted.permits(hop_address):
+            if not self._trusted.trusts(hop_address):
                 return hop_address
         return address
 

@@ -14,6 +14,12 @@ Only ``HMAC-SHA256(pepper, key)`` is stored. A fast keyed hash suits keys: they 
 256 bits of entropy, so there is nothing to brute-force, and without the pepper (kept
 outside the database) a stolen database cannot even test a guessed key. Passwords, which
 are guessable, get Argon2 instead (``passwords.py``).
+
+Keys imported from UTMStack (``authgate import utmstack``) keep working unchanged: a
+**legacy key** is 43 characters of unpadded URL-safe base64 (32 random bytes). Its
+format is told by shape alone, never by trying a lookup: exactly 43 characters of
+``[A-Za-z0-9_-]``, where an ``agk_`` key has 66 and a JWT has dots. A legacy key has no
+public id, so it is looked up by its keyed hash (the same HMAC), which has an index.
 """
 
 from __future__ import annotations
@@ -41,6 +47,9 @@ _ALPHABET: Final = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx
 _SHAPE = re.compile(r"agk_[0-9A-Za-z]{12}_[0-9A-Za-z]{49}")
 _CHECKED_LENGTH = KEY_LENGTH - CHECKSUM_LENGTH
 
+LEGACY_KEY_LENGTH: Final = 43  # UTMStack: 32 bytes as unpadded URL-safe base64
+_LEGACY_SHAPE = re.compile(r"[A-Za-z0-9_-]{43}")
+
 
 @dataclass(frozen=True, slots=True)
 class ParsedKey:
@@ -52,8 +61,25 @@ class ParsedKey:
 
 
 def looks_like_api_key(credential: str) -> bool:
-    """Tells a key from a JWT by format alone (a JWT starts with ``eyJ``)."""
-    return credential.startswith(KEY_PREFIX)
+    """Tells a key (``agk_`` or legacy) from a JWT by format alone: a JWT starts with
+    ``eyJ`` and has two dots, which neither kind of key has."""
+    return is_legacy_key(credential) or credential.startswith(KEY_PREFIX)
+
+
+def is_legacy_key(credential: str) -> bool:
+    """Whether ``credential`` has the shape of a key imported from UTMStack.
+
+    Checked before the ``agk_`` prefix: the length alone tells the two kinds apart, so
+    a legacy key that happens to begin with ``agk_`` is still a legacy key.
+    """
+    return len(credential) == LEGACY_KEY_LENGTH and _LEGACY_SHAPE.fullmatch(credential) is not None
+
+
+def check_key_shape(credential: str) -> None:
+    """Raise ``ApiKeyInvalid`` unless ``credential`` is a well-formed key of either kind
+    (an ``agk_`` key's checksum included). What a client can check without a lookup."""
+    if not is_legacy_key(credential):
+        parse_key(credential)
 
 
 def public_id_of(credential: str) -> str:
@@ -63,8 +89,13 @@ def public_id_of(credential: str) -> str:
 
 def generate_key() -> ParsedKey:
     """A new random key (its plaintext is shown to the user once, then only hashed)."""
-    key_id = _base62(secrets.randbelow(62**KEY_ID_LENGTH), KEY_ID_LENGTH)
-    return generate_secret_for(key_id)
+    return generate_secret_for(new_key_id())
+
+
+def new_key_id() -> str:
+    """A new random public id (a key imported from UTMStack gets one too, for display,
+    caches, and the ``agk_`` key its rotation gives)."""
+    return _base62(secrets.randbelow(62**KEY_ID_LENGTH), KEY_ID_LENGTH)
 
 
 def generate_secret_for(key_id: str) -> ParsedKey:
@@ -87,6 +118,12 @@ def parse_key(credential: str) -> ParsedKey:
 def display_prefix(key_id: str, plaintext_tail: str) -> str:
     """The masked form shown in lists: id and the last 4 characters (checksum only)."""
     return f"{KEY_PREFIX}{key_id}_…{plaintext_tail[-4:]}"
+
+
+def legacy_display_prefix(key_id: str) -> str:
+    """The masked form of a legacy key: no character of it (it has no public part),
+    only the id its row was given at import (a rotation makes it ``agk_<id>_...``)."""
+    return f"legacy:{key_id}"
 
 
 def key_digest(pepper: bytes, plaintext: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Self
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -122,18 +123,17 @@ def normalize_allow_list(entries: Sequence[str]) -> tuple[list[str], dict[int, s
 
 
 @dataclass(frozen=True, slots=True)
-class AllowList:
-    """Networks as precomputed (network, mask) integers per IP version.
-
-    An empty allow list permits every address (UTMStack: no restriction configured).
-    """
+class NetworkSet:
+    """Networks as precomputed (network, mask) integers per IP version, matched in
+    microseconds. What an empty set means is its subclass's business: an API key's
+    :class:`AllowList` admits everyone, :class:`TrustedProxies` trusts no one."""
 
     v4: tuple[tuple[int, int], ...]
     v6: tuple[tuple[int, int], ...]
 
     @classmethod
-    def of(cls, entries: Iterable[str]) -> AllowList:
-        """From already validated entries (as stored)."""
+    def of(cls, entries: Iterable[str]) -> Self:
+        """From already validated entries (as stored or configured)."""
         v4: list[tuple[int, int]] = []
         v6: list[tuple[int, int]] = []
         for entry in entries:
@@ -143,17 +143,39 @@ class AllowList:
         return cls(v4=tuple(v4), v6=tuple(v6))
 
     @property
-    def is_unrestricted(self) -> bool:
+    def is_empty(self) -> bool:
         return not self.v4 and not self.v6
 
-    def permits(self, address: IPAddress) -> bool:
-        if self.is_unrestricted:
-            return True
+    def contains(self, address: IPAddress) -> bool:
         number = int(address)
         for network, mask in self.v4 if address.version == 4 else self.v6:
             if number & mask == network:
                 return True
         return False
+
+
+class AllowList(NetworkSet):
+    """The networks an API key may be used from. An empty allow list permits every
+    address (UTMStack: no restriction configured)."""
+
+    __slots__ = ()
+
+    @property
+    def is_unrestricted(self) -> bool:
+        return self.is_empty
+
+    def permits(self, address: IPAddress) -> bool:
+        return self.is_empty or self.contains(address)
+
+
+class TrustedProxies(NetworkSet):
+    """The proxies whose forwarding header is believed (``AUTHGATE_TRUSTED_PROXIES``).
+    An empty list trusts no one: the socket peer is the client."""
+
+    __slots__ = ()
+
+    def trusts(self, address: IPAddress) -> bool:
+        return self.contains(address)
 
 
 def _unwrap_mapped_network(network: IPNetwork) -> ipaddress.IPv4Network | None:

@@ -2,6 +2,10 @@
 
 Pure and synchronous: callers on an event loop run these in a thread pool,
 because one hash costs tens of milliseconds of CPU by design.
+
+Users imported from UTMStack keep their bcrypt hashes (Spring's ``BCryptPasswordEncoder``,
+``$2a$10$...``): they are verified with the ``bcrypt`` library, and ``needs_rehash`` is
+true for them, so the first successful login replaces each with an Argon2id hash.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import argon2
+import bcrypt
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from authgate.exceptions import BadCredentials, FieldError, ValidationFailed
@@ -25,6 +30,17 @@ class Argon2Parameters:
     time_cost: int = 2
     memory_kib: int = 19_456
     parallelism: int = 1
+
+
+# The bcrypt variants UTMStack's Spring encoder writes ($2a$) or may have been given.
+BCRYPT_PREFIXES = ("$2a$", "$2b$", "$2y$")
+# bcrypt reads at most 72 bytes of a password; Spring's encoder ignored the rest, so
+# the same bytes are compared here (bcrypt 5 refuses longer input instead).
+_BCRYPT_MAX_BYTES = 72
+
+
+def is_bcrypt_hash(stored_hash: str) -> bool:
+    return stored_hash.startswith(BCRYPT_PREFIXES)
 
 
 # Only for tests: makes a hash take microseconds instead of ~40 ms.
@@ -59,6 +75,8 @@ class PasswordHasher:
             BadCredentials: the password does not match, or the stored hash is corrupt
                 (reason ``corrupt_password_hash``; never reported differently to callers).
         """
+        if is_bcrypt_hash(stored_hash):
+            return _verify_bcrypt(stored_hash, password)
         try:
             self._hasher.verify(stored_hash, password)
         except (VerifyMismatchError, UnicodeEncodeError):  # unencodable: cannot be the password
@@ -78,6 +96,21 @@ class PasswordHasher:
             return self._hasher.check_needs_rehash(stored_hash)
         except InvalidHashError:
             return True
+
+
+def _verify_bcrypt(stored_hash: str, password: str) -> Literal[True]:
+    """Check ``password`` against an imported bcrypt hash (see the module docstring)."""
+    try:
+        secret = password.encode("utf-8")[:_BCRYPT_MAX_BYTES]
+    except UnicodeEncodeError:  # unencodable: cannot be the password
+        raise BadCredentials(reason="wrong_password") from None
+    try:
+        matches = bcrypt.checkpw(secret, stored_hash.encode("ascii"))
+    except (ValueError, UnicodeEncodeError):
+        raise BadCredentials(reason="corrupt_password_hash") from None
+    if not matches:
+        raise BadCredentials(reason="wrong_password")
+    return True
 
 
 # A login or e-mail name shorter than this is only refused as the whole password:

@@ -1,6 +1,22 @@
 """Services: the rules of authgate, one use case per method, no HTTP and no framework types.
 
-``accounts`` (login, own password, log out everywhere), ``users`` (administration),
-``access_tokens`` (issue/verify/revoke JWTs), ``changes`` (cross-process invalidation),
-``password_hashing`` (Argon2 off the event loop), ``container`` (wiring for app and CLI).
+The REST API, the Settings UI and the CLI call the same methods, so a rule is enforced
+once. By concern (``docs/architecture.md`` has the whole map):
+
+* who is calling, on every request (the hot path): ``api_key_auth``, ``access_tokens``,
+  ``user_states``; forward-auth's ``forward_auth`` (rules) and ``upstream_request``
+  (which request is asked about);
+* throttling: ``login_protection`` (passwords), ``key_abuse`` (bad API keys from one
+  address), ``rate_limits`` (per key), all counting in ``throttle_store``;
+* accounts and credentials: ``accounts`` (login, own password, log out everywhere),
+  ``users`` (administration), ``api_keys`` (create, rotate, revoke), ``password_hashing``
+  (Argon2 off the event loop), ``signing_keys`` (the key file, reloaded), ``text_rules``;
+* the record: ``audit`` (the keyed hash chain), ``audit_checkpoints``,
+  ``audit_verification``, ``audit_export``, ``usage`` (the key usage log), ``metrics``;
+* alerts and mail: ``alert_rules``, ``alert_engine`` (evaluation), ``alert_dispatch``
+  (queues per sink), ``alert_sinks`` (webhook, syslog, e-mail, log), ``mail``;
+* several workers and nodes: ``changes`` (cache invalidation), ``cluster``, ``redis_link``;
+* small tools: ``expiring_cache``, ``single_flight``.
+
+``authgate.container`` (not part of this package) builds them all from the settings.
 """

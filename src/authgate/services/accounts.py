@@ -166,6 +166,7 @@ class AccountService:
             now = self._clock()
             stored.password_hash = password_hash
             stored.password_changed_at = now
+            stored.password_change_required = False
             stored.tokens_valid_after = now
             stored.updated_at = now
             work.publish(Change(ChangeKind.USER_CHANGED, str(user_id)))

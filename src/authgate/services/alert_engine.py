@@ -23,9 +23,10 @@ from typing import Final
 
 from authgate.clock import Clock
 from authgate.services.alert_dispatch import AlertDispatcher
-from authgate.services.alert_rules import KINDS, RuleView, Severity
+from authgate.services.alert_rules import KINDS, RuleView
 from authgate.services.alert_sinks import Alert
 from authgate.services.audit import SERVER, AuditLog, EventType
+from authgate.services.severity import Severity
 from authgate.storage.alert_repository import AlertRepository
 from authgate.storage.db import Database
 from authgate.storage.models import AuditEvent, FiredAlert

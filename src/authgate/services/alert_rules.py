@@ -26,20 +26,18 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final, Literal
+from typing import Final
 
 from sqlalchemy.exc import IntegrityError
 
 from authgate.clock import Clock
 from authgate.exceptions import Conflict, FieldError, NotFound, ValidationFailed
 from authgate.services.audit import AuditLog, EventType
+from authgate.services.severity import SEVERITIES, Severity, is_severity
 from authgate.services.text_rules import control_character_errors
 from authgate.storage.alert_repository import AlertRepository
 from authgate.storage.db import Database
 from authgate.storage.models import AlertRule
-
-Severity = Literal["low", "medium", "high", "critical"]
-SEVERITIES: Final = ("low", "medium", "high", "critical")
 
 # kind -> the audit event types it counts
 KINDS: Final[dict[str, tuple[str, ...]]] = {
@@ -58,6 +56,7 @@ KINDS: Final[dict[str, tuple[str, ...]]] = {
         EventType.USER_DELETED.value,
         EventType.PASSWORD_RESET.value,
         EventType.ALERT_RULE_CHANGED.value,
+        EventType.UTMSTACK_IMPORTED.value,
     ),
 }
 SINGLE_EVENT_KINDS: Final = frozenset({"key_new_ip", "key_after_inactivity"})
@@ -89,7 +88,7 @@ class RuleView:
 
     @classmethod
     def of(cls, rule: AlertRule) -> RuleView:
-        severity: Severity = rule.severity if rule.severity in SEVERITIES else "medium"  # type: ignore[assignment]
+        severity: Severity = rule.severity if is_severity(rule.severity) else "medium"
         return cls(
             id=rule.id,
             name=rule.name,

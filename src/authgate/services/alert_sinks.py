@@ -1,15 +1,14 @@
-"""Delivery of fired alerts to several sinks at once: webhook, syslog, e-mail and the log.
+"""The sinks fired alerts go to: webhook, syslog (CEF), e-mail and the log; the messages
+they carry (``Alert``, ``CheckpointNotice``), and the sinks the settings configure.
 
 The log, webhook and syslog sinks also carry a second kind of message, the audit chain's
 signed checkpoints (``CheckpointNotice``): copies kept outside the database are what
 ``authgate audit verify --checkpoint`` checks a trail against. E-mail does not (one
 message every few minutes would bury the alerts).
 
-``AlertDispatcher.submit`` only queues (no I/O on the caller's path). ``run`` gives every
-sink its own bounded queue and worker, so a sink that is down (retried with exponential
-backoff) never delays the others. Queues are bounded: when a sink's queue is full the
-alert is dropped for that sink and counted. On stop, what is queued is delivered within
-a grace period, then abandoned and counted as failed.
+A sink only delivers one message, raising ``DeliveryError`` when it cannot. Queueing,
+retries with backoff and the bounds that keep a sink that is down from delaying the
+others are ``alert_dispatch.AlertDispatcher``'s.
 
 Secrets (the webhook secret, the SMTP password, a webhook URL's path, which some services
 use as a credential) never appear in logs or ``DeliveryError`` messages.
@@ -29,13 +28,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
-from typing import Literal, Protocol, TypeVar
+from typing import Protocol, TypeVar
 from urllib.parse import SplitResult, urlsplit
 
 import httpx2
 
 from authgate import __version__
-from authgate.clock import Clock, utc_now
+from authgate.clock import Clock, format_utc, utc_now
 from authgate.exceptions import ConfigurationError
 from authgate.services.mail import (
     CONTROL_CHARACTERS,
@@ -45,11 +44,11 @@ from authgate.services.mail import (
     smtp_server_from,
     validate_email_address,
 )
+from authgate.services.severity import Severity
 from authgate.settings import Settings
 
 log = logging.getLogger(__name__)
 
-Severity = Literal["low", "medium", "high", "critical"]
 T = TypeVar("T")
 
 # RFC 5424 facility "security/authorization messages (private)" and severity per level.
@@ -93,7 +92,7 @@ class Alert:
             "subject": self.subject,
             "count": self.count,
             "window_seconds": self.window_seconds,
-            "fired_at": _iso_utc(self.fired_at),
+            "fired_at": format_utc(self.fired_at),
             "summary": self.summary,
         }
 
@@ -120,7 +119,7 @@ class CheckpointNotice:
             "checkpoint": self.checkpoint,
             "position": self.position,
             "hash": self.hash,
-            "time": _iso_utc(self.time),
+            "time": format_utc(self.time),
             "node": self.node,
             "reason": self.reason,
         }
@@ -311,7 +310,7 @@ class SyslogSink:
     def format(self, alert: Alert) -> bytes:
         """The RFC 5424 message for ``alert`` (without transport framing)."""
         pri = SYSLOG_FACILITY_AUTHPRIV * 8 + SYSLOG_SEVERITY[alert.severity]
-        timestamp = _iso_utc(alert.fired_at)
+        timestamp = format_utc(alert.fired_at)
         header = f"<{pri}>1 {timestamp} {self._hostname} authgate - ALERT -"
         return f"{header} {cef_line(alert)}".encode()
 
@@ -319,7 +318,7 @@ class SyslogSink:
         """``<PRI>1 TIMESTAMP HOSTNAME authgate - CHECKPOINT - CEF:0|...|audit_checkpoint|...``
         at severity informational; the JWS is in ``cs1`` (labelled ``checkpoint``)."""
         pri = SYSLOG_FACILITY_AUTHPRIV * 8 + SYSLOG_SEVERITY_INFORMATIONAL
-        header = f"<{pri}>1 {_iso_utc(notice.time)} {self._hostname} authgate - CHECKPOINT -"
+        header = f"<{pri}>1 {format_utc(notice.time)} {self._hostname} authgate - CHECKPOINT -"
         return f"{header} {cef_checkpoint_line(notice)}".encode()
 
     async def deliver(self, alert: Alert) -> None:
@@ -391,7 +390,7 @@ class EmailSink:
                 f"Severity:     {alert.severity}\n"
                 f"Subject:      {alert.subject}\n"
                 f"Count:        {alert.count} within {alert.window_seconds} seconds\n"
-                f"Fired at:     {_iso_utc(alert.fired_at)}\n"
+                f"Fired at:     {format_utc(alert.fired_at)}\n"
                 f"Alert id:     {alert.id}\n\n"
                 f"{alert.summary}\n"
             ),
@@ -492,10 +491,6 @@ def _syslog_hostname(hostname: str) -> str:
     # RFC 5424 HOSTNAME: 1-255 printable US-ASCII characters without spaces, or "-".
     printable = "".join(c for c in hostname if "!" <= c <= "~")[:255]
     return printable or "-"
-
-
-def _iso_utc(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _compact_json(alert: Alert) -> str:

@@ -10,6 +10,12 @@ lookup each at most every ``unknown_ttl`` seconds and never grow memory without 
 (UTMStack's list of invalid keys did). A change to a key (revoked, regenerated, edited)
 reaches every worker and node through the change feed and drops the cached record.
 
+A legacy key (imported from UTMStack, 43 characters, no public id) takes the same path:
+it is found by its keyed hash through an index (one query on a miss, single-flight,
+negative cache), then cached under the public id its row was given at import, so a
+change to the key drops it like any other; on a hit only the fingerprint of the string
+is compared, as for ``agk_`` keys.
+
 Checks run in UTMStack's order: unknown/revoked/wrong secret, then client address, then
 expiry, then owner, then suspension (the owner was deactivated, and the key not
 re-enabled since). A caller who did not prove possession of the key learns nothing but
@@ -27,7 +33,7 @@ from typing import Any
 
 from sqlalchemy import Row
 
-from authgate.clock import Clock
+from authgate.clock import Clock, format_utc
 from authgate.exceptions import (
     ApiKeyExpired,
     ApiKeyInvalid,
@@ -49,7 +55,7 @@ from authgate.services.changes import Change, ChangeFeed, ChangeKind
 from authgate.services.expiring_cache import ExpiringCache
 from authgate.services.single_flight import SingleFlight
 from authgate.services.user_states import UserAuthState, UserStates
-from authgate.storage.api_key_repository import verification_row
+from authgate.storage.api_key_repository import legacy_verification_row, verification_row
 from authgate.storage.db import Database, is_unavailable
 from authgate.storage.models import ApiKey
 
@@ -161,6 +167,10 @@ class ApiKeyAuthenticator:
         self._keys: ExpiringCache[str, _CachedKey] = ExpiringCache(cache_size)
         self._unknown: ExpiringCache[str, bool] = ExpiringCache(unknown_cache_size)
         self._loads: SingleFlight[str, Row[Any] | None] = SingleFlight()
+        # Legacy keys: the fingerprint of a verified key string -> its row's public id
+        # (both never change), and the loads by digest in flight.
+        self._legacy_ids: ExpiringCache[bytes, str] = ExpiringCache(cache_size)
+        self._legacy_loads: SingleFlight[str, Row[Any] | None] = SingleFlight()
         self._generation = 0
         feed.subscribe(self._on_change)
 
@@ -168,7 +178,11 @@ class ApiKeyAuthenticator:
         """The principal of an API key, or raises an ``ApiKeyRejected``/``PermissionDenied``."""
         now = self._clock().timestamp()
         fingerprint = hashlib.sha256(credential.encode("utf-8", "surrogatepass")).digest()
-        cached = self._keys.get(keys.public_id_of(credential), now=now)
+        if keys.is_legacy_key(credential):
+            public_id = self._legacy_ids.get(fingerprint, now=now)
+            cached = self._keys.get(public_id, now=now) if public_id is not None else None
+        else:
+            cached = self._keys.get(keys.public_id_of(credential), now=now)
         via_previous: bool | None = None
         if cached is not None:
             if fingerprint == cached.current:
@@ -176,7 +190,10 @@ class ApiKeyAuthenticator:
             elif fingerprint == cached.previous:
                 via_previous = True
         if cached is None or via_previous is None:
-            cached, via_previous = await self._verify(credential, cached, now=now)
+            if keys.is_legacy_key(credential):
+                cached, via_previous = await self._verify_legacy(credential, fingerprint, now=now)
+            else:
+                cached, via_previous = await self._verify(credential, cached, now=now)
             if via_previous:
                 cached.previous = fingerprint
             else:
@@ -189,9 +206,7 @@ class ApiKeyAuthenticator:
         if now >= record.expires_at_ts:
             instant = datetime.fromtimestamp(record.expires_at_ts, UTC)
             raise ApiKeyExpired(
-                f"API key expired at {instant.isoformat(timespec='milliseconds')}".replace(
-                    "+00:00", "Z"
-                ),
+                f"API key expired at {format_utc(instant)}",
                 reason="expired_key",
                 key=record.reference,
             )
@@ -212,6 +227,17 @@ class ApiKeyAuthenticator:
         cached = self._keys.stale(public_id)
         return cached.record.last_used_ts if cached is not None else None
 
+    async def _verify_legacy(
+        self, credential: str, fingerprint: bytes, *, now: float
+    ) -> tuple[_CachedKey, bool]:
+        """Full check of a legacy key not verified before: found by its keyed hash (so
+        the lookup is the check), then the same checks as :meth:`_verify`."""
+        digest = keys.raw_key_digest(self._pepper, credential)
+        cached = await self._load_legacy(digest.hex(), fingerprint, now=now)
+        expires_at = now + self._record_ttl
+        self._legacy_ids.put(fingerprint, cached.record.public_id, expires_at=expires_at)
+        return self._match(cached, digest)
+
     def cache_hit_ratios(self) -> dict[str, int]:
         return {"api_keys": self._keys.hit_ratio_percent()}
 
@@ -228,10 +254,15 @@ class ApiKeyAuthenticator:
         parsed = keys.parse_key(credential)
         if cached is None:
             cached = await self._load(parsed.key_id, now=now)
+        return self._match(cached, keys.raw_key_digest(self._pepper, parsed.plaintext))
+
+    @staticmethod
+    def _match(cached: _CachedKey, digest: bytes) -> tuple[_CachedKey, bool]:
+        """Whether ``digest`` is the key's current (False) or previous (True) secret;
+        raises ``ApiKeyInvalid`` when it is neither, or the key is revoked."""
         record = cached.record
         if record.revoked:
             raise ApiKeyInvalid(reason="revoked_key", key=record.reference)
-        digest = keys.raw_key_digest(self._pepper, parsed.plaintext)
         if keys.digests_match(record.secret_hash, digest):
             return cached, False
         if record.previous_hash is not None and keys.digests_match(record.previous_hash, digest):
@@ -261,6 +292,38 @@ class ApiKeyAuthenticator:
             # Keyed by the record's own string: one copy of the id per cached key.
             self._keys.put(cached.record.public_id, cached, expires_at=now + self._record_ttl)
         return cached
+
+    async def _load_legacy(self, digest: str, fingerprint: bytes, *, now: float) -> _CachedKey:
+        """The record of the legacy key with this digest (hex), cached under its public
+        id; unknown digests go to the negative cache (marked, apart from public ids)."""
+        unknown_key = "legacy:" + digest
+        if self._unknown.get(unknown_key, now=now):
+            raise ApiKeyInvalid(reason="unknown_key")
+        generation = self._generation
+        try:
+            key = await self._legacy_loads.run(digest, lambda: self._fetch_legacy(digest))
+        except Exception as error:
+            # The database is down: as for agk_ keys (``_load``), a legacy key verified
+            # before keeps working on its last known record; an unknown one gets 503.
+            public_id = self._legacy_ids.stale(fingerprint)
+            last_known = self._keys.stale(public_id) if public_id is not None else None
+            if last_known is None or not is_unavailable(error):
+                raise
+            return last_known
+        if key is None:
+            if generation == self._generation:
+                self._unknown.put(unknown_key, True, expires_at=now + self._unknown_ttl)
+            raise ApiKeyInvalid(reason="unknown_key")
+        cached = self._keys.get(key.key_id, now=now)
+        if cached is None:
+            cached = _CachedKey(KeyRecord.of(key))
+            if generation == self._generation:
+                self._keys.put(cached.record.public_id, cached, expires_at=now + self._record_ttl)
+        return cached
+
+    async def _fetch_legacy(self, digest: str) -> Row[Any] | None:
+        async with self._db.connection() as connection:
+            return await legacy_verification_row(connection, digest)
 
     async def _fetch(self, public_id: str) -> Row[Any] | None:
         async with self._db.connection() as connection:

@@ -73,14 +73,21 @@ class ApiKeyView:
     last_used_ip: str | None
     rate_limit: str | None
     status: KeyStatus
+    # Imported from UTMStack and not rotated since: its plaintext was stored by UTMStack.
+    legacy: bool = False
 
     @classmethod
     def of(cls, key: ApiKey, *, now: datetime) -> ApiKeyView:
+        legacy = is_legacy(key)
         return cls(
             id=key.id,
             owner_id=key.user_id,
             name=key.name,
-            prefix=keys.display_prefix(key.key_id, key.key_tail),
+            prefix=(
+                keys.legacy_display_prefix(key.key_id)
+                if legacy
+                else keys.display_prefix(key.key_id, key.key_tail)
+            ),
             allowed_networks=split_networks(key.allowed_networks),
             scopes=parse_authorities(key.scopes),
             created_at=key.created_at,
@@ -93,7 +100,14 @@ class ApiKeyView:
             last_used_ip=key.last_used_ip,
             rate_limit=key.rate_limit,
             status=_status(key, now),
+            legacy=legacy,
         )
+
+
+def is_legacy(key: ApiKey) -> bool:
+    """A key imported from UTMStack whose secret is still the one UTMStack stored in
+    plaintext (a rotation gives it an ``agk_`` secret, and it is legacy no more)."""
+    return key.legacy_digest is not None and key.secret_hash == key.legacy_digest
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +138,10 @@ class KeyReview:
     unrestricted: list[ApiKeyView]
     expiring: list[ApiKeyView]
     broad_scopes: list[ApiKeyView]
+    # Imported from UTMStack and not rotated: "rotate: plaintext was stored by UTMStack".
+    legacy: list[ApiKeyView] = field(default_factory=list)
+    # Without an expiry, or expiring later than the policy allows (kept by an import).
+    beyond_expiry_policy: list[ApiKeyView] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -353,7 +371,9 @@ class ApiKeyService:
         """The reference's "regularly review active API keys" in one answer (admins):
         live keys unused for ``unused_days`` (or never), without an IP restriction (no
         allow list, or one admitting every address of a family),
-        expiring within ``expiring_days``, and with the broadest scopes (admin or write)."""
+        expiring within ``expiring_days``, with the broadest scopes (admin or write),
+        imported from UTMStack and not rotated yet, and without an expiry or with one
+        beyond the policy's maximum lifetime (an import keeps UTMStack's)."""
         now = self._clock()
         async with self._db.session() as session:
             keys = [
@@ -366,6 +386,8 @@ class ApiKeyService:
             unrestricted=[k for k in keys if _unrestricted(k.allowed_networks)],
             expiring=[k for k in keys if k.expires_at is not None and k.expires_at <= expiring_by],
             broad_scopes=[k for k in keys if SCOPE_ADMIN in k.scopes or "write" in k.scopes],
+            legacy=[k for k in keys if k.legacy],
+            beyond_expiry_policy=[k for k in keys if self._beyond_expiry_policy(k, now)],
         )
 
     async def usage_totals(
@@ -385,6 +407,11 @@ class ApiKeyService:
             status_5xx=sum(m.status_5xx for m in minutes),
             busiest_minute=max((m.requests for m in minutes), default=0),
         )
+
+    def _beyond_expiry_policy(self, key: ApiKeyView, now: datetime) -> bool:
+        if key.expires_at is None:
+            return self._policy.require_expiry
+        return key.expires_at > now + self._policy.max_lifetime
 
     async def usage(
         self, viewer: Principal | None, request: PageRequest, where: UsageFilter

@@ -40,7 +40,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal, Protocol
 
-from authgate.clock import Clock
+from authgate.clock import Clock, format_utc
 from authgate.exceptions import ConfigurationError, FieldError, ValidationFailed
 from authgate.security.audit_chain import GENESIS_HASH, AuditKey, LinkKind, plain_hash
 from authgate.security.audit_checkpoints import Checkpoint
@@ -123,6 +123,8 @@ class EventType(StrEnum):
     PASSWORD_RESET = "PASSWORD_RESET"
     ALERT_FIRED = "ALERT_FIRED"
     ALERT_RULE_CHANGED = "ALERT_RULE_CHANGED"
+    # ``authgate import utmstack``: counts only, never a key or a password hash.
+    UTMSTACK_IMPORTED = "UTMSTACK_IMPORTED"
     AUDIT_KEY_INTRODUCED = KEY_INTRODUCED
     AUDIT_CHAIN_TAMPERED = CHAIN_TAMPERED
 
@@ -198,7 +200,7 @@ class AuditEntry:
         """The entry under its public (API and export) field names, JSON-ready."""
         return {
             "id": self.id,
-            "timestamp": self.occurred_at.isoformat(timespec="microseconds").replace("+00:00", "Z"),
+            "timestamp": format_utc(self.occurred_at, timespec="microseconds"),
             "type": self.event_type,
             "outcome": self.outcome,
             "actor": self.actor_login,

@@ -41,9 +41,6 @@ from prometheus_client.registry import Collector
 from authgate.storage.audit_repository import AuditRow
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-# Read by prometheus_client itself when it is imported: set for the workers only.
-MULTIPROCESS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
-
 # No ``*_created`` series: one more series per label set for a timestamp Prometheus does
 # not need (counter resets are seen from the values), and in multiprocess mode it would
 # be one worker's start time. prometheus_client offers only this process-wide switch.
@@ -79,12 +76,6 @@ class Gauges:
     active_api_keys: int = 0
     api_keys_expiring_14d: int = 0
     sources: dict[str, Callable[[], dict[str, int]]] = field(default_factory=dict)
-
-
-def multiprocess_directory() -> Path | None:
-    """The directory shared by the workers of this server, when there are several."""
-    value = os.environ.get(MULTIPROCESS_DIR_VARIABLE)
-    return Path(value) if value else None
 
 
 def prepare_multiprocess_directory(directory: Path) -> None:

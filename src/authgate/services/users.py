@@ -70,6 +70,8 @@ class UserView:
     updated_at: datetime
     password_changed_at: datetime | None
     tokens_valid_after: datetime | None
+    # Imported from UTMStack with its default password: must choose a new one.
+    password_change_required: bool = False
 
     @classmethod
     def of(cls, user: User) -> UserView:
@@ -86,6 +88,7 @@ class UserView:
             updated_at=user.updated_at,
             password_changed_at=user.password_changed_at,
             tokens_valid_after=user.tokens_valid_after,
+            password_change_required=bool(user.password_change_required),
         )
 
 
@@ -367,6 +370,17 @@ async def _existing(users: UserRepository, login: str) -> User:
 
 def _is_active_admin(user: User) -> bool:
     return user.activated and ROLE_ADMIN in parse_authorities(user.authorities)
+
+
+def user_field_errors(
+    *, login: str, email: str, first_name: str | None, last_name: str | None, lang_key: str
+) -> list[FieldError]:
+    """What is wrong with a user's login, e-mail and profile (imports check these too)."""
+    return [
+        *_login_errors(login),
+        *_email_errors(email),
+        *_profile_errors(first_name, last_name, lang_key),
+    ]
 
 
 def _login_errors(login: str) -> list[FieldError]:

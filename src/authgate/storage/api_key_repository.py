@@ -35,12 +35,21 @@ _VERIFICATION_QUERY = select(
     ApiKey.suspended_at,
     ApiKey.rate_limit,
     ApiKey.last_used_at,
-).where(ApiKey.key_id == bindparam("public_id"))
+)
+_BY_PUBLIC_ID = _VERIFICATION_QUERY.where(ApiKey.key_id == bindparam("public_id"))
+# A legacy (UTMStack) key has no public id: found by its digest, through a unique index.
+_BY_LEGACY_DIGEST = _VERIFICATION_QUERY.where(ApiKey.legacy_digest == bindparam("digest"))
 
 
 async def verification_row(connection: AsyncConnection, public_id: str) -> Row[Any] | None:
     """The columns of ``ApiKey`` that verification needs (same names), or None."""
-    result = await connection.execute(_VERIFICATION_QUERY, {"public_id": public_id})
+    result = await connection.execute(_BY_PUBLIC_ID, {"public_id": public_id})
+    return cast("Row[Any] | None", result.one_or_none())
+
+
+async def legacy_verification_row(connection: AsyncConnection, digest: str) -> Row[Any] | None:
+    """:func:`verification_row` of the key imported with this ``legacy_digest``."""
+    result = await connection.execute(_BY_LEGACY_DIGEST, {"digest": digest})
     return cast("Row[Any] | None", result.one_or_none())
 
 

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from authgate.exceptions import ConfigurationError
+from authgate.storage.database_url import POSTGRES_EXTRA_HINT
 
 
 def storable_text(value: str) -> bool:
@@ -27,6 +28,15 @@ def storable_text(value: str) -> bool:
 
 
 CONNECT_TIMEOUT_SECONDS = 5
+
+
+def _missing_driver(drivername: str, module: str | None) -> str:
+    if drivername == "postgresql+asyncpg":
+        return f"PostgreSQL needs the asyncpg driver, which is not installed: {POSTGRES_EXTRA_HINT}"
+    return (
+        f"the database driver of {drivername}:// is not installed ({module}); authgate "
+        "speaks to PostgreSQL through asyncpg: write postgresql:// or postgresql+asyncpg://"
+    )
 
 
 class Database:
@@ -49,7 +59,10 @@ class Database:
             # A database host that drops packets must not hold a request for asyncpg's
             # default minute: the caller gets its 503 within this time.
             options["connect_args"] = {"timeout": CONNECT_TIMEOUT_SECONDS}
-        self.engine: AsyncEngine = create_async_engine(parsed, **options)
+        try:
+            self.engine: AsyncEngine = create_async_engine(parsed, **options)
+        except ModuleNotFoundError as error:
+            raise ConfigurationError(_missing_driver(parsed.drivername, error.name)) from None
         if self.dialect == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _configure_sqlite)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,6 +27,7 @@ def alembic_config() -> Config:
     return config
 
 
+@functools.cache  # the scripts ship with this version: read once
 def head_revision() -> str:
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     if head is None:
@@ -33,10 +35,19 @@ def head_revision() -> str:
     return head
 
 
+@functools.cache
 def known_revisions() -> frozenset[str]:
     """Every revision this version of authgate ships."""
     scripts = ScriptDirectory.from_config(alembic_config())
     return frozenset(script.revision for script in scripts.walk_revisions())
+
+
+def schema_is_current(revision: str | None) -> bool:
+    """Whether this version can serve on a schema at ``revision``: the head, or a newer
+    one (a rolling upgrade where a newer node migrated first; migrations only add)."""
+    return revision == head_revision() or (
+        revision is not None and revision not in known_revisions()
+    )
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:

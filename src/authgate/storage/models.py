@@ -77,6 +77,19 @@ class User(Base):
     password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Tokens issued before this instant are refused ("log out everywhere").
     tokens_valid_after: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Imported from UTMStack (``authgate import utmstack``): its user id, so a second
+    # import finds the user again; None for users made here.
+    legacy_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    # The user must choose a new password (UTMStack's ``default_password``); cleared
+    # when the password changes.
+    password_change_required: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=text("false")
+    )
+    # UTMStack's fields authgate has no column for (image URL, created/modified by), JSON.
+    legacy_profile: Mapped[str | None] = mapped_column(Text)
+    # UTMStack's second factor, kept until authgate has its own: JSON with the method
+    # and the TOTP secret encrypted (AES-GCM under a key derived from the pepper).
+    legacy_second_factor: Mapped[str | None] = mapped_column(Text)
 
 
 class RevokedToken(Base):
@@ -154,6 +167,13 @@ class ApiKey(Base):
     last_used_ip: Mapped[str | None] = mapped_column(String(45))
     # Optional per-key rate limit in the `limits` notation, e.g. "100/minute"; None: none.
     rate_limit: Mapped[str | None] = mapped_column(String(64))
+    # A key imported from UTMStack: HMAC-SHA256(pepper, its 43-character plaintext). A
+    # legacy key has no public id, so it is looked up by this digest (unique index).
+    # Kept after a rotation, so the old key still finds its row during the grace
+    # period; the key is "legacy" while its current secret is this one.
+    legacy_digest: Mapped[str | None] = mapped_column(String(64), unique=True)
+    # The key's id in UTMStack (a UUID), so a second import finds the key again.
+    legacy_id: Mapped[str | None] = mapped_column(String(36), unique=True)
 
 
 class ApiKeyUsage(Base):

@@ -25,10 +25,11 @@ from authgate.api.access import services_of, sets_credentials
 from authgate.container import Services
 from authgate.exceptions import Conflict, NotFound, ValidationFailed
 from authgate.security.principal import ROLE_ADMIN, ROLE_USER
-from authgate.services.alert_rules import KINDS, SEVERITIES, SINGLE_EVENT_KINDS, RuleSpec, RuleView
+from authgate.services.alert_rules import KINDS, SINGLE_EVENT_KINDS, RuleSpec, RuleView
 from authgate.services.api_keys import ApiKeyView
 from authgate.services.audit import ChainVerification, EventType
 from authgate.services.audit_export import as_csv, as_json_lines
+from authgate.services.severity import SEVERITIES
 from authgate.services.users import NewUser, UserChanges
 from authgate.storage.audit_repository import AuditFilter
 from authgate.storage.paging import PageRequest, SortOrder
@@ -469,6 +470,22 @@ async def keys_review(request: Request) -> Response:
             "empty": "No live key has the write or admin scope.",
             "rows": rows(review.broad_scopes),
             "scopes": True,
+        },
+        {
+            "id": "legacy",
+            "title": "Imported from UTMStack",
+            "description": "Rotate: plaintext was stored by UTMStack. Rotating gives an "
+            "agk_ key; the old key keeps working for the grace period.",
+            "empty": "No live key still has the secret UTMStack stored.",
+            "rows": rows(review.legacy),
+        },
+        {
+            "id": "beyond-expiry-policy",
+            "title": "Expiry beyond the policy",
+            "description": "Live keys without an expiry or expiring later than the "
+            "maximum lifetime allows (an import keeps UTMStack's expiry): set one.",
+            "empty": "Every live key expires within the maximum lifetime.",
+            "rows": rows(review.beyond_expiry_policy),
         },
     ]
     return render(

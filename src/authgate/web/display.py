@@ -8,10 +8,12 @@ sentence with the code beside it (``title``) so an administrator can still searc
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Final
 
 from markupsafe import Markup, escape
+
+from authgate.clock import format_utc
 
 # Why a login, a key use or a token was refused, and other audit reasons.
 REASON_TEXT: Final[dict[str, str]] = {
@@ -110,10 +112,6 @@ def iso(moment: datetime | None, precision: str = "seconds") -> str:
     ``2026-12-04``). A naive time is taken as UTC."""
     if moment is None:
         return ""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    moment = moment.astimezone(UTC)
     if precision == "date":
-        return moment.date().isoformat()
-    timespec = "minutes" if precision == "minutes" else "seconds"
-    return moment.replace(tzinfo=None).isoformat(timespec=timespec) + "Z"
+        return format_utc(moment, timespec="minutes").partition("T")[0]
+    return format_utc(moment, timespec="minutes" if precision == "minutes" else "seconds")

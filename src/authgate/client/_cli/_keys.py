@@ -49,7 +49,7 @@ def _key_rows(key: ApiKey) -> list[tuple[str, str | None]]:
         ("id", str(key.id)),
         ("name", key.name),
         ("prefix", key.prefix),
-        ("status", key.status),
+        ("status", _status(key)),
         ("allowed IPs", ", ".join(key.allowed_ips) or "any"),
         ("scopes", ", ".join(key.scopes) or None),
         ("rate limit", key.rate_limit),
@@ -62,7 +62,16 @@ def _key_rows(key: ApiKey) -> list[tuple[str, str | None]]:
         rows.append(("revoked", when(key.revoked_at)))
     if key.rotation_grace_until is not None:
         rows.append(("old key valid until", when(key.rotation_grace_until)))
+    if key.legacy:
+        rows.append(("legacy", "rotate: plaintext was stored by UTMStack"))
     return rows
+
+
+def _status(key: ApiKey) -> str | None:
+    """The status, marked ``legacy`` for a key imported from UTMStack and not rotated."""
+    if key.legacy and key.status:
+        return f"{key.status} (legacy)"
+    return key.status
 
 
 @keys_app.command("create")
@@ -141,7 +150,7 @@ def keys_list(
                 str(key.id),
                 key.name,
                 key.prefix,
-                key.status,
+                _status(key),
                 ", ".join(key.allowed_ips) or "any",
                 when(key.expires_at, never="never"),
                 when(key.last_used_at, never="never"),

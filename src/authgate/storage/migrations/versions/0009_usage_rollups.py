@@ -1,7 +1,7 @@
 """Per-key, per-minute usage rollups (accepted requests are counted, not logged one by one).
 
 Revision ID: 0009_usage_rollups
-Revises: 0006_key_suspension
+Revises: 0010_legacy_keys (written on 0006_key_suspension; chained after main's 0010)
 Create Date: 2026-12-04
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0009_usage_rollups"
-down_revision: str | None = "0006_key_suspension"
+down_revision: str | None = "0010_legacy_keys"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,156 @@
+"""``authgate import utmstack``: move UTMStack's users and API keys here (see README,
+"Migrating from UTMStack")."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+from rich.text import Text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from authgate.cli.console import (
+    ConfigOption,
+    err,
+    friendly_errors,
+    load_settings,
+    out,
+    with_services,
+)
+from authgate.container import Services
+from authgate.exceptions import ConfigurationError
+from authgate.services.import_report import ImportReport
+from authgate.services.utmstack_import import ImportOptions, UtmStackImporter
+from authgate.services.utmstack_rows import parse_source
+from authgate.storage import utmstack_source
+
+import_app = typer.Typer(
+    help="Import users and API keys from another system.", no_args_is_help=True
+)
+
+# A table of more entries than this lists only what needs a look (skipped, conflicts).
+_FULL_TABLE_LIMIT = 500
+
+
+@import_app.command("utmstack")
+def import_utmstack(
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="UTMSTACK_DATABASE_URL",
+            help="UTMStack's PostgreSQL, postgresql://user@host/db (read in a read-only "
+            "transaction). Prefer the environment variable: it keeps the password out of "
+            "the process list.",
+            show_default=False,
+        ),
+    ] = None,
+    from_file: Annotated[
+        Path | None,
+        typer.Option(help="A JSON export of UTMStack's tables (README: the psql command)."),
+    ] = None,
+    schema: Annotated[str, typer.Option(help="UTMStack's schema (--database-url).")] = "public",
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Report what would be done; write nothing.")
+    ] = False,
+    include_fs_manager: Annotated[
+        bool,
+        typer.Option("--include-fs-manager", help="Import fs_manager service accounts too."),
+    ] = False,
+    merge_admin: Annotated[
+        bool,
+        typer.Option(
+            "--merge-admin", help="Map UTMStack's admin onto authgate's (else: a conflict)."
+        ),
+    ] = False,
+    unmapped_keys_owner: Annotated[
+        str | None,
+        typer.Option(help="Login owning keys whose row names no user (older UTMStack)."),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the report as JSON instead of tables.")
+    ] = False,
+    report_file: Annotated[
+        Path | None, typer.Option("--report", help="Also write the JSON report to this file.")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Import UTMStack's users, roles, second factors and API keys (idempotent)."""
+    if (database_url is None) == (from_file is None):
+        err.print("[red]error:[/red] give exactly one of --database-url and --from-file")
+        raise typer.Exit(2)
+    options = ImportOptions(
+        dry_run=dry_run,
+        include_fs_manager=include_fs_manager,
+        merge_admin=merge_admin,
+        unmapped_keys_owner=unmapped_keys_owner,
+    )
+    with friendly_errors():
+        if database_url is not None:
+            label = _database_label(database_url, schema)
+            source = asyncio.run(utmstack_source.read_database(database_url, schema=schema))
+        else:
+            assert from_file is not None
+            label = f"file {from_file}"
+            source = utmstack_source.read_file(from_file)
+        data = parse_source(source)
+
+        async def run(services: Services) -> ImportReport:
+            importer = UtmStackImporter(
+                feed=services.feed,
+                clock=services.clock,
+                pepper=services.server_secret,
+                audit=services.audit,
+                max_key_lifetime_days=services.settings.api_key_max_lifetime_days,
+            )
+            return await importer.run(data, options, source=label)
+
+        report = with_services(load_settings(config), run)
+    document = report.as_json()
+    if report_file is not None:
+        report_file.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    if as_json:
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    else:
+        _print_tables(report)
+
+
+def _database_label(url: str, schema: str) -> str:
+    """The source as reports and the audit trail name it: never the password."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigurationError("--database-url is not a database URL") from None
+    return f"database {parsed.host or 'local'}/{parsed.database or ''} schema {schema}"
+
+
+def _print_tables(report: ImportReport) -> None:
+    entries = report.entries
+    shown = [e for e in entries if e.action != "unchanged" or e.notes]
+    if len(shown) > _FULL_TABLE_LIMIT:
+        shown = [e for e in entries if e.action in ("skipped", "conflict")]
+    table = Table("kind", "UTMStack id", "name", "action", "notes", title="UTMStack import")
+    for entry in shown:
+        # Text, not markup: names come from UTMStack and may hold "[...]".
+        cells = (entry.kind, entry.source_id, entry.name, entry.action, "; ".join(entry.notes))
+        table.add_row(*(Text(cell) for cell in cells))
+    if shown:
+        out.print(table)
+    if len(shown) < len(entries):
+        out.print(f"{len(entries) - len(shown)} more entries (unchanged, or created without notes)")
+    counts = Table("", *report.counts()["users"], title="totals")
+    for kind, by_action in report.counts().items():
+        counts.add_row(kind, *(str(n) for n in by_action.values()))
+    out.print(counts)
+    for variant in report.variants:
+        out.print(Text(f"variant: {variant.subject}: {variant.note}", style="yellow"))
+    out.print(
+        "dry run: nothing was written"
+        if report.dry_run
+        else "done" + ("" if report.changed else ": nothing to change")
+    )

@@ -1,0 +1,100 @@
+"""The server's logging: ``AUTHGATE_LOG_FORMAT=text`` (one escaped line per record, see
+``authgate.security.log_lines``) or ``json`` (one JSON object per line, for a log
+shipper), to standard error, for authgate's and uvicorn's loggers alike.
+
+JSON lines carry ``time`` (UTC, ISO 8601), ``level``, ``logger`` and ``message``; the
+access log adds ``request_id``, ``client``, ``method``, ``path``, ``status``,
+``duration_ms`` and ``principal_id``; any record logged while a request runs carries
+that request's ``request_id``. JSON escapes every control character and, ASCII-only,
+every line separator: a record is always one line.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pythonjsonlogger.json import JsonFormatter
+
+from authgate.security.log_lines import SingleLineFormatter
+from authgate.services.audit import current_request
+
+LogFormat = Literal["text", "json"]
+
+# Attributes the access log sets on its records (``extra=``), in the order shown.
+REQUEST_FIELDS = (
+    "request_id",
+    "client",
+    "method",
+    "path",
+    "status",
+    "duration_ms",
+    "principal_id",
+)
+
+
+class RequestIdFilter(logging.Filter):
+    """Gives every record logged while a request runs that request's id."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "request_id", None) is None:
+            request = current_request.get()
+            if request is not None:
+                record.request_id = request.correlation_id
+        return True
+
+
+class JsonLineFormatter(JsonFormatter):
+    """Exactly the documented fields, in a fixed order (no ``extra`` leaks through)."""
+
+    def add_fields(
+        self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
+    ) -> None:
+        log_data["time"] = (
+            datetime.fromtimestamp(record.created, UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z")
+        )
+        log_data["level"] = record.levelname
+        log_data["logger"] = record.name
+        log_data["message"] = record.message
+        for name in REQUEST_FIELDS:
+            value = getattr(record, name, None)
+            if value is not None:
+                log_data[name] = value
+        log_data.update(message_dict)  # exc_info, stack_info
+
+
+def log_config(level: str, log_format: LogFormat) -> dict[str, Any]:
+    """A ``logging.config.dictConfig`` document (uvicorn applies it in every worker)."""
+    formatter: dict[str, Any] = (
+        {"()": JsonLineFormatter}
+        if log_format == "json"
+        else {
+            # One record, one line: control characters in messages are escaped.
+            "()": SingleLineFormatter,
+            "fmt": "%(asctime)s %(levelname)s %(name)s: %(message)s",
+        }
+    )
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"default": formatter},
+        "filters": {"request_id": {"()": RequestIdFilter}},
+        "handlers": {
+            "default": {
+                "class": "logging.StreamHandler",
+                "formatter": "default",
+                "filters": ["request_id"],
+                "stream": "ext://sys.stderr",
+            },
+        },
+        "loggers": {
+            "authgate": {"handlers": ["default"], "level": level, "propagate": False},
+            "uvicorn": {"handlers": ["default"], "level": level, "propagate": False},
+            "uvicorn.error": {"level": level},
+            # httpx2 logs full request URLs at INFO; a webhook URL may carry a credential.
+            "httpx2": {"level": "WARNING"},
+        },
+    }

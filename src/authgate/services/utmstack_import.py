@@ -1,0 +1,373 @@
+"""``authgate import utmstack``: UTMStack's users, roles, second factors and API keys,
+so that existing passwords and keys keep working.
+
+One run is one transaction (a dry run rolls it back: nothing is written, not even the
+audit record). A run is idempotent: users and keys are found again by their UTMStack
+ids (``legacy_id``), compared, and only what changed on UTMStack's side is updated.
+
+* Passwords: UTMStack's bcrypt hashes are stored as they are; the first successful
+  login verifies one with the bcrypt library and replaces it with an Argon2id hash
+  (``AccountService.authenticate``'s rehash). A second import never puts back a hash
+  replaced so: it changes the password only when UTMStack's hash itself changed.
+* Users skipped by default: ``fs_manager`` service accounts; UTMStack's ``admin`` is a
+  conflict with authgate's own admin unless ``merge_admin``.
+* Second factors: kept sealed (AES-GCM under a key derived from the pepper) in
+  ``legacy_second_factor`` until authgate has its own, and reported.
+* API keys: the plaintext is read in memory only; HMAC(pepper, key) is stored. Owners
+  are mapped by UTMStack user id, allow lists normalised, expiry kept as it is (even
+  beyond the policy's cap, or none: the keys review lists those), the UUID kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from authgate.clock import Clock
+from authgate.security.passwords import is_bcrypt_hash
+from authgate.security.principal import (
+    KNOWN_AUTHORITIES,
+    ROLE_ADMIN,
+    ROLE_USER,
+    join_authorities,
+    parse_authorities,
+)
+from authgate.security.sealing import SealError, seal, unseal
+from authgate.services.audit import OPERATOR, AuditLog, EventType
+from authgate.services.changes import Change, ChangeFeed, ChangeKind, UnitOfWork
+from authgate.services.import_report import Action, ImportReport, Kind
+from authgate.services.users import LANG_KEY_PATTERN, user_field_errors
+from authgate.services.utmstack_keys import KeyImport, Owner
+from authgate.services.utmstack_rows import UtmStackData, UtmUser
+from authgate.storage.models import User
+
+SECOND_FACTOR_PURPOSE = "utmstack second factor"
+FS_MANAGER_SKIPPED = "fs_manager service account (--include-fs-manager imports it)"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ImportOptions:
+    dry_run: bool = False
+    include_fs_manager: bool = False
+    merge_admin: bool = False
+    # The login of the owner given to keys whose row names no user (older account_id form).
+    unmapped_keys_owner: str | None = None
+
+
+class _DryRun(Exception):
+    """Rolls the unit of work back at the end of a dry run."""
+
+
+class UtmStackImporter:
+    def __init__(
+        self,
+        *,
+        feed: ChangeFeed,
+        clock: Clock,
+        pepper: bytes,
+        audit: AuditLog,
+        max_key_lifetime_days: int,
+    ) -> None:
+        self._feed = feed
+        self._clock = clock
+        self._pepper = pepper
+        self._audit = audit
+        self._max_key_lifetime_days = max_key_lifetime_days
+
+    async def run(self, data: UtmStackData, options: ImportOptions, *, source: str) -> ImportReport:
+        """Import ``data``; the report says what was (or, dry, would be) done."""
+        report = ImportReport(source=source, dry_run=options.dry_run, variants=list(data.variants))
+        for table, label, why in data.unreadable:
+            kind: Kind = "user" if table == "jhi_user" else "key"
+            report.add(kind, label, label, "skipped", f"unreadable row: {why}")
+        now = self._clock()
+        try:
+            async with self._feed.unit_of_work() as work:
+                users = _UserImport(work, report, options, pepper=self._pepper, now=now)
+                owners = await users.run(data.users)
+                unmapped = users.owner_by_login(options.unmapped_keys_owner)
+                keys = KeyImport(
+                    work,
+                    report,
+                    pepper=self._pepper,
+                    now=now,
+                    max_lifetime_days=self._max_key_lifetime_days,
+                )
+                await keys.run(data.keys, owners, unmapped_owner=unmapped)
+                if options.dry_run:
+                    raise _DryRun
+        except _DryRun:
+            return report
+        self._audit.record(
+            EventType.UTMSTACK_IMPORTED,
+            "success",
+            actor=OPERATOR,
+            details={"source": source, "counts": report.counts()},
+        )
+        return report
+
+
+def password_hash_digest(password_hash: str) -> str:
+    """What the profile remembers of the imported hash: enough to see that UTMStack's
+    hash changed, without keeping a second copy of it."""
+    return hashlib.sha256(password_hash.encode()).hexdigest()
+
+
+class _UserImport:
+    def __init__(
+        self,
+        work: UnitOfWork,
+        report: ImportReport,
+        options: ImportOptions,
+        *,
+        pepper: bytes,
+        now: datetime,
+    ) -> None:
+        self._work = work
+        self._report = report
+        self._options = options
+        self._pepper = pepper
+        self._now = now
+        self._by_legacy: dict[str, User] = {}
+        self._by_login: dict[str, User] = {}
+        self._by_email: dict[str, User] = {}
+
+    def owner_by_login(self, login: str | None) -> Owner | None:
+        user = self._by_login.get(login.strip().lower()) if login else None
+        return _owner(user) if user is not None else None
+
+    async def run(self, utm_users: list[UtmUser]) -> dict[int, Owner | str]:
+        """Owners by UTMStack user id: an authgate user, or why the user was not imported."""
+        for user in await self._work.session.scalars(select(User)):
+            self._remember(user)
+        owners: dict[int, Owner | str] = {}
+        created: list[tuple[UtmUser, User]] = []
+        for utm in sorted(utm_users, key=lambda u: u.id):
+            outcome = self._one(utm)
+            if isinstance(outcome, str):
+                owners[utm.id] = outcome
+            elif outcome.id is None:
+                created.append((utm, outcome))
+            else:
+                owners[utm.id] = _owner(outcome)
+        if created:
+            self._work.session.add_all([user for _, user in created])
+            await self._work.session.flush()
+            owners.update((utm.id, _owner(user)) for utm, user in created)
+        return owners
+
+    def _remember(self, user: User) -> None:
+        if user.legacy_id:
+            self._by_legacy[user.legacy_id] = user
+        self._by_login[user.login] = user
+        self._by_email[user.email] = user
+
+    def _one(self, utm: UtmUser) -> User | str:
+        """The user ``utm`` became (new ones are not added yet), or why it was not."""
+        if utm.fs_manager and not self._options.include_fs_manager:
+            return self._skip(utm, "skipped", FS_MANAGER_SKIPPED)
+        login, email = utm.login.strip().lower(), (utm.email or "").strip().lower()
+        if not email:
+            return self._skip(utm, "skipped", "no e-mail address")
+        problems = user_field_errors(
+            login=login,
+            email=email,
+            first_name=utm.first_name,
+            last_name=utm.last_name,
+            lang_key=_lang_key(utm),
+        )
+        if problems:
+            return self._skip(utm, "skipped", problems[0].message)
+        target = self._by_legacy.get(str(utm.id))
+        if target is not None and _merged(target):
+            return self._merge(utm, target)
+        holder = self._by_login.get(login)
+        if holder is not None and holder is not target:
+            mergeable = holder.legacy_id is None and self._options.merge_admin
+            if login == "admin" and target is None and mergeable:
+                return self._merge(utm, holder)
+            if login == "admin" and target is None:
+                why = "authgate has its own admin: --merge-admin maps UTMStack's admin onto it"
+                return self._skip(utm, "conflict", why)
+            return self._skip(utm, "conflict", "login already used by another authgate user")
+        holder = self._by_email.get(email)
+        if holder is not None and holder is not target:
+            return self._skip(utm, "conflict", "e-mail already used by another authgate user")
+        if target is None:
+            return self._create(utm, login, email)
+        return self._update(utm, target, login, email)
+
+    def _skip(self, utm: UtmUser, action: Action, why: str) -> str:
+        self._report.add("user", utm.id, utm.login, action, why)
+        return why
+
+    def _create(self, utm: UtmUser, login: str, email: str) -> User:
+        authorities, notes = _authorities(utm)
+        created = utm.created_date or self._now
+        user = User(
+            login=login,
+            email=email,
+            first_name=utm.first_name,
+            last_name=utm.last_name,
+            lang_key=_lang_key(utm),
+            activated=utm.activated,
+            authorities=authorities,
+            password_hash=utm.password_hash,
+            created_at=created,
+            updated_at=utm.last_modified_date or created,
+            password_changed_at=None,
+            legacy_id=str(utm.id),
+            password_change_required=utm.default_password,
+            legacy_profile=_profile(utm),
+            legacy_second_factor=self._second_factor(utm, None),
+        )
+        self._remember(user)
+        self._report.add("user", utm.id, login, "created", *notes, *_flags(utm, password=True))
+        return user
+
+    def _update(self, utm: UtmUser, user: User, login: str, email: str) -> User:
+        authorities, notes = _authorities(utm)
+        wanted: dict[str, Any] = {
+            "login": login,
+            "email": email,
+            "first_name": utm.first_name,
+            "last_name": utm.last_name,
+            "lang_key": _lang_key(utm),
+            "activated": utm.activated,
+            "authorities": authorities,
+            "legacy_profile": _profile(utm),
+            "legacy_second_factor": self._second_factor(utm, user.legacy_second_factor),
+        }
+        password_changed = _imported_digest(user) != password_hash_digest(utm.password_hash)
+        if password_changed:  # changed in UTMStack since the last import
+            wanted["password_hash"] = utm.password_hash
+            wanted["password_change_required"] = utm.default_password
+            wanted["tokens_valid_after"] = self._now
+        changed = sorted(name for name, value in wanted.items() if getattr(user, name) != value)
+        if not changed:
+            self._report.add("user", utm.id, login, "unchanged", *_flags(utm, password=False))
+            return user
+        self._by_login.pop(user.login, None)
+        self._by_email.pop(user.email, None)
+        for name in changed:
+            setattr(user, name, wanted[name])
+        user.updated_at = self._now
+        self._remember(user)
+        self._work.publish(Change(ChangeKind.USER_CHANGED, str(user.id)))
+        fields = [name for name in changed if not name.startswith(("legacy_", "tokens_"))]
+        notes.append("changed: " + ", ".join(fields or ["UTMStack metadata"]))
+        self._report.add("user", utm.id, login, "updated", *notes, *_flags(utm, password=False))
+        return user
+
+    def _merge(self, utm: UtmUser, admin: User) -> User:
+        """UTMStack's admin onto authgate's: its keys and second factor; authgate's login,
+        e-mail, password and roles stay."""
+        profile = _profile(utm, merged=True)
+        second_factor = self._second_factor(utm, admin.legacy_second_factor)
+        note = "merged into authgate's admin (its login, e-mail, password and roles are kept)"
+        if (admin.legacy_profile, admin.legacy_second_factor) == (profile, second_factor):
+            self._report.add("user", utm.id, admin.login, "unchanged", note)
+            return admin
+        admin.legacy_id = str(utm.id)
+        admin.legacy_profile = profile
+        admin.legacy_second_factor = second_factor
+        admin.updated_at = self._now
+        self._remember(admin)
+        self._work.publish(Change(ChangeKind.USER_CHANGED, str(admin.id)))
+        self._report.add("user", utm.id, admin.login, "updated", note)
+        return admin
+
+    def _second_factor(self, utm: UtmUser, stored: str | None) -> str | None:
+        """The sealed second factor, or ``stored`` itself when it already seals the same
+        (sealing twice never gives the same text, so compare what is inside)."""
+        if not utm.tfa_secret and not utm.tfa_method:
+            return None
+        method = (utm.tfa_method or "TOTP").upper()
+        if stored is not None and _unsealed(self._pepper, stored) == (method, utm.tfa_secret):
+            return stored
+        document: dict[str, str] = {"method": method}
+        if utm.tfa_secret:
+            document["secret"] = seal(self._pepper, SECOND_FACTOR_PURPOSE, utm.tfa_secret)
+        return json.dumps(document, sort_keys=True)
+
+
+def _owner(user: User) -> Owner:
+    return Owner(user_id=user.id, is_admin=ROLE_ADMIN in parse_authorities(user.authorities))
+
+
+def _lang_key(utm: UtmUser) -> str:
+    """UTMStack's language, or English when it has none authgate accepts (a language
+    is no reason to leave a user behind)."""
+    lang_key = utm.lang_key or ""
+    return lang_key if re.fullmatch(LANG_KEY_PATTERN, lang_key) else "en"
+
+
+def _authorities(utm: UtmUser) -> tuple[str, list[str]]:
+    """authgate's roles of ``utm`` (the ones it knows; ROLE_USER at least) and notes on
+    the ones dropped (they stay in the profile)."""
+    known = {name for name in utm.authorities if name in KNOWN_AUTHORITIES} or {ROLE_USER}
+    dropped = sorted(set(utm.authorities) - KNOWN_AUTHORITIES)
+    notes = [f"authorities not known to authgate, kept in the profile only: {', '.join(dropped)}"]
+    return join_authorities(known), notes if dropped else []
+
+
+def _profile(utm: UtmUser, *, merged: bool = False) -> str:
+    """UTMStack's fields without a column here, as sorted JSON (so equal means same)."""
+    document: dict[str, Any] = {
+        "authorities": list(utm.authorities),
+        "createdBy": utm.created_by,
+        "imageUrl": utm.image_url,
+        "importedHashDigest": password_hash_digest(utm.password_hash),
+        "lastModifiedBy": utm.last_modified_by,
+        "lastModifiedDate": utm.last_modified_date.isoformat() if utm.last_modified_date else None,
+    }
+    if merged:
+        document["mergedIntoAdmin"] = True
+    return json.dumps(document, sort_keys=True)
+
+
+def _merged(user: User) -> bool:
+    return _profile_field(user, "mergedIntoAdmin") is True
+
+
+def _imported_digest(user: User) -> Any:
+    return _profile_field(user, "importedHashDigest")
+
+
+def _profile_field(user: User, name: str) -> Any:
+    try:
+        document = json.loads(user.legacy_profile or "{}")
+    except json.JSONDecodeError:
+        return None
+    return document.get(name) if isinstance(document, dict) else None
+
+
+def _unsealed(pepper: bytes, stored: str) -> tuple[str, str | None] | None:
+    try:
+        document = json.loads(stored)
+        secret = document.get("secret")
+        opened = unseal(pepper, SECOND_FACTOR_PURPOSE, secret) if secret else None
+        return str(document.get("method")), opened
+    except (json.JSONDecodeError, AttributeError, SealError):
+        return None
+
+
+def _flags(utm: UtmUser, *, password: bool) -> list[str]:
+    """What an operator should know about a user, beyond what was done."""
+    flags = []
+    if utm.default_password:
+        flags.append("default password: flagged to change it")
+    if password and not is_bcrypt_hash(utm.password_hash):
+        flags.append("password hash is not bcrypt: cannot log in until a password is set")
+    if utm.tfa_secret or utm.tfa_method:
+        method = (utm.tfa_method or "TOTP").upper()
+        flags.append(f"second factor {method} kept sealed; not enforced by authgate yet")
+    if not utm.activated:
+        flags.append("not activated in UTMStack")
+    return flags

@@ -1,0 +1,251 @@
+"""The API-key half of ``authgate import utmstack`` (see ``utmstack_import.py``).
+
+A UTMStack key becomes a legacy key: its row gets a new public id (display, caches, and
+the ``agk_`` key a rotation gives), ``secret_hash = legacy_digest = HMAC(pepper, key)``,
+UTMStack's UUID in ``legacy_id``. The plaintext is used for that digest and nothing
+else: no note, exception or log line holds it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import insert, select
+
+from authgate.security import keys
+from authgate.security.networks import AllowEntryError, parse_allow_entry
+from authgate.security.principal import SCOPE_ADMIN, SCOPE_READ, SCOPE_WRITE, join_authorities
+from authgate.services.api_keys import NAME_MAX_LENGTH, is_legacy
+from authgate.services.changes import Change, ChangeKind, UnitOfWork
+from authgate.services.import_report import Action, ImportReport
+from authgate.services.utmstack_rows import UtmKey
+from authgate.storage.models import ApiKey
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    user_id: int
+    is_admin: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Wanted:
+    """What a UTMStack key should look like here."""
+
+    user_id: int
+    name: str
+    digest: str
+    allowed_networks: str
+    expires_at: datetime | None
+    created_at: datetime
+    generated_at: datetime
+
+
+class KeyImport:
+    def __init__(
+        self,
+        work: UnitOfWork,
+        report: ImportReport,
+        *,
+        pepper: bytes,
+        now: datetime,
+        max_lifetime_days: int,
+    ) -> None:
+        self._work = work
+        self._report = report
+        self._pepper = pepper
+        self._now = now
+        self._cap = now + timedelta(days=max_lifetime_days)
+        self._existing: dict[str, ApiKey] = {}
+        self._digests: dict[str, str] = {}  # legacy digest -> UTMStack id
+        self._live_names: set[tuple[int, str]] = set()
+
+    async def run(
+        self,
+        utm_keys: list[UtmKey],
+        owners: dict[int, Owner | str],
+        *,
+        unmapped_owner: Owner | None,
+    ) -> None:
+        session = self._work.session
+        for key in await session.scalars(select(ApiKey).where(ApiKey.legacy_id.is_not(None))):
+            self._existing[str(key.legacy_id)] = key
+            if key.legacy_digest:
+                self._digests[key.legacy_digest] = str(key.legacy_id)
+        live = select(ApiKey.user_id, ApiKey.name).where(ApiKey.revoked_at.is_(None))
+        self._live_names = {(row.user_id, row.name) for row in await session.execute(live)}
+        new_rows: list[dict[str, Any]] = []
+        for utm in sorted(utm_keys, key=lambda k: k.id):
+            owner = owners.get(utm.owner_id) if utm.owner_id is not None else unmapped_owner
+            row = self._one(utm, owner, utm.owner_id)
+            if row is not None:
+                new_rows.append(row)
+        if new_rows:
+            await session.execute(insert(ApiKey), new_rows)
+
+    def _one(
+        self, utm: UtmKey, owner: Owner | str | None, owner_id: int | None
+    ) -> dict[str, Any] | None:
+        """A new row for ``utm``, or None (updated, unchanged or not imported)."""
+        if owner is None:
+            why = (
+                "no owner column (older account_id form): see --unmapped-keys-owner"
+                if owner_id is None
+                else f"owner {owner_id} is not among UTMStack's users"
+            )
+            self._note(utm, "skipped", why)
+            return None
+        if isinstance(owner, str):
+            self._note(utm, "skipped", f"owner {owner_id} not imported: {owner}")
+            return None
+        if not keys.is_legacy_key(utm.plaintext):
+            self._note(utm, "skipped", "not a 43-character UTMStack key")
+            return None
+        networks, notes = _allow_list(utm.allowed_ip)
+        if networks is None:
+            self._note(utm, "skipped", *notes)
+            return None
+        digest = keys.key_digest(self._pepper, utm.plaintext)
+        other = self._digests.get(digest)
+        if other is not None and other != utm.id:
+            self._note(utm, "conflict", f"the same key was imported as UTMStack key {other}")
+            return None
+        self._digests[digest] = utm.id
+        created = utm.created_at or self._now
+        wanted = _Wanted(
+            user_id=owner.user_id,
+            name=_name(utm),
+            digest=digest,
+            allowed_networks=networks,
+            expires_at=utm.expires_at,
+            created_at=created,
+            generated_at=utm.generated_at or created,
+        )
+        notes += self._expiry_notes(utm.expires_at)
+        existing = self._existing.get(utm.id)
+        if existing is not None:
+            self._update(utm, existing, wanted, notes)
+            return None
+        return self._new_row(utm, wanted, notes, admin=owner.is_admin)
+
+    def _new_row(
+        self, utm: UtmKey, wanted: _Wanted, notes: list[str], *, admin: bool
+    ) -> dict[str, Any]:
+        """The row of a key not imported before. Scopes: read and write, and admin for
+        an admin's key (a UTMStack key acts with all of its owner's rights)."""
+        name = self._free_name(wanted, utm, notes)
+        self._live_names.add((wanted.user_id, name))
+        self._note(utm, "created", *notes, name=name)
+        scopes = {SCOPE_READ, SCOPE_WRITE} | ({SCOPE_ADMIN} if admin else set())
+        return {
+            "user_id": wanted.user_id,
+            "name": name,
+            "key_id": keys.new_key_id(),
+            "key_tail": "",
+            "secret_hash": wanted.digest,
+            "legacy_digest": wanted.digest,
+            "legacy_id": utm.id,
+            "allowed_networks": wanted.allowed_networks,
+            "scopes": join_authorities(scopes),
+            "created_at": wanted.created_at,
+            "generated_at": wanted.generated_at,
+            "updated_at": self._now,
+            "expires_at": wanted.expires_at,
+        }
+
+    def _update(self, utm: UtmKey, key: ApiKey, wanted: _Wanted, notes: list[str]) -> None:
+        if key.revoked_at is not None:
+            self._note(utm, "unchanged", "revoked in authgate: left revoked", name=key.name)
+            return
+        changes: dict[str, Any] = {
+            "user_id": wanted.user_id,
+            "allowed_networks": wanted.allowed_networks,
+            "expires_at": wanted.expires_at,
+        }
+        if key.name != wanted.name:
+            changes["name"] = self._free_name(wanted, utm, notes)
+        if key.legacy_digest != wanted.digest:  # regenerated in UTMStack since
+            if not is_legacy(key):
+                why = "rotated in authgate, then regenerated in UTMStack: not imported again"
+                self._note(utm, "conflict", why, name=key.name)
+                return
+            changes |= {
+                "legacy_digest": wanted.digest,
+                "secret_hash": wanted.digest,
+                "generated_at": wanted.generated_at,
+            }
+        changed = sorted(name for name, value in changes.items() if getattr(key, name) != value)
+        if not changed:
+            self._note(utm, "unchanged", *notes, name=key.name)
+            return
+        self._live_names.discard((key.user_id, key.name))
+        for name in changed:
+            setattr(key, name, changes[name])
+        key.updated_at = self._now
+        self._live_names.add((key.user_id, key.name))
+        self._work.publish(Change(ChangeKind.API_KEY_CHANGED, key.key_id))
+        shown = ["secret (regenerated in UTMStack)" if n == "secret_hash" else n for n in changed]
+        shown = [n for n in shown if n not in ("legacy_digest", "generated_at")]
+        self._note(utm, "updated", *notes, "changed: " + ", ".join(shown), name=key.name)
+
+    def _free_name(self, wanted: _Wanted, utm: UtmKey, notes: list[str]) -> str:
+        """The key's name, made unique among the owner's live keys if it is not."""
+        if (wanted.user_id, wanted.name) not in self._live_names:
+            return wanted.name
+        notes.append("renamed: the owner has another live key of that name")
+        return f"{wanted.name[: NAME_MAX_LENGTH - 11]} ({utm.id[:8]})"
+
+    def _expiry_notes(self, expires_at: datetime | None) -> list[str]:
+        if expires_at is None:
+            return ["no expiry (kept; listed in the keys review)"]
+        if expires_at <= self._now:
+            return ["expired"]
+        if expires_at > self._cap:
+            return ["expiry beyond the maximum lifetime (kept; listed in the keys review)"]
+        return []
+
+    def _note(self, utm: UtmKey, action: Action, *notes: str, name: str | None = None) -> None:
+        self._report.add("key", utm.id, name or _name(utm), action, *notes)
+
+
+def _name(utm: UtmKey) -> str:
+    name = utm.name
+    cleaned = (
+        name if name.isprintable() else "".join(c if c.isprintable() else " " for c in name)
+    ).strip()
+    return (cleaned or f"UTMStack key {utm.id[:8]}")[:NAME_MAX_LENGTH]
+
+
+def _allow_list(stored: str | None) -> tuple[str | None, list[str]]:
+    networks, notes = _normalised(stored)
+    return networks, list(notes)
+
+
+# Many keys share an allow list (often: none), so each distinct one is parsed once.
+@lru_cache(maxsize=4096)
+def _normalised(stored: str | None) -> tuple[str | None, tuple[str, ...]]:
+    """UTMStack's comma-joined ``allowed_ip`` in authgate's canonical form: host bits
+    masked, addresses alone, IPv4-mapped IPv6 as IPv4, duplicates dropped. None (and
+    why) when an entry is neither: a key is never imported with a wider allow list."""
+    entries = [entry.strip() for entry in (stored or "").split(",") if entry.strip()]
+    canonical: list[str] = []
+    notes: list[str] = []
+    for number, entry in enumerate(entries, start=1):
+        try:
+            masked = ipaddress.ip_network(entry, strict=False)
+            network = parse_allow_entry(str(masked))
+            given = ipaddress.ip_address(entry.partition("/")[0])
+        except (ValueError, AllowEntryError):
+            return None, (f"allowed_ip entry {number} is neither an address nor a network",)
+        text = str(network) if network.num_addresses > 1 else str(network[0])
+        if masked.network_address != given and "host bits masked" not in notes:
+            notes.append("host bits masked")
+        if text not in canonical:
+            canonical.append(text)
+    if len(canonical) < len(entries):
+        notes.append("duplicate allow-list entries dropped")
+    return ",".join(canonical), tuple(notes)

@@ -1,0 +1,254 @@
+"""UTMStack's rows as typed records, and the column variants found (pure, no I/O).
+
+UTMStack's schema changed over its versions: ``tfa_method`` exists in the entity but no
+changeset creates it in some versions; ``api_keys`` is new in v11 (before it, a key
+column on ``jhi_user``); an ``account_id`` stood where ``user_id`` is; ``generated_at``
+exists only in some versions. Whatever is present is used; what is missing is reported
+as a :class:`Variant`, with what the import does about it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from authgate.storage.utmstack_source import SourceTables
+
+USER_REQUIRED = ("id", "login", "password_hash")
+USER_OPTIONAL = {
+    "email": "users without an e-mail address are skipped",
+    "activated": "users are imported as activated",
+    "tfa_secret": "no second factor is imported",
+    "tfa_method": "second factors are taken as TOTP",
+    "fs_manager": "no user is recognised as a service account",
+    "default_password": "no user is flagged to change a default password",
+    "created_date": "users are dated by the import",
+    "last_modified_date": "users are dated by their creation",
+}
+KEY_OPTIONAL = {
+    "allowed_ip": "keys are imported without an allow list (any address)",
+    "expires_at": "keys are imported without an expiry (flagged in the keys review)",
+    "created_at": "keys are dated by the import",
+    "generated_at": "the generation date is the creation date",
+    "name": "keys are named after their UTMStack id",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    """A column or table of UTMStack that is missing (or in an older form), and what the
+    import does about it."""
+
+    subject: str
+    note: str
+
+
+@dataclass(frozen=True, slots=True)
+class UtmUser:
+    id: int
+    login: str
+    password_hash: str
+    email: str | None
+    first_name: str | None
+    last_name: str | None
+    image_url: str | None
+    activated: bool
+    lang_key: str | None
+    created_by: str | None
+    created_date: datetime | None
+    last_modified_by: str | None
+    last_modified_date: datetime | None
+    tfa_secret: str | None = field(repr=False)
+    tfa_method: str | None
+    fs_manager: bool
+    default_password: bool
+    authorities: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class UtmKey:
+    """An API key; ``plaintext`` is never printed (``repr=False``) and lives only in
+    memory during the import."""
+
+    id: str
+    owner_id: int | None
+    name: str
+    plaintext: str = field(repr=False)
+    allowed_ip: str | None
+    created_at: datetime | None
+    generated_at: datetime | None
+    expires_at: datetime | None
+
+
+@dataclass(slots=True)
+class UtmStackData:
+    users: list[UtmUser]
+    keys: list[UtmKey]
+    variants: list[Variant]
+    # Rows that could not be read (missing id, wrong type): (table, row id or index, why).
+    unreadable: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+def parse_source(source: SourceTables) -> UtmStackData:
+    """Typed users and keys, the variants found, and the rows that could not be read."""
+    variants: list[Variant] = []
+    unreadable: list[tuple[str, str, str]] = []
+    user_columns = source.columns.get("jhi_user", frozenset())
+    for column in USER_REQUIRED:
+        if user_columns and column not in user_columns:
+            variants.append(Variant(f"jhi_user.{column}", "missing: no user can be imported"))
+    for column, effect in USER_OPTIONAL.items():
+        if user_columns and column not in user_columns:
+            variants.append(Variant(f"jhi_user.{column}", f"absent: {effect}"))
+    authorities = _authorities(source, variants)
+    users = []
+    for index, row in enumerate(source.rows.get("jhi_user", [])):
+        try:
+            users.append(_user(row, authorities))
+        except (KeyError, TypeError, ValueError) as error:
+            unreadable.append(("jhi_user", _row_label(row, index), _why(error)))
+    keys = _keys(source, variants, unreadable)
+    return UtmStackData(users=users, keys=keys, variants=variants, unreadable=unreadable)
+
+
+def _authorities(source: SourceTables, variants: list[Variant]) -> dict[int, list[str]]:
+    if "jhi_user_authority" not in source.rows:
+        variants.append(Variant("jhi_user_authority", "absent: users get ROLE_USER only"))
+        return {}
+    by_user: dict[int, list[str]] = defaultdict(list)
+    for row in source.rows["jhi_user_authority"]:
+        user_id, name = row.get("user_id"), row.get("authority_name")
+        if isinstance(user_id, int) and isinstance(name, str) and name.strip():
+            by_user[user_id].append(name.strip())
+    return by_user
+
+
+def _keys(
+    source: SourceTables, variants: list[Variant], unreadable: list[tuple[str, str, str]]
+) -> list[UtmKey]:
+    keys: list[UtmKey] = []
+    user_columns = source.columns.get("jhi_user", frozenset())
+    if "api_key" in user_columns:  # before v11: one key per user, on the user's row
+        variants.append(
+            Variant(
+                "jhi_user.api_key",
+                "older form: each user's key is imported as a key named 'UTMStack key', "
+                "without an allow list or an expiry",
+            )
+        )
+        for row in source.rows.get("jhi_user", []):
+            plaintext, user_id = row.get("api_key"), row.get("id")
+            if isinstance(plaintext, str) and plaintext and isinstance(user_id, int):
+                keys.append(
+                    UtmKey(
+                        id=f"user-{user_id}",
+                        owner_id=user_id,
+                        name="UTMStack key",
+                        plaintext=plaintext,
+                        allowed_ip=None,
+                        created_at=None,
+                        generated_at=None,
+                        expires_at=None,
+                    )
+                )
+    if "api_keys" not in source.rows:
+        if "api_key" not in user_columns:
+            variants.append(Variant("api_keys", "absent: no API key is imported"))
+        return keys
+    key_columns = source.columns.get("api_keys", frozenset())
+    if key_columns and "user_id" not in key_columns:
+        note = "absent: keys cannot be mapped to an owner"
+        if "account_id" in key_columns:
+            note = "absent (older form account_id): keys cannot be mapped to an owner"
+        variants.append(Variant("api_keys.user_id", note + " (see --unmapped-keys-owner)"))
+    for column, effect in KEY_OPTIONAL.items():
+        if key_columns and column not in key_columns:
+            variants.append(Variant(f"api_keys.{column}", f"absent: {effect}"))
+    for index, row in enumerate(source.rows["api_keys"]):
+        try:
+            keys.append(_key(row))
+        except (KeyError, TypeError, ValueError) as error:
+            unreadable.append(("api_keys", _row_label(row, index), _why(error)))
+    return keys
+
+
+def _user(row: dict[str, Any], authorities: dict[int, list[str]]) -> UtmUser:
+    user_id = row["id"]
+    if not isinstance(user_id, int):
+        raise TypeError("id is not a number")
+    return UtmUser(
+        id=user_id,
+        login=_required_text(row, "login"),
+        password_hash=_required_text(row, "password_hash"),
+        email=_text(row, "email"),
+        first_name=_text(row, "first_name"),
+        last_name=_text(row, "last_name"),
+        image_url=_text(row, "image_url"),
+        activated=row.get("activated", True) is not False,
+        lang_key=_text(row, "lang_key"),
+        created_by=_text(row, "created_by"),
+        created_date=_instant(row.get("created_date")),
+        last_modified_by=_text(row, "last_modified_by"),
+        last_modified_date=_instant(row.get("last_modified_date")),
+        tfa_secret=_text(row, "tfa_secret"),
+        tfa_method=_text(row, "tfa_method"),
+        fs_manager=row.get("fs_manager") is True,
+        default_password=row.get("default_password") is True,
+        authorities=tuple(sorted(set(authorities.get(user_id, ())))),
+    )
+
+
+def _key(row: dict[str, Any]) -> UtmKey:
+    key_id = _required_text(row, "id")
+    owner = row.get("user_id")
+    return UtmKey(
+        id=key_id,
+        owner_id=owner if isinstance(owner, int) else None,
+        name=_text(row, "name") or f"UTMStack key {key_id[:8]}",
+        plaintext=_required_text(row, "api_key"),
+        allowed_ip=_text(row, "allowed_ip"),
+        created_at=_instant(row.get("created_at")),
+        generated_at=_instant(row.get("generated_at")),
+        expires_at=_instant(row.get("expires_at")),
+    )
+
+
+def _required_text(row: dict[str, Any], column: str) -> str:
+    value = row[column]
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{column} is empty or not text")
+    return value
+
+
+def _text(row: dict[str, Any], column: str) -> str | None:
+    value = row.get(column)
+    return value.strip() or None if isinstance(value, str) else None
+
+
+def _instant(value: Any) -> datetime | None:
+    """PostgreSQL's JSON form of a timestamp; one without a zone is UTC (UTMStack's
+    ``timestamp without time zone`` columns hold UTC)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError("a timestamp is not in ISO 8601 form") from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _row_label(row: Any, index: int) -> str:
+    """How a report names an unreadable row: its id if it has a printable one."""
+    row_id = row.get("id") if isinstance(row, dict) else None
+    if isinstance(row_id, int | str) and str(row_id).isprintable() and len(str(row_id)) <= 64:
+        return str(row_id)
+    return f"row {index + 1}"
+
+
+def _why(error: Exception) -> str:
+    # Only the column named by our own messages, never a value from the row.
+    if isinstance(error, KeyError):
+        return f"missing column {error.args[0]}"
+    return str(error) if isinstance(error, ValueError | TypeError) else "unreadable"

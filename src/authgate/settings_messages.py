@@ -1,0 +1,99 @@
+"""Settings problems told in the operator's words: the variable or config-file key they
+typed, not pydantic's field path, on one line; and the ``AUTHGATE_*`` variables nothing
+reads (a typo is otherwise silently ignored), with the closest real name.
+
+Pure functions: the caller passes the environment (see ``authgate.settings``).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Collection, Iterable, Mapping
+from pathlib import Path
+
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+ENV_PREFIX = "AUTHGATE_"
+# Read by the other programs of the project (authgate-client, authgate.guard) or by the
+# test suite, not by the server: never "unknown".
+OTHER_PROGRAMS_VARIABLES = frozenset(
+    {
+        "AUTHGATE_URL",
+        "AUTHGATE_USERNAME",
+        "AUTHGATE_PASSWORD",
+        "AUTHGATE_API_KEY",
+        "AUTHGATE_API_KEY_HEADER",
+        "AUTHGATE_CA_BUNDLE",
+        "AUTHGATE_CLIENT_CONFIG_DIR",
+        "AUTHGATE_TIMEOUT",
+    }
+)
+OTHER_PROGRAMS_PREFIXES = ("AUTHGATE_TEST_",)
+
+
+def variable_name(field: str) -> str:
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+def unknown_variables(
+    variables: Mapping[str, str], fields: Collection[str], *, also_known: Iterable[str] = ()
+) -> list[str]:
+    """One warning per ``AUTHGATE_*`` variable that no setting reads, with the closest
+    known name when there is one (``AUTHGATE_TOKEN_TTL``: did you mean
+    ``AUTHGATE_TOKEN_TTL_SECONDS``?)."""
+    known = {variable_name(field) for field in fields} | set(also_known)
+    candidates = sorted(known)
+    warnings = []
+    for name in sorted(variables):
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or upper in known:
+            continue
+        if upper in OTHER_PROGRAMS_VARIABLES or upper.startswith(OTHER_PROGRAMS_PREFIXES):
+            continue
+        guess = difflib.get_close_matches(upper, candidates, n=1, cutoff=0.6)
+        hint = f"; did you mean {guess[0]}?" if guess else ""
+        warnings.append(f"unknown variable {name} is ignored{hint}")
+    return warnings
+
+
+def describe_validation_error(
+    error: ValidationError,
+    *,
+    variables: Mapping[str, str],
+    fields: Collection[str],
+    config_file: Path | None,
+) -> str:
+    """One line naming each refused value by where it came from: the variable
+    (``AUTHGATE_PORT``), else the config file's key, with pydantic's reason."""
+    problems = [
+        _describe(detail, variables=variables, fields=fields, config_file=config_file)
+        for detail in error.errors(include_url=False, include_input=False)
+    ]
+    return "; ".join(problems)
+
+
+def _describe(
+    detail: ErrorDetails,
+    *,
+    variables: Mapping[str, str],
+    fields: Collection[str],
+    config_file: Path | None,
+) -> str:
+    message = detail["msg"].removeprefix("Value error, ")
+    location = detail["loc"]
+    if not location:
+        return f"invalid settings: {message}"
+    field = str(location[0])
+    inner = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in location[1:])
+    if detail["type"] == "extra_forbidden" and not inner:
+        where = f" in {config_file}" if config_file is not None else ""
+        guess = difflib.get_close_matches(field.lower(), sorted(fields), n=1, cutoff=0.6)
+        hint = f"; did you mean {guess[0]}?" if guess else ""
+        return f"unknown setting {field!r}{where}{hint}"
+    variable = variable_name(field)
+    if config_file is not None and not any(name.upper() == variable for name in variables):
+        source = f"{field}{inner} in {config_file}"
+    else:
+        source = f"{variable}{inner}"
+    return f"invalid {source}: {message}"

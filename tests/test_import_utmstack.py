@@ -1,0 +1,570 @@
+"""``authgate import utmstack`` end to end: a UTMStack-shaped schema in the test
+PostgreSQL (DDL from UTMStack's Liquibase changelogs, bcrypt hashes made with bcrypt),
+imported into authgate; then the original passwords log in and are rehashed, legacy keys
+work through both headers with their allow lists, a second import is a no-op, a dry run
+writes nothing, an export file gives the same result, column variants are handled, and
+no plaintext key is anywhere in authgate's database, logs or reports."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import os
+import secrets
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import bcrypt
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+from typer.testing import CliRunner
+
+from authgate.cli import app as cli_app
+from authgate.exceptions import ConfigurationError
+from authgate.security.sealing import unseal
+from authgate.services.import_report import ImportReport
+from authgate.services.utmstack_import import (
+    SECOND_FACTOR_PURPOSE,
+    ImportOptions,
+    UtmStackImporter,
+)
+from authgate.services.utmstack_rows import parse_source
+from authgate.settings import CONFIG_FILE_VARIABLE
+from authgate.storage import utmstack_source
+from authgate.storage.models import ApiKey, Base, User
+from tests.conftest import ADMIN_PASSWORD, POSTGRES_URL, Harness, bearer, run_in_own_loop
+
+# UTMStack's schema, from config/liquibase/scripts/tables.sql (jhi_user, jhi_authority,
+# jhi_user_authority) and changelog/20251017001_create_api_keys_table.xml (api_keys).
+DDL = """
+CREATE TABLE jhi_user (
+    id bigint PRIMARY KEY, login varchar(50) NOT NULL UNIQUE,
+    password_hash varchar(60) NOT NULL, first_name varchar(50), last_name varchar(50),
+    email varchar(191) UNIQUE, image_url varchar(256), activated boolean NOT NULL,
+    lang_key varchar(6), activation_key varchar(20), reset_key varchar(20),
+    created_by varchar(50) NOT NULL, created_date timestamp, reset_date timestamp,
+    last_modified_by varchar(50), last_modified_date timestamp,
+    tfa_secret varchar(100), tfa_method varchar(20), fs_manager boolean, default_password boolean
+);
+CREATE TABLE jhi_authority (name varchar(50) PRIMARY KEY);
+CREATE TABLE jhi_user_authority (
+    user_id bigint NOT NULL REFERENCES jhi_user (id),
+    authority_name varchar(50) NOT NULL REFERENCES jhi_authority (name),
+    PRIMARY KEY (user_id, authority_name)
+);
+CREATE TABLE api_keys (
+    id uuid PRIMARY KEY, user_id bigint NOT NULL REFERENCES jhi_user (id) ON DELETE CASCADE,
+    name varchar(255) NOT NULL, api_key varchar(255) NOT NULL UNIQUE, allowed_ip text,
+    created_at timestamp NOT NULL, expires_at timestamp, generated_at timestamp
+);
+INSERT INTO jhi_authority VALUES ('ROLE_ADMIN'), ('ROLE_USER');
+"""
+
+PASSWORDS = {
+    "admin": "utm-operator-secret-2026",
+    "alice": "correct horse battery staple",
+    "bob": "utmstack-default-pass",
+    "svc": "filesystem-manager-pass",
+}
+TOTP_SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+
+
+def legacy_key() -> str:
+    return base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
+
+
+@dataclass
+class UtmStackSource:
+    url: str  # postgresql:// (what an operator passes)
+    schema: str
+    keys: dict[str, str] = field(default_factory=dict)  # name -> plaintext
+    key_ids: dict[str, str] = field(default_factory=dict)  # name -> UUID
+
+    def secrets(self) -> list[str]:
+        return [*self.keys.values(), TOTP_SECRET]
+
+
+def _bcrypt(password: str) -> str:
+    # Spring's BCryptPasswordEncoder writes $2a$; cost 4 keeps the test fast.
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(4, prefix=b"2a")).decode()
+
+
+@pytest.fixture
+def utmstack() -> Iterator[UtmStackSource]:
+    """UTMStack's tables in a schema of this test's own, dropped afterwards (in the
+    test PostgreSQL: the tests that read UTMStack's database need one)."""
+    if not POSTGRES_URL:
+        pytest.skip("AUTHGATE_TEST_DATABASE_URL is not set")
+    schema = f"utmstack_src_{os.getpid()}_{secrets.token_hex(3)}"
+    plain_url = make_url(POSTGRES_URL).set(drivername="postgresql")
+    source = UtmStackSource(url=plain_url.render_as_string(hide_password=False), schema=schema)
+    now = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+    keys = {
+        # name: (owner, allowed_ip, expires_at)
+        "bare-v4": (2, "127.0.0.1", now + timedelta(days=30)),
+        "cidr-host-bits": (2, "10.1.2.3/16, ::1", now + timedelta(days=30)),
+        "ipv6-exact": (2, "2001:db8::7", None),
+        "unrestricted": (2, None, None),
+        "beyond-cap": (3, "", now + timedelta(days=3650)),
+        "expired": (2, "127.0.0.1", now - timedelta(days=1)),
+        "admin-tool": (1, "127.0.0.1", None),
+        "fs-manager-key": (4, None, None),
+    }
+
+    async def create() -> None:
+        engine = create_async_engine(POSTGRES_URL)
+        async with engine.begin() as connection:
+            await connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+            await connection.execute(text(f'SET LOCAL search_path TO "{schema}"'))
+            for statement in DDL.split(";"):
+                if statement.strip():
+                    await connection.execute(text(statement))
+            users = [
+                (1, "admin", "admin@localhost", False, None, None, False),
+                (2, "alice", "alice@example.com", False, TOTP_SECRET, "TOTP", False),
+                (3, "bob", "bob@example.com", True, None, None, False),
+                (4, "svc", "svc@example.com", False, None, None, True),
+            ]
+            for user_id, login, email, default, tfa, method, fs_manager in users:
+                await connection.execute(
+                    text(
+                        "INSERT INTO jhi_user (id, login, password_hash, first_name, email, "
+                        "image_url, activated, lang_key, created_by, created_date, "
+                        "last_modified_by, last_modified_date, tfa_secret, tfa_method, "
+                        "fs_manager, default_password) VALUES (:id, :login, :hash, :first, "
+                        ":email, :image, true, 'es', 'system', :created, 'admin', :modified, "
+                        ":tfa, :method, :fs, :default)"
+                    ),
+                    {
+                        "id": user_id,
+                        "login": login,
+                        "hash": _bcrypt(PASSWORDS[login]),
+                        "first": login.title(),
+                        "email": email,
+                        "image": f"https://img.example/{login}.png",
+                        "created": now - timedelta(days=400),
+                        "modified": now - timedelta(days=3),
+                        "tfa": tfa,
+                        "method": method,
+                        "fs": fs_manager,
+                        "default": default,
+                    },
+                )
+                roles = ["ROLE_USER"] + (["ROLE_ADMIN"] if login == "admin" else [])
+                for role in roles:
+                    await connection.execute(
+                        text("INSERT INTO jhi_user_authority VALUES (:id, :role)"),
+                        {"id": user_id, "role": role},
+                    )
+            for name, (owner, allowed, expires) in keys.items():
+                plaintext, key_id = legacy_key(), str(__import__("uuid").uuid4())
+                source.keys[name], source.key_ids[name] = plaintext, key_id
+                await connection.execute(
+                    text(
+                        "INSERT INTO api_keys VALUES (:id, :owner, :name, :key, :allowed, "
+                        ":created, :expires, :created)"
+                    ),
+                    {
+                        "id": key_id,
+                        "owner": owner,
+                        "name": name,
+                        "key": plaintext,
+                        "allowed": allowed,
+                        "created": now - timedelta(days=10),
+                        "expires": expires,
+                    },
+                )
+        await engine.dispose()
+
+    async def drop() -> None:
+        engine = create_async_engine(POSTGRES_URL)
+        async with engine.begin() as connection:
+            await connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        await engine.dispose()
+
+    run_in_own_loop(create)
+    try:
+        yield source
+    finally:
+        run_in_own_loop(drop)
+
+
+async def import_from_database(
+    harness: Harness, source: UtmStackSource, **options: Any
+) -> ImportReport:
+    tables = await utmstack_source.read_database(source.url, schema=source.schema)
+    return await _import(harness, tables, **options)
+
+
+async def _import(
+    harness: Harness, tables: utmstack_source.SourceTables, **options: Any
+) -> ImportReport:
+    services = harness.services
+    importer = UtmStackImporter(
+        feed=services.feed,
+        clock=services.clock,
+        pepper=services.server_secret,
+        audit=services.audit,
+        max_key_lifetime_days=services.settings.api_key_max_lifetime_days,
+    )
+    return await importer.run(parse_source(tables), ImportOptions(**options), source="test")
+
+
+def entry(report: ImportReport, kind: str, name: str) -> Any:
+    [found] = [e for e in report.entries if e.kind == kind and e.name.startswith(name)]
+    return found
+
+
+AUDIT_TABLES = frozenset({"audit_events", "audit_chain_head", "audit_checkpoints"})
+
+
+async def dump(harness: Harness, *, exclude: frozenset[str] = frozenset()) -> str:
+    """Every row of every authgate table, as text (the test's "database dump")."""
+    lines = []
+    async with harness.services.db.session() as session:
+        for table in Base.metadata.sorted_tables:
+            if table.name in exclude:
+                continue
+            for row in await session.execute(select(table)):
+                lines.append(f"{table.name}: {tuple(row)!r}")
+    return "\n".join(lines)
+
+
+async def test_import_keeps_passwords_keys_and_roles_working(
+    harness: Harness, utmstack: UtmStackSource, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Users and keys arrive; passwords log in and are rehashed to Argon2id; legacy keys
+    work through both headers with their allow lists; the report says what happened;
+    nothing holds a plaintext key or the TOTP secret."""
+    caplog.set_level(logging.DEBUG)
+    report = await import_from_database(harness, utmstack)
+
+    assert report.counts()["users"] == {
+        "created": 3,
+        "updated": 0,
+        "unchanged": 0,
+        "skipped": 1,
+        "conflict": 0,
+    }
+    assert "fs_manager" in entry(report, "user", "svc").notes[0]
+    assert any("default password" in n for n in entry(report, "user", "bob").notes)
+    assert any("second factor TOTP" in n for n in entry(report, "user", "alice").notes)
+    assert entry(report, "key", "fs-manager-key").action == "skipped"
+    assert report.counts()["keys"]["created"] == 7
+    assert "host bits masked" in entry(report, "key", "cidr-host-bits").notes
+    assert any("beyond" in n for n in entry(report, "key", "beyond-cap").notes)
+
+    # Passwords: bcrypt verified, then Argon2id.
+    token = await harness.login("alice", PASSWORDS["alice"])
+    async with harness.services.db.session() as session:
+        alice = await session.scalar(select(User).where(User.login == "alice"))
+        bob = await session.scalar(select(User).where(User.login == "bob"))
+    assert alice is not None
+    assert bob is not None
+    assert alice.password_hash.startswith("$argon2id$")
+    assert await harness.login("alice", PASSWORDS["alice"])  # the new hash works too
+    assert bob.password_change_required
+    assert alice.first_name == "Alice"
+    assert alice.lang_key == "es"
+    assert alice.created_at < harness.clock() - timedelta(days=300)
+    assert json.loads(alice.legacy_profile or "{}")["imageUrl"] == "https://img.example/alice.png"
+    sealed = json.loads(alice.legacy_second_factor or "{}")
+    assert sealed["method"] == "TOTP"
+    assert unseal(harness.services.server_secret, SECOND_FACTOR_PURPOSE, sealed["secret"]) == (
+        TOTP_SECRET
+    )
+    account = await harness.client.get("/api/account", headers=bearer(token))
+    assert account.json()["passwordChangeRequired"] is False
+
+    # Keys: both headers, allow lists in each form, expiry.
+    keys = utmstack.keys
+    for headers in ({"Utm-Api-Key": keys["bare-v4"]}, bearer(keys["bare-v4"])):
+        response = await harness.client.get("/api/account", headers=headers)
+        assert response.status_code == 200, response.text
+        assert response.json()["login"] == "alice"
+    for address, allowed in (("10.1.250.9", True), ("10.2.0.1", False), ("::1", True)):
+        async with harness.client_from(address) as client:
+            response = await client.get("/api/account", headers=bearer(keys["cidr-host-bits"]))
+        assert (response.status_code == 200) is allowed, (address, response.text)
+    async with harness.client_from("2001:db8::7") as client:
+        response = await client.get("/api/account", headers=bearer(keys["ipv6-exact"]))
+        assert response.status_code == 200
+        assert (await client.get("/api/account", headers=bearer(keys["bare-v4"]))).status_code == (
+            403
+        )
+    async with harness.client_from("198.51.100.4") as client:
+        response = await client.get("/api/account", headers={"Utm-Api-Key": keys["unrestricted"]})
+    assert response.status_code == 200
+    expired = await harness.client.get("/api/account", headers=bearer(keys["expired"]))
+    assert expired.status_code == 401
+    assert "expired" in expired.json()["message"]
+    admin_key = await harness.client.get("/api/users", headers=bearer(keys["admin-tool"]))
+    assert admin_key.status_code == 200  # UTMStack's admin keeps an admin key
+    listed = await harness.client.get("/api/api-keys", headers=bearer(token))
+    assert {k["name"]: k["legacy"] for k in listed.json()} == {
+        "bare-v4": True,
+        "cidr-host-bits": True,
+        "ipv6-exact": True,
+        "unrestricted": True,
+        "expired": True,
+    }
+
+    # No plaintext anywhere: database, logs, report.
+    everything = "\n".join(
+        [await dump(harness), caplog.text, json.dumps(report.as_json()), repr(report)]
+    )
+    for secret in utmstack.secrets():
+        assert secret not in everything
+    async with harness.services.db.session() as session:
+        stored = await session.scalar(select(ApiKey.legacy_id).where(ApiKey.name == "bare-v4"))
+    assert stored == utmstack.key_ids["bare-v4"]
+
+
+async def test_second_import_changes_nothing_and_follows_utmstack_edits(
+    harness: Harness, utmstack: UtmStackSource
+) -> None:
+    """Run twice: nothing created or updated, the database is the same (a rehashed
+    password is not put back). After edits on UTMStack's side, those are updated."""
+    await import_from_database(harness, utmstack)
+    await harness.login("alice", PASSWORDS["alice"])  # rehash
+    before = await dump(harness, exclude=AUDIT_TABLES)  # the run itself is audited
+    again = await import_from_database(harness, utmstack)
+    assert not again.changed
+    assert {e.action for e in again.entries} <= {"unchanged", "skipped"}
+    assert await dump(harness, exclude=AUDIT_TABLES) == before
+    assert await harness.login("alice", PASSWORDS["alice"])
+
+    engine = create_async_engine(POSTGRES_URL or "")
+    async with engine.begin() as connection:
+        await connection.execute(
+            text("SELECT set_config('search_path', :schema, true)"), {"schema": utmstack.schema}
+        )
+        await connection.execute(
+            text("UPDATE api_keys SET allowed_ip = '192.0.2.0/24' WHERE name = 'bare-v4'")
+        )
+        await connection.execute(
+            text("UPDATE jhi_user SET last_name = 'Liddell' WHERE login = 'alice'")
+        )
+    await engine.dispose()
+    edited = await import_from_database(harness, utmstack)
+    assert entry(edited, "key", "bare-v4").action == "updated"
+    assert entry(edited, "user", "alice").action == "updated"
+    assert edited.counts()["keys"]["updated"] == 1
+    refused = await harness.client.get("/api/account", headers=bearer(utmstack.keys["bare-v4"]))
+    assert refused.status_code == 403  # the cached record was dropped with the change
+
+
+async def test_dry_run_writes_nothing(harness: Harness, utmstack: UtmStackSource) -> None:
+    before = await dump(harness)
+    report = await import_from_database(harness, utmstack, dry_run=True)
+    assert report.counts()["users"]["created"] == 3
+    await harness.services.audit.flush()
+    assert await dump(harness) == before
+
+
+async def test_admin_is_a_conflict_unless_merged(
+    harness: Harness, utmstack: UtmStackSource, admin_token: str
+) -> None:
+    """authgate's own admin: UTMStack's admin is a conflict (its keys skipped); with
+    merge_admin its keys go to authgate's admin, whose password stays."""
+    report = await import_from_database(harness, utmstack)
+    assert entry(report, "user", "admin").action == "conflict"
+    assert entry(report, "key", "admin-tool").action == "skipped"
+    merged = await import_from_database(harness, utmstack, merge_admin=True)
+    assert entry(merged, "user", "admin").action == "updated"
+    assert entry(merged, "key", "admin-tool").action == "created"
+    assert await harness.login("admin", ADMIN_PASSWORD)
+    response = await harness.client.get("/api/account", headers=bearer(utmstack.keys["admin-tool"]))
+    assert response.json()["login"] == "admin"
+    again = await import_from_database(harness, utmstack, merge_admin=True)
+    assert not again.changed
+
+
+async def test_fs_manager_users_are_imported_on_request(
+    harness: Harness, utmstack: UtmStackSource
+) -> None:
+    report = await import_from_database(harness, utmstack, include_fs_manager=True)
+    assert entry(report, "user", "svc").action == "created"
+    assert entry(report, "key", "fs-manager-key").action == "created"
+
+
+async def test_export_file_gives_the_same_result(
+    harness: Harness, utmstack: UtmStackSource, tmp_path: Path
+) -> None:
+    """The README's psql command makes a file that imports like the database."""
+    export = tmp_path / "utmstack.json"
+    with export.open("w") as out:
+        await asyncio.to_thread(
+            subprocess.run,
+            [
+                "psql",
+                utmstack.url,
+                "--no-psqlrc",
+                "--tuples-only",
+                "--no-align",
+                "--set",
+                "ON_ERROR_STOP=1",
+                "--command",
+                utmstack_source.export_query(),
+            ],
+            stdout=out,
+            check=True,
+            env={**os.environ, "PGOPTIONS": f"--search_path={utmstack.schema}"},
+        )
+    from_database = await utmstack_source.read_database(utmstack.url, schema=utmstack.schema)
+    from_file = utmstack_source.read_file(export)
+    assert parse_source(from_file) == parse_source(from_database)
+    report = await _import(harness, from_file)
+    assert report.counts()["keys"]["created"] == 7
+    again = await import_from_database(harness, utmstack)
+    assert not again.changed
+
+
+async def test_the_source_is_read_in_a_read_only_transaction(
+    utmstack: UtmStackSource, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Even a query that writes (here, swapped in for the export query) cannot change
+    UTMStack's database: PostgreSQL refuses it, and the error names no row."""
+    writing = (
+        "WITH w AS (INSERT INTO jhi_authority VALUES ('ROLE_WRITTEN') RETURNING 1) "
+        "SELECT json_build_object('jhi_user', '[]'::json, 'n', (SELECT count(*) FROM w))"
+    )
+    monkeypatch.setattr(utmstack_source, "export_query", lambda tables: writing)
+    with pytest.raises(ConfigurationError, match="ReadOnlySQLTransaction"):
+        await utmstack_source.read_database(utmstack.url, schema=utmstack.schema)
+    engine = create_async_engine(POSTGRES_URL or "")
+    async with engine.connect() as connection:
+        names = await connection.scalars(
+            text(f'SELECT name FROM "{utmstack.schema}".jhi_authority')  # noqa: S608
+        )
+        assert set(names) == {"ROLE_ADMIN", "ROLE_USER"}
+    await engine.dispose()
+
+
+async def test_unreachable_or_foreign_databases_are_configuration_errors(
+    utmstack: UtmStackSource,
+) -> None:
+    with pytest.raises(ConfigurationError, match="no jhi_user table"):
+        await utmstack_source.read_database(utmstack.url, schema="no_such_schema")
+    with pytest.raises(ConfigurationError, match="postgresql://"):
+        await utmstack_source.read_database("mysql://u@h/db")
+    with pytest.raises(ConfigurationError, match="cannot"):
+        await utmstack_source.read_database("postgresql://nobody@127.0.0.1:1/none")
+
+
+def test_the_readme_documents_the_export_query() -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    assert " ".join(utmstack_source.export_query().split()) in " ".join(readme.split())
+
+
+def test_cli_imports_from_a_file_with_a_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The command: --dry-run and --json, then a real run, then a no-op; exit 0, JSON
+    report, no key in the output."""
+    monkeypatch.setenv("AUTHGATE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("COLUMNS", "250")
+    plaintext = legacy_key()
+    document = {
+        "jhi_user": [
+            {
+                "id": 7,
+                "login": "dana",
+                "password_hash": _bcrypt("dana-password-long"),
+                "email": "dana@example.com",
+                "activated": True,
+                "created_by": "system",
+            }
+        ],
+        "jhi_user_authority": [{"user_id": 7, "authority_name": "ROLE_USER"}],
+        "api_keys": [
+            {
+                "id": "6f1c2c4e-8a0b-4d57-9a51-3f1f3b7d9e10",
+                "user_id": 7,
+                "name": "[bold]ci",
+                "api_key": plaintext,
+                "allowed_ip": "203.0.113.5",
+                "created_at": "2026-01-02T03:04:05",
+                "expires_at": None,
+            }
+        ],
+    }
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps(document))
+    runner = CliRunner()
+    try:
+        dry = runner.invoke(
+            cli_app,
+            ["--init", "import", "utmstack", "--from-file", str(export), "--dry-run", "--json"],
+        )
+        assert dry.exit_code == 0, dry.output
+        assert json.loads(dry.stdout)["counts"]["keys"]["created"] == 1
+        real = runner.invoke(
+            cli_app,
+            [
+                "--init",
+                "import",
+                "utmstack",
+                "--from-file",
+                str(export),
+                "--report",
+                str(tmp_path / "r"),
+            ],
+        )
+        assert real.exit_code == 0, real.output
+        assert "[bold]ci" in real.output  # printed as text, not as markup
+        again = runner.invoke(cli_app, ["import", "utmstack", "--from-file", str(export), "--json"])
+        assert json.loads(again.stdout)["counts"]["users"]["unchanged"] == 1
+        assert json.loads(again.stdout)["counts"]["keys"]["unchanged"] == 1
+        audit = runner.invoke(cli_app, ["audit", "tail", "-n", "5"])
+        assert "UTMSTACK_IMPORTED" in audit.output
+        for output in (dry.output, real.output, again.output, (tmp_path / "r").read_text()):
+            assert plaintext not in output
+        neither = runner.invoke(cli_app, ["import", "utmstack"])
+        assert neither.exit_code == 2
+    finally:
+        os.environ.pop(CONFIG_FILE_VARIABLE, None)
+
+
+def test_tracebacks_of_the_cli_show_no_variables() -> None:
+    """typer prints the variables of every frame of an unexpected error by default: an
+    import's frames hold UTMStack's rows (plaintext keys), so the CLI turns that off."""
+    assert cli_app.pretty_exceptions_show_locals is False
+
+
+def test_cli_reads_the_database_named_by_the_environment(
+    utmstack: UtmStackSource, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """UTMSTACK_DATABASE_URL (keeps the password out of the process list) and --schema;
+    the printed tables name the source without a password and hold no key."""
+    monkeypatch.setenv("AUTHGATE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("COLUMNS", "250")
+    monkeypatch.setenv("UTMSTACK_DATABASE_URL", utmstack.url)
+    runner = CliRunner()
+    try:
+        result = runner.invoke(
+            cli_app,
+            ["--init", "import", "utmstack", "--schema", utmstack.schema, "--include-fs-manager"],
+        )
+        assert result.exit_code == 0, result.output
+        assert "fs-manager-key" in result.output
+        assert "second factor TOTP" in result.output
+        again = runner.invoke(
+            cli_app, ["import", "utmstack", "--schema", utmstack.schema, "--json"]
+        )
+        report = json.loads(again.stdout)
+        assert report["source"].startswith("database 127.0.0.1/")
+        assert report["counts"]["keys"]["created"] == 0
+        for secret in utmstack.secrets():
+            assert secret not in result.output
+            assert secret not in again.output
+    finally:
+        os.environ.pop(CONFIG_FILE_VARIABLE, None)
