@@ -209,6 +209,29 @@ def test_set_password_replaces_the_old_one(data_dir: Path) -> None:
     assert authenticate(data_dir, "bob", NEW_PASSWORD) == "bob"
 
 
+def test_reset_link_prints_a_single_use_link(data_dir: Path) -> None:
+    """`users reset-link LOGIN` prints the Settings UI link that sets the user's password
+    (issue 13: the admin's way when no SMTP server is configured); the key works once."""
+    assert_exits(create_user(), 0)
+    result = invoke("users", "reset-link", "BOB")
+    assert_exits(result, 0)
+    link = next(line for line in result.stdout.splitlines() if "/settings/reset?key=" in line)
+    key = link.split("key=", 1)[1].strip()
+
+    async def finish() -> None:
+        services = build_services(settings_for(data_dir))
+        try:
+            await services.start(background=False)
+            await services.password_resets.finish(key, NEW_PASSWORD)
+        finally:
+            await services.close()
+
+    asyncio.run(finish())
+    assert authenticate(data_dir, "bob", NEW_PASSWORD) == "bob"
+    unknown = invoke("users", "reset-link", "nobody")
+    assert_exits(unknown, 1)
+
+
 @pytest.mark.parametrize("common", ["password1234", "Password123!"])
 def test_set_password_refuses_a_common_password(data_dir: Path, common: str) -> None:
     """`users set-password` applies the list of common passwords too (exit 1, why)."""

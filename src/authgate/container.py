@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import stat
 from dataclasses import dataclass, field
@@ -34,11 +35,13 @@ from authgate.services.audit_checkpoints import AuditCheckpoints, CheckpointReas
 from authgate.services.changes import ChangeFeed
 from authgate.services.cluster import HEARTBEAT_SECONDS, ClusterMembership
 from authgate.services.forward_auth import ForwardAuthPolicy
+from authgate.services.gate import Gate
 from authgate.services.key_abuse import KeyAbuseGuard, KeyAbuseLimits
 from authgate.services.login_protection import LoginLimits, LoginProtection
 from authgate.services.mail import Mailer, smtp_server_from
 from authgate.services.metrics import Metrics
 from authgate.services.password_hashing import AsyncPasswordHasher
+from authgate.services.password_resets import PasswordResets
 from authgate.services.rate_limits import KeyRateLimits
 from authgate.services.redis_link import SOCKET_TIMEOUT_SECONDS, ChangeDoorbell, RedisLink
 from authgate.services.second_factor import SecondFactorService
@@ -95,6 +98,8 @@ class Services:
     # Mail to users (reset links, second-factor codes); `mailer.configured` says whether
     # an SMTP server is set.
     mailer: Mailer
+    # Password recovery: reset links asked for, mailed and used.
+    password_resets: PasswordResets
     second_factor: SecondFactorService
     sign_in: SignIn
     # The deployment's shared secret (the API key pepper): purpose-specific keys, such as
@@ -110,6 +115,22 @@ class Services:
     _stop_delivery: asyncio.Event = field(default_factory=asyncio.Event)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _waiting_for_older_nodes: bool = False
+
+    @functools.cached_property
+    def gate(self) -> Gate:
+        """The verdict on every request's credentials (API routes, metrics, forward-auth)."""
+        return Gate(
+            tokens=self.tokens,
+            key_auth=self.key_auth,
+            key_abuse=self.key_abuse,
+            rate_limits=self.rate_limits,
+            metrics=self.metrics,
+            audit=self.audit,
+            usage=self.usage,
+            clock=self.clock,
+            audit_key_successes=self.settings.audit_api_key_successes,
+            idle_seconds=self.settings.audit_key_idle_seconds,
+        )
 
     async def start(self, *, background: bool = True) -> None:
         """Load shared state; with ``background``, join the cluster and start polling
@@ -165,6 +186,7 @@ class Services:
         deliver what the sinks still have queued, close the database."""
         self._stop.set()
         serving = self._delivery is not None
+        await self.password_resets.settle()  # their audit records go out below
         if self._tasks:
             # The loops end at once on stop; the usage log flushes one last time.
             await _finish(self._tasks, grace=SHUTDOWN_GRACE_SECONDS)
@@ -187,6 +209,7 @@ class Services:
             self._delivery = None
         if self.redis is not None:
             await self.redis.close()
+        self.accounts.close()
         await self.db.close()
         self.metrics.process_exiting()
 
@@ -336,7 +359,11 @@ def build_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
             )
         ),
         threads=settings.password_hashing_threads,
+        queue_size=settings.password_hashing_queue,
+        queue_timeout=settings.password_hashing_queue_timeout_seconds,
+        nice=settings.password_hashing_nice,
         observe=metrics.password_hash_seconds.observe,
+        on_overload=metrics.throttled.labels("hashing_overloaded").inc,
     )
     policy = PasswordPolicy(
         min_length=settings.password_min_length,
@@ -402,6 +429,7 @@ def build_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
         flush_interval=settings.usage_flush_interval_seconds,
         retention=timedelta(days=settings.usage_retention_days),
         log_successes=settings.usage_log_successes,
+        sample_size=settings.usage_sample_per_key,
     )
     alert_dispatcher = AlertDispatcher(
         sinks_from_settings(settings), retries=settings.alert_delivery_retries
@@ -515,6 +543,17 @@ def build_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
         metrics=metrics,
         checkpoints=checkpoints,
         mailer=mailer,
+        password_resets=PasswordResets(
+            db=db,
+            feed=feed,
+            hasher=hasher,
+            policy=policy,
+            clock=clock,
+            audit=audit,
+            throttle=throttle,
+            mailer=mailer,
+            base_url=settings.base_url,
+        ),
         second_factor=second_factor,
         sign_in=SignIn(
             tokens=tokens,

@@ -23,6 +23,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.routing import iter_route_contexts
 
 from authgate.api.access import AuthenticatedRoute, PreVerificationRoute
+from authgate.api.auth import LOGIN_PASSWORD_MIN, login_password_max
 from authgate.security.principal import KNOWN_SCOPES
 from authgate.settings import Settings
 from authgate.storage.api_key_repository import ApiKeyRepository, UsageRepository
@@ -69,6 +70,7 @@ _NEW_PASSWORDS = (
     ("UserCreate", "password"),
     ("PasswordReset", "newPassword"),
     ("PasswordChange", "newPassword"),
+    ("KeyAndPassword", "newPassword"),
 )
 
 
@@ -151,6 +153,10 @@ def _document_configured_rules(schemas: dict[str, Any], settings: Settings) -> N
             schemas[name]["properties"][field].update(
                 minLength=settings.password_min_length, maxLength=settings.password_max_length
             )
+    if "LoginRequest" in schemas:
+        schemas["LoginRequest"]["properties"]["password"].update(
+            minLength=LOGIN_PASSWORD_MIN, maxLength=login_password_max(settings)
+        )
     if "ApiKeyBody" in schemas:
         scopes = sorted(KNOWN_SCOPES | set(settings.api_key_extra_scopes))
         array = schemas["ApiKeyBody"]["properties"]["scopes"]["anyOf"][0]

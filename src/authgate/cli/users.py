@@ -210,3 +210,19 @@ def users_roles(
         print_json(UserDTO.of(user))
         return
     out.print(f"{user.login}: {', '.join(sorted(user.authorities)) or 'no roles'}")
+
+
+@users_app.command("reset-link")
+def users_reset_link(
+    login: Annotated[str, typer.Argument(help="The user's login.")],
+    config: ConfigOption = None,
+) -> None:
+    """Print a single-use link (valid 24 hours) with which the user sets a password;
+    it replaces any earlier link. For users created without a password when no SMTP
+    server is configured. The link is a credential: hand it over privately."""
+    settings = load_settings(config)
+    with friendly_errors():
+        user, issued = with_services(settings, lambda s: s.users.new_reset_key(login))
+    out.print(f"reset link for {user.login}, valid until {issued.expires_at.isoformat()}:")
+    # Printed without markup or wrapping, so it can be copied whole.
+    out.print(issued.link(settings.base_url), markup=False, highlight=False, soft_wrap=True)

@@ -166,7 +166,11 @@ class AccessTokenService:
         if not state.active:
             raise TokenRevoked(reason="user_deactivated")
         # "<=": a token issued in the very millisecond of a revocation counts as before it.
-        if state.tokens_valid_after is not None and claims.issued_at <= state.tokens_valid_after:
+        if (
+            state.tokens_valid_after is not None
+            and claims.issued_at <= state.tokens_valid_after
+            and claims.token_id != state.kept_token_id
+        ):
             raise TokenRevoked(reason="sessions_revoked")
         if verified.state is not state or verified.principal is None:
             verified.principal = Principal(

@@ -38,6 +38,10 @@ class AccountService:
         self._audit = audit
         self._protection = protection
 
+    def close(self) -> None:
+        """Stop the password-hashing threads."""
+        self._hasher.close()
+
     async def authenticate(self, username: str, password: str) -> UserView:
         """The active user with this login or e-mail and password.
 
@@ -104,6 +108,26 @@ class AccountService:
             raise BadCredentials(reason="user_deactivated")
         return user
 
+    async def check_password(self, user_id: int, password: str) -> bool:
+        """Whether ``password`` is the user's, checked like a login of the account
+        (throttled, a wrong one counted and audited as a failed login). Raises
+        ``Throttled``/``ClientBlocked`` while refused."""
+        async with self._db.session() as session:
+            user = await UserRepository(session).get(user_id)
+        if user is None:
+            raise NotFound("User not found", reason="user_not_found")
+        checked = user
+
+        async def verify() -> User:
+            await self._hasher.verify(checked.password_hash, password)
+            return checked
+
+        try:
+            await self._checked(user.login, Actor(login=user.login, user_id=user_id), verify)
+        except BadCredentials:
+            return False
+        return True
+
     async def account(self, user_id: int) -> UserView:
         async with self._db.session() as session:
             user = await UserRepository(session).get(user_id)
@@ -112,9 +136,16 @@ class AccountService:
         return UserView.of(user)
 
     async def change_password(
-        self, user_id: int, *, current_password: str, new_password: str
+        self,
+        user_id: int,
+        *,
+        current_password: str,
+        new_password: str,
+        keep_token_id: str | None = None,
     ) -> None:
-        """Change the caller's password; every token of theirs stops working.
+        """Change the caller's password; every token of theirs stops working except the
+        one with id ``keep_token_id`` (the session that made the change, as GitHub and
+        Google do: UTMStack's UI keeps using its token after a change).
 
         The current password is checked like a login of the account from the caller's
         address (same counters, throttles and audit), so a stolen token is no way to
@@ -140,8 +171,11 @@ class AccountService:
             stored.password_changed_at = now
             stored.password_change_required = False
             stored.tokens_valid_after = now
+            stored.kept_session_jti = keep_token_id
+            stored.kept_session_cutoff = now if keep_token_id is not None else None
             stored.initial_password = False
             stored.updated_at = now
+            stored.last_modified_by = user.login
             work.publish(Change(ChangeKind.USER_CHANGED, str(user_id)))
         self._audit.record(
             EventType.PASSWORD_CHANGED, "success", actor=Actor(login=user.login, user_id=user_id)
@@ -197,6 +231,7 @@ class AccountService:
                 raise NotFound("User not found", reason="user_not_found")
             now = self._clock()
             user.tokens_valid_after = now
+            user.kept_session_jti = user.kept_session_cutoff = None
             revoked = await revoke_owner_keys(work, user_id, now=now) if revoke_api_keys else []
             work.publish(Change(ChangeKind.USER_CHANGED, str(user_id)))
         details: dict[str, object] | None = (

@@ -77,6 +77,22 @@ class User(Base):
     password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Tokens issued before this instant are refused ("log out everywhere").
     tokens_valid_after: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Who created / last changed the user (a login, or "system"), as UTMStack's UserDTO.
+    created_by: Mapped[str | None] = mapped_column(String(50))
+    last_modified_by: Mapped[str | None] = mapped_column(String(50))
+    image_url: Mapped[str | None] = mapped_column(String(256))
+    # A pending single-use password-reset key: only its SHA-256 (hex) is stored.
+    reset_key_hash: Mapped[str | None] = mapped_column(String(64), unique=True, index=True)
+    reset_key_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The session (token id) that changed the password keeps working although
+    # ``tokens_valid_after`` ends the others; only while ``tokens_valid_after`` is still
+    # ``kept_session_cutoff``: any later revocation ends it too.
+    kept_session_jti: Mapped[str | None] = mapped_column(String(64))
+    kept_session_cutoff: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Created without a password: the first completed reset activates the user.
+    activation_pending: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=text("false")
+    )
     # The second factor in force ("TOTP" or "EMAIL"), None without one. Here rather than
     # only in second_factors because every authentication reads the user's row anyway.
     second_factor: Mapped[str | None] = mapped_column(String(8))
@@ -249,6 +265,33 @@ class ApiKeyUsage(Base):
     user_agent: Mapped[str | None] = mapped_column(String(512))
     latency_ms: Mapped[float] = mapped_column(Float)
     failure_reason: Mapped[str | None] = mapped_column(String(64))
+
+
+class ApiKeyUsageMinute(Base):
+    """One API key's accepted requests in one minute (per-request rows would be 86 million
+    a day for a key at 1,000 req/s; these are 1,440). Written by every worker with an
+    upsert that adds its counts to the minute's row."""
+
+    __tablename__ = "api_key_usage_minutes"
+    __table_args__ = (Index("ix_api_key_usage_minutes_minute", "minute"),)
+
+    api_key_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    minute: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigInteger)
+    api_key_name: Mapped[str] = mapped_column(String(100))
+    requests: Mapped[int] = mapped_column(Integer)
+    status_2xx: Mapped[int] = mapped_column(Integer)  # and 1xx
+    status_3xx: Mapped[int] = mapped_column(Integer)
+    status_4xx: Mapped[int] = mapped_column(Integer)
+    status_5xx: Mapped[int] = mapped_column(Integer)
+    first_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Distinct client addresses: exact within a worker, the largest worker's count when
+    # several workers served the key in the same minute.
+    distinct_ips: Mapped[int] = mapped_column(Integer)
+    last_ip: Mapped[str | None] = mapped_column(String(45))
+    last_method: Mapped[str] = mapped_column(String(16))
+    last_path: Mapped[str] = mapped_column(String(2048))
 
 
 class AuditEvent(Base):

@@ -163,6 +163,7 @@ async def change_password(request: Request) -> Response:
             principal.user_id,
             current_password=str(form.get("current_password", "")),
             new_password=new_password,
+            keep_token_id=principal.credential_id,
         )
     except Throttled as refusal:  # counted like a login: too many wrong current passwords
         message = f"{refusal.message}. Try again in {refusal.retry_after} seconds."
@@ -174,10 +175,8 @@ async def change_password(request: Request) -> Response:
         return await _account_with_error(
             request, {fields.get(e.field, e.field): e.message for e in error.field_errors}
         )
-    # Every session of the user ended with the change, this one too.
-    response = redirect(LOGIN_PATH, notice="Password changed. Sign in with the new one.")
-    cookies_of(request).clear_session(response)
-    return response
+    # Every other session of the user ended with the change; this one goes on.
+    return redirect("/settings/account", notice="Password changed. Your other sessions have ended.")
 
 
 @router.post("/account/logout-all")

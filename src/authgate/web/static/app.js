@@ -62,15 +62,14 @@ function checkEntry(raw) {
   const bits = Number(prefix);
   if (v4 !== null) {
     if (bits > 32) return { error: MESSAGES.cidr };
+    // Host bits set mean the network (10.0.0.5/24 is 10.0.0.0/24), as the server reads it.
     const host = bits === 32 ? 0 : v4 % 2 ** (32 - bits);
-    if (host !== 0) return { error: `${MESSAGES.cidr}: host bits are set` };
-    return { key: `4:${v4}/${bits}` };
+    return { key: `4:${v4 - host}/${bits}` };
   }
   if (v6 !== null) {
     if (bits > 128) return { error: MESSAGES.cidr };
     const host = bits === 128 ? 0n : v6 % (1n << BigInt(128 - bits));
-    if (host !== 0n) return { error: `${MESSAGES.cidr}: host bits are set` };
-    return { key: `6:${v6}/${bits}` };
+    return { key: `6:${v6 - host}/${bits}` };
   }
   return { error: MESSAGES.cidr };
 }
