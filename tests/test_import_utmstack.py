@@ -514,6 +514,8 @@ async def test_email_second_factor_sends_codes_through_smtp(
         utmstack,
         "UPDATE jhi_user SET tfa_method = 'EMAIL', tfa_secret = 'KRSXG5CTMVRXEZLU' "
         "WHERE login = 'bob'",
+        # UTMStack v10: a per-login secret, no method (codes were e-mailed).
+        "UPDATE jhi_user SET tfa_secret = 'MFRGGZDFMZTWQ2LK' WHERE login = 'admin'",
     )
     with running_smtp_server() as (recorder, port):
         settings = test_settings(
@@ -547,8 +549,13 @@ async def test_email_second_factor_sends_codes_through_smtp(
                 )
                 assert verified.status_code == 200, verified.text
                 assert verified.json()["authenticated"] is True
+                v10_user = await client.post(
+                    "/api/authenticate",
+                    json={"username": "admin", "password": PASSWORDS["admin"]},
+                )
+                assert v10_user.json()["method"] == "EMAIL"
                 everything = await dump(smtp) + "\n" + caplog.text
-    for secret in (TOTP_SECRET, "KRSXG5CTMVRXEZLU"):
+    for secret in (TOTP_SECRET, "KRSXG5CTMVRXEZLU", "MFRGGZDFMZTWQ2LK"):
         assert secret not in everything
 
 

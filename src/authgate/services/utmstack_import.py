@@ -323,6 +323,11 @@ class _UserImport:
         wanted = _utm_factor(utm)
         if utm.tfa_method and wanted is None:
             each.notes.append(f"second factor {utm.tfa_method} without a secret: not imported")
+        if utm.tfa_secret and not utm.tfa_method:
+            each.notes.append(
+                "no tfa_method: UTMStack e-mailed codes from a per-login secret (no app holds "
+                "it), so the method is e-mail codes"
+            )
         sealed = user.legacy_second_factor
         # An earlier version's sealed copy: the import never put that one in force.
         previous = None if sealed is not None else each.previous_factor
@@ -451,10 +456,14 @@ def _profile_field(user: User, name: str) -> Any:
 
 
 def _utm_factor(utm: UtmUser) -> ImportedFactor | None:
-    """UTMStack's second factor as authgate's: TOTP with its secret (also a secret with
-    no method: versions before ``tfa_method`` knew only TOTP), or e-mail codes (authgate
-    sends its own random codes: UTMStack's secret plays no part)."""
-    method = (utm.tfa_method or ("TOTP" if utm.tfa_secret else "")).strip().upper()
+    """UTMStack's second factor as authgate's: TOTP with its secret, or e-mail codes
+    (authgate sends its own random codes: UTMStack's secret plays no part).
+
+    A secret with no method is e-mail codes too: UTMStack before ``tfa_method`` (v10's
+    ``UserJWTController.authorize``) writes a new secret at every login while 2FA is on
+    and e-mails a code made from it; no authenticator app holds that secret, so taking
+    it for TOTP would lock the user out."""
+    method = (utm.tfa_method or ("EMAIL" if utm.tfa_secret else "")).strip().upper()
     if method == "EMAIL":
         return ImportedFactor("EMAIL", None)
     if method == "TOTP" and utm.tfa_secret:
