@@ -12,6 +12,7 @@ import base64
 import json
 import logging
 import os
+import re
 import secrets
 import subprocess
 from collections.abc import Iterator
@@ -21,15 +22,19 @@ from pathlib import Path
 from typing import Any
 
 import bcrypt
+import httpx2
+import pyotp
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from typer.testing import CliRunner
 
+from authgate.app import create_app
 from authgate.cli import app as cli_app
 from authgate.exceptions import ConfigurationError
-from authgate.security.sealing import unseal
+from authgate.security.sealing import seal
+from authgate.services.audit import OPERATOR
 from authgate.services.import_report import ImportReport
 from authgate.services.utmstack_import import (
     SECOND_FACTOR_PURPOSE,
@@ -39,8 +44,18 @@ from authgate.services.utmstack_import import (
 from authgate.services.utmstack_rows import parse_source
 from authgate.settings import CONFIG_FILE_VARIABLE
 from authgate.storage import utmstack_source
-from authgate.storage.models import ApiKey, Base, User
-from tests.conftest import ADMIN_PASSWORD, POSTGRES_URL, Harness, bearer, run_in_own_loop
+from authgate.storage.models import ApiKey, Base, SecondFactor, User
+from tests.conftest import (
+    ADMIN_PASSWORD,
+    POSTGRES_URL,
+    USER_PASSWORD,
+    FakeClock,
+    Harness,
+    bearer,
+    run_in_own_loop,
+    test_settings,
+)
+from tests.mail import running_smtp_server
 
 # UTMStack's schema, from config/liquibase/scripts/tables.sql (jhi_user, jhi_authority,
 # jhi_user_authority) and changelog/20251017001_create_api_keys_table.xml (api_keys).
@@ -75,6 +90,7 @@ PASSWORDS = {
     "svc": "filesystem-manager-pass",
 }
 TOTP_SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+NEW_TOTP_SECRET = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"
 
 
 def legacy_key() -> str:
@@ -214,8 +230,40 @@ async def _import(
         pepper=services.server_secret,
         audit=services.audit,
         max_key_lifetime_days=services.settings.api_key_max_lifetime_days,
+        second_factor=services.second_factor,
     )
     return await importer.run(parse_source(tables), ImportOptions(**options), source="test")
+
+
+async def totp_login(
+    harness: Harness, login: str, *, steps: int = 0, secret: str = TOTP_SECRET, v10: bool = False
+) -> str:
+    """POST /api/authenticate, then POST /api/tfa/verify-code (v11; v10: GET
+    /api/tfa/verifyCode) with a code computed by pyotp from UTMStack's original secret,
+    as the user's authenticator app would."""
+    password_step = await harness.client.post(
+        "/api/authenticate", json={"username": login, "password": PASSWORDS[login]}
+    )
+    assert password_step.status_code == 200, password_step.text
+    assert password_step.json()["method"] == "TOTP"
+    assert password_step.json()["authenticated"] is False
+    pending = password_step.json()["token"]
+    instant = harness.clock().timestamp() + 30 * steps
+    code = pyotp.TOTP(secret).at(instant)
+    if v10:
+        verified = await harness.client.get(
+            "/api/tfa/verifyCode", params={"code": code}, headers=bearer(pending)
+        )
+    else:
+        verified = await harness.client.post(
+            "/api/tfa/verify-code",
+            content=code,
+            headers={**bearer(pending), "Content-Type": "text/plain"},
+        )
+    assert verified.status_code == 200, verified.text
+    assert verified.json()["authenticated"] is True
+    token: str = verified.json()["id_token"]
+    return token
 
 
 def entry(report: ImportReport, kind: str, name: str) -> Any:
@@ -256,31 +304,28 @@ async def test_import_keeps_passwords_keys_and_roles_working(
     }
     assert "fs_manager" in entry(report, "user", "svc").notes[0]
     assert any("default password" in n for n in entry(report, "user", "bob").notes)
-    assert any("second factor TOTP" in n for n in entry(report, "user", "alice").notes)
+    assert "second factor TOTP imported and in force" in entry(report, "user", "alice").notes
     assert entry(report, "key", "fs-manager-key").action == "skipped"
     assert report.counts()["keys"]["created"] == 7
     assert "host bits masked" in entry(report, "key", "cidr-host-bits").notes
     assert any("beyond" in n for n in entry(report, "key", "beyond-cap").notes)
 
-    # Passwords: bcrypt verified, then Argon2id.
-    token = await harness.login("alice", PASSWORDS["alice"])
+    # Passwords: bcrypt verified, then Argon2id; alice's authenticator app still works.
+    token = await totp_login(harness, "alice")
     async with harness.services.db.session() as session:
         alice = await session.scalar(select(User).where(User.login == "alice"))
         bob = await session.scalar(select(User).where(User.login == "bob"))
     assert alice is not None
     assert bob is not None
     assert alice.password_hash.startswith("$argon2id$")
-    assert await harness.login("alice", PASSWORDS["alice"])  # the new hash works too
+    assert await totp_login(harness, "alice", steps=1, v10=True)  # the new hash works too
     assert bob.password_change_required
     assert alice.first_name == "Alice"
     assert alice.lang_key == "es"
     assert alice.created_at < harness.clock() - timedelta(days=300)
     assert json.loads(alice.legacy_profile or "{}")["imageUrl"] == "https://img.example/alice.png"
-    sealed = json.loads(alice.legacy_second_factor or "{}")
-    assert sealed["method"] == "TOTP"
-    assert unseal(harness.services.server_secret, SECOND_FACTOR_PURPOSE, sealed["secret"]) == (
-        TOTP_SECRET
-    )
+    assert alice.second_factor == "TOTP"
+    assert alice.legacy_second_factor is None
     account = await harness.client.get("/api/account", headers=bearer(token))
     assert account.json()["passwordChangeRequired"] is False
 
@@ -334,13 +379,13 @@ async def test_second_import_changes_nothing_and_follows_utmstack_edits(
     """Run twice: nothing created or updated, the database is the same (a rehashed
     password is not put back). After edits on UTMStack's side, those are updated."""
     await import_from_database(harness, utmstack)
-    await harness.login("alice", PASSWORDS["alice"])  # rehash
+    await totp_login(harness, "alice")  # rehash
     before = await dump(harness, exclude=AUDIT_TABLES)  # the run itself is audited
     again = await import_from_database(harness, utmstack)
     assert not again.changed
     assert {e.action for e in again.entries} <= {"unchanged", "skipped"}
     assert await dump(harness, exclude=AUDIT_TABLES) == before
-    assert await harness.login("alice", PASSWORDS["alice"])
+    assert await totp_login(harness, "alice", steps=1)
 
     engine = create_async_engine(POSTGRES_URL or "")
     async with engine.begin() as connection:
@@ -360,6 +405,158 @@ async def test_second_import_changes_nothing_and_follows_utmstack_edits(
     assert edited.counts()["keys"]["updated"] == 1
     refused = await harness.client.get("/api/account", headers=bearer(utmstack.keys["bare-v4"]))
     assert refused.status_code == 403  # the cached record was dropped with the change
+
+
+async def edit_utmstack(source: UtmStackSource, *statements: str) -> None:
+    """Change rows on UTMStack's side, between two imports."""
+    engine = create_async_engine(POSTGRES_URL or "")
+    async with engine.begin() as connection:
+        await connection.execute(
+            text("SELECT set_config('search_path', :schema, true)"), {"schema": source.schema}
+        )
+        for statement in statements:
+            await connection.execute(text(statement))
+    await engine.dispose()
+
+
+async def test_second_factors_follow_utmstack_but_not_over_authgate(
+    harness: Harness, utmstack: UtmStackSource
+) -> None:
+    """A TOTP secret changed in UTMStack is updated (the new one logs in); one an admin
+    reset in authgate since is not put back while UTMStack's stays the same."""
+    await import_from_database(harness, utmstack)
+    await edit_utmstack(
+        utmstack,
+        "UPDATE jhi_user SET tfa_secret = 'GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ' WHERE login = 'alice'",
+    )
+    changed = await import_from_database(harness, utmstack)
+    assert entry(changed, "user", "alice").action == "updated"
+    assert "second factor TOTP imported and in force" in entry(changed, "user", "alice").notes
+    assert await totp_login(harness, "alice", secret=NEW_TOTP_SECRET)
+    assert not (await import_from_database(harness, utmstack)).changed
+
+    await harness.services.second_factor.reset("alice", by=OPERATOR)  # users reset-tfa
+    again = await import_from_database(harness, utmstack)
+    assert not again.changed
+    assert any("changed in authgate" in n for n in entry(again, "user", "alice").notes)
+    plain = await harness.client.post(
+        "/api/authenticate", json={"username": "alice", "password": PASSWORDS["alice"]}
+    )
+    assert plain.json()["authenticated"] is True  # no second step: the reset stands
+
+    # E-mail codes without an SMTP server would lock bob out: not imported, said so.
+    await edit_utmstack(utmstack, "UPDATE jhi_user SET tfa_method = 'EMAIL' WHERE login = 'bob'")
+    no_smtp = await import_from_database(harness, utmstack)
+    assert any("need an SMTP server" in n for n in entry(no_smtp, "user", "bob").notes)
+    bob = await harness.client.post(
+        "/api/authenticate", json={"username": "bob", "password": PASSWORDS["bob"]}
+    )
+    assert bob.json()["method"] is None
+
+
+async def test_sealed_second_factors_of_an_earlier_import_are_converted(
+    harness: Harness, utmstack: UtmStackSource
+) -> None:
+    """What an earlier version left (UTMStack's secret sealed in legacy_second_factor,
+    no factor in force) becomes a factor in force at the next run; the column empties."""
+    await import_from_database(harness, utmstack)
+    carol_id = await harness.create_user("carol")  # imported once, gone from UTMStack since
+    pepper = harness.services.server_secret
+    earlier = json.dumps(
+        {"method": "TOTP", "secret": seal(pepper, SECOND_FACTOR_PURPOSE, TOTP_SECRET)}
+    )
+    async with harness.services.db.transaction() as session:
+        alice = await session.scalar(select(User).where(User.login == "alice"))
+        assert alice is not None
+        profile = json.loads(alice.legacy_profile or "{}")
+        profile.pop("importedSecondFactor")
+        alice.legacy_profile = json.dumps(profile, sort_keys=True)
+        alice.legacy_second_factor, alice.second_factor = earlier, None
+        await session.execute(delete(SecondFactor).where(SecondFactor.user_id == alice.id))
+        # A user not in UTMStack any more: the sealed copy is the only one.
+        carol = await session.get(User, carol_id)
+        assert carol is not None
+        carol.legacy_second_factor = json.dumps(
+            {"method": "TOTP", "secret": seal(pepper, SECOND_FACTOR_PURPOSE, NEW_TOTP_SECRET)}
+        )
+    converted = await import_from_database(harness, utmstack)
+    assert entry(converted, "user", "carol").action == "updated"
+    assert entry(converted, "user", "carol").notes == (
+        "sealed second factor TOTP converted and in force",
+    )
+    carol_step = await harness.client.post(
+        "/api/authenticate", json={"username": "carol", "password": USER_PASSWORD}
+    )
+    assert carol_step.json()["method"] == "TOTP"
+    notes = entry(converted, "user", "alice").notes
+    assert entry(converted, "user", "alice").action == "updated"
+    assert "sealed second factor of an earlier import converted" in notes
+    assert "second factor TOTP imported and in force" in notes
+    assert await totp_login(harness, "alice")
+    async with harness.services.db.session() as session:
+        leftover = await session.scalar(
+            select(func.count()).select_from(User).where(User.legacy_second_factor.is_not(None))
+        )
+    assert leftover == 0
+    assert not (await import_from_database(harness, utmstack)).changed
+
+
+async def test_email_second_factor_sends_codes_through_smtp(
+    utmstack: UtmStackSource,
+    tmp_path: Path,
+    database_url: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """UTMStack's EMAIL method becomes authgate's e-mail codes, sent by a real SMTP
+    server at the next login; no TOTP secret in the database dump or the logs."""
+    caplog.set_level(logging.DEBUG)
+    await edit_utmstack(
+        utmstack,
+        "UPDATE jhi_user SET tfa_method = 'EMAIL', tfa_secret = 'KRSXG5CTMVRXEZLU' "
+        "WHERE login = 'bob'",
+        # UTMStack v10: a per-login secret, no method (codes were e-mailed).
+        "UPDATE jhi_user SET tfa_secret = 'MFRGGZDFMZTWQ2LK' WHERE login = 'admin'",
+    )
+    with running_smtp_server() as (recorder, port):
+        settings = test_settings(
+            tmp_path / "smtp",
+            database_url=database_url,
+            alert_smtp_host="127.0.0.1",
+            alert_smtp_port=port,
+            alert_email_from="authgate@example.com",
+            alert_email_to=["security@example.com"],
+        )
+        clock = FakeClock()
+        app = create_app(settings, clock=clock)
+        async with app.router.lifespan_context(app):
+            transport = httpx2.ASGITransport(app=app, raise_app_exceptions=False)
+            async with httpx2.AsyncClient(transport=transport, base_url="http://test") as client:
+                smtp = Harness(app=app, services=app.state.services, client=client, clock=clock)
+                report = await import_from_database(smtp, utmstack)
+                bob_notes = entry(report, "user", "bob").notes
+                assert "second factor EMAIL imported and in force" in bob_notes
+                step = await client.post(
+                    "/api/authenticate", json={"username": "bob", "password": PASSWORDS["bob"]}
+                )
+                assert step.json()["method"] == "EMAIL", step.text
+                mails = [m for m in recorder.messages() if m["To"] == "bob@example.com"]
+                found = re.search(r"\b(\d{6})\b", mails[-1].get_content())
+                assert found is not None
+                verified = await client.post(
+                    "/api/tfa/verify-code",
+                    content=found.group(1),
+                    headers={**bearer(step.json()["token"]), "Content-Type": "text/plain"},
+                )
+                assert verified.status_code == 200, verified.text
+                assert verified.json()["authenticated"] is True
+                v10_user = await client.post(
+                    "/api/authenticate",
+                    json={"username": "admin", "password": PASSWORDS["admin"]},
+                )
+                assert v10_user.json()["method"] == "EMAIL"
+                everything = await dump(smtp) + "\n" + caplog.text
+    for secret in (TOTP_SECRET, "KRSXG5CTMVRXEZLU", "MFRGGZDFMZTWQ2LK"):
+        assert secret not in everything
 
 
 async def test_dry_run_writes_nothing(harness: Harness, utmstack: UtmStackSource) -> None:

@@ -102,6 +102,7 @@ async def test_older_forms_are_imported(harness: Harness) -> None:
         pepper=services.server_secret,
         audit=services.audit,
         max_key_lifetime_days=365,
+        second_factor=services.second_factor,
     )
     data = parse_source(tables_from_document(document))
     first = await importer.run(data, ImportOptions(), source="test")

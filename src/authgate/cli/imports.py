@@ -107,6 +107,7 @@ def import_utmstack(
                 pepper=services.server_secret,
                 audit=services.audit,
                 max_key_lifetime_days=services.settings.api_key_max_lifetime_days,
+                second_factor=services.second_factor,
             )
             return await importer.run(data, options, source=label)
 

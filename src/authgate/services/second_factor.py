@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final, Literal
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from authgate.clock import Clock
 from authgate.exceptions import (
     Conflict,
@@ -52,7 +54,7 @@ from authgate.services.mail import Mailer, MailNotSent
 from authgate.services.throttle_store import ThrottleStore
 from authgate.services.users import UserView
 from authgate.storage.db import Database
-from authgate.storage.models import OneTimeCode
+from authgate.storage.models import OneTimeCode, User
 from authgate.storage.repositories import UserRepository
 from authgate.storage.second_factor_repository import (
     OneTimeCodeRepository,
@@ -103,6 +105,18 @@ class SecondFactorState:
     required: bool
     recovery_codes_left: int
     pending_method: Method | None
+
+
+@dataclass(frozen=True, slots=True)
+class ImportedFactor:
+    """A second factor brought from elsewhere (UTMStack): the method and, for TOTP, the
+    secret in plaintext (in memory only; ``put_in_force`` stores it encrypted)."""
+
+    method: Method
+    totp_secret: str | None
+
+    def __repr__(self) -> str:  # never the secret, even in a traceback or a log line
+        return f"ImportedFactor(method={self.method!r})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -373,6 +387,57 @@ class SecondFactorService:
     async def enrolled(self, user_ids: list[int]) -> dict[int, str]:
         async with self._db.session() as session:
             return await SecondFactorRepository(session).enrolled_user_ids(user_ids)
+
+    # -- import (``authgate import utmstack``) --------------------------------------------
+
+    @property
+    def mails(self) -> bool:
+        """E-mail codes can be sent (an SMTP server is configured)."""
+        return self._mailer.configured
+
+    async def factor_in_force(self, session: AsyncSession, user: User) -> ImportedFactor | None:
+        """The user's factor in force, TOTP secret decrypted, inside the caller's
+        transaction: what an import compares UTMStack's factor with. A secret that does
+        not decrypt (another key) reads as no secret, so it compares unequal."""
+        method = _method(user.second_factor)
+        if method is None:
+            return None
+        if method == "EMAIL":
+            return ImportedFactor("EMAIL", None)
+        row = await SecondFactorRepository(session).get(user.id)
+        if row is None or row.totp_secret is None:
+            return ImportedFactor("TOTP", None)
+        try:
+            return ImportedFactor("TOTP", self._key.decrypt(row.totp_secret, user_id=user.id))
+        except SecretUnreadable:
+            return ImportedFactor("TOTP", None)
+
+    async def put_in_force(
+        self, session: AsyncSession, user: User, factor: ImportedFactor | None
+    ) -> None:
+        """Make ``factor`` the user's second factor (``None``: remove it) inside the
+        caller's transaction, as a completed enrolment would: the TOTP secret encrypted
+        under the second-factor key, no step used yet. Recovery codes are left as they
+        are (an import has nobody to show new ones to); the caller publishes the change."""
+        now = self._clock()
+        factors = SecondFactorRepository(session)
+        if factor is None:
+            await factors.delete(user.id)
+            await OneTimeCodeRepository(session).delete(user.id)
+            user.second_factor = None
+            return
+        if factor.method == "TOTP" and not factor.totp_secret:
+            raise ValueError("a TOTP factor needs its secret")
+        row = await factors.get_or_create(user.id, now=now)
+        row.totp_secret = (
+            self._key.encrypt(factor.totp_secret, user_id=user.id)
+            if factor.method == "TOTP" and factor.totp_secret
+            else None
+        )
+        row.last_totp_step = None
+        _clear_pending(row)
+        row.updated_at = now
+        user.second_factor = factor.method
 
     # -- internals ------------------------------------------------------------------------
 

@@ -11,8 +11,14 @@ ids (``legacy_id``), compared, and only what changed on UTMStack's side is updat
   replaced so: it changes the password only when UTMStack's hash itself changed.
 * Users skipped by default: ``fs_manager`` service accounts; UTMStack's ``admin`` is a
   conflict with authgate's own admin unless ``merge_admin``.
-* Second factors: kept sealed (AES-GCM under a key derived from the pepper) in
-  ``legacy_second_factor`` until authgate has its own, and reported.
+* Second factors: put in force through ``SecondFactorService.put_in_force`` (the TOTP
+  secret encrypted under the second-factor key, as an enrolment stores it), so the
+  user's authenticator app keeps working; UTMStack's ``EMAIL`` method becomes e-mail
+  codes. The profile keeps an HMAC of what was imported, so a second import changes
+  nothing, a factor changed on UTMStack's side is updated, and one the user enrolled
+  or an admin reset in authgate since is never overwritten by an unchanged UTMStack.
+  Rows an earlier version kept sealed in ``legacy_second_factor`` are converted (and
+  the column cleared) by the next run.
 * API keys: the plaintext is read in memory only; HMAC(pepper, key) is stored. Owners
   are mapped by UTMStack user id, allow lists normalised, expiry kept as it is (even
   beyond the policy's cap, or none: the keys review lists those), the UUID kept.
@@ -21,9 +27,10 @@ ids (``legacy_id``), compared, and only what changed on UTMStack's side is updat
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -38,16 +45,19 @@ from authgate.security.principal import (
     join_authorities,
     parse_authorities,
 )
-from authgate.security.sealing import SealError, seal, unseal
+from authgate.security.sealing import SealError, unseal
 from authgate.services.audit import OPERATOR, AuditLog, EventType
 from authgate.services.changes import Change, ChangeFeed, ChangeKind, UnitOfWork
 from authgate.services.import_report import Action, ImportReport, Kind
+from authgate.services.second_factor import ImportedFactor, SecondFactorService
 from authgate.services.users import LANG_KEY_PATTERN, user_field_errors
 from authgate.services.utmstack_keys import KeyImport, Owner
 from authgate.services.utmstack_rows import UtmStackData, UtmUser
 from authgate.storage.models import User
 
+# Sealed second factors of an earlier version (``legacy_second_factor``): read to convert.
 SECOND_FACTOR_PURPOSE = "utmstack second factor"
+_FACTOR_DIGEST_KEY = b"authgate utmstack imported second factor v1"
 FS_MANAGER_SKIPPED = "fs_manager service account (--include-fs-manager imports it)"
 
 
@@ -58,6 +68,18 @@ class ImportOptions:
     merge_admin: bool = False
     # The login of the owner given to keys whose row names no user (older account_id form).
     unmapped_keys_owner: str | None = None
+
+
+@dataclass(slots=True)
+class _Imported:
+    """A user this run imports; reported once its second factor is done."""
+
+    utm: UtmUser
+    user: User
+    action: Action
+    notes: list[str] = field(default_factory=list)
+    # The factor digest the last import recorded (None: none, or a first import).
+    previous_factor: str | None = None
 
 
 class _DryRun(Exception):
@@ -73,7 +95,9 @@ class UtmStackImporter:
         pepper: bytes,
         audit: AuditLog,
         max_key_lifetime_days: int,
+        second_factor: SecondFactorService,
     ) -> None:
+        self._second_factor = second_factor
         self._feed = feed
         self._clock = clock
         self._pepper = pepper
@@ -89,7 +113,14 @@ class UtmStackImporter:
         now = self._clock()
         try:
             async with self._feed.unit_of_work() as work:
-                users = _UserImport(work, report, options, pepper=self._pepper, now=now)
+                users = _UserImport(
+                    work,
+                    report,
+                    options,
+                    pepper=self._pepper,
+                    now=now,
+                    second_factor=self._second_factor,
+                )
                 owners = await users.run(data.users)
                 unmapped = users.owner_by_login(options.unmapped_keys_owner)
                 keys = KeyImport(
@@ -128,7 +159,9 @@ class _UserImport:
         *,
         pepper: bytes,
         now: datetime,
+        second_factor: SecondFactorService,
     ) -> None:
+        self._second_factor = second_factor
         self._work = work
         self._report = report
         self._options = options
@@ -147,19 +180,22 @@ class _UserImport:
         for user in await self._work.session.scalars(select(User)):
             self._remember(user)
         owners: dict[int, Owner | str] = {}
-        created: list[tuple[UtmUser, User]] = []
+        imported: list[_Imported] = []
         for utm in sorted(utm_users, key=lambda u: u.id):
             outcome = self._one(utm)
             if isinstance(outcome, str):
                 owners[utm.id] = outcome
-            elif outcome.id is None:
-                created.append((utm, outcome))
             else:
-                owners[utm.id] = _owner(outcome)
+                imported.append(outcome)
+        created = [each.user for each in imported if each.user.id is None]
         if created:
-            self._work.session.add_all([user for _, user in created])
-            await self._work.session.flush()
-            owners.update((utm.id, _owner(user)) for utm, user in created)
+            self._work.session.add_all(created)
+            await self._work.session.flush()  # the second factor needs the user ids
+        for each in imported:
+            await self._import_factor(each)
+            owners[each.utm.id] = _owner(each.user)
+            self._report.add("user", each.utm.id, each.user.login, each.action, *each.notes)
+        await self._convert_sealed({id(each.user) for each in imported})
         return owners
 
     def _remember(self, user: User) -> None:
@@ -168,7 +204,7 @@ class _UserImport:
         self._by_login[user.login] = user
         self._by_email[user.email] = user
 
-    def _one(self, utm: UtmUser) -> User | str:
+    def _one(self, utm: UtmUser) -> _Imported | str:
         """The user ``utm`` became (new ones are not added yet), or why it was not."""
         if utm.fs_manager and not self._options.include_fs_manager:
             return self._skip(utm, "skipped", FS_MANAGER_SKIPPED)
@@ -207,7 +243,7 @@ class _UserImport:
         self._report.add("user", utm.id, utm.login, action, why)
         return why
 
-    def _create(self, utm: UtmUser, login: str, email: str) -> User:
+    def _create(self, utm: UtmUser, login: str, email: str) -> _Imported:
         authorities, notes = _authorities(utm)
         created = utm.created_date or self._now
         user = User(
@@ -224,15 +260,14 @@ class _UserImport:
             password_changed_at=None,
             legacy_id=str(utm.id),
             password_change_required=utm.default_password,
-            legacy_profile=_profile(utm),
-            legacy_second_factor=self._second_factor(utm, None),
+            legacy_profile=_profile(utm, None),
         )
         self._remember(user)
-        self._report.add("user", utm.id, login, "created", *notes, *_flags(utm, password=True))
-        return user
+        return _Imported(utm, user, "created", [*notes, *_flags(utm, password=True)])
 
-    def _update(self, utm: UtmUser, user: User, login: str, email: str) -> User:
+    def _update(self, utm: UtmUser, user: User, login: str, email: str) -> _Imported:
         authorities, notes = _authorities(utm)
+        previous_factor = _profile_field(user, "importedSecondFactor")
         wanted: dict[str, Any] = {
             "login": login,
             "email": email,
@@ -241,8 +276,7 @@ class _UserImport:
             "lang_key": _lang_key(utm),
             "activated": utm.activated,
             "authorities": authorities,
-            "legacy_profile": _profile(utm),
-            "legacy_second_factor": self._second_factor(utm, user.legacy_second_factor),
+            "legacy_profile": _profile(utm, previous_factor),
         }
         password_changed = _imported_digest(user) != password_hash_digest(utm.password_hash)
         if password_changed:  # changed in UTMStack since the last import
@@ -251,8 +285,7 @@ class _UserImport:
             wanted["tokens_valid_after"] = self._now
         changed = sorted(name for name, value in wanted.items() if getattr(user, name) != value)
         if not changed:
-            self._report.add("user", utm.id, login, "unchanged", *_flags(utm, password=False))
-            return user
+            return _Imported(utm, user, "unchanged", _flags(utm, password=False), previous_factor)
         self._by_login.pop(user.login, None)
         self._by_email.pop(user.email, None)
         for name in changed:
@@ -262,39 +295,111 @@ class _UserImport:
         self._work.publish(Change(ChangeKind.USER_CHANGED, str(user.id)))
         fields = [name for name in changed if not name.startswith(("legacy_", "tokens_"))]
         notes.append("changed: " + ", ".join(fields or ["UTMStack metadata"]))
-        self._report.add("user", utm.id, login, "updated", *notes, *_flags(utm, password=False))
-        return user
+        return _Imported(
+            utm, user, "updated", [*notes, *_flags(utm, password=False)], previous_factor
+        )
 
-    def _merge(self, utm: UtmUser, admin: User) -> User:
+    def _merge(self, utm: UtmUser, admin: User) -> _Imported:
         """UTMStack's admin onto authgate's: its keys and second factor; authgate's login,
         e-mail, password and roles stay."""
-        profile = _profile(utm, merged=True)
-        second_factor = self._second_factor(utm, admin.legacy_second_factor)
+        previous_factor = _profile_field(admin, "importedSecondFactor")
+        profile = _profile(utm, previous_factor, merged=True)
         note = "merged into authgate's admin (its login, e-mail, password and roles are kept)"
-        if (admin.legacy_profile, admin.legacy_second_factor) == (profile, second_factor):
-            self._report.add("user", utm.id, admin.login, "unchanged", note)
-            return admin
+        if admin.legacy_profile == profile:
+            return _Imported(utm, admin, "unchanged", [note], previous_factor)
         admin.legacy_id = str(utm.id)
         admin.legacy_profile = profile
-        admin.legacy_second_factor = second_factor
         admin.updated_at = self._now
         self._remember(admin)
         self._work.publish(Change(ChangeKind.USER_CHANGED, str(admin.id)))
-        self._report.add("user", utm.id, admin.login, "updated", note)
-        return admin
+        return _Imported(utm, admin, "updated", [note], previous_factor)
 
-    def _second_factor(self, utm: UtmUser, stored: str | None) -> str | None:
-        """The sealed second factor, or ``stored`` itself when it already seals the same
-        (sealing twice never gives the same text, so compare what is inside)."""
-        if not utm.tfa_secret and not utm.tfa_method:
-            return None
-        method = (utm.tfa_method or "TOTP").upper()
-        if stored is not None and _unsealed(self._pepper, stored) == (method, utm.tfa_secret):
-            return stored
-        document: dict[str, str] = {"method": method}
-        if utm.tfa_secret:
-            document["secret"] = seal(self._pepper, SECOND_FACTOR_PURPOSE, utm.tfa_secret)
-        return json.dumps(document, sort_keys=True)
+    # -- second factors -------------------------------------------------------------------
+
+    async def _import_factor(self, each: _Imported) -> None:
+        """Put UTMStack's second factor in force when it is new or changed there since
+        the last import, unless the user has one of their own made in authgate since."""
+        utm, user = each.utm, each.user
+        wanted = _utm_factor(utm)
+        if utm.tfa_method and wanted is None:
+            each.notes.append(f"second factor {utm.tfa_method} without a secret: not imported")
+        if utm.tfa_secret and not utm.tfa_method:
+            each.notes.append(
+                "no tfa_method: UTMStack e-mailed codes from a per-login secret (no app holds "
+                "it), so the method is e-mail codes"
+            )
+        sealed = user.legacy_second_factor
+        # An earlier version's sealed copy: the import never put that one in force.
+        previous = None if sealed is not None else each.previous_factor
+        session = self._work.session
+        in_force = await self._second_factor.factor_in_force(session, user)
+        held = _digest(self._pepper, in_force)
+        new = _digest(self._pepper, wanted)
+        # What the profile records as imported: UTMStack's factor once it was dealt with.
+        record = new
+        changed = False
+        if held == new:
+            if wanted is not None:
+                each.notes.append(f"second factor {wanted.method} in force")
+        elif previous == new:
+            # Unchanged in UTMStack: a reset or an enrolment made in authgate stands.
+            each.notes.append("second factor changed in authgate since the last import: kept")
+        elif in_force is not None and held != previous:
+            each.notes.append(
+                "second factor enrolled in authgate kept (UTMStack's differs: not imported)"
+            )
+        elif wanted is not None and wanted.method == "EMAIL" and not self._second_factor.mails:
+            # E-mail codes without SMTP would lock the user out; a later run retries.
+            record = previous
+            each.notes.append(
+                "second factor EMAIL not imported: e-mail codes need an SMTP server "
+                "(AUTHGATE_ALERT_SMTP_HOST); import again once it is set"
+            )
+        else:
+            await self._second_factor.put_in_force(session, user, wanted)
+            changed = True
+            each.notes.append(
+                f"second factor {wanted.method} imported and in force"
+                if wanted is not None
+                else "second factor removed (removed in UTMStack)"
+            )
+        if record != each.previous_factor:
+            profile = json.loads(user.legacy_profile or "{}")
+            profile["importedSecondFactor"] = record
+            user.legacy_profile = json.dumps(profile, sort_keys=True)
+            changed = True
+        if sealed is not None:
+            user.legacy_second_factor = None
+            changed = True
+            each.notes.append("sealed second factor of an earlier import converted")
+        if changed and each.action != "created":
+            user.updated_at = self._now
+            self._work.publish(Change(ChangeKind.USER_CHANGED, str(user.id)))
+            if each.action == "unchanged":
+                each.action = "updated"
+
+    async def _convert_sealed(self, handled: set[int]) -> None:
+        """Users an earlier version imported with a sealed second factor who are not in
+        this run (gone from UTMStack, or skipped now): their sealed copy is the only one,
+        so it is put in force, unless they enrolled one in authgate since."""
+        session = self._work.session
+        for user in list(self._by_login.values()):
+            if user.legacy_second_factor is None or id(user) in handled:
+                continue
+            factor = _unsealed(self._pepper, user.legacy_second_factor)
+            in_force = await self._second_factor.factor_in_force(session, user)
+            if factor is not None and in_force is None:
+                await self._second_factor.put_in_force(session, user, factor)
+                note = f"sealed second factor {factor.method} converted and in force"
+            elif factor is None:
+                note = "sealed second factor unreadable (another pepper): dropped"
+            else:
+                note = "sealed second factor dropped: one enrolled in authgate is in force"
+            user.legacy_second_factor = None
+            user.updated_at = self._now
+            self._work.publish(Change(ChangeKind.USER_CHANGED, str(user.id)))
+            source_id = user.legacy_id or str(user.id)
+            self._report.add("user", source_id, user.login, "updated", note)
 
 
 def _owner(user: User) -> Owner:
@@ -317,13 +422,15 @@ def _authorities(utm: UtmUser) -> tuple[str, list[str]]:
     return join_authorities(known), notes if dropped else []
 
 
-def _profile(utm: UtmUser, *, merged: bool = False) -> str:
+def _profile(utm: UtmUser, factor_digest: str | None, *, merged: bool = False) -> str:
     """UTMStack's fields without a column here, as sorted JSON (so equal means same)."""
     document: dict[str, Any] = {
         "authorities": list(utm.authorities),
         "createdBy": utm.created_by,
         "imageUrl": utm.image_url,
         "importedHashDigest": password_hash_digest(utm.password_hash),
+        # What the import put in force (an HMAC under the pepper, never the secret).
+        "importedSecondFactor": factor_digest,
         "lastModifiedBy": utm.last_modified_by,
         "lastModifiedDate": utm.last_modified_date.isoformat() if utm.last_modified_date else None,
     }
@@ -348,14 +455,43 @@ def _profile_field(user: User, name: str) -> Any:
     return document.get(name) if isinstance(document, dict) else None
 
 
-def _unsealed(pepper: bytes, stored: str) -> tuple[str, str | None] | None:
+def _utm_factor(utm: UtmUser) -> ImportedFactor | None:
+    """UTMStack's second factor as authgate's: TOTP with its secret, or e-mail codes
+    (authgate sends its own random codes: UTMStack's secret plays no part).
+
+    A secret with no method is e-mail codes too: UTMStack before ``tfa_method`` (v10's
+    ``UserJWTController.authorize``) writes a new secret at every login while 2FA is on
+    and e-mails a code made from it; no authenticator app holds that secret, so taking
+    it for TOTP would lock the user out."""
+    method = (utm.tfa_method or ("EMAIL" if utm.tfa_secret else "")).strip().upper()
+    if method == "EMAIL":
+        return ImportedFactor("EMAIL", None)
+    if method == "TOTP" and utm.tfa_secret:
+        return ImportedFactor("TOTP", utm.tfa_secret.strip())
+    return None
+
+
+def _digest(pepper: bytes, factor: ImportedFactor | None) -> str | None:
+    """Identifies a factor without revealing it: equal factors, equal digests."""
+    if factor is None:
+        return None
+    message = f"{factor.method}:{factor.totp_secret or ''}".encode()
+    key = hmac.new(pepper, _FACTOR_DIGEST_KEY, hashlib.sha256).digest()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def _unsealed(pepper: bytes, stored: str) -> ImportedFactor | None:
+    """An earlier version's sealed second factor, or None when it does not open."""
     try:
         document = json.loads(stored)
         secret = document.get("secret")
         opened = unseal(pepper, SECOND_FACTOR_PURPOSE, secret) if secret else None
-        return str(document.get("method")), opened
     except (json.JSONDecodeError, AttributeError, SealError):
         return None
+    method = str(document.get("method") or "").upper()
+    if method == "EMAIL":
+        return ImportedFactor("EMAIL", None)
+    return ImportedFactor("TOTP", opened) if method == "TOTP" and opened else None
 
 
 def _flags(utm: UtmUser, *, password: bool) -> list[str]:
@@ -365,9 +501,6 @@ def _flags(utm: UtmUser, *, password: bool) -> list[str]:
         flags.append("default password: flagged to change it")
     if password and not is_bcrypt_hash(utm.password_hash):
         flags.append("password hash is not bcrypt: cannot log in until a password is set")
-    if utm.tfa_secret or utm.tfa_method:
-        method = (utm.tfa_method or "TOTP").upper()
-        flags.append(f"second factor {method} kept sealed; not enforced by authgate yet")
     if not utm.activated:
         flags.append("not activated in UTMStack")
     return flags

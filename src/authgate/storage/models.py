@@ -111,8 +111,9 @@ class User(Base):
     )
     # UTMStack's fields authgate has no column for (image URL, created/modified by), JSON.
     legacy_profile: Mapped[str | None] = mapped_column(Text)
-    # UTMStack's second factor, kept until authgate has its own: JSON with the method
-    # and the TOTP secret encrypted (AES-GCM under a key derived from the pepper).
+    # UTMStack's second factor as an earlier import kept it (JSON with the method and the
+    # TOTP secret sealed under a key derived from the pepper). No longer written: the next
+    # import puts it in force (second_factors) and clears it; a later release drops it.
     legacy_second_factor: Mapped[str | None] = mapped_column(Text)
 
 
