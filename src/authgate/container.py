@@ -40,6 +40,7 @@ from authgate.services.metrics import Metrics
 from authgate.services.password_hashing import AsyncPasswordHasher
 from authgate.services.rate_limits import KeyRateLimits
 from authgate.services.redis_link import SOCKET_TIMEOUT_SECONDS, ChangeDoorbell, RedisLink
+from authgate.services.sessions import SessionService
 from authgate.services.signing_keys import SigningKeyFile
 from authgate.services.throttle_store import (
     DatabaseThrottleStore,
@@ -73,6 +74,7 @@ class Services:
     accounts: AccountService
     users: UserService
     tokens: AccessTokenService
+    sessions: SessionService  # UTMStack v12's refresh-token sessions (/api/v1)
     key_file: SigningKeyFile | None
     api_keys: ApiKeyService
     key_auth: ApiKeyAuthenticator
@@ -439,22 +441,32 @@ def build_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
         interval=settings.audit_checkpoint_interval_seconds,
         retention=timedelta(days=settings.audit_retention_days),
     )
+    accounts = AccountService(
+        db=db,
+        feed=feed,
+        hasher=hasher,
+        policy=policy,
+        clock=clock,
+        audit=audit,
+        protection=login_protection,
+    )
     services = Services(
         settings=settings,
         clock=clock,
         db=db,
         feed=feed,
-        accounts=AccountService(
-            db=db,
-            feed=feed,
-            hasher=hasher,
-            policy=policy,
-            clock=clock,
-            audit=audit,
-            protection=login_protection,
-        ),
+        accounts=accounts,
         users=UserService(db=db, feed=feed, hasher=hasher, policy=policy, clock=clock, audit=audit),
         tokens=tokens,
+        sessions=SessionService(
+            db=db,
+            feed=feed,
+            accounts=accounts,
+            tokens=tokens,
+            audit=audit,
+            clock=clock,
+            refresh_ttl=settings.remember_me_ttl,
+        ),
         key_file=key_file,
         api_keys=api_keys,
         key_auth=key_auth,

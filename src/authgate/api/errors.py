@@ -108,6 +108,8 @@ def error_response(
     field_errors: tuple[FieldError, ...] = (),
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
+    if request.url.path.startswith(V12_PREFIX):
+        return v12_error_response(request, status=status, message=message, headers=headers)
     body: dict[str, Any] = {
         "timestamp": utc_now().isoformat(timespec="milliseconds"),
         "status": status,
@@ -124,6 +126,20 @@ def error_response(
     all_headers = {"X-UtmStack-error": _header_safe(message), "Cache-Control": "no-store"}
     all_headers.update(headers or {})
     return JSONResponse(body, status_code=status, headers=all_headers)
+
+
+# UTMStack v12's API: every error is just ``{"error": "<message>"}``.
+V12_PREFIX = "/api/v1/"
+
+
+def v12_error_response(
+    request: Request, *, status: int, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    # v12 has no 423: a blocked client is "too many attempts" like a throttled one.
+    status = 429 if status == 423 else status
+    all_headers = {"Cache-Control": "no-store"}
+    all_headers.update(headers or {})
+    return JSONResponse({"error": message}, status_code=status, headers=all_headers)
 
 
 def validation_status(request: Request) -> int:

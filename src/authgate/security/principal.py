@@ -53,6 +53,7 @@ class Principal:
     scopes: frozenset[str] | None = None
     api_key: KeyReference | None = None
     rate_limit: str | None = None  # the key's own limit ("100/minute"), if any
+    session_id: str | None = None  # a v12 token's ``sid`` (its refresh-token session)
 
     def has_authority(self, authority: str) -> bool:
         return authority in self.authorities
