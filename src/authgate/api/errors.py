@@ -132,6 +132,19 @@ def error_response(
 V12_PREFIX = "/api/v1/"
 
 
+class V12ErrorBody(BaseModel):
+    """The body of every error response under ``/api/v1`` (UTMStack v12's shape)."""
+
+    error: str = Field(examples=["invalid credentials"])
+
+
+def documented_v12(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for ``/api/v1`` error statuses (:class:`V12ErrorBody`)."""
+    return {
+        status: {"model": V12ErrorBody, "description": _DESCRIPTIONS[status]} for status in statuses
+    }
+
+
 def v12_error_response(
     request: Request, *, status: int, message: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:

@@ -20,6 +20,7 @@ from authgate.api.access import (
     services_of,
     sets_credentials,
 )
+from authgate.api.errors import documented_v12
 from authgate.exceptions import BadCredentials, ValidationFailed
 from authgate.services.audit import Actor, current_request
 from authgate.services.sessions import TokenPair
@@ -30,6 +31,7 @@ public_router = APIRouter(prefix=PREFIX, tags=["v12 authentication"])
 router = APIRouter(prefix=PREFIX, tags=["v12 authentication"], route_class=AuthenticatedRoute)
 self_router = APIRouter(prefix=PREFIX, tags=["v12 authentication"], route_class=SelfServiceRoute)
 
+V12_ERROR_REF = "#/components/schemas/V12ErrorBody"
 Secret = Annotated[str, Field(min_length=1, max_length=1024)]
 
 
@@ -113,7 +115,11 @@ async def _pair_response(request: Request, pair: TokenPair, response: Response) 
     )
 
 
-@public_router.post("/auth/login", summary="Log in: an access and a refresh token")
+@public_router.post(
+    "/auth/login",
+    summary="Log in: an access and a refresh token",
+    responses=documented_v12(400, 401, 403, 413, 429),
+)
 async def login(body: LoginRequest, request: Request, response: Response) -> LoginResponse:
     info = current_request.get()
     pair = await services_of(request).sessions.login(
@@ -125,7 +131,11 @@ async def login(body: LoginRequest, request: Request, response: Response) -> Log
     return await _pair_response(request, pair, response)
 
 
-@public_router.post("/auth/refresh", summary="Exchange a refresh token for a new pair")
+@public_router.post(
+    "/auth/refresh",
+    summary="Exchange a refresh token for a new pair",
+    responses=documented_v12(400, 401, 413),
+)
 async def refresh(body: RefreshRequest, request: Request, response: Response) -> LoginResponse:
     pair = await services_of(request).sessions.refresh(body.refresh_token)
     return await _pair_response(request, pair, response)
@@ -136,6 +146,7 @@ async def refresh(body: RefreshRequest, request: Request, response: Response) ->
     summary="End the refresh token's session (its access tokens stop working too)",
     status_code=204,
     response_class=Response,
+    responses=documented_v12(400, 413),
 )
 async def logout(body: LogoutRequest, request: Request) -> Response:
     await services_of(request).sessions.logout(body.refresh_token)
@@ -147,19 +158,33 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/auth/me", summary="The caller")
+@router.get("/auth/me", summary="The caller", responses=documented_v12(401, 403))
 async def me(request: Request) -> UserResponse:
     return await _user(request, principal_of(request).user_id)
 
 
 @router.get(
-    "/auth/authenticate", summary="The caller's login, as text", response_class=PlainTextResponse
+    "/auth/authenticate",
+    summary="The caller's login, as text",
+    response_class=PlainTextResponse,
+    # Errors stay JSON on this text route: said explicitly, or FastAPI documents them as text.
+    responses={
+        status: {
+            "description": entry["description"],
+            "content": {"application/json": {"schema": {"$ref": V12_ERROR_REF}}},
+        }
+        for status, entry in documented_v12(401, 403).items()
+    },
 )
 async def authenticate(request: Request) -> PlainTextResponse:
     return PlainTextResponse(principal_of(request).login)
 
 
-@self_router.put("/auth/me", summary="Change the caller's e-mail, name or language")
+@self_router.put(
+    "/auth/me",
+    summary="Change the caller's e-mail, name or language",
+    responses=documented_v12(400, 401, 403, 409, 413),
+)
 async def update_me(body: UpdateMeRequest, request: Request) -> UserResponse:
     principal = principal_of(request)
     first, last = None, None
@@ -179,6 +204,7 @@ async def update_me(body: UpdateMeRequest, request: Request) -> UserResponse:
     summary="Change the caller's password (every session ends)",
     status_code=204,
     response_class=Response,
+    responses=documented_v12(400, 401, 403, 413, 423, 429),
 )
 @sets_credentials("changes the caller's password")
 async def change_password(body: ChangePasswordRequest, request: Request) -> Response:
@@ -196,7 +222,7 @@ async def change_password(body: ChangePasswordRequest, request: Request) -> Resp
     return Response(status_code=204)
 
 
-@router.get("/auth/sessions", summary="The caller's sessions")
+@router.get("/auth/sessions", summary="The caller's sessions", responses=documented_v12(401, 403))
 async def sessions(request: Request) -> list[SessionResponse]:
     principal = principal_of(request)
     listed = await services_of(request).sessions.list_live(principal.user_id)
@@ -219,6 +245,7 @@ async def sessions(request: Request) -> list[SessionResponse]:
     summary="Revoke every session of the caller but the current one",
     status_code=204,
     response_class=Response,
+    responses=documented_v12(401, 403),
 )
 async def revoke_other_sessions(request: Request) -> Response:
     principal = principal_of(request)
@@ -233,6 +260,7 @@ async def revoke_other_sessions(request: Request) -> Response:
     summary="Revoke one of the caller's sessions",
     status_code=204,
     response_class=Response,
+    responses=documented_v12(401, 403, 404),
 )
 async def revoke_session(session_id: str, request: Request) -> Response:
     principal = principal_of(request)
