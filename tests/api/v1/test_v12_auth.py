@@ -334,3 +334,19 @@ async def test_health(harness: Harness) -> None:
     """routes.go: GET /api/v1/health answers without credentials."""
     response = await harness.client.get("/api/v1/health")
     assert response.status_code == 200
+
+
+async def test_log_out_everywhere_ends_refresh_sessions(harness: Harness) -> None:
+    """Better than v12: v10/v11's "log out everywhere" ends v12 sessions too (their
+    refresh tokens no longer refresh); the session remembers the client's address."""
+    await harness.create_user("alice", USER_PASSWORD)
+    body = await _login(harness)
+    listed = await harness.client.get("/api/v1/auth/sessions", headers=bearer(body["access_token"]))
+    assert listed.json()[0]["ip"] == "127.0.0.1"
+    harness.clock.advance(seconds=1)
+    out = await harness.client.post("/api/account/logout-all", headers=bearer(body["access_token"]))
+    assert out.status_code == 204
+    refreshed = await harness.client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": body["refresh_token"]}
+    )
+    assert refreshed.status_code == 401
