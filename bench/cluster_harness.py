@@ -166,6 +166,8 @@ def cluster_secrets(directory: Path) -> dict[str, str]:
     return {
         "AUTHGATE_CLUSTER": "true",
         "AUTHGATE_API_KEY_PEPPER_FILE": str(directory / "api-key-pepper"),
+        "AUTHGATE_AUDIT_KEY_FILE": str(directory / "audit-key"),
+        "AUTHGATE_TFA_KEY_FILE": str(directory / "tfa-key"),
         "AUTHGATE_SIGNING_KEYS_FILE": str(directory / "signing-keys.json"),
     }
 

@@ -22,6 +22,7 @@ from typer.testing import CliRunner, Result
 from authgate.cli import app
 from authgate.container import build_services
 from authgate.exceptions import BadCredentials
+from authgate.security.second_factor import totp_code, totp_step
 from authgate.settings import CONFIG_FILE_VARIABLE, Settings
 from authgate.storage import migrate as migrations
 
@@ -208,6 +209,29 @@ def test_set_password_replaces_the_old_one(data_dir: Path) -> None:
     assert authenticate(data_dir, "bob", NEW_PASSWORD) == "bob"
 
 
+def test_reset_link_prints_a_single_use_link(data_dir: Path) -> None:
+    """`users reset-link LOGIN` prints the Settings UI link that sets the user's password
+    (issue 13: the admin's way when no SMTP server is configured); the key works once."""
+    assert_exits(create_user(), 0)
+    result = invoke("users", "reset-link", "BOB")
+    assert_exits(result, 0)
+    link = next(line for line in result.stdout.splitlines() if "/settings/reset?key=" in line)
+    key = link.split("key=", 1)[1].strip()
+
+    async def finish() -> None:
+        services = build_services(settings_for(data_dir))
+        try:
+            await services.start(background=False)
+            await services.password_resets.finish(key, NEW_PASSWORD)
+        finally:
+            await services.close()
+
+    asyncio.run(finish())
+    assert authenticate(data_dir, "bob", NEW_PASSWORD) == "bob"
+    unknown = invoke("users", "reset-link", "nobody")
+    assert_exits(unknown, 1)
+
+
 @pytest.mark.parametrize("common", ["password1234", "Password123!"])
 def test_set_password_refuses_a_common_password(data_dir: Path, common: str) -> None:
     """`users set-password` applies the list of common passwords too (exit 1, why)."""
@@ -216,6 +240,34 @@ def test_set_password_refuses_a_common_password(data_dir: Path, common: str) -> 
     assert_exits(result, 1)
     assert "common and breached passwords" in result.stderr
     assert authenticate(data_dir, "bob", PASSWORD) == "bob"
+
+
+def test_reset_tfa_removes_a_users_second_factor(data_dir: Path) -> None:
+    """`users reset-tfa` (the operator's way out when an admin lost the phone)."""
+    assert_exits(create_user(), 0)
+
+    async def enrol_and_check(enrol: bool) -> str | None:
+        services = build_services(settings_for(data_dir))
+        try:
+            await services.start(background=False)
+            user = await services.accounts.authenticate("bob", PASSWORD)
+            if enrol:
+                enrolment = await services.second_factor.start_enrolment(user, "TOTP")
+                assert enrolment.secret is not None
+                now = services.clock().timestamp()
+                code = totp_code(enrolment.secret, totp_step(now))
+                assert (await services.second_factor.verify_enrolment(user, "TOTP", code)).valid
+                await services.second_factor.complete_enrolment(user, "TOTP", enable=True)
+            return await services.second_factor.method_of(user.id)
+        finally:
+            await services.close()
+
+    assert asyncio.run(enrol_and_check(True)) == "TOTP"
+    result = invoke("users", "reset-tfa", "bob")
+    assert_exits(result, 0)
+    assert "second factor of bob removed" in result.stdout
+    assert asyncio.run(enrol_and_check(False)) is None
+    assert_exits(invoke("users", "reset-tfa", "nobody"), 1)
 
 
 def test_set_password_of_unknown_user_fails(data_dir: Path) -> None:

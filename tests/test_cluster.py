@@ -95,6 +95,7 @@ def cluster_secrets(directory: Path) -> dict[str, str]:
         "AUTHGATE_CLUSTER": "true",
         "AUTHGATE_API_KEY_PEPPER_FILE": str(directory / "api-key-pepper"),
         "AUTHGATE_AUDIT_KEY_FILE": str(directory / "audit-key"),
+        "AUTHGATE_TFA_KEY_FILE": str(directory / "tfa-key"),
         "AUTHGATE_SIGNING_KEYS_FILE": str(directory / "signing-keys.json"),
     }
 
@@ -484,6 +485,7 @@ def test_a_pepper_other_than_the_stored_keys_one_is_refused_even_alone(
     [
         ("AUTHGATE_API_KEY_PEPPER_FILE", {}, "every node needs the same API key pepper"),
         ("AUTHGATE_AUDIT_KEY_FILE", {}, "every node needs the same audit key"),
+        ("AUTHGATE_TFA_KEY_FILE", {}, "every node needs the same second-factor key"),
         ("AUTHGATE_SIGNING_KEYS_FILE", {}, "every node needs the same JWT signing keys"),
         (
             "AUTHGATE_DATABASE_URL",

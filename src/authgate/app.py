@@ -18,6 +18,8 @@ from authgate.api import (
     auth,
     forward_auth,
     management,
+    recovery,
+    tfa,
     users,
 )
 from authgate.api.errors import install_error_handlers
@@ -95,6 +97,11 @@ def create_app(
         management.router,
         auth.public_router,
         auth.session_router,
+        recovery.public_router,
+        recovery.check_router,
+        tfa.pre_verification_router,
+        tfa.setup_router,
+        tfa.admin_router,
         account.router,
         api_keys.review_router,
         api_keys.router,

@@ -15,8 +15,9 @@ from authgate.clock import Clock, utc_now
 from authgate.exceptions import ConfigurationError, ValidationFailed
 from authgate.security.audit_chain import AuditKey
 from authgate.security.clientip import ClientIpResolver
-from authgate.security.networks import AllowEntryError, TrustedProxies
+from authgate.security.networks import AllowEntryError, AllowList, TrustedProxies
 from authgate.security.passwords import Argon2Parameters, PasswordHasher, PasswordPolicy
+from authgate.security.second_factor import SecondFactorKey
 from authgate.security.signing_keys import KeyRing
 from authgate.security.tokens import JwtCodec
 from authgate.services.access_tokens import AccessTokenService
@@ -38,9 +39,12 @@ from authgate.services.login_protection import LoginLimits, LoginProtection
 from authgate.services.mail import Mailer, smtp_server_from
 from authgate.services.metrics import Metrics
 from authgate.services.password_hashing import AsyncPasswordHasher
+from authgate.services.password_resets import PasswordResets
 from authgate.services.rate_limits import KeyRateLimits
 from authgate.services.redis_link import SOCKET_TIMEOUT_SECONDS, ChangeDoorbell, RedisLink
+from authgate.services.second_factor import SecondFactorService
 from authgate.services.sessions import SessionService
+from authgate.services.sign_in import SignIn
 from authgate.services.signing_keys import SigningKeyFile
 from authgate.services.throttle_store import (
     DatabaseThrottleStore,
@@ -94,6 +98,10 @@ class Services:
     # Mail to users (reset links, second-factor codes); `mailer.configured` says whether
     # an SMTP server is set.
     mailer: Mailer
+    # Password recovery: reset links asked for, mailed and used.
+    password_resets: PasswordResets
+    second_factor: SecondFactorService
+    sign_in: SignIn
     # The deployment's shared secret (the API key pepper): purpose-specific keys, such as
     # the UI's CSRF key, are derived from it, so every node agrees on them.
     server_secret: bytes = b""
@@ -162,6 +170,7 @@ class Services:
         deliver what the sinks still have queued, close the database."""
         self._stop.set()
         serving = self._delivery is not None
+        await self.password_resets.settle()  # their audit records go out below
         if self._tasks:
             # The loops end at once on stop; the usage log flushes one last time.
             await _finish(self._tasks, grace=SHUTDOWN_GRACE_SECONDS)
@@ -441,6 +450,24 @@ def build_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
         interval=settings.audit_checkpoint_interval_seconds,
         retention=timedelta(days=settings.audit_retention_days),
     )
+    mailer = Mailer(smtp_server_from(settings))
+    second_factor = SecondFactorService(
+        db=db,
+        feed=feed,
+        key=SecondFactorKey(
+            keystore.load_or_create_tfa_key(
+                settings.tfa_key.get_secret_value() if settings.tfa_key else None,
+                settings.tfa_key_file,
+                settings.effective_tfa_key_file,
+            )
+        ),
+        mailer=mailer,
+        throttle=throttle,
+        audit=audit,
+        clock=clock,
+        requirement=settings.tfa_required,
+        issuer=settings.tfa_issuer,
+    )
     accounts = AccountService(
         db=db,
         feed=feed,
@@ -462,6 +489,7 @@ def build_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
             db=db,
             feed=feed,
             accounts=accounts,
+            second_factor=second_factor,
             tokens=tokens,
             audit=audit,
             clock=clock,
@@ -502,7 +530,26 @@ def build_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
         alert_dispatcher=alert_dispatcher,
         metrics=metrics,
         checkpoints=checkpoints,
-        mailer=Mailer(smtp_server_from(settings)),
+        mailer=mailer,
+        password_resets=PasswordResets(
+            db=db,
+            feed=feed,
+            hasher=hasher,
+            policy=policy,
+            clock=clock,
+            audit=audit,
+            throttle=throttle,
+            mailer=mailer,
+            base_url=settings.base_url,
+        ),
+        second_factor=second_factor,
+        sign_in=SignIn(
+            tokens=tokens,
+            second_factor=second_factor,
+            accounts=accounts,
+            audit=audit,
+            bypass_addresses=tfa_bypass_addresses(settings),
+        ),
         server_secret=pepper,
         cluster=cluster,
         redis=redis,
@@ -610,6 +657,14 @@ def trusted_proxies(settings: Settings) -> TrustedProxies:
         return TrustedProxies.of(settings.trusted_proxies)
     except AllowEntryError as error:
         raise ConfigurationError(f"AUTHGATE_TRUSTED_PROXIES: {error}") from None
+
+
+def tfa_bypass_addresses(settings: Settings) -> AllowList:
+    """Where UTMStack's X-Bypass-TFA header is honoured from (nowhere by default)."""
+    try:
+        return AllowList.of(settings.tfa_bypass_header_addresses)
+    except AllowEntryError as error:
+        raise ConfigurationError(f"AUTHGATE_TFA_BYPASS_HEADER_ADDRESSES: {error}") from None
 
 
 def prepare_data_dir(settings: Settings) -> None:

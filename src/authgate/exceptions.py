@@ -11,6 +11,7 @@ The tree (``code`` is stable and machine-readable; ``api/errors.py`` maps it to 
     │       │                                not yet valid (``nbf``/``iat`` in the future)
     │       ├── TokenExpired                 validly signed but past ``exp``
     │       └── TokenRevoked                 logged out, or all sessions of the user revoked
+    │   ├── SecondFactorFailed               a wrong, used or expired second-factor code
     │   └── ApiKeyRejected                   an API key was presented and refused
     │       ├── ApiKeyInvalid                malformed, bad checksum, unknown, revoked, wrong
     │       │                                secret: all answered alike ("Invalid API key")
@@ -32,6 +33,7 @@ The tree (``code`` is stable and machine-readable; ``api/errors.py`` maps it to 
     │       └── AmbiguousUpstreamPath        its path has no single canonical reading
     └── Throttled                        429  too many attempts or requests (Retry-After)
         ├── ClientBlocked                423  this client address is blocked (UTMStack's answer)
+        ├── SecondFactorLocked           429  too many wrong second-factor codes for the account
         └── RateLimited                  429  an API key's own rate limit
 
     ConfigurationError                        outside the tree: a broken deployment is never
@@ -94,6 +96,13 @@ class TokenExpired(TokenRejected):
 class TokenRevoked(TokenRejected):
     code = "token_revoked"
     message = "Token revoked"
+
+
+class SecondFactorFailed(AuthenticationFailed):
+    """A second-factor code was refused (wrong, already used, expired). UTMStack's message."""
+
+    code = "invalid_second_factor"
+    message = "Your secret code is invalid"
 
 
 class PermissionDenied(AuthgateError):
@@ -238,6 +247,14 @@ class Throttled(AuthgateError):
 class ClientBlocked(Throttled):
     code = "client_blocked"
     message = "Authentication blocked"
+
+
+class SecondFactorLocked(Throttled):
+    """Too many wrong second-factor codes for this account: its second step is refused
+    for a while and the login must start again."""
+
+    code = "second_factor_locked"
+    message = "Too many wrong codes; sign in again later"
 
 
 class RateLimited(Throttled):

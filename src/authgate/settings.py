@@ -348,6 +348,32 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Rules installed at start-up (upserted by name), e.g. [[alert_rules]] in TOML.",
     )
+    # --- second factor (see README "Second factor") ---------------------------------
+    tfa_required: Literal["none", "admins", "all"] = Field(
+        default="none",
+        description="Who must use a second factor: nobody, admins, everyone. Users who must "
+        "but have not enrolled are taken through enrolment at their next login.",
+    )
+    tfa_key: SecretStr | None = Field(
+        default=None,
+        description="Secret encrypting TOTP secrets and keying one-time code hashes "
+        "(base64, >= 32 bytes), kept outside the database; default: generated into "
+        "tfa-key in the data dir.",
+    )
+    tfa_key_file: Path | None = None
+    tfa_issuer: str = Field(
+        default="authgate",
+        min_length=1,
+        max_length=64,
+        pattern=r"^[^:\x00-\x1f]+$",
+        description="Issuer shown by authenticator apps (otpauth://totp/<issuer>:<login>).",
+    )
+    tfa_bypass_header_addresses: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="DANGEROUS. Addresses or CIDRs whose X-Bypass-TFA header (UTMStack's) "
+        "skips the second factor; ignored from everyone else (the default).",
+    )
+
     metrics_token: SecretStr | None = Field(
         default=None,
         description="Bearer token for /management/prometheus (else an admin credential).",
@@ -425,6 +451,7 @@ class Settings(BaseSettings):
         "api_key_default_scopes",
         "api_key_extra_scopes",
         "alert_email_to",
+        "tfa_bypass_header_addresses",
         mode="before",
     )
     @classmethod
@@ -506,6 +533,11 @@ class Settings(BaseSettings):
                 "every node needs the same audit key: set AUTHGATE_AUDIT_KEY_FILE "
                 "(or AUTHGATE_AUDIT_KEY); `authgate cluster init` creates one"
             )
+        if self.tfa_key is None and self.tfa_key_file is None:
+            problems.append(
+                "every node needs the same second-factor key: set AUTHGATE_TFA_KEY_FILE "
+                "(or AUTHGATE_TFA_KEY); `authgate cluster init` creates one"
+            )
         if self.jwt_algorithm != "HS512" and self.signing_keys_file is None:
             problems.append(
                 "every node needs the same JWT signing keys: set AUTHGATE_SIGNING_KEYS_FILE "
@@ -551,6 +583,10 @@ class Settings(BaseSettings):
     @property
     def effective_audit_key_file(self) -> Path:
         return self.audit_key_file or self.data_dir / "audit-key"
+
+    @property
+    def effective_tfa_key_file(self) -> Path:
+        return self.tfa_key_file or self.data_dir / "tfa-key"
 
     @property
     def token_ttl(self) -> timedelta:

@@ -24,6 +24,7 @@ SECRET_SETTINGS = (
     "jwt_secret",
     "api_key_pepper",
     "audit_key",
+    "tfa_key",
     "alert_webhook_secret",
     "alert_smtp_password",
     "metrics_token",

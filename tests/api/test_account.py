@@ -32,8 +32,10 @@ async def test_account_is_the_jhipster_object(harness: Harness, user_token: str)
 async def test_change_password_revokes_tokens_and_new_password_works(
     harness: Harness, user_token: str
 ) -> None:
-    """After a password change the old token is refused, the old password fails,
-    and the new one logs in."""
+    """After a password change the user's other tokens are refused while the one that
+    made the change goes on (issue 13, section 4: UTMStack's ``password.service.ts``
+    keeps using its token after ``POST /api/account/change-password``); the old password
+    fails and the new one logs in; "log out everywhere" then ends the kept one too."""
     other_session = await harness.login("alice", USER_PASSWORD)
     response = await harness.client.post(
         "/api/account/change-password",
@@ -42,10 +44,11 @@ async def test_change_password_revokes_tokens_and_new_password_works(
     )
     assert response.status_code == 200
 
-    for token in (user_token, other_session):
-        refused = await harness.client.get("/api/account", headers=bearer(token))
-        assert refused.status_code == 401
-        assert refused.json()["code"] == "token_revoked"
+    refused = await harness.client.get("/api/account", headers=bearer(other_session))
+    assert refused.status_code == 401
+    assert refused.json()["code"] == "token_revoked"
+    kept = await harness.client.get("/api/account", headers=bearer(user_token))
+    assert kept.status_code == 200
     old = await harness.client.post(
         "/api/authenticate", json={"username": "alice", "password": USER_PASSWORD}
     )
@@ -53,6 +56,10 @@ async def test_change_password_revokes_tokens_and_new_password_works(
     harness.clock.advance(milliseconds=1)
     token = await harness.login("alice", NEW_PASSWORD)
     assert (await harness.client.get("/api/account", headers=bearer(token))).status_code == 200
+    everywhere = await harness.client.post("/api/account/logout-all", headers=bearer(token))
+    assert everywhere.status_code == 204
+    for ended in (user_token, token):
+        assert (await harness.client.get("/api/account", headers=bearer(ended))).status_code == 401
 
 
 async def test_wrong_current_password_is_400_and_keeps_the_session(
@@ -106,15 +113,18 @@ async def test_login_as_password_is_refused(harness: Harness) -> None:
     assert "login" in response.json()["fieldErrors"][0]["message"]
 
 
-async def test_change_password_rejects_unknown_fields(harness: Harness, user_token: str) -> None:
-    """Unknown body fields are an error, not silently ignored."""
+async def test_change_password_ignores_unknown_fields(harness: Harness, user_token: str) -> None:
+    """Unknown body fields are ignored, as Spring does (issue 13), and grant nothing."""
     response = await harness.client.post(
         "/api/account/change-password",
         json={"currentPassword": USER_PASSWORD, "newPassword": NEW_PASSWORD, "admin": True},
         headers=bearer(user_token),
     )
-    assert response.status_code == 400
-    assert response.json()["fieldErrors"][0]["field"] == "admin"
+    assert response.status_code == 200
+    harness.clock.advance(seconds=1)
+    token = await harness.login("alice", NEW_PASSWORD)
+    account = await harness.client.get("/api/account", headers=bearer(token))
+    assert account.json()["authorities"] == ["ROLE_USER"]
 
 
 # -- the current password is checked like a login (issue 10, item 5) --------------------

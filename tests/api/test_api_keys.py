@@ -182,7 +182,6 @@ async def test_update_replaces_name_allow_list_and_expiry(
         ({"expiresAt": "2999-01-01T00:00:00.000Z"}, "expiresAt", "within 365 days"),
         ({"allowedIp": ["300.1.2.3"]}, "allowedIp[0]", "Invalid IP address format"),
         ({"allowedIp": ["10.0.0.0/33"]}, "allowedIp[0]", "Invalid CIDR format"),
-        ({"allowedIp": ["10.0.0.1/8"]}, "allowedIp[0]", "did you mean 10.0.0.0/8"),
         ({"allowedIp": ["1.2.3.4", "1.2.3.4"]}, "allowedIp[1]", "This IP is already added"),
         ({"allowedIp": ["1.2.3.4", "::ffff:1.2.3.4"]}, "allowedIp[1]", "already added"),
         ({"allowedIp": [f"10.0.{i}.0/24" for i in range(101)]}, "allowedIp", "at most 100"),
@@ -190,7 +189,6 @@ async def test_update_replaces_name_allow_list_and_expiry(
         ({"scopes": ["root"]}, "scopes", "Unknown scope root (allowed: admin, read, write)"),
         ({"scopes": ["Root!"]}, "scopes[0]", "String should match pattern"),
         ({"scopes": ["admin"]}, "scopes", "admin scope needs an owner with ROLE_ADMIN"),
-        ({"owner": "bob"}, "owner", "Extra inputs are not permitted"),
     ],
 )
 async def test_invalid_create_bodies_are_422_with_field_messages(

@@ -159,10 +159,13 @@ async def test_validation_errors_never_echo_the_password(harness: Harness) -> No
 async def test_get_authenticate_returns_the_login_as_json_string(
     harness: Harness, user_token: str
 ) -> None:
-    """GET /api/authenticate answers the caller's login as a JSON string."""
+    """GET /api/authenticate answers the caller's login as raw text/plain (issue 13:
+    UTMStack's AccountResource.isAuthenticated returns a ResponseEntity<String>, which
+    Spring writes as is)."""
     response = await harness.client.get("/api/authenticate", headers=bearer(user_token))
     assert response.status_code == 200
-    assert response.text == '"alice"'
+    assert response.text == "alice"
+    assert response.headers["content-type"].startswith("text/plain")
 
 
 async def test_request_without_authorization_gets_spring_401(harness: Harness) -> None:

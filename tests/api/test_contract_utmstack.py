@@ -65,7 +65,7 @@ async def test_jwt_carries_utmstack_claims(harness: Harness) -> None:
 async def test_login_failure_carries_x_utmstack_error(harness: Harness) -> None:
     """UTMStack scripts read the failure message from X-UtmStack-error."""
     response = await harness.client.post(
-        "/api/authenticate", json={"username": "x", "password": "y"}
+        "/api/authenticate", json={"username": "x", "password": "yyyy"}
     )
     assert response.status_code == 401
     assert response.headers["X-UtmStack-error"] == "Bad credentials"

@@ -26,6 +26,7 @@ NEW_PASSWORD = "chosen-by-whoever-holds-the-key"
 # activation, API keys created, edited, regenerated or re-enabled.
 CREDENTIAL_ROUTES = {
     ("POST", "/api/users"),
+    ("PUT", "/api/users"),
     ("PUT", "/api/users/{login}"),
     ("PUT", "/api/users/{login}/password"),
     ("POST", "/api/account/change-password"),
@@ -37,13 +38,36 @@ CREDENTIAL_ROUTES = {
     ("POST", "/settings/users"),
     ("POST", "/settings/users/{login}/edit"),
     ("POST", "/settings/users/{login}/password"),
+    ("POST", "/settings/users/{login}/reset-link"),
     ("POST", "/settings/api-keys"),
     ("POST", "/settings/api-keys/{key_id:int}/edit"),
     ("POST", "/settings/api-keys/{key_id:int}/regenerate"),
     ("POST", "/settings/api-keys/{key_id:int}/resume"),
+    # The second factor (issue 14): enrolling, new recovery codes, turning off, reset.
+    ("POST", "/api/tfa/init"),
+    ("POST", "/api/tfa/verify"),
+    ("POST", "/api/tfa/complete"),
+    ("POST", "/api/account/tfa/recovery-codes"),
+    ("POST", "/api/account/tfa/disable"),
+    ("DELETE", "/api/users/{login}/tfa"),
+    ("POST", "/settings/account/tfa/start"),
+    ("POST", "/settings/account/tfa/confirm"),
+    ("POST", "/settings/account/tfa/recovery-codes"),
+    ("POST", "/settings/account/tfa/disable"),
+    ("POST", "/settings/users/{login}/tfa/reset"),
 }
 # Public routes that *check* a password (the logins): nothing to protect with a session.
 PASSWORD_CHECKING_LOGINS = {("POST", "/api/authenticate"), ("POST", "/settings/login")}
+# Public password recovery: asking for a link sets nothing; finishing is authorised by
+# the single-use key of the link, not by a session (issue 13).
+PASSWORD_RECOVERY = {
+    ("POST", "/api/account/reset-password/init"),
+    ("POST", "/api/account/reset-password/finish"),
+    ("POST", "/settings/reset"),
+    ("POST", "/settings/reset/finish"),
+}
+# Checks the caller's own password like a login (throttled, counted); sets nothing.
+PASSWORD_CHECKS = {("POST", "/api/check-credentials")}
 # Words in a path or body field that mean a route probably sets credentials.
 TELLTALE_WORDS = ("password", "generate", "regenerate")
 
@@ -79,7 +103,9 @@ def test_exactly_the_credential_setting_routes_are_marked_and_enforced(harness: 
         # A new route that looks like it sets credentials must be marked (or justified).
         words = {path.lower(), *(field.lower() for field in body_fields(route))}
         if any(w in text for w in TELLTALE_WORDS for text in words):
-            assert (method, path) in CREDENTIAL_ROUTES | PASSWORD_CHECKING_LOGINS | {
+            assert (method, path) in CREDENTIAL_ROUTES | PASSWORD_CHECKING_LOGINS | (
+                PASSWORD_RECOVERY | PASSWORD_CHECKS
+            ) | {
                 ("GET", path)  # reading a page or resource is not setting anything
             }, f"{method} {path} looks credential-setting but is not marked"
 

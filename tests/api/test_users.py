@@ -37,7 +37,6 @@ async def test_create_user_then_log_in(harness: Harness, admin_token: str) -> No
         ({"authorities": ["ROLE_ROOT"]}, "authorities"),
         ({"authorities": []}, "authorities"),
         ({"langKey": "english language"}, "langKey"),
-        ({"isAdmin": True}, "isAdmin"),
     ],
 )
 async def test_create_user_validates_every_field(

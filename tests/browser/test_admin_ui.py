@@ -34,6 +34,13 @@ DEFAULT_RULES = (
     ("API key used from a new address", "key_new_ip", "1", "1 day", "medium"),
     ("API key used after 30 idle days", "key_after_inactivity", "1", "30 days", "low"),
     ("Lockouts", "lockouts", "1", "5 minutes", "high"),
+    (
+        "Failed second factors for one account",
+        "failed_second_factors",
+        "3",
+        "10 minutes",
+        "high",
+    ),
     ("Administrative actions", "admin_actions", "1", "1 minute", "low"),
 )
 

@@ -146,7 +146,7 @@ async def test_create_key_validates_inline_shows_it_once_and_records_its_use(
     await add.click()
     first = page.locator("#allowed_ips-1")
     await expect(first).to_be_focused()
-    await first.fill("10.0.0.1/8")
+    await first.fill("10.0.0.1/33")
     await add.click()
     second = page.locator("#allowed_ips-2")
     await second.fill("10.0.0.300")

@@ -213,10 +213,10 @@ async def test_duplicate_and_invalid_keys_raise_conflict_and_validation(
     with pytest.raises(ConflictError, match="already exists"):
         await alice.create_api_key("dup", expires_at=in_days(30))
     with pytest.raises(ValidationError) as raised:
-        await alice.create_api_key("bad", expires_at=in_days(30), allowed_ips=["10.0.0.1/8"])
+        await alice.create_api_key("bad", expires_at=in_days(30), allowed_ips=["10.0.0.1/33"])
     assert raised.value.status_code == 422
     assert [error.field for error in raised.value.field_errors] == ["allowedIp[0]"]
-    assert "10.0.0.0/8" in raised.value.field_errors[0].message
+    assert "Invalid CIDR format" in raised.value.field_errors[0].message
 
 
 async def test_read_scoped_key_cannot_write(harness: Harness, alice: AsyncClient) -> None:
@@ -252,6 +252,21 @@ async def test_admin_helpers_for_users_and_audit(harness: Harness) -> None:
         assert events.items[0].type == "USER_DELETED"  # newest first
 
 
+async def test_sdk_creates_a_user_without_password(harness: Harness) -> None:
+    """The SDK follows issue 13's user shapes: ``create_user`` without a password answers
+    the inactive user and, without SMTP, its single-use ``reset_link``; users carry
+    ``created_by``/``last_modified_by``."""
+    await harness.create_user("root", ADMIN_PASSWORD, admin=True)
+    async with asgi_client(harness, PasswordCredentials("root", ADMIN_PASSWORD)) as admin:
+        ivan = await admin.create_user("ivan", email="ivan@example.com")
+        assert ivan.activated is False
+        assert ivan.reset_link is not None
+        assert "/settings/reset?key=" in ivan.reset_link
+        again = await admin.get_user("ivan")
+        assert again.reset_link is None
+        assert (again.created_by, again.last_modified_by) == ("root", "root")
+
+
 async def test_ordinary_user_cannot_use_admin_helpers(alice: AsyncClient) -> None:
     """ROLE_USER gets PermissionDeniedError from users and audit."""
     with pytest.raises(PermissionDeniedError):
@@ -263,7 +278,7 @@ async def test_ordinary_user_cannot_use_admin_helpers(alice: AsyncClient) -> Non
 async def test_generic_request_reaches_any_endpoint(alice: AsyncClient) -> None:
     """request() calls endpoints without a typed helper and returns the response."""
     response = await alice.request("GET", "/api/authenticate")
-    assert response.json() == "alice"
+    assert response.text == "alice"
     ping = await alice.request("GET", "api/ping")
     assert ping.status_code == 200
 

@@ -279,14 +279,16 @@ def test_second_factor_without_hook_raises_second_factor_required() -> None:
 
 
 def test_second_factor_code_is_sent_with_the_pre_verification_token() -> None:
-    """The hook's code goes to /api/tfa/verify-code with the pre-verification token."""
+    """The hook's code goes to /api/tfa/verify-code, as a text body (UTMStack v11's UI),
+    with the pre-verification token."""
     auth = login_auth(second_factor=lambda: " 123456 ")
     request = api_request()
     flow, login = start(auth, request)
     verify = flow.send(pre_verification(login))
     assert (verify.method, str(verify.url)) == ("POST", VERIFY_URL)
     assert verify.headers["Authorization"] == "Bearer PRE"
-    assert json.loads(verify.content) == {"verificationCode": "123456"}
+    assert verify.content == b"123456"
+    assert verify.headers["Content-Type"] == "text/plain"
     final = jwt(NOW + 3600)
     sent = flow.send(answer(verify, json={"token": final, "authenticated": True}))
     assert sent is request

@@ -161,6 +161,20 @@ async def test_wrong_second_factor_code_is_rejected_with_412() -> None:
     assert raised.value.message == "Invalid verification code"
 
 
+async def test_second_factor_against_v10_uses_verify_code_with_a_query() -> None:
+    """UTMStack v10 has no /api/tfa/verify-code: the client falls back to
+    GET /api/tfa/verifyCode?code= (UserJWTController.verifyCode); a wrong code there is
+    its 401 with X-UtmStack-error, reported as SecondFactorRejected."""
+    fake = utm.FakeUtmStack(version="v10")
+    async with fake_client(fake, tfa_credentials(), second_factor=lambda: utm.TFA_CODE) as client:
+        assert (await client.account()).login == utm.TFA_USER
+    fake = utm.FakeUtmStack(version="v10")
+    async with fake_client(fake, tfa_credentials(), second_factor=lambda: "000000") as client:
+        with pytest.raises(SecondFactorRejected) as raised:
+            await client.account()
+    assert raised.value.message == "Your secret code is invalid"
+
+
 # -- the blocking client over a real socket ----------------------------------------------------
 
 

@@ -101,8 +101,13 @@ class FakeUtmStack:
         self.logins += 1
         body = await request.json()
         username, password = str(body.get("username", "")).lower(), body.get("password")
-        if (username, password) == (TFA_USER, TFA_PASSWORD) and self.version == "v11":
+        if (username, password) == (TFA_USER, TFA_PASSWORD):
             pre = self.issue(TFA_USER, authenticated=False)
+            if self.version == "v10":  # UserJWTController.authorize with TFA enabled
+                return JSONResponse(
+                    {"id_token": pre, "authenticated": False},
+                    headers={"Authorization": f"Bearer {pre}"},
+                )
             return JSONResponse({"success": True, "token": pre, "authenticated": False})
         if (username, password) != (USER, PASSWORD):
             return header_error(401, "Bad credentials")
@@ -119,11 +124,25 @@ class FakeUtmStack:
         pending = self.tokens.get(credential) if scheme == "Bearer" else None
         if pending is None or pending[2]:
             return header_error(401, "Unauthorized")
-        body = await request.json()
-        if body.get("verificationCode") != TFA_CODE:
+        # UTMStack v11's UI sends the bare digits as a text body.
+        if (await request.body()).decode().strip() != TFA_CODE:
             return header_error(412, "Invalid verification code")
         token = self.issue(pending[0])
         return JSONResponse({"success": True, "token": token, "authenticated": True})
+
+    async def verify_code_v10(self, request: Request) -> Response:
+        """v10's ``GET /api/tfa/verifyCode?code=``: a wrong code is 401 (UserJWTController)."""
+        scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
+        pending = self.tokens.get(credential) if scheme == "Bearer" else None
+        if pending is None or pending[2]:
+            return header_error(401, "Unauthorized")
+        if request.query_params.get("code") != TFA_CODE:
+            return header_error(401, "Your secret code is invalid")
+        token = self.issue(pending[0])
+        return JSONResponse(
+            {"id_token": token, "authenticated": True},
+            headers={"Authorization": f"Bearer {token}"},
+        )
 
     def _unauthorized(self, request: Request) -> Response:
         # Spring Boot's body, as UTMStack's documentation shows it: no "message".
@@ -204,7 +223,9 @@ class FakeUtmStack:
         return Starlette(
             routes=[
                 Route("/api/authenticate", self.authenticate, methods=["POST"]),
-                Route("/api/tfa/verify-code", self.verify_code, methods=["POST"]),
+                Route("/api/tfa/verify-code", self.verify_code, methods=["POST"])
+                if self.version == "v11"
+                else Route("/api/tfa/verifyCode", self.verify_code_v10, methods=["GET"]),
                 Route("/api/account", self.account, methods=["GET"]),
                 Route("/api/api-keys", self.api_keys_collection, methods=["GET", "POST"]),
                 Route("/api/api-keys/{key_id:int}", self.api_key, methods=["GET", "DELETE"]),

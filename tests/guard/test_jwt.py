@@ -315,3 +315,16 @@ async def test_keys_of_an_algorithm_not_configured_are_not_used(
     service = GuardedService(make_guard(algorithms=frozenset({"EdDSA"})))
     token = issue(codec_with(harness), harness)  # ES256
     assert (await get_things(service, token)).status_code == 401
+
+
+async def test_a_pre_verification_token_is_refused(
+    harness: Harness, make_guard: GuardFactory, authgate: AuthgateTransport
+) -> None:
+    """A login's pre-verification token (the second factor still to come; its own
+    audience, authenticated false) never passes the guard, though authgate signed it."""
+    await harness.create_user("alice", USER_PASSWORD)
+    user = await harness.services.accounts.authenticate("alice", USER_PASSWORD)
+    pending = harness.services.tokens.issue_pre_verification(user, remember_me=False)
+    service = GuardedService(make_guard())
+    response = await get_things(service, pending.token)
+    assert response.status_code == 401

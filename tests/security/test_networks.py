@@ -113,12 +113,11 @@ def test_an_ipv4_mapped_cidr_is_unwrapped_to_ipv4() -> None:
         ("2001:db8::1/32", "2001:db8::/32"),
     ],
 )
-def test_host_bits_set_are_refused_with_a_correction(text: str, suggestion: str) -> None:
-    """A CIDR with host bits is refused (never widened) and the message suggests the network."""
-    message = entry_error(text)
-
-    assert message.startswith(INVALID_CIDR)
-    assert f"did you mean {suggestion}" in message
+def test_host_bits_set_mean_the_network(text: str, suggestion: str) -> None:
+    """A CIDR with host bits means its network, as UTMStack's SubnetUtils reads it
+    (issue 13, section 5), and is written as that network."""
+    assert parse_allow_entry(text) == ipaddress.ip_network(suggestion)
+    assert normalize_allow_list([text]) == ([suggestion], {})
 
 
 @pytest.mark.parametrize("text", ["abc", "1.2.3", "256.1.1.1", "1.2.3.4.5", "", "   ", "::g"])
@@ -162,15 +161,14 @@ def test_normalize_returns_canonical_forms() -> None:
 def test_normalize_reports_errors_by_index_and_keeps_the_good_entries() -> None:
     """Each bad entry's message is keyed by its index; valid entries are still returned."""
     canonical, errors = normalize_allow_list(
-        ["192.0.2.1", "nonsense", "10.0.0.1/8", "10.0.0.0/33", "2001:db8::/32"]
+        ["192.0.2.1", "nonsense", "10.0.0.0/8", "10.0.0.0/33", "2001:db8::/32", "10.0.0.9/8"]
     )
 
-    assert canonical == ["192.0.2.1", "2001:db8::/32"]
+    assert canonical == ["192.0.2.1", "10.0.0.0/8", "2001:db8::/32"]
     assert errors[1] == INVALID_ADDRESS
-    assert errors[2].startswith(INVALID_CIDR)
-    assert "did you mean 10.0.0.0/8" in errors[2]
     assert errors[3] == INVALID_CIDR
-    assert set(errors) == {1, 2, 3}
+    assert errors[5] == DUPLICATE  # 10.0.0.9/8 is 10.0.0.0/8
+    assert set(errors) == {1, 3, 5}
 
 
 @pytest.mark.parametrize(
@@ -394,7 +392,7 @@ def test_an_ipv6_list_never_matches_an_ipv4_client() -> None:
 def test_allow_list_of_refuses_invalid_entries() -> None:
     """AllowList.of raises AllowEntryError for an entry that would not validate."""
     with pytest.raises(AllowEntryError):
-        AllowList.of(["10.0.0.1/8"])
+        AllowList.of(["10.0.0.1/33"])
 
 
 ipv4_networks = st.builds(

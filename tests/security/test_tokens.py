@@ -156,7 +156,8 @@ def test_kid_matches_the_rfc8037_known_answer() -> None:
 
 
 def test_payload_carries_every_claim(codec: JwtCodec) -> None:
-    """The raw payload has UTMStack's claims plus uid, iss, aud, iat, nbf, exp and jti."""
+    """The raw payload has UTMStack's claims plus uid, iss, aud, iat, nbf, exp, jti and
+    amr (RFC 8176: ``pwd``, plus ``otp`` after a second factor)."""
     issued = codec.issue(
         subject="alice",
         user_id=42,
@@ -178,7 +179,9 @@ def test_payload_carries_every_claim(codec: JwtCodec) -> None:
         "nbf",
         "exp",
         "jti",
+        "amr",
     }
+    assert payload["amr"] == ["pwd"]
     assert payload["sub"] == "alice"
     assert payload["auth"] == "ROLE_ADMIN,ROLE_USER"
     assert payload["authenticated"] is True
@@ -598,3 +601,38 @@ def test_signing_key_repr_shows_no_key_material(algorithm: str) -> None:
         assert algorithm in text
         for secret in secrets:
             assert secret not in text
+
+
+def test_second_factor_is_carried_in_amr(codec: JwtCodec) -> None:
+    issued = codec.issue(
+        subject="alice",
+        user_id=42,
+        authorities=frozenset({"ROLE_USER"}),
+        now=NOW,
+        ttl=TTL,
+        second_factor=True,
+    )
+    assert raw_payload(issued.token)["amr"] == ["pwd", "otp"]
+    assert codec.verify(issued.token, now=NOW).second_factor is True
+
+
+def test_pre_verification_tokens_are_only_accepted_as_such(codec: JwtCodec) -> None:
+    """UTMStack's pre-verification token (ROLE_PRE_VERIFICATION_USER, authenticated
+    false), for its own audience: verify() refuses it, and verify_pre_verification()
+    refuses an access token."""
+    pending = codec.issue_pre_verification(
+        subject="alice", user_id=42, now=NOW, ttl=timedelta(minutes=5), remember_me=True
+    )
+    payload = raw_payload(pending.token)
+    assert payload["auth"] == "ROLE_PRE_VERIFICATION_USER"
+    assert payload["authenticated"] is False
+    assert payload["aud"] != AUDIENCE
+    claims = codec.verify_pre_verification(pending.token, now=NOW)
+    assert claims.remember_me is True
+    assert claims.user_id == 42
+    with pytest.raises(TokenInvalid):
+        codec.verify(pending.token, now=NOW)
+    with pytest.raises(TokenInvalid):
+        codec.verify_pre_verification(issue(codec), now=NOW)
+    with pytest.raises(TokenExpired):
+        codec.verify_pre_verification(pending.token, now=NOW + timedelta(minutes=6))

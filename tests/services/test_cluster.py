@@ -205,7 +205,7 @@ async def test_heartbeat_registers_again_after_being_pruned(
         ({}, "every node needs the same API key pepper"),
         ({"api_key_pepper": "x" * 44}, "every node needs the same audit key"),
         (
-            {"api_key_pepper": "x" * 44, "audit_key_file": Path("/shared/audit-key")},
+            {"api_key_pepper": "x" * 44, "audit_key": "y" * 44},
             "every node needs the same JWT signing keys",
         ),
         (
@@ -233,6 +233,7 @@ def test_hs512_clusters_need_no_key_file(tmp_path: Path) -> None:
         database_url="postgresql+asyncpg://db/authgate",
         api_key_pepper=pepper(),
         audit_key=pepper(),
+        tfa_key=pepper(),
         jwt_algorithm="HS512",
         jwt_secret=secret,
     )

@@ -190,14 +190,16 @@ async def test_admin_forms_need_the_csrf_token(harness: Harness, admin: Browser)
 async def test_users_table_lists_every_user(
     harness: Harness, admin: Browser, admin_id: int, alice_id: int
 ) -> None:
-    """The table shows login, e-mail, roles, active state and creation date per user."""
+    """The table shows login, e-mail, roles, active state, second factor and creation date
+    per user."""
     page = html(await admin.get(USERS))
 
     alice = row_of(page, alice_id)
     cells = [cell.text for cell in alice.find_all("td")]
     assert alice.find("th").text == "alice"
     assert cells[:3] == ["alice@example.com", "User", "active"]
-    assert cells[3] == harness.clock().strftime("%Y-%m-%d")
+    assert cells[3] == "none"  # no second factor
+    assert cells[4] == harness.clock().strftime("%Y-%m-%d")
     assert row_of(page, admin_id).find("td", data_label="Roles").text == "Administrator, User"
     assert row_of(page, alice_id).find("form", id=f"user-{alice_id}-delete")
 

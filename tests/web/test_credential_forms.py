@@ -46,10 +46,16 @@ def forms(key_id: int) -> list[tuple[str, dict[str, str | list[str]]]]:
             "/settings/users/admin/password",
             {"new_password": NEW_PASSWORD, "confirm_password": NEW_PASSWORD},
         ),
+        ("/settings/users/alice/reset-link", {}),
         ("/settings/api-keys", {"name": "minted", "expires_on": "", "allowed_ips": ""}),
         (f"/settings/api-keys/{key_id}/edit", {"name": "renamed", "allowed_ips": ""}),
         (f"/settings/api-keys/{key_id}/regenerate", {"grace_seconds": "0"}),
         (f"/settings/api-keys/{key_id}/resume", {}),
+        ("/settings/account/tfa/start", {}),
+        ("/settings/account/tfa/confirm", {"code": "123456"}),
+        ("/settings/account/tfa/recovery-codes", {}),
+        ("/settings/account/tfa/disable", {"password": ADMIN_PASSWORD, "code": "123456"}),
+        ("/settings/users/alice/tfa/reset", {}),
     ]
 
 

@@ -221,13 +221,14 @@ async def test_sign_out_revokes_the_session_token(
     assert (await harness.client.get("/api/account", headers=bearer(old))).status_code == 401
 
 
-async def test_password_change_ends_the_session(
+async def test_password_change_keeps_this_session_and_ends_the_others(
     harness: Harness, open_browser: OpenBrowser, alice: Browser
 ) -> None:
-    """A password change signs the user out everywhere, this session included; the new
-    password signs in."""
+    """A password change ends every other session of the user and keeps this one (issue
+    13, section 4, as GitHub and Google do); the new password signs in, the old fails."""
     old = alice.session
     assert old is not None
+    elsewhere = await signed_in(open_browser, "alice", USER_PASSWORD)
 
     response = await alice.post(
         "/settings/account/password",
@@ -238,10 +239,11 @@ async def test_password_change_ends_the_session(
         },
     )
 
-    assert redirect_target(response).startswith(LOGIN)
-    assert notice_of(response) == "Password changed. Sign in with the new one."
-    assert redirect_target(await alice.get("/settings/account")).startswith(LOGIN)
-    assert (await harness.client.get("/api/account", headers=bearer(old))).status_code == 401
+    assert redirect_target(response).startswith("/settings/account")
+    assert notice_of(response) == "Password changed. Your other sessions have ended."
+    assert (await alice.get("/settings/account")).status_code == 200
+    assert (await harness.client.get("/api/account", headers=bearer(old))).status_code == 200
+    assert redirect_target(await elsewhere.get("/settings/account")).startswith(LOGIN)
     harness.clock.advance(milliseconds=1)
     again = await open_browser()
     assert (await again.sign_in("alice", USER_PASSWORD)).status_code == 401

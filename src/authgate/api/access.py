@@ -62,6 +62,7 @@ from authgate.security.credentials import bearer_credential
 from authgate.security.keys import looks_like_api_key
 from authgate.security.networks import IPAddress
 from authgate.security.principal import ROLE_ADMIN, AuthMethod, KeyReference, Principal
+from authgate.security.tokens import PendingClaims
 from authgate.services.rate_limits import exceeded
 
 # What the rest of the request (the endpoint, the logs) learns, in the ASGI scope.
@@ -69,6 +70,8 @@ PRINCIPAL_SCOPE_KEY = "authgate.principal"
 CLIENT_IP_SCOPE_KEY = "authgate.client_ip"
 AUTH_FAILURE_SCOPE_KEY = "authgate.auth_failure"
 RATE_LIMIT_SCOPE_KEY = "authgate.rate_limit"
+# The claims of a pre-verification token (PreVerificationRoute).
+PENDING_SCOPE_KEY = "authgate.pending_login"
 # Forward-auth: the (method, path) of the request the proxy asks about.
 UPSTREAM_REQUEST_SCOPE_KEY = "authgate.upstream_request"
 
@@ -149,6 +152,11 @@ async def require_password_session(
             body = None
         if isinstance(body, dict) and not setting.when(body):
             return
+    if principal.method == "jwt":  # a session, but one that skipped the second factor
+        raise SessionRequired(
+            "This operation needs a session that passed your second factor; sign in again",
+            reason="second_factor_required",
+        )
     raise SessionRequired(reason="session_required")
 
 
@@ -356,3 +364,33 @@ class AdminConfigurationRoute(AdminRoute):
     """Admin-only configuration (alert rules, the key review): validation errors are 422."""
 
     validation_status = 422
+
+
+class PreVerificationRoute(APIRoute):
+    """A second-factor route: only a pre-verification token (password right, second
+    factor to come) reaches it; anything else, access tokens and API keys included, is
+    401. The reverse holds everywhere else: no other route accepts such a token."""
+
+    def get_route_handler(self) -> Handler:
+        handle = super().get_route_handler()
+
+        async def pre_verified(request: Request) -> Response:
+            services = services_of(request)
+            bearer = bearer_credential(header_value(request.scope, b"authorization"))
+            if bearer is None:
+                raise CredentialsMissing()
+            try:
+                claims = await services.tokens.authenticate_pre_verification(bearer)
+            except AuthenticationFailed as error:
+                request.scope[AUTH_FAILURE_SCOPE_KEY] = AuthFailure("jwt", error.reason)
+                raise
+            request.scope[PENDING_SCOPE_KEY] = claims
+            return await handle(request)
+
+        return pre_verified
+
+
+def pending_of(request: Request) -> PendingClaims:
+    """The pre-verification token's claims on a ``PreVerificationRoute``."""
+    claims: PendingClaims = request.scope[PENDING_SCOPE_KEY]
+    return claims

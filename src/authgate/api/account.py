@@ -9,19 +9,22 @@ from pydantic import Field
 
 from authgate.api.access import SelfServiceRoute, principal_of, services_of, sets_credentials
 from authgate.api.errors import documented
-from authgate.api.schemas import StrictBody, UserDTO
+from authgate.api.schemas import LenientBody, UserDTO
+from authgate.api.users import Email, ImageUrl, LangKey, Name
+from authgate.exceptions import Conflict, FieldError, ValidationFailed
+from authgate.services.users import UserChanges
 
 # Self-service: API keys may read the account; password and sessions need a user session.
 router = APIRouter(prefix="/api/account", tags=["account"], route_class=SelfServiceRoute)
 
 
-class LogoutEverywhere(StrictBody):
+class LogoutEverywhere(LenientBody):
     revokeApiKeys: bool = Field(
         default=False, description="Also revoke every API key of yours (at once, everywhere)."
     )
 
 
-class PasswordChange(StrictBody):
+class PasswordChange(LenientBody):
     currentPassword: Annotated[str, Field(min_length=1, max_length=1024)]
     newPassword: Annotated[str, Field(min_length=1, max_length=1024)]
 
@@ -32,9 +35,56 @@ async def get_account(request: Request) -> UserDTO:
     return UserDTO.of(account)
 
 
+class AccountBody(LenientBody):
+    """UTMStack's UserDTO as ``POST /api/account`` reads it: only the profile fields;
+    ``login``, ``authorities``, ``activated``, ``id`` and the rest are ignored."""
+
+    email: Email
+    firstName: Name | None = None
+    lastName: Name | None = None
+    langKey: LangKey | None = None
+    imageUrl: ImageUrl | None = None
+
+
+@router.post(
+    "",
+    summary="Save the caller's profile (firstName, lastName, email, langKey, imageUrl)",
+    status_code=200,
+    response_class=Response,
+    responses={200: {"description": "Saved"}, **documented(400, 401, 403, 404, 413)},
+)
+async def save_account(body: AccountBody, request: Request) -> Response:
+    services = services_of(request)
+    principal = principal_of(request)
+    account = await services.accounts.account(principal.user_id)
+    sent = body.model_fields_set
+
+    def cleared(name: str, value: str | None) -> str | None:
+        # Spring binds the whole DTO: a null sent for a name clears it.
+        return "" if value is None and name in sent else value
+
+    changes = UserChanges(
+        email=body.email,
+        first_name=cleared("firstName", body.firstName),
+        last_name=cleared("lastName", body.lastName),
+        lang_key=body.langKey,
+        image_url=cleared("imageUrl", body.imageUrl),
+    )
+    try:
+        await services.users.update_user(account.login, changes, acting_user_id=principal.user_id)
+    except Conflict as conflict:
+        # JHipster's EmailAlreadyUsedException is a 400 (BadRequestAlertException).
+        raise ValidationFailed(
+            conflict.message,
+            field_errors=[FieldError("email", conflict.message)],
+            reason=conflict.reason,
+        ) from None
+    return Response(status_code=200)
+
+
 @router.post(
     "/change-password",
-    summary="Change the caller's password; all their tokens are revoked",
+    summary="Change the caller's password; all their other tokens are revoked",
     status_code=200,
     response_class=Response,
     responses={
@@ -44,10 +94,13 @@ async def get_account(request: Request) -> UserDTO:
 )
 @sets_credentials("changes the caller's password")
 async def change_password(body: PasswordChange, request: Request) -> Response:
+    principal = principal_of(request)
     await services_of(request).accounts.change_password(
-        principal_of(request).user_id,
+        principal.user_id,
         current_password=body.currentPassword,
         new_password=body.newPassword,
+        # The session that made the change goes on (sets_credentials: always a token).
+        keep_token_id=principal.credential_id if principal.method == "jwt" else None,
     )
     return Response(status_code=200)
 

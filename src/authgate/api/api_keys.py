@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Path, Query, Request, Response
 from fastapi.responses import PlainTextResponse
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 
 from authgate.api.access import (
     AdminConfigurationRoute,
@@ -18,7 +18,7 @@ from authgate.api.access import (
 )
 from authgate.api.errors import documented
 from authgate.api.pagination import PageRequestDep, pagination_headers
-from authgate.api.schemas import StrictBody
+from authgate.api.schemas import LenientBody, StrictBody
 from authgate.clock import utc_now
 from authgate.security.principal import SCOPE_PATTERN
 from authgate.services.api_keys import (
@@ -51,12 +51,20 @@ def _as_utc(moment: datetime | None) -> datetime | None:
 Instant = Annotated[datetime, AfterValidator(_as_utc)]
 
 
+def _comma_joined(value: object) -> object:
+    """UTMStack stores ``allowed_ip`` comma-joined, and scripts send it that way too:
+    ``"1.2.3.4, 10.0.0.0/8"`` is the list of its parts (empty parts dropped)."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
 # An expiry the server accepts whenever the document is read (a fixed date would
 # become a refused example once it has passed): 90 days after the process started.
 _EXAMPLE_EXPIRY = (utc_now() + timedelta(days=90)).strftime("%Y-%m-%dT00:00:00.000Z")
 
 
-class ApiKeyBody(StrictBody):
+class ApiKeyBody(LenientBody):
     """UTMStack's body for creating and replacing a key, plus optional ``scopes``."""
 
     name: Annotated[
@@ -69,7 +77,13 @@ class ApiKeyBody(StrictBody):
     ]
     allowedIp: Annotated[
         list[Annotated[str, Field(max_length=64)]],
-        Field(max_length=100, examples=[["203.0.113.7", "10.0.0.0/8", "2001:db8::/32"]]),
+        BeforeValidator(_comma_joined),
+        Field(
+            max_length=100,
+            examples=[["203.0.113.7", "10.0.0.0/8", "2001:db8::/32"]],
+            description="Addresses and CIDR networks (a list, or one comma-joined string); "
+            "a network with host bits set is stored as its network.",
+        ),
     ] = Field(default_factory=list)
     expiresAt: Instant | None = Field(default=None, examples=[_EXAMPLE_EXPIRY])
     scopes: (

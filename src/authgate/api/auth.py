@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
 from authgate.api.access import (
     AuthenticatedRoute,
     SelfServiceRoute,
+    client_address,
     principal_of,
     services_of,
 )
 from authgate.api.errors import documented
+from authgate.api.tfa import LoginResponse, bypass_requested, login_answer
+from authgate.exceptions import FieldError, ValidationFailed
+from authgate.settings import Settings
 
 public_router = APIRouter(tags=["authentication"])
 router = APIRouter(tags=["authentication"], route_class=AuthenticatedRoute)
@@ -29,39 +33,43 @@ class LoginRequest(BaseModel):
     rememberMe: bool | None = None
 
 
-class LoginResponse(BaseModel):
-    """Both UTMStack shapes at once: v10's ``id_token`` and v11's ``token``/``success``."""
+# UTMStack's LoginVM: @Size(min = 4, max = 100) on the password.
+LOGIN_PASSWORD_MIN = 4
+LOGIN_PASSWORD_MAX = 100
 
-    id_token: str
-    token: str
-    authenticated: bool = Field(description="False would mean a second factor is required.")
-    success: bool
-    token_type: str = "Bearer"  # noqa: S105 - the OAuth token type, not a secret
-    expires_at: datetime
-    expires_in: int = Field(description="Seconds until the token expires.")
+
+def login_password_max(settings: Settings) -> int:
+    """LoginVM's 100, or the password policy's maximum when that is higher (a password
+    the policy accepted must be able to log in)."""
+    return max(LOGIN_PASSWORD_MAX, settings.password_max_length)
 
 
 @public_router.post(
     "/api/authenticate",
     summary="Log in with username (or e-mail) and password",
+    description="Answers an access token, or, when the user has a second factor or must "
+    "enrol one, a pre-verification token (`authenticated: false`, 5 minutes) for the "
+    "second-factor endpoints. UTMStack's X-Bypass-TFA header is ignored unless "
+    "AUTHGATE_TFA_BYPASS_HEADER_ADDRESSES lists the caller's address.",
     response_model=LoginResponse,
     responses=documented(400, 401, 413, 423, 429),
 )
 async def authenticate(body: LoginRequest, request: Request, response: Response) -> Any:
     services = services_of(request)
+    longest = login_password_max(services.settings)
+    if not LOGIN_PASSWORD_MIN <= len(body.password) <= longest:
+        # A malformed request, as Spring's @Valid answers it: not a credential check,
+        # so nothing is counted, throttled or audited.
+        message = f"password must be {LOGIN_PASSWORD_MIN} to {longest} characters."
+        raise ValidationFailed(message, field_errors=[FieldError("password", message)])
     user = await services.accounts.authenticate(body.username, body.password)
-    issued = services.tokens.issue(user, remember_me=bool(body.rememberMe))
-    response.headers["Authorization"] = f"Bearer {issued.token}"
-    response.headers["Cache-Control"] = "no-store"
-    claims = issued.claims
-    return LoginResponse(
-        id_token=issued.token,
-        token=issued.token,
-        authenticated=True,
-        success=True,
-        expires_at=claims.expires_at,
-        expires_in=round((claims.expires_at - claims.issued_at).total_seconds()),
+    result = await services.sign_in.after_password(
+        user,
+        remember_me=bool(body.rememberMe),
+        client_ip=client_address(request.scope, services),
+        bypass_requested=bypass_requested(request),
     )
+    return login_answer(result, response)
 
 
 @public_router.get(
@@ -75,12 +83,19 @@ async def jwks(request: Request) -> dict[str, list[dict[str, Any]]]:
 
 @router.get(
     "/api/authenticate",
-    summary="The caller's login, if authenticated",
-    response_model=str,
-    responses=documented(401),
+    summary="The caller's login, if authenticated (raw text, as Spring writes a String)",
+    # Plain Response, so FastAPI documents the JSON error bodies as JSON, not text/plain.
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The login",
+            "content": {"text/plain": {"schema": {"type": "string"}, "example": "admin"}},
+        },
+        **documented(401),
+    },
 )
-async def who_am_i(request: Request) -> str:
-    return principal_of(request).login
+async def who_am_i(request: Request) -> PlainTextResponse:
+    return PlainTextResponse(principal_of(request).login)
 
 
 @session_router.post(

@@ -8,7 +8,8 @@ plus a stable ``code`` and a ``message``::
 
 Validation errors add JHipster's ``fieldErrors``. Nothing else reaches a client: no
 stack trace, no class name, no input echoed back. UTMStack's ``X-UtmStack-error``
-header carries the message too, for scripts that read only headers.
+header carries the message too, for scripts that read only headers, and
+``X-UtmStack-params`` the code (JHipster's ``HeaderUtil.createFailureAlert``).
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ _DESCRIPTIONS = {
     403: "Authenticated, but not allowed",
     404: "Not found",
     409: "Conflicts with the current state",
+    412: "A wrong, used, expired or locked second-factor code (UTMStack v11)",
     413: "Request body too large",
     422: "A field breaks a rule (see fieldErrors)",
     423: "Locked",
@@ -123,7 +125,13 @@ def error_response(
             {"objectName": e.object_name, "field": e.field, "message": e.message}
             for e in field_errors
         ]
-    all_headers = {"X-UtmStack-error": _header_safe(message), "Cache-Control": "no-store"}
+    # JHipster's HeaderUtil.createFailureAlert sends both: the message and its params
+    # (there the entity name; here the stable code, which says as much).
+    all_headers = {
+        "X-UtmStack-error": _header_safe(message),
+        "X-UtmStack-params": _header_safe(code),
+        "Cache-Control": "no-store",
+    }
     all_headers.update(headers or {})
     return JSONResponse(body, status_code=status, headers=all_headers)
 

@@ -22,7 +22,8 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import iter_route_contexts
 
-from authgate.api.access import AuthenticatedRoute
+from authgate.api.access import AuthenticatedRoute, PreVerificationRoute
+from authgate.api.auth import LOGIN_PASSWORD_MIN, login_password_max
 from authgate.security.principal import KNOWN_SCOPES
 from authgate.settings import Settings
 from authgate.storage.api_key_repository import ApiKeyRepository, UsageRepository
@@ -46,6 +47,14 @@ SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
         "name": "Utm-Api-Key",
         "description": "A managed API key in UTMStack's header.",
     },
+    "preVerificationAuth": {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "The pre-verification token of a login that still needs its second "
+        "factor (`authenticated: false`, authority ROLE_PRE_VERIFICATION_USER, 5 minutes). "
+        "Only the second-factor endpoints accept it; every other route answers 401.",
+    },
 }
 # Either scheme satisfies a protected operation.
 _SECURITY_REQUIREMENT: list[dict[str, list[str]]] = [{"bearerAuth": []}, {"ApiKeyAuth": []}]
@@ -62,6 +71,7 @@ _NEW_PASSWORDS = (
     ("UserCreate", "password"),
     ("PasswordReset", "newPassword"),
     ("PasswordChange", "newPassword"),
+    ("KeyAndPassword", "newPassword"),
 )
 
 
@@ -115,6 +125,8 @@ def _correct_operations(schema: dict[str, Any], app: FastAPI) -> None:
                         "content": {"application/json": {"schema": error_ref}},
                     },
                 )
+            if isinstance(route, PreVerificationRoute):
+                operation["security"] = [{"preVerificationAuth": []}]
             if isinstance(route, AuthenticatedRoute):
                 operation["security"] = _SECURITY_REQUIREMENT
                 # Any authenticated call may meet an API key's rate limit or an address
@@ -145,6 +157,10 @@ def _document_configured_rules(schemas: dict[str, Any], settings: Settings) -> N
             schemas[name]["properties"][field].update(
                 minLength=settings.password_min_length, maxLength=settings.password_max_length
             )
+    if "LoginRequest" in schemas:
+        schemas["LoginRequest"]["properties"]["password"].update(
+            minLength=LOGIN_PASSWORD_MIN, maxLength=login_password_max(settings)
+        )
     if "ApiKeyBody" in schemas:
         scopes = sorted(KNOWN_SCOPES | set(settings.api_key_extra_scopes))
         array = schemas["ApiKeyBody"]["properties"]["scopes"]["anyOf"][0]

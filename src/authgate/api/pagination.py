@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import Depends, Query, Request
 
@@ -10,6 +11,8 @@ from authgate.exceptions import FieldError, ValidationFailed
 from authgate.storage.paging import Page, PageRequest, SortOrder
 
 MAX_PAGE_SIZE = 1000
+# Characters left as they are when a link is re-encoded (reserved ones and "%").
+_URI_CHARACTERS = ":/?#[]@!$&'()*+,;=%~"
 
 
 def page_request(
@@ -42,7 +45,9 @@ def pagination_headers(request: Request, page: Page[Any]) -> dict[str, str]:
 
     def link(number: int, rel: str) -> str:
         url = request.url.include_query_params(page=number, size=size)
-        return f'<{url}>; rel="{rel}"'
+        # A path with non-ASCII characters (decoded by the server) is sent encoded again:
+        # header values must be Latin-1, and a link must be a URI.
+        return f'<{quote(str(url), safe=_URI_CHARACTERS)}>; rel="{rel}"'
 
     links = []
     if current < last:

@@ -21,7 +21,9 @@ class UserDTO(BaseModel):
     langKey: str
     imageUrl: str | None = None
     authorities: list[str] = Field(examples=[["ROLE_ADMIN", "ROLE_USER"]])
+    createdBy: str | None = None
     createdDate: datetime
+    lastModifiedBy: str | None = None
     lastModifiedDate: datetime
     passwordChangeRequired: bool = Field(
         default=False,
@@ -38,8 +40,11 @@ class UserDTO(BaseModel):
             email=user.email,
             activated=user.activated,
             langKey=user.lang_key,
+            imageUrl=user.image_url,
             authorities=sorted(user.authorities),
+            createdBy=user.created_by,
             createdDate=user.created_at,
+            lastModifiedBy=user.last_modified_by,
             lastModifiedDate=user.updated_at,
             passwordChangeRequired=user.password_change_required,
         )
@@ -49,3 +54,15 @@ class StrictBody(BaseModel):
     """Request bodies that reject unknown fields (a typo must not be silently ignored)."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+class LenientBody(BaseModel):
+    """Request bodies read the way Spring/Jackson reads them: unknown fields are ignored.
+
+    UTMStack's UI and scripts send back the whole object a GET returned (``id``,
+    ``createdDate``, ``generatedAt``, ``password: null``, ...). Only the fields a model
+    declares are read; everything else is dropped unread, so nothing read-only can be
+    written through a body (no mass assignment).
+    """
+
+    model_config = ConfigDict(extra="ignore")

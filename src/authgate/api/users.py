@@ -5,29 +5,42 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import Field
 
 from authgate.api.access import AdminRoute, principal_of, services_of, sets_credentials
 from authgate.api.errors import documented
 from authgate.api.pagination import PageRequestDep, pagination_headers
-from authgate.api.schemas import StrictBody, UserDTO
-from authgate.security.principal import ROLE_ADMIN
+from authgate.api.schemas import LenientBody, StrictBody, UserDTO
+from authgate.exceptions import Conflict, FieldError, ValidationFailed
+from authgate.security.principal import KNOWN_AUTHORITIES, ROLE_ADMIN, ROLE_USER
 from authgate.services.text_rules import NO_CONTROL_CHARACTERS_PATTERN
 from authgate.services.users import (
     EMAIL_MAX_LENGTH,
     EMAIL_PATTERN,
+    IMAGE_URL_MAX_LENGTH,
     LANG_KEY_PATTERN,
     LOGIN_MAX_LENGTH,
     LOGIN_PATTERN,
     NAME_MAX_LENGTH,
+    RESERVED_LOGINS,
     NewUser,
     UserChanges,
+    UserView,
 )
 
 router = APIRouter(prefix="/api/users", tags=["users"], route_class=AdminRoute)
 
-LoginPath = Annotated[str, Path(min_length=1, max_length=LOGIN_MAX_LENGTH)]
+# "authorities" is no login (GET /api/users/authorities lists the roles): said in the
+# document, so that a generated login never means the list.
+LoginPath = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=LOGIN_MAX_LENGTH,
+        json_schema_extra={"not": {"enum": sorted(RESERVED_LOGINS)}},
+    ),
+]
 Email = Annotated[str, Field(min_length=3, max_length=EMAIL_MAX_LENGTH, pattern=EMAIL_PATTERN)]
 Name = Annotated[
     str,
@@ -42,30 +55,77 @@ Authorities = Annotated[list[Role], Field(min_length=1, max_length=2)]
 Password = Annotated[str, Field(min_length=1, max_length=1024)]
 
 
-def _ordinary_user() -> list[Role]:
-    return ["ROLE_USER"]
+ImageUrl = Annotated[
+    str,
+    Field(
+        max_length=IMAGE_URL_MAX_LENGTH,
+        json_schema_extra={"pattern": NO_CONTROL_CHARACTERS_PATTERN},  # the service checks
+    ),
+]
+UserId = Annotated[int, Field(ge=1, le=2**63 - 1)]
+BodyLogin = Annotated[str, Field(min_length=1, max_length=LOGIN_MAX_LENGTH)]
 
 
-class UserCreate(StrictBody):
+class UserCreate(LenientBody):
+    """UTMStack's ``ManagedUserVM``. Without ``password`` (UTMStack's UI never sends one)
+    the user is created inactive, without a usable password, with a reset link (mailed,
+    or returned once as ``resetLink``). Other fields (``id``, ``createdBy``, ...) are
+    ignored."""
+
     login: Annotated[str, Field(min_length=1, max_length=LOGIN_MAX_LENGTH, pattern=LOGIN_PATTERN)]
     email: Email
-    password: Password
+    password: Password | None = None
     firstName: Name | None = None
     lastName: Name | None = None
-    langKey: LangKey = "en"
-    authorities: Authorities = Field(default_factory=_ordinary_user)
-    activated: bool = True
+    langKey: LangKey | None = None
+    imageUrl: ImageUrl | None = None
+    authorities: Authorities | None = None
+    activated: bool | None = None
 
 
-class UserUpdate(StrictBody):
-    """Fields to change; omitted fields keep their value. An empty name clears it."""
+class UserUpdate(LenientBody):
+    """Fields to change; omitted (or null) fields keep their value, an empty name clears
+    it. ``id`` and ``login`` may be sent back (a whole UserDTO) but must name the user
+    being changed; every other field (``password``, ``createdBy``, dates) is ignored."""
 
+    id: UserId | None = None
+    login: BodyLogin | None = None
     email: Email | None = None
     firstName: Name | None = None
     lastName: Name | None = None
     langKey: LangKey | None = None
+    imageUrl: ImageUrl | None = None
     authorities: Authorities | None = None
     activated: bool | None = None
+
+    def changes(self) -> UserChanges:
+        # A whole DTO sends null for a cleared name: null is "clear" when sent explicitly.
+        def text(name: str, value: str | None) -> str | None:
+            return "" if value is None and name in self.model_fields_set else value
+
+        return UserChanges(
+            email=self.email,
+            first_name=text("firstName", self.firstName),
+            last_name=text("lastName", self.lastName),
+            lang_key=self.langKey,
+            image_url=text("imageUrl", self.imageUrl),
+            activated=self.activated,
+            authorities=frozenset(self.authorities) if self.authorities is not None else None,
+        )
+
+
+class CreatedUserDTO(UserDTO):
+    """The created user; for a user created without a password and without SMTP, the
+    reset link to hand over, shown this once."""
+
+    resetLink: str | None = Field(
+        default=None,
+        description="Only when no e-mail could be sent: the single-use link (24 h) that "
+        "lets the new user choose a password. Shown once.",
+    )
+    resetLinkMailed: bool | None = Field(
+        default=None, description="For a user created without a password: link e-mailed."
+    )
 
 
 class PasswordReset(StrictBody):
@@ -90,41 +150,112 @@ def grants_rights(body: Mapping[str, Any]) -> bool:
     return activated is not None and activated is not False
 
 
+LoginFragment = Annotated[str, Path(pattern=LOGIN_PATTERN, description="Part of a login.")]
+LoginFilter = Annotated[
+    str | None,
+    Query(max_length=LOGIN_MAX_LENGTH, description="Only users whose login contains this."),
+]
+
+
 @router.get(
     "",
-    summary="List users (paged)",
+    summary="List users (paged; ?login= filters by a part of the login)",
     response_model=list[UserDTO],
     responses=documented(400, 401, 403),
 )
-async def list_users(request: Request, response: Response, paging: PageRequestDep) -> list[UserDTO]:
-    page = await services_of(request).users.list_users(paging)
+async def list_users(
+    request: Request, response: Response, paging: PageRequestDep, login: LoginFilter = None
+) -> list[UserDTO]:
+    page = await services_of(request).users.list_users(paging, login_contains=login)
+    response.headers.update(pagination_headers(request, page))
+    return [UserDTO.of(user) for user in page.items]
+
+
+# Literal paths before "/{login}": "authorities" would otherwise be taken for a login.
+@router.get(
+    "/authorities",
+    summary="The authorities a user may hold",
+    response_model=list[str],
+    responses=documented(401, 403),
+)
+async def authorities() -> list[str]:
+    return sorted(KNOWN_AUTHORITIES)
+
+
+@router.get(
+    "/filter/{login}",
+    summary="Users whose login contains this text (case-insensitive; UTMStack's filter)",
+    response_model=list[UserDTO],
+    responses=documented(400, 401, 403),
+)
+async def filter_users(
+    login: LoginFragment, request: Request, response: Response, paging: PageRequestDep
+) -> list[UserDTO]:
+    page = await services_of(request).users.list_users(paging, login_contains=login)
     response.headers.update(pagination_headers(request, page))
     return [UserDTO.of(user) for user in page.items]
 
 
 @router.post(
     "",
-    summary="Create a user",
+    summary="Create a user (without a password: invited through a reset link)",
     status_code=201,
-    response_model=UserDTO,
+    response_model=CreatedUserDTO,
+    response_model_exclude_none=False,
     responses=documented(400, 401, 403, 409, 413),
 )
-@sets_credentials("creates a user with a password")
-async def create_user(body: UserCreate, request: Request, response: Response) -> UserDTO:
-    user = await services_of(request).users.create_user(
-        NewUser(
-            login=body.login,
-            email=body.email,
-            password=body.password,
-            authorities=frozenset(body.authorities),
-            first_name=body.firstName,
-            last_name=body.lastName,
-            lang_key=body.langKey,
-            activated=body.activated,
-        )
+@sets_credentials("creates a user with a password or a reset link")
+async def create_user(body: UserCreate, request: Request, response: Response) -> CreatedUserDTO:
+    services = services_of(request)
+    new = NewUser(
+        login=body.login,
+        email=body.email,
+        password=body.password,
+        authorities=frozenset(body.authorities or (ROLE_USER,)),
+        first_name=body.firstName,
+        last_name=body.lastName,
+        lang_key=body.langKey or "en",
+        activated=body.activated is not False,
+        image_url=body.imageUrl,
     )
+    response.headers["Cache-Control"] = "no-store"
+    if body.password is not None:
+        user = await services.users.create_user(new)
+        response.headers["Location"] = f"/api/users/{user.login}"
+        return CreatedUserDTO(**UserDTO.of(user).model_dump())
+    user, issued = await services.users.invite_user(new)
     response.headers["Location"] = f"/api/users/{user.login}"
-    return UserDTO.of(user)
+    mailed = await services.password_resets.deliver(user, issued)
+    return CreatedUserDTO(
+        **UserDTO.of(user).model_dump(),
+        resetLinkMailed=mailed,
+        resetLink=None if mailed else services.password_resets.link(issued),
+    )
+
+
+@router.put(
+    "",
+    summary="Update a user from a whole UserDTO (id or login in the body)",
+    response_model=UserDTO,
+    responses=documented(400, 401, 403, 404, 409, 413),
+)
+@sets_credentials("grants ROLE_ADMIN or (re)activates a user", when=grants_rights)
+async def update_user_from_dto(body: UserUpdate, request: Request) -> UserDTO:
+    users = services_of(request).users
+    if body.id is not None:
+        target = await users.get_user_by_id(body.id)
+    elif body.login is not None:
+        target = await users.get_user(body.login)
+    else:
+        message = "The user's id or login is required."
+        raise ValidationFailed(message, field_errors=[FieldError("id", message)])
+    try:
+        return await _update(request, target.login, body)
+    except Conflict as conflict:
+        if conflict.reason != "last_admin":
+            raise
+        # UTMStack's answer for the last admin is a 400 (BadRequestAlertException).
+        raise ValidationFailed(conflict.message, reason="last_admin") from None
 
 
 @router.get(
@@ -145,18 +276,33 @@ async def get_user(login: LoginPath, request: Request) -> UserDTO:
 )
 @sets_credentials("grants ROLE_ADMIN or (re)activates a user", when=grants_rights)
 async def update_user(login: LoginPath, body: UserUpdate, request: Request) -> UserDTO:
-    changes = UserChanges(
-        email=body.email,
-        first_name=body.firstName,
-        last_name=body.lastName,
-        lang_key=body.langKey,
-        activated=body.activated,
-        authorities=frozenset(body.authorities) if body.authorities is not None else None,
-    )
-    user = await services_of(request).users.update_user(
-        login, changes, acting_user_id=principal_of(request).user_id
+    target = await services_of(request).users.get_user(login)
+    return await _update(request, target.login, body)
+
+
+async def _update(request: Request, login: str, body: UserUpdate) -> UserDTO:
+    users = services_of(request).users
+    target = await users.get_user(login)
+    _same_user(target, body)
+    user = await users.update_user(
+        target.login, body.changes(), acting_user_id=principal_of(request).user_id
     )
     return UserDTO.of(user)
+
+
+def _same_user(target: UserView, body: UserUpdate) -> None:
+    """A body's ``id``/``login`` must name the user being changed: they select, never
+    rename or redirect (no mass assignment)."""
+    if body.id is not None and body.id != target.id:
+        message = "The id in the body is not the id of this user."
+        raise ValidationFailed(
+            message, field_errors=[FieldError("id", message)], reason="id_mismatch"
+        )
+    if body.login is not None and body.login.strip().lower() != target.login:
+        message = "The login cannot be changed; it must be the login of this user."
+        raise ValidationFailed(
+            message, field_errors=[FieldError("login", message)], reason="login_mismatch"
+        )
 
 
 @router.put(

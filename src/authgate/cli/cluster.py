@@ -27,6 +27,7 @@ cluster_app = typer.Typer(help="Run several nodes as one deployment.", no_args_i
 
 PEPPER_FILE = "api-key-pepper"
 AUDIT_KEY_FILE = "audit-key"
+TFA_KEY_FILE = "tfa-key"
 SIGNING_KEYS_FILE = "signing-keys.json"
 
 
@@ -39,26 +40,30 @@ def cluster_init(
         str, typer.Option(help="JWT signing algorithm: ES256 or EdDSA.")
     ] = "ES256",
 ) -> None:
-    """Create the API key pepper, audit key and signing key ring every node must share."""
+    """Create the API key pepper, audit key, second-factor key and signing key ring every
+    node must share."""
     with friendly_errors():
         if algorithm not in ("ES256", "EdDSA"):
             raise ConfigurationError("--algorithm must be ES256 or EdDSA")
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         pepper, audit_key = directory / PEPPER_FILE, directory / AUDIT_KEY_FILE
-        ring = directory / SIGNING_KEYS_FILE
-        for path in (pepper, audit_key, ring):
+        ring, tfa_key = directory / SIGNING_KEYS_FILE, directory / TFA_KEY_FILE
+        for path in (pepper, audit_key, tfa_key, ring):
             if path.exists():
                 raise ConfigurationError(f"{path} exists already: nodes may be using it")
         keystore.create_pepper_file(pepper)
         keystore.create_secret_file(audit_key)
+        keystore.create_secret_file(tfa_key)
         asymmetric: AsymmetricAlgorithm = "EdDSA" if algorithm == "EdDSA" else "ES256"
         keystore.load_or_create_keyring(ring, asymmetric, now=datetime.now(UTC))
     out.print(
-        f"created {pepper}, {audit_key} and {ring} (mode 0600). Give every node the same files:"
+        f"created {pepper}, {audit_key}, {tfa_key} and {ring} (mode 0600). "
+        "Give every node the same files:"
     )
     out.print("  AUTHGATE_CLUSTER=true")
     out.print(f"  AUTHGATE_API_KEY_PEPPER_FILE={pepper.resolve()}")
     out.print(f"  AUTHGATE_AUDIT_KEY_FILE={audit_key.resolve()}")
+    out.print(f"  AUTHGATE_TFA_KEY_FILE={tfa_key.resolve()}")
     out.print(f"  AUTHGATE_SIGNING_KEYS_FILE={ring.resolve()}")
     out.print(f"  AUTHGATE_JWT_ALGORITHM={algorithm}")
     out.print("  AUTHGATE_DATABASE_URL=postgresql+asyncpg://...   AUTHGATE_REDIS_URL=redis://...")

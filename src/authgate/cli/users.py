@@ -27,6 +27,7 @@ from authgate.cli.output import (
 )
 from authgate.container import Services
 from authgate.security.principal import KNOWN_AUTHORITIES, ROLE_USER
+from authgate.services.audit import OPERATOR
 from authgate.services.users import NewUser, UserChanges, UserView
 from authgate.storage.paging import PageRequest, SortOrder
 
@@ -114,6 +115,18 @@ def users_set_password(
     out.print(f"password of {login.lower()} changed; their tokens are revoked")
 
 
+@users_app.command("reset-tfa")
+def users_reset_tfa(
+    login: Annotated[str, typer.Argument(help="The user's login.")],
+    config: ConfigOption = None,
+) -> None:
+    """Remove a user's second factor (a lost phone; the last admin locked out). Audited;
+    the user is told by e-mail when SMTP is configured."""
+    with friendly_errors():
+        with_services(load_settings(config), lambda s: s.second_factor.reset(login, by=OPERATOR))
+    out.print(f"second factor of {login.lower()} removed; they sign in with the password alone")
+
+
 @users_app.command("deactivate")
 def users_deactivate(
     login: Annotated[str, typer.Argument(help="The user's login.")],
@@ -197,3 +210,19 @@ def users_roles(
         print_json(UserDTO.of(user))
         return
     out.print(f"{user.login}: {', '.join(sorted(user.authorities)) or 'no roles'}")
+
+
+@users_app.command("reset-link")
+def users_reset_link(
+    login: Annotated[str, typer.Argument(help="The user's login.")],
+    config: ConfigOption = None,
+) -> None:
+    """Print a single-use link (valid 24 hours) with which the user sets a password;
+    it replaces any earlier link. For users created without a password when no SMTP
+    server is configured. The link is a credential: hand it over privately."""
+    settings = load_settings(config)
+    with friendly_errors():
+        user, issued = with_services(settings, lambda s: s.users.new_reset_key(login))
+    out.print(f"reset link for {user.login}, valid until {issued.expires_at.isoformat()}:")
+    # Printed without markup or wrapping, so it can be copied whole.
+    out.print(issued.link(settings.base_url), markup=False, highlight=False, soft_wrap=True)

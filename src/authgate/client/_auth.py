@@ -11,8 +11,9 @@ itself, so one flow serves ``Client`` and ``AsyncClient``, and tests drive it by
   after a 401 (the token was revoked, or the clocks disagree). A request never causes
   more than one login, so a server that keeps refusing cannot make the client loop.
   A login answered ``authenticated: false`` needs a second factor: the ``second_factor``
-  hook gives the code, sent to ``POST /api/tfa/verify-code`` with the
-  pre-verification token.
+  hook gives the code, sent with the pre-verification token to ``POST
+  /api/tfa/verify-code`` as a text body (UTMStack v11, authgate), or, when a server has
+  no such route (404/405: UTMStack v10), to ``GET /api/tfa/verifyCode?code=``.
 
 One client may serve concurrent requests: if several find the token expired at once,
 each logs in (harmless, and a 401 retry first reuses a token another request already
@@ -49,6 +50,7 @@ from authgate.client._models import Token
 __all__ = [
     "LOGIN_PATH",
     "VERIFY_CODE_PATH",
+    "VERIFY_CODE_V10_PATH",
     "Clock",
     "HeaderAuth",
     "LoginAuth",
@@ -59,6 +61,7 @@ __all__ = [
 
 LOGIN_PATH = "api/authenticate"
 VERIFY_CODE_PATH = "api/tfa/verify-code"
+VERIFY_CODE_V10_PATH = "api/tfa/verifyCode"
 
 Clock = Callable[[], float]
 SecondFactorHook = Callable[[], str]
@@ -98,6 +101,7 @@ class LoginAuth(httpx2.Auth):
         self._credentials = credentials
         self._login_url = base.join(LOGIN_PATH)
         self._verify_url = base.join(VERIFY_CODE_PATH)
+        self._verify_v10_url = base.join(VERIFY_CODE_V10_PATH)
         self._second_factor = second_factor
         self._clock = clock
         self._refresh_margin = refresh_margin
@@ -168,12 +172,19 @@ class LoginAuth(httpx2.Auth):
                 " give the client a second_factor hook that returns the code"
             )
         code = self._second_factor().strip()
+        authorization = {"Authorization": f"Bearer {pre_verification_token}"}
         response = yield httpx2.Request(
             "POST",
             self._verify_url,
-            json={"verificationCode": code},
-            headers={"Authorization": f"Bearer {pre_verification_token}"},
+            content=code.encode("utf-8"),
+            headers={**authorization, "Content-Type": "text/plain"},
         )
+        if response.status_code in (404, 405):  # UTMStack v10
+            response = yield httpx2.Request(
+                "GET", self._verify_v10_url, params={"code": code}, headers=authorization
+            )
+            if response.status_code == 401 and "x-utmstack-error" in response.headers:
+                raise second_factor_rejected(response)
         if response.status_code == 412:
             raise second_factor_rejected(response)
         if not response.is_success:

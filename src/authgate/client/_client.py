@@ -265,12 +265,15 @@ class Client(_BaseClient):
         login: str,
         *,
         email: str,
-        password: str,
+        password: str | None = None,
         first_name: str | None = None,
         last_name: str | None = None,
         authorities: Sequence[str] = ("ROLE_USER",),
         activated: bool = True,
     ) -> User:
+        """Admins: create a user. Without ``password`` the user is inactive until they
+        choose one through a single-use link, e-mailed by the server or, when it sends
+        no e-mail, returned once as ``reset_link``."""
         return self._execute(
             api.create_user(
                 login,

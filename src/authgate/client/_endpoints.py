@@ -235,7 +235,7 @@ def create_user(
     login: str,
     *,
     email: str,
-    password: str,
+    password: str | None,
     first_name: str | None,
     last_name: str | None,
     authorities: Sequence[str],
@@ -244,10 +244,11 @@ def create_user(
     body: dict[str, Any] = {
         "login": login,
         "email": email,
-        "password": password,
         "authorities": list(authorities),
         "activated": activated,
     }
+    if password is not None:
+        body["password"] = password
     if first_name is not None:
         body["firstName"] = first_name
     if last_name is not None:

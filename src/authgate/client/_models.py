@@ -79,6 +79,11 @@ class User:
     authorities: tuple[str, ...]
     created_at: datetime | None
     updated_at: datetime | None
+    created_by: str | None = None
+    last_modified_by: str | None = None
+    # Only in create_user's answer, for a user created without a password when the
+    # server could not e-mail the link: the single-use link (24 h), shown this once.
+    reset_link: str | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -97,6 +102,9 @@ class User:
             authorities=_strings(data.get("authorities")),
             created_at=_instant(data.get("createdDate")),
             updated_at=_instant(data.get("lastModifiedDate")),
+            created_by=_text(data.get("createdBy")),
+            last_modified_by=_text(data.get("lastModifiedBy")),
+            reset_link=_text(data.get("resetLink")),
         )
 
 

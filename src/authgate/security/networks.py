@@ -1,8 +1,10 @@
 """IP addresses and allow lists (IPv4 and IPv6), parsed once, matched in microseconds.
 
-Allow-list entries are validated strictly: a CIDR with host bits set (``10.0.0.1/8``)
-is refused rather than silently widened or narrowed, because either guess could
-surprise the person who typed it. Messages reuse UTMStack's wording.
+Allow-list entries are validated strictly (an address, or an address and a prefix
+length), with UTMStack's messages. A CIDR with host bits set (``10.0.0.5/24``) means
+its network (``10.0.0.0/24``), as UTMStack's SubnetUtils reads it, and is stored and
+shown in that form, so what the list admits is always visible; a bare address is a /32
+(IPv4) or /128 (IPv6).
 """
 
 from __future__ import annotations
@@ -80,7 +82,7 @@ def parse_allow_entry(text: str) -> IPNetwork:
     """One allow-list entry: an address (a /32 or /128) or a CIDR network.
 
     Raises:
-        AllowEntryError: with UTMStack's message, plus the correction for host bits.
+        AllowEntryError: with UTMStack's message.
     """
     entry = text.strip()
     if "%" in entry:  # an IPv6 zone names an interface of one machine: meaningless here
@@ -97,8 +99,6 @@ def parse_allow_entry(text: str) -> IPNetwork:
         network = ipaddress.ip_network(entry, strict=False)
     except ValueError:
         raise AllowEntryError(INVALID_CIDR) from None
-    if network.network_address != ipaddress.ip_address(address_part):
-        raise AllowEntryError(f"{INVALID_CIDR}: host bits are set; did you mean {network}?")
     mapped = _unwrap_mapped_network(network)
     return mapped or network
 

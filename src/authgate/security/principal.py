@@ -54,6 +54,9 @@ class Principal:
     api_key: KeyReference | None = None
     rate_limit: str | None = None  # the key's own limit ("100/minute"), if any
     session_id: str | None = None  # a v12 token's ``sid`` (its refresh-token session)
+    # A token of a user who has a second factor, from a login that did not pass it
+    # (issued before the factor was enabled, or through an allowed bypass).
+    second_factor_missing: bool = False
 
     def has_authority(self, authority: str) -> bool:
         return authority in self.authorities
@@ -65,9 +68,9 @@ class Principal:
     @property
     def is_password_session(self) -> bool:
         """Whether the caller holds a user session from a password login (a token: only
-        the password login issues them), as opposed to an API key. Setting credentials
-        needs one; when a second factor comes, it will be required here too."""
-        return self.method == "jwt"
+        the password login issues them), as opposed to an API key, and one that passed
+        the user's second factor when they have one. Setting credentials needs one."""
+        return self.method == "jwt" and not self.second_factor_missing
 
     def may_write(self) -> bool:
         """Whether unsafe methods (POST, PUT, DELETE, ...) are within the scopes."""

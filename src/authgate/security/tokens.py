@@ -30,6 +30,15 @@ MAX_TOKEN_LENGTH = 4096
 
 _REQUIRED_CLAIMS = ["sub", "uid", "auth", "exp", "iat", "jti", "iss", "aud"]
 
+# UTMStack's authority of a token that has passed the password but not the second factor.
+ROLE_PRE_VERIFICATION_USER = "ROLE_PRE_VERIFICATION_USER"
+# Pre-verification tokens are issued for their own audience, so no verifier of access
+# tokens (routes, forward-auth, the Settings UI, the guard) can ever accept one.
+PRE_VERIFICATION_AUDIENCE_SUFFIX = "#pre-verification"
+# RFC 8176 authentication method references: password, and a one-time password.
+_AMR_PASSWORD = ["pwd"]
+_AMR_SECOND_FACTOR = ["pwd", "otp"]
+
 
 @dataclass(frozen=True, slots=True)
 class TokenClaims:
@@ -43,12 +52,33 @@ class TokenClaims:
     expires_at: datetime
     # The v12 session (``sid``) the token belongs to; None for a v10/v11 login token.
     session_id: str | None = None
+    # The login passed a second factor (``amr`` holds ``otp``).
+    second_factor: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class IssuedToken:
     token: str
     claims: TokenClaims
+
+
+@dataclass(frozen=True, slots=True)
+class PendingClaims:
+    """A verified pre-verification token: the password was right, the second factor is
+    still to come. ``remember_me`` is carried to the final token."""
+
+    subject: str
+    user_id: int
+    token_id: str
+    issued_at: datetime
+    expires_at: datetime
+    remember_me: bool
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedPending:
+    token: str
+    claims: PendingClaims
 
 
 class JwtCodec:
@@ -83,6 +113,7 @@ class JwtCodec:
         ttl: timedelta,
         session_id: str | None = None,
         email: str | None = None,
+        second_factor: bool = False,
     ) -> IssuedToken:
         """A signed token. With ``session_id`` (UTMStack v12's login), the claims v12's
         clients read are added: ``sid``, ``email`` and ``roles``."""
@@ -102,11 +133,10 @@ class JwtCodec:
             "nbf": int(issued_at),
             "exp": expires_at,
             "jti": token_id,
+            "amr": _AMR_SECOND_FACTOR if second_factor else _AMR_PASSWORD,
         }
         if session_id is not None:
             payload.update(sid=session_id, email=email, roles=sorted(authorities))
-        key = self._keyring.active
-        token = jwt.encode(payload, key.private, algorithm=key.algorithm, headers={"kid": key.kid})
         claims = TokenClaims(
             subject=subject,
             user_id=user_id,
@@ -115,8 +145,65 @@ class JwtCodec:
             issued_at=datetime.fromtimestamp(issued_at, UTC),
             expires_at=datetime.fromtimestamp(expires_at, UTC),
             session_id=session_id,
+            second_factor=second_factor,
         )
-        return IssuedToken(token=token, claims=claims)
+        return IssuedToken(token=self._sign(payload), claims=claims)
+
+    def issue_pre_verification(
+        self, *, subject: str, user_id: int, now: datetime, ttl: timedelta, remember_me: bool
+    ) -> IssuedPending:
+        """A token that only the second-factor endpoints accept (UTMStack's shape:
+        ``auth`` = ROLE_PRE_VERIFICATION_USER, ``authenticated`` false), for a separate
+        audience so that :meth:`verify` refuses it everywhere else."""
+        issued_at = math.floor(now.timestamp() * 1000) / 1000
+        expires_at = int((now + ttl).timestamp())
+        token_id = secrets.token_urlsafe(16)
+        payload: dict[str, Any] = {
+            "sub": subject,
+            "auth": ROLE_PRE_VERIFICATION_USER,
+            "authenticated": False,
+            "uid": user_id,
+            "iss": self._issuer,
+            "aud": self._audience + PRE_VERIFICATION_AUDIENCE_SUFFIX,
+            "iat": issued_at,
+            "nbf": int(issued_at),
+            "exp": expires_at,
+            "jti": token_id,
+            "rme": remember_me,
+        }
+        claims = PendingClaims(
+            subject=subject,
+            user_id=user_id,
+            token_id=token_id,
+            issued_at=datetime.fromtimestamp(issued_at, UTC),
+            expires_at=datetime.fromtimestamp(expires_at, UTC),
+            remember_me=remember_me,
+        )
+        return IssuedPending(token=self._sign(payload), claims=claims)
+
+    def verify_pre_verification(self, token: str, *, now: datetime) -> PendingClaims:
+        """Verify a pre-verification token (and nothing else: an access token has the
+        wrong audience). Raises like :meth:`verify`."""
+        payload = self._decode(token, audience=self._audience + PRE_VERIFICATION_AUDIENCE_SUFFIX)
+        if (
+            payload.get("authenticated") is not False
+            or payload.get("auth") != ROLE_PRE_VERIFICATION_USER
+            or not isinstance(payload.get("rme", False), bool)
+        ):
+            raise TokenInvalid(reason="invalid_claims")
+        claims = self._claims_from({**payload, "authenticated": True}, now=now.timestamp())
+        return PendingClaims(
+            subject=claims.subject,
+            user_id=claims.user_id,
+            token_id=claims.token_id,
+            issued_at=claims.issued_at,
+            expires_at=claims.expires_at,
+            remember_me=bool(payload.get("rme", False)),
+        )
+
+    def _sign(self, payload: dict[str, Any]) -> str:
+        key = self._keyring.active
+        return jwt.encode(payload, key.private, algorithm=key.algorithm, headers={"kid": key.kid})
 
     def verify(self, token: str, *, now: datetime) -> TokenClaims:
         """Verify ``token`` completely and return its claims.
@@ -126,6 +213,10 @@ class JwtCodec:
                 wrong issuer/audience, missing or mistyped claims, not yet valid.
             TokenExpired: a genuine token whose ``exp`` has passed.
         """
+        return self._claims_from(self._decode(token, audience=self._audience), now=now.timestamp())
+
+    def _decode(self, token: str, *, audience: str) -> dict[str, Any]:
+        """The signed payload of ``token`` for ``audience`` (times unchecked)."""
         if len(token) > MAX_TOKEN_LENGTH:
             raise TokenInvalid(reason="token_too_long")
         if not token.isascii():  # a JWT is base64url and dots; PyJWT would fail to encode it
@@ -147,7 +238,7 @@ class JwtCodec:
                 token,
                 key.public,
                 algorithms=[key.algorithm],
-                audience=self._audience,
+                audience=audience,
                 issuer=self._issuer,
                 options={
                     "require": _REQUIRED_CLAIMS,
@@ -163,7 +254,9 @@ class JwtCodec:
             raise TokenInvalid(reason="wrong_issuer_or_audience") from None
         except jwt.InvalidTokenError:
             raise TokenInvalid(reason="invalid_claims") from None
-        return self._claims_from(payload, now=now.timestamp())
+        if not isinstance(payload, dict):
+            raise TokenInvalid(reason="invalid_claims")
+        return payload
 
     def _claims_from(self, payload: dict[str, Any], *, now: float) -> TokenClaims:
         subject = payload["sub"]
@@ -201,6 +294,7 @@ class JwtCodec:
             issued_at=issued_at,
             expires_at=expires_at,
             session_id=session_id,
+            second_factor=isinstance(amr := payload.get("amr"), list) and "otp" in amr,
         )
 
 

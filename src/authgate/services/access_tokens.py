@@ -16,12 +16,19 @@ round trip unless the user's state was just invalidated.
 from __future__ import annotations
 
 import hashlib
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Final
 
 from authgate.clock import Clock
 from authgate.exceptions import TokenInvalid, TokenRevoked
 from authgate.security.principal import Principal
-from authgate.security.tokens import IssuedToken, JwtCodec, TokenClaims
+from authgate.security.tokens import (
+    IssuedPending,
+    IssuedToken,
+    JwtCodec,
+    PendingClaims,
+    TokenClaims,
+)
 from authgate.services.audit import Actor, AuditLog, EventType
 from authgate.services.changes import Change, ChangeFeed, ChangeKind, UnitOfWork
 from authgate.services.expiring_cache import ExpiringCache
@@ -29,6 +36,9 @@ from authgate.services.user_states import UserAuthState, UserStates
 from authgate.services.users import UserView
 from authgate.storage.db import Database
 from authgate.storage.repositories import RevokedTokenRepository
+
+# UTMStack's pre-verification tokens live five minutes.
+PRE_VERIFICATION_TTL: Final = timedelta(minutes=5)
 
 
 class _VerifiedToken:
@@ -86,7 +96,10 @@ class AccessTokenService:
         for jti, expires_at in revoked:
             self._denied[jti] = expires_at.timestamp()
 
-    def issue(self, user: UserView, *, remember_me: bool) -> IssuedToken:
+    def issue(
+        self, user: UserView, *, remember_me: bool, second_factor: bool = False
+    ) -> IssuedToken:
+        """An access token; ``second_factor`` when the login passed one."""
         ttl = self._remember_me_ttl if remember_me else self._token_ttl
         return self._codec.issue(
             subject=user.login,
@@ -94,6 +107,7 @@ class AccessTokenService:
             authorities=user.authorities,
             now=self._clock(),
             ttl=ttl,
+            second_factor=second_factor,
         )
 
     def issue_for_session(self, user: UserView, *, session_id: str) -> IssuedToken:
@@ -122,6 +136,41 @@ class AccessTokenService:
             await repository.add(jti=session_id, user_id=user_id, expires_at=until, revoked_at=now)
             work.publish(Change(ChangeKind.TOKEN_REVOKED, session_id))
 
+    def issue_pre_verification(self, user: UserView, *, remember_me: bool) -> IssuedPending:
+        """A pre-verification token (5 minutes): only the second-factor endpoints take it."""
+        return self._codec.issue_pre_verification(
+            subject=user.login,
+            user_id=user.id,
+            now=self._clock(),
+            ttl=PRE_VERIFICATION_TTL,
+            remember_me=remember_me,
+        )
+
+    async def authenticate_pre_verification(self, token: str) -> PendingClaims:
+        """The claims of a live pre-verification token of an active user, or raises a
+        ``TokenRejected`` subclass (used, revoked, expired, or not one)."""
+        now = self._clock()
+        claims = self._codec.verify_pre_verification(token, now=now)
+        if claims.token_id in self._denied:
+            raise TokenRevoked(reason="token_used")
+        state = await self._users.load(claims.user_id, now=now.timestamp())
+        if state is None or state.login != claims.subject:
+            raise TokenRevoked(reason="user_deleted")
+        if not state.active:
+            raise TokenRevoked(reason="user_deactivated")
+        if state.tokens_valid_after is not None and claims.issued_at <= state.tokens_valid_after:
+            raise TokenRevoked(reason="sessions_revoked")
+        return claims
+
+    async def revoke(self, *, token_id: str, user_id: int, expires_at: datetime) -> None:
+        """Put one token on the deny list (every worker and node)."""
+        async with self._feed.unit_of_work() as work:
+            await RevokedTokenRepository(work.session).add(
+                jti=token_id, user_id=user_id, expires_at=expires_at, revoked_at=self._clock()
+            )
+            work.publish(Change(ChangeKind.TOKEN_REVOKED, token_id))
+        self._denied[token_id] = expires_at.timestamp()
+
     async def authenticate(self, token: str) -> Principal:
         """The principal of a bearer token, or raises a ``TokenRejected`` subclass."""
         now = self._clock()
@@ -146,7 +195,11 @@ class AccessTokenService:
         if not state.active:
             raise TokenRevoked(reason="user_deactivated")
         # "<=": a token issued in the very millisecond of a revocation counts as before it.
-        if state.tokens_valid_after is not None and claims.issued_at <= state.tokens_valid_after:
+        if (
+            state.tokens_valid_after is not None
+            and claims.issued_at <= state.tokens_valid_after
+            and claims.token_id != state.kept_token_id
+        ):
             raise TokenRevoked(reason="sessions_revoked")
         if verified.state is not state or verified.principal is None:
             verified.principal = Principal(
@@ -157,6 +210,7 @@ class AccessTokenService:
                 credential_id=claims.token_id,
                 expires_at=claims.expires_at,
                 session_id=claims.session_id,
+                second_factor_missing=state.has_second_factor and not claims.second_factor,
             )
             verified.state = state
         return verified.principal
@@ -165,14 +219,11 @@ class AccessTokenService:
         """Revoke the token ``principal`` authenticated with."""
         if principal.method != "jwt" or principal.expires_at is None:
             raise TokenInvalid("Only a bearer token can be logged out", reason="not_a_token")
-        async with self._feed.unit_of_work() as work:
-            await RevokedTokenRepository(work.session).add(
-                jti=principal.credential_id,
-                user_id=principal.user_id,
-                expires_at=principal.expires_at,
-                revoked_at=self._clock(),
-            )
-            work.publish(Change(ChangeKind.TOKEN_REVOKED, principal.credential_id))
+        await self.revoke(
+            token_id=principal.credential_id,
+            user_id=principal.user_id,
+            expires_at=principal.expires_at,
+        )
         self._audit.record(EventType.LOGOUT, "success", actor=Actor.of(principal))
 
     async def delete_expired_revocations(self) -> int:

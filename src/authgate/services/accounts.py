@@ -104,6 +104,26 @@ class AccountService:
             raise BadCredentials(reason="user_deactivated")
         return user
 
+    async def check_password(self, user_id: int, password: str) -> bool:
+        """Whether ``password`` is the user's, checked like a login of the account
+        (throttled, a wrong one counted and audited as a failed login). Raises
+        ``Throttled``/``ClientBlocked`` while refused."""
+        async with self._db.session() as session:
+            user = await UserRepository(session).get(user_id)
+        if user is None:
+            raise NotFound("User not found", reason="user_not_found")
+        checked = user
+
+        async def verify() -> User:
+            await self._hasher.verify(checked.password_hash, password)
+            return checked
+
+        try:
+            await self._checked(user.login, Actor(login=user.login, user_id=user_id), verify)
+        except BadCredentials:
+            return False
+        return True
+
     async def account(self, user_id: int) -> UserView:
         async with self._db.session() as session:
             user = await UserRepository(session).get(user_id)
@@ -112,9 +132,16 @@ class AccountService:
         return UserView.of(user)
 
     async def change_password(
-        self, user_id: int, *, current_password: str, new_password: str
+        self,
+        user_id: int,
+        *,
+        current_password: str,
+        new_password: str,
+        keep_token_id: str | None = None,
     ) -> None:
-        """Change the caller's password; every token of theirs stops working.
+        """Change the caller's password; every token of theirs stops working except the
+        one with id ``keep_token_id`` (the session that made the change, as GitHub and
+        Google do: UTMStack's UI keeps using its token after a change).
 
         The current password is checked like a login of the account from the caller's
         address (same counters, throttles and audit), so a stolen token is no way to
@@ -125,31 +152,7 @@ class AccountService:
             user = await UserRepository(session).get(user_id)
         if user is None:
             raise NotFound("User not found", reason="user_not_found")
-        actor = Actor(login=user.login, user_id=user_id)
-        current = user
-
-        async def verify_current() -> User:
-            try:
-                await self._hasher.verify(current.password_hash, current_password)
-            except BadCredentials as failure:
-                if failure.reason == "wrong_password":
-                    failure.reason = "wrong_current_password"
-                raise
-            return current
-
-        try:
-            await self._checked(user.login, actor, verify_current)
-        except BadCredentials:
-            self._audit.record(
-                EventType.PASSWORD_CHANGED, "failure", actor=actor, reason="wrong_current_password"
-            )
-            # 400, not 401: the caller's token is fine, only this field is wrong.
-            message = "Current password is incorrect."
-            raise ValidationFailed(
-                message,
-                field_errors=[FieldError("currentPassword", message)],
-                reason="wrong_current_password",
-            ) from None
+        await self._confirm(user, current_password, field="currentPassword")
         self._policy.check(new_password, login=user.login, email=user.email, field="newPassword")
         if new_password == current_password:
             message = "New password must differ from the current one."
@@ -164,11 +167,56 @@ class AccountService:
             stored.password_changed_at = now
             stored.password_change_required = False
             stored.tokens_valid_after = now
+            stored.kept_session_jti = keep_token_id
+            stored.kept_session_cutoff = now if keep_token_id is not None else None
+            stored.initial_password = False
             stored.updated_at = now
+            stored.last_modified_by = user.login
             work.publish(Change(ChangeKind.USER_CHANGED, str(user_id)))
         self._audit.record(
             EventType.PASSWORD_CHANGED, "success", actor=Actor(login=user.login, user_id=user_id)
         )
+
+    async def confirm_password(self, user_id: int, password: str) -> UserView:
+        """Check the caller's password before a sensitive change (turning off the second
+        factor): counted, throttled and audited like a login; a wrong one is a 400 on
+        ``password``, since the caller's token is fine."""
+        async with self._db.session() as session:
+            user = await UserRepository(session).get(user_id)
+        if user is None:
+            raise NotFound("User not found", reason="user_not_found")
+        await self._confirm(user, password, field="password")
+        return UserView.of(user)
+
+    async def _confirm(self, user: User, password: str, *, field: str) -> None:
+        actor = Actor(login=user.login, user_id=user.id)
+
+        async def verify_current() -> User:
+            try:
+                await self._hasher.verify(user.password_hash, password)
+            except BadCredentials as failure:
+                if failure.reason == "wrong_password":
+                    failure.reason = "wrong_current_password"
+                raise
+            return user
+
+        try:
+            await self._checked(user.login, actor, verify_current)
+        except BadCredentials:
+            if field == "currentPassword":
+                self._audit.record(
+                    EventType.PASSWORD_CHANGED,
+                    "failure",
+                    actor=actor,
+                    reason="wrong_current_password",
+                )
+            # 400, not 401: the caller's token is fine, only this field is wrong.
+            message = "Current password is incorrect."
+            raise ValidationFailed(
+                message,
+                field_errors=[FieldError(field, message)],
+                reason="wrong_current_password",
+            ) from None
 
     async def log_out_everywhere(self, user_id: int, *, revoke_api_keys: bool = False) -> None:
         """Revoke every token issued to the user until now, and with ``revoke_api_keys``
@@ -179,6 +227,7 @@ class AccountService:
                 raise NotFound("User not found", reason="user_not_found")
             now = self._clock()
             user.tokens_valid_after = now
+            user.kept_session_jti = user.kept_session_cutoff = None
             revoked = await revoke_owner_keys(work, user_id, now=now) if revoke_api_keys else []
             work.publish(Change(ChangeKind.USER_CHANGED, str(user_id)))
         details: dict[str, object] | None = (

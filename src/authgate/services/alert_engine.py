@@ -214,7 +214,11 @@ class AlertEngine:
             repository = AlertRepository(session)
             if rule.kind in ("key_new_ip", "key_after_inactivity"):
                 return await self._single_event_count(repository, rule, event, window)
-            by_account = rule.kind in ("failed_logins_per_account", "admin_actions")
+            by_account = rule.kind in (
+                "failed_logins_per_account",
+                "failed_second_factors",
+                "admin_actions",
+            )
             by_ip = rule.kind in ("failed_logins_per_ip", "failed_key_uses_per_ip")
             return await repository.count_events(
                 KINDS[rule.kind],
@@ -312,7 +316,7 @@ def _latest_per_subject(kind: str, events: Iterable[AuditEvent]) -> list[tuple[s
 
 
 def _subject(kind: str, event: AuditEvent) -> str | None:
-    if kind == "failed_logins_per_account":
+    if kind in ("failed_logins_per_account", "failed_second_factors"):
         return event.actor_login and f"account:{event.actor_login}"
     if kind in ("failed_logins_per_ip", "failed_key_uses_per_ip"):
         return event.client_ip and f"ip:{event.client_ip}"

@@ -13,6 +13,7 @@ failed_key_uses_per_ip          refused API-key requests                     add
 key_new_ip                      an accepted key use from an address never    key+address
                                 seen for that key (threshold: always 1)
 key_after_inactivity            an accepted key use after ``window`` idle    API key
+failed_second_factors           wrong second-factor codes                    account
 lockouts                        accounts/addresses locked or blocked         everything
 admin_actions                   user, password and alert-rule changes        actor
 ==============================  ===========================================  ============
@@ -49,6 +50,7 @@ KINDS: Final[dict[str, tuple[str, ...]]] = {
     "key_new_ip": (EventType.API_KEY_ACCESS_SUCCESS.value,),
     "key_after_inactivity": (EventType.API_KEY_ACCESS_SUCCESS.value,),
     "lockouts": (EventType.AUTH_LOCKOUT.value, EventType.IP_BLOCKED.value),
+    "failed_second_factors": (EventType.TFA_FAILURE.value,),
     "admin_actions": (
         EventType.USER_CREATED.value,
         EventType.USER_UPDATED.value,
@@ -118,6 +120,8 @@ DEFAULT_RULES: Final = (
     RuleSpec(name="API key used after 30 idle days", kind="key_after_inactivity",
              threshold=1, window_seconds=30 * 86_400, severity="low"),
     RuleSpec(name="Lockouts", kind="lockouts", threshold=1, window_seconds=300, severity="high"),
+    RuleSpec(name="Failed second factors for one account", kind="failed_second_factors",
+             threshold=3, window_seconds=600, severity="high"),
     RuleSpec(name="Administrative actions", kind="admin_actions",
              threshold=1, window_seconds=60, severity="low"),
 )  # fmt: skip

@@ -118,6 +118,13 @@ class EventType(StrEnum):
     USER_DELETED = "USER_DELETED"
     PASSWORD_CHANGED = "PASSWORD_CHANGED"
     PASSWORD_RESET = "PASSWORD_RESET"
+    # A reset link was asked for (or refused, throttled) or handed to an admin.
+    PASSWORD_RESET_REQUESTED = "PASSWORD_RESET_REQUESTED"
+    TFA_SUCCESS = "TFA_SUCCESS"
+    TFA_FAILURE = "TFA_FAILURE"
+    TFA_ENABLED = "TFA_ENABLED"
+    TFA_DISABLED = "TFA_DISABLED"
+    TFA_RECOVERY_CODES_REGENERATED = "TFA_RECOVERY_CODES_REGENERATED"
     ALERT_FIRED = "ALERT_FIRED"
     ALERT_RULE_CHANGED = "ALERT_RULE_CHANGED"
     # ``authgate import utmstack``: counts only, never a key or a password hash.

@@ -30,6 +30,7 @@ from authgate.services.access_tokens import AccessTokenService
 from authgate.services.accounts import AccountService
 from authgate.services.audit import Actor, AuditLog, EventType
 from authgate.services.changes import ChangeFeed, UnitOfWork
+from authgate.services.second_factor import SecondFactorService
 from authgate.services.users import UserView
 from authgate.storage.db import Database
 from authgate.storage.models import Session
@@ -44,6 +45,13 @@ class AccountDeactivated(PermissionDenied):
     check, so it tells nothing to someone who does not know the password)."""
 
     code = "user_deactivated"
+
+
+class SecondFactorRequired(PermissionDenied):
+    """The user has (or must enrol) a second factor, and v12's second-factor login is
+    not served yet: refused rather than letting ``/api/v1`` skip the factor."""
+
+    code = "second_factor_required"
 
 
 class RefreshTokenInvalid(BadCredentials):
@@ -92,6 +100,7 @@ class SessionService:
         db: Database,
         feed: ChangeFeed,
         accounts: AccountService,
+        second_factor: SecondFactorService,
         tokens: AccessTokenService,
         audit: AuditLog,
         clock: Clock,
@@ -101,6 +110,7 @@ class SessionService:
         self._db = db
         self._feed = feed
         self._accounts = accounts
+        self._second_factor = second_factor
         self._tokens = tokens
         self._audit = audit
         self._clock = clock
@@ -120,6 +130,7 @@ class SessionService:
                     "User account is deactivated", reason=failure.reason
                 ) from None
             raise
+        await self._refuse_without_second_factor(user)
         now = self._clock()
         session_id = str(uuid.uuid4())
         refresh_token = secrets.token_urlsafe(32)
@@ -215,6 +226,15 @@ class SessionService:
                 details={"session": session.id},
             )
             raise RefreshTokenInvalid(reason=refused)
+        try:
+            await self._refuse_without_second_factor(view)
+        except SecondFactorRequired:
+            # A factor enabled (or required) since the login: the session ends.
+            async with self._feed.unit_of_work() as work:
+                stored_session = await SessionRepository(work.session).get(session.id)
+                if stored_session is not None:
+                    await self._revoke(work, view.id, [stored_session], reason="second_factor")
+            raise
         return TokenPair(
             access=self._tokens.issue_for_session(view, session_id=session.id),
             refresh_token=new_token,
@@ -306,6 +326,15 @@ class SessionService:
                 details={"sessions": len(others)},
             )
         return len(others)
+
+    async def _refuse_without_second_factor(self, user: UserView) -> None:
+        method = await self._second_factor.method_of(user.id)
+        if method is not None or self._second_factor.required_for(user):
+            raise SecondFactorRequired(
+                "A second factor is required; sign in through /api/authenticate "
+                "(the v12 second-factor login is not served yet)",
+                reason="second_factor_required",
+            )
 
     async def _revoke(
         self, work: UnitOfWork, user_id: int, sessions: list[Session], *, reason: str

@@ -26,6 +26,10 @@ class UserAuthState:
     active: bool
     authorities: frozenset[str]
     tokens_valid_after: datetime | None
+    # The one token id exempt from ``tokens_valid_after`` (the session that changed the
+    # password), or None.
+    kept_token_id: str | None = None
+    has_second_factor: bool = False
 
 
 class UserStates:
@@ -78,6 +82,13 @@ class UserStates:
             active=user.activated,
             authorities=parse_authorities(user.authorities),
             tokens_valid_after=user.tokens_valid_after,
+            kept_token_id=(
+                user.kept_session_jti
+                if user.kept_session_cutoff is not None
+                and user.kept_session_cutoff == user.tokens_valid_after
+                else None
+            ),
+            has_second_factor=user.second_factor is not None,
         )
 
     def _on_change(self, change: Change) -> None:

@@ -30,11 +30,12 @@ from authgate.security.principal import (
     parse_authorities,
 )
 from authgate.services.api_keys import audit_owner_keys, revoke_owner_keys, suspend_owner_keys
-from authgate.services.audit import AuditLog, EventType
+from authgate.services.audit import AuditLog, EventType, current_request
 from authgate.services.changes import Change, ChangeFeed, ChangeKind, UnitOfWork
 from authgate.services.password_hashing import AsyncPasswordHasher
+from authgate.services.reset_keys import IssuedResetKey, issue_reset_key
 from authgate.services.text_rules import control_character_errors
-from authgate.storage.db import Database
+from authgate.storage.db import Database, storable_text
 from authgate.storage.models import User
 from authgate.storage.paging import Page, PageRequest
 from authgate.storage.repositories import UserRepository
@@ -46,6 +47,10 @@ EMAIL_PATTERN: Final = r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+$"
 EMAIL_MAX_LENGTH: Final = 254
 NAME_MAX_LENGTH: Final = 50
 LANG_KEY_PATTERN: Final = r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})?$"
+IMAGE_URL_MAX_LENGTH: Final = 256
+# GET /api/users/authorities is a list of roles, so no user may be called that.
+RESERVED_LOGINS: Final = frozenset({"authorities"})
+SYSTEM_ACTOR: Final = "system"
 INITIAL_ADMIN_LOGIN: Final = "admin"
 INITIAL_ADMIN_EMAIL: Final = "admin@localhost"
 
@@ -70,6 +75,13 @@ class UserView:
     updated_at: datetime
     password_changed_at: datetime | None
     tokens_valid_after: datetime | None
+    created_by: str | None = None
+    last_modified_by: str | None = None
+    image_url: str | None = None
+    activation_pending: bool = False
+    second_factor: str | None = None  # "TOTP", "EMAIL" or None
+    # Set by someone else and not changed since (UTMStack's ``firstLogin``).
+    initial_password: bool = False
     # Imported from UTMStack with its default password: must choose a new one.
     password_change_required: bool = False
 
@@ -88,20 +100,31 @@ class UserView:
             updated_at=user.updated_at,
             password_changed_at=user.password_changed_at,
             tokens_valid_after=user.tokens_valid_after,
+            created_by=user.created_by,
+            last_modified_by=user.last_modified_by,
+            image_url=user.image_url,
+            activation_pending=bool(user.activation_pending),
+            second_factor=user.second_factor,
+            initial_password=bool(user.initial_password),
             password_change_required=bool(user.password_change_required),
         )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NewUser:
+    """A user to create. Without a password (``None``) the user gets a random one
+    nobody sees, stays inactive and receives a single-use reset key instead (UTMStack's
+    invitation: the user chooses a password through the reset link)."""
+
     login: str
     email: str
-    password: str
+    password: str | None
     authorities: frozenset[str] = frozenset({ROLE_USER})
     first_name: str | None = None
     last_name: str | None = None
     lang_key: str = "en"
     activated: bool = True
+    image_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -114,6 +137,7 @@ class UserChanges:
     lang_key: str | None = None
     activated: bool | None = None
     authorities: frozenset[str] | None = None
+    image_url: str | None = None
 
 
 class UserService:
@@ -134,34 +158,90 @@ class UserService:
         self._clock = clock
         self._audit = audit
 
-    async def list_users(self, request: PageRequest) -> Page[UserView]:
+    async def list_users(
+        self, request: PageRequest, *, login_contains: str | None = None
+    ) -> Page[UserView]:
+        """A page of users; with ``login_contains``, only those whose login contains it
+        (case-insensitive, UTMStack's ``?login=`` and ``/filter/{login}``)."""
         if any(order.field not in UserRepository.SORT_COLUMNS for order in request.sort):
             message = "Unknown sort field; use one of " + ", ".join(UserRepository.SORT_COLUMNS)
             raise ValidationFailed(message, field_errors=[FieldError("sort", message, "query")])
+        fragment = login_contains.strip() if login_contains else None
+        if fragment is not None and not storable_text(fragment):
+            return Page(items=[], total=0, request=request)
         async with self._db.session() as session:
             users = UserRepository(session)
-            total = await users.count()
-            items = [UserView.of(user) for user in await users.page(request)]
+            total = await users.count(login_contains=fragment)
+            page = await users.page(request, login_contains=fragment)
+            items = [UserView.of(user) for user in page]
         return Page(items=items, total=total, request=request)
 
     async def get_user(self, login: str) -> UserView:
         async with self._db.session() as session:
             return UserView.of(await _existing(UserRepository(session), login))
 
+    async def get_user_by_id(self, user_id: int) -> UserView:
+        async with self._db.session() as session:
+            user = await UserRepository(session).get(user_id)
+        if user is None:
+            raise NotFound("User not found", reason="user_not_found")
+        return UserView.of(user)
+
+    async def new_reset_key(self, login: str) -> tuple[UserView, IssuedResetKey]:
+        """A fresh single-use reset key for a user (replacing any pending one), for an
+        admin to hand over (``authgate users reset-link``, the Settings UI)."""
+        issued = issue_reset_key(self._clock())
+        async with self._feed.unit_of_work() as work:
+            user = await _existing(UserRepository(work.session), login)
+            user.reset_key_hash = issued.digest
+            user.reset_key_expires_at = issued.expires_at
+            self._touched(work, user)
+            view = UserView.of(user)
+        self._audit.record(
+            EventType.PASSWORD_RESET_REQUESTED,
+            "success",
+            details={"user": view.login, "delivery": "admin"},
+        )
+        return view, issued
+
     async def create_user(self, new: NewUser) -> UserView:
+        """Create a user with a password (``new.password`` must be set)."""
+        if new.password is None:
+            raise ValueError("create_user needs a password; use invite_user without one")
+        created, _ = await self._create(new, reset=None)
+        return created
+
+    async def invite_user(self, new: NewUser) -> tuple[UserView, IssuedResetKey]:
+        """Create a user without a usable password: inactive until the returned reset
+        key (single use, :data:`RESET_KEY_TTL`) sets a password. The caller delivers
+        the key (mail, or shown once to the admin)."""
+        issued = issue_reset_key(self._clock())
+        created, _ = await self._create(new, reset=issued)
+        return created, issued
+
+    async def _create(
+        self, new: NewUser, *, reset: IssuedResetKey | None
+    ) -> tuple[UserView, IssuedResetKey | None]:
         login = new.login.strip().lower()
         email = new.email.strip().lower()
         errors = [
             *_login_errors(login),
             *_email_errors(email),
             *_profile_errors(new.first_name, new.last_name, new.lang_key),
+            *_image_url_errors(new.image_url),
             *_authority_errors(new.authorities),
         ]
         if errors:
             raise ValidationFailed(errors[0].message, field_errors=errors)
-        self._policy.check(new.password, login=login, email=email, field="password")
-        password_hash = await self._hasher.hash(new.password)
+        if new.password is not None:
+            self._policy.check(new.password, login=login, email=email, field="password")
+            password_hash = await self._hasher.hash(new.password)
+        else:
+            # A random password nobody ever sees: the account has no usable password,
+            # and a login attempt costs the same work as for any other user.
+            password_hash = await self._hasher.hash(secrets.token_urlsafe(32))
         now = self._clock()
+        by = acting_login()
         try:
             async with self._feed.unit_of_work() as work:
                 users = UserRepository(work.session)
@@ -175,24 +255,33 @@ class UserService:
                     first_name=new.first_name,
                     last_name=new.last_name,
                     lang_key=new.lang_key,
-                    activated=new.activated,
+                    activated=new.activated and reset is None,
                     authorities=join_authorities(new.authorities),
                     password_hash=password_hash,
                     created_at=now,
                     updated_at=now,
-                    password_changed_at=now,
+                    password_changed_at=now if reset is None else None,
+                    created_by=by,
+                    last_modified_by=by,
+                    image_url=new.image_url,
+                    activation_pending=reset is not None,
+                    reset_key_hash=reset.digest if reset is not None else None,
+                    reset_key_expires_at=reset.expires_at if reset is not None else None,
+                    initial_password=True,
                 )
                 users.add(user)
                 await users.flush()
                 created = UserView.of(user)
         except IntegrityError:  # a concurrent request created the same login or e-mail
             raise Conflict("Login name or email already used!", reason="user_exists") from None
-        self._audit.record(
-            EventType.USER_CREATED,
-            "success",
-            details={"user": created.login, "authorities": sorted(created.authorities)},
-        )
-        return created
+        details: dict[str, object] = {
+            "user": created.login,
+            "authorities": sorted(created.authorities),
+        }
+        if reset is not None:
+            details["withoutPassword"] = True
+        self._audit.record(EventType.USER_CREATED, "success", details=details)
+        return created, reset
 
     async def update_user(
         self, login: str, changes: UserChanges, *, acting_user_id: int | None
@@ -200,6 +289,7 @@ class UserService:
         errors = [
             *(_email_errors(changes.email.strip().lower()) if changes.email is not None else []),
             *_profile_errors(changes.first_name, changes.last_name, changes.lang_key),
+            *_image_url_errors(changes.image_url),
             *(_authority_errors(changes.authorities) if changes.authorities is not None else []),
         ]
         if errors:
@@ -229,6 +319,7 @@ class UserService:
                 ("langKey", changes.lang_key),
                 ("activated", changes.activated),
                 ("authorities", changes.authorities),
+                ("imageUrl", changes.image_url),
             )
             if value is not None
         )
@@ -261,6 +352,8 @@ class UserService:
             user.password_hash = password_hash
             user.password_changed_at = now
             user.tokens_valid_after = now
+            user.kept_session_jti = user.kept_session_cutoff = None
+            user.initial_password = True
             revoked = await revoke_owner_keys(work, user.id, now=now) if revoke_api_keys else []
             self._touched(work, user)
         details: dict[str, object] = {"user": user.login}
@@ -341,20 +434,26 @@ class UserService:
             user.last_name = changes.last_name or None
         if changes.lang_key is not None:
             user.lang_key = changes.lang_key
+        if changes.image_url is not None:
+            user.image_url = changes.image_url or None
         if changes.authorities is not None:
             user.authorities = join_authorities(changes.authorities)
         if changes.activated is not None and changes.activated != user.activated:
             if not changes.activated and user.id == acting_user_id:
                 raise Conflict("You cannot deactivate your own account.", reason="self_deactivate")
             user.activated = changes.activated
+            # An admin's decision ends a pending first activation either way.
+            user.activation_pending = False
             if not changes.activated:
                 # Reactivation must not bring old sessions back.
                 user.tokens_valid_after = self._clock()
+                user.kept_session_jti = user.kept_session_cutoff = None
         if admins_before is not None and admins_before <= 1 and not _is_active_admin(user):
             raise Conflict(_LAST_ADMIN, reason="last_admin")
 
     def _touched(self, work: UnitOfWork, user: User) -> None:
         user.updated_at = self._clock()
+        user.last_modified_by = acting_login()
         work.publish(Change(ChangeKind.USER_CHANGED, str(user.id)))
 
 
@@ -372,6 +471,22 @@ def _is_active_admin(user: User) -> bool:
     return user.activated and ROLE_ADMIN in parse_authorities(user.authorities)
 
 
+def acting_login() -> str:
+    """Who is changing a user, for ``createdBy``/``lastModifiedBy``: the caller's login,
+    or "system" outside a request (the CLI, bootstrap), as JHipster records it."""
+    request = current_request.get()
+    principal = request.principal if request is not None else None
+    return principal.login if principal is not None else SYSTEM_ACTOR
+
+
+def _image_url_errors(image_url: str | None) -> list[FieldError]:
+    if image_url is None:
+        return []
+    if len(image_url) > IMAGE_URL_MAX_LENGTH:
+        return [FieldError("imageUrl", "imageUrl must be at most 256 characters.")]
+    return control_character_errors("imageUrl", image_url)
+
+
 def user_field_errors(
     *, login: str, email: str, first_name: str | None, last_name: str | None, lang_key: str
 ) -> list[FieldError]:
@@ -384,6 +499,8 @@ def user_field_errors(
 
 
 def _login_errors(login: str) -> list[FieldError]:
+    if login in RESERVED_LOGINS:
+        return [FieldError("login", f"The login {login!r} is reserved.")]
     if not _LOGIN_RE.fullmatch(login):
         return [
             FieldError("login", "Login must be 1-50 characters: letters, digits, and _ . @ - only.")

@@ -102,6 +102,15 @@ def load_or_create_audit_key(
     return _load_or_create_secret("audit key", secret, secret_file, default_file)
 
 
+def load_or_create_tfa_key(
+    secret: str | None, secret_file: Path | None, default_file: Path
+) -> bytes:
+    """The second-factor key (encrypts TOTP secrets, keys one-time code hashes): given
+    (base64) or in a file, else generated once into ``default_file`` (mode 0600). Kept
+    outside the database; every node of a cluster must use the same one."""
+    return _load_or_create_secret("second-factor key", secret, secret_file, default_file)
+
+
 def create_pepper_file(path: Path) -> None:
     """A new random pepper (32 bytes, base64) in a new file of mode 0600."""
     create_secret_file(path)

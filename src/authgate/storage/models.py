@@ -78,6 +78,30 @@ class User(Base):
     password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Tokens issued before this instant are refused ("log out everywhere").
     tokens_valid_after: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Who created / last changed the user (a login, or "system"), as UTMStack's UserDTO.
+    created_by: Mapped[str | None] = mapped_column(String(50))
+    last_modified_by: Mapped[str | None] = mapped_column(String(50))
+    image_url: Mapped[str | None] = mapped_column(String(256))
+    # A pending single-use password-reset key: only its SHA-256 (hex) is stored.
+    reset_key_hash: Mapped[str | None] = mapped_column(String(64), unique=True, index=True)
+    reset_key_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The session (token id) that changed the password keeps working although
+    # ``tokens_valid_after`` ends the others; only while ``tokens_valid_after`` is still
+    # ``kept_session_cutoff``: any later revocation ends it too.
+    kept_session_jti: Mapped[str | None] = mapped_column(String(64))
+    kept_session_cutoff: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Created without a password: the first completed reset activates the user.
+    activation_pending: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=text("false")
+    )
+    # The second factor in force ("TOTP" or "EMAIL"), None without one. Here rather than
+    # only in second_factors because every authentication reads the user's row anyway.
+    second_factor: Mapped[str | None] = mapped_column(String(8))
+    # The password was set by someone else (created or reset by an admin) and the user
+    # has not changed it since: UTMStack's ``firstLogin``.
+    initial_password: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=text("false")
+    )
     # Imported from UTMStack (``authgate import utmstack``): its user id, so a second
     # import finds the user again; None for users made here.
     legacy_id: Mapped[str | None] = mapped_column(String(64), unique=True)
@@ -129,6 +153,45 @@ class RefreshToken(Base):
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class SecondFactor(Base):
+    """A user's second-factor secrets: the TOTP secret in force and one being enrolled,
+    both encrypted (never plaintext), and the last TOTP step accepted (no replay)."""
+
+    __tablename__ = "second_factors"
+
+    user_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    totp_secret: Mapped[str | None] = mapped_column(Text)
+    last_totp_step: Mapped[int | None] = mapped_column(BigInteger)
+    # Enrolment in progress: the method, its new secret (TOTP), when it was started and
+    # when its code was verified (completing needs a verified enrolment).
+    pending_method: Mapped[str | None] = mapped_column(String(8))
+    pending_totp_secret: Mapped[str | None] = mapped_column(Text)
+    pending_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    pending_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    pending_last_step: Mapped[int | None] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class OneTimeCode(Base):
+    """A recovery code or an e-mail code, stored as an HMAC only; used once."""
+
+    __tablename__ = "one_time_codes"
+    __table_args__ = (
+        Index("ix_one_time_codes_user_id_purpose", "user_id", "purpose"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(BigIntKey, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"))
+    purpose: Mapped[str] = mapped_column(String(16))  # "recovery", "email_login", "email_setup"
+    code_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class RevokedToken(Base):

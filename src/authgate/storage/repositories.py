@@ -63,6 +63,11 @@ class UserRepository:
                 return user
         return users[0] if users else None
 
+    async def by_email(self, email: str) -> User | None:
+        if not storable_text(email):
+            return None
+        return await self._session.scalar(select(User).where(User.email == email))
+
     async def email_taken(self, email: str, *, except_user_id: int | None = None) -> bool:
         if not storable_text(email):
             return False
@@ -71,8 +76,14 @@ class UserRepository:
             query = query.where(User.id != except_user_id)
         return await self._session.scalar(query.limit(1)) is not None
 
-    async def count(self) -> int:
-        return await self._session.scalar(select(func.count()).select_from(User)) or 0
+    async def count(self, *, login_contains: str | None = None) -> int:
+        query = select(func.count()).select_from(User)
+        if login_contains:
+            query = query.where(_login_contains(login_contains))
+        return await self._session.scalar(query) or 0
+
+    async def by_reset_key(self, digest: str) -> User | None:
+        return await self._session.scalar(select(User).where(User.reset_key_hash == digest))
 
     async def count_active_admins(self) -> int:
         query = (
@@ -82,10 +93,14 @@ class UserRepository:
         )
         return await self._session.scalar(query) or 0
 
-    async def page(self, request: PageRequest) -> Sequence[User]:
+    async def page(
+        self, request: PageRequest, *, login_contains: str | None = None
+    ) -> Sequence[User]:
+        query = select(User)
+        if login_contains:
+            query = query.where(_login_contains(login_contains))
         query = (
-            select(User)
-            .order_by(*order_by(request.sort, self.SORT_COLUMNS, User.id))
+            query.order_by(*order_by(request.sort, self.SORT_COLUMNS, User.id))
             .offset(request.offset)
             .limit(request.size)
         )
@@ -99,6 +114,12 @@ class UserRepository:
 
     async def flush(self) -> None:
         await self._session.flush()
+
+
+def _login_contains(fragment: str) -> ColumnElement[bool]:
+    """Logins containing ``fragment``, case-insensitively (logins are stored lower-case;
+    ``%`` and ``_`` in the fragment are literal)."""
+    return User.login.contains(fragment.lower(), autoescape=True)
 
 
 class RevokedTokenRepository:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 
-from authgate.api.access import services_of, sets_credentials
+from authgate.api.access import client_address, services_of, sets_credentials
 from authgate.exceptions import BadCredentials, Throttled, ValidationFailed
+from authgate.services.sign_in import SignInResult
 from authgate.web.pages import (
     HTTPS_REQUIRED,
     LOGIN_PATH,
@@ -21,13 +24,15 @@ from authgate.web.pages import (
     safe_next,
     unreadable_form,
 )
-from authgate.web.session import CSRF_FIELD, csrf_matches, new_login_csrf
+from authgate.web.session import CSRF_FIELD, UiCookies, csrf_matches, new_login_csrf
+
+SECOND_STEP_PATH = "/settings/login/code"
 
 public_router = APIRouter(include_in_schema=False)
 router = APIRouter(prefix="/settings", route_class=PageRoute)
 
 
-def _login_page(request: Request, *, error: str | None = None, status: int = 200) -> Response:
+def login_page(request: Request, *, error: str | None = None, status: int = 200) -> Response:
     token = new_login_csrf()
     response = render(
         request,
@@ -54,7 +59,7 @@ async def settings_home() -> RedirectResponse:
 
 @public_router.get(LOGIN_PATH)
 async def login_form(request: Request) -> Response:
-    return _login_page(request)
+    return login_page(request)
 
 
 @public_router.post(LOGIN_PATH)
@@ -79,23 +84,42 @@ async def login(request: Request) -> Response:
     password = str(form.get("password", ""))[:1024]
     services = services_of(request)
     if not username or not password:
-        return _login_page(request, error="Enter your username and password.", status=400)
+        return login_page(request, error="Enter your username and password.", status=400)
     try:
         user = await services.accounts.authenticate(username, password)
     except Throttled as refusal:
-        return _login_page(
+        return login_page(
             request,
             error=f"{refusal.message}. Try again in {refusal.retry_after} seconds.",
             status=429,
         )
     except BadCredentials:
-        return _login_page(request, error="Wrong username or password.", status=401)
-    issued = services.tokens.issue(user, remember_me=form.get("remember") == "on")
-    response = RedirectResponse(safe_next(str(form.get("next") or "")), status_code=303)
-    lifetime = issued.claims.expires_at - issued.claims.issued_at
-    cookies.set_session(response, issued.token, max_age=int(lifetime.total_seconds()))
-    cookies.clear_login_csrf(response)
+        return login_page(request, error="Wrong username or password.", status=401)
+    result = await services.sign_in.after_password(
+        user,
+        remember_me=form.get("remember") == "on",
+        client_ip=client_address(request.scope, services),
+        bypass_requested=False,  # a browser never needs UTMStack's bypass header
+    )
+    next_page = safe_next(str(form.get("next") or ""))
+    if not result.authenticated:
+        # The second step: the pre-verification token waits in its own cookie, and the
+        # login CSRF cookie stays for the code form.
+        response = RedirectResponse(f"{SECOND_STEP_PATH}?next={quote(next_page)}", 303)
+        lifetime = result.expires_at - result.issued_at
+        cookies.set_pending(response, result.token, max_age=int(lifetime.total_seconds()))
+        return response
+    response = RedirectResponse(next_page, status_code=303)
+    start_session(response, cookies, result)
     return response
+
+
+def start_session(response: Response, cookies: UiCookies, result: SignInResult) -> None:
+    """Put an access token in the session cookie and drop the sign-in cookies."""
+    lifetime = result.expires_at - result.issued_at
+    cookies.set_session(response, result.token, max_age=int(lifetime.total_seconds()))
+    cookies.clear_login_csrf(response)
+    cookies.clear_pending(response)
 
 
 @router.post("/logout")
@@ -109,8 +133,20 @@ async def logout(request: Request) -> Response:
 
 @router.get("/account")
 async def account_page(request: Request) -> Response:
-    account = await services_of(request).accounts.account(current_principal(request).user_id)
-    return render(request, "account.html", {"account": account})
+    return render(request, "account.html", await account_context(request))
+
+
+async def account_context(request: Request) -> dict[str, object]:
+    """The account and its second factor, for the account page."""
+    services = services_of(request)
+    principal = current_principal(request)
+    account = await services.accounts.account(principal.user_id)
+    state = await services.second_factor.state(account)
+    return {
+        "account": account,
+        "tfa": state,
+        "tfa_session_ok": principal.is_password_session,
+    }
 
 
 @router.post("/account/password")
@@ -127,6 +163,7 @@ async def change_password(request: Request) -> Response:
             principal.user_id,
             current_password=str(form.get("current_password", "")),
             new_password=new_password,
+            keep_token_id=principal.credential_id,
         )
     except Throttled as refusal:  # counted like a login: too many wrong current passwords
         message = f"{refusal.message}. Try again in {refusal.retry_after} seconds."
@@ -138,10 +175,8 @@ async def change_password(request: Request) -> Response:
         return await _account_with_error(
             request, {fields.get(e.field, e.field): e.message for e in error.field_errors}
         )
-    # Every session of the user ended with the change, this one too.
-    response = redirect(LOGIN_PATH, notice="Password changed. Sign in with the new one.")
-    cookies_of(request).clear_session(response)
-    return response
+    # Every other session of the user ended with the change; this one goes on.
+    return redirect("/settings/account", notice="Password changed. Your other sessions have ended.")
 
 
 @router.post("/account/logout-all")
@@ -162,5 +197,5 @@ async def logout_everywhere(request: Request) -> Response:
 async def _account_with_error(
     request: Request, errors: dict[str, str], *, status: int = 400
 ) -> Response:
-    account = await services_of(request).accounts.account(current_principal(request).user_id)
-    return render(request, "account.html", {"account": account, "errors": errors}, status=status)
+    context = await account_context(request)
+    return render(request, "account.html", {**context, "errors": errors}, status=status)

@@ -29,8 +29,9 @@ from authgate.services.alert_rules import KINDS, SINGLE_EVENT_KINDS, RuleSpec, R
 from authgate.services.api_keys import ApiKeyView
 from authgate.services.audit import ChainVerification, EventType
 from authgate.services.audit_export import as_csv, as_json_lines
+from authgate.services.reset_keys import IssuedResetKey
 from authgate.services.severity import SEVERITIES
-from authgate.services.users import NewUser, UserChanges
+from authgate.services.users import NewUser, UserChanges, UserView
 from authgate.storage.audit_repository import AuditFilter
 from authgate.storage.paging import PageRequest, SortOrder
 from authgate.web.pages import (
@@ -72,6 +73,7 @@ KIND_HELP: Final = {
     "key_after_inactivity": "An API key used again after being idle for the whole window "
     "(the threshold is always 1).",
     "lockouts": "Accounts locked or addresses blocked after repeated failures.",
+    "failed_second_factors": "Wrong second-factor codes for one account (the password was right).",
     "admin_actions": "User, password and alert-rule changes, per administrator.",
 }
 
@@ -112,15 +114,14 @@ async def create_user(request: Request) -> Response:
         _strings(form, "roles"),
     )
     values = {"login": login, "email": email, "roles": roles}
+    services = services_of(request)
+    password = _secret(form, "password")
+    new = NewUser(login=login, email=email, password=password or None, authorities=frozenset(roles))
     try:
-        created = await services_of(request).users.create_user(
-            NewUser(
-                login=login,
-                email=email,
-                password=_secret(form, "password"),
-                authorities=frozenset(roles),
-            )
-        )
+        if not password:
+            user, issued = await services.users.invite_user(new)
+            return await _hand_over(request, user, issued, created=True)
+        created = await services.users.create_user(new)
     except ValidationFailed as error:
         problem = FormProblem("create", "create", fields=_user_fields(error), values=values)
         return await _users(request, problem)
@@ -189,6 +190,33 @@ async def reset_password(request: Request, login: str) -> Response:
     return redirect(USERS_PATH, notice=f"Password of {target} reset. {ended}")
 
 
+@router.post("/users/{login}/reset-link")
+@sets_credentials("issues a link that sets a user's password")
+async def send_reset_link(request: Request, login: str) -> Response:
+    user, issued = await services_of(request).users.new_reset_key(login)
+    return await _hand_over(request, user, issued, created=False)
+
+
+async def _hand_over(
+    request: Request, user: UserView, issued: IssuedResetKey, *, created: bool
+) -> Response:
+    """Mail the reset link to the user, or, without SMTP, show it to the admin once."""
+    resets = services_of(request).password_resets
+    done = f"User {user.login} created. " if created else ""
+    if await resets.deliver(user, issued):
+        return redirect(USERS_PATH, notice=f"{done}A password link was e-mailed to {user.email}.")
+    response = await _users(
+        request,
+        reset_link={
+            "login": user.login,
+            "url": resets.link(issued),
+            "expires": issued.expires_at.strftime("%Y-%m-%d %H:%M UTC"),
+        },
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 @router.post("/users/{login}/delete")
 async def delete_user(request: Request, login: str) -> Response:
     target = _login(login)
@@ -202,7 +230,12 @@ async def delete_user(request: Request, login: str) -> Response:
     return redirect(USERS_PATH, notice=f"User {target} deleted.")
 
 
-async def _users(request: Request, problem: FormProblem | None = None) -> Response:
+async def _users(
+    request: Request,
+    problem: FormProblem | None = None,
+    *,
+    reset_link: Mapping[str, str] | None = None,
+) -> Response:
     services = services_of(request)
     params = request.query_params if problem is None else QueryParams("")
     number, size = _paging(params, USER_PAGE_SIZES, default=50)
@@ -239,6 +272,7 @@ async def _users(request: Request, problem: FormProblem | None = None) -> Respon
             "me": current_principal(request).login,
             "password_min": services.settings.password_min_length,
             "password_max": services.settings.password_max_length,
+            "reset_link": reset_link,
         },
         status=problem.status if problem else 200,
     )

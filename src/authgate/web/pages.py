@@ -208,7 +208,12 @@ class PageRoute(APIRoute):
                     request, 403, "Not allowed", "This page is for administrators only."
                 )
             if sets_credentials and not principal.is_password_session:
-                return error_page(request, 403, "Not allowed", SessionRequired.message)
+                message = (
+                    "Sign out and in again with your second factor to do this."
+                    if principal.second_factor_missing
+                    else SessionRequired.message
+                )
+                return error_page(request, 403, "Not allowed", message)
             if request.method == "POST":
                 form = await read_form(request)
                 if form is None:

@@ -44,12 +44,20 @@ class UiCookies:
     session: str
     login_csrf: str
     secure: bool
+    # The pre-verification token between the password and the second factor (5 min).
+    pending: str = "authgate_tfa"
 
     def set_session(self, response: Response, token: str, *, max_age: int) -> None:
         self._set(response, self.session, token, max_age=max_age)
 
     def clear_session(self, response: Response) -> None:
         self._clear(response, self.session)
+
+    def set_pending(self, response: Response, token: str, *, max_age: int) -> None:
+        self._set(response, self.pending, token, max_age=max_age)
+
+    def clear_pending(self, response: Response) -> None:
+        self._clear(response, self.pending)
 
     def set_login_csrf(self, response: Response, token: str) -> None:
         self._set(response, self.login_csrf, token, max_age=LOGIN_CSRF_MAX_AGE)
@@ -75,7 +83,10 @@ class UiCookies:
 
 
 SECURE_COOKIES: Final = UiCookies(
-    session="__Host-authgate_session", login_csrf="__Host-authgate_login_csrf", secure=True
+    session="__Host-authgate_session",
+    login_csrf="__Host-authgate_login_csrf",
+    secure=True,
+    pending="__Host-authgate_tfa",
 )
 # AUTHGATE_UI_INSECURE_HTTP=true, for labs without TLS only.
 LAB_COOKIES: Final = UiCookies(

@@ -8,7 +8,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
-from authgate.web import account_pages, admin_pages, key_pages
+from authgate.web import account_pages, admin_pages, key_pages, reset_pages, tfa_pages
 from authgate.web.pages import error_page
 
 STATIC_DIR = Path(__file__).with_name("static")
@@ -38,7 +38,11 @@ def install_settings_ui(app: FastAPI) -> None:
     app.mount("/settings/static", StaticFiles(directory=STATIC_DIR), name="settings-static")
     for router in (
         account_pages.public_router,
+        reset_pages.router,
+        tfa_pages.public_router,
         account_pages.router,
+        tfa_pages.router,
+        tfa_pages.admin_router,
         key_pages.router,
         admin_pages.router,
         fallback_router,

@@ -14,6 +14,7 @@ import jwt
 
 from authgate.storage.audit_repository import AuditFilter
 from authgate.storage.paging import PageRequest
+from tests.api.test_second_factor import enrol_totp
 from tests.conftest import USER_PASSWORD, Harness, bearer
 
 NEW_PASSWORD = "a-brand-new-password"
@@ -350,3 +351,26 @@ async def test_log_out_everywhere_ends_refresh_sessions(harness: Harness) -> Non
         "/api/v1/auth/refresh", json={"refresh_token": body["refresh_token"]}
     )
     assert refreshed.status_code == 401
+
+
+async def test_attack_v12_login_cannot_skip_the_second_factor(
+    harness: Harness, user_token: str
+) -> None:
+    """Attack: someone who knows only the password of an account with a second factor
+    tries the v12 login, whose second-factor flow is not served yet. Refused (403),
+    no tokens; and a v12 session started before the factor was enabled stops refreshing."""
+    earlier = await _login(harness)
+    await enrol_totp(harness, user_token)
+    login = await harness.client.post(
+        "/api/v1/auth/login", json={"login": "alice", "password": USER_PASSWORD}
+    )
+    assert login.status_code == 403
+    assert list(login.json()) == ["error"]
+    refreshed = await harness.client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": earlier["refresh_token"]}
+    )
+    assert refreshed.status_code in (401, 403)
+    again = await harness.client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": earlier["refresh_token"]}
+    )
+    assert again.status_code == 401

@@ -37,6 +37,7 @@ from authgate.client._config import (
     read_username,
 )
 from authgate.client._exceptions import APIError, AuthenticationError
+from authgate.client._totp import totp_now
 
 __all__ = ["app", "main"]
 
@@ -121,6 +122,14 @@ def login(
         bool,
         typer.Option("--remember-me", help="Ask for a long-lived token (the server's rememberMe)."),
     ] = False,
+    code: Annotated[
+        str | None,
+        typer.Option(
+            "--code",
+            help="The second-factor code, if the server asks for one (default: "
+            "AUTHGATE_TOTP_CODE, else computed from AUTHGATE_TOTP_SECRET, else a prompt).",
+        ),
+    ] = None,
 ) -> None:
     """Log in with a password and store the token (OS keyring, else a 0600 file)."""
     session = session_of(ctx)
@@ -133,7 +142,15 @@ def login(
     else:
         password = typer.prompt("Password", hide_input=True)
 
+    variables = environment()
+
     def second_factor() -> str:
+        given = code or variables.get("AUTHGATE_TOTP_CODE")
+        if given:
+            return given
+        secret = variables.get("AUTHGATE_TOTP_SECRET")
+        if secret:  # automation only: see README (the secret becomes a second password)
+            return totp_now(secret)
         return str(typer.prompt("Verification code (second factor)"))
 
     credentials = PasswordCredentials(login_name, password, remember_me=remember_me)

@@ -62,15 +62,14 @@ function checkEntry(raw) {
   const bits = Number(prefix);
   if (v4 !== null) {
     if (bits > 32) return { error: MESSAGES.cidr };
+    // Host bits set mean the network (10.0.0.5/24 is 10.0.0.0/24), as the server reads it.
     const host = bits === 32 ? 0 : v4 % 2 ** (32 - bits);
-    if (host !== 0) return { error: `${MESSAGES.cidr}: host bits are set` };
-    return { key: `4:${v4}/${bits}` };
+    return { key: `4:${v4 - host}/${bits}` };
   }
   if (v6 !== null) {
     if (bits > 128) return { error: MESSAGES.cidr };
     const host = bits === 128 ? 0n : v6 % (1n << BigInt(128 - bits));
-    if (host !== 0n) return { error: `${MESSAGES.cidr}: host bits are set` };
-    return { key: `6:${v6}/${bits}` };
+    return { key: `6:${v6 - host}/${bits}` };
   }
   return { error: MESSAGES.cidr };
 }
@@ -174,6 +173,13 @@ function confirmSubmit(form) {
   });
 }
 
+// A one-time code field submits its form once six digits are in (typed or pasted).
+function autoSubmit(input) {
+  input.addEventListener("input", () => {
+    if (/^\d{6}$/.test(input.value) && input.form) input.form.requestSubmit();
+  });
+}
+
 // A link to a folded <details> (the create form) unfolds it.
 function openTarget(link) {
   link.addEventListener("click", (event) => {
@@ -197,4 +203,5 @@ document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll("[data-expiry-days]").forEach(expiryPresets);
   document.querySelectorAll("[data-copy]").forEach(copyButton);
   document.querySelectorAll("form[data-confirm]").forEach(confirmSubmit);
+  document.querySelectorAll("input[data-autosubmit]").forEach(autoSubmit);
 });

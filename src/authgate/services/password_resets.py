@@ -1,0 +1,265 @@
+"""Password recovery (UTMStack's ``/api/account/reset-password/init`` and ``/finish``)
+and the delivery of reset links.
+
+Asking for a link never tells whether an address has an account: the answer is the
+same, and the work that depends on the answer (looking the user up, storing a key,
+sending mail) runs after the response, in the background, so not even its timing
+tells. Requests are limited per e-mail address, per account and per client address
+(:class:`ResetLimits`); over a limit nothing is sent and the refusal is audited.
+Without an SMTP server nothing can be sent; an admin then hands the link over
+(``authgate users reset-link``, the Settings UI).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from authgate.clock import Clock
+from authgate.exceptions import FieldError, ValidationFailed
+from authgate.security.passwords import PasswordPolicy
+from authgate.services.audit import Actor, AuditLog, EventType, current_request, printable
+from authgate.services.changes import Change, ChangeFeed, ChangeKind
+from authgate.services.mail import Mailer, MailNotSent
+from authgate.services.password_hashing import AsyncPasswordHasher
+from authgate.services.reset_keys import IssuedResetKey, issue_reset_key, reset_key_digest
+from authgate.services.throttle_store import ThrottleStore
+from authgate.services.users import EMAIL_MAX_LENGTH, UserView
+from authgate.storage.db import Database, storable_text
+from authgate.storage.models import User
+from authgate.storage.repositories import UserRepository
+
+log = logging.getLogger(__name__)
+
+RESET_KEY_MAX_LENGTH = 128
+
+
+class ResetKeyInvalid(ValidationFailed):
+    """Unknown, already used or replaced reset key (400)."""
+
+    code = "reset_key_invalid"
+
+
+class ResetKeyExpired(ValidationFailed):
+    """A reset key older than 24 hours (400)."""
+
+    code = "reset_key_expired"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResetLimits:
+    """Reset links asked for within ``window`` seconds, at most, per e-mail address as
+    typed, per account and per client address."""
+
+    per_address: int = 3
+    per_account: int = 3
+    per_client: int = 20
+    window: int = 3600
+
+
+class PasswordResets:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        feed: ChangeFeed,
+        hasher: AsyncPasswordHasher,
+        policy: PasswordPolicy,
+        clock: Clock,
+        audit: AuditLog,
+        throttle: ThrottleStore,
+        mailer: Mailer,
+        base_url: str,
+        limits: ResetLimits | None = None,
+    ) -> None:
+        self._db = db
+        self._feed = feed
+        self._hasher = hasher
+        self._policy = policy
+        self._clock = clock
+        self._audit = audit
+        self._throttle = throttle
+        self._mailer = mailer
+        self._base_url = base_url
+        self._limits = limits or ResetLimits()
+        self._pending: set[asyncio.Task[None]] = set()
+        self._serial = asyncio.Lock()
+
+    @property
+    def mail_configured(self) -> bool:
+        return self._mailer.configured
+
+    def link(self, issued: IssuedResetKey) -> str:
+        return issued.link(self._base_url)
+
+    def request(self, email: str) -> None:
+        """Ask for a reset link for the account with this e-mail address. Returns at
+        once, whatever the address; the rest happens in the background (see the module
+        docstring). :meth:`settle` waits for it (tests, shutdown)."""
+        task = asyncio.create_task(self._request(email), name="authgate-password-reset")
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def settle(self) -> None:
+        """Wait for the background work of every request made so far."""
+        while self._pending:
+            await asyncio.gather(*list(self._pending), return_exceptions=True)
+
+    async def deliver(self, user: UserView, issued: IssuedResetKey) -> bool:
+        """Mail the reset link to the user; False when no SMTP server is configured or
+        it failed (the caller then shows the link to the admin). Never a password."""
+        if not self._mailer.configured:
+            return False
+        try:
+            await self._mailer.send_text(
+                to=user.email,
+                subject="authgate: set your password",
+                body=_mail_body(user.login, self.link(issued)),
+                sent_at=self._clock(),
+            )
+        except (MailNotSent, ValueError) as error:
+            log.warning("reset link for %s not mailed: %s", printable(user.login), error)
+            return False
+        return True
+
+    async def finish(self, key: str, new_password: str) -> UserView:
+        """Set the password of the user the key belongs to; the key is used up, a user
+        created without a password is activated, and every token of the user revoked.
+
+        Raises ``ResetKeyInvalid`` (unknown, used or replaced key), ``ResetKeyExpired``,
+        or ``ValidationFailed`` when the password breaks the policy (the key stays).
+        """
+        digest = _digest_of(key)
+        async with self._db.session() as session:
+            user = await UserRepository(session).by_reset_key(digest) if digest else None
+        self._usable(user)
+        assert user is not None
+        self._policy.check(new_password, login=user.login, email=user.email, field="newPassword")
+        password_hash = await self._hasher.hash(new_password)
+        async with self._feed.unit_of_work() as work:
+            stored = await UserRepository(work.session).by_reset_key(digest)
+            self._usable(stored)  # used meanwhile by a concurrent request
+            assert stored is not None
+            now = self._clock()
+            stored.password_hash = password_hash
+            stored.password_changed_at = now
+            stored.tokens_valid_after = now
+            stored.kept_session_jti = stored.kept_session_cutoff = None
+            stored.password_change_required = False  # the user chose this one
+            stored.initial_password = False
+            stored.reset_key_hash = None
+            stored.reset_key_expires_at = None
+            activated = bool(stored.activation_pending)
+            if activated:
+                stored.activated = True
+                stored.activation_pending = False
+            stored.updated_at = now
+            stored.last_modified_by = stored.login
+            work.publish(Change(ChangeKind.USER_CHANGED, str(stored.id)))
+            view = UserView.of(stored)
+        details: dict[str, object] = {"user": view.login, "via": "reset_key"}
+        if activated:
+            details["activated"] = True
+        self._audit.record(
+            EventType.PASSWORD_RESET,
+            "success",
+            actor=Actor(login=view.login, user_id=view.id),
+            details=details,
+        )
+        return view
+
+    def _usable(self, user: User | None) -> None:
+        if user is None or user.reset_key_expires_at is None:
+            raise ResetKeyInvalid(
+                "This reset link is invalid or has already been used; ask for a new one.",
+                field_errors=[FieldError("key", "Invalid or already used reset key.")],
+            )
+        if user.reset_key_expires_at <= self._clock():
+            raise ResetKeyExpired(
+                "This reset link has expired (links are valid for 24 hours); ask for a new one.",
+                field_errors=[FieldError("key", "Expired reset key.")],
+            )
+
+    async def _request(self, email: str) -> None:
+        address = email.strip().lower()[:EMAIL_MAX_LENGTH]
+        shown = printable(address) or address
+        try:
+            # One at a time: requests are rare, and counting them must not race.
+            async with self._serial:
+                await self._request_for(address, shown)
+        except Exception:  # a background task: log, never lose the loop
+            log.exception("password reset request failed")
+
+    async def _request_for(self, address: str, shown: str) -> None:
+        actor = Actor(login=shown)
+        request = current_request.get()
+        client = request.client_ip if request is not None else None
+        if await self._over("reset:address:" + shown, self._limits.per_address) or (
+            client is not None
+            and await self._over("reset:client:" + client, self._limits.per_client)
+        ):
+            self._refused(actor, "throttled")
+            return
+        user = None
+        if address and storable_text(address):
+            async with self._db.session() as session:
+                user = await UserRepository(session).by_email(address)
+        if user is None:
+            self._refused(actor, "unknown_email")
+            return
+        actor = Actor(login=user.login, user_id=user.id)
+        if not (user.activated or user.activation_pending):
+            self._refused(actor, "user_deactivated")
+            return
+        if await self._over(f"reset:account:{user.id}", self._limits.per_account):
+            self._refused(actor, "throttled")
+            return
+        if not self._mailer.configured:
+            self._refused(actor, "mail_not_configured")
+            return
+        issued = issue_reset_key(self._clock())
+        async with self._feed.unit_of_work() as work:
+            stored = await UserRepository(work.session).get(user.id)
+            if stored is None:
+                return
+            stored.reset_key_hash = issued.digest
+            stored.reset_key_expires_at = issued.expires_at
+            view = UserView.of(stored)
+        mailed = await self.deliver(view, issued)
+        self._audit.record(
+            EventType.PASSWORD_RESET_REQUESTED,
+            "success" if mailed else "failure",
+            actor=actor,
+            reason=None if mailed else "mail_failed",
+            details={"user": view.login, "delivery": "email"},
+        )
+
+    async def _over(self, subject: str, limit: int) -> bool:
+        count = await self._throttle.add_failure(
+            subject, window=self._limits.window, now=self._clock().timestamp()
+        )
+        return count > limit
+
+    def _refused(self, actor: Actor, reason: str) -> None:
+        self._audit.record(
+            EventType.PASSWORD_RESET_REQUESTED, "failure", actor=actor, reason=reason
+        )
+
+
+def _digest_of(key: str) -> str:
+    key = key.strip()
+    if not key or len(key) > RESET_KEY_MAX_LENGTH or not storable_text(key):
+        return ""
+    return reset_key_digest(key)
+
+
+def _mail_body(login: str, link: str) -> str:
+    return (
+        f"Hello {login},\n\n"
+        "Someone (hopefully you or your administrator) asked for a link to set the "
+        "password of your authgate account. Open it within 24 hours:\n\n"
+        f"{link}\n\n"
+        "The link works once. If you did not ask for it, ignore this message: your "
+        "password stays as it is.\n"
+    )

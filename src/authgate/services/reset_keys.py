@@ -1,0 +1,45 @@
+"""Single-use password-reset keys: what a reset link carries.
+
+A key is 32 random bytes (base64url, 43 characters), far beyond guessing, so a fast
+unsalted SHA-256 is the right way to store it (as for API keys, never for passwords):
+the database holds only the digest, a leaked row opens nothing. A key is valid for
+:data:`RESET_KEY_TTL` (24 h, UTMStack's rule) and only once: finishing the reset
+clears it, and issuing a new key for the user replaces the old one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Final
+from urllib.parse import quote
+
+RESET_KEY_TTL: Final = timedelta(hours=24)
+# Where the Settings UI finishes a reset (UTMStack's link is /reset/finish?key=).
+RESET_PAGE_PATH: Final = "/settings/reset"
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedResetKey:
+    """A new reset key: the plaintext for the link (shown or mailed once) and what is
+    stored."""
+
+    key: str = field(repr=False)
+    digest: str
+    expires_at: datetime
+
+    def link(self, base_url: str) -> str:
+        """The Settings UI link that finishes the reset."""
+        return f"{base_url.rstrip('/')}{RESET_PAGE_PATH}?key={quote(self.key, safe='')}"
+
+
+def reset_key_digest(key: str) -> str:
+    """The stored form of a key (hex SHA-256)."""
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def issue_reset_key(now: datetime) -> IssuedResetKey:
+    key = secrets.token_urlsafe(32)
+    return IssuedResetKey(key=key, digest=reset_key_digest(key), expires_at=now + RESET_KEY_TTL)

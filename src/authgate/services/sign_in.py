@@ -1,0 +1,166 @@
+"""Signing in with a second factor: what a correct password leads to, and the step after.
+
+After the password (``AccountService.authenticate``) a user either gets an access token
+at once, or, when they have a second factor or must enrol one, a pre-verification token
+that only the second-factor endpoints accept. The second step trades it for an access
+token (marked as having passed the second factor) and revokes it: it works once.
+
+UTMStack's ``X-Bypass-TFA`` header skips the second factor for anyone who sends it;
+here it is honoured only from the addresses of ``AUTHGATE_TFA_BYPASS_HEADER_ADDRESSES``
+(empty by default: ignored).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from authgate.exceptions import Conflict, SecondFactorLocked
+from authgate.security.networks import AllowList, IPAddress
+from authgate.security.tokens import PendingClaims
+from authgate.services.access_tokens import AccessTokenService
+from authgate.services.accounts import AccountService
+from authgate.services.audit import Actor, AuditLog, EventType
+from authgate.services.second_factor import (
+    Method,
+    SecondFactorService,
+    challenge_seconds,
+)
+from authgate.services.users import UserView
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SignInResult:
+    """A login answer, in the terms of UTMStack's ``LoginResponseDTO`` and ``JWTToken``."""
+
+    token: str
+    authenticated: bool  # False: ``token`` is a pre-verification token
+    issued_at: datetime
+    expires_at: datetime
+    tfa_configured: bool
+    force_tfa: bool
+    method: Method | None
+    first_login: bool
+
+    @property
+    def tfa_expires_in_seconds(self) -> int:
+        return challenge_seconds(self.method) if not self.authenticated else 0
+
+
+class SignIn:
+    def __init__(
+        self,
+        *,
+        tokens: AccessTokenService,
+        second_factor: SecondFactorService,
+        accounts: AccountService,
+        audit: AuditLog,
+        bypass_addresses: AllowList,
+    ) -> None:
+        self._tokens = tokens
+        self._second_factor = second_factor
+        self._accounts = accounts
+        self._audit = audit
+        self._bypass = bypass_addresses
+
+    async def after_password(
+        self,
+        user: UserView,
+        *,
+        remember_me: bool,
+        client_ip: IPAddress | None,
+        bypass_requested: bool,
+    ) -> SignInResult:
+        """The answer to a correct password: a token, or the second step."""
+        method = await self._second_factor.method_of(user.id)
+        must_enrol = method is None and self._second_factor.required_for(user)
+        needed = method is not None or must_enrol
+        if needed and bypass_requested and self._bypass_allowed(client_ip):
+            self._audit.record(
+                EventType.TFA_SUCCESS,
+                "success",
+                actor=Actor(login=user.login, user_id=user.id),
+                reason="bypass_header",
+            )
+            return self._full(user, remember_me=remember_me, second_factor=False, method=method)
+        if method is None and not must_enrol:
+            return self._full(user, remember_me=remember_me, second_factor=False, method=None)
+        if method is not None:
+            await self._second_factor.begin_login(user)
+        pending = self._tokens.issue_pre_verification(user, remember_me=remember_me)
+        return SignInResult(
+            token=pending.token,
+            authenticated=False,
+            issued_at=pending.claims.issued_at,
+            expires_at=pending.claims.expires_at,
+            tfa_configured=method is not None,
+            force_tfa=True,
+            method=method,
+            first_login=user.initial_password or user.password_change_required,
+        )
+
+    async def after_code(self, pending: PendingClaims, code: str) -> SignInResult:
+        """Trade a pre-verification token and a code for an access token. A wrong code
+        raises ``SecondFactorFailed``; the fifth in ten minutes ``SecondFactorLocked``,
+        and the pre-verification token is revoked then (the login starts again)."""
+        user = await self._accounts.account(pending.user_id)
+        try:
+            await self._second_factor.check_login_code(user, code)
+        except SecondFactorLocked:
+            await self._revoke(pending)
+            raise
+        await self._revoke(pending)
+        method = await self._second_factor.method_of(user.id)
+        return self._full(user, remember_me=pending.remember_me, second_factor=True, method=method)
+
+    async def after_enrolment(
+        self, pending: PendingClaims, method: Method
+    ) -> tuple[SignInResult, list[str]]:
+        """Complete a forced enrolment: the factor is in force, the pre-verification
+        token is spent, and an access token (the code was just proved) is issued."""
+        user = await self.enrolling_user(pending)
+        codes = await self._second_factor.complete_enrolment(user, method, enable=True)
+        await self._revoke(pending)
+        result = self._full(
+            user, remember_me=pending.remember_me, second_factor=True, method=method
+        )
+        return result, codes
+
+    async def enrolling_user(self, pending: PendingClaims) -> UserView:
+        """The user of a pre-verification token who may enrol with it: one without a
+        factor. Someone who knows only the password of an account that has one must
+        never replace it."""
+        user = await self._accounts.account(pending.user_id)
+        if await self._second_factor.method_of(user.id) is not None:
+            raise Conflict(
+                "A second factor is already enabled; verify a code instead.",
+                reason="second_factor_enabled",
+            )
+        return user
+
+    def _bypass_allowed(self, client_ip: IPAddress | None) -> bool:
+        return (
+            not self._bypass.is_unrestricted
+            and client_ip is not None
+            and self._bypass.permits(client_ip)
+        )
+
+    def _full(
+        self, user: UserView, *, remember_me: bool, second_factor: bool, method: Method | None
+    ) -> SignInResult:
+        issued = self._tokens.issue(user, remember_me=remember_me, second_factor=second_factor)
+        return SignInResult(
+            token=issued.token,
+            authenticated=True,
+            issued_at=issued.claims.issued_at,
+            expires_at=issued.claims.expires_at,
+            tfa_configured=method is not None,
+            force_tfa=False,
+            method=method,
+            first_login=user.initial_password or user.password_change_required,
+        )
+
+    async def _revoke(self, pending: PendingClaims) -> None:
+        await self._tokens.revoke(
+            token_id=pending.token_id, user_id=pending.user_id, expires_at=pending.expires_at
+        )

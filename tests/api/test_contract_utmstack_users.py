@@ -1,0 +1,305 @@
+"""Contract tests for issue 13, sections 1 and 2: bodies read the way Spring reads them,
+and user administration as UTMStack's UI calls it.
+
+Each test names the UTMStack source it reproduces (utmstack/UTMStack, branches v10 and
+v11): the Angular ``frontend/src/app/core/user/user.service.ts`` and the Java
+``backend/.../web/rest/UserResource.java`` and ``service/dto/UserDTO.java``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx2
+
+from authgate.app import create_app
+from authgate.container import Services
+from authgate.settings import Settings
+from tests.conftest import ADMIN_PASSWORD, USER_PASSWORD, FakeClock, Harness, bearer, test_settings
+from tests.mail import running_smtp_server
+
+USERS = "/api/users"
+
+
+async def _admin(harness: Harness) -> dict[str, str]:
+    await harness.create_user("admin", ADMIN_PASSWORD, admin=True)
+    return bearer(await harness.login("admin", ADMIN_PASSWORD))
+
+
+async def _login_status(harness: Harness, username: str, password: str) -> int:
+    response = await harness.client.post(
+        "/api/authenticate", json={"username": username, "password": password}
+    )
+    return response.status_code
+
+
+@asynccontextmanager
+async def harness_with(settings: Settings, clock: FakeClock) -> AsyncIterator[Harness]:
+    app = create_app(settings, clock=clock)
+    async with app.router.lifespan_context(app):
+        services: Services = app.state.services
+        transport = httpx2.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            yield Harness(app=app, services=services, client=client, clock=clock)
+
+
+# -- section 1: lenient bodies, no mass assignment ------------------------------------------
+
+
+async def test_put_users_accepts_the_whole_dto_a_get_returned(harness: Harness) -> None:
+    """user.service.ts ``update(user)``: PUT /api/users with the UserDTO the UI fetched
+    (id, audit fields, ``password: null``) edits and deactivates; UserResource.updateUser
+    answers 200 with the user (the UI checks for 200)."""
+    admin = await _admin(harness)
+    await harness.create_user("bob", first_name="Bob")
+    dto = (await harness.client.get(f"{USERS}/bob", headers=admin)).json()
+    dto.update(firstName="Robert", lastName=None, activated=False, password=None)
+    dto["tfaSecret"] = None  # UTMStack's UserDTO has more fields than authgate's
+
+    response = await harness.client.put(USERS, json=dto, headers=admin)
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["firstName"] == "Robert"
+    assert body["activated"] is False
+    assert body["createdDate"] == dto["createdDate"]
+    assert body["lastModifiedBy"] == "admin"
+    assert await _login_status(harness, "bob", USER_PASSWORD) == 401
+
+
+async def test_put_users_by_login_only(harness: Harness) -> None:
+    """UserResource.updateUser also finds the user by the DTO's login (no id sent)."""
+    admin = await _admin(harness)
+    await harness.create_user("bob")
+    response = await harness.client.put(
+        USERS, json={"login": "BOB", "email": "bob@example.com", "lastName": "B"}, headers=admin
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["lastName"] == "B"
+
+
+async def test_user_bodies_never_mass_assign(harness: Harness) -> None:
+    """UserDTO's read-only fields (id, createdBy, createdDate, lastModifiedBy, dates) and a
+    password sent back in a PUT body are ignored; an id or login naming another user is
+    refused (400), never followed."""
+    admin = await _admin(harness)
+    bob_id = await harness.create_user("bob")
+    carol_id = await harness.create_user("carol")
+    before = (await harness.client.get(f"{USERS}/bob", headers=admin)).json()
+    sneaky: dict[str, Any] = {
+        "createdBy": "mallory",
+        "createdDate": "2000-01-01T00:00:00Z",
+        "lastModifiedDate": "2000-01-01T00:00:00Z",
+        "password": "a-new-password-nobody-chose",
+        "passwordHash": "x",
+        "resetKey": "1234",
+        "firstName": "Bobby",
+    }
+
+    ok = await harness.client.put(f"{USERS}/bob", json={**sneaky, "id": bob_id}, headers=admin)
+    other_id = await harness.client.put(f"{USERS}/bob", json={"id": carol_id}, headers=admin)
+    other_login = await harness.client.put(f"{USERS}/bob", json={"login": "carol"}, headers=admin)
+    by_dto = await harness.client.put(
+        USERS, json={"id": bob_id, "login": "carol", "firstName": "X"}, headers=admin
+    )
+
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["createdBy"] == before["createdBy"]
+    assert ok.json()["createdDate"] == before["createdDate"]
+    assert ok.json()["firstName"] == "Bobby"
+    assert (other_id.status_code, other_id.json()["code"]) == (400, "validation_failed")
+    assert other_login.status_code == 400
+    assert by_dto.status_code == 400
+    carol = (await harness.client.get(f"{USERS}/carol", headers=admin)).json()
+    assert carol["id"] == carol_id
+    assert carol["firstName"] is None
+    assert await _login_status(harness, "bob", USER_PASSWORD) == 200
+    assert await _login_status(harness, "bob", sneaky["password"]) == 401
+
+
+async def test_create_user_ignores_read_only_fields(harness: Harness) -> None:
+    """ManagedUserVM as the UI posts it: ``id: null``, audit fields; they are ignored."""
+    admin = await _admin(harness)
+    response = await harness.client.post(
+        USERS,
+        json={
+            "id": 999,
+            "login": "dave",
+            "email": "dave@example.com",
+            "password": USER_PASSWORD,
+            "createdBy": "mallory",
+            "createdDate": "2000-01-01T00:00:00Z",
+            "lastModifiedBy": "mallory",
+            "authorities": ["ROLE_USER"],
+        },
+        headers=admin,
+    )
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["id"] != 999
+    assert body["createdBy"] == "admin"
+    assert body["lastModifiedBy"] == "admin"
+
+
+async def test_api_key_bodies_accept_the_dto_and_never_mass_assign(harness: Harness) -> None:
+    """v11 ``api-keys`` UI sends back the ApiKeyResponseDTO on edit (id, createdAt,
+    generatedAt, ...); Spring ignores what it does not own. Owner, id, dates, status and
+    usage fields are never written from a body."""
+    admin = await _admin(harness)
+    await harness.create_user("bob")
+    bob = bearer(await harness.login("bob", USER_PASSWORD))
+    expiry = (harness.clock() + timedelta(days=30)).strftime("%Y-%m-%dT00:00:00.000Z")
+    created = await harness.client.post(
+        "/api/api-keys",
+        json={"name": "ci", "allowedIp": [], "expiresAt": expiry, "id": 77, "userId": 1},
+        headers=bob,
+    )
+    assert created.status_code == 201, created.text
+    dto = created.json()
+    assert dto["id"] != 77
+    bob_id = dto["userId"]
+    assert bob_id != 1
+
+    sent = {
+        **dto,
+        "name": "ci-renamed",
+        "userId": 1,
+        "createdAt": "2000-01-01T00:00:00Z",
+        "generatedAt": "2000-01-01T00:00:00Z",
+        "lastUsedAt": "2000-01-01T00:00:00Z",
+        "lastUsedIp": "1.2.3.4",
+        "status": "active",
+        "revokedAt": None,
+        "prefix": "agk_forged",
+        "apiKey": "forged",
+    }
+    updated = await harness.client.put(f"/api/api-keys/{dto['id']}", json=sent, headers=bob)
+
+    assert updated.status_code == 200, updated.text
+    after = updated.json()
+    assert after["name"] == "ci-renamed"
+    for field in ("userId", "createdAt", "generatedAt", "lastUsedAt", "lastUsedIp", "prefix"):
+        assert after[field] == dto[field], field
+    listed = await harness.client.get("/api/api-keys", headers=admin)
+    assert all(key["name"] != "ci-renamed" for key in listed.json())  # still bob's, not admin's
+
+
+# -- section 2: user administration -----------------------------------------------------------
+
+
+async def test_authorities(harness: Harness) -> None:
+    """user.service.ts ``authorities()``: GET /api/users/authorities → the role names."""
+    admin = await _admin(harness)
+    response = await harness.client.get(f"{USERS}/authorities", headers=admin)
+    assert response.status_code == 200
+    assert response.json() == ["ROLE_ADMIN", "ROLE_USER"]
+
+
+async def test_filter_and_login_query(harness: Harness) -> None:
+    """user.service.ts ``find(login)`` → GET /api/users/filter/{login}, and ``query({login})``
+    → GET /api/users?login=: case-insensitive "contains" (UserRepository.findAllByLoginLike),
+    the list paged with X-Total-Count and Link."""
+    admin = await _admin(harness)
+    for login in ("analyst1", "analyst2", "bob", "an_alyst"):
+        await harness.create_user(login)
+
+    found = await harness.client.get(f"{USERS}/filter/NALYS", headers=admin)
+    page = await harness.client.get(USERS, params={"login": "Analyst", "size": 1}, headers=admin)
+    literal = await harness.client.get(USERS, params={"login": "n_a"}, headers=admin)
+
+    assert found.status_code == 200
+    assert sorted(user["login"] for user in found.json()) == ["analyst1", "analyst2"]
+    assert page.status_code == 200
+    assert page.headers["X-Total-Count"] == "2"
+    assert 'rel="next"' in page.headers["Link"]
+    assert "login=Analyst" in page.headers["Link"]
+    assert [user["login"] for user in literal.json()] == ["an_alyst"]  # "_" is not a wildcard
+
+
+async def test_put_users_last_admin_is_400_unknown_id_404(harness: Harness) -> None:
+    """UserResource.updateUser: "Cannot update roles for the last remaining admin user."
+    (400); an unknown id is "User ... not found" (404)."""
+    admin = await _admin(harness)
+    me = (await harness.client.get("/api/account", headers=admin)).json()
+
+    demote = await harness.client.put(
+        USERS, json={**me, "authorities": ["ROLE_USER"]}, headers=admin
+    )
+    unknown = await harness.client.put(USERS, json={**me, "id": 424242}, headers=admin)
+
+    assert demote.status_code == 400
+    assert demote.headers["X-UtmStack-error"]
+    assert unknown.status_code == 404
+
+
+async def test_dto_and_account_carry_created_by_and_last_modified_by(harness: Harness) -> None:
+    """UserDTO's createdBy/lastModifiedBy (JHipster's AbstractAuditingEntity), also on
+    GET /api/account (AccountResource.getAccount returns a UserDTO)."""
+    admin = await _admin(harness)
+    await harness.client.post(
+        USERS,
+        json={"login": "erin", "email": "erin@example.com", "password": USER_PASSWORD},
+        headers=admin,
+    )
+    await harness.client.put(f"{USERS}/erin", json={"lastName": "E"}, headers=admin)
+    erin = bearer(await harness.login("erin", USER_PASSWORD))
+    account = (await harness.client.get("/api/account", headers=erin)).json()
+    assert account["createdBy"] == "admin"
+    assert account["lastModifiedBy"] == "admin"
+    me = (await harness.client.get("/api/account", headers=admin)).json()
+    assert me["createdBy"] == "system"  # created outside a request (the CLI, bootstrap)
+
+
+async def test_create_user_without_password_shows_the_link_once(harness: Harness) -> None:
+    """UserResource.createUser as user.service.ts ``create(user)`` calls it: no password
+    → 201, the user inactive without a usable password (UserService.createUser sets a
+    random one and a reset key). Without SMTP the admin gets the single-use link once."""
+    admin = await _admin(harness)
+    response = await harness.client.post(
+        USERS,
+        json={"login": "frank", "email": "frank@example.com", "authorities": ["ROLE_USER"]},
+        headers=admin,
+    )
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["activated"] is False
+    assert body["resetLinkMailed"] is False
+    assert body["resetLink"].startswith("http://127.0.0.1:8080/settings/reset?key=")
+    assert response.headers["Cache-Control"] == "no-store"
+    again = (await harness.client.get(f"{USERS}/frank", headers=admin)).json()
+    assert "resetLink" not in again
+    assert await _login_status(harness, "frank", USER_PASSWORD) == 401
+
+
+async def test_create_user_without_password_mails_the_link(
+    tmp_path: Path, database_url: str, clock: FakeClock
+) -> None:
+    """UserResource.createUser → MailService.sendCreationEmail: the link goes by e-mail
+    through the configured SMTP server (a real one here); never a password, and the
+    response does not carry the link."""
+    with running_smtp_server() as (mail, port):
+        settings = test_settings(
+            tmp_path / "data",
+            database_url=database_url,
+            alert_smtp_host="127.0.0.1",
+            alert_smtp_port=port,
+            alert_email_from="authgate@example.com",
+            alert_email_to=["ops@example.com"],
+            public_url="https://auth.example.com",
+        )
+        async with harness_with(settings, clock) as harness:
+            admin = await _admin(harness)
+            response = await harness.client.post(
+                USERS, json={"login": "grace", "email": "grace@example.com"}, headers=admin
+            )
+    assert response.status_code == 201, response.text
+    assert response.json()["resetLinkMailed"] is True
+    assert response.json()["resetLink"] is None
+    [message] = [m for m in mail.messages() if m["To"] == "grace@example.com"]
+    text = message.get_content()
+    assert "https://auth.example.com/settings/reset?key=" in text
+    assert "password:" not in text.lower()

@@ -1,0 +1,538 @@
+"""Two-factor authentication over HTTP: UTMStack's v10 and v11 flows, and authgate's own.
+
+UTMStack sources (utmstack/UTMStack): v10 ``UserJWTController.authorize`` and
+``verifyCode`` (backend/src/main/java/com/park/utmstack/web/rest/UserJWTController.java);
+v11 ``TfaEnrollmentResource`` (web/rest/tfa/TfaEnrollmentResource.java), ``TfaResource``,
+``LoginResponseDTO`` (service/dto/jwt/LoginResponseDTO.java). TOTP codes are computed
+here from the secret the server hands out, with the test's clock.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+
+from authgate.app import create_app
+from authgate.container import Services
+from authgate.security.second_factor import totp_code, totp_step
+from tests.conftest import USER_PASSWORD, FakeClock, Harness, bearer, test_settings
+from tests.mail import running_smtp_server
+
+NEW_PASSWORD = "a-brand-new-secret-phrase"
+
+
+def current_code(harness: Harness, secret: str, *, steps: int = 0) -> str:
+    return totp_code(secret, totp_step(harness.clock().timestamp()) + steps)
+
+
+async def enrol_totp(harness: Harness, token: str) -> tuple[str, list[str]]:
+    """Enrol TOTP through UTMStack v11's set-up endpoints; the secret and recovery codes."""
+    init = await harness.client.post(
+        "/api/tfa/init", json={"method": "TOTP"}, headers=bearer(token)
+    )
+    assert init.status_code == 200, init.text
+    delivery = init.json()["delivery"]
+    secret = delivery["secret"]
+    assert init.json()["status"] == "pending"
+    assert delivery["uri"] == f"otpauth://totp/authgate:alice?secret={secret}&issuer=authgate"
+    verify = await harness.client.post(
+        "/api/tfa/verify",
+        json={"method": "TOTP", "code": current_code(harness, secret)},
+        headers=bearer(token),
+    )
+    assert verify.json()["valid"] is True, verify.text
+    complete = await harness.client.post(
+        "/api/tfa/complete", json={"method": "TOTP", "enable": True}, headers=bearer(token)
+    )
+    assert complete.status_code == 200, complete.text
+    codes: list[str] = complete.json()["recoveryCodes"]
+    harness.clock.advance(seconds=30)  # the enrolment's step is spent
+    return secret, codes
+
+
+async def password_step(harness: Harness, **extra: Any) -> httpx2.Response:
+    response = await harness.client.post(
+        "/api/authenticate", json={"username": "alice", "password": USER_PASSWORD, **extra}
+    )
+    assert response.status_code == 200, response.text
+    return response
+
+
+@pytest.fixture
+async def enrolled(harness: Harness, user_token: str) -> tuple[str, list[str]]:
+    return await enrol_totp(harness, user_token)
+
+
+@asynccontextmanager
+async def harness_with(
+    tmp_path: Path, database_url: str, **overrides: Any
+) -> AsyncIterator[Harness]:
+    settings = test_settings(tmp_path / "other", database_url=database_url, **overrides)
+    clock = FakeClock()
+    app = create_app(settings, clock=clock)
+    async with app.router.lifespan_context(app):
+        services: Services = app.state.services
+        transport = httpx2.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            yield Harness(app=app, services=services, client=client, clock=clock)
+
+
+# -- the login answer ------------------------------------------------------------------------
+
+
+async def test_v11_login_fields_without_a_second_factor(harness: Harness) -> None:
+    """LoginResponseDTO always carries its fields with their types (issue 13)."""
+    await harness.create_user("alice")
+    body = (await password_step(harness)).json()
+    assert body["success"] is True
+    assert body["authenticated"] is True
+    assert body["tfaConfigured"] is False
+    assert body["forceTfa"] is False
+    assert body["method"] is None
+    assert body["tfaExpiresInSeconds"] == 0
+    assert body["firstLogin"] is True  # created by an admin, never changed
+    assert body["token"] == body["id_token"]
+
+
+async def test_first_login_ends_when_the_user_changes_the_password(harness: Harness) -> None:
+    await harness.create_user("alice")
+    token = (await password_step(harness)).json()["token"]
+    changed = await harness.client.post(
+        "/api/account/change-password",
+        json={"currentPassword": USER_PASSWORD, "newPassword": NEW_PASSWORD},
+        headers=bearer(token),
+    )
+    assert changed.status_code == 200
+    again = await harness.client.post(
+        "/api/authenticate", json={"username": "alice", "password": NEW_PASSWORD}
+    )
+    assert again.json()["firstLogin"] is False
+
+
+# -- UTMStack v10 ----------------------------------------------------------------------------
+
+
+async def test_v10_flow_pre_verification_token_then_code(
+    harness: Harness, enrolled: tuple[str, list[str]]
+) -> None:
+    """v10 UserJWTController: authorize answers {id_token, authenticated: false} and the
+    Authorization header; GET /api/tfa/verifyCode?code= answers the real token."""
+    secret, _ = enrolled
+    login = await password_step(harness)
+    body = login.json()
+    assert body["authenticated"] is False
+    assert body["tfaConfigured"] is True
+    assert body["forceTfa"] is True
+    assert body["method"] == "TOTP"
+    assert body["tfaExpiresInSeconds"] == 30
+    pending = body["id_token"]
+    assert login.headers["authorization"] == f"Bearer {pending}"
+    assert body["expires_in"] == 300
+    wrong = await harness.client.get(
+        "/api/tfa/verifyCode", params={"code": "000000"}, headers=bearer(pending)
+    )
+    if wrong.status_code != 200:  # (000000 could be the real code)
+        assert wrong.status_code == 401
+        assert wrong.headers["x-utmstack-error"] == "Your secret code is invalid"
+    verified = await harness.client.get(
+        "/api/tfa/verifyCode",
+        params={"code": current_code(harness, secret)},
+        headers=bearer(pending),
+    )
+    assert verified.status_code == 200, verified.text
+    assert verified.json()["authenticated"] is True
+    token = verified.json()["id_token"]
+    assert verified.headers["authorization"] == f"Bearer {token}"
+    assert (await harness.client.get("/api/account", headers=bearer(token))).status_code == 200
+    # The pre-verification token was spent.
+    reused = await harness.client.get(
+        "/api/tfa/verifyCode",
+        params={"code": current_code(harness, secret, steps=1)},
+        headers=bearer(pending),
+    )
+    assert reused.status_code == 401
+
+
+async def test_pre_verification_token_is_refused_everywhere_else(
+    harness: Harness, enrolled: tuple[str, list[str]], admin_token: str
+) -> None:
+    pending = (await password_step(harness)).json()["token"]
+    for method, url in [
+        ("GET", "/api/account"),
+        ("GET", "/api/authenticate"),
+        ("GET", "/api/account/tfa"),
+        ("POST", "/api/tfa/init"),
+        ("GET", "/api/api-keys"),
+        ("GET", "/api/auth/verify"),
+        ("GET", "/settings/account"),
+    ]:
+        response = await harness.client.request(method, url, headers=bearer(pending))
+        assert response.status_code in (401, 303, 302), f"{method} {url}: {response.status_code}"
+        assert response.status_code != 200
+    # and an access token is refused by the second step
+    step = await harness.client.get(
+        "/api/tfa/verifyCode", params={"code": "123456"}, headers=bearer(admin_token)
+    )
+    assert step.status_code == 401
+
+
+# -- UTMStack v11 ----------------------------------------------------------------------------
+
+
+async def test_v11_verify_code_takes_a_text_body_and_answers_412(
+    harness: Harness, enrolled: tuple[str, list[str]]
+) -> None:
+    """v11 TfaResource: POST /api/tfa/verify-code with the bare digits; a wrong code is
+    412 with X-UtmStack-error."""
+    secret, _ = enrolled
+    pending = (await password_step(harness)).json()["token"]
+    right = current_code(harness, secret)
+    wrong = "111111" if right != "111111" else "222222"
+    refused = await harness.client.post(
+        "/api/tfa/verify-code",
+        content=wrong,
+        headers={**bearer(pending), "Content-Type": "text/plain"},
+    )
+    assert refused.status_code == 412
+    assert refused.headers["x-utmstack-error"] == "Your secret code is invalid"
+    accepted = await harness.client.post(
+        "/api/tfa/verify-code",
+        content=right,
+        headers={**bearer(pending), "Content-Type": "text/plain"},
+    )
+    assert accepted.status_code == 200, accepted.text
+    assert accepted.json()["authenticated"] is True
+    assert accepted.json()["success"] is True
+
+
+async def test_a_code_is_accepted_once(harness: Harness, enrolled: tuple[str, list[str]]) -> None:
+    """No replay: the code that opened one login does not open another in its window."""
+    secret, _ = enrolled
+    code = current_code(harness, secret)
+    first = (await password_step(harness)).json()["token"]
+    ok = await harness.client.get(
+        "/api/tfa/verifyCode", params={"code": code}, headers=bearer(first)
+    )
+    assert ok.status_code == 200
+    second = (await password_step(harness)).json()["token"]
+    replay = await harness.client.get(
+        "/api/tfa/verifyCode", params={"code": code}, headers=bearer(second)
+    )
+    assert replay.status_code == 401
+    # The next step's code (an authenticator's next one) works.
+    next_code = current_code(harness, secret, steps=1)
+    later = await harness.client.get(
+        "/api/tfa/verifyCode", params={"code": next_code}, headers=bearer(second)
+    )
+    assert later.status_code == 200
+
+
+async def test_five_wrong_codes_lock_the_second_step_and_revoke_the_token(
+    harness: Harness, enrolled: tuple[str, list[str]]
+) -> None:
+    secret, _ = enrolled
+    pending = (await password_step(harness)).json()["token"]
+    right = current_code(harness, secret)
+    wrong = "111111" if right != "111111" else "222222"
+    statuses = []
+    for _ in range(5):
+        response = await harness.client.get(
+            "/api/tfa/verifyCode", params={"code": wrong}, headers=bearer(pending)
+        )
+        statuses.append(response.status_code)
+    assert statuses == [401, 401, 401, 401, 429]
+    assert int(response.headers["retry-after"]) > 0
+    # The pre-verification token is revoked, and a new login is locked too, right code or not.
+    revoked = await harness.client.get(
+        "/api/tfa/verifyCode", params={"code": right}, headers=bearer(pending)
+    )
+    assert revoked.status_code == 401
+    fresh = (await password_step(harness)).json()["token"]
+    locked = await harness.client.post("/api/tfa/verify-code", content=right, headers=bearer(fresh))
+    assert locked.status_code == 412
+    assert "retry-after" in locked.headers
+    await harness.services.audit.flush()
+    events = await harness.client.get(
+        "/api/audit-events", params={"type": "TFA_FAILURE"}, headers=bearer(await admin(harness))
+    )
+    assert events.status_code == 200
+    # Ten minutes later the account may try again.
+    harness.clock.advance(minutes=11)
+    later = (await password_step(harness)).json()["token"]
+    ok = await harness.client.get(
+        "/api/tfa/verifyCode", params={"code": current_code(harness, secret)}, headers=bearer(later)
+    )
+    assert ok.status_code == 200
+
+
+async def admin(harness: Harness) -> str:
+    await harness.create_user("admin", "operator-password-for-tests", admin=True)
+    return await harness.login("admin", "operator-password-for-tests")
+
+
+async def test_recovery_codes_work_once(harness: Harness, enrolled: tuple[str, list[str]]) -> None:
+    _, codes = enrolled
+    assert len(codes) == 10
+    assert len(set(codes)) == 10
+    pending = (await password_step(harness)).json()["token"]
+    ok = await harness.client.get(
+        "/api/tfa/verifyCode", params={"code": codes[0].upper()}, headers=bearer(pending)
+    )
+    assert ok.status_code == 200
+    token = ok.json()["token"]
+    state = await harness.client.get("/api/account/tfa", headers=bearer(token))
+    assert state.json()["recoveryCodesLeft"] == 9
+    again = (await password_step(harness)).json()["token"]
+    reused = await harness.client.get(
+        "/api/tfa/verifyCode", params={"code": codes[0]}, headers=bearer(again)
+    )
+    assert reused.status_code == 401
+
+
+async def test_remember_me_is_carried_to_the_final_token(
+    harness: Harness, enrolled: tuple[str, list[str]]
+) -> None:
+    secret, _ = enrolled
+    pending = (await password_step(harness, rememberMe=True)).json()["token"]
+    final = await harness.client.get(
+        "/api/tfa/verifyCode",
+        params={"code": current_code(harness, secret)},
+        headers=bearer(pending),
+    )
+    assert final.json()["expires_in"] == harness.services.settings.remember_me_ttl_seconds
+
+
+async def test_bypass_header_is_ignored_by_default(
+    harness: Harness, enrolled: tuple[str, list[str]]
+) -> None:
+    response = await harness.client.post(
+        "/api/authenticate",
+        json={"username": "alice", "password": USER_PASSWORD},
+        headers={"X-Bypass-TFA": "true"},
+    )
+    assert response.json()["authenticated"] is False
+
+
+# -- credential changes need a session that passed the second factor ------------------------
+
+
+async def test_credential_changes_need_a_session_that_passed_the_second_factor(
+    harness: Harness, user_token: str
+) -> None:
+    secret, _ = await enrol_totp(harness, user_token)
+    # user_token predates the factor: it still reads, but sets no credential.
+    assert (await harness.client.get("/api/account", headers=bearer(user_token))).status_code == 200
+    refused = await harness.client.post(
+        "/api/account/change-password",
+        json={"currentPassword": USER_PASSWORD, "newPassword": NEW_PASSWORD},
+        headers=bearer(user_token),
+    )
+    assert refused.status_code == 403
+    assert refused.json()["code"] == "session_required"
+    pending = (await password_step(harness)).json()["token"]
+    token = (
+        await harness.client.get(
+            "/api/tfa/verifyCode",
+            params={"code": current_code(harness, secret)},
+            headers=bearer(pending),
+        )
+    ).json()["token"]
+    allowed = await harness.client.post(
+        "/api/account/change-password",
+        json={"currentPassword": USER_PASSWORD, "newPassword": NEW_PASSWORD},
+        headers=bearer(token),
+    )
+    assert allowed.status_code == 200
+
+
+# -- forced enrolment (v11 TfaEnrollmentResource) --------------------------------------------
+
+
+async def test_forced_enrolment_with_stage_numbers(tmp_path: Path, database_url: str) -> None:
+    """AUTHGATE_TFA_REQUIRED=all: a user without a factor is taken through
+    POST /api/enrollment/tfa (0 INIT, 1 VERIFY, 2 COMPLETE) with the pre-verification
+    token; COMPLETE answers a LoginResponseDTO with a full token."""
+    async with harness_with(tmp_path, database_url, tfa_required="all") as harness:
+        await harness.create_user("alice")
+        body = (await password_step(harness)).json()
+        assert body["authenticated"] is False
+        assert body["tfaConfigured"] is False
+        assert body["forceTfa"] is True
+        assert body["method"] is None
+        pending = body["token"]
+        init = await harness.client.post(
+            "/api/enrollment/tfa", json={"stage": 0, "method": "TOTP"}, headers=bearer(pending)
+        )
+        assert init.status_code == 200, init.text
+        secret = init.json()["delivery"]["secret"]
+        assert init.json()["delivery"]["target"]  # the QR code as a base64 PNG
+        verify = await harness.client.post(
+            "/api/enrollment/tfa",
+            json={"stage": "VERIFY", "method": "TOTP", "code": current_code(harness, secret)},
+            headers=bearer(pending),
+        )
+        assert verify.json()["valid"] is True
+        complete = await harness.client.post(
+            "/api/enrollment/tfa",
+            json={"stage": 2, "method": "TOTP", "enable": True},
+            headers=bearer(pending),
+        )
+        assert complete.status_code == 200, complete.text
+        result = complete.json()
+        assert result["authenticated"] is True
+        assert result["tfaConfigured"] is True
+        assert len(result["recoveryCodes"]) == 10
+        token = result["token"]
+        assert (await harness.client.get("/api/account", headers=bearer(token))).status_code == 200
+        # Next login asks for the code, and enrolment is closed to password-only callers.
+        nxt = (await password_step(harness)).json()
+        assert nxt["method"] == "TOTP"
+        again = await harness.client.post(
+            "/api/enrollment/tfa", json={"stage": 0, "method": "TOTP"}, headers=bearer(nxt["token"])
+        )
+        assert again.status_code == 409
+
+
+async def test_admins_only_policy_spares_users(tmp_path: Path, database_url: str) -> None:
+    async with harness_with(tmp_path, database_url, tfa_required="admins") as harness:
+        await harness.create_user("alice")
+        await harness.create_user("root", "operator-password-for-tests", admin=True)
+        assert (await password_step(harness)).json()["authenticated"] is True
+        root = await harness.client.post(
+            "/api/authenticate",
+            json={"username": "root", "password": "operator-password-for-tests"},
+        )
+        assert root.json()["authenticated"] is False
+
+
+# -- admin reset, disabling, e-mail codes ----------------------------------------------------
+
+
+async def test_admin_reset_removes_the_factor(
+    harness: Harness, enrolled: tuple[str, list[str]]
+) -> None:
+    token = await admin(harness)
+    listed = await harness.client.delete("/api/users/alice/tfa", headers=bearer(token))
+    assert listed.status_code == 204
+    assert (await password_step(harness)).json()["authenticated"] is True
+    missing = await harness.client.delete("/api/users/nobody/tfa", headers=bearer(token))
+    assert missing.status_code == 404
+
+
+async def test_user_disables_with_password_and_code(
+    harness: Harness, enrolled: tuple[str, list[str]]
+) -> None:
+    secret, _ = enrolled
+    pending = (await password_step(harness)).json()["token"]
+    token = (
+        await harness.client.get(
+            "/api/tfa/verifyCode",
+            params={"code": current_code(harness, secret)},
+            headers=bearer(pending),
+        )
+    ).json()["token"]
+    harness.clock.advance(seconds=30)
+    wrong_password = await harness.client.post(
+        "/api/account/tfa/disable",
+        json={"password": "not-the-password-at-all", "code": current_code(harness, secret)},
+        headers=bearer(token),
+    )
+    assert wrong_password.status_code == 400
+    done = await harness.client.post(
+        "/api/account/tfa/disable",
+        json={"password": USER_PASSWORD, "code": current_code(harness, secret)},
+        headers=bearer(token),
+    )
+    assert done.status_code == 204
+    assert (await password_step(harness)).json()["authenticated"] is True
+
+
+async def test_email_codes_through_a_real_smtp_server(tmp_path: Path, database_url: str) -> None:
+    with running_smtp_server() as (recorder, port):
+        async with harness_with(
+            tmp_path,
+            database_url,
+            alert_smtp_host="127.0.0.1",
+            alert_smtp_port=port,
+            alert_email_from="authgate@example.com",
+            alert_email_to=["security@example.com"],
+        ) as harness:
+            await harness.create_user("alice")
+            token = (await password_step(harness)).json()["token"]
+            init = await harness.client.post(
+                "/api/tfa/init", json={"method": "EMAIL"}, headers=bearer(token)
+            )
+            assert init.json()["delivery"]["target"] == "alice@example.com"
+            setup_code = _last_code(recorder.messages())
+            verify = await harness.client.post(
+                "/api/tfa/verify",
+                json={"method": "EMAIL", "code": setup_code},
+                headers=bearer(token),
+            )
+            assert verify.json()["valid"] is True
+            complete = await harness.client.post(
+                "/api/tfa/complete", json={"method": "EMAIL"}, headers=bearer(token)
+            )
+            assert complete.status_code == 200
+            body = (await password_step(harness)).json()
+            assert body["method"] == "EMAIL"
+            assert body["tfaExpiresInSeconds"] == 120
+            pending = body["token"]
+            login_code = _last_code(recorder.messages())
+            too_soon = await harness.client.get("/api/tfa/refresh", headers=bearer(pending))
+            assert too_soon.status_code == 429
+            assert int(too_soon.headers["retry-after"]) > 0
+            harness.clock.advance(seconds=29)
+            refreshed = await harness.client.get("/api/tfa/refresh", headers=bearer(pending))
+            assert refreshed.status_code == 200
+            new_code = _last_code(recorder.messages())
+            if new_code != login_code:  # the previous code was replaced
+                old = await harness.client.post(
+                    "/api/tfa/verify-code", content=login_code, headers=bearer(pending)
+                )
+                assert old.status_code == 412
+            harness.clock.advance(seconds=121)
+            expired = await harness.client.post(
+                "/api/tfa/verify-code", content=new_code, headers=bearer(pending)
+            )
+            assert expired.status_code in (401, 412)  # the token or the code has expired
+            pending = (await password_step(harness)).json()["token"]
+            fresh = _last_code(recorder.messages())
+            ok = await harness.client.post(
+                "/api/tfa/verify-code", content=fresh, headers=bearer(pending)
+            )
+            assert ok.status_code == 200, ok.text
+            # An admin's reset is mailed to the user.
+            reset = await harness.client.delete(
+                "/api/users/alice/tfa", headers=bearer(await admin(harness))
+            )
+            assert reset.status_code == 204
+            notice = [m for m in recorder.messages() if m["To"] == "alice@example.com"][-1]
+            assert "reset" in notice["Subject"]
+            assert "admin" in notice.get_content()
+
+
+def _last_code(messages: list[Any]) -> str:
+    """The code of the last message to alice (alerts go to the security team)."""
+    body = [m for m in messages if m["To"] == "alice@example.com"][-1].get_content()
+    found = re.search(r"\b(\d{6})\b", body)
+    assert found is not None, body
+    return found.group(1)
+
+
+async def test_email_codes_need_an_smtp_server(harness: Harness, user_token: str) -> None:
+    refused = await harness.client.post(
+        "/api/tfa/init", json={"method": "EMAIL"}, headers=bearer(user_token)
+    )
+    assert refused.status_code == 400
+    assert "SMTP" in refused.json()["message"]
+    unknown = await harness.client.post(
+        "/api/tfa/init", json={"method": "SMS"}, headers=bearer(user_token)
+    )
+    assert unknown.status_code == 400
