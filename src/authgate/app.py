@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.types import Receive, Scope, Send
 
 from authgate import __version__
 from authgate.api import (
@@ -37,6 +38,7 @@ from authgate.web.ui import install_settings_ui
 log = logging.getLogger(__name__)
 
 OPENAPI_URL = "/v3/api-docs"
+GC_YOUNG_THRESHOLD = 10_000
 
 DESCRIPTION = """\
 Self-hosted API authentication, compatible with UTMStack's API.
@@ -44,6 +46,24 @@ Self-hosted API authentication, compatible with UTMStack's API.
 **Bearer token:** `POST /api/authenticate` with `{"username", "password"}` returns
 `id_token`; send it as `Authorization: Bearer <token>`.
 """
+
+
+class AuthgateApp(FastAPI):
+    """FastAPI, with forward-auth answered in front of it (``ForwardAuthFastPath``):
+    ``/api/auth/verify`` never reaches the middleware stack or the router."""
+
+    fast_path: forward_auth.ForwardAuthFastPath | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        fast_path = self.fast_path
+        if (
+            fast_path is not None
+            and scope["type"] == "http"
+            and scope["path"] == forward_auth.VERIFY_PATH
+        ):
+            await fast_path(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(
@@ -68,12 +88,18 @@ def create_app(
             # Everything built so far lives as long as the process: keep it out of the
             # cyclic collector's full passes (measured: p99 58 -> 21 ms under key load).
             gc.freeze()
+            # A request allocates a few hundred container objects and frees nearly all
+            # of them by reference counting; at the default threshold (700) the young
+            # generation is collected every few requests for nothing. 10,000 makes
+            # those collections ~14x rarer; each stays short (young objects only).
+            _, middle, old = gc.get_threshold()
+            gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
         try:
             yield
         finally:
             await services.close()
 
-    app = FastAPI(
+    app = AuthgateApp(
         title="authgate API",
         version=__version__,
         openapi_url=OPENAPI_URL,
@@ -125,6 +151,7 @@ def create_app(
     install_openapi(app, description=DESCRIPTION, settings=settings)
     app.add_middleware(RequestBodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(SecurityHeadersAndRequestLogs, services=services)
+    app.fast_path = forward_auth.ForwardAuthFastPath(services)
     return app
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import stat
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from authgate.services.audit_checkpoints import AuditCheckpoints, CheckpointReas
 from authgate.services.changes import ChangeFeed
 from authgate.services.cluster import HEARTBEAT_SECONDS, ClusterMembership
 from authgate.services.forward_auth import ForwardAuthPolicy
+from authgate.services.gate import Gate
 from authgate.services.key_abuse import KeyAbuseGuard, KeyAbuseLimits
 from authgate.services.login_protection import LoginLimits, LoginProtection
 from authgate.services.mail import Mailer, smtp_server_from
@@ -116,6 +118,22 @@ class Services:
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _waiting_for_older_nodes: bool = False
 
+    @functools.cached_property
+    def gate(self) -> Gate:
+        """The verdict on every request's credentials (API routes, metrics, forward-auth)."""
+        return Gate(
+            tokens=self.tokens,
+            key_auth=self.key_auth,
+            key_abuse=self.key_abuse,
+            rate_limits=self.rate_limits,
+            metrics=self.metrics,
+            audit=self.audit,
+            usage=self.usage,
+            clock=self.clock,
+            audit_key_successes=self.settings.audit_api_key_successes,
+            idle_seconds=self.settings.audit_key_idle_seconds,
+        )
+
     async def start(self, *, background: bool = True) -> None:
         """Load shared state; with ``background``, join the cluster and start polling
         and housekeeping (a CLI command only checks that it may touch the data)."""
@@ -193,6 +211,7 @@ class Services:
             self._delivery = None
         if self.redis is not None:
             await self.redis.close()
+        self.accounts.close()
         await self.db.close()
         self.metrics.process_exiting()
 
@@ -342,7 +361,11 @@ def build_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
             )
         ),
         threads=settings.password_hashing_threads,
+        queue_size=settings.password_hashing_queue,
+        queue_timeout=settings.password_hashing_queue_timeout_seconds,
+        nice=settings.password_hashing_nice,
         observe=metrics.password_hash_seconds.observe,
+        on_overload=metrics.throttled.labels("hashing_overloaded").inc,
     )
     policy = PasswordPolicy(
         min_length=settings.password_min_length,
@@ -408,6 +431,7 @@ def build_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
         flush_interval=settings.usage_flush_interval_seconds,
         retention=timedelta(days=settings.usage_retention_days),
         log_successes=settings.usage_log_successes,
+        sample_size=settings.usage_sample_per_key,
     )
     alert_dispatcher = AlertDispatcher(
         sinks_from_settings(settings), retries=settings.alert_delivery_retries

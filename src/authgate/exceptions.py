@@ -262,5 +262,19 @@ class RateLimited(Throttled):
     message = "Rate limit exceeded"
 
 
+class HashingOverloaded(AuthgateError):
+    """Every password-hashing thread is busy and the queue is full (or the wait would
+    pass its deadline): answered 503 with ``Retry-After``."""
+
+    code = "overloaded"
+    message = "Too many sign-ins are being checked; try again shortly"
+
+    def __init__(
+        self, message: str | None = None, *, retry_after: int, reason: str | None = None
+    ) -> None:
+        super().__init__(message, reason=reason)
+        self.retry_after = retry_after
+
+
 class ConfigurationError(Exception):
     """The deployment is misconfigured (bad key file, unreadable secret, ...)."""

@@ -263,9 +263,17 @@ class Settings(BaseSettings):
         "held to an /admin rule, as case-insensitive upstreams would serve it).",
     )
     usage_log_successes: bool = Field(
-        default=True,
-        description="Record every accepted API-key request in the usage log (failures are "
-        "always recorded; last-used times are kept either way).",
+        default=False,
+        description="Also record every accepted API-key request as its own usage-log row "
+        "(default: per-minute rollups and a sample of recent requests per key; refusals "
+        "are always rows; last-used times are kept either way).",
+    )
+    usage_sample_per_key: int = Field(
+        default=50,
+        ge=0,
+        le=10_000,
+        description="How many of a key's most recent accepted requests the usage log keeps "
+        "as raw rows (without usage_log_successes).",
     )
     usage_flush_interval_seconds: float = Field(default=1.0, gt=0, le=60)
     usage_retention_days: int = Field(default=90, ge=1, le=3650)
@@ -294,7 +302,17 @@ class Settings(BaseSettings):
         "shutdown.",
     )
     audit_api_key_successes: bool = Field(
-        default=True, description="Record every accepted API-key request in the audit trail."
+        default=False,
+        description="Record every accepted API-key request in the audit trail (default: "
+        "only its security events: first use, first use from an address, use after "
+        "audit_key_idle_seconds).",
+    )
+    audit_key_idle_seconds: int = Field(
+        default=3600,
+        ge=60,
+        le=366 * 86_400,
+        description="An accepted API-key request after this long without use is audited "
+        "(the key_after_inactivity alert rules see idle periods from this length up).",
     )
     # Login protection (see README "Brute-force protection").
     login_ip_max_failures: int = Field(default=10, ge=1, le=100_000)
@@ -398,6 +416,26 @@ class Settings(BaseSettings):
     argon2_parallelism: int = Field(default=1, ge=1, le=16)
     password_hashing_threads: int = Field(
         default=0, ge=0, le=64, description="Concurrent hashes; 0 means one per CPU."
+    )
+    password_hashing_queue: int = Field(
+        default=64,
+        ge=0,
+        le=100_000,
+        description="Hashes (logins, password changes) that may wait for a hashing thread; "
+        "beyond it they are refused with 503 and Retry-After.",
+    )
+    password_hashing_queue_timeout_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        le=60,
+        description="A hash that cannot start within this time is refused with 503.",
+    )
+    password_hashing_nice: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="OS nice value of the hashing threads (Linux, per thread): verification "
+        "of keys and tokens on the event loop gets the CPU first; 0 leaves it unchanged.",
     )
 
     opentelemetry: bool = Field(

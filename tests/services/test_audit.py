@@ -421,28 +421,46 @@ async def test_verify_is_not_fooled_by_a_concurrent_append(
 
 
 async def test_key_requests_are_buffered_until_a_flush_writes_them_all(
+    settings: Settings, clock: FakeClock
+) -> None:
+    """With every accepted key request audited (AUTHGATE_AUDIT_API_KEY_SUCCESSES), 200
+    requests write no audit row; one flush then writes all 200."""
+    app = create_app(settings.model_copy(update={"audit_api_key_successes": True}), clock=clock)
+    async with running(app) as services:
+        key = await new_key(services, clock)
+        await services.audit.flush()
+        transport = httpx2.ASGITransport(app=app)
+        async with httpx2.AsyncClient(transport=transport, base_url="http://t") as client:
+            for _ in range(200):
+                response = await client.get("/api/account", headers={"Utm-Api-Key": key})
+                assert response.status_code == 200
+        assert await count_rows(services, "API_KEY_ACCESS_SUCCESS") == 0
+        assert services.audit.pending >= 200
+        written = await services.audit.flush()
+        assert written >= 200
+        assert services.audit.pending == 0
+        assert await count_rows(services, "API_KEY_ACCESS_SUCCESS") == 200
+        assert (await services.audit.verify()).intact
+
+
+async def test_by_default_only_the_security_events_of_accepted_key_requests_are_audited(
     harness: Harness,
 ) -> None:
-    """200 accepted API-key requests write no audit row; one flush then writes all 200."""
+    """200 accepted API-key requests from one address: one audit record (the first use)."""
     key = await new_key(harness.services, harness.clock)
-    await harness.services.audit.flush()
     for _ in range(200):
         response = await harness.client.get("/api/account", headers={"Utm-Api-Key": key})
         assert response.status_code == 200
-    assert await count_rows(harness.services, "API_KEY_ACCESS_SUCCESS") == 0
-    assert harness.services.audit.pending >= 200
-    written = await harness.services.audit.flush()
-    assert written >= 200
-    assert harness.services.audit.pending == 0
-    assert await count_rows(harness.services, "API_KEY_ACCESS_SUCCESS") == 200
-    assert (await harness.services.audit.verify()).intact
+    await harness.services.audit.flush()
+    assert await count_rows(harness.services, "API_KEY_ACCESS_SUCCESS") == 1
 
 
 async def test_buffered_records_are_written_at_shutdown(
     settings: Settings, clock: FakeClock
 ) -> None:
     """Records still buffered when the app's lifespan ends are in the database afterwards."""
-    app = create_app(settings, clock=clock)
+    every_success = settings.model_copy(update={"audit_api_key_successes": True})
+    app = create_app(every_success, clock=clock)
     async with running(app) as services:
         key = await new_key(services, clock)
         await services.audit.flush()
@@ -454,7 +472,7 @@ async def test_buffered_records_are_written_at_shutdown(
         assert await count_rows(services, "API_KEY_ACCESS_SUCCESS") == 0
         assert services.audit.pending >= 25
 
-    again = create_app(settings, clock=clock)
+    again = create_app(every_success, clock=clock)
     async with running(again) as services:
         assert await count_rows(services, "API_KEY_ACCESS_SUCCESS") == 25
         assert (await services.audit.verify()).intact

@@ -64,7 +64,7 @@ async def test_v12_migration_gives_existing_users_distinct_public_ids(database_u
     engine = create_async_engine(database_url)
     try:
         await migrate.upgrade(engine)
-        await migrate.downgrade(engine, "0008_user_admin")
+        await migrate.downgrade(engine, "0009_usage_rollups")
         async with engine.begin() as connection:
             for login in ("alice", "bob"):
                 await connection.execute(

@@ -77,3 +77,19 @@ async def test_a_suspended_key_is_shown_and_re_enabled(
     assert await status_of(harness, key) == 200
     detail = html(await admin.get(f"/settings/api-keys/{key_id}"))
     assert not detail.find_all("form", action=f"/settings/api-keys/{key_id}/resume")
+
+
+async def test_the_key_page_shows_the_rollup_totals_and_the_recent_requests(
+    harness: Harness, admin: Browser, alice_id: int
+) -> None:
+    """The key's page counts every accepted request of the last day (from the rollups),
+    beside the raw recent requests."""
+    key_id, key = await alice_key(harness, alice_id)
+    for _ in range(3):
+        assert await status_of(harness, key) == 200
+    await harness.services.usage.flush()
+
+    detail = html(await admin.get(f"/settings/api-keys/{key_id}"))
+    totals = " ".join(detail.find("p", class_="usage-totals").text.split())
+    assert totals.startswith("In the last 24 hours: 3 accepted requests (2xx 3, 3xx 0, 4xx 0")
+    assert len(detail.find("table", class_="usage").find_all("tr")) == 1 + 3

@@ -27,18 +27,20 @@ this project's machine: 60-80 µs for a bare endpoint, +25 µs with one trivial
 dependency), more than all of authentication on a cache hit (~4 µs). The OpenAPI
 document declares the security schemes from the same route classes.
 
-Credentials: ``Utm-Api-Key: <key>`` (UTMStack's header) wins when present; otherwise
-``Authorization: Bearer <credential>``, where a key and a JWT are told apart by
-format (``agk_`` keys, and 43-character legacy keys imported from UTMStack), never by
-trial.
+The verdict itself comes from the framework-free :class:`authgate.services.gate.Gate`
+(which credentials count, and how - ``agk_`` keys and 43-character legacy keys imported
+from UTMStack are told from JWTs by format, never by trial - is described there); this
+layer only extracts the credential headers and renders the verdict. The request's passage
+through the gate lives in one ASGI scope key (``VERDICT_SCOPE_KEY``), read by the logs
+after the response.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
+from urllib.parse import parse_qsl
 
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
@@ -46,51 +48,31 @@ from starlette.types import Scope
 
 from authgate.container import Services
 from authgate.exceptions import (
-    ApiKeyInvalid,
-    ApiKeyRejected,
     AuthenticationFailed,
     CredentialsMissing,
     InsufficientScope,
-    IpNotAllowed,
     PermissionDenied,
-    RateLimited,
     SessionRequired,
-    Throttled,
-    TokenInvalid,
 )
 from authgate.security.credentials import bearer_credential
-from authgate.security.keys import looks_like_api_key
 from authgate.security.networks import IPAddress
-from authgate.security.principal import ROLE_ADMIN, AuthMethod, KeyReference, Principal
+from authgate.security.principal import ROLE_ADMIN, Principal
 from authgate.security.tokens import PendingClaims
-from authgate.services.rate_limits import exceeded
+from authgate.services.gate import (
+    NO_CREDENTIALS,
+    SAFE_METHODS,
+    VERDICT_SCOPE_KEY,
+    AuthFailure,
+    Credentials,
+    Requirement,
+    Verdict,
+    credentials_of,
+)
 
-# What the rest of the request (the endpoint, the logs) learns, in the ASGI scope.
-PRINCIPAL_SCOPE_KEY = "authgate.principal"
-CLIENT_IP_SCOPE_KEY = "authgate.client_ip"
-AUTH_FAILURE_SCOPE_KEY = "authgate.auth_failure"
-RATE_LIMIT_SCOPE_KEY = "authgate.rate_limit"
+__all__ = ["SAFE_METHODS", "VERDICT_SCOPE_KEY", "AuthFailure", "Verdict"]
+
 # The claims of a pre-verification token (PreVerificationRoute).
 PENDING_SCOPE_KEY = "authgate.pending_login"
-# Forward-auth: the (method, path) of the request the proxy asks about.
-UPSTREAM_REQUEST_SCOPE_KEY = "authgate.upstream_request"
-
-
-@dataclass(frozen=True, slots=True)
-class AuthFailure:
-    """Why a request's credentials were refused or denied (for the audit and usage logs).
-
-    ``ambiguous_header`` is set (``""`` when no single header is at fault) when
-    forward-auth refused an ambiguous upstream request rather than the caller.
-    """
-
-    method: AuthMethod
-    reason: str
-    key: KeyReference | None = None
-    ambiguous_header: str | None = None
-
-
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
@@ -165,47 +147,53 @@ def services_of(request: Request) -> Services:
     return services
 
 
+def verdict_of(scope: Scope) -> Verdict:
+    """The request's passage through the gate (made on first use)."""
+    verdict: Verdict | None = scope.get(VERDICT_SCOPE_KEY)
+    if verdict is None:
+        verdict = scope[VERDICT_SCOPE_KEY] = Verdict()
+    return verdict
+
+
 def principal_of(request: Request) -> Principal:
     """The caller of an ``AuthenticatedRoute`` (set before the endpoint runs)."""
-    principal: Principal = request.scope[PRINCIPAL_SCOPE_KEY]
+    principal = verdict_of(request.scope).principal
+    if principal is None:  # only an unauthenticated route could ask: a bug
+        raise RuntimeError("principal_of() on a request that was not authenticated")
     return principal
 
 
-async def authenticate_request(request: Request, services: Services) -> Principal:
-    """The request's caller, or ``AuthenticationFailed`` (401) / ``IpNotAllowed`` (403)."""
-    api_key = header_value(request.scope, b"utm-api-key")
-    if api_key is not None:
-        credential = api_key.strip()
-        if not credential:
-            raise ApiKeyInvalid(reason="empty_api_key")
-    else:
-        bearer = bearer_credential(header_value(request.scope, b"authorization"))
-        if bearer is None and services.settings.access_token_query_param:
-            bearer = request.query_params.get("access_token")
-        if bearer is None:
-            raise CredentialsMissing()
-        if not bearer:
-            raise TokenInvalid(reason="empty_bearer")
-        if not looks_like_api_key(bearer):
-            return await services.tokens.authenticate(bearer)
-        credential = bearer
-    client_ip = client_address(request.scope, services)
-    services.key_abuse.check(client_ip, services.clock().timestamp())
-    return await services.key_auth.authenticate(credential, client_ip)
+def request_credentials(scope: Scope, services: Services) -> Credentials:
+    """The credential headers, classified (one pass over the headers)."""
+    api_key = authorization = None
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            if authorization is None:
+                authorization = value.decode("latin-1")
+        elif name == b"utm-api-key" and api_key is None:
+            api_key = value.decode("latin-1")
+    credentials = credentials_of(api_key, authorization)
+    if credentials is NO_CREDENTIALS and services.settings.access_token_query_param:
+        query = scope.get("query_string", b"").decode("latin-1")
+        # The last one, as Starlette's ``query_params`` reads it.
+        tokens = [v for n, v in parse_qsl(query, keep_blank_values=True) if n == "access_token"]
+        if tokens:
+            return credentials_of(None, None, tokens[-1])
+    return credentials
 
 
 def client_address(scope: Scope, services: Services) -> IPAddress | None:
     """The request's client address (trusted-proxy aware), resolved once per request."""
-    if CLIENT_IP_SCOPE_KEY in scope:
-        cached: IPAddress | None = scope[CLIENT_IP_SCOPE_KEY]
-        return cached
+    verdict = verdict_of(scope)
+    if verdict.client_ip_known:
+        return verdict.client_ip
     resolver = services.client_ips
     client = scope.get("client")
     address = resolver.resolve(
         str(client[0]) if client else None,
         joined_header_values(scope, resolver.header.encode("ascii")),
     )
-    scope[CLIENT_IP_SCOPE_KEY] = address
+    verdict.client_ip = address
     return address
 
 
@@ -260,8 +248,8 @@ class AuthenticatedRoute(APIRoute):
             try:
                 await require_password_session(request, principal, marked)
             except SessionRequired as error:
-                request.scope[AUTH_FAILURE_SCOPE_KEY] = AuthFailure(
-                    principal.method, error.reason, principal.api_key
+                verdict_of(request.scope).refuse(
+                    AuthFailure(principal.method, error.reason, principal.api_key), error
                 )
                 raise
             return await handle(request)
@@ -269,58 +257,29 @@ class AuthenticatedRoute(APIRoute):
         return setting_credentials
 
 
-Authorizer = Callable[[Principal, str], None]
+Authorizer = Requirement
 
 
 async def admit(
     request: Request, services: Services, method: str, authorize: Authorizer
 ) -> Principal:
-    """Authenticate the request, authorize ``method`` for the caller and count it against
-    an API key's rate limit; the outcome is left in the scope for the audit and usage
-    logs (written after the response, in batches)."""
+    """Ask the gate about the request (authenticate, authorize ``method`` for the caller,
+    count it against an API key's rate limit); the verdict stays in the scope for the
+    headers and the audit and usage logs (written after the response, in batches).
+    Raises the refusal's ``AuthgateError``."""
     scope = request.scope
-    started = time.perf_counter()
-    try:
-        principal = await authenticate_request(request, services)
-    except ApiKeyInvalid as error:
-        scope[AUTH_FAILURE_SCOPE_KEY] = AuthFailure("api_key", error.reason, error.key)
-        await services.key_abuse.failed(client_address(scope, services))
-        raise
-    except (ApiKeyRejected, IpNotAllowed) as error:
-        scope[AUTH_FAILURE_SCOPE_KEY] = AuthFailure("api_key", error.reason, error.key)
-        raise
-    except Throttled as error:  # this address sent too many bad keys
-        scope[AUTH_FAILURE_SCOPE_KEY] = AuthFailure("api_key", error.reason)
-        raise
-    except AuthenticationFailed as error:
-        scope[AUTH_FAILURE_SCOPE_KEY] = AuthFailure("jwt", error.reason)
-        raise
-    services.metrics.authentication_seconds.labels(principal.method).observe(
-        time.perf_counter() - started
+    verdict = await services.gate.check(
+        verdict_of(scope),
+        request_credentials(scope, services),
+        client_address(scope, services),
+        method,
+        authorize,
     )
-    scope[PRINCIPAL_SCOPE_KEY] = principal
-    try:
-        authorize(principal, method)
-        if principal.api_key is not None:
-            await _rate_limit(scope, services, principal.api_key, principal.rate_limit)
-    except (PermissionDenied, RateLimited) as error:
-        scope[AUTH_FAILURE_SCOPE_KEY] = AuthFailure(
-            principal.method, error.reason, principal.api_key
-        )
-        raise
+    if verdict.error is not None:
+        raise verdict.error
+    principal = verdict.principal
+    assert principal is not None  # no error: the gate admitted a caller
     return principal
-
-
-async def _rate_limit(
-    scope: Scope, services: Services, key: KeyReference, own_limit: str | None
-) -> None:
-    limits = services.rate_limits
-    if not limits.applies(own_limit):
-        return  # no limit, no cost
-    state, allowed = await limits.hit(key.key_id, own_limit)
-    scope[RATE_LIMIT_SCOPE_KEY] = state
-    if not allowed:
-        raise exceeded(state)
 
 
 def _authorize(
@@ -382,7 +341,7 @@ class PreVerificationRoute(APIRoute):
             try:
                 claims = await services.tokens.authenticate_pre_verification(bearer)
             except AuthenticationFailed as error:
-                request.scope[AUTH_FAILURE_SCOPE_KEY] = AuthFailure("jwt", error.reason)
+                verdict_of(request.scope).failure = AuthFailure("jwt", error.reason)
                 raise
             request.scope[PENDING_SCOPE_KEY] = claims
             return await handle(request)

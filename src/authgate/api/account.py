@@ -89,7 +89,7 @@ async def save_account(body: AccountBody, request: Request) -> Response:
     response_class=Response,
     responses={
         200: {"description": "Password changed"},
-        **documented(400, 401, 403, 404, 413, 423, 429),
+        **documented(400, 401, 403, 404, 413, 423, 429, 503),
     },
 )
 @sets_credentials("changes the caller's password")

@@ -52,7 +52,7 @@ def login_password_max(settings: Settings) -> int:
     "second-factor endpoints. UTMStack's X-Bypass-TFA header is ignored unless "
     "AUTHGATE_TFA_BYPASS_HEADER_ADDRESSES lists the caller's address.",
     response_model=LoginResponse,
-    responses=documented(400, 401, 413, 423, 429),
+    responses=documented(400, 401, 413, 423, 429, 503),
 )
 async def authenticate(body: LoginRequest, request: Request, response: Response) -> Any:
     services = services_of(request)

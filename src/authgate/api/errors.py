@@ -33,6 +33,7 @@ from authgate.exceptions import (
     Conflict,
     CredentialsMissing,
     FieldError,
+    HashingOverloaded,
     NotFound,
     PermissionDenied,
     Throttled,
@@ -86,6 +87,8 @@ def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 def status_of(error: AuthgateError) -> int:
+    if isinstance(error, HashingOverloaded):
+        return 503
     if isinstance(error, ClientBlocked):
         return 423
     if isinstance(error, Throttled):
@@ -101,6 +104,44 @@ def status_of(error: AuthgateError) -> int:
     return 400
 
 
+def error_body(
+    *,
+    status: int,
+    code: str,
+    message: str,
+    path: str,
+    field_errors: tuple[FieldError, ...] = (),
+) -> dict[str, Any]:
+    """The JSON body of an error response (see the module docstring)."""
+    body: dict[str, Any] = {
+        "timestamp": utc_now().isoformat(timespec="milliseconds"),
+        "status": status,
+        "error": HTTPStatus(status).phrase,
+        "code": code,
+        "message": message,
+        "path": path,
+    }
+    if field_errors:
+        body["fieldErrors"] = [
+            {"objectName": e.object_name, "field": e.field, "message": e.message}
+            for e in field_errors
+        ]
+    return body
+
+
+def error_headers(message: str, code: str, headers: dict[str, str] | None = None) -> dict[str, str]:
+    """The headers of every error response, and ``headers``."""
+    # JHipster's HeaderUtil.createFailureAlert sends both: the message and its params
+    # (there the entity name; here the stable code, which says as much).
+    all_headers = {
+        "X-UtmStack-error": _header_safe(message),
+        "X-UtmStack-params": _header_safe(code),
+        "Cache-Control": "no-store",
+    }
+    all_headers.update(headers or {})
+    return all_headers
+
+
 def error_response(
     request: Request,
     *,
@@ -112,28 +153,10 @@ def error_response(
 ) -> JSONResponse:
     if request.url.path.startswith(V12_PREFIX):
         return v12_error_response(request, status=status, message=message, headers=headers)
-    body: dict[str, Any] = {
-        "timestamp": utc_now().isoformat(timespec="milliseconds"),
-        "status": status,
-        "error": HTTPStatus(status).phrase,
-        "code": code,
-        "message": message,
-        "path": request.url.path,
-    }
-    if field_errors:
-        body["fieldErrors"] = [
-            {"objectName": e.object_name, "field": e.field, "message": e.message}
-            for e in field_errors
-        ]
-    # JHipster's HeaderUtil.createFailureAlert sends both: the message and its params
-    # (there the entity name; here the stable code, which says as much).
-    all_headers = {
-        "X-UtmStack-error": _header_safe(message),
-        "X-UtmStack-params": _header_safe(code),
-        "Cache-Control": "no-store",
-    }
-    all_headers.update(headers or {})
-    return JSONResponse(body, status_code=status, headers=all_headers)
+    body = error_body(
+        status=status, code=code, message=message, path=request.url.path, field_errors=field_errors
+    )
+    return JSONResponse(body, status_code=status, headers=error_headers(message, code, headers))
 
 
 # UTMStack v12's API: every error is just ``{"error": "<message>"}``.
@@ -170,6 +193,19 @@ def validation_status(request: Request) -> int:
 
 def authgate_error_response(request: Request, error: AuthgateError) -> JSONResponse:
     status = validation_status(request) if isinstance(error, ValidationFailed) else status_of(error)
+    field_errors = error.field_errors if isinstance(error, ValidationFailed) else ()
+    return error_response(
+        request,
+        status=status,
+        code=error.code,
+        message=error.message,
+        field_errors=field_errors,
+        headers=authentication_headers(error),
+    )
+
+
+def authentication_headers(error: AuthgateError) -> dict[str, str]:
+    """``WWW-Authenticate`` and ``Retry-After`` for an error, where they apply."""
     headers = {}
     if isinstance(error, CredentialsMissing):
         headers["WWW-Authenticate"] = REALM
@@ -179,17 +215,9 @@ def authgate_error_response(request: Request, error: AuthgateError) -> JSONRespo
         )
     elif isinstance(error, PermissionDenied):
         headers["WWW-Authenticate"] = f'{REALM}, error="insufficient_scope"'
-    if isinstance(error, Throttled):
+    if isinstance(error, Throttled | HashingOverloaded):
         headers["Retry-After"] = str(error.retry_after)
-    field_errors = error.field_errors if isinstance(error, ValidationFailed) else ()
-    return error_response(
-        request,
-        status=status,
-        code=error.code,
-        message=error.message,
-        field_errors=field_errors,
-        headers=headers,
-    )
+    return headers
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -298,6 +326,16 @@ async def _on_unexpected(request: Request, error: Exception) -> Response:
     return error_response(
         request, status=500, code="internal_error", message="Internal server error"
     )
+
+
+def unexpected_error(error: Exception) -> tuple[int, str, str, dict[str, str]]:
+    """Status, code, message and headers for an error no one expected, for a handler
+    without a Request (forward-auth's fast path): as ``_on_unexpected`` answers."""
+    if is_unavailable(error):
+        log.warning("database unavailable (%s): answered 503", type(error).__name__)
+        headers = {"Retry-After": str(UNAVAILABLE_RETRY_AFTER), "Cache-Control": "no-store"}
+        return 503, "database_unavailable", UNAVAILABLE_MESSAGE, headers
+    return 500, "internal_error", "Internal server error", {}
 
 
 def _field_error(detail: Any) -> FieldError:

@@ -17,58 +17,93 @@ to the forward-auth rules. It answers:
   credentials, so that a caller without valid ones gets 401 as everywhere - and
   recorded in the audit trail with the caller.
 
-Any method is accepted and a body is never read. It is the hottest endpoint: a lean
-handler without FastAPI's parameter machinery, one pass over the headers, no database
-round trip on a cache hit, usage and audit written in batches after the response like
-every other request (with the upstream method and path).
+Any method is accepted and a body is never read. It is the hottest endpoint, so it is
+answered by :class:`ForwardAuthFastPath`, a pure ASGI handler in front of routing and
+the framework's middleware stack (which cost several times what authentication does):
+the same :class:`~authgate.services.gate.Gate`, rules, caches, headers (the security
+headers and ``RateLimit`` of :class:`~authgate.api.middleware.SecurityHeadersAndRequestLogs`,
+the error body of :mod:`authgate.api.errors`), access log line and records (audit and
+usage, batched, with the upstream method and path) as any other request. The route
+below documents it in OpenAPI and serves it if the fast path is bypassed.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import time
+
 from fastapi import APIRouter, Request, Response
 from starlette.responses import JSONResponse
-from starlette.types import Scope
+from starlette.types import Receive, Scope, Send
 
 from authgate.api.access import (
-    AUTH_FAILURE_SCOPE_KEY,
-    UPSTREAM_REQUEST_SCOPE_KEY,
     AuthenticatedRoute,
-    AuthFailure,
-    Authorizer,
     Handler,
-    admit,
+    client_address,
+    header_value,
+    request_credentials,
     services_of,
+    verdict_of,
 )
-from authgate.api.errors import authgate_error_response, documented
-from authgate.exceptions import AmbiguousUpstreamRequest, AuthgateError, ValidationFailed
+from authgate.api.errors import (
+    authentication_headers,
+    authgate_error_response,
+    documented,
+    error_body,
+    error_headers,
+    status_of,
+    unexpected_error,
+)
+from authgate.api.middleware import ScopeRequestInfo, content_length, log_request
+from authgate.container import Services
+from authgate.exceptions import AmbiguousUpstreamRequest, ValidationFailed
 from authgate.security.principal import Principal, join_authorities
+from authgate.services.audit import current_request
 from authgate.services.forward_auth import ForwardAuthPolicy
+from authgate.services.gate import VERDICT_SCOPE_KEY, Requirement, Verdict
+
+log = logging.getLogger(__name__)
 
 VERIFY_PATH = "/api/auth/verify"
 ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
+async def decide(scope: Scope, services: Services) -> Verdict:
+    """The gate's verdict on a forward-auth request (left in the scope, too)."""
+    verdict = verdict_of(scope)
+    method, requirement = _upstream_requirement(verdict, scope, services.forward_auth)
+    return await services.gate.check(
+        verdict,
+        request_credentials(scope, services),
+        client_address(scope, services),
+        method,
+        requirement,
+    )
+
+
 class ForwardAuthRoute(AuthenticatedRoute):
-    """Serves ``verify`` itself: FastAPI only routes to it and documents it."""
+    """Serves ``verify`` when the fast path did not: FastAPI routes to it and documents it."""
 
     def get_route_handler(self) -> Handler:
         return verify
 
 
 async def verify(request: Request) -> Response:
-    services = services_of(request)
-    try:
-        method, authorize = _upstream_authorizer(request.scope, services.forward_auth)
-        principal = await admit(request, services, method, authorize)
-    except AuthgateError as error:
+    verdict = await decide(request.scope, services_of(request))
+    error = verdict.error
+    if error is not None:
         response: Response = authgate_error_response(request, error)
         response.headers["X-Auth-Error"] = error.code
         return response
-    return Response(status_code=200, headers=identity_headers(principal))
+    assert verdict.principal is not None
+    return Response(status_code=200, headers=identity_headers(verdict.principal))
 
 
-def _upstream_authorizer(scope: Scope, policy: ForwardAuthPolicy) -> tuple[str, Authorizer]:
-    """The upstream request's method and how to authorize the caller for it.
+def _upstream_requirement(
+    verdict: Verdict, scope: Scope, policy: ForwardAuthPolicy
+) -> tuple[str, Requirement]:
+    """The upstream request's method and what the caller needs for it.
 
     A request the proxy's headers do not describe one way only is refused once the caller
     is authenticated (as everywhere, a caller without valid credentials gets 401 first):
@@ -81,26 +116,135 @@ def _upstream_authorizer(scope: Scope, policy: ForwardAuthPolicy) -> tuple[str, 
     except AmbiguousUpstreamRequest as error:
         claimed = policy.reader.claimed_target(headers)
         if claimed is not None:  # raw, without the query (which may hold secrets)
-            scope[UPSTREAM_REQUEST_SCOPE_KEY] = (str(scope["method"]), claimed.partition("?")[0])
-        return str(scope["method"]), _refusal(scope, error)
+            verdict.upstream = (str(scope["method"]), claimed.partition("?")[0])
+        return str(scope["method"]), _refusal(error)
     except ValidationFailed as error:  # the proxy's headers are missing or malformed
-        return str(scope["method"]), _refusal(scope, error)
-    scope[UPSTREAM_REQUEST_SCOPE_KEY] = (upstream.method, path)
+        return str(scope["method"]), _refusal(error)
+    verdict.upstream = (upstream.method, path)
     requirement = policy.requirement(upstream.method, path)
     return upstream.method, lambda caller, _method: requirement.check(caller)
 
 
-def _refusal(scope: Scope, error: ValidationFailed) -> Authorizer:
-    """Refuses any caller with ``error``; an ambiguous request is recorded for the audit."""
+def _refusal(error: ValidationFailed) -> Requirement:
+    """Refuses any caller with ``error`` (the gate records an ambiguous request as such)."""
 
-    def refuse(caller: Principal, _method: str) -> None:
-        if isinstance(error, AmbiguousUpstreamRequest):
-            scope[AUTH_FAILURE_SCOPE_KEY] = AuthFailure(
-                caller.method, error.reason, caller.api_key, ambiguous_header=error.header or ""
-            )
+    def refuse(_caller: Principal, _method: str) -> None:
         raise error
 
     return refuse
+
+
+RawHeaders = list[tuple[bytes, bytes]]
+Answer = tuple[int, RawHeaders, bytes]  # status, headers (encoded, complete), body
+ALLOWED_HEADERS_CACHE = 4096
+
+_SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+]
+
+
+class ForwardAuthFastPath:
+    """Answers ``VERIFY_PATH`` itself, before routing and the middleware stack; hands
+    every other request to ``app``. Same verdict, answer, log line and records as the
+    framework would give (the forward-auth tests run through it)."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.max_body_bytes = services.settings.max_body_bytes
+        self.log_requests = services.settings.access_log
+        # The encoded 200 headers per principal object (the key authenticator hands out
+        # one object per key and owner state, the token service one per token); checked
+        # by identity, so a changed principal is a new entry. Bounded.
+        self._allowed: dict[int, tuple[Principal, RawHeaders]] = {}
+
+    def _allowed_headers(self, principal: Principal) -> RawHeaders:
+        cached = self._allowed.get(id(principal))
+        if cached is not None and cached[0] is principal:
+            return list(cached[1])
+        raw = _encoded([*identity_headers(principal).items(), ("content-length", "0")])
+        raw.append((b"cache-control", b"no-store"))
+        if len(self._allowed) >= ALLOWED_HEADERS_CACHE:
+            del self._allowed[next(iter(self._allowed))]
+        self._allowed[id(principal)] = (principal, raw)
+        return list(raw)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        services = self.services
+        verdict = Verdict()
+        scope[VERDICT_SCOPE_KEY] = verdict
+        request = ScopeRequestInfo(scope, services)
+        context = current_request.set(request)
+        status = 500
+        try:
+            status, raw, body = await self._answer(scope, verdict)
+            limit = verdict.rate_limit
+            if limit is not None:
+                policy = f'"key";q={limit.limit};w={limit.window_seconds}'
+                state = f'"key";r={limit.remaining};t={limit.reset_seconds}'
+                raw.append((b"ratelimit-policy", policy.encode("latin-1")))
+                raw.append((b"ratelimit", state.encode("latin-1")))
+            await send({"type": "http.response.start", "status": status, "headers": raw})
+            await send({"type": "http.response.body", "body": body})
+        finally:
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            if self.log_requests:
+                log_request(scope, request, status, elapsed_ms)
+            if verdict.principal is not None or verdict.failure is not None:
+                services.gate.record(
+                    verdict,
+                    method=scope["method"],
+                    path=VERIFY_PATH,
+                    status=status,
+                    user_agent=header_value(scope, b"user-agent"),
+                    elapsed_ms=elapsed_ms,
+                )
+            current_request.reset(context)
+
+    async def _answer(self, scope: Scope, verdict: Verdict) -> Answer:
+        declared = content_length(scope)
+        if declared is not None and declared > self.max_body_bytes:
+            return _error(413, "payload_too_large", "Request body too large", {})
+        try:
+            await decide(scope, self.services)
+        except Exception as unexpected:  # answered as the framework would
+            status, code, message, extra = unexpected_error(unexpected)
+            if status == 500:
+                log.exception("forward-auth failed")
+            return _error(status, code, message, extra)
+        error = verdict.error
+        if error is None:
+            assert verdict.principal is not None
+            return 200, self._allowed_headers(verdict.principal), b""
+        extra = authentication_headers(error)
+        extra["X-Auth-Error"] = error.code
+        # ValidationFailed: 400, as on every AuthenticatedRoute.
+        status = 400 if isinstance(error, ValidationFailed) else status_of(error)
+        return _error(status, error.code, error.message, extra)
+
+
+def _error(status: int, code: str, message: str, extra: dict[str, str]) -> Answer:
+    body = json.dumps(
+        error_body(status=status, code=code, message=message, path=VERIFY_PATH),
+        ensure_ascii=False,
+        allow_nan=False,
+        indent=None,
+        separators=(",", ":"),
+    ).encode("utf-8")
+    headers = list(error_headers(message, code, extra).items())
+    headers.append(("content-length", str(len(body))))
+    headers.append(("content-type", "application/json"))
+    return status, _encoded(headers), body
+
+
+def _encoded(headers: list[tuple[str, str]]) -> RawHeaders:
+    """ASGI headers: lower-case names, latin-1, and the security headers every response
+    of authgate carries."""
+    raw = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers]
+    raw.extend(_SECURITY_HEADERS)
+    return raw
 
 
 def identity_headers(principal: Principal) -> dict[str, str]:

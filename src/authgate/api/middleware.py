@@ -1,5 +1,5 @@
 """Pure ASGI middleware (no per-request framework objects): body limit, security headers,
-the access log and the API key usage log."""
+the access log and the records of what the gate decided (audit, API key usage)."""
 
 from __future__ import annotations
 
@@ -14,12 +14,8 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from authgate.api.access import (
-    AUTH_FAILURE_SCOPE_KEY,
-    CLIENT_IP_SCOPE_KEY,
-    PRINCIPAL_SCOPE_KEY,
-    RATE_LIMIT_SCOPE_KEY,
-    UPSTREAM_REQUEST_SCOPE_KEY,
-    AuthFailure,
+    VERDICT_SCOPE_KEY,
+    Verdict,
     client_address,
     header_value,
 )
@@ -27,8 +23,8 @@ from authgate.api.errors import error_response, unavailable_response
 from authgate.container import Services
 from authgate.security.log_lines import escape_control_characters
 from authgate.security.principal import Principal
-from authgate.services.audit import Actor, EventType, current_request
-from authgate.services.usage import UsageEvent
+from authgate.services.audit import current_request
+from authgate.services.gate import Gate
 from authgate.storage.db import is_unavailable
 
 access_log = logging.getLogger("authgate.access")
@@ -56,7 +52,7 @@ class RequestBodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = _content_length(scope)
+        declared = content_length(scope)
         if declared is not None and declared > self.max_bytes:
             response = error_response(
                 Request(scope), status=413, code="payload_too_large", message=_TOO_LARGE
@@ -93,7 +89,7 @@ class SecurityHeadersAndRequestLogs:
         self.app = app
         self.services = services
         self.log_requests = services.settings.access_log
-        self.audit_key_successes = services.settings.audit_api_key_successes
+        self.gate: Gate = services.gate
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -102,7 +98,7 @@ class SecurityHeadersAndRequestLogs:
         started = time.perf_counter()
         status = 500
         is_api = scope["path"].startswith("/api/")
-
+        verdict = scope[VERDICT_SCOPE_KEY] = Verdict()
         status_sent = False
 
         async def send_with_headers(message: Message) -> None:
@@ -116,7 +112,7 @@ class SecurityHeadersAndRequestLogs:
                 headers.setdefault("Referrer-Policy", "no-referrer")
                 if is_api:
                     headers.setdefault("Cache-Control", "no-store")
-                limit = scope.get(RATE_LIMIT_SCOPE_KEY)
+                limit = verdict.rate_limit
                 if limit is not None:
                     headers["RateLimit-Policy"] = f'"key";q={limit.limit};w={limit.window_seconds}'
                     headers["RateLimit"] = f'"key";r={limit.remaining};t={limit.reset_seconds}'
@@ -139,60 +135,20 @@ class SecurityHeadersAndRequestLogs:
         finally:
             elapsed_ms = (time.perf_counter() - started) * 1000
             if self.log_requests:
-                _log_request(scope, request, status, elapsed_ms)
-            self._record_outcome(scope, status, elapsed_ms)
+                log_request(scope, request, status, elapsed_ms)
+            if verdict.principal is not None or verdict.failure is not None:
+                self.gate.record(
+                    verdict,
+                    method=scope["method"],
+                    path=scope["path"],
+                    status=status,
+                    user_agent=header_value(scope, b"user-agent"),
+                    elapsed_ms=elapsed_ms,
+                )
             current_request.reset(context)
 
-    def _record_outcome(self, scope: Scope, status: int, elapsed_ms: float) -> None:
-        """Audit refused credentials and API key use; log every use of a known key."""
-        failure: AuthFailure | None = scope.get(AUTH_FAILURE_SCOPE_KEY)
-        principal = scope.get(PRINCIPAL_SCOPE_KEY)
-        audit = self.services.audit
-        if failure is not None:
-            key = failure.key
-            if failure.ambiguous_header is not None:
-                header = failure.ambiguous_header
-                audit.record(
-                    EventType.FORWARD_AUTH_REFUSED,
-                    "failure",
-                    reason=failure.reason,
-                    details={"header": header} if header else None,
-                )
-            elif failure.method == "jwt":
-                audit.record(EventType.TOKEN_REJECTED, "failure", reason=failure.reason)
-            else:
-                actor = Actor.of(principal, key=key) if principal else Actor(key=key)
-                audit.record(
-                    EventType.API_KEY_ACCESS_FAILURE, "failure", actor=actor, reason=failure.reason
-                )
-            if key is None:
-                return
-            reason: str | None = failure.reason
-        elif principal is not None and principal.api_key is not None:
-            key, reason = principal.api_key, None
-            if self.audit_key_successes:
-                audit.record(EventType.API_KEY_ACCESS_SUCCESS, "success")
-        else:
-            return
-        method, path = scope.get(UPSTREAM_REQUEST_SCOPE_KEY) or (scope["method"], scope["path"])
-        self.services.usage.record(
-            UsageEvent(
-                api_key_id=key.key_id,
-                api_key_name=key.name,
-                user_id=key.owner_id,
-                occurred_at=self.services.clock(),
-                method=method,
-                path=path,
-                status=status,
-                client_ip=scope.get(CLIENT_IP_SCOPE_KEY),
-                user_agent=header_value(scope, b"user-agent"),
-                latency_ms=round(elapsed_ms, 3),
-                failure_reason=reason,
-            )
-        )
 
-
-def _log_request(scope: Scope, request: ScopeRequestInfo, status: int, elapsed_ms: float) -> None:
+def log_request(scope: Scope, request: ScopeRequestInfo, status: int, elapsed_ms: float) -> None:
     """The access line; its parts also as fields, for the JSON log format."""
     client = scope.get("client")
     address = client[0] if client else "-"
@@ -243,7 +199,8 @@ class ScopeRequestInfo:
 
     @property
     def path(self) -> str | None:
-        upstream = self._scope.get(UPSTREAM_REQUEST_SCOPE_KEY)
+        verdict: Verdict | None = self._scope.get(VERDICT_SCOPE_KEY)
+        upstream = verdict.upstream if verdict is not None else None
         return str(upstream[1] if upstream else self._scope["path"])
 
     @property
@@ -257,14 +214,14 @@ class ScopeRequestInfo:
 
     @property
     def principal(self) -> Principal | None:
-        principal: Principal | None = self._scope.get(PRINCIPAL_SCOPE_KEY)
-        return principal
+        verdict: Verdict | None = self._scope.get(VERDICT_SCOPE_KEY)
+        return verdict.principal if verdict is not None else None
 
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
-def _content_length(scope: Scope) -> int | None:
+def content_length(scope: Scope) -> int | None:
     for name, value in scope["headers"]:
         if name == b"content-length":
             try:

@@ -202,7 +202,7 @@ async def filter_users(
     status_code=201,
     response_model=CreatedUserDTO,
     response_model_exclude_none=False,
-    responses=documented(400, 401, 403, 409, 413),
+    responses=documented(400, 401, 403, 409, 413, 503),
 )
 @sets_credentials("creates a user with a password or a reset link")
 async def create_user(body: UserCreate, request: Request, response: Response) -> CreatedUserDTO:
@@ -310,7 +310,7 @@ def _same_user(target: UserView, body: UserUpdate) -> None:
     summary="Reset a user's password; all their tokens (and with revokeApiKeys, keys) revoked",
     status_code=204,
     response_class=Response,
-    responses=documented(400, 401, 403, 404, 413),
+    responses=documented(400, 401, 403, 404, 413, 503),
 )
 @sets_credentials("resets a user's password")
 async def reset_password(login: LoginPath, body: PasswordReset, request: Request) -> Response:

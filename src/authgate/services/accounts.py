@@ -38,6 +38,10 @@ class AccountService:
         self._audit = audit
         self._protection = protection
 
+    def close(self) -> None:
+        """Stop the password-hashing threads."""
+        self._hasher.close()
+
     async def authenticate(self, username: str, password: str) -> UserView:
         """The active user with this login or e-mail and password.
 

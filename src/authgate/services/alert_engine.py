@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -242,6 +243,14 @@ class AlertEngine:
                 event.api_key_id, before_id=event.id, client_ip=event.client_ip
             )
             return 1 if seen is None else 0
+        if event.reason is not None:
+            # The gate audits an accepted request only when it is a security event; the
+            # one after a long idle time says how long (exact, from the key's last use).
+            if event.reason != "after_inactivity" or not event.details:
+                return 0
+            idle_seconds = json.loads(event.details).get("idleSeconds", 0)
+            return 1 if idle_seconds >= window.total_seconds() else 0
+        # Every accepted request audited (AUTHGATE_AUDIT_API_KEY_SUCCESSES): the previous one.
         previous = await repository.previous_key_success(event.api_key_id, before_id=event.id)
         idle = previous is not None and event.occurred_at - previous.occurred_at >= window
         return 1 if idle else 0

@@ -77,6 +77,9 @@ class KeyRecord:
     revoked: bool
     suspended: bool
     rate_limit: str | None
+    # When the key was last used as stored when the record was loaded (seeds the gate's
+    # first-use and after-inactivity decisions; None: never used).
+    last_used_ts: float | None
 
     @classmethod
     def of(cls, key: ApiKey | Row[Any]) -> KeyRecord:
@@ -98,6 +101,7 @@ class KeyRecord:
             revoked=key.revoked_at is not None,
             suspended=key.suspended_at is not None,
             rate_limit=key.rate_limit,
+            last_used_ts=key.last_used_at.timestamp() if key.last_used_at else None,
         )
 
 
@@ -216,6 +220,12 @@ class ApiKeyAuthenticator:
             cached.principal = _principal(record, state)
             cached.state = state
         return cached.principal
+
+    def stored_last_use(self, public_id: str) -> float | None:
+        """The key's last use as stored when its cached record was loaded (None: never
+        used, or not cached)."""
+        cached = self._keys.stale(public_id)
+        return cached.record.last_used_ts if cached is not None else None
 
     async def _verify_legacy(
         self, credential: str, fingerprint: bytes, *, now: float

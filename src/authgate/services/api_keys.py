@@ -160,6 +160,18 @@ class UsageRecordView:
     failure_reason: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class UsageTotals:
+    """A key's accepted requests over a period, from the per-minute rollups."""
+
+    requests: int = 0
+    status_2xx: int = 0
+    status_3xx: int = 0
+    status_4xx: int = 0
+    status_5xx: int = 0
+    busiest_minute: int = 0  # the most requests in one minute
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class KeyPolicy:
     require_expiry: bool = True
@@ -376,6 +388,24 @@ class ApiKeyService:
             broad_scopes=[k for k in keys if SCOPE_ADMIN in k.scopes or "write" in k.scopes],
             legacy=[k for k in keys if k.legacy],
             beyond_expiry_policy=[k for k in keys if self._beyond_expiry_policy(k, now)],
+        )
+
+    async def usage_totals(
+        self, viewer: Principal | None, key_id: int, since: datetime
+    ) -> UsageTotals:
+        """The key's accepted requests since ``since`` (the viewer's keys; admins: any)."""
+        owner = None if viewer is None or viewer.is_admin else viewer.user_id
+        async with self._db.session() as session:
+            minutes = await UsageRepository(session).minutes(
+                UsageFilter(owner_id=owner, api_key_id=key_id, since=since)
+            )
+        return UsageTotals(
+            requests=sum(m.requests for m in minutes),
+            status_2xx=sum(m.status_2xx for m in minutes),
+            status_3xx=sum(m.status_3xx for m in minutes),
+            status_4xx=sum(m.status_4xx for m in minutes),
+            status_5xx=sum(m.status_5xx for m in minutes),
+            busiest_minute=max((m.requests for m in minutes), default=0),
         )
 
     def _beyond_expiry_policy(self, key: ApiKeyView, now: datetime) -> bool:

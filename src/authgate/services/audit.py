@@ -86,6 +86,10 @@ AUDIT_KEY_FINGERPRINT = KEY_FINGERPRINT_SETTING
 Outcome = Literal["success", "failure"]
 
 
+# Records per INSERT statement when the buffer is written.
+FLUSH_CHUNK = 100
+
+
 class EventType(StrEnum):
     """Audit event types; UTMStack's names where it has them."""
 
@@ -98,6 +102,8 @@ class EventType(StrEnum):
     SESSION_REVOKED = "SESSION_REVOKED"
     REFRESH_TOKEN_REUSED = "REFRESH_TOKEN_REUSED"
     TOKEN_REJECTED = "TOKEN_REJECTED"
+    # A protected resource was asked for without any credentials.
+    CREDENTIALS_MISSING = "CREDENTIALS_MISSING"
     API_KEY_ACCESS_SUCCESS = "API_KEY_ACCESS_SUCCESS"
     API_KEY_ACCESS_FAILURE = "API_KEY_ACCESS_FAILURE"
     # Forward-auth refused an ambiguous upstream request before looking at credentials.
@@ -342,12 +348,16 @@ class AuditLog:
             keyed, batch = self._judge(head, batch)
             hashed = self._hasher(keyed)
             previous = head.hash
-            chained = []
-            for row in batch:
-                own = hashed(previous, row.canonical())
-                chained.append((row, previous, own))
-                previous = own
-            await repository.append(chained, sign=self._signer(keyed))
+            # Hashed and inserted in chunks, each one statement: a large batch never
+            # holds the event loop for long (a record costs tens of microseconds).
+            for start in range(0, len(batch), FLUSH_CHUNK):
+                chained = []
+                for row in batch[start : start + FLUSH_CHUNK]:
+                    own = hashed(previous, row.canonical())
+                    chained.append((row, previous, own))
+                    previous = own
+                await repository.insert(chained)
+            await repository.move_head(previous, sign=self._signer(keyed))
 
     async def _append_each(self, batch: list[AuditRow]) -> int:
         """Append record by record, dropping (and counting) those the database refuses;

@@ -39,14 +39,13 @@ from authgate.security.paths import (
     segment_prefixes,
 )
 from authgate.security.principal import SCOPE_WRITE, Principal
+from authgate.services.gate import SAFE_METHODS
 from authgate.services.upstream_request import (
     RawHeaders,
     UpstreamRequest,
     UpstreamRequestReader,
 )
 from authgate.settings import ForwardAuthRuleSetting
-
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 Unmatched = Literal["authenticated", "deny"]
 

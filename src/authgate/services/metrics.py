@@ -158,7 +158,8 @@ class Metrics:
         event, reason = row.event_type, row.reason or "none"
         if event in ("AUTH_SUCCESS", "AUTH_FAILURE"):
             self.logins.labels(row.outcome, reason).inc()
-        elif event in ("API_KEY_ACCESS_SUCCESS", "API_KEY_ACCESS_FAILURE"):
+        elif event == "API_KEY_ACCESS_FAILURE":
+            # Accepted key requests are counted by the gate: most are not audited.
             self.api_key_requests.labels(row.outcome, reason).inc()
             if reason in ("rate_limited", "ip_blocked_for_keys"):
                 self.throttled.labels(reason).inc()

@@ -1,23 +1,50 @@
-"""Password hashing off the event loop, with bounded concurrency.
+"""Password hashing off the event loop: a bounded pool of low-priority threads.
 
-One Argon2id hash costs ~40 ms of CPU. Running it on the event loop would stall every
-other request; running unbounded numbers in threads would let a login flood take all
-cores. A capacity limiter keeps at most ``threads`` hashes in flight; the rest wait.
+One Argon2id hash costs ~20-40 ms of CPU. Run on the event loop, it would stall every
+other request; run in unbounded threads, a login flood would take every core from the
+requests that only verify a key or a token (microseconds each). So hashes run in a pool
+of its own (``threads``, default one per CPU) whose threads lower their own OS
+scheduling priority when they start (Linux: ``os.setpriority`` on the thread's native id
+sets a per-thread nice value, ``nice``, default 10): under contention the kernel gives
+the event loop's thread the CPU first, and logins use what is left.
+
+Logins beyond the pool wait in a bounded queue (``queue_size``). A hash that cannot
+start within ``queue_timeout`` seconds, or that finds the queue full, is refused with
+:class:`~authgate.exceptions.HashingOverloaded` (HTTP 503 with ``Retry-After``): a
+flood gets quick refusals instead of an ever longer wait, and nothing it sends can
+occupy more than the pool.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import os
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Literal, TypeVar
 
-import anyio
-import anyio.to_thread
-
+from authgate.exceptions import HashingOverloaded
 from authgate.security.passwords import PasswordHasher
 
+log = logging.getLogger(__name__)
+
 T = TypeVar("T")
+
+
+class _Expired(Exception):
+    """The job waited past its deadline; it was not run."""
+
+
+def lower_thread_priority(nice: int) -> None:
+    """Give the calling thread the nice value ``nice`` (Linux: per thread), if allowed."""
+    if nice <= 0 or not hasattr(os, "setpriority"):
+        return
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
 
 
 class AsyncPasswordHasher:
@@ -26,17 +53,35 @@ class AsyncPasswordHasher:
         hasher: PasswordHasher,
         *,
         threads: int = 0,
+        queue_size: int = 64,
+        queue_timeout: float = 2.0,
+        nice: int = 10,
         observe: Callable[[float], None] | None = None,
+        on_overload: Callable[[], None] | None = None,
     ) -> None:
         self._hasher = hasher
         self._observe = observe
+        self._on_overload = on_overload
         self._threads = threads or os.cpu_count() or 1
-        self._limiter: anyio.CapacityLimiter | None = None  # needs a running event loop
+        self._queue_size = queue_size
+        self._queue_timeout = queue_timeout
+        self._nice = nice
+        self._pending = 0  # submitted and not finished (only touched on the event loop)
+        self._pool: ThreadPoolExecutor | None = None  # started on first use
 
-    def _limit(self) -> anyio.CapacityLimiter:
-        if self._limiter is None:
-            self._limiter = anyio.CapacityLimiter(self._threads)
-        return self._limiter
+    @property
+    def threads(self) -> int:
+        return self._threads
+
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(
+                max_workers=self._threads,
+                thread_name_prefix="authgate-argon2",
+                initializer=lower_thread_priority,
+                initargs=(self._nice,),
+            )
+        return self._pool
 
     async def hash(self, password: str) -> str:
         return await self._run(self._hasher.hash, password)
@@ -49,15 +94,40 @@ class AsyncPasswordHasher:
         await self._run(self._hasher.spend_equal_time, password)
 
     async def _run(self, work: Callable[..., T], *args: str) -> T:
+        if self._pending >= self._threads + self._queue_size:
+            raise self._overloaded()
+        deadline = time.monotonic() + self._queue_timeout
+
         def timed() -> T:
-            started = time.perf_counter()
+            started = time.monotonic()
+            if started > deadline:
+                raise _Expired
             try:
                 return work(*args)
             finally:
                 if self._observe is not None:
-                    self._observe(time.perf_counter() - started)
+                    self._observe(time.monotonic() - started)
 
-        return await anyio.to_thread.run_sync(timed, limiter=self._limit())
+        self._pending += 1
+        try:
+            future = asyncio.get_running_loop().run_in_executor(self._executor(), timed)
+            return await future
+        except _Expired:
+            raise self._overloaded() from None
+        finally:
+            self._pending -= 1
+
+    def _overloaded(self) -> HashingOverloaded:
+        if self._on_overload is not None:
+            self._on_overload()
+        retry_after = max(1, round(self._queue_timeout))
+        return HashingOverloaded(retry_after=retry_after, reason="hashing_overloaded")
 
     def needs_rehash(self, stored_hash: str) -> bool:
         return self._hasher.needs_rehash(stored_hash)
+
+    def close(self) -> None:
+        """Stop the threads once the hashes in flight are done (queued ones are dropped)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None

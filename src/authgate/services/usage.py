@@ -1,16 +1,21 @@
-"""The API key usage log and last-used times, written in batches.
+"""The API key usage log, per-minute rollups and last-used times, written in batches.
 
-Recording a use appends to an in-memory buffer and notes the key's latest use (no I/O
-on the request path). A background task writes both every ``flush_interval`` seconds,
-or as soon as ``batch_size`` records wait (which keeps each write, and the pause it
-costs the event loop, small), in one transaction: the usage rows, and one
-``last_used_at``/``last_used_ip`` update per key used. On a clean shutdown everything
-left is written, so nothing accepted is lost. If the database is unavailable the batch
-is kept and retried, up to ``max_buffered`` records (then the oldest are dropped and
-counted: memory stays bounded).
+An accepted request costs a counter update, not a row: per key and minute, the count by
+status class, the first and last time, the distinct client addresses, and the last
+address, method and path (``api_key_usage_minutes``, added up across workers with an
+upsert), plus a bounded sample of the key's most recent raw requests in the usage log
+(``sample_size`` per key; older sampled rows are deleted as newer ones land). Every
+refusal of a known key stays its own row. With ``log_successes`` every accepted request
+is a usage-log row as well (the per-request record of earlier versions).
 
-With ``log_successes`` off, accepted requests only move last-used times; refusals of a
-known key are always recorded.
+Recording appends to memory (no I/O on the request path). A background task writes
+every ``flush_interval`` seconds, or as soon as ``batch_size`` rows wait, in one
+transaction executed in chunks of ``chunk_size`` rows (each chunk one statement, so the
+event loop is never held by one large batch): the rows, the rollups, the sample, and
+one ``last_used_at``/``last_used_ip`` update per key used. On a clean shutdown
+everything left is written, so nothing accepted is lost. If the database is unavailable
+everything is kept and retried, up to ``max_buffered`` rows (then the oldest are
+dropped and counted: memory stays bounded; rollups are one object per key and minute).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import logging
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from authgate.clock import Clock
 from authgate.security.networks import IPAddress
@@ -47,6 +53,78 @@ class UsageEvent:
     user_agent: str | None
     latency_ms: float
     failure_reason: str | None  # None: the key was accepted
+    sequence: int = 0  # arrival order in this process (set by the recorder)
+
+
+class _Minute:
+    """One key's accepted requests in one minute, in memory until written."""
+
+    __slots__ = (
+        "api_key_id", "api_key_name", "first_at", "ips", "last_at", "last_ip",
+        "last_method", "last_path", "minute", "requests", "statuses", "user_id",
+    )  # fmt: skip
+
+    def __init__(self, event: UsageEvent, minute: datetime, ips: set[IPAddress | None]) -> None:
+        self.api_key_id = event.api_key_id
+        self.api_key_name = event.api_key_name
+        self.user_id = event.user_id
+        self.minute = minute
+        self.requests = 0
+        self.statuses = [0, 0, 0, 0]  # 2xx (and 1xx), 3xx, 4xx, 5xx
+        self.first_at = event.occurred_at
+        self.last_at = event.occurred_at
+        self.ips = ips  # shared by this process's flushes of the same minute
+        self.last_ip: IPAddress | None = None
+        self.last_method = ""
+        self.last_path = ""
+
+    def add(self, event: UsageEvent) -> None:
+        self.requests += 1
+        self.statuses[min(max(event.status // 100 - 2, 0), 3)] += 1
+        ip = event.client_ip  # text only when written
+        if event.occurred_at >= self.last_at:
+            self.last_at = event.occurred_at
+            self.last_ip = ip
+            self.last_method = event.method
+            self.last_path = event.path
+        elif event.occurred_at < self.first_at:
+            self.first_at = event.occurred_at
+        if len(self.ips) < MAX_DISTINCT_IPS:
+            self.ips.add(ip)
+
+    def merge(self, other: _Minute) -> None:
+        """Add ``other`` (the same key and minute, not written) into this one."""
+        self.requests += other.requests
+        self.statuses = [a + b for a, b in zip(self.statuses, other.statuses, strict=True)]
+        self.first_at = min(self.first_at, other.first_at)
+        if other.last_at >= self.last_at:
+            self.last_at, self.last_ip = other.last_at, other.last_ip
+            self.last_method, self.last_path = other.last_method, other.last_path
+        if other.ips is not self.ips:
+            self.ips |= other.ips
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "api_key_id": self.api_key_id,
+            "minute": self.minute,
+            "user_id": self.user_id,
+            "api_key_name": self.api_key_name,
+            "requests": self.requests,
+            "status_2xx": self.statuses[0],
+            "status_3xx": self.statuses[1],
+            "status_4xx": self.statuses[2],
+            "status_5xx": self.statuses[3],
+            "first_at": self.first_at,
+            "last_at": self.last_at,
+            "distinct_ips": len(self.ips),
+            "last_ip": str(self.last_ip) if self.last_ip is not None else None,
+            "last_method": _printable(self.last_method[:16]),
+            "last_path": _printable(self.last_path[:PATH_MAX]),
+        }
+
+
+# Distinct addresses remembered per key and minute (the count saturates there).
+MAX_DISTINCT_IPS = 10_000
 
 
 class UsageRecorder:
@@ -57,25 +135,36 @@ class UsageRecorder:
         clock: Clock,
         flush_interval: float,
         retention: timedelta,
-        log_successes: bool = True,
+        log_successes: bool = False,
+        sample_size: int = 50,
         batch_size: int = 1000,
+        chunk_size: int = 100,
         max_buffered: int = 100_000,
     ) -> None:
         self._db = db
         self._log_successes = log_successes
+        self._sample_size = sample_size
         self._clock = clock
         self._flush_interval = flush_interval
         self._retention = retention
         self._batch_size = batch_size
+        self._chunk_size = chunk_size
         self._buffer: deque[UsageEvent] = deque(maxlen=max_buffered)
+        self._minutes: dict[tuple[int, datetime], _Minute] = {}
+        self._samples: dict[int, deque[UsageEvent]] = {}
+        # Each key's addresses in the current and the previous minute, kept across
+        # flushes so that the count is exact for this process.
+        self._minute_ips: dict[tuple[int, datetime], set[IPAddress | None]] = {}
         self._last_used: dict[int, UsageEvent] = {}
         self._dropped = 0
+        self._sequence = 0
         self._lock = asyncio.Lock()
         self._batch_ready = asyncio.Event()
 
     @property
     def pending(self) -> int:
-        return len(self._buffer)
+        """Usage-log rows waiting to be written (refusals, and sampled requests)."""
+        return len(self._buffer) + sum(len(sample) for sample in self._samples.values())
 
     @property
     def dropped(self) -> int:
@@ -83,9 +172,26 @@ class UsageRecorder:
 
     def record(self, event: UsageEvent) -> None:
         """Queue one use (called on the request path: no I/O, O(1))."""
+        self._sequence += 1
+        event.sequence = self._sequence
         if event.failure_reason is None:
             self._last_used[event.api_key_id] = event
+            at = event.occurred_at
+            minute = at.replace(second=0, microsecond=0)
+            where = (event.api_key_id, minute)
+            rollup = self._minutes.get(where)
+            if rollup is None:
+                ips = self._minute_ips.get(where)
+                if ips is None:
+                    ips = self._minute_ips[where] = set()
+                rollup = self._minutes[where] = _Minute(event, minute, ips)
+            rollup.add(event)
             if not self._log_successes:
+                if self._sample_size:
+                    sample = self._samples.get(event.api_key_id)
+                    if sample is None:
+                        sample = self._samples[event.api_key_id] = deque(maxlen=self._sample_size)
+                    sample.append(event)
                 return
         if len(self._buffer) == self._buffer.maxlen:
             self._dropped += 1
@@ -94,31 +200,58 @@ class UsageRecorder:
             self._batch_ready.set()
 
     async def flush(self) -> int:
-        """Write everything waiting; returns how many usage records were written."""
+        """Write everything waiting; returns how many usage-log rows were written (the
+        sample included)."""
         async with self._lock:
             batch = list(self._buffer)
-            last_used = self._last_used
-            if not batch and not last_used:
+            minutes, samples, last_used = self._minutes, self._samples, self._last_used
+            if not batch and not last_used and not minutes:
                 return 0
             self._buffer.clear()
-            self._last_used = {}
+            self._minutes, self._samples, self._last_used = {}, {}, {}
             self._batch_ready.clear()
+            self._forget_old_minutes(minutes)
+            sampled = [event for sample in samples.values() for event in sample]
+            if sampled:  # rows in the order the requests came (ids follow it)
+                batch = sorted(batch + sampled, key=_arrival)
             try:
                 try:
-                    await self._write(batch, last_used)
+                    await self._write(batch, minutes, set(samples), last_used)
                 except Exception as error:
                     if not refused_value(error):
                         raise
                     # One row the database refuses must not block the log for good (the
                     # batch would be retried forever): write the rows one by one instead.
-                    batch = await self._write_each(batch, last_used)
+                    batch = await self._write_each(batch, minutes, last_used)
             except Exception:
-                # Keep everything for the next attempt (the deque bounds memory).
+                # Keep everything for the next attempt (the deque bounds memory); the
+                # sampled rows go back to their samples, not to the buffer.
+                if sampled:
+                    batch = [event for event in batch if event.failure_reason is not None]
                 self._buffer.extendleft(reversed(batch))
                 for key_id, event in last_used.items():
                     self._last_used.setdefault(key_id, event)
+                for where, rollup in minutes.items():
+                    newer = self._minutes.get(where)
+                    if newer is not None:
+                        rollup.merge(newer)
+                    self._minutes[where] = rollup
+                for key_id, sample in samples.items():
+                    newer_sample = self._samples.get(key_id)
+                    if newer_sample is not None:
+                        sample.extend(newer_sample)
+                    self._samples[key_id] = sample
                 raise
             return len(batch)
+
+    def _forget_old_minutes(self, minutes: dict[tuple[int, datetime], _Minute]) -> None:
+        """Drop the address sets of minutes before the newest two being written."""
+        if not minutes:
+            return
+        newest = max(minute for _key, minute in minutes)
+        cutoff = newest - timedelta(minutes=1)
+        for where in [where for where in self._minute_ips if where[1] < cutoff]:
+            del self._minute_ips[where]
 
     async def run(self, stop: asyncio.Event) -> None:
         """Flush every interval, or when a batch is ready, until ``stop``; then once more."""
@@ -137,23 +270,43 @@ class UsageRecorder:
                 failing = True
 
     async def delete_expired(self) -> int:
-        """Retention: forget usage older than the configured period."""
+        """Retention: forget usage (rows and rollups) older than the configured period."""
         async with self._db.transaction() as session:
             return await UsageRepository(session).delete_before(self._clock() - self._retention)
 
     async def _wait_batch(self) -> None:
         await self._batch_ready.wait()
 
-    async def _write(self, batch: list[UsageEvent], last_used: dict[int, UsageEvent]) -> None:
+    async def _write(
+        self,
+        rows: list[UsageEvent],
+        minutes: dict[tuple[int, datetime], _Minute],
+        sampled_keys: set[int],
+        last_used: dict[int, UsageEvent],
+    ) -> None:
+        chunk = self._chunk_size
         async with self._db.transaction() as session:
-            await UsageRepository(session).insert_many([_row(event) for event in batch])
-            keys = ApiKeyRepository(session)
-            for key_id, event in last_used.items():
-                ip = str(event.client_ip) if event.client_ip is not None else None
-                await keys.record_last_used(key_id, at=event.occurred_at, ip=ip)
+            usage = UsageRepository(session)
+            for start in range(0, len(rows), chunk):
+                await usage.insert_many([_row(event) for event in rows[start : start + chunk]])
+            rollups = list(minutes.values())
+            for start in range(0, len(rollups), chunk):
+                await usage.add_minutes([rollup.row() for rollup in rollups[start : start + chunk]])
+            for key_id in sampled_keys:
+                await usage.keep_recent_successes(key_id, self._sample_size)
+            await self._write_last_used(session, last_used)
+
+    async def _write_last_used(self, session: Any, last_used: dict[int, UsageEvent]) -> None:
+        keys = ApiKeyRepository(session)
+        for key_id, event in last_used.items():
+            ip = str(event.client_ip) if event.client_ip is not None else None
+            await keys.record_last_used(key_id, at=event.occurred_at, ip=ip)
 
     async def _write_each(
-        self, batch: list[UsageEvent], last_used: dict[int, UsageEvent]
+        self,
+        batch: list[UsageEvent],
+        minutes: dict[tuple[int, datetime], _Minute],
+        last_used: dict[int, UsageEvent],
     ) -> list[UsageEvent]:
         """As ``_write``, dropping (and counting) the rows the database refuses; returns
         the events written."""
@@ -169,15 +322,23 @@ class UsageRecorder:
                         raise
                     continue
                 written.append(event)
-            keys = ApiKeyRepository(session)
-            for key_id, event in last_used.items():
-                ip = str(event.client_ip) if event.client_ip is not None else None
-                await keys.record_last_used(key_id, at=event.occurred_at, ip=ip)
+            for rollup in minutes.values():
+                try:
+                    async with session.begin_nested():
+                        await usage.add_minutes([rollup.row()])
+                except Exception as error:
+                    if not refused_value(error):
+                        raise
+            await self._write_last_used(session, last_used)
         refused = len(batch) - len(written)
         # The count only: the refused content may be anything a caller sent.
         log.error("the database refused %d API key usage records; they were dropped", refused)
         self._dropped += refused
         return written
+
+
+def _arrival(event: UsageEvent) -> int:
+    return event.sequence
 
 
 def _row(event: UsageEvent) -> UsageRow:

@@ -7,12 +7,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Row, bindparam, delete, func, or_, select, update
+from sqlalchemy import Row, bindparam, case, delete, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from authgate.storage.bulk_insert import insert_rows
 from authgate.storage.db import storable_text
-from authgate.storage.models import ApiKey, ApiKeyUsage
+from authgate.storage.models import ApiKey, ApiKeyUsage, ApiKeyUsageMinute
 from authgate.storage.paging import PageRequest, SortOrder
 from authgate.storage.repositories import order_by
 
@@ -32,6 +34,7 @@ _VERIFICATION_QUERY = select(
     ApiKey.revoked_at,
     ApiKey.suspended_at,
     ApiKey.rate_limit,
+    ApiKey.last_used_at,
 )
 _BY_PUBLIC_ID = _VERIFICATION_QUERY.where(ApiKey.key_id == bindparam("public_id"))
 # A legacy (UTMStack) key has no public id: found by its digest, through a unique index.
@@ -223,4 +226,58 @@ class UsageRepository:
         result = await self._session.execute(
             delete(ApiKeyUsage).where(ApiKeyUsage.occurred_at < cutoff)
         )
+        await self._session.execute(
+            delete(ApiKeyUsageMinute).where(ApiKeyUsageMinute.minute < cutoff)
+        )
         return int(getattr(result, "rowcount", 0) or 0)
+
+    async def add_minutes(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Add per-minute rollups to what other workers (or earlier flushes) wrote for the
+        same key and minute: counts add up, times widen, the latest request's address,
+        method and path win, and distinct addresses keep the largest count."""
+        if not rows:
+            return
+        connection = await self._session.connection()
+        sqlite = connection.dialect.name == "sqlite"
+        statement = (sqlite_insert if sqlite else postgresql_insert)(ApiKeyUsageMinute)
+        table, new = ApiKeyUsageMinute.__table__.c, statement.excluded
+        larger, smaller = (func.max, func.min) if sqlite else (func.greatest, func.least)
+        newer = new.last_at >= table.last_at
+        summed = ("requests", "status_2xx", "status_3xx", "status_4xx", "status_5xx")
+        upsert = statement.on_conflict_do_update(
+            index_elements=[table.api_key_id, table.minute],
+            set_={
+                **{name: table[name] + new[name] for name in summed},
+                "first_at": smaller(table.first_at, new.first_at),
+                "last_at": larger(table.last_at, new.last_at),
+                "distinct_ips": larger(table.distinct_ips, new.distinct_ips),
+                "last_ip": case((newer, new.last_ip), else_=table.last_ip),
+                "last_method": case((newer, new.last_method), else_=table.last_method),
+                "last_path": case((newer, new.last_path), else_=table.last_path),
+                "api_key_name": new.api_key_name,
+            },
+        )
+        await self._session.execute(upsert, list(rows))
+
+    async def keep_recent_successes(self, api_key_id: int, keep: int) -> None:
+        """Delete the key's sampled accepted requests but the ``keep`` most recent."""
+        successes = (ApiKeyUsage.api_key_id == api_key_id) & ApiKeyUsage.failure_reason.is_(None)
+        recent = select(ApiKeyUsage.id).where(successes).order_by(ApiKeyUsage.id.desc()).limit(keep)
+        await self._session.execute(
+            delete(ApiKeyUsage).where(
+                successes, ApiKeyUsage.id.not_in(select(recent.subquery().c.id))
+            )
+        )
+
+    async def minutes(self, where: UsageFilter) -> Sequence[ApiKeyUsageMinute]:
+        """Rollups of the key (or owner) in the period, oldest first."""
+        query = select(ApiKeyUsageMinute)
+        if where.owner_id is not None:
+            query = query.where(ApiKeyUsageMinute.user_id == where.owner_id)
+        if where.api_key_id is not None:
+            query = query.where(ApiKeyUsageMinute.api_key_id == where.api_key_id)
+        if where.since is not None:
+            query = query.where(ApiKeyUsageMinute.minute >= where.since)
+        if where.until is not None:
+            query = query.where(ApiKeyUsageMinute.minute < where.until)
+        return list(await self._session.scalars(query.order_by(ApiKeyUsageMinute.minute)))

@@ -161,11 +161,13 @@ async def _detail(
         principal, PageRequest(page=0, size=50), UsageFilter(api_key_id=key_id)
     )
     now = services.clock()
+    totals = await services.api_keys.usage_totals(principal, key_id, now - timedelta(days=1))
     return render(
         request,
         "api_key_detail.html",
         {
             "key": _row(key, now),
+            "totals": totals,
             "usage": usage.items,
             "usage_total": usage.total,
             "form": form or _form_of(key),

@@ -21,12 +21,12 @@ from starlette.exceptions import HTTPException
 
 from authgate import __version__
 from authgate.api.access import (
-    PRINCIPAL_SCOPE_KEY,
     CredentialSetting,
     credential_setting_of,
     joined_header_values,
     principal_of,
     services_of,
+    verdict_of,
 )
 from authgate.exceptions import (
     AuthenticationFailed,
@@ -79,7 +79,7 @@ def render(
     status: int = 200,
 ) -> HTMLResponse:
     """A page, with what every template needs (caller, CSRF token, navigation)."""
-    principal: Principal | None = request.scope.get(PRINCIPAL_SCOPE_KEY)
+    principal = verdict_of(request.scope).principal
     base: dict[str, Any] = {
         "principal": principal,
         "is_admin": principal is not None and principal.is_admin,
@@ -198,7 +198,7 @@ class PageRoute(APIRoute):
                 response = redirect(login, notice="Your session has ended. Please sign in again.")
                 cookies.clear_session(response)
                 return response
-            request.scope[PRINCIPAL_SCOPE_KEY] = principal
+            verdict_of(request.scope).principal = principal
             expected = session_csrf_token(
                 csrf_secret(services.server_secret), principal.credential_id
             )

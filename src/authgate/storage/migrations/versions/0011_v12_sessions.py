@@ -2,7 +2,7 @@
 their refresh tokens, stored hashed.
 
 Revision ID: 0011_v12_sessions
-Revises: 0008_user_admin
+Revises: 0009_usage_rollups
 Create Date: 2026-12-04
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0011_v12_sessions"
-down_revision: str | None = "0008_user_admin"
+down_revision: str | None = "0009_usage_rollups"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

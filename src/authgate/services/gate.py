@@ -1,0 +1,365 @@
+"""The gate: one framework-free verdict on a request's credentials.
+
+Every way into authgate that needs a caller - the API routes, the metrics endpoint,
+forward-auth (``/api/auth/verify``, answered before any framework code runs) - asks
+the same :class:`Gate` with the same facts: the credentials as presented, the client
+address (trusted-proxy aware), the method and the requirement of what is asked for.
+The verdict is the principal or the failure (with the error to answer), the rate-limit
+state for the ``RateLimit`` headers, and what to record; :meth:`Gate.record` turns a
+finished request into its audit and usage records (buffered, written in batches).
+
+Nothing here knows HTTP frameworks: the callers extract three header values and
+render the verdict.
+
+Credentials: ``Utm-Api-Key: <key>`` (UTMStack's header) wins when present; otherwise
+``Authorization: Bearer <credential>``, where a key and a JWT are told apart by
+format (keys start with ``agk_``), never by trial. A request with neither has *no*
+credentials: it is refused (401 ``credentials_missing``) and recorded as such
+(``CREDENTIALS_MISSING``), not as a rejected token.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from authgate.clock import Clock
+from authgate.exceptions import (
+    AmbiguousUpstreamRequest,
+    ApiKeyInvalid,
+    ApiKeyRejected,
+    AuthenticationFailed,
+    AuthgateError,
+    CredentialsMissing,
+    IpNotAllowed,
+    Throttled,
+    TokenInvalid,
+)
+from authgate.security.credentials import bearer_credential
+from authgate.security.keys import looks_like_api_key
+from authgate.security.networks import IPAddress
+from authgate.security.principal import KeyReference, Principal
+from authgate.services.access_tokens import AccessTokenService
+from authgate.services.api_key_auth import ApiKeyAuthenticator
+from authgate.services.audit import Actor, AuditLog, EventType
+from authgate.services.key_abuse import KeyAbuseGuard
+from authgate.services.metrics import Metrics
+from authgate.services.rate_limits import KeyRateLimits, RateLimitState, exceeded
+from authgate.services.usage import UsageEvent, UsageRecorder
+
+# Methods that change nothing: an API key without the ``write`` scope may use only these.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+CredentialKind = Literal["none", "api_key", "jwt"]
+FailureMethod = Literal["none", "api_key", "jwt"]
+
+# What a request asks for: nothing when ``principal`` may make a ``method`` request,
+# an ``AuthgateError`` (PermissionDenied, SessionRequired, ValidationFailed) otherwise.
+Requirement = Callable[[Principal, str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """The credential a request presents, classified by form (not yet verified)."""
+
+    kind: CredentialKind
+    value: str = ""
+
+
+NO_CREDENTIALS = Credentials("none")
+
+
+def credentials_of(
+    api_key_header: str | None, authorization: str | None, query_token: str | None = None
+) -> Credentials:
+    """Classify what a request presents (``query_token``: ``?access_token=``, where
+    allowed). ``Utm-Api-Key`` wins; a blank one is an (invalid) key."""
+    if api_key_header is not None:
+        return Credentials("api_key", api_key_header.strip())
+    bearer = bearer_credential(authorization)
+    if bearer is None:
+        bearer = query_token
+    if bearer is None:
+        return NO_CREDENTIALS
+    return Credentials("api_key" if looks_like_api_key(bearer) else "jwt", bearer)
+
+
+@dataclass(frozen=True, slots=True)
+class AuthFailure:
+    """Why a request's credentials were refused or denied (for the audit and usage logs).
+
+    ``ambiguous_header`` is set (``""`` when no single header is at fault) when
+    forward-auth refused an ambiguous upstream request rather than the caller.
+    """
+
+    method: FailureMethod
+    reason: str
+    key: KeyReference | None = None
+    ambiguous_header: str | None = None
+
+
+_UNRESOLVED: object = object()
+
+
+class Verdict:
+    """A request's passage through the gate, kept in one ASGI scope key
+    (:data:`VERDICT_SCOPE_KEY`) from the first byte to the records.
+
+    ``principal`` or ``failure`` (and ``error``, what to answer) once the gate decided;
+    ``rate_limit`` when a key's limit applied; ``upstream`` the (method, path) a
+    forward-auth request asks about; the client address once resolved.
+    """
+
+    __slots__ = ("_client_ip", "error", "failure", "principal", "rate_limit", "upstream")
+
+    def __init__(self) -> None:
+        self.principal: Principal | None = None
+        self.failure: AuthFailure | None = None
+        self.error: AuthgateError | None = None
+        self.rate_limit: RateLimitState | None = None
+        self.upstream: tuple[str, str] | None = None
+        self._client_ip: object = _UNRESOLVED
+
+    @property
+    def client_ip_known(self) -> bool:
+        return self._client_ip is not _UNRESOLVED
+
+    @property
+    def client_ip(self) -> IPAddress | None:
+        address = self._client_ip
+        return None if address is _UNRESOLVED else address  # type: ignore[return-value]
+
+    @client_ip.setter
+    def client_ip(self, address: IPAddress | None) -> None:
+        self._client_ip = address
+
+    def refuse(self, failure: AuthFailure, error: AuthgateError) -> None:
+        self.failure, self.error = failure, error
+
+
+VERDICT_SCOPE_KEY = "authgate"
+
+# Bounds of what the gate remembers about keys' use (memory stays bounded whatever
+# the traffic; forgetting only means one more audit record, never one less).
+MAX_TRACKED_KEYS = 100_000
+MAX_ADDRESSES_PER_KEY = 256
+
+
+class _KeyActivity:
+    """When this process last saw a key accepted, and from which addresses."""
+
+    __slots__ = ("addresses", "last")
+
+    def __init__(self, last: float | None) -> None:
+        self.last = last
+        self.addresses: set[IPAddress | None] = set()
+
+
+class Gate:
+    """Authenticates, authorizes and rate-limits; records what happened."""
+
+    def __init__(
+        self,
+        *,
+        tokens: AccessTokenService,
+        key_auth: ApiKeyAuthenticator,
+        key_abuse: KeyAbuseGuard,
+        rate_limits: KeyRateLimits,
+        metrics: Metrics,
+        audit: AuditLog,
+        usage: UsageRecorder,
+        clock: Clock,
+        audit_key_successes: bool,
+        idle_seconds: float = 3600.0,
+    ) -> None:
+        self._tokens = tokens
+        self._key_auth = key_auth
+        self._key_abuse = key_abuse
+        self._rate_limits = rate_limits
+        self._metrics = metrics
+        self._audit = audit
+        self._usage = usage
+        self._clock = clock
+        self._audit_key_successes = audit_key_successes
+        self._idle_seconds = idle_seconds
+        self._activity: dict[int, _KeyActivity] = {}
+        self._count_key_success = metrics.api_key_requests.labels("success", "none").inc
+        self._observe = {
+            method: metrics.authentication_seconds.labels(method).observe
+            for method in ("jwt", "api_key")
+        }
+
+    async def check(
+        self,
+        verdict: Verdict,
+        credentials: Credentials,
+        client_ip: IPAddress | None,
+        method: str,
+        requirement: Requirement,
+    ) -> Verdict:
+        """Decide on one request: fills ``verdict`` (principal, or failure and error;
+        rate-limit state) and returns it. Never raises an ``AuthgateError``."""
+        verdict.client_ip = client_ip
+        started = time.perf_counter()
+        try:
+            principal = await self._authenticate(credentials, client_ip)
+        except ApiKeyInvalid as error:
+            verdict.refuse(AuthFailure("api_key", error.reason, error.key), error)
+            await self._key_abuse.failed(client_ip)
+            return verdict
+        except (ApiKeyRejected, IpNotAllowed) as error:
+            verdict.refuse(AuthFailure("api_key", error.reason, error.key), error)
+            return verdict
+        except Throttled as error:  # this address sent too many bad keys
+            verdict.refuse(AuthFailure("api_key", error.reason), error)
+            return verdict
+        except CredentialsMissing as error:
+            verdict.refuse(AuthFailure("none", error.reason), error)
+            return verdict
+        except AuthenticationFailed as error:
+            verdict.refuse(AuthFailure("jwt", error.reason), error)
+            return verdict
+        self._observe[principal.method](time.perf_counter() - started)
+        verdict.principal = principal
+        try:
+            requirement(principal, method)
+            key = principal.api_key
+            if key is not None and self._rate_limits.applies(principal.rate_limit):
+                state, allowed = await self._rate_limits.hit(key.key_id, principal.rate_limit)
+                verdict.rate_limit = state
+                if not allowed:
+                    raise exceeded(state)
+        except AuthgateError as error:  # PermissionDenied, RateLimited, ValidationFailed
+            header = None
+            if isinstance(error, AmbiguousUpstreamRequest):
+                header = error.header or ""
+            verdict.refuse(
+                AuthFailure(principal.method, error.reason, principal.api_key, header), error
+            )
+        return verdict
+
+    async def _authenticate(
+        self, credentials: Credentials, client_ip: IPAddress | None
+    ) -> Principal:
+        kind = credentials.kind
+        if kind == "jwt":
+            if not credentials.value:
+                raise TokenInvalid(reason="empty_bearer")
+            return await self._tokens.authenticate(credentials.value)
+        if kind == "none":
+            raise CredentialsMissing()
+        if not credentials.value:
+            raise ApiKeyInvalid(reason="empty_api_key")
+        self._key_abuse.check(client_ip, self._clock().timestamp())
+        return await self._key_auth.authenticate(credentials.value, client_ip)
+
+    def record(
+        self,
+        verdict: Verdict,
+        *,
+        method: str,
+        path: str,
+        status: int,
+        user_agent: str | None,
+        elapsed_ms: float,
+    ) -> None:
+        """What a finished request leaves behind: the audit record of a refusal (and of an
+        accepted key, if configured), and the key's usage. No I/O (buffered)."""
+        failure = verdict.failure
+        principal = verdict.principal
+        audit = self._audit
+        if failure is not None:
+            key = failure.key
+            if failure.ambiguous_header is not None:
+                header = failure.ambiguous_header
+                audit.record(
+                    EventType.FORWARD_AUTH_REFUSED,
+                    "failure",
+                    reason=failure.reason,
+                    details={"header": header} if header else None,
+                )
+            elif failure.method == "none":
+                audit.record(EventType.CREDENTIALS_MISSING, "failure", reason=failure.reason)
+            elif failure.method == "jwt":
+                audit.record(EventType.TOKEN_REJECTED, "failure", reason=failure.reason)
+            else:
+                actor = Actor.of(principal, key=key) if principal else Actor(key=key)
+                audit.record(
+                    EventType.API_KEY_ACCESS_FAILURE, "failure", actor=actor, reason=failure.reason
+                )
+            if key is None:
+                return
+            reason: str | None = failure.reason
+        elif principal is not None and principal.api_key is not None:
+            key, reason = principal.api_key, None
+            now = self._clock()
+            self._count_key_success()
+            notable, details = self._note_use(principal, key, verdict.client_ip, now.timestamp())
+            if notable is not None or self._audit_key_successes:
+                audit.record(
+                    EventType.API_KEY_ACCESS_SUCCESS, "success", reason=notable, details=details
+                )
+        else:
+            return
+        if verdict.upstream is not None:
+            method, path = verdict.upstream
+        self._usage.record(
+            UsageEvent(
+                api_key_id=key.key_id,
+                api_key_name=key.name,
+                user_id=key.owner_id,
+                occurred_at=now if failure is None else self._clock(),
+                method=method,
+                path=path,
+                status=status,
+                client_ip=verdict.client_ip,
+                user_agent=user_agent,
+                latency_ms=round(elapsed_ms, 3),
+                failure_reason=reason,
+            )
+        )
+
+    def _note_use(
+        self, principal: Principal, key: KeyReference, address: IPAddress | None, now: float
+    ) -> tuple[str | None, dict[str, int] | None]:
+        """Whether an accepted key request is a security event, and which: the key's
+        first use, its use after ``idle_seconds`` without use, or its first use from an
+        address (in this process: the ``key_new_ip`` rule checks the whole trail)."""
+        activity = self._activity.get(key.key_id)
+        if activity is None:
+            if len(self._activity) >= MAX_TRACKED_KEYS:
+                del self._activity[next(iter(self._activity))]
+            stored = self._key_auth.stored_last_use(principal.credential_id)
+            activity = self._activity[key.key_id] = _KeyActivity(stored)
+        last = activity.last
+        addresses = activity.addresses
+        notable: str | None = None
+        details: dict[str, int] | None = None
+        if last is None:
+            notable = "first_use"
+        elif now - last >= self._idle_seconds:
+            notable, details = "after_inactivity", {"idleSeconds": int(now - last)}
+        elif address not in addresses:
+            notable = "new_address"
+        if last is None or now > last:
+            activity.last = now
+        if address not in addresses:
+            if len(addresses) >= MAX_ADDRESSES_PER_KEY:
+                addresses.clear()
+            addresses.add(address)
+        return notable, details
+
+
+__all__ = [
+    "NO_CREDENTIALS",
+    "SAFE_METHODS",
+    "VERDICT_SCOPE_KEY",
+    "AuthFailure",
+    "Credentials",
+    "Gate",
+    "Requirement",
+    "Verdict",
+    "credentials_of",
+]

@@ -1,0 +1,166 @@
+"""Accepted API-key requests are aggregated, not logged one by one: per-minute rollups
+exact after a flush, a bounded sample of raw requests, and only the security events of
+accepted requests in the audit trail (first use, first use from an address, use after
+inactivity), each once."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from ipaddress import ip_address
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from authgate.services.usage import UsageEvent, UsageRecorder
+from authgate.storage.audit_repository import AuditFilter
+from authgate.storage.paging import PageRequest
+from tests.api.test_api_keys import KEYS, key_header
+from tests.conftest import USER_PASSWORD, Harness, bearer
+
+MINUTE = datetime(2026, 12, 4, 10, 15, tzinfo=UTC)
+
+
+def use(key_id: int, at: datetime, *, status: int = 200, ip: str = "192.0.2.1") -> UsageEvent:
+    return UsageEvent(
+        api_key_id=key_id,
+        api_key_name=f"key-{key_id}",
+        user_id=1,
+        occurred_at=at,
+        method="GET",
+        path=f"/api/things/{at.second}",
+        status=status,
+        client_ip=ip_address(ip),
+        user_agent="test",
+        latency_ms=1.0,
+        failure_reason=None,
+    )
+
+
+def recorder(harness: Harness, *, sample_size: int = 3) -> UsageRecorder:
+    return UsageRecorder(
+        db=harness.services.db,
+        clock=harness.clock,
+        flush_interval=60,
+        retention=timedelta(days=1),
+        sample_size=sample_size,
+    )
+
+
+async def rollups(harness: Harness, key_id: int) -> list[tuple[Any, ...]]:
+    async with harness.services.db.session() as session:
+        result = await session.execute(
+            text(
+                "SELECT requests, status_2xx, status_3xx, status_4xx, status_5xx, distinct_ips, "
+                "last_ip, last_path FROM api_key_usage_minutes WHERE api_key_id = :key "
+                "ORDER BY minute"
+            ),
+            {"key": key_id},
+        )
+        return [tuple(row) for row in result.all()]
+
+
+async def sampled_paths(harness: Harness, key_id: int) -> list[str]:
+    async with harness.services.db.session() as session:
+        result = await session.execute(
+            text("SELECT path FROM api_key_usage WHERE api_key_id = :key ORDER BY id"),
+            {"key": key_id},
+        )
+        return [row[0] for row in result.all()]
+
+
+async def test_counts_are_exact_after_a_flush_and_add_up_across_flushes_and_workers(
+    harness: Harness,
+) -> None:
+    """Two "workers" (recorders) and two flushes for the same key and minute add up to one
+    row with exact counts by status class; another minute is another row."""
+    first, second = recorder(harness), recorder(harness)
+    for second_of_minute, status in enumerate([200, 201, 302, 404, 500, 200]):
+        first.record(use(7, MINUTE + timedelta(seconds=second_of_minute), status=status))
+    second.record(use(7, MINUTE + timedelta(seconds=30), ip="192.0.2.2"))
+    await first.flush()
+    await second.flush()
+    first.record(use(7, MINUTE + timedelta(seconds=40), ip="192.0.2.3"))
+    first.record(use(7, MINUTE + timedelta(minutes=1, seconds=5)))
+    await first.flush()
+
+    assert await rollups(harness, 7) == [
+        (8, 5, 1, 1, 1, 2, "192.0.2.3", "/api/things/40"),
+        (1, 1, 0, 0, 0, 1, "192.0.2.1", "/api/things/5"),
+    ]
+
+
+async def test_the_sample_keeps_only_the_most_recent_raw_requests_per_key(
+    harness: Harness,
+) -> None:
+    usage = recorder(harness, sample_size=3)
+    for second_of_minute in range(5):
+        usage.record(use(8, MINUTE + timedelta(seconds=second_of_minute)))
+    await usage.flush()
+    assert await sampled_paths(harness, 8) == ["/api/things/2", "/api/things/3", "/api/things/4"]
+    for second_of_minute in range(10, 12):
+        usage.record(use(8, MINUTE + timedelta(seconds=second_of_minute)))
+    await usage.flush()
+    assert await sampled_paths(harness, 8) == ["/api/things/4", "/api/things/10", "/api/things/11"]
+    assert (await rollups(harness, 8))[0][0] == 7
+
+
+async def test_a_failed_flush_keeps_the_counts_for_the_next_one(harness: Harness) -> None:
+    """Nothing accepted is lost when a write fails: the next flush writes it all."""
+    usage = recorder(harness)
+    usage.record(use(9, MINUTE))
+
+    async def failing(*_args: Any) -> None:
+        raise ConnectionError("database down")
+
+    working = usage._write  # a failure injected for the test
+    usage._write = failing  # type: ignore[method-assign, assignment]
+    with pytest.raises(ConnectionError):
+        await usage.flush()
+    usage._write = working  # type: ignore[method-assign]
+    usage.record(use(9, MINUTE + timedelta(seconds=1)))
+    await usage.flush()
+    assert (await rollups(harness, 9))[0][0] == 2
+
+
+async def test_accepted_requests_are_audited_only_as_security_events_each_once(
+    harness: Harness, user_token: str
+) -> None:
+    """Many accepted requests leave: one first use, one first use from a second address,
+    one use after an idle hour (with its length); refusals each their own record; the
+    rollup counts every request; the usage endpoint still answers in UTMStack's shape."""
+    created = await harness.create_key(user_token, allowedIp=["127.0.0.1", "198.51.100.9"])
+    headers = key_header(created["key"])
+    for _ in range(5):
+        assert (await harness.client.get("/api/account", headers=headers)).status_code == 200
+    async with harness.client_from("198.51.100.9") as other:
+        for _ in range(3):
+            assert (await other.get("/api/account", headers=headers)).status_code == 200
+    async with harness.client_from("203.0.113.5") as outsider:
+        assert (await outsider.get("/api/account", headers=headers)).status_code == 403
+    harness.clock.advance(hours=2)
+    assert (await harness.client.get("/api/account", headers=headers)).status_code == 200
+    await harness.services.audit.flush()
+    await harness.services.usage.flush()
+
+    page = await harness.services.audit.search(
+        AuditFilter(event_types=("API_KEY_ACCESS_SUCCESS", "API_KEY_ACCESS_FAILURE")),
+        PageRequest(size=100),
+    )
+    events = sorted(page.items, key=lambda entry: entry.id)
+    assert [(e.event_type, e.reason, e.client_ip) for e in events] == [
+        ("API_KEY_ACCESS_SUCCESS", "first_use", "127.0.0.1"),
+        ("API_KEY_ACCESS_SUCCESS", "new_address", "198.51.100.9"),
+        ("API_KEY_ACCESS_FAILURE", "ip_not_allowed", "203.0.113.5"),
+        ("API_KEY_ACCESS_SUCCESS", "after_inactivity", "127.0.0.1"),
+    ]
+    assert events[-1].details == {"idleSeconds": 7200}
+
+    counts = [row[0] for row in await rollups(harness, created["id"])]
+    assert sum(counts) == 9
+    token = await harness.login("alice", USER_PASSWORD)  # the first one expired meanwhile
+    usage = await harness.client.get(
+        f"{KEYS}/usage", params={"apiKeyId": created["id"]}, headers=bearer(token)
+    )
+    assert usage.status_code == 200
+    assert usage.headers["X-Total-Count"] == "10"  # 9 sampled successes and the refusal
