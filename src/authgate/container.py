@@ -45,6 +45,7 @@ from authgate.services.password_resets import PasswordResets
 from authgate.services.rate_limits import KeyRateLimits
 from authgate.services.redis_link import SOCKET_TIMEOUT_SECONDS, ChangeDoorbell, RedisLink
 from authgate.services.second_factor import SecondFactorService
+from authgate.services.sessions import SessionService
 from authgate.services.sign_in import SignIn
 from authgate.services.signing_keys import SigningKeyFile
 from authgate.services.throttle_store import (
@@ -79,6 +80,7 @@ class Services:
     accounts: AccountService
     users: UserService
     tokens: AccessTokenService
+    sessions: SessionService  # UTMStack v12's refresh-token sessions (/api/v1)
     key_file: SigningKeyFile | None
     api_keys: ApiKeyService
     key_auth: ApiKeyAuthenticator
@@ -507,6 +509,16 @@ def build_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
         accounts=accounts,
         users=UserService(db=db, feed=feed, hasher=hasher, policy=policy, clock=clock, audit=audit),
         tokens=tokens,
+        sessions=SessionService(
+            db=db,
+            feed=feed,
+            accounts=accounts,
+            second_factor=second_factor,
+            tokens=tokens,
+            audit=audit,
+            clock=clock,
+            refresh_ttl=settings.remember_me_ttl,
+        ),
         key_file=key_file,
         api_keys=api_keys,
         key_auth=key_auth,

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, datetime
+
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from authgate.storage import migrate
@@ -52,5 +55,31 @@ async def test_upgrade_is_idempotent(database_url: str) -> None:
         await migrate.upgrade(engine)
         await migrate.upgrade(engine)
         assert await migrate.current_revision(engine) == migrate.head_revision()
+    finally:
+        await engine.dispose()
+
+
+async def test_v12_migration_gives_existing_users_distinct_public_ids(database_url: str) -> None:
+    """0011_v12_sessions backfills a UUID public id for every user made before it."""
+    engine = create_async_engine(database_url)
+    try:
+        await migrate.upgrade(engine)
+        await migrate.downgrade(engine, "0009_usage_rollups")
+        async with engine.begin() as connection:
+            for login in ("alice", "bob"):
+                await connection.execute(
+                    text(
+                        "INSERT INTO users (login, email, lang_key, activated, authorities,"
+                        " password_hash, created_at, updated_at)"
+                        " VALUES (:login, :email, 'en', true, 'ROLE_USER', 'x', :now, :now)"
+                    ),
+                    {"login": login, "email": f"{login}@example.com", "now": datetime.now(UTC)},
+                )
+        await migrate.upgrade(engine)
+        async with engine.connect() as connection:
+            ids = (await connection.execute(text("SELECT public_id FROM users"))).scalars().all()
+        assert len(ids) == 2
+        assert len(set(ids)) == 2
+        assert all(str(uuid.UUID(value)) == value for value in ids)
     finally:
         await engine.dispose()

@@ -151,10 +151,39 @@ def error_response(
     field_errors: tuple[FieldError, ...] = (),
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
+    if request.url.path.startswith(V12_PREFIX):
+        return v12_error_response(request, status=status, message=message, headers=headers)
     body = error_body(
         status=status, code=code, message=message, path=request.url.path, field_errors=field_errors
     )
     return JSONResponse(body, status_code=status, headers=error_headers(message, code, headers))
+
+
+# UTMStack v12's API: every error is just ``{"error": "<message>"}``.
+V12_PREFIX = "/api/v1/"
+
+
+class V12ErrorBody(BaseModel):
+    """The body of every error response under ``/api/v1`` (UTMStack v12's shape)."""
+
+    error: str = Field(examples=["invalid credentials"])
+
+
+def documented_v12(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for ``/api/v1`` error statuses (:class:`V12ErrorBody`)."""
+    return {
+        status: {"model": V12ErrorBody, "description": _DESCRIPTIONS[status]} for status in statuses
+    }
+
+
+def v12_error_response(
+    request: Request, *, status: int, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    # v12 has no 423: a blocked client is "too many attempts" like a throttled one.
+    status = 429 if status == 423 else status
+    all_headers = {"Cache-Control": "no-store"}
+    all_headers.update(headers or {})
+    return JSONResponse({"error": message}, status_code=status, headers=all_headers)
 
 
 def validation_status(request: Request) -> int:

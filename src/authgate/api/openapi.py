@@ -32,6 +32,7 @@ from authgate.storage.repositories import UserRepository
 
 _FASTAPI_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
 _ERROR_BODY_REF = {"$ref": "#/components/schemas/ErrorBody"}
+_V12_ERROR_BODY_REF = {"$ref": "#/components/schemas/V12ErrorBody"}
 
 SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
     "bearerAuth": {
@@ -106,6 +107,9 @@ def _correct_operations(schema: dict[str, Any], app: FastAPI) -> None:
             continue
         path_item = schema["paths"].get(context.path_format, {})
         status = str(getattr(route, "validation_status", 400))
+        # UTMStack v12's routes answer errors in their own shape.
+        v12 = (context.path_format or "").startswith("/api/v1/")
+        error_ref = _V12_ERROR_BODY_REF if v12 else _ERROR_BODY_REF
         for method in context.methods or ():
             operation = path_item.get(method.lower())
             if operation is None:
@@ -118,7 +122,7 @@ def _correct_operations(schema: dict[str, Any], app: FastAPI) -> None:
                     status,
                     {
                         "description": "Invalid request (see fieldErrors)",
-                        "content": {"application/json": {"schema": _ERROR_BODY_REF}},
+                        "content": {"application/json": {"schema": error_ref}},
                     },
                 )
             if isinstance(route, PreVerificationRoute):
@@ -131,7 +135,7 @@ def _correct_operations(schema: dict[str, Any], app: FastAPI) -> None:
                     "429",
                     {
                         "description": "Too many requests (see Retry-After)",
-                        "content": {"application/json": {"schema": _ERROR_BODY_REF}},
+                        "content": {"application/json": {"schema": error_ref}},
                     },
                 )
 

@@ -53,6 +53,7 @@ class Principal:
     scopes: frozenset[str] | None = None
     api_key: KeyReference | None = None
     rate_limit: str | None = None  # the key's own limit ("100/minute"), if any
+    session_id: str | None = None  # a v12 token's ``sid`` (its refresh-token session)
     # A token of a user who has a second factor, from a login that did not pass it
     # (issued before the factor was enabled, or through an allowed bypass).
     second_factor_missing: bool = False

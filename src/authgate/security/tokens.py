@@ -50,6 +50,8 @@ class TokenClaims:
     token_id: str
     issued_at: datetime
     expires_at: datetime
+    # The v12 session (``sid``) the token belongs to; None for a v10/v11 login token.
+    session_id: str | None = None
     # The login passed a second factor (``amr`` holds ``otp``).
     second_factor: bool = False
 
@@ -109,8 +111,12 @@ class JwtCodec:
         authorities: frozenset[str],
         now: datetime,
         ttl: timedelta,
+        session_id: str | None = None,
+        email: str | None = None,
         second_factor: bool = False,
     ) -> IssuedToken:
+        """A signed token. With ``session_id`` (UTMStack v12's login), the claims v12's
+        clients read are added: ``sid``, ``email`` and ``roles``."""
         # Floored, never rounded up: ``iat`` must not claim a later instant than the
         # real one, or a token issued just before a revocation could pass as issued after.
         issued_at = math.floor(now.timestamp() * 1000) / 1000
@@ -129,6 +135,8 @@ class JwtCodec:
             "jti": token_id,
             "amr": _AMR_SECOND_FACTOR if second_factor else _AMR_PASSWORD,
         }
+        if session_id is not None:
+            payload.update(sid=session_id, email=email, roles=sorted(authorities))
         claims = TokenClaims(
             subject=subject,
             user_id=user_id,
@@ -136,6 +144,7 @@ class JwtCodec:
             token_id=token_id,
             issued_at=datetime.fromtimestamp(issued_at, UTC),
             expires_at=datetime.fromtimestamp(expires_at, UTC),
+            session_id=session_id,
             second_factor=second_factor,
         )
         return IssuedToken(token=self._sign(payload), claims=claims)
@@ -255,6 +264,7 @@ class JwtCodec:
         token_id = payload["jti"]
         exp, iat, nbf = payload["exp"], payload["iat"], payload.get("nbf", payload["iat"])
         user_id = payload["uid"]
+        session_id = payload.get("sid")
         if not (
             _is_time(exp)
             and _is_time(iat)
@@ -267,6 +277,7 @@ class JwtCodec:
             and isinstance(user_id, int)
             and not isinstance(user_id, bool)
             and payload.get("authenticated", True) is True
+            and (session_id is None or (isinstance(session_id, str) and session_id))
         ):
             raise TokenInvalid(reason="invalid_claims")
         if now - self._leeway > exp:
@@ -282,6 +293,7 @@ class JwtCodec:
             token_id=token_id,
             issued_at=issued_at,
             expires_at=expires_at,
+            session_id=session_id,
             second_factor=isinstance(amr := payload.get("amr"), list) and "otp" in amr,
         )
 

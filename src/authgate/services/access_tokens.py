@@ -30,7 +30,7 @@ from authgate.security.tokens import (
     TokenClaims,
 )
 from authgate.services.audit import Actor, AuditLog, EventType
-from authgate.services.changes import Change, ChangeFeed, ChangeKind
+from authgate.services.changes import Change, ChangeFeed, ChangeKind, UnitOfWork
 from authgate.services.expiring_cache import ExpiringCache
 from authgate.services.user_states import UserAuthState, UserStates
 from authgate.services.users import UserView
@@ -110,6 +110,32 @@ class AccessTokenService:
             second_factor=second_factor,
         )
 
+    def issue_for_session(self, user: UserView, *, session_id: str) -> IssuedToken:
+        """An access token of a v12 session: it carries ``sid`` (so revoking the session
+        revokes it), ``email`` and ``roles``."""
+        return self._codec.issue(
+            subject=user.login,
+            user_id=user.id,
+            authorities=user.authorities,
+            now=self._clock(),
+            ttl=self._token_ttl,
+            session_id=session_id,
+            email=user.email,
+        )
+
+    async def deny_sessions(
+        self, work: UnitOfWork, *, user_id: int, session_ids: list[str]
+    ) -> None:
+        """Refuse every access token of these sessions, on every worker and node, from
+        the commit of ``work``. The deny-list entry (keyed by the ``sid``) lives as long
+        as the longest-lived token the session can have issued."""
+        now = self._clock()
+        until = now + self._token_ttl + timedelta(minutes=5)
+        repository = RevokedTokenRepository(work.session)
+        for session_id in session_ids:
+            await repository.add(jti=session_id, user_id=user_id, expires_at=until, revoked_at=now)
+            work.publish(Change(ChangeKind.TOKEN_REVOKED, session_id))
+
     def issue_pre_verification(self, user: UserView, *, remember_me: bool) -> IssuedPending:
         """A pre-verification token (5 minutes): only the second-factor endpoints take it."""
         return self._codec.issue_pre_verification(
@@ -158,6 +184,9 @@ class AccessTokenService:
         claims = verified.claims
         if claims.token_id in self._denied:
             raise TokenRevoked(reason="token_logged_out")
+        # A v12 session's revocation denies its ``sid`` (a UUID: never a 22-character jti).
+        if claims.session_id is not None and claims.session_id in self._denied:
+            raise TokenRevoked(reason="session_revoked")
         state = self._users.cached(claims.user_id, now=timestamp) or await self._users.load(
             claims.user_id, now=timestamp
         )
@@ -180,6 +209,7 @@ class AccessTokenService:
                 method="jwt",
                 credential_id=claims.token_id,
                 expires_at=claims.expires_at,
+                session_id=claims.session_id,
                 second_factor_missing=state.has_second_factor and not claims.second_factor,
             )
             verified.state = state

@@ -98,6 +98,9 @@ class EventType(StrEnum):
     AUTH_LOCKOUT = "AUTH_LOCKOUT"
     LOGOUT = "LOGOUT"
     LOGOUT_ALL = "LOGOUT_ALL"
+    # UTMStack v12's sessions (refresh-token families).
+    SESSION_REVOKED = "SESSION_REVOKED"
+    REFRESH_TOKEN_REUSED = "REFRESH_TOKEN_REUSED"
     TOKEN_REJECTED = "TOKEN_REJECTED"
     # A protected resource was asked for without any credentials.
     CREDENTIALS_MISSING = "CREDENTIALS_MISSING"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 
 from sqlalchemy import (
@@ -115,6 +116,44 @@ class User(Base):
     # TOTP secret sealed under a key derived from the pepper). No longer written: the next
     # import puts it in force (second_factors) and clears it; a later release drops it.
     legacy_second_factor: Mapped[str | None] = mapped_column(Text)
+    # The id UTMStack v12's routes (/api/v1) use; v10/v11 routes keep using the login.
+    public_id: Mapped[str] = mapped_column(
+        String(36), unique=True, default=lambda: str(uuid.uuid4())
+    )
+
+
+class Session(Base):
+    """A v12 login session: one family of refresh tokens (each rotation adds a token to
+    the family). Its id is the access tokens' ``sid``; revoking it refuses them too."""
+
+    __tablename__ = "sessions"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)  # UUID
+    user_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    ip: Mapped[str | None] = mapped_column(String(45))
+    user_agent: Mapped[str | None] = mapped_column(String(512))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_reason: Mapped[str | None] = mapped_column(String(32))
+
+
+class RefreshToken(Base):
+    """One refresh token of a session, by the SHA-256 of its 32 random bytes (a fast
+    unsalted hash suits a high-entropy secret). ``rotated_at`` is set when it was
+    exchanged: presenting it again is reuse, and revokes its whole session."""
+
+    __tablename__ = "refresh_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    session_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("sessions.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class SecondFactor(Base):

@@ -1,7 +1,8 @@
 """Per-key, per-minute usage rollups (accepted requests are counted, not logged one by one).
 
 Revision ID: 0009_usage_rollups
-Revises: 0008_user_admin (written on 0006_key_suspension; chained after the migrations merged before it)
+Revises: 0008_user_admin
+(written on 0006_key_suspension; chained after the migrations merged before it)
 Create Date: 2026-12-04
 """
 

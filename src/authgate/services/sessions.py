@@ -1,0 +1,349 @@
+"""UTMStack v12's sessions: token pairs, refresh rotation with reuse detection, revocation.
+
+A session is one family of refresh tokens. Its id is the ``sid`` of every access token
+issued in it, so revoking the session (logout, "revoke this device", reuse detection,
+the per-user cap) refuses those access tokens too, through the access-token deny list.
+
+Refresh tokens are opaque: 32 random bytes, stored as their SHA-256 only (a fast hash
+suits a high-entropy secret). Each refresh exchanges the token for a new one; the old
+one is kept, marked rotated, so that presenting it again is recognised as reuse (a
+stolen token used by the thief or by the victim, whoever comes second): the whole
+session is revoked and the event audited. v12 only answered 401 there.
+
+A session also ends when the user is deactivated or their tokens are revoked ("log out
+everywhere", a password change): a refresh then fails, because the session started
+before ``tokens_valid_after``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from authgate.clock import Clock
+from authgate.exceptions import BadCredentials, NotFound, PermissionDenied
+from authgate.security.tokens import IssuedToken
+from authgate.services.access_tokens import AccessTokenService
+from authgate.services.accounts import AccountService
+from authgate.services.audit import Actor, AuditLog, EventType
+from authgate.services.changes import ChangeFeed, UnitOfWork
+from authgate.services.second_factor import SecondFactorService
+from authgate.services.users import UserView
+from authgate.storage.db import Database
+from authgate.storage.models import Session
+from authgate.storage.session_repository import SessionRepository
+
+# Longer refresh tokens are refused before hashing (ours are 43 characters).
+MAX_REFRESH_TOKEN_LENGTH = 128
+
+
+class AccountDeactivated(PermissionDenied):
+    """v12 answers 403 to a deactivated user's correct password (after the password
+    check, so it tells nothing to someone who does not know the password)."""
+
+    code = "user_deactivated"
+
+
+class SecondFactorRequired(PermissionDenied):
+    """The user has (or must enrol) a second factor, and v12's second-factor login is
+    not served yet: refused rather than letting ``/api/v1`` skip the factor."""
+
+    code = "second_factor_required"
+
+
+class RefreshTokenInvalid(BadCredentials):
+    """Unknown, expired or revoked refresh token: one answer for all."""
+
+    code = "invalid_refresh_token"
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPair:
+    access: IssuedToken
+    refresh_token: str
+    refresh_expires_at: datetime
+    user: UserView
+
+
+@dataclass(frozen=True, slots=True)
+class SessionView:
+    id: str
+    ip: str | None
+    user_agent: str | None
+    created_at: datetime
+    last_used_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """What v12's ``UserResponse`` shows of a user."""
+
+    public_id: str
+    email: str
+    name: str
+    activated: bool
+    lang_key: str
+
+
+def refresh_token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class SessionService:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        feed: ChangeFeed,
+        accounts: AccountService,
+        second_factor: SecondFactorService,
+        tokens: AccessTokenService,
+        audit: AuditLog,
+        clock: Clock,
+        refresh_ttl: timedelta,
+        max_sessions: int = 10,
+    ) -> None:
+        self._db = db
+        self._feed = feed
+        self._accounts = accounts
+        self._second_factor = second_factor
+        self._tokens = tokens
+        self._audit = audit
+        self._clock = clock
+        self._refresh_ttl = refresh_ttl
+        self._max_sessions = max_sessions
+
+    async def login(
+        self, login: str, password: str, *, ip: str | None, user_agent: str | None
+    ) -> TokenPair:
+        """Check the password like every login (throttles, audit) and start a session.
+        Past the per-user cap, the oldest sessions are revoked."""
+        try:
+            user = await self._accounts.authenticate(login, password)
+        except BadCredentials as failure:
+            if failure.reason == "user_deactivated":
+                raise AccountDeactivated(
+                    "User account is deactivated", reason=failure.reason
+                ) from None
+            raise
+        await self._refuse_without_second_factor(user)
+        now = self._clock()
+        session_id = str(uuid.uuid4())
+        refresh_token = secrets.token_urlsafe(32)
+        expires_at = now + self._refresh_ttl
+        async with self._feed.unit_of_work() as work:
+            sessions = SessionRepository(work.session)
+            live = list(await sessions.live(user.id, now=now))
+            evicted = live[: max(0, len(live) - self._max_sessions + 1)]
+            await self._revoke(work, user.id, evicted, reason="session_cap")
+            sessions.add(
+                Session(
+                    id=session_id,
+                    user_id=user.id,
+                    ip=ip,
+                    user_agent=(user_agent or None) and user_agent[:512],
+                    created_at=now,
+                    last_used_at=now,
+                    expires_at=expires_at,
+                )
+            )
+            await work.session.flush()
+            sessions.add_token(
+                token_hash=refresh_token_hash(refresh_token), session_id=session_id, now=now
+            )
+        actor = Actor(login=user.login, user_id=user.id)
+        for old in evicted:
+            self._audit.record(
+                EventType.SESSION_REVOKED,
+                "success",
+                actor=actor,
+                reason="session_cap",
+                details={"session": old.id},
+            )
+        return TokenPair(
+            access=self._tokens.issue_for_session(user, session_id=session_id),
+            refresh_token=refresh_token,
+            refresh_expires_at=expires_at,
+            user=user,
+        )
+
+    async def refresh(self, refresh_token: str) -> TokenPair:
+        """Exchange a refresh token for a new pair. Raises ``RefreshTokenInvalid`` (401);
+        on reuse of a rotated token the whole session is revoked first (and audited)."""
+        if not refresh_token or len(refresh_token) > MAX_REFRESH_TOKEN_LENGTH:
+            raise RefreshTokenInvalid(reason="malformed_refresh_token")
+        token_hash = refresh_token_hash(refresh_token)
+        now = self._clock()
+        new_token = secrets.token_urlsafe(32)
+        refused: str | None = None
+        async with self._feed.unit_of_work() as work:
+            sessions = SessionRepository(work.session)
+            stored = await sessions.token(token_hash)
+            session = await sessions.get(stored.session_id) if stored is not None else None
+            if stored is None or session is None:
+                raise RefreshTokenInvalid(reason="unknown_refresh_token")
+            user = await sessions.user(session.user_id)
+            if session.revoked_at is not None or session.expires_at <= now:
+                raise RefreshTokenInvalid(reason="session_ended")
+            if user is None or not user.activated:
+                refused = "user_deactivated"
+            elif (
+                user.tokens_valid_after is not None
+                and session.created_at <= user.tokens_valid_after
+            ):
+                refused = "sessions_revoked"
+            elif stored.rotated_at is not None or not await sessions.mark_rotated(
+                token_hash, now=now
+            ):
+                refused = "refresh_token_reused"
+            if refused is not None:
+                await self._revoke(work, session.user_id, [session], reason=refused)
+            else:
+                session.last_used_at = now
+                sessions.add_token(
+                    token_hash=refresh_token_hash(new_token), session_id=session.id, now=now
+                )
+                view = UserView.of(user)  # type: ignore[arg-type]  # not None: checked above
+        actor = Actor(login=user.login if user else None, user_id=session.user_id)
+        if refused == "refresh_token_reused":
+            self._audit.record(
+                EventType.REFRESH_TOKEN_REUSED,
+                "failure",
+                actor=actor,
+                reason=refused,
+                details={"session": session.id},
+            )
+        if refused is not None:
+            self._audit.record(
+                EventType.SESSION_REVOKED,
+                "success",
+                actor=actor,
+                reason=refused,
+                details={"session": session.id},
+            )
+            raise RefreshTokenInvalid(reason=refused)
+        try:
+            await self._refuse_without_second_factor(view)
+        except SecondFactorRequired:
+            # A factor enabled (or required) since the login: the session ends.
+            async with self._feed.unit_of_work() as work:
+                stored_session = await SessionRepository(work.session).get(session.id)
+                if stored_session is not None:
+                    await self._revoke(work, view.id, [stored_session], reason="second_factor")
+            raise
+        return TokenPair(
+            access=self._tokens.issue_for_session(view, session_id=session.id),
+            refresh_token=new_token,
+            refresh_expires_at=session.expires_at,
+            user=view,
+        )
+
+    async def logout(self, refresh_token: str) -> None:
+        """End the refresh token's session; nothing happens (and nothing is said) for an
+        unknown token."""
+        if not refresh_token or len(refresh_token) > MAX_REFRESH_TOKEN_LENGTH:
+            return
+        async with self._feed.unit_of_work() as work:
+            sessions = SessionRepository(work.session)
+            stored = await sessions.token(refresh_token_hash(refresh_token))
+            session = await sessions.get(stored.session_id) if stored is not None else None
+            if session is None or session.revoked_at is not None:
+                return
+            user = await sessions.user(session.user_id)
+            await self._revoke(work, session.user_id, [session], reason="logout")
+        actor = Actor(login=user.login if user else None, user_id=session.user_id)
+        self._audit.record(
+            EventType.LOGOUT, "success", actor=actor, details={"session": session.id}
+        )
+
+    async def profile(self, user_id: int) -> Profile:
+        async with self._db.session() as read:
+            user = await SessionRepository(read).user(user_id)
+        if user is None:  # deleted since its token was checked
+            raise BadCredentials("User not found", reason="user_deleted")
+        return Profile(
+            public_id=user.public_id,
+            email=user.email,
+            name=" ".join(part for part in (user.first_name, user.last_name) if part),
+            activated=user.activated,
+            lang_key=user.lang_key,
+        )
+
+    async def list_live(self, user_id: int) -> list[SessionView]:
+        now = self._clock()
+        async with self._db.session() as read:
+            live = await SessionRepository(read).live(user_id, now=now)
+        return [
+            SessionView(
+                id=s.id,
+                ip=s.ip,
+                user_agent=s.user_agent,
+                created_at=s.created_at,
+                last_used_at=s.last_used_at,
+                expires_at=s.expires_at,
+            )
+            for s in live
+        ]
+
+    async def revoke(self, user_id: int, session_id: str, *, actor: Actor) -> None:
+        """Revoke one of the user's live sessions; ``NotFound`` for any other id (someone
+        else's session looks exactly like a session that does not exist)."""
+        async with self._feed.unit_of_work() as work:
+            session = await SessionRepository(work.session).get(session_id[:36])
+            if (
+                session is None
+                or session.user_id != user_id
+                or session.revoked_at is not None
+                or session.expires_at <= self._clock()
+            ):
+                raise NotFound("Session not found", reason="session_not_found")
+            await self._revoke(work, user_id, [session], reason="revoked_by_user")
+        self._audit.record(
+            EventType.SESSION_REVOKED,
+            "success",
+            actor=actor,
+            reason="revoked_by_user",
+            details={"session": session_id},
+        )
+
+    async def revoke_others(self, user_id: int, *, keep: str | None, actor: Actor) -> int:
+        """Revoke every live session of the user except ``keep`` (the caller's)."""
+        now = self._clock()
+        async with self._feed.unit_of_work() as work:
+            live = await SessionRepository(work.session).live(user_id, now=now)
+            others = [s for s in live if s.id != keep]
+            await self._revoke(work, user_id, others, reason="revoked_by_user")
+        if others:
+            self._audit.record(
+                EventType.SESSION_REVOKED,
+                "success",
+                actor=actor,
+                reason="revoked_by_user",
+                details={"sessions": len(others)},
+            )
+        return len(others)
+
+    async def _refuse_without_second_factor(self, user: UserView) -> None:
+        method = await self._second_factor.method_of(user.id)
+        if method is not None or self._second_factor.required_for(user):
+            raise SecondFactorRequired(
+                "A second factor is required; sign in through /api/authenticate "
+                "(the v12 second-factor login is not served yet)",
+                reason="second_factor_required",
+            )
+
+    async def _revoke(
+        self, work: UnitOfWork, user_id: int, sessions: list[Session], *, reason: str
+    ) -> None:
+        now = self._clock()
+        for session in sessions:
+            session.revoked_at = now
+            session.revoked_reason = reason
+        if sessions:
+            await self._tokens.deny_sessions(
+                work, user_id=user_id, session_ids=[s.id for s in sessions]
+            )

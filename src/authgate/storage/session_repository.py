@@ -1,0 +1,55 @@
+"""Sessions of UTMStack v12's API (refresh-token families) and their refresh tokens."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from authgate.storage.models import RefreshToken, Session, User
+
+
+class SessionRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    def add(self, row: Session) -> None:
+        self._session.add(row)
+
+    def add_token(self, *, token_hash: str, session_id: str, now: datetime) -> None:
+        token = RefreshToken(token_hash=token_hash, session_id=session_id, created_at=now)
+        self._session.add(token)
+
+    async def get(self, session_id: str) -> Session | None:
+        return await self._session.get(Session, session_id)
+
+    async def token(self, token_hash: str) -> RefreshToken | None:
+        return await self._session.get(RefreshToken, token_hash)
+
+    async def mark_rotated(self, token_hash: str, *, now: datetime) -> bool:
+        """Mark a token exchanged, unless it already was: ``False`` means another request
+        exchanged it first (two refreshes racing with one token is reuse too)."""
+        result = await self._session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.token_hash == token_hash, RefreshToken.rotated_at.is_(None))
+            .values(rotated_at=now)
+        )
+        return int(getattr(result, "rowcount", 0) or 0) == 1
+
+    async def live(self, user_id: int, *, now: datetime) -> Sequence[Session]:
+        """The user's sessions that are neither revoked nor expired, oldest first."""
+        rows = await self._session.scalars(
+            select(Session)
+            .where(
+                Session.user_id == user_id,
+                Session.revoked_at.is_(None),
+                Session.expires_at > now,
+            )
+            .order_by(Session.created_at, Session.id)
+        )
+        return rows.all()
+
+    async def user(self, user_id: int) -> User | None:
+        return await self._session.get(User, user_id)

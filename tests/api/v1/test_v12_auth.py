@@ -1,0 +1,376 @@
+"""UTMStack v12's ``/api/v1/auth`` contract (login, refresh, logout, the caller, sessions).
+
+Each test names the v12 source it follows: ``backend/modules/iam/routes.go``,
+``dto/auth.go``, ``handler/auth.go`` and ``usecase/auth.go`` as issue 17 describes them
+(the project's UTMStack snapshot has no v12 branch). The attacks (refresh-token reuse,
+session revocation, logout) have their own tests below.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jwt
+
+from authgate.storage.audit_repository import AuditFilter
+from authgate.storage.paging import PageRequest
+from tests.api.test_second_factor import enrol_totp
+from tests.conftest import USER_PASSWORD, Harness, bearer
+
+NEW_PASSWORD = "a-brand-new-password"
+
+
+async def _login(harness: Harness, login: str = "alice@example.com", **headers: str) -> Any:
+    response = await harness.client.post(
+        "/api/v1/auth/login", json={"login": login, "password": USER_PASSWORD}, headers=headers
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def test_login_returns_the_v12_pair(harness: Harness) -> None:
+    """dto/auth.go LoginResponse: access and refresh token, Bearer, both expiries, the
+    user as UserResponse with a UUID id; the access token carries v12's claims."""
+    await harness.create_user("alice", USER_PASSWORD, first_name="Alice", last_name="Liddell")
+    body = await _login(harness)
+    assert body["token_type"] == "Bearer"
+    assert {"access_token", "refresh_token", "expires_at", "refresh_expires_at"} <= set(body)
+    user = body["user"]
+    assert user["email"] == "alice@example.com"
+    assert user["name"] == "Alice Liddell"
+    assert user["status"] == "active"
+    assert user["lang_key"] == "en"
+    assert user["federated"] is False
+    assert user["tfa_enabled"] is False
+    assert len(user["id"]) == 36
+    assert user["id"].count("-") == 4
+    header = jwt.get_unverified_header(body["access_token"])
+    assert header["alg"] == "ES256"
+    claims = jwt.decode(body["access_token"], options={"verify_signature": False})
+    assert claims["email"] == "alice@example.com"
+    assert claims["roles"] == ["ROLE_USER"]
+    assert claims["sub"] == "alice"
+    assert claims["sid"]
+    assert claims["exp"]
+    assert claims["iss"]
+    assert claims["aud"]
+
+
+async def test_login_accepts_the_login_name_and_tokens_work_on_v11_routes(
+    harness: Harness,
+) -> None:
+    """handler/auth.go Login: ``login`` is the e-mail; authgate accepts the login name
+    too, and the access token works on the v10/v11 API as well."""
+    await harness.create_user("alice", USER_PASSWORD)
+    body = await _login(harness, "alice")
+    account = await harness.client.get("/api/account", headers=bearer(body["access_token"]))
+    assert account.status_code == 200
+
+
+async def test_login_errors_are_v12_shaped(harness: Harness) -> None:
+    """handler/auth.go Login: 400 missing fields, 401 bad credentials, 403 deactivated;
+    every error is {"error": message} and nothing else."""
+    await harness.create_user("alice", USER_PASSWORD)
+    missing = await harness.client.post("/api/v1/auth/login", json={"login": "alice"})
+    assert missing.status_code == 400
+    assert list(missing.json()) == ["error"]
+    wrong = await harness.client.post(
+        "/api/v1/auth/login", json={"login": "alice", "password": "not-the-password-1"}
+    )
+    assert wrong.status_code == 401
+    assert list(wrong.json()) == ["error"]
+    unknown = await harness.client.post(
+        "/api/v1/auth/login", json={"login": "nobody", "password": "not-the-password-1"}
+    )
+    assert unknown.status_code == 401
+    assert unknown.json() == wrong.json()
+    from authgate.services.users import UserChanges
+
+    await harness.services.users.update_user(
+        "alice", UserChanges(activated=False), acting_user_id=None
+    )
+    deactivated = await harness.client.post(
+        "/api/v1/auth/login", json={"login": "alice", "password": USER_PASSWORD}
+    )
+    assert deactivated.status_code == 403
+    assert list(deactivated.json()) == ["error"]
+    not_found = await harness.client.get("/api/v1/no-such-route")
+    assert not_found.status_code == 404
+    assert list(not_found.json()) == ["error"]
+
+
+async def test_login_is_throttled_with_429(harness: Harness) -> None:
+    """usecase/auth.go: too many attempts is 429 (authgate's login protection)."""
+    await harness.create_user("alice", USER_PASSWORD)
+    statuses = []
+    for _ in range(harness.services.settings.login_pair_max_failures + 3):
+        response = await harness.client.post(
+            "/api/v1/auth/login", json={"login": "alice", "password": "not-the-password-1"}
+        )
+        statuses.append(response.status_code)
+    assert statuses[0] == 401
+    assert statuses[-1] == 429
+    assert list(response.json()) == ["error"]
+
+
+async def test_refresh_rotates_the_refresh_token(harness: Harness) -> None:
+    """handler/auth.go Refresh: a new pair; the new refresh token refreshes again."""
+    await harness.create_user("alice", USER_PASSWORD)
+    first = await _login(harness)
+    second = await harness.client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]}
+    )
+    assert second.status_code == 200, second.text
+    pair = second.json()
+    assert pair["refresh_token"] != first["refresh_token"]
+    me = await harness.client.get("/api/v1/auth/me", headers=bearer(pair["access_token"]))
+    assert me.status_code == 200
+    third = await harness.client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]}
+    )
+    assert third.status_code == 200
+
+
+async def test_refresh_refuses_unknown_and_expired_tokens(harness: Harness) -> None:
+    """handler/auth.go Refresh: 401 for an invalid or expired refresh token."""
+    await harness.create_user("alice", USER_PASSWORD)
+    body = await _login(harness)
+    unknown = await harness.client.post("/api/v1/auth/refresh", json={"refresh_token": "x" * 43})
+    assert unknown.status_code == 401
+    assert list(unknown.json()) == ["error"]
+    harness.clock.advance(seconds=harness.services.settings.remember_me_ttl_seconds + 1)
+    expired = await harness.client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": body["refresh_token"]}
+    )
+    assert expired.status_code == 401
+
+
+async def test_attack_reused_refresh_token_revokes_the_whole_family(harness: Harness) -> None:
+    """Attack: a stolen refresh token is used after its owner already rotated it. The
+    reuse is refused, the whole session (the thief's and the victim's newest tokens,
+    refresh and access) is revoked, and the event is audited. v12 only answered 401."""
+    await harness.create_user("alice", USER_PASSWORD)
+    stolen = await _login(harness)
+    rotated = await harness.client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": stolen["refresh_token"]}
+    )
+    newest = rotated.json()
+    reuse = await harness.client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": stolen["refresh_token"]}
+    )
+    assert reuse.status_code == 401
+    # The legitimate newest refresh token is dead too, and so is its access token.
+    after = await harness.client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": newest["refresh_token"]}
+    )
+    assert after.status_code == 401
+    me = await harness.client.get("/api/v1/auth/me", headers=bearer(newest["access_token"]))
+    assert me.status_code == 401
+    await harness.services.audit.flush()
+    page = await harness.services.audit.search(
+        AuditFilter(event_types=("REFRESH_TOKEN_REUSED",)), PageRequest(size=10)
+    )
+    assert len(page.items) == 1
+    assert page.items[0].actor_login == "alice"
+
+
+async def test_attack_logout_revokes_the_access_token(harness: Harness) -> None:
+    """Attack: an access token copied before logout is refused after it (v12's JWTs
+    outlived logout). handler/auth.go Logout: 204, also for an unknown token."""
+    await harness.create_user("alice", USER_PASSWORD)
+    body = await _login(harness)
+    token = body["access_token"]
+    assert (await harness.client.get("/api/v1/auth/me", headers=bearer(token))).status_code == 200
+    logout = await harness.client.post(
+        "/api/v1/auth/logout", json={"refresh_token": body["refresh_token"]}
+    )
+    assert logout.status_code == 204
+    assert logout.content == b""
+    for path in ("/api/v1/auth/me", "/api/account"):
+        assert (await harness.client.get(path, headers=bearer(token))).status_code == 401
+    again = await harness.client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": body["refresh_token"]}
+    )
+    assert again.status_code == 401
+    unknown = await harness.client.post("/api/v1/auth/logout", json={"refresh_token": "nope"})
+    assert unknown.status_code == 204
+    assert unknown.content == b""
+
+
+async def test_me_and_authenticate(harness: Harness) -> None:
+    """handler/auth.go Me / Authenticate: UserResponse; the identity as text/plain."""
+    await harness.create_user("alice", USER_PASSWORD)
+    token = (await _login(harness))["access_token"]
+    me = await harness.client.get("/api/v1/auth/me", headers=bearer(token))
+    assert me.status_code == 200
+    assert set(me.json()) == {
+        "id", "email", "name", "status", "lang_key", "image_url", "federated", "tfa_enabled"
+    }  # fmt: skip
+    who = await harness.client.get("/api/v1/auth/authenticate", headers=bearer(token))
+    assert who.status_code == 200
+    assert who.headers["content-type"].startswith("text/plain")
+    assert who.text == "alice"
+    anonymous = await harness.client.get("/api/v1/auth/me")
+    assert anonymous.status_code == 401
+    assert list(anonymous.json()) == ["error"]
+
+
+async def test_update_me(harness: Harness) -> None:
+    """handler/auth.go UpdateMe: e-mail, name and language change; 409 for an e-mail
+    another user has; unknown fields (``status``) are ignored, never assigned."""
+    await harness.create_user("alice", USER_PASSWORD)
+    await harness.create_user("bob", USER_PASSWORD)
+    token = (await _login(harness))["access_token"]
+    changed = await harness.client.put(
+        "/api/v1/auth/me",
+        json={"name": "Alice Cooper", "lang_key": "es", "status": "suspended"},
+        headers=bearer(token),
+    )
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["name"] == "Alice Cooper"
+    assert changed.json()["lang_key"] == "es"
+    assert changed.json()["status"] == "active"
+    taken = await harness.client.put(
+        "/api/v1/auth/me", json={"email": "bob@example.com"}, headers=bearer(token)
+    )
+    assert taken.status_code == 409
+    assert list(taken.json()) == ["error"]
+
+
+async def test_change_password(harness: Harness) -> None:
+    """handler/auth.go ChangePassword: 204; 401 for a wrong current password; the new
+    password logs in and the old sessions end."""
+    await harness.create_user("alice", USER_PASSWORD)
+    body = await _login(harness)
+    headers = bearer(body["access_token"])
+    wrong = await harness.client.post(
+        "/api/v1/auth/change-password",
+        json={"current_password": "not-the-password-1", "new_password": NEW_PASSWORD},
+        headers=headers,
+    )
+    assert wrong.status_code == 401
+    assert list(wrong.json()) == ["error"]
+    harness.clock.advance(seconds=1)
+    done = await harness.client.post(
+        "/api/v1/auth/change-password",
+        json={"current_password": USER_PASSWORD, "new_password": NEW_PASSWORD},
+        headers=headers,
+    )
+    assert done.status_code == 204
+    assert done.content == b""
+    refreshed = await harness.client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": body["refresh_token"]}
+    )
+    assert refreshed.status_code == 401
+    relogin = await harness.client.post(
+        "/api/v1/auth/login", json={"login": "alice", "password": NEW_PASSWORD}
+    )
+    assert relogin.status_code == 200
+
+
+async def test_sessions_list_and_revoke(harness: Harness) -> None:
+    """handler/auth.go Sessions: the list marks the current one; DELETE one revokes it
+    (its access token too); DELETE all keeps only the current one."""
+    await harness.create_user("alice", USER_PASSWORD)
+    phone = await _login(harness, **{"User-Agent": "phone"})
+    laptop = await _login(harness, **{"User-Agent": "laptop"})
+    tablet = await _login(harness, **{"User-Agent": "tablet"})
+    headers = bearer(laptop["access_token"])
+    listed = (await harness.client.get("/api/v1/auth/sessions", headers=headers)).json()
+    assert len(listed) == 3
+    current = [s for s in listed if s["current"]]
+    assert len(current) == 1
+    assert current[0]["user_agent"] == "laptop"
+    assert {"id", "ip", "user_agent", "created_at", "expires_at"} <= set(current[0])
+    phone_id = next(s["id"] for s in listed if s["user_agent"] == "phone")
+    revoked = await harness.client.delete(f"/api/v1/auth/sessions/{phone_id}", headers=headers)
+    assert revoked.status_code == 204
+    phone_me = await harness.client.get("/api/v1/auth/me", headers=bearer(phone["access_token"]))
+    assert phone_me.status_code == 401
+    others = await harness.client.delete("/api/v1/auth/sessions", headers=headers)
+    assert others.status_code == 204
+    tablet_me = await harness.client.get("/api/v1/auth/me", headers=bearer(tablet["access_token"]))
+    assert tablet_me.status_code == 401
+    left = (await harness.client.get("/api/v1/auth/sessions", headers=headers)).json()
+    assert [s["user_agent"] for s in left] == ["laptop"]
+
+
+async def test_attack_revoking_another_users_session_is_404(harness: Harness) -> None:
+    """Attack: Bob tries to revoke Alice's session by id. 404, as for a session that
+    does not exist, and Alice's session keeps working."""
+    await harness.create_user("alice", USER_PASSWORD)
+    await harness.create_user("bob", USER_PASSWORD)
+    alice = await _login(harness)
+    bob = await _login(harness, "bob")
+    alice_sessions = await harness.client.get(
+        "/api/v1/auth/sessions", headers=bearer(alice["access_token"])
+    )
+    alice_id = alice_sessions.json()[0]["id"]
+    attempt = await harness.client.delete(
+        f"/api/v1/auth/sessions/{alice_id}", headers=bearer(bob["access_token"])
+    )
+    assert attempt.status_code == 404
+    assert list(attempt.json()) == ["error"]
+    still = await harness.client.get("/api/v1/auth/me", headers=bearer(alice["access_token"]))
+    assert still.status_code == 200
+
+
+async def test_sessions_per_user_are_capped(harness: Harness) -> None:
+    """Better than v12: past the cap, the oldest session is revoked (refresh fails)."""
+    await harness.create_user("alice", USER_PASSWORD)
+    cap = 10
+    first = await _login(harness)
+    for _ in range(cap):
+        harness.clock.advance(seconds=1)
+        last = await _login(harness)
+    listed = await harness.client.get("/api/v1/auth/sessions", headers=bearer(last["access_token"]))
+    assert len(listed.json()) == cap
+    oldest = await harness.client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]}
+    )
+    assert oldest.status_code == 401
+
+
+async def test_health(harness: Harness) -> None:
+    """routes.go: GET /api/v1/health answers without credentials."""
+    response = await harness.client.get("/api/v1/health")
+    assert response.status_code == 200
+
+
+async def test_log_out_everywhere_ends_refresh_sessions(harness: Harness) -> None:
+    """Better than v12: v10/v11's "log out everywhere" ends v12 sessions too (their
+    refresh tokens no longer refresh); the session remembers the client's address."""
+    await harness.create_user("alice", USER_PASSWORD)
+    body = await _login(harness)
+    listed = await harness.client.get("/api/v1/auth/sessions", headers=bearer(body["access_token"]))
+    assert listed.json()[0]["ip"] == "127.0.0.1"
+    harness.clock.advance(seconds=1)
+    out = await harness.client.post("/api/account/logout-all", headers=bearer(body["access_token"]))
+    assert out.status_code == 204
+    refreshed = await harness.client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": body["refresh_token"]}
+    )
+    assert refreshed.status_code == 401
+
+
+async def test_attack_v12_login_cannot_skip_the_second_factor(
+    harness: Harness, user_token: str
+) -> None:
+    """Attack: someone who knows only the password of an account with a second factor
+    tries the v12 login, whose second-factor flow is not served yet. Refused (403),
+    no tokens; and a v12 session started before the factor was enabled stops refreshing."""
+    earlier = await _login(harness)
+    await enrol_totp(harness, user_token)
+    login = await harness.client.post(
+        "/api/v1/auth/login", json={"login": "alice", "password": USER_PASSWORD}
+    )
+    assert login.status_code == 403
+    assert list(login.json()) == ["error"]
+    refreshed = await harness.client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": earlier["refresh_token"]}
+    )
+    assert refreshed.status_code in (401, 403)
+    again = await harness.client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": earlier["refresh_token"]}
+    )
+    assert again.status_code == 401
