@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx2
+import hypothesis
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import TextClause, text
@@ -31,6 +32,11 @@ from authgate.settings import Settings
 from authgate.storage import migrate
 from authgate.storage.db import Database
 from authgate.storage.models import Base
+
+# Tests assert no wall-clock threshold, and Hypothesis's per-example deadline is one: on a
+# busy 2-core host a property test failed only because an example took over 200 ms.
+hypothesis.settings.register_profile("authgate", deadline=None)
+hypothesis.settings.load_profile("authgate")
 
 T = TypeVar("T")
 
