@@ -22,6 +22,7 @@ VALUES = {
     "jwt_secret": "a" * 88,
     "api_key_pepper": "b" * 44,
     "audit_key": "c" * 44,
+    "tfa_key": "d" * 44,
     "alert_webhook_secret": "webhook signing secret",
     "alert_smtp_password": "smtp pass with spaces ",
     "metrics_token": "metrics-token-123",

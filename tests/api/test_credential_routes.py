@@ -55,9 +55,15 @@ CREDENTIAL_ROUTES = {
     ("POST", "/settings/account/tfa/recovery-codes"),
     ("POST", "/settings/account/tfa/disable"),
     ("POST", "/settings/users/{login}/tfa/reset"),
+    # UTMStack v12's /api/v1 (issue 17).
+    ("POST", "/api/v1/auth/change-password"),
 }
 # Public routes that *check* a password (the logins): nothing to protect with a session.
-PASSWORD_CHECKING_LOGINS = {("POST", "/api/authenticate"), ("POST", "/settings/login")}
+PASSWORD_CHECKING_LOGINS = {
+    ("POST", "/api/authenticate"),
+    ("POST", "/settings/login"),
+    ("POST", "/api/v1/auth/login"),
+}
 # Public password recovery: asking for a link sets nothing; finishing is authorised by
 # the single-use key of the link, not by a session (issue 13).
 PASSWORD_RECOVERY = {

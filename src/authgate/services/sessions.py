@@ -292,8 +292,12 @@ class SessionService:
     async def revoke(self, user_id: int, session_id: str, *, actor: Actor) -> None:
         """Revoke one of the user's live sessions; ``NotFound`` for any other id (someone
         else's session looks exactly like a session that does not exist)."""
+        try:  # ids are UUIDs: anything else (a NUL, which PostgreSQL refuses) is no session
+            session_id = str(uuid.UUID(session_id))
+        except ValueError:
+            raise NotFound("Session not found", reason="session_not_found") from None
         async with self._feed.unit_of_work() as work:
-            session = await SessionRepository(work.session).get(session_id[:36])
+            session = await SessionRepository(work.session).get(session_id)
             if (
                 session is None
                 or session.user_id != user_id
