@@ -28,6 +28,7 @@ from authgate.services.api_keys import (
     KeySpec,
     UsageRecordView,
 )
+from authgate.services.key_refs import KeyRef, key_ref, parse_key_ref
 from authgate.services.text_rules import REQUIRED_NAME_PATTERN
 from authgate.storage.api_key_repository import UsageFilter
 
@@ -38,7 +39,28 @@ review_router = APIRouter(
 )
 
 Scope = Annotated[str, Field(pattern=SCOPE_PATTERN, examples=["read"])]
-KeyIdPath = Annotated[int, Path(ge=1, le=2**63 - 1, description="The key's id.")]
+KeyIdPath = Annotated[
+    str,
+    Path(
+        description="The key's UUID. Deprecated until the next release: its old numeric id.",
+        examples=["6f1c3e0a-2b4d-4c8e-9a7f-0d5b1e2c3a4f"],
+    ),
+]
+
+
+def _key_filter(value: object) -> object:
+    """A key to filter by: its UUID, or (deprecated) its old numeric id."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if isinstance(value, str):
+        ref = parse_key_ref(value)
+        if ref is None:
+            raise ValueError("not a key id: a UUID (or a numeric id, deprecated)")
+        return ref
+    return value
+
+
+KeyFilter = Annotated[KeyRef, BeforeValidator(_key_filter)]
 
 
 def _as_utc(moment: datetime | None) -> datetime | None:
@@ -51,7 +73,7 @@ def _as_utc(moment: datetime | None) -> datetime | None:
 Instant = Annotated[datetime, AfterValidator(_as_utc)]
 
 
-def _comma_joined(value: object) -> object:
+def comma_joined(value: object) -> object:
     """UTMStack stores ``allowed_ip`` comma-joined, and scripts send it that way too:
     ``"1.2.3.4, 10.0.0.0/8"`` is the list of its parts (empty parts dropped)."""
     if isinstance(value, str):
@@ -77,7 +99,7 @@ class ApiKeyBody(LenientBody):
     ]
     allowedIp: Annotated[
         list[Annotated[str, Field(max_length=64)]],
-        BeforeValidator(_comma_joined),
+        BeforeValidator(comma_joined),
         Field(
             max_length=100,
             examples=[["203.0.113.7", "10.0.0.0/8", "2001:db8::/32"]],
@@ -118,7 +140,7 @@ class ApiKeyBody(LenientBody):
 class ApiKeyDTO(BaseModel):
     """UTMStack's DTO (id, name, allowedIp, createdAt, expiresAt, generatedAt) and more."""
 
-    id: int
+    id: str = Field(description="The key's UUID (UTMStack's ids are UUIDs too).")
     name: str
     allowedIp: list[str]
     createdAt: datetime
@@ -148,7 +170,7 @@ class ApiKeyDTO(BaseModel):
     @classmethod
     def of(cls, key: ApiKeyView) -> ApiKeyDTO:
         return cls(
-            id=key.id,
+            id=key.public_id,
             name=key.name,
             allowedIp=list(key.allowed_networks),
             createdAt=key.created_at,
@@ -174,7 +196,7 @@ class CreatedApiKeyDTO(ApiKeyDTO):
 
 class UsageRecordDTO(BaseModel):
     id: int
-    apiKeyId: int
+    apiKeyId: str = Field(description="The key's UUID.")
     apiKeyName: str
     userId: int
     timestamp: datetime
@@ -207,7 +229,7 @@ class UsageRecordDTO(BaseModel):
 class UsageQuery(StrictBody):
     """Filters for ``POST /api/api-keys/usage`` (all optional)."""
 
-    apiKeyId: Annotated[int, Field(ge=1, le=2**63 - 1)] | None = None
+    apiKeyId: KeyFilter | None = None
     since: Instant | None = Field(default=None, alias="from")
     until: Instant | None = Field(default=None, alias="to")
     status: Annotated[int, Field(ge=100, le=599)] | None = None
@@ -283,7 +305,7 @@ async def create_api_key(
     body: ApiKeyBody, request: Request, response: Response
 ) -> CreatedApiKeyDTO:
     created = await services_of(request).api_keys.create(principal_of(request).user_id, body.spec())
-    response.headers["Location"] = f"/api/api-keys/{created.view.id}"
+    response.headers["Location"] = f"/api/api-keys/{created.view.public_id}"
     response.headers["Cache-Control"] = "no-store"
     return CreatedApiKeyDTO(**ApiKeyDTO.of(created.view).model_dump(), key=created.plaintext)
 
@@ -341,7 +363,7 @@ async def usage_records_filtered(
     request: Request,
     response: Response,
     paging: PageRequestDep,
-    apiKeyId: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
+    apiKeyId: Annotated[KeyFilter | None, Query()] = None,
     since: Annotated[Instant | None, Query(alias="from")] = None,
     until: Annotated[Instant | None, Query(alias="to")] = None,
     status: Annotated[int | None, Query(ge=100, le=599)] = None,
@@ -354,29 +376,33 @@ async def usage_records_filtered(
 
 
 @router.get(
-    "/{key_id:int}",
+    "/{key_id}",
     summary="One API key",
     response_model=ApiKeyDTO,
     responses=documented(401, 403, 404, 422),
 )
 async def get_api_key(key_id: KeyIdPath, request: Request) -> ApiKeyDTO:
-    return ApiKeyDTO.of(await services_of(request).api_keys.get(principal_of(request), key_id))
+    return ApiKeyDTO.of(
+        await services_of(request).api_keys.get(principal_of(request), key_ref(key_id))
+    )
 
 
 @router.put(
-    "/{key_id:int}",
+    "/{key_id}",
     summary="Replace name, allowed IPs, expiry (and scopes)",
     response_model=ApiKeyDTO,
     responses=_ERRORS,
 )
 @sets_credentials("changes an API key's allowed addresses, expiry or scopes")
 async def replace_api_key(key_id: KeyIdPath, body: ApiKeyBody, request: Request) -> ApiKeyDTO:
-    view = await services_of(request).api_keys.replace(principal_of(request), key_id, body.spec())
+    view = await services_of(request).api_keys.replace(
+        principal_of(request), key_ref(key_id), body.spec()
+    )
     return ApiKeyDTO.of(view)
 
 
 @router.post(
-    "/{key_id:int}/generate",
+    "/{key_id}/generate",
     summary="Regenerate (rotate) the key; returns the new key as text, once",
     # Plain Response, so FastAPI documents the JSON error bodies as JSON, not text/plain.
     response_class=Response,
@@ -399,32 +425,32 @@ async def regenerate_api_key(
     ] = 0,
 ) -> PlainTextResponse:
     plaintext = await services_of(request).api_keys.regenerate(
-        principal_of(request), key_id, grace=timedelta(seconds=graceSeconds)
+        principal_of(request), key_ref(key_id), grace=timedelta(seconds=graceSeconds)
     )
     return PlainTextResponse(plaintext, headers={"Cache-Control": "no-store"})
 
 
 @router.post(
-    "/{key_id:int}/resume",
+    "/{key_id}/resume",
     summary="Re-enable a key suspended when its owner was deactivated (owner or admin)",
     response_model=ApiKeyDTO,
     responses=documented(401, 403, 404, 409, 422),
 )
 @sets_credentials("re-enables a suspended API key")
 async def resume_api_key(key_id: KeyIdPath, request: Request) -> ApiKeyDTO:
-    view = await services_of(request).api_keys.resume(principal_of(request), key_id)
+    view = await services_of(request).api_keys.resume(principal_of(request), key_ref(key_id))
     return ApiKeyDTO.of(view)
 
 
 @router.delete(
-    "/{key_id:int}",
+    "/{key_id}",
     summary="Revoke the key (effective at once, everywhere)",
     status_code=204,
     response_class=Response,
     responses=documented(401, 403, 404, 422),
 )
 async def revoke_api_key(key_id: KeyIdPath, request: Request) -> Response:
-    await services_of(request).api_keys.revoke(principal_of(request), key_id)
+    await services_of(request).api_keys.revoke(principal_of(request), key_ref(key_id))
     return Response(status_code=204)
 
 

@@ -174,7 +174,7 @@ class AlertEngine:
                     window_start=int(key.expires_at.timestamp()),
                     window_seconds=0,
                     count=1,
-                    summary=f"API key {key.id} ({key.name}) of user {key.user_id} "
+                    summary=f"API key {key.public_id} ({key.name}) of user {key.user_id} "
                     + ("has expired" if expired else f"expires at {key.expires_at:%Y-%m-%d %H:%M}"),
                 ):
                     fired += 1
@@ -182,7 +182,7 @@ class AlertEngine:
                         EventType.API_KEY_EXPIRED if expired else EventType.API_KEY_EXPIRING,
                         "success",
                         actor=SERVER,
-                        details={"keyId": key.id, "name": key.name, "stageDays": stage},
+                        details={"keyId": key.public_id, "name": key.name, "stageDays": stage},
                     )
         return fired
 
