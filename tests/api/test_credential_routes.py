@@ -31,18 +31,18 @@ CREDENTIAL_ROUTES = {
     ("PUT", "/api/users/{login}/password"),
     ("POST", "/api/account/change-password"),
     ("POST", "/api/api-keys"),
-    ("PUT", "/api/api-keys/{key_id:int}"),
-    ("POST", "/api/api-keys/{key_id:int}/generate"),
-    ("POST", "/api/api-keys/{key_id:int}/resume"),
+    ("PUT", "/api/api-keys/{key_id:key_ref}"),
+    ("POST", "/api/api-keys/{key_id:key_ref}/generate"),
+    ("POST", "/api/api-keys/{key_id:key_ref}/resume"),
     ("POST", "/settings/account/password"),
     ("POST", "/settings/users"),
     ("POST", "/settings/users/{login}/edit"),
     ("POST", "/settings/users/{login}/password"),
     ("POST", "/settings/users/{login}/reset-link"),
     ("POST", "/settings/api-keys"),
-    ("POST", "/settings/api-keys/{key_id:int}/edit"),
-    ("POST", "/settings/api-keys/{key_id:int}/regenerate"),
-    ("POST", "/settings/api-keys/{key_id:int}/resume"),
+    ("POST", "/settings/api-keys/{key_id:key_ref}/edit"),
+    ("POST", "/settings/api-keys/{key_id:key_ref}/regenerate"),
+    ("POST", "/settings/api-keys/{key_id:key_ref}/resume"),
     # The second factor (issue 14): enrolling, new recovery codes, turning off, reset.
     ("POST", "/api/tfa/init"),
     ("POST", "/api/tfa/verify"),
@@ -57,6 +57,9 @@ CREDENTIAL_ROUTES = {
     ("POST", "/settings/users/{login}/tfa/reset"),
     # UTMStack v12's /api/v1 (issue 17).
     ("POST", "/api/v1/auth/change-password"),
+    ("POST", "/api/v1/api-keys"),
+    ("PUT", "/api/v1/api-keys/{key_id:key_ref}"),
+    ("POST", "/api/v1/api-keys/{key_id:key_ref}/generate"),
 }
 # Public routes that *check* a password (the logins): nothing to protect with a session.
 PASSWORD_CHECKING_LOGINS = {

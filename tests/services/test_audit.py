@@ -775,7 +775,7 @@ async def test_a_usage_record_the_database_refuses_is_dropped_and_the_rest_are_w
 
     def event(reason: str | None, path: str) -> UsageEvent:
         return UsageEvent(
-            api_key_id=created.view.id,
+            api_key_id=created.view.key_pk,
             api_key_name="k",
             user_id=admin.id,
             occurred_at=harness.clock(),

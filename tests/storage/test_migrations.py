@@ -119,7 +119,7 @@ async def test_key_ids_migration_backfills_uuids_keeping_utmstack_ones(database_
         await migrate.upgrade(engine)
         async with engine.connect() as connection:
             rows = (await connection.execute(text("SELECT name, public_id FROM api_keys"))).all()
-        ids = dict(rows)
+        ids: dict[str, str] = dict(rows)
         assert ids["imported"] == utmstack_id
         assert len(set(ids.values())) == 3
         assert all(str(uuid.UUID(value)) == value for value in ids.values())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Body, Path, Query, Request, Response
+from fastapi import APIRouter, Body, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 
@@ -17,6 +17,7 @@ from authgate.api.access import (
     sets_credentials,
 )
 from authgate.api.errors import documented
+from authgate.api.key_paths import KEY_PATH, KeyIdPath
 from authgate.api.pagination import PageRequestDep, pagination_headers
 from authgate.api.schemas import LenientBody, StrictBody
 from authgate.clock import utc_now
@@ -39,13 +40,6 @@ review_router = APIRouter(
 )
 
 Scope = Annotated[str, Field(pattern=SCOPE_PATTERN, examples=["read"])]
-KeyIdPath = Annotated[
-    str,
-    Path(
-        description="The key's UUID. Deprecated until the next release: its old numeric id.",
-        examples=["6f1c3e0a-2b4d-4c8e-9a7f-0d5b1e2c3a4f"],
-    ),
-]
 
 
 def _key_filter(value: object) -> object:
@@ -376,7 +370,7 @@ async def usage_records_filtered(
 
 
 @router.get(
-    "/{key_id}",
+    KEY_PATH,
     summary="One API key",
     response_model=ApiKeyDTO,
     responses=documented(401, 403, 404, 422),
@@ -388,7 +382,7 @@ async def get_api_key(key_id: KeyIdPath, request: Request) -> ApiKeyDTO:
 
 
 @router.put(
-    "/{key_id}",
+    KEY_PATH,
     summary="Replace name, allowed IPs, expiry (and scopes)",
     response_model=ApiKeyDTO,
     responses=_ERRORS,
@@ -402,7 +396,7 @@ async def replace_api_key(key_id: KeyIdPath, body: ApiKeyBody, request: Request)
 
 
 @router.post(
-    "/{key_id}/generate",
+    KEY_PATH + "/generate",
     summary="Regenerate (rotate) the key; returns the new key as text, once",
     # Plain Response, so FastAPI documents the JSON error bodies as JSON, not text/plain.
     response_class=Response,
@@ -431,7 +425,7 @@ async def regenerate_api_key(
 
 
 @router.post(
-    "/{key_id}/resume",
+    KEY_PATH + "/resume",
     summary="Re-enable a key suspended when its owner was deactivated (owner or admin)",
     response_model=ApiKeyDTO,
     responses=documented(401, 403, 404, 409, 422),
@@ -443,7 +437,7 @@ async def resume_api_key(key_id: KeyIdPath, request: Request) -> ApiKeyDTO:
 
 
 @router.delete(
-    "/{key_id}",
+    KEY_PATH,
     summary="Revoke the key (effective at once, everywhere)",
     status_code=204,
     response_class=Response,

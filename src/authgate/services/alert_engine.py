@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
@@ -188,7 +188,13 @@ class AlertEngine:
 
     async def _evaluate(self, rule: RuleView, events: list[AuditEvent]) -> int:
         fired = 0
-        for subject, event in _latest_per_subject(rule.kind, events):
+        key_ids: dict[int, str] = {}
+        if rule.kind in _KEY_KINDS:  # keys are named by their public UUID, as everywhere
+            async with self._db.session() as session:
+                key_ids = await AlertRepository(session).key_public_ids(
+                    {event.api_key_id for event in events if event.api_key_id is not None}
+                )
+        for subject, event in _latest_per_subject(rule.kind, events, key_ids):
             count = await self._count(rule, event)
             if count < rule.threshold:
                 continue
@@ -312,10 +318,12 @@ class AlertEngine:
         return True
 
 
-def _latest_per_subject(kind: str, events: Iterable[AuditEvent]) -> list[tuple[str, AuditEvent]]:
+def _latest_per_subject(
+    kind: str, events: Iterable[AuditEvent], key_ids: Mapping[int, str]
+) -> list[tuple[str, AuditEvent]]:
     latest: dict[str, AuditEvent] = {}
     for event in events:
-        subject = _subject(kind, event)
+        subject = _subject(kind, event, key_ids)
         if subject is not None:
             if kind in ("key_new_ip", "key_after_inactivity"):
                 latest.setdefault(subject, event)  # the first use is the one that matters
@@ -324,19 +332,21 @@ def _latest_per_subject(kind: str, events: Iterable[AuditEvent]) -> list[tuple[s
     return list(latest.items())
 
 
-def _subject(kind: str, event: AuditEvent) -> str | None:
+_KEY_KINDS = frozenset({"failed_key_uses_per_key", "key_new_ip", "key_after_inactivity"})
+
+
+def _subject(kind: str, event: AuditEvent, key_ids: Mapping[int, str]) -> str | None:
+    """What an alert is about. A key is named by its public UUID (its bigint id only if
+    the key is gone: deleted with its owner)."""
+    if kind in _KEY_KINDS:
+        if event.api_key_id is None:
+            return None
+        key = f"key:{key_ids.get(event.api_key_id, event.api_key_id)}"
+        return f"{key}|ip:{event.client_ip}" if kind == "key_new_ip" else key
     if kind in ("failed_logins_per_account", "failed_second_factors"):
         return event.actor_login and f"account:{event.actor_login}"
     if kind in ("failed_logins_per_ip", "failed_key_uses_per_ip"):
         return event.client_ip and f"ip:{event.client_ip}"
-    if kind == "failed_key_uses_per_key":
-        return None if event.api_key_id is None else f"key:{event.api_key_id}"
-    if kind == "key_new_ip":
-        if event.api_key_id is None:
-            return None
-        return f"key:{event.api_key_id}|ip:{event.client_ip}"
-    if kind == "key_after_inactivity":
-        return None if event.api_key_id is None else f"key:{event.api_key_id}"
     if kind == "admin_actions":
         return f"actor:{event.actor_login}"
     return "*"

@@ -15,8 +15,10 @@ from authgate.exceptions import NotFound
 # UUID: the key's public id; int: its bigint primary key (paths of the previous release).
 KeyRef = UUID | int
 
-_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-_DIGITS = re.compile(r"[0-9]{1,19}")
+UUID_PATTERN = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+DIGITS_PATTERN = "[0-9]+"
+_UUID = re.compile(UUID_PATTERN)
+_DIGITS = re.compile("[0-9]{1,19}")
 _MAX_KEY_PK = 2**63 - 1  # a bigint: anything larger would fail in the database
 
 

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request, Response
 from starlette.datastructures import FormData
 
 from authgate.api.access import services_of, sets_credentials
+from authgate.api.key_paths import KEY_PATH
 from authgate.exceptions import Conflict, ValidationFailed
 from authgate.security.principal import SCOPE_ADMIN
 from authgate.services.api_keys import MAX_GRACE, ApiKeyView, KeySpec
@@ -91,12 +92,12 @@ async def create_key(request: Request) -> Response:
     )
 
 
-@router.get("/{key_id}")
+@router.get(KEY_PATH)
 async def key_detail(request: Request, key_id: str) -> Response:
     return await _detail(request, key_ref(key_id))
 
 
-@router.post("/{key_id}/edit")
+@router.post(KEY_PATH + "/edit")
 @sets_credentials("changes an API key's allowed addresses, expiry or scopes")
 async def edit_key(request: Request, key_id: str) -> Response:
     ref = key_ref(key_id)
@@ -116,7 +117,7 @@ async def edit_key(request: Request, key_id: str) -> Response:
     return await _detail(request, ref, form=_form_values(form), errors=errors, status=422)
 
 
-@router.post("/{key_id}/regenerate")
+@router.post(KEY_PATH + "/regenerate")
 @sets_credentials("regenerates an API key")
 async def regenerate_key(request: Request, key_id: str) -> Response:
     ref = key_ref(key_id)
@@ -133,14 +134,14 @@ async def regenerate_key(request: Request, key_id: str) -> Response:
     return _show_once(request, view, plaintext, "regenerated")
 
 
-@router.post("/{key_id}/resume")
+@router.post(KEY_PATH + "/resume")
 @sets_credentials("re-enables a suspended API key")
 async def resume_key(request: Request, key_id: str) -> Response:
     view = await services_of(request).api_keys.resume(current_principal(request), key_ref(key_id))
     return redirect(f"/settings/api-keys/{view.public_id}", notice="The key is enabled again.")
 
 
-@router.post("/{key_id}/revoke")
+@router.post(KEY_PATH + "/revoke")
 async def revoke_key(request: Request, key_id: str) -> Response:
     await services_of(request).api_keys.revoke(current_principal(request), key_ref(key_id))
     return redirect("/settings/api-keys", notice="The key is revoked. It stopped working at once.")

@@ -13,12 +13,13 @@ import math
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, BeforeValidator, Field
 
 from authgate.api.access import SelfServiceRoute, principal_of, services_of, sets_credentials
 from authgate.api.api_keys import Instant, comma_joined
 from authgate.api.errors import documented_v12
+from authgate.api.key_paths import KEY_PATH, KeyIdPath
 from authgate.api.pagination import MAX_PAGE_SIZE
 from authgate.api.schemas import LenientBody
 from authgate.services.api_keys import NAME_MAX_LENGTH, ApiKeyView, KeySpec
@@ -27,14 +28,6 @@ from authgate.storage.paging import PageRequest
 
 PREFIX = "/api/v1/api-keys"
 router = APIRouter(prefix=PREFIX, tags=["v12 API keys"], route_class=SelfServiceRoute)
-
-KeyIdPath = Annotated[
-    str,
-    Path(
-        description="The key's UUID. Deprecated until the next release: its old numeric id.",
-        examples=["6f1c3e0a-2b4d-4c8e-9a7f-0d5b1e2c3a4f"],
-    ),
-]
 
 
 class ApiKeyRequest(LenientBody):
@@ -131,14 +124,14 @@ async def list_api_keys(
     )
 
 
-@router.get("/{key_id}", summary="One API key", responses=documented_v12(401, 403, 404))
+@router.get(KEY_PATH, summary="One API key", responses=documented_v12(401, 403, 404))
 async def get_api_key(key_id: KeyIdPath, request: Request) -> ApiKeyResponse:
     view = await services_of(request).api_keys.get(principal_of(request), key_ref(key_id))
     return ApiKeyResponse.of(view)
 
 
 @router.put(
-    "/{key_id}",
+    KEY_PATH,
     summary="Replace name, allowed IPs and expiry",
     responses=documented_v12(400, 401, 403, 404, 409, 413),
 )
@@ -153,7 +146,7 @@ async def replace_api_key(
 
 
 @router.post(
-    "/{key_id}/generate",
+    KEY_PATH + "/generate",
     summary="Generate the key (again): the previous one stops working; shown once",
     responses=documented_v12(401, 403, 404, 409),
 )
@@ -167,7 +160,7 @@ async def generate_api_key(key_id: KeyIdPath, request: Request, response: Respon
 
 
 @router.delete(
-    "/{key_id}",
+    KEY_PATH,
     summary="Revoke the key (effective at once, everywhere)",
     status_code=204,
     response_class=Response,
