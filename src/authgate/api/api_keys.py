@@ -17,7 +17,7 @@ from authgate.api.access import (
     sets_credentials,
 )
 from authgate.api.errors import documented
-from authgate.api.key_paths import KEY_PATH, KeyIdPath
+from authgate.api.key_paths import KEY_PATH, KeyFilter, KeyIdPath
 from authgate.api.pagination import PageRequestDep, pagination_headers
 from authgate.api.schemas import LenientBody, StrictBody
 from authgate.clock import utc_now
@@ -29,7 +29,7 @@ from authgate.services.api_keys import (
     KeySpec,
     UsageRecordView,
 )
-from authgate.services.key_refs import KeyRef, key_ref, parse_key_ref
+from authgate.services.key_refs import key_ref
 from authgate.services.text_rules import REQUIRED_NAME_PATTERN
 from authgate.storage.api_key_repository import UsageFilter
 
@@ -40,21 +40,6 @@ review_router = APIRouter(
 )
 
 Scope = Annotated[str, Field(pattern=SCOPE_PATTERN, examples=["read"])]
-
-
-def _key_filter(value: object) -> object:
-    """A key to filter by: its UUID, or (deprecated) its old numeric id."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)
-    if isinstance(value, str):
-        ref = parse_key_ref(value)
-        if ref is None:
-            raise ValueError("not a key id: a UUID (or a numeric id, deprecated)")
-        return ref
-    return value
-
-
-KeyFilter = Annotated[KeyRef, BeforeValidator(_key_filter)]
 
 
 def _as_utc(moment: datetime | None) -> datetime | None:

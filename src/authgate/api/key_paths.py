@@ -11,9 +11,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Path
+from pydantic import BeforeValidator
 from starlette.convertors import Convertor, register_url_convertor
 
-from authgate.services.key_refs import DIGITS_PATTERN, UUID_PATTERN
+from authgate.services.key_refs import DIGITS_PATTERN, UUID_PATTERN, KeyRef, parse_key_ref
 
 _KEY_REF_PATTERN = f"{UUID_PATTERN}|{DIGITS_PATTERN}"
 
@@ -40,3 +41,18 @@ KeyIdPath = Annotated[
         examples=["6f1c3e0a-2b4d-4c8e-9a7f-0d5b1e2c3a4f"],
     ),
 ]
+
+
+def _key_filter(value: object) -> object:
+    """A key to filter by: its UUID, or (deprecated) its old numeric id."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if isinstance(value, str):
+        ref = parse_key_ref(value)
+        if ref is None:
+            raise ValueError("not a key id: a UUID (or a numeric id, deprecated)")
+        return ref
+    return value
+
+
+KeyFilter = Annotated[KeyRef, BeforeValidator(_key_filter)]

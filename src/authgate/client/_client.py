@@ -322,7 +322,7 @@ class Client(_BaseClient):
         ip: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
-        api_key_id: int | None = None,
+        api_key_id: str | None = None,
         page: int = 0,
         size: int = 20,
     ) -> Page[AuditEvent]:

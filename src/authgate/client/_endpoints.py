@@ -299,7 +299,7 @@ def audit_events(
     ip: str | None,
     since: datetime | None,
     until: datetime | None,
-    api_key_id: int | None,
+    api_key_id: str | None,
     page: int,
     size: int,
 ) -> Call[Page[AuditEvent]]:
@@ -311,7 +311,7 @@ def audit_events(
         ("ip", ip),
         ("from", None if since is None else iso(since)),
         ("to", None if until is None else iso(until)),
-        ("apiKeyId", None if api_key_id is None else str(int(api_key_id))),
+        ("apiKeyId", api_key_id),
     ):
         if value is not None:
             params.append((name, value))

@@ -235,7 +235,7 @@ class AuditEvent:
     outcome: str | None
     actor: str | None
     user_id: int | None
-    api_key_id: int | None
+    api_key_id: str | None  # the key's UUID
     api_key_name: str | None
     ip_address: str | None
     user_agent: str | None
@@ -255,7 +255,7 @@ class AuditEvent:
             outcome=_text(data.get("outcome")),
             actor=_text(data.get("actor")),
             user_id=_int(data.get("userId")),
-            api_key_id=_int(data.get("apiKeyId")),
+            api_key_id=_text(data.get("apiKeyId")),
             api_key_name=_text(data.get("apiKeyName")),
             ip_address=_text(data.get("ipAddress")),
             user_agent=_text(data.get("userAgent")),

@@ -168,7 +168,7 @@ class AlertEngine:
                     rule_name="API key expired" if expired else f"API key expires in {stage} days",
                     kind="api_key_expiry",
                     severity="high" if stage <= 3 else "medium",
-                    subject=f"key:{key.id}",
+                    subject=f"key:{key.public_id}",
                     # Once per stage per expiry date: a key whose expiry is extended
                     # is reminded again before its new date.
                     window_start=int(key.expires_at.timestamp()),

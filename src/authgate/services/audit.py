@@ -196,7 +196,7 @@ class AuditEntry:
     outcome: str
     actor_login: str | None
     actor_user_id: int | None
-    api_key_id: int | None
+    api_key_id: str | None  # the key's public UUID
     api_key_name: str | None
     client_ip: str | None
     user_agent: str | None
@@ -580,7 +580,7 @@ class AuditLog:
             repository = AuditRepository(session)
             total = await repository.count(where)
             rows = await repository.page(where, request)
-        return Page(items=[_entry(row) for row in rows], total=total, request=request)
+        return Page(items=[_entry(*row) for row in rows], total=total, request=request)
 
     async def stream(
         self, where: AuditFilter, *, after: int = 0, chunk: int = 1000
@@ -590,10 +590,10 @@ class AuditLog:
             async with self._db.session() as session:
                 rows = await AuditRepository(session).after(after, where, limit=chunk)
             for row in rows:
-                yield _entry(row)
+                yield _entry(*row)
             if len(rows) < chunk:
                 return
-            after = rows[-1].id
+            after = rows[-1][0].id
 
     async def verify(
         self, *, checkpoint: Checkpoint | None = None, chunk: int = 5000
@@ -658,7 +658,9 @@ def chain_hash(previous: str, row: AuditRow) -> str:
     return plain_hash(previous, row.canonical())
 
 
-def _entry(row: Any) -> AuditEntry:
+def _entry(row: Any, key_public_id: str | None) -> AuditEntry:
+    """A stored record as read back; a key is named by its public UUID (the stored
+    bigint id stays in the record and its hash)."""
     return AuditEntry(
         id=row.id,
         occurred_at=row.occurred_at,
@@ -666,7 +668,7 @@ def _entry(row: Any) -> AuditEntry:
         outcome=row.outcome,
         actor_login=row.actor_login,
         actor_user_id=row.actor_user_id,
-        api_key_id=row.api_key_id,
+        api_key_id=key_public_id,
         api_key_name=row.api_key_name,
         client_ip=row.client_ip,
         user_agent=row.user_agent,

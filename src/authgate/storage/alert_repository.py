@@ -106,7 +106,7 @@ class AlertRepository:
         """The public UUIDs of these keys (by bigint id), for naming them in alerts."""
         if not key_pks:
             return {}
-        query = select(ApiKey.id, ApiKey.public_id).where(ApiKey.id.in_(key_pks))
+        query = select(ApiKey.id, ApiKey.public_id).where(ApiKey.id.in_(sorted(key_pks)))
         return dict((await self._session.execute(query)).tuples().all())
 
     async def keys_expiring_between(self, start: datetime, end: datetime) -> list[ApiKey]:
