@@ -107,7 +107,7 @@ class AlertRepository:
         if not key_pks:
             return {}
         query = select(ApiKey.id, ApiKey.public_id).where(ApiKey.id.in_(sorted(key_pks)))
-        return dict((await self._session.execute(query)).tuples().all())
+        return {row.id: row.public_id for row in await self._session.execute(query)}
 
     async def keys_expiring_between(self, start: datetime, end: datetime) -> list[ApiKey]:
         query = select(ApiKey).where(
