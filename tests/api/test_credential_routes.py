@@ -40,9 +40,9 @@ CREDENTIAL_ROUTES = {
     ("POST", "/settings/users/{login}/password"),
     ("POST", "/settings/users/{login}/reset-link"),
     ("POST", "/settings/api-keys"),
-    ("POST", "/settings/api-keys/{key_id:key_ref}/edit"),
-    ("POST", "/settings/api-keys/{key_id:key_ref}/regenerate"),
-    ("POST", "/settings/api-keys/{key_id:key_ref}/resume"),
+    ("POST", "/settings/api-keys/{key_id}/edit"),
+    ("POST", "/settings/api-keys/{key_id}/regenerate"),
+    ("POST", "/settings/api-keys/{key_id}/resume"),
     # The second factor (issue 14): enrolling, new recovery codes, turning off, reset.
     ("POST", "/api/tfa/init"),
     ("POST", "/api/tfa/verify"),

@@ -10,7 +10,6 @@ from fastapi import APIRouter, Request, Response
 from starlette.datastructures import FormData
 
 from authgate.api.access import services_of, sets_credentials
-from authgate.api.key_paths import KEY_PATH
 from authgate.exceptions import Conflict, ValidationFailed
 from authgate.security.principal import SCOPE_ADMIN
 from authgate.services.api_keys import MAX_GRACE, ApiKeyView, KeySpec
@@ -92,12 +91,14 @@ async def create_key(request: Request) -> Response:
     )
 
 
-@router.get(KEY_PATH)
+# Any text reaches these routes: one that names no key (a UUID, or a deprecated
+# number) is a 404 page, like an unknown key.
+@router.get("/{key_id}")
 async def key_detail(request: Request, key_id: str) -> Response:
     return await _detail(request, key_ref(key_id))
 
 
-@router.post(KEY_PATH + "/edit")
+@router.post("/{key_id}/edit")
 @sets_credentials("changes an API key's allowed addresses, expiry or scopes")
 async def edit_key(request: Request, key_id: str) -> Response:
     ref = key_ref(key_id)
@@ -117,7 +118,7 @@ async def edit_key(request: Request, key_id: str) -> Response:
     return await _detail(request, ref, form=_form_values(form), errors=errors, status=422)
 
 
-@router.post(KEY_PATH + "/regenerate")
+@router.post("/{key_id}/regenerate")
 @sets_credentials("regenerates an API key")
 async def regenerate_key(request: Request, key_id: str) -> Response:
     ref = key_ref(key_id)
@@ -134,14 +135,14 @@ async def regenerate_key(request: Request, key_id: str) -> Response:
     return _show_once(request, view, plaintext, "regenerated")
 
 
-@router.post(KEY_PATH + "/resume")
+@router.post("/{key_id}/resume")
 @sets_credentials("re-enables a suspended API key")
 async def resume_key(request: Request, key_id: str) -> Response:
     view = await services_of(request).api_keys.resume(current_principal(request), key_ref(key_id))
     return redirect(f"/settings/api-keys/{view.public_id}", notice="The key is enabled again.")
 
 
-@router.post(KEY_PATH + "/revoke")
+@router.post("/{key_id}/revoke")
 async def revoke_key(request: Request, key_id: str) -> Response:
     await services_of(request).api_keys.revoke(current_principal(request), key_ref(key_id))
     return redirect("/settings/api-keys", notice="The key is revoked. It stopped working at once.")
