@@ -185,9 +185,11 @@ class Gate:
         self._audit_key_successes = audit_key_successes
         self._idle_seconds = idle_seconds
         self._activity: dict[int, _KeyActivity] = {}
-        self._count_key_success = metrics.api_key_requests.labels("success", "none").inc
+        self._count_key_success = metrics.local_counter(
+            metrics.api_key_requests.labels("success", "none")
+        ).inc
         self._observe = {
-            method: metrics.authentication_seconds.labels(method).observe
+            method: metrics.local_authentication_seconds(method).observe
             for method in ("jwt", "api_key")
         }
 
