@@ -57,9 +57,10 @@ class KeyAbuseGuard:
 
     def check(self, address: IPAddress | None, now: float) -> None:
         """Raise ``Throttled`` if the address is blocked (the hot path: memory only)."""
-        if address is None:
+        blocked = self._blocked
+        if not blocked or address is None:  # nothing blocked: no address to hash
             return
-        until = self._blocked.get(address)
+        until = blocked.get(address)
         if until is not None and until > now:
             raise Throttled(
                 "Too many invalid API keys from this address",

@@ -60,35 +60,54 @@ class _Minute:
     """One key's accepted requests in one minute, in memory until written."""
 
     __slots__ = (
-        "api_key_id", "api_key_name", "first_at", "ips", "last_at", "last_ip",
-        "last_method", "last_path", "minute", "requests", "statuses", "user_id",
-    )  # fmt: skip
+        "api_key_id",
+        "api_key_name",
+        "ends",
+        "first_at",
+        "ips",
+        "last_at",
+        "last_ip",
+        "last_method",
+        "last_path",
+        "minute",
+        "requests",
+        "statuses",
+        "user_id",
+    )
 
-    def __init__(self, event: UsageEvent, minute: datetime, ips: set[IPAddress | None]) -> None:
-        self.api_key_id = event.api_key_id
-        self.api_key_name = event.api_key_name
-        self.user_id = event.user_id
+    def __init__(
+        self,
+        api_key_id: int,
+        api_key_name: str,
+        user_id: int,
+        minute: datetime,
+        at: datetime,
+        ips: set[IPAddress | None],
+    ) -> None:
+        self.api_key_id = api_key_id
+        self.api_key_name = api_key_name
+        self.user_id = user_id
         self.minute = minute
+        self.ends = minute + ONE_MINUTE
         self.requests = 0
         self.statuses = [0, 0, 0, 0]  # 2xx (and 1xx), 3xx, 4xx, 5xx
-        self.first_at = event.occurred_at
-        self.last_at = event.occurred_at
+        self.first_at = at
+        self.last_at = at
         self.ips = ips  # shared by this process's flushes of the same minute
         self.last_ip: IPAddress | None = None
         self.last_method = ""
         self.last_path = ""
 
-    def add(self, event: UsageEvent) -> None:
+    def add(self, at: datetime, status: int, ip: IPAddress | None, method: str, path: str) -> None:
         self.requests += 1
-        self.statuses[min(max(event.status // 100 - 2, 0), 3)] += 1
-        ip = event.client_ip  # text only when written
-        if event.occurred_at >= self.last_at:
-            self.last_at = event.occurred_at
-            self.last_ip = ip
-            self.last_method = event.method
-            self.last_path = event.path
-        elif event.occurred_at < self.first_at:
-            self.first_at = event.occurred_at
+        self.statuses[min(max(status // 100 - 2, 0), 3)] += 1
+        if at >= self.last_at:
+            self.last_at = at
+            self.last_ip = ip  # text only when written
+            self.last_method = method
+            self.last_path = path
+        elif at < self.first_at:
+            self.first_at = at
         if len(self.ips) < MAX_DISTINCT_IPS:
             self.ips.add(ip)
 
@@ -125,6 +144,12 @@ class _Minute:
 
 # Distinct addresses remembered per key and minute (the count saturates there).
 MAX_DISTINCT_IPS = 10_000
+ONE_MINUTE = timedelta(minutes=1)
+
+# A sampled accepted request, kept as a tuple until written (a ``UsageEvent``'s fields
+# in order, without ``failure_reason``; then the arrival ``sequence``): the request path
+# builds no object.
+_Sampled = tuple[int, str, int, datetime, str, str, int, IPAddress | None, str | None, float, int]
 
 
 class UsageRecorder:
@@ -151,11 +176,12 @@ class UsageRecorder:
         self._chunk_size = chunk_size
         self._buffer: deque[UsageEvent] = deque(maxlen=max_buffered)
         self._minutes: dict[tuple[int, datetime], _Minute] = {}
-        self._samples: dict[int, deque[UsageEvent]] = {}
+        # Each key's newest rollup in ``_minutes`` (a request finds it in one lookup).
+        self._current: dict[int, _Minute] = {}
+        self._samples: dict[int, deque[_Sampled]] = {}
         # Each key's addresses in the current and the previous minute, kept across
         # flushes so that the count is exact for this process.
         self._minute_ips: dict[tuple[int, datetime], set[IPAddress | None]] = {}
-        self._last_used: dict[int, UsageEvent] = {}
         self._dropped = 0
         self._sequence = 0
         self._lock = asyncio.Lock()
@@ -171,28 +197,100 @@ class UsageRecorder:
         return self._dropped
 
     def record(self, event: UsageEvent) -> None:
-        """Queue one use (called on the request path: no I/O, O(1))."""
+        """Queue one use, accepted or refused (no I/O, O(1))."""
+        if event.failure_reason is None:
+            self.accepted(
+                event.api_key_id,
+                event.api_key_name,
+                event.user_id,
+                event.occurred_at,
+                event.method,
+                event.path,
+                event.status,
+                event.client_ip,
+                event.user_agent,
+                event.latency_ms,
+            )
+            return
         self._sequence += 1
         event.sequence = self._sequence
-        if event.failure_reason is None:
-            self._last_used[event.api_key_id] = event
-            at = event.occurred_at
-            minute = at.replace(second=0, microsecond=0)
-            where = (event.api_key_id, minute)
-            rollup = self._minutes.get(where)
-            if rollup is None:
-                ips = self._minute_ips.get(where)
-                if ips is None:
-                    ips = self._minute_ips[where] = set()
-                rollup = self._minutes[where] = _Minute(event, minute, ips)
-            rollup.add(event)
-            if not self._log_successes:
-                if self._sample_size:
-                    sample = self._samples.get(event.api_key_id)
-                    if sample is None:
-                        sample = self._samples[event.api_key_id] = deque(maxlen=self._sample_size)
-                    sample.append(event)
-                return
+        self._buffer_row(event)
+
+    def accepted(
+        self,
+        api_key_id: int,
+        api_key_name: str,
+        user_id: int,
+        at: datetime,
+        method: str,
+        path: str,
+        status: int,
+        client_ip: IPAddress | None,
+        user_agent: str | None,
+        latency_ms: float,
+    ) -> None:
+        """Count one accepted request (the request path: no I/O, O(1), one dict lookup
+        and a tuple for the sample in the common case)."""
+        self._sequence += 1
+        rollup = self._current.get(api_key_id)
+        if rollup is None or not rollup.minute <= at < rollup.ends:
+            rollup = self._rollup(api_key_id, api_key_name, user_id, at)
+        rollup.add(at, status, client_ip, method, path)
+        if self._log_successes:
+            self._buffer_row(
+                UsageEvent(
+                    api_key_id,
+                    api_key_name,
+                    user_id,
+                    at,
+                    method,
+                    path,
+                    status,
+                    client_ip,
+                    user_agent,
+                    latency_ms,
+                    None,
+                    self._sequence,
+                )
+            )
+        elif self._sample_size:
+            sample = self._samples.get(api_key_id)
+            if sample is None:
+                sample = self._samples[api_key_id] = deque(maxlen=self._sample_size)
+            sample.append(
+                (
+                    api_key_id,
+                    api_key_name,
+                    user_id,
+                    at,
+                    method,
+                    path,
+                    status,
+                    client_ip,
+                    user_agent,
+                    latency_ms,
+                    self._sequence,
+                )
+            )
+
+    def _rollup(self, api_key_id: int, api_key_name: str, user_id: int, at: datetime) -> _Minute:
+        """The rollup of ``at``'s minute (made if needed; the key's newest is remembered)."""
+        minute = at.replace(second=0, microsecond=0)
+        where = (api_key_id, minute)
+        rollup = self._minutes.get(where)
+        if rollup is None:
+            ips = self._minute_ips.get(where)
+            if ips is None:
+                ips = self._minute_ips[where] = set()
+            rollup = self._minutes[where] = _Minute(
+                api_key_id, api_key_name, user_id, minute, at, ips
+            )
+        current = self._current.get(api_key_id)
+        if current is None or current.minute <= minute:
+            self._current[api_key_id] = rollup
+        return rollup
+
+    def _buffer_row(self, event: UsageEvent) -> None:
         if len(self._buffer) == self._buffer.maxlen:
             self._dropped += 1
         self._buffer.append(event)
@@ -204,14 +302,19 @@ class UsageRecorder:
         sample included)."""
         async with self._lock:
             batch = list(self._buffer)
-            minutes, samples, last_used = self._minutes, self._samples, self._last_used
-            if not batch and not last_used and not minutes:
+            minutes, samples = self._minutes, self._samples
+            if not batch and not minutes:
                 return 0
             self._buffer.clear()
-            self._minutes, self._samples, self._last_used = {}, {}, {}
+            self._minutes, self._samples, self._current = {}, {}, {}
             self._batch_ready.clear()
             self._forget_old_minutes(minutes)
-            sampled = [event for sample in samples.values() for event in sample]
+            last_used = _last_uses(minutes)
+            sampled = [
+                UsageEvent(*fields[:10], None, fields[10])
+                for sample in samples.values()
+                for fields in sample
+            ]
             if sampled:  # rows in the order the requests came (ids follow it)
                 batch = sorted(batch + sampled, key=_arrival)
             try:
@@ -229,8 +332,9 @@ class UsageRecorder:
                 if sampled:
                     batch = [event for event in batch if event.failure_reason is not None]
                 self._buffer.extendleft(reversed(batch))
-                for key_id, event in last_used.items():
-                    self._last_used.setdefault(key_id, event)
+                # The rollups go back (newer counts merged in); each key's newest is
+                # found again on its next request.
+                self._current = {}
                 for where, rollup in minutes.items():
                     newer = self._minutes.get(where)
                     if newer is not None:
@@ -282,7 +386,7 @@ class UsageRecorder:
         rows: list[UsageEvent],
         minutes: dict[tuple[int, datetime], _Minute],
         sampled_keys: set[int],
-        last_used: dict[int, UsageEvent],
+        last_used: dict[int, _LastUse],
     ) -> None:
         chunk = self._chunk_size
         async with self._db.transaction() as session:
@@ -296,17 +400,17 @@ class UsageRecorder:
                 await usage.keep_recent_successes(key_id, self._sample_size)
             await self._write_last_used(session, last_used)
 
-    async def _write_last_used(self, session: Any, last_used: dict[int, UsageEvent]) -> None:
+    async def _write_last_used(self, session: Any, last_used: dict[int, _LastUse]) -> None:
         keys = ApiKeyRepository(session)
-        for key_id, event in last_used.items():
-            ip = str(event.client_ip) if event.client_ip is not None else None
-            await keys.record_last_used(key_id, at=event.occurred_at, ip=ip)
+        for key_id, (at, address) in last_used.items():
+            ip = str(address) if address is not None else None
+            await keys.record_last_used(key_id, at=at, ip=ip)
 
     async def _write_each(
         self,
         batch: list[UsageEvent],
         minutes: dict[tuple[int, datetime], _Minute],
-        last_used: dict[int, UsageEvent],
+        last_used: dict[int, _LastUse],
     ) -> list[UsageEvent]:
         """As ``_write``, dropping (and counting) the rows the database refuses; returns
         the events written."""
@@ -335,6 +439,19 @@ class UsageRecorder:
         log.error("the database refused %d API key usage records; they were dropped", refused)
         self._dropped += refused
         return written
+
+
+_LastUse = tuple[datetime, IPAddress | None]
+
+
+def _last_uses(minutes: dict[tuple[int, datetime], _Minute]) -> dict[int, _LastUse]:
+    """Each key's last accepted use (time and address) among ``minutes``."""
+    last: dict[int, _LastUse] = {}
+    for (key_id, _minute), rollup in minutes.items():
+        known = last.get(key_id)
+        if known is None or rollup.last_at >= known[0]:
+            last[key_id] = (rollup.last_at, rollup.last_ip)
+    return last
 
 
 def _arrival(event: UsageEvent) -> int:
