@@ -112,3 +112,4 @@ def test_sessions_revoke_needs_an_id_or_others() -> None:
     """Neither or both: a usage error before anything is sent."""
     assert_exits(run("sessions", "revoke"), 2)
     assert_exits(run("sessions", "revoke", "some-id", "--others"), 2)
+    assert_exits(run("--url", "http://127.0.0.1:1", "login", "--v12", "--remember-me"), 2)

@@ -148,6 +148,8 @@ def login(
 ) -> None:
     """Log in with a password and store the token (OS keyring, else a 0600 file)."""
     session = session_of(ctx)
+    if v12 and remember_me:
+        raise fail("--remember-me has no effect with --v12: the refresh token lasts", EXIT_USAGE)
     url = session.server_url()
     login_name = username or read_username(environment()) or typer.prompt("Username")
     if password_stdin:
