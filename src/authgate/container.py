@@ -310,6 +310,7 @@ class Services:
         while not self._stop.is_set():
             try:
                 await self.tokens.delete_expired_revocations()
+                await self.sessions.purge_ended()
                 await self.feed.delete_old()
                 await self.usage.delete_expired()
                 await self.audit.delete_expired()

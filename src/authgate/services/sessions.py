@@ -38,6 +38,9 @@ from authgate.storage.session_repository import SessionRepository
 
 # Longer refresh tokens are refused before hashing (ours are 43 characters).
 MAX_REFRESH_TOKEN_LENGTH = 128
+# Housekeeping deletes ended sessions this many per transaction, so that a backlog
+# (after a long outage, or mass revocation) never holds one long write lock.
+PURGE_BATCH = 500
 
 
 class AccountDeactivated(PermissionDenied):
@@ -330,6 +333,20 @@ class SessionService:
                 details={"sessions": len(others)},
             )
         return len(others)
+
+    async def purge_ended(self, *, batch: int = PURGE_BATCH) -> int:
+        """Housekeeping: delete expired and revoked sessions with their refresh tokens,
+        ``batch`` sessions per transaction. Nothing is lost by it: a refresh token of a
+        deleted session is refused as unknown, exactly as one of an ended session, and
+        the access tokens of a revoked session stay refused through the deny list,
+        which keeps its own entries until those tokens expire."""
+        purged = 0
+        while True:
+            async with self._db.transaction() as work:
+                deleted = await SessionRepository(work).delete_ended(now=self._clock(), limit=batch)
+            purged += deleted
+            if deleted < batch:
+                return purged
 
     async def _refuse_without_second_factor(self, user: UserView) -> None:
         method = await self._second_factor.method_of(user.id)
