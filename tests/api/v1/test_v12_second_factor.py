@@ -480,7 +480,8 @@ async def test_totp_secrets_at_rest_are_aes_gcm_with_a_random_nonce(harness: Har
         user = await session.scalar(select(User).where(User.login == "alice"))
         assert user is not None
         row = await session.get(SecondFactor, user.id)
-        assert row is not None and row.totp_secret is not None
+        assert row is not None
+        assert row.totp_secret is not None
         first = row.totp_secret
         assert first.startswith("v1.")
         assert secret not in first
@@ -491,5 +492,6 @@ async def test_totp_secrets_at_rest_are_aes_gcm_with_a_random_nonce(harness: Har
         await harness.services.second_factor.put_in_force(session, user, in_force)
         await session.flush()
         second = row.totp_secret
-    assert second is not None and second != first
+    assert second is not None
+    assert second != first
     assert base64.urlsafe_b64decode(second[3:])[:12] != raw[:12]
