@@ -24,15 +24,8 @@ from authgate.services.second_factor import ImportedFactor
 from authgate.storage.audit_repository import AuditFilter
 from authgate.storage.models import OneTimeCode, SecondFactor, User
 from authgate.storage.paging import PageRequest
-from tests.api.test_contract_utmstack_users import harness_with
-from tests.conftest import (
-    ADMIN_PASSWORD,
-    USER_PASSWORD,
-    FakeClock,
-    Harness,
-    bearer,
-    test_settings,
-)
+from tests.api.test_second_factor import harness_with
+from tests.conftest import ADMIN_PASSWORD, USER_PASSWORD, Harness, bearer
 from tests.mail import MailRecorder, running_smtp_server
 
 LOGIN = "/api/v1/auth/login"
@@ -173,6 +166,21 @@ async def test_verify_code_errors_are_v12_shaped(harness: Harness) -> None:
         VERIFY_CODE, json={"pre_auth_token": pre_auth, "code": totp_now(harness, secret)}
     )
     assert right.status_code == 200  # a wrong code does not spend the token
+
+
+async def test_a_user_who_must_enrol_is_sent_to_the_v11_login(
+    tmp_path: Path, database_url: str
+) -> None:
+    """AUTHGATE_TFA_REQUIRED with no factor yet: v12 has no forced enrolment, so the v12
+    login refuses (403, no token) rather than skip the factor; v11's login enrols."""
+    async with harness_with(tmp_path, database_url, tfa_required="all") as harness:
+        await harness.create_user("alice")
+        refused = await harness.client.post(
+            LOGIN, json={"login": "alice", "password": USER_PASSWORD}
+        )
+        assert refused.status_code == 403
+        assert list(refused.json()) == ["error"]
+        assert "/api/authenticate" in refused.json()["error"]
 
 
 # -- attacks on the pre-auth token -------------------------------------------------------------
@@ -415,21 +423,20 @@ def _last_code(recorder: MailRecorder) -> str:
 
 
 async def test_email_factor_end_to_end_and_codes_stored_hashed(
-    tmp_path: Path, database_url: str, clock: FakeClock
+    tmp_path: Path, database_url: str
 ) -> None:
     """usecase/auth.go with tfa_type email: enrolment mails a code (INIT email_sent),
     the login mails another as the v10/v11 login does; better than v12, the codes are
     stored only as HMACs."""
     with running_smtp_server() as (recorder, port):
-        settings = test_settings(
-            tmp_path / "data",
-            database_url=database_url,
+        async with harness_with(
+            tmp_path,
+            database_url,
             alert_smtp_host="127.0.0.1",
             alert_smtp_port=port,
             alert_email_from="authgate@example.com",
             alert_email_to=["security@example.com"],
-        )
-        async with harness_with(settings, clock) as harness:
+        ) as harness:
             alice_id = await harness.create_user("alice")
             token = bearer((await v12_login(harness))["access_token"])
             init = await harness.client.post(

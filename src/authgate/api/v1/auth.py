@@ -1,4 +1,5 @@
-"""``/api/v1/auth``: v12's login, token refresh, logout, the caller and their sessions.
+"""``/api/v1/auth``: v12's login (and its second step), token refresh, logout, the caller
+and their sessions.
 
 Follows UTMStack v12's ``backend/modules/iam`` (routes.go, dto/auth.go, handler/auth.go)
 as described in issue 17; the v12 sources are not in this project's UTMStack snapshot.
@@ -132,7 +133,7 @@ async def _pair_response(request: Request, pair: TokenPair, response: Response) 
 
 @public_router.post(
     "/auth/login",
-    summary="Log in: an access and a refresh token",
+    summary="Log in: an access and a refresh token, or (a second factor) a pre-auth token",
     responses=documented_v12(400, 401, 403, 413, 429),
 )
 async def login(body: LoginRequest, request: Request, response: Response) -> LoginResponse:
