@@ -57,6 +57,9 @@ CREDENTIAL_ROUTES = {
     ("POST", "/settings/users/{login}/tfa/reset"),
     # UTMStack v12's /api/v1 (issue 17).
     ("POST", "/api/v1/auth/change-password"),
+    ("POST", "/api/v1/tfa/enroll"),
+    ("POST", "/api/v1/tfa/disable"),
+    ("POST", "/api/v1/users/{user_id}/tfa/disable"),
 }
 # Public routes that *check* a password (the logins): nothing to protect with a session.
 PASSWORD_CHECKING_LOGINS = {
@@ -71,6 +74,8 @@ PASSWORD_RECOVERY = {
     ("POST", "/api/account/reset-password/finish"),
     ("POST", "/settings/reset"),
     ("POST", "/settings/reset/finish"),
+    ("POST", "/api/v1/auth/reset-password/init"),
+    ("POST", "/api/v1/auth/reset-password/finish"),
 }
 # Checks the caller's own password like a login (throttled, counted); sets nothing.
 PASSWORD_CHECKS = {("POST", "/api/check-credentials")}

@@ -56,6 +56,8 @@ BODY_CREDENTIAL_OPERATIONS = frozenset(
         "POST /api/v1/auth/login",
         "POST /api/v1/auth/refresh",
         "POST /api/v1/auth/change-password",
+        "POST /api/v1/auth/tfa/verify-code",
+        "POST /api/v1/tfa/disable",
     }
 )
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
@@ -110,6 +112,9 @@ PROTECTED = [
     ("get", "/api/v1/auth/sessions"),
     ("delete", "/api/v1/auth/sessions"),
     ("delete", "/api/v1/auth/sessions/{session_id}"),
+    ("post", "/api/v1/tfa/enroll"),
+    ("post", "/api/v1/tfa/disable"),
+    ("post", "/api/v1/users/{user_id}/tfa/disable"),
     ("post", "/api/tfa/init"),
     ("post", "/api/tfa/verify"),
     ("post", "/api/tfa/complete"),
@@ -140,6 +145,9 @@ PUBLIC = [
     ("post", "/api/v1/auth/login"),
     ("post", "/api/v1/auth/refresh"),
     ("post", "/api/v1/auth/logout"),
+    ("post", "/api/v1/auth/tfa/verify-code"),
+    ("post", "/api/v1/auth/reset-password/init"),
+    ("post", "/api/v1/auth/reset-password/finish"),
     ("get", "/api/v1/health"),
 ]
 

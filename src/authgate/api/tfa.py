@@ -96,6 +96,11 @@ def login_answer(
     return LoginResponse.of(result, recovery_codes=recovery_codes)
 
 
+def qr_png_data_uri(uri: str) -> str:
+    """The QR code of an ``otpauth://`` URI as a ``data:image/png;base64,`` URL."""
+    return str(segno.make(uri, error="m").png_data_uri(scale=5))
+
+
 def bypass_requested(request: Request) -> bool:
     value = header_value(request.scope, BYPASS_HEADER)
     return value is not None and value.strip().lower() in ("true", "1", "yes")
@@ -240,8 +245,7 @@ class InitResponse(BaseModel):
     def of(cls, enrolment: Enrolment) -> InitResponse:
         if enrolment.method == "TOTP":
             assert enrolment.uri is not None
-            png = segno.make(enrolment.uri, error="m").png_data_uri(scale=5)
-            target = png.partition(",")[2]
+            target = qr_png_data_uri(enrolment.uri).partition(",")[2]
         else:
             target = enrolment.email or ""
         return cls(
