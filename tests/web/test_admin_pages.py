@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import pytest
 from sqlalchemy import text
 
-from authgate.services.alert_kinds import KINDS
+from authgate.services.alerts.kinds import KINDS
 from authgate.services.api_keys import KeySpec
 from authgate.services.audit import EventType
 from authgate.services.audit_export import COLUMNS

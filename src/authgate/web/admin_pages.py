@@ -25,8 +25,8 @@ from authgate.api.access import services_of, sets_credentials
 from authgate.container import Services
 from authgate.exceptions import Conflict, NotFound, ValidationFailed
 from authgate.security.principal import ROLE_ADMIN, ROLE_USER
-from authgate.services.alert_kinds import KINDS, duration
-from authgate.services.alert_rules import RuleSpec, RuleView
+from authgate.services.alerts.kinds import KINDS, duration
+from authgate.services.alerts.rules import RuleSpec, RuleView
 from authgate.services.api_keys import ApiKeyView
 from authgate.services.audit import ChainVerification, EventType
 from authgate.services.audit_export import as_csv, as_json_lines

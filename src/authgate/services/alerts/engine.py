@@ -22,10 +22,10 @@ from datetime import datetime, timedelta
 from typing import Final
 
 from authgate.clock import Clock
-from authgate.services.alert_dispatch import AlertDispatcher
-from authgate.services.alert_kinds import KINDS, AlertKind
-from authgate.services.alert_rules import RuleView
-from authgate.services.alert_sinks import Alert
+from authgate.services.alerts.dispatch import AlertDispatcher
+from authgate.services.alerts.kinds import KINDS, AlertKind
+from authgate.services.alerts.messages import Alert
+from authgate.services.alerts.rules import RuleView
 from authgate.services.audit import SERVER, AuditLog, EventType
 from authgate.services.severity import Severity
 from authgate.storage.alert_repository import AlertRepository

@@ -1,6 +1,6 @@
 """Alert rules: what to watch for, validated when they are set, never at alert time.
 
-A rule is a kind (what it counts, and per what: ``alert_kinds.KINDS``), a threshold, a
+A rule is a kind (what it counts, and per what: ``kinds.KINDS``), a threshold, a
 sliding window and a severity.
 
 Each fires at most once per rule, subject and window (deduplicated in the database,
@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from authgate.clock import Clock
 from authgate.exceptions import Conflict, FieldError, NotFound, ValidationFailed
-from authgate.services.alert_kinds import KINDS
+from authgate.services.alerts.kinds import KINDS
 from authgate.services.audit import AuditLog, EventType
 from authgate.services.severity import SEVERITIES, Severity, is_severity
 from authgate.services.text_rules import control_character_errors
