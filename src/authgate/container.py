@@ -30,7 +30,7 @@ from authgate.services.alerts.rules import AlertRules, RuleSpec
 from authgate.services.alerts.rules import validate as validate_rule
 from authgate.services.api_key_auth import ApiKeyAuthenticator
 from authgate.services.api_keys import ApiKeyService, KeyPolicy
-from authgate.services.audit import AuditLog
+from authgate.services.audit.writer import AuditLog
 from authgate.services.audit_checkpoints import AuditCheckpoints, CheckpointReason
 from authgate.services.changes import ChangeFeed
 from authgate.services.cluster import HEARTBEAT_SECONDS, ClusterMembership

@@ -17,7 +17,7 @@ from sqlalchemy import text
 
 from authgate.services.alerts.kinds import KINDS
 from authgate.services.api_keys import KeySpec
-from authgate.services.audit import EventType
+from authgate.services.audit.events import EventType
 from authgate.services.audit_export import COLUMNS
 from authgate.storage.audit_repository import AuditFilter
 from authgate.storage.paging import PageRequest

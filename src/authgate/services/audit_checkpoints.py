@@ -34,7 +34,7 @@ from authgate.security.audit_checkpoints import (
 from authgate.security.signing_keys import KeyRing
 from authgate.services.alerts.dispatch import AlertDispatcher
 from authgate.services.alerts.messages import CheckpointNotice
-from authgate.services.audit import AuditLog
+from authgate.services.audit.writer import AuditLog
 from authgate.storage.audit_checkpoint_repository import AuditCheckpointRepository
 from authgate.storage.audit_repository import AuditRepository, SignedLink
 from authgate.storage.db import Database

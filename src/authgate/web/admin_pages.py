@@ -28,8 +28,9 @@ from authgate.security.principal import ROLE_ADMIN, ROLE_USER
 from authgate.services.alerts.kinds import KINDS, duration
 from authgate.services.alerts.rules import RuleSpec, RuleView
 from authgate.services.api_keys import ApiKeyView
-from authgate.services.audit import ChainVerification, EventType
+from authgate.services.audit.events import EventType
 from authgate.services.audit_export import as_csv, as_json_lines
+from authgate.services.audit_verification import ChainVerification
 from authgate.services.reset_keys import IssuedResetKey
 from authgate.services.severity import SEVERITIES
 from authgate.services.users import NewUser, UserChanges, UserView

@@ -26,7 +26,8 @@ from authgate.services.alerts.dispatch import AlertDispatcher
 from authgate.services.alerts.kinds import KINDS, AlertKind
 from authgate.services.alerts.messages import Alert
 from authgate.services.alerts.rules import RuleView
-from authgate.services.audit import SERVER, AuditLog, EventType
+from authgate.services.audit.events import SERVER, EventType
+from authgate.services.audit.writer import AuditLog
 from authgate.services.severity import Severity
 from authgate.storage.alert_repository import AlertRepository
 from authgate.storage.db import Database

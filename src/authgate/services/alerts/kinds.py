@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from authgate.services.audit import EventType
+from authgate.services.audit.events import EventType
 from authgate.storage.models import AuditEvent
 
 # The count of a counting kind's events filters on the record's column its subject names.

@@ -19,7 +19,8 @@ from sqlalchemy.exc import IntegrityError
 from authgate.clock import Clock
 from authgate.exceptions import Conflict, FieldError, NotFound, ValidationFailed
 from authgate.services.alerts.kinds import KINDS
-from authgate.services.audit import AuditLog, EventType
+from authgate.services.audit.events import EventType
+from authgate.services.audit.writer import AuditLog
 from authgate.services.severity import SEVERITIES, Severity, is_severity
 from authgate.services.text_rules import control_character_errors
 from authgate.storage.alert_repository import AlertRepository
