@@ -126,7 +126,7 @@ class _Minute:
 # Distinct addresses remembered per key and minute (the count saturates there).
 MAX_DISTINCT_IPS = 10_000
 
-Minutes = dict[tuple[int, datetime], _Minute]
+_Minutes = dict[tuple[int, datetime], _Minute]
 
 
 @dataclass(slots=True)
@@ -135,7 +135,7 @@ class _Batch:
     rollups, the samples (kept per key) and the last use of each key."""
 
     rows: list[UsageEvent]
-    minutes: Minutes
+    minutes: _Minutes
     samples: dict[int, deque[UsageEvent]]
     last_used: dict[int, UsageEvent]
 
@@ -168,7 +168,7 @@ class UsageRecorder(BatchWriter[UsageEvent, _Batch]):
         self._clock = clock
         self._retention = retention
         self._chunk_size = chunk_size
-        self._minutes: Minutes = {}
+        self._minutes: _Minutes = {}
         self._samples: dict[int, deque[UsageEvent]] = {}
         # Each key's addresses in the current and the previous minute, kept across
         # flushes so that the count is exact for this process.
