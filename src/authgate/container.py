@@ -23,14 +23,14 @@ from authgate.security.signing_keys import KeyRing
 from authgate.security.tokens import JwtCodec
 from authgate.services.access_tokens import AccessTokenService
 from authgate.services.accounts import AccountService
-from authgate.services.alert_dispatch import AlertDispatcher
-from authgate.services.alert_engine import AlertEngine
-from authgate.services.alert_rules import AlertRules, RuleSpec
-from authgate.services.alert_rules import validate as validate_rule
-from authgate.services.alert_sinks import sinks_from_settings
+from authgate.services.alerts.configuration import sinks_from_settings
+from authgate.services.alerts.dispatch import AlertDispatcher
+from authgate.services.alerts.engine import AlertEngine
+from authgate.services.alerts.rules import AlertRules, RuleSpec
+from authgate.services.alerts.rules import validate as validate_rule
 from authgate.services.api_key_auth import ApiKeyAuthenticator
 from authgate.services.api_keys import ApiKeyService, KeyPolicy
-from authgate.services.audit import AuditLog
+from authgate.services.audit.writer import AuditLog
 from authgate.services.audit_checkpoints import AuditCheckpoints, CheckpointReason
 from authgate.services.changes import ChangeFeed
 from authgate.services.cluster import HEARTBEAT_SECONDS, ClusterMembership

@@ -35,7 +35,7 @@ from authgate.api.access import (
 )
 from authgate.api.errors import documented, error_response
 from authgate.exceptions import FieldError, SecondFactorFailed, SecondFactorLocked, ValidationFailed
-from authgate.services.audit import Actor
+from authgate.services.audit.events import Actor
 from authgate.services.second_factor import Enrolment, EnrolmentCheck, parse_method
 from authgate.services.sign_in import SignInResult
 

@@ -31,7 +31,8 @@ from authgate.security.tokens import (
     PendingClaims,
     TokenClaims,
 )
-from authgate.services.audit import Actor, AuditLog, EventType
+from authgate.services.audit.events import Actor, EventType
+from authgate.services.audit.writer import AuditLog
 from authgate.services.changes import Change, ChangeFeed, ChangeKind, UnitOfWork
 from authgate.services.expiring_cache import ExpiringCache
 from authgate.services.user_states import UserAuthState, UserStates

@@ -44,7 +44,8 @@ from authgate.security.networks import IPAddress
 from authgate.security.principal import KeyReference, Principal
 from authgate.services.access_tokens import AccessTokenService
 from authgate.services.api_key_auth import ApiKeyAuthenticator
-from authgate.services.audit import Actor, AuditLog, EventType
+from authgate.services.audit.events import Actor, EventType
+from authgate.services.audit.writer import AuditLog
 from authgate.services.key_abuse import KeyAbuseGuard
 from authgate.services.metrics import Metrics
 from authgate.services.rate_limits import KeyRateLimits, RateLimitState, exceeded

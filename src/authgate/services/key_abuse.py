@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from authgate.clock import Clock
 from authgate.exceptions import Throttled
 from authgate.security.networks import IPAddress, parse_address
-from authgate.services.audit import AuditLog, EventType
+from authgate.services.audit.events import EventType
+from authgate.services.audit.writer import AuditLog
 from authgate.services.changes import Change, ChangeFeed, ChangeKind
 from authgate.services.throttle_store import ThrottleStore
 

@@ -48,7 +48,8 @@ from authgate.security.second_factor import (
     normalized_recovery_code,
     provisioning_uri,
 )
-from authgate.services.audit import Actor, AuditLog, EventType
+from authgate.services.audit.events import Actor, EventType
+from authgate.services.audit.writer import AuditLog
 from authgate.services.changes import Change, ChangeFeed, ChangeKind
 from authgate.services.mail import Mailer, MailNotSent
 from authgate.services.throttle_store import ThrottleStore

@@ -42,7 +42,8 @@ from authgate.exceptions import (
 from authgate.security.tokens import IssuedPending, IssuedToken, PendingClaims
 from authgate.services.access_tokens import AccessTokenService
 from authgate.services.accounts import AccountService
-from authgate.services.audit import Actor, AuditLog, EventType
+from authgate.services.audit.events import Actor, EventType
+from authgate.services.audit.writer import AuditLog
 from authgate.services.changes import ChangeFeed, UnitOfWork
 from authgate.services.second_factor import Method, SecondFactorService
 from authgate.services.users import UserView

@@ -9,7 +9,7 @@ from fastapi.responses import RedirectResponse
 
 from authgate.api.access import client_address, services_of, sets_credentials
 from authgate.exceptions import BadCredentials, NotFound, Throttled, ValidationFailed
-from authgate.services.audit import Actor
+from authgate.services.audit.events import Actor
 from authgate.services.sign_in import SignInResult
 from authgate.web.pages import (
     HTTPS_REQUIRED,

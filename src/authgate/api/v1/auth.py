@@ -23,7 +23,7 @@ from authgate.api.access import (
 )
 from authgate.api.errors import documented_v12
 from authgate.exceptions import BadCredentials, ValidationFailed
-from authgate.services.audit import Actor, current_request
+from authgate.services.audit.events import Actor, current_request
 from authgate.services.sessions import TokenPair
 from authgate.services.users import UserChanges
 

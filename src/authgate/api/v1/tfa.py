@@ -28,7 +28,7 @@ from authgate.api.errors import documented_v12
 from authgate.api.tfa import MAX_CODE_LENGTH, qr_png_data_uri
 from authgate.api.v1.auth import PREFIX
 from authgate.exceptions import BadCredentials, Conflict, FieldError, ValidationFailed
-from authgate.services.audit import Actor
+from authgate.services.audit.events import Actor
 from authgate.services.second_factor import Enrolment, Method
 
 setup_router = APIRouter(prefix=PREFIX, tags=["v12 second factor"], route_class=SelfServiceRoute)
