@@ -57,6 +57,10 @@ CREDENTIAL_ROUTES = {
     ("POST", "/settings/users/{login}/tfa/reset"),
     # UTMStack v12's /api/v1 (issue 17).
     ("POST", "/api/v1/auth/change-password"),
+    # Service credentials give another service access to internal endpoints (issue 17).
+    ("POST", "/api/service-credentials"),
+    ("PUT", "/api/service-credentials/{credential_id}"),
+    ("POST", "/api/service-credentials/{credential_id}/rotate"),
 }
 # Public routes that *check* a password (the logins): nothing to protect with a session.
 PASSWORD_CHECKING_LOGINS = {
