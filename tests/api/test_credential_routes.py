@@ -61,6 +61,8 @@ CREDENTIAL_ROUTES = {
     ("POST", "/api/service-credentials"),
     ("PUT", "/api/service-credentials/{credential_id}"),
     ("POST", "/api/service-credentials/{credential_id}/rotate"),
+    ("POST", "/settings/service-credentials"),
+    ("POST", "/settings/service-credentials/{credential_id}/rotate"),
 }
 # Public routes that *check* a password (the logins): nothing to protect with a session.
 PASSWORD_CHECKING_LOGINS = {

@@ -296,3 +296,12 @@ async def test_last_use_is_recorded_to_the_minute(harness: Harness) -> None:
     assert (await check(harness, created.plaintext, key)).status_code == 200
     view = await harness.services.service_credentials.get(created.view.id)
     assert view.last_used_at == harness.clock()
+
+
+async def test_the_fixed_path_is_matched_before_any_key_id_template(harness: Harness) -> None:
+    """POST /api/v1/api-keys/authenticate must not be taken for a key id by a
+    /api/v1/api-keys/{id} route: it is registered before every such route."""
+    paths = [getattr(route, "path", "") for route in harness.app.routes]
+    internal = paths.index(PATH)
+    templates = [i for i, path in enumerate(paths) if path.startswith("/api/v1/api-keys/{")]
+    assert all(internal < index for index in templates)
