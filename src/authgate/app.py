@@ -20,6 +20,7 @@ from authgate.api import (
     forward_auth,
     management,
     recovery,
+    service_credentials,
     tfa,
     users,
 )
@@ -27,6 +28,7 @@ from authgate.api.errors import install_error_handlers
 from authgate.api.middleware import RequestBodyLimit, SecurityHeadersAndRequestLogs
 from authgate.api.openapi import install_openapi
 from authgate.api.v1 import auth as v1_auth
+from authgate.api.v1 import internal as v1_internal
 from authgate.api.v1 import recovery as v1_recovery
 from authgate.api.v1 import tfa as v1_tfa
 from authgate.clock import Clock, utc_now
@@ -136,6 +138,9 @@ def create_app(
         users.router,
         audit.router,
         alerts.router,
+        service_credentials.router,
+        # Before any /api/v1/api-keys/{id} route: the fixed path must win over a template.
+        v1_internal.router,
         v1_auth.public_router,
         v1_auth.router,
         v1_auth.self_router,

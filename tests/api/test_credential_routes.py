@@ -60,6 +60,12 @@ CREDENTIAL_ROUTES = {
     ("POST", "/api/v1/tfa/enroll"),
     ("POST", "/api/v1/tfa/disable"),
     ("POST", "/api/v1/users/{user_id}/tfa/disable"),
+    # Service credentials give another service access to internal endpoints (issue 17).
+    ("POST", "/api/service-credentials"),
+    ("PUT", "/api/service-credentials/{credential_id}"),
+    ("POST", "/api/service-credentials/{credential_id}/rotate"),
+    ("POST", "/settings/service-credentials"),
+    ("POST", "/settings/service-credentials/{credential_id}/rotate"),
 }
 # Public routes that *check* a password (the logins): nothing to protect with a session.
 PASSWORD_CHECKING_LOGINS = {
