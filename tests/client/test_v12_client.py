@@ -18,13 +18,17 @@ from authgate.client import (
     NotFoundError,
     PasswordCredentials,
     RefreshTokenCredentials,
+    SecondFactorRejected,
+    SecondFactorRequired,
     SessionEndedError,
     TokenPair,
     V12Credentials,
     ValidationError,
 )
+from tests.api.v1.test_v12_second_factor import alice_with_totp, not_the_code, totp_now
 from tests.client.support import USER_PASSWORD
 from tests.conftest import ADMIN_PASSWORD, Harness, bearer
+from tests.conftest import USER_PASSWORD as HARNESS_USER_PASSWORD
 
 REFRESH = "/api/v1/auth/refresh"
 LOGIN = "/api/v1/auth/login"
@@ -209,6 +213,40 @@ async def test_change_password_through_v12(harness: Harness) -> None:
         LOGIN, json={"login": "alice", "password": "a-brand-new-password-42"}
     )
     assert response.status_code == 200
+
+
+async def test_a_v12_login_with_a_second_factor_asks_the_hook(harness: Harness) -> None:
+    """A user with TOTP gets ``tfa_required`` and a pre-auth token from the v12 login: the
+    client asks its ``second_factor`` hook, sends the code to verify-code and goes on with
+    the pair it answers. Without a hook, or with a wrong code, the login fails clearly."""
+    secret, _ = await alice_with_totp(harness)
+    credentials = V12Credentials("alice", HARNESS_USER_PASSWORD)
+
+    def client_with(code: Callable[[], str] | None) -> AsyncClient:
+        return AsyncClient(
+            ClientConfig("http://testserver", credentials),
+            transport=httpx2.ASGITransport(app=harness.app),
+            second_factor=code,
+        )
+
+    async with client_with(None) as client:
+        with pytest.raises(SecondFactorRequired, match="totp"):
+            await client.me()
+    async with client_with(lambda: not_the_code(totp_now(harness, secret))) as client:
+        with pytest.raises(SecondFactorRejected):
+            await client.me()
+    asked: list[str] = []
+
+    def code() -> str:
+        asked.append(totp_now(harness, secret))
+        return asked[-1]
+
+    async with client_with(code) as client:
+        me = await client.me()
+        sessions = await client.sessions()
+    assert me.email == "alice@example.com"
+    assert len(asked) == 1
+    assert [session.current for session in sessions].count(True) == 1
 
 
 # -- issue 13: the public password reset ------------------------------------------------------

@@ -56,6 +56,7 @@ class _BaseClient:
                 clock=clock,
                 refresh_margin=self._config.refresh_margin,
                 on_tokens=on_tokens,
+                second_factor=second_factor,
             )
         else:
             self._auth = auth_for(

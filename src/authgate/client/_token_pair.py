@@ -6,6 +6,11 @@ shortly before its ``expires_at`` and once after a 401. Each refresh returns a n
 refresh token and retires the old one; ``on_tokens`` hears of every new pair, so that
 whoever stores the refresh token (``authgate-client``) keeps the live one.
 
+A user with a second factor gets no pair from the login but ``tfa_required`` and a
+short-lived ``pre_auth_token``: the ``second_factor`` hook (as for v10/v11 logins) gives
+the code, sent with that token to ``POST /api/v1/auth/tfa/verify-code``, which answers
+the pair.
+
 Unlike logging in again (:class:`~authgate.client._auth.LoginAuth`), refreshing is not
 harmless when done twice: presenting a retired refresh token is reuse, and the server
 then ends the whole session. So renewals are serialised (a thread lock for ``Client``,
@@ -24,9 +29,15 @@ from typing import Any
 import anyio
 import httpx2
 
-from authgate.client._auth import Clock, token_expiry
+from authgate.client._auth import Clock, SecondFactorHook, token_expiry
 from authgate.client._config import RefreshTokenCredentials, V12Credentials
-from authgate.client._exceptions import SessionEndedError, UnexpectedResponseError, error_for
+from authgate.client._exceptions import (
+    SecondFactorRequired,
+    SessionEndedError,
+    UnexpectedResponseError,
+    error_for,
+    second_factor_rejected,
+)
 from authgate.client._models import Token, TokenPair
 
 __all__ = ["V12_LOGIN_PATH", "V12_LOGOUT_PATH", "V12_REFRESH_PATH", "TokenPairAuth"]
@@ -34,6 +45,7 @@ __all__ = ["V12_LOGIN_PATH", "V12_LOGOUT_PATH", "V12_REFRESH_PATH", "TokenPairAu
 V12_LOGIN_PATH = "api/v1/auth/login"
 V12_REFRESH_PATH = "api/v1/auth/refresh"
 V12_LOGOUT_PATH = "api/v1/auth/logout"
+V12_VERIFY_CODE_PATH = "api/v1/auth/tfa/verify-code"
 
 TokensHook = Callable[[TokenPair], None]
 """Hears of every new token pair (login or refresh), e.g. to store the refresh token."""
@@ -52,10 +64,13 @@ class TokenPairAuth(httpx2.Auth):
         clock: Clock = time.time,
         refresh_margin: float = 30.0,
         on_tokens: TokensHook | None = None,
+        second_factor: SecondFactorHook | None = None,
     ) -> None:
         base = httpx2.URL(str(base_url).rstrip("/") + "/")
         self._credentials = credentials
+        self._second_factor = second_factor
         self._login_url = base.join(V12_LOGIN_PATH)
+        self._verify_code_url = base.join(V12_VERIFY_CODE_PATH)
         self._refresh_url = base.join(V12_REFRESH_PATH)
         self._logout_url = base.join(V12_LOGOUT_PATH)
         self._clock = clock
@@ -128,7 +143,36 @@ class TokenPairAuth(httpx2.Auth):
         response = yield httpx2.Request("POST", self._login_url, json=body)
         if not response.is_success:
             raise error_for(response)
+        answer = _json_object(response)
+        if answer.get("tfa_required") is True:
+            response = yield from self._second_factor_flow(credentials, answer, response)
         return self._remember(response)
+
+    def _second_factor_flow(
+        self, credentials: V12Credentials, answer: dict[str, Any], login: httpx2.Response
+    ) -> Generator[httpx2.Request, httpx2.Response, httpx2.Response]:
+        """The code for a login that asked for one; returns the answer holding the pair."""
+        pre_auth_token = answer.get("pre_auth_token")
+        if not isinstance(pre_auth_token, str) or not pre_auth_token:
+            raise UnexpectedResponseError(
+                "the login asks for a second factor but carries no pre_auth_token",
+                response=login,
+            )
+        if self._second_factor is None:
+            kind = answer.get("tfa_type")
+            factor = f" ({kind})" if isinstance(kind, str) else ""
+            raise SecondFactorRequired(
+                f"the server requires a second factor{factor} for {credentials.login!r}:"
+                " give the client a second_factor hook that returns the code"
+            )
+        code = self._second_factor().strip()
+        body = {"pre_auth_token": pre_auth_token, "code": code}
+        response = yield httpx2.Request("POST", self._verify_code_url, json=body)
+        if response.status_code == 401:
+            raise second_factor_rejected(response)
+        if not response.is_success:
+            raise error_for(response)
+        return response
 
     def logout_flow(self) -> Generator[httpx2.Request, httpx2.Response, None]:
         """End the session on the server (its access tokens stop working too) and forget
@@ -229,12 +273,7 @@ class TokenPairAuth(httpx2.Auth):
         return self._access
 
     def _remember(self, response: httpx2.Response) -> TokenPair:
-        try:
-            answer = response.json()
-        except ValueError:
-            answer = None
-        if not isinstance(answer, dict):
-            answer = {}
+        answer = _json_object(response)
         access, refresh = answer.get("access_token"), answer.get("refresh_token")
         if not (isinstance(access, str) and access and isinstance(refresh, str) and refresh):
             raise UnexpectedResponseError(
@@ -249,6 +288,14 @@ class TokenPairAuth(httpx2.Auth):
         if self._on_tokens is not None:
             self._on_tokens(pair)
         return pair
+
+
+def _json_object(response: httpx2.Response) -> dict[str, Any]:
+    try:
+        answer = response.json()
+    except ValueError:
+        return {}
+    return answer if isinstance(answer, dict) else {}
 
 
 def _instant(value: Any) -> datetime | None:

@@ -175,7 +175,14 @@ def login(
     if v12:
         credentials = V12Credentials(login_name, password)
         pairs: list[TokenPair] = []
-        with reporting(), Client(session.config(url, credentials), on_tokens=pairs.append) as c:
+        with (
+            reporting(),
+            Client(
+                session.config(url, credentials),
+                on_tokens=pairs.append,
+                second_factor=second_factor,
+            ) as c,
+        ):
             token = c.login()
         location = store.save_pair(url, StoredPair(token.value, pairs[-1].refresh_token))
     else:
