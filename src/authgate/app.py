@@ -20,6 +20,7 @@ from authgate.api import (
     forward_auth,
     management,
     recovery,
+    service_credentials,
     tfa,
     users,
 )
@@ -28,6 +29,9 @@ from authgate.api.middleware import RequestBodyLimit, SecurityHeadersAndRequestL
 from authgate.api.openapi import install_openapi
 from authgate.api.v1 import api_keys as v1_api_keys
 from authgate.api.v1 import auth as v1_auth
+from authgate.api.v1 import internal as v1_internal
+from authgate.api.v1 import recovery as v1_recovery
+from authgate.api.v1 import tfa as v1_tfa
 from authgate.clock import Clock, utc_now
 from authgate.container import Services, build_services
 from authgate.exceptions import ConfigurationError
@@ -135,10 +139,16 @@ def create_app(
         users.router,
         audit.router,
         alerts.router,
+        service_credentials.router,
+        # Before any /api/v1/api-keys/{id} route: the fixed path must win over a template.
+        v1_internal.router,
         v1_auth.public_router,
         v1_auth.router,
         v1_auth.self_router,
         v1_api_keys.router,
+        v1_recovery.router,
+        v1_tfa.setup_router,
+        v1_tfa.admin_router,
     ):
         # The routes themselves, not ``include_router``: FastAPI 0.163 matches an included
         # router through a wrapper that cost ~60 us per request (measured: 181 -> 122 us

@@ -10,7 +10,8 @@ client dependencies (httpx2): none of the server's (FastAPI, SQLAlchemy, Argon2.
 
 The same client talks to UTMStack: ``UTMSTACK_*`` variables are aliases, logins read
 ``id_token`` (v10) or ``token`` (v11), and ``ApiKeyCredentials(key, header="utm-api-key")``
-sends the key in the only header real UTMStack v11 servers read.
+sends the key in the only header real UTMStack v11 servers read. ``V12Credentials`` speak
+UTMStack v12's token pairs (``/api/v1/auth``: login, refresh with rotation, sessions).
 """
 
 from authgate.client._async_client import AsyncClient
@@ -22,7 +23,9 @@ from authgate.client._config import (
     ClientConfig,
     Credentials,
     PasswordCredentials,
+    RefreshTokenCredentials,
     TokenCredentials,
+    V12Credentials,
 )
 from authgate.client._exceptions import (
     APIError,
@@ -38,6 +41,7 @@ from authgate.client._exceptions import (
     SecondFactorRejected,
     SecondFactorRequired,
     ServerError,
+    SessionEndedError,
     TransportError,
     UnexpectedResponseError,
     ValidationError,
@@ -49,9 +53,12 @@ from authgate.client._models import (
     CreatedApiKey,
     Page,
     RegeneratedApiKey,
+    SessionInfo,
     Token,
+    TokenPair,
     UsageRecord,
     User,
+    V12User,
 )
 from authgate.client._retry import RetryPolicy
 
@@ -78,18 +85,24 @@ __all__ = [
     "PasswordCredentials",
     "PermissionDeniedError",
     "RateLimitedError",
+    "RefreshTokenCredentials",
     "RegeneratedApiKey",
     "RetryPolicy",
     "SecondFactorHook",
     "SecondFactorRejected",
     "SecondFactorRequired",
     "ServerError",
+    "SessionEndedError",
+    "SessionInfo",
     "Token",
     "TokenCredentials",
+    "TokenPair",
     "TransportError",
     "UnexpectedResponseError",
     "UsageRecord",
     "User",
+    "V12Credentials",
+    "V12User",
     "ValidationError",
     "token_expiry",
 ]

@@ -30,7 +30,8 @@ from authgate.security.principal import (
     parse_authorities,
 )
 from authgate.services.api_keys import audit_owner_keys, revoke_owner_keys, suspend_owner_keys
-from authgate.services.audit import AuditLog, EventType, current_request
+from authgate.services.audit.events import EventType, current_request
+from authgate.services.audit.writer import AuditLog
 from authgate.services.changes import Change, ChangeFeed, ChangeKind, UnitOfWork
 from authgate.services.password_hashing import AsyncPasswordHasher
 from authgate.services.reset_keys import IssuedResetKey, issue_reset_key

@@ -2,7 +2,7 @@
 primary key stays internal. A key imported from UTMStack keeps UTMStack's UUID.
 
 Revision ID: 0012_key_public_ids
-Revises: 0011_v12_sessions
+Revises: 0013_service_credentials
 Create Date: 2026-12-05
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0012_key_public_ids"
-down_revision: str | None = "0011_v12_sessions"
+down_revision: str | None = "0013_service_credentials"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
