@@ -229,6 +229,15 @@ async def test_no_key_route_takes_the_internal_key_check(harness: Harness) -> No
     """``POST /api/v1/api-keys/authenticate`` (v12's internal key check, served by its own
     module) is never taken for a key id: no route of this module matches that path."""
     scope = {"type": "http", "method": "POST", "path": f"{V12_KEYS}/authenticate"}
-    for route in harness.app.router.routes:
-        if isinstance(route, Route) and route.path.startswith(V12_KEYS + "/"):
-            assert route.matches(scope)[0] is Match.NONE, route.path
+    key_routes = [
+        route
+        for route in harness.app.router.routes
+        if isinstance(route, Route) and route.path.startswith(V12_KEYS + "/{key_id")
+    ]
+    assert len(key_routes) == 4  # GET, PUT, DELETE /{key_id} and POST /{key_id}/generate
+    for route in key_routes:
+        assert route.matches(scope)[0] is Match.NONE, route.path
+    checked = await harness.client.post(
+        f"{V12_KEYS}/authenticate", json={"apiKey": "x", "clientIp": "127.0.0.1"}
+    )
+    assert (checked.status_code, set(checked.json())) == (403, {"error"})  # no X-Internal-Key
