@@ -189,10 +189,12 @@ def client_address(scope: Scope, services: Services) -> IPAddress | None:
         return verdict.client_ip
     resolver = services.client_ips
     client = scope.get("client")
-    address = resolver.resolve(
-        str(client[0]) if client else None,
-        joined_header_values(scope, resolver.header.encode("ascii")),
+    peer = str(client[0]) if client else None
+    # The forwarding header matters only from a trusted proxy: no header scan otherwise.
+    forwarding = (
+        joined_header_values(scope, resolver.header_name) if resolver.trusts(peer) else None
     )
+    address = resolver.resolve(peer, forwarding)
     verdict.client_ip = address
     return address
 

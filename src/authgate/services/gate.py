@@ -358,17 +358,18 @@ class Gate:
             activity = self._activity[key.key_id] = _KeyActivity(stored)
         last = activity.last
         addresses = activity.addresses
+        seen_here = address in addresses  # one hash of the address per request
         notable: str | None = None
         details: dict[str, int] | None = None
         if last is None:
             notable = "first_use"
         elif now - last >= self._idle_seconds:
             notable, details = "after_inactivity", {"idleSeconds": int(now - last)}
-        elif address not in addresses:
+        elif not seen_here:
             notable = "new_address"
         if last is None or now > last:
             activity.last = now
-        if address not in addresses:
+        if not seen_here:
             if len(addresses) >= MAX_ADDRESSES_PER_KEY:
                 addresses.clear()
             addresses.add(address)
