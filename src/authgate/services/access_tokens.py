@@ -112,7 +112,7 @@ class AccessTokenService:
 
     def issue_for_session(self, user: UserView, *, session_id: str) -> IssuedToken:
         """An access token of a v12 session: it carries ``sid`` (so revoking the session
-        revokes it), ``email`` and ``roles``."""
+        revokes it) and ``email``."""
         return self._codec.issue(
             subject=user.login,
             user_id=user.id,
