@@ -30,7 +30,9 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
         tmp_path / "data",
         database_url=database_url,
         trusted_proxies=["127.0.0.1"],
-        forward_auth_rules=[ForwardAuthRuleSetting(path_prefix="/reports/", permission="audit.read")],
+        forward_auth_rules=[
+            ForwardAuthRuleSetting(path_prefix="/reports/", permission="audit.read")
+        ],
     )
 
 

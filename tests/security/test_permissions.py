@@ -39,7 +39,12 @@ def test_permissions_of_combines_roles_and_ignores_unknown_names() -> None:
 
 def test_a_principal_has_the_permissions_of_its_roles_in_force() -> None:
     principal = Principal(
-        user_id=1, login="vera", authorities=VIEWER, method="jwt", credential_id="j", expires_at=None
+        user_id=1,
+        login="vera",
+        authorities=VIEWER,
+        method="jwt",
+        credential_id="j",
+        expires_at=None,
     )
     assert principal.has_permission("users.read")
     assert not principal.has_permission("users.write")
