@@ -19,14 +19,14 @@ USER = frozenset({"ROLE_USER"})
 
 
 def test_the_built_in_roles() -> None:
-    assert KNOWN_AUTHORITIES == {"ROLE_ADMIN", "ROLE_ANALYST", "ROLE_VIEWER", "ROLE_USER"}
+    assert {"ROLE_ADMIN", "ROLE_ANALYST", "ROLE_VIEWER", "ROLE_USER"} == KNOWN_AUTHORITIES
     assert ROLES_BY_NAME["ROLE_ADMIN"].permissions == ALL_PERMISSIONS
     assert ROLES_BY_NAME["ROLE_VIEWER"].permissions == READ_PERMISSIONS
     analyst = ROLES_BY_NAME["ROLE_ANALYST"].permissions
     assert READ_PERMISSIONS < analyst < ALL_PERMISSIONS
     assert not analyst & {"users.write", "users.delete", "roles.write", "api_keys.write"}
     assert ROLES_BY_NAME["ROLE_USER"].permissions == frozenset()
-    assert PRIVILEGED_ROLES == {"ROLE_ADMIN", "ROLE_ANALYST", "ROLE_VIEWER"}
+    assert {"ROLE_ADMIN", "ROLE_ANALYST", "ROLE_VIEWER"} == PRIVILEGED_ROLES
     assert all(role.description for role in BUILT_IN_ROLES)
 
 
@@ -60,9 +60,11 @@ def test_role_changes_need_roles_write_and_no_more_than_the_callers_permissions(
     assert role_change_refusal(viewer, frozenset(), USER) is None
     assert role_change_refusal(viewer, VIEWER, VIEWER) is None
     refusal = role_change_refusal(viewer, USER, ADMIN)
-    assert refusal is not None and "roles.write" in refusal
+    assert refusal is not None
+    assert "roles.write" in refusal
     assert role_change_refusal(viewer, VIEWER, USER) is not None  # taking needs it too
     # roles.write alone does not let a caller hand out permissions they lack.
     partial = frozenset({"roles.write", "users.read"})
     beyond = role_change_refusal(partial, USER, VIEWER)
-    assert beyond is not None and "audit.read" in beyond
+    assert beyond is not None
+    assert "audit.read" in beyond

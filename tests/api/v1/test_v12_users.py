@@ -133,7 +133,11 @@ async def test_create_defaults_to_role_user(harness: Harness) -> None:
     """handler/user.go Create: without ``role_names`` (or with none) the user is a plain
     user."""
     admin = await _admin(harness)
-    for email, extra in (("dora@example.com", {}), ("dan@example.com", {"role_names": []})):
+    cases: list[tuple[str, dict[str, Any]]] = [
+        ("dora@example.com", {}),
+        ("dan@example.com", {"role_names": []}),
+    ]
+    for email, extra in cases:
         response = await harness.client.post(
             USERS, json={"email": email, "password": NEW_PASSWORD, **extra}, headers=admin
         )
