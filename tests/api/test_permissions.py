@@ -15,6 +15,7 @@ from typing import Any
 import jwt
 import pytest
 
+from authgate.api.access import AdminRoute
 from authgate.services.users import NewUser, UserChanges
 from authgate.settings import ForwardAuthRuleSetting, Settings
 from tests.api.test_alert_rules import NEW_RULE
@@ -304,3 +305,23 @@ async def test_a_removed_role_takes_its_permissions_away_at_once(harness: Harnes
     )
     assert demoted.status_code == 200
     assert (await harness.client.get(V1_USERS, headers=viewer)).status_code == 403
+
+
+def test_every_admin_route_names_its_permission(harness: Harness) -> None:
+    """An admin endpoint without ``requires_permission`` would need ROLE_ADMIN itself and
+    shut the analyst and viewer out unnoticed: every one is marked, and the v12 routes
+    with the permission issue 17 names."""
+    marked = {
+        (method, route.path): route.required_permission
+        for route in harness.app.routes
+        if isinstance(route, AdminRoute)
+        for method in route.methods or ()
+    }
+    unmarked = sorted(key for key, permission in marked.items() if permission is None)
+    assert unmarked == []
+    assert marked[("GET", "/api/v1/users")] == "users.read"
+    assert marked[("POST", "/api/v1/users")] == "users.write"
+    assert marked[("PUT", "/api/v1/users/{user_id}")] == "users.write"
+    assert marked[("DELETE", "/api/v1/users/{user_id}")] == "users.delete"
+    assert marked[("GET", "/api/v1/roles")] == "roles.read"
+    assert marked[("GET", "/api/v1/roles/{name}")] == "roles.read"
