@@ -22,7 +22,8 @@ import pytest
 
 from authgate.clock import utc_now
 from authgate.security.audit_chain import AuditKey
-from authgate.services.audit import AuditLog, ChainVerification
+from authgate.services.audit.writer import AuditLog
+from authgate.services.audit_verification import ChainVerification
 from authgate.storage.db import Database
 
 AUTHGATE = Path(sys.executable).with_name("authgate")

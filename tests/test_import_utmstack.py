@@ -34,7 +34,7 @@ from authgate.app import create_app
 from authgate.cli import app as cli_app
 from authgate.exceptions import ConfigurationError
 from authgate.security.sealing import seal
-from authgate.services.audit import OPERATOR
+from authgate.services.audit.events import OPERATOR
 from authgate.services.import_report import ImportReport
 from authgate.services.utmstack_import import (
     SECOND_FACTOR_PURPOSE,

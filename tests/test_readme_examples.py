@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from authgate.services.alert_rules import DEFAULT_RULES
+from authgate.services.alerts.rules import DEFAULT_RULES
 from tests.conftest import Harness, bearer
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")

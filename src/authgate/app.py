@@ -20,6 +20,7 @@ from authgate.api import (
     forward_auth,
     management,
     recovery,
+    service_credentials,
     tfa,
     users,
 )
@@ -27,6 +28,9 @@ from authgate.api.errors import install_error_handlers
 from authgate.api.middleware import RequestBodyLimit, SecurityHeadersAndRequestLogs
 from authgate.api.openapi import install_openapi
 from authgate.api.v1 import auth as v1_auth
+from authgate.api.v1 import internal as v1_internal
+from authgate.api.v1 import recovery as v1_recovery
+from authgate.api.v1 import tfa as v1_tfa
 from authgate.api.v1 import users as v1_users
 from authgate.clock import Clock, utc_now
 from authgate.container import Services, build_services
@@ -135,9 +139,15 @@ def create_app(
         users.router,
         audit.router,
         alerts.router,
+        service_credentials.router,
+        # Before any /api/v1/api-keys/{id} route: the fixed path must win over a template.
+        v1_internal.router,
         v1_auth.public_router,
         v1_auth.router,
         v1_auth.self_router,
+        v1_recovery.router,
+        v1_tfa.setup_router,
+        v1_tfa.admin_router,
         v1_users.router,
     ):
         # The routes themselves, not ``include_router``: FastAPI 0.163 matches an included

@@ -23,14 +23,14 @@ from authgate.security.signing_keys import KeyRing
 from authgate.security.tokens import JwtCodec
 from authgate.services.access_tokens import AccessTokenService
 from authgate.services.accounts import AccountService
-from authgate.services.alert_dispatch import AlertDispatcher
-from authgate.services.alert_engine import AlertEngine
-from authgate.services.alert_rules import AlertRules, RuleSpec
-from authgate.services.alert_rules import validate as validate_rule
-from authgate.services.alert_sinks import sinks_from_settings
+from authgate.services.alerts.configuration import sinks_from_settings
+from authgate.services.alerts.dispatch import AlertDispatcher
+from authgate.services.alerts.engine import AlertEngine
+from authgate.services.alerts.rules import AlertRules, RuleSpec
+from authgate.services.alerts.rules import validate as validate_rule
 from authgate.services.api_key_auth import ApiKeyAuthenticator
 from authgate.services.api_keys import ApiKeyService, KeyPolicy
-from authgate.services.audit import AuditLog
+from authgate.services.audit.writer import AuditLog
 from authgate.services.audit_checkpoints import AuditCheckpoints, CheckpointReason
 from authgate.services.changes import ChangeFeed
 from authgate.services.cluster import HEARTBEAT_SECONDS, ClusterMembership
@@ -45,6 +45,7 @@ from authgate.services.password_resets import PasswordResets
 from authgate.services.rate_limits import KeyRateLimits
 from authgate.services.redis_link import SOCKET_TIMEOUT_SECONDS, ChangeDoorbell, RedisLink
 from authgate.services.second_factor import SecondFactorService
+from authgate.services.service_credentials import ServiceCredentials
 from authgate.services.sessions import SessionService
 from authgate.services.sign_in import SignIn
 from authgate.services.signing_keys import SigningKeyFile
@@ -90,6 +91,8 @@ class Services:
     throttle: ThrottleStore
     login_protection: LoginProtection
     key_abuse: KeyAbuseGuard
+    # What other services present in X-Internal-Key (the internal endpoints).
+    service_credentials: ServiceCredentials
     rate_limits: KeyRateLimits
     forward_auth: ForwardAuthPolicy
     alert_rules: AlertRules
@@ -310,6 +313,7 @@ class Services:
         while not self._stop.is_set():
             try:
                 await self.tokens.delete_expired_revocations()
+                await self.sessions.purge_ended()
                 await self.feed.delete_old()
                 await self.usage.delete_expired()
                 await self.audit.delete_expired()
@@ -492,6 +496,17 @@ def build_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
         requirement=settings.tfa_required,
         issuer=settings.tfa_issuer,
     )
+    key_abuse = KeyAbuseGuard(
+        store=throttle,
+        feed=feed,
+        limits=KeyAbuseLimits(
+            max_failures=settings.key_ip_max_failures,
+            window=settings.key_ip_window_seconds,
+            block_seconds=settings.key_ip_block_seconds,
+        ),
+        clock=clock,
+        audit=audit,
+    )
     accounts = AccountService(
         db=db,
         feed=feed,
@@ -527,16 +542,9 @@ def build_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
         audit=audit,
         throttle=throttle,
         login_protection=login_protection,
-        key_abuse=KeyAbuseGuard(
-            store=throttle,
-            feed=feed,
-            limits=KeyAbuseLimits(
-                max_failures=settings.key_ip_max_failures,
-                window=settings.key_ip_window_seconds,
-                block_seconds=settings.key_ip_block_seconds,
-            ),
-            clock=clock,
-            audit=audit,
+        key_abuse=key_abuse,
+        service_credentials=ServiceCredentials(
+            db=db, audit=audit, key_abuse=key_abuse, clock=clock, pepper=pepper
         ),
         rate_limits=KeyRateLimits(default=settings.api_key_default_rate_limit, link=redis),
         forward_auth=ForwardAuthPolicy(

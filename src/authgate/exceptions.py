@@ -22,6 +22,8 @@ The tree (``code`` is stable and machine-readable; ``api/errors.py`` maps it to 
     │                                        is active again)
     ├── PermissionDenied                 403  authenticated but not allowed
     │   ├── IpNotAllowed                     a genuine key used from outside its allow list
+    │   ├── ServiceCredentialRefused         ``X-Internal-Key`` missing, invalid, revoked or
+    │   │                                    not allowed the internal endpoint
     │   ├── InsufficientScope                the key's scopes do not cover the request
     │   └── SessionRequired                  sets credentials: needs a password session,
     │                                        never an API key
@@ -108,6 +110,14 @@ class SecondFactorFailed(AuthenticationFailed):
 class PermissionDenied(AuthgateError):
     code = "forbidden"
     message = "Access is denied"
+
+
+class ServiceCredentialRefused(PermissionDenied):
+    """An internal endpoint refused the calling service's credential (UTMStack v12
+    answers 403 there, whatever is wrong with the credential)."""
+
+    code = "internal_key_refused"
+    message = "invalid internal key"
 
 
 class ApiKeyRejected(AuthenticationFailed):

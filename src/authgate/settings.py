@@ -355,6 +355,12 @@ class Settings(BaseSettings):
     api_key_default_rate_limit: str | None = Field(
         default=None, description='Rate limit of keys without their own, e.g. "100/second".'
     )
+    v12_tenant_id: str | None = Field(
+        default=None,
+        max_length=100,
+        description="The tenantId the internal API key check (POST "
+        "/api/v1/api-keys/authenticate) answers; authgate has no tenants (null).",
+    )
     # Alert sinks (several may be set at once; the log sink is always on).
     alert_webhook_url: str | None = None
     alert_webhook_secret: SecretStr | None = Field(

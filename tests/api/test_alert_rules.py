@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from authgate.app import create_app
 from authgate.exceptions import ConfigurationError
-from authgate.services.alert_rules import DEFAULT_RULES, MAX_WINDOW_SECONDS
+from authgate.services.alerts.rules import DEFAULT_RULES, MAX_WINDOW_SECONDS
 from authgate.storage.audit_repository import AuditFilter
 from authgate.storage.paging import PageRequest
 from tests.conftest import FakeClock, Harness, bearer, test_settings

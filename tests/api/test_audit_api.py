@@ -25,7 +25,7 @@ from authgate.security import keys
 from authgate.security.audit_chain import AuditKey
 from authgate.security.audit_checkpoints import Checkpoint, sign_checkpoint
 from authgate.security.signing_keys import KeyRing, generate_signing_key
-from authgate.services.audit import Actor, EventType
+from authgate.services.audit.events import Actor, EventType
 from authgate.services.audit_export import COLUMNS
 from authgate.settings import Settings
 from tests import audit_tampering as tampering

@@ -59,6 +59,15 @@ CREDENTIAL_ROUTES = {
     ("POST", "/api/v1/auth/change-password"),
     ("POST", "/api/v1/users"),
     ("PUT", "/api/v1/users/{user_id}/roles"),
+    ("POST", "/api/v1/tfa/enroll"),
+    ("POST", "/api/v1/tfa/disable"),
+    ("POST", "/api/v1/users/{user_id}/tfa/disable"),
+    # Service credentials give another service access to internal endpoints (issue 17).
+    ("POST", "/api/service-credentials"),
+    ("PUT", "/api/service-credentials/{credential_id}"),
+    ("POST", "/api/service-credentials/{credential_id}/rotate"),
+    ("POST", "/settings/service-credentials"),
+    ("POST", "/settings/service-credentials/{credential_id}/rotate"),
 }
 # Public routes that *check* a password (the logins): nothing to protect with a session.
 PASSWORD_CHECKING_LOGINS = {
@@ -73,6 +82,8 @@ PASSWORD_RECOVERY = {
     ("POST", "/api/account/reset-password/finish"),
     ("POST", "/settings/reset"),
     ("POST", "/settings/reset/finish"),
+    ("POST", "/api/v1/auth/reset-password/init"),
+    ("POST", "/api/v1/auth/reset-password/finish"),
 }
 # Checks the caller's own password like a login (throttled, counted); sets nothing.
 PASSWORD_CHECKS = {("POST", "/api/check-credentials")}

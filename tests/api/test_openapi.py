@@ -56,6 +56,8 @@ BODY_CREDENTIAL_OPERATIONS = frozenset(
         "POST /api/v1/auth/login",
         "POST /api/v1/auth/refresh",
         "POST /api/v1/auth/change-password",
+        "POST /api/v1/auth/tfa/verify-code",
+        "POST /api/v1/tfa/disable",
     }
 )
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
@@ -118,6 +120,9 @@ PROTECTED = [
     ("put", "/api/v1/users/{user_id}/roles"),
     ("get", "/api/v1/roles"),
     ("get", "/api/v1/roles/{name}"),
+    ("post", "/api/v1/tfa/enroll"),
+    ("post", "/api/v1/tfa/disable"),
+    ("post", "/api/v1/users/{user_id}/tfa/disable"),
     ("post", "/api/tfa/init"),
     ("post", "/api/tfa/verify"),
     ("post", "/api/tfa/complete"),
@@ -125,7 +130,15 @@ PROTECTED = [
     ("post", "/api/account/tfa/recovery-codes"),
     ("post", "/api/account/tfa/disable"),
     ("delete", "/api/users/{login}/tfa"),
+    ("get", "/api/service-credentials"),
+    ("post", "/api/service-credentials"),
+    ("get", "/api/service-credentials/{credential_id}"),
+    ("put", "/api/service-credentials/{credential_id}"),
+    ("delete", "/api/service-credentials/{credential_id}"),
+    ("post", "/api/service-credentials/{credential_id}/rotate"),
 ]
+# Internal endpoints: a service credential in X-Internal-Key only (403 without, as v12).
+INTERNAL = [("post", "/api/v1/api-keys/authenticate")]
 # The second step of a login: a pre-verification token only.
 PRE_VERIFICATION = [
     ("get", "/api/tfa/verifyCode"),
@@ -134,7 +147,13 @@ PRE_VERIFICATION = [
     ("post", "/api/enrollment/tfa"),
 ]
 # Routes answering validation errors with 422 (the rest answer 400, as JHipster does).
-UNPROCESSABLE_PREFIXES = ("/api/api-keys", "/api/alert-rules", "/api/alerts", "/api/alert-sinks")
+UNPROCESSABLE_PREFIXES = (
+    "/api/api-keys",
+    "/api/alert-rules",
+    "/api/alerts",
+    "/api/alert-sinks",
+    "/api/service-credentials",
+)
 PUBLIC = [
     ("post", "/api/authenticate"),
     ("post", "/api/account/reset-password/init"),
@@ -148,6 +167,9 @@ PUBLIC = [
     ("post", "/api/v1/auth/login"),
     ("post", "/api/v1/auth/refresh"),
     ("post", "/api/v1/auth/logout"),
+    ("post", "/api/v1/auth/tfa/verify-code"),
+    ("post", "/api/v1/auth/reset-password/init"),
+    ("post", "/api/v1/auth/reset-password/finish"),
     ("get", "/api/v1/health"),
 ]
 
@@ -214,7 +236,18 @@ async def test_public_operation_lists_no_security(
 async def test_every_operation_is_classified(document: dict[str, Any]) -> None:
     """Every documented operation is known here as either protected or public."""
     documented = {(method, path) for method, path, _ in operations(document)}
-    assert documented == set(PROTECTED) | set(PUBLIC) | set(PRE_VERIFICATION)
+    assert documented == set(PROTECTED) | set(PUBLIC) | set(PRE_VERIFICATION) | set(INTERNAL)
+
+
+@pytest.mark.parametrize(("method", "path"), INTERNAL)
+async def test_internal_operations_list_only_the_internal_key_scheme(
+    document: dict[str, Any], method: str, path: str
+) -> None:
+    """An internal endpoint declares internalKeyAuth (header X-Internal-Key) only."""
+    operation = document["paths"][path][method]
+    assert scheme_names(operation.get("security")) == {"internalKeyAuth"}
+    scheme = document["components"]["securitySchemes"]["internalKeyAuth"]
+    assert (scheme["type"], scheme["in"], scheme["name"]) == ("apiKey", "header", "X-Internal-Key")
 
 
 @pytest.mark.parametrize(("method", "path"), PRE_VERIFICATION)
@@ -237,7 +270,9 @@ async def test_security_declared_exactly_where_credentials_are_required(
     for method, path, operation in operations(document):
         url = path.replace("{login}", "admin").replace("{key_id}", "1").replace("{rule_id}", "1")
         response = await harness.client.request(method.upper(), url)
-        requires_credentials = response.status_code == 401
+        # Internal endpoints answer 403 without their credential (UTMStack v12's status).
+        refused = 403 if (method, path) in INTERNAL else 401
+        requires_credentials = response.status_code == refused
         declares_security = bool(scheme_names(operation.get("security", document.get("security"))))
         if requires_credentials != declares_security:
             mismatches.append(f"{method.upper()} {path}: {response.status_code}")
@@ -553,7 +588,10 @@ def test_every_operation_conforms_to_the_document(
             # The only 401s an admin can earn: the login, and the second step of a login,
             # which takes a pre-verification token and never an access token.
             second_step = (case.method.lower(), case.operation.path) in PRE_VERIFICATION
-            if case.operation.label not in BODY_CREDENTIAL_OPERATIONS and not second_step:
+            # An internal endpoint takes a service credential, never an admin's token.
+            internal = (case.method.lower(), case.operation.path) in INTERNAL
+            exempt = second_step or internal
+            if case.operation.label not in BODY_CREDENTIAL_OPERATIONS and not exempt:
                 assert response.status_code not in (401, 403), response.text
 
         with subtests.test(msg=operation.label):

@@ -36,6 +36,7 @@ ADMIN_PAGES = [
     "/settings/audit",
     "/settings/keys-review",
     "/settings/alerts",
+    "/settings/service-credentials",
 ]
 
 

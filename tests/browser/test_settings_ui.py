@@ -28,7 +28,13 @@ from tests.browser.conftest import (
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="session")]
 
 PHONE = {"width": 375, "height": 740}
-ADMIN_PAGES = ("/settings/users", "/settings/audit", "/settings/keys-review", "/settings/alerts")
+ADMIN_PAGES = (
+    "/settings/users",
+    "/settings/audit",
+    "/settings/keys-review",
+    "/settings/alerts",
+    "/settings/service-credentials",
+)
 LAST_USED = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ from 127\.0\.0\.1")
 
 
@@ -316,7 +322,7 @@ async def test_ordinary_user_gets_the_not_allowed_page_for_admin_pages(
     JSON, and the navigation does not offer them."""
     await sign_in(page, user)
     nav = page.get_by_role("navigation", name="Settings")
-    for link in ("Users", "Audit", "Keys review", "Alerts"):
+    for link in ("Users", "Audit", "Keys review", "Alerts", "Service credentials"):
         await expect(nav.get_by_role("link", name=link)).to_have_count(0)
 
     for path in ADMIN_PAGES:

@@ -102,6 +102,9 @@ def api_key(authgate_server: AuthgateServer, fresh_user: str) -> str:
         ["keys", "usage"],
         ["audit"],
         ["audit", "tail"],
+        ["sessions"],
+        ["sessions", "list"],
+        ["sessions", "revoke"],
     ],
 )
 def test_every_command_has_help(command: list[str]) -> None:

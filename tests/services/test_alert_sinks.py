@@ -23,18 +23,14 @@ import pytest
 
 from authgate import __version__
 from authgate.exceptions import ConfigurationError
-from authgate.services.alert_dispatch import AlertDispatcher
-from authgate.services.alert_sinks import (
-    Alert,
-    DeliveryError,
-    EmailSink,
-    LogSink,
-    SyslogSink,
-    WebhookSink,
-    sinks_from_settings,
-    validate_syslog_target,
-    validate_webhook_url,
-)
+from authgate.services.alerts.configuration import sinks_from_settings
+from authgate.services.alerts.dispatch import AlertDispatcher
+from authgate.services.alerts.email_sink import EmailSink
+from authgate.services.alerts.log_sink import LogSink
+from authgate.services.alerts.messages import Alert, DeliveryError
+from authgate.services.alerts.syslog_sink import SyslogSink
+from authgate.services.alerts.targets import validate_syslog_target, validate_webhook_url
+from authgate.services.alerts.webhook_sink import WebhookSink
 from authgate.services.mail import Mailer, SmtpServer
 from authgate.settings import Settings
 from tests.conftest import FakeClock

@@ -20,15 +20,11 @@ from sqlalchemy import insert, text
 
 from authgate.app import create_app, ensure_schema
 from authgate.container import Services, build_services
-from authgate.security.audit_chain import AuditKey
+from authgate.security.audit_chain import GENESIS_HASH, AuditKey
 from authgate.services.api_keys import KeySpec
-from authgate.services.audit import (
-    GENESIS_HASH,
-    Actor,
-    AuditLog,
-    EventType,
-    chain_hash,
-)
+from authgate.services.audit.chain import chain_hash
+from authgate.services.audit.events import Actor, EventType
+from authgate.services.audit.writer import AuditLog
 from authgate.services.usage import UsageEvent
 from authgate.settings import Settings
 from authgate.storage.audit_repository import (

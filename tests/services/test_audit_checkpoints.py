@@ -33,8 +33,10 @@ from authgate.security.audit_checkpoints import (
     sign_checkpoint,
 )
 from authgate.security.signing_keys import KeyRing, generate_signing_key
-from authgate.services.alert_dispatch import AlertDispatcher
-from authgate.services.alert_sinks import CheckpointNotice, LogSink, SyslogSink
+from authgate.services.alerts.dispatch import AlertDispatcher
+from authgate.services.alerts.log_sink import LogSink
+from authgate.services.alerts.messages import CheckpointNotice
+from authgate.services.alerts.syslog_sink import SyslogSink
 from authgate.settings import Settings
 from tests import audit_tampering as attack
 from tests.conftest import FakeClock, bearer, test_settings

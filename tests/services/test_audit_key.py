@@ -22,7 +22,8 @@ from authgate.app import create_app
 from authgate.container import Services, build_services
 from authgate.exceptions import ConfigurationError
 from authgate.security.audit_chain import GENESIS_HASH, AuditKey, plain_hash
-from authgate.services.audit import AUDIT_KEY_FINGERPRINT, FLUSH_CHUNK, EventType
+from authgate.services.audit.chain import AUDIT_KEY_FINGERPRINT, FLUSH_CHUNK
+from authgate.services.audit.events import EventType
 from authgate.settings import Settings
 from authgate.storage import migrate
 from authgate.storage.audit_repository import AuditRow

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from authgate.services.alert_sinks import CEF_SEVERITY, SYSLOG_SEVERITY
+from authgate.services.alerts.formats import CEF_SEVERITY, SYSLOG_SEVERITY
 from authgate.services.severity import SEVERITIES, is_severity
 
 

@@ -106,11 +106,13 @@ async def test_the_sample_keeps_only_the_most_recent_raw_requests_per_key(
 
 
 async def test_a_failed_flush_keeps_the_counts_for_the_next_one(harness: Harness) -> None:
-    """Nothing accepted is lost when a write fails: the next flush writes it all."""
+    """Nothing accepted is lost when a write fails: the next flush writes it all, the
+    requests counted while the failing write was under way and after it included."""
     usage = recorder(harness)
     usage.record(use(9, MINUTE))
 
     async def failing(*_args: Any) -> None:
+        usage.record(use(9, MINUTE + timedelta(seconds=2)))  # a request meanwhile
         raise ConnectionError("database down")
 
     working = usage._write  # a failure injected for the test
@@ -119,8 +121,9 @@ async def test_a_failed_flush_keeps_the_counts_for_the_next_one(harness: Harness
         await usage.flush()
     usage._write = working  # type: ignore[method-assign]
     usage.record(use(9, MINUTE + timedelta(seconds=1)))
+    usage.record(use(9, MINUTE + timedelta(seconds=3)))
     await usage.flush()
-    assert (await rollups(harness, 9))[0][0] == 2
+    assert (await rollups(harness, 9))[0][0] == 4
 
 
 async def test_accepted_requests_are_audited_only_as_security_events_each_once(

@@ -15,9 +15,9 @@ from typing import Any, TypeVar
 import pytest
 from sqlalchemy import text
 
-from authgate.services.alert_rules import KINDS
+from authgate.services.alerts.kinds import KINDS
 from authgate.services.api_keys import KeySpec
-from authgate.services.audit import EventType
+from authgate.services.audit.events import EventType
 from authgate.services.audit_export import COLUMNS
 from authgate.storage.audit_repository import AuditFilter
 from authgate.storage.paging import PageRequest

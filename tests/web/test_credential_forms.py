@@ -19,6 +19,7 @@ from tests.conftest import ADMIN_PASSWORD, USER_PASSWORD, Harness
 from tests.web.conftest import LOGIN, redirect_target
 
 NEW_PASSWORD = "chosen-by-whoever-holds-the-key"
+SERVICE_CREDENTIAL_ID = "Zx81QmT0aB3c"
 
 
 def forms(key_id: int) -> list[tuple[str, dict[str, str | list[str]]]]:
@@ -56,6 +57,8 @@ def forms(key_id: int) -> list[tuple[str, dict[str, str | list[str]]]]:
         ("/settings/account/tfa/recovery-codes", {}),
         ("/settings/account/tfa/disable", {"password": ADMIN_PASSWORD, "code": "123456"}),
         ("/settings/users/alice/tfa/reset", {}),
+        ("/settings/service-credentials", {"name": "minted", "endpoints": "api-keys.authenticate"}),
+        (f"/settings/service-credentials/{SERVICE_CREDENTIAL_ID}/rotate", {"grace_seconds": "0"}),
     ]
 
 
@@ -63,6 +66,7 @@ def test_every_marked_form_is_attacked_here() -> None:
     paths = {path.replace("{key_id:int}", "1") for _, path in CREDENTIAL_ROUTES}
     attacked = {path.replace("/7/", "/1/") for path, _ in forms(7)}
     attacked = {p.replace("alice", "{login}").replace("admin/", "{login}/") for p in attacked}
+    attacked = {p.replace(SERVICE_CREDENTIAL_ID, "{credential_id}") for p in attacked}
     expected = {p for p in paths if p.startswith("/settings/")}
     assert attacked == expected
 
@@ -94,6 +98,7 @@ async def unchanged(harness: Harness, generated_at: datetime) -> None:
     assert [(k.name, k.generated_at) for k in keys.items] == [("all-scopes", generated_at)]
     page = await harness.services.users.list_users(PageRequest(size=50))
     assert sorted(user.login for user in page.items) == ["admin", "alice"]
+    assert await harness.services.service_credentials.list_all(include_revoked=True) == []
 
 
 async def test_a_key_in_the_session_cookie_or_header_gets_no_form_through(

@@ -12,13 +12,8 @@ from authgate.api.access import AdminConfigurationRoute, requires_permission, se
 from authgate.api.errors import documented
 from authgate.api.schemas import StrictBody
 from authgate.security.permissions import ALERTS_READ, ALERTS_WRITE
-from authgate.services.alert_rules import (
-    KINDS,
-    MAX_WINDOW_SECONDS,
-    NAME_MAX_LENGTH,
-    RuleSpec,
-    RuleView,
-)
+from authgate.services.alerts.kinds import KINDS
+from authgate.services.alerts.rules import MAX_WINDOW_SECONDS, NAME_MAX_LENGTH, RuleSpec, RuleView
 from authgate.services.severity import SEVERITIES, Severity
 from authgate.services.text_rules import REQUIRED_NAME_PATTERN
 

@@ -15,7 +15,7 @@ from authgate.api.errors import documented
 from authgate.api.pagination import PageRequestDep, pagination_headers
 from authgate.security.audit_checkpoints import MAX_CHECKPOINT_LENGTH, Checkpoint
 from authgate.security.permissions import AUDIT_READ
-from authgate.services.audit import AuditEntry, EventType
+from authgate.services.audit.events import AuditEntry, EventType
 from authgate.services.audit_checkpoints import PublishedCheckpoint
 from authgate.services.audit_export import as_csv, as_json_lines
 from authgate.services.audit_verification import ChainVerification, CheckpointStatus, Verdict

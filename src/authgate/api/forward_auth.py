@@ -60,7 +60,7 @@ from authgate.api.middleware import ScopeRequestInfo, content_length, log_reques
 from authgate.container import Services
 from authgate.exceptions import AmbiguousUpstreamRequest, ValidationFailed
 from authgate.security.principal import Principal, join_authorities
-from authgate.services.audit import current_request
+from authgate.services.audit.events import current_request
 from authgate.services.forward_auth import ForwardAuthPolicy
 from authgate.services.gate import VERDICT_SCOPE_KEY, Requirement, Verdict
 

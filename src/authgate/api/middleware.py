@@ -23,7 +23,7 @@ from authgate.api.errors import error_response, unavailable_response
 from authgate.container import Services
 from authgate.security.log_lines import escape_control_characters
 from authgate.security.principal import Principal
-from authgate.services.audit import current_request
+from authgate.services.audit.events import current_request
 from authgate.services.gate import Gate
 from authgate.storage.db import is_unavailable
 

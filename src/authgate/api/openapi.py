@@ -24,6 +24,7 @@ from fastapi.routing import iter_route_contexts
 
 from authgate.api.access import AuthenticatedRoute, PreVerificationRoute
 from authgate.api.auth import LOGIN_PASSWORD_MIN, login_password_max
+from authgate.api.v1.internal import INTERNAL_KEY_HEADER, InternalRoute
 from authgate.security.principal import KNOWN_SCOPES
 from authgate.settings import Settings
 from authgate.storage.api_key_repository import ApiKeyRepository, UsageRepository
@@ -54,6 +55,13 @@ SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
         "description": "The pre-verification token of a login that still needs its second "
         "factor (`authenticated: false`, authority ROLE_PRE_VERIFICATION_USER, 5 minutes). "
         "Only the second-factor endpoints accept it; every other route answers 401.",
+    },
+    "internalKeyAuth": {
+        "type": "apiKey",
+        "in": "header",
+        "name": INTERNAL_KEY_HEADER,
+        "description": "A service credential (`ags_...`), allowed the internal endpoint "
+        "(`authgate service-credentials create`). Internal endpoints accept nothing else.",
     },
 }
 # Either scheme satisfies a protected operation.
@@ -127,6 +135,8 @@ def _correct_operations(schema: dict[str, Any], app: FastAPI) -> None:
                 )
             if isinstance(route, PreVerificationRoute):
                 operation["security"] = [{"preVerificationAuth": []}]
+            if isinstance(route, InternalRoute):
+                operation["security"] = [{"internalKeyAuth": []}]
             if isinstance(route, AuthenticatedRoute):
                 operation["security"] = _SECURITY_REQUIREMENT
                 # Any authenticated call may meet an API key's rate limit or an address

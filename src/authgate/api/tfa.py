@@ -37,7 +37,7 @@ from authgate.api.access import (
 from authgate.api.errors import documented, error_response
 from authgate.exceptions import FieldError, SecondFactorFailed, SecondFactorLocked, ValidationFailed
 from authgate.security.permissions import USERS_WRITE
-from authgate.services.audit import Actor
+from authgate.services.audit.events import Actor
 from authgate.services.second_factor import Enrolment, EnrolmentCheck, parse_method
 from authgate.services.sign_in import SignInResult
 
@@ -96,6 +96,11 @@ def login_answer(
     response.headers["Authorization"] = f"Bearer {result.token}"
     response.headers["Cache-Control"] = "no-store"
     return LoginResponse.of(result, recovery_codes=recovery_codes)
+
+
+def qr_png_data_uri(uri: str) -> str:
+    """The QR code of an ``otpauth://`` URI as a ``data:image/png;base64,`` URL."""
+    return str(segno.make(uri, error="m").png_data_uri(scale=5))
 
 
 def bypass_requested(request: Request) -> bool:
@@ -242,8 +247,7 @@ class InitResponse(BaseModel):
     def of(cls, enrolment: Enrolment) -> InitResponse:
         if enrolment.method == "TOTP":
             assert enrolment.uri is not None
-            png = segno.make(enrolment.uri, error="m").png_data_uri(scale=5)
-            target = png.partition(",")[2]
+            target = qr_png_data_uri(enrolment.uri).partition(",")[2]
         else:
             target = enrolment.email or ""
         return cls(

@@ -1,5 +1,5 @@
-"""The server's command line: ``authgate serve|migrate|users|keys|signing-keys|audit|cluster|
-import``.
+"""The server's command line: ``authgate serve|migrate|users|keys|signing-keys|service-credentials|
+audit|cluster|import``.
 
 Commands call the same services the REST API calls; nothing here holds a rule.
 """
@@ -17,6 +17,7 @@ from authgate.cli.cluster import cluster_app
 from authgate.cli.imports import import_app
 from authgate.cli.keys import keys_app
 from authgate.cli.server import server_commands
+from authgate.cli.service_credentials import service_credentials_app
 from authgate.cli.signing_keys import signing_keys_app
 from authgate.cli.users import users_app
 
@@ -56,6 +57,7 @@ app.registered_commands += server_commands.registered_commands
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
 app.add_typer(signing_keys_app, name="signing-keys")
+app.add_typer(service_credentials_app, name="service-credentials")
 app.add_typer(audit_app, name="audit")
 app.add_typer(cluster_app, name="cluster")
 app.add_typer(import_app, name="import")

@@ -22,7 +22,7 @@ from authgate.cli.console import (
 )
 from authgate.container import Services
 from authgate.security.audit_checkpoints import MAX_CHECKPOINT_LENGTH
-from authgate.services.audit import AuditEntry
+from authgate.services.audit.events import AuditEntry
 from authgate.services.audit_checkpoints import PublishedCheckpoint
 from authgate.services.audit_export import as_csv, as_json_lines
 from authgate.services.audit_verification import ChainVerification

@@ -18,7 +18,7 @@ from typing import Any, Literal
 from pythonjsonlogger.json import JsonFormatter
 
 from authgate.security.log_lines import SingleLineFormatter
-from authgate.services.audit import current_request
+from authgate.services.audit.events import current_request
 
 LogFormat = Literal["text", "json"]
 

@@ -27,7 +27,7 @@ from authgate.cli.output import (
 )
 from authgate.container import Services
 from authgate.security.principal import KNOWN_AUTHORITIES, ROLE_USER
-from authgate.services.audit import OPERATOR
+from authgate.services.audit.events import OPERATOR
 from authgate.services.users import NewUser, UserChanges, UserView
 from authgate.storage.paging import PageRequest, SortOrder
 

@@ -10,7 +10,8 @@ client dependencies (httpx2): none of the server's (FastAPI, SQLAlchemy, Argon2.
 
 The same client talks to UTMStack: ``UTMSTACK_*`` variables are aliases, logins read
 ``id_token`` (v10) or ``token`` (v11), and ``ApiKeyCredentials(key, header="utm-api-key")``
-sends the key in the only header real UTMStack v11 servers read.
+sends the key in the only header real UTMStack v11 servers read. ``V12Credentials`` speak
+UTMStack v12's token pairs (``/api/v1/auth``: login, refresh with rotation, sessions).
 """
 
 from authgate.client._async_client import AsyncClient
@@ -22,7 +23,9 @@ from authgate.client._config import (
     ClientConfig,
     Credentials,
     PasswordCredentials,
+    RefreshTokenCredentials,
     TokenCredentials,
+    V12Credentials,
 )
 from authgate.client._exceptions import (
     APIError,
@@ -38,6 +41,7 @@ from authgate.client._exceptions import (
     SecondFactorRejected,
     SecondFactorRequired,
     ServerError,
+    SessionEndedError,
     TransportError,
     UnexpectedResponseError,
     ValidationError,
@@ -50,9 +54,12 @@ from authgate.client._models import (
     Page,
     RegeneratedApiKey,
     Role,
+    SessionInfo,
     Token,
+    TokenPair,
     UsageRecord,
     User,
+    V12User,
 )
 from authgate.client._retry import RetryPolicy
 
@@ -79,6 +86,7 @@ __all__ = [
     "PasswordCredentials",
     "PermissionDeniedError",
     "RateLimitedError",
+    "RefreshTokenCredentials",
     "RegeneratedApiKey",
     "RetryPolicy",
     "Role",
@@ -86,12 +94,17 @@ __all__ = [
     "SecondFactorRejected",
     "SecondFactorRequired",
     "ServerError",
+    "SessionEndedError",
+    "SessionInfo",
     "Token",
     "TokenCredentials",
+    "TokenPair",
     "TransportError",
     "UnexpectedResponseError",
     "UsageRecord",
     "User",
+    "V12Credentials",
+    "V12User",
     "ValidationError",
     "token_expiry",
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -24,10 +24,13 @@ from authgate.client._models import (
     Page,
     RegeneratedApiKey,
     Role,
+    SessionInfo,
     Token,
     UsageRecord,
     User,
+    V12User,
 )
+from authgate.client._token_pair import TokensHook
 
 __all__ = ["AsyncClient"]
 
@@ -47,9 +50,10 @@ class AsyncClient(_BaseClient):
         second_factor: SecondFactorHook | None = None,
         transport: httpx2.AsyncBaseTransport | None = None,
         clock: Clock = time.time,
+        on_tokens: TokensHook | None = None,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     ) -> None:
-        super().__init__(config, second_factor=second_factor, clock=clock)
+        super().__init__(config, second_factor=second_factor, clock=clock, on_tokens=on_tokens)
         self._http = httpx2.AsyncClient(transport=transport, **self._http_options())
         self._sleep = sleep
 
@@ -88,6 +92,7 @@ class AsyncClient(_BaseClient):
         json: Any = None,
         content: bytes | str | None = None,
         headers: Mapping[str, str] | None = None,
+        public: bool = False,
     ) -> httpx2.Response:
         """Call any endpoint; returns the response, or raises for a 4xx/5xx answer."""
         request = self._http.build_request(
@@ -98,16 +103,16 @@ class AsyncClient(_BaseClient):
             content=content,
             headers=headers,
         )
-        response = await self._send(request)
+        response = await self._send(request, public=public)
         if response.is_error:
             raise error_for(response)
         return response
 
-    async def _send(self, request: httpx2.Request) -> httpx2.Response:
+    async def _send(self, request: httpx2.Request, *, public: bool) -> httpx2.Response:
         retries = 0
         while True:
             try:
-                response = await self._http.send(request, auth=self._auth)
+                response = await self._http.send(request, auth=None if public else self._auth)
             except httpx2.TransportError as error:
                 raise self._transport_error(error) from error
             if not response.is_error:
@@ -119,12 +124,25 @@ class AsyncClient(_BaseClient):
             retries += 1
 
     async def _execute(self, call: api.Call[T]) -> T:
-        response = await self.request(call.method, call.path, params=call.params, json=call.json)
+        headers = {"Content-Type": call.content_type} if call.content_type else None
+        response = await self.request(
+            call.method,
+            call.path,
+            params=call.params,
+            json=call.json,
+            content=call.content,
+            headers=headers,
+            public=call.public,
+        )
         return call.parse(response)
 
     async def login(self) -> Token:
         """Log in now (otherwise the first request does); needs a username and password."""
-        flow = self._login_auth().login_flow()
+        token: Token = await self._run(self._login_flow())
+        return token
+
+    async def _run(self, flow: Generator[httpx2.Request, httpx2.Response, T]) -> T:
+        """Send what an auth flow asks for (logins, logout), without auth of its own."""
         try:
             request = next(flow)
             while True:
@@ -134,8 +152,8 @@ class AsyncClient(_BaseClient):
                     raise self._transport_error(error) from error
                 request = flow.send(response)
         except StopIteration as done:
-            token: Token = done.value
-            return token
+            result: T = done.value
+            return result
 
     # -- typed helpers (documented on Client) -----------------------------------------------
 
@@ -143,7 +161,32 @@ class AsyncClient(_BaseClient):
         return await self._execute(api.account())
 
     async def logout(self) -> None:
-        await self._execute(api.logout())
+        flow = self._v12_logout_flow()
+        if flow is not None:
+            await self._run(flow)
+        else:
+            await self._execute(api.logout())
+
+    async def me(self) -> V12User:
+        return await self._execute(api.me())
+
+    async def sessions(self) -> tuple[SessionInfo, ...]:
+        return await self._execute(api.sessions())
+
+    async def revoke_session(self, session_id: str) -> None:
+        await self._execute(api.revoke_session(session_id))
+
+    async def revoke_other_sessions(self) -> None:
+        await self._execute(api.revoke_other_sessions())
+
+    async def change_password(self, current_password: str, new_password: str) -> None:
+        await self._execute(api.change_password(current_password, new_password))
+
+    async def request_password_reset(self, email: str) -> None:
+        await self._execute(api.request_password_reset(email))
+
+    async def finish_password_reset(self, key: str, new_password: str) -> None:
+        await self._execute(api.finish_password_reset(key, new_password))
 
     async def list_api_keys(
         self,

@@ -34,7 +34,6 @@ import httpx2
 
 from authgate.client._config import (
     ApiKeyCredentials,
-    Credentials,
     PasswordCredentials,
     TokenCredentials,
     mask_secret,
@@ -251,14 +250,14 @@ class LoginAuth(httpx2.Auth):
 
 
 def auth_for(
-    credentials: Credentials,
+    credentials: ApiKeyCredentials | PasswordCredentials | TokenCredentials,
     *,
     base_url: httpx2.URL | str,
     second_factor: SecondFactorHook | None = None,
     clock: Clock = time.time,
     refresh_margin: float = 30.0,
 ) -> httpx2.Auth:
-    """The auth flow for a kind of credentials."""
+    """The auth flow for a kind of credentials (v12's token pairs: ``TokenPairAuth``)."""
     if isinstance(credentials, ApiKeyCredentials):
         if credentials.header == "utm-api-key":
             return HeaderAuth("Utm-Api-Key", credentials.key)

@@ -8,16 +8,17 @@ helper sends and how it reads the answer lives in ``_endpoints``, shared by both
 from __future__ import annotations
 
 import ssl
-from collections.abc import Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from typing import Any
 
 import httpx2
 
 from authgate import __version__
 from authgate.client._auth import Clock, LoginAuth, SecondFactorHook, auth_for
-from authgate.client._config import ClientConfig
+from authgate.client._config import ClientConfig, RefreshTokenCredentials, V12Credentials
 from authgate.client._exceptions import ClientConfigError, TransportError, parse_retry_after
 from authgate.client._models import Token
+from authgate.client._token_pair import TokenPairAuth, TokensHook
 
 __all__ = ["Params", "query"]
 
@@ -42,16 +43,29 @@ class _BaseClient:
         *,
         second_factor: SecondFactorHook | None,
         clock: Clock,
+        on_tokens: TokensHook | None,
     ) -> None:
         self._config = config if config is not None else ClientConfig.from_env()
         self._base_url = httpx2.URL(self._config.url.rstrip("/") + "/")
-        self._auth = auth_for(
-            self._config.credentials,
-            base_url=self._base_url,
-            second_factor=second_factor,
-            clock=clock,
-            refresh_margin=self._config.refresh_margin,
-        )
+        credentials = self._config.credentials
+        self._auth: httpx2.Auth
+        if isinstance(credentials, V12Credentials | RefreshTokenCredentials):
+            self._auth = TokenPairAuth(
+                credentials,
+                base_url=self._base_url,
+                clock=clock,
+                refresh_margin=self._config.refresh_margin,
+                on_tokens=on_tokens,
+                second_factor=second_factor,
+            )
+        else:
+            self._auth = auth_for(
+                credentials,
+                base_url=self._base_url,
+                second_factor=second_factor,
+                clock=clock,
+                refresh_margin=self._config.refresh_margin,
+            )
 
     @property
     def config(self) -> ClientConfig:
@@ -59,8 +73,11 @@ class _BaseClient:
 
     @property
     def token(self) -> Token | None:
-        """With a username and password: the current token (None before the first login)."""
-        return self._auth.token if isinstance(self._auth, LoginAuth) else None
+        """With a password or a v12 session: the current (access) token, None before the
+        first login."""
+        if isinstance(self._auth, LoginAuth | TokenPairAuth):
+            return self._auth.token
+        return None
 
     def __repr__(self) -> str:
         return (
@@ -82,10 +99,21 @@ class _BaseClient:
             "headers": {"User-Agent": f"authgate-client/{__version__}"},
         }
 
-    def _login_auth(self) -> LoginAuth:
-        if not isinstance(self._auth, LoginAuth):
+    def _login_auth(self) -> LoginAuth | TokenPairAuth:
+        if not isinstance(self._auth, LoginAuth | TokenPairAuth):
             raise ClientConfigError("login() needs a username and password")
         return self._auth
+
+    def _login_flow(self) -> Generator[httpx2.Request, httpx2.Response, Token]:
+        auth = self._login_auth()
+        if isinstance(auth, TokenPairAuth):
+            pair = yield from auth.login_flow()
+            return pair.access
+        return (yield from auth.login_flow())
+
+    def _v12_logout_flow(self) -> Generator[httpx2.Request, httpx2.Response, None] | None:
+        """With v12 token pairs, ending the session; None for other credentials."""
+        return self._auth.logout_flow() if isinstance(self._auth, TokenPairAuth) else None
 
     def _target(self, path: str) -> str:
         """A path relative to the base URL; other hosts are refused (credentials leak)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -23,10 +23,13 @@ from authgate.client._models import (
     Page,
     RegeneratedApiKey,
     Role,
+    SessionInfo,
     Token,
     UsageRecord,
     User,
+    V12User,
 )
+from authgate.client._token_pair import TokensHook
 
 __all__ = ["Client"]
 
@@ -56,9 +59,10 @@ class Client(_BaseClient):
         second_factor: SecondFactorHook | None = None,
         transport: httpx2.BaseTransport | None = None,
         clock: Clock = time.time,
+        on_tokens: TokensHook | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        super().__init__(config, second_factor=second_factor, clock=clock)
+        super().__init__(config, second_factor=second_factor, clock=clock, on_tokens=on_tokens)
         self._http = httpx2.Client(transport=transport, **self._http_options())
         self._sleep = sleep
 
@@ -97,6 +101,7 @@ class Client(_BaseClient):
         json: Any = None,
         content: bytes | str | None = None,
         headers: Mapping[str, str] | None = None,
+        public: bool = False,
     ) -> httpx2.Response:
         """Call any endpoint; returns the response, or raises for a 4xx/5xx answer.
 
@@ -112,16 +117,16 @@ class Client(_BaseClient):
             content=content,
             headers=headers,
         )
-        response = self._send(request)
+        response = self._send(request, public=public)
         if response.is_error:
             raise error_for(response)
         return response
 
-    def _send(self, request: httpx2.Request) -> httpx2.Response:
+    def _send(self, request: httpx2.Request, *, public: bool) -> httpx2.Response:
         retries = 0
         while True:
             try:
-                response = self._http.send(request, auth=self._auth)
+                response = self._http.send(request, auth=None if public else self._auth)
             except httpx2.TransportError as error:
                 raise self._transport_error(error) from error
             if not response.is_error:
@@ -133,12 +138,27 @@ class Client(_BaseClient):
             retries += 1
 
     def _execute(self, call: api.Call[T]) -> T:
-        response = self.request(call.method, call.path, params=call.params, json=call.json)
+        headers = {"Content-Type": call.content_type} if call.content_type else None
+        response = self.request(
+            call.method,
+            call.path,
+            params=call.params,
+            json=call.json,
+            content=call.content,
+            headers=headers,
+            public=call.public,
+        )
         return call.parse(response)
 
     def login(self) -> Token:
-        """Log in now (otherwise the first request does); needs a username and password."""
-        flow = self._login_auth().login_flow()
+        """Log in now (otherwise the first request does); needs a username and password.
+        With ``V12Credentials`` the pair's access token is returned; the refresh token
+        goes to ``on_tokens``."""
+        token: Token = self._run(self._login_flow())
+        return token
+
+    def _run(self, flow: Generator[httpx2.Request, httpx2.Response, T]) -> T:
+        """Send what an auth flow asks for (logins, logout), without auth of its own."""
         try:
             request = next(flow)
             while True:
@@ -148,8 +168,8 @@ class Client(_BaseClient):
                     raise self._transport_error(error) from error
                 request = flow.send(response)
         except StopIteration as done:
-            token: Token = done.value
-            return token
+            result: T = done.value
+            return result
 
     # -- typed helpers ----------------------------------------------------------------------
 
@@ -158,8 +178,47 @@ class Client(_BaseClient):
         return self._execute(api.account())
 
     def logout(self) -> None:
-        """Revoke the token in use (``POST /api/logout``; needs a token, not a key)."""
-        self._execute(api.logout())
+        """Revoke the token in use (``POST /api/logout``; needs a token, not a key).
+        With v12 token pairs: end the session (``POST /api/v1/auth/logout``); its access
+        tokens stop working too."""
+        flow = self._v12_logout_flow()
+        if flow is not None:
+            self._run(flow)
+        else:
+            self._execute(api.logout())
+
+    # v12 (/api/v1/auth): any credentials work, the sessions are those of v12 logins.
+
+    def me(self) -> V12User:
+        """The caller as v12 shows them (``GET /api/v1/auth/me``)."""
+        return self._execute(api.me())
+
+    def sessions(self) -> tuple[SessionInfo, ...]:
+        """The caller's live v12 sessions; ``current`` marks the one in use."""
+        return self._execute(api.sessions())
+
+    def revoke_session(self, session_id: str) -> None:
+        """End one of the caller's sessions: its refresh and access tokens stop working."""
+        self._execute(api.revoke_session(session_id))
+
+    def revoke_other_sessions(self) -> None:
+        """End every session of the caller but the current one."""
+        self._execute(api.revoke_other_sessions())
+
+    def change_password(self, current_password: str, new_password: str) -> None:
+        """Change the caller's password (``POST /api/v1/auth/change-password``)."""
+        self._execute(api.change_password(current_password, new_password))
+
+    # Password reset: public, sent without the client's credentials.
+
+    def request_password_reset(self, email: str) -> None:
+        """Ask for a reset link by e-mail; the answer is the same whether or not the
+        address has an account."""
+        self._execute(api.request_password_reset(email))
+
+    def finish_password_reset(self, key: str, new_password: str) -> None:
+        """Set a new password with the key of a reset link (single use, 24 h)."""
+        self._execute(api.finish_password_reset(key, new_password))
 
     def list_api_keys(
         self,

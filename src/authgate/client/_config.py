@@ -35,7 +35,9 @@ __all__ = [
     "ClientConfig",
     "Credentials",
     "PasswordCredentials",
+    "RefreshTokenCredentials",
     "TokenCredentials",
+    "V12Credentials",
     "client_config_dir",
     "environment",
     "mask_secret",
@@ -122,7 +124,47 @@ class TokenCredentials:
         return f"TokenCredentials(token={_MASK!r})"
 
 
-Credentials = ApiKeyCredentials | PasswordCredentials | TokenCredentials
+@dataclass(frozen=True, slots=True)
+class V12Credentials:
+    """UTMStack v12's token pairs: log in at ``/api/v1/auth/login`` with a login (or
+    e-mail) and password, then renew the short access token with the refresh token
+    (rotated on every use) instead of logging in again."""
+
+    login: str
+    password: str = field(repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.login or not self.password:
+            raise ClientConfigError("both a login and a password are needed")
+
+    def __repr__(self) -> str:
+        return f"V12Credentials(login={self.login!r}, password={_MASK!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshTokenCredentials:
+    """A v12 session resumed from a stored refresh token (and its access token, if still
+    usable), e.g. by ``authgate-client``. Without a password, a session that ends
+    (logout, revocation, expiry) means logging in again."""
+
+    refresh_token: str = field(repr=False)
+    access_token: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.refresh_token.strip():
+            raise ClientConfigError("the refresh token is empty")
+
+    def __repr__(self) -> str:
+        return f"RefreshTokenCredentials(refresh_token={_MASK!r})"
+
+
+Credentials = (
+    ApiKeyCredentials
+    | PasswordCredentials
+    | TokenCredentials
+    | V12Credentials
+    | RefreshTokenCredentials
+)
 
 
 @dataclass(frozen=True, slots=True)

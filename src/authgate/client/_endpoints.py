@@ -24,8 +24,10 @@ from authgate.client._models import (
     Page,
     RegeneratedApiKey,
     Role,
+    SessionInfo,
     UsageRecord,
     User,
+    V12User,
 )
 
 T = TypeVar("T")
@@ -43,6 +45,11 @@ class Call(Generic[T]):
     parse: Callable[[httpx2.Response], T]
     params: Params | None = None
     json: Any = None
+    content: str | None = None
+    content_type: str | None = None
+    # Sent without credentials: a public route, for callers who may have none (a
+    # forgotten password) and must not log in first.
+    public: bool = False
 
 
 def iso(moment: datetime) -> str:
@@ -103,6 +110,65 @@ def account() -> Call[Account]:
 
 def logout() -> Call[None]:
     return Call("POST", "api/logout", _nothing)
+
+
+# -- password reset (public; UTMStack's AccountResource) -------------------------------------
+
+
+def request_password_reset(email: str) -> Call[None]:
+    # The address is the raw text body, as UTMStack's UI posts it.
+    return Call(
+        "POST",
+        "api/account/reset-password/init",
+        _nothing,
+        content=email,
+        content_type="text/plain",
+        public=True,
+    )
+
+
+def finish_password_reset(key: str, new_password: str) -> Call[None]:
+    return Call(
+        "POST",
+        "api/account/reset-password/finish",
+        _nothing,
+        json={"key": key, "newPassword": new_password},
+        public=True,
+    )
+
+
+# -- v12: the caller and their sessions (/api/v1/auth) ----------------------------------------
+
+
+def me() -> Call[V12User]:
+    return Call("GET", "api/v1/auth/me", lambda r: V12User.from_json(_object(r)))
+
+
+def sessions() -> Call[tuple[SessionInfo, ...]]:
+    def parse(response: httpx2.Response) -> tuple[SessionInfo, ...]:
+        body = json_body(response)
+        if not isinstance(body, list):
+            raise UnexpectedResponseError("expected a JSON list", response=response)
+        return tuple(SessionInfo.from_json(item) for item in body if isinstance(item, dict))
+
+    return Call("GET", "api/v1/auth/sessions", parse)
+
+
+def revoke_session(session_id: str) -> Call[None]:
+    return Call("DELETE", f"api/v1/auth/sessions/{quote(session_id, safe='')}", _nothing)
+
+
+def revoke_other_sessions() -> Call[None]:
+    return Call("DELETE", "api/v1/auth/sessions", _nothing)
+
+
+def change_password(current_password: str, new_password: str) -> Call[None]:
+    return Call(
+        "POST",
+        "api/v1/auth/change-password",
+        _nothing,
+        json={"current_password": current_password, "new_password": new_password},
+    )
 
 
 # -- API keys ---------------------------------------------------------------------------------

@@ -53,6 +53,7 @@ __all__ = [
     "SecondFactorRejected",
     "SecondFactorRequired",
     "ServerError",
+    "SessionEndedError",
     "TransportError",
     "UnexpectedResponseError",
     "ValidationError",
@@ -80,6 +81,11 @@ class SecondFactorRequired(AuthgateClientError):
     Give the client a ``second_factor`` hook (a callable returning the code) to complete
     the login with ``POST /api/tfa/verify-code``.
     """
+
+
+class SessionEndedError(AuthgateClientError):
+    """A v12 session resumed from a refresh token has no tokens left (logged out, or its
+    refresh was refused) and no password to log in again."""
 
 
 class UnexpectedResponseError(AuthgateClientError):
@@ -242,9 +248,10 @@ def _json_object(response: httpx2.Response) -> dict[str, Any]:
 
 
 def _message(response: httpx2.Response, body: dict[str, Any]) -> str:
-    message = body.get("message")
-    if isinstance(message, str) and message.strip():
-        return message
+    for name in ("message", "error"):  # "error": v12's only field (/api/v1)
+        message = body.get(name)
+        if isinstance(message, str) and message.strip():
+            return message
     header = response.headers.get("X-UtmStack-error")
     if header and header.strip():
         return header.strip()

@@ -22,9 +22,12 @@ __all__ = [
     "Page",
     "RegeneratedApiKey",
     "Role",
+    "SessionInfo",
     "Token",
+    "TokenPair",
     "UsageRecord",
     "User",
+    "V12User",
 ]
 
 T = TypeVar("T")
@@ -64,6 +67,16 @@ class Token:
 
     def __repr__(self) -> str:
         return f"Token(value='**********', expires_at={self.expires_at!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPair:
+    """A v12 login or refresh: the access token and the refresh token that renews it
+    (single use: each refresh returns a new one). Never shown by ``repr``."""
+
+    access: Token
+    refresh_token: str = field(repr=False)
+    refresh_expires_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,3 +319,56 @@ class Page(Generic[T]):
         if self.total is not None:
             return (self.page + 1) * self.size < self.total
         return len(self.items) == self.size
+
+
+@dataclass(frozen=True, slots=True)
+class V12User:
+    """The caller as v12 shows them (``GET /api/v1/auth/me``); ``id`` is a UUID."""
+
+    id: str
+    email: str | None
+    name: str | None
+    status: str | None
+    lang_key: str | None
+    image_url: str | None
+    federated: bool
+    tfa_enabled: bool
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> V12User:
+        return cls(
+            id=str(data.get("id", "")),
+            email=_text(data.get("email")),
+            name=_text(data.get("name")),
+            status=_text(data.get("status")),
+            lang_key=_text(data.get("lang_key")),
+            image_url=_text(data.get("image_url")),
+            federated=data.get("federated") is True,
+            tfa_enabled=data.get("tfa_enabled") is True,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """One of the caller's v12 sessions (a refresh-token family): where it signed in
+    from, and whether it is the one making the request."""
+
+    id: str
+    ip: str | None
+    user_agent: str | None
+    created_at: datetime | None
+    last_used_at: datetime | None
+    expires_at: datetime | None
+    current: bool
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> SessionInfo:
+        return cls(
+            id=str(data.get("id", "")),
+            ip=_text(data.get("ip")),
+            user_agent=_text(data.get("user_agent")),
+            created_at=_instant(data.get("created_at")),
+            last_used_at=_instant(data.get("last_used_at")),
+            expires_at=_instant(data.get("expires_at")),
+            current=data.get("current") is True,
+        )

@@ -8,6 +8,10 @@ before anything is written to it. Any keyring failure — no backend
 keyring", never a crash. Tokens are keyed by server URL; the token itself is never
 printed or logged.
 
+After ``login --v12`` the entry is a v12 token pair, as JSON: the refresh token (a
+secret like a password: it renews the session until revoked) and the latest access
+token, replaced after every refresh since the previous refresh token no longer works.
+
 The URL of the last login is kept beside it (``client.json``, not a secret), so the
 commands after ``login --url`` need no ``--url``.
 """
@@ -17,14 +21,23 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["KEYRING_SERVICE", "TokenStore"]
+__all__ = ["KEYRING_SERVICE", "StoredPair", "TokenStore"]
 
 KEYRING_SERVICE = "authgate-client"
 
 Location = Literal["keyring", "file"]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPair:
+    """A v12 login kept between commands; ``repr`` shows neither token."""
+
+    access_token: str = field(repr=False)
+    refresh_token: str = field(repr=False)
 
 
 class TokenStore:
@@ -54,6 +67,27 @@ class TokenStore:
             return token
         value = self._read(self.tokens_file).get(url)
         return value if isinstance(value, str) and value else None
+
+    def save_pair(self, url: str, pair: StoredPair) -> Location:
+        """Store a v12 token pair for ``url`` (in place of any earlier login)."""
+        value = {"access_token": pair.access_token, "refresh_token": pair.refresh_token}
+        return self.save(url, json.dumps(value))
+
+    def load_pair(self, url: str) -> StoredPair | None:
+        """The v12 pair stored for ``url``; None if there is none (or a v10/v11 token)."""
+        value = self.load(url)
+        if value is None or not value.startswith("{"):  # a JWT never starts with "{"
+            return None
+        try:
+            data = json.loads(value)
+        except ValueError:
+            return None
+        if not isinstance(data, dict):
+            return None
+        access, refresh = data.get("access_token"), data.get("refresh_token")
+        if not (isinstance(access, str) and isinstance(refresh, str) and refresh):
+            return None
+        return StoredPair(access_token=access, refresh_token=refresh)
 
     def delete(self, url: str) -> bool:
         """Forget the token for ``url``; True if there was one."""

@@ -34,6 +34,9 @@ AUDIT_READ: Final = "audit.read"
 ALERTS_READ: Final = "alerts.read"
 ALERTS_WRITE: Final = "alerts.write"
 METRICS_READ: Final = "metrics.read"
+# authgate's own configuration kept in the database: the service credentials.
+SETTINGS_READ: Final = "settings.read"
+SETTINGS_WRITE: Final = "settings.write"
 
 ALL_PERMISSIONS: Final = frozenset(
     {
@@ -48,6 +51,8 @@ ALL_PERMISSIONS: Final = frozenset(
         ALERTS_READ,
         ALERTS_WRITE,
         METRICS_READ,
+        SETTINGS_READ,
+        SETTINGS_WRITE,
     }
 )
 READ_PERMISSIONS: Final = frozenset(p for p in ALL_PERMISSIONS if p.endswith(".read"))

@@ -37,6 +37,10 @@ ROLE_PRE_VERIFICATION_USER = "ROLE_PRE_VERIFICATION_USER"
 # Pre-verification tokens are issued for their own audience, so no verifier of access
 # tokens (routes, forward-auth, the Settings UI, the guard) can ever accept one.
 PRE_VERIFICATION_AUDIENCE_SUFFIX = "#pre-verification"
+# UTMStack v12's pre-auth tokens (``/api/v1/auth/tfa/verify-code``) have an audience of
+# their own too: neither an access-token verifier nor the v10/v11 second step takes one,
+# and a v10/v11 pre-verification token is no v12 pre-auth token. v12 checked no audience.
+PRE_AUTH_AUDIENCE_SUFFIX = "#pre-auth"
 # RFC 8176 authentication method references: password, and a one-time password.
 _AMR_PASSWORD = ["pwd"]
 _AMR_SECOND_FACTOR = ["pwd", "otp"]
@@ -156,11 +160,19 @@ class JwtCodec:
         return IssuedToken(token=self._sign(payload), claims=claims)
 
     def issue_pre_verification(
-        self, *, subject: str, user_id: int, now: datetime, ttl: timedelta, remember_me: bool
+        self,
+        *,
+        subject: str,
+        user_id: int,
+        now: datetime,
+        ttl: timedelta,
+        remember_me: bool,
+        audience_suffix: str = PRE_VERIFICATION_AUDIENCE_SUFFIX,
     ) -> IssuedPending:
         """A token that only the second-factor endpoints accept (UTMStack's shape:
         ``auth`` = ROLE_PRE_VERIFICATION_USER, ``authenticated`` false), for a separate
-        audience so that :meth:`verify` refuses it everywhere else."""
+        audience (v10/v11's, or v12's ``PRE_AUTH_AUDIENCE_SUFFIX``) so that :meth:`verify`
+        refuses it everywhere else."""
         issued_at = math.floor(now.timestamp() * 1000) / 1000
         expires_at = int((now + ttl).timestamp())
         token_id = secrets.token_urlsafe(16)
@@ -170,7 +182,7 @@ class JwtCodec:
             "authenticated": False,
             "uid": user_id,
             "iss": self._issuer,
-            "aud": self._audience + PRE_VERIFICATION_AUDIENCE_SUFFIX,
+            "aud": self._audience + audience_suffix,
             "iat": issued_at,
             "nbf": int(issued_at),
             "exp": expires_at,
@@ -187,10 +199,12 @@ class JwtCodec:
         )
         return IssuedPending(token=self._sign(payload), claims=claims)
 
-    def verify_pre_verification(self, token: str, *, now: datetime) -> PendingClaims:
-        """Verify a pre-verification token (and nothing else: an access token has the
-        wrong audience). Raises like :meth:`verify`."""
-        payload = self._decode(token, audience=self._audience + PRE_VERIFICATION_AUDIENCE_SUFFIX)
+    def verify_pre_verification(
+        self, token: str, *, now: datetime, audience_suffix: str = PRE_VERIFICATION_AUDIENCE_SUFFIX
+    ) -> PendingClaims:
+        """Verify a pre-verification token of the audience ``audience_suffix`` names (and
+        nothing else: any other token has the wrong audience). Raises like :meth:`verify`."""
+        payload = self._decode(token, audience=self._audience + audience_suffix)
         if (
             payload.get("authenticated") is not False
             or payload.get("auth") != ROLE_PRE_VERIFICATION_USER

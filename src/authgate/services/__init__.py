@@ -11,10 +11,11 @@ once. By concern (``docs/architecture.md`` has the whole map):
 * accounts and credentials: ``accounts`` (login, own password, log out everywhere),
   ``users`` (administration), ``api_keys`` (create, rotate, revoke), ``password_hashing``
   (Argon2 off the event loop), ``signing_keys`` (the key file, reloaded), ``text_rules``;
-* the record: ``audit`` (the keyed hash chain), ``audit_checkpoints``,
-  ``audit_verification``, ``audit_export``, ``usage`` (the key usage log), ``metrics``;
-* alerts and mail: ``alert_rules``, ``alert_engine`` (evaluation), ``alert_dispatch``
-  (queues per sink), ``alert_sinks`` (webhook, syslog, e-mail, log), ``mail``;
+* the record: the ``audit`` package (events, the batch writer, the keyed hash chain),
+  ``audit_checkpoints``, ``audit_verification``, ``audit_export``, ``usage`` (the key
+  usage log), ``batch_writer`` (what both write through), ``metrics``;
+* alerts and mail: the ``alerts`` package (kinds, rules, evaluation, queues per sink,
+  the webhook, syslog, e-mail and log sinks), ``mail``;
 * several workers and nodes: ``changes`` (cache invalidation), ``cluster``, ``redis_link``;
 * small tools: ``expiring_cache``, ``single_flight``.
 

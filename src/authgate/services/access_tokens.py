@@ -23,13 +23,16 @@ from authgate.clock import Clock
 from authgate.exceptions import TokenInvalid, TokenRevoked
 from authgate.security.principal import Principal
 from authgate.security.tokens import (
+    PRE_AUTH_AUDIENCE_SUFFIX,
+    PRE_VERIFICATION_AUDIENCE_SUFFIX,
     IssuedPending,
     IssuedToken,
     JwtCodec,
     PendingClaims,
     TokenClaims,
 )
-from authgate.services.audit import Actor, AuditLog, EventType
+from authgate.services.audit.events import Actor, EventType
+from authgate.services.audit.writer import AuditLog
 from authgate.services.changes import Change, ChangeFeed, ChangeKind, UnitOfWork
 from authgate.services.expiring_cache import ExpiringCache
 from authgate.services.user_states import UserAuthState, UserStates
@@ -110,9 +113,12 @@ class AccessTokenService:
             second_factor=second_factor,
         )
 
-    def issue_for_session(self, user: UserView, *, session_id: str) -> IssuedToken:
+    def issue_for_session(
+        self, user: UserView, *, session_id: str, second_factor: bool = False
+    ) -> IssuedToken:
         """An access token of a v12 session: it carries ``sid`` (so revoking the session
-        revokes it) and ``email``."""
+        revokes it) and ``email``; ``second_factor`` when the session's login passed
+        one."""
         return self._codec.issue(
             subject=user.login,
             user_id=user.id,
@@ -121,6 +127,7 @@ class AccessTokenService:
             ttl=self._token_ttl,
             session_id=session_id,
             email=user.email,
+            second_factor=second_factor,
         )
 
     async def deny_sessions(
@@ -146,11 +153,44 @@ class AccessTokenService:
             remember_me=remember_me,
         )
 
+    def issue_pre_auth(self, user: UserView) -> IssuedPending:
+        """A v12 pre-auth token (5 minutes): only ``/api/v1/auth/tfa/verify-code`` takes it."""
+        return self._codec.issue_pre_verification(
+            subject=user.login,
+            user_id=user.id,
+            now=self._clock(),
+            ttl=PRE_VERIFICATION_TTL,
+            remember_me=False,
+            audience_suffix=PRE_AUTH_AUDIENCE_SUFFIX,
+        )
+
     async def authenticate_pre_verification(self, token: str) -> PendingClaims:
         """The claims of a live pre-verification token of an active user, or raises a
         ``TokenRejected`` subclass (used, revoked, expired, or not one)."""
+        return await self._authenticate_pending(token, PRE_VERIFICATION_AUDIENCE_SUFFIX)
+
+    async def authenticate_pre_auth(self, token: str) -> PendingClaims:
+        """The same for a v12 pre-auth token (and only for one)."""
+        return await self._authenticate_pending(token, PRE_AUTH_AUDIENCE_SUFFIX)
+
+    async def spend(self, work: UnitOfWork, claims: PendingClaims) -> bool:
+        """Deny a pre-auth token from the commit of ``work`` (the session it buys is
+        created in the same transaction); False when it was spent already."""
+        added = await RevokedTokenRepository(work.session).add(
+            jti=claims.token_id,
+            user_id=claims.user_id,
+            expires_at=claims.expires_at,
+            revoked_at=self._clock(),
+        )
+        if added:
+            work.publish(Change(ChangeKind.TOKEN_REVOKED, claims.token_id))
+        return added
+
+    async def _authenticate_pending(self, token: str, audience_suffix: str) -> PendingClaims:
         now = self._clock()
-        claims = self._codec.verify_pre_verification(token, now=now)
+        claims = self._codec.verify_pre_verification(
+            token, now=now, audience_suffix=audience_suffix
+        )
         if claims.token_id in self._denied:
             raise TokenRevoked(reason="token_used")
         state = await self._users.load(claims.user_id, now=now.timestamp())

@@ -8,7 +8,8 @@ from authgate.clock import Clock
 from authgate.exceptions import BadCredentials, FieldError, NotFound, Throttled, ValidationFailed
 from authgate.security.passwords import PasswordPolicy
 from authgate.services.api_keys import audit_owner_keys, revoke_owner_keys
-from authgate.services.audit import Actor, AuditLog, EventType, current_request, printable
+from authgate.services.audit.events import Actor, EventType, current_request, printable
+from authgate.services.audit.writer import AuditLog
 from authgate.services.changes import Change, ChangeFeed, ChangeKind
 from authgate.services.login_protection import LoginProtection
 from authgate.services.password_hashing import AsyncPasswordHasher

@@ -174,9 +174,13 @@ class ApiKeyAuthenticator:
         self._generation = 0
         feed.subscribe(self._on_change)
 
-    async def authenticate(self, credential: str, client_ip: IPAddress | None) -> Principal:
-        """The principal of an API key, or raises an ``ApiKeyRejected``/``PermissionDenied``."""
-        now = self._clock().timestamp()
+    async def authenticate(
+        self, credential: str, client_ip: IPAddress | None, *, now: float | None = None
+    ) -> Principal:
+        """The principal of an API key, or raises an ``ApiKeyRejected``/``PermissionDenied``.
+        ``now``: the request's time as the caller read it from this service's clock."""
+        if now is None:
+            now = self._clock().timestamp()
         fingerprint = hashlib.sha256(credential.encode("utf-8", "surrogatepass")).digest()
         if keys.is_legacy_key(credential):
             public_id = self._legacy_ids.get(fingerprint, now=now)

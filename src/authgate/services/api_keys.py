@@ -36,7 +36,8 @@ from authgate.security.principal import (
     join_authorities,
     parse_authorities,
 )
-from authgate.services.audit import Actor, AuditLog, EventType, current_request
+from authgate.services.audit.events import Actor, EventType, current_request
+from authgate.services.audit.writer import AuditLog
 from authgate.services.changes import Change, ChangeFeed, ChangeKind, UnitOfWork
 from authgate.services.rate_limits import parse_rate_limit
 from authgate.services.text_rules import control_character_errors

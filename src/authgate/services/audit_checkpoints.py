@@ -32,9 +32,9 @@ from authgate.security.audit_checkpoints import (
     sign_checkpoint,
 )
 from authgate.security.signing_keys import KeyRing
-from authgate.services.alert_dispatch import AlertDispatcher
-from authgate.services.alert_sinks import CheckpointNotice
-from authgate.services.audit import AuditLog
+from authgate.services.alerts.dispatch import AlertDispatcher
+from authgate.services.alerts.messages import CheckpointNotice
+from authgate.services.audit.writer import AuditLog
 from authgate.storage.audit_checkpoint_repository import AuditCheckpointRepository
 from authgate.storage.audit_repository import AuditRepository, SignedLink
 from authgate.storage.db import Database

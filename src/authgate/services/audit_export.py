@@ -9,7 +9,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Final
 
-from authgate.services.audit import AuditEntry
+from authgate.services.audit.events import AuditEntry
 
 COLUMNS: Final = (
     "id",

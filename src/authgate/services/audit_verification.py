@@ -32,7 +32,7 @@ from authgate.storage.cluster_repository import ClusterRepository
 from authgate.storage.db import Database
 from authgate.storage.models import AuditEvent
 
-# The chain's own event types (members of ``EventType`` in services.audit).
+# The chain's own event types (members of ``EventType`` in services.audit.events).
 KEY_INTRODUCED = "AUDIT_KEY_INTRODUCED"
 CHAIN_TAMPERED = "AUDIT_CHAIN_TAMPERED"
 # The deployment setting holding the fingerprint of the key the chain is keyed with.

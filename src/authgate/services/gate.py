@@ -23,7 +23,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from datetime import datetime
+from typing import Literal, NamedTuple
 
 from authgate.clock import Clock
 from authgate.exceptions import (
@@ -43,7 +44,8 @@ from authgate.security.networks import IPAddress
 from authgate.security.principal import KeyReference, Principal
 from authgate.services.access_tokens import AccessTokenService
 from authgate.services.api_key_auth import ApiKeyAuthenticator
-from authgate.services.audit import Actor, AuditLog, EventType
+from authgate.services.audit.events import Actor, EventType
+from authgate.services.audit.writer import AuditLog
 from authgate.services.key_abuse import KeyAbuseGuard
 from authgate.services.metrics import Metrics
 from authgate.services.rate_limits import KeyRateLimits, RateLimitState, exceeded
@@ -60,9 +62,9 @@ FailureMethod = Literal["none", "api_key", "jwt"]
 Requirement = Callable[[Principal, str], None]
 
 
-@dataclass(frozen=True, slots=True)
-class Credentials:
-    """The credential a request presents, classified by form (not yet verified)."""
+class Credentials(NamedTuple):
+    """The credential a request presents, classified by form (not yet verified). A
+    tuple: built on every request, and a frozen dataclass's ``__init__`` costs 3x more."""
 
     kind: CredentialKind
     value: str = ""
@@ -112,9 +114,12 @@ class Verdict:
     forward-auth request asks about; the client address once resolved.
     """
 
-    __slots__ = ("_client_ip", "error", "failure", "principal", "rate_limit", "upstream")
+    __slots__ = ("_client_ip", "at", "error", "failure", "principal", "rate_limit", "upstream")
 
     def __init__(self) -> None:
+        # When the gate checked an API key (one clock reading serves the key's checks
+        # and its records).
+        self.at: datetime | None = None
         self.principal: Principal | None = None
         self.failure: AuthFailure | None = None
         self.error: AuthgateError | None = None
@@ -185,9 +190,11 @@ class Gate:
         self._audit_key_successes = audit_key_successes
         self._idle_seconds = idle_seconds
         self._activity: dict[int, _KeyActivity] = {}
-        self._count_key_success = metrics.api_key_requests.labels("success", "none").inc
+        self._count_key_success = metrics.local_counter(
+            metrics.api_key_requests.labels("success", "none")
+        ).inc
         self._observe = {
-            method: metrics.authentication_seconds.labels(method).observe
+            method: metrics.local_authentication_seconds(method).observe
             for method in ("jwt", "api_key")
         }
 
@@ -204,7 +211,7 @@ class Gate:
         verdict.client_ip = client_ip
         started = time.perf_counter()
         try:
-            principal = await self._authenticate(credentials, client_ip)
+            principal = await self._authenticate(verdict, credentials, client_ip)
         except ApiKeyInvalid as error:
             verdict.refuse(AuthFailure("api_key", error.reason, error.key), error)
             await self._key_abuse.failed(client_ip)
@@ -241,7 +248,7 @@ class Gate:
         return verdict
 
     async def _authenticate(
-        self, credentials: Credentials, client_ip: IPAddress | None
+        self, verdict: Verdict, credentials: Credentials, client_ip: IPAddress | None
     ) -> Principal:
         kind = credentials.kind
         if kind == "jwt":
@@ -252,8 +259,10 @@ class Gate:
             raise CredentialsMissing()
         if not credentials.value:
             raise ApiKeyInvalid(reason="empty_api_key")
-        self._key_abuse.check(client_ip, self._clock().timestamp())
-        return await self._key_auth.authenticate(credentials.value, client_ip)
+        at = verdict.at = self._clock()
+        now = at.timestamp()
+        self._key_abuse.check(client_ip, now)
+        return await self._key_auth.authenticate(credentials.value, client_ip, now=now)
 
     def record(
         self,
@@ -291,34 +300,48 @@ class Gate:
                 )
             if key is None:
                 return
-            reason: str | None = failure.reason
-        elif principal is not None and principal.api_key is not None:
-            key, reason = principal.api_key, None
-            now = self._clock()
-            self._count_key_success()
-            notable, details = self._note_use(principal, key, verdict.client_ip, now.timestamp())
-            if notable is not None or self._audit_key_successes:
-                audit.record(
-                    EventType.API_KEY_ACCESS_SUCCESS, "success", reason=notable, details=details
+            if verdict.upstream is not None:
+                method, path = verdict.upstream
+            self._usage.record(
+                UsageEvent(
+                    api_key_id=key.key_id,
+                    api_key_name=key.name,
+                    user_id=key.owner_id,
+                    occurred_at=verdict.at or self._clock(),
+                    method=method,
+                    path=path,
+                    status=status,
+                    client_ip=verdict.client_ip,
+                    user_agent=user_agent,
+                    latency_ms=round(elapsed_ms, 3),
+                    failure_reason=failure.reason,
                 )
-        else:
+            )
             return
+        if principal is None or principal.api_key is None:
+            return
+        key = principal.api_key
+        now = verdict.at or self._clock()
+        self._count_key_success()
+        notable, details = self._note_use(principal, key, verdict.client_ip, now.timestamp())
+        if notable is not None or self._audit_key_successes:
+            audit.record(
+                EventType.API_KEY_ACCESS_SUCCESS, "success", reason=notable, details=details
+            )
         if verdict.upstream is not None:
             method, path = verdict.upstream
-        self._usage.record(
-            UsageEvent(
-                api_key_id=key.key_id,
-                api_key_name=key.name,
-                user_id=key.owner_id,
-                occurred_at=now if failure is None else self._clock(),
-                method=method,
-                path=path,
-                status=status,
-                client_ip=verdict.client_ip,
-                user_agent=user_agent,
-                latency_ms=round(elapsed_ms, 3),
-                failure_reason=reason,
-            )
+        # Positional: the request path's cheapest call (no event object is built).
+        self._usage.accepted(
+            key.key_id,
+            key.name,
+            key.owner_id,
+            now,
+            method,
+            path,
+            status,
+            verdict.client_ip,
+            user_agent,
+            round(elapsed_ms, 3),
         )
 
     def _note_use(

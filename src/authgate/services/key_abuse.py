@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from authgate.clock import Clock
 from authgate.exceptions import Throttled
 from authgate.security.networks import IPAddress, parse_address
-from authgate.services.audit import AuditLog, EventType
+from authgate.services.audit.events import EventType
+from authgate.services.audit.writer import AuditLog
 from authgate.services.changes import Change, ChangeFeed, ChangeKind
 from authgate.services.throttle_store import ThrottleStore
 
@@ -57,9 +58,10 @@ class KeyAbuseGuard:
 
     def check(self, address: IPAddress | None, now: float) -> None:
         """Raise ``Throttled`` if the address is blocked (the hot path: memory only)."""
-        if address is None:
+        blocked = self._blocked
+        if not blocked or address is None:  # nothing blocked: no address to hash
             return
-        until = self._blocked.get(address)
+        until = blocked.get(address)
         if until is not None and until > now:
             raise Throttled(
                 "Too many invalid API keys from this address",

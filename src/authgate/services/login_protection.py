@@ -35,7 +35,8 @@ from dataclasses import dataclass
 from authgate.clock import Clock
 from authgate.exceptions import ClientBlocked, Throttled
 from authgate.security.networks import throttle_network
-from authgate.services.audit import Actor, AuditLog, EventType
+from authgate.services.audit.events import Actor, EventType
+from authgate.services.audit.writer import AuditLog
 from authgate.services.throttle_store import Block, ThrottleStore
 
 

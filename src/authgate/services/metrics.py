@@ -1,10 +1,17 @@
 """Prometheus metrics, in a registry owned by the app (two apps never share counters).
 
 Counters are derived from the audit trail as events are recorded (one listener, no
-second bookkeeping on the request path); the authentication latency histograms are
-observed by the HTTP layer; gauges are read when Prometheus scrapes, from values kept
-current in memory (key counts are refreshed in the background, never queried on a
-scrape).
+second bookkeeping on the request path); gauges are read when Prometheus scrapes, from
+values kept current in memory (key counts are refreshed in the background, never queried
+on a scrape).
+
+What the gate counts on every accepted request (accepted key requests, the
+authentication latency) goes into ``LocalCounter``/``LocalHistogram`` first: plain
+numbers bumped on the event loop without a lock (a Prometheus child takes a lock per
+update: 0.7 us for a counter, 1.8 us for a histogram, against 0.1 and 0.5 us here), folded
+into the Prometheus metrics before every scrape this process answers and, with several
+workers, every second (so a scrape answered by another worker is at most a second
+behind).
 
 With several worker processes (``authgate serve --workers N``) prometheus_client's
 multiprocess mode is used: ``serve`` gives the workers a fresh directory
@@ -19,6 +26,7 @@ that stops marks itself dead, so its live gauges leave the sums.
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -86,6 +94,57 @@ def prepare_multiprocess_directory(directory: Path) -> None:
         leftover.unlink()
 
 
+class LocalCounter:
+    """A counter for the request path: ``value += 1`` on the event loop thread, no lock;
+    ``fold`` moves what it counted into its Prometheus child."""
+
+    __slots__ = ("_child", "value")
+
+    def __init__(self, child: Counter) -> None:
+        self._child = child
+        self.value = 0
+
+    def inc(self) -> None:
+        self.value += 1
+
+    def fold(self) -> None:
+        counted, self.value = self.value, 0
+        if counted:
+            self._child.inc(counted)
+
+
+class LocalHistogram:
+    """A histogram for the request path (event loop thread only): bucket counts and the
+    sum in plain numbers, folded into its Prometheus child in one update per bucket."""
+
+    __slots__ = ("_bounds", "_child", "_counts", "_sum")
+
+    def __init__(self, child: Histogram, buckets: tuple[float, ...]) -> None:
+        self._child = child
+        self._bounds = buckets  # the child's finite upper bounds; +Inf is the last count
+        self._counts = [0] * (len(buckets) + 1)
+        self._sum = 0.0
+
+    def observe(self, amount: float) -> None:
+        # The first bucket whose bound is >= amount, as prometheus_client's observe().
+        self._counts[bisect.bisect_left(self._bounds, amount)] += 1
+        self._sum += amount
+
+    def fold(self) -> None:
+        counts, total = self._counts, self._sum
+        if not any(counts):
+            return
+        self._counts, self._sum = [0] * len(counts), 0.0
+        # prometheus_client has no bulk observe: its child keeps one value per bucket
+        # (not cumulative) and the sum; tests/services/test_local_metrics.py checks that a fold
+        # reads exactly as the same observations made one by one.
+        buckets = self._child._buckets
+        for index, counted in enumerate(counts):
+            if counted:
+                buckets[index].inc(counted)
+        self._child._sum.inc(total)
+
+
 class Metrics:
     def __init__(self, *, multiprocess_dir: Path | None = None) -> None:
         """``multiprocess_dir``: the workers' shared directory (see the module's doc);
@@ -133,6 +192,7 @@ class Metrics:
             buckets=_HASH_BUCKETS,
             registry=registry,
         )
+        self._locals: list[LocalCounter | LocalHistogram] = []
         self.gauges = Gauges()
         self._published: dict[str, Gauge] = {}
         if multiprocess_dir is None:
@@ -152,6 +212,25 @@ class Metrics:
                     multiprocess_mode="livemostrecent",
                 ),
             }
+
+    def local_counter(self, child: Counter) -> LocalCounter:
+        """A lock-free stand-in for ``child`` on the request path (see the module doc)."""
+        local = LocalCounter(child)
+        self._locals.append(local)
+        return local
+
+    def local_histogram(self, child: Histogram, buckets: tuple[float, ...]) -> LocalHistogram:
+        local = LocalHistogram(child, buckets)
+        self._locals.append(local)
+        return local
+
+    def local_authentication_seconds(self, method: str) -> LocalHistogram:
+        return self.local_histogram(self.authentication_seconds.labels(method), _LATENCY_BUCKETS)
+
+    def fold(self) -> None:
+        """Move the request path's local counts into the Prometheus metrics."""
+        for local in self._locals:
+            local.fold()
 
     def on_audit(self, row: AuditRow) -> None:
         """Count an audit event (an ``AuditLog`` listener)."""
@@ -189,9 +268,10 @@ class Metrics:
             )
 
     def publish_gauges(self) -> None:
-        """Multiprocess mode: write this worker's gauge values to its files, where a
-        scrape answered by any worker reads them (called every second, and before this
-        worker answers a scrape)."""
+        """Fold the local counts in and, in multiprocess mode, write this worker's gauge
+        values to its files, where a scrape answered by any worker reads them (called
+        every second, and before this worker answers a scrape)."""
+        self.fold()
         if self.multiprocess_dir is None:
             return
         gauges, published = self.gauges, self._published
@@ -202,9 +282,9 @@ class Metrics:
                 published[name].labels(label).set(value)
 
     def exposition(self) -> bytes:
+        self.publish_gauges()
         if self.multiprocess_dir is None:
             return generate_latest(self.registry)
-        self.publish_gauges()
         # Every worker's files, added up (a registry of its own each time, as
         # prometheus_client's multiprocess documentation does).
         combined = CollectorRegistry()
@@ -212,7 +292,9 @@ class Metrics:
         return generate_latest(combined)
 
     def process_exiting(self) -> None:
-        """Multiprocess mode: this worker stops; its live gauges leave the aggregates."""
+        """This process stops: its last local counts are folded in and, in
+        multiprocess mode, its live gauges leave the aggregates."""
+        self.fold()
         if self.multiprocess_dir is not None:
             multiprocess.mark_process_dead(os.getpid(), str(self.multiprocess_dir))  # type: ignore[no-untyped-call]
 

@@ -20,7 +20,8 @@ from datetime import timedelta
 from authgate.clock import Clock
 from authgate.exceptions import FieldError, ValidationFailed
 from authgate.security.passwords import PasswordPolicy
-from authgate.services.audit import Actor, AuditLog, EventType, current_request, printable
+from authgate.services.audit.events import Actor, EventType, current_request, printable
+from authgate.services.audit.writer import AuditLog
 from authgate.services.changes import Change, ChangeFeed, ChangeKind
 from authgate.services.mail import Mailer, MailNotSent
 from authgate.services.password_hashing import AsyncPasswordHasher

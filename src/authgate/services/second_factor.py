@@ -48,7 +48,8 @@ from authgate.security.second_factor import (
     normalized_recovery_code,
     provisioning_uri,
 )
-from authgate.services.audit import Actor, AuditLog, EventType
+from authgate.services.audit.events import Actor, EventType
+from authgate.services.audit.writer import AuditLog
 from authgate.services.changes import Change, ChangeFeed, ChangeKind
 from authgate.services.mail import Mailer, MailNotSent
 from authgate.services.throttle_store import ThrottleStore
@@ -348,6 +349,11 @@ class SecondFactorService:
         """The user turns their own factor off; ``code`` must be a current code (the
         caller checks the password first)."""
         await self.check_login_code(user, code)
+        await self.turn_off(user)
+
+    async def turn_off(self, user: UserView) -> None:
+        """The user turns their own factor off, the caller having checked what it asks
+        for (v12: the password, from a session that passed the factor)."""
         await self._remove(user.id)
         self._audit.record(
             EventType.TFA_DISABLED, "success", actor=_actor(user), reason="disabled_by_user"
@@ -358,6 +364,15 @@ class SecondFactorService:
         told by e-mail when SMTP is configured."""
         async with self._db.session() as session:
             stored = await UserRepository(session).by_login(login.strip().lower())
+        return await self._reset(stored, by=by)
+
+    async def reset_by_public_id(self, public_id: str, *, by: Actor) -> UserView:
+        """:meth:`reset` for a user named by their v12 id."""
+        async with self._db.session() as session:
+            stored = await UserRepository(session).by_public_id(public_id)
+        return await self._reset(stored, by=by)
+
+    async def _reset(self, stored: User | None, *, by: Actor) -> UserView:
         if stored is None:
             raise NotFound("User not found", reason="user_not_found")
         user = UserView.of(stored)

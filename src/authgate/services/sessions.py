@@ -13,6 +13,12 @@ session is revoked and the event audited. v12 only answered 401 there.
 A session also ends when the user is deactivated or their tokens are revoked ("log out
 everywhere", a password change): a refresh then fails, because the session started
 before ``tokens_valid_after``.
+
+A user with a second factor gets no session for the password alone: the login answers a
+pre-auth token (its own audience, 5 minutes, spent by the session it buys) and
+:meth:`SessionService.after_code` trades it and a code for the session, which remembers
+that it passed the factor. A session that did not (started before the factor was
+enabled) ends at its next refresh.
 """
 
 from __future__ import annotations
@@ -23,14 +29,23 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy.exc import IntegrityError
+
 from authgate.clock import Clock
-from authgate.exceptions import BadCredentials, NotFound, PermissionDenied
-from authgate.security.tokens import IssuedToken
+from authgate.exceptions import (
+    BadCredentials,
+    NotFound,
+    PermissionDenied,
+    SecondFactorLocked,
+    TokenRevoked,
+)
+from authgate.security.tokens import IssuedPending, IssuedToken, PendingClaims
 from authgate.services.access_tokens import AccessTokenService
 from authgate.services.accounts import AccountService
-from authgate.services.audit import Actor, AuditLog, EventType
+from authgate.services.audit.events import Actor, EventType
+from authgate.services.audit.writer import AuditLog
 from authgate.services.changes import ChangeFeed, UnitOfWork
-from authgate.services.second_factor import SecondFactorService
+from authgate.services.second_factor import Method, SecondFactorService
 from authgate.services.users import UserView
 from authgate.storage.db import Database
 from authgate.storage.models import Session
@@ -38,6 +53,9 @@ from authgate.storage.session_repository import SessionRepository
 
 # Longer refresh tokens are refused before hashing (ours are 43 characters).
 MAX_REFRESH_TOKEN_LENGTH = 128
+# Housekeeping deletes ended sessions this many per transaction, so that a backlog
+# (after a long outage, or mass revocation) never holds one long write lock.
+PURGE_BATCH = 500
 
 
 class AccountDeactivated(PermissionDenied):
@@ -48,8 +66,9 @@ class AccountDeactivated(PermissionDenied):
 
 
 class SecondFactorRequired(PermissionDenied):
-    """The user has (or must enrol) a second factor, and v12's second-factor login is
-    not served yet: refused rather than letting ``/api/v1`` skip the factor."""
+    """The user must enrol a second factor (``AUTHGATE_TFA_REQUIRED``) and has none; v12
+    has no forced enrolment, so the v11 login takes them through it. Also: a session
+    that did not pass the user's second factor cannot be refreshed."""
 
     code = "second_factor_required"
 
@@ -66,6 +85,15 @@ class TokenPair:
     refresh_token: str
     refresh_expires_at: datetime
     user: UserView
+
+
+@dataclass(frozen=True, slots=True)
+class SecondStep:
+    """A right password of a user with a second factor: ``pre_auth`` (and a code of
+    ``method``) buy the session at ``/api/v1/auth/tfa/verify-code``."""
+
+    method: Method
+    pre_auth: IssuedPending
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +115,7 @@ class Profile:
     name: str
     activated: bool
     lang_key: str
+    tfa_enabled: bool
 
 
 def refresh_token_hash(token: str) -> str:
@@ -119,9 +148,10 @@ class SessionService:
 
     async def login(
         self, login: str, password: str, *, ip: str | None, user_agent: str | None
-    ) -> TokenPair:
-        """Check the password like every login (throttles, audit) and start a session.
-        Past the per-user cap, the oldest sessions are revoked."""
+    ) -> TokenPair | SecondStep:
+        """Check the password like every login (throttles, audit) and start a session,
+        or, for a user with a second factor, answer the second step (an e-mail code is
+        sent as the v10/v11 login sends it)."""
         try:
             user = await self._accounts.authenticate(login, password)
         except BadCredentials as failure:
@@ -130,12 +160,51 @@ class SessionService:
                     "User account is deactivated", reason=failure.reason
                 ) from None
             raise
-        await self._refuse_without_second_factor(user)
+        method = await self._second_factor.method_of(user.id)
+        if method is None:
+            self._refuse_unenrolled(user)
+            return await self._start(user, ip=ip, user_agent=user_agent, spent=None)
+        await self._second_factor.begin_login(user)
+        return SecondStep(method=method, pre_auth=self._tokens.issue_pre_auth(user))
+
+    async def after_code(
+        self, pre_auth_token: str, code: str, *, ip: str | None, user_agent: str | None
+    ) -> TokenPair:
+        """Trade a pre-auth token and a code (TOTP, e-mail or recovery, checked and
+        counted as the v10/v11 second step does) for a session that passed the second
+        factor. The token works once; the fifth wrong code in ten minutes locks the
+        second step (``SecondFactorLocked``) and revokes the token: the login restarts."""
+        pending = await self._tokens.authenticate_pre_auth(pre_auth_token)
+        user = await self._accounts.account(pending.user_id)
+        try:
+            await self._second_factor.check_login_code(user, code)
+        except SecondFactorLocked:
+            await self._tokens.revoke(
+                token_id=pending.token_id, user_id=pending.user_id, expires_at=pending.expires_at
+            )
+            raise
+        try:
+            return await self._start(user, ip=ip, user_agent=user_agent, spent=pending)
+        except IntegrityError:  # a concurrent request spent the token first
+            raise TokenRevoked(reason="token_used") from None
+
+    async def _start(
+        self,
+        user: UserView,
+        *,
+        ip: str | None,
+        user_agent: str | None,
+        spent: PendingClaims | None,
+    ) -> TokenPair:
+        """A new session (passed the second factor when it spends a pre-auth token).
+        Past the per-user cap, the oldest sessions are revoked."""
         now = self._clock()
         session_id = str(uuid.uuid4())
         refresh_token = secrets.token_urlsafe(32)
         expires_at = now + self._refresh_ttl
         async with self._feed.unit_of_work() as work:
+            if spent is not None and not await self._tokens.spend(work, spent):
+                raise TokenRevoked(reason="token_used")
             sessions = SessionRepository(work.session)
             live = list(await sessions.live(user.id, now=now))
             evicted = live[: max(0, len(live) - self._max_sessions + 1)]
@@ -149,6 +218,7 @@ class SessionService:
                     created_at=now,
                     last_used_at=now,
                     expires_at=expires_at,
+                    second_factor=spent is not None,
                 )
             )
             await work.session.flush()
@@ -165,7 +235,9 @@ class SessionService:
                 details={"session": old.id},
             )
         return TokenPair(
-            access=self._tokens.issue_for_session(user, session_id=session_id),
+            access=self._tokens.issue_for_session(
+                user, session_id=session_id, second_factor=spent is not None
+            ),
             refresh_token=refresh_token,
             refresh_expires_at=expires_at,
             user=user,
@@ -227,7 +299,7 @@ class SessionService:
             )
             raise RefreshTokenInvalid(reason=refused)
         try:
-            await self._refuse_without_second_factor(view)
+            await self._refuse_without_second_factor(view, passed=session.second_factor)
         except SecondFactorRequired:
             # A factor enabled (or required) since the login: the session ends.
             async with self._feed.unit_of_work() as work:
@@ -236,7 +308,9 @@ class SessionService:
                     await self._revoke(work, view.id, [stored_session], reason="second_factor")
             raise
         return TokenPair(
-            access=self._tokens.issue_for_session(view, session_id=session.id),
+            access=self._tokens.issue_for_session(
+                view, session_id=session.id, second_factor=session.second_factor
+            ),
             refresh_token=new_token,
             refresh_expires_at=session.expires_at,
             user=view,
@@ -271,6 +345,7 @@ class SessionService:
             name=" ".join(part for part in (user.first_name, user.last_name) if part),
             activated=user.activated,
             lang_key=user.lang_key,
+            tfa_enabled=user.second_factor is not None,
         )
 
     async def list_live(self, user_id: int) -> list[SessionView]:
@@ -331,12 +406,43 @@ class SessionService:
             )
         return len(others)
 
-    async def _refuse_without_second_factor(self, user: UserView) -> None:
-        method = await self._second_factor.method_of(user.id)
-        if method is not None or self._second_factor.required_for(user):
+    async def purge_ended(self, *, batch: int = PURGE_BATCH) -> int:
+        """Housekeeping: delete expired and revoked sessions with their refresh tokens,
+        ``batch`` sessions per transaction. Nothing is lost by it: a refresh token of a
+        deleted session is refused as unknown, exactly as one of an ended session, and
+        the access tokens of a revoked session stay refused through the deny list,
+        which keeps its own entries until those tokens expire."""
+        purged = 0
+        while True:
+            async with self._db.transaction() as work:
+                deleted = await SessionRepository(work).delete_ended(now=self._clock(), limit=batch)
+            purged += deleted
+            if deleted < batch:
+                return purged
+
+    async def mark_second_factor(self, user_id: int, session_id: str) -> None:
+        """The user just enabled a second factor from this session, proving a code of
+        it: the session counts as having passed it (its next refresh carries ``otp``)."""
+        async with self._db.transaction() as write:
+            session = await SessionRepository(write).get(session_id)
+            if session is not None and session.user_id == user_id:
+                session.second_factor = True
+
+    def _refuse_unenrolled(self, user: UserView) -> None:
+        if self._second_factor.required_for(user):
             raise SecondFactorRequired(
-                "A second factor is required; sign in through /api/authenticate "
-                "(the v12 second-factor login is not served yet)",
+                "A second factor is required and none is enabled; sign in through "
+                "/api/authenticate to enrol one",
+                reason="second_factor_required",
+            )
+
+    async def _refuse_without_second_factor(self, user: UserView, *, passed: bool) -> None:
+        method = await self._second_factor.method_of(user.id)
+        if method is None:
+            self._refuse_unenrolled(user)
+        elif not passed:
+            raise SecondFactorRequired(
+                "A second factor was enabled since this session began; sign in again",
                 reason="second_factor_required",
             )
 

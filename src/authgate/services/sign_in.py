@@ -20,7 +20,8 @@ from authgate.security.networks import AllowList, IPAddress
 from authgate.security.tokens import PendingClaims
 from authgate.services.access_tokens import AccessTokenService
 from authgate.services.accounts import AccountService
-from authgate.services.audit import Actor, AuditLog, EventType
+from authgate.services.audit.events import Actor, EventType
+from authgate.services.audit.writer import AuditLog
 from authgate.services.second_factor import (
     Method,
     SecondFactorService,

@@ -8,19 +8,18 @@ upsert), plus a bounded sample of the key's most recent raw requests in the usag
 refusal of a known key stays its own row. With ``log_successes`` every accepted request
 is a usage-log row as well (the per-request record of earlier versions).
 
-Recording appends to memory (no I/O on the request path). A background task writes
-every ``flush_interval`` seconds, or as soon as ``batch_size`` rows wait, in one
-transaction executed in chunks of ``chunk_size`` rows (each chunk one statement, so the
-event loop is never held by one large batch): the rows, the rollups, the sample, and
-one ``last_used_at``/``last_used_ip`` update per key used. On a clean shutdown
-everything left is written, so nothing accepted is lost. If the database is unavailable
-everything is kept and retried, up to ``max_buffered`` rows (then the oldest are
-dropped and counted: memory stays bounded; rollups are one object per key and minute).
+Recording appends to memory (no I/O on the request path). A background task writes in
+batches, like the audit trail's (``batch_writer``), each in one transaction executed in
+chunks of ``chunk_size`` rows (each chunk one statement, so the event loop is never held
+by one large batch): the rows, the rollups, the sample, and one
+``last_used_at``/``last_used_ip`` update per key used. On a clean shutdown everything
+left is written, so nothing accepted is lost. If the database is unavailable everything
+is kept and retried, up to ``max_buffered`` rows (then the oldest are dropped and
+counted: memory stays bounded; rollups are one object per key and minute).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import deque
 from dataclasses import dataclass
@@ -29,7 +28,8 @@ from typing import Any
 
 from authgate.clock import Clock
 from authgate.security.networks import IPAddress
-from authgate.services.audit import printable
+from authgate.services.audit.events import printable
+from authgate.services.batch_writer import BatchWriter
 from authgate.storage.api_key_repository import ApiKeyRepository, UsageRepository, UsageRow
 from authgate.storage.audit_repository import refused_value
 from authgate.storage.db import Database
@@ -60,35 +60,54 @@ class _Minute:
     """One key's accepted requests in one minute, in memory until written."""
 
     __slots__ = (
-        "api_key_id", "api_key_name", "first_at", "ips", "last_at", "last_ip",
-        "last_method", "last_path", "minute", "requests", "statuses", "user_id",
-    )  # fmt: skip
+        "api_key_id",
+        "api_key_name",
+        "ends",
+        "first_at",
+        "ips",
+        "last_at",
+        "last_ip",
+        "last_method",
+        "last_path",
+        "minute",
+        "requests",
+        "statuses",
+        "user_id",
+    )
 
-    def __init__(self, event: UsageEvent, minute: datetime, ips: set[IPAddress | None]) -> None:
-        self.api_key_id = event.api_key_id
-        self.api_key_name = event.api_key_name
-        self.user_id = event.user_id
+    def __init__(
+        self,
+        api_key_id: int,
+        api_key_name: str,
+        user_id: int,
+        minute: datetime,
+        at: datetime,
+        ips: set[IPAddress | None],
+    ) -> None:
+        self.api_key_id = api_key_id
+        self.api_key_name = api_key_name
+        self.user_id = user_id
         self.minute = minute
+        self.ends = minute + ONE_MINUTE
         self.requests = 0
         self.statuses = [0, 0, 0, 0]  # 2xx (and 1xx), 3xx, 4xx, 5xx
-        self.first_at = event.occurred_at
-        self.last_at = event.occurred_at
+        self.first_at = at
+        self.last_at = at
         self.ips = ips  # shared by this process's flushes of the same minute
         self.last_ip: IPAddress | None = None
         self.last_method = ""
         self.last_path = ""
 
-    def add(self, event: UsageEvent) -> None:
+    def add(self, at: datetime, status: int, ip: IPAddress | None, method: str, path: str) -> None:
         self.requests += 1
-        self.statuses[min(max(event.status // 100 - 2, 0), 3)] += 1
-        ip = event.client_ip  # text only when written
-        if event.occurred_at >= self.last_at:
-            self.last_at = event.occurred_at
-            self.last_ip = ip
-            self.last_method = event.method
-            self.last_path = event.path
-        elif event.occurred_at < self.first_at:
-            self.first_at = event.occurred_at
+        self.statuses[min(max(status // 100 - 2, 0), 3)] += 1
+        if at >= self.last_at:
+            self.last_at = at
+            self.last_ip = ip  # text only when written
+            self.last_method = method
+            self.last_path = path
+        elif at < self.first_at:
+            self.first_at = at
         if len(self.ips) < MAX_DISTINCT_IPS:
             self.ips.add(ip)
 
@@ -125,9 +144,29 @@ class _Minute:
 
 # Distinct addresses remembered per key and minute (the count saturates there).
 MAX_DISTINCT_IPS = 10_000
+ONE_MINUTE = timedelta(minutes=1)
+
+# A sampled accepted request, kept as a tuple until written (a ``UsageEvent``'s fields
+# in order, without ``failure_reason``; then the arrival ``sequence``): the request path
+# builds no object.
+_Sampled = tuple[int, str, int, datetime, str, str, int, IPAddress | None, str | None, float, int]
+
+_Minutes = dict[tuple[int, datetime], _Minute]
+_LastUse = tuple[datetime, IPAddress | None]
 
 
-class UsageRecorder:
+@dataclass(slots=True)
+class _Batch:
+    """What one flush writes: the rows (refusals, sampled or every accepted request), the
+    rollups, the samples (kept per key) and the last use of each key."""
+
+    rows: list[UsageEvent]
+    minutes: _Minutes
+    samples: dict[int, deque[_Sampled]]
+    last_used: dict[int, _LastUse]
+
+
+class UsageRecorder(BatchWriter[UsageEvent, _Batch]):
     def __init__(
         self,
         *,
@@ -141,108 +180,163 @@ class UsageRecorder:
         chunk_size: int = 100,
         max_buffered: int = 100_000,
     ) -> None:
+        super().__init__(
+            log=log,
+            records="API key usage records",
+            destination="the API key usage log",
+            flush_interval=flush_interval,
+            batch_size=batch_size,
+            max_buffered=max_buffered,
+        )
         self._db = db
         self._log_successes = log_successes
         self._sample_size = sample_size
         self._clock = clock
-        self._flush_interval = flush_interval
         self._retention = retention
-        self._batch_size = batch_size
         self._chunk_size = chunk_size
-        self._buffer: deque[UsageEvent] = deque(maxlen=max_buffered)
-        self._minutes: dict[tuple[int, datetime], _Minute] = {}
-        self._samples: dict[int, deque[UsageEvent]] = {}
+        self._minutes: _Minutes = {}
+        # Each key's newest rollup in ``_minutes`` (a request finds it in one lookup).
+        self._current: dict[int, _Minute] = {}
+        self._samples: dict[int, deque[_Sampled]] = {}
         # Each key's addresses in the current and the previous minute, kept across
         # flushes so that the count is exact for this process.
         self._minute_ips: dict[tuple[int, datetime], set[IPAddress | None]] = {}
-        self._last_used: dict[int, UsageEvent] = {}
-        self._dropped = 0
         self._sequence = 0
-        self._lock = asyncio.Lock()
-        self._batch_ready = asyncio.Event()
 
     @property
     def pending(self) -> int:
         """Usage-log rows waiting to be written (refusals, and sampled requests)."""
         return len(self._buffer) + sum(len(sample) for sample in self._samples.values())
 
-    @property
-    def dropped(self) -> int:
-        return self._dropped
-
     def record(self, event: UsageEvent) -> None:
-        """Queue one use (called on the request path: no I/O, O(1))."""
+        """Queue one use, accepted or refused (no I/O, O(1))."""
+        if event.failure_reason is None:
+            self.accepted(
+                event.api_key_id,
+                event.api_key_name,
+                event.user_id,
+                event.occurred_at,
+                event.method,
+                event.path,
+                event.status,
+                event.client_ip,
+                event.user_agent,
+                event.latency_ms,
+            )
+            return
         self._sequence += 1
         event.sequence = self._sequence
-        if event.failure_reason is None:
-            self._last_used[event.api_key_id] = event
-            at = event.occurred_at
-            minute = at.replace(second=0, microsecond=0)
-            where = (event.api_key_id, minute)
-            rollup = self._minutes.get(where)
-            if rollup is None:
-                ips = self._minute_ips.get(where)
-                if ips is None:
-                    ips = self._minute_ips[where] = set()
-                rollup = self._minutes[where] = _Minute(event, minute, ips)
-            rollup.add(event)
-            if not self._log_successes:
-                if self._sample_size:
-                    sample = self._samples.get(event.api_key_id)
-                    if sample is None:
-                        sample = self._samples[event.api_key_id] = deque(maxlen=self._sample_size)
-                    sample.append(event)
-                return
-        if len(self._buffer) == self._buffer.maxlen:
-            self._dropped += 1
-        self._buffer.append(event)
-        if len(self._buffer) >= self._batch_size:
-            self._batch_ready.set()
+        self._append(event)
 
-    async def flush(self) -> int:
-        """Write everything waiting; returns how many usage-log rows were written (the
-        sample included)."""
-        async with self._lock:
-            batch = list(self._buffer)
-            minutes, samples, last_used = self._minutes, self._samples, self._last_used
-            if not batch and not last_used and not minutes:
-                return 0
-            self._buffer.clear()
-            self._minutes, self._samples, self._last_used = {}, {}, {}
-            self._batch_ready.clear()
-            self._forget_old_minutes(minutes)
-            sampled = [event for sample in samples.values() for event in sample]
-            if sampled:  # rows in the order the requests came (ids follow it)
-                batch = sorted(batch + sampled, key=_arrival)
-            try:
-                try:
-                    await self._write(batch, minutes, set(samples), last_used)
-                except Exception as error:
-                    if not refused_value(error):
-                        raise
-                    # One row the database refuses must not block the log for good (the
-                    # batch would be retried forever): write the rows one by one instead.
-                    batch = await self._write_each(batch, minutes, last_used)
-            except Exception:
-                # Keep everything for the next attempt (the deque bounds memory); the
-                # sampled rows go back to their samples, not to the buffer.
-                if sampled:
-                    batch = [event for event in batch if event.failure_reason is not None]
-                self._buffer.extendleft(reversed(batch))
-                for key_id, event in last_used.items():
-                    self._last_used.setdefault(key_id, event)
-                for where, rollup in minutes.items():
-                    newer = self._minutes.get(where)
-                    if newer is not None:
-                        rollup.merge(newer)
-                    self._minutes[where] = rollup
-                for key_id, sample in samples.items():
-                    newer_sample = self._samples.get(key_id)
-                    if newer_sample is not None:
-                        sample.extend(newer_sample)
-                    self._samples[key_id] = sample
-                raise
-            return len(batch)
+    def accepted(
+        self,
+        api_key_id: int,
+        api_key_name: str,
+        user_id: int,
+        at: datetime,
+        method: str,
+        path: str,
+        status: int,
+        client_ip: IPAddress | None,
+        user_agent: str | None,
+        latency_ms: float,
+    ) -> None:
+        """Count one accepted request (the request path: no I/O, O(1), one dict lookup
+        and a tuple for the sample in the common case)."""
+        self._sequence += 1
+        rollup = self._current.get(api_key_id)
+        if rollup is None or not rollup.minute <= at < rollup.ends:
+            rollup = self._rollup(api_key_id, api_key_name, user_id, at)
+        rollup.add(at, status, client_ip, method, path)
+        if self._log_successes:
+            self._append(
+                UsageEvent(
+                    api_key_id,
+                    api_key_name,
+                    user_id,
+                    at,
+                    method,
+                    path,
+                    status,
+                    client_ip,
+                    user_agent,
+                    latency_ms,
+                    None,
+                    self._sequence,
+                )
+            )
+        elif self._sample_size:
+            sample = self._samples.get(api_key_id)
+            if sample is None:
+                sample = self._samples[api_key_id] = deque(maxlen=self._sample_size)
+            sample.append(
+                (
+                    api_key_id,
+                    api_key_name,
+                    user_id,
+                    at,
+                    method,
+                    path,
+                    status,
+                    client_ip,
+                    user_agent,
+                    latency_ms,
+                    self._sequence,
+                )
+            )
+
+    def _rollup(self, api_key_id: int, api_key_name: str, user_id: int, at: datetime) -> _Minute:
+        """The rollup of ``at``'s minute (made if needed; the key's newest is remembered)."""
+        minute = at.replace(second=0, microsecond=0)
+        where = (api_key_id, minute)
+        rollup = self._minutes.get(where)
+        if rollup is None:
+            ips = self._minute_ips.get(where)
+            if ips is None:
+                ips = self._minute_ips[where] = set()
+            rollup = self._minutes[where] = _Minute(
+                api_key_id, api_key_name, user_id, minute, at, ips
+            )
+        current = self._current.get(api_key_id)
+        if current is None or current.minute <= minute:
+            self._current[api_key_id] = rollup
+        return rollup
+
+    def _take(self, rows: list[UsageEvent]) -> _Batch | None:
+        minutes, samples = self._minutes, self._samples
+        if not rows and not minutes:
+            return None
+        self._minutes, self._samples, self._current = {}, {}, {}
+        self._forget_old_minutes(minutes)
+        sampled = [
+            UsageEvent(*fields[:10], None, fields[10])
+            for sample in samples.values()
+            for fields in sample
+        ]
+        if sampled:  # rows in the order the requests came (ids follow it)
+            rows = sorted(rows + sampled, key=_arrival)
+        return _Batch(rows, minutes, samples, _last_uses(minutes))
+
+    def _give_back(self, batch: _Batch) -> None:
+        # Everything is kept for the next attempt (the buffer bounds memory); the sampled
+        # rows go back to their samples, not to the buffer.
+        rows = batch.rows
+        if batch.samples:
+            rows = [event for event in rows if event.failure_reason is not None]
+        self._put_back(rows)
+        # The rollups go back (newer counts merged in); each key's newest is found again
+        # on its next request.
+        self._current = {}
+        for where, rollup in batch.minutes.items():
+            newer = self._minutes.get(where)
+            if newer is not None:
+                rollup.merge(newer)
+            self._minutes[where] = rollup
+        for key_id, sample in batch.samples.items():
+            newer_sample = self._samples.get(key_id)
+            if newer_sample is not None:
+                sample.extend(newer_sample)
+            self._samples[key_id] = sample
 
     def _forget_old_minutes(self, minutes: dict[tuple[int, datetime], _Minute]) -> None:
         """Drop the address sets of minutes before the newest two being written."""
@@ -253,67 +347,38 @@ class UsageRecorder:
         for where in [where for where in self._minute_ips if where[1] < cutoff]:
             del self._minute_ips[where]
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Flush every interval, or when a batch is ready, until ``stop``; then once more."""
-        failing = False
-        while not stop.is_set():
-            waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wait_batch())]
-            await asyncio.wait(waits, timeout=self._flush_interval, return_when="FIRST_COMPLETED")
-            for waiting in waits:
-                waiting.cancel()
-            try:
-                await self.flush()
-                failing = False
-            except Exception as error:  # noqa: BLE001 - retried at the next tick
-                if not failing:
-                    log.warning("writing the API key usage log failed: %s", type(error).__name__)
-                failing = True
-
     async def delete_expired(self) -> int:
         """Retention: forget usage (rows and rollups) older than the configured period."""
         async with self._db.transaction() as session:
             return await UsageRepository(session).delete_before(self._clock() - self._retention)
 
-    async def _wait_batch(self) -> None:
-        await self._batch_ready.wait()
-
-    async def _write(
-        self,
-        rows: list[UsageEvent],
-        minutes: dict[tuple[int, datetime], _Minute],
-        sampled_keys: set[int],
-        last_used: dict[int, UsageEvent],
-    ) -> None:
-        chunk = self._chunk_size
+    async def _write(self, batch: _Batch) -> int:
+        chunk, rows = self._chunk_size, batch.rows
         async with self._db.transaction() as session:
             usage = UsageRepository(session)
             for start in range(0, len(rows), chunk):
                 await usage.insert_many([_row(event) for event in rows[start : start + chunk]])
-            rollups = list(minutes.values())
+            rollups = list(batch.minutes.values())
             for start in range(0, len(rollups), chunk):
                 await usage.add_minutes([rollup.row() for rollup in rollups[start : start + chunk]])
-            for key_id in sampled_keys:
+            for key_id in batch.samples:
                 await usage.keep_recent_successes(key_id, self._sample_size)
-            await self._write_last_used(session, last_used)
+            await self._write_last_used(session, batch.last_used)
+        return len(rows)
 
-    async def _write_last_used(self, session: Any, last_used: dict[int, UsageEvent]) -> None:
+    async def _write_last_used(self, session: Any, last_used: dict[int, _LastUse]) -> None:
         keys = ApiKeyRepository(session)
-        for key_id, event in last_used.items():
-            ip = str(event.client_ip) if event.client_ip is not None else None
-            await keys.record_last_used(key_id, at=event.occurred_at, ip=ip)
+        for key_id, (at, address) in last_used.items():
+            ip = str(address) if address is not None else None
+            await keys.record_last_used(key_id, at=at, ip=ip)
 
-    async def _write_each(
-        self,
-        batch: list[UsageEvent],
-        minutes: dict[tuple[int, datetime], _Minute],
-        last_used: dict[int, UsageEvent],
-    ) -> list[UsageEvent]:
-        """As ``_write``, dropping (and counting) the rows the database refuses; returns
-        the events written."""
-        written = []
+    async def _write_each(self, batch: _Batch) -> tuple[int, int]:
+        """As ``_write``, skipping the rows the database refuses (and a rollup refused);
+        returns how many rows were written and refused."""
+        written = 0
         async with self._db.transaction() as session:
             usage = UsageRepository(session)
-            for event in batch:
+            for event in batch.rows:
                 try:
                     async with session.begin_nested():
                         await usage.insert_many([_row(event)])
@@ -321,20 +386,26 @@ class UsageRecorder:
                     if not refused_value(error):
                         raise
                     continue
-                written.append(event)
-            for rollup in minutes.values():
+                written += 1
+            for rollup in batch.minutes.values():
                 try:
                     async with session.begin_nested():
                         await usage.add_minutes([rollup.row()])
                 except Exception as error:
                     if not refused_value(error):
                         raise
-            await self._write_last_used(session, last_used)
-        refused = len(batch) - len(written)
-        # The count only: the refused content may be anything a caller sent.
-        log.error("the database refused %d API key usage records; they were dropped", refused)
-        self._dropped += refused
-        return written
+            await self._write_last_used(session, batch.last_used)
+        return written, len(batch.rows) - written
+
+
+def _last_uses(minutes: _Minutes) -> dict[int, _LastUse]:
+    """Each key's last accepted use (time and address) among ``minutes``."""
+    last: dict[int, _LastUse] = {}
+    for (key_id, _minute), rollup in minutes.items():
+        known = last.get(key_id)
+        if known is None or rollup.last_at >= known[0]:
+            last[key_id] = (rollup.last_at, rollup.last_ip)
+    return last
 
 
 def _arrival(event: UsageEvent) -> int:

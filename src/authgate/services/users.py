@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 import secrets
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
@@ -31,7 +30,8 @@ from authgate.security.principal import (
     parse_authorities,
 )
 from authgate.services.api_keys import audit_owner_keys, revoke_owner_keys, suspend_owner_keys
-from authgate.services.audit import AuditLog, EventType, current_request
+from authgate.services.audit.events import EventType, current_request
+from authgate.services.audit.writer import AuditLog
 from authgate.services.changes import Change, ChangeFeed, ChangeKind, UnitOfWork
 from authgate.services.password_hashing import AsyncPasswordHasher
 from authgate.services.reset_keys import RESET_KEY_TTL, IssuedResetKey, issue_reset_key
@@ -193,14 +193,9 @@ class UserService:
         return UserView.of(user)
 
     async def get_user_by_public_id(self, public_id: str) -> UserView:
-        """The user v12's routes name by ``public_id``; "not found" for anything that is
-        not a stored UUID (checked before the query: PostgreSQL refuses a NUL)."""
-        try:
-            canonical = str(uuid.UUID(public_id))
-        except ValueError:
-            raise NotFound("User not found", reason="user_not_found") from None
+        """The user v12's routes name by ``public_id`` (not a UUID: not found)."""
         async with self._db.session() as session:
-            user = await UserRepository(session).by_public_id(canonical)
+            user = await UserRepository(session).by_public_id(public_id)
         if user is None:
             raise NotFound("User not found", reason="user_not_found")
         return UserView.of(user)

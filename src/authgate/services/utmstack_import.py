@@ -46,7 +46,8 @@ from authgate.security.principal import (
     parse_authorities,
 )
 from authgate.security.sealing import SealError, unseal
-from authgate.services.audit import OPERATOR, AuditLog, EventType
+from authgate.services.audit.events import OPERATOR, EventType
+from authgate.services.audit.writer import AuditLog
 from authgate.services.changes import Change, ChangeFeed, ChangeKind, UnitOfWork
 from authgate.services.import_report import Action, ImportReport, Kind
 from authgate.services.second_factor import ImportedFactor, SecondFactorService

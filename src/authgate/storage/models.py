@@ -139,6 +139,10 @@ class Session(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_reason: Mapped[str | None] = mapped_column(String(32))
+    # The login passed the user's second factor (v12's verify-code step).
+    second_factor: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=text("false")
+    )
 
 
 class RefreshToken(Base):
@@ -277,6 +281,38 @@ class ApiKey(Base):
     legacy_digest: Mapped[str | None] = mapped_column(String(64), unique=True)
     # The key's id in UTMStack (a UUID), so a second import finds the key again.
     legacy_id: Mapped[str | None] = mapped_column(String(36), unique=True)
+
+
+class ServiceCredential(Base):
+    """A credential another service presents in ``X-Internal-Key`` to call authgate's
+    internal endpoints (UTMStack v12's log ingestion checking pushed API keys). Only the
+    keyed hash of its secret is stored; revoked credentials are kept for the audit trail."""
+
+    __tablename__ = "service_credentials"
+    __table_args__ = (
+        # A name is unique among the credentials that are not revoked.
+        Index(
+            "uq_service_credentials_name_live",
+            "name",
+            unique=True,
+            sqlite_where=text("revoked_at IS NULL"),
+            postgresql_where=text("revoked_at IS NULL"),
+        ),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(BigIntKey, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(100))
+    credential_id: Mapped[str] = mapped_column(String(12), unique=True)  # public part
+    secret_hash: Mapped[str] = mapped_column(String(64))  # HMAC-SHA256(pepper, credential)
+    # Rotation with grace: the previous secret keeps working until previous_valid_until.
+    previous_secret_hash: Mapped[str | None] = mapped_column(String(64))
+    previous_valid_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    endpoints: Mapped[str] = mapped_column(String(1000))  # comma-joined internal endpoints
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class ApiKeyUsage(Base):

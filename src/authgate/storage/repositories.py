@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -49,9 +50,6 @@ class UserRepository:
             return None
         return await self._session.scalar(select(User).where(User.login == login))
 
-    async def by_public_id(self, public_id: str) -> User | None:
-        return await self._session.scalar(select(User).where(User.public_id == public_id))
-
     async def by_login_or_email(self, identifier: str) -> User | None:
         """The user whose login or e-mail is ``identifier`` (both stored lower-case)."""
         if not storable_text(identifier):
@@ -70,6 +68,14 @@ class UserRepository:
         if not storable_text(email):
             return None
         return await self._session.scalar(select(User).where(User.email == email))
+
+    async def by_public_id(self, public_id: str) -> User | None:
+        """The user of a v12 id (a UUID; anything else is nobody)."""
+        try:
+            canonical = str(uuid.UUID(public_id))
+        except ValueError:
+            return None
+        return await self._session.scalar(select(User).where(User.public_id == canonical))
 
     async def email_taken(self, email: str, *, except_user_id: int | None = None) -> bool:
         if not storable_text(email):
@@ -147,11 +153,14 @@ class RevokedTokenRepository:
 
     async def add(
         self, *, jti: str, user_id: int, expires_at: datetime, revoked_at: datetime
-    ) -> None:
-        if await self._session.get(RevokedToken, jti) is None:
-            self._session.add(
-                RevokedToken(jti=jti, user_id=user_id, expires_at=expires_at, revoked_at=revoked_at)
-            )
+    ) -> bool:
+        """Deny ``jti``; False when it was denied already."""
+        if await self._session.get(RevokedToken, jti) is not None:
+            return False
+        self._session.add(
+            RevokedToken(jti=jti, user_id=user_id, expires_at=expires_at, revoked_at=revoked_at)
+        )
+        return True
 
     async def unexpired(self, now: datetime) -> list[tuple[str, datetime]]:
         rows = await self._session.execute(

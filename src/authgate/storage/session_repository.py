@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authgate.storage.models import RefreshToken, Session, User
@@ -53,3 +53,17 @@ class SessionRepository:
 
     async def user(self, user_id: int) -> User | None:
         return await self._session.get(User, user_id)
+
+    async def delete_ended(self, *, now: datetime, limit: int) -> int:
+        """Delete at most ``limit`` sessions that expired or were revoked, with their
+        refresh tokens (explicitly: SQLite enforces no cascade unless told to)."""
+        ended = select(Session.id).where(
+            or_(Session.expires_at <= now, Session.revoked_at.is_not(None))
+        )
+        ids = list(await self._session.scalars(ended.limit(limit)))
+        if ids:
+            await self._session.execute(
+                delete(RefreshToken).where(RefreshToken.session_id.in_(ids))
+            )
+            await self._session.execute(delete(Session).where(Session.id.in_(ids)))
+        return len(ids)

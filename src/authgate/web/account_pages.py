@@ -8,7 +8,8 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 
 from authgate.api.access import client_address, services_of, sets_credentials
-from authgate.exceptions import BadCredentials, Throttled, ValidationFailed
+from authgate.exceptions import BadCredentials, NotFound, Throttled, ValidationFailed
+from authgate.services.audit.events import Actor
 from authgate.services.sign_in import SignInResult
 from authgate.web.pages import (
     HTTPS_REQUIRED,
@@ -137,7 +138,7 @@ async def account_page(request: Request) -> Response:
 
 
 async def account_context(request: Request) -> dict[str, object]:
-    """The account and its second factor, for the account page."""
+    """The account, its second factor and its v12 sessions, for the account page."""
     services = services_of(request)
     principal = current_principal(request)
     account = await services.accounts.account(principal.user_id)
@@ -146,6 +147,9 @@ async def account_context(request: Request) -> dict[str, object]:
         "account": account,
         "tfa": state,
         "tfa_session_ok": principal.is_password_session,
+        "sessions": await services.sessions.list_live(principal.user_id),
+        # The page's own sign-in is a v12 session only when it carries a ``sid``.
+        "current_session": principal.session_id,
     }
 
 
@@ -177,6 +181,28 @@ async def change_password(request: Request) -> Response:
         )
     # Every other session of the user ended with the change; this one goes on.
     return redirect("/settings/account", notice="Password changed. Your other sessions have ended.")
+
+
+@router.post("/account/sessions/{session_id}/revoke")
+async def revoke_session(session_id: str, request: Request) -> Response:
+    principal = current_principal(request)
+    try:
+        await services_of(request).sessions.revoke(
+            principal.user_id, session_id, actor=Actor.of(principal)
+        )
+    except NotFound:  # revoked meanwhile (another tab), expired, or not the caller's
+        return redirect("/settings/account", notice="That session had already ended.")
+    return redirect("/settings/account", notice="Session revoked.")
+
+
+@router.post("/account/sessions/revoke-others")
+async def revoke_other_sessions(request: Request) -> Response:
+    principal = current_principal(request)
+    revoked = await services_of(request).sessions.revoke_others(
+        principal.user_id, keep=principal.session_id, actor=Actor.of(principal)
+    )
+    notice = f"{revoked} session{'' if revoked == 1 else 's'} revoked."
+    return redirect("/settings/account", notice=notice)
 
 
 @router.post("/account/logout-all")

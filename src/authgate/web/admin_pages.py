@@ -26,10 +26,12 @@ from authgate.container import Services
 from authgate.exceptions import Conflict, NotFound, ValidationFailed
 from authgate.security.permissions import BUILT_IN_ROLES
 from authgate.security.principal import ROLE_ADMIN, ROLE_ANALYST, ROLE_USER, ROLE_VIEWER
-from authgate.services.alert_rules import KINDS, SINGLE_EVENT_KINDS, RuleSpec, RuleView
+from authgate.services.alerts.kinds import KINDS, duration
+from authgate.services.alerts.rules import RuleSpec, RuleView
 from authgate.services.api_keys import ApiKeyView
-from authgate.services.audit import ChainVerification, EventType
+from authgate.services.audit.events import EventType
 from authgate.services.audit_export import as_csv, as_json_lines
+from authgate.services.audit_verification import ChainVerification
 from authgate.services.reset_keys import IssuedResetKey
 from authgate.services.severity import SEVERITIES
 from authgate.services.users import NewUser, UserChanges, UserView
@@ -67,22 +69,6 @@ RECENT_ALERTS: Final = 50
 MAX_DAYS: Final = 3650
 # The unit a window is entered in: (name, seconds), largest first for display.
 WINDOW_UNITS: Final = (("days", 86_400), ("hours", 3600), ("minutes", 60), ("seconds", 1))
-KIND_HELP: Final = {
-    "failed_logins_per_account": "Failed logins for one account, from any address.",
-    "failed_logins_per_ip": "Failed logins from one address, for any account.",
-    "failed_logins_global": "Failed logins for all accounts together (password spraying).",
-    "failed_key_uses_per_key": "Refused requests with one genuine API key (wrong address, "
-    "expired, out of scope).",
-    "failed_key_uses_per_ip": "Refused API-key requests from one address (unknown or "
-    "invalid keys included).",
-    "key_new_ip": "An API key accepted from an address never seen for that key "
-    "(the threshold is always 1).",
-    "key_after_inactivity": "An API key used again after being idle for the whole window "
-    "(the threshold is always 1).",
-    "lockouts": "Accounts locked or addresses blocked after repeated failures.",
-    "failed_second_factors": "Wrong second-factor codes for one account (the password was right).",
-    "admin_actions": "User, password and alert-rule changes, per administrator.",
-}
 
 
 @dataclass
@@ -673,7 +659,7 @@ async def _alerts(request: Request, problem: FormProblem | None = None) -> Respo
         values = _rule_values(rule)
         if problem is not None and problem.form == "edit" and problem.target == str(rule.id):
             values = problem.values
-        rows.append({"rule": rule, "window": _duration(rule.window_seconds), "form": values})
+        rows.append({"rule": rule, "window": duration(rule.window_seconds), "form": values})
     create_values: Mapping[str, Any] = {
         "name": "",
         "kind": next(iter(KINDS)),
@@ -692,8 +678,8 @@ async def _alerts(request: Request, problem: FormProblem | None = None) -> Respo
             "rules": rows,
             "fired": fired.items,
             "fired_total": fired.total,
-            "kinds": [(kind, KIND_HELP.get(kind, "")) for kind in KINDS],
-            "single_event_kinds": SINGLE_EVENT_KINDS,
+            "kinds": [(kind.name, kind.description) for kind in KINDS.values()],
+            "single_event_kinds": [kind.name for kind in KINDS.values() if kind.single_event],
             "severities": SEVERITIES,
             "units": [name for name, _ in WINDOW_UNITS],
             "create": create_values,
@@ -764,11 +750,6 @@ def _split_window(seconds: int) -> tuple[int, str]:
         if seconds >= size and seconds % size == 0:
             return seconds // size, name
     return seconds, "seconds"
-
-
-def _duration(seconds: int) -> str:
-    amount, unit = _split_window(seconds)
-    return f"{amount} {unit[:-1] if amount == 1 else unit}"
 
 
 def _whole_number(raw: str) -> int | None:

@@ -117,3 +117,42 @@ def iso(moment: datetime | None, precision: str = "seconds") -> str:
     if precision == "date":
         return format_utc(moment, timespec="minutes").partition("T")[0]
     return format_utc(moment, timespec="minutes" if precision == "minutes" else "seconds")
+
+
+# A User-Agent names many products ("Mozilla/5.0 (X11; Linux x86_64) ... Chrome/131
+# Safari/537.36"); the first match below, most specific first, names the browser.
+_BROWSERS = (
+    ("Edg/", "Edge"),
+    ("OPR/", "Opera"),
+    ("Firefox/", "Firefox"),
+    ("Chrome/", "Chrome"),
+    ("Safari/", "Safari"),
+)
+_SYSTEMS = (
+    ("Android", "Android"),
+    ("iPhone", "iOS"),
+    ("iPad", "iPadOS"),
+    ("Windows", "Windows"),
+    ("Mac OS X", "macOS"),
+    ("CrOS", "ChromeOS"),
+    ("Linux", "Linux"),
+)
+_PRODUCT = re.compile(r"^([A-Za-z][\w.-]{0,40})(?:/([\w.-]{1,20}))?")
+
+
+def device(user_agent: str | None) -> str:
+    """A session's User-Agent as people name the device: ``Firefox on Linux``, or for a
+    script the product and version it sends first (``authgate-client 0.1.0``, ``curl
+    8.5.0``). The full string stays in the ``title``, for whoever needs it."""
+    if not user_agent or not user_agent.strip():
+        return "Unknown device"
+    agent = user_agent.strip()
+    if agent.startswith("Mozilla/"):
+        browser = next((name for marker, name in _BROWSERS if marker in agent), "Browser")
+        system = next((name for marker, name in _SYSTEMS if marker in agent), None)
+        return f"{browser} on {system}" if system else browser
+    match = _PRODUCT.match(agent)
+    if match is None:
+        return "Unknown device"
+    product, version = match.groups()
+    return f"{product} {version}" if version else product

@@ -37,7 +37,7 @@ from authgate.exceptions import (
 )
 from authgate.security.clientip import forwarded_proto
 from authgate.security.principal import ROLE_ADMIN, Principal
-from authgate.web.display import breakable, iso, reason_text
+from authgate.web.display import breakable, device, iso, reason_text
 from authgate.web.session import (
     CSRF_FIELD,
     UiCookies,
@@ -50,7 +50,7 @@ from authgate.web.session import (
 )
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
-TEMPLATES.env.filters.update(iso=iso, reason_text=reason_text, breakable=breakable)
+TEMPLATES.env.filters.update(iso=iso, reason_text=reason_text, breakable=breakable, device=device)
 LOGIN_PATH = "/settings/login"
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]

@@ -23,7 +23,7 @@ from authgate.exceptions import (
     ValidationFailed,
 )
 from authgate.security.tokens import PendingClaims
-from authgate.services.audit import Actor
+from authgate.services.audit.events import Actor
 from authgate.services.second_factor import Enrolment
 from authgate.web.account_pages import (
     SECOND_STEP_PATH,

@@ -8,7 +8,14 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
-from authgate.web import account_pages, admin_pages, key_pages, reset_pages, tfa_pages
+from authgate.web import (
+    account_pages,
+    admin_pages,
+    key_pages,
+    reset_pages,
+    service_credential_pages,
+    tfa_pages,
+)
 from authgate.web.pages import error_page
 
 STATIC_DIR = Path(__file__).with_name("static")
@@ -44,6 +51,7 @@ def install_settings_ui(app: FastAPI) -> None:
         tfa_pages.router,
         tfa_pages.admin_router,
         key_pages.router,
+        service_credential_pages.router,
         admin_pages.router,
         fallback_router,
     ):

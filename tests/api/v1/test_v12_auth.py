@@ -357,15 +357,20 @@ async def test_attack_v12_login_cannot_skip_the_second_factor(
     harness: Harness, user_token: str
 ) -> None:
     """Attack: someone who knows only the password of an account with a second factor
-    tries the v12 login, whose second-factor flow is not served yet. Refused (403),
-    no tokens; and a v12 session started before the factor was enabled stops refreshing."""
+    tries the v12 login: no token, no user, only the pre-auth token of the second step
+    (tests/api/v1/test_v12_second_factor.py); and a v12 session started before the
+    factor was enabled stops refreshing."""
     earlier = await _login(harness)
     await enrol_totp(harness, user_token)
     login = await harness.client.post(
         "/api/v1/auth/login", json={"login": "alice", "password": USER_PASSWORD}
     )
-    assert login.status_code == 403
-    assert list(login.json()) == ["error"]
+    assert login.status_code == 200
+    body = login.json()
+    assert body["tfa_required"] is True
+    assert body["access_token"] is None
+    assert body["refresh_token"] is None
+    assert body["user"] is None
     refreshed = await harness.client.post(
         "/api/v1/auth/refresh", json={"refresh_token": earlier["refresh_token"]}
     )

@@ -1,4 +1,5 @@
-"""``/api/v1/auth``: v12's login, token refresh, logout, the caller and their sessions.
+"""``/api/v1/auth``: v12's login (and its second step), token refresh, logout, the caller
+and their sessions.
 
 Follows UTMStack v12's ``backend/modules/iam`` (routes.go, dto/auth.go, handler/auth.go)
 as described in issue 17; the v12 sources are not in this project's UTMStack snapshot.
@@ -22,7 +23,7 @@ from authgate.api.access import (
 )
 from authgate.api.errors import documented_v12
 from authgate.exceptions import BadCredentials, ValidationFailed
-from authgate.services.audit import Actor, current_request
+from authgate.services.audit.events import Actor, current_request
 from authgate.services.sessions import TokenPair
 from authgate.services.users import UserChanges
 
@@ -64,12 +65,26 @@ class UserResponse(BaseModel):
 
 
 class LoginResponse(BaseModel):
-    access_token: str
-    refresh_token: str
+    """v12's ``LoginResponse``. With ``tfa_required`` the password was right but the
+    user has a second factor: no token and no user yet (null), only ``pre_auth_token``
+    for ``/auth/tfa/verify-code``."""
+
+    access_token: str | None
+    refresh_token: str | None
     token_type: str = "Bearer"  # noqa: S105 - the OAuth token type, not a secret
-    expires_at: datetime
-    refresh_expires_at: datetime
-    user: UserResponse
+    expires_at: datetime | None
+    refresh_expires_at: datetime | None
+    user: UserResponse | None
+    tfa_required: bool = False
+    tfa_type: Literal["totp", "email"] | None = None
+    pre_auth_token: str | None = Field(
+        default=None, description="With tfa_required: 5 minutes, once, verify-code only."
+    )
+
+
+class VerifyCodeRequest(BaseModel):
+    pre_auth_token: Annotated[str, Field(min_length=1, max_length=4096)]
+    code: Annotated[str, Field(min_length=1, max_length=32)]
 
 
 class UpdateMeRequest(BaseModel):
@@ -101,6 +116,7 @@ async def _user(request: Request, user_id: int) -> UserResponse:
         name=profile.name,
         status="active" if profile.activated else "inactive",
         lang_key=profile.lang_key,
+        tfa_enabled=profile.tfa_enabled,
     )
 
 
@@ -117,14 +133,45 @@ async def _pair_response(request: Request, pair: TokenPair, response: Response) 
 
 @public_router.post(
     "/auth/login",
-    summary="Log in: an access and a refresh token",
+    summary="Log in: an access and a refresh token, or (a second factor) a pre-auth token",
     responses=documented_v12(400, 401, 403, 413, 429),
 )
 async def login(body: LoginRequest, request: Request, response: Response) -> LoginResponse:
     info = current_request.get()
-    pair = await services_of(request).sessions.login(
+    answer = await services_of(request).sessions.login(
         body.login,
         body.password,
+        ip=info.client_ip if info else None,
+        user_agent=info.user_agent if info else None,
+    )
+    if isinstance(answer, TokenPair):
+        return await _pair_response(request, answer, response)
+    response.headers["Cache-Control"] = "no-store"
+    return LoginResponse(
+        access_token=None,
+        refresh_token=None,
+        expires_at=None,
+        refresh_expires_at=None,
+        user=None,
+        tfa_required=True,
+        tfa_type="totp" if answer.method == "TOTP" else "email",
+        pre_auth_token=answer.pre_auth.token,
+    )
+
+
+@public_router.post(
+    "/auth/tfa/verify-code",
+    summary="Second step of a login: the pre-auth token and a code (TOTP, e-mail or "
+    "recovery) for an access and a refresh token",
+    responses=documented_v12(400, 401, 413, 429),
+)
+async def verify_code(
+    body: VerifyCodeRequest, request: Request, response: Response
+) -> LoginResponse:
+    info = current_request.get()
+    pair = await services_of(request).sessions.after_code(
+        body.pre_auth_token,
+        body.code,
         ip=info.client_ip if info else None,
         user_agent=info.user_agent if info else None,
     )

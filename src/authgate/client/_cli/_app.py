@@ -27,16 +27,22 @@ from authgate.client._cli._session import (
     reporting,
     session_of,
 )
+from authgate.client._cli._sessions import sessions_app
 from authgate.client._client import Client
 from authgate.client._config import (
     ApiKeyCredentials,
+    Credentials,
     PasswordCredentials,
+    RefreshTokenCredentials,
     TokenCredentials,
+    V12Credentials,
     environment,
     mask_secret,
     read_username,
 )
 from authgate.client._exceptions import APIError, AuthenticationError
+from authgate.client._models import TokenPair
+from authgate.client._token_store import StoredPair
 from authgate.client._totp import totp_now
 
 __all__ = ["app", "main"]
@@ -62,6 +68,7 @@ app = typer.Typer(
 )
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
+app.add_typer(sessions_app, name="sessions")
 
 
 def _version(value: bool) -> None:
@@ -130,9 +137,19 @@ def login(
             "AUTHGATE_TOTP_CODE, else computed from AUTHGATE_TOTP_SECRET, else a prompt).",
         ),
     ] = None,
+    v12: Annotated[
+        bool,
+        typer.Option(
+            "--v12",
+            help="Log in at /api/v1/auth/login (UTMStack v12): store a token pair whose"
+            " access token is refreshed automatically; 'sessions' lists and revokes them.",
+        ),
+    ] = False,
 ) -> None:
     """Log in with a password and store the token (OS keyring, else a 0600 file)."""
     session = session_of(ctx)
+    if v12 and remember_me:
+        raise fail("--remember-me has no effect with --v12: the refresh token lasts", EXIT_USAGE)
     url = session.server_url()
     login_name = username or read_username(environment()) or typer.prompt("Username")
     if password_stdin:
@@ -153,11 +170,29 @@ def login(
             return totp_now(secret)
         return str(typer.prompt("Verification code (second factor)"))
 
-    credentials = PasswordCredentials(login_name, password, remember_me=remember_me)
-    with reporting(), Client(session.config(url, credentials), second_factor=second_factor) as c:
-        token = c.login()
     store = session.store()
-    location = store.save(url, token.value)
+    credentials: Credentials
+    if v12:
+        credentials = V12Credentials(login_name, password)
+        pairs: list[TokenPair] = []
+        with (
+            reporting(),
+            Client(
+                session.config(url, credentials),
+                on_tokens=pairs.append,
+                second_factor=second_factor,
+            ) as c,
+        ):
+            token = c.login()
+        location = store.save_pair(url, StoredPair(token.value, pairs[-1].refresh_token))
+    else:
+        credentials = PasswordCredentials(login_name, password, remember_me=remember_me)
+        with (
+            reporting(),
+            Client(session.config(url, credentials), second_factor=second_factor) as c,
+        ):
+            token = c.login()
+        location = store.save(url, token.value)
     store.remember_url(url)
     where = "the system keyring" if location == "keyring" else f"{store.tokens_file} (0600)"
     expires = f", expires {when(token.expires_at)}" if token.expires_at else ""
@@ -166,16 +201,20 @@ def login(
 
 @app.command()
 def logout(ctx: typer.Context) -> None:
-    """Revoke the stored token on the server and forget it here."""
+    """Revoke the stored token (v12: end the session) on the server and forget it here."""
     session = session_of(ctx)
     url = session.server_url()
     store = session.store()
+    pair = store.load_pair(url)
     token = store.load(url)
     if token is None:
         err.print(f"Not logged in to {url}: nothing to do.")
         return
     store.delete(url)  # forgotten here even if the server cannot be reached
-    config = session.config(url, TokenCredentials(token))
+    credentials: Credentials = TokenCredentials(token)
+    if pair is not None:  # v12: ends the session, its access tokens included
+        credentials = RefreshTokenCredentials(pair.refresh_token, pair.access_token)
+    config = session.config(url, credentials)
     # An already expired or revoked token leaves nothing to revoke.
     with reporting(), Client(config) as client, contextlib.suppress(AuthenticationError):
         client.logout()
@@ -196,6 +235,8 @@ def whoami(ctx: typer.Context, output: OutputOption = None) -> None:
         method = f"API key {mask_secret(credentials.key)}"
     elif isinstance(credentials, PasswordCredentials):
         method = "password (AUTHGATE_USERNAME/AUTHGATE_PASSWORD)"
+    elif isinstance(credentials, RefreshTokenCredentials):
+        method = "v12 session stored by 'authgate-client login --v12'"
     else:
         method = "token stored by 'authgate-client login'"
     name = " ".join(part for part in (account.first_name, account.last_name) if part)

@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from authgate.client._cli._session import err, out
-from authgate.client._models import ApiKey, Page, UsageRecord, User
+from authgate.client._models import ApiKey, Page, SessionInfo, UsageRecord, User, V12User
 
 __all__ = [
     "all_pages",
@@ -57,6 +57,8 @@ def _camel(name: str) -> str:
 
 
 def _rest_name(value: object, name: str) -> str:
+    if isinstance(value, SessionInfo | V12User):  # v12's JSON is snake_case
+        return name
     for (model, field_name), rest_name in _REST_NAMES.items():
         if field_name == name and isinstance(value, model):
             return rest_name

@@ -36,6 +36,7 @@ from authgate.client._client import Client
 from authgate.client._config import (
     ClientConfig,
     Credentials,
+    RefreshTokenCredentials,
     TokenCredentials,
     client_config_dir,
     environment,
@@ -48,10 +49,12 @@ from authgate.client._exceptions import (
     AuthgateClientError,
     ClientConfigError,
     SecondFactorRequired,
+    SessionEndedError,
     TransportError,
     ValidationError,
 )
-from authgate.client._token_store import TokenStore
+from authgate.client._models import TokenPair
+from authgate.client._token_store import StoredPair, TokenStore
 
 __all__ = [
     "EXIT_AUTHENTICATION",
@@ -155,7 +158,7 @@ def reporting() -> Iterator[None]:
         yield
     except ClientConfigError as error:
         raise fail(str(error), EXIT_USAGE) from None
-    except SecondFactorRequired as error:
+    except (SecondFactorRequired, SessionEndedError) as error:
         raise fail(str(error), EXIT_AUTHENTICATION) from None
     except APIError as error:
         field_errors = error.field_errors if isinstance(error, ValidationError) else ()
@@ -219,11 +222,16 @@ class Session:
         return url
 
     def credentials(self, url: str) -> Credentials:
-        """From the environment (API key or username/password), else the stored token."""
+        """From the environment (API key or username/password), else the stored login:
+        a v12 token pair, or a v10/v11 token."""
         credentials = read_credentials(environment())
         if credentials is not None:
             return credentials
-        token = self.store().load(url)
+        store = self.store()
+        pair = store.load_pair(url)
+        if pair is not None:
+            return RefreshTokenCredentials(pair.refresh_token, pair.access_token or None)
+        token = store.load(url)
         if token is None:
             raise fail(
                 f"not logged in to {url}: run 'authgate-client login',"
@@ -245,7 +253,23 @@ class Session:
     def client(self, *, second_factor: Callable[[], str] | None = None) -> Client:
         """A client for the server, with the credentials this session finds."""
         url = self.server_url()
-        return Client(self.config(url, self.credentials(url)), second_factor=second_factor)
+        credentials = self.credentials(url)
+        on_tokens = None
+        if isinstance(credentials, RefreshTokenCredentials):
+            on_tokens = self.pair_keeper(url)
+        return Client(
+            self.config(url, credentials), second_factor=second_factor, on_tokens=on_tokens
+        )
+
+    def pair_keeper(self, url: str) -> Callable[[TokenPair], None]:
+        """Stores every new v12 pair at once: after a refresh, only the new refresh
+        token works, so losing it would end the session."""
+        store = self.store()
+
+        def keep(pair: TokenPair) -> None:
+            store.save_pair(url, StoredPair(pair.access.value, pair.refresh_token))
+
+        return keep
 
 
 def session_of(ctx: typer.Context, output: OutputFormat | None = None) -> Session:

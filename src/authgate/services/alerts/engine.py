@@ -22,10 +22,12 @@ from datetime import datetime, timedelta
 from typing import Final
 
 from authgate.clock import Clock
-from authgate.services.alert_dispatch import AlertDispatcher
-from authgate.services.alert_rules import KINDS, RuleView
-from authgate.services.alert_sinks import Alert
-from authgate.services.audit import SERVER, AuditLog, EventType
+from authgate.services.alerts.dispatch import AlertDispatcher
+from authgate.services.alerts.kinds import KINDS, AlertKind
+from authgate.services.alerts.messages import Alert
+from authgate.services.alerts.rules import RuleView
+from authgate.services.audit.events import SERVER, EventType
+from authgate.services.audit.writer import AuditLog
 from authgate.services.severity import Severity
 from authgate.storage.alert_repository import AlertRepository
 from authgate.storage.db import Database
@@ -137,10 +139,12 @@ class AlertEngine:
         self._cursor = events[-1].id
         fired = 0
         for rule in rules:
-            types = KINDS.get(rule.kind, ())
-            matching = [event for event in events if event.event_type in types]
+            kind = KINDS.get(rule.kind)
+            if kind is None:
+                continue  # validated when set: only a rule written by a newer version
+            matching = [event for event in events if event.event_type in kind.events]
             if matching:
-                fired += await self._evaluate(rule, matching)
+                fired += await self._evaluate(rule, kind, matching)
         return fired
 
     async def expiry_reminders(self) -> int:
@@ -186,10 +190,10 @@ class AlertEngine:
                     )
         return fired
 
-    async def _evaluate(self, rule: RuleView, events: list[AuditEvent]) -> int:
+    async def _evaluate(self, rule: RuleView, kind: AlertKind, events: list[AuditEvent]) -> int:
         fired = 0
-        for subject, event in _latest_per_subject(rule.kind, events):
-            count = await self._count(rule, event)
+        for subject, event in _latest_per_subject(kind, events):
+            count = await self._count(rule, kind, event)
             if count < rule.threshold:
                 continue
             window = rule.window_seconds
@@ -203,40 +207,37 @@ class AlertEngine:
                 window_start=start,
                 window_seconds=window,
                 count=count,
-                summary=_summary(rule, subject, count),
+                summary=kind.summarize(
+                    rule=rule.name, subject=subject, count=count, window_seconds=window
+                ),
             ):
                 fired += 1
         return fired
 
-    async def _count(self, rule: RuleView, event: AuditEvent) -> int:
+    async def _count(self, rule: RuleView, kind: AlertKind, event: AuditEvent) -> int:
         """Events of the rule's kind for the event's subject within the window before it."""
         window = timedelta(seconds=rule.window_seconds)
         async with self._db.session() as session:
             repository = AlertRepository(session)
-            if rule.kind in ("key_new_ip", "key_after_inactivity"):
-                return await self._single_event_count(repository, rule, event, window)
-            by_account = rule.kind in (
-                "failed_logins_per_account",
-                "failed_second_factors",
-                "admin_actions",
-            )
-            by_ip = rule.kind in ("failed_logins_per_ip", "failed_key_uses_per_ip")
+            if kind.single_event:
+                return await self._single_event_count(repository, kind, event, window)
+            column = kind.subject.column
             return await repository.count_events(
-                KINDS[rule.kind],
+                kind.events,
                 since=event.occurred_at - window,
                 until=event.occurred_at,
-                actor_login=event.actor_login if by_account else None,
-                client_ip=event.client_ip if by_ip else None,
-                api_key_id=event.api_key_id if rule.kind == "failed_key_uses_per_key" else None,
+                actor_login=event.actor_login if column == "actor_login" else None,
+                client_ip=event.client_ip if column == "client_ip" else None,
+                api_key_id=event.api_key_id if column == "api_key_id" else None,
             )
 
     @staticmethod
     async def _single_event_count(
-        repository: AlertRepository, rule: RuleView, event: AuditEvent, window: timedelta
+        repository: AlertRepository, kind: AlertKind, event: AuditEvent, window: timedelta
     ) -> int:
         if event.api_key_id is None:
             return 0
-        if rule.kind == "key_new_ip":
+        if kind.name == "key_new_ip":
             if await repository.previous_key_success(event.api_key_id, before_id=event.id) is None:
                 return 0  # the key's very first use: no address of it is "new" yet
             seen = await repository.previous_key_success(
@@ -312,49 +313,15 @@ class AlertEngine:
         return True
 
 
-def _latest_per_subject(kind: str, events: Iterable[AuditEvent]) -> list[tuple[str, AuditEvent]]:
+def _latest_per_subject(
+    kind: AlertKind, events: Iterable[AuditEvent]
+) -> list[tuple[str, AuditEvent]]:
     latest: dict[str, AuditEvent] = {}
     for event in events:
-        subject = _subject(kind, event)
+        subject = kind.subject.of(event)
         if subject is not None:
-            if kind in ("key_new_ip", "key_after_inactivity"):
+            if kind.single_event:
                 latest.setdefault(subject, event)  # the first use is the one that matters
             else:
                 latest[subject] = event
     return list(latest.items())
-
-
-def _subject(kind: str, event: AuditEvent) -> str | None:
-    if kind in ("failed_logins_per_account", "failed_second_factors"):
-        return event.actor_login and f"account:{event.actor_login}"
-    if kind in ("failed_logins_per_ip", "failed_key_uses_per_ip"):
-        return event.client_ip and f"ip:{event.client_ip}"
-    if kind == "failed_key_uses_per_key":
-        return None if event.api_key_id is None else f"key:{event.api_key_id}"
-    if kind == "key_new_ip":
-        if event.api_key_id is None:
-            return None
-        return f"key:{event.api_key_id}|ip:{event.client_ip}"
-    if kind == "key_after_inactivity":
-        return None if event.api_key_id is None else f"key:{event.api_key_id}"
-    if kind == "admin_actions":
-        return f"actor:{event.actor_login}"
-    return "*"
-
-
-def _summary(rule: RuleView, subject: str, count: int) -> str:
-    window = _duration(rule.window_seconds)
-    if rule.kind == "key_new_ip":
-        return f"API key used from a new address ({subject})"
-    if rule.kind == "key_after_inactivity":
-        return f"API key used after more than {window} without use ({subject})"
-    events = "1 event" if count == 1 else f"{count} events"
-    return f"{rule.name}: {events} in {window} ({subject})"
-
-
-def _duration(seconds: int) -> str:
-    for unit, size in (("day", 86_400), ("hour", 3600), ("minute", 60), ("second", 1)):
-        if seconds >= size and seconds % size == 0:
-            count = seconds // size
-            return f"{count} {unit}{'' if count == 1 else 's'}"
-    return f"{seconds} seconds"

@@ -1,22 +1,7 @@
 """Alert rules: what to watch for, validated when they are set, never at alert time.
 
-A rule is a kind (what it counts), a threshold, a sliding window and a severity. Kinds:
-
-==============================  ===========================================  ============
-kind                            counts                                       per
-==============================  ===========================================  ============
-failed_logins_per_account       failed logins                                account
-failed_logins_per_ip            failed logins                                address
-failed_logins_global            failed logins (password spraying)            everything
-failed_key_uses_per_key         refused requests with a genuine key          API key
-failed_key_uses_per_ip          refused API-key requests                     address
-key_new_ip                      an accepted key use from an address never    key+address
-                                seen for that key (threshold: always 1)
-key_after_inactivity            an accepted key use after ``window`` idle    API key
-failed_second_factors           wrong second-factor codes                    account
-lockouts                        accounts/addresses locked or blocked         everything
-admin_actions                   user, password and alert-rule changes        actor
-==============================  ===========================================  ============
+A rule is a kind (what it counts, and per what: ``kinds.KINDS``), a threshold, a
+sliding window and a severity.
 
 Each fires at most once per rule, subject and window (deduplicated in the database,
 so several nodes never send the same alert twice) and is written to the audit trail.
@@ -33,35 +18,15 @@ from sqlalchemy.exc import IntegrityError
 
 from authgate.clock import Clock
 from authgate.exceptions import Conflict, FieldError, NotFound, ValidationFailed
-from authgate.services.audit import AuditLog, EventType
+from authgate.services.alerts.kinds import KINDS
+from authgate.services.audit.events import EventType
+from authgate.services.audit.writer import AuditLog
 from authgate.services.severity import SEVERITIES, Severity, is_severity
 from authgate.services.text_rules import control_character_errors
 from authgate.storage.alert_repository import AlertRepository
 from authgate.storage.db import Database
 from authgate.storage.models import AlertRule
 
-# kind -> the audit event types it counts
-KINDS: Final[dict[str, tuple[str, ...]]] = {
-    "failed_logins_per_account": (EventType.AUTH_FAILURE.value,),
-    "failed_logins_per_ip": (EventType.AUTH_FAILURE.value,),
-    "failed_logins_global": (EventType.AUTH_FAILURE.value,),
-    "failed_key_uses_per_key": (EventType.API_KEY_ACCESS_FAILURE.value,),
-    "failed_key_uses_per_ip": (EventType.API_KEY_ACCESS_FAILURE.value,),
-    "key_new_ip": (EventType.API_KEY_ACCESS_SUCCESS.value,),
-    "key_after_inactivity": (EventType.API_KEY_ACCESS_SUCCESS.value,),
-    "lockouts": (EventType.AUTH_LOCKOUT.value, EventType.IP_BLOCKED.value),
-    "failed_second_factors": (EventType.TFA_FAILURE.value,),
-    "admin_actions": (
-        EventType.USER_CREATED.value,
-        EventType.USER_UPDATED.value,
-        EventType.USER_DEACTIVATED.value,
-        EventType.USER_DELETED.value,
-        EventType.PASSWORD_RESET.value,
-        EventType.ALERT_RULE_CHANGED.value,
-        EventType.UTMSTACK_IMPORTED.value,
-    ),
-}
-SINGLE_EVENT_KINDS: Final = frozenset({"key_new_ip", "key_after_inactivity"})
 MAX_WINDOW_SECONDS: Final = 366 * 86_400
 NAME_MAX_LENGTH: Final = 100
 
@@ -172,7 +137,7 @@ class AlertRules:
         rule = AlertRule(
             name=spec.name.strip(),
             kind=spec.kind,
-            threshold=1 if spec.kind in SINGLE_EVENT_KINDS else spec.threshold,
+            threshold=_threshold(spec),
             window_seconds=spec.window_seconds,
             severity=spec.severity,
             enabled=spec.enabled,
@@ -205,7 +170,7 @@ class AlertRules:
                     raise _name_taken()
                 rule.name = spec.name.strip()
                 rule.kind = spec.kind
-                rule.threshold = 1 if spec.kind in SINGLE_EVENT_KINDS else spec.threshold
+                rule.threshold = _threshold(spec)
                 rule.window_seconds = spec.window_seconds
                 rule.severity = spec.severity
                 rule.enabled = spec.enabled
@@ -260,10 +225,15 @@ class AlertRules:
 
 def _matches(rule: RuleView, spec: RuleSpec) -> bool:
     """Whether ``rule`` is stored exactly as ``spec`` would store it."""
-    threshold = 1 if spec.kind in SINGLE_EVENT_KINDS else spec.threshold
     stored = (rule.name, rule.kind, rule.threshold, rule.window_seconds, rule.severity)
-    wanted = (spec.name.strip(), spec.kind, threshold, spec.window_seconds, spec.severity)
+    wanted = (spec.name.strip(), spec.kind, _threshold(spec), spec.window_seconds, spec.severity)
     return stored == wanted and rule.enabled == spec.enabled
+
+
+def _threshold(spec: RuleSpec) -> int:
+    """A single-event kind fires on one event, whatever threshold was asked for."""
+    kind = KINDS.get(spec.kind)
+    return 1 if kind is not None and kind.single_event else spec.threshold
 
 
 def _name_taken() -> Conflict:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TypedDict, cast
 
-from authgate.services.alert_sinks import (
+from authgate.services.alerts.messages import (
     Alert,
     AlertSink,
     CheckpointNotice,

@@ -1,0 +1,160 @@
+"""``/api/v1/tfa``: UTMStack v12's second-factor enrolment and turning it off, and the
+admin's ``/api/v1/users/{id}/tfa/disable``.
+
+Follows v12's ``backend/modules/iam`` (routes.go, dto/auth.go, handler/auth.go) as issue
+17 describes it, on authgate's second factor (``services/second_factor.py``): the same
+enrolment (stored in ``second_factors.pending_*``), the same TOTP secrets (AES-GCM),
+hashed e-mail codes, recovery codes and failure counting as the v10/v11 routes. v12's
+enrolment stages map one to one onto v11's ``init``/``verify``/``complete``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, Field
+
+from authgate.api.access import (
+    AdminRoute,
+    SelfServiceRoute,
+    principal_of,
+    requires_permission,
+    services_of,
+    sets_credentials,
+)
+from authgate.api.errors import documented_v12
+from authgate.api.tfa import MAX_CODE_LENGTH, qr_png_data_uri
+from authgate.api.v1.auth import PREFIX
+from authgate.exceptions import BadCredentials, Conflict, FieldError, ValidationFailed
+from authgate.security.permissions import USERS_WRITE
+from authgate.services.audit.events import Actor
+from authgate.services.second_factor import Enrolment, Method
+
+setup_router = APIRouter(prefix=PREFIX, tags=["v12 second factor"], route_class=SelfServiceRoute)
+admin_router = APIRouter(prefix=PREFIX, tags=["v12 second factor"], route_class=AdminRoute)
+
+Stage = Literal["INIT", "VERIFY", "COMPLETE"]
+_METHODS: dict[str, Method] = {"totp": "TOTP", "email": "EMAIL"}
+
+
+class EnrollRequest(BaseModel):
+    """v12's ``TfaEnrollRequest``; ``stage`` and ``type`` in any case."""
+
+    stage: Annotated[str, Field(max_length=16, description="INIT, VERIFY or COMPLETE.")]
+    type: Annotated[str, Field(max_length=16, description="totp or email.")]
+    code: Annotated[str, Field(max_length=MAX_CODE_LENGTH)] | None = None
+
+
+class EnrollInit(BaseModel):
+    type: Literal["totp", "email"]
+    factor_id: str = Field(description="The user's factor of this type (a stable UUID).")
+    qr_data_url: str | None = Field(default=None, description="totp: the QR code, a PNG.")
+    otp_auth_url: str | None = Field(default=None, description="totp: the otpauth:// URI.")
+    email_sent: bool | None = Field(default=None, description="email: the code was sent.")
+    expires_at: datetime = Field(description="Verify a code before this instant.")
+
+
+class EnrollResponse(BaseModel):
+    stage: Stage
+    init: EnrollInit | None = None
+    verified: bool | None = None
+    enabled: bool | None = None
+    recovery_codes: list[str] | None = Field(
+        default=None, description="COMPLETE only: the recovery codes, shown once."
+    )
+
+
+class DisableRequest(BaseModel):
+    password: Annotated[str, Field(min_length=1, max_length=1024)]
+
+
+@setup_router.post(
+    "/tfa/enroll",
+    summary="Enrol a second factor: INIT (QR code or e-mailed code), VERIFY a code, "
+    "COMPLETE (enabled; answers the recovery codes)",
+    responses=documented_v12(400, 401, 403, 409, 413, 429),
+)
+@sets_credentials("enrols a second factor")
+async def enroll(body: EnrollRequest, request: Request) -> EnrollResponse:
+    services = services_of(request)
+    principal = principal_of(request)
+    stage = _choice(body.stage.strip().upper(), ("INIT", "VERIFY", "COMPLETE"), "stage")
+    method = _METHODS[_choice(body.type.strip().lower(), ("totp", "email"), "type")]
+    user = await services.accounts.account(principal.user_id)
+    if stage == "INIT":
+        enrolment = await services.second_factor.start_enrolment(user, method)
+        public_id = (await services.sessions.profile(user.id)).public_id
+        return EnrollResponse(stage="INIT", init=_init(enrolment, public_id, services.clock()))
+    if stage == "VERIFY":
+        check = await services.second_factor.verify_enrolment(user, method, body.code or "")
+        if check.expired:
+            raise Conflict(check.message, reason="enrolment_not_started")
+        return EnrollResponse(stage="VERIFY", verified=check.valid)
+    codes = await services.second_factor.complete_enrolment(user, method, enable=True)
+    if principal.session_id is not None:
+        # The code of the new factor was proved from this session: it keeps working.
+        await services.sessions.mark_second_factor(user.id, principal.session_id)
+    return EnrollResponse(stage="COMPLETE", enabled=True, recovery_codes=codes)
+
+
+@setup_router.post(
+    "/tfa/disable",
+    summary="Turn the caller's second factor off (the password; from a session that "
+    "passed the factor)",
+    status_code=204,
+    response_class=Response,
+    responses=documented_v12(400, 401, 403, 404, 413, 429),
+)
+@sets_credentials("turns the second factor off")
+async def disable(body: DisableRequest, request: Request) -> Response:
+    services = services_of(request)
+    try:
+        user = await services.accounts.confirm_password(
+            principal_of(request).user_id, body.password
+        )
+    except ValidationFailed as failure:
+        if failure.reason == "wrong_current_password":  # v12: 401
+            raise BadCredentials(failure.message, reason=failure.reason) from None
+        raise
+    if await services.second_factor.method_of(user.id) is None:
+        raise Conflict("No second factor is enabled.", reason="no_second_factor")
+    await services.second_factor.turn_off(user)
+    return Response(status_code=204)
+
+
+@admin_router.post(
+    "/users/{user_id}/tfa/disable",
+    summary="Remove a user's second factor (they enrol again; audited, told by e-mail)",
+    status_code=204,
+    response_class=Response,
+    responses=documented_v12(401, 403, 404),
+)
+@requires_permission(USERS_WRITE)
+@sets_credentials("resets a user's second factor")
+async def admin_disable(user_id: str, request: Request) -> Response:
+    principal = principal_of(request)
+    await services_of(request).second_factor.reset_by_public_id(user_id, by=Actor.of(principal))
+    return Response(status_code=204)
+
+
+def _choice(value: str, allowed: tuple[str, ...], field: str) -> str:
+    if value not in allowed:
+        message = f"{field} must be one of {', '.join(allowed)}."
+        raise ValidationFailed(message, field_errors=[FieldError(field, message)])
+    return value
+
+
+def _init(enrolment: Enrolment, public_id: str, now: datetime) -> EnrollInit:
+    is_totp = enrolment.method == "TOTP"
+    return EnrollInit(
+        type="totp" if is_totp else "email",
+        # authgate keeps one factor per user: its id names the user and the method.
+        factor_id=str(uuid.uuid5(uuid.UUID(public_id), enrolment.method)),
+        qr_data_url=qr_png_data_uri(enrolment.uri) if enrolment.uri else None,
+        otp_auth_url=enrolment.uri,
+        email_sent=None if is_totp else True,
+        expires_at=now + timedelta(seconds=enrolment.expires_in_seconds),
+    )

@@ -1,0 +1,307 @@
+"""UTMStack v12's token pairs as an httpx ``Auth`` flow.
+
+:class:`TokenPairAuth` logs in at ``POST /api/v1/auth/login`` (or resumes a stored
+refresh token), sends the access token, and renews it at ``POST /api/v1/auth/refresh``
+shortly before its ``expires_at`` and once after a 401. Each refresh returns a new
+refresh token and retires the old one; ``on_tokens`` hears of every new pair, so that
+whoever stores the refresh token (``authgate-client``) keeps the live one.
+
+A user with a second factor gets no pair from the login but ``tfa_required`` and a
+short-lived ``pre_auth_token``: the ``second_factor`` hook (as for v10/v11 logins) gives
+the code, sent with that token to ``POST /api/v1/auth/tfa/verify-code``, which answers
+the pair.
+
+Unlike logging in again (:class:`~authgate.client._auth.LoginAuth`), refreshing is not
+harmless when done twice: presenting a retired refresh token is reuse, and the server
+then ends the whole session. So renewals are serialised (a thread lock for ``Client``,
+an anyio lock for ``AsyncClient``), and a request that waited re-checks whether another
+one renewed meanwhile. The pure flows below do no I/O; only the two drivers lock.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import AsyncGenerator, Callable, Generator
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+import httpx2
+
+from authgate.client._auth import Clock, SecondFactorHook, token_expiry
+from authgate.client._config import RefreshTokenCredentials, V12Credentials
+from authgate.client._exceptions import (
+    SecondFactorRequired,
+    SessionEndedError,
+    UnexpectedResponseError,
+    error_for,
+    second_factor_rejected,
+)
+from authgate.client._models import Token, TokenPair
+
+__all__ = ["V12_LOGIN_PATH", "V12_LOGOUT_PATH", "V12_REFRESH_PATH", "TokenPairAuth"]
+
+V12_LOGIN_PATH = "api/v1/auth/login"
+V12_REFRESH_PATH = "api/v1/auth/refresh"
+V12_LOGOUT_PATH = "api/v1/auth/logout"
+V12_VERIFY_CODE_PATH = "api/v1/auth/tfa/verify-code"
+
+TokensHook = Callable[[TokenPair], None]
+"""Hears of every new token pair (login or refresh), e.g. to store the refresh token."""
+
+Flow = Generator[httpx2.Request, httpx2.Response, Any]
+
+
+class TokenPairAuth(httpx2.Auth):
+    """v12: an access token from a login or a refresh, renewed with the refresh token."""
+
+    def __init__(
+        self,
+        credentials: V12Credentials | RefreshTokenCredentials,
+        *,
+        base_url: httpx2.URL | str,
+        clock: Clock = time.time,
+        refresh_margin: float = 30.0,
+        on_tokens: TokensHook | None = None,
+        second_factor: SecondFactorHook | None = None,
+    ) -> None:
+        base = httpx2.URL(str(base_url).rstrip("/") + "/")
+        self._credentials = credentials
+        self._second_factor = second_factor
+        self._login_url = base.join(V12_LOGIN_PATH)
+        self._verify_code_url = base.join(V12_VERIFY_CODE_PATH)
+        self._refresh_url = base.join(V12_REFRESH_PATH)
+        self._logout_url = base.join(V12_LOGOUT_PATH)
+        self._clock = clock
+        self._refresh_margin = refresh_margin
+        self._on_tokens = on_tokens
+        self._access: Token | None = None
+        self._refresh_token: str | None = None
+        self._renew_at: float | None = None
+        self._thread_lock = threading.Lock()
+        self._task_lock: anyio.Lock | None = None
+        if isinstance(credentials, RefreshTokenCredentials):
+            self._refresh_token = credentials.refresh_token
+            if credentials.access_token:
+                self._set_access(credentials.access_token)
+
+    def __repr__(self) -> str:
+        return f"TokenPairAuth({self._credentials!r})"
+
+    @property
+    def token(self) -> Token | None:
+        """The current access token, if any."""
+        return self._access
+
+    def needs_renewal(self) -> bool:
+        """No access token yet, or it expires within the refresh margin."""
+        if self._access is None:
+            return True
+        return self._renew_at is not None and self._clock() >= self._renew_at
+
+    # -- pure flows -------------------------------------------------------------------------
+
+    def auth_flow(self, request: httpx2.Request) -> Flow:
+        renewed_now = False
+        if self.needs_renewal():
+            yield from self.renew_flow()
+            renewed_now = True
+        used = self._bearer(request)
+        response = yield request
+        if response.status_code != 401 or renewed_now:
+            return
+        if self._access is used:  # else another request renewed it meanwhile
+            yield from self.renew_flow()
+        self._bearer(request)
+        yield request
+
+    def renew_flow(self) -> Generator[httpx2.Request, httpx2.Response, TokenPair]:
+        """Refresh if there is a refresh token, else log in; a refused refresh falls back
+        to a login when the password is known.
+
+        Raises:
+            AuthenticationError: the session ended and there is no password to log in.
+            APIError: the login was refused.
+        """
+        if self._refresh_token is not None:
+            body = {"refresh_token": self._refresh_token}
+            response = yield httpx2.Request("POST", self._refresh_url, json=body)
+            if response.is_success:
+                return self._remember(response)
+            self._forget()
+            if response.status_code != 401 or not isinstance(self._credentials, V12Credentials):
+                raise error_for(response)
+        return (yield from self.login_flow())
+
+    def login_flow(self) -> Generator[httpx2.Request, httpx2.Response, TokenPair]:
+        """Log in with the password; remembers and returns the pair."""
+        credentials = self._credentials
+        if not isinstance(credentials, V12Credentials):
+            raise SessionEndedError("the v12 session has ended: log in again")
+        body = {"login": credentials.login, "password": credentials.password}
+        response = yield httpx2.Request("POST", self._login_url, json=body)
+        if not response.is_success:
+            raise error_for(response)
+        answer = _json_object(response)
+        if answer.get("tfa_required") is True:
+            response = yield from self._second_factor_flow(credentials, answer, response)
+        return self._remember(response)
+
+    def _second_factor_flow(
+        self, credentials: V12Credentials, answer: dict[str, Any], login: httpx2.Response
+    ) -> Generator[httpx2.Request, httpx2.Response, httpx2.Response]:
+        """The code for a login that asked for one; returns the answer holding the pair."""
+        pre_auth_token = answer.get("pre_auth_token")
+        if not isinstance(pre_auth_token, str) or not pre_auth_token:
+            raise UnexpectedResponseError(
+                "the login asks for a second factor but carries no pre_auth_token",
+                response=login,
+            )
+        if self._second_factor is None:
+            kind = answer.get("tfa_type")
+            factor = f" ({kind})" if isinstance(kind, str) else ""
+            raise SecondFactorRequired(
+                f"the server requires a second factor{factor} for {credentials.login!r}:"
+                " give the client a second_factor hook that returns the code"
+            )
+        code = self._second_factor().strip()
+        body = {"pre_auth_token": pre_auth_token, "code": code}
+        response = yield httpx2.Request("POST", self._verify_code_url, json=body)
+        if response.status_code == 401:
+            raise second_factor_rejected(response)
+        if not response.is_success:
+            raise error_for(response)
+        return response
+
+    def logout_flow(self) -> Generator[httpx2.Request, httpx2.Response, None]:
+        """End the session on the server (its access tokens stop working too) and forget
+        the tokens here. The server answers 204 for unknown tokens too."""
+        refresh_token = self._refresh_token
+        self._forget()
+        if refresh_token is None:
+            return
+        response = yield httpx2.Request(
+            "POST", self._logout_url, json={"refresh_token": refresh_token}
+        )
+        if not response.is_success:
+            raise error_for(response)
+
+    # -- drivers: serialise renewals, read only the answers the flow reads -------------------
+
+    def sync_auth_flow(self, request: httpx2.Request) -> Flow:
+        lock = self._thread_lock
+        locked = False
+        try:
+            if self.needs_renewal():
+                lock.acquire()
+                locked = True
+            flow = self.auth_flow(request)
+            outgoing = next(flow)
+            while True:
+                if outgoing is request and locked:
+                    lock.release()
+                    locked = False
+                response = yield outgoing
+                if outgoing is not request:
+                    response.read()
+                elif response.status_code == 401:
+                    lock.acquire()
+                    locked = True
+                try:
+                    outgoing = flow.send(response)
+                except StopIteration:
+                    return
+        finally:
+            if locked:
+                lock.release()
+
+    async def async_auth_flow(
+        self, request: httpx2.Request
+    ) -> AsyncGenerator[httpx2.Request, httpx2.Response]:
+        if self._task_lock is None:
+            self._task_lock = anyio.Lock()
+        lock = self._task_lock
+        locked = False
+        try:
+            if self.needs_renewal():
+                await lock.acquire()
+                locked = True
+            flow = self.auth_flow(request)
+            outgoing = next(flow)
+            while True:
+                if outgoing is request and locked:
+                    lock.release()
+                    locked = False
+                response = yield outgoing
+                if outgoing is not request:
+                    await response.aread()
+                elif response.status_code == 401:
+                    await lock.acquire()
+                    locked = True
+                try:
+                    outgoing = flow.send(response)
+                except StopIteration:
+                    return
+        finally:
+            if locked:
+                lock.release()
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _bearer(self, request: httpx2.Request) -> Token:
+        token = self._access
+        assert token is not None  # set by renew_flow, which raises on failure
+        request.headers["Authorization"] = f"Bearer {token.value}"
+        return token
+
+    def _forget(self) -> None:
+        self._access = None
+        self._refresh_token = None
+        self._renew_at = None
+
+    def _set_access(self, value: str) -> Token:
+        now = self._clock()
+        expiry = token_expiry(value)
+        self._renew_at = None
+        if expiry is not None and expiry > now:
+            # As LoginAuth: at most half-way through the lifetime; a past exp is left
+            # to the server, whose 401 triggers the one renewal.
+            self._renew_at = expiry - min(self._refresh_margin, (expiry - now) / 2)
+        expires_at = datetime.fromtimestamp(expiry, UTC) if expiry is not None else None
+        self._access = Token(value=value, expires_at=expires_at)
+        return self._access
+
+    def _remember(self, response: httpx2.Response) -> TokenPair:
+        answer = _json_object(response)
+        access, refresh = answer.get("access_token"), answer.get("refresh_token")
+        if not (isinstance(access, str) and access and isinstance(refresh, str) and refresh):
+            raise UnexpectedResponseError(
+                "the answer carries no access and refresh token", response=response
+            )
+        self._refresh_token = refresh
+        pair = TokenPair(
+            access=self._set_access(access),
+            refresh_token=refresh,
+            refresh_expires_at=_instant(answer.get("refresh_expires_at")),
+        )
+        if self._on_tokens is not None:
+            self._on_tokens(pair)
+        return pair
+
+
+def _json_object(response: httpx2.Response) -> dict[str, Any]:
+    try:
+        answer = response.json()
+    except ValueError:
+        return {}
+    return answer if isinstance(answer, dict) else {}
+
+
+def _instant(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None

@@ -1,0 +1,168 @@
+"""The audit log: recording security events on the request path, writing them to the
+chain in batches (``batch_writer``: no I/O on the request path; a clean shutdown
+writes what is left), and reading them back.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from authgate.clock import Clock
+from authgate.exceptions import FieldError, ValidationFailed
+from authgate.security.audit_chain import AuditKey
+from authgate.security.audit_checkpoints import Checkpoint
+from authgate.services.audit.chain import AuditChain
+from authgate.services.audit.events import (
+    Actor,
+    AuditEntry,
+    EventType,
+    Outcome,
+    current_request,
+    printable,
+)
+from authgate.services.audit_verification import ChainVerification
+from authgate.services.batch_writer import BatchWriter
+from authgate.storage.audit_repository import AuditFilter, AuditRepository, AuditRow
+from authgate.storage.db import Database
+from authgate.storage.paging import Page, PageRequest
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[[AuditRow], None]
+
+
+class AuditLog(BatchWriter[AuditRow, list[AuditRow]]):
+    def __init__(
+        self,
+        *,
+        db: Database,
+        key: AuditKey,
+        clock: Clock,
+        flush_interval: float,
+        retention: timedelta,
+        batch_size: int = 1000,
+        max_buffered: int = 100_000,
+    ) -> None:
+        super().__init__(
+            log=log,
+            records="audit records",
+            destination="the audit trail",
+            flush_interval=flush_interval,
+            batch_size=batch_size,
+            max_buffered=max_buffered,
+        )
+        self._db = db
+        self._clock = clock
+        self._chain = AuditChain(db=db, key=key, clock=clock, retention=retention)
+        self._listeners: list[Listener] = []
+
+    @property
+    def key(self) -> AuditKey:
+        return self._chain.key
+
+    @property
+    def introduced(self) -> bool:
+        """Whether this process writes the chain keyed."""
+        return self._chain.introduced
+
+    def subscribe(self, listener: Listener) -> None:
+        """Call ``listener`` with every event as it is recorded (metrics, counters)."""
+        self._listeners.append(listener)
+
+    def record(
+        self,
+        event_type: EventType,
+        outcome: Outcome,
+        *,
+        actor: Actor | None = None,
+        reason: str | None = None,
+        details: Mapping[str, Any] | None = None,
+        occurred_at: datetime | None = None,
+    ) -> None:
+        """Queue one event; the current request's address, agent, path and correlation
+        id are added. Without ``actor``, the request's caller is the actor (the operator
+        outside requests). O(1), no I/O."""
+        request = current_request.get()
+        if actor is None:
+            caller = request.principal if request else None
+            actor = Actor.of(caller) if caller is not None or request is None else None
+        key = actor.key if actor else None
+        row = AuditRow(
+            occurred_at=occurred_at or self._clock(),
+            event_type=event_type.value,
+            outcome=outcome,
+            actor_login=printable(actor.login) if actor else None,
+            actor_user_id=actor.user_id if actor else None,
+            api_key_id=key.key_id if key else None,
+            api_key_name=printable(key.name) if key else None,
+            client_ip=request.client_ip if request else None,
+            user_agent=printable((request.user_agent or "")[:512]) or None if request else None,
+            request_path=printable((request.path or "")[:2048]) or None if request else None,
+            reason=reason,
+            correlation_id=request.correlation_id if request else None,
+            details=json.dumps(dict(details), sort_keys=True, default=str) if details else None,
+        )
+        self._append(row)
+        for listener in self._listeners:
+            listener(row)
+
+    def _take(self, rows: list[AuditRow]) -> list[AuditRow] | None:
+        return rows or None
+
+    def _give_back(self, batch: list[AuditRow]) -> None:
+        self._put_back(batch)
+
+    async def _write(self, batch: list[AuditRow]) -> int:
+        return await self._chain.append(batch)
+
+    async def _write_each(self, batch: list[AuditRow]) -> tuple[int, int]:
+        return await self._chain.append_each(batch)
+
+    # -- the chain ------------------------------------------------------------------------
+
+    async def check_key(self) -> None:
+        """Refuse to run with an audit key other than the chain's (``AuditChain``)."""
+        await self._chain.check_key()
+
+    async def introduce_key(self, *, node: str) -> int | None:
+        """Key the chain from now on, once per deployment (``AuditChain``)."""
+        return await self._chain.introduce_key(node=node)
+
+    async def verify(
+        self, *, checkpoint: Checkpoint | None = None, chunk: int = 5000
+    ) -> ChainVerification:
+        """Check the whole chain under the audit key, and against ``checkpoint`` if given."""
+        return await self._chain.verify(checkpoint=checkpoint, chunk=chunk)
+
+    async def delete_expired(self) -> int:
+        """Retention: drop the records older than the configured period (``AuditChain``)."""
+        return await self._chain.delete_expired()
+
+    # -- reading --------------------------------------------------------------------------
+
+    async def search(self, where: AuditFilter, request: PageRequest) -> Page[AuditEntry]:
+        if any(order.field not in AuditRepository.SORT_COLUMNS for order in request.sort):
+            message = "Unknown sort field; use one of " + ", ".join(AuditRepository.SORT_COLUMNS)
+            raise ValidationFailed(message, field_errors=[FieldError("sort", message, "query")])
+        async with self._db.session() as session:
+            repository = AuditRepository(session)
+            total = await repository.count(where)
+            rows = await repository.page(where, request)
+        return Page(items=[AuditEntry.of(row) for row in rows], total=total, request=request)
+
+    async def stream(
+        self, where: AuditFilter, *, after: int = 0, chunk: int = 1000
+    ) -> AsyncIterator[AuditEntry]:
+        """Every matching record with an id above ``after``, oldest first, in chunks."""
+        while True:
+            async with self._db.session() as session:
+                rows = await AuditRepository(session).after(after, where, limit=chunk)
+            for row in rows:
+                yield AuditEntry.of(row)
+            if len(rows) < chunk:
+                return
+            after = rows[-1].id

@@ -1,0 +1,349 @@
+"""Service credentials: how other services call authgate's internal endpoints.
+
+UTMStack v12 lets its log ingestion check pushed API keys with one shared secret from
+the environment (``X-Internal-Key``) that passes every internal check. Here each
+calling service gets its own credential instead: named, stored as a keyed hash only
+(``security/service_credentials``), allowed only the internal endpoints it needs
+(:class:`InternalEndpoint`, the registry of them), rotatable with an optional grace
+period, revocable, and audited (created, updated, rotated, revoked, every refused call).
+
+Checking a credential reads its row (one indexed query) on every internal call: there
+is no cache, so a revocation or rotation holds at once on every worker and node. The
+last use is written at most once per :data:`LAST_USE_GRANULARITY` per credential, not
+per call. A caller address that sends bad credentials is counted and blocked like one
+that sends bad API keys (``key_abuse``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Final, Literal
+
+from authgate.clock import Clock
+from authgate.exceptions import (
+    Conflict,
+    FieldError,
+    NotFound,
+    ServiceCredentialRefused,
+    Throttled,
+    ValidationFailed,
+)
+from authgate.security.keys import digests_match
+from authgate.security.networks import IPAddress
+from authgate.security.service_credentials import (
+    credential_digest,
+    credential_id_of,
+    generate_credential,
+    generate_secret_for,
+)
+from authgate.services.api_keys import MAX_GRACE
+from authgate.services.audit.events import Actor, EventType
+from authgate.services.audit.writer import AuditLog
+from authgate.services.key_abuse import KeyAbuseGuard
+from authgate.services.text_rules import control_character_errors
+from authgate.storage.db import Database
+from authgate.storage.models import ServiceCredential
+from authgate.storage.service_credential_repository import ServiceCredentialRepository
+
+
+class InternalEndpoint(StrEnum):
+    """Every internal endpoint a service credential may be allowed (the registry)."""
+
+    # POST /api/v1/api-keys/authenticate: UTMStack v12's log ingestion checks a key.
+    API_KEYS_AUTHENTICATE = "api-keys.authenticate"
+
+
+NAME_MAX_LENGTH: Final = 100
+LAST_USE_GRANULARITY: Final = timedelta(minutes=1)
+
+CredentialStatus = Literal["active", "revoked"]
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceCredentialView:
+    """A credential as shown to administrators (never its secret or hash)."""
+
+    id: str
+    name: str
+    endpoints: tuple[str, ...]
+    status: CredentialStatus
+    created_at: datetime
+    rotated_at: datetime | None
+    previous_valid_until: datetime | None
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+    @classmethod
+    def of(cls, row: ServiceCredential, *, now: datetime) -> ServiceCredentialView:
+        grace = row.previous_valid_until
+        return cls(
+            id=row.credential_id,
+            name=row.name,
+            endpoints=_split(row.endpoints),
+            status="revoked" if row.revoked_at is not None else "active",
+            created_at=row.created_at,
+            rotated_at=row.rotated_at,
+            previous_valid_until=grace if grace is not None and grace > now else None,
+            last_used_at=row.last_used_at,
+            revoked_at=row.revoked_at,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedCredential:
+    """A credential and its plaintext, shown this once."""
+
+    view: ServiceCredentialView
+    plaintext: str
+
+    def __repr__(self) -> str:  # never print the secret
+        return f"CreatedCredential(view={self.view!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceCaller:
+    """The service behind an accepted ``X-Internal-Key``."""
+
+    credential_id: str
+    name: str
+
+
+class ServiceCredentials:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        audit: AuditLog,
+        key_abuse: KeyAbuseGuard,
+        clock: Clock,
+        pepper: bytes,
+    ) -> None:
+        self._db = db
+        self._audit = audit
+        self._key_abuse = key_abuse
+        self._clock = clock
+        self._pepper = pepper
+
+    # -- administration ----------------------------------------------------------------
+
+    async def create(self, name: str, endpoints: Iterable[str]) -> CreatedCredential:
+        """A new credential; its plaintext is returned once (only its hash is kept)."""
+        name, allowed = _validated(name, endpoints)
+        now = self._clock()
+        generated = generate_credential()
+        async with self._db.transaction() as session:
+            repository = ServiceCredentialRepository(session)
+            if await repository.live_name_taken(name):
+                raise _name_taken()
+            row = ServiceCredential(
+                name=name,
+                credential_id=generated.credential_id,
+                secret_hash=credential_digest(self._pepper, generated.plaintext),
+                endpoints=",".join(allowed),
+                created_at=now,
+            )
+            repository.add(row)
+        self._audited(EventType.SERVICE_CREDENTIAL_CREATED, row)
+        return CreatedCredential(ServiceCredentialView.of(row, now=now), generated.plaintext)
+
+    async def list_all(self, *, include_revoked: bool = False) -> list[ServiceCredentialView]:
+        now = self._clock()
+        async with self._db.session() as session:
+            rows = await ServiceCredentialRepository(session).listed(
+                include_revoked=include_revoked
+            )
+        return [ServiceCredentialView.of(row, now=now) for row in rows]
+
+    async def get(self, credential_id: str) -> ServiceCredentialView:
+        async with self._db.session() as session:
+            row = await _found(ServiceCredentialRepository(session), credential_id)
+        return ServiceCredentialView.of(row, now=self._clock())
+
+    async def update(
+        self, credential_id: str, *, name: str, endpoints: Iterable[str]
+    ) -> ServiceCredentialView:
+        """Rename a live credential and replace the endpoints it is allowed."""
+        name, allowed = _validated(name, endpoints)
+        async with self._db.transaction() as session:
+            repository = ServiceCredentialRepository(session)
+            row = _live(await _found(repository, credential_id))
+            if await repository.live_name_taken(name, except_id=row.id):
+                raise _name_taken()
+            row.name = name
+            row.endpoints = ",".join(allowed)
+        self._audited(EventType.SERVICE_CREDENTIAL_UPDATED, row)
+        return ServiceCredentialView.of(row, now=self._clock())
+
+    async def rotate(
+        self, credential_id: str, *, grace: timedelta = timedelta(0)
+    ) -> CreatedCredential:
+        """A new secret; the previous one stops working at once, or after ``grace``
+        (at most 7 days, as for API keys). The new plaintext is returned once."""
+        if grace < timedelta(0) or grace > MAX_GRACE:
+            message = "The grace period must be between 0 seconds and 7 days."
+            raise ValidationFailed(message, field_errors=[FieldError("graceSeconds", message)])
+        now = self._clock()
+        async with self._db.transaction() as session:
+            row = _live(await _found(ServiceCredentialRepository(session), credential_id))
+            generated = generate_secret_for(row.credential_id)
+            if grace > timedelta(0):
+                row.previous_secret_hash = row.secret_hash
+                row.previous_valid_until = now + grace
+            else:
+                row.previous_secret_hash = None
+                row.previous_valid_until = None
+            row.secret_hash = credential_digest(self._pepper, generated.plaintext)
+            row.rotated_at = now
+        self._audited(
+            EventType.SERVICE_CREDENTIAL_ROTATED,
+            row,
+            graceSeconds=int(grace.total_seconds()),
+        )
+        return CreatedCredential(ServiceCredentialView.of(row, now=now), generated.plaintext)
+
+    async def revoke(self, credential_id: str) -> None:
+        """Revoke at once (the next call is refused everywhere). Idempotent."""
+        now = self._clock()
+        async with self._db.transaction() as session:
+            row = await _found(ServiceCredentialRepository(session), credential_id)
+            newly_revoked = row.revoked_at is None
+            if newly_revoked:
+                row.revoked_at = now
+                row.previous_secret_hash = None
+                row.previous_valid_until = None
+        if newly_revoked:
+            self._audited(EventType.SERVICE_CREDENTIAL_REVOKED, row)
+
+    # -- the internal call -------------------------------------------------------------
+
+    async def authenticate(
+        self, presented: str | None, endpoint: InternalEndpoint, caller_ip: IPAddress | None
+    ) -> ServiceCaller:
+        """The service calling ``endpoint``, or ``ServiceCredentialRefused`` (audited).
+
+        Missing, malformed, unknown, wrong or revoked credentials are answered alike
+        and counted against ``caller_ip`` (blocked past the bad-key threshold:
+        ``Throttled``); a real credential not allowed ``endpoint`` is told so.
+        """
+        now = self._clock()
+        try:
+            self._key_abuse.check(caller_ip, now.timestamp())
+        except Throttled as error:
+            self._refused(endpoint, error.reason)
+            raise
+        if not presented:
+            self._refused(endpoint, "internal_key_missing")
+            raise ServiceCredentialRefused("missing internal key", reason="internal_key_missing")
+        credential_id = credential_id_of(presented)
+        row = None
+        if credential_id is not None:
+            async with self._db.session() as session:
+                row = await ServiceCredentialRepository(session).by_credential_id(credential_id)
+        reason = self._rejection(row, presented, now)
+        if reason is not None:
+            await self._key_abuse.failed(caller_ip)
+            self._refused(endpoint, reason, row)
+            raise ServiceCredentialRefused(reason=reason)
+        assert row is not None  # no rejection: a live credential matched
+        if endpoint.value not in _split(row.endpoints):
+            self._refused(endpoint, "endpoint_not_allowed", row)
+            raise ServiceCredentialRefused(
+                "internal key not allowed for this endpoint", reason="endpoint_not_allowed"
+            )
+        last = row.last_used_at
+        if last is None or now - last >= LAST_USE_GRANULARITY:
+            async with self._db.transaction() as session:
+                await ServiceCredentialRepository(session).touch(row.id, now)
+        return ServiceCaller(credential_id=row.credential_id, name=row.name)
+
+    def _rejection(
+        self, row: ServiceCredential | None, presented: str, now: datetime
+    ) -> str | None:
+        """Why ``presented`` is not ``row``'s live secret, or None when it is."""
+        if row is None:
+            return "unknown_internal_key"
+        if row.revoked_at is not None:
+            return "internal_key_revoked"
+        digest = credential_digest(self._pepper, presented)
+        if digests_match(digest, row.secret_hash):
+            return None
+        previous, until = row.previous_secret_hash, row.previous_valid_until
+        in_grace = previous is not None and until is not None and until > now
+        if in_grace and digests_match(digest, previous or ""):
+            return None
+        return "wrong_internal_key"
+
+    # -- audit -------------------------------------------------------------------------
+
+    def _audited(self, event: EventType, row: ServiceCredential, **extra: object) -> None:
+        """An event about ``row``, by the current caller (or the operator)."""
+        details: dict[str, object] = {
+            "credential": row.credential_id,
+            "name": row.name,
+            "endpoints": list(_split(row.endpoints)),
+            **extra,
+        }
+        self._audit.record(event, "success", details=details)
+
+    def _refused(
+        self, endpoint: InternalEndpoint, reason: str, row: ServiceCredential | None = None
+    ) -> None:
+        details: dict[str, object] = {"endpoint": endpoint.value}
+        if row is not None:
+            details["credential"] = row.credential_id
+        actor = Actor(login=f"service:{row.name}") if row is not None else Actor()
+        self._audit.record(
+            EventType.INTERNAL_CALL_REFUSED, "failure", actor=actor, reason=reason, details=details
+        )
+
+
+def _split(joined: str) -> tuple[str, ...]:
+    return tuple(part for part in joined.split(",") if part)
+
+
+def _validated(name: str, endpoints: Iterable[str]) -> tuple[str, list[str]]:
+    errors: list[FieldError] = []
+    name = name.strip()
+    if not name:
+        errors.append(FieldError("name", "Name is required."))
+    elif len(name) > NAME_MAX_LENGTH:
+        errors.append(FieldError("name", f"Name must be at most {NAME_MAX_LENGTH} characters."))
+    errors.extend(control_character_errors("name", name))
+    given = list(endpoints)
+    known = {endpoint.value for endpoint in InternalEndpoint}
+    if not given:
+        errors.append(FieldError("endpoints", "Allow at least one internal endpoint."))
+    for index, endpoint in enumerate(given):
+        if endpoint not in known:
+            errors.append(
+                FieldError(
+                    f"endpoints[{index}]",
+                    f"Unknown internal endpoint; known: {', '.join(sorted(known))}.",
+                )
+            )
+    if errors:
+        raise ValidationFailed(errors[0].message, field_errors=errors)
+    return name, sorted(set(given))
+
+
+async def _found(repository: ServiceCredentialRepository, credential_id: str) -> ServiceCredential:
+    row = await repository.by_credential_id(credential_id)
+    if row is None:
+        raise NotFound("No service credential with this id.", reason="service_credential_unknown")
+    return row
+
+
+def _live(row: ServiceCredential) -> ServiceCredential:
+    if row.revoked_at is not None:
+        raise Conflict("This service credential is revoked.", reason="service_credential_revoked")
+    return row
+
+
+def _name_taken() -> Conflict:
+    return Conflict(
+        "A service credential with this name already exists.",
+        reason="service_credential_name_exists",
+    )

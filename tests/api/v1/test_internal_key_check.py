@@ -1,0 +1,307 @@
+"""UTMStack v12's internal key check: ``POST /api/v1/api-keys/authenticate``.
+
+The contract follows v12's log ingestion, ``log-input/auth/upstream.go`` (it sends the
+service secret in ``X-Internal-Key`` and ``{"apiKey", "clientIp"}``, and reads
+``{"userId", "login", "tenantId"}``), and the route in ``backend/modules/iam/routes.go``
+(401 "invalid api key"; 403 without the internal credential), as issue 17 describes them
+(the project's UTMStack snapshot has no v12 branch). authgate's service credentials are
+its own (issue 17, "Better than v12"): each named, hashed, allowed named endpoints,
+rotatable, revocable and audited; the attacks below hold them to it.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx2
+from sqlalchemy import update
+
+from authgate.app import create_app
+from authgate.storage.audit_repository import AuditFilter
+from authgate.storage.models import ServiceCredential, User
+from authgate.storage.paging import PageRequest
+from tests.conftest import ADMIN_PASSWORD, USER_PASSWORD, FakeClock, Harness, bearer, test_settings
+
+PATH = "/api/v1/api-keys/authenticate"
+LOG_INPUT = "utmstack-log-input"
+
+
+async def service_credential(harness: Harness, name: str = LOG_INPUT) -> str:
+    created = await harness.services.service_credentials.create(name, ["api-keys.authenticate"])
+    return created.plaintext
+
+
+async def alice_key(harness: Harness, **fields: Any) -> str:
+    await harness.create_user("alice", USER_PASSWORD)
+    token = await harness.login("alice", USER_PASSWORD)
+    created = await harness.create_key(token, **fields)
+    key: str = created["key"]
+    return key
+
+
+async def check(
+    harness: Harness, internal_key: str | None, api_key: str, client_ip: str = "127.0.0.1"
+) -> httpx2.Response:
+    headers = {"X-Internal-Key": internal_key} if internal_key is not None else {}
+    return await harness.client.post(
+        PATH, json={"apiKey": api_key, "clientIp": client_ip}, headers=headers
+    )
+
+
+async def audited(harness: Harness, event_type: str) -> list[Any]:
+    await harness.services.audit.flush()
+    page = await harness.services.audit.search(
+        AuditFilter(event_types=(event_type,)), PageRequest(size=100)
+    )
+    return list(page.items)
+
+
+# -- the contract ----------------------------------------------------------------------
+
+
+async def test_a_valid_key_answers_the_owner(harness: Harness) -> None:
+    """log-input/auth/upstream.go: 200 {userId, login, tenantId}; userId is the owner's
+    public UUID (users.public_id), tenantId null (authgate has no tenants)."""
+    internal = await service_credential(harness)
+    key = await alice_key(harness)
+    response = await check(harness, internal, key, "127.0.0.1")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    async with harness.services.db.session() as session:
+        public_id = await session.scalar(
+            User.__table__.select().with_only_columns(User.public_id).where(User.login == "alice")
+        )
+    assert body == {"userId": public_id, "login": "alice", "tenantId": None}
+    # Unknown fields are ignored; the key's use is in its usage log, from clientIp.
+    extra = await harness.client.post(
+        PATH,
+        json={"apiKey": key, "clientIp": "::1", "tenant": "x"},
+        headers={"X-Internal-Key": internal},
+    )
+    assert extra.status_code == 200
+
+
+async def test_the_tenant_id_is_configurable(tmp_path: Path, clock: FakeClock) -> None:
+    """tenantId is AUTHGATE_V12_TENANT_ID (v12's MSSP tenants are out of scope)."""
+    app = create_app(test_settings(tmp_path / "data", v12_tenant_id="tenant-1"), clock=clock)
+    async with app.router.lifespan_context(app):
+        transport = httpx2.ASGITransport(app=app)
+        async with httpx2.AsyncClient(transport=transport, base_url="http://t") as client:
+            harness = Harness(app=app, services=app.state.services, client=client, clock=clock)
+            internal = await service_credential(harness)
+            key = await alice_key(harness)
+            response = await check(harness, internal, key)
+    assert response.status_code == 200, response.text
+    assert response.json()["tenantId"] == "tenant-1"
+
+
+async def test_missing_internal_key_is_403_before_the_body_is_read(harness: Harness) -> None:
+    """routes.go: 403 {"error"} without X-Internal-Key, whatever the body."""
+    response = await harness.client.post(PATH, content=b"{not json")
+    assert response.status_code == 403
+    assert response.json() == {"error": "missing internal key"}
+    refused = await audited(harness, "INTERNAL_CALL_REFUSED")
+    assert [entry.reason for entry in refused] == ["internal_key_missing"]
+
+
+async def test_a_bad_client_ip_is_400(harness: Harness) -> None:
+    internal = await service_credential(harness)
+    key = await alice_key(harness)
+    response = await check(harness, internal, key, "not-an-address")
+    assert response.status_code == 400
+    assert response.json() == {"error": "invalid client ip"}
+    missing = await harness.client.post(
+        PATH, json={"apiKey": key}, headers={"X-Internal-Key": internal}
+    )
+    assert missing.status_code == 400
+    assert set(missing.json()) == {"error"}
+
+
+# -- attacks on the service credential ---------------------------------------------------
+
+
+async def test_attack_a_wrong_secret_is_403_and_audited(harness: Harness) -> None:
+    internal = await service_credential(harness)
+    key = await alice_key(harness)
+    forged = internal[:-4] + ("AAAA" if not internal.endswith("AAAA") else "BBBB")
+    response = await check(harness, forged, key)
+    assert response.status_code == 403
+    assert response.json() == {"error": "invalid internal key"}
+    refused = await audited(harness, "INTERNAL_CALL_REFUSED")
+    assert [entry.reason for entry in refused] == ["wrong_internal_key"]
+    assert refused[0].client_ip == "127.0.0.1"  # the calling service, not clientIp
+
+
+async def test_attack_api_keys_and_tokens_are_not_service_credentials(harness: Harness) -> None:
+    """Neither a user's API key nor a user's JWT is accepted in X-Internal-Key (v12's
+    shared secret is the only thing it checks; here only an ags_ credential is)."""
+    key = await alice_key(harness)
+    token = await harness.login("alice", USER_PASSWORD)
+    await harness.create_user("root", ADMIN_PASSWORD, admin=True)
+    admin_token = await harness.login("root", ADMIN_PASSWORD)
+    for wrong in (key, token, admin_token, f"Bearer {admin_token}", ""):
+        response = await check(harness, wrong, key)
+        assert response.status_code == 403, wrong
+        assert set(response.json()) == {"error"}
+    # A bearer token next to no internal key changes nothing either.
+    response = await harness.client.post(
+        PATH, json={"apiKey": key, "clientIp": "127.0.0.1"}, headers=bearer(admin_token)
+    )
+    assert response.status_code == 403
+
+
+async def test_attack_a_revoked_credential_is_refused_at_once(harness: Harness) -> None:
+    created = await harness.services.service_credentials.create(
+        LOG_INPUT, ["api-keys.authenticate"]
+    )
+    key = await alice_key(harness)
+    assert (await check(harness, created.plaintext, key)).status_code == 200
+    await harness.services.service_credentials.revoke(created.view.id)
+    response = await check(harness, created.plaintext, key)
+    assert response.status_code == 403
+    assert response.json() == {"error": "invalid internal key"}
+    refused = await audited(harness, "INTERNAL_CALL_REFUSED")
+    assert [entry.reason for entry in refused] == ["internal_key_revoked"]
+
+
+async def test_attack_a_credential_not_allowed_the_endpoint_is_403(harness: Harness) -> None:
+    """A credential is allowed named internal endpoints only (v12's one secret passes
+    every internal check). Stored with another endpoint (one a later version adds)."""
+    created = await harness.services.service_credentials.create(
+        LOG_INPUT, ["api-keys.authenticate"]
+    )
+    async with harness.services.db.transaction() as session:
+        await session.execute(
+            update(ServiceCredential)
+            .where(ServiceCredential.credential_id == created.view.id)
+            .values(endpoints="reports.export")
+        )
+    key = await alice_key(harness)
+    response = await check(harness, created.plaintext, key)
+    assert response.status_code == 403
+    assert response.json() == {"error": "internal key not allowed for this endpoint"}
+    refused = await audited(harness, "INTERNAL_CALL_REFUSED")
+    assert [entry.reason for entry in refused] == ["endpoint_not_allowed"]
+
+
+async def test_attack_guessing_credentials_gets_the_caller_blocked(harness: Harness) -> None:
+    """Bad service credentials count against the caller's address like bad API keys:
+    past key_ip_max_failures the address is refused (429) even with the right one."""
+    internal = await service_credential(harness)
+    key = await alice_key(harness)
+    limit = harness.services.settings.key_ip_max_failures
+    for attempt in range(limit):
+        guess = f"ags_{internal[4:16]}_{attempt:043d}"
+        assert (await check(harness, guess, key)).status_code == 403
+    blocked = await check(harness, internal, key)
+    assert blocked.status_code == 429
+    assert "Retry-After" in blocked.headers
+    assert set(blocked.json()) == {"error"}
+
+
+# -- the key, checked as if its client sent it -------------------------------------------
+
+
+async def test_attack_a_key_from_a_disallowed_client_ip_is_401(harness: Harness) -> None:
+    """The key's allow list holds against clientIp (the key's client), not against the
+    service calling; the precise reason goes to the audit trail."""
+    internal = await service_credential(harness)
+    key = await alice_key(harness)  # allowed from 127.0.0.1 and ::1 only
+    response = await check(harness, internal, key, "203.0.113.9")
+    assert response.status_code == 401
+    assert response.json() == {"error": "invalid api key"}
+    failures = await audited(harness, "API_KEY_ACCESS_FAILURE")
+    assert [(entry.reason, entry.client_ip) for entry in failures] == [
+        ("ip_not_allowed", "203.0.113.9")
+    ]
+
+
+async def test_attack_revoked_and_expired_keys_are_401(harness: Harness) -> None:
+    internal = await service_credential(harness)
+    await harness.create_user("alice", USER_PASSWORD)
+    token = await harness.login("alice", USER_PASSWORD)
+    revoked = await harness.create_key(token, "to-revoke")
+    deleted = await harness.client.delete(f"/api/api-keys/{revoked['id']}", headers=bearer(token))
+    assert deleted.status_code in (200, 204), deleted.text
+    expiring = await harness.create_key(token, "short", days=1)
+    assert (await check(harness, internal, expiring["key"])).status_code == 200
+    harness.clock.advance(days=2)
+    for key in (revoked["key"], expiring["key"], "agk_random", "eyJhbGciOi.x.y"):
+        response = await check(harness, internal, key)
+        assert response.status_code == 401, key
+        assert response.json() == {"error": "invalid api key"}
+
+
+async def test_attack_bad_keys_are_counted_against_the_client_ip(harness: Harness) -> None:
+    """Not an open oracle: bad keys block the clientIp they are reported for, as
+    forward-auth blocks the address its proxy reports; other clients are unaffected."""
+    internal = await service_credential(harness)
+    key = await alice_key(harness, allowedIp=[])
+    limit = harness.services.settings.key_ip_max_failures
+    for _ in range(limit):
+        bad = await check(harness, internal, "agk_" + "x" * 62, "198.51.100.7")
+        assert bad.status_code == 401
+    blocked = await check(harness, internal, key, "198.51.100.7")
+    assert blocked.status_code == 429
+    assert "Retry-After" in blocked.headers
+    assert (await check(harness, internal, key, "198.51.100.8")).status_code == 200
+
+
+# -- rotation --------------------------------------------------------------------------
+
+
+async def test_rotation_without_grace_invalidates_the_old_secret_at_once(
+    harness: Harness,
+) -> None:
+    created = await harness.services.service_credentials.create(
+        LOG_INPUT, ["api-keys.authenticate"]
+    )
+    key = await alice_key(harness)
+    rotated = await harness.services.service_credentials.rotate(created.view.id)
+    assert rotated.plaintext != created.plaintext
+    assert rotated.view.id == created.view.id
+    assert (await check(harness, created.plaintext, key)).status_code == 403
+    assert (await check(harness, rotated.plaintext, key)).status_code == 200
+
+
+async def test_rotation_with_grace_keeps_the_old_secret_until_it_ends(harness: Harness) -> None:
+    created = await harness.services.service_credentials.create(
+        LOG_INPUT, ["api-keys.authenticate"]
+    )
+    key = await alice_key(harness)
+    rotated = await harness.services.service_credentials.rotate(
+        created.view.id, grace=timedelta(hours=1)
+    )
+    assert (await check(harness, created.plaintext, key)).status_code == 200
+    assert (await check(harness, rotated.plaintext, key)).status_code == 200
+    harness.clock.advance(hours=1, seconds=1)
+    assert (await check(harness, created.plaintext, key)).status_code == 403
+    assert (await check(harness, rotated.plaintext, key)).status_code == 200
+
+
+async def test_last_use_is_recorded_to_the_minute(harness: Harness) -> None:
+    """Not a database write per call: at most one per minute and credential."""
+    created = await harness.services.service_credentials.create(
+        LOG_INPUT, ["api-keys.authenticate"]
+    )
+    key = await alice_key(harness)
+    first = harness.clock()
+    assert (await check(harness, created.plaintext, key)).status_code == 200
+    harness.clock.advance(seconds=30)
+    assert (await check(harness, created.plaintext, key)).status_code == 200
+    assert (await harness.services.service_credentials.get(created.view.id)).last_used_at == first
+    harness.clock.advance(seconds=31)
+    assert (await check(harness, created.plaintext, key)).status_code == 200
+    view = await harness.services.service_credentials.get(created.view.id)
+    assert view.last_used_at == harness.clock()
+
+
+async def test_the_fixed_path_is_matched_before_any_key_id_template(harness: Harness) -> None:
+    """POST /api/v1/api-keys/authenticate must not be taken for a key id by a
+    /api/v1/api-keys/{id} route: it is registered before every such route."""
+    paths = [getattr(route, "path", "") for route in harness.app.routes]
+    internal = paths.index(PATH)
+    templates = [i for i, path in enumerate(paths) if path.startswith("/api/v1/api-keys/{")]
+    assert all(internal < index for index in templates)

@@ -1,0 +1,80 @@
+"""``authgate service-credentials create|list|rotate|revoke`` (issue 17): the operator
+manages what other services send in ``X-Internal-Key``, in-process with CliRunner; the
+credentials printed are checked against the app on the same data dir."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx2
+
+from authgate.app import create_app
+from authgate.settings import Settings
+from tests.test_cli import (
+    assert_exits,
+    data_dir,  # noqa: F401 (a fixture)
+    invoke,
+    table_rows,
+)
+
+
+def json_of(*args: str) -> Any:
+    result = invoke(*args, "-o", "json")
+    assert_exits(result, 0)
+    return json.loads(result.stdout)
+
+
+def internal_status(credential: str) -> int:
+    """The internal key check's status with ``credential`` (for an unknown API key:
+    401 when the credential is accepted, 403 when it is refused)."""
+
+    async def call() -> int:
+        app = create_app(Settings())
+        async with app.router.lifespan_context(app):
+            transport = httpx2.ASGITransport(app=app, client=("127.0.0.1", 5000))
+            async with httpx2.AsyncClient(transport=transport, base_url="http://t") as client:
+                response = await client.post(
+                    "/api/v1/api-keys/authenticate",
+                    json={"apiKey": "agk_unknown", "clientIp": "192.0.2.1"},
+                    headers={"X-Internal-Key": credential},
+                )
+        return response.status_code
+
+    return asyncio.run(call())
+
+
+def test_create_list_rotate_revoke(data_dir: Path) -> None:  # noqa: F811
+    created = json_of("service-credentials", "create", "--name", "log-input")
+    assert created["credential"].startswith(f"ags_{created['id']}_")
+    assert created["endpoints"] == ["api-keys.authenticate"]
+    assert internal_status(created["credential"]) == 401
+
+    listed = invoke("service-credentials", "list")
+    assert_exits(listed, 0)
+    assert created["credential"] not in listed.stdout
+    assert [row[:3] for row in table_rows(listed.stdout)] == [
+        [created["id"], "log-input", "active"]
+    ]
+
+    rotated = json_of("service-credentials", "rotate", created["id"], "--grace", "1h")
+    assert rotated["credential"] != created["credential"]
+    assert internal_status(created["credential"]) == 401  # within the grace period
+    assert internal_status(rotated["credential"]) == 401
+
+    revoked = invoke("service-credentials", "revoke", created["id"])
+    assert_exits(revoked, 0)
+    assert internal_status(rotated["credential"]) == 403
+    assert json_of("service-credentials", "list") == []
+    everything = json_of("service-credentials", "list", "--include-revoked")
+    assert [c["status"] for c in everything] == ["revoked"]
+
+
+def test_refusals_are_one_line_and_an_exit_code(data_dir: Path) -> None:  # noqa: F811
+    unknown = invoke("service-credentials", "create", "--name", "x", "--endpoint", "users.delete")
+    assert_exits(unknown, 1)
+    assert "Unknown internal endpoint" in unknown.output
+    assert_exits(invoke("service-credentials", "revoke", "nosuchid"), 1)
+    assert_exits(invoke("service-credentials", "rotate", "nosuchid", "--grace", "8d"), 1)

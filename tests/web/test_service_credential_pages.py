@@ -1,0 +1,89 @@
+"""Settings > Service credentials (issue 17): administrators create, rotate and revoke
+what other services send in X-Internal-Key; the credential is shown once."""
+
+from __future__ import annotations
+
+from authgate.storage.audit_repository import AuditFilter
+from authgate.storage.paging import PageRequest
+from tests.conftest import Harness
+from tests.web.conftest import Browser, html, main_text, redirect_target
+
+PAGE = "/settings/service-credentials"
+
+
+async def internal_status(harness: Harness, credential: str) -> int:
+    """401 when the credential is accepted (the API key is unknown), 403 when refused."""
+    response = await harness.client.post(
+        "/api/v1/api-keys/authenticate",
+        json={"apiKey": "agk_unknown", "clientIp": "192.0.2.1"},
+        headers={"X-Internal-Key": credential},
+    )
+    return response.status_code
+
+
+async def create(admin: Browser, name: str = "log-input") -> str:
+    response = await admin.post(PAGE, {"name": name, "endpoints": ["api-keys.authenticate"]})
+    assert response.status_code == 200, response.text
+    assert response.headers["cache-control"] == "no-store"
+    return html(response).by_id("new-credential").text
+
+
+async def test_admin_creates_a_credential_shown_once(harness: Harness, admin: Browser) -> None:
+    """The created credential is on the answer page only (no-store), works at once, and
+    the creation is audited with the administrator as actor."""
+    credential = await create(admin)
+    assert credential.startswith("ags_")
+    assert await internal_status(harness, credential) == 401
+    listing = await admin.get(PAGE)
+    assert listing.status_code == 200
+    assert "log-input" in main_text(listing)
+    assert credential not in listing.text
+    await harness.services.audit.flush()
+    page = await harness.services.audit.search(
+        AuditFilter(event_types=("SERVICE_CREDENTIAL_CREATED",)), PageRequest(size=10)
+    )
+    assert [entry.actor_login for entry in page.items] == ["admin"]
+
+
+async def test_refused_input_is_shown_at_the_field(harness: Harness, admin: Browser) -> None:
+    """No endpoint ticked: 422; a name in use: 409; the values entered are kept."""
+    no_endpoint = await admin.post(PAGE, {"name": "log-input"})
+    assert no_endpoint.status_code == 422
+    assert "Allow at least one internal endpoint." in main_text(no_endpoint)
+    await create(admin)
+    duplicate = await admin.post(PAGE, {"name": "log-input", "endpoints": "api-keys.authenticate"})
+    assert duplicate.status_code == 409
+    assert "already exists" in main_text(duplicate)
+    assert html(duplicate).by_id("new-name").attrs["value"] == "log-input"
+
+
+async def test_admin_rotates_and_revokes(harness: Harness, admin: Browser) -> None:
+    """Rotating shows the new secret once (the old one stops without a grace period);
+    revoking refuses the credential's next call; an unknown id is the 404 page."""
+    credential = await create(admin)
+    (row,) = await harness.services.service_credentials.list_all()
+    rotated = await admin.post(f"{PAGE}/{row.id}/rotate", {"grace_seconds": "0"})
+    assert rotated.status_code == 200
+    new = html(rotated).by_id("new-credential").text
+    assert await internal_status(harness, credential) == 403
+    assert await internal_status(harness, new) == 401
+    revoked = await admin.post(f"{PAGE}/{row.id}/revoke")
+    assert redirect_target(revoked).startswith(PAGE)
+    assert await internal_status(harness, new) == 403
+    unknown = await admin.post(f"{PAGE}/nosuchid/rotate", {"grace_seconds": "0"})
+    assert unknown.status_code == 404
+
+
+async def test_only_admins_with_the_form_token(
+    harness: Harness, admin: Browser, alice: Browser
+) -> None:
+    """An ordinary user gets 403 for the page and its forms; a form without the CSRF
+    token is refused; nothing is created."""
+    assert (await alice.get(PAGE)).status_code == 403
+    refused = await alice.post(PAGE, {"name": "x", "endpoints": "api-keys.authenticate"})
+    assert refused.status_code == 403
+    no_token = await admin.post(
+        PAGE, {"name": "x", "endpoints": "api-keys.authenticate"}, csrf=False
+    )
+    assert no_token.status_code == 403
+    assert await harness.services.service_credentials.list_all() == []
