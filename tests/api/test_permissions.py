@@ -325,3 +325,25 @@ def test_every_admin_route_names_its_permission(harness: Harness) -> None:
     assert marked[("DELETE", "/api/v1/users/{user_id}")] == "users.delete"
     assert marked[("GET", "/api/v1/roles")] == "roles.read"
     assert marked[("GET", "/api/v1/roles/{name}")] == "roles.read"
+
+
+async def test_api_keys_read_sees_every_key_and_only_api_keys_write_revokes_them(
+    harness: Harness,
+) -> None:
+    """A viewer (``api_keys.read``) lists and reads everyone's keys; revoking someone
+    else's needs ``api_keys.write`` (the key stays "not found" to a viewer), which an
+    admin holds."""
+    admin = bearer(await _admin(harness))
+    await harness.create_user("alice", USER_PASSWORD)
+    alice_key = await harness.create_key(await harness.login("alice", USER_PASSWORD), "alice-ci")
+    viewer = bearer(await _token(harness, "vera", "ROLE_VIEWER"))
+    listed = await harness.client.get("/api/api-keys", params={"all": "true"}, headers=viewer)
+    assert [key["name"] for key in listed.json()] == ["alice-ci"]
+    shown = await harness.client.get(f"/api/api-keys/{alice_key['id']}", headers=viewer)
+    assert shown.status_code == 200
+    revoke = f"/api/api-keys/{alice_key['id']}"
+    assert (await harness.client.delete(revoke, headers=viewer)).status_code == 404
+    user = bearer(await _token(harness, "ursula"))
+    mine_only = await harness.client.get("/api/api-keys", params={"all": "true"}, headers=user)
+    assert mine_only.json() == []
+    assert (await harness.client.delete(revoke, headers=admin)).status_code == 204

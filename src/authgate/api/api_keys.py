@@ -293,7 +293,7 @@ async def create_api_key(
 
 @router.get(
     "",
-    summary="List API keys (yours; admins: everyone's with all=true)",
+    summary="List API keys (yours; with api_keys.read: everyone's with all=true)",
     response_model=list[ApiKeyDTO],
     responses=documented(401, 403, 422),
 )
@@ -301,9 +301,11 @@ async def list_api_keys(
     request: Request,
     response: Response,
     paging: PageRequestDep,
-    everyone: Annotated[bool, Query(alias="all", description="Admins: every user's keys.")] = False,
+    everyone: Annotated[
+        bool, Query(alias="all", description="With api_keys.read: every user's keys.")
+    ] = False,
     userId: Annotated[
-        int | None, Query(ge=1, le=2**63 - 1, description="Admins: one owner.")
+        int | None, Query(ge=1, le=2**63 - 1, description="With api_keys.read: one owner.")
     ] = None,
     includeRevoked: Annotated[bool, Query(description="Also list revoked keys.")] = False,
 ) -> list[ApiKeyDTO]:
