@@ -36,6 +36,7 @@ from pydantic_settings import (
 
 from authgate.exceptions import AmbiguousUpstreamPath, ConfigurationError
 from authgate.security.paths import canonical_text_path
+from authgate.security.permissions import ALL_PERMISSIONS
 from authgate.security.principal import SCOPE_PATTERN
 from authgate.settings_messages import describe_validation_error, unknown_variables
 from authgate.settings_secrets import secrets_from_files
@@ -72,7 +73,9 @@ class ForwardAuthRuleSetting(BaseModel):
     A prefix covers whole path segments (``/admin`` and ``/admin/`` both cover ``/admin``
     and ``/admin/x``, not ``/administrator``) and must be written in canonical form.
     ``scopes`` are all required of API keys (a user's token carries the user's full
-    rights); ``roles``: the caller (user or key) needs one of them.
+    rights); ``roles``: the caller (user or key) needs one of them; ``permission``: the
+    caller's roles in force must grant it (``users.read``, ...; an API key holds
+    permissions only with the ``admin`` scope).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -81,7 +84,16 @@ class ForwardAuthRuleSetting(BaseModel):
     methods: list[str] = Field(default_factory=list)
     scopes: list[str] = Field(default_factory=list)
     roles: list[str] = Field(default_factory=list)
+    permission: str | None = None
     allow: bool = Field(default=True, description="false: refuse every request (403).")
+
+    @field_validator("permission")
+    @classmethod
+    def _known_permission(cls, permission: str | None) -> str | None:
+        if permission is not None and permission not in ALL_PERMISSIONS:
+            known = ", ".join(sorted(ALL_PERMISSIONS))
+            raise ValueError(f"unknown permission {permission!r}; use one of {known}")
+        return permission
 
     @field_validator("methods")
     @classmethod

@@ -60,6 +60,8 @@ CREDENTIAL_ROUTES = {
     ("POST", "/api/v1/api-keys"),
     ("PUT", "/api/v1/api-keys/{key_id:key_ref}"),
     ("POST", "/api/v1/api-keys/{key_id:key_ref}/generate"),
+    ("POST", "/api/v1/users"),
+    ("PUT", "/api/v1/users/{user_id}/roles"),
     ("POST", "/api/v1/tfa/enroll"),
     ("POST", "/api/v1/tfa/disable"),
     ("POST", "/api/v1/users/{user_id}/tfa/disable"),

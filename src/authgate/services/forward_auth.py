@@ -9,8 +9,9 @@ make *this* request is decided here, by rules per upstream path prefix and metho
 * the rule with the longest matching prefix wins; among rules with the same prefix,
   the first whose methods include the request's (a rule without methods takes any);
 * a rule requires all its ``scopes`` of an API key (a user's token carries the user's
-  full rights), one of its ``roles`` of any caller, or refuses everything
-  (``allow = false``);
+  full rights), one of its ``roles`` of any caller, its ``permission`` of any caller
+  (granted by the roles in force; an API key holds permissions only with the
+  ``admin`` scope), or refuses everything (``allow = false``);
 * a request no rule matches is held to authgate's own rule (API keys need ``write``
   for unsafe methods) or refused, as ``forward_auth_unmatched`` says.
 
@@ -56,6 +57,7 @@ class Requirement:
 
     scopes: frozenset[str] = frozenset()
     roles: frozenset[str] = frozenset()
+    permission: str | None = None
     allow: bool = True
     rule: str = "default"  # which rule decided (for logs and errors)
 
@@ -69,6 +71,11 @@ class Requirement:
             raise PermissionDenied(
                 f"This upstream path needs one of the roles {', '.join(sorted(self.roles))}",
                 reason="role_required",
+            )
+        if self.permission is not None and not principal.has_permission(self.permission):
+            raise PermissionDenied(
+                f"This upstream path needs the permission {self.permission}",
+                reason="permission_required",
             )
         if principal.scopes is not None and not self.scopes <= principal.scopes:
             missing = ", ".join(sorted(self.scopes - principal.scopes))
@@ -113,6 +120,7 @@ class ForwardAuthPolicy:
                     requirement=Requirement(
                         scopes=frozenset(rule.scopes),
                         roles=frozenset(rule.roles),
+                        permission=rule.permission,
                         allow=rule.allow,
                         rule=f"{rule.path_prefix} {','.join(rule.methods) or '*'}",
                     ),
