@@ -50,7 +50,7 @@ class Running:
     client: httpx2.Client
     token: str
     key: str
-    key_id: int
+    key_id: str
 
 
 @pytest.fixture
@@ -123,7 +123,7 @@ def assert_unavailable_json(response: httpx2.Response) -> None:
     assert body["code"] == "database_unavailable"
 
 
-def outage_usage(client: httpx2.Client, token: str, key_id: int) -> int:
+def outage_usage(client: httpx2.Client, token: str, key_id: str) -> int:
     response = client.get(
         "/api/api-keys/usage",
         params={"apiKeyId": key_id, "size": 1000},

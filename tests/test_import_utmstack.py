@@ -371,6 +371,16 @@ async def test_import_keeps_passwords_keys_and_roles_working(
     async with harness.services.db.session() as session:
         stored = await session.scalar(select(ApiKey.legacy_id).where(ApiKey.name == "bare-v4"))
     assert stored == utmstack.key_ids["bare-v4"]
+    # issue 13 §6: the key keeps UTMStack's UUID as its id, so the id a UTMStack client
+    # stored (v11 ApiKeyResponseDTO.id) still names it.
+    assert {k["name"]: k["id"] for k in listed.json()} == {
+        name: utmstack.key_ids[name]
+        for name in ("bare-v4", "cidr-host-bits", "ipv6-exact", "unrestricted", "expired")
+    }
+    by_utmstack_id = await harness.client.get(
+        f"/api/api-keys/{utmstack.key_ids['bare-v4']}", headers=bearer(token)
+    )
+    assert by_utmstack_id.json()["name"] == "bare-v4"
 
 
 async def test_second_import_changes_nothing_and_follows_utmstack_edits(

@@ -320,7 +320,7 @@ def login(server: Server, username: str, password: str) -> str:
 class Owner:
     login: str
     token: str
-    key_id: int
+    key_id: str
     key: str
     expires_at: str
 

@@ -27,6 +27,7 @@ from authgate.api import (
 from authgate.api.errors import install_error_handlers
 from authgate.api.middleware import RequestBodyLimit, SecurityHeadersAndRequestLogs
 from authgate.api.openapi import install_openapi
+from authgate.api.v1 import api_keys as v1_api_keys
 from authgate.api.v1 import auth as v1_auth
 from authgate.api.v1 import internal as v1_internal
 from authgate.api.v1 import recovery as v1_recovery
@@ -145,6 +146,7 @@ def create_app(
         v1_auth.public_router,
         v1_auth.router,
         v1_auth.self_router,
+        v1_api_keys.router,
         v1_recovery.router,
         v1_tfa.setup_router,
         v1_tfa.admin_router,

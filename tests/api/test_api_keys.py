@@ -120,14 +120,20 @@ async def test_another_users_key_is_not_found(
 
 
 async def test_missing_key_id_is_404_never_500(harness: Harness, user_token: str) -> None:
-    """Unknown ids answer 404; a non-numeric id is a 422 validation error."""
-    assert (
-        await harness.client.get(f"{KEYS}/999999", headers=bearer(user_token))
-    ).status_code == 404
-    assert (
-        await harness.client.delete(f"{KEYS}/999999", headers=bearer(user_token))
-    ).status_code == 404
-    assert (await harness.client.get(f"{KEYS}/0", headers=bearer(user_token))).status_code == 422
+    """Unknown ids answer 404 "API key not found" (0 and a number beyond a bigint
+    included); a segment that is neither a UUID nor a number is no key route at all."""
+    unknown = ("999999", "0", "9" * 30, "6f1c3e0a-2b4d-4c8e-9a7f-0d5b1e2c3a4f")
+    for key_id in unknown:
+        for method in ("GET", "DELETE"):
+            response = await harness.client.request(
+                method, f"{KEYS}/{key_id}", headers=bearer(user_token)
+            )
+            assert response.status_code == 404, (method, key_id)
+            assert response.json()["message"] == "API key not found"
+    for key_id in ("nope", "%00", "6f1c3e0a2b4d4c8e9a7f0d5b1e2c3a4f", "-1", "1.5"):
+        response = await harness.client.get(f"{KEYS}/{key_id}", headers=bearer(user_token))
+        assert response.status_code == 404, key_id
+        assert response.json()["status"] == 404
 
 
 async def test_admin_may_read_and_revoke_but_not_edit_anyones_key(

@@ -98,7 +98,7 @@ class Node:
             expires_at=self.clock() + timedelta(days=30),
             rate_limit=rate_limit,
         )
-        await self.services.api_keys.replace(None, created.view.id, spec)
+        await self.services.api_keys.replace(None, created.view.key_pk, spec)
 
     async def audit(self, *event_types: str) -> list[Any]:
         await self.services.audit.flush()

@@ -147,8 +147,8 @@ async def test_legacy_key_is_marked_and_rotates_to_an_agk_key_with_grace(
     assert plaintext[:8] not in dto["prefix"]
     assert plaintext[-4:] not in dto["prefix"]
     review = (await harness.client.get(f"{KEYS}/review", headers=bearer(admin_token))).json()
-    assert [k["id"] for k in review["legacy"]] == [key_id]
-    assert [k["id"] for k in review["beyondExpiryPolicy"]] == [key_id]  # no expiry
+    assert [k["id"] for k in review["legacy"]] == [dto["id"]]
+    assert [k["id"] for k in review["beyondExpiryPolicy"]] == [dto["id"]]  # no expiry
 
     response = await harness.client.post(
         f"{KEYS}/{key_id}/generate", params={"graceSeconds": 3600}, headers=bearer(user_token)

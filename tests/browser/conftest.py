@@ -137,8 +137,8 @@ def api_token(server: Server, account: Account) -> str:
 
 def create_api_key(
     server: Server, account: Account, name: str, allowed: list[str] | None = None
-) -> tuple[int, str]:
-    """A key made with the REST API (id, plaintext), for tests about other things."""
+) -> tuple[str, str]:
+    """A key made with the REST API (its UUID, plaintext), for tests about other things."""
     expires = (datetime.now(UTC) + timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
     response = httpx2.post(
         f"{server.base_url}/api/api-keys",
@@ -148,7 +148,7 @@ def create_api_key(
     )
     assert response.status_code == 201, response.text
     body = response.json()
-    return int(body["id"]), str(body["key"])
+    return str(body["id"]), str(body["key"])
 
 
 def account_status(server: Server, key: str) -> httpx2.Response:

@@ -59,7 +59,7 @@ async def reload_until_visible(page: Page, target: Locator, *, within: float = 1
         await page.reload()
 
 
-def create_unrestricted_key(server: Server, account: Account, name: str) -> tuple[int, str]:
+def create_unrestricted_key(server: Server, account: Account, name: str) -> tuple[str, str]:
     """A key accepted from any address (empty allowedIp), made with the REST API."""
     expires = (datetime.now(UTC) + timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
     response = httpx2.post(
@@ -71,7 +71,7 @@ def create_unrestricted_key(server: Server, account: Account, name: str) -> tupl
     assert response.status_code == 201, response.text
     body = response.json()
     assert body["allowedIp"] == []
-    return int(body["id"]), str(body["key"])
+    return str(body["id"]), str(body["key"])
 
 
 def user_row(page: Page, login: str) -> Locator:

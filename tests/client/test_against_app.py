@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -190,7 +191,7 @@ async def test_key_lifecycle_list_show_update_rotate_revoke(
             await keyed.account()
     assert raised.value.code == "invalid_api_key"
     with pytest.raises(NotFoundError):
-        await alice.get_api_key(created.id + 1000)
+        await alice.get_api_key(str(uuid.uuid4()))
 
 
 async def test_key_usage_lists_the_calls_made_with_it(harness: Harness, alice: AsyncClient) -> None:

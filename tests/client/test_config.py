@@ -174,7 +174,7 @@ def test_repr_of_an_authgate_key_shows_its_public_prefix_only() -> None:
 def test_created_and_regenerated_keys_hide_the_key() -> None:
     """repr of CreatedApiKey and RegeneratedApiKey shows the prefix, not the key."""
     created = CreatedApiKey(
-        id=1,
+        id="6f1c3e0a-2b4d-4c8e-9a7f-0d5b1e2c3a4f",
         name="ci",
         allowed_ips=(),
         created_at=None,
@@ -191,7 +191,7 @@ def test_created_and_regenerated_keys_hide_the_key() -> None:
         user_id=1,
         key=KEY,
     )
-    regenerated = RegeneratedApiKey(id=1, key=KEY)
+    regenerated = RegeneratedApiKey(id="6f1c3e0a-2b4d-4c8e-9a7f-0d5b1e2c3a4f", key=KEY)
     for value in (created, regenerated):
         assert KEY not in everything_printed(value)
         assert "agk_cIK4tKtaoYB4_" in repr(value)

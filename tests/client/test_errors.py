@@ -81,7 +81,7 @@ def test_json_message_wins_over_header_and_phrase() -> None:
     body = {"status": 404, "code": "not_found", "message": "API key 7 not found"}
     handler = always(404, json=body, headers={"X-UtmStack-error": "other"})
     with client(handler) as sdk, pytest.raises(NotFoundError) as raised:
-        sdk.get_api_key(7)
+        sdk.get_api_key("7")
     assert raised.value.message == "API key 7 not found"
     assert raised.value.code == "not_found"
     assert str(raised.value) == "404: API key 7 not found"

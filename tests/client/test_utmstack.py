@@ -80,7 +80,7 @@ async def test_header_only_conflict_and_server_error(
     with pytest.raises(ConflictError, match="already exists"):
         await admin.create_api_key("ci", expires_at=None)
     with pytest.raises(ServerError) as raised:
-        await admin.get_api_key(99)
+        await admin.get_api_key("6f1c3e0a-2b4d-4c8e-9a7f-0d5b1e2c3a4f")
     assert raised.value.message == "ApiKey not found"
 
 

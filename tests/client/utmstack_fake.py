@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -52,7 +53,7 @@ class FakeUtmStack:
     version: Version
     now: float = 1_900_000_000.0
     tokens: dict[str, tuple[str, float, bool]] = field(default_factory=dict)
-    api_keys: dict[int, dict[str, Any]] = field(default_factory=dict)
+    api_keys: dict[str, dict[str, Any]] = field(default_factory=dict)
     logins: int = 0
     seen_headers: list[dict[str, str]] = field(default_factory=list)
 
@@ -64,8 +65,8 @@ class FakeUtmStack:
         self.tokens[token] = (login, exp, authenticated)
         return token
 
-    def add_key(self, name: str, owner: str = USER) -> tuple[int, str]:
-        key_id = len(self.api_keys) + 1
+    def add_key(self, name: str, owner: str = USER) -> tuple[str, str]:
+        key_id = str(uuid.uuid4())  # v11's api_keys.id is a UUID
         plaintext = secrets.token_urlsafe(32)  # 43 characters, no prefix, like UTMStack
         self.api_keys[key_id] = {"id": key_id, "name": name, "key": plaintext, "owner": owner}
         return key_id, plaintext
@@ -190,7 +191,7 @@ class FakeUtmStack:
     async def api_key(self, request: Request) -> Response:
         if self.caller(request) is None:
             return self._unauthorized(request)
-        entry = self.api_keys.get(int(request.path_params["key_id"]))
+        entry = self.api_keys.get(request.path_params["key_id"])
         if entry is None:
             return header_error(500, "ApiKey not found")  # UTMStack answers 500 here
         if request.method == "DELETE":
@@ -201,7 +202,7 @@ class FakeUtmStack:
     async def generate(self, request: Request) -> Response:
         if self.caller(request) is None:
             return self._unauthorized(request)
-        entry = self.api_keys.get(int(request.path_params["key_id"]))
+        entry = self.api_keys.get(request.path_params["key_id"])
         if entry is None:
             return header_error(500, "ApiKey not found")
         entry["key"] = secrets.token_urlsafe(32)
@@ -228,7 +229,7 @@ class FakeUtmStack:
                 else Route("/api/tfa/verifyCode", self.verify_code_v10, methods=["GET"]),
                 Route("/api/account", self.account, methods=["GET"]),
                 Route("/api/api-keys", self.api_keys_collection, methods=["GET", "POST"]),
-                Route("/api/api-keys/{key_id:int}", self.api_key, methods=["GET", "DELETE"]),
-                Route("/api/api-keys/{key_id:int}/generate", self.generate, methods=["POST"]),
+                Route("/api/api-keys/{key_id}", self.api_key, methods=["GET", "DELETE"]),
+                Route("/api/api-keys/{key_id}/generate", self.generate, methods=["POST"]),
             ]
         )

@@ -280,7 +280,7 @@ async def test_a_record_replaced_by_a_correctly_hashed_forgery_is_reported(
     ids = await chained(services)
     async with services.db.session() as session:
         rows = await AuditRepository(session).after(0, AuditFilter(), limit=1000)
-    before, victim = rows[1], rows[2]
+    (before, _), (victim, _) = rows[1], rows[2]
     forged = dataclasses.replace(AuditRow.of_model(victim), actor_login="forged")
     async with services.db.transaction() as session:
         await session.execute(text("DELETE FROM audit_events WHERE id = :id"), {"id": victim.id})
@@ -307,7 +307,7 @@ async def test_a_forged_record_appended_without_moving_the_head_is_reported(
     accepted as part of the trail."""
     await chained(services)
     async with services.db.session() as session:
-        newest = (await AuditRepository(session).page(AuditFilter(), PageRequest(size=1)))[0]
+        newest, _ = (await AuditRepository(session).page(AuditFilter(), PageRequest(size=1)))[0]
     forged = dataclasses.replace(AuditRow.of_model(newest), actor_login="forged")
     async with services.db.transaction() as session:
         connection = await session.connection()
@@ -580,7 +580,7 @@ async def test_retention_deletes_old_records_and_the_rest_stays_verifiable(
     cutoff = clock() - timedelta(days=services.settings.audit_retention_days)
     async with services.db.session() as session:
         expired = await AuditRepository(session).after(0, AuditFilter(until=cutoff), limit=1000)
-    expired_ids = [row.id for row in expired]
+    expired_ids = [row.id for row, _ in expired]
     assert expired_ids[: len(old_ids)] == old_ids
 
     assert await services.audit.delete_expired() == len(expired_ids)
@@ -771,7 +771,7 @@ async def test_a_usage_record_the_database_refuses_is_dropped_and_the_rest_are_w
 
     def event(reason: str | None, path: str) -> UsageEvent:
         return UsageEvent(
-            api_key_id=created.view.id,
+            api_key_id=created.view.key_pk,
             api_key_name="k",
             user_id=admin.id,
             occurred_at=harness.clock(),

@@ -159,7 +159,11 @@ async def test_accepted_requests_are_audited_only_as_security_events_each_once(
     ]
     assert events[-1].details == {"idleSeconds": 7200}
 
-    counts = [row[0] for row in await rollups(harness, created["id"])]
+    async with harness.services.db.session() as session:
+        key_pk = await session.scalar(
+            text("SELECT id FROM api_keys WHERE public_id = :id"), {"id": created["id"]}
+        )
+    counts = [row[0] for row in await rollups(harness, key_pk)]
     assert sum(counts) == 9
     token = await harness.login("alice", USER_PASSWORD)  # the first one expired meanwhile
     usage = await harness.client.get(

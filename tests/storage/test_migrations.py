@@ -83,3 +83,45 @@ async def test_v12_migration_gives_existing_users_distinct_public_ids(database_u
         assert all(str(uuid.UUID(value)) == value for value in ids)
     finally:
         await engine.dispose()
+
+
+async def test_key_ids_migration_backfills_uuids_keeping_utmstack_ones(database_url: str) -> None:
+    """0012_key_public_ids gives every key made before it a UUID public id; a key
+    imported from UTMStack gets UTMStack's own UUID (``legacy_id``), so the id a
+    UTMStack client stored keeps naming it."""
+    engine = create_async_engine(database_url)
+    utmstack_id = "0b9c4c39-5f1e-4d6a-8f57-2b1f6a7c9d10"
+    try:
+        await migrate.upgrade(engine)
+        await migrate.downgrade(engine, "0011_v12_sessions")
+        now = datetime.now(UTC)
+        async with engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "INSERT INTO users (login, email, lang_key, activated, authorities,"
+                    " password_hash, created_at, updated_at, public_id)"
+                    " VALUES ('alice', 'alice@example.com', 'en', true, 'ROLE_USER', 'x',"
+                    " :now, :now, :public_id)"
+                ),
+                {"now": now, "public_id": str(uuid.uuid4())},
+            )
+            owner = (await connection.execute(text("SELECT id FROM users"))).scalar_one()
+            for name, legacy_id in (("own", None), ("imported", utmstack_id), ("own-2", None)):
+                await connection.execute(
+                    text(
+                        "INSERT INTO api_keys (user_id, name, key_id, key_tail, secret_hash,"
+                        " allowed_networks, scopes, created_at, generated_at, updated_at,"
+                        " legacy_id) VALUES (:owner, :name, :name, 'abcd', 'x', '', 'read',"
+                        " :now, :now, :now, :legacy_id)"
+                    ),
+                    {"owner": owner, "name": name, "now": now, "legacy_id": legacy_id},
+                )
+        await migrate.upgrade(engine)
+        async with engine.connect() as connection:
+            rows = (await connection.execute(text("SELECT name, public_id FROM api_keys"))).all()
+        ids: dict[str, str] = dict(rows)
+        assert ids["imported"] == utmstack_id
+        assert len(set(ids.values())) == 3
+        assert all(str(uuid.UUID(value)) == value for value in ids.values())
+    finally:
+        await engine.dispose()

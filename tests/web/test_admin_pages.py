@@ -619,12 +619,12 @@ async def test_key_review_lists_keys_of_every_user_by_section(
     assert names("unrestricted") == ["wide-open"]
     assert names("expiring") == ["wide-open"]
     assert names("broad") == ["wide-open"]
-    row = page.by_id("expiring").find("tr", data_key_id=str(broad.view.id))
+    row = page.by_id("expiring").find("tr", data_key_id=broad.view.public_id)
     assert row.find("td", data_label="Owner").text == "alice"
     assert row.find("td", data_label="Status").text == "expiring"
     assert row.find("td", data_label="Last used").text == "never used"
     link = row.find("a").attrs["href"]
-    assert link == f"/settings/api-keys/{broad.view.id}"
+    assert link == f"/settings/api-keys/{broad.view.public_id}"
     detail = await admin.get(link)
     assert detail.status_code == 200
     assert "Revoke" in main_text(detail)
@@ -633,7 +633,7 @@ async def test_key_review_lists_keys_of_every_user_by_section(
     assert narrower.by_id("expiring").find_all("tr", data_key_id=True) == []
     assert narrower.by_id("unused").find_all("tr", data_key_id=True) == []
     assert narrower.by_id("expiringDays").attrs["value"] == "5"
-    assert idle.view.id != broad.view.id
+    assert idle.view.public_id != broad.view.public_id
 
 
 @pytest.mark.parametrize("days", ["0", "abc", "99999999999999999999999"])

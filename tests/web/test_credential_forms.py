@@ -12,6 +12,7 @@ import pytest
 
 from authgate.security.principal import Principal
 from authgate.services.api_keys import KeySpec
+from authgate.services.key_refs import key_ref
 from authgate.storage.paging import PageRequest
 from authgate.web.session import CSRF_FIELD, SECURE_COOKIES, csrf_secret, session_csrf_token
 from tests.api.test_credential_routes import CREDENTIAL_ROUTES
@@ -22,7 +23,7 @@ NEW_PASSWORD = "chosen-by-whoever-holds-the-key"
 SERVICE_CREDENTIAL_ID = "Zx81QmT0aB3c"
 
 
-def forms(key_id: int) -> list[tuple[str, dict[str, str | list[str]]]]:
+def forms(key_id: str) -> list[tuple[str, dict[str, str | list[str]]]]:
     """Every credential-setting form, filled in as an attacker would."""
     return [
         (
@@ -63,8 +64,8 @@ def forms(key_id: int) -> list[tuple[str, dict[str, str | list[str]]]]:
 
 
 def test_every_marked_form_is_attacked_here() -> None:
-    paths = {path.replace("{key_id:int}", "1") for _, path in CREDENTIAL_ROUTES}
-    attacked = {path.replace("/7/", "/1/") for path, _ in forms(7)}
+    paths = {path.replace("{key_id}", "1") for _, path in CREDENTIAL_ROUTES}
+    attacked = {path.replace("/7/", "/1/") for path, _ in forms("7")}
     attacked = {p.replace("alice", "{login}").replace("admin/", "{login}/") for p in attacked}
     attacked = {p.replace(SERVICE_CREDENTIAL_ID, "{credential_id}") for p in attacked}
     expected = {p for p in paths if p.startswith("/settings/")}
@@ -72,7 +73,7 @@ def test_every_marked_form_is_attacked_here() -> None:
 
 
 @pytest.fixture
-async def admin_key(harness: Harness) -> tuple[str, int]:
+async def admin_key(harness: Harness) -> tuple[str, str]:
     """A key with every scope owned by ``admin``, and its id; ``alice`` exists too."""
     admin_id = await harness.create_user("admin", ADMIN_PASSWORD, admin=True)
     await harness.create_user("alice", USER_PASSWORD)
@@ -83,7 +84,7 @@ async def admin_key(harness: Harness) -> tuple[str, int]:
             name="all-scopes", expires_at=expires, scopes=frozenset({"read", "write", "admin"})
         ),
     )
-    return created.plaintext, created.view.id
+    return created.plaintext, created.view.public_id
 
 
 async def unchanged(harness: Harness, generated_at: datetime) -> None:
@@ -102,10 +103,10 @@ async def unchanged(harness: Harness, generated_at: datetime) -> None:
 
 
 async def test_a_key_in_the_session_cookie_or_header_gets_no_form_through(
-    harness: Harness, admin_key: tuple[str, int]
+    harness: Harness, admin_key: tuple[str, str]
 ) -> None:
     key, key_id = admin_key
-    before = (await harness.services.api_keys.get(None, key_id)).generated_at
+    before = (await harness.services.api_keys.get(None, key_ref(key_id))).generated_at
     transport = httpx2.ASGITransport(app=harness.app, raise_app_exceptions=False)
     async with (
         httpx2.AsyncClient(
@@ -127,13 +128,13 @@ async def test_a_key_in_the_session_cookie_or_header_gets_no_form_through(
 
 
 async def test_a_page_refuses_a_key_principal_should_one_ever_reach_it(
-    harness: Harness, admin_key: tuple[str, int], monkeypatch: pytest.MonkeyPatch
+    harness: Harness, admin_key: tuple[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Should another kind of credential ever reach the pages (here: the key's principal
     handed over by a patched session check), the marked forms still refuse it (403),
     while unmarked ones (revoking a key) still work."""
     key, key_id = admin_key
-    before = (await harness.services.api_keys.get(None, key_id)).generated_at
+    before = (await harness.services.api_keys.get(None, key_ref(key_id))).generated_at
     principal: Principal = await harness.services.key_auth.authenticate(
         key, ipaddress.ip_address("127.0.0.1")
     )
@@ -155,4 +156,4 @@ async def test_a_page_refuses_a_key_principal_should_one_ever_reach_it(
         await unchanged(harness, before)
         revoked = await client.post(f"/settings/api-keys/{key_id}/revoke", data={CSRF_FIELD: csrf})
         assert redirect_target(revoked).startswith("/settings/api-keys")
-    assert (await harness.services.api_keys.get(None, key_id)).status == "revoked"
+    assert (await harness.services.api_keys.get(None, key_ref(key_id))).status == "revoked"

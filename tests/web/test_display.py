@@ -66,7 +66,7 @@ async def test_dates_are_iso(harness: Harness, alice: Browser, alice_id: int) ->
         alice_id,
         KeySpec(name="dated", allowed_networks=[], expires_at=harness.clock() + timedelta(days=9)),
     )
-    page = await alice.get(f"{KEYS}/{created.view.id}")
+    page = await alice.get(f"{KEYS}/{created.view.public_id}")
     facts = html(page).find("dl", class_="facts").text
     assert iso(created.view.created_at) in facts
     assert " UTC" not in facts

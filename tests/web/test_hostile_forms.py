@@ -191,7 +191,7 @@ async def sessions(harness: Harness, admin_id: int) -> AsyncIterator[AdminSessio
     created = await harness.services.api_keys.create(
         admin.id, KeySpec(name="admin-key", expires_at=harness.clock() + timedelta(days=30))
     )
-    key_page = f"/settings/api-keys/{created.view.id}"
+    key_page = f"/settings/api-keys/{created.view.public_id}"
     transport = httpx2.ASGITransport(app=harness.app, raise_app_exceptions=False)
     client = httpx2.AsyncClient(transport=transport, base_url="https://testserver")
     async with client:

@@ -11,11 +11,11 @@ from tests.conftest import Harness
 from tests.web.conftest import Browser, html, notice_of, redirect_target
 
 
-async def alice_key(harness: Harness, alice_id: int, name: str = "ci") -> tuple[int, str]:
+async def alice_key(harness: Harness, alice_id: int, name: str = "ci") -> tuple[str, str]:
     created = await harness.services.api_keys.create(
         alice_id, KeySpec(name=name, expires_at=harness.clock() + timedelta(days=30))
     )
-    return created.view.id, created.plaintext
+    return created.view.public_id, created.plaintext
 
 
 async def status_of(harness: Harness, key: str) -> int:

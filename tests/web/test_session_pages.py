@@ -48,12 +48,12 @@ def shown_key(response: httpx2.Response) -> str:
     return html(response).by_id("new-key").text
 
 
-async def create_key(browser: Browser, harness: Harness, name: str) -> tuple[int, str]:
-    """Creates a key through the form; returns its id and plaintext."""
+async def create_key(browser: Browser, harness: Harness, name: str) -> tuple[str, str]:
+    """Creates a key through the form; returns its id (UUID) and plaintext."""
     response = await browser.post(KEYS, key_form(harness, name))
     plaintext = shown_key(response)
     link = html(response).find("a", class_="button").attrs["href"]
-    return int(link.rsplit("/", 1)[1]), plaintext
+    return link.rsplit("/", 1)[1], plaintext
 
 
 async def key_count(harness: Harness, owner_id: int) -> int:
@@ -418,9 +418,19 @@ async def test_revoke_stops_the_key_and_hides_it_from_the_list(
     assert row.find("span", class_="badge").text == "revoked"
 
 
-@pytest.mark.parametrize("key_id", ["0", "18446744073709551616", "9223372036854775808"])
+@pytest.mark.parametrize(
+    "key_id",
+    [
+        "0",
+        "18446744073709551616",
+        "9223372036854775808",
+        "6f1c3e0a-2b4d-4c8e-9a7f-0d5b1e2c3a4f",
+        "6f1c3e0a2b4d4c8e9a7f0d5b1e2c3a4f",
+    ],
+)
 async def test_ids_no_key_can_have_are_404_pages(alice: Browser, key_id: str) -> None:
-    """Ids beyond the database's integers name no key: a 404 page, on every key route."""
+    """Ids beyond the database's integers, unknown UUIDs and text that is neither name
+    no key: a 404 page, on every key route."""
     assert (await alice.get(f"{KEYS}/{key_id}")).status_code == 404
     for action in ("revoke", "regenerate", "edit"):
         response = await alice.post(f"{KEYS}/{key_id}/{action}", {"confirm": "on"})

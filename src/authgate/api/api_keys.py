@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Body, Path, Query, Request, Response
+from fastapi import APIRouter, Body, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 
@@ -18,6 +18,7 @@ from authgate.api.access import (
     sets_credentials,
 )
 from authgate.api.errors import documented
+from authgate.api.key_paths import KEY_PATH, KeyFilter, KeyIdPath
 from authgate.api.pagination import PageRequestDep, pagination_headers
 from authgate.api.schemas import LenientBody, StrictBody
 from authgate.clock import utc_now
@@ -30,6 +31,7 @@ from authgate.services.api_keys import (
     KeySpec,
     UsageRecordView,
 )
+from authgate.services.key_refs import key_ref
 from authgate.services.text_rules import REQUIRED_NAME_PATTERN
 from authgate.storage.api_key_repository import UsageFilter
 
@@ -40,7 +42,6 @@ review_router = APIRouter(
 )
 
 Scope = Annotated[str, Field(pattern=SCOPE_PATTERN, examples=["read"])]
-KeyIdPath = Annotated[int, Path(ge=1, le=2**63 - 1, description="The key's id.")]
 
 
 def _as_utc(moment: datetime | None) -> datetime | None:
@@ -53,7 +54,7 @@ def _as_utc(moment: datetime | None) -> datetime | None:
 Instant = Annotated[datetime, AfterValidator(_as_utc)]
 
 
-def _comma_joined(value: object) -> object:
+def comma_joined(value: object) -> object:
     """UTMStack stores ``allowed_ip`` comma-joined, and scripts send it that way too:
     ``"1.2.3.4, 10.0.0.0/8"`` is the list of its parts (empty parts dropped)."""
     if isinstance(value, str):
@@ -79,7 +80,7 @@ class ApiKeyBody(LenientBody):
     ]
     allowedIp: Annotated[
         list[Annotated[str, Field(max_length=64)]],
-        BeforeValidator(_comma_joined),
+        BeforeValidator(comma_joined),
         Field(
             max_length=100,
             examples=[["203.0.113.7", "10.0.0.0/8", "2001:db8::/32"]],
@@ -120,7 +121,7 @@ class ApiKeyBody(LenientBody):
 class ApiKeyDTO(BaseModel):
     """UTMStack's DTO (id, name, allowedIp, createdAt, expiresAt, generatedAt) and more."""
 
-    id: int
+    id: str = Field(description="The key's UUID (UTMStack's ids are UUIDs too).")
     name: str
     allowedIp: list[str]
     createdAt: datetime
@@ -150,7 +151,7 @@ class ApiKeyDTO(BaseModel):
     @classmethod
     def of(cls, key: ApiKeyView) -> ApiKeyDTO:
         return cls(
-            id=key.id,
+            id=key.public_id,
             name=key.name,
             allowedIp=list(key.allowed_networks),
             createdAt=key.created_at,
@@ -176,7 +177,7 @@ class CreatedApiKeyDTO(ApiKeyDTO):
 
 class UsageRecordDTO(BaseModel):
     id: int
-    apiKeyId: int
+    apiKeyId: str = Field(description="The key's UUID.")
     apiKeyName: str
     userId: int
     timestamp: datetime
@@ -209,7 +210,7 @@ class UsageRecordDTO(BaseModel):
 class UsageQuery(StrictBody):
     """Filters for ``POST /api/api-keys/usage`` (all optional)."""
 
-    apiKeyId: Annotated[int, Field(ge=1, le=2**63 - 1)] | None = None
+    apiKeyId: KeyFilter | None = None
     since: Instant | None = Field(default=None, alias="from")
     until: Instant | None = Field(default=None, alias="to")
     status: Annotated[int, Field(ge=100, le=599)] | None = None
@@ -286,7 +287,7 @@ async def create_api_key(
     body: ApiKeyBody, request: Request, response: Response
 ) -> CreatedApiKeyDTO:
     created = await services_of(request).api_keys.create(principal_of(request).user_id, body.spec())
-    response.headers["Location"] = f"/api/api-keys/{created.view.id}"
+    response.headers["Location"] = f"/api/api-keys/{created.view.public_id}"
     response.headers["Cache-Control"] = "no-store"
     return CreatedApiKeyDTO(**ApiKeyDTO.of(created.view).model_dump(), key=created.plaintext)
 
@@ -346,7 +347,7 @@ async def usage_records_filtered(
     request: Request,
     response: Response,
     paging: PageRequestDep,
-    apiKeyId: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
+    apiKeyId: Annotated[KeyFilter | None, Query()] = None,
     since: Annotated[Instant | None, Query(alias="from")] = None,
     until: Annotated[Instant | None, Query(alias="to")] = None,
     status: Annotated[int | None, Query(ge=100, le=599)] = None,
@@ -359,29 +360,33 @@ async def usage_records_filtered(
 
 
 @router.get(
-    "/{key_id:int}",
+    KEY_PATH,
     summary="One API key",
     response_model=ApiKeyDTO,
     responses=documented(401, 403, 404, 422),
 )
 async def get_api_key(key_id: KeyIdPath, request: Request) -> ApiKeyDTO:
-    return ApiKeyDTO.of(await services_of(request).api_keys.get(principal_of(request), key_id))
+    return ApiKeyDTO.of(
+        await services_of(request).api_keys.get(principal_of(request), key_ref(key_id))
+    )
 
 
 @router.put(
-    "/{key_id:int}",
+    KEY_PATH,
     summary="Replace name, allowed IPs, expiry (and scopes)",
     response_model=ApiKeyDTO,
     responses=_ERRORS,
 )
 @sets_credentials("changes an API key's allowed addresses, expiry or scopes")
 async def replace_api_key(key_id: KeyIdPath, body: ApiKeyBody, request: Request) -> ApiKeyDTO:
-    view = await services_of(request).api_keys.replace(principal_of(request), key_id, body.spec())
+    view = await services_of(request).api_keys.replace(
+        principal_of(request), key_ref(key_id), body.spec()
+    )
     return ApiKeyDTO.of(view)
 
 
 @router.post(
-    "/{key_id:int}/generate",
+    KEY_PATH + "/generate",
     summary="Regenerate (rotate) the key; returns the new key as text, once",
     # Plain Response, so FastAPI documents the JSON error bodies as JSON, not text/plain.
     response_class=Response,
@@ -404,32 +409,32 @@ async def regenerate_api_key(
     ] = 0,
 ) -> PlainTextResponse:
     plaintext = await services_of(request).api_keys.regenerate(
-        principal_of(request), key_id, grace=timedelta(seconds=graceSeconds)
+        principal_of(request), key_ref(key_id), grace=timedelta(seconds=graceSeconds)
     )
     return PlainTextResponse(plaintext, headers={"Cache-Control": "no-store"})
 
 
 @router.post(
-    "/{key_id:int}/resume",
+    KEY_PATH + "/resume",
     summary="Re-enable a key suspended when its owner was deactivated (owner or admin)",
     response_model=ApiKeyDTO,
     responses=documented(401, 403, 404, 409, 422),
 )
 @sets_credentials("re-enables a suspended API key")
 async def resume_api_key(key_id: KeyIdPath, request: Request) -> ApiKeyDTO:
-    view = await services_of(request).api_keys.resume(principal_of(request), key_id)
+    view = await services_of(request).api_keys.resume(principal_of(request), key_ref(key_id))
     return ApiKeyDTO.of(view)
 
 
 @router.delete(
-    "/{key_id:int}",
+    KEY_PATH,
     summary="Revoke the key (effective at once, everywhere)",
     status_code=204,
     response_class=Response,
     responses=documented(401, 403, 404, 422),
 )
 async def revoke_api_key(key_id: KeyIdPath, request: Request) -> Response:
-    await services_of(request).api_keys.revoke(principal_of(request), key_id)
+    await services_of(request).api_keys.revoke(principal_of(request), key_ref(key_id))
     return Response(status_code=204)
 
 

@@ -12,6 +12,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from authgate.api.access import AdminRoute, requires_permission, services_of
 from authgate.api.errors import documented
+from authgate.api.key_paths import KeyFilter
 from authgate.api.pagination import PageRequestDep, pagination_headers
 from authgate.security.audit_checkpoints import MAX_CHECKPOINT_LENGTH, Checkpoint
 from authgate.security.permissions import AUDIT_READ
@@ -38,7 +39,7 @@ class AuditEventDTO(BaseModel):
     outcome: str
     actor: str | None
     userId: int | None
-    apiKeyId: int | None
+    apiKeyId: str | None = Field(description="The key's UUID.")
     apiKeyName: str | None
     ipAddress: str | None
     userAgent: str | None
@@ -141,7 +142,7 @@ def audit_filter(
     ip: Annotated[str | None, Query(max_length=45)] = None,
     since: Annotated[Instant | None, Query(alias="from")] = None,
     until: Annotated[Instant | None, Query(alias="to")] = None,
-    apiKeyId: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
+    apiKeyId: Annotated[KeyFilter | None, Query(description="The key's UUID.")] = None,
 ) -> AuditFilter:
     return AuditFilter(
         event_types=tuple(event.value for event in type or ()),

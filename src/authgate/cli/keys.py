@@ -28,6 +28,7 @@ from authgate.cli.output import (
 )
 from authgate.container import Services
 from authgate.services.api_keys import ApiKeyView, CreatedKey, KeySpec, UsageRecordView
+from authgate.services.key_refs import key_ref
 from authgate.storage.api_key_repository import UsageFilter
 from authgate.storage.paging import PageRequest, SortOrder
 
@@ -36,7 +37,9 @@ keys_app = typer.Typer(
 )
 
 _ALL_USERS = PageRequest(page=0, size=100_000)
-KeyIdArgument = Annotated[int, typer.Argument(help="The key's id (see keys list).", min=1)]
+KeyIdArgument = Annotated[
+    str, typer.Argument(help="The key's UUID (see keys list); its old numeric id is deprecated.")
+]
 
 
 def _duration_or_exit(text: str, *, zero_ok: bool = False) -> timedelta:
@@ -59,7 +62,7 @@ def _print_created(created: CreatedKey, owner: str, output: OutputFormat, what: 
         print_json(CreatedApiKeyDTO(**ApiKeyDTO.of(view).model_dump(), key=created.plaintext))
         return
     err.print(
-        f"{what} API key {view.id} ({view.prefix}) of {owner}, "
+        f"{what} API key {view.public_id} ({view.prefix}) of {owner}, "
         f"expires {stamp(view.expires_at)}"
         + (
             f"; the previous key works until {stamp(view.previous_valid_until)}"
@@ -146,7 +149,7 @@ def keys_list(
     for key, owner in rows:
         add_row(
             listing,
-            str(key.id),
+            key.public_id,
             owner,
             key.name,
             key.prefix,
@@ -168,7 +171,7 @@ def keys_show(
     """Show one API key: owner, status, allowed IPs, scopes, dates, last use."""
 
     async def show(services: Services) -> tuple[ApiKeyView, str]:
-        key = await services.api_keys.get(None, key_id)
+        key = await services.api_keys.get(None, key_ref(key_id))
         return key, (await _owners(services)).get(key.owner_id, "?")
 
     with friendly_errors():
@@ -178,7 +181,7 @@ def keys_show(
         return
     facts = table("field", "value")
     for field, value in (
-        ("id", str(key.id)),
+        ("id", key.public_id),
         ("name", key.name),
         ("owner", owner),
         ("prefix", key.prefix),
@@ -216,8 +219,9 @@ def keys_rotate(
     period = _duration_or_exit(grace, zero_ok=True)
 
     async def rotate(services: Services) -> tuple[CreatedKey, str]:
-        plaintext = await services.api_keys.regenerate(None, key_id, grace=period)
-        view = await services.api_keys.get(None, key_id)
+        ref = key_ref(key_id)
+        plaintext = await services.api_keys.regenerate(None, ref, grace=period)
+        view = await services.api_keys.get(None, ref)
         owner = (await _owners(services)).get(view.owner_id, "?")
         return CreatedKey(view=view, plaintext=plaintext), owner
 
@@ -228,7 +232,9 @@ def keys_rotate(
 
 @keys_app.command("usage")
 def keys_usage(
-    key_id: Annotated[int | None, typer.Option("--key", help="Only this key's use.", min=1)] = None,
+    key_id: Annotated[
+        str | None, typer.Option("--key", help="Only this key's use (its UUID).")
+    ] = None,
     user: Annotated[str | None, typer.Option(help="Only the keys of this user.")] = None,
     failures: Annotated[bool, typer.Option(help="Only refused requests.")] = False,
     limit: Annotated[int, typer.Option(help="How many records, newest first.", min=1)] = 50,
@@ -243,7 +249,9 @@ def keys_usage(
             None,
             PageRequest(page=0, size=limit, sort=(SortOrder("id", descending=True),)),
             UsageFilter(
-                owner_id=owner_id, api_key_id=key_id, succeeded=False if failures else None
+                owner_id=owner_id,
+                api_key_id=key_ref(key_id) if key_id is not None else None,
+                succeeded=False if failures else None,
             ),
         )
         return list(page.items)
@@ -275,5 +283,5 @@ def keys_revoke(
 ) -> None:
     """Revoke an API key: every worker and node refuses it within a second."""
     with friendly_errors():
-        with_services(load_settings(config), lambda s: s.api_keys.revoke(None, key_id))
+        with_services(load_settings(config), lambda s: s.api_keys.revoke(None, key_ref(key_id)))
     out.print(f"API key {key_id} revoked")

@@ -202,7 +202,7 @@ class AsyncClient(_BaseClient):
             )
         )
 
-    async def get_api_key(self, key_id: int) -> ApiKey:
+    async def get_api_key(self, key_id: str) -> ApiKey:
         return await self._execute(api.get_api_key(key_id))
 
     async def create_api_key(
@@ -226,7 +226,7 @@ class AsyncClient(_BaseClient):
 
     async def update_api_key(
         self,
-        key_id: int,
+        key_id: str,
         *,
         name: str,
         expires_at: datetime | None,
@@ -246,16 +246,16 @@ class AsyncClient(_BaseClient):
         )
 
     async def regenerate_api_key(
-        self, key_id: int, *, grace: timedelta = timedelta(0)
+        self, key_id: str, *, grace: timedelta = timedelta(0)
     ) -> RegeneratedApiKey:
         return await self._execute(api.regenerate_api_key(key_id, grace=grace))
 
-    async def revoke_api_key(self, key_id: int) -> None:
+    async def revoke_api_key(self, key_id: str) -> None:
         await self._execute(api.revoke_api_key(key_id))
 
     async def api_key_usage(
         self,
-        api_key_id: int | None = None,
+        api_key_id: str | None = None,
         *,
         since: datetime | None = None,
         until: datetime | None = None,
@@ -348,7 +348,7 @@ class AsyncClient(_BaseClient):
         ip: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
-        api_key_id: int | None = None,
+        api_key_id: str | None = None,
         page: int = 0,
         size: int = 20,
     ) -> Page[AuditEvent]:

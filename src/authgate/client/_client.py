@@ -235,7 +235,7 @@ class Client(_BaseClient):
             )
         )
 
-    def get_api_key(self, key_id: int) -> ApiKey:
+    def get_api_key(self, key_id: str) -> ApiKey:
         return self._execute(api.get_api_key(key_id))
 
     def create_api_key(
@@ -260,7 +260,7 @@ class Client(_BaseClient):
 
     def update_api_key(
         self,
-        key_id: int,
+        key_id: str,
         *,
         name: str,
         expires_at: datetime | None,
@@ -281,17 +281,17 @@ class Client(_BaseClient):
         )
 
     def regenerate_api_key(
-        self, key_id: int, *, grace: timedelta = timedelta(0)
+        self, key_id: str, *, grace: timedelta = timedelta(0)
     ) -> RegeneratedApiKey:
         """Rotate a key: a new secret, once; the old one works for ``grace`` more."""
         return self._execute(api.regenerate_api_key(key_id, grace=grace))
 
-    def revoke_api_key(self, key_id: int) -> None:
+    def revoke_api_key(self, key_id: str) -> None:
         self._execute(api.revoke_api_key(key_id))
 
     def api_key_usage(
         self,
-        api_key_id: int | None = None,
+        api_key_id: str | None = None,
         *,
         since: datetime | None = None,
         until: datetime | None = None,
@@ -387,7 +387,7 @@ class Client(_BaseClient):
         ip: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
-        api_key_id: int | None = None,
+        api_key_id: str | None = None,
         page: int = 0,
         size: int = 20,
     ) -> Page[AuditEvent]:

@@ -204,8 +204,13 @@ def list_api_keys(
     return Call("GET", "api/api-keys", _page(ApiKey.from_json, page, size), params=params)
 
 
-def get_api_key(key_id: int) -> Call[ApiKey]:
-    return Call("GET", f"api/api-keys/{int(key_id)}", lambda r: ApiKey.from_json(_object(r)))
+def _key_path(key_id: str) -> str:
+    """``api/api-keys/<id>``: a key's id is its UUID (any text is escaped, never a path)."""
+    return "api/api-keys/" + quote(str(key_id), safe="")
+
+
+def get_api_key(key_id: str) -> Call[ApiKey]:
+    return Call("GET", _key_path(key_id), lambda r: ApiKey.from_json(_object(r)))
 
 
 def create_api_key(
@@ -225,7 +230,7 @@ def create_api_key(
 
 
 def update_api_key(
-    key_id: int,
+    key_id: str,
     *,
     name: str,
     expires_at: datetime | None,
@@ -235,32 +240,32 @@ def update_api_key(
 ) -> Call[ApiKey]:
     return Call(
         "PUT",
-        f"api/api-keys/{int(key_id)}",
+        _key_path(key_id),
         lambda r: ApiKey.from_json(_object(r)),
         json=_key_body(name, expires_at, allowed_ips, scopes, rate_limit),
     )
 
 
-def regenerate_api_key(key_id: int, *, grace: timedelta) -> Call[RegeneratedApiKey]:
+def regenerate_api_key(key_id: str, *, grace: timedelta) -> Call[RegeneratedApiKey]:
     def parse(response: httpx2.Response) -> RegeneratedApiKey:
         key = response.text.strip()
         if key.startswith('"'):  # a server answering a JSON string instead of text/plain
             key = str(json_body(response))
         if not key:
             raise UnexpectedResponseError("the answer carries no key", response=response)
-        return RegeneratedApiKey(id=int(key_id), key=key)
+        return RegeneratedApiKey(id=str(key_id), key=key)
 
     params = [("graceSeconds", str(int(grace.total_seconds())))] if grace else None
-    return Call("POST", f"api/api-keys/{int(key_id)}/generate", parse, params=params)
+    return Call("POST", _key_path(key_id) + "/generate", parse, params=params)
 
 
-def revoke_api_key(key_id: int) -> Call[None]:
-    return Call("DELETE", f"api/api-keys/{int(key_id)}", _nothing)
+def revoke_api_key(key_id: str) -> Call[None]:
+    return Call("DELETE", _key_path(key_id), _nothing)
 
 
 def api_key_usage(
     *,
-    api_key_id: int | None,
+    api_key_id: str | None,
     since: datetime | None,
     until: datetime | None,
     status: int | None,
@@ -270,7 +275,7 @@ def api_key_usage(
 ) -> Call[Page[UsageRecord]]:
     params = _paging(page, size)
     for name, value in (
-        ("apiKeyId", None if api_key_id is None else str(int(api_key_id))),
+        ("apiKeyId", None if api_key_id is None else str(api_key_id)),
         ("from", None if since is None else iso(since)),
         ("to", None if until is None else iso(until)),
         ("status", None if status is None else str(int(status))),
@@ -371,7 +376,7 @@ def audit_events(
     ip: str | None,
     since: datetime | None,
     until: datetime | None,
-    api_key_id: int | None,
+    api_key_id: str | None,
     page: int,
     size: int,
 ) -> Call[Page[AuditEvent]]:
@@ -383,7 +388,7 @@ def audit_events(
         ("ip", ip),
         ("from", None if since is None else iso(since)),
         ("to", None if until is None else iso(until)),
-        ("apiKeyId", None if api_key_id is None else str(int(api_key_id))),
+        ("apiKeyId", api_key_id),
     ):
         if value is not None:
             params.append((name, value))

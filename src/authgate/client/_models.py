@@ -148,7 +148,7 @@ class Role:
 class ApiKey:
     """An API key's description; never the key itself."""
 
-    id: int
+    id: str  # the key's UUID
     name: str
     allowed_ips: tuple[str, ...]
     created_at: datetime | None
@@ -169,7 +169,7 @@ class ApiKey:
     @classmethod
     def fields_from_json(cls, data: Mapping[str, Any]) -> dict[str, Any]:
         return {
-            "id": int(data["id"]),
+            "id": str(data["id"]),
             "name": str(data.get("name", "")),
             "allowed_ips": _strings(data.get("allowedIp")),
             "created_at": _instant(data.get("createdAt")),
@@ -213,7 +213,7 @@ class CreatedApiKey(ApiKey):
 class RegeneratedApiKey:
     """The new secret of a regenerated key, shown once. ``repr`` shows only its prefix."""
 
-    id: int
+    id: str
     key: str = field(repr=False)
 
     def __repr__(self) -> str:
@@ -225,7 +225,7 @@ class UsageRecord:
     """One request made with an API key (accepted or refused)."""
 
     id: int | None
-    api_key_id: int | None
+    api_key_id: str | None  # the key's UUID
     api_key_name: str | None
     user_id: int | None
     timestamp: datetime | None
@@ -242,7 +242,7 @@ class UsageRecord:
         latency = data.get("latencyMs")
         return cls(
             id=_int(data.get("id")),
-            api_key_id=_int(data.get("apiKeyId")),
+            api_key_id=_text(data.get("apiKeyId")),
             api_key_name=_text(data.get("apiKeyName")),
             user_id=_int(data.get("userId")),
             timestamp=_instant(data.get("timestamp")),
@@ -266,7 +266,7 @@ class AuditEvent:
     outcome: str | None
     actor: str | None
     user_id: int | None
-    api_key_id: int | None
+    api_key_id: str | None  # the key's UUID
     api_key_name: str | None
     ip_address: str | None
     user_agent: str | None
@@ -286,7 +286,7 @@ class AuditEvent:
             outcome=_text(data.get("outcome")),
             actor=_text(data.get("actor")),
             user_id=_int(data.get("userId")),
-            api_key_id=_int(data.get("apiKeyId")),
+            api_key_id=_text(data.get("apiKeyId")),
             api_key_name=_text(data.get("apiKeyName")),
             ip_address=_text(data.get("ipAddress")),
             user_agent=_text(data.get("userAgent")),

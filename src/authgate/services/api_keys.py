@@ -41,6 +41,7 @@ from authgate.security.principal import (
 from authgate.services.audit.events import Actor, EventType, current_request
 from authgate.services.audit.writer import AuditLog
 from authgate.services.changes import Change, ChangeFeed, ChangeKind, UnitOfWork
+from authgate.services.key_refs import KeyRef
 from authgate.services.rate_limits import parse_rate_limit
 from authgate.services.text_rules import control_character_errors
 from authgate.storage.api_key_repository import ApiKeyRepository, UsageFilter, UsageRepository
@@ -60,7 +61,8 @@ KeyStatus = Literal["active", "expired", "revoked", "rotating", "suspended"]
 class ApiKeyView:
     """A key as shown to people: everything but the secret."""
 
-    id: int
+    public_id: str  # the UUID people see and name the key by
+    key_pk: int  # internal: usage records and audit events refer to it
     owner_id: int
     name: str
     prefix: str
@@ -83,7 +85,8 @@ class ApiKeyView:
     def of(cls, key: ApiKey, *, now: datetime) -> ApiKeyView:
         legacy = is_legacy(key)
         return cls(
-            id=key.id,
+            public_id=key.public_id,
+            key_pk=key.id,
             owner_id=key.user_id,
             name=key.name,
             prefix=(
@@ -150,7 +153,7 @@ class KeyReview:
 @dataclass(frozen=True, slots=True)
 class UsageRecordView:
     id: int
-    api_key_id: int
+    api_key_id: str  # the key's public UUID
     api_key_name: str
     user_id: int
     occurred_at: datetime
@@ -248,11 +251,9 @@ class ApiKeyService:
         self._audited(EventType.API_KEY_CREATED, key, details={"owner": owner.login})
         return CreatedKey(view=ApiKeyView.of(key, now=now), plaintext=generated.plaintext)
 
-    async def get(self, viewer: Principal | None, key_id: int) -> ApiKeyView:
+    async def get(self, viewer: Principal | None, ref: KeyRef) -> ApiKeyView:
         async with self._db.session() as session:
-            key = await self._visible(
-                ApiKeyRepository(session), viewer, key_id, others=API_KEYS_READ
-            )
+            key = await self._visible(ApiKeyRepository(session), viewer, ref, others=API_KEYS_READ)
         return ApiKeyView.of(key, now=self._clock())
 
     async def list_keys(
@@ -281,12 +282,12 @@ class ApiKeyService:
             )
         return Page(items=[ApiKeyView.of(k, now=now) for k in rows], total=total, request=request)
 
-    async def replace(self, viewer: Principal | None, key_id: int, spec: KeySpec) -> ApiKeyView:
+    async def replace(self, viewer: Principal | None, ref: KeyRef, spec: KeySpec) -> ApiKeyView:
         """PUT: new name, allow list and expiry (and scopes, when given)."""
         now = self._clock()
         async with self._feed.unit_of_work() as work:
             repository = ApiKeyRepository(work.session)
-            key = await self._visible(repository, viewer, key_id, others=None)
+            key = await self._visible(repository, viewer, ref, others=None)
             _refuse_if_revoked(key)
             owner = await UserRepository(work.session).get(key.user_id)
             owner_is_admin = owner is not None and ROLE_ADMIN in parse_authorities(
@@ -308,7 +309,7 @@ class ApiKeyService:
         return ApiKeyView.of(key, now=now)
 
     async def regenerate(
-        self, viewer: Principal | None, key_id: int, *, grace: timedelta = timedelta(0)
+        self, viewer: Principal | None, ref: KeyRef, *, grace: timedelta = timedelta(0)
     ) -> str:
         """Rotate the secret; the old one keeps working for ``grace`` (0 to 7 days).
 
@@ -320,7 +321,7 @@ class ApiKeyService:
         now = self._clock()
         async with self._feed.unit_of_work() as work:
             repository = ApiKeyRepository(work.session)
-            key = await self._visible(repository, viewer, key_id, others=None)
+            key = await self._visible(repository, viewer, ref, others=None)
             _refuse_if_revoked(key)
             generated = keys.generate_secret_for(key.key_id)
             if grace > timedelta(0):
@@ -339,12 +340,12 @@ class ApiKeyService:
         )
         return generated.plaintext
 
-    async def revoke(self, viewer: Principal | None, key_id: int) -> None:
+    async def revoke(self, viewer: Principal | None, ref: KeyRef) -> None:
         """Revoke at once (every worker and node within a second). Idempotent."""
         now = self._clock()
         async with self._feed.unit_of_work() as work:
             repository = ApiKeyRepository(work.session)
-            key = await self._visible(repository, viewer, key_id, others=API_KEYS_WRITE)
+            key = await self._visible(repository, viewer, ref, others=API_KEYS_WRITE)
             newly_revoked = key.revoked_at is None
             if newly_revoked:
                 key.revoked_at = now
@@ -355,14 +356,14 @@ class ApiKeyService:
         if newly_revoked:
             self._audited(EventType.API_KEY_REVOKED, key)
 
-    async def resume(self, viewer: Principal | None, key_id: int) -> ApiKeyView:
+    async def resume(self, viewer: Principal | None, ref: KeyRef) -> ApiKeyView:
         """Re-enable a key suspended when its owner was deactivated (the owner or an
         admin; a session, never a key: see ``sets_credentials``). Idempotent; a revoked
         key stays revoked (409)."""
         now = self._clock()
         async with self._feed.unit_of_work() as work:
             repository = ApiKeyRepository(work.session)
-            key = await self._visible(repository, viewer, key_id, others=API_KEYS_WRITE)
+            key = await self._visible(repository, viewer, ref, others=API_KEYS_WRITE)
             _refuse_if_revoked(key)
             resumed = key.suspended_at is not None
             if resumed:
@@ -397,14 +398,14 @@ class ApiKeyService:
         )
 
     async def usage_totals(
-        self, viewer: Principal | None, key_id: int, since: datetime
+        self, viewer: Principal | None, key_pk: int, since: datetime
     ) -> UsageTotals:
         """The key's accepted requests since ``since`` (the viewer's keys; with
         ``api_keys.read``: any)."""
         owner = None if viewer is None or viewer.has_permission(API_KEYS_READ) else viewer.user_id
         async with self._db.session() as session:
             minutes = await UsageRepository(session).minutes(
-                UsageFilter(owner_id=owner, api_key_id=key_id, since=since)
+                UsageFilter(owner_id=owner, api_key_id=key_pk, since=since)
             )
         return UsageTotals(
             requests=sum(m.requests for m in minutes),
@@ -444,7 +445,7 @@ class ApiKeyService:
         items = [
             UsageRecordView(
                 id=row.id,
-                api_key_id=row.api_key_id,
+                api_key_id=public_id,
                 api_key_name=row.api_key_name,
                 user_id=row.user_id,
                 occurred_at=row.occurred_at,
@@ -456,7 +457,7 @@ class ApiKeyService:
                 latency_ms=row.latency_ms,
                 failure_reason=row.failure_reason,
             )
-            for row in rows
+            for row, public_id in rows
         ]
         return Page(items=items, total=total, request=request)
 
@@ -526,14 +527,14 @@ class ApiKeyService:
         self,
         repository: ApiKeyRepository,
         viewer: Principal | None,
-        key_id: int,
+        ref: KeyRef,
         *,
         others: str | None,
     ) -> ApiKey:
         """The key if the viewer may act on it: their own, or anyone's with the permission
         ``others`` (``None``: nobody else's); otherwise "not found" (never "forbidden":
         that would confirm the key exists)."""
-        key = await repository.get(key_id)
+        key = await repository.by_ref(ref)
         if key is None:
             raise NotFound("API key not found", reason="api_key_not_found")
         if viewer is None or key.user_id == viewer.user_id:

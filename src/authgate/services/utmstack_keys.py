@@ -9,6 +9,7 @@ else: no note, exception or log line holds it.
 from __future__ import annotations
 
 import ipaddress
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -149,6 +150,7 @@ class KeyImport:
             "secret_hash": wanted.digest,
             "legacy_digest": wanted.digest,
             "legacy_id": utm.id,
+            "public_id": _public_id(utm.id),
             "allowed_networks": wanted.allowed_networks,
             "scopes": join_authorities(scopes),
             "created_at": wanted.created_at,
@@ -249,3 +251,12 @@ def _normalised(stored: str | None) -> tuple[str | None, tuple[str, ...]]:
     if len(canonical) < len(entries):
         notes.append("duplicate allow-list entries dropped")
     return ",".join(canonical), tuple(notes)
+
+
+def _public_id(utm_id: str) -> str:
+    """UTMStack's UUID as the key's public id, so ids its clients stored keep naming
+    the key; a fresh UUID if UTMStack's id is not one."""
+    try:
+        return str(uuid.UUID(utm_id))
+    except ValueError:
+        return str(uuid.uuid4())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
 from sqlalchemy import func, select
@@ -101,6 +101,13 @@ class AlertRepository:
         if client_ip is not None:
             query = query.where(AuditEvent.client_ip == client_ip)
         return await self._session.scalar(query.order_by(AuditEvent.id.desc()).limit(1))
+
+    async def key_public_ids(self, key_pks: Collection[int]) -> dict[int, str]:
+        """The public UUIDs of these keys (by bigint id), for naming them in alerts."""
+        if not key_pks:
+            return {}
+        query = select(ApiKey.id, ApiKey.public_id).where(ApiKey.id.in_(sorted(key_pks)))
+        return {row.id: row.public_id for row in await self._session.execute(query)}
 
     async def keys_expiring_between(self, start: datetime, end: datetime) -> list[ApiKey]:
         query = select(ApiKey).where(

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple, cast
+from uuid import UUID
 
 from sqlalchemy import Row, bindparam, case, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -66,8 +67,14 @@ class ApiKeyRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
 
-    async def get(self, key_id: int) -> ApiKey | None:
-        return await self._session.get(ApiKey, key_id)
+    async def get(self, key_pk: int) -> ApiKey | None:
+        return await self._session.get(ApiKey, key_pk)
+
+    async def by_ref(self, ref: UUID | int) -> ApiKey | None:
+        """The key with this public UUID, or (deprecated paths) this bigint id."""
+        if isinstance(ref, UUID):
+            return await self._session.scalar(select(ApiKey).where(ApiKey.public_id == str(ref)))
+        return await self.get(ref)
 
     async def by_public_id(self, public_id: str) -> ApiKey | None:
         return await self._session.scalar(select(ApiKey).where(ApiKey.key_id == public_id))
@@ -171,11 +178,19 @@ class UsageRow(NamedTuple):
 @dataclass(frozen=True, slots=True)
 class UsageFilter:
     owner_id: int | None = None
-    api_key_id: int | None = None
+    # The key's bigint id, or its public UUID (looked up in the same query).
+    api_key_id: int | UUID | None = None
     since: datetime | None = None
     until: datetime | None = None
     status: int | None = None
     succeeded: bool | None = None
+
+
+def _key_pk(key: int | UUID) -> Any:
+    """The bigint id, or a subquery finding it from the public UUID."""
+    if isinstance(key, UUID):
+        return select(ApiKey.id).where(ApiKey.public_id == str(key)).scalar_subquery()
+    return key
 
 
 class UsageRepository:
@@ -195,7 +210,7 @@ class UsageRepository:
         if where.owner_id is not None:
             query = query.where(ApiKeyUsage.user_id == where.owner_id)
         if where.api_key_id is not None:
-            query = query.where(ApiKeyUsage.api_key_id == where.api_key_id)
+            query = query.where(ApiKeyUsage.api_key_id == _key_pk(where.api_key_id))
         if where.since is not None:
             query = query.where(ApiKeyUsage.occurred_at >= where.since)
         if where.until is not None:
@@ -212,15 +227,19 @@ class UsageRepository:
         query = self._filtered(select(func.count()).select_from(ApiKeyUsage), where)
         return await self._session.scalar(query) or 0
 
-    async def page(self, request: PageRequest, where: UsageFilter) -> Sequence[ApiKeyUsage]:
+    async def page(
+        self, request: PageRequest, where: UsageFilter
+    ) -> Sequence[tuple[ApiKeyUsage, str]]:
+        """Records, each with its key's public UUID (the id people know the key by)."""
         sort = request.sort or (SortOrder("timestamp", descending=True),)
         query = (
-            self._filtered(select(ApiKeyUsage), where)
+            self._filtered(select(ApiKeyUsage, ApiKey.public_id), where)
+            .join(ApiKey, ApiKey.id == ApiKeyUsage.api_key_id)
             .order_by(*order_by(sort, self.SORT_COLUMNS, ApiKeyUsage.id))
             .offset(request.offset)
             .limit(request.size)
         )
-        return list(await self._session.scalars(query))
+        return [(usage, public_id) for usage, public_id in await self._session.execute(query)]
 
     async def delete_before(self, cutoff: datetime) -> int:
         result = await self._session.execute(
@@ -275,7 +294,7 @@ class UsageRepository:
         if where.owner_id is not None:
             query = query.where(ApiKeyUsageMinute.user_id == where.owner_id)
         if where.api_key_id is not None:
-            query = query.where(ApiKeyUsageMinute.api_key_id == where.api_key_id)
+            query = query.where(ApiKeyUsageMinute.api_key_id == _key_pk(where.api_key_id))
         if where.since is not None:
             query = query.where(ApiKeyUsageMinute.minute >= where.since)
         if where.until is not None:

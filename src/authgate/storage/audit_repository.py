@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, NamedTuple
+from uuid import UUID
 
 from sqlalchemy import delete, exc, false, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -14,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from authgate.storage.bulk_insert import insert_rows
 from authgate.storage.db import storable_text
-from authgate.storage.models import AuditChainHead, AuditEvent
+from authgate.storage.models import ApiKey, AuditChainHead, AuditEvent
 from authgate.storage.paging import PageRequest, SortOrder
 from authgate.storage.repositories import order_by
 
@@ -98,7 +99,17 @@ class AuditFilter:
     client_ip: str | None = None
     since: datetime | None = None
     until: datetime | None = None
-    api_key_id: int | None = None
+    # The key's bigint id, or its public UUID (looked up in the same query).
+    api_key_id: int | UUID | None = None
+
+
+# A record with the public UUID of the key it names (None: no key, or the key is gone).
+EventWithKey = tuple[AuditEvent, str | None]
+
+
+def _with_key_ids(query: Any) -> Any:
+    """``query`` on audit events, each with its key's public UUID."""
+    return query.add_columns(ApiKey.public_id).outerjoin(ApiKey, ApiKey.id == AuditEvent.api_key_id)
 
 
 class AuditRepository:
@@ -239,7 +250,10 @@ class AuditRepository:
             query = query.where(AuditEvent.occurred_at >= where.since)
         if where.until is not None:
             query = query.where(AuditEvent.occurred_at < where.until)
-        if where.api_key_id is not None:
+        if isinstance(where.api_key_id, UUID):
+            key_pk = select(ApiKey.id).where(ApiKey.public_id == str(where.api_key_id))
+            query = query.where(AuditEvent.api_key_id == key_pk.scalar_subquery())
+        elif where.api_key_id is not None:
             query = query.where(AuditEvent.api_key_id == where.api_key_id)
         return query
 
@@ -247,24 +261,24 @@ class AuditRepository:
         query = self._filtered(select(func.count()).select_from(AuditEvent), where)
         return await self._session.scalar(query) or 0
 
-    async def page(self, where: AuditFilter, request: PageRequest) -> Sequence[AuditEvent]:
+    async def page(self, where: AuditFilter, request: PageRequest) -> list[EventWithKey]:
         sort = request.sort or (SortOrder("id", descending=True),)
         query = (
-            self._filtered(select(AuditEvent), where)
+            self._filtered(_with_key_ids(select(AuditEvent)), where)
             .order_by(*order_by(sort, self.SORT_COLUMNS, AuditEvent.id))
             .offset(request.offset)
             .limit(request.size)
         )
-        return list(await self._session.scalars(query))
+        return [(event, key_id) for event, key_id in await self._session.execute(query)]
 
-    async def after(self, after_id: int, where: AuditFilter, *, limit: int) -> list[AuditEvent]:
+    async def after(self, after_id: int, where: AuditFilter, *, limit: int) -> list[EventWithKey]:
         query = (
-            self._filtered(select(AuditEvent), where)
+            self._filtered(_with_key_ids(select(AuditEvent)), where)
             .where(AuditEvent.id > after_id)
             .order_by(AuditEvent.id)
             .limit(limit)
         )
-        return list(await self._session.scalars(query))
+        return [(event, key_id) for event, key_id in await self._session.execute(query)]
 
     async def chain(self, after_id: int, up_to_id: int, *, limit: int) -> list[AuditEvent]:
         """Records with ``after_id < id <= up_to_id``, in chain order."""

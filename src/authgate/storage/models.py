@@ -249,7 +249,13 @@ class ApiKey(Base):
         {"sqlite_autoincrement": True},
     )
 
+    # Internal (usage records and audit events refer to it); people see ``public_id``.
     id: Mapped[int] = mapped_column(BigIntKey, primary_key=True, autoincrement=True)
+    # The key's id in every API, page and SDK: a UUID, as UTMStack's key ids are
+    # (an imported key keeps UTMStack's, so its clients' stored ids keep working).
+    public_id: Mapped[str] = mapped_column(
+        String(36), unique=True, default=lambda: str(uuid.uuid4())
+    )
     user_id: Mapped[int] = mapped_column(
         BigInteger, ForeignKey("users.id", ondelete="CASCADE"), index=True
     )

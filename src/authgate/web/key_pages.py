@@ -10,12 +10,13 @@ from fastapi import APIRouter, Request, Response
 from starlette.datastructures import FormData
 
 from authgate.api.access import services_of, sets_credentials
-from authgate.exceptions import Conflict, NotFound, ValidationFailed
+from authgate.exceptions import Conflict, ValidationFailed
 from authgate.security.principal import SCOPE_ADMIN
 from authgate.services.api_keys import MAX_GRACE, ApiKeyView, KeySpec
+from authgate.services.key_refs import KeyRef, key_ref
 from authgate.storage.api_key_repository import UsageFilter
 from authgate.storage.paging import PageRequest, SortOrder
-from authgate.web.pages import PageRoute, current_principal, redirect, render, stored_id
+from authgate.web.pages import PageRoute, current_principal, redirect, render
 
 router = APIRouter(prefix="/settings/api-keys", route_class=PageRoute)
 
@@ -90,34 +91,37 @@ async def create_key(request: Request) -> Response:
     )
 
 
-@router.get("/{key_id:int}")
-async def key_detail(request: Request, key_id: int) -> Response:
-    key_id = stored_id(key_id, _key_not_found())
-    return await _detail(request, key_id)
+# Any text reaches these routes: one that names no key (a UUID, or a deprecated
+# number) is a 404 page, like an unknown key.
+@router.get("/{key_id}")
+async def key_detail(request: Request, key_id: str) -> Response:
+    return await _detail(request, key_ref(key_id))
 
 
-@router.post("/{key_id:int}/edit")
+@router.post("/{key_id}/edit")
 @sets_credentials("changes an API key's allowed addresses, expiry or scopes")
-async def edit_key(request: Request, key_id: int) -> Response:
-    key_id = stored_id(key_id, _key_not_found())
+async def edit_key(request: Request, key_id: str) -> Response:
+    ref = key_ref(key_id)
     form = await request.form()
     spec, errors = _spec(form)
     if spec is not None:
         try:
-            await services_of(request).api_keys.replace(current_principal(request), key_id, spec)
+            view = await services_of(request).api_keys.replace(
+                current_principal(request), ref, spec
+            )
         except ValidationFailed as error:
             errors = _field_errors(error)
         except Conflict as error:
             errors = {"name": error.message}
         else:
-            return redirect(f"/settings/api-keys/{key_id}", notice="Changes saved.")
-    return await _detail(request, key_id, form=_form_values(form), errors=errors, status=422)
+            return redirect(f"/settings/api-keys/{view.public_id}", notice="Changes saved.")
+    return await _detail(request, ref, form=_form_values(form), errors=errors, status=422)
 
 
-@router.post("/{key_id:int}/regenerate")
+@router.post("/{key_id}/regenerate")
 @sets_credentials("regenerates an API key")
-async def regenerate_key(request: Request, key_id: int) -> Response:
-    key_id = stored_id(key_id, _key_not_found())
+async def regenerate_key(request: Request, key_id: str) -> Response:
+    ref = key_ref(key_id)
     form = await request.form()
     try:
         grace = int(str(form.get("grace_seconds", "0")))
@@ -125,30 +129,28 @@ async def regenerate_key(request: Request, key_id: int) -> Response:
         grace = -1
     services = services_of(request)
     plaintext = await services.api_keys.regenerate(
-        current_principal(request), key_id, grace=timedelta(seconds=grace)
+        current_principal(request), ref, grace=timedelta(seconds=grace)
     )
-    view = await services.api_keys.get(current_principal(request), key_id)
+    view = await services.api_keys.get(current_principal(request), ref)
     return _show_once(request, view, plaintext, "regenerated")
 
 
-@router.post("/{key_id:int}/resume")
+@router.post("/{key_id}/resume")
 @sets_credentials("re-enables a suspended API key")
-async def resume_key(request: Request, key_id: int) -> Response:
-    key_id = stored_id(key_id, _key_not_found())
-    await services_of(request).api_keys.resume(current_principal(request), key_id)
-    return redirect(f"/settings/api-keys/{key_id}", notice="The key is enabled again.")
+async def resume_key(request: Request, key_id: str) -> Response:
+    view = await services_of(request).api_keys.resume(current_principal(request), key_ref(key_id))
+    return redirect(f"/settings/api-keys/{view.public_id}", notice="The key is enabled again.")
 
 
-@router.post("/{key_id:int}/revoke")
-async def revoke_key(request: Request, key_id: int) -> Response:
-    key_id = stored_id(key_id, _key_not_found())
-    await services_of(request).api_keys.revoke(current_principal(request), key_id)
+@router.post("/{key_id}/revoke")
+async def revoke_key(request: Request, key_id: str) -> Response:
+    await services_of(request).api_keys.revoke(current_principal(request), key_ref(key_id))
     return redirect("/settings/api-keys", notice="The key is revoked. It stopped working at once.")
 
 
 async def _detail(
     request: Request,
-    key_id: int,
+    ref: KeyRef,
     *,
     form: dict[str, Any] | None = None,
     errors: dict[str, str] | None = None,
@@ -156,12 +158,12 @@ async def _detail(
 ) -> Response:
     services = services_of(request)
     principal = current_principal(request)
-    key = await services.api_keys.get(principal, key_id)
+    key = await services.api_keys.get(principal, ref)
     usage = await services.api_keys.usage(
-        principal, PageRequest(page=0, size=50), UsageFilter(api_key_id=key_id)
+        principal, PageRequest(page=0, size=50), UsageFilter(api_key_id=key.key_pk)
     )
     now = services.clock()
-    totals = await services.api_keys.usage_totals(principal, key_id, now - timedelta(days=1))
+    totals = await services.api_keys.usage_totals(principal, key.key_pk, now - timedelta(days=1))
     return render(
         request,
         "api_key_detail.html",
@@ -280,7 +282,3 @@ def _choices(request: Request) -> dict[str, Any]:
         ],
         "all_scopes": sorted(scopes),
     }
-
-
-def _key_not_found() -> NotFound:
-    return NotFound("API key not found", reason="api_key_not_found")

@@ -32,7 +32,7 @@ keys_app = typer.Typer(
     help="Your API keys: create, list, show, rotate, revoke, usage.", no_args_is_help=True
 )
 
-KeyId = Annotated[int, typer.Argument(min=1, help="The key's id (see 'keys list').")]
+KeyId = Annotated[str, typer.Argument(help="The key's UUID (see 'keys list').")]
 # The server keeps a regenerated key's previous secret at most this long.
 MAX_GRACE = timedelta(days=7)
 
@@ -216,12 +216,12 @@ def keys_revoke(ctx: typer.Context, key_id: KeyId, output: OutputOption = None) 
         if not already:
             client.revoke_api_key(key_id)
     if session.json:
-        print_json({"id": key_id, "revoked": True, "alreadyRevoked": already})
+        print_json({"id": before.id, "revoked": True, "alreadyRevoked": already})
     elif already:
         revoked_at = f" at {when(before.revoked_at)}" if before.revoked_at else ""
-        err.print(f"API key {key_id} was already revoked{revoked_at}: nothing changed.")
+        err.print(f"API key {before.id} was already revoked{revoked_at}: nothing changed.")
     else:
-        err.print(f"Revoked API key {key_id}.")
+        err.print(f"Revoked API key {before.id}.")
 
 
 @keys_app.command("usage")

@@ -16,14 +16,14 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
 from authgate.clock import Clock
 from authgate.services.alerts.dispatch import AlertDispatcher
-from authgate.services.alerts.kinds import KINDS, AlertKind
+from authgate.services.alerts.kinds import KEY, KEY_AND_ADDRESS, KINDS, AlertKind
 from authgate.services.alerts.messages import Alert
 from authgate.services.alerts.rules import RuleView
 from authgate.services.audit.events import SERVER, EventType
@@ -172,13 +172,13 @@ class AlertEngine:
                     rule_name="API key expired" if expired else f"API key expires in {stage} days",
                     kind="api_key_expiry",
                     severity="high" if stage <= 3 else "medium",
-                    subject=f"key:{key.id}",
+                    subject=f"key:{key.public_id}",
                     # Once per stage per expiry date: a key whose expiry is extended
                     # is reminded again before its new date.
                     window_start=int(key.expires_at.timestamp()),
                     window_seconds=0,
                     count=1,
-                    summary=f"API key {key.id} ({key.name}) of user {key.user_id} "
+                    summary=f"API key {key.public_id} ({key.name}) of user {key.user_id} "
                     + ("has expired" if expired else f"expires at {key.expires_at:%Y-%m-%d %H:%M}"),
                 ):
                     fired += 1
@@ -186,13 +186,19 @@ class AlertEngine:
                         EventType.API_KEY_EXPIRED if expired else EventType.API_KEY_EXPIRING,
                         "success",
                         actor=SERVER,
-                        details={"keyId": key.id, "name": key.name, "stageDays": stage},
+                        details={"keyId": key.public_id, "name": key.name, "stageDays": stage},
                     )
         return fired
 
     async def _evaluate(self, rule: RuleView, kind: AlertKind, events: list[AuditEvent]) -> int:
         fired = 0
-        for subject, event in _latest_per_subject(kind, events):
+        key_ids: dict[int, str] = {}
+        if kind.subject in (KEY, KEY_AND_ADDRESS):  # keys are named by their UUID
+            async with self._db.session() as session:
+                key_ids = await AlertRepository(session).key_public_ids(
+                    {event.api_key_id for event in events if event.api_key_id is not None}
+                )
+        for subject, event in _latest_per_subject(kind, events, key_ids):
             count = await self._count(rule, kind, event)
             if count < rule.threshold:
                 continue
@@ -314,14 +320,26 @@ class AlertEngine:
 
 
 def _latest_per_subject(
-    kind: AlertKind, events: Iterable[AuditEvent]
+    kind: AlertKind, events: Iterable[AuditEvent], key_ids: Mapping[int, str]
 ) -> list[tuple[str, AuditEvent]]:
     latest: dict[str, AuditEvent] = {}
     for event in events:
-        subject = kind.subject.of(event)
+        subject = _key_named(kind.subject.of(event), event, key_ids)
         if subject is not None:
             if kind.single_event:
                 latest.setdefault(subject, event)  # the first use is the one that matters
             else:
                 latest[subject] = event
     return list(latest.items())
+
+
+def _key_named(subject: str | None, event: AuditEvent, key_ids: Mapping[int, str]) -> str | None:
+    """``subject`` with the key named by its public UUID (``key:<UUID>...``) rather than
+    the bigint id the audit record stores; unchanged when the key is gone (deleted with
+    its owner) or the subject names no key."""
+    if subject is None or event.api_key_id is None or event.api_key_id not in key_ids:
+        return subject
+    stored = f"key:{event.api_key_id}"
+    if subject != stored and not subject.startswith(stored + "|"):
+        return subject
+    return f"key:{key_ids[event.api_key_id]}" + subject[len(stored) :]

@@ -135,7 +135,7 @@ class AuditEntry:
     outcome: str
     actor_login: str | None
     actor_user_id: int | None
-    api_key_id: int | None
+    api_key_id: str | None  # the key's public UUID
     api_key_name: str | None
     client_ip: str | None
     user_agent: str | None
@@ -166,8 +166,9 @@ class AuditEntry:
         }
 
     @classmethod
-    def of(cls, row: Any) -> AuditEntry:
-        """The entry of a stored record (a model or a result row)."""
+    def of(cls, row: Any, key_public_id: str | None) -> AuditEntry:
+        """The entry of a stored record (a model or a result row). A key is named by
+        its public UUID (the stored bigint id stays in the record and its hash)."""
         return cls(
             id=row.id,
             occurred_at=row.occurred_at,
@@ -175,7 +176,7 @@ class AuditEntry:
             outcome=row.outcome,
             actor_login=row.actor_login,
             actor_user_id=row.actor_user_id,
-            api_key_id=row.api_key_id,
+            api_key_id=key_public_id,
             api_key_name=row.api_key_name,
             client_ip=row.client_ip,
             user_agent=row.user_agent,

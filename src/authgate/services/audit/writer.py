@@ -152,7 +152,7 @@ class AuditLog(BatchWriter[AuditRow, list[AuditRow]]):
             repository = AuditRepository(session)
             total = await repository.count(where)
             rows = await repository.page(where, request)
-        return Page(items=[AuditEntry.of(row) for row in rows], total=total, request=request)
+        return Page(items=[AuditEntry.of(*row) for row in rows], total=total, request=request)
 
     async def stream(
         self, where: AuditFilter, *, after: int = 0, chunk: int = 1000
@@ -162,7 +162,7 @@ class AuditLog(BatchWriter[AuditRow, list[AuditRow]]):
             async with self._db.session() as session:
                 rows = await AuditRepository(session).after(after, where, limit=chunk)
             for row in rows:
-                yield AuditEntry.of(row)
+                yield AuditEntry.of(*row)
             if len(rows) < chunk:
                 return
-            after = rows[-1].id
+            after = rows[-1][0].id

@@ -1,0 +1,171 @@
+"""``/api/v1/api-keys``: UTMStack v12's API keys (snake_case), on the same keys and
+service as ``/api/api-keys``.
+
+Follows UTMStack v12's ``backend/modules/apikeys`` (routes, DTOs and handler) as issue 17
+describes it; the v12 sources are not in this project's UTMStack snapshot. As in v12,
+creating a key does not show it: ``POST /api-keys/{id}/generate`` does (a secret is made
+at creation all the same, nobody ever sees it, and ``generate`` replaces it).
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel, BeforeValidator, Field
+
+from authgate.api.access import SelfServiceRoute, principal_of, services_of, sets_credentials
+from authgate.api.api_keys import Instant, comma_joined
+from authgate.api.errors import documented_v12
+from authgate.api.key_paths import KEY_PATH, KeyIdPath
+from authgate.api.pagination import MAX_PAGE_SIZE
+from authgate.api.schemas import LenientBody
+from authgate.services.api_keys import NAME_MAX_LENGTH, ApiKeyView, KeySpec
+from authgate.services.key_refs import key_ref
+from authgate.storage.paging import PageRequest
+
+PREFIX = "/api/v1/api-keys"
+router = APIRouter(prefix=PREFIX, tags=["v12 API keys"], route_class=SelfServiceRoute)
+
+
+class ApiKeyRequest(LenientBody):
+    """v12's body for creating and replacing a key. authgate requires ``expires_at``
+    (and caps it) unless ``AUTHGATE_API_KEY_REQUIRE_EXPIRY=false``: a null one is 400."""
+
+    name: Annotated[str, Field(max_length=NAME_MAX_LENGTH, examples=["log-shipper"])]
+    allowed_ip: Annotated[
+        list[Annotated[str, Field(max_length=64)]],
+        BeforeValidator(comma_joined),
+        Field(max_length=100, examples=[["203.0.113.7", "10.0.0.0/8"]]),
+    ] = Field(default_factory=list)
+    expires_at: Instant | None = None
+
+    def spec(self) -> KeySpec:
+        return KeySpec(name=self.name, allowed_networks=self.allowed_ip, expires_at=self.expires_at)
+
+
+class ApiKeyResponse(BaseModel):
+    id: str = Field(description="The key's UUID.")
+    name: str
+    allowed_ip: list[str]
+    created_at: datetime
+    generated_at: datetime
+    expires_at: datetime | None
+
+    @classmethod
+    def of(cls, key: ApiKeyView) -> ApiKeyResponse:
+        return cls(
+            id=key.public_id,
+            name=key.name,
+            allowed_ip=list(key.allowed_networks),
+            created_at=key.created_at,
+            generated_at=key.generated_at,
+            expires_at=key.expires_at,
+        )
+
+
+class GeneratedKey(BaseModel):
+    api_key: str = Field(description="The key itself. Shown only in this response.")
+
+
+class PageInfo(BaseModel):
+    page: int
+    page_size: int
+    total_items: int
+    total_pages: int
+    has_next: bool
+    has_prev: bool
+
+
+class ApiKeyPage(BaseModel):
+    data: list[ApiKeyResponse]
+    page_info: PageInfo
+
+
+@router.post(
+    "",
+    summary="Create an API key (without showing it: generate it next)",
+    status_code=201,
+    responses=documented_v12(400, 401, 403, 409, 413),
+)
+@sets_credentials("creates an API key")
+async def create_api_key(
+    body: ApiKeyRequest, request: Request, response: Response
+) -> ApiKeyResponse:
+    created = await services_of(request).api_keys.create(principal_of(request).user_id, body.spec())
+    response.headers["Location"] = f"{PREFIX}/{created.view.public_id}"
+    return ApiKeyResponse.of(created.view)
+
+
+@router.get(
+    "", summary="The caller's API keys, a page at a time", responses=documented_v12(400, 401, 403)
+)
+async def list_api_keys(
+    request: Request,
+    page: Annotated[int, Query(ge=1, le=1_000_000, description="One-based page number.")] = 1,
+    page_size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 20,
+) -> ApiKeyPage:
+    listed = await services_of(request).api_keys.list_keys(
+        principal_of(request), PageRequest(page=page - 1, size=page_size)
+    )
+    pages = math.ceil(listed.total / page_size)
+    return ApiKeyPage(
+        data=[ApiKeyResponse.of(key) for key in listed.items],
+        page_info=PageInfo(
+            page=page,
+            page_size=page_size,
+            total_items=listed.total,
+            total_pages=pages,
+            has_next=page < pages,
+            has_prev=page > 1,
+        ),
+    )
+
+
+@router.get(KEY_PATH, summary="One API key", responses=documented_v12(401, 403, 404))
+async def get_api_key(key_id: KeyIdPath, request: Request) -> ApiKeyResponse:
+    view = await services_of(request).api_keys.get(principal_of(request), key_ref(key_id))
+    return ApiKeyResponse.of(view)
+
+
+@router.put(
+    KEY_PATH,
+    summary="Replace name, allowed IPs and expiry",
+    responses=documented_v12(400, 401, 403, 404, 409, 413),
+)
+@sets_credentials("changes an API key's allowed addresses or expiry")
+async def replace_api_key(
+    key_id: KeyIdPath, body: ApiKeyRequest, request: Request
+) -> ApiKeyResponse:
+    view = await services_of(request).api_keys.replace(
+        principal_of(request), key_ref(key_id), body.spec()
+    )
+    return ApiKeyResponse.of(view)
+
+
+@router.post(
+    KEY_PATH + "/generate",
+    summary="Generate the key (again): the previous one stops working; shown once",
+    responses=documented_v12(401, 403, 404, 409),
+)
+@sets_credentials("generates an API key")
+async def generate_api_key(key_id: KeyIdPath, request: Request, response: Response) -> GeneratedKey:
+    plaintext = await services_of(request).api_keys.regenerate(
+        principal_of(request), key_ref(key_id)
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return GeneratedKey(api_key=plaintext)
+
+
+@router.delete(
+    KEY_PATH,
+    summary="Revoke the key (effective at once, everywhere)",
+    status_code=204,
+    response_class=Response,
+    responses=documented_v12(401, 403, 404),
+)
+async def revoke_api_key(key_id: KeyIdPath, request: Request) -> Response:
+    await services_of(request).api_keys.revoke(principal_of(request), key_ref(key_id))
+    return Response(status_code=204)

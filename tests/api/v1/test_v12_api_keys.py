@@ -1,0 +1,243 @@
+"""UTMStack v12's ``/api/v1/api-keys`` contract (snake_case keys, ``page_info``).
+
+Each test names the v12 source it follows: ``backend/modules/apikeys`` (routes, DTOs
+and handler) as issue 17 describes them (the project's UTMStack snapshot has no v12
+branch). The keys are the very keys of ``/api/api-keys``: one service, one store.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from starlette.routing import Match, Route
+
+from tests.api.test_api_keys import KEYS, key_header
+from tests.conftest import USER_PASSWORD, Harness, bearer, format_instant
+
+V12_KEYS = "/api/v1/api-keys"
+ALLOWED = ["127.0.0.1", "::1"]
+RESPONSE_FIELDS = {"id", "name", "allowed_ip", "created_at", "generated_at", "expires_at"}
+
+
+async def v12_token(harness: Harness, email: str = "alice@example.com") -> str:
+    response = await harness.client.post(
+        "/api/v1/auth/login", json={"login": email, "password": USER_PASSWORD}
+    )
+    assert response.status_code == 200, response.text
+    token: str = response.json()["access_token"]
+    return token
+
+
+async def alice(harness: Harness) -> str:
+    await harness.create_user("alice")
+    return await v12_token(harness)
+
+
+def body(harness: Harness, name: str = "log-shipper", **fields: Any) -> dict[str, Any]:
+    expires_at = format_instant(harness.clock() + timedelta(days=30))
+    return {"name": name, "allowed_ip": ALLOWED, "expires_at": expires_at, **fields}
+
+
+async def create(harness: Harness, token: str, name: str = "log-shipper") -> dict[str, Any]:
+    response = await harness.client.post(V12_KEYS, json=body(harness, name), headers=bearer(token))
+    assert response.status_code == 201, response.text
+    created: dict[str, Any] = response.json()
+    return created
+
+
+async def test_create_answers_201_without_the_key(harness: Harness) -> None:
+    """apikeys handler Create: 201 with ``{id (UUID), name, allowed_ip, created_at,
+    generated_at, expires_at}`` and no key; unknown fields are ignored."""
+    token = await alice(harness)
+    response = await harness.client.post(
+        V12_KEYS, json=body(harness, tenant_id="t1", id="mine"), headers=bearer(token)
+    )
+    assert response.status_code == 201
+    created = response.json()
+    assert set(created) == RESPONSE_FIELDS
+    assert str(uuid.UUID(created["id"])) == created["id"]
+    assert created["allowed_ip"] == ALLOWED
+    assert response.headers["Location"] == f"{V12_KEYS}/{created['id']}"
+    assert "agk_" not in response.text
+
+
+async def test_generate_returns_the_key_that_works_in_both_headers(harness: Harness) -> None:
+    """apikeys handler Generate: ``{"api_key": "<key>"}``; the key is sent in
+    ``Utm-Api-Key`` (and works as a Bearer credential too); generating again ends the
+    previous key at once."""
+    token = await alice(harness)
+    created = await create(harness, token)
+    response = await harness.client.post(
+        f"{V12_KEYS}/{created['id']}/generate", headers=bearer(token)
+    )
+    assert response.status_code == 200
+    assert set(response.json()) == {"api_key"}
+    assert response.headers["Cache-Control"] == "no-store"
+    key = response.json()["api_key"]
+    for headers in (key_header(key), bearer(key)):
+        me = await harness.client.get("/api/v1/auth/me", headers=headers)
+        assert (me.status_code, me.json()["email"]) == (200, "alice@example.com")
+    again = await harness.client.post(f"{V12_KEYS}/{created['id']}/generate", headers=bearer(token))
+    assert again.json()["api_key"] != key
+    assert (await harness.client.get("/api/v1/auth/me", headers=key_header(key))).status_code == 401
+
+
+async def test_list_pages_with_page_info(harness: Harness) -> None:
+    """apikeys handler List: ``?page&page_size`` (one-based) → ``{data, page_info: {page,
+    page_size, total_items, total_pages, has_next, has_prev}}``; only the caller's keys."""
+    token = await alice(harness)
+    for name in ("a", "b", "c"):
+        await create(harness, token, name)
+    await harness.create_user("bob")
+    await create(harness, await v12_token(harness, "bob@example.com"), "bobs")
+
+    first = await harness.client.get(
+        V12_KEYS, params={"page": 1, "page_size": 2}, headers=bearer(token)
+    )
+    assert first.status_code == 200
+    assert len(first.json()["data"]) == 2
+    assert first.json()["page_info"] == {
+        "page": 1,
+        "page_size": 2,
+        "total_items": 3,
+        "total_pages": 2,
+        "has_next": True,
+        "has_prev": False,
+    }
+    second = (
+        await harness.client.get(
+            V12_KEYS, params={"page": 2, "page_size": 2}, headers=bearer(token)
+        )
+    ).json()
+    assert [k["name"] for k in first.json()["data"] + second["data"]] == ["a", "b", "c"]
+    assert (second["page_info"]["has_next"], second["page_info"]["has_prev"]) == (False, True)
+    bob = await v12_token(harness, "bob@example.com")
+    bobs = (await harness.client.get(V12_KEYS, headers=bearer(bob))).json()
+    assert [k["name"] for k in bobs["data"]] == ["bobs"]
+    bad = await harness.client.get(V12_KEYS, params={"page": 0}, headers=bearer(token))
+    assert bad.status_code == 400
+    assert set(bad.json()) == {"error"}
+
+
+async def test_get_put_delete_one_key(harness: Harness) -> None:
+    """apikeys routes: GET, PUT (the create body) and DELETE ``/api-keys/{id}``; a
+    revoked key stops working at once; DELETE answers 204 without a body."""
+    token = await alice(harness)
+    created = await create(harness, token)
+    url = f"{V12_KEYS}/{created['id']}"
+    assert (await harness.client.get(url, headers=bearer(token))).json() == created
+    key = (await harness.client.post(f"{url}/generate", headers=bearer(token))).json()["api_key"]
+    edited = await harness.client.put(
+        url, json=body(harness, "renamed", allowed_ip="10.0.0.5/24"), headers=bearer(token)
+    )
+    assert edited.status_code == 200
+    assert (edited.json()["name"], edited.json()["allowed_ip"]) == ("renamed", ["10.0.0.0/24"])
+    deleted = await harness.client.delete(url, headers=bearer(token))
+    assert (deleted.status_code, deleted.content) == (204, b"")
+    assert (await harness.client.get("/api/v1/auth/me", headers=key_header(key))).status_code == 401
+
+
+async def test_errors_are_v12_json(harness: Harness) -> None:
+    """v12's errors are ``{"error": "<message>"}``: 409 for a duplicate name, 400 for an
+    invalid body, 404 for an unknown or malformed id, 401 without credentials."""
+    token = await alice(harness)
+    created = await create(harness, token)
+    duplicate = await harness.client.post(V12_KEYS, json=body(harness), headers=bearer(token))
+    assert (duplicate.status_code, set(duplicate.json())) == (409, {"error"})
+    invalid = await harness.client.post(
+        V12_KEYS, json=body(harness, allowed_ip=["not-an-address"]), headers=bearer(token)
+    )
+    assert (invalid.status_code, set(invalid.json())) == (400, {"error"})
+    for key_id in (str(uuid.uuid4()), "12345", "not-a-key", created["id"].replace("-", "")):
+        missing = await harness.client.get(f"{V12_KEYS}/{key_id}", headers=bearer(token))
+        assert (missing.status_code, set(missing.json())) == (404, {"error"}), key_id
+    anonymous = await harness.client.get(V12_KEYS)
+    assert (anonymous.status_code, set(anonymous.json())) == (401, {"error"})
+
+
+async def test_expiry_is_required_and_capped(harness: Harness) -> None:
+    """v12 accepts ``expires_at: null`` (a key that never expires); authgate requires an
+    expiry and caps it (a deliberate divergence, AUTHGATE_API_KEY_REQUIRE_EXPIRY)."""
+    token = await alice(harness)
+    never = await harness.client.post(
+        V12_KEYS, json=body(harness, expires_at=None), headers=bearer(token)
+    )
+    assert never.status_code == 400
+    assert "Expiration date is required" in never.json()["error"]
+    too_far = format_instant(harness.clock() + timedelta(days=400))
+    capped = await harness.client.post(
+        V12_KEYS, json=body(harness, expires_at=too_far), headers=bearer(token)
+    )
+    assert capped.status_code == 400
+    assert "within 365 days" in capped.json()["error"]
+
+
+async def test_other_users_keys_are_not_found(harness: Harness) -> None:
+    """Owner-scoped like v12: another user's key is 404 for reading, editing, generating
+    and deleting."""
+    bobs = await create(harness, await alice(harness))
+    await harness.create_user("bob")
+    bob = await v12_token(harness, "bob@example.com")
+    url = f"{V12_KEYS}/{bobs['id']}"
+    for method, path, json in (
+        ("GET", url, None),
+        ("PUT", url, body(harness)),
+        ("POST", f"{url}/generate", None),
+        ("DELETE", url, None),
+    ):
+        response = await harness.client.request(method, path, json=json, headers=bearer(bob))
+        assert response.status_code == 404, method
+
+
+async def test_v12_and_v11_routes_share_the_keys(harness: Harness, user_token: str) -> None:
+    """One store: a key made through ``/api/v1`` is listed by ``/api/api-keys`` under
+    the same UUID, and the other way round; a v10/v11 token works on the v12 routes."""
+    v12 = await create(harness, user_token)
+    v11 = await harness.create_key(user_token, "made-by-v11")
+    assert {
+        k["id"] for k in (await harness.client.get(KEYS, headers=bearer(user_token))).json()
+    } == {
+        v12["id"],
+        v11["id"],
+    }
+    listed = (await harness.client.get(V12_KEYS, headers=bearer(user_token))).json()["data"]
+    assert {k["id"] for k in listed} == {v12["id"], v11["id"]}
+
+
+async def test_an_api_key_may_read_but_not_manage_keys(harness: Harness) -> None:
+    """A key reads its owner's keys; creating, generating and deleting need a session."""
+    token = await alice(harness)
+    created = await create(harness, token)
+    key = (
+        await harness.client.post(f"{V12_KEYS}/{created['id']}/generate", headers=bearer(token))
+    ).json()["api_key"]
+    assert (await harness.client.get(V12_KEYS, headers=key_header(key))).status_code == 200
+    for method, path in (
+        ("POST", V12_KEYS),
+        ("POST", f"{V12_KEYS}/{created['id']}/generate"),
+        ("DELETE", f"{V12_KEYS}/{created['id']}"),
+    ):
+        response = await harness.client.request(
+            method, path, json=body(harness, "other"), headers=key_header(key)
+        )
+        assert (response.status_code, set(response.json())) == (403, {"error"}), (method, path)
+
+
+async def test_no_key_route_takes_the_internal_key_check(harness: Harness) -> None:
+    """``POST /api/v1/api-keys/authenticate`` (v12's internal key check, served by its own
+    module) is never taken for a key id: no route of this module matches that path."""
+    scope = {"type": "http", "method": "POST", "path": f"{V12_KEYS}/authenticate"}
+    key_routes = [
+        route
+        for route in harness.app.router.routes
+        if isinstance(route, Route) and route.path.startswith(V12_KEYS + "/{key_id")
+    ]
+    assert len(key_routes) == 4  # GET, PUT, DELETE /{key_id} and POST /{key_id}/generate
+    for route in key_routes:
+        assert route.matches(scope)[0] is Match.NONE, route.path
+    checked = await harness.client.post(
+        f"{V12_KEYS}/authenticate", json={"apiKey": "x", "clientIp": "127.0.0.1"}
+    )
+    assert (checked.status_code, set(checked.json())) == (403, {"error"})  # no X-Internal-Key
