@@ -86,7 +86,7 @@ async def test_v12_migration_gives_existing_users_distinct_public_ids(database_u
 
 
 async def test_key_ids_migration_backfills_uuids_keeping_utmstack_ones(database_url: str) -> None:
-    """0012_key_public_ids gives every key made before it a UUID public id; a key
+    """0014_key_public_ids gives every key made before it a UUID public id; a key
     imported from UTMStack gets UTMStack's own UUID (``legacy_id``), so the id a
     UTMStack client stored keeps naming it."""
     engine = create_async_engine(database_url)

@@ -1,7 +1,7 @@
 """API keys get a public UUID (UTMStack v11's and v12's key ids are UUIDs); the bigint
 primary key stays internal. A key imported from UTMStack keeps UTMStack's UUID.
 
-Revision ID: 0012_key_public_ids
+Revision ID: 0014_key_public_ids
 Revises: 0013_service_credentials
 Create Date: 2026-12-05
 """
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0012_key_public_ids"
+revision: str = "0014_key_public_ids"
 down_revision: str | None = "0013_service_credentials"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
