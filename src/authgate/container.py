@@ -36,8 +36,8 @@ from authgate.services.changes import ChangeFeed
 from authgate.services.cluster import HEARTBEAT_SECONDS, ClusterMembership
 from authgate.services.forward_auth import ForwardAuthPolicy
 from authgate.services.gate import Gate
-from authgate.services.key_abuse import KeyAbuseGuard, KeyAbuseLimits
-from authgate.services.login_protection import LoginLimits, LoginProtection
+from authgate.services.key_abuse import KeyAbuseGuard
+from authgate.services.login_protection import LoginProtection
 from authgate.services.mail import Mailer, smtp_server_from
 from authgate.services.metrics import Metrics
 from authgate.services.password_hashing import AsyncPasswordHasher
@@ -442,19 +442,7 @@ def build_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
     )
     login_protection = LoginProtection(
         store=throttle,
-        limits=LoginLimits(
-            ip_max_failures=settings.login_ip_max_failures,
-            ip_window=settings.login_ip_window_seconds,
-            pair_max_failures=settings.login_pair_max_failures,
-            pair_window=settings.login_pair_window_seconds,
-            pair_base_delay=settings.login_pair_base_delay_seconds,
-            pair_max_delay=settings.login_pair_max_delay_seconds,
-            account_max_failures=settings.login_account_max_failures,
-            account_window=settings.login_account_window_seconds,
-            account_slowdown=settings.login_account_slowdown_seconds,
-            account_slowdown_max=settings.login_account_slowdown_max_seconds,
-            known_ip_days=settings.login_known_ip_days,
-        ),
+        limits=settings.login,
         clock=clock,
         audit=audit,
     )
@@ -499,11 +487,7 @@ def build_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
     key_abuse = KeyAbuseGuard(
         store=throttle,
         feed=feed,
-        limits=KeyAbuseLimits(
-            max_failures=settings.key_ip_max_failures,
-            window=settings.key_ip_window_seconds,
-            block_seconds=settings.key_ip_block_seconds,
-        ),
+        limits=settings.key_abuse,
         clock=clock,
         audit=audit,
     )

@@ -26,6 +26,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -37,7 +38,10 @@ from pydantic_settings import (
 from authgate.exceptions import AmbiguousUpstreamPath, ConfigurationError
 from authgate.security.paths import canonical_text_path
 from authgate.security.principal import SCOPE_PATTERN
-from authgate.settings_messages import describe_validation_error, unknown_variables
+from authgate.services.key_abuse import KeyAbuseLimits
+from authgate.services.login_protection import LoginLimits
+from authgate.settings_messages import ENV_PREFIX, describe_validation_error, unknown_variables
+from authgate.settings_names import FLAT, flat_from_environment, fold, known_names
 from authgate.settings_secrets import secrets_from_files
 from authgate.storage.database_url import normalise_database_url
 
@@ -314,32 +318,10 @@ class Settings(BaseSettings):
         description="An accepted API-key request after this long without use is audited "
         "(the key_after_inactivity alert rules see idle periods from this length up).",
     )
-    # Login protection (see README "Brute-force protection").
-    login_ip_max_failures: int = Field(default=10, ge=1, le=100_000)
-    login_ip_window_seconds: int = Field(default=600, ge=1, le=86_400)
-    login_pair_max_failures: int = Field(default=5, ge=1, le=1000)
-    login_pair_window_seconds: int = Field(default=900, ge=1, le=86_400)
-    login_pair_base_delay_seconds: int = Field(default=30, ge=1, le=86_400)
-    login_pair_max_delay_seconds: int = Field(default=900, ge=1, le=86_400)
-    login_account_max_failures: int = Field(default=20, ge=1, le=100_000)
-    login_account_window_seconds: int = Field(default=900, ge=1, le=86_400)
-    login_account_slowdown_seconds: int = Field(
-        default=10,
-        ge=1,
-        le=3600,
-        description="Under attack, the account's first turn for unknown addresses (all of "
-        "them share one turn per period; doubled per turn taken).",
-    )
-    login_account_slowdown_max_seconds: int = Field(
-        default=300,
-        ge=1,
-        le=86_400,
-        description="The longest wait between two turns of unknown addresses under attack.",
-    )
-    login_known_ip_days: int = Field(default=30, ge=1, le=365)
-    key_ip_max_failures: int = Field(default=20, ge=1, le=100_000)
-    key_ip_window_seconds: int = Field(default=60, ge=1, le=86_400)
-    key_ip_block_seconds: int = Field(default=600, ge=1, le=86_400)
+    # Login protection (see README "Brute-force protection"), and bad API keys from one
+    # address; flat names (``login_ip_max_failures``) in ``authgate.settings_names``.
+    login: LoginLimits = Field(default_factory=LoginLimits)
+    key_abuse: KeyAbuseLimits = Field(default_factory=KeyAbuseLimits)
     api_key_default_rate_limit: str | None = Field(
         default=None, description='Rate limit of keys without their own, e.g. "100/second".'
     )
@@ -467,7 +449,11 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        sources: list[PydanticBaseSettingsSource] = [
+            init_settings,
+            env_settings,
+            _FlatEnvironment(settings_cls),
+        ]
         config_file = _config_file_from(init_settings(), os.environ)
         if config_file is not None:
             if not config_file.is_file():
@@ -522,14 +508,17 @@ class Settings(BaseSettings):
     @classmethod
     def _secrets_from_files(cls, values: Any) -> Any:
         """Every secret may come from a file (``AUTHGATE_<NAME>_FILE``): see
-        ``authgate.settings_secrets``."""
-        return secrets_from_files(values) if isinstance(values, Mapping) else values
+        ``authgate.settings_secrets``; the flat names of nested settings go into their
+        groups (``authgate.settings_names``)."""
+        if not isinstance(values, Mapping):
+            return values
+        return fold(secrets_from_files(values))
 
     @model_validator(mode="after")
     def _check_consistency(self) -> Settings:
         if self.password_min_length > self.password_max_length:
             raise ValueError("password_min_length must not exceed password_max_length")
-        if self.login_account_slowdown_max_seconds < self.login_account_slowdown_seconds:
+        if self.login.account_slowdown_max < self.login.account_slowdown:
             raise ValueError(
                 "login_account_slowdown_max_seconds must be at least login_account_slowdown_seconds"
             )
@@ -648,6 +637,17 @@ class Settings(BaseSettings):
         return f"http://{host}:{self.port}"
 
 
+class _FlatEnvironment(PydanticBaseSettingsSource):
+    """The ``AUTHGATE_*`` variables of nested settings, by their flat names
+    (``AUTHGATE_LOGIN_IP_MAX_FAILURES``); folded into their groups with the rest."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # not per field: see __call__
+
+    def __call__(self) -> dict[str, Any]:
+        return flat_from_environment(os.environ, ENV_PREFIX)
+
+
 def _config_file_from(init_values: Mapping[str, Any], environ: Mapping[str, str]) -> Path | None:
     explicit = init_values.get("config_file")
     if explicit:
@@ -662,14 +662,15 @@ def explain_invalid_settings(error: ValidationError, given: Mapping[str, Any]) -
     return describe_validation_error(
         error,
         variables=os.environ,
-        fields=Settings.model_fields,
+        fields=known_names(Settings.model_fields),
+        renamed=FLAT,
         config_file=_config_file_from(given, os.environ),
     )
 
 
 def unknown_environment_variables() -> list[str]:
     """Warnings about ``AUTHGATE_*`` variables no setting reads (typos)."""
-    return unknown_variables(os.environ, Settings.model_fields)
+    return unknown_variables(os.environ, known_names(Settings.model_fields))
 
 
 PROMETHEUS_MULTIPROCESS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
