@@ -23,6 +23,7 @@ from authgate.cli import app
 from authgate.container import build_services
 from authgate.exceptions import BadCredentials
 from authgate.security.second_factor import totp_code, totp_step
+from authgate.services.password_hashing import HashingConfig
 from authgate.settings import CONFIG_FILE_VARIABLE, Settings
 from authgate.storage import migrate as migrations
 
@@ -86,7 +87,7 @@ def table_rows(output: str) -> list[list[str]]:
 
 
 def settings_for(data_dir: Path) -> Settings:
-    return Settings(data_dir=data_dir, argon2_memory_kib=8, argon2_time_cost=1)
+    return Settings(data_dir=data_dir, password_hashing=HashingConfig(memory_kib=8, time_cost=1))
 
 
 def authenticate(data_dir: Path, login: str, password: str) -> str:

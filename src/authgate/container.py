@@ -17,7 +17,7 @@ from authgate.exceptions import ConfigurationError, ValidationFailed
 from authgate.security.audit_chain import AuditKey
 from authgate.security.clientip import ClientIpResolver
 from authgate.security.networks import AllowEntryError, AllowList, TrustedProxies
-from authgate.security.passwords import Argon2Parameters, PasswordHasher, PasswordPolicy
+from authgate.security.passwords import PasswordHasher, PasswordPolicy
 from authgate.security.second_factor import SecondFactorKey
 from authgate.security.signing_keys import KeyRing
 from authgate.security.tokens import JwtCodec
@@ -133,8 +133,8 @@ class Services:
             audit=self.audit,
             usage=self.usage,
             clock=self.clock,
-            audit_key_successes=self.settings.audit_api_key_successes,
-            idle_seconds=self.settings.audit_key_idle_seconds,
+            audit_key_successes=self.settings.audit.api_key_successes,
+            idle_seconds=self.settings.audit.key_idle_seconds,
         )
 
     async def start(self, *, background: bool = True) -> None:
@@ -345,8 +345,8 @@ def build_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
         db=db,
         key=audit_key,
         clock=clock,
-        flush_interval=settings.audit_flush_interval_seconds,
-        retention=timedelta(days=settings.audit_retention_days),
+        flush_interval=settings.audit.flush_interval_seconds,
+        retention=settings.audit.retention,
     )
     audit.subscribe(metrics.on_audit)
     redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
@@ -357,17 +357,8 @@ def build_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
         else DatabaseThrottleStore(db)
     )
     hasher = AsyncPasswordHasher(
-        PasswordHasher(
-            Argon2Parameters(
-                time_cost=settings.argon2_time_cost,
-                memory_kib=settings.argon2_memory_kib,
-                parallelism=settings.argon2_parallelism,
-            )
-        ),
-        threads=settings.password_hashing_threads,
-        queue_size=settings.password_hashing_queue,
-        queue_timeout=settings.password_hashing_queue_timeout_seconds,
-        nice=settings.password_hashing_nice,
+        PasswordHasher(settings.password_hashing.argon2),
+        config=settings.password_hashing,
         observe=metrics.password_hash_seconds.observe,
         on_overload=metrics.throttled.labels("hashing_overloaded").inc,
     )
@@ -432,10 +423,7 @@ def build_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
     usage = UsageRecorder(
         db=db,
         clock=clock,
-        flush_interval=settings.usage_flush_interval_seconds,
-        retention=timedelta(days=settings.usage_retention_days),
-        log_successes=settings.usage_log_successes,
-        sample_size=settings.usage_sample_per_key,
+        config=settings.usage,
     )
     alert_dispatcher = AlertDispatcher(
         sinks_from_settings(settings), retries=settings.alert_delivery_retries
@@ -463,8 +451,8 @@ def build_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
         dispatcher=alert_dispatcher,
         clock=clock,
         node=lambda: cluster.node_id,
-        interval=settings.audit_checkpoint_interval_seconds,
-        retention=timedelta(days=settings.audit_retention_days),
+        interval=settings.audit.checkpoint_interval_seconds,
+        retention=settings.audit.retention,
     )
     mailer = Mailer(smtp_server_from(settings))
     second_factor = SecondFactorService(

