@@ -20,6 +20,7 @@ from sqlalchemy import insert, text
 
 from authgate.app import create_app, ensure_schema
 from authgate.container import Services, build_services
+from authgate.runtime import BackgroundWork
 from authgate.security.audit_chain import GENESIS_HASH, AuditKey
 from authgate.services.api_keys import KeySpec
 from authgate.services.audit.chain import chain_hash
@@ -98,11 +99,12 @@ async def node(settings: Settings, clock: FakeClock) -> AsyncIterator[Services]:
     tasks."""
     built = build_services(settings, clock=clock)
     await ensure_schema(built)
-    await built.start(background=False)
+    work = BackgroundWork(built)
+    await work.start(background=False)
     try:
         yield built
     finally:
-        await built.close()
+        await work.close()
 
 
 @asynccontextmanager
