@@ -14,10 +14,10 @@ import pytest
 from pydantic import BaseModel, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
 
+from authgate.services.forward_auth import ForwardAuthRuleSetting
 from authgate.settings import (
     CONFIG_FILE_VARIABLE,
     AlertRuleSetting,
-    ForwardAuthRuleSetting,
     Settings,
     explain_invalid_settings,
     unknown_environment_variables,
@@ -173,6 +173,12 @@ MOVED = {
     "password_hashing_queue": "password_hashing.queue_size",
     "password_hashing_queue_timeout_seconds": "password_hashing.queue_timeout",
     "password_hashing_nice": "password_hashing.nice",
+    "forward_auth_rules": "forward_auth.rules",
+    "forward_auth_unmatched": "forward_auth.unmatched",
+    "forward_auth_proxy": "forward_auth.proxy",
+    "forward_auth_method_header": "forward_auth.method_header",
+    "forward_auth_uri_header": "forward_auth.uri_header",
+    "forward_auth_case_sensitive": "forward_auth.case_sensitive",
 }
 # What some settings need beside them to be valid.
 COMPANIONS: dict[str, dict[str, Any]] = {

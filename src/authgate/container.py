@@ -54,7 +54,6 @@ from authgate.services.throttle_store import (
     RedisThrottleStore,
     ThrottleStore,
 )
-from authgate.services.upstream_request import UpstreamRequestReader
 from authgate.services.usage import UsageRecorder
 from authgate.services.user_states import UserStates
 from authgate.services.users import UserService
@@ -242,16 +241,7 @@ def _protection(settings: Settings, infra: _Infrastructure, clock: Clock) -> _Pr
             store=throttle, feed=infra.feed, limits=settings.key_abuse, clock=clock, audit=audit
         ),
         rate_limits=KeyRateLimits(default=settings.api_key_default_rate_limit, link=infra.redis),
-        forward_auth=ForwardAuthPolicy(
-            settings.forward_auth_rules,
-            unmatched=settings.forward_auth_unmatched,
-            case_sensitive=settings.forward_auth_case_sensitive,
-            reader=UpstreamRequestReader.for_proxy(
-                settings.forward_auth_proxy,
-                method_header=settings.forward_auth_method_header,
-                uri_header=settings.forward_auth_uri_header,
-            ),
-        ),
+        forward_auth=ForwardAuthPolicy.configured(settings.forward_auth),
     )
 
 

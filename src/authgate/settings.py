@@ -32,26 +32,24 @@ from pydantic_settings import (
     NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
-from authgate.exceptions import AmbiguousUpstreamPath, ConfigurationError
-from authgate.security.paths import canonical_text_path
+from authgate.exceptions import ConfigurationError
 from authgate.security.principal import SCOPE_PATTERN
 from authgate.services.audit.writer import AuditConfig
+from authgate.services.forward_auth import ForwardAuthConfig
 from authgate.services.key_abuse import KeyAbuseLimits
 from authgate.services.login_protection import LoginLimits
 from authgate.services.password_hashing import HashingConfig
 from authgate.services.usage import UsageConfig
 from authgate.settings_messages import ENV_PREFIX, describe_validation_error, unknown_variables
-from authgate.settings_names import FLAT, flat_from_environment, fold, known_names
+from authgate.settings_names import FLAT, NESTED, flat_from_environment, fold, known_names
 from authgate.settings_secrets import secrets_from_files
 from authgate.storage.database_url import normalise_database_url
 
 JwtAlgorithm = Literal["ES256", "EdDSA", "HS512"]
-# The reverse proxy in front of forward-auth, which decides the headers that describe
-# the request under check (see services/upstream_request.py).
-ForwardAuthProxy = Literal["nginx", "traefik", "caddy"]
 
 CONFIG_FILE_VARIABLE = "AUTHGATE_CONFIG_FILE"
 DATA_DIR_VARIABLE = "AUTHGATE_DATA_DIR"
@@ -69,48 +67,6 @@ class AlertRuleSetting(BaseModel):
     window_seconds: int = 300
     severity: str = "medium"
     enabled: bool = True
-
-
-class ForwardAuthRuleSetting(BaseModel):
-    """What ``/api/auth/verify`` requires for upstream requests under a path prefix.
-
-    The longest matching ``path_prefix`` wins; among rules with the same prefix, the
-    first whose ``methods`` include the request's method (no ``methods``: any method).
-    A prefix covers whole path segments (``/admin`` and ``/admin/`` both cover ``/admin``
-    and ``/admin/x``, not ``/administrator``) and must be written in canonical form.
-    ``scopes`` are all required of API keys (a user's token carries the user's full
-    rights); ``roles``: the caller (user or key) needs one of them.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    path_prefix: str = Field(pattern=r"^/[^\s?#]*$", max_length=1024)
-    methods: list[str] = Field(default_factory=list)
-    scopes: list[str] = Field(default_factory=list)
-    roles: list[str] = Field(default_factory=list)
-    allow: bool = Field(default=True, description="false: refuse every request (403).")
-
-    @field_validator("methods")
-    @classmethod
-    def _method_names(cls, methods: list[str]) -> list[str]:
-        upper = [method.strip().upper() for method in methods]
-        for method in upper:
-            if not method.isascii() or not method.isalpha() or len(method) > 20:
-                raise ValueError(f"not an HTTP method: {method!r}")
-        return upper
-
-    @field_validator("path_prefix")
-    @classmethod
-    def _canonical_prefix(cls, prefix: str) -> str:
-        """A prefix is matched against canonical paths, so it must be one itself: a
-        prefix such as ``/a/../b`` or ``/admin;x`` could never match as written."""
-        try:
-            canonical = canonical_text_path(prefix)
-        except AmbiguousUpstreamPath as error:
-            raise ValueError(f"path_prefix {prefix!r} is ambiguous ({error.reason})") from None
-        if (canonical.rstrip("/") or "/") != (prefix.rstrip("/") or "/"):
-            raise ValueError(f"path_prefix {prefix!r} is not canonical: write {canonical!r}")
-        return prefix
 
 
 class Settings(BaseSettings):
@@ -237,38 +193,7 @@ class Settings(BaseSettings):
         default="x-forwarded-for",
         description="The one forwarding header the trusted proxies write (the other is ignored).",
     )
-    forward_auth_rules: list[ForwardAuthRuleSetting] = Field(
-        default_factory=list,
-        description="Scope/role rules of /api/auth/verify per upstream path prefix and method.",
-    )
-    forward_auth_unmatched: Literal["authenticated", "deny"] = Field(
-        default="authenticated",
-        description="Upstream paths no rule matches: any valid credential (keys need write "
-        "for unsafe methods), or refused.",
-    )
-    forward_auth_proxy: ForwardAuthProxy = Field(
-        default="nginx",
-        description="The proxy in front of /api/auth/verify; only the headers it sets are "
-        "read: nginx X-Original-Method/-URI (as in examples/nginx), traefik and caddy "
-        "X-Forwarded-Method/-Uri. The other pair, if present, must agree (else 400).",
-    )
-    forward_auth_method_header: str | None = Field(
-        default=None,
-        pattern=r"^[A-Za-z0-9-]{1,64}$",
-        description="Explicit header carrying the upstream method (with "
-        "forward_auth_uri_header; overrides forward_auth_proxy).",
-    )
-    forward_auth_uri_header: str | None = Field(
-        default=None,
-        pattern=r"^[A-Za-z0-9-]{1,64}$",
-        description="Explicit header carrying the upstream URI (with "
-        "forward_auth_method_header; overrides forward_auth_proxy).",
-    )
-    forward_auth_case_sensitive: bool = Field(
-        default=False,
-        description="Match forward-auth rule prefixes case-sensitively (default: /ADMIN is "
-        "held to an /admin rule, as case-insensitive upstreams would serve it).",
-    )
+    forward_auth: ForwardAuthConfig = Field(default_factory=ForwardAuthConfig)
     usage: UsageConfig = Field(default_factory=UsageConfig)
 
     # --- monitoring and protection ----------------------------------------------------
@@ -468,14 +393,15 @@ class Settings(BaseSettings):
         problems = self.cluster_problems()
         if problems:
             raise ValueError("AUTHGATE_CLUSTER is set, but " + "; ".join(problems))
-        if (self.forward_auth_method_header is None) != (self.forward_auth_uri_header is None):
+        method_header, uri_header = self.forward_auth.method_header, self.forward_auth.uri_header
+        if (method_header is None) != (uri_header is None):
             raise ValueError(
                 "set both forward_auth_method_header and forward_auth_uri_header, or neither"
             )
         if (
-            self.forward_auth_method_header is not None
-            and self.forward_auth_uri_header is not None
-            and self.forward_auth_method_header.lower() == self.forward_auth_uri_header.lower()
+            method_header is not None
+            and uri_header is not None
+            and method_header.lower() == uri_header.lower()
         ):
             raise ValueError("forward_auth_method_header and forward_auth_uri_header must differ")
         for scope in self.api_key_extra_scopes:
@@ -580,13 +506,29 @@ class Settings(BaseSettings):
 
 class _FlatEnvironment(PydanticBaseSettingsSource):
     """The ``AUTHGATE_*`` variables of nested settings, by their flat names
-    (``AUTHGATE_LOGIN_IP_MAX_FAILURES``); folded into their groups with the rest."""
+    (``AUTHGATE_LOGIN_IP_MAX_FAILURES``); folded into their groups with the rest. Lists
+    of rules are JSON, as in every other variable; lists of names are comma-separated."""
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
         return None, field_name, False  # not per field: see __call__
 
     def __call__(self) -> dict[str, Any]:
-        return flat_from_environment(os.environ, ENV_PREFIX)
+        values: dict[str, Any] = {}
+        for flat, text in flat_from_environment(os.environ, ENV_PREFIX).items():
+            group, name = NESTED[flat]
+            model = self.settings_cls.model_fields[group].annotation
+            field = model.model_fields[name]  # type: ignore[union-attr]
+            try:
+                values[flat] = (
+                    self.decode_complex_value(flat, field, text)
+                    if self.field_is_complex(field)
+                    else text
+                )
+            except ValueError as error:
+                raise SettingsError(
+                    f'error parsing value for field "{flat}" from source "{type(self).__name__}"'
+                ) from error
+        return values
 
 
 def _config_file_from(init_values: Mapping[str, Any], environ: Mapping[str, str]) -> Path | None:

@@ -49,6 +49,12 @@ NESTED: Mapping[str, tuple[str, str]] = {
     "password_hashing_queue": ("password_hashing", "queue_size"),
     "password_hashing_queue_timeout_seconds": ("password_hashing", "queue_timeout"),
     "password_hashing_nice": ("password_hashing", "nice"),
+    "forward_auth_rules": ("forward_auth", "rules"),
+    "forward_auth_unmatched": ("forward_auth", "unmatched"),
+    "forward_auth_proxy": ("forward_auth", "proxy"),
+    "forward_auth_method_header": ("forward_auth", "method_header"),
+    "forward_auth_uri_header": ("forward_auth", "uri_header"),
+    "forward_auth_case_sensitive": ("forward_auth", "case_sensitive"),
 }
 GROUPS = frozenset(group for group, _ in NESTED.values())
 FLAT: Mapping[tuple[str, str], str] = {path: flat for flat, path in NESTED.items()}
