@@ -14,10 +14,10 @@ import pytest
 from pydantic import BaseModel, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
 
+from authgate.services.alerts.configuration import AlertRuleSetting
 from authgate.services.forward_auth import ForwardAuthRuleSetting
 from authgate.settings import (
     CONFIG_FILE_VARIABLE,
-    AlertRuleSetting,
     Settings,
     explain_invalid_settings,
     unknown_environment_variables,
@@ -179,6 +179,19 @@ MOVED = {
     "forward_auth_method_header": "forward_auth.method_header",
     "forward_auth_uri_header": "forward_auth.uri_header",
     "forward_auth_case_sensitive": "forward_auth.case_sensitive",
+    "alert_webhook_url": "alerts.webhook_url",
+    "alert_webhook_secret": "alerts.webhook_secret",
+    "alert_webhook_timeout_seconds": "alerts.webhook_timeout_seconds",
+    "alert_syslog_target": "alerts.syslog_target",
+    "alert_email_to": "alerts.email_to",
+    "alert_delivery_retries": "alerts.delivery_retries",
+    "alert_rules": "alerts.rules",
+    "alert_smtp_host": "mail.smtp_host",
+    "alert_smtp_port": "mail.smtp_port",
+    "alert_smtp_starttls": "mail.smtp_starttls",
+    "alert_smtp_username": "mail.smtp_username",
+    "alert_smtp_password": "mail.smtp_password",
+    "alert_email_from": "mail.email_from",
 }
 # What some settings need beside them to be valid.
 COMPANIONS: dict[str, dict[str, Any]] = {

@@ -324,7 +324,7 @@ def _accounts(
         max_length=settings.password_max_length,
         refuse_common=settings.password_refuse_common,
     )
-    mailer = Mailer(smtp_server_from(settings))
+    mailer = Mailer(smtp_server_from(settings.mail))
     return _Accounts(
         accounts=AccountService(
             db=db,
@@ -413,7 +413,8 @@ def _monitoring(
 ) -> _Monitoring:
     db, audit = infra.db, infra.audit
     dispatcher = AlertDispatcher(
-        sinks_from_settings(settings), retries=settings.alert_delivery_retries
+        sinks_from_settings(settings.alerts, settings.mail),
+        retries=settings.alerts.delivery_retries,
     )
     cluster = ClusterMembership(
         db=db,
@@ -517,7 +518,7 @@ def configured_rules(settings: Settings) -> tuple[RuleSpec, ...]:
             severity=rule.severity,
             enabled=rule.enabled,
         )
-        for rule in settings.alert_rules
+        for rule in settings.alerts.rules
     )
     for spec in specs:
         try:

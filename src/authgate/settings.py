@@ -7,7 +7,6 @@ and the defaults below. No other module reads the environment.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import tomllib
@@ -17,8 +16,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
@@ -38,12 +35,15 @@ from pydantic_settings import (
 
 from authgate.exceptions import ConfigurationError
 from authgate.security.principal import SCOPE_PATTERN
+from authgate.services.alerts.configuration import AlertsConfig
 from authgate.services.audit.writer import AuditConfig
 from authgate.services.forward_auth import ForwardAuthConfig
 from authgate.services.key_abuse import KeyAbuseLimits
 from authgate.services.login_protection import LoginLimits
+from authgate.services.mail import MailConfig
 from authgate.services.password_hashing import HashingConfig
 from authgate.services.usage import UsageConfig
+from authgate.settings_lists import comma_separated
 from authgate.settings_messages import ENV_PREFIX, describe_validation_error, unknown_variables
 from authgate.settings_names import FLAT, NESTED, flat_from_environment, fold, known_names
 from authgate.settings_secrets import secrets_from_files
@@ -54,19 +54,6 @@ JwtAlgorithm = Literal["ES256", "EdDSA", "HS512"]
 CONFIG_FILE_VARIABLE = "AUTHGATE_CONFIG_FILE"
 DATA_DIR_VARIABLE = "AUTHGATE_DATA_DIR"
 _SCOPE_NAME = re.compile(SCOPE_PATTERN)
-
-
-class AlertRuleSetting(BaseModel):
-    """An alert rule given in the configuration (validated again like API input)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str
-    kind: str
-    threshold: int = 1
-    window_seconds: int = 300
-    severity: str = "medium"
-    enabled: bool = True
 
 
 class Settings(BaseSettings):
@@ -223,29 +210,12 @@ class Settings(BaseSettings):
         description="The tenantId the internal API key check (POST "
         "/api/v1/api-keys/authenticate) answers; authgate has no tenants (null).",
     )
-    # Alert sinks (several may be set at once; the log sink is always on).
-    alert_webhook_url: str | None = None
-    alert_webhook_secret: SecretStr | None = Field(
-        default=None, description="Signs webhook bodies: X-Authgate-Signature: sha256=<hmac>."
-    )
+    # Alert sinks (several may be set at once; the log sink is always on), and the SMTP
+    # server they share with mail to users; the secrets may come from files, like all.
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     alert_webhook_secret_file: Path | None = None
-    alert_webhook_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
-    alert_syslog_target: str | None = Field(
-        default=None, description="udp://host:514 or tcp://host:601 (RFC 5424, CEF message)."
-    )
-    alert_smtp_host: str | None = None
-    alert_smtp_port: int = Field(default=25, ge=1, le=65535)
-    alert_smtp_starttls: bool = False
-    alert_smtp_username: str | None = None
-    alert_smtp_password: SecretStr | None = None
+    mail: MailConfig = Field(default_factory=MailConfig)
     alert_smtp_password_file: Path | None = None
-    alert_email_from: str | None = None
-    alert_email_to: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    alert_delivery_retries: int = Field(default=3, ge=0, le=20)
-    alert_rules: list[AlertRuleSetting] = Field(
-        default_factory=list,
-        description="Rules installed at start-up (upserted by name), e.g. [[alert_rules]] in TOML.",
-    )
     # --- second factor (see README "Second factor") ---------------------------------
     tfa_required: Literal["none", "admins", "all"] = Field(
         default="none",
@@ -346,19 +316,12 @@ class Settings(BaseSettings):
         "trusted_proxies",
         "api_key_default_scopes",
         "api_key_extra_scopes",
-        "alert_email_to",
         "tfa_bypass_header_addresses",
         mode="before",
     )
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
-        """Accept ``a,b`` as well as a JSON list (``["a","b"]``) from the environment."""
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("["):
-                return json.loads(text)
-            return [part.strip() for part in text.split(",") if part.strip()]
-        return value
+        return comma_separated(value)
 
     @field_validator("log_level", "log_format", mode="before")
     @classmethod

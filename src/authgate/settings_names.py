@@ -55,6 +55,19 @@ NESTED: Mapping[str, tuple[str, str]] = {
     "forward_auth_method_header": ("forward_auth", "method_header"),
     "forward_auth_uri_header": ("forward_auth", "uri_header"),
     "forward_auth_case_sensitive": ("forward_auth", "case_sensitive"),
+    "alert_webhook_url": ("alerts", "webhook_url"),
+    "alert_webhook_secret": ("alerts", "webhook_secret"),
+    "alert_webhook_timeout_seconds": ("alerts", "webhook_timeout_seconds"),
+    "alert_syslog_target": ("alerts", "syslog_target"),
+    "alert_email_to": ("alerts", "email_to"),
+    "alert_delivery_retries": ("alerts", "delivery_retries"),
+    "alert_rules": ("alerts", "rules"),
+    "alert_smtp_host": ("mail", "smtp_host"),
+    "alert_smtp_port": ("mail", "smtp_port"),
+    "alert_smtp_starttls": ("mail", "smtp_starttls"),
+    "alert_smtp_username": ("mail", "smtp_username"),
+    "alert_smtp_password": ("mail", "smtp_password"),
+    "alert_email_from": ("mail", "email_from"),
 }
 GROUPS = frozenset(group for group, _ in NESTED.values())
 FLAT: Mapping[tuple[str, str], str] = {path: flat for flat, path in NESTED.items()}
