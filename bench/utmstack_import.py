@@ -112,7 +112,7 @@ async def run(arguments: argparse.Namespace, url: str) -> None:
                 clock=services.clock,
                 pepper=services.server_secret,
                 audit=services.audit,
-                max_key_lifetime_days=settings.api_key_max_lifetime_days,
+                max_key_lifetime_days=settings.api_keys.max_lifetime_days,
                 second_factor=services.second_factor,
             )
             for label in ("first import", "second import (no-op)"):

@@ -186,6 +186,10 @@ MOVED = {
     "alert_email_to": "alerts.email_to",
     "alert_delivery_retries": "alerts.delivery_retries",
     "alert_rules": "alerts.rules",
+    "api_key_require_expiry": "api_keys.require_expiry",
+    "api_key_max_lifetime_days": "api_keys.max_lifetime_days",
+    "api_key_default_scopes": "api_keys.default_scopes",
+    "api_key_extra_scopes": "api_keys.extra_scopes",
     "alert_smtp_host": "mail.smtp_host",
     "alert_smtp_port": "mail.smtp_port",
     "alert_smtp_starttls": "mail.smtp_starttls",
@@ -254,6 +258,8 @@ def sample(name: str, tmp_path: Path) -> tuple[str, str, Any]:
         return choice, json.dumps(choice), choice
     if annotation == list[str]:
         return "alpha, beta", '["alpha", "beta"]', ["alpha", "beta"]
+    if annotation == frozenset[str]:
+        return "alpha, beta", '["alpha", "beta"]', frozenset({"alpha", "beta"})
     if annotation in (SecretStr | None,):
         return "s" * 44, json.dumps("s" * 44), SecretStr("s" * 44)
     if annotation in (str, str | None):

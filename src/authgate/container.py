@@ -28,7 +28,7 @@ from authgate.services.alerts.engine import AlertEngine
 from authgate.services.alerts.rules import AlertRules, RuleSpec
 from authgate.services.alerts.rules import validate as validate_rule
 from authgate.services.api_key_auth import ApiKeyAuthenticator
-from authgate.services.api_keys import ApiKeyService, KeyPolicy
+from authgate.services.api_keys import ApiKeyService
 from authgate.services.audit.writer import AuditLog
 from authgate.services.audit_checkpoints import AuditCheckpoints
 from authgate.services.changes import ChangeFeed
@@ -286,16 +286,10 @@ def _keys(
         settings.api_key_pepper_file,
         settings.effective_api_key_pepper_file,
     )
-    policy = KeyPolicy(
-        require_expiry=settings.api_key_require_expiry,
-        max_lifetime=timedelta(days=settings.api_key_max_lifetime_days),
-        default_scopes=frozenset(settings.api_key_default_scopes),
-        extra_scopes=frozenset(settings.api_key_extra_scopes),
-    )
     return _Keys(
         pepper=pepper,
         api_keys=ApiKeyService(
-            db=db, feed=feed, clock=clock, audit=audit, pepper=pepper, policy=policy
+            db=db, feed=feed, clock=clock, audit=audit, pepper=pepper, policy=settings.api_keys
         ),
         key_auth=ApiKeyAuthenticator(
             db=db,

@@ -36,6 +36,7 @@ from pydantic_settings import (
 from authgate.exceptions import ConfigurationError
 from authgate.security.principal import SCOPE_PATTERN
 from authgate.services.alerts.configuration import AlertsConfig
+from authgate.services.api_keys import KeyPolicy
 from authgate.services.audit.writer import AuditConfig
 from authgate.services.forward_auth import ForwardAuthConfig
 from authgate.services.key_abuse import KeyAbuseLimits
@@ -157,16 +158,7 @@ class Settings(BaseSettings):
         "default: generated into api-key-pepper in the data dir.",
     )
     api_key_pepper_file: Path | None = None
-    api_key_require_expiry: bool = True
-    api_key_max_lifetime_days: int = Field(default=365, ge=1, le=3650)
-    api_key_default_scopes: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["read", "write"]
-    )
-    api_key_extra_scopes: Annotated[list[str], NoDecode] = Field(
-        default_factory=list,
-        description="Scopes keys may carry besides read/write/admin, for APIs behind "
-        "forward-auth (e.g. orders:write).",
-    )
+    api_keys: KeyPolicy = Field(default_factory=KeyPolicy)
     api_key_cache_size: int = Field(default=10_000, ge=0, le=10_000_000)
     api_key_cache_ttl_seconds: float = Field(default=60.0, gt=0, le=3600)
     api_key_unknown_cache_size: int = Field(default=10_000, ge=0, le=10_000_000)
@@ -314,8 +306,6 @@ class Settings(BaseSettings):
 
     @field_validator(
         "trusted_proxies",
-        "api_key_default_scopes",
-        "api_key_extra_scopes",
         "tfa_bypass_header_addresses",
         mode="before",
     )
@@ -367,7 +357,7 @@ class Settings(BaseSettings):
             and method_header.lower() == uri_header.lower()
         ):
             raise ValueError("forward_auth_method_header and forward_auth_uri_header must differ")
-        for scope in self.api_key_extra_scopes:
+        for scope in sorted(self.api_keys.extra_scopes):
             if not _SCOPE_NAME.fullmatch(scope):
                 raise ValueError(
                     f"api_key_extra_scopes: {scope!r} is not a scope name "
