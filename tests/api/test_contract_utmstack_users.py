@@ -192,11 +192,12 @@ async def test_api_key_bodies_accept_the_dto_and_never_mass_assign(harness: Harn
 
 
 async def test_authorities(harness: Harness) -> None:
-    """user.service.ts ``authorities()``: GET /api/users/authorities → the role names."""
+    """user.service.ts ``authorities()``: GET /api/users/authorities → the role names
+    (UTMStack's two, and v12's analyst and viewer, which authgate serves to both APIs)."""
     admin = await _admin(harness)
     response = await harness.client.get(f"{USERS}/authorities", headers=admin)
     assert response.status_code == 200
-    assert response.json() == ["ROLE_ADMIN", "ROLE_USER"]
+    assert response.json() == ["ROLE_ADMIN", "ROLE_ANALYST", "ROLE_USER", "ROLE_VIEWER"]
 
 
 async def test_filter_and_login_query(harness: Harness) -> None:

@@ -57,6 +57,8 @@ CREDENTIAL_ROUTES = {
     ("POST", "/settings/users/{login}/tfa/reset"),
     # UTMStack v12's /api/v1 (issue 17).
     ("POST", "/api/v1/auth/change-password"),
+    ("POST", "/api/v1/users"),
+    ("PUT", "/api/v1/users/{user_id}/roles"),
     ("POST", "/api/v1/tfa/enroll"),
     ("POST", "/api/v1/tfa/disable"),
     ("POST", "/api/v1/users/{user_id}/tfa/disable"),

@@ -156,8 +156,9 @@ def test_kid_matches_the_rfc8037_known_answer() -> None:
 
 
 def test_payload_carries_every_claim(codec: JwtCodec) -> None:
-    """The raw payload has UTMStack's claims plus uid, iss, aud, iat, nbf, exp, jti and
-    amr (RFC 8176: ``pwd``, plus ``otp`` after a second factor)."""
+    """The raw payload has UTMStack's claims plus uid, iss, aud, iat, nbf, exp, jti,
+    amr (RFC 8176: ``pwd``, plus ``otp`` after a second factor), and v12's roles and
+    permissions (what the roles grant)."""
     issued = codec.issue(
         subject="alice",
         user_id=42,
@@ -180,7 +181,12 @@ def test_payload_carries_every_claim(codec: JwtCodec) -> None:
         "exp",
         "jti",
         "amr",
+        "roles",
+        "permissions",
     }
+    assert payload["roles"] == ["ROLE_ADMIN", "ROLE_USER"]
+    assert "users.write" in payload["permissions"]
+    assert payload["permissions"] == sorted(payload["permissions"])
     assert payload["amr"] == ["pwd"]
     assert payload["sub"] == "alice"
     assert payload["auth"] == "ROLE_ADMIN,ROLE_USER"

@@ -3,7 +3,11 @@
 A router declares its audience with its route class; plain ``APIRoute`` is public:
 
 * ``AuthenticatedRoute``: any caller with a valid bearer token or API key;
-* ``AdminRoute``: ROLE_ADMIN (an API key needs the ``admin`` scope for it);
+* ``AdminRoute``: the admin API. Each endpoint names the permission it needs with
+  :func:`requires_permission` (``users.read``, ...; ``security/permissions.py``), so a
+  ROLE_VIEWER may read what a ROLE_ADMIN may change; an endpoint without the mark needs
+  ROLE_ADMIN itself. An API key holds permissions only with the ``admin`` scope (then
+  its owner's, never more);
 * ``SelfServiceRoute``: the caller's own credentials (password, sessions): reading is
   open to API keys, changing needs a user session, so a leaked key cannot change the
   password or keep itself alive;
@@ -56,7 +60,8 @@ from authgate.exceptions import (
 )
 from authgate.security.credentials import bearer_credential
 from authgate.security.networks import IPAddress
-from authgate.security.principal import ROLE_ADMIN, Principal
+from authgate.security.permissions import ALL_PERMISSIONS, role_change_refusal
+from authgate.security.principal import ROLE_ADMIN, SCOPE_ADMIN, Principal
 from authgate.security.tokens import PendingClaims
 from authgate.services.gate import (
     NO_CREDENTIALS,
@@ -79,6 +84,7 @@ Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
 BodyTest = Callable[[Mapping[str, Any]], bool]
 
 _CREDENTIAL_MARK = "__authgate_sets_credentials__"
+_PERMISSION_MARK = "__authgate_requires_permission__"
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +118,31 @@ def credential_setting_of(endpoint: Callable[..., Any]) -> CredentialSetting | N
     """The :func:`sets_credentials` mark of an endpoint, if it has one."""
     setting: CredentialSetting | None = getattr(endpoint, _CREDENTIAL_MARK, None)
     return setting
+
+
+def requires_permission(permission: str) -> Callable[[Endpoint], Endpoint]:
+    """Mark an endpoint of an ``AdminRoute`` with the permission it needs (403 without).
+
+    Put it *below* the router's decorator, as :func:`sets_credentials`::
+
+        @router.get("")
+        @requires_permission(USERS_READ)
+        async def list_users(...): ...
+    """
+    if permission not in ALL_PERMISSIONS:  # a typo would lock everyone but nobody out
+        raise ValueError(f"unknown permission {permission!r}")
+
+    def mark(endpoint: Endpoint) -> Endpoint:
+        setattr(endpoint, _PERMISSION_MARK, permission)
+        return endpoint
+
+    return mark
+
+
+def required_permission_of(endpoint: Callable[..., Any]) -> str | None:
+    """The :func:`requires_permission` mark of an endpoint, if it has one."""
+    permission: str | None = getattr(endpoint, _PERMISSION_MARK, None)
+    return permission
 
 
 async def require_password_session(
@@ -189,10 +220,12 @@ def client_address(scope: Scope, services: Services) -> IPAddress | None:
         return verdict.client_ip
     resolver = services.client_ips
     client = scope.get("client")
-    address = resolver.resolve(
-        str(client[0]) if client else None,
-        joined_header_values(scope, resolver.header.encode("ascii")),
+    peer = str(client[0]) if client else None
+    # The forwarding header matters only from a trusted proxy: no header scan otherwise.
+    forwarding = (
+        joined_header_values(scope, resolver.header_name) if resolver.trusts(peer) else None
     )
+    address = resolver.resolve(peer, forwarding)
     verdict.client_ip = address
     return address
 
@@ -225,15 +258,20 @@ class AuthenticatedRoute(APIRoute):
     # put on the function after the route was built (decorators in the wrong order)
     # is not enforced, and the route audit test sees that.
     credential_setting: CredentialSetting | None = None
+    # Likewise the permission the handler requires (it replaces ``required_authority``).
+    required_permission: str | None = None
 
     def get_route_handler(self) -> Handler:
         handle = super().get_route_handler()
-        required = self.required_authority
         keys_may_change = self.api_keys_may_change
         setting = self.credential_setting = credential_setting_of(self.endpoint)
+        permission = self.required_permission = required_permission_of(self.endpoint)
+        required = None if permission is not None else self.required_authority
 
         def authorize(principal: Principal, method: str) -> None:
             _authorize(principal, method, required, keys_may_change)
+            if permission is not None:
+                require_permission(principal, permission)
 
         async def authenticated(request: Request) -> Response:
             await admit(request, services_of(request), request.method, authorize)
@@ -301,8 +339,33 @@ def _authorize(
         raise PermissionDenied(reason=f"{required.lower()}_required")
 
 
+def require_permission(principal: Principal, permission: str) -> None:
+    """Refuse (403) a caller whose roles in force lack ``permission``; an API key without
+    the admin scope is told that is what it lacks."""
+    if principal.has_permission(permission):
+        return
+    if principal.scopes is not None and SCOPE_ADMIN not in principal.scopes:
+        raise InsufficientScope(
+            "Admin operations need an API key with the admin scope, owned by a user "
+            f"with the {permission} permission",
+            reason="scope_admin",
+        )
+    raise PermissionDenied(f"This needs the {permission} permission", reason="permission_required")
+
+
+def check_role_change(
+    principal: Principal, current: frozenset[str], wanted: frozenset[str]
+) -> None:
+    """Refuse (403) a change of a user's roles from ``current`` to ``wanted`` that the
+    caller may not make (``role_change_refusal``)."""
+    refusal = role_change_refusal(principal.permissions, current, wanted)
+    if refusal is not None:
+        raise PermissionDenied(refusal, reason="role_change_denied")
+
+
 class AdminRoute(AuthenticatedRoute):
-    """A route only ROLE_ADMIN callers reach (403 for others, 401 without credentials)."""
+    """The admin API: the permission the endpoint's :func:`requires_permission` names,
+    or ROLE_ADMIN for an unmarked one (403 for others, 401 without credentials)."""
 
     required_authority = ROLE_ADMIN
 

@@ -8,9 +8,10 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from authgate.api.access import AdminConfigurationRoute, services_of
+from authgate.api.access import AdminConfigurationRoute, requires_permission, services_of
 from authgate.api.errors import documented
 from authgate.api.schemas import StrictBody
+from authgate.security.permissions import ALERTS_READ, ALERTS_WRITE
 from authgate.services.alerts.kinds import KINDS
 from authgate.services.alerts.rules import MAX_WINDOW_SECONDS, NAME_MAX_LENGTH, RuleSpec, RuleView
 from authgate.services.severity import SEVERITIES, Severity
@@ -107,6 +108,7 @@ class SinkTestResult(BaseModel):
     response_model=list[AlertRuleDTO],
     responses=documented(401, 403),
 )
+@requires_permission(ALERTS_READ)
 async def list_alert_rules(request: Request) -> list[AlertRuleDTO]:
     return [AlertRuleDTO.of(rule) for rule in await services_of(request).alert_rules.list()]
 
@@ -118,6 +120,7 @@ async def list_alert_rules(request: Request) -> list[AlertRuleDTO]:
     response_model=AlertRuleDTO,
     responses=documented(401, 403, 409, 413, 422),
 )
+@requires_permission(ALERTS_WRITE)
 async def create_alert_rule(body: AlertRuleBody, request: Request) -> AlertRuleDTO:
     return AlertRuleDTO.of(await services_of(request).alert_rules.create(body.spec()))
 
@@ -128,6 +131,7 @@ async def create_alert_rule(body: AlertRuleBody, request: Request) -> AlertRuleD
     response_model=AlertRuleDTO,
     responses=documented(401, 403, 404, 422),
 )
+@requires_permission(ALERTS_READ)
 async def get_alert_rule(rule_id: RuleIdPath, request: Request) -> AlertRuleDTO:
     return AlertRuleDTO.of(await services_of(request).alert_rules.get(rule_id))
 
@@ -138,6 +142,7 @@ async def get_alert_rule(rule_id: RuleIdPath, request: Request) -> AlertRuleDTO:
     response_model=AlertRuleDTO,
     responses=documented(401, 403, 404, 409, 413, 422),
 )
+@requires_permission(ALERTS_WRITE)
 async def update_alert_rule(
     rule_id: RuleIdPath, body: AlertRuleBody, request: Request
 ) -> AlertRuleDTO:
@@ -151,6 +156,7 @@ async def update_alert_rule(
     response_class=Response,
     responses=documented(401, 403, 404, 422),
 )
+@requires_permission(ALERTS_WRITE)
 async def delete_alert_rule(rule_id: RuleIdPath, request: Request) -> Response:
     await services_of(request).alert_rules.delete(rule_id)
     return Response(status_code=204)
@@ -162,6 +168,7 @@ async def delete_alert_rule(rule_id: RuleIdPath, request: Request) -> Response:
     response_model=list[FiredAlertDTO],
     responses=documented(401, 403, 422),
 )
+@requires_permission(ALERTS_READ)
 async def list_fired_alerts(
     request: Request,
     response: Response,
@@ -191,5 +198,6 @@ async def list_fired_alerts(
     response_model=SinkTestResult,
     responses=documented(401, 403),
 )
+@requires_permission(ALERTS_WRITE)
 async def test_alert_sinks(request: Request) -> SinkTestResult:
     return SinkTestResult(queued=services_of(request).alerts.send_test())

@@ -13,6 +13,7 @@ from authgate.api.access import (
     AdminConfigurationRoute,
     ApiKeyManagementRoute,
     principal_of,
+    requires_permission,
     services_of,
     sets_credentials,
 )
@@ -20,6 +21,7 @@ from authgate.api.errors import documented
 from authgate.api.pagination import PageRequestDep, pagination_headers
 from authgate.api.schemas import LenientBody, StrictBody
 from authgate.clock import utc_now
+from authgate.security.permissions import API_KEYS_READ
 from authgate.security.principal import SCOPE_PATTERN
 from authgate.services.api_keys import (
     MAX_GRACE,
@@ -253,6 +255,7 @@ _ERRORS = documented(401, 403, 404, 409, 413, 422)
     response_model=KeyReviewDTO,
     responses=documented(401, 403, 422),
 )
+@requires_permission(API_KEYS_READ)
 async def review_api_keys(
     request: Request,
     unusedDays: Annotated[int, Query(ge=1, le=3650)] = 30,
@@ -290,7 +293,7 @@ async def create_api_key(
 
 @router.get(
     "",
-    summary="List API keys (yours; admins: everyone's with all=true)",
+    summary="List API keys (yours; with api_keys.read: everyone's with all=true)",
     response_model=list[ApiKeyDTO],
     responses=documented(401, 403, 422),
 )
@@ -298,9 +301,11 @@ async def list_api_keys(
     request: Request,
     response: Response,
     paging: PageRequestDep,
-    everyone: Annotated[bool, Query(alias="all", description="Admins: every user's keys.")] = False,
+    everyone: Annotated[
+        bool, Query(alias="all", description="With api_keys.read: every user's keys.")
+    ] = False,
     userId: Annotated[
-        int | None, Query(ge=1, le=2**63 - 1, description="Admins: one owner.")
+        int | None, Query(ge=1, le=2**63 - 1, description="With api_keys.read: one owner.")
     ] = None,
     includeRevoked: Annotated[bool, Query(description="Also list revoked keys.")] = False,
 ) -> list[ApiKeyDTO]:

@@ -10,10 +10,11 @@ from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from authgate.api.access import AdminRoute, services_of
+from authgate.api.access import AdminRoute, requires_permission, services_of
 from authgate.api.errors import documented
 from authgate.api.pagination import PageRequestDep, pagination_headers
 from authgate.security.audit_checkpoints import MAX_CHECKPOINT_LENGTH, Checkpoint
+from authgate.security.permissions import AUDIT_READ
 from authgate.services.audit.events import AuditEntry, EventType
 from authgate.services.audit_checkpoints import PublishedCheckpoint
 from authgate.services.audit_export import as_csv, as_json_lines
@@ -162,6 +163,7 @@ AuditFilterDep = Annotated[AuditFilter, Depends(audit_filter)]
     response_model=list[AuditEventDTO],
     responses=documented(400, 401, 403),
 )
+@requires_permission(AUDIT_READ)
 async def search_audit_events(
     request: Request, response: Response, paging: PageRequestDep, where: AuditFilterDep
 ) -> list[AuditEventDTO]:
@@ -182,6 +184,7 @@ async def search_audit_events(
         **documented(400, 401, 403),
     },
 )
+@requires_permission(AUDIT_READ)
 async def export_audit_events(
     request: Request,
     where: AuditFilterDep,
@@ -205,6 +208,7 @@ async def export_audit_events(
     response_model=ChainStatus,
     responses=documented(400, 401, 403),
 )
+@requires_permission(AUDIT_READ)
 async def verify_audit_chain(
     request: Request,
     checkpoint: Annotated[
@@ -229,6 +233,7 @@ async def verify_audit_chain(
     response_model=ChainStatus,
     responses=documented(400, 401, 403),
 )
+@requires_permission(AUDIT_READ)
 async def verify_audit_chain_against(
     request: Request, body: Annotated[CheckpointInput, Body()]
 ) -> ChainStatus:
@@ -243,6 +248,7 @@ async def verify_audit_chain_against(
     response_model=list[CheckpointDTO],
     responses=documented(400, 401, 403),
 )
+@requires_permission(AUDIT_READ)
 async def list_audit_checkpoints(
     request: Request, response: Response, paging: PageRequestDep
 ) -> list[CheckpointDTO]:

@@ -9,7 +9,8 @@ header pair of the configured proxy (``forward_auth_proxy``), in their canonical
 to the forward-auth rules. It answers:
 
 * 200 with identity headers for the upstream (``X-Auth-User``, ``X-Auth-User-Id``,
-  ``X-Auth-Roles``, ``X-Auth-Method``, and for keys ``X-Auth-Key-Id``/``X-Auth-Scopes``);
+  ``X-Auth-Roles``, ``X-Auth-Permissions``, ``X-Auth-Method``, and for keys
+  ``X-Auth-Key-Id``/``X-Auth-Scopes``);
 * 400/401/403/423/429 with the usual JSON error, ``WWW-Authenticate``/``Retry-After``
   and the stable error code in ``X-Auth-Error`` (a proxy forwards headers, not bodies).
   An ambiguous upstream request (``ambiguous_upstream_request``: the header pairs
@@ -254,6 +255,7 @@ def identity_headers(principal: Principal) -> dict[str, str]:
         "X-Auth-User": principal.login,
         "X-Auth-User-Id": str(principal.user_id),
         "X-Auth-Roles": join_authorities(principal.authorities),
+        "X-Auth-Permissions": join_authorities(principal.permissions),
         "X-Auth-Method": principal.method,
     }
     if principal.api_key is not None:
@@ -270,7 +272,9 @@ async def _documented_only() -> None:
 IDENTITY_HEADERS = {
     "X-Auth-User": "The caller's login.",
     "X-Auth-User-Id": "The caller's user id.",
-    "X-Auth-Roles": "The roles in force, comma-separated (ROLE_ADMIN only for admin keys).",
+    "X-Auth-Roles": "The roles in force, comma-separated (for keys, the roles that grant "
+    "permissions only with the admin scope).",
+    "X-Auth-Permissions": "What the roles in force permit, comma-separated (users.read, ...).",
     "X-Auth-Method": "jwt or api_key.",
     "X-Auth-Key-Id": "The API key's public id (keys only).",
     "X-Auth-Scopes": "The API key's scopes, comma-separated (keys only).",

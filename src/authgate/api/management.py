@@ -16,10 +16,10 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel
 
 from authgate import __version__
-from authgate.api.access import admit, header_value, services_of
+from authgate.api.access import admit, header_value, require_permission, services_of
 from authgate.api.errors import UNAVAILABLE_RETRY_AFTER, documented
-from authgate.exceptions import PermissionDenied
 from authgate.security.credentials import bearer_credential, secrets_equal
+from authgate.security.permissions import METRICS_READ
 from authgate.security.principal import Principal
 from authgate.services.cluster import ClusterMembership
 from authgate.services.metrics import CONTENT_TYPE
@@ -149,7 +149,7 @@ async def info() -> dict[str, dict[str, str]]:
 
 @router.get(
     "/management/prometheus",
-    summary="Prometheus metrics (metrics token or an admin credential)",
+    summary="Prometheus metrics (metrics token or a credential with metrics.read)",
     # Not PlainTextResponse: FastAPI would document the JSON errors below as text/plain.
     response_class=Response,
     openapi_extra={"security": [{"bearerAuth": []}, {"ApiKeyAuth": []}]},
@@ -168,11 +168,10 @@ async def prometheus(request: Request) -> PlainTextResponse:
     if not (token and presented and secrets_equal(presented, token.get_secret_value())):
         # Through `admit`, like every protected route: refused credentials are audited
         # and bad keys count toward the address block.
-        await admit(request, services, "GET", _require_admin)
+        await admit(request, services, "GET", _require_metrics_read)
     return PlainTextResponse(services.metrics.exposition(), media_type=CONTENT_TYPE)
 
 
-def _require_admin(principal: Principal, _method: str) -> None:
-    # An API key has ROLE_ADMIN only with the admin scope, owned by an admin.
-    if not principal.is_admin:
-        raise PermissionDenied(reason="role_admin_required")
+def _require_metrics_read(principal: Principal, _method: str) -> None:
+    # An API key has permissions only with the admin scope, its owner's.
+    require_permission(principal, METRICS_READ)

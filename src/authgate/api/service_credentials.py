@@ -13,9 +13,15 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from authgate.api.access import AdminConfigurationRoute, services_of, sets_credentials
+from authgate.api.access import (
+    AdminConfigurationRoute,
+    requires_permission,
+    services_of,
+    sets_credentials,
+)
 from authgate.api.errors import documented
 from authgate.api.schemas import LenientBody
+from authgate.security.permissions import SETTINGS_READ, SETTINGS_WRITE
 from authgate.services.api_keys import MAX_GRACE
 from authgate.services.service_credentials import (
     NAME_MAX_LENGTH,
@@ -94,6 +100,7 @@ class CreatedServiceCredentialDTO(ServiceCredentialDTO):
     response_model=list[ServiceCredentialDTO],
     responses=documented(401, 403, 422),
 )
+@requires_permission(SETTINGS_READ)
 async def list_service_credentials(
     request: Request, includeRevoked: bool = False
 ) -> list[ServiceCredentialDTO]:
@@ -108,6 +115,7 @@ async def list_service_credentials(
     response_model=CreatedServiceCredentialDTO,
     responses=documented(401, 403, 409, 413, 422),
 )
+@requires_permission(SETTINGS_WRITE)
 @sets_credentials("creates a service credential")
 async def create_service_credential(
     body: ServiceCredentialBody, request: Request, response: Response
@@ -123,6 +131,7 @@ async def create_service_credential(
     response_model=ServiceCredentialDTO,
     responses=documented(401, 403, 404, 422),
 )
+@requires_permission(SETTINGS_READ)
 async def get_service_credential(
     credential_id: CredentialIdPath, request: Request
 ) -> ServiceCredentialDTO:
@@ -137,6 +146,7 @@ async def get_service_credential(
     response_model=ServiceCredentialDTO,
     responses=documented(401, 403, 404, 409, 413, 422),
 )
+@requires_permission(SETTINGS_WRITE)
 @sets_credentials("changes the internal endpoints a service credential may call")
 async def update_service_credential(
     credential_id: CredentialIdPath, body: ServiceCredentialBody, request: Request
@@ -153,6 +163,7 @@ async def update_service_credential(
     response_model=CreatedServiceCredentialDTO,
     responses=documented(401, 403, 404, 409, 422),
 )
+@requires_permission(SETTINGS_WRITE)
 @sets_credentials("rotates a service credential")
 async def rotate_service_credential(
     credential_id: CredentialIdPath,
@@ -181,6 +192,7 @@ async def rotate_service_credential(
     response_class=Response,
     responses=documented(401, 403, 404, 422),
 )
+@requires_permission(SETTINGS_WRITE)
 async def revoke_service_credential(credential_id: CredentialIdPath, request: Request) -> Response:
     await services_of(request).service_credentials.revoke(credential_id)
     return Response(status_code=204)

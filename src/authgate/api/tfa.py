@@ -30,11 +30,13 @@ from authgate.api.access import (
     header_value,
     pending_of,
     principal_of,
+    requires_permission,
     services_of,
     sets_credentials,
 )
 from authgate.api.errors import documented, error_response
 from authgate.exceptions import FieldError, SecondFactorFailed, SecondFactorLocked, ValidationFailed
+from authgate.security.permissions import USERS_WRITE
 from authgate.services.audit.events import Actor
 from authgate.services.second_factor import Enrolment, EnrolmentCheck, parse_method
 from authgate.services.sign_in import SignInResult
@@ -400,6 +402,7 @@ async def disable(body: DisableBody, request: Request) -> Response:
     response_class=Response,
     responses=documented(401, 403, 404),
 )
+@requires_permission(USERS_WRITE)
 @sets_credentials("resets a user's second factor")
 async def reset(login: str, request: Request) -> Response:
     principal = principal_of(request)

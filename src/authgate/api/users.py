@@ -1,4 +1,6 @@
-"""User administration (ROLE_ADMIN), at JHipster's ``/api/users`` paths."""
+"""User administration, at JHipster's ``/api/users`` paths: reading needs ``users.read``,
+changing ``users.write``, deleting ``users.delete``, and giving or taking roles that
+grant permissions ``roles.write`` (``security/permissions.py``)."""
 
 from __future__ import annotations
 
@@ -8,12 +10,26 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import Field
 
-from authgate.api.access import AdminRoute, principal_of, services_of, sets_credentials
+from authgate.api.access import (
+    AdminRoute,
+    check_role_change,
+    principal_of,
+    requires_permission,
+    services_of,
+    sets_credentials,
+)
 from authgate.api.errors import documented
 from authgate.api.pagination import PageRequestDep, pagination_headers
 from authgate.api.schemas import LenientBody, StrictBody, UserDTO
 from authgate.exceptions import Conflict, FieldError, ValidationFailed
-from authgate.security.principal import KNOWN_AUTHORITIES, ROLE_ADMIN, ROLE_USER
+from authgate.security.permissions import (
+    PRIVILEGED_ROLES,
+    ROLES_READ,
+    USERS_DELETE,
+    USERS_READ,
+    USERS_WRITE,
+)
+from authgate.security.principal import KNOWN_AUTHORITIES, ROLE_USER
 from authgate.services.text_rules import NO_CONTROL_CHARACTERS_PATTERN
 from authgate.services.users import (
     EMAIL_MAX_LENGTH,
@@ -50,8 +66,8 @@ Name = Annotated[
     ),
 ]
 LangKey = Annotated[str, Field(min_length=2, max_length=10, pattern=LANG_KEY_PATTERN)]
-Role = Literal["ROLE_ADMIN", "ROLE_USER"]
-Authorities = Annotated[list[Role], Field(min_length=1, max_length=2)]
+Role = Literal["ROLE_ADMIN", "ROLE_ANALYST", "ROLE_VIEWER", "ROLE_USER"]
+Authorities = Annotated[list[Role], Field(min_length=1, max_length=4)]
 Password = Annotated[str, Field(min_length=1, max_length=1024)]
 
 
@@ -136,15 +152,15 @@ class PasswordReset(StrictBody):
 
 
 def grants_rights(body: Mapping[str, Any]) -> bool:
-    """Whether a ``PUT /api/users/{login}`` body could hand out access: ROLE_ADMIN among
-    the authorities, or a (re)activation. Deactivating, taking roles away and profile
-    fields do not, so an admin-scoped key can still lock an account in an emergency.
-    Anything unexpected counts as granting (validation refuses it anyway; never guess
-    in the caller's favour)."""
+    """Whether a ``PUT /api/users/{login}`` body could hand out access: a role that
+    grants permissions among the authorities, or a (re)activation. Deactivating, taking
+    roles away and profile fields do not, so an admin-scoped key can still lock an
+    account in an emergency. Anything unexpected counts as granting (validation refuses
+    it anyway; never guess in the caller's favour)."""
     authorities = body.get("authorities")
     if authorities is not None and not isinstance(authorities, list):
         return True
-    if ROLE_ADMIN in (authorities or ()):
+    if PRIVILEGED_ROLES.intersection(authorities or ()):
         return True
     activated = body.get("activated")
     return activated is not None and activated is not False
@@ -163,6 +179,7 @@ LoginFilter = Annotated[
     response_model=list[UserDTO],
     responses=documented(400, 401, 403),
 )
+@requires_permission(USERS_READ)
 async def list_users(
     request: Request, response: Response, paging: PageRequestDep, login: LoginFilter = None
 ) -> list[UserDTO]:
@@ -178,6 +195,7 @@ async def list_users(
     response_model=list[str],
     responses=documented(401, 403),
 )
+@requires_permission(ROLES_READ)
 async def authorities() -> list[str]:
     return sorted(KNOWN_AUTHORITIES)
 
@@ -188,6 +206,7 @@ async def authorities() -> list[str]:
     response_model=list[UserDTO],
     responses=documented(400, 401, 403),
 )
+@requires_permission(USERS_READ)
 async def filter_users(
     login: LoginFragment, request: Request, response: Response, paging: PageRequestDep
 ) -> list[UserDTO]:
@@ -204,14 +223,17 @@ async def filter_users(
     response_model_exclude_none=False,
     responses=documented(400, 401, 403, 409, 413, 503),
 )
+@requires_permission(USERS_WRITE)
 @sets_credentials("creates a user with a password or a reset link")
 async def create_user(body: UserCreate, request: Request, response: Response) -> CreatedUserDTO:
     services = services_of(request)
+    roles = frozenset(body.authorities or (ROLE_USER,))
+    check_role_change(principal_of(request), frozenset(), roles)
     new = NewUser(
         login=body.login,
         email=body.email,
         password=body.password,
-        authorities=frozenset(body.authorities or (ROLE_USER,)),
+        authorities=roles,
         first_name=body.firstName,
         last_name=body.lastName,
         lang_key=body.langKey or "en",
@@ -239,7 +261,8 @@ async def create_user(body: UserCreate, request: Request, response: Response) ->
     response_model=UserDTO,
     responses=documented(400, 401, 403, 404, 409, 413),
 )
-@sets_credentials("grants ROLE_ADMIN or (re)activates a user", when=grants_rights)
+@requires_permission(USERS_WRITE)
+@sets_credentials("grants a privileged role or (re)activates a user", when=grants_rights)
 async def update_user_from_dto(body: UserUpdate, request: Request) -> UserDTO:
     users = services_of(request).users
     if body.id is not None:
@@ -264,6 +287,7 @@ async def update_user_from_dto(body: UserUpdate, request: Request) -> UserDTO:
     response_model=UserDTO,
     responses=documented(400, 401, 403, 404),
 )
+@requires_permission(USERS_READ)
 async def get_user(login: LoginPath, request: Request) -> UserDTO:
     return UserDTO.of(await services_of(request).users.get_user(login))
 
@@ -274,7 +298,8 @@ async def get_user(login: LoginPath, request: Request) -> UserDTO:
     response_model=UserDTO,
     responses=documented(400, 401, 403, 404, 409, 413),
 )
-@sets_credentials("grants ROLE_ADMIN or (re)activates a user", when=grants_rights)
+@requires_permission(USERS_WRITE)
+@sets_credentials("grants a privileged role or (re)activates a user", when=grants_rights)
 async def update_user(login: LoginPath, body: UserUpdate, request: Request) -> UserDTO:
     target = await services_of(request).users.get_user(login)
     return await _update(request, target.login, body)
@@ -284,6 +309,8 @@ async def _update(request: Request, login: str, body: UserUpdate) -> UserDTO:
     users = services_of(request).users
     target = await users.get_user(login)
     _same_user(target, body)
+    if body.authorities is not None:
+        check_role_change(principal_of(request), target.authorities, frozenset(body.authorities))
     user = await users.update_user(
         target.login, body.changes(), acting_user_id=principal_of(request).user_id
     )
@@ -313,6 +340,7 @@ def _same_user(target: UserView, body: UserUpdate) -> None:
     responses=documented(400, 401, 403, 404, 413, 503),
 )
 @sets_credentials("resets a user's password")
+@requires_permission(USERS_WRITE)
 async def reset_password(login: LoginPath, body: PasswordReset, request: Request) -> Response:
     await services_of(request).users.set_password(
         login, body.newPassword, revoke_api_keys=body.revokeApiKeys
@@ -327,6 +355,7 @@ async def reset_password(login: LoginPath, body: PasswordReset, request: Request
     response_class=Response,
     responses=documented(400, 401, 403, 404, 409),
 )
+@requires_permission(USERS_DELETE)
 async def delete_user(login: LoginPath, request: Request) -> Response:
     await services_of(request).users.delete_user(
         login, acting_user_id=principal_of(request).user_id

@@ -40,7 +40,10 @@ def users_create(
     email: Annotated[str, typer.Option(help="E-mail address.")],
     role: Annotated[
         list[str] | None,
-        typer.Option(help="ROLE_ADMIN or ROLE_USER; repeat for both (default ROLE_USER)."),
+        typer.Option(
+            help="ROLE_ADMIN, ROLE_ANALYST, ROLE_VIEWER or ROLE_USER; repeat for several "
+            "(default ROLE_USER)."
+        ),
     ] = None,
     first_name: Annotated[str | None, typer.Option()] = None,
     last_name: Annotated[str | None, typer.Option()] = None,
@@ -176,7 +179,10 @@ def users_delete(
 def users_roles(
     login: Annotated[str, typer.Argument(help="The user's login.")],
     add: Annotated[
-        list[str] | None, typer.Option("--add", help="Grant ROLE_ADMIN or ROLE_USER; repeat.")
+        list[str] | None,
+        typer.Option(
+            "--add", help="Grant ROLE_ADMIN, ROLE_ANALYST, ROLE_VIEWER or ROLE_USER; repeat."
+        ),
     ] = None,
     remove: Annotated[
         list[str] | None, typer.Option("--remove", help="Take a role away; repeat.")

@@ -23,6 +23,7 @@ from authgate.client._models import (
     CreatedApiKey,
     Page,
     RegeneratedApiKey,
+    Role,
     SessionInfo,
     Token,
     UsageRecord,
@@ -332,6 +333,11 @@ class AsyncClient(_BaseClient):
 
     async def delete_user(self, login: str) -> None:
         await self._execute(api.delete_user(login))
+
+    async def roles(self) -> list[Role]:
+        """The roles and what each permits (``GET /api/v1/roles``; needs ``roles.read``).
+        The caller's own roles are ``account().authorities``."""
+        return await self._execute(api.roles())
 
     async def audit_events(
         self,

@@ -22,6 +22,7 @@ from authgate.client._models import (
     CreatedApiKey,
     Page,
     RegeneratedApiKey,
+    Role,
     SessionInfo,
     Token,
     UsageRecord,
@@ -371,6 +372,11 @@ class Client(_BaseClient):
 
     def delete_user(self, login: str) -> None:
         self._execute(api.delete_user(login))
+
+    def roles(self) -> list[Role]:
+        """The roles and what each permits (``GET /api/v1/roles``; needs ``roles.read``).
+        The caller's own roles are ``account().authorities``."""
+        return self._execute(api.roles())
 
     def audit_events(
         self,

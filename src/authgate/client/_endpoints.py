@@ -23,6 +23,7 @@ from authgate.client._models import (
     CreatedApiKey,
     Page,
     RegeneratedApiKey,
+    Role,
     SessionInfo,
     UsageRecord,
     User,
@@ -347,6 +348,16 @@ def update_user(
 
 def delete_user(login: str) -> Call[None]:
     return Call("DELETE", _user_path(login), _nothing)
+
+
+def roles() -> Call[list[Role]]:
+    def parse(response: httpx2.Response) -> list[Role]:
+        body = json_body(response)
+        if not isinstance(body, list):
+            raise UnexpectedResponseError("expected a JSON list of roles", response=response)
+        return [Role.from_json(item) for item in body if isinstance(item, dict)]
+
+    return Call("GET", "api/v1/roles", parse)
 
 
 # -- audit (admins) ---------------------------------------------------------------------------

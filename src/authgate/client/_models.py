@@ -21,6 +21,7 @@ __all__ = [
     "CreatedApiKey",
     "Page",
     "RegeneratedApiKey",
+    "Role",
     "SessionInfo",
     "Token",
     "TokenPair",
@@ -124,6 +125,23 @@ class User:
 @dataclass(frozen=True, slots=True)
 class Account(User):
     """The caller's own user (``GET /api/account``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Role:
+    """A role and the permissions it grants (``GET /api/v1/roles``)."""
+
+    name: str
+    description: str
+    permissions: tuple[str, ...]
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Self:
+        return cls(
+            name=str(data.get("name", "")),
+            description=str(data.get("description", "")),
+            permissions=_strings(data.get("permissions")),
+        )
 
 
 @dataclass(frozen=True, slots=True)

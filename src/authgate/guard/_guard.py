@@ -98,14 +98,21 @@ class Guard:
             return await self._jwt.verify(credential.value)
         return await self._remote.verify(request)
 
-    def require(self, *, scopes: Iterable[str] = (), roles: Iterable[str] = ()) -> Dependency:
+    def require(
+        self,
+        *,
+        scopes: Iterable[str] = (),
+        roles: Iterable[str] = (),
+        permissions: Iterable[str] = (),
+    ) -> Dependency:
         """A FastAPI dependency returning the caller, who must hold all ``scopes`` (they
-        limit API keys; a user's token carries the user's rights) and one of ``roles``.
+        limit API keys; a user's token carries the user's rights), one of ``roles`` and
+        all of ``permissions`` (what authgate's roles grant: ``users.read``, ...).
 
         Reuses the principal when ``GuardMiddleware`` already authenticated the request.
         Raises ``GuardError`` (401/403/429/503...); ``install`` renders it as JSON.
         """
-        requirement = Requirement.of(scopes=scopes, roles=roles)
+        requirement = Requirement.of(scopes=scopes, roles=roles, permissions=permissions)
 
         async def guarded(connection: HTTPConnection) -> GuardPrincipal:
             principal = connection.scope.get(PRINCIPAL_SCOPE_KEY)
@@ -116,6 +123,10 @@ class Guard:
             return principal
 
         return guarded
+
+    def require_permission(self, permission: str) -> Dependency:
+        """``require(permissions=[permission])``: the caller's roles must grant it."""
+        return self.require(permissions=[permission])
 
     def install(self, app: Starlette) -> None:
         """Answer ``GuardError`` raised by dependencies with authgate's JSON error shape."""

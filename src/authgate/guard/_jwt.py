@@ -131,8 +131,19 @@ class JwtVerifier:
         if now + self._leeway < nbf or now + self._leeway < iat:
             raise _invalid()
         return GuardPrincipal(
-            login=subject, user_id=user_id, roles=parse_authorities(auth), method="jwt"
+            login=subject,
+            user_id=user_id,
+            roles=parse_authorities(auth),
+            method="jwt",
+            permissions=_names(payload.get("permissions")),
         )
+
+
+def _names(claim: object) -> frozenset[str]:
+    """A list-of-names claim (``permissions``); anything else grants nothing."""
+    if not isinstance(claim, list):
+        return frozenset()
+    return frozenset(name for name in claim if isinstance(name, str))
 
 
 def _is_time(value: object) -> bool:

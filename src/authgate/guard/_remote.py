@@ -169,6 +169,7 @@ def _principal(headers: httpx2.Headers) -> GuardPrincipal | None:
         method="jwt" if method == "jwt" else "api_key",
         key_id=headers.get("X-Auth-Key-Id") or None,
         scopes=parse_authorities(scopes) if scopes is not None else None,
+        permissions=parse_authorities(headers.get("X-Auth-Permissions", "")),
     )
 
 

@@ -27,6 +27,7 @@ class ClientIpResolver:
         self, trusted_proxies: TrustedProxies, *, header: ForwardingHeader = "x-forwarded-for"
     ) -> None:
         self.header = header
+        self.header_name = header.encode("ascii")  # as ASGI scopes carry it
         self._trusted = trusted_proxies
         # Per-instance memo of peer strings: most requests come from few peers.
         self._parse = lru_cache(maxsize=4096)(parse_address)

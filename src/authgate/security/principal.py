@@ -6,9 +6,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, Literal
 
-ROLE_ADMIN: Final = "ROLE_ADMIN"
-ROLE_USER: Final = "ROLE_USER"
-KNOWN_AUTHORITIES: Final = frozenset({ROLE_ADMIN, ROLE_USER})
+# The roles live with their permissions; imported from here as they always were.
+from authgate.security.permissions import KNOWN_AUTHORITIES as KNOWN_AUTHORITIES
+from authgate.security.permissions import ROLE_ADMIN as ROLE_ADMIN
+from authgate.security.permissions import ROLE_ANALYST as ROLE_ANALYST
+from authgate.security.permissions import ROLE_USER as ROLE_USER
+from authgate.security.permissions import ROLE_VIEWER as ROLE_VIEWER
+from authgate.security.permissions import permissions_of
 
 # API key scopes: read = safe methods only; write = everything the owner may do
 # (except admin endpoints); admin = admin endpoints, only on keys of admins.
@@ -38,7 +42,8 @@ class Principal:
     ``authorities`` are the roles in force for this request: for a token, the roles
     it was issued with that the user still holds (a removed role takes effect at once,
     an added one needs a new token); for an API key, the owner's current roles, without
-    ROLE_ADMIN unless the key has the ``admin`` scope.
+    those that grant permissions (ROLE_ADMIN, ROLE_ANALYST, ROLE_VIEWER) unless the key
+    has the ``admin`` scope. :attr:`permissions` follow from them.
 
     ``scopes`` is ``None`` for a token (the user's full rights) and the key's scopes for
     an API key; ``credential_id`` is the token's ``jti`` or the key's public id.
@@ -60,6 +65,14 @@ class Principal:
 
     def has_authority(self, authority: str) -> bool:
         return authority in self.authorities
+
+    @property
+    def permissions(self) -> frozenset[str]:
+        """What the roles in force permit (``security/permissions.py``)."""
+        return permissions_of(self.authorities)
+
+    def has_permission(self, permission: str) -> bool:
+        return permission in permissions_of(self.authorities)
 
     @property
     def is_admin(self) -> bool:

@@ -1,10 +1,11 @@
 """Issuing and verifying JWT access tokens.
 
 UTMStack's claims (``sub``, ``auth``, ``authenticated``, ``exp``) plus ``iat``,
-``nbf``, ``jti``, ``iss``, ``aud`` and ``uid``. Verification pins each key's
-algorithm (``none`` and algorithm confusion are refused before any signature check), requires
-every claim authgate relies on, and checks times against the caller's clock instead
-of PyJWT's wall clock, so expiry is testable without sleeping.
+``nbf``, ``jti``, ``iss``, ``aud``, ``uid``, and v12's ``roles`` and ``permissions``.
+Verification pins each key's algorithm (``none`` and algorithm confusion are refused
+before any signature check), requires every claim authgate relies on, and checks times
+against the caller's clock instead of PyJWT's wall clock, so expiry is testable
+without sleeping.
 
 ``iat`` carries milliseconds: "log out everywhere" refuses tokens whose ``iat`` is not
 after the moment of revocation, and a whole-second ``iat`` would refuse tokens issued
@@ -22,6 +23,7 @@ from typing import Any
 import jwt
 
 from authgate.exceptions import TokenExpired, TokenInvalid
+from authgate.security.permissions import permissions_of
 from authgate.security.principal import join_authorities, parse_authorities
 from authgate.security.signing_keys import KeyRing
 
@@ -119,8 +121,10 @@ class JwtCodec:
         email: str | None = None,
         second_factor: bool = False,
     ) -> IssuedToken:
-        """A signed token. With ``session_id`` (UTMStack v12's login), the claims v12's
-        clients read are added: ``sid``, ``email`` and ``roles``."""
+        """A signed token. Every token carries ``roles`` and ``permissions`` (what the
+        roles grant, for clients and the guard; authgate itself re-derives them from the
+        roles the user still holds). With ``session_id`` (UTMStack v12's login), v12's
+        other claims are added: ``sid`` and ``email``."""
         # Floored, never rounded up: ``iat`` must not claim a later instant than the
         # real one, or a token issued just before a revocation could pass as issued after.
         issued_at = math.floor(now.timestamp() * 1000) / 1000
@@ -138,9 +142,11 @@ class JwtCodec:
             "exp": expires_at,
             "jti": token_id,
             "amr": _AMR_SECOND_FACTOR if second_factor else _AMR_PASSWORD,
+            "roles": sorted(authorities),
+            "permissions": sorted(permissions_of(authorities)),
         }
         if session_id is not None:
-            payload.update(sid=session_id, email=email, roles=sorted(authorities))
+            payload.update(sid=session_id, email=email)
         claims = TokenClaims(
             subject=subject,
             user_id=user_id,

@@ -117,8 +117,8 @@ class AccessTokenService:
         self, user: UserView, *, session_id: str, second_factor: bool = False
     ) -> IssuedToken:
         """An access token of a v12 session: it carries ``sid`` (so revoking the session
-        revokes it), ``email`` and ``roles``; ``second_factor`` when the session's login
-        passed one."""
+        revokes it) and ``email``; ``second_factor`` when the session's login passed
+        one."""
         return self._codec.issue(
             subject=user.login,
             user_id=user.id,

@@ -43,8 +43,8 @@ from authgate.exceptions import (
 )
 from authgate.security import keys
 from authgate.security.networks import AllowList, IPAddress
+from authgate.security.permissions import PRIVILEGED_ROLES
 from authgate.security.principal import (
-    ROLE_ADMIN,
     SCOPE_ADMIN,
     KeyReference,
     Principal,
@@ -118,8 +118,8 @@ def _shared_allow_list(stored: str) -> AllowList:
 
 
 @lru_cache(maxsize=256)
-def _without_admin(authorities: frozenset[str]) -> frozenset[str]:
-    return authorities - {ROLE_ADMIN}
+def _without_privileges(authorities: frozenset[str]) -> frozenset[str]:
+    return authorities - PRIVILEGED_ROLES
 
 
 class _CachedKey:
@@ -341,9 +341,11 @@ class ApiKeyAuthenticator:
 
 
 def _principal(record: KeyRecord, owner: UserAuthState) -> Principal:
+    # The admin scope lends the key the owner's permissions (never more: they follow
+    # from the owner's current roles); without it the key has none of them.
     authorities = owner.authorities
     if SCOPE_ADMIN not in record.scopes:
-        authorities = _without_admin(authorities)
+        authorities = _without_privileges(authorities)
     return Principal(
         user_id=owner.user_id,
         login=owner.login,

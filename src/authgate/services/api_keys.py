@@ -9,7 +9,8 @@ Rules enforced here, for the REST API and the CLI alike:
   most 100 (UTMStack's messages);
 * scopes are ``read``, ``write``, ``admin``; ``admin`` only on a key of an admin;
 * ordinary users see and change only their own keys (anyone else's is "not found");
-  admins may list, read and revoke every key.
+  ``api_keys.read`` lists and reads every key, ``api_keys.write`` revokes and
+  re-enables any (ROLE_ADMIN holds both; ``security/permissions.py``).
 
 The plaintext key leaves this module exactly once: returned by ``create`` and
 ``regenerate``. Only its keyed hash is stored.
@@ -29,6 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from authgate.clock import Clock
 from authgate.exceptions import Conflict, FieldError, NotFound, ValidationFailed
 from authgate.security import keys, networks
+from authgate.security.permissions import API_KEYS_READ, API_KEYS_WRITE
 from authgate.security.principal import (
     KNOWN_SCOPES,
     ROLE_ADMIN,
@@ -267,7 +269,9 @@ class ApiKeyService:
 
     async def get(self, viewer: Principal | None, key_id: int) -> ApiKeyView:
         async with self._db.session() as session:
-            key = await self._visible(ApiKeyRepository(session), viewer, key_id, admin_ok=True)
+            key = await self._visible(
+                ApiKeyRepository(session), viewer, key_id, others=API_KEYS_READ
+            )
         return ApiKeyView.of(key, now=self._clock())
 
     async def list_keys(
@@ -279,12 +283,13 @@ class ApiKeyService:
         everyone: bool = False,
         include_revoked: bool = False,
     ) -> Page[ApiKeyView]:
-        """The viewer's keys; with ``everyone`` (admins only) all keys, optionally of one owner."""
+        """The viewer's keys; with ``everyone`` (``api_keys.read``) all keys, optionally
+        of one owner."""
         unknown = [o.field for o in request.sort if o.field not in ApiKeyRepository.SORT_COLUMNS]
         if unknown:
             message = "Unknown sort field; use one of " + ", ".join(ApiKeyRepository.SORT_COLUMNS)
             raise ValidationFailed(message, field_errors=[FieldError("sort", message, "query")])
-        if viewer is not None and not (everyone and viewer.is_admin):
+        if viewer is not None and not (everyone and viewer.has_permission(API_KEYS_READ)):
             owner_id = viewer.user_id
         now = self._clock()
         async with self._db.session() as session:
@@ -300,7 +305,7 @@ class ApiKeyService:
         now = self._clock()
         async with self._feed.unit_of_work() as work:
             repository = ApiKeyRepository(work.session)
-            key = await self._visible(repository, viewer, key_id, admin_ok=False)
+            key = await self._visible(repository, viewer, key_id, others=None)
             _refuse_if_revoked(key)
             owner = await UserRepository(work.session).get(key.user_id)
             owner_is_admin = owner is not None and ROLE_ADMIN in parse_authorities(
@@ -334,7 +339,7 @@ class ApiKeyService:
         now = self._clock()
         async with self._feed.unit_of_work() as work:
             repository = ApiKeyRepository(work.session)
-            key = await self._visible(repository, viewer, key_id, admin_ok=False)
+            key = await self._visible(repository, viewer, key_id, others=None)
             _refuse_if_revoked(key)
             generated = keys.generate_secret_for(key.key_id)
             if grace > timedelta(0):
@@ -358,7 +363,7 @@ class ApiKeyService:
         now = self._clock()
         async with self._feed.unit_of_work() as work:
             repository = ApiKeyRepository(work.session)
-            key = await self._visible(repository, viewer, key_id, admin_ok=True)
+            key = await self._visible(repository, viewer, key_id, others=API_KEYS_WRITE)
             newly_revoked = key.revoked_at is None
             if newly_revoked:
                 key.revoked_at = now
@@ -376,7 +381,7 @@ class ApiKeyService:
         now = self._clock()
         async with self._feed.unit_of_work() as work:
             repository = ApiKeyRepository(work.session)
-            key = await self._visible(repository, viewer, key_id, admin_ok=True)
+            key = await self._visible(repository, viewer, key_id, others=API_KEYS_WRITE)
             _refuse_if_revoked(key)
             resumed = key.suspended_at is not None
             if resumed:
@@ -413,8 +418,9 @@ class ApiKeyService:
     async def usage_totals(
         self, viewer: Principal | None, key_id: int, since: datetime
     ) -> UsageTotals:
-        """The key's accepted requests since ``since`` (the viewer's keys; admins: any)."""
-        owner = None if viewer is None or viewer.is_admin else viewer.user_id
+        """The key's accepted requests since ``since`` (the viewer's keys; with
+        ``api_keys.read``: any)."""
+        owner = None if viewer is None or viewer.has_permission(API_KEYS_READ) else viewer.user_id
         async with self._db.session() as session:
             minutes = await UsageRepository(session).minutes(
                 UsageFilter(owner_id=owner, api_key_id=key_id, since=since)
@@ -436,12 +442,12 @@ class ApiKeyService:
     async def usage(
         self, viewer: Principal | None, request: PageRequest, where: UsageFilter
     ) -> Page[UsageRecordView]:
-        """Usage records of the viewer's keys (admins: of every key)."""
+        """Usage records of the viewer's keys (with ``api_keys.read``: of every key)."""
         unknown = [o.field for o in request.sort if o.field not in UsageRepository.SORT_COLUMNS]
         if unknown:
             message = "Unknown sort field; use one of " + ", ".join(UsageRepository.SORT_COLUMNS)
             raise ValidationFailed(message, field_errors=[FieldError("sort", message, "query")])
-        if viewer is not None and not viewer.is_admin:
+        if viewer is not None and not viewer.has_permission(API_KEYS_READ):
             where = UsageFilter(
                 owner_id=viewer.user_id,
                 api_key_id=where.api_key_id,
@@ -541,16 +547,17 @@ class ApiKeyService:
         viewer: Principal | None,
         key_id: int,
         *,
-        admin_ok: bool,
+        others: str | None,
     ) -> ApiKey:
-        """The key if the viewer may act on it; otherwise "not found" (never "forbidden":
+        """The key if the viewer may act on it: their own, or anyone's with the permission
+        ``others`` (``None``: nobody else's); otherwise "not found" (never "forbidden":
         that would confirm the key exists)."""
         key = await repository.get(key_id)
         if key is None:
             raise NotFound("API key not found", reason="api_key_not_found")
         if viewer is None or key.user_id == viewer.user_id:
             return key
-        if admin_ok and viewer.is_admin:
+        if others is not None and viewer.has_permission(others):
             return key
         raise NotFound("API key not found", reason="api_key_not_visible")
 

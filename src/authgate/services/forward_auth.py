@@ -9,8 +9,9 @@ make *this* request is decided here, by rules per upstream path prefix and metho
 * the rule with the longest matching prefix wins; among rules with the same prefix,
   the first whose methods include the request's (a rule without methods takes any);
 * a rule requires all its ``scopes`` of an API key (a user's token carries the user's
-  full rights), one of its ``roles`` of any caller, or refuses everything
-  (``allow = false``);
+  full rights), one of its ``roles`` of any caller, its ``permission`` of any caller
+  (granted by the roles in force; an API key holds permissions only with the
+  ``admin`` scope), or refuses everything (``allow = false``);
 * a request no rule matches is held to authgate's own rule (API keys need ``write``
   for unsafe methods) or refused, as ``forward_auth_unmatched`` says.
 
@@ -40,6 +41,7 @@ from authgate.security.paths import (
     case_folded,
     segment_prefixes,
 )
+from authgate.security.permissions import ALL_PERMISSIONS
 from authgate.security.principal import SCOPE_WRITE, Principal
 from authgate.services.gate import SAFE_METHODS
 from authgate.services.upstream_request import (
@@ -60,7 +62,9 @@ class ForwardAuthRuleSetting(BaseModel):
     A prefix covers whole path segments (``/admin`` and ``/admin/`` both cover ``/admin``
     and ``/admin/x``, not ``/administrator``) and must be written in canonical form.
     ``scopes`` are all required of API keys (a user's token carries the user's full
-    rights); ``roles``: the caller (user or key) needs one of them.
+    rights); ``roles``: the caller (user or key) needs one of them; ``permission``: the
+    caller's roles in force must grant it (``users.read``, ...; an API key holds
+    permissions only with the ``admin`` scope).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -69,7 +73,16 @@ class ForwardAuthRuleSetting(BaseModel):
     methods: list[str] = Field(default_factory=list)
     scopes: list[str] = Field(default_factory=list)
     roles: list[str] = Field(default_factory=list)
+    permission: str | None = None
     allow: bool = Field(default=True, description="false: refuse every request (403).")
+
+    @field_validator("permission")
+    @classmethod
+    def _known_permission(cls, permission: str | None) -> str | None:
+        if permission is not None and permission not in ALL_PERMISSIONS:
+            known = ", ".join(sorted(ALL_PERMISSIONS))
+            raise ValueError(f"unknown permission {permission!r}; use one of {known}")
+        return permission
 
     @field_validator("methods")
     @classmethod
@@ -140,6 +153,7 @@ class Requirement:
 
     scopes: frozenset[str] = frozenset()
     roles: frozenset[str] = frozenset()
+    permission: str | None = None
     allow: bool = True
     rule: str = "default"  # which rule decided (for logs and errors)
 
@@ -153,6 +167,11 @@ class Requirement:
             raise PermissionDenied(
                 f"This upstream path needs one of the roles {', '.join(sorted(self.roles))}",
                 reason="role_required",
+            )
+        if self.permission is not None and not principal.has_permission(self.permission):
+            raise PermissionDenied(
+                f"This upstream path needs the permission {self.permission}",
+                reason="permission_required",
             )
         if principal.scopes is not None and not self.scopes <= principal.scopes:
             missing = ", ".join(sorted(self.scopes - principal.scopes))
@@ -208,6 +227,7 @@ class ForwardAuthPolicy:
                     requirement=Requirement(
                         scopes=frozenset(rule.scopes),
                         roles=frozenset(rule.roles),
+                        permission=rule.permission,
                         allow=rule.allow,
                         rule=f"{rule.path_prefix} {','.join(rule.methods) or '*'}",
                     ),

@@ -155,11 +155,15 @@ MAX_ADDRESSES_PER_KEY = 256
 class _KeyActivity:
     """When this process last saw a key accepted, and from which addresses."""
 
-    __slots__ = ("addresses", "last")
+    __slots__ = ("addresses", "last", "latest_address")
 
     def __init__(self, last: float | None) -> None:
         self.last = last
         self.addresses: set[IPAddress | None] = set()
+        # The address object of the latest accepted request: the client-address resolver
+        # hands out one object per peer, so a key used again from the same client is
+        # recognised by identity, without hashing the address.
+        self.latest_address: object = _UNRESOLVED
 
 
 class Gate:
@@ -341,7 +345,7 @@ class Gate:
             status,
             verdict.client_ip,
             user_agent,
-            round(elapsed_ms, 3),
+            elapsed_ms,  # rounded when written
         )
 
     def _note_use(
@@ -358,17 +362,19 @@ class Gate:
             activity = self._activity[key.key_id] = _KeyActivity(stored)
         last = activity.last
         addresses = activity.addresses
+        seen_here = address is activity.latest_address or address in addresses
+        activity.latest_address = address
         notable: str | None = None
         details: dict[str, int] | None = None
         if last is None:
             notable = "first_use"
         elif now - last >= self._idle_seconds:
             notable, details = "after_inactivity", {"idleSeconds": int(now - last)}
-        elif address not in addresses:
+        elif not seen_here:
             notable = "new_address"
         if last is None or now > last:
             activity.last = now
-        if address not in addresses:
+        if not seen_here:
             if len(addresses) >= MAX_ADDRESSES_PER_KEY:
                 addresses.clear()
             addresses.add(address)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 
 from authgate.clock import Clock
 from authgate.exceptions import FieldError, ValidationFailed
@@ -107,16 +108,26 @@ class PasswordResets:
         while self._pending:
             await asyncio.gather(*list(self._pending), return_exceptions=True)
 
-    async def deliver(self, user: UserView, issued: IssuedResetKey) -> bool:
-        """Mail the reset link to the user; False when no SMTP server is configured or
-        it failed (the caller then shows the link to the admin). Never a password."""
+    async def deliver(
+        self, user: UserView, issued: IssuedResetKey, *, invitation: bool = False
+    ) -> bool:
+        """Mail the reset link to the user (with ``invitation``, as an invitation to a
+        new account); False when no SMTP server is configured or it failed (the caller
+        then shows the link to the admin). Never a password."""
         if not self._mailer.configured:
             return False
+        link = self.link(issued)
         try:
             await self._mailer.send_text(
                 to=user.email,
-                subject="authgate: set your password",
-                body=_mail_body(user.login, self.link(issued)),
+                subject="authgate: you are invited"
+                if invitation
+                else "authgate: set your password",
+                body=(
+                    _invitation_body(user.login, link, issued.expires_at - self._clock())
+                    if invitation
+                    else _mail_body(user.login, link)
+                ),
                 sent_at=self._clock(),
             )
         except (MailNotSent, ValueError) as error:
@@ -263,4 +274,15 @@ def _mail_body(login: str, link: str) -> str:
         f"{link}\n\n"
         "The link works once. If you did not ask for it, ignore this message: your "
         "password stays as it is.\n"
+    )
+
+
+def _invitation_body(login: str, link: str, valid_for: timedelta) -> str:
+    days = max(1, round(valid_for / timedelta(days=1)))
+    return (
+        f"Hello {login},\n\n"
+        "An administrator created an authgate account for you. Open this link within "
+        f"{days} day{'s' if days != 1 else ''} to choose your password:\n\n"
+        f"{link}\n\n"
+        "The link works once. If you did not expect this, ignore this message.\n"
     )

@@ -17,6 +17,8 @@ from typing import Final
 from urllib.parse import quote
 
 RESET_KEY_TTL: Final = timedelta(hours=24)
+# An invitation (v12's create-user without a password) waits longer: 7 days, as in v12.
+INVITATION_TTL: Final = timedelta(days=7)
 # Where the Settings UI finishes a reset (UTMStack's link is /reset/finish?key=).
 RESET_PAGE_PATH: Final = "/settings/reset"
 
@@ -40,6 +42,6 @@ def reset_key_digest(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def issue_reset_key(now: datetime) -> IssuedResetKey:
+def issue_reset_key(now: datetime, *, valid_for: timedelta = RESET_KEY_TTL) -> IssuedResetKey:
     key = secrets.token_urlsafe(32)
-    return IssuedResetKey(key=key, digest=reset_key_digest(key), expires_at=now + RESET_KEY_TTL)
+    return IssuedResetKey(key=key, digest=reset_key_digest(key), expires_at=now + valid_for)

@@ -62,6 +62,7 @@ class _Minute:
     """One key's accepted requests in one minute, in memory until written."""
 
     __slots__ = (
+        "added_ip",
         "api_key_id",
         "api_key_name",
         "ends",
@@ -97,6 +98,9 @@ class _Minute:
         self.last_at = at
         self.ips = ips  # shared by this process's flushes of the same minute
         self.last_ip: IPAddress | None = None
+        # The address last put in ``ips``: the resolver hands out one object per peer, so
+        # the same client again is recognised by identity, without hashing the address.
+        self.added_ip: object = self
         self.last_method = ""
         self.last_path = ""
 
@@ -110,8 +114,10 @@ class _Minute:
             self.last_path = path
         elif at < self.first_at:
             self.first_at = at
-        if len(self.ips) < MAX_DISTINCT_IPS:
-            self.ips.add(ip)
+        if ip is not self.added_ip:
+            self.added_ip = ip
+            if len(self.ips) < MAX_DISTINCT_IPS:
+                self.ips.add(ip)
 
     def merge(self, other: _Minute) -> None:
         """Add ``other`` (the same key and minute, not written) into this one."""
@@ -445,7 +451,7 @@ def _row(event: UsageEvent) -> UsageRow:
         status=event.status,
         client_ip=str(event.client_ip) if event.client_ip is not None else None,
         user_agent=_printable(event.user_agent[:USER_AGENT_MAX]) if event.user_agent else None,
-        latency_ms=event.latency_ms,
+        latency_ms=round(event.latency_ms, 3),
         failure_reason=event.failure_reason,
     )
 

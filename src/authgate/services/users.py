@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Final
 
 from sqlalchemy.exc import IntegrityError
@@ -34,7 +34,7 @@ from authgate.services.audit.events import EventType, current_request
 from authgate.services.audit.writer import AuditLog
 from authgate.services.changes import Change, ChangeFeed, ChangeKind, UnitOfWork
 from authgate.services.password_hashing import AsyncPasswordHasher
-from authgate.services.reset_keys import IssuedResetKey, issue_reset_key
+from authgate.services.reset_keys import RESET_KEY_TTL, IssuedResetKey, issue_reset_key
 from authgate.services.text_rules import control_character_errors
 from authgate.storage.db import Database, storable_text
 from authgate.storage.models import User
@@ -85,6 +85,7 @@ class UserView:
     initial_password: bool = False
     # Imported from UTMStack with its default password: must choose a new one.
     password_change_required: bool = False
+    public_id: str = ""  # the UUID v12's routes name the user by
 
     @classmethod
     def of(cls, user: User) -> UserView:
@@ -108,6 +109,7 @@ class UserView:
             second_factor=user.second_factor,
             initial_password=bool(user.initial_password),
             password_change_required=bool(user.password_change_required),
+            public_id=user.public_id,
         )
 
 
@@ -160,20 +162,22 @@ class UserService:
         self._audit = audit
 
     async def list_users(
-        self, request: PageRequest, *, login_contains: str | None = None
+        self, request: PageRequest, *, login_contains: str | None = None, search: str | None = None
     ) -> Page[UserView]:
         """A page of users; with ``login_contains``, only those whose login contains it
-        (case-insensitive, UTMStack's ``?login=`` and ``/filter/{login}``)."""
+        (case-insensitive, UTMStack's ``?login=`` and ``/filter/{login}``); with
+        ``search``, those whose login, e-mail or name contains it (v12's ``?search=``)."""
         if any(order.field not in UserRepository.SORT_COLUMNS for order in request.sort):
             message = "Unknown sort field; use one of " + ", ".join(UserRepository.SORT_COLUMNS)
             raise ValidationFailed(message, field_errors=[FieldError("sort", message, "query")])
         fragment = login_contains.strip() if login_contains else None
-        if fragment is not None and not storable_text(fragment):
+        searched = search.strip() if search else None
+        if any(text is not None and not storable_text(text) for text in (fragment, searched)):
             return Page(items=[], total=0, request=request)
         async with self._db.session() as session:
             users = UserRepository(session)
-            total = await users.count(login_contains=fragment)
-            page = await users.page(request, login_contains=fragment)
+            total = await users.count(login_contains=fragment, search=searched)
+            page = await users.page(request, login_contains=fragment, search=searched)
             items = [UserView.of(user) for user in page]
         return Page(items=items, total=total, request=request)
 
@@ -184,6 +188,14 @@ class UserService:
     async def get_user_by_id(self, user_id: int) -> UserView:
         async with self._db.session() as session:
             user = await UserRepository(session).get(user_id)
+        if user is None:
+            raise NotFound("User not found", reason="user_not_found")
+        return UserView.of(user)
+
+    async def get_user_by_public_id(self, public_id: str) -> UserView:
+        """The user v12's routes name by ``public_id`` (not a UUID: not found)."""
+        async with self._db.session() as session:
+            user = await UserRepository(session).by_public_id(public_id)
         if user is None:
             raise NotFound("User not found", reason="user_not_found")
         return UserView.of(user)
@@ -212,11 +224,13 @@ class UserService:
         created, _ = await self._create(new, reset=None)
         return created
 
-    async def invite_user(self, new: NewUser) -> tuple[UserView, IssuedResetKey]:
+    async def invite_user(
+        self, new: NewUser, *, valid_for: timedelta = RESET_KEY_TTL
+    ) -> tuple[UserView, IssuedResetKey]:
         """Create a user without a usable password: inactive until the returned reset
-        key (single use, :data:`RESET_KEY_TTL`) sets a password. The caller delivers
+        key (single use, valid for ``valid_for``) sets a password. The caller delivers
         the key (mail, or shown once to the admin)."""
-        issued = issue_reset_key(self._clock())
+        issued = issue_reset_key(self._clock(), valid_for=valid_for)
         created, _ = await self._create(new, reset=issued)
         return created, issued
 

@@ -85,10 +85,12 @@ class UserRepository:
             query = query.where(User.id != except_user_id)
         return await self._session.scalar(query.limit(1)) is not None
 
-    async def count(self, *, login_contains: str | None = None) -> int:
+    async def count(self, *, login_contains: str | None = None, search: str | None = None) -> int:
         query = select(func.count()).select_from(User)
         if login_contains:
             query = query.where(_login_contains(login_contains))
+        if search:
+            query = query.where(_matches(search))
         return await self._session.scalar(query) or 0
 
     async def by_reset_key(self, digest: str) -> User | None:
@@ -103,11 +105,13 @@ class UserRepository:
         return await self._session.scalar(query) or 0
 
     async def page(
-        self, request: PageRequest, *, login_contains: str | None = None
+        self, request: PageRequest, *, login_contains: str | None = None, search: str | None = None
     ) -> Sequence[User]:
         query = select(User)
         if login_contains:
             query = query.where(_login_contains(login_contains))
+        if search:
+            query = query.where(_matches(search))
         query = (
             query.order_by(*order_by(request.sort, self.SORT_COLUMNS, User.id))
             .offset(request.offset)
@@ -129,6 +133,18 @@ def _login_contains(fragment: str) -> ColumnElement[bool]:
     """Logins containing ``fragment``, case-insensitively (logins are stored lower-case;
     ``%`` and ``_`` in the fragment are literal)."""
     return User.login.contains(fragment.lower(), autoescape=True)
+
+
+def _matches(fragment: str) -> ColumnElement[bool]:
+    """Users whose login, e-mail, first or last name contains ``fragment``,
+    case-insensitively (v12's ``?search=``; ``%`` and ``_`` are literal)."""
+    lowered = fragment.lower()
+    return or_(
+        User.login.contains(lowered, autoescape=True),
+        User.email.contains(lowered, autoescape=True),
+        func.lower(User.first_name).contains(lowered, autoescape=True),
+        func.lower(User.last_name).contains(lowered, autoescape=True),
+    )
 
 
 class RevokedTokenRepository:

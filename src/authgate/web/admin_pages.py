@@ -24,7 +24,8 @@ from starlette.datastructures import FormData, QueryParams
 from authgate.api.access import services_of, sets_credentials
 from authgate.container import Services
 from authgate.exceptions import Conflict, NotFound, ValidationFailed
-from authgate.security.principal import ROLE_ADMIN, ROLE_USER
+from authgate.security.permissions import BUILT_IN_ROLES
+from authgate.security.principal import ROLE_ADMIN, ROLE_ANALYST, ROLE_USER, ROLE_VIEWER
 from authgate.services.alerts.kinds import KINDS, duration
 from authgate.services.alerts.rules import RuleSpec, RuleView
 from authgate.services.api_keys import ApiKeyView
@@ -54,7 +55,13 @@ AUDIT_PATH: Final = "/settings/audit"
 REVIEW_PATH: Final = "/settings/keys-review"
 ALERTS_PATH: Final = "/settings/alerts"
 
-ROLES: Final = ((ROLE_ADMIN, "Administrator"), (ROLE_USER, "User"))
+# The roles an admin may give, with their labels (the built-in roles, most rights first).
+ROLES: Final = (
+    (ROLE_ADMIN, "Administrator"),
+    (ROLE_ANALYST, "Analyst"),
+    (ROLE_VIEWER, "Viewer"),
+    (ROLE_USER, "User"),
+)
 USER_PAGE_SIZES: Final = (25, 50, 100, 200)
 AUDIT_PAGE_SIZES: Final = (25, 50, 100, 200)
 OUTCOMES: Final = ("success", "failure")
@@ -252,6 +259,7 @@ async def _users(
             "pager": _pager(USERS_PATH, params, page.total, number, size, USER_PAGE_SIZES),
             "roles": ROLES,
             "role_labels": dict(ROLES),
+            "role_permissions": BUILT_IN_ROLES,
             "create": create_values,
             "problem": problem,
             "open": focus,

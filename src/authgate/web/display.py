@@ -49,6 +49,8 @@ REASON_TEXT: Final[dict[str, str]] = {
     "session_required": "Needs a password login, not an API key",
     "role_required": "The user lacks the role this endpoint needs",
     "role_admin_required": "Administrators only",
+    "permission_required": "The user's roles lack the permission this endpoint needs",
+    "role_change_denied": "A change of roles the caller may not make",
     # tokens
     "empty_bearer": "An empty Bearer header",
     "not_a_token": "Not a token",

@@ -21,6 +21,7 @@ from authgate.api.access import (
     AdminRoute,
     SelfServiceRoute,
     principal_of,
+    requires_permission,
     services_of,
     sets_credentials,
 )
@@ -28,6 +29,7 @@ from authgate.api.errors import documented_v12
 from authgate.api.tfa import MAX_CODE_LENGTH, qr_png_data_uri
 from authgate.api.v1.auth import PREFIX
 from authgate.exceptions import BadCredentials, Conflict, FieldError, ValidationFailed
+from authgate.security.permissions import USERS_WRITE
 from authgate.services.audit.events import Actor
 from authgate.services.second_factor import Enrolment, Method
 
@@ -130,6 +132,7 @@ async def disable(body: DisableRequest, request: Request) -> Response:
     response_class=Response,
     responses=documented_v12(401, 403, 404),
 )
+@requires_permission(USERS_WRITE)
 @sets_credentials("resets a user's second factor")
 async def admin_disable(user_id: str, request: Request) -> Response:
     principal = principal_of(request)
