@@ -226,12 +226,12 @@ def argon2_settings() -> tuple[argon2.PasswordHasher, int]:
     with tempfile.TemporaryDirectory() as directory:
         settings = Settings(data_dir=Path(directory))
     hasher = argon2.PasswordHasher(
-        time_cost=settings.argon2_time_cost,
-        memory_cost=settings.argon2_memory_kib,
-        parallelism=settings.argon2_parallelism,
+        time_cost=settings.password_hashing.time_cost,
+        memory_cost=settings.password_hashing.memory_kib,
+        parallelism=settings.password_hashing.parallelism,
         type=argon2.Type.ID,
     )
-    return hasher, settings.password_hashing_threads or os.cpu_count() or 1
+    return hasher, settings.password_hashing.threads or os.cpu_count() or 1
 
 
 def hash_worker(seconds: float) -> None:

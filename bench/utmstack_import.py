@@ -39,6 +39,7 @@ import bcrypt
 
 from authgate.app import ensure_schema
 from authgate.container import build_services
+from authgate.runtime import BackgroundWork
 from authgate.services.api_keys import KeySpec
 from authgate.services.utmstack_import import ImportOptions, UtmStackImporter
 from authgate.services.utmstack_rows import parse_source
@@ -102,15 +103,16 @@ async def run(arguments: argparse.Namespace, url: str) -> None:
     with tempfile.TemporaryDirectory() as data_dir:
         settings = Settings(data_dir=Path(data_dir), database_url=url)
         services = build_services(settings)
+        work = BackgroundWork(services)
         try:
             await ensure_schema(services)
-            await services.start(background=False)
+            await work.start(background=False)
             importer = UtmStackImporter(
                 feed=services.feed,
                 clock=services.clock,
                 pepper=services.server_secret,
                 audit=services.audit,
-                max_key_lifetime_days=settings.api_key_max_lifetime_days,
+                max_key_lifetime_days=settings.api_keys.max_lifetime_days,
                 second_factor=services.second_factor,
             )
             for label in ("first import", "second import (no-op)"):
@@ -125,7 +127,7 @@ async def run(arguments: argparse.Namespace, url: str) -> None:
                 )
             await miss_latency(services, sampled, arguments.samples)
         finally:
-            await services.close()
+            await work.close()
 
 
 async def agk_keys(services: Any, owners: list[int], count: int) -> list[str]:

@@ -22,7 +22,9 @@ from typer.testing import CliRunner, Result
 from authgate.cli import app
 from authgate.container import build_services
 from authgate.exceptions import BadCredentials
+from authgate.runtime import BackgroundWork
 from authgate.security.second_factor import totp_code, totp_step
+from authgate.services.password_hashing import HashingConfig
 from authgate.settings import CONFIG_FILE_VARIABLE, Settings
 from authgate.storage import migrate as migrations
 
@@ -86,7 +88,7 @@ def table_rows(output: str) -> list[list[str]]:
 
 
 def settings_for(data_dir: Path) -> Settings:
-    return Settings(data_dir=data_dir, argon2_memory_kib=8, argon2_time_cost=1)
+    return Settings(data_dir=data_dir, password_hashing=HashingConfig(memory_kib=8, time_cost=1))
 
 
 def authenticate(data_dir: Path, login: str, password: str) -> str:
@@ -94,12 +96,13 @@ def authenticate(data_dir: Path, login: str, password: str) -> str:
 
     async def run() -> str:
         services = build_services(settings_for(data_dir))
+        work = BackgroundWork(services)
         try:
-            await services.start(background=False)
+            await work.start(background=False)
             user = await services.accounts.authenticate(login, password)
             return user.login
         finally:
-            await services.close()
+            await work.close()
 
     return asyncio.run(run())
 
@@ -220,11 +223,12 @@ def test_reset_link_prints_a_single_use_link(data_dir: Path) -> None:
 
     async def finish() -> None:
         services = build_services(settings_for(data_dir))
+        work = BackgroundWork(services)
         try:
-            await services.start(background=False)
+            await work.start(background=False)
             await services.password_resets.finish(key, NEW_PASSWORD)
         finally:
-            await services.close()
+            await work.close()
 
     asyncio.run(finish())
     assert authenticate(data_dir, "bob", NEW_PASSWORD) == "bob"
@@ -248,8 +252,9 @@ def test_reset_tfa_removes_a_users_second_factor(data_dir: Path) -> None:
 
     async def enrol_and_check(enrol: bool) -> str | None:
         services = build_services(settings_for(data_dir))
+        work = BackgroundWork(services)
         try:
-            await services.start(background=False)
+            await work.start(background=False)
             user = await services.accounts.authenticate("bob", PASSWORD)
             if enrol:
                 enrolment = await services.second_factor.start_enrolment(user, "TOTP")
@@ -260,7 +265,7 @@ def test_reset_tfa_removes_a_users_second_factor(data_dir: Path) -> None:
                 await services.second_factor.complete_enrolment(user, "TOTP", enable=True)
             return await services.second_factor.method_of(user.id)
         finally:
-            await services.close()
+            await work.close()
 
     assert asyncio.run(enrol_and_check(True)) == "TOTP"
     result = invoke("users", "reset-tfa", "bob")

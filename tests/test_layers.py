@@ -20,6 +20,7 @@ SERVER_PACKAGES = (
     "authgate.app",
     "authgate.cli",
     "authgate.container",
+    "authgate.runtime",
     "authgate.services",
     "authgate.settings",
     "authgate.storage",
@@ -35,7 +36,10 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
         "authgate.api",
     ),
     "authgate.storage": (*WEB_FRAMEWORKS, "authgate.services", "authgate.api"),
-    "authgate.services": (*WEB_FRAMEWORKS, "authgate.api"),
+    # A service's settings are its own model, which settings.py nests (no cycle).
+    "authgate.services": (*WEB_FRAMEWORKS, "authgate.api", "authgate.settings"),
+    # The registry is built without knowing what runs on it (runtime.py).
+    "authgate.container": ("authgate.runtime",),
     # Programs that run elsewhere (an integrator's script, another team's service):
     # nothing of the server comes with them.
     "authgate.client": (*WEB_FRAMEWORKS, "sqlalchemy", *SERVER_PACKAGES),

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
 from authgate.exceptions import ConfigurationError
-from authgate.settings import CONFIG_FILE_VARIABLE, Settings
+from authgate.settings import CONFIG_FILE_VARIABLE, Settings, explain_invalid_settings
 
 ADMIN_SECRET = "operator-password-that-must-stay-hidden"
 JWT_SECRET = "c2hhcmVkLXNlY3JldC10aGF0LW11c3Qtc3RheS1oaWRkZW4tZnJvbS1yZXByLWFuZC1sb2dz"
@@ -148,13 +149,13 @@ def test_forward_auth_reads_nginxs_headers_by_default(
     """The proxy in front defaults to nginx (X-Original-*, as in examples/nginx); matching
     ignores case unless told otherwise; both come from the environment too."""
     settings = Settings()
-    assert settings.forward_auth_proxy == "nginx"
-    assert settings.forward_auth_method_header is None
-    assert settings.forward_auth_case_sensitive is False
+    assert settings.forward_auth.proxy == "nginx"
+    assert settings.forward_auth.method_header is None
+    assert settings.forward_auth.case_sensitive is False
     monkeypatch.setenv("AUTHGATE_FORWARD_AUTH_PROXY", "caddy")
     monkeypatch.setenv("AUTHGATE_FORWARD_AUTH_CASE_SENSITIVE", "true")
-    assert Settings().forward_auth_proxy == "caddy"
-    assert Settings().forward_auth_case_sensitive is True
+    assert Settings().forward_auth.proxy == "caddy"
+    assert Settings().forward_auth.case_sensitive is True
 
 
 @pytest.mark.parametrize(
@@ -168,5 +169,7 @@ def test_forward_auth_reads_nginxs_headers_by_default(
     ],
 )
 def test_forward_auth_header_settings_are_checked(values: dict[str, object], message: str) -> None:
-    with pytest.raises(ValidationError, match=message):
+    """Refused, and told by the flat name the operator wrote."""
+    with pytest.raises(ValidationError) as raised:
         Settings(**values)  # type: ignore[arg-type]
+    assert re.search(message, explain_invalid_settings(raised.value, values), re.IGNORECASE)

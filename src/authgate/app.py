@@ -36,6 +36,7 @@ from authgate.api.v1 import users as v1_users
 from authgate.clock import Clock, utc_now
 from authgate.container import Services, build_services
 from authgate.exceptions import ConfigurationError
+from authgate.runtime import BackgroundWork
 from authgate.settings import Settings
 from authgate.storage import migrate
 from authgate.web.swagger import install_swagger_ui
@@ -84,11 +85,12 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        work = BackgroundWork(services)
         try:
             await ensure_schema(services)
-            await services.start()
+            await work.start()
         except BaseException:
-            await services.close()  # e.g. a refused configuration: release the database
+            await work.close()  # e.g. a refused configuration: release the database
             raise
         if freeze_gc_after_start:
             # Everything built so far lives as long as the process: keep it out of the
@@ -103,7 +105,7 @@ def create_app(
         try:
             yield
         finally:
-            await services.close()
+            await work.close()
 
     app = AuthgateApp(
         title="authgate API",

@@ -1,13 +1,17 @@
-"""Wiring: builds every service from the settings. Used by the app factory and the CLI."""
+"""Wiring: builds every service from the settings, in parts (infrastructure, protection,
+credentials: tokens, keys, accounts, sessions; monitoring), each builder under 40
+lines. Used by the app factory and the CLI; what runs in the background is
+``authgate.runtime``.
+
+Over 400 lines for a reason: the registry's fields and the parts' are the one list of
+every service and how it is built; splitting it would scatter that list.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import functools
 import logging
 import stat
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -17,7 +21,7 @@ from authgate.exceptions import ConfigurationError, ValidationFailed
 from authgate.security.audit_chain import AuditKey
 from authgate.security.clientip import ClientIpResolver
 from authgate.security.networks import AllowEntryError, AllowList, TrustedProxies
-from authgate.security.passwords import Argon2Parameters, PasswordHasher, PasswordPolicy
+from authgate.security.passwords import PasswordHasher, PasswordPolicy
 from authgate.security.second_factor import SecondFactorKey
 from authgate.security.signing_keys import KeyRing
 from authgate.security.tokens import JwtCodec
@@ -29,21 +33,21 @@ from authgate.services.alerts.engine import AlertEngine
 from authgate.services.alerts.rules import AlertRules, RuleSpec
 from authgate.services.alerts.rules import validate as validate_rule
 from authgate.services.api_key_auth import ApiKeyAuthenticator
-from authgate.services.api_keys import ApiKeyService, KeyPolicy
+from authgate.services.api_keys import ApiKeyService
 from authgate.services.audit.writer import AuditLog
-from authgate.services.audit_checkpoints import AuditCheckpoints, CheckpointReason
+from authgate.services.audit_checkpoints import AuditCheckpoints
 from authgate.services.changes import ChangeFeed
-from authgate.services.cluster import HEARTBEAT_SECONDS, ClusterMembership
+from authgate.services.cluster import ClusterMembership
 from authgate.services.forward_auth import ForwardAuthPolicy
 from authgate.services.gate import Gate
-from authgate.services.key_abuse import KeyAbuseGuard, KeyAbuseLimits
-from authgate.services.login_protection import LoginLimits, LoginProtection
+from authgate.services.key_abuse import KeyAbuseGuard
+from authgate.services.login_protection import LoginProtection
 from authgate.services.mail import Mailer, smtp_server_from
 from authgate.services.metrics import Metrics
 from authgate.services.password_hashing import AsyncPasswordHasher
 from authgate.services.password_resets import PasswordResets
 from authgate.services.rate_limits import KeyRateLimits
-from authgate.services.redis_link import SOCKET_TIMEOUT_SECONDS, ChangeDoorbell, RedisLink
+from authgate.services.redis_link import SOCKET_TIMEOUT_SECONDS, RedisLink
 from authgate.services.second_factor import SecondFactorService
 from authgate.services.service_credentials import ServiceCredentials
 from authgate.services.sessions import SessionService
@@ -55,25 +59,21 @@ from authgate.services.throttle_store import (
     RedisThrottleStore,
     ThrottleStore,
 )
-from authgate.services.upstream_request import UpstreamRequestReader
 from authgate.services.usage import UsageRecorder
 from authgate.services.user_states import UserStates
 from authgate.services.users import UserService
 from authgate.settings import Settings, prometheus_multiprocess_dir
 from authgate.storage import keystore
-from authgate.storage.api_key_repository import ApiKeyRepository
 from authgate.storage.db import Database
 
 log = logging.getLogger(__name__)
 
-HOUSEKEEPING_INTERVAL_SECONDS = 3600.0
-SHUTDOWN_GRACE_SECONDS = 10.0
-GAUGE_INTERVAL_SECONDS = 30.0
-GAUGE_PUBLISH_SECONDS = 1.0
 
-
-@dataclass
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Services:
+    """Every service of one process, built once by :func:`build_services`; what runs in
+    the background on top of them is ``authgate.runtime.BackgroundWork``."""
+
     settings: Settings
     clock: Clock
     db: Database
@@ -95,6 +95,8 @@ class Services:
     service_credentials: ServiceCredentials
     rate_limits: KeyRateLimits
     forward_auth: ForwardAuthPolicy
+    # The verdict on every request's credentials (API routes, metrics, forward-auth).
+    gate: Gate
     alert_rules: AlertRules
     alerts: AlertEngine
     alert_dispatcher: AlertDispatcher
@@ -109,228 +111,93 @@ class Services:
     sign_in: SignIn
     # The deployment's shared secret (the API key pepper): purpose-specific keys, such as
     # the UI's CSRF key, are derived from it, so every node agrees on them.
-    server_secret: bytes = b""
-    cluster: ClusterMembership | None = None
-    redis: RedisLink | None = None  # when AUTHGATE_REDIS_URL is set
-    doorbell: ChangeDoorbell | None = None
-    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    _delivery: asyncio.Task[None] | None = None
-    _stop: asyncio.Event = field(default_factory=asyncio.Event)
-    # Alert delivery stops last: the checkpoint taken at shutdown still reaches the sinks.
-    _stop_delivery: asyncio.Event = field(default_factory=asyncio.Event)
-    _wake: asyncio.Event = field(default_factory=asyncio.Event)
-    _waiting_for_older_nodes: bool = False
+    server_secret: bytes
+    cluster: ClusterMembership | None
+    redis: RedisLink | None  # when AUTHGATE_REDIS_URL is set
 
-    @functools.cached_property
-    def gate(self) -> Gate:
-        """The verdict on every request's credentials (API routes, metrics, forward-auth)."""
-        return Gate(
-            tokens=self.tokens,
-            key_auth=self.key_auth,
-            key_abuse=self.key_abuse,
-            rate_limits=self.rate_limits,
-            metrics=self.metrics,
-            audit=self.audit,
-            usage=self.usage,
-            clock=self.clock,
-            audit_key_successes=self.settings.audit_api_key_successes,
-            idle_seconds=self.settings.audit_key_idle_seconds,
-        )
 
-    async def start(self, *, background: bool = True) -> None:
-        """Load shared state; with ``background``, join the cluster and start polling
-        and housekeeping (a CLI command only checks that it may touch the data)."""
-        if self.cluster is not None:
-            if background:
-                await self.cluster.join()
-            else:
-                await self.cluster.check_pepper()
-        await self.audit.check_key()
-        introduced = await self.introduce_audit_key()
-        await self.feed.start_from_now()
-        await self.tokens.load_revocations()
-        await self.key_abuse.load()
-        await self.alerts.start_from_now()
-        if background:
-            await self.alert_rules.install_defaults(configured_rules(self.settings))
-            self._stop = asyncio.Event()
-            self._stop_delivery = asyncio.Event()
-            self._delivery = asyncio.create_task(
-                self.alert_dispatcher.run(self._stop_delivery), name="authgate-alert-delivery"
-            )
-            self._tasks = [
-                asyncio.create_task(self._poll_changes(), name="authgate-change-feed"),
-                asyncio.create_task(self._housekeeping(), name="authgate-housekeeping"),
-                asyncio.create_task(self.usage.run(self._stop), name="authgate-usage-log"),
-                asyncio.create_task(self.audit.run(self._stop), name="authgate-audit"),
-                asyncio.create_task(self.alerts.run(self._stop), name="authgate-alerts"),
-                asyncio.create_task(
-                    self.checkpoints.run(self._stop), name="authgate-audit-checkpoints"
-                ),
-                asyncio.create_task(self._refresh_key_gauges(), name="authgate-key-gauges"),
-                asyncio.create_task(self._publish_gauges(), name="authgate-gauges"),
-                asyncio.create_task(self._heartbeat(), name="authgate-cluster-heartbeat"),
-            ]
-            if not self.audit.introduced:
-                self._tasks.append(
-                    asyncio.create_task(
-                        self._introduce_audit_key_later(), name="authgate-audit-key"
-                    )
-                )
-            if self.doorbell is not None:
-                self._tasks.append(
-                    asyncio.create_task(
-                        self.doorbell.listen(self._stop), name="authgate-change-doorbell"
-                    )
-                )
-            if introduced is not None:
-                await self._publish_checkpoint("key_introduced")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Infrastructure:
+    """Storage and the record: what every other part writes through."""
 
-    async def close(self) -> None:
-        """Stop background work, flush what is buffered, publish a last audit checkpoint,
-        deliver what the sinks still have queued, close the database."""
-        self._stop.set()
-        serving = self._delivery is not None
-        await self.password_resets.settle()  # their audit records go out below
-        if self._tasks:
-            # The loops end at once on stop; the usage log flushes one last time.
-            await _finish(self._tasks, grace=SHUTDOWN_GRACE_SECONDS)
-        self._tasks = []
-        if self.doorbell is not None:
-            await self.doorbell.drain()
-        if self.cluster is not None:
-            await self.cluster.leave()
-        for pending in (self.usage, self.audit):
-            try:
-                await pending.flush()  # background=False, or a last batch that failed
-            except Exception as error:  # noqa: BLE001 - shutting down: report, do not raise
-                log.error("could not write buffered records: %s", type(error).__name__)
-        if serving:
-            await self._publish_checkpoint("shutdown")
-        self._stop_delivery.set()
-        if self._delivery is not None:
-            # The dispatcher drains its queues within its own grace period, then stops.
-            await _finish([self._delivery], grace=SHUTDOWN_GRACE_SECONDS + 5)
-            self._delivery = None
-        if self.redis is not None:
-            await self.redis.close()
-        self.accounts.close()
-        await self.db.close()
-        self.metrics.process_exiting()
+    db: Database
+    feed: ChangeFeed
+    metrics: Metrics
+    audit_key: AuditKey
+    audit: AuditLog
+    usage: UsageRecorder
+    redis: RedisLink | None
+    throttle: ThrottleStore
 
-    async def introduce_audit_key(self) -> int | None:
-        """Key the audit chain unless that is done or nodes of an older version still
-        write it unkeyed; the id of the ``AUDIT_KEY_INTRODUCED`` record, if one was written."""
-        if self.audit.introduced:
-            return None
-        if self.cluster is not None and await self.cluster.older_nodes_running():
-            if not self._waiting_for_older_nodes:
-                log.warning(
-                    "nodes of an older version are running: the audit chain stays unkeyed "
-                    "until they stop"
-                )
-            self._waiting_for_older_nodes = True
-            return None
-        node = self.cluster.node_id if self.cluster is not None else "-"
-        return await self.audit.introduce_key(node=node)
 
-    async def _introduce_audit_key_later(self) -> None:
-        """Retry the introduction until it is done (older nodes have stopped)."""
-        while not self.audit.introduced and not self._stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=HEARTBEAT_SECONDS)
-            if self._stop.is_set():
-                return
-            try:
-                if await self.introduce_audit_key() is not None:
-                    await self._publish_checkpoint("key_introduced")
-            except Exception as error:  # noqa: BLE001 - retried at the next beat
-                log.warning("introducing the audit key failed: %s", type(error).__name__)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Protection:
+    """Throttling and request rules: who may try, how often, and on which paths."""
 
-    async def _publish_checkpoint(self, reason: CheckpointReason) -> None:
-        try:
-            await self.checkpoints.publish(reason)
-        except Exception as error:  # noqa: BLE001 - never blocks starting or stopping
-            log.error("could not publish an audit checkpoint: %s", type(error).__name__)
+    client_ips: ClientIpResolver
+    login_protection: LoginProtection
+    key_abuse: KeyAbuseGuard
+    rate_limits: KeyRateLimits
+    forward_auth: ForwardAuthPolicy
 
-    def wake_change_poller(self) -> None:
-        """Poll the change feed now (the doorbell rang), not at the next tick."""
-        self._wake.set()
 
-    async def _poll_changes(self) -> None:
-        interval = self.settings.change_poll_interval_seconds
-        while not self._stop.is_set():
-            self._wake.clear()
-            await self.feed.poll_logging_errors()
-            if self.key_file is not None:
-                self.key_file.reload_if_changed(self._use_keyring)
-            await _first_of(self._stop, self._wake, seconds=interval)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Tokens:
+    key_file: SigningKeyFile | None
+    user_states: UserStates
+    tokens: AccessTokenService
 
-    async def _heartbeat(self) -> None:
-        while self.cluster is not None and not self._stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=HEARTBEAT_SECONDS)
-            if not self._stop.is_set():
-                try:
-                    await self.cluster.heartbeat()
-                except ConfigurationError as error:  # re-joining after a long outage
-                    log.error("%s", error)
 
-    async def _publish_gauges(self) -> None:
-        """With several workers, each one's gauges reach the shared metrics files every
-        second (a scrape answered by another worker reads them there)."""
-        if self.metrics.multiprocess_dir is None:
-            return
-        while not self._stop.is_set():
-            try:
-                self.metrics.publish_gauges()
-            except Exception as error:  # noqa: BLE001 - retried at the next interval
-                log.warning("publishing gauges failed: %s", type(error).__name__)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=GAUGE_PUBLISH_SECONDS)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Keys:
+    pepper: bytes
+    api_keys: ApiKeyService
+    key_auth: ApiKeyAuthenticator
+    service_credentials: ServiceCredentials
 
-    async def _refresh_key_gauges(self) -> None:
-        """Key counts for Prometheus, refreshed here so that a scrape never queries."""
-        gauges = self.metrics.gauges
-        while not self._stop.is_set():
-            try:
-                now = self.clock()
-                async with self.db.session() as session:
-                    keys = ApiKeyRepository(session)
-                    gauges.active_api_keys = await keys.count_live(now)
-                    gauges.api_keys_expiring_14d = await keys.count_live(
-                        now, expiring_before=now + timedelta(days=14)
-                    )
-            except Exception as error:  # noqa: BLE001 - retried at the next interval
-                log.warning("counting API keys failed: %s", type(error).__name__)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=GAUGE_INTERVAL_SECONDS)
 
-    def _use_keyring(self, ring: KeyRing) -> None:
-        self.tokens.replace_codec(self.tokens.codec.with_keyring(ring))
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Accounts:
+    accounts: AccountService
+    users: UserService
+    mailer: Mailer
+    second_factor: SecondFactorService
+    password_resets: PasswordResets
 
-    async def _housekeeping(self) -> None:
-        while not self._stop.is_set():
-            try:
-                await self.tokens.delete_expired_revocations()
-                await self.sessions.purge_ended()
-                await self.feed.delete_old()
-                await self.usage.delete_expired()
-                await self.audit.delete_expired()
-                await self.checkpoints.delete_expired()
-                await self.throttle.delete_expired(self.clock().timestamp())
-                if self.cluster is not None:
-                    await self.cluster.prune_dead()
-            except Exception as error:  # noqa: BLE001 - retried at the next interval
-                log.warning("housekeeping failed: %s", type(error).__name__)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=HOUSEKEEPING_INTERVAL_SECONDS)
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Sessions:
+    sessions: SessionService
+    sign_in: SignIn
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Monitoring:
+    alert_dispatcher: AlertDispatcher
+    alert_rules: AlertRules
+    alerts: AlertEngine
+    cluster: ClusterMembership
+    checkpoints: AuditCheckpoints
 
 
 def build_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
     prepare_data_dir(settings)
+    infra = _infrastructure(settings, clock)
+    protection = _protection(settings, infra, clock)
+    tokens = _tokens(settings, infra, clock)
+    keys = _keys(settings, infra, protection, tokens, clock)
+    accounts = _accounts(settings, infra, protection, clock)
+    sessions = _sessions(settings, infra, tokens, accounts, clock)
+    monitoring = _monitoring(settings, infra, tokens, keys, clock)
+    services = _registry(
+        settings, clock, (infra, protection, tokens, keys, accounts, sessions, monitoring)
+    )
+    _report_internals(services)
+    return services
+
+
+def _infrastructure(settings: Settings, clock: Clock) -> _Infrastructure:
     db = Database(settings.effective_database_url)
-    feed = ChangeFeed(db, clock=clock)
     # prometheus_client picks its value storage from this variable when imported (set by
     # ``serve`` for its workers only); the metrics follow the same variable.
     metrics = Metrics(multiprocess_dir=prometheus_multiprocess_dir())
@@ -345,8 +212,8 @@ def build_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
         db=db,
         key=audit_key,
         clock=clock,
-        flush_interval=settings.audit_flush_interval_seconds,
-        retention=timedelta(days=settings.audit_retention_days),
+        flush_interval=settings.audit.flush_interval_seconds,
+        retention=settings.audit.retention,
     )
     audit.subscribe(metrics.on_audit)
     redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
@@ -356,26 +223,34 @@ def build_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
         if redis is not None
         else DatabaseThrottleStore(db)
     )
-    hasher = AsyncPasswordHasher(
-        PasswordHasher(
-            Argon2Parameters(
-                time_cost=settings.argon2_time_cost,
-                memory_kib=settings.argon2_memory_kib,
-                parallelism=settings.argon2_parallelism,
-            )
+    return _Infrastructure(
+        db=db,
+        feed=ChangeFeed(db, clock=clock),
+        metrics=metrics,
+        audit_key=audit_key,
+        audit=audit,
+        usage=UsageRecorder(db=db, clock=clock, config=settings.usage),
+        redis=redis,
+        throttle=throttle,
+    )
+
+
+def _protection(settings: Settings, infra: _Infrastructure, clock: Clock) -> _Protection:
+    audit, throttle = infra.audit, infra.throttle
+    return _Protection(
+        client_ips=ClientIpResolver(trusted_proxies(settings), header=settings.forwarded_header),
+        login_protection=LoginProtection(
+            store=throttle, limits=settings.login, clock=clock, audit=audit
         ),
-        threads=settings.password_hashing_threads,
-        queue_size=settings.password_hashing_queue,
-        queue_timeout=settings.password_hashing_queue_timeout_seconds,
-        nice=settings.password_hashing_nice,
-        observe=metrics.password_hash_seconds.observe,
-        on_overload=metrics.throttled.labels("hashing_overloaded").inc,
+        key_abuse=KeyAbuseGuard(
+            store=throttle, feed=infra.feed, limits=settings.key_abuse, clock=clock, audit=audit
+        ),
+        rate_limits=KeyRateLimits(default=settings.api_key_default_rate_limit, link=infra.redis),
+        forward_auth=ForwardAuthPolicy.configured(settings.forward_auth),
     )
-    policy = PasswordPolicy(
-        min_length=settings.password_min_length,
-        max_length=settings.password_max_length,
-        refuse_common=settings.password_refuse_common,
-    )
+
+
+def _tokens(settings: Settings, infra: _Infrastructure, clock: Clock) -> _Tokens:
     key_file, ring = load_signing_keys(settings, clock=clock)
     codec = JwtCodec(
         ring,
@@ -384,104 +259,138 @@ def build_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
         leeway=timedelta(seconds=settings.token_leeway_seconds),
     )
     user_states = UserStates(
-        db=db,
-        feed=feed,
+        db=infra.db,
+        feed=infra.feed,
         max_entries=settings.user_cache_size,
         ttl=settings.user_cache_ttl_seconds,
     )
     tokens = AccessTokenService(
         codec=codec,
-        db=db,
-        feed=feed,
+        db=infra.db,
+        feed=infra.feed,
         users=user_states,
         clock=clock,
-        audit=audit,
+        audit=infra.audit,
         token_ttl=settings.token_ttl,
         remember_me_ttl=settings.remember_me_ttl,
         cache_size=settings.token_cache_size,
     )
+    return _Tokens(key_file=key_file, user_states=user_states, tokens=tokens)
+
+
+def _keys(
+    settings: Settings,
+    infra: _Infrastructure,
+    protection: _Protection,
+    tokens: _Tokens,
+    clock: Clock,
+) -> _Keys:
+    db, feed, audit = infra.db, infra.feed, infra.audit
     pepper = keystore.load_or_create_pepper(
         settings.api_key_pepper.get_secret_value() if settings.api_key_pepper else None,
         settings.api_key_pepper_file,
         settings.effective_api_key_pepper_file,
     )
-    api_keys = ApiKeyService(
-        db=db,
-        feed=feed,
-        clock=clock,
-        audit=audit,
+    return _Keys(
         pepper=pepper,
-        policy=KeyPolicy(
-            require_expiry=settings.api_key_require_expiry,
-            max_lifetime=timedelta(days=settings.api_key_max_lifetime_days),
-            default_scopes=frozenset(settings.api_key_default_scopes),
-            extra_scopes=frozenset(settings.api_key_extra_scopes),
+        api_keys=ApiKeyService(
+            db=db, feed=feed, clock=clock, audit=audit, pepper=pepper, policy=settings.api_keys
+        ),
+        key_auth=ApiKeyAuthenticator(
+            db=db,
+            feed=feed,
+            users=tokens.user_states,
+            clock=clock,
+            pepper=pepper,
+            cache_size=settings.api_key_cache_size,
+            record_ttl=settings.api_key_cache_ttl_seconds,
+            unknown_cache_size=settings.api_key_unknown_cache_size,
+            unknown_ttl=settings.api_key_unknown_cache_ttl_seconds,
+        ),
+        service_credentials=ServiceCredentials(
+            db=db, audit=audit, key_abuse=protection.key_abuse, clock=clock, pepper=pepper
         ),
     )
-    key_auth = ApiKeyAuthenticator(
-        db=db,
-        feed=feed,
-        users=user_states,
-        clock=clock,
-        pepper=pepper,
-        cache_size=settings.api_key_cache_size,
-        record_ttl=settings.api_key_cache_ttl_seconds,
-        unknown_cache_size=settings.api_key_unknown_cache_size,
-        unknown_ttl=settings.api_key_unknown_cache_ttl_seconds,
+
+
+def _accounts(
+    settings: Settings, infra: _Infrastructure, protection: _Protection, clock: Clock
+) -> _Accounts:
+    db, feed, audit = infra.db, infra.feed, infra.audit
+    hasher = _password_hasher(settings, infra.metrics)
+    policy = PasswordPolicy(
+        min_length=settings.password_min_length,
+        max_length=settings.password_max_length,
+        refuse_common=settings.password_refuse_common,
     )
-    usage = UsageRecorder(
-        db=db,
-        clock=clock,
-        flush_interval=settings.usage_flush_interval_seconds,
-        retention=timedelta(days=settings.usage_retention_days),
-        log_successes=settings.usage_log_successes,
-        sample_size=settings.usage_sample_per_key,
-    )
-    alert_dispatcher = AlertDispatcher(
-        sinks_from_settings(settings), retries=settings.alert_delivery_retries
-    )
-    login_protection = LoginProtection(
-        store=throttle,
-        limits=LoginLimits(
-            ip_max_failures=settings.login_ip_max_failures,
-            ip_window=settings.login_ip_window_seconds,
-            pair_max_failures=settings.login_pair_max_failures,
-            pair_window=settings.login_pair_window_seconds,
-            pair_base_delay=settings.login_pair_base_delay_seconds,
-            pair_max_delay=settings.login_pair_max_delay_seconds,
-            account_max_failures=settings.login_account_max_failures,
-            account_window=settings.login_account_window_seconds,
-            account_slowdown=settings.login_account_slowdown_seconds,
-            account_slowdown_max=settings.login_account_slowdown_max_seconds,
-            known_ip_days=settings.login_known_ip_days,
+    mailer = Mailer(smtp_server_from(settings.mail))
+    return _Accounts(
+        accounts=AccountService(
+            db=db,
+            feed=feed,
+            hasher=hasher,
+            policy=policy,
+            clock=clock,
+            audit=audit,
+            protection=protection.login_protection,
         ),
-        clock=clock,
-        audit=audit,
+        users=UserService(db=db, feed=feed, hasher=hasher, policy=policy, clock=clock, audit=audit),
+        mailer=mailer,
+        second_factor=_second_factor(settings, infra, mailer, clock),
+        password_resets=PasswordResets(
+            db=db,
+            feed=feed,
+            hasher=hasher,
+            policy=policy,
+            clock=clock,
+            audit=audit,
+            throttle=infra.throttle,
+            mailer=mailer,
+            base_url=settings.base_url,
+        ),
     )
-    cluster = ClusterMembership(
-        db=db,
-        clock=clock,
-        pepper=pepper,
-        audit_key_fingerprint=audit_key.fingerprint,
-        keyring=lambda: tokens.codec.keyring,
-        uses_redis=redis is not None,
-        version=__version__,
+
+
+def _sessions(
+    settings: Settings, infra: _Infrastructure, tokens: _Tokens, accounts: _Accounts, clock: Clock
+) -> _Sessions:
+    """Signing in, first factor to tokens, and v12's refresh-token sessions."""
+    return _Sessions(
+        sessions=SessionService(
+            db=infra.db,
+            feed=infra.feed,
+            accounts=accounts.accounts,
+            second_factor=accounts.second_factor,
+            tokens=tokens.tokens,
+            audit=infra.audit,
+            clock=clock,
+            refresh_ttl=settings.remember_me_ttl,
+        ),
+        sign_in=SignIn(
+            tokens=tokens.tokens,
+            second_factor=accounts.second_factor,
+            accounts=accounts.accounts,
+            audit=infra.audit,
+            bypass_addresses=tfa_bypass_addresses(settings),
+        ),
     )
-    checkpoints = AuditCheckpoints(
-        db=db,
-        audit=audit,
-        keyring=lambda: tokens.codec.keyring,
-        issuer=settings.jwt_issuer,
-        dispatcher=alert_dispatcher,
-        clock=clock,
-        node=lambda: cluster.node_id,
-        interval=settings.audit_checkpoint_interval_seconds,
-        retention=timedelta(days=settings.audit_retention_days),
+
+
+def _password_hasher(settings: Settings, metrics: Metrics) -> AsyncPasswordHasher:
+    return AsyncPasswordHasher(
+        PasswordHasher(settings.password_hashing.argon2),
+        config=settings.password_hashing,
+        observe=metrics.password_hash_seconds.observe,
+        on_overload=metrics.throttled.labels("hashing_overloaded").inc,
     )
-    mailer = Mailer(smtp_server_from(settings))
-    second_factor = SecondFactorService(
-        db=db,
-        feed=feed,
+
+
+def _second_factor(
+    settings: Settings, infra: _Infrastructure, mailer: Mailer, clock: Clock
+) -> SecondFactorService:
+    return SecondFactorService(
+        db=infra.db,
+        feed=infra.feed,
         key=SecondFactorKey(
             keystore.load_or_create_tfa_key(
                 settings.tfa_key.get_secret_value() if settings.tfa_key else None,
@@ -490,107 +399,78 @@ def build_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
             )
         ),
         mailer=mailer,
-        throttle=throttle,
-        audit=audit,
+        throttle=infra.throttle,
+        audit=infra.audit,
         clock=clock,
         requirement=settings.tfa_required,
         issuer=settings.tfa_issuer,
     )
-    key_abuse = KeyAbuseGuard(
-        store=throttle,
-        feed=feed,
-        limits=KeyAbuseLimits(
-            max_failures=settings.key_ip_max_failures,
-            window=settings.key_ip_window_seconds,
-            block_seconds=settings.key_ip_block_seconds,
-        ),
-        clock=clock,
-        audit=audit,
+
+
+def _monitoring(
+    settings: Settings, infra: _Infrastructure, tokens: _Tokens, keys: _Keys, clock: Clock
+) -> _Monitoring:
+    db, audit = infra.db, infra.audit
+    dispatcher = AlertDispatcher(
+        sinks_from_settings(settings.alerts, settings.mail),
+        retries=settings.alerts.delivery_retries,
     )
-    accounts = AccountService(
+    cluster = ClusterMembership(
         db=db,
-        feed=feed,
-        hasher=hasher,
-        policy=policy,
         clock=clock,
-        audit=audit,
-        protection=login_protection,
+        pepper=keys.pepper,
+        audit_key_fingerprint=infra.audit_key.fingerprint,
+        keyring=lambda: tokens.tokens.codec.keyring,
+        uses_redis=infra.redis is not None,
+        version=__version__,
     )
-    services = Services(
-        settings=settings,
-        clock=clock,
-        db=db,
-        feed=feed,
-        accounts=accounts,
-        users=UserService(db=db, feed=feed, hasher=hasher, policy=policy, clock=clock, audit=audit),
-        tokens=tokens,
-        sessions=SessionService(
-            db=db,
-            feed=feed,
-            accounts=accounts,
-            second_factor=second_factor,
-            tokens=tokens,
-            audit=audit,
-            clock=clock,
-            refresh_ttl=settings.remember_me_ttl,
-        ),
-        key_file=key_file,
-        api_keys=api_keys,
-        key_auth=key_auth,
-        usage=usage,
-        client_ips=ClientIpResolver(trusted_proxies(settings), header=settings.forwarded_header),
-        audit=audit,
-        throttle=throttle,
-        login_protection=login_protection,
-        key_abuse=key_abuse,
-        service_credentials=ServiceCredentials(
-            db=db, audit=audit, key_abuse=key_abuse, clock=clock, pepper=pepper
-        ),
-        rate_limits=KeyRateLimits(default=settings.api_key_default_rate_limit, link=redis),
-        forward_auth=ForwardAuthPolicy(
-            settings.forward_auth_rules,
-            unmatched=settings.forward_auth_unmatched,
-            case_sensitive=settings.forward_auth_case_sensitive,
-            reader=UpstreamRequestReader.for_proxy(
-                settings.forward_auth_proxy,
-                method_header=settings.forward_auth_method_header,
-                uri_header=settings.forward_auth_uri_header,
-            ),
-        ),
+    return _Monitoring(
+        alert_dispatcher=dispatcher,
         alert_rules=AlertRules(db=db, clock=clock, audit=audit),
-        alerts=AlertEngine(db=db, clock=clock, audit=audit, dispatcher=alert_dispatcher),
-        alert_dispatcher=alert_dispatcher,
-        metrics=metrics,
-        checkpoints=checkpoints,
-        mailer=mailer,
-        password_resets=PasswordResets(
-            db=db,
-            feed=feed,
-            hasher=hasher,
-            policy=policy,
-            clock=clock,
-            audit=audit,
-            throttle=throttle,
-            mailer=mailer,
-            base_url=settings.base_url,
-        ),
-        second_factor=second_factor,
-        sign_in=SignIn(
-            tokens=tokens,
-            second_factor=second_factor,
-            accounts=accounts,
-            audit=audit,
-            bypass_addresses=tfa_bypass_addresses(settings),
-        ),
-        server_secret=pepper,
+        alerts=AlertEngine(db=db, clock=clock, audit=audit, dispatcher=dispatcher),
         cluster=cluster,
-        redis=redis,
+        checkpoints=AuditCheckpoints(
+            db=db,
+            audit=audit,
+            keyring=lambda: tokens.tokens.codec.keyring,
+            issuer=settings.jwt_issuer,
+            dispatcher=dispatcher,
+            clock=clock,
+            node=lambda: cluster.node_id,
+            interval=settings.audit.checkpoint_interval_seconds,
+            retention=settings.audit.retention,
+        ),
     )
-    if redis is not None:
-        services.doorbell = ChangeDoorbell(redis, wake=services.wake_change_poller)
-        feed.after_commit(services.doorbell.ring)
-    _report_internals(services)
-    return services
+
+
+def _registry(
+    settings: Settings,
+    clock: Clock,
+    parts: tuple[_Infrastructure, _Protection, _Tokens, _Keys, _Accounts, _Sessions, _Monitoring],
+) -> Services:
+    """The parts, and the gate that joins them, as one registry (each part's fields are
+    named like the registry's; what only wires the parts stays out)."""
+    infra, protection, tokens, keys, *_ = parts
+    gate = Gate(
+        tokens=tokens.tokens,
+        key_auth=keys.key_auth,
+        key_abuse=protection.key_abuse,
+        rate_limits=protection.rate_limits,
+        metrics=infra.metrics,
+        audit=infra.audit,
+        usage=infra.usage,
+        clock=clock,
+        audit_key_successes=settings.audit.api_key_successes,
+        idle_seconds=settings.audit.key_idle_seconds,
+    )
+    wiring_only = {"audit_key", "user_states", "pepper"}
+    fields = {
+        name: getattr(part, name)
+        for part in parts
+        for name in part.__dataclass_fields__
+        if name not in wiring_only
+    }
+    return Services(settings=settings, clock=clock, gate=gate, server_secret=keys.pepper, **fields)
 
 
 def _report_internals(services: Services) -> None:
@@ -637,7 +517,7 @@ def configured_rules(settings: Settings) -> tuple[RuleSpec, ...]:
             severity=rule.severity,
             enabled=rule.enabled,
         )
-        for rule in settings.alert_rules
+        for rule in settings.alerts.rules
     )
     for spec in specs:
         try:
@@ -661,26 +541,6 @@ def _redis_client(url: str) -> Any:
         socket_timeout=SOCKET_TIMEOUT_SECONDS,
         socket_connect_timeout=SOCKET_TIMEOUT_SECONDS,
     )
-
-
-async def _finish(tasks: list[asyncio.Task[None]], *, grace: float) -> None:
-    """Wait for ``tasks`` to end by themselves, cancelling those still running after
-    ``grace`` seconds."""
-    _, slow = await asyncio.wait(tasks, timeout=grace)
-    for task in slow:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-async def _first_of(*events: asyncio.Event, seconds: float) -> None:
-    """Return when any of ``events`` is set, or after ``seconds``."""
-    waiters = [asyncio.ensure_future(event.wait()) for event in events]
-    try:
-        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
 
 
 def trusted_proxies(settings: Settings) -> TrustedProxies:

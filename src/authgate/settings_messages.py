@@ -62,12 +62,15 @@ def describe_validation_error(
     *,
     variables: Mapping[str, str],
     fields: Collection[str],
+    renamed: Mapping[tuple[str, str], str],
     config_file: Path | None,
 ) -> str:
     """One line naming each refused value by where it came from: the variable
     (``AUTHGATE_PORT``), else the config file's key, with pydantic's reason."""
     problems = [
-        _describe(detail, variables=variables, fields=fields, config_file=config_file)
+        _describe(
+            detail, variables=variables, fields=fields, renamed=renamed, config_file=config_file
+        )
         for detail in error.errors(include_url=False, include_input=False)
     ]
     return "; ".join(problems)
@@ -78,14 +81,23 @@ def _describe(
     *,
     variables: Mapping[str, str],
     fields: Collection[str],
+    renamed: Mapping[tuple[str, str], str],
     config_file: Path | None,
 ) -> str:
     message = detail["msg"].removeprefix("Value error, ")
     location = detail["loc"]
     if not location:
         return f"invalid settings: {message}"
-    field = str(location[0])
-    inner = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in location[1:])
+    field, rest = str(location[0]), location[1:]
+    # A nested setting is named by its flat name (login.ip_window: login_ip_window_seconds),
+    # an unknown key of a group's table by its path (login.ip_windw).
+    if len(location) > 1:
+        path = (field, str(location[1]))
+        if path in renamed:
+            field, rest = renamed[path], location[2:]
+        elif len(location) == 2 and any(field == group for group, _ in renamed):
+            field, rest = ".".join(path), ()  # a key of the group's table nothing reads
+    inner = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in rest)
     if detail["type"] == "extra_forbidden" and not inner:
         where = f" in {config_file}" if config_file is not None else ""
         guess = difflib.get_close_matches(field.lower(), sorted(fields), n=1, cutoff=0.6)

@@ -160,7 +160,7 @@ async def test_a_stolen_token_is_no_password_oracle(
             headers=bearer(user_token),
         )
         statuses.append(response.status_code)
-    limit = harness.services.settings.login_pair_max_failures
+    limit = harness.services.settings.login.pair_max_failures
     assert statuses == [400] * limit + [429] * (25 - limit)
     assert len(checked) == limit
 
@@ -192,7 +192,7 @@ async def test_failed_logins_throttle_the_password_change_too(
 ) -> None:
     """The counters are the account's: failed logins from an address throttle a
     password change from it, before its current password is checked."""
-    for _ in range(harness.services.settings.login_pair_max_failures):
+    for _ in range(harness.services.settings.login.pair_max_failures):
         await harness.client.post(
             "/api/authenticate", json={"username": "alice", "password": "wrong-password!"}
         )

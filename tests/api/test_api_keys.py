@@ -631,7 +631,7 @@ async def test_usage_retention_deletes_old_records(harness: Harness, user_token:
     created = await harness.create_key(user_token)
     await harness.client.get("/api/account", headers=key_header(created["key"]))
     await harness.services.usage.flush()
-    harness.clock.advance(days=harness.services.settings.usage_retention_days + 1)
+    harness.clock.advance(days=harness.services.settings.usage.retention_days + 1)
     assert await harness.services.usage.delete_expired() == 1
 
 

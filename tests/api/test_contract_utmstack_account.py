@@ -220,7 +220,7 @@ async def test_wrong_check_credentials_are_throttled_like_logins(harness: Harnes
     """Every wrong password is a failed login of the account: past the limit 429."""
     await harness.create_user("alice")
     token = bearer(await harness.login("alice", USER_PASSWORD))
-    limit = harness.services.settings.login_pair_max_failures
+    limit = harness.services.settings.login.pair_max_failures
     statuses = [
         (
             await harness.client.post(

@@ -12,7 +12,8 @@ import pytest
 
 from authgate.api.forward_auth import IDENTITY_HEADERS
 from authgate.app import create_app
-from authgate.settings import ForwardAuthRuleSetting, Settings
+from authgate.services.forward_auth import ForwardAuthRuleSetting
+from authgate.settings import Settings
 from tests.conftest import ADMIN_PASSWORD, USER_PASSWORD, FakeClock, Harness, bearer, test_settings
 
 VERIFY = "/api/auth/verify"

@@ -575,7 +575,7 @@ def test_all_configured_sinks_are_built(tmp_path: Path) -> None:
         alert_email_to="soc@example.com,admin@example.com",
     )
 
-    sinks = sinks_from_settings(configured)
+    sinks = sinks_from_settings(configured.alerts, configured.mail)
 
     assert [sink.name for sink in sinks] == ["log", "webhook", "syslog", "email"]
     assert "s3cret" not in repr(sinks)
@@ -583,7 +583,8 @@ def test_all_configured_sinks_are_built(tmp_path: Path) -> None:
 
 def test_only_the_log_sink_by_default(tmp_path: Path) -> None:
     """Without alert settings, alerts go to the log only."""
-    assert [sink.name for sink in sinks_from_settings(settings(tmp_path))] == ["log"]
+    defaults = settings(tmp_path)
+    assert [sink.name for sink in sinks_from_settings(defaults.alerts, defaults.mail)] == ["log"]
 
 
 @pytest.mark.parametrize(
@@ -653,8 +654,9 @@ def test_bad_alert_targets_are_configuration_errors(
     tmp_path: Path, values: dict[str, Any], message: str
 ) -> None:
     """Each invalid alert setting is refused at start-up with a message naming it."""
+    configured = settings(tmp_path, **values)
     with pytest.raises(ConfigurationError, match=message) as raised:
-        sinks_from_settings(settings(tmp_path, **values))
+        sinks_from_settings(configured.alerts, configured.mail)
     assert "SMTP-PASSWORD" not in str(raised.value)
 
 

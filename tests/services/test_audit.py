@@ -20,6 +20,7 @@ from sqlalchemy import insert, text
 
 from authgate.app import create_app, ensure_schema
 from authgate.container import Services, build_services
+from authgate.runtime import BackgroundWork
 from authgate.security.audit_chain import GENESIS_HASH, AuditKey
 from authgate.services.api_keys import KeySpec
 from authgate.services.audit.chain import chain_hash
@@ -98,11 +99,12 @@ async def node(settings: Settings, clock: FakeClock) -> AsyncIterator[Services]:
     tasks."""
     built = build_services(settings, clock=clock)
     await ensure_schema(built)
-    await built.start(background=False)
+    work = BackgroundWork(built)
+    await work.start(background=False)
     try:
         yield built
     finally:
-        await built.close()
+        await work.close()
 
 
 @asynccontextmanager
@@ -421,7 +423,12 @@ async def test_key_requests_are_buffered_until_a_flush_writes_them_all(
 ) -> None:
     """With every accepted key request audited (AUTHGATE_AUDIT_API_KEY_SUCCESSES), 200
     requests write no audit row; one flush then writes all 200."""
-    app = create_app(settings.model_copy(update={"audit_api_key_successes": True}), clock=clock)
+    app = create_app(
+        settings.model_copy(
+            update={"audit": settings.audit.model_copy(update={"api_key_successes": True})}
+        ),
+        clock=clock,
+    )
     async with running(app) as services:
         key = await new_key(services, clock)
         await services.audit.flush()
@@ -455,7 +462,9 @@ async def test_buffered_records_are_written_at_shutdown(
     settings: Settings, clock: FakeClock
 ) -> None:
     """Records still buffered when the app's lifespan ends are in the database afterwards."""
-    every_success = settings.model_copy(update={"audit_api_key_successes": True})
+    every_success = settings.model_copy(
+        update={"audit": settings.audit.model_copy(update={"api_key_successes": True})}
+    )
     app = create_app(every_success, clock=clock)
     async with running(app) as services:
         key = await new_key(services, clock)
@@ -573,11 +582,11 @@ async def test_retention_deletes_old_records_and_the_rest_stays_verifiable(
     """Past the retention period old records are deleted; the chain, anchored at the first
     remaining record, still verifies."""
     old_ids = await chained(services, 5)
-    clock.advance(days=services.settings.audit_retention_days, seconds=1)
+    clock.advance(days=services.settings.audit.retention_days, seconds=1)
     record_logins(services.audit, "recent-", 4)
     await services.audit.flush()
     all_ids = await stored_ids(services)
-    cutoff = clock() - timedelta(days=services.settings.audit_retention_days)
+    cutoff = clock() - timedelta(days=services.settings.audit.retention_days)
     async with services.db.session() as session:
         expired = await AuditRepository(session).after(0, AuditFilter(until=cutoff), limit=1000)
     expired_ids = [row.id for row, _ in expired]
@@ -604,7 +613,7 @@ async def test_retention_deletes_old_records_and_the_rest_stays_verifiable(
 async def test_records_within_retention_are_kept(services: Services, clock: FakeClock) -> None:
     """A day before the retention period ends, nothing is deleted."""
     ids = await chained(services)
-    clock.advance(days=services.settings.audit_retention_days - 1)
+    clock.advance(days=services.settings.audit.retention_days - 1)
     assert await services.audit.delete_expired() == 0
     assert await stored_ids(services) == ids
 
@@ -615,7 +624,7 @@ async def test_retention_of_every_record_leaves_an_intact_trail(
     """When every record has expired (a quiet period longer than the retention), the
     emptied trail is reported intact: retention is not tampering."""
     ids = await chained(services)
-    clock.advance(days=services.settings.audit_retention_days + 1)
+    clock.advance(days=services.settings.audit.retention_days + 1)
     assert await services.audit.delete_expired() == len(ids)
     verification = await services.audit.verify()
     assert verification.intact, verification
@@ -638,7 +647,7 @@ async def test_retention_across_interleaved_nodes_keeps_the_chain_verifiable(
         await a.audit.flush()
         assert (await a.audit.verify()).intact
 
-        clock.advance(days=settings.audit_retention_days, seconds=-15)  # cutoff: t0 + 5 s
+        clock.advance(days=settings.audit.retention_days, seconds=-15)  # cutoff: t0 + 5 s
         await a.audit.delete_expired()
         page = await a.audit.search(
             AuditFilter(event_types=("AUTH_SUCCESS",)),
@@ -655,7 +664,7 @@ async def test_a_trail_emptied_by_retention_verifies_what_is_appended_after(
     """After retention removed every record, new records link to the last deleted one
     and verify; retention then has nothing to delete."""
     await chained(services, 3)
-    clock.advance(days=services.settings.audit_retention_days + 1)
+    clock.advance(days=services.settings.audit.retention_days + 1)
     assert await services.audit.delete_expired() > 0
     assert await stored_ids(services) == []
     record_logins(services.audit, "new-", 2)
@@ -680,7 +689,7 @@ async def test_a_record_deleted_by_hand_after_retention_is_reported(
     """Retention remembers the last record it deleted, so deleting the oldest remaining
     record afterwards is still reported."""
     await chained(services, 3)
-    clock.advance(days=services.settings.audit_retention_days + 1)
+    clock.advance(days=services.settings.audit.retention_days + 1)
     record_logins(services.audit, "new-", 4)
     await services.audit.flush()
     assert await services.audit.delete_expired() > 0
@@ -699,7 +708,7 @@ async def test_retention_running_while_verify_walks_is_not_tampering(
     (some of the trail, or all of it): the walk reports the trail intact."""
     record_logins(services.audit, "old-", 6)
     await services.audit.flush()
-    clock.advance(days=services.settings.audit_retention_days + 1)
+    clock.advance(days=services.settings.audit.retention_days + 1)
     record_logins(services.audit, "new-", new_records)
     await services.audit.flush()
     original = AuditRepository.chain

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from authgate.app import create_app
 from authgate.container import Services, build_services
 from authgate.exceptions import ConfigurationError
+from authgate.runtime import BackgroundWork
 from authgate.security.audit_chain import GENESIS_HASH, AuditKey, plain_hash
 from authgate.services.audit.chain import AUDIT_KEY_FINGERPRINT, FLUSH_CHUNK
 from authgate.services.audit.events import EventType
@@ -296,7 +297,7 @@ async def test_retention_does_not_sign_over_a_forged_anchor(
     would bury the evidence) and verify keeps reporting it."""
     await chained(services, 6)
     await attack.delete_oldest_with_forged_anchor(services.db, 2, mac=None)
-    clock.advance(days=services.settings.audit_retention_days + 1)
+    clock.advance(days=services.settings.audit.retention_days + 1)
     assert await services.audit.delete_expired() == 0
     assert (await services.audit.verify()).verdict == "truncated"
 
@@ -304,7 +305,7 @@ async def test_retention_does_not_sign_over_a_forged_anchor(
 async def test_retention_signs_its_anchor(services: Services, clock: FakeClock) -> None:
     """Genuine retention leaves a signed anchor: the shorter trail verifies intact."""
     await chained(services, 4)
-    clock.advance(days=services.settings.audit_retention_days + 1)
+    clock.advance(days=services.settings.audit.retention_days + 1)
     record_logins(services.audit, "recent-", 3)
     await services.audit.flush()
     assert await services.audit.delete_expired() >= 4
@@ -333,7 +334,7 @@ async def test_a_process_with_another_audit_key_is_refused(
         database_url=settings.effective_database_url,
         audit_key=secret(),
     )
-    refused = build_services(stranger, clock=clock)
+    refused = BackgroundWork(build_services(stranger, clock=clock))
     try:
         with pytest.raises(ConfigurationError, match="not the one the audit trail is keyed with"):
             await refused.start(background=False)
@@ -483,7 +484,7 @@ async def test_the_key_is_introduced_only_once_older_nodes_have_stopped(
         assert (await services.audit.verify()).verdict == "unkeyed"
         async with services.db.transaction() as session:
             await ClusterRepository(session).remove("old:9:abcd")
-        introduced = await services.introduce_audit_key()
+        introduced = await BackgroundWork(services).introduce_audit_key()
         assert introduced is not None
         verification = await services.audit.verify()
         assert verification.intact, verification
@@ -626,7 +627,7 @@ async def test_a_trail_emptied_by_retention_is_intact_against_its_last_checkpoin
     await chained(services, 3)
     published = await services.checkpoints.publish("interval")
     assert published is not None
-    clock.advance(days=services.settings.audit_retention_days + 1)
+    clock.advance(days=services.settings.audit.retention_days + 1)
     assert await services.audit.delete_expired() >= 3
     verification = await services.audit.verify(
         checkpoint=services.checkpoints.read(published.checkpoint)
@@ -680,7 +681,7 @@ async def test_a_serving_node_introduces_the_key_once_the_old_node_is_gone(
     """A server started beside a node of the previous version keeps the chain plain and
     retries; when that node deregisters, it introduces the key by itself and publishes a
     checkpoint (reason key_introduced)."""
-    monkeypatch.setattr("authgate.container.HEARTBEAT_SECONDS", 0.02)
+    monkeypatch.setattr("authgate.runtime.HEARTBEAT_SECONDS", 0.02)
     await write_plain_trail(settings.effective_database_url, clock, 2)
     app = create_app(settings, clock=clock)
     await register_old_node(

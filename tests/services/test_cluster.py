@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from authgate.container import Services, build_services
+from authgate.container import build_services
 from authgate.exceptions import ConfigurationError
+from authgate.runtime import BackgroundWork
 from authgate.services.api_keys import KeySpec
 from authgate.services.cluster import LIVE_WINDOW, ClusterMembership, pepper_fingerprint
 from authgate.settings import Settings
@@ -39,22 +40,23 @@ def node_settings(base: Settings, tmp_path: Path, name: str, **overrides: object
     )
 
 
-async def started(settings: Settings, clock: FakeClock) -> Services:
+async def started(settings: Settings, clock: FakeClock) -> BackgroundWork:
     services = build_services(settings, clock=clock)
     await migrate.upgrade(services.db.engine)
+    work = BackgroundWork(services)
     try:
-        await services.start(background=False)
+        await work.start(background=False)
         assert services.cluster is not None
         await services.cluster.join()
     except BaseException:
-        await services.close()
+        await work.close()
         raise
-    return services
+    return work
 
 
-def membership(services: Services) -> ClusterMembership:
-    assert services.cluster is not None
-    return services.cluster
+def membership(work: BackgroundWork) -> ClusterMembership:
+    assert work.services.cluster is not None
+    return work.services.cluster
 
 
 def test_pepper_fingerprints_identify_without_revealing() -> None:
@@ -126,7 +128,7 @@ async def test_dead_nodes_stop_counting_after_the_live_window(
     """A crashed node leaves its row; it no longer blocks others once it is stale."""
     a = await started(node_settings(settings, tmp_path, "a", api_key_pepper=pepper()), clock)
     try:
-        async with a.db.transaction() as session:
+        async with a.services.db.transaction() as session:
             await ClusterRepository(session).register(
                 ClusterNode(
                     node_id="crashed:1:abcd",
@@ -164,17 +166,18 @@ async def test_the_pepper_is_adopted_only_while_no_key_depends_on_it(
     second_settings = node_settings(settings, tmp_path, "b", api_key_pepper=pepper())
     second = await started(second_settings, clock)
     try:
-        owner = await second.users.ensure_initial_admin("operator-password-for-cluster")
+        services = second.services
+        owner = await services.users.ensure_initial_admin("operator-password-for-cluster")
         assert owner is None  # the password was given
-        admin = await second.accounts.authenticate("admin", "operator-password-for-cluster")
-        await second.api_keys.create(
+        admin = await services.accounts.authenticate("admin", "operator-password-for-cluster")
+        await services.api_keys.create(
             admin.id, KeySpec(name="k", allowed_networks=[], expires_at=clock() + timedelta(days=1))
         )
     finally:
         await second.close()
     # Now keys depend on it: another pepper is refused, even for the CLI.
-    third = build_services(
-        node_settings(settings, tmp_path, "c", api_key_pepper=pepper()), clock=clock
+    third = BackgroundWork(
+        build_services(node_settings(settings, tmp_path, "c", api_key_pepper=pepper()), clock=clock)
     )
     try:
         with pytest.raises(ConfigurationError, match="not the one the stored API keys"):
@@ -191,7 +194,7 @@ async def test_heartbeat_registers_again_after_being_pruned(
 ) -> None:
     a = await started(node_settings(settings, tmp_path, "a", api_key_pepper=pepper()), clock)
     try:
-        async with a.db.transaction() as session:
+        async with a.services.db.transaction() as session:
             await ClusterRepository(session).remove(membership(a).node_id)
         await membership(a).heartbeat()
         assert [node.node_id for node in await membership(a).nodes()] == [membership(a).node_id]

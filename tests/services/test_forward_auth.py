@@ -10,9 +10,8 @@ from hypothesis import strategies as st
 
 from authgate.exceptions import AmbiguousUpstreamPath, InsufficientScope, PermissionDenied
 from authgate.security.principal import Principal
-from authgate.services.forward_auth import ForwardAuthPolicy, Requirement
+from authgate.services.forward_auth import ForwardAuthPolicy, ForwardAuthRuleSetting, Requirement
 from authgate.services.upstream_request import UpstreamRequest
-from authgate.settings import ForwardAuthRuleSetting
 from tests.security.path_variants import method_variant, target_variant
 
 Rule = ForwardAuthRuleSetting

@@ -78,7 +78,7 @@ async def test_a_mailer_without_server_is_not_configured_and_refuses_to_send() -
 
 def test_settings_give_the_server_or_none(tmp_path: Path) -> None:
     """No host: no server; a host with a sender: the server, validated."""
-    assert smtp_server_from(test_settings(tmp_path)) is None
+    assert smtp_server_from(test_settings(tmp_path).mail) is None
     server = smtp_server_from(
         test_settings(
             tmp_path,
@@ -86,7 +86,7 @@ def test_settings_give_the_server_or_none(tmp_path: Path) -> None:
             alert_smtp_port=587,
             alert_smtp_starttls=True,
             alert_email_from="authgate@example.com",
-        )
+        ).mail
     )
     assert server == SmtpServer(
         "mail.example.com", 587, sender="authgate@example.com", starttls=True
@@ -117,4 +117,4 @@ def test_invalid_smtp_settings_stop_the_start_up(
 ) -> None:
     """A broken SMTP configuration is a configuration error naming the setting."""
     with pytest.raises(ConfigurationError, match=message):
-        smtp_server_from(test_settings(tmp_path, **values))
+        smtp_server_from(test_settings(tmp_path, **values).mail)

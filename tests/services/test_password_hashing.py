@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from authgate.exceptions import HashingOverloaded
-from authgate.services.password_hashing import AsyncPasswordHasher
+from authgate.services.password_hashing import AsyncPasswordHasher, HashingConfig
 from tests.conftest import USER_PASSWORD, Harness
 
 
@@ -32,7 +32,7 @@ class BlockingHasher:
 
 
 def pool(hasher: BlockingHasher, **options: Any) -> AsyncPasswordHasher:
-    return AsyncPasswordHasher(hasher, **options)  # type: ignore[arg-type]
+    return AsyncPasswordHasher(hasher, config=HashingConfig(**options))  # type: ignore[arg-type]
 
 
 @pytest.mark.skipif(not hasattr(os, "setpriority"), reason="per-thread nice is Linux's")

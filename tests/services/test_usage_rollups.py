@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from authgate.services.usage import UsageEvent, UsageRecorder
+from authgate.services.usage import UsageConfig, UsageEvent, UsageRecorder
 from authgate.storage.audit_repository import AuditFilter
 from authgate.storage.paging import PageRequest
 from tests.api.test_api_keys import KEYS, key_header
@@ -41,9 +41,7 @@ def recorder(harness: Harness, *, sample_size: int = 3) -> UsageRecorder:
     return UsageRecorder(
         db=harness.services.db,
         clock=harness.clock,
-        flush_interval=60,
-        retention=timedelta(days=1),
-        sample_size=sample_size,
+        config=UsageConfig(flush_interval_seconds=60, retention_days=1, sample_per_key=sample_size),
     )
 
 

@@ -285,7 +285,7 @@ async def test_password_change_form_is_throttled_like_a_login(
     """Wrong current passwords in the form count as failed logins: past the limit the
     form answers 429 with the wait, even for the right password, and keeps the session."""
     form = {"new_password": NEW_PASSWORD, "confirm_password": NEW_PASSWORD}
-    for attempt in range(harness.services.settings.login_pair_max_failures):
+    for attempt in range(harness.services.settings.login.pair_max_failures):
         wrong = await alice.post(
             "/settings/account/password", {**form, "current_password": f"guess-{attempt}"}
         )

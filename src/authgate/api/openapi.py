@@ -172,6 +172,6 @@ def _document_configured_rules(schemas: dict[str, Any], settings: Settings) -> N
             minLength=LOGIN_PASSWORD_MIN, maxLength=login_password_max(settings)
         )
     if "ApiKeyBody" in schemas:
-        scopes = sorted(KNOWN_SCOPES | set(settings.api_key_extra_scopes))
+        scopes = sorted(KNOWN_SCOPES | settings.api_keys.extra_scopes)
         array = schemas["ApiKeyBody"]["properties"]["scopes"]["anyOf"][0]
         array["items"]["enum"] = scopes

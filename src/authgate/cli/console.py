@@ -23,6 +23,7 @@ from sqlalchemy.exc import DBAPIError
 from authgate.app import ensure_schema
 from authgate.container import Services, build_services
 from authgate.exceptions import AuthgateError, ConfigurationError, ValidationFailed
+from authgate.runtime import BackgroundWork
 from authgate.services.metrics import prepare_multiprocess_directory
 from authgate.settings import (
     CONFIG_FILE_VARIABLE,
@@ -121,12 +122,13 @@ def _refuse_a_new_data_dir(settings: Settings) -> None:
 def with_services(settings: Settings, use: Callable[[Services], Awaitable[T]]) -> T:
     async def run() -> T:
         services = build_services(settings)
+        work = BackgroundWork(services)
         try:
             await ensure_schema(services)
-            await services.start(background=False)
+            await work.start(background=False)
             return await use(services)
         finally:
-            await services.close()
+            await work.close()
 
     with database_problems(settings):
         return asyncio.run(run())

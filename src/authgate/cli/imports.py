@@ -106,7 +106,7 @@ def import_utmstack(
                 clock=services.clock,
                 pepper=services.server_secret,
                 audit=services.audit,
-                max_key_lifetime_days=services.settings.api_key_max_lifetime_days,
+                max_key_lifetime_days=services.settings.api_keys.max_lifetime_days,
                 second_factor=services.second_factor,
             )
             return await importer.run(data, options, source=label)

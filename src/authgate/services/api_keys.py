@@ -21,8 +21,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Annotated, Any, Literal
 
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_settings import NoDecode
 from sqlalchemy.exc import IntegrityError
 
 from authgate.clock import Clock
@@ -44,6 +46,7 @@ from authgate.services.changes import Change, ChangeFeed, ChangeKind, UnitOfWork
 from authgate.services.key_refs import KeyRef
 from authgate.services.rate_limits import parse_rate_limit
 from authgate.services.text_rules import control_character_errors
+from authgate.settings_lists import comma_separated
 from authgate.storage.api_key_repository import ApiKeyRepository, UsageFilter, UsageRepository
 from authgate.storage.db import Database
 from authgate.storage.models import ApiKey
@@ -178,13 +181,29 @@ class UsageTotals:
     busiest_minute: int = 0  # the most requests in one minute
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class KeyPolicy:
+class KeyPolicy(BaseModel):
+    """``Settings.api_keys``, set by the ``AUTHGATE_API_KEY_*`` names of the policy
+    (``authgate.settings_names``) or an ``[api_keys]`` table."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     require_expiry: bool = True
-    max_lifetime: timedelta = timedelta(days=365)
-    default_scopes: frozenset[str] = field(default_factory=lambda: frozenset({"read", "write"}))
-    # Scopes of the APIs behind forward-auth (``orders:write``), beside read/write/admin.
-    extra_scopes: frozenset[str] = frozenset()
+    max_lifetime_days: int = Field(default=365, ge=1, le=3650)
+    default_scopes: Annotated[frozenset[str], NoDecode] = frozenset({"read", "write"})
+    extra_scopes: Annotated[frozenset[str], NoDecode] = Field(
+        default=frozenset(),
+        description="Scopes keys may carry besides read/write/admin, for APIs behind "
+        "forward-auth (e.g. orders:write).",
+    )
+
+    @field_validator("default_scopes", "extra_scopes", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        return comma_separated(value)
+
+    @property
+    def max_lifetime(self) -> timedelta:
+        return timedelta(days=self.max_lifetime_days)
 
     @property
     def allowed_scopes(self) -> frozenset[str]:

@@ -32,23 +32,119 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
 
-from authgate.exceptions import InsufficientScope, PermissionDenied
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from authgate.exceptions import AmbiguousUpstreamPath, InsufficientScope, PermissionDenied
 from authgate.security.paths import (
     canonical_path,
     canonical_text_path,
     case_folded,
     segment_prefixes,
 )
+from authgate.security.permissions import ALL_PERMISSIONS
 from authgate.security.principal import SCOPE_WRITE, Principal
 from authgate.services.gate import SAFE_METHODS
 from authgate.services.upstream_request import (
+    ForwardAuthProxy,
     RawHeaders,
     UpstreamRequest,
     UpstreamRequestReader,
 )
-from authgate.settings import ForwardAuthRuleSetting
 
 Unmatched = Literal["authenticated", "deny"]
+
+
+class ForwardAuthRuleSetting(BaseModel):
+    """What ``/api/auth/verify`` requires for upstream requests under a path prefix.
+
+    The longest matching ``path_prefix`` wins; among rules with the same prefix, the
+    first whose ``methods`` include the request's method (no ``methods``: any method).
+    A prefix covers whole path segments (``/admin`` and ``/admin/`` both cover ``/admin``
+    and ``/admin/x``, not ``/administrator``) and must be written in canonical form.
+    ``scopes`` are all required of API keys (a user's token carries the user's full
+    rights); ``roles``: the caller (user or key) needs one of them; ``permission``: the
+    caller's roles in force must grant it (``users.read``, ...; an API key holds
+    permissions only with the ``admin`` scope).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path_prefix: str = Field(pattern=r"^/[^\s?#]*$", max_length=1024)
+    methods: list[str] = Field(default_factory=list)
+    scopes: list[str] = Field(default_factory=list)
+    roles: list[str] = Field(default_factory=list)
+    permission: str | None = None
+    allow: bool = Field(default=True, description="false: refuse every request (403).")
+
+    @field_validator("permission")
+    @classmethod
+    def _known_permission(cls, permission: str | None) -> str | None:
+        if permission is not None and permission not in ALL_PERMISSIONS:
+            known = ", ".join(sorted(ALL_PERMISSIONS))
+            raise ValueError(f"unknown permission {permission!r}; use one of {known}")
+        return permission
+
+    @field_validator("methods")
+    @classmethod
+    def _method_names(cls, methods: list[str]) -> list[str]:
+        upper = [method.strip().upper() for method in methods]
+        for method in upper:
+            if not method.isascii() or not method.isalpha() or len(method) > 20:
+                raise ValueError(f"not an HTTP method: {method!r}")
+        return upper
+
+    @field_validator("path_prefix")
+    @classmethod
+    def _canonical_prefix(cls, prefix: str) -> str:
+        """A prefix is matched against canonical paths, so it must be one itself: a
+        prefix such as ``/a/../b`` or ``/admin;x`` could never match as written."""
+        try:
+            canonical = canonical_text_path(prefix)
+        except AmbiguousUpstreamPath as error:
+            raise ValueError(f"path_prefix {prefix!r} is ambiguous ({error.reason})") from None
+        if (canonical.rstrip("/") or "/") != (prefix.rstrip("/") or "/"):
+            raise ValueError(f"path_prefix {prefix!r} is not canonical: write {canonical!r}")
+        return prefix
+
+
+class ForwardAuthConfig(BaseModel):
+    """``Settings.forward_auth``, set by the ``AUTHGATE_FORWARD_AUTH_*`` names
+    (``authgate.settings_names``) or a ``[forward_auth]`` table."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rules: list[ForwardAuthRuleSetting] = Field(
+        default_factory=list,
+        description="Scope/role rules of /api/auth/verify per upstream path prefix and method.",
+    )
+    unmatched: Unmatched = Field(
+        default="authenticated",
+        description="Upstream paths no rule matches: any valid credential (keys need write "
+        "for unsafe methods), or refused.",
+    )
+    proxy: ForwardAuthProxy = Field(
+        default="nginx",
+        description="The proxy in front of /api/auth/verify; only the headers it sets are "
+        "read: nginx X-Original-Method/-URI (as in examples/nginx), traefik and caddy "
+        "X-Forwarded-Method/-Uri. The other pair, if present, must agree (else 400).",
+    )
+    method_header: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9-]{1,64}$",
+        description="Explicit header carrying the upstream method (with uri_header; "
+        "overrides proxy).",
+    )
+    uri_header: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9-]{1,64}$",
+        description="Explicit header carrying the upstream URI (with method_header; "
+        "overrides proxy).",
+    )
+    case_sensitive: bool = Field(
+        default=False,
+        description="Match rule prefixes case-sensitively (default: /ADMIN is held to an "
+        "/admin rule, as case-insensitive upstreams would serve it).",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +194,17 @@ _DENIED = Requirement(allow=False, rule="default")
 
 class ForwardAuthPolicy:
     """The forward-auth rules, and how the request under check is read."""
+
+    @classmethod
+    def configured(cls, config: ForwardAuthConfig) -> ForwardAuthPolicy:
+        return cls(
+            config.rules,
+            unmatched=config.unmatched,
+            case_sensitive=config.case_sensitive,
+            reader=UpstreamRequestReader.for_proxy(
+                config.proxy, method_header=config.method_header, uri_header=config.uri_header
+            ),
+        )
 
     def __init__(
         self,

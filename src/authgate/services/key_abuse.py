@@ -1,7 +1,7 @@
 """Throttling client addresses that try many bad API keys.
 
-``key_ip_max_failures`` refused keys from one address within ``key_ip_window`` seconds
-block that address for API-key authentication for ``key_ip_block`` seconds (429). The
+``max_failures`` refused keys from one address within ``window`` seconds block that
+address for API-key authentication for ``block_seconds`` (429). The
 check on every key request is a dictionary lookup in memory: blocks are counted in the
 shared throttle store (database or Redis) on the failure path only, and announced to
 every worker and node through the change feed.
@@ -9,7 +9,7 @@ every worker and node through the change feed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from pydantic import BaseModel, ConfigDict, Field
 
 from authgate.clock import Clock
 from authgate.exceptions import Throttled
@@ -23,11 +23,15 @@ _PREFIX = "keyip:"
 _MAX_BLOCKED = 100_000  # bounded: past this, expired entries are dropped first
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class KeyAbuseLimits:
-    max_failures: int = 20
-    window: int = 60
-    block_seconds: int = 600
+class KeyAbuseLimits(BaseModel):
+    """``Settings.key_abuse``, set by the ``AUTHGATE_KEY_IP_*`` names
+    (``authgate.settings_names``) or a ``[key_abuse]`` table."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_failures: int = Field(default=20, ge=1, le=100_000)
+    window: int = Field(default=60, ge=1, le=86_400)
+    block_seconds: int = Field(default=600, ge=1, le=86_400)
 
 
 class KeyAbuseGuard:

@@ -32,6 +32,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from authgate.clock import Clock
 from authgate.exceptions import ClientBlocked, Throttled
 from authgate.security.networks import throttle_network
@@ -40,19 +42,34 @@ from authgate.services.audit.writer import AuditLog
 from authgate.services.throttle_store import Block, ThrottleStore
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LoginLimits:
-    ip_max_failures: int = 10
-    ip_window: int = 600
-    pair_max_failures: int = 5
-    pair_window: int = 900
-    pair_base_delay: int = 30
-    pair_max_delay: int = 900
-    account_max_failures: int = 20
-    account_window: int = 900
-    account_slowdown: int = 10
-    account_slowdown_max: int = 300
-    known_ip_days: int = 30
+class LoginLimits(BaseModel):
+    """The thresholds above; ``Settings.login``, set by the ``AUTHGATE_LOGIN_*`` names
+    (``authgate.settings_names``) or a ``[login]`` table. Windows and delays in seconds."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ip_max_failures: int = Field(default=10, ge=1, le=100_000)
+    ip_window: int = Field(default=600, ge=1, le=86_400)
+    pair_max_failures: int = Field(default=5, ge=1, le=1000)
+    pair_window: int = Field(default=900, ge=1, le=86_400)
+    pair_base_delay: int = Field(default=30, ge=1, le=86_400)
+    pair_max_delay: int = Field(default=900, ge=1, le=86_400)
+    account_max_failures: int = Field(default=20, ge=1, le=100_000)
+    account_window: int = Field(default=900, ge=1, le=86_400)
+    account_slowdown: int = Field(
+        default=10,
+        ge=1,
+        le=3600,
+        description="Under attack, the account's first turn for unknown addresses (all of "
+        "them share one turn per period; doubled per turn taken).",
+    )
+    account_slowdown_max: int = Field(
+        default=300,
+        ge=1,
+        le=86_400,
+        description="The longest wait between two turns of unknown addresses under attack.",
+    )
+    known_ip_days: int = Field(default=30, ge=1, le=365)
 
 
 @dataclass(frozen=True, slots=True)

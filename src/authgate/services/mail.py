@@ -22,9 +22,9 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
 import aiosmtplib
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from authgate.exceptions import ConfigurationError
-from authgate.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -126,31 +126,46 @@ class Mailer:
         return self._server
 
 
-def smtp_server_from(settings: Settings) -> SmtpServer | None:
+class MailConfig(BaseModel):
+    """``Settings.mail``: the one SMTP server, set by the ``AUTHGATE_ALERT_SMTP_*`` and
+    ``AUTHGATE_ALERT_EMAIL_FROM`` names (``authgate.settings_names``) or a ``[mail]``
+    table; the password also from ``AUTHGATE_ALERT_SMTP_PASSWORD_FILE``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_starttls: bool = False
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    email_from: str | None = None
+
+
+def smtp_server_from(config: MailConfig) -> SmtpServer | None:
     """The configured SMTP server, validated at start-up (None when there is none)."""
-    if not settings.alert_smtp_host:
+    if not config.smtp_host:
         return None
-    host = settings.alert_smtp_host
+    host = config.smtp_host
     if CONTROL_CHARACTERS.search(host) or " " in host:
         raise ConfigurationError("alert_smtp_host must be a host name")
-    if not settings.alert_email_from:
+    if not config.email_from:
         raise ConfigurationError("alert_email_from is required when alert_smtp_host is set")
     try:
-        sender = validate_email_address(settings.alert_email_from)
+        sender = validate_email_address(config.email_from)
     except ValueError as error:
         raise ConfigurationError(f"alert_email_from: {error}") from None
-    password = settings.alert_smtp_password
-    username = settings.alert_smtp_username
+    password = config.smtp_password
+    username = config.smtp_username
     if (username is None) != (password is None):
         raise ConfigurationError("set both alert_smtp_username and alert_smtp_password, or neither")
-    if username is not None and not settings.alert_smtp_starttls:
+    if username is not None and not config.smtp_starttls:
         # Never send the SMTP password over an unencrypted connection.
         raise ConfigurationError("alert_smtp_username needs alert_smtp_starttls = true")
     return SmtpServer(
         host=host,
-        port=settings.alert_smtp_port,
+        port=config.smtp_port,
         sender=sender,
-        starttls=settings.alert_smtp_starttls,
+        starttls=config.smtp_starttls,
         username=username,
         password=None if password is None else password.get_secret_value(),
     )

@@ -27,8 +27,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Literal, TypeVar
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from authgate.exceptions import HashingOverloaded
-from authgate.security.passwords import PasswordHasher
+from authgate.security.passwords import Argon2Parameters, PasswordHasher
 
 log = logging.getLogger(__name__)
 
@@ -47,25 +49,67 @@ def lower_thread_priority(nice: int) -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
 
 
+_OWASP = Argon2Parameters()
+
+
+class HashingConfig(BaseModel):
+    """``Settings.password_hashing``: Argon2id's cost (``AUTHGATE_ARGON2_*``) and the
+    hashing threads (``AUTHGATE_PASSWORD_HASHING_*``; ``authgate.settings_names``), or a
+    ``[password_hashing]`` table."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    time_cost: int = Field(default=_OWASP.time_cost, ge=1, le=20)
+    memory_kib: int = Field(default=_OWASP.memory_kib, ge=8, le=4 * 1024 * 1024)
+    parallelism: int = Field(default=_OWASP.parallelism, ge=1, le=16)
+    threads: int = Field(
+        default=0, ge=0, le=64, description="Concurrent hashes; 0 means one per CPU."
+    )
+    queue_size: int = Field(
+        default=64,
+        ge=0,
+        le=100_000,
+        description="Hashes (logins, password changes) that may wait for a hashing thread; "
+        "beyond it they are refused with 503 and Retry-After.",
+    )
+    queue_timeout: float = Field(
+        default=2.0,
+        gt=0,
+        le=60,
+        description="A hash that cannot start within this time (seconds) is refused with 503.",
+    )
+    nice: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="OS nice value of the hashing threads (Linux, per thread): verification "
+        "of keys and tokens on the event loop gets the CPU first; 0 leaves it unchanged.",
+    )
+
+    @property
+    def argon2(self) -> Argon2Parameters:
+        return Argon2Parameters(
+            time_cost=self.time_cost, memory_kib=self.memory_kib, parallelism=self.parallelism
+        )
+
+
 class AsyncPasswordHasher:
     def __init__(
         self,
         hasher: PasswordHasher,
         *,
-        threads: int = 0,
-        queue_size: int = 64,
-        queue_timeout: float = 2.0,
-        nice: int = 10,
+        config: HashingConfig | None = None,
         observe: Callable[[float], None] | None = None,
         on_overload: Callable[[], None] | None = None,
     ) -> None:
         self._hasher = hasher
         self._observe = observe
         self._on_overload = on_overload
-        self._threads = threads or os.cpu_count() or 1
-        self._queue_size = queue_size
-        self._queue_timeout = queue_timeout
-        self._nice = nice
+        config = config or HashingConfig()
+        self._threads = config.threads or os.cpu_count() or 1
+        self._queue_size = config.queue_size
+        self._queue_timeout = config.queue_timeout
+        self._nice = config.nice
         self._pending = 0  # submitted and not finished (only touched on the event loop)
         self._pool: ThreadPoolExecutor | None = None  # started on first use
 

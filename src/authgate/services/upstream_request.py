@@ -21,11 +21,14 @@ request, so a client could add the other pair and choose the path that is checke
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Final, NamedTuple
+from typing import Final, Literal, NamedTuple
 
 from authgate.exceptions import AmbiguousUpstreamRequest, ValidationFailed
 from authgate.security.paths import MAX_TARGET_LENGTH, canonical_method
-from authgate.settings import ForwardAuthProxy
+
+# The reverse proxy in front of forward-auth, which decides the headers that describe
+# the request under check.
+ForwardAuthProxy = Literal["nginx", "traefik", "caddy"]
 
 ORIGINAL_METHOD: Final = "X-Original-Method"
 ORIGINAL_URI: Final = "X-Original-URI"

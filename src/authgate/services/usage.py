@@ -4,7 +4,7 @@ An accepted request costs a counter update, not a row: per key and minute, the c
 status class, the first and last time, the distinct client addresses, and the last
 address, method and path (``api_key_usage_minutes``, added up across workers with an
 upsert), plus a bounded sample of the key's most recent raw requests in the usage log
-(``sample_size`` per key; older sampled rows are deleted as newer ones land). Every
+(``sample_per_key`` per key; older sampled rows are deleted as newer ones land). Every
 refusal of a known key stays its own row. With ``log_successes`` every accepted request
 is a usage-log row as well (the per-request record of earlier versions).
 
@@ -25,6 +25,8 @@ from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from authgate.clock import Clock
 from authgate.security.networks import IPAddress
@@ -172,16 +174,36 @@ class _Batch:
     last_used: dict[int, _LastUse]
 
 
+class UsageConfig(BaseModel):
+    """``Settings.usage``, set by the ``AUTHGATE_USAGE_*`` names
+    (``authgate.settings_names``) or a ``[usage]`` table."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    log_successes: bool = Field(
+        default=False,
+        description="Also record every accepted API-key request as its own usage-log row "
+        "(default: per-minute rollups and a sample of recent requests per key; refusals "
+        "are always rows; last-used times are kept either way).",
+    )
+    sample_per_key: int = Field(
+        default=50,
+        ge=0,
+        le=10_000,
+        description="How many of a key's most recent accepted requests the usage log keeps "
+        "as raw rows (without log_successes).",
+    )
+    flush_interval_seconds: float = Field(default=1.0, gt=0, le=60)
+    retention_days: int = Field(default=90, ge=1, le=3650)
+
+
 class UsageRecorder(BatchWriter[UsageEvent, _Batch]):
     def __init__(
         self,
         *,
         db: Database,
         clock: Clock,
-        flush_interval: float,
-        retention: timedelta,
-        log_successes: bool = False,
-        sample_size: int = 50,
+        config: UsageConfig,
         batch_size: int = 1000,
         chunk_size: int = 100,
         max_buffered: int = 100_000,
@@ -190,15 +212,15 @@ class UsageRecorder(BatchWriter[UsageEvent, _Batch]):
             log=log,
             records="API key usage records",
             destination="the API key usage log",
-            flush_interval=flush_interval,
+            flush_interval=config.flush_interval_seconds,
             batch_size=batch_size,
             max_buffered=max_buffered,
         )
         self._db = db
-        self._log_successes = log_successes
-        self._sample_size = sample_size
+        self._log_successes = config.log_successes
+        self._sample_size = config.sample_per_key
         self._clock = clock
-        self._retention = retention
+        self._retention = timedelta(days=config.retention_days)
         self._chunk_size = chunk_size
         self._minutes: _Minutes = {}
         # Each key's newest rollup in ``_minutes`` (a request finds it in one lookup).

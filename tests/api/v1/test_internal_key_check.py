@@ -191,7 +191,7 @@ async def test_attack_guessing_credentials_gets_the_caller_blocked(harness: Harn
     past key_ip_max_failures the address is refused (429) even with the right one."""
     internal = await service_credential(harness)
     key = await alice_key(harness)
-    limit = harness.services.settings.key_ip_max_failures
+    limit = harness.services.settings.key_abuse.max_failures
     for attempt in range(limit):
         guess = f"ags_{internal[4:16]}_{attempt:043d}"
         assert (await check(harness, guess, key)).status_code == 403
@@ -239,7 +239,7 @@ async def test_attack_bad_keys_are_counted_against_the_client_ip(harness: Harnes
     forward-auth blocks the address its proxy reports; other clients are unaffected."""
     internal = await service_credential(harness)
     key = await alice_key(harness, allowedIp=[])
-    limit = harness.services.settings.key_ip_max_failures
+    limit = harness.services.settings.key_abuse.max_failures
     for _ in range(limit):
         bad = await check(harness, internal, "agk_" + "x" * 62, "198.51.100.7")
         assert bad.status_code == 401

@@ -103,7 +103,7 @@ async def test_login_is_throttled_with_429(harness: Harness) -> None:
     """usecase/auth.go: too many attempts is 429 (authgate's login protection)."""
     await harness.create_user("alice", USER_PASSWORD)
     statuses = []
-    for _ in range(harness.services.settings.login_pair_max_failures + 3):
+    for _ in range(harness.services.settings.login.pair_max_failures + 3):
         response = await harness.client.post(
             "/api/v1/auth/login", json={"login": "alice", "password": "not-the-password-1"}
         )

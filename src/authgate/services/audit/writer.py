@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from authgate.clock import Clock
 from authgate.exceptions import FieldError, ValidationFailed
 from authgate.security.audit_chain import AuditKey
@@ -33,6 +35,43 @@ from authgate.storage.paging import Page, PageRequest
 log = logging.getLogger(__name__)
 
 Listener = Callable[[AuditRow], None]
+
+
+class AuditConfig(BaseModel):
+    """``Settings.audit``: the trail's retention and writing, its checkpoints
+    (``audit_checkpoints``) and which API-key requests the gate records (``gate``); set by
+    the ``AUTHGATE_AUDIT_*`` names (``authgate.settings_names``) or an ``[audit]`` table.
+    The audit key itself is a secret setting of its own (``AUTHGATE_AUDIT_KEY``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    retention_days: int = Field(default=365, ge=1, le=36500)
+    flush_interval_seconds: float = Field(default=1.0, gt=0, le=60)
+    checkpoint_interval_seconds: float = Field(
+        default=900.0,
+        ge=1,
+        le=86_400,
+        description="How often each server process publishes a signed checkpoint of the "
+        "audit chain (to the log and the alert sinks) when the chain has grown; also at "
+        "shutdown.",
+    )
+    api_key_successes: bool = Field(
+        default=False,
+        description="Record every accepted API-key request in the audit trail (default: "
+        "only its security events: first use, first use from an address, use after "
+        "key_idle_seconds).",
+    )
+    key_idle_seconds: int = Field(
+        default=3600,
+        ge=60,
+        le=366 * 86_400,
+        description="An accepted API-key request after this long without use is audited "
+        "(the key_after_inactivity alert rules see idle periods from this length up).",
+    )
+
+    @property
+    def retention(self) -> timedelta:
+        return timedelta(days=self.retention_days)
 
 
 class AuditLog(BatchWriter[AuditRow, list[AuditRow]]):

@@ -1,0 +1,267 @@
+"""The running part of a server process: what :class:`BackgroundWork` starts on top of the
+services (``container.py`` builds them and holds no state of its own).
+
+Start-up loads the shared state (revocations, blocked addresses, the cluster's view);
+with ``background`` it also joins the cluster and runs the loops: change-feed polling
+(woken early by the Redis doorbell), housekeeping, the usage log's and the audit
+trail's writers, alert evaluation and delivery, audit checkpoints, key gauges, the
+cluster heartbeat and, while older nodes still write it unkeyed, the audit key's
+introduction. ``close`` stops them in the order that loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Coroutine
+from datetime import timedelta
+from typing import Any
+
+from authgate.container import Services, configured_rules
+from authgate.exceptions import ConfigurationError
+from authgate.security.signing_keys import KeyRing
+from authgate.services.audit_checkpoints import CheckpointReason
+from authgate.services.cluster import HEARTBEAT_SECONDS
+from authgate.services.redis_link import ChangeDoorbell
+from authgate.storage.api_key_repository import ApiKeyRepository
+
+log = logging.getLogger(__name__)
+
+HOUSEKEEPING_INTERVAL_SECONDS = 3600.0
+SHUTDOWN_GRACE_SECONDS = 10.0
+GAUGE_INTERVAL_SECONDS = 30.0
+GAUGE_PUBLISH_SECONDS = 1.0
+
+
+class BackgroundWork:
+    """The supervisor of one process's background loops (one per ``Services``)."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self._tasks: list[asyncio.Task[None]] = []
+        self._delivery: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+        # Alert delivery stops last: the checkpoint taken at shutdown still reaches the sinks.
+        self._stop_delivery = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._waiting_for_older_nodes = False
+        self.doorbell: ChangeDoorbell | None = None
+        if services.redis is not None:
+            self.doorbell = ChangeDoorbell(services.redis, wake=self.wake_change_poller)
+            services.feed.after_commit(self.doorbell.ring)
+
+    async def start(self, *, background: bool = True) -> None:
+        """Load shared state; with ``background``, join the cluster and start polling
+        and housekeeping (a CLI command only checks that it may touch the data)."""
+        services = self.services
+        if services.cluster is not None:
+            if background:
+                await services.cluster.join()
+            else:
+                await services.cluster.check_pepper()
+        await services.audit.check_key()
+        introduced = await self.introduce_audit_key()
+        await services.feed.start_from_now()
+        await services.tokens.load_revocations()
+        await services.key_abuse.load()
+        await services.alerts.start_from_now()
+        if not background:
+            return
+        await services.alert_rules.install_defaults(configured_rules(services.settings))
+        self._stop = asyncio.Event()
+        self._stop_delivery = asyncio.Event()
+        self._delivery = asyncio.create_task(
+            services.alert_dispatcher.run(self._stop_delivery), name="authgate-alert-delivery"
+        )
+        self._tasks = [asyncio.create_task(loop, name=name) for loop, name in self._loops()]
+        if introduced is not None:
+            await self._publish_checkpoint("key_introduced")
+
+    def _loops(self) -> list[tuple[Coroutine[Any, Any, None], str]]:
+        """Every loop of a serving process, with its task name."""
+        services, stop = self.services, self._stop
+        loops = [
+            (self._poll_changes(), "authgate-change-feed"),
+            (self._housekeeping(), "authgate-housekeeping"),
+            (services.usage.run(stop), "authgate-usage-log"),
+            (services.audit.run(stop), "authgate-audit"),
+            (services.alerts.run(stop), "authgate-alerts"),
+            (services.checkpoints.run(stop), "authgate-audit-checkpoints"),
+            (self._refresh_key_gauges(), "authgate-key-gauges"),
+            (self._publish_gauges(), "authgate-gauges"),
+            (self._heartbeat(), "authgate-cluster-heartbeat"),
+        ]
+        if not services.audit.introduced:
+            loops.append((self._introduce_audit_key_later(), "authgate-audit-key"))
+        if self.doorbell is not None:
+            loops.append((self.doorbell.listen(stop), "authgate-change-doorbell"))
+        return loops
+
+    async def close(self) -> None:
+        """Stop background work, flush what is buffered, publish a last audit checkpoint,
+        deliver what the sinks still have queued, close the database."""
+        services = self.services
+        self._stop.set()
+        serving = self._delivery is not None
+        await services.password_resets.settle()  # their audit records go out below
+        if self._tasks:
+            # The loops end at once on stop; the usage log flushes one last time.
+            await _finish(self._tasks, grace=SHUTDOWN_GRACE_SECONDS)
+        self._tasks = []
+        if self.doorbell is not None:
+            await self.doorbell.drain()
+        if services.cluster is not None:
+            await services.cluster.leave()
+        for pending in (services.usage, services.audit):
+            try:
+                await pending.flush()  # background=False, or a last batch that failed
+            except Exception as error:  # noqa: BLE001 - shutting down: report, do not raise
+                log.error("could not write buffered records: %s", type(error).__name__)
+        if serving:
+            await self._publish_checkpoint("shutdown")
+        self._stop_delivery.set()
+        if self._delivery is not None:
+            # The dispatcher drains its queues within its own grace period, then stops.
+            await _finish([self._delivery], grace=SHUTDOWN_GRACE_SECONDS + 5)
+            self._delivery = None
+        if services.redis is not None:
+            await services.redis.close()
+        services.accounts.close()
+        await services.db.close()
+        services.metrics.process_exiting()
+
+    async def introduce_audit_key(self) -> int | None:
+        """Key the audit chain unless that is done or nodes of an older version still
+        write it unkeyed; the id of the ``AUDIT_KEY_INTRODUCED`` record, if one was written."""
+        audit, cluster = self.services.audit, self.services.cluster
+        if audit.introduced:
+            return None
+        if cluster is not None and await cluster.older_nodes_running():
+            if not self._waiting_for_older_nodes:
+                log.warning(
+                    "nodes of an older version are running: the audit chain stays unkeyed "
+                    "until they stop"
+                )
+            self._waiting_for_older_nodes = True
+            return None
+        node = cluster.node_id if cluster is not None else "-"
+        return await audit.introduce_key(node=node)
+
+    async def _introduce_audit_key_later(self) -> None:
+        """Retry the introduction until it is done (older nodes have stopped)."""
+        while not self.services.audit.introduced and not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=HEARTBEAT_SECONDS)
+            if self._stop.is_set():
+                return
+            try:
+                if await self.introduce_audit_key() is not None:
+                    await self._publish_checkpoint("key_introduced")
+            except Exception as error:  # noqa: BLE001 - retried at the next beat
+                log.warning("introducing the audit key failed: %s", type(error).__name__)
+
+    async def _publish_checkpoint(self, reason: CheckpointReason) -> None:
+        try:
+            await self.services.checkpoints.publish(reason)
+        except Exception as error:  # noqa: BLE001 - never blocks starting or stopping
+            log.error("could not publish an audit checkpoint: %s", type(error).__name__)
+
+    def wake_change_poller(self) -> None:
+        """Poll the change feed now (the doorbell rang), not at the next tick."""
+        self._wake.set()
+
+    async def _poll_changes(self) -> None:
+        services = self.services
+        interval = services.settings.change_poll_interval_seconds
+        while not self._stop.is_set():
+            self._wake.clear()
+            await services.feed.poll_logging_errors()
+            if services.key_file is not None:
+                services.key_file.reload_if_changed(self._use_keyring)
+            await _first_of(self._stop, self._wake, seconds=interval)
+
+    def _use_keyring(self, ring: KeyRing) -> None:
+        tokens = self.services.tokens
+        tokens.replace_codec(tokens.codec.with_keyring(ring))
+
+    async def _heartbeat(self) -> None:
+        cluster = self.services.cluster
+        while cluster is not None and not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=HEARTBEAT_SECONDS)
+            if not self._stop.is_set():
+                try:
+                    await cluster.heartbeat()
+                except ConfigurationError as error:  # re-joining after a long outage
+                    log.error("%s", error)
+
+    async def _publish_gauges(self) -> None:
+        """With several workers, each one's gauges reach the shared metrics files every
+        second (a scrape answered by another worker reads them there)."""
+        metrics = self.services.metrics
+        if metrics.multiprocess_dir is None:
+            return
+        while not self._stop.is_set():
+            try:
+                metrics.publish_gauges()
+            except Exception as error:  # noqa: BLE001 - retried at the next interval
+                log.warning("publishing gauges failed: %s", type(error).__name__)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=GAUGE_PUBLISH_SECONDS)
+
+    async def _refresh_key_gauges(self) -> None:
+        """Key counts for Prometheus, refreshed here so that a scrape never queries."""
+        services = self.services
+        gauges = services.metrics.gauges
+        while not self._stop.is_set():
+            try:
+                now = services.clock()
+                async with services.db.session() as session:
+                    keys = ApiKeyRepository(session)
+                    gauges.active_api_keys = await keys.count_live(now)
+                    gauges.api_keys_expiring_14d = await keys.count_live(
+                        now, expiring_before=now + timedelta(days=14)
+                    )
+            except Exception as error:  # noqa: BLE001 - retried at the next interval
+                log.warning("counting API keys failed: %s", type(error).__name__)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=GAUGE_INTERVAL_SECONDS)
+
+    async def _housekeeping(self) -> None:
+        services = self.services
+        while not self._stop.is_set():
+            try:
+                await services.tokens.delete_expired_revocations()
+                await services.sessions.purge_ended()
+                await services.feed.delete_old()
+                await services.usage.delete_expired()
+                await services.audit.delete_expired()
+                await services.checkpoints.delete_expired()
+                await services.throttle.delete_expired(services.clock().timestamp())
+                if services.cluster is not None:
+                    await services.cluster.prune_dead()
+            except Exception as error:  # noqa: BLE001 - retried at the next interval
+                log.warning("housekeeping failed: %s", type(error).__name__)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=HOUSEKEEPING_INTERVAL_SECONDS)
+
+
+async def _finish(tasks: list[asyncio.Task[None]], *, grace: float) -> None:
+    """Wait for ``tasks`` to end by themselves, cancelling those still running after
+    ``grace`` seconds."""
+    _, slow = await asyncio.wait(tasks, timeout=grace)
+    for task in slow:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _first_of(*events: asyncio.Event, seconds: float) -> None:
+    """Return when any of ``events`` is set, or after ``seconds``."""
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
