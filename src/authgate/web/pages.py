@@ -28,12 +28,14 @@ from authgate.api.access import (
     services_of,
     verdict_of,
 )
+from authgate.api.errors import status_of
 from authgate.exceptions import (
     AuthenticationFailed,
     AuthgateError,
+    HashingOverloaded,
     NotFound,
-    PermissionDenied,
     SessionRequired,
+    Throttled,
 )
 from authgate.security.clientip import forwarded_proto
 from authgate.security.principal import ROLE_ADMIN, Principal
@@ -124,6 +126,23 @@ def https_required(request: Request) -> bool:
 
 def error_page(request: Request, status: int, title: str, message: str) -> HTMLResponse:
     return render(request, "error.html", {"title": title, "message": message}, status=status)
+
+
+# The page's title for the statuses that have their own; any other says only this.
+_FAILURE_TITLES = {403: "Not allowed", 404: "Not found"}
+
+
+def failure_page(request: Request, error: AuthgateError) -> HTMLResponse:
+    """The page for a refusal of a service: the status the REST API gives the same error
+    (a conflict is 409 on both, a throttle 429 with its ``Retry-After``), the error's
+    message in the friendly error page."""
+    status = status_of(error)
+    response = error_page(
+        request, status, _FAILURE_TITLES.get(status, "That did not work"), error.message
+    )
+    if isinstance(error, Throttled | HashingOverloaded):
+        response.headers["Retry-After"] = str(error.retry_after)
+    return response
 
 
 async def read_form(request: Request) -> FormData | None:
@@ -229,12 +248,8 @@ class PageRoute(APIRoute):
                     )
             try:
                 return await handle(request)
-            except NotFound as error:
-                return error_page(request, 404, "Not found", error.message)
-            except PermissionDenied as error:
-                return error_page(request, 403, "Not allowed", error.message)
             except AuthgateError as error:
-                return error_page(request, 400, "That did not work", error.message)
+                return failure_page(request, error)
 
         return page
 
