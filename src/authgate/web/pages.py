@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException
 from authgate import __version__
 from authgate.api.access import (
     CredentialSetting,
+    client_address,
     credential_setting_of,
     joined_header_values,
     principal_of,
@@ -30,15 +31,16 @@ from authgate.api.access import (
 )
 from authgate.api.errors import status_of
 from authgate.exceptions import (
-    AuthenticationFailed,
     AuthgateError,
     HashingOverloaded,
     NotFound,
+    PermissionDenied,
     SessionRequired,
     Throttled,
 )
 from authgate.security.clientip import forwarded_proto
 from authgate.security.principal import ROLE_ADMIN, Principal
+from authgate.services.gate import Credentials, Requirement
 from authgate.web.display import breakable, device, iso, reason_text
 from authgate.web.session import (
     CSRF_FIELD,
@@ -178,9 +180,34 @@ def safe_next(target: str | None) -> str:
     return target
 
 
+def page_requirement(required: str | None, *, sets_credentials: bool) -> Requirement:
+    """What the gate checks for a page, after the session: the page's authority, and for
+    a form that sets credentials a password session that passed the second factor. The
+    messages are the pages' own; the reasons those of the REST API's same refusals."""
+
+    def requirement(principal: Principal, _method: str) -> None:
+        if required is not None and not principal.has_authority(required):
+            raise PermissionDenied(
+                "This page is for administrators only.", reason=f"{required.lower()}_required"
+            )
+        if sets_credentials and not principal.is_password_session:
+            if principal.second_factor_missing:
+                raise SessionRequired(
+                    "Sign out and in again with your second factor to do this.",
+                    reason="second_factor_required",
+                )
+            raise SessionRequired(reason="session_required")
+
+    return requirement
+
+
 class PageRoute(APIRoute):
     """A page for signed-in users: no session redirects to the login page; every POST
     must carry the session's CSRF token; errors become HTML pages, not JSON.
+
+    The session cookie's token goes to the gate like a bearer token (services/gate.py),
+    with the page's requirement: a refused token or page is recorded as the API records
+    it (the middleware's ``Gate.record``), and the token's checks live in one place.
 
     A form marked with ``sets_credentials`` (api/access.py) is refused (403) to anything
     but a password session. The session cookie only ever holds a token from the password
@@ -203,6 +230,8 @@ class PageRoute(APIRoute):
         self.credential_setting = credential_setting_of(self.endpoint)
         sets_credentials = self.credential_setting is not None
 
+        requirement = page_requirement(required, sets_credentials=sets_credentials)
+
         async def page(request: Request) -> Response:
             services = services_of(request)
             cookies = cookies_of(request)
@@ -210,29 +239,28 @@ class PageRoute(APIRoute):
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             login = f"{LOGIN_PATH}?next={quote(target)}"
             if not token:
+                # Not signed in (yet): the way to the login page, not a refused credential,
+                # so the gate is not asked and nothing is audited.
                 return redirect(login)
-            try:
-                principal = await services.tokens.authenticate(token)
-            except AuthenticationFailed:
+            scope = request.scope
+            verdict = await services.gate.check(
+                verdict_of(scope),
+                Credentials("jwt", token),
+                client_address(scope, services),
+                request.method,
+                requirement,
+            )
+            principal = verdict.principal
+            if principal is None:  # the gate refused the token (recorded as any token)
                 response = redirect(login, notice="Your session has ended. Please sign in again.")
                 cookies.clear_session(response)
                 return response
-            verdict_of(request.scope).principal = principal
             expected = session_csrf_token(
                 csrf_secret(services.server_secret), principal.credential_id
             )
-            request.scope["authgate.csrf"] = expected
-            if required is not None and not principal.has_authority(required):
-                return error_page(
-                    request, 403, "Not allowed", "This page is for administrators only."
-                )
-            if sets_credentials and not principal.is_password_session:
-                message = (
-                    "Sign out and in again with your second factor to do this."
-                    if principal.second_factor_missing
-                    else SessionRequired.message
-                )
-                return error_page(request, 403, "Not allowed", message)
+            scope["authgate.csrf"] = expected
+            if verdict.error is not None:  # the page's requirement (recorded by the gate)
+                return error_page(request, 403, "Not allowed", verdict.error.message)
             if request.method == "POST":
                 form = await read_form(request)
                 if form is None:
