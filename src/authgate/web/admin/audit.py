@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date
 from typing import Any, Final
 from urllib.parse import urlencode
 
@@ -15,7 +15,15 @@ from starlette.datastructures import QueryParams
 
 from authgate.api.access import services_of
 from authgate.services.audit.events import EventType
-from authgate.services.audit_export import as_csv, as_json_lines
+from authgate.services.audit_export import export, export_format_of
+from authgate.services.audit_query import (
+    EVENT_TYPES,
+    MAX_ACTOR_LENGTH,
+    MAX_EVENT_TYPES,
+    OUTCOMES,
+    day_range,
+    outcome_of,
+)
 from authgate.services.audit_verification import ChainVerification
 from authgate.storage.audit_repository import AuditFilter
 from authgate.storage.paging import PageRequest
@@ -26,7 +34,6 @@ router = APIRouter(prefix="/settings", route_class=AdminPageRoute)
 
 AUDIT_PATH: Final = "/settings/audit"
 AUDIT_PAGE_SIZES: Final = (25, 50, 100, 200)
-OUTCOMES: Final = ("success", "failure")
 
 
 @dataclass
@@ -52,21 +59,17 @@ async def audit_page(request: Request) -> Response:
 @router.get("/audit/export")
 async def export_audit(request: Request) -> Response:
     query = _audit_query(request.query_params)
-    export = request.query_params.get("format", "csv")
-    if export not in ("csv", "json"):
+    export_format = export_format_of(request.query_params.get("format", "csv"))
+    if export_format is None:
         query.errors["format"] = "Choose CSV or JSON Lines."
-    if query.errors:
+    if query.errors or export_format is None:
         return error_page(request, 422, "Cannot export", " ".join(query.errors.values()))
-    entries = services_of(request).audit.stream(query.where)
-    if export == "json":
-        body, media_type, extension = as_json_lines(entries), "application/x-ndjson", "jsonl"
-    else:
-        body, media_type, extension = as_csv(entries), "text/csv", "csv"
+    download = export(services_of(request).audit.stream(query.where), export_format)
     return StreamingResponse(
-        body,
-        media_type=media_type,
+        download.body,
+        media_type=download.media_type,
         headers={
-            "Content-Disposition": f'attachment; filename="audit-events.{extension}"',
+            "Content-Disposition": download.content_disposition,
             "Cache-Control": "no-store",
         },
     )
@@ -117,12 +120,11 @@ async def _audit(
 
 def _audit_query(params: QueryParams) -> AuditQuery:
     errors: dict[str, str] = {}
-    types = [t for t in params.getlist("type") if t][:30]
-    known = {event.value for event in EventType}
-    if any(t not in known for t in types):
+    types = [t for t in params.getlist("type") if t][:MAX_EVENT_TYPES]
+    if any(t not in EVENT_TYPES for t in types):
         errors["type"] = "Choose an event type from the list."
     outcome = params.get("outcome", "")
-    if outcome and outcome not in OUTCOMES:
+    if outcome and outcome_of(outcome) is None:
         errors["outcome"] = "Choose success or failure."
     ip = forms.text(params, "ip", 64)
     client_ip = None
@@ -135,7 +137,7 @@ def _audit_query(params: QueryParams) -> AuditQuery:
     until = _day(params, "to", errors)
     if since is not None and until is not None and until < since:
         errors["to"] = "The end date is before the start date."
-    actor = forms.text(params, "actor", 254)
+    actor = forms.text(params, "actor", MAX_ACTOR_LENGTH)
     values = {
         "types": types,
         "outcome": outcome,
@@ -144,14 +146,14 @@ def _audit_query(params: QueryParams) -> AuditQuery:
         "from": forms.text(params, "from", 32),
         "to": forms.text(params, "to", 32),
     }
+    first, last = day_range(since, until)  # "to" is inclusive
     where = AuditFilter(
         event_types=tuple(types),
-        outcome=outcome or None,
+        outcome=outcome_of(outcome),
         actor=actor or None,
         client_ip=client_ip,
-        since=datetime.combine(since, time.min, tzinfo=UTC) if since else None,
-        # "to" is inclusive: everything before the next day.
-        until=datetime.combine(until + timedelta(days=1), time.min, tzinfo=UTC) if until else None,
+        since=first,
+        until=last,
     )
     return AuditQuery(where=where, values=values, errors=errors)
 
