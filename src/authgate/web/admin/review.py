@@ -10,9 +10,7 @@ from fastapi import APIRouter, Request, Response
 from starlette.datastructures import QueryParams
 
 from authgate.api.access import services_of
-from authgate.container import Services
 from authgate.services.api_keys import ApiKeyView
-from authgate.storage.paging import PageRequest
 from authgate.web import forms
 from authgate.web.pages import AdminPageRoute, render
 
@@ -41,7 +39,7 @@ async def keys_review(request: Request) -> Response:
         )
     services = services_of(request)
     review = await services.api_keys.review(unused_days=unused_days, expiring_days=expiring_days)
-    owners = await _logins_by_id(services)
+    owners = review.owner_logins
     now = services.clock()
     expiring_by = now + timedelta(days=expiring_days)
 
@@ -108,18 +106,6 @@ async def keys_review(request: Request) -> Response:
     return render(
         request, "keys_review.html", {"sections": sections, "values": values, "errors": {}}
     )
-
-
-async def _logins_by_id(services: Services) -> dict[int, str]:
-    """Every user's login by id (the review names owners, the keys hold ids)."""
-    logins: dict[int, str] = {}
-    number = 0
-    while True:
-        page = await services.users.list_users(PageRequest(page=number, size=1000))
-        logins.update((user.id, user.login) for user in page.items)
-        if not page.items or len(logins) >= page.total:
-            return logins
-        number += 1
 
 
 def _badge(key: ApiKeyView, expiring_by: datetime) -> str:
