@@ -243,6 +243,8 @@ class PageRoute(APIRoute):
                 # so the gate is not asked and nothing is audited.
                 return redirect(login)
             scope = request.scope
+            # Always a JWT: the cookie is set by the password login only, and whatever it
+            # holds must never be taken for an API key.
             verdict = await services.gate.check(
                 verdict_of(scope),
                 Credentials("jwt", token),
