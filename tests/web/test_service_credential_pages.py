@@ -74,6 +74,18 @@ async def test_admin_rotates_and_revokes(harness: Harness, admin: Browser) -> No
     assert unknown.status_code == 404
 
 
+async def test_a_conflict_is_the_apis_409(harness: Harness, admin: Browser) -> None:
+    """A refusal the page does not handle itself gets the status the REST API gives the
+    same error (rotating a revoked credential conflicts: 409, not 400), on the error page."""
+    await create(admin)
+    (row,) = await harness.services.service_credentials.list_all()
+    await admin.post(f"{PAGE}/{row.id}/revoke")
+    again = await admin.post(f"{PAGE}/{row.id}/rotate", {"grace_seconds": "0"})
+    assert again.status_code == 409
+    assert "That did not work" in main_text(again)
+    assert "This service credential is revoked." in main_text(again)
+
+
 async def test_only_admins_with_the_form_token(
     harness: Harness, admin: Browser, alice: Browser
 ) -> None:

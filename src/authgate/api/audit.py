@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
@@ -18,7 +18,8 @@ from authgate.security.audit_checkpoints import MAX_CHECKPOINT_LENGTH, Checkpoin
 from authgate.security.permissions import AUDIT_READ
 from authgate.services.audit.events import AuditEntry, EventType
 from authgate.services.audit_checkpoints import PublishedCheckpoint
-from authgate.services.audit_export import as_csv, as_json_lines
+from authgate.services.audit_export import ExportFormat, export
+from authgate.services.audit_query import MAX_ACTOR_LENGTH, MAX_EVENT_TYPES, Outcome
 from authgate.services.audit_verification import ChainVerification, CheckpointStatus, Verdict
 from authgate.storage.audit_repository import AuditFilter
 
@@ -136,9 +137,11 @@ class CheckpointDTO(BaseModel):
 
 
 def audit_filter(
-    type: Annotated[list[EventType] | None, Query(max_length=30)] = None,
-    outcome: Annotated[Literal["success", "failure"] | None, Query()] = None,
-    actor: Annotated[str | None, Query(max_length=254, description="Login or key name.")] = None,
+    type: Annotated[list[EventType] | None, Query(max_length=MAX_EVENT_TYPES)] = None,
+    outcome: Annotated[Outcome | None, Query()] = None,
+    actor: Annotated[
+        str | None, Query(max_length=MAX_ACTOR_LENGTH, description="Login or key name.")
+    ] = None,
     ip: Annotated[str | None, Query(max_length=45)] = None,
     since: Annotated[Instant | None, Query(alias="from")] = None,
     until: Annotated[Instant | None, Query(alias="to")] = None,
@@ -189,17 +192,13 @@ async def search_audit_events(
 async def export_audit_events(
     request: Request,
     where: AuditFilterDep,
-    format: Annotated[Literal["csv", "json"], Query()] = "csv",
+    format: Annotated[ExportFormat, Query()] = "csv",
 ) -> StreamingResponse:
-    entries = services_of(request).audit.stream(where)
-    if format == "json":
-        body, media_type, extension = as_json_lines(entries), "application/x-ndjson", "jsonl"
-    else:
-        body, media_type, extension = as_csv(entries), "text/csv", "csv"
+    download = export(services_of(request).audit.stream(where), format)
     return StreamingResponse(
-        body,
-        media_type=media_type,
-        headers={"Content-Disposition": f'attachment; filename="audit-events.{extension}"'},
+        download.body,
+        media_type=download.media_type,
+        headers={"Content-Disposition": download.content_disposition},
     )
 
 

@@ -56,6 +56,8 @@ from authgate.storage.repositories import UserRepository
 NAME_MAX_LENGTH = 100
 SCOPES_MAX_LENGTH = 1000  # the comma-joined column
 MAX_GRACE = timedelta(days=7)
+# Keys the review reads per query (with their owners): memory per round trip is bounded.
+REVIEW_PAGE = 1000
 
 KeyStatus = Literal["active", "expired", "revoked", "rotating", "suspended"]
 
@@ -151,6 +153,8 @@ class KeyReview:
     legacy: list[ApiKeyView] = field(default_factory=list)
     # Without an expiry, or expiring later than the policy allows (kept by an import).
     beyond_expiry_policy: list[ApiKeyView] = field(default_factory=list)
+    # The owners' logins by user id (read with the keys, in the same query).
+    owner_logins: dict[int, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -401,10 +405,20 @@ class ApiKeyService:
         imported from UTMStack and not rotated yet, and without an expiry or with one
         beyond the policy's maximum lifetime (an import keeps UTMStack's)."""
         now = self._clock()
+        keys: list[ApiKeyView] = []
+        owner_logins: dict[int, str] = {}
         async with self._db.session() as session:
-            keys = [
-                ApiKeyView.of(key, now=now) for key in await ApiKeyRepository(session).live(now)
-            ]
+            repository = ApiKeyRepository(session)
+            after = 0  # the last database id read: the next page starts after it
+            while True:
+                page = await repository.live_with_owners(now, after=after, size=REVIEW_PAGE)
+                for key, login in page:
+                    keys.append(ApiKeyView.of(key, now=now))
+                    if login is not None:
+                        owner_logins[key.user_id] = login
+                    after = key.id
+                if len(page) < REVIEW_PAGE:
+                    break
         idle_since = now - timedelta(days=unused_days)
         expiring_by = now + timedelta(days=expiring_days)
         return KeyReview(
@@ -414,6 +428,7 @@ class ApiKeyService:
             broad_scopes=[k for k in keys if SCOPE_ADMIN in k.scopes or "write" in k.scopes],
             legacy=[k for k in keys if k.legacy],
             beyond_expiry_policy=[k for k in keys if self._beyond_expiry_policy(k, now)],
+            owner_logins=owner_logins,
         )
 
     async def usage_totals(

@@ -7,7 +7,8 @@ import csv
 import io
 import json
 from collections.abc import AsyncIterator
-from typing import Final
+from dataclasses import dataclass
+from typing import Final, Literal
 
 from authgate.services.audit.events import AuditEntry
 
@@ -28,6 +29,15 @@ COLUMNS: Final = (
     "details",
     "hash",
 )
+ExportFormat = Literal["csv", "json"]
+EXPORT_FORMATS: Final[tuple[ExportFormat, ...]] = ("csv", "json")
+
+
+def export_format_of(raw: str) -> ExportFormat | None:
+    """``raw`` as an export format, or None when it is not one."""
+    return next((known for known in EXPORT_FORMATS if known == raw), None)
+
+
 _CHUNK = 64_000
 # OWASP "CSV injection": a spreadsheet runs a cell starting with one of these as a
 # formula (``=HYPERLINK(...)``, ``@SUM(...)``). Typed logins, user agents and paths
@@ -64,3 +74,23 @@ async def as_csv(entries: AsyncIterator[AuditEntry]) -> AsyncIterator[str]:
 async def as_json_lines(entries: AsyncIterator[AuditEntry]) -> AsyncIterator[str]:
     async for entry in entries:
         yield json.dumps(entry.as_record(), sort_keys=True) + "\n"
+
+
+@dataclass(frozen=True, slots=True)
+class AuditExport:
+    """An export as a download: the streamed body, its media type, its file name."""
+
+    body: AsyncIterator[str]
+    media_type: str
+    filename: str
+
+    @property
+    def content_disposition(self) -> str:
+        return f'attachment; filename="{self.filename}"'
+
+
+def export(entries: AsyncIterator[AuditEntry], export_format: ExportFormat) -> AuditExport:
+    """The REST and Settings exports' one download (the CLI writes a file it is named)."""
+    if export_format == "json":
+        return AuditExport(as_json_lines(entries), "application/x-ndjson", "audit-events.jsonl")
+    return AuditExport(as_csv(entries), "text/csv", "audit-events.csv")

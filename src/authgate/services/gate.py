@@ -1,7 +1,8 @@
 """The gate: one framework-free verdict on a request's credentials.
 
 Every way into authgate that needs a caller - the API routes, the metrics endpoint,
-forward-auth (``/api/auth/verify``, answered before any framework code runs) - asks
+the Settings pages (the session cookie's token), forward-auth (``/api/auth/verify``,
+answered before any framework code runs) - asks
 the same :class:`Gate` with the same facts: the credentials as presented, the client
 address (trusted-proxy aware), the method and the requirement of what is asked for.
 The verdict is the principal or the failure (with the error to answer), the rate-limit

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from authgate.storage.bulk_insert import insert_rows
 from authgate.storage.db import storable_text
-from authgate.storage.models import ApiKey, ApiKeyUsage, ApiKeyUsageMinute
+from authgate.storage.models import ApiKey, ApiKeyUsage, ApiKeyUsageMinute, User
 from authgate.storage.paging import PageRequest, SortOrder
 from authgate.storage.repositories import order_by
 
@@ -125,13 +125,23 @@ class ApiKeyRepository:
         query = select(ApiKey).where(ApiKey.user_id == owner_id, ApiKey.revoked_at.is_(None))
         return list(await self._session.scalars(query.order_by(ApiKey.id)))
 
-    async def live(self, now: datetime) -> Sequence[ApiKey]:
-        """Every key neither revoked nor expired."""
-        query = select(ApiKey).where(
-            ApiKey.revoked_at.is_(None),
-            or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > now),
+    async def live_with_owners(
+        self, now: datetime, *, after: int, size: int
+    ) -> Sequence[tuple[ApiKey, str | None]]:
+        """Keys neither revoked nor expired, each with its owner's login, in id order
+        from after ``after``: one page of at most ``size`` (keyset paging), one query."""
+        query = (
+            select(ApiKey, User.login)
+            .outerjoin(User, User.id == ApiKey.user_id)
+            .where(
+                ApiKey.id > after,
+                ApiKey.revoked_at.is_(None),
+                or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > now),
+            )
+            .order_by(ApiKey.id)
+            .limit(size)
         )
-        return list(await self._session.scalars(query.order_by(ApiKey.id)))
+        return [(key, login) for key, login in await self._session.execute(query)]
 
     async def count_live(self, now: datetime, *, expiring_before: datetime | None = None) -> int:
         """Keys neither revoked nor expired (and expiring before ``expiring_before``)."""

@@ -22,21 +22,25 @@ from starlette.exceptions import HTTPException
 from authgate import __version__
 from authgate.api.access import (
     CredentialSetting,
+    client_address,
     credential_setting_of,
     joined_header_values,
     principal_of,
     services_of,
     verdict_of,
 )
+from authgate.api.errors import status_of
 from authgate.exceptions import (
-    AuthenticationFailed,
     AuthgateError,
+    HashingOverloaded,
     NotFound,
     PermissionDenied,
     SessionRequired,
+    Throttled,
 )
 from authgate.security.clientip import forwarded_proto
 from authgate.security.principal import ROLE_ADMIN, Principal
+from authgate.services.gate import Credentials, Requirement
 from authgate.web.display import breakable, device, iso, reason_text
 from authgate.web.session import (
     CSRF_FIELD,
@@ -126,6 +130,23 @@ def error_page(request: Request, status: int, title: str, message: str) -> HTMLR
     return render(request, "error.html", {"title": title, "message": message}, status=status)
 
 
+# The page's title for the statuses that have their own; any other says only this.
+_FAILURE_TITLES = {403: "Not allowed", 404: "Not found"}
+
+
+def failure_page(request: Request, error: AuthgateError) -> HTMLResponse:
+    """The page for a refusal of a service: the status the REST API gives the same error
+    (a conflict is 409 on both, a throttle 429 with its ``Retry-After``), the error's
+    message in the friendly error page."""
+    status = status_of(error)
+    response = error_page(
+        request, status, _FAILURE_TITLES.get(status, "That did not work"), error.message
+    )
+    if isinstance(error, Throttled | HashingOverloaded):
+        response.headers["Retry-After"] = str(error.retry_after)
+    return response
+
+
 async def read_form(request: Request) -> FormData | None:
     """The posted form, or None when it cannot be read (malformed multipart, a file
     part, too many fields): the caller answers 400, never 500. Later calls of
@@ -159,9 +180,34 @@ def safe_next(target: str | None) -> str:
     return target
 
 
+def page_requirement(required: str | None, *, sets_credentials: bool) -> Requirement:
+    """What the gate checks for a page, after the session: the page's authority, and for
+    a form that sets credentials a password session that passed the second factor. The
+    messages are the pages' own; the reasons those of the REST API's same refusals."""
+
+    def requirement(principal: Principal, _method: str) -> None:
+        if required is not None and not principal.has_authority(required):
+            raise PermissionDenied(
+                "This page is for administrators only.", reason=f"{required.lower()}_required"
+            )
+        if sets_credentials and not principal.is_password_session:
+            if principal.second_factor_missing:
+                raise SessionRequired(
+                    "Sign out and in again with your second factor to do this.",
+                    reason="second_factor_required",
+                )
+            raise SessionRequired(reason="session_required")
+
+    return requirement
+
+
 class PageRoute(APIRoute):
     """A page for signed-in users: no session redirects to the login page; every POST
     must carry the session's CSRF token; errors become HTML pages, not JSON.
+
+    The session cookie's token goes to the gate like a bearer token (services/gate.py),
+    with the page's requirement: a refused token or page is recorded as the API records
+    it (the middleware's ``Gate.record``), and the token's checks live in one place.
 
     A form marked with ``sets_credentials`` (api/access.py) is refused (403) to anything
     but a password session. The session cookie only ever holds a token from the password
@@ -184,6 +230,8 @@ class PageRoute(APIRoute):
         self.credential_setting = credential_setting_of(self.endpoint)
         sets_credentials = self.credential_setting is not None
 
+        requirement = page_requirement(required, sets_credentials=sets_credentials)
+
         async def page(request: Request) -> Response:
             services = services_of(request)
             cookies = cookies_of(request)
@@ -191,29 +239,30 @@ class PageRoute(APIRoute):
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             login = f"{LOGIN_PATH}?next={quote(target)}"
             if not token:
+                # Not signed in (yet): the way to the login page, not a refused credential,
+                # so the gate is not asked and nothing is audited.
                 return redirect(login)
-            try:
-                principal = await services.tokens.authenticate(token)
-            except AuthenticationFailed:
+            scope = request.scope
+            # Always a JWT: the cookie is set by the password login only, and whatever it
+            # holds must never be taken for an API key.
+            verdict = await services.gate.check(
+                verdict_of(scope),
+                Credentials("jwt", token),
+                client_address(scope, services),
+                request.method,
+                requirement,
+            )
+            principal = verdict.principal
+            if principal is None:  # the gate refused the token (recorded as any token)
                 response = redirect(login, notice="Your session has ended. Please sign in again.")
                 cookies.clear_session(response)
                 return response
-            verdict_of(request.scope).principal = principal
             expected = session_csrf_token(
                 csrf_secret(services.server_secret), principal.credential_id
             )
-            request.scope["authgate.csrf"] = expected
-            if required is not None and not principal.has_authority(required):
-                return error_page(
-                    request, 403, "Not allowed", "This page is for administrators only."
-                )
-            if sets_credentials and not principal.is_password_session:
-                message = (
-                    "Sign out and in again with your second factor to do this."
-                    if principal.second_factor_missing
-                    else SessionRequired.message
-                )
-                return error_page(request, 403, "Not allowed", message)
+            scope["authgate.csrf"] = expected
+            if verdict.error is not None:  # the page's requirement (recorded by the gate)
+                return error_page(request, 403, "Not allowed", verdict.error.message)
             if request.method == "POST":
                 form = await read_form(request)
                 if form is None:
@@ -229,12 +278,8 @@ class PageRoute(APIRoute):
                     )
             try:
                 return await handle(request)
-            except NotFound as error:
-                return error_page(request, 404, "Not found", error.message)
-            except PermissionDenied as error:
-                return error_page(request, 403, "Not allowed", error.message)
             except AuthgateError as error:
-                return error_page(request, 400, "That did not work", error.message)
+                return failure_page(request, error)
 
         return page
 

@@ -10,12 +10,12 @@ from fastapi.staticfiles import StaticFiles
 
 from authgate.web import (
     account_pages,
-    admin_pages,
     key_pages,
     reset_pages,
     service_credential_pages,
     tfa_pages,
 )
+from authgate.web.admin import alerts, audit, review, users
 from authgate.web.pages import error_page
 
 STATIC_DIR = Path(__file__).with_name("static")
@@ -52,7 +52,10 @@ def install_settings_ui(app: FastAPI) -> None:
         tfa_pages.admin_router,
         key_pages.router,
         service_credential_pages.router,
-        admin_pages.router,
+        users.router,
+        audit.router,
+        review.router,
+        alerts.router,
         fallback_router,
     ):
         app.router.routes.extend(router.routes)
