@@ -42,7 +42,7 @@ async def test_review_of_many_keys_across_pages(
                 ),
             )
             if at % 7 == 0 or number == USERS - 1:  # the last user has no live key
-                await service.revoke(None, created.view.id)
+                await service.revoke(None, created.view.key_pk)
                 continue
             owners[user_id] = login
             if at % 2 == 0:
@@ -62,7 +62,7 @@ async def test_review_of_many_keys_across_pages(
     assert review.beyond_expiry_policy == []
     assert review.owner_logins == owners
     for section in (review.unrestricted, review.expiring, review.broad_scopes):
-        ids = [key.id for key in section]
+        ids = [key.key_pk for key in section]
         assert ids == sorted(ids)  # oldest first, as one query in id order gave them
         assert len(ids) == len(set(ids))
         for key in section:
