@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import pytest
 from fastapi import APIRouter
@@ -159,7 +160,8 @@ async def test_health_stays_up_and_reports_redis_down(
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]  # nothing listens there once the probe is closed
     link = RedisLink(from_url(f"redis://127.0.0.1:{port}/0", socket_connect_timeout=0.2))
-    monkeypatch.setattr(harness.services, "redis", link)
+    # Services is a frozen registry: the health route gets a copy holding the dead link.
+    monkeypatch.setattr(harness.app.state, "services", replace(harness.services, redis=link))
     try:
         for _ in range(2):  # the second answer comes from the open breaker
             response = await harness.client.get("/management/health")
