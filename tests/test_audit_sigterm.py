@@ -84,7 +84,7 @@ def wait_until_up(process: subprocess.Popen[bytes], base_url: str, tmp_path: Pat
     pytest.fail(f"server not up within 20 s\n{diagnostics(tmp_path)}")
 
 
-def create_key(base_url: str) -> tuple[int, str]:
+def create_key(base_url: str) -> tuple[str, str]:
     with httpx2.Client(base_url=base_url, timeout=10) as client:
         login = client.post(
             "/api/authenticate", json={"username": "admin", "password": ADMIN_PASSWORD}
@@ -161,7 +161,7 @@ def test_sigterm_under_load_loses_no_audit_or_usage_record(tmp_path: Path) -> No
         )
         try:
             wait_until_up(process, base_url, tmp_path)
-            key_id, key = create_key(base_url)
+            public_id, key = create_key(base_url)
             statuses, errors = asyncio.run(drive_load(base_url, key, process))
             try:
                 returncode = process.wait(timeout=15)
@@ -181,6 +181,8 @@ def test_sigterm_under_load_loses_no_audit_or_usage_record(tmp_path: Path) -> No
     assert set(statuses) == {200}, context
 
     database = data_dir / "authgate.db"
+    # Records name the key by its database id; the API by its public UUID.
+    key_id = count(database, "SELECT id FROM api_keys WHERE public_id = ?", public_id)
     audited = count(
         database,
         "SELECT COUNT(*) FROM audit_events WHERE event_type = 'API_KEY_ACCESS_SUCCESS' "
