@@ -199,7 +199,7 @@ def test_serves_postgres_and_redis_and_loses_nothing_on_sigterm(image: str, data
         assert podman("exec", name, "python3", "-c", "import os; print(os.getuid())").stdout == (
             "10001\n"
         )
-        key_id = log_in_create_and_use_key(base_url)
+        public_id = log_in_create_and_use_key(base_url)
 
         started = time.monotonic()
         podman("stop", "--time", str(STOP_TIMEOUT_SECONDS), name, timeout=STOP_TIMEOUT_SECONDS + 30)
@@ -210,6 +210,8 @@ def test_serves_postgres_and_redis_and_loses_nothing_on_sigterm(image: str, data
         podman("rm", "--force", name, check=False)
 
     assert isinstance(state, dict)
+    # Records name the key by its database id; the API by its public UUID.
+    ((key_id,),) = query(database, "SELECT id FROM api_keys WHERE public_id = :id", id=public_id)
     # 0: it stopped by itself on SIGTERM (podman's SIGKILL after the deadline gives 137).
     assert state["ExitCode"] == 0, f"exit {state['ExitCode']} after {stop_seconds:.1f} s\n{logs}"
     assert "Application shutdown complete" in logs, logs
@@ -259,8 +261,9 @@ def wait_until_up(name: str, base_url: str) -> None:
     pytest.fail(f"not up within 90 s:\n{podman('logs', name).stderr[-6000:]}")
 
 
-def log_in_create_and_use_key(base_url: str) -> int:
-    """Log in as admin, create an API key for 127.0.0.1, call with it KEY_USES times."""
+def log_in_create_and_use_key(base_url: str) -> str:
+    """Log in as admin, create an API key for 127.0.0.1, call with it KEY_USES times;
+    the key's public id."""
     with httpx2.Client(base_url=base_url, timeout=10) as client:
         login = client.post(
             "/api/authenticate", json={"username": "admin", "password": ADMIN_PASSWORD}
@@ -278,5 +281,5 @@ def log_in_create_and_use_key(base_url: str) -> int:
             account = client.get("/api/account", headers={"Utm-Api-Key": key})
             assert account.status_code == 200, account.text
             assert account.json()["login"] == "admin"
-        key_id: int = created.json()["id"]
-        return key_id
+        public_id: str = created.json()["id"]
+        return public_id
