@@ -9,7 +9,6 @@ at creation all the same, nobody ever sees it, and ``generate`` replaces it).
 
 from __future__ import annotations
 
-import math
 from datetime import datetime
 from typing import Annotated
 
@@ -22,6 +21,7 @@ from authgate.api.errors import documented_v12
 from authgate.api.key_paths import KEY_PATH, KeyIdPath
 from authgate.api.pagination import MAX_PAGE_SIZE
 from authgate.api.schemas import LenientBody
+from authgate.api.v1.paging import PageInfo
 from authgate.services.api_keys import NAME_MAX_LENGTH, ApiKeyView, KeySpec
 from authgate.services.key_refs import key_ref
 from authgate.storage.paging import PageRequest
@@ -70,15 +70,6 @@ class GeneratedKey(BaseModel):
     api_key: str = Field(description="The key itself. Shown only in this response.")
 
 
-class PageInfo(BaseModel):
-    page: int
-    page_size: int
-    total_items: int
-    total_pages: int
-    has_next: bool
-    has_prev: bool
-
-
 class ApiKeyPage(BaseModel):
     data: list[ApiKeyResponse]
     page_info: PageInfo
@@ -110,17 +101,9 @@ async def list_api_keys(
     listed = await services_of(request).api_keys.list_keys(
         principal_of(request), PageRequest(page=page - 1, size=page_size)
     )
-    pages = math.ceil(listed.total / page_size)
     return ApiKeyPage(
         data=[ApiKeyResponse.of(key) for key in listed.items],
-        page_info=PageInfo(
-            page=page,
-            page_size=page_size,
-            total_items=listed.total,
-            total_pages=pages,
-            has_next=page < pages,
-            has_prev=page > 1,
-        ),
+        page_info=PageInfo.of(page=page, page_size=page_size, total_items=listed.total),
     )
 
 

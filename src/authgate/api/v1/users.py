@@ -9,7 +9,6 @@ route checks its permission (``users.read``, ``users.write``, ``users.delete``,
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
 from typing import Annotated, Any
@@ -28,6 +27,7 @@ from authgate.api.access import (
 )
 from authgate.api.errors import documented_v12
 from authgate.api.v1.auth import PREFIX, Secret, UserResponse
+from authgate.api.v1.paging import PageInfo
 from authgate.exceptions import Conflict, FieldError, NotFound, ValidationFailed
 from authgate.security.permissions import (
     BUILT_IN_ROLES,
@@ -79,15 +79,6 @@ class UpdateUserRequest(BaseModel):
 
 class UpdateRolesRequest(BaseModel):
     role_names: RoleNames
-
-
-class PageInfo(BaseModel):
-    page: int
-    page_size: int
-    total_items: int
-    total_pages: int
-    has_next: bool
-    has_prev: bool
 
 
 class UserPage(BaseModel):
@@ -143,17 +134,9 @@ async def list_users(
         PageRequest(page=page - 1, size=page_size, sort=(SortOrder("createdDate"),)),
         search=search,
     )
-    pages = math.ceil(listed.total / page_size)
     return UserPage(
         data=[user_response(user) for user in listed.items],
-        page_info=PageInfo(
-            page=page,
-            page_size=page_size,
-            total_items=listed.total,
-            total_pages=pages,
-            has_next=page < pages,
-            has_prev=page > 1,
-        ),
+        page_info=PageInfo.of(page=page, page_size=page_size, total_items=listed.total),
     )
 
 
