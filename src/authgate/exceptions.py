@@ -51,6 +51,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from authgate.reasons import Reason
 from authgate.security.principal import KeyReference
 
 
@@ -60,10 +61,10 @@ class AuthgateError(Exception):
     code = "error"
     message = "Request failed"
 
-    def __init__(self, message: str | None = None, *, reason: str | None = None) -> None:
+    def __init__(self, message: str | None = None, *, reason: Reason | None = None) -> None:
         self.message = message or type(self).message
         # ``reason`` is precise and meant for audit/logs; never a secret.
-        self.reason = reason or self.code
+        self.reason: Reason = reason or Reason.of(self.code)
         super().__init__(self.message)
 
 
@@ -128,7 +129,7 @@ class ApiKeyRejected(AuthenticationFailed):
         self,
         message: str | None = None,
         *,
-        reason: str | None = None,
+        reason: Reason | None = None,
         key: KeyReference | None = None,
     ) -> None:
         super().__init__(message, reason=reason)
@@ -163,7 +164,7 @@ class IpNotAllowed(PermissionDenied):
     def __init__(self, address: str, *, key: KeyReference | None = None) -> None:
         super().__init__(
             f"Invalid IP address: {address}. If you recognize this IP, add it to allowed IP list.",
-            reason="ip_not_allowed",
+            reason=Reason.IP_NOT_ALLOWED,
         )
         self.key = key
 
@@ -209,7 +210,7 @@ class ValidationFailed(AuthgateError):
         message: str | None = None,
         *,
         field_errors: Sequence[FieldError] = (),
-        reason: str | None = None,
+        reason: Reason | None = None,
     ) -> None:
         super().__init__(message, reason=reason)
         self.field_errors = tuple(field_errors)
@@ -227,7 +228,7 @@ class AmbiguousUpstreamRequest(ValidationFailed):
     message = "The upstream request is ambiguous"
 
     def __init__(
-        self, message: str | None = None, *, reason: str | None = None, header: str | None = None
+        self, message: str | None = None, *, reason: Reason | None = None, header: str | None = None
     ) -> None:
         super().__init__(message, reason=reason)
         self.header = header
@@ -248,7 +249,7 @@ class Throttled(AuthgateError):
     message = "Too many attempts; try again later"
 
     def __init__(
-        self, message: str | None = None, *, retry_after: int, reason: str | None = None
+        self, message: str | None = None, *, retry_after: int, reason: Reason | None = None
     ) -> None:
         super().__init__(message, reason=reason)
         self.retry_after = max(1, retry_after)
@@ -280,7 +281,7 @@ class HashingOverloaded(AuthgateError):
     message = "Too many sign-ins are being checked; try again shortly"
 
     def __init__(
-        self, message: str | None = None, *, retry_after: int, reason: str | None = None
+        self, message: str | None = None, *, retry_after: int, reason: Reason | None = None
     ) -> None:
         super().__init__(message, reason=reason)
         self.retry_after = retry_after

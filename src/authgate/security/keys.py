@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import AnyStr, Final
 
 from authgate.exceptions import ApiKeyInvalid
+from authgate.reasons import Reason
 
 KEY_PREFIX: Final = "agk_"
 KEY_ID_LENGTH: Final = 12
@@ -108,10 +109,10 @@ def generate_secret_for(key_id: str) -> ParsedKey:
 def parse_key(credential: str) -> ParsedKey:
     """Check shape and checksum; raises ``ApiKeyInvalid`` for anything else."""
     if len(credential) != KEY_LENGTH or not _SHAPE.fullmatch(credential):
-        raise ApiKeyInvalid(reason="malformed_key")
+        raise ApiKeyInvalid(reason=Reason.MALFORMED_KEY)
     body = credential[:_CHECKED_LENGTH]
     if not hmac.compare_digest(credential[_CHECKED_LENGTH:], _checksum(body)):
-        raise ApiKeyInvalid(reason="bad_checksum")
+        raise ApiKeyInvalid(reason=Reason.BAD_CHECKSUM)
     return ParsedKey(key_id=public_id_of(credential), plaintext=credential)
 
 

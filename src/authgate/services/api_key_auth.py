@@ -41,6 +41,7 @@ from authgate.exceptions import (
     ApiKeySuspended,
     IpNotAllowed,
 )
+from authgate.reasons import Reason
 from authgate.security import keys
 from authgate.security.networks import AllowList, IPAddress
 from authgate.security.permissions import PRIVILEGED_ROLES
@@ -204,22 +205,22 @@ class ApiKeyAuthenticator:
                 cached.current = fingerprint
         record = cached.record
         if via_previous and (record.previous_valid_until or 0.0) <= now:
-            raise ApiKeyInvalid(reason="rotated_secret_expired", key=record.reference)
+            raise ApiKeyInvalid(reason=Reason.ROTATED_SECRET_EXPIRED, key=record.reference)
         if client_ip is None or not record.allow_list.permits(client_ip):
             raise IpNotAllowed(str(client_ip or "unknown"), key=record.reference)
         if now >= record.expires_at_ts:
             instant = datetime.fromtimestamp(record.expires_at_ts, UTC)
             raise ApiKeyExpired(
                 f"API key expired at {format_utc(instant)}",
-                reason="expired_key",
+                reason=Reason.EXPIRED_KEY,
                 key=record.reference,
             )
         owner = record.reference.owner_id
         state = self._users.cached(owner, now=now) or await self._users.load(owner, now=now)
         if state is None or not state.active:
-            raise ApiKeyOwnerInactive(reason="owner_inactive", key=record.reference)
+            raise ApiKeyOwnerInactive(reason=Reason.OWNER_INACTIVE, key=record.reference)
         if record.suspended:  # the owner is active again, the key not re-enabled yet
-            raise ApiKeySuspended(reason="suspended_key", key=record.reference)
+            raise ApiKeySuspended(reason=Reason.SUSPENDED_KEY, key=record.reference)
         if cached.state is not state or cached.principal is None:
             cached.principal = _principal(record, state)
             cached.state = state
@@ -266,16 +267,16 @@ class ApiKeyAuthenticator:
         raises ``ApiKeyInvalid`` when it is neither, or the key is revoked."""
         record = cached.record
         if record.revoked:
-            raise ApiKeyInvalid(reason="revoked_key", key=record.reference)
+            raise ApiKeyInvalid(reason=Reason.REVOKED_KEY, key=record.reference)
         if keys.digests_match(record.secret_hash, digest):
             return cached, False
         if record.previous_hash is not None and keys.digests_match(record.previous_hash, digest):
             return cached, True
-        raise ApiKeyInvalid(reason="wrong_secret", key=record.reference)
+        raise ApiKeyInvalid(reason=Reason.WRONG_SECRET, key=record.reference)
 
     async def _load(self, public_id: str, *, now: float) -> _CachedKey:
         if self._unknown.get(public_id, now=now):
-            raise ApiKeyInvalid(reason="unknown_key")
+            raise ApiKeyInvalid(reason=Reason.UNKNOWN_KEY)
         generation = self._generation
         try:
             key = await self._loads.run(public_id, lambda: self._fetch(public_id))
@@ -290,7 +291,7 @@ class ApiKeyAuthenticator:
         if key is None:
             if generation == self._generation:
                 self._unknown.put(public_id, True, expires_at=now + self._unknown_ttl)
-            raise ApiKeyInvalid(reason="unknown_key")
+            raise ApiKeyInvalid(reason=Reason.UNKNOWN_KEY)
         cached = _CachedKey(KeyRecord.of(key))
         if generation == self._generation:
             # Keyed by the record's own string: one copy of the id per cached key.
@@ -302,7 +303,7 @@ class ApiKeyAuthenticator:
         id; unknown digests go to the negative cache (marked, apart from public ids)."""
         unknown_key = "legacy:" + digest
         if self._unknown.get(unknown_key, now=now):
-            raise ApiKeyInvalid(reason="unknown_key")
+            raise ApiKeyInvalid(reason=Reason.UNKNOWN_KEY)
         generation = self._generation
         try:
             key = await self._legacy_loads.run(digest, lambda: self._fetch_legacy(digest))
@@ -317,7 +318,7 @@ class ApiKeyAuthenticator:
         if key is None:
             if generation == self._generation:
                 self._unknown.put(unknown_key, True, expires_at=now + self._unknown_ttl)
-            raise ApiKeyInvalid(reason="unknown_key")
+            raise ApiKeyInvalid(reason=Reason.UNKNOWN_KEY)
         cached = self._keys.get(key.key_id, now=now)
         if cached is None:
             cached = _CachedKey(KeyRecord.of(key))

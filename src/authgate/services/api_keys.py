@@ -29,6 +29,7 @@ from sqlalchemy.exc import IntegrityError
 
 from authgate.clock import Clock
 from authgate.exceptions import Conflict, FieldError, NotFound, ValidationFailed
+from authgate.reasons import Reason
 from authgate.security import keys, networks
 from authgate.security.permissions import API_KEYS_READ, API_KEYS_WRITE
 from authgate.security.principal import (
@@ -242,7 +243,7 @@ class ApiKeyService:
         async with self._db.session() as session:
             owner = await UserRepository(session).get(owner_id)
         if owner is None:
-            raise NotFound("User not found", reason="user_not_found")
+            raise NotFound("User not found", reason=Reason.USER_NOT_FOUND)
         owner_is_admin = ROLE_ADMIN in parse_authorities(owner.authorities)
         scopes = spec.scopes if spec.scopes is not None else self._policy.default_scopes
         name, allowed = self._validated(spec, scopes, owner_is_admin=owner_is_admin, now=now)
@@ -570,12 +571,12 @@ class ApiKeyService:
         that would confirm the key exists)."""
         key = await repository.by_ref(ref)
         if key is None:
-            raise NotFound("API key not found", reason="api_key_not_found")
+            raise NotFound("API key not found", reason=Reason.API_KEY_NOT_FOUND)
         if viewer is None or key.user_id == viewer.user_id:
             return key
         if others is not None and viewer.has_permission(others):
             return key
-        raise NotFound("API key not found", reason="api_key_not_visible")
+        raise NotFound("API key not found", reason=Reason.API_KEY_NOT_VISIBLE)
 
 
 def _unrestricted(allowed: tuple[str, ...]) -> bool:
@@ -646,8 +647,8 @@ def audit_owner_keys(
 
 def _refuse_if_revoked(key: ApiKey) -> None:
     if key.revoked_at is not None:
-        raise Conflict("The API key is revoked.", reason="api_key_revoked")
+        raise Conflict("The API key is revoked.", reason=Reason.API_KEY_REVOKED)
 
 
 def _name_taken() -> Conflict:
-    return Conflict("An API key with this name already exists.", reason="api_key_name_exists")
+    return Conflict("An API key with this name already exists.", reason=Reason.API_KEY_NAME_EXISTS)

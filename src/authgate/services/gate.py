@@ -39,6 +39,7 @@ from authgate.exceptions import (
     Throttled,
     TokenInvalid,
 )
+from authgate.reasons import Reason
 from authgate.security.credentials import bearer_credential
 from authgate.security.keys import looks_like_api_key
 from authgate.security.networks import IPAddress
@@ -98,7 +99,7 @@ class AuthFailure:
     """
 
     method: FailureMethod
-    reason: str
+    reason: Reason
     key: KeyReference | None = None
     ambiguous_header: str | None = None
 
@@ -258,12 +259,12 @@ class Gate:
         kind = credentials.kind
         if kind == "jwt":
             if not credentials.value:
-                raise TokenInvalid(reason="empty_bearer")
+                raise TokenInvalid(reason=Reason.EMPTY_BEARER)
             return await self._tokens.authenticate(credentials.value)
         if kind == "none":
             raise CredentialsMissing()
         if not credentials.value:
-            raise ApiKeyInvalid(reason="empty_api_key")
+            raise ApiKeyInvalid(reason=Reason.EMPTY_API_KEY)
         at = verdict.at = self._clock()
         now = at.timestamp()
         self._key_abuse.check(client_ip, now)
@@ -351,7 +352,7 @@ class Gate:
 
     def _note_use(
         self, principal: Principal, key: KeyReference, address: IPAddress | None, now: float
-    ) -> tuple[str | None, dict[str, int] | None]:
+    ) -> tuple[Reason | None, dict[str, int] | None]:
         """Whether an accepted key request is a security event, and which: the key's
         first use, its use after ``idle_seconds`` without use, or its first use from an
         address (in this process: the ``key_new_ip`` rule checks the whole trail)."""
@@ -365,14 +366,14 @@ class Gate:
         addresses = activity.addresses
         seen_here = address is activity.latest_address or address in addresses
         activity.latest_address = address
-        notable: str | None = None
+        notable: Reason | None = None
         details: dict[str, int] | None = None
         if last is None:
-            notable = "first_use"
+            notable = Reason.FIRST_USE
         elif now - last >= self._idle_seconds:
-            notable, details = "after_inactivity", {"idleSeconds": int(now - last)}
+            notable, details = Reason.AFTER_INACTIVITY, {"idleSeconds": int(now - last)}
         elif not seen_here:
-            notable = "new_address"
+            notable = Reason.NEW_ADDRESS
         if last is None or now > last:
             activity.last = now
         if not seen_here:

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from authgate.clock import Clock
 from authgate.exceptions import Throttled
+from authgate.reasons import Reason
 from authgate.security.networks import IPAddress, parse_address
 from authgate.services.audit.events import EventType
 from authgate.services.audit.writer import AuditLog
@@ -70,7 +71,7 @@ class KeyAbuseGuard:
             raise Throttled(
                 "Too many invalid API keys from this address",
                 retry_after=int(until - now) + 1,
-                reason="ip_blocked_for_keys",
+                reason=Reason.IP_BLOCKED_FOR_KEYS,
             )
 
     async def failed(self, address: IPAddress | None) -> None:
@@ -91,7 +92,7 @@ class KeyAbuseGuard:
         self._audit.record(
             EventType.IP_BLOCKED,
             "failure",
-            reason="too_many_invalid_keys",
+            reason=Reason.TOO_MANY_INVALID_KEYS,
             details={"address": str(address), "blockedSeconds": limits.block_seconds},
         )
 

@@ -23,6 +23,7 @@ from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
 from authgate.exceptions import RateLimited
+from authgate.reasons import Reason
 
 if TYPE_CHECKING:
     from authgate.services.redis_link import RedisLink
@@ -154,5 +155,5 @@ def exceeded(state: RateLimitState) -> RateLimited:
     return RateLimited(
         "API key rate limit exceeded",
         retry_after=max(1, state.reset_seconds),
-        reason="rate_limited",
+        reason=Reason.RATE_LIMITED,
     )

@@ -31,6 +31,7 @@ from authgate.exceptions import (
     Throttled,
     ValidationFailed,
 )
+from authgate.reasons import Reason
 from authgate.security.keys import digests_match
 from authgate.security.networks import IPAddress
 from authgate.security.service_credentials import (
@@ -235,8 +236,10 @@ class ServiceCredentials:
             self._refused(endpoint, error.reason)
             raise
         if not presented:
-            self._refused(endpoint, "internal_key_missing")
-            raise ServiceCredentialRefused("missing internal key", reason="internal_key_missing")
+            self._refused(endpoint, Reason.INTERNAL_KEY_MISSING)
+            raise ServiceCredentialRefused(
+                "missing internal key", reason=Reason.INTERNAL_KEY_MISSING
+            )
         credential_id = credential_id_of(presented)
         row = None
         if credential_id is not None:
@@ -249,9 +252,9 @@ class ServiceCredentials:
             raise ServiceCredentialRefused(reason=reason)
         assert row is not None  # no rejection: a live credential matched
         if endpoint.value not in _split(row.endpoints):
-            self._refused(endpoint, "endpoint_not_allowed", row)
+            self._refused(endpoint, Reason.ENDPOINT_NOT_ALLOWED, row)
             raise ServiceCredentialRefused(
-                "internal key not allowed for this endpoint", reason="endpoint_not_allowed"
+                "internal key not allowed for this endpoint", reason=Reason.ENDPOINT_NOT_ALLOWED
             )
         last = row.last_used_at
         if last is None or now - last >= LAST_USE_GRANULARITY:
@@ -261,12 +264,12 @@ class ServiceCredentials:
 
     def _rejection(
         self, row: ServiceCredential | None, presented: str, now: datetime
-    ) -> str | None:
+    ) -> Reason | None:
         """Why ``presented`` is not ``row``'s live secret, or None when it is."""
         if row is None:
-            return "unknown_internal_key"
+            return Reason.UNKNOWN_INTERNAL_KEY
         if row.revoked_at is not None:
-            return "internal_key_revoked"
+            return Reason.INTERNAL_KEY_REVOKED
         digest = credential_digest(self._pepper, presented)
         if digests_match(digest, row.secret_hash):
             return None
@@ -274,7 +277,7 @@ class ServiceCredentials:
         in_grace = previous is not None and until is not None and until > now
         if in_grace and digests_match(digest, previous or ""):
             return None
-        return "wrong_internal_key"
+        return Reason.WRONG_INTERNAL_KEY
 
     # -- audit -------------------------------------------------------------------------
 
@@ -289,7 +292,7 @@ class ServiceCredentials:
         self._audit.record(event, "success", details=details)
 
     def _refused(
-        self, endpoint: InternalEndpoint, reason: str, row: ServiceCredential | None = None
+        self, endpoint: InternalEndpoint, reason: Reason, row: ServiceCredential | None = None
     ) -> None:
         details: dict[str, object] = {"endpoint": endpoint.value}
         if row is not None:
@@ -332,18 +335,22 @@ def _validated(name: str, endpoints: Iterable[str]) -> tuple[str, list[str]]:
 async def _found(repository: ServiceCredentialRepository, credential_id: str) -> ServiceCredential:
     row = await repository.by_credential_id(credential_id)
     if row is None:
-        raise NotFound("No service credential with this id.", reason="service_credential_unknown")
+        raise NotFound(
+            "No service credential with this id.", reason=Reason.SERVICE_CREDENTIAL_UNKNOWN
+        )
     return row
 
 
 def _live(row: ServiceCredential) -> ServiceCredential:
     if row.revoked_at is not None:
-        raise Conflict("This service credential is revoked.", reason="service_credential_revoked")
+        raise Conflict(
+            "This service credential is revoked.", reason=Reason.SERVICE_CREDENTIAL_REVOKED
+        )
     return row
 
 
 def _name_taken() -> Conflict:
     return Conflict(
         "A service credential with this name already exists.",
-        reason="service_credential_name_exists",
+        reason=Reason.SERVICE_CREDENTIAL_NAME_EXISTS,
     )

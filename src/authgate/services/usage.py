@@ -29,6 +29,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from authgate.clock import Clock
+from authgate.reasons import Reason
 from authgate.security.networks import IPAddress
 from authgate.services.audit.events import printable
 from authgate.services.batch_writer import BatchWriter
@@ -54,7 +55,7 @@ class UsageEvent:
     client_ip: IPAddress | None
     user_agent: str | None
     latency_ms: float
-    failure_reason: str | None  # None: the key was accepted
+    failure_reason: Reason | None  # None: the key was accepted
     sequence: int = 0  # arrival order in this process (set by the recorder)
 
 

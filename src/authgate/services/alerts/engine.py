@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from typing import Final
 
 from authgate.clock import Clock
+from authgate.reasons import AlertKindName, Reason
 from authgate.services.alerts.dispatch import AlertDispatcher
 from authgate.services.alerts.kinds import KEY, KEY_AND_ADDRESS, KINDS, AlertKind
 from authgate.services.alerts.messages import Alert
@@ -253,7 +254,7 @@ class AlertEngine:
         if event.reason is not None:
             # The gate audits an accepted request only when it is a security event; the
             # one after a long idle time says how long (exact, from the key's last use).
-            if event.reason != "after_inactivity" or not event.details:
+            if Reason.lookup(event.reason) is not Reason.AFTER_INACTIVITY or not event.details:
                 return 0
             idle_seconds = json.loads(event.details).get("idleSeconds", 0)
             return 1 if idle_seconds >= window.total_seconds() else 0
@@ -294,7 +295,7 @@ class AlertEngine:
             EventType.ALERT_FIRED,
             "success",
             actor=SERVER,
-            reason=kind,
+            reason=AlertKindName(kind),
             details={
                 "rule": rule_name,
                 "subject": subject,

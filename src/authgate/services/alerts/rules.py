@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from authgate.clock import Clock
 from authgate.exceptions import Conflict, FieldError, NotFound, ValidationFailed
+from authgate.reasons import Reason
 from authgate.services.alerts.kinds import KINDS
 from authgate.services.audit.events import EventType
 from authgate.services.audit.writer import AuditLog
@@ -128,7 +129,7 @@ class AlertRules:
         async with self._db.session() as session:
             rule = await AlertRepository(session).rule(rule_id)
         if rule is None:
-            raise NotFound("Alert rule not found", reason="alert_rule_not_found")
+            raise NotFound("Alert rule not found", reason=Reason.ALERT_RULE_NOT_FOUND)
         return RuleView.of(rule)
 
     async def create(self, spec: RuleSpec, *, audited: bool = True) -> RuleView:
@@ -164,7 +165,7 @@ class AlertRules:
                 repository = AlertRepository(session)
                 rule = await repository.rule(rule_id)
                 if rule is None:
-                    raise NotFound("Alert rule not found", reason="alert_rule_not_found")
+                    raise NotFound("Alert rule not found", reason=Reason.ALERT_RULE_NOT_FOUND)
                 other = await repository.rule_named(spec.name.strip())
                 if other is not None and other.id != rule_id:
                     raise _name_taken()
@@ -185,7 +186,7 @@ class AlertRules:
             repository = AlertRepository(session)
             rule = await repository.rule(rule_id)
             if rule is None:
-                raise NotFound("Alert rule not found", reason="alert_rule_not_found")
+                raise NotFound("Alert rule not found", reason=Reason.ALERT_RULE_NOT_FOUND)
             await repository.delete_rule(rule)
         self._changed("deleted", rule)
 
@@ -237,4 +238,4 @@ def _threshold(spec: RuleSpec) -> int:
 
 
 def _name_taken() -> Conflict:
-    return Conflict("An alert rule with this name already exists.", reason="alert_rule_exists")
+    return Conflict("An alert rule with this name already exists.", reason=Reason.ALERT_RULE_EXISTS)

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from authgate.clock import Clock
 from authgate.exceptions import FieldError, ValidationFailed
+from authgate.reasons import AlertKindName, Reason
 from authgate.security.audit_chain import AuditKey
 from authgate.security.audit_checkpoints import Checkpoint
 from authgate.services.audit.chain import AuditChain
@@ -118,7 +119,7 @@ class AuditLog(BatchWriter[AuditRow, list[AuditRow]]):
         outcome: Outcome,
         *,
         actor: Actor | None = None,
-        reason: str | None = None,
+        reason: Reason | AlertKindName | None = None,
         details: Mapping[str, Any] | None = None,
         occurred_at: datetime | None = None,
     ) -> None:
