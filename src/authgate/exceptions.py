@@ -35,6 +35,8 @@ The tree (``code`` is stable and machine-readable; ``api/errors.py`` maps it to 
     │       └── AmbiguousUpstreamPath        its path has no single canonical reading
     └── Throttled                        429  too many attempts or requests (Retry-After)
         ├── ClientBlocked                423  this client address is blocked (UTMStack's answer)
+        ├── AddressBlocked               429  the address block: too many bad API keys from
+        │                                     this address (``services/address_block``)
         ├── SecondFactorLocked           429  too many wrong second-factor codes for the account
         └── RateLimited                  429  an API key's own rate limit
 
@@ -258,6 +260,13 @@ class Throttled(AuthgateError):
 class ClientBlocked(Throttled):
     code = "client_blocked"
     message = "Authentication blocked"
+
+
+class AddressBlocked(Throttled):
+    """The address block: this address sent too many bad API keys (or service
+    credentials) and is refused for a while, whatever key it sends now."""
+
+    message = "Too many invalid API keys from this address"
 
 
 class SecondFactorLocked(Throttled):

@@ -45,10 +45,10 @@ from authgate.security.keys import looks_like_api_key
 from authgate.security.networks import IPAddress
 from authgate.security.principal import KeyReference, Principal
 from authgate.services.access_tokens import AccessTokenService
+from authgate.services.address_block import AddressBlocker
 from authgate.services.api_key_auth import ApiKeyAuthenticator
 from authgate.services.audit.events import Actor, EventType
 from authgate.services.audit.writer import AuditLog
-from authgate.services.key_abuse import KeyAbuseGuard
 from authgate.services.metrics import Metrics
 from authgate.services.rate_limits import KeyRateLimits, RateLimitState, exceeded
 from authgate.services.usage import UsageEvent, UsageRecorder
@@ -176,7 +176,7 @@ class Gate:
         *,
         tokens: AccessTokenService,
         key_auth: ApiKeyAuthenticator,
-        key_abuse: KeyAbuseGuard,
+        address_blocker: AddressBlocker,
         rate_limits: KeyRateLimits,
         metrics: Metrics,
         audit: AuditLog,
@@ -187,7 +187,7 @@ class Gate:
     ) -> None:
         self._tokens = tokens
         self._key_auth = key_auth
-        self._key_abuse = key_abuse
+        self._address_blocker = address_blocker
         self._rate_limits = rate_limits
         self._metrics = metrics
         self._audit = audit
@@ -220,7 +220,7 @@ class Gate:
             principal = await self._authenticate(verdict, credentials, client_ip)
         except ApiKeyInvalid as error:
             verdict.refuse(AuthFailure("api_key", error.reason, error.key), error)
-            await self._key_abuse.failed(client_ip)
+            await self._address_blocker.failed(client_ip)
             return verdict
         except (ApiKeyRejected, IpNotAllowed) as error:
             verdict.refuse(AuthFailure("api_key", error.reason, error.key), error)
@@ -267,7 +267,7 @@ class Gate:
             raise ApiKeyInvalid(reason=Reason.EMPTY_API_KEY)
         at = verdict.at = self._clock()
         now = at.timestamp()
-        self._key_abuse.check(client_ip, now)
+        self._address_blocker.check(client_ip, now)
         return await self._key_auth.authenticate(credentials.value, client_ip, now=now)
 
     def record(

@@ -11,7 +11,7 @@ Checking a credential reads its row (one indexed query) on every internal call: 
 is no cache, so a revocation or rotation holds at once on every worker and node. The
 last use is written at most once per :data:`LAST_USE_GRANULARITY` per credential, not
 per call. A caller address that sends bad credentials is counted and blocked like one
-that sends bad API keys (``key_abuse``).
+that sends bad API keys (the address block, ``address_block``).
 """
 
 from __future__ import annotations
@@ -40,10 +40,10 @@ from authgate.security.service_credentials import (
     generate_credential,
     generate_secret_for,
 )
+from authgate.services.address_block import AddressBlocker
 from authgate.services.api_keys import MAX_GRACE
 from authgate.services.audit.events import Actor, EventType
 from authgate.services.audit.writer import AuditLog
-from authgate.services.key_abuse import KeyAbuseGuard
 from authgate.services.text_rules import control_character_errors
 from authgate.storage.db import Database
 from authgate.storage.models import ServiceCredential
@@ -118,13 +118,13 @@ class ServiceCredentials:
         *,
         db: Database,
         audit: AuditLog,
-        key_abuse: KeyAbuseGuard,
+        address_blocker: AddressBlocker,
         clock: Clock,
         pepper: bytes,
     ) -> None:
         self._db = db
         self._audit = audit
-        self._key_abuse = key_abuse
+        self._address_blocker = address_blocker
         self._clock = clock
         self._pepper = pepper
 
@@ -231,7 +231,7 @@ class ServiceCredentials:
         """
         now = self._clock()
         try:
-            self._key_abuse.check(caller_ip, now.timestamp())
+            self._address_blocker.check(caller_ip, now.timestamp())
         except Throttled as error:
             self._refused(endpoint, error.reason)
             raise
@@ -247,7 +247,7 @@ class ServiceCredentials:
                 row = await ServiceCredentialRepository(session).by_credential_id(credential_id)
         reason = self._rejection(row, presented, now)
         if reason is not None:
-            await self._key_abuse.failed(caller_ip)
+            await self._address_blocker.failed(caller_ip)
             self._refused(endpoint, reason, row)
             raise ServiceCredentialRefused(reason=reason)
         assert row is not None  # no rejection: a live credential matched
