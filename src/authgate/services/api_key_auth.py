@@ -10,9 +10,9 @@ lookup each at most every ``unknown_ttl`` seconds and never grow memory without 
 (UTMStack's list of invalid keys did). A change to a key (revoked, regenerated, edited)
 reaches every worker and node through the change feed and drops the cached record.
 
-A legacy key (imported from UTMStack, 43 characters, no public id) takes the same path:
+A legacy key (imported from UTMStack, 43 characters, no key id in it) takes the same path:
 it is found by its keyed hash through an index (one query on a miss, single-flight,
-negative cache), then cached under the public id its row was given at import, so a
+negative cache), then cached under the key id its row was given at import, so a
 change to the key drops it like any other; on a hit only the fingerprint of the string
 is compared, as for ``agk_`` keys.
 
@@ -66,7 +66,7 @@ class KeyRecord:
     """What verifying a key needs, prepared once per key (allow list parsed, times as floats)."""
 
     reference: KeyReference
-    public_id: str
+    key_id: str  # the public part of the key (agk_<key_id>_...), its cache key
     # The stored hex digests as raw bytes: half the memory of the strings per cached key.
     secret_hash: bytes
     previous_hash: bytes | None
@@ -86,8 +86,8 @@ class KeyRecord:
     def of(cls, key: ApiKey | Row[Any]) -> KeyRecord:
         """From the stored key (or its verification columns, same names)."""
         return cls(
-            reference=KeyReference(key_id=key.id, name=key.name, owner_id=key.user_id),
-            public_id=key.key_id,
+            reference=KeyReference(key_pk=key.id, name=key.name, owner_id=key.user_id),
+            key_id=key.key_id,
             secret_hash=bytes.fromhex(key.secret_hash),
             previous_hash=(
                 bytes.fromhex(key.previous_secret_hash) if key.previous_secret_hash else None
@@ -168,7 +168,7 @@ class ApiKeyAuthenticator:
         self._keys: ExpiringCache[str, _CachedKey] = ExpiringCache(cache_size)
         self._unknown: ExpiringCache[str, bool] = ExpiringCache(unknown_cache_size)
         self._loads: SingleFlight[str, Row[Any] | None] = SingleFlight()
-        # Legacy keys: the fingerprint of a verified key string -> its row's public id
+        # Legacy keys: the fingerprint of a verified key string -> its row's key id
         # (both never change), and the loads by digest in flight.
         self._legacy_ids: ExpiringCache[bytes, str] = ExpiringCache(cache_size)
         self._legacy_loads: SingleFlight[str, Row[Any] | None] = SingleFlight()
@@ -184,10 +184,10 @@ class ApiKeyAuthenticator:
             now = self._clock().timestamp()
         fingerprint = hashlib.sha256(credential.encode("utf-8", "surrogatepass")).digest()
         if keys.is_legacy_key(credential):
-            public_id = self._legacy_ids.get(fingerprint, now=now)
-            cached = self._keys.get(public_id, now=now) if public_id is not None else None
+            key_id = self._legacy_ids.get(fingerprint, now=now)
+            cached = self._keys.get(key_id, now=now) if key_id is not None else None
         else:
-            cached = self._keys.get(keys.public_id_of(credential), now=now)
+            cached = self._keys.get(keys.key_id_of(credential), now=now)
         via_previous: bool | None = None
         if cached is not None:
             if fingerprint == cached.current:
@@ -226,10 +226,10 @@ class ApiKeyAuthenticator:
             cached.state = state
         return cached.principal
 
-    def stored_last_use(self, public_id: str) -> float | None:
+    def stored_last_use(self, key_id: str) -> float | None:
         """The key's last use as stored when its cached record was loaded (None: never
         used, or not cached)."""
-        cached = self._keys.stale(public_id)
+        cached = self._keys.stale(key_id)
         return cached.record.last_used_ts if cached is not None else None
 
     async def _verify_legacy(
@@ -240,7 +240,7 @@ class ApiKeyAuthenticator:
         digest = keys.raw_key_digest(self._pepper, credential)
         cached = await self._load_legacy(digest.hex(), fingerprint, now=now)
         expires_at = now + self._record_ttl
-        self._legacy_ids.put(fingerprint, cached.record.public_id, expires_at=expires_at)
+        self._legacy_ids.put(fingerprint, cached.record.key_id, expires_at=expires_at)
         return self._match(cached, digest)
 
     def cache_hit_ratios(self) -> dict[str, int]:
@@ -274,33 +274,33 @@ class ApiKeyAuthenticator:
             return cached, True
         raise ApiKeyInvalid(reason=Reason.WRONG_SECRET, key=record.reference)
 
-    async def _load(self, public_id: str, *, now: float) -> _CachedKey:
-        if self._unknown.get(public_id, now=now):
+    async def _load(self, key_id: str, *, now: float) -> _CachedKey:
+        if self._unknown.get(key_id, now=now):
             raise ApiKeyInvalid(reason=Reason.UNKNOWN_KEY)
         generation = self._generation
         try:
-            key = await self._loads.run(public_id, lambda: self._fetch(public_id))
+            key = await self._loads.run(key_id, lambda: self._fetch(key_id))
         except Exception as error:
             # The database is down: a key known before keeps working (past its cache
             # TTL; a revoked or changed key was discarded by the change feed, and none can
             # change during the outage). An unknown key still cannot be checked: 503.
-            last_known = self._keys.stale(public_id)
+            last_known = self._keys.stale(key_id)
             if last_known is None or not is_unavailable(error):
                 raise
             return last_known
         if key is None:
             if generation == self._generation:
-                self._unknown.put(public_id, True, expires_at=now + self._unknown_ttl)
+                self._unknown.put(key_id, True, expires_at=now + self._unknown_ttl)
             raise ApiKeyInvalid(reason=Reason.UNKNOWN_KEY)
         cached = _CachedKey(KeyRecord.of(key))
         if generation == self._generation:
             # Keyed by the record's own string: one copy of the id per cached key.
-            self._keys.put(cached.record.public_id, cached, expires_at=now + self._record_ttl)
+            self._keys.put(cached.record.key_id, cached, expires_at=now + self._record_ttl)
         return cached
 
     async def _load_legacy(self, digest: str, fingerprint: bytes, *, now: float) -> _CachedKey:
-        """The record of the legacy key with this digest (hex), cached under its public
-        id; unknown digests go to the negative cache (marked, apart from public ids)."""
+        """The record of the legacy key with this digest (hex), cached under its key
+        id; unknown digests go to the negative cache (marked, apart from key ids)."""
         unknown_key = "legacy:" + digest
         if self._unknown.get(unknown_key, now=now):
             raise ApiKeyInvalid(reason=Reason.UNKNOWN_KEY)
@@ -310,8 +310,8 @@ class ApiKeyAuthenticator:
         except Exception as error:
             # The database is down: as for agk_ keys (``_load``), a legacy key verified
             # before keeps working on its last known record; an unknown one gets 503.
-            public_id = self._legacy_ids.stale(fingerprint)
-            last_known = self._keys.stale(public_id) if public_id is not None else None
+            key_id = self._legacy_ids.stale(fingerprint)
+            last_known = self._keys.stale(key_id) if key_id is not None else None
             if last_known is None or not is_unavailable(error):
                 raise
             return last_known
@@ -323,16 +323,16 @@ class ApiKeyAuthenticator:
         if cached is None:
             cached = _CachedKey(KeyRecord.of(key))
             if generation == self._generation:
-                self._keys.put(cached.record.public_id, cached, expires_at=now + self._record_ttl)
+                self._keys.put(cached.record.key_id, cached, expires_at=now + self._record_ttl)
         return cached
 
     async def _fetch_legacy(self, digest: str) -> Row[Any] | None:
         async with self._db.connection() as connection:
             return await legacy_verification_row(connection, digest)
 
-    async def _fetch(self, public_id: str) -> Row[Any] | None:
+    async def _fetch(self, key_id: str) -> Row[Any] | None:
         async with self._db.connection() as connection:
-            return await verification_row(connection, public_id)
+            return await verification_row(connection, key_id)
 
     def _on_change(self, change: Change) -> None:
         if change.kind is ChangeKind.API_KEY_CHANGED:
@@ -352,7 +352,7 @@ def _principal(record: KeyRecord, owner: UserAuthState) -> Principal:
         login=owner.login,
         authorities=authorities,
         method="api_key",
-        credential_id=record.public_id,
+        credential_id=record.key_id,
         expires_at=record.expires_at,
         scopes=record.scopes,
         api_key=record.reference,

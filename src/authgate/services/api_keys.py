@@ -161,7 +161,7 @@ class KeyReview:
 @dataclass(frozen=True, slots=True)
 class UsageRecordView:
     id: int
-    api_key_id: str  # the key's public UUID
+    api_key_public_id: str  # the key's public UUID (the row stores its key_pk)
     api_key_name: str
     user_id: int
     occurred_at: datetime
@@ -319,7 +319,7 @@ class ApiKeyService:
             )
             scopes = spec.scopes if spec.scopes is not None else parse_authorities(key.scopes)
             name, allowed = self._validated(spec, scopes, owner_is_admin=owner_is_admin, now=now)
-            if await repository.live_name_taken(key.user_id, name, except_key_id=key.id):
+            if await repository.live_name_taken(key.user_id, name, except_key_pk=key.id):
                 raise _name_taken()
             key.name = name
             key.allowed_networks = ",".join(allowed)
@@ -440,7 +440,7 @@ class ApiKeyService:
         owner = None if viewer is None or viewer.has_permission(API_KEYS_READ) else viewer.user_id
         async with self._db.session() as session:
             minutes = await UsageRepository(session).minutes(
-                UsageFilter(owner_id=owner, api_key_id=key_pk, since=since)
+                UsageFilter(owner_id=owner, key_ref=key_pk, since=since)
             )
         return UsageTotals(
             requests=sum(m.requests for m in minutes),
@@ -467,7 +467,7 @@ class ApiKeyService:
         if viewer is not None and not viewer.has_permission(API_KEYS_READ):
             where = UsageFilter(
                 owner_id=viewer.user_id,
-                api_key_id=where.api_key_id,
+                key_ref=where.key_ref,
                 since=where.since,
                 until=where.until,
                 status=where.status,
@@ -480,7 +480,7 @@ class ApiKeyService:
         items = [
             UsageRecordView(
                 id=row.id,
-                api_key_id=public_id,
+                api_key_public_id=public_id,
                 api_key_name=row.api_key_name,
                 user_id=row.user_id,
                 occurred_at=row.occurred_at,
@@ -502,7 +502,7 @@ class ApiKeyService:
         """An event about ``key``, by the current caller (or the operator)."""
         request = current_request.get()
         caller = request.principal if request is not None else None
-        reference = KeyReference(key_id=key.id, name=key.name, owner_id=key.user_id)
+        reference = KeyReference(key_pk=key.id, name=key.name, owner_id=key.user_id)
         self._audit.record(event, "success", actor=Actor.of(caller, key=reference), details=details)
 
     # -- rules -----------------------------------------------------------------------------
@@ -612,7 +612,7 @@ async def suspend_owner_keys(
             key.suspended_at = now
             key.updated_at = now
             work.publish(Change(ChangeKind.API_KEY_CHANGED, key.key_id))
-            suspended.append(KeyReference(key_id=key.id, name=key.name, owner_id=owner_id))
+            suspended.append(KeyReference(key_pk=key.id, name=key.name, owner_id=owner_id))
     return suspended
 
 
@@ -628,7 +628,7 @@ async def revoke_owner_keys(
         key.previous_secret_hash = None
         key.previous_valid_until = None
         work.publish(Change(ChangeKind.API_KEY_CHANGED, key.key_id))
-        revoked.append(KeyReference(key_id=key.id, name=key.name, owner_id=owner_id))
+        revoked.append(KeyReference(key_pk=key.id, name=key.name, owner_id=owner_id))
     return revoked
 
 

@@ -240,7 +240,7 @@ class Gate:
             requirement(principal, method)
             key = principal.api_key
             if key is not None and self._rate_limits.applies(principal.rate_limit):
-                state, allowed = await self._rate_limits.hit(key.key_id, principal.rate_limit)
+                state, allowed = await self._rate_limits.hit(key.key_pk, principal.rate_limit)
                 verdict.rate_limit = state
                 if not allowed:
                     raise exceeded(state)
@@ -310,7 +310,7 @@ class Gate:
                 method, path = verdict.upstream
             self._usage.record(
                 UsageEvent(
-                    api_key_id=key.key_id,
+                    api_key_id=key.key_pk,
                     api_key_name=key.name,
                     user_id=key.owner_id,
                     occurred_at=verdict.at or self._clock(),
@@ -338,7 +338,7 @@ class Gate:
             method, path = verdict.upstream
         # Positional: the request path's cheapest call (no event object is built).
         self._usage.accepted(
-            key.key_id,
+            key.key_pk,
             key.name,
             key.owner_id,
             now,
@@ -356,12 +356,12 @@ class Gate:
         """Whether an accepted key request is a security event, and which: the key's
         first use, its use after ``idle_seconds`` without use, or its first use from an
         address (in this process: the ``key_new_ip`` rule checks the whole trail)."""
-        activity = self._activity.get(key.key_id)
+        activity = self._activity.get(key.key_pk)
         if activity is None:
             if len(self._activity) >= MAX_TRACKED_KEYS:
                 del self._activity[next(iter(self._activity))]
             stored = self._key_auth.stored_last_use(principal.credential_id)
-            activity = self._activity[key.key_id] = _KeyActivity(stored)
+            activity = self._activity[key.key_pk] = _KeyActivity(stored)
         last = activity.last
         addresses = activity.addresses
         seen_here = address is activity.latest_address or address in addresses

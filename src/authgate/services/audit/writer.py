@@ -137,7 +137,7 @@ class AuditLog(BatchWriter[AuditRow, list[AuditRow]]):
             outcome=outcome,
             actor_login=printable(actor.login) if actor else None,
             actor_user_id=actor.user_id if actor else None,
-            api_key_id=key.key_id if key else None,
+            api_key_id=key.key_pk if key else None,
             api_key_name=printable(key.name) if key else None,
             client_ip=request.client_ip if request else None,
             user_agent=printable((request.user_agent or "")[:512]) or None if request else None,
