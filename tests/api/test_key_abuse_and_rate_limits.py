@@ -21,6 +21,7 @@ import pytest
 from sqlalchemy import event, text
 
 from authgate.app import create_app
+from authgate.exceptions import AddressBlocked, Throttled
 from authgate.reasons import Reason
 from authgate.security import keys
 from authgate.services.api_keys import KeySpec
@@ -512,3 +513,20 @@ async def test_a_refusal_by_the_address_block_is_counted_as_throttled(node: Node
     metrics = node.services.metrics.exposition().decode()
     assert 'authgate_throttled_requests_total{reason="ip_blocked_for_keys"} 2.0' in metrics
     assert 'authgate_throttled_requests_total{reason="unknown_key"}' not in metrics
+
+
+def test_the_address_block_keeps_its_external_names() -> None:
+    """Renamed in the code (the address block), the names others store or read are not:
+    the change feed's kind, the refusal's code and message, the reasons."""
+    assert ChangeKind.ADDRESS_BLOCKED.value == "client_blocked"
+    refusal = AddressBlocked(retry_after=5, reason=Reason.IP_BLOCKED_FOR_KEYS)
+    assert isinstance(refusal, Throttled)
+    assert (refusal.code, refusal.message) == (
+        "too_many_attempts",
+        "Too many invalid API keys from this address",
+    )
+    assert (Reason.IP_BLOCKED_FOR_KEYS.value, Reason.TOO_MANY_INVALID_KEYS.value) == (
+        "ip_blocked_for_keys",
+        "too_many_invalid_keys",
+    )
+    assert Reason.TOO_MANY_INVALID_KEYS.event == "IP_BLOCKED"
