@@ -53,18 +53,15 @@ from authgate.services.service_credentials import ServiceCredentials
 from authgate.services.sessions import SessionService
 from authgate.services.sign_in import SignIn
 from authgate.services.signing_keys import SigningKeyFile
-from authgate.services.throttle_store import (
-    DatabaseThrottleStore,
-    FallbackThrottleStore,
-    RedisThrottleStore,
-    ThrottleStore,
-)
+from authgate.services.throttle_store import FallbackThrottleStore, ThrottleStore
 from authgate.services.usage import UsageRecorder
 from authgate.services.user_states import UserStates
 from authgate.services.users import UserService
 from authgate.settings import Settings, prometheus_multiprocess_dir
 from authgate.storage import keystore
 from authgate.storage.db import Database
+from authgate.storage.redis_throttle_store import RedisThrottleStore
+from authgate.storage.throttle_store import DatabaseThrottleStore
 
 log = logging.getLogger(__name__)
 
