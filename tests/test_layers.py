@@ -69,10 +69,7 @@ SERVICES_MAY_USE_FROM_STORAGE = (
 )
 # Services not yet behind the ports, and the storage names each still imports: may only
 # shrink (an entry that is no longer needed fails the test, so it is removed).
-NOT_YET_BEHIND_PORTS: dict[str, frozenset[str]] = {
-    # The signing keys' file (not the database): no protocol for it yet.
-    "authgate.services.signing_keys": frozenset({"authgate.storage.keystore"}),
-}
+NOT_YET_BEHIND_PORTS: dict[str, frozenset[str]] = {}
 
 ENVIRONMENT_NAMES = frozenset({"environ", "environb", "getenv", "getenvb"})
 # The server's settings, and the separate client program's equivalent of them.

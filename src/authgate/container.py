@@ -576,6 +576,9 @@ def load_signing_keys(
         secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
         return None, keystore.hmac_keyring(secret, settings.jwt_secret_file, now=clock())
     key_file = SigningKeyFile(
-        settings.effective_signing_keys_file, algorithm=settings.jwt_algorithm, clock=clock
+        settings.effective_signing_keys_file,
+        algorithm=settings.jwt_algorithm,
+        clock=clock,
+        files=keystore,
     )
     return key_file, key_file.load_or_create()

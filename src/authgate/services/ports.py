@@ -13,10 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from datetime import datetime
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, ClassVar, Protocol, TypeAlias
 from uuid import UUID
 
+from authgate.security.signing_keys import AsymmetricAlgorithm, KeyRing
 from authgate.storage.api_key_repository import UsageFilter, UsageRow
 from authgate.storage.audit_repository import (
     AuditFilter,
@@ -380,3 +382,23 @@ class Database(Protocol):
     def usage(self) -> type[UsageRepo]: ...
     @property
     def audit(self) -> type[AuditRepo]: ...
+
+
+class KeyringFiles(Protocol):
+    """The signing keys' file (the module ``authgate.storage.keystore``)."""
+
+    def load_keyring(self, path: Path) -> KeyRing:
+        """The ring in ``path``; ``ConfigurationError`` when missing or invalid."""
+        ...
+
+    def load_or_create_keyring(
+        self, path: Path, algorithm: AsymmetricAlgorithm, *, now: datetime
+    ) -> KeyRing:
+        """The ring in ``path``, created with one fresh key if the file does not exist."""
+        ...
+
+    def rotate_keyring(
+        self, path: Path, algorithm: AsymmetricAlgorithm, *, now: datetime, keep_for: timedelta
+    ) -> KeyRing:
+        """Add a new active key to the file; old keys keep verifying for ``keep_for``."""
+        ...
