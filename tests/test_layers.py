@@ -258,7 +258,7 @@ def test_layer_check_detects_violations(name: str, source: str, culprit: str) ->
 
 def test_layer_check_accepts_downward_imports() -> None:
     """Imports that point down the layers are not reported."""
-    source = "from authgate.storage import db\nfrom authgate.security import tokens\n"
+    source = "from authgate.storage import models\nfrom authgate.security import tokens\n"
     assert layer_violations(_module_from_source("authgate.services.x", source)) == []
 
 
