@@ -36,8 +36,9 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
         "authgate.api",
     ),
     "authgate.storage": (*WEB_FRAMEWORKS, "authgate.services", "authgate.api"),
-    # A service's settings are its own model, which settings.py nests (no cycle).
-    "authgate.services": (*WEB_FRAMEWORKS, "authgate.api", "authgate.settings"),
+    # A service's settings are its own model, which settings.py nests (no cycle); the
+    # database is storage's business (services see it through services/ports.py).
+    "authgate.services": (*WEB_FRAMEWORKS, "sqlalchemy", "authgate.api", "authgate.settings"),
     # The registry is built without knowing what runs on it (runtime.py).
     "authgate.container": ("authgate.runtime",),
     # Programs that run elsewhere (an integrator's script, another team's service):
@@ -45,6 +46,30 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "authgate.client": (*WEB_FRAMEWORKS, "sqlalchemy", *SERVER_PACKAGES),
     "authgate.guard": ("sqlalchemy", *SERVER_PACKAGES),
 }
+
+# What a service may import from storage: record types and storage's own exceptions and
+# values. Repositories and the database come in through the protocols of
+# services/ports.py, as the container passes them; a service never names a storage class
+# that queries.
+SERVICES_MAY_USE_FROM_STORAGE = (
+    "authgate.storage.models",  # the rows services pass around as data (User, ApiKey, ...)
+    "authgate.storage.errors",  # Conflict (a broken unique key), is_unavailable, ...
+    "authgate.storage.paging",  # PageRequest, Page
+    "authgate.storage.text",  # storable_text: what the database can hold
+    # Records defined beside their repository (the repository classes are not).
+    "authgate.storage.api_key_repository.UsageFilter",
+    "authgate.storage.api_key_repository.UsageRow",
+    "authgate.storage.audit_repository.AuditFilter",
+    "authgate.storage.audit_repository.AuditRow",
+    "authgate.storage.audit_repository.ChainLink",
+    "authgate.storage.audit_repository.EventWithKey",
+    "authgate.storage.audit_repository.LinkSigner",
+    "authgate.storage.audit_repository.SignedLink",
+    "authgate.storage.utmstack_source.SourceTables",  # the rows read from UTMStack
+)
+# Services not yet behind the ports, and the storage names each still imports: may only
+# shrink (an entry that is no longer needed fails the test, so it is removed).
+NOT_YET_BEHIND_PORTS: dict[str, frozenset[str]] = {}
 
 ENVIRONMENT_NAMES = frozenset({"environ", "environb", "getenv", "getenvb"})
 # The server's settings, and the separate client program's equivalent of them.
@@ -125,6 +150,37 @@ def layer_violations(module: Module) -> list[str]:
     return sorted(set(problems))
 
 
+def storage_names(module: Module) -> list[tuple[int, str]]:
+    """Every storage module or name a module imports (``from a.b import c``: ``a.b.c``)."""
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(module.tree):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = _absolute(module, node)
+            names = [f"{base}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        found.extend((node.lineno, name) for name in names if _within(name, "authgate.storage"))
+    return found
+
+
+def storage_violations(module: Module) -> list[str]:
+    """``module: line N imports X`` for each storage name a service may not import:
+    anything but records, storage's exceptions and paging (repositories and the
+    database come through ``services/ports.py``)."""
+    if not _within(module.name, "authgate.services"):
+        return []
+    not_yet = NOT_YET_BEHIND_PORTS.get(module.name, frozenset())
+    return sorted(
+        f"{module.name} ({module.path.name}:{line}) imports {name} (services use storage"
+        " through services/ports.py)"
+        for line, name in storage_names(module)
+        if name not in not_yet
+        and not any(_within(name, allowed) for allowed in SERVICES_MAY_USE_FROM_STORAGE)
+    )
+
+
 def environment_access(module: Module) -> list[str]:
     """``module: line N uses os.X`` for each environment access the module may not make.
 
@@ -190,6 +246,8 @@ def test_scanner_sees_every_layer() -> None:
         ("authgate.security.x", "from ..storage import db", "authgate.storage"),
         ("authgate.security.x", "from authgate import api", "authgate.api"),
         ("authgate.services.x", "from .. import api", "authgate.api"),
+        ("authgate.services.x", "from sqlalchemy.exc import IntegrityError", "sqlalchemy"),
+        ("authgate.services.x", "from sqlalchemy import select", "sqlalchemy"),
     ],
 )
 def test_layer_check_detects_violations(name: str, source: str, culprit: str) -> None:
@@ -200,8 +258,59 @@ def test_layer_check_detects_violations(name: str, source: str, culprit: str) ->
 
 def test_layer_check_accepts_downward_imports() -> None:
     """Imports that point down the layers are not reported."""
-    source = "from authgate.storage import db\nfrom authgate.security import tokens\n"
+    source = "from authgate.storage import models\nfrom authgate.security import tokens\n"
     assert layer_violations(_module_from_source("authgate.services.x", source)) == []
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "from authgate.storage.repositories import UserRepository",
+        "from authgate.storage.api_key_repository import ApiKeyRepository",
+        "from ..storage.session_repository import SessionRepository",
+        "from authgate.storage import repositories",
+        "import authgate.storage.repositories",
+        "from authgate.storage.db import Database",
+        "from authgate.storage.throttle_store import DatabaseThrottleStore",
+    ],
+)
+def test_storage_check_detects_a_service_naming_a_storage_class(source: str) -> None:
+    """A service that imports a repository (or the database, or a store) directly is
+    reported: it gets them as the protocols of services/ports.py."""
+    problems = storage_violations(_module_from_source("authgate.services.x", source))
+    assert problems != [], source
+
+
+def test_storage_check_accepts_records_errors_and_paging() -> None:
+    """Record types, storage's exceptions and paging are what services may import."""
+    source = (
+        "from authgate.storage.models import User, ApiKey\n"
+        "from authgate.storage.errors import Conflict\n"
+        "from authgate.storage.paging import Page, PageRequest\n"
+    )
+    assert storage_violations(_module_from_source("authgate.services.x", source)) == []
+
+
+def test_services_use_storage_only_through_ports() -> None:
+    """No service imports a repository, the database or a store from storage, only the
+    records, errors and paging (except the modules still listed in NOT_YET_BEHIND_PORTS)."""
+    problems = [problem for module in MODULES for problem in storage_violations(module)]
+    assert problems == [], "services naming storage classes:\n" + "\n".join(problems)
+
+
+def test_not_yet_behind_ports_only_shrinks() -> None:
+    """Each name NOT_YET_BEHIND_PORTS excuses is still imported (else remove it)."""
+    by_name = {module.name: module for module in MODULES}
+    stale = [
+        f"{name}: {excused}"
+        for name, names in NOT_YET_BEHIND_PORTS.items()
+        for excused in sorted(
+            names - {imported for _, imported in storage_names(by_name[name])}
+            if name in by_name
+            else names
+        )
+    ]
+    assert stale == [], "no longer imported, remove from NOT_YET_BEHIND_PORTS:\n" + "\n".join(stale)
 
 
 @pytest.mark.parametrize(

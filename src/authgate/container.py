@@ -53,18 +53,15 @@ from authgate.services.service_credentials import ServiceCredentials
 from authgate.services.sessions import SessionService
 from authgate.services.sign_in import SignIn
 from authgate.services.signing_keys import SigningKeyFile
-from authgate.services.throttle_store import (
-    DatabaseThrottleStore,
-    FallbackThrottleStore,
-    RedisThrottleStore,
-    ThrottleStore,
-)
+from authgate.services.throttle_store import FallbackThrottleStore, ThrottleStore
 from authgate.services.usage import UsageRecorder
 from authgate.services.user_states import UserStates
 from authgate.services.users import UserService
 from authgate.settings import Settings, prometheus_multiprocess_dir
 from authgate.storage import keystore
 from authgate.storage.db import Database
+from authgate.storage.redis_throttle_store import RedisThrottleStore
+from authgate.storage.throttle_store import DatabaseThrottleStore
 
 log = logging.getLogger(__name__)
 
@@ -583,6 +580,9 @@ def load_signing_keys(
         secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
         return None, keystore.hmac_keyring(secret, settings.jwt_secret_file, now=clock())
     key_file = SigningKeyFile(
-        settings.effective_signing_keys_file, algorithm=settings.jwt_algorithm, clock=clock
+        settings.effective_signing_keys_file,
+        algorithm=settings.jwt_algorithm,
+        clock=clock,
+        files=keystore,
     )
     return key_file, key_file.load_or_create()

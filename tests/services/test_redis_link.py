@@ -14,14 +14,11 @@ from redis.asyncio import from_url
 
 from authgate.services.rate_limits import KeyRateLimits
 from authgate.services.redis_link import ChangeDoorbell, RedisLink
-from authgate.services.throttle_store import (
-    Block,
-    DatabaseThrottleStore,
-    FallbackThrottleStore,
-    RedisThrottleStore,
-)
+from authgate.services.throttle_store import FallbackThrottleStore
 from authgate.storage import migrate
 from authgate.storage.db import Database
+from authgate.storage.redis_throttle_store import RedisThrottleStore
+from authgate.storage.throttle_store import Block, DatabaseThrottleStore
 from tests.conftest import REDIS_URL
 
 

@@ -7,7 +7,8 @@ once. By concern (``docs/architecture.md`` has the whole map):
   ``user_states``; forward-auth's ``forward_auth`` (rules) and ``upstream_request``
   (which request is asked about);
 * throttling: ``login_protection`` (passwords), ``address_block`` (bad API keys from one
-  address), ``rate_limits`` (per key), all counting in ``throttle_store``;
+  address), ``rate_limits`` (per key), all counting through ``throttle_store``
+  (the protocol; the database and Redis stores are storage's);
 * accounts and credentials: ``accounts`` (login, own password, log out everywhere),
   ``users`` (administration), ``api_keys`` (create, rotate, revoke), ``password_hashing``
   (Argon2 off the event loop), ``signing_keys`` (the key file, reloaded), ``text_rules``;
@@ -17,7 +18,9 @@ once. By concern (``docs/architecture.md`` has the whole map):
 * alerts and mail: the ``alerts`` package (kinds, rules, evaluation, queues per sink,
   the webhook, syslog, e-mail and log sinks), ``mail``;
 * several workers and nodes: ``changes`` (cache invalidation), ``cluster``, ``redis_link``;
-* small tools: ``expiring_cache``, ``single_flight``.
+* small tools: ``expiring_cache``, ``single_flight``;
+* ``ports``: what the services need from storage (the database, the repositories), as
+  protocols; no service imports SQLAlchemy or a repository class.
 
 ``authgate.container`` (not part of this package) builds them all from the settings.
 """

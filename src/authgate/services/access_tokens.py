@@ -36,10 +36,9 @@ from authgate.services.audit.events import Actor, EventType
 from authgate.services.audit.writer import AuditLog
 from authgate.services.changes import Change, ChangeFeed, ChangeKind, UnitOfWork
 from authgate.services.expiring_cache import ExpiringCache
+from authgate.services.ports import Database
 from authgate.services.user_states import UserAuthState, UserStates
 from authgate.services.users import UserView
-from authgate.storage.db import Database
-from authgate.storage.repositories import RevokedTokenRepository
 
 # UTMStack's pre-verification tokens live five minutes.
 PRE_VERIFICATION_TTL: Final = timedelta(minutes=5)
@@ -96,7 +95,7 @@ class AccessTokenService:
         """Fill the deny list from the database (at start-up, after the feed's cursor)."""
         now = self._clock()
         async with self._db.session() as session:
-            revoked = await RevokedTokenRepository(session).unexpired(now)
+            revoked = await self._db.revoked_tokens(session).unexpired(now)
         for jti, expires_at in revoked:
             self._denied[jti] = expires_at.timestamp()
 
@@ -139,7 +138,7 @@ class AccessTokenService:
         as the longest-lived token the session can have issued."""
         now = self._clock()
         until = now + self._token_ttl + timedelta(minutes=5)
-        repository = RevokedTokenRepository(work.session)
+        repository = self._db.revoked_tokens(work.session)
         for session_id in session_ids:
             await repository.add(jti=session_id, user_id=user_id, expires_at=until, revoked_at=now)
             work.publish(Change(ChangeKind.TOKEN_REVOKED, session_id))
@@ -177,7 +176,7 @@ class AccessTokenService:
     async def spend(self, work: UnitOfWork, claims: PendingClaims) -> bool:
         """Deny a pre-auth token from the commit of ``work`` (the session it buys is
         created in the same transaction); False when it was spent already."""
-        added = await RevokedTokenRepository(work.session).add(
+        added = await self._db.revoked_tokens(work.session).add(
             jti=claims.token_id,
             user_id=claims.user_id,
             expires_at=claims.expires_at,
@@ -206,7 +205,7 @@ class AccessTokenService:
     async def revoke(self, *, token_id: str, user_id: int, expires_at: datetime) -> None:
         """Put one token on the deny list (every worker and node)."""
         async with self._feed.unit_of_work() as work:
-            await RevokedTokenRepository(work.session).add(
+            await self._db.revoked_tokens(work.session).add(
                 jti=token_id, user_id=user_id, expires_at=expires_at, revoked_at=self._clock()
             )
             work.publish(Change(ChangeKind.TOKEN_REVOKED, token_id))
@@ -274,7 +273,7 @@ class AccessTokenService:
         for jti in [jti for jti, until in self._denied.items() if until <= cutoff]:
             del self._denied[jti]
         async with self._db.transaction() as session:
-            return await RevokedTokenRepository(session).delete_expired(now)
+            return await self._db.revoked_tokens(session).delete_expired(now)
 
     def cache_hit_ratios(self) -> dict[str, int]:
         return {

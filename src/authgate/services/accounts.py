@@ -14,10 +14,9 @@ from authgate.services.audit.writer import AuditLog
 from authgate.services.changes import Change, ChangeFeed, ChangeKind
 from authgate.services.login_protection import LoginProtection
 from authgate.services.password_hashing import AsyncPasswordHasher
+from authgate.services.ports import Database
 from authgate.services.users import UserView
-from authgate.storage.db import Database
 from authgate.storage.models import User
-from authgate.storage.repositories import UserRepository
 
 
 class AccountService:
@@ -55,7 +54,7 @@ class AccountService:
         """
         identifier = username.strip().lower()[:254]
         async with self._db.session() as session:
-            user = await UserRepository(session).by_login_or_email(identifier)
+            user = await self._db.users(session).by_login_or_email(identifier)
         # Counters are keyed by the name as typed, for real and unknown users alike:
         # keying a real user by its login would link an e-mail to its login (failures
         # as the e-mail throttling the login reveals that the account exists). The
@@ -115,7 +114,7 @@ class AccountService:
         (throttled, a wrong one counted and audited as a failed login). Raises
         ``Throttled``/``ClientBlocked`` while refused."""
         async with self._db.session() as session:
-            user = await UserRepository(session).get(user_id)
+            user = await self._db.users(session).get(user_id)
         if user is None:
             raise NotFound("User not found", reason=Reason.USER_NOT_FOUND)
         checked = user
@@ -132,7 +131,7 @@ class AccountService:
 
     async def account(self, user_id: int) -> UserView:
         async with self._db.session() as session:
-            user = await UserRepository(session).get(user_id)
+            user = await self._db.users(session).get(user_id)
         if user is None:
             raise NotFound("User not found", reason=Reason.USER_NOT_FOUND)
         return UserView.of(user)
@@ -155,7 +154,7 @@ class AccountService:
         the password is not even looked at (429/423).
         """
         async with self._db.session() as session:
-            user = await UserRepository(session).get(user_id)
+            user = await self._db.users(session).get(user_id)
         if user is None:
             raise NotFound("User not found", reason=Reason.USER_NOT_FOUND)
         await self._confirm(user, current_password, field="currentPassword")
@@ -165,7 +164,7 @@ class AccountService:
             raise ValidationFailed(message, field_errors=[FieldError("newPassword", message)])
         password_hash = await self._hasher.hash(new_password)
         async with self._feed.unit_of_work() as work:
-            stored = await UserRepository(work.session).get(user_id)
+            stored = await self._db.users(work.session).get(user_id)
             if stored is None:
                 raise NotFound("User not found", reason=Reason.USER_NOT_FOUND)
             now = self._clock()
@@ -188,7 +187,7 @@ class AccountService:
         factor): counted, throttled and audited like a login; a wrong one is a 400 on
         ``password``, since the caller's token is fine."""
         async with self._db.session() as session:
-            user = await UserRepository(session).get(user_id)
+            user = await self._db.users(session).get(user_id)
         if user is None:
             raise NotFound("User not found", reason=Reason.USER_NOT_FOUND)
         await self._confirm(user, password, field="password")
@@ -228,13 +227,17 @@ class AccountService:
         """Revoke every token issued to the user until now, and with ``revoke_api_keys``
         every API key of theirs too (same transaction, every worker and node)."""
         async with self._feed.unit_of_work() as work:
-            user = await UserRepository(work.session).get(user_id)
+            user = await self._db.users(work.session).get(user_id)
             if user is None:
                 raise NotFound("User not found", reason=Reason.USER_NOT_FOUND)
             now = self._clock()
             user.tokens_valid_after = now
             user.kept_session_jti = user.kept_session_cutoff = None
-            revoked = await revoke_owner_keys(work, user_id, now=now) if revoke_api_keys else []
+            revoked = (
+                await revoke_owner_keys(work, self._db.api_keys(work.session), user_id, now=now)
+                if revoke_api_keys
+                else []
+            )
             work.publish(Change(ChangeKind.USER_CHANGED, str(user_id)))
         details: dict[str, object] | None = (
             {"revokedApiKeys": len(revoked)} if revoke_api_keys else None
@@ -251,6 +254,6 @@ class AccountService:
         """Upgrade a hash made with old Argon2 parameters, unless it changed meanwhile."""
         new_hash = await self._hasher.hash(password)
         async with self._db.transaction() as session:
-            stored = await UserRepository(session).get(user.id)
+            stored = await self._db.users(session).get(user.id)
             if stored is not None and stored.password_hash == user.password_hash:
                 stored.password_hash = new_hash

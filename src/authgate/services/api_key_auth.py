@@ -29,9 +29,6 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
-
-from sqlalchemy import Row
 
 from authgate.clock import Clock, format_utc
 from authgate.exceptions import (
@@ -54,11 +51,10 @@ from authgate.security.principal import (
 from authgate.services.api_keys import split_networks
 from authgate.services.changes import Change, ChangeFeed, ChangeKind
 from authgate.services.expiring_cache import ExpiringCache
+from authgate.services.ports import Database, KeyColumns
 from authgate.services.single_flight import SingleFlight
 from authgate.services.user_states import UserAuthState, UserStates
-from authgate.storage.api_key_repository import legacy_verification_row, verification_row
-from authgate.storage.db import Database, is_unavailable
-from authgate.storage.models import ApiKey
+from authgate.storage.errors import is_unavailable
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +79,7 @@ class KeyRecord:
     last_used_ts: float | None
 
     @classmethod
-    def of(cls, key: ApiKey | Row[Any]) -> KeyRecord:
+    def of(cls, key: KeyColumns) -> KeyRecord:
         """From the stored key (or its verification columns, same names)."""
         return cls(
             reference=KeyReference(key_pk=key.id, name=key.name, owner_id=key.user_id),
@@ -167,11 +163,11 @@ class ApiKeyAuthenticator:
         self._unknown_ttl = unknown_ttl
         self._keys: ExpiringCache[str, _CachedKey] = ExpiringCache(cache_size)
         self._unknown: ExpiringCache[str, bool] = ExpiringCache(unknown_cache_size)
-        self._loads: SingleFlight[str, Row[Any] | None] = SingleFlight()
+        self._loads: SingleFlight[str, KeyColumns | None] = SingleFlight()
         # Legacy keys: the fingerprint of a verified key string -> its row's key id
         # (both never change), and the loads by digest in flight.
         self._legacy_ids: ExpiringCache[bytes, str] = ExpiringCache(cache_size)
-        self._legacy_loads: SingleFlight[str, Row[Any] | None] = SingleFlight()
+        self._legacy_loads: SingleFlight[str, KeyColumns | None] = SingleFlight()
         self._generation = 0
         feed.subscribe(self._on_change)
 
@@ -326,13 +322,13 @@ class ApiKeyAuthenticator:
                 self._keys.put(cached.record.key_id, cached, expires_at=now + self._record_ttl)
         return cached
 
-    async def _fetch_legacy(self, digest: str) -> Row[Any] | None:
+    async def _fetch_legacy(self, digest: str) -> KeyColumns | None:
         async with self._db.connection() as connection:
-            return await legacy_verification_row(connection, digest)
+            return await self._db.legacy_verification_row(connection, digest)
 
-    async def _fetch(self, key_id: str) -> Row[Any] | None:
+    async def _fetch(self, key_id: str) -> KeyColumns | None:
         async with self._db.connection() as connection:
-            return await verification_row(connection, key_id)
+            return await self._db.verification_row(connection, key_id)
 
     def _on_change(self, change: Change) -> None:
         if change.kind is ChangeKind.API_KEY_CHANGED:

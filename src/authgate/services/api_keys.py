@@ -25,7 +25,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import NoDecode
-from sqlalchemy.exc import IntegrityError
 
 from authgate.clock import Clock
 from authgate.exceptions import Conflict, FieldError, NotFound, ValidationFailed
@@ -45,14 +44,14 @@ from authgate.services.audit.events import Actor, EventType, current_request
 from authgate.services.audit.writer import AuditLog
 from authgate.services.changes import Change, ChangeFeed, ChangeKind, UnitOfWork
 from authgate.services.key_refs import KeyRef
+from authgate.services.ports import ApiKeyRepo, Database
 from authgate.services.rate_limits import parse_rate_limit
 from authgate.services.text_rules import control_character_errors
 from authgate.settings_lists import comma_separated
-from authgate.storage.api_key_repository import ApiKeyRepository, UsageFilter, UsageRepository
-from authgate.storage.db import Database
+from authgate.storage.api_key_repository import UsageFilter
+from authgate.storage.errors import Conflict as StorageConflict
 from authgate.storage.models import ApiKey
 from authgate.storage.paging import Page, PageRequest
-from authgate.storage.repositories import UserRepository
 
 NAME_MAX_LENGTH = 100
 SCOPES_MAX_LENGTH = 1000  # the comma-joined column
@@ -241,7 +240,7 @@ class ApiKeyService:
         """A new key for ``owner_id``; the result holds the plaintext, shown once."""
         now = self._clock()
         async with self._db.session() as session:
-            owner = await UserRepository(session).get(owner_id)
+            owner = await self._db.users(session).get(owner_id)
         if owner is None:
             raise NotFound("User not found", reason=Reason.USER_NOT_FOUND)
         owner_is_admin = ROLE_ADMIN in parse_authorities(owner.authorities)
@@ -264,20 +263,20 @@ class ApiKeyService:
         )
         try:
             async with self._feed.unit_of_work() as work:
-                repository = ApiKeyRepository(work.session)
+                repository = self._db.api_keys(work.session)
                 if await repository.live_name_taken(owner_id, name):
                     raise _name_taken()
                 repository.add(key)
                 await repository.flush()
                 work.publish(Change(ChangeKind.API_KEY_CHANGED, key.key_id))
-        except IntegrityError:  # a concurrent create with the same name
+        except StorageConflict:  # a concurrent create with the same name
             raise _name_taken() from None
         self._audited(EventType.API_KEY_CREATED, key, details={"owner": owner.login})
         return CreatedKey(view=ApiKeyView.of(key, now=now), plaintext=generated.plaintext)
 
     async def get(self, viewer: Principal | None, ref: KeyRef) -> ApiKeyView:
         async with self._db.session() as session:
-            key = await self._visible(ApiKeyRepository(session), viewer, ref, others=API_KEYS_READ)
+            key = await self._visible(self._db.api_keys(session), viewer, ref, others=API_KEYS_READ)
         return ApiKeyView.of(key, now=self._clock())
 
     async def list_keys(
@@ -291,15 +290,15 @@ class ApiKeyService:
     ) -> Page[ApiKeyView]:
         """The viewer's keys; with ``everyone`` (``api_keys.read``) all keys, optionally
         of one owner."""
-        unknown = [o.field for o in request.sort if o.field not in ApiKeyRepository.SORT_COLUMNS]
+        unknown = [o.field for o in request.sort if o.field not in self._db.api_keys.SORT_COLUMNS]
         if unknown:
-            message = "Unknown sort field; use one of " + ", ".join(ApiKeyRepository.SORT_COLUMNS)
+            message = "Unknown sort field; use one of " + ", ".join(self._db.api_keys.SORT_COLUMNS)
             raise ValidationFailed(message, field_errors=[FieldError("sort", message, "query")])
         if viewer is not None and not (everyone and viewer.has_permission(API_KEYS_READ)):
             owner_id = viewer.user_id
         now = self._clock()
         async with self._db.session() as session:
-            repository = ApiKeyRepository(session)
+            repository = self._db.api_keys(session)
             total = await repository.count(owner_id=owner_id, include_revoked=include_revoked)
             rows = await repository.page(
                 request, owner_id=owner_id, include_revoked=include_revoked
@@ -310,10 +309,10 @@ class ApiKeyService:
         """PUT: new name, allow list and expiry (and scopes, when given)."""
         now = self._clock()
         async with self._feed.unit_of_work() as work:
-            repository = ApiKeyRepository(work.session)
+            repository = self._db.api_keys(work.session)
             key = await self._visible(repository, viewer, ref, others=None)
             _refuse_if_revoked(key)
-            owner = await UserRepository(work.session).get(key.user_id)
+            owner = await self._db.users(work.session).get(key.user_id)
             owner_is_admin = owner is not None and ROLE_ADMIN in parse_authorities(
                 owner.authorities
             )
@@ -344,7 +343,7 @@ class ApiKeyService:
             raise ValidationFailed(message, field_errors=[FieldError("graceSeconds", message)])
         now = self._clock()
         async with self._feed.unit_of_work() as work:
-            repository = ApiKeyRepository(work.session)
+            repository = self._db.api_keys(work.session)
             key = await self._visible(repository, viewer, ref, others=None)
             _refuse_if_revoked(key)
             generated = keys.generate_secret_for(key.key_id)
@@ -368,7 +367,7 @@ class ApiKeyService:
         """Revoke at once (every worker and node within a second). Idempotent."""
         now = self._clock()
         async with self._feed.unit_of_work() as work:
-            repository = ApiKeyRepository(work.session)
+            repository = self._db.api_keys(work.session)
             key = await self._visible(repository, viewer, ref, others=API_KEYS_WRITE)
             newly_revoked = key.revoked_at is None
             if newly_revoked:
@@ -386,7 +385,7 @@ class ApiKeyService:
         key stays revoked (409)."""
         now = self._clock()
         async with self._feed.unit_of_work() as work:
-            repository = ApiKeyRepository(work.session)
+            repository = self._db.api_keys(work.session)
             key = await self._visible(repository, viewer, ref, others=API_KEYS_WRITE)
             _refuse_if_revoked(key)
             resumed = key.suspended_at is not None
@@ -409,7 +408,7 @@ class ApiKeyService:
         keys: list[ApiKeyView] = []
         owner_logins: dict[int, str] = {}
         async with self._db.session() as session:
-            repository = ApiKeyRepository(session)
+            repository = self._db.api_keys(session)
             after = 0  # the last database id read: the next page starts after it
             while True:
                 page = await repository.live_with_owners(now, after=after, size=REVIEW_PAGE)
@@ -439,7 +438,7 @@ class ApiKeyService:
         ``api_keys.read``: any)."""
         owner = None if viewer is None or viewer.has_permission(API_KEYS_READ) else viewer.user_id
         async with self._db.session() as session:
-            minutes = await UsageRepository(session).minutes(
+            minutes = await self._db.usage(session).minutes(
                 UsageFilter(owner_id=owner, key_ref=key_pk, since=since)
             )
         return UsageTotals(
@@ -460,9 +459,9 @@ class ApiKeyService:
         self, viewer: Principal | None, request: PageRequest, where: UsageFilter
     ) -> Page[UsageRecordView]:
         """Usage records of the viewer's keys (with ``api_keys.read``: of every key)."""
-        unknown = [o.field for o in request.sort if o.field not in UsageRepository.SORT_COLUMNS]
+        unknown = [o.field for o in request.sort if o.field not in self._db.usage.SORT_COLUMNS]
         if unknown:
-            message = "Unknown sort field; use one of " + ", ".join(UsageRepository.SORT_COLUMNS)
+            message = "Unknown sort field; use one of " + ", ".join(self._db.usage.SORT_COLUMNS)
             raise ValidationFailed(message, field_errors=[FieldError("sort", message, "query")])
         if viewer is not None and not viewer.has_permission(API_KEYS_READ):
             where = UsageFilter(
@@ -474,7 +473,7 @@ class ApiKeyService:
                 succeeded=where.succeeded,
             )
         async with self._db.session() as session:
-            repository = UsageRepository(session)
+            repository = self._db.usage(session)
             total = await repository.count(where)
             rows = await repository.page(request, where)
         items = [
@@ -560,7 +559,7 @@ class ApiKeyService:
 
     async def _visible(
         self,
-        repository: ApiKeyRepository,
+        repository: ApiKeyRepo,
         viewer: Principal | None,
         ref: KeyRef,
         *,
@@ -602,12 +601,12 @@ def _status(key: ApiKey, now: datetime) -> KeyStatus:
 
 
 async def suspend_owner_keys(
-    work: UnitOfWork, owner_id: int, *, now: datetime
+    work: UnitOfWork, keys: ApiKeyRepo, owner_id: int, *, now: datetime
 ) -> list[KeyReference]:
     """Suspend every live key of ``owner_id`` that is not suspended yet, in ``work`` (the
     deactivation's own transaction), and tell every worker and node (change feed)."""
     suspended = []
-    for key in await ApiKeyRepository(work.session).live_of_owner(owner_id):
+    for key in await keys.live_of_owner(owner_id):
         if key.suspended_at is None:
             key.suspended_at = now
             key.updated_at = now
@@ -617,12 +616,12 @@ async def suspend_owner_keys(
 
 
 async def revoke_owner_keys(
-    work: UnitOfWork, owner_id: int, *, now: datetime
+    work: UnitOfWork, keys: ApiKeyRepo, owner_id: int, *, now: datetime
 ) -> list[KeyReference]:
     """Revoke every live key of ``owner_id`` in ``work`` (a password reset's or a "log
     out everywhere"'s own transaction), at once on every worker and node."""
     revoked = []
-    for key in await ApiKeyRepository(work.session).live_of_owner(owner_id):
+    for key in await keys.live_of_owner(owner_id):
         key.revoked_at = now
         key.updated_at = now
         key.previous_secret_hash = None

@@ -35,9 +35,8 @@ from authgate.security.signing_keys import KeyRing
 from authgate.services.alerts.dispatch import AlertDispatcher
 from authgate.services.alerts.messages import CheckpointNotice
 from authgate.services.audit.writer import AuditLog
-from authgate.storage.audit_checkpoint_repository import AuditCheckpointRepository
-from authgate.storage.audit_repository import AuditRepository, SignedLink
-from authgate.storage.db import Database
+from authgate.services.ports import Database
+from authgate.storage.audit_repository import SignedLink
 from authgate.storage.models import AuditCheckpoint
 from authgate.storage.paging import Page, PageRequest
 
@@ -103,8 +102,8 @@ class AuditCheckpoints:
         checkpoint already names this head.
         """
         async with self._db.session() as session:
-            head = await AuditRepository(session).chain_head()
-            newest = await AuditCheckpointRepository(session).newest()
+            head = await self._db.audit(session).chain_head()
+            newest = await self._db.audit_checkpoints(session).newest()
         if head is None or not await self._certifiable(head):
             return None
         if (
@@ -130,7 +129,7 @@ class AuditCheckpoints:
             token=token,
         )
         async with self._db.transaction() as session:
-            AuditCheckpointRepository(session).add(row)
+            self._db.audit_checkpoints(session).add(row)
             await session.flush()
             published = _published(row)
         self._dispatcher.submit_checkpoint(published.notice())
@@ -148,7 +147,7 @@ class AuditCheckpoints:
         if head.id == 0:
             return True
         async with self._db.session() as session:
-            repository = AuditRepository(session)
+            repository = self._db.audit(session)
             record = await repository.record(head.id)
             anchor = await repository.retention_anchor()
         if record is not None and record.hash == head.hash:
@@ -186,13 +185,13 @@ class AuditCheckpoints:
             ) from None
 
     async def search(self, request: PageRequest) -> Page[PublishedCheckpoint]:
-        if any(o.field not in AuditCheckpointRepository.SORT_COLUMNS for o in request.sort):
+        if any(o.field not in self._db.audit_checkpoints.SORT_COLUMNS for o in request.sort):
             message = "Unknown sort field; use one of " + ", ".join(
-                AuditCheckpointRepository.SORT_COLUMNS
+                self._db.audit_checkpoints.SORT_COLUMNS
             )
             raise ValidationFailed(message, field_errors=[FieldError("sort", message, "query")])
         async with self._db.session() as session:
-            repository = AuditCheckpointRepository(session)
+            repository = self._db.audit_checkpoints(session)
             total = await repository.count()
             rows = await repository.page(request)
         return Page(items=[_published(row) for row in rows], total=total, request=request)
@@ -201,7 +200,7 @@ class AuditCheckpoints:
         """Stored checkpoints older than the audit retention go with the records."""
         async with self._db.transaction() as session:
             cutoff = self._clock() - self._retention
-            return await AuditCheckpointRepository(session).delete_before(cutoff)
+            return await self._db.audit_checkpoints(session).delete_before(cutoff)
 
 
 def _published(row: AuditCheckpoint) -> PublishedCheckpoint:

@@ -27,9 +27,8 @@ from typing import Literal
 
 from authgate.security.audit_chain import GENESIS_HASH, AuditKey, plain_hash
 from authgate.security.audit_checkpoints import Checkpoint
-from authgate.storage.audit_repository import AuditRepository, AuditRow, ChainLink, SignedLink
-from authgate.storage.cluster_repository import ClusterRepository
-from authgate.storage.db import Database
+from authgate.services.ports import Database
+from authgate.storage.audit_repository import AuditRow, ChainLink, SignedLink
 from authgate.storage.models import AuditEvent
 
 # The chain's own event types (members of ``EventType`` in services.audit.events).
@@ -100,7 +99,7 @@ class ChainVerifier:
         record links to the genesis hash, or to the last record retention deleted.
         """
         async with self._db.session() as session:
-            repository = AuditRepository(session)
+            repository = self._db.audit(session)
             head = await repository.chain_head()
             anchor = await repository.retention_anchor()
         found = await self._walk(head, anchor, chunk)
@@ -150,7 +149,7 @@ class ChainVerifier:
         after = 0  # from the very first id: a record older than the anchor is foreign
         while head is not None:
             async with self._db.session() as session:
-                rows = await AuditRepository(session).chain(after, head.id, limit=chunk)
+                rows = await self._db.audit(session).chain(after, head.id, limit=chunk)
             for stored in rows:
                 broken = await self._step(walk, stored)
                 if broken is not None:
@@ -207,7 +206,7 @@ class ChainVerifier:
         previous = walk.previous
         if head is not None and previous.hash != head.hash:
             async with self._db.session() as session:
-                anchor = await AuditRepository(session).retention_anchor()
+                anchor = await self._db.audit(session).retention_anchor()
             # Unless retention removed them meanwhile, the head names a later record
             # than the last one left: the newest were removed.
             if (
@@ -233,7 +232,7 @@ class ChainVerifier:
                 "truncated",
             )
         async with self._db.session() as session:
-            extra = await AuditRepository(session).first_after_head()
+            extra = await self._db.audit(session).first_after_head()
         if extra is not None:
             return self._finding(
                 walk, extra, "a record after the newest one was not written by authgate", "forged"
@@ -251,7 +250,7 @@ class ChainVerifier:
                 "truncated",
             )
         async with self._db.session() as session:
-            introduced = await ClusterRepository(session).setting(KEY_FINGERPRINT_SETTING)
+            introduced = await self._db.cluster(session).setting(KEY_FINGERPRINT_SETTING)
         if introduced is not None:
             return self._finding(
                 walk,
@@ -274,7 +273,7 @@ class ChainVerifier:
         records between the last good one and ``stored`` (its signed anchor moved to right
         before ``stored``); a gap the anchor already named at the start is tampering."""
         async with self._db.session() as session:
-            anchor = await AuditRepository(session).retention_anchor()
+            anchor = await self._db.audit(session).retention_anchor()
         return (
             anchor is not None
             and anchor.link != walk.start
@@ -318,7 +317,7 @@ class ChainVerifier:
                 f"the chain ends at record {end}, before the checkpoint's record {position}",
             )
         async with self._db.session() as session:
-            repository = AuditRepository(session)
+            repository = self._db.audit(session)
             record = await repository.record(position)
             anchor = await repository.retention_anchor()
         if record is not None:

@@ -22,7 +22,7 @@ from abc import ABC, abstractmethod
 from collections import deque
 from typing import Generic, TypeVar
 
-from authgate.storage.audit_repository import refused_value
+from authgate.storage.errors import refused_value
 
 Row = TypeVar("Row")
 Batch = TypeVar("Batch")

@@ -24,11 +24,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from authgate.clock import Clock
-from authgate.storage.db import Database
-from authgate.storage.repositories import ChangeRepository
+from authgate.services.ports import Database, StorageSession
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +50,11 @@ ChangeHandler = Callable[[Change], None]
 
 @dataclass(slots=True)
 class UnitOfWork:
-    """One transaction of a use case, plus the changes it announces on commit."""
+    """One transaction of a use case, plus the changes it announces on commit; ``db``
+    gives the repositories over its ``session`` (``work.db.users(work.session)``)."""
 
-    session: AsyncSession
+    session: StorageSession
+    db: Database
     changes: list[Change] = field(default_factory=list)
 
     def publish(self, change: Change) -> None:
@@ -95,9 +94,9 @@ class ChangeFeed:
     async def unit_of_work(self) -> AsyncIterator[UnitOfWork]:
         """A transaction whose published changes are stored with it and applied after commit."""
         async with self._db.transaction() as session:
-            work = UnitOfWork(session)
+            work = UnitOfWork(session, self._db)
             yield work
-            changes = ChangeRepository(session)
+            changes = self._db.changes(session)
             now = self._clock()
             for change in work.changes:
                 changes.append(kind=change.kind.value, subject=change.subject, now=now)
@@ -110,14 +109,14 @@ class ChangeFeed:
     async def start_from_now(self) -> None:
         """Skip history: callers load current state right after this."""
         async with self._db.session() as session:
-            self._low_water = await ChangeRepository(session).last_seq()
+            self._low_water = await self._db.changes(session).last_seq()
         self._seen_above.clear()
         self._gap_since.clear()
 
     async def poll_once(self) -> int:
         """Apply changes committed since the last poll; returns how many were new."""
         async with self._db.session() as session:
-            rows = await ChangeRepository(session).after(self._low_water, limit=self._batch_size)
+            rows = await self._db.changes(session).after(self._low_water, limit=self._batch_size)
             fresh = [
                 (row.seq, Change(ChangeKind(row.kind), row.subject))
                 for row in rows
@@ -146,7 +145,7 @@ class ChangeFeed:
     async def delete_old(self) -> int:
         """Drop feed rows older than the retention (every poller has long seen them)."""
         async with self._db.transaction() as session:
-            return await ChangeRepository(session).delete_before(self._clock() - self._retention)
+            return await self._db.changes(session).delete_before(self._clock() - self._retention)
 
     def _dispatch(self, change: Change) -> None:
         for handler in self._handlers:

@@ -37,13 +37,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy.exc import IntegrityError
-
 from authgate.clock import Clock
 from authgate.exceptions import ConfigurationError
 from authgate.security.signing_keys import KeyRing
-from authgate.storage.cluster_repository import ClusterRepository
-from authgate.storage.db import Database
+from authgate.services.ports import ClusterRepo, Database
+from authgate.storage.errors import Conflict as StorageConflict
 from authgate.storage.models import ClusterNode
 
 log = logging.getLogger(__name__)
@@ -109,9 +107,9 @@ class ClusterMembership:
         for attempt in range(3):
             try:
                 async with self._db.transaction() as session:
-                    await self._check_pepper(ClusterRepository(session))
+                    await self._check_pepper(self._db.cluster(session))
                 return
-            except IntegrityError:  # another node stored the first fingerprint meanwhile
+            except StorageConflict:  # another node stored the first fingerprint meanwhile
                 if attempt == 2:
                     raise
 
@@ -119,7 +117,7 @@ class ClusterMembership:
         """Refuse to serve with a pepper or signing keys the data or the live nodes
         disagree with (``ConfigurationError`` naming every problem)."""
         async with self._db.session() as session:
-            live = await ClusterRepository(session).live_nodes(self._clock() - LIVE_WINDOW)
+            live = await self._db.cluster(session).live_nodes(self._clock() - LIVE_WINDOW)
         problems = sorted({problem for node in live for problem in self._conflicts(node)})
         if problems:
             raise ConfigurationError(
@@ -133,7 +131,7 @@ class ClusterMembership:
         now = self._clock()
         ring = self._keyring()
         async with self._db.transaction() as session:
-            await ClusterRepository(session).register(
+            await self._db.cluster(session).register(
                 ClusterNode(
                     node_id=self.node_id,
                     hostname=self.hostname,
@@ -156,7 +154,7 @@ class ClusterMembership:
         self._registered = False
         try:
             async with self._db.transaction() as session:
-                await ClusterRepository(session).remove(self.node_id)
+                await self._db.cluster(session).remove(self.node_id)
         except Exception as error:  # noqa: BLE001 - stopping: the row ages out anyway
             log.warning("could not deregister this node: %s", type(error).__name__)
 
@@ -171,7 +169,7 @@ class ClusterMembership:
         ring = self._keyring()
         try:
             async with self._db.transaction() as session:
-                registry = ClusterRepository(session)
+                registry = self._db.cluster(session)
                 touched = await registry.touch(
                     self.node_id, now=now, active_kid=ring.active.kid, kids=_joined_kids(ring)
                 )
@@ -196,19 +194,19 @@ class ClusterMembership:
         """Whether a live node of a version without the audit key is running (it writes
         the audit chain unkeyed, so the key must not be introduced yet)."""
         async with self._db.session() as session:
-            live = await ClusterRepository(session).live_nodes(self._clock() - LIVE_WINDOW)
+            live = await self._db.cluster(session).live_nodes(self._clock() - LIVE_WINDOW)
         return any(
             node.audit_key_fingerprint is None and node.node_id != self.node_id for node in live
         )
 
     async def prune_dead(self) -> int:
         async with self._db.transaction() as session:
-            return await ClusterRepository(session).prune(self._clock() - DEAD_ROW_RETENTION)
+            return await self._db.cluster(session).prune(self._clock() - DEAD_ROW_RETENTION)
 
     async def nodes(self) -> list[NodeInfo]:
         """The live nodes, each with what it disagrees with this process about."""
         async with self._db.session() as session:
-            live = await ClusterRepository(session).live_nodes(self._clock() - LIVE_WINDOW)
+            live = await self._db.cluster(session).live_nodes(self._clock() - LIVE_WINDOW)
         return [
             NodeInfo(
                 node_id=node.node_id,
@@ -227,7 +225,7 @@ class ClusterMembership:
 
     # -- rules ---------------------------------------------------------------------------------
 
-    async def _check_pepper(self, registry: ClusterRepository) -> None:
+    async def _check_pepper(self, registry: ClusterRepo) -> None:
         stored = await registry.setting(PEPPER_FINGERPRINT)
         if stored == self._fingerprint:
             return

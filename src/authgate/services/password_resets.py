@@ -26,12 +26,12 @@ from authgate.services.audit.writer import AuditLog
 from authgate.services.changes import Change, ChangeFeed, ChangeKind
 from authgate.services.mail import Mailer, MailNotSent
 from authgate.services.password_hashing import AsyncPasswordHasher
+from authgate.services.ports import Database
 from authgate.services.reset_keys import IssuedResetKey, issue_reset_key, reset_key_digest
 from authgate.services.throttle_store import ThrottleStore
 from authgate.services.users import EMAIL_MAX_LENGTH, UserView
-from authgate.storage.db import Database, storable_text
 from authgate.storage.models import User
-from authgate.storage.repositories import UserRepository
+from authgate.storage.text import storable_text
 
 log = logging.getLogger(__name__)
 
@@ -145,13 +145,13 @@ class PasswordResets:
         """
         digest = _digest_of(key)
         async with self._db.session() as session:
-            user = await UserRepository(session).by_reset_key(digest) if digest else None
+            user = await self._db.users(session).by_reset_key(digest) if digest else None
         self._usable(user)
         assert user is not None
         self._policy.check(new_password, login=user.login, email=user.email, field="newPassword")
         password_hash = await self._hasher.hash(new_password)
         async with self._feed.unit_of_work() as work:
-            stored = await UserRepository(work.session).by_reset_key(digest)
+            stored = await self._db.users(work.session).by_reset_key(digest)
             self._usable(stored)  # used meanwhile by a concurrent request
             assert stored is not None
             now = self._clock()
@@ -217,7 +217,7 @@ class PasswordResets:
         user = None
         if address and storable_text(address):
             async with self._db.session() as session:
-                user = await UserRepository(session).by_email(address)
+                user = await self._db.users(session).by_email(address)
         if user is None:
             self._refused(actor, Reason.UNKNOWN_EMAIL)
             return
@@ -233,7 +233,7 @@ class PasswordResets:
             return
         issued = issue_reset_key(self._clock())
         async with self._feed.unit_of_work() as work:
-            stored = await UserRepository(work.session).get(user.id)
+            stored = await self._db.users(work.session).get(user.id)
             if stored is None:
                 return
             stored.reset_key_hash = issued.digest

@@ -23,8 +23,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final, Literal
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from authgate.clock import Clock
 from authgate.exceptions import (
     Conflict,
@@ -53,15 +51,13 @@ from authgate.services.audit.events import Actor, EventType
 from authgate.services.audit.writer import AuditLog
 from authgate.services.changes import Change, ChangeFeed, ChangeKind
 from authgate.services.mail import Mailer, MailNotSent
+from authgate.services.ports import (
+    Database,
+    StorageSession,
+)
 from authgate.services.throttle_store import ThrottleStore
 from authgate.services.users import UserView
-from authgate.storage.db import Database
 from authgate.storage.models import OneTimeCode, User
-from authgate.storage.repositories import UserRepository
-from authgate.storage.second_factor_repository import (
-    OneTimeCodeRepository,
-    SecondFactorRepository,
-)
 
 log = logging.getLogger(__name__)
 
@@ -176,14 +172,14 @@ class SecondFactorService:
 
     async def method_of(self, user_id: int) -> Method | None:
         async with self._db.session() as session:
-            user = await UserRepository(session).get(user_id)
+            user = await self._db.users(session).get(user_id)
         return _method(user.second_factor) if user is not None else None
 
     async def state(self, user: UserView) -> SecondFactorState:
         async with self._db.session() as session:
-            stored = await UserRepository(session).get(user.id)
-            row = await SecondFactorRepository(session).get(user.id)
-            left = await OneTimeCodeRepository(session).count_unused(user.id, RECOVERY)
+            stored = await self._db.users(session).get(user.id)
+            row = await self._db.second_factors(session).get(user.id)
+            left = await self._db.one_time_codes(session).count_unused(user.id, RECOVERY)
         if stored is None:
             raise NotFound("User not found", reason=Reason.USER_NOT_FOUND)
         method = _method(stored.second_factor)
@@ -205,7 +201,7 @@ class SecondFactorService:
         now = self._clock()
         secret = new_totp_secret() if method == "TOTP" else None
         async with self._db.transaction() as session:
-            row = await SecondFactorRepository(session).get_or_create(user.id, now=now)
+            row = await self._db.second_factors(session).get_or_create(user.id, now=now)
             row.pending_method = method
             row.pending_totp_secret = (
                 self._key.encrypt(secret, user_id=user.id) if secret is not None else None
@@ -226,7 +222,7 @@ class SecondFactorService:
         now = self._clock()
         await self._refuse_if_locked(user)
         async with self._db.session() as session:
-            row = await SecondFactorRepository(session).get(user.id)
+            row = await self._db.second_factors(session).get(user.id)
         if row is None or row.pending_method != method or row.pending_started_at is None:
             return EnrolmentCheck(False, True, 0, "No enrolment of this method is in progress")
         remaining = ENROLMENT_SECONDS - int((now - row.pending_started_at).total_seconds())
@@ -237,7 +233,7 @@ class SecondFactorService:
             await self._failed(user, Reason.WRONG_ENROLMENT_CODE)
             return EnrolmentCheck(False, False, remaining, "The code is not valid")
         async with self._db.transaction() as session:
-            stored = await SecondFactorRepository(session).get(user.id)
+            stored = await self._db.second_factors(session).get(user.id)
             if stored is not None:
                 stored.pending_verified_at = now
         await self._throttle.reset_failures(_subject(user.id))
@@ -250,7 +246,7 @@ class SecondFactorService:
         recovery codes (shown once), or ``[]`` when dropped."""
         now = self._clock()
         async with self._feed.unit_of_work() as work:
-            factors = SecondFactorRepository(work.session)
+            factors = self._db.second_factors(work.session)
             row = await factors.get(user.id)
             if not enable:
                 if row is not None:
@@ -265,7 +261,7 @@ class SecondFactorService:
             ):
                 message = "Verify a code of this method first."
                 raise Conflict(message, reason=Reason.ENROLMENT_NOT_VERIFIED)
-            stored = await UserRepository(work.session).get(user.id)
+            stored = await self._db.users(work.session).get(user.id)
             if stored is None:
                 raise NotFound("User not found", reason=Reason.USER_NOT_FOUND)
             row.totp_secret = row.pending_totp_secret if method == "TOTP" else None
@@ -275,7 +271,7 @@ class SecondFactorService:
             stored.second_factor = method
             stored.updated_at = now
             codes = new_recovery_codes()
-            await OneTimeCodeRepository(work.session).replace(
+            await self._db.one_time_codes(work.session).replace(
                 user.id, RECOVERY, [self._code_row(user.id, RECOVERY, c, now) for c in codes]
             )
             work.publish(Change(ChangeKind.USER_CHANGED, str(user.id)))
@@ -303,7 +299,7 @@ class SecondFactorService:
         if method != "EMAIL":
             return method
         async with self._db.session() as session:
-            latest = await OneTimeCodeRepository(session).latest_created(user.id, EMAIL_LOGIN)
+            latest = await self._db.one_time_codes(session).latest_created(user.id, EMAIL_LOGIN)
         if latest is not None:
             waited = (self._clock() - latest).total_seconds()
             if waited < RESEND_COOLDOWN_SECONDS:
@@ -337,10 +333,10 @@ class SecondFactorService:
         now = self._clock()
         codes = new_recovery_codes()
         async with self._db.transaction() as session:
-            stored = await UserRepository(session).get(user.id)
+            stored = await self._db.users(session).get(user.id)
             if stored is None or stored.second_factor is None:
                 raise Conflict("No second factor is enabled.", reason=Reason.NO_SECOND_FACTOR)
-            await OneTimeCodeRepository(session).replace(
+            await self._db.one_time_codes(session).replace(
                 user.id, RECOVERY, [self._code_row(user.id, RECOVERY, c, now) for c in codes]
             )
         self._audit.record(EventType.TFA_RECOVERY_CODES_REGENERATED, "success", actor=_actor(user))
@@ -364,13 +360,13 @@ class SecondFactorService:
         """An admin removes a user's second factor (lost phone): audited, and the user is
         told by e-mail when SMTP is configured."""
         async with self._db.session() as session:
-            stored = await UserRepository(session).by_login(login.strip().lower())
+            stored = await self._db.users(session).by_login(login.strip().lower())
         return await self._reset(stored, by=by)
 
     async def reset_by_public_id(self, public_id: str, *, by: Actor) -> UserView:
         """:meth:`reset` for a user named by their v12 id."""
         async with self._db.session() as session:
-            stored = await UserRepository(session).by_public_id(public_id)
+            stored = await self._db.users(session).by_public_id(public_id)
         return await self._reset(stored, by=by)
 
     async def _reset(self, stored: User | None, *, by: Actor) -> UserView:
@@ -402,7 +398,7 @@ class SecondFactorService:
 
     async def enrolled(self, user_ids: list[int]) -> dict[int, str]:
         async with self._db.session() as session:
-            return await SecondFactorRepository(session).enrolled_user_ids(user_ids)
+            return await self._db.second_factors(session).enrolled_user_ids(user_ids)
 
     # -- import (``authgate import utmstack``) --------------------------------------------
 
@@ -411,7 +407,7 @@ class SecondFactorService:
         """E-mail codes can be sent (an SMTP server is configured)."""
         return self._mailer.configured
 
-    async def factor_in_force(self, session: AsyncSession, user: User) -> ImportedFactor | None:
+    async def factor_in_force(self, session: StorageSession, user: User) -> ImportedFactor | None:
         """The user's factor in force, TOTP secret decrypted, inside the caller's
         transaction: what an import compares UTMStack's factor with. A secret that does
         not decrypt (another key) reads as no secret, so it compares unequal."""
@@ -420,7 +416,7 @@ class SecondFactorService:
             return None
         if method == "EMAIL":
             return ImportedFactor("EMAIL", None)
-        row = await SecondFactorRepository(session).get(user.id)
+        row = await self._db.second_factors(session).get(user.id)
         if row is None or row.totp_secret is None:
             return ImportedFactor("TOTP", None)
         try:
@@ -429,17 +425,17 @@ class SecondFactorService:
             return ImportedFactor("TOTP", None)
 
     async def put_in_force(
-        self, session: AsyncSession, user: User, factor: ImportedFactor | None
+        self, session: StorageSession, user: User, factor: ImportedFactor | None
     ) -> None:
         """Make ``factor`` the user's second factor (``None``: remove it) inside the
         caller's transaction, as a completed enrolment would: the TOTP secret encrypted
         under the second-factor key, no step used yet. Recovery codes are left as they
         are (an import has nobody to show new ones to); the caller publishes the change."""
         now = self._clock()
-        factors = SecondFactorRepository(session)
+        factors = self._db.second_factors(session)
         if factor is None:
             await factors.delete(user.id)
-            await OneTimeCodeRepository(session).delete(user.id)
+            await self._db.one_time_codes(session).delete(user.id)
             user.second_factor = None
             return
         if factor.method == "TOTP" and not factor.totp_secret:
@@ -459,20 +455,20 @@ class SecondFactorService:
 
     async def _remove(self, user_id: int) -> None:
         async with self._feed.unit_of_work() as work:
-            stored = await UserRepository(work.session).get(user_id)
+            stored = await self._db.users(work.session).get(user_id)
             if stored is None:
                 raise NotFound("User not found", reason=Reason.USER_NOT_FOUND)
             stored.second_factor = None
             stored.updated_at = self._clock()
-            await SecondFactorRepository(work.session).delete(user_id)
-            await OneTimeCodeRepository(work.session).delete(user_id)
+            await self._db.second_factors(work.session).delete(user_id)
+            await self._db.one_time_codes(work.session).delete(user_id)
             work.publish(Change(ChangeKind.USER_CHANGED, str(user_id)))
 
     async def _accept(self, user: UserView, method: Method, code: str) -> str | None:
         now = self._clock()
         if method == "TOTP":
             async with self._db.session() as session:
-                row = await SecondFactorRepository(session).get(user.id)
+                row = await self._db.second_factors(session).get(user.id)
             if row is not None and row.totp_secret is not None and code.isdigit():
                 secret = self._decrypt(row.totp_secret, user.id)
                 step = matching_totp_step(
@@ -480,7 +476,7 @@ class SecondFactorService:
                 )
                 if step is not None:
                     async with self._db.transaction() as session:
-                        if await SecondFactorRepository(session).take_totp_step(user.id, step):
+                        if await self._db.second_factors(session).take_totp_step(user.id, step):
                             return "totp"
         elif code.isdigit() and await self._use_code(user.id, EMAIL_LOGIN, code):
             return "email"
@@ -502,12 +498,12 @@ class SecondFactorService:
         if step is None:
             return False
         async with self._db.transaction() as session:
-            return await SecondFactorRepository(session).take_pending_step(user.id, step)
+            return await self._db.second_factors(session).take_pending_step(user.id, step)
 
     async def _use_code(self, user_id: int, purpose: str, code: str) -> bool:
         code_hash = self._key.code_hash(code, user_id=user_id, purpose=purpose)
         async with self._db.transaction() as session:
-            return await OneTimeCodeRepository(session).use(
+            return await self._db.one_time_codes(session).use(
                 user_id, purpose, code_hash, now=self._clock()
             )
 
@@ -518,7 +514,7 @@ class SecondFactorService:
         row.expires_at = now + timedelta(seconds=EMAIL_CODE_SECONDS)
         async with self._db.transaction() as session:
             # One live code at a time: a new one replaces the last.
-            await OneTimeCodeRepository(session).replace(user.id, purpose, [row])
+            await self._db.one_time_codes(session).replace(user.id, purpose, [row])
         await self._mailer.send_text(
             to=user.email,
             subject=subject,

@@ -44,10 +44,9 @@ from authgate.services.address_block import AddressBlocker
 from authgate.services.api_keys import MAX_GRACE
 from authgate.services.audit.events import Actor, EventType
 from authgate.services.audit.writer import AuditLog
+from authgate.services.ports import Database, ServiceCredentialRepo
 from authgate.services.text_rules import control_character_errors
-from authgate.storage.db import Database
 from authgate.storage.models import ServiceCredential
-from authgate.storage.service_credential_repository import ServiceCredentialRepository
 
 
 class InternalEndpoint(StrEnum):
@@ -136,7 +135,7 @@ class ServiceCredentials:
         now = self._clock()
         generated = generate_credential()
         async with self._db.transaction() as session:
-            repository = ServiceCredentialRepository(session)
+            repository = self._db.service_credentials(session)
             if await repository.live_name_taken(name):
                 raise _name_taken()
             row = ServiceCredential(
@@ -153,14 +152,14 @@ class ServiceCredentials:
     async def list_all(self, *, include_revoked: bool = False) -> list[ServiceCredentialView]:
         now = self._clock()
         async with self._db.session() as session:
-            rows = await ServiceCredentialRepository(session).listed(
+            rows = await self._db.service_credentials(session).listed(
                 include_revoked=include_revoked
             )
         return [ServiceCredentialView.of(row, now=now) for row in rows]
 
     async def get(self, credential_id: str) -> ServiceCredentialView:
         async with self._db.session() as session:
-            row = await _found(ServiceCredentialRepository(session), credential_id)
+            row = await _found(self._db.service_credentials(session), credential_id)
         return ServiceCredentialView.of(row, now=self._clock())
 
     async def update(
@@ -169,7 +168,7 @@ class ServiceCredentials:
         """Rename a live credential and replace the endpoints it is allowed."""
         name, allowed = _validated(name, endpoints)
         async with self._db.transaction() as session:
-            repository = ServiceCredentialRepository(session)
+            repository = self._db.service_credentials(session)
             row = _live(await _found(repository, credential_id))
             if await repository.live_name_taken(name, except_id=row.id):
                 raise _name_taken()
@@ -188,7 +187,7 @@ class ServiceCredentials:
             raise ValidationFailed(message, field_errors=[FieldError("graceSeconds", message)])
         now = self._clock()
         async with self._db.transaction() as session:
-            row = _live(await _found(ServiceCredentialRepository(session), credential_id))
+            row = _live(await _found(self._db.service_credentials(session), credential_id))
             generated = generate_secret_for(row.credential_id)
             if grace > timedelta(0):
                 row.previous_secret_hash = row.secret_hash
@@ -209,7 +208,7 @@ class ServiceCredentials:
         """Revoke at once (the next call is refused everywhere). Idempotent."""
         now = self._clock()
         async with self._db.transaction() as session:
-            row = await _found(ServiceCredentialRepository(session), credential_id)
+            row = await _found(self._db.service_credentials(session), credential_id)
             newly_revoked = row.revoked_at is None
             if newly_revoked:
                 row.revoked_at = now
@@ -244,7 +243,7 @@ class ServiceCredentials:
         row = None
         if credential_id is not None:
             async with self._db.session() as session:
-                row = await ServiceCredentialRepository(session).by_credential_id(credential_id)
+                row = await self._db.service_credentials(session).by_credential_id(credential_id)
         reason = self._rejection(row, presented, now)
         if reason is not None:
             await self._address_blocker.failed(caller_ip)
@@ -259,7 +258,7 @@ class ServiceCredentials:
         last = row.last_used_at
         if last is None or now - last >= LAST_USE_GRANULARITY:
             async with self._db.transaction() as session:
-                await ServiceCredentialRepository(session).touch(row.id, now)
+                await self._db.service_credentials(session).touch(row.id, now)
         return ServiceCaller(credential_id=row.credential_id, name=row.name)
 
     def _rejection(
@@ -332,7 +331,7 @@ def _validated(name: str, endpoints: Iterable[str]) -> tuple[str, list[str]]:
     return name, sorted(set(given))
 
 
-async def _found(repository: ServiceCredentialRepository, credential_id: str) -> ServiceCredential:
+async def _found(repository: ServiceCredentialRepo, credential_id: str) -> ServiceCredential:
     row = await repository.by_credential_id(credential_id)
     if row is None:
         raise NotFound(

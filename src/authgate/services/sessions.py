@@ -29,8 +29,6 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy.exc import IntegrityError
-
 from authgate.clock import Clock
 from authgate.exceptions import (
     BadCredentials,
@@ -46,11 +44,11 @@ from authgate.services.accounts import AccountService
 from authgate.services.audit.events import Actor, EventType
 from authgate.services.audit.writer import AuditLog
 from authgate.services.changes import ChangeFeed, UnitOfWork
+from authgate.services.ports import Database
 from authgate.services.second_factor import Method, SecondFactorService
 from authgate.services.users import UserView
-from authgate.storage.db import Database
+from authgate.storage.errors import Conflict as StorageConflict
 from authgate.storage.models import Session
-from authgate.storage.session_repository import SessionRepository
 
 # Longer refresh tokens are refused before hashing (ours are 43 characters).
 MAX_REFRESH_TOKEN_LENGTH = 128
@@ -186,7 +184,7 @@ class SessionService:
             raise
         try:
             return await self._start(user, ip=ip, user_agent=user_agent, spent=pending)
-        except IntegrityError:  # a concurrent request spent the token first
+        except StorageConflict:  # a concurrent request spent the token first
             raise TokenRevoked(reason=Reason.TOKEN_USED) from None
 
     async def _start(
@@ -206,7 +204,7 @@ class SessionService:
         async with self._feed.unit_of_work() as work:
             if spent is not None and not await self._tokens.spend(work, spent):
                 raise TokenRevoked(reason=Reason.TOKEN_USED)
-            sessions = SessionRepository(work.session)
+            sessions = self._db.user_sessions(work.session)
             live = list(await sessions.live(user.id, now=now))
             evicted = live[: max(0, len(live) - self._max_sessions + 1)]
             await self._revoke(work, user.id, evicted, reason=Reason.SESSION_CAP)
@@ -254,7 +252,7 @@ class SessionService:
         new_token = secrets.token_urlsafe(32)
         refused: Reason | None = None
         async with self._feed.unit_of_work() as work:
-            sessions = SessionRepository(work.session)
+            sessions = self._db.user_sessions(work.session)
             stored = await sessions.token(token_hash)
             session = await sessions.get(stored.session_id) if stored is not None else None
             if stored is None or session is None:
@@ -304,7 +302,7 @@ class SessionService:
         except SecondFactorRequired:
             # A factor enabled (or required) since the login: the session ends.
             async with self._feed.unit_of_work() as work:
-                stored_session = await SessionRepository(work.session).get(session.id)
+                stored_session = await self._db.user_sessions(work.session).get(session.id)
                 if stored_session is not None:
                     await self._revoke(work, view.id, [stored_session], reason=Reason.SECOND_FACTOR)
             raise
@@ -323,7 +321,7 @@ class SessionService:
         if not refresh_token or len(refresh_token) > MAX_REFRESH_TOKEN_LENGTH:
             return
         async with self._feed.unit_of_work() as work:
-            sessions = SessionRepository(work.session)
+            sessions = self._db.user_sessions(work.session)
             stored = await sessions.token(refresh_token_hash(refresh_token))
             session = await sessions.get(stored.session_id) if stored is not None else None
             if session is None or session.revoked_at is not None:
@@ -337,7 +335,7 @@ class SessionService:
 
     async def profile(self, user_id: int) -> Profile:
         async with self._db.session() as read:
-            user = await SessionRepository(read).user(user_id)
+            user = await self._db.user_sessions(read).user(user_id)
         if user is None:  # deleted since its token was checked
             raise BadCredentials("User not found", reason=Reason.USER_DELETED)
         return Profile(
@@ -352,7 +350,7 @@ class SessionService:
     async def list_live(self, user_id: int) -> list[SessionView]:
         now = self._clock()
         async with self._db.session() as read:
-            live = await SessionRepository(read).live(user_id, now=now)
+            live = await self._db.user_sessions(read).live(user_id, now=now)
         return [
             SessionView(
                 id=s.id,
@@ -373,7 +371,7 @@ class SessionService:
         except ValueError:
             raise NotFound("Session not found", reason=Reason.SESSION_NOT_FOUND) from None
         async with self._feed.unit_of_work() as work:
-            session = await SessionRepository(work.session).get(session_id)
+            session = await self._db.user_sessions(work.session).get(session_id)
             if (
                 session is None
                 or session.user_id != user_id
@@ -394,7 +392,7 @@ class SessionService:
         """Revoke every live session of the user except ``keep`` (the caller's)."""
         now = self._clock()
         async with self._feed.unit_of_work() as work:
-            live = await SessionRepository(work.session).live(user_id, now=now)
+            live = await self._db.user_sessions(work.session).live(user_id, now=now)
             others = [s for s in live if s.id != keep]
             await self._revoke(work, user_id, others, reason=Reason.REVOKED_BY_USER)
         if others:
@@ -416,7 +414,9 @@ class SessionService:
         purged = 0
         while True:
             async with self._db.transaction() as work:
-                deleted = await SessionRepository(work).delete_ended(now=self._clock(), limit=batch)
+                deleted = await self._db.user_sessions(work).delete_ended(
+                    now=self._clock(), limit=batch
+                )
             purged += deleted
             if deleted < batch:
                 return purged
@@ -425,7 +425,7 @@ class SessionService:
         """The user just enabled a second factor from this session, proving a code of
         it: the session counts as having passed it (its next refresh carries ``otp``)."""
         async with self._db.transaction() as write:
-            session = await SessionRepository(write).get(session_id)
+            session = await self._db.user_sessions(write).get(session_id)
             if session is not None and session.user_id == user_id:
                 session.second_factor = True
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from authgate.clock import Clock
 from authgate.exceptions import ConfigurationError
 from authgate.security.signing_keys import AsymmetricAlgorithm, KeyRing
-from authgate.storage import keystore
+from authgate.services.ports import KeyringFiles
 
 log = logging.getLogger(__name__)
 
@@ -23,8 +23,11 @@ log = logging.getLogger(__name__)
 class SigningKeyFile:
     """The key ring file of an ES256/EdDSA deployment."""
 
-    def __init__(self, path: Path, *, algorithm: AsymmetricAlgorithm, clock: Clock) -> None:
+    def __init__(
+        self, path: Path, *, algorithm: AsymmetricAlgorithm, clock: Clock, files: KeyringFiles
+    ) -> None:
         self._path = path
+        self._files = files
         self._algorithm = algorithm
         self._clock = clock
         self._seen_mtime: int | None = None
@@ -34,12 +37,12 @@ class SigningKeyFile:
         return self._path
 
     def load_or_create(self) -> KeyRing:
-        ring = keystore.load_or_create_keyring(self._path, self._algorithm, now=self._clock())
+        ring = self._files.load_or_create_keyring(self._path, self._algorithm, now=self._clock())
         self._seen_mtime = self._mtime()
         return ring
 
     def rotate(self, *, keep_for: timedelta) -> KeyRing:
-        return keystore.rotate_keyring(
+        return self._files.rotate_keyring(
             self._path, self._algorithm, now=self._clock(), keep_for=keep_for
         )
 
@@ -49,7 +52,7 @@ class SigningKeyFile:
         if mtime is None or mtime == self._seen_mtime:
             return
         try:
-            ring = keystore.load_keyring(self._path)
+            ring = self._files.load_keyring(self._path)
         except ConfigurationError as error:
             # A half-edited or broken file: keep the keys in memory and say so once.
             log.error("signing key file changed but cannot be used: %s", error)

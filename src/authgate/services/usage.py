@@ -33,9 +33,9 @@ from authgate.reasons import Reason
 from authgate.security.networks import IPAddress
 from authgate.services.audit.events import printable
 from authgate.services.batch_writer import BatchWriter
-from authgate.storage.api_key_repository import ApiKeyRepository, UsageRepository, UsageRow
-from authgate.storage.audit_repository import refused_value
-from authgate.storage.db import Database
+from authgate.services.ports import Database
+from authgate.storage.api_key_repository import UsageRow
+from authgate.storage.errors import refused_value
 
 log = logging.getLogger(__name__)
 
@@ -379,12 +379,12 @@ class UsageRecorder(BatchWriter[UsageEvent, _Batch]):
     async def delete_expired(self) -> int:
         """Retention: forget usage (rows and rollups) older than the configured period."""
         async with self._db.transaction() as session:
-            return await UsageRepository(session).delete_before(self._clock() - self._retention)
+            return await self._db.usage(session).delete_before(self._clock() - self._retention)
 
     async def _write(self, batch: _Batch) -> int:
         chunk, rows = self._chunk_size, batch.rows
         async with self._db.transaction() as session:
-            usage = UsageRepository(session)
+            usage = self._db.usage(session)
             for start in range(0, len(rows), chunk):
                 await usage.insert_many([_row(event) for event in rows[start : start + chunk]])
             rollups = list(batch.minutes.values())
@@ -396,7 +396,7 @@ class UsageRecorder(BatchWriter[UsageEvent, _Batch]):
         return len(rows)
 
     async def _write_last_used(self, session: Any, last_used: dict[int, _LastUse]) -> None:
-        keys = ApiKeyRepository(session)
+        keys = self._db.api_keys(session)
         for key_pk, (at, address) in last_used.items():
             ip = str(address) if address is not None else None
             await keys.record_last_used(key_pk, at=at, ip=ip)
@@ -406,7 +406,7 @@ class UsageRecorder(BatchWriter[UsageEvent, _Batch]):
         returns how many rows were written and refused."""
         written = 0
         async with self._db.transaction() as session:
-            usage = UsageRepository(session)
+            usage = self._db.usage(session)
             for event in batch.rows:
                 try:
                     async with session.begin_nested():

@@ -14,9 +14,9 @@ from datetime import datetime
 from authgate.security.principal import parse_authorities
 from authgate.services.changes import Change, ChangeFeed, ChangeKind
 from authgate.services.expiring_cache import ExpiringCache
+from authgate.services.ports import Database
 from authgate.services.single_flight import SingleFlight
-from authgate.storage.db import Database, is_unavailable
-from authgate.storage.repositories import UserRepository
+from authgate.storage.errors import is_unavailable
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +73,7 @@ class UserStates:
 
     async def _fetch(self, user_id: int) -> UserAuthState | None:
         async with self._db.session() as session:
-            user = await UserRepository(session).get(user_id)
+            user = await self._db.users(session).get(user_id)
         if user is None:
             return None
         return UserAuthState(

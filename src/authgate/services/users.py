@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
-from sqlalchemy.exc import IntegrityError
-
 from authgate.clock import Clock
 from authgate.exceptions import (
     Conflict,
@@ -35,12 +33,13 @@ from authgate.services.audit.events import EventType, current_request
 from authgate.services.audit.writer import AuditLog
 from authgate.services.changes import Change, ChangeFeed, ChangeKind, UnitOfWork
 from authgate.services.password_hashing import AsyncPasswordHasher
+from authgate.services.ports import Database, UserRepo
 from authgate.services.reset_keys import RESET_KEY_TTL, IssuedResetKey, issue_reset_key
 from authgate.services.text_rules import control_character_errors
-from authgate.storage.db import Database, storable_text
+from authgate.storage.errors import Conflict as StorageConflict
 from authgate.storage.models import User
 from authgate.storage.paging import Page, PageRequest
-from authgate.storage.repositories import UserRepository
+from authgate.storage.text import storable_text
 
 LOGIN_PATTERN: Final = r"^[_.@A-Za-z0-9-]{1,50}$"
 LOGIN_MAX_LENGTH: Final = 50
@@ -168,15 +167,15 @@ class UserService:
         """A page of users; with ``login_contains``, only those whose login contains it
         (case-insensitive, UTMStack's ``?login=`` and ``/filter/{login}``); with
         ``search``, those whose login, e-mail or name contains it (v12's ``?search=``)."""
-        if any(order.field not in UserRepository.SORT_COLUMNS for order in request.sort):
-            message = "Unknown sort field; use one of " + ", ".join(UserRepository.SORT_COLUMNS)
+        if any(order.field not in self._db.users.SORT_COLUMNS for order in request.sort):
+            message = "Unknown sort field; use one of " + ", ".join(self._db.users.SORT_COLUMNS)
             raise ValidationFailed(message, field_errors=[FieldError("sort", message, "query")])
         fragment = login_contains.strip() if login_contains else None
         searched = search.strip() if search else None
         if any(text is not None and not storable_text(text) for text in (fragment, searched)):
             return Page(items=[], total=0, request=request)
         async with self._db.session() as session:
-            users = UserRepository(session)
+            users = self._db.users(session)
             total = await users.count(login_contains=fragment, search=searched)
             page = await users.page(request, login_contains=fragment, search=searched)
             items = [UserView.of(user) for user in page]
@@ -184,11 +183,11 @@ class UserService:
 
     async def get_user(self, login: str) -> UserView:
         async with self._db.session() as session:
-            return UserView.of(await _existing(UserRepository(session), login))
+            return UserView.of(await _existing(self._db.users(session), login))
 
     async def get_user_by_id(self, user_id: int) -> UserView:
         async with self._db.session() as session:
-            user = await UserRepository(session).get(user_id)
+            user = await self._db.users(session).get(user_id)
         if user is None:
             raise NotFound("User not found", reason=Reason.USER_NOT_FOUND)
         return UserView.of(user)
@@ -196,7 +195,7 @@ class UserService:
     async def get_user_by_public_id(self, public_id: str) -> UserView:
         """The user v12's routes name by ``public_id`` (not a UUID: not found)."""
         async with self._db.session() as session:
-            user = await UserRepository(session).by_public_id(public_id)
+            user = await self._db.users(session).by_public_id(public_id)
         if user is None:
             raise NotFound("User not found", reason=Reason.USER_NOT_FOUND)
         return UserView.of(user)
@@ -206,7 +205,7 @@ class UserService:
         admin to hand over (``authgate users reset-link``, the Settings UI)."""
         issued = issue_reset_key(self._clock())
         async with self._feed.unit_of_work() as work:
-            user = await _existing(UserRepository(work.session), login)
+            user = await _existing(self._db.users(work.session), login)
             user.reset_key_hash = issued.digest
             user.reset_key_expires_at = issued.expires_at
             self._touched(work, user)
@@ -260,7 +259,7 @@ class UserService:
         by = acting_login()
         try:
             async with self._feed.unit_of_work() as work:
-                users = UserRepository(work.session)
+                users = self._db.users(work.session)
                 if await users.by_login(login) is not None:
                     raise Conflict("Login name already used!", reason=Reason.LOGIN_EXISTS)
                 if await users.email_taken(email):
@@ -288,7 +287,7 @@ class UserService:
                 users.add(user)
                 await users.flush()
                 created = UserView.of(user)
-        except IntegrityError:  # a concurrent request created the same login or e-mail
+        except StorageConflict:  # a concurrent request created the same login or e-mail
             raise Conflict("Login name or email already used!", reason=Reason.USER_EXISTS) from None
         details: dict[str, object] = {
             "user": created.login,
@@ -312,7 +311,7 @@ class UserService:
             raise ValidationFailed(errors[0].message, field_errors=errors)
         try:
             async with self._feed.unit_of_work() as work:
-                users = UserRepository(work.session)
+                users = self._db.users(work.session)
                 user = await _existing(users, login)
                 was_active = user.activated
                 await self._apply_changes(users, user, changes, acting_user_id=acting_user_id)
@@ -320,11 +319,13 @@ class UserService:
                 if was_active and not user.activated:
                     # The keys stay suspended after a reactivation, until their owner or
                     # an admin re-enables them one by one.
-                    suspended = await suspend_owner_keys(work, user.id, now=self._clock())
+                    suspended = await suspend_owner_keys(
+                        work, self._db.api_keys(work.session), user.id, now=self._clock()
+                    )
                 self._touched(work, user)
                 await users.flush()
                 updated = UserView.of(user)
-        except IntegrityError:
+        except StorageConflict:
             raise Conflict("Email is already in use!", reason=Reason.EMAIL_EXISTS) from None
         changed = sorted(
             name
@@ -357,20 +358,24 @@ class UserService:
         """Replace a user's password (admin reset); all their tokens stop working, and
         with ``revoke_api_keys`` all their API keys too, in the same transaction."""
         async with self._db.session() as session:
-            existing = await _existing(UserRepository(session), login)
+            existing = await _existing(self._db.users(session), login)
         self._policy.check(
             new_password, login=existing.login, email=existing.email, field="newPassword"
         )
         password_hash = await self._hasher.hash(new_password)
         async with self._feed.unit_of_work() as work:
-            user = await _existing(UserRepository(work.session), login)
+            user = await _existing(self._db.users(work.session), login)
             now = self._clock()
             user.password_hash = password_hash
             user.password_changed_at = now
             user.tokens_valid_after = now
             user.kept_session_jti = user.kept_session_cutoff = None
             user.initial_password = True
-            revoked = await revoke_owner_keys(work, user.id, now=now) if revoke_api_keys else []
+            revoked = (
+                await revoke_owner_keys(work, self._db.api_keys(work.session), user.id, now=now)
+                if revoke_api_keys
+                else []
+            )
             self._touched(work, user)
         details: dict[str, object] = {"user": user.login}
         if revoke_api_keys:
@@ -385,7 +390,7 @@ class UserService:
 
     async def delete_user(self, login: str, *, acting_user_id: int | None) -> None:
         async with self._feed.unit_of_work() as work:
-            users = UserRepository(work.session)
+            users = self._db.users(work.session)
             user = await _existing(users, login)
             if user.id == acting_user_id:
                 raise Conflict("You cannot delete your own account.", reason=Reason.SELF_DELETE)
@@ -402,7 +407,7 @@ class UserService:
         ``None``. A given password must pass the policy: never a default like "admin".
         """
         async with self._db.session() as session:
-            if await UserRepository(session).count() > 0:
+            if await self._db.users(session).count() > 0:
                 return None
         generated = password is None
         chosen = password if password is not None else self._random_password()
@@ -435,7 +440,7 @@ class UserService:
         raise RuntimeError("no random password passes the password policy")  # unreachable
 
     async def _apply_changes(
-        self, users: UserRepository, user: User, changes: UserChanges, *, acting_user_id: int | None
+        self, users: UserRepo, user: User, changes: UserChanges, *, acting_user_id: int | None
     ) -> None:
         # Counted before any change, while autoflush cannot yet see this user's new state.
         admins_before = await users.count_active_admins() if _is_active_admin(user) else None
@@ -478,7 +483,7 @@ class UserService:
 _LAST_ADMIN = "At least one active administrator must remain."
 
 
-async def _existing(users: UserRepository, login: str) -> User:
+async def _existing(users: UserRepo, login: str) -> User:
     user = await users.by_login(login.strip().lower())
     if user is None:
         raise NotFound("User not found", reason=Reason.USER_NOT_FOUND)

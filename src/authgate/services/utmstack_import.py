@@ -34,8 +34,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
-
 from authgate.clock import Clock
 from authgate.security.passwords import is_bcrypt_hash
 from authgate.security.principal import (
@@ -178,7 +176,8 @@ class _UserImport:
 
     async def run(self, utm_users: list[UtmUser]) -> dict[int, Owner | str]:
         """Owners by UTMStack user id: an authgate user, or why the user was not imported."""
-        for user in await self._work.session.scalars(select(User)):
+        users = self._work.db.users(self._work.session)
+        for user in await users.all():
             self._remember(user)
         owners: dict[int, Owner | str] = {}
         imported: list[_Imported] = []
@@ -190,8 +189,8 @@ class _UserImport:
                 imported.append(outcome)
         created = [each.user for each in imported if each.user.id is None]
         if created:
-            self._work.session.add_all(created)
-            await self._work.session.flush()  # the second factor needs the user ids
+            users.add_all(created)
+            await users.flush()  # the second factor needs the user ids
         for each in imported:
             await self._import_factor(each)
             owners[each.utm.id] = _owner(each.user)

@@ -15,8 +15,6 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import insert, select
-
 from authgate.security import keys
 from authgate.security.networks import AllowEntryError, parse_allow_entry
 from authgate.security.principal import SCOPE_ADMIN, SCOPE_READ, SCOPE_WRITE, join_authorities
@@ -72,13 +70,12 @@ class KeyImport:
         *,
         unmapped_owner: Owner | None,
     ) -> None:
-        session = self._work.session
-        for key in await session.scalars(select(ApiKey).where(ApiKey.legacy_id.is_not(None))):
+        keys = self._work.db.api_keys(self._work.session)
+        for key in await keys.imported():
             self._existing[str(key.legacy_id)] = key
             if key.legacy_digest:
                 self._digests[key.legacy_digest] = str(key.legacy_id)
-        live = select(ApiKey.user_id, ApiKey.name).where(ApiKey.revoked_at.is_(None))
-        self._live_names = {(row.user_id, row.name) for row in await session.execute(live)}
+        self._live_names = await keys.live_names()
         new_rows: list[dict[str, Any]] = []
         for utm in sorted(utm_keys, key=lambda k: k.id):
             owner = owners.get(utm.owner_id) if utm.owner_id is not None else unmapped_owner
@@ -86,7 +83,7 @@ class KeyImport:
             if row is not None:
                 new_rows.append(row)
         if new_rows:
-            await session.execute(insert(ApiKey), new_rows)
+            await keys.insert_many(new_rows)
 
     def _one(
         self, utm: UtmKey, owner: Owner | str | None, owner_id: int | None

@@ -9,8 +9,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from authgate.storage.db import storable_text
 from authgate.storage.models import AlertRule, ApiKey, AuditEvent, FiredAlert
+from authgate.storage.text import storable_text
 
 
 class AlertRepository:

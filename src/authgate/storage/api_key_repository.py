@@ -5,19 +5,19 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NamedTuple, cast
+from typing import Any, ClassVar, NamedTuple, cast
 from uuid import UUID
 
-from sqlalchemy import Row, bindparam, case, delete, func, or_, select, update
+from sqlalchemy import Row, bindparam, case, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from authgate.storage.bulk_insert import insert_rows
-from authgate.storage.db import storable_text
 from authgate.storage.models import ApiKey, ApiKeyUsage, ApiKeyUsageMinute, User
 from authgate.storage.paging import PageRequest, SortOrder
 from authgate.storage.repositories import order_by
+from authgate.storage.text import storable_text
 
 # What verifying a key reads, as one Core statement built once: on a cache miss (the
 # hot path's slow case) no ORM object, identity map or session is paid for.
@@ -55,7 +55,7 @@ async def legacy_verification_row(connection: AsyncConnection, digest: str) -> R
 
 
 class ApiKeyRepository:
-    SORT_COLUMNS: Mapping[str, Any] = {
+    SORT_COLUMNS: ClassVar[Mapping[str, Any]] = {
         "id": ApiKey.id,
         "name": ApiKey.name,
         "createdAt": ApiKey.created_at,
@@ -119,6 +119,21 @@ class ApiKeyRepository:
 
     async def flush(self) -> None:
         await self._session.flush()
+
+    async def imported(self) -> Sequence[ApiKey]:
+        """The keys imported from UTMStack (those with a legacy id)."""
+        return list(
+            await self._session.scalars(select(ApiKey).where(ApiKey.legacy_id.is_not(None)))
+        )
+
+    async def live_names(self) -> set[tuple[int, str]]:
+        """(owner id, name) of every key that is not revoked."""
+        live = select(ApiKey.user_id, ApiKey.name).where(ApiKey.revoked_at.is_(None))
+        return {(row.user_id, row.name) for row in await self._session.execute(live)}
+
+    async def insert_many(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Insert keys given as column values, in one statement (an import's new keys)."""
+        await self._session.execute(insert(ApiKey), list(rows))
 
     async def live_of_owner(self, owner_id: int) -> Sequence[ApiKey]:
         """The owner's keys that are not revoked (expired ones included: they may be
@@ -205,7 +220,7 @@ def _key_pk(key: int | UUID) -> Any:
 
 
 class UsageRepository:
-    SORT_COLUMNS: Mapping[str, Any] = {
+    SORT_COLUMNS: ClassVar[Mapping[str, Any]] = {
         "id": ApiKeyUsage.id,
         "timestamp": ApiKeyUsage.occurred_at,
         "responseCode": ApiKeyUsage.status,

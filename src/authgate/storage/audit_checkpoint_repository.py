@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,7 +15,7 @@ from authgate.storage.repositories import order_by
 
 
 class AuditCheckpointRepository:
-    SORT_COLUMNS: Mapping[str, Any] = {
+    SORT_COLUMNS: ClassVar[Mapping[str, Any]] = {
         "id": AuditCheckpoint.id,
         "time": AuditCheckpoint.created_at,
         "position": AuditCheckpoint.position,

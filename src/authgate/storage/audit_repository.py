@@ -6,18 +6,19 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 from uuid import UUID
 
-from sqlalchemy import delete, exc, false, func, select, text, update
+from sqlalchemy import delete, false, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authgate.storage.bulk_insert import insert_rows
-from authgate.storage.db import storable_text
+from authgate.storage.errors import refused_value as refused_value  # re-exported: former home
 from authgate.storage.models import ApiKey, AuditChainHead, AuditEvent
 from authgate.storage.paging import PageRequest, SortOrder
 from authgate.storage.repositories import order_by
+from authgate.storage.text import storable_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +114,7 @@ def _with_public_ids(query: Any) -> Any:
 
 
 class AuditRepository:
-    SORT_COLUMNS: Mapping[str, Any] = {
+    SORT_COLUMNS: ClassVar[Mapping[str, Any]] = {
         "id": AuditEvent.id,
         "timestamp": AuditEvent.occurred_at,
         "type": AuditEvent.event_type,
@@ -329,18 +330,6 @@ class AuditRepository:
             sign(last_deleted.id, last_deleted.hash),
         )
         return int(getattr(result, "rowcount", 0) or 0)
-
-
-def refused_value(error: BaseException) -> bool:
-    """Whether the database refused a value of the statement (SQLSTATE class 22, "data
-    exception": a NUL in text, a string too long), as opposed to being unavailable."""
-    if isinstance(error, exc.DataError):
-        return True
-    if not isinstance(error, exc.DBAPIError):
-        return False
-    # asyncpg's errors reach SQLAlchemy as plain DBAPIError; the code tells them apart.
-    code = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
-    return isinstance(code, str) and code.startswith("22")
 
 
 def _insert_ignoring_conflicts(session: AsyncSession) -> Any:

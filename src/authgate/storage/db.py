@@ -17,15 +17,31 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from authgate.exceptions import ConfigurationError
+from authgate.storage.alert_repository import AlertRepository
+from authgate.storage.api_key_repository import (
+    ApiKeyRepository,
+    UsageRepository,
+    legacy_verification_row,
+    verification_row,
+)
+from authgate.storage.audit_checkpoint_repository import AuditCheckpointRepository
+from authgate.storage.audit_repository import AuditRepository
+from authgate.storage.cluster_repository import ClusterRepository
 from authgate.storage.database_url import POSTGRES_EXTRA_HINT
-
-
-def storable_text(value: str) -> bool:
-    """Whether a database can hold ``value``: PostgreSQL's text types refuse NUL (U+0000)
-    with an error. Such a value matches no stored row, so lookups answer "none" without
-    asking (a NUL in a typed login must be a wrong login, not a server error)."""
-    return "\x00" not in value
-
+from authgate.storage.errors import Conflict
+from authgate.storage.errors import is_unavailable as is_unavailable  # re-exported: former home
+from authgate.storage.repositories import (
+    ChangeRepository,
+    RevokedTokenRepository,
+    UserRepository,
+)
+from authgate.storage.second_factor_repository import (
+    OneTimeCodeRepository,
+    SecondFactorRepository,
+)
+from authgate.storage.service_credential_repository import ServiceCredentialRepository
+from authgate.storage.session_repository import SessionRepository
+from authgate.storage.text import storable_text as storable_text  # re-exported: former home
 
 CONNECT_TIMEOUT_SECONDS = 5
 
@@ -40,7 +56,26 @@ def _missing_driver(drivername: str, module: str | None) -> str:
 
 
 class Database:
-    """Owns the engine; hands out sessions. Services own transactions."""
+    """Owns the engine; hands out sessions. Services own transactions.
+
+    The repositories are attributes (``db.users(session)``), so that services get them
+    with the database, typed by the protocols of ``authgate.services.ports``."""
+
+    users = UserRepository
+    revoked_tokens = RevokedTokenRepository
+    changes = ChangeRepository
+    user_sessions = SessionRepository
+    second_factors = SecondFactorRepository
+    one_time_codes = OneTimeCodeRepository
+    cluster = ClusterRepository
+    service_credentials = ServiceCredentialRepository
+    alerts = AlertRepository
+    audit_checkpoints = AuditCheckpointRepository
+    api_keys = ApiKeyRepository
+    usage = UsageRepository
+    audit = AuditRepository
+    verification_row = staticmethod(verification_row)
+    legacy_verification_row = staticmethod(legacy_verification_row)
 
     def __init__(self, url: str) -> None:
         try:
@@ -79,9 +114,15 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """A session in a transaction, committed on success and rolled back on error."""
-        async with self._sessions() as session, session.begin():
-            yield session
+        """A session in a transaction, committed on success and rolled back on error.
+
+        A unique key (or other integrity constraint) broken by a flush or the commit is
+        raised as :class:`~authgate.storage.errors.Conflict`."""
+        try:
+            async with self._sessions() as session, session.begin():
+                yield session
+        except exc.IntegrityError as error:
+            raise Conflict(type(error.orig).__name__) from error
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[AsyncConnection]:
@@ -93,9 +134,12 @@ class Database:
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncConnection]:
         """A bare connection in a transaction, committed on success (Core writes on hot
-        paths)."""
-        async with self.engine.begin() as connection:
-            yield connection
+        paths); a broken constraint is raised as :class:`~authgate.storage.errors.Conflict`."""
+        try:
+            async with self.engine.begin() as connection:
+                yield connection
+        except exc.IntegrityError as error:
+            raise Conflict(type(error.orig).__name__) from error
 
     async def ping(self) -> None:
         """Raise if the database cannot answer a trivial query."""
@@ -115,13 +159,3 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.close()
-
-
-def is_unavailable(error: BaseException) -> bool:
-    """Whether ``error`` means the database cannot serve right now (down, unreachable,
-    busy past SQLite's busy timeout, pool exhausted) rather than a bug."""
-    if isinstance(error, exc.TimeoutError | exc.OperationalError | exc.InterfaceError):
-        return True
-    if isinstance(error, exc.DBAPIError):
-        return bool(error.connection_invalidated)
-    return isinstance(error, ConnectionError | TimeoutError)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import ColumnElement, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from authgate.storage.db import storable_text
 from authgate.storage.models import AuthChange, RevokedToken, User
 from authgate.storage.paging import PageRequest, SortOrder
+from authgate.storage.text import storable_text
 
 
 def order_by(
@@ -28,7 +28,7 @@ def order_by(
 
 class UserRepository:
     # Logical (API) sort names → columns.
-    SORT_COLUMNS: Mapping[str, Any] = {
+    SORT_COLUMNS: ClassVar[Mapping[str, Any]] = {
         "id": User.id,
         "login": User.login,
         "email": User.email,
@@ -121,6 +121,13 @@ class UserRepository:
 
     def add(self, user: User) -> None:
         self._session.add(user)
+
+    def add_all(self, users: Sequence[User]) -> None:
+        self._session.add_all(users)
+
+    async def all(self) -> Sequence[User]:
+        """Every user (an import matches them against its source, in memory)."""
+        return list(await self._session.scalars(select(User)))
 
     async def delete(self, user: User) -> None:
         await self._session.delete(user)

@@ -8,8 +8,8 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from authgate.storage.db import storable_text
 from authgate.storage.models import ServiceCredential
+from authgate.storage.text import storable_text
 
 
 class ServiceCredentialRepository:

@@ -29,9 +29,8 @@ from authgate.services.alerts.messages import Alert
 from authgate.services.alerts.rules import RuleView
 from authgate.services.audit.events import SERVER, EventType
 from authgate.services.audit.writer import AuditLog
+from authgate.services.ports import AlertRepo, Database
 from authgate.services.severity import Severity
-from authgate.storage.alert_repository import AlertRepository
-from authgate.storage.db import Database
 from authgate.storage.models import AuditEvent, FiredAlert
 from authgate.storage.paging import Page, PageRequest
 
@@ -74,7 +73,7 @@ class AlertEngine:
 
     async def start_from_now(self) -> None:
         async with self._db.session() as session:
-            self._cursor = await AlertRepository(session).last_event_id()
+            self._cursor = await self._db.alerts(session).last_event_id()
 
     async def run(self, stop: asyncio.Event) -> None:
         failing = False
@@ -94,7 +93,7 @@ class AlertEngine:
     async def recent(self, *, page: int, size: int) -> Page[FiredAlertView]:
         """Fired alerts, newest first."""
         async with self._db.session() as session:
-            repository = AlertRepository(session)
+            repository = self._db.alerts(session)
             total = await repository.count_fired()
             rows = await repository.fired(limit=size, offset=page * size)
         items = [
@@ -132,7 +131,7 @@ class AlertEngine:
     async def evaluate_new_events(self) -> int:
         """Evaluate the rules against audit records written since the last call."""
         async with self._db.session() as session:
-            repository = AlertRepository(session)
+            repository = self._db.alerts(session)
             rules = [RuleView.of(rule) for rule in await repository.rules() if rule.enabled]
             events = await repository.events_after(self._cursor, limit=_BATCH)
         if not events:
@@ -154,7 +153,7 @@ class AlertEngine:
         now = self._clock()
         fired = 0
         async with self._db.session() as session:
-            repository = AlertRepository(session)
+            repository = self._db.alerts(session)
             # 14: expiring in 3 to 14 days; 3: in the next 3 days; 0: expired in the last day.
             ranges = {14: (3, 14), 3: (0, 3), 0: (-1, 0)}
             due = {
@@ -196,7 +195,7 @@ class AlertEngine:
         public_ids: dict[int, str] = {}
         if kind.subject in (KEY, KEY_AND_ADDRESS):  # keys are named by their UUID
             async with self._db.session() as session:
-                public_ids = await AlertRepository(session).key_public_ids(
+                public_ids = await self._db.alerts(session).key_public_ids(
                     {event.api_key_id for event in events if event.api_key_id is not None}
                 )
         for subject, event in _latest_per_subject(kind, events, public_ids):
@@ -225,7 +224,7 @@ class AlertEngine:
         """Events of the rule's kind for the event's subject within the window before it."""
         window = timedelta(seconds=rule.window_seconds)
         async with self._db.session() as session:
-            repository = AlertRepository(session)
+            repository = self._db.alerts(session)
             if kind.single_event:
                 return await self._single_event_count(repository, kind, event, window)
             column = kind.subject.column
@@ -240,7 +239,7 @@ class AlertEngine:
 
     @staticmethod
     async def _single_event_count(
-        repository: AlertRepository, kind: AlertKind, event: AuditEvent, window: timedelta
+        repository: AlertRepo, kind: AlertKind, event: AuditEvent, window: timedelta
     ) -> int:
         if event.api_key_id is None:
             return 0
@@ -289,7 +288,7 @@ class AlertEngine:
             summary=summary[:500],
         )
         async with self._db.transaction() as session:
-            if not await AlertRepository(session).record_fired(fired):
+            if not await self._db.alerts(session).record_fired(fired):
                 return False  # this rule already fired for this subject and window
         self._audit.record(
             EventType.ALERT_FIRED,

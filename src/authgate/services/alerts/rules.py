@@ -14,18 +14,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
-from sqlalchemy.exc import IntegrityError
-
 from authgate.clock import Clock
 from authgate.exceptions import Conflict, FieldError, NotFound, ValidationFailed
 from authgate.reasons import Reason
 from authgate.services.alerts.kinds import KINDS
 from authgate.services.audit.events import EventType
 from authgate.services.audit.writer import AuditLog
+from authgate.services.ports import Database
 from authgate.services.severity import SEVERITIES, Severity, is_severity
 from authgate.services.text_rules import control_character_errors
-from authgate.storage.alert_repository import AlertRepository
-from authgate.storage.db import Database
+from authgate.storage.errors import Conflict as StorageConflict
 from authgate.storage.models import AlertRule
 
 MAX_WINDOW_SECONDS: Final = 366 * 86_400
@@ -123,11 +121,11 @@ class AlertRules:
 
     async def list(self) -> list[RuleView]:
         async with self._db.session() as session:
-            return [RuleView.of(rule) for rule in await AlertRepository(session).rules()]
+            return [RuleView.of(rule) for rule in await self._db.alerts(session).rules()]
 
     async def get(self, rule_id: int) -> RuleView:
         async with self._db.session() as session:
-            rule = await AlertRepository(session).rule(rule_id)
+            rule = await self._db.alerts(session).rule(rule_id)
         if rule is None:
             raise NotFound("Alert rule not found", reason=Reason.ALERT_RULE_NOT_FOUND)
         return RuleView.of(rule)
@@ -147,12 +145,12 @@ class AlertRules:
         )
         try:
             async with self._db.transaction() as session:
-                repository = AlertRepository(session)
+                repository = self._db.alerts(session)
                 if await repository.rule_named(rule.name) is not None:
                     raise _name_taken()
                 repository.add_rule(rule)
                 await repository.flush()
-        except IntegrityError:
+        except StorageConflict:
             raise _name_taken() from None
         if audited:
             self._changed("created", rule)
@@ -162,7 +160,7 @@ class AlertRules:
         validate(spec)
         try:
             async with self._db.transaction() as session:
-                repository = AlertRepository(session)
+                repository = self._db.alerts(session)
                 rule = await repository.rule(rule_id)
                 if rule is None:
                     raise NotFound("Alert rule not found", reason=Reason.ALERT_RULE_NOT_FOUND)
@@ -176,14 +174,14 @@ class AlertRules:
                 rule.severity = spec.severity
                 rule.enabled = spec.enabled
                 rule.updated_at = self._clock()
-        except IntegrityError:
+        except StorageConflict:
             raise _name_taken() from None
         self._changed("updated", rule)
         return RuleView.of(rule)
 
     async def delete(self, rule_id: int) -> None:
         async with self._db.transaction() as session:
-            repository = AlertRepository(session)
+            repository = self._db.alerts(session)
             rule = await repository.rule(rule_id)
             if rule is None:
                 raise NotFound("Alert rule not found", reason=Reason.ALERT_RULE_NOT_FOUND)
@@ -195,7 +193,7 @@ class AlertRules:
         by name at every start (written and audited only when they differ)."""
         async with self._db.session() as session:
             existing = {
-                rule.name: RuleView.of(rule) for rule in await AlertRepository(session).rules()
+                rule.name: RuleView.of(rule) for rule in await self._db.alerts(session).rules()
             }
         # The workers of one server (and the nodes of a cluster) start at the same time
         # and all see the empty table: a name taken meanwhile means that another one

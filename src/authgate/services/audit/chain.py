@@ -38,15 +38,9 @@ from authgate.services.audit_verification import (
     ChainVerification,
     ChainVerifier,
 )
-from authgate.storage.audit_repository import (
-    AuditRepository,
-    AuditRow,
-    LinkSigner,
-    SignedLink,
-    refused_value,
-)
-from authgate.storage.cluster_repository import ClusterRepository
-from authgate.storage.db import Database
+from authgate.services.ports import AuditRepo, Database
+from authgate.storage.audit_repository import AuditRow, LinkSigner, SignedLink
+from authgate.storage.errors import refused_value
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +76,7 @@ class AuditChain:
         (a record of tampering found on the way is not counted)."""
         written = len(batch)
         async with self._db.transaction() as session:
-            repository = AuditRepository(session)
+            repository = self._db.audit(session)
             head = await repository.lock_chain_head(GENESIS_HASH)
             keyed, batch = self._judge(head, batch)
             hashed = self._hasher(keyed)
@@ -104,7 +98,7 @@ class AuditChain:
         the records that were written. Returns how many were written and refused."""
         refused = 0
         async with self._db.transaction() as session:
-            repository = AuditRepository(session)
+            repository = self._db.audit(session)
             head = await repository.lock_chain_head(GENESIS_HASH)
             keyed, batch = self._judge(head, batch)
             hashed = self._hasher(keyed)
@@ -195,15 +189,15 @@ class AuditChain:
         what is wrong (it is corrected).
         """
         async with self._db.session() as session:
-            stored = await ClusterRepository(session).setting(AUDIT_KEY_FINGERPRINT)
-            head = await AuditRepository(session).chain_head()
+            stored = await self._db.cluster(session).setting(AUDIT_KEY_FINGERPRINT)
+            head = await self._db.audit(session).chain_head()
         mine = self._key.fingerprint
         if stored is None or stored == mine:
             return
         if head is not None and self._key.signs_link("head", head.id, head.hash, head.mac):
             log.warning("the stored audit key fingerprint was wrong; corrected")
             async with self._db.transaction() as session:
-                await ClusterRepository(session).put_setting(
+                await self._db.cluster(session).put_setting(
                     AUDIT_KEY_FINGERPRINT, mine, now=self._clock()
                 )
             return
@@ -225,8 +219,8 @@ class AuditChain:
         to re-anchor as it now stands.
         """
         async with self._db.transaction() as session:
-            repository = AuditRepository(session)
-            deployment = ClusterRepository(session)
+            repository = self._db.audit(session)
+            deployment = self._db.cluster(session)
             head = await repository.lock_chain_head(GENESIS_HASH)
             if head.mac is not None:
                 self._introduced = True  # signed (or tampered with: the writer reports it)
@@ -254,9 +248,7 @@ class AuditChain:
             )
         return introduced
 
-    async def _re_anchor(
-        self, repository: AuditRepository, head: SignedLink, node: str
-    ) -> int | None:
+    async def _re_anchor(self, repository: AuditRepo, head: SignedLink, node: str) -> int | None:
         anchor = await repository.retention_anchor()
         if head.id == 0 and anchor is None and not await repository.any_record():
             # A new trail: keyed from its first record.
@@ -279,7 +271,7 @@ class AuditChain:
         introduced = await repository.chain_head()
         return introduced.id if introduced is not None else None
 
-    async def _keyed_record(self, repository: AuditRepository, record_id: int) -> bool:
+    async def _keyed_record(self, repository: AuditRepo, record_id: int) -> bool:
         """Whether record ``record_id`` is hashed with the key (a keyed chain's head)."""
         stored = await repository.record(record_id) if record_id else None
         if stored is None:
@@ -302,7 +294,7 @@ class AuditChain:
         retention would otherwise sign a new anchor past the evidence.
         """
         async with self._db.transaction() as session:
-            repository = AuditRepository(session)
+            repository = self._db.audit(session)
             head = await repository.lock_existing_head()
             if head is None:
                 return 0  # nothing was ever written

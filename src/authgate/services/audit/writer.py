@@ -29,8 +29,8 @@ from authgate.services.audit.events import (
 )
 from authgate.services.audit_verification import ChainVerification
 from authgate.services.batch_writer import BatchWriter
-from authgate.storage.audit_repository import AuditFilter, AuditRepository, AuditRow
-from authgate.storage.db import Database
+from authgate.services.ports import Database
+from authgate.storage.audit_repository import AuditFilter, AuditRow
 from authgate.storage.paging import Page, PageRequest
 
 log = logging.getLogger(__name__)
@@ -185,11 +185,11 @@ class AuditLog(BatchWriter[AuditRow, list[AuditRow]]):
     # -- reading --------------------------------------------------------------------------
 
     async def search(self, where: AuditFilter, request: PageRequest) -> Page[AuditEntry]:
-        if any(order.field not in AuditRepository.SORT_COLUMNS for order in request.sort):
-            message = "Unknown sort field; use one of " + ", ".join(AuditRepository.SORT_COLUMNS)
+        if any(order.field not in self._db.audit.SORT_COLUMNS for order in request.sort):
+            message = "Unknown sort field; use one of " + ", ".join(self._db.audit.SORT_COLUMNS)
             raise ValidationFailed(message, field_errors=[FieldError("sort", message, "query")])
         async with self._db.session() as session:
-            repository = AuditRepository(session)
+            repository = self._db.audit(session)
             total = await repository.count(where)
             rows = await repository.page(where, request)
         return Page(items=[AuditEntry.of(*row) for row in rows], total=total, request=request)
@@ -200,7 +200,7 @@ class AuditLog(BatchWriter[AuditRow, list[AuditRow]]):
         """Every matching record with an id above ``after``, oldest first, in chunks."""
         while True:
             async with self._db.session() as session:
-                rows = await AuditRepository(session).after(after, where, limit=chunk)
+                rows = await self._db.audit(session).after(after, where, limit=chunk)
             for row in rows:
                 yield AuditEntry.of(*row)
             if len(rows) < chunk:

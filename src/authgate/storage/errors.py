@@ -1,0 +1,34 @@
+"""What storage raises for the services to catch, so that no service needs to know the
+database library's exceptions."""
+
+from __future__ import annotations
+
+from sqlalchemy import exc
+
+
+class Conflict(Exception):
+    """A write broke a unique key (or another integrity constraint): a concurrent request
+    stored the same name, login, token first. Raised when the write is flushed or
+    committed; the transaction is rolled back."""
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """Whether ``error`` means the database cannot serve right now (down, unreachable,
+    busy past SQLite's busy timeout, pool exhausted) rather than a bug."""
+    if isinstance(error, exc.TimeoutError | exc.OperationalError | exc.InterfaceError):
+        return True
+    if isinstance(error, exc.DBAPIError):
+        return bool(error.connection_invalidated)
+    return isinstance(error, ConnectionError | TimeoutError)
+
+
+def refused_value(error: BaseException) -> bool:
+    """Whether the database refused a value of the statement (SQLSTATE class 22, "data
+    exception": a NUL in text, a string too long), as opposed to being unavailable."""
+    if isinstance(error, exc.DataError):
+        return True
+    if not isinstance(error, exc.DBAPIError):
+        return False
+    # asyncpg's errors reach SQLAlchemy as plain DBAPIError; the code tells them apart.
+    code = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+    return isinstance(code, str) and code.startswith("22")
