@@ -11,12 +11,12 @@ creates an API key and ``--flood`` users, then per round:
   are always waiting for a hash; logins completed during the probe window give
   logins/s;
 * raw: argon2-cffi verifies a hash made with the same parameters, in as many threads
-  as the server's hashing pool (``AUTHGATE_PASSWORD_HASHING_THREADS``, 0 meaning
-  ``os.cpu_count()``, which ignores the CPU pinning) pinned to the same CPU 0, at the
-  same scheduling priority as the pool's threads (``AUTHGATE_PASSWORD_HASHING_PRIORITY``
-  and ``_NICE``: on a quiet host this changes nothing, on a shared one both sides get
-  the same share of CPU 0), for ``--hash-seconds``. A login verifies one hash, so this
-  is the ceiling of logins/s.
+  as the server's hashing pool (``AUTHGATE_PASSWORD_HASHING_THREADS``, 0 meaning one
+  per CPU the process may run on: 1 for the server pinned to CPU 0, and 1 here),
+  pinned to the same CPU 0, at the same scheduling priority as the pool's threads
+  (``AUTHGATE_PASSWORD_HASHING_PRIORITY`` and ``_NICE``: on a quiet host this changes
+  nothing, on a shared one both sides get the same share of CPU 0), for
+  ``--hash-seconds``. A login verifies one hash, so this is the ceiling of logins/s.
 
 Why an open-loop probe and not wrk: wrk is closed-loop (each connection waits for its
 answer before sending again), so a slow server receives fewer requests and the slow
@@ -56,7 +56,11 @@ import httpx2
 import uvloop
 
 from auth_overhead import create_api_key
-from authgate.services.password_hashing import HashingConfig, lower_thread_priority
+from authgate.services.password_hashing import (
+    HashingConfig,
+    available_cpus,
+    lower_thread_priority,
+)
 from authgate.settings import Settings
 from report import Row, add_output_arguments, at_least, at_most, print_rows, write_json
 from stacks import pinned
@@ -241,7 +245,7 @@ def argon2_settings() -> tuple[argon2.PasswordHasher, int]:
         parallelism=config.parallelism,
         type=argon2.Type.ID,
     )
-    return hasher, config.threads or os.cpu_count() or 1
+    return hasher, config.threads or available_cpus()
 
 
 def hash_worker(seconds: float) -> None:

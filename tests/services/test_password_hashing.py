@@ -162,3 +162,13 @@ async def test_an_overloaded_login_is_answered_503_with_retry_after(harness: Har
     assert response.status_code == 503, response.text
     assert response.headers["Retry-After"] == "2"
     assert response.json()["code"] == "overloaded"
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="CPU affinity is Linux's")
+def test_the_default_pool_has_one_thread_per_cpu_the_process_may_use(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0})
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    assert pool(BlockingHasher()).threads == 1
+    assert pool(BlockingHasher(), threads=3).threads == 3

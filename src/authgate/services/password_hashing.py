@@ -3,7 +3,8 @@
 One Argon2id hash costs ~20-40 ms of CPU. Run on the event loop, it would stall every
 other request; run in unbounded threads, a login flood would take every core from the
 requests that only verify a key or a token (microseconds each). So hashes run in a pool
-of its own (``threads``, default one per CPU) whose threads lower their own OS
+of its own (``threads``, default one per CPU the process may run on: its affinity mask,
+which a container's cpuset or ``taskset`` narrows) whose threads lower their own OS
 scheduling priority when they start (``priority``):
 
 * ``"idle"`` (default; Linux): the thread joins the ``SCHED_IDLE`` class, whose tasks
@@ -53,6 +54,20 @@ class _Expired(Exception):
 Priority = Literal["idle", "nice"]
 
 
+def available_cpus() -> int:
+    """The CPUs this process may run on (Linux: its affinity mask), else ``os.cpu_count()``.
+
+    More hashing threads than that only time-share the same CPUs: each hash takes longer
+    and the threads evict each other's Argon2 memory from the caches.
+    """
+    if hasattr(os, "sched_getaffinity"):
+        try:
+            return len(os.sched_getaffinity(0)) or 1
+        except OSError:
+            pass
+    return os.cpu_count() or 1
+
+
 def lower_thread_priority(priority: Priority, nice: int) -> Priority | None:
     """Lower the calling thread's scheduling priority (Linux: per thread), if allowed.
 
@@ -91,7 +106,10 @@ class HashingConfig(BaseModel):
     memory_kib: int = Field(default=_OWASP.memory_kib, ge=8, le=4 * 1024 * 1024)
     parallelism: int = Field(default=_OWASP.parallelism, ge=1, le=16)
     threads: int = Field(
-        default=0, ge=0, le=64, description="Concurrent hashes; 0 means one per CPU."
+        default=0,
+        ge=0,
+        le=64,
+        description="Concurrent hashes; 0 means one per CPU the process may run on.",
     )
     queue_size: int = Field(
         default=64,
@@ -141,7 +159,7 @@ class AsyncPasswordHasher:
         self._observe = observe
         self._on_overload = on_overload
         config = config or HashingConfig()
-        self._threads = config.threads or os.cpu_count() or 1
+        self._threads = config.threads or available_cpus()
         self._queue_size = config.queue_size
         self._queue_timeout = config.queue_timeout
         self._priority: Priority = config.priority
