@@ -317,6 +317,8 @@ class Round:
         """The server's CPU time per login during the flood, less what the probe
         traffic cost it without the flood."""
         probe_share = self.baseline_cpu_per_second * self.flood.window_seconds
+        if self.flood.logins == 0:  # a host so busy that no login got a hash done
+            return math.inf
         return (self.flood.server_cpu_seconds - probe_share) / self.flood.logins * 1000
 
 
