@@ -72,10 +72,10 @@ linux_only = pytest.mark.skipif(
 
 
 @linux_only
-async def test_hashing_threads_run_under_sched_idle_by_default() -> None:
-    assert HashingConfig().priority == "idle"
+async def test_hashing_threads_run_under_sched_idle_when_configured() -> None:
+    assert HashingConfig().priority == "nice"
     own = thread_priority()
-    hashing = pool(PolicyReportingHasher(), threads=1)
+    hashing = pool(PolicyReportingHasher(), threads=1, priority="idle")
     try:
         assert await reported(hashing) == (os.SCHED_IDLE, own[1])
         assert thread_priority() == own  # the event loop's thread is left alone

@@ -7,15 +7,19 @@ of its own (``threads``, default one per CPU the process may run on: its affinit
 which a container's cpuset or ``taskset`` narrows) whose threads lower their own OS
 scheduling priority when they start (``priority``):
 
-* ``"idle"`` (default; Linux): the thread joins the ``SCHED_IDLE`` class, whose tasks
-  get a CPU only when no normal task wants it, and which a normal task waking up
-  preempts at once. A request arriving during a flood runs within microseconds instead
-  of waiting for a hash's time slice. Where the policy cannot be set (not Linux, or
-  refused, as some sandboxes do), the thread falls back to ``"nice"``.
-* ``"nice"``: a per-thread nice value (``nice``, default 10; Linux: ``os.setpriority``
-  on the thread's native id): under contention the kernel gives the event loop's thread
-  most of the CPU, but a nice-10 thread still keeps ~10 % of the weight of a nice-0 one
-  and is not always preempted when the event loop wakes up.
+* ``"nice"`` (default): a per-thread nice value (``nice``, default 10; Linux:
+  ``os.setpriority`` on the thread's native id): under contention the kernel gives the
+  event loop's thread most of the CPU, but a nice-10 thread still keeps ~10 % of the
+  weight of a nice-0 one and is not always preempted when the event loop wakes up.
+* ``"idle"`` (Linux): the thread joins the ``SCHED_IDLE`` class, whose tasks get a CPU
+  only when no normal task wants it, and which a normal task waking up preempts at
+  once. Where the policy cannot be set (not Linux, or refused, as some sandboxes do),
+  the thread falls back to ``"nice"``. Not the default: on a host whose CPUs other
+  programs keep busy (in the same cgroup), such threads get next to nothing done
+  (``bench/hashing_priority.py`` measured 1-2 verifications/s against ~20 at nice 10
+  on a loaded 2-core host), and one preempted while it holds the GIL would hold up the
+  event loop until the CPU is free (a likely cause of the 259 ms worst wake-up
+  measured there, not shown apart).
 
 Either way logins use what is left of the CPU.
 
@@ -125,10 +129,11 @@ class HashingConfig(BaseModel):
         description="A hash that cannot start within this time (seconds) is refused with 503.",
     )
     priority: Priority = Field(
-        default="idle",
-        description="How the hashing threads yield the CPU to the event loop: 'idle' "
-        "(Linux SCHED_IDLE: they run only when nothing else wants the CPU, falling back "
-        "to 'nice' where the policy cannot be set) or 'nice' (the nice value below).",
+        default="nice",
+        description="How the hashing threads yield the CPU to the event loop: 'nice' "
+        "(the nice value below) or 'idle' (Linux SCHED_IDLE: they run only when nothing "
+        "else in the cgroup wants the CPU, falling back to 'nice' where the policy cannot "
+        "be set; for hosts or cgroups of authgate's own).",
     )
     nice: int = Field(
         default=10,
