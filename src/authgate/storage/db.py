@@ -89,8 +89,8 @@ class Database:
         """A bare connection for Core reads on hot paths, in autocommit: a single read
         needs no BEGIN and no ROLLBACK (two round trips less on PostgreSQL). SQLite's
         driver sends no BEGIN before a read anyway, and switching its connection to
-        autocommit and back costs five calls to aiosqlite's thread, so it is left as
-        it is there."""
+        autocommit and back costs several calls to aiosqlite's thread (an isolation
+        level set twice, a PRAGMA), so it is left as it is there."""
         async with self.engine.connect() as connection:
             if self.is_sqlite:
                 yield connection
