@@ -1,8 +1,10 @@
 """CPU per request through the whole ASGI app, with no server and no sockets.
 
 Drives ``app(scope, receive, send)`` directly: ``/api/ping`` (no auth),
-``/api/authenticate`` with an API key and with a JWT (P1/P2's endpoints), and
-``/api/auth/verify`` with both (P3a's). Each case is warmed up, then timed over
+``/api/authenticate`` with an API key and with a JWT (P1/P2's endpoints),
+``/api/auth/verify`` with both (P3a's), and a login (``POST /api/authenticate``, P5's,
+with Argon2 at its cheapest, 8 KiB and one pass, so that what is timed is everything
+around the hash). Each case is warmed up, then timed over
 ``--requests`` calls with ``time.process_time``; the minimum over ``--rounds`` is
 printed (the least disturbed round). What this leaves out, uvicorn and the kernel, is
 the same for every case, so differences between cases are what authgate's own work
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import json
 import tempfile
 import time
 from datetime import timedelta
@@ -30,12 +33,15 @@ PASSWORD = "in-process-bench-password"
 UPSTREAM = [(b"x-original-method", b"GET"), (b"x-original-uri", b"/upstream/items?page=2")]
 
 
+LOGIN = json.dumps({"username": "admin", "password": PASSWORD}).encode()
+
+
 def _scope(path: str, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
     return {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.3"},
         "http_version": "1.1",
-        "method": "GET",
+        "method": "POST" if (b"content-type", b"application/json") in headers else "GET",
         "scheme": "http",
         "path": path,
         "raw_path": path.encode(),
@@ -86,11 +92,20 @@ async def measure(rounds: int, requests: int) -> dict[str, float]:
                     "/api/auth/verify",
                     [(b"authorization", b"Bearer " + token), *UPSTREAM],
                 ),
+                "POST /api/authenticate (login)": (
+                    "/api/authenticate",
+                    [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(LOGIN)).encode()),
+                    ],
+                ),
             }
             statuses: list[int] = []
 
+            body = b""
+
             async def receive() -> dict[str, Any]:
-                return {"type": "http.request", "body": b"", "more_body": False}
+                return {"type": "http.request", "body": body, "more_body": False}
 
             async def send(message: dict[str, Any]) -> None:
                 if message["type"] == "http.response.start":
@@ -100,6 +115,7 @@ async def measure(rounds: int, requests: int) -> dict[str, float]:
             best: dict[str, float] = {}
             for _ in range(rounds):
                 for name, (path, headers) in cases.items():
+                    body = LOGIN if name.startswith("POST") else b""
                     for _ in range(200):
                         await app(_scope(path, headers), receive, send)
                     statuses.clear()

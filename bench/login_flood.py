@@ -11,8 +11,11 @@ creates an API key and ``--flood`` users, then per round:
   are always waiting for a hash; logins completed during the probe window give
   logins/s;
 * raw: argon2-cffi verifies a hash made with the same parameters, in as many threads
-  as the server's hashing pool (``AUTHGATE_PASSWORD_HASHING_THREADS``, 0 meaning
-  ``os.cpu_count()``, which ignores the CPU pinning) pinned to the same CPU 0, for
+  as the server's hashing pool (``AUTHGATE_PASSWORD_HASHING_THREADS``, 0 meaning one
+  per CPU the process may run on: 1 for the server pinned to CPU 0, and 1 here),
+  pinned to the same CPU 0, at the same scheduling priority as the pool's threads
+  (``AUTHGATE_PASSWORD_HASHING_PRIORITY`` and ``_NICE``: on a quiet host this changes
+  nothing, on a shared one both sides get the same share of CPU 0), for
   ``--hash-seconds``. A login verifies one hash, so this is the ceiling of logins/s.
 
 Why an open-loop probe and not wrk: wrk is closed-loop (each connection waits for its
@@ -53,6 +56,11 @@ import httpx2
 import uvloop
 
 from auth_overhead import create_api_key
+from authgate.services.password_hashing import (
+    HashingConfig,
+    available_cpus,
+    lower_thread_priority,
+)
 from authgate.settings import Settings
 from report import Row, add_output_arguments, at_least, at_most, print_rows, write_json
 from stacks import pinned
@@ -220,30 +228,38 @@ def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
 # -- raw Argon2 ---------------------------------------------------------------------------------
 
 
-def argon2_settings() -> tuple[argon2.PasswordHasher, int]:
-    """A hasher with authgate's parameters (defaults, or AUTHGATE_ARGON2_* as the server
-    sees them) and the number of threads of the server's hashing pool."""
+def hashing_config() -> HashingConfig:
+    """The server's ``password_hashing`` settings (defaults, or AUTHGATE_ARGON2_* and
+    AUTHGATE_PASSWORD_HASHING_* as the server sees them)."""
     with tempfile.TemporaryDirectory() as directory:
-        settings = Settings(data_dir=Path(directory))
+        return Settings(data_dir=Path(directory)).password_hashing
+
+
+def argon2_settings() -> tuple[argon2.PasswordHasher, int]:
+    """A hasher with authgate's parameters and the number of threads of the server's
+    hashing pool."""
+    config = hashing_config()
     hasher = argon2.PasswordHasher(
-        time_cost=settings.password_hashing.time_cost,
-        memory_cost=settings.password_hashing.memory_kib,
-        parallelism=settings.password_hashing.parallelism,
+        time_cost=config.time_cost,
+        memory_cost=config.memory_kib,
+        parallelism=config.parallelism,
         type=argon2.Type.ID,
     )
-    return hasher, settings.password_hashing.threads or os.cpu_count() or 1
+    return hasher, config.threads or available_cpus()
 
 
 def hash_worker(seconds: float) -> None:
     """Verifications/s of the pool's thread count in this process (which the parent pins
     to CPU 0, as the server is); prints one JSON object."""
     hasher, threads = argon2_settings()
+    config = hashing_config()
     stored = hasher.hash(FLOOD_PASSWORD)
     started = time.perf_counter()
     cpu_before = time.process_time()
     deadline = started + seconds
 
     def verify_until_deadline() -> int:
+        lower_thread_priority(config.priority, config.nice)  # as the pool's threads do
         count = 0
         while time.perf_counter() < deadline:
             hasher.verify(stored, FLOOD_PASSWORD)
@@ -301,6 +317,8 @@ class Round:
         """The server's CPU time per login during the flood, less what the probe
         traffic cost it without the flood."""
         probe_share = self.baseline_cpu_per_second * self.flood.window_seconds
+        if self.flood.logins == 0:  # a host so busy that no login got a hash done
+            return math.inf
         return (self.flood.server_cpu_seconds - probe_share) / self.flood.logins * 1000
 
 
@@ -377,9 +395,11 @@ def summarize(rounds: list[Round], threads: int, args: argparse.Namespace) -> li
         f"{args.rate:g}/s open loop over {PROBE_CONNECTIONS} connections; flood {args.flood} "
         f"clients/users; authgate 1 worker on CPU 0, clients on CPU 1; medians of rounds"
     )
+    config = hashing_config()
     raw_detail = (
         f"argon2-cffi verify, authgate's parameters, {threads} threads (the server's pool) "
-        f"pinned to CPU 0 like the server, {args.hash_seconds} s per round"
+        f"pinned to CPU 0 like the server, priority {config.priority} (nice {config.nice}) "
+        f"like the pool's threads, {args.hash_seconds} s per round"
     )
     return [
         Row(

@@ -141,6 +141,9 @@ FLAT_NAMES = (
     "log_level",
     "log_format",
 )
+# Flat names added to settings_names.NESTED since the nesting: tested the same way.
+ADDED_NAMES = ("password_hashing_priority",)
+ALL_NAMES = FLAT_NAMES + ADDED_NAMES
 # Where the names that moved into a service's model now live.
 MOVED = {
     "login_ip_max_failures": "login.ip_max_failures",
@@ -173,6 +176,7 @@ MOVED = {
     "password_hashing_queue": "password_hashing.queue_size",
     "password_hashing_queue_timeout_seconds": "password_hashing.queue_timeout",
     "password_hashing_nice": "password_hashing.nice",
+    "password_hashing_priority": "password_hashing.priority",
     "forward_auth_rules": "forward_auth.rules",
     "forward_auth_unmatched": "forward_auth.unmatched",
     "forward_auth_proxy": "forward_auth.proxy",
@@ -278,11 +282,11 @@ def same(actual: Any, expected: Any) -> bool:
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
-    for variable in [*(f"AUTHGATE_{n.upper()}" for n in FLAT_NAMES), CONFIG_FILE_VARIABLE]:
+    for variable in [*(f"AUTHGATE_{n.upper()}" for n in ALL_NAMES), CONFIG_FILE_VARIABLE]:
         monkeypatch.delenv(variable, raising=False)
 
 
-@pytest.mark.parametrize("name", FLAT_NAMES)
+@pytest.mark.parametrize("name", ALL_NAMES)
 def test_flat_name_from_the_environment(
     name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -296,7 +300,7 @@ def test_flat_name_from_the_environment(
     assert unknown_environment_variables() == []
 
 
-@pytest.mark.parametrize("name", FLAT_NAMES)
+@pytest.mark.parametrize("name", ALL_NAMES)
 def test_flat_name_from_the_config_file(name: str, tmp_path: Path) -> None:
     _, value, expected = sample(name, tmp_path)
     config = tmp_path / "authgate.toml"

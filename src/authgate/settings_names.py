@@ -48,6 +48,7 @@ NESTED: Mapping[str, tuple[str, str]] = {
     "password_hashing_threads": ("password_hashing", "threads"),
     "password_hashing_queue": ("password_hashing", "queue_size"),
     "password_hashing_queue_timeout_seconds": ("password_hashing", "queue_timeout"),
+    "password_hashing_priority": ("password_hashing", "priority"),
     "password_hashing_nice": ("password_hashing", "nice"),
     "forward_auth_rules": ("forward_auth", "rules"),
     "forward_auth_unmatched": ("forward_auth", "unmatched"),

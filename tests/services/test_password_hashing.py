@@ -20,6 +20,8 @@ class BlockingHasher:
     """Stands in for Argon2: ``verify`` reports its thread's nice value, after waiting
     for ``release`` when given one."""
 
+    reports = "nice"
+
     def __init__(self, release: threading.Event | None = None, hold: float = 0.0) -> None:
         self.release = release
         self.hold = hold
@@ -28,7 +30,24 @@ class BlockingHasher:
         if self.release is not None:
             self.release.wait(timeout=5)
         time.sleep(self.hold)
-        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        return thread_priority() if self.reports == "both" else thread_priority()[1]
+
+
+class PolicyReportingHasher(BlockingHasher):
+    """``verify`` reports the thread's scheduling policy and nice value."""
+
+    reports = "both"
+
+
+async def reported(hashing: AsyncPasswordHasher) -> Any:
+    """What the stand-in hasher reported from its pool thread."""
+    result: Any = await hashing.verify("stored", "password")
+    return result
+
+
+def thread_priority() -> tuple[int, int]:
+    """The calling thread's scheduling policy and nice value, as the kernel has them."""
+    return os.sched_getscheduler(0), os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
 
 
 def pool(hasher: BlockingHasher, **options: Any) -> AsyncPasswordHasher:
@@ -37,11 +56,69 @@ def pool(hasher: BlockingHasher, **options: Any) -> AsyncPasswordHasher:
 
 @pytest.mark.skipif(not hasattr(os, "setpriority"), reason="per-thread nice is Linux's")
 async def test_hashing_threads_run_at_a_lower_priority_than_the_event_loop() -> None:
-    hashing = pool(BlockingHasher(), threads=1, nice=5)
+    hashing = pool(BlockingHasher(), threads=1, priority="nice", nice=5)
     try:
         own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
         assert await hashing.verify("stored", "password") == min(own + 5, 19)
         assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == own
+    finally:
+        hashing.close()
+
+
+linux_only = pytest.mark.skipif(
+    not hasattr(os, "SCHED_IDLE") or not hasattr(os, "setpriority"),
+    reason="SCHED_IDLE and per-thread nice are Linux's",
+)
+
+
+@linux_only
+async def test_hashing_threads_run_under_sched_idle_when_configured() -> None:
+    assert HashingConfig().priority == "nice"
+    own = thread_priority()
+    hashing = pool(PolicyReportingHasher(), threads=1, priority="idle")
+    try:
+        assert await reported(hashing) == (os.SCHED_IDLE, own[1])
+        assert thread_priority() == own  # the event loop's thread is left alone
+    finally:
+        hashing.close()
+
+
+@linux_only
+async def test_hashing_threads_fall_back_to_nice_when_sched_idle_is_refused(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def refuse(*_: Any) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "sched_setscheduler", refuse)
+    own = thread_priority()
+    hashing = pool(PolicyReportingHasher(), threads=1, priority="idle", nice=7)
+    try:
+        assert await reported(hashing) == (own[0], min(own[1] + 7, 19))
+    finally:
+        hashing.close()
+    assert "SCHED_IDLE refused" in caplog.text
+
+
+@linux_only
+async def test_hashing_threads_fall_back_to_nice_without_sched_idle(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delattr(os, "SCHED_IDLE")
+    own = thread_priority()
+    hashing = pool(PolicyReportingHasher(), threads=1, priority="idle", nice=3)
+    try:
+        assert await reported(hashing) == (own[0], min(own[1] + 3, 19))
+    finally:
+        hashing.close()
+
+
+@linux_only
+async def test_priority_nice_leaves_the_policy_alone() -> None:
+    own = thread_priority()
+    hashing = pool(PolicyReportingHasher(), threads=1, priority="nice", nice=4)
+    try:
+        assert await reported(hashing) == (own[0], min(own[1] + 4, 19))
     finally:
         hashing.close()
 
@@ -85,3 +162,13 @@ async def test_an_overloaded_login_is_answered_503_with_retry_after(harness: Har
     assert response.status_code == 503, response.text
     assert response.headers["Retry-After"] == "2"
     assert response.json()["code"] == "overloaded"
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="CPU affinity is Linux's")
+def test_the_default_pool_has_one_thread_per_cpu_the_process_may_use(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0})
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    assert pool(BlockingHasher()).threads == 1
+    assert pool(BlockingHasher(), threads=3).threads == 3

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from redis.asyncio import from_url
+from sqlalchemy import event
 
 from authgate.services.rate_limits import KeyRateLimits
 from authgate.services.redis_link import ChangeDoorbell, RedisLink
@@ -200,12 +201,44 @@ async def check_block_reads_and_success_writes(store: Any, tag: str) -> None:
     assert await store.get_blocks(pair, known, other) == {known: Block(until=9000.0, strikes=0)}
     assert await store.failures(pair, window=60, now=1001.0) == 0
     await store.forget(known)
+    # Forgetting the very subject it then blocks (the second factor's lock-out).
+    await store.add_failure(other, window=60, now=1000.0)
+    await store.block(other, until=3000.0, strikes=1, now=1000.0)
+    await store.forget_and_block((other,), other, until=4000.0, strikes=1, now=1000.0)
+    assert await store.get_blocks(other) == {other: Block(until=4000.0, strikes=1)}
+    assert await store.failures(other, window=60, now=1001.0) == 0
+    await store.forget(other)
 
 
 async def test_blocks_are_read_together_and_a_success_is_one_write(db: Database) -> None:
     """``get_blocks`` returns only the subjects that have a block; ``forget_and_block``
     drops the pair's counters and block and marks the address known."""
     await check_block_reads_and_success_writes(DatabaseThrottleStore(db), "db")
+
+
+async def test_a_success_is_one_statement_on_postgresql(db: Database) -> None:
+    """PostgreSQL: forgetting the pair and marking the address known is one statement in
+    autocommit (one round trip), not BEGIN, three statements and COMMIT."""
+    if db.dialect != "postgresql":
+        pytest.skip("SQLite's WITH takes no DELETE: three statements in one transaction")
+    statements: list[str] = []
+
+    def record(*arguments: Any) -> None:
+        statements.append(arguments[2])
+
+    store = DatabaseThrottleStore(db)
+    await store.block("pair:one|192.0.2.1", until=2000.0, strikes=1, now=1000.0)
+    event.listen(db.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        await store.forget_and_block(
+            ("pair:one|192.0.2.1",), "known:one|192.0.2.1", until=9000.0, strikes=0, now=1.0
+        )
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", record)
+    assert len(statements) == 1, statements
+    assert await store.get_blocks("pair:one|192.0.2.1", "known:one|192.0.2.1") == {
+        "known:one|192.0.2.1": Block(until=9000.0, strikes=0)
+    }
 
 
 async def test_redis_blocks_are_read_together_and_a_success_is_one_write(

@@ -3,10 +3,25 @@
 One Argon2id hash costs ~20-40 ms of CPU. Run on the event loop, it would stall every
 other request; run in unbounded threads, a login flood would take every core from the
 requests that only verify a key or a token (microseconds each). So hashes run in a pool
-of its own (``threads``, default one per CPU) whose threads lower their own OS
-scheduling priority when they start (Linux: ``os.setpriority`` on the thread's native id
-sets a per-thread nice value, ``nice``, default 10): under contention the kernel gives
-the event loop's thread the CPU first, and logins use what is left.
+of its own (``threads``, default one per CPU the process may run on: its affinity mask,
+which a container's cpuset or ``taskset`` narrows) whose threads lower their own OS
+scheduling priority when they start (``priority``):
+
+* ``"nice"`` (default): a per-thread nice value (``nice``, default 10; Linux:
+  ``os.setpriority`` on the thread's native id): under contention the kernel gives the
+  event loop's thread most of the CPU, but a nice-10 thread still keeps ~10 % of the
+  weight of a nice-0 one and is not always preempted when the event loop wakes up.
+* ``"idle"`` (Linux): the thread joins the ``SCHED_IDLE`` class, whose tasks get a CPU
+  only when no normal task wants it, and which a normal task waking up preempts at
+  once. Where the policy cannot be set (not Linux, or refused, as some sandboxes do),
+  the thread falls back to ``"nice"``. Not the default: on a host whose CPUs other
+  programs keep busy (in the same cgroup), such threads get next to nothing done
+  (``bench/hashing_priority.py`` measured 1-2 verifications/s against ~20 at nice 10
+  on a loaded 2-core host), and one preempted while it holds the GIL would hold up the
+  event loop until the CPU is free (a likely cause of the 259 ms worst wake-up
+  measured there, not shown apart).
+
+Either way logins use what is left of the CPU.
 
 Logins beyond the pool wait in a bounded queue (``queue_size``). A hash that cannot
 start within ``queue_timeout`` seconds, or that finds the queue full, is refused with
@@ -18,7 +33,6 @@ occupy more than the pool.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import threading
@@ -42,12 +56,45 @@ class _Expired(Exception):
     """The job waited past its deadline; it was not run."""
 
 
-def lower_thread_priority(nice: int) -> None:
-    """Give the calling thread the nice value ``nice`` (Linux: per thread), if allowed."""
+Priority = Literal["idle", "nice"]
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on (Linux: its affinity mask), else ``os.cpu_count()``.
+
+    More hashing threads than that only time-share the same CPUs: each hash takes longer
+    and the threads evict each other's Argon2 memory from the caches.
+    """
+    if hasattr(os, "sched_getaffinity"):
+        try:
+            return len(os.sched_getaffinity(0)) or 1
+        except OSError:
+            pass
+    return os.cpu_count() or 1
+
+
+def lower_thread_priority(priority: Priority, nice: int) -> Priority | None:
+    """Lower the calling thread's scheduling priority (Linux: per thread), if allowed.
+
+    ``"idle"`` tries ``SCHED_IDLE`` and falls back to the nice value ``nice`` when the
+    policy is missing or refused. Returns what was applied (``None``: nothing).
+    """
+    if priority == "idle" and hasattr(os, "sched_setscheduler") and hasattr(os, "SCHED_IDLE"):
+        try:
+            os.sched_setscheduler(threading.get_native_id(), os.SCHED_IDLE, os.sched_param(0))
+        except OSError as refused:
+            log.warning(
+                "hashing thread: SCHED_IDLE refused (%s); using nice %d instead", refused, nice
+            )
+        else:
+            return "idle"
     if nice <= 0 or not hasattr(os, "setpriority"):
-        return
-    with contextlib.suppress(OSError):
+        return None
+    try:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+    except OSError:
+        return None
+    return "nice"
 
 
 _OWASP = Argon2Parameters()
@@ -64,7 +111,10 @@ class HashingConfig(BaseModel):
     memory_kib: int = Field(default=_OWASP.memory_kib, ge=8, le=4 * 1024 * 1024)
     parallelism: int = Field(default=_OWASP.parallelism, ge=1, le=16)
     threads: int = Field(
-        default=0, ge=0, le=64, description="Concurrent hashes; 0 means one per CPU."
+        default=0,
+        ge=0,
+        le=64,
+        description="Concurrent hashes; 0 means one per CPU the process may run on.",
     )
     queue_size: int = Field(
         default=64,
@@ -79,12 +129,20 @@ class HashingConfig(BaseModel):
         le=60,
         description="A hash that cannot start within this time (seconds) is refused with 503.",
     )
+    priority: Priority = Field(
+        default="nice",
+        description="How the hashing threads yield the CPU to the event loop: 'nice' "
+        "(the nice value below) or 'idle' (Linux SCHED_IDLE: they run only when nothing "
+        "else in the cgroup wants the CPU, falling back to 'nice' where the policy cannot "
+        "be set; for hosts or cgroups of authgate's own).",
+    )
     nice: int = Field(
         default=10,
         ge=0,
         le=19,
-        description="OS nice value of the hashing threads (Linux, per thread): verification "
-        "of keys and tokens on the event loop gets the CPU first; 0 leaves it unchanged.",
+        description="OS nice value of the hashing threads (Linux, per thread) with "
+        "priority 'nice', or where 'idle' cannot be set: verification of keys and tokens "
+        "on the event loop gets the CPU first; 0 leaves it unchanged.",
     )
 
     @property
@@ -107,9 +165,10 @@ class AsyncPasswordHasher:
         self._observe = observe
         self._on_overload = on_overload
         config = config or HashingConfig()
-        self._threads = config.threads or os.cpu_count() or 1
+        self._threads = config.threads or available_cpus()
         self._queue_size = config.queue_size
         self._queue_timeout = config.queue_timeout
+        self._priority: Priority = config.priority
         self._nice = config.nice
         self._pending = 0  # submitted and not finished (only touched on the event loop)
         self._pool: ThreadPoolExecutor | None = None  # started on first use
@@ -124,7 +183,7 @@ class AsyncPasswordHasher:
                 max_workers=self._threads,
                 thread_name_prefix="authgate-argon2",
                 initializer=lower_thread_priority,
-                initargs=(self._nice,),
+                initargs=(self._priority, self._nice),
             )
         return self._pool
 

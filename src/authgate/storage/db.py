@@ -100,6 +100,7 @@ class Database:
             raise ConfigurationError(_missing_driver(parsed.drivername, error.name)) from None
         if self.dialect == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _configure_sqlite)
+            _skip_idle_rollbacks(self.engine.sync_engine.dialect)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @property
@@ -127,9 +128,15 @@ class Database:
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[AsyncConnection]:
         """A bare connection for Core reads on hot paths, in autocommit: a single read
-        needs no BEGIN and no ROLLBACK (two round trips less on PostgreSQL)."""
+        needs no BEGIN and no ROLLBACK (two round trips less on PostgreSQL). SQLite's
+        driver sends no BEGIN before a read anyway, and switching its connection to
+        autocommit and back costs several calls to aiosqlite's thread (an isolation
+        level set twice, a PRAGMA), so it is left as it is there."""
         async with self.engine.connect() as connection:
-            yield await connection.execution_options(isolation_level="AUTOCOMMIT")
+            if self.is_sqlite:
+                yield connection
+            else:
+                yield await connection.execution_options(isolation_level="AUTOCOMMIT")
 
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncConnection]:
@@ -159,3 +166,35 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.close()
+
+
+def _skip_idle_rollbacks(dialect: Any) -> None:
+    """Make SQLite's COMMIT and ROLLBACK outside a transaction free.
+
+    sqlite3 itself does nothing for them when no transaction is open, but aiosqlite
+    still sends each to its thread and back, and SQLAlchemy sends many: after every
+    read, and twice when a session closes (the session's rollback, then the pool's
+    reset). ``in_transaction`` is sqlite3's own test (``sqlite3_get_autocommit``, no
+    I/O), read before the call instead of inside it.
+    """
+    rollback, commit = dialect.do_rollback, dialect.do_commit
+
+    def do_rollback(dbapi_connection: Any) -> None:
+        if _in_transaction(dbapi_connection):
+            rollback(dbapi_connection)
+
+    def do_commit(dbapi_connection: Any) -> None:
+        if _in_transaction(dbapi_connection):
+            commit(dbapi_connection)
+
+    dialect.do_rollback = do_rollback
+    dialect.do_commit = do_commit
+
+
+def _in_transaction(dbapi_connection: Any) -> bool:
+    """Whether the sqlite3 connection under SQLAlchemy's adapter has a transaction open
+    (True when it cannot tell: then the call is made, as before)."""
+    try:
+        return bool(dbapi_connection.driver_connection.in_transaction)
+    except Exception:  # noqa: BLE001 - unknown: behave as without this shortcut
+        return True
