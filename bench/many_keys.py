@@ -107,7 +107,7 @@ def generate_batch(
             (
                 owners[index % len(owners)],
                 f"bench-{index}",
-                keys.public_id_of(plaintext),
+                keys.key_id_of(plaintext),
                 plaintext[-4:],
                 keys.key_digest(pepper, plaintext),
                 ALLOWED_NETWORKS,
@@ -222,10 +222,10 @@ async def _measure(
                 await services.key_auth.authenticate(credential, client)
                 latencies[index] = time.perf_counter() - started
             for index in range(plan.samples):  # other keys, looked up but not verified
-                public_id = keys.public_id_of(next(lines))
+                key_id = keys.key_id_of(next(lines))
                 started = time.perf_counter()
                 async with services.db.connection() as connection:
-                    await verification_row(connection, public_id)
+                    await verification_row(connection, key_id)
                 lookups[index] = time.perf_counter() - started
             started = time.perf_counter()
             for _ in range(plan.cached - OWNERS - plan.samples):

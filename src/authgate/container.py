@@ -27,6 +27,7 @@ from authgate.security.signing_keys import KeyRing
 from authgate.security.tokens import JwtCodec
 from authgate.services.access_tokens import AccessTokenService
 from authgate.services.accounts import AccountService
+from authgate.services.address_block import AddressBlocker
 from authgate.services.alerts.configuration import sinks_from_settings
 from authgate.services.alerts.dispatch import AlertDispatcher
 from authgate.services.alerts.engine import AlertEngine
@@ -40,7 +41,6 @@ from authgate.services.changes import ChangeFeed
 from authgate.services.cluster import ClusterMembership
 from authgate.services.forward_auth import ForwardAuthPolicy
 from authgate.services.gate import Gate
-from authgate.services.key_abuse import KeyAbuseGuard
 from authgate.services.login_protection import LoginProtection
 from authgate.services.mail import Mailer, smtp_server_from
 from authgate.services.metrics import Metrics
@@ -87,7 +87,7 @@ class Services:
     audit: AuditLog
     throttle: ThrottleStore
     login_protection: LoginProtection
-    key_abuse: KeyAbuseGuard
+    address_blocker: AddressBlocker
     # What other services present in X-Internal-Key (the internal endpoints).
     service_credentials: ServiceCredentials
     rate_limits: KeyRateLimits
@@ -133,7 +133,7 @@ class _Protection:
 
     client_ips: ClientIpResolver
     login_protection: LoginProtection
-    key_abuse: KeyAbuseGuard
+    address_blocker: AddressBlocker
     rate_limits: KeyRateLimits
     forward_auth: ForwardAuthPolicy
 
@@ -239,7 +239,7 @@ def _protection(settings: Settings, infra: _Infrastructure, clock: Clock) -> _Pr
         login_protection=LoginProtection(
             store=throttle, limits=settings.login, clock=clock, audit=audit
         ),
-        key_abuse=KeyAbuseGuard(
+        address_blocker=AddressBlocker(
             store=throttle, feed=infra.feed, limits=settings.key_abuse, clock=clock, audit=audit
         ),
         rate_limits=KeyRateLimits(default=settings.api_key_default_rate_limit, link=infra.redis),
@@ -305,7 +305,11 @@ def _keys(
             unknown_ttl=settings.api_key_unknown_cache_ttl_seconds,
         ),
         service_credentials=ServiceCredentials(
-            db=db, audit=audit, key_abuse=protection.key_abuse, clock=clock, pepper=pepper
+            db=db,
+            audit=audit,
+            address_blocker=protection.address_blocker,
+            clock=clock,
+            pepper=pepper,
         ),
     )
 
@@ -451,7 +455,7 @@ def _registry(
     gate = Gate(
         tokens=tokens.tokens,
         key_auth=keys.key_auth,
-        key_abuse=protection.key_abuse,
+        address_blocker=protection.address_blocker,
         rate_limits=protection.rate_limits,
         metrics=infra.metrics,
         audit=infra.audit,
@@ -499,7 +503,7 @@ def _report_internals(services: Services) -> None:
         },
     )
     metrics.add_source(
-        "blocked_addresses", lambda: {"api_keys": services.key_abuse.blocked_count()}
+        "blocked_addresses", lambda: {"api_keys": services.address_blocker.blocked_count()}
     )
 
 

@@ -35,6 +35,8 @@ The tree (``code`` is stable and machine-readable; ``api/errors.py`` maps it to 
     │       └── AmbiguousUpstreamPath        its path has no single canonical reading
     └── Throttled                        429  too many attempts or requests (Retry-After)
         ├── ClientBlocked                423  this client address is blocked (UTMStack's answer)
+        ├── AddressBlocked               429  the address block: too many bad API keys from
+        │                                     this address (``services/address_block``)
         ├── SecondFactorLocked           429  too many wrong second-factor codes for the account
         └── RateLimited                  429  an API key's own rate limit
 
@@ -51,6 +53,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from authgate.reasons import Reason
 from authgate.security.principal import KeyReference
 
 
@@ -60,10 +63,10 @@ class AuthgateError(Exception):
     code = "error"
     message = "Request failed"
 
-    def __init__(self, message: str | None = None, *, reason: str | None = None) -> None:
+    def __init__(self, message: str | None = None, *, reason: Reason | None = None) -> None:
         self.message = message or type(self).message
         # ``reason`` is precise and meant for audit/logs; never a secret.
-        self.reason = reason or self.code
+        self.reason: Reason = reason or Reason.of(self.code)
         super().__init__(self.message)
 
 
@@ -128,7 +131,7 @@ class ApiKeyRejected(AuthenticationFailed):
         self,
         message: str | None = None,
         *,
-        reason: str | None = None,
+        reason: Reason | None = None,
         key: KeyReference | None = None,
     ) -> None:
         super().__init__(message, reason=reason)
@@ -163,7 +166,7 @@ class IpNotAllowed(PermissionDenied):
     def __init__(self, address: str, *, key: KeyReference | None = None) -> None:
         super().__init__(
             f"Invalid IP address: {address}. If you recognize this IP, add it to allowed IP list.",
-            reason="ip_not_allowed",
+            reason=Reason.IP_NOT_ALLOWED,
         )
         self.key = key
 
@@ -209,7 +212,7 @@ class ValidationFailed(AuthgateError):
         message: str | None = None,
         *,
         field_errors: Sequence[FieldError] = (),
-        reason: str | None = None,
+        reason: Reason | None = None,
     ) -> None:
         super().__init__(message, reason=reason)
         self.field_errors = tuple(field_errors)
@@ -227,7 +230,7 @@ class AmbiguousUpstreamRequest(ValidationFailed):
     message = "The upstream request is ambiguous"
 
     def __init__(
-        self, message: str | None = None, *, reason: str | None = None, header: str | None = None
+        self, message: str | None = None, *, reason: Reason | None = None, header: str | None = None
     ) -> None:
         super().__init__(message, reason=reason)
         self.header = header
@@ -248,7 +251,7 @@ class Throttled(AuthgateError):
     message = "Too many attempts; try again later"
 
     def __init__(
-        self, message: str | None = None, *, retry_after: int, reason: str | None = None
+        self, message: str | None = None, *, retry_after: int, reason: Reason | None = None
     ) -> None:
         super().__init__(message, reason=reason)
         self.retry_after = max(1, retry_after)
@@ -257,6 +260,13 @@ class Throttled(AuthgateError):
 class ClientBlocked(Throttled):
     code = "client_blocked"
     message = "Authentication blocked"
+
+
+class AddressBlocked(Throttled):
+    """The address block: this address sent too many bad API keys (or service
+    credentials) and is refused for a while, whatever key it sends now."""
+
+    message = "Too many invalid API keys from this address"
 
 
 class SecondFactorLocked(Throttled):
@@ -280,7 +290,7 @@ class HashingOverloaded(AuthgateError):
     message = "Too many sign-ins are being checked; try again shortly"
 
     def __init__(
-        self, message: str | None = None, *, retry_after: int, reason: str | None = None
+        self, message: str | None = None, *, retry_after: int, reason: Reason | None = None
     ) -> None:
         super().__init__(message, reason=reason)
         self.retry_after = retry_after

@@ -64,7 +64,7 @@ class BackgroundWork:
         introduced = await self.introduce_audit_key()
         await services.feed.start_from_now()
         await services.tokens.load_revocations()
-        await services.key_abuse.load()
+        await services.address_blocker.load()
         await services.alerts.start_from_now()
         if not background:
             return

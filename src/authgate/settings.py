@@ -35,11 +35,11 @@ from pydantic_settings import (
 
 from authgate.exceptions import ConfigurationError
 from authgate.security.principal import SCOPE_PATTERN
+from authgate.services.address_block import AddressBlockLimits
 from authgate.services.alerts.configuration import AlertsConfig
 from authgate.services.api_keys import KeyPolicy
 from authgate.services.audit.writer import AuditConfig
 from authgate.services.forward_auth import ForwardAuthConfig
-from authgate.services.key_abuse import KeyAbuseLimits
 from authgate.services.login_protection import LoginLimits
 from authgate.services.mail import MailConfig
 from authgate.services.password_hashing import HashingConfig
@@ -192,7 +192,7 @@ class Settings(BaseSettings):
     # Login protection (see README "Brute-force protection"), and bad API keys from one
     # address; flat names (``login_ip_max_failures``) in ``authgate.settings_names``.
     login: LoginLimits = Field(default_factory=LoginLimits)
-    key_abuse: KeyAbuseLimits = Field(default_factory=KeyAbuseLimits)
+    key_abuse: AddressBlockLimits = Field(default_factory=AddressBlockLimits)
     api_key_default_rate_limit: str | None = Field(
         default=None, description='Rate limit of keys without their own, e.g. "100/second".'
     )

@@ -251,7 +251,7 @@ async def test_malformed_unknown_and_wrong_secret_keys_get_the_same_answer(
     unknown_id = "agk_" + "Z" * 12 + key[16:]
     from authgate.security import keys as keyformat
 
-    wrong_secret = keyformat.generate_secret_for(keyformat.public_id_of(key)).plaintext
+    wrong_secret = keyformat.generate_secret_for(keyformat.key_id_of(key)).plaintext
     answers = []
     for candidate in (flipped, unknown_id, wrong_secret, "agk_short", "not-a-key"):
         response = await harness.client.get("/api/account", headers=key_header(candidate))

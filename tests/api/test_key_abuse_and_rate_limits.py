@@ -21,6 +21,8 @@ import pytest
 from sqlalchemy import event, text
 
 from authgate.app import create_app
+from authgate.exceptions import AddressBlocked, Throttled
+from authgate.reasons import Reason
 from authgate.security import keys
 from authgate.services.api_keys import KeySpec
 from authgate.services.changes import Change, ChangeKind
@@ -493,3 +495,38 @@ async def test_instances_share_a_key_rate_limit_through_redis(
         refused = await node.call(key)
         assert refused.status_code == 429
         assert refused.json()["code"] == "rate_limited"
+
+
+async def test_a_refusal_by_the_address_block_is_counted_as_throttled(node: Node) -> None:
+    """The refused request is audited with ``Reason.IP_BLOCKED_FOR_KEYS``, whose
+    ``throttled`` puts it in ``authgate_throttled_requests`` (metrics match no raw string);
+    the bad keys before it are not throttled refusals."""
+    assert Reason.IP_BLOCKED_FOR_KEYS.throttled
+    assert not Reason.UNKNOWN_KEY.throttled
+    owner = await node.create_user()
+    valid = (await node.create_key(owner, "ci")).plaintext
+    for _ in range(LIMITS["key_ip_max_failures"]):
+        await node.call(unknown_key(), "203.0.113.5")
+    for _ in range(2):
+        assert (await node.call(valid, "203.0.113.5")).status_code == 429
+
+    metrics = node.services.metrics.exposition().decode()
+    assert 'authgate_throttled_requests_total{reason="ip_blocked_for_keys"} 2.0' in metrics
+    assert 'authgate_throttled_requests_total{reason="unknown_key"}' not in metrics
+
+
+def test_the_address_block_keeps_its_external_names() -> None:
+    """Renamed in the code (the address block), the names others store or read are not:
+    the change feed's kind, the refusal's code and message, the reasons."""
+    assert ChangeKind.ADDRESS_BLOCKED.value == "client_blocked"
+    refusal = AddressBlocked(retry_after=5, reason=Reason.IP_BLOCKED_FOR_KEYS)
+    assert isinstance(refusal, Throttled)
+    assert (refusal.code, refusal.message) == (
+        "too_many_attempts",
+        "Too many invalid API keys from this address",
+    )
+    assert (Reason.IP_BLOCKED_FOR_KEYS.value, Reason.TOO_MANY_INVALID_KEYS.value) == (
+        "ip_blocked_for_keys",
+        "too_many_invalid_keys",
+    )
+    assert Reason.TOO_MANY_INVALID_KEYS.event == "IP_BLOCKED"

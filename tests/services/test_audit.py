@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx2
 import pytest
@@ -20,6 +20,7 @@ from sqlalchemy import insert, text
 
 from authgate.app import create_app, ensure_schema
 from authgate.container import Services, build_services
+from authgate.reasons import Reason
 from authgate.runtime import BackgroundWork
 from authgate.security.audit_chain import GENESIS_HASH, AuditKey
 from authgate.services.api_keys import KeySpec
@@ -753,7 +754,8 @@ async def test_a_record_the_database_refuses_is_dropped_and_the_rest_are_written
     dropped and counted, the others are written and the chain stays intact (SQLite
     does not enforce lengths and stores all three)."""
     record_logins(services.audit, "before-", 1)
-    services.audit.record(EventType.AUTH_FAILURE, "failure", reason="r" * 100)
+    # Deliberately no Reason: a value longer than the column, as an old row could be.
+    services.audit.record(EventType.AUTH_FAILURE, "failure", reason=cast(Reason, "r" * 100))
     record_logins(services.audit, "after-", 1)
     refused = 0 if services.db.is_sqlite else 1
     assert await services.audit.flush() == 3 - refused
@@ -778,7 +780,7 @@ async def test_a_usage_record_the_database_refuses_is_dropped_and_the_rest_are_w
     )
     await usage.flush()
 
-    def event(reason: str | None, path: str) -> UsageEvent:
+    def event(reason: Reason | None, path: str) -> UsageEvent:
         return UsageEvent(
             api_key_id=created.view.key_pk,
             api_key_name="k",
@@ -793,9 +795,9 @@ async def test_a_usage_record_the_database_refuses_is_dropped_and_the_rest_are_w
             failure_reason=reason,
         )
 
-    usage.record(event("ip_not_allowed", "/one"))
-    usage.record(event("x" * 200, "/refused-on-postgresql"))
-    usage.record(event("ip_not_allowed", "/two\x00"))
+    usage.record(event(Reason.IP_NOT_ALLOWED, "/one"))
+    usage.record(event(cast(Reason, "x" * 200), "/refused-on-postgresql"))
+    usage.record(event(Reason.IP_NOT_ALLOWED, "/two\x00"))
     refused = 0 if harness.services.db.is_sqlite else 1
     assert await usage.flush() == 3 - refused
     async with harness.services.db.session() as session:

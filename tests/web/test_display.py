@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 
+from authgate.reasons import Reason
 from authgate.services.api_keys import KeySpec
 from authgate.web.display import REASON_TEXT, breakable, iso, reason_text
 from tests.conftest import ADMIN_PASSWORD, Harness
@@ -15,7 +16,7 @@ KEYS = "/settings/api-keys"
 
 
 def test_reason_codes_read_as_sentences() -> None:
-    assert reason_text("scope_admin") == REASON_TEXT["scope_admin"]
+    assert reason_text("scope_admin") == REASON_TEXT[Reason.SCOPE_ADMIN]
     assert "checksum" in reason_text("bad_checksum")
     assert "_" not in reason_text("bad_checksum")
     # A code added later still reads as words, never as a raw identifier.
@@ -54,7 +55,7 @@ async def test_audit_page_shows_reasons_as_text_and_types_that_wrap_between_word
     assert page.status_code == 200
     reasons = html(page).find_all("span", data_reason="bad_checksum")
     assert reasons, page.text
-    assert reasons[0].text == REASON_TEXT["bad_checksum"]
+    assert reasons[0].text == REASON_TEXT[Reason.BAD_CHECKSUM]
     assert reasons[0].attrs["title"] == "bad_checksum"
     assert "API_<wbr>KEY_<wbr>" in page.text
     css = (await admin.get("/settings/static/app.css")).text

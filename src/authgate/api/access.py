@@ -58,6 +58,7 @@ from authgate.exceptions import (
     PermissionDenied,
     SessionRequired,
 )
+from authgate.reasons import Reason
 from authgate.security.credentials import bearer_credential
 from authgate.security.networks import IPAddress
 from authgate.security.permissions import ALL_PERMISSIONS, role_change_refusal
@@ -168,9 +169,9 @@ async def require_password_session(
     if principal.method == "jwt":  # a session, but one that skipped the second factor
         raise SessionRequired(
             "This operation needs a session that passed your second factor; sign in again",
-            reason="second_factor_required",
+            reason=Reason.SECOND_FACTOR_REQUIRED,
         )
-    raise SessionRequired(reason="session_required")
+    raise SessionRequired(reason=Reason.SESSION_REQUIRED)
 
 
 def services_of(request: Request) -> Services:
@@ -326,17 +327,17 @@ def _authorize(
     if method not in SAFE_METHODS and principal.scopes is not None:
         if not principal.may_write():
             raise InsufficientScope(
-                "This API key may only read (it lacks the write scope)", reason="scope_write"
+                "This API key may only read (it lacks the write scope)", reason=Reason.SCOPE_WRITE
             )
         if not keys_may_change:
-            raise SessionRequired(reason="session_required")
+            raise SessionRequired(reason=Reason.SESSION_REQUIRED)
     if required is not None and not principal.has_authority(required):
         if principal.scopes is not None and required == ROLE_ADMIN:
             raise InsufficientScope(
                 "Admin operations need an API key with the admin scope, owned by an admin",
-                reason="scope_admin",
+                reason=Reason.SCOPE_ADMIN,
             )
-        raise PermissionDenied(reason=f"{required.lower()}_required")
+        raise PermissionDenied(reason=Reason.authority_required(required))
 
 
 def require_permission(principal: Principal, permission: str) -> None:
@@ -348,9 +349,11 @@ def require_permission(principal: Principal, permission: str) -> None:
         raise InsufficientScope(
             "Admin operations need an API key with the admin scope, owned by a user "
             f"with the {permission} permission",
-            reason="scope_admin",
+            reason=Reason.SCOPE_ADMIN,
         )
-    raise PermissionDenied(f"This needs the {permission} permission", reason="permission_required")
+    raise PermissionDenied(
+        f"This needs the {permission} permission", reason=Reason.PERMISSION_REQUIRED
+    )
 
 
 def check_role_change(
@@ -360,7 +363,7 @@ def check_role_change(
     caller may not make (``role_change_refusal``)."""
     refusal = role_change_refusal(principal.permissions, current, wanted)
     if refusal is not None:
-        raise PermissionDenied(refusal, reason="role_change_denied")
+        raise PermissionDenied(refusal, reason=Reason.ROLE_CHANGE_DENIED)
 
 
 class AdminRoute(AuthenticatedRoute):

@@ -193,7 +193,7 @@ class UsageRecordDTO(BaseModel):
     def of(cls, record: UsageRecordView) -> UsageRecordDTO:
         return cls(
             id=record.id,
-            apiKeyId=record.api_key_id,
+            apiKeyId=record.api_key_public_id,
             apiKeyName=record.api_key_name,
             userId=record.user_id,
             timestamp=record.occurred_at,
@@ -218,7 +218,7 @@ class UsageQuery(StrictBody):
 
     def filter(self) -> UsageFilter:
         return UsageFilter(
-            api_key_id=self.apiKeyId,
+            key_ref=self.apiKeyId,
             since=self.since,
             until=self.until,
             status=self.status,

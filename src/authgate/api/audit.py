@@ -154,7 +154,7 @@ def audit_filter(
         client_ip=ip,
         since=since,
         until=until,
-        api_key_id=apiKeyId,
+        key_ref=apiKeyId,
     )
 
 

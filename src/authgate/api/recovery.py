@@ -13,6 +13,7 @@ from authgate.api.access import AuthenticatedRoute, principal_of, services_of
 from authgate.api.errors import documented
 from authgate.api.schemas import LenientBody
 from authgate.exceptions import FieldError, SessionRequired, ValidationFailed
+from authgate.reasons import Reason
 from authgate.services.users import EMAIL_MAX_LENGTH
 
 _ECHOED = {
@@ -107,10 +108,10 @@ async def _check(request: Request, password: str, check_uuid: str) -> PlainTextR
     principal = principal_of(request)
     if not principal.is_password_session:
         # A key must not become a way to guess its owner's password.
-        raise SessionRequired(reason="session_required")
+        raise SessionRequired(reason=Reason.SESSION_REQUIRED)
     if not await services_of(request).accounts.check_password(principal.user_id, password):
         message = "Password is incorrect."
         raise ValidationFailed(
-            message, field_errors=[FieldError("password", message)], reason="wrong_password"
+            message, field_errors=[FieldError("password", message)], reason=Reason.WRONG_PASSWORD
         )
     return PlainTextResponse(check_uuid, headers={"Cache-Control": "no-store"})

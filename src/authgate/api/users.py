@@ -22,6 +22,7 @@ from authgate.api.errors import documented
 from authgate.api.pagination import PageRequestDep, pagination_headers
 from authgate.api.schemas import LenientBody, StrictBody, UserDTO
 from authgate.exceptions import Conflict, FieldError, ValidationFailed
+from authgate.reasons import Reason
 from authgate.security.permissions import (
     PRIVILEGED_ROLES,
     ROLES_READ,
@@ -275,10 +276,10 @@ async def update_user_from_dto(body: UserUpdate, request: Request) -> UserDTO:
     try:
         return await _update(request, target.login, body)
     except Conflict as conflict:
-        if conflict.reason != "last_admin":
+        if conflict.reason is not Reason.LAST_ADMIN:
             raise
         # UTMStack's answer for the last admin is a 400 (BadRequestAlertException).
-        raise ValidationFailed(conflict.message, reason="last_admin") from None
+        raise ValidationFailed(conflict.message, reason=Reason.LAST_ADMIN) from None
 
 
 @router.get(
@@ -323,12 +324,12 @@ def _same_user(target: UserView, body: UserUpdate) -> None:
     if body.id is not None and body.id != target.id:
         message = "The id in the body is not the id of this user."
         raise ValidationFailed(
-            message, field_errors=[FieldError("id", message)], reason="id_mismatch"
+            message, field_errors=[FieldError("id", message)], reason=Reason.ID_MISMATCH
         )
     if body.login is not None and body.login.strip().lower() != target.login:
         message = "The login cannot be changed; it must be the login of this user."
         raise ValidationFailed(
-            message, field_errors=[FieldError("login", message)], reason="login_mismatch"
+            message, field_errors=[FieldError("login", message)], reason=Reason.LOGIN_MISMATCH
         )
 
 

@@ -250,7 +250,7 @@ def keys_usage(
             PageRequest(page=0, size=limit, sort=(SortOrder("id", descending=True),)),
             UsageFilter(
                 owner_id=owner_id,
-                api_key_id=key_ref(key_id) if key_id is not None else None,
+                key_ref=key_ref(key_id) if key_id is not None else None,
                 succeeded=False if failures else None,
             ),
         )
@@ -266,7 +266,7 @@ def keys_usage(
         add_row(
             listing,
             stamp(record.occurred_at),
-            f"{record.api_key_id} {record.api_key_name}",
+            f"{record.api_key_public_id} {record.api_key_name}",
             record.client_ip or "",
             record.method,
             record.path,

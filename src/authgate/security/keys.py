@@ -19,7 +19,7 @@ Keys imported from UTMStack (``authgate import utmstack``) keep working unchange
 **legacy key** is 43 characters of unpadded URL-safe base64 (32 random bytes). Its
 format is told by shape alone, never by trying a lookup: exactly 43 characters of
 ``[A-Za-z0-9_-]``, where an ``agk_`` key has 66 and a JWT has dots. A legacy key has no
-public id, so it is looked up by its keyed hash (the same HMAC), which has an index.
+key id, so it is looked up by its keyed hash (the same HMAC), which has an index.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import AnyStr, Final
 
 from authgate.exceptions import ApiKeyInvalid
+from authgate.reasons import Reason
 
 KEY_PREFIX: Final = "agk_"
 KEY_ID_LENGTH: Final = 12
@@ -82,8 +83,9 @@ def check_key_shape(credential: str) -> None:
         parse_key(credential)
 
 
-def public_id_of(credential: str) -> str:
-    """Where the public id sits in a well-formed key (no validation: a cache probe only)."""
+def key_id_of(credential: str) -> str:
+    """The key id (``agk_<key_id>_...``) of a well-formed key (no validation: a cache
+    probe only)."""
     return credential[len(KEY_PREFIX) : len(KEY_PREFIX) + KEY_ID_LENGTH]
 
 
@@ -93,8 +95,8 @@ def generate_key() -> ParsedKey:
 
 
 def new_key_id() -> str:
-    """A new random public id (a key imported from UTMStack gets one too, for display,
-    caches, and the ``agk_`` key its rotation gives)."""
+    """A new random key id, the public part of a key (a key imported from UTMStack gets
+    one too, for display, caches, and the ``agk_`` key its rotation gives)."""
     return _base62(secrets.randbelow(62**KEY_ID_LENGTH), KEY_ID_LENGTH)
 
 
@@ -108,11 +110,11 @@ def generate_secret_for(key_id: str) -> ParsedKey:
 def parse_key(credential: str) -> ParsedKey:
     """Check shape and checksum; raises ``ApiKeyInvalid`` for anything else."""
     if len(credential) != KEY_LENGTH or not _SHAPE.fullmatch(credential):
-        raise ApiKeyInvalid(reason="malformed_key")
+        raise ApiKeyInvalid(reason=Reason.MALFORMED_KEY)
     body = credential[:_CHECKED_LENGTH]
     if not hmac.compare_digest(credential[_CHECKED_LENGTH:], _checksum(body)):
-        raise ApiKeyInvalid(reason="bad_checksum")
-    return ParsedKey(key_id=public_id_of(credential), plaintext=credential)
+        raise ApiKeyInvalid(reason=Reason.BAD_CHECKSUM)
+    return ParsedKey(key_id=key_id_of(credential), plaintext=credential)
 
 
 def display_prefix(key_id: str, plaintext_tail: str) -> str:

@@ -20,6 +20,7 @@ import bcrypt
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from authgate.exceptions import BadCredentials, FieldError, ValidationFailed
+from authgate.reasons import Reason
 from authgate.security.common_passwords import is_common_password
 
 
@@ -80,9 +81,9 @@ class PasswordHasher:
         try:
             self._hasher.verify(stored_hash, password)
         except (VerifyMismatchError, UnicodeEncodeError):  # unencodable: cannot be the password
-            raise BadCredentials(reason="wrong_password") from None
+            raise BadCredentials(reason=Reason.WRONG_PASSWORD) from None
         except (InvalidHashError, VerificationError):
-            raise BadCredentials(reason="corrupt_password_hash") from None
+            raise BadCredentials(reason=Reason.CORRUPT_PASSWORD_HASH) from None
         return True
 
     def spend_equal_time(self, password: str) -> None:
@@ -103,13 +104,13 @@ def _verify_bcrypt(stored_hash: str, password: str) -> Literal[True]:
     try:
         secret = password.encode("utf-8")[:_BCRYPT_MAX_BYTES]
     except UnicodeEncodeError:  # unencodable: cannot be the password
-        raise BadCredentials(reason="wrong_password") from None
+        raise BadCredentials(reason=Reason.WRONG_PASSWORD) from None
     try:
         matches = bcrypt.checkpw(secret, stored_hash.encode("ascii"))
     except (ValueError, UnicodeEncodeError):
-        raise BadCredentials(reason="corrupt_password_hash") from None
+        raise BadCredentials(reason=Reason.CORRUPT_PASSWORD_HASH) from None
     if not matches:
-        raise BadCredentials(reason="wrong_password")
+        raise BadCredentials(reason=Reason.WRONG_PASSWORD)
     return True
 
 

@@ -38,6 +38,7 @@ from typing import Final
 from urllib.parse import unquote_to_bytes
 
 from authgate.exceptions import AmbiguousUpstreamPath, ValidationFailed
+from authgate.reasons import Reason
 
 MAX_TARGET_LENGTH: Final = 8192
 MAX_METHOD_LENGTH: Final = 20
@@ -103,20 +104,22 @@ _COMMON_METHODS: Final = {
 @lru_cache(maxsize=4096)
 def _canonical(path: str) -> str:
     if len(path) > MAX_TARGET_LENGTH:
-        raise AmbiguousUpstreamPath("The upstream path is too long", reason="path_too_long")
+        raise AmbiguousUpstreamPath("The upstream path is too long", reason=Reason.PATH_TOO_LONG)
     absolute = _ABSOLUTE_FORM.match(path)
     if absolute is not None:
         path = path[absolute.end() :]
     if "#" in path:  # a fragment is never sent; servers disagree on what follows it
-        raise _refused("path_fragment")
+        raise _refused(Reason.PATH_FRAGMENT)
     if _ENCODED_SEPARATOR.search(path) is not None:
-        raise _refused("path_encoded_separator")
+        raise _refused(Reason.PATH_ENCODED_SEPARATOR)
     text = _decoded(path)
     if _ESCAPE.search(text) is not None:
-        raise _refused("path_double_encoded")
+        raise _refused(Reason.PATH_DOUBLE_ENCODED)
     unsafe = _UNSAFE_CHARACTER.search(text)
     if unsafe is not None:
-        raise _refused("path_backslash" if unsafe.group() == "\\" else "path_control_character")
+        raise _refused(
+            Reason.PATH_BACKSLASH if unsafe.group() == "\\" else Reason.PATH_CONTROL_CHARACTER
+        )
     return _resolved(text.split("/"))
 
 
@@ -124,11 +127,11 @@ def _decoded(path: str) -> str:
     try:
         raw = path.encode("latin-1")
     except UnicodeEncodeError:  # not the latin-1 view of bytes from a request line
-        raise _refused("path_not_bytes") from None
+        raise _refused(Reason.PATH_NOT_BYTES) from None
     try:
         return unquote_to_bytes(raw).decode("utf-8")
     except UnicodeDecodeError:
-        raise _refused("path_not_utf8") from None
+        raise _refused(Reason.PATH_NOT_UTF8) from None
 
 
 def _resolved(parts: list[str]) -> str:
@@ -139,18 +142,18 @@ def _resolved(parts: list[str]) -> str:
             continue
         if segment == "..":
             if not segments:
-                raise _refused("path_above_root")
+                raise _refused(Reason.PATH_ABOVE_ROOT)
             segments.pop()
             continue
         trimmed = segment.rstrip(". ")  # Windows: "admin." and "admin " are "admin"
         if not trimmed:
-            raise _refused("path_dots_only_segment")
+            raise _refused(Reason.PATH_DOTS_ONLY_SEGMENT)
         segments.append(trimmed)
     directory = bool(segments) and parts[-1].partition(";")[0] in ("", ".", "..")
     return "/" + "/".join(segments) + ("/" if directory else "")
 
 
-def _refused(reason: str) -> AmbiguousUpstreamPath:
+def _refused(reason: Reason) -> AmbiguousUpstreamPath:
     return AmbiguousUpstreamPath(
         "The upstream path has no single canonical form (encoded separators or dots, "
         "double encoding, control characters or a '..' above the root)",

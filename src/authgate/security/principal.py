@@ -28,9 +28,13 @@ AuthMethod = Literal["jwt", "api_key"]
 
 @dataclass(frozen=True, slots=True)
 class KeyReference:
-    """Which stored API key a request used or tried (for the usage log and audit)."""
+    """Which stored API key a request used or tried (for the usage log and audit).
 
-    key_id: int
+    ``key_pk`` is the key's database id (``api_keys.id``, stored as ``api_key_id`` in
+    audit and usage rows); never shown: people see the key's ``public_id`` (a UUID), and
+    its ``key_id`` is the public part of the key itself (``agk_<key_id>_...``)."""
+
+    key_pk: int
     name: str
     owner_id: int
 
@@ -46,7 +50,8 @@ class Principal:
     has the ``admin`` scope. :attr:`permissions` follow from them.
 
     ``scopes`` is ``None`` for a token (the user's full rights) and the key's scopes for
-    an API key; ``credential_id`` is the token's ``jti`` or the key's public id.
+    an API key; ``credential_id`` is the token's ``jti`` or the key's ``key_id``
+    (``agk_<key_id>_...``).
     """
 
     user_id: int

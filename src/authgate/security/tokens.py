@@ -23,6 +23,7 @@ from typing import Any
 import jwt
 
 from authgate.exceptions import TokenExpired, TokenInvalid
+from authgate.reasons import Reason
 from authgate.security.permissions import permissions_of
 from authgate.security.principal import join_authorities, parse_authorities
 from authgate.security.signing_keys import KeyRing
@@ -210,7 +211,7 @@ class JwtCodec:
             or payload.get("auth") != ROLE_PRE_VERIFICATION_USER
             or not isinstance(payload.get("rme", False), bool)
         ):
-            raise TokenInvalid(reason="invalid_claims")
+            raise TokenInvalid(reason=Reason.INVALID_CLAIMS)
         claims = self._claims_from({**payload, "authenticated": True}, now=now.timestamp())
         return PendingClaims(
             subject=claims.subject,
@@ -238,21 +239,21 @@ class JwtCodec:
     def _decode(self, token: str, *, audience: str) -> dict[str, Any]:
         """The signed payload of ``token`` for ``audience`` (times unchecked)."""
         if len(token) > MAX_TOKEN_LENGTH:
-            raise TokenInvalid(reason="token_too_long")
+            raise TokenInvalid(reason=Reason.TOKEN_TOO_LONG)
         if not token.isascii():  # a JWT is base64url and dots; PyJWT would fail to encode it
-            raise TokenInvalid(reason="malformed_token")
+            raise TokenInvalid(reason=Reason.MALFORMED_TOKEN)
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError:
-            raise TokenInvalid(reason="malformed_token") from None
+            raise TokenInvalid(reason=Reason.MALFORMED_TOKEN) from None
         kid = header.get("kid")
         key = self._keyring.find(kid if isinstance(kid, str) else None)
         if key is None:
-            raise TokenInvalid(reason="unknown_signing_key")
+            raise TokenInvalid(reason=Reason.UNKNOWN_SIGNING_KEY)
         # Each key verifies with its own algorithm only: "none" and algorithm
         # confusion (HS256 keyed with the public key) never reach a signature check.
         if header.get("alg") != key.algorithm:
-            raise TokenInvalid(reason="algorithm_not_allowed")
+            raise TokenInvalid(reason=Reason.ALGORITHM_NOT_ALLOWED)
         try:
             payload = jwt.decode(
                 token,
@@ -269,13 +270,13 @@ class JwtCodec:
                 },
             )
         except jwt.InvalidSignatureError:
-            raise TokenInvalid(reason="bad_signature") from None
+            raise TokenInvalid(reason=Reason.BAD_SIGNATURE) from None
         except (jwt.InvalidAudienceError, jwt.InvalidIssuerError):
-            raise TokenInvalid(reason="wrong_issuer_or_audience") from None
+            raise TokenInvalid(reason=Reason.WRONG_ISSUER_OR_AUDIENCE) from None
         except jwt.InvalidTokenError:
-            raise TokenInvalid(reason="invalid_claims") from None
+            raise TokenInvalid(reason=Reason.INVALID_CLAIMS) from None
         if not isinstance(payload, dict):
-            raise TokenInvalid(reason="invalid_claims")
+            raise TokenInvalid(reason=Reason.INVALID_CLAIMS)
         return payload
 
     def _claims_from(self, payload: dict[str, Any], *, now: float) -> TokenClaims:
@@ -299,11 +300,11 @@ class JwtCodec:
             and payload.get("authenticated", True) is True
             and (session_id is None or (isinstance(session_id, str) and session_id))
         ):
-            raise TokenInvalid(reason="invalid_claims")
+            raise TokenInvalid(reason=Reason.INVALID_CLAIMS)
         if now - self._leeway > exp:
-            raise TokenExpired(reason="token_expired")
+            raise TokenExpired(reason=Reason.TOKEN_EXPIRED)
         if now + self._leeway < nbf or now + self._leeway < iat:
-            raise TokenInvalid(reason="token_not_yet_valid")
+            raise TokenInvalid(reason=Reason.TOKEN_NOT_YET_VALID)
         issued_at = datetime.fromtimestamp(iat, UTC)
         expires_at = datetime.fromtimestamp(exp, UTC)
         return TokenClaims(

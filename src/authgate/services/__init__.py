@@ -6,7 +6,7 @@ once. By concern (``docs/architecture.md`` has the whole map):
 * who is calling, on every request (the hot path): ``api_key_auth``, ``access_tokens``,
   ``user_states``; forward-auth's ``forward_auth`` (rules) and ``upstream_request``
   (which request is asked about);
-* throttling: ``login_protection`` (passwords), ``key_abuse`` (bad API keys from one
+* throttling: ``login_protection`` (passwords), ``address_block`` (bad API keys from one
   address), ``rate_limits`` (per key), all counting through ``throttle_store``
   (the protocol; the database and Redis stores are storage's);
 * accounts and credentials: ``accounts`` (login, own password, log out everywhere),

@@ -21,6 +21,7 @@ from typing import Final
 
 from authgate.clock import Clock
 from authgate.exceptions import TokenInvalid, TokenRevoked
+from authgate.reasons import Reason
 from authgate.security.principal import Principal
 from authgate.security.tokens import (
     PRE_AUTH_AUDIENCE_SUFFIX,
@@ -191,14 +192,14 @@ class AccessTokenService:
             token, now=now, audience_suffix=audience_suffix
         )
         if claims.token_id in self._denied:
-            raise TokenRevoked(reason="token_used")
+            raise TokenRevoked(reason=Reason.TOKEN_USED)
         state = await self._users.load(claims.user_id, now=now.timestamp())
         if state is None or state.login != claims.subject:
-            raise TokenRevoked(reason="user_deleted")
+            raise TokenRevoked(reason=Reason.USER_DELETED)
         if not state.active:
-            raise TokenRevoked(reason="user_deactivated")
+            raise TokenRevoked(reason=Reason.USER_DEACTIVATED)
         if state.tokens_valid_after is not None and claims.issued_at <= state.tokens_valid_after:
-            raise TokenRevoked(reason="sessions_revoked")
+            raise TokenRevoked(reason=Reason.SESSIONS_REVOKED)
         return claims
 
     async def revoke(self, *, token_id: str, user_id: int, expires_at: datetime) -> None:
@@ -222,24 +223,24 @@ class AccessTokenService:
             self._verified.put(cache_key, verified, expires_at=claims.expires_at.timestamp())
         claims = verified.claims
         if claims.token_id in self._denied:
-            raise TokenRevoked(reason="token_logged_out")
+            raise TokenRevoked(reason=Reason.TOKEN_LOGGED_OUT)
         # A v12 session's revocation denies its ``sid`` (a UUID: never a 22-character jti).
         if claims.session_id is not None and claims.session_id in self._denied:
-            raise TokenRevoked(reason="session_revoked")
+            raise TokenRevoked(reason=Reason.SESSION_REVOKED)
         state = self._users.cached(claims.user_id, now=timestamp) or await self._users.load(
             claims.user_id, now=timestamp
         )
         if state is None or state.login != claims.subject:
-            raise TokenRevoked(reason="user_deleted")
+            raise TokenRevoked(reason=Reason.USER_DELETED)
         if not state.active:
-            raise TokenRevoked(reason="user_deactivated")
+            raise TokenRevoked(reason=Reason.USER_DEACTIVATED)
         # "<=": a token issued in the very millisecond of a revocation counts as before it.
         if (
             state.tokens_valid_after is not None
             and claims.issued_at <= state.tokens_valid_after
             and claims.token_id != state.kept_token_id
         ):
-            raise TokenRevoked(reason="sessions_revoked")
+            raise TokenRevoked(reason=Reason.SESSIONS_REVOKED)
         if verified.state is not state or verified.principal is None:
             verified.principal = Principal(
                 user_id=claims.user_id,
@@ -257,7 +258,7 @@ class AccessTokenService:
     async def logout(self, principal: Principal) -> None:
         """Revoke the token ``principal`` authenticated with."""
         if principal.method != "jwt" or principal.expires_at is None:
-            raise TokenInvalid("Only a bearer token can be logged out", reason="not_a_token")
+            raise TokenInvalid("Only a bearer token can be logged out", reason=Reason.NOT_A_TOKEN)
         await self.revoke(
             token_id=principal.credential_id,
             user_id=principal.user_id,

@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 
 from authgate.clock import Clock
 from authgate.exceptions import BadCredentials, FieldError, NotFound, Throttled, ValidationFailed
+from authgate.reasons import Reason
 from authgate.security.passwords import PasswordPolicy
 from authgate.services.api_keys import audit_owner_keys, revoke_owner_keys
 from authgate.services.audit.events import Actor, EventType, current_request, printable
@@ -102,10 +103,10 @@ class AccountService:
     async def _verify(self, user: User | None, password: str) -> User:
         if user is None:
             await self._hasher.spend_equal_time(password)
-            raise BadCredentials(reason="unknown_user")
+            raise BadCredentials(reason=Reason.UNKNOWN_USER)
         await self._hasher.verify(user.password_hash, password)
         if not user.activated:
-            raise BadCredentials(reason="user_deactivated")
+            raise BadCredentials(reason=Reason.USER_DEACTIVATED)
         return user
 
     async def check_password(self, user_id: int, password: str) -> bool:
@@ -115,7 +116,7 @@ class AccountService:
         async with self._db.session() as session:
             user = await self._db.users(session).get(user_id)
         if user is None:
-            raise NotFound("User not found", reason="user_not_found")
+            raise NotFound("User not found", reason=Reason.USER_NOT_FOUND)
         checked = user
 
         async def verify() -> User:
@@ -132,7 +133,7 @@ class AccountService:
         async with self._db.session() as session:
             user = await self._db.users(session).get(user_id)
         if user is None:
-            raise NotFound("User not found", reason="user_not_found")
+            raise NotFound("User not found", reason=Reason.USER_NOT_FOUND)
         return UserView.of(user)
 
     async def change_password(
@@ -155,7 +156,7 @@ class AccountService:
         async with self._db.session() as session:
             user = await self._db.users(session).get(user_id)
         if user is None:
-            raise NotFound("User not found", reason="user_not_found")
+            raise NotFound("User not found", reason=Reason.USER_NOT_FOUND)
         await self._confirm(user, current_password, field="currentPassword")
         self._policy.check(new_password, login=user.login, email=user.email, field="newPassword")
         if new_password == current_password:
@@ -165,7 +166,7 @@ class AccountService:
         async with self._feed.unit_of_work() as work:
             stored = await self._db.users(work.session).get(user_id)
             if stored is None:
-                raise NotFound("User not found", reason="user_not_found")
+                raise NotFound("User not found", reason=Reason.USER_NOT_FOUND)
             now = self._clock()
             stored.password_hash = password_hash
             stored.password_changed_at = now
@@ -188,7 +189,7 @@ class AccountService:
         async with self._db.session() as session:
             user = await self._db.users(session).get(user_id)
         if user is None:
-            raise NotFound("User not found", reason="user_not_found")
+            raise NotFound("User not found", reason=Reason.USER_NOT_FOUND)
         await self._confirm(user, password, field="password")
         return UserView.of(user)
 
@@ -199,8 +200,8 @@ class AccountService:
             try:
                 await self._hasher.verify(user.password_hash, password)
             except BadCredentials as failure:
-                if failure.reason == "wrong_password":
-                    failure.reason = "wrong_current_password"
+                if failure.reason is Reason.WRONG_PASSWORD:
+                    failure.reason = Reason.WRONG_CURRENT_PASSWORD
                 raise
             return user
 
@@ -212,14 +213,14 @@ class AccountService:
                     EventType.PASSWORD_CHANGED,
                     "failure",
                     actor=actor,
-                    reason="wrong_current_password",
+                    reason=Reason.WRONG_CURRENT_PASSWORD,
                 )
             # 400, not 401: the caller's token is fine, only this field is wrong.
             message = "Current password is incorrect."
             raise ValidationFailed(
                 message,
                 field_errors=[FieldError(field, message)],
-                reason="wrong_current_password",
+                reason=Reason.WRONG_CURRENT_PASSWORD,
             ) from None
 
     async def log_out_everywhere(self, user_id: int, *, revoke_api_keys: bool = False) -> None:
@@ -228,7 +229,7 @@ class AccountService:
         async with self._feed.unit_of_work() as work:
             user = await self._db.users(work.session).get(user_id)
             if user is None:
-                raise NotFound("User not found", reason="user_not_found")
+                raise NotFound("User not found", reason=Reason.USER_NOT_FOUND)
             now = self._clock()
             user.tokens_valid_after = now
             user.kept_session_jti = user.kept_session_cutoff = None

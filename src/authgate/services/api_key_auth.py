@@ -10,9 +10,9 @@ lookup each at most every ``unknown_ttl`` seconds and never grow memory without 
 (UTMStack's list of invalid keys did). A change to a key (revoked, regenerated, edited)
 reaches every worker and node through the change feed and drops the cached record.
 
-A legacy key (imported from UTMStack, 43 characters, no public id) takes the same path:
+A legacy key (imported from UTMStack, 43 characters, no key id in it) takes the same path:
 it is found by its keyed hash through an index (one query on a miss, single-flight,
-negative cache), then cached under the public id its row was given at import, so a
+negative cache), then cached under the key id its row was given at import, so a
 change to the key drops it like any other; on a hit only the fingerprint of the string
 is compared, as for ``agk_`` keys.
 
@@ -38,6 +38,7 @@ from authgate.exceptions import (
     ApiKeySuspended,
     IpNotAllowed,
 )
+from authgate.reasons import Reason
 from authgate.security import keys
 from authgate.security.networks import AllowList, IPAddress
 from authgate.security.permissions import PRIVILEGED_ROLES
@@ -61,7 +62,7 @@ class KeyRecord:
     """What verifying a key needs, prepared once per key (allow list parsed, times as floats)."""
 
     reference: KeyReference
-    public_id: str
+    key_id: str  # the public part of the key (agk_<key_id>_...), its cache key
     # The stored hex digests as raw bytes: half the memory of the strings per cached key.
     secret_hash: bytes
     previous_hash: bytes | None
@@ -81,8 +82,8 @@ class KeyRecord:
     def of(cls, key: KeyColumns) -> KeyRecord:
         """From the stored key (or its verification columns, same names)."""
         return cls(
-            reference=KeyReference(key_id=key.id, name=key.name, owner_id=key.user_id),
-            public_id=key.key_id,
+            reference=KeyReference(key_pk=key.id, name=key.name, owner_id=key.user_id),
+            key_id=key.key_id,
             secret_hash=bytes.fromhex(key.secret_hash),
             previous_hash=(
                 bytes.fromhex(key.previous_secret_hash) if key.previous_secret_hash else None
@@ -163,7 +164,7 @@ class ApiKeyAuthenticator:
         self._keys: ExpiringCache[str, _CachedKey] = ExpiringCache(cache_size)
         self._unknown: ExpiringCache[str, bool] = ExpiringCache(unknown_cache_size)
         self._loads: SingleFlight[str, KeyColumns | None] = SingleFlight()
-        # Legacy keys: the fingerprint of a verified key string -> its row's public id
+        # Legacy keys: the fingerprint of a verified key string -> its row's key id
         # (both never change), and the loads by digest in flight.
         self._legacy_ids: ExpiringCache[bytes, str] = ExpiringCache(cache_size)
         self._legacy_loads: SingleFlight[str, KeyColumns | None] = SingleFlight()
@@ -179,10 +180,10 @@ class ApiKeyAuthenticator:
             now = self._clock().timestamp()
         fingerprint = hashlib.sha256(credential.encode("utf-8", "surrogatepass")).digest()
         if keys.is_legacy_key(credential):
-            public_id = self._legacy_ids.get(fingerprint, now=now)
-            cached = self._keys.get(public_id, now=now) if public_id is not None else None
+            key_id = self._legacy_ids.get(fingerprint, now=now)
+            cached = self._keys.get(key_id, now=now) if key_id is not None else None
         else:
-            cached = self._keys.get(keys.public_id_of(credential), now=now)
+            cached = self._keys.get(keys.key_id_of(credential), now=now)
         via_previous: bool | None = None
         if cached is not None:
             if fingerprint == cached.current:
@@ -200,31 +201,31 @@ class ApiKeyAuthenticator:
                 cached.current = fingerprint
         record = cached.record
         if via_previous and (record.previous_valid_until or 0.0) <= now:
-            raise ApiKeyInvalid(reason="rotated_secret_expired", key=record.reference)
+            raise ApiKeyInvalid(reason=Reason.ROTATED_SECRET_EXPIRED, key=record.reference)
         if client_ip is None or not record.allow_list.permits(client_ip):
             raise IpNotAllowed(str(client_ip or "unknown"), key=record.reference)
         if now >= record.expires_at_ts:
             instant = datetime.fromtimestamp(record.expires_at_ts, UTC)
             raise ApiKeyExpired(
                 f"API key expired at {format_utc(instant)}",
-                reason="expired_key",
+                reason=Reason.EXPIRED_KEY,
                 key=record.reference,
             )
         owner = record.reference.owner_id
         state = self._users.cached(owner, now=now) or await self._users.load(owner, now=now)
         if state is None or not state.active:
-            raise ApiKeyOwnerInactive(reason="owner_inactive", key=record.reference)
+            raise ApiKeyOwnerInactive(reason=Reason.OWNER_INACTIVE, key=record.reference)
         if record.suspended:  # the owner is active again, the key not re-enabled yet
-            raise ApiKeySuspended(reason="suspended_key", key=record.reference)
+            raise ApiKeySuspended(reason=Reason.SUSPENDED_KEY, key=record.reference)
         if cached.state is not state or cached.principal is None:
             cached.principal = _principal(record, state)
             cached.state = state
         return cached.principal
 
-    def stored_last_use(self, public_id: str) -> float | None:
+    def stored_last_use(self, key_id: str) -> float | None:
         """The key's last use as stored when its cached record was loaded (None: never
         used, or not cached)."""
-        cached = self._keys.stale(public_id)
+        cached = self._keys.stale(key_id)
         return cached.record.last_used_ts if cached is not None else None
 
     async def _verify_legacy(
@@ -235,7 +236,7 @@ class ApiKeyAuthenticator:
         digest = keys.raw_key_digest(self._pepper, credential)
         cached = await self._load_legacy(digest.hex(), fingerprint, now=now)
         expires_at = now + self._record_ttl
-        self._legacy_ids.put(fingerprint, cached.record.public_id, expires_at=expires_at)
+        self._legacy_ids.put(fingerprint, cached.record.key_id, expires_at=expires_at)
         return self._match(cached, digest)
 
     def cache_hit_ratios(self) -> dict[str, int]:
@@ -262,72 +263,72 @@ class ApiKeyAuthenticator:
         raises ``ApiKeyInvalid`` when it is neither, or the key is revoked."""
         record = cached.record
         if record.revoked:
-            raise ApiKeyInvalid(reason="revoked_key", key=record.reference)
+            raise ApiKeyInvalid(reason=Reason.REVOKED_KEY, key=record.reference)
         if keys.digests_match(record.secret_hash, digest):
             return cached, False
         if record.previous_hash is not None and keys.digests_match(record.previous_hash, digest):
             return cached, True
-        raise ApiKeyInvalid(reason="wrong_secret", key=record.reference)
+        raise ApiKeyInvalid(reason=Reason.WRONG_SECRET, key=record.reference)
 
-    async def _load(self, public_id: str, *, now: float) -> _CachedKey:
-        if self._unknown.get(public_id, now=now):
-            raise ApiKeyInvalid(reason="unknown_key")
+    async def _load(self, key_id: str, *, now: float) -> _CachedKey:
+        if self._unknown.get(key_id, now=now):
+            raise ApiKeyInvalid(reason=Reason.UNKNOWN_KEY)
         generation = self._generation
         try:
-            key = await self._loads.run(public_id, lambda: self._fetch(public_id))
+            key = await self._loads.run(key_id, lambda: self._fetch(key_id))
         except Exception as error:
             # The database is down: a key known before keeps working (past its cache
             # TTL; a revoked or changed key was discarded by the change feed, and none can
             # change during the outage). An unknown key still cannot be checked: 503.
-            last_known = self._keys.stale(public_id)
+            last_known = self._keys.stale(key_id)
             if last_known is None or not is_unavailable(error):
                 raise
             return last_known
         if key is None:
             if generation == self._generation:
-                self._unknown.put(public_id, True, expires_at=now + self._unknown_ttl)
-            raise ApiKeyInvalid(reason="unknown_key")
+                self._unknown.put(key_id, True, expires_at=now + self._unknown_ttl)
+            raise ApiKeyInvalid(reason=Reason.UNKNOWN_KEY)
         cached = _CachedKey(KeyRecord.of(key))
         if generation == self._generation:
             # Keyed by the record's own string: one copy of the id per cached key.
-            self._keys.put(cached.record.public_id, cached, expires_at=now + self._record_ttl)
+            self._keys.put(cached.record.key_id, cached, expires_at=now + self._record_ttl)
         return cached
 
     async def _load_legacy(self, digest: str, fingerprint: bytes, *, now: float) -> _CachedKey:
-        """The record of the legacy key with this digest (hex), cached under its public
-        id; unknown digests go to the negative cache (marked, apart from public ids)."""
+        """The record of the legacy key with this digest (hex), cached under its key
+        id; unknown digests go to the negative cache (marked, apart from key ids)."""
         unknown_key = "legacy:" + digest
         if self._unknown.get(unknown_key, now=now):
-            raise ApiKeyInvalid(reason="unknown_key")
+            raise ApiKeyInvalid(reason=Reason.UNKNOWN_KEY)
         generation = self._generation
         try:
             key = await self._legacy_loads.run(digest, lambda: self._fetch_legacy(digest))
         except Exception as error:
             # The database is down: as for agk_ keys (``_load``), a legacy key verified
             # before keeps working on its last known record; an unknown one gets 503.
-            public_id = self._legacy_ids.stale(fingerprint)
-            last_known = self._keys.stale(public_id) if public_id is not None else None
+            key_id = self._legacy_ids.stale(fingerprint)
+            last_known = self._keys.stale(key_id) if key_id is not None else None
             if last_known is None or not is_unavailable(error):
                 raise
             return last_known
         if key is None:
             if generation == self._generation:
                 self._unknown.put(unknown_key, True, expires_at=now + self._unknown_ttl)
-            raise ApiKeyInvalid(reason="unknown_key")
+            raise ApiKeyInvalid(reason=Reason.UNKNOWN_KEY)
         cached = self._keys.get(key.key_id, now=now)
         if cached is None:
             cached = _CachedKey(KeyRecord.of(key))
             if generation == self._generation:
-                self._keys.put(cached.record.public_id, cached, expires_at=now + self._record_ttl)
+                self._keys.put(cached.record.key_id, cached, expires_at=now + self._record_ttl)
         return cached
 
     async def _fetch_legacy(self, digest: str) -> KeyColumns | None:
         async with self._db.connection() as connection:
             return await self._db.legacy_verification_row(connection, digest)
 
-    async def _fetch(self, public_id: str) -> KeyColumns | None:
+    async def _fetch(self, key_id: str) -> KeyColumns | None:
         async with self._db.connection() as connection:
-            return await self._db.verification_row(connection, public_id)
+            return await self._db.verification_row(connection, key_id)
 
     def _on_change(self, change: Change) -> None:
         if change.kind is ChangeKind.API_KEY_CHANGED:
@@ -347,7 +348,7 @@ def _principal(record: KeyRecord, owner: UserAuthState) -> Principal:
         login=owner.login,
         authorities=authorities,
         method="api_key",
-        credential_id=record.public_id,
+        credential_id=record.key_id,
         expires_at=record.expires_at,
         scopes=record.scopes,
         api_key=record.reference,

@@ -28,6 +28,7 @@ from pydantic_settings import NoDecode
 
 from authgate.clock import Clock
 from authgate.exceptions import Conflict, FieldError, NotFound, ValidationFailed
+from authgate.reasons import Reason
 from authgate.security import keys, networks
 from authgate.security.permissions import API_KEYS_READ, API_KEYS_WRITE
 from authgate.security.principal import (
@@ -159,7 +160,7 @@ class KeyReview:
 @dataclass(frozen=True, slots=True)
 class UsageRecordView:
     id: int
-    api_key_id: str  # the key's public UUID
+    api_key_public_id: str  # the key's public UUID (the row stores its key_pk)
     api_key_name: str
     user_id: int
     occurred_at: datetime
@@ -241,7 +242,7 @@ class ApiKeyService:
         async with self._db.session() as session:
             owner = await self._db.users(session).get(owner_id)
         if owner is None:
-            raise NotFound("User not found", reason="user_not_found")
+            raise NotFound("User not found", reason=Reason.USER_NOT_FOUND)
         owner_is_admin = ROLE_ADMIN in parse_authorities(owner.authorities)
         scopes = spec.scopes if spec.scopes is not None else self._policy.default_scopes
         name, allowed = self._validated(spec, scopes, owner_is_admin=owner_is_admin, now=now)
@@ -317,7 +318,7 @@ class ApiKeyService:
             )
             scopes = spec.scopes if spec.scopes is not None else parse_authorities(key.scopes)
             name, allowed = self._validated(spec, scopes, owner_is_admin=owner_is_admin, now=now)
-            if await repository.live_name_taken(key.user_id, name, except_key_id=key.id):
+            if await repository.live_name_taken(key.user_id, name, except_key_pk=key.id):
                 raise _name_taken()
             key.name = name
             key.allowed_networks = ",".join(allowed)
@@ -438,7 +439,7 @@ class ApiKeyService:
         owner = None if viewer is None or viewer.has_permission(API_KEYS_READ) else viewer.user_id
         async with self._db.session() as session:
             minutes = await self._db.usage(session).minutes(
-                UsageFilter(owner_id=owner, api_key_id=key_pk, since=since)
+                UsageFilter(owner_id=owner, key_ref=key_pk, since=since)
             )
         return UsageTotals(
             requests=sum(m.requests for m in minutes),
@@ -465,7 +466,7 @@ class ApiKeyService:
         if viewer is not None and not viewer.has_permission(API_KEYS_READ):
             where = UsageFilter(
                 owner_id=viewer.user_id,
-                api_key_id=where.api_key_id,
+                key_ref=where.key_ref,
                 since=where.since,
                 until=where.until,
                 status=where.status,
@@ -478,7 +479,7 @@ class ApiKeyService:
         items = [
             UsageRecordView(
                 id=row.id,
-                api_key_id=public_id,
+                api_key_public_id=public_id,
                 api_key_name=row.api_key_name,
                 user_id=row.user_id,
                 occurred_at=row.occurred_at,
@@ -500,7 +501,7 @@ class ApiKeyService:
         """An event about ``key``, by the current caller (or the operator)."""
         request = current_request.get()
         caller = request.principal if request is not None else None
-        reference = KeyReference(key_id=key.id, name=key.name, owner_id=key.user_id)
+        reference = KeyReference(key_pk=key.id, name=key.name, owner_id=key.user_id)
         self._audit.record(event, "success", actor=Actor.of(caller, key=reference), details=details)
 
     # -- rules -----------------------------------------------------------------------------
@@ -569,12 +570,12 @@ class ApiKeyService:
         that would confirm the key exists)."""
         key = await repository.by_ref(ref)
         if key is None:
-            raise NotFound("API key not found", reason="api_key_not_found")
+            raise NotFound("API key not found", reason=Reason.API_KEY_NOT_FOUND)
         if viewer is None or key.user_id == viewer.user_id:
             return key
         if others is not None and viewer.has_permission(others):
             return key
-        raise NotFound("API key not found", reason="api_key_not_visible")
+        raise NotFound("API key not found", reason=Reason.API_KEY_NOT_VISIBLE)
 
 
 def _unrestricted(allowed: tuple[str, ...]) -> bool:
@@ -610,7 +611,7 @@ async def suspend_owner_keys(
             key.suspended_at = now
             key.updated_at = now
             work.publish(Change(ChangeKind.API_KEY_CHANGED, key.key_id))
-            suspended.append(KeyReference(key_id=key.id, name=key.name, owner_id=owner_id))
+            suspended.append(KeyReference(key_pk=key.id, name=key.name, owner_id=owner_id))
     return suspended
 
 
@@ -626,7 +627,7 @@ async def revoke_owner_keys(
         key.previous_secret_hash = None
         key.previous_valid_until = None
         work.publish(Change(ChangeKind.API_KEY_CHANGED, key.key_id))
-        revoked.append(KeyReference(key_id=key.id, name=key.name, owner_id=owner_id))
+        revoked.append(KeyReference(key_pk=key.id, name=key.name, owner_id=owner_id))
     return revoked
 
 
@@ -645,8 +646,8 @@ def audit_owner_keys(
 
 def _refuse_if_revoked(key: ApiKey) -> None:
     if key.revoked_at is not None:
-        raise Conflict("The API key is revoked.", reason="api_key_revoked")
+        raise Conflict("The API key is revoked.", reason=Reason.API_KEY_REVOKED)
 
 
 def _name_taken() -> Conflict:
-    return Conflict("An API key with this name already exists.", reason="api_key_name_exists")
+    return Conflict("An API key with this name already exists.", reason=Reason.API_KEY_NAME_EXISTS)

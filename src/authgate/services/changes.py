@@ -33,8 +33,10 @@ log = logging.getLogger(__name__)
 class ChangeKind(StrEnum):
     TOKEN_REVOKED = "token_revoked"  # noqa: S105 - subject: the token's jti
     USER_CHANGED = "user_changed"  # subject: the user id
-    API_KEY_CHANGED = "api_key_changed"  # subject: the key's public id
-    CLIENT_BLOCKED = "client_blocked"  # subject: "<address>|<POSIX time the block ends>"
+    API_KEY_CHANGED = "api_key_changed"  # subject: the key's key_id (agk_<key_id>_...)
+    ADDRESS_BLOCKED = (
+        "client_blocked"  # the address block; subject: "<address>|<POSIX time the block ends>"
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from authgate.exceptions import AmbiguousUpstreamPath, InsufficientScope, PermissionDenied
+from authgate.reasons import Reason
 from authgate.security.paths import (
     canonical_path,
     canonical_text_path,
@@ -161,23 +162,23 @@ class Requirement:
         """Nothing when ``principal`` satisfies it; ``PermissionDenied`` otherwise."""
         if not self.allow:
             raise PermissionDenied(
-                "No credential may access this upstream path", reason="forward_auth_denied"
+                "No credential may access this upstream path", reason=Reason.FORWARD_AUTH_DENIED
             )
         if self.roles and not (self.roles & principal.authorities):
             raise PermissionDenied(
                 f"This upstream path needs one of the roles {', '.join(sorted(self.roles))}",
-                reason="role_required",
+                reason=Reason.ROLE_REQUIRED,
             )
         if self.permission is not None and not principal.has_permission(self.permission):
             raise PermissionDenied(
                 f"This upstream path needs the permission {self.permission}",
-                reason="permission_required",
+                reason=Reason.PERMISSION_REQUIRED,
             )
         if principal.scopes is not None and not self.scopes <= principal.scopes:
             missing = ", ".join(sorted(self.scopes - principal.scopes))
             raise InsufficientScope(
                 f"This API key lacks the scope {missing} for this upstream request",
-                reason="scope_required",
+                reason=Reason.SCOPE_REQUIRED,
             )
 
 

@@ -39,15 +39,16 @@ from authgate.exceptions import (
     Throttled,
     TokenInvalid,
 )
+from authgate.reasons import Reason
 from authgate.security.credentials import bearer_credential
 from authgate.security.keys import looks_like_api_key
 from authgate.security.networks import IPAddress
 from authgate.security.principal import KeyReference, Principal
 from authgate.services.access_tokens import AccessTokenService
+from authgate.services.address_block import AddressBlocker
 from authgate.services.api_key_auth import ApiKeyAuthenticator
 from authgate.services.audit.events import Actor, EventType
 from authgate.services.audit.writer import AuditLog
-from authgate.services.key_abuse import KeyAbuseGuard
 from authgate.services.metrics import Metrics
 from authgate.services.rate_limits import KeyRateLimits, RateLimitState, exceeded
 from authgate.services.usage import UsageEvent, UsageRecorder
@@ -98,7 +99,7 @@ class AuthFailure:
     """
 
     method: FailureMethod
-    reason: str
+    reason: Reason
     key: KeyReference | None = None
     ambiguous_header: str | None = None
 
@@ -175,7 +176,7 @@ class Gate:
         *,
         tokens: AccessTokenService,
         key_auth: ApiKeyAuthenticator,
-        key_abuse: KeyAbuseGuard,
+        address_blocker: AddressBlocker,
         rate_limits: KeyRateLimits,
         metrics: Metrics,
         audit: AuditLog,
@@ -186,7 +187,7 @@ class Gate:
     ) -> None:
         self._tokens = tokens
         self._key_auth = key_auth
-        self._key_abuse = key_abuse
+        self._address_blocker = address_blocker
         self._rate_limits = rate_limits
         self._metrics = metrics
         self._audit = audit
@@ -219,7 +220,7 @@ class Gate:
             principal = await self._authenticate(verdict, credentials, client_ip)
         except ApiKeyInvalid as error:
             verdict.refuse(AuthFailure("api_key", error.reason, error.key), error)
-            await self._key_abuse.failed(client_ip)
+            await self._address_blocker.failed(client_ip)
             return verdict
         except (ApiKeyRejected, IpNotAllowed) as error:
             verdict.refuse(AuthFailure("api_key", error.reason, error.key), error)
@@ -239,7 +240,7 @@ class Gate:
             requirement(principal, method)
             key = principal.api_key
             if key is not None and self._rate_limits.applies(principal.rate_limit):
-                state, allowed = await self._rate_limits.hit(key.key_id, principal.rate_limit)
+                state, allowed = await self._rate_limits.hit(key.key_pk, principal.rate_limit)
                 verdict.rate_limit = state
                 if not allowed:
                     raise exceeded(state)
@@ -258,15 +259,15 @@ class Gate:
         kind = credentials.kind
         if kind == "jwt":
             if not credentials.value:
-                raise TokenInvalid(reason="empty_bearer")
+                raise TokenInvalid(reason=Reason.EMPTY_BEARER)
             return await self._tokens.authenticate(credentials.value)
         if kind == "none":
             raise CredentialsMissing()
         if not credentials.value:
-            raise ApiKeyInvalid(reason="empty_api_key")
+            raise ApiKeyInvalid(reason=Reason.EMPTY_API_KEY)
         at = verdict.at = self._clock()
         now = at.timestamp()
-        self._key_abuse.check(client_ip, now)
+        self._address_blocker.check(client_ip, now)
         return await self._key_auth.authenticate(credentials.value, client_ip, now=now)
 
     def record(
@@ -309,7 +310,7 @@ class Gate:
                 method, path = verdict.upstream
             self._usage.record(
                 UsageEvent(
-                    api_key_id=key.key_id,
+                    api_key_id=key.key_pk,
                     api_key_name=key.name,
                     user_id=key.owner_id,
                     occurred_at=verdict.at or self._clock(),
@@ -337,7 +338,7 @@ class Gate:
             method, path = verdict.upstream
         # Positional: the request path's cheapest call (no event object is built).
         self._usage.accepted(
-            key.key_id,
+            key.key_pk,
             key.name,
             key.owner_id,
             now,
@@ -351,28 +352,28 @@ class Gate:
 
     def _note_use(
         self, principal: Principal, key: KeyReference, address: IPAddress | None, now: float
-    ) -> tuple[str | None, dict[str, int] | None]:
+    ) -> tuple[Reason | None, dict[str, int] | None]:
         """Whether an accepted key request is a security event, and which: the key's
         first use, its use after ``idle_seconds`` without use, or its first use from an
         address (in this process: the ``key_new_ip`` rule checks the whole trail)."""
-        activity = self._activity.get(key.key_id)
+        activity = self._activity.get(key.key_pk)
         if activity is None:
             if len(self._activity) >= MAX_TRACKED_KEYS:
                 del self._activity[next(iter(self._activity))]
             stored = self._key_auth.stored_last_use(principal.credential_id)
-            activity = self._activity[key.key_id] = _KeyActivity(stored)
+            activity = self._activity[key.key_pk] = _KeyActivity(stored)
         last = activity.last
         addresses = activity.addresses
         seen_here = address is activity.latest_address or address in addresses
         activity.latest_address = address
-        notable: str | None = None
+        notable: Reason | None = None
         details: dict[str, int] | None = None
         if last is None:
-            notable = "first_use"
+            notable = Reason.FIRST_USE
         elif now - last >= self._idle_seconds:
-            notable, details = "after_inactivity", {"idleSeconds": int(now - last)}
+            notable, details = Reason.AFTER_INACTIVITY, {"idleSeconds": int(now - last)}
         elif not seen_here:
-            notable = "new_address"
+            notable = Reason.NEW_ADDRESS
         if last is None or now > last:
             activity.last = now
         if not seen_here:

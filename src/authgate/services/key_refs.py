@@ -11,6 +11,7 @@ import re
 from uuid import UUID
 
 from authgate.exceptions import NotFound
+from authgate.reasons import Reason
 
 # UUID: the key's public id; int: its bigint primary key (paths of the previous release).
 KeyRef = UUID | int
@@ -36,5 +37,5 @@ def key_ref(text: str) -> KeyRef:
     """:func:`parse_key_ref`, answering "not found" for text that names no key."""
     ref = parse_key_ref(text)
     if ref is None:
-        raise NotFound("API key not found", reason="api_key_not_found")
+        raise NotFound("API key not found", reason=Reason.API_KEY_NOT_FOUND)
     return ref

@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from authgate.clock import Clock
 from authgate.exceptions import ClientBlocked, Throttled
+from authgate.reasons import Reason
 from authgate.security.networks import throttle_network
 from authgate.services.audit.events import Actor, EventType
 from authgate.services.audit.writer import AuditLog
@@ -130,14 +131,14 @@ class LoginProtection:
                 f"Authentication blocked: IP {client_ip or 'unknown'} exceeded login "
                 "attempt threshold",
                 retry_after=int(block.until - now) + 1,
-                reason="ip_blocked",
+                reason=Reason.IP_BLOCKED,
             )
         block = attempt.in_force(attempt.pair, now)
         if block is not None:
             raise Throttled(
                 "Too many failed logins for this account from this address",
                 retry_after=int(block.until - now) + 1,
-                reason="account_ip_blocked",
+                reason=Reason.ACCOUNT_IP_BLOCKED,
             )
         under_attack = attempt.in_force(attempt.attack, now) is not None
         if under_attack and attempt.in_force(attempt.known, now) is None:
@@ -152,7 +153,7 @@ class LoginProtection:
         if by_ip >= limits.ip_max_failures:
             until = (now // limits.ip_window + 1) * limits.ip_window
             await self._store.block(attempt.ip, until=until, strikes=1, now=now)
-            self._lockout(attempt, "ip_blocked", {"retryAfter": int(until - now)})
+            self._lockout(attempt, Reason.IP_BLOCKED, {"retryAfter": int(until - now)})
         by_pair = await self._store.add_failure(attempt.pair, window=limits.pair_window, now=now)
         if by_pair >= limits.pair_max_failures:
             previous = attempt.blocks.get(attempt.pair)
@@ -161,7 +162,9 @@ class LoginProtection:
             await self._store.block(attempt.pair, until=now + delay, strikes=strikes, now=now)
             # Count afresh: the next pair_max_failures failures block again, twice as long.
             await self._store.reset_failures(attempt.pair)
-            self._lockout(attempt, "account_ip_blocked", {"retryAfter": delay, "strikes": strikes})
+            self._lockout(
+                attempt, Reason.ACCOUNT_IP_BLOCKED, {"retryAfter": delay, "strikes": strikes}
+            )
         by_account = await self._store.add_failure(
             f"acct:{attempt.account}", window=limits.account_window, now=now
         )
@@ -171,7 +174,7 @@ class LoginProtection:
                 attempt.attack, until=now + limits.account_window, strikes=0, now=now
             )
             if attempt.in_force(attempt.attack, now) is None:
-                self._lockout(attempt, "account_slowdown", {"failures": int(by_account)})
+                self._lockout(attempt, Reason.ACCOUNT_SLOWDOWN, {"failures": int(by_account)})
 
     async def succeeded(self, attempt: LoginAttempt) -> None:
         now = self._clock().timestamp()
@@ -199,10 +202,10 @@ class LoginProtection:
         raise Throttled(
             "This account is under attack; slow down",
             retry_after=int(wait) + 1,
-            reason="account_slowdown",
+            reason=Reason.ACCOUNT_SLOWDOWN,
         )
 
-    def _lockout(self, attempt: LoginAttempt, reason: str, details: dict[str, object]) -> None:
+    def _lockout(self, attempt: LoginAttempt, reason: Reason, details: dict[str, object]) -> None:
         self._audit.record(
             EventType.AUTH_LOCKOUT,
             "failure",

@@ -46,6 +46,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from authgate.reasons import Reason
 from authgate.storage.audit_repository import AuditRow
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -74,6 +75,8 @@ _LATENCY_BUCKETS = (
     0.1,
     0.5,
 )
+# The events of a refused request (a login, a key's use) a throttle can be the reason of.
+_REFUSED_REQUESTS = frozenset({"AUTH_FAILURE", "API_KEY_ACCESS_FAILURE"})
 _HASH_BUCKETS = (0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -233,27 +236,27 @@ class Metrics:
             local.fold()
 
     def on_audit(self, row: AuditRow) -> None:
-        """Count an audit event (an ``AuditLog`` listener)."""
-        event, reason = row.event_type, row.reason or "none"
+        """Count an audit event (an ``AuditLog`` listener).
+
+        The ``reason`` label is the stored code as is (``none`` without one), a code
+        this version does not know included; which counters a refusal also lands in is
+        the ``Reason``'s to say (``Reason.throttled``)."""
+        event, label = row.event_type, row.reason or "none"
         if event in ("AUTH_SUCCESS", "AUTH_FAILURE"):
-            self.logins.labels(row.outcome, reason).inc()
+            self.logins.labels(row.outcome, label).inc()
         elif event == "API_KEY_ACCESS_FAILURE":
             # Accepted key requests are counted by the gate: most are not audited.
-            self.api_key_requests.labels(row.outcome, reason).inc()
-            if reason in ("rate_limited", "ip_blocked_for_keys"):
-                self.throttled.labels(reason).inc()
+            self.api_key_requests.labels(row.outcome, label).inc()
         elif event == "TOKEN_REJECTED":
-            self.token_rejections.labels(reason).inc()
+            self.token_rejections.labels(label).inc()
         elif event in ("AUTH_LOCKOUT", "IP_BLOCKED"):
-            self.lockouts.labels(reason).inc()
+            self.lockouts.labels(label).inc()
         elif event == "ALERT_FIRED":
-            self.alerts_fired.labels(reason, _alert_severity(row.details)).inc()
-        if event == "AUTH_FAILURE" and reason in (
-            "ip_blocked",
-            "account_ip_blocked",
-            "account_slowdown",
-        ):
-            self.throttled.labels(reason).inc()
+            self.alerts_fired.labels(label, _alert_severity(row.details)).inc()
+        if event in _REFUSED_REQUESTS:
+            reason = Reason.lookup(row.reason)
+            if reason is not None and reason.throttled:
+                self.throttled.labels(reason.label).inc()
 
     def add_source(self, name: str, read: Callable[[], dict[str, int]]) -> None:
         """Report ``read()`` (label -> value) as gauge ``authgate_<name>`` at each scrape."""

@@ -44,6 +44,7 @@ from typing import Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from authgate.exceptions import HashingOverloaded
+from authgate.reasons import Reason
 from authgate.security.passwords import Argon2Parameters, PasswordHasher
 
 log = logging.getLogger(__name__)
@@ -224,7 +225,7 @@ class AsyncPasswordHasher:
         if self._on_overload is not None:
             self._on_overload()
         retry_after = max(1, round(self._queue_timeout))
-        return HashingOverloaded(retry_after=retry_after, reason="hashing_overloaded")
+        return HashingOverloaded(retry_after=retry_after, reason=Reason.HASHING_OVERLOADED)
 
     def needs_rehash(self, stored_hash: str) -> bool:
         return self._hasher.needs_rehash(stored_hash)

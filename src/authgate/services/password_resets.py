@@ -19,6 +19,7 @@ from datetime import timedelta
 
 from authgate.clock import Clock
 from authgate.exceptions import FieldError, ValidationFailed
+from authgate.reasons import Reason
 from authgate.security.passwords import PasswordPolicy
 from authgate.services.audit.events import Actor, EventType, current_request, printable
 from authgate.services.audit.writer import AuditLog
@@ -211,24 +212,24 @@ class PasswordResets:
             client is not None
             and await self._over("reset:client:" + client, self._limits.per_client)
         ):
-            self._refused(actor, "throttled")
+            self._refused(actor, Reason.THROTTLED)
             return
         user = None
         if address and storable_text(address):
             async with self._db.session() as session:
                 user = await self._db.users(session).by_email(address)
         if user is None:
-            self._refused(actor, "unknown_email")
+            self._refused(actor, Reason.UNKNOWN_EMAIL)
             return
         actor = Actor(login=user.login, user_id=user.id)
         if not (user.activated or user.activation_pending):
-            self._refused(actor, "user_deactivated")
+            self._refused(actor, Reason.USER_DEACTIVATED)
             return
         if await self._over(f"reset:account:{user.id}", self._limits.per_account):
-            self._refused(actor, "throttled")
+            self._refused(actor, Reason.THROTTLED)
             return
         if not self._mailer.configured:
-            self._refused(actor, "mail_not_configured")
+            self._refused(actor, Reason.MAIL_NOT_CONFIGURED)
             return
         issued = issue_reset_key(self._clock())
         async with self._feed.unit_of_work() as work:
@@ -243,7 +244,7 @@ class PasswordResets:
             EventType.PASSWORD_RESET_REQUESTED,
             "success" if mailed else "failure",
             actor=actor,
-            reason=None if mailed else "mail_failed",
+            reason=None if mailed else Reason.MAIL_FAILED,
             details={"user": view.login, "delivery": "email"},
         )
 
@@ -253,7 +254,7 @@ class PasswordResets:
         )
         return count > limit
 
-    def _refused(self, actor: Actor, reason: str) -> None:
+    def _refused(self, actor: Actor, reason: Reason) -> None:
         self._audit.record(
             EventType.PASSWORD_RESET_REQUESTED, "failure", actor=actor, reason=reason
         )

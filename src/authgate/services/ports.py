@@ -220,9 +220,9 @@ class ApiKeyRepo(Protocol):
 
     async def get(self, key_pk: int) -> ApiKey | None: ...
     async def by_ref(self, ref: UUID | int) -> ApiKey | None: ...
-    async def by_public_id(self, public_id: str) -> ApiKey | None: ...
+    async def by_key_id(self, key_id: str) -> ApiKey | None: ...
     async def live_name_taken(
-        self, owner_id: int, name: str, *, except_key_id: int | None = None
+        self, owner_id: int, name: str, *, except_key_pk: int | None = None
     ) -> bool: ...
     async def count(self, *, owner_id: int | None, include_revoked: bool) -> int: ...
     async def page(
@@ -237,7 +237,7 @@ class ApiKeyRepo(Protocol):
     async def live_with_owners(
         self, now: datetime, *, after: int, size: int
     ) -> Sequence[tuple[ApiKey, str | None]]: ...
-    async def record_last_used(self, key_id: int, *, at: datetime, ip: str | None) -> None: ...
+    async def record_last_used(self, key_pk: int, *, at: datetime, ip: str | None) -> None: ...
 
 
 class UsageRepo(Protocol):
@@ -342,11 +342,10 @@ class Database(Protocol):
         """A bare connection in autocommit, for single reads on hot paths."""
         ...
 
-    async def verification_row(
-        self, connection: StorageSession, public_id: str
-    ) -> KeyColumns | None:
-        """The columns of the key with this public id that verifying it reads, or None
-        (one statement on a bare connection: the hot path's cache miss)."""
+    async def verification_row(self, connection: StorageSession, key_id: str) -> KeyColumns | None:
+        """The columns of the key with this key id (``agk_<key_id>_...``) that verifying
+        it reads, or None (one statement on a bare connection: the hot path's cache
+        miss)."""
         ...
 
     async def legacy_verification_row(

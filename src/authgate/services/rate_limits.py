@@ -23,6 +23,7 @@ from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
 from authgate.exceptions import RateLimited
+from authgate.reasons import Reason
 
 if TYPE_CHECKING:
     from authgate.services.redis_link import RedisLink
@@ -95,7 +96,7 @@ class KeyRateLimits:
     def applies(self, own_limit: str | None) -> bool:
         return own_limit is not None or self._default is not None
 
-    async def hit(self, key_id: int, own_limit: str | None) -> tuple[RateLimitState, bool]:
+    async def hit(self, key_pk: int, own_limit: str | None) -> tuple[RateLimitState, bool]:
         """Count one request of the key (call only when ``applies``): the state for the
         headers, and whether the request is within every limit. A refused request is
         not counted; its state is the refusing limit that frees up last."""
@@ -103,7 +104,7 @@ class KeyRateLimits:
         if text is None:
             raise ValueError("no rate limit applies")
         items = self._parse(text)
-        identifier = str(key_id)
+        identifier = str(key_pk)
         # Test every limit before counting anything: a refused request is not served,
         # so it must not use up the budget of the limits that would have let it through
         # (with "2/minute;10/hour", refusals by the minute would otherwise drain the hour).
@@ -154,5 +155,5 @@ def exceeded(state: RateLimitState) -> RateLimited:
     return RateLimited(
         "API key rate limit exceeded",
         retry_after=max(1, state.reset_seconds),
-        reason="rate_limited",
+        reason=Reason.RATE_LIMITED,
     )

@@ -33,6 +33,7 @@ from authgate.exceptions import (
     Throttled,
     ValidationFailed,
 )
+from authgate.reasons import Reason
 from authgate.security.principal import ROLE_ADMIN
 from authgate.security.second_factor import (
     EMAIL_CODE_SECONDS,
@@ -180,7 +181,7 @@ class SecondFactorService:
             row = await self._db.second_factors(session).get(user.id)
             left = await self._db.one_time_codes(session).count_unused(user.id, RECOVERY)
         if stored is None:
-            raise NotFound("User not found", reason="user_not_found")
+            raise NotFound("User not found", reason=Reason.USER_NOT_FOUND)
         method = _method(stored.second_factor)
         return SecondFactorState(
             method=method,
@@ -229,7 +230,7 @@ class SecondFactorService:
             return EnrolmentCheck(False, True, 0, "The enrolment expired; start again")
         valid = await self._pending_code_matches(user, row.pending_totp_secret, method, code)
         if not valid:
-            await self._failed(user, "wrong_enrolment_code")
+            await self._failed(user, Reason.WRONG_ENROLMENT_CODE)
             return EnrolmentCheck(False, False, remaining, "The code is not valid")
         async with self._db.transaction() as session:
             stored = await self._db.second_factors(session).get(user.id)
@@ -259,10 +260,10 @@ class SecondFactorService:
                 or (now - row.pending_started_at).total_seconds() > ENROLMENT_SECONDS
             ):
                 message = "Verify a code of this method first."
-                raise Conflict(message, reason="enrolment_not_verified")
+                raise Conflict(message, reason=Reason.ENROLMENT_NOT_VERIFIED)
             stored = await self._db.users(work.session).get(user.id)
             if stored is None:
-                raise NotFound("User not found", reason="user_not_found")
+                raise NotFound("User not found", reason=Reason.USER_NOT_FOUND)
             row.totp_secret = row.pending_totp_secret if method == "TOTP" else None
             row.last_totp_step = row.pending_last_step if method == "TOTP" else None
             _clear_pending(row)
@@ -305,7 +306,7 @@ class SecondFactorService:
                 raise Throttled(
                     "A code was sent moments ago; wait before asking for another",
                     retry_after=int(RESEND_COOLDOWN_SECONDS - waited) + 1,
-                    reason="code_resend_too_soon",
+                    reason=Reason.CODE_RESEND_TOO_SOON,
                 )
         await self._send_or_refuse(user, EMAIL_LOGIN, subject="Your sign-in code")
         return method
@@ -318,8 +319,8 @@ class SecondFactorService:
         method = await self.method_of(user.id)
         used = await self._accept(user, method, code.strip()) if method else None
         if used is None:
-            await self._failed(user, "wrong_code" if method else "no_second_factor")
-            raise SecondFactorFailed(reason="wrong_code")
+            await self._failed(user, Reason.WRONG_CODE if method else Reason.NO_SECOND_FACTOR)
+            raise SecondFactorFailed(reason=Reason.WRONG_CODE)
         await self._throttle.reset_failures(_subject(user.id))
         self._audit.record(
             EventType.TFA_SUCCESS, "success", actor=_actor(user), details={"used": used}
@@ -334,7 +335,7 @@ class SecondFactorService:
         async with self._db.transaction() as session:
             stored = await self._db.users(session).get(user.id)
             if stored is None or stored.second_factor is None:
-                raise Conflict("No second factor is enabled.", reason="no_second_factor")
+                raise Conflict("No second factor is enabled.", reason=Reason.NO_SECOND_FACTOR)
             await self._db.one_time_codes(session).replace(
                 user.id, RECOVERY, [self._code_row(user.id, RECOVERY, c, now) for c in codes]
             )
@@ -352,7 +353,7 @@ class SecondFactorService:
         for (v12: the password, from a session that passed the factor)."""
         await self._remove(user.id)
         self._audit.record(
-            EventType.TFA_DISABLED, "success", actor=_actor(user), reason="disabled_by_user"
+            EventType.TFA_DISABLED, "success", actor=_actor(user), reason=Reason.DISABLED_BY_USER
         )
 
     async def reset(self, login: str, *, by: Actor) -> UserView:
@@ -370,14 +371,14 @@ class SecondFactorService:
 
     async def _reset(self, stored: User | None, *, by: Actor) -> UserView:
         if stored is None:
-            raise NotFound("User not found", reason="user_not_found")
+            raise NotFound("User not found", reason=Reason.USER_NOT_FOUND)
         user = UserView.of(stored)
         await self._remove(user.id)
         self._audit.record(
             EventType.TFA_DISABLED,
             "success",
             actor=by,
-            reason="reset_by_admin",
+            reason=Reason.RESET_BY_ADMIN,
             details={"user": user.login},
         )
         if self._mailer.configured:
@@ -456,7 +457,7 @@ class SecondFactorService:
         async with self._feed.unit_of_work() as work:
             stored = await self._db.users(work.session).get(user_id)
             if stored is None:
-                raise NotFound("User not found", reason="user_not_found")
+                raise NotFound("User not found", reason=Reason.USER_NOT_FOUND)
             stored.second_factor = None
             stored.updated_at = self._clock()
             await self._db.second_factors(work.session).delete(user_id)
@@ -531,7 +532,7 @@ class SecondFactorService:
         except MailNotSent as error:
             log.warning("could not send a second-factor code: %s", error)
             raise Conflict(
-                "The code could not be sent; try again later.", reason="mail_not_sent"
+                "The code could not be sent; try again later.", reason=Reason.MAIL_NOT_SENT
             ) from None
 
     def _code_row(self, user_id: int, purpose: str, code: str, now: datetime) -> OneTimeCode:
@@ -552,7 +553,7 @@ class SecondFactorService:
                 EventType.TFA_FAILURE,
                 "failure",
                 actor=Actor(user_id=user_id),
-                reason="secret_unreadable",
+                reason=Reason.SECRET_UNREADABLE,
             )
             return ""
 
@@ -561,11 +562,14 @@ class SecondFactorService:
         now = self._clock().timestamp()
         if block is not None and block.until > now:
             self._audit.record(
-                EventType.TFA_FAILURE, "failure", actor=_actor(user), reason="second_factor_locked"
+                EventType.TFA_FAILURE,
+                "failure",
+                actor=_actor(user),
+                reason=Reason.SECOND_FACTOR_LOCKED,
             )
             raise SecondFactorLocked(retry_after=int(block.until - now) + 1)
 
-    async def _failed(self, user: UserView, reason: str) -> None:
+    async def _failed(self, user: UserView, reason: Reason) -> None:
         now = self._clock().timestamp()
         subject = _subject(user.id)
         self._audit.record(EventType.TFA_FAILURE, "failure", actor=_actor(user), reason=reason)
@@ -578,10 +582,10 @@ class SecondFactorService:
                 EventType.AUTH_LOCKOUT,
                 "failure",
                 actor=_actor(user),
-                reason="second_factor_locked",
+                reason=Reason.SECOND_FACTOR_LOCKED,
                 details={"failures": MAX_FAILURES, "lockedSeconds": LOCK_SECONDS},
             )
-            raise SecondFactorLocked(retry_after=LOCK_SECONDS, reason="second_factor_locked")
+            raise SecondFactorLocked(retry_after=LOCK_SECONDS, reason=Reason.SECOND_FACTOR_LOCKED)
 
 
 def _subject(user_id: int) -> str:

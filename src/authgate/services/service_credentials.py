@@ -11,7 +11,7 @@ Checking a credential reads its row (one indexed query) on every internal call: 
 is no cache, so a revocation or rotation holds at once on every worker and node. The
 last use is written at most once per :data:`LAST_USE_GRANULARITY` per credential, not
 per call. A caller address that sends bad credentials is counted and blocked like one
-that sends bad API keys (``key_abuse``).
+that sends bad API keys (the address block, ``address_block``).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from authgate.exceptions import (
     Throttled,
     ValidationFailed,
 )
+from authgate.reasons import Reason
 from authgate.security.keys import digests_match
 from authgate.security.networks import IPAddress
 from authgate.security.service_credentials import (
@@ -39,10 +40,10 @@ from authgate.security.service_credentials import (
     generate_credential,
     generate_secret_for,
 )
+from authgate.services.address_block import AddressBlocker
 from authgate.services.api_keys import MAX_GRACE
 from authgate.services.audit.events import Actor, EventType
 from authgate.services.audit.writer import AuditLog
-from authgate.services.key_abuse import KeyAbuseGuard
 from authgate.services.ports import Database, ServiceCredentialRepo
 from authgate.services.text_rules import control_character_errors
 from authgate.storage.models import ServiceCredential
@@ -116,13 +117,13 @@ class ServiceCredentials:
         *,
         db: Database,
         audit: AuditLog,
-        key_abuse: KeyAbuseGuard,
+        address_blocker: AddressBlocker,
         clock: Clock,
         pepper: bytes,
     ) -> None:
         self._db = db
         self._audit = audit
-        self._key_abuse = key_abuse
+        self._address_blocker = address_blocker
         self._clock = clock
         self._pepper = pepper
 
@@ -229,13 +230,15 @@ class ServiceCredentials:
         """
         now = self._clock()
         try:
-            self._key_abuse.check(caller_ip, now.timestamp())
+            self._address_blocker.check(caller_ip, now.timestamp())
         except Throttled as error:
             self._refused(endpoint, error.reason)
             raise
         if not presented:
-            self._refused(endpoint, "internal_key_missing")
-            raise ServiceCredentialRefused("missing internal key", reason="internal_key_missing")
+            self._refused(endpoint, Reason.INTERNAL_KEY_MISSING)
+            raise ServiceCredentialRefused(
+                "missing internal key", reason=Reason.INTERNAL_KEY_MISSING
+            )
         credential_id = credential_id_of(presented)
         row = None
         if credential_id is not None:
@@ -243,14 +246,14 @@ class ServiceCredentials:
                 row = await self._db.service_credentials(session).by_credential_id(credential_id)
         reason = self._rejection(row, presented, now)
         if reason is not None:
-            await self._key_abuse.failed(caller_ip)
+            await self._address_blocker.failed(caller_ip)
             self._refused(endpoint, reason, row)
             raise ServiceCredentialRefused(reason=reason)
         assert row is not None  # no rejection: a live credential matched
         if endpoint.value not in _split(row.endpoints):
-            self._refused(endpoint, "endpoint_not_allowed", row)
+            self._refused(endpoint, Reason.ENDPOINT_NOT_ALLOWED, row)
             raise ServiceCredentialRefused(
-                "internal key not allowed for this endpoint", reason="endpoint_not_allowed"
+                "internal key not allowed for this endpoint", reason=Reason.ENDPOINT_NOT_ALLOWED
             )
         last = row.last_used_at
         if last is None or now - last >= LAST_USE_GRANULARITY:
@@ -260,12 +263,12 @@ class ServiceCredentials:
 
     def _rejection(
         self, row: ServiceCredential | None, presented: str, now: datetime
-    ) -> str | None:
+    ) -> Reason | None:
         """Why ``presented`` is not ``row``'s live secret, or None when it is."""
         if row is None:
-            return "unknown_internal_key"
+            return Reason.UNKNOWN_INTERNAL_KEY
         if row.revoked_at is not None:
-            return "internal_key_revoked"
+            return Reason.INTERNAL_KEY_REVOKED
         digest = credential_digest(self._pepper, presented)
         if digests_match(digest, row.secret_hash):
             return None
@@ -273,7 +276,7 @@ class ServiceCredentials:
         in_grace = previous is not None and until is not None and until > now
         if in_grace and digests_match(digest, previous or ""):
             return None
-        return "wrong_internal_key"
+        return Reason.WRONG_INTERNAL_KEY
 
     # -- audit -------------------------------------------------------------------------
 
@@ -288,7 +291,7 @@ class ServiceCredentials:
         self._audit.record(event, "success", details=details)
 
     def _refused(
-        self, endpoint: InternalEndpoint, reason: str, row: ServiceCredential | None = None
+        self, endpoint: InternalEndpoint, reason: Reason, row: ServiceCredential | None = None
     ) -> None:
         details: dict[str, object] = {"endpoint": endpoint.value}
         if row is not None:
@@ -331,18 +334,22 @@ def _validated(name: str, endpoints: Iterable[str]) -> tuple[str, list[str]]:
 async def _found(repository: ServiceCredentialRepo, credential_id: str) -> ServiceCredential:
     row = await repository.by_credential_id(credential_id)
     if row is None:
-        raise NotFound("No service credential with this id.", reason="service_credential_unknown")
+        raise NotFound(
+            "No service credential with this id.", reason=Reason.SERVICE_CREDENTIAL_UNKNOWN
+        )
     return row
 
 
 def _live(row: ServiceCredential) -> ServiceCredential:
     if row.revoked_at is not None:
-        raise Conflict("This service credential is revoked.", reason="service_credential_revoked")
+        raise Conflict(
+            "This service credential is revoked.", reason=Reason.SERVICE_CREDENTIAL_REVOKED
+        )
     return row
 
 
 def _name_taken() -> Conflict:
     return Conflict(
         "A service credential with this name already exists.",
-        reason="service_credential_name_exists",
+        reason=Reason.SERVICE_CREDENTIAL_NAME_EXISTS,
     )

@@ -37,6 +37,7 @@ from authgate.exceptions import (
     SecondFactorLocked,
     TokenRevoked,
 )
+from authgate.reasons import Reason
 from authgate.security.tokens import IssuedPending, IssuedToken, PendingClaims
 from authgate.services.access_tokens import AccessTokenService
 from authgate.services.accounts import AccountService
@@ -153,7 +154,7 @@ class SessionService:
         try:
             user = await self._accounts.authenticate(login, password)
         except BadCredentials as failure:
-            if failure.reason == "user_deactivated":
+            if failure.reason is Reason.USER_DEACTIVATED:
                 raise AccountDeactivated(
                     "User account is deactivated", reason=failure.reason
                 ) from None
@@ -184,7 +185,7 @@ class SessionService:
         try:
             return await self._start(user, ip=ip, user_agent=user_agent, spent=pending)
         except StorageConflict:  # a concurrent request spent the token first
-            raise TokenRevoked(reason="token_used") from None
+            raise TokenRevoked(reason=Reason.TOKEN_USED) from None
 
     async def _start(
         self,
@@ -202,11 +203,11 @@ class SessionService:
         expires_at = now + self._refresh_ttl
         async with self._feed.unit_of_work() as work:
             if spent is not None and not await self._tokens.spend(work, spent):
-                raise TokenRevoked(reason="token_used")
+                raise TokenRevoked(reason=Reason.TOKEN_USED)
             sessions = self._db.user_sessions(work.session)
             live = list(await sessions.live(user.id, now=now))
             evicted = live[: max(0, len(live) - self._max_sessions + 1)]
-            await self._revoke(work, user.id, evicted, reason="session_cap")
+            await self._revoke(work, user.id, evicted, reason=Reason.SESSION_CAP)
             sessions.add(
                 Session(
                     id=session_id,
@@ -229,7 +230,7 @@ class SessionService:
                 EventType.SESSION_REVOKED,
                 "success",
                 actor=actor,
-                reason="session_cap",
+                reason=Reason.SESSION_CAP,
                 details={"session": old.id},
             )
         return TokenPair(
@@ -245,31 +246,31 @@ class SessionService:
         """Exchange a refresh token for a new pair. Raises ``RefreshTokenInvalid`` (401);
         on reuse of a rotated token the whole session is revoked first (and audited)."""
         if not refresh_token or len(refresh_token) > MAX_REFRESH_TOKEN_LENGTH:
-            raise RefreshTokenInvalid(reason="malformed_refresh_token")
+            raise RefreshTokenInvalid(reason=Reason.MALFORMED_REFRESH_TOKEN)
         token_hash = refresh_token_hash(refresh_token)
         now = self._clock()
         new_token = secrets.token_urlsafe(32)
-        refused: str | None = None
+        refused: Reason | None = None
         async with self._feed.unit_of_work() as work:
             sessions = self._db.user_sessions(work.session)
             stored = await sessions.token(token_hash)
             session = await sessions.get(stored.session_id) if stored is not None else None
             if stored is None or session is None:
-                raise RefreshTokenInvalid(reason="unknown_refresh_token")
+                raise RefreshTokenInvalid(reason=Reason.UNKNOWN_REFRESH_TOKEN)
             user = await sessions.user(session.user_id)
             if session.revoked_at is not None or session.expires_at <= now:
-                raise RefreshTokenInvalid(reason="session_ended")
+                raise RefreshTokenInvalid(reason=Reason.SESSION_ENDED)
             if user is None or not user.activated:
-                refused = "user_deactivated"
+                refused = Reason.USER_DEACTIVATED
             elif (
                 user.tokens_valid_after is not None
                 and session.created_at <= user.tokens_valid_after
             ):
-                refused = "sessions_revoked"
+                refused = Reason.SESSIONS_REVOKED
             elif stored.rotated_at is not None or not await sessions.mark_rotated(
                 token_hash, now=now
             ):
-                refused = "refresh_token_reused"
+                refused = Reason.REFRESH_TOKEN_REUSED
             if refused is not None:
                 await self._revoke(work, session.user_id, [session], reason=refused)
             else:
@@ -279,7 +280,7 @@ class SessionService:
                 )
                 view = UserView.of(user)  # type: ignore[arg-type]  # not None: checked above
         actor = Actor(login=user.login if user else None, user_id=session.user_id)
-        if refused == "refresh_token_reused":
+        if refused is Reason.REFRESH_TOKEN_REUSED:
             self._audit.record(
                 EventType.REFRESH_TOKEN_REUSED,
                 "failure",
@@ -303,7 +304,7 @@ class SessionService:
             async with self._feed.unit_of_work() as work:
                 stored_session = await self._db.user_sessions(work.session).get(session.id)
                 if stored_session is not None:
-                    await self._revoke(work, view.id, [stored_session], reason="second_factor")
+                    await self._revoke(work, view.id, [stored_session], reason=Reason.SECOND_FACTOR)
             raise
         return TokenPair(
             access=self._tokens.issue_for_session(
@@ -326,7 +327,7 @@ class SessionService:
             if session is None or session.revoked_at is not None:
                 return
             user = await sessions.user(session.user_id)
-            await self._revoke(work, session.user_id, [session], reason="logout")
+            await self._revoke(work, session.user_id, [session], reason=Reason.LOGOUT)
         actor = Actor(login=user.login if user else None, user_id=session.user_id)
         self._audit.record(
             EventType.LOGOUT, "success", actor=actor, details={"session": session.id}
@@ -336,7 +337,7 @@ class SessionService:
         async with self._db.session() as read:
             user = await self._db.user_sessions(read).user(user_id)
         if user is None:  # deleted since its token was checked
-            raise BadCredentials("User not found", reason="user_deleted")
+            raise BadCredentials("User not found", reason=Reason.USER_DELETED)
         return Profile(
             public_id=user.public_id,
             email=user.email,
@@ -368,7 +369,7 @@ class SessionService:
         try:  # ids are UUIDs: anything else (a NUL, which PostgreSQL refuses) is no session
             session_id = str(uuid.UUID(session_id))
         except ValueError:
-            raise NotFound("Session not found", reason="session_not_found") from None
+            raise NotFound("Session not found", reason=Reason.SESSION_NOT_FOUND) from None
         async with self._feed.unit_of_work() as work:
             session = await self._db.user_sessions(work.session).get(session_id)
             if (
@@ -377,13 +378,13 @@ class SessionService:
                 or session.revoked_at is not None
                 or session.expires_at <= self._clock()
             ):
-                raise NotFound("Session not found", reason="session_not_found")
-            await self._revoke(work, user_id, [session], reason="revoked_by_user")
+                raise NotFound("Session not found", reason=Reason.SESSION_NOT_FOUND)
+            await self._revoke(work, user_id, [session], reason=Reason.REVOKED_BY_USER)
         self._audit.record(
             EventType.SESSION_REVOKED,
             "success",
             actor=actor,
-            reason="revoked_by_user",
+            reason=Reason.REVOKED_BY_USER,
             details={"session": session_id},
         )
 
@@ -393,13 +394,13 @@ class SessionService:
         async with self._feed.unit_of_work() as work:
             live = await self._db.user_sessions(work.session).live(user_id, now=now)
             others = [s for s in live if s.id != keep]
-            await self._revoke(work, user_id, others, reason="revoked_by_user")
+            await self._revoke(work, user_id, others, reason=Reason.REVOKED_BY_USER)
         if others:
             self._audit.record(
                 EventType.SESSION_REVOKED,
                 "success",
                 actor=actor,
-                reason="revoked_by_user",
+                reason=Reason.REVOKED_BY_USER,
                 details={"sessions": len(others)},
             )
         return len(others)
@@ -433,7 +434,7 @@ class SessionService:
             raise SecondFactorRequired(
                 "A second factor is required and none is enabled; sign in through "
                 "/api/authenticate to enrol one",
-                reason="second_factor_required",
+                reason=Reason.SECOND_FACTOR_REQUIRED,
             )
 
     async def _refuse_without_second_factor(self, user: UserView, *, passed: bool) -> None:
@@ -443,11 +444,11 @@ class SessionService:
         elif not passed:
             raise SecondFactorRequired(
                 "A second factor was enabled since this session began; sign in again",
-                reason="second_factor_required",
+                reason=Reason.SECOND_FACTOR_REQUIRED,
             )
 
     async def _revoke(
-        self, work: UnitOfWork, user_id: int, sessions: list[Session], *, reason: str
+        self, work: UnitOfWork, user_id: int, sessions: list[Session], *, reason: Reason
     ) -> None:
         now = self._clock()
         for session in sessions:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from authgate.exceptions import Conflict, SecondFactorLocked
+from authgate.reasons import Reason
 from authgate.security.networks import AllowList, IPAddress
 from authgate.security.tokens import PendingClaims
 from authgate.services.access_tokens import AccessTokenService
@@ -81,7 +82,7 @@ class SignIn:
                 EventType.TFA_SUCCESS,
                 "success",
                 actor=Actor(login=user.login, user_id=user.id),
-                reason="bypass_header",
+                reason=Reason.BYPASS_HEADER,
             )
             return self._full(user, remember_me=remember_me, second_factor=False, method=method)
         if method is None and not must_enrol:
@@ -135,7 +136,7 @@ class SignIn:
         if await self._second_factor.method_of(user.id) is not None:
             raise Conflict(
                 "A second factor is already enabled; verify a code instead.",
-                reason="second_factor_enabled",
+                reason=Reason.SECOND_FACTOR_ENABLED,
             )
         return user
 

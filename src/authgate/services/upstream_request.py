@@ -24,6 +24,7 @@ from collections.abc import Iterable, Mapping
 from typing import Final, Literal, NamedTuple
 
 from authgate.exceptions import AmbiguousUpstreamRequest, ValidationFailed
+from authgate.reasons import Reason
 from authgate.security.paths import MAX_TARGET_LENGTH, canonical_method
 
 # The reverse proxy in front of forward-auth, which decides the headers that describe
@@ -170,14 +171,16 @@ class UpstreamRequestReader:
     def _duplicate(header: str) -> AmbiguousUpstreamRequest:
         # A proxy that appends rather than replaces, plus a client's own copy.
         return AmbiguousUpstreamRequest(
-            f"{header} was sent more than once", reason="duplicate_upstream_header", header=header
+            f"{header} was sent more than once",
+            reason=Reason.DUPLICATE_UPSTREAM_HEADER,
+            header=header,
         )
 
     def _conflict(self, header: str) -> AmbiguousUpstreamRequest:
         return AmbiguousUpstreamRequest(
             f"{header} disagrees with {self.method_header}/{self.uri_header}, the headers "
             f"authgate reads ({self._configured_as}); is the proxy setting right?",
-            reason="conflicting_upstream_header",
+            reason=Reason.CONFLICTING_UPSTREAM_HEADER,
             header=header,
         )
 

@@ -29,6 +29,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from authgate.clock import Clock
+from authgate.reasons import Reason
 from authgate.security.networks import IPAddress
 from authgate.services.audit.events import printable
 from authgate.services.batch_writer import BatchWriter
@@ -54,7 +55,7 @@ class UsageEvent:
     client_ip: IPAddress | None
     user_agent: str | None
     latency_ms: float
-    failure_reason: str | None  # None: the key was accepted
+    failure_reason: Reason | None  # None: the key was accepted
     sequence: int = 0  # arrival order in this process (set by the recorder)
 
 
@@ -360,11 +361,11 @@ class UsageRecorder(BatchWriter[UsageEvent, _Batch]):
             if newer is not None:
                 rollup.merge(newer)
             self._minutes[where] = rollup
-        for key_id, sample in batch.samples.items():
-            newer_sample = self._samples.get(key_id)
+        for key_pk, sample in batch.samples.items():
+            newer_sample = self._samples.get(key_pk)
             if newer_sample is not None:
                 sample.extend(newer_sample)
-            self._samples[key_id] = sample
+            self._samples[key_pk] = sample
 
     def _forget_old_minutes(self, minutes: dict[tuple[int, datetime], _Minute]) -> None:
         """Drop the address sets of minutes before the newest two being written."""
@@ -389,16 +390,16 @@ class UsageRecorder(BatchWriter[UsageEvent, _Batch]):
             rollups = list(batch.minutes.values())
             for start in range(0, len(rollups), chunk):
                 await usage.add_minutes([rollup.row() for rollup in rollups[start : start + chunk]])
-            for key_id in batch.samples:
-                await usage.keep_recent_successes(key_id, self._sample_size)
+            for key_pk in batch.samples:
+                await usage.keep_recent_successes(key_pk, self._sample_size)
             await self._write_last_used(session, batch.last_used)
         return len(rows)
 
     async def _write_last_used(self, session: Any, last_used: dict[int, _LastUse]) -> None:
         keys = self._db.api_keys(session)
-        for key_id, (at, address) in last_used.items():
+        for key_pk, (at, address) in last_used.items():
             ip = str(address) if address is not None else None
-            await keys.record_last_used(key_id, at=at, ip=ip)
+            await keys.record_last_used(key_pk, at=at, ip=ip)
 
     async def _write_each(self, batch: _Batch) -> tuple[int, int]:
         """As ``_write``, skipping the rows the database refuses (and a rollup refused);
@@ -429,10 +430,10 @@ class UsageRecorder(BatchWriter[UsageEvent, _Batch]):
 def _last_uses(minutes: _Minutes) -> dict[int, _LastUse]:
     """Each key's last accepted use (time and address) among ``minutes``."""
     last: dict[int, _LastUse] = {}
-    for (key_id, _minute), rollup in minutes.items():
-        known = last.get(key_id)
+    for (key_pk, _minute), rollup in minutes.items():
+        known = last.get(key_pk)
         if known is None or rollup.last_at >= known[0]:
-            last[key_id] = (rollup.last_at, rollup.last_ip)
+            last[key_pk] = (rollup.last_at, rollup.last_ip)
     return last
 
 

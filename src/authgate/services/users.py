@@ -18,6 +18,7 @@ from authgate.exceptions import (
     NotFound,
     ValidationFailed,
 )
+from authgate.reasons import Reason
 from authgate.security.passwords import PasswordPolicy
 from authgate.security.principal import (
     KNOWN_AUTHORITIES,
@@ -188,7 +189,7 @@ class UserService:
         async with self._db.session() as session:
             user = await self._db.users(session).get(user_id)
         if user is None:
-            raise NotFound("User not found", reason="user_not_found")
+            raise NotFound("User not found", reason=Reason.USER_NOT_FOUND)
         return UserView.of(user)
 
     async def get_user_by_public_id(self, public_id: str) -> UserView:
@@ -196,7 +197,7 @@ class UserService:
         async with self._db.session() as session:
             user = await self._db.users(session).by_public_id(public_id)
         if user is None:
-            raise NotFound("User not found", reason="user_not_found")
+            raise NotFound("User not found", reason=Reason.USER_NOT_FOUND)
         return UserView.of(user)
 
     async def new_reset_key(self, login: str) -> tuple[UserView, IssuedResetKey]:
@@ -260,9 +261,9 @@ class UserService:
             async with self._feed.unit_of_work() as work:
                 users = self._db.users(work.session)
                 if await users.by_login(login) is not None:
-                    raise Conflict("Login name already used!", reason="login_exists")
+                    raise Conflict("Login name already used!", reason=Reason.LOGIN_EXISTS)
                 if await users.email_taken(email):
-                    raise Conflict("Email is already in use!", reason="email_exists")
+                    raise Conflict("Email is already in use!", reason=Reason.EMAIL_EXISTS)
                 user = User(
                     login=login,
                     email=email,
@@ -287,7 +288,7 @@ class UserService:
                 await users.flush()
                 created = UserView.of(user)
         except StorageConflict:  # a concurrent request created the same login or e-mail
-            raise Conflict("Login name or email already used!", reason="user_exists") from None
+            raise Conflict("Login name or email already used!", reason=Reason.USER_EXISTS) from None
         details: dict[str, object] = {
             "user": created.login,
             "authorities": sorted(created.authorities),
@@ -325,7 +326,7 @@ class UserService:
                 await users.flush()
                 updated = UserView.of(user)
         except StorageConflict:
-            raise Conflict("Email is already in use!", reason="email_exists") from None
+            raise Conflict("Email is already in use!", reason=Reason.EMAIL_EXISTS) from None
         changed = sorted(
             name
             for name, value in (
@@ -392,9 +393,9 @@ class UserService:
             users = self._db.users(work.session)
             user = await _existing(users, login)
             if user.id == acting_user_id:
-                raise Conflict("You cannot delete your own account.", reason="self_delete")
+                raise Conflict("You cannot delete your own account.", reason=Reason.SELF_DELETE)
             if _is_active_admin(user) and await users.count_active_admins() <= 1:
-                raise Conflict(_LAST_ADMIN, reason="last_admin")
+                raise Conflict(_LAST_ADMIN, reason=Reason.LAST_ADMIN)
             await users.delete(user)
             work.publish(Change(ChangeKind.USER_CHANGED, str(user.id)))
         self._audit.record(EventType.USER_DELETED, "success", details={"user": user.login})
@@ -446,7 +447,7 @@ class UserService:
         if changes.email is not None:
             email = changes.email.strip().lower()
             if email != user.email and await users.email_taken(email, except_user_id=user.id):
-                raise Conflict("Email is already in use!", reason="email_exists")
+                raise Conflict("Email is already in use!", reason=Reason.EMAIL_EXISTS)
             user.email = email
         if changes.first_name is not None:
             user.first_name = changes.first_name or None
@@ -460,7 +461,9 @@ class UserService:
             user.authorities = join_authorities(changes.authorities)
         if changes.activated is not None and changes.activated != user.activated:
             if not changes.activated and user.id == acting_user_id:
-                raise Conflict("You cannot deactivate your own account.", reason="self_deactivate")
+                raise Conflict(
+                    "You cannot deactivate your own account.", reason=Reason.SELF_DEACTIVATE
+                )
             user.activated = changes.activated
             # An admin's decision ends a pending first activation either way.
             user.activation_pending = False
@@ -469,7 +472,7 @@ class UserService:
                 user.tokens_valid_after = self._clock()
                 user.kept_session_jti = user.kept_session_cutoff = None
         if admins_before is not None and admins_before <= 1 and not _is_active_admin(user):
-            raise Conflict(_LAST_ADMIN, reason="last_admin")
+            raise Conflict(_LAST_ADMIN, reason=Reason.LAST_ADMIN)
 
     def _touched(self, work: UnitOfWork, user: User) -> None:
         user.updated_at = self._clock()
@@ -483,7 +486,7 @@ _LAST_ADMIN = "At least one active administrator must remain."
 async def _existing(users: UserRepo, login: str) -> User:
     user = await users.by_login(login.strip().lower())
     if user is None:
-        raise NotFound("User not found", reason="user_not_found")
+        raise NotFound("User not found", reason=Reason.USER_NOT_FOUND)
     return user
 
 

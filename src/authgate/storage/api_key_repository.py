@@ -37,14 +37,14 @@ _VERIFICATION_QUERY = select(
     ApiKey.rate_limit,
     ApiKey.last_used_at,
 )
-_BY_PUBLIC_ID = _VERIFICATION_QUERY.where(ApiKey.key_id == bindparam("public_id"))
-# A legacy (UTMStack) key has no public id: found by its digest, through a unique index.
+_BY_KEY_ID = _VERIFICATION_QUERY.where(ApiKey.key_id == bindparam("key_id"))
+# A legacy (UTMStack) key has no key id in it: found by its digest, through a unique index.
 _BY_LEGACY_DIGEST = _VERIFICATION_QUERY.where(ApiKey.legacy_digest == bindparam("digest"))
 
 
-async def verification_row(connection: AsyncConnection, public_id: str) -> Row[Any] | None:
+async def verification_row(connection: AsyncConnection, key_id: str) -> Row[Any] | None:
     """The columns of ``ApiKey`` that verification needs (same names), or None."""
-    result = await connection.execute(_BY_PUBLIC_ID, {"public_id": public_id})
+    result = await connection.execute(_BY_KEY_ID, {"key_id": key_id})
     return cast("Row[Any] | None", result.one_or_none())
 
 
@@ -76,19 +76,20 @@ class ApiKeyRepository:
             return await self._session.scalar(select(ApiKey).where(ApiKey.public_id == str(ref)))
         return await self.get(ref)
 
-    async def by_public_id(self, public_id: str) -> ApiKey | None:
-        return await self._session.scalar(select(ApiKey).where(ApiKey.key_id == public_id))
+    async def by_key_id(self, key_id: str) -> ApiKey | None:
+        """The key whose public part (``agk_<key_id>_...``) is ``key_id``."""
+        return await self._session.scalar(select(ApiKey).where(ApiKey.key_id == key_id))
 
     async def live_name_taken(
-        self, owner_id: int, name: str, *, except_key_id: int | None = None
+        self, owner_id: int, name: str, *, except_key_pk: int | None = None
     ) -> bool:
         if not storable_text(name):
             return False
         query = select(ApiKey.id).where(
             ApiKey.user_id == owner_id, ApiKey.name == name, ApiKey.revoked_at.is_(None)
         )
-        if except_key_id is not None:
-            query = query.where(ApiKey.id != except_key_id)
+        if except_key_pk is not None:
+            query = query.where(ApiKey.id != except_key_pk)
         return await self._session.scalar(query.limit(1)) is not None
 
     def _filtered(self, query: Any, owner_id: int | None, include_revoked: bool) -> Any:
@@ -172,12 +173,12 @@ class ApiKeyRepository:
             query = query.where(ApiKey.expires_at <= expiring_before)
         return await self._session.scalar(query) or 0
 
-    async def record_last_used(self, key_id: int, *, at: datetime, ip: str | None) -> None:
+    async def record_last_used(self, key_pk: int, *, at: datetime, ip: str | None) -> None:
         """Move ``last_used_at`` forward (never back, whatever order batches land in)."""
         await self._session.execute(
             update(ApiKey)
             .where(
-                ApiKey.id == key_id,
+                ApiKey.id == key_pk,
                 or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at < at),
             )
             .values(last_used_at=at, last_used_ip=ip)
@@ -203,8 +204,8 @@ class UsageRow(NamedTuple):
 @dataclass(frozen=True, slots=True)
 class UsageFilter:
     owner_id: int | None = None
-    # The key's bigint id, or its public UUID (looked up in the same query).
-    api_key_id: int | UUID | None = None
+    # The key's key_pk (bigint id), or its public UUID (looked up in the same query).
+    key_ref: int | UUID | None = None
     since: datetime | None = None
     until: datetime | None = None
     status: int | None = None
@@ -234,8 +235,8 @@ class UsageRepository:
     def _filtered(self, query: Any, where: UsageFilter) -> Any:
         if where.owner_id is not None:
             query = query.where(ApiKeyUsage.user_id == where.owner_id)
-        if where.api_key_id is not None:
-            query = query.where(ApiKeyUsage.api_key_id == _key_pk(where.api_key_id))
+        if where.key_ref is not None:
+            query = query.where(ApiKeyUsage.api_key_id == _key_pk(where.key_ref))
         if where.since is not None:
             query = query.where(ApiKeyUsage.occurred_at >= where.since)
         if where.until is not None:
@@ -318,8 +319,8 @@ class UsageRepository:
         query = select(ApiKeyUsageMinute)
         if where.owner_id is not None:
             query = query.where(ApiKeyUsageMinute.user_id == where.owner_id)
-        if where.api_key_id is not None:
-            query = query.where(ApiKeyUsageMinute.api_key_id == _key_pk(where.api_key_id))
+        if where.key_ref is not None:
+            query = query.where(ApiKeyUsageMinute.api_key_id == _key_pk(where.key_ref))
         if where.since is not None:
             query = query.where(ApiKeyUsageMinute.minute >= where.since)
         if where.until is not None:

@@ -100,15 +100,15 @@ class AuditFilter:
     client_ip: str | None = None
     since: datetime | None = None
     until: datetime | None = None
-    # The key's bigint id, or its public UUID (looked up in the same query).
-    api_key_id: int | UUID | None = None
+    # The key's key_pk (bigint id), or its public UUID (looked up in the same query).
+    key_ref: int | UUID | None = None
 
 
 # A record with the public UUID of the key it names (None: no key, or the key is gone).
 EventWithKey = tuple[AuditEvent, str | None]
 
 
-def _with_key_ids(query: Any) -> Any:
+def _with_public_ids(query: Any) -> Any:
     """``query`` on audit events, each with its key's public UUID."""
     return query.add_columns(ApiKey.public_id).outerjoin(ApiKey, ApiKey.id == AuditEvent.api_key_id)
 
@@ -251,11 +251,11 @@ class AuditRepository:
             query = query.where(AuditEvent.occurred_at >= where.since)
         if where.until is not None:
             query = query.where(AuditEvent.occurred_at < where.until)
-        if isinstance(where.api_key_id, UUID):
-            key_pk = select(ApiKey.id).where(ApiKey.public_id == str(where.api_key_id))
+        if isinstance(where.key_ref, UUID):
+            key_pk = select(ApiKey.id).where(ApiKey.public_id == str(where.key_ref))
             query = query.where(AuditEvent.api_key_id == key_pk.scalar_subquery())
-        elif where.api_key_id is not None:
-            query = query.where(AuditEvent.api_key_id == where.api_key_id)
+        elif where.key_ref is not None:
+            query = query.where(AuditEvent.api_key_id == where.key_ref)
         return query
 
     async def count(self, where: AuditFilter) -> int:
@@ -265,21 +265,21 @@ class AuditRepository:
     async def page(self, where: AuditFilter, request: PageRequest) -> list[EventWithKey]:
         sort = request.sort or (SortOrder("id", descending=True),)
         query = (
-            self._filtered(_with_key_ids(select(AuditEvent)), where)
+            self._filtered(_with_public_ids(select(AuditEvent)), where)
             .order_by(*order_by(sort, self.SORT_COLUMNS, AuditEvent.id))
             .offset(request.offset)
             .limit(request.size)
         )
-        return [(event, key_id) for event, key_id in await self._session.execute(query)]
+        return [(event, public_id) for event, public_id in await self._session.execute(query)]
 
     async def after(self, after_id: int, where: AuditFilter, *, limit: int) -> list[EventWithKey]:
         query = (
-            self._filtered(_with_key_ids(select(AuditEvent)), where)
+            self._filtered(_with_public_ids(select(AuditEvent)), where)
             .where(AuditEvent.id > after_id)
             .order_by(AuditEvent.id)
             .limit(limit)
         )
-        return [(event, key_id) for event, key_id in await self._session.execute(query)]
+        return [(event, public_id) for event, public_id in await self._session.execute(query)]
 
     async def chain(self, after_id: int, up_to_id: int, *, limit: int) -> list[AuditEvent]:
         """Records with ``after_id < id <= up_to_id``, in chain order."""

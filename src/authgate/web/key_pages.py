@@ -160,7 +160,7 @@ async def _detail(
     principal = current_principal(request)
     key = await services.api_keys.get(principal, ref)
     usage = await services.api_keys.usage(
-        principal, PageRequest(page=0, size=50), UsageFilter(api_key_id=key.key_pk)
+        principal, PageRequest(page=0, size=50), UsageFilter(key_ref=key.key_pk)
     )
     now = services.clock()
     totals = await services.api_keys.usage_totals(principal, key.key_pk, now - timedelta(days=1))

@@ -38,6 +38,7 @@ from authgate.exceptions import (
     SessionRequired,
     Throttled,
 )
+from authgate.reasons import Reason
 from authgate.security.clientip import forwarded_proto
 from authgate.security.principal import ROLE_ADMIN, Principal
 from authgate.services.gate import Credentials, Requirement
@@ -188,15 +189,15 @@ def page_requirement(required: str | None, *, sets_credentials: bool) -> Require
     def requirement(principal: Principal, _method: str) -> None:
         if required is not None and not principal.has_authority(required):
             raise PermissionDenied(
-                "This page is for administrators only.", reason=f"{required.lower()}_required"
+                "This page is for administrators only.", reason=Reason.authority_required(required)
             )
         if sets_credentials and not principal.is_password_session:
             if principal.second_factor_missing:
                 raise SessionRequired(
                     "Sign out and in again with your second factor to do this.",
-                    reason="second_factor_required",
+                    reason=Reason.SECOND_FACTOR_REQUIRED,
                 )
-            raise SessionRequired(reason="session_required")
+            raise SessionRequired(reason=Reason.SESSION_REQUIRED)
 
     return requirement
 

@@ -23,6 +23,7 @@ from authgate.api.access import (
 )
 from authgate.api.errors import documented_v12
 from authgate.exceptions import BadCredentials, ValidationFailed
+from authgate.reasons import Reason
 from authgate.services.audit.events import Actor, current_request
 from authgate.services.sessions import TokenPair
 from authgate.services.users import UserChanges
@@ -263,7 +264,7 @@ async def change_password(body: ChangePasswordRequest, request: Request) -> Resp
             new_password=body.new_password,
         )
     except ValidationFailed as failure:
-        if failure.reason == "wrong_current_password":  # v12: 401
+        if failure.reason is Reason.WRONG_CURRENT_PASSWORD:  # v12: 401
             raise BadCredentials(failure.message, reason=failure.reason) from None
         raise
     return Response(status_code=204)

@@ -29,6 +29,7 @@ from authgate.api.errors import documented_v12
 from authgate.api.tfa import MAX_CODE_LENGTH, qr_png_data_uri
 from authgate.api.v1.auth import PREFIX
 from authgate.exceptions import BadCredentials, Conflict, FieldError, ValidationFailed
+from authgate.reasons import Reason
 from authgate.security.permissions import USERS_WRITE
 from authgate.services.audit.events import Actor
 from authgate.services.second_factor import Enrolment, Method
@@ -91,7 +92,7 @@ async def enroll(body: EnrollRequest, request: Request) -> EnrollResponse:
     if stage == "VERIFY":
         check = await services.second_factor.verify_enrolment(user, method, body.code or "")
         if check.expired:
-            raise Conflict(check.message, reason="enrolment_not_started")
+            raise Conflict(check.message, reason=Reason.ENROLMENT_NOT_STARTED)
         return EnrollResponse(stage="VERIFY", verified=check.valid)
     codes = await services.second_factor.complete_enrolment(user, method, enable=True)
     if principal.session_id is not None:
@@ -116,11 +117,11 @@ async def disable(body: DisableRequest, request: Request) -> Response:
             principal_of(request).user_id, body.password
         )
     except ValidationFailed as failure:
-        if failure.reason == "wrong_current_password":  # v12: 401
+        if failure.reason is Reason.WRONG_CURRENT_PASSWORD:  # v12: 401
             raise BadCredentials(failure.message, reason=failure.reason) from None
         raise
     if await services.second_factor.method_of(user.id) is None:
-        raise Conflict("No second factor is enabled.", reason="no_second_factor")
+        raise Conflict("No second factor is enabled.", reason=Reason.NO_SECOND_FACTOR)
     await services.second_factor.turn_off(user)
     return Response(status_code=204)
 

@@ -29,6 +29,7 @@ from authgate.api.errors import documented_v12
 from authgate.api.v1.auth import PREFIX, Secret, UserResponse
 from authgate.api.v1.paging import PageInfo
 from authgate.exceptions import Conflict, FieldError, NotFound, ValidationFailed
+from authgate.reasons import Reason
 from authgate.security.permissions import (
     BUILT_IN_ROLES,
     PRIVILEGED_ROLES,
@@ -172,7 +173,7 @@ async def create_user(
         if not services.password_resets.mail_configured:
             message = "This server sends no e-mail: give a password to create the user"
             raise ValidationFailed(
-                message, field_errors=[FieldError("password", message)], reason="no_mail"
+                message, field_errors=[FieldError("password", message)], reason=Reason.NO_MAIL
             )
         user, issued = await services.users.invite_user(new, valid_for=INVITATION_TTL)
         await services.password_resets.deliver(user, issued, invitation=True)
@@ -235,7 +236,7 @@ async def set_roles(user_id: str, body: UpdateRolesRequest, request: Request) ->
     check_role_change(principal, target.authorities, wanted)
     if target.id == principal.user_id and ROLE_ADMIN in target.authorities - wanted:
         # Nobody locks themselves out of the admin API by mistake; another admin may.
-        raise Conflict("You cannot remove your own admin role", reason="self_demote")
+        raise Conflict("You cannot remove your own admin role", reason=Reason.SELF_DEMOTE)
     updated = await users.update_user(
         target.login, UserChanges(authorities=wanted), acting_user_id=principal.user_id
     )
@@ -253,7 +254,7 @@ async def list_roles() -> list[RoleResponse]:
 async def get_role(name: str) -> RoleResponse:
     role = ROLES_BY_NAME.get(name)
     if role is None:
-        raise NotFound("role not found", reason="role_not_found")
+        raise NotFound("role not found", reason=Reason.ROLE_NOT_FOUND)
     return RoleResponse.of(role)
 
 
@@ -263,7 +264,7 @@ def _known_roles(names: list[str]) -> frozenset[str]:
     if unknown or not wanted:
         message = "unknown role; use " + ", ".join(sorted(KNOWN_AUTHORITIES))
         raise ValidationFailed(
-            message, field_errors=[FieldError("role_names", message)], reason="unknown_role"
+            message, field_errors=[FieldError("role_names", message)], reason=Reason.UNKNOWN_ROLE
         )
     return wanted
 

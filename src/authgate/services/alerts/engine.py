@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from typing import Final
 
 from authgate.clock import Clock
+from authgate.reasons import AlertKindName, Reason
 from authgate.services.alerts.dispatch import AlertDispatcher
 from authgate.services.alerts.kinds import KEY, KEY_AND_ADDRESS, KINDS, AlertKind
 from authgate.services.alerts.messages import Alert
@@ -191,13 +192,13 @@ class AlertEngine:
 
     async def _evaluate(self, rule: RuleView, kind: AlertKind, events: list[AuditEvent]) -> int:
         fired = 0
-        key_ids: dict[int, str] = {}
+        public_ids: dict[int, str] = {}
         if kind.subject in (KEY, KEY_AND_ADDRESS):  # keys are named by their UUID
             async with self._db.session() as session:
-                key_ids = await self._db.alerts(session).key_public_ids(
+                public_ids = await self._db.alerts(session).key_public_ids(
                     {event.api_key_id for event in events if event.api_key_id is not None}
                 )
-        for subject, event in _latest_per_subject(kind, events, key_ids):
+        for subject, event in _latest_per_subject(kind, events, public_ids):
             count = await self._count(rule, kind, event)
             if count < rule.threshold:
                 continue
@@ -252,7 +253,7 @@ class AlertEngine:
         if event.reason is not None:
             # The gate audits an accepted request only when it is a security event; the
             # one after a long idle time says how long (exact, from the key's last use).
-            if event.reason != "after_inactivity" or not event.details:
+            if Reason.lookup(event.reason) is not Reason.AFTER_INACTIVITY or not event.details:
                 return 0
             idle_seconds = json.loads(event.details).get("idleSeconds", 0)
             return 1 if idle_seconds >= window.total_seconds() else 0
@@ -293,7 +294,7 @@ class AlertEngine:
             EventType.ALERT_FIRED,
             "success",
             actor=SERVER,
-            reason=kind,
+            reason=AlertKindName(kind),
             details={
                 "rule": rule_name,
                 "subject": subject,
@@ -319,11 +320,11 @@ class AlertEngine:
 
 
 def _latest_per_subject(
-    kind: AlertKind, events: Iterable[AuditEvent], key_ids: Mapping[int, str]
+    kind: AlertKind, events: Iterable[AuditEvent], public_ids: Mapping[int, str]
 ) -> list[tuple[str, AuditEvent]]:
     latest: dict[str, AuditEvent] = {}
     for event in events:
-        subject = _key_named(kind.subject.of(event), event, key_ids)
+        subject = _key_named(kind.subject.of(event), event, public_ids)
         if subject is not None:
             if kind.single_event:
                 latest.setdefault(subject, event)  # the first use is the one that matters
@@ -332,13 +333,13 @@ def _latest_per_subject(
     return list(latest.items())
 
 
-def _key_named(subject: str | None, event: AuditEvent, key_ids: Mapping[int, str]) -> str | None:
+def _key_named(subject: str | None, event: AuditEvent, public_ids: Mapping[int, str]) -> str | None:
     """``subject`` with the key named by its public UUID (``key:<UUID>...``) rather than
     the bigint id the audit record stores; unchanged when the key is gone (deleted with
     its owner) or the subject names no key."""
-    if subject is None or event.api_key_id is None or event.api_key_id not in key_ids:
+    if subject is None or event.api_key_id is None or event.api_key_id not in public_ids:
         return subject
     stored = f"key:{event.api_key_id}"
     if subject != stored and not subject.startswith(stored + "|"):
         return subject
-    return f"key:{key_ids[event.api_key_id]}" + subject[len(stored) :]
+    return f"key:{public_ids[event.api_key_id]}" + subject[len(stored) :]

@@ -16,6 +16,7 @@ from typing import Final
 
 from authgate.clock import Clock
 from authgate.exceptions import Conflict, FieldError, NotFound, ValidationFailed
+from authgate.reasons import Reason
 from authgate.services.alerts.kinds import KINDS
 from authgate.services.audit.events import EventType
 from authgate.services.audit.writer import AuditLog
@@ -126,7 +127,7 @@ class AlertRules:
         async with self._db.session() as session:
             rule = await self._db.alerts(session).rule(rule_id)
         if rule is None:
-            raise NotFound("Alert rule not found", reason="alert_rule_not_found")
+            raise NotFound("Alert rule not found", reason=Reason.ALERT_RULE_NOT_FOUND)
         return RuleView.of(rule)
 
     async def create(self, spec: RuleSpec, *, audited: bool = True) -> RuleView:
@@ -162,7 +163,7 @@ class AlertRules:
                 repository = self._db.alerts(session)
                 rule = await repository.rule(rule_id)
                 if rule is None:
-                    raise NotFound("Alert rule not found", reason="alert_rule_not_found")
+                    raise NotFound("Alert rule not found", reason=Reason.ALERT_RULE_NOT_FOUND)
                 other = await repository.rule_named(spec.name.strip())
                 if other is not None and other.id != rule_id:
                     raise _name_taken()
@@ -183,7 +184,7 @@ class AlertRules:
             repository = self._db.alerts(session)
             rule = await repository.rule(rule_id)
             if rule is None:
-                raise NotFound("Alert rule not found", reason="alert_rule_not_found")
+                raise NotFound("Alert rule not found", reason=Reason.ALERT_RULE_NOT_FOUND)
             await repository.delete_rule(rule)
         self._changed("deleted", rule)
 
@@ -235,4 +236,4 @@ def _threshold(spec: RuleSpec) -> int:
 
 
 def _name_taken() -> Conflict:
-    return Conflict("An alert rule with this name already exists.", reason="alert_rule_exists")
+    return Conflict("An alert rule with this name already exists.", reason=Reason.ALERT_RULE_EXISTS)

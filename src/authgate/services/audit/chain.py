@@ -29,6 +29,7 @@ from typing import Any
 
 from authgate.clock import Clock
 from authgate.exceptions import ConfigurationError
+from authgate.reasons import Reason
 from authgate.security.audit_chain import GENESIS_HASH, AuditKey, LinkKind, plain_hash
 from authgate.security.audit_checkpoints import Checkpoint
 from authgate.services.audit.events import EventType, Outcome, printable
@@ -127,7 +128,7 @@ class AuditChain:
             return False, batch  # the key is not introduced yet: plain, like older nodes
         # Signing this head now would bless whatever was done to the chain: the finding
         # goes into the chain itself, under the key, where verify reports it.
-        problem = "head_not_signed" if head.mac is None else "head_signature_mismatch"
+        problem = Reason.HEAD_NOT_SIGNED if head.mac is None else Reason.HEAD_SIGNATURE_MISMATCH
         log.error(
             "the audit chain head (record %d) is not signed with the audit key (%s): "
             "records were deleted or replaced by something without the key; recorded as "
@@ -157,7 +158,7 @@ class AuditChain:
         event_type: EventType,
         outcome: Outcome,
         *,
-        reason: str | None = None,
+        reason: Reason | None = None,
         details: Mapping[str, Any] | None = None,
     ) -> AuditRow:
         """A record authgate writes about the chain itself (no request, no actor)."""

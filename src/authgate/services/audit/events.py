@@ -135,7 +135,7 @@ class AuditEntry:
     outcome: str
     actor_login: str | None
     actor_user_id: int | None
-    api_key_id: str | None  # the key's public UUID
+    api_key_public_id: str | None  # the key's public UUID (the record stores its key_pk)
     api_key_name: str | None
     client_ip: str | None
     user_agent: str | None
@@ -154,7 +154,7 @@ class AuditEntry:
             "outcome": self.outcome,
             "actor": self.actor_login,
             "userId": self.actor_user_id,
-            "apiKeyId": self.api_key_id,
+            "apiKeyId": self.api_key_public_id,
             "apiKeyName": self.api_key_name,
             "ipAddress": self.client_ip,
             "userAgent": self.user_agent,
@@ -176,7 +176,7 @@ class AuditEntry:
             outcome=row.outcome,
             actor_login=row.actor_login,
             actor_user_id=row.actor_user_id,
-            api_key_id=key_public_id,
+            api_key_public_id=key_public_id,
             api_key_name=row.api_key_name,
             client_ip=row.client_ip,
             user_agent=row.user_agent,

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from authgate.clock import Clock
 from authgate.exceptions import FieldError, ValidationFailed
+from authgate.reasons import AlertKindName, Reason
 from authgate.security.audit_chain import AuditKey
 from authgate.security.audit_checkpoints import Checkpoint
 from authgate.services.audit.chain import AuditChain
@@ -118,7 +119,7 @@ class AuditLog(BatchWriter[AuditRow, list[AuditRow]]):
         outcome: Outcome,
         *,
         actor: Actor | None = None,
-        reason: str | None = None,
+        reason: Reason | AlertKindName | None = None,
         details: Mapping[str, Any] | None = None,
         occurred_at: datetime | None = None,
     ) -> None:
@@ -136,7 +137,7 @@ class AuditLog(BatchWriter[AuditRow, list[AuditRow]]):
             outcome=outcome,
             actor_login=printable(actor.login) if actor else None,
             actor_user_id=actor.user_id if actor else None,
-            api_key_id=key.key_id if key else None,
+            api_key_id=key.key_pk if key else None,
             api_key_name=printable(key.name) if key else None,
             client_ip=request.client_ip if request else None,
             user_agent=printable((request.user_agent or "")[:512]) or None if request else None,

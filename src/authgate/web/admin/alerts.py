@@ -10,6 +10,7 @@ from starlette.datastructures import FormData
 
 from authgate.api.access import services_of
 from authgate.exceptions import Conflict, NotFound, ValidationFailed
+from authgate.reasons import Reason
 from authgate.services.alerts.kinds import KINDS, duration
 from authgate.services.alerts.rules import RuleSpec, RuleView
 from authgate.services.severity import SEVERITIES
@@ -160,7 +161,7 @@ async def _alerts(request: Request, problem: FormProblem | None = None) -> Respo
 
 
 def _check_rule_id(rule_id: int) -> None:
-    stored_id(rule_id, NotFound("Alert rule not found", reason="alert_rule_not_found"))
+    stored_id(rule_id, NotFound("Alert rule not found", reason=Reason.ALERT_RULE_NOT_FOUND))
 
 
 def _rule_spec(form: FormData) -> tuple[RuleSpec | None, dict[str, Any], dict[str, str]]:

@@ -12,6 +12,7 @@ from starlette.datastructures import QueryParams
 
 from authgate.api.access import services_of, sets_credentials
 from authgate.exceptions import Conflict, NotFound, ValidationFailed
+from authgate.reasons import Reason
 from authgate.security.permissions import BUILT_IN_ROLES
 from authgate.security.principal import ROLE_ADMIN, ROLE_ANALYST, ROLE_USER, ROLE_VIEWER
 from authgate.services.reset_keys import IssuedResetKey
@@ -68,7 +69,7 @@ async def create_user(request: Request) -> Response:
         problem = FormProblem("create", "create", fields=_user_fields(error), values=values)
         return await _users(request, problem)
     except Conflict as error:
-        where = "email" if error.reason == "email_exists" else "login"
+        where = "email" if error.reason is Reason.EMAIL_EXISTS else "login"
         problem = FormProblem(
             "create", "create", fields={where: error.message}, values=values, status=409
         )

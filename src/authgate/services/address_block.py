@@ -1,10 +1,18 @@
-"""Throttling client addresses that try many bad API keys.
+"""The address block: client addresses that sent too many bad API keys are refused.
 
-``max_failures`` refused keys from one address within ``window`` seconds block that
-address for API-key authentication for ``block_seconds`` (429). The
-check on every key request is a dictionary lookup in memory: blocks are counted in the
-shared throttle store (database or Redis) on the failure path only, and announced to
-every worker and node through the change feed.
+``max_failures`` refused keys (or service credentials) from one address within
+``window`` seconds block that address for key authentication for ``block_seconds``
+(``AddressBlocked``, a ``Throttled``: 429). The check on every key request is a
+dictionary lookup in memory: blocks are counted in the shared throttle store (database
+or Redis) on the failure path only, and announced to every worker and node through the
+change feed (``ChangeKind.ADDRESS_BLOCKED``).
+
+One concept, one name in the code: "address block" (``AddressBlocker``,
+``AddressBlockLimits``, ``Services.address_blocker``). What is outside the code keeps
+its name: the ``AUTHGATE_KEY_IP_*`` settings and the ``[key_abuse]`` table, the
+``IP_BLOCKED`` audit event, the reasons ``too_many_invalid_keys`` (the block) and
+``ip_blocked_for_keys`` (a request refused by it), the ``blocked_addresses`` gauge and
+the change feed's ``client_blocked`` kind (docs/architecture.md, "Vocabulary").
 """
 
 from __future__ import annotations
@@ -12,7 +20,8 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from authgate.clock import Clock
-from authgate.exceptions import Throttled
+from authgate.exceptions import AddressBlocked
+from authgate.reasons import Reason
 from authgate.security.networks import IPAddress, parse_address
 from authgate.services.audit.events import EventType
 from authgate.services.audit.writer import AuditLog
@@ -23,7 +32,7 @@ _PREFIX = "keyip:"
 _MAX_BLOCKED = 100_000  # bounded: past this, expired entries are dropped first
 
 
-class KeyAbuseLimits(BaseModel):
+class AddressBlockLimits(BaseModel):
     """``Settings.key_abuse``, set by the ``AUTHGATE_KEY_IP_*`` names
     (``authgate.settings_names``) or a ``[key_abuse]`` table."""
 
@@ -34,13 +43,15 @@ class KeyAbuseLimits(BaseModel):
     block_seconds: int = Field(default=600, ge=1, le=86_400)
 
 
-class KeyAbuseGuard:
+class AddressBlocker:
+    """Blocks addresses that send too many bad keys, and refuses requests from them."""
+
     def __init__(
         self,
         *,
         store: ThrottleStore,
         feed: ChangeFeed,
-        limits: KeyAbuseLimits,
+        limits: AddressBlockLimits,
         clock: Clock,
         audit: AuditLog,
     ) -> None:
@@ -61,16 +72,15 @@ class KeyAbuseGuard:
                 self._blocked[address] = until
 
     def check(self, address: IPAddress | None, now: float) -> None:
-        """Raise ``Throttled`` if the address is blocked (the hot path: memory only)."""
+        """Raise ``AddressBlocked`` if the address is blocked (the hot path: memory only)."""
         blocked = self._blocked
         if not blocked or address is None:  # nothing blocked: no address to hash
             return
         until = blocked.get(address)
         if until is not None and until > now:
-            raise Throttled(
-                "Too many invalid API keys from this address",
+            raise AddressBlocked(
                 retry_after=int(until - now) + 1,
-                reason="ip_blocked_for_keys",
+                reason=Reason.IP_BLOCKED_FOR_KEYS,
             )
 
     async def failed(self, address: IPAddress | None) -> None:
@@ -87,11 +97,11 @@ class KeyAbuseGuard:
         self._blocked[address] = until
         await self._store.block(subject, until=until, strikes=1, now=now)
         async with self._feed.unit_of_work() as work:
-            work.publish(Change(ChangeKind.CLIENT_BLOCKED, f"{address}|{until}"))
+            work.publish(Change(ChangeKind.ADDRESS_BLOCKED, f"{address}|{until}"))
         self._audit.record(
             EventType.IP_BLOCKED,
             "failure",
-            reason="too_many_invalid_keys",
+            reason=Reason.TOO_MANY_INVALID_KEYS,
             details={"address": str(address), "blockedSeconds": limits.block_seconds},
         )
 
@@ -99,7 +109,7 @@ class KeyAbuseGuard:
         return len(self._blocked)
 
     def _on_change(self, change: Change) -> None:
-        if change.kind is not ChangeKind.CLIENT_BLOCKED:
+        if change.kind is not ChangeKind.ADDRESS_BLOCKED:
             return
         text, _, until = change.subject.rpartition("|")
         address = parse_address(text)
