@@ -27,7 +27,7 @@ def test_defaults(in_tmp: Path) -> None:
     settings = Settings()
     assert settings.port == 8080
     assert settings.host == "127.0.0.1"
-    assert settings.jwt_algorithm == "ES256"
+    assert settings.tokens.algorithm == "ES256"
     assert settings.data_dir == Path("./authgate-data")
     assert settings.base_url == "http://127.0.0.1:8080"
 
@@ -62,7 +62,7 @@ def test_environment_variables_override_defaults(
     settings = Settings()
     assert settings.port == 9090
     assert settings.host == "0.0.0.0"  # noqa: S104
-    assert settings.jwt_algorithm == "EdDSA"
+    assert settings.tokens.algorithm == "EdDSA"
     assert settings.data_dir == in_tmp / "elsewhere"
     assert settings.admin_password is not None
     assert settings.admin_password.get_secret_value() == ADMIN_SECRET
@@ -87,8 +87,8 @@ def test_config_file_is_read_and_environment_overrides_it(
     monkeypatch.setenv("AUTHGATE_PORT", "9100")
     settings = Settings()
     assert settings.host == "10.0.0.5"
-    assert settings.jwt_issuer == "from-file"
-    assert settings.token_ttl_seconds == 600
+    assert settings.tokens.issuer == "from-file"
+    assert settings.tokens.ttl_seconds == 600
     assert settings.port == 9100
 
 
@@ -121,9 +121,11 @@ def test_missing_config_file_is_a_configuration_error(
     ids=["port-zero", "port-too-high", "min-over-max", "secret-and-file", "unknown-alg"],
 )
 def test_invalid_values_are_rejected(values: dict[str, object], message: str) -> None:
-    """Out-of-range or contradictory values raise pydantic's ValidationError."""
-    with pytest.raises(ValidationError, match=message):
+    """Out-of-range or contradictory values raise pydantic's ValidationError, told by the
+    flat name the operator wrote (also for the settings nested in a group)."""
+    with pytest.raises(ValidationError) as raised:
         Settings(**values)  # type: ignore[arg-type]
+    assert re.search(message, explain_invalid_settings(raised.value, values), re.IGNORECASE)
 
 
 def test_invalid_environment_value_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:

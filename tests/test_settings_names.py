@@ -196,6 +196,16 @@ MOVED = {
     "alert_smtp_username": "mail.smtp_username",
     "alert_smtp_password": "mail.smtp_password",
     "alert_email_from": "mail.email_from",
+    "jwt_algorithm": "tokens.algorithm",
+    "jwt_issuer": "tokens.issuer",
+    "jwt_audience": "tokens.audience",
+    "token_ttl_seconds": "tokens.ttl_seconds",
+    "remember_me_ttl_seconds": "tokens.remember_me_ttl_seconds",
+    "token_leeway_seconds": "tokens.leeway_seconds",
+    "access_token_query_param": "tokens.query_param",
+    "token_cache_size": "tokens.cache_size",
+    "user_cache_size": "user_cache.size",
+    "user_cache_ttl_seconds": "user_cache.ttl_seconds",
 }
 # What some settings need beside them to be valid.
 COMPANIONS: dict[str, dict[str, Any]] = {

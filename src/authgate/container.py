@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import stat
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from authgate import __version__
@@ -254,15 +253,15 @@ def _tokens(settings: Settings, infra: _Infrastructure, clock: Clock) -> _Tokens
     key_file, ring = load_signing_keys(settings, clock=clock)
     codec = JwtCodec(
         ring,
-        issuer=settings.jwt_issuer,
-        audience=settings.jwt_audience,
-        leeway=timedelta(seconds=settings.token_leeway_seconds),
+        issuer=settings.tokens.issuer,
+        audience=settings.tokens.audience,
+        leeway=settings.tokens.leeway,
     )
     user_states = UserStates(
         db=infra.db,
         feed=infra.feed,
-        max_entries=settings.user_cache_size,
-        ttl=settings.user_cache_ttl_seconds,
+        max_entries=settings.user_cache.size,
+        ttl=settings.user_cache.ttl_seconds,
     )
     tokens = AccessTokenService(
         codec=codec,
@@ -271,9 +270,9 @@ def _tokens(settings: Settings, infra: _Infrastructure, clock: Clock) -> _Tokens
         users=user_states,
         clock=clock,
         audit=infra.audit,
-        token_ttl=settings.token_ttl,
-        remember_me_ttl=settings.remember_me_ttl,
-        cache_size=settings.token_cache_size,
+        token_ttl=settings.tokens.ttl,
+        remember_me_ttl=settings.tokens.remember_me_ttl,
+        cache_size=settings.tokens.cache_size,
     )
     return _Tokens(key_file=key_file, user_states=user_states, tokens=tokens)
 
@@ -364,7 +363,7 @@ def _sessions(
             tokens=tokens.tokens,
             audit=infra.audit,
             clock=clock,
-            refresh_ttl=settings.remember_me_ttl,
+            refresh_ttl=settings.tokens.remember_me_ttl,
         ),
         sign_in=SignIn(
             tokens=tokens.tokens,
@@ -433,7 +432,7 @@ def _monitoring(
             db=db,
             audit=audit,
             keyring=lambda: tokens.tokens.codec.keyring,
-            issuer=settings.jwt_issuer,
+            issuer=settings.tokens.issuer,
             dispatcher=dispatcher,
             clock=clock,
             node=lambda: cluster.node_id,
@@ -575,10 +574,10 @@ def load_signing_keys(
     settings: Settings, *, clock: Clock = utc_now
 ) -> tuple[SigningKeyFile | None, KeyRing]:
     """The key ring in force: the HS512 secret, or the key file (created if missing)."""
-    if settings.jwt_algorithm == "HS512":
+    if settings.tokens.algorithm == "HS512":
         secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
         return None, keystore.hmac_keyring(secret, settings.jwt_secret_file, now=clock())
     key_file = SigningKeyFile(
-        settings.effective_signing_keys_file, algorithm=settings.jwt_algorithm, clock=clock
+        settings.effective_signing_keys_file, algorithm=settings.tokens.algorithm, clock=clock
     )
     return key_file, key_file.load_or_create()

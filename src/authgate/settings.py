@@ -11,7 +11,6 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -35,6 +34,7 @@ from pydantic_settings import (
 
 from authgate.exceptions import ConfigurationError
 from authgate.security.principal import SCOPE_PATTERN
+from authgate.services.access_tokens import TokenConfig
 from authgate.services.alerts.configuration import AlertsConfig
 from authgate.services.api_keys import KeyPolicy
 from authgate.services.audit.writer import AuditConfig
@@ -44,13 +44,12 @@ from authgate.services.login_protection import LoginLimits
 from authgate.services.mail import MailConfig
 from authgate.services.password_hashing import HashingConfig
 from authgate.services.usage import UsageConfig
+from authgate.services.user_states import UserCacheConfig
 from authgate.settings_lists import comma_separated
 from authgate.settings_messages import ENV_PREFIX, describe_validation_error, unknown_variables
 from authgate.settings_names import FLAT, NESTED, flat_from_environment, fold, known_names
 from authgate.settings_secrets import secrets_from_files
 from authgate.storage.database_url import normalise_database_url
-
-JwtAlgorithm = Literal["ES256", "EdDSA", "HS512"]
 
 CONFIG_FILE_VARIABLE = "AUTHGATE_CONFIG_FILE"
 DATA_DIR_VARIABLE = "AUTHGATE_DATA_DIR"
@@ -128,12 +127,7 @@ class Settings(BaseSettings):
     )
 
     # --- tokens -------------------------------------------------------------------------
-    jwt_algorithm: JwtAlgorithm = "ES256"
-    jwt_issuer: str = "authgate"
-    jwt_audience: str = "authgate"
-    token_ttl_seconds: int = Field(default=3600, ge=60, le=30 * 86400)
-    remember_me_ttl_seconds: int = Field(default=7 * 86400, ge=60, le=365 * 86400)
-    token_leeway_seconds: int = Field(default=30, ge=0, le=300)
+    tokens: TokenConfig = Field(default_factory=TokenConfig)
     signing_keys_file: Path | None = Field(
         default=None,
         description="JSON key ring for ES256/EdDSA; default: signing-keys.json in the data dir.",
@@ -142,13 +136,7 @@ class Settings(BaseSettings):
         default=None, description="Shared secret for HS512 mode (base64, at least 64 bytes)."
     )
     jwt_secret_file: Path | None = None
-    access_token_query_param: bool = Field(
-        default=False,
-        description="Also accept ?access_token= (leaks tokens into logs and browser history).",
-    )
-    token_cache_size: int = Field(default=10_000, ge=0, le=10_000_000)
-    user_cache_size: int = Field(default=10_000, ge=1, le=10_000_000)
-    user_cache_ttl_seconds: float = Field(default=60.0, gt=0, le=3600)
+    user_cache: UserCacheConfig = Field(default_factory=UserCacheConfig)
     change_poll_interval_seconds: float = Field(default=0.25, gt=0, le=10)
 
     # --- API keys -------------------------------------------------------------------------
@@ -341,7 +329,7 @@ class Settings(BaseSettings):
             raise ValueError(
                 "login_account_slowdown_max_seconds must be at least login_account_slowdown_seconds"
             )
-        if self.remember_me_ttl_seconds < self.token_ttl_seconds:
+        if self.tokens.remember_me_ttl_seconds < self.tokens.ttl_seconds:
             raise ValueError("remember_me_ttl_seconds must be at least token_ttl_seconds")
         problems = self.cluster_problems()
         if problems:
@@ -391,7 +379,7 @@ class Settings(BaseSettings):
                 "every node needs the same second-factor key: set AUTHGATE_TFA_KEY_FILE "
                 "(or AUTHGATE_TFA_KEY); `authgate cluster init` creates one"
             )
-        if self.jwt_algorithm != "HS512" and self.signing_keys_file is None:
+        if self.tokens.algorithm != "HS512" and self.signing_keys_file is None:
             problems.append(
                 "every node needs the same JWT signing keys: set AUTHGATE_SIGNING_KEYS_FILE "
                 "to a file all nodes read; `authgate cluster init` creates one"
@@ -422,7 +410,7 @@ class Settings(BaseSettings):
             self.is_sqlite
             or (self.api_key_pepper is None and self.api_key_pepper_file is None)
             or (self.audit_key is None and self.audit_key_file is None)
-            or (self.jwt_algorithm != "HS512" and self.signing_keys_file is None)
+            or (self.tokens.algorithm != "HS512" and self.signing_keys_file is None)
         )
 
     @property
@@ -440,14 +428,6 @@ class Settings(BaseSettings):
     @property
     def effective_tfa_key_file(self) -> Path:
         return self.tfa_key_file or self.data_dir / "tfa-key"
-
-    @property
-    def token_ttl(self) -> timedelta:
-        return timedelta(seconds=self.token_ttl_seconds)
-
-    @property
-    def remember_me_ttl(self) -> timedelta:
-        return timedelta(seconds=self.remember_me_ttl_seconds)
 
     @property
     def base_url(self) -> str:
