@@ -301,10 +301,10 @@ def _keys(
             users=tokens.user_states,
             clock=clock,
             pepper=pepper,
-            cache_size=settings.api_key_cache_size,
-            record_ttl=settings.api_key_cache_ttl_seconds,
-            unknown_cache_size=settings.api_key_unknown_cache_size,
-            unknown_ttl=settings.api_key_unknown_cache_ttl_seconds,
+            cache_size=settings.api_keys.cache_size,
+            record_ttl=settings.api_keys.cache_ttl_seconds,
+            unknown_cache_size=settings.api_keys.unknown_cache_size,
+            unknown_ttl=settings.api_keys.unknown_cache_ttl_seconds,
         ),
         service_credentials=ServiceCredentials(
             db=db, audit=audit, key_abuse=protection.key_abuse, clock=clock, pepper=pepper

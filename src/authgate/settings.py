@@ -147,10 +147,6 @@ class Settings(BaseSettings):
     )
     api_key_pepper_file: Path | None = None
     api_keys: KeyPolicy = Field(default_factory=KeyPolicy)
-    api_key_cache_size: int = Field(default=10_000, ge=0, le=10_000_000)
-    api_key_cache_ttl_seconds: float = Field(default=60.0, gt=0, le=3600)
-    api_key_unknown_cache_size: int = Field(default=10_000, ge=0, le=10_000_000)
-    api_key_unknown_cache_ttl_seconds: float = Field(default=30.0, gt=0, le=3600)
     trusted_proxies: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Peers (IPs or CIDRs) whose X-Forwarded-For / Forwarded headers are "
