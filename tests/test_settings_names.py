@@ -210,6 +210,9 @@ MOVED = {
     "token_cache_size": "tokens.cache_size",
     "user_cache_size": "user_cache.size",
     "user_cache_ttl_seconds": "user_cache.ttl_seconds",
+    "password_min_length": "password_policy.min_length",
+    "password_max_length": "password_policy.max_length",
+    "password_refuse_common": "password_policy.refuse_common",
 }
 # What some settings need beside them to be valid.
 COMPANIONS: dict[str, dict[str, Any]] = {

@@ -20,7 +20,7 @@ from authgate.exceptions import ConfigurationError, ValidationFailed
 from authgate.security.audit_chain import AuditKey
 from authgate.security.clientip import ClientIpResolver
 from authgate.security.networks import AllowEntryError, AllowList, TrustedProxies
-from authgate.security.passwords import PasswordHasher, PasswordPolicy
+from authgate.security.passwords import PasswordHasher
 from authgate.security.second_factor import SecondFactorKey
 from authgate.security.signing_keys import KeyRing
 from authgate.security.tokens import JwtCodec
@@ -317,11 +317,7 @@ def _accounts(
 ) -> _Accounts:
     db, feed, audit = infra.db, infra.feed, infra.audit
     hasher = _password_hasher(settings, infra.metrics)
-    policy = PasswordPolicy(
-        min_length=settings.password_min_length,
-        max_length=settings.password_max_length,
-        refuse_common=settings.password_refuse_common,
-    )
+    policy = settings.password_policy
     mailer = Mailer(smtp_server_from(settings.mail))
     return _Accounts(
         accounts=AccountService(

