@@ -213,6 +213,9 @@ MOVED = {
     "password_min_length": "password_policy.min_length",
     "password_max_length": "password_policy.max_length",
     "password_refuse_common": "password_policy.refuse_common",
+    "tfa_required": "second_factor.required",
+    "tfa_issuer": "second_factor.issuer",
+    "tfa_bypass_header_addresses": "second_factor.bypass_header_addresses",
 }
 # What some settings need beside them to be valid.
 COMPANIONS: dict[str, dict[str, Any]] = {

@@ -397,8 +397,8 @@ def _second_factor(
         throttle=infra.throttle,
         audit=infra.audit,
         clock=clock,
-        requirement=settings.tfa_required,
-        issuer=settings.tfa_issuer,
+        requirement=settings.second_factor.required,
+        issuer=settings.second_factor.issuer,
     )
 
 
@@ -549,7 +549,7 @@ def trusted_proxies(settings: Settings) -> TrustedProxies:
 def tfa_bypass_addresses(settings: Settings) -> AllowList:
     """Where UTMStack's X-Bypass-TFA header is honoured from (nowhere by default)."""
     try:
-        return AllowList.of(settings.tfa_bypass_header_addresses)
+        return AllowList.of(settings.second_factor.bypass_header_addresses)
     except AllowEntryError as error:
         raise ConfigurationError(f"AUTHGATE_TFA_BYPASS_HEADER_ADDRESSES: {error}") from None
 

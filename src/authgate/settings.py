@@ -44,6 +44,7 @@ from authgate.services.key_abuse import KeyAbuseLimits
 from authgate.services.login_protection import LoginLimits
 from authgate.services.mail import MailConfig
 from authgate.services.password_hashing import HashingConfig
+from authgate.services.second_factor import SecondFactorConfig
 from authgate.services.usage import UsageConfig
 from authgate.services.user_states import UserCacheConfig
 from authgate.settings_lists import comma_separated
@@ -194,11 +195,7 @@ class Settings(BaseSettings):
     mail: MailConfig = Field(default_factory=MailConfig)
     alert_smtp_password_file: Path | None = None
     # --- second factor (see README "Second factor") ---------------------------------
-    tfa_required: Literal["none", "admins", "all"] = Field(
-        default="none",
-        description="Who must use a second factor: nobody, admins, everyone. Users who must "
-        "but have not enrolled are taken through enrolment at their next login.",
-    )
+    second_factor: SecondFactorConfig = Field(default_factory=SecondFactorConfig)
     tfa_key: SecretStr | None = Field(
         default=None,
         description="Secret encrypting TOTP secrets and keying one-time code hashes "
@@ -206,18 +203,6 @@ class Settings(BaseSettings):
         "tfa-key in the data dir.",
     )
     tfa_key_file: Path | None = None
-    tfa_issuer: str = Field(
-        default="authgate",
-        min_length=1,
-        max_length=64,
-        pattern=r"^[^:\x00-\x1f]+$",
-        description="Issuer shown by authenticator apps (otpauth://totp/<issuer>:<login>).",
-    )
-    tfa_bypass_header_addresses: Annotated[list[str], NoDecode] = Field(
-        default_factory=list,
-        description="DANGEROUS. Addresses or CIDRs whose X-Bypass-TFA header (UTMStack's) "
-        "skips the second factor; ignored from everyone else (the default).",
-    )
 
     metrics_token: SecretStr | None = Field(
         default=None,
@@ -284,11 +269,7 @@ class Settings(BaseSettings):
         """``postgresql://`` (as most tools print it) means PostgreSQL through asyncpg."""
         return normalise_database_url(url) if url else url
 
-    @field_validator(
-        "trusted_proxies",
-        "tfa_bypass_header_addresses",
-        mode="before",
-    )
+    @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         return comma_separated(value)

@@ -89,6 +89,9 @@ NESTED: Mapping[str, tuple[str, str]] = {
     "password_min_length": ("password_policy", "min_length"),
     "password_max_length": ("password_policy", "max_length"),
     "password_refuse_common": ("password_policy", "refuse_common"),
+    "tfa_required": ("second_factor", "required"),
+    "tfa_issuer": ("second_factor", "issuer"),
+    "tfa_bypass_header_addresses": ("second_factor", "bypass_header_addresses"),
 }
 GROUPS = frozenset(group for group, _ in NESTED.values())
 FLAT: Mapping[tuple[str, str], str] = {path: flat for flat, path in NESTED.items()}
