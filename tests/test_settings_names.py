@@ -216,6 +216,14 @@ MOVED = {
     "tfa_required": "second_factor.required",
     "tfa_issuer": "second_factor.issuer",
     "tfa_bypass_header_addresses": "second_factor.bypass_header_addresses",
+    "host": "http.host",
+    "port": "http.port",
+    "workers": "http.workers",
+    "public_url": "http.public_url",
+    "access_log": "http.access_log",
+    "max_body_bytes": "http.max_body_bytes",
+    "max_header_bytes": "http.max_header_bytes",
+    "header_timeout_seconds": "http.header_timeout_seconds",
 }
 # What some settings need beside them to be valid.
 COMPANIONS: dict[str, dict[str, Any]] = {

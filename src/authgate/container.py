@@ -341,7 +341,7 @@ def _accounts(
             audit=audit,
             throttle=infra.throttle,
             mailer=mailer,
-            base_url=settings.base_url,
+            base_url=settings.http.base_url,
         ),
     )
 

@@ -33,6 +33,7 @@ from pydantic_settings import (
 )
 
 from authgate.exceptions import ConfigurationError
+from authgate.http_config import HttpConfig
 from authgate.security.passwords import PasswordPolicy
 from authgate.security.principal import SCOPE_PATTERN
 from authgate.services.access_tokens import TokenConfig
@@ -90,32 +91,7 @@ class Settings(BaseSettings):
     config_file: Path | None = Field(default=None, description="Optional TOML config file.")
 
     # --- HTTP server --------------------------------------------------------------------
-    host: str = "127.0.0.1"
-    port: int = Field(default=8080, ge=1, le=65535)
-    workers: int = Field(default=1, ge=1, le=64)
-    public_url: str | None = Field(
-        default=None, description="Externally visible base URL, used in printed links."
-    )
-    access_log: bool = Field(
-        default=True, description="Log one line per request (method, path without query, status)."
-    )
-    max_body_bytes: int = Field(
-        default=64 * 1024, ge=1024, description="Larger request bodies are refused with 413."
-    )
-    max_header_bytes: int = Field(
-        default=32 * 1024,
-        ge=4096,
-        le=1024 * 1024,
-        description="Largest request head (request line and headers); larger ones are "
-        "refused with 431 and the connection closed.",
-    )
-    header_timeout_seconds: float = Field(
-        default=10.0,
-        gt=0,
-        le=300,
-        description="Time a connection has to deliver a complete request head (from "
-        "connecting, or from the first byte of each next request); slower ones are closed.",
-    )
+    http: HttpConfig = Field(default_factory=HttpConfig)
     ui_insecure_http: bool = Field(
         default=False,
         description="Labs without TLS only: Settings UI cookies without Secure and without "
@@ -401,13 +377,6 @@ class Settings(BaseSettings):
     @property
     def effective_tfa_key_file(self) -> Path:
         return self.tfa_key_file or self.data_dir / "tfa-key"
-
-    @property
-    def base_url(self) -> str:
-        if self.public_url:
-            return self.public_url.rstrip("/")
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
 
 
 class _FlatEnvironment(PydanticBaseSettingsSource):
