@@ -22,6 +22,7 @@ from authgate.settings import (
     explain_invalid_settings,
     unknown_environment_variables,
 )
+from authgate.settings_messages import OTHER_PROGRAMS_VARIABLES
 from authgate.settings_secrets import SECRET_SETTINGS
 
 # Settings.model_fields of main before the nesting, as it was (do not regenerate).
@@ -367,3 +368,14 @@ def test_refused_nested_value_names_the_flat_variable(monkeypatch: pytest.Monkey
         Settings()
     line = explain_invalid_settings(raised.value, {})
     assert line.startswith("invalid AUTHGATE_LOGIN_IP_WINDOW_SECONDS: ")
+
+
+def test_other_programs_variables_name_no_group(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A group is never named like a variable authgate-client or the guard reads: the
+    SDK's AUTHGATE_PASSWORD (not JSON) beside the server must not be parsed as a group
+    (hence ``password_policy``, not ``password``)."""
+    for variable in OTHER_PROGRAMS_VARIABLES:
+        monkeypatch.setenv(variable, "not json")
+    settings = Settings()
+    assert settings.password_policy.min_length == 12
+    assert unknown_environment_variables() == []
