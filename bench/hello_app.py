@@ -22,7 +22,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from authgate.cli.http_protocol import bounded_head_protocol
-from authgate.settings import Settings
+from authgate.http_config import HttpConfig
 
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
@@ -49,8 +49,8 @@ def main() -> None:
         access_log=False,
         log_level="warning",
         http=bounded_head_protocol(
-            max_head_bytes=Settings.model_fields["max_header_bytes"].default,
-            head_timeout=Settings.model_fields["header_timeout_seconds"].default,
+            max_head_bytes=HttpConfig.model_fields["max_header_bytes"].default,
+            head_timeout=HttpConfig.model_fields["header_timeout_seconds"].default,
         ),
     )
 

@@ -43,6 +43,7 @@ import asyncpg  # type: ignore[import-untyped]
 from authgate.app import create_app
 from authgate.security import keys
 from authgate.security.principal import join_authorities
+from authgate.services.api_keys import KeyPolicy
 from authgate.settings import Settings
 from authgate.storage import keystore
 from authgate.storage.api_key_repository import verification_row
@@ -68,7 +69,7 @@ COLUMNS = (
     "updated_at",
     "expires_at",
 )
-DEFAULT_CACHE_SIZE: int = Settings.model_fields["api_key_cache_size"].default
+DEFAULT_CACHE_SIZE: int = KeyPolicy.model_fields["cache_size"].default
 MISS_P99_TARGET_MS = 2.0
 RSS_TARGET_MB = 200.0
 
@@ -241,7 +242,7 @@ async def _measure(
         "rss_after_mb": rss_after,
         "cached_before": cached_before,
         "cached_after": cached_after,
-        "cache_bound": settings.api_key_cache_size,
+        "cache_bound": settings.api_keys.cache_size,
         "fill_seconds": fill_seconds,
         "fill_count": plan.cached - OWNERS - plan.samples,
     }

@@ -20,11 +20,13 @@ SERVER_PACKAGES = (
     "authgate.app",
     "authgate.cli",
     "authgate.container",
+    "authgate.http_config",
     "authgate.runtime",
     "authgate.services",
     "authgate.settings",
     "authgate.storage",
     "authgate.web",
+    "authgate.wiring",
 )
 
 # layer -> packages it must not import (framework-free layers come first)
@@ -41,6 +43,7 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "authgate.services": (*WEB_FRAMEWORKS, "sqlalchemy", "authgate.api", "authgate.settings"),
     # The registry is built without knowing what runs on it (runtime.py).
     "authgate.container": ("authgate.runtime",),
+    "authgate.wiring": ("authgate.runtime",),
     # Programs that run elsewhere (an integrator's script, another team's service):
     # nothing of the server comes with them.
     "authgate.client": (*WEB_FRAMEWORKS, "sqlalchemy", *SERVER_PACKAGES),

@@ -25,11 +25,11 @@ def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_defaults(in_tmp: Path) -> None:
     """Without configuration, authgate listens on 127.0.0.1:8080 and signs with ES256."""
     settings = Settings()
-    assert settings.port == 8080
-    assert settings.host == "127.0.0.1"
-    assert settings.jwt_algorithm == "ES256"
+    assert settings.http.port == 8080
+    assert settings.http.host == "127.0.0.1"
+    assert settings.tokens.algorithm == "ES256"
     assert settings.data_dir == Path("./authgate-data")
-    assert settings.base_url == "http://127.0.0.1:8080"
+    assert settings.http.base_url == "http://127.0.0.1:8080"
 
 
 def test_default_database_is_sqlite_in_data_dir(in_tmp: Path) -> None:
@@ -60,18 +60,20 @@ def test_environment_variables_override_defaults(
     monkeypatch.setenv("AUTHGATE_DATA_DIR", str(in_tmp / "elsewhere"))
     monkeypatch.setenv("AUTHGATE_ADMIN_PASSWORD", ADMIN_SECRET)
     settings = Settings()
-    assert settings.port == 9090
-    assert settings.host == "0.0.0.0"  # noqa: S104
-    assert settings.jwt_algorithm == "EdDSA"
+    assert settings.http.port == 9090
+    assert settings.http.host == "0.0.0.0"  # noqa: S104
+    assert settings.tokens.algorithm == "EdDSA"
     assert settings.data_dir == in_tmp / "elsewhere"
     assert settings.admin_password is not None
     assert settings.admin_password.get_secret_value() == ADMIN_SECRET
 
 
 def test_constructor_arguments_override_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Values passed to Settings(...) win over AUTHGATE_* variables."""
+    """Values passed to Settings(...) win over AUTHGATE_* variables, by their flat names
+    too (port is Settings.http.port)."""
     monkeypatch.setenv("AUTHGATE_PORT", "9090")
-    assert Settings(port=7070).port == 7070
+    flat: dict[str, object] = {"port": 7070}
+    assert Settings(**flat).http.port == 7070  # type: ignore[arg-type]
 
 
 def test_config_file_is_read_and_environment_overrides_it(
@@ -86,17 +88,17 @@ def test_config_file_is_read_and_environment_overrides_it(
     monkeypatch.setenv(CONFIG_FILE_VARIABLE, str(config))
     monkeypatch.setenv("AUTHGATE_PORT", "9100")
     settings = Settings()
-    assert settings.host == "10.0.0.5"
-    assert settings.jwt_issuer == "from-file"
-    assert settings.token_ttl_seconds == 600
-    assert settings.port == 9100
+    assert settings.http.host == "10.0.0.5"
+    assert settings.tokens.issuer == "from-file"
+    assert settings.tokens.ttl_seconds == 600
+    assert settings.http.port == 9100
 
 
 def test_config_file_given_as_argument_is_read(in_tmp: Path) -> None:
     """Settings(config_file=...) reads that TOML file without any environment variable."""
     config = in_tmp / "authgate.toml"
     config.write_text("port = 9001\n", encoding="utf-8")
-    assert Settings(config_file=config).port == 9001
+    assert Settings(config_file=config).http.port == 9001
 
 
 def test_missing_config_file_is_a_configuration_error(
@@ -121,9 +123,11 @@ def test_missing_config_file_is_a_configuration_error(
     ids=["port-zero", "port-too-high", "min-over-max", "secret-and-file", "unknown-alg"],
 )
 def test_invalid_values_are_rejected(values: dict[str, object], message: str) -> None:
-    """Out-of-range or contradictory values raise pydantic's ValidationError."""
-    with pytest.raises(ValidationError, match=message):
+    """Out-of-range or contradictory values raise pydantic's ValidationError, told by the
+    flat name the operator wrote (also for the settings nested in a group)."""
+    with pytest.raises(ValidationError) as raised:
         Settings(**values)  # type: ignore[arg-type]
+    assert re.search(message, explain_invalid_settings(raised.value, values), re.IGNORECASE)
 
 
 def test_invalid_environment_value_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:

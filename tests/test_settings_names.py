@@ -22,6 +22,7 @@ from authgate.settings import (
     explain_invalid_settings,
     unknown_environment_variables,
 )
+from authgate.settings_messages import OTHER_PROGRAMS_VARIABLES
 from authgate.settings_secrets import SECRET_SETTINGS
 
 # Settings.model_fields of main before the nesting, as it was (do not regenerate).
@@ -194,12 +195,40 @@ MOVED = {
     "api_key_max_lifetime_days": "api_keys.max_lifetime_days",
     "api_key_default_scopes": "api_keys.default_scopes",
     "api_key_extra_scopes": "api_keys.extra_scopes",
+    "api_key_cache_size": "api_keys.cache_size",
+    "api_key_cache_ttl_seconds": "api_keys.cache_ttl_seconds",
+    "api_key_unknown_cache_size": "api_keys.unknown_cache_size",
+    "api_key_unknown_cache_ttl_seconds": "api_keys.unknown_cache_ttl_seconds",
     "alert_smtp_host": "mail.smtp_host",
     "alert_smtp_port": "mail.smtp_port",
     "alert_smtp_starttls": "mail.smtp_starttls",
     "alert_smtp_username": "mail.smtp_username",
     "alert_smtp_password": "mail.smtp_password",
     "alert_email_from": "mail.email_from",
+    "jwt_algorithm": "tokens.algorithm",
+    "jwt_issuer": "tokens.issuer",
+    "jwt_audience": "tokens.audience",
+    "token_ttl_seconds": "tokens.ttl_seconds",
+    "remember_me_ttl_seconds": "tokens.remember_me_ttl_seconds",
+    "token_leeway_seconds": "tokens.leeway_seconds",
+    "access_token_query_param": "tokens.query_param",
+    "token_cache_size": "tokens.cache_size",
+    "user_cache_size": "user_cache.size",
+    "user_cache_ttl_seconds": "user_cache.ttl_seconds",
+    "password_min_length": "password_policy.min_length",
+    "password_max_length": "password_policy.max_length",
+    "password_refuse_common": "password_policy.refuse_common",
+    "tfa_required": "second_factor.required",
+    "tfa_issuer": "second_factor.issuer",
+    "tfa_bypass_header_addresses": "second_factor.bypass_header_addresses",
+    "host": "http.host",
+    "port": "http.port",
+    "workers": "http.workers",
+    "public_url": "http.public_url",
+    "access_log": "http.access_log",
+    "max_body_bytes": "http.max_body_bytes",
+    "max_header_bytes": "http.max_header_bytes",
+    "header_timeout_seconds": "http.header_timeout_seconds",
 }
 # What some settings need beside them to be valid.
 COMPANIONS: dict[str, dict[str, Any]] = {
@@ -343,3 +372,14 @@ def test_refused_nested_value_names_the_flat_variable(monkeypatch: pytest.Monkey
         Settings()
     line = explain_invalid_settings(raised.value, {})
     assert line.startswith("invalid AUTHGATE_LOGIN_IP_WINDOW_SECONDS: ")
+
+
+def test_other_programs_variables_name_no_group(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A group is never named like a variable authgate-client or the guard reads: the
+    SDK's AUTHGATE_PASSWORD (not JSON) beside the server must not be parsed as a group
+    (hence ``password_policy``, not ``password``)."""
+    for variable in OTHER_PROGRAMS_VARIABLES:
+        monkeypatch.setenv(variable, "not json")
+    settings = Settings()
+    assert settings.password_policy.min_length == 12
+    assert unknown_environment_variables() == []

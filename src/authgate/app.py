@@ -165,7 +165,7 @@ def create_app(
     )
     install_settings_ui(app)
     install_openapi(app, description=DESCRIPTION, settings=settings)
-    app.add_middleware(RequestBodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestBodyLimit, max_bytes=settings.http.max_body_bytes)
     app.add_middleware(SecurityHeadersAndRequestLogs, services=services)
     app.fast_path = forward_auth.ForwardAuthFastPath(services)
     return app

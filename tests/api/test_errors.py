@@ -37,7 +37,7 @@ async def test_wrong_method_is_json_405_with_allow(harness: Harness) -> None:
 
 async def test_declared_oversized_body_is_413_before_parsing(harness: Harness) -> None:
     """A Content-Length above the limit is refused with 413 JSON."""
-    limit = harness.services.settings.max_body_bytes
+    limit = harness.services.settings.http.max_body_bytes
     response = await harness.client.post(
         "/api/authenticate",
         content=b"{" + b" " * limit + b"}",
@@ -49,7 +49,7 @@ async def test_declared_oversized_body_is_413_before_parsing(harness: Harness) -
 
 async def test_streamed_oversized_body_is_413(harness: Harness) -> None:
     """A chunked body without Content-Length is cut off once it passes the limit."""
-    limit = harness.services.settings.max_body_bytes
+    limit = harness.services.settings.http.max_body_bytes
 
     async def chunks() -> AsyncIterator[bytes]:
         for _ in range(limit // 1024 + 2):

@@ -305,7 +305,7 @@ async def test_remember_me_is_carried_to_the_final_token(
         params={"code": current_code(harness, secret)},
         headers=bearer(pending),
     )
-    assert final.json()["expires_in"] == harness.services.settings.remember_me_ttl_seconds
+    assert final.json()["expires_in"] == harness.services.settings.tokens.remember_me_ttl_seconds
 
 
 async def test_bypass_header_is_ignored_by_default(

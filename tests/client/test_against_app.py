@@ -88,7 +88,7 @@ async def test_expired_token_is_renewed_transparently_after_a_401(harness: Harne
     async with client:
         first = await client.account()
         settings = harness.services.settings
-        harness.clock.advance(seconds=settings.token_ttl_seconds + 120)
+        harness.clock.advance(seconds=settings.tokens.ttl_seconds + 120)
         second = await client.account()
     assert first.login == second.login == "alice"
     assert transport.logins() == 2
@@ -101,7 +101,7 @@ async def test_token_near_exp_is_renewed_before_the_request(harness: Harness) ->
     client, transport = counting_client(harness, clock=lambda: harness.clock().timestamp())
     async with client:
         await client.account()
-        harness.clock.advance(seconds=harness.services.settings.token_ttl_seconds - 10)
+        harness.clock.advance(seconds=harness.services.settings.tokens.ttl_seconds - 10)
         await client.account()
     assert transport.logins() == 2
     assert transport.paths.count("/api/account") == 2

@@ -91,7 +91,7 @@ async def test_v12_flow_login_call_refresh_sessions_revoke_logout(harness: Harne
         await other.me()
 
         # The server's clock passes the access token's exp: one 401, one refresh.
-        harness.clock.advance(seconds=harness.services.settings.token_ttl_seconds + 60)
+        harness.clock.advance(seconds=harness.services.settings.tokens.ttl_seconds + 60)
         assert (await client.me()).id == me.id
         assert transport.paths.count(REFRESH) == 1
         assert transport.paths.count(LOGIN) == 1
@@ -134,7 +134,7 @@ async def test_a_retired_refresh_token_ends_the_session_and_the_client_logs_in_a
     client, transport = v12_client(harness, V12Credentials("alice", USER_PASSWORD), pairs=pairs)
     async with client:
         await client.me()
-        harness.clock.advance(seconds=harness.services.settings.token_ttl_seconds + 60)
+        harness.clock.advance(seconds=harness.services.settings.tokens.ttl_seconds + 60)
         await client.me()
         assert await refresh_status(harness, pairs[0].refresh_token) == 401
         assert (await client.me()).email == "alice@example.com"
@@ -152,7 +152,7 @@ async def test_token_near_expiry_is_refreshed_before_the_request(harness: Harnes
     )
     async with client:
         await client.me()
-        harness.clock.advance(seconds=harness.services.settings.token_ttl_seconds - 10)
+        harness.clock.advance(seconds=harness.services.settings.tokens.ttl_seconds - 10)
         await client.me()
     assert transport.paths == [LOGIN, "/api/v1/auth/me", REFRESH, "/api/v1/auth/me"]
 
@@ -168,7 +168,7 @@ async def test_concurrent_requests_share_one_refresh(harness: Harness) -> None:
     )
     async with client:
         await client.me()
-        harness.clock.advance(seconds=harness.services.settings.token_ttl_seconds - 10)
+        harness.clock.advance(seconds=harness.services.settings.tokens.ttl_seconds - 10)
         async with anyio.create_task_group() as group:
             for _ in range(5):
                 group.start_soon(client.me)

@@ -12,8 +12,8 @@ CHECK_IMPORTS = """
 import sys, authgate.guard
 server_only = ("sqlalchemy", "alembic", "argon2", "uvicorn", "fastapi")
 server_packages = ("authgate.api", "authgate.app", "authgate.cli", "authgate.container",
-                   "authgate.runtime", "authgate.services", "authgate.settings",
-                   "authgate.storage", "authgate.web")
+                   "authgate.http_config", "authgate.runtime", "authgate.services",
+                   "authgate.settings", "authgate.storage", "authgate.web", "authgate.wiring")
 bad = [m for m in sys.modules
        if m.split('.')[0] in server_only
        or any(m == p or m.startswith(p + '.') for p in server_packages)]

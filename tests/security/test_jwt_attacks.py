@@ -710,7 +710,7 @@ async def test_token_expires_over_http_when_the_clock_passes_exp_and_leeway(
 ) -> None:
     """A used (cached) admin token keeps working within the leeway, then gets token_expired."""
     exp = split(scene.admin_token)[1]["exp"]
-    leeway = timedelta(seconds=harness.services.settings.token_leeway_seconds)
+    leeway = timedelta(seconds=harness.services.settings.tokens.leeway_seconds)
     assert (await harness.client.get("/api/account", headers=bearer(scene.admin_token))).is_success
 
     harness.clock.now = datetime.fromtimestamp(exp, UTC) + leeway

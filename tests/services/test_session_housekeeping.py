@@ -32,7 +32,7 @@ async def test_expired_and_revoked_sessions_are_purged_in_batches(harness: Harne
     the refusal of the logged-out session's access token remain."""
     await harness.create_user("alice")
     expired = await _login(harness)
-    harness.clock.advance(seconds=harness.services.settings.remember_me_ttl_seconds + 1)
+    harness.clock.advance(seconds=harness.services.settings.tokens.remember_me_ttl_seconds + 1)
     logged_out = await _login(harness)
     revoked = await _login(harness)
     rotated = await harness.client.post(REFRESH, json={"refresh_token": revoked["refresh_token"]})

@@ -205,7 +205,7 @@ def request_credentials(scope: Scope, services: Services) -> Credentials:
         elif name == b"utm-api-key" and api_key is None:
             api_key = value.decode("latin-1")
     credentials = credentials_of(api_key, authorization)
-    if credentials is NO_CREDENTIALS and services.settings.access_token_query_param:
+    if credentials is NO_CREDENTIALS and services.settings.tokens.query_param:
         query = scope.get("query_string", b"").decode("latin-1")
         # The last one, as Starlette's ``query_params`` reads it.
         tokens = [v for n, v in parse_qsl(query, keep_blank_values=True) if n == "access_token"]

@@ -41,7 +41,7 @@ LOGIN_PASSWORD_MAX = 100
 def login_password_max(settings: Settings) -> int:
     """LoginVM's 100, or the password policy's maximum when that is higher (a password
     the policy accepted must be able to log in)."""
-    return max(LOGIN_PASSWORD_MAX, settings.password_max_length)
+    return max(LOGIN_PASSWORD_MAX, settings.password_policy.max_length)
 
 
 @public_router.post(

@@ -153,8 +153,8 @@ class ForwardAuthFastPath:
 
     def __init__(self, services: Services) -> None:
         self.services = services
-        self.max_body_bytes = services.settings.max_body_bytes
-        self.log_requests = services.settings.access_log
+        self.max_body_bytes = services.settings.http.max_body_bytes
+        self.log_requests = services.settings.http.access_log
         # The encoded 200 headers per principal object (the key authenticator hands out
         # one object per key and owner state, the token service one per token); checked
         # by identity, so a changed principal is a new entry. Bounded.

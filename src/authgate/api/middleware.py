@@ -88,7 +88,7 @@ class SecurityHeadersAndRequestLogs:
     def __init__(self, app: ASGIApp, *, services: Services) -> None:
         self.app = app
         self.services = services
-        self.log_requests = services.settings.access_log
+        self.log_requests = services.settings.http.access_log
         self.gate: Gate = services.gate
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

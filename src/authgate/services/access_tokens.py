@@ -19,10 +19,13 @@ import hashlib
 from datetime import datetime, timedelta
 from typing import Final
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from authgate.clock import Clock
 from authgate.exceptions import TokenInvalid, TokenRevoked
 from authgate.reasons import Reason
 from authgate.security.principal import Principal
+from authgate.security.signing_keys import Algorithm
 from authgate.security.tokens import (
     PRE_AUTH_AUDIENCE_SUFFIX,
     PRE_VERIFICATION_AUDIENCE_SUFFIX,
@@ -42,6 +45,39 @@ from authgate.services.users import UserView
 
 # UTMStack's pre-verification tokens live five minutes.
 PRE_VERIFICATION_TTL: Final = timedelta(minutes=5)
+
+
+class TokenConfig(BaseModel):
+    """``Settings.tokens``: the JWTs issued and accepted, set by their flat names
+    (``AUTHGATE_JWT_ISSUER``, ``AUTHGATE_TOKEN_TTL_SECONDS``, ...: see
+    ``authgate.settings_names``) or a ``[tokens]`` table. The HS512 secret and the key
+    ring's file are top-level settings (secrets and files, see docs/architecture.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    algorithm: Algorithm = "ES256"
+    issuer: str = "authgate"
+    audience: str = "authgate"
+    ttl_seconds: int = Field(default=3600, ge=60, le=30 * 86400)
+    remember_me_ttl_seconds: int = Field(default=7 * 86400, ge=60, le=365 * 86400)
+    leeway_seconds: int = Field(default=30, ge=0, le=300)
+    query_param: bool = Field(
+        default=False,
+        description="Also accept ?access_token= (leaks tokens into logs and browser history).",
+    )
+    cache_size: int = Field(default=10_000, ge=0, le=10_000_000)
+
+    @property
+    def ttl(self) -> timedelta:
+        return timedelta(seconds=self.ttl_seconds)
+
+    @property
+    def remember_me_ttl(self) -> timedelta:
+        return timedelta(seconds=self.remember_me_ttl_seconds)
+
+    @property
+    def leeway(self) -> timedelta:
+        return timedelta(seconds=self.leeway_seconds)
 
 
 class _VerifiedToken:

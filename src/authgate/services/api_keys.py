@@ -199,6 +199,12 @@ class KeyPolicy(BaseModel):
         description="Scopes keys may carry besides read/write/admin, for APIs behind "
         "forward-auth (e.g. orders:write).",
     )
+    # ApiKeyAuthenticator's caches (``AUTHGATE_API_KEY_CACHE_*``,
+    # ``AUTHGATE_API_KEY_UNKNOWN_CACHE_*``): known keys' records, and keys found unknown.
+    cache_size: int = Field(default=10_000, ge=0, le=10_000_000)
+    cache_ttl_seconds: float = Field(default=60.0, gt=0, le=3600)
+    unknown_cache_size: int = Field(default=10_000, ge=0, le=10_000_000)
+    unknown_cache_ttl_seconds: float = Field(default=30.0, gt=0, le=3600)
 
     @field_validator("default_scopes", "extra_scopes", mode="before")
     @classmethod

@@ -21,7 +21,10 @@ import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Final, Literal
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_settings import NoDecode
 
 from authgate.clock import Clock
 from authgate.exceptions import (
@@ -57,6 +60,7 @@ from authgate.services.ports import (
 )
 from authgate.services.throttle_store import ThrottleStore
 from authgate.services.users import UserView
+from authgate.settings_lists import comma_separated
 from authgate.storage.models import OneTimeCode, User
 
 log = logging.getLogger(__name__)
@@ -64,6 +68,38 @@ log = logging.getLogger(__name__)
 Method = Literal["TOTP", "EMAIL"]
 METHODS: Final = ("TOTP", "EMAIL")
 Requirement = Literal["none", "admins", "all"]
+
+
+class SecondFactorConfig(BaseModel):
+    """``Settings.second_factor``, set by ``AUTHGATE_TFA_REQUIRED``, ``_ISSUER`` and
+    ``_BYPASS_HEADER_ADDRESSES`` (``authgate.settings_names``) or a ``[second_factor]``
+    table; the key (``AUTHGATE_TFA_KEY``, a secret) is a top-level setting."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    required: Requirement = Field(
+        default="none",
+        description="Who must use a second factor: nobody, admins, everyone. Users who must "
+        "but have not enrolled are taken through enrolment at their next login.",
+    )
+    issuer: str = Field(
+        default="authgate",
+        min_length=1,
+        max_length=64,
+        pattern=r"^[^:\x00-\x1f]+$",
+        description="Issuer shown by authenticator apps (otpauth://totp/<issuer>:<login>).",
+    )
+    bypass_header_addresses: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="DANGEROUS. Addresses or CIDRs whose X-Bypass-TFA header (UTMStack's) "
+        "skips the second factor; ignored from everyone else (the default).",
+    )
+
+    @field_validator("bypass_header_addresses", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        return comma_separated(value)
+
 
 MAX_FAILURES: Final = 5
 FAILURE_WINDOW_SECONDS: Final = 600

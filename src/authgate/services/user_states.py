@@ -11,6 +11,8 @@ import contextlib
 from dataclasses import dataclass
 from datetime import datetime
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from authgate.security.principal import parse_authorities
 from authgate.services.changes import Change, ChangeFeed, ChangeKind
 from authgate.services.expiring_cache import ExpiringCache
@@ -30,6 +32,17 @@ class UserAuthState:
     # password), or None.
     kept_token_id: str | None = None
     has_second_factor: bool = False
+
+
+class UserCacheConfig(BaseModel):
+    """``Settings.user_cache``, set by ``AUTHGATE_USER_CACHE_SIZE`` and
+    ``AUTHGATE_USER_CACHE_TTL_SECONDS`` (``authgate.settings_names``) or a
+    ``[user_cache]`` table."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    size: int = Field(default=10_000, ge=1, le=10_000_000)
+    ttl_seconds: float = Field(default=60.0, gt=0, le=3600)
 
 
 class UserStates:

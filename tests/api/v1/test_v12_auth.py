@@ -138,7 +138,7 @@ async def test_refresh_refuses_unknown_and_expired_tokens(harness: Harness) -> N
     unknown = await harness.client.post("/api/v1/auth/refresh", json={"refresh_token": "x" * 43})
     assert unknown.status_code == 401
     assert list(unknown.json()) == ["error"]
-    harness.clock.advance(seconds=harness.services.settings.remember_me_ttl_seconds + 1)
+    harness.clock.advance(seconds=harness.services.settings.tokens.remember_me_ttl_seconds + 1)
     expired = await harness.client.post(
         "/api/v1/auth/refresh", json={"refresh_token": body["refresh_token"]}
     )

@@ -1,0 +1,53 @@
+"""The HTTP server's settings: where it listens, how many workers, the bounds on a
+request, and the base URL printed in links.
+
+``Settings.http``, set by the flat names of the README (``AUTHGATE_HOST``,
+``AUTHGATE_PORT``, ``AUTHGATE_MAX_BODY_BYTES``, ...: see ``authgate.settings_names``) or
+an ``[http]`` table. Read by ``authgate serve`` (``cli/server.py``, with
+``cli/http_protocol.py`` for the request head), the app's body limit and request log
+(``app.py``, ``api/middleware.py``, ``api/forward_auth.py``). A module of its own, not in
+``cli/``: ``settings.py`` nests it, and importing ``authgate.cli`` imports the commands,
+which import the settings.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class HttpConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    public_url: str | None = Field(
+        default=None, description="Externally visible base URL, used in printed links."
+    )
+    access_log: bool = Field(
+        default=True, description="Log one line per request (method, path without query, status)."
+    )
+    max_body_bytes: int = Field(
+        default=64 * 1024, ge=1024, description="Larger request bodies are refused with 413."
+    )
+    max_header_bytes: int = Field(
+        default=32 * 1024,
+        ge=4096,
+        le=1024 * 1024,
+        description="Largest request head (request line and headers); larger ones are "
+        "refused with 431 and the connection closed.",
+    )
+    header_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="Time a connection has to deliver a complete request head (from "
+        "connecting, or from the first byte of each next request); slower ones are closed.",
+    )
+
+    @property
+    def base_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"

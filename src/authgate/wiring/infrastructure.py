@@ -1,0 +1,109 @@
+"""Storage and the record (the database, the change feed, metrics, the audit trail,
+the usage log, Redis, the throttle store): what every other part writes through; and
+the data dir they may live in.
+"""
+
+from __future__ import annotations
+
+import logging
+import stat
+from dataclasses import dataclass
+from typing import Any
+
+from authgate.clock import Clock
+from authgate.exceptions import ConfigurationError
+from authgate.security.audit_chain import AuditKey
+from authgate.services.audit.writer import AuditLog
+from authgate.services.changes import ChangeFeed
+from authgate.services.metrics import Metrics
+from authgate.services.redis_link import SOCKET_TIMEOUT_SECONDS, RedisLink
+from authgate.services.throttle_store import FallbackThrottleStore, ThrottleStore
+from authgate.services.usage import UsageRecorder
+from authgate.settings import Settings, prometheus_multiprocess_dir
+from authgate.storage import keystore
+from authgate.storage.db import Database
+from authgate.storage.redis_throttle_store import RedisThrottleStore
+from authgate.storage.throttle_store import DatabaseThrottleStore
+
+# The logger the data-dir warning has always come from (before the container was split).
+log = logging.getLogger("authgate.container")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Infrastructure:
+    """Storage and the record: what every other part writes through."""
+
+    db: Database
+    feed: ChangeFeed
+    metrics: Metrics
+    audit_key: AuditKey
+    audit: AuditLog
+    usage: UsageRecorder
+    redis: RedisLink | None
+    throttle: ThrottleStore
+
+
+def build_infrastructure(settings: Settings, clock: Clock) -> Infrastructure:
+    db = Database(settings.effective_database_url)
+    # prometheus_client picks its value storage from this variable when imported (set by
+    # ``serve`` for its workers only); the metrics follow the same variable.
+    metrics = Metrics(multiprocess_dir=prometheus_multiprocess_dir())
+    audit_key = AuditKey(
+        keystore.load_or_create_audit_key(
+            settings.audit_key.get_secret_value() if settings.audit_key else None,
+            settings.audit_key_file,
+            settings.effective_audit_key_file,
+        )
+    )
+    audit = AuditLog(
+        db=db,
+        key=audit_key,
+        clock=clock,
+        flush_interval=settings.audit.flush_interval_seconds,
+        retention=settings.audit.retention,
+    )
+    audit.subscribe(metrics.on_audit)
+    redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
+    redis = RedisLink(redis_client(redis_url)) if redis_url else None
+    throttle: ThrottleStore = (
+        FallbackThrottleStore(RedisThrottleStore(redis.client), DatabaseThrottleStore(db), redis)
+        if redis is not None
+        else DatabaseThrottleStore(db)
+    )
+    return Infrastructure(
+        db=db,
+        feed=ChangeFeed(db, clock=clock),
+        metrics=metrics,
+        audit_key=audit_key,
+        audit=audit,
+        usage=UsageRecorder(db=db, clock=clock, config=settings.usage),
+        redis=redis,
+        throttle=throttle,
+    )
+
+
+def redis_client(url: str) -> Any:
+    """A ``redis.asyncio`` client (redis is the optional ``redis`` extra)."""
+    try:
+        from redis.asyncio import from_url
+    except ImportError:
+        raise ConfigurationError(
+            "AUTHGATE_REDIS_URL needs the redis extra: pip install 'authgate[redis]'"
+        ) from None
+    return from_url(
+        url,
+        socket_timeout=SOCKET_TIMEOUT_SECONDS,
+        socket_connect_timeout=SOCKET_TIMEOUT_SECONDS,
+    )
+
+
+def prepare_data_dir(settings: Settings) -> None:
+    """Create the data dir private to this user (it holds the database and keys); not
+    when nothing would live in it (PostgreSQL, every secret given)."""
+    directory = settings.data_dir
+    if not directory.exists():
+        if not settings.uses_data_dir:
+            return
+        directory.mkdir(mode=0o700, parents=True)
+    elif directory.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        log.warning("data directory %s is accessible by other users; chmod 700 it", directory)
