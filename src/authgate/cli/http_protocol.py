@@ -38,7 +38,13 @@ import functools
 import logging
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import (
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
+
+from authgate.api.encoded_headers import EncodedHeaders, encode_plain_fields
 
 log = logging.getLogger("authgate.http")
 
@@ -77,6 +83,12 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         self._head_bytes = 0  # of the head being received
         self._head_timer: asyncio.TimerHandle | None = None
         self._refused = False  # answered 431 or 408: what still arrives is dropped
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        # uvicorn builds the cycle itself; it starts running only in the task, so its
+        # ``send`` becomes ours here (same object, same state: see ``EncodedCycle``).
+        cycle.__class__ = EncodedCycle
+        super()._start_asgi_task(cycle, app)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -160,6 +172,57 @@ class BoundedHeadProtocol(HttpToolsProtocol):
             self.client[0] if self.client else "-",
         )
         self._refuse(HEAD_TIMEOUT)
+
+
+class EncodedCycle(RequestResponseCycle):
+    """uvicorn's request cycle, writing the response head of headers that come already
+    encoded (:class:`~authgate.api.encoded_headers.EncodedHeaders`, checked when built)
+    without encoding them again. The bytes are the ones uvicorn writes: its status
+    line, its default headers (``date``), the headers in order, ``connection: close``
+    when the connection ends. Every other message goes to uvicorn's ``send``."""
+
+    async def send(self, message: Any) -> None:
+        if not self.response_started:
+            headers = message.get("headers")
+            if (
+                type(headers) is EncodedHeaders
+                and message["type"] == "http.response.start"
+                and not self.flow.write_paused
+                and not self.disconnected
+                and not self.access_log
+                and self.chunked_encoding is None
+            ):
+                defaults = _default_head(self.default_headers)
+                if defaults is not None:
+                    self._start_encoded(message["status"], defaults, headers)
+                    return
+        await super().send(message)
+
+    def _start_encoded(self, status: int, defaults: bytes, headers: EncodedHeaders) -> None:
+        self.response_started = True
+        self.waiting_for_100_continue = False
+        self.expected_content_length = headers.content_length
+        self.chunked_encoding = False
+        head = [STATUS_LINE[status], defaults, headers.encoded]
+        if not self.keep_alive:
+            head.append(b"connection: close\r\n")
+        head.append(b"\r\n")
+        self.transport.write(b"".join(head))
+
+
+# The server's default headers (``date``; uvicorn makes a new list when the second
+# changes) and their encoding, for the list last seen (held, so never a reused id).
+_default_headers: tuple[object, bytes | None] = (None, None)
+
+
+def _default_head(default_headers: list[tuple[bytes, bytes]]) -> bytes | None:
+    """The default headers' lines as uvicorn writes them; None if one is not plain."""
+    global _default_headers  # a one-entry cache
+    seen, encoded = _default_headers
+    if seen is not default_headers:
+        encoded = encode_plain_fields(default_headers)
+        _default_headers = (default_headers, encoded)
+    return encoded
 
 
 def bounded_head_protocol(*, max_head_bytes: int, head_timeout: float) -> Any:
