@@ -7,10 +7,12 @@ import asyncio
 from typing import Any
 
 import pytest
+from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
+from uvicorn.server import ServerState
 
 from authgate.api.encoded_headers import EncodedHeaders
-from authgate.cli.http_protocol import EncodedCycle
+from authgate.cli.http_protocol import EncodedCycle, bounded_head_protocol
 
 HEADERS = [
     (b"x-auth-user", b"alice"),
@@ -139,3 +141,49 @@ def test_the_pairs_and_their_encoding_cannot_drift_apart() -> None:
     assert headers.encoded.count(b"\r\n") == len(HEADERS)  # the original is unchanged
     assert list(longer) == [*HEADERS, (b"x-late", b"1")]
     assert longer.encoded == headers.encoded + b"x-late: 1\r\n"
+
+
+async def test_authgates_protocol_builds_encoded_cycles() -> None:
+    """``BoundedHeadProtocol`` runs uvicorn's own ``on_headers_complete`` building
+    ``EncodedCycle``s (a uvicorn upgrade that builds cycles differently fails here, rather
+    than silently writing every header through uvicorn's loop again)."""
+    written: list[bytes] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        headers = EncodedHeaders([(b"content-length", b"2"), (b"x-auth-user", b"alice")])
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    class Recorder(asyncio.Transport):
+        def write(self, data: Any) -> None:
+            written.append(bytes(data))
+
+        def get_extra_info(self, name: str, default: Any = None) -> Any:
+            return {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 8080)}.get(
+                name, default
+            )
+
+        def is_closing(self) -> bool:
+            return False
+
+        def close(self) -> None:
+            pass
+
+    config = Config(app=app, log_level="warning", access_log=False, proxy_headers=False)
+    config.load()
+    state = ServerState()
+    state.default_headers = [(b"date", b"Sat, 05 Dec 2026 23:00:00 GMT")]  # the server's tick
+    protocol = bounded_head_protocol(max_head_bytes=8192, head_timeout=10.0)(
+        config=config, server_state=state, app_state={}
+    )
+    protocol.connection_made(Recorder())
+    protocol.data_received(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert type(protocol.cycle) is EncodedCycle
+    await asyncio.gather(*state.tasks)
+    head = written[0]
+    assert head == (
+        b"HTTP/1.1 200 OK\r\ndate: Sat, 05 Dec 2026 23:00:00 GMT\r\n"
+        b"content-length: 2\r\nx-auth-user: alice\r\n\r\n"
+    )
+    assert written[1:] == [b"ok"]
+    protocol.connection_lost(None)
