@@ -10,7 +10,15 @@ printed (the least disturbed round). What this leaves out, uvicorn and the kerne
 the same for every case, so differences between cases are what authgate's own work
 costs. A figure, never an assertion.
 
+``--through-protocol`` sends the same requests as bytes through the HTTP protocol
+``authgate serve`` runs (uvicorn's httptools protocol as ``BoundedHeadProtocol``, on a
+fake transport: uvicorn's Python work without the kernel's), and adds P3a's baseline,
+the bare Starlette hello of bench/hello_app.py, through the same protocol: the
+server-side work per request that P3a and P1 compare, without sockets or load
+generator.
+
     .venv/bin/python bench/in_process.py --rounds 4 --requests 5000
+    .venv/bin/python bench/in_process.py --rounds 4 --requests 5000 --through-protocol
 """
 
 from __future__ import annotations
@@ -25,9 +33,16 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from authgate.app import create_app
+import uvloop
+from uvicorn.config import Config
+from uvicorn.server import ServerState
+
+from authgate.app import GC_YOUNG_THRESHOLD, create_app
+from authgate.cli.http_protocol import bounded_head_protocol
 from authgate.services.api_keys import KeySpec
 from authgate.settings import Settings
+from head_limits import Transport
+from hello_app import app as hello_app
 
 PASSWORD = "in-process-bench-password"
 UPSTREAM = [(b"x-original-method", b"GET"), (b"x-original-uri", b"/upstream/items?page=2")]
@@ -54,7 +69,47 @@ def _scope(path: str, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
     }
 
 
-async def measure(rounds: int, requests: int) -> dict[str, float]:
+class _Recorder(Transport):
+    """Keeps the status of each response head written."""
+
+    def __init__(self, statuses: list[int]) -> None:
+        super().__init__()
+        self.statuses = statuses
+
+    def write(self, data: Any) -> None:
+        if data[:5] == b"HTTP/":
+            self.statuses.append(int(data[9:12]))
+
+
+def _through_protocol(app: Any, statuses: list[int]) -> Any:
+    """A ``BoundedHeadProtocol`` connection to ``app``, configured as ``serve`` does; a
+    coroutine function sending it one request (bytes) and waiting for the response."""
+    config = Config(app=app, log_level="warning", access_log=False, proxy_headers=False)
+    config.server_header = False
+    config.load()
+    state = ServerState()
+    make = bounded_head_protocol(max_head_bytes=32 * 1024, head_timeout=10.0)
+    protocol = make(config=config, server_state=state, app_state={})
+    protocol.connection_made(_Recorder(statuses))
+
+    async def request(head: bytes) -> None:
+        protocol.data_received(head)
+        await asyncio.gather(*state.tasks)
+
+    return request
+
+
+def _head(path: str, headers: list[tuple[bytes, bytes]]) -> bytes:
+    """The request as wrk sends it (Host, then the -H headers); the login as a POST with
+    its JSON body."""
+    is_login = (b"content-type", b"application/json") in headers
+    method = b"POST " if is_login else b"GET "
+    lines = [method + path.encode() + b" HTTP/1.1", b"Host: 127.0.0.1:8080"]
+    lines += [name.title() + b": " + value for name, value in headers]
+    return b"\r\n".join(lines) + b"\r\n\r\n" + (LOGIN if is_login else b"")
+
+
+async def measure(rounds: int, requests: int, through_protocol: bool = False) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as directory:
         settings = Settings(
             data_dir=Path(directory), access_log=False, argon2_memory_kib=8, argon2_time_cost=1
@@ -111,17 +166,29 @@ async def measure(rounds: int, requests: int) -> dict[str, float]:
                 if message["type"] == "http.response.start":
                     statuses.append(message["status"])
 
+            calls: dict[str, Any] = {}
+            for name, (path, headers) in cases.items():
+                if through_protocol:
+                    calls[name] = _protocol_call(app, _head(path, headers), statuses)
+                else:
+                    calls[name] = _app_call(app, path, headers, receive, send)
+            if through_protocol:
+                calls["GET / (bare Starlette hello)"] = _protocol_call(
+                    hello_app, _head("/", []), statuses
+                )
             gc.freeze()  # as authgate serve does after start-up
+            if through_protocol:  # and its young-generation threshold
+                gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
             best: dict[str, float] = {}
             for _ in range(rounds):
-                for name, (path, headers) in cases.items():
+                for name, call in calls.items():
                     body = LOGIN if name.startswith("POST") else b""
                     for _ in range(200):
-                        await app(_scope(path, headers), receive, send)
+                        await call()
                     statuses.clear()
                     started = time.process_time()
                     for _ in range(requests):
-                        await app(_scope(path, headers), receive, send)
+                        await call()
                     micros = (time.process_time() - started) / requests * 1e6
                     if set(statuses) != {200}:
                         raise SystemExit(f"{name}: answered {sorted(set(statuses))}")
@@ -129,12 +196,35 @@ async def measure(rounds: int, requests: int) -> dict[str, float]:
     return best
 
 
+def _protocol_call(app: Any, head: bytes, statuses: list[int]) -> Any:
+    request = _through_protocol(app, statuses)
+
+    async def call() -> None:
+        await request(head)
+
+    return call
+
+
+def _app_call(app: Any, path: str, headers: Any, receive: Any, send: Any) -> Any:
+    async def call() -> None:
+        await app(_scope(path, headers), receive, send)
+
+    return call
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--requests", type=int, default=5000)
+    parser.add_argument(
+        "--through-protocol",
+        action="store_true",
+        help="send requests as bytes through authgate's HTTP protocol (and add the hello)",
+    )
     arguments = parser.parse_args()
-    best = asyncio.run(measure(arguments.rounds, arguments.requests))
+    run = measure(arguments.rounds, arguments.requests, arguments.through_protocol)
+    # The server's loop (uvicorn picks uvloop when installed) for the protocol's timers.
+    best = uvloop.run(run) if arguments.through_protocol else asyncio.run(run)
     for name, micros in best.items():
         print(f"  {name:<34} {micros:7.1f} us CPU/request")
 

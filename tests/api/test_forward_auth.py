@@ -202,6 +202,43 @@ async def test_a_deactivated_owner_is_refused_at_once(
     assert (await harness.client.get(VERIFY, headers=proxied(user_token))).status_code == 401
 
 
+async def test_the_encoded_answer_of_a_key_is_never_served_once_it_no_longer_holds(
+    harness: Harness, admin_token: str, user_token: str
+) -> None:
+    """The fast path keeps each principal's 200 headers encoded (EncodedHeaders): a
+    revoked key or a deactivated owner must never get them again, and the rate-limit
+    headers are added to a copy, never to the kept answer."""
+    identity = ("X-Auth-User", "X-Auth-User-Id", "X-Auth-Key-Id", "X-Auth-Scopes")
+    limited = await harness.create_key(user_token, rateLimit="5/minute", allowedIp=UPSTREAM)
+    first = await harness.client.get(VERIFY, headers=proxied(limited["key"]))
+    again = await harness.client.get(VERIFY, headers=proxied(limited["key"]))
+    assert first.status_code == again.status_code == 200
+    assert [first.headers[name] for name in identity] == [again.headers[name] for name in identity]
+    assert first.headers["X-Auth-Roles"] == "ROLE_USER"
+    # One RateLimit header each, with its own count: added to a copy of the kept answer.
+    assert [value.split(";t=")[0] for value in first.headers.get_list("RateLimit")] == ['"key";r=4']
+    assert [value.split(";t=")[0] for value in again.headers.get_list("RateLimit")] == ['"key";r=3']
+
+    kept = await harness.create_key(user_token, name="kept", allowedIp=UPSTREAM)
+    assert (await harness.client.get(VERIFY, headers=proxied(kept["key"]))).status_code == 200
+    deactivated = await harness.client.put(
+        "/api/users/alice", json={"activated": False}, headers=bearer(admin_token)
+    )
+    assert deactivated.status_code == 200, deactivated.text
+    refused = await harness.client.get(VERIFY, headers=proxied(kept["key"]))
+    assert refused.status_code == 401
+    assert not [name for name in refused.headers if name.lower().startswith("x-auth-user")]
+    # (Reactivating the owner leaves the key suspended: another key shows revocation.)
+    kept = await harness.create_key(admin_token, name="kept", allowedIp=UPSTREAM)
+    assert (await harness.client.get(VERIFY, headers=proxied(kept["key"]))).status_code == 200
+    deleted = await harness.client.delete(f"{KEYS}/{kept['id']}", headers=bearer(admin_token))
+    assert deleted.status_code in (200, 204)
+    revoked = await harness.client.get(VERIFY, headers=proxied(kept["key"]))
+    assert revoked.status_code == 401
+    assert revoked.headers["X-Auth-Error"] == "invalid_api_key"
+    assert not [name for name in revoked.headers if name.lower().startswith("x-auth-user")]
+
+
 async def test_rate_limited_keys_get_429_with_retry_after(
     harness: Harness, user_token: str
 ) -> None:

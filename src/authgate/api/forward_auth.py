@@ -47,6 +47,7 @@ from authgate.api.access import (
     services_of,
     verdict_of,
 )
+from authgate.api.encoded_headers import EncodedHeaders
 from authgate.api.errors import (
     authentication_headers,
     authgate_error_response,
@@ -136,7 +137,8 @@ def _refusal(error: ValidationFailed) -> Requirement:
 
 
 RawHeaders = list[tuple[bytes, bytes]]
-Answer = tuple[int, RawHeaders, bytes]  # status, headers (encoded, complete), body
+# status, headers (encoded, complete), body
+Answer = tuple[int, RawHeaders | EncodedHeaders, bytes]
 ALLOWED_HEADERS_CACHE = 4096
 
 _SECURITY_HEADERS = [
@@ -158,18 +160,21 @@ class ForwardAuthFastPath:
         # The encoded 200 headers per principal object (the key authenticator hands out
         # one object per key and owner state, the token service one per token); checked
         # by identity, so a changed principal is a new entry. Bounded.
-        self._allowed: dict[int, tuple[Principal, RawHeaders]] = {}
+        # Encoded once for HTTP/1.1 too (EncodedHeaders: authgate's protocol writes them
+        # as they are).
+        self._allowed: dict[int, tuple[Principal, EncodedHeaders]] = {}
 
-    def _allowed_headers(self, principal: Principal) -> RawHeaders:
+    def _allowed_headers(self, principal: Principal) -> EncodedHeaders:
         cached = self._allowed.get(id(principal))
         if cached is not None and cached[0] is principal:
-            return list(cached[1])
+            return cached[1]
         raw = _encoded([*identity_headers(principal).items(), ("content-length", "0")])
         raw.append((b"cache-control", b"no-store"))
+        headers = EncodedHeaders(raw)
         if len(self._allowed) >= ALLOWED_HEADERS_CACHE:
             del self._allowed[next(iter(self._allowed))]
-        self._allowed[id(principal)] = (principal, raw)
-        return list(raw)
+        self._allowed[id(principal)] = (principal, headers)
+        return headers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -185,8 +190,11 @@ class ForwardAuthFastPath:
             if limit is not None:
                 policy = f'"key";q={limit.limit};w={limit.window_seconds}'
                 state = f'"key";r={limit.remaining};t={limit.reset_seconds}'
-                raw.append((b"ratelimit-policy", policy.encode("latin-1")))
-                raw.append((b"ratelimit", state.encode("latin-1")))
+                rate = (
+                    (b"ratelimit-policy", policy.encode("latin-1")),
+                    (b"ratelimit", state.encode("latin-1")),
+                )
+                raw = raw.extended(rate) if isinstance(raw, EncodedHeaders) else [*raw, *rate]
             await send({"type": "http.response.start", "status": status, "headers": raw})
             await send({"type": "http.response.body", "body": body})
         finally:
