@@ -55,33 +55,27 @@ class DatabaseThrottleStore:
             index_elements=["subject", "window_start"],
             set_={"count": ThrottleWindow.count + 1},
         )
-        upsert_block = insert(ThrottleBlock).values(
-            subject=bindparam("subject"),
-            blocked_until=bindparam("until"),
-            strikes=bindparam("strikes"),
-        )
-        self._upsert_block = upsert_block.on_conflict_do_update(
-            index_elements=["subject"],
-            set_={
-                "blocked_until": upsert_block.excluded.blocked_until,
-                "strikes": upsert_block.excluded.strikes,
-            },
-        )
+
+        def write_block(where: Any = None) -> Any:
+            """Insert a block, or overwrite the subject's (only where ``where`` holds)."""
+            block = insert(ThrottleBlock).values(
+                subject=bindparam("subject"),
+                blocked_until=bindparam("until"),
+                strikes=bindparam("strikes"),
+            )
+            return block.on_conflict_do_update(
+                index_elements=["subject"],
+                set_={
+                    "blocked_until": block.excluded.blocked_until,
+                    "strikes": block.excluded.strikes,
+                },
+                where=where,
+            )
+
+        self._upsert_block = write_block()
         # Claiming: insert, or take over a block that has ended; a block still in force
         # is left alone (the statement then changes no row).
-        claim_block = insert(ThrottleBlock).values(
-            subject=bindparam("subject"),
-            blocked_until=bindparam("until"),
-            strikes=bindparam("strikes"),
-        )
-        self._claim_block = claim_block.on_conflict_do_update(
-            index_elements=["subject"],
-            set_={
-                "blocked_until": claim_block.excluded.blocked_until,
-                "strikes": claim_block.excluded.strikes,
-            },
-            where=ThrottleBlock.blocked_until <= bindparam("now"),
-        )
+        self._claim_block = write_block(ThrottleBlock.blocked_until <= bindparam("now"))
         self._read_windows = select(ThrottleWindow.window_start, ThrottleWindow.count).where(
             ThrottleWindow.subject == bindparam("subject"),
             ThrottleWindow.window_start.in_(bindparam("starts", expanding=True)),
