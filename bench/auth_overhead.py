@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx2
 
 from authgate.app import create_app
-from authgate.services.api_keys import KeySpec
+from authgate.services.api_key_views import KeySpec
 from authgate.settings import Settings
 
 from harness import Comparison, LoadResult, Server, authgate_server, compare, wrk

@@ -39,7 +39,7 @@ from uvicorn.server import ServerState
 
 from authgate.app import GC_YOUNG_THRESHOLD, create_app
 from authgate.cli.http_protocol import bounded_head_protocol
-from authgate.services.api_keys import KeySpec
+from authgate.services.api_key_views import KeySpec
 from authgate.settings import Settings
 from head_limits import Transport
 from hello_app import app as hello_app

@@ -40,7 +40,7 @@ import bcrypt
 from authgate.app import ensure_schema
 from authgate.container import build_services
 from authgate.runtime import BackgroundWork
-from authgate.services.api_keys import KeySpec
+from authgate.services.api_key_views import KeySpec
 from authgate.services.utmstack_import import ImportOptions, UtmStackImporter
 from authgate.services.utmstack_rows import parse_source
 from authgate.settings import Settings

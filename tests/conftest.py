@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from authgate.app import create_app
 from authgate.container import Services
-from authgate.services.users import NewUser
+from authgate.services.user_fields import NewUser
 from authgate.settings import Settings
 from authgate.storage import migrate
 from authgate.storage.db import Database

@@ -26,7 +26,7 @@ from fastapi import FastAPI
 
 from authgate.app import create_app
 from authgate.container import Services
-from authgate.services.users import NewUser
+from authgate.services.user_fields import NewUser
 from authgate.storage.audit_repository import AuditFilter
 from authgate.storage.paging import PageRequest
 from tests.conftest import ADMIN_PASSWORD, USER_PASSWORD, FakeClock, bearer, test_settings

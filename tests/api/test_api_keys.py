@@ -293,7 +293,7 @@ async def test_forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy(
         services = app.state.services
         await services.users.ensure_initial_admin("proxy-operator-password")
         user = await services.accounts.authenticate("admin", "proxy-operator-password")
-        from authgate.services.api_keys import KeySpec
+        from authgate.services.api_key_views import KeySpec
 
         created = await services.api_keys.create(
             user.id,
@@ -604,7 +604,7 @@ async def test_usage_is_flushed_on_shutdown(
         services = app.state.services
         await services.users.ensure_initial_admin("shutdown-operator-password")
         user = await services.accounts.authenticate("admin", "shutdown-operator-password")
-        from authgate.services.api_keys import KeySpec
+        from authgate.services.api_key_views import KeySpec
 
         created = await services.api_keys.create(
             user.id,

@@ -17,7 +17,7 @@ import pytest
 
 from authgate.app import create_app
 from authgate.security import keys
-from authgate.services.users import NewUser
+from authgate.services.user_fields import NewUser
 from tests.conftest import ADMIN_PASSWORD, FakeClock, bearer, test_settings
 
 

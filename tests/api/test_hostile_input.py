@@ -20,7 +20,7 @@ import httpx2
 import pytest
 
 from authgate.app import OPENAPI_URL
-from authgate.services.users import UserView
+from authgate.services.user_fields import UserView
 from authgate.settings import Settings
 from tests.conftest import ADMIN_PASSWORD, Harness, bearer, test_settings
 

@@ -24,9 +24,9 @@ from authgate.app import create_app
 from authgate.exceptions import AddressBlocked, Throttled
 from authgate.reasons import Reason
 from authgate.security import keys
-from authgate.services.api_keys import KeySpec
+from authgate.services.api_key_views import KeySpec
 from authgate.services.changes import Change, ChangeKind
-from authgate.services.users import NewUser
+from authgate.services.user_fields import NewUser
 from authgate.settings import Settings
 from authgate.storage.audit_repository import AuditFilter
 from authgate.storage.paging import PageRequest

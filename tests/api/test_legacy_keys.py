@@ -17,7 +17,7 @@ import pytest
 
 from authgate.app import create_app
 from authgate.security import keys
-from authgate.services.users import NewUser
+from authgate.services.user_fields import NewUser
 from authgate.storage.models import ApiKey
 from tests.api.test_api_keys import KEYS, key_header
 from tests.api.test_database_unavailable import _refused

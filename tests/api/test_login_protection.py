@@ -17,7 +17,7 @@ import httpx2
 import pytest
 
 from authgate.app import create_app
-from authgate.services.users import NewUser
+from authgate.services.user_fields import NewUser
 from authgate.settings import Settings
 from authgate.storage.audit_repository import AuditFilter
 from authgate.storage.paging import PageRequest

@@ -39,8 +39,8 @@ from authgate.app import OPENAPI_URL, create_app
 from authgate.container import Services
 from authgate.exceptions import NotFound
 from authgate.security.principal import ROLE_ADMIN, ROLE_USER
-from authgate.services.api_keys import KeySpec
-from authgate.services.users import NewUser, UserView
+from authgate.services.api_key_views import KeySpec
+from authgate.services.user_fields import NewUser, UserView
 from tests.conftest import ADMIN_PASSWORD, FakeClock, Harness, bearer
 from tests.conftest import test_settings as make_settings  # not collected as a test
 

@@ -17,7 +17,7 @@ import pytest
 
 from authgate.api.access import AdminRoute
 from authgate.services.forward_auth import ForwardAuthRuleSetting
-from authgate.services.users import NewUser, UserChanges
+from authgate.services.user_fields import NewUser, UserChanges
 from authgate.settings import Settings
 from tests.api.test_alert_rules import NEW_RULE
 from tests.conftest import ADMIN_PASSWORD, USER_PASSWORD, Harness, bearer, test_settings

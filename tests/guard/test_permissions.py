@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI
 
 from authgate.guard import Guard, GuardPrincipal
-from authgate.services.users import NewUser
+from authgate.services.user_fields import NewUser
 from tests.conftest import ADMIN_PASSWORD, USER_PASSWORD, Harness, bearer
 from tests.guard.conftest import CALLER_NETWORK, GuardFactory, service_client
 

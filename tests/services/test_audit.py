@@ -23,7 +23,7 @@ from authgate.container import Services, build_services
 from authgate.reasons import Reason
 from authgate.runtime import BackgroundWork
 from authgate.security.audit_chain import GENESIS_HASH, AuditKey
-from authgate.services.api_keys import KeySpec
+from authgate.services.api_key_views import KeySpec
 from authgate.services.audit.chain import chain_hash
 from authgate.services.audit.events import Actor, EventType
 from authgate.services.audit.writer import AuditLog

@@ -13,7 +13,7 @@ import pytest
 from authgate.container import build_services
 from authgate.exceptions import ConfigurationError
 from authgate.runtime import BackgroundWork
-from authgate.services.api_keys import KeySpec
+from authgate.services.api_key_views import KeySpec
 from authgate.services.cluster import LIVE_WINDOW, ClusterMembership, pepper_fingerprint
 from authgate.settings import Settings
 from authgate.storage import migrate

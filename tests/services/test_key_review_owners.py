@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 
 from authgate.services import api_keys
-from authgate.services.api_keys import KeySpec
+from authgate.services.api_key_views import KeySpec
 from tests.conftest import Harness
 
 USERS = 30

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import text
 
 from authgate.services.alerts.kinds import KINDS
-from authgate.services.api_keys import KeySpec
+from authgate.services.api_key_views import KeySpec
 from authgate.services.audit.events import EventType
 from authgate.services.audit_export import COLUMNS
 from authgate.storage.audit_repository import AuditFilter

@@ -11,7 +11,7 @@ import httpx2
 import pytest
 
 from authgate.security.principal import Principal
-from authgate.services.api_keys import KeySpec
+from authgate.services.api_key_views import KeySpec
 from authgate.services.key_refs import key_ref
 from authgate.storage.paging import PageRequest
 from authgate.web.session import CSRF_FIELD, SECURE_COOKIES, csrf_secret, session_csrf_token

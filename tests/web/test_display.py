@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 
 from authgate.reasons import Reason
-from authgate.services.api_keys import KeySpec
+from authgate.services.api_key_views import KeySpec
 from authgate.web.display import REASON_TEXT, breakable, iso, reason_text
 from tests.conftest import ADMIN_PASSWORD, Harness
 from tests.web.conftest import Browser, OpenBrowser, html, main_text, signed_in

@@ -18,7 +18,7 @@ from urllib.parse import quote
 import httpx2
 import pytest
 
-from authgate.services.api_keys import KeySpec
+from authgate.services.api_key_views import KeySpec
 from authgate.settings import Settings
 from authgate.storage.paging import PageRequest
 from authgate.web.session import CSRF_FIELD, SECURE_COOKIES, csrf_secret, session_csrf_token

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from authgate.services.api_keys import KeySpec
+from authgate.services.api_key_views import KeySpec
 from tests.conftest import Harness
 from tests.web.conftest import Browser, html, notice_of, redirect_target
 

@@ -12,7 +12,7 @@ from authgate.api.errors import documented
 from authgate.api.schemas import LenientBody, UserDTO
 from authgate.api.users import Email, ImageUrl, LangKey, Name
 from authgate.exceptions import Conflict, FieldError, ValidationFailed
-from authgate.services.users import UserChanges
+from authgate.services.user_fields import UserChanges
 
 # Self-service: API keys may read the account; password and sessions need a user session.
 router = APIRouter(prefix="/api/account", tags=["account"], route_class=SelfServiceRoute)

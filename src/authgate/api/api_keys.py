@@ -24,13 +24,8 @@ from authgate.api.schemas import LenientBody, StrictBody
 from authgate.clock import utc_now
 from authgate.security.permissions import API_KEYS_READ
 from authgate.security.principal import SCOPE_PATTERN
-from authgate.services.api_keys import (
-    MAX_GRACE,
-    NAME_MAX_LENGTH,
-    ApiKeyView,
-    KeySpec,
-    UsageRecordView,
-)
+from authgate.services.api_key_views import ApiKeyView, KeySpec, UsageRecordView
+from authgate.services.api_keys import MAX_GRACE, NAME_MAX_LENGTH
 from authgate.services.key_refs import key_ref
 from authgate.services.text_rules import REQUIRED_NAME_PATTERN
 from authgate.storage.api_key_repository import UsageFilter

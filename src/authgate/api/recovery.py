@@ -14,7 +14,7 @@ from authgate.api.errors import documented
 from authgate.api.schemas import LenientBody
 from authgate.exceptions import FieldError, SessionRequired, ValidationFailed
 from authgate.reasons import Reason
-from authgate.services.users import EMAIL_MAX_LENGTH
+from authgate.services.user_fields import EMAIL_MAX_LENGTH
 
 _ECHOED = {
     "description": "The password is the caller's: checkUUID, echoed as text",

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from authgate.services.users import UserView
+from authgate.services.user_fields import UserView
 
 
 class UserDTO(BaseModel):

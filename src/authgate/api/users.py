@@ -32,7 +32,7 @@ from authgate.security.permissions import (
 )
 from authgate.security.principal import KNOWN_AUTHORITIES, ROLE_USER
 from authgate.services.text_rules import NO_CONTROL_CHARACTERS_PATTERN
-from authgate.services.users import (
+from authgate.services.user_fields import (
     EMAIL_MAX_LENGTH,
     EMAIL_PATTERN,
     IMAGE_URL_MAX_LENGTH,

@@ -27,7 +27,7 @@ from authgate.cli.output import (
     table,
 )
 from authgate.container import Services
-from authgate.services.api_keys import ApiKeyView, CreatedKey, KeySpec, UsageRecordView
+from authgate.services.api_key_views import ApiKeyView, CreatedKey, KeySpec, UsageRecordView
 from authgate.services.key_refs import key_ref
 from authgate.storage.api_key_repository import UsageFilter
 from authgate.storage.paging import PageRequest, SortOrder

@@ -28,7 +28,7 @@ from authgate.cli.output import (
 from authgate.container import Services
 from authgate.security.principal import KNOWN_AUTHORITIES, ROLE_USER
 from authgate.services.audit.events import OPERATOR
-from authgate.services.users import NewUser, UserChanges, UserView
+from authgate.services.user_fields import NewUser, UserChanges, UserView
 from authgate.storage.paging import PageRequest, SortOrder
 
 users_app = typer.Typer(help="Manage users.", no_args_is_help=True)

@@ -40,8 +40,8 @@ from authgate.services.audit.writer import AuditLog
 from authgate.services.changes import Change, ChangeFeed, ChangeKind, UnitOfWork
 from authgate.services.expiring_cache import ExpiringCache
 from authgate.services.ports import Database
+from authgate.services.user_fields import UserView
 from authgate.services.user_states import UserAuthState, UserStates
-from authgate.services.users import UserView
 
 # UTMStack's pre-verification tokens live five minutes.
 PRE_VERIFICATION_TTL: Final = timedelta(minutes=5)

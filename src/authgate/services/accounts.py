@@ -8,14 +8,14 @@ from authgate.clock import Clock
 from authgate.exceptions import BadCredentials, FieldError, NotFound, Throttled, ValidationFailed
 from authgate.reasons import Reason
 from authgate.security.passwords import PasswordPolicy
-from authgate.services.api_keys import audit_owner_keys, revoke_owner_keys
 from authgate.services.audit.events import Actor, EventType, current_request, printable
 from authgate.services.audit.writer import AuditLog
 from authgate.services.changes import Change, ChangeFeed, ChangeKind
 from authgate.services.login_protection import LoginProtection
+from authgate.services.owner_keys import audit_owner_keys, revoke_owner_keys
 from authgate.services.password_hashing import AsyncPasswordHasher
 from authgate.services.ports import Database
-from authgate.services.users import UserView
+from authgate.services.user_fields import UserView
 from authgate.storage.models import User
 
 

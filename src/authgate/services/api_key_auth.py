@@ -48,7 +48,7 @@ from authgate.security.principal import (
     Principal,
     parse_authorities,
 )
-from authgate.services.api_keys import split_networks
+from authgate.services.api_key_views import split_networks
 from authgate.services.changes import Change, ChangeFeed, ChangeKind
 from authgate.services.expiring_cache import ExpiringCache
 from authgate.services.ports import Database, KeyColumns

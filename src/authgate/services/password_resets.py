@@ -29,7 +29,7 @@ from authgate.services.password_hashing import AsyncPasswordHasher
 from authgate.services.ports import Database
 from authgate.services.reset_keys import IssuedResetKey, issue_reset_key, reset_key_digest
 from authgate.services.throttle_store import ThrottleStore
-from authgate.services.users import EMAIL_MAX_LENGTH, UserView
+from authgate.services.user_fields import EMAIL_MAX_LENGTH, UserView
 from authgate.storage.models import User
 from authgate.storage.text import storable_text
 

@@ -59,7 +59,7 @@ from authgate.services.ports import (
     StorageSession,
 )
 from authgate.services.throttle_store import ThrottleStore
-from authgate.services.users import UserView
+from authgate.services.user_fields import UserView
 from authgate.settings_lists import comma_separated
 from authgate.storage.models import OneTimeCode, User
 

@@ -46,7 +46,7 @@ from authgate.services.audit.writer import AuditLog
 from authgate.services.changes import ChangeFeed, UnitOfWork
 from authgate.services.ports import Database
 from authgate.services.second_factor import Method, SecondFactorService
-from authgate.services.users import UserView
+from authgate.services.user_fields import UserView
 from authgate.storage.errors import Conflict as StorageConflict
 from authgate.storage.models import Session
 

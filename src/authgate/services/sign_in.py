@@ -28,7 +28,7 @@ from authgate.services.second_factor import (
     SecondFactorService,
     challenge_seconds,
 )
-from authgate.services.users import UserView
+from authgate.services.user_fields import UserView
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

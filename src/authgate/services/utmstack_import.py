@@ -49,7 +49,7 @@ from authgate.services.audit.writer import AuditLog
 from authgate.services.changes import Change, ChangeFeed, ChangeKind, UnitOfWork
 from authgate.services.import_report import Action, ImportReport, Kind
 from authgate.services.second_factor import ImportedFactor, SecondFactorService
-from authgate.services.users import LANG_KEY_PATTERN, user_field_errors
+from authgate.services.user_fields import LANG_KEY_PATTERN, user_field_errors
 from authgate.services.utmstack_keys import KeyImport, Owner
 from authgate.services.utmstack_rows import UtmStackData, UtmUser
 from authgate.storage.models import User

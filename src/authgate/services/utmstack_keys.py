@@ -18,7 +18,8 @@ from typing import Any
 from authgate.security import keys
 from authgate.security.networks import AllowEntryError, parse_allow_entry
 from authgate.security.principal import SCOPE_ADMIN, SCOPE_READ, SCOPE_WRITE, join_authorities
-from authgate.services.api_keys import NAME_MAX_LENGTH, is_legacy
+from authgate.services.api_key_views import is_legacy
+from authgate.services.api_keys import NAME_MAX_LENGTH
 from authgate.services.changes import Change, ChangeKind, UnitOfWork
 from authgate.services.import_report import Action, ImportReport
 from authgate.services.utmstack_rows import UtmKey

@@ -12,7 +12,8 @@ from starlette.datastructures import FormData
 from authgate.api.access import services_of, sets_credentials
 from authgate.exceptions import Conflict, ValidationFailed
 from authgate.security.principal import SCOPE_ADMIN
-from authgate.services.api_keys import MAX_GRACE, ApiKeyView, KeySpec
+from authgate.services.api_key_views import ApiKeyView, KeySpec
+from authgate.services.api_keys import MAX_GRACE
 from authgate.services.key_refs import KeyRef, key_ref
 from authgate.storage.api_key_repository import UsageFilter
 from authgate.storage.paging import PageRequest, SortOrder

@@ -84,7 +84,7 @@ async def test_login_errors_are_v12_shaped(harness: Harness) -> None:
     )
     assert unknown.status_code == 401
     assert unknown.json() == wrong.json()
-    from authgate.services.users import UserChanges
+    from authgate.services.user_fields import UserChanges
 
     await harness.services.users.update_user(
         "alice", UserChanges(activated=False), acting_user_id=None

@@ -19,7 +19,7 @@ import httpx2
 
 from authgate.app import create_app
 from authgate.container import Services
-from authgate.services.users import NewUser
+from authgate.services.user_fields import NewUser
 from authgate.settings import Settings
 from authgate.storage.models import User
 from tests.conftest import ADMIN_PASSWORD, USER_PASSWORD, FakeClock, Harness, bearer, test_settings

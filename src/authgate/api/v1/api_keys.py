@@ -22,7 +22,8 @@ from authgate.api.key_paths import KEY_PATH, KeyIdPath
 from authgate.api.pagination import MAX_PAGE_SIZE
 from authgate.api.schemas import LenientBody
 from authgate.api.v1.paging import PageInfo
-from authgate.services.api_keys import NAME_MAX_LENGTH, ApiKeyView, KeySpec
+from authgate.services.api_key_views import ApiKeyView, KeySpec
+from authgate.services.api_keys import NAME_MAX_LENGTH
 from authgate.services.key_refs import key_ref
 from authgate.storage.paging import PageRequest
 

@@ -26,7 +26,7 @@ from authgate.exceptions import BadCredentials, ValidationFailed
 from authgate.reasons import Reason
 from authgate.services.audit.events import Actor, current_request
 from authgate.services.sessions import TokenPair
-from authgate.services.users import UserChanges
+from authgate.services.user_fields import UserChanges
 
 PREFIX = "/api/v1"
 public_router = APIRouter(prefix=PREFIX, tags=["v12 authentication"])

@@ -23,7 +23,7 @@ from authgate.services.password_resets import (
     ResetKeyExpired,
     ResetKeyInvalid,
 )
-from authgate.services.users import EMAIL_MAX_LENGTH
+from authgate.services.user_fields import EMAIL_MAX_LENGTH
 
 router = APIRouter(prefix=PREFIX + "/auth/reset-password", tags=["v12 authentication"])
 

@@ -44,7 +44,7 @@ from authgate.security.permissions import (
 )
 from authgate.security.principal import KNOWN_AUTHORITIES, ROLE_USER
 from authgate.services.reset_keys import INVITATION_TTL
-from authgate.services.users import (
+from authgate.services.user_fields import (
     EMAIL_MAX_LENGTH,
     LOGIN_MAX_LENGTH,
     LOGIN_PATTERN,

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request, Response
 from starlette.datastructures import QueryParams
 
 from authgate.api.access import services_of
-from authgate.services.api_keys import ApiKeyView
+from authgate.services.api_key_views import ApiKeyView
 from authgate.web import forms
 from authgate.web.pages import AdminPageRoute, render
 

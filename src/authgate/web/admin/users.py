@@ -16,7 +16,7 @@ from authgate.reasons import Reason
 from authgate.security.permissions import BUILT_IN_ROLES
 from authgate.security.principal import ROLE_ADMIN, ROLE_ANALYST, ROLE_USER, ROLE_VIEWER
 from authgate.services.reset_keys import IssuedResetKey
-from authgate.services.users import NewUser, UserChanges, UserView
+from authgate.services.user_fields import NewUser, UserChanges, UserView
 from authgate.storage.paging import PageRequest, SortOrder
 from authgate.web import forms
 from authgate.web.forms import FormProblem

@@ -1,0 +1,58 @@
+"""What happens to an owner's keys with the owner's account: suspended with a
+deactivation, revoked with a password reset or a "log out everywhere", each change
+audited and told to every worker and node."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from authgate.security.principal import KeyReference
+from authgate.services.audit.events import Actor, EventType, current_request
+from authgate.services.audit.writer import AuditLog
+from authgate.services.changes import Change, ChangeKind, UnitOfWork
+from authgate.services.ports import ApiKeyRepo
+
+
+async def suspend_owner_keys(
+    work: UnitOfWork, keys: ApiKeyRepo, owner_id: int, *, now: datetime
+) -> list[KeyReference]:
+    """Suspend every live key of ``owner_id`` that is not suspended yet, in ``work`` (the
+    deactivation's own transaction), and tell every worker and node (change feed)."""
+    suspended = []
+    for key in await keys.live_of_owner(owner_id):
+        if key.suspended_at is None:
+            key.suspended_at = now
+            key.updated_at = now
+            work.publish(Change(ChangeKind.API_KEY_CHANGED, key.key_id))
+            suspended.append(KeyReference(key_pk=key.id, name=key.name, owner_id=owner_id))
+    return suspended
+
+
+async def revoke_owner_keys(
+    work: UnitOfWork, keys: ApiKeyRepo, owner_id: int, *, now: datetime
+) -> list[KeyReference]:
+    """Revoke every live key of ``owner_id`` in ``work`` (a password reset's or a "log
+    out everywhere"'s own transaction), at once on every worker and node."""
+    revoked = []
+    for key in await keys.live_of_owner(owner_id):
+        key.revoked_at = now
+        key.updated_at = now
+        key.previous_secret_hash = None
+        key.previous_valid_until = None
+        work.publish(Change(ChangeKind.API_KEY_CHANGED, key.key_id))
+        revoked.append(KeyReference(key_pk=key.id, name=key.name, owner_id=owner_id))
+    return revoked
+
+
+def audit_owner_keys(
+    audit: AuditLog, event: EventType, keys: Sequence[KeyReference], *, cause: str
+) -> None:
+    """One audit event per key suspended or revoked with its owner's account, by the
+    current caller (or the operator)."""
+    request = current_request.get()
+    caller = request.principal if request is not None else None
+    for reference in keys:
+        audit.record(
+            event, "success", actor=Actor.of(caller, key=reference), details={"cause": cause}
+        )
