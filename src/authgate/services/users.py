@@ -33,7 +33,7 @@ from authgate.services.audit.events import EventType, current_request
 from authgate.services.audit.writer import AuditLog
 from authgate.services.changes import Change, ChangeFeed, ChangeKind, UnitOfWork
 from authgate.services.password_hashing import AsyncPasswordHasher
-from authgate.services.ports import Database, UserRepo
+from authgate.services.ports import Database, UserColumns, UserRepo
 from authgate.services.reset_keys import RESET_KEY_TTL, IssuedResetKey, issue_reset_key
 from authgate.services.text_rules import control_character_errors
 from authgate.storage.errors import Conflict as StorageConflict
@@ -88,7 +88,7 @@ class UserView:
     public_id: str = ""  # the UUID v12's routes name the user by
 
     @classmethod
-    def of(cls, user: User) -> UserView:
+    def of(cls, user: UserColumns) -> UserView:
         return cls(
             id=user.id,
             login=user.login,
