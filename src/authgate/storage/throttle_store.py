@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, select
+from sqlalchemy import bindparam, delete, literal_column, null, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -93,6 +93,7 @@ class DatabaseThrottleStore:
         # always as long): fixed bound parameters compile once, where an expanding one
         # is rewritten at every execution (~30 µs of CPU each, three per login).
         self._read_blocks: dict[int, Any] = {}
+        self._read_with_counted: dict[int, Any] = {}
         self._forgets: dict[int, tuple[Any, Any, Any]] = {}
         self._postgresql = db.dialect == "postgresql"
 
@@ -102,6 +103,23 @@ class DatabaseThrottleStore:
             statement = self._read_blocks[count] = select(
                 ThrottleBlock.subject, ThrottleBlock.blocked_until, ThrottleBlock.strikes
             ).where(_subjects_in(ThrottleBlock.subject, count))
+        return statement
+
+    def _reading_with_counted(self, count: int) -> Any:
+        """The blocks of ``count`` subjects, and a row per counter window of the subject
+        ``counted`` (``counted`` 1, no block), in one statement."""
+        statement = self._read_with_counted.get(count)
+        if statement is None:
+            blocks: Any = select(
+                ThrottleBlock.subject,
+                ThrottleBlock.blocked_until,
+                ThrottleBlock.strikes,
+                literal_column("0").label("counted"),
+            ).where(_subjects_in(ThrottleBlock.subject, count))
+            windows: Any = select(
+                ThrottleWindow.subject, null(), null(), literal_column("1").label("counted")
+            ).where(ThrottleWindow.subject == bindparam("counted"))
+            statement = self._read_with_counted[count] = blocks.union_all(windows)
         return statement
 
     def _forgetting(self, count: int) -> tuple[Any, Any, Any]:
@@ -177,6 +195,25 @@ class DatabaseThrottleStore:
                 row.subject: Block(until=row.blocked_until.timestamp(), strikes=row.strikes)
                 for row in rows
             }
+
+    async def blocks_and_counted(
+        self, subjects: tuple[str, ...], counted: str
+    ) -> tuple[dict[str, Block], bool]:
+        async with self._db.connection() as connection:
+            rows = await connection.execute(
+                self._reading_with_counted(len(subjects)),
+                {**_subject_parameters(subjects), "counted": counted},
+            )
+            blocks: dict[str, Block] = {}
+            has_counted = False
+            for row in rows:
+                if row.counted:
+                    has_counted = True
+                else:
+                    blocks[row.subject] = Block(
+                        until=row.blocked_until.timestamp(), strikes=row.strikes
+                    )
+        return blocks, has_counted
 
     async def forget(self, *subjects: str) -> None:
         async with self._db.begin() as connection:
