@@ -5,6 +5,7 @@ known addresses), no account enumeration through throttling, and the audit trail
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -15,6 +16,7 @@ from typing import Any
 
 import httpx2
 import pytest
+from sqlalchemy import event
 
 from authgate.app import create_app
 from authgate.services.users import NewUser
@@ -308,6 +310,35 @@ async def test_a_login_from_a_known_place_writes_nothing(
     for _ in range(LIMITS["login_pair_max_failures"] - 1):
         assert (await gate.login(address, "alice", WRONG)).status_code == 401
     assert (await gate.login(address, "alice", USER_PASSWORD)).status_code == 200
+
+
+async def test_a_usual_login_is_three_reads(start_gate: StartGate) -> None:
+    """From a place used within the hour, with no failures: the user, every block that
+    may apply (and the pair's counters), and the user's second factor after the hash;
+    nothing written, no other statement on the user or on any subject's counters."""
+    gate = await start_gate()
+    await gate.create_user("alice")
+    address = "198.51.100.32"
+    assert (await gate.login(address, "alice", USER_PASSWORD)).status_code == 200
+    statements: list[str] = []
+
+    def record(*arguments: Any) -> None:
+        statement = " ".join(str(arguments[2]).split())
+        # Background work may run meanwhile (the change feed, housekeeping deleting
+        # expired counters by their end): only this login's tables, not by end.
+        if re.search(r"\b(users|throttle_windows|throttle_blocks)\b", statement) and not (
+            re.search(r"(expires_at|blocked_until) <", statement)
+        ):
+            statements.append(statement)
+
+    engine = gate.services.db.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        assert (await gate.login(address, "alice", USER_PASSWORD)).status_code == 200
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert len(statements) == 3, statements
+    assert all(statement.startswith("SELECT") for statement in statements), statements
 
 
 async def test_a_failure_during_the_hash_is_not_cleared_by_the_success(
