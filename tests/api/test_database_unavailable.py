@@ -52,8 +52,10 @@ async def test_every_route_class_answers_503_with_retry_after(
                 "/api/authenticate", json={"username": "admin", "password": ADMIN_PASSWORD}
             )
             token = login.json()["id_token"]
-            monkeypatch.setattr(services.db, "session", _refused)
-            monkeypatch.setattr(services.db, "transaction", _refused)
+            # Every way in: sessions, transactions, and the bare connections of the hot
+            # paths (a login reads the user and its blocks on those).
+            for way_in in ("session", "transaction", "connection", "begin"):
+                monkeypatch.setattr(services.db, way_in, _refused)
             monkeypatch.setattr(services.db, "ping", _ping_refused)
             caplog.set_level(logging.INFO, logger="authgate.access")
 

@@ -5,6 +5,7 @@ known addresses), no account enumeration through throttling, and the audit trail
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -15,6 +16,7 @@ from typing import Any
 
 import httpx2
 import pytest
+from sqlalchemy import event
 
 from authgate.app import create_app
 from authgate.services.user_fields import NewUser
@@ -254,6 +256,119 @@ async def test_success_clears_the_pair(start_gate: StartGate) -> None:
     throttled = await gate.login(address, "alice", USER_PASSWORD)
     assert throttled.status_code == 429
     assert retry_after(throttled) in (base, base + 1)
+
+
+async def known_until(gate: Gate, login: str, address: str) -> float | None:
+    store = gate.services.login_protection._store
+    block = (await store.get_blocks(f"known:{login}|{address}")).get(f"known:{login}|{address}")
+    return None if block is None else float(block.until)
+
+
+async def test_a_login_from_a_known_place_writes_nothing(
+    start_gate: StartGate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no failures to clear, a login from an address made known less than an hour
+    ago writes nothing; an older mark is renewed, and a failure is still cleared."""
+    gate = await start_gate()
+    await gate.create_user("alice")
+    address = "198.51.100.30"
+    store = gate.services.login_protection._store
+    writes: list[str] = []
+    for name in ("block", "forget", "forget_and_block"):
+        original = getattr(store, name)
+
+        async def counted(
+            *args: Any, _original: Any = original, _name: str = name, **kw: Any
+        ) -> Any:
+            writes.append(_name)
+            return await _original(*args, **kw)
+
+        monkeypatch.setattr(store, name, counted)
+
+    assert (await gate.login(address, "alice", USER_PASSWORD)).status_code == 200
+    assert writes == ["block"]  # nothing to clear: the address is made known
+    first = await known_until(gate, "alice", address)
+    assert first is not None
+
+    gate.clock.advance(seconds=1800)
+    writes.clear()
+    assert (await gate.login(address, "alice", USER_PASSWORD)).status_code == 200
+    assert writes == []
+    assert await known_until(gate, "alice", address) == first
+
+    gate.clock.advance(seconds=1801)  # more than an hour since the mark: renewed
+    assert (await gate.login(address, "alice", USER_PASSWORD)).status_code == 200
+    assert writes == ["block"]
+    renewed = await known_until(gate, "alice", address)
+    assert renewed is not None
+    assert renewed > first
+
+    writes.clear()
+    assert (await gate.login(address, "alice", WRONG)).status_code == 401
+    assert (await gate.login(address, "alice", USER_PASSWORD)).status_code == 200
+    assert "forget_and_block" in writes  # the failure is cleared
+    for _ in range(LIMITS["login_pair_max_failures"] - 1):
+        assert (await gate.login(address, "alice", WRONG)).status_code == 401
+    assert (await gate.login(address, "alice", USER_PASSWORD)).status_code == 200
+
+
+async def test_a_usual_login_is_three_reads(start_gate: StartGate) -> None:
+    """From a place used within the hour, with no failures: the user, every block that
+    may apply (and the pair's counters), and the user's second factor after the hash;
+    nothing written, no other statement on the user or on any subject's counters."""
+    gate = await start_gate()
+    await gate.create_user("alice")
+    address = "198.51.100.32"
+    assert (await gate.login(address, "alice", USER_PASSWORD)).status_code == 200
+    statements: list[str] = []
+
+    def record(*arguments: Any) -> None:
+        statement = " ".join(str(arguments[2]).split())
+        # Background work may run meanwhile (the change feed, housekeeping deleting
+        # expired counters by their end): only this login's tables, not by end.
+        if re.search(r"\b(users|throttle_windows|throttle_blocks)\b", statement) and not (
+            re.search(r"(expires_at|blocked_until) <", statement)
+        ):
+            statements.append(statement)
+
+    engine = gate.services.db.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        assert (await gate.login(address, "alice", USER_PASSWORD)).status_code == 200
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert len(statements) == 3, statements
+    assert all(statement.startswith("SELECT") for statement in statements), statements
+
+
+async def test_a_failure_during_the_hash_is_not_cleared_by_the_success(
+    start_gate: StartGate,
+) -> None:
+    """A failure of the same pair counted after the success's check read (while its
+    password was being hashed) stays counted: the success clears what it read."""
+    gate = await start_gate(login_ip_max_failures=1000, login_account_max_failures=1000)
+    await gate.create_user("alice")
+    address = "198.51.100.31"
+    assert (await gate.login(address, "alice", USER_PASSWORD)).status_code == 200
+    hasher = gate.services.accounts._hasher
+    original = hasher.verify
+    failed_meanwhile = False
+
+    async def verify_while_failing(*args: Any, **kwargs: Any) -> Any:
+        nonlocal failed_meanwhile
+        if not failed_meanwhile:
+            failed_meanwhile = True
+            assert (await gate.login(address, "alice", WRONG)).status_code == 401
+        return await original(*args, **kwargs)
+
+    hasher.verify = verify_while_failing
+    try:
+        assert (await gate.login(address, "alice", USER_PASSWORD)).status_code == 200
+    finally:
+        hasher.verify = original
+    # That one failure still counts: one more reaches the pair's threshold (2).
+    assert (await gate.login(address, "alice", WRONG)).status_code == 401
+    assert (await gate.login(address, "alice", USER_PASSWORD)).status_code == 429
 
 
 # -- distributed attack on one account ---------------------------------------------------------

@@ -197,9 +197,16 @@ async def check_block_reads_and_success_writes(store: Any, tag: str) -> None:
     await store.block(pair, until=2000.0, strikes=2, now=1000.0)
     blocks = await store.get_blocks(pair, known, other)
     assert blocks == {pair: Block(until=2000.0, strikes=2)}
+    assert await store.blocks_and_counted((pair, known, other), pair) == (blocks, True)
+    assert await store.blocks_and_counted((known, other), other) == ({}, False)
+    assert await store.blocks_and_counted((), pair) == ({}, True)
     await store.forget_and_block((pair,), known, until=9000.0, strikes=0, now=1000.0)
     assert await store.get_blocks(pair, known, other) == {known: Block(until=9000.0, strikes=0)}
     assert await store.failures(pair, window=60, now=1001.0) == 0
+    assert await store.blocks_and_counted((pair, known), pair) == (
+        {known: Block(until=9000.0, strikes=0)},
+        False,
+    )
     await store.forget(known)
     # Forgetting the very subject it then blocks (the second factor's lock-out).
     await store.add_failure(other, window=60, now=1000.0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from authgate.clock import Clock
 from authgate.exceptions import BadCredentials, FieldError, NotFound, Throttled, ValidationFailed
@@ -14,9 +15,11 @@ from authgate.services.changes import Change, ChangeFeed, ChangeKind
 from authgate.services.login_protection import LoginProtection
 from authgate.services.owner_keys import audit_owner_keys, revoke_owner_keys
 from authgate.services.password_hashing import AsyncPasswordHasher
-from authgate.services.ports import Database
+from authgate.services.ports import Database, UserColumns
 from authgate.services.user_fields import UserView
 from authgate.storage.models import User
+
+Checked = TypeVar("Checked", bound=UserColumns)
 
 
 class AccountService:
@@ -53,8 +56,8 @@ class AccountService:
         audited.
         """
         identifier = username.strip().lower()[:254]
-        async with self._db.session() as session:
-            user = await self._db.users(session).by_login_or_email(identifier)
+        async with self._db.connection() as connection:
+            user = await self._db.login_row(connection, identifier)
         # Counters are keyed by the name as typed, for real and unknown users alike:
         # keying a real user by its login would link an e-mail to its login (failures
         # as the e-mail throttling the login reveals that the account exists). The
@@ -73,8 +76,8 @@ class AccountService:
         return UserView.of(verified)
 
     async def _checked(
-        self, account: str, actor: Actor, verify: Callable[[], Awaitable[User]]
-    ) -> User:
+        self, account: str, actor: Actor, verify: Callable[[], Awaitable[Checked]]
+    ) -> Checked:
         """``verify()`` under brute-force protection, as a login of ``account`` from the
         current request's address: refused unevaluated while throttled, a failure
         counted and audited (``AUTH_FAILURE``) like a failed login, a success clearing
@@ -100,7 +103,7 @@ class AccountService:
         await self._protection.succeeded(attempt)
         return verified
 
-    async def _verify(self, user: User | None, password: str) -> User:
+    async def _verify(self, user: UserColumns | None, password: str) -> UserColumns:
         if user is None:
             await self._hasher.spend_equal_time(password)
             raise BadCredentials(reason=Reason.UNKNOWN_USER)
@@ -250,7 +253,7 @@ class AccountService:
         )
         audit_owner_keys(self._audit, EventType.API_KEY_REVOKED, revoked, cause="logout_all")
 
-    async def _rehash(self, user: User, password: str) -> None:
+    async def _rehash(self, user: UserColumns, password: str) -> None:
         """Upgrade a hash made with old Argon2 parameters, unless it changed meanwhile."""
         new_hash = await self._hasher.hash(password)
         async with self._db.transaction() as session:

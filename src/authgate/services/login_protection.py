@@ -23,8 +23,11 @@ address's /64 (``security.networks.throttle_network``): one machine may hold a w
   owner used pass untouched, so a distributed attack cannot lock the owner out.
 
 A success clears the pair's counter and block and remembers the address as known.
-Costs: ``check`` is one read (every block that may apply, at once), plus one write when
-an unknown address takes the account's turn during an attack; ``succeeded`` one write.
+Costs: ``check`` is one read (every block that may apply, and whether the pair has
+failures counted, at once), plus one write when an unknown address takes the account's
+turn during an attack; ``succeeded`` one write, or none when there is nothing to clear
+and the address was made known less than ``KNOWN_REFRESH_SECONDS`` ago (the usual
+login: same place, no failures).
 """
 
 from __future__ import annotations
@@ -73,6 +76,13 @@ class LoginLimits(BaseModel):
     known_ip_days: int = Field(default=30, ge=1, le=365)
 
 
+# A success refreshes the address's "known" mark (``known_ip_days`` from now) only when
+# the mark would end more than this much earlier than a fresh one: repeated logins from
+# one place write at most once an hour, and the mark ends at most an hour early (the
+# address is treated as unknown sooner: stricter, never laxer).
+KNOWN_REFRESH_SECONDS = 3600
+
+
 @dataclass(frozen=True, slots=True)
 class LoginAttempt:
     """One password check let through by :meth:`LoginProtection.check`: what it read,
@@ -81,6 +91,7 @@ class LoginAttempt:
     account: str
     network: str  # the address as counted (IPv4, or IPv6 /64)
     blocks: Mapping[str, Block]
+    pair_counted: bool = True  # whether the pair had failures counted when read
 
     @property
     def ip(self) -> str:
@@ -124,7 +135,8 @@ class LoginProtection:
         now = self._clock().timestamp()
         attempt = LoginAttempt(account, throttle_network(client_ip or "unknown"), {})
         subjects = (attempt.ip, attempt.pair, attempt.known, attempt.attack, attempt.turn)
-        attempt = LoginAttempt(account, attempt.network, await self._store.get_blocks(*subjects))
+        blocks, pair_counted = await self._store.blocks_and_counted(subjects, attempt.pair)
+        attempt = LoginAttempt(account, attempt.network, blocks, pair_counted)
         block = attempt.in_force(attempt.ip, now)
         if block is not None:
             raise ClientBlocked(
@@ -177,8 +189,21 @@ class LoginProtection:
                 self._lockout(attempt, Reason.ACCOUNT_SLOWDOWN, {"failures": int(by_account)})
 
     async def succeeded(self, attempt: LoginAttempt) -> None:
+        """Clear the pair (its failures and its block, strikes included) and make the
+        address known. What ``check`` read decides what is written: a pair with neither
+        failures counted nor a block (in force or ended) has nothing to clear, and a
+        known mark at most ``KNOWN_REFRESH_SECONDS`` older than a fresh one is kept. A
+        failure of the same pair counted while this password was being hashed is then
+        not cleared by this success: it stays counted (stricter than clearing it)."""
         now = self._clock().timestamp()
         until = now + self._limits.known_ip_days * 86_400
+        clear = attempt.pair_counted or attempt.pair in attempt.blocks
+        known = attempt.blocks.get(attempt.known)
+        if not clear and known is not None and known.until >= until - KNOWN_REFRESH_SECONDS:
+            return
+        if not clear:
+            await self._store.block(attempt.known, until=until, strikes=0, now=now)
+            return
         # One transaction: the pair's failures are forgotten and the address is known.
         await self._store.forget_and_block(
             (attempt.pair,), attempt.known, until=until, strikes=0, now=now

@@ -207,9 +207,10 @@ class SecondFactorService:
         return self._requirement == "admins" and ROLE_ADMIN in user.authorities
 
     async def method_of(self, user_id: int) -> Method | None:
-        async with self._db.session() as session:
-            user = await self._db.users(session).get(user_id)
-        return _method(user.second_factor) if user is not None else None
+        """The user's second factor in force, read now (one statement: a login reads it
+        again after the password hash, so that a factor enabled meanwhile is asked for)."""
+        async with self._db.connection() as connection:
+            return _method(await self._db.second_factor_of(connection, user_id))
 
     async def state(self, user: UserView) -> SecondFactorState:
         async with self._db.session() as session:

@@ -40,6 +40,13 @@ class ThrottleStore(Protocol):
         """The blocks of those ``subjects`` that have one, in one round trip."""
         ...
 
+    async def blocks_and_counted(
+        self, subjects: tuple[str, ...], counted: str
+    ) -> tuple[Mapping[str, Block], bool]:
+        """``get_blocks(*subjects)``, and whether the subject ``counted`` has failures
+        counted (in any window, however old), in one round trip."""
+        ...
+
     async def claim(self, subject: str, *, until: float, strikes: int, now: float) -> bool:
         """Block ``subject`` until ``until`` if no block of it is in force at ``now``,
         atomically: of several callers racing for a free subject exactly one gets True.
@@ -119,6 +126,23 @@ class FallbackThrottleStore:
         if missing and not self._link.is_down:
             blocks.update(await self._fallback.get_blocks(*missing))  # set during an outage
         return blocks
+
+    async def blocks_and_counted(
+        self, subjects: tuple[str, ...], counted: str
+    ) -> tuple[Mapping[str, Block], bool]:
+        found, has_counted = await self._use(
+            lambda store: store.blocks_and_counted(subjects, counted)
+        )
+        blocks = dict(found)
+        if not self._link.is_down:
+            # Blocks set and failures counted during an outage count after it.
+            missing = tuple(subject for subject in subjects if subject not in blocks)
+            fallback_blocks, fallback_counted = await self._fallback.blocks_and_counted(
+                missing, counted
+            )
+            blocks.update(fallback_blocks)
+            has_counted = has_counted or fallback_counted
+        return blocks, has_counted
 
     async def forget(self, *subjects: str) -> None:
         await self._use(lambda store: store.forget(*subjects))

@@ -11,8 +11,8 @@ from typing import Final
 
 from authgate.exceptions import FieldError
 from authgate.security.principal import KNOWN_AUTHORITIES, ROLE_USER, parse_authorities
+from authgate.services.ports import UserColumns
 from authgate.services.text_rules import control_character_errors
-from authgate.storage.models import User
 
 LOGIN_PATTERN: Final = r"^[_.@A-Za-z0-9-]{1,50}$"
 LOGIN_MAX_LENGTH: Final = 50
@@ -58,7 +58,7 @@ class UserView:
     public_id: str = ""  # the UUID v12's routes name the user by
 
     @classmethod
-    def of(cls, user: User) -> UserView:
+    def of(cls, user: UserColumns) -> UserView:
         return cls(
             id=user.id,
             login=user.login,

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from authgate.exceptions import ConfigurationError
+from authgate.storage import sqlite_hops
 from authgate.storage.alert_repository import AlertRepository
 from authgate.storage.api_key_repository import (
     ApiKeyRepository,
@@ -34,6 +35,8 @@ from authgate.storage.repositories import (
     ChangeRepository,
     RevokedTokenRepository,
     UserRepository,
+    login_row,
+    second_factor_of,
 )
 from authgate.storage.second_factor_repository import (
     OneTimeCodeRepository,
@@ -76,6 +79,8 @@ class Database:
     audit = AuditRepository
     verification_row = staticmethod(verification_row)
     legacy_verification_row = staticmethod(legacy_verification_row)
+    login_row = staticmethod(login_row)
+    second_factor_of = staticmethod(second_factor_of)
 
     def __init__(self, url: str) -> None:
         try:
@@ -158,6 +163,8 @@ class Database:
 
 
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
+    # Each statement one call into aiosqlite's thread instead of three or four.
+    sqlite_hops.install(dbapi_connection)
     # WAL lets readers (other workers) proceed during a write; busy_timeout makes
     # concurrent writers wait instead of failing with "database is locked".
     cursor = dbapi_connection.cursor()

@@ -60,6 +60,23 @@ class RedisThrottleStore:
         }
         return {subject: block for subject, block in blocks.items() if block is not None}
 
+    async def blocks_and_counted(
+        self, subjects: tuple[str, ...], counted: str
+    ) -> tuple[dict[str, Block], bool]:
+        keys = [f"{self._prefix}b:{subject}" for subject in subjects]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            if keys:
+                pipe.mget(keys)
+            pipe.exists(self._windows(counted))
+            results = await pipe.execute()
+        values = results[0] if keys else []
+        blocks = {
+            subject: block
+            for subject, value in zip(subjects, values, strict=True)
+            if (block := _block_of(value)) is not None
+        }
+        return blocks, bool(results[-1])
+
     async def forget_and_block(
         self, forget: tuple[str, ...], subject: str, *, until: float, strikes: int, now: float
     ) -> None:
