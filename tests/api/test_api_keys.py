@@ -280,6 +280,31 @@ async def test_key_from_a_disallowed_ip_is_403_with_utmstack_message(
         assert response.json()["code"] == "ip_not_allowed"
 
 
+async def test_an_address_admitted_before_is_refused_once_the_allow_list_drops_it(
+    harness: Harness, user_token: str
+) -> None:
+    """The verification cache remembers the address object an allow list last admitted
+    (one object per client): another address is still matched, and a narrowed allow
+    list applies from the next request."""
+    created = await harness.create_key(user_token, allowedIp=["203.0.113.0/24"])
+    key = created["key"]
+    statuses = []
+    for address in ("203.0.113.9", "203.0.113.9", "198.51.100.1", "203.0.113.9"):
+        async with harness.client_from(address) as client:
+            statuses.append((await client.get("/api/account", headers=bearer(key))).status_code)
+    assert statuses == [200, 200, 403, 200]
+    narrowed = await harness.client.put(
+        f"{KEYS}/{created['id']}",
+        json={"name": "k", "allowedIp": ["198.51.100.0/24"], "expiresAt": expiry(harness.clock)},
+        headers=bearer(user_token),
+    )
+    assert narrowed.status_code == 200
+    async with harness.client_from("203.0.113.9") as client:
+        assert (await client.get("/api/account", headers=bearer(key))).status_code == 403
+    async with harness.client_from("198.51.100.1") as client:
+        assert (await client.get("/api/account", headers=bearer(key))).status_code == 200
+
+
 async def test_forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy(
     tmp_path: Any, database_url: str, clock: FakeClock
 ) -> None:

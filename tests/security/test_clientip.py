@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import ipaddress
 from functools import lru_cache
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from authgate.api.access import client_address
 from authgate.security.clientip import ClientIpResolver
 from authgate.security.networks import IPAddress, TrustedProxies, parse_address
 
@@ -330,3 +332,53 @@ def test_well_formed_chain_resolves_to_the_rightmost_untrusted_hop(
 
 def _without_port(hop: str) -> str:
     return hop[1 : hop.index("]")] if hop.startswith("[") else hop
+
+
+# -- the request path's lookup (access.client_address) -------------------------------------
+
+
+@given(peer=peers, forwarded_for=xff_headers)
+def test_peer_lookup_says_what_trusts_and_resolve_say(
+    peer: str | None, forwarded_for: str | None
+) -> None:
+    """``peer`` (memoised) gives the peer's address and whether it is a trusted proxy;
+    for an untrusted peer that address is what ``resolve`` answers whatever the header."""
+    address, trusted = RESOLVER.peer(peer)
+    assert address == (parse_address(peer) if peer else None)
+    assert trusted is RESOLVER.trusts(peer)
+    if not trusted:
+        assert address == RESOLVER.resolve(peer, forwarded_for)
+
+
+def _scope(peer: str | None, headers: list[tuple[bytes, bytes]]) -> dict[str, object]:
+    return {"client": (peer, 50000) if peer else None, "headers": headers}
+
+
+@pytest.mark.parametrize(
+    ("peer", "header", "expected"),
+    [
+        (CLIENT, f"{FORGED}", CLIENT),  # an untrusted peer's header is ignored
+        (PROXY, f"{FORGED}, {CLIENT}", CLIENT),  # a proxy's is walked from the right
+        (PROXY, None, PROXY),
+        (None, f"{FORGED}", None),
+    ],
+)
+def test_client_address_reads_the_header_only_from_a_trusted_proxy(
+    resolver: ClientIpResolver, peer: str | None, header: str | None, expected: str | None
+) -> None:
+    headers = [(b"x-forwarded-for", header.encode())] if header else []
+    services = SimpleNamespace(client_ips=resolver)
+    scope = _scope(peer, headers)
+
+    address = client_address(scope, services)  # type: ignore[arg-type]
+
+    assert address == (ip(expected) if expected else None)
+    assert client_address(scope, services) is address  # type: ignore[arg-type]  # once per request
+
+
+def test_the_same_peer_gives_the_same_address_object(resolver: ClientIpResolver) -> None:
+    """The gate recognises a key's latest address by identity: one object per peer."""
+    services = SimpleNamespace(client_ips=resolver)
+    first = client_address(_scope(CLIENT, []), services)  # type: ignore[arg-type]
+    second = client_address(_scope(CLIENT, []), services)  # type: ignore[arg-type]
+    assert first is second

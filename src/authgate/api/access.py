@@ -222,11 +222,11 @@ def client_address(scope: Scope, services: Services) -> IPAddress | None:
     resolver = services.client_ips
     client = scope.get("client")
     peer = str(client[0]) if client else None
-    # The forwarding header matters only from a trusted proxy: no header scan otherwise.
-    forwarding = (
-        joined_header_values(scope, resolver.header_name) if resolver.trusts(peer) else None
-    )
-    address = resolver.resolve(peer, forwarding)
+    address, trusted = resolver.peer(peer)
+    if trusted:
+        # The forwarding header matters only from a trusted proxy: no header scan
+        # otherwise (and then the peer is the client: one memoised lookup).
+        address = resolver.resolve(peer, joined_header_values(scope, resolver.header_name))
     verdict.client_ip = address
     return address
 

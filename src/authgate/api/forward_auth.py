@@ -63,7 +63,7 @@ from authgate.exceptions import AmbiguousUpstreamRequest, ValidationFailed
 from authgate.security.principal import Principal, join_authorities
 from authgate.services.audit.events import current_request
 from authgate.services.forward_auth import ForwardAuthPolicy
-from authgate.services.gate import VERDICT_SCOPE_KEY, Requirement, Verdict
+from authgate.services.gate import VERDICT_SCOPE_KEY, Requirement, Verdict, leaves_record
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +201,7 @@ class ForwardAuthFastPath:
             elapsed_ms = (time.perf_counter() - started) * 1000
             if self.log_requests:
                 log_request(scope, request, status, elapsed_ms)
-            if verdict.principal is not None or verdict.failure is not None:
+            if leaves_record(verdict):
                 services.gate.record(
                     verdict,
                     method=scope["method"],

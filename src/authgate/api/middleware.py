@@ -24,7 +24,7 @@ from authgate.container import Services
 from authgate.security.log_lines import escape_control_characters
 from authgate.security.principal import Principal
 from authgate.services.audit.events import current_request
-from authgate.services.gate import Gate
+from authgate.services.gate import Gate, leaves_record
 from authgate.storage.db import is_unavailable
 
 access_log = logging.getLogger("authgate.access")
@@ -136,7 +136,7 @@ class SecurityHeadersAndRequestLogs:
             elapsed_ms = (time.perf_counter() - started) * 1000
             if self.log_requests:
                 log_request(scope, request, status, elapsed_ms)
-            if verdict.principal is not None or verdict.failure is not None:
+            if leaves_record(verdict):
                 self.gate.record(
                     verdict,
                     method=scope["method"],

@@ -129,7 +129,7 @@ class _CachedKey:
     so what was verified against the old record is forgotten with it.
     """
 
-    __slots__ = ("current", "previous", "principal", "record", "state")
+    __slots__ = ("current", "permitted", "previous", "principal", "record", "state")
 
     def __init__(self, record: KeyRecord) -> None:
         self.record = record
@@ -139,6 +139,10 @@ class _CachedKey:
         self.previous: bytes | None = None
         self.state: UserAuthState | None = None
         self.principal: Principal | None = None
+        # The address object the record's allow list last admitted: the client-address
+        # resolver hands out one object per peer, and an allow list never changes (a
+        # changed key is a new object), so the same client again needs no network match.
+        self.permitted: object = None
 
 
 class ApiKeyAuthenticator:
@@ -202,8 +206,12 @@ class ApiKeyAuthenticator:
         record = cached.record
         if via_previous and (record.previous_valid_until or 0.0) <= now:
             raise ApiKeyInvalid(reason=Reason.ROTATED_SECRET_EXPIRED, key=record.reference)
-        if client_ip is None or not record.allow_list.permits(client_ip):
-            raise IpNotAllowed(str(client_ip or "unknown"), key=record.reference)
+        if client_ip is None:
+            raise IpNotAllowed("unknown", key=record.reference)
+        if client_ip is not cached.permitted:
+            if not record.allow_list.permits(client_ip):
+                raise IpNotAllowed(str(client_ip), key=record.reference)
+            cached.permitted = client_ip
         if now >= record.expires_at_ts:
             instant = datetime.fromtimestamp(record.expires_at_ts, UTC)
             raise ApiKeyExpired(

@@ -73,6 +73,7 @@ class Credentials(NamedTuple):
 
 
 NO_CREDENTIALS = Credentials("none")
+_new_credentials = tuple.__new__
 
 
 def credentials_of(
@@ -87,7 +88,10 @@ def credentials_of(
         bearer = query_token
     if bearer is None:
         return NO_CREDENTIALS
-    return Credentials("api_key" if looks_like_api_key(bearer) else "jwt", bearer)
+    # tuple.__new__ directly: the NamedTuple's own __new__ is a Python function.
+    return _new_credentials(
+        Credentials, ("api_key" if looks_like_api_key(bearer) else "jwt", bearer)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -383,6 +387,16 @@ class Gate:
         return notable, details
 
 
+def leaves_record(verdict: Verdict) -> bool:
+    """Whether :meth:`Gate.record` keeps anything of this request: a refusal, or an
+    accepted API key. An accepted token leaves nothing, so callers skip the call (and
+    reading the user agent for it)."""
+    if verdict.failure is not None:
+        return True
+    principal = verdict.principal
+    return principal is not None and principal.api_key is not None
+
+
 __all__ = [
     "NO_CREDENTIALS",
     "SAFE_METHODS",
@@ -393,4 +407,5 @@ __all__ = [
     "Requirement",
     "Verdict",
     "credentials_of",
+    "leaves_record",
 ]
