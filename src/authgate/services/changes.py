@@ -16,6 +16,7 @@ leaves a permanent gap).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -82,6 +83,10 @@ class ChangeFeed:
         self._seen_above: set[int] = set()
         self._gap_since: dict[int, float] = {}
         self._failing = False
+        # One poll at a time: two overlapping polls would both deliver the same rows,
+        # the slower one after the faster had returned (a change read "now" by an
+        # explicit poll could still reach the handlers later and drop fresh caches).
+        self._polling = asyncio.Lock()
 
     def subscribe(self, handler: ChangeHandler) -> None:
         self._handlers.append(handler)
@@ -108,13 +113,20 @@ class ChangeFeed:
 
     async def start_from_now(self) -> None:
         """Skip history: callers load current state right after this."""
-        async with self._db.session() as session:
-            self._low_water = await self._db.changes(session).last_seq()
-        self._seen_above.clear()
-        self._gap_since.clear()
+        async with self._polling:
+            async with self._db.session() as session:
+                self._low_water = await self._db.changes(session).last_seq()
+            self._seen_above.clear()
+            self._gap_since.clear()
 
     async def poll_once(self) -> int:
-        """Apply changes committed since the last poll; returns how many were new."""
+        """Apply changes committed since the last poll; returns how many were new. A poll
+        already running (the background loop's) finishes first: when this returns, every
+        change committed before it was called has reached the handlers."""
+        async with self._polling:
+            return await self._poll()
+
+    async def _poll(self) -> int:
         async with self._db.session() as session:
             rows = await self._db.changes(session).after(self._low_water, limit=self._batch_size)
             fresh = [
