@@ -95,6 +95,33 @@ async def test_unit_of_work_applies_changes_locally_after_commit(
     assert seen == ["committed"]
 
 
+async def test_own_changes_are_not_delivered_again_by_the_poller(
+    database: Database, clock: FakeClock
+) -> None:
+    """A change applied at its commit is not applied a second time by this process's
+    poller (which would drop what was cached since); another process still gets it."""
+    feed = ChangeFeed(database, clock=clock)
+    await feed.start_from_now()
+    received: list[str] = []
+    feed.subscribe(lambda change: received.append(change.subject))
+    async with feed.unit_of_work() as work:
+        work.publish(Change(ChangeKind.USER_CHANGED, "mine"))
+    await _insert(database, await _last_seq(database) + 1, "theirs", clock)
+
+    assert await feed.poll_once() == 1
+    assert received == ["mine", "theirs"]
+    other = ChangeFeed(database, clock=clock)
+    seen: list[str] = []
+    other.subscribe(lambda change: seen.append(change.subject))
+    await other.poll_once()
+    assert seen == ["mine", "theirs"]
+
+
+async def _last_seq(db: Database) -> int:
+    async with db.session() as session:
+        return await db.changes(session).last_seq()
+
+
 async def test_a_failing_handler_does_not_stop_the_others(
     database: Database, clock: FakeClock
 ) -> None:

@@ -11,7 +11,8 @@ be idempotent: a change may be delivered more than once.
 Sequence numbers can commit out of order on PostgreSQL (two concurrent transactions),
 so the poller keeps a low-water mark below which it has seen everything and waits a
 while for the gaps above it before giving up on them (a rolled-back transaction
-leaves a permanent gap).
+leaves a permanent gap). A process's own changes count as seen once committed: they
+were applied at the commit, and the poller does not deliver them again.
 """
 
 from __future__ import annotations
@@ -103,10 +104,16 @@ class ChangeFeed:
             yield work
             changes = self._db.changes(session)
             now = self._clock()
-            for change in work.changes:
+            rows = [
                 changes.append(kind=change.kind.value, subject=change.subject, now=now)
+                for change in work.changes
+            ]
         for change in work.changes:
             self._dispatch(change)
+        # Applied here already: the poller need not deliver them again (a second delivery
+        # would drop what a request cached in between, and count as a change to a load in
+        # flight, which then is not cached).
+        self._seen_above.update(row.seq for row in rows if row.seq > self._low_water)
         if work.changes:
             for hook in self._after_commit:
                 hook()
