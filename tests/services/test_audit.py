@@ -452,10 +452,12 @@ async def test_key_requests_are_buffered_until_a_flush_writes_them_all(
                 response = await client.get("/api/account", headers={"Utm-Api-Key": key})
                 assert response.status_code == 200
         assert await count_rows(services, "API_KEY_ACCESS_SUCCESS") == 0
-        assert services.audit.pending >= 200
-        written = await services.audit.flush()
-        assert written >= 200
-        assert services.audit.pending == 0
+        buffered = services.audit.pending
+        assert buffered >= 200
+        # Everything buffered goes in this one flush. (``pending`` need not be 0 after it:
+        # the alert engine may record a fired alert, here "Administrative actions" for
+        # the admin's creation, while the flush writes.)
+        assert await services.audit.flush() == buffered
         assert await count_rows(services, "API_KEY_ACCESS_SUCCESS") == 200
         assert (await services.audit.verify()).intact
 
