@@ -11,11 +11,13 @@ be idempotent: a change may be delivered more than once.
 Sequence numbers can commit out of order on PostgreSQL (two concurrent transactions),
 so the poller keeps a low-water mark below which it has seen everything and waits a
 while for the gaps above it before giving up on them (a rolled-back transaction
-leaves a permanent gap).
+leaves a permanent gap). A process's own changes count as seen once committed: they
+were applied at the commit, and the poller does not deliver them again.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -82,6 +84,10 @@ class ChangeFeed:
         self._seen_above: set[int] = set()
         self._gap_since: dict[int, float] = {}
         self._failing = False
+        # One poll at a time: two overlapping polls would both deliver the same rows,
+        # the slower one after the faster had returned (a change read "now" by an
+        # explicit poll could still reach the handlers later and drop fresh caches).
+        self._polling = asyncio.Lock()
 
     def subscribe(self, handler: ChangeHandler) -> None:
         self._handlers.append(handler)
@@ -98,23 +104,36 @@ class ChangeFeed:
             yield work
             changes = self._db.changes(session)
             now = self._clock()
-            for change in work.changes:
+            rows = [
                 changes.append(kind=change.kind.value, subject=change.subject, now=now)
+                for change in work.changes
+            ]
         for change in work.changes:
             self._dispatch(change)
+        # Applied here already: the poller need not deliver them again (a second delivery
+        # would drop what a request cached in between, and count as a change to a load in
+        # flight, which then is not cached).
+        self._seen_above.update(row.seq for row in rows if row.seq > self._low_water)
         if work.changes:
             for hook in self._after_commit:
                 hook()
 
     async def start_from_now(self) -> None:
         """Skip history: callers load current state right after this."""
-        async with self._db.session() as session:
-            self._low_water = await self._db.changes(session).last_seq()
-        self._seen_above.clear()
-        self._gap_since.clear()
+        async with self._polling:
+            async with self._db.session() as session:
+                self._low_water = await self._db.changes(session).last_seq()
+            self._seen_above.clear()
+            self._gap_since.clear()
 
     async def poll_once(self) -> int:
-        """Apply changes committed since the last poll; returns how many were new."""
+        """Apply changes committed since the last poll; returns how many were new. A poll
+        already running (the background loop's) finishes first: when this returns, every
+        change committed before it was called has reached the handlers."""
+        async with self._polling:
+            return await self._poll()
+
+    async def _poll(self) -> int:
         async with self._db.session() as session:
             rows = await self._db.changes(session).after(self._low_water, limit=self._batch_size)
             fresh = [

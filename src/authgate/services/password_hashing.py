@@ -23,11 +23,12 @@ scheduling priority when they start (``priority``):
 
 Either way logins use what is left of the CPU.
 
-Logins beyond the pool wait in a bounded queue (``queue_size``). A hash that cannot
-start within ``queue_timeout`` seconds, or that finds the queue full, is refused with
-:class:`~authgate.exceptions.HashingOverloaded` (HTTP 503 with ``Retry-After``): a
-flood gets quick refusals instead of an ever longer wait, and nothing it sends can
-occupy more than the pool.
+Logins beyond the pool wait in a bounded queue (``queue_size``). A queued hash that
+cannot start within ``queue_timeout`` seconds, or one that finds the queue full, is
+refused with :class:`~authgate.exceptions.HashingOverloaded` (HTTP 503 with
+``Retry-After``): a flood gets quick refusals instead of an ever longer wait, and
+nothing it sends can occupy more than the pool. A hash that finds a thread free is not
+queued and never refused, however long a busy host takes to schedule that thread.
 """
 
 from __future__ import annotations
@@ -200,7 +201,14 @@ class AsyncPasswordHasher:
     async def _run(self, work: Callable[..., T], *args: str) -> T:
         if self._pending >= self._threads + self._queue_size:
             raise self._overloaded()
-        deadline = time.monotonic() + self._queue_timeout
+        # Only a hash that has to queue behind others gets a deadline: one that finds a
+        # thread free is never refused, however long a busy host takes to schedule the
+        # (low-priority) thread; the deadline sheds floods, not slow CPUs.
+        deadline = (
+            time.monotonic() + self._queue_timeout
+            if self._pending >= self._threads
+            else float("inf")
+        )
 
         def timed() -> T:
             started = time.monotonic()

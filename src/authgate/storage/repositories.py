@@ -241,8 +241,11 @@ class ChangeRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
 
-    def append(self, *, kind: str, subject: str, now: datetime) -> None:
-        self._session.add(AuthChange(kind=kind, subject=subject, created_at=now))
+    def append(self, *, kind: str, subject: str, now: datetime) -> AuthChange:
+        """The row, added to the session (its ``seq`` is set when the session flushes)."""
+        row = AuthChange(kind=kind, subject=subject, created_at=now)
+        self._session.add(row)
+        return row
 
     async def after(self, seq: int, *, limit: int) -> list[AuthChange]:
         query = select(AuthChange).where(AuthChange.seq > seq).order_by(AuthChange.seq).limit(limit)
