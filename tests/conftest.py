@@ -43,6 +43,13 @@ T = TypeVar("T")
 
 POSTGRES_URL = os.environ.get("AUTHGATE_TEST_DATABASE_URL")
 
+# rich reads COLUMNS and LINES when a Console is made, and a size found then stays:
+# authgate.cli's module-level consoles would keep the one of the environment pytest
+# started in (pytest-xdist workers start with COLUMNS=80) instead of the width tests
+# set with monkeypatch.setenv. Removed before any test module imports the CLI.
+for _size in ("COLUMNS", "LINES"):
+    os.environ.pop(_size, None)
+
 
 def worker_redis_url(url: str | None, worker: str | None) -> str | None:
     """The Redis database of this pytest-xdist worker: ``url``'s database number plus the
