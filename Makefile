@@ -12,6 +12,11 @@ PROJECT_FILES := pyproject.toml setup.py clients/python/pyproject.toml clients/p
 WHEELHOUSE ?= dist/wheelhouse
 IMAGE ?= localhost/authgate:latest
 CONTAINER ?= podman
+# pytest-xdist workers for `make test`/`make test-fast` (0: one process, no xdist;
+# `make test PYTEST_WORKERS=2`); tests/conftest.py keeps each file, and tests/browser
+# and tests/client, on one worker, and gives each worker a Redis database of its own.
+PYTEST_WORKERS ?= 0
+PYTEST_XDIST := $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile)
 
 .PHONY: run test test-fast pytest-fast lint typecheck pytest bench wheelhouse image lock test-sdk-lowest clean
 
@@ -30,10 +35,10 @@ typecheck: $(DEV_STAMP)
 	$(BIN)/mypy
 
 pytest: $(DEV_STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest $(PYTEST_XDIST)
 
 pytest-fast: $(DEV_STAMP)
-	$(BIN)/pytest -m "not slow"
+	$(BIN)/pytest $(PYTEST_XDIST) -m "not slow"
 
 bench: $(DEV_STAMP)
 	$(BIN)/python bench/run.py

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx2
 import hypothesis
@@ -41,7 +42,31 @@ hypothesis.settings.load_profile("authgate")
 T = TypeVar("T")
 
 POSTGRES_URL = os.environ.get("AUTHGATE_TEST_DATABASE_URL")
-REDIS_URL = os.environ.get("AUTHGATE_TEST_REDIS_URL")
+
+# rich reads COLUMNS and LINES when a Console is made, and a size found then stays:
+# authgate.cli's module-level consoles would keep the one of the environment pytest
+# started in (pytest-xdist workers start with COLUMNS=80) instead of the width tests
+# set with monkeypatch.setenv. Removed before any test module imports the CLI.
+for _size in ("COLUMNS", "LINES"):
+    os.environ.pop(_size, None)
+
+
+def worker_redis_url(url: str | None, worker: str | None) -> str | None:
+    """The Redis database of this pytest-xdist worker: ``url``'s database number plus the
+    worker's index (gw0 keeps it, gw1 takes the next), since tests empty theirs with
+    FLUSHDB. Outside xdist (``worker`` None), ``url`` itself."""
+    if not url or not worker or not worker.startswith("gw"):
+        return url
+    parts = urlsplit(url)
+    number = int(parts.path.strip("/") or 0) + int(worker.removeprefix("gw"))
+    if number > 15:  # Redis has 16 databases unless configured otherwise
+        raise RuntimeError(f"pytest-xdist worker {worker} would need Redis database {number}")
+    return urlunsplit(parts._replace(path=f"/{number}"))
+
+
+REDIS_URL = worker_redis_url(
+    os.environ.get("AUTHGATE_TEST_REDIS_URL"), os.environ.get("PYTEST_XDIST_WORKER")
+)
 
 ADMIN_PASSWORD = "operator-password-for-tests"
 USER_PASSWORD = "user-password-for-tests"
@@ -101,6 +126,53 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = [item for item in items if not item.get_closest_marker("postgres")]
+
+
+# -- pytest-xdist (`make test` runs the suite on two workers) --------------------------------
+
+# Work units that must stay on one worker: each directory's tests share a session
+# fixture that is expensive to set up (a server process, a browser).
+XDIST_SHARED_DIRECTORIES = ("tests/browser/", "tests/client/")
+# The longest work units (measured), handed out first so that neither worker is left
+# with a long one at the end while the other is idle. Only the balance depends on it.
+XDIST_LONGEST_FIRST = (
+    "tests/container/test_image.py",
+    "tests/test_cluster.py",
+    "tests/browser/",
+    "tests/test_workers.py",
+    "tests/client/",
+    "tests/test_distributions.py",
+    "tests/api/test_openapi.py",
+)
+
+
+def xdist_work_unit(nodeid: str) -> str:
+    """A test's work unit: its directory for XDIST_SHARED_DIRECTORIES, else its file."""
+    for directory in XDIST_SHARED_DIRECTORIES:
+        if nodeid.startswith(directory):
+            return directory
+    return nodeid.split("::", 1)[0]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadfile`` refined: whole files (or shared directories) per worker, so
+    module- and session-scoped servers start once; the longest work units first."""
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class Scheduling(LoadScopeScheduling):  # type: ignore[misc]  # xdist has no type marker
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_work_unit(nodeid)
+
+        def _assign_work_unit(self, node: Any) -> None:
+            for unit in reversed(XDIST_LONGEST_FIRST):
+                if unit in self.workqueue:
+                    self.workqueue.move_to_end(unit, last=False)
+            super()._assign_work_unit(node)
+
+    return Scheduling(config, log)
 
 
 def run_in_own_loop(make: Callable[[], Coroutine[Any, Any, T]]) -> T:

@@ -31,13 +31,14 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from tests.conftest import REDIS_URL as CONFTEST_REDIS_URL
 from tests.conftest import run_in_own_loop
 from tests.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTAINERS_CONF = ROOT / "scripts" / "containers.conf"
 POSTGRES_URL = os.environ.get("AUTHGATE_TEST_DATABASE_URL", "")
-REDIS_URL = os.environ.get("AUTHGATE_TEST_REDIS_URL", "")
+REDIS_URL = CONFTEST_REDIS_URL or ""  # this xdist worker's database
 BASE_IMAGE = os.environ.get("AUTHGATE_TEST_CONTAINER_BASE_IMAGE", "")
 ADMIN_PASSWORD = "container-operator-password"
 KEY_USES = 7
