@@ -12,10 +12,10 @@ PROJECT_FILES := pyproject.toml setup.py clients/python/pyproject.toml clients/p
 WHEELHOUSE ?= dist/wheelhouse
 IMAGE ?= localhost/authgate:latest
 CONTAINER ?= podman
-# pytest-xdist workers for `make test`/`make test-fast` (0: one process, no xdist;
-# `make test PYTEST_WORKERS=2`); tests/conftest.py keeps each file, and tests/browser
-# and tests/client, on one worker, and gives each worker a Redis database of its own.
-PYTEST_WORKERS ?= 0
+# pytest-xdist workers for `make test`/`make test-fast` (`make test PYTEST_WORKERS=0`:
+# one process, no xdist); tests/conftest.py keeps each file, and tests/browser and
+# tests/client, on one worker, and gives each worker a Redis database of its own.
+PYTEST_WORKERS ?= 2
 PYTEST_XDIST := $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile)
 
 .PHONY: run test test-fast pytest-fast lint typecheck pytest bench wheelhouse image lock test-sdk-lowest clean
