@@ -4,6 +4,7 @@ counts; the database store (``throttle_store``) is the default and the fallback.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from authgate.storage.throttle_store import Block, sliding_count
@@ -55,10 +56,7 @@ class RedisThrottleStore:
 
     async def get_blocks(self, *subjects: str) -> dict[str, Block]:
         values = await self._redis.mget([f"{self._prefix}b:{subject}" for subject in subjects])
-        blocks = {
-            subject: _block_of(value) for subject, value in zip(subjects, values, strict=True)
-        }
-        return {subject: block for subject, block in blocks.items() if block is not None}
+        return _blocks_of(subjects, values)
 
     async def blocks_and_counted(
         self, subjects: tuple[str, ...], counted: str
@@ -69,13 +67,7 @@ class RedisThrottleStore:
                 pipe.mget(keys)
             pipe.exists(self._windows(counted))
             results = await pipe.execute()
-        values = results[0] if keys else []
-        blocks = {
-            subject: block
-            for subject, value in zip(subjects, values, strict=True)
-            if (block := _block_of(value)) is not None
-        }
-        return blocks, bool(results[-1])
+        return _blocks_of(subjects, results[0] if keys else []), bool(results[-1])
 
     async def forget_and_block(
         self, forget: tuple[str, ...], subject: str, *, until: float, strikes: int, now: float
@@ -122,6 +114,15 @@ end
 redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
 return 1
 """
+
+
+def _blocks_of(subjects: Sequence[str], values: Sequence[Any]) -> dict[str, Block]:
+    """The subjects that have a block, from their keys' values (in the same order)."""
+    return {
+        subject: block
+        for subject, value in zip(subjects, values, strict=True)
+        if (block := _block_of(value)) is not None
+    }
 
 
 def _block_of(value: bytes | str | None) -> Block | None:

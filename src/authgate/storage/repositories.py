@@ -62,7 +62,8 @@ _SECOND_FACTOR = select(User.second_factor).where(User.id == bindparam("user_id"
 async def login_row(connection: AsyncConnection, identifier: str) -> Row[Any] | None:
     """The columns of the user whose login or e-mail is ``identifier`` that a login
     reads (``UserView``'s, and the password hash; same names as ``User``), or None.
-    A login equal to another user's e-mail wins, as in ``by_login_or_email``."""
+    Both are stored lower-case; a login equal to another user's e-mail wins, as in
+    JHipster."""
     if not storable_text(identifier):
         return None
     result = await connection.execute(_BY_LOGIN_OR_EMAIL, {"identifier": identifier})
@@ -104,20 +105,6 @@ class UserRepository:
         if not storable_text(login):
             return None
         return await self._session.scalar(select(User).where(User.login == login))
-
-    async def by_login_or_email(self, identifier: str) -> User | None:
-        """The user whose login or e-mail is ``identifier`` (both stored lower-case)."""
-        if not storable_text(identifier):
-            return None
-        found = await self._session.scalars(
-            select(User).where(or_(User.login == identifier, User.email == identifier)).limit(2)
-        )
-        users = list(found)
-        # A login equal to another user's e-mail: the login wins, as in JHipster.
-        for user in users:
-            if user.login == identifier:
-                return user
-        return users[0] if users else None
 
     async def by_email(self, email: str) -> User | None:
         if not storable_text(email):

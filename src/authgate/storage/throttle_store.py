@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import bindparam, delete, literal_column, null, select
@@ -40,6 +41,37 @@ def _subjects_in(column: Any, count: int) -> Any:
 
 def _subject_parameters(subjects: tuple[str, ...]) -> dict[str, str]:
     return {f"s{index}": subject for index, subject in enumerate(subjects)}
+
+
+# Statements over a list of subjects are built once per length of the list (a login's
+# lists are always as long): fixed bound parameters compile once, where an expanding one
+# is rewritten at every execution (~30 µs of CPU each, three per login). A few lengths
+# are kept; another is built again when used.
+LIST_LENGTHS_KEPT = 16
+
+
+@lru_cache(maxsize=LIST_LENGTHS_KEPT)
+def _reading(count: int) -> Any:
+    """The blocks of ``count`` subjects."""
+    return select(ThrottleBlock.subject, ThrottleBlock.blocked_until, ThrottleBlock.strikes).where(
+        _subjects_in(ThrottleBlock.subject, count)
+    )
+
+
+@lru_cache(maxsize=LIST_LENGTHS_KEPT)
+def _reading_with_counted(count: int) -> Any:
+    """The blocks of ``count`` subjects, and a row per counter window of the subject
+    ``counted`` (``counted`` 1, no block), in one statement."""
+    blocks: Any = select(
+        ThrottleBlock.subject,
+        ThrottleBlock.blocked_until,
+        ThrottleBlock.strikes,
+        literal_column("0").label("counted"),
+    ).where(_subjects_in(ThrottleBlock.subject, count))
+    windows: Any = select(
+        ThrottleWindow.subject, null(), null(), literal_column("1").label("counted")
+    ).where(ThrottleWindow.subject == bindparam("counted"))
+    return blocks.union_all(windows)
 
 
 class DatabaseThrottleStore:
@@ -89,56 +121,24 @@ class DatabaseThrottleStore:
             ThrottleWindow.subject == bindparam("subject"),
             ThrottleWindow.window_start.in_(bindparam("starts", expanding=True)),
         )
-        # Statements over a list of subjects, one per length of the list (a login's are
-        # always as long): fixed bound parameters compile once, where an expanding one
-        # is rewritten at every execution (~30 µs of CPU each, three per login).
-        self._read_blocks: dict[int, Any] = {}
-        self._read_with_counted: dict[int, Any] = {}
-        self._forgets: dict[int, tuple[Any, Any, Any]] = {}
         self._postgresql = db.dialect == "postgresql"
+        # The forgetting statements, per length of list (``LIST_LENGTHS_KEPT``).
+        self._forgetting = lru_cache(maxsize=LIST_LENGTHS_KEPT)(self._forget_statements)
 
-    def _reading(self, count: int) -> Any:
-        statement = self._read_blocks.get(count)
-        if statement is None:
-            statement = self._read_blocks[count] = select(
-                ThrottleBlock.subject, ThrottleBlock.blocked_until, ThrottleBlock.strikes
-            ).where(_subjects_in(ThrottleBlock.subject, count))
-        return statement
-
-    def _reading_with_counted(self, count: int) -> Any:
-        """The blocks of ``count`` subjects, and a row per counter window of the subject
-        ``counted`` (``counted`` 1, no block), in one statement."""
-        statement = self._read_with_counted.get(count)
-        if statement is None:
-            blocks: Any = select(
-                ThrottleBlock.subject,
-                ThrottleBlock.blocked_until,
-                ThrottleBlock.strikes,
-                literal_column("0").label("counted"),
-            ).where(_subjects_in(ThrottleBlock.subject, count))
-            windows: Any = select(
-                ThrottleWindow.subject, null(), null(), literal_column("1").label("counted")
-            ).where(ThrottleWindow.subject == bindparam("counted"))
-            statement = self._read_with_counted[count] = blocks.union_all(windows)
-        return statement
-
-    def _forgetting(self, count: int) -> tuple[Any, Any, Any]:
+    def _forget_statements(self, count: int) -> tuple[Any, Any, Any]:
         """Deleting the windows, deleting the blocks and, on PostgreSQL, both with the
         block upsert in one statement (data-modifying CTEs: one round trip in autocommit
         instead of BEGIN, three statements and COMMIT; SQLite's WITH takes no DELETE)."""
-        statements = self._forgets.get(count)
-        if statements is None:
-            windows = delete(ThrottleWindow).where(_subjects_in(ThrottleWindow.subject, count))
-            blocks = delete(ThrottleBlock).where(_subjects_in(ThrottleBlock.subject, count))
-            combined = (
-                self._upsert_block.add_cte(windows.cte("forgotten_windows")).add_cte(
-                    blocks.cte("forgotten_blocks")
-                )
-                if self._postgresql
-                else None
+        windows = delete(ThrottleWindow).where(_subjects_in(ThrottleWindow.subject, count))
+        blocks = delete(ThrottleBlock).where(_subjects_in(ThrottleBlock.subject, count))
+        combined = (
+            self._upsert_block.add_cte(windows.cte("forgotten_windows")).add_cte(
+                blocks.cte("forgotten_blocks")
             )
-            statements = self._forgets[count] = (windows, blocks, combined)
-        return statements
+            if self._postgresql
+            else None
+        )
+        return windows, blocks, combined
 
     async def add_failure(self, subject: str, *, window: int, now: float) -> float:
         start = int(now // window * window)
@@ -188,9 +188,7 @@ class DatabaseThrottleStore:
         if not subjects:
             return {}
         async with self._db.connection() as connection:
-            rows = await connection.execute(
-                self._reading(len(subjects)), _subject_parameters(subjects)
-            )
+            rows = await connection.execute(_reading(len(subjects)), _subject_parameters(subjects))
             return {
                 row.subject: Block(until=row.blocked_until.timestamp(), strikes=row.strikes)
                 for row in rows
@@ -201,7 +199,7 @@ class DatabaseThrottleStore:
     ) -> tuple[dict[str, Block], bool]:
         async with self._db.connection() as connection:
             rows = await connection.execute(
-                self._reading_with_counted(len(subjects)),
+                _reading_with_counted(len(subjects)),
                 {**_subject_parameters(subjects), "counted": counted},
             )
             blocks: dict[str, Block] = {}
