@@ -20,6 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx2
 import hypothesis
 import pytest
+import redis.asyncio
 from fastapi import FastAPI
 from sqlalchemy import TextClause, text
 from sqlalchemy.engine import make_url
@@ -91,6 +92,21 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("AUTHGATE_") and not name.startswith("AUTHGATE_TEST_"):
             monkeypatch.delenv(name)
+
+
+@pytest.fixture
+async def redis_url() -> str:
+    """The test Redis, emptied first (skips unless AUTHGATE_TEST_REDIS_URL is set): Redis
+    outlives a test run, and counters or blocks of an earlier run would still count.
+    Each pytest-xdist worker has a database of its own (``worker_redis_url``)."""
+    if not REDIS_URL:
+        pytest.skip("AUTHGATE_TEST_REDIS_URL is not set")
+    client = redis.asyncio.Redis.from_url(REDIS_URL)
+    try:
+        await client.flushdb()
+    finally:
+        await client.aclose()
+    return REDIS_URL
 
 
 @pytest.fixture

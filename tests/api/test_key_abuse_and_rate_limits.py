@@ -29,7 +29,7 @@ from authgate.services.user_fields import NewUser
 from authgate.settings import Settings
 from authgate.storage.audit_repository import AuditFilter
 from authgate.storage.paging import PageRequest
-from tests.conftest import REDIS_URL, USER_PASSWORD, FakeClock, test_settings
+from tests.conftest import USER_PASSWORD, FakeClock, test_settings
 
 # Answers from the principal alone (GET /api/account reads the user from the database).
 WHO_AM_I = "/api/authenticate"
@@ -416,21 +416,6 @@ async def test_retry_after_waits_for_the_limit_that_refuses(node: Node) -> None:
 
 
 # -- shared state in Redis ---------------------------------------------------------------------
-
-
-@pytest.fixture
-async def redis_url() -> str:
-    """The test Redis, emptied first (skips unless AUTHGATE_TEST_REDIS_URL is set)."""
-    if not REDIS_URL:
-        pytest.skip("AUTHGATE_TEST_REDIS_URL is not set")
-    from redis.asyncio import from_url
-
-    client = from_url(REDIS_URL)
-    try:
-        await client.flushdb()
-    finally:
-        await client.aclose()
-    return REDIS_URL
 
 
 async def test_instances_share_login_failures_through_redis(

@@ -16,7 +16,6 @@ from typing import Any
 
 import httpx2
 import pytest
-import redis.asyncio
 from sqlalchemy import event
 
 from authgate.app import create_app
@@ -24,7 +23,7 @@ from authgate.services.user_fields import NewUser
 from authgate.settings import Settings
 from authgate.storage.audit_repository import AuditFilter
 from authgate.storage.paging import PageRequest
-from tests.conftest import REDIS_URL, USER_PASSWORD, FakeClock, test_settings
+from tests.conftest import USER_PASSWORD, FakeClock, test_settings
 
 LOGIN = "/api/authenticate"
 WRONG = "not-the-password"
@@ -409,12 +408,11 @@ async def test_distributed_attack_slows_unknown_addresses_but_not_the_owner(gate
     assert 'authgate_throttled_requests_total{reason="account_slowdown"} 200.0' in metrics
 
 
-async def test_distributed_attack_with_counters_in_redis(start_gate: StartGate) -> None:
+async def test_distributed_attack_with_counters_in_redis(
+    start_gate: StartGate, redis_url: str
+) -> None:
     """The same defence with the counters in Redis (several workers and nodes)."""
-    if not REDIS_URL:
-        pytest.skip("AUTHGATE_TEST_REDIS_URL is not set")
-    await _forget_addresses_of_earlier_runs(REDIS_URL)
-    gate = await start_gate(redis_url=REDIS_URL)
+    gate = await start_gate(redis_url=redis_url)
     login = f"alice{secrets.token_hex(4)}"  # Redis outlives the test: counters of its own
     await gate.create_user(login)
     home = "192.0.2.10"
@@ -431,19 +429,6 @@ async def test_distributed_attack_with_counters_in_redis(start_gate: StartGate) 
     assert 401 not in guesses  # the turn is taken; the /64 is not known
     assert gate.services.redis is not None
     assert not gate.services.redis.is_down
-
-
-async def _forget_addresses_of_earlier_runs(url: str) -> None:
-    """Redis outlives a test run: the addresses' counters and blocks of an earlier run
-    within the windows would still count (the fourth run in ten minutes found its
-    addresses blocked). The login is new each run; the addresses are not."""
-    client = redis.asyncio.Redis.from_url(url)
-    try:
-        for address in ("192.0.2.10", "198.51.100.", "203.0.113.", "2001:db8:9:9:"):
-            async for name in client.scan_iter(match=f"authgate:throttle:*{address}*"):
-                await client.delete(name)
-    finally:
-        await client.aclose()
 
 
 async def _from_many_addresses(
