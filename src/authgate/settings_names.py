@@ -62,6 +62,7 @@ NESTED: Mapping[str, tuple[str, str]] = {
     "alert_syslog_target": ("alerts", "syslog_target"),
     "alert_email_to": ("alerts", "email_to"),
     "alert_delivery_retries": ("alerts", "delivery_retries"),
+    "alert_evaluation_interval_seconds": ("alerts", "evaluation_interval_seconds"),
     "alert_rules": ("alerts", "rules"),
     "api_key_require_expiry": ("api_keys", "require_expiry"),
     "api_key_max_lifetime_days": ("api_keys", "max_lifetime_days"),

@@ -479,3 +479,11 @@ async def test_workers_starting_together_install_the_defaults_once(
 
         names = sorted(rule.name for rule in await rules.list())
     assert names == sorted(spec.name for spec in DEFAULT_RULES)
+
+
+def test_the_evaluation_interval_comes_from_the_settings(tmp_path: Path) -> None:
+    """AUTHGATE_ALERT_EVALUATION_INTERVAL_SECONDS reaches the engine (1 s by default)."""
+    default = create_app(test_settings(tmp_path / "default"))
+    assert default.state.services.alerts.poll_interval == 1.0
+    quick = create_app(test_settings(tmp_path / "quick", alert_evaluation_interval_seconds=0.25))
+    assert quick.state.services.alerts.poll_interval == 0.25

@@ -357,6 +357,7 @@ async def running_app(
         **receivers.settings(),
         "audit_flush_interval_seconds": 0.2,
         "usage_flush_interval_seconds": 0.2,
+        "alert_evaluation_interval_seconds": 0.1,
         "alert_rules": SMALL_THRESHOLDS,
         **overrides,
     }

@@ -50,7 +50,13 @@ def build_monitoring(
     return Monitoring(
         alert_dispatcher=dispatcher,
         alert_rules=AlertRules(db=db, clock=clock, audit=audit),
-        alerts=AlertEngine(db=db, clock=clock, audit=audit, dispatcher=dispatcher),
+        alerts=AlertEngine(
+            db=db,
+            clock=clock,
+            audit=audit,
+            dispatcher=dispatcher,
+            poll_interval=settings.alerts.evaluation_interval_seconds,
+        ),
         cluster=cluster,
         checkpoints=AuditCheckpoints(
             db=db,

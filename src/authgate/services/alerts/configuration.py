@@ -59,6 +59,12 @@ class AlertsConfig(BaseModel):
     )
     email_to: Annotated[list[str], NoDecode] = Field(default_factory=list)
     delivery_retries: int = Field(default=3, ge=0, le=20)
+    evaluation_interval_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="How often new audit events are checked against the rules.",
+    )
     rules: list[AlertRuleSetting] = Field(
         default_factory=list,
         description="Rules installed at start-up (upserted by name), e.g. [[alert_rules]] in TOML.",

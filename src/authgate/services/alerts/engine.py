@@ -71,6 +71,11 @@ class AlertEngine:
         self._cursor = 0
         self._last_reminders = 0.0
 
+    @property
+    def poll_interval(self) -> float:
+        """Seconds between two checks of new audit records against the rules."""
+        return self._poll_interval
+
     async def start_from_now(self) -> None:
         async with self._db.session() as session:
             self._cursor = await self._db.alerts(session).last_event_id()

@@ -130,10 +130,10 @@ class AlertRules:
             raise NotFound("Alert rule not found", reason=Reason.ALERT_RULE_NOT_FOUND)
         return RuleView.of(rule)
 
-    async def create(self, spec: RuleSpec, *, audited: bool = True) -> RuleView:
+    def _new_rule(self, spec: RuleSpec) -> AlertRule:
         validate(spec)
         now = self._clock()
-        rule = AlertRule(
+        return AlertRule(
             name=spec.name.strip(),
             kind=spec.kind,
             threshold=_threshold(spec),
@@ -143,6 +143,9 @@ class AlertRules:
             created_at=now,
             updated_at=now,
         )
+
+    async def create(self, spec: RuleSpec, *, audited: bool = True) -> RuleView:
+        rule = self._new_rule(spec)
         try:
             async with self._db.transaction() as session:
                 repository = self._db.alerts(session)
@@ -200,10 +203,10 @@ class AlertRules:
         # installed the same rule, not an error that should stop this one's start.
         if not existing:
             # The built-in defaults are part of the installation, not someone's change.
-            for spec in DEFAULT_RULES:
-                if spec.name not in {c.name for c in configured}:
-                    with contextlib.suppress(Conflict):
-                        await self.create(spec, audited=False)
+            configured_names = {spec.name for spec in configured}
+            await self._install_defaults(
+                tuple(spec for spec in DEFAULT_RULES if spec.name not in configured_names)
+            )
         for spec in configured:
             stored = existing.get(spec.name.strip())
             if stored is None:
@@ -213,6 +216,20 @@ class AlertRules:
                 # Only a real change is written and audited: every start of every node
                 # would otherwise record one (and fire "Administrative actions").
                 await self.update(stored.id, spec)
+
+    async def _install_defaults(self, specs: tuple[RuleSpec, ...]) -> None:
+        """The built-in rules, in one transaction (one commit instead of one per rule),
+        unless the table is no longer empty. Another worker installing them at the same
+        moment makes the names clash and this transaction roll back as a whole: the
+        rules are there then, written by the other one, all or none."""
+        rules = [self._new_rule(spec) for spec in specs]
+        with contextlib.suppress(StorageConflict):
+            async with self._db.transaction() as session:
+                repository = self._db.alerts(session)
+                if await repository.rules():
+                    return
+                for rule in rules:
+                    repository.add_rule(rule)
 
     def _changed(self, action: str, rule: AlertRule) -> None:
         self._audit.record(
