@@ -128,6 +128,7 @@ class BackgroundWork:
         if services.redis is not None:
             await services.redis.close()
         services.accounts.close()
+        await services.feed.close()
         await services.db.close()
         services.metrics.process_exiting()
 

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy.pool import QueuePool
 
 from authgate.app import create_app
 from authgate.container import Services
@@ -214,3 +215,33 @@ async def test_revocation_reaches_another_process_on_the_same_database(
         assert response.status_code == 204
         await polls.until_a_poll_started_after(polls.started)
         assert await _refused(services, logout_all_token)
+
+
+async def test_polls_do_not_wait_for_the_request_pool(harness: Harness, clock: FakeClock) -> None:
+    """With every connection of the requests' pool taken (a burst of requests, a slow
+    query), a change committed elsewhere is still read at once: the polls have a
+    connection of their own. Regression: they shared the pool and waited for its 30 s
+    checkout timeout, far past the revocation bound of one second."""
+    services = harness.services
+    received: list[str] = []
+    services.feed.subscribe(lambda change: received.append(change.subject))
+    engine = services.db.engine
+    pool = engine.pool
+    assert isinstance(pool, QueuePool)
+    capacity = pool.size() + pool._max_overflow  # SQLAlchemy keeps the bound private
+    held = [await engine.connect() for _ in range(capacity)]
+    other_node = Database(services.settings.effective_database_url)
+    try:
+        async with other_node.transaction() as session:
+            other_node.changes(session).append(
+                kind=ChangeKind.USER_CHANGED.value, subject="elsewhere", now=clock()
+            )
+        # Not a timing assertion: without a connection of its own the poll would wait
+        # 30 s for one; 20 s only bounds how long a failure takes to show.
+        delivered = await asyncio.wait_for(services.feed.poll_once(), timeout=20)
+    finally:
+        for connection in held:
+            await connection.close()
+        await other_node.close()
+    assert delivered == 1
+    assert received == ["elsewhere"]

@@ -69,11 +69,17 @@ class ChangeFeed:
         db: Database,
         *,
         clock: Clock,
+        reader: Database | None = None,
         gap_timeout: float = 10.0,
         retention: timedelta = timedelta(days=1),
         batch_size: int = 1000,
     ) -> None:
         self._db = db
+        # Polls read through a connection of their own: with every connection of the
+        # requests' pool taken (a burst of logins, a slow query), a revocation made on
+        # another node must still arrive within the poll interval, not after the pool's
+        # 30 s checkout timeout.
+        self._reader = reader or db
         self._clock = clock
         self._gap_timeout = gap_timeout
         self._retention = retention
@@ -121,8 +127,8 @@ class ChangeFeed:
     async def start_from_now(self) -> None:
         """Skip history: callers load current state right after this."""
         async with self._polling:
-            async with self._db.session() as session:
-                self._low_water = await self._db.changes(session).last_seq()
+            async with self._reader.session() as session:
+                self._low_water = await self._reader.changes(session).last_seq()
             self._seen_above.clear()
             self._gap_since.clear()
 
@@ -134,8 +140,10 @@ class ChangeFeed:
             return await self._poll()
 
     async def _poll(self) -> int:
-        async with self._db.session() as session:
-            rows = await self._db.changes(session).after(self._low_water, limit=self._batch_size)
+        async with self._reader.session() as session:
+            rows = await self._reader.changes(session).after(
+                self._low_water, limit=self._batch_size
+            )
             fresh = [
                 (row.seq, Change(ChangeKind(row.kind), row.subject))
                 for row in rows
@@ -160,6 +168,11 @@ class ChangeFeed:
             if self._failing:
                 log.info("change feed polling recovered")
             self._failing = False
+
+    async def close(self) -> None:
+        """Close the polls' own connection (the shared database is closed by its owner)."""
+        if self._reader is not self._db:
+            await self._reader.close()
 
     async def delete_old(self) -> int:
         """Drop feed rows older than the retention (every poller has long seen them)."""

@@ -389,6 +389,10 @@ class Database(Protocol):
         """A bare connection in autocommit, for single reads on hot paths."""
         ...
 
+    async def close(self) -> None:
+        """Close every connection (the pool's too)."""
+        ...
+
     async def verification_row(self, connection: StorageSession, key_id: str) -> KeyColumns | None:
         """The columns of the key with this key id (``agk_<key_id>_...``) that verifying
         it reads, or None (one statement on a bare connection: the hot path's cache

@@ -82,7 +82,10 @@ class Database:
     login_row = staticmethod(login_row)
     second_factor_of = staticmethod(second_factor_of)
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, connections: int | None = None) -> None:
+        """``connections``: a pool of exactly that many connections (none beyond it),
+        for work of its own that must never wait behind requests; by default
+        SQLAlchemy's pool (5, and up to 10 more under load)."""
         try:
             parsed = make_url(url)
         except Exception as error:  # noqa: BLE001 - any parse failure means a bad setting
@@ -95,6 +98,8 @@ class Database:
             "hide_parameters": True,
             "pool_pre_ping": self.dialect == "postgresql",
         }
+        if connections is not None:
+            options["pool_size"], options["max_overflow"] = connections, 0
         if self.dialect == "postgresql":
             # A database host that drops packets must not hold a request for asyncpg's
             # default minute: the caller gets its 503 within this time.

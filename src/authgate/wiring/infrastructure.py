@@ -72,7 +72,10 @@ def build_infrastructure(settings: Settings, clock: Clock) -> Infrastructure:
     )
     return Infrastructure(
         db=db,
-        feed=ChangeFeed(db, clock=clock),
+        # One connection of its own for the polls (see ChangeFeed).
+        feed=ChangeFeed(
+            db, clock=clock, reader=Database(settings.effective_database_url, connections=1)
+        ),
         metrics=metrics,
         audit_key=audit_key,
         audit=audit,
