@@ -109,7 +109,9 @@ def _head(path: str, headers: list[tuple[bytes, bytes]]) -> bytes:
     return b"\r\n".join(lines) + b"\r\n\r\n" + (LOGIN if is_login else b"")
 
 
-async def measure(rounds: int, requests: int, through_protocol: bool = False) -> dict[str, float]:
+async def measure(
+    rounds: int, requests: int, through_protocol: bool = False, only: str = ""
+) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as directory:
         settings = Settings(
             data_dir=Path(directory), access_log=False, argon2_memory_kib=8, argon2_time_cost=1
@@ -167,12 +169,13 @@ async def measure(rounds: int, requests: int, through_protocol: bool = False) ->
                     statuses.append(message["status"])
 
             calls: dict[str, Any] = {}
+            cases = {name: case for name, case in cases.items() if only in name}
             for name, (path, headers) in cases.items():
                 if through_protocol:
                     calls[name] = _protocol_call(app, _head(path, headers), statuses)
                 else:
                     calls[name] = _app_call(app, path, headers, receive, send)
-            if through_protocol:
+            if through_protocol and only in "GET / (bare Starlette hello)":
                 calls["GET / (bare Starlette hello)"] = _protocol_call(
                     hello_app, _head("/", []), statuses
                 )
@@ -221,8 +224,11 @@ def main() -> None:
         action="store_true",
         help="send requests as bytes through authgate's HTTP protocol (and add the hello)",
     )
+    parser.add_argument(
+        "--only", default="", help="time only the cases whose name holds this, e.g. login"
+    )
     arguments = parser.parse_args()
-    run = measure(arguments.rounds, arguments.requests, arguments.through_protocol)
+    run = measure(arguments.rounds, arguments.requests, arguments.through_protocol, arguments.only)
     # The server's loop (uvicorn picks uvloop when installed) for the protocol's timers.
     best = uvloop.run(run) if arguments.through_protocol else asyncio.run(run)
     for name, micros in best.items():

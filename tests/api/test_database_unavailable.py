@@ -27,7 +27,7 @@ async def _refused(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
     yield  # pragma: no cover - an async generator that never yields
 
 
-async def _ping_refused() -> None:
+async def _call_refused(*args: Any) -> None:
     raise ConnectionRefusedError(111, "Connection refused")
 
 
@@ -53,10 +53,11 @@ async def test_every_route_class_answers_503_with_retry_after(
             )
             token = login.json()["id_token"]
             # Every way in: sessions, transactions, and the bare connections of the hot
-            # paths (a login reads the user and its blocks on those).
+            # paths (a login reads the user and its blocks with ``read``).
             for way_in in ("session", "transaction", "connection", "begin"):
                 monkeypatch.setattr(services.db, way_in, _refused)
-            monkeypatch.setattr(services.db, "ping", _ping_refused)
+            for way_in in ("ping", "read"):
+                monkeypatch.setattr(services.db, way_in, _call_refused)
             caplog.set_level(logging.INFO, logger="authgate.access")
 
             for method, path in (("GET", "/api/users"), ("GET", "/api/api-keys")):

@@ -56,8 +56,7 @@ class AccountService:
         audited.
         """
         identifier = username.strip().lower()[:254]
-        async with self._db.connection() as connection:
-            user = await self._db.login_row(connection, identifier)
+        user = await self._db.login_row(identifier)
         # Counters are keyed by the name as typed, for real and unknown users alike:
         # keying a real user by its login would link an e-mail to its login (failures
         # as the e-mail throttling the login reveals that the account exists). The

@@ -405,13 +405,13 @@ class Database(Protocol):
         """The same of the key imported from UTMStack with this ``legacy_digest``."""
         ...
 
-    async def login_row(self, connection: StorageSession, identifier: str) -> UserColumns | None:
+    async def login_row(self, identifier: str) -> UserColumns | None:
         """The user whose login or e-mail is ``identifier`` (the login wins), with the
         columns a login reads: ``UserView``'s and the password hash (one statement on a
         bare connection)."""
         ...
 
-    async def second_factor_of(self, connection: StorageSession, user_id: int) -> str | None:
+    async def second_factor_of(self, user_id: int) -> str | None:
         """The user's second factor in force (``User.second_factor``); None without one
         or without such a user (one statement on a bare connection)."""
         ...

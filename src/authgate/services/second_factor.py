@@ -209,8 +209,7 @@ class SecondFactorService:
     async def method_of(self, user_id: int) -> Method | None:
         """The user's second factor in force, read now (one statement: a login reads it
         again after the password hash, so that a factor enabled meanwhile is asked for)."""
-        async with self._db.connection() as connection:
-            return _method(await self._db.second_factor_of(connection, user_id))
+        return _method(await self._db.second_factor_of(user_id))
 
     async def state(self, user: UserView) -> SecondFactorState:
         async with self._db.session() as session:

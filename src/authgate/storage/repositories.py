@@ -7,8 +7,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar, cast
 
-from sqlalchemy import ColumnElement, Row, bindparam, delete, func, or_, select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy import ColumnElement, Connection, Row, bindparam, delete, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from authgate.storage.models import AuthChange, RevokedToken, User
 from authgate.storage.paging import PageRequest, SortOrder
@@ -59,14 +59,14 @@ _BY_LOGIN_OR_EMAIL = _LOGIN_COLUMNS.where(
 _SECOND_FACTOR = select(User.second_factor).where(User.id == bindparam("user_id"))
 
 
-async def login_row(connection: AsyncConnection, identifier: str) -> Row[Any] | None:
+def login_row(connection: Connection, identifier: str) -> Row[Any] | None:
     """The columns of the user whose login or e-mail is ``identifier`` that a login
     reads (``UserView``'s, and the password hash; same names as ``User``), or None.
     Both are stored lower-case; a login equal to another user's e-mail wins, as in
-    JHipster."""
+    JHipster. Run by ``Database.read`` (a sync connection in its greenlet)."""
     if not storable_text(identifier):
         return None
-    result = await connection.execute(_BY_LOGIN_OR_EMAIL, {"identifier": identifier})
+    result = connection.execute(_BY_LOGIN_OR_EMAIL, {"identifier": identifier})
     rows = cast("Sequence[Row[Any]]", result.all())
     for row in rows:
         if row.login == identifier:
@@ -74,11 +74,12 @@ async def login_row(connection: AsyncConnection, identifier: str) -> Row[Any] | 
     return rows[0] if rows else None
 
 
-async def second_factor_of(connection: AsyncConnection, user_id: int) -> str | None:
+def second_factor_of(connection: Connection, user_id: int) -> str | None:
     """The user's second factor in force (``User.second_factor``), None without one or
-    without such a user."""
-    result = await connection.execute(_SECOND_FACTOR, {"user_id": user_id})
-    second_factor: str | None = result.scalar_one_or_none()
+    without such a user. Run by ``Database.read``."""
+    second_factor: str | None = connection.execute(
+        _SECOND_FACTOR, {"user_id": user_id}
+    ).scalar_one_or_none()
     return second_factor
 
 

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import bindparam, delete, literal_column, null, select
+from sqlalchemy import Connection, bindparam, delete, literal_column, null, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -72,6 +72,24 @@ def _reading_with_counted(count: int) -> Any:
         ThrottleWindow.subject, null(), null(), literal_column("1").label("counted")
     ).where(ThrottleWindow.subject == bindparam("counted"))
     return blocks.union_all(windows)
+
+
+def _blocks_and_counted(
+    connection: Connection, subjects: tuple[str, ...], counted: str
+) -> tuple[dict[str, Block], bool]:
+    """The blocks of ``subjects`` and whether ``counted`` has failures counted (a login's
+    one read, run by ``Database.read``)."""
+    rows = connection.execute(
+        _reading_with_counted(len(subjects)), {**_subject_parameters(subjects), "counted": counted}
+    )
+    blocks: dict[str, Block] = {}
+    has_counted = False
+    for row in rows:
+        if row.counted:
+            has_counted = True
+        else:
+            blocks[row.subject] = Block(until=row.blocked_until.timestamp(), strikes=row.strikes)
+    return blocks, has_counted
 
 
 class DatabaseThrottleStore:
@@ -197,21 +215,7 @@ class DatabaseThrottleStore:
     async def blocks_and_counted(
         self, subjects: tuple[str, ...], counted: str
     ) -> tuple[dict[str, Block], bool]:
-        async with self._db.connection() as connection:
-            rows = await connection.execute(
-                _reading_with_counted(len(subjects)),
-                {**_subject_parameters(subjects), "counted": counted},
-            )
-            blocks: dict[str, Block] = {}
-            has_counted = False
-            for row in rows:
-                if row.counted:
-                    has_counted = True
-                else:
-                    blocks[row.subject] = Block(
-                        until=row.blocked_until.timestamp(), strikes=row.strikes
-                    )
-        return blocks, has_counted
+        return await self._db.read(_blocks_and_counted, subjects, counted)
 
     async def forget(self, *subjects: str) -> None:
         async with self._db.begin() as connection:
