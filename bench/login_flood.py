@@ -28,8 +28,9 @@ connection, to the end of its response. Correct passwords and one user per flood
 client keep brute-force protection out of the way (it counts failures only), so the
 flood is not cut short by 429/423 answers.
 
-Ratios are medians of per-round ratios (p99 flood / p99 baseline, target <= 3;
-logins/s / raw verifications/s, target >= 0.8).
+Ratios are medians of per-round ratios (p99 flood / p99 baseline, target <= 2;
+logins/s / raw verifications/s, target >= 0.85: issue 12's, the first round's were 3
+and 0.8).
 """
 
 from __future__ import annotations
@@ -68,8 +69,8 @@ from stacks import pinned
 from harness import Server, authgate_server, cpu_seconds
 
 FLOOD_PASSWORD = "flood-user-password-42"
-LATENCY_TARGET = 3.0
-THROUGHPUT_TARGET = 0.8
+LATENCY_TARGET = 2.0
+THROUGHPUT_TARGET = 0.85
 PROBE_CONNECTIONS = 16
 T = TypeVar("T")
 _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:\s*(\d+)", re.IGNORECASE)

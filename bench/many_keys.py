@@ -31,6 +31,7 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from array import array
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -56,7 +57,10 @@ BATCH = 50_000
 CLIENT_IP = "10.1.2.3"
 ALLOWED_NETWORKS = "10.0.0.0/8,192.168.0.0/16"
 SCOPES = join_authorities(frozenset({"read", "write"}))
+# Every NOT NULL column without a server default: the models' defaults (the public
+# UUID) are Python's, which COPY does not run.
 COLUMNS = (
+    "public_id",
     "user_id",
     "name",
     "key_id",
@@ -106,6 +110,7 @@ def generate_batch(
         plaintext = keys.generate_key().plaintext
         rows.append(
             (
+                str(uuid.uuid4()),
                 owners[index % len(owners)],
                 f"bench-{index}",
                 keys.key_id_of(plaintext),
@@ -129,10 +134,11 @@ def generate_batch(
 async def insert_owners(connection: asyncpg.Connection, now: datetime) -> tuple[int, ...]:
     # The password hash is never checked: these users only own keys.
     records = await connection.fetch(
-        "INSERT INTO users (login, email, lang_key, activated, authorities, password_hash,"
-        " created_at, updated_at)"
-        " SELECT 'owner' || n, 'owner' || n || '@example.com', 'en', true, 'ROLE_USER',"
-        " '!unusable', $1, $1 FROM generate_series(1, $2) AS n RETURNING id",
+        "INSERT INTO users (public_id, login, email, lang_key, activated, authorities,"
+        " password_hash, created_at, updated_at)"
+        " SELECT gen_random_uuid()::text, 'owner' || n, 'owner' || n || '@example.com', 'en',"
+        " true, 'ROLE_USER', '!unusable', $1, $1 FROM generate_series(1, $2) AS n"
+        " RETURNING id",
         now,
         OWNERS,
     )

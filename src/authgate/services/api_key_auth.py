@@ -50,7 +50,7 @@ from authgate.security.principal import (
 )
 from authgate.services.api_key_views import split_networks
 from authgate.services.changes import Change, ChangeFeed, ChangeKind
-from authgate.services.expiring_cache import ExpiringCache
+from authgate.services.expiring_cache import ExpiringCache, SelfExpiringCache
 from authgate.services.ports import Database, KeyColumns
 from authgate.services.single_flight import SingleFlight
 from authgate.services.user_states import UserAuthState, UserStates
@@ -129,10 +129,12 @@ class _CachedKey:
     so what was verified against the old record is forgotten with it.
     """
 
-    __slots__ = ("current", "permitted", "previous", "principal", "record", "state")
+    __slots__ = ("current", "deadline", "permitted", "previous", "principal", "record", "state")
 
     def __init__(self, record: KeyRecord) -> None:
         self.record = record
+        # Until when the cache may answer with it (set when cached: SelfExpiringCache).
+        self.deadline = 0.0
         # Fingerprints of the key strings verified against the current and the previous
         # secret: two slots, not a dict (with 100,000 keys cached, ~230 bytes a key less).
         self.current: bytes | None = None
@@ -165,7 +167,7 @@ class ApiKeyAuthenticator:
         self._pepper = pepper
         self._record_ttl = record_ttl
         self._unknown_ttl = unknown_ttl
-        self._keys: ExpiringCache[str, _CachedKey] = ExpiringCache(cache_size)
+        self._keys: SelfExpiringCache[str, _CachedKey] = SelfExpiringCache(cache_size)
         self._unknown: ExpiringCache[str, bool] = ExpiringCache(unknown_cache_size)
         self._loads: SingleFlight[str, KeyColumns | None] = SingleFlight()
         # Legacy keys: the fingerprint of a verified key string -> its row's key id
