@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar, TypeVarTuple
 
-from sqlalchemy import Connection, Row, event, exc, text
+from sqlalchemy import Connection, Engine, Row, event, exc, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -98,7 +99,6 @@ class Database:
         options: dict[str, Any] = {
             # Never put bound parameters (hashes, e-mails) into exception messages or logs.
             "hide_parameters": True,
-            "pool_pre_ping": self.dialect == "postgresql",
         }
         if connections is not None:
             options["pool_size"], options["max_overflow"] = connections, 0
@@ -113,6 +113,8 @@ class Database:
         if self.dialect == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _configure_sqlite)
             _skip_idle_rollbacks(self.engine.sync_engine.dialect)
+        else:
+            _ping_when_idle(self.engine.sync_engine)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @property
@@ -198,6 +200,38 @@ class Database:
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+
+# A pooled PostgreSQL connection idle for longer than this is pinged before use.
+IDLE_PING_SECONDS = 1.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Check a pooled connection before use only when it has been idle for a while.
+
+    SQLAlchemy's ``pool_pre_ping`` pings at every checkout: one more round trip than
+    the statement itself (measured with 1,000,000 keys: a cache-miss key verification
+    0.97 ms p50 / 2.0 ms p99 with it, 0.50 / 1.06 without). A connection given back
+    moments ago was alive moments ago; one idle for over ``IDLE_PING_SECONDS`` (the
+    database may have restarted meanwhile) is pinged, and replaced if the ping fails
+    (the pool's own retry on ``DisconnectionError``). A restart noticed mid-statement
+    instead (a connection used within the last second) fails that statement, which is
+    answered 503; SQLAlchemy then discards every connection of the pool made before it,
+    so it happens at most once per process and restart."""
+
+    @event.listens_for(engine, "checkin")
+    def _idle_from(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since <= IDLE_PING_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as error:  # noqa: BLE001 - whatever the cause, it cannot serve
+            raise exc.DisconnectionError(type(error).__name__) from None
 
 
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
