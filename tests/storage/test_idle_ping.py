@@ -12,13 +12,15 @@ from sqlalchemy import text
 
 from authgate.storage import db as db_module
 from authgate.storage.db import Database
+from tests.conftest import EmptyPostgres
+
+# PostgreSQL only: SQLite's connections are files, never pinged.
+pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
-async def postgres(database_url: str) -> AsyncIterator[Database]:
-    if not database_url.startswith("postgresql"):
-        pytest.skip("PostgreSQL only: SQLite connections are files, never pinged")
-    database = Database(database_url, connections=1)
+async def postgres(empty_postgres: EmptyPostgres) -> AsyncIterator[Database]:
+    database = Database(empty_postgres(), connections=1)
     yield database
     await database.close()
 
@@ -53,14 +55,14 @@ async def test_a_connection_used_moments_ago_is_not_pinged(
 
 
 async def test_an_idle_connection_is_pinged_and_a_dead_one_replaced(
-    postgres: Database, database_url: str, monkeypatch: pytest.MonkeyPatch
+    postgres: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The pool's one connection is killed by the server while idle (as a restart
     would); the next checkout pings it, finds it dead and opens a new one: the read
     succeeds, on another backend."""
     pings = count_pings(postgres, monkeypatch)
     dead = await backend_pid(postgres)
-    other = Database(database_url)
+    other = Database(postgres.engine.url.render_as_string(hide_password=False))
     try:
         async with other.begin() as connection:
             await connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": dead})
