@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
 import pytest
 from sqlalchemy import Connection, exc, text
 
@@ -68,23 +67,14 @@ async def test_a_read_sees_what_was_committed_just_before(db: Database) -> None:
     assert await db.read(in_transaction) is False
 
 
-async def test_a_read_on_sqlite_is_one_trip(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_a_read_on_sqlite_is_one_trip(tmp_path: Path, trips: list[str]) -> None:
     """On SQLite a one-statement read is one call into aiosqlite's thread: no ROLLBACK
     or other call when the connection goes back to the pool."""
     db = Database(f"sqlite+aiosqlite:///{tmp_path / 'test.db'}")
     try:
         await db.read(lambda connection: connection.execute(text("SELECT 1")).all())
-        calls: list[str] = []
-        original = aiosqlite.Connection._execute
-
-        async def counted(self: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
-            calls.append(getattr(fn, "__name__", repr(fn)))
-            return await original(self, fn, *args, **kwargs)  # type: ignore[no-untyped-call]
-
-        monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+        trips.clear()  # the connection is made: only the read's own calls count
         await db.read(lambda connection: connection.execute(text("SELECT 1")).all())
-        assert calls == ["_run"]
+        assert trips == ["_run"]
     finally:
         await db.close()

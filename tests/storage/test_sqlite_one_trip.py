@@ -6,9 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
-import aiosqlite
 import pytest
 from sqlalchemy import exc, text
 
@@ -26,20 +24,6 @@ async def db(tmp_path: Path) -> AsyncIterator[Database]:
         )
     yield database
     await database.close()
-
-
-@pytest.fixture
-def trips(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The calls that reach aiosqlite's thread, by the name of the function sent."""
-    calls: list[str] = []
-    original = aiosqlite.Connection._execute
-
-    async def counted(self: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        calls.append(getattr(fn, "__name__", repr(fn)))
-        return await original(self, fn, *args, **kwargs)  # type: ignore[no-untyped-call]
-
-    monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
-    return calls
 
 
 async def test_the_connections_have_one_trip_cursors(db: Database) -> None:
