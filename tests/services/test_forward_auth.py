@@ -100,6 +100,34 @@ def test_scopes_bind_keys_and_roles_bind_everyone() -> None:
         policy.requirement("GET", "/off/x").check(user("ROLE_ADMIN"))
 
 
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE"])
+def test_a_read_key_stays_on_safe_methods_under_a_rule_without_scopes(method: str) -> None:
+    """A rule that names no scopes (roles only, a permission, or nothing) holds keys to
+    ``write`` for unsafe methods, as unmatched paths do: a ``read`` key (even with
+    ``admin``, owned by an admin) never changes anything there. A rule that names its
+    scopes decides alone, so a narrow ``orders:write`` key still may write orders."""
+    admin_owned = ("ROLE_ADMIN", "ROLE_USER")
+    policy = ForwardAuthPolicy(
+        [
+            Rule(path_prefix="/public/"),
+            Rule(path_prefix="/admin/", roles=["ROLE_ADMIN"]),
+            Rule(path_prefix="/reports/", permission="audit.read"),
+            Rule(path_prefix="/orders/", methods=[method], scopes=["orders:write"]),
+        ]
+    )
+    for path in ("/public/x", "/admin/users", "/reports/1"):
+        requirement = policy.requirement(method, path)
+        with pytest.raises(InsufficientScope, match="write"):
+            requirement.check(key("read", "admin", roles=admin_owned))
+        requirement.check(key("read", "write", "admin", roles=admin_owned))
+        requirement.check(user(*admin_owned))  # a user's token: full rights
+        # Reading stays open to the read key.
+        policy.requirement("GET", path).check(key("read", "admin", roles=admin_owned))
+    policy.requirement(method, "/orders/1").check(key("orders:write"))
+    with pytest.raises(InsufficientScope, match="orders:write"):
+        policy.requirement(method, "/orders/1").check(key("read", "write"))
+
+
 @pytest.mark.parametrize("method", ["G T", "GET1", "ÉTÉ", "X" * 21])
 def test_rule_methods_must_be_http_methods(method: str) -> None:
     with pytest.raises(ValueError, match="not an HTTP method"):

@@ -28,7 +28,7 @@ computed once and remembered (bounded).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Literal
 
@@ -186,6 +186,10 @@ class Requirement:
 class _Rule:
     methods: frozenset[str]
     requirement: Requirement
+    # For unsafe methods: a rule that names no scopes still holds API keys to
+    # ``write`` there, as unmatched paths do (a ``read`` key stays on GET/HEAD/OPTIONS
+    # wherever it goes); a rule that names scopes (``orders:write``) decides alone.
+    unsafe: Requirement
 
 
 _WRITE = Requirement(scopes=frozenset({SCOPE_WRITE}), rule="default")
@@ -222,17 +226,16 @@ class ForwardAuthPolicy:
         self._by_prefix: dict[str, list[_Rule]] = {}
         for rule in rules:
             prefix = self._match_form(_prefix_path(rule.path_prefix))
+            requirement = Requirement(
+                scopes=frozenset(rule.scopes),
+                roles=frozenset(rule.roles),
+                permission=rule.permission,
+                allow=rule.allow,
+                rule=f"{rule.path_prefix} {','.join(rule.methods) or '*'}",
+            )
+            unsafe = requirement if rule.scopes else replace(requirement, scopes=_WRITE.scopes)
             self._by_prefix.setdefault(prefix, []).append(
-                _Rule(
-                    methods=frozenset(rule.methods),
-                    requirement=Requirement(
-                        scopes=frozenset(rule.scopes),
-                        roles=frozenset(rule.roles),
-                        permission=rule.permission,
-                        allow=rule.allow,
-                        rule=f"{rule.path_prefix} {','.join(rule.methods) or '*'}",
-                    ),
-                )
+                _Rule(methods=frozenset(rule.methods), requirement=requirement, unsafe=unsafe)
             )
         self._unmatched = unmatched
         self.reader = reader or UpstreamRequestReader.for_proxy("nginx")
@@ -257,7 +260,7 @@ class ForwardAuthPolicy:
         for prefix in segment_prefixes(self._match_form(path)):
             for rule in self._by_prefix.get(prefix, ()):
                 if not rule.methods or method in rule.methods:
-                    return rule.requirement
+                    return rule.requirement if method in SAFE_METHODS else rule.unsafe
         if self._unmatched == "deny":
             return _DENIED
         return _AUTHENTICATED if method in SAFE_METHODS else _WRITE
