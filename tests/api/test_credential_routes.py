@@ -23,7 +23,10 @@ from tests.conftest import ADMIN_PASSWORD, USER_PASSWORD, Harness, bearer
 NEW_PASSWORD = "chosen-by-whoever-holds-the-key"
 
 # Every route that sets credentials: passwords, users with a password, roles and
-# activation, API keys created, edited, regenerated or re-enabled.
+# activation, API keys created, edited, regenerated or re-enabled. (A new e-mail address
+# is told from the one sent back only by the user's record: the user-editing endpoints
+# check it themselves, `require_password_session_for_target`, and
+# test_a_key_cannot_redirect_a_users_email attacks each, PUT /api/v1/users/{id} included.)
 CREDENTIAL_ROUTES = {
     ("POST", "/api/users"),
     ("PUT", "/api/users"),
@@ -230,6 +233,56 @@ async def test_a_key_may_still_deactivate_and_demote(
         "/api/users/alice", json={"activated": True}, headers=bearer(admin_token)
     )
     assert on.status_code == 200, on.text
+
+
+async def test_a_key_cannot_redirect_a_users_email(
+    harness: Harness, admin_key: str, admin_token: str
+) -> None:
+    """The e-mail address receives password-reset links and e-mailed codes: a key that
+    could set it would reset the password through it (the attack review's account
+    takeover). A new address needs a password session on every route that sets it;
+    the unchanged address a whole DTO sends back does not."""
+    await harness.create_user("alice")
+    alice = await harness.services.users.get_user("alice")
+    admin = await harness.services.users.get_user("admin")
+    taken = {"email": "attacker@evil.example"}
+    await refused(harness, admin_key, "PUT", "/api/users/alice", taken)
+    await refused(harness, admin_key, "PUT", "/api/users/admin", taken)
+    await refused(harness, admin_key, "PUT", "/api/users", {"login": "alice", **taken})
+    v12 = await harness.client.put(
+        f"/api/v1/users/{admin.public_id}", json=taken, headers=key_header(admin_key)
+    )
+    assert v12.status_code == 403, v12.text  # (v12's error body has no code)
+    assert "user session" in v12.text
+    for before in (alice, admin):
+        assert (await harness.services.users.get_user(before.login)).email == before.email
+    # A whole DTO with the same address (as stored, or in other case) is no credential
+    # change: the emergency deactivation still works.
+    dto = (await harness.client.get("/api/users/alice", headers=bearer(admin_token))).json()
+    off = await harness.client.put(
+        "/api/users",
+        json={**dto, "email": dto["email"].upper(), "activated": False},
+        headers=key_header(admin_key),
+    )
+    assert off.status_code == 200, off.text
+    renamed = await harness.client.put(
+        f"/api/v1/users/{alice.public_id}",
+        json={"email": "alice@example.com", "name": "Alice Liddell"},
+        headers=key_header(admin_key),
+    )
+    assert renamed.status_code == 200, renamed.text
+    # A password session may set it.
+    moved = await harness.client.put(
+        "/api/users/alice", json={"email": "alice@new.example"}, headers=bearer(admin_token)
+    )
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["email"] == "alice@new.example"
+    await harness.services.audit.flush()
+    page = await harness.services.audit.search(
+        AuditFilter(event_types=("API_KEY_ACCESS_FAILURE",)), PageRequest(size=50)
+    )
+    refusals = [event for event in page.items if event.reason == "session_required"]
+    assert len(refusals) == 4
 
 
 async def test_a_key_cannot_change_its_owners_password(harness: Harness, admin_key: str) -> None:

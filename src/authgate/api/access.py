@@ -166,12 +166,31 @@ async def require_password_session(
             body = None
         if isinstance(body, dict) and not setting.when(body):
             return
+    raise _session_required(principal)
+
+
+def require_password_session_for_target(request: Request) -> None:
+    """The refusal of :func:`require_password_session`, for an endpoint that learns only
+    from the record it changes that this call sets a credential (a new e-mail address
+    is where the password-reset links and e-mailed codes go); recorded in the verdict
+    like a refusal of a marked route."""
+    principal = principal_of(request)
+    if principal.is_password_session:
+        return
+    error = _session_required(principal)
+    verdict_of(request.scope).refuse(
+        AuthFailure(principal.method, error.reason, principal.api_key), error
+    )
+    raise error
+
+
+def _session_required(principal: Principal) -> SessionRequired:
     if principal.method == "jwt":  # a session, but one that skipped the second factor
-        raise SessionRequired(
+        return SessionRequired(
             "This operation needs a session that passed your second factor; sign in again",
             reason=Reason.SECOND_FACTOR_REQUIRED,
         )
-    raise SessionRequired(reason=Reason.SESSION_REQUIRED)
+    return SessionRequired(reason=Reason.SESSION_REQUIRED)
 
 
 def services_of(request: Request) -> Services:

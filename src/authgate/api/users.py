@@ -14,6 +14,7 @@ from authgate.api.access import (
     AdminRoute,
     check_role_change,
     principal_of,
+    require_password_session_for_target,
     requires_permission,
     services_of,
     sets_credentials,
@@ -157,7 +158,9 @@ def grants_rights(body: Mapping[str, Any]) -> bool:
     grants permissions among the authorities, or a (re)activation. Deactivating, taking
     roles away and profile fields do not, so an admin-scoped key can still lock an
     account in an emergency. Anything unexpected counts as granting (validation refuses
-    it anyway; never guess in the caller's favour)."""
+    it anyway; never guess in the caller's favour). A new e-mail address also sets a
+    credential, but only the user's record tells it from the one a whole DTO sends
+    back: the endpoint checks that (``require_password_session_for_target``)."""
     authorities = body.get("authorities")
     if authorities is not None and not isinstance(authorities, list):
         return True
@@ -263,7 +266,9 @@ async def create_user(body: UserCreate, request: Request, response: Response) ->
     responses=documented(400, 401, 403, 404, 409, 413),
 )
 @requires_permission(USERS_WRITE)
-@sets_credentials("grants a privileged role or (re)activates a user", when=grants_rights)
+@sets_credentials(
+    "grants a privileged role, (re)activates a user or sets a new e-mail", when=grants_rights
+)
 async def update_user_from_dto(body: UserUpdate, request: Request) -> UserDTO:
     users = services_of(request).users
     if body.id is not None:
@@ -300,7 +305,9 @@ async def get_user(login: LoginPath, request: Request) -> UserDTO:
     responses=documented(400, 401, 403, 404, 409, 413),
 )
 @requires_permission(USERS_WRITE)
-@sets_credentials("grants a privileged role or (re)activates a user", when=grants_rights)
+@sets_credentials(
+    "grants a privileged role, (re)activates a user or sets a new e-mail", when=grants_rights
+)
 async def update_user(login: LoginPath, body: UserUpdate, request: Request) -> UserDTO:
     target = await services_of(request).users.get_user(login)
     return await _update(request, target.login, body)
@@ -310,10 +317,14 @@ async def _update(request: Request, login: str, body: UserUpdate) -> UserDTO:
     users = services_of(request).users
     target = await users.get_user(login)
     _same_user(target, body)
+    changes = body.changes()
+    if changes.replaces_email(target.email):
+        # A whole DTO sends the e-mail back unchanged: only a new address counts.
+        require_password_session_for_target(request)
     if body.authorities is not None:
         check_role_change(principal_of(request), target.authorities, frozenset(body.authorities))
     user = await users.update_user(
-        target.login, body.changes(), acting_user_id=principal_of(request).user_id
+        target.login, changes, acting_user_id=principal_of(request).user_id
     )
     return UserDTO.of(user)
 

@@ -112,6 +112,12 @@ class UserChanges:
     authorities: frozenset[str] | None = None
     image_url: str | None = None
 
+    def replaces_email(self, current: str) -> bool:
+        """Whether the user's e-mail becomes another address (compared as stored). The
+        address receives password-reset links and e-mailed sign-in codes, so setting it
+        sets a credential."""
+        return self.email is not None and self.email.strip().lower() != current
+
 
 def image_url_errors(image_url: str | None) -> list[FieldError]:
     if image_url is None:

@@ -20,6 +20,7 @@ from authgate.api.access import (
     AdminRoute,
     check_role_change,
     principal_of,
+    require_password_session_for_target,
     require_permission,
     requires_permission,
     services_of,
@@ -197,10 +198,14 @@ async def update_user(user_id: str, body: UpdateUserRequest, request: Request) -
     users = services_of(request).users
     target = await users.get_user_by_public_id(user_id)
     first, last = _split_name(body.name) if body.name is not None else (None, None)
+    changes = UserChanges(
+        email=body.email, first_name=first, last_name=last, lang_key=body.lang_key
+    )
+    if changes.replaces_email(target.email):
+        # Reset links and e-mailed codes go to the new address: a credential.
+        require_password_session_for_target(request)
     updated = await users.update_user(
-        target.login,
-        UserChanges(email=body.email, first_name=first, last_name=last, lang_key=body.lang_key),
-        acting_user_id=principal_of(request).user_id,
+        target.login, changes, acting_user_id=principal_of(request).user_id
     )
     return user_response(updated)
 
