@@ -110,6 +110,7 @@ class Reason(StrEnum):
     ERROR = "error", _C.REQUEST
     UNAUTHORIZED = "unauthorized", _C.REQUEST
     CREDENTIALS_MISSING = "credentials_missing", _C.REQUEST
+    DUPLICATE_CREDENTIALS = "duplicate_credentials", _C.REQUEST
     BAD_CREDENTIALS = "bad_credentials", _C.CREDENTIALS
     INVALID_TOKEN = "invalid_token", _C.TOKEN
     TOKEN_EXPIRED = "token_expired", _C.TOKEN

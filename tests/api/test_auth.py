@@ -9,6 +9,8 @@ from authgate.app import create_app
 from authgate.exceptions import TokenRevoked
 from authgate.services.password_hashing import AsyncPasswordHasher
 from authgate.settings import Settings
+from authgate.storage.audit_repository import AuditFilter
+from authgate.storage.paging import PageRequest
 from tests.conftest import ADMIN_PASSWORD, USER_PASSWORD, FakeClock, Harness, bearer
 
 
@@ -201,6 +203,34 @@ async def test_bad_authorization_headers_are_401(harness: Harness, authorization
     response = await harness.client.get("/api/account", headers={"Authorization": authorization})
     assert response.status_code == 401
     assert response.headers["WWW-Authenticate"].startswith('Bearer realm="authgate"')
+
+
+@pytest.mark.parametrize("header", ["Authorization", "Utm-Api-Key"])
+async def test_two_credential_headers_are_refused(
+    harness: Harness, user_token: str, admin_token: str, header: str
+) -> None:
+    """Two Authorization (or Utm-Api-Key) headers, even both valid, even the same one
+    twice: 401. The first was believed, while a proxy or upstream reading the last one
+    would see another caller."""
+    if header == "Authorization":
+        first, second = f"Bearer {user_token}", f"Bearer {admin_token}"
+    else:
+        first = (await harness.create_key(user_token))["key"]
+        second = (await harness.create_key(admin_token))["key"]
+    for pair in ((first, second), (second, first), (first, first)):
+        response = await harness.client.get(
+            "/api/account", headers=[(header, pair[0]), (header, pair[1])]
+        )
+        assert response.status_code == 401, response.text
+        assert response.json()["code"] == "invalid_token"
+        assert "two Authorization or Utm-Api-Key headers" in response.json()["message"]
+    one = await harness.client.get("/api/account", headers=[(header, second)])
+    assert one.status_code == 200, one.text
+    await harness.services.audit.flush()
+    page = await harness.services.audit.search(
+        AuditFilter(event_types=("TOKEN_REJECTED",)), PageRequest(size=50)
+    )
+    assert [event.reason for event in page.items].count("duplicate_credentials") == 3
 
 
 async def test_expired_token_is_refused_with_reason(harness: Harness, user_token: str) -> None:

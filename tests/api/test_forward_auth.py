@@ -156,6 +156,20 @@ async def test_missing_and_bad_credentials_are_401_with_the_reason_in_a_header(
     assert token.headers["X-Auth-Error"] == "invalid_token"
 
 
+async def test_two_credential_headers_are_refused(harness: Harness, user_token: str) -> None:
+    """The proxy passes the client's headers on: two Authorization or Utm-Api-Key
+    headers are refused (401), whichever comes first."""
+    key = (await harness.create_key(user_token, allowedIp=UPSTREAM))["key"]
+    for header, value in (("Authorization", f"Bearer {key}"), ("Utm-Api-Key", key)):
+        headers = [*proxied().items(), (header, value), (header, value)]
+        response = await harness.client.get(VERIFY, headers=headers)
+        assert response.status_code == 401, response.text
+        assert response.headers["X-Auth-Error"] == "invalid_token"
+        assert "X-Auth-User" not in response.headers
+    accepted = await harness.client.get(VERIFY, headers=proxied(key))
+    assert accepted.status_code == 200, accepted.text
+
+
 async def test_revoked_and_expired_keys_are_refused(harness: Harness, user_token: str) -> None:
     revoked = await harness.create_key(user_token, name="revoked", allowedIp=UPSTREAM)
     assert (await harness.client.get(VERIFY, headers=proxied(revoked["key"]))).status_code == 200

@@ -61,6 +61,26 @@ async def test_a_key_passes_with_identity_and_scopes(
     assert authgate.count(JWKS) == 0
 
 
+@pytest.mark.parametrize("header", ["Authorization", "Utm-Api-Key"])
+async def test_two_credential_headers_are_refused_without_asking(
+    harness: Harness,
+    make_guard: GuardFactory,
+    authgate: AuthgateTransport,
+    user_token: str,
+    header: str,
+) -> None:
+    """As authgate itself: two credential headers are 401, and authgate is not asked
+    about either (the service behind the guard might read the other one)."""
+    key = (await harness.create_key(user_token, allowedIp=CALLER_NETWORK))["key"]
+    value = f"Bearer {key}" if header == "Authorization" else key
+    service = GuardedService(make_guard())
+    async with service_client(service.app, CALLER_IP) as client:
+        response = await client.get("/things", headers=[(header, value), (header, value)])
+    assert response.status_code == 401, response.text
+    assert authgate.count(VERIFY) == 0
+    assert (await call(service, key)).status_code == 200
+
+
 async def test_the_guard_forwards_the_credential_client_and_request_only(
     harness: Harness, make_guard: GuardFactory, authgate: AuthgateTransport, user_token: str
 ) -> None:

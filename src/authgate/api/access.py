@@ -65,6 +65,7 @@ from authgate.security.permissions import ALL_PERMISSIONS, role_change_refusal
 from authgate.security.principal import ROLE_ADMIN, SCOPE_ADMIN, Principal
 from authgate.security.tokens import PendingClaims
 from authgate.services.gate import (
+    DUPLICATE_CREDENTIALS,
     NO_CREDENTIALS,
     SAFE_METHODS,
     VERDICT_SCOPE_KEY,
@@ -219,9 +220,12 @@ def request_credentials(scope: Scope, services: Services) -> Credentials:
     api_key = authorization = None
     for name, value in scope["headers"]:
         if name == b"authorization":
-            if authorization is None:
-                authorization = value.decode("latin-1")
-        elif name == b"utm-api-key" and api_key is None:
+            if authorization is not None:
+                return DUPLICATE_CREDENTIALS
+            authorization = value.decode("latin-1")
+        elif name == b"utm-api-key":
+            if api_key is not None:
+                return DUPLICATE_CREDENTIALS
             api_key = value.decode("latin-1")
     credentials = credentials_of(api_key, authorization)
     if credentials is NO_CREDENTIALS and services.settings.tokens.query_param:

@@ -63,6 +63,13 @@ class IncomingRequest:
 
 def _credential(scope: Scope) -> Credential | None:
     api_key = _header(scope, b"utm-api-key")
+    if _repeated(scope, b"utm-api-key") or _repeated(scope, b"authorization"):
+        # As authgate: an upstream reading the other header would see another caller.
+        raise NotAuthenticated(
+            "Send one credential: this request has two Authorization or Utm-Api-Key headers",
+            code="invalid_token",
+            headers=_INVALID,
+        )
     if api_key is not None:
         if not api_key.strip():
             raise NotAuthenticated("Invalid API key", code="invalid_api_key", headers=_INVALID)
@@ -73,6 +80,10 @@ def _credential(scope: Scope) -> Credential | None:
     if not bearer:
         raise NotAuthenticated("Invalid token", code="invalid_token", headers=_INVALID)
     return Credential(bearer, "authorization", "api_key" if looks_like_api_key(bearer) else "jwt")
+
+
+def _repeated(scope: Scope, name: bytes) -> bool:
+    return sum(1 for key, _ in scope["headers"] if key == name) > 1
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -56,7 +56,7 @@ from authgate.services.usage import UsageEvent, UsageRecorder
 # Methods that change nothing: an API key without the ``write`` scope may use only these.
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
-CredentialKind = Literal["none", "api_key", "jwt"]
+CredentialKind = Literal["none", "api_key", "jwt", "duplicate"]
 FailureMethod = Literal["none", "api_key", "jwt"]
 
 # What a request asks for: nothing when ``principal`` may make a ``method`` request,
@@ -73,6 +73,9 @@ class Credentials(NamedTuple):
 
 
 NO_CREDENTIALS = Credentials("none")
+# Two ``Authorization`` (or two ``Utm-Api-Key``) headers: a proxy or upstream that
+# reads the other one would see another caller, so neither is believed.
+DUPLICATE_CREDENTIALS = Credentials("duplicate")
 _new_credentials = tuple.__new__
 
 
@@ -267,6 +270,11 @@ class Gate:
             return await self._tokens.authenticate(credentials.value)
         if kind == "none":
             raise CredentialsMissing()
+        if kind == "duplicate":
+            raise TokenInvalid(
+                "Send one credential: this request has two Authorization or Utm-Api-Key headers",
+                reason=Reason.DUPLICATE_CREDENTIALS,
+            )
         if not credentials.value:
             raise ApiKeyInvalid(reason=Reason.EMPTY_API_KEY)
         at = verdict.at = self._clock()

@@ -23,6 +23,7 @@ REASON_TEXT: Final[dict[Reason, str]] = {
     Reason.ERROR: "Request failed",
     Reason.UNAUTHORIZED: "Not authenticated",
     Reason.CREDENTIALS_MISSING: "No credentials were sent",
+    Reason.DUPLICATE_CREDENTIALS: "Two Authorization or Utm-Api-Key headers",
     Reason.BAD_CREDENTIALS: "Wrong username or password",
     Reason.INVALID_TOKEN: "An invalid token",
     Reason.TOKEN_EXPIRED: "The token has expired",
