@@ -65,14 +65,19 @@ async def test_change_password_revokes_tokens_and_new_password_works(
 async def test_wrong_current_password_is_400_and_keeps_the_session(
     harness: Harness, user_token: str
 ) -> None:
-    """A wrong current password is a field error (400), not a 401 for the token."""
+    """A wrong current password is a field error (400), not a 401 for the token. Its
+    ``detail`` holds "Incorrect password", which UTMStack's getting-started dialog
+    (utm-admin-change-email) looks for to mark the current-password field."""
     response = await harness.client.post(
         "/api/account/change-password",
         json={"currentPassword": "not-my-password", "newPassword": NEW_PASSWORD},
         headers=bearer(user_token),
     )
     assert response.status_code == 400
-    assert response.json()["fieldErrors"][0]["field"] == "currentPassword"
+    body = response.json()
+    assert body["fieldErrors"][0]["field"] == "currentPassword"
+    assert "Incorrect password" in body["detail"]
+    assert body["detail"] == body["message"] == body["fieldErrors"][0]["message"]
     assert (await harness.client.get("/api/account", headers=bearer(user_token))).status_code == 200
 
 

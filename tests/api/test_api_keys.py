@@ -99,6 +99,29 @@ async def test_list_is_paged_and_owner_scoped(
     assert everyone.headers["X-Total-Count"] == "4"
 
 
+async def test_list_sorts_by_allowed_ip(harness: Harness, user_token: str) -> None:
+    """sort=allowedIp,asc|desc (UTMStack's API Keys page sorts its table so) orders by
+    the allow list; an empty one (any address) comes first ascending."""
+    allow_lists = {
+        "any": [],
+        "ten": ["10.0.0.0/8"],
+        "lan": ["192.168.1.0/24"],
+        "v6": ["2001:db8::/32"],
+    }
+    for name, allowed in allow_lists.items():
+        await harness.create_key(user_token, name=name, allowedIp=allowed)
+
+    names: dict[str, list[str]] = {}
+    for direction in ("asc", "desc"):
+        response = await harness.client.get(
+            KEYS, params={"sort": f"allowedIp,{direction}"}, headers=bearer(user_token)
+        )
+        assert response.status_code == 200, response.text
+        names[direction] = [key["name"] for key in response.json()]
+    assert names["asc"] == ["any", "ten", "lan", "v6"]
+    assert names["desc"] == ["v6", "lan", "ten", "any"]
+
+
 async def test_another_users_key_is_not_found(
     harness: Harness, user_token: str, admin_token: str
 ) -> None:

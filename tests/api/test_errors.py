@@ -15,7 +15,8 @@ from sqlalchemy import exc as sa_exc
 from authgate.services.redis_link import RedisLink
 from tests.conftest import Harness, bearer
 
-ERROR_KEYS = {"timestamp", "status", "error", "code", "message", "path"}
+JSON = {"Content-Type": "application/json"}
+ERROR_KEYS = {"timestamp", "status", "error", "code", "message", "detail", "path"}
 
 
 async def test_unknown_path_is_json_404(harness: Harness) -> None:
@@ -33,6 +34,29 @@ async def test_wrong_method_is_json_405_with_allow(harness: Harness) -> None:
     assert response.status_code == 405
     assert response.json()["code"] == "method_not_allowed"
     assert response.headers["Allow"] == "GET, POST"
+
+
+async def test_every_error_body_carries_the_message_as_detail(
+    harness: Harness, user_token: str
+) -> None:
+    """``detail`` repeats ``message`` in every error body (UTMStack's Angular client reads
+    problem JSON's ``detail``): framework, authentication, authorization, validation and
+    field-rule errors alike; /api/v1 keeps v12's own shape."""
+    responses = [
+        await harness.client.get("/api/does-not-exist"),
+        await harness.client.delete("/api/authenticate"),
+        await harness.client.get("/api/account"),
+        await harness.client.get("/api/users", headers=bearer(user_token)),
+        await harness.client.post("/api/authenticate", content=b"{", headers=JSON),
+        await harness.client.post("/api/api-keys", json={}, headers=bearer(user_token)),
+    ]
+    assert [r.status_code for r in responses] == [404, 405, 401, 403, 400, 422]
+    for response in responses:
+        body = response.json()
+        assert set(body) >= ERROR_KEYS, body
+        assert body["detail"] == body["message"] != "", body
+    v12 = await harness.client.get("/api/v1/api-keys")
+    assert set(v12.json()) == {"error"}
 
 
 async def test_declared_oversized_body_is_413_before_parsing(harness: Harness) -> None:

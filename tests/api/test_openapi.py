@@ -353,7 +353,7 @@ async def test_operations_with_input_document_400_error_body(document: dict[str,
         if schema != expected:
             missing.append(f"{method.upper()} {path}")
     assert missing == []
-    assert {"timestamp", "status", "error", "code", "message", "path"} <= set(
+    assert {"timestamp", "status", "error", "code", "message", "detail", "path"} <= set(
         document["components"]["schemas"]["ErrorBody"]["required"]
     )
 

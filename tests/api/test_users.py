@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import USER_PASSWORD, Harness, bearer
+from tests.conftest import ADMIN_PASSWORD, USER_PASSWORD, Harness, bearer
 
 NEW_USER = {
     "login": "Dave.Ops",
@@ -181,17 +181,45 @@ async def test_delete_user(harness: Harness, admin_token: str, user_token: str) 
 async def test_admin_cannot_remove_themselves_or_the_last_admin(
     harness: Harness, admin_token: str
 ) -> None:
-    """Self-delete, self-deactivation and demoting the last admin are 409."""
-    for method, path, body in (
-        ("DELETE", "/api/users/admin", None),
-        ("PUT", "/api/users/admin", {"activated": False}),
-        ("PUT", "/api/users/admin", {"authorities": ["ROLE_USER"]}),
-    ):
-        response = await harness.client.request(
-            method, path, json=body, headers=bearer(admin_token)
+    """Self-deactivation and demoting the last admin are 409."""
+    for body in ({"activated": False}, {"authorities": ["ROLE_USER"]}):
+        response = await harness.client.put(
+            "/api/users/admin", json=body, headers=bearer(admin_token)
         )
-        assert response.status_code == 409, (method, body)
+        assert response.status_code == 409, body
     assert (await harness.client.get("/api/users", headers=bearer(admin_token))).status_code == 200
+
+
+async def test_deleting_the_last_admin_is_400_even_oneself(
+    harness: Harness, admin_token: str
+) -> None:
+    """The only admin deleting themselves hears UTMStack's 400 "Cannot delete the last
+    admin user." (UserService.deleteUser; its delete dialog shows the message only on a
+    400), not the self-delete 409: the last admin is checked first."""
+    response = await harness.client.delete("/api/users/admin", headers=bearer(admin_token))
+
+    assert response.status_code == 400
+    body = response.json()
+    assert body["code"] == "validation_failed"
+    assert body["message"] == body["detail"] == "Cannot delete the last admin user."
+    assert response.headers["X-UtmStack-error"] == "Cannot delete the last admin user."
+    assert (await harness.client.get("/api/users/admin", headers=bearer(admin_token))).is_success
+
+
+async def test_an_admin_cannot_delete_themselves_while_another_admin_remains(
+    harness: Harness, admin_token: str
+) -> None:
+    """With a second admin, deleting oneself is still refused: 409, "You cannot delete
+    your own account."; that other admin may delete them."""
+    await harness.create_user("root2", ADMIN_PASSWORD, admin=True)
+
+    response = await harness.client.delete("/api/users/admin", headers=bearer(admin_token))
+
+    assert response.status_code == 409
+    assert response.json()["message"] == "You cannot delete your own account."
+    root2 = await harness.login("root2", ADMIN_PASSWORD)
+    deleted = await harness.client.delete("/api/users/admin", headers=bearer(root2))
+    assert deleted.status_code == 204
 
 
 async def test_second_admin_can_be_demoted(harness: Harness, admin_token: str) -> None:

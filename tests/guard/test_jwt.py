@@ -161,7 +161,7 @@ async def test_forged_tokens_are_refused_alike(
         body = response.json()
         assert body["code"] == "invalid_token", name
         assert body["message"] == "Invalid token"
-        assert set(body) == {"timestamp", "status", "error", "code", "message", "path"}
+        assert set(body) == {"timestamp", "status", "error", "code", "message", "detail", "path"}
         assert body["status"] == 401
         assert body["path"] == "/things"
     assert service.handled == 0

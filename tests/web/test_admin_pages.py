@@ -384,17 +384,25 @@ async def test_admin_deletes_a_user(
     assert (await admin.post(f"{USERS}/alice/delete", {"confirm": "on"})).status_code == 404
 
 
+@pytest.mark.parametrize(
+    ("other_admin", "message"),
+    [(True, "You cannot delete your own account."), (False, "Cannot delete the last admin user.")],
+    ids=["self", "self-and-last-admin"],
+)
 async def test_admin_cannot_delete_their_own_account(
-    harness: Harness, admin: Browser, admin_id: int
+    harness: Harness, admin: Browser, admin_id: int, other_admin: bool, message: str
 ) -> None:
-    """Deleting oneself is a 409 shown at one's own row; the form is not even offered."""
+    """Deleting oneself is a 409 shown at one's own row; the form is not even offered.
+    The only admin is told that the last admin stays (checked first, as UTMStack does)."""
+    if other_admin:
+        await harness.create_user("root2", admin=True)
     assert html(await admin.get(USERS)).by_id(f"user-{admin_id}-delete").find_all("button") == []
 
     response = await admin.post(f"{USERS}/admin/delete", {"confirm": "on"})
 
     assert response.status_code == 409
     form = html(response).by_id(f"user-{admin_id}-delete")
-    assert "You cannot delete your own account." in form.text
+    assert message in form.text
     assert "admin" in [login for login, _, _ in await user_state(harness)]
 
 

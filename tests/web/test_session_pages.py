@@ -276,6 +276,9 @@ async def test_password_change_refusals_are_shown_at_the_field(alice: Browser) -
     )
     assert wrong.status_code == 400
     assert html(wrong).by_id("current_password").attrs["aria-invalid"] == "true"
+    assert html(wrong).by_id("current_password-error").text == (
+        "Incorrect password: the current password does not match."
+    )
     assert (await alice.get("/settings/account")).status_code == 200
 
 

@@ -1,10 +1,13 @@
 """The one place that turns errors into HTTP responses.
 
 Every error body has Spring Boot's shape, which UTMStack's documentation shows,
-plus a stable ``code`` and a ``message``::
+plus a stable ``code``, a ``message`` and the same message as ``detail``::
 
-    {"timestamp": "...", "status": 401, "error": "Unauthorized",
-     "code": "invalid_token", "message": "Invalid token", "path": "/api/account"}
+    {"timestamp": "...", "status": 401, "error": "Unauthorized", "code": "invalid_token",
+     "message": "Invalid token", "detail": "Invalid token", "path": "/api/account"}
+
+``detail`` is where UTMStack's problem JSON carries the message, and where its Angular
+client looks for it (the getting-started dialog matches "Incorrect password" there).
 
 Validation errors add JHipster's ``fieldErrors``. Nothing else reaches a client: no
 stack trace, no class name, no input echoed back. UTMStack's ``X-UtmStack-error``
@@ -60,6 +63,9 @@ class ErrorBody(BaseModel):
     error: str = Field(examples=["Unauthorized"])
     code: str = Field(examples=["invalid_token"], description="Stable machine-readable code.")
     message: str = Field(examples=["Invalid token"])
+    detail: str = Field(
+        examples=["Invalid token"], description="The message again, where problem JSON has it."
+    )
     path: str = Field(examples=["/api/account"])
     fieldErrors: list[FieldErrorBody] | None = None
 
@@ -119,6 +125,7 @@ def error_body(
         "error": HTTPStatus(status).phrase,
         "code": code,
         "message": message,
+        "detail": message,
         "path": path,
     }
     if field_errors:

@@ -4,7 +4,8 @@ grant permissions ``roles.write`` (``security/permissions.py``)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
@@ -278,13 +279,8 @@ async def update_user_from_dto(body: UserUpdate, request: Request) -> UserDTO:
     else:
         message = "The user's id or login is required."
         raise ValidationFailed(message, field_errors=[FieldError("id", message)])
-    try:
+    with _last_admin_is_400():
         return await _update(request, target.login, body)
-    except Conflict as conflict:
-        if conflict.reason is not Reason.LAST_ADMIN:
-            raise
-        # UTMStack's answer for the last admin is a 400 (BadRequestAlertException).
-        raise ValidationFailed(conflict.message, reason=Reason.LAST_ADMIN) from None
 
 
 @router.get(
@@ -369,7 +365,21 @@ async def reset_password(login: LoginPath, body: PasswordReset, request: Request
 )
 @requires_permission(USERS_DELETE)
 async def delete_user(login: LoginPath, request: Request) -> Response:
-    await services_of(request).users.delete_user(
-        login, acting_user_id=principal_of(request).user_id
-    )
+    with _last_admin_is_400():
+        await services_of(request).users.delete_user(
+            login, acting_user_id=principal_of(request).user_id
+        )
     return Response(status_code=204)
+
+
+@contextmanager
+def _last_admin_is_400() -> Iterator[None]:
+    """UTMStack answers a change that would leave no admin with a 400
+    (BadRequestAlertException), and its user dialogs show the message only then; every
+    other conflict stays a 409."""
+    try:
+        yield
+    except Conflict as conflict:
+        if conflict.reason is not Reason.LAST_ADMIN:
+            raise
+        raise ValidationFailed(conflict.message, reason=Reason.LAST_ADMIN) from None

@@ -15,8 +15,8 @@ the response ``headers``)::
 Bodies have authgate's shape (``api/errors.py`` there), so clients of the guarded
 service read the same errors as authgate's own::
 
-    {"timestamp": "...", "status": 401, "error": "Unauthorized",
-     "code": "invalid_token", "message": "Invalid token", "path": "/orders"}
+    {"timestamp": "...", "status": 401, "error": "Unauthorized", "code": "invalid_token",
+     "message": "Invalid token", "detail": "Invalid token", "path": "/orders"}
 """
 
 from __future__ import annotations
@@ -104,6 +104,7 @@ def error_response(error: GuardError, *, path: str, now: float) -> JSONResponse:
         "error": HTTPStatus(error.status).phrase,
         "code": error.code,
         "message": error.message,
+        "detail": error.message,
         "path": path,
     }
     headers = {"Cache-Control": "no-store", **(error.headers or {})}

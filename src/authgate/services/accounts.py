@@ -217,8 +217,9 @@ class AccountService:
                     actor=actor,
                     reason=Reason.WRONG_CURRENT_PASSWORD,
                 )
-            # 400, not 401: the caller's token is fine, only this field is wrong.
-            message = "Current password is incorrect."
+            # 400, not 401: the caller's token is fine, only this field is wrong. UTMStack's
+            # getting-started dialog looks for "Incorrect password" in the error's detail.
+            message = "Incorrect password: the current password does not match."
             raise ValidationFailed(
                 message,
                 field_errors=[FieldError(field, message)],

@@ -298,13 +298,15 @@ class UserService:
         )
 
     async def delete_user(self, login: str, *, acting_user_id: int | None) -> None:
+        """Delete a user. The last active admin is checked before oneself, as UTMStack's
+        UserService.deleteUser checks only that (its UI shows the message on a 400)."""
         async with self._feed.unit_of_work() as work:
             users = self._db.users(work.session)
             user = await _existing(users, login)
+            if _is_active_admin(user) and await users.count_active_admins() <= 1:
+                raise Conflict(_LAST_ADMIN_DELETE, reason=Reason.LAST_ADMIN)
             if user.id == acting_user_id:
                 raise Conflict("You cannot delete your own account.", reason=Reason.SELF_DELETE)
-            if _is_active_admin(user) and await users.count_active_admins() <= 1:
-                raise Conflict(_LAST_ADMIN, reason=Reason.LAST_ADMIN)
             await users.delete(user)
             work.publish(Change(ChangeKind.USER_CHANGED, str(user.id)))
         self._audit.record(EventType.USER_DELETED, "success", details={"user": user.login})
@@ -390,6 +392,7 @@ class UserService:
 
 
 _LAST_ADMIN = "At least one active administrator must remain."
+_LAST_ADMIN_DELETE = "Cannot delete the last admin user."  # UTMStack's words
 
 
 async def _existing(users: UserRepo, login: str) -> User:

@@ -62,6 +62,9 @@ class ApiKeyRepository:
         "expiresAt": ApiKey.expires_at,
         "generatedAt": ApiKey.generated_at,
         "lastUsedAt": ApiKey.last_used_at,
+        # The comma-joined text, as UTMStack sorts its allowed_ip column: its API Keys
+        # page asks for sort=allowedIp and empties the table on an error.
+        "allowedIp": ApiKey.allowed_networks,
     }
 
     def __init__(self, session: AsyncSession) -> None:
