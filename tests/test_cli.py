@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging.config
 import os
 import queue
 import socket
@@ -12,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -20,11 +22,13 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from authgate.cli import app
+from authgate.cli import server as server_cli
 from authgate.container import build_services
 from authgate.exceptions import BadCredentials
 from authgate.runtime import BackgroundWork
 from authgate.security.second_factor import totp_code, totp_step
 from authgate.services.password_hashing import HashingConfig
+from authgate.services.reset_keys import issue_reset_key
 from authgate.settings import CONFIG_FILE_VARIABLE, Settings
 from authgate.storage import migrate as migrations
 
@@ -360,6 +364,34 @@ def test_config_file_option_is_used(data_dir: Path, monkeypatch: pytest.MonkeyPa
     assert_exits(result, 0)
     assert (other / "authgate.db").is_file()
     assert not data_dir.exists()
+
+
+def test_serve_options_reach_the_links_the_workers_send(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`serve --host --port` without a public URL: a worker, which builds its settings
+    from the environment, puts the address served in the password-reset links it sends,
+    not the configured one (the options win over AUTHGATE_HOST/AUTHGATE_PORT)."""
+    monkeypatch.setenv("AUTHGATE_HOST", "127.0.0.1")
+    monkeypatch.setenv("AUTHGATE_PORT", "8080")
+    monkeypatch.delenv("AUTHGATE_PUBLIC_URL", raising=False)
+    monkeypatch.setattr(logging.config, "dictConfig", lambda config: None)
+    links: list[str] = []
+
+    async def worker_link() -> str:
+        services = build_services(Settings())  # as create_app_from_environment does
+        try:
+            return services.password_resets.link(issue_reset_key(datetime.now(UTC)))
+        finally:
+            await services.db.close()
+
+    monkeypatch.setattr(
+        server_cli, "_run_uvicorn", lambda settings: links.append(asyncio.run(worker_link()))
+    )
+    result = invoke("serve", "--host", "127.0.0.2", "--port", "18432")
+    assert_exits(result, 0)
+    assert len(links) == 1
+    assert links[0].startswith("http://127.0.0.2:18432/settings/reset?key="), links
 
 
 # -- a real server process ----------------------------------------------------------------

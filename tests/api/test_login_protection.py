@@ -93,7 +93,8 @@ StartGate = Callable[..., Awaitable[Gate]]
 
 @pytest.fixture
 def clock() -> FakeClock:
-    """Starts on a whole hour, so that every counting window starts with the test."""
+    """Starts on a whole hour, a boundary of every clock-aligned window of up to an hour
+    that divides it, so that a test can place failures just before one."""
     return FakeClock(datetime.now(UTC).replace(minute=0, second=0, microsecond=0))
 
 
@@ -122,11 +123,6 @@ def retry_after(response: httpx2.Response) -> int:
     value = response.headers["Retry-After"]
     assert value.isdigit(), value
     return int(value)
-
-
-def window_end(clock: FakeClock, window: int) -> float:
-    now = clock().timestamp()
-    return (now // window + 1) * window
 
 
 # -- per address --------------------------------------------------------------------------
@@ -165,18 +161,49 @@ async def test_ip_block_spares_other_addresses(gate: Gate) -> None:
     assert elsewhere.json()["id_token"]
 
 
-async def test_ip_block_ends_with_its_window(gate: Gate) -> None:
-    """Retry-After points at the end of the counting window; once the clock passes it
-    the address may try again (and the right password succeeds)."""
+async def test_ip_block_lasts_a_window_from_the_failure_that_crossed(gate: Gate) -> None:
+    """Retry-After points at login_ip_window_seconds after the failure that crossed the
+    threshold; once the clock passes it the address may try again (and the right
+    password succeeds)."""
+    window = LIMITS["login_ip_window_seconds"]
     await gate.create_user("alice")
+    gate.clock.advance(seconds=123)
     for username in ("u1", "u2", "u3", "u4"):
         await gate.login("203.0.113.7", username, WRONG)
     blocked = await gate.login("203.0.113.7", "alice", USER_PASSWORD)
     assert blocked.status_code == 423
-    end = window_end(gate.clock, LIMITS["login_ip_window_seconds"])
-    assert retry_after(blocked) == int(end - gate.clock().timestamp()) + 1
+    assert retry_after(blocked) == window + 1
 
-    gate.clock.advance(seconds=end - gate.clock().timestamp() - 1)
+    gate.clock.advance(seconds=window - 1)
+    still = await gate.login("203.0.113.7", "alice", USER_PASSWORD)
+    assert still.status_code == 423
+    assert retry_after(still) in (1, 2)
+
+    gate.clock.advance(seconds=2)
+    again = await gate.login("203.0.113.7", "alice", USER_PASSWORD)
+    assert again.status_code == 200, again.text
+
+
+async def test_ip_block_crossed_just_before_a_window_boundary_lasts_a_whole_window(
+    gate: Gate,
+) -> None:
+    """The counts slide, so the block is not cut short where a clock-aligned window would
+    end: crossed 10 s before such a boundary, it still lasts login_ip_window_seconds,
+    and the lockout's audit record says so."""
+    window = LIMITS["login_ip_window_seconds"]
+    await gate.create_user("alice")
+    gate.clock.advance(seconds=window - 10)  # the clock starts on a boundary
+    for username in ("u1", "u2", "u3", "u4"):
+        await gate.login("203.0.113.7", username, WRONG)
+    blocked = await gate.login("203.0.113.7", "alice", USER_PASSWORD)
+    assert blocked.status_code == 423
+    assert retry_after(blocked) == window + 1
+    lockouts = await gate.audit("AUTH_LOCKOUT")
+    assert [(e.reason, e.details) for e in lockouts] == [("ip_blocked", {"retryAfter": window})]
+
+    gate.clock.advance(seconds=20)  # past the boundary
+    assert (await gate.login("203.0.113.7", "alice", USER_PASSWORD)).status_code == 423
+    gate.clock.advance(seconds=window - 21)
     still = await gate.login("203.0.113.7", "alice", USER_PASSWORD)
     assert still.status_code == 423
     assert retry_after(still) in (1, 2)

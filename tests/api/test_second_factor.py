@@ -52,7 +52,6 @@ async def enrol_totp(harness: Harness, token: str) -> tuple[str, list[str]]:
     )
     assert complete.status_code == 200, complete.text
     codes: list[str] = complete.json()["recoveryCodes"]
-    harness.clock.advance(seconds=30)  # the enrolment's step is spent
     return secret, codes
 
 
@@ -231,6 +230,45 @@ async def test_a_code_is_accepted_once(harness: Harness, enrolled: tuple[str, li
         "/api/tfa/verifyCode", params={"code": next_code}, headers=bearer(second)
     )
     assert later.status_code == 200
+
+
+async def test_the_set_up_code_opens_the_first_login_v11(harness: Harness, user_token: str) -> None:
+    """A scripted client enrols and logs in within one 30-s step: the code it proved
+    at set-up is accepted by POST /api/tfa/verify-code (UTMStack accepts it), once."""
+    secret, _ = await enrol_totp(harness, user_token)
+    code = current_code(harness, secret)
+    pending = (await password_step(harness)).json()["token"]
+    accepted = await harness.client.post(
+        "/api/tfa/verify-code",
+        content=code,
+        headers={**bearer(pending), "Content-Type": "text/plain"},
+    )
+    assert accepted.status_code == 200, accepted.text
+    assert accepted.json()["authenticated"] is True
+    again = (await password_step(harness)).json()["token"]
+    replay = await harness.client.post(
+        "/api/tfa/verify-code",
+        content=code,
+        headers={**bearer(again), "Content-Type": "text/plain"},
+    )
+    assert replay.status_code == 412
+
+
+async def test_the_set_up_code_opens_the_first_login_v10(harness: Harness, user_token: str) -> None:
+    """The same through v10's GET /api/tfa/verifyCode."""
+    secret, _ = await enrol_totp(harness, user_token)
+    code = current_code(harness, secret)
+    pending = (await password_step(harness)).json()["token"]
+    accepted = await harness.client.get(
+        "/api/tfa/verifyCode", params={"code": code}, headers=bearer(pending)
+    )
+    assert accepted.status_code == 200, accepted.text
+    assert accepted.json()["authenticated"] is True
+    again = (await password_step(harness)).json()["token"]
+    replay = await harness.client.get(
+        "/api/tfa/verifyCode", params={"code": code}, headers=bearer(again)
+    )
+    assert replay.status_code == 401
 
 
 async def test_five_wrong_codes_lock_the_second_step_and_revoke_the_token(

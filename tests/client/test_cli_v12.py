@@ -109,8 +109,7 @@ def test_v12_login_refresh_sessions_and_logout(
 
 
 def enrol_totp(server: AuthgateServer, login: str) -> list[str]:
-    """TOTP through v12's /tfa/enroll for ``login``; its recovery codes (a code of the
-    authenticator would need the next 30-s step: the enrolment spent this one)."""
+    """TOTP through v12's /tfa/enroll for ``login``; its recovery codes."""
     pairs: list[TokenPair] = []
     with Client(
         ClientConfig(server.url, V12Credentials(login, USER_PASSWORD)), on_tokens=pairs.append

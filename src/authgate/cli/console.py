@@ -34,6 +34,7 @@ from authgate.settings import (
     prometheus_multiprocess_dir,
     unknown_environment_variables,
 )
+from authgate.settings_messages import ENV_PREFIX
 from authgate.storage.database_url import describe_connection_failure
 
 T = TypeVar("T")
@@ -94,14 +95,17 @@ def load_settings(
         # Worker processes build their own settings from the environment.
         os.environ[CONFIG_FILE_VARIABLE] = str(config)
     if options.data_dir is not None:
-        data_dir = options.data_dir.expanduser().absolute()
-        os.environ[DATA_DIR_VARIABLE] = str(data_dir)  # for the workers, too
-        overrides["data_dir"] = data_dir
+        overrides["data_dir"] = options.data_dir.expanduser().absolute()
     given = {name: value for name, value in overrides.items() if value is not None}
     try:
         settings = Settings(**given)
     except ValidationError as error:
         raise ConfigurationError(explain_invalid_settings(error, given)) from None
+    # Worker processes build their own settings from the environment: what the command
+    # line gave (--data-dir; serve's --host, --port, --workers) goes there too, else the
+    # links they send (password resets) would name the configured port, not the served one.
+    for name, value in given.items():
+        os.environ[f"{ENV_PREFIX}{name.upper()}"] = str(value)
     for warning in unknown_environment_variables():
         err.print(f"[yellow]warning:[/yellow] {escape(warning)}")
     if not (creates_data_dir or options.init):

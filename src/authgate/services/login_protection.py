@@ -7,9 +7,9 @@ nothing about which accounts exist). An "address" is an IPv4 address, or an IPv6
 address's /64 (``security.networks.throttle_network``): one machine may hold a whole
 /64, so its addresses count as one.
 
-* per address: ``ip_max_failures`` in ``ip_window`` blocks the address for the rest of
-  the window (423, UTMStack's rule and message) — stops password spraying from one
-  machine;
+* per address: ``ip_max_failures`` in ``ip_window`` blocks the address for
+  ``ip_window`` from the failure that crossed the threshold (423, UTMStack's rule and
+  message) — stops password spraying from one machine;
 * per (account, address) pair: ``pair_max_failures`` blocks that pair for a delay that
   doubles with each consecutive block, from ``pair_base_delay`` up to ``pair_max_delay``
   (429 with Retry-After; Keycloak's model) — stops guessing one account from one place
@@ -163,9 +163,11 @@ class LoginProtection:
         now = self._clock().timestamp()
         by_ip = await self._store.add_failure(attempt.ip, window=limits.ip_window, now=now)
         if by_ip >= limits.ip_max_failures:
-            until = (now // limits.ip_window + 1) * limits.ip_window
+            # A whole window from now: the counts slide, so the end of a clock-aligned
+            # window could be seconds away and let the spraying resume at once.
+            until = now + limits.ip_window
             await self._store.block(attempt.ip, until=until, strikes=1, now=now)
-            self._lockout(attempt, Reason.IP_BLOCKED, {"retryAfter": int(until - now)})
+            self._lockout(attempt, Reason.IP_BLOCKED, {"retryAfter": limits.ip_window})
         by_pair = await self._store.add_failure(attempt.pair, window=limits.pair_window, now=now)
         if by_pair >= limits.pair_max_failures:
             previous = attempt.blocks.get(attempt.pair)

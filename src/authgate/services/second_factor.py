@@ -4,7 +4,8 @@ Methods: TOTP (an authenticator app) and e-mail codes; ten single-use recovery c
 come with either. What makes it safer than UTMStack's:
 
 * TOTP secrets are encrypted at rest (``SecondFactorKey``); codes are stored hashed;
-* a code is accepted once (the TOTP step is taken atomically; a code row is marked used);
+* a login code is accepted once (the TOTP step is taken atomically; a code row is
+  marked used); the set-up code does not count, see ``complete_enrolment``;
 * five wrong codes for an account within ten minutes lock its second step for ten
   minutes (``SecondFactorLocked``; the HTTP layer also revokes the pre-verification
   token), across workers and nodes through the throttle store;
@@ -301,7 +302,11 @@ class SecondFactorService:
             if stored is None:
                 raise NotFound("User not found", reason=Reason.USER_NOT_FOUND)
             row.totp_secret = row.pending_totp_secret if method == "TOTP" else None
-            row.last_totp_step = row.pending_last_step if method == "TOTP" else None
+            # The set-up code does not spend its step for logins (UTMStack accepts it at
+            # once, and scripted clients log in right after enrolling): whoever could
+            # observe that code saw the secret itself (the QR code) at the same moment,
+            # so refusing it at login protects nothing. Login codes stay single-use.
+            row.last_totp_step = None
             _clear_pending(row)
             row.updated_at = now
             stored.second_factor = method

@@ -71,7 +71,6 @@ async def enrol_totp_v12(harness: Harness, access_token: str) -> tuple[str, list
     )
     assert complete.status_code == 200, complete.text
     assert complete.json()["enabled"] is True
-    harness.clock.advance(seconds=30)  # the enrolment's step is spent
     codes: list[str] = complete.json()["recovery_codes"]
     return secret, codes
 
@@ -147,6 +146,23 @@ async def test_a_recovery_code_works_once_at_the_second_step(harness: Harness) -
     )
     assert second.status_code == 401
     assert list(second.json()) == ["error"]
+
+
+async def test_the_set_up_code_opens_the_first_login(harness: Harness) -> None:
+    """Enrolling and logging in within one 30-s step: the code proved at /tfa/enroll
+    VERIFY is accepted by the login's second step, and then only once."""
+    secret, _ = await alice_with_totp(harness)
+    code = totp_now(harness, secret)
+    first = await harness.client.post(
+        VERIFY_CODE,
+        json={"pre_auth_token": (await v12_login(harness))["pre_auth_token"], "code": code},
+    )
+    assert first.status_code == 200, first.text
+    replay = await harness.client.post(
+        VERIFY_CODE,
+        json={"pre_auth_token": (await v12_login(harness))["pre_auth_token"], "code": code},
+    )
+    assert replay.status_code == 401
 
 
 async def test_verify_code_errors_are_v12_shaped(harness: Harness) -> None:
