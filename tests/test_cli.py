@@ -25,6 +25,7 @@ from authgate.cli import app
 from authgate.cli import server as server_cli
 from authgate.container import build_services
 from authgate.exceptions import BadCredentials
+from authgate.http_config import HttpConfig
 from authgate.runtime import BackgroundWork
 from authgate.security.second_factor import totp_code, totp_step
 from authgate.services.password_hashing import HashingConfig
@@ -392,6 +393,29 @@ def test_serve_options_reach_the_links_the_workers_send(
     assert_exits(result, 0)
     assert len(links) == 1
     assert links[0].startswith("http://127.0.0.2:18432/settings/reset?key="), links
+
+
+@pytest.mark.parametrize(
+    ("host", "public_url", "warned"),
+    [
+        ("0.0.0.0", None, True),  # noqa: S104 - a setting checked, nothing bound
+        ("::", None, True),
+        ("0.0.0.0", "https://auth.example.com", False),  # noqa: S104
+        ("127.0.0.1", None, False),
+        ("auth.internal", None, False),
+    ],
+)
+def test_a_wildcard_address_without_a_public_url_is_warned_about(
+    tmp_path: Path, host: str, public_url: str | None, warned: bool
+) -> None:
+    """A container listens on 0.0.0.0: links naming it open nothing, so `serve` says
+    to set AUTHGATE_PUBLIC_URL (and compose.yaml sets it)."""
+    settings = Settings(data_dir=tmp_path, http=HttpConfig(host=host, public_url=public_url))
+    warning = server_cli.unreachable_links_warning(settings)
+    assert (warning is not None) == warned
+    if warning is not None:
+        assert "AUTHGATE_PUBLIC_URL" in warning
+        assert settings.http.base_url in warning
 
 
 # -- a real server process ----------------------------------------------------------------

@@ -64,6 +64,9 @@ def serve(
     # Configured once the start can no longer fail: a refused start is one line.
     logging.config.dictConfig(log_config(settings.log_level, settings.log_format))
     _announce(settings)
+    warning = unreachable_links_warning(settings)
+    if warning is not None:
+        log.warning(warning)
     if admin_password is not None:
         _hand_over_admin_password(settings, admin_password)
     with metrics_shared_by_workers(settings.http.workers):
@@ -154,6 +157,23 @@ def _announce(settings: Settings) -> None:
     out.print(f"  Database:   {database}", soft_wrap=True)
     if data_dir is not None:
         out.print(f"  Data dir:   {data_dir}", soft_wrap=True)
+
+
+_WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})  # noqa: S104 - recognised, not bound
+
+
+def unreachable_links_warning(settings: Settings) -> str | None:
+    """Why the links authgate sends (password resets, invitations) would not open, if
+    they would not: without a public URL they name the listening address, and a
+    wildcard one (a container's ``--host 0.0.0.0``) is no address to open."""
+    http = settings.http
+    if http.public_url or http.host not in _WILDCARD_HOSTS:
+        return None
+    return (
+        f"AUTHGATE_PUBLIC_URL is not set: password-reset and invitation links will name "
+        f"{http.base_url}, which their recipients cannot open; set it to the URL people "
+        "reach authgate at"
+    )
 
 
 def _hand_over_admin_password(settings: Settings, password: str) -> None:
