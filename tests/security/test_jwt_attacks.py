@@ -449,6 +449,42 @@ def test_truncated_tokens_are_rejected(key: SigningKey) -> None:
         assert error.reason in {"malformed_token", "bad_signature", "invalid_claims"}, truncated
 
 
+_BASE64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def _respellings(token: str) -> list[str]:
+    """Other spellings of the same bytes: padding, and a last character whose unused low
+    bits differ (PyJWT decodes all of these to the genuine token's parts)."""
+    spellings = []
+    parts = token.split(".")
+    for index, part in enumerate(parts):
+        padded = part + "=" * (-len(part) % 4)
+        unused = {2: 4, 3: 2}.get(len(part) % 4, 0)  # bits of the last character
+        variants = [padded] if padded != part else []
+        if unused:
+            value = _BASE64URL.index(part[-1])
+            variants.append(part[:-1] + _BASE64URL[value | (1 << unused) - 1])
+        for variant in variants:
+            spellings.append(".".join([*parts[:index], variant, *parts[index + 1 :]]))
+    return spellings
+
+
+def test_other_spellings_of_a_genuine_token_are_refused(key: SigningKey) -> None:
+    """One token, one spelling: padded or bit-twiddled parts decode to the same bytes,
+    and would each be verified afresh (no cache hit) and look like another token."""
+    codec = make_codec(key)
+    token = sign(key, claims())
+    codec.verify(token, now=NOW)
+    spellings = _respellings(token)
+    assert spellings  # the signature of each algorithm leaves unused bits or padding
+    for spelling in spellings:
+        assert spelling != token
+        assert base64.urlsafe_b64decode(spelling.split(".")[2] + "==") == (
+            base64.urlsafe_b64decode(token.split(".")[2] + "==")
+        )
+        assert rejected(codec, spelling).reason == "malformed_token", spelling
+
+
 GARBAGE = [
     "",
     " ",

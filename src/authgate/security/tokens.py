@@ -14,7 +14,10 @@ up to a second after it.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -240,7 +243,7 @@ class JwtCodec:
         """The signed payload of ``token`` for ``audience`` (times unchecked)."""
         if len(token) > MAX_TOKEN_LENGTH:
             raise TokenInvalid(reason=Reason.TOKEN_TOO_LONG)
-        if not token.isascii():  # a JWT is base64url and dots; PyJWT would fail to encode it
+        if not _is_canonical_compact_jws(token):
             raise TokenInvalid(reason=Reason.MALFORMED_TOKEN)
         try:
             header = jwt.get_unverified_header(token)
@@ -330,3 +333,24 @@ def _is_time(value: object) -> bool:
         and not isinstance(value, bool)
         and 0 <= value <= _LATEST_TIMESTAMP
     )
+
+
+_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+
+
+def _is_canonical_compact_jws(token: str) -> bool:
+    """Three unpadded base64url parts (the signature may be empty: ``alg: none`` is
+    refused by name below), each the one encoding of its bytes. PyJWT also
+    decodes padding (``sig==``) and ignores the unused low bits of a part's last
+    character, so one genuine token would have many spellings: each verified afresh
+    (no cache hit), each a different string to whatever logs or compares tokens."""
+    if not _COMPACT_JWS.fullmatch(token):
+        return False
+    for part in token.split("."):
+        try:
+            raw = base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+        except (binascii.Error, ValueError):  # a length no encoding has (4n + 1)
+            return False
+        if base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii") != part:
+            return False
+    return True
