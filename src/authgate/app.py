@@ -35,10 +35,8 @@ from authgate.api.v1 import tfa as v1_tfa
 from authgate.api.v1 import users as v1_users
 from authgate.clock import Clock, utc_now
 from authgate.container import Services, build_services
-from authgate.exceptions import ConfigurationError
-from authgate.runtime import BackgroundWork
+from authgate.runtime import BackgroundWork, ensure_schema
 from authgate.settings import Settings
-from authgate.storage import migrate
 from authgate.web.swagger import install_swagger_ui
 from authgate.web.ui import install_settings_ui
 
@@ -174,30 +172,3 @@ def create_app(
 def create_app_from_environment() -> FastAPI:
     """Entry point for ``uvicorn --factory`` (each worker process builds its own app)."""
     return create_app(Settings(), freeze_gc_after_start=True)
-
-
-async def ensure_schema(services: Services) -> None:
-    """Apply pending migrations when allowed, else refuse to run on an outdated schema.
-
-    A schema newer than this version (a rolling upgrade: a newer node has migrated
-    already) is accepted, since migrations only ever add.
-    """
-    head = migrate.head_revision()
-    current = await migrate.current_revision(services.db.engine)
-    if current == head:
-        return
-    if migrate.schema_is_current(current):
-        log.warning(
-            "the database schema (revision %s) is newer than this version's (%s): "
-            "serving on, migrations are additive",
-            current,
-            head,
-        )
-        return
-    if services.settings.should_auto_migrate:
-        await migrate.upgrade(services.db.engine)
-        return
-    raise ConfigurationError(
-        f"the database schema is at revision {current or 'none'}, this version needs {head}: "
-        "run `authgate migrate` first"
-    )

@@ -24,6 +24,7 @@ from authgate.security.signing_keys import KeyRing
 from authgate.services.audit_checkpoints import CheckpointReason
 from authgate.services.cluster import HEARTBEAT_SECONDS
 from authgate.services.redis_link import ChangeDoorbell
+from authgate.storage import migrate
 from authgate.storage.api_key_repository import ApiKeyRepository
 
 log = logging.getLogger(__name__)
@@ -266,3 +267,30 @@ async def _first_of(*events: asyncio.Event, seconds: float) -> None:
     finally:
         for waiter in waiters:
             waiter.cancel()
+
+
+async def ensure_schema(services: Services) -> None:
+    """Apply pending migrations when allowed, else refuse to run on an outdated schema.
+
+    A schema newer than this version (a rolling upgrade: a newer node has migrated
+    already) is accepted, since migrations only ever add.
+    """
+    head = migrate.head_revision()
+    current = await migrate.current_revision(services.db.engine)
+    if current == head:
+        return
+    if migrate.schema_is_current(current):
+        log.warning(
+            "the database schema (revision %s) is newer than this version's (%s): "
+            "serving on, migrations are additive",
+            current,
+            head,
+        )
+        return
+    if services.settings.should_auto_migrate:
+        await migrate.upgrade(services.db.engine)
+        return
+    raise ConfigurationError(
+        f"the database schema is at revision {current or 'none'}, this version needs {head}: "
+        "run `authgate migrate` first"
+    )

@@ -18,10 +18,10 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import insert, text
 
-from authgate.app import create_app, ensure_schema
+from authgate.app import create_app
 from authgate.container import Services, build_services
 from authgate.reasons import Reason
-from authgate.runtime import BackgroundWork
+from authgate.runtime import BackgroundWork, ensure_schema
 from authgate.security.audit_chain import GENESIS_HASH, AuditKey
 from authgate.services.api_key_views import KeySpec
 from authgate.services.audit.chain import chain_hash

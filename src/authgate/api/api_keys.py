@@ -20,11 +20,17 @@ from authgate.api.access import (
 from authgate.api.errors import documented
 from authgate.api.key_paths import KEY_PATH, KeyFilter, KeyIdPath
 from authgate.api.pagination import PageRequestDep, pagination_headers
-from authgate.api.schemas import LenientBody, StrictBody
+from authgate.api.schemas import (
+    ApiKeyDTO,
+    CreatedApiKeyDTO,
+    LenientBody,
+    StrictBody,
+    UsageRecordDTO,
+)
 from authgate.clock import utc_now
 from authgate.security.permissions import API_KEYS_READ
 from authgate.security.principal import SCOPE_PATTERN
-from authgate.services.api_key_views import ApiKeyView, KeySpec, UsageRecordView
+from authgate.services.api_key_views import KeySpec
 from authgate.services.api_keys import MAX_GRACE, NAME_MAX_LENGTH
 from authgate.services.key_refs import key_ref
 from authgate.services.text_rules import REQUIRED_NAME_PATTERN
@@ -110,95 +116,6 @@ class ApiKeyBody(LenientBody):
             expires_at=self.expiresAt,
             scopes=frozenset(self.scopes) if self.scopes is not None else None,
             rate_limit=rate_limit,
-        )
-
-
-class ApiKeyDTO(BaseModel):
-    """UTMStack's DTO (id, name, allowedIp, createdAt, expiresAt, generatedAt) and more."""
-
-    id: str = Field(description="The key's UUID (UTMStack's ids are UUIDs too).")
-    name: str
-    allowedIp: list[str]
-    createdAt: datetime
-    expiresAt: datetime | None
-    generatedAt: datetime
-    prefix: str = Field(description="Masked display form: id and last characters.")
-    scopes: list[str]
-    lastUsedAt: datetime | None
-    lastUsedIp: str | None
-    rateLimit: str | None
-    status: Literal["active", "expired", "revoked", "rotating", "suspended"]
-    revokedAt: datetime | None
-    suspendedAt: datetime | None = Field(
-        description="When the owner's deactivation suspended the key (null: not suspended)."
-    )
-    rotationGraceUntil: datetime | None = Field(
-        description="Until when the previous secret still works (status 'rotating')."
-    )
-    userId: int
-    legacy: bool = Field(
-        default=False,
-        description="Imported from UTMStack and not rotated since: UTMStack stored its "
-        "plaintext, so rotate it (the new key is an agk_ key; the old one works for the "
-        "grace period).",
-    )
-
-    @classmethod
-    def of(cls, key: ApiKeyView) -> ApiKeyDTO:
-        return cls(
-            id=key.public_id,
-            name=key.name,
-            allowedIp=list(key.allowed_networks),
-            createdAt=key.created_at,
-            expiresAt=key.expires_at,
-            generatedAt=key.generated_at,
-            prefix=key.prefix,
-            scopes=sorted(key.scopes),
-            lastUsedAt=key.last_used_at,
-            lastUsedIp=key.last_used_ip,
-            rateLimit=key.rate_limit,
-            status=key.status,
-            revokedAt=key.revoked_at,
-            suspendedAt=key.suspended_at,
-            rotationGraceUntil=key.previous_valid_until,
-            userId=key.owner_id,
-            legacy=key.legacy,
-        )
-
-
-class CreatedApiKeyDTO(ApiKeyDTO):
-    key: str = Field(description="The API key itself. Shown only in this response.")
-
-
-class UsageRecordDTO(BaseModel):
-    id: int
-    apiKeyId: str = Field(description="The key's UUID.")
-    apiKeyName: str
-    userId: int
-    timestamp: datetime
-    endpoint: str = Field(description="Path, without the query string.")
-    requestMethod: str
-    responseCode: int
-    ipAddress: str | None
-    userAgent: str | None
-    latencyMs: float
-    errorMessage: str | None = Field(description="Why the key was refused; null if accepted.")
-
-    @classmethod
-    def of(cls, record: UsageRecordView) -> UsageRecordDTO:
-        return cls(
-            id=record.id,
-            apiKeyId=record.api_key_public_id,
-            apiKeyName=record.api_key_name,
-            userId=record.user_id,
-            timestamp=record.occurred_at,
-            endpoint=record.path,
-            requestMethod=record.method,
-            responseCode=record.status,
-            ipAddress=record.client_ip,
-            userAgent=record.user_agent,
-            latencyMs=record.latency_ms,
-            errorMessage=record.failure_reason,
         )
 
 

@@ -1,11 +1,16 @@
-"""Response and request bodies shared by several routers (JHipster/UTMStack field names)."""
+"""Response and request bodies shared by several routers and by the CLI's ``--json``
+output (JHipster/UTMStack field names). No FastAPI here: the CLI's commands import these
+without the web framework."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from authgate.services.api_key_views import ApiKeyView, UsageRecordView
+from authgate.services.service_credentials import CreatedCredential, ServiceCredentialView
 from authgate.services.user_fields import UserView
 
 
@@ -66,3 +71,130 @@ class LenientBody(BaseModel):
     """
 
     model_config = ConfigDict(extra="ignore")
+
+
+class ApiKeyDTO(BaseModel):
+    """UTMStack's DTO (id, name, allowedIp, createdAt, expiresAt, generatedAt) and more."""
+
+    id: str = Field(description="The key's UUID (UTMStack's ids are UUIDs too).")
+    name: str
+    allowedIp: list[str]
+    createdAt: datetime
+    expiresAt: datetime | None
+    generatedAt: datetime
+    prefix: str = Field(description="Masked display form: id and last characters.")
+    scopes: list[str]
+    lastUsedAt: datetime | None
+    lastUsedIp: str | None
+    rateLimit: str | None
+    status: Literal["active", "expired", "revoked", "rotating", "suspended"]
+    revokedAt: datetime | None
+    suspendedAt: datetime | None = Field(
+        description="When the owner's deactivation suspended the key (null: not suspended)."
+    )
+    rotationGraceUntil: datetime | None = Field(
+        description="Until when the previous secret still works (status 'rotating')."
+    )
+    userId: int
+    legacy: bool = Field(
+        default=False,
+        description="Imported from UTMStack and not rotated since: UTMStack stored its "
+        "plaintext, so rotate it (the new key is an agk_ key; the old one works for the "
+        "grace period).",
+    )
+
+    @classmethod
+    def of(cls, key: ApiKeyView) -> ApiKeyDTO:
+        return cls(
+            id=key.public_id,
+            name=key.name,
+            allowedIp=list(key.allowed_networks),
+            createdAt=key.created_at,
+            expiresAt=key.expires_at,
+            generatedAt=key.generated_at,
+            prefix=key.prefix,
+            scopes=sorted(key.scopes),
+            lastUsedAt=key.last_used_at,
+            lastUsedIp=key.last_used_ip,
+            rateLimit=key.rate_limit,
+            status=key.status,
+            revokedAt=key.revoked_at,
+            suspendedAt=key.suspended_at,
+            rotationGraceUntil=key.previous_valid_until,
+            userId=key.owner_id,
+            legacy=key.legacy,
+        )
+
+
+class CreatedApiKeyDTO(ApiKeyDTO):
+    key: str = Field(description="The API key itself. Shown only in this response.")
+
+
+class UsageRecordDTO(BaseModel):
+    id: int
+    apiKeyId: str = Field(description="The key's UUID.")
+    apiKeyName: str
+    userId: int
+    timestamp: datetime
+    endpoint: str = Field(description="Path, without the query string.")
+    requestMethod: str
+    responseCode: int
+    ipAddress: str | None
+    userAgent: str | None
+    latencyMs: float
+    errorMessage: str | None = Field(description="Why the key was refused; null if accepted.")
+
+    @classmethod
+    def of(cls, record: UsageRecordView) -> UsageRecordDTO:
+        return cls(
+            id=record.id,
+            apiKeyId=record.api_key_public_id,
+            apiKeyName=record.api_key_name,
+            userId=record.user_id,
+            timestamp=record.occurred_at,
+            endpoint=record.path,
+            requestMethod=record.method,
+            responseCode=record.status,
+            ipAddress=record.client_ip,
+            userAgent=record.user_agent,
+            latencyMs=record.latency_ms,
+            errorMessage=record.failure_reason,
+        )
+
+
+class ServiceCredentialDTO(BaseModel):
+    id: str = Field(description="The public part of the credential (ags_<id>_...).")
+    name: str
+    endpoints: list[str]
+    status: str = Field(json_schema_extra={"enum": ["active", "revoked"]})
+    createdAt: datetime
+    rotatedAt: datetime | None
+    previousValidUntil: datetime | None = Field(
+        description="Until when the secret before the last rotation still works."
+    )
+    lastUsedAt: datetime | None = Field(description="Recorded to the minute.")
+    revokedAt: datetime | None
+
+    @classmethod
+    def of(cls, view: ServiceCredentialView) -> ServiceCredentialDTO:
+        return cls(
+            id=view.id,
+            name=view.name,
+            endpoints=list(view.endpoints),
+            status=view.status,
+            createdAt=view.created_at,
+            rotatedAt=view.rotated_at,
+            previousValidUntil=view.previous_valid_until,
+            lastUsedAt=view.last_used_at,
+            revokedAt=view.revoked_at,
+        )
+
+
+class CreatedServiceCredentialDTO(ServiceCredentialDTO):
+    credential: str = Field(description="The X-Internal-Key value; shown this once.")
+
+    @classmethod
+    def created(cls, created: CreatedCredential) -> CreatedServiceCredentialDTO:
+        return cls(
+            **ServiceCredentialDTO.of(created.view).model_dump(), credential=created.plaintext
+        )

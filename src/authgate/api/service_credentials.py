@@ -7,11 +7,11 @@ password session (``sets_credentials``), never an API key with the admin scope.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from authgate.api.access import (
     AdminConfigurationRoute,
@@ -20,14 +20,12 @@ from authgate.api.access import (
     sets_credentials,
 )
 from authgate.api.errors import documented
-from authgate.api.schemas import LenientBody
+from authgate.api.schemas import CreatedServiceCredentialDTO, LenientBody, ServiceCredentialDTO
 from authgate.security.permissions import SETTINGS_READ, SETTINGS_WRITE
 from authgate.services.api_keys import MAX_GRACE
 from authgate.services.service_credentials import (
     NAME_MAX_LENGTH,
-    CreatedCredential,
     InternalEndpoint,
-    ServiceCredentialView,
 )
 from authgate.services.text_rules import REQUIRED_NAME_PATTERN
 
@@ -54,44 +52,6 @@ class ServiceCredentialBody(LenientBody):
         list[Annotated[str, Field(max_length=100, json_schema_extra={"enum": _ENDPOINTS})]],
         Field(max_length=len(_ENDPOINTS) * 4, examples=[["api-keys.authenticate"]]),
     ]
-
-
-class ServiceCredentialDTO(BaseModel):
-    id: str = Field(description="The public part of the credential (ags_<id>_...).")
-    name: str
-    endpoints: list[str]
-    status: str = Field(json_schema_extra={"enum": ["active", "revoked"]})
-    createdAt: datetime
-    rotatedAt: datetime | None
-    previousValidUntil: datetime | None = Field(
-        description="Until when the secret before the last rotation still works."
-    )
-    lastUsedAt: datetime | None = Field(description="Recorded to the minute.")
-    revokedAt: datetime | None
-
-    @classmethod
-    def of(cls, view: ServiceCredentialView) -> ServiceCredentialDTO:
-        return cls(
-            id=view.id,
-            name=view.name,
-            endpoints=list(view.endpoints),
-            status=view.status,
-            createdAt=view.created_at,
-            rotatedAt=view.rotated_at,
-            previousValidUntil=view.previous_valid_until,
-            lastUsedAt=view.last_used_at,
-            revokedAt=view.revoked_at,
-        )
-
-
-class CreatedServiceCredentialDTO(ServiceCredentialDTO):
-    credential: str = Field(description="The X-Internal-Key value; shown this once.")
-
-    @classmethod
-    def created(cls, created: CreatedCredential) -> CreatedServiceCredentialDTO:
-        return cls(
-            **ServiceCredentialDTO.of(created.view).model_dump(), credential=created.plaintext
-        )
 
 
 @router.get(

@@ -20,10 +20,9 @@ from rich.console import Console
 from rich.markup import escape
 from sqlalchemy.exc import DBAPIError
 
-from authgate.app import ensure_schema
 from authgate.container import Services, build_services
 from authgate.exceptions import AuthgateError, ConfigurationError, ValidationFailed
-from authgate.runtime import BackgroundWork
+from authgate.runtime import BackgroundWork, ensure_schema
 from authgate.services.metrics import prepare_multiprocess_directory
 from authgate.settings import (
     CONFIG_FILE_VARIABLE,

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from authgate.api.api_keys import ApiKeyDTO, CreatedApiKeyDTO, UsageRecordDTO
+from authgate.api.schemas import ApiKeyDTO, CreatedApiKeyDTO, UsageRecordDTO
 from authgate.cli.console import (
     ConfigOption,
     err,

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-import uvicorn
 
 from authgate import __version__
 from authgate.cli.console import (
@@ -22,7 +21,6 @@ from authgate.cli.console import (
     out,
     with_services,
 )
-from authgate.cli.http_protocol import bounded_head_protocol
 from authgate.cli.log_config import log_config
 from authgate.container import Services, build_services, load_signing_keys, prepare_data_dir
 from authgate.settings import Settings
@@ -74,6 +72,12 @@ def serve(
 
 
 def _run_uvicorn(settings: Settings) -> None:
+    # Imported here: the other commands never serve, and uvicorn and the protocol (with
+    # the API modules it reaches) would add to every command's start.
+    import uvicorn
+
+    from authgate.cli.http_protocol import bounded_head_protocol
+
     uvicorn.run(
         "authgate.app:create_app_from_environment",
         factory=True,

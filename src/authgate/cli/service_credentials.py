@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from authgate.api.service_credentials import CreatedServiceCredentialDTO, ServiceCredentialDTO
+from authgate.api.schemas import CreatedServiceCredentialDTO, ServiceCredentialDTO
 from authgate.cli.console import (
     ConfigOption,
     err,
