@@ -418,6 +418,23 @@ def test_a_wildcard_address_without_a_public_url_is_warned_about(
         assert settings.http.base_url in warning
 
 
+def test_commands_other_than_serve_do_not_load_the_web_framework() -> None:
+    """An operator's command (users, keys, audit, ...) loads the services, not FastAPI,
+    uvicorn or the API's routers: ~0.4 s less of every command's start. Only `serve`
+    needs them, and imports them when it runs."""
+    script = (
+        "import sys\n"
+        "import authgate.cli\n"
+        "web = ('fastapi', 'uvicorn', 'authgate.app', 'authgate.api.access')\n"
+        "print(sorted(name for name in sys.modules if name.startswith(web)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
 # -- a real server process ----------------------------------------------------------------
 
 
