@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from authgate.clock import Clock, utc_now
 from authgate.security.clientip import ClientIpResolver
 from authgate.services.access_tokens import AccessTokenService
+from authgate.services.account_notices import AccountNotices
 from authgate.services.accounts import AccountService
 from authgate.services.address_block import AddressBlocker
 from authgate.services.alerts.dispatch import AlertDispatcher
@@ -101,6 +102,8 @@ class Services:
     # Mail to users (reset links, second-factor codes); `mailer.configured` says whether
     # an SMTP server is set.
     mailer: Mailer
+    # Mail to the address an account is leaving when its e-mail address changes.
+    notices: AccountNotices
     # Password recovery: reset links asked for, mailed and used.
     password_resets: PasswordResets
     second_factor: SecondFactorService

@@ -106,6 +106,7 @@ class BackgroundWork:
         self._stop.set()
         serving = self._delivery is not None
         await services.password_resets.settle()  # their audit records go out below
+        await services.notices.settle()
         if self._tasks:
             # The loops end at once on stop; the usage log flushes one last time.
             await _finish(self._tasks, grace=SHUTDOWN_GRACE_SECONDS)

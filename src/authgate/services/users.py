@@ -25,6 +25,7 @@ from authgate.security.principal import (
     join_authorities,
     parse_authorities,
 )
+from authgate.services.account_notices import AccountNotices
 from authgate.services.audit.events import EventType, current_request
 from authgate.services.audit.writer import AuditLog
 from authgate.services.changes import Change, ChangeFeed, ChangeKind, UnitOfWork
@@ -62,6 +63,7 @@ class UserService:
         policy: PasswordPolicy,
         clock: Clock,
         audit: AuditLog,
+        notices: AccountNotices | None = None,
     ) -> None:
         self._db = db
         self._feed = feed
@@ -69,6 +71,7 @@ class UserService:
         self._policy = policy
         self._clock = clock
         self._audit = audit
+        self._notices = notices
 
     async def list_users(
         self, request: PageRequest, *, login_contains: str | None = None, search: str | None = None
@@ -222,7 +225,7 @@ class UserService:
             async with self._feed.unit_of_work() as work:
                 users = self._db.users(work.session)
                 user = await _existing(users, login)
-                was_active = user.activated
+                was_active, old_email = user.activated, user.email
                 await self._apply_changes(users, user, changes, acting_user_id=acting_user_id)
                 suspended: list[KeyReference] = []
                 if was_active and not user.activated:
@@ -236,6 +239,8 @@ class UserService:
                 updated = UserView.of(user)
         except StorageConflict:
             raise Conflict("Email is already in use!", reason=Reason.EMAIL_EXISTS) from None
+        if self._notices is not None and updated.email != old_email:
+            self._notices.email_changed(updated.login, old_email, updated.email)
         changed = sorted(
             name
             for name, value in (

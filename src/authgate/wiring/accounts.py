@@ -11,6 +11,7 @@ from authgate.exceptions import ConfigurationError
 from authgate.security.networks import AllowEntryError, AllowList
 from authgate.security.passwords import PasswordHasher
 from authgate.security.second_factor import SecondFactorKey
+from authgate.services.account_notices import AccountNotices
 from authgate.services.accounts import AccountService
 from authgate.services.mail import Mailer, smtp_server_from
 from authgate.services.metrics import Metrics
@@ -32,6 +33,7 @@ class Accounts:
     accounts: AccountService
     users: UserService
     mailer: Mailer
+    notices: AccountNotices
     second_factor: SecondFactorService
     password_resets: PasswordResets
 
@@ -49,6 +51,7 @@ def build_accounts(
     hasher = password_hasher(settings, infra.metrics)
     policy = settings.password_policy
     mailer = Mailer(smtp_server_from(settings.mail))
+    notices = AccountNotices(mailer=mailer, clock=clock)
     return Accounts(
         accounts=AccountService(
             db=db,
@@ -59,8 +62,17 @@ def build_accounts(
             audit=audit,
             protection=protection.login_protection,
         ),
-        users=UserService(db=db, feed=feed, hasher=hasher, policy=policy, clock=clock, audit=audit),
+        users=UserService(
+            db=db,
+            feed=feed,
+            hasher=hasher,
+            policy=policy,
+            clock=clock,
+            audit=audit,
+            notices=notices,
+        ),
         mailer=mailer,
+        notices=notices,
         second_factor=second_factor_service(settings, infra, mailer, clock),
         password_resets=PasswordResets(
             db=db,
