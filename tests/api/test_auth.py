@@ -111,6 +111,7 @@ async def test_unknown_user_costs_a_password_verification(
         {"password": "x"},
         {"username": "", "password": "x"},
         {"username": "a" * 255, "password": "x"},
+        {"username": "a" * 51, "password": "whatever-password"},
         {"username": "alice", "password": "x" * 1025},
         {"username": 5, "password": []},
         [],
@@ -120,6 +121,7 @@ async def test_unknown_user_costs_a_password_verification(
         "no-username",
         "empty-username",
         "long-username",
+        "username-over-loginvm-50",
         "long-pw",
         "types",
         "list",
@@ -135,6 +137,16 @@ async def test_invalid_login_bodies_are_400_with_field_errors(
     assert payload["code"] == "validation_failed"
     assert payload["fieldErrors"]
     assert all({"objectName", "field", "message"} <= set(e) for e in payload["fieldErrors"])
+
+
+async def test_a_long_e_mail_address_is_a_login_attempt(harness: Harness) -> None:
+    """Over LoginVM's 50 characters only an e-mail address can name a user: it is checked
+    (401 when unknown), not refused as malformed; 50 characters exactly is a login."""
+    for username in ("a" * 50, f"{'a' * 60}@example.com"):
+        response = await harness.client.post(
+            "/api/authenticate", json={"username": username, "password": "whatever-password"}
+        )
+        assert response.status_code == 401, (username, response.text)
 
 
 async def test_malformed_json_is_400(harness: Harness) -> None:

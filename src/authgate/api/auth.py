@@ -18,6 +18,7 @@ from authgate.api.access import (
 from authgate.api.errors import documented
 from authgate.api.tfa import LoginResponse, bypass_requested, login_answer
 from authgate.exceptions import FieldError, ValidationFailed
+from authgate.services.user_fields import LOGIN_MAX_LENGTH
 from authgate.settings import Settings
 
 public_router = APIRouter(tags=["authentication"])
@@ -62,6 +63,11 @@ async def authenticate(body: LoginRequest, request: Request, response: Response)
         # so nothing is counted, throttled or audited.
         message = f"password must be {LOGIN_PASSWORD_MIN} to {longest} characters."
         raise ValidationFailed(message, field_errors=[FieldError("password", message)])
+    if len(body.username) > LOGIN_MAX_LENGTH and "@" not in body.username:
+        # LoginVM's @Size(max = 50): no login is longer (UTMStack's nor authgate's), so
+        # longer text is malformed unless it is an e-mail address (authgate's addition).
+        message = f"username must be 1 to {LOGIN_MAX_LENGTH} characters, or an e-mail address."
+        raise ValidationFailed(message, field_errors=[FieldError("username", message)])
     user = await services.accounts.authenticate(body.username, body.password)
     result = await services.sign_in.after_password(
         user,
