@@ -161,9 +161,14 @@ class ApiKeyService:
         self._audited(EventType.API_KEY_CREATED, key, details={"owner": owner.login})
         return CreatedKey(view=ApiKeyView.of(key, now=now), plaintext=generated.plaintext)
 
-    async def get(self, viewer: Principal | None, ref: KeyRef) -> ApiKeyView:
+    async def get(
+        self, viewer: Principal | None, ref: KeyRef, *, own_only: bool = False
+    ) -> ApiKeyView:
+        """A key the viewer owns, or anyone's with ``api_keys.read`` unless ``own_only``
+        (v12's ``GET /api-keys/{id}`` serves the caller's keys only)."""
+        others = None if own_only else API_KEYS_READ
         async with self._db.session() as session:
-            key = await self._visible(self._db.api_keys(session), viewer, ref, others=API_KEYS_READ)
+            key = await self._visible(self._db.api_keys(session), viewer, ref, others=others)
         return ApiKeyView.of(key, now=self._clock())
 
     async def list_keys(

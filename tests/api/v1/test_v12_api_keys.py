@@ -191,6 +191,21 @@ async def test_other_users_keys_are_not_found(harness: Harness) -> None:
         assert response.status_code == 404, method
 
 
+async def test_api_keys_read_does_not_open_others_keys_on_v12(harness: Harness) -> None:
+    """v12's Get looks among the caller's own keys only: an administrator (api_keys.read)
+    gets 404 for another user's key here, and reads it on /api/api-keys, where
+    api_keys.read is documented to reach everyone's keys."""
+    alices = await create(harness, await alice(harness))
+    await harness.create_user("carol", admin=True)
+    carol = await v12_token(harness, "carol@example.com")
+    hidden = await harness.client.get(f"{V12_KEYS}/{alices['id']}", headers=bearer(carol))
+    assert hidden.status_code == 404, hidden.text
+    assert hidden.json() == {"error": "API key not found"}
+    shown = await harness.client.get(f"{KEYS}/{alices['id']}", headers=bearer(carol))
+    assert shown.status_code == 200, shown.text
+    assert shown.json()["name"] == alices["name"]
+
+
 async def test_v12_and_v11_routes_share_the_keys(harness: Harness, user_token: str) -> None:
     """One store: a key made through ``/api/v1`` is listed by ``/api/api-keys`` under
     the same UUID, and the other way round; a v10/v11 token works on the v12 routes."""

@@ -110,7 +110,11 @@ async def list_api_keys(
 
 @router.get(KEY_PATH, summary="One API key", responses=documented_v12(401, 403, 404))
 async def get_api_key(key_id: KeyIdPath, request: Request) -> ApiKeyResponse:
-    view = await services_of(request).api_keys.get(principal_of(request), key_ref(key_id))
+    # The caller's own keys only, as v12's Get (FindByIDAndUser); everyone's keys, for
+    # api_keys.read, stay on /api/api-keys.
+    view = await services_of(request).api_keys.get(
+        principal_of(request), key_ref(key_id), own_only=True
+    )
     return ApiKeyResponse.of(view)
 
 
