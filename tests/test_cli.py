@@ -409,7 +409,7 @@ def test_a_wildcard_address_without_a_public_url_is_warned_about(
     tmp_path: Path, host: str, public_url: str | None, warned: bool
 ) -> None:
     """A container listens on 0.0.0.0: links naming it open nothing, so `serve` says
-    to set AUTHGATE_PUBLIC_URL (and compose.yaml sets it)."""
+    to set AUTHGATE_PUBLIC_URL (scripts/compose-secrets writes it for compose)."""
     settings = Settings(data_dir=tmp_path, http=HttpConfig(host=host, public_url=public_url))
     warning = server_cli.unreachable_links_warning(settings)
     assert (warning is not None) == warned

@@ -15,6 +15,7 @@ import os
 import shutil
 import stat
 import subprocess
+import tempfile
 import tomllib
 from pathlib import Path
 
@@ -109,6 +110,51 @@ def test_secrets_reach_containers_only_as_files() -> None:
     assert document["services"]["postgres"]["environment"]["POSTGRES_PASSWORD_FILE"]
     assert document["services"]["nginx"]["profiles"] == ["nginx"]
     assert document["networks"]["backend"]["internal"] is True
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("runuser"), reason="needs root")
+def test_compose_secrets_work_for_rootless_podman(tmp_path: Path) -> None:
+    """As an unprivileged user with rootless podman, a file given to a container uid
+    (``podman unshare chown``) is no longer readable by that user: the config with the
+    database password must be written before the password file is given away. A
+    stand-in ``podman`` makes each given file unreadable, as the real one does."""
+    work = Path(tempfile.mkdtemp(prefix="authgate-rootless-"))
+    try:
+        bin_dir = work / "bin"
+        bin_dir.mkdir()
+        podman = bin_dir / "podman"
+        podman.write_text(
+            '#!/bin/sh\n[ "$1" = unshare ] || exit 1\nshift\n'
+            'case "$1" in true) exit 0 ;; chown) chmod 000 "$3" ;; *) exit 1 ;; esac\n',
+            encoding="utf-8",
+        )
+        podman.chmod(0o755)
+        script = work / "compose-secrets"
+        shutil.copy(ROOT / "scripts" / "compose-secrets", script)
+        work.chmod(0o777)
+        made = subprocess.run(
+            [
+                str(shutil.which("runuser")),
+                "-u",
+                "nobody",
+                "--",
+                str(script),
+                str(work / "secrets"),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=work,
+            env={"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(work)},
+        )
+        assert made.returncode == 0, made.stderr
+        secrets = work / "secrets"
+        config = tomllib.loads((secrets / "authgate.toml").read_text(encoding="utf-8"))
+        password = (secrets / "postgres_password").read_text(encoding="utf-8").strip()
+        assert make_url(config["database_url"]).password == password
+        assert config["public_url"] == "http://127.0.0.1:8080"  # compose.yaml's port
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def test_compose_secrets_are_private_and_accepted_by_authgate(tmp_path: Path) -> None:

@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
+from authgate.exceptions import ConfigurationError
 from authgate.settings import Settings
+from authgate.wiring.infrastructure import redis_client
 from tests.processes import AUTHGATE, TEST_SERVER_ENVIRONMENT, free_port
 
 CONFIGURATION_ERROR = 2
@@ -172,3 +174,13 @@ def test_unknown_variable_is_warned_with_a_suggestion(tmp_path: Path) -> None:
         "warning: unknown variable AUTHGATE_TOKEN_TTL is ignored; "
         "did you mean AUTHGATE_TOKEN_TTL_SECONDS?"
     ]
+
+
+@pytest.mark.parametrize("url", ["http://user:s3cret-pw@cache:6379/0", "cache:6379"])
+def test_a_redis_url_of_another_scheme_is_one_line_without_its_password(url: str) -> None:
+    """Not a traceback from deep in the start-up: the variable named, the password not."""
+    with pytest.raises(ConfigurationError) as refused:
+        redis_client(url)
+    message = str(refused.value)
+    assert message.startswith("AUTHGATE_REDIS_URL is not a Redis URL")
+    assert "s3cret-pw" not in message

@@ -128,3 +128,38 @@ def test_unit_runs_unprivileged_with_secrets_as_credentials() -> None:
     credentials = {value.split(":")[0] for key, value in settings if key == "LoadCredential"}
     assert credentials == {"authgate.toml", "api-key-pepper"}
     assert not [value for key, value in settings if key == "Environment" and "PASSWORD" in value]
+
+
+def _syscalls(name: str) -> set[str]:
+    """A system call, or every call of a group (``@resources``), as this systemd
+    defines the group."""
+    if not name.startswith("@"):
+        return {name}
+    listed = subprocess.run(
+        ["systemd-analyze", "syscall-filter", "--no-pager", name],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.splitlines()[1:]
+    calls: set[str] = set()
+    for line in listed:
+        entry = line.strip()
+        if entry and not entry.startswith("#"):
+            calls |= _syscalls(entry)
+    return calls
+
+
+def test_the_hashing_threads_may_lower_their_priority() -> None:
+    """The password-hashing threads call setpriority (or sched_setscheduler for
+    SCHED_IDLE) on themselves; @resources, which the unit denies, holds both. Later
+    SystemCallFilter lines add to or take from the first one's allow list (systemd.exec)."""
+    filters = [value for key, value in unit_settings(UNIT.read_text()) if key == "SystemCallFilter"]
+    assert not filters[0].startswith("~"), "the first filter is an allow list"
+    allowed: set[str] = set()
+    for value in filters:
+        calls = set().union(*(_syscalls(name) for name in value.lstrip("~").split()))
+        allowed = allowed - calls if value.startswith("~") else allowed | calls
+    assert {"setpriority", "sched_setscheduler"} <= allowed
+    assert "setrlimit" not in allowed  # the rest of @resources stays denied
+    assert "reboot" not in allowed  # and @privileged

@@ -4,11 +4,13 @@ this catches a release that stores them differently)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import generate_latest
 
-from authgate.services.metrics import _LATENCY_BUCKETS, Metrics
+from authgate.services.metrics import _LATENCY_BUCKETS, Metrics, prepare_multiprocess_directory
 
 amounts = st.lists(
     st.one_of(
@@ -46,3 +48,14 @@ def test_a_folded_counter_counts_every_increment_once() -> None:
     counter.inc()
     metrics.process_exiting()  # the last counts are not lost when the process stops
     assert child._value.get() == 6
+
+
+def test_preparing_the_metrics_directory_removes_only_metrics_files(tmp_path: Path) -> None:
+    """An earlier run's files go (their counts would add to this run's), nothing else:
+    pointed at the data dir, preparing it once deleted the SQLite database."""
+    leftovers = ["counter_123.db", "histogram_4.db", "gauge_livesum_77.db", "summary_9.db"]
+    kept = ["authgate.db", "counter.db", "counter_12.db.bak", "notes.txt"]
+    for name in leftovers + kept:
+        (tmp_path / name).write_bytes(b"x")
+    prepare_multiprocess_directory(tmp_path)
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(kept)

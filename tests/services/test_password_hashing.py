@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 import time
@@ -12,7 +13,11 @@ from typing import Any
 import pytest
 
 from authgate.exceptions import HashingOverloaded
-from authgate.services.password_hashing import AsyncPasswordHasher, HashingConfig
+from authgate.services.password_hashing import (
+    AsyncPasswordHasher,
+    HashingConfig,
+    lower_thread_priority,
+)
 from tests.conftest import USER_PASSWORD, Harness
 
 
@@ -172,3 +177,18 @@ def test_the_default_pool_has_one_thread_per_cpu_the_process_may_use(
     monkeypatch.setattr(os, "cpu_count", lambda: 8)
     assert pool(BlockingHasher()).threads == 1
     assert pool(BlockingHasher(), threads=3).threads == 3
+
+
+def test_a_refused_priority_is_logged(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A sandbox that forbids setpriority (systemd's @resources) leaves the hashing
+    threads at normal priority: the log says so instead of nothing."""
+
+    def refuse(*args: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "setpriority", refuse)
+    with caplog.at_level(logging.WARNING, logger="authgate.services.password_hashing"):
+        assert lower_thread_priority("nice", 10) is None
+    assert "lowering its priority (nice 10) refused" in caplog.text

@@ -29,6 +29,7 @@ from __future__ import annotations
 import bisect
 import json
 import os
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,12 +90,19 @@ class Gauges:
     sources: dict[str, Callable[[], dict[str, int]]] = field(default_factory=dict)
 
 
+# The files prometheus_client's multiprocess mode writes: ``<type>_<pid>.db``.
+_METRICS_FILE = re.compile(r"(?:counter|histogram|summary|gauge_[a-z]+)_\d+\.db")
+
+
 def prepare_multiprocess_directory(directory: Path) -> None:
-    """Empty (or create) the workers' metrics directory before they start: files left by
-    an earlier run would add its counts to this run's."""
+    """Remove (or create the directory for) the metrics files an earlier run left: they
+    would add its counts to this run's. Only prometheus_client's own files: an operator
+    may point the variable at a directory that holds other files, the data dir with its
+    SQLite database (``authgate.db``) among them."""
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     for leftover in directory.glob("*.db"):
-        leftover.unlink()
+        if _METRICS_FILE.fullmatch(leftover.name):
+            leftover.unlink()
 
 
 class LocalCounter:

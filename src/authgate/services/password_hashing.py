@@ -93,7 +93,15 @@ def lower_thread_priority(priority: Priority, nice: int) -> Priority | None:
         return None
     try:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
-    except OSError:
+    except OSError as refused:
+        # A sandbox may forbid the call (systemd's @resources): say so, since logins
+        # then compete with every other request for the CPU.
+        log.warning(
+            "hashing thread: lowering its priority (nice %d) refused (%s); logins may "
+            "slow down other requests",
+            nice,
+            refused,
+        )
         return None
     return "nice"
 

@@ -93,11 +93,15 @@ def redis_client(url: str) -> Any:
         raise ConfigurationError(
             "AUTHGATE_REDIS_URL needs the redis extra: pip install 'authgate[redis]'"
         ) from None
-    return from_url(
-        url,
-        socket_timeout=SOCKET_TIMEOUT_SECONDS,
-        socket_connect_timeout=SOCKET_TIMEOUT_SECONDS,
-    )
+    try:
+        return from_url(
+            url,
+            socket_timeout=SOCKET_TIMEOUT_SECONDS,
+            socket_connect_timeout=SOCKET_TIMEOUT_SECONDS,
+        )
+    except ValueError as error:  # e.g. "Redis URL must specify one of the following schemes"
+        # redis-py's message never holds the URL (nor its password).
+        raise ConfigurationError(f"AUTHGATE_REDIS_URL is not a Redis URL: {error}") from None
 
 
 def prepare_data_dir(settings: Settings) -> None:
