@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging.config
 import os
 import queue
@@ -393,6 +394,23 @@ def test_serve_options_reach_the_links_the_workers_send(
     assert_exits(result, 0)
     assert len(links) == 1
     assert links[0].startswith("http://127.0.0.2:18432/settings/reset?key="), links
+
+
+def test_start_up_warnings_follow_the_json_log_format(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In JSON mode every line of a start is a JSON object, the warnings logged before
+    the server runs included (a data dir other users may enter): a log shipper parsing
+    the stream line by line must not meet plain text."""
+    data_dir.mkdir(exist_ok=True)
+    data_dir.chmod(0o755)
+    monkeypatch.setenv("AUTHGATE_LOG_FORMAT", "json")
+    monkeypatch.setattr(server_cli, "_run_uvicorn", lambda settings: None)
+    result = CliRunner().invoke(app, ["serve"])
+    assert_exits(result, 0)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    records = [json.loads(line) for line in lines]  # a plain-text line fails here
+    assert any("is accessible by other users" in record["message"] for record in records)
 
 
 @pytest.mark.parametrize(

@@ -54,12 +54,18 @@ def serve(
         settings = load_settings(
             config, creates_data_dir=True, host=host, port=port, workers=workers
         )
+        # Before anything logs, so that the start's warnings (a data dir others may
+        # read, Redis unreachable) are in the configured format, one JSON object a line
+        # in JSON mode; warnings only until the start can no longer fail, so that a
+        # refused start stays one line (friendly_errors) without its INFO lines.
+        logging.config.dictConfig(
+            log_config(_at_least_warning(settings.log_level), settings.log_format)
+        )
         # Create the data dir and signing keys before the workers start, so that they
         # share one key.
         prepare_data_dir(settings)
         load_signing_keys(settings)
         admin_password = with_services(settings, _prepare_to_serve)
-    # Configured once the start can no longer fail: a refused start is one line.
     logging.config.dictConfig(log_config(settings.log_level, settings.log_format))
     _announce(settings)
     warning = unreachable_links_warning(settings)
@@ -69,6 +75,10 @@ def serve(
         _hand_over_admin_password(settings, admin_password)
     with metrics_shared_by_workers(settings.http.workers):
         _run_uvicorn(settings)
+
+
+def _at_least_warning(level: str) -> str:
+    return level if logging.getLevelName(level) >= logging.WARNING else "WARNING"
 
 
 def _run_uvicorn(settings: Settings) -> None:
