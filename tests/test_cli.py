@@ -396,6 +396,18 @@ def test_serve_options_reach_the_links_the_workers_send(
     assert links[0].startswith("http://127.0.0.2:18432/settings/reset?key="), links
 
 
+def test_a_refused_first_admin_password_names_its_variable(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The policy refuses AUTHGATE_ADMIN_PASSWORD: one line that says which setting."""
+    monkeypatch.setenv("AUTHGATE_ADMIN_PASSWORD", "admin-admin-admin")
+    monkeypatch.setattr(server_cli, "_run_uvicorn", lambda settings: None)
+    result = invoke("serve")
+    assert_exits(result, 2)
+    assert "AUTHGATE_ADMIN_PASSWORD (or _FILE) is refused: " in result.output
+    assert "admin-admin-admin" not in result.output
+
+
 def test_start_up_warnings_follow_the_json_log_format(
     data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -23,6 +23,7 @@ from authgate.cli.console import (
 )
 from authgate.cli.log_config import log_config
 from authgate.container import Services, build_services, load_signing_keys, prepare_data_dir
+from authgate.exceptions import ConfigurationError, ValidationFailed
 from authgate.settings import Settings
 from authgate.storage import migrate as migrations
 
@@ -119,9 +120,14 @@ async def _prepare_to_serve(services: Services) -> str | None:
     if services.cluster is not None:
         await services.cluster.preflight()
     given = services.settings.admin_password
-    return await services.users.ensure_initial_admin(
-        given.get_secret_value() if given is not None else None
-    )
+    try:
+        return await services.users.ensure_initial_admin(
+            given.get_secret_value() if given is not None else None
+        )
+    except ValidationFailed as refused:  # only a given password can be refused
+        raise ConfigurationError(
+            f"AUTHGATE_ADMIN_PASSWORD (or _FILE) is refused: {refused.message}"
+        ) from None
 
 
 @server_commands.command()
