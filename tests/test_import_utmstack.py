@@ -787,6 +787,23 @@ async def test_unreachable_or_foreign_databases_are_configuration_errors(
         await utmstack_source.read_database("postgresql://nobody@127.0.0.1:1/none")
 
 
+async def test_sslmode_in_the_url_is_taken_as_asyncpg_takes_it(utmstack: UtmStackSource) -> None:
+    """libpq's sslmode (psql's and most tools' URLs) works as in AUTHGATE_DATABASE_URL;
+    a parameter the driver refuses is one line naming no password, not a traceback."""
+    url = make_url(utmstack.url).update_query_dict({"sslmode": "disable"})
+    tables = await utmstack_source.read_database(
+        url.render_as_string(hide_password=False), schema=utmstack.schema
+    )
+    assert len(tables.rows["jhi_user"]) == 4
+    refused = make_url(utmstack.url).set(password="s3cret-pw").update_query_dict({"bogus": "1"})
+    with pytest.raises(ConfigurationError, match="cannot connect") as raised:
+        await utmstack_source.read_database(
+            refused.render_as_string(hide_password=False), schema=utmstack.schema
+        )
+    assert "s3cret-pw" not in str(raised.value)
+    assert "\n" not in str(raised.value)
+
+
 def test_the_readme_documents_the_export_query() -> None:
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     assert " ".join(utmstack_source.export_query().split()) in " ".join(readme.split())
