@@ -61,7 +61,9 @@ def test_missing_columns_and_tables_are_reported() -> None:
         },
     }
     found = subjects(document)
-    assert "jhi_user.tfa_method" in found
+    assert found["jhi_user.tfa_method"] == (
+        "absent: a tfa_secret is taken as e-mail codes (no authenticator app holds it)"
+    )
     assert "jhi_user.fs_manager" in found
     assert "jhi_user.default_password" in found
     assert "absent: users get ROLE_USER only" in found["jhi_user_authority"]

@@ -21,7 +21,9 @@ USER_OPTIONAL = {
     "email": "users without an e-mail address are skipped",
     "activated": "users are imported as activated",
     "tfa_secret": "no second factor is imported",
-    "tfa_method": "second factors are taken as TOTP",
+    # UTMStack before tfa_method e-mailed codes from a per-login secret (see
+    # utmstack_import._utm_factor): no authenticator app holds it.
+    "tfa_method": "a tfa_secret is taken as e-mail codes (no authenticator app holds it)",
     "fs_manager": "no user is recognised as a service account",
     "default_password": "no user is flagged to change a default password",
     "created_date": "users are dated by the import",
