@@ -32,6 +32,7 @@ from typer.testing import CliRunner
 
 from authgate.app import create_app
 from authgate.cli import app as cli_app
+from authgate.cli import imports as cli_imports
 from authgate.exceptions import ConfigurationError
 from authgate.security.sealing import seal
 from authgate.services.audit.events import OPERATOR
@@ -874,6 +875,53 @@ def test_cli_imports_from_a_file_with_a_report(
             assert plaintext not in output
         neither = runner.invoke(cli_app, ["import", "utmstack"])
         assert neither.exit_code == 2
+    finally:
+        os.environ.pop(CONFIG_FILE_VARIABLE, None)
+
+
+def test_cli_refuses_a_report_path_it_cannot_write_before_importing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--report into a missing directory: one line, exit 2, nothing imported; a report
+    that fails after the commit (the path broke meanwhile) is one line too."""
+    monkeypatch.setenv("AUTHGATE_DATA_DIR", str(tmp_path / "data"))
+    document = {
+        "jhi_user": [
+            {
+                "id": 7,
+                "login": "dana",
+                "password_hash": _bcrypt("dana-password-long"),
+                "email": "dana@example.com",
+                "activated": True,
+                "created_by": "system",
+            }
+        ]
+    }
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps(document))
+    runner = CliRunner()
+    command = ["--init", "import", "utmstack", "--from-file", str(export), "--json", "--report"]
+    try:
+        refused = runner.invoke(cli_app, [*command, str(tmp_path / "none" / "r.json")])
+        assert refused.exit_code == 2, refused.output
+        assert "no directory" in refused.stderr
+        assert "Traceback" not in refused.output
+        assert refused.stdout == ""
+        directory = runner.invoke(cli_app, [*command, str(tmp_path)])
+        assert directory.exit_code == 2
+        assert "is a directory" in directory.stderr
+        users = runner.invoke(cli_app, ["--init", "users", "list", "--output", "json"])
+        assert users.exit_code == 0, users.output
+        assert "dana" not in users.stdout  # nothing was imported
+
+        # The directory vanishes between the check and the write (here: no check).
+        monkeypatch.setattr(cli_imports, "_unwritable", lambda path: None)
+        late = runner.invoke(cli_app, [*command, str(tmp_path / "gone" / "r.json")])
+        assert late.exit_code == 1
+        assert "the import is done, but --report" in late.stderr
+        assert "No such file or directory" in late.stderr
+        assert json.loads(late.stdout)["counts"]["users"]["created"] == 1
+        assert "Traceback" not in late.output
     finally:
         os.environ.pop(CONFIG_FILE_VARIABLE, None)
 
