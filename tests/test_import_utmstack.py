@@ -579,6 +579,8 @@ async def test_second_factors_follow_utmstack_but_not_over_authgate(
     await edit_utmstack(utmstack, "UPDATE jhi_user SET tfa_method = 'EMAIL' WHERE login = 'bob'")
     no_smtp = await import_from_database(harness, utmstack)
     assert any("need an SMTP server" in n for n in entry(no_smtp, "user", "bob").notes)
+    assert no_smtp.email_factors_waiting == 1
+    assert no_smtp.as_json()["secondFactors"] == {"emailNotImportedNoSmtp": 1}
     bob = await harness.client.post(
         "/api/authenticate", json={"username": "bob", "password": PASSWORDS["bob"]}
     )
@@ -922,6 +924,47 @@ def test_cli_refuses_a_report_path_it_cannot_write_before_importing(
         assert "No such file or directory" in late.stderr
         assert json.loads(late.stdout)["counts"]["users"]["created"] == 1
         assert "Traceback" not in late.output
+    finally:
+        os.environ.pop(CONFIG_FILE_VARIABLE, None)
+
+
+def test_cli_warns_of_email_second_factors_left_out_without_smtp(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without an SMTP server, UTMStack's EMAIL second factors are not imported: the
+    totals count them and the run ends with a warning line saying how many users sign
+    in with a password alone until SMTP is set and the import is run again."""
+    monkeypatch.setenv("AUTHGATE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("COLUMNS", "250")
+    rows = [
+        {
+            "id": user_id,
+            "login": login,
+            "password_hash": _bcrypt("a-password-long"),
+            "email": f"{login}@example.com",
+            "activated": True,
+            "tfa_secret": "KRSXG5CTMVRXEZLU",
+            "tfa_method": "EMAIL",
+        }
+        for user_id, login in ((7, "dana"), (8, "emil"))
+    ]
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps({"jhi_user": rows}))
+    runner = CliRunner()
+    try:
+        tables = runner.invoke(
+            cli_app, ["--init", "import", "utmstack", "--from-file", str(export)]
+        )
+        assert tables.exit_code == 0, tables.output
+        assert "EMAIL second factors not imported (no SMTP)" in tables.stdout
+        last = tables.stderr.strip().splitlines()[-1]
+        assert last.startswith("warning: 2 users sign in with a password alone")
+        assert "run the import again" in " ".join(tables.stderr.split())
+        as_json = runner.invoke(
+            cli_app, ["import", "utmstack", "--from-file", str(export), "--json"]
+        )
+        assert json.loads(as_json.stdout)["secondFactors"] == {"emailNotImportedNoSmtp": 2}
+        assert "warning: 2 users" in as_json.stderr
     finally:
         os.environ.pop(CONFIG_FILE_VARIABLE, None)
 

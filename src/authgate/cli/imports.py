@@ -121,6 +121,7 @@ def import_utmstack(
     document = report.as_json()
     if as_json:
         sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        _warn_email_factors(report)
     else:
         _print_tables(report)
     if report_file is not None:
@@ -172,6 +173,11 @@ def _print_tables(report: ImportReport) -> None:
     counts = Table("", *report.counts()["users"], title="totals")
     for kind, by_action in report.counts().items():
         counts.add_row(kind, *(str(n) for n in by_action.values()))
+    if report.email_factors_waiting:
+        counts.add_section()
+        counts.add_row(
+            "EMAIL second factors not imported (no SMTP)", str(report.email_factors_waiting)
+        )
     out.print(counts)
     for variant in report.variants:
         out.print(Text(f"variant: {variant.subject}: {variant.note}", style="yellow"))
@@ -180,3 +186,21 @@ def _print_tables(report: ImportReport) -> None:
         if report.dry_run
         else "done" + ("" if report.changed else ": nothing to change")
     )
+    _warn_email_factors(report)
+
+
+def _warn_email_factors(report: ImportReport) -> None:
+    """The last line of a run (also with --json, on standard error): users who sign in
+    with their password alone until SMTP is configured and the import run again."""
+    waiting = report.email_factors_waiting
+    if waiting:
+        users = "user" if waiting == 1 else "users"
+        sign = "would sign" if report.dry_run else "signs" if waiting == 1 else "sign"
+        err.print(
+            Text(
+                f"warning: {waiting} {users} {sign} in with a password alone: UTMStack's EMAIL "
+                "second factor needs an SMTP server (AUTHGATE_ALERT_SMTP_HOST); set it "
+                "and run the import again",
+                style="yellow",
+            )
+        )

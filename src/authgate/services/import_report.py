@@ -58,6 +58,9 @@ class ImportReport:
     dry_run: bool
     entries: list[ReportEntry] = field(default_factory=list)
     variants: list[Variant] = field(default_factory=list)
+    # Users whose UTMStack EMAIL second factor was not imported for want of an SMTP
+    # server: they sign in with their password alone until it is set and a run imports it.
+    email_factors_waiting: int = 0
 
     def add(
         self,
@@ -89,6 +92,7 @@ class ImportReport:
             "source": self.source,
             "dryRun": self.dry_run,
             "counts": self.counts(),
+            "secondFactors": {"emailNotImportedNoSmtp": self.email_factors_waiting},
             "variants": [{"subject": v.subject, "note": v.note} for v in self.variants],
             "entries": [entry.as_json() for entry in self.entries],
         }

@@ -163,7 +163,11 @@ class UtmStackImporter:
             EventType.UTMSTACK_IMPORTED,
             "success",
             actor=OPERATOR,
-            details={"source": source, "counts": report.counts()},
+            details={
+                "source": source,
+                "counts": report.counts(),
+                "emailSecondFactorsNotImported": report.email_factors_waiting,
+            },
         )
         return report
 
@@ -394,6 +398,7 @@ class _UserImport:
         elif wanted is not None and wanted.method == "EMAIL" and not self._second_factor.mails:
             # E-mail codes without SMTP would lock the user out; a later run retries.
             record = previous
+            self._report.email_factors_waiting += 1
             each.notes.append(
                 "second factor EMAIL not imported: e-mail codes need an SMTP server "
                 "(AUTHGATE_ALERT_SMTP_HOST); import again once it is set"
