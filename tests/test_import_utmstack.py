@@ -32,10 +32,12 @@ from typer.testing import CliRunner
 
 from authgate.app import create_app
 from authgate.cli import app as cli_app
+from authgate.cli import imports as cli_imports
 from authgate.exceptions import ConfigurationError
 from authgate.security.sealing import seal
 from authgate.services.audit.events import OPERATOR
 from authgate.services.import_report import ImportReport
+from authgate.services.user_fields import UserChanges
 from authgate.services.utmstack_import import (
     SECOND_FACTOR_PURPOSE,
     ImportOptions,
@@ -301,6 +303,7 @@ async def test_import_keeps_passwords_keys_and_roles_working(
         "unchanged": 0,
         "skipped": 1,
         "conflict": 0,
+        "deleted_in_authgate": 0,
     }
     assert "fs_manager" in entry(report, "user", "svc").notes[0]
     assert any("default password" in n for n in entry(report, "user", "bob").notes)
@@ -429,6 +432,124 @@ async def edit_utmstack(source: UtmStackSource, *statements: str) -> None:
     await engine.dispose()
 
 
+async def test_changes_made_in_authgate_stand_and_deleted_stay_deleted(
+    harness: Harness, utmstack: UtmStackSource
+) -> None:
+    """A deactivation, a role taken away, a key's allow list and expiry and a password
+    changed in authgate are not undone by a later run while UTMStack's values stay the
+    same; a field changed in UTMStack since is applied; a user deleted in authgate (and
+    the keys that went with it) is not re-created."""
+    frank_key = legacy_key()
+    frank_key_id = "5b7a2f0e-1c3d-4e5f-8a9b-0c1d2e3f4a5b"
+    await edit_utmstack(
+        utmstack,
+        "INSERT INTO jhi_user (id, login, password_hash, email, activated, created_by) "  # noqa: S608
+        f"VALUES (5, 'frank', '{_bcrypt('frank-password-long')}', 'frank@example.com', true, "
+        "'system')",
+        "INSERT INTO jhi_user_authority VALUES (5, 'ROLE_USER'), (5, 'ROLE_ADMIN')",
+        "INSERT INTO api_keys (id, user_id, name, api_key, created_at) VALUES "  # noqa: S608
+        f"('{frank_key_id}', 5, 'frank-admin', '{frank_key}', now())",
+    )
+    await import_from_database(harness, utmstack, merge_admin=True)
+    users = harness.services.users
+    token = await totp_login(harness, "alice")
+    expires = (harness.clock() + timedelta(days=5)).replace(microsecond=0)
+    replaced = await harness.client.put(
+        f"/api/api-keys/{utmstack.key_ids['bare-v4']}",
+        json={"name": "bare-v4", "allowedIp": ["192.0.2.7"], "expiresAt": expires.isoformat()},
+        headers=bearer(token),
+    )
+    assert replaced.status_code == 200, replaced.text
+    await users.update_user("alice", UserChanges(activated=False), acting_user_id=None)
+    await users.update_user(
+        "frank", UserChanges(authorities=frozenset({"ROLE_USER"})), acting_user_id=None
+    )
+    await users.set_password("bob", "bob-new-password-in-authgate")
+
+    again = await import_from_database(harness, utmstack, merge_admin=True)
+    assert not again.changed
+    assert entry(again, "user", "alice").kept == ("activated",)
+    assert entry(again, "user", "frank").kept == ("authorities",)
+    assert entry(again, "key", "bare-v4").kept == ("allowed_networks", "expires_at")
+    assert any("kept (unchanged in UTMStack)" in n for n in entry(again, "user", "alice").notes)
+    json_entry = next(e for e in again.as_json()["entries"] if e["name"] == "alice")
+    assert json_entry["keptFromAuthgate"] == ["activated"]
+    async with harness.services.db.session() as session:
+        alice = await session.scalar(select(User).where(User.login == "alice"))
+        frank = await session.scalar(select(User).where(User.login == "frank"))
+        key = await session.scalar(select(ApiKey).where(ApiKey.name == "bare-v4"))
+    assert alice is not None
+    assert not alice.activated
+    assert frank is not None
+    assert frank.authorities == "ROLE_USER"
+    assert key is not None
+    assert key.allowed_networks == "192.0.2.7"
+    assert key.expires_at == expires
+    assert await harness.login("bob", "bob-new-password-in-authgate")
+
+    # Changed in UTMStack since the last run: UTMStack wins for that field only.
+    await edit_utmstack(
+        utmstack,
+        "UPDATE api_keys SET allowed_ip = '198.51.100.0/24' WHERE name = 'bare-v4'",
+        "UPDATE jhi_user SET first_name = 'Alicia' WHERE login = 'alice'",
+    )
+    edited = await import_from_database(harness, utmstack, merge_admin=True)
+    assert entry(edited, "key", "bare-v4").action == "updated"
+    assert entry(edited, "key", "bare-v4").kept == ("expires_at",)
+    assert entry(edited, "user", "alice").action == "updated"
+    async with harness.services.db.session() as session:
+        alice = await session.scalar(select(User).where(User.login == "alice"))
+        key = await session.scalar(select(ApiKey).where(ApiKey.name == "bare-v4"))
+    assert alice is not None
+    assert alice.first_name == "Alicia"
+    assert not alice.activated
+    assert key is not None
+    assert key.allowed_networks == "198.51.100.0/24"
+    assert key.expires_at == expires
+
+    # Deleted in authgate: not re-created, nor its keys; said so.
+    await users.delete_user("frank", acting_user_id=None)
+    after_delete = await import_from_database(harness, utmstack, merge_admin=True)
+    assert entry(after_delete, "user", "frank").action == "deleted_in_authgate"
+    assert entry(after_delete, "user", "frank").notes == ("deleted in authgate, not re-created",)
+    assert entry(after_delete, "key", "frank-admin").action == "deleted_in_authgate"
+    assert after_delete.counts()["users"]["deleted_in_authgate"] == 1
+    assert not after_delete.changed
+    async with harness.services.db.session() as session:
+        assert await session.scalar(select(User).where(User.login == "frank")) is None
+        assert await session.scalar(select(ApiKey).where(ApiKey.name == "frank-admin")) is None
+    refused = await harness.client.get("/api/account", headers=bearer(frank_key))
+    assert refused.status_code == 401
+
+
+async def test_users_of_an_earlier_import_keep_authgate_changes_if_utmstack_did_not_change(
+    harness: Harness, utmstack: UtmStackSource
+) -> None:
+    """An earlier version recorded no imported fields: a row UTMStack did not modify since
+    (same last-modified date) keeps what was changed in authgate; one it modified gets
+    UTMStack's values."""
+    await import_from_database(harness, utmstack)
+    async with harness.services.db.transaction() as session:
+        for login in ("alice", "bob"):
+            user = await session.scalar(select(User).where(User.login == login))
+            assert user is not None
+            profile = json.loads(user.legacy_profile or "{}")
+            profile.pop("importedFields")
+            user.legacy_profile = json.dumps(profile, sort_keys=True)
+            user.activated = False  # deactivated in authgate
+    await edit_utmstack(
+        utmstack, "UPDATE jhi_user SET last_modified_date = now() WHERE login = 'bob'"
+    )
+    report = await import_from_database(harness, utmstack)
+    assert entry(report, "user", "alice").kept == ("activated",)
+    assert entry(report, "user", "bob").kept == ()
+    async with harness.services.db.session() as session:
+        rows = await session.execute(select(User.login, User.activated))
+        activated = dict(rows.all())
+    assert activated["alice"] is False
+    assert activated["bob"] is True
+
+
 async def test_second_factors_follow_utmstack_but_not_over_authgate(
     harness: Harness, utmstack: UtmStackSource
 ) -> None:
@@ -458,6 +579,8 @@ async def test_second_factors_follow_utmstack_but_not_over_authgate(
     await edit_utmstack(utmstack, "UPDATE jhi_user SET tfa_method = 'EMAIL' WHERE login = 'bob'")
     no_smtp = await import_from_database(harness, utmstack)
     assert any("need an SMTP server" in n for n in entry(no_smtp, "user", "bob").notes)
+    assert no_smtp.email_factors_waiting == 1
+    assert no_smtp.as_json()["secondFactors"] == {"emailNotImportedNoSmtp": 1}
     bob = await harness.client.post(
         "/api/authenticate", json={"username": "bob", "password": PASSWORDS["bob"]}
     )
@@ -667,6 +790,23 @@ async def test_unreachable_or_foreign_databases_are_configuration_errors(
         await utmstack_source.read_database("postgresql://nobody@127.0.0.1:1/none")
 
 
+async def test_sslmode_in_the_url_is_taken_as_asyncpg_takes_it(utmstack: UtmStackSource) -> None:
+    """libpq's sslmode (psql's and most tools' URLs) works as in AUTHGATE_DATABASE_URL;
+    a parameter the driver refuses is one line naming no password, not a traceback."""
+    url = make_url(utmstack.url).update_query_dict({"sslmode": "disable"})
+    tables = await utmstack_source.read_database(
+        url.render_as_string(hide_password=False), schema=utmstack.schema
+    )
+    assert len(tables.rows["jhi_user"]) == 4
+    refused = make_url(utmstack.url).set(password="s3cret-pw").update_query_dict({"bogus": "1"})
+    with pytest.raises(ConfigurationError, match="cannot connect") as raised:
+        await utmstack_source.read_database(
+            refused.render_as_string(hide_password=False), schema=utmstack.schema
+        )
+    assert "s3cret-pw" not in str(raised.value)
+    assert "\n" not in str(raised.value)
+
+
 def test_the_readme_documents_the_export_query() -> None:
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     assert " ".join(utmstack_source.export_query().split()) in " ".join(readme.split())
@@ -737,6 +877,94 @@ def test_cli_imports_from_a_file_with_a_report(
             assert plaintext not in output
         neither = runner.invoke(cli_app, ["import", "utmstack"])
         assert neither.exit_code == 2
+    finally:
+        os.environ.pop(CONFIG_FILE_VARIABLE, None)
+
+
+def test_cli_refuses_a_report_path_it_cannot_write_before_importing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--report into a missing directory: one line, exit 2, nothing imported; a report
+    that fails after the commit (the path broke meanwhile) is one line too."""
+    monkeypatch.setenv("AUTHGATE_DATA_DIR", str(tmp_path / "data"))
+    document = {
+        "jhi_user": [
+            {
+                "id": 7,
+                "login": "dana",
+                "password_hash": _bcrypt("dana-password-long"),
+                "email": "dana@example.com",
+                "activated": True,
+                "created_by": "system",
+            }
+        ]
+    }
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps(document))
+    runner = CliRunner()
+    command = ["--init", "import", "utmstack", "--from-file", str(export), "--json", "--report"]
+    try:
+        refused = runner.invoke(cli_app, [*command, str(tmp_path / "none" / "r.json")])
+        assert refused.exit_code == 2, refused.output
+        assert "no directory" in refused.stderr
+        assert "Traceback" not in refused.output
+        assert refused.stdout == ""
+        directory = runner.invoke(cli_app, [*command, str(tmp_path)])
+        assert directory.exit_code == 2
+        assert "is a directory" in directory.stderr
+        users = runner.invoke(cli_app, ["--init", "users", "list", "--output", "json"])
+        assert users.exit_code == 0, users.output
+        assert "dana" not in users.stdout  # nothing was imported
+
+        # The directory vanishes between the check and the write (here: no check).
+        monkeypatch.setattr(cli_imports, "_unwritable", lambda path: None)
+        late = runner.invoke(cli_app, [*command, str(tmp_path / "gone" / "r.json")])
+        assert late.exit_code == 1
+        assert "the import is done, but --report" in late.stderr
+        assert "No such file or directory" in late.stderr
+        assert json.loads(late.stdout)["counts"]["users"]["created"] == 1
+        assert "Traceback" not in late.output
+    finally:
+        os.environ.pop(CONFIG_FILE_VARIABLE, None)
+
+
+def test_cli_warns_of_email_second_factors_left_out_without_smtp(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without an SMTP server, UTMStack's EMAIL second factors are not imported: the
+    totals count them and the run ends with a warning line saying how many users sign
+    in with a password alone until SMTP is set and the import is run again."""
+    monkeypatch.setenv("AUTHGATE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("COLUMNS", "250")
+    rows = [
+        {
+            "id": user_id,
+            "login": login,
+            "password_hash": _bcrypt("a-password-long"),
+            "email": f"{login}@example.com",
+            "activated": True,
+            "tfa_secret": "KRSXG5CTMVRXEZLU",
+            "tfa_method": "EMAIL",
+        }
+        for user_id, login in ((7, "dana"), (8, "emil"))
+    ]
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps({"jhi_user": rows}))
+    runner = CliRunner()
+    try:
+        tables = runner.invoke(
+            cli_app, ["--init", "import", "utmstack", "--from-file", str(export)]
+        )
+        assert tables.exit_code == 0, tables.output
+        assert "EMAIL second factors not imported (no SMTP)" in tables.stdout
+        last = tables.stderr.strip().splitlines()[-1]
+        assert last.startswith("warning: 2 users sign in with a password alone")
+        assert "run the import again" in " ".join(tables.stderr.split())
+        as_json = runner.invoke(
+            cli_app, ["import", "utmstack", "--from-file", str(export), "--json"]
+        )
+        assert json.loads(as_json.stdout)["secondFactors"] == {"emailNotImportedNoSmtp": 2}
+        assert "warning: 2 users" in as_json.stderr
     finally:
         os.environ.pop(CONFIG_FILE_VARIABLE, None)
 

@@ -61,7 +61,9 @@ def test_missing_columns_and_tables_are_reported() -> None:
         },
     }
     found = subjects(document)
-    assert "jhi_user.tfa_method" in found
+    assert found["jhi_user.tfa_method"] == (
+        "absent: a tfa_secret is taken as e-mail codes (no authenticator app holds it)"
+    )
     assert "jhi_user.fs_manager" in found
     assert "jhi_user.default_password" in found
     assert "absent: users get ROLE_USER only" in found["jhi_user_authority"]
@@ -124,3 +126,60 @@ async def test_older_forms_are_imported(harness: Harness) -> None:
     assert await harness.login("erin", PASSWORD)
     frank = await harness.services.users.get_user("frank")
     assert frank.lang_key == "en"  # UTMStack's value is no language tag: English
+
+
+def test_rows_of_the_wrong_type_are_unreadable_never_guessed() -> None:
+    """A hand-edited export with strings for booleans, a number for a timestamp or a
+    list for an allow list: the row is reported unreadable and skipped, never read in
+    the permissive direction (active, not a service account, never expiring, any
+    address). The same row typed as PostgreSQL exports it is read."""
+    document = {
+        "jhi_user": [
+            user(1, "erin", activated="false"),
+            user(2, "svc", fs_manager="true"),
+            user(3, "gina", tfa_secret=12345, tfa_method="TOTP"),
+            user(4, "hank", activated=None),
+            user(5, "ivan", activated=False, fs_manager=None, default_password=True),
+        ],
+        "api_keys": [
+            {
+                "id": "0b0e2b8e-9d1f-4a0e-8f51-5a6f4fd0c003",
+                "user_id": 5,
+                "name": "expired-as-millis",
+                "api_key": legacy_key(),
+                "created_at": "2024-05-01T00:00:00",
+                "expires_at": 1700000000000,
+            },
+            {
+                "id": "0b0e2b8e-9d1f-4a0e-8f51-5a6f4fd0c004",
+                "user_id": 5,
+                "name": "allow-list-as-array",
+                "api_key": legacy_key(),
+                "allowed_ip": ["10.0.0.1"],
+            },
+            {
+                "id": "0b0e2b8e-9d1f-4a0e-8f51-5a6f4fd0c005",
+                "user_id": "5",
+                "name": "owner-as-text",
+                "api_key": legacy_key(),
+            },
+        ],
+    }
+    data = parse_source(tables_from_document(document))
+    assert [u.login for u in data.users] == ["ivan"]
+    ivan = data.users[0]
+    assert (ivan.activated, ivan.fs_manager, ivan.default_password) == (False, False, True)
+    assert data.keys == []
+    assert data.unreadable == [
+        ("jhi_user", "1", "activated is not true or false"),
+        ("jhi_user", "2", "fs_manager is not true or false"),
+        ("jhi_user", "3", "tfa_secret is not text"),
+        ("jhi_user", "4", "activated is not true or false"),
+        (
+            "api_keys",
+            "0b0e2b8e-9d1f-4a0e-8f51-5a6f4fd0c003",
+            "expires_at is not a timestamp in ISO 8601 form",
+        ),
+        ("api_keys", "0b0e2b8e-9d1f-4a0e-8f51-5a6f4fd0c004", "allowed_ip is not text"),
+        ("api_keys", "0b0e2b8e-9d1f-4a0e-8f51-5a6f4fd0c005", "user_id is not a number"),
+    ]

@@ -133,6 +133,61 @@ async def test_key_ids_migration_backfills_uuids_keeping_utmstack_ones(database_
         await engine.dispose()
 
 
+async def test_legacy_imports_migration_remembers_what_earlier_imports_left(
+    database_url: str,
+) -> None:
+    """0015_legacy_imports records the UTMStack ids of the users and keys already
+    imported, so deleting one of them from then on is not undone by the next import."""
+    engine = create_async_engine(database_url)
+    utmstack_id = "0b9c4c39-5f1e-4d6a-8f57-2b1f6a7c9d10"
+    try:
+        await migrate.upgrade(engine)
+        await migrate.downgrade(engine, "0014_key_public_ids")
+        now = datetime.now(UTC)
+        async with engine.begin() as connection:
+            for login, legacy_id in (("alice", "2"), ("own", None)):
+                await connection.execute(
+                    text(
+                        "INSERT INTO users (login, email, lang_key, activated, authorities,"
+                        " password_hash, created_at, updated_at, public_id, legacy_id)"
+                        " VALUES (:login, :email, 'en', true, 'ROLE_USER', 'x', :now, :now,"
+                        " :public_id, :legacy_id)"
+                    ),
+                    {
+                        "login": login,
+                        "email": f"{login}@example.com",
+                        "now": now,
+                        "public_id": str(uuid.uuid4()),
+                        "legacy_id": legacy_id,
+                    },
+                )
+            owner = (
+                await connection.execute(text("SELECT id FROM users WHERE login = 'alice'"))
+            ).scalar_one()
+            await connection.execute(
+                text(
+                    "INSERT INTO api_keys (user_id, name, key_id, key_tail, secret_hash,"
+                    " allowed_networks, scopes, created_at, generated_at, updated_at,"
+                    " legacy_id, public_id) VALUES (:owner, 'k', 'k', 'abcd', 'x', '', 'read',"
+                    " :now, :now, :now, :legacy_id, :legacy_id)"
+                ),
+                {"owner": owner, "now": now, "legacy_id": utmstack_id},
+            )
+        await migrate.upgrade(engine)
+        async with engine.connect() as connection:
+            rows = (
+                await connection.execute(
+                    text("SELECT kind, legacy_id, imported FROM legacy_imports")
+                )
+            ).all()
+        assert sorted(tuple(row) for row in rows) == [
+            ("key", utmstack_id, None),
+            ("user", "2", None),
+        ]
+    finally:
+        await engine.dispose()
+
+
 def test_the_shipped_revisions_are_alembics() -> None:
     """The revisions a serving process reads from the migration files without Alembic are
     Alembic's own, in Alembic's order, with the same head."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -84,6 +85,11 @@ def import_utmstack(
     if (database_url is None) == (from_file is None):
         err.print("[red]error:[/red] give exactly one of --database-url and --from-file")
         raise typer.Exit(2)
+    if report_file is not None:
+        problem = _unwritable(report_file)
+        if problem:  # found before importing: nothing is imported
+            err.print(Text(f"error: --report {report_file}: {problem}", style="red"))
+            raise typer.Exit(2)
     options = ImportOptions(
         dry_run=dry_run,
         include_fs_manager=include_fs_manager,
@@ -113,12 +119,32 @@ def import_utmstack(
 
         report = with_services(load_settings(config), run)
     document = report.as_json()
-    if report_file is not None:
-        report_file.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     if as_json:
         sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        _warn_email_factors(report)
     else:
         _print_tables(report)
+    if report_file is not None:
+        try:
+            report_file.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+        except OSError as error:  # checked before, changed since: the import stands
+            done = "nothing was written" if dry_run else "the import is done"
+            why = error.strerror or type(error).__name__
+            err.print(Text(f"error: {done}, but --report {report_file}: {why}", style="red"))
+            raise typer.Exit(1) from None
+
+
+def _unwritable(path: Path) -> str | None:
+    """Why the report cannot be written to ``path`` (None: it can), checked before the
+    import so that a typo in the path costs nothing."""
+    if path.is_dir():
+        return "is a directory"
+    if path.exists():
+        return None if os.access(path, os.W_OK) else "not writable"
+    parent = path.parent
+    if not parent.is_dir():
+        return f"no directory {parent}"
+    return None if os.access(parent, os.W_OK | os.X_OK) else f"directory {parent} not writable"
 
 
 def _database_label(url: str, schema: str) -> str:
@@ -147,6 +173,11 @@ def _print_tables(report: ImportReport) -> None:
     counts = Table("", *report.counts()["users"], title="totals")
     for kind, by_action in report.counts().items():
         counts.add_row(kind, *(str(n) for n in by_action.values()))
+    if report.email_factors_waiting:
+        counts.add_section()
+        counts.add_row(
+            "EMAIL second factors not imported (no SMTP)", str(report.email_factors_waiting)
+        )
     out.print(counts)
     for variant in report.variants:
         out.print(Text(f"variant: {variant.subject}: {variant.note}", style="yellow"))
@@ -155,3 +186,21 @@ def _print_tables(report: ImportReport) -> None:
         if report.dry_run
         else "done" + ("" if report.changed else ": nothing to change")
     )
+    _warn_email_factors(report)
+
+
+def _warn_email_factors(report: ImportReport) -> None:
+    """The last line of a run (also with --json, on standard error): users who sign in
+    with their password alone until SMTP is configured and the import run again."""
+    waiting = report.email_factors_waiting
+    if waiting:
+        users = "user" if waiting == 1 else "users"
+        sign = "would sign" if report.dry_run else "signs" if waiting == 1 else "sign"
+        err.print(
+            Text(
+                f"warning: {waiting} {users} {sign} in with a password alone: UTMStack's EMAIL "
+                "second factor needs an SMTP server (AUTHGATE_ALERT_SMTP_HOST); set it "
+                "and run the import again",
+                style="yellow",
+            )
+        )

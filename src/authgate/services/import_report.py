@@ -13,20 +13,33 @@ from typing import Any, Literal
 from authgate.services.utmstack_rows import Variant
 
 Kind = Literal["user", "key"]
-Action = Literal["created", "updated", "unchanged", "skipped", "conflict"]
-ACTIONS: tuple[Action, ...] = ("created", "updated", "unchanged", "skipped", "conflict")
+# "deleted_in_authgate": imported by an earlier run, deleted in authgate since: not
+# re-created.
+Action = Literal["created", "updated", "unchanged", "skipped", "conflict", "deleted_in_authgate"]
+ACTIONS: tuple[Action, ...] = (
+    "created",
+    "updated",
+    "unchanged",
+    "skipped",
+    "conflict",
+    "deleted_in_authgate",
+)
+DELETED_IN_AUTHGATE = "deleted in authgate, not re-created"
 
 
 @dataclass(frozen=True, slots=True)
 class ReportEntry:
     """One user or key: what happened, and why (skipped, conflict) or what to look at
-    (flags such as a default password or an expiry beyond the policy)."""
+    (flags such as a default password or an expiry beyond the policy). ``kept``: the
+    fields changed in authgate since the last import that were kept (UTMStack's value
+    had not changed)."""
 
     kind: Kind
     source_id: str
     name: str
     action: Action
     notes: tuple[str, ...] = ()
+    kept: tuple[str, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -35,6 +48,7 @@ class ReportEntry:
             "name": self.name,
             "action": self.action,
             "notes": list(self.notes),
+            "keptFromAuthgate": list(self.kept),
         }
 
 
@@ -44,11 +58,20 @@ class ImportReport:
     dry_run: bool
     entries: list[ReportEntry] = field(default_factory=list)
     variants: list[Variant] = field(default_factory=list)
+    # Users whose UTMStack EMAIL second factor was not imported for want of an SMTP
+    # server: they sign in with their password alone until it is set and a run imports it.
+    email_factors_waiting: int = 0
 
     def add(
-        self, kind: Kind, source_id: object, name: str, action: Action, *notes: str
+        self,
+        kind: Kind,
+        source_id: object,
+        name: str,
+        action: Action,
+        *notes: str,
+        kept: tuple[str, ...] = (),
     ) -> ReportEntry:
-        entry = ReportEntry(kind, str(source_id), name, action, tuple(notes))
+        entry = ReportEntry(kind, str(source_id), name, action, tuple(notes), kept)
         self.entries.append(entry)
         return entry
 
@@ -69,6 +92,7 @@ class ImportReport:
             "source": self.source,
             "dryRun": self.dry_run,
             "counts": self.counts(),
+            "secondFactors": {"emailNotImportedNoSmtp": self.email_factors_waiting},
             "variants": [{"subject": v.subject, "note": v.note} for v in self.variants],
             "entries": [entry.as_json() for entry in self.entries],
         }

@@ -37,6 +37,7 @@ from authgate.storage.models import (
     AuthChange,
     ClusterNode,
     FiredAlert,
+    LegacyImport,
     OneTimeCode,
     RefreshToken,
     SecondFactor,
@@ -99,6 +100,14 @@ class ChangeRepo(Protocol):
     async def after(self, seq: int, *, limit: int) -> list[AuthChange]: ...
     async def last_seq(self) -> int: ...
     async def delete_before(self, cutoff: datetime) -> int: ...
+
+
+class LegacyImportRepo(Protocol):
+    """``storage.repositories.LegacyImportRepository``."""
+
+    def __init__(self, session: StorageSession) -> None: ...
+    async def all(self) -> Sequence[LegacyImport]: ...
+    def add_all(self, rows: Sequence[LegacyImport]) -> None: ...
 
 
 class SessionRepo(Protocol):
@@ -443,6 +452,8 @@ class Database(Protocol):
     def usage(self) -> type[UsageRepo]: ...
     @property
     def audit(self) -> type[AuditRepo]: ...
+    @property
+    def legacy_imports(self) -> type[LegacyImportRepo]: ...
 
 
 class KeyringFiles(Protocol):

@@ -5,6 +5,13 @@ One run is one transaction (a dry run rolls it back: nothing is written, not eve
 audit record). A run is idempotent: users and keys are found again by their UTMStack
 ids (``legacy_id``), compared, and only what changed on UTMStack's side is updated.
 
+* What the last run imported is remembered (a user's fields in its ``legacy_profile``,
+  a key's in ``legacy_imports``): a field is set again only when UTMStack's value
+  changed since (UTMStack wins then: it is still in use during the migration), so a
+  change made in authgate meanwhile (a deactivation, a role taken away) stands. A user
+  or key deleted in authgate is not re-created: ``legacy_imports`` keeps the UTMStack
+  ids every run imported.
+
 * Passwords: UTMStack's bcrypt hashes are stored as they are; the first successful
   login verifies one with the bcrypt library and replaces it with an Argon2id hash
   (``AccountService.authenticate``'s rehash). A second import never puts back a hash
@@ -47,10 +54,11 @@ from authgate.security.sealing import SealError, unseal
 from authgate.services.audit.events import OPERATOR, EventType
 from authgate.services.audit.writer import AuditLog
 from authgate.services.changes import Change, ChangeFeed, ChangeKind, UnitOfWork
-from authgate.services.import_report import Action, ImportReport, Kind
+from authgate.services.import_report import DELETED_IN_AUTHGATE, Action, ImportReport, Kind
 from authgate.services.second_factor import ImportedFactor, SecondFactorService
 from authgate.services.user_fields import LANG_KEY_PATTERN, user_field_errors
 from authgate.services.utmstack_keys import KeyImport, Owner
+from authgate.services.utmstack_ledger import Ledger
 from authgate.services.utmstack_rows import UtmStackData, UtmUser
 from authgate.storage.models import User
 
@@ -58,6 +66,16 @@ from authgate.storage.models import User
 SECOND_FACTOR_PURPOSE = "utmstack second factor"
 _FACTOR_DIGEST_KEY = b"authgate utmstack imported second factor v1"
 FS_MANAGER_SKIPPED = "fs_manager service account (--include-fs-manager imports it)"
+# The user columns an import sets from UTMStack's row (the password apart: its own digest).
+IMPORTED_FIELDS = (
+    "login",
+    "email",
+    "first_name",
+    "last_name",
+    "lang_key",
+    "activated",
+    "authorities",
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -79,6 +97,8 @@ class _Imported:
     notes: list[str] = field(default_factory=list)
     # The factor digest the last import recorded (None: none, or a first import).
     previous_factor: str | None = None
+    # Fields changed in authgate since the last import, kept.
+    kept: tuple[str, ...] = ()
 
 
 class _DryRun(Exception):
@@ -112,6 +132,8 @@ class UtmStackImporter:
         now = self._clock()
         try:
             async with self._feed.unit_of_work() as work:
+                ledger = Ledger(work, now)
+                await ledger.load()
                 users = _UserImport(
                     work,
                     report,
@@ -119,6 +141,7 @@ class UtmStackImporter:
                     pepper=self._pepper,
                     now=now,
                     second_factor=self._second_factor,
+                    ledger=ledger,
                 )
                 owners = await users.run(data.users)
                 unmapped = users.owner_by_login(options.unmapped_keys_owner)
@@ -128,8 +151,10 @@ class UtmStackImporter:
                     pepper=self._pepper,
                     now=now,
                     max_lifetime_days=self._max_key_lifetime_days,
+                    ledger=ledger,
                 )
                 await keys.run(data.keys, owners, unmapped_owner=unmapped)
+                ledger.save()
                 if options.dry_run:
                     raise _DryRun
         except _DryRun:
@@ -138,7 +163,11 @@ class UtmStackImporter:
             EventType.UTMSTACK_IMPORTED,
             "success",
             actor=OPERATOR,
-            details={"source": source, "counts": report.counts()},
+            details={
+                "source": source,
+                "counts": report.counts(),
+                "emailSecondFactorsNotImported": report.email_factors_waiting,
+            },
         )
         return report
 
@@ -159,8 +188,10 @@ class _UserImport:
         pepper: bytes,
         now: datetime,
         second_factor: SecondFactorService,
+        ledger: Ledger,
     ) -> None:
         self._second_factor = second_factor
+        self._ledger = ledger
         self._work = work
         self._report = report
         self._options = options
@@ -194,7 +225,10 @@ class _UserImport:
         for each in imported:
             await self._import_factor(each)
             owners[each.utm.id] = _owner(each.user)
-            self._report.add("user", each.utm.id, each.user.login, each.action, *each.notes)
+            self._ledger.record("user", str(each.utm.id))
+            self._report.add(
+                "user", each.utm.id, each.user.login, each.action, *each.notes, kept=each.kept
+            )
         await self._convert_sealed({id(each.user) for each in imported})
         return owners
 
@@ -221,63 +255,70 @@ class _UserImport:
         if problems:
             return self._skip(utm, "skipped", problems[0].message)
         target = self._by_legacy.get(str(utm.id))
-        if target is not None and _merged(target):
-            return self._merge(utm, target)
+        if target is not None:
+            return self._merge(utm, target) if _merged(target) else self._update(utm, target)
+        if self._ledger.imported("user", str(utm.id)):
+            return self._skip(utm, "deleted_in_authgate", DELETED_IN_AUTHGATE)
         holder = self._by_login.get(login)
-        if holder is not None and holder is not target:
+        if holder is not None:
             mergeable = holder.legacy_id is None and self._options.merge_admin
-            if login == "admin" and target is None and mergeable:
+            if login == "admin" and mergeable:
                 return self._merge(utm, holder)
-            if login == "admin" and target is None:
+            if login == "admin":
                 why = "authgate has its own admin: --merge-admin maps UTMStack's admin onto it"
                 return self._skip(utm, "conflict", why)
             return self._skip(utm, "conflict", "login already used by another authgate user")
-        holder = self._by_email.get(email)
-        if holder is not None and holder is not target:
+        if email in self._by_email:
             return self._skip(utm, "conflict", "e-mail already used by another authgate user")
-        if target is None:
-            return self._create(utm, login, email)
-        return self._update(utm, target, login, email)
+        return self._create(utm, login, email)
 
     def _skip(self, utm: UtmUser, action: Action, why: str) -> str:
         self._report.add("user", utm.id, utm.login, action, why)
         return why
 
     def _create(self, utm: UtmUser, login: str, email: str) -> _Imported:
-        authorities, notes = _authorities(utm)
+        fields, notes = _imported_fields(utm)
         created = utm.created_date or self._now
         user = User(
-            login=login,
-            email=email,
-            first_name=utm.first_name,
-            last_name=utm.last_name,
-            lang_key=_lang_key(utm),
-            activated=utm.activated,
-            authorities=authorities,
+            **fields,
             password_hash=utm.password_hash,
             created_at=created,
             updated_at=utm.last_modified_date or created,
             password_changed_at=None,
             legacy_id=str(utm.id),
             password_change_required=utm.default_password,
-            legacy_profile=_profile(utm, None),
+            legacy_profile=_profile(utm, None, fields),
         )
         self._remember(user)
         return _Imported(utm, user, "created", [*notes, *_flags(utm, password=True)])
 
-    def _update(self, utm: UtmUser, user: User, login: str, email: str) -> _Imported:
-        authorities, notes = _authorities(utm)
+    def _update(self, utm: UtmUser, user: User) -> _Imported | str:
+        """UTMStack's fields that changed there since the last import; a field changed
+        in authgate meanwhile (and not in UTMStack) is kept."""
+        fields, notes = _imported_fields(utm)
         previous_factor = _profile_field(user, "importedSecondFactor")
-        wanted: dict[str, Any] = {
-            "login": login,
-            "email": email,
-            "first_name": utm.first_name,
-            "last_name": utm.last_name,
-            "lang_key": _lang_key(utm),
-            "activated": utm.activated,
-            "authorities": authorities,
-            "legacy_profile": _profile(utm, previous_factor),
-        }
+        last = _last_imported(user, utm, fields)
+        wanted: dict[str, Any] = {}
+        kept: list[str] = []
+        for name, value in fields.items():
+            if getattr(user, name) == value:
+                continue
+            if last is not None and name in last and last[name] == value:
+                kept.append(name)  # unchanged in UTMStack: authgate's change stands
+            else:
+                wanted[name] = value
+        holder = self._by_login.get(wanted.get("login", user.login))
+        if holder is not None and holder is not user:
+            return self._skip(utm, "conflict", "login already used by another authgate user")
+        holder = self._by_email.get(wanted.get("email", user.email))
+        if holder is not None and holder is not user:
+            return self._skip(utm, "conflict", "e-mail already used by another authgate user")
+        if kept:
+            notes.append(
+                "changed in authgate since the last import, kept (unchanged in UTMStack): "
+                + ", ".join(kept)
+            )
+        wanted["legacy_profile"] = _profile(utm, previous_factor, fields)
         password_changed = _imported_digest(user) != password_hash_digest(utm.password_hash)
         if password_changed:  # changed in UTMStack since the last import
             wanted["password_hash"] = utm.password_hash
@@ -285,7 +326,8 @@ class _UserImport:
             wanted["tokens_valid_after"] = self._now
         changed = sorted(name for name, value in wanted.items() if getattr(user, name) != value)
         if not changed:
-            return _Imported(utm, user, "unchanged", _flags(utm, password=False), previous_factor)
+            flags = [*notes, *_flags(utm, password=False)]
+            return _Imported(utm, user, "unchanged", flags, previous_factor, tuple(kept))
         self._by_login.pop(user.login, None)
         self._by_email.pop(user.email, None)
         for name in changed:
@@ -293,10 +335,15 @@ class _UserImport:
         user.updated_at = self._now
         self._remember(user)
         self._work.publish(Change(ChangeKind.USER_CHANGED, str(user.id)))
-        fields = [name for name in changed if not name.startswith(("legacy_", "tokens_"))]
-        notes.append("changed: " + ", ".join(fields or ["UTMStack metadata"]))
+        shown = [name for name in changed if not name.startswith(("legacy_", "tokens_"))]
+        notes.append("changed: " + ", ".join(shown or ["UTMStack metadata"]))
         return _Imported(
-            utm, user, "updated", [*notes, *_flags(utm, password=False)], previous_factor
+            utm,
+            user,
+            "updated",
+            [*notes, *_flags(utm, password=False)],
+            previous_factor,
+            tuple(kept),
         )
 
     def _merge(self, utm: UtmUser, admin: User) -> _Imported:
@@ -351,6 +398,7 @@ class _UserImport:
         elif wanted is not None and wanted.method == "EMAIL" and not self._second_factor.mails:
             # E-mail codes without SMTP would lock the user out; a later run retries.
             record = previous
+            self._report.email_factors_waiting += 1
             each.notes.append(
                 "second factor EMAIL not imported: e-mail codes need an SMTP server "
                 "(AUTHGATE_ALERT_SMTP_HOST); import again once it is set"
@@ -413,6 +461,37 @@ def _lang_key(utm: UtmUser) -> str:
     return lang_key if re.fullmatch(LANG_KEY_PATTERN, lang_key) else "en"
 
 
+def _imported_fields(utm: UtmUser) -> tuple[dict[str, Any], list[str]]:
+    """The user's ``IMPORTED_FIELDS`` as UTMStack's row gives them, and notes."""
+    authorities, notes = _authorities(utm)
+    fields = {
+        "login": utm.login.strip().lower(),
+        "email": (utm.email or "").strip().lower(),
+        "first_name": utm.first_name,
+        "last_name": utm.last_name,
+        "lang_key": _lang_key(utm),
+        "activated": utm.activated,
+        "authorities": authorities,
+    }
+    return fields, notes
+
+
+def _last_imported(user: User, utm: UtmUser, fields: dict[str, Any]) -> dict[str, Any] | None:
+    """The fields the last import set (None: unknown, every difference is applied).
+
+    A user imported by an earlier version has no record of them: if UTMStack's row is
+    dated as it was then (``lastModifiedDate``), it did not change since, so what
+    differs was changed in authgate and is kept."""
+    last = _profile_field(user, "importedFields")
+    if isinstance(last, dict):
+        return last
+    modified = utm.last_modified_date
+    unchanged = modified is not None and _profile_field(user, "lastModifiedDate") == (
+        modified.isoformat()
+    )
+    return fields if unchanged else None
+
+
 def _authorities(utm: UtmUser) -> tuple[str, list[str]]:
     """authgate's roles of ``utm`` (the ones it knows; ROLE_USER at least) and notes on
     the ones dropped (they stay in the profile)."""
@@ -422,7 +501,13 @@ def _authorities(utm: UtmUser) -> tuple[str, list[str]]:
     return join_authorities(known), notes if dropped else []
 
 
-def _profile(utm: UtmUser, factor_digest: str | None, *, merged: bool = False) -> str:
+def _profile(
+    utm: UtmUser,
+    factor_digest: str | None,
+    fields: dict[str, Any] | None = None,
+    *,
+    merged: bool = False,
+) -> str:
     """UTMStack's fields without a column here, as sorted JSON (so equal means same)."""
     document: dict[str, Any] = {
         "authorities": list(utm.authorities),
@@ -434,6 +519,9 @@ def _profile(utm: UtmUser, factor_digest: str | None, *, merged: bool = False) -
         "lastModifiedBy": utm.last_modified_by,
         "lastModifiedDate": utm.last_modified_date.isoformat() if utm.last_modified_date else None,
     }
+    if fields is not None:
+        # What the import set from UTMStack's row (compared with it at the next run).
+        document["importedFields"] = fields
     if merged:
         document["mergedIntoAdmin"] = True
     return json.dumps(document, sort_keys=True)

@@ -4,6 +4,11 @@ A UTMStack key becomes a legacy key: its row gets a new public id (display, cach
 the ``agk_`` key a rotation gives), ``secret_hash = legacy_digest = HMAC(pepper, key)``,
 UTMStack's UUID in ``legacy_id``. The plaintext is used for that digest and nothing
 else: no note, exception or log line holds it.
+
+What a run imported of a key (owner, name, allow list, expiry) is remembered in
+``legacy_imports``: a later run sets a field again only when UTMStack's value changed
+since, so a change made in authgate meanwhile stands; a key deleted in authgate is not
+re-created.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ from authgate.security.principal import SCOPE_ADMIN, SCOPE_READ, SCOPE_WRITE, jo
 from authgate.services.api_key_views import is_legacy
 from authgate.services.api_keys import NAME_MAX_LENGTH
 from authgate.services.changes import Change, ChangeKind, UnitOfWork
-from authgate.services.import_report import Action, ImportReport
+from authgate.services.import_report import DELETED_IN_AUTHGATE, Action, ImportReport
+from authgate.services.utmstack_ledger import Ledger
 from authgate.services.utmstack_rows import UtmKey
 from authgate.storage.models import ApiKey
 
@@ -44,6 +50,16 @@ class _Wanted:
     created_at: datetime
     generated_at: datetime
 
+    def imported(self) -> dict[str, Any]:
+        """What the ledger remembers of it: the fields a later run may set again."""
+        expires_at = self.expires_at.isoformat() if self.expires_at else None
+        return {
+            "user_id": self.user_id,
+            "name": self.name,
+            "allowed_networks": self.allowed_networks,
+            "expires_at": expires_at,
+        }
+
 
 class KeyImport:
     def __init__(
@@ -54,7 +70,9 @@ class KeyImport:
         pepper: bytes,
         now: datetime,
         max_lifetime_days: int,
+        ledger: Ledger,
     ) -> None:
+        self._ledger = ledger
         self._work = work
         self._report = report
         self._pepper = pepper
@@ -90,6 +108,9 @@ class KeyImport:
         self, utm: UtmKey, owner: Owner | str | None, owner_id: int | None
     ) -> dict[str, Any] | None:
         """A new row for ``utm``, or None (updated, unchanged or not imported)."""
+        if utm.id not in self._existing and self._ledger.imported("key", utm.id):
+            self._note(utm, "deleted_in_authgate", DELETED_IN_AUTHGATE)
+            return None
         if owner is None:
             why = (
                 "no owner column (older account_id form): see --unmapped-keys-owner"
@@ -138,6 +159,7 @@ class KeyImport:
         an admin's key (a UTMStack key acts with all of its owner's rights)."""
         name = self._free_name(wanted, utm, notes)
         self._live_names.add((wanted.user_id, name))
+        self._ledger.record("key", utm.id, wanted.imported())
         self._note(utm, "created", *notes, name=name)
         scopes = {SCOPE_READ, SCOPE_WRITE} | ({SCOPE_ADMIN} if admin else set())
         return {
@@ -161,13 +183,27 @@ class KeyImport:
         if key.revoked_at is not None:
             self._note(utm, "unchanged", "revoked in authgate: left revoked", name=key.name)
             return
-        changes: dict[str, Any] = {
-            "user_id": wanted.user_id,
-            "allowed_networks": wanted.allowed_networks,
-            "expires_at": wanted.expires_at,
-        }
-        if key.name != wanted.name:
+        # What the last run imported (None: an earlier version's import, not recorded:
+        # UTMStack's values are applied).
+        last = self._ledger.fields("key", utm.id)
+        imported = wanted.imported()
+        changes: dict[str, Any] = {}
+        kept: list[str] = []
+        for name in ("user_id", "allowed_networks", "expires_at", "name"):
+            value = getattr(wanted, name)
+            if getattr(key, name) == value or (name == "name" and key.name == _renamed(utm)):
+                continue
+            if last is not None and name in last and last[name] == imported[name]:
+                kept.append(name)  # unchanged in UTMStack: authgate's change stands
+            else:
+                changes[name] = value
+        if "name" in changes:
             changes["name"] = self._free_name(wanted, utm, notes)
+        if kept:
+            notes.append(
+                "changed in authgate since the last import, kept (unchanged in UTMStack): "
+                + ", ".join(kept)
+            )
         if key.legacy_digest != wanted.digest:  # regenerated in UTMStack since
             if not is_legacy(key):
                 why = "rotated in authgate, then regenerated in UTMStack: not imported again"
@@ -178,9 +214,10 @@ class KeyImport:
                 "secret_hash": wanted.digest,
                 "generated_at": wanted.generated_at,
             }
+        self._ledger.record("key", utm.id, imported)
         changed = sorted(name for name, value in changes.items() if getattr(key, name) != value)
         if not changed:
-            self._note(utm, "unchanged", *notes, name=key.name)
+            self._note(utm, "unchanged", *notes, name=key.name, kept=kept)
             return
         self._live_names.discard((key.user_id, key.name))
         for name in changed:
@@ -190,14 +227,15 @@ class KeyImport:
         self._work.publish(Change(ChangeKind.API_KEY_CHANGED, key.key_id))
         shown = ["secret (regenerated in UTMStack)" if n == "secret_hash" else n for n in changed]
         shown = [n for n in shown if n not in ("legacy_digest", "generated_at")]
-        self._note(utm, "updated", *notes, "changed: " + ", ".join(shown), name=key.name)
+        changed_note = "changed: " + ", ".join(shown)
+        self._note(utm, "updated", *notes, changed_note, name=key.name, kept=kept)
 
     def _free_name(self, wanted: _Wanted, utm: UtmKey, notes: list[str]) -> str:
         """The key's name, made unique among the owner's live keys if it is not."""
         if (wanted.user_id, wanted.name) not in self._live_names:
             return wanted.name
         notes.append("renamed: the owner has another live key of that name")
-        return f"{wanted.name[: NAME_MAX_LENGTH - 11]} ({utm.id[:8]})"
+        return _renamed(utm)
 
     def _expiry_notes(self, expires_at: datetime | None) -> list[str]:
         if expires_at is None:
@@ -208,8 +246,15 @@ class KeyImport:
             return ["expiry beyond the maximum lifetime (kept; listed in the keys review)"]
         return []
 
-    def _note(self, utm: UtmKey, action: Action, *notes: str, name: str | None = None) -> None:
-        self._report.add("key", utm.id, name or _name(utm), action, *notes)
+    def _note(
+        self,
+        utm: UtmKey,
+        action: Action,
+        *notes: str,
+        name: str | None = None,
+        kept: list[str] | None = None,
+    ) -> None:
+        self._report.add("key", utm.id, name or _name(utm), action, *notes, kept=tuple(kept or ()))
 
 
 def _name(utm: UtmKey) -> str:
@@ -218,6 +263,11 @@ def _name(utm: UtmKey) -> str:
         name if name.isprintable() else "".join(c if c.isprintable() else " " for c in name)
     ).strip()
     return (cleaned or f"UTMStack key {utm.id[:8]}")[:NAME_MAX_LENGTH]
+
+
+def _renamed(utm: UtmKey) -> str:
+    """The name a key gets when its owner has another live key of UTMStack's name."""
+    return f"{_name(utm)[: NAME_MAX_LENGTH - 11]} ({utm.id[:8]})"
 
 
 def _allow_list(stored: str | None) -> tuple[str | None, list[str]]:

@@ -21,7 +21,9 @@ USER_OPTIONAL = {
     "email": "users without an e-mail address are skipped",
     "activated": "users are imported as activated",
     "tfa_secret": "no second factor is imported",
-    "tfa_method": "second factors are taken as TOTP",
+    # UTMStack before tfa_method e-mailed codes from a per-login secret (see
+    # utmstack_import._utm_factor): no authenticator app holds it.
+    "tfa_method": "a tfa_secret is taken as e-mail codes (no authenticator app holds it)",
     "fs_manager": "no user is recognised as a service account",
     "default_password": "no user is flagged to change a default password",
     "created_date": "users are dated by the import",
@@ -186,16 +188,17 @@ def _user(row: dict[str, Any], authorities: dict[int, list[str]]) -> UtmUser:
         first_name=_text(row, "first_name"),
         last_name=_text(row, "last_name"),
         image_url=_text(row, "image_url"),
-        activated=row.get("activated", True) is not False,
+        # Absent column (older versions): activated, as documented; present, a boolean.
+        activated=_flag(row, "activated") if "activated" in row else True,
         lang_key=_text(row, "lang_key"),
         created_by=_text(row, "created_by"),
-        created_date=_instant(row.get("created_date")),
+        created_date=_instant(row, "created_date"),
         last_modified_by=_text(row, "last_modified_by"),
-        last_modified_date=_instant(row.get("last_modified_date")),
+        last_modified_date=_instant(row, "last_modified_date"),
         tfa_secret=_text(row, "tfa_secret"),
         tfa_method=_text(row, "tfa_method"),
-        fs_manager=row.get("fs_manager") is True,
-        default_password=row.get("default_password") is True,
+        fs_manager=_flag(row, "fs_manager", null=False),
+        default_password=_flag(row, "default_password", null=False),
         authorities=tuple(sorted(set(authorities.get(user_id, ())))),
     )
 
@@ -203,15 +206,17 @@ def _user(row: dict[str, Any], authorities: dict[int, list[str]]) -> UtmUser:
 def _key(row: dict[str, Any]) -> UtmKey:
     key_id = _required_text(row, "id")
     owner = row.get("user_id")
+    if owner is not None and (not isinstance(owner, int) or isinstance(owner, bool)):
+        raise TypeError("user_id is not a number")
     return UtmKey(
         id=key_id,
-        owner_id=owner if isinstance(owner, int) else None,
+        owner_id=owner,
         name=_text(row, "name") or f"UTMStack key {key_id[:8]}",
         plaintext=_required_text(row, "api_key"),
         allowed_ip=_text(row, "allowed_ip"),
-        created_at=_instant(row.get("created_at")),
-        generated_at=_instant(row.get("generated_at")),
-        expires_at=_instant(row.get("expires_at")),
+        created_at=_instant(row, "created_at"),
+        generated_at=_instant(row, "generated_at"),
+        expires_at=_instant(row, "expires_at"),
     )
 
 
@@ -222,20 +227,42 @@ def _required_text(row: dict[str, Any], column: str) -> str:
     return value
 
 
+# A value of the wrong type makes the row unreadable (reported, skipped): it is never
+# guessed, least of all in the permissive direction (a "false" string taken as active, a
+# number for an expiry taken as none, a list for an allow list taken as no allow list).
+
+
 def _text(row: dict[str, Any], column: str) -> str | None:
     value = row.get(column)
-    return value.strip() or None if isinstance(value, str) else None
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"{column} is not text")
+    return value.strip() or None
 
 
-def _instant(value: Any) -> datetime | None:
+def _flag(row: dict[str, Any], column: str, *, null: bool | None = None) -> bool:
+    """A boolean column; ``null``: what a null means (None: a null is unreadable)."""
+    value = row.get(column)
+    if value is None and null is not None:
+        return null
+    if not isinstance(value, bool):
+        raise TypeError(f"{column} is not true or false")
+    return value
+
+
+def _instant(row: dict[str, Any], column: str) -> datetime | None:
     """PostgreSQL's JSON form of a timestamp; one without a zone is UTC (UTMStack's
     ``timestamp without time zone`` columns hold UTC)."""
-    if not isinstance(value, str):
+    value = row.get(column)
+    if value is None:
         return None
+    if not isinstance(value, str):
+        raise TypeError(f"{column} is not a timestamp in ISO 8601 form")
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise ValueError("a timestamp is not in ISO 8601 form") from None
+        raise ValueError(f"{column} is not a timestamp in ISO 8601 form") from None
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 

@@ -35,6 +35,7 @@ from authgate.storage.errors import Conflict
 from authgate.storage.errors import is_unavailable as is_unavailable  # re-exported: former home
 from authgate.storage.repositories import (
     ChangeRepository,
+    LegacyImportRepository,
     RevokedTokenRepository,
     UserRepository,
     login_row,
@@ -82,6 +83,7 @@ class Database:
     api_keys = ApiKeyRepository
     usage = UsageRepository
     audit = AuditRepository
+    legacy_imports = LegacyImportRepository
     verification_row = staticmethod(verification_row)
     legacy_verification_row = staticmethod(legacy_verification_row)
 

@@ -289,6 +289,21 @@ class ApiKey(Base):
     legacy_id: Mapped[str | None] = mapped_column(String(36), unique=True)
 
 
+class LegacyImport(Base):
+    """A user or key ``authgate import utmstack`` has imported, by its UTMStack id: kept
+    when the user or key is deleted in authgate, so a later run does not bring it back.
+    ``imported`` is what the last run imported for a key (sorted JSON of the fields it
+    sets), so that a later run applies only what changed in UTMStack since; a user's is
+    in ``users.legacy_profile``."""
+
+    __tablename__ = "legacy_imports"
+
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)  # "user" or "key"
+    legacy_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    imported: Mapped[str | None] = mapped_column(Text)
+    first_imported_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class ServiceCredential(Base):
     """A credential another service presents in ``X-Internal-Key`` to call authgate's
     internal endpoints (UTMStack v12's log ingestion checking pushed API keys). Only the

@@ -10,7 +10,7 @@ from typing import Any, ClassVar, cast
 from sqlalchemy import ColumnElement, Connection, Row, bindparam, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from authgate.storage.models import AuthChange, RevokedToken, User
+from authgate.storage.models import AuthChange, LegacyImport, RevokedToken, User
 from authgate.storage.paging import PageRequest, SortOrder
 from authgate.storage.text import storable_text
 
@@ -247,3 +247,16 @@ class ChangeRepository:
             delete(AuthChange).where(AuthChange.created_at < cutoff)
         )
         return int(getattr(result, "rowcount", 0) or 0)
+
+
+class LegacyImportRepository:
+    """What ``authgate import utmstack`` imported, by UTMStack id (``LegacyImport``)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def all(self) -> Sequence[LegacyImport]:
+        return list(await self._session.scalars(select(LegacyImport)))
+
+    def add_all(self, rows: Sequence[LegacyImport]) -> None:
+        self._session.add_all(rows)

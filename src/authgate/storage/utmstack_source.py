@@ -24,6 +24,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from authgate.exceptions import ConfigurationError
+from authgate.storage.database_url import normalise_database_url
 
 TABLES = ("jhi_user", "jhi_user_authority", "api_keys")
 
@@ -63,12 +64,15 @@ def export_query(tables: tuple[str, ...] = TABLES) -> str:
 async def read_database(url: str, *, schema: str = "public") -> SourceTables:
     """UTMStack's tables, read in one read-only, repeatable-read transaction.
 
+    libpq's ``sslmode=`` is taken as ``AUTHGATE_DATABASE_URL`` takes it (asyncpg's
+    ``ssl=``, same values).
+
     Raises:
         ConfigurationError: the URL is not a PostgreSQL URL, or the database cannot be
             read (the message names the cause, never a row or a password).
     """
     try:
-        parsed = make_url(url)
+        parsed = make_url(normalise_database_url(url))
     except ArgumentError:
         raise ConfigurationError("--database-url is not a database URL") from None
     if parsed.get_backend_name() != "postgresql":
@@ -107,6 +111,15 @@ async def read_database(url: str, *, schema: str = "public") -> SourceTables:
         ) from None
     except OSError as error:
         raise ConfigurationError(f"cannot reach the UTMStack database: {error.strerror}") from None
+    except ConfigurationError:
+        raise
+    except Exception as error:  # noqa: BLE001 - one line, never a traceback with the URL
+        # A URL parameter the driver refuses (TypeError), an SSL setup failure, ...: the
+        # class names it; its message is left out (it may quote the URL's values).
+        raise ConfigurationError(
+            f"cannot connect to the UTMStack database: {type(error).__name__} "
+            "(check --database-url / UTMSTACK_DATABASE_URL and its parameters)"
+        ) from None
     finally:
         await engine.dispose()
     document = json.loads(exported) if isinstance(exported, str) else exported
