@@ -91,12 +91,23 @@ async def test_login_with_totp_answers_the_second_step(harness: Harness) -> None
     a code buy the full LoginResponse, a session like a login's."""
     secret, _ = await alice_with_totp(harness)
     challenge = await v12_login(harness)
-    assert challenge["tfa_required"] is True
-    assert challenge["tfa_type"] == "totp"
-    assert challenge["access_token"] is None
-    assert challenge["refresh_token"] is None
-    assert challenge["user"] is None
     pre_auth = challenge["pre_auth_token"]
+    user = challenge["user"]
+    assert user["email"] == "alice@example.com"
+    assert user["tfa_enabled"] is True
+    # dto/auth.go: the embedded TokenPair has no omitempty, so its fields come as Go's
+    # zero values; the tfa_* fields and pre_auth_token are omitempty.
+    assert challenge == {
+        "access_token": "",
+        "refresh_token": "",
+        "token_type": "",
+        "expires_at": "0001-01-01T00:00:00Z",
+        "refresh_expires_at": "0001-01-01T00:00:00Z",
+        "user": user,
+        "tfa_required": True,
+        "tfa_type": "totp",
+        "pre_auth_token": pre_auth,
+    }
     claims = jwt.decode(pre_auth, options={"verify_signature": False})
     assert claims["aud"].endswith("#pre-auth")
     assert claims["exp"] - int(claims["iat"]) == 300
@@ -106,7 +117,9 @@ async def test_login_with_totp_answers_the_second_step(harness: Harness) -> None
     )
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["tfa_required"] is False
+    assert "tfa_required" not in body
+    assert "pre_auth_token" not in body
+    assert body["token_type"] == "Bearer"
     assert body["user"]["tfa_enabled"] is True
     access = jwt.decode(body["access_token"], options={"verify_signature": False})
     assert access["amr"] == ["pwd", "otp"]
@@ -176,6 +189,25 @@ async def test_verify_code_errors_are_v12_shaped(harness: Harness) -> None:
         VERIFY_CODE, json={"pre_auth_token": pre_auth, "code": totp_now(harness, secret)}
     )
     assert right.status_code == 200  # a wrong code does not spend the token
+
+
+async def test_verify_code_needs_6_characters_or_a_recovery_code(harness: Harness) -> None:
+    """dto/tfa.go TfaVerifyCodeRequest: code binding:"required,len=6", so any other
+    length is 400 before the code is checked (and not counted); authgate's recovery
+    codes (xxxxx-xxxxx) are still taken there."""
+    _, codes = await alice_with_totp(harness)
+    pre_auth = (await v12_login(harness))["pre_auth_token"]
+    for code in ("12345", "1234567", "x" * 11, "abcde-fghjkl"):
+        bad = await harness.client.post(
+            VERIFY_CODE, json={"pre_auth_token": pre_auth, "code": code}
+        )
+        assert bad.status_code == 400, code
+        assert bad.json() == {"error": "code must be 6 characters or a recovery code"}
+    assert await _events(harness, "TFA_FAILURE") == []
+    recovered = await harness.client.post(
+        VERIFY_CODE, json={"pre_auth_token": pre_auth, "code": codes[0]}
+    )
+    assert recovered.status_code == 200, recovered.text
 
 
 async def test_a_user_who_must_enrol_is_sent_to_the_v11_login(
