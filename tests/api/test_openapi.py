@@ -152,7 +152,7 @@ PROTECTED = [
     ("delete", "/api/service-credentials/{credential_id}"),
     ("post", "/api/service-credentials/{credential_id}/rotate"),
 ]
-# Internal endpoints: a service credential in X-Internal-Key only (403 without, as v12).
+# Internal endpoints: a service credential in X-Internal-Key only (401 without, as v12).
 INTERNAL = [("post", "/api/v1/api-keys/authenticate")]
 # The second step of a login: a pre-verification token only.
 PRE_VERIFICATION = [
