@@ -12,6 +12,8 @@ The tree (``code`` is stable and machine-readable; ``api/errors.py`` maps it to 
     │       ├── TokenExpired                 validly signed but past ``exp``
     │       └── TokenRevoked                 logged out, or all sessions of the user revoked
     │   ├── SecondFactorFailed               a wrong, used or expired second-factor code
+    │   ├── ServiceCredentialInvalid         ``X-Internal-Key`` missing, malformed, unknown,
+    │   │                                    wrong or revoked
     │   └── ApiKeyRejected                   an API key was presented and refused
     │       ├── ApiKeyInvalid                malformed, bad checksum, unknown, revoked, wrong
     │       │                                secret: all answered alike ("Invalid API key")
@@ -22,8 +24,8 @@ The tree (``code`` is stable and machine-readable; ``api/errors.py`` maps it to 
     │                                        is active again)
     ├── PermissionDenied                 403  authenticated but not allowed
     │   ├── IpNotAllowed                     a genuine key used from outside its allow list
-    │   ├── ServiceCredentialRefused         ``X-Internal-Key`` missing, invalid, revoked or
-    │   │                                    not allowed the internal endpoint
+    │   ├── ServiceCredentialRefused         a live service credential not allowed the
+    │   │                                    internal endpoint it called
     │   ├── InsufficientScope                the key's scopes do not cover the request
     │   └── SessionRequired                  sets credentials: needs a password session,
     │                                        never an API key
@@ -110,17 +112,25 @@ class SecondFactorFailed(AuthenticationFailed):
     message = "Your secret code is invalid"
 
 
+class ServiceCredentialInvalid(AuthenticationFailed):
+    """An internal endpoint got no working service credential: missing, malformed,
+    unknown, wrong or revoked are answered alike (UTMStack v12: 401 from its auth
+    middleware)."""
+
+    code = "invalid_internal_key"
+    message = "invalid internal key"
+
+
 class PermissionDenied(AuthgateError):
     code = "forbidden"
     message = "Access is denied"
 
 
 class ServiceCredentialRefused(PermissionDenied):
-    """An internal endpoint refused the calling service's credential (UTMStack v12
-    answers 403 there, whatever is wrong with the credential)."""
+    """A live service credential called an internal endpoint it is not allowed."""
 
     code = "internal_key_refused"
-    message = "invalid internal key"
+    message = "internal key not allowed for this endpoint"
 
 
 class ApiKeyRejected(AuthenticationFailed):

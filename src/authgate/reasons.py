@@ -118,6 +118,7 @@ class Reason(StrEnum):
     INVALID_SECOND_FACTOR = "invalid_second_factor", _C.SECOND_FACTOR
     FORBIDDEN = "forbidden", _C.PERMISSION
     INTERNAL_KEY_REFUSED = "internal_key_refused", _C.SERVICE_CREDENTIAL
+    INVALID_INTERNAL_KEY = "invalid_internal_key", _C.SERVICE_CREDENTIAL
     INVALID_API_KEY = "invalid_api_key", _C.API_KEY
     API_KEY_EXPIRED = "api_key_expired", _C.API_KEY
     API_KEY_OWNER_INACTIVE = "api_key_owner_inactive", _C.API_KEY
@@ -186,6 +187,7 @@ class Reason(StrEnum):
     ROLE_USER_REQUIRED = "role_user_required", _C.PERMISSION
     PERMISSION_REQUIRED = "permission_required", _C.PERMISSION
     ROLE_CHANGE_DENIED = "role_change_denied", _C.PERMISSION
+    INTERNAL_ONLY = "internal_only", _C.PERMISSION  # a user's credential on an internal route
 
     # -- bearer tokens
     EMPTY_BEARER = "empty_bearer", _C.TOKEN

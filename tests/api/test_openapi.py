@@ -152,7 +152,7 @@ PROTECTED = [
     ("delete", "/api/service-credentials/{credential_id}"),
     ("post", "/api/service-credentials/{credential_id}/rotate"),
 ]
-# Internal endpoints: a service credential in X-Internal-Key only (403 without, as v12).
+# Internal endpoints: a service credential in X-Internal-Key only (401 without, as v12).
 INTERNAL = [("post", "/api/v1/api-keys/authenticate")]
 # The second step of a login: a pre-verification token only.
 PRE_VERIFICATION = [
@@ -186,6 +186,7 @@ PUBLIC = [
     ("post", "/api/v1/auth/reset-password/init"),
     ("post", "/api/v1/auth/reset-password/finish"),
     ("get", "/api/v1/health"),
+    ("get", "/api/v1/idp-providers"),
 ]
 
 
@@ -307,9 +308,7 @@ async def test_security_declared_exactly_where_credentials_are_required(
     for method, path, operation in operations(document):
         url = path.replace("{login}", "admin").replace("{key_id}", "1").replace("{rule_id}", "1")
         response = await harness.client.request(method.upper(), url)
-        # Internal endpoints answer 403 without their credential (UTMStack v12's status).
-        refused = 403 if (method, path) in INTERNAL else 401
-        requires_credentials = response.status_code == refused
+        requires_credentials = response.status_code == 401
         declares_security = bool(scheme_names(operation.get("security", document.get("security"))))
         if requires_credentials != declares_security:
             mismatches.append(f"{method.upper()} {path}: {response.status_code}")

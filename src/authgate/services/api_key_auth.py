@@ -209,8 +209,10 @@ class ApiKeyAuthenticator:
         if via_previous and (record.previous_valid_until or 0.0) <= now:
             raise ApiKeyInvalid(reason=Reason.ROTATED_SECRET_EXPIRED, key=record.reference)
         if client_ip is None:
-            raise IpNotAllowed("unknown", key=record.reference)
-        if client_ip is not cached.permitted:
+            # An unknown address is inside no allow list; a key without one permits any.
+            if not record.allow_list.is_unrestricted:
+                raise IpNotAllowed("unknown", key=record.reference)
+        elif client_ip is not cached.permitted:
             if not record.allow_list.permits(client_ip):
                 raise IpNotAllowed(str(client_ip), key=record.reference)
             cached.permitted = client_ip

@@ -168,12 +168,14 @@ class Enrolment:
 
 @dataclass(frozen=True, slots=True)
 class EnrolmentCheck:
-    """UTMStack's ``TfaVerifyResponse``."""
+    """UTMStack's ``TfaVerifyResponse``; ``started`` is False when no enrolment of the
+    method was in progress (v12 tells that apart from an expired one)."""
 
     valid: bool
     expired: bool
     remaining_seconds: int
     message: str
+    started: bool = True
 
 
 class SecondFactorService:
@@ -261,7 +263,9 @@ class SecondFactorService:
         async with self._db.session() as session:
             row = await self._db.second_factors(session).get(user.id)
         if row is None or row.pending_method != method or row.pending_started_at is None:
-            return EnrolmentCheck(False, True, 0, "No enrolment of this method is in progress")
+            return EnrolmentCheck(
+                False, True, 0, "No enrolment of this method is in progress", started=False
+            )
         remaining = ENROLMENT_SECONDS - int((now - row.pending_started_at).total_seconds())
         if remaining <= 0:
             return EnrolmentCheck(False, True, 0, "The enrolment expired; start again")

@@ -27,6 +27,7 @@ from authgate.exceptions import (
     Conflict,
     FieldError,
     NotFound,
+    ServiceCredentialInvalid,
     ServiceCredentialRefused,
     Throttled,
     ValidationFailed,
@@ -222,11 +223,12 @@ class ServiceCredentials:
     async def authenticate(
         self, presented: str | None, endpoint: InternalEndpoint, caller_ip: IPAddress | None
     ) -> ServiceCaller:
-        """The service calling ``endpoint``, or ``ServiceCredentialRefused`` (audited).
+        """The service calling ``endpoint``, or a refusal (audited).
 
-        Missing, malformed, unknown, wrong or revoked credentials are answered alike
-        and counted against ``caller_ip`` (blocked past the bad-key threshold:
-        ``Throttled``); a real credential not allowed ``endpoint`` is told so.
+        Missing, malformed, unknown, wrong or revoked credentials are all
+        ``ServiceCredentialInvalid`` and, but a missing one, counted against
+        ``caller_ip`` (blocked past the bad-key threshold: ``Throttled``); a real
+        credential not allowed ``endpoint`` is told so (``ServiceCredentialRefused``).
         """
         now = self._clock()
         try:
@@ -236,7 +238,7 @@ class ServiceCredentials:
             raise
         if not presented:
             self._refused(endpoint, Reason.INTERNAL_KEY_MISSING)
-            raise ServiceCredentialRefused(
+            raise ServiceCredentialInvalid(
                 "missing internal key", reason=Reason.INTERNAL_KEY_MISSING
             )
         credential_id = credential_id_of(presented)
@@ -248,13 +250,11 @@ class ServiceCredentials:
         if reason is not None:
             await self._address_blocker.failed(caller_ip)
             self._refused(endpoint, reason, row)
-            raise ServiceCredentialRefused(reason=reason)
+            raise ServiceCredentialInvalid(reason=reason)
         assert row is not None  # no rejection: a live credential matched
         if endpoint.value not in _split(row.endpoints):
             self._refused(endpoint, Reason.ENDPOINT_NOT_ALLOWED, row)
-            raise ServiceCredentialRefused(
-                "internal key not allowed for this endpoint", reason=Reason.ENDPOINT_NOT_ALLOWED
-            )
+            raise ServiceCredentialRefused(reason=Reason.ENDPOINT_NOT_ALLOWED)
         last = row.last_used_at
         if last is None or now - last >= LAST_USE_GRANULARITY:
             async with self._db.transaction() as session:

@@ -31,6 +31,7 @@ REASON_TEXT: Final[dict[Reason, str]] = {
     Reason.INVALID_SECOND_FACTOR: "A wrong second-factor code",
     Reason.FORBIDDEN: "Access denied",
     Reason.INTERNAL_KEY_REFUSED: "The internal key was refused",
+    Reason.INVALID_INTERNAL_KEY: "An invalid internal key",
     Reason.INVALID_API_KEY: "An invalid API key",
     Reason.API_KEY_EXPIRED: "The API key has expired",
     Reason.API_KEY_OWNER_INACTIVE: "The key's owner is deactivated",
@@ -92,6 +93,7 @@ REASON_TEXT: Final[dict[Reason, str]] = {
     Reason.ROLE_USER_REQUIRED: "Users only",
     Reason.PERMISSION_REQUIRED: "The user's roles lack the permission this endpoint needs",
     Reason.ROLE_CHANGE_DENIED: "A change of roles the caller may not make",
+    Reason.INTERNAL_ONLY: "A user or API key on an internal endpoint",
     # tokens
     Reason.EMPTY_BEARER: "An empty Bearer header",
     Reason.NOT_A_TOKEN: "Not a token",

@@ -2,9 +2,10 @@
 
 The contract follows v12's log ingestion, ``log-input/auth/upstream.go`` (it sends the
 service secret in ``X-Internal-Key`` and ``{"apiKey", "clientIp"}``, and reads
-``{"userId", "login", "tenantId"}``), and the route in ``backend/modules/iam/routes.go``
-(401 "invalid api key"; 403 without the internal credential), as issue 17 describes them
-(the project's UTMStack snapshot has no v12 branch). authgate's service credentials are
+``{"userId", "login", "tenantId"}``), and v12's ``backend/modules/iam`` (routes.go,
+handler/api_key.go, usecase/api_key.go) with ``backend/pkg/http/middleware/auth.go``:
+401 "invalid api key"; 401 without a working internal credential (its auth middleware),
+403 "internal-only endpoint" for a user's credential. authgate's service credentials are
 its own (issue 17, "Better than v12"): each named, hashed, allowed named endpoints,
 rotatable, revocable and audited; the attacks below hold them to it.
 """
@@ -97,37 +98,45 @@ async def test_the_tenant_id_is_configurable(tmp_path: Path, clock: FakeClock) -
     assert response.json()["tenantId"] == "tenant-1"
 
 
-async def test_missing_internal_key_is_403_before_the_body_is_read(harness: Harness) -> None:
-    """routes.go: 403 {"error"} without X-Internal-Key, whatever the body."""
+async def test_missing_internal_key_is_401_before_the_body_is_read(harness: Harness) -> None:
+    """middleware/auth.go Authenticate: 401 {"error"} without X-Internal-Key (nor any
+    other credential), whatever the body."""
     response = await harness.client.post(PATH, content=b"{not json")
-    assert response.status_code == 403
+    assert response.status_code == 401
     assert response.json() == {"error": "missing internal key"}
     refused = await audited(harness, "INTERNAL_CALL_REFUSED")
     assert [entry.reason for entry in refused] == ["internal_key_missing"]
 
 
-async def test_a_bad_client_ip_is_400(harness: Harness) -> None:
+async def test_a_missing_or_bad_client_ip_is_no_address(harness: Harness) -> None:
+    """usecase/api_key.go ipAllowed: an empty allow list passes any address, none
+    included; a key with an allow list is refused without an address it contains
+    (never taken as inside it), 401 and audited as for a disallowed address."""
     internal = await service_credential(harness)
-    key = await alice_key(harness)
-    response = await check(harness, internal, key, "not-an-address")
-    assert response.status_code == 400
-    assert response.json() == {"error": "invalid client ip"}
-    missing = await harness.client.post(
-        PATH, json={"apiKey": key}, headers={"X-Internal-Key": internal}
-    )
-    assert missing.status_code == 400
-    assert set(missing.json()) == {"error"}
+    restricted = await alice_key(harness)  # allowed from 127.0.0.1 and ::1 only
+    token = await harness.login("alice", USER_PASSWORD)
+    open_key = (await harness.create_key(token, "anywhere", allowedIp=[]))["key"]
+    for client_ip in (None, "", "not-an-address", "127.0.0.1/8"):
+        body: dict[str, str] = {} if client_ip is None else {"clientIp": client_ip}
+        for key, status in ((open_key, 200), (restricted, 401)):
+            response = await harness.client.post(
+                PATH, json={"apiKey": key, **body}, headers={"X-Internal-Key": internal}
+            )
+            assert response.status_code == status, (client_ip, response.text)
+    failures = await audited(harness, "API_KEY_ACCESS_FAILURE")
+    assert {entry.reason for entry in failures} == {"ip_not_allowed"}
+    assert len(failures) == 4
 
 
 # -- attacks on the service credential ---------------------------------------------------
 
 
-async def test_attack_a_wrong_secret_is_403_and_audited(harness: Harness) -> None:
+async def test_attack_a_wrong_secret_is_401_and_audited(harness: Harness) -> None:
     internal = await service_credential(harness)
     key = await alice_key(harness)
     forged = internal[:-4] + ("AAAA" if not internal.endswith("AAAA") else "BBBB")
     response = await check(harness, forged, key)
-    assert response.status_code == 403
+    assert response.status_code == 401
     assert response.json() == {"error": "invalid internal key"}
     refused = await audited(harness, "INTERNAL_CALL_REFUSED")
     assert [entry.reason for entry in refused] == ["wrong_internal_key"]
@@ -143,13 +152,26 @@ async def test_attack_api_keys_and_tokens_are_not_service_credentials(harness: H
     admin_token = await harness.login("root", ADMIN_PASSWORD)
     for wrong in (key, token, admin_token, f"Bearer {admin_token}", ""):
         response = await check(harness, wrong, key)
-        assert response.status_code == 403, wrong
+        assert response.status_code == 401, wrong
         assert set(response.json()) == {"error"}
-    # A bearer token next to no internal key changes nothing either.
-    response = await harness.client.post(
-        PATH, json={"apiKey": key, "clientIp": "127.0.0.1"}, headers=bearer(admin_token)
-    )
-    assert response.status_code == 403
+
+
+async def test_attack_a_users_credential_is_internal_only(harness: Harness) -> None:
+    """middleware/auth.go: a user's token or API key passes Authenticate (401 when it
+    is bad), then RequireInternal answers 403 "internal-only endpoint"; each refusal
+    is audited as the internal call it was."""
+    key = await alice_key(harness)
+    await harness.create_user("root", ADMIN_PASSWORD, admin=True)
+    admin_token = await harness.login("root", ADMIN_PASSWORD)
+    body = {"apiKey": key, "clientIp": "127.0.0.1"}
+    for headers in (bearer(admin_token), {"Utm-Api-Key": key}):
+        response = await harness.client.post(PATH, json=body, headers=headers)
+        assert response.status_code == 403, headers
+        assert response.json() == {"error": "internal-only endpoint"}
+    forged = await harness.client.post(PATH, json=body, headers=bearer(admin_token + "x"))
+    assert forged.status_code == 401
+    refused = await audited(harness, "INTERNAL_CALL_REFUSED")
+    assert [entry.reason for entry in refused] == ["internal_key_missing"] * 3
 
 
 async def test_attack_a_revoked_credential_is_refused_at_once(harness: Harness) -> None:
@@ -160,7 +182,7 @@ async def test_attack_a_revoked_credential_is_refused_at_once(harness: Harness) 
     assert (await check(harness, created.plaintext, key)).status_code == 200
     await harness.services.service_credentials.revoke(created.view.id)
     response = await check(harness, created.plaintext, key)
-    assert response.status_code == 403
+    assert response.status_code == 401
     assert response.json() == {"error": "invalid internal key"}
     refused = await audited(harness, "INTERNAL_CALL_REFUSED")
     assert [entry.reason for entry in refused] == ["internal_key_revoked"]
@@ -194,7 +216,7 @@ async def test_attack_guessing_credentials_gets_the_caller_blocked(harness: Harn
     limit = harness.services.settings.key_abuse.max_failures
     for attempt in range(limit):
         guess = f"ags_{internal[4:16]}_{attempt:043d}"
-        assert (await check(harness, guess, key)).status_code == 403
+        assert (await check(harness, guess, key)).status_code == 401
     blocked = await check(harness, internal, key)
     assert blocked.status_code == 429
     assert "Retry-After" in blocked.headers
@@ -262,7 +284,7 @@ async def test_rotation_without_grace_invalidates_the_old_secret_at_once(
     rotated = await harness.services.service_credentials.rotate(created.view.id)
     assert rotated.plaintext != created.plaintext
     assert rotated.view.id == created.view.id
-    assert (await check(harness, created.plaintext, key)).status_code == 403
+    assert (await check(harness, created.plaintext, key)).status_code == 401
     assert (await check(harness, rotated.plaintext, key)).status_code == 200
 
 
@@ -277,7 +299,7 @@ async def test_rotation_with_grace_keeps_the_old_secret_until_it_ends(harness: H
     assert (await check(harness, created.plaintext, key)).status_code == 200
     assert (await check(harness, rotated.plaintext, key)).status_code == 200
     harness.clock.advance(hours=1, seconds=1)
-    assert (await check(harness, created.plaintext, key)).status_code == 403
+    assert (await check(harness, created.plaintext, key)).status_code == 401
     assert (await check(harness, rotated.plaintext, key)).status_code == 200
 
 

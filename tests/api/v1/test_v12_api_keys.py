@@ -255,4 +255,4 @@ async def test_no_key_route_takes_the_internal_key_check(harness: Harness) -> No
     checked = await harness.client.post(
         f"{V12_KEYS}/authenticate", json={"apiKey": "x", "clientIp": "127.0.0.1"}
     )
-    assert (checked.status_code, set(checked.json())) == (403, {"error"})  # no X-Internal-Key
+    assert (checked.status_code, set(checked.json())) == (401, {"error"})  # no X-Internal-Key

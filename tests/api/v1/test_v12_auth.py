@@ -197,6 +197,15 @@ async def test_attack_logout_revokes_the_access_token(harness: Harness) -> None:
     assert unknown.content == b""
 
 
+async def test_logout_without_a_refresh_token_is_400(harness: Harness) -> None:
+    """dto/auth.go LogoutRequest: refresh_token binding:"required" (an empty one too);
+    handler/auth.go Logout: 400 "refresh_token is required"."""
+    for body in ({}, {"refresh_token": ""}):
+        response = await harness.client.post("/api/v1/auth/logout", json=body)
+        assert response.status_code == 400, body
+        assert response.json() == {"error": "refresh_token is required"}
+
+
 async def test_me_and_authenticate(harness: Harness) -> None:
     """handler/auth.go Me / Authenticate: UserResponse; the identity as text/plain."""
     await harness.create_user("alice", USER_PASSWORD)
@@ -266,6 +275,40 @@ async def test_change_password(harness: Harness) -> None:
         "/api/v1/auth/login", json={"login": "alice", "password": NEW_PASSWORD}
     )
     assert relogin.status_code == 200
+
+
+async def test_change_password_keeps_the_access_token_used(harness: Harness) -> None:
+    """usecase/auth.go ChangePassword: every refresh token is revoked (this session's
+    too) but the access token used goes on until it expires (v12's UI stays signed in);
+    better than v12, every other access token of the user stops at once."""
+    await harness.create_user("alice", USER_PASSWORD)
+    other = await _login(harness)
+    body = await _login(harness)
+    headers = bearer(body["access_token"])
+    harness.clock.advance(seconds=1)
+    done = await harness.client.post(
+        "/api/v1/auth/change-password",
+        json={"current_password": USER_PASSWORD, "new_password": NEW_PASSWORD},
+        headers=headers,
+    )
+    assert done.status_code == 204
+    assert (await harness.client.get("/api/v1/auth/me", headers=headers)).status_code == 200
+    stale = await harness.client.get("/api/v1/auth/me", headers=bearer(other["access_token"]))
+    assert stale.status_code == 401
+    for refresh_token in (body["refresh_token"], other["refresh_token"]):
+        refreshed = await harness.client.post(
+            "/api/v1/auth/refresh", json={"refresh_token": refresh_token}
+        )
+        assert refreshed.status_code == 401
+
+
+async def test_identity_providers_are_an_empty_list(harness: Harness) -> None:
+    """routes.go GET /idp-providers (public; handler/idp.go PublicList): the array of
+    v12's login page "Login with ..." buttons, empty (authgate has no identity
+    providers)."""
+    response = await harness.client.get("/api/v1/idp-providers")
+    assert response.status_code == 200
+    assert response.json() == []
 
 
 async def test_sessions_list_and_revoke(harness: Harness) -> None:
@@ -357,9 +400,9 @@ async def test_attack_v12_login_cannot_skip_the_second_factor(
     harness: Harness, user_token: str
 ) -> None:
     """Attack: someone who knows only the password of an account with a second factor
-    tries the v12 login: no token, no user, only the pre-auth token of the second step
-    (tests/api/v1/test_v12_second_factor.py); and a v12 session started before the
-    factor was enabled stops refreshing."""
+    tries the v12 login: no token (v12's empty strings), only the user and the pre-auth
+    token of the second step (tests/api/v1/test_v12_second_factor.py); and a v12
+    session started before the factor was enabled stops refreshing."""
     earlier = await _login(harness)
     await enrol_totp(harness, user_token)
     login = await harness.client.post(
@@ -368,9 +411,9 @@ async def test_attack_v12_login_cannot_skip_the_second_factor(
     assert login.status_code == 200
     body = login.json()
     assert body["tfa_required"] is True
-    assert body["access_token"] is None
-    assert body["refresh_token"] is None
-    assert body["user"] is None
+    assert body["access_token"] == ""
+    assert body["refresh_token"] == ""
+    assert body["user"]["tfa_enabled"] is True
     refreshed = await harness.client.post(
         "/api/v1/auth/refresh", json={"refresh_token": earlier["refresh_token"]}
     )

@@ -59,13 +59,7 @@ async def enrol_totp_v12(harness: Harness, access_token: str) -> tuple[str, list
         json={"stage": "VERIFY", "type": "totp", "code": totp_now(harness, secret)},
         headers=bearer(access_token),
     )
-    assert verify.json() == {
-        "stage": "VERIFY",
-        "init": None,
-        "verified": True,
-        "enabled": None,
-        "recovery_codes": None,
-    }
+    assert verify.json() == {"stage": "VERIFY", "verified": True}
     complete = await harness.client.post(
         ENROLL, json={"stage": "COMPLETE", "type": "totp"}, headers=bearer(access_token)
     )
@@ -97,12 +91,23 @@ async def test_login_with_totp_answers_the_second_step(harness: Harness) -> None
     a code buy the full LoginResponse, a session like a login's."""
     secret, _ = await alice_with_totp(harness)
     challenge = await v12_login(harness)
-    assert challenge["tfa_required"] is True
-    assert challenge["tfa_type"] == "totp"
-    assert challenge["access_token"] is None
-    assert challenge["refresh_token"] is None
-    assert challenge["user"] is None
     pre_auth = challenge["pre_auth_token"]
+    user = challenge["user"]
+    assert user["email"] == "alice@example.com"
+    assert user["tfa_enabled"] is True
+    # dto/auth.go: the embedded TokenPair has no omitempty, so its fields come as Go's
+    # zero values; the tfa_* fields and pre_auth_token are omitempty.
+    assert challenge == {
+        "access_token": "",
+        "refresh_token": "",
+        "token_type": "",
+        "expires_at": "0001-01-01T00:00:00Z",
+        "refresh_expires_at": "0001-01-01T00:00:00Z",
+        "user": user,
+        "tfa_required": True,
+        "tfa_type": "totp",
+        "pre_auth_token": pre_auth,
+    }
     claims = jwt.decode(pre_auth, options={"verify_signature": False})
     assert claims["aud"].endswith("#pre-auth")
     assert claims["exp"] - int(claims["iat"]) == 300
@@ -112,7 +117,9 @@ async def test_login_with_totp_answers_the_second_step(harness: Harness) -> None
     )
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["tfa_required"] is False
+    assert "tfa_required" not in body
+    assert "pre_auth_token" not in body
+    assert body["token_type"] == "Bearer"
     assert body["user"]["tfa_enabled"] is True
     access = jwt.decode(body["access_token"], options={"verify_signature": False})
     assert access["amr"] == ["pwd", "otp"]
@@ -182,6 +189,25 @@ async def test_verify_code_errors_are_v12_shaped(harness: Harness) -> None:
         VERIFY_CODE, json={"pre_auth_token": pre_auth, "code": totp_now(harness, secret)}
     )
     assert right.status_code == 200  # a wrong code does not spend the token
+
+
+async def test_verify_code_needs_6_characters_or_a_recovery_code(harness: Harness) -> None:
+    """dto/tfa.go TfaVerifyCodeRequest: code binding:"required,len=6", so any other
+    length is 400 before the code is checked (and not counted); authgate's recovery
+    codes (xxxxx-xxxxx) are still taken there."""
+    _, codes = await alice_with_totp(harness)
+    pre_auth = (await v12_login(harness))["pre_auth_token"]
+    for code in ("12345", "1234567", "x" * 11, "abcde-fghjkl"):
+        bad = await harness.client.post(
+            VERIFY_CODE, json={"pre_auth_token": pre_auth, "code": code}
+        )
+        assert bad.status_code == 400, code
+        assert bad.json() == {"error": "code must be 6 characters or a recovery code"}
+    assert await _events(harness, "TFA_FAILURE") == []
+    recovered = await harness.client.post(
+        VERIFY_CODE, json={"pre_auth_token": pre_auth, "code": codes[0]}
+    )
+    assert recovered.status_code == 200, recovered.text
 
 
 async def test_a_user_who_must_enrol_is_sent_to_the_v11_login(
@@ -308,15 +334,11 @@ async def test_attack_a_session_from_before_the_factor_stops_refreshing(
 
 
 async def test_enroll_init_answers_the_qr_code_and_the_uri(harness: Harness) -> None:
-    """dto/auth.go TfaEnrollResponse INIT: type, factor_id, qr_data_url, otp_auth_url,
-    expires_at; bad stages and types are 400; VERIFY or COMPLETE before INIT are 409."""
+    """dto/tfa.go TfaEnrollmentResponse INIT: type, factor_id, qr_data_url,
+    otp_auth_url, expires_at (what a stage does not answer is left out: omitempty); bad
+    stages and types are 400."""
     await harness.create_user("alice")
     token = bearer((await v12_login(harness))["access_token"])
-    early = await harness.client.post(
-        ENROLL, json={"stage": "VERIFY", "type": "totp", "code": "123456"}, headers=token
-    )
-    assert early.status_code == 409
-    assert list(early.json()) == ["error"]
     for body in ({"stage": "START", "type": "totp"}, {"stage": "INIT", "type": "sms"}, {}):
         bad = await harness.client.post(ENROLL, json=body, headers=token)
         assert bad.status_code == 400, body
@@ -331,16 +353,70 @@ async def test_enroll_init_answers_the_qr_code_and_the_uri(harness: Harness) -> 
     assert body["init"]["qr_data_url"].startswith(prefix)
     png = base64.b64decode(body["init"]["qr_data_url"][len(prefix) :])
     assert png.startswith(b"\x89PNG")
-    assert body["init"]["email_sent"] is None
+    assert "email_sent" not in body["init"]
     assert body["init"]["expires_at"]
+    assert set(body) == {"stage", "init"}
+
+
+async def test_enrolment_errors_are_v12s(harness: Harness) -> None:
+    """usecase/tfa.go: VERIFY before INIT is 404 "tfa factor not found"
+    (verifyEnrollment), a wrong code 401 "invalid tfa code" (handler/tfa.go writeErr),
+    and COMPLETE before VERIFY only reports that no factor is in force (200)."""
+    await harness.create_user("alice")
+    token = bearer((await v12_login(harness))["access_token"])
+    early = await harness.client.post(
+        ENROLL, json={"stage": "VERIFY", "type": "totp", "code": "123456"}, headers=token
+    )
+    assert early.status_code == 404
+    assert early.json() == {"error": "tfa factor not found"}
+    init = await harness.client.post(ENROLL, json={"stage": "INIT", "type": "totp"}, headers=token)
+    secret = parse_qs(urlparse(init.json()["init"]["otp_auth_url"]).query)["secret"][0]
     unverified = await harness.client.post(
         ENROLL, json={"stage": "COMPLETE", "type": "totp"}, headers=token
     )
-    assert unverified.status_code == 409
+    assert unverified.status_code == 200
+    assert unverified.json() == {"stage": "COMPLETE", "enabled": False}
     wrong = await harness.client.post(
-        ENROLL, json={"stage": "VERIFY", "type": "totp", "code": "12345x"}, headers=token
+        ENROLL,
+        json={"stage": "VERIFY", "type": "totp", "code": not_the_code(totp_now(harness, secret))},
+        headers=token,
     )
-    assert wrong.json()["verified"] is False
+    assert wrong.status_code == 401
+    assert wrong.json() == {"error": "invalid tfa code"}
+    assert await _events(harness, "TFA_FAILURE") == [("failure", "wrong_enrolment_code")]
+    # The refusals changed nothing: the enrolment goes on.
+    assert (await harness.client.get("/api/v1/auth/me", headers=token)).json()[
+        "tfa_enabled"
+    ] is False
+    right = await harness.client.post(
+        ENROLL,
+        json={"stage": "VERIFY", "type": "totp", "code": totp_now(harness, secret)},
+        headers=token,
+    )
+    assert right.json() == {"stage": "VERIFY", "verified": True}
+
+
+async def test_init_of_the_enrolled_method_is_400_from_any_session(harness: Harness) -> None:
+    """usecase/tfa.go initEnrollment: ErrTfaFactorExists (400), asked before anything
+    else: from the session that just enrolled (its token predates the factor) as from
+    one that passed it. Another method still needs a session that passed the factor."""
+    await harness.create_user("alice")
+    enrolling = (await v12_login(harness))["access_token"]
+    secret, _ = await enrol_totp_v12(harness, enrolling)
+    pre_auth = (await v12_login(harness))["pre_auth_token"]
+    passed = await harness.client.post(
+        VERIFY_CODE, json={"pre_auth_token": pre_auth, "code": totp_now(harness, secret)}
+    )
+    for token in (enrolling, passed.json()["access_token"]):
+        again = await harness.client.post(
+            ENROLL, json={"stage": "INIT", "type": "totp"}, headers=bearer(token)
+        )
+        assert again.status_code == 400, again.text
+        assert again.json() == {"error": "a tfa factor of this type is already enrolled"}
+    other = await harness.client.post(
+        ENROLL, json={"stage": "INIT", "type": "email"}, headers=bearer(enrolling)
+    )
+    assert other.status_code == 403
 
 
 async def test_enrolment_needs_a_user_session(harness: Harness) -> None:
@@ -357,8 +433,10 @@ async def test_enrolment_needs_a_user_session(harness: Harness) -> None:
 
 
 async def test_disable_needs_the_password(harness: Harness) -> None:
-    """handler/auth.go DisableTFA {password}: a wrong password is 401 (counted like a
-    login), the right one turns it off: the login answers tokens again."""
+    """handler/tfa.go Disable {password}: a wrong password is 400 "current password is
+    incorrect" (never 401, which v12's client would retry: counted once, like a failed
+    login), the right one turns it off: the login answers tokens again; with no factor
+    left it is 204 all the same (usecase/tfa.go ResetForUser)."""
     secret, _ = await alice_with_totp(harness)
     pre_auth = (await v12_login(harness))["pre_auth_token"]
     session = await harness.client.post(
@@ -368,8 +446,10 @@ async def test_disable_needs_the_password(harness: Harness) -> None:
     wrong = await harness.client.post(
         "/api/v1/tfa/disable", json={"password": "not-the-password-1"}, headers=token
     )
-    assert wrong.status_code == 401
-    assert list(wrong.json()) == ["error"]
+    assert wrong.status_code == 400
+    assert wrong.json() == {"error": "current password is incorrect"}
+    assert "WWW-Authenticate" not in wrong.headers
+    assert await _events(harness, "AUTH_FAILURE") == [("failure", "wrong_current_password")]
     done = await harness.client.post(
         "/api/v1/tfa/disable", json={"password": USER_PASSWORD}, headers=token
     )
@@ -381,7 +461,8 @@ async def test_disable_needs_the_password(harness: Harness) -> None:
     again = await harness.client.post(
         "/api/v1/tfa/disable", json={"password": USER_PASSWORD}, headers=token
     )
-    assert again.status_code == 409
+    assert again.status_code == 204
+    assert await _events(harness, "TFA_DISABLED") == [("success", "disabled_by_user")]
 
 
 async def test_disable_from_a_session_that_skipped_the_factor_is_refused(
@@ -460,7 +541,7 @@ async def test_email_factor_end_to_end_and_codes_stored_hashed(
             )
             assert init.status_code == 200, init.text
             assert init.json()["init"]["email_sent"] is True
-            assert init.json()["init"]["qr_data_url"] is None
+            assert "qr_data_url" not in init.json()["init"]
             verify = await harness.client.post(
                 ENROLL,
                 json={"stage": "VERIFY", "type": "email", "code": _last_code(recorder)},

@@ -7,8 +7,8 @@ as described in issue 17; the v12 sources are not in this project's UTMStack sna
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Final, Literal
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import PlainTextResponse
@@ -22,8 +22,9 @@ from authgate.api.access import (
     sets_credentials,
 )
 from authgate.api.errors import documented_v12
-from authgate.exceptions import BadCredentials, ValidationFailed
+from authgate.exceptions import BadCredentials, FieldError, ValidationFailed
 from authgate.reasons import Reason
+from authgate.security.second_factor import normalized_recovery_code
 from authgate.services.audit.events import Actor, current_request
 from authgate.services.sessions import TokenPair
 from authgate.services.user_fields import UserChanges
@@ -35,6 +36,9 @@ self_router = APIRouter(prefix=PREFIX, tags=["v12 authentication"], route_class=
 
 V12_ERROR_REF = "#/components/schemas/V12ErrorBody"
 Secret = Annotated[str, Field(min_length=1, max_length=1024)]
+# What Go writes for a time.Time never set ("0001-01-01T00:00:00Z"): v12's login sends
+# it as the expiries of the token pair it does not issue yet.
+GO_ZERO_TIME: Final = datetime(1, 1, 1, tzinfo=UTC)
 
 
 class LoginRequest(BaseModel):
@@ -51,7 +55,9 @@ class RefreshRequest(BaseModel):
 
 
 class LogoutRequest(BaseModel):
-    refresh_token: Annotated[str, Field(max_length=1024)] = ""
+    refresh_token: Annotated[
+        str, Field(max_length=1024, description="Required: 400 when missing or empty.")
+    ] = ""
 
 
 class UserResponse(BaseModel):
@@ -66,17 +72,19 @@ class UserResponse(BaseModel):
 
 
 class LoginResponse(BaseModel):
-    """v12's ``LoginResponse``. With ``tfa_required`` the password was right but the
-    user has a second factor: no token and no user yet (null), only ``pre_auth_token``
-    for ``/auth/tfa/verify-code``."""
+    """v12's ``LoginResponse`` (dto/auth.go), sent without nulls: its ``tfa_*`` fields
+    and ``pre_auth_token`` are omitempty. With ``tfa_required`` the password was right
+    but the user has a second factor: ``user`` and ``pre_auth_token`` (for
+    ``/auth/tfa/verify-code``), and the token pair's fields as Go's zero values (empty
+    strings, year 1), since v12 embeds the pair it did not issue."""
 
-    access_token: str | None
-    refresh_token: str | None
+    access_token: str
+    refresh_token: str
     token_type: str = "Bearer"  # noqa: S105 - the OAuth token type, not a secret
-    expires_at: datetime | None
-    refresh_expires_at: datetime | None
-    user: UserResponse | None
-    tfa_required: bool = False
+    expires_at: datetime
+    refresh_expires_at: datetime
+    user: UserResponse
+    tfa_required: bool | None = Field(default=None, description="true, or left out.")
     tfa_type: Literal["totp", "email"] | None = None
     pre_auth_token: str | None = Field(
         default=None, description="With tfa_required: 5 minutes, once, verify-code only."
@@ -85,7 +93,14 @@ class LoginResponse(BaseModel):
 
 class VerifyCodeRequest(BaseModel):
     pre_auth_token: Annotated[str, Field(min_length=1, max_length=4096)]
-    code: Annotated[str, Field(min_length=1, max_length=32)]
+    code: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=32,
+            description="6 characters (TOTP or e-mail code), or a recovery code.",
+        ),
+    ]
 
 
 class UpdateMeRequest(BaseModel):
@@ -135,6 +150,7 @@ async def _pair_response(request: Request, pair: TokenPair, response: Response) 
 @public_router.post(
     "/auth/login",
     summary="Log in: an access and a refresh token, or (a second factor) a pre-auth token",
+    response_model_exclude_none=True,
     responses=documented_v12(400, 401, 403, 413, 429),
 )
 async def login(body: LoginRequest, request: Request, response: Response) -> LoginResponse:
@@ -149,11 +165,12 @@ async def login(body: LoginRequest, request: Request, response: Response) -> Log
         return await _pair_response(request, answer, response)
     response.headers["Cache-Control"] = "no-store"
     return LoginResponse(
-        access_token=None,
-        refresh_token=None,
-        expires_at=None,
-        refresh_expires_at=None,
-        user=None,
+        access_token="",
+        refresh_token="",
+        token_type="",
+        expires_at=GO_ZERO_TIME,
+        refresh_expires_at=GO_ZERO_TIME,
+        user=await _user(request, answer.pre_auth.claims.user_id),
         tfa_required=True,
         tfa_type="totp" if answer.method == "TOTP" else "email",
         pre_auth_token=answer.pre_auth.token,
@@ -164,11 +181,16 @@ async def login(body: LoginRequest, request: Request, response: Response) -> Log
     "/auth/tfa/verify-code",
     summary="Second step of a login: the pre-auth token and a code (TOTP, e-mail or "
     "recovery) for an access and a refresh token",
+    response_model_exclude_none=True,
     responses=documented_v12(400, 401, 413, 429),
 )
 async def verify_code(
     body: VerifyCodeRequest, request: Request, response: Response
 ) -> LoginResponse:
+    # v12 binds the code with len=6 (400 otherwise); authgate's recovery codes are longer.
+    if len(body.code) != 6 and normalized_recovery_code(body.code) is None:
+        message = "code must be 6 characters or a recovery code"
+        raise ValidationFailed(message, field_errors=[FieldError("code", message)])
     info = current_request.get()
     pair = await services_of(request).sessions.after_code(
         body.pre_auth_token,
@@ -182,6 +204,7 @@ async def verify_code(
 @public_router.post(
     "/auth/refresh",
     summary="Exchange a refresh token for a new pair",
+    response_model_exclude_none=True,
     responses=documented_v12(400, 401, 413),
 )
 async def refresh(body: RefreshRequest, request: Request, response: Response) -> LoginResponse:
@@ -197,6 +220,9 @@ async def refresh(body: RefreshRequest, request: Request, response: Response) ->
     responses=documented_v12(400, 413),
 )
 async def logout(body: LogoutRequest, request: Request) -> Response:
+    if not body.refresh_token:  # v12's binding:"required", in its words
+        message = "refresh_token is required"
+        raise ValidationFailed(message, field_errors=[FieldError("refresh_token", message)])
     await services_of(request).sessions.logout(body.refresh_token)
     return Response(status_code=204)
 
@@ -204,6 +230,24 @@ async def logout(body: LogoutRequest, request: Request) -> Response:
 @public_router.get("/health", summary="Liveness", tags=["public"])
 async def health() -> dict[str, str]:
     return {"status": "ok"}
+
+
+class IdentityProviderPublic(BaseModel):
+    """v12's ``IdentityProviderPublic`` (dto/idp.go): one "Login with ..." button."""
+
+    id: str
+    name: str
+    providerType: str
+    loginUrl: str
+
+
+@public_router.get(
+    "/idp-providers",
+    summary="The identity providers v12's login page offers: none (authgate has no single sign-on)",
+)
+async def identity_providers() -> list[IdentityProviderPublic]:
+    # v12's login page asks here which single sign-on buttons to show (routes.go: public).
+    return []
 
 
 @router.get("/auth/me", summary="The caller", responses=documented_v12(401, 403))
@@ -249,7 +293,8 @@ async def update_me(body: UpdateMeRequest, request: Request) -> UserResponse:
 
 @self_router.post(
     "/auth/change-password",
-    summary="Change the caller's password (every session ends)",
+    summary="Change the caller's password (every session ends; the access token used "
+    "keeps working until it expires)",
     status_code=204,
     response_class=Response,
     responses=documented_v12(400, 401, 403, 413, 423, 429),
@@ -262,6 +307,10 @@ async def change_password(body: ChangePasswordRequest, request: Request) -> Resp
             principal.user_id,
             current_password=body.current_password,
             new_password=body.new_password,
+            # v12 revokes the refresh tokens (this session's too) while the access token
+            # used goes on until it expires: its UI stays signed in (sets_credentials:
+            # always a token). Every other token of the user stops at once.
+            keep_token_id=principal.credential_id,
         )
     except ValidationFailed as failure:
         if failure.reason is Reason.WRONG_CURRENT_PASSWORD:  # v12: 401

@@ -6,16 +6,21 @@ carries the calling service's credential, the camelCase body the key and the add
 it came from. v12 checks one shared secret from the environment; here each service has
 its own credential, allowed only the endpoints it needs (``services/service_credentials``).
 
-* The service credential is checked before the body is read: missing, invalid,
-  revoked, or not allowed this endpoint is 403 (v12 answers 403 when it is missing;
-  a credential that does not work is no better than none). Refusals are audited, and
-  counted against the caller's address like bad API keys (429 once blocked).
+* The service credential is checked before the body is read: missing, invalid or
+  revoked is 401, as v12's auth middleware answers in front of the route (a credential
+  that does not work is no better than none); a live one not allowed this endpoint is
+  403. Refusals are audited, and bad credentials counted against the caller's address
+  like bad API keys (429 once blocked). A user's token or API key instead of the
+  service credential is checked as on any route (401 when bad) and then refused with
+  v12's 403 ``internal-only endpoint``.
 * The key is then checked by the gate exactly as if its client had sent it from
   ``clientIp``: allow list, expiry, revocation, suspension, the owner's state, the
   key's rate limit, and bad keys counted (and blocked) against ``clientIp``, as
   forward-auth counts them against the address its proxy reports. Every refusal of
   the key is 401 ``invalid api key`` (the reason goes to the audit trail and the key's
-  usage log, as for any key request).
+  usage log, as for any key request). A missing or unreadable ``clientIp`` is no
+  address, as v12's ``ipAllowed`` takes it: a key without an allow list passes, a key
+  with one is refused.
 """
 
 from __future__ import annotations
@@ -30,13 +35,21 @@ from pydantic import BaseModel, Field
 from authgate.api.access import (
     Endpoint,
     Handler,
+    admit,
     client_address,
     header_value,
+    request_credentials,
     services_of,
     verdict_of,
 )
 from authgate.api.errors import documented_v12
-from authgate.exceptions import ApiKeyInvalid, FieldError, Throttled, ValidationFailed
+from authgate.exceptions import (
+    ApiKeyInvalid,
+    PermissionDenied,
+    ServiceCredentialInvalid,
+    Throttled,
+)
+from authgate.reasons import Reason
 from authgate.security.networks import parse_address
 from authgate.security.principal import Principal
 from authgate.services.gate import Credentials
@@ -60,8 +73,9 @@ def internal_endpoint(endpoint: InternalEndpoint) -> Callable[[Endpoint], Endpoi
 
 
 class InternalRoute(APIRoute):
-    """A route only a service credential allowed its internal endpoint reaches (403
-    otherwise), checked before FastAPI reads the body."""
+    """A route only a service credential allowed its internal endpoint reaches (401
+    without a working one, 403 for one not allowed it or for a user's credential),
+    checked before FastAPI reads the body."""
 
     def get_route_handler(self) -> Handler:
         handle = super().get_route_handler()
@@ -73,11 +87,17 @@ class InternalRoute(APIRoute):
         async def internal(request: Request) -> Response:
             services = services_of(request)
             scope = request.scope
-            await services.service_credentials.authenticate(
-                header_value(scope, _INTERNAL_KEY_HEADER),
-                marked,
-                client_address(scope, services),
-            )
+            presented = header_value(scope, _INTERNAL_KEY_HEADER)
+            try:
+                await services.service_credentials.authenticate(
+                    presented, marked, client_address(scope, services)
+                )
+            except ServiceCredentialInvalid:
+                if not presented and request_credentials(scope, services).kind != "none":
+                    # v12's middleware takes a user's token or API key here as anywhere
+                    # (401 when bad), and RequireInternal refuses the user: always raises.
+                    await admit(request, services, request.method, _internal_only)
+                raise
             return await handle(request)
 
         return internal
@@ -90,7 +110,15 @@ class KeyCheckRequest(BaseModel):
     """v12's body (camelCase); unknown fields are ignored."""
 
     apiKey: Annotated[str, Field(max_length=1024)]
-    clientIp: Annotated[str, Field(max_length=64, examples=["203.0.113.7"])]
+    clientIp: Annotated[
+        str,
+        Field(
+            max_length=64,
+            examples=["203.0.113.7"],
+            description="The key's client. Missing or not an address: only a key "
+            "without an allow list passes.",
+        ),
+    ] = ""
 
 
 class KeyCheckResponse(BaseModel):
@@ -105,6 +133,11 @@ def _any_key(_principal: Principal, _method: str) -> None:
     """What the key may do is for the calling service to decide: any valid key passes."""
 
 
+def _internal_only(_principal: Principal, _method: str) -> None:
+    """A user's credential on an internal route: refused, whoever it is."""
+    raise PermissionDenied("internal-only endpoint", reason=Reason.INTERNAL_ONLY)
+
+
 @router.post(
     "/api-keys/authenticate",
     summary="Check an API key for another service (UTMStack v12's internal key check)",
@@ -113,10 +146,8 @@ def _any_key(_principal: Principal, _method: str) -> None:
 @internal_endpoint(InternalEndpoint.API_KEYS_AUTHENTICATE)
 async def authenticate_api_key(body: KeyCheckRequest, request: Request) -> KeyCheckResponse:
     services = services_of(request)
+    # No address is inside no allow list (api_key_auth): never a stand-in address.
     address = parse_address(body.clientIp)
-    if address is None:
-        message = "invalid client ip"
-        raise ValidationFailed(message, field_errors=[FieldError("clientIp", message)])
     verdict = await services.gate.check(
         verdict_of(request.scope), Credentials("api_key", body.apiKey), address, "POST", _any_key
     )

@@ -5,14 +5,18 @@ Follows v12's ``backend/modules/iam`` (routes.go, dto/auth.go, handler/auth.go) 
 17 describes it, on authgate's second factor (``services/second_factor.py``): the same
 enrolment (stored in ``second_factors.pending_*``), the same TOTP secrets (AES-GCM),
 hashed e-mail codes, recovery codes and failure counting as the v10/v11 routes. v12's
-enrolment stages map one to one onto v11's ``init``/``verify``/``complete``.
+enrolment stages map one to one onto v11's ``init``/``verify``/``complete``; the answers
+are v12's (usecase/tfa.go, handler/tfa.go): a wrong code is 401, VERIFY before INIT 404,
+COMPLETE before VERIFY only reports whether a factor is in force, and INIT of the method
+already enrolled is 400 (disable it first; the v11 routes may replace it).
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
@@ -21,6 +25,7 @@ from authgate.api.access import (
     AdminRoute,
     SelfServiceRoute,
     principal_of,
+    require_password_session_for_target,
     requires_permission,
     services_of,
     sets_credentials,
@@ -28,7 +33,13 @@ from authgate.api.access import (
 from authgate.api.errors import documented_v12
 from authgate.api.tfa import MAX_CODE_LENGTH, qr_png_data_uri
 from authgate.api.v1.auth import PREFIX
-from authgate.exceptions import BadCredentials, Conflict, FieldError, ValidationFailed
+from authgate.exceptions import (
+    Conflict,
+    FieldError,
+    NotFound,
+    SecondFactorFailed,
+    ValidationFailed,
+)
 from authgate.reasons import Reason
 from authgate.security.permissions import USERS_WRITE
 from authgate.services.audit.events import Actor
@@ -72,13 +83,23 @@ class DisableRequest(BaseModel):
     password: Annotated[str, Field(min_length=1, max_length=1024)]
 
 
+def _not_init(body: Mapping[str, Any]) -> bool:
+    """Whether an enrolment request sets credentials before the handler looks at it:
+    INIT is checked there, since an enrolled user's INIT is refused first (400, as v12)
+    whatever the session; any other INIT still needs a password session."""
+    stage = body.get("stage")
+    return not (isinstance(stage, str) and stage.strip().upper() == "INIT")
+
+
 @setup_router.post(
     "/tfa/enroll",
     summary="Enrol a second factor: INIT (QR code or e-mailed code), VERIFY a code, "
     "COMPLETE (enabled; answers the recovery codes)",
-    responses=documented_v12(400, 401, 403, 409, 413, 429),
+    # v12 omits what a stage does not answer (omitempty), nulls included.
+    response_model_exclude_none=True,
+    responses=documented_v12(400, 401, 403, 404, 413, 429),
 )
-@sets_credentials("enrols a second factor")
+@sets_credentials("enrols a second factor", when=_not_init)
 async def enroll(body: EnrollRequest, request: Request) -> EnrollResponse:
     services = services_of(request)
     principal = principal_of(request)
@@ -86,15 +107,30 @@ async def enroll(body: EnrollRequest, request: Request) -> EnrollResponse:
     method = _METHODS[_choice(body.type.strip().lower(), ("totp", "email"), "type")]
     user = await services.accounts.account(principal.user_id)
     if stage == "INIT":
+        if await services.second_factor.method_of(user.id) == method:
+            message = "a tfa factor of this type is already enrolled"
+            raise ValidationFailed(message, reason=Reason.SECOND_FACTOR_ENABLED)
+        require_password_session_for_target(request)
         enrolment = await services.second_factor.start_enrolment(user, method)
         public_id = (await services.sessions.profile(user.id)).public_id
         return EnrollResponse(stage="INIT", init=_init(enrolment, public_id, services.clock()))
     if stage == "VERIFY":
         check = await services.second_factor.verify_enrolment(user, method, body.code or "")
+        if not check.started:
+            raise NotFound("tfa factor not found", reason=Reason.ENROLMENT_NOT_STARTED)
         if check.expired:
-            raise Conflict(check.message, reason=Reason.ENROLMENT_NOT_STARTED)
-        return EnrollResponse(stage="VERIFY", verified=check.valid)
-    codes = await services.second_factor.complete_enrolment(user, method, enable=True)
+            raise NotFound("challenge has expired", reason=Reason.ENROLMENT_NOT_STARTED)
+        if not check.valid:  # counted like a failed login by verify_enrolment
+            raise SecondFactorFailed("invalid tfa code", reason=Reason.WRONG_ENROLMENT_CODE)
+        return EnrollResponse(stage="VERIFY", verified=True)
+    try:
+        codes = await services.second_factor.complete_enrolment(user, method, enable=True)
+    except Conflict as refusal:
+        if refusal.reason is not Reason.ENROLMENT_NOT_VERIFIED:
+            raise
+        # v12's COMPLETE only reports whether a factor is in force (its VERIFY enables one).
+        enabled = await services.second_factor.method_of(user.id) is not None
+        return EnrollResponse(stage="COMPLETE", enabled=enabled)
     if principal.session_id is not None:
         # The code of the new factor was proved from this session: it keeps working.
         await services.sessions.mark_second_factor(user.id, principal.session_id)
@@ -117,12 +153,14 @@ async def disable(body: DisableRequest, request: Request) -> Response:
             principal_of(request).user_id, body.password
         )
     except ValidationFailed as failure:
-        if failure.reason is Reason.WRONG_CURRENT_PASSWORD:  # v12: 401
-            raise BadCredentials(failure.message, reason=failure.reason) from None
+        # 400 as v12, never 401: v12's client answers a 401 by refreshing the token and
+        # sending the request again, which would count the wrong password twice.
+        if failure.reason is Reason.WRONG_CURRENT_PASSWORD:
+            raise ValidationFailed("current password is incorrect", reason=failure.reason) from None
         raise
-    if await services.second_factor.method_of(user.id) is None:
-        raise Conflict("No second factor is enabled.", reason=Reason.NO_SECOND_FACTOR)
-    await services.second_factor.turn_off(user)
+    # With no factor there is nothing to turn off: 204 all the same, as v12.
+    if await services.second_factor.method_of(user.id) is not None:
+        await services.second_factor.turn_off(user)
     return Response(status_code=204)
 
 
