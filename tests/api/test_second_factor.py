@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,14 @@ import pytest
 from authgate.app import create_app
 from authgate.container import Services
 from authgate.security.second_factor import totp_code, totp_step
-from tests.conftest import USER_PASSWORD, FakeClock, Harness, bearer, test_settings
+from tests.conftest import (
+    USER_PASSWORD,
+    FakeClock,
+    Harness,
+    bearer,
+    format_instant,
+    test_settings,
+)
 from tests.mail import running_smtp_server
 
 NEW_PASSWORD = "a-brand-new-secret-phrase"
@@ -363,16 +371,27 @@ async def test_bypass_header_is_ignored_by_default(
 async def test_credential_changes_need_a_session_that_passed_the_second_factor(
     harness: Harness, user_token: str
 ) -> None:
+    earlier = await harness.login("alice", USER_PASSWORD)  # another session, before the factor
     secret, _ = await enrol_totp(harness, user_token)
-    # user_token predates the factor: it still reads, but sets no credential.
-    assert (await harness.client.get("/api/account", headers=bearer(user_token))).status_code == 200
+    # `earlier` predates the factor and did not enrol it: it still reads, but sets no
+    # credential.
+    assert (await harness.client.get("/api/account", headers=bearer(earlier))).status_code == 200
     refused = await harness.client.post(
         "/api/account/change-password",
         json={"currentPassword": USER_PASSWORD, "newPassword": NEW_PASSWORD},
-        headers=bearer(user_token),
+        headers=bearer(earlier),
     )
     assert refused.status_code == 403
     assert refused.json()["code"] == "session_required"
+    # The session that enrolled proved the factor (the verify step): it goes on setting
+    # credentials with the token it holds, as UTMStack's UI does after enabling it (a 403
+    # there logs the user out).
+    key = await harness.client.post(
+        "/api/api-keys",
+        json={"name": "after-enrolling", "allowedIp": [], "expiresAt": expiry(harness)},
+        headers=bearer(user_token),
+    )
+    assert key.status_code == 201, key.text
     pending = (await password_step(harness)).json()["token"]
     token = (
         await harness.client.get(
@@ -387,6 +406,10 @@ async def test_credential_changes_need_a_session_that_passed_the_second_factor(
         headers=bearer(token),
     )
     assert allowed.status_code == 200
+
+
+def expiry(harness: Harness, days: int = 30) -> str:
+    return format_instant(harness.clock() + timedelta(days=days))
 
 
 # -- forced enrolment (v11 TfaEnrollmentResource) --------------------------------------------

@@ -323,9 +323,12 @@ async def verify_setup(body: VerifyBody, request: Request) -> VerifyResponse:
 @sets_credentials("enables a second factor")
 async def complete_setup(body: CompleteBody, request: Request) -> RecoveryCodes:
     services = services_of(request)
-    user = await services.accounts.account(principal_of(request).user_id)
+    principal = principal_of(request)
+    user = await services.accounts.account(principal.user_id)
+    # This session proved the factor (the verify step): it keeps setting credentials, as
+    # UTMStack's UI expects of the token it holds (a 403 would log the user out).
     codes = await services.second_factor.complete_enrolment(
-        user, parse_method(body.method), enable=body.enable
+        user, parse_method(body.method), enable=body.enable, enrolled_by=principal.session_key
     )
     return RecoveryCodes(recoveryCodes=codes)
 

@@ -72,6 +72,12 @@ class Principal:
         return authority in self.authorities
 
     @property
+    def session_key(self) -> str:
+        """What names this caller's session: a v12 session's id (the tokens its refreshes
+        issue share it), else the token's (or key's) own id."""
+        return self.session_id or self.credential_id
+
+    @property
     def permissions(self) -> frozenset[str]:
         """What the roles in force permit (``security/permissions.py``)."""
         return permissions_of(self.authorities)

@@ -286,7 +286,9 @@ class AccessTokenService:
                 credential_id=claims.token_id,
                 expires_at=claims.expires_at,
                 session_id=claims.session_id,
-                second_factor_missing=state.has_second_factor and not claims.second_factor,
+                second_factor_missing=state.has_second_factor
+                and not claims.second_factor
+                and not _enrolled_it(claims, state),
             )
             verified.state = state
         return verified.principal
@@ -335,3 +337,10 @@ class AccessTokenService:
 
     def _timestamp(self) -> float:
         return self._clock().timestamp()
+
+
+def _enrolled_it(claims: TokenClaims, state: UserAuthState) -> bool:
+    """Whether this token's session enrolled the user's second factor: it proved the
+    factor then (a code at the verify step), as a login's second step would have."""
+    enrolled = state.second_factor_session
+    return enrolled is not None and enrolled in (claims.token_id, claims.session_id)

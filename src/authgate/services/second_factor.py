@@ -281,10 +281,12 @@ class SecondFactorService:
         return EnrolmentCheck(True, False, remaining, "The code is valid")
 
     async def complete_enrolment(
-        self, user: UserView, method: Method, *, enable: bool
+        self, user: UserView, method: Method, *, enable: bool, enrolled_by: str | None = None
     ) -> list[str]:
         """Put the verified enrolment in force (``enable``) or drop it. Returns the new
-        recovery codes (shown once), or ``[]`` when dropped."""
+        recovery codes (shown once), or ``[]`` when dropped. ``enrolled_by``: the session
+        (token id, or v12 session id) that enrolled, which proved the factor while doing
+        so and counts from now on as a session that passed it."""
         now = self._clock()
         async with self._feed.unit_of_work() as work:
             factors = self._db.second_factors(work.session)
@@ -314,6 +316,7 @@ class SecondFactorService:
             _clear_pending(row)
             row.updated_at = now
             stored.second_factor = method
+            stored.second_factor_session = enrolled_by
             stored.updated_at = now
             codes = new_recovery_codes()
             await self._db.one_time_codes(work.session).replace(
@@ -482,6 +485,7 @@ class SecondFactorService:
             await factors.delete(user.id)
             await self._db.one_time_codes(session).delete(user.id)
             user.second_factor = None
+            user.second_factor_session = None
             return
         if factor.method == "TOTP" and not factor.totp_secret:
             raise ValueError("a TOTP factor needs its secret")
@@ -495,6 +499,7 @@ class SecondFactorService:
         _clear_pending(row)
         row.updated_at = now
         user.second_factor = factor.method
+        user.second_factor_session = None  # no session of this user enrolled it
 
     # -- internals ------------------------------------------------------------------------
 
@@ -504,6 +509,7 @@ class SecondFactorService:
             if stored is None:
                 raise NotFound("User not found", reason=Reason.USER_NOT_FOUND)
             stored.second_factor = None
+            stored.second_factor_session = None
             stored.updated_at = self._clock()
             await self._db.second_factors(work.session).delete(user_id)
             await self._db.one_time_codes(work.session).delete(user_id)

@@ -32,6 +32,9 @@ class UserAuthState:
     # password), or None.
     kept_token_id: str | None = None
     has_second_factor: bool = False
+    # The token id or v12 session id that enrolled the second factor (counts as having
+    # passed it), or None.
+    second_factor_session: str | None = None
 
 
 class UserCacheConfig(BaseModel):
@@ -102,6 +105,9 @@ class UserStates:
                 else None
             ),
             has_second_factor=user.second_factor is not None,
+            second_factor_session=(
+                user.second_factor_session if user.second_factor is not None else None
+            ),
         )
 
     def _on_change(self, change: Change) -> None:

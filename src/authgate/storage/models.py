@@ -97,6 +97,9 @@ class User(Base):
     # The second factor in force ("TOTP" or "EMAIL"), None without one. Here rather than
     # only in second_factors because every authentication reads the user's row anyway.
     second_factor: Mapped[str | None] = mapped_column(String(8))
+    # The session that enrolled it (a token id, or a v12 session id): it proved the
+    # factor while enrolling, so it counts as a session that passed it.
+    second_factor_session: Mapped[str | None] = mapped_column(String(64))
     # The password was set by someone else (created or reset by an admin) and the user
     # has not changed it since: UTMStack's ``firstLogin``.
     initial_password: Mapped[bool] = mapped_column(

@@ -398,9 +398,11 @@ async def test_enrolment_errors_are_v12s(harness: Harness) -> None:
 
 async def test_init_of_the_enrolled_method_is_400_from_any_session(harness: Harness) -> None:
     """usecase/tfa.go initEnrollment: ErrTfaFactorExists (400), asked before anything
-    else: from the session that just enrolled (its token predates the factor) as from
-    one that passed it. Another method still needs a session that passed the factor."""
+    else: from the session that just enrolled as from one that passed the login's second
+    step. Another method needs a session that passed the factor: the enrolling one has
+    (it proved a code at VERIFY), one from before the factor has not."""
     await harness.create_user("alice")
+    earlier = (await v12_login(harness))["access_token"]
     enrolling = (await v12_login(harness))["access_token"]
     secret, _ = await enrol_totp_v12(harness, enrolling)
     pre_auth = (await v12_login(harness))["pre_auth_token"]
@@ -414,7 +416,7 @@ async def test_init_of_the_enrolled_method_is_400_from_any_session(harness: Harn
         assert again.status_code == 400, again.text
         assert again.json() == {"error": "a tfa factor of this type is already enrolled"}
     other = await harness.client.post(
-        ENROLL, json={"stage": "INIT", "type": "email"}, headers=bearer(enrolling)
+        ENROLL, json={"stage": "INIT", "type": "email"}, headers=bearer(earlier)
     )
     assert other.status_code == 403
 
@@ -480,6 +482,30 @@ async def test_disable_from_a_session_that_skipped_the_factor_is_refused(
         headers=bearer(before["access_token"]),
     )
     assert refused.status_code == 403
+    # The enrolling session proved the factor at VERIFY, and so may (v12 answers 204),
+    # with its current access token and with one its refresh issues.
+    refreshed = await harness.client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": enrolling["refresh_token"]}
+    )
+    assert refreshed.status_code == 200, refreshed.text
+    done = await harness.client.post(
+        "/api/v1/tfa/disable",
+        json={"password": USER_PASSWORD},
+        headers=bearer(refreshed.json()["access_token"]),
+    )
+    assert done.status_code == 204, done.text
+
+
+async def test_the_enrolling_access_token_may_turn_the_factor_off(harness: Harness) -> None:
+    """v12: VERIFY enables the factor in the session that enrolls; its access token goes
+    on working for credential changes (it proved the code), no sign-in needed."""
+    await harness.create_user("alice")
+    enrolling = (await v12_login(harness))["access_token"]
+    await enrol_totp_v12(harness, enrolling)
+    done = await harness.client.post(
+        "/api/v1/tfa/disable", json={"password": USER_PASSWORD}, headers=bearer(enrolling)
+    )
+    assert done.status_code == 204, done.text
 
 
 async def test_admin_disables_a_users_factor_by_id(harness: Harness) -> None:

@@ -124,7 +124,10 @@ async def enroll(body: EnrollRequest, request: Request) -> EnrollResponse:
             raise SecondFactorFailed("invalid tfa code", reason=Reason.WRONG_ENROLMENT_CODE)
         return EnrollResponse(stage="VERIFY", verified=True)
     try:
-        codes = await services.second_factor.complete_enrolment(user, method, enable=True)
+        # This session proved the factor at VERIFY: it counts as having passed it.
+        codes = await services.second_factor.complete_enrolment(
+            user, method, enable=True, enrolled_by=principal.session_key
+        )
     except Conflict as refusal:
         if refusal.reason is not Reason.ENROLMENT_NOT_VERIFIED:
             raise
