@@ -64,6 +64,7 @@ CREDENTIAL_ROUTES = {
     ("PUT", "/api/v1/api-keys/{key_id:v12_key_id}"),
     ("POST", "/api/v1/api-keys/{key_id:v12_key_id}/generate"),
     ("POST", "/api/v1/users"),
+    ("PUT", "/api/v1/users/{user_id}"),
     ("PUT", "/api/v1/users/{user_id}/roles"),
     ("POST", "/api/v1/tfa/enroll"),
     ("POST", "/api/v1/tfa/disable"),
