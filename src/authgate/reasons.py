@@ -267,6 +267,7 @@ class Reason(StrEnum):
     LOGIN_MISMATCH = "login_mismatch", _C.ADMINISTRATION
     NO_MAIL = "no_mail", _C.ADMINISTRATION
     ROLE_NOT_FOUND = "role_not_found", _C.ADMINISTRATION
+    ROLE_IMMUTABLE = "role_immutable", _C.ADMINISTRATION
     UNKNOWN_ROLE = "unknown_role", _C.ADMINISTRATION
     API_KEY_NOT_FOUND = "api_key_not_found", _C.ADMINISTRATION
     API_KEY_NOT_VISIBLE = "api_key_not_visible", _C.ADMINISTRATION

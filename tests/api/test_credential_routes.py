@@ -61,9 +61,10 @@ CREDENTIAL_ROUTES = {
     # UTMStack v12's /api/v1 (issue 17).
     ("POST", "/api/v1/auth/change-password"),
     ("POST", "/api/v1/api-keys"),
-    ("PUT", "/api/v1/api-keys/{key_id:key_ref}"),
-    ("POST", "/api/v1/api-keys/{key_id:key_ref}/generate"),
+    ("PUT", "/api/v1/api-keys/{key_id:v12_key_id}"),
+    ("POST", "/api/v1/api-keys/{key_id:v12_key_id}/generate"),
     ("POST", "/api/v1/users"),
+    ("PUT", "/api/v1/users/{user_id}"),
     ("PUT", "/api/v1/users/{user_id}/roles"),
     ("POST", "/api/v1/tfa/enroll"),
     ("POST", "/api/v1/tfa/disable"),

@@ -138,7 +138,7 @@ async def test_an_admin_holds_every_permission(harness: Harness) -> None:
     roles = await harness.client.put(
         f"{V1_USERS}/{public_id}/roles", json={"role_names": ["ROLE_VIEWER"]}, headers=admin
     )
-    assert roles.status_code == 200
+    assert roles.status_code == 204
     deleted = await harness.client.delete(f"{V1_USERS}/{public_id}", headers=admin)
     assert deleted.status_code == 204
 
@@ -304,7 +304,7 @@ async def test_a_removed_role_takes_its_permissions_away_at_once(harness: Harnes
         json={"role_names": ["ROLE_USER"]},
         headers=admin,
     )
-    assert demoted.status_code == 200
+    assert demoted.status_code == 204
     assert (await harness.client.get(V1_USERS, headers=viewer)).status_code == 403
 
 
@@ -325,7 +325,9 @@ def test_every_admin_route_names_its_permission(harness: Harness) -> None:
     assert marked[("PUT", "/api/v1/users/{user_id}")] == "users.write"
     assert marked[("DELETE", "/api/v1/users/{user_id}")] == "users.delete"
     assert marked[("GET", "/api/v1/roles")] == "roles.read"
-    assert marked[("GET", "/api/v1/roles/{name}")] == "roles.read"
+    assert marked[("GET", "/api/v1/roles/{role_id:v12_role_id}")] == "roles.read"
+    assert marked[("GET", "/api/v1/roles/permissions")] == "roles.read"
+    assert marked[("POST", "/api/v1/roles")] == "roles.write"
 
 
 async def test_api_keys_read_sees_every_key_and_only_api_keys_write_revokes_them(

@@ -337,7 +337,9 @@ class AsyncClient(_BaseClient):
     async def roles(self) -> list[Role]:
         """The roles and what each permits (``GET /api/v1/roles``; needs ``roles.read``).
         The caller's own roles are ``account().authorities``."""
-        return await self._execute(api.roles())
+        return [
+            await self._execute(api.role(listed.id)) for listed in await self._execute(api.roles())
+        ]
 
     async def audit_events(
         self,

@@ -376,7 +376,7 @@ class Client(_BaseClient):
     def roles(self) -> list[Role]:
         """The roles and what each permits (``GET /api/v1/roles``; needs ``roles.read``).
         The caller's own roles are ``account().authorities``."""
-        return self._execute(api.roles())
+        return [self._execute(api.role(listed.id)) for listed in self._execute(api.roles())]
 
     def audit_events(
         self,

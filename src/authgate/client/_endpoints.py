@@ -356,6 +356,8 @@ def delete_user(login: str) -> Call[None]:
 
 
 def roles() -> Call[list[Role]]:
+    """The roles without their permissions (v12 lists those per role: :func:`role`)."""
+
     def parse(response: httpx2.Response) -> list[Role]:
         body = json_body(response)
         if not isinstance(body, list):
@@ -363,6 +365,12 @@ def roles() -> Call[list[Role]]:
         return [Role.from_json(item) for item in body if isinstance(item, dict)]
 
     return Call("GET", "api/v1/roles", parse)
+
+
+def role(role_id: str) -> Call[Role]:
+    return Call(
+        "GET", "api/v1/roles/" + quote(role_id, safe=""), lambda r: Role.from_json(_object(r))
+    )
 
 
 # -- audit (admins) ---------------------------------------------------------------------------

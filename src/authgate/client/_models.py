@@ -129,18 +129,27 @@ class Account(User):
 
 @dataclass(frozen=True, slots=True)
 class Role:
-    """A role and the permissions it grants (``GET /api/v1/roles``)."""
+    """A role and the permissions it grants (``GET /api/v1/roles/{id}``)."""
 
     name: str
     description: str
     permissions: tuple[str, ...]
+    id: str = ""
+    display_name: str = ""
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Self:
+        permissions = data.get("permissions")
         return cls(
             name=str(data.get("name", "")),
             description=str(data.get("description", "")),
-            permissions=_strings(data.get("permissions")),
+            # v12's shape, [{name, description}]; names alone are read too.
+            permissions=tuple(
+                str(item.get("name", "")) if isinstance(item, dict) else str(item)
+                for item in (permissions if isinstance(permissions, list) else ())
+            ),
+            id=str(data.get("id", "")),
+            display_name=str(data.get("display_name", "")),
         )
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Final
+from uuid import UUID, uuid5
 
 ROLE_ADMIN: Final = "ROLE_ADMIN"
 ROLE_ANALYST: Final = "ROLE_ANALYST"
@@ -57,28 +58,79 @@ ALL_PERMISSIONS: Final = frozenset(
 )
 READ_PERMISSIONS: Final = frozenset(p for p in ALL_PERMISSIONS if p.endswith(".read"))
 
+# What each permission allows, as v12's permission catalogue (``GET /api/v1/roles/permissions``)
+# shows it.
+PERMISSION_DESCRIPTIONS: Final = {
+    USERS_READ: "List and view users",
+    USERS_WRITE: "Create and update users (giving roles also needs roles.write)",
+    USERS_DELETE: "Deactivate users",
+    ROLES_READ: "List and view roles and the permission catalogue",
+    ROLES_WRITE: "Give and take roles that grant permissions",
+    API_KEYS_READ: "List and view every user's API keys",
+    API_KEYS_WRITE: "Revoke and re-enable every user's API keys",
+    AUDIT_READ: "List and view the audit trail",
+    ALERTS_READ: "List and view alert rules and alerts",
+    ALERTS_WRITE: "Create, update and delete alert rules",
+    METRICS_READ: "Read the Prometheus metrics",
+    SETTINGS_READ: "List and view the service credentials",
+    SETTINGS_WRITE: "Create, rotate and revoke the service credentials",
+}
+
+# The id of an authgate role v12 does not seed (ROLE_USER): uuid5 of this namespace
+# and the role's name, the same on every installation.
+ROLE_ID_NAMESPACE: Final = UUID("3a45a592-8d0f-4dda-80e1-2c26ed0d92a2")
+
 
 @dataclass(frozen=True, slots=True)
 class Role:
+    """A built-in role. ``id`` is what v12's ``/api/v1/roles/{id}`` names it by: v12's
+    own seeded id for the roles v12 has, so an id a v12 client knows names the same
+    role here."""
+
     name: str
+    display_name: str
     description: str
     permissions: frozenset[str]
+    id: UUID
 
 
 # An analyst watches and triages: every read, and alert rules (the one write that is
 # about detection, not about who may do what). Never users, roles or other people's
 # keys: regenerating someone else's key would hand the analyst that person's rights.
+# Display names and the ids of the first three are those of v12's seed (its
+# migrations/000001_init.up.sql).
 BUILT_IN_ROLES: Final = (
-    Role(ROLE_ADMIN, "Administrator: every permission.", ALL_PERMISSIONS),
+    Role(
+        ROLE_ADMIN,
+        "Administrator",
+        "Administrator: every permission.",
+        ALL_PERMISSIONS,
+        UUID("00000000-0000-0000-0000-00000000a001"),
+    ),
     Role(
         ROLE_ANALYST,
+        "Analyst",
         "Analyst: every read, and manages alert rules.",
         READ_PERMISSIONS | {ALERTS_WRITE},
+        UUID("00000000-0000-0000-0000-00000000a002"),
     ),
-    Role(ROLE_VIEWER, "Viewer: every read, no change.", READ_PERMISSIONS),
-    Role(ROLE_USER, "User: their own account, sessions and API keys.", frozenset()),
+    Role(
+        ROLE_VIEWER,
+        "Viewer",
+        "Viewer: every read, no change.",
+        READ_PERMISSIONS,
+        UUID("00000000-0000-0000-0000-00000000a003"),
+    ),
+    Role(
+        ROLE_USER,
+        "User",
+        "User: their own account, sessions and API keys.",
+        frozenset(),
+        uuid5(ROLE_ID_NAMESPACE, ROLE_USER),
+    ),
 )
 ROLES_BY_NAME: Final = {role.name: role for role in BUILT_IN_ROLES}
+ROLES_BY_ID: Final = {role.id: role for role in BUILT_IN_ROLES}
 KNOWN_AUTHORITIES: Final = frozenset(ROLES_BY_NAME)
 # The roles that grant permissions: an API key holds them only with the admin scope.
 PRIVILEGED_ROLES: Final = frozenset(role.name for role in BUILT_IN_ROLES if role.permissions)

@@ -224,9 +224,17 @@ class ApiKeyService:
         return ApiKeyView.of(key, now=now)
 
     async def regenerate(
-        self, viewer: Principal | None, ref: KeyRef, *, grace: timedelta = timedelta(0)
+        self,
+        viewer: Principal | None,
+        ref: KeyRef,
+        *,
+        grace: timedelta = timedelta(0),
+        renew_lifetime: bool = False,
     ) -> str:
         """Rotate the secret; the old one keeps working for ``grace`` (0 to 7 days).
+        With ``renew_lifetime`` (UTMStack v12's generate) the key keeps the lifetime it
+        had: it expires as long after now as it did after its last generation, never
+        beyond ``max_lifetime`` from now.
 
         Returns the new plaintext, shown once.
         """
@@ -247,6 +255,10 @@ class ApiKeyService:
                 key.previous_valid_until = None
             key.secret_hash = keys.key_digest(self._pepper, generated.plaintext)
             key.key_tail = generated.plaintext[-4:]
+            if renew_lifetime and key.expires_at is not None:
+                lifetime = key.expires_at - key.generated_at
+                if lifetime > timedelta(0):
+                    key.expires_at = now + min(lifetime, self._policy.max_lifetime)
             key.generated_at = now
             key.updated_at = now
             work.publish(Change(ChangeKind.API_KEY_CHANGED, key.key_id))

@@ -167,6 +167,7 @@ REASON_TEXT: Final[dict[Reason, str]] = {
     Reason.LOGIN_MISMATCH: "The login in the body is not the one in the path",
     Reason.NO_MAIL: "No e-mail can be sent",
     Reason.ROLE_NOT_FOUND: "No such role",
+    Reason.ROLE_IMMUTABLE: "The built-in roles cannot be changed",
     Reason.UNKNOWN_ROLE: "An unknown role",
     Reason.API_KEY_NOT_FOUND: "No such API key",
     Reason.API_KEY_NOT_VISIBLE: "An API key the caller may not see",

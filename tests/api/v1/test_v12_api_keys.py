@@ -141,16 +141,16 @@ async def test_get_put_delete_one_key(harness: Harness) -> None:
 
 async def test_errors_are_v12_json(harness: Harness) -> None:
     """v12's errors are ``{"error": "<message>"}``: 409 for a duplicate name, 400 for an
-    invalid body, 404 for an unknown or malformed id, 401 without credentials."""
+    invalid body, 404 for an unknown id, 401 without credentials."""
     token = await alice(harness)
-    created = await create(harness, token)
+    await create(harness, token)
     duplicate = await harness.client.post(V12_KEYS, json=body(harness), headers=bearer(token))
     assert (duplicate.status_code, set(duplicate.json())) == (409, {"error"})
     invalid = await harness.client.post(
         V12_KEYS, json=body(harness, allowed_ip=["not-an-address"]), headers=bearer(token)
     )
     assert (invalid.status_code, set(invalid.json())) == (400, {"error"})
-    for key_id in (str(uuid.uuid4()), "12345", "not-a-key", created["id"].replace("-", "")):
+    for key_id in (str(uuid.uuid4()), "12345", "99999999999999999999"):
         missing = await harness.client.get(f"{V12_KEYS}/{key_id}", headers=bearer(token))
         assert (missing.status_code, set(missing.json())) == (404, {"error"}), key_id
     anonymous = await harness.client.get(V12_KEYS)
@@ -256,3 +256,84 @@ async def test_no_key_route_takes_the_internal_key_check(harness: Harness) -> No
         f"{V12_KEYS}/authenticate", json={"apiKey": "x", "clientIp": "127.0.0.1"}
     )
     assert (checked.status_code, set(checked.json())) == (401, {"error"})  # no X-Internal-Key
+
+
+async def test_a_malformed_id_is_400_a_numeric_one_still_names_the_key(harness: Harness) -> None:
+    """handler/api_key.go apiKeyID: a path id that is no UUID is 400 "invalid id" (and any
+    spelling ``uuid.Parse`` reads names the key). authgate's deprecated numeric id still
+    names the key this release; a number too large for any key is 404."""
+    token = await alice(harness)
+    created = await create(harness, token)
+    for method, suffix in (("GET", ""), ("PUT", ""), ("DELETE", ""), ("POST", "/generate")):
+        for invalid in ("not-a-key", "12ab", "-1"):
+            response = await harness.client.request(
+                method, f"{V12_KEYS}/{invalid}{suffix}", json=body(harness), headers=bearer(token)
+            )
+            assert (response.status_code, response.json()) == (400, {"error": "invalid id"}), (
+                method,
+                invalid,
+            )
+    view = await harness.services.api_keys.get(None, uuid.UUID(created["id"]))
+    for spelling in (str(view.key_pk), created["id"].replace("-", ""), created["id"].upper()):
+        shown = await harness.client.get(f"{V12_KEYS}/{spelling}", headers=bearer(token))
+        assert (shown.status_code, shown.json()["id"]) == (200, created["id"]), spelling
+    # The internal key check's path stays its own: another method there is 405.
+    other = await harness.client.get(f"{V12_KEYS}/authenticate", headers=bearer(token))
+    assert other.status_code == 405
+
+
+async def test_a_null_allowed_ip_means_any_address(harness: Harness) -> None:
+    """dto/api_key.go ``AllowedIP []string``: JSON null is an empty list, a key usable
+    from any address (201, ``allowed_ip: []``)."""
+    token = await alice(harness)
+    response = await harness.client.post(
+        V12_KEYS, json=body(harness, allowed_ip=None), headers=bearer(token)
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["allowed_ip"] == []
+    key_id = response.json()["id"]
+    replaced = await harness.client.put(
+        f"{V12_KEYS}/{key_id}", json=body(harness, allowed_ip=None), headers=bearer(token)
+    )
+    assert (replaced.status_code, replaced.json()["allowed_ip"]) == (200, [])
+    generated = await harness.client.post(f"{V12_KEYS}/{key_id}/generate", headers=bearer(token))
+    me = await harness.client.get(
+        "/api/v1/auth/me", headers=key_header(generated.json()["api_key"])
+    )
+    assert me.status_code == 200
+
+
+async def test_generate_keeps_the_lifetime_within_the_maximum(harness: Harness) -> None:
+    """usecase/api_key.go Generate: the key expires as long after the new generation as
+    it did after the previous one, capped by authgate's maximum lifetime (365 days by
+    default). The v11 route keeps the expiry (tests/api/test_api_keys.py)."""
+    token = await alice(harness)
+    created = await create(harness, token)  # expires 30 days after its generation
+
+    harness.clock.advance(days=10)
+    token = await v12_token(harness)  # the earlier session has expired
+    await harness.client.post(f"{V12_KEYS}/{created['id']}/generate", headers=bearer(token))
+    shown = (await harness.client.get(f"{V12_KEYS}/{created['id']}", headers=bearer(token))).json()
+    assert shown["expires_at"] == format_instant(harness.clock() + timedelta(days=30))
+
+    # Moved to 365 days from a later day, the key's lifetime exceeds the maximum.
+    harness.clock.advance(days=100)
+    token = await v12_token(harness)
+    far = format_instant(harness.clock() + timedelta(days=365))
+    replaced = await harness.client.put(
+        f"{V12_KEYS}/{created['id']}", json=body(harness, expires_at=far), headers=bearer(token)
+    )
+    assert replaced.status_code == 200, replaced.text
+    harness.clock.advance(days=1)
+    token = await v12_token(harness)
+    await harness.client.post(f"{V12_KEYS}/{created['id']}/generate", headers=bearer(token))
+    shown = (await harness.client.get(f"{V12_KEYS}/{created['id']}", headers=bearer(token))).json()
+    assert shown["expires_at"] == format_instant(harness.clock() + timedelta(days=365))
+
+
+async def test_an_empty_page_counts_no_page(harness: Harness) -> None:
+    """usecase/api_key.go List: ``total_pages`` is 0 when the caller has no key (v12's
+    users list says 1: tests/api/v1/test_v12_users.py)."""
+    token = await alice(harness)
+    listed = await harness.client.get(V12_KEYS, headers=bearer(token))
+    assert listed.json()["page_info"]["total_pages"] == 0

@@ -1,13 +1,16 @@
 """UTMStack v12's ``/api/v1/users`` and ``/api/v1/roles`` contract.
 
-Each test names the v12 source it follows: ``backend/modules/iam/routes.go``,
-``dto/user.go``, ``dto/role.go`` and ``handler/user.go`` as issue 17 describes them
-(the project's UTMStack snapshot has no v12 branch). Who may call what (the permission
-matrix, escalation attempts) is in ``tests/api/test_permissions.py``.
+Each test names the v12 source it follows, in ``backend/modules/iam``: ``routes.go``,
+``dto/user.go``, ``dto/rbac.go``, ``handler/user.go``, ``handler/rbac.go``,
+``usecase/user.go`` and the role seed of ``backend/migrations/000001_init.up.sql``. Who
+may call what (the permission matrix, escalation attempts) is in
+``tests/api/test_permissions.py``.
 """
 
 from __future__ import annotations
 
+import logging
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -16,13 +19,24 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx2
+import pytest
 
 from authgate.app import create_app
 from authgate.container import Services
+from authgate.security.permissions import ROLE_ID_NAMESPACE
 from authgate.services.user_fields import NewUser
 from authgate.settings import Settings
 from authgate.storage.models import User
-from tests.conftest import ADMIN_PASSWORD, USER_PASSWORD, FakeClock, Harness, bearer, test_settings
+from tests.api.test_api_keys import key_header
+from tests.conftest import (
+    ADMIN_PASSWORD,
+    USER_PASSWORD,
+    FakeClock,
+    Harness,
+    bearer,
+    format_instant,
+    test_settings,
+)
 from tests.mail import running_smtp_server
 
 USERS = "/api/v1/users"
@@ -77,7 +91,14 @@ async def test_list_is_paged_with_page_info_and_searchable(harness: Harness) -> 
         "image_url",
         "federated",
         "tfa_enabled",
+        "roles",
     }
+    roles = {user["email"]: user["roles"] for user in body["data"]}
+    assert roles["admin@example.com"] == [
+        {"name": "ROLE_ADMIN", "display_name": "Administrator"},
+        {"name": "ROLE_USER", "display_name": "User"},
+    ]
+    assert roles["alice@example.com"] == [{"name": "ROLE_USER", "display_name": "User"}]
     second = await harness.client.get(USERS, params={"page": "2", "page_size": "3"}, headers=admin)
     assert second.json()["page_info"]["has_prev"] is True
     assert second.json()["page_info"]["has_next"] is False
@@ -193,14 +214,35 @@ async def test_create_without_a_password_mails_an_invitation_valid_seven_days(
             assert again.json()["status"] == "active"
 
 
-async def test_create_without_a_password_needs_mail(harness: Harness) -> None:
-    """Without SMTP the invitation cannot go out: 400, and no user is left behind."""
+async def test_create_without_a_password_and_without_mail(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    """usecase/user.go Create: the user is created ``pending`` even when the invitation
+    cannot be mailed (201; v12 only logs the failure). No link is logged; an admin's
+    reset link sets the password and activates the user. Validation (400) and duplicates
+    (409) come first, as with a password."""
     admin = await _admin(harness)
-    response = await harness.client.post(USERS, json={"email": "ned@example.com"}, headers=admin)
-    assert response.status_code == 400
-    assert list(response.json()) == ["error"]
-    listed = await harness.client.get(USERS, params={"search": "ned"}, headers=admin)
-    assert listed.json()["data"] == []
+    await harness.create_user("alice", USER_PASSWORD)
+    for body, status in (
+        ({"email": "not-an-address"}, 400),
+        ({"email": "alice@example.com"}, 409),
+        ({"email": "ned@example.com", "role_names": ["ROLE_ROOT"]}, 400),
+    ):
+        refused = await harness.client.post(USERS, json=body, headers=admin)
+        assert refused.status_code == status, (body, refused.text)
+        assert list(refused.json()) == ["error"]
+    with caplog.at_level(logging.DEBUG):
+        response = await harness.client.post(
+            USERS, json={"email": "ned@example.com", "name": "Ned"}, headers=admin
+        )
+    assert response.status_code == 201, response.text
+    assert response.json()["status"] == "pending"
+    assert "reset?key=" not in caplog.text
+    _, issued = await harness.services.users.new_reset_key("ned@example.com")
+    await harness.services.password_resets.finish(issued.key, NEW_PASSWORD)
+    ned = await harness.client.get(f"{USERS}/{response.json()['id']}", headers=admin)
+    assert ned.json()["status"] == "active"
+    assert await harness.login("ned@example.com", NEW_PASSWORD)
 
 
 async def test_create_errors(harness: Harness) -> None:
@@ -222,18 +264,37 @@ async def test_create_errors(harness: Harness) -> None:
 
 
 async def test_get_one_user_by_uuid(harness: Harness) -> None:
-    """routes.go GET /users/{id}: the UUID; anything else (a login, garbage) is 404."""
+    """routes.go GET /users/{id}, usecase/user.go toDetail: UserDetailResponse, the user
+    with ``created_at``, ``updated_at`` and ``roles`` [{name, display_name}]; an unknown
+    UUID is 404, anything else (a login, garbage, the nil UUID) 400 "invalid id"
+    (handler/user.go pathID), on every route that takes a user's id."""
     admin = await _admin(harness)
     await harness.create_user("alice", USER_PASSWORD, first_name="Alice")
     public_id = await _public_id(harness, "alice")
-    response = await harness.client.get(f"{USERS}/{public_id}", headers=admin)
+    response = await harness.client.get(f"{USERS}/{public_id.upper()}", headers=admin)
     assert response.status_code == 200
-    assert response.json()["id"] == public_id
-    assert response.json()["name"] == "Alice"
-    for missing in ("alice", "00000000-0000-4000-8000-000000000000", "%00"):
-        refused = await harness.client.get(f"{USERS}/{missing}", headers=admin)
-        assert refused.status_code == 404, missing
-        assert list(refused.json()) == ["error"]
+    shown = response.json()
+    assert shown["id"] == public_id
+    assert shown["name"] == "Alice"
+    assert shown["roles"] == [{"name": "ROLE_USER", "display_name": "User"}]
+    assert shown["created_at"] == shown["updated_at"] == format_instant(harness.clock())
+    unknown = await harness.client.get(f"{USERS}/{uuid.uuid4()}", headers=admin)
+    assert (unknown.status_code, list(unknown.json())) == (404, ["error"])
+    for method, suffix, body in (
+        ("GET", "", None),
+        ("PUT", "", {"name": "X"}),
+        ("DELETE", "", None),
+        ("PUT", "/roles", {"role_names": ["ROLE_USER"]}),
+    ):
+        for invalid in ("alice", "123", "00000000-0000-0000-0000-000000000000", "%00"):
+            refused = await harness.client.request(
+                method, f"{USERS}/{invalid}{suffix}", json=body, headers=admin
+            )
+            assert (refused.status_code, refused.json()) == (400, {"error": "invalid id"}), (
+                method,
+                suffix,
+                invalid,
+            )
 
 
 async def test_update_a_user(harness: Harness) -> None:
@@ -250,6 +311,8 @@ async def test_update_a_user(harness: Harness) -> None:
     assert response.status_code == 200, response.text
     assert response.json()["name"] == "Alice Liddell"
     assert response.json()["lang_key"] == "fr"
+    assert response.json()["roles"] == [{"name": "ROLE_USER", "display_name": "User"}]
+    assert response.json()["updated_at"] == format_instant(harness.clock())
     # Roles go through PUT /users/{id}/roles only: the field is ignored here.
     assert (await harness.services.users.get_user("alice")).authorities == {"ROLE_USER"}
     taken = await harness.client.put(
@@ -288,8 +351,8 @@ async def test_replace_roles(harness: Harness) -> None:
     response = await harness.client.put(
         f"{USERS}/{public_id}/roles", json={"role_names": ["ROLE_ANALYST"]}, headers=admin
     )
-    assert response.status_code == 200, response.text
-    assert response.json()["id"] == public_id
+    # handler/user.go AssignRoles: 204, no body.
+    assert (response.status_code, response.content) == (204, b""), response.text
     assert (await harness.services.users.get_user("alice")).authorities == {"ROLE_ANALYST"}
     unknown = await harness.client.put(
         f"{USERS}/{public_id}/roles", json={"role_names": ["ROLE_GOD"]}, headers=admin
@@ -308,26 +371,149 @@ async def test_replace_roles(harness: Harness) -> None:
 
 
 async def test_roles_are_listed_with_their_permissions(harness: Harness) -> None:
-    """routes.go GET /roles and /roles/{name}, dto/role.go {name, description,
-    permissions}: ROLE_ADMIN everything, ROLE_VIEWER every read, ROLE_ANALYST every
-    read plus some writes; 404 for an unknown name."""
+    """routes.go GET /roles (dto/rbac.go RoleResponse {id, name, display_name,
+    description, system}), GET /roles/{id} (RoleDetailResponse: plus ``permissions``
+    [{name, description}]) and GET /roles/permissions (every PermissionResponse). The
+    ids and display names of v12's three seeded roles are v12's; a role's name is
+    accepted for its id too. Not a UUID: 400 "invalid role id"; unknown: 404."""
     admin = await _admin(harness)
     response = await harness.client.get(ROLES, headers=admin)
     assert response.status_code == 200
     roles = {role["name"]: role for role in response.json()}
     assert set(roles) == {"ROLE_ADMIN", "ROLE_ANALYST", "ROLE_VIEWER", "ROLE_USER"}
-    assert all(set(role) == {"name", "description", "permissions"} for role in roles.values())
-    every = set(roles["ROLE_ADMIN"]["permissions"])
+    assert all(
+        set(role) == {"id", "name", "display_name", "description", "system"}
+        and role["system"] is True
+        for role in roles.values()
+    )
+    assert {name: (role["id"], role["display_name"]) for name, role in roles.items()} == {
+        "ROLE_ADMIN": ("00000000-0000-0000-0000-00000000a001", "Administrator"),
+        "ROLE_ANALYST": ("00000000-0000-0000-0000-00000000a002", "Analyst"),
+        "ROLE_VIEWER": ("00000000-0000-0000-0000-00000000a003", "Viewer"),
+        "ROLE_USER": (str(uuid.uuid5(ROLE_ID_NAMESPACE, "ROLE_USER")), "User"),
+    }
+
+    catalogue = await harness.client.get(f"{ROLES}/permissions", headers=admin)
+    assert catalogue.status_code == 200, catalogue.text
+    every = {p["name"] for p in catalogue.json()}
+    assert all(set(p) == {"name", "description"} and p["description"] for p in catalogue.json())
+    assert {"users.read", "users.write", "users.delete", "roles.read", "roles.write"} <= every
+
+    details = {}
+    for name, role in roles.items():
+        one = await harness.client.get(f"{ROLES}/{role['id']}", headers=admin)
+        assert one.status_code == 200, one.text
+        assert one.json() == {**role, "permissions": one.json()["permissions"]}
+        details[name] = one.json()
+
+    def permissions(name: str) -> set[str]:
+        return {p["name"] for p in details[name]["permissions"]}
+
     reads = {p for p in every if p.endswith(".read")}
-    assert {"users.read", "users.write", "users.delete", "roles.read"} <= every
-    assert set(roles["ROLE_VIEWER"]["permissions"]) == reads
-    assert reads < set(roles["ROLE_ANALYST"]["permissions"]) < every
-    assert roles["ROLE_USER"]["permissions"] == []
-    one = await harness.client.get(f"{ROLES}/ROLE_VIEWER", headers=admin)
-    assert one.json() == roles["ROLE_VIEWER"]
-    missing = await harness.client.get(f"{ROLES}/ROLE_ROOT", headers=admin)
-    assert missing.status_code == 404
-    assert missing.json() == {"error": "role not found"}
+    assert permissions("ROLE_ADMIN") == every
+    assert permissions("ROLE_VIEWER") == reads
+    assert reads < permissions("ROLE_ANALYST") < every
+    assert permissions("ROLE_USER") == set()
+    by_name = await harness.client.get(f"{ROLES}/ROLE_VIEWER", headers=admin)
+    assert by_name.json() == details["ROLE_VIEWER"]
+    invalid = await harness.client.get(f"{ROLES}/ROLE_ROOT", headers=admin)
+    assert (invalid.status_code, invalid.json()) == (400, {"error": "invalid role id"})
+    missing = await harness.client.get(f"{ROLES}/{uuid.uuid4()}", headers=admin)
+    assert (missing.status_code, missing.json()) == (404, {"error": "role not found"})
+
+
+async def test_roles_cannot_be_created_changed_or_deleted(harness: Harness) -> None:
+    """handler/rbac.go Create, Update, Delete: authgate has only built-in roles, which
+    v12 refuses to change (403 "system roles cannot be modified", usecase/rbac.go), so
+    every write is 403; a malformed id is still 400 and an unknown one 404."""
+    admin = await _admin(harness)
+    viewer = "00000000-0000-0000-0000-00000000a003"
+    role = {"name": "ROLE_AUDITOR", "permissions": ["audit.read"]}
+    for method, path, status in (
+        ("POST", ROLES, 403),
+        ("PUT", f"{ROLES}/{viewer}", 403),
+        ("DELETE", f"{ROLES}/{viewer}", 403),
+        ("DELETE", f"{ROLES}/ROLE_ADMIN", 403),
+        ("PUT", f"{ROLES}/not-a-role", 400),
+        ("DELETE", f"{ROLES}/{uuid.uuid4()}", 404),
+    ):
+        response = await harness.client.request(method, path, json=role, headers=admin)
+        assert response.status_code == status, (method, path, response.text)
+        assert list(response.json()) == ["error"]
+    refused = await harness.client.put(f"{ROLES}/{viewer}", json=role, headers=admin)
+    assert refused.json() == {"error": "system roles cannot be modified"}
+    listed = await harness.client.get(ROLES, headers=admin)
+    assert [r["name"] for r in listed.json()] == [
+        "ROLE_ADMIN",
+        "ROLE_ANALYST",
+        "ROLE_VIEWER",
+        "ROLE_USER",
+    ]
+
+
+async def test_status_deactivates_and_reactivates(harness: Harness) -> None:
+    """dto/user.go UpdateUserRequest ``status``, usecase/user.go Update: "inactive"
+    deactivates the user (tokens stop working; never the caller, as DELETE), "active"
+    reactivates; other states are 400. Reactivating gives access back: it needs a
+    password session, never an API key (deactivating does not)."""
+    admin = await _admin(harness)
+    await harness.create_user("alice", USER_PASSWORD)
+    alice = await harness.login("alice", USER_PASSWORD)
+    public_id = await _public_id(harness, "alice")
+    off = await harness.client.put(
+        f"{USERS}/{public_id}", json={"status": "inactive"}, headers=admin
+    )
+    assert (off.status_code, off.json()["status"]) == (200, "inactive"), off.text
+    assert (await harness.client.get("/api/account", headers=bearer(alice))).status_code == 401
+    assert not (await harness.services.users.get_user("alice")).activated
+
+    token = await harness.login("admin", ADMIN_PASSWORD)
+    created = await harness.create_key(token, name="ops", scopes=["read", "write", "admin"])
+    key = key_header(created["key"])
+    by_key = await harness.client.put(
+        f"{USERS}/{public_id}", json={"status": "active"}, headers=key
+    )
+    assert (by_key.status_code, list(by_key.json())) == (403, ["error"])
+    assert "user session" in by_key.json()["error"]
+    assert not (await harness.services.users.get_user("alice")).activated
+
+    on = await harness.client.put(f"{USERS}/{public_id}", json={"status": "active"}, headers=admin)
+    assert (on.status_code, on.json()["status"]) == (200, "active"), on.text
+    assert await harness.login("alice", USER_PASSWORD)
+    off_by_key = await harness.client.put(
+        f"{USERS}/{public_id}", json={"status": "inactive"}, headers=key
+    )
+    assert (off_by_key.status_code, off_by_key.json()["status"]) == (200, "inactive")
+
+    for status in ("pending", "suspended", "ACTIVE", 1):
+        bad = await harness.client.put(
+            f"{USERS}/{public_id}", json={"status": status}, headers=admin
+        )
+        assert (bad.status_code, list(bad.json())) == (400, ["error"]), status
+    own_id = await _public_id(harness, "admin")
+    myself = await harness.client.put(
+        f"{USERS}/{own_id}", json={"status": "inactive"}, headers=admin
+    )
+    assert (myself.status_code, list(myself.json())) == (409, ["error"])
+    assert (await harness.services.users.get_user("admin")).activated
+
+
+async def test_an_empty_users_page_counts_one_page(harness: Harness) -> None:
+    """usecase/user.go List: ``total_pages`` is at least 1, even when nothing matches
+    (v12's API keys list says 0: tests/api/v1/test_v12_api_keys.py)."""
+    admin = await _admin(harness)
+    response = await harness.client.get(USERS, params={"search": "nobody"}, headers=admin)
+    assert response.json() == {
+        "data": [],
+        "page_info": {
+            "page": 1,
+            "page_size": 20,
+            "total_items": 0,
+            "total_pages": 1,
+            "has_next": False,
+            "has_prev": False,
+        },
+    }
 
 
 async def test_a_login_that_cannot_hold_the_email_is_refused(harness: Harness) -> None:

@@ -1,8 +1,8 @@
 """``/api/v1/api-keys``: UTMStack v12's API keys (snake_case), on the same keys and
 service as ``/api/api-keys``.
 
-Follows UTMStack v12's ``backend/modules/apikeys`` (routes, DTOs and handler) as issue 17
-describes it; the v12 sources are not in this project's UTMStack snapshot. As in v12,
+Follows UTMStack v12's ``backend/modules/iam`` (routes.go, dto/api_key.go,
+handler/api_key.go, usecase/api_key.go). As in v12,
 creating a key does not show it: ``POST /api-keys/{id}/generate`` does (a secret is made
 at creation all the same, nobody ever sees it, and ``generate`` replaces it).
 """
@@ -12,33 +12,48 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, BeforeValidator, Field
 
 from authgate.api.access import SelfServiceRoute, principal_of, services_of, sets_credentials
 from authgate.api.api_keys import Instant, comma_joined
 from authgate.api.errors import documented_v12
-from authgate.api.key_paths import KEY_PATH, KeyIdPath
 from authgate.api.pagination import MAX_PAGE_SIZE
 from authgate.api.schemas import LenientBody
 from authgate.api.v1.paging import PageInfo
+from authgate.api.v1.paths import key_ref_of
 from authgate.services.api_key_views import ApiKeyView, KeySpec
 from authgate.services.api_keys import NAME_MAX_LENGTH
-from authgate.services.key_refs import key_ref
 from authgate.storage.paging import PageRequest
 
 PREFIX = "/api/v1/api-keys"
 router = APIRouter(prefix=PREFIX, tags=["v12 API keys"], route_class=SelfServiceRoute)
 
+# What is no key id is 400 "invalid id" (``key_ref_of``), as in v12.
+KEY_PATH = "/{key_id:v12_key_id}"
+KeyIdPath = Annotated[
+    str,
+    Path(
+        description="The key's UUID. Deprecated until the next release: its old numeric id.",
+        examples=["6f1c3e0a-2b4d-4c8e-9a7f-0d5b1e2c3a4f"],
+    ),
+]
+
+
+def no_restriction(value: object) -> object:
+    """v12 reads ``"allowed_ip": null`` as an empty list (a Go nil slice): any address."""
+    return [] if value is None else comma_joined(value)
+
 
 class ApiKeyRequest(LenientBody):
     """v12's body for creating and replacing a key. authgate requires ``expires_at``
-    (and caps it) unless ``AUTHGATE_API_KEY_REQUIRE_EXPIRY=false``: a null one is 400."""
+    (and caps it) unless ``AUTHGATE_API_KEY_REQUIRE_EXPIRY=false``: a null one is 400.
+    No ``allowed_ip`` (or null, or empty) lets the key in from any address."""
 
     name: Annotated[str, Field(max_length=NAME_MAX_LENGTH, examples=["log-shipper"])]
     allowed_ip: Annotated[
         list[Annotated[str, Field(max_length=64)]],
-        BeforeValidator(comma_joined),
+        BeforeValidator(no_restriction),
         Field(max_length=100, examples=[["203.0.113.7", "10.0.0.0/8"]]),
     ] = Field(default_factory=list)
     expires_at: Instant | None = None
@@ -99,6 +114,7 @@ async def list_api_keys(
     page: Annotated[int, Query(ge=1, le=1_000_000, description="One-based page number.")] = 1,
     page_size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 20,
 ) -> ApiKeyPage:
+    # No page when empty (total_pages 0), as v12's API keys list; its users list differs.
     listed = await services_of(request).api_keys.list_keys(
         principal_of(request), PageRequest(page=page - 1, size=page_size)
     )
@@ -108,12 +124,12 @@ async def list_api_keys(
     )
 
 
-@router.get(KEY_PATH, summary="One API key", responses=documented_v12(401, 403, 404))
+@router.get(KEY_PATH, summary="One API key", responses=documented_v12(400, 401, 403, 404))
 async def get_api_key(key_id: KeyIdPath, request: Request) -> ApiKeyResponse:
     # The caller's own keys only, as v12's Get (FindByIDAndUser); everyone's keys, for
     # api_keys.read, stay on /api/api-keys.
     view = await services_of(request).api_keys.get(
-        principal_of(request), key_ref(key_id), own_only=True
+        principal_of(request), key_ref_of(key_id), own_only=True
     )
     return ApiKeyResponse.of(view)
 
@@ -128,20 +144,25 @@ async def replace_api_key(
     key_id: KeyIdPath, body: ApiKeyRequest, request: Request
 ) -> ApiKeyResponse:
     view = await services_of(request).api_keys.replace(
-        principal_of(request), key_ref(key_id), body.spec()
+        principal_of(request), key_ref_of(key_id), body.spec()
     )
     return ApiKeyResponse.of(view)
 
 
 @router.post(
     KEY_PATH + "/generate",
-    summary="Generate the key (again): the previous one stops working; shown once",
-    responses=documented_v12(401, 403, 404, 409),
+    summary=(
+        "Generate the key (again): the previous one stops working; shown once. "
+        "The expiry moves as far after now as it was after the last generation "
+        "(at most the maximum lifetime)"
+    ),
+    responses=documented_v12(400, 401, 403, 404, 409),
 )
 @sets_credentials("generates an API key")
 async def generate_api_key(key_id: KeyIdPath, request: Request, response: Response) -> GeneratedKey:
+    # v12's Generate keeps the key's lifetime (usecase/api_key.go).
     plaintext = await services_of(request).api_keys.regenerate(
-        principal_of(request), key_ref(key_id)
+        principal_of(request), key_ref_of(key_id), renew_lifetime=True
     )
     response.headers["Cache-Control"] = "no-store"
     return GeneratedKey(api_key=plaintext)
@@ -152,8 +173,8 @@ async def generate_api_key(key_id: KeyIdPath, request: Request, response: Respon
     summary="Revoke the key (effective at once, everywhere)",
     status_code=204,
     response_class=Response,
-    responses=documented_v12(401, 403, 404),
+    responses=documented_v12(400, 401, 403, 404),
 )
 async def revoke_api_key(key_id: KeyIdPath, request: Request) -> Response:
-    await services_of(request).api_keys.revoke(principal_of(request), key_ref(key_id))
+    await services_of(request).api_keys.revoke(principal_of(request), key_ref_of(key_id))
     return Response(status_code=204)

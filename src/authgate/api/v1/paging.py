@@ -17,9 +17,10 @@ class PageInfo(BaseModel):
     has_prev: bool
 
     @classmethod
-    def of(cls, *, page: int, page_size: int, total_items: int) -> PageInfo:
-        """The page info of one-based ``page`` of ``page_size`` among ``total_items``."""
-        pages = math.ceil(total_items / page_size)
+    def of(cls, *, page: int, page_size: int, total_items: int, min_pages: int = 0) -> PageInfo:
+        """The page info of one-based ``page`` of ``page_size`` among ``total_items``;
+        ``total_pages`` is at least ``min_pages`` (v12's lists differ when empty)."""
+        pages = max(math.ceil(total_items / page_size), min_pages)
         return cls(
             page=page,
             page_size=page_size,
