@@ -510,7 +510,7 @@ async def test_the_enrolling_access_token_may_turn_the_factor_off(harness: Harne
 
 async def test_admin_disables_a_users_factor_by_id(harness: Harness) -> None:
     """routes.go POST /users/{id}/tfa/disable: ROLE_ADMIN only, the v12 id (UUID);
-    unknown ids 404; audited."""
+    unknown ids 404, ids that are no UUID 400 (handler's pathID); audited."""
     await alice_with_totp(harness)
     await harness.create_user("root", ADMIN_PASSWORD, admin=True)
     admin = bearer((await v12_login(harness, "root", ADMIN_PASSWORD))["access_token"])
@@ -527,9 +527,8 @@ async def test_admin_disables_a_users_factor_by_id(harness: Harness) -> None:
     )
     assert unknown.status_code == 404
     assert list(unknown.json()) == ["error"]
-    assert (
-        await harness.client.post("/api/v1/users/not-a-uuid/tfa/disable", headers=admin)
-    ).status_code == 404
+    malformed = await harness.client.post("/api/v1/users/not-a-uuid/tfa/disable", headers=admin)
+    assert (malformed.status_code, malformed.json()) == (400, {"error": "invalid id"})
     assert (await harness.client.post(path, headers=admin)).status_code == 204
     assert (await v12_login(harness))["access_token"]
     assert ("success", "reset_by_admin") in await _events(harness, "TFA_DISABLED")

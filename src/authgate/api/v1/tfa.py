@@ -33,6 +33,7 @@ from authgate.api.access import (
 from authgate.api.errors import documented_v12
 from authgate.api.tfa import MAX_CODE_LENGTH, qr_png_data_uri
 from authgate.api.v1.auth import PREFIX
+from authgate.api.v1.paths import user_id_of
 from authgate.exceptions import (
     Conflict,
     FieldError,
@@ -172,13 +173,15 @@ async def disable(body: DisableRequest, request: Request) -> Response:
     summary="Remove a user's second factor (they enrol again; audited, told by e-mail)",
     status_code=204,
     response_class=Response,
-    responses=documented_v12(401, 403, 404),
+    responses=documented_v12(400, 401, 403, 404),
 )
 @requires_permission(USERS_WRITE)
 @sets_credentials("resets a user's second factor")
 async def admin_disable(user_id: str, request: Request) -> Response:
     principal = principal_of(request)
-    await services_of(request).second_factor.reset_by_public_id(user_id, by=Actor.of(principal))
+    await services_of(request).second_factor.reset_by_public_id(
+        user_id_of(user_id), by=Actor.of(principal)
+    )
     return Response(status_code=204)
 
 
