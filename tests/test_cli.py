@@ -396,6 +396,26 @@ def test_serve_options_reach_the_links_the_workers_send(
     assert links[0].startswith("http://127.0.0.2:18432/settings/reset?key="), links
 
 
+@pytest.fixture
+def restored_logging() -> Iterator[None]:
+    """`serve` configures logging (handlers on sys.stderr, which CliRunner swaps for a
+    stream it closes): put the loggers back as they were, or later tests of this worker
+    would log into a closed stream."""
+    names = ("authgate", "uvicorn", "uvicorn.error", "httpx2")
+    saved = {
+        name: (list(logger.handlers), logger.level, logger.propagate)
+        for name in names
+        for logger in [logging.getLogger(name)]
+    }
+    yield
+    for name, (handlers, level, propagate) in saved.items():
+        logger = logging.getLogger(name)
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
+@pytest.mark.usefixtures("restored_logging")
 def test_a_refused_first_admin_password_names_its_variable(
     data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -408,6 +428,7 @@ def test_a_refused_first_admin_password_names_its_variable(
     assert "admin-admin-admin" not in result.output
 
 
+@pytest.mark.usefixtures("restored_logging")
 def test_start_up_warnings_follow_the_json_log_format(
     data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

