@@ -46,3 +46,14 @@ def running_smtp_server() -> Iterator[tuple[MailRecorder, int]]:
         yield recorder, port
     finally:
         controller.stop()
+
+
+def smtp_settings(port: int) -> dict[str, object]:
+    """The settings that send authgate's mail (reset links, codes, notices, alerts) to
+    the test server on ``port``: ``test_settings(..., **smtp_settings(port))``."""
+    return {
+        "alert_smtp_host": "127.0.0.1",
+        "alert_smtp_port": port,
+        "alert_email_from": "authgate@example.com",
+        "alert_email_to": ["ops@example.com"],
+    }

@@ -9,7 +9,7 @@ from pathlib import Path
 from authgate.services.user_fields import UserChanges
 from tests.api.test_contract_utmstack_users import harness_with
 from tests.conftest import ADMIN_PASSWORD, USER_PASSWORD, FakeClock, Harness, bearer, test_settings
-from tests.mail import MailRecorder, running_smtp_server
+from tests.mail import MailRecorder, running_smtp_server, smtp_settings
 
 
 def notices(mail: MailRecorder) -> list[tuple[str, str]]:
@@ -27,10 +27,7 @@ async def test_the_old_address_is_told_of_every_change(
         settings = test_settings(
             tmp_path / "data",
             database_url=database_url,
-            alert_smtp_host="127.0.0.1",
-            alert_smtp_port=port,
-            alert_email_from="authgate@example.com",
-            alert_email_to=["ops@example.com"],
+            **smtp_settings(port),
         )
         async with harness_with(settings, clock) as harness:
             await harness.create_user("admin", ADMIN_PASSWORD, admin=True)

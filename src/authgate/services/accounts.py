@@ -16,6 +16,7 @@ from authgate.services.login_protection import LoginProtection
 from authgate.services.owner_keys import audit_owner_keys, revoke_owner_keys
 from authgate.services.password_hashing import AsyncPasswordHasher
 from authgate.services.ports import Database, UserColumns
+from authgate.services.reset_keys import cancel_reset_link
 from authgate.services.user_fields import UserView
 from authgate.storage.models import User
 
@@ -177,6 +178,7 @@ class AccountService:
             stored.kept_session_jti = keep_token_id
             stored.kept_session_cutoff = now if keep_token_id is not None else None
             stored.initial_password = False
+            cancel_reset_link(stored)
             stored.updated_at = now
             stored.last_modified_by = user.login
             work.publish(Change(ChangeKind.USER_CHANGED, str(user_id)))

@@ -183,7 +183,13 @@ class PasswordResets:
         return view
 
     def _usable(self, user: User | None) -> None:
-        if user is None or user.reset_key_expires_at is None:
+        # A deactivated user's link sets nothing (one waiting for its first activation is
+        # activated by it); deactivating ends the link anyway, this is the second lock.
+        if (
+            user is None
+            or user.reset_key_expires_at is None
+            or not (user.activated or user.activation_pending)
+        ):
             raise ResetKeyInvalid(
                 "This reset link is invalid or has already been used; ask for a new one.",
                 field_errors=[FieldError("key", "Invalid or already used reset key.")],

@@ -16,6 +16,8 @@ from datetime import datetime, timedelta
 from typing import Final
 from urllib.parse import quote
 
+from authgate.storage.models import User
+
 RESET_KEY_TTL: Final = timedelta(hours=24)
 # An invitation (v12's create-user without a password) waits longer: 7 days, as in v12.
 INVITATION_TTL: Final = timedelta(days=7)
@@ -45,3 +47,11 @@ def reset_key_digest(key: str) -> str:
 def issue_reset_key(now: datetime, *, valid_for: timedelta = RESET_KEY_TTL) -> IssuedResetKey:
     key = secrets.token_urlsafe(32)
     return IssuedResetKey(key=key, digest=reset_key_digest(key), expires_at=now + valid_for)
+
+
+def cancel_reset_link(user: User) -> None:
+    """End the user's pending reset link, if any: a password set some other way, a new
+    e-mail address or a deactivation must not leave a link (24 h, perhaps leaked or
+    mailed to the old address) that sets the password afterwards."""
+    user.reset_key_hash = None
+    user.reset_key_expires_at = None

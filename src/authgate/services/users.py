@@ -32,7 +32,12 @@ from authgate.services.changes import Change, ChangeFeed, ChangeKind, UnitOfWork
 from authgate.services.owner_keys import audit_owner_keys, revoke_owner_keys, suspend_owner_keys
 from authgate.services.password_hashing import AsyncPasswordHasher
 from authgate.services.ports import Database, UserRepo
-from authgate.services.reset_keys import RESET_KEY_TTL, IssuedResetKey, issue_reset_key
+from authgate.services.reset_keys import (
+    RESET_KEY_TTL,
+    IssuedResetKey,
+    cancel_reset_link,
+    issue_reset_key,
+)
 from authgate.services.user_fields import (
     NewUser,
     UserChanges,
@@ -285,6 +290,7 @@ class UserService:
             user.tokens_valid_after = now
             user.kept_session_jti = user.kept_session_cutoff = None
             user.initial_password = True
+            cancel_reset_link(user)
             revoked = (
                 await revoke_owner_keys(work, self._db.api_keys(work.session), user.id, now=now)
                 if revoke_api_keys
@@ -362,8 +368,10 @@ class UserService:
         admins_before = await users.count_active_admins() if _is_active_admin(user) else None
         if changes.email is not None:
             email = changes.email.strip().lower()
-            if email != user.email and await users.email_taken(email, except_user_id=user.id):
-                raise Conflict("Email is already in use!", reason=Reason.EMAIL_EXISTS)
+            if email != user.email:
+                if await users.email_taken(email, except_user_id=user.id):
+                    raise Conflict("Email is already in use!", reason=Reason.EMAIL_EXISTS)
+                cancel_reset_link(user)  # it may have gone to the old address
             user.email = email
         if changes.first_name is not None:
             user.first_name = changes.first_name or None
@@ -384,9 +392,10 @@ class UserService:
             # An admin's decision ends a pending first activation either way.
             user.activation_pending = False
             if not changes.activated:
-                # Reactivation must not bring old sessions back.
+                # Reactivation must not bring old sessions back, nor a reset link.
                 user.tokens_valid_after = self._clock()
                 user.kept_session_jti = user.kept_session_cutoff = None
+                cancel_reset_link(user)
         if admins_before is not None and admins_before <= 1 and not _is_active_admin(user):
             raise Conflict(_LAST_ADMIN, reason=Reason.LAST_ADMIN)
 

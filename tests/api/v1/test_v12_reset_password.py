@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlparse
 
 from tests.api.test_contract_utmstack_users import harness_with
 from tests.conftest import USER_PASSWORD, FakeClock, Harness, bearer, test_settings
-from tests.mail import running_smtp_server
+from tests.mail import running_smtp_server, smtp_settings
 
 INIT = "/api/v1/auth/reset-password/init"
 FINISH = "/api/v1/auth/reset-password/finish"
@@ -40,10 +40,7 @@ async def test_finish_with_the_mailed_key(
         settings = test_settings(
             tmp_path / "data",
             database_url=database_url,
-            alert_smtp_host="127.0.0.1",
-            alert_smtp_port=port,
-            alert_email_from="authgate@example.com",
-            alert_email_to=["ops@example.com"],
+            **smtp_settings(port),
         )
         async with harness_with(settings, clock) as harness:
             await harness.create_user("alice")

@@ -37,7 +37,7 @@ from tests.conftest import (
     format_instant,
     test_settings,
 )
-from tests.mail import running_smtp_server
+from tests.mail import running_smtp_server, smtp_settings
 
 USERS = "/api/v1/users"
 ROLES = "/api/v1/roles"
@@ -176,10 +176,7 @@ async def test_create_without_a_password_mails_an_invitation_valid_seven_days(
         settings = test_settings(
             tmp_path / "data",
             database_url=database_url,
-            alert_smtp_host="127.0.0.1",
-            alert_smtp_port=port,
-            alert_email_from="authgate@example.com",
-            alert_email_to=["ops@example.com"],
+            **smtp_settings(port),
             public_url="https://auth.example.com",
         )
         async with harness_with(settings, clock) as harness:
