@@ -263,6 +263,37 @@ async def test_block_reaches_other_instances(start_node: StartNode) -> None:
     assert (await third.call(valid, "203.0.113.6")).status_code == 200
 
 
+async def test_an_ipv6_client_is_blocked_by_its_64(start_node: StartNode) -> None:
+    """A new IPv6 address for each bad key does not start afresh: the /64 is counted and
+    blocked, as logins are; the next /64 is not. Other instances learn the block through
+    the change feed and load it at start, as a /64 too."""
+    first = await start_node()
+    second = await start_node()
+    owner = await first.create_user()
+    valid = (await first.create_key(owner, "ci")).plaintext
+    for index in range(LIMITS["key_ip_max_failures"]):
+        rotated = f"2001:db8:1:3::{index + 1:x}"
+        assert (await first.call(unknown_key(), rotated)).status_code == 401
+    for neighbour in ("2001:db8:1:3::ffff", "2001:db8:1:3:abcd::1"):
+        assert (await first.call(valid, neighbour)).status_code == 429, neighbour
+    assert (await first.call(valid, "2001:db8:1:4::1")).status_code == 200
+
+    (entry,) = await first.audit("IP_BLOCKED")
+    assert entry.details == {
+        "address": "2001:db8:1:3::/64",
+        "blockedSeconds": LIMITS["key_ip_block_seconds"],
+    }
+    deadline = time.monotonic() + WAIT_SECONDS
+    while (status := (await second.call(valid, "2001:db8:1:3::77")).status_code) == 200:
+        if time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.05)
+    assert status == 429
+    third = await start_node()
+    assert (await third.call(valid, "2001:db8:1:3::88")).status_code == 429
+    assert (await third.call(valid, "2001:db8:1:4::1")).status_code == 200
+
+
 # -- the hot path ------------------------------------------------------------------------------
 
 

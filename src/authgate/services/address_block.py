@@ -7,6 +7,10 @@ dictionary lookup in memory: blocks are counted in the shared throttle store (da
 or Redis) on the failure path only, and announced to every worker and node through the
 change feed (``ChangeKind.ADDRESS_BLOCKED``).
 
+An IPv6 client is counted and blocked by its /64, as logins are
+(``security.networks.throttle_network``): one machine may hold a whole /64, and a new
+address within it must not start afresh.
+
 One concept, one name in the code: "address block" (``AddressBlocker``,
 ``AddressBlockLimits``, ``Services.address_blocker``). What is outside the code keeps
 its name: the ``AUTHGATE_KEY_IP_*`` settings and the ``[key_abuse]`` table, the
@@ -17,12 +21,14 @@ the change feed's ``client_blocked`` kind (docs/architecture.md, "Vocabulary").
 
 from __future__ import annotations
 
+import ipaddress
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from authgate.clock import Clock
 from authgate.exceptions import AddressBlocked
 from authgate.reasons import Reason
-from authgate.security.networks import IPAddress, parse_address
+from authgate.security.networks import IPV6_THROTTLE_PREFIX, IPAddress, parse_address
 from authgate.services.audit.events import EventType
 from authgate.services.audit.writer import AuditLog
 from authgate.services.changes import Change, ChangeFeed, ChangeKind
@@ -30,6 +36,33 @@ from authgate.services.throttle_store import ThrottleStore
 
 _PREFIX = "keyip:"
 _MAX_BLOCKED = 100_000  # bounded: past this, expired entries are dropped first
+
+# What is blocked: an IPv4 address, or an IPv6 /64 as the int of its first 64 bits (one
+# shift on the hot path, no network object; never equal to an address key).
+_Unit = IPAddress | int
+
+
+def _unit(address: IPAddress) -> _Unit:
+    return address if address.version == 4 else int(address) >> 64
+
+
+def _unit_text(address: IPAddress) -> str:
+    """The unit as the throttle store and the change feed name it (``2001:db8::/64``)."""
+    if address.version == 4:
+        return str(address)
+    return str(ipaddress.IPv6Network((int(address) >> 64 << 64, IPV6_THROTTLE_PREFIX)))
+
+
+def _unit_of_text(text: str) -> _Unit | None:
+    """The unit named by ``_unit_text`` (or, from an older node, by an IPv6 address)."""
+    if "/" in text:
+        try:
+            network = ipaddress.IPv6Network(text)
+        except ValueError:
+            return None
+        return int(network.network_address) >> 64
+    address = parse_address(text)
+    return _unit(address) if address is not None else None
 
 
 class AddressBlockLimits(BaseModel):
@@ -60,23 +93,23 @@ class AddressBlocker:
         self._limits = limits
         self._clock = clock
         self._audit = audit
-        self._blocked: dict[IPAddress, float] = {}  # address -> POSIX time the block ends
+        self._blocked: dict[_Unit, float] = {}  # unit -> POSIX time the block ends
         feed.subscribe(self._on_change)
 
     async def load(self) -> None:
         """Blocks already in force (at start-up)."""
         now = self._clock().timestamp()
         for subject, until in (await self._store.active_blocks(_PREFIX, now)).items():
-            address = parse_address(subject[len(_PREFIX) :])
-            if address is not None:
-                self._blocked[address] = until
+            unit = _unit_of_text(subject[len(_PREFIX) :])
+            if unit is not None:
+                self._blocked[unit] = until
 
     def check(self, address: IPAddress | None, now: float) -> None:
         """Raise ``AddressBlocked`` if the address is blocked (the hot path: memory only)."""
         blocked = self._blocked
         if not blocked or address is None:  # nothing blocked: no address to hash
             return
-        until = blocked.get(address)
+        until = blocked.get(address if address.version == 4 else int(address) >> 64)
         if until is not None and until > now:
             raise AddressBlocked(
                 retry_after=int(until - now) + 1,
@@ -89,20 +122,21 @@ class AddressBlocker:
             return
         limits = self._limits
         now = self._clock().timestamp()
-        subject = f"{_PREFIX}{address}"
+        unit, text = _unit(address), _unit_text(address)
+        subject = f"{_PREFIX}{text}"
         failures = await self._store.add_failure(subject, window=limits.window, now=now)
-        if failures < limits.max_failures or self._blocked.get(address, 0) > now:
+        if failures < limits.max_failures or self._blocked.get(unit, 0) > now:
             return
         until = now + limits.block_seconds
-        self._blocked[address] = until
+        self._blocked[unit] = until
         await self._store.block(subject, until=until, strikes=1, now=now)
         async with self._feed.unit_of_work() as work:
-            work.publish(Change(ChangeKind.ADDRESS_BLOCKED, f"{address}|{until}"))
+            work.publish(Change(ChangeKind.ADDRESS_BLOCKED, f"{text}|{until}"))
         self._audit.record(
             EventType.IP_BLOCKED,
             "failure",
             reason=Reason.TOO_MANY_INVALID_KEYS,
-            details={"address": str(address), "blockedSeconds": limits.block_seconds},
+            details={"address": text, "blockedSeconds": limits.block_seconds},
         )
 
     def blocked_count(self) -> int:
@@ -112,13 +146,13 @@ class AddressBlocker:
         if change.kind is not ChangeKind.ADDRESS_BLOCKED:
             return
         text, _, until = change.subject.rpartition("|")
-        address = parse_address(text)
+        unit = _unit_of_text(text)
         try:
             ends = float(until)
         except ValueError:
             return
-        if address is not None:
-            self._blocked[address] = ends
+        if unit is not None:
+            self._blocked[unit] = ends
         if len(self._blocked) > _MAX_BLOCKED:
             now = self._clock().timestamp()
             self._blocked = {a: u for a, u in self._blocked.items() if u > now}

@@ -20,6 +20,7 @@ from datetime import timedelta
 from authgate.clock import Clock
 from authgate.exceptions import FieldError, ValidationFailed
 from authgate.reasons import Reason
+from authgate.security.networks import throttle_network
 from authgate.security.passwords import PasswordPolicy
 from authgate.services.audit.events import Actor, EventType, current_request, printable
 from authgate.services.audit.writer import AuditLog
@@ -216,7 +217,10 @@ class PasswordResets:
         client = request.client_ip if request is not None else None
         if await self._over("reset:address:" + shown, self._limits.per_address) or (
             client is not None
-            and await self._over("reset:client:" + client, self._limits.per_client)
+            # Per IPv6 /64, as logins: new addresses within one's own /64 are no new client.
+            and await self._over(
+                "reset:client:" + throttle_network(client), self._limits.per_client
+            )
         ):
             self._refused(actor, Reason.THROTTLED)
             return
