@@ -873,6 +873,30 @@ async def test_cli_export_json_and_tail(
     assert_exits(bad, 1)
 
 
+async def test_cli_tail_prints_typed_logins_as_text_on_one_line(
+    harness: Harness, cli_environment: None
+) -> None:
+    """A failed login's typed name is anyone's text: `audit tail` shows it as it is,
+    never as Rich markup (``[/x]`` crashed the command, ``[link=...]`` made a
+    hyperlink), and a NEL or a bidi control cannot split or disguise its line (they
+    are stored as U+FFFD)."""
+    typed = ["[/x]", "[red]x[/red][link=http://e.x/]y", "m\u0085 08:35 AUTH_SUCCESS", "a\u202eb"]
+    for username in typed:
+        response = await harness.client.post(
+            "/api/authenticate", json={"username": username, "password": "not-the-password"}
+        )
+        assert response.status_code == 401, response.text
+    await harness.services.audit.flush()
+    tail = await cli("audit", "tail", "-n", str(len(typed)))
+    assert_exits(tail, 0)
+    lines = tail.stdout.splitlines()
+    assert len(lines) == len(typed), tail.stdout
+    assert "[/x]" in lines[0]
+    assert "[red]x[/red][link=http://e.x/]y" in lines[1]
+    assert "m\ufffd 08:35 auth_success" in lines[2]  # (typed logins are kept lower-case)
+    assert "a\ufffdb" in lines[3]
+
+
 # -- the keyed chain against the attacks, and checkpoints, over REST and the CLI -----------
 
 

@@ -22,6 +22,7 @@ from authgate.cli.console import (
 )
 from authgate.container import Services
 from authgate.security.audit_checkpoints import MAX_CHECKPOINT_LENGTH
+from authgate.security.log_lines import escape_control_characters
 from authgate.services.audit.events import AuditEntry
 from authgate.services.audit_checkpoints import PublishedCheckpoint
 from authgate.services.audit_export import as_csv, as_json_lines
@@ -164,11 +165,14 @@ def audit_export(
 
 def _print(entry: AuditEntry) -> None:
     who = entry.actor_login or (f"key {entry.api_key_name}" if entry.api_key_name else "-")
-    out.print(
+    line = (
         f"{entry.occurred_at:%Y-%m-%d %H:%M:%S} {entry.event_type:<24} {entry.outcome:<7} "
-        f"{who} {entry.client_ip or '-'} {entry.reason or ''}".rstrip(),
-        highlight=False,
+        f"{who} {entry.client_ip or '-'} {entry.reason or ''}".rstrip()
     )
+    # A failed login's typed name is anyone's text: never Rich markup ("[/x]" crashed the
+    # command, "[link=...]" made a hyperlink), and one record stays one line whatever
+    # rows an older version stored.
+    out.print(escape_control_characters(line), markup=False, highlight=False)
 
 
 def _utc(moment: datetime | None) -> datetime | None:

@@ -191,7 +191,19 @@ class AuditEntry:
 # C0 control characters and DEL: PostgreSQL refuses NUL in text (one such record
 # would stop every later write), and the others do not belong in a trail that is
 # shown to people and sent to syslog.
-_CONTROL_CHARACTERS = dict.fromkeys([*range(0x20), 0x7F], "\ufffd")
+_CONTROL_CHARACTERS = dict.fromkeys(
+    [
+        *range(0x20),
+        *range(0x7F, 0xA0),  # DEL and C1 (NEL, U+0085, ends a line for some readers)
+        0x2028,  # line and paragraph separators
+        0x2029,
+        0x200E,  # and the bidirectional controls, which make a line read as other text
+        0x200F,
+        *range(0x202A, 0x202F),
+        *range(0x2066, 0x206A),
+    ],
+    "\ufffd",
+)
 
 
 def printable(text: str | None) -> str | None:
