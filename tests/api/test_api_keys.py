@@ -577,6 +577,15 @@ async def test_usage_log_and_last_used_record_calls_without_secrets(
     assert success["userAgent"] == "deploy-bot/1.0"
     assert success["errorMessage"] is None
     assert success["apiKeyName"] == "ci-deploy"
+    # UTMStack's ApiKeyUsageLog names too; the query string is never recorded.
+    assert (success["httpMethod"], success["statusCode"], success["address"]) == (
+        "GET",
+        200,
+        "127.0.0.1",
+    )
+    assert success["queryParams"] is None
+    assert "payload" not in success
+    assert (refused["statusCode"], refused["address"]) == (403, "198.51.100.20")
     assert refused["responseCode"] == 403
     assert refused["ipAddress"] == "198.51.100.20"
     assert refused["errorMessage"] == "ip_not_allowed"
@@ -625,6 +634,59 @@ async def test_usage_filters_and_post_variant(harness: Harness, user_token: str)
     assert posted.status_code == 200
     assert posted.headers["X-Total-Count"] == "3"
     assert len(posted.json()) == 2
+
+
+async def test_usage_top_caps_the_records_and_the_count(harness: Harness, user_token: str) -> None:
+    """UTMStack's ?top=N (ApiKeyResource.search): X-Total-Count is min(total, N) and no
+    page goes past the Nth record; its other parameters (indexPattern,
+    includeChildren) are accepted. POST takes top too; a top below 1 is refused."""
+    created = await harness.create_key(user_token)
+    for _ in range(5):
+        await harness.client.get("/api/account", headers=key_header(created["key"]))
+    await harness.services.usage.flush()
+
+    async def page(number: int, top: int) -> httpx2.Response:
+        params: dict[str, str | int] = {
+            "indexPattern": "v11-api-access-logs-*",
+            "includeChildren": "false",
+            "top": top,
+            "page": number,
+            "size": 2,
+            "sort": "id,asc",
+        }
+        response = await harness.client.get(
+            f"{KEYS}/usage", params=params, headers=bearer(user_token)
+        )
+        assert response.status_code == 200, response.text
+        return response
+
+    everything = await harness.client.get(
+        f"{KEYS}/usage", params={"sort": "id,asc"}, headers=bearer(user_token)
+    )
+    ids = [record["id"] for record in everything.json()]
+    assert len(ids) == 5
+    pages = [await page(number, top=3) for number in range(3)]
+    assert [[r["id"] for r in p.json()] for p in pages] == [ids[:2], ids[2:3], []]
+    assert {p.headers["X-Total-Count"] for p in pages} == {"3"}
+    links = {
+        rel.split('"')[1]: url
+        for url, rel in (part.split(";") for part in pages[0].headers["Link"].split(","))
+    }
+    assert "page=1&" in links["last"]
+    assert 'rel="next"' not in pages[1].headers["Link"]
+    beyond = await page(0, top=50)
+    assert (beyond.headers["X-Total-Count"], len(beyond.json())) == ("5", 2)
+
+    posted = await harness.client.post(
+        f"{KEYS}/usage", params={"top": 1}, json={}, headers=bearer(user_token)
+    )
+    assert (posted.headers["X-Total-Count"], len(posted.json())) == ("1", 1)
+    for bad in ("0", "-1", "many"):
+        refused = await harness.client.get(
+            f"{KEYS}/usage", params={"top": bad}, headers=bearer(user_token)
+        )
+        assert refused.status_code == 422, bad
+        assert refused.json()["code"] == "validation_failed"
 
 
 async def test_usage_of_other_users_is_invisible(

@@ -151,7 +151,7 @@ async def test_an_unavailable_database_is_503_with_retry_after(
 async def test_ping_health_and_info_are_public(harness: Harness) -> None:
     """Liveness, health (with the database) and version need no credentials."""
     ping = await harness.client.get("/api/ping")
-    assert (ping.status_code, ping.json()) == (200, "pong")
+    assert (ping.status_code, ping.json()) == (200, "OK")
     health = await harness.client.get("/management/health")
     assert health.status_code == 200
     body = health.json()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import update
 
+from authgate.storage.models import User
 from tests.conftest import ADMIN_PASSWORD, USER_PASSWORD, Harness, bearer
 
 NEW_USER = {
@@ -91,6 +93,34 @@ async def test_list_users_is_paged_with_jhipster_headers(
         assert f'rel="{rel}"' in link
     assert "page=2" in link
     assert "sort=login%2Cdesc" in link or "sort=login,desc" in link
+
+
+@pytest.mark.parametrize("field", ["createdBy", "lastModifiedBy"])
+async def test_list_users_sorts_by_who_created_and_changed_them(
+    harness: Harness, admin_token: str, field: str
+) -> None:
+    """sort=lastModifiedBy (UTMStack's users page) and createdBy order by the login kept
+    in the column, ids breaking ties; users without one (imported from UTMStack) come
+    last ascending and first descending, on SQLite as on PostgreSQL."""
+    column = {"createdBy": User.created_by, "lastModifiedBy": User.last_modified_by}[field]
+    by = {"admin": "system", "carol": "zoe", "bob": None, "dave": "ann", "erin": "zoe"}
+    for login in ("carol", "bob", "dave", "erin"):
+        await harness.create_user(login)
+    async with harness.services.db.transaction() as session:
+        for login, who in by.items():
+            await session.execute(update(User).where(User.login == login).values({column: who}))
+
+    async def logins(direction: str) -> list[str]:
+        response = await harness.client.get(
+            "/api/users", params={"sort": f"{field},{direction}"}, headers=bearer(admin_token)
+        )
+        assert response.status_code == 200, response.text
+        users = response.json()
+        assert [user[field] for user in users] == [by[user["login"]] for user in users]
+        return [user["login"] for user in users]
+
+    assert await logins("asc") == ["dave", "admin", "carol", "erin", "bob"]
+    assert await logins("desc") == ["bob", "carol", "erin", "admin", "dave"]
 
 
 @pytest.mark.parametrize(

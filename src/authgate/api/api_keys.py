@@ -35,6 +35,7 @@ from authgate.services.api_keys import MAX_GRACE, NAME_MAX_LENGTH
 from authgate.services.key_refs import key_ref
 from authgate.services.text_rules import REQUIRED_NAME_PATTERN
 from authgate.storage.api_key_repository import UsageFilter
+from authgate.storage.paging import Page
 
 router = APIRouter(prefix="/api/api-keys", tags=["api-keys"], route_class=ApiKeyManagementRoute)
 # Registered before ``router``: "/review" must not be taken for a key id.
@@ -117,6 +118,18 @@ class ApiKeyBody(LenientBody):
             scopes=frozenset(self.scopes) if self.scopes is not None else None,
             rate_limit=rate_limit,
         )
+
+
+# UTMStack's ``top`` (its usage search's Integer): at most this many records in all.
+UsageTop = Annotated[
+    int | None,
+    Query(
+        ge=1,
+        le=2**31 - 1,
+        description="At most this many records in all, as UTMStack's usage search: "
+        "`X-Total-Count` is at most `top` and the pages end at the `top`th record.",
+    ),
+]
 
 
 class UsageQuery(StrictBody):
@@ -244,9 +257,10 @@ async def usage_records(
     response: Response,
     paging: PageRequestDep,
     filters: Annotated[UsageQuery | None, Body()] = None,
+    top: UsageTop = None,
 ) -> list[UsageRecordDTO]:
     where = filters.filter() if filters is not None else UsageFilter()
-    return await _usage_page(request, response, paging, where)
+    return await _usage_page(request, response, paging, where, top)
 
 
 @router.get(
@@ -264,11 +278,12 @@ async def usage_records_filtered(
     until: Annotated[Instant | None, Query(alias="to")] = None,
     status: Annotated[int | None, Query(ge=100, le=599)] = None,
     outcome: Annotated[Literal["success", "failure"] | None, Query()] = None,
+    top: UsageTop = None,
 ) -> list[UsageRecordDTO]:
     where = UsageQuery(
         apiKeyId=apiKeyId, **{"from": since, "to": until}, status=status, outcome=outcome
     ).filter()
-    return await _usage_page(request, response, paging, where)
+    return await _usage_page(request, response, paging, where, top)
 
 
 @router.get(
@@ -351,8 +366,20 @@ async def revoke_api_key(key_id: KeyIdPath, request: Request) -> Response:
 
 
 async def _usage_page(
-    request: Request, response: Response, paging: PageRequestDep, where: UsageFilter
+    request: Request,
+    response: Response,
+    paging: PageRequestDep,
+    where: UsageFilter,
+    top: int | None,
 ) -> list[UsageRecordDTO]:
     page = await services_of(request).api_keys.usage(principal_of(request), paging, where)
+    if top is not None:
+        # The first ``top`` records are all there is: the count, the links and the pages
+        # end there.
+        page = Page(
+            items=page.items[: max(top - paging.offset, 0)],
+            total=min(page.total, top),
+            request=paging,
+        )
     response.headers.update(pagination_headers(request, page))
     return [UsageRecordDTO.of(record) for record in page.items]

@@ -42,7 +42,7 @@ class Health(BaseModel):
 
 @router.get("/api/ping", summary="Liveness: the process answers", response_model=str)
 async def ping() -> str:
-    return "pong"
+    return "OK"  # UTMStack's answer (its HttpStatus.OK as JSON)
 
 
 class ProbeStatus(BaseModel):

@@ -131,15 +131,26 @@ class CreatedApiKeyDTO(ApiKeyDTO):
 
 
 class UsageRecordDTO(BaseModel):
-    id: int
+    """A usage record under authgate's names and UTMStack's (its ``ApiKeyUsageLog``):
+    authgate's SDK and CLI read the first, UTMStack's clients the second. UTMStack's
+    ``payload`` is never recorded: request bodies may hold secrets."""
+
+    id: int = Field(description="The record's number (UTMStack's is a UUID).")
     apiKeyId: str = Field(description="The key's UUID.")
     apiKeyName: str
     userId: int
     timestamp: datetime
     endpoint: str = Field(description="Path, without the query string.")
     requestMethod: str
+    httpMethod: str = Field(description="UTMStack's name for `requestMethod`.")
     responseCode: int
+    statusCode: int = Field(description="UTMStack's name for `responseCode`.")
     ipAddress: str | None
+    address: str | None = Field(description="UTMStack's name for `ipAddress`.")
+    queryParams: None = Field(
+        default=None,
+        description="Always null: the query string is never recorded, it may carry tokens.",
+    )
     userAgent: str | None
     latencyMs: float
     errorMessage: str | None = Field(description="Why the key was refused; null if accepted.")
@@ -154,8 +165,11 @@ class UsageRecordDTO(BaseModel):
             timestamp=record.occurred_at,
             endpoint=record.path,
             requestMethod=record.method,
+            httpMethod=record.method,
             responseCode=record.status,
+            statusCode=record.status,
             ipAddress=record.client_ip,
+            address=record.client_ip,
             userAgent=record.user_agent,
             latencyMs=record.latency_ms,
             errorMessage=record.failure_reason,

@@ -21,7 +21,13 @@ def order_by(
     clauses = []
     for order in sort:
         column = columns[order.field]  # callers validate names against the mapping
-        clauses.append(column.desc() if order.descending else column.asc())
+        clause = column.desc() if order.descending else column.asc()
+        if getattr(column.expression, "nullable", False):
+            # NULLs where PostgreSQL (and so UTMStack) puts them, on SQLite too: last
+            # ascending, first descending. Only on nullable columns: SQLite would sort
+            # rather than walk an index.
+            clause = clause.nulls_first() if order.descending else clause.nulls_last()
+        clauses.append(clause)
     clauses.append(tie_breaker.asc())  # stable pages
     return clauses
 
@@ -94,6 +100,10 @@ class UserRepository:
         "activated": User.activated,
         "createdDate": User.created_at,
         "lastModifiedDate": User.updated_at,
+        # Logins (or "system"); UTMStack's users page sorts by lastModifiedBy. NULL for
+        # users imported from UTMStack, whose own values stay in legacy_profile.
+        "createdBy": User.created_by,
+        "lastModifiedBy": User.last_modified_by,
     }
 
     def __init__(self, session: AsyncSession) -> None:
