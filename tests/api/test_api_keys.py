@@ -545,6 +545,37 @@ async def test_api_keys_cannot_manage_credentials(harness: Harness, user_token: 
         assert "user session" in response.json()["message"]
 
 
+async def test_a_key_may_revoke_keys_and_query_usage(
+    harness: Harness, user_token: str, admin_token: str
+) -> None:
+    """Taking access away is open to keys: a key with ``write`` revokes its owner's keys
+    (``read`` may not: 403 insufficient_scope), an admin-scoped key anyone's; and
+    ``POST /usage``, a read in UTMStack's verb, answers keys too. Someone else's key
+    stays 404 without the admin scope."""
+    writer = (await harness.create_key(user_token, name="writer"))["key"]
+    reader = (await harness.create_key(user_token, name="reader", scopes=["read"]))["key"]
+    other = await harness.create_key(user_token, name="other")
+    admins = await harness.create_key(admin_token, name="admins-own")
+    refused = await harness.client.delete(f"{KEYS}/{other['id']}", headers=key_header(reader))
+    assert (refused.status_code, refused.json()["code"]) == (403, "insufficient_scope")
+    hidden = await harness.client.delete(f"{KEYS}/{admins['id']}", headers=key_header(writer))
+    assert hidden.status_code == 404
+    revoked = await harness.client.delete(f"{KEYS}/{other['id']}", headers=key_header(writer))
+    assert revoked.status_code == 204, revoked.text
+    assert (
+        await harness.client.get("/api/account", headers=key_header(other["key"]))
+    ).status_code == 401
+    admin_scoped = (
+        await harness.create_key(admin_token, name="admin", scopes=["read", "write", "admin"])
+    )["key"]
+    listed = await harness.client.get(KEYS, params={"all": "true"}, headers=bearer(admin_token))
+    writer_id = next(k["id"] for k in listed.json() if k["name"] == "writer")
+    stopped = await harness.client.delete(f"{KEYS}/{writer_id}", headers=key_header(admin_scoped))
+    assert stopped.status_code == 204, stopped.text
+    usage = await harness.client.post(f"{KEYS}/usage", json={}, headers=key_header(admin_scoped))
+    assert usage.status_code == 200, usage.text
+
+
 # -- usage log and last use -------------------------------------------------------------------
 
 

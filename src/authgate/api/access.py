@@ -403,9 +403,16 @@ class SelfServiceRoute(AuthenticatedRoute):
 
 
 class ApiKeyManagementRoute(SelfServiceRoute):
-    """``/api/api-keys``: self-service, with validation errors answered 422."""
+    """``/api/api-keys``: self-service, with validation errors answered 422.
+
+    Unlike the rest of the self-service API, a key with the ``write`` scope may use the
+    unsafe methods here that set nothing: revoking a key (taking access away, as an
+    admin-scoped key may deactivate a user) and ``POST /usage`` (UTMStack's verb for a
+    read). Creating, editing, regenerating and re-enabling keys set credentials: their
+    ``sets_credentials`` marks still refuse every key."""
 
     validation_status = 422
+    api_keys_may_change = True
 
 
 class AdminConfigurationRoute(AdminRoute):
