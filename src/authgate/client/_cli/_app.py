@@ -205,12 +205,13 @@ def logout(ctx: typer.Context) -> None:
     session = session_of(ctx)
     url = session.server_url()
     store = session.store()
-    pair = store.load_pair(url)
-    token = store.load(url)
-    if token is None:
-        err.print(f"Not logged in to {url}: nothing to do.")
-        return
-    store.delete(url)  # forgotten here even if the server cannot be reached
+    with store.locked():  # a command refreshing meanwhile stores a newer pair first
+        pair = store.load_pair(url)
+        token = store.load(url)
+        if token is None:
+            err.print(f"Not logged in to {url}: nothing to do.")
+            return
+        store.delete(url)  # forgotten here even if the server cannot be reached
     credentials: Credentials = TokenCredentials(token)
     if pair is not None:  # v12: ends the session, its access tokens included
         credentials = RefreshTokenCredentials(pair.refresh_token, pair.access_token)

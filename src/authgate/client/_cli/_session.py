@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -250,16 +250,24 @@ class Session:
             ca_bundle=self.ca_bundle,
         )
 
-    def client(self, *, second_factor: Callable[[], str] | None = None) -> Client:
-        """A client for the server, with the credentials this session finds."""
+    @contextmanager
+    def client(self, *, second_factor: Callable[[], str] | None = None) -> Iterator[Client]:
+        """A client for the server, with the credentials this session finds. A stored
+        login is used under the store's lock, from loading it to saving the pair a
+        refresh returns: another command refreshing with the same refresh token
+        meanwhile would be reuse, which ends the session."""
         url = self.server_url()
-        credentials = self.credentials(url)
-        on_tokens = None
-        if isinstance(credentials, RefreshTokenCredentials):
-            on_tokens = self.pair_keeper(url)
-        return Client(
-            self.config(url, credentials), second_factor=second_factor, on_tokens=on_tokens
-        )
+        with ExitStack() as stack:
+            if read_credentials(environment()) is None:
+                stack.enter_context(self.store().locked())
+            credentials = self.credentials(url)
+            on_tokens = None
+            if isinstance(credentials, RefreshTokenCredentials):
+                on_tokens = self.pair_keeper(url)
+            config = self.config(url, credentials)
+            yield stack.enter_context(
+                Client(config, second_factor=second_factor, on_tokens=on_tokens)
+            )
 
     def pair_keeper(self, url: str) -> Callable[[TokenPair], None]:
         """Stores every new v12 pair at once: after a refresh, only the new refresh
