@@ -52,6 +52,42 @@ def test_a_bad_url_from_the_environment_names_the_variable(
     assert "not a server URL" in result.stderr
 
 
+@pytest.mark.usefixtures("config_dir")
+@pytest.mark.parametrize("where", ["--url", "AUTHGATE_URL"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://bob:pw-in-the-url@127.0.0.1:9",
+        "http://bob:pw-in/the-url@127.0.0.1:9",
+        "https://127.0.0.1:9/?token=pw-in-the-url",
+    ],
+)
+def test_a_url_with_a_password_or_query_is_refused_without_showing_it(
+    url: str, where: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not accepted (the password would show in errors, whoami, repr) nor echoed."""
+    monkeypatch.setenv("AUTHGATE_API_KEY", "agk_x_not-a-real-key-but-long-enough")
+    if where == "--url":
+        result = run("--url", url, "whoami")
+    else:
+        monkeypatch.setenv("AUTHGATE_URL", url)
+        result = run("whoami")
+    assert_exits(result, 2)
+    assert "not a server URL" in result.stderr
+    assert where in result.stderr
+    assert "pw-in" not in result.output
+
+
+def test_a_stored_url_with_a_password_is_refused_without_showing_it(config_dir: Path) -> None:
+    """An earlier version stored the URL a login was given, password and all."""
+    config_dir.mkdir(parents=True)
+    (config_dir / "client.json").write_text(json.dumps({"url": "http://bob:pw-in@127.0.0.1:9"}))
+    result = run("whoami")
+    assert_exits(result, 2)
+    assert "last login's URL" in result.stderr
+    assert "pw-in" not in result.output
+
+
 def test_a_404_from_a_base_url_with_a_path_gets_a_hint(
     authgate_server: AuthgateServer, logged_in: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -234,3 +234,26 @@ def test_no_model_shows_a_secret_in_its_repr() -> None:
         assert secret not in everything_printed(value), type(value).__name__
         assert "Zm9yZ2V0" not in everything_printed(value)
     assert user.reset_link == link  # still there for the caller to pass on
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://bob:pw-in-the-url@127.0.0.1:9",
+        "http://bob@127.0.0.1:9",
+        "https://bob:pw-in/the-url@a.example/prefix",
+        "https://a.example/?token=pw-in-the-url",
+        "https://a.example/prefix#pw-in-the-url",
+        "ftp://bob:pw-in-the-url@a.example",
+    ],
+)
+def test_a_url_with_a_user_query_or_fragment_is_refused_without_showing_it(url: str) -> None:
+    """It would show in TransportError messages, repr(Client) and the CLI's output."""
+    with pytest.raises(ClientConfigError) as raised:
+        ClientConfig(url, ApiKeyCredentials(KEY))
+    assert "pw-in" not in str(raised.value)
+    assert "bob" not in str(raised.value)
+
+
+def test_a_url_with_a_path_prefix_is_accepted() -> None:
+    assert ClientConfig("https://a.example/prefix", ApiKeyCredentials(KEY)).url.endswith("/prefix")

@@ -42,6 +42,8 @@ from authgate.client._config import (
     environment,
     read_credentials,
     read_url,
+    shown_url,
+    url_problem,
 )
 from authgate.client._exceptions import (
     APIError,
@@ -126,21 +128,25 @@ def wrong_base_hint(requested: str) -> str:
 
 
 def checked_url(url: str, *, source: str) -> str:
-    """``url`` if it can name a server (http or https, with a host); else a usage error."""
+    """``url`` if it can name a server (http or https, with a host, and none of what
+    ``url_problem`` refuses); else a usage error that does not show a password in it."""
+    problem = url_problem(url)
     try:
         parsed = httpx2.URL(url)
     except httpx2.InvalidURL:  # refused outright (a bad port, bad characters)
         parsed = None
     usable = (
-        parsed is not None
+        problem is None
+        and parsed is not None
         and parsed.scheme in ("http", "https")
         and bool(parsed.host)
         and (parsed.port is None or 0 < parsed.port < 65536)
     )
     if not usable:
+        why = f"; {problem}" if problem else ""
         raise fail(
-            f"{source}: not a server URL: {url!r}; use http(s)://host[:port],"
-            " e.g. https://authgate.example.com",
+            f"{source}: not a server URL: {shown_url(url)!r}{why}; use"
+            " http(s)://host[:port], e.g. https://authgate.example.com",
             EXIT_USAGE,
         )
     return url
@@ -214,12 +220,14 @@ class Session:
         from_environment = read_url(environment())
         if from_environment:
             return checked_url(from_environment, source="AUTHGATE_URL (or UTMSTACK_URL)")
-        url = self.store().remembered_url()
+        store = self.store()
+        url = store.remembered_url()
         if not url:
             raise fail(
                 "no server: pass --url, set AUTHGATE_URL, or log in with --url once", EXIT_USAGE
             )
-        return url
+        # Checked too: an older version stored whatever URL the login was given.
+        return checked_url(url, source=f"the last login's URL ({store.settings_file})")
 
     def credentials(self, url: str) -> Credentials:
         """From the environment (API key or username/password), else the stored login:
