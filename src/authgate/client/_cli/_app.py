@@ -24,6 +24,7 @@ from authgate.client._cli._session import (
     exit_code_for_status,
     fail,
     out,
+    print_hints,
     reporting,
     session_of,
 )
@@ -276,6 +277,7 @@ def call(
         except APIError as error:
             _print_body(error.response.content)
             err.print(f"[red]error:[/red] {error.status_code} {escape(error.message)}")
+            print_hints(error)
             raise typer.Exit(exit_code_for_status(error.status_code)) from None
     _print_body(response.content)
 

@@ -20,6 +20,7 @@ Exit codes:
 from __future__ import annotations
 
 import ipaddress
+import json
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -67,6 +68,7 @@ __all__ = [
     "err",
     "exit_code_for_status",
     "out",
+    "print_hints",
     "reporting",
     "session_of",
 ]
@@ -127,6 +129,35 @@ def wrong_base_hint(requested: str) -> str:
     )
 
 
+def path_unknown(error: APIError) -> bool:
+    """A 404 for the path itself, not for a thing at it ("API key not found", v12's
+    "session not found"): the generic "Not Found" of a route the server does not have,
+    or a body that is neither authgate's (``{"code", "message", ...}``) nor v12's
+    (``{"error": ...}``): another server, or a proxy, most often because the URL carries
+    a path of its own."""
+    if error.status_code != 404:
+        return False
+    if error.message.strip().lower() == "not found":
+        return True
+    try:
+        body = json.loads(error.response.content)
+    except ValueError:
+        return True
+    if not isinstance(body, dict):
+        return True
+    authgate = isinstance(body.get("code"), str)
+    v12 = set(body) == {"error"} and isinstance(body["error"], str)
+    return not (authgate or v12)
+
+
+def print_hints(error: APIError) -> None:
+    """What may help after the error's own line: a wrong base URL, when to retry."""
+    if path_unknown(error):
+        err.print(f"  hint: {escape(wrong_base_hint(_requested_url(error)))}")
+    if error.retry_after is not None:
+        err.print(f"  retry after {error.retry_after:g} s")
+
+
 def checked_url(url: str, *, source: str) -> str:
     """``url`` if it can name a server (http or https, with a host, and none of what
     ``url_problem`` refuses); else a usage error that does not show a password in it."""
@@ -179,14 +210,7 @@ def reporting() -> Iterator[None]:
         err.print(f"[red]error:[/red] {error.status_code} {subject}")
         for field_error in field_errors:
             err.print(f"  {escape(field_error.field)}: {escape(field_error.message)}")
-        if error.status_code == 404 and (
-            error.code is None or error.message.strip().lower() == "not found"
-        ):
-            # Not authgate's answer about a thing ("API key not found"): the path itself
-            # is unknown, most often because the URL carries a path of its own.
-            err.print(f"  hint: {escape(wrong_base_hint(_requested_url(error)))}")
-        if error.retry_after is not None:
-            err.print(f"  retry after {error.retry_after:g} s")
+        print_hints(error)
         if isinstance(error, AuthenticationError):  # includes a refused second factor (412)
             raise typer.Exit(EXIT_AUTHENTICATION) from None
         raise typer.Exit(exit_code_for_status(error.status_code)) from None
