@@ -8,8 +8,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import httpx2
 import pytest
 
+from authgate.client import APIError
+from authgate.client._cli._session import path_unknown
+from authgate.client._exceptions import error_for
 from tests.client.servers import AuthgateServer
 from tests.client.support import USER_PASSWORD, unique
 from tests.client.test_cli import assert_exits, run, table_rows
@@ -52,6 +56,42 @@ def test_a_bad_url_from_the_environment_names_the_variable(
     assert "not a server URL" in result.stderr
 
 
+@pytest.mark.usefixtures("config_dir")
+@pytest.mark.parametrize("where", ["--url", "AUTHGATE_URL"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://bob:pw-in-the-url@127.0.0.1:9",
+        "http://bob:pw-in/the-url@127.0.0.1:9",
+        "https://127.0.0.1:9/?token=pw-in-the-url",
+    ],
+)
+def test_a_url_with_a_password_or_query_is_refused_without_showing_it(
+    url: str, where: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not accepted (the password would show in errors, whoami, repr) nor echoed."""
+    monkeypatch.setenv("AUTHGATE_API_KEY", "agk_x_not-a-real-key-but-long-enough")
+    if where == "--url":
+        result = run("--url", url, "whoami")
+    else:
+        monkeypatch.setenv("AUTHGATE_URL", url)
+        result = run("whoami")
+    assert_exits(result, 2)
+    assert "not a server URL" in result.stderr
+    assert where in result.stderr
+    assert "pw-in" not in result.output
+
+
+def test_a_stored_url_with_a_password_is_refused_without_showing_it(config_dir: Path) -> None:
+    """An earlier version stored the URL a login was given, password and all."""
+    config_dir.mkdir(parents=True)
+    (config_dir / "client.json").write_text(json.dumps({"url": "http://bob:pw-in@127.0.0.1:9"}))
+    result = run("whoami")
+    assert_exits(result, 2)
+    assert "last login's URL" in result.stderr
+    assert "pw-in" not in result.output
+
+
 def test_a_404_from_a_base_url_with_a_path_gets_a_hint(
     authgate_server: AuthgateServer, logged_in: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -65,6 +105,41 @@ def test_a_404_from_a_base_url_with_a_path_gets_a_hint(
     missing = run("--url", authgate_server.url, "keys", "show", "999999")
     assert_exits(missing, 5)
     assert "hint:" not in missing.stderr
+
+
+def test_call_gets_the_wrong_url_hint_too(
+    authgate_server: AuthgateServer, logged_in: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    created = json.loads(run("-o", "json", "keys", "create", "--name", unique("call")).stdout)
+    monkeypatch.setenv("AUTHGATE_API_KEY", created["key"])
+    wrong = run("--url", authgate_server.url + "/api", "call", "GET", "/api/api-keys")
+    assert_exits(wrong, 5)
+    assert "hint:" in wrong.stderr
+    assert "base address" in wrong.stderr
+    missing = run("--url", authgate_server.url, "call", "GET", "/api/api-keys/999999")
+    assert_exits(missing, 5)
+    assert "hint:" not in missing.stderr
+
+
+def not_found(content: bytes) -> APIError:
+    request = httpx2.Request("GET", "https://a.example/api/x")
+    return error_for(httpx2.Response(404, content=content, request=request))
+
+
+@pytest.mark.parametrize(
+    ("content", "hint"),
+    [
+        (b'{"code": "api_key_not_found", "message": "API key not found"}', False),
+        (b'{"error": "session not found"}', False),  # v12: no code
+        (b'{"code": "not_found", "message": "Not Found"}', True),  # a route it lacks
+        (b'{"error": "Not Found"}', True),
+        (b'{"timestamp": "x", "status": 404, "error": "Nope", "path": "/x"}', True),
+        (b"", True),
+        (b"<html>404</html>", True),
+    ],
+)
+def test_the_wrong_url_hint_is_for_paths_the_server_lacks(content: bytes, hint: bool) -> None:
+    assert path_unknown(not_found(content)) is hint
 
 
 @pytest.mark.usefixtures("logged_in")

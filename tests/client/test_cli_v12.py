@@ -155,3 +155,19 @@ def test_sessions_revoke_needs_an_id_or_others() -> None:
     assert_exits(run("sessions", "revoke"), 2)
     assert_exits(run("sessions", "revoke", "some-id", "--others"), 2)
     assert_exits(run("--url", "http://127.0.0.1:1", "login", "--v12", "--remember-me"), 2)
+
+
+@pytest.mark.usefixtures("config_dir")
+def test_revoking_an_unknown_session_is_not_a_wrong_url(
+    authgate_server: AuthgateServer, fresh_user: str
+) -> None:
+    """v12 errors carry no code ({"error": ...}): a 404 for a session is still the
+    server's answer about that session, not a sign of a wrong base URL."""
+    result = run(
+        "--url", authgate_server.url, "login", "--v12", "-u", fresh_user, "--password-stdin",
+        input=f"{USER_PASSWORD}\n",
+    )  # fmt: skip
+    assert_exits(result, 0)
+    revoked = run("sessions", "revoke", "5f0c7d2e-8b1a-4c39-9e57-0d6a2b4f1c83")
+    assert_exits(revoked, 5)
+    assert "hint:" not in revoked.stderr

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from authgate.client import (
+    Account,
     ApiKeyCredentials,
     AsyncClient,
     Client,
@@ -15,11 +16,16 @@ from authgate.client import (
     ClientConfigError,
     CreatedApiKey,
     PasswordCredentials,
+    RefreshTokenCredentials,
     RegeneratedApiKey,
     Token,
     TokenCredentials,
+    TokenPair,
+    User,
+    V12Credentials,
 )
 from authgate.client._config import client_config_dir
+from authgate.client._token_store import StoredPair
 
 KEY = "agk_cIK4tKtaoYB4_n70am5WiZVfTFHrn8XXNU12tDXhGgmqCU1GWVKkqA6D1k5w98"
 UTM_KEY = "q3kR2v8x1Qp7sWn0ZbYc4LmTa9HdJf6Ge5Ku2Ro1Pi8"  # 43 characters, no prefix
@@ -202,3 +208,52 @@ def test_token_repr_hides_the_token() -> None:
     """repr of a Token shows its expiry only."""
     token = Token(value="eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln", expires_at=None)
     assert "eyJ" not in repr(token)
+
+
+def test_no_model_shows_a_secret_in_its_repr() -> None:
+    """Every result that carries a secret (a reset link, tokens, a v12 pair, a stored
+    pair, resumed credentials) keeps it out of repr and str."""
+    link = "https://a.example/reset/finish?key=Zm9yZ2V0LW1lLW5vdC1zZWNyZXQ"
+    access = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln"
+    refresh = "v12-refresh-token-secret-value"
+    user = User.from_json({"login": "bob", "resetLink": link})
+    account = Account.from_json({"login": "bob", "resetLink": link})
+    pair = TokenPair(Token(access, None), refresh, None)
+    values: list[tuple[object, str]] = [
+        (user, link),
+        (account, link),
+        (pair, access),
+        (pair, refresh),
+        (StoredPair(access, refresh), access),
+        (StoredPair(access, refresh), refresh),
+        (RefreshTokenCredentials(refresh, access), access),
+        (RefreshTokenCredentials(refresh, access), refresh),
+        (V12Credentials("bob", PASSWORD), PASSWORD),
+    ]
+    for value, secret in values:
+        assert secret not in everything_printed(value), type(value).__name__
+        assert "Zm9yZ2V0" not in everything_printed(value)
+    assert user.reset_link == link  # still there for the caller to pass on
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://bob:pw-in-the-url@127.0.0.1:9",
+        "http://bob@127.0.0.1:9",
+        "https://bob:pw-in/the-url@a.example/prefix",
+        "https://a.example/?token=pw-in-the-url",
+        "https://a.example/prefix#pw-in-the-url",
+        "ftp://bob:pw-in-the-url@a.example",
+    ],
+)
+def test_a_url_with_a_user_query_or_fragment_is_refused_without_showing_it(url: str) -> None:
+    """It would show in TransportError messages, repr(Client) and the CLI's output."""
+    with pytest.raises(ClientConfigError) as raised:
+        ClientConfig(url, ApiKeyCredentials(KEY))
+    assert "pw-in" not in str(raised.value)
+    assert "bob" not in str(raised.value)
+
+
+def test_a_url_with_a_path_prefix_is_accepted() -> None:
+    assert ClientConfig("https://a.example/prefix", ApiKeyCredentials(KEY)).url.endswith("/prefix")

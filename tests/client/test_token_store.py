@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import stat
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +14,8 @@ import keyring.backends.fail
 import keyring.errors
 import pytest
 
-from authgate.client._token_store import KEYRING_SERVICE, TokenStore
+from authgate.client._cli._session import OutputFormat, Session
+from authgate.client._token_store import KEYRING_SERVICE, StoredPair, TokenStore
 
 URL = "https://auth.example.com"
 TOKEN = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLXNlY3JldA"
@@ -147,3 +150,62 @@ def test_corrupt_file_reads_as_empty(tmp_path: Path) -> None:
     assert store.load(URL) is None
     store.save(URL, TOKEN)
     assert store.load(URL) == TOKEN
+
+
+def test_the_lock_makes_other_holders_wait(tmp_path: Path) -> None:
+    """Two commands (here: two stores on the same dir, as two processes would have) take
+    turns: the second enters only once the first has saved and left."""
+    events: list[str] = []
+    first_inside, second_tried = threading.Event(), threading.Event()
+
+    def first() -> None:
+        with TokenStore(tmp_path, use_keyring=False).locked():
+            events.append("first in")
+            first_inside.set()
+            second_tried.wait(timeout=5)
+            time.sleep(0.2)  # the second would enter now if the lock did not hold it
+            events.append("first out")
+
+    def second() -> None:
+        first_inside.wait(timeout=5)
+        second_tried.set()
+        with TokenStore(tmp_path, use_keyring=False).locked():
+            events.append("second in")
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert events == ["first in", "first out", "second in"]
+    assert mode(tmp_path / "tokens.lock") == 0o600
+
+
+def test_without_a_lock_file_the_store_still_works(tmp_path: Path) -> None:
+    """A dir where no lock file can be made (read-only, say) runs unlocked."""
+    directory = tmp_path / "not-a-dir"
+    directory.write_text("a file where the dir should be")
+    with TokenStore(directory, use_keyring=False).locked():
+        pass
+
+
+def test_a_command_holds_the_lock_while_it_uses_the_stored_pair(
+    config_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From loading the pair to the end of the client (its refreshes and their saves)."""
+    for name in ("AUTHGATE_API_KEY", "AUTHGATE_USERNAME", "AUTHGATE_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    TokenStore(config_dir).save_pair(URL, StoredPair("access", "refresh"))
+    session = Session(URL, OutputFormat.table, False, None, 10.0)
+    entered = threading.Event()
+
+    def other_command() -> None:
+        with TokenStore(config_dir).locked():
+            entered.set()
+
+    with session.client():
+        other = threading.Thread(target=other_command)
+        other.start()
+        assert not entered.wait(timeout=0.3)
+    assert entered.wait(timeout=5)
+    other.join(timeout=5)

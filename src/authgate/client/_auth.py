@@ -26,7 +26,7 @@ import base64
 import binascii
 import json
 import time
-from collections.abc import AsyncGenerator, Callable, Generator
+from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -55,6 +55,7 @@ __all__ = [
     "LoginAuth",
     "SecondFactorHook",
     "auth_for",
+    "own_request",
     "token_expiry",
 ]
 
@@ -95,9 +96,11 @@ class LoginAuth(httpx2.Auth):
         second_factor: SecondFactorHook | None = None,
         clock: Clock = time.time,
         refresh_margin: float = 30.0,
+        user_agent: str | None = None,
     ) -> None:
         base = httpx2.URL(str(base_url).rstrip("/") + "/")
         self._credentials = credentials
+        self._user_agent = user_agent
         self._login_url = base.join(LOGIN_PATH)
         self._verify_url = base.join(VERIFY_CODE_PATH)
         self._verify_v10_url = base.join(VERIFY_CODE_V10_PATH)
@@ -153,7 +156,7 @@ class LoginAuth(httpx2.Auth):
             "password": credentials.password,
             "rememberMe": credentials.remember_me,
         }
-        response = yield httpx2.Request("POST", self._login_url, json=body)
+        response = yield own_request("POST", self._login_url, self._user_agent, json=body)
         if not response.is_success:
             raise error_for(response)
         answer = _json_object(response)
@@ -172,15 +175,20 @@ class LoginAuth(httpx2.Auth):
             )
         code = self._second_factor().strip()
         authorization = {"Authorization": f"Bearer {pre_verification_token}"}
-        response = yield httpx2.Request(
+        response = yield own_request(
             "POST",
             self._verify_url,
+            self._user_agent,
             content=code.encode("utf-8"),
             headers={**authorization, "Content-Type": "text/plain"},
         )
         if response.status_code in (404, 405):  # UTMStack v10
-            response = yield httpx2.Request(
-                "GET", self._verify_v10_url, params={"code": code}, headers=authorization
+            response = yield own_request(
+                "GET",
+                self._verify_v10_url,
+                self._user_agent,
+                params={"code": code},
+                headers=authorization,
             )
             if response.status_code == 401 and "x-utmstack-error" in response.headers:
                 raise second_factor_rejected(response)
@@ -256,6 +264,7 @@ def auth_for(
     second_factor: SecondFactorHook | None = None,
     clock: Clock = time.time,
     refresh_margin: float = 30.0,
+    user_agent: str | None = None,
 ) -> httpx2.Auth:
     """The auth flow for a kind of credentials (v12's token pairs: ``TokenPairAuth``)."""
     if isinstance(credentials, ApiKeyCredentials):
@@ -270,7 +279,25 @@ def auth_for(
         second_factor=second_factor,
         clock=clock,
         refresh_margin=refresh_margin,
+        user_agent=user_agent,
     )
+
+
+def own_request(
+    method: str,
+    url: httpx2.URL,
+    user_agent: str | None,
+    *,
+    headers: Mapping[str, str] | None = None,
+    **options: Any,
+) -> httpx2.Request:
+    """A request an auth flow makes itself (login, refresh...), with the client's
+    User-Agent: httpx adds the client's headers only to the requests it builds, and the
+    server shows the User-Agent in the sessions a login starts."""
+    own_headers = dict(headers or {})
+    if user_agent is not None:
+        own_headers["User-Agent"] = user_agent
+    return httpx2.Request(method, url, headers=own_headers, **options)
 
 
 def token_expiry(token: str) -> float | None:

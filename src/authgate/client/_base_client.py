@@ -20,7 +20,9 @@ from authgate.client._exceptions import ClientConfigError, TransportError, parse
 from authgate.client._models import Token
 from authgate.client._token_pair import TokenPairAuth, TokensHook
 
-__all__ = ["Params", "query"]
+__all__ = ["USER_AGENT", "Params", "query"]
+
+USER_AGENT = f"authgate-client/{__version__}"
 
 Params = Mapping[str, str | int | Sequence[str]] | Sequence[tuple[str, str]] | None
 
@@ -57,6 +59,7 @@ class _BaseClient:
                 refresh_margin=self._config.refresh_margin,
                 on_tokens=on_tokens,
                 second_factor=second_factor,
+                user_agent=USER_AGENT,
             )
         else:
             self._auth = auth_for(
@@ -65,6 +68,7 @@ class _BaseClient:
                 second_factor=second_factor,
                 clock=clock,
                 refresh_margin=self._config.refresh_margin,
+                user_agent=USER_AGENT,
             )
 
     @property
@@ -96,7 +100,7 @@ class _BaseClient:
             "verify": verify,
             # Redirects are not followed: the credentials must not go to another host.
             "follow_redirects": False,
-            "headers": {"User-Agent": f"authgate-client/{__version__}"},
+            "headers": {"User-Agent": USER_AGENT},
         }
 
     def _login_auth(self) -> LoginAuth | TokenPairAuth:

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from authgate.client._exceptions import ClientConfigError
 from authgate.client._retry import RetryPolicy
@@ -44,6 +45,8 @@ __all__ = [
     "read_credentials",
     "read_url",
     "read_username",
+    "shown_url",
+    "url_problem",
 ]
 
 ApiKeyHeader = Literal["authorization", "utm-api-key"]
@@ -191,8 +194,9 @@ class ClientConfig:
     refresh_margin: float = 30.0
 
     def __post_init__(self) -> None:
-        if not self.url.startswith(("http://", "https://")):
-            raise ClientConfigError(f"the URL must start with http:// or https://: {self.url!r}")
+        problem = url_problem(self.url)
+        if problem is not None:
+            raise ClientConfigError(f"{problem}: {shown_url(self.url)!r}")
         if self.timeout <= 0:
             raise ClientConfigError("timeout must be positive")
         if self.ca_bundle is not None and not self.verify:
@@ -229,6 +233,41 @@ class ClientConfig:
             timeout=seconds,
             ca_bundle=Path(ca_bundle) if ca_bundle else None,
         )
+
+
+def url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be a server's base URL, or None.
+
+    A user name or password in it would show wherever the URL does (errors, ``repr``,
+    the CLI's output) and is never how the client authenticates; a query or fragment
+    would be lost when paths are joined to it.
+    """
+    if not url.startswith(("http://", "https://")):
+        return "the URL must start with http:// or https://"
+    # Any "@" counts: a password holding an unencoded "/", "?" or "#" would otherwise
+    # read as a host followed by a path, a query or a fragment.
+    if "@" in url:
+        return "the URL must not hold a user name or password (they go in the credentials)"
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        return "the URL cannot be read"
+    if parts.query or parts.fragment:
+        return "the URL must not have a query (?) or fragment (#)"
+    return None
+
+
+def shown_url(url: str) -> str:
+    """``url`` for messages, without what may be a secret: everything between the scheme
+    and its last "@" (a user name and password) becomes ``***``, a query or fragment
+    (a token, say) ``…``."""
+    at = url.rfind("@")
+    if at != -1:
+        scheme_end = url.find("://")
+        start = scheme_end + 3 if -1 < scheme_end < at else 0
+        url = f"{url[:start]}***{url[at:]}"
+    cut = min((i for i in (url.find("?"), url.find("#")) if i != -1), default=-1)
+    return url if cut == -1 else f"{url[: cut + 1]}…"
 
 
 def client_config_dir(variables: Mapping[str, str] | None = None) -> Path:

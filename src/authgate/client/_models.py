@@ -97,7 +97,8 @@ class User:
     last_modified_by: str | None = None
     # Only in create_user's answer, for a user created without a password when the
     # server could not e-mail the link: the single-use link (24 h), shown this once.
-    reset_link: str | None = None
+    # Not in the repr: whoever holds it sets the user's password.
+    reset_link: str | None = field(default=None, repr=False)
 
     @property
     def is_admin(self) -> bool:

@@ -14,8 +14,9 @@ the pair.
 Unlike logging in again (:class:`~authgate.client._auth.LoginAuth`), refreshing is not
 harmless when done twice: presenting a retired refresh token is reuse, and the server
 then ends the whole session. So renewals are serialised (a thread lock for ``Client``,
-an anyio lock for ``AsyncClient``), and a request that waited re-checks whether another
-one renewed meanwhile. The pure flows below do no I/O; only the two drivers lock.
+an anyio lock for ``AsyncClient``): every request decides whether to renew, and renews,
+while holding it, so a request that waited sees the renewal another one made meanwhile.
+The pure flows below do no I/O; only the two drivers lock.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Any
 import anyio
 import httpx2
 
-from authgate.client._auth import Clock, SecondFactorHook, token_expiry
+from authgate.client._auth import Clock, SecondFactorHook, own_request, token_expiry
 from authgate.client._config import RefreshTokenCredentials, V12Credentials
 from authgate.client._exceptions import (
     SecondFactorRequired,
@@ -65,10 +66,12 @@ class TokenPairAuth(httpx2.Auth):
         refresh_margin: float = 30.0,
         on_tokens: TokensHook | None = None,
         second_factor: SecondFactorHook | None = None,
+        user_agent: str | None = None,
     ) -> None:
         base = httpx2.URL(str(base_url).rstrip("/") + "/")
         self._credentials = credentials
         self._second_factor = second_factor
+        self._user_agent = user_agent
         self._login_url = base.join(V12_LOGIN_PATH)
         self._verify_code_url = base.join(V12_VERIFY_CODE_PATH)
         self._refresh_url = base.join(V12_REFRESH_PATH)
@@ -121,17 +124,21 @@ class TokenPairAuth(httpx2.Auth):
         to a login when the password is known.
 
         Raises:
-            AuthenticationError: the session ended and there is no password to log in.
+            SessionEndedError: the session ended and there is no password to log in.
             APIError: the login was refused.
         """
         if self._refresh_token is not None:
             body = {"refresh_token": self._refresh_token}
-            response = yield httpx2.Request("POST", self._refresh_url, json=body)
+            response = yield own_request("POST", self._refresh_url, self._user_agent, json=body)
             if response.is_success:
                 return self._remember(response)
             self._forget()
-            if response.status_code != 401 or not isinstance(self._credentials, V12Credentials):
+            if response.status_code != 401:
                 raise error_for(response)
+            if not isinstance(self._credentials, V12Credentials):
+                raise SessionEndedError(
+                    "the v12 session has ended (the server refused its refresh token): log in again"
+                )
         return (yield from self.login_flow())
 
     def login_flow(self) -> Generator[httpx2.Request, httpx2.Response, TokenPair]:
@@ -140,7 +147,7 @@ class TokenPairAuth(httpx2.Auth):
         if not isinstance(credentials, V12Credentials):
             raise SessionEndedError("the v12 session has ended: log in again")
         body = {"login": credentials.login, "password": credentials.password}
-        response = yield httpx2.Request("POST", self._login_url, json=body)
+        response = yield own_request("POST", self._login_url, self._user_agent, json=body)
         if not response.is_success:
             raise error_for(response)
         answer = _json_object(response)
@@ -167,7 +174,7 @@ class TokenPairAuth(httpx2.Auth):
             )
         code = self._second_factor().strip()
         body = {"pre_auth_token": pre_auth_token, "code": code}
-        response = yield httpx2.Request("POST", self._verify_code_url, json=body)
+        response = yield own_request("POST", self._verify_code_url, self._user_agent, json=body)
         if response.status_code == 401:
             raise second_factor_rejected(response)
         if not response.is_success:
@@ -181,8 +188,8 @@ class TokenPairAuth(httpx2.Auth):
         self._forget()
         if refresh_token is None:
             return
-        response = yield httpx2.Request(
-            "POST", self._logout_url, json={"refresh_token": refresh_token}
+        response = yield own_request(
+            "POST", self._logout_url, self._user_agent, json={"refresh_token": refresh_token}
         )
         if not response.is_success:
             raise error_for(response)
@@ -191,11 +198,12 @@ class TokenPairAuth(httpx2.Auth):
 
     def sync_auth_flow(self, request: httpx2.Request) -> Flow:
         lock = self._thread_lock
-        locked = False
+        # Held from the decision to renew until the request goes out: deciding without
+        # it lets the renewal time pass between a check here and the flow's own, and
+        # the flow would then refresh unlocked beside another request's refresh.
+        lock.acquire()
+        locked = True
         try:
-            if self.needs_renewal():
-                lock.acquire()
-                locked = True
             flow = self.auth_flow(request)
             outgoing = next(flow)
             while True:
@@ -222,11 +230,9 @@ class TokenPairAuth(httpx2.Auth):
         if self._task_lock is None:
             self._task_lock = anyio.Lock()
         lock = self._task_lock
-        locked = False
+        await lock.acquire()  # as in sync_auth_flow: the decision to renew is taken locked
+        locked = True
         try:
-            if self.needs_renewal():
-                await lock.acquire()
-                locked = True
             flow = self.auth_flow(request)
             outgoing = next(flow)
             while True:

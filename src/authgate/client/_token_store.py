@@ -14,6 +14,10 @@ token, replaced after every refresh since the previous refresh token no longer w
 
 The URL of the last login is kept beside it (``client.json``, not a secret), so the
 commands after ``login --url`` need no ``--url``.
+
+Commands that use a stored login hold ``tokens.lock`` (an advisory ``flock``, POSIX only)
+from loading the pair to saving its successor: two commands refreshing with the same
+refresh token would be reuse, and the server would end the session.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -47,7 +52,25 @@ class TokenStore:
         self.directory = directory
         self.tokens_file = directory / "tokens.json"
         self.settings_file = directory / "client.json"
+        self.lock_file = directory / "tokens.lock"
         self._use_keyring = use_keyring
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the store's lock (other processes and threads wait for it); unlocked where
+        there is no ``flock`` (Windows) or the lock file cannot be made (a read-only dir):
+        losing the lock only risks the race it prevents, not the command."""
+        with contextlib.ExitStack() as held:
+            try:
+                import fcntl
+
+                self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+                descriptor = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o600)
+                held.callback(os.close, descriptor)  # closing releases the lock
+                fcntl.flock(descriptor, fcntl.LOCK_EX)
+            except (ImportError, OSError):  # OSError: e.g. ENOLCK on some network mounts
+                pass
+            yield
 
     def save(self, url: str, token: str) -> Location:
         """Store the token for ``url``; returns where it went."""

@@ -24,6 +24,7 @@ from authgate.client._cli._session import (
     exit_code_for_status,
     fail,
     out,
+    print_hints,
     reporting,
     session_of,
 )
@@ -205,12 +206,13 @@ def logout(ctx: typer.Context) -> None:
     session = session_of(ctx)
     url = session.server_url()
     store = session.store()
-    pair = store.load_pair(url)
-    token = store.load(url)
-    if token is None:
-        err.print(f"Not logged in to {url}: nothing to do.")
-        return
-    store.delete(url)  # forgotten here even if the server cannot be reached
+    with store.locked():  # a command refreshing meanwhile stores a newer pair first
+        pair = store.load_pair(url)
+        token = store.load(url)
+        if token is None:
+            err.print(f"Not logged in to {url}: nothing to do.")
+            return
+        store.delete(url)  # forgotten here even if the server cannot be reached
     credentials: Credentials = TokenCredentials(token)
     if pair is not None:  # v12: ends the session, its access tokens included
         credentials = RefreshTokenCredentials(pair.refresh_token, pair.access_token)
@@ -275,6 +277,7 @@ def call(
         except APIError as error:
             _print_body(error.response.content)
             err.print(f"[red]error:[/red] {error.status_code} {escape(error.message)}")
+            print_hints(error)
             raise typer.Exit(exit_code_for_status(error.status_code)) from None
     _print_body(response.content)
 

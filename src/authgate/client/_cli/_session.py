@@ -20,8 +20,9 @@ Exit codes:
 from __future__ import annotations
 
 import ipaddress
+import json
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -42,6 +43,8 @@ from authgate.client._config import (
     environment,
     read_credentials,
     read_url,
+    shown_url,
+    url_problem,
 )
 from authgate.client._exceptions import (
     APIError,
@@ -65,6 +68,7 @@ __all__ = [
     "err",
     "exit_code_for_status",
     "out",
+    "print_hints",
     "reporting",
     "session_of",
 ]
@@ -125,22 +129,55 @@ def wrong_base_hint(requested: str) -> str:
     )
 
 
+def path_unknown(error: APIError) -> bool:
+    """A 404 for the path itself, not for a thing at it ("API key not found", v12's
+    "session not found"): the generic "Not Found" of a route the server does not have,
+    or a body that is neither authgate's (``{"code", "message", ...}``) nor v12's
+    (``{"error": ...}``): another server, or a proxy, most often because the URL carries
+    a path of its own."""
+    if error.status_code != 404:
+        return False
+    if error.message.strip().lower() == "not found":
+        return True
+    try:
+        body = json.loads(error.response.content)
+    except ValueError:
+        return True
+    if not isinstance(body, dict):
+        return True
+    authgate = isinstance(body.get("code"), str)
+    v12 = set(body) == {"error"} and isinstance(body["error"], str)
+    return not (authgate or v12)
+
+
+def print_hints(error: APIError) -> None:
+    """What may help after the error's own line: a wrong base URL, when to retry."""
+    if path_unknown(error):
+        err.print(f"  hint: {escape(wrong_base_hint(_requested_url(error)))}")
+    if error.retry_after is not None:
+        err.print(f"  retry after {error.retry_after:g} s")
+
+
 def checked_url(url: str, *, source: str) -> str:
-    """``url`` if it can name a server (http or https, with a host); else a usage error."""
+    """``url`` if it can name a server (http or https, with a host, and none of what
+    ``url_problem`` refuses); else a usage error that does not show a password in it."""
+    problem = url_problem(url)
     try:
         parsed = httpx2.URL(url)
     except httpx2.InvalidURL:  # refused outright (a bad port, bad characters)
         parsed = None
     usable = (
-        parsed is not None
+        problem is None
+        and parsed is not None
         and parsed.scheme in ("http", "https")
         and bool(parsed.host)
         and (parsed.port is None or 0 < parsed.port < 65536)
     )
     if not usable:
+        why = f"; {problem}" if problem else ""
         raise fail(
-            f"{source}: not a server URL: {url!r}; use http(s)://host[:port],"
-            " e.g. https://authgate.example.com",
+            f"{source}: not a server URL: {shown_url(url)!r}{why}; use"
+            " http(s)://host[:port], e.g. https://authgate.example.com",
             EXIT_USAGE,
         )
     return url
@@ -173,14 +210,7 @@ def reporting() -> Iterator[None]:
         err.print(f"[red]error:[/red] {error.status_code} {subject}")
         for field_error in field_errors:
             err.print(f"  {escape(field_error.field)}: {escape(field_error.message)}")
-        if error.status_code == 404 and (
-            error.code is None or error.message.strip().lower() == "not found"
-        ):
-            # Not authgate's answer about a thing ("API key not found"): the path itself
-            # is unknown, most often because the URL carries a path of its own.
-            err.print(f"  hint: {escape(wrong_base_hint(_requested_url(error)))}")
-        if error.retry_after is not None:
-            err.print(f"  retry after {error.retry_after:g} s")
+        print_hints(error)
         if isinstance(error, AuthenticationError):  # includes a refused second factor (412)
             raise typer.Exit(EXIT_AUTHENTICATION) from None
         raise typer.Exit(exit_code_for_status(error.status_code)) from None
@@ -214,12 +244,14 @@ class Session:
         from_environment = read_url(environment())
         if from_environment:
             return checked_url(from_environment, source="AUTHGATE_URL (or UTMSTACK_URL)")
-        url = self.store().remembered_url()
+        store = self.store()
+        url = store.remembered_url()
         if not url:
             raise fail(
                 "no server: pass --url, set AUTHGATE_URL, or log in with --url once", EXIT_USAGE
             )
-        return url
+        # Checked too: an older version stored whatever URL the login was given.
+        return checked_url(url, source=f"the last login's URL ({store.settings_file})")
 
     def credentials(self, url: str) -> Credentials:
         """From the environment (API key or username/password), else the stored login:
@@ -250,16 +282,24 @@ class Session:
             ca_bundle=self.ca_bundle,
         )
 
-    def client(self, *, second_factor: Callable[[], str] | None = None) -> Client:
-        """A client for the server, with the credentials this session finds."""
+    @contextmanager
+    def client(self, *, second_factor: Callable[[], str] | None = None) -> Iterator[Client]:
+        """A client for the server, with the credentials this session finds. A stored
+        login is used under the store's lock, from loading it to saving the pair a
+        refresh returns: another command refreshing with the same refresh token
+        meanwhile would be reuse, which ends the session."""
         url = self.server_url()
-        credentials = self.credentials(url)
-        on_tokens = None
-        if isinstance(credentials, RefreshTokenCredentials):
-            on_tokens = self.pair_keeper(url)
-        return Client(
-            self.config(url, credentials), second_factor=second_factor, on_tokens=on_tokens
-        )
+        with ExitStack() as stack:
+            if read_credentials(environment()) is None:
+                stack.enter_context(self.store().locked())
+            credentials = self.credentials(url)
+            on_tokens = None
+            if isinstance(credentials, RefreshTokenCredentials):
+                on_tokens = self.pair_keeper(url)
+            config = self.config(url, credentials)
+            yield stack.enter_context(
+                Client(config, second_factor=second_factor, on_tokens=on_tokens)
+            )
 
     def pair_keeper(self, url: str) -> Callable[[TokenPair], None]:
         """Stores every new v12 pair at once: after a refresh, only the new refresh
