@@ -17,6 +17,7 @@ import pytest
 
 from authgate import __version__
 from authgate.client import (
+    APIError,
     AsyncClient,
     Client,
     ClientConfig,
@@ -171,6 +172,26 @@ def test_a_refused_refresh_of_a_resumed_session_raises_session_ended() -> None:
             client.request("GET", "/api/v1/auth/me")
         with pytest.raises(SessionEndedError):
             client.request("GET", "/api/v1/auth/me")
+
+
+def test_a_passing_refresh_failure_keeps_the_session() -> None:
+    """A 503 (or 429) to a refresh is the server's moment, not the session's end: the
+    call fails, and the next one refreshes with the same refresh token."""
+    server = FakeServer()
+    outage = [True]
+
+    def answer(request: httpx2.Request) -> httpx2.Response:
+        if request.url.path == REFRESH and outage.pop() if outage else False:
+            return httpx2.Response(503, json={"error": "unavailable"})
+        return server.answer(request)
+
+    config = ClientConfig(BASE, RefreshTokenCredentials("refresh-0"))
+    with Client(config, transport=httpx2.MockTransport(answer), clock=SteppingClock()) as client:
+        with pytest.raises(APIError) as failed:
+            client.request("GET", "/api/v1/auth/me")
+        assert not isinstance(failed.value, SessionEndedError)
+        assert client.request("GET", "/api/v1/auth/me").status_code == 200
+    assert server.refreshes == ["refresh-0"]
 
 
 @pytest.mark.parametrize(

@@ -132,9 +132,11 @@ class TokenPairAuth(httpx2.Auth):
             response = yield own_request("POST", self._refresh_url, self._user_agent, json=body)
             if response.is_success:
                 return self._remember(response)
-            self._forget()
             if response.status_code != 401:
+                # A passing failure (5xx, 429, the network's): the refresh token is still
+                # good, so the pair stays for the next call to try again.
                 raise error_for(response)
+            self._forget()
             if not isinstance(self._credentials, V12Credentials):
                 raise SessionEndedError(
                     "the v12 session has ended (the server refused its refresh token): log in again"
