@@ -238,10 +238,12 @@ async def test_polls_do_not_wait_for_the_request_pool(harness: Harness, clock: F
             )
         # Not a timing assertion: without a connection of its own the poll would wait
         # 30 s for one; 20 s only bounds how long a failure takes to show.
-        delivered = await asyncio.wait_for(services.feed.poll_once(), timeout=20)
+        await asyncio.wait_for(services.feed.poll_once(), timeout=20)
     finally:
         for connection in held:
             await connection.close()
         await other_node.close()
-    assert delivered == 1
+    # Read by this poll, or by the app's own poller a moment before it (its loop runs in
+    # the background: counting this poll's deliveries failed once in CI); either way
+    # through the feed's own connection, without waiting for the pool.
     assert received == ["elsewhere"]
