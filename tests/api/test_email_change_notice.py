@@ -7,9 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from authgate.services.user_fields import UserChanges
-from tests.api.test_contract_utmstack_users import harness_with
-from tests.conftest import ADMIN_PASSWORD, USER_PASSWORD, FakeClock, Harness, bearer, test_settings
-from tests.mail import MailRecorder, running_smtp_server, smtp_settings
+from tests.api.test_reset_link_cancelled import harness_with_mail
+from tests.conftest import ADMIN_PASSWORD, USER_PASSWORD, FakeClock, Harness, bearer
+from tests.mail import MailRecorder
 
 
 def notices(mail: MailRecorder) -> list[tuple[str, str]]:
@@ -23,39 +23,33 @@ def notices(mail: MailRecorder) -> list[tuple[str, str]]:
 async def test_the_old_address_is_told_of_every_change(
     tmp_path: Path, database_url: str, clock: FakeClock
 ) -> None:
-    with running_smtp_server() as (mail, port):
-        settings = test_settings(
-            tmp_path / "data",
-            database_url=database_url,
-            **smtp_settings(port),
+    async with harness_with_mail(tmp_path, database_url, clock) as (harness, mail):
+        await harness.create_user("admin", ADMIN_PASSWORD, admin=True)
+        await harness.create_user("alice")
+        admin = bearer(await harness.login("admin", ADMIN_PASSWORD))
+        alice = bearer(await harness.login("alice", USER_PASSWORD))
+        # By an administrator, over the REST API.
+        moved = await harness.client.put(
+            "/api/users/alice", json={"email": "alice@new.example"}, headers=admin
         )
-        async with harness_with(settings, clock) as harness:
-            await harness.create_user("admin", ADMIN_PASSWORD, admin=True)
-            await harness.create_user("alice")
-            admin = bearer(await harness.login("admin", ADMIN_PASSWORD))
-            alice = bearer(await harness.login("alice", USER_PASSWORD))
-            # By an administrator, over the REST API.
-            moved = await harness.client.put(
-                "/api/users/alice", json={"email": "alice@new.example"}, headers=admin
-            )
-            assert moved.status_code == 200, moved.text
-            # By the user, on their own account (the whole account sent back).
-            account = (await harness.client.get("/api/account", headers=alice)).json()
-            saved = await harness.client.post(
-                "/api/account", json={**account, "email": "Alice@Third.example"}, headers=alice
-            )
-            assert saved.status_code == 200, saved.text
-            # The same address again (in other case), or another field: no notice.
-            again = await harness.client.post(
-                "/api/account",
-                json={**account, "email": "alice@third.example", "firstName": "Alice"},
-                headers=alice,
-            )
-            assert again.status_code == 200, again.text
-            await harness.services.users.update_user(
-                "alice", UserChanges(first_name="Al"), acting_user_id=None
-            )
-            await harness.services.notices.settle()
+        assert moved.status_code == 200, moved.text
+        # By the user, on their own account (the whole account sent back).
+        account = (await harness.client.get("/api/account", headers=alice)).json()
+        saved = await harness.client.post(
+            "/api/account", json={**account, "email": "Alice@Third.example"}, headers=alice
+        )
+        assert saved.status_code == 200, saved.text
+        # The same address again (in other case), or another field: no notice.
+        again = await harness.client.post(
+            "/api/account",
+            json={**account, "email": "alice@third.example", "firstName": "Alice"},
+            headers=alice,
+        )
+        assert again.status_code == 200, again.text
+        await harness.services.users.update_user(
+            "alice", UserChanges(first_name="Al"), acting_user_id=None
+        )
+        await harness.services.notices.settle()
 
     sent = notices(mail)
     assert [to for to, _ in sent] == ["alice@example.com", "alice@new.example"]

@@ -5,7 +5,8 @@ on a deactivated account for when it comes back (second attack review)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -19,6 +20,19 @@ from tests.mail import MailRecorder, running_smtp_server, smtp_settings
 INIT = "/api/account/reset-password/init"
 FINISH = "/api/account/reset-password/finish"
 CHOSEN = "attacker-chosen-password-77"
+
+
+@asynccontextmanager
+async def harness_with_mail(
+    tmp_path: Path, database_url: str, clock: FakeClock
+) -> AsyncIterator[tuple[Harness, MailRecorder]]:
+    """An app that mails through a test SMTP server, and what that server received."""
+    with running_smtp_server() as (mail, port):
+        settings = test_settings(
+            tmp_path / "data", database_url=database_url, **smtp_settings(port)
+        )
+        async with harness_with(settings, clock) as harness:
+            yield harness, mail
 
 
 async def mailed_key(harness: Harness, mail: MailRecorder) -> str:
@@ -67,24 +81,18 @@ async def test_a_change_of_the_account_ends_its_pending_link(
     clock: FakeClock,
     change: Callable[[Harness], Awaitable[None]],
 ) -> None:
-    with running_smtp_server() as (mail, port):
-        settings = test_settings(
-            tmp_path / "data",
-            database_url=database_url,
-            **smtp_settings(port),
+    async with harness_with_mail(tmp_path, database_url, clock) as (harness, mail):
+        await harness.create_user("alice")
+        key = await mailed_key(harness, mail)
+        await change(harness)
+        clock.advance(seconds=1)
+        finish = await harness.client.post(FINISH, json={"key": key, "newPassword": CHOSEN})
+        assert finish.status_code == 400, finish.text
+        assert finish.json()["code"] == "reset_key_invalid"
+        login = await harness.client.post(
+            "/api/authenticate", json={"username": "alice", "password": CHOSEN}
         )
-        async with harness_with(settings, clock) as harness:
-            await harness.create_user("alice")
-            key = await mailed_key(harness, mail)
-            await change(harness)
-            clock.advance(seconds=1)
-            finish = await harness.client.post(FINISH, json={"key": key, "newPassword": CHOSEN})
-            assert finish.status_code == 400, finish.text
-            assert finish.json()["code"] == "reset_key_invalid"
-            login = await harness.client.post(
-                "/api/authenticate", json={"username": "alice", "password": CHOSEN}
-            )
-            assert login.status_code == 401
+        assert login.status_code == 401
 
 
 async def test_a_deactivated_users_link_sets_nothing(
@@ -92,18 +100,12 @@ async def test_a_deactivated_users_link_sets_nothing(
 ) -> None:
     """Even a link left in place (written before deactivations ended links) is refused
     while its user is deactivated."""
-    with running_smtp_server() as (mail, port):
-        settings = test_settings(
-            tmp_path / "data",
-            database_url=database_url,
-            **smtp_settings(port),
-        )
-        async with harness_with(settings, clock) as harness:
-            await harness.create_user("alice")
-            key = await mailed_key(harness, mail)
-            async with harness.services.feed.unit_of_work() as work:
-                user = await harness.services.db.users(work.session).by_login("alice")
-                assert user is not None
-                user.activated = False  # as an older version left it: link in place
-            finish = await harness.client.post(FINISH, json={"key": key, "newPassword": CHOSEN})
-            assert finish.status_code == 400, finish.text
+    async with harness_with_mail(tmp_path, database_url, clock) as (harness, mail):
+        await harness.create_user("alice")
+        key = await mailed_key(harness, mail)
+        async with harness.services.feed.unit_of_work() as work:
+            user = await harness.services.db.users(work.session).by_login("alice")
+            assert user is not None
+            user.activated = False  # as an older version left it: link in place
+        finish = await harness.client.post(FINISH, json={"key": key, "newPassword": CHOSEN})
+        assert finish.status_code == 400, finish.text
