@@ -150,8 +150,9 @@ def required_permission_of(endpoint: Callable[..., Any]) -> str | None:
 async def require_password_session(
     request: Request, principal: Principal, setting: CredentialSetting
 ) -> None:
-    """Refuse (``SessionRequired``) a caller who is not a password session, unless the
-    endpoint sets credentials only for some bodies and this body is not one of them.
+    """Refuse (``SessionRequired``, recorded in the verdict) a caller who is not a
+    password session, unless the endpoint sets credentials only for some bodies and this
+    body is not one of them.
 
     The body is read through Starlette's cached ``request.json()``, the very object
     FastAPI then validates, so the test and the endpoint can never see two different
@@ -167,31 +168,32 @@ async def require_password_session(
             body = None
         if isinstance(body, dict) and not setting.when(body):
             return
-    raise _session_required(principal)
+    raise _session_required(request, principal)
 
 
 def require_password_session_for_target(request: Request) -> None:
     """The refusal of :func:`require_password_session`, for an endpoint that learns only
     from the record it changes that this call sets a credential (a new e-mail address
-    is where the password-reset links and e-mailed codes go); recorded in the verdict
-    like a refusal of a marked route."""
+    is where the password-reset links and e-mailed codes go)."""
     principal = principal_of(request)
-    if principal.is_password_session:
-        return
-    error = _session_required(principal)
-    verdict_of(request.scope).refuse(
-        AuthFailure(principal.method, error.reason, principal.api_key), error
-    )
-    raise error
+    if not principal.is_password_session:
+        raise _session_required(request, principal)
 
 
-def _session_required(principal: Principal) -> SessionRequired:
+def _session_required(request: Request, principal: Principal) -> SessionRequired:
+    """The refusal of a caller who is not a password session, recorded in the verdict
+    (audited with the key, as any refusal of the gate)."""
     if principal.method == "jwt":  # a session, but one that skipped the second factor
-        return SessionRequired(
+        error = SessionRequired(
             "This operation needs a session that passed your second factor; sign in again",
             reason=Reason.SECOND_FACTOR_REQUIRED,
         )
-    return SessionRequired(reason=Reason.SESSION_REQUIRED)
+    else:
+        error = SessionRequired(reason=Reason.SESSION_REQUIRED)
+    verdict_of(request.scope).refuse(
+        AuthFailure(principal.method, error.reason, principal.api_key), error
+    )
+    return error
 
 
 def services_of(request: Request) -> Services:
@@ -307,13 +309,7 @@ class AuthenticatedRoute(APIRoute):
 
         async def setting_credentials(request: Request) -> Response:
             principal = await admit(request, services_of(request), request.method, authorize)
-            try:
-                await require_password_session(request, principal, marked)
-            except SessionRequired as error:
-                verdict_of(request.scope).refuse(
-                    AuthFailure(principal.method, error.reason, principal.api_key), error
-                )
-                raise
+            await require_password_session(request, principal, marked)
             return await handle(request)
 
         return setting_credentials

@@ -109,7 +109,7 @@ class AddressBlocker:
         blocked = self._blocked
         if not blocked or address is None:  # nothing blocked: no address to hash
             return
-        until = blocked.get(address if address.version == 4 else int(address) >> 64)
+        until = blocked.get(_unit(address))
         if until is not None and until > now:
             raise AddressBlocked(
                 retry_after=int(until - now) + 1,
