@@ -151,6 +151,24 @@ def test_pipelined_and_keep_alive_requests_are_served(server: AuthgateServer) ->
     assert answer.count(b"HTTP/1.1 200 OK") == 3
 
 
+def test_a_request_asking_to_upgrade_to_a_websocket_is_served_as_http(
+    server: AuthgateServer,
+) -> None:
+    """authgate serves no WebSocket. UTMStack v10's nginx auth check forwards the
+    client's ``Upgrade``/``Connection`` with ``GET /api/authenticate``: that request is
+    answered as the HTTP request it is (it was refused 403, as a failed handshake)."""
+    request = (
+        b"GET /api/ping HTTP/1.1\r\nHost: authgate\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        b"Sec-WebSocket-Version: 13\r\n\r\n"
+    )
+    with connect(server) as connection:
+        connection.sendall(request)
+        answer = connection.recv(65536)
+    assert status_of(answer) == 200, answer
+    assert answer.endswith(b'"OK"')
+
+
 # -- time -----------------------------------------------------------------------------------
 
 

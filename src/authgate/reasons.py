@@ -241,6 +241,11 @@ class Reason(StrEnum):
     PATH_CONTROL_CHARACTER = "path_control_character", _C.FORWARD_AUTH
     PATH_NOT_BYTES = "path_not_bytes", _C.FORWARD_AUTH
     PATH_NOT_UTF8 = "path_not_utf8", _C.FORWARD_AUTH
+    PATH_PARAMETER = "path_parameter", _C.FORWARD_AUTH
+    PATH_DOT_SEGMENT = "path_dot_segment", _C.FORWARD_AUTH
+    PATH_EMPTY_SEGMENT = "path_empty_segment", _C.FORWARD_AUTH
+    PATH_TRAILING_DOT = "path_trailing_dot", _C.FORWARD_AUTH
+    # Stored by versions that resolved dot segments (every ".." is refused now).
     PATH_ABOVE_ROOT = "path_above_root", _C.FORWARD_AUTH
     PATH_DOTS_ONLY_SEGMENT = "path_dots_only_segment", _C.FORWARD_AUTH
 

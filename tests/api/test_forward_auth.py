@@ -303,23 +303,26 @@ async def test_rules_per_path_prefix_and_method(
 
 
 @pytest.mark.parametrize(
-    "uri",
+    ("uri", "status"),
     [
-        "/api/../admin/users",
-        "/api/%2e%2e/admin/users",
-        "//admin//users",
-        "/api/./../admin/users?x=/api/",
-        "http://upstream.example/admin/users",
+        ("/api/../admin/users", 400),
+        ("/api/%2e%2e/admin/users", 400),
+        ("//admin//users", 400),
+        ("/api/./../admin/users?x=/api/", 400),
+        ("http://upstream.example/admin/users", 403),
     ],
 )
-async def test_paths_are_normalised_before_rules_apply(
-    harness: Harness, user_token: str, uri: str
+async def test_no_spelling_moves_a_request_under_a_weaker_rule(
+    harness: Harness, user_token: str, uri: str, status: int
 ) -> None:
-    """A dot segment or doubled slash cannot move a request under a weaker rule."""
+    """A dot segment or doubled slash is refused (servers read it differently); the
+    absolute form is read as its path."""
     created = await harness.create_key(user_token, scopes=["read", "write"], allowedIp=UPSTREAM)
     response = await harness.client.get(VERIFY, headers=proxied(created["key"], uri=uri))
-    assert response.status_code == 403
-    assert response.headers["X-Auth-Error"] == "forbidden"
+    assert response.status_code == status
+    assert response.headers["X-Auth-Error"] == (
+        "forbidden" if status == 403 else "ambiguous_upstream_path"
+    )
 
 
 async def test_admin_rules_take_the_key_scope_into_account(
@@ -457,7 +460,8 @@ async def test_the_openapi_document_describes_verify(harness: Harness) -> None:
 
 def test_the_traefik_example_forwards_every_identity_header() -> None:
     """examples/traefik/dynamic.toml passes on exactly the headers verify answers with,
-    and strips the caller's credentials before the upstream."""
+    and strips the caller's credentials (and the underscore spellings of the identity
+    headers, which CGI-style upstreams read as the same) before the upstream."""
     example = Path(__file__).parents[2] / "examples" / "traefik" / "dynamic.toml"
     middlewares = tomllib.loads(example.read_text())["http"]["middlewares"]
     forward = middlewares["authgate"]["forwardAuth"]
@@ -472,7 +476,8 @@ def test_the_traefik_example_forwards_every_identity_header() -> None:
     assert not allowed & {name.lower() for name in IDENTITY_HEADERS}
     assert "AUTHGATE_FORWARD_AUTH_PROXY=traefik" in example.read_text()
     stripped = middlewares["strip-credentials"]["headers"]["customRequestHeaders"]
-    assert stripped == {"Authorization": "", "Utm-Api-Key": ""}
+    underscored = {name.replace("-", "_"): "" for name in IDENTITY_HEADERS}
+    assert stripped == {"Authorization": "", "Utm-Api-Key": "", **underscored}
 
 
 def test_the_nginx_example_forwards_every_identity_header() -> None:
@@ -622,21 +627,12 @@ async def test_a_duplicated_uri_header_is_refused(harness: Harness, user_token: 
 @pytest.mark.parametrize(
     ("method", "uri", "error"),
     [
-        ("GET", "/admin;x/secret", "forbidden"),
-        ("GET", "/admin;jsessionid=abc/users", "forbidden"),
         ("GET", "/ADMIN/x", "forbidden"),
         ("GET", "/Admin/x", "forbidden"),
-        ("GET", "/admin./x", "forbidden"),
+        ("GET", "/%41dmin/x", "forbidden"),
         ("GET", "/INTERNAL/x", "forbidden"),
-        ("GET", "/internal./x", "forbidden"),
-        ("GET", "/public/..;/admin/x", "forbidden"),
-        ("GET", "/public/%2e%2e;/admin/x", "forbidden"),
-        ("GET", "/public/..;a=b/admin/x", "forbidden"),
-        ("GET", "/;/admin/x", "forbidden"),
-        ("GET", "/x/..;/admin/x", "forbidden"),
-        ("POST", "/public/..;/orders/1", "insufficient_scope"),
+        ("GET", "/%C4%B0nternal/x", "forbidden"),  # dotted capital I: /internal to Java
         ("POST", "/Orders/1", "insufficient_scope"),
-        ("POST", "/orders;x/1", "insufficient_scope"),
         ("POST", "/%6frders/1", "insufficient_scope"),
         ("post", "/orders/1", "insufficient_scope"),
     ],
@@ -644,8 +640,8 @@ async def test_a_duplicated_uri_header_is_refused(harness: Harness, user_token: 
 async def test_every_spelling_of_a_protected_path_meets_its_rule(
     harness: Harness, user_token: str, method: str, uri: str, error: str
 ) -> None:
-    """The issue's reproductions, against verify: a key with read and write (not
-    orders:write) of a ROLE_USER is refused by the rule of the path the upstream serves."""
+    """Spellings every server reads as the protected path, against verify: a key with
+    read and write (not orders:write) of a ROLE_USER is refused by that path's rule."""
     created = await harness.create_key(user_token, scopes=["read", "write"], allowedIp=UPSTREAM)
     response = await harness.client.get(
         VERIFY, headers=proxied(created["key"], uri=uri, method=method)
@@ -662,8 +658,17 @@ async def test_every_spelling_of_a_protected_path_meets_its_rule(
         ("/public/..%5cadmin/x", "path_encoded_separator"),
         ("/public\\..\\admin/x", "path_backslash"),
         ("/admin%00/x", "path_control_character"),
-        ("/../admin/x", "path_above_root"),
-        ("/public/%2e%2e/%2e%2e/admin", "path_above_root"),
+        ("/../admin/x", "path_dot_segment"),
+        ("/public/%2e%2e/%2e%2e/admin", "path_dot_segment"),
+        # Servlet containers read these as /admin/x, other servers as /public/... (or as
+        # what is mounted at /admin, for /admin/..;/public): refused, not matched.
+        ("/public/..;/admin/x", "path_parameter"),
+        ("/admin/..;/public/x", "path_parameter"),
+        ("/admin/%2e%2e/public/x", "path_dot_segment"),
+        ("/admin;jsessionid=abc/users", "path_parameter"),
+        ("/admin/./x", "path_dot_segment"),
+        ("//admin/x", "path_empty_segment"),
+        ("/admin./x", "path_trailing_dot"),
     ],
 )
 async def test_an_ambiguous_path_is_refused_and_audited(
@@ -687,7 +692,7 @@ async def test_an_ambiguous_path_is_refused_and_audited(
 
 async def test_the_usage_log_records_the_canonical_path(harness: Harness, user_token: str) -> None:
     created = await harness.create_key(user_token, scopes=["read"], allowedIp=UPSTREAM)
-    uri = "/public/x/..;jsessionid=1/Things.?q=secret"
+    uri = "/public/%54hings?q=secret"
     assert (
         await harness.client.get(VERIFY, headers=proxied(created["key"], uri=uri))
     ).status_code == 200
@@ -704,6 +709,7 @@ def test_the_caddy_example_copies_every_identity_header() -> None:
     copied = next(line for line in text.splitlines() if "copy_headers" in line).split()[1:]
     assert set(copied) == set(IDENTITY_HEADERS)
     assert "request_header -X-Auth-*" in text
+    assert "request_header -X_Auth_*" in text
     assert "header_up -Authorization" in text
     assert "header_up -Utm-Api-Key" in text
     assert "AUTHGATE_FORWARD_AUTH_PROXY=caddy" in text

@@ -10,7 +10,12 @@ from hypothesis import strategies as st
 
 from authgate.exceptions import AmbiguousUpstreamPath, InsufficientScope, PermissionDenied
 from authgate.security.principal import Principal
-from authgate.services.forward_auth import ForwardAuthPolicy, ForwardAuthRuleSetting, Requirement
+from authgate.services.forward_auth import (
+    ForwardAuthConfig,
+    ForwardAuthPolicy,
+    ForwardAuthRuleSetting,
+    Requirement,
+)
 from authgate.services.upstream_request import UpstreamRequest
 from tests.security.path_variants import method_variant, target_variant
 
@@ -170,27 +175,13 @@ def decide(policy: ForwardAuthPolicy, method: str, target: str) -> Requirement:
 @pytest.mark.parametrize("unmatched", ["authenticated", "deny"])
 @pytest.mark.parametrize("admin_prefix", ["/admin/", "/admin"])
 @pytest.mark.parametrize(
-    "target",
-    [
-        "/admin;x/secret",
-        "/admin;jsessionid=abc/users",
-        "/ADMIN/x",
-        "/Admin/x",
-        "/admin./x",
-        "/public/..;/admin/x",
-        "/public/%2e%2e;/admin/x",
-        "/public/..;a=b/admin/x",
-        "/;/admin/x",
-        "/x/..;/admin/x",
-        "/admin",
-        "/admin/",
-    ],
+    "target", ["/ADMIN/x", "/Admin/x", "/%61dmin/x", "/adm%C4%B1n/x", "/admin", "/admin/"]
 )
-def test_the_issues_variants_are_held_to_the_admin_rule(
+def test_spellings_of_the_admin_path_are_held_to_the_admin_rule(
     target: str, admin_prefix: str, unmatched: str
 ) -> None:
-    """Each reproduction of issue 10: a ROLE_USER caller is refused, in both rule
-    forms and both unmatched modes; an admin passes (the rule, not a refusal, decided)."""
+    """A ROLE_USER caller is refused, in both rule forms and both unmatched modes; an
+    admin passes (the rule, not a refusal, decided)."""
     rules = [rule for rule in ISSUE_RULES if not rule.path_prefix.startswith("/admin")]
     rules.append(Rule(path_prefix=admin_prefix, roles=["ROLE_ADMIN"]))
     policy = ForwardAuthPolicy(rules, unmatched="deny" if unmatched == "deny" else "authenticated")
@@ -200,8 +191,8 @@ def test_the_issues_variants_are_held_to_the_admin_rule(
     requirement.check(user("ROLE_ADMIN", "ROLE_USER"))
 
 
-@pytest.mark.parametrize("target", ["/INTERNAL", "/internal", "/Internal/x", "/internal./x"])
-def test_a_refusing_rule_cannot_be_dodged_by_case_or_dots(target: str) -> None:
+@pytest.mark.parametrize("target", ["/INTERNAL", "/internal", "/Internal/x", "/%69nternal/x"])
+def test_a_refusing_rule_cannot_be_dodged_by_case_or_encoding(target: str) -> None:
     policy = ForwardAuthPolicy(ISSUE_RULES)
     with pytest.raises(PermissionDenied):
         decide(policy, "GET", target).check(user("ROLE_ADMIN"))
@@ -210,9 +201,7 @@ def test_a_refusing_rule_cannot_be_dodged_by_case_or_dots(target: str) -> None:
 @pytest.mark.parametrize(
     ("method", "target"),
     [
-        ("POST", "/public/..;/api/orders"),
         ("POST", "/api/Orders"),
-        ("POST", "/api/orders;x"),
         ("POST", "/api/%6frders"),
         ("post", "/api/orders"),
         ("Post", "/API/ORDERS/17"),
@@ -262,8 +251,27 @@ def test_matching_may_be_case_sensitive() -> None:
 
 
 def test_an_ambiguous_path_is_refused_not_matched() -> None:
+    """The reproductions of issue 10 (servlet containers read them as /admin/...) and
+    of the attack review (Starlette serves /admin/..;/users from what is mounted at
+    /admin), among others: no rule is matched for any of them."""
     policy = ForwardAuthPolicy(ISSUE_RULES, unmatched="deny")
-    for target in ("/public/..%2fadmin/x", "/public/%252e%252e/admin", "/public\\..\\admin"):
+    for target in (
+        "/public/..%2fadmin/x",
+        "/public/%252e%252e/admin",
+        "/public\\..\\admin",
+        "/admin;x/secret",
+        "/admin;jsessionid=abc/users",
+        "/admin./x",
+        "/public/..;/admin/x",
+        "/public/%2e%2e;/admin/x",
+        "/;/admin/x",
+        "/x/..;/admin/x",
+        "/admin/..;/public/x",
+        "/internal/%2e%2e/public",
+        "/admin/./x",
+        "//admin/x",
+        "/api/orders;x",
+    ):
         with pytest.raises(AmbiguousUpstreamPath):
             decide(policy, "GET", target)
 
@@ -324,3 +332,24 @@ def test_no_spelling_of_an_order_write_passes_without_the_scope(drawn: tuple[str
         return
     with pytest.raises(InsufficientScope):
         requirement.check(key("read", "write"))
+
+
+def test_prefixes_whose_rules_leave_methods_to_others_are_warned_of() -> None:
+    """The attack review's case: ``/admin`` with ``methods = ["GET"]`` and a role leaves
+    POST to the unmatched default; the start-up log says so, once per prefix."""
+    config = ForwardAuthConfig(
+        rules=[
+            Rule(path_prefix="/admin", methods=["GET"], roles=["ROLE_ADMIN"]),
+            Rule(path_prefix="/ADMIN/", methods=["head"], roles=["ROLE_ADMIN"]),
+            Rule(path_prefix="/api", methods=["GET"], scopes=["read"]),
+            Rule(path_prefix="/api/", scopes=["write"]),
+            Rule(path_prefix="/internal", allow=False),
+        ]
+    )
+    (warning,) = config.warnings()
+    assert warning.startswith("forward-auth rules for /admin name only GET, HEAD:")
+    assert "forward_auth_unmatched (authenticated)" in warning
+    policy = ForwardAuthPolicy(config.rules)
+    with pytest.raises(InsufficientScope):  # POST falls to the default: keys need write
+        policy.requirement("POST", "/admin/x").check(key("read"))
+    policy.requirement("POST", "/admin/x").check(user("ROLE_USER"))

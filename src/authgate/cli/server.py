@@ -72,6 +72,8 @@ def serve(
     warning = unreachable_links_warning(settings)
     if warning is not None:
         log.warning(warning)
+    for warning in settings.forward_auth.warnings():
+        log.warning(warning)
     if admin_password is not None:
         _hand_over_admin_password(settings, admin_password)
     with metrics_shared_by_workers(settings.http.workers):
@@ -111,6 +113,10 @@ def _run_uvicorn(settings: Settings) -> None:
             max_head_bytes=settings.http.max_header_bytes,
             head_timeout=settings.http.header_timeout_seconds,
         ),
+        # authgate serves no WebSocket: a request carrying Upgrade: websocket (UTMStack
+        # v10's nginx auth check forwards it with GET /api/authenticate) is answered as
+        # the plain HTTP request it also is, not refused as a failed handshake (403).
+        ws="none",
     )
 
 

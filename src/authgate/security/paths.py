@@ -1,32 +1,39 @@
-"""One canonical reading of an upstream request (method and path) for forward-auth.
+"""One reading of an upstream request (method and path) for forward-auth.
 
 A reverse proxy asks authgate about a request before its upstream serves it; a rule
 protects the upstream only if authgate and the upstream agree on which resource the
 request names. Servers read request targets differently: servlet containers (Tomcat,
 Jetty) drop ``;params`` from every segment before resolving ``..`` (so
-``/public/..;/admin/x`` is ``/admin/x`` there), Windows servers drop trailing dots and
-spaces of a segment (``/admin./x``), many frameworks match paths case-insensitively,
-some decode ``%2f`` into a separator and others refuse it. So rules are matched on one
-canonical path, at least as specific as each of these readings, and what cannot be read
-one way only is refused:
+``/public/..;/admin/x`` is ``/admin/x`` there), others resolve no dot segment at all
+(Starlette, Express, Go's mux: ``/admin/..;/users`` is served by whatever is mounted at
+``/admin``), Windows servers drop trailing dots and spaces of a segment (``/admin./x``),
+some merge ``//`` and some do not, many match paths case-insensitively, some decode
+``%2f`` into a separator and others refuse it. No normal form is right for all of them:
+resolving ``..`` is wrong for the second kind, keeping it for the first. So a path is
+accepted only when every one of these readings is the same path, and refused otherwise
+(as Spring Security's ``StrictHttpFirewall`` refuses paths that are not normalized):
 
 1. the query is cut off; an absolute-form target (``http://host/p``) keeps its path;
 2. percent-encoding is decoded once, as UTF-8;
-3. ``;params`` are stripped from every segment (``..;x`` is ``..``);
-4. empty and ``.`` segments are dropped, ``..`` removes the segment before it;
-5. trailing dots and spaces of a segment are dropped (``admin.`` is ``admin``).
+3. what is left must already be normal: no ``.`` or ``..`` segment, no empty segment
+   (``//``; one trailing slash is kept), no ``;`` (path parameters), no segment ending
+   in a dot or a space.
 
-:class:`AmbiguousUpstreamPath` (its ``reason`` for the audit trail) refuses:
+:class:`AmbiguousUpstreamPath` (its ``reason`` for the audit trail) refuses the rest:
 
-* encoded separators (``%2f``, ``%5c``, ``%3b``) and IIS-style ``%uXXXX`` escapes;
+* encoded separators and delimiters (``%2f``, ``%5c``, ``%3b``, ``%3f``, ``%23``) and
+  IIS-style ``%uXXXX`` escapes;
 * an escape still present after the one decode (``%252e`` is ``%2e``): a server that
   decodes twice would read something else;
 * backslashes, ``#``, NUL and other control characters, bytes that are not UTF-8;
-* a ``..`` that climbs above the root, a segment of nothing but dots and spaces.
+* dot segments, empty segments, ``;params``, trailing dots and spaces (3. above).
 
-The canonical path keeps its case (it is what the usage log and the audit trail
-show); :func:`case_folded` gives the form rules are matched on by default.
-Pure functions without I/O; the canonical form of a path is remembered (bounded).
+Real clients send none of these: browsers, curl and HTTP libraries remove dot segments
+before sending (RFC 3986, 5.2.4). The path keeps its case (it is what the usage log and
+the audit trail show); :func:`case_folded` gives the form rules are matched on by
+default, folding the non-ASCII letters Java and .NET fold to ASCII ones (the long s,
+the dotless i, the dotted capital I, the Kelvin sign) as well. Pure functions without
+I/O; the reading of a path is remembered (bounded).
 """
 
 from __future__ import annotations
@@ -45,18 +52,19 @@ MAX_METHOD_LENGTH: Final = 20
 
 _ABSOLUTE_FORM = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/]*")
 # Separators hidden from a proxy by encoding, and IIS's %u escapes (%u002e is a dot).
-_ENCODED_SEPARATOR = re.compile(r"%(?:2[fF]|5[cC]|3[bB]|[uU][0-9A-Fa-f]{4})")
+# %3f and %23: a server that decodes before it splits off the query or the fragment.
+_ENCODED_SEPARATOR = re.compile(r"%(?:2[fF]|5[cC]|3[bBfF]|23|[uU][0-9A-Fa-f]{4})")
 _ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
 # After decoding: C0 and C1 controls, DEL, backslash.
 _UNSAFE_CHARACTER = re.compile(r"[\x00-\x1f\x7f-\x9f\\]")
 
 
 def canonical_path(target: str) -> str:
-    """The canonical path of a request target as a proxy passes it on (nginx's
+    """The path of a request target as a proxy passes it on (nginx's
     ``$request_uri``, Traefik's and Caddy's ``X-Forwarded-Uri``): one character per
     byte of the request line, as ASGI servers decode header values (latin-1).
 
-    Raises ``AmbiguousUpstreamPath`` for a target without one canonical reading.
+    Raises ``AmbiguousUpstreamPath`` for a target that servers may read differently.
     """
     return _canonical(target.partition("?")[0])
 
@@ -68,8 +76,21 @@ def canonical_text_path(path: str) -> str:
 
 
 def case_folded(path: str) -> str:
-    """The form a canonical path is matched on when matching ignores case."""
-    return path.lower()
+    """The form a canonical path is matched on when matching ignores case: lower case,
+    with the letters that other platforms' case-insensitive comparisons take for ASCII
+    ones folded to those (Java's ``equalsIgnoreCase`` finds ``/\u017fecret``, with a
+    long s, equal to ``/secret``; Python's ``lower()`` keeps the long s)."""
+    if path.isascii():
+        return path.lower()
+    return path.translate(_ASCII_CASE_LOOKALIKES).lower()
+
+
+# The non-ASCII letters whose upper or lower case (in Java, .NET or Python) is an ASCII
+# letter: the dotless i and the long s (upper case I, S), the dotted capital I (Java's
+# lower case i) and the Kelvin sign (lower case k).
+_ASCII_CASE_LOOKALIKES: Final = str.maketrans(
+    {"\u0131": "i", "\u017f": "s", "\u0130": "i", "\u212a": "k"}
+)
 
 
 def segment_prefixes(path: str) -> Iterator[str]:
@@ -120,7 +141,7 @@ def _canonical(path: str) -> str:
         raise _refused(
             Reason.PATH_BACKSLASH if unsafe.group() == "\\" else Reason.PATH_CONTROL_CHARACTER
         )
-    return _resolved(text.split("/"))
+    return _resolved(text)
 
 
 def _decoded(path: str) -> str:
@@ -134,28 +155,28 @@ def _decoded(path: str) -> str:
         raise _refused(Reason.PATH_NOT_UTF8) from None
 
 
-def _resolved(parts: list[str]) -> str:
-    segments: list[str] = []
-    for part in parts:
-        segment = part.partition(";")[0]  # servlet containers drop ;params first
-        if segment in ("", "."):
-            continue
-        if segment == "..":
-            if not segments:
-                raise _refused(Reason.PATH_ABOVE_ROOT)
-            segments.pop()
-            continue
-        trimmed = segment.rstrip(". ")  # Windows: "admin." and "admin " are "admin"
-        if not trimmed:
-            raise _refused(Reason.PATH_DOTS_ONLY_SEGMENT)
-        segments.append(trimmed)
-    directory = bool(segments) and parts[-1].partition(";")[0] in ("", ".", "..")
-    return "/" + "/".join(segments) + ("/" if directory else "")
+def _resolved(text: str) -> str:
+    """``text`` itself (with a leading slash), if every server reads it as it is."""
+    path = text if text.startswith("/") else "/" + text
+    if ";" in path:  # servlet containers drop ;params, other servers keep them
+        raise _refused(Reason.PATH_PARAMETER)
+    inner = path[1:-1] if path.endswith("/") else path[1:]
+    if not inner:
+        return "/"
+    for segment in inner.split("/"):
+        if segment in (".", ".."):  # resolved by some servers, not by others
+            raise _refused(Reason.PATH_DOT_SEGMENT)
+        if not segment:  # "//": merged by some servers, not by others
+            raise _refused(Reason.PATH_EMPTY_SEGMENT)
+        if segment[-1] in ". ":  # Windows servers drop trailing dots and spaces
+            raise _refused(Reason.PATH_TRAILING_DOT)
+    return path
 
 
 def _refused(reason: Reason) -> AmbiguousUpstreamPath:
     return AmbiguousUpstreamPath(
-        "The upstream path has no single canonical form (encoded separators or dots, "
-        "double encoding, control characters or a '..' above the root)",
+        "The upstream path may be read differently by different servers (dot or empty "
+        "segments, ;params, trailing dots, encoded separators, double encoding or "
+        "control characters)",
         reason=reason,
     )

@@ -7,7 +7,10 @@ make *this* request is decided here, by rules per upstream path prefix and metho
 (``forward_auth_rules``):
 
 * the rule with the longest matching prefix wins; among rules with the same prefix,
-  the first whose methods include the request's (a rule without methods takes any);
+  the first whose methods include the request's (a rule without methods takes any).
+  A method no rule of a prefix names is decided by a shorter prefix's rules, or as
+  unmatched (as routes match on path and method in Kong or Traefik); the start-up log
+  warns of every prefix whose rules leave methods to others that way;
 * a rule requires all its ``scopes`` of an API key (a user's token carries the user's
   full rights), one of its ``roles`` of any caller, its ``permission`` of any caller
   (granted by the roles in force; an API key holds permissions only with the
@@ -17,9 +20,9 @@ make *this* request is decided here, by rules per upstream path prefix and metho
 
 The request comes only from the header pair of the configured proxy
 (:mod:`authgate.services.upstream_request`). Its path is matched in one canonical
-form (:mod:`authgate.security.paths`: decoded once, ``;params`` stripped, dot
-segments resolved, trailing dots dropped), case-insensitively unless
-``forward_auth_case_sensitive``; a path without one canonical reading is refused. A
+form (:mod:`authgate.security.paths`: decoded once; dot and empty segments,
+``;params`` and trailing dots are refused, as servers read them differently),
+case-insensitively unless ``forward_auth_case_sensitive``. A
 prefix covers whole segments: ``/admin`` (or ``/admin/``) covers ``/admin`` and
 ``/admin/...``, never ``/administrator``. The decision for a (method, path) pair is
 computed once and remembered (bounded).
@@ -146,6 +149,31 @@ class ForwardAuthConfig(BaseModel):
         description="Match rule prefixes case-sensitively (default: /ADMIN is held to an "
         "/admin rule, as case-insensitive upstreams would serve it).",
     )
+
+    def warnings(self) -> list[str]:
+        """One line per path prefix whose rules all name methods: the methods they leave
+        out are not refused there but decided by a shorter prefix's rules or by
+        ``unmatched`` (``/admin`` with ``methods = ["GET"]`` and a role lets anyone
+        authenticated POST under ``/admin`` unless something else says otherwise)."""
+        named: dict[str, set[str] | None] = {}
+        for rule in self.rules:
+            prefix = rule.path_prefix.rstrip("/") or "/"
+            if not self.case_sensitive:
+                prefix = case_folded(prefix)
+            methods = named.setdefault(prefix, set())
+            if methods is not None:
+                if rule.methods:
+                    methods.update(rule.methods)
+                else:
+                    named[prefix] = None  # a rule there takes every method
+        return [
+            f"forward-auth rules for {prefix} name only {', '.join(sorted(methods))}: other "
+            f"methods there are decided by a shorter prefix's rules or by "
+            f"forward_auth_unmatched ({self.unmatched}); add a rule without methods for "
+            f"{prefix} to decide them there"
+            for prefix, methods in named.items()
+            if methods is not None
+        ]
 
 
 @dataclass(frozen=True, slots=True)

@@ -143,6 +143,10 @@ REASON_TEXT: Final[dict[Reason, str]] = {
     Reason.PATH_CONTROL_CHARACTER: "The path has a control character",
     Reason.PATH_NOT_BYTES: "The path is not a request line's bytes",
     Reason.PATH_NOT_UTF8: "The path is not UTF-8",
+    Reason.PATH_PARAMETER: "The path has ;parameters",
+    Reason.PATH_DOT_SEGMENT: "The path has a . or .. segment",
+    Reason.PATH_EMPTY_SEGMENT: "The path has an empty segment (//)",
+    Reason.PATH_TRAILING_DOT: "A path segment ends in a dot or a space",
     Reason.PATH_ABOVE_ROOT: "The path climbs above the root (..)",
     Reason.PATH_DOTS_ONLY_SEGMENT: "The path has a segment of dots or spaces only",
     # service credentials
