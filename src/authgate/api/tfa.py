@@ -38,7 +38,12 @@ from authgate.api.errors import documented, error_response
 from authgate.exceptions import FieldError, SecondFactorFailed, SecondFactorLocked, ValidationFailed
 from authgate.security.permissions import USERS_WRITE
 from authgate.services.audit.events import Actor
-from authgate.services.second_factor import Enrolment, EnrolmentCheck, parse_method
+from authgate.services.second_factor import (
+    Enrolment,
+    EnrolmentCheck,
+    challenge_seconds,
+    parse_method,
+)
 from authgate.services.sign_in import SignInResult
 
 pre_verification_router = APIRouter(tags=["second factor"], route_class=PreVerificationRoute)
@@ -166,7 +171,7 @@ async def refresh_challenge(request: Request) -> Challenge:
     services = services_of(request)
     user = await services.accounts.account(pending_of(request).user_id)
     method = await services.second_factor.resend(user)
-    return Challenge(method=method, tfaExpiresInSeconds=30 if method == "TOTP" else 120)
+    return Challenge(method=method, tfaExpiresInSeconds=challenge_seconds(method))
 
 
 class EnrollmentRequest(BaseModel):

@@ -30,7 +30,13 @@ TOTP_DIGITS: Final = 6
 TOTP_STEP_SECONDS: Final = 30
 # Steps accepted either side of the current one (RFC 6238 section 5.2 drift).
 TOTP_DRIFT_STEPS: Final = 1
-EMAIL_CODE_SECONDS: Final = 120
+# An e-mailed code works for 5 minutes: UTMStack v10's code page counts down from 4:59
+# (its codes come from 300-second windows), and a user may take that long to find the
+# mail. Six digits and the lock after five wrong codes bound guessing, not the lifetime.
+EMAIL_CODE_SECONDS: Final = 300
+# What UTMStack v11 reports as an e-mailed code's ``tfaExpiresInSeconds`` (its UI counts
+# down from it before offering to send another).
+EMAIL_CHALLENGE_SECONDS: Final = 120
 RECOVERY_CODE_COUNT: Final = 10
 # 10 characters of a 32-letter alphabet without look-alikes: 50 bits, shown as xxxxx-xxxxx.
 _RECOVERY_ALPHABET: Final = "abcdefghjkmnpqrstuvwxyz23456789"

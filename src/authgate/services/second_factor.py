@@ -40,6 +40,7 @@ from authgate.exceptions import (
 from authgate.reasons import Reason
 from authgate.security.principal import ROLE_ADMIN
 from authgate.security.second_factor import (
+    EMAIL_CHALLENGE_SECONDS,
     EMAIL_CODE_SECONDS,
     TOTP_STEP_SECONDS,
     SecondFactorKey,
@@ -116,11 +117,12 @@ EMAIL_SETUP: Final = "email_setup"
 
 
 def challenge_seconds(method: str | None) -> int:
-    """UTMStack's ``tfaExpiresInSeconds``: 30 for TOTP, 120 for e-mail, else 0."""
+    """UTMStack's ``tfaExpiresInSeconds``: 30 for TOTP, 120 for e-mail, else 0 (an
+    e-mailed code works longer, ``EMAIL_CODE_SECONDS``)."""
     if method == "TOTP":
         return TOTP_STEP_SECONDS
     if method == "EMAIL":
-        return EMAIL_CODE_SECONDS
+        return EMAIL_CHALLENGE_SECONDS
     return 0
 
 
@@ -251,7 +253,7 @@ class SecondFactorService:
             row.updated_at = now
         if method == "EMAIL":
             await self._send_or_refuse(user, EMAIL_SETUP, subject="Confirm your sign-in codes")
-            return Enrolment(method, EMAIL_CODE_SECONDS, email=user.email)
+            return Enrolment(method, EMAIL_CHALLENGE_SECONDS, email=user.email)
         assert secret is not None
         uri = provisioning_uri(secret, login=user.login, issuer=self._issuer)
         return Enrolment(method, ENROLMENT_SECONDS, secret=secret, uri=uri)
