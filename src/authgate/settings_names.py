@@ -93,6 +93,7 @@ NESTED: Mapping[str, tuple[str, str]] = {
     "password_refuse_common": ("password_policy", "refuse_common"),
     "tfa_required": ("second_factor", "required"),
     "tfa_issuer": ("second_factor", "issuer"),
+    "tfa_unenrolled": ("second_factor", "unenrolled"),
     "tfa_bypass_header_addresses": ("second_factor", "bypass_header_addresses"),
     "host": ("http", "host"),
     "port": ("http", "port"),

@@ -606,3 +606,59 @@ async def test_email_codes_need_an_smtp_server(harness: Harness, user_token: str
         "/api/tfa/init", json={"method": "SMS"}, headers=bearer(user_token)
     )
     assert unknown.status_code == 400
+
+
+async def test_unenrolled_users_get_mailed_codes_when_so_configured(
+    tmp_path: Path, database_url: str
+) -> None:
+    """``AUTHGATE_TFA_UNENROLLED=email``: UTMStack v10's global switch, whose UI has no
+    enrolment screens. A user who must use a second factor but has none is mailed a
+    code at login (v10's flow, and v12's) instead of being sent to enrol."""
+    with running_smtp_server() as (recorder, port):
+        async with harness_with(
+            tmp_path,
+            database_url,
+            alert_smtp_host="127.0.0.1",
+            alert_smtp_port=port,
+            alert_email_from="authgate@example.com",
+            alert_email_to=["security@example.com"],
+            tfa_required="all",
+            tfa_unenrolled="email",
+        ) as harness:
+            await harness.create_user("alice")
+            body = (await password_step(harness)).json()
+            assert (body["authenticated"], body["tfaConfigured"], body["method"]) == (
+                False,
+                True,
+                "EMAIL",
+            )
+            wrong = await harness.client.get(
+                "/api/tfa/verifyCode", params={"code": "000000"}, headers=bearer(body["token"])
+            )
+            assert wrong.status_code == 401
+            passed = await harness.client.get(
+                "/api/tfa/verifyCode",
+                params={"code": _last_code(recorder.messages())},
+                headers=bearer(body["token"]),
+            )
+            assert passed.status_code == 200, passed.text
+            assert passed.json()["authenticated"] is True
+            account = await harness.client.get(
+                "/api/account", headers=bearer(passed.json()["id_token"])
+            )
+            assert account.status_code == 200
+
+            v12 = await harness.client.post(
+                "/api/v1/auth/login", json={"login": "alice", "password": USER_PASSWORD}
+            )
+            assert v12.status_code == 200, v12.text
+            assert (v12.json()["tfa_required"], v12.json()["tfa_type"]) == (True, "email")
+            verified = await harness.client.post(
+                "/api/v1/auth/tfa/verify-code",
+                json={
+                    "pre_auth_token": v12.json()["pre_auth_token"],
+                    "code": _last_code(recorder.messages()),
+                },
+            )
+            assert verified.status_code == 200, verified.text
+            assert verified.json()["access_token"]

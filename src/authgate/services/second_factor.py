@@ -70,6 +70,7 @@ log = logging.getLogger(__name__)
 Method = Literal["TOTP", "EMAIL"]
 METHODS: Final = ("TOTP", "EMAIL")
 Requirement = Literal["none", "admins", "all"]
+Unenrolled = Literal["enrol", "email"]
 
 
 class SecondFactorConfig(BaseModel):
@@ -83,6 +84,13 @@ class SecondFactorConfig(BaseModel):
         default="none",
         description="Who must use a second factor: nobody, admins, everyone. Users who must "
         "but have not enrolled are taken through enrolment at their next login.",
+    )
+    unenrolled: Unenrolled = Field(
+        default="enrol",
+        description="What a login asks of a user who must use a second factor but has "
+        "enrolled none: enrol one (UTMStack v11's flow), or an e-mailed code to the "
+        "account's address at every login (email: UTMStack v10's global switch, whose UI "
+        "has no enrolment screens; needs an SMTP server).",
     )
     issuer: str = Field(
         default="authgate",
@@ -193,6 +201,7 @@ class SecondFactorService:
         clock: Clock,
         requirement: Requirement,
         issuer: str,
+        unenrolled: Unenrolled = "enrol",
     ) -> None:
         self._db = db
         self._feed = feed
@@ -203,6 +212,7 @@ class SecondFactorService:
         self._clock = clock
         self._requirement = requirement
         self._issuer = issuer
+        self._unenrolled = unenrolled
 
     # -- policy and state ----------------------------------------------------------------
 
@@ -215,6 +225,23 @@ class SecondFactorService:
         """The user's second factor in force, read now (one statement: a login reads it
         again after the password hash, so that a factor enabled meanwhile is asked for)."""
         return _method(await self._db.second_factor_of(user_id))
+
+    async def login_method(self, user: UserView) -> Method | None:
+        """What a login of ``user`` must prove: their factor in force or, for a user who
+        must use one but has enrolled none, e-mailed codes when ``unenrolled`` is
+        ``email`` and a code can reach them (UTMStack v10: nobody enrols)."""
+        method = await self.method_of(user.id)
+        if method is None and self._mails_unenrolled(user):
+            return "EMAIL"
+        return method
+
+    def _mails_unenrolled(self, user: UserView) -> bool:
+        return (
+            self._unenrolled == "email"
+            and self.required_for(user)
+            and bool(user.email)
+            and self._mailer.configured
+        )
 
     async def state(self, user: UserView) -> SecondFactorState:
         async with self._db.session() as session:
@@ -334,7 +361,7 @@ class SecondFactorService:
 
     async def begin_login(self, user: UserView) -> Method | None:
         """The method the user must now prove; for e-mail, a fresh code is sent."""
-        method = await self.method_of(user.id)
+        method = await self.login_method(user)
         if method == "EMAIL":
             try:
                 await self._send_code(user, EMAIL_LOGIN, subject="Your sign-in code")
@@ -345,7 +372,7 @@ class SecondFactorService:
 
     async def resend(self, user: UserView) -> Method | None:
         """Send a new e-mail code (``Throttled`` within the cooldown); nothing for TOTP."""
-        method = await self.method_of(user.id)
+        method = await self.login_method(user)
         if method != "EMAIL":
             return method
         async with self._db.session() as session:
@@ -366,7 +393,7 @@ class SecondFactorService:
         once. Returns what was used (``totp``, ``email``, ``recovery``); raises
         ``SecondFactorFailed`` or ``SecondFactorLocked``."""
         await self._refuse_if_locked(user)
-        method = await self.method_of(user.id)
+        method = await self.login_method(user)
         used = await self._accept(user, method, code.strip()) if method else None
         if used is None:
             await self._failed(user, Reason.WRONG_CODE if method else Reason.NO_SECOND_FACTOR)

@@ -159,7 +159,7 @@ class SessionService:
                     "User account is deactivated", reason=failure.reason
                 ) from None
             raise
-        method = await self._second_factor.method_of(user.id)
+        method = await self._second_factor.login_method(user)
         if method is None:
             self._refuse_unenrolled(user)
             return await self._start(user, ip=ip, user_agent=user_agent, spent=None)
@@ -438,7 +438,7 @@ class SessionService:
             )
 
     async def _refuse_without_second_factor(self, user: UserView, *, passed: bool) -> None:
-        method = await self._second_factor.method_of(user.id)
+        method = await self._second_factor.login_method(user)
         if method is None:
             self._refuse_unenrolled(user)
         elif not passed:

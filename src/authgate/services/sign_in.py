@@ -74,7 +74,7 @@ class SignIn:
         bypass_requested: bool,
     ) -> SignInResult:
         """The answer to a correct password: a token, or the second step."""
-        method = await self._second_factor.method_of(user.id)
+        method = await self._second_factor.login_method(user)
         must_enrol = method is None and self._second_factor.required_for(user)
         needed = method is not None or must_enrol
         if needed and bypass_requested and self._bypass_allowed(client_ip):
@@ -112,7 +112,7 @@ class SignIn:
             await self._revoke(pending)
             raise
         await self._revoke(pending)
-        method = await self._second_factor.method_of(user.id)
+        method = await self._second_factor.login_method(user)
         return self._full(user, remember_me=pending.remember_me, second_factor=True, method=method)
 
     async def after_enrolment(

@@ -141,6 +141,7 @@ def second_factor_service(
         clock=clock,
         requirement=settings.second_factor.required,
         issuer=settings.second_factor.issuer,
+        unenrolled=settings.second_factor.unenrolled,
     )
 
 
