@@ -7,6 +7,7 @@ sockets (issue 10, items 12 and 7).
 * A head trickled in slower than AUTHGATE_HEADER_TIMEOUT_SECONDS, or a connection that
   sends nothing, is closed (the test uses a 1 s timeout, and gives up waiting after 15 s).
 * A crafted path, user agent and typed login leave exactly one log line per record.
+* HEAD is answered with GET's head and no body, and the connection goes on.
 """
 
 from __future__ import annotations
@@ -85,8 +86,8 @@ def send_while_listening(connection: socket.socket, data: bytes, chunk: int = 16
     return read_until_closed(connection)
 
 
-def head(path: str = "/api/ping", *headers: str, close: bool = True) -> bytes:
-    lines = [f"GET {path} HTTP/1.1", "Host: 127.0.0.1", *headers]
+def head(path: str = "/api/ping", *headers: str, close: bool = True, method: str = "GET") -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", *headers]
     if close:
         lines.append("Connection: close")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
@@ -164,9 +165,43 @@ def test_a_request_asking_to_upgrade_to_a_websocket_is_served_as_http(
     )
     with connect(server) as connection:
         connection.sendall(request)
-        answer = connection.recv(65536)
+        answer = b""
+        while not answer.endswith(b'"OK"') and len(answer) < 65536:
+            chunk = connection.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
     assert status_of(answer) == 200, answer
     assert answer.endswith(b'"OK"')
+
+
+@pytest.mark.parametrize("path", ["/api/ping", "/swagger-ui/index.html"])
+def test_head_gets_the_get_head_without_a_body_on_a_kept_alive_connection(
+    server: AuthgateServer, path: str
+) -> None:
+    """RFC 9110 9.3.2, as the server writes it: HEAD's answer is GET's head (status,
+    Content-Length of GET's body and every other header) and not one byte of body, and
+    the connection serves the next request: GET's answer follows right after."""
+    with connect(server) as connection:
+        connection.sendall(head(path, method="HEAD", close=False))
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += connection.recv(65536)
+        connection.sendall(head(path))
+        answer += read_until_closed(connection)
+    to_head, _, rest = answer.partition(b"\r\n\r\n")
+    to_get, _, body = rest.partition(b"\r\n\r\n")
+    assert to_head.startswith(b"HTTP/1.1 200 OK\r\n"), answer
+    assert to_get.startswith(b"HTTP/1.1 200 OK\r\n"), answer  # no body bytes before it
+    assert head_fields(to_head) == head_fields(to_get) - {b"connection: close"}
+    assert f"content-length: {len(body)}".encode() in head_fields(to_head)
+    assert body
+
+
+def head_fields(answer: bytes) -> set[bytes]:
+    """The header lines of an answer's head, but the date (it may change in between)."""
+    lines = answer.split(b"\r\n")[1:]
+    return {line.lower() for line in lines if not line.lower().startswith(b"date:")}
 
 
 # -- time -----------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from authgate.api import (
 from authgate.api.errors import install_error_handlers
 from authgate.api.middleware import RequestBodyLimit, SecurityHeadersAndRequestLogs
 from authgate.api.openapi import install_openapi
+from authgate.api.routing import AuthgateRoute
 from authgate.api.v1 import api_keys as v1_api_keys
 from authgate.api.v1 import auth as v1_auth
 from authgate.api.v1 import internal as v1_internal
@@ -121,6 +122,8 @@ def create_app(
         },
     )
     app.state.services = services
+    # Routes added on the app itself (Swagger UI's) answer HEAD as the routers' do.
+    app.router.route_class = AuthgateRoute
     install_error_handlers(app)
     # Routes are matched in order, ~1.5 us each: the ones clients call most come first.
     for router in (

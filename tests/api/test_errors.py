@@ -29,11 +29,12 @@ async def test_unknown_path_is_json_404(harness: Harness) -> None:
 
 
 async def test_wrong_method_is_json_405_with_allow(harness: Harness) -> None:
-    """A wrong method answers 405 JSON; Allow names every method of every route at the path."""
+    """A wrong method answers 405 JSON; Allow names every method of every route at the path
+    (HEAD with GET: api/routing.py)."""
     response = await harness.client.delete("/api/authenticate")
     assert response.status_code == 405
     assert response.json()["code"] == "method_not_allowed"
-    assert response.headers["Allow"] == "GET, POST"
+    assert response.headers["Allow"] == "GET, HEAD, POST"
 
 
 async def test_every_error_body_carries_the_message_as_detail(

@@ -288,6 +288,20 @@ async def test_every_operation_is_classified(document: dict[str, Any]) -> None:
     assert documented == set(PROTECTED) | set(PUBLIC) | set(PRE_VERIFICATION) | set(INTERNAL)
 
 
+async def test_head_is_not_documented_beside_get(
+    document: dict[str, Any], harness: Harness
+) -> None:
+    """Every GET route answers HEAD (api/routing.py), yet the document lists GET alone:
+    HEAD is implied (RFC 9110 9.3.2), and as an operation of its own it would repeat the
+    GET's operationId (a warning, an error here)."""
+    found = list(operations(document))
+    assert [path for method, path, _ in found if method == "head"] == []
+    operation_ids = [operation["operationId"] for _, _, operation in found]
+    assert len(operation_ids) == len(set(operation_ids))
+    served = await harness.client.head("/api/account")
+    assert served.status_code == 401  # answered (as GET is), not 405
+
+
 @pytest.mark.parametrize(("method", "path"), INTERNAL)
 async def test_internal_operations_list_only_the_internal_key_scheme(
     document: dict[str, Any], method: str, path: str
@@ -570,13 +584,15 @@ async def test_undocumented_methods_answer_405_with_the_documented_allow(
     harness: Harness, document: dict[str, Any], admin_token: str
 ) -> None:
     """Every method a documented path does not serve is 405, and ``Allow`` lists exactly
-    the documented methods (a literal path such as /api/api-keys/review is not taken
-    for the template /api/api-keys/{key_id} it also fits)."""
+    the documented methods, and HEAD where GET is (implied, not documented: see
+    test_head_is_not_documented_beside_get); a literal path such as /api/api-keys/review
+    is not taken for the template /api/api-keys/{key_id} it also fits."""
     mismatches = []
     for path, item in document["paths"].items():
         if path == "/api/auth/verify":
             continue  # every method, by design: Traefik forwards the original one
         documented = {method.upper() for method in item if method in HTTP_METHODS}
+        allowed_here = documented | ({"HEAD"} if "GET" in documented else set())
         served = set(documented)
         if path == "/api/users/authorities":
             # As in UTMStack, PUT and DELETE of this path are /api/users/{login} with the
@@ -586,7 +602,7 @@ async def test_undocumented_methods_answer_405_with_the_documented_allow(
         for method in sorted({"GET", "PUT", "POST", "DELETE", "PATCH", "OPTIONS"} - served):
             response = await harness.client.request(method, url, headers=bearer(admin_token))
             allowed = set(response.headers.get("allow", "").replace(" ", "").split(","))
-            if response.status_code != 405 or allowed != documented:
+            if response.status_code != 405 or allowed != allowed_here:
                 mismatches.append(f"{method} {url}: {response.status_code} Allow {allowed}")
     assert mismatches == []
 

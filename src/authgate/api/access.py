@@ -1,6 +1,8 @@
 """Who may call a route, decided before the endpoint runs.
 
-A router declares its audience with its route class; plain ``APIRoute`` is public:
+A router declares its audience with its route class, each derived from
+``AuthgateRoute`` (``api/routing.py``: HEAD answered wherever GET is); plain
+``AuthgateRoute`` is public:
 
 * ``AuthenticatedRoute``: any caller with a valid bearer token or API key;
 * ``AdminRoute``: the admin API. Each endpoint names the permission it needs with
@@ -47,9 +49,9 @@ from typing import Any, ClassVar, TypeVar
 from urllib.parse import parse_qsl
 
 from fastapi import Request, Response
-from fastapi.routing import APIRoute
 from starlette.types import Scope
 
+from authgate.api.routing import AuthgateRoute
 from authgate.container import Services
 from authgate.exceptions import (
     AuthenticationFailed,
@@ -271,7 +273,7 @@ def joined_header_values(scope: Scope, name: bytes) -> str | None:
     return ", ".join(values) if values else None
 
 
-class AuthenticatedRoute(APIRoute):
+class AuthenticatedRoute(AuthgateRoute):
     """A route only authenticated callers reach (401 otherwise)."""
 
     required_authority: ClassVar[str | None] = None
@@ -417,7 +419,7 @@ class AdminConfigurationRoute(AdminRoute):
     validation_status = 422
 
 
-class PreVerificationRoute(APIRoute):
+class PreVerificationRoute(AuthgateRoute):
     """A second-factor route: only a pre-verification token (password right, second
     factor to come) reaches it; anything else, access tokens and API keys included, is
     401. The reverse holds everywhere else: no other route accepts such a token."""

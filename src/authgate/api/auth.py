@@ -16,12 +16,13 @@ from authgate.api.access import (
     services_of,
 )
 from authgate.api.errors import documented
+from authgate.api.routing import AuthgateRoute
 from authgate.api.tfa import LoginResponse, bypass_requested, login_answer
 from authgate.exceptions import FieldError, ValidationFailed
 from authgate.services.user_fields import LOGIN_MAX_LENGTH
 from authgate.settings import Settings
 
-public_router = APIRouter(tags=["authentication"])
+public_router = APIRouter(tags=["authentication"], route_class=AuthgateRoute)
 router = APIRouter(tags=["authentication"], route_class=AuthenticatedRoute)
 session_router = APIRouter(tags=["authentication"], route_class=SelfServiceRoute)
 

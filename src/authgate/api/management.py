@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from authgate import __version__
 from authgate.api.access import admit, header_value, require_permission, services_of
 from authgate.api.errors import UNAVAILABLE_RETRY_AFTER, documented
+from authgate.api.routing import AuthgateRoute
 from authgate.security.credentials import bearer_credential, secrets_equal
 from authgate.security.permissions import METRICS_READ
 from authgate.security.principal import Principal
@@ -26,7 +27,7 @@ from authgate.services.metrics import CONTENT_TYPE
 from authgate.services.redis_link import RedisLink
 from authgate.storage import migrate
 
-router = APIRouter(tags=["management"])
+router = APIRouter(tags=["management"], route_class=AuthgateRoute)
 HEALTH_TIMEOUT_SECONDS = 1.0
 
 

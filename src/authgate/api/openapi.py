@@ -1,13 +1,16 @@
 """The OpenAPI document at ``/v3/api-docs`` (UTMStack's path).
 
-Two corrections to what FastAPI generates:
+Three corrections to what FastAPI generates:
 
 * request validation failures are documented as authgate answers them: with
   :class:`~authgate.api.errors.ErrorBody` and the route's status (400, as JHipster,
   or 422 on the API key routes), not FastAPI's own 422 schema;
 * the security schemes ``bearerAuth`` and ``ApiKeyAuth`` (UTMStack's names) are
   declared for every route of an ``AuthenticatedRoute`` class (see ``api/access.py``:
-  authentication is not a FastAPI dependency, so FastAPI cannot see it).
+  authentication is not a FastAPI dependency, so FastAPI cannot see it);
+* HEAD, which every GET route answers too (``api/routing.py``), is not an operation of
+  its own: it is implied by GET (RFC 9110 9.3.2), and FastAPI would document it with
+  the GET's operationId again.
 
 And rules the services enforce are stated, so that a client (or a fuzzer) generating
 requests from the document sends what is accepted: the fields each ``sort`` may name,
@@ -16,11 +19,14 @@ and the password lengths this server's configuration sets.
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from fastapi.routing import iter_route_contexts
+from fastapi.routing import APIRoute, iter_route_contexts
+from starlette.routing import BaseRoute
 
 from authgate.api.access import AuthenticatedRoute, PreVerificationRoute
 from authgate.api.auth import LOGIN_PASSWORD_MIN, login_password_max
@@ -92,7 +98,7 @@ def install_openapi(app: FastAPI, *, description: str, settings: Settings) -> No
                 title=app.title,
                 version=app.version,
                 description=description,
-                routes=app.routes,
+                routes=_documented(app.routes),
             )
             _correct_operations(schema, app)
             _document_sort_fields(schema)
@@ -105,6 +111,19 @@ def install_openapi(app: FastAPI, *, description: str, settings: Settings) -> No
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _documented(routes: Sequence[BaseRoute]) -> list[BaseRoute]:
+    """The routes as the document states them: a route answering GET and HEAD as one
+    answering GET (a copy; the route itself keeps serving HEAD)."""
+    documented: list[BaseRoute] = []
+    for route in routes:
+        methods = getattr(route, "methods", None) or set()
+        if isinstance(route, APIRoute) and {"GET", "HEAD"} <= methods:
+            route = copy.copy(route)
+            route.methods = methods - {"HEAD"}
+        documented.append(route)
+    return documented
 
 
 def _correct_operations(schema: dict[str, Any], app: FastAPI) -> None:

@@ -11,6 +11,7 @@ from pydantic import Field
 
 from authgate.api.access import AuthenticatedRoute, principal_of, services_of
 from authgate.api.errors import documented
+from authgate.api.routing import AuthgateRoute
 from authgate.api.schemas import LenientBody
 from authgate.exceptions import FieldError, SessionRequired, ValidationFailed
 from authgate.reasons import Reason
@@ -21,7 +22,9 @@ _ECHOED = {
     "content": {"text/plain": {"schema": {"type": "string"}}},
 }
 
-public_router = APIRouter(prefix="/api/account/reset-password", tags=["account"])
+public_router = APIRouter(
+    prefix="/api/account/reset-password", tags=["account"], route_class=AuthgateRoute
+)
 check_router = APIRouter(tags=["account"], route_class=AuthenticatedRoute)
 
 Password = Annotated[str, Field(min_length=1, max_length=1024)]

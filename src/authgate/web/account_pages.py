@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 
 from authgate.api.access import client_address, services_of, sets_credentials
+from authgate.api.routing import AuthgateRoute
 from authgate.exceptions import BadCredentials, NotFound, Throttled, ValidationFailed
 from authgate.services.audit.events import Actor
 from authgate.services.sign_in import SignInResult
@@ -29,7 +30,7 @@ from authgate.web.session import CSRF_FIELD, UiCookies, csrf_matches, new_login_
 
 SECOND_STEP_PATH = "/settings/login/code"
 
-public_router = APIRouter(include_in_schema=False)
+public_router = APIRouter(include_in_schema=False, route_class=AuthgateRoute)
 router = APIRouter(prefix="/settings", route_class=PageRoute)
 
 

@@ -14,7 +14,6 @@ from urllib.parse import quote, urlsplit
 
 from fastapi import Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
-from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
@@ -30,6 +29,7 @@ from authgate.api.access import (
     verdict_of,
 )
 from authgate.api.errors import status_of
+from authgate.api.routing import AuthgateRoute
 from authgate.exceptions import (
     AuthgateError,
     HashingOverloaded,
@@ -202,7 +202,7 @@ def page_requirement(required: str | None, *, sets_credentials: bool) -> Require
     return requirement
 
 
-class PageRoute(APIRoute):
+class PageRoute(AuthgateRoute):
     """A page for signed-in users: no session redirects to the login page; every POST
     must carry the session's CSRF token; errors become HTML pages, not JSON.
 

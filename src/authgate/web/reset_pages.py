@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from authgate.api.access import services_of
+from authgate.api.routing import AuthgateRoute
 from authgate.exceptions import ValidationFailed
 from authgate.web.pages import (
     LOGIN_PATH,
@@ -21,7 +22,7 @@ from authgate.web.pages import (
 )
 from authgate.web.session import CSRF_FIELD, csrf_matches, new_login_csrf
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=AuthgateRoute)
 
 RESET_PATH = "/settings/reset"
 

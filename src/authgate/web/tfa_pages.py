@@ -14,6 +14,7 @@ from fastapi import APIRouter, Request, Response
 from markupsafe import Markup
 
 from authgate.api.access import services_of, sets_credentials
+from authgate.api.routing import AuthgateRoute
 from authgate.exceptions import (
     AuthenticationFailed,
     Conflict,
@@ -46,7 +47,7 @@ from authgate.web.pages import (
 )
 from authgate.web.session import CSRF_FIELD, csrf_matches, csrf_secret, session_csrf_token
 
-public_router = APIRouter(include_in_schema=False)
+public_router = APIRouter(include_in_schema=False, route_class=AuthgateRoute)
 router = APIRouter(prefix="/settings", route_class=PageRoute)
 admin_router = APIRouter(prefix="/settings", route_class=AdminPageRoute)
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
+from authgate.api.routing import AuthgateRoute
 from authgate.web import (
     account_pages,
     key_pages,
@@ -25,7 +26,7 @@ FAVICON = STATIC_DIR / "favicon.svg"
 
 # Matched after every page: a browser that follows a wrong link under /settings/ gets a
 # page it can read, not the REST API's JSON.
-fallback_router = APIRouter(include_in_schema=False)
+fallback_router = APIRouter(include_in_schema=False, route_class=AuthgateRoute)
 
 
 @fallback_router.get("/settings/{rest:path}")

@@ -22,6 +22,7 @@ from authgate.api.access import (
     sets_credentials,
 )
 from authgate.api.errors import documented_v12
+from authgate.api.routing import AuthgateRoute
 from authgate.exceptions import BadCredentials, FieldError, ValidationFailed
 from authgate.reasons import Reason
 from authgate.security.second_factor import normalized_recovery_code
@@ -30,7 +31,7 @@ from authgate.services.sessions import TokenPair
 from authgate.services.user_fields import UserChanges
 
 PREFIX = "/api/v1"
-public_router = APIRouter(prefix=PREFIX, tags=["v12 authentication"])
+public_router = APIRouter(prefix=PREFIX, tags=["v12 authentication"], route_class=AuthgateRoute)
 router = APIRouter(prefix=PREFIX, tags=["v12 authentication"], route_class=AuthenticatedRoute)
 self_router = APIRouter(prefix=PREFIX, tags=["v12 authentication"], route_class=SelfServiceRoute)
 

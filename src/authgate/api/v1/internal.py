@@ -29,7 +29,6 @@ from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Request, Response
-from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
 from authgate.api.access import (
@@ -43,6 +42,7 @@ from authgate.api.access import (
     verdict_of,
 )
 from authgate.api.errors import documented_v12
+from authgate.api.routing import AuthgateRoute
 from authgate.exceptions import (
     ApiKeyInvalid,
     PermissionDenied,
@@ -72,7 +72,7 @@ def internal_endpoint(endpoint: InternalEndpoint) -> Callable[[Endpoint], Endpoi
     return mark
 
 
-class InternalRoute(APIRoute):
+class InternalRoute(AuthgateRoute):
     """A route only a service credential allowed its internal endpoint reaches (401
     without a working one, 403 for one not allowed it or for a user's credential),
     checked before FastAPI reads the body."""

@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 
 from authgate.api.access import services_of
 from authgate.api.errors import documented_v12, v12_error_response
+from authgate.api.routing import AuthgateRoute
 from authgate.api.v1.auth import PREFIX, V12_ERROR_REF
 from authgate.services.password_resets import (
     RESET_KEY_MAX_LENGTH,
@@ -25,7 +26,11 @@ from authgate.services.password_resets import (
 )
 from authgate.services.user_fields import EMAIL_MAX_LENGTH
 
-router = APIRouter(prefix=PREFIX + "/auth/reset-password", tags=["v12 authentication"])
+router = APIRouter(
+    prefix=PREFIX + "/auth/reset-password",
+    tags=["v12 authentication"],
+    route_class=AuthgateRoute,
+)
 
 
 class ResetInitRequest(BaseModel):
