@@ -873,6 +873,20 @@ async def test_cli_export_json_and_tail(
     assert_exits(bad, 1)
 
 
+@pytest.mark.parametrize("option", ["--since", "--until"])
+async def test_cli_export_refuses_a_time_with_no_utc_form(
+    harness: Harness, cli_environment: None, option: str
+) -> None:
+    """A time outside the years 1 to 9999 in UTC is a bad option (exit 2, in words), as
+    a malformed time is; it never reaches the database as a traceback."""
+    for moment in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"):
+        result = await cli("audit", "export", "--format", "csv", option, moment)
+        assert_exits(result, 2)
+        assert "out of range" in result.output
+    in_range = await cli("audit", "export", "--format", "json", option, "2026-01-01T00:00:00+01:00")
+    assert_exits(in_range, 0)
+
+
 async def test_cli_tail_prints_typed_logins_as_text_on_one_line(
     harness: Harness, cli_environment: None
 ) -> None:

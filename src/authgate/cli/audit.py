@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 import sys
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -20,6 +20,7 @@ from authgate.cli.console import (
     out,
     with_services,
 )
+from authgate.clock import as_utc
 from authgate.container import Services
 from authgate.security.audit_checkpoints import MAX_CHECKPOINT_LENGTH
 from authgate.security.log_lines import escape_control_characters
@@ -135,14 +136,27 @@ def audit_tail(
         with_services(load_settings(config), tail)
 
 
+def _in_utc(moment: datetime | None) -> datetime | None:
+    """A time option in UTC; one with no UTC form is a bad option (exit 2), as a
+    malformed one is."""
+    try:
+        return None if moment is None else as_utc(moment)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+
+
 @audit_app.command("export")
 def audit_export(
     output_format: Annotated[
         str, typer.Option("--format", help="csv, or json for JSON Lines.")
     ] = "csv",
-    since: Annotated[datetime | None, typer.Option(help="From this time (ISO 8601, UTC).")] = None,
+    since: Annotated[
+        datetime | None,
+        typer.Option(help="From this time (ISO 8601; without a zone, UTC).", callback=_in_utc),
+    ] = None,
     until: Annotated[
-        datetime | None, typer.Option(help="Before this time (ISO 8601, UTC).")
+        datetime | None,
+        typer.Option(help="Before this time (ISO 8601; without a zone, UTC).", callback=_in_utc),
     ] = None,
     config: ConfigOption = None,
 ) -> None:
@@ -150,7 +164,7 @@ def audit_export(
     if output_format not in ("csv", "json"):
         err.print("[red]error:[/red] --format is csv or json")
         raise typer.Exit(1)
-    where = AuditFilter(since=_utc(since), until=_utc(until))
+    where = AuditFilter(since=since, until=until)
 
     async def export(services: Services) -> None:
         entries = services.audit.stream(where)
@@ -173,7 +187,3 @@ def _print(entry: AuditEntry) -> None:
     # command, "[link=...]" made a hyperlink), and one record stays one line whatever
     # rows an older version stored.
     out.print(escape_control_characters(line), markup=False, highlight=False)
-
-
-def _utc(moment: datetime | None) -> datetime | None:
-    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
