@@ -870,7 +870,31 @@ async def test_cli_export_json_and_tail(
             assert line.endswith(event["reason"])
 
     bad = await cli("audit", "export", "--format", "xml")
-    assert_exits(bad, 1)
+    assert_exits(bad, 2)  # a bad option, as typer refuses one
+    assert "'xml' is not one of 'csv', 'json'" in bad.output
+
+
+async def test_cli_tail_refuses_an_unknown_type_with_the_valid_ones(
+    harness: Harness, admin_token: str, user_token: str, cli_environment: None
+) -> None:
+    """`audit tail --type NOPE` is a bad option (exit 2) listing the valid types (the REST
+    API's, which refuses it with a 400), not an empty listing that looks like no match;
+    a known type filters."""
+    await _varied_events(harness, user_token)
+    failures = await recorded(harness, "AUTH_FAILURE")
+    assert failures
+
+    unknown = await cli("audit", "tail", "--type", "NOPE")
+    assert_exits(unknown, 2)
+    assert "'NOPE' is not one of" in unknown.output
+    for event_type in EventType:
+        assert f"'{event_type.value}'" in unknown.output
+
+    known = await cli("audit", "tail", "-n", "1000", "--type", "AUTH_FAILURE")
+    assert_exits(known, 0)
+    lines = known.stdout.splitlines()
+    assert len(lines) == len(failures)
+    assert all(line.split()[2] == "AUTH_FAILURE" for line in lines)
 
 
 @pytest.mark.parametrize("option", ["--since", "--until"])
