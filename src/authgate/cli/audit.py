@@ -20,6 +20,7 @@ from authgate.cli.console import (
     out,
     with_services,
 )
+from authgate.cli.output import stamp
 from authgate.clock import as_utc
 from authgate.container import Services
 from authgate.security.audit_checkpoints import MAX_CHECKPOINT_LENGTH
@@ -64,7 +65,7 @@ def audit_verify(
         if compared is not None:
             out.print(
                 f"checkpoint of record {compared.checkpoint.position} "
-                f"({compared.checkpoint.time:%Y-%m-%d %H:%M:%S} UTC, {compared.checkpoint.node}): "
+                f"({stamp(compared.checkpoint.time)}, {compared.checkpoint.node}): "
                 f"{compared.detail}",
                 highlight=False,
             )
@@ -180,10 +181,11 @@ def audit_export(
 def _print(entry: AuditEntry) -> None:
     who = entry.actor_login or (f"key {entry.api_key_name}" if entry.api_key_name else "-")
     line = (
-        f"{entry.occurred_at:%Y-%m-%d %H:%M:%S} {entry.event_type:<24} {entry.outcome:<7} "
+        f"{stamp(entry.occurred_at)} {entry.event_type:<24} {entry.outcome:<7} "
         f"{who} {entry.client_ip or '-'} {entry.reason or ''}".rstrip()
     )
     # A failed login's typed name is anyone's text: never Rich markup ("[/x]" crashed the
     # command, "[link=...]" made a hyperlink), and one record stays one line whatever
-    # rows an older version stored.
-    out.print(escape_control_characters(line), markup=False, highlight=False)
+    # rows an older version stored, and however narrow the terminal (soft_wrap: a pipe
+    # to grep gets whole records).
+    out.print(escape_control_characters(line), markup=False, highlight=False, soft_wrap=True)

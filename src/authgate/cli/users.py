@@ -229,6 +229,6 @@ def users_reset_link(
     settings = load_settings(config)
     with friendly_errors():
         user, issued = with_services(settings, lambda s: s.users.new_reset_key(login))
-    out.print(f"reset link for {user.login}, valid until {issued.expires_at.isoformat()}:")
+    out.print(f"reset link for {user.login}, valid until {stamp(issued.expires_at)}:")
     # Printed without markup or wrapping, so it can be copied whole.
     out.print(issued.link(settings.http.base_url), markup=False, highlight=False, soft_wrap=True)
