@@ -256,7 +256,8 @@ def test_set_password_refuses_a_common_password(data_dir: Path, common: str) -> 
 
 
 def test_reset_tfa_removes_a_users_second_factor(data_dir: Path) -> None:
-    """`users reset-tfa` (the operator's way out when an admin lost the phone)."""
+    """`users reset-tfa` (the operator's way out when an admin lost the phone); run
+    again, it says there was none to remove (exit 0)."""
     assert_exits(create_user(), 0)
 
     async def enrol_and_check(enrol: bool) -> str | None:
@@ -281,6 +282,10 @@ def test_reset_tfa_removes_a_users_second_factor(data_dir: Path) -> None:
     assert_exits(result, 0)
     assert "second factor of bob removed" in result.stdout
     assert asyncio.run(enrol_and_check(False)) is None
+    again = invoke("users", "reset-tfa", "bob")
+    assert_exits(again, 0)
+    assert "bob had no second factor" in again.stdout
+    assert "removed" not in again.stdout
     assert_exits(invoke("users", "reset-tfa", "nobody"), 1)
 
 
