@@ -7,6 +7,7 @@ import json
 import logging.config
 import os
 import queue
+import re
 import socket
 import stat
 import subprocess
@@ -35,6 +36,7 @@ from authgate.settings import CONFIG_FILE_VARIABLE, Settings
 from authgate.storage import migrate as migrations
 
 PASSWORD = "password-long-enough"
+UTC_SECOND = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 NEW_PASSWORD = "another-password-long-enough"
 AUTHGATE = Path(sys.executable).with_name("authgate")
 
@@ -224,6 +226,7 @@ def test_reset_link_prints_a_single_use_link(data_dir: Path) -> None:
     assert_exits(create_user(), 0)
     result = invoke("users", "reset-link", "BOB")
     assert_exits(result, 0)
+    assert re.search(r"valid until \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ:", result.stdout)
     link = next(line for line in result.stdout.splitlines() if "/settings/reset?key=" in line)
     key = link.split("key=", 1)[1].strip()
 
@@ -253,7 +256,8 @@ def test_set_password_refuses_a_common_password(data_dir: Path, common: str) -> 
 
 
 def test_reset_tfa_removes_a_users_second_factor(data_dir: Path) -> None:
-    """`users reset-tfa` (the operator's way out when an admin lost the phone)."""
+    """`users reset-tfa` (the operator's way out when an admin lost the phone); run
+    again, it says there was none to remove (exit 0)."""
     assert_exits(create_user(), 0)
 
     async def enrol_and_check(enrol: bool) -> str | None:
@@ -278,6 +282,10 @@ def test_reset_tfa_removes_a_users_second_factor(data_dir: Path) -> None:
     assert_exits(result, 0)
     assert "second factor of bob removed" in result.stdout
     assert asyncio.run(enrol_and_check(False)) is None
+    again = invoke("users", "reset-tfa", "bob")
+    assert_exits(again, 0)
+    assert "bob had no second factor" in again.stdout
+    assert "removed" not in again.stdout
     assert_exits(invoke("users", "reset-tfa", "nobody"), 1)
 
 
@@ -335,6 +343,55 @@ def test_signing_keys_rotate_retires_the_old_key(data_dir: Path) -> None:
     assert set(states) == {old_kid, new_kid}
     assert states[new_kid] == "active"
     assert states[old_kid].startswith("retired ")
+
+
+def test_signing_keys_list_prints_whole_rows_with_utc_times(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As the README promises of every table: in a pipe each key is one whole row (its
+    kid uncut) however narrow the terminal, and times are ISO 8601 UTC to the second."""
+    assert_exits(invoke("signing-keys", "list"), 0)
+    rotated = invoke("signing-keys", "rotate")
+    assert_exits(rotated, 0)
+    new_kid = rotated.stdout.split("new active key", 1)[1].split(";", 1)[0].strip()
+    monkeypatch.setenv("COLUMNS", "40")
+    listed = invoke("signing-keys", "list")
+    assert_exits(listed, 0)
+    rows = table_rows(listed.stdout)
+    assert len(rows) == 2
+    assert new_kid in [row[0] for row in rows]
+    for _, algorithm, created, state in rows:
+        assert algorithm == "ES256"
+        assert UTC_SECOND.fullmatch(created), created
+        assert state == "active" or UTC_SECOND.fullmatch(state.removeprefix("retired ")), state
+
+
+def test_cluster_status_prints_whole_rows_with_utc_times(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`cluster status` lists a live node on one whole row however narrow the terminal,
+    its start and last heartbeat in ISO 8601 UTC to the second."""
+    assert_exits(invoke("migrate"), 0)
+    monkeypatch.setenv("COLUMNS", "40")
+
+    async def status_while_a_node_runs() -> Result:
+        services = build_services(settings_for(data_dir))
+        work = BackgroundWork(services)
+        try:
+            await work.start(background=False)
+            assert services.cluster is not None
+            await services.cluster.join()
+            return await asyncio.to_thread(invoke, "cluster", "status")
+        finally:
+            await work.close()
+
+    result = asyncio.run(status_while_a_node_runs())
+    assert_exits(result, 0)
+    [(node, _, started, last_seen, _, redis)] = table_rows(result.stdout)
+    assert f"(pid {os.getpid()})" in node
+    assert UTC_SECOND.fullmatch(started), started
+    assert UTC_SECOND.fullmatch(last_seen), last_seen
+    assert redis == "no"
 
 
 def test_bad_config_path_is_a_configuration_error(data_dir: Path) -> None:

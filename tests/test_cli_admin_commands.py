@@ -91,6 +91,19 @@ def test_keys_create_message_has_no_microseconds(data_dir: Path) -> None:  # noq
     assert not MICROSECONDS.search(result.output)
 
 
+def test_keys_create_refuses_a_lifetime_that_no_date_can_end(data_dir: Path) -> None:  # noqa: F811
+    """A lifetime past the year 9999 is refused in words (exit 1), as a malformed one is,
+    not a traceback; a long one within it gets the service's own limit."""
+    assert_exits(create_user(), 0)
+    for lifetime in ("3000000d", "99999999999999999999w"):
+        result = invoke("keys", "create", "--user", "bob", "--name", "ci", "--expires-in", lifetime)
+        assert_exits(result, 1)
+        assert f"invalid duration '{lifetime}': at most 36500d" in result.stderr
+    long = invoke("keys", "create", "--user", "bob", "--name", "ci", "--expires-in", "36500d")
+    assert_exits(long, 1)
+    assert "Expiration date must be within 365 days." in long.stderr
+
+
 def test_keys_show(data_dir: Path) -> None:  # noqa: F811
     assert_exits(create_user(), 0)
     created = create_key("ci", "10.0.0.0/8")

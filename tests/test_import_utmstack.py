@@ -854,6 +854,7 @@ def test_cli_imports_from_a_file_with_a_report(
         )
         assert dry.exit_code == 0, dry.output
         assert json.loads(dry.stdout)["counts"]["keys"]["created"] == 1
+        monkeypatch.setenv("COLUMNS", "40")  # the report's tables: whole rows in a pipe
         real = runner.invoke(
             cli_app,
             [
@@ -867,7 +868,8 @@ def test_cli_imports_from_a_file_with_a_report(
             ],
         )
         assert real.exit_code == 0, real.output
-        assert "[bold]ci" in real.output  # printed as text, not as markup
+        [key_row] = [line for line in real.stdout.splitlines() if "[bold]ci" in line]
+        assert "6f1c2c4e-8a0b-4d57-9a51-3f1f3b7d9e10" in key_row  # text, not markup; uncut
         again = runner.invoke(cli_app, ["import", "utmstack", "--from-file", str(export), "--json"])
         assert json.loads(again.stdout)["counts"]["users"]["unchanged"] == 1
         assert json.loads(again.stdout)["counts"]["keys"]["unchanged"] == 1

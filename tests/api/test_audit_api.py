@@ -21,6 +21,7 @@ from sqlalchemy import text
 from typer.testing import CliRunner, Result
 
 from authgate.cli import app as cli_app
+from authgate.clock import format_utc
 from authgate.security import keys
 from authgate.security.audit_chain import AuditKey
 from authgate.security.audit_checkpoints import Checkpoint, sign_checkpoint
@@ -839,10 +840,15 @@ async def test_cli_verify_exits_0_when_intact_and_1_at_the_edited_record(
 
 
 async def test_cli_export_json_and_tail(
-    harness: Harness, admin_token: str, user_token: str, cli_environment: None
+    harness: Harness,
+    admin_token: str,
+    user_token: str,
+    cli_environment: None,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """`audit export --format json` writes every record as JSON Lines (as the API shows
-    them); `audit tail -n 5` prints the five newest, oldest of them first."""
+    them); `audit tail -n 5` prints the five newest, oldest of them first, each on one
+    whole line however narrow the terminal, its time in ISO 8601 UTC to the second."""
     await _varied_events(harness, user_token)
     everything = await recorded(harness)
 
@@ -855,6 +861,11 @@ async def test_cli_export_json_and_tail(
     ]
     assert [r["hash"] for r in records] == [e["hash"] for e in everything]
 
+    bad = await cli("audit", "export", "--format", "xml")
+    assert_exits(bad, 2)  # a bad option, as typer refuses one
+    assert "'xml' is not one of 'csv', 'json'" in bad.output
+
+    monkeypatch.setenv("COLUMNS", "40")
     tail = await cli("audit", "tail", "-n", "5")
     assert_exits(tail, 0)
     lines = tail.stdout.splitlines()
@@ -862,15 +873,50 @@ async def test_cli_export_json_and_tail(
     assert len(lines) == 5
     for line, event in zip(lines, newest, strict=True):
         fields = line.split()
-        assert fields[2:4] == [event["type"], event["outcome"]], line
+        when = format_utc(instant(event["timestamp"]), timespec="seconds")
+        assert fields[:3] == [when, event["type"], event["outcome"]], line
         key_name = f"key {event['apiKeyName']}" if event["apiKeyName"] else "-"
         who = event["actor"] or key_name
         assert who in line
         if event["reason"]:
             assert line.endswith(event["reason"])
 
-    bad = await cli("audit", "export", "--format", "xml")
-    assert_exits(bad, 1)
+
+async def test_cli_tail_refuses_an_unknown_type_with_the_valid_ones(
+    harness: Harness, admin_token: str, user_token: str, cli_environment: None
+) -> None:
+    """`audit tail --type NOPE` is a bad option (exit 2) listing the valid types (the REST
+    API's, which refuses it with a 400), not an empty listing that looks like no match;
+    a known type filters."""
+    await _varied_events(harness, user_token)
+    failures = await recorded(harness, "AUTH_FAILURE")
+    assert failures
+
+    unknown = await cli("audit", "tail", "--type", "NOPE")
+    assert_exits(unknown, 2)
+    assert "'NOPE' is not one of" in unknown.output
+    for event_type in EventType:
+        assert f"'{event_type.value}'" in unknown.output
+
+    known = await cli("audit", "tail", "-n", "1000", "--type", "AUTH_FAILURE")
+    assert_exits(known, 0)
+    lines = known.stdout.splitlines()
+    assert len(lines) == len(failures)
+    assert all(line.split()[1] == "AUTH_FAILURE" for line in lines)
+
+
+@pytest.mark.parametrize("option", ["--since", "--until"])
+async def test_cli_export_refuses_a_time_with_no_utc_form(
+    harness: Harness, cli_environment: None, option: str
+) -> None:
+    """A time outside the years 1 to 9999 in UTC is a bad option (exit 2, in words), as
+    a malformed time is; it never reaches the database as a traceback."""
+    for moment in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"):
+        result = await cli("audit", "export", "--format", "csv", option, moment)
+        assert_exits(result, 2)
+        assert "out of range" in result.output
+    in_range = await cli("audit", "export", "--format", "json", option, "2026-01-01T00:00:00+01:00")
+    assert_exits(in_range, 0)
 
 
 async def test_cli_tail_prints_typed_logins_as_text_on_one_line(
@@ -1069,11 +1115,12 @@ async def test_cli_verify_with_a_checkpoint_file_reports_truncation(
     as_json, as_jws = tmp_path / "checkpoint.json", tmp_path / "checkpoint.jws"
     as_json.write_text(printed.stdout)
     as_jws.write_text(published["checkpoint"] + "\n")
+    when = format_utc(instant(published["time"]), timespec="seconds")
     for path in (as_json, as_jws):
         intact = await cli("audit", "verify", "--checkpoint", str(path))
         assert_exits(intact, 0)
         assert "audit chain intact" in intact.stdout
-        assert f"checkpoint of record {published['position']}" in intact.stdout
+        assert f"checkpoint of record {published['position']} ({when}, " in intact.stdout
 
     await attack_newest(harness)
     broken = await cli("audit", "verify", "--checkpoint", str(as_json))

@@ -27,10 +27,14 @@ from tests.conftest import ADMIN_PASSWORD, Harness, bearer, test_settings
 METRICS_TOKEN = "metrics-token-for-tests"
 VICTIM = "victim"
 
+# Valid ISO 8601 with their offsets, outside the years 1 to 9999 once in UTC (where the
+# database keeps every instant): an hour before the year 1, an hour after 9999.
+OUT_OF_RANGE_INSTANTS = ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"]
 # Strings that have broken servers: NUL (PostgreSQL refuses it in text, and C code
 # stops at it), CR/LF (log and header injection), other controls, a lone UTF-8
 # continuation as text, non-ASCII that lower-cases to longer text, bidi overrides,
-# the replacement character, and more characters than any column holds.
+# the replacement character, more characters than any column holds, and instants with no
+# UTC form.
 HOSTILE_STRINGS = [
     "\x00",
     "ad\x00min",
@@ -42,6 +46,7 @@ HOSTILE_STRINGS = [
     "\ufffd",
     "%00%0a",
     "A" * 5000,
+    *OUT_OF_RANGE_INSTANTS,
 ]
 # Header values as raw bytes: latin-1 that is not UTF-8, a lone UTF-8 continuation
 # byte, DEL, and over-long. (CR, LF and NUL cannot be sent in a header.)
@@ -189,6 +194,41 @@ async def test_nul_in_an_audit_filter_matches_nothing(
     )
     assert export.status_code == 200
     assert export.text.splitlines()[1:] == []
+
+
+@pytest.mark.parametrize("instant", OUT_OF_RANGE_INSTANTS)
+async def test_an_instant_with_no_utc_form_is_refused_like_other_bad_input(
+    harness: Harness, admin: UserView, instant: str
+) -> None:
+    """A time outside the years 1 to 9999 in UTC, in a filter or an expiry, is a field
+    error with the route's validation status (400 for the audit trail and v12, 422 for
+    the key routes), never a 500, nor an export that starts and is cut off."""
+    cases: list[tuple[int, str, str, str, dict[str, Any]]] = [
+        (400, "from", "GET", "/api/audit-events", {"params": {"from": instant}}),
+        (400, "to", "GET", "/api/audit-events", {"params": {"to": instant}}),
+        (400, "from", "GET", "/api/audit-events/export", {"params": {"from": instant}}),
+        (422, "from", "GET", "/api/api-keys/usage", {"params": {"from": instant}}),
+        (422, "to", "POST", "/api/api-keys/usage", {"json": {"to": instant}}),
+        (422, "expiresAt", "POST", "/api/api-keys", {"json": {"name": "ci", "expiresAt": instant}}),
+    ]
+    headers = fresh_admin_headers(harness, admin)
+    for status, field, method, url, options in cases:
+        response = await harness.client.request(method, url, headers=headers, **options)
+        assert response.status_code == status, (url, response.text)
+        [error] = response.json()["fieldErrors"]
+        assert error["field"] == field
+        assert "out of range" in error["message"]
+
+    v12_login = await harness.client.post(
+        "/api/v1/auth/login", json={"login": "admin", "password": ADMIN_PASSWORD}
+    )
+    v12 = await harness.client.post(
+        "/api/v1/api-keys",
+        json={"name": "ci", "expires_at": instant},
+        headers=bearer(v12_login.json()["access_token"]),
+    )
+    assert v12.status_code == 400, v12.text
+    assert "out of range" in v12.json()["error"]
 
 
 # -- the sweep ------------------------------------------------------------------------------

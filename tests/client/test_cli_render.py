@@ -35,6 +35,14 @@ def test_bad_durations_are_refused(text: str) -> None:
         parse_duration(text)
 
 
+@pytest.mark.parametrize("text", ["36501d", "3000000d", "99999999999999999999w"])
+def test_durations_past_a_century_are_refused(text: str) -> None:
+    """Longer than anything the server accepts, and added to now, past the year 9999:
+    a ValueError in words (the command's usage error), never an OverflowError."""
+    with pytest.raises(ValueError, match="at most 36500d"):
+        parse_duration(text)
+
+
 class Pages:
     """A listing of ``total`` numbers served in pages; records the pages asked for."""
 

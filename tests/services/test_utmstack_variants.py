@@ -183,3 +183,19 @@ def test_rows_of_the_wrong_type_are_unreadable_never_guessed() -> None:
         ("api_keys", "0b0e2b8e-9d1f-4a0e-8f51-5a6f4fd0c004", "allowed_ip is not text"),
         ("api_keys", "0b0e2b8e-9d1f-4a0e-8f51-5a6f4fd0c005", "user_id is not a number"),
     ]
+
+
+def test_a_timestamp_with_no_utc_form_is_unreadable() -> None:
+    """A hand-edited timestamp outside the years 1 to 9999 in UTC makes its row
+    unreadable (reported, skipped), never an OverflowError that ends the import."""
+    document = {
+        "jhi_user": [
+            user(1, "erin", created_date="0001-01-01T00:00:00+01:00"),
+            user(2, "frank"),
+        ]
+    }
+    data = parse_source(tables_from_document(document))
+    assert [u.login for u in data.users] == ["frank"]
+    [(table, label, why)] = data.unreadable
+    assert (table, label) == ("jhi_user", "1")
+    assert why.startswith("created_date: Time out of range")

@@ -370,6 +370,27 @@ async def test_invalid_allowed_ip_is_422_with_the_message_and_the_values_kept(
     assert await key_count(harness, alice_id) == 0
 
 
+async def test_a_name_in_use_is_409_with_the_message_on_create_and_edit(
+    harness: Harness, alice: Browser, alice_id: int
+) -> None:
+    """A name another live key of the owner has is refused with the REST API's status
+    (409, not 422) and the message at the name field, on the create form and on the
+    edit form, with what was typed kept; nothing changes."""
+    await create_key(alice, harness, "ci-deploy")
+    other_id, _ = await create_key(alice, harness, "reporting")
+
+    created = await alice.post(KEYS, key_form(harness, "ci-deploy"))
+    edited = await alice.post(f"{KEYS}/{other_id}/edit", key_form(harness, "ci-deploy"))
+
+    for response in (created, edited):
+        assert response.status_code == 409
+        page = html(response)
+        assert page.by_id("name-error").text == "An API key with this name already exists."
+        assert page.by_id("name").attrs["value"] == "ci-deploy"
+    assert await key_count(harness, alice_id) == 2
+    assert html(await alice.get(f"{KEYS}/{other_id}")).find("h1").text == "reporting"
+
+
 async def test_detail_page_shows_the_use_of_the_key(harness: Harness, alice: Browser) -> None:
     """After a request with the key, its page shows the last use and the request."""
     key_id, plaintext = await create_key(alice, harness, "reporting")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Query, Request, Response
 from fastapi.responses import PlainTextResponse
-from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
+from pydantic import BaseModel, BeforeValidator, Field
 
 from authgate.api.access import (
     AdminConfigurationRoute,
@@ -23,6 +23,7 @@ from authgate.api.pagination import PageRequestDep, pagination_headers
 from authgate.api.schemas import (
     ApiKeyDTO,
     CreatedApiKeyDTO,
+    Instant,
     LenientBody,
     StrictBody,
     UsageRecordDTO,
@@ -44,16 +45,6 @@ review_router = APIRouter(
 )
 
 Scope = Annotated[str, Field(pattern=SCOPE_PATTERN, examples=["read"])]
-
-
-def _as_utc(moment: datetime | None) -> datetime | None:
-    """UTMStack's UI sends ``...T00:00:00.000Z``; a time without zone is taken as UTC."""
-    if moment is not None and moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment
-
-
-Instant = Annotated[datetime, AfterValidator(_as_utc)]
 
 
 def comma_joined(value: object) -> object:

@@ -3,17 +3,18 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from authgate.api.access import AdminRoute, requires_permission, services_of
 from authgate.api.errors import documented
 from authgate.api.key_paths import KeyFilter
 from authgate.api.pagination import PageRequestDep, pagination_headers
+from authgate.api.schemas import Instant
 from authgate.security.audit_checkpoints import MAX_CHECKPOINT_LENGTH, Checkpoint
 from authgate.security.permissions import AUDIT_READ
 from authgate.services.audit.events import AuditEntry, EventType
@@ -24,13 +25,6 @@ from authgate.services.audit_verification import ChainVerification, CheckpointSt
 from authgate.storage.audit_repository import AuditFilter
 
 router = APIRouter(prefix="/api/audit-events", tags=["audit"], route_class=AdminRoute)
-
-
-def _as_utc(moment: datetime | None) -> datetime | None:
-    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
-
-
-Instant = Annotated[datetime, AfterValidator(_as_utc)]
 
 
 class AuditEventDTO(BaseModel):

@@ -5,13 +5,19 @@ without the web framework."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from authgate.clock import as_utc
 from authgate.services.api_key_views import ApiKeyView, UsageRecordView
 from authgate.services.service_credentials import CreatedCredential, ServiceCredentialView
 from authgate.services.user_fields import UserView
+
+# A time in a query or a body, in UTC. UTMStack's UI sends ``...T00:00:00.000Z``; a time
+# without zone is taken as UTC; one with no UTC form (``0001-01-01T00:00:00+01:00``) is
+# refused with the other validation errors, not a crash where the database is queried.
+Instant = Annotated[datetime, AfterValidator(as_utc)]
 
 
 class UserDTO(BaseModel):

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 import sys
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -20,12 +20,14 @@ from authgate.cli.console import (
     out,
     with_services,
 )
+from authgate.cli.output import stamp
+from authgate.clock import as_utc
 from authgate.container import Services
 from authgate.security.audit_checkpoints import MAX_CHECKPOINT_LENGTH
 from authgate.security.log_lines import escape_control_characters
-from authgate.services.audit.events import AuditEntry
+from authgate.services.audit.events import AuditEntry, EventType
 from authgate.services.audit_checkpoints import PublishedCheckpoint
-from authgate.services.audit_export import as_csv, as_json_lines
+from authgate.services.audit_export import ExportFormat, as_csv, as_json_lines
 from authgate.services.audit_verification import ChainVerification
 from authgate.storage.audit_repository import AuditFilter
 from authgate.storage.paging import PageRequest, SortOrder
@@ -63,7 +65,7 @@ def audit_verify(
         if compared is not None:
             out.print(
                 f"checkpoint of record {compared.checkpoint.position} "
-                f"({compared.checkpoint.time:%Y-%m-%d %H:%M:%S} UTC, {compared.checkpoint.node}): "
+                f"({stamp(compared.checkpoint.time)}, {compared.checkpoint.node}): "
                 f"{compared.detail}",
                 highlight=False,
             )
@@ -111,12 +113,15 @@ def audit_tail(
     lines: Annotated[int, typer.Option("-n", "--lines", help="How many recent records.")] = 20,
     follow: Annotated[bool, typer.Option("-f", "--follow", help="Keep printing new ones.")] = False,
     event_type: Annotated[
-        list[str] | None, typer.Option("--type", help="Only these event types (repeat).")
+        # The REST API's list: an unknown type is refused with the valid ones (exit 2),
+        # not taken for a filter that matches nothing.
+        list[EventType] | None,
+        typer.Option("--type", help="Only these event types (repeat)."),
     ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Print the latest records; with --follow, new ones as they are written (Ctrl-C ends)."""
-    where = AuditFilter(event_types=tuple(event_type or ()))
+    where = AuditFilter(event_types=tuple(event.value for event in event_type or ()))
 
     async def tail(services: Services) -> None:
         newest_first = PageRequest(page=0, size=lines, sort=(SortOrder("id", descending=True),))
@@ -135,22 +140,32 @@ def audit_tail(
         with_services(load_settings(config), tail)
 
 
+def _in_utc(moment: datetime | None) -> datetime | None:
+    """A time option in UTC; one with no UTC form is a bad option (exit 2), as a
+    malformed one is."""
+    try:
+        return None if moment is None else as_utc(moment)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+
+
 @audit_app.command("export")
 def audit_export(
     output_format: Annotated[
-        str, typer.Option("--format", help="csv, or json for JSON Lines.")
+        ExportFormat, typer.Option("--format", help="csv, or json for JSON Lines.")
     ] = "csv",
-    since: Annotated[datetime | None, typer.Option(help="From this time (ISO 8601, UTC).")] = None,
+    since: Annotated[
+        datetime | None,
+        typer.Option(help="From this time (ISO 8601; without a zone, UTC).", callback=_in_utc),
+    ] = None,
     until: Annotated[
-        datetime | None, typer.Option(help="Before this time (ISO 8601, UTC).")
+        datetime | None,
+        typer.Option(help="Before this time (ISO 8601; without a zone, UTC).", callback=_in_utc),
     ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Write every matching record, oldest first, to standard output."""
-    if output_format not in ("csv", "json"):
-        err.print("[red]error:[/red] --format is csv or json")
-        raise typer.Exit(1)
-    where = AuditFilter(since=_utc(since), until=_utc(until))
+    where = AuditFilter(since=since, until=until)
 
     async def export(services: Services) -> None:
         entries = services.audit.stream(where)
@@ -166,14 +181,11 @@ def audit_export(
 def _print(entry: AuditEntry) -> None:
     who = entry.actor_login or (f"key {entry.api_key_name}" if entry.api_key_name else "-")
     line = (
-        f"{entry.occurred_at:%Y-%m-%d %H:%M:%S} {entry.event_type:<24} {entry.outcome:<7} "
+        f"{stamp(entry.occurred_at)} {entry.event_type:<24} {entry.outcome:<7} "
         f"{who} {entry.client_ip or '-'} {entry.reason or ''}".rstrip()
     )
     # A failed login's typed name is anyone's text: never Rich markup ("[/x]" crashed the
     # command, "[link=...]" made a hyperlink), and one record stays one line whatever
-    # rows an older version stored.
-    out.print(escape_control_characters(line), markup=False, highlight=False)
-
-
-def _utc(moment: datetime | None) -> datetime | None:
-    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
+    # rows an older version stored, and however narrow the terminal (soft_wrap: a pipe
+    # to grep gets whole records).
+    out.print(escape_control_characters(line), markup=False, highlight=False, soft_wrap=True)

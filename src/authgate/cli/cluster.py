@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from authgate.cli.console import (
     ConfigOption,
@@ -17,6 +16,7 @@ from authgate.cli.console import (
     out,
     with_services,
 )
+from authgate.cli.output import add_row, print_table, stamp, table
 from authgate.container import Services
 from authgate.exceptions import ConfigurationError
 from authgate.security.signing_keys import AsymmetricAlgorithm
@@ -79,17 +79,21 @@ def cluster_status(config: ConfigOption = None) -> None:
 
     with friendly_errors():
         live = with_services(load_settings(config), nodes)
-    table = Table("node", "version", "started", "last seen", "signs with", "redis")
+    rows = table("node", "version", "started", "last seen", "signs with", "redis")
     for node in live:
-        table.add_row(
+        add_row(
+            rows,
             f"{node.hostname} (pid {node.pid})",
             node.version,
-            node.started_at.isoformat(timespec="seconds"),
-            node.last_seen_at.isoformat(timespec="seconds"),
+            stamp(node.started_at),
+            stamp(node.last_seen_at),
             node.active_kid,
             "yes" if node.uses_redis else "no",
         )
-    out.print(table if live else "no node is running")
+    if live:
+        print_table(rows)
+    else:
+        out.print("no node is running")
     problems = describe(live)
     for problem in problems:
         err.print(f"[red]problem:[/red] {problem}")

@@ -161,14 +161,21 @@ def read_password(from_stdin: bool, *, confirm: bool = True) -> str:
 
 
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+# Far beyond what any duration may set (a key lives at most 3650 days, a grace 7 days),
+# so the service's own refusal still answers every plausible value; the bound keeps
+# ``now + duration`` inside the year 9999, where it would be an OverflowError (a traceback).
+_LONGEST_DURATION_DAYS = 36500
 
 
 def parse_duration(text: str) -> timedelta:
-    """``90d`` → 90 days; units s, m, h, d, w."""
+    """``90d`` → 90 days; units s, m, h, d, w; at most 36500 days."""
     value, unit = text.strip()[:-1], text.strip()[-1:].lower()
     if unit not in _DURATION_UNITS or not value.isdigit() or int(value) <= 0:
         raise ValueError(f"invalid duration {text!r}: use a positive number with s, m, h, d or w")
-    return timedelta(seconds=int(value) * _DURATION_UNITS[unit])
+    seconds = int(value) * _DURATION_UNITS[unit]
+    if seconds > _LONGEST_DURATION_DAYS * _DURATION_UNITS["d"]:
+        raise ValueError(f"invalid duration {text!r}: at most {_LONGEST_DURATION_DAYS}d")
+    return timedelta(seconds=seconds)
 
 
 @contextmanager

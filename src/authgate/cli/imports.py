@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 from rich.text import Text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -24,6 +23,7 @@ from authgate.cli.console import (
     out,
     with_services,
 )
+from authgate.cli.output import add_row, print_table, table
 from authgate.container import Services
 from authgate.exceptions import ConfigurationError
 from authgate.services.import_report import ImportReport
@@ -161,24 +161,24 @@ def _print_tables(report: ImportReport) -> None:
     shown = [e for e in entries if e.action != "unchanged" or e.notes]
     if len(shown) > _FULL_TABLE_LIMIT:
         shown = [e for e in entries if e.action in ("skipped", "conflict")]
-    table = Table("kind", "UTMStack id", "name", "action", "notes", title="UTMStack import")
+    rows = table("kind", "UTMStack id", "name", "action", "notes", title="UTMStack import")
     for entry in shown:
-        # Text, not markup: names come from UTMStack and may hold "[...]".
-        cells = (entry.kind, entry.source_id, entry.name, entry.action, "; ".join(entry.notes))
-        table.add_row(*(Text(cell) for cell in cells))
+        # add_row writes text, not markup: names come from UTMStack and may hold "[...]".
+        notes = "; ".join(entry.notes)
+        add_row(rows, entry.kind, entry.source_id, entry.name, entry.action, notes)
     if shown:
-        out.print(table)
+        print_table(rows)
     if len(shown) < len(entries):
         out.print(f"{len(entries) - len(shown)} more entries (unchanged, or created without notes)")
-    counts = Table("", *report.counts()["users"], title="totals")
+    counts = table("", *report.counts()["users"], title="totals")
     for kind, by_action in report.counts().items():
-        counts.add_row(kind, *(str(n) for n in by_action.values()))
+        add_row(counts, kind, *(str(n) for n in by_action.values()))
     if report.email_factors_waiting:
         counts.add_section()
-        counts.add_row(
-            "EMAIL second factors not imported (no SMTP)", str(report.email_factors_waiting)
+        add_row(
+            counts, "EMAIL second factors not imported (no SMTP)", str(report.email_factors_waiting)
         )
-    out.print(counts)
+    print_table(counts)
     for variant in report.variants:
         out.print(Text(f"variant: {variant.subject}: {variant.note}", style="yellow"))
     out.print(

@@ -50,9 +50,9 @@ def stamp(moment: datetime | None, *, missing: str = "never") -> str:
     return format_utc(moment, timespec="seconds")
 
 
-def table(*columns: str) -> Table:
+def table(*columns: str, title: str | None = None) -> Table:
     """A table whose cells wrap (``fold``) instead of ending in an ellipsis."""
-    result = Table()
+    result = Table(title=title)
     for column in columns:
         result.add_column(column, overflow="fold")
     return result

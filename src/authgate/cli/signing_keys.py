@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 import typer
-from rich.table import Table
 
 from authgate.cli.console import ConfigOption, friendly_errors, load_settings, out
+from authgate.cli.output import add_row, print_table, stamp, table
 from authgate.container import load_signing_keys
 from authgate.exceptions import ConfigurationError
 from authgate.services.signing_keys import SigningKeyFile
@@ -20,11 +20,11 @@ def signing_keys_list(config: ConfigOption = None) -> None:
     """Show the keys in the key ring (no key material)."""
     with friendly_errors():
         key_file, ring = load_signing_keys(load_settings(config))
-    table = Table("kid", "algorithm", "created", "state")
+    rows = table("kid", "algorithm", "created", "state")
     for key in ring.keys:
-        state = "active" if key is ring.active else f"retired {key.retired_at:%Y-%m-%d %H:%M}"
-        table.add_row(key.kid, key.algorithm, key.created_at.isoformat(timespec="seconds"), state)
-    out.print(table)
+        state = "active" if key is ring.active else f"retired {stamp(key.retired_at)}"
+        add_row(rows, key.kid, key.algorithm, stamp(key.created_at), state)
+    print_table(rows)
     if key_file is None:
         out.print("HS512 mode: the shared secret is configured, not stored by authgate.")
 

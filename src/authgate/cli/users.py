@@ -126,8 +126,14 @@ def users_reset_tfa(
     """Remove a user's second factor (a lost phone; the last admin locked out). Audited;
     the user is told by e-mail when SMTP is configured."""
     with friendly_errors():
-        with_services(load_settings(config), lambda s: s.second_factor.reset(login, by=OPERATOR))
-    out.print(f"second factor of {login.lower()} removed; they sign in with the password alone")
+        user = with_services(
+            load_settings(config), lambda s: s.second_factor.reset(login, by=OPERATOR)
+        )
+    # The user as they were before the reset: whether there was a factor to remove.
+    if user.second_factor is None:
+        out.print(f"{user.login} had no second factor; they sign in with the password alone")
+    else:
+        out.print(f"second factor of {user.login} removed; they sign in with the password alone")
 
 
 @users_app.command("deactivate")
@@ -229,6 +235,6 @@ def users_reset_link(
     settings = load_settings(config)
     with friendly_errors():
         user, issued = with_services(settings, lambda s: s.users.new_reset_key(login))
-    out.print(f"reset link for {user.login}, valid until {issued.expires_at.isoformat()}:")
+    out.print(f"reset link for {user.login}, valid until {stamp(issued.expires_at)}:")
     # Printed without markup or wrapping, so it can be copied whole.
     out.print(issued.link(settings.http.base_url), markup=False, highlight=False, soft_wrap=True)

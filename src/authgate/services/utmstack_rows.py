@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from authgate.clock import as_utc
 from authgate.storage.utmstack_source import SourceTables
 
 USER_REQUIRED = ("id", "login", "password_hash")
@@ -263,7 +264,10 @@ def _instant(row: dict[str, Any], column: str) -> datetime | None:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         raise ValueError(f"{column} is not a timestamp in ISO 8601 form") from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    try:
+        return as_utc(parsed)
+    except ValueError as error:
+        raise ValueError(f"{column}: {error}") from None
 
 
 def _row_label(row: Any, index: int) -> str:

@@ -64,13 +64,14 @@ async def create_key(request: Request) -> Response:
     form = await request.form()
     services = services_of(request)
     spec, errors = _spec(form)
+    status = 422  # the REST API's status for each refusal
     if spec is not None:
         try:
             created = await services.api_keys.create(current_principal(request).user_id, spec)
         except ValidationFailed as error:
             errors = _field_errors(error)
         except Conflict as error:
-            errors = {"name": error.message}
+            errors, status = {"name": error.message}, 409
         else:
             return _show_once(request, created.view, created.plaintext, "created")
     page = await services.api_keys.list_keys(
@@ -88,7 +89,7 @@ async def create_key(request: Request) -> Response:
             "open_form": True,
             **_choices(request),
         },
-        status=422,
+        status=status,
     )
 
 
@@ -105,6 +106,7 @@ async def edit_key(request: Request, key_id: str) -> Response:
     ref = key_ref(key_id)
     form = await request.form()
     spec, errors = _spec(form)
+    status = 422  # the REST API's status for each refusal
     if spec is not None:
         try:
             view = await services_of(request).api_keys.replace(
@@ -113,10 +115,10 @@ async def edit_key(request: Request, key_id: str) -> Response:
         except ValidationFailed as error:
             errors = _field_errors(error)
         except Conflict as error:
-            errors = {"name": error.message}
+            errors, status = {"name": error.message}, 409
         else:
             return redirect(f"/settings/api-keys/{view.public_id}", notice="Changes saved.")
-    return await _detail(request, ref, form=_form_values(form), errors=errors, status=422)
+    return await _detail(request, ref, form=_form_values(form), errors=errors, status=status)
 
 
 @router.post("/{key_id}/regenerate")

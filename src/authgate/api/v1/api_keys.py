@@ -16,10 +16,10 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, BeforeValidator, Field
 
 from authgate.api.access import SelfServiceRoute, principal_of, services_of, sets_credentials
-from authgate.api.api_keys import Instant, comma_joined
+from authgate.api.api_keys import comma_joined
 from authgate.api.errors import documented_v12
 from authgate.api.pagination import MAX_PAGE_SIZE
-from authgate.api.schemas import LenientBody
+from authgate.api.schemas import Instant, LenientBody
 from authgate.api.v1.paging import PageInfo
 from authgate.api.v1.paths import key_ref_of
 from authgate.services.api_key_views import ApiKeyView, KeySpec

@@ -29,16 +29,23 @@ T = TypeVar("T")
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+# Far beyond what the server accepts (a key lives at most 3650 days, a grace 7 days), so
+# its own refusal answers every plausible value; the bound keeps ``now + duration``
+# inside the year 9999, where it would be an OverflowError (a traceback).
+_LONGEST_DURATION_DAYS = 36500
 
 
 def parse_duration(text: str) -> timedelta:
-    """``90d``, ``24h``, ``30m``, ``45s``, ``2w`` (or ``0``)."""
+    """``90d``, ``24h``, ``30m``, ``45s``, ``2w`` (or ``0``); at most 36500 days."""
     if text.strip() == "0":
         return timedelta(0)
     match = _DURATION.match(text)
     if match is None:
         raise ValueError(f"not a duration: {text!r} (use a number with s, m, h, d or w: 90d)")
-    return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+    seconds = int(match.group(1)) * _UNITS[match.group(2)]
+    if seconds > _LONGEST_DURATION_DAYS * _UNITS["d"]:
+        raise ValueError(f"too long a duration: {text!r} (at most {_LONGEST_DURATION_DAYS}d)")
+    return timedelta(seconds=seconds)
 
 
 # The REST API's names where they are not the field's name in camelCase.
