@@ -662,3 +662,31 @@ async def test_unenrolled_users_get_mailed_codes_when_so_configured(
             )
             assert verified.status_code == 200, verified.text
             assert verified.json()["access_token"]
+
+
+async def test_resetting_a_user_without_a_factor_records_and_mails_nothing(
+    tmp_path: Path, database_url: str
+) -> None:
+    """Nothing was in force: no TFA_DISABLED event and no "your two-factor
+    authentication was reset" mail to alarm the user (a reset that removed one sends
+    both, test_email_codes_through_a_real_smtp_server)."""
+    with running_smtp_server() as (recorder, port):
+        async with harness_with(
+            tmp_path,
+            database_url,
+            alert_smtp_host="127.0.0.1",
+            alert_smtp_port=port,
+            alert_email_from="authgate@example.com",
+            alert_email_to=["security@example.com"],
+        ) as harness:
+            await harness.create_user("alice")
+            token = await admin(harness)
+            reset = await harness.client.delete("/api/users/alice/tfa", headers=bearer(token))
+            assert reset.status_code == 204
+            await harness.services.audit.flush()
+            events = await harness.client.get(
+                "/api/audit-events", params={"type": "TFA_DISABLED"}, headers=bearer(token)
+            )
+            assert events.status_code == 200
+            assert events.json() == []
+            assert [m for m in recorder.messages() if m["To"] == "alice@example.com"] == []

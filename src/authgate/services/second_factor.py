@@ -450,7 +450,9 @@ class SecondFactorService:
         if stored is None:
             raise NotFound("User not found", reason=Reason.USER_NOT_FOUND)
         user = UserView.of(stored)
-        await self._remove(user.id)
+        await self._remove(user.id)  # a pending enrolment goes too
+        if user.second_factor is None:  # nothing was in force: no event, no alarming mail
+            return user
         self._audit.record(
             EventType.TFA_DISABLED,
             "success",
