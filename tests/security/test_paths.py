@@ -88,6 +88,8 @@ def test_targets_every_server_reads_alike_are_accepted(target: str, path: str) -
         ("/a/b/.", "path_dot_segment"),
         ("/a/%2E/b", "path_dot_segment"),
         ("//admin/x", "path_empty_segment"),
+        ("//", "path_empty_segment"),
+        ("http://upstream.example//", "path_empty_segment"),
         ("/admin//x", "path_empty_segment"),
         ("/admin//", "path_empty_segment"),
         ("/admin./x", "path_trailing_dot"),

@@ -160,9 +160,9 @@ def _resolved(text: str) -> str:
     path = text if text.startswith("/") else "/" + text
     if ";" in path:  # servlet containers drop ;params, other servers keep them
         raise _refused(Reason.PATH_PARAMETER)
+    if path == "/":
+        return path
     inner = path[1:-1] if path.endswith("/") else path[1:]
-    if not inner:
-        return "/"
     for segment in inner.split("/"):
         if segment in (".", ".."):  # resolved by some servers, not by others
             raise _refused(Reason.PATH_DOT_SEGMENT)
