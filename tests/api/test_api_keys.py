@@ -782,6 +782,42 @@ def test_expiry_helper_is_utc() -> None:
     assert expiry(clock, days=1) == "2026-01-02T00:00:00Z"
 
 
+@pytest.mark.parametrize(
+    ("limit", "message"),
+    [
+        ("1/86401 seconds", "A rate limit's window is at most one day (e.g. 10000/day)."),
+        ("5/1000000000 days", "A rate limit's window is at most one day (e.g. 10000/day)."),
+        ("10/second;1/2 days", "A rate limit's window is at most one day (e.g. 10000/day)."),
+        ("1/month", "A rate limit's window is at most one day (e.g. 10000/day)."),
+        ("1000000001/second", "A rate limit allows at most 1,000,000,000 requests a window."),
+    ],
+)
+async def test_rate_limit_beyond_a_day_or_a_billion_is_422(
+    harness: Harness, user_token: str, limit: str, message: str
+) -> None:
+    """A window longer than a day, or more than a billion requests in one, is refused
+    with a field error (a Retry-After of millions of years helps no one)."""
+    response = await harness.client.post(
+        KEYS,
+        json={"name": "huge", "expiresAt": expiry(harness.clock), "rateLimit": limit},
+        headers=bearer(user_token),
+    )
+
+    assert response.status_code == 422, response.text
+    assert response.json()["fieldErrors"] == [
+        {"objectName": "body", "field": "rateLimit", "message": message}
+    ]
+
+
+async def test_rate_limit_of_one_day_and_a_billion_is_accepted(
+    harness: Harness, user_token: str
+) -> None:
+    """The bounds themselves are allowed, in any notation `limits` reads."""
+    for limit in ("10000/day", "1/24 hours", "1/86400 seconds", "1000000000/second"):
+        created = await harness.create_key(user_token, f"at-{len(limit)}", rateLimit=limit)
+        assert created["rateLimit"] == limit
+
+
 async def test_rate_limit_is_set_validated_kept_and_removed(
     harness: Harness, user_token: str
 ) -> None:

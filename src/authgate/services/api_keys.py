@@ -51,7 +51,7 @@ from authgate.services.audit.writer import AuditLog
 from authgate.services.changes import Change, ChangeFeed, ChangeKind
 from authgate.services.key_refs import KeyRef
 from authgate.services.ports import ApiKeyRepo, Database
-from authgate.services.rate_limits import parse_rate_limit
+from authgate.services.rate_limits import check_rate_limit
 from authgate.services.sorting import require_sortable
 from authgate.services.text_rules import control_character_errors
 from authgate.settings_lists import comma_separated
@@ -418,7 +418,7 @@ class ApiKeyService:
         errors.extend(self._expiry_errors(spec.expires_at, now))
         if spec.rate_limit:
             try:
-                parse_rate_limit(spec.rate_limit)
+                check_rate_limit(spec.rate_limit)
             except ValueError as error:
                 errors.append(FieldError("rateLimit", str(error)))
         if len(spec.allowed_networks) > networks.MAX_ENTRIES:
