@@ -12,7 +12,14 @@ from sqlalchemy import text
 
 from authgate.app import create_app
 from authgate.settings import Settings
-from tests.conftest import USER_PASSWORD, FakeClock, Harness, bearer, test_settings
+from tests.conftest import (
+    USER_PASSWORD,
+    FakeClock,
+    Harness,
+    bearer,
+    format_instant,
+    test_settings,
+)
 
 KEYS = "/api/api-keys"
 
@@ -419,8 +426,10 @@ async def test_regenerate_without_grace_replaces_the_key(harness: Harness, user_
 async def test_regenerate_with_grace_keeps_the_old_key_until_it_ends(
     harness: Harness, user_token: str
 ) -> None:
-    """During the grace period both keys work (status rotating); after it only the new one."""
+    """During the grace period both keys work (status rotating, rotationGraceUntil its
+    end); after it only the new one (status active, rotationGraceUntil null)."""
     created = await harness.create_key(user_token)
+    grace_ends = format_instant(harness.clock() + timedelta(hours=1))
     response = await harness.client.post(
         f"{KEYS}/{created['id']}/generate",
         params={"graceSeconds": 3600},
@@ -433,6 +442,7 @@ async def test_regenerate_with_grace_keeps_the_old_key_until_it_ends(
         ).status_code == 200
     status = await harness.client.get(f"{KEYS}/{created['id']}", headers=bearer(user_token))
     assert status.json()["status"] == "rotating"
+    assert status.json()["rotationGraceUntil"] == grace_ends
 
     harness.clock.advance(seconds=3601)
     old = await harness.client.get("/api/account", headers=key_header(created["key"]))
@@ -442,6 +452,9 @@ async def test_regenerate_with_grace_keeps_the_old_key_until_it_ends(
     ).status_code == 200
     status = await harness.client.get(f"{KEYS}/{created['id']}", headers=bearer(user_token))
     assert status.json()["status"] == "active"
+    assert status.json()["rotationGraceUntil"] is None
+    listed = await harness.client.get(KEYS, headers=bearer(user_token))
+    assert [key["rotationGraceUntil"] for key in listed.json()] == [None]
 
 
 @pytest.mark.parametrize("grace", [-1, 7 * 86400 + 1])
