@@ -245,6 +245,29 @@ def test_reset_link_prints_a_single_use_link(data_dir: Path) -> None:
     assert_exits(unknown, 1)
 
 
+def test_reset_link_notes_on_stderr_when_no_public_url_is_set(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The link is built from the command's own settings: without AUTHGATE_PUBLIC_URL
+    it names this host and port, which a note on stderr says (the command still
+    succeeds, the link alone on stdout); with it, the link starts with it, no note."""
+    assert_exits(create_user(), 0)
+    monkeypatch.setenv("AUTHGATE_PORT", "9123")
+
+    unset = invoke("users", "reset-link", "bob")
+    assert_exits(unset, 0)
+    assert "AUTHGATE_PUBLIC_URL is not set" in unset.stderr
+    assert "http://127.0.0.1:9123" in unset.stderr
+    assert "http://127.0.0.1:9123/settings/reset?key=" in unset.stdout
+    assert "AUTHGATE_PUBLIC_URL" not in unset.stdout
+
+    monkeypatch.setenv("AUTHGATE_PUBLIC_URL", "https://auth.example.com")
+    public = invoke("users", "reset-link", "bob")
+    assert_exits(public, 0)
+    assert public.stderr == ""
+    assert "https://auth.example.com/settings/reset?key=" in public.stdout
+
+
 @pytest.mark.parametrize("common", ["password1234", "Password123!"])
 def test_set_password_refuses_a_common_password(data_dir: Path, common: str) -> None:
     """`users set-password` applies the list of common passwords too (exit 1, why)."""

@@ -119,8 +119,18 @@ def test_missing_config_file_is_a_configuration_error(
         ({"password_min_length": 100, "password_max_length": 50}, "password_min_length"),
         ({"jwt_secret": JWT_SECRET, "jwt_secret_file": Path("secret.txt")}, "not both"),
         ({"jwt_algorithm": "RS256"}, "jwt_algorithm"),
+        ({"api_key_default_rate_limit": "lots"}, "api_key_default_rate_limit.*Invalid rate"),
+        ({"api_key_default_rate_limit": "1/2 days"}, "window is at most one day"),
     ],
-    ids=["port-zero", "port-too-high", "min-over-max", "secret-and-file", "unknown-alg"],
+    ids=[
+        "port-zero",
+        "port-too-high",
+        "min-over-max",
+        "secret-and-file",
+        "unknown-alg",
+        "bad-rate-limit",
+        "rate-limit-window-over-a-day",
+    ],
 )
 def test_invalid_values_are_rejected(values: dict[str, object], message: str) -> None:
     """Out-of-range or contradictory values raise pydantic's ValidationError, told by the

@@ -45,6 +45,7 @@ from authgate.services.forward_auth import ForwardAuthConfig
 from authgate.services.login_protection import LoginLimits
 from authgate.services.mail import MailConfig
 from authgate.services.password_hashing import HashingConfig
+from authgate.services.rate_limits import check_rate_limit
 from authgate.services.second_factor import SecondFactorConfig
 from authgate.services.usage import UsageConfig
 from authgate.services.user_states import UserCacheConfig
@@ -244,6 +245,14 @@ class Settings(BaseSettings):
     def _database_driver(cls, url: str | None) -> str | None:
         """``postgresql://`` (as most tools print it) means PostgreSQL through asyncpg."""
         return normalise_database_url(url) if url else url
+
+    @field_validator("api_key_default_rate_limit")
+    @classmethod
+    def _rate_limit(cls, text: str | None) -> str | None:
+        """Refused at start, as a key's own limit is when set, not at each request."""
+        if text is not None:
+            check_rate_limit(text)
+        return text
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

@@ -4,6 +4,7 @@ fieldErrors), name conflicts, the default rules, auditing, and rules from the se
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from authgate.app import create_app
 from authgate.exceptions import ConfigurationError
 from authgate.services.alerts.rules import DEFAULT_RULES, MAX_WINDOW_SECONDS
 from authgate.storage.audit_repository import AuditFilter
+from authgate.storage.models import FiredAlert
 from authgate.storage.paging import PageRequest
 from tests.conftest import FakeClock, Harness, bearer, test_settings
 
@@ -155,6 +157,65 @@ async def test_non_numeric_rule_id_is_422(harness: Harness, admin_token: str) ->
     for rule_id in ("abc", "0"):
         response = await harness.client.get(f"{RULES}/{rule_id}", headers=bearer(admin_token))
         assert response.status_code == 422, (rule_id, response.text)
+
+
+# -- fired alerts -------------------------------------------------------------------------------
+
+
+async def fire(harness: Harness, *counts: int) -> list[int]:
+    """Fired alerts with these counts, one second apart (oldest first); their ids."""
+    rows = [
+        FiredAlert(
+            rule_key=f"rule-{index}",
+            rule_name="Failed logins",
+            kind="failed_logins_per_account",
+            severity="high",
+            subject=f"account:user{index}",
+            window_start=index,
+            fired_at=harness.clock() + timedelta(seconds=index),
+            count=count,
+            summary="failed logins",
+        )
+        for index, count in enumerate(counts)
+    ]
+    async with harness.services.db.transaction() as session:
+        session.add_all(rows)
+    return [row.id for row in rows]
+
+
+async def test_fired_alerts_sort_like_the_other_paged_routes(
+    harness: Harness, admin_token: str
+) -> None:
+    """GET /api/alerts lists newest first, and ``sort=`` orders by a known field."""
+    ids = await fire(harness, 7, 3, 5)
+
+    async def listed(**params: str) -> list[int]:
+        response = await harness.client.get(
+            "/api/alerts", params=params, headers=bearer(admin_token)
+        )
+        assert response.status_code == 200, response.text
+        assert response.headers["X-Total-Count"] == "3"
+        assert 'rel="first"' in response.headers["Link"]
+        return [alert["id"] for alert in response.json()]
+
+    assert await listed() == ids[::-1]
+    assert await listed(sort="firedAt,asc") == ids
+    assert await listed(sort="count,desc") == [ids[0], ids[2], ids[1]]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"sort": "bogus,asc"}, {"sort": "summary"}, {"sort": "firedAt,sideways"}, {"page": -1}],
+)
+async def test_fired_alerts_refuse_bad_paging_with_422(
+    harness: Harness, admin_token: str, params: dict[str, str | int]
+) -> None:
+    """An unknown sort field is refused, as on every paged route, never ignored."""
+    response = await harness.client.get("/api/alerts", params=params, headers=bearer(admin_token))
+
+    assert response.status_code == 422, response.text
+    field = "sort" if "sort" in params else "page"
+    assert [error["field"] for error in response.json()["fieldErrors"]] == [field]
 
 
 # -- access control -----------------------------------------------------------------------------

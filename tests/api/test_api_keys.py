@@ -12,7 +12,14 @@ from sqlalchemy import text
 
 from authgate.app import create_app
 from authgate.settings import Settings
-from tests.conftest import USER_PASSWORD, FakeClock, Harness, bearer, test_settings
+from tests.conftest import (
+    USER_PASSWORD,
+    FakeClock,
+    Harness,
+    bearer,
+    format_instant,
+    test_settings,
+)
 
 KEYS = "/api/api-keys"
 
@@ -419,8 +426,10 @@ async def test_regenerate_without_grace_replaces_the_key(harness: Harness, user_
 async def test_regenerate_with_grace_keeps_the_old_key_until_it_ends(
     harness: Harness, user_token: str
 ) -> None:
-    """During the grace period both keys work (status rotating); after it only the new one."""
+    """During the grace period both keys work (status rotating, rotationGraceUntil its
+    end); after it only the new one (status active, rotationGraceUntil null)."""
     created = await harness.create_key(user_token)
+    grace_ends = format_instant(harness.clock() + timedelta(hours=1))
     response = await harness.client.post(
         f"{KEYS}/{created['id']}/generate",
         params={"graceSeconds": 3600},
@@ -433,6 +442,7 @@ async def test_regenerate_with_grace_keeps_the_old_key_until_it_ends(
         ).status_code == 200
     status = await harness.client.get(f"{KEYS}/{created['id']}", headers=bearer(user_token))
     assert status.json()["status"] == "rotating"
+    assert status.json()["rotationGraceUntil"] == grace_ends
 
     harness.clock.advance(seconds=3601)
     old = await harness.client.get("/api/account", headers=key_header(created["key"]))
@@ -442,6 +452,9 @@ async def test_regenerate_with_grace_keeps_the_old_key_until_it_ends(
     ).status_code == 200
     status = await harness.client.get(f"{KEYS}/{created['id']}", headers=bearer(user_token))
     assert status.json()["status"] == "active"
+    assert status.json()["rotationGraceUntil"] is None
+    listed = await harness.client.get(KEYS, headers=bearer(user_token))
+    assert [key["rotationGraceUntil"] for key in listed.json()] == [None]
 
 
 @pytest.mark.parametrize("grace", [-1, 7 * 86400 + 1])
@@ -780,6 +793,42 @@ def test_expiry_helper_is_utc() -> None:
     """The test helper writes instants in UTC with a Z, as UTMStack's UI does."""
     clock = FakeClock(datetime(2026, 1, 1, tzinfo=UTC))
     assert expiry(clock, days=1) == "2026-01-02T00:00:00Z"
+
+
+@pytest.mark.parametrize(
+    ("limit", "message"),
+    [
+        ("1/86401 seconds", "A rate limit's window is at most one day (e.g. 10000/day)."),
+        ("5/1000000000 days", "A rate limit's window is at most one day (e.g. 10000/day)."),
+        ("10/second;1/2 days", "A rate limit's window is at most one day (e.g. 10000/day)."),
+        ("1/month", "A rate limit's window is at most one day (e.g. 10000/day)."),
+        ("1000000001/second", "A rate limit allows at most 1,000,000,000 requests a window."),
+    ],
+)
+async def test_rate_limit_beyond_a_day_or_a_billion_is_422(
+    harness: Harness, user_token: str, limit: str, message: str
+) -> None:
+    """A window longer than a day, or more than a billion requests in one, is refused
+    with a field error (a Retry-After of millions of years helps no one)."""
+    response = await harness.client.post(
+        KEYS,
+        json={"name": "huge", "expiresAt": expiry(harness.clock), "rateLimit": limit},
+        headers=bearer(user_token),
+    )
+
+    assert response.status_code == 422, response.text
+    assert response.json()["fieldErrors"] == [
+        {"objectName": "body", "field": "rateLimit", "message": message}
+    ]
+
+
+async def test_rate_limit_of_one_day_and_a_billion_is_accepted(
+    harness: Harness, user_token: str
+) -> None:
+    """The bounds themselves are allowed, in any notation `limits` reads."""
+    for limit in ("10000/day", "1/24 hours", "1/86400 seconds", "1000000000/second"):
+        created = await harness.create_key(user_token, f"at-{len(limit)}", rateLimit=limit)
+        assert created["rateLimit"] == limit
 
 
 async def test_rate_limit_is_set_validated_kept_and_removed(

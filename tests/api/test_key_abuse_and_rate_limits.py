@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx2
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import event, text, update
 
 from authgate.app import create_app
 from authgate.exceptions import AddressBlocked, Throttled
@@ -28,6 +28,7 @@ from authgate.services.changes import ChangeKind
 from authgate.services.user_fields import NewUser
 from authgate.settings import Settings
 from authgate.storage.audit_repository import AuditFilter
+from authgate.storage.models import ApiKey
 from authgate.storage.paging import PageRequest
 from tests.conftest import USER_PASSWORD, FakeClock, test_settings
 
@@ -444,6 +445,24 @@ async def test_retry_after_waits_for_the_limit_that_refuses(node: Node) -> None:
     refused = await node.call(key)
     assert refused.status_code == 429
     assert retry_after(refused) > 60
+
+
+async def test_a_stored_limit_beyond_the_bounds_is_still_enforced(node: Node) -> None:
+    """A limit stored before the one-day bound on new limits keeps being counted and
+    enforced, not refused with a server error at each request."""
+    owner = await node.create_user()
+    created = await node.create_key(owner, "weekly")
+    async with node.services.db.transaction() as session:
+        await session.execute(
+            update(ApiKey).where(ApiKey.id == created.view.key_pk).values(rate_limit="2/7 days")
+        )
+
+    for remaining in (1, 0):
+        response = await node.call(created.plaintext)
+        assert response.status_code == 200, response.text
+        assert response.headers["RateLimit-Policy"] == '"key";q=2;w=604800'
+        assert rate_limit_header(response)[0] == remaining
+    assert (await node.call(created.plaintext)).status_code == 429
 
 
 # -- shared state in Redis ---------------------------------------------------------------------

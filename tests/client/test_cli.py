@@ -276,6 +276,22 @@ def test_keys_create_json_holds_the_key_and_its_fields() -> None:
 
 
 @pytest.mark.usefixtures("logged_in")
+def test_times_are_printed_in_the_rest_apis_form() -> None:
+    """-o json prints a key's times as the REST API's JSON has them (UTC with Z, not
+    +00:00), and tables to the second in the same form."""
+    created = json.loads(run("-o", "json", "keys", "create", "--name", unique("when")).stdout)
+    key_id = str(created["id"])
+
+    shown = json.loads(run("-o", "json", "keys", "show", key_id).stdout)
+    rest = json.loads(run("call", "GET", f"/api/api-keys/{key_id}").stdout)
+    for field in ("createdAt", "expiresAt", "generatedAt"):
+        assert shown[field] == rest[field], field
+        assert shown[field].endswith("Z"), shown[field]
+    rows = dict(row[:2] for row in table_rows(run("keys", "show", key_id).stdout))
+    assert rows["created"] == rest["createdAt"][:19] + "Z"
+
+
+@pytest.mark.usefixtures("logged_in")
 def test_keys_list_reads_every_page() -> None:
     """With a page size of 1, every key is still listed (several requests)."""
     names = {unique("paged") for _ in range(3)}

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
 from authgate.client import Page
-from authgate.client._cli._render import all_pages, as_json, parse_duration
+from authgate.client._cli._render import all_pages, as_json, parse_duration, when
 from authgate.client._cli._session import exit_code_for_status
 
 
@@ -88,7 +88,32 @@ def test_as_json_handles_dataclasses_dates_and_tuples() -> None:
         tags: tuple[str, ...]
 
     value = Thing(datetime(2027, 1, 31, tzinfo=UTC), ("a", "b"))
-    assert as_json([value]) == [{"when": "2027-01-31T00:00:00+00:00", "tags": ["a", "b"]}]
+    assert as_json([value]) == [{"when": "2027-01-31T00:00:00Z", "tags": ["a", "b"]}]
+
+
+@pytest.mark.parametrize(
+    ("moment", "json_form", "table_form"),
+    [
+        (datetime(2026, 12, 6, 10, 25, 57, tzinfo=UTC), "2026-12-06T10:25:57Z", None),
+        (
+            datetime(2026, 12, 6, 10, 25, 57, 937551, tzinfo=UTC),
+            "2026-12-06T10:25:57.937551Z",
+            "2026-12-06T10:25:57Z",
+        ),
+        (
+            datetime(2026, 12, 6, 11, 25, 57, tzinfo=timezone(timedelta(hours=1))),
+            "2026-12-06T10:25:57Z",
+            None,
+        ),
+    ],
+)
+def test_times_are_printed_as_the_rest_api_writes_them(
+    moment: datetime, json_form: str, table_form: str | None
+) -> None:
+    """JSON output has the REST API's form (UTC, ``Z``, its fraction of a second);
+    tables the same to the second: never ``+00:00`` or a space before the time."""
+    assert as_json(moment) == json_form
+    assert when(moment) == (table_form or json_form)
 
 
 @pytest.mark.parametrize(

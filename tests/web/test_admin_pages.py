@@ -761,7 +761,7 @@ async def test_recent_alerts_are_listed(harness: Harness, admin: Browser) -> Non
     async def fired() -> Any:
         await harness.services.audit.flush()
         await harness.services.alerts.evaluate_new_events()
-        alerts = (await harness.services.alerts.recent(page=0, size=10)).items
+        alerts = (await harness.services.alerts.recent(PageRequest(size=10))).items
         return [alert for alert in alerts if alert.subject == "actor:admin"]
 
     await eventually(fired, "the administrative action alert")
@@ -791,7 +791,7 @@ async def test_send_test_alert_reaches_the_sinks(
         return [r.getMessage() for r in caplog.records if "Test alert" in r.getMessage()]
 
     assert len(await eventually(logged, "the test alert in the log")) == 1
-    assert (await harness.services.alerts.recent(page=0, size=10)).items == []
+    assert (await harness.services.alerts.recent(PageRequest(size=10))).items == []
 
 
 # -- robustness ---------------------------------------------------------------------------

@@ -424,6 +424,22 @@ async def test_regenerate_shows_the_new_key_once_and_retires_the_old_one(
     assert new not in (await alice.get(f"{KEYS}/{key_id}")).text
 
 
+async def test_detail_page_shows_the_grace_period_only_while_it_lasts(
+    harness: Harness, alice: Browser
+) -> None:
+    """After a regeneration with grace the key page says until when the previous key
+    works; once that time has passed it no longer does."""
+    key_id, _ = await create_key(alice, harness, "graceful")
+    await alice.post(f"{KEYS}/{key_id}/regenerate", {"grace_seconds": "3600"})
+
+    def grace_shown(page: httpx2.Response) -> bool:
+        return any(term.text == "Previous key valid until" for term in html(page).find_all("dt"))
+
+    assert grace_shown(await alice.get(f"{KEYS}/{key_id}"))
+    harness.clock.advance(seconds=3601)
+    assert not grace_shown(await alice.get(f"{KEYS}/{key_id}"))
+
+
 async def test_revoke_stops_the_key_and_hides_it_from_the_list(
     harness: Harness, alice: Browser
 ) -> None:

@@ -10,12 +10,14 @@ from pydantic import BaseModel, Field
 
 from authgate.api.access import AdminConfigurationRoute, requires_permission, services_of
 from authgate.api.errors import documented
+from authgate.api.pagination import MAX_PAGE_SIZE, SortQuery, pagination_headers, sort_orders
 from authgate.api.schemas import StrictBody
 from authgate.security.permissions import ALERTS_READ, ALERTS_WRITE
 from authgate.services.alerts.kinds import KINDS
 from authgate.services.alerts.rules import MAX_WINDOW_SECONDS, NAME_MAX_LENGTH, RuleSpec, RuleView
 from authgate.services.severity import SEVERITIES, Severity
 from authgate.services.text_rules import REQUIRED_NAME_PATTERN
+from authgate.storage.paging import PageRequest
 
 router = APIRouter(tags=["alerts"], route_class=AdminConfigurationRoute)
 
@@ -173,10 +175,12 @@ async def list_fired_alerts(
     request: Request,
     response: Response,
     page: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
-    size: Annotated[int, Query(ge=1, le=1000)] = 50,
+    size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 50,
+    sort: SortQuery = None,
 ) -> list[FiredAlertDTO]:
-    fired = await services_of(request).alerts.recent(page=page, size=size)
-    response.headers["X-Total-Count"] = str(fired.total)
+    paging = PageRequest(page=page, size=size, sort=sort_orders(sort))
+    fired = await services_of(request).alerts.recent(paging)
+    response.headers.update(pagination_headers(request, fired))
     return [
         FiredAlertDTO(
             id=alert.id,

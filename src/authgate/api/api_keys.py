@@ -94,7 +94,8 @@ class ApiKeyBody(LenientBody):
     rateLimit: Annotated[str, Field(max_length=64)] | None = Field(
         default=None,
         description='Requests allowed, e.g. "100/minute" or "10/second;1000/hour" '
-        "(burst and sustained). Omitted on PUT: unchanged; null: no limit.",
+        "(burst and sustained); each window at most a day, at most 1,000,000,000 requests "
+        "a window. Omitted on PUT: unchanged; null: no limit.",
         examples=["100/minute"],
     )
 

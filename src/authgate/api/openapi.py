@@ -33,6 +33,7 @@ from authgate.api.auth import LOGIN_PASSWORD_MIN, login_password_max
 from authgate.api.v1.internal import INTERNAL_KEY_HEADER, InternalRoute
 from authgate.security.principal import KNOWN_SCOPES
 from authgate.settings import Settings
+from authgate.storage.alert_repository import AlertRepository
 from authgate.storage.api_key_repository import ApiKeyRepository, UsageRepository
 from authgate.storage.audit_repository import AuditRepository
 from authgate.storage.repositories import UserRepository
@@ -79,6 +80,7 @@ _SORT_FIELDS: dict[str, Any] = {
     "/api/api-keys": ApiKeyRepository.SORT_COLUMNS,
     "/api/api-keys/usage": UsageRepository.SORT_COLUMNS,
     "/api/audit-events": AuditRepository.SORT_COLUMNS,
+    "/api/alerts": AlertRepository.SORT_COLUMNS,
 }
 # Request fields that set a new password: (schema, property).
 _NEW_PASSWORDS = (

@@ -15,14 +15,14 @@ MAX_PAGE_SIZE = 1000
 _URI_CHARACTERS = ":/?#[]@!$&'()*+,;=%~"
 
 
-def page_request(
-    page: Annotated[int, Query(ge=0, le=1_000_000, description="Zero-based page number.")] = 0,
-    size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Items per page.")] = 20,
-    sort: Annotated[
-        list[str] | None,
-        Query(description="`field,asc` or `field,desc`; repeat for several.", max_length=5),
-    ] = None,
-) -> PageRequest:
+SortQuery = Annotated[
+    list[str] | None,
+    Query(description="`field,asc` or `field,desc`; repeat for several.", max_length=5),
+]
+
+
+def sort_orders(sort: list[str] | None) -> tuple[SortOrder, ...]:
+    """``?sort=`` as orders; the service refuses a field it cannot sort by."""
     orders = []
     for item in sort or []:
         field, _, direction = item.partition(",")
@@ -31,7 +31,15 @@ def page_request(
             message = "Invalid sort: use 'field,asc' or 'field,desc'."
             raise ValidationFailed(message, field_errors=[FieldError("sort", message, "query")])
         orders.append(SortOrder(field.strip(), descending=direction == "desc"))
-    return PageRequest(page=page, size=size, sort=tuple(orders))
+    return tuple(orders)
+
+
+def page_request(
+    page: Annotated[int, Query(ge=0, le=1_000_000, description="Zero-based page number.")] = 0,
+    size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Items per page.")] = 20,
+    sort: SortQuery = None,
+) -> PageRequest:
+    return PageRequest(page=page, size=size, sort=sort_orders(sort))
 
 
 PageRequestDep = Annotated[PageRequest, Depends(page_request)]

@@ -99,7 +99,8 @@ class ApiKeyDTO(BaseModel):
         description="When the owner's deactivation suspended the key (null: not suspended)."
     )
     rotationGraceUntil: datetime | None = Field(
-        description="Until when the previous secret still works (status 'rotating')."
+        description="Until when the previous secret still works (status 'rotating'); "
+        "null once the grace period is over, or without one."
     )
     userId: int
     legacy: bool = Field(

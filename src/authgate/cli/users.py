@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from authgate.api.schemas import UserDTO
 from authgate.cli.console import (
@@ -235,6 +236,14 @@ def users_reset_link(
     settings = load_settings(config)
     with friendly_errors():
         user, issued = with_services(settings, lambda s: s.users.new_reset_key(login))
+    if settings.http.public_url is None:
+        # The link is made here, from this command's settings, not by the server: without
+        # a public URL it names the host and port this command would serve on.
+        err.print(
+            "[yellow]note:[/yellow] AUTHGATE_PUBLIC_URL is not set, so the link starts with "
+            f"{escape(settings.http.base_url)}; if users reach the server elsewhere, give "
+            "this command the server's AUTHGATE_PUBLIC_URL (or its config file)."
+        )
     out.print(f"reset link for {user.login}, valid until {stamp(issued.expires_at)}:")
     # Printed without markup or wrapping, so it can be copied whole.
     out.print(issued.link(settings.http.base_url), markup=False, highlight=False, soft_wrap=True)

@@ -10,7 +10,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 from urllib.parse import quote
 
 import httpx2
@@ -32,6 +32,7 @@ from authgate.client._models import (
 
 T = TypeVar("T")
 M = TypeVar("M")
+Timespec = Literal["auto", "seconds", "milliseconds"]
 
 Params = list[tuple[str, str]]
 
@@ -52,9 +53,11 @@ class Call(Generic[T]):
     public: bool = False
 
 
-def iso(moment: datetime) -> str:
-    """UTMStack's instant format; a naive datetime is taken as local time."""
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def iso(moment: datetime, *, timespec: Timespec = "milliseconds") -> str:
+    """An instant in ISO 8601, in UTC, with ``Z``: UTMStack's format (milliseconds) for
+    requests; the CLI prints the REST API's (``auto``, as the server writes its JSON)
+    and people's (``seconds``). A naive datetime is taken as local time."""
+    return moment.astimezone(UTC).isoformat(timespec=timespec).replace("+00:00", "Z")
 
 
 def json_body(response: httpx2.Response) -> Any:

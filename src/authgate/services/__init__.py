@@ -18,7 +18,8 @@ once. By concern (``docs/architecture.md`` has the whole map):
 * alerts and mail: the ``alerts`` package (kinds, rules, evaluation, queues per sink,
   the webhook, syslog, e-mail and log sinks), ``mail``;
 * several workers and nodes: ``changes`` (cache invalidation), ``cluster``, ``redis_link``;
-* small tools: ``expiring_cache``, ``single_flight``;
+* small tools: ``expiring_cache``, ``single_flight``, ``sorting`` (the fields a page
+  may be sorted by);
 * ``ports``: what the services need from storage (the database, the repositories), as
   protocols; no service imports SQLAlchemy or a repository class.
 

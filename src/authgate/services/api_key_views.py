@@ -33,7 +33,7 @@ class ApiKeyView:
     expires_at: datetime | None
     revoked_at: datetime | None
     suspended_at: datetime | None
-    previous_valid_until: datetime | None
+    previous_valid_until: datetime | None  # while the previous secret works; else None
     last_used_at: datetime | None
     last_used_ip: str | None
     rate_limit: str | None
@@ -44,6 +44,9 @@ class ApiKeyView:
     @classmethod
     def of(cls, key: ApiKey, *, now: datetime) -> ApiKeyView:
         legacy = is_legacy(key)
+        # The row keeps the end of a grace period that has passed (nothing clears it);
+        # shown, it would say the old secret still works when it does not.
+        grace = key.previous_valid_until
         return cls(
             public_id=key.public_id,
             key_pk=key.id,
@@ -61,7 +64,7 @@ class ApiKeyView:
             expires_at=key.expires_at,
             revoked_at=key.revoked_at,
             suspended_at=key.suspended_at,
-            previous_valid_until=key.previous_valid_until,
+            previous_valid_until=grace if grace is not None and grace > now else None,
             last_used_at=key.last_used_at,
             last_used_ip=key.last_used_ip,
             rate_limit=key.rate_limit,

@@ -51,7 +51,8 @@ from authgate.services.audit.writer import AuditLog
 from authgate.services.changes import Change, ChangeFeed, ChangeKind
 from authgate.services.key_refs import KeyRef
 from authgate.services.ports import ApiKeyRepo, Database
-from authgate.services.rate_limits import parse_rate_limit
+from authgate.services.rate_limits import check_rate_limit
+from authgate.services.sorting import require_sortable
 from authgate.services.text_rules import control_character_errors
 from authgate.settings_lists import comma_separated
 from authgate.storage.api_key_repository import UsageFilter
@@ -182,10 +183,7 @@ class ApiKeyService:
     ) -> Page[ApiKeyView]:
         """The viewer's keys; with ``everyone`` (``api_keys.read``) all keys, optionally
         of one owner."""
-        unknown = [o.field for o in request.sort if o.field not in self._db.api_keys.SORT_COLUMNS]
-        if unknown:
-            message = "Unknown sort field; use one of " + ", ".join(self._db.api_keys.SORT_COLUMNS)
-            raise ValidationFailed(message, field_errors=[FieldError("sort", message, "query")])
+        require_sortable(request, self._db.api_keys.SORT_COLUMNS)
         if viewer is not None and not (everyone and viewer.has_permission(API_KEYS_READ)):
             owner_id = viewer.user_id
         now = self._clock()
@@ -363,10 +361,7 @@ class ApiKeyService:
         self, viewer: Principal | None, request: PageRequest, where: UsageFilter
     ) -> Page[UsageRecordView]:
         """Usage records of the viewer's keys (with ``api_keys.read``: of every key)."""
-        unknown = [o.field for o in request.sort if o.field not in self._db.usage.SORT_COLUMNS]
-        if unknown:
-            message = "Unknown sort field; use one of " + ", ".join(self._db.usage.SORT_COLUMNS)
-            raise ValidationFailed(message, field_errors=[FieldError("sort", message, "query")])
+        require_sortable(request, self._db.usage.SORT_COLUMNS)
         if viewer is not None and not viewer.has_permission(API_KEYS_READ):
             where = UsageFilter(
                 owner_id=viewer.user_id,
@@ -423,7 +418,7 @@ class ApiKeyService:
         errors.extend(self._expiry_errors(spec.expires_at, now))
         if spec.rate_limit:
             try:
-                parse_rate_limit(spec.rate_limit)
+                check_rate_limit(spec.rate_limit)
             except ValueError as error:
                 errors.append(FieldError("rateLimit", str(error)))
         if len(spec.allowed_networks) > networks.MAX_ENTRIES:

@@ -36,6 +36,7 @@ from authgate.services.alerts.dispatch import AlertDispatcher
 from authgate.services.alerts.messages import CheckpointNotice
 from authgate.services.audit.writer import AuditLog
 from authgate.services.ports import Database
+from authgate.services.sorting import require_sortable
 from authgate.storage.audit_repository import SignedLink
 from authgate.storage.models import AuditCheckpoint
 from authgate.storage.paging import Page, PageRequest
@@ -185,11 +186,7 @@ class AuditCheckpoints:
             ) from None
 
     async def search(self, request: PageRequest) -> Page[PublishedCheckpoint]:
-        if any(o.field not in self._db.audit_checkpoints.SORT_COLUMNS for o in request.sort):
-            message = "Unknown sort field; use one of " + ", ".join(
-                self._db.audit_checkpoints.SORT_COLUMNS
-            )
-            raise ValidationFailed(message, field_errors=[FieldError("sort", message, "query")])
+        require_sortable(request, self._db.audit_checkpoints.SORT_COLUMNS)
         async with self._db.session() as session:
             repository = self._db.audit_checkpoints(session)
             total = await repository.count()

@@ -29,6 +29,13 @@ if TYPE_CHECKING:
     from authgate.services.redis_link import RedisLink
 
 MAX_LIMIT_TEXT = 64
+# A rate, not a quota: counts live in each worker's memory while Redis is down and
+# are lost at a restart, so a window of a week or a month would promise a budget that
+# is not kept. `limits` also counts a window longer than the time since 1970 twice
+# (its previous and current windows are then the same counter), and the count goes
+# into the RateLimit headers, whose integers have at most 15 digits (RFC 9651).
+MAX_WINDOW_SECONDS = 86_400
+MAX_REQUESTS = 1_000_000_000
 T = TypeVar("T")
 
 
@@ -44,7 +51,7 @@ class RateLimitState:
 
 
 def parse_rate_limit(text: str) -> tuple[RateLimitItem, ...]:
-    """Validate a limit such as ``100/minute`` or ``10/second;1000/hour``.
+    """Read a limit such as ``100/minute`` or ``10/second;1000/hour``, as stored.
 
     Raises:
         ValueError: with a message for people.
@@ -59,6 +66,21 @@ def parse_rate_limit(text: str) -> tuple[RateLimitItem, ...]:
         ) from None
     if not items or any(item.amount <= 0 for item in items):
         raise ValueError("A rate limit needs a positive number of requests.")
+    return items
+
+
+def check_rate_limit(text: str) -> tuple[RateLimitItem, ...]:
+    """Validate a new limit: readable (:func:`parse_rate_limit`), within
+    ``MAX_REQUESTS`` requests per window and ``MAX_WINDOW_SECONDS`` a window.
+
+    Raises:
+        ValueError: with a message for people.
+    """
+    items = parse_rate_limit(text)
+    if any(item.amount > MAX_REQUESTS for item in items):
+        raise ValueError(f"A rate limit allows at most {MAX_REQUESTS:,} requests a window.")
+    if any(item.get_expiry() > MAX_WINDOW_SECONDS for item in items):
+        raise ValueError("A rate limit's window is at most one day (e.g. 10000/day).")
     return items
 
 
@@ -79,6 +101,8 @@ class KeyRateLimits:
                 connection_pool=link.client.connection_pool,
             )
             self._redis = SlidingWindowCounterRateLimiter(storage)
+        # Not check_rate_limit: a key stored before the bounds keeps its limit rather
+        # than failing each request.
         self._parse = lru_cache(maxsize=1024)(parse_rate_limit)
 
     async def _use(self, call: Callable[[SlidingWindowCounterRateLimiter], Awaitable[T]]) -> T:

@@ -10,12 +10,7 @@ from datetime import timedelta
 from typing import Final
 
 from authgate.clock import Clock
-from authgate.exceptions import (
-    Conflict,
-    FieldError,
-    NotFound,
-    ValidationFailed,
-)
+from authgate.exceptions import Conflict, NotFound, ValidationFailed
 from authgate.reasons import Reason
 from authgate.security.passwords import PasswordPolicy
 from authgate.security.principal import (
@@ -38,6 +33,7 @@ from authgate.services.reset_keys import (
     cancel_reset_link,
     issue_reset_key,
 )
+from authgate.services.sorting import require_sortable
 from authgate.services.user_fields import (
     NewUser,
     UserChanges,
@@ -84,9 +80,7 @@ class UserService:
         """A page of users; with ``login_contains``, only those whose login contains it
         (case-insensitive, UTMStack's ``?login=`` and ``/filter/{login}``); with
         ``search``, those whose login, e-mail or name contains it (v12's ``?search=``)."""
-        if any(order.field not in self._db.users.SORT_COLUMNS for order in request.sort):
-            message = "Unknown sort field; use one of " + ", ".join(self._db.users.SORT_COLUMNS)
-            raise ValidationFailed(message, field_errors=[FieldError("sort", message, "query")])
+        require_sortable(request, self._db.users.SORT_COLUMNS)
         fragment = login_contains.strip() if login_contains else None
         searched = search.strip() if search else None
         if any(text is not None and not storable_text(text) for text in (fragment, searched)):

@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
+from typing import Any, ClassVar
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authgate.storage.models import AlertRule, ApiKey, AuditEvent, FiredAlert
+from authgate.storage.paging import PageRequest, SortOrder
+from authgate.storage.repositories import order_by
 from authgate.storage.text import storable_text
 
 
 class AlertRepository:
+    # The fields fired alerts may be sorted by (``GET /api/alerts?sort=``).
+    SORT_COLUMNS: ClassVar[Mapping[str, Any]] = {
+        "id": FiredAlert.id,
+        "firedAt": FiredAlert.fired_at,
+        "rule": FiredAlert.rule_name,
+        "kind": FiredAlert.kind,
+        "subject": FiredAlert.subject,
+        "count": FiredAlert.count,
+    }
+
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
 
@@ -46,8 +59,15 @@ class AlertRepository:
             return False
         return True
 
-    async def fired(self, *, limit: int, offset: int = 0) -> Sequence[FiredAlert]:
-        query = select(FiredAlert).order_by(FiredAlert.id.desc()).offset(offset).limit(limit)
+    async def fired(self, request: PageRequest) -> Sequence[FiredAlert]:
+        """A page of fired alerts, newest first unless ``request`` sorts otherwise."""
+        sort = request.sort or (SortOrder("id", descending=True),)
+        query = (
+            select(FiredAlert)
+            .order_by(*order_by(sort, self.SORT_COLUMNS, FiredAlert.id))
+            .offset(request.offset)
+            .limit(request.size)
+        )
         return list(await self._session.scalars(query))
 
     async def count_fired(self) -> int:

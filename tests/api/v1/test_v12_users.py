@@ -439,6 +439,9 @@ async def test_roles_cannot_be_created_changed_or_deleted(harness: Harness) -> N
         assert list(response.json()) == ["error"]
     refused = await harness.client.put(f"{ROLES}/{viewer}", json=role, headers=admin)
     assert refused.json() == {"error": "system roles cannot be modified"}
+    created = await harness.client.post(ROLES, json=role, headers=admin)
+    message = "custom roles are not supported: system roles cannot be modified"
+    assert created.json() == {"error": message}  # as the README says
     listed = await harness.client.get(ROLES, headers=admin)
     assert [r["name"] for r in listed.json()] == [
         "ROLE_ADMIN",

@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from authgate.client._cli._session import err, out
+from authgate.client._endpoints import iso
 from authgate.client._models import ApiKey, Page, SessionInfo, UsageRecord, User, V12User
 
 __all__ = [
@@ -81,7 +82,7 @@ def as_json(value: Any) -> Any:
             for field in dataclasses.fields(value)
         }
     if isinstance(value, datetime):
-        return value.isoformat()
+        return iso(value, timespec="auto")
     if isinstance(value, list | tuple):
         return [as_json(item) for item in value]
     if isinstance(value, dict):
@@ -94,7 +95,8 @@ def print_json(value: Any) -> None:
 
 
 def when(moment: datetime | None, *, never: str = "—") -> str:
-    return moment.isoformat(sep=" ", timespec="seconds") if moment is not None else never
+    """A time for people, in the REST API's form to the second: ``2026-12-06T10:25:57Z``."""
+    return iso(moment, timespec="seconds") if moment is not None else never
 
 
 def print_table(

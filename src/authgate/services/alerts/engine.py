@@ -31,6 +31,7 @@ from authgate.services.audit.events import SERVER, EventType
 from authgate.services.audit.writer import AuditLog
 from authgate.services.ports import AlertRepo, Database
 from authgate.services.severity import Severity
+from authgate.services.sorting import require_sortable
 from authgate.storage.models import AuditEvent, FiredAlert
 from authgate.storage.paging import Page, PageRequest
 
@@ -95,12 +96,13 @@ class AlertEngine:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=self._poll_interval)
 
-    async def recent(self, *, page: int, size: int) -> Page[FiredAlertView]:
-        """Fired alerts, newest first."""
+    async def recent(self, request: PageRequest) -> Page[FiredAlertView]:
+        """Fired alerts, newest first unless ``request`` sorts otherwise."""
+        require_sortable(request, self._db.alerts.SORT_COLUMNS)
         async with self._db.session() as session:
             repository = self._db.alerts(session)
             total = await repository.count_fired()
-            rows = await repository.fired(limit=size, offset=page * size)
+            rows = await repository.fired(request)
         items = [
             FiredAlertView(
                 id=row.id,
@@ -114,7 +116,7 @@ class AlertEngine:
             )
             for row in rows
         ]
-        return Page(items=items, total=total, request=PageRequest(page=page, size=size))
+        return Page(items=items, total=total, request=request)
 
     def send_test(self) -> int:
         """Queue a test alert to every sink; returns how many sinks it went to."""

@@ -14,7 +14,6 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from authgate.clock import Clock
-from authgate.exceptions import FieldError, ValidationFailed
 from authgate.reasons import AlertKindName, Reason
 from authgate.security.audit_chain import AuditKey
 from authgate.security.audit_checkpoints import Checkpoint
@@ -30,6 +29,7 @@ from authgate.services.audit.events import (
 from authgate.services.audit_verification import ChainVerification
 from authgate.services.batch_writer import BatchWriter
 from authgate.services.ports import Database
+from authgate.services.sorting import require_sortable
 from authgate.storage.audit_repository import AuditFilter, AuditRow
 from authgate.storage.paging import Page, PageRequest
 
@@ -185,9 +185,7 @@ class AuditLog(BatchWriter[AuditRow, list[AuditRow]]):
     # -- reading --------------------------------------------------------------------------
 
     async def search(self, where: AuditFilter, request: PageRequest) -> Page[AuditEntry]:
-        if any(order.field not in self._db.audit.SORT_COLUMNS for order in request.sort):
-            message = "Unknown sort field; use one of " + ", ".join(self._db.audit.SORT_COLUMNS)
-            raise ValidationFailed(message, field_errors=[FieldError("sort", message, "query")])
+        require_sortable(request, self._db.audit.SORT_COLUMNS)
         async with self._db.session() as session:
             repository = self._db.audit(session)
             total = await repository.count(where)

@@ -14,6 +14,7 @@ from authgate.reasons import Reason
 from authgate.services.alerts.kinds import KINDS, duration
 from authgate.services.alerts.rules import RuleSpec, RuleView
 from authgate.services.severity import SEVERITIES
+from authgate.storage.paging import PageRequest
 from authgate.web import forms
 from authgate.web.forms import FormProblem
 from authgate.web.pages import AdminPageRoute, redirect, render, stored_id
@@ -124,7 +125,7 @@ async def send_test_alert(request: Request) -> Response:
 async def _alerts(request: Request, problem: FormProblem | None = None) -> Response:
     services = services_of(request)
     rules = await services.alert_rules.list()
-    fired = await services.alerts.recent(page=0, size=RECENT_ALERTS)
+    fired = await services.alerts.recent(PageRequest(size=RECENT_ALERTS))
     rows = []
     for rule in rules:
         values = _rule_values(rule)
