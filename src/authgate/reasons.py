@@ -148,6 +148,8 @@ class Reason(StrEnum):
     ACCOUNT_SLOWDOWN = "account_slowdown", _C.THROTTLE, None, True
     ACCOUNT_IP_BLOCKED = "account_ip_blocked", _C.THROTTLE, None, True
     IP_BLOCKED = "ip_blocked", _C.THROTTLE, None, True
+    # More logins from one address at once than may wait for their turn.
+    CONCURRENT_LOGINS = "concurrent_logins", _C.THROTTLE, None, True
     # A request refused because its address is blocked for sending bad keys ...
     IP_BLOCKED_FOR_KEYS = "ip_blocked_for_keys", _C.THROTTLE, None, True
     # ... and the block itself.

@@ -86,22 +86,23 @@ class AccountService:
         request = current_request.get()
         client_ip = request.client_ip if request else None
         try:
-            attempt = await self._protection.check(account, client_ip)
+            async with self._protection.evaluation(client_ip):
+                attempt = await self._protection.check(account, client_ip)
+                try:
+                    verified = await verify()
+                except BadCredentials as failure:
+                    await self._protection.failed(attempt)
+                    self._audit.record(
+                        EventType.AUTH_FAILURE, "failure", actor=actor, reason=failure.reason
+                    )
+                    raise
+                await self._protection.succeeded(attempt)
+                return verified
         except Throttled as refusal:
             self._audit.record(
                 EventType.AUTH_FAILURE, "failure", actor=actor, reason=refusal.reason
             )
             raise
-        try:
-            verified = await verify()
-        except BadCredentials as failure:
-            await self._protection.failed(attempt)
-            self._audit.record(
-                EventType.AUTH_FAILURE, "failure", actor=actor, reason=failure.reason
-            )
-            raise
-        await self._protection.succeeded(attempt)
-        return verified
 
     async def _verify(self, user: UserColumns | None, password: str) -> UserColumns:
         if user is None:

@@ -22,6 +22,14 @@ address's /64 (``security.networks.throttle_network``): one machine may hold a w
   ``account_slowdown_max`` (429), however many addresses the attacker has; addresses the
   owner used pass untouched, so a distributed attack cannot lock the owner out.
 
+Checks from one address are evaluated one at a time in each process (``evaluation``):
+the next one reads the counters only after the one before it was counted, so a burst
+sent at once is counted as if sent one by one (otherwise every request that arrived
+while the first passwords were being hashed passed the check: 59 of 59 in a review).
+What waits is bounded (``max_waiting``, the password-hashing queue's size: more could
+not be hashed in time anyway; beyond, 429 at once). Across nodes a burst may still get
+one extra evaluation per node before the counts meet.
+
 A success clears the pair's counter and block and remembers the address as known.
 Costs: ``check`` is one read (every block that may apply, and whether the pair has
 failures counted, at once), plus one write when an unknown address takes the account's
@@ -32,7 +40,9 @@ login: same place, no failures).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -82,6 +92,20 @@ class LoginLimits(BaseModel):
 # address is treated as unknown sooner: stricter, never laxer).
 KNOWN_REFRESH_SECONDS = 3600
 
+# Checks from one address that may wait for their turn in this process by default (the
+# password-hashing queue's default size); more are refused at once.
+MAX_WAITING_PER_ADDRESS = 64
+
+
+class _Turns:
+    """One address's checks in this process: a lock, and how many hold or wait for it."""
+
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0
+
 
 @dataclass(frozen=True, slots=True)
 class LoginAttempt:
@@ -122,12 +146,44 @@ class LoginAttempt:
 
 class LoginProtection:
     def __init__(
-        self, *, store: ThrottleStore, limits: LoginLimits, clock: Clock, audit: AuditLog
+        self,
+        *,
+        store: ThrottleStore,
+        limits: LoginLimits,
+        clock: Clock,
+        audit: AuditLog,
+        max_waiting: int = MAX_WAITING_PER_ADDRESS,
     ) -> None:
         self._store = store
         self._limits = limits
         self._clock = clock
         self._audit = audit
+        self._max_waiting = max_waiting
+        # Only addresses with a check in progress: an entry goes with its last user.
+        self._turns: dict[str, _Turns] = {}
+
+    @asynccontextmanager
+    async def evaluation(self, client_ip: str | None) -> AsyncIterator[None]:
+        """Hold the address's turn for one check (``check``, the password, then
+        ``failed``/``succeeded``); ``Throttled`` at once when too many wait for it."""
+        network = throttle_network(client_ip or "unknown")
+        turns = self._turns.get(network)
+        if turns is None:
+            turns = self._turns[network] = _Turns()
+        elif turns.users > self._max_waiting:
+            raise Throttled(
+                "Too many logins from this address at once; try again in a moment",
+                retry_after=1,
+                reason=Reason.CONCURRENT_LOGINS,
+            )
+        turns.users += 1
+        try:
+            async with turns.lock:
+                yield
+        finally:
+            turns.users -= 1
+            if not turns.users:
+                del self._turns[network]
 
     async def check(self, account: str, client_ip: str | None) -> LoginAttempt:
         """The attempt, if it may be evaluated; else ``ClientBlocked``/``Throttled``

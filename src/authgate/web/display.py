@@ -59,6 +59,7 @@ REASON_TEXT: Final[dict[Reason, str]] = {
     Reason.ACCOUNT_SLOWDOWN: "Too many failed logins: the account is slowed down",
     Reason.ACCOUNT_IP_BLOCKED: "Too many failed logins for this account from this address",
     Reason.IP_BLOCKED: "Too many failed logins from this address",
+    Reason.CONCURRENT_LOGINS: "Too many logins from this address at once",
     Reason.IP_BLOCKED_FOR_KEYS: "Too many invalid API keys from this address",
     Reason.TOO_MANY_INVALID_KEYS: "Too many invalid API keys from this address",
     Reason.RATE_LIMITED: "Over the key's rate limit",

@@ -32,7 +32,11 @@ def build_protection(settings: Settings, infra: Infrastructure, clock: Clock) ->
     return Protection(
         client_ips=ClientIpResolver(trusted_proxies(settings), header=settings.forwarded_header),
         login_protection=LoginProtection(
-            store=throttle, limits=settings.login, clock=clock, audit=audit
+            store=throttle,
+            limits=settings.login,
+            clock=clock,
+            audit=audit,
+            max_waiting=settings.password_hashing.queue_size,
         ),
         address_blocker=AddressBlocker(
             store=throttle, feed=infra.feed, limits=settings.key_abuse, clock=clock, audit=audit
