@@ -377,7 +377,12 @@ class UserService:
             user.image_url = changes.image_url or None
         if changes.authorities is not None:
             user.authorities = join_authorities(changes.authorities)
-        if changes.activated is not None and changes.activated != user.activated:
+        # A pending user (invited, not yet activated) is stored inactive: deactivating
+        # it must still end the invitation, or its link would activate it later.
+        deactivating_pending = changes.activated is False and bool(user.activation_pending)
+        if changes.activated is not None and (
+            changes.activated != user.activated or deactivating_pending
+        ):
             if not changes.activated and user.id == acting_user_id:
                 raise Conflict(
                     "You cannot deactivate your own account.", reason=Reason.SELF_DEACTIVATE

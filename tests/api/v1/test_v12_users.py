@@ -24,6 +24,7 @@ import pytest
 from authgate.app import create_app
 from authgate.container import Services
 from authgate.security.permissions import ROLE_ID_NAMESPACE
+from authgate.services.password_resets import ResetKeyInvalid
 from authgate.services.user_fields import NewUser
 from authgate.settings import Settings
 from authgate.storage.models import User
@@ -544,3 +545,33 @@ async def test_user_views_carry_the_public_id(harness: Harness) -> None:
     )
     assert len(created.public_id) == 36
     assert (await harness.services.users.get_user_by_public_id(created.public_id)).id == created.id
+
+
+async def test_deactivating_an_invited_user_ends_the_invitation(harness: Harness) -> None:
+    """An invited user is stored inactive until the link sets a password: deactivating
+    it (DELETE, or status inactive) must end the invitation, or the link would still
+    activate the account, roles included (the attack review's ROLE_ADMIN invitee)."""
+    admin = await _admin(harness)
+    for deactivate in ("delete", "put"):
+        email = f"invitee-{deactivate}@example.com"
+        response = await harness.client.post(
+            USERS, json={"email": email, "role_names": ["ROLE_ADMIN"]}, headers=admin
+        )
+        assert response.status_code == 201, response.text
+        user_id = response.json()["id"]
+        _, issued = await harness.services.users.new_reset_key(email)
+        if deactivate == "delete":
+            done = await harness.client.delete(f"{USERS}/{user_id}", headers=admin)
+        else:
+            done = await harness.client.put(
+                f"{USERS}/{user_id}", json={"status": "inactive"}, headers=admin
+            )
+        assert done.status_code in (200, 204), done.text
+        shown = await harness.client.get(f"{USERS}/{user_id}", headers=admin)
+        assert shown.json()["status"] == "inactive"
+        with pytest.raises(ResetKeyInvalid):
+            await harness.services.password_resets.finish(issued.key, NEW_PASSWORD)
+        login = await harness.client.post(
+            "/api/v1/auth/login", json={"login": email, "password": NEW_PASSWORD}
+        )
+        assert login.status_code == 401
