@@ -690,3 +690,35 @@ async def test_resetting_a_user_without_a_factor_records_and_mails_nothing(
             assert events.status_code == 200
             assert events.json() == []
             assert [m for m in recorder.messages() if m["To"] == "alice@example.com"] == []
+
+
+async def test_a_session_that_skipped_the_factor_cannot_change_the_email(
+    harness: Harness, user_token: str
+) -> None:
+    """A token from before the factor was enabled (or from the bypass header) may not
+    give the account another address: reset links and e-mailed codes go there (the
+    attack review took an e-mail-factor account that way). Other profile fields, and
+    the unchanged address a whole DTO sends back, still pass."""
+    old = await harness.login("alice", USER_PASSWORD)
+    await enrol_totp(harness, user_token)
+    moved = await harness.client.post(
+        "/api/account", json={"email": "mallory@evil.test"}, headers=bearer(old)
+    )
+    assert moved.status_code == 403, moved.text
+    assert moved.json()["code"] == "session_required"
+    renamed = await harness.client.post(
+        "/api/account",
+        json={"email": "alice@example.com", "firstName": "Alice"},
+        headers=bearer(old),
+    )
+    assert renamed.status_code == 200, renamed.text
+    v12 = await harness.client.put(
+        "/api/v1/auth/me", json={"email": "mallory@evil.test"}, headers=bearer(old)
+    )
+    assert v12.status_code == 403, v12.text
+    passed = await harness.client.put(
+        "/api/v1/auth/me", json={"email": "alice@new.example"}, headers=bearer(user_token)
+    )
+    assert passed.status_code == 200, passed.text
+    account = await harness.client.get("/api/account", headers=bearer(user_token))
+    assert account.json()["email"] == "alice@new.example"

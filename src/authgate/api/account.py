@@ -7,7 +7,13 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Request, Response
 from pydantic import Field
 
-from authgate.api.access import SelfServiceRoute, principal_of, services_of, sets_credentials
+from authgate.api.access import (
+    SelfServiceRoute,
+    principal_of,
+    require_password_session_for_target,
+    services_of,
+    sets_credentials,
+)
 from authgate.api.errors import documented
 from authgate.api.schemas import LenientBody, UserDTO
 from authgate.api.users import Email, ImageUrl, LangKey, Name
@@ -70,6 +76,10 @@ async def save_account(body: AccountBody, request: Request) -> Response:
         lang_key=body.langKey,
         image_url=cleared("imageUrl", body.imageUrl),
     )
+    if changes.replaces_email(account.email):
+        # Reset links and e-mailed codes go to the new address: a credential, which a
+        # session that skipped the user's second factor may not set.
+        require_password_session_for_target(request)
     try:
         await services.users.update_user(account.login, changes, acting_user_id=principal.user_id)
     except Conflict as conflict:

@@ -18,6 +18,7 @@ from authgate.api.access import (
     AuthenticatedRoute,
     SelfServiceRoute,
     principal_of,
+    require_password_session_for_target,
     services_of,
     sets_credentials,
 )
@@ -284,11 +285,15 @@ async def update_me(body: UpdateMeRequest, request: Request) -> UserResponse:
     if body.name is not None:
         first, _, rest = body.name.strip().partition(" ")
         last = rest.strip()
-    await services_of(request).users.update_user(
-        principal.login,
-        UserChanges(email=body.email, first_name=first, last_name=last, lang_key=body.lang_key),
-        acting_user_id=principal.user_id,
+    services = services_of(request)
+    changes = UserChanges(
+        email=body.email, first_name=first, last_name=last, lang_key=body.lang_key
     )
+    if changes.replaces_email((await services.accounts.account(principal.user_id)).email):
+        # Reset links and e-mailed codes go to the new address: a credential, which a
+        # session that skipped the user's second factor may not set.
+        require_password_session_for_target(request)
+    await services.users.update_user(principal.login, changes, acting_user_id=principal.user_id)
     return await _user(request, principal.user_id)
 
 
