@@ -21,7 +21,7 @@ from authgate.web.pages import (
     error_page,
     https_required,
     read_form,
-    redirect,
+    redirect_with_notice,
     render,
     safe_next,
     unreadable_form,
@@ -128,7 +128,7 @@ def start_session(response: Response, cookies: UiCookies, result: SignInResult) 
 async def logout(request: Request) -> Response:
     """Revokes the session's token (not just the cookie)."""
     await services_of(request).tokens.logout(current_principal(request))
-    response = redirect(LOGIN_PATH, notice="You are signed out.")
+    response = redirect_with_notice(request, LOGIN_PATH, "You are signed out.")
     cookies_of(request).clear_session(response)
     return response
 
@@ -181,7 +181,9 @@ async def change_password(request: Request) -> Response:
             request, {fields.get(e.field, e.field): e.message for e in error.field_errors}
         )
     # Every other session of the user ended with the change; this one goes on.
-    return redirect("/settings/account", notice="Password changed. Your other sessions have ended.")
+    return redirect_with_notice(
+        request, "/settings/account", "Password changed. Your other sessions have ended."
+    )
 
 
 @router.post("/account/sessions/{session_id}/revoke")
@@ -192,8 +194,8 @@ async def revoke_session(session_id: str, request: Request) -> Response:
             principal.user_id, session_id, actor=Actor.of(principal)
         )
     except NotFound:  # revoked meanwhile (another tab), expired, or not the caller's
-        return redirect("/settings/account", notice="That session had already ended.")
-    return redirect("/settings/account", notice="Session revoked.")
+        return redirect_with_notice(request, "/settings/account", "That session had already ended.")
+    return redirect_with_notice(request, "/settings/account", "Session revoked.")
 
 
 @router.post("/account/sessions/revoke-others")
@@ -203,7 +205,7 @@ async def revoke_other_sessions(request: Request) -> Response:
         principal.user_id, keep=principal.session_id, actor=Actor.of(principal)
     )
     notice = f"{revoked} session{'' if revoked == 1 else 's'} revoked."
-    return redirect("/settings/account", notice=notice)
+    return redirect_with_notice(request, "/settings/account", notice)
 
 
 @router.post("/account/logout-all")
@@ -216,7 +218,7 @@ async def logout_everywhere(request: Request) -> Response:
     notice = "You are signed out everywhere" + (
         " and your API keys are revoked." if revoke_keys else "."
     )
-    response = redirect(LOGIN_PATH, notice=notice)
+    response = redirect_with_notice(request, LOGIN_PATH, notice)
     cookies_of(request).clear_session(response)
     return response
 

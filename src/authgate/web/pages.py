@@ -43,6 +43,7 @@ from authgate.security.clientip import forwarded_proto
 from authgate.security.principal import ROLE_ADMIN, Principal
 from authgate.services.gate import Credentials, Requirement
 from authgate.web.display import breakable, device, iso, reason_text
+from authgate.web.notices import NOTICE_MAX_AGE, notice_secret, open_notice, seal_notice
 from authgate.web.session import (
     CSRF_FIELD,
     UiCookies,
@@ -83,8 +84,10 @@ def render(
     *,
     status: int = 200,
 ) -> HTMLResponse:
-    """A page, with what every template needs (caller, CSRF token, navigation)."""
+    """A page, with what every template needs (caller, CSRF token, navigation), and the
+    notice a redirect left for it (shown once)."""
     principal = verdict_of(request.scope).principal
+    notice = _notice_for(request)
     base: dict[str, Any] = {
         "principal": principal,
         "is_admin": principal is not None and principal.is_admin,
@@ -92,13 +95,24 @@ def render(
         "csrf_token": request.scope.get("authgate.csrf"),
         "version": __version__,
         "path": request.url.path,
-        "notice": request.query_params.get("notice"),
+        "notice": notice,
     }
     response = TEMPLATES.TemplateResponse(request, template, {**base, **(context or {})})
     response.status_code = status
+    if notice is not None:
+        cookies_of(request).clear_notice(response)
     response.headers["Cache-Control"] = "no-store"
     response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
     return response
+
+
+def _notice_for(request: Request) -> str | None:
+    sealed = request.cookies.get(cookies_of(request).notice)
+    if not sealed:
+        return None
+    services = services_of(request)
+    secret = notice_secret(services.server_secret)
+    return open_notice(secret, sealed, path=request.url.path, now=services.clock())
 
 
 def cookies_of(request: Request) -> UiCookies:
@@ -164,11 +178,24 @@ def unreadable_form(request: Request) -> HTMLResponse:
     )
 
 
-def redirect(url: str, *, notice: str | None = None) -> RedirectResponse:
+def redirect(url: str) -> RedirectResponse:
     """303 See Other: a form that was posted is followed by a GET."""
-    if notice:
-        url += ("&" if "?" in url else "?") + "notice=" + quote(notice)
     return RedirectResponse(url, status_code=303)
+
+
+def redirect_with_notice(request: Request, url: str, notice: str) -> RedirectResponse:
+    """A redirect whose page shows ``notice`` once: in a signed cookie, never in the URL
+    (web/notices.py)."""
+    response = redirect(url)
+    services = services_of(request)
+    sealed = seal_notice(
+        notice_secret(services.server_secret),
+        notice,
+        path=urlsplit(url).path,
+        now=services.clock(),
+    )
+    cookies_of(request).set_notice(response, sealed, max_age=NOTICE_MAX_AGE)
+    return response
 
 
 def safe_next(target: str | None) -> str:
@@ -255,7 +282,9 @@ class PageRoute(AuthgateRoute):
             )
             principal = verdict.principal
             if principal is None:  # the gate refused the token (recorded as any token)
-                response = redirect(login, notice="Your session has ended. Please sign in again.")
+                response = redirect_with_notice(
+                    request, login, "Your session has ended. Please sign in again."
+                )
                 cookies.clear_session(response)
                 return response
             expected = session_csrf_token(

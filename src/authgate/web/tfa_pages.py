@@ -41,6 +41,7 @@ from authgate.web.pages import (
     error_page,
     read_form,
     redirect,
+    redirect_with_notice,
     render,
     safe_next,
     unreadable_form,
@@ -71,7 +72,9 @@ async def _pending(request: Request) -> PendingClaims | None:
 
 
 def _expired(request: Request) -> Response:
-    response = redirect(LOGIN_PATH, notice="The sign-in expired. Please sign in again.")
+    response = redirect_with_notice(
+        request, LOGIN_PATH, "The sign-in expired. Please sign in again."
+    )
     cookies_of(request).clear_pending(response)
     return response
 
@@ -242,7 +245,7 @@ async def disable(request: Request) -> Response:
         context = await account_context(request)
         message = "Wrong password or code." if not isinstance(error, Throttled) else error.message
         return render(request, "account.html", {**context, "tfa_error": message}, status=400)
-    return redirect("/settings/account", notice="Two-factor authentication is off.")
+    return redirect_with_notice(request, "/settings/account", "Two-factor authentication is off.")
 
 
 # -- admin -----------------------------------------------------------------------------------
@@ -253,6 +256,6 @@ async def disable(request: Request) -> Response:
 async def reset(login: str, request: Request) -> Response:
     services = services_of(request)
     user = await services.second_factor.reset(login, by=Actor.of(current_principal(request)))
-    return redirect(
-        "/settings/users", notice=f"Two-factor authentication of {user.login} was reset."
+    return redirect_with_notice(
+        request, "/settings/users", f"Two-factor authentication of {user.login} was reset."
     )

@@ -25,7 +25,7 @@ from authgate.web.pages import (
     AdminPageRoute,
     cookies_of,
     current_principal,
-    redirect,
+    redirect_with_notice,
     render,
 )
 
@@ -74,7 +74,7 @@ async def create_user(request: Request) -> Response:
             "create", "create", fields={where: error.message}, values=values, status=409
         )
         return await _users(request, problem)
-    return redirect(USERS_PATH, notice=f"User {created.login} created.")
+    return redirect_with_notice(request, USERS_PATH, f"User {created.login} created.")
 
 
 @router.post("/users/{login}/edit")
@@ -100,8 +100,10 @@ async def edit_user(request: Request, login: str) -> Response:
         )
         return await _users(request, problem)
     if updated.id == principal.user_id and ROLE_ADMIN not in updated.authorities:
-        return redirect("/settings/account", notice="Saved. You are no longer an administrator.")
-    return redirect(USERS_PATH, notice=f"Changes to {updated.login} saved.")
+        return redirect_with_notice(
+            request, "/settings/account", "Saved. You are no longer an administrator."
+        )
+    return redirect_with_notice(request, USERS_PATH, f"Changes to {updated.login} saved.")
 
 
 @router.post("/users/{login}/password")
@@ -124,13 +126,15 @@ async def reset_password(request: Request, login: str) -> Response:
         return await _users(request, problem)
     if target == current_principal(request).login:
         # A reset ends every session of the user: this one too.
-        response = redirect(LOGIN_PATH, notice="Password changed. Sign in with the new one.")
+        response = redirect_with_notice(
+            request, LOGIN_PATH, "Password changed. Sign in with the new one."
+        )
         cookies_of(request).clear_session(response)
         return response
     ended = "Their sessions have ended" + (
         " and their API keys are revoked." if revoke_keys else "."
     )
-    return redirect(USERS_PATH, notice=f"Password of {target} reset. {ended}")
+    return redirect_with_notice(request, USERS_PATH, f"Password of {target} reset. {ended}")
 
 
 @router.post("/users/{login}/reset-link")
@@ -147,7 +151,9 @@ async def _hand_over(
     resets = services_of(request).password_resets
     done = f"User {user.login} created. " if created else ""
     if await resets.deliver(user, issued):
-        return redirect(USERS_PATH, notice=f"{done}A password link was e-mailed to {user.email}.")
+        return redirect_with_notice(
+            request, USERS_PATH, f"{done}A password link was e-mailed to {user.email}."
+        )
     response = await _users(
         request,
         reset_link={
@@ -170,7 +176,7 @@ async def delete_user(request: Request, login: str) -> Response:
     except Conflict as error:
         problem = FormProblem("delete", "", target=target, message=error.message, status=409)
         return await _users(request, problem)
-    return redirect(USERS_PATH, notice=f"User {target} deleted.")
+    return redirect_with_notice(request, USERS_PATH, f"User {target} deleted.")
 
 
 async def _users(
