@@ -13,6 +13,7 @@ from authgate.exceptions import BadCredentials, NotFound, Throttled, ValidationF
 from authgate.services.audit.events import Actor
 from authgate.services.sign_in import SignInResult
 from authgate.web.pages import (
+    HOME_PATH,
     HTTPS_REQUIRED,
     LOGIN_PATH,
     PageRoute,
@@ -56,7 +57,7 @@ def login_page(request: Request, *, error: str | None = None, status: int = 200)
 @public_router.get("/settings")
 @public_router.get("/settings/")
 async def settings_home() -> RedirectResponse:
-    return RedirectResponse("/settings/api-keys", status_code=303)
+    return RedirectResponse(HOME_PATH, status_code=303)
 
 
 @public_router.get(LOGIN_PATH)

@@ -198,13 +198,31 @@ def redirect_with_notice(request: Request, url: str, notice: str) -> RedirectRes
     return response
 
 
+# Where signing in leads when no (acceptable) page was asked for.
+HOME_PATH = "/settings/api-keys"
+# In a path, what some browser or server reads as another path than the one checked:
+# ``//`` (another host, or an empty segment collapsed), ``\\`` (a slash to browsers), and
+# the encoded dot, slash and backslash (decoded on the way, before or after the check).
+_AMBIGUOUS_IN_PATH = ("//", "\\", "%2e", "%2f", "%5c")
+
+
 def safe_next(target: str | None) -> str:
-    """Only same-site paths under /settings (never an open redirect)."""
-    if not target:
-        return "/settings/api-keys"
+    """Only same-site paths under /settings (never an open redirect), spelled one way:
+    no dot segments (``/settings/../api`` leaves /settings), nothing that decodes to
+    one, no controls or white space (browsers drop tabs and newlines from URLs).
+    Anything else leads to the default page."""
+    if not target or any(char.isspace() or not char.isprintable() for char in target):
+        return HOME_PATH
     parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not parts.path.startswith("/settings/"):
-        return "/settings/api-keys"
+    path = parts.path
+    if (
+        parts.scheme
+        or parts.netloc
+        or not path.startswith("/settings/")
+        or any(ambiguous in path.lower() for ambiguous in _AMBIGUOUS_IN_PATH)
+        or any(segment in (".", "..") for segment in path.split("/"))
+    ):
+        return HOME_PATH
     return target
 
 
@@ -227,6 +245,45 @@ def page_requirement(required: str | None, *, sets_credentials: bool) -> Require
             raise SessionRequired(reason=Reason.SESSION_REQUIRED)
 
     return requirement
+
+
+SESSION_ENDED = "Your session has ended. Please sign in again."
+
+
+def sign_in_again(request: Request, *, session_ended: bool) -> RedirectResponse:
+    """To the sign-in page, which leads back to the page asked for; for a form (whose URL
+    answers POST only, a 404 after signing in) back to the page that holds it.
+
+    A form comes from a signed-in page, so one posted without a session tells that the
+    session ended meanwhile, as a refused token does: the cookie lives as long as its
+    token, and the browser stops sending it when both expire."""
+    form_posted = request.method not in ("GET", "HEAD")
+    if form_posted:
+        target = form_page(request)
+    else:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    login = f"{LOGIN_PATH}?next={quote(target)}"
+    if session_ended or form_posted:
+        return redirect_with_notice(request, login, SESSION_ENDED)
+    return redirect(login)
+
+
+def form_page(request: Request) -> str:
+    """The page a form posted to this URL is on: the nearest page at or above it
+    (``/settings/api-keys/{id}/edit`` is on ``/settings/api-keys/{id}``,
+    ``/settings/account/sessions/{id}/revoke`` on ``/settings/account``)."""
+    segments = request.url.path.split("/")
+    while len(segments) > 2:
+        path = "/".join(segments)
+        if any(
+            isinstance(route, PageRoute)
+            and "GET" in (route.methods or ())
+            and route.path_regex.match(path)
+            for route in request.app.router.routes
+        ):
+            return path
+        segments.pop()
+    return HOME_PATH
 
 
 class PageRoute(AuthgateRoute):
@@ -264,12 +321,11 @@ class PageRoute(AuthgateRoute):
             services = services_of(request)
             cookies = cookies_of(request)
             token = request.cookies.get(cookies.session)
-            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-            login = f"{LOGIN_PATH}?next={quote(target)}"
             if not token:
-                # Not signed in (yet): the way to the login page, not a refused credential,
-                # so the gate is not asked and nothing is audited.
-                return redirect(login)
+                # Not signed in (yet), or the cookie ended with its token: the way to the
+                # login page, not a refused credential, so the gate is not asked and
+                # nothing is audited.
+                return sign_in_again(request, session_ended=False)
             scope = request.scope
             # Always a JWT: the cookie is set by the password login only, and whatever it
             # holds must never be taken for an API key.
@@ -282,9 +338,7 @@ class PageRoute(AuthgateRoute):
             )
             principal = verdict.principal
             if principal is None:  # the gate refused the token (recorded as any token)
-                response = redirect_with_notice(
-                    request, login, "Your session has ended. Please sign in again."
-                )
+                response = sign_in_again(request, session_ended=True)
                 cookies.clear_session(response)
                 return response
             expected = session_csrf_token(
