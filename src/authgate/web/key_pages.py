@@ -13,7 +13,7 @@ from authgate.api.access import services_of, sets_credentials
 from authgate.exceptions import Conflict, ValidationFailed
 from authgate.security.principal import SCOPE_ADMIN
 from authgate.services.api_key_views import ApiKeyView, KeySpec
-from authgate.services.api_keys import MAX_GRACE
+from authgate.services.api_keys import MAX_GRACE, key_actions
 from authgate.services.key_refs import KeyRef, key_ref
 from authgate.storage.api_key_repository import UsageFilter
 from authgate.storage.paging import PageRequest, SortOrder
@@ -184,6 +184,8 @@ async def _detail(
             "form": form or _form_of(key),
             "errors": errors or {},
             "owned": key.owner_id == principal.user_id,
+            # The forms the service would carry out for this caller, and no other.
+            "actions": key_actions(principal, key),
             **_choices(request),
         },
         status=status,
