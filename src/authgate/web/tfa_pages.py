@@ -82,6 +82,7 @@ def _expired(request: Request) -> Response:
 async def _step_page(
     request: Request,
     pending: PendingClaims,
+    next_page: str,
     *,
     error: str | None = None,
     notice: str | None = None,
@@ -96,7 +97,7 @@ async def _step_page(
         "login_code.html",
         {
             "login_csrf": request.cookies.get(cookies_of(request).login_csrf, ""),
-            "next": safe_next(request.query_params.get("next")),
+            "next": next_page,
             "method": method,
             "error": error,
             "step_notice": notice,
@@ -112,7 +113,7 @@ async def second_step(request: Request) -> Response:
     pending = await _pending(request)
     if pending is None:
         return _expired(request)
-    return await _step_page(request, pending)
+    return await _step_page(request, pending, safe_next(request.query_params.get("next")))
 
 
 @public_router.post(SECOND_STEP_PATH)
@@ -139,16 +140,24 @@ async def second_step_submit(request: Request) -> Response:
         if action == "resend":
             user = await services.accounts.account(pending.user_id)
             await services.second_factor.resend(user)
-            return await _step_page(request, pending, notice="A new code is on its way.")
+            return await _step_page(request, pending, next_page, notice="A new code is on its way.")
         if action == "enrol":
             user = await services.sign_in.enrolling_user(pending)
             enrolment = await services.second_factor.start_enrolment(user, "TOTP")
-            return await _step_page(request, pending, enrolment=enrolment)
+            return await _step_page(request, pending, next_page, enrolment=enrolment)
         if action == "confirm":
             user = await services.sign_in.enrolling_user(pending)
             check = await services.second_factor.verify_enrolment(user, "TOTP", code)
             if not check.valid:
-                return await _step_page(request, pending, error=check.message, status=400)
+                # The same secret and QR code again, for another try.
+                return await _step_page(
+                    request,
+                    pending,
+                    next_page,
+                    error=check.message,
+                    enrolment=await services.second_factor.pending_enrolment(user),
+                    status=400,
+                )
             result, codes = await services.sign_in.after_enrolment(pending, "TOTP")
             page = render(request, "recovery_codes.html", {"codes": codes, "next": next_page})
             start_session(page, cookies, result)
@@ -163,16 +172,19 @@ async def second_step_submit(request: Request) -> Response:
         cookies.clear_pending(locked)
         return locked
     except SecondFactorFailed:
-        return await _step_page(request, pending, error="That code is not valid.", status=401)
+        return await _step_page(
+            request, pending, next_page, error="That code is not valid.", status=401
+        )
     except Throttled as refusal:
         return await _step_page(
             request,
             pending,
+            next_page,
             error=f"{refusal.message} ({refusal.retry_after} s).",
             status=429,
         )
     except Conflict as error:
-        return await _step_page(request, pending, error=error.message, status=409)
+        return await _step_page(request, pending, next_page, error=error.message, status=409)
     response = redirect(next_page)
     start_session(response, cookies, result)
     return response
@@ -187,11 +199,14 @@ async def start_enrolment(request: Request) -> Response:
     services = services_of(request)
     user = await services.accounts.account(current_principal(request).user_id)
     enrolment = await services.second_factor.start_enrolment(user, "TOTP")
-    return render(
-        request,
-        "tfa_setup.html",
-        {"enrolment": enrolment, "qr": qr_svg(enrolment.uri or "")},
-    )
+    return _setup_page(request, enrolment)
+
+
+def _setup_page(
+    request: Request, enrolment: Enrolment, *, error: str | None = None, status: int = 200
+) -> Response:
+    context = {"enrolment": enrolment, "qr": qr_svg(enrolment.uri or ""), "error": error}
+    return render(request, "tfa_setup.html", context, status=status)
 
 
 @router.post("/account/tfa/confirm")
@@ -204,8 +219,13 @@ async def confirm_enrolment(request: Request) -> Response:
         user, "TOTP", str(form.get("code", "")).strip()[:32]
     )
     if not check.valid:
-        context = await account_context(request)
-        return render(request, "account.html", {**context, "tfa_error": check.message}, status=400)
+        enrolment = await services.second_factor.pending_enrolment(user)
+        if enrolment is None:  # expired meanwhile: set up starts again from the account page
+            context = await account_context(request)
+            tfa_error = {"tfa_error": check.message}
+            return render(request, "account.html", {**context, **tfa_error}, status=400)
+        # The same secret and QR code again, for another try.
+        return _setup_page(request, enrolment, error=check.message, status=400)
     codes = await services.second_factor.complete_enrolment(user, "TOTP", enable=True)
     # The code was just proved: this browser's session becomes a second-factor session
     # (the old token is revoked), so the user need not sign in again to manage it.
