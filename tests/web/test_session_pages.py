@@ -231,6 +231,8 @@ async def test_password_change_keeps_this_session_and_ends_the_others(
     old = alice.session
     assert old is not None
     elsewhere = await signed_in(open_browser, "alice", USER_PASSWORD)
+    hint = html(await alice.get("/settings/account")).by_id("password-hint").text
+    assert hint == "Your other sessions end with the change; this one goes on."
 
     response = await alice.post(
         "/settings/account/password",
