@@ -146,9 +146,32 @@ async def test_repeated_failures_lock_out_and_tell_when_to_retry(
     retry = re.search(r"Try again in (\d+) seconds\.", message)
     assert retry is not None, message
     assert int(retry.group(1)) > 0
+    assert response.headers["Retry-After"] == retry.group(1)
     right = await browser.sign_in("alice", USER_PASSWORD)
     assert right.status_code == 429
     assert browser.session is None
+
+
+async def test_a_blocked_address_gets_the_rest_apis_423(
+    harness: Harness, open_browser: OpenBrowser
+) -> None:
+    """Too many failed logins from one address (whatever the accounts) block it: the form
+    answers what /api/authenticate answers, 423 with ``Retry-After``."""
+    browser = await open_browser()
+    statuses = []
+    for attempt in range(12):
+        response = await browser.sign_in(f"nobody-{attempt}", "not-a-password")
+        statuses.append(response.status_code)
+        if response.status_code != 401:
+            break
+
+    assert statuses[-1] == 423, statuses
+    assert int(response.headers["Retry-After"]) > 0
+    assert "Try again in" in html(response).by_id("login-error").text
+    rest = await harness.client.post(
+        "/api/authenticate", json={"username": "nobody-0", "password": "not-a-password"}
+    )
+    assert rest.status_code == 423
 
 
 async def test_sign_in_without_the_login_form_token_is_refused(

@@ -23,6 +23,7 @@ from authgate.web.pages import (
     https_required,
     read_form,
     redirect_with_notice,
+    refused,
     render,
     safe_next,
     unreadable_form,
@@ -90,12 +91,9 @@ async def login(request: Request) -> Response:
         return login_page(request, error="Enter your username and password.", status=400)
     try:
         user = await services.accounts.authenticate(username, password)
-    except Throttled as refusal:
-        return login_page(
-            request,
-            error=f"{refusal.message}. Try again in {refusal.retry_after} seconds.",
-            status=429,
-        )
+    except Throttled as refusal:  # a blocked address 423, a throttled pair 429, as in REST
+        message = f"{refusal.message}. Try again in {refusal.retry_after} seconds."
+        return refused(login_page(request, error=message), refusal)
     except BadCredentials:
         return login_page(request, error="Wrong username or password.", status=401)
     result = await services.sign_in.after_password(
@@ -173,9 +171,7 @@ async def change_password(request: Request) -> Response:
         )
     except Throttled as refusal:  # counted like a login: too many wrong current passwords
         message = f"{refusal.message}. Try again in {refusal.retry_after} seconds."
-        response = await _account_with_error(request, {"current_password": message}, status=429)
-        response.headers["Retry-After"] = str(refusal.retry_after)
-        return response
+        return refused(await _account_with_error(request, {"current_password": message}), refusal)
     except ValidationFailed as error:
         fields = {"currentPassword": "current_password", "newPassword": "new_password"}
         return await _account_with_error(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 from urllib.parse import quote, urlsplit
 
 from fastapi import Request, Response
@@ -60,6 +60,7 @@ TEMPLATES.env.filters.update(iso=iso, reason_text=reason_text, breakable=breakab
 LOGIN_PATH = "/settings/login"
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+ResponseT = TypeVar("ResponseT", bound=Response)
 # More than the largest form of the UI has; a form is never a file upload.
 MAX_FORM_FIELDS = 200
 # The pages run only authgate's own files: no inline script or style, nothing from
@@ -154,9 +155,15 @@ def failure_page(request: Request, error: AuthgateError) -> HTMLResponse:
     (a conflict is 409 on both, a throttle 429 with its ``Retry-After``), the error's
     message in the friendly error page."""
     status = status_of(error)
-    response = error_page(
-        request, status, _FAILURE_TITLES.get(status, "That did not work"), error.message
-    )
+    title = _FAILURE_TITLES.get(status, "That did not work")
+    return refused(error_page(request, status, title, error.message), error)
+
+
+def refused(response: ResponseT, error: AuthgateError) -> ResponseT:
+    """``response`` (a page that says why) as the REST API answers ``error``: its status
+    (one mapping, ``status_of``: a blocked address is 423, a throttle 429) and, when
+    waiting helps, ``Retry-After``."""
+    response.status_code = status_of(error)
     if isinstance(error, Throttled | HashingOverloaded):
         response.headers["Retry-After"] = str(error.retry_after)
     return response

@@ -42,6 +42,7 @@ from authgate.web.pages import (
     read_form,
     redirect,
     redirect_with_notice,
+    refused,
     render,
     safe_next,
     unreadable_form,
@@ -164,11 +165,8 @@ async def second_step_submit(request: Request) -> Response:
             return page
         result = await services.sign_in.after_code(pending, code)
     except SecondFactorLocked as refusal:
-        locked = login_page(
-            request,
-            error=f"{refusal.message}. Try again in {refusal.retry_after} seconds.",
-            status=429,
-        )
+        message = f"{refusal.message}. Try again in {refusal.retry_after} seconds."
+        locked = refused(login_page(request, error=message), refusal)
         cookies.clear_pending(locked)
         return locked
     except SecondFactorFailed:
@@ -176,13 +174,8 @@ async def second_step_submit(request: Request) -> Response:
             request, pending, next_page, error="That code is not valid.", status=401
         )
     except Throttled as refusal:
-        return await _step_page(
-            request,
-            pending,
-            next_page,
-            error=f"{refusal.message} ({refusal.retry_after} s).",
-            status=429,
-        )
+        message = f"{refusal.message} ({refusal.retry_after} s)."
+        return refused(await _step_page(request, pending, next_page, error=message), refusal)
     except Conflict as error:
         return await _step_page(request, pending, next_page, error=error.message, status=409)
     response = redirect(next_page)

@@ -10,7 +10,7 @@ from typing import Any, Final
 from fastapi import APIRouter, Request, Response
 from starlette.datastructures import QueryParams
 
-from authgate.api.access import services_of, sets_credentials
+from authgate.api.access import AdminRoute, services_of, sets_credentials
 from authgate.exceptions import Conflict, NotFound, ValidationFailed
 from authgate.reasons import Reason
 from authgate.security.permissions import BUILT_IN_ROLES
@@ -40,6 +40,9 @@ ROLES: Final = (
     (ROLE_USER, "User"),
 )
 USER_PAGE_SIZES: Final = (25, 50, 100, 200)
+# A form refused for its input answers what the REST users routes answer (JHipster's 400),
+# read from their route class: one mapping for both.
+INVALID_INPUT: Final = AdminRoute.validation_status
 
 
 @router.get("/users")
@@ -66,7 +69,9 @@ async def create_user(request: Request) -> Response:
             return await _hand_over(request, user, issued, created=True)
         created = await services.users.create_user(new)
     except ValidationFailed as error:
-        problem = FormProblem("create", "create", fields=_user_fields(error), values=values)
+        problem = FormProblem(
+            "create", "create", fields=_user_fields(error), values=values, status=INVALID_INPUT
+        )
         return await _users(request, problem)
     except Conflict as error:
         where = "email" if error.reason is Reason.EMAIL_EXISTS else "login"
@@ -92,7 +97,14 @@ async def edit_user(request: Request, login: str) -> Response:
             acting_user_id=principal.user_id,
         )
     except ValidationFailed as error:
-        problem = FormProblem("edit", "", target=target, fields=_user_fields(error), values=values)
+        problem = FormProblem(
+            "edit",
+            "",
+            target=target,
+            fields=_user_fields(error),
+            values=values,
+            status=INVALID_INPUT,
+        )
         return await _users(request, problem)
     except Conflict as error:
         problem = FormProblem(
@@ -115,14 +127,20 @@ async def reset_password(request: Request, login: str) -> Response:
     new_password = forms.secret(form, "new_password")
     if new_password != forms.secret(form, "confirm_password"):
         problem = FormProblem(
-            "password", "", target=target, fields={"confirm_password": "The passwords differ."}
+            "password",
+            "",
+            target=target,
+            fields={"confirm_password": "The passwords differ."},
+            status=INVALID_INPUT,
         )
         return await _users(request, problem)
     revoke_keys = form.get("revoke_api_keys") == "on"
     try:
         await services.users.set_password(login, new_password, revoke_api_keys=revoke_keys)
     except ValidationFailed as error:
-        problem = FormProblem("password", "", target=target, fields=_user_fields(error))
+        problem = FormProblem(
+            "password", "", target=target, fields=_user_fields(error), status=INVALID_INPUT
+        )
         return await _users(request, problem)
     if target == current_principal(request).login:
         # A reset ends every session of the user: this one too.
