@@ -15,7 +15,7 @@ from authgate.exceptions import Conflict, NotFound, ValidationFailed
 from authgate.reasons import Reason
 from authgate.security.permissions import BUILT_IN_ROLES
 from authgate.security.principal import ROLE_ADMIN, ROLE_ANALYST, ROLE_USER, ROLE_VIEWER
-from authgate.services.reset_keys import IssuedResetKey
+from authgate.services.reset_keys import INVITATION_TTL, IssuedResetKey
 from authgate.services.user_fields import NewUser, UserChanges, UserView
 from authgate.storage.paging import PageRequest, SortOrder
 from authgate.web import forms
@@ -65,7 +65,8 @@ async def create_user(request: Request) -> Response:
     new = NewUser(login=login, email=email, password=password or None, authorities=frozenset(roles))
     try:
         if not password:
-            user, issued = await services.users.invite_user(new)
+            # As POST /api/v1/users invites: the same lifetime, the same mail.
+            user, issued = await services.users.invite_user(new, valid_for=INVITATION_TTL)
             return await _hand_over(request, user, issued, created=True)
         created = await services.users.create_user(new)
     except ValidationFailed as error:
@@ -168,7 +169,7 @@ async def _hand_over(
     """Mail the reset link to the user, or, without SMTP, show it to the admin once."""
     resets = services_of(request).password_resets
     done = f"User {user.login} created. " if created else ""
-    if await resets.deliver(user, issued):
+    if await resets.deliver(user, issued, invitation=created):
         return redirect_with_notice(
             request, USERS_PATH, f"{done}A password link was e-mailed to {user.email}."
         )
@@ -177,7 +178,7 @@ async def _hand_over(
         reset_link={
             "login": user.login,
             "url": resets.link(issued),
-            "expires": issued.expires_at.strftime("%Y-%m-%d %H:%M UTC"),
+            "expires": issued.expires_at,
         },
     )
     response.headers["Cache-Control"] = "no-store"
@@ -201,7 +202,7 @@ async def _users(
     request: Request,
     problem: FormProblem | None = None,
     *,
-    reset_link: Mapping[str, str] | None = None,
+    reset_link: Mapping[str, object] | None = None,
 ) -> Response:
     services = services_of(request)
     params = request.query_params if problem is None else QueryParams("")
