@@ -569,3 +569,23 @@ async def test_a_visit_without_a_session_says_nothing_of_an_ended_one(
     response = await (await open_browser()).get("/settings/account")
 
     assert notice_of(response) == ""
+
+
+async def test_sort_links_keep_the_revoked_filter_and_mark_the_header(
+    harness: Harness, alice: Browser
+) -> None:
+    """Sorting the list showing revoked keys keeps showing them, and the sorted column's
+    header cell (not its link) carries ``aria-sort``."""
+    await harness.create_key(await harness.login("alice", USER_PASSWORD))
+
+    page = html(await alice.get(KEYS, revoked="1", sort="name", dir="asc"))
+
+    headers = page.find("table").find_all("th", scope="col")
+    name = next(th for th in headers if th.text == "Name")
+    assert name.attrs["aria-sort"] == "ascending"
+    assert not page.find("table").find_all("a", aria_sort=True)
+    links = [httpx2.URL(th.find("a").attrs["href"]) for th in headers if th.find_all("a")]
+    assert links
+    assert all(link.params.get("revoked") == "1" for link in links)
+    hide = page.find("a", href="?sort=name&dir=asc")
+    assert hide.text == "Hide revoked keys"
