@@ -7,7 +7,9 @@ The session cookies are ``Secure``: the browsers speak to the app as
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -269,8 +271,18 @@ def find_cookie(response: httpx2.Response, name: str) -> str:
     return headers[0]
 
 
+NOTICE_COOKIE = "__Host-authgate_notice"
+
+
 def notice_of(response: httpx2.Response) -> str:
-    """The notice a redirect carries (``?notice=...``)."""
-    location = httpx2.URL(redirect_target(response))
-    notice: str = location.params.get("notice", "")
+    """The notice a redirect leaves for its page (the signed cookie's text; "" for none).
+    tests/web/test_notices.py checks that the page shows it."""
+    redirect_target(response)
+    headers = [
+        h for h in response.headers.get_list("set-cookie") if h.startswith(f"{NOTICE_COOKIE}=")
+    ]
+    if not headers:
+        return ""
+    payload = headers[0].split(";")[0].split("=", 1)[1].split(".")[0]
+    notice: str = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["text"]
     return notice

@@ -228,10 +228,10 @@ async def test_admin_creates_a_user_who_can_sign_in(
     [
         ({"login": "alice"}, 409, "create-login", "Login name already used!"),
         ({"email": "alice@example.com"}, 409, "create-email", "Email is already in use!"),
-        ({"login": "no spaces"}, 422, "create-login", "Login must be 1-50 characters"),
-        ({"email": "not-an-address"}, 422, "create-email", "Email must be a valid address"),
-        ({"password": "short"}, 422, "create-password", "Password must be at least 12"),
-        ({"roles": []}, 422, "create-roles", "At least one authority is required."),
+        ({"login": "no spaces"}, 400, "create-login", "Login must be 1-50 characters"),
+        ({"email": "not-an-address"}, 400, "create-email", "Email must be a valid address"),
+        ({"password": "short"}, 400, "create-password", "Password must be at least 12"),
+        ({"roles": []}, 400, "create-roles", "At least one authority is required."),
     ],
     ids=["login-taken", "email-taken", "bad-login", "bad-email", "short-password", "no-role"],
 )
@@ -245,7 +245,8 @@ async def test_refused_new_user_shows_the_message_at_the_field_and_keeps_the_val
     message: str,
 ) -> None:
     """A refused user is shown again with the service's message next to the field (409
-    for a conflict, 422 for invalid input), the values kept and the password not."""
+    for a conflict, 400 for invalid input: the REST users routes' statuses), the values
+    kept and the password not."""
     form: dict[str, Any] = {
         "login": "carol",
         "email": "carol@example.com",
@@ -270,6 +271,11 @@ async def test_refused_new_user_shows_the_message_at_the_field_and_keeps_the_val
     assert create.checked("roles") == set(form["roles"])
     assert "value" not in create.find("input", name="password").attrs
     assert await user_state(harness) == before
+    # The REST API's status for the same refusal.
+    token = await harness.login("admin", ADMIN_PASSWORD)
+    body = {**form, "authorities": form["roles"], "activated": True}
+    rest = await harness.client.post("/api/users", json=body, headers=bearer(token))
+    assert rest.status_code == status
 
 
 async def test_admin_changes_roles_and_deactivates_a_user(
@@ -357,12 +363,12 @@ async def test_refused_password_reset_is_shown_at_the_field(
     field: str,
     message: str,
 ) -> None:
-    """A refused reset is a 422 with the message at that user's field; nothing changes."""
+    """A refused reset is a 400 with the message at that user's field; nothing changes."""
     response = await admin.post(
         f"{USERS}/alice/password", {"new_password": new, "confirm_password": confirm}
     )
 
-    assert response.status_code == 422
+    assert response.status_code == 400
     assert message in field_error(html(response), f"user-{alice_id}-password-{field}")
     await harness.login("alice", USER_PASSWORD)
 

@@ -19,7 +19,7 @@ async def test_the_settings_forms_say_why(harness: Harness, admin: Browser, alic
             "roles": ["ROLE_USER"],
         },
     )
-    assert created.status_code == 422
+    assert created.status_code == 400
     assert WHY in html(created).find("main").text
     form = {"current_password": USER_PASSWORD, "new_password": "password1234"}
     changed = await alice.post(

@@ -5,8 +5,11 @@ admin's password links for users created without a password (``UserResource
 
 from __future__ import annotations
 
+from datetime import timedelta
 from urllib.parse import urlparse
 
+from authgate.clock import format_utc
+from authgate.services.reset_keys import INVITATION_TTL
 from tests.conftest import USER_PASSWORD, Harness
 from tests.web.conftest import LOGIN, Browser, OpenBrowser, html, main_text, redirect_target
 
@@ -96,3 +99,32 @@ async def test_admin_sends_a_password_link_to_an_existing_user(
     assert (await _set_password(alice, link, NEW_PASSWORD)).startswith(LOGIN)
     harness.clock.advance(seconds=1)
     assert (await alice.sign_in("alice", USER_PASSWORD)).status_code == 401
+
+
+async def test_an_invited_user_is_shown_as_invited_for_the_invitations_seven_days(
+    harness: Harness, admin: Browser, alice_id: int
+) -> None:
+    """A user created without a password is "invited" (v12's ``pending``), not
+    deactivated; the link lasts as long as a POST /api/v1/users invitation (7 days), and
+    its expiry is written in ISO 8601 like every time in the UI. A password link for an
+    existing user lasts 24 hours."""
+    created = await admin.post(
+        "/settings/users", {"login": "ivan", "email": "ivan@example.com", "roles": "ROLE_USER"}
+    )
+
+    page = html(created)
+    expires = format_utc(harness.clock() + INVITATION_TTL, timespec="seconds")
+    assert page.by_id("reset-link-expires").attrs["datetime"] == expires
+    assert page.by_id("reset-link-expires").text == expires
+    users = html(await admin.get("/settings/users"))
+    badges = {
+        row.find("th", data_label="Login").text: row.find("td", data_label="Active").text
+        for row in users.find_all("tr")
+        if row.find_all("th", data_label="Login")
+    }
+    assert badges["ivan"] == "invited"
+    assert badges["alice"] == "active"
+
+    reset = html(await admin.post("/settings/users/alice/reset-link", {}))
+    day = format_utc(harness.clock() + timedelta(hours=24), timespec="seconds")
+    assert reset.by_id("reset-link-expires").attrs["datetime"] == day

@@ -5,8 +5,12 @@ and the admin's reset. (tests/browser has the same in Chromium.)"""
 from __future__ import annotations
 
 import re
+from pathlib import Path
+
+import httpx2
 
 from authgate.security.second_factor import totp_code, totp_step
+from tests.api.test_second_factor import harness_with
 from tests.conftest import USER_PASSWORD, Harness
 from tests.web.conftest import LOGIN, Browser, OpenBrowser, html, redirect_target
 
@@ -77,3 +81,83 @@ async def test_admin_sees_and_resets_the_second_factor(
     browser = await open_browser()
     again = await browser.sign_in("alice", USER_PASSWORD)
     assert redirect_target(again) == "/settings/api-keys"  # password alone again
+
+
+async def test_a_wrong_code_keeps_the_page_to_return_to(
+    harness: Harness, alice: Browser, open_browser: OpenBrowser
+) -> None:
+    """The sign-in step posts ``next`` in its forms: after a wrong code the page asked for
+    is still where the right one leads."""
+    secret, _ = await enrol(harness, alice)
+    browser = await open_browser()
+    first = await browser.sign_in("alice", USER_PASSWORD, next="/settings/account")
+    form = html(await browser.get(redirect_target(first))).find("form", id="code-form").inputs()
+    assert form["next"] == "/settings/account"
+    right = code(harness, secret)
+
+    wrong = await browser.post(CODE_PAGE, {**form, "code": wrong_code(right)}, csrf=False)
+
+    retry = html(wrong).find("form", id="code-form")
+    assert retry.inputs()["next"] == "/settings/account"
+    assert retry.find("input", id="code").attrs["aria-describedby"] == "code-error"
+    signed = await browser.post(CODE_PAGE, {**retry.inputs(), "code": right}, csrf=False)
+    assert redirect_target(signed) == "/settings/account"
+
+
+async def test_a_wrong_code_at_forced_enrolment_shows_the_same_secret_and_next(
+    tmp_path: Path, database_url: str
+) -> None:
+    """AUTHGATE_TFA_REQUIRED=all: a wrong code while enrolling at sign-in shows the same
+    secret again (not the start of the set-up) with the page to return to."""
+    async with harness_with(tmp_path, database_url, tfa_required="all") as other:
+        await other.create_user("alice")
+        transport = httpx2.ASGITransport(app=other.app, raise_app_exceptions=False)
+        async with httpx2.AsyncClient(transport=transport, base_url="https://testserver") as c:
+            browser = Browser(c)
+            first = await browser.sign_in("alice", USER_PASSWORD, next="/settings/account")
+            form = html(await browser.get(redirect_target(first))).find("form").inputs()
+            started = html(await browser.post(CODE_PAGE, {**form, "action": "enrol"}, csrf=False))
+            secret = started.by_id("tfa-secret").text
+            confirm = started.find("form").inputs()
+            right = code(other, secret)
+
+            wrong = await browser.post(
+                CODE_PAGE, {**confirm, "code": wrong_code(right)}, csrf=False
+            )
+
+            assert wrong.status_code == 400
+            page = html(wrong)
+            assert page.by_id("tfa-secret").text == secret
+            retry = page.find("form").inputs()
+            assert retry["next"] == "/settings/account"
+            assert retry["action"] == "confirm"
+            done = await browser.post(CODE_PAGE, {**retry, "code": right}, csrf=False)
+            assert html(done).by_id("recovery-codes-done").attrs["href"] == "/settings/account"
+
+
+async def test_a_wrong_code_while_setting_up_keeps_the_set_up(
+    harness: Harness, alice: Browser
+) -> None:
+    """On the account page, a wrong code shows the same secret and QR code again with the
+    error attached to the code field; the right code then turns the factor on."""
+    setup = html(await alice.post("/settings/account/tfa/start"))
+    secret = setup.by_id("tfa-secret").text
+    right = code(harness, secret)
+
+    wrong = await alice.post("/settings/account/tfa/confirm", {"code": wrong_code(right)})
+
+    assert wrong.status_code == 400
+    page = html(wrong)
+    assert page.by_id("tfa-secret").text == secret
+    assert page.find("svg") is not None
+    field = page.find("input", id="code")
+    assert field.attrs["aria-describedby"] == "code-error"
+    assert "autofocus" in field.attrs
+    assert page.by_id("code-error").text == "The code is not valid"
+    done = await alice.post("/settings/account/tfa/confirm", {"code": right})
+    assert done.status_code == 200
+    assert len(html(done).by_id("recovery-codes").find_all("li")) == 10
+
+
+def wrong_code(right: str) -> str:
+    return "111111" if right != "111111" else "222222"

@@ -11,6 +11,7 @@ import httpx2
 import pytest
 
 from authgate.storage.paging import PageRequest
+from authgate.web.pages import safe_next
 from tests.conftest import USER_PASSWORD, Harness, bearer
 from tests.web.conftest import (
     LOGIN,
@@ -27,6 +28,7 @@ from tests.web.conftest import (
 
 NEW_PASSWORD = "a-brand-new-password-of-hers"
 KEYS = "/settings/api-keys"
+UNKNOWN_KEY = "00000000-0000-0000-0000-000000000000"
 
 
 def key_form(harness: Harness, name: str, **fields: str | list[str]) -> dict[str, str | list[str]]:
@@ -144,9 +146,32 @@ async def test_repeated_failures_lock_out_and_tell_when_to_retry(
     retry = re.search(r"Try again in (\d+) seconds\.", message)
     assert retry is not None, message
     assert int(retry.group(1)) > 0
+    assert response.headers["Retry-After"] == retry.group(1)
     right = await browser.sign_in("alice", USER_PASSWORD)
     assert right.status_code == 429
     assert browser.session is None
+
+
+async def test_a_blocked_address_gets_the_rest_apis_423(
+    harness: Harness, open_browser: OpenBrowser
+) -> None:
+    """Too many failed logins from one address (whatever the accounts) block it: the form
+    answers what /api/authenticate answers, 423 with ``Retry-After``."""
+    browser = await open_browser()
+    statuses = []
+    for attempt in range(12):
+        response = await browser.sign_in(f"nobody-{attempt}", "not-a-password")
+        statuses.append(response.status_code)
+        if response.status_code != 401:
+            break
+
+    assert statuses[-1] == 423, statuses
+    assert int(response.headers["Retry-After"]) > 0
+    assert "Try again in" in html(response).by_id("login-error").text
+    rest = await harness.client.post(
+        "/api/authenticate", json={"username": "nobody-0", "password": "not-a-password"}
+    )
+    assert rest.status_code == 423
 
 
 async def test_sign_in_without_the_login_form_token_is_refused(
@@ -229,6 +254,8 @@ async def test_password_change_keeps_this_session_and_ends_the_others(
     old = alice.session
     assert old is not None
     elsewhere = await signed_in(open_browser, "alice", USER_PASSWORD)
+    hint = html(await alice.get("/settings/account")).by_id("password-hint").text
+    assert hint == "Your other sessions end with the change; this one goes on."
 
     response = await alice.post(
         "/settings/account/password",
@@ -475,3 +502,106 @@ async def test_ids_no_key_can_have_are_404_pages(alice: Browser, key_id: str) ->
     for action in ("revoke", "regenerate", "edit"):
         response = await alice.post(f"{KEYS}/{key_id}/{action}", {"confirm": "on"})
         assert response.status_code == 404, (action, main_text(response))
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/settings/../api/account",
+        "/settings/./../api/account",
+        "/settings/api-keys/..",
+        "/settings/%2e%2e/api/account",
+        "/settings/%2E%2E/api/account",
+        "/settings/.%2e/api/account",
+        "/settings/x%2f..%2f..%2fapi",
+        "/settings/x%5c..%5capi",
+        "/settings/x\\..\\api",
+        "/settings//evil.example",
+        "/settings/.\t./api/account",
+        "/settings/account\n",
+    ],
+)
+def test_a_next_page_with_dot_segments_or_their_disguises_is_refused(target: str) -> None:
+    """``next`` must name a page under /settings one way only: a path that some browser
+    or server resolves elsewhere leads to the default page."""
+    assert safe_next(target) == KEYS
+
+
+def test_a_plain_next_page_is_kept_with_its_query() -> None:
+    assert safe_next("/settings/audit?type=API_KEY_CREATED&page=2") == (
+        "/settings/audit?type=API_KEY_CREATED&page=2"
+    )
+
+
+async def test_a_form_posted_after_the_session_ended_returns_to_its_page(
+    harness: Harness, alice: Browser
+) -> None:
+    """The session's token (and so its cookie) expired while a form was open: posting it
+    leads to sign in, says why, and comes back to the page of the form, not to its
+    POST-only URL (a 404 after signing in)."""
+    created = await harness.create_key(await harness.login("alice", USER_PASSWORD))
+    page = f"{KEYS}/{created['id']}"
+    assert (await alice.get(page)).status_code == 200
+    harness.clock.advance(days=1)
+
+    response = await alice.post(f"{page}/edit", {"name": "renamed"})
+
+    assert redirect_target(response) == f"{LOGIN}?next={page}"
+    assert notice_of(response) == "Your session has ended. Please sign in again."
+    back = await alice.sign_in("alice", USER_PASSWORD, next=page)
+    assert redirect_target(back) == page
+    assert (await alice.get(page)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("form", "page"),
+    [
+        (f"{KEYS}/{UNKNOWN_KEY}/regenerate", f"{KEYS}/{UNKNOWN_KEY}"),
+        ("/settings/account/sessions/abc/revoke", "/settings/account"),
+        ("/settings/account/password", "/settings/account"),
+        (KEYS, KEYS),
+        ("/settings/logout", KEYS),
+    ],
+)
+async def test_a_form_posted_without_a_session_cookie_returns_to_its_page(
+    open_browser: OpenBrowser, form: str, page: str
+) -> None:
+    """A browser drops the session cookie when it expires with its token: a form posted
+    then says the session ended and leads back to the nearest page holding it."""
+    browser = await open_browser()
+
+    response = await browser.post(form, {}, csrf="whatever")
+
+    target = httpx2.URL(redirect_target(response))
+    assert target.path == LOGIN
+    assert target.params["next"] == page
+    assert notice_of(response) == "Your session has ended. Please sign in again."
+
+
+async def test_a_visit_without_a_session_says_nothing_of_an_ended_one(
+    open_browser: OpenBrowser,
+) -> None:
+    """A first visit is sent to sign in without a notice: nothing ended."""
+    response = await (await open_browser()).get("/settings/account")
+
+    assert notice_of(response) == ""
+
+
+async def test_sort_links_keep_the_revoked_filter_and_mark_the_header(
+    harness: Harness, alice: Browser
+) -> None:
+    """Sorting the list showing revoked keys keeps showing them, and the sorted column's
+    header cell (not its link) carries ``aria-sort``."""
+    await harness.create_key(await harness.login("alice", USER_PASSWORD))
+
+    page = html(await alice.get(KEYS, revoked="1", sort="name", dir="asc"))
+
+    headers = page.find("table").find_all("th", scope="col")
+    name = next(th for th in headers if th.text == "Name")
+    assert name.attrs["aria-sort"] == "ascending"
+    assert not page.find("table").find_all("a", aria_sort=True)
+    links = [httpx2.URL(th.find("a").attrs["href"]) for th in headers if th.find_all("a")]
+    assert links
+    assert all(link.params.get("revoked") == "1" for link in links)
+    hide = page.find("a", href="?sort=name&dir=asc")
+    assert hide.text == "Hide revoked keys"

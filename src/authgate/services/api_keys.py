@@ -18,6 +18,7 @@ The plaintext key leaves this module exactly once: returned by ``create`` and
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
@@ -63,6 +64,10 @@ from authgate.storage.paging import Page, PageRequest
 NAME_MAX_LENGTH = 100
 SCOPES_MAX_LENGTH = 1000  # the comma-joined column
 MAX_GRACE = timedelta(days=7)
+# Who may act on a key besides its owner: anyone with this permission (None: nobody).
+OTHERS_TO_READ = API_KEYS_READ
+OTHERS_TO_CHANGE: str | None = None  # edit, regenerate: what the key can do is its owner's
+OTHERS_TO_REVOKE = API_KEYS_WRITE  # revoke, re-enable
 # Keys the review reads per query (with their owners): memory per round trip is bounded.
 REVIEW_PAGE = 1000
 
@@ -167,7 +172,7 @@ class ApiKeyService:
     ) -> ApiKeyView:
         """A key the viewer owns, or anyone's with ``api_keys.read`` unless ``own_only``
         (v12's ``GET /api-keys/{id}`` serves the caller's keys only)."""
-        others = None if own_only else API_KEYS_READ
+        others = None if own_only else OTHERS_TO_READ
         async with self._db.session() as session:
             key = await self._visible(self._db.api_keys(session), viewer, ref, others=others)
         return ApiKeyView.of(key, now=self._clock())
@@ -184,7 +189,7 @@ class ApiKeyService:
         """The viewer's keys; with ``everyone`` (``api_keys.read``) all keys, optionally
         of one owner."""
         require_sortable(request, self._db.api_keys.SORT_COLUMNS)
-        if viewer is not None and not (everyone and viewer.has_permission(API_KEYS_READ)):
+        if viewer is not None and not (everyone and viewer.has_permission(OTHERS_TO_READ)):
             owner_id = viewer.user_id
         now = self._clock()
         async with self._db.session() as session:
@@ -200,7 +205,7 @@ class ApiKeyService:
         now = self._clock()
         async with self._feed.unit_of_work() as work:
             repository = self._db.api_keys(work.session)
-            key = await self._visible(repository, viewer, ref, others=None)
+            key = await self._visible(repository, viewer, ref, others=OTHERS_TO_CHANGE)
             _refuse_if_revoked(key)
             owner = await self._db.users(work.session).get(key.user_id)
             owner_is_admin = owner is not None and ROLE_ADMIN in parse_authorities(
@@ -242,7 +247,7 @@ class ApiKeyService:
         now = self._clock()
         async with self._feed.unit_of_work() as work:
             repository = self._db.api_keys(work.session)
-            key = await self._visible(repository, viewer, ref, others=None)
+            key = await self._visible(repository, viewer, ref, others=OTHERS_TO_CHANGE)
             _refuse_if_revoked(key)
             generated = keys.generate_secret_for(key.key_id)
             if grace > timedelta(0):
@@ -270,7 +275,7 @@ class ApiKeyService:
         now = self._clock()
         async with self._feed.unit_of_work() as work:
             repository = self._db.api_keys(work.session)
-            key = await self._visible(repository, viewer, ref, others=API_KEYS_WRITE)
+            key = await self._visible(repository, viewer, ref, others=OTHERS_TO_REVOKE)
             newly_revoked = key.revoked_at is None
             if newly_revoked:
                 key.revoked_at = now
@@ -288,7 +293,7 @@ class ApiKeyService:
         now = self._clock()
         async with self._feed.unit_of_work() as work:
             repository = self._db.api_keys(work.session)
-            key = await self._visible(repository, viewer, ref, others=API_KEYS_WRITE)
+            key = await self._visible(repository, viewer, ref, others=OTHERS_TO_REVOKE)
             _refuse_if_revoked(key)
             resumed = key.suspended_at is not None
             if resumed:
@@ -338,7 +343,7 @@ class ApiKeyService:
     ) -> UsageTotals:
         """The key's accepted requests since ``since`` (the viewer's keys; with
         ``api_keys.read``: any)."""
-        owner = None if viewer is None or viewer.has_permission(API_KEYS_READ) else viewer.user_id
+        owner = None if viewer is None or viewer.has_permission(OTHERS_TO_READ) else viewer.user_id
         async with self._db.session() as session:
             minutes = await self._db.usage(session).minutes(
                 UsageFilter(owner_id=owner, key_ref=key_pk, since=since)
@@ -362,7 +367,7 @@ class ApiKeyService:
     ) -> Page[UsageRecordView]:
         """Usage records of the viewer's keys (with ``api_keys.read``: of every key)."""
         require_sortable(request, self._db.usage.SORT_COLUMNS)
-        if viewer is not None and not viewer.has_permission(API_KEYS_READ):
+        if viewer is not None and not viewer.has_permission(OTHERS_TO_READ):
             where = UsageFilter(
                 owner_id=viewer.user_id,
                 key_ref=where.key_ref,
@@ -470,11 +475,32 @@ class ApiKeyService:
         key = await repository.by_ref(ref)
         if key is None:
             raise NotFound("API key not found", reason=Reason.API_KEY_NOT_FOUND)
-        if viewer is None or key.user_id == viewer.user_id:
-            return key
-        if others is not None and viewer.has_permission(others):
-            return key
-        raise NotFound("API key not found", reason=Reason.API_KEY_NOT_VISIBLE)
+        if not _may_act(viewer, key.user_id, others):
+            raise NotFound("API key not found", reason=Reason.API_KEY_NOT_VISIBLE)
+        return key
+
+
+@dataclass(frozen=True, slots=True)
+class KeyActions:
+    """What a viewer may do to a key they can read, as ``ApiKeyService`` decides it (the
+    Settings UI offers only these forms)."""
+
+    change: bool  # replace, regenerate
+    revoke: bool  # revoke, resume
+
+
+def key_actions(viewer: Principal, key: ApiKeyView) -> KeyActions:
+    return KeyActions(
+        change=_may_act(viewer, key.owner_id, OTHERS_TO_CHANGE),
+        revoke=_may_act(viewer, key.owner_id, OTHERS_TO_REVOKE),
+    )
+
+
+def _may_act(viewer: Principal | None, owner_id: int, others: str | None) -> bool:
+    """The owner may; someone else with the permission ``others``; the CLI (no viewer)."""
+    if viewer is None or owner_id == viewer.user_id:
+        return True
+    return others is not None and viewer.has_permission(others)
 
 
 def _unrestricted(allowed: tuple[str, ...]) -> bool:

@@ -295,7 +295,7 @@ class SecondFactorService:
             return EnrolmentCheck(
                 False, True, 0, "No enrolment of this method is in progress", started=False
             )
-        remaining = ENROLMENT_SECONDS - int((now - row.pending_started_at).total_seconds())
+        remaining = _enrolment_seconds_left(row.pending_started_at, now)
         if remaining <= 0:
             return EnrolmentCheck(False, True, 0, "The enrolment expired; start again")
         valid = await self._pending_code_matches(user, row.pending_totp_secret, method, code)
@@ -308,6 +308,20 @@ class SecondFactorService:
                 stored.pending_verified_at = now
         await self._throttle.reset_failures(_subject(user.id))
         return EnrolmentCheck(True, False, remaining, "The code is valid")
+
+    async def pending_enrolment(self, user: UserView) -> Enrolment | None:
+        """The TOTP enrolment in progress as ``start_enrolment`` began it, to show its QR
+        code again after a wrong code; ``None`` when there is none or it expired."""
+        async with self._db.session() as session:
+            row = await self._db.second_factors(session).get(user.id)
+        if row is None or row.pending_method != "TOTP" or row.pending_started_at is None:
+            return None
+        remaining = _enrolment_seconds_left(row.pending_started_at, self._clock())
+        if remaining <= 0 or row.pending_totp_secret is None:
+            return None
+        secret = self._decrypt(row.pending_totp_secret, user.id)
+        uri = provisioning_uri(secret, login=user.login, issuer=self._issuer)
+        return Enrolment("TOTP", remaining, secret=secret, uri=uri)
 
     async def complete_enrolment(
         self, user: UserView, method: Method, *, enable: bool, enrolled_by: str | None = None
@@ -695,3 +709,7 @@ def _clear_pending(row: object) -> None:
         "pending_last_step",
     ):
         setattr(row, name, None)
+
+
+def _enrolment_seconds_left(started_at: datetime, now: datetime) -> int:
+    return ENROLMENT_SECONDS - int((now - started_at).total_seconds())

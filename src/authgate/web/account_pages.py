@@ -13,6 +13,7 @@ from authgate.exceptions import BadCredentials, NotFound, Throttled, ValidationF
 from authgate.services.audit.events import Actor
 from authgate.services.sign_in import SignInResult
 from authgate.web.pages import (
+    HOME_PATH,
     HTTPS_REQUIRED,
     LOGIN_PATH,
     PageRoute,
@@ -21,7 +22,8 @@ from authgate.web.pages import (
     error_page,
     https_required,
     read_form,
-    redirect,
+    redirect_with_notice,
+    refused,
     render,
     safe_next,
     unreadable_form,
@@ -56,7 +58,7 @@ def login_page(request: Request, *, error: str | None = None, status: int = 200)
 @public_router.get("/settings")
 @public_router.get("/settings/")
 async def settings_home() -> RedirectResponse:
-    return RedirectResponse("/settings/api-keys", status_code=303)
+    return RedirectResponse(HOME_PATH, status_code=303)
 
 
 @public_router.get(LOGIN_PATH)
@@ -89,12 +91,9 @@ async def login(request: Request) -> Response:
         return login_page(request, error="Enter your username and password.", status=400)
     try:
         user = await services.accounts.authenticate(username, password)
-    except Throttled as refusal:
-        return login_page(
-            request,
-            error=f"{refusal.message}. Try again in {refusal.retry_after} seconds.",
-            status=429,
-        )
+    except Throttled as refusal:  # a blocked address 423, a throttled pair 429, as in REST
+        message = f"{refusal.message}. Try again in {refusal.retry_after} seconds."
+        return refused(login_page(request, error=message), refusal)
     except BadCredentials:
         return login_page(request, error="Wrong username or password.", status=401)
     result = await services.sign_in.after_password(
@@ -128,7 +127,7 @@ def start_session(response: Response, cookies: UiCookies, result: SignInResult) 
 async def logout(request: Request) -> Response:
     """Revokes the session's token (not just the cookie)."""
     await services_of(request).tokens.logout(current_principal(request))
-    response = redirect(LOGIN_PATH, notice="You are signed out.")
+    response = redirect_with_notice(request, LOGIN_PATH, "You are signed out.")
     cookies_of(request).clear_session(response)
     return response
 
@@ -172,16 +171,16 @@ async def change_password(request: Request) -> Response:
         )
     except Throttled as refusal:  # counted like a login: too many wrong current passwords
         message = f"{refusal.message}. Try again in {refusal.retry_after} seconds."
-        response = await _account_with_error(request, {"current_password": message}, status=429)
-        response.headers["Retry-After"] = str(refusal.retry_after)
-        return response
+        return refused(await _account_with_error(request, {"current_password": message}), refusal)
     except ValidationFailed as error:
         fields = {"currentPassword": "current_password", "newPassword": "new_password"}
         return await _account_with_error(
             request, {fields.get(e.field, e.field): e.message for e in error.field_errors}
         )
     # Every other session of the user ended with the change; this one goes on.
-    return redirect("/settings/account", notice="Password changed. Your other sessions have ended.")
+    return redirect_with_notice(
+        request, "/settings/account", "Password changed. Your other sessions have ended."
+    )
 
 
 @router.post("/account/sessions/{session_id}/revoke")
@@ -192,8 +191,8 @@ async def revoke_session(session_id: str, request: Request) -> Response:
             principal.user_id, session_id, actor=Actor.of(principal)
         )
     except NotFound:  # revoked meanwhile (another tab), expired, or not the caller's
-        return redirect("/settings/account", notice="That session had already ended.")
-    return redirect("/settings/account", notice="Session revoked.")
+        return redirect_with_notice(request, "/settings/account", "That session had already ended.")
+    return redirect_with_notice(request, "/settings/account", "Session revoked.")
 
 
 @router.post("/account/sessions/revoke-others")
@@ -203,7 +202,7 @@ async def revoke_other_sessions(request: Request) -> Response:
         principal.user_id, keep=principal.session_id, actor=Actor.of(principal)
     )
     notice = f"{revoked} session{'' if revoked == 1 else 's'} revoked."
-    return redirect("/settings/account", notice=notice)
+    return redirect_with_notice(request, "/settings/account", notice)
 
 
 @router.post("/account/logout-all")
@@ -216,7 +215,7 @@ async def logout_everywhere(request: Request) -> Response:
     notice = "You are signed out everywhere" + (
         " and your API keys are revoked." if revoke_keys else "."
     )
-    response = redirect(LOGIN_PATH, notice=notice)
+    response = redirect_with_notice(request, LOGIN_PATH, notice)
     cookies_of(request).clear_session(response)
     return response
 

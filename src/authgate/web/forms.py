@@ -70,7 +70,7 @@ def pager(
         kept = [
             (name, value)
             for name, value in params.multi_items()
-            if name not in changes and name not in ("notice", "page")
+            if name not in changes and name != "page"
         ]
         query = urlencode([*kept, *((name, str(value)) for name, value in changes.items())])
         return f"{path}?{query}"

@@ -13,11 +13,11 @@ from authgate.api.access import services_of, sets_credentials
 from authgate.exceptions import Conflict, ValidationFailed
 from authgate.security.principal import SCOPE_ADMIN
 from authgate.services.api_key_views import ApiKeyView, KeySpec
-from authgate.services.api_keys import MAX_GRACE
+from authgate.services.api_keys import MAX_GRACE, key_actions
 from authgate.services.key_refs import KeyRef, key_ref
 from authgate.storage.api_key_repository import UsageFilter
 from authgate.storage.paging import PageRequest, SortOrder
-from authgate.web.pages import PageRoute, current_principal, redirect, render
+from authgate.web.pages import PageRoute, current_principal, redirect_with_notice, render
 
 router = APIRouter(prefix="/settings/api-keys", route_class=PageRoute)
 
@@ -117,7 +117,9 @@ async def edit_key(request: Request, key_id: str) -> Response:
         except Conflict as error:
             errors, status = {"name": error.message}, 409
         else:
-            return redirect(f"/settings/api-keys/{view.public_id}", notice="Changes saved.")
+            return redirect_with_notice(
+                request, f"/settings/api-keys/{view.public_id}", "Changes saved."
+            )
     return await _detail(request, ref, form=_form_values(form), errors=errors, status=status)
 
 
@@ -142,13 +144,17 @@ async def regenerate_key(request: Request, key_id: str) -> Response:
 @sets_credentials("re-enables a suspended API key")
 async def resume_key(request: Request, key_id: str) -> Response:
     view = await services_of(request).api_keys.resume(current_principal(request), key_ref(key_id))
-    return redirect(f"/settings/api-keys/{view.public_id}", notice="The key is enabled again.")
+    return redirect_with_notice(
+        request, f"/settings/api-keys/{view.public_id}", "The key is enabled again."
+    )
 
 
 @router.post("/{key_id}/revoke")
 async def revoke_key(request: Request, key_id: str) -> Response:
     await services_of(request).api_keys.revoke(current_principal(request), key_ref(key_id))
-    return redirect("/settings/api-keys", notice="The key is revoked. It stopped working at once.")
+    return redirect_with_notice(
+        request, "/settings/api-keys", "The key is revoked. It stopped working at once."
+    )
 
 
 async def _detail(
@@ -178,6 +184,8 @@ async def _detail(
             "form": form or _form_of(key),
             "errors": errors or {},
             "owned": key.owner_id == principal.user_id,
+            # The forms the service would carry out for this caller, and no other.
+            "actions": key_actions(principal, key),
             **_choices(request),
         },
         status=status,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 from urllib.parse import quote, urlsplit
 
 from fastapi import Request, Response
@@ -43,6 +43,7 @@ from authgate.security.clientip import forwarded_proto
 from authgate.security.principal import ROLE_ADMIN, Principal
 from authgate.services.gate import Credentials, Requirement
 from authgate.web.display import breakable, device, iso, reason_text
+from authgate.web.notices import NOTICE_MAX_AGE, notice_secret, open_notice, seal_notice
 from authgate.web.session import (
     CSRF_FIELD,
     UiCookies,
@@ -59,6 +60,7 @@ TEMPLATES.env.filters.update(iso=iso, reason_text=reason_text, breakable=breakab
 LOGIN_PATH = "/settings/login"
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+ResponseT = TypeVar("ResponseT", bound=Response)
 # More than the largest form of the UI has; a form is never a file upload.
 MAX_FORM_FIELDS = 200
 # The pages run only authgate's own files: no inline script or style, nothing from
@@ -83,8 +85,10 @@ def render(
     *,
     status: int = 200,
 ) -> HTMLResponse:
-    """A page, with what every template needs (caller, CSRF token, navigation)."""
+    """A page, with what every template needs (caller, CSRF token, navigation), and the
+    notice a redirect left for it (shown once)."""
     principal = verdict_of(request.scope).principal
+    notice = _notice_for(request)
     base: dict[str, Any] = {
         "principal": principal,
         "is_admin": principal is not None and principal.is_admin,
@@ -92,13 +96,24 @@ def render(
         "csrf_token": request.scope.get("authgate.csrf"),
         "version": __version__,
         "path": request.url.path,
-        "notice": request.query_params.get("notice"),
+        "notice": notice,
     }
     response = TEMPLATES.TemplateResponse(request, template, {**base, **(context or {})})
     response.status_code = status
+    if notice is not None:
+        cookies_of(request).clear_notice(response)
     response.headers["Cache-Control"] = "no-store"
     response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
     return response
+
+
+def _notice_for(request: Request) -> str | None:
+    sealed = request.cookies.get(cookies_of(request).notice)
+    if not sealed:
+        return None
+    services = services_of(request)
+    secret = notice_secret(services.server_secret)
+    return open_notice(secret, sealed, path=request.url.path, now=services.clock())
 
 
 def cookies_of(request: Request) -> UiCookies:
@@ -140,9 +155,15 @@ def failure_page(request: Request, error: AuthgateError) -> HTMLResponse:
     (a conflict is 409 on both, a throttle 429 with its ``Retry-After``), the error's
     message in the friendly error page."""
     status = status_of(error)
-    response = error_page(
-        request, status, _FAILURE_TITLES.get(status, "That did not work"), error.message
-    )
+    title = _FAILURE_TITLES.get(status, "That did not work")
+    return refused(error_page(request, status, title, error.message), error)
+
+
+def refused(response: ResponseT, error: AuthgateError) -> ResponseT:
+    """``response`` (a page that says why) as the REST API answers ``error``: its status
+    (one mapping, ``status_of``: a blocked address is 423, a throttle 429) and, when
+    waiting helps, ``Retry-After``."""
+    response.status_code = status_of(error)
     if isinstance(error, Throttled | HashingOverloaded):
         response.headers["Retry-After"] = str(error.retry_after)
     return response
@@ -164,20 +185,51 @@ def unreadable_form(request: Request) -> HTMLResponse:
     )
 
 
-def redirect(url: str, *, notice: str | None = None) -> RedirectResponse:
+def redirect(url: str) -> RedirectResponse:
     """303 See Other: a form that was posted is followed by a GET."""
-    if notice:
-        url += ("&" if "?" in url else "?") + "notice=" + quote(notice)
     return RedirectResponse(url, status_code=303)
 
 
+def redirect_with_notice(request: Request, url: str, notice: str) -> RedirectResponse:
+    """A redirect whose page shows ``notice`` once: in a signed cookie, never in the URL
+    (web/notices.py)."""
+    response = redirect(url)
+    services = services_of(request)
+    sealed = seal_notice(
+        notice_secret(services.server_secret),
+        notice,
+        path=urlsplit(url).path,
+        now=services.clock(),
+    )
+    cookies_of(request).set_notice(response, sealed, max_age=NOTICE_MAX_AGE)
+    return response
+
+
+# Where signing in leads when no (acceptable) page was asked for.
+HOME_PATH = "/settings/api-keys"
+# In a path, what some browser or server reads as another path than the one checked:
+# ``//`` (another host, or an empty segment collapsed), ``\\`` (a slash to browsers), and
+# the encoded dot, slash and backslash (decoded on the way, before or after the check).
+_AMBIGUOUS_IN_PATH = ("//", "\\", "%2e", "%2f", "%5c")
+
+
 def safe_next(target: str | None) -> str:
-    """Only same-site paths under /settings (never an open redirect)."""
-    if not target:
-        return "/settings/api-keys"
+    """Only same-site paths under /settings (never an open redirect), spelled one way:
+    no dot segments (``/settings/../api`` leaves /settings), nothing that decodes to
+    one, no controls or white space (browsers drop tabs and newlines from URLs).
+    Anything else leads to the default page."""
+    if not target or any(char.isspace() or not char.isprintable() for char in target):
+        return HOME_PATH
     parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not parts.path.startswith("/settings/"):
-        return "/settings/api-keys"
+    path = parts.path
+    if (
+        parts.scheme
+        or parts.netloc
+        or not path.startswith("/settings/")
+        or any(ambiguous in path.lower() for ambiguous in _AMBIGUOUS_IN_PATH)
+        or any(segment in (".", "..") for segment in path.split("/"))
+    ):
+        return HOME_PATH
     return target
 
 
@@ -200,6 +252,45 @@ def page_requirement(required: str | None, *, sets_credentials: bool) -> Require
             raise SessionRequired(reason=Reason.SESSION_REQUIRED)
 
     return requirement
+
+
+SESSION_ENDED = "Your session has ended. Please sign in again."
+
+
+def sign_in_again(request: Request, *, session_ended: bool) -> RedirectResponse:
+    """To the sign-in page, which leads back to the page asked for; for a form (whose URL
+    answers POST only, a 404 after signing in) back to the page that holds it.
+
+    A form comes from a signed-in page, so one posted without a session tells that the
+    session ended meanwhile, as a refused token does: the cookie lives as long as its
+    token, and the browser stops sending it when both expire."""
+    form_posted = request.method not in ("GET", "HEAD")
+    if form_posted:
+        target = form_page(request)
+    else:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    login = f"{LOGIN_PATH}?next={quote(target)}"
+    if session_ended or form_posted:
+        return redirect_with_notice(request, login, SESSION_ENDED)
+    return redirect(login)
+
+
+def form_page(request: Request) -> str:
+    """The page a form posted to this URL is on: the nearest page at or above it
+    (``/settings/api-keys/{id}/edit`` is on ``/settings/api-keys/{id}``,
+    ``/settings/account/sessions/{id}/revoke`` on ``/settings/account``)."""
+    segments = request.url.path.split("/")
+    while len(segments) > 2:
+        path = "/".join(segments)
+        if any(
+            isinstance(route, PageRoute)
+            and "GET" in (route.methods or ())
+            and route.path_regex.match(path)
+            for route in request.app.router.routes
+        ):
+            return path
+        segments.pop()
+    return HOME_PATH
 
 
 class PageRoute(AuthgateRoute):
@@ -237,12 +328,11 @@ class PageRoute(AuthgateRoute):
             services = services_of(request)
             cookies = cookies_of(request)
             token = request.cookies.get(cookies.session)
-            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-            login = f"{LOGIN_PATH}?next={quote(target)}"
             if not token:
-                # Not signed in (yet): the way to the login page, not a refused credential,
-                # so the gate is not asked and nothing is audited.
-                return redirect(login)
+                # Not signed in (yet), or the cookie ended with its token: the way to the
+                # login page, not a refused credential, so the gate is not asked and
+                # nothing is audited.
+                return sign_in_again(request, session_ended=False)
             scope = request.scope
             # Always a JWT: the cookie is set by the password login only, and whatever it
             # holds must never be taken for an API key.
@@ -255,7 +345,7 @@ class PageRoute(AuthgateRoute):
             )
             principal = verdict.principal
             if principal is None:  # the gate refused the token (recorded as any token)
-                response = redirect(login, notice="Your session has ended. Please sign in again.")
+                response = sign_in_again(request, session_ended=True)
                 cookies.clear_session(response)
                 return response
             expected = session_csrf_token(

@@ -16,7 +16,7 @@ from authgate.web.pages import (
     cookies_of,
     error_page,
     read_form,
-    redirect,
+    redirect_with_notice,
     render,
     unreadable_form,
 )
@@ -75,7 +75,7 @@ async def finish(request: Request) -> Response:
         if error.code.startswith("reset_key"):
             message = error.message
         return _reset_page(request, key=key, error=message, status=400)
-    return redirect(LOGIN_PATH, notice="Password set. Sign in with it.")
+    return redirect_with_notice(request, LOGIN_PATH, "Password set. Sign in with it.")
 
 
 async def _checked_form(request: Request) -> dict[str, Any] | Response:

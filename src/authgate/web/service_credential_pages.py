@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request, Response
 from authgate.api.access import services_of, sets_credentials
 from authgate.exceptions import Conflict, ValidationFailed
 from authgate.services.service_credentials import CreatedCredential, InternalEndpoint
-from authgate.web.pages import AdminPageRoute, redirect, render
+from authgate.web.pages import AdminPageRoute, redirect_with_notice, render
 
 router = APIRouter(prefix="/settings/service-credentials", route_class=AdminPageRoute)
 
@@ -63,7 +63,9 @@ async def rotate_credential(request: Request, credential_id: str) -> Response:
 @router.post("/{credential_id}/revoke")
 async def revoke_credential(request: Request, credential_id: str) -> Response:
     await services_of(request).service_credentials.revoke(credential_id)
-    return redirect(PATH, notice="The service credential is revoked. Its next call is refused.")
+    return redirect_with_notice(
+        request, PATH, "The service credential is revoked. Its next call is refused."
+    )
 
 
 async def _page(

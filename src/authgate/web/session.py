@@ -46,6 +46,8 @@ class UiCookies:
     secure: bool
     # The pre-verification token between the password and the second factor (5 min).
     pending: str = "authgate_tfa"
+    # The notice the page after a form shows once (web/notices.py).
+    notice: str = "authgate_notice"
 
     def set_session(self, response: Response, token: str, *, max_age: int) -> None:
         self._set(response, self.session, token, max_age=max_age)
@@ -58,6 +60,12 @@ class UiCookies:
 
     def clear_pending(self, response: Response) -> None:
         self._clear(response, self.pending)
+
+    def set_notice(self, response: Response, value: str, *, max_age: int) -> None:
+        self._set(response, self.notice, value, max_age=max_age)
+
+    def clear_notice(self, response: Response) -> None:
+        self._clear(response, self.notice)
 
     def set_login_csrf(self, response: Response, token: str) -> None:
         self._set(response, self.login_csrf, token, max_age=LOGIN_CSRF_MAX_AGE)
@@ -87,6 +95,7 @@ SECURE_COOKIES: Final = UiCookies(
     login_csrf="__Host-authgate_login_csrf",
     secure=True,
     pending="__Host-authgate_tfa",
+    notice="__Host-authgate_notice",
 )
 # AUTHGATE_UI_INSECURE_HTTP=true, for labs without TLS only.
 LAB_COOKIES: Final = UiCookies(

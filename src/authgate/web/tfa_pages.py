@@ -41,6 +41,8 @@ from authgate.web.pages import (
     error_page,
     read_form,
     redirect,
+    redirect_with_notice,
+    refused,
     render,
     safe_next,
     unreadable_form,
@@ -71,7 +73,9 @@ async def _pending(request: Request) -> PendingClaims | None:
 
 
 def _expired(request: Request) -> Response:
-    response = redirect(LOGIN_PATH, notice="The sign-in expired. Please sign in again.")
+    response = redirect_with_notice(
+        request, LOGIN_PATH, "The sign-in expired. Please sign in again."
+    )
     cookies_of(request).clear_pending(response)
     return response
 
@@ -79,6 +83,7 @@ def _expired(request: Request) -> Response:
 async def _step_page(
     request: Request,
     pending: PendingClaims,
+    next_page: str,
     *,
     error: str | None = None,
     notice: str | None = None,
@@ -93,7 +98,7 @@ async def _step_page(
         "login_code.html",
         {
             "login_csrf": request.cookies.get(cookies_of(request).login_csrf, ""),
-            "next": safe_next(request.query_params.get("next")),
+            "next": next_page,
             "method": method,
             "error": error,
             "step_notice": notice,
@@ -109,7 +114,7 @@ async def second_step(request: Request) -> Response:
     pending = await _pending(request)
     if pending is None:
         return _expired(request)
-    return await _step_page(request, pending)
+    return await _step_page(request, pending, safe_next(request.query_params.get("next")))
 
 
 @public_router.post(SECOND_STEP_PATH)
@@ -136,40 +141,43 @@ async def second_step_submit(request: Request) -> Response:
         if action == "resend":
             user = await services.accounts.account(pending.user_id)
             await services.second_factor.resend(user)
-            return await _step_page(request, pending, notice="A new code is on its way.")
+            return await _step_page(request, pending, next_page, notice="A new code is on its way.")
         if action == "enrol":
             user = await services.sign_in.enrolling_user(pending)
             enrolment = await services.second_factor.start_enrolment(user, "TOTP")
-            return await _step_page(request, pending, enrolment=enrolment)
+            return await _step_page(request, pending, next_page, enrolment=enrolment)
         if action == "confirm":
             user = await services.sign_in.enrolling_user(pending)
             check = await services.second_factor.verify_enrolment(user, "TOTP", code)
             if not check.valid:
-                return await _step_page(request, pending, error=check.message, status=400)
+                # The same secret and QR code again, for another try.
+                return await _step_page(
+                    request,
+                    pending,
+                    next_page,
+                    error=check.message,
+                    enrolment=await services.second_factor.pending_enrolment(user),
+                    status=400,
+                )
             result, codes = await services.sign_in.after_enrolment(pending, "TOTP")
             page = render(request, "recovery_codes.html", {"codes": codes, "next": next_page})
             start_session(page, cookies, result)
             return page
         result = await services.sign_in.after_code(pending, code)
     except SecondFactorLocked as refusal:
-        locked = login_page(
-            request,
-            error=f"{refusal.message}. Try again in {refusal.retry_after} seconds.",
-            status=429,
-        )
+        message = f"{refusal.message}. Try again in {refusal.retry_after} seconds."
+        locked = refused(login_page(request, error=message), refusal)
         cookies.clear_pending(locked)
         return locked
     except SecondFactorFailed:
-        return await _step_page(request, pending, error="That code is not valid.", status=401)
-    except Throttled as refusal:
         return await _step_page(
-            request,
-            pending,
-            error=f"{refusal.message} ({refusal.retry_after} s).",
-            status=429,
+            request, pending, next_page, error="That code is not valid.", status=401
         )
+    except Throttled as refusal:
+        message = f"{refusal.message} ({refusal.retry_after} s)."
+        return refused(await _step_page(request, pending, next_page, error=message), refusal)
     except Conflict as error:
-        return await _step_page(request, pending, error=error.message, status=409)
+        return await _step_page(request, pending, next_page, error=error.message, status=409)
     response = redirect(next_page)
     start_session(response, cookies, result)
     return response
@@ -184,11 +192,14 @@ async def start_enrolment(request: Request) -> Response:
     services = services_of(request)
     user = await services.accounts.account(current_principal(request).user_id)
     enrolment = await services.second_factor.start_enrolment(user, "TOTP")
-    return render(
-        request,
-        "tfa_setup.html",
-        {"enrolment": enrolment, "qr": qr_svg(enrolment.uri or "")},
-    )
+    return _setup_page(request, enrolment)
+
+
+def _setup_page(
+    request: Request, enrolment: Enrolment, *, error: str | None = None, status: int = 200
+) -> Response:
+    context = {"enrolment": enrolment, "qr": qr_svg(enrolment.uri or ""), "error": error}
+    return render(request, "tfa_setup.html", context, status=status)
 
 
 @router.post("/account/tfa/confirm")
@@ -201,8 +212,13 @@ async def confirm_enrolment(request: Request) -> Response:
         user, "TOTP", str(form.get("code", "")).strip()[:32]
     )
     if not check.valid:
-        context = await account_context(request)
-        return render(request, "account.html", {**context, "tfa_error": check.message}, status=400)
+        enrolment = await services.second_factor.pending_enrolment(user)
+        if enrolment is None:  # expired meanwhile: set up starts again from the account page
+            context = await account_context(request)
+            tfa_error = {"tfa_error": check.message}
+            return render(request, "account.html", {**context, **tfa_error}, status=400)
+        # The same secret and QR code again, for another try.
+        return _setup_page(request, enrolment, error=check.message, status=400)
     codes = await services.second_factor.complete_enrolment(user, "TOTP", enable=True)
     # The code was just proved: this browser's session becomes a second-factor session
     # (the old token is revoked), so the user need not sign in again to manage it.
@@ -242,7 +258,7 @@ async def disable(request: Request) -> Response:
         context = await account_context(request)
         message = "Wrong password or code." if not isinstance(error, Throttled) else error.message
         return render(request, "account.html", {**context, "tfa_error": message}, status=400)
-    return redirect("/settings/account", notice="Two-factor authentication is off.")
+    return redirect_with_notice(request, "/settings/account", "Two-factor authentication is off.")
 
 
 # -- admin -----------------------------------------------------------------------------------
@@ -253,6 +269,6 @@ async def disable(request: Request) -> Response:
 async def reset(login: str, request: Request) -> Response:
     services = services_of(request)
     user = await services.second_factor.reset(login, by=Actor.of(current_principal(request)))
-    return redirect(
-        "/settings/users", notice=f"Two-factor authentication of {user.login} was reset."
+    return redirect_with_notice(
+        request, "/settings/users", f"Two-factor authentication of {user.login} was reset."
     )

@@ -17,7 +17,7 @@ from authgate.services.severity import SEVERITIES
 from authgate.storage.paging import PageRequest
 from authgate.web import forms
 from authgate.web.forms import FormProblem
-from authgate.web.pages import AdminPageRoute, redirect, render, stored_id
+from authgate.web.pages import AdminPageRoute, redirect_with_notice, render, stored_id
 
 router = APIRouter(prefix="/settings", route_class=AdminPageRoute)
 
@@ -48,7 +48,7 @@ async def create_rule(request: Request) -> Response:
             "create", "create", fields={"name": error.message}, values=values, status=409
         )
         return await _alerts(request, problem)
-    return redirect(ALERTS_PATH, notice=f"Alert rule {created.name} created.")
+    return redirect_with_notice(request, ALERTS_PATH, f"Alert rule {created.name} created.")
 
 
 @router.post("/alerts/rules/{rule_id:int}/edit")
@@ -74,7 +74,7 @@ async def edit_rule(request: Request, rule_id: int) -> Response:
             status=409,
         )  # fmt: skip
         return await _alerts(request, problem)
-    return redirect(ALERTS_PATH, notice=f"Alert rule {updated.name} saved.")
+    return redirect_with_notice(request, ALERTS_PATH, f"Alert rule {updated.name} saved.")
 
 
 @router.post("/alerts/rules/{rule_id:int}/enabled")
@@ -103,7 +103,7 @@ async def enable_rule(request: Request, rule_id: int) -> Response:
         )  # fmt: skip
         return await _alerts(request, problem)
     state = "enabled" if enabled else "disabled"
-    return redirect(ALERTS_PATH, notice=f"Alert rule {rule.name} {state}.")
+    return redirect_with_notice(request, ALERTS_PATH, f"Alert rule {rule.name} {state}.")
 
 
 @router.post("/alerts/rules/{rule_id:int}/delete")
@@ -112,14 +112,16 @@ async def delete_rule(request: Request, rule_id: int) -> Response:
     rules = services_of(request).alert_rules
     rule = await rules.get(rule_id)
     await rules.delete(rule_id)
-    return redirect(ALERTS_PATH, notice=f"Alert rule {rule.name} deleted.")
+    return redirect_with_notice(request, ALERTS_PATH, f"Alert rule {rule.name} deleted.")
 
 
 @router.post("/alerts/test")
 async def send_test_alert(request: Request) -> Response:
     sinks = services_of(request).alerts.send_test()
     noun = "sink" if sinks == 1 else "sinks"
-    return redirect(ALERTS_PATH, notice=f"A test alert was queued for {sinks} alert {noun}.")
+    return redirect_with_notice(
+        request, ALERTS_PATH, f"A test alert was queued for {sinks} alert {noun}."
+    )
 
 
 async def _alerts(request: Request, problem: FormProblem | None = None) -> Response:

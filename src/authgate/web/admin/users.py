@@ -10,12 +10,12 @@ from typing import Any, Final
 from fastapi import APIRouter, Request, Response
 from starlette.datastructures import QueryParams
 
-from authgate.api.access import services_of, sets_credentials
+from authgate.api.access import AdminRoute, services_of, sets_credentials
 from authgate.exceptions import Conflict, NotFound, ValidationFailed
 from authgate.reasons import Reason
 from authgate.security.permissions import BUILT_IN_ROLES
 from authgate.security.principal import ROLE_ADMIN, ROLE_ANALYST, ROLE_USER, ROLE_VIEWER
-from authgate.services.reset_keys import IssuedResetKey
+from authgate.services.reset_keys import INVITATION_TTL, IssuedResetKey
 from authgate.services.user_fields import NewUser, UserChanges, UserView
 from authgate.storage.paging import PageRequest, SortOrder
 from authgate.web import forms
@@ -25,7 +25,7 @@ from authgate.web.pages import (
     AdminPageRoute,
     cookies_of,
     current_principal,
-    redirect,
+    redirect_with_notice,
     render,
 )
 
@@ -40,6 +40,9 @@ ROLES: Final = (
     (ROLE_USER, "User"),
 )
 USER_PAGE_SIZES: Final = (25, 50, 100, 200)
+# A form refused for its input answers what the REST users routes answer (JHipster's 400),
+# read from their route class: one mapping for both.
+INVALID_INPUT: Final = AdminRoute.validation_status
 
 
 @router.get("/users")
@@ -62,11 +65,14 @@ async def create_user(request: Request) -> Response:
     new = NewUser(login=login, email=email, password=password or None, authorities=frozenset(roles))
     try:
         if not password:
-            user, issued = await services.users.invite_user(new)
+            # As POST /api/v1/users invites: the same lifetime, the same mail.
+            user, issued = await services.users.invite_user(new, valid_for=INVITATION_TTL)
             return await _hand_over(request, user, issued, created=True)
         created = await services.users.create_user(new)
     except ValidationFailed as error:
-        problem = FormProblem("create", "create", fields=_user_fields(error), values=values)
+        problem = FormProblem(
+            "create", "create", fields=_user_fields(error), values=values, status=INVALID_INPUT
+        )
         return await _users(request, problem)
     except Conflict as error:
         where = "email" if error.reason is Reason.EMAIL_EXISTS else "login"
@@ -74,7 +80,7 @@ async def create_user(request: Request) -> Response:
             "create", "create", fields={where: error.message}, values=values, status=409
         )
         return await _users(request, problem)
-    return redirect(USERS_PATH, notice=f"User {created.login} created.")
+    return redirect_with_notice(request, USERS_PATH, f"User {created.login} created.")
 
 
 @router.post("/users/{login}/edit")
@@ -92,7 +98,14 @@ async def edit_user(request: Request, login: str) -> Response:
             acting_user_id=principal.user_id,
         )
     except ValidationFailed as error:
-        problem = FormProblem("edit", "", target=target, fields=_user_fields(error), values=values)
+        problem = FormProblem(
+            "edit",
+            "",
+            target=target,
+            fields=_user_fields(error),
+            values=values,
+            status=INVALID_INPUT,
+        )
         return await _users(request, problem)
     except Conflict as error:
         problem = FormProblem(
@@ -100,8 +113,10 @@ async def edit_user(request: Request, login: str) -> Response:
         )
         return await _users(request, problem)
     if updated.id == principal.user_id and ROLE_ADMIN not in updated.authorities:
-        return redirect("/settings/account", notice="Saved. You are no longer an administrator.")
-    return redirect(USERS_PATH, notice=f"Changes to {updated.login} saved.")
+        return redirect_with_notice(
+            request, "/settings/account", "Saved. You are no longer an administrator."
+        )
+    return redirect_with_notice(request, USERS_PATH, f"Changes to {updated.login} saved.")
 
 
 @router.post("/users/{login}/password")
@@ -113,24 +128,32 @@ async def reset_password(request: Request, login: str) -> Response:
     new_password = forms.secret(form, "new_password")
     if new_password != forms.secret(form, "confirm_password"):
         problem = FormProblem(
-            "password", "", target=target, fields={"confirm_password": "The passwords differ."}
+            "password",
+            "",
+            target=target,
+            fields={"confirm_password": "The passwords differ."},
+            status=INVALID_INPUT,
         )
         return await _users(request, problem)
     revoke_keys = form.get("revoke_api_keys") == "on"
     try:
         await services.users.set_password(login, new_password, revoke_api_keys=revoke_keys)
     except ValidationFailed as error:
-        problem = FormProblem("password", "", target=target, fields=_user_fields(error))
+        problem = FormProblem(
+            "password", "", target=target, fields=_user_fields(error), status=INVALID_INPUT
+        )
         return await _users(request, problem)
     if target == current_principal(request).login:
         # A reset ends every session of the user: this one too.
-        response = redirect(LOGIN_PATH, notice="Password changed. Sign in with the new one.")
+        response = redirect_with_notice(
+            request, LOGIN_PATH, "Password changed. Sign in with the new one."
+        )
         cookies_of(request).clear_session(response)
         return response
     ended = "Their sessions have ended" + (
         " and their API keys are revoked." if revoke_keys else "."
     )
-    return redirect(USERS_PATH, notice=f"Password of {target} reset. {ended}")
+    return redirect_with_notice(request, USERS_PATH, f"Password of {target} reset. {ended}")
 
 
 @router.post("/users/{login}/reset-link")
@@ -146,14 +169,16 @@ async def _hand_over(
     """Mail the reset link to the user, or, without SMTP, show it to the admin once."""
     resets = services_of(request).password_resets
     done = f"User {user.login} created. " if created else ""
-    if await resets.deliver(user, issued):
-        return redirect(USERS_PATH, notice=f"{done}A password link was e-mailed to {user.email}.")
+    if await resets.deliver(user, issued, invitation=created):
+        return redirect_with_notice(
+            request, USERS_PATH, f"{done}A password link was e-mailed to {user.email}."
+        )
     response = await _users(
         request,
         reset_link={
             "login": user.login,
             "url": resets.link(issued),
-            "expires": issued.expires_at.strftime("%Y-%m-%d %H:%M UTC"),
+            "expires": issued.expires_at,
         },
     )
     response.headers["Cache-Control"] = "no-store"
@@ -170,14 +195,14 @@ async def delete_user(request: Request, login: str) -> Response:
     except Conflict as error:
         problem = FormProblem("delete", "", target=target, message=error.message, status=409)
         return await _users(request, problem)
-    return redirect(USERS_PATH, notice=f"User {target} deleted.")
+    return redirect_with_notice(request, USERS_PATH, f"User {target} deleted.")
 
 
 async def _users(
     request: Request,
     problem: FormProblem | None = None,
     *,
-    reset_link: Mapping[str, str] | None = None,
+    reset_link: Mapping[str, object] | None = None,
 ) -> Response:
     services = services_of(request)
     params = request.query_params if problem is None else QueryParams("")
