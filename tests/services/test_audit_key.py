@@ -12,6 +12,7 @@ import os
 import socket
 import stat
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -201,6 +202,26 @@ async def test_editing_one_field_without_rehashing_names_that_record(services: S
     )
     verification = await services.audit.verify()
     assert (verification.verdict, verification.first_broken_id) == ("forged", ids[2])
+
+
+@pytest.mark.parametrize("record_id", [0, -1])
+async def test_a_record_inserted_before_the_first_id_is_reported(
+    services: Services, record_id: int
+) -> None:
+    """Ids need not be positive: a record put below the chain's first id (0 or -1, with
+    any hashes) was skipped by the walk, which started after 0, and listed by the audit
+    search as if genuine (attack review)."""
+    await chained(services, 3)
+    await attack.execute(
+        services.db,
+        "INSERT INTO audit_events (id, occurred_at, event_type, outcome, details, prev_hash, "
+        "hash) VALUES (:id, :at, 'USER_DELETED', 'success', '{}', 'x', 'y')",
+        id=record_id,
+        at=datetime(2026, 12, 6, 11, 13, tzinfo=UTC),
+    )
+    verification = await services.audit.verify()
+    assert verification.verdict != "intact"
+    assert verification.first_broken_id == record_id
 
 
 # -- checkpoints against the attacks and a rollback ------------------------------------------

@@ -146,7 +146,9 @@ class ChainVerifier:
             )
         start = anchor.link if anchor is not None else ChainLink(0, GENESIS_HASH)
         walk = _Walk(start=start, previous=start, keyed_trail=bool(head and head.mac))
-        after = 0  # from the very first id: a record older than the anchor is foreign
+        # From the lowest id stored, not from 0: ids need not be positive, and a record
+        # older than the anchor (or put below the first id) is foreign.
+        after: int | None = None
         while head is not None:
             async with self._db.session() as session:
                 rows = await self._db.audit(session).chain(after, head.id, limit=chunk)

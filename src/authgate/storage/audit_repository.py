@@ -281,15 +281,13 @@ class AuditRepository:
         )
         return [(event, public_id) for event, public_id in await self._session.execute(query)]
 
-    async def chain(self, after_id: int, up_to_id: int, *, limit: int) -> list[AuditEvent]:
-        """Records with ``after_id < id <= up_to_id``, in chain order."""
-        query = (
-            select(AuditEvent)
-            .where(AuditEvent.id > after_id, AuditEvent.id <= up_to_id)
-            .order_by(AuditEvent.id)
-            .limit(limit)
-        )
-        return list(await self._session.scalars(query))
+    async def chain(self, after_id: int | None, up_to_id: int, *, limit: int) -> list[AuditEvent]:
+        """Records with ``after_id < id <= up_to_id`` (``after_id`` None: from the lowest
+        id stored, however low), in chain order."""
+        query = select(AuditEvent).where(AuditEvent.id <= up_to_id)
+        if after_id is not None:
+            query = query.where(AuditEvent.id > after_id)
+        return list(await self._session.scalars(query.order_by(AuditEvent.id).limit(limit)))
 
     async def delete_before(self, cutoff: datetime, head: SignedLink, *, sign: LinkSigner) -> int:
         """Retention: delete the oldest records, up to the first one at or after
