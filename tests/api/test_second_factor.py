@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx2
 import pytest
+from sqlalchemy import text
 
 from authgate.app import create_app
 from authgate.container import Services
@@ -722,3 +723,26 @@ async def test_a_session_that_skipped_the_factor_cannot_change_the_email(
     assert passed.status_code == 200, passed.text
     account = await harness.client.get("/api/account", headers=bearer(user_token))
     assert account.json()["email"] == "alice@new.example"
+
+
+async def test_a_secret_this_node_cannot_read_refuses_the_code_not_the_request(
+    harness: Harness, enrolled: tuple[str, list[str]]
+) -> None:
+    """A node with another AUTHGATE_TFA_KEY (or a tampered row) cannot read the TOTP
+    secret: the code is refused (412) and the operator told in the audit trail; it was
+    a 500 (the empty secret reached pyotp)."""
+    secret, _ = enrolled
+    async with harness.services.db.transaction() as session:
+        await session.execute(
+            text("UPDATE second_factors SET totp_secret = 'v1.AAAAAAAAAAAAAAAAAAAAAAAAAAAA'")
+        )
+    pending = (await password_step(harness)).json()["token"]
+    refused = await harness.client.post(
+        "/api/tfa/verify-code", content=current_code(harness, secret), headers=bearer(pending)
+    )
+    assert refused.status_code == 412, refused.text
+    await harness.services.audit.flush()
+    events = await harness.client.get(
+        "/api/audit-events", params={"type": "TFA_FAILURE"}, headers=bearer(await admin(harness))
+    )
+    assert "secret_unreadable" in [event["reason"] for event in events.json()]

@@ -320,6 +320,8 @@ class SecondFactorService:
         if remaining <= 0 or row.pending_totp_secret is None:
             return None
         secret = self._decrypt(row.pending_totp_secret, user.id)
+        if secret is None:
+            return None
         uri = provisioning_uri(secret, login=user.login, issuer=self._issuer)
         return Enrolment("TOTP", remaining, secret=secret, uri=uri)
 
@@ -567,8 +569,12 @@ class SecondFactorService:
                 row = await self._db.second_factors(session).get(user.id)
             if row is not None and row.totp_secret is not None and code.isdigit():
                 secret = self._decrypt(row.totp_secret, user.id)
-                step = matching_totp_step(
-                    secret, code, now=now.timestamp(), after_step=row.last_totp_step
+                step = (
+                    matching_totp_step(
+                        secret, code, now=now.timestamp(), after_step=row.last_totp_step
+                    )
+                    if secret is not None
+                    else None
                 )
                 if step is not None:
                     async with self._db.transaction() as session:
@@ -590,6 +596,8 @@ class SecondFactorService:
         if encrypted is None:
             return False
         secret = self._decrypt(encrypted, user.id)
+        if secret is None:
+            return False
         step = matching_totp_step(secret, code, now=self._clock().timestamp(), after_step=None)
         if step is None:
             return False
@@ -639,19 +647,20 @@ class SecondFactorService:
             created_at=now,
         )
 
-    def _decrypt(self, encrypted: str, user_id: int) -> str:
+    def _decrypt(self, encrypted: str, user_id: int) -> str | None:
+        """The secret, or None when it cannot be read."""
         try:
             return self._key.decrypt(encrypted, user_id=user_id)
         except SecretUnreadable:
             # A wrong AUTHGATE_TFA_KEY (or a tampered row): nobody can pass, and the
-            # operator must know; callers see only a refused code.
+            # operator must know; callers see only a refused code (no secret to match).
             self._audit.record(
                 EventType.TFA_FAILURE,
                 "failure",
                 actor=Actor(user_id=user_id),
                 reason=Reason.SECRET_UNREADABLE,
             )
-            return ""
+            return None
 
     async def _refuse_if_locked(self, user: UserView) -> None:
         block = await self._throttle.get_block(_subject(user.id))
