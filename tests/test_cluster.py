@@ -457,6 +457,16 @@ def test_a_node_with_another_audit_key_is_refused(first_node: Deployment, tmp_pa
     assert os.stat(other["AUTHGATE_AUDIT_KEY_FILE"]).st_mode & 0o777 == 0o600
 
 
+def test_a_node_with_another_second_factor_key_is_refused(
+    first_node: Deployment, tmp_path: Path
+) -> None:
+    """TOTP secrets one node encrypts, a node with another AUTHGATE_TFA_KEY cannot read
+    (its users' codes were refused there, with a 500): it refuses to start."""
+    other = cluster_secrets(tmp_path / "other-secrets")
+    node = first_node.start("stranger", AUTHGATE_TFA_KEY_FILE=other["AUTHGATE_TFA_KEY_FILE"])
+    assert "uses another second-factor key" in refusal(node)
+
+
 def test_a_node_with_other_signing_keys_is_refused(first_node: Deployment, tmp_path: Path) -> None:
     other = cluster_secrets(tmp_path / "other-secrets")
     node = first_node.start(

@@ -123,7 +123,14 @@ def build_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
     keys = build_keys(settings, infra, protection, tokens, clock)
     accounts = build_accounts(settings, infra, protection, clock)
     sessions = build_sessions(settings, infra, tokens, accounts, clock)
-    monitoring = build_monitoring(settings, infra, tokens, keys, clock)
+    monitoring = build_monitoring(
+        settings,
+        infra,
+        tokens,
+        keys,
+        clock,
+        tfa_key_fingerprint=accounts.second_factor.key_fingerprint,
+    )
     services = _registry(
         settings, clock, (infra, protection, tokens, keys, accounts, sessions, monitoring)
     )

@@ -83,6 +83,7 @@ class ClusterMembership:
         clock: Clock,
         pepper: bytes,
         audit_key_fingerprint: str,
+        tfa_key_fingerprint: str,
         keyring: Callable[[], KeyRing],
         uses_redis: bool,
         version: str,
@@ -91,6 +92,7 @@ class ClusterMembership:
         self._clock = clock
         self._fingerprint = pepper_fingerprint(pepper)
         self._audit_fingerprint = audit_key_fingerprint
+        self._tfa_fingerprint = tfa_key_fingerprint
         self._keyring = keyring
         self._uses_redis = uses_redis
         self._version = version
@@ -141,6 +143,7 @@ class ClusterMembership:
                     last_seen_at=now,
                     pepper_fingerprint=self._fingerprint,
                     audit_key_fingerprint=self._audit_fingerprint,
+                    tfa_key_fingerprint=self._tfa_fingerprint,
                     active_kid=ring.active.kid,
                     kids=_joined_kids(ring),
                     uses_redis=self._uses_redis,
@@ -254,6 +257,14 @@ class ClusterMembership:
             problems.append(
                 f"{name} uses another audit key: give every node the same "
                 "AUTHGATE_AUDIT_KEY_FILE (or AUTHGATE_AUDIT_KEY)"
+            )
+        theirs_tfa = node.tfa_key_fingerprint
+        if theirs_tfa is not None and theirs_tfa != self._tfa_fingerprint:
+            # Second-factor secrets one node encrypts, another could not read: its users'
+            # codes would be refused there.
+            problems.append(
+                f"{name} uses another second-factor key: give every node the same "
+                "AUTHGATE_TFA_KEY_FILE (or AUTHGATE_TFA_KEY)"
             )
         ring = self._keyring()
         theirs = frozenset(node.kids.split(","))

@@ -226,6 +226,11 @@ class SecondFactorService:
         again after the password hash, so that a factor enabled meanwhile is asked for)."""
         return _method(await self._db.second_factor_of(user_id))
 
+    @property
+    def key_fingerprint(self) -> str:
+        """Names ``AUTHGATE_TFA_KEY`` without revealing it (nodes compare theirs)."""
+        return self._key.fingerprint
+
     async def login_method(self, user: UserView) -> Method | None:
         """What a login of ``user`` must prove: their factor in force or, for a user who
         must use one but has enrolled none, e-mailed codes when ``unenrolled`` is

@@ -548,3 +548,5 @@ class ClusterNode(Base):
     uses_redis: Mapped[bool] = mapped_column(Boolean)
     # None: a node of a version without the audit key (it writes an unkeyed chain).
     audit_key_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    # None: a node of a version that did not register its second-factor key.
+    tfa_key_fingerprint: Mapped[str | None] = mapped_column(String(64))

@@ -31,7 +31,13 @@ class Monitoring:
 
 
 def build_monitoring(
-    settings: Settings, infra: Infrastructure, tokens: Tokens, keys: Keys, clock: Clock
+    settings: Settings,
+    infra: Infrastructure,
+    tokens: Tokens,
+    keys: Keys,
+    clock: Clock,
+    *,
+    tfa_key_fingerprint: str,
 ) -> Monitoring:
     db, audit = infra.db, infra.audit
     dispatcher = AlertDispatcher(
@@ -43,6 +49,7 @@ def build_monitoring(
         clock=clock,
         pepper=keys.pepper,
         audit_key_fingerprint=infra.audit_key.fingerprint,
+        tfa_key_fingerprint=tfa_key_fingerprint,
         keyring=lambda: tokens.tokens.codec.keyring,
         uses_redis=infra.redis is not None,
         version=__version__,
