@@ -122,6 +122,29 @@ async def test_a_block_set_during_an_outage_holds_after_it(db: Database, redis_u
         await client.aclose()
 
 
+async def test_a_block_set_before_an_outage_holds_during_it(db: Database, redis_url: str) -> None:
+    """The cluster review blocked an address (423), stopped Redis, and the address's
+    passwords were checked again: the block lived in Redis only. Blocks are written to
+    the database too, so it holds (as it does after a Redis restart without
+    persistence)."""
+    client = from_url(redis_url)
+    ticker = Ticker()
+    link = RedisLink(client, cooldown=5.0, monotonic=ticker)
+    store = FallbackThrottleStore(
+        RedisThrottleStore(client, prefix="authgate:test-link:"), DatabaseThrottleStore(db), link
+    )
+    subject = f"ip:before-{secrets.token_hex(4)}"
+    try:
+        await store.block(subject, until=5000.0, strikes=1, now=1000.0)
+        link.failed(ConnectionError())  # Redis goes away
+        assert link.is_down
+        assert await store.get_block(subject) == Block(until=5000.0, strikes=1)
+        blocks, _ = await store.blocks_and_counted((subject,), "pair:none")
+        assert blocks == {subject: Block(until=5000.0, strikes=1)}
+    finally:
+        await client.aclose()
+
+
 async def test_the_doorbell_wakes_a_listener(redis_url: str) -> None:
     link = RedisLink(from_url(redis_url))
     woken = asyncio.Event()

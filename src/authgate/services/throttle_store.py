@@ -79,6 +79,9 @@ class FallbackThrottleStore:
 
     Counts made during an outage live in the database and are not merged back: an
     attacker gains at most one window's worth of attempts, and protection never stops.
+    Blocks are written to the database as well as to Redis (they are rare: a threshold
+    crossed, a turn, a login from a new place), so a block set before an outage, or lost
+    with a Redis restarted without persistence, still holds.
     """
 
     def __init__(self, primary: ThrottleStore, fallback: ThrottleStore, link: Any):
@@ -104,7 +107,11 @@ class FallbackThrottleStore:
         return await self._use(lambda store: store.failures(subject, window=window, now=now))
 
     async def block(self, subject: str, *, until: float, strikes: int, now: float) -> None:
-        await self._use(lambda store: store.block(subject, until=until, strikes=strikes, now=now))
+        await self._fallback.block(subject, until=until, strikes=strikes, now=now)
+        if self._link.available:
+            await self._use(
+                lambda store: store.block(subject, until=until, strikes=strikes, now=now)
+            )
 
     async def get_block(self, subject: str) -> Block | None:
         # A block set during an outage stays in force after it.
