@@ -89,6 +89,9 @@ def redis_client(url: str) -> Any:
     """A ``redis.asyncio`` client (redis is the optional ``redis`` extra)."""
     try:
         from redis.asyncio import from_url
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+        from redis.exceptions import ConnectionError as RedisConnectionError
     except ImportError:
         raise ConfigurationError(
             "AUTHGATE_REDIS_URL needs the redis extra: pip install 'authgate[redis]'"
@@ -98,6 +101,10 @@ def redis_client(url: str) -> Any:
             url,
             socket_timeout=SOCKET_TIMEOUT_SECONDS,
             socket_connect_timeout=SOCKET_TIMEOUT_SECONDS,
+            # A pooled connection that a Redis restart broke fails on its first use: try
+            # once more, on a new connection, at once (a hung Redis times out instead,
+            # and is not waited for twice).
+            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         )
     except ValueError as error:  # e.g. "Redis URL must specify one of the following schemes"
         # redis-py's message never holds the URL (nor its password).
