@@ -413,4 +413,3 @@ async def _wait_for(client: Any) -> None:
         except Exception:  # noqa: BLE001 - not up yet
             await asyncio.sleep(0.05)
     raise AssertionError("redis-server did not start")
-
