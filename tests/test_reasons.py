@@ -52,6 +52,7 @@ def test_only_the_refusals_of_brute_force_protection_and_rate_limits_are_throttl
         Reason.IP_BLOCKED,
         Reason.ACCOUNT_IP_BLOCKED,
         Reason.ACCOUNT_SLOWDOWN,
+        Reason.CONCURRENT_LOGINS,
     }
     assert all(reason.category is Category.THROTTLE for reason in throttled)
 

@@ -279,6 +279,8 @@ def sample(name: str, tmp_path: Path) -> tuple[str, str, Any]:
         return text, '[{name = "spray", kind = "login_failures", threshold = 3}]', [alert]
     if name in ("forward_auth_method_header", "forward_auth_uri_header"):
         return "X-Other", '"X-Other"', "X-Other"
+    if name == "api_key_default_rate_limit":
+        return "100/minute", '"100/minute"', "100/minute"
     info = field_info(name)
     default = info.get_default(call_default_factory=True)
     annotation = info.annotation

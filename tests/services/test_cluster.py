@@ -26,13 +26,17 @@ def pepper() -> str:
     return base64.b64encode(os.urandom(32)).decode()
 
 
-# The audit key every node of these tests shares (unless a test gives one its own).
+# The audit and second-factor keys every node of these tests shares (unless a test
+# gives one its own).
 SHARED_AUDIT_KEY = pepper()
+SHARED_TFA_KEY = pepper()
 
 
 def node_settings(base: Settings, tmp_path: Path, name: str, **overrides: object) -> Settings:
-    """Another node: its own data dir, the same database (and the shared audit key)."""
+    """Another node: its own data dir, the same database (and the shared audit and
+    second-factor keys)."""
     overrides.setdefault("audit_key", SHARED_AUDIT_KEY)
+    overrides.setdefault("tfa_key", SHARED_TFA_KEY)
     return test_settings(
         tmp_path / name,
         database_url=base.effective_database_url,
