@@ -163,6 +163,21 @@ async def test_create_key_validates_inline_shows_it_once_and_records_its_use(
     await expect(first_error).to_contain_text("Invalid CIDR format")
     await expect(first).to_have_attribute("aria-invalid", "true")
     await expect(second_error).to_have_text("Invalid IP address format")
+    # Each row's input is described by its own error and the field's hint.
+    described = await second.get_attribute("aria-describedby")
+    assert described is not None
+    assert described.split() == ["allowed_ips-2-error", "allowed-hint"]
+    # Removing a row renumbers the rest, and a row added then gets an id of its own.
+    await add.click()
+    third = page.locator("#allowed_ips-3")
+    await third.fill("192.0.2.1")
+    await page.get_by_role("button", name="Remove entry 3").click()
+    await expect(third).to_have_count(0)
+    await add.click()
+    fourth = page.locator("#allowed_ips-4")
+    await expect(fourth).to_have_attribute("aria-label", "Allowed IP or range 3")
+    await page.get_by_role("button", name="Remove entry 3").click()
+    await expect(second).to_have_attribute("aria-label", "Allowed IP or range 2")
 
     # The browser does not send the form while an entry is invalid.
     await page.get_by_role("button", name="Create API Key").click()

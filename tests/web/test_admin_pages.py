@@ -728,6 +728,21 @@ async def test_refused_rule_shows_the_message_at_the_field(
     assert await rule_state(harness) == before
 
 
+async def test_every_problem_of_a_rule_form_is_shown_at_once(
+    harness: Harness, admin: Browser
+) -> None:
+    """An unreadable number no longer hides the other fields' problems (the UI review
+    sent an empty name, threshold 0 and window "abc" and was told of the window only)."""
+    response = await admin.post(
+        f"{ALERTS}/rules", {**rule_form(" "), "threshold": "0", "window": "abc"}
+    )
+    assert response.status_code == 422
+    page = html(response)
+    assert "Name is required." in field_error(page, "create-name")
+    assert "at least 1" in field_error(page, "create-threshold")
+    assert "whole number" in field_error(page, "create-window")
+
+
 async def test_refused_rule_edit_is_shown_in_that_rules_form(
     harness: Harness, admin: Browser
 ) -> None:

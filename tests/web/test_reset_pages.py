@@ -74,11 +74,32 @@ async def test_admin_creates_a_user_without_password_and_hands_over_the_link(
     harness.clock.advance(seconds=1)
     assert (await ivan.sign_in("ivan", NEW_PASSWORD)).status_code == 303
 
+    # Opened again, the used link says so at once: no password form to fill in vain.
     again = await open_browser()
     parsed = urlparse(link)
     page = await again.get(f"{parsed.path}?{parsed.query}")
+    assert page.status_code == 400
+    assert "already been used" in html(page).by_id("reset-dead-link").text
+    assert html(page).find_all("form", action=RESET + "/finish") == []
+
+
+async def test_the_reset_form_states_the_rules_and_a_link_used_meanwhile_is_refused(
+    harness: Harness, admin: Browser, open_browser: OpenBrowser, alice_id: int
+) -> None:
+    """The form says what a password needs; a link used in another tab after this one
+    was opened is refused when this form is sent."""
+    response = await admin.post("/settings/users/alice/reset-link", {})
+    link = html(response).by_id("reset-link-url").attrs["value"]
+    parsed = urlparse(link)
+    alice = await open_browser()
+    page = await alice.get(f"{parsed.path}?{parsed.query}")
+    assert page.status_code == 200
+    assert "At least 12 characters" in html(page).by_id("reset-rules").text
     form = html(page).find("form", action=RESET + "/finish").inputs()
-    used = await again.post(
+    harness.clock.advance(seconds=1)
+    other_tab = await open_browser()
+    assert (await _set_password(other_tab, link, NEW_PASSWORD)).startswith(LOGIN)
+    used = await alice.post(
         RESET + "/finish",
         {**form, "new_password": NEW_PASSWORD, "confirm_password": NEW_PASSWORD},
         csrf=False,

@@ -137,6 +137,15 @@ class PasswordResets:
             return False
         return True
 
+    async def check(self, key: str) -> None:
+        """Raise what :meth:`finish` would for ``key`` (``ResetKeyInvalid``,
+        ``ResetKeyExpired``), without using it: a used or expired link is said to be so
+        when it is opened, before its user types a new password twice."""
+        digest = _digest_of(key)
+        async with self._db.session() as session:
+            user = await self._db.users(session).by_reset_key(digest) if digest else None
+        self._usable(user)
+
     async def finish(self, key: str, new_password: str) -> UserView:
         """Set the password of the user the key belongs to; the key is used up, a user
         created without a password is activated, and every token of the user revoked.

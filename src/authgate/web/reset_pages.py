@@ -29,12 +29,14 @@ RESET_PATH = "/settings/reset"
 
 def _reset_page(request: Request, *, status: int = 200, **context: Any) -> Response:
     token = new_login_csrf()
+    services = services_of(request)
     response = render(
         request,
         "reset.html",
         {
             "login_csrf": token,
-            "mail_configured": services_of(request).password_resets.mail_configured,
+            "mail_configured": services.password_resets.mail_configured,
+            "password_policy": services.settings.password_policy,
             **context,
         },
         status=status,
@@ -47,6 +49,11 @@ def _reset_page(request: Request, *, status: int = 200, **context: Any) -> Respo
 @router.get(RESET_PATH)
 async def reset_form(request: Request) -> Response:
     key = request.query_params.get("key", "")[:128]
+    if key:
+        try:
+            await services_of(request).password_resets.check(key)
+        except ValidationFailed as dead:  # used, replaced or expired: say so at once
+            return _reset_page(request, dead_link=dead.message, status=400)
     return _reset_page(request, key=key)
 
 

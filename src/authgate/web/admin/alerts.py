@@ -12,7 +12,7 @@ from authgate.api.access import services_of
 from authgate.exceptions import Conflict, NotFound, ValidationFailed
 from authgate.reasons import Reason
 from authgate.services.alerts.kinds import KINDS, duration
-from authgate.services.alerts.rules import RuleSpec, RuleView
+from authgate.services.alerts.rules import RuleSpec, RuleView, validate
 from authgate.services.severity import SEVERITIES
 from authgate.storage.paging import PageRequest
 from authgate.web import forms
@@ -187,6 +187,20 @@ def _rule_spec(form: FormData) -> tuple[RuleSpec | None, dict[str, Any], dict[st
     if window is None or unit is None:
         errors["window"] = "Enter the window as a whole number of seconds, minutes, hours or days."
     if threshold is None or window is None or unit is None:
+        # The other fields' problems too, in one answer: the service's rules, with
+        # stand-ins where the numbers could not be read.
+        stand_in = RuleSpec(
+            name=values["name"],
+            kind=values["kind"],
+            threshold=threshold if threshold is not None else 1,
+            window_seconds=window * unit if window is not None and unit is not None else 60,
+            severity=values["severity"],
+            enabled=values["enabled"],
+        )
+        try:
+            validate(stand_in)
+        except ValidationFailed as error:
+            errors = {**_rule_fields(error), **errors}
         return None, values, errors
     spec = RuleSpec(
         name=values["name"],

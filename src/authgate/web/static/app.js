@@ -111,26 +111,40 @@ function ipEditor(textarea) {
     return !invalid;
   }
 
+  // Rows are numbered by position, and renumbered when one is removed: labels say
+  // "entry 2 of the list" as it is now, and ids stay unique (a counter, not the count).
+  let made = 0;
+  // The textarea's hint (and the server's error) describe every row's input too.
+  const described = textarea.getAttribute("aria-describedby") || "";
+
+  function renumber() {
+    [...list.children].forEach((row, position) => {
+      row.querySelector("input").setAttribute("aria-label", `Allowed IP or range ${position + 1}`);
+      row.querySelector("button").setAttribute("aria-label", `Remove entry ${position + 1}`);
+    });
+  }
+
   function addRow(value) {
-    const index = list.children.length + 1;
+    made += 1;
     const row = document.createElement("li");
     const input = document.createElement("input");
     input.value = value;
-    input.id = `${textarea.id}-${index}`;
-    input.setAttribute("aria-label", `Allowed IP or range ${index}`);
+    input.id = `${textarea.id}-${made}`;
     input.placeholder = "e.g. 10.0.0.0/8";
     const remove = document.createElement("button");
     remove.type = "button";
     remove.textContent = "Remove";
-    remove.setAttribute("aria-label", `Remove entry ${index}`);
-    remove.addEventListener("click", () => { row.remove(); sync(); });
+    remove.addEventListener("click", () => { row.remove(); renumber(); sync(); });
     const message = document.createElement("p");
     message.className = "field-error";
+    message.id = `${input.id}-error`;
     message.hidden = true;
     message.setAttribute("role", "alert");
+    input.setAttribute("aria-describedby", `${message.id} ${described}`.trim());
     input.addEventListener("input", sync);
     row.append(input, remove, message);
     list.append(row);
+    renumber();
     return input;
   }
 
