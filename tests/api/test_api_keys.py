@@ -803,6 +803,11 @@ def test_expiry_helper_is_utc() -> None:
         ("10/second;1/2 days", "A rate limit's window is at most one day (e.g. 10000/day)."),
         ("1/month", "A rate limit's window is at most one day (e.g. 10000/day)."),
         ("1000000001/second", "A rate limit allows at most 1,000,000,000 requests a window."),
+        ("1/0 second", 'A rate limit\'s window is at least one unit ("1/0 second" is none).'),
+        (
+            "10/second;5 per 00 minutes",
+            'A rate limit\'s window is at least one unit ("1/0 second" is none).',
+        ),
     ],
 )
 async def test_rate_limit_beyond_a_day_or_a_billion_is_422(

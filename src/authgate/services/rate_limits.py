@@ -12,6 +12,7 @@ throttling, see ``redis_link``): limits stay enforced, per worker, during the ou
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -69,6 +70,10 @@ def parse_rate_limit(text: str) -> tuple[RateLimitItem, ...]:
     return items
 
 
+# A window of zero units ("1/0 second", "5 per 00 minutes").
+_ZERO_MULTIPLE = re.compile(r"(?:/|\bper\b)\s*0+\s*[a-z]", re.IGNORECASE)
+
+
 def check_rate_limit(text: str) -> tuple[RateLimitItem, ...]:
     """Validate a new limit: readable (:func:`parse_rate_limit`), within
     ``MAX_REQUESTS`` requests per window and ``MAX_WINDOW_SECONDS`` a window.
@@ -76,6 +81,8 @@ def check_rate_limit(text: str) -> tuple[RateLimitItem, ...]:
     Raises:
         ValueError: with a message for people.
     """
+    if _ZERO_MULTIPLE.search(text):  # `limits` reads "1/0 second" as "1/second"
+        raise ValueError('A rate limit\'s window is at least one unit ("1/0 second" is none).')
     items = parse_rate_limit(text)
     if any(item.amount > MAX_REQUESTS for item in items):
         raise ValueError(f"A rate limit allows at most {MAX_REQUESTS:,} requests a window.")
