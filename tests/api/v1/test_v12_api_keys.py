@@ -265,7 +265,15 @@ async def test_a_malformed_id_is_400_a_numeric_one_still_names_the_key(harness: 
     token = await alice(harness)
     created = await create(harness, token)
     for method, suffix in (("GET", ""), ("PUT", ""), ("DELETE", ""), ("POST", "/generate")):
-        for invalid in ("not-a-key", "12ab", "-1"):
+        for invalid in (
+            "not-a-key",
+            "12ab",
+            "-1",
+            # Python's UUID() reads these; Go's uuid.Parse does not.
+            created["id"][:-2] + "-" + created["id"][-2:],
+            "uuid:" + created["id"],
+            "{{" + created["id"] + "}}",
+        ):
             response = await harness.client.request(
                 method, f"{V12_KEYS}/{invalid}{suffix}", json=body(harness), headers=bearer(token)
             )
@@ -274,7 +282,14 @@ async def test_a_malformed_id_is_400_a_numeric_one_still_names_the_key(harness: 
                 invalid,
             )
     view = await harness.services.api_keys.get(None, uuid.UUID(created["id"]))
-    for spelling in (str(view.key_pk), created["id"].replace("-", ""), created["id"].upper()):
+    for spelling in (
+        str(view.key_pk),
+        created["id"].replace("-", ""),
+        created["id"].upper(),
+        "{" + created["id"] + "}",
+        "urn:uuid:" + created["id"],
+        "URN:UUID:" + created["id"],
+    ):
         shown = await harness.client.get(f"{V12_KEYS}/{spelling}", headers=bearer(token))
         assert (shown.status_code, shown.json()["id"]) == (200, created["id"]), spelling
     # The internal key check's path stays its own: another method there is 405.
