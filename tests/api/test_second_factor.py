@@ -31,7 +31,7 @@ from tests.conftest import (
     format_instant,
     test_settings,
 )
-from tests.mail import running_smtp_server
+from tests.mail import running_smtp_server, smtp_settings
 
 NEW_PASSWORD = "a-brand-new-secret-phrase"
 
@@ -520,10 +520,7 @@ async def test_email_codes_through_a_real_smtp_server(tmp_path: Path, database_u
         async with harness_with(
             tmp_path,
             database_url,
-            alert_smtp_host="127.0.0.1",
-            alert_smtp_port=port,
-            alert_email_from="authgate@example.com",
-            alert_email_to=["security@example.com"],
+            **smtp_settings(port),
         ) as harness:
             await harness.create_user("alice")
             token = (await password_step(harness)).json()["token"]
@@ -619,10 +616,7 @@ async def test_unenrolled_users_get_mailed_codes_when_so_configured(
         async with harness_with(
             tmp_path,
             database_url,
-            alert_smtp_host="127.0.0.1",
-            alert_smtp_port=port,
-            alert_email_from="authgate@example.com",
-            alert_email_to=["security@example.com"],
+            **smtp_settings(port),
             tfa_required="all",
             tfa_unenrolled="email",
         ) as harness:
@@ -675,10 +669,7 @@ async def test_resetting_a_user_without_a_factor_records_and_mails_nothing(
         async with harness_with(
             tmp_path,
             database_url,
-            alert_smtp_host="127.0.0.1",
-            alert_smtp_port=port,
-            alert_email_from="authgate@example.com",
-            alert_email_to=["security@example.com"],
+            **smtp_settings(port),
         ) as harness:
             await harness.create_user("alice")
             token = await admin(harness)

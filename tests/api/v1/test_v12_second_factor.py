@@ -26,7 +26,7 @@ from authgate.storage.models import OneTimeCode, SecondFactor, User
 from authgate.storage.paging import PageRequest
 from tests.api.test_second_factor import harness_with
 from tests.conftest import ADMIN_PASSWORD, USER_PASSWORD, Harness, bearer
-from tests.mail import MailRecorder, running_smtp_server
+from tests.mail import MailRecorder, running_smtp_server, smtp_settings
 
 LOGIN = "/api/v1/auth/login"
 VERIFY_CODE = "/api/v1/auth/tfa/verify-code"
@@ -554,10 +554,7 @@ async def test_email_factor_end_to_end_and_codes_stored_hashed(
         async with harness_with(
             tmp_path,
             database_url,
-            alert_smtp_host="127.0.0.1",
-            alert_smtp_port=port,
-            alert_email_from="authgate@example.com",
-            alert_email_to=["security@example.com"],
+            **smtp_settings(port),
         ) as harness:
             alice_id = await harness.create_user("alice")
             token = bearer((await v12_login(harness))["access_token"])

@@ -289,9 +289,11 @@ async def update_me(body: UpdateMeRequest, request: Request) -> UserResponse:
     changes = UserChanges(
         email=body.email, first_name=first, last_name=last, lang_key=body.lang_key
     )
-    if changes.replaces_email((await services.accounts.account(principal.user_id)).email):
-        # Reset links and e-mailed codes go to the new address: a credential, which a
-        # session that skipped the user's second factor may not set.
+    # Reset links and e-mailed codes go to a new address: a credential, which a session
+    # that skipped the user's second factor may not set (the account is read only then).
+    if not principal.is_password_session and changes.replaces_email(
+        (await services.accounts.account(principal.user_id)).email
+    ):
         require_password_session_for_target(request)
     await services.users.update_user(principal.login, changes, acting_user_id=principal.user_id)
     return await _user(request, principal.user_id)
