@@ -6,6 +6,9 @@ sockets (issue 10, items 12 and 7).
   write, and pipelined requests still work.
 * A head trickled in slower than AUTHGATE_HEADER_TIMEOUT_SECONDS, or a connection that
   sends nothing, is closed (the test uses a 1 s timeout, and gives up waiting after 15 s).
+* A body not complete within AUTHGATE_BODY_TIMEOUT_SECONDS of its head (trickled, or
+  announced and never sent) gets 408 and the connection closes; the server goes on
+  serving, and a body that arrives in time in several writes is served.
 * A crafted path, user agent and typed login leave exactly one log line per record.
 * HEAD is answered with GET's head and no body, and the connection goes on.
 """
@@ -28,6 +31,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 MAX_HEADER_BYTES = 8192
 HEADER_TIMEOUT_SECONDS = 1.0
+BODY_TIMEOUT_SECONDS = 1.5
 GIVE_UP_SECONDS = 15.0  # a safety net for the test, not a measured limit
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ [\w.]+: ")
 
@@ -42,6 +46,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthgateServer]
             "AUTHGATE_ADMIN_PASSWORD": "http-limits-operator-password",
             "AUTHGATE_MAX_HEADER_BYTES": str(MAX_HEADER_BYTES),
             "AUTHGATE_HEADER_TIMEOUT_SECONDS": str(HEADER_TIMEOUT_SECONDS),
+            "AUTHGATE_BODY_TIMEOUT_SECONDS": str(BODY_TIMEOUT_SECONDS),
             "AUTHGATE_ACCESS_LOG": "true",
             # One failed login for an account fires an alert, which the log sink writes.
             "AUTHGATE_ALERT_RULES": json.dumps(
@@ -247,6 +252,82 @@ def test_each_request_of_a_kept_alive_connection_has_the_deadline(server: Authga
         closed, answer = trickle(connection, head("/api/ping", "X-Slow: " + "s" * 140))
     assert closed
     assert status_of(answer) == 408
+
+
+def login_head(content_length: int, *, close: bool = True) -> bytes:
+    return head(
+        "/api/authenticate",
+        "Content-Type: application/json",
+        f"Content-Length: {content_length}",
+        close=close,
+        method="POST",
+    )
+
+
+def test_a_trickled_body_is_cut_with_408(server: AuthgateServer) -> None:
+    """A "slow POST": a 100-byte body sent a byte every 0.1 s would take 10 s; the body's
+    deadline (1.5 s after the head) answers 408 and closes long before."""
+    body = json.dumps({"username": "nobody", "password": "p" * 60}).encode()
+    with connect(server) as connection:
+        connection.sendall(login_head(len(body)))
+        closed, answer = trickle(connection, body)
+    assert closed
+    assert status_of(answer) == 408
+    assert b"body not received in time" in answer
+    assert httpx2.get(f"{server.base_url}/api/ping", timeout=10).status_code == 200
+
+
+def test_a_body_that_never_comes_is_cut_with_408(server: AuthgateServer) -> None:
+    """A head announcing 100 bytes, one byte of them, then silence: before, the
+    connection stayed open (and the request handler waiting) for good."""
+    with connect(server) as connection:
+        connection.sendall(login_head(100) + b"{")
+        answer = read_until_closed(connection)
+    assert status_of(answer) == 408
+
+
+def test_the_body_deadline_holds_on_a_kept_alive_connection(server: AuthgateServer) -> None:
+    """A first request with its body is served; the second one's body never comes and
+    is cut (each request's body has its own deadline)."""
+    body = json.dumps({"username": "nobody", "password": "wrong-password"}).encode()
+    with connect(server) as connection:
+        connection.sendall(login_head(len(body), close=False) + body)
+        first = connection.recv(65536)
+        while select.select([connection], [], [], 0.3)[0]:  # its head and body may come apart
+            first += connection.recv(65536)
+        assert status_of(first) == 401
+        connection.sendall(login_head(50))
+        answer = read_until_closed(connection)
+    assert status_of(answer) == 408
+
+
+def test_an_answer_before_the_body_then_the_body_deadline_closes(server: AuthgateServer) -> None:
+    """A protected route answers 401 without reading the body; a body that never comes
+    then does not keep the connection: it is closed at the body's deadline."""
+    with connect(server) as connection:
+        connection.sendall(
+            head(
+                "/api/api-keys",
+                "Content-Type: application/json",
+                "Content-Length: 100",
+                close=False,
+                method="POST",
+            )
+        )
+        answer = read_until_closed(connection)  # (the socket gives up after 15 s)
+    assert status_of(answer) == 401
+    assert answer.count(b"HTTP/1.1 ") == 1  # nothing after the answer
+
+
+def test_a_body_in_several_writes_within_the_deadline_is_served(server: AuthgateServer) -> None:
+    body = json.dumps({"username": "nobody", "password": "wrong-password"}).encode()
+    with connect(server) as connection:
+        connection.sendall(login_head(len(body)))
+        for start in range(0, len(body), 10):
+            time.sleep(0.05)
+            connection.sendall(body[start : start + 10])
+        answer = read_until_closed(connection)
+    assert status_of(answer) == 401  # the login was read and refused, not cut
 
 
 # -- log lines ------------------------------------------------------------------------------

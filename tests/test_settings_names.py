@@ -41,6 +41,7 @@ FLAT_NAMES = (
     "max_body_bytes",
     "max_header_bytes",
     "header_timeout_seconds",
+    "body_timeout_seconds",
     "ui_insecure_http",
     "swagger_persist_authorization",
     "jwt_algorithm",
@@ -231,6 +232,7 @@ MOVED = {
     "max_body_bytes": "http.max_body_bytes",
     "max_header_bytes": "http.max_header_bytes",
     "header_timeout_seconds": "http.header_timeout_seconds",
+    "body_timeout_seconds": "http.body_timeout_seconds",
 }
 # What some settings need beside them to be valid.
 COMPANIONS: dict[str, dict[str, Any]] = {

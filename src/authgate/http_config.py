@@ -44,6 +44,13 @@ class HttpConfig(BaseModel):
         description="Time a connection has to deliver a complete request head (from "
         "connecting, or from the first byte of each next request); slower ones are closed.",
     )
+    body_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=300,
+        description="Time a request's body has to arrive in full after its head; slower "
+        "ones are answered 408 and the connection closed.",
+    )
 
     @property
     def base_url(self) -> str:

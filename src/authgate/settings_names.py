@@ -103,6 +103,7 @@ NESTED: Mapping[str, tuple[str, str]] = {
     "max_body_bytes": ("http", "max_body_bytes"),
     "max_header_bytes": ("http", "max_header_bytes"),
     "header_timeout_seconds": ("http", "header_timeout_seconds"),
+    "body_timeout_seconds": ("http", "body_timeout_seconds"),
 }
 GROUPS = frozenset(group for group, _ in NESTED.values())
 FLAT: Mapping[tuple[str, str], str] = {path: flat for flat, path in NESTED.items()}

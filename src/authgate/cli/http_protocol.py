@@ -1,5 +1,6 @@
 """The HTTP/1.1 protocol ``authgate serve`` runs: uvicorn's httptools protocol, with a
-bound on the request head's size (431) and on the time to receive it (slowloris).
+bound on the request head's size (431) and on the time to receive the head (slowloris)
+and the body ("slow POST").
 
 What uvicorn 0.54 does by itself (read in its source):
 
@@ -7,7 +8,10 @@ What uvicorn 0.54 does by itself (read in its source):
   Header lines are buffered inside httptools until they end, so one 8 MB header is
   accepted; and nothing times out while a head trickles in, or on a connection that
   never sends a byte (the keep-alive timer only runs between requests, and any byte
-  stops it).
+  stops it); nor while a body trickles in, or never comes: after a complete head with
+  ``Content-Length: 100``, a connection that sends one byte, or none, is held open as
+  long as the client likes, with the app waiting in ``receive()`` (a few hundred such
+  connections use up a process's file descriptors).
 * ``h11``: ``h11_max_incomplete_event_size`` (16 KiB by default) bounds the head, but
   the answer is a generic 400 rather than 431, it has no head timeout either, and h11
   parses in Python (slower on every request).
@@ -29,6 +33,13 @@ no timer at all for a request whose head arrives in one read (the common case).
   of being opened, or of the first byte of each next request; otherwise it is answered
   ``408 Request Timeout`` (or simply closed if nothing arrived) and closed the same
   way.
+* **Body time.** A request's body must be complete within ``body_timeout`` seconds of
+  its head (a total, not a pause between reads as nginx's ``client_body_timeout``: a
+  byte every few seconds would otherwise keep a connection for hours). Otherwise the
+  app's ``receive()`` gets ``http.disconnect`` (as if the client had gone), the client
+  ``408 Request Timeout`` unless the app has answered already, and the connection is
+  closed the same way. Bodies are at most ``AUTHGATE_MAX_BODY_BYTES`` (64 KiB by
+  default): any real client sends one in well under the default 30 s.
 """
 
 from __future__ import annotations
@@ -64,25 +75,36 @@ HEAD_TOO_LARGE = _plain_response(
     "431 Request Header Fields Too Large", "Request header fields too large"
 )
 HEAD_TIMEOUT = _plain_response("408 Request Timeout", "Request head not received in time")
+BODY_TIMEOUT = _plain_response("408 Request Timeout", "Request body not received in time")
 # How long the rest of a refused head is read and dropped before the connection closes.
 LINGER_SECONDS = 1.0
 
 
 class BoundedHeadProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol, refusing request heads over ``max_head_bytes`` (431)
-    or taking longer than ``head_timeout`` seconds (408, then closed).
+    or taking longer than ``head_timeout`` seconds, and bodies not complete within
+    ``body_timeout`` seconds of their head (408, then closed).
 
     No parser callback is overridden (each would add a Python call to every request):
     a head is complete when uvicorn's request cycle changes during a read, and a body
     is being read while the current cycle expects more of it.
     """
 
-    def __init__(self, *args: Any, max_head_bytes: int, head_timeout: float, **kwargs: Any):
+    def __init__(
+        self,
+        *args: Any,
+        max_head_bytes: int,
+        head_timeout: float,
+        body_timeout: float = 30.0,
+        **kwargs: Any,
+    ):
         super().__init__(*args, **kwargs)
         self._max_head_bytes = max_head_bytes
         self._head_timeout = head_timeout
+        self._body_timeout = body_timeout
         self._head_bytes = 0  # of the head being received
         self._head_timer: asyncio.TimerHandle | None = None
+        self._body_timer: asyncio.TimerHandle | None = None
         self._refused = False  # answered 431 or 408: what still arrives is dropped
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -92,12 +114,18 @@ class BoundedHeadProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()
+        self._cancel_body_timer()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         cycle = self.cycle
         if cycle is not None and cycle.more_body:
+            if self._refused:
+                return
             super().data_received(data)  # a request body: nothing to count
+            if not cycle.more_body:  # its last part (perhaps the next head after it)
+                self._cancel_body_timer()
+                self._watch_body()
             return
         if self._refused:
             return
@@ -113,10 +141,13 @@ class BoundedHeadProtocol(HttpToolsProtocol):
                 return
             self._head_complete()
             super().data_received(data[room:])
+            self._watch_body()
             return
         super().data_received(data)
         if self.cycle is not cycle:
             self._head_complete()
+            if self.cycle.more_body:  # (most requests: no body, or all of it came)
+                self._watch_body()
         elif not self.transport.is_closing():
             self._head_bytes += len(data)
             self._arm_head_timer()  # part of a head arrived: the rest has a deadline
@@ -124,6 +155,44 @@ class BoundedHeadProtocol(HttpToolsProtocol):
     def _head_complete(self) -> None:
         self._head_bytes = 0
         self._cancel_head_timer()
+
+    def _watch_body(self) -> None:
+        """Give the current request's body a deadline, if it is still to come (a request
+        without a body, or whose body came with its head, costs no timer)."""
+        cycle = self.cycle
+        if (
+            cycle is not None
+            and cycle.more_body
+            and self._body_timer is None
+            and not self.transport.is_closing()
+        ):
+            self._body_timer = self.loop.call_later(self._body_timeout, self._body_timed_out)
+
+    def _cancel_body_timer(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+
+    def _body_timed_out(self) -> None:
+        self._body_timer = None
+        cycle = self.cycle
+        if cycle is None or not cycle.more_body or self.transport.is_closing():
+            return
+        log.warning(
+            "request body not complete within %.1f s of its head from %s: %s",
+            self._body_timeout,
+            self.client[0] if self.client else "-",
+            "connection closed" if cycle.response_started else "answered 408",
+        )
+        # The app waiting in receive() learns that the client is gone, and whatever it
+        # still sends is dropped (uvicorn's cycle ignores a disconnected one's send).
+        cycle.disconnected = True
+        cycle.message_event.set()
+        if cycle.response_started:  # the app answered without the body: nothing to add
+            self._refused = True
+            self.transport.close()
+            return
+        self._refuse(BODY_TIMEOUT)
 
     def _refuse_oversized_head(self) -> None:
         log.warning(
@@ -258,9 +327,14 @@ else:  # pragma: no cover - only with a uvicorn other than the pinned one
     )
 
 
-def bounded_head_protocol(*, max_head_bytes: int, head_timeout: float) -> Any:
+def bounded_head_protocol(
+    *, max_head_bytes: int, head_timeout: float, body_timeout: float = 30.0
+) -> Any:
     """The protocol factory for uvicorn's ``http=`` option: a ``functools.partial`` of a
     module-level class, so it pickles into the worker processes of ``--workers N``."""
     return functools.partial(
-        BoundedHeadProtocol, max_head_bytes=max_head_bytes, head_timeout=head_timeout
+        BoundedHeadProtocol,
+        max_head_bytes=max_head_bytes,
+        head_timeout=head_timeout,
+        body_timeout=body_timeout,
     )

@@ -107,11 +107,13 @@ def _run_uvicorn(settings: Settings) -> None:
         # may keep the answering thread from the GIL, so healthy workers were killed.
         timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
         log_config=log_config(settings.log_level, settings.log_format),
-        # httptools with bounds on the request head's size and arrival time (431, 408):
-        # uvicorn's own protocols bound neither (see authgate.cli.http_protocol).
+        # httptools with bounds on the request head's size and arrival time and on the
+        # body's arrival time (431, 408): uvicorn's own protocols bound none of them
+        # (see authgate.cli.http_protocol).
         http=bounded_head_protocol(
             max_head_bytes=settings.http.max_header_bytes,
             head_timeout=settings.http.header_timeout_seconds,
+            body_timeout=settings.http.body_timeout_seconds,
         ),
         # authgate serves no WebSocket: a request carrying Upgrade: websocket (UTMStack
         # v10's nginx auth check forwards it with GET /api/authenticate) is answered as
