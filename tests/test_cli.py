@@ -267,6 +267,14 @@ def test_reset_link_notes_on_stderr_when_no_public_url_is_set(
     assert public.stderr == ""
     assert "https://auth.example.com/settings/reset?key=" in public.stdout
 
+    # The page may be another one (UTMStack's): then no public URL is needed.
+    monkeypatch.delenv("AUTHGATE_PUBLIC_URL")
+    monkeypatch.setenv("AUTHGATE_RESET_PAGE_URL", "https://utm.example.com/reset/finish")
+    utmstack = invoke("users", "reset-link", "bob")
+    assert_exits(utmstack, 0)
+    assert utmstack.stderr == ""
+    assert "https://utm.example.com/reset/finish?key=" in utmstack.stdout
+
 
 @pytest.mark.parametrize("common", ["password1234", "Password123!"])
 def test_set_password_refuses_a_common_password(data_dir: Path, common: str) -> None:

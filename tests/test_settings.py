@@ -121,6 +121,11 @@ def test_missing_config_file_is_a_configuration_error(
         ({"jwt_algorithm": "RS256"}, "jwt_algorithm"),
         ({"api_key_default_rate_limit": "lots"}, "api_key_default_rate_limit.*Invalid rate"),
         ({"api_key_default_rate_limit": "1/2 days"}, "window is at most one day"),
+        ({"reset_page_url": "/reset/finish"}, "reset_page_url.*absolute"),
+        ({"reset_page_url": "javascript:alert(1)//x"}, "reset_page_url.*absolute"),
+        ({"reset_page_url": "https://utm.example.com/reset?x=1"}, "reset_page_url.*query"),
+        ({"reset_page_url": "https://u:p@utm.example.com/reset"}, "reset_page_url.*credentials"),
+        ({"reset_page_url": "https://utm.example.com/reset#k"}, "reset_page_url.*fragment"),
     ],
     ids=[
         "port-zero",
@@ -130,6 +135,11 @@ def test_missing_config_file_is_a_configuration_error(
         "unknown-alg",
         "bad-rate-limit",
         "rate-limit-window-over-a-day",
+        "reset-page-relative",
+        "reset-page-not-http",
+        "reset-page-query",
+        "reset-page-credentials",
+        "reset-page-fragment",
     ],
 )
 def test_invalid_values_are_rejected(values: dict[str, object], message: str) -> None:

@@ -42,6 +42,7 @@ FLAT_NAMES = (
     "max_header_bytes",
     "header_timeout_seconds",
     "body_timeout_seconds",
+    "reset_page_url",
     "ui_insecure_http",
     "swagger_persist_authorization",
     "jwt_algorithm",
@@ -233,6 +234,7 @@ MOVED = {
     "max_header_bytes": "http.max_header_bytes",
     "header_timeout_seconds": "http.header_timeout_seconds",
     "body_timeout_seconds": "http.body_timeout_seconds",
+    "reset_page_url": "http.reset_page_url",
 }
 # What some settings need beside them to be valid.
 COMPANIONS: dict[str, dict[str, Any]] = {
@@ -281,6 +283,9 @@ def sample(name: str, tmp_path: Path) -> tuple[str, str, Any]:
         return text, '[{name = "spray", kind = "login_failures", threshold = 3}]', [alert]
     if name in ("forward_auth_method_header", "forward_auth_uri_header"):
         return "X-Other", '"X-Other"', "X-Other"
+    if name == "reset_page_url":
+        page = "https://utm.example.com/reset/finish"
+        return page, json.dumps(page), page
     if name == "api_key_default_rate_limit":
         return "100/minute", '"100/minute"', "100/minute"
     info = field_info(name)

@@ -12,7 +12,12 @@ which import the settings.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+# Where the Settings UI finishes a password reset (UTMStack's own page is /reset/finish).
+RESET_PAGE_PATH = "/settings/reset"
 
 
 class HttpConfig(BaseModel):
@@ -51,6 +56,40 @@ class HttpConfig(BaseModel):
         description="Time a request's body has to arrive in full after its head; slower "
         "ones are answered 408 and the connection closed.",
     )
+
+    reset_page_url: str | None = Field(
+        default=None,
+        description="The page a password-reset or invitation link opens, with ?key=... "
+        "appended; default: the Settings UI's, <public URL>/settings/reset. UTMStack's "
+        "own page, https://<utmstack>/reset/finish, works too: it sends the key and the "
+        "new password to POST /api/account/reset-password/finish.",
+    )
+
+    @field_validator("reset_page_url")
+    @classmethod
+    def _absolute_page_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or parts.username is not None
+            or parts.query
+            or parts.fragment
+            or value != value.strip()
+            or not value.isprintable()
+        ):
+            raise ValueError(
+                "must be an absolute http(s) URL without credentials, query or fragment, "
+                "e.g. https://utmstack.example.com/reset/finish"
+            )
+        return value
+
+    @property
+    def reset_page(self) -> str:
+        """The page reset links open (before ``?key=``)."""
+        return self.reset_page_url or f"{self.base_url}{RESET_PAGE_PATH}"
 
     @property
     def base_url(self) -> str:

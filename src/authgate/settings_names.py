@@ -104,6 +104,7 @@ NESTED: Mapping[str, tuple[str, str]] = {
     "max_header_bytes": ("http", "max_header_bytes"),
     "header_timeout_seconds": ("http", "header_timeout_seconds"),
     "body_timeout_seconds": ("http", "body_timeout_seconds"),
+    "reset_page_url": ("http", "reset_page_url"),
 }
 GROUPS = frozenset(group for group, _ in NESTED.values())
 FLAT: Mapping[tuple[str, str], str] = {path: flat for flat, path in NESTED.items()}

@@ -304,3 +304,31 @@ async def test_create_user_without_password_mails_the_link(
     text = message.get_content()
     assert "https://auth.example.com/settings/reset?key=" in text
     assert "password:" not in text.lower()
+
+
+async def test_links_can_open_utmstacks_own_reset_page(
+    tmp_path: Path, database_url: str, clock: FakeClock
+) -> None:
+    """AUTHGATE_RESET_PAGE_URL=https://<utmstack>/reset/finish: the link opens UTMStack's
+    page (its route ``reset/finish``, as in its ``creationEmail.html``), whose form
+    (password-reset-finish.component.ts) posts ``{key, newPassword}`` to
+    /api/account/reset-password/finish, which authgate serves: the user then logs in."""
+    settings = test_settings(
+        tmp_path / "data",
+        database_url=database_url,
+        reset_page_url="https://utmstack.example.com/reset/finish",
+    )
+    async with harness_with(settings, clock) as harness:
+        admin = await _admin(harness)
+        response = await harness.client.post(
+            USERS, json={"login": "heidi", "email": "heidi@example.com"}, headers=admin
+        )
+        assert response.status_code == 201, response.text
+        link = response.json()["resetLink"]
+        page, _, key = link.partition("?key=")
+        assert page == "https://utmstack.example.com/reset/finish"
+        finished = await harness.client.post(
+            "/api/account/reset-password/finish", json={"key": key, "newPassword": USER_PASSWORD}
+        )
+        assert finished.status_code == 200, finished.text
+        assert await _login_status(harness, "heidi", USER_PASSWORD) == 200

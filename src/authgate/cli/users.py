@@ -236,7 +236,7 @@ def users_reset_link(
     settings = load_settings(config)
     with friendly_errors():
         user, issued = with_services(settings, lambda s: s.users.new_reset_key(login))
-    if settings.http.public_url is None:
+    if settings.http.public_url is None and settings.http.reset_page_url is None:
         # The link is made here, from this command's settings, not by the server: without
         # a public URL it names the host and port this command would serve on.
         err.print(
@@ -246,4 +246,4 @@ def users_reset_link(
         )
     out.print(f"reset link for {user.login}, valid until {stamp(issued.expires_at)}:")
     # Printed without markup or wrapping, so it can be copied whole.
-    out.print(issued.link(settings.http.base_url), markup=False, highlight=False, soft_wrap=True)
+    out.print(issued.link(settings.http.reset_page), markup=False, highlight=False, soft_wrap=True)

@@ -74,7 +74,7 @@ class PasswordResets:
         audit: AuditLog,
         throttle: ThrottleStore,
         mailer: Mailer,
-        base_url: str,
+        reset_page: str,
         limits: ResetLimits | None = None,
     ) -> None:
         self._db = db
@@ -85,7 +85,7 @@ class PasswordResets:
         self._audit = audit
         self._throttle = throttle
         self._mailer = mailer
-        self._base_url = base_url
+        self._reset_page = reset_page
         self._limits = limits or ResetLimits()
         self._pending: set[asyncio.Task[None]] = set()
         self._serial = asyncio.Lock()
@@ -95,7 +95,7 @@ class PasswordResets:
         return self._mailer.configured
 
     def link(self, issued: IssuedResetKey) -> str:
-        return issued.link(self._base_url)
+        return issued.link(self._reset_page)
 
     def request(self, email: str) -> None:
         """Ask for a reset link for the account with this e-mail address. Returns at

@@ -21,8 +21,6 @@ from authgate.storage.models import User
 RESET_KEY_TTL: Final = timedelta(hours=24)
 # An invitation (v12's create-user without a password) waits longer: 7 days, as in v12.
 INVITATION_TTL: Final = timedelta(days=7)
-# Where the Settings UI finishes a reset (UTMStack's link is /reset/finish?key=).
-RESET_PAGE_PATH: Final = "/settings/reset"
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,9 +32,10 @@ class IssuedResetKey:
     digest: str
     expires_at: datetime
 
-    def link(self, base_url: str) -> str:
-        """The Settings UI link that finishes the reset."""
-        return f"{base_url.rstrip('/')}{RESET_PAGE_PATH}?key={quote(self.key, safe='')}"
+    def link(self, page: str) -> str:
+        """The link that finishes the reset: ``page`` (``HttpConfig.reset_page``: the
+        Settings UI's, or UTMStack's /reset/finish) with the key."""
+        return f"{page}?key={quote(self.key, safe='')}"
 
 
 def reset_key_digest(key: str) -> str:

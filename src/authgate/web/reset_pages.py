@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request, Response
 from authgate.api.access import services_of
 from authgate.api.routing import AuthgateRoute
 from authgate.exceptions import ValidationFailed
+from authgate.http_config import RESET_PAGE_PATH
 from authgate.web.pages import (
     LOGIN_PATH,
     cookies_of,
@@ -24,7 +25,7 @@ from authgate.web.session import CSRF_FIELD, csrf_matches, new_login_csrf
 
 router = APIRouter(include_in_schema=False, route_class=AuthgateRoute)
 
-RESET_PATH = "/settings/reset"
+RESET_PATH = RESET_PAGE_PATH
 
 
 def _reset_page(request: Request, *, status: int = 200, **context: Any) -> Response:

@@ -83,7 +83,7 @@ def build_accounts(
             audit=audit,
             throttle=infra.throttle,
             mailer=mailer,
-            base_url=settings.http.base_url,
+            reset_page=settings.http.reset_page,
         ),
     )
 
