@@ -231,6 +231,41 @@ async def test_a_key_cannot_hand_out_roles_even_with_the_admin_scope(harness: Ha
     assert (await harness.services.users.get_user("alice")).authorities == {"ROLE_USER"}
 
 
+@pytest.mark.parametrize(
+    "names",
+    [[" ROLE_ADMIN"], ["ROLE_ADMIN "], ["ROLE_ADMIN\t"], ["role_admin"], [["ROLE_ADMIN"]], [1]],
+    ids=["leading-space", "trailing-space", "tab", "lower-case", "nested-list", "number"],
+)
+async def test_a_key_cannot_hand_out_roles_with_odd_spellings(
+    harness: Harness, names: list[object]
+) -> None:
+    """The attack review's bypass: ``[" ROLE_ADMIN"]`` passed the session check (which
+    compared names as sent) and the endpoint, which strips names, granted ROLE_ADMIN.
+    Any spelling that is not exactly an unprivileged role needs a password session."""
+    admin = await _admin(harness)
+    await harness.create_user("alice", USER_PASSWORD)
+    key = (await harness.create_key(admin, "ops", scopes=["read", "write", "admin"]))["key"]
+    public_id = await _public_id(harness, "alice")
+    response = await harness.client.put(
+        f"{V1_USERS}/{public_id}/roles", json={"role_names": names}, headers={"Utm-Api-Key": key}
+    )
+    assert response.status_code == 403, response.text
+    v10 = await harness.client.put(
+        "/api/users/alice",
+        json={"login": "alice", "authorities": names},
+        headers={"Utm-Api-Key": key},
+    )
+    assert v10.status_code == 403, v10.text
+    assert (await harness.services.users.get_user("alice")).authorities == {"ROLE_USER"}
+    # ROLE_USER exactly grants no permission: a key may still give it.
+    plain = await harness.client.put(
+        f"{V1_USERS}/{public_id}/roles",
+        json={"role_names": ["ROLE_USER"]},
+        headers={"Utm-Api-Key": key},
+    )
+    assert plain.status_code == 204, plain.text
+
+
 async def test_a_viewers_key_cannot_get_the_admin_scope(harness: Harness) -> None:
     viewer = await _token(harness, "vera", "ROLE_VIEWER")
     response = await harness.client.post(

@@ -26,11 +26,11 @@ from authgate.api.schemas import LenientBody, StrictBody, UserDTO
 from authgate.exceptions import Conflict, FieldError, ValidationFailed
 from authgate.reasons import Reason
 from authgate.security.permissions import (
-    PRIVILEGED_ROLES,
     ROLES_READ,
     USERS_DELETE,
     USERS_READ,
     USERS_WRITE,
+    could_grant_permissions,
 )
 from authgate.security.principal import KNOWN_AUTHORITIES, ROLE_USER
 from authgate.services.text_rules import NO_CONTROL_CHARACTERS_PATTERN
@@ -163,9 +163,7 @@ def grants_rights(body: Mapping[str, Any]) -> bool:
     credential, but only the user's record tells it from the one a whole DTO sends
     back: the endpoint checks that (``require_password_session_for_target``)."""
     authorities = body.get("authorities")
-    if authorities is not None and not isinstance(authorities, list):
-        return True
-    if PRIVILEGED_ROLES.intersection(authorities or ()):
+    if authorities is not None and could_grant_permissions(authorities):
         return True
     activated = body.get("activated")
     return activated is not None and activated is not False

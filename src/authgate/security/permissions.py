@@ -134,6 +134,20 @@ ROLES_BY_ID: Final = {role.id: role for role in BUILT_IN_ROLES}
 KNOWN_AUTHORITIES: Final = frozenset(ROLES_BY_NAME)
 # The roles that grant permissions: an API key holds them only with the admin scope.
 PRIVILEGED_ROLES: Final = frozenset(role.name for role in BUILT_IN_ROLES if role.permissions)
+_UNPRIVILEGED_ROLES: Final = KNOWN_AUTHORITIES - PRIVILEGED_ROLES
+
+
+def could_grant_permissions(names: object) -> bool:
+    """Whether a request body's role names could hand out a permission: false only for
+    a list of strings each exactly the name of a role that grants none (ROLE_USER).
+    Anything else counts: a privileged role, a name padded, cased or unknown (a lenient
+    reader further on may still map ``" ROLE_ADMIN"`` to ROLE_ADMIN), a value of another
+    type. It decides whether a caller must be a password session, so it never guesses in
+    the caller's favour, whatever the endpoint's own validation later makes of the body.
+    """
+    if not isinstance(names, list):
+        return True
+    return not all(isinstance(name, str) and name in _UNPRIVILEGED_ROLES for name in names)
 
 
 @lru_cache(maxsize=256)

@@ -38,7 +38,6 @@ from authgate.reasons import Reason
 from authgate.security.permissions import (
     BUILT_IN_ROLES,
     PERMISSION_DESCRIPTIONS,
-    PRIVILEGED_ROLES,
     ROLE_ADMIN,
     ROLES_BY_ID,
     ROLES_BY_NAME,
@@ -48,6 +47,7 @@ from authgate.security.permissions import (
     USERS_READ,
     USERS_WRITE,
     Role,
+    could_grant_permissions,
 )
 from authgate.security.principal import KNOWN_AUTHORITIES, ROLE_USER
 from authgate.services.reset_keys import INVITATION_TTL
@@ -201,8 +201,7 @@ def reactivates(body: Mapping[str, Any]) -> bool:
 
 def grants_privileged_role(body: Mapping[str, Any]) -> bool:
     """Whether a roles body could hand out permissions (anything unexpected counts)."""
-    names = body.get("role_names")
-    return not isinstance(names, list) or bool(PRIVILEGED_ROLES.intersection(map(str, names)))
+    return could_grant_permissions(body.get("role_names"))
 
 
 @router.get(
