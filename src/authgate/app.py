@@ -113,6 +113,10 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
+        # No 307 from /api/users/ to /api/users: Starlette builds that Location from the
+        # request's Host header (a cache in front could be poisoned with another host),
+        # and a 307 repeats a PUT or DELETE; an unknown path is a 404 as any other.
+        redirect_slashes=False,
         # FastAPI's native OpenTelemetry looks up global providers on every request;
         # off unless asked for (authgate's own metrics do not need it).
         telemetry={

@@ -548,3 +548,18 @@ def test_the_evaluation_interval_comes_from_the_settings(tmp_path: Path) -> None
     assert default.state.services.alerts.poll_interval == 1.0
     quick = create_app(test_settings(tmp_path / "quick", alert_evaluation_interval_seconds=0.25))
     assert quick.state.services.alerts.poll_interval == 0.25
+
+
+async def test_a_rule_read_can_be_sent_back_whole(harness: Harness, admin_token: str) -> None:
+    """The robustness review: PUT of the DTO a GET returned was 422 for ``id``,
+    ``createdAt`` and ``updatedAt``. They are dropped unread (another id or date changes
+    nothing); any other unknown field is still refused (``colour`` above)."""
+    rule = await create_rule(harness, admin_token, name="Round trip")
+    sent = {**rule, "threshold": 7, "id": rule["id"] + 1000, "createdAt": "2001-01-01T00:00:00Z"}
+    replaced = await harness.client.put(
+        f"{RULES}/{rule['id']}", json=sent, headers=bearer(admin_token)
+    )
+    assert replaced.status_code == 200, replaced.text
+    assert replaced.json()["threshold"] == 7
+    assert replaced.json()["id"] == rule["id"]
+    assert replaced.json()["createdAt"] == rule["createdAt"]

@@ -84,6 +84,23 @@ async def test_streamed_oversized_body_is_413(harness: Harness) -> None:
         "/api/authenticate", content=chunks(), headers={"Content-Type": "application/json"}
     )
     assert response.status_code == 413
+    assert response.json()["code"] == "payload_too_large"  # as for a declared length
+
+
+async def test_a_trailing_slash_is_a_404_not_a_redirect_built_from_host(harness: Harness) -> None:
+    """Starlette answered ``/api/users/`` (and ``/api/api-keys/%2F``) with a 307 whose
+    Location took the request's Host header (evil.example), before authentication, for
+    every method: a 307 repeats a PUT or DELETE, and a cache in front could keep it."""
+    for method, path in [
+        ("GET", "/api/users/"),
+        ("PUT", "/api/api-keys/%2F"),
+        ("DELETE", "/api/users/"),
+        ("GET", "/api/v1/users/"),
+    ]:
+        response = await harness.client.request(method, path, headers={"Host": "evil.example"})
+        assert response.status_code in (404, 405), (method, path, response.status_code)
+        assert "location" not in response.headers
+        assert response.headers["content-type"].startswith("application/json")
 
 
 async def test_unexpected_exception_is_generic_500(

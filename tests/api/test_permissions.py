@@ -266,6 +266,25 @@ async def test_a_key_cannot_hand_out_roles_with_odd_spellings(
     assert plain.status_code == 204, plain.text
 
 
+@pytest.mark.parametrize("path", ["/api/users", "/api/users/alice", "v12-roles"])
+async def test_a_body_nested_too_deep_for_the_parser_is_refused_not_a_500(
+    harness: Harness, path: str
+) -> None:
+    """The robustness review's 500: a key's body nested 1,000 deep made the session
+    check's JSON parse raise RecursionError. It is a body that cannot be read: 403."""
+    admin = await _admin(harness)
+    await harness.create_user("alice", USER_PASSWORD)
+    key = (await harness.create_key(admin, "ops", scopes=["read", "write", "admin"]))["key"]
+    if path == "v12-roles":
+        path = f"{V1_USERS}/{await _public_id(harness, 'alice')}/roles"
+    response = await harness.client.put(
+        path,
+        content=b"[" * 5_000 + b"]" * 5_000,
+        headers={"Utm-Api-Key": key, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 403, response.text
+
+
 async def test_a_viewers_key_cannot_get_the_admin_scope(harness: Harness) -> None:
     viewer = await _token(harness, "vera", "ROLE_VIEWER")
     response = await harness.client.post(

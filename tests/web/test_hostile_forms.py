@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import httpx2
 import pytest
@@ -130,6 +130,29 @@ async def test_a_file_part_or_too_many_fields_is_400(
     )
     assert signed_in_upload.status_code == 400
     assert_no_stack_trace(signed_in_upload)
+
+
+async def test_a_form_over_the_body_limit_sent_in_chunks_is_413(
+    open_browser: OpenBrowser, admin: Browser
+) -> None:
+    """Without Content-Length only reading the body finds it too large: that is a 413
+    page, as a declared length gets, not "the form could not be read" (400)."""
+    browser = await open_browser()
+    form = await login_form(browser)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield urlencode(form).encode()
+        for _ in range(100):
+            yield b"&pad=" + b"x" * 1024
+
+    for client in (browser.client, admin.client):
+        answer = await client.post(
+            LOGIN if client is browser.client else "/settings/users",
+            content=chunks(),
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert answer.status_code == 413, answer.text
+        assert "larger than this server accepts" in main_text(answer)
 
 
 # -- the sweep ------------------------------------------------------------------------------

@@ -74,3 +74,28 @@ async def test_an_admin_may_revoke_another_users_key_but_not_change_it(
 
     assert await forms_on(admin, page) == {"logout", "revoke"}
     assert await back_link(admin, page) == ("/settings/keys-review", "← Keys review")
+
+
+async def test_a_grace_period_too_large_for_a_number_is_refused_not_a_500(
+    harness: Harness, alice: Browser, alice_id: int, admin: Browser
+) -> None:
+    """The robustness review's 500s: ``grace_seconds`` of 20 digits overflowed
+    ``timedelta`` when regenerating a key (any signed-in owner) or rotating a service
+    credential (admins). Now refused as the REST API refuses a value out of range (400,
+    its message); nothing changed."""
+    key, plaintext = await alice_key(harness, alice_id)
+    for grace in ("18446744073709551616", "9" * 400, "-5", "1e3", ""):
+        answer = await alice.post(f"{KEYS}/{key}/regenerate", {"grace_seconds": grace})
+        assert answer.status_code == 400, (grace, answer.status_code)
+        assert "between 0 seconds and 7 days" in answer.text
+    assert (
+        await harness.client.get("/api/account", headers={"Utm-Api-Key": plaintext})
+    ).status_code == 200  # the key was not regenerated
+    await admin.post(
+        "/settings/service-credentials", {"name": "log-input", "endpoints": "api-keys.authenticate"}
+    )
+    (row,) = await harness.services.service_credentials.list_all()
+    rotated = await admin.post(
+        f"/settings/service-credentials/{row.id}/rotate", {"grace_seconds": "1" * 25}
+    )
+    assert rotated.status_code == 400

@@ -158,15 +158,16 @@ async def require_password_session(
 
     The body is read through Starlette's cached ``request.json()``, the very object
     FastAPI then validates, so the test and the endpoint can never see two different
-    parses (duplicate keys, say). A body that cannot be read as a JSON object is refused:
-    when in doubt, the operation is taken to set credentials.
+    parses (duplicate keys, say). A body that cannot be read as a JSON object (deep
+    nesting included) is refused: when in doubt, the operation is taken to set
+    credentials.
     """
     if principal.is_password_session:
         return
     if setting.when is not None:
         try:
             body = await request.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # (nesting deeper than the parser goes)
             body = None
         if isinstance(body, dict) and not setting.when(body):
             return

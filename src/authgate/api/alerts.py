@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from authgate.api.access import AdminConfigurationRoute, requires_permission, services_of
 from authgate.api.errors import documented
@@ -24,7 +24,21 @@ router = APIRouter(tags=["alerts"], route_class=AdminConfigurationRoute)
 RuleIdPath = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
+# What a GET answers and a PUT may send back unchanged: read, never written.
+_READ_ONLY_FIELDS = frozenset({"id", "createdAt", "updatedAt"})
+
+
 class AlertRuleBody(StrictBody):
+    """Unknown fields are refused (a misspelt ``windowSecond`` must not be ignored), but
+    the rule a GET returned can be sent back whole: its read-only fields are dropped."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_read_only_fields(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {name: value for name, value in data.items() if name not in _READ_ONLY_FIELDS}
+        return data
+
     name: Annotated[
         str,
         Field(

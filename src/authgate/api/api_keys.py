@@ -25,7 +25,6 @@ from authgate.api.schemas import (
     CreatedApiKeyDTO,
     Instant,
     LenientBody,
-    StrictBody,
     UsageRecordDTO,
 )
 from authgate.clock import utc_now
@@ -124,8 +123,9 @@ UsageTop = Annotated[
 ]
 
 
-class UsageQuery(StrictBody):
-    """Filters for ``POST /api/api-keys/usage`` (all optional)."""
+class UsageQuery(LenientBody):
+    """Filters for ``POST /api/api-keys/usage`` (all optional). UTMStack's verb, read as
+    Spring reads it: unknown fields are ignored."""
 
     apiKeyId: KeyFilter | None = None
     since: Instant | None = Field(default=None, alias="from")

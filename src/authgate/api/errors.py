@@ -262,7 +262,11 @@ async def _on_http_exception(request: Request, error: StarletteHTTPException) ->
         )
     status = error.status_code
     phrase = HTTPStatus(status).phrase
-    code = phrase.lower().replace(" ", "_").replace("-", "_")
+    # A body over the limit is "payload_too_large" whether Content-Length declared it
+    # (RequestBodyLimit's own answer) or reading it found it (BodyTooLarge, here).
+    code = (
+        "payload_too_large" if status == 413 else phrase.lower().replace(" ", "_").replace("-", "_")
+    )
     message = error.detail if isinstance(error.detail, str) else phrase
     headers = dict(error.headers or {})
     if status == 405:

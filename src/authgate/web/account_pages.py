@@ -5,7 +5,7 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 
 from authgate.api.access import client_address, services_of, sets_credentials
 from authgate.api.routing import AuthgateRoute
@@ -26,7 +26,6 @@ from authgate.web.pages import (
     refused,
     render,
     safe_next,
-    unreadable_form,
 )
 from authgate.web.session import CSRF_FIELD, UiCookies, csrf_matches, new_login_csrf
 
@@ -70,8 +69,8 @@ async def login_form(request: Request) -> Response:
 async def login(request: Request) -> Response:
     """The same login as /api/authenticate: same lockout rules, same audit events."""
     form = await read_form(request)
-    if form is None:
-        return unreadable_form(request)
+    if isinstance(form, HTMLResponse):
+        return form
     cookies = cookies_of(request)
     presented = form.get(CSRF_FIELD)
     expected = request.cookies.get(cookies.login_csrf)

@@ -41,6 +41,16 @@ def secret(form: FormData, name: str) -> str:
     return value[:1024] if isinstance(value, str) else ""
 
 
+def grace_seconds(form: FormData) -> int:
+    """A form's ``grace_seconds`` (a rotation's grace period): a whole number of at most
+    nine digits, else -1, which the service refuses with its range as for any value out
+    of it (a 20-digit number would overflow ``timedelta``: a 500, before)."""
+    raw = form.get("grace_seconds", "0")
+    if isinstance(raw, str) and raw.isdecimal() and len(raw) <= 9:
+        return int(raw)
+    return -1
+
+
 def strings(form: FormData, name: str) -> list[str]:
     return [value[:64] for value in form.getlist(name) if isinstance(value, str)][:10]
 

@@ -17,6 +17,7 @@ from authgate.services.api_keys import MAX_GRACE, key_actions
 from authgate.services.key_refs import KeyRef, key_ref
 from authgate.storage.api_key_repository import UsageFilter
 from authgate.storage.paging import PageRequest, SortOrder
+from authgate.web.forms import grace_seconds
 from authgate.web.pages import PageRoute, current_principal, redirect_with_notice, render
 
 router = APIRouter(prefix="/settings/api-keys", route_class=PageRoute)
@@ -127,11 +128,7 @@ async def edit_key(request: Request, key_id: str) -> Response:
 @sets_credentials("regenerates an API key")
 async def regenerate_key(request: Request, key_id: str) -> Response:
     ref = key_ref(key_id)
-    form = await request.form()
-    try:
-        grace = int(str(form.get("grace_seconds", "0")))
-    except ValueError:
-        grace = -1
+    grace = grace_seconds(await request.form())
     services = services_of(request)
     plaintext = await services.api_keys.regenerate(
         current_principal(request), ref, grace=timedelta(seconds=grace)

@@ -169,20 +169,24 @@ def refused(response: ResponseT, error: AuthgateError) -> ResponseT:
     return response
 
 
-async def read_form(request: Request) -> FormData | None:
-    """The posted form, or None when it cannot be read (malformed multipart, a file
-    part, too many fields): the caller answers 400, never 500. Later calls of
+async def read_form(request: Request) -> FormData | HTMLResponse:
+    """The posted form, or the page that refuses it: 400 when it cannot be read
+    (malformed multipart, a file part, too many fields), 413 when it is over the body
+    limit (sent in chunks, so only reading it tells), never a 500. Later calls of
     ``request.form()`` return the same parsed form."""
     try:
         return await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
-    except HTTPException:  # Starlette's 400 for a form it refuses to parse
-        return None
-
-
-def unreadable_form(request: Request) -> HTMLResponse:
-    return error_page(
-        request, 400, "Form refused", "The form could not be read. Reload the page and try again."
-    )
+    except HTTPException as refused:  # Starlette's 400, or the body limit's 413
+        if refused.status_code == 413:
+            return error_page(
+                request, 413, "Form refused", "The form is larger than this server accepts."
+            )
+        return error_page(
+            request,
+            400,
+            "Form refused",
+            "The form could not be read. Reload the page and try again.",
+        )
 
 
 def redirect(url: str) -> RedirectResponse:
@@ -356,8 +360,8 @@ class PageRoute(AuthgateRoute):
                 return error_page(request, 403, "Not allowed", verdict.error.message)
             if request.method == "POST":
                 form = await read_form(request)
-                if form is None:
-                    return unreadable_form(request)
+                if isinstance(form, HTMLResponse):
+                    return form
                 presented = form.get(CSRF_FIELD)
                 if not csrf_matches(expected, presented if isinstance(presented, str) else None):
                     return error_page(

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import HTMLResponse
 
 from authgate.api.access import services_of
 from authgate.api.routing import AuthgateRoute
@@ -19,7 +20,6 @@ from authgate.web.pages import (
     read_form,
     redirect_with_notice,
     render,
-    unreadable_form,
 )
 from authgate.web.session import CSRF_FIELD, csrf_matches, new_login_csrf
 
@@ -88,8 +88,8 @@ async def finish(request: Request) -> Response:
 
 async def _checked_form(request: Request) -> dict[str, Any] | Response:
     form = await read_form(request)
-    if form is None:
-        return unreadable_form(request)
+    if isinstance(form, HTMLResponse):
+        return form
     presented = form.get(CSRF_FIELD)
     expected = request.cookies.get(cookies_of(request).login_csrf)
     if expected is None or not csrf_matches(

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request, Response
 from authgate.api.access import services_of, sets_credentials
 from authgate.exceptions import Conflict, ValidationFailed
 from authgate.services.service_credentials import CreatedCredential, InternalEndpoint
+from authgate.web.forms import grace_seconds
 from authgate.web.pages import AdminPageRoute, redirect_with_notice, render
 
 router = APIRouter(prefix="/settings/service-credentials", route_class=AdminPageRoute)
@@ -49,11 +50,7 @@ async def create_credential(request: Request) -> Response:
 @router.post("/{credential_id}/rotate")
 @sets_credentials("rotates a service credential")
 async def rotate_credential(request: Request, credential_id: str) -> Response:
-    form = await request.form()
-    try:
-        grace = int(str(form.get("grace_seconds", "0")))
-    except ValueError:
-        grace = -1
+    grace = grace_seconds(await request.form())
     created = await services_of(request).service_credentials.rotate(
         credential_id, grace=timedelta(seconds=grace)
     )

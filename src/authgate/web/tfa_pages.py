@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import segno
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import HTMLResponse
 from markupsafe import Markup
 
 from authgate.api.access import services_of, sets_credentials
@@ -45,7 +46,6 @@ from authgate.web.pages import (
     refused,
     render,
     safe_next,
-    unreadable_form,
 )
 from authgate.web.session import CSRF_FIELD, csrf_matches, csrf_secret, session_csrf_token
 
@@ -121,8 +121,8 @@ async def second_step(request: Request) -> Response:
 async def second_step_submit(request: Request) -> Response:
     """A code (TOTP, e-mail or recovery), "send a new code", or forced enrolment."""
     form = await read_form(request)
-    if form is None:
-        return unreadable_form(request)
+    if isinstance(form, HTMLResponse):
+        return form
     cookies = cookies_of(request)
     presented = form.get(CSRF_FIELD)
     expected = request.cookies.get(cookies.login_csrf)
