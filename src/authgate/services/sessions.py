@@ -48,7 +48,7 @@ from authgate.services.ports import Database
 from authgate.services.second_factor import Method, SecondFactorService
 from authgate.services.user_fields import UserView
 from authgate.storage.errors import Conflict as StorageConflict
-from authgate.storage.models import Session
+from authgate.storage.models import Session, User
 
 # Longer refresh tokens are refused before hashing (ours are 43 characters).
 MAX_REFRESH_TOKEN_LENGTH = 128
@@ -115,6 +115,17 @@ class Profile:
     activated: bool
     lang_key: str
     tfa_enabled: bool
+
+
+def ended_by_account(user: User | None, session: Session) -> Reason | None:
+    """Why the account ends a session whose row is still live, or ``None``: the user was
+    deactivated (or deleted), or their tokens were revoked since the session began (a
+    password change, "log out everywhere")."""
+    if user is None or not user.activated:
+        return Reason.USER_DEACTIVATED
+    if user.tokens_valid_after is not None and session.created_at <= user.tokens_valid_after:
+        return Reason.SESSIONS_REVOKED
+    return None
 
 
 def refresh_token_hash(token: str) -> str:
@@ -260,15 +271,10 @@ class SessionService:
             user = await sessions.user(session.user_id)
             if session.revoked_at is not None or session.expires_at <= now:
                 raise RefreshTokenInvalid(reason=Reason.SESSION_ENDED)
-            if user is None or not user.activated:
-                refused = Reason.USER_DEACTIVATED
-            elif (
-                user.tokens_valid_after is not None
-                and session.created_at <= user.tokens_valid_after
-            ):
-                refused = Reason.SESSIONS_REVOKED
-            elif stored.rotated_at is not None or not await sessions.mark_rotated(
-                token_hash, now=now
+            refused = ended_by_account(user, session)
+            if refused is None and (
+                stored.rotated_at is not None
+                or not await sessions.mark_rotated(token_hash, now=now)
             ):
                 refused = Reason.REFRESH_TOKEN_REUSED
             if refused is not None:
@@ -297,15 +303,15 @@ class SessionService:
                 details={"session": session.id},
             )
             raise RefreshTokenInvalid(reason=refused)
-        try:
-            await self._refuse_without_second_factor(view, passed=session.second_factor)
-        except SecondFactorRequired:
+        method = await self._second_factor.login_method(view)
+        factor_refusal = self._second_factor_refusal(view, method, passed=session.second_factor)
+        if factor_refusal is not None:
             # A factor enabled (or required) since the login: the session ends.
             async with self._feed.unit_of_work() as work:
                 stored_session = await self._db.user_sessions(work.session).get(session.id)
                 if stored_session is not None:
                     await self._revoke(work, view.id, [stored_session], reason=Reason.SECOND_FACTOR)
-            raise
+            raise factor_refusal
         return TokenPair(
             access=self._tokens.issue_for_session(
                 view, session_id=session.id, second_factor=session.second_factor
@@ -348,9 +354,19 @@ class SessionService:
         )
 
     async def list_live(self, user_id: int) -> list[SessionView]:
+        """The user's sessions that a refresh would accept. A password change, "log out
+        everywhere", deactivation or a newly enabled second factor ends sessions without
+        marking their rows (a refresh finds out), so the rows are judged here by the
+        same checks as :meth:`refresh`: the list never shows a session that is over."""
         now = self._clock()
         async with self._db.session() as read:
-            live = await self._db.user_sessions(read).live(user_id, now=now)
+            sessions = self._db.user_sessions(read)
+            user = await sessions.user(user_id)
+            live = await sessions.live(user_id, now=now)
+        if user is None:
+            return []
+        view = UserView.of(user)
+        method = await self._second_factor.login_method(view)
         return [
             SessionView(
                 id=s.id,
@@ -361,6 +377,8 @@ class SessionService:
                 expires_at=s.expires_at,
             )
             for s in live
+            if ended_by_account(user, s) is None
+            and self._second_factor_refusal(view, method, passed=s.second_factor) is None
         ]
 
     async def revoke(self, user_id: int, session_id: str, *, actor: Actor) -> None:
@@ -430,22 +448,29 @@ class SessionService:
                 session.second_factor = True
 
     def _refuse_unenrolled(self, user: UserView) -> None:
-        if self._second_factor.required_for(user):
-            raise SecondFactorRequired(
+        refusal = self._second_factor_refusal(user, None, passed=False)
+        if refusal is not None:
+            raise refusal
+
+    def _second_factor_refusal(
+        self, user: UserView, method: Method | None, *, passed: bool
+    ) -> SecondFactorRequired | None:
+        """Why a session that did (``passed``) or did not pass the second factor may not
+        go on, given the user's ``login_method``; ``None`` when it may."""
+        if method is None:
+            if not self._second_factor.required_for(user):
+                return None
+            return SecondFactorRequired(
                 "A second factor is required and none is enabled; sign in through "
                 "/api/authenticate to enrol one",
                 reason=Reason.SECOND_FACTOR_REQUIRED,
             )
-
-    async def _refuse_without_second_factor(self, user: UserView, *, passed: bool) -> None:
-        method = await self._second_factor.login_method(user)
-        if method is None:
-            self._refuse_unenrolled(user)
-        elif not passed:
-            raise SecondFactorRequired(
-                "A second factor was enabled since this session began; sign in again",
-                reason=Reason.SECOND_FACTOR_REQUIRED,
-            )
+        if passed:
+            return None
+        return SecondFactorRequired(
+            "A second factor was enabled since this session began; sign in again",
+            reason=Reason.SECOND_FACTOR_REQUIRED,
+        )
 
     async def _revoke(
         self, work: UnitOfWork, user_id: int, sessions: list[Session], *, reason: Reason

@@ -302,6 +302,36 @@ async def test_change_password_keeps_the_access_token_used(harness: Harness) -> 
         assert refreshed.status_code == 401
 
 
+async def test_sessions_ended_by_a_password_change_are_not_listed(harness: Harness) -> None:
+    """A password change ends every session before their refresh tokens are tried; the
+    list shows only sessions that can still refresh: not the two old ones (that changed
+    the password and the other), but a fresh login's."""
+    await harness.create_user("alice", USER_PASSWORD)
+    await _login(harness, **{"User-Agent": "phone"})
+    laptop = await _login(harness, **{"User-Agent": "laptop"})
+    harness.clock.advance(seconds=1)
+    done = await harness.client.post(
+        "/api/v1/auth/change-password",
+        json={"current_password": USER_PASSWORD, "new_password": NEW_PASSWORD},
+        headers=bearer(laptop["access_token"]),
+    )
+    assert done.status_code == 204
+    listed = await harness.client.get(
+        "/api/v1/auth/sessions", headers=bearer(laptop["access_token"])
+    )
+    assert (listed.status_code, listed.json()) == (200, [])
+    harness.clock.advance(seconds=1)
+    fresh = await harness.client.post(
+        "/api/v1/auth/login",
+        json={"login": "alice", "password": NEW_PASSWORD},
+        headers={"User-Agent": "desktop"},
+    )
+    listed = await harness.client.get(
+        "/api/v1/auth/sessions", headers=bearer(fresh.json()["access_token"])
+    )
+    assert [(s["user_agent"], s["current"]) for s in listed.json()] == [("desktop", True)]
+
+
 async def test_identity_providers_are_an_empty_list(harness: Harness) -> None:
     """routes.go GET /idp-providers (public; handler/idp.go PublicList): the array of
     v12's login page "Login with ..." buttons, empty (authgate has no identity
@@ -390,6 +420,12 @@ async def test_log_out_everywhere_ends_refresh_sessions(harness: Harness) -> Non
     harness.clock.advance(seconds=1)
     out = await harness.client.post("/api/account/logout-all", headers=bearer(body["access_token"]))
     assert out.status_code == 204
+    harness.clock.advance(seconds=1)
+    fresh = await _login(harness)
+    listed = await harness.client.get(
+        "/api/v1/auth/sessions", headers=bearer(fresh["access_token"])
+    )
+    assert [s["current"] for s in listed.json()] == [True]  # the ended one is not listed
     refreshed = await harness.client.post(
         "/api/v1/auth/refresh", json={"refresh_token": body["refresh_token"]}
     )

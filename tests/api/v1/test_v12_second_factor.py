@@ -313,11 +313,16 @@ async def test_attack_a_session_from_before_the_factor_stops_refreshing(
     harness: Harness,
 ) -> None:
     """A v12 session started before the factor was enabled did not pass it: it ends at
-    its next refresh. The session that enrolled (it proved a code) goes on."""
+    its next refresh, and is no longer listed. The session that enrolled (it proved a
+    code) goes on."""
     await harness.create_user("alice")
     other = await v12_login(harness)
     enrolling = await v12_login(harness)
     await enrol_totp_v12(harness, enrolling["access_token"])
+    listed = await harness.client.get(
+        "/api/v1/auth/sessions", headers=bearer(enrolling["access_token"])
+    )
+    assert [s["current"] for s in listed.json()] == [True]  # not the one that must stop
     stale = await harness.client.post(
         "/api/v1/auth/refresh", json={"refresh_token": other["refresh_token"]}
     )
