@@ -352,6 +352,9 @@ async def sessions(request: Request) -> list[SessionResponse]:
     response_class=Response,
     responses=documented_v12(401, 403),
 )
+# A session from before the second factor was enabled must not end the sessions that
+# passed it (and so lock their owner out of changing it back).
+@sets_credentials("ends the caller's other sessions")
 async def revoke_other_sessions(request: Request) -> Response:
     principal = principal_of(request)
     await services_of(request).sessions.revoke_others(
@@ -369,6 +372,10 @@ async def revoke_other_sessions(request: Request) -> Response:
 )
 async def revoke_session(session_id: str, request: Request) -> Response:
     principal = principal_of(request)
+    # Any session may end itself, as logout does; ending another needs a session that
+    # passed the second factor, as DELETE /auth/sessions does.
+    if session_id != principal.session_id:
+        require_password_session_for_target(request)
     await services_of(request).sessions.revoke(
         principal.user_id, session_id, actor=Actor.of(principal)
     )
