@@ -66,8 +66,9 @@ class AccountDeactivated(PermissionDenied):
 
 class SecondFactorRequired(PermissionDenied):
     """The user must enrol a second factor (``AUTHGATE_TFA_REQUIRED``) and has none; v12
-    has no forced enrolment, so the v11 login takes them through it. Also: a session
-    that did not pass the user's second factor cannot be refreshed."""
+    has no forced enrolment, so the v11 login takes them through it. (A session that did
+    not pass the user's second factor cannot be refreshed: ``RefreshTokenInvalid`` with
+    this reason.)"""
 
     code = "second_factor_required"
 
@@ -254,8 +255,10 @@ class SessionService:
         )
 
     async def refresh(self, refresh_token: str) -> TokenPair:
-        """Exchange a refresh token for a new pair. Raises ``RefreshTokenInvalid`` (401);
-        on reuse of a rotated token the whole session is revoked first (and audited)."""
+        """Exchange a refresh token for a new pair. Raises ``RefreshTokenInvalid`` (401),
+        also for a session that did not pass a second factor enabled since (the session
+        ends); on reuse of a rotated token the whole session is revoked first (and
+        audited)."""
         if not refresh_token or len(refresh_token) > MAX_REFRESH_TOKEN_LENGTH:
             raise RefreshTokenInvalid(reason=Reason.MALFORMED_REFRESH_TOKEN)
         token_hash = refresh_token_hash(refresh_token)
@@ -311,7 +314,9 @@ class SessionService:
                 stored_session = await self._db.user_sessions(work.session).get(session.id)
                 if stored_session is not None:
                     await self._revoke(work, view.id, [stored_session], reason=Reason.SECOND_FACTOR)
-            raise factor_refusal
+            # A refresh token that no longer refreshes is 401 whatever the cause (v12's
+            # spec; clients then sign in again), with the refusal's words and reason.
+            raise RefreshTokenInvalid(factor_refusal.message, reason=factor_refusal.reason)
         return TokenPair(
             access=self._tokens.issue_for_session(
                 view, session_id=session.id, second_factor=session.second_factor
