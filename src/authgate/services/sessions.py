@@ -38,6 +38,7 @@ from authgate.exceptions import (
     TokenRevoked,
 )
 from authgate.reasons import Reason
+from authgate.security.principal import Principal
 from authgate.security.tokens import IssuedPending, IssuedToken, PendingClaims
 from authgate.services.access_tokens import AccessTokenService
 from authgate.services.accounts import AccountService
@@ -343,6 +344,22 @@ class SessionService:
         self._audit.record(
             EventType.LOGOUT, "success", actor=actor, details={"session": session.id}
         )
+
+    async def logout_access_token(self, principal: Principal) -> None:
+        """``/api/logout`` (v10/v11): revoke the token used and, for a v12 token (one
+        with a ``sid``), end its session as v12's logout does, or its refresh token
+        would go on issuing access tokens."""
+        await self._tokens.logout(principal)  # refuses anything but a token, first
+        if principal.session_id is None:
+            return
+        async with self._feed.unit_of_work() as work:
+            session = await self._db.user_sessions(work.session).get(principal.session_id)
+            if (
+                session is not None
+                and session.user_id == principal.user_id
+                and session.revoked_at is None
+            ):
+                await self._revoke(work, principal.user_id, [session], reason=Reason.LOGOUT)
 
     async def profile(self, user_id: int) -> Profile:
         async with self._db.session() as read:

@@ -197,6 +197,24 @@ async def test_attack_logout_revokes_the_access_token(harness: Harness) -> None:
     assert unknown.content == b""
 
 
+async def test_v11_logout_of_a_v12_token_ends_its_session(harness: Harness) -> None:
+    """``POST /api/logout`` with a v12 access token ends its session as v12's logout
+    does: the refresh token no longer refreshes and the session is no longer listed."""
+    await harness.create_user("alice", USER_PASSWORD)
+    body = await _login(harness)
+    other = await _login(harness)
+    out = await harness.client.post("/api/logout", headers=bearer(body["access_token"]))
+    assert out.status_code == 204
+    refreshed = await harness.client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": body["refresh_token"]}
+    )
+    assert refreshed.status_code == 401
+    listed = await harness.client.get(
+        "/api/v1/auth/sessions", headers=bearer(other["access_token"])
+    )
+    assert [s["current"] for s in listed.json()] == [True]
+
+
 async def test_logout_without_a_refresh_token_is_400(harness: Harness) -> None:
     """dto/auth.go LogoutRequest: refresh_token binding:"required" (an empty one too);
     handler/auth.go Logout: 400 "refresh_token is required"."""
