@@ -56,6 +56,29 @@ async def test_login_returns_the_v12_pair(harness: Harness) -> None:
     assert claims["aud"]
 
 
+async def test_login_and_refresh_show_the_user_as_me_does(harness: Harness) -> None:
+    """The ``user`` of a login and of a refresh is v12's UserResponse with every field,
+    ``image_url: null`` included, as ``/auth/me`` and ``/users`` show it; only the
+    answer's own omitempty fields (``tfa_*``, ``pre_auth_token``) are left out."""
+    await harness.create_user("alice", USER_PASSWORD)
+    body = await _login(harness)
+    me = await harness.client.get("/api/v1/auth/me", headers=bearer(body["access_token"]))
+    assert me.json()["image_url"] is None
+    refreshed = await harness.client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": body["refresh_token"]}
+    )
+    for answer in (body, refreshed.json()):
+        assert answer["user"] == me.json()
+        assert set(answer) == {
+            "access_token",
+            "refresh_token",
+            "token_type",
+            "expires_at",
+            "refresh_expires_at",
+            "user",
+        }
+
+
 async def test_login_accepts_the_login_name_and_tokens_work_on_v11_routes(
     harness: Harness,
 ) -> None:

@@ -126,6 +126,8 @@ async def test_login_with_totp_answers_the_second_step(harness: Harness) -> None
     assert access["sid"]
     me = await harness.client.get("/api/v1/auth/me", headers=bearer(body["access_token"]))
     assert me.json()["tfa_enabled"] is True
+    # The user as /auth/me shows it, image_url: null included (also at the first step).
+    assert body["user"] == user == me.json()
     # A session like a login's: listed, and its refresh keeps the second factor.
     sessions = await harness.client.get(
         "/api/v1/auth/sessions", headers=bearer(body["access_token"])

@@ -73,9 +73,14 @@ class UserResponse(BaseModel):
     tfa_enabled: bool = False
 
 
+def _is_null(value: object) -> bool:
+    return value is None
+
+
 class LoginResponse(BaseModel):
-    """v12's ``LoginResponse`` (dto/auth.go), sent without nulls: its ``tfa_*`` fields
-    and ``pre_auth_token`` are omitempty. With ``tfa_required`` the password was right
+    """v12's ``LoginResponse`` (dto/auth.go): its ``tfa_*`` fields and ``pre_auth_token``
+    are omitempty, left out when null (only they: ``user.image_url`` is null as on
+    ``/auth/me``). With ``tfa_required`` the password was right
     but the user has a second factor: ``user`` and ``pre_auth_token`` (for
     ``/auth/tfa/verify-code``), and the token pair's fields as Go's zero values (empty
     strings, year 1), since v12 embeds the pair it did not issue."""
@@ -86,10 +91,14 @@ class LoginResponse(BaseModel):
     expires_at: datetime
     refresh_expires_at: datetime
     user: UserResponse
-    tfa_required: bool | None = Field(default=None, description="true, or left out.")
-    tfa_type: Literal["totp", "email"] | None = None
+    tfa_required: bool | None = Field(
+        default=None, exclude_if=_is_null, description="true, or left out."
+    )
+    tfa_type: Literal["totp", "email"] | None = Field(default=None, exclude_if=_is_null)
     pre_auth_token: str | None = Field(
-        default=None, description="With tfa_required: 5 minutes, once, verify-code only."
+        default=None,
+        exclude_if=_is_null,
+        description="With tfa_required: 5 minutes, once, verify-code only.",
     )
 
 
@@ -152,7 +161,6 @@ async def _pair_response(request: Request, pair: TokenPair, response: Response) 
 @public_router.post(
     "/auth/login",
     summary="Log in: an access and a refresh token, or (a second factor) a pre-auth token",
-    response_model_exclude_none=True,
     responses=documented_v12(400, 401, 403, 413, 429),
 )
 async def login(body: LoginRequest, request: Request, response: Response) -> LoginResponse:
@@ -183,7 +191,6 @@ async def login(body: LoginRequest, request: Request, response: Response) -> Log
     "/auth/tfa/verify-code",
     summary="Second step of a login: the pre-auth token and a code (TOTP, e-mail or "
     "recovery) for an access and a refresh token",
-    response_model_exclude_none=True,
     responses=documented_v12(400, 401, 413, 429),
 )
 async def verify_code(
@@ -206,7 +213,6 @@ async def verify_code(
 @public_router.post(
     "/auth/refresh",
     summary="Exchange a refresh token for a new pair",
-    response_model_exclude_none=True,
     responses=documented_v12(400, 401, 413),
 )
 async def refresh(body: RefreshRequest, request: Request, response: Response) -> LoginResponse:
