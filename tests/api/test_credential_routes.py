@@ -69,6 +69,10 @@ CREDENTIAL_ROUTES = {
     ("POST", "/api/v1/tfa/enroll"),
     ("POST", "/api/v1/tfa/disable"),
     ("POST", "/api/v1/users/{user_id}/tfa/disable"),
+    # Ending the caller's other sessions: a session that skipped the second factor must
+    # not end those that passed it (DELETE of one session other than the caller's own
+    # checks it in the handler, `require_password_session_for_target`).
+    ("DELETE", "/api/v1/auth/sessions"),
     # Service credentials give another service access to internal endpoints (issue 17).
     ("POST", "/api/service-credentials"),
     ("PUT", "/api/service-credentials/{credential_id}"),

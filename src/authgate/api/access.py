@@ -177,7 +177,8 @@ async def require_password_session(
 def require_password_session_for_target(request: Request) -> None:
     """The refusal of :func:`require_password_session`, for an endpoint that learns only
     from the record it changes that this call sets a credential (a new e-mail address
-    is where the password-reset links and e-mailed codes go)."""
+    is where the password-reset links and e-mailed codes go) or needs such a session
+    (ending a session other than the caller's own)."""
     principal = principal_of(request)
     if not principal.is_password_session:
         raise _session_required(request, principal)

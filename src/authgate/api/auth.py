@@ -107,11 +107,11 @@ async def who_am_i(request: Request) -> PlainTextResponse:
 
 @session_router.post(
     "/api/logout",
-    summary="Revoke the token used for this request",
+    summary="Revoke the token used for this request (and a v12 token's session)",
     status_code=204,
     response_class=Response,
     responses=documented(401),
 )
 async def logout(request: Request) -> Response:
-    await services_of(request).tokens.logout(principal_of(request))
+    await services_of(request).sessions.logout_access_token(principal_of(request))
     return Response(status_code=204)

@@ -270,12 +270,17 @@ class ApiKeyService:
         )
         return generated.plaintext
 
-    async def revoke(self, viewer: Principal | None, ref: KeyRef) -> None:
-        """Revoke at once (every worker and node within a second). Idempotent."""
+    async def revoke(
+        self, viewer: Principal | None, ref: KeyRef, *, own_only: bool = False
+    ) -> None:
+        """Revoke at once (every worker and node within a second). Idempotent. Anyone's
+        key with ``api_keys.write`` unless ``own_only`` (v12's ``DELETE /api-keys/{id}``
+        revokes the caller's keys only)."""
+        others = None if own_only else OTHERS_TO_REVOKE
         now = self._clock()
         async with self._feed.unit_of_work() as work:
             repository = self._db.api_keys(work.session)
-            key = await self._visible(repository, viewer, ref, others=OTHERS_TO_REVOKE)
+            key = await self._visible(repository, viewer, ref, others=others)
             newly_revoked = key.revoked_at is None
             if newly_revoked:
                 key.revoked_at = now

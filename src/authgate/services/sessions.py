@@ -38,6 +38,7 @@ from authgate.exceptions import (
     TokenRevoked,
 )
 from authgate.reasons import Reason
+from authgate.security.principal import Principal
 from authgate.security.tokens import IssuedPending, IssuedToken, PendingClaims
 from authgate.services.access_tokens import AccessTokenService
 from authgate.services.accounts import AccountService
@@ -48,7 +49,7 @@ from authgate.services.ports import Database
 from authgate.services.second_factor import Method, SecondFactorService
 from authgate.services.user_fields import UserView
 from authgate.storage.errors import Conflict as StorageConflict
-from authgate.storage.models import Session
+from authgate.storage.models import Session, User
 
 # Longer refresh tokens are refused before hashing (ours are 43 characters).
 MAX_REFRESH_TOKEN_LENGTH = 128
@@ -66,8 +67,9 @@ class AccountDeactivated(PermissionDenied):
 
 class SecondFactorRequired(PermissionDenied):
     """The user must enrol a second factor (``AUTHGATE_TFA_REQUIRED``) and has none; v12
-    has no forced enrolment, so the v11 login takes them through it. Also: a session
-    that did not pass the user's second factor cannot be refreshed."""
+    has no forced enrolment, so the v11 login takes them through it. (A session that did
+    not pass the user's second factor cannot be refreshed: ``RefreshTokenInvalid`` with
+    this reason.)"""
 
     code = "second_factor_required"
 
@@ -115,6 +117,17 @@ class Profile:
     activated: bool
     lang_key: str
     tfa_enabled: bool
+
+
+def ended_by_account(user: User | None, session: Session) -> Reason | None:
+    """Why the account ends a session whose row is still live, or ``None``: the user was
+    deactivated (or deleted), or their tokens were revoked since the session began (a
+    password change, "log out everywhere")."""
+    if user is None or not user.activated:
+        return Reason.USER_DEACTIVATED
+    if user.tokens_valid_after is not None and session.created_at <= user.tokens_valid_after:
+        return Reason.SESSIONS_REVOKED
+    return None
 
 
 def refresh_token_hash(token: str) -> str:
@@ -243,8 +256,10 @@ class SessionService:
         )
 
     async def refresh(self, refresh_token: str) -> TokenPair:
-        """Exchange a refresh token for a new pair. Raises ``RefreshTokenInvalid`` (401);
-        on reuse of a rotated token the whole session is revoked first (and audited)."""
+        """Exchange a refresh token for a new pair. Raises ``RefreshTokenInvalid`` (401),
+        also for a session that did not pass a second factor enabled since (the session
+        ends); on reuse of a rotated token the whole session is revoked first (and
+        audited)."""
         if not refresh_token or len(refresh_token) > MAX_REFRESH_TOKEN_LENGTH:
             raise RefreshTokenInvalid(reason=Reason.MALFORMED_REFRESH_TOKEN)
         token_hash = refresh_token_hash(refresh_token)
@@ -260,15 +275,10 @@ class SessionService:
             user = await sessions.user(session.user_id)
             if session.revoked_at is not None or session.expires_at <= now:
                 raise RefreshTokenInvalid(reason=Reason.SESSION_ENDED)
-            if user is None or not user.activated:
-                refused = Reason.USER_DEACTIVATED
-            elif (
-                user.tokens_valid_after is not None
-                and session.created_at <= user.tokens_valid_after
-            ):
-                refused = Reason.SESSIONS_REVOKED
-            elif stored.rotated_at is not None or not await sessions.mark_rotated(
-                token_hash, now=now
+            refused = ended_by_account(user, session)
+            if refused is None and (
+                stored.rotated_at is not None
+                or not await sessions.mark_rotated(token_hash, now=now)
             ):
                 refused = Reason.REFRESH_TOKEN_REUSED
             if refused is not None:
@@ -297,15 +307,17 @@ class SessionService:
                 details={"session": session.id},
             )
             raise RefreshTokenInvalid(reason=refused)
-        try:
-            await self._refuse_without_second_factor(view, passed=session.second_factor)
-        except SecondFactorRequired:
+        method = await self._second_factor.login_method(view)
+        factor_refusal = self._second_factor_refusal(view, method, passed=session.second_factor)
+        if factor_refusal is not None:
             # A factor enabled (or required) since the login: the session ends.
             async with self._feed.unit_of_work() as work:
                 stored_session = await self._db.user_sessions(work.session).get(session.id)
                 if stored_session is not None:
                     await self._revoke(work, view.id, [stored_session], reason=Reason.SECOND_FACTOR)
-            raise
+            # A refresh token that no longer refreshes is 401 whatever the cause (v12's
+            # spec; clients then sign in again), with the refusal's words and reason.
+            raise RefreshTokenInvalid(factor_refusal.message, reason=factor_refusal.reason)
         return TokenPair(
             access=self._tokens.issue_for_session(
                 view, session_id=session.id, second_factor=session.second_factor
@@ -333,6 +345,22 @@ class SessionService:
             EventType.LOGOUT, "success", actor=actor, details={"session": session.id}
         )
 
+    async def logout_access_token(self, principal: Principal) -> None:
+        """``/api/logout`` (v10/v11): revoke the token used and, for a v12 token (one
+        with a ``sid``), end its session as v12's logout does, or its refresh token
+        would go on issuing access tokens."""
+        await self._tokens.logout(principal)  # refuses anything but a token, first
+        if principal.session_id is None:
+            return
+        async with self._feed.unit_of_work() as work:
+            session = await self._db.user_sessions(work.session).get(principal.session_id)
+            if (
+                session is not None
+                and session.user_id == principal.user_id
+                and session.revoked_at is None
+            ):
+                await self._revoke(work, principal.user_id, [session], reason=Reason.LOGOUT)
+
     async def profile(self, user_id: int) -> Profile:
         async with self._db.session() as read:
             user = await self._db.user_sessions(read).user(user_id)
@@ -348,9 +376,19 @@ class SessionService:
         )
 
     async def list_live(self, user_id: int) -> list[SessionView]:
+        """The user's sessions that a refresh would accept. A password change, "log out
+        everywhere", deactivation or a newly enabled second factor ends sessions without
+        marking their rows (a refresh finds out), so the rows are judged here by the
+        same checks as :meth:`refresh`: the list never shows a session that is over."""
         now = self._clock()
         async with self._db.session() as read:
-            live = await self._db.user_sessions(read).live(user_id, now=now)
+            sessions = self._db.user_sessions(read)
+            user = await sessions.user(user_id)
+            live = await sessions.live(user_id, now=now)
+        if user is None:
+            return []
+        view = UserView.of(user)
+        method = await self._second_factor.login_method(view)
         return [
             SessionView(
                 id=s.id,
@@ -361,6 +399,8 @@ class SessionService:
                 expires_at=s.expires_at,
             )
             for s in live
+            if ended_by_account(user, s) is None
+            and self._second_factor_refusal(view, method, passed=s.second_factor) is None
         ]
 
     async def revoke(self, user_id: int, session_id: str, *, actor: Actor) -> None:
@@ -430,22 +470,29 @@ class SessionService:
                 session.second_factor = True
 
     def _refuse_unenrolled(self, user: UserView) -> None:
-        if self._second_factor.required_for(user):
-            raise SecondFactorRequired(
+        refusal = self._second_factor_refusal(user, None, passed=False)
+        if refusal is not None:
+            raise refusal
+
+    def _second_factor_refusal(
+        self, user: UserView, method: Method | None, *, passed: bool
+    ) -> SecondFactorRequired | None:
+        """Why a session that did (``passed``) or did not pass the second factor may not
+        go on, given the user's ``login_method``; ``None`` when it may."""
+        if method is None:
+            if not self._second_factor.required_for(user):
+                return None
+            return SecondFactorRequired(
                 "A second factor is required and none is enabled; sign in through "
                 "/api/authenticate to enrol one",
                 reason=Reason.SECOND_FACTOR_REQUIRED,
             )
-
-    async def _refuse_without_second_factor(self, user: UserView, *, passed: bool) -> None:
-        method = await self._second_factor.login_method(user)
-        if method is None:
-            self._refuse_unenrolled(user)
-        elif not passed:
-            raise SecondFactorRequired(
-                "A second factor was enabled since this session began; sign in again",
-                reason=Reason.SECOND_FACTOR_REQUIRED,
-            )
+        if passed:
+            return None
+        return SecondFactorRequired(
+            "A second factor was enabled since this session began; sign in again",
+            reason=Reason.SECOND_FACTOR_REQUIRED,
+        )
 
     async def _revoke(
         self, work: UnitOfWork, user_id: int, sessions: list[Session], *, reason: Reason

@@ -14,6 +14,7 @@ from typing import Any
 from starlette.routing import Match, Route
 
 from tests.api.test_api_keys import KEYS, key_header
+from tests.api.test_key_remediation import audited
 from tests.conftest import USER_PASSWORD, Harness, bearer, format_instant
 
 V12_KEYS = "/api/v1/api-keys"
@@ -204,6 +205,28 @@ async def test_api_keys_read_does_not_open_others_keys_on_v12(harness: Harness) 
     shown = await harness.client.get(f"{KEYS}/{alices['id']}", headers=bearer(carol))
     assert shown.status_code == 200, shown.text
     assert shown.json()["name"] == alices["name"]
+
+
+async def test_api_keys_write_does_not_revoke_others_keys_on_v12(harness: Harness) -> None:
+    """v12's Delete looks among the caller's own keys only, like its Get: an
+    administrator (api_keys.write) gets 404 for another user's key here, the key keeps
+    working and no revocation is audited; /api/api-keys revokes it as documented."""
+    token = await alice(harness)
+    alices = await create(harness, token)
+    generated = await harness.client.post(
+        f"{V12_KEYS}/{alices['id']}/generate", headers=bearer(token)
+    )
+    key = generated.json()["api_key"]
+    await harness.create_user("carol", admin=True)
+    carol = await v12_token(harness, "carol@example.com")
+    hidden = await harness.client.delete(f"{V12_KEYS}/{alices['id']}", headers=bearer(carol))
+    assert hidden.status_code == 404, hidden.text
+    assert hidden.json() == {"error": "API key not found"}
+    assert (await harness.client.get("/api/v1/auth/me", headers=key_header(key))).status_code == 200
+    assert await audited(harness, "API_KEY_REVOKED") == []
+    revoked = await harness.client.delete(f"{KEYS}/{alices['id']}", headers=bearer(carol))
+    assert revoked.status_code == 204, revoked.text
+    assert (await harness.client.get("/api/v1/auth/me", headers=key_header(key))).status_code == 401
 
 
 async def test_v12_and_v11_routes_share_the_keys(harness: Harness, user_token: str) -> None:

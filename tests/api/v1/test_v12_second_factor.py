@@ -126,6 +126,8 @@ async def test_login_with_totp_answers_the_second_step(harness: Harness) -> None
     assert access["sid"]
     me = await harness.client.get("/api/v1/auth/me", headers=bearer(body["access_token"]))
     assert me.json()["tfa_enabled"] is True
+    # The user as /auth/me shows it, image_url: null included (also at the first step).
+    assert body["user"] == user == me.json()
     # A session like a login's: listed, and its refresh keeps the second factor.
     sessions = await harness.client.get(
         "/api/v1/auth/sessions", headers=bearer(body["access_token"])
@@ -313,21 +315,66 @@ async def test_attack_a_session_from_before_the_factor_stops_refreshing(
     harness: Harness,
 ) -> None:
     """A v12 session started before the factor was enabled did not pass it: it ends at
-    its next refresh. The session that enrolled (it proved a code) goes on."""
+    its next refresh, and is no longer listed. The session that enrolled (it proved a
+    code) goes on."""
     await harness.create_user("alice")
     other = await v12_login(harness)
     enrolling = await v12_login(harness)
     await enrol_totp_v12(harness, enrolling["access_token"])
+    listed = await harness.client.get(
+        "/api/v1/auth/sessions", headers=bearer(enrolling["access_token"])
+    )
+    assert [s["current"] for s in listed.json()] == [True]  # not the one that must stop
     stale = await harness.client.post(
         "/api/v1/auth/refresh", json={"refresh_token": other["refresh_token"]}
     )
-    assert stale.status_code in (401, 403)
+    assert stale.status_code == 401  # an invalid refresh token, whatever the cause
+    assert stale.json() == {
+        "error": "A second factor was enabled since this session began; sign in again"
+    }
     kept = await harness.client.post(
         "/api/v1/auth/refresh", json={"refresh_token": enrolling["refresh_token"]}
     )
     assert kept.status_code == 200, kept.text
     claims = jwt.decode(kept.json()["access_token"], options={"verify_signature": False})
     assert claims["amr"] == ["pwd", "otp"]
+
+
+async def test_attack_a_session_from_before_the_factor_cannot_end_the_others(
+    harness: Harness,
+) -> None:
+    """A session that did not pass the factor may not end the sessions that did (403,
+    as for changing credentials), neither all at once nor one by one; it may still end
+    itself, by id or by logout."""
+    await harness.create_user("alice")
+    before = await v12_login(harness)
+    leaving = await v12_login(harness)
+    enrolling = await v12_login(harness)
+    await enrol_totp_v12(harness, enrolling["access_token"])
+
+    def sid(pair: Any) -> str:
+        claims = jwt.decode(pair["access_token"], options={"verify_signature": False})
+        session_id: str = claims["sid"]
+        return session_id
+
+    headers = bearer(before["access_token"])
+    for path in ("/api/v1/auth/sessions", f"/api/v1/auth/sessions/{sid(enrolling)}"):
+        refused = await harness.client.delete(path, headers=headers)
+        assert refused.status_code == 403, (path, refused.text)
+        assert "second factor" in refused.json()["error"]
+    kept = await harness.client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": enrolling["refresh_token"]}
+    )
+    assert kept.status_code == 200, kept.text
+    itself = await harness.client.delete(f"/api/v1/auth/sessions/{sid(before)}", headers=headers)
+    assert itself.status_code == 204, itself.text
+    assert (await harness.client.get("/api/v1/auth/me", headers=headers)).status_code == 401
+    out = await harness.client.post(
+        "/api/v1/auth/logout", json={"refresh_token": leaving["refresh_token"]}
+    )
+    assert out.status_code == 204
+    left = await harness.client.get("/api/v1/auth/me", headers=bearer(leaving["access_token"]))
+    assert left.status_code == 401
 
 
 # -- enrolment, turning off, the admin's reset ---------------------------------------------------

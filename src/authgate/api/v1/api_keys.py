@@ -176,5 +176,9 @@ async def generate_api_key(key_id: KeyIdPath, request: Request, response: Respon
     responses=documented_v12(400, 401, 403, 404),
 )
 async def revoke_api_key(key_id: KeyIdPath, request: Request) -> Response:
-    await services_of(request).api_keys.revoke(principal_of(request), key_ref_of(key_id))
+    # The caller's own keys only, as v12's Delete (FindByIDAndUser) and the other v12 key
+    # routes; revoking anyone's key, for api_keys.write, stays on /api/api-keys.
+    await services_of(request).api_keys.revoke(
+        principal_of(request), key_ref_of(key_id), own_only=True
+    )
     return Response(status_code=204)

@@ -73,9 +73,14 @@ class UserResponse(BaseModel):
     tfa_enabled: bool = False
 
 
+def _is_null(value: object) -> bool:
+    return value is None
+
+
 class LoginResponse(BaseModel):
-    """v12's ``LoginResponse`` (dto/auth.go), sent without nulls: its ``tfa_*`` fields
-    and ``pre_auth_token`` are omitempty. With ``tfa_required`` the password was right
+    """v12's ``LoginResponse`` (dto/auth.go): its ``tfa_*`` fields and ``pre_auth_token``
+    are omitempty, left out when null (only they: ``user.image_url`` is null as on
+    ``/auth/me``). With ``tfa_required`` the password was right
     but the user has a second factor: ``user`` and ``pre_auth_token`` (for
     ``/auth/tfa/verify-code``), and the token pair's fields as Go's zero values (empty
     strings, year 1), since v12 embeds the pair it did not issue."""
@@ -86,10 +91,14 @@ class LoginResponse(BaseModel):
     expires_at: datetime
     refresh_expires_at: datetime
     user: UserResponse
-    tfa_required: bool | None = Field(default=None, description="true, or left out.")
-    tfa_type: Literal["totp", "email"] | None = None
+    tfa_required: bool | None = Field(
+        default=None, exclude_if=_is_null, description="true, or left out."
+    )
+    tfa_type: Literal["totp", "email"] | None = Field(default=None, exclude_if=_is_null)
     pre_auth_token: str | None = Field(
-        default=None, description="With tfa_required: 5 minutes, once, verify-code only."
+        default=None,
+        exclude_if=_is_null,
+        description="With tfa_required: 5 minutes, once, verify-code only.",
     )
 
 
@@ -152,7 +161,6 @@ async def _pair_response(request: Request, pair: TokenPair, response: Response) 
 @public_router.post(
     "/auth/login",
     summary="Log in: an access and a refresh token, or (a second factor) a pre-auth token",
-    response_model_exclude_none=True,
     responses=documented_v12(400, 401, 403, 413, 429),
 )
 async def login(body: LoginRequest, request: Request, response: Response) -> LoginResponse:
@@ -183,7 +191,6 @@ async def login(body: LoginRequest, request: Request, response: Response) -> Log
     "/auth/tfa/verify-code",
     summary="Second step of a login: the pre-auth token and a code (TOTP, e-mail or "
     "recovery) for an access and a refresh token",
-    response_model_exclude_none=True,
     responses=documented_v12(400, 401, 413, 429),
 )
 async def verify_code(
@@ -206,7 +213,6 @@ async def verify_code(
 @public_router.post(
     "/auth/refresh",
     summary="Exchange a refresh token for a new pair",
-    response_model_exclude_none=True,
     responses=documented_v12(400, 401, 413),
 )
 async def refresh(body: RefreshRequest, request: Request, response: Response) -> LoginResponse:
@@ -352,6 +358,9 @@ async def sessions(request: Request) -> list[SessionResponse]:
     response_class=Response,
     responses=documented_v12(401, 403),
 )
+# A session from before the second factor was enabled must not end the sessions that
+# passed it (and so lock their owner out of changing it back).
+@sets_credentials("ends the caller's other sessions")
 async def revoke_other_sessions(request: Request) -> Response:
     principal = principal_of(request)
     await services_of(request).sessions.revoke_others(
@@ -369,6 +378,10 @@ async def revoke_other_sessions(request: Request) -> Response:
 )
 async def revoke_session(session_id: str, request: Request) -> Response:
     principal = principal_of(request)
+    # Any session may end itself, as logout does; ending another needs a session that
+    # passed the second factor, as DELETE /auth/sessions does.
+    if session_id != principal.session_id:
+        require_password_session_for_target(request)
     await services_of(request).sessions.revoke(
         principal.user_id, session_id, actor=Actor.of(principal)
     )
