@@ -79,6 +79,7 @@ CREDENTIAL_ROUTES = {
     ("POST", "/api/service-credentials/{credential_id}/rotate"),
     ("POST", "/settings/service-credentials"),
     ("POST", "/settings/service-credentials/{credential_id}/rotate"),
+    ("POST", "/settings/account/sessions/revoke-others"),
 }
 # Public routes that *check* a password (the logins): nothing to protect with a session.
 PASSWORD_CHECKING_LOGINS = {

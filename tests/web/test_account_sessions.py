@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import jwt
 import pytest
 
 from authgate.web.display import device
+from tests.api.v1.test_v12_second_factor import enrol_totp_v12
 from tests.conftest import USER_PASSWORD, Harness
 from tests.web.conftest import Browser, html, notice_of, redirect_target
 
@@ -124,3 +126,18 @@ async def _only_session_id(harness: Harness, pair: dict[str, Any]) -> str:
 )
 def test_device_names_a_user_agent_as_people_do(user_agent: str | None, shown: str) -> None:
     assert device(user_agent) == shown
+
+
+async def test_a_page_session_from_before_the_factor_cannot_end_the_others(
+    harness: Harness, alice: Browser
+) -> None:
+    """As on /api/v1 (v12 review): the Settings UI session alice opened before a second
+    factor was enabled (elsewhere) may not end the session that enabled it, one by one
+    or all at once: 403, and that session still refreshes."""
+    enrolling = await v12_login(harness, "alice", user_agent=FIREFOX)
+    await enrol_totp_v12(harness, enrolling["access_token"])
+    claims = jwt.decode(enrolling["access_token"], options={"verify_signature": False})
+    for form in (f"{ACCOUNT}/sessions/{claims['sid']}/revoke", f"{ACCOUNT}/sessions/revoke-others"):
+        refused = await alice.post(form)
+        assert refused.status_code == 403, (form, refused.status_code)
+    assert await refresh_status(harness, enrolling) == 200

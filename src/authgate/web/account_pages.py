@@ -7,7 +7,12 @@ from urllib.parse import quote
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from authgate.api.access import client_address, services_of, sets_credentials
+from authgate.api.access import (
+    client_address,
+    require_password_session_for_target,
+    services_of,
+    sets_credentials,
+)
 from authgate.api.routing import AuthgateRoute
 from authgate.exceptions import BadCredentials, NotFound, Throttled, ValidationFailed
 from authgate.services.audit.events import Actor
@@ -185,6 +190,11 @@ async def change_password(request: Request) -> Response:
 @router.post("/account/sessions/{session_id}/revoke")
 async def revoke_session(session_id: str, request: Request) -> Response:
     principal = current_principal(request)
+    # As DELETE /api/v1/auth/sessions/{id}: ending another session needs a session that
+    # passed the second factor (one from before it was enabled must not sign out those
+    # that did, again and again).
+    if session_id != principal.session_id:
+        require_password_session_for_target(request)
     try:
         await services_of(request).sessions.revoke(
             principal.user_id, session_id, actor=Actor.of(principal)
@@ -195,6 +205,7 @@ async def revoke_session(session_id: str, request: Request) -> Response:
 
 
 @router.post("/account/sessions/revoke-others")
+@sets_credentials("ends the caller's other sessions")
 async def revoke_other_sessions(request: Request) -> Response:
     principal = current_principal(request)
     revoked = await services_of(request).sessions.revoke_others(
