@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import Field
@@ -50,15 +50,13 @@ from authgate.services.user_fields import (
 
 router = APIRouter(prefix="/api/users", tags=["users"], route_class=AdminRoute)
 
-# "authorities" is no login (GET /api/users/authorities lists the roles): said in the
-# document, so that a generated login never means the list.
+# No user may be called "authorities" (GET /api/users/authorities lists the roles) or
+# like one of UTMStack's built-in accounts: said in the document, so that a generated
+# login never means the list. (A user created so before they were reserved is still
+# served.)
+NOT_RESERVED: Final = {"not": {"enum": sorted(RESERVED_LOGINS)}}
 LoginPath = Annotated[
-    str,
-    Path(
-        min_length=1,
-        max_length=LOGIN_MAX_LENGTH,
-        json_schema_extra={"not": {"enum": sorted(RESERVED_LOGINS)}},
-    ),
+    str, Path(min_length=1, max_length=LOGIN_MAX_LENGTH, json_schema_extra=NOT_RESERVED)
 ]
 Email = Annotated[str, Field(min_length=3, max_length=EMAIL_MAX_LENGTH, pattern=EMAIL_PATTERN)]
 Name = Annotated[
@@ -91,7 +89,15 @@ class UserCreate(LenientBody):
     or returned once as ``resetLink``). Other fields (``id``, ``createdBy``, ...) are
     ignored."""
 
-    login: Annotated[str, Field(min_length=1, max_length=LOGIN_MAX_LENGTH, pattern=LOGIN_PATTERN)]
+    login: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=LOGIN_MAX_LENGTH,
+            pattern=LOGIN_PATTERN,
+            json_schema_extra=NOT_RESERVED,
+        ),
+    ]
     email: Email
     password: Password | None = None
     firstName: Name | None = None
