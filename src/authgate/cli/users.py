@@ -165,6 +165,25 @@ def users_reactivate(
     out.print(f"user {login.lower()} reactivated; their suspended API keys stay suspended")
 
 
+@users_app.command("rename")
+def users_rename(
+    login: Annotated[str, typer.Argument(help="The user's login.")],
+    new_login: Annotated[str, typer.Argument(help="The new login (lower-cased).")],
+    config: ConfigOption = None,
+) -> None:
+    """Give a user another login. Their sessions end (tokens name the login); their API
+    keys keep working, under the new login."""
+    with friendly_errors():
+        user = with_services(
+            load_settings(config),
+            lambda s: s.users.update_user(login, UserChanges(login=new_login), acting_user_id=None),
+        )
+    if user.login == login.strip().lower():
+        out.print(f"user {user.login} already has that login")
+        return
+    out.print(f"user {login.strip().lower()} renamed to {user.login}; their sessions have ended")
+
+
 @users_app.command("delete")
 def users_delete(
     login: Annotated[str, typer.Argument(help="The user's login.")],

@@ -107,8 +107,10 @@ class NewUser:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UserChanges:
-    """Fields to change; ``None`` keeps the current value."""
+    """Fields to change; ``None`` keeps the current value. ``login`` renames the user
+    (the caller decides whether a login it was given selects or renames)."""
 
+    login: str | None = None
     email: str | None = None
     first_name: str | None = None
     last_name: str | None = None
@@ -122,6 +124,11 @@ class UserChanges:
         address receives password-reset links and e-mailed sign-in codes, so setting it
         sets a credential."""
         return self.email is not None and self.email.strip().lower() != current
+
+    def renames(self, current: str) -> bool:
+        """Whether the user gets another login (compared as stored). The login is the
+        name a user signs in with and the identity tokens and forward-auth present."""
+        return self.login is not None and self.login.strip().lower() != current
 
 
 def image_url_errors(image_url: str | None) -> list[FieldError]:
