@@ -189,6 +189,23 @@ def test_users_reactivate(data_dir: Path) -> None:  # noqa: F811
     assert_exits(invoke("users", "reactivate", "nobody"), 1)
 
 
+def test_users_reactivate_resumes_the_keys_when_configured(
+    data_dir: Path,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With AUTHGATE_API_KEY_RESUME_ON_REACTIVATION the keys the deactivation suspended
+    work again, as in UTMStack, and the command says so."""
+    monkeypatch.setenv("AUTHGATE_API_KEY_RESUME_ON_REACTIVATION", "true")
+    assert_exits(create_user(), 0)
+    key = create_key("ci")["key"]
+    assert_exits(invoke("users", "deactivate", "bob"), 0)
+    assert call_with_key(key) == 401
+    result = invoke("users", "reactivate", "bob")
+    assert_exits(result, 0)
+    assert "their suspended API keys work again" in result.stdout
+    assert call_with_key(key) == 200
+
+
 def test_users_rename(data_dir: Path) -> None:  # noqa: F811
     """`users rename OLD NEW`: the new login signs in, the old one no more; the API key
     keeps working under the new login; the new login follows creation's rules."""

@@ -24,7 +24,12 @@ from authgate.services.account_notices import AccountNotices
 from authgate.services.audit.events import EventType, current_request
 from authgate.services.audit.writer import AuditLog
 from authgate.services.changes import Change, ChangeFeed, ChangeKind, UnitOfWork
-from authgate.services.owner_keys import audit_owner_keys, revoke_owner_keys, suspend_owner_keys
+from authgate.services.owner_keys import (
+    audit_owner_keys,
+    resume_owner_keys,
+    revoke_owner_keys,
+    suspend_owner_keys,
+)
 from authgate.services.password_hashing import AsyncPasswordHasher
 from authgate.services.ports import Database, UserRepo
 from authgate.services.reset_keys import (
@@ -65,6 +70,7 @@ class UserService:
         clock: Clock,
         audit: AuditLog,
         notices: AccountNotices | None = None,
+        resume_keys_on_reactivation: bool = False,
     ) -> None:
         self._db = db
         self._feed = feed
@@ -73,6 +79,7 @@ class UserService:
         self._clock = clock
         self._audit = audit
         self._notices = notices
+        self._resume_keys_on_reactivation = resume_keys_on_reactivation
 
     async def list_users(
         self, request: PageRequest, *, login_contains: str | None = None, search: str | None = None
@@ -213,7 +220,8 @@ class UserService:
         self, login: str, changes: UserChanges, *, acting_user_id: int | None
     ) -> UserView:
         """Change the user named ``login``. A new ``changes.login`` renames them (checked
-        as at creation) and ends their sessions; a deactivation suspends their API keys."""
+        as at creation) and ends their sessions; a deactivation suspends their API keys,
+        and a reactivation resumes them when ``resume_keys_on_reactivation`` is set."""
         errors = [
             *(login_errors(changes.login.strip().lower()) if changes.login is not None else []),
             *(email_errors(changes.email.strip().lower()) if changes.email is not None else []),
@@ -230,12 +238,14 @@ class UserService:
                 was_active, old_login, old_email = user.activated, user.login, user.email
                 await self._apply_changes(users, user, changes, acting_user_id=acting_user_id)
                 suspended: list[KeyReference] = []
+                resumed: list[KeyReference] = []
+                keys = self._db.api_keys(work.session)
                 if was_active and not user.activated:
-                    # The keys stay suspended after a reactivation, until their owner or
-                    # an admin re-enables them one by one.
-                    suspended = await suspend_owner_keys(
-                        work, self._db.api_keys(work.session), user.id, now=self._clock()
-                    )
+                    suspended = await suspend_owner_keys(work, keys, user.id, now=self._clock())
+                elif not was_active and user.activated and self._resume_keys_on_reactivation:
+                    # UTMStack checks the owner per request, so its keys work again with
+                    # the owner. By default they stay suspended until re-enabled one by one.
+                    resumed = await resume_owner_keys(work, keys, user.id, now=self._clock())
                 self._touched(work, user)
                 await users.flush()
                 updated = UserView.of(user)
@@ -246,7 +256,7 @@ class UserService:
             raise Conflict("Email is already in use!", reason=Reason.EMAIL_EXISTS) from None
         if self._notices is not None and updated.email != old_email:
             self._notices.email_changed(updated.login, old_email, updated.email)
-        self._record_update(changes, updated, old_login, suspended=suspended)
+        self._record_update(changes, updated, old_login, suspended=suspended, resumed=resumed)
         return updated
 
     def _record_update(
@@ -256,6 +266,7 @@ class UserService:
         old_login: str,
         *,
         suspended: list[KeyReference],
+        resumed: list[KeyReference],
     ) -> None:
         """Audit an update: the user's event, then one event per key it reached."""
         renamed = updated.login != old_login
@@ -278,12 +289,15 @@ class UserService:
             details["previousLogin"] = old_login
         if suspended:
             details["suspendedApiKeys"] = len(suspended)
+        if resumed:
+            details["resumedApiKeys"] = len(resumed)
         self._audit.record(
             EventType.USER_DEACTIVATED if changes.activated is False else EventType.USER_UPDATED,
             "success",
             details=details,
         )
         audit_owner_keys(self._audit, EventType.API_KEY_SUSPENDED, suspended, cause="deactivated")
+        audit_owner_keys(self._audit, EventType.API_KEY_RESUMED, resumed, cause="reactivated")
 
     async def set_password(
         self, login: str, new_password: str, *, revoke_api_keys: bool = False
