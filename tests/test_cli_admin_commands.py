@@ -14,6 +14,7 @@ import httpx2
 import pytest
 
 from authgate.app import create_app
+from authgate.exceptions import BadCredentials
 from authgate.settings import Settings
 from tests.test_cli import (
     PASSWORD,
@@ -186,6 +187,43 @@ def test_users_reactivate(data_dir: Path) -> None:  # noqa: F811
     assert "user bob reactivated" in result.stdout
     assert authenticate(data_dir, "bob", PASSWORD) == "bob"
     assert_exits(invoke("users", "reactivate", "nobody"), 1)
+
+
+def test_users_reactivate_resumes_the_keys_when_configured(
+    data_dir: Path,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With AUTHGATE_API_KEY_RESUME_ON_REACTIVATION the keys the deactivation suspended
+    work again, as in UTMStack, and the command says so."""
+    monkeypatch.setenv("AUTHGATE_API_KEY_RESUME_ON_REACTIVATION", "true")
+    assert_exits(create_user(), 0)
+    key = create_key("ci")["key"]
+    assert_exits(invoke("users", "deactivate", "bob"), 0)
+    assert call_with_key(key) == 401
+    result = invoke("users", "reactivate", "bob")
+    assert_exits(result, 0)
+    assert "their suspended API keys work again" in result.stdout
+    assert call_with_key(key) == 200
+
+
+def test_users_rename(data_dir: Path) -> None:  # noqa: F811
+    """`users rename OLD NEW`: the new login signs in, the old one no more; the API key
+    keeps working under the new login; the new login follows creation's rules."""
+    assert_exits(create_user(), 0)
+    key = create_key("ci")["key"]
+    result = invoke("users", "rename", "Bob", "Robert")
+    assert_exits(result, 0)
+    assert "user bob renamed to robert; their sessions have ended" in result.stdout
+    assert authenticate(data_dir, "robert", PASSWORD) == "robert"
+    with pytest.raises(BadCredentials):
+        authenticate(data_dir, "bob", PASSWORD)
+    assert call_with_key(key) == 200
+    assert [row[1] for row in table_rows(invoke("users", "list").stdout)] == ["robert"]
+    assert "already has that login" in invoke("users", "rename", "robert", "ROBERT").stdout
+    reserved = invoke("users", "rename", "robert", "system")
+    assert_exits(reserved, 1)
+    assert "reserved" in reserved.output
+    assert_exits(invoke("users", "rename", "nobody", "somebody"), 1)
 
 
 def test_users_roles(data_dir: Path) -> None:  # noqa: F811

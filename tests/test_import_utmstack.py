@@ -47,6 +47,7 @@ from authgate.services.utmstack_rows import parse_source
 from authgate.settings import CONFIG_FILE_VARIABLE
 from authgate.storage import utmstack_source
 from authgate.storage.models import ApiKey, Base, SecondFactor, User
+from authgate.storage.paging import PageRequest
 from tests.conftest import (
     ADMIN_PASSWORD,
     POSTGRES_URL,
@@ -724,6 +725,58 @@ async def test_fs_manager_users_are_imported_on_request(
     report = await import_from_database(harness, utmstack, include_fs_manager=True)
     assert entry(report, "user", "svc").action == "created"
     assert entry(report, "key", "fs-manager-key").action == "created"
+
+
+async def test_utmstack_built_in_accounts_are_skipped_with_the_reason(harness: Harness) -> None:
+    """JHipster's ``system`` and ``anonymoususer`` and the ``user`` account (UTMStack's UI
+    hides ``system`` and ``user``, its backend ``anonymoususer``) have reserved logins in
+    authgate: each row is skipped with a note naming it UTMStack's built-in account, its
+    keys are skipped with it, and the other users are imported."""
+    rows = [
+        (1, "system", "system@localhost"),
+        (2, "anonymoususer", "anonymous@localhost"),
+        (4, "User", "user@localhost"),
+        (7, "dana", "dana@example.com"),
+    ]
+    tables = utmstack_source.SourceTables(
+        rows={
+            "jhi_user": [
+                {
+                    "id": user_id,
+                    "login": login,
+                    "password_hash": _bcrypt("a-long-enough-password"),
+                    "email": email,
+                    "activated": True,
+                    "created_by": "system",
+                }
+                for user_id, login, email in rows
+            ],
+            "jhi_user_authority": [{"user_id": 1, "authority_name": "ROLE_ADMIN"}],
+            "api_keys": [
+                {
+                    "id": "6f1c2c4e-8a0b-4d57-9a51-3f1f3b7d9e10",
+                    "user_id": 1,
+                    "name": "system-key",
+                    "api_key": legacy_key(),
+                    "allowed_ip": None,
+                    "created_at": "2026-01-02T03:04:05",
+                    "expires_at": None,
+                }
+            ],
+        }
+    )
+    report = await _import(harness, tables)
+    for login in ("system", "anonymoususer", "User"):
+        skipped = entry(report, "user", login)
+        assert skipped.action == "skipped"
+        assert skipped.notes == (
+            f"The login {login.lower()!r} is reserved: UTMStack's built-in account, "
+            "hidden in its UI.",
+        )
+    assert entry(report, "key", "system-key").action == "skipped"
+    assert entry(report, "user", "dana").action == "created"
+    listed = await harness.services.users.list_users(PageRequest(size=10))
+    assert [user.login for user in listed.items] == ["dana"]
 
 
 async def test_export_file_gives_the_same_result(

@@ -146,7 +146,7 @@ FLAT_NAMES = (
     "log_format",
 )
 # Flat names added to settings_names.NESTED since the nesting: tested the same way.
-ADDED_NAMES = ("password_hashing_priority",)
+ADDED_NAMES = ("password_hashing_priority", "api_key_resume_on_reactivation")
 ALL_NAMES = FLAT_NAMES + ADDED_NAMES
 # Where the names that moved into a service's model now live.
 MOVED = {
@@ -203,6 +203,7 @@ MOVED = {
     "api_key_cache_ttl_seconds": "api_keys.cache_ttl_seconds",
     "api_key_unknown_cache_size": "api_keys.unknown_cache_size",
     "api_key_unknown_cache_ttl_seconds": "api_keys.unknown_cache_ttl_seconds",
+    "api_key_resume_on_reactivation": "api_keys.resume_on_reactivation",
     "alert_smtp_host": "mail.smtp_host",
     "alert_smtp_port": "mail.smtp_port",
     "alert_smtp_starttls": "mail.smtp_starttls",

@@ -72,6 +72,7 @@ NESTED: Mapping[str, tuple[str, str]] = {
     "api_key_cache_ttl_seconds": ("api_keys", "cache_ttl_seconds"),
     "api_key_unknown_cache_size": ("api_keys", "unknown_cache_size"),
     "api_key_unknown_cache_ttl_seconds": ("api_keys", "unknown_cache_ttl_seconds"),
+    "api_key_resume_on_reactivation": ("api_keys", "resume_on_reactivation"),
     "alert_smtp_host": ("mail", "smtp_host"),
     "alert_smtp_port": ("mail", "smtp_port"),
     "alert_smtp_starttls": ("mail", "smtp_starttls"),

@@ -8,6 +8,7 @@ v11): the Angular ``frontend/src/app/core/user/user.service.ts`` and the Java
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -19,10 +20,13 @@ import httpx2
 from authgate.app import create_app
 from authgate.container import Services
 from authgate.settings import Settings
+from tests.api.test_api_keys import key_header
+from tests.api.test_key_remediation import LOOPBACK, WAIT_SECONDS, audited
 from tests.conftest import ADMIN_PASSWORD, USER_PASSWORD, FakeClock, Harness, bearer, test_settings
 from tests.mail import running_smtp_server
 
 USERS = "/api/users"
+REFRESH = "/api/v1/auth/refresh"
 
 
 async def _admin(harness: Harness) -> dict[str, str]:
@@ -85,7 +89,8 @@ async def test_put_users_by_login_only(harness: Harness) -> None:
 async def test_user_bodies_never_mass_assign(harness: Harness) -> None:
     """UserDTO's read-only fields (id, createdBy, createdDate, lastModifiedBy, dates) and a
     password sent back in a PUT body are ignored; an id or login naming another user is
-    refused (400), never followed."""
+    refused (400), never followed. With the id, PUT /api/users takes the login as a new
+    name (a rename): another user's login is taken (409), and nobody changes."""
     admin = await _admin(harness)
     bob_id = await harness.create_user("bob")
     carol_id = await harness.create_user("carol")
@@ -113,12 +118,114 @@ async def test_user_bodies_never_mass_assign(harness: Harness) -> None:
     assert ok.json()["firstName"] == "Bobby"
     assert (other_id.status_code, other_id.json()["code"]) == (400, "validation_failed")
     assert other_login.status_code == 400
-    assert by_dto.status_code == 400
+    assert (by_dto.status_code, by_dto.json()["message"]) == (409, "Login name already used!")
     carol = (await harness.client.get(f"{USERS}/carol", headers=admin)).json()
     assert carol["id"] == carol_id
     assert carol["firstName"] is None
+    assert (await harness.client.get(f"{USERS}/bob", headers=admin)).json()["firstName"] == "Bobby"
     assert await _login_status(harness, "bob", USER_PASSWORD) == 200
     assert await _login_status(harness, "bob", sneaky["password"]) == 401
+
+
+# -- renaming: UTMStack's user dialog keeps the login editable ---------------------------------
+
+
+async def test_put_users_with_the_id_renames_and_ends_the_sessions(
+    harness: Harness, settings: Settings, clock: FakeClock
+) -> None:
+    """user-management-update.component.html leaves Login editable and PUTs the whole DTO;
+    UserService.updateUser sets the new login, lower-cased. The old name signs in no
+    more and no token goes on under it (tokens name the login); the user's API key keeps
+    working and presents the new login, here and on another app on the same database
+    (a worker or node that had the old state cached); the rename is audited."""
+    admin = await _admin(harness)
+    await harness.create_user("bob")
+    token = await harness.login("bob", USER_PASSWORD)
+    key = (await harness.create_key(token, "ci"))["key"]
+    v12 = await harness.client.post(
+        "/api/v1/auth/login", json={"login": "bob@example.com", "password": USER_PASSWORD}
+    )
+    other = create_app(settings, clock=clock)
+    async with other.router.lifespan_context(other):
+        elsewhere = other.state.services.key_auth
+        assert (await elsewhere.authenticate(key, LOOPBACK)).login == "bob"  # cached there
+        assert (await harness.client.get("/api/account", headers=key_header(key))).json()[
+            "login"
+        ] == "bob"
+        dto = (await harness.client.get(f"{USERS}/bob", headers=admin)).json()
+
+        response = await harness.client.put(
+            USERS, json={**dto, "login": " Robert ", "firstName": "Rob"}, headers=admin
+        )
+
+        assert response.status_code == 200, response.text
+        assert (response.json()["login"], response.json()["firstName"]) == ("robert", "Rob")
+        assert (await harness.client.get("/api/account", headers=bearer(token))).status_code == 401
+        refresh = {"refresh_token": v12.json()["refresh_token"]}
+        assert (await harness.client.post(REFRESH, json=refresh)).status_code == 401
+        assert await _login_status(harness, "bob", USER_PASSWORD) == 401
+        harness.clock.advance(milliseconds=1)
+        assert await _login_status(harness, "robert", USER_PASSWORD) == 200
+        by_key = await harness.client.get("/api/account", headers=key_header(key))
+        assert (by_key.status_code, by_key.json()["login"]) == (200, "robert")
+        deadline = asyncio.get_running_loop().time() + WAIT_SECONDS
+        while (await elsewhere.authenticate(key, LOOPBACK)).login != "robert":
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.02)
+    assert (await harness.client.get(f"{USERS}/bob", headers=admin)).status_code == 404
+    [event] = await audited(harness, "USER_UPDATED")
+    assert event.details == {
+        "user": "robert",
+        "previousLogin": "bob",
+        "changed": sorted(
+            [
+                "login",
+                "email",
+                "firstName",
+                "lastName",
+                "langKey",
+                "activated",
+                "authorities",
+                "imageUrl",
+            ]
+        ),
+    }
+
+
+async def test_a_rename_is_checked_as_a_new_login(harness: Harness) -> None:
+    """The new login follows creation's rules (LOGIN_REGEX, reserved logins) and must be
+    free (409, UTMStack's "Login name already used!"); a login sent back unchanged, in
+    another case, renames nothing; the login of a body without id, and the body's login
+    on PUT /api/users/{login}, only select (the path names the user): they never rename."""
+    admin = await _admin(harness)
+    bob_id = await harness.create_user("bob")
+    await harness.create_user("carol")
+
+    async def rename(login: str) -> httpx2.Response:
+        return await harness.client.put(USERS, json={"id": bob_id, "login": login}, headers=admin)
+
+    taken = await rename("Carol")
+    invalid = await rename("bob smith")
+    reserved = await rename("System")
+    same = await rename(" BOB ")
+    without_id = await harness.client.put(USERS, json={"login": "robert"}, headers=admin)
+    by_path = await harness.client.put(f"{USERS}/bob", json={"login": "robert"}, headers=admin)
+
+    assert (taken.status_code, taken.json()["message"]) == (409, "Login name already used!")
+    for refused in (invalid, reserved):
+        assert refused.status_code == 400
+        assert [error["field"] for error in refused.json()["fieldErrors"]] == ["login"]
+    assert "UTMStack's built-in account" in reserved.json()["fieldErrors"][0]["message"]
+    assert (same.status_code, same.json()["login"]) == (200, "bob")
+    assert without_id.status_code == 404
+    assert (by_path.status_code, by_path.json()["code"]) == (400, "validation_failed")
+    assert (await harness.services.users.get_user_by_id(bob_id)).login == "bob"
+    assert await _login_status(harness, "bob", USER_PASSWORD) == 200  # no session ended
+    [unchanged] = [
+        event for event in await audited(harness, "USER_UPDATED") if event.details["user"] == "bob"
+    ]
+    assert "previousLogin" not in unchanged.details
+    assert "login" not in unchanged.details["changed"]
 
 
 async def test_create_user_ignores_read_only_fields(harness: Harness) -> None:

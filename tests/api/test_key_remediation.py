@@ -13,6 +13,7 @@ import httpx2
 
 from authgate.app import create_app
 from authgate.exceptions import ApiKeyRejected
+from authgate.services.api_key_auth import ApiKeyAuthenticator
 from authgate.settings import Settings
 from authgate.storage.audit_repository import AuditFilter
 from authgate.storage.paging import PageRequest
@@ -21,10 +22,28 @@ from tests.conftest import USER_PASSWORD, FakeClock, Harness, bearer
 
 NEW_PASSWORD = "a-fresh-password-for-her"
 WAIT_SECONDS = 10.0  # a safety net for the change feed, not a measured limit
+LOOPBACK = ipaddress.ip_address("127.0.0.1")
 
 
 async def works(harness: Harness, key: str) -> httpx2.Response:
     return await harness.client.get("/api/account", headers=key_header(key))
+
+
+async def refusal_there(keys: ApiKeyAuthenticator, key: str) -> str | None:
+    """The code another app's authenticator refuses ``key`` with, None if it accepts it."""
+    try:
+        await keys.authenticate(key, LOOPBACK)
+    except ApiKeyRejected as error:
+        return error.code
+    return None
+
+
+async def eventually_there(keys: ApiKeyAuthenticator, key: str, expected: str | None) -> None:
+    """Wait until another app's authenticator answers ``key`` with ``expected``."""
+    deadline = asyncio.get_running_loop().time() + WAIT_SECONDS
+    while await refusal_there(keys, key) != expected:
+        assert asyncio.get_running_loop().time() < deadline, expected
+        await asyncio.sleep(0.02)
 
 
 async def audited(harness: Harness, event: str) -> list[Any]:
@@ -201,32 +220,19 @@ async def test_suspension_and_resumption_reach_another_app(
     refuses it once the owner is deactivated, and keeps refusing after the owner is
     reactivated, until the key is re-enabled (the change feed, as for revocations)."""
     created = await harness.create_key(user_token, name="shared")
+    key = created["key"]
     other = create_app(settings, clock=clock)
-    address = ipaddress.ip_address("127.0.0.1")
     async with other.router.lifespan_context(other):
         keys = other.state.services.key_auth
-        assert (await keys.authenticate(created["key"], address)).login == "alice"  # cached
-
-        async def refused_there() -> str | None:
-            try:
-                await keys.authenticate(created["key"], address)
-            except ApiKeyRejected as error:
-                return error.code
-            return None
-
-        async def eventually(expected: str | None) -> None:
-            deadline = asyncio.get_running_loop().time() + WAIT_SECONDS
-            while await refused_there() != expected:
-                assert asyncio.get_running_loop().time() < deadline, expected
-                await asyncio.sleep(0.02)
-
+        assert (await keys.authenticate(key, LOOPBACK)).login == "alice"  # cached
         admin = bearer(admin_token)
         await harness.client.put("/api/users/alice", json={"activated": False}, headers=admin)
-        await eventually("api_key_owner_inactive")
+        await eventually_there(keys, key, "api_key_owner_inactive")
         await harness.client.put("/api/users/alice", json={"activated": True}, headers=admin)
-        await eventually("api_key_suspended")  # the owner is back, the key is not
+        # The owner is back, the key is not.
+        await eventually_there(keys, key, "api_key_suspended")
         await asyncio.sleep(0.2)  # several more polls of the change feed
-        assert await refused_there() == "api_key_suspended"
+        assert await refusal_there(keys, key) == "api_key_suspended"
         resumed = await harness.client.post(f"{KEYS}/{created['id']}/resume", headers=admin)
         assert resumed.status_code == 200
-        await eventually(None)
+        await eventually_there(keys, key, None)

@@ -285,6 +285,29 @@ async def test_a_body_nested_too_deep_for_the_parser_is_refused_not_a_500(
     assert response.status_code == 403, response.text
 
 
+async def test_a_key_cannot_rename_a_user_even_with_the_admin_scope(harness: Harness) -> None:
+    """A new login is the name a user signs in with and the identity forward-auth hands
+    upstream: renaming is for a password session, as granting a role is. The whole DTO
+    sent back with its own login (a profile change) is not a rename."""
+    admin = await _admin(harness)
+    alice_id = await harness.create_user("alice", USER_PASSWORD)
+    key = (await harness.create_key(admin, "ops", scopes=["read", "write", "admin"]))["key"]
+    headers = {"Utm-Api-Key": key}
+    renamed = await harness.client.put(
+        "/api/users", json={"id": alice_id, "login": "root"}, headers=headers
+    )
+    profile = await harness.client.put(
+        "/api/users", json={"id": alice_id, "login": "alice", "lastName": "L"}, headers=headers
+    )
+    assert (renamed.status_code, renamed.json()["code"]) == (403, "session_required")
+    assert profile.status_code == 200, profile.text
+    assert (await harness.services.users.get_user_by_id(alice_id)).login == "alice"
+    by_session = await harness.client.put(
+        "/api/users", json={"id": alice_id, "login": "root"}, headers=bearer(admin)
+    )
+    assert (by_session.status_code, by_session.json()["login"]) == (200, "root")
+
+
 async def test_a_viewers_key_cannot_get_the_admin_scope(harness: Harness) -> None:
     viewer = await _token(harness, "vera", "ROLE_VIEWER")
     response = await harness.client.post(

@@ -53,6 +53,28 @@ async def test_create_user_validates_every_field(
     assert field in fields
 
 
+@pytest.mark.parametrize("login", ["authorities", "system", "User", "ANONYMOUSUSER"])
+async def test_reserved_logins_are_refused_in_any_case(
+    harness: Harness, admin_token: str, login: str
+) -> None:
+    """UTMStack's UI lists no user called system or user, and its backend no
+    anonymoususer: a user so called would be an account no admin sees there. Logins are
+    lower-cased, so "User" is "user". The document says so, for paths and new users."""
+    response = await harness.client.post(
+        "/api/users", json={**NEW_USER, "login": login}, headers=bearer(admin_token)
+    )
+    assert response.status_code == 400
+    [error] = response.json()["fieldErrors"]
+    assert error["field"] == "login"
+    assert "is reserved" in error["message"]
+    document = (await harness.client.get("/v3/api-docs")).json()
+    reserved = {"not": {"enum": ["anonymoususer", "authorities", "system", "user"]}}
+    [path_login] = document["paths"]["/api/users/{login}"]["get"]["parameters"]
+    assert reserved.items() <= path_login["schema"].items()
+    created = document["components"]["schemas"]["UserCreate"]["properties"]["login"]
+    assert reserved.items() <= created.items()
+
+
 async def test_duplicate_login_and_email_are_409(harness: Harness, admin_token: str) -> None:
     """Login and e-mail are unique, case-insensitively."""
     assert (

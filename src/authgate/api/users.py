@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import Field
@@ -50,15 +50,13 @@ from authgate.services.user_fields import (
 
 router = APIRouter(prefix="/api/users", tags=["users"], route_class=AdminRoute)
 
-# "authorities" is no login (GET /api/users/authorities lists the roles): said in the
-# document, so that a generated login never means the list.
+# No user may be called "authorities" (GET /api/users/authorities lists the roles) or
+# like one of UTMStack's built-in accounts: said in the document, so that a generated
+# login never means the list. (A user created so before they were reserved is still
+# served, and can be renamed.)
+NOT_RESERVED: Final = {"not": {"enum": sorted(RESERVED_LOGINS)}}
 LoginPath = Annotated[
-    str,
-    Path(
-        min_length=1,
-        max_length=LOGIN_MAX_LENGTH,
-        json_schema_extra={"not": {"enum": sorted(RESERVED_LOGINS)}},
-    ),
+    str, Path(min_length=1, max_length=LOGIN_MAX_LENGTH, json_schema_extra=NOT_RESERVED)
 ]
 Email = Annotated[str, Field(min_length=3, max_length=EMAIL_MAX_LENGTH, pattern=EMAIL_PATTERN)]
 Name = Annotated[
@@ -91,7 +89,15 @@ class UserCreate(LenientBody):
     or returned once as ``resetLink``). Other fields (``id``, ``createdBy``, ...) are
     ignored."""
 
-    login: Annotated[str, Field(min_length=1, max_length=LOGIN_MAX_LENGTH, pattern=LOGIN_PATTERN)]
+    login: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=LOGIN_MAX_LENGTH,
+            pattern=LOGIN_PATTERN,
+            json_schema_extra=NOT_RESERVED,
+        ),
+    ]
     email: Email
     password: Password | None = None
     firstName: Name | None = None
@@ -104,8 +110,10 @@ class UserCreate(LenientBody):
 
 class UserUpdate(LenientBody):
     """Fields to change; omitted (or null) fields keep their value, an empty name clears
-    it. ``id`` and ``login`` may be sent back (a whole UserDTO) but must name the user
-    being changed; every other field (``password``, ``createdBy``, dates) is ignored."""
+    it. ``id`` and ``login`` may be sent back (a whole UserDTO). Where the ``id`` selects
+    the user (``PUT /api/users``), a different ``login`` renames them, as UTMStack's user
+    dialog does; elsewhere both must name the user being changed. Every other field
+    (``password``, ``createdBy``, dates) is ignored."""
 
     id: UserId | None = None
     login: BodyLogin | None = None
@@ -117,12 +125,16 @@ class UserUpdate(LenientBody):
     authorities: Authorities | None = None
     activated: bool | None = None
 
-    def changes(self) -> UserChanges:
+    def changes(self, *, with_login: bool) -> UserChanges:
+        """The changes this body asks for; its ``login`` is one of them (a new name)
+        only ``with_login`` (the ``id`` selected the user), else it only selected."""
+
         # A whole DTO sends null for a cleared name: null is "clear" when sent explicitly.
         def text(name: str, value: str | None) -> str | None:
             return "" if value is None and name in self.model_fields_set else value
 
         return UserChanges(
+            login=self.login if with_login else None,
             email=self.email,
             first_name=text("firstName", self.firstName),
             last_name=text("lastName", self.lastName),
@@ -159,9 +171,9 @@ def grants_rights(body: Mapping[str, Any]) -> bool:
     grants permissions among the authorities, or a (re)activation. Deactivating, taking
     roles away and profile fields do not, so an admin-scoped key can still lock an
     account in an emergency. Anything unexpected counts as granting (validation refuses
-    it anyway; never guess in the caller's favour). A new e-mail address also sets a
-    credential, but only the user's record tells it from the one a whole DTO sends
-    back: the endpoint checks that (``require_password_session_for_target``)."""
+    it anyway; never guess in the caller's favour). A new e-mail address or a new login
+    also sets a credential, but only the user's record tells them from the ones a whole
+    DTO sends back: the endpoint checks those (``require_password_session_for_target``)."""
     authorities = body.get("authorities")
     if authorities is not None and could_grant_permissions(authorities):
         return True
@@ -260,17 +272,21 @@ async def create_user(body: UserCreate, request: Request, response: Response) ->
 
 @router.put(
     "",
-    summary="Update a user from a whole UserDTO (id or login in the body)",
+    summary="Update a user from a whole UserDTO (the id selects, and a new login renames; "
+    "without an id, the login selects)",
     response_model=UserDTO,
     responses=documented(400, 401, 403, 404, 409, 413),
 )
 @requires_permission(USERS_WRITE)
 @sets_credentials(
-    "grants a privileged role, (re)activates a user or sets a new e-mail", when=grants_rights
+    "grants a privileged role, (re)activates a user, renames one or sets a new e-mail",
+    when=grants_rights,
 )
 async def update_user_from_dto(body: UserUpdate, request: Request) -> UserDTO:
     users = services_of(request).users
     if body.id is not None:
+        # UTMStack's user dialog keeps the login editable and sends the id along:
+        # UserService.updateUser gives the user the DTO's login.
         target = await users.get_user_by_id(body.id)
     elif body.login is not None:
         target = await users.get_user(body.login)
@@ -278,7 +294,7 @@ async def update_user_from_dto(body: UserUpdate, request: Request) -> UserDTO:
         message = "The user's id or login is required."
         raise ValidationFailed(message, field_errors=[FieldError("id", message)])
     with _last_admin_is_400():
-        return await _update(request, target.login, body)
+        return await _update(request, target, body, by_id=body.id is not None)
 
 
 @router.get(
@@ -304,35 +320,41 @@ async def get_user(login: LoginPath, request: Request) -> UserDTO:
 )
 async def update_user(login: LoginPath, body: UserUpdate, request: Request) -> UserDTO:
     target = await services_of(request).users.get_user(login)
-    return await _update(request, target.login, body)
+    return await _update(request, target, body, by_id=False)
 
 
-async def _update(request: Request, login: str, body: UserUpdate) -> UserDTO:
-    users = services_of(request).users
-    target = await users.get_user(login)
-    _same_user(target, body)
-    changes = body.changes()
-    if changes.replaces_email(target.email):
-        # A whole DTO sends the e-mail back unchanged: only a new address counts.
+async def _update(request: Request, target: UserView, body: UserUpdate, *, by_id: bool) -> UserDTO:
+    _same_user(target, body, by_id=by_id)
+    changes = body.changes(with_login=by_id)
+    if changes.replaces_email(target.email) or changes.renames(target.login):
+        # A whole DTO sends the e-mail and login back unchanged: only new ones count.
         require_password_session_for_target(request)
     if body.authorities is not None:
         check_role_change(principal_of(request), target.authorities, frozenset(body.authorities))
-    user = await users.update_user(
+    user = await services_of(request).users.update_user(
         target.login, changes, acting_user_id=principal_of(request).user_id
     )
     return UserDTO.of(user)
 
 
-def _same_user(target: UserView, body: UserUpdate) -> None:
+def _same_user(target: UserView, body: UserUpdate, *, by_id: bool) -> None:
     """A body's ``id``/``login`` must name the user being changed: they select, never
-    rename or redirect (no mass assignment)."""
+    redirect (no mass assignment). Only where the ``id`` selected may the ``login``
+    differ (a rename). On ``PUT /api/users/{login}`` the path names the user, so a
+    different login in the body stays a mismatch: renaming there would make one
+    request name the user twice, differently."""
     if body.id is not None and body.id != target.id:
         message = "The id in the body is not the id of this user."
         raise ValidationFailed(
             message, field_errors=[FieldError("id", message)], reason=Reason.ID_MISMATCH
         )
+    if by_id:
+        return
     if body.login is not None and body.login.strip().lower() != target.login:
-        message = "The login cannot be changed; it must be the login of this user."
+        message = (
+            "The login cannot be changed here; it must be the login of this user "
+            "(PUT /api/users with the user's id renames)."
+        )
         raise ValidationFailed(
             message, field_errors=[FieldError("login", message)], reason=Reason.LOGIN_MISMATCH
         )

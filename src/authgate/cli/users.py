@@ -156,13 +156,35 @@ def users_reactivate(
     config: ConfigOption = None,
 ) -> None:
     """Reactivate a deactivated user. Their API keys stay suspended until each is
-    re-enabled; tokens issued before the deactivation stay dead."""
+    re-enabled (with AUTHGATE_API_KEY_RESUME_ON_REACTIVATION, they work again at once);
+    tokens issued before the deactivation stay dead."""
+    settings = load_settings(config)
     with friendly_errors():
         with_services(
-            load_settings(config),
+            settings,
             lambda s: s.users.update_user(login, UserChanges(activated=True), acting_user_id=None),
         )
-    out.print(f"user {login.lower()} reactivated; their suspended API keys stay suspended")
+    keys = "work again" if settings.api_keys.resume_on_reactivation else "stay suspended"
+    out.print(f"user {login.lower()} reactivated; their suspended API keys {keys}")
+
+
+@users_app.command("rename")
+def users_rename(
+    login: Annotated[str, typer.Argument(help="The user's login.")],
+    new_login: Annotated[str, typer.Argument(help="The new login (lower-cased).")],
+    config: ConfigOption = None,
+) -> None:
+    """Give a user another login. Their sessions end (tokens name the login); their API
+    keys keep working, under the new login."""
+    with friendly_errors():
+        user = with_services(
+            load_settings(config),
+            lambda s: s.users.update_user(login, UserChanges(login=new_login), acting_user_id=None),
+        )
+    if user.login == login.strip().lower():
+        out.print(f"user {user.login} already has that login")
+        return
+    out.print(f"user {login.strip().lower()} renamed to {user.login}; their sessions have ended")
 
 
 @users_app.command("delete")

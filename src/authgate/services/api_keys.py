@@ -92,6 +92,10 @@ class KeyPolicy(BaseModel):
     cache_ttl_seconds: float = Field(default=60.0, gt=0, le=3600)
     unknown_cache_size: int = Field(default=10_000, ge=0, le=10_000_000)
     unknown_cache_ttl_seconds: float = Field(default=30.0, gt=0, le=3600)
+    # UserService's (``AUTHGATE_API_KEY_RESUME_ON_REACTIVATION``): a reactivation resumes
+    # the keys the deactivation suspended, as UTMStack (which checks the owner per
+    # request) lets them work again; by default each is re-enabled on its own.
+    resume_on_reactivation: bool = False
 
     @field_validator("default_scopes", "extra_scopes", mode="before")
     @classmethod

@@ -1,5 +1,6 @@
 """What happens to an owner's keys with the owner's account: suspended with a
-deactivation, revoked with a password reset or a "log out everywhere", each change
+deactivation (and, with ``AUTHGATE_API_KEY_RESUME_ON_REACTIVATION``, resumed with the
+reactivation), revoked with a password reset or a "log out everywhere", each change
 audited and told to every worker and node."""
 
 from __future__ import annotations
@@ -29,6 +30,23 @@ async def suspend_owner_keys(
     return suspended
 
 
+async def resume_owner_keys(
+    work: UnitOfWork, keys: ApiKeyRepo, owner_id: int, *, now: datetime
+) -> list[KeyReference]:
+    """Re-enable every suspended key of ``owner_id`` that is neither revoked nor expired,
+    in ``work`` (the reactivation's own transaction), at once on every worker and node.
+    Only a deactivation suspends keys. An expired one stays suspended: whoever extends
+    it later re-enables it too, deliberately."""
+    resumed = []
+    for key in await keys.live_of_owner(owner_id):
+        if key.suspended_at is not None and (key.expires_at is None or key.expires_at > now):
+            key.suspended_at = None
+            key.updated_at = now
+            work.publish(Change(ChangeKind.API_KEY_CHANGED, key.key_id))
+            resumed.append(KeyReference(key_pk=key.id, name=key.name, owner_id=owner_id))
+    return resumed
+
+
 async def revoke_owner_keys(
     work: UnitOfWork, keys: ApiKeyRepo, owner_id: int, *, now: datetime
 ) -> list[KeyReference]:
@@ -48,8 +66,8 @@ async def revoke_owner_keys(
 def audit_owner_keys(
     audit: AuditLog, event: EventType, keys: Sequence[KeyReference], *, cause: str
 ) -> None:
-    """One audit event per key suspended or revoked with its owner's account, by the
-    current caller (or the operator)."""
+    """One audit event per key suspended, resumed or revoked with its owner's account,
+    by the current caller (or the operator)."""
     request = current_request.get()
     caller = request.principal if request is not None else None
     for reference in keys:

@@ -22,8 +22,13 @@ EMAIL_MAX_LENGTH: Final = 254
 NAME_MAX_LENGTH: Final = 50
 LANG_KEY_PATTERN: Final = r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})?$"
 IMAGE_URL_MAX_LENGTH: Final = 256
-# GET /api/users/authorities is a list of roles, so no user may be called that.
-RESERVED_LOGINS: Final = frozenset({"authorities"})
+# UTMStack's own accounts: its user list hides ``system`` and ``user`` (the Angular
+# user-management.component.ts ``usrHides``) and its backend ``anonymoususer``
+# (JHipster's Constants.ANONYMOUS_USER), so a user called so would be an account no
+# admin sees there. ``system`` is also who ``createdBy`` names for the CLI.
+UTMSTACK_BUILT_IN_LOGINS: Final = frozenset({"anonymoususer", "system", "user"})
+# GET /api/users/authorities is a list of roles, so no user may be called that either.
+RESERVED_LOGINS: Final = UTMSTACK_BUILT_IN_LOGINS | {"authorities"}
 
 _LOGIN_RE = re.compile(LOGIN_PATTERN)
 _EMAIL_RE = re.compile(EMAIL_PATTERN)
@@ -102,8 +107,10 @@ class NewUser:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UserChanges:
-    """Fields to change; ``None`` keeps the current value."""
+    """Fields to change; ``None`` keeps the current value. ``login`` renames the user
+    (the caller decides whether a login it was given selects or renames)."""
 
+    login: str | None = None
     email: str | None = None
     first_name: str | None = None
     last_name: str | None = None
@@ -117,6 +124,11 @@ class UserChanges:
         address receives password-reset links and e-mailed sign-in codes, so setting it
         sets a credential."""
         return self.email is not None and self.email.strip().lower() != current
+
+    def renames(self, current: str) -> bool:
+        """Whether the user gets another login (compared as stored). The login is the
+        name a user signs in with and the identity tokens and forward-auth present."""
+        return self.login is not None and self.login.strip().lower() != current
 
 
 def image_url_errors(image_url: str | None) -> list[FieldError]:
@@ -139,7 +151,11 @@ def user_field_errors(
 
 
 def login_errors(login: str) -> list[FieldError]:
-    if login in RESERVED_LOGINS:
+    """What is wrong with a new login (compared lower-cased, as logins are stored)."""
+    if login.lower() in UTMSTACK_BUILT_IN_LOGINS:
+        built_in = "UTMStack's built-in account, hidden in its UI"
+        return [FieldError("login", f"The login {login!r} is reserved: {built_in}.")]
+    if login.lower() in RESERVED_LOGINS:
         return [FieldError("login", f"The login {login!r} is reserved.")]
     if not _LOGIN_RE.fullmatch(login):
         return [

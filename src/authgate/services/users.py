@@ -6,7 +6,7 @@ Rules live here so the REST API and the CLI enforce the same ones.
 from __future__ import annotations
 
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Final
 
 from authgate.clock import Clock
@@ -24,7 +24,12 @@ from authgate.services.account_notices import AccountNotices
 from authgate.services.audit.events import EventType, current_request
 from authgate.services.audit.writer import AuditLog
 from authgate.services.changes import Change, ChangeFeed, ChangeKind, UnitOfWork
-from authgate.services.owner_keys import audit_owner_keys, revoke_owner_keys, suspend_owner_keys
+from authgate.services.owner_keys import (
+    audit_owner_keys,
+    resume_owner_keys,
+    revoke_owner_keys,
+    suspend_owner_keys,
+)
 from authgate.services.password_hashing import AsyncPasswordHasher
 from authgate.services.ports import Database, UserRepo
 from authgate.services.reset_keys import (
@@ -65,6 +70,7 @@ class UserService:
         clock: Clock,
         audit: AuditLog,
         notices: AccountNotices | None = None,
+        resume_keys_on_reactivation: bool = False,
     ) -> None:
         self._db = db
         self._feed = feed
@@ -73,6 +79,7 @@ class UserService:
         self._clock = clock
         self._audit = audit
         self._notices = notices
+        self._resume_keys_on_reactivation = resume_keys_on_reactivation
 
     async def list_users(
         self, request: PageRequest, *, login_contains: str | None = None, search: str | None = None
@@ -212,7 +219,11 @@ class UserService:
     async def update_user(
         self, login: str, changes: UserChanges, *, acting_user_id: int | None
     ) -> UserView:
+        """Change the user named ``login``. A new ``changes.login`` renames them (checked
+        as at creation) and ends their sessions; a deactivation suspends their API keys,
+        and a reactivation resumes them when ``resume_keys_on_reactivation`` is set."""
         errors = [
+            *(login_errors(changes.login.strip().lower()) if changes.login is not None else []),
             *(email_errors(changes.email.strip().lower()) if changes.email is not None else []),
             *profile_errors(changes.first_name, changes.last_name, changes.lang_key),
             *image_url_errors(changes.image_url),
@@ -224,25 +235,45 @@ class UserService:
             async with self._feed.unit_of_work() as work:
                 users = self._db.users(work.session)
                 user = await _existing(users, login)
-                was_active, old_email = user.activated, user.email
+                was_active, old_login, old_email = user.activated, user.login, user.email
                 await self._apply_changes(users, user, changes, acting_user_id=acting_user_id)
                 suspended: list[KeyReference] = []
+                resumed: list[KeyReference] = []
+                keys = self._db.api_keys(work.session)
                 if was_active and not user.activated:
-                    # The keys stay suspended after a reactivation, until their owner or
-                    # an admin re-enables them one by one.
-                    suspended = await suspend_owner_keys(
-                        work, self._db.api_keys(work.session), user.id, now=self._clock()
-                    )
+                    suspended = await suspend_owner_keys(work, keys, user.id, now=self._clock())
+                elif not was_active and user.activated and self._resume_keys_on_reactivation:
+                    # UTMStack checks the owner per request, so its keys work again with
+                    # the owner. By default they stay suspended until re-enabled one by one.
+                    resumed = await resume_owner_keys(work, keys, user.id, now=self._clock())
                 self._touched(work, user)
                 await users.flush()
                 updated = UserView.of(user)
-        except StorageConflict:
+        except StorageConflict:  # a concurrent request took the login or the e-mail
+            if changes.renames(login.strip().lower()):
+                message = "Login name or email already used!"
+                raise Conflict(message, reason=Reason.USER_EXISTS) from None
             raise Conflict("Email is already in use!", reason=Reason.EMAIL_EXISTS) from None
         if self._notices is not None and updated.email != old_email:
             self._notices.email_changed(updated.login, old_email, updated.email)
+        self._record_update(changes, updated, old_login, suspended=suspended, resumed=resumed)
+        return updated
+
+    def _record_update(
+        self,
+        changes: UserChanges,
+        updated: UserView,
+        old_login: str,
+        *,
+        suspended: list[KeyReference],
+        resumed: list[KeyReference],
+    ) -> None:
+        """Audit an update: the user's event, then one event per key it reached."""
+        renamed = updated.login != old_login
         changed = sorted(
             name
             for name, value in (
+                ("login", changes.login if renamed else None),
                 ("email", changes.email),
                 ("firstName", changes.first_name),
                 ("lastName", changes.last_name),
@@ -253,17 +284,20 @@ class UserService:
             )
             if value is not None
         )
-        deactivated = changes.activated is False
         details: dict[str, object] = {"user": updated.login, "changed": changed}
+        if renamed:
+            details["previousLogin"] = old_login
         if suspended:
             details["suspendedApiKeys"] = len(suspended)
+        if resumed:
+            details["resumedApiKeys"] = len(resumed)
         self._audit.record(
-            EventType.USER_DEACTIVATED if deactivated else EventType.USER_UPDATED,
+            EventType.USER_DEACTIVATED if changes.activated is False else EventType.USER_UPDATED,
             "success",
             details=details,
         )
         audit_owner_keys(self._audit, EventType.API_KEY_SUSPENDED, suspended, cause="deactivated")
-        return updated
+        audit_owner_keys(self._audit, EventType.API_KEY_RESUMED, resumed, cause="reactivated")
 
     async def set_password(
         self, login: str, new_password: str, *, revoke_api_keys: bool = False
@@ -281,8 +315,7 @@ class UserService:
             now = self._clock()
             user.password_hash = password_hash
             user.password_changed_at = now
-            user.tokens_valid_after = now
-            user.kept_session_jti = user.kept_session_cutoff = None
+            _end_sessions(user, now)
             user.initial_password = True
             cancel_reset_link(user)
             revoked = (
@@ -360,6 +393,8 @@ class UserService:
     ) -> None:
         # Counted before any change, while autoflush cannot yet see this user's new state.
         admins_before = await users.count_active_admins() if _is_active_admin(user) else None
+        if changes.login is not None:
+            await self._rename(users, user, changes.login.strip().lower())
         if changes.email is not None:
             email = changes.email.strip().lower()
             if email != user.email:
@@ -392,11 +427,23 @@ class UserService:
             user.activation_pending = False
             if not changes.activated:
                 # Reactivation must not bring old sessions back, nor a reset link.
-                user.tokens_valid_after = self._clock()
-                user.kept_session_jti = user.kept_session_cutoff = None
+                _end_sessions(user, self._clock())
                 cancel_reset_link(user)
         if admins_before is not None and admins_before <= 1 and not _is_active_admin(user):
             raise Conflict(_LAST_ADMIN, reason=Reason.LAST_ADMIN)
+
+    async def _rename(self, users: UserRepo, user: User, login: str) -> None:
+        """Give ``user`` the (validated, lower-cased) ``login``, as UTMStack's
+        UserService.updateUser does. Tokens carry the login as ``sub`` and forward-auth
+        hands it upstream as the identity, so every session ends: none goes on under the
+        old name. API keys are bound to the user id and present the new login (the user
+        change drops the cached state on every worker and node)."""
+        if login == user.login:
+            return
+        if await users.by_login(login) is not None:
+            raise Conflict("Login name already used!", reason=Reason.LOGIN_EXISTS)
+        user.login = login
+        _end_sessions(user, self._clock())
 
     def _touched(self, work: UnitOfWork, user: User) -> None:
         user.updated_at = self._clock()
@@ -413,6 +460,14 @@ async def _existing(users: UserRepo, login: str) -> User:
     if user is None:
         raise NotFound("User not found", reason=Reason.USER_NOT_FOUND)
     return user
+
+
+def _end_sessions(user: User, now: datetime) -> None:
+    """End every session of ``user`` up to ``now``: tokens issued until then are refused
+    and v12 sessions started before cannot refresh; none is kept (as a password change
+    keeps its own)."""
+    user.tokens_valid_after = now
+    user.kept_session_jti = user.kept_session_cutoff = None
 
 
 def _is_active_admin(user: User) -> bool:

@@ -17,7 +17,9 @@ ids (``legacy_id``), compared, and only what changed on UTMStack's side is updat
   (``AccountService.authenticate``'s rehash). A second import never puts back a hash
   replaced so: it changes the password only when UTMStack's hash itself changed.
 * Users skipped by default: ``fs_manager`` service accounts; UTMStack's ``admin`` is a
-  conflict with authgate's own admin unless ``merge_admin``.
+  conflict with authgate's own admin unless ``merge_admin``. Always skipped: UTMStack's
+  built-in accounts (``system``, ``anonymoususer``, ``user``; reserved logins, see
+  ``user_fields``), like every row whose fields authgate refuses, with the reason.
 * Second factors: put in force through ``SecondFactorService.put_in_force`` (the TOTP
   secret encrypted under the second-factor key, as an enrolment stores it), so the
   user's authenticator app keeps working; UTMStack's ``EMAIL`` method becomes e-mail

@@ -70,6 +70,7 @@ def build_accounts(
             clock=clock,
             audit=audit,
             notices=notices,
+            resume_keys_on_reactivation=settings.api_keys.resume_on_reactivation,
         ),
         mailer=mailer,
         notices=notices,
