@@ -30,9 +30,9 @@ from typing import Annotated
 
 import httpx2
 import typer
-from rich.console import Console
 from rich.markup import escape
 
+from authgate.client._cli._terminal import SafeConsole
 from authgate.client._client import Client
 from authgate.client._config import (
     ClientConfig,
@@ -83,8 +83,9 @@ EXIT_THROTTLED = 6
 EXIT_SERVER = 7
 EXIT_TRANSPORT = 8
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False)
+# Every string printed passes through printable(): what came from the server too.
+out = SafeConsole(highlight=False, soft_wrap=True)
+err = SafeConsole(stderr=True, highlight=False)
 
 
 class OutputFormat(StrEnum):
