@@ -43,6 +43,7 @@ from authgate.client._config import (
     environment,
     read_credentials,
     read_url,
+    shown_request_url,
     shown_url,
     url_problem,
 )
@@ -118,7 +119,7 @@ def exit_code_for_status(status: int) -> int:
 
 def _requested_url(error: APIError) -> str:
     try:
-        return str(error.response.request.url)
+        return shown_request_url(error.response.request.url)
     except RuntimeError:  # a response built without its request (tests, fakes)
         return "such path"
 
