@@ -237,7 +237,13 @@ class Session:
         return self.output is OutputFormat.json
 
     def store(self) -> TokenStore:
-        return TokenStore(client_config_dir())
+        """The token store, its directory checked before anything is read or sent."""
+        store = TokenStore(client_config_dir())
+        try:
+            store.check_directory()
+        except ClientConfigError as error:
+            raise fail(str(error), EXIT_USAGE) from None
+        return store
 
     def server_url(self) -> str:
         """``--url``, else ``AUTHGATE_URL``/``UTMSTACK_URL``, else the last login's URL."""
