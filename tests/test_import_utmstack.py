@@ -48,6 +48,7 @@ from authgate.settings import CONFIG_FILE_VARIABLE
 from authgate.storage import utmstack_source
 from authgate.storage.models import ApiKey, Base, SecondFactor, User
 from authgate.storage.paging import PageRequest
+from tests.api.test_second_factor import harness_with, store_totp_secret
 from tests.conftest import (
     ADMIN_PASSWORD,
     POSTGRES_URL,
@@ -581,11 +582,107 @@ async def test_second_factors_follow_utmstack_but_not_over_authgate(
     no_smtp = await import_from_database(harness, utmstack)
     assert any("need an SMTP server" in n for n in entry(no_smtp, "user", "bob").notes)
     assert no_smtp.email_factors_waiting == 1
-    assert no_smtp.as_json()["secondFactors"] == {"emailNotImportedNoSmtp": 1}
+    assert no_smtp.as_json()["secondFactors"] == {
+        "emailNotImportedNoSmtp": 1,
+        "totpNotImportedUnusableSecret": 0,
+    }
     bob = await harness.client.post(
         "/api/authenticate", json={"username": "bob", "password": PASSWORDS["bob"]}
     )
     assert bob.json()["method"] is None
+
+
+def utm_user(user_id: int, login: str, **fields: Any) -> dict[str, Any]:
+    """A ``jhi_user`` row as UTMStack's export file holds it."""
+    return {
+        "id": user_id,
+        "login": login,
+        "password_hash": _bcrypt(PASSWORDS[login]),
+        "email": f"{login}@example.com",
+        "activated": True,
+        "created_by": "system",
+        **fields,
+    }
+
+
+def unusable_totp_export() -> utmstack_source.SourceTables:
+    """alice's TOTP secret as a person types it (spaces, lower case); bob's is no base32."""
+    spaced = " ".join(TOTP_SECRET[i : i + 4] for i in range(0, len(TOTP_SECRET), 4)).lower()
+    return utmstack_source.tables_from_document(
+        {
+            "jhi_user": [
+                utm_user(2, "alice", tfa_secret=spaced, tfa_method="TOTP"),
+                utm_user(3, "bob", tfa_secret="not base32!!", tfa_method="TOTP"),
+            ]
+        }
+    )
+
+
+UNUSABLE_NOTE = "second factor TOTP not imported: UTMStack's secret is not base32"
+
+
+async def test_a_totp_secret_no_app_can_hold_is_not_imported(harness: Harness) -> None:
+    """A UTMStack TOTP secret that is not base32 is not put in force (every code was a
+    500 after it was): the report says so for the user and counts it, and the user
+    signs in with the password alone. One typed with spaces and in lower case is read
+    as authenticator apps read it, and its codes pass."""
+    tables = unusable_totp_export()
+    report = await _import(harness, tables)
+    bob = entry(report, "user", "bob")
+    assert bob.action == "created"
+    assert [n for n in bob.notes if n.startswith(UNUSABLE_NOTE)], bob.notes
+    assert not [n for n in bob.notes if "imported and in force" in n]
+    assert report.totp_factors_unusable == 1
+    assert report.as_json()["secondFactors"] == {
+        "emailNotImportedNoSmtp": 0,
+        "totpNotImportedUnusableSecret": 1,
+    }
+    password_only = await harness.client.post(
+        "/api/authenticate", json={"username": "bob", "password": PASSWORDS["bob"]}
+    )
+    assert password_only.json()["authenticated"] is True
+    assert password_only.json()["method"] is None
+    assert "second factor TOTP imported and in force" in entry(report, "user", "alice").notes
+    assert await totp_login(harness, "alice")
+    again = await _import(harness, tables)
+    assert not again.changed
+    assert again.totp_factors_unusable == 1
+
+
+async def test_a_user_left_without_an_unusable_factor_enrols_where_one_is_required(
+    tmp_path: Path, database_url: str
+) -> None:
+    """With AUTHGATE_TFA_REQUIRED, the user whose TOTP secret was not imported is taken
+    through enrolment at the next login, as any user who must have a factor and has none."""
+    async with harness_with(tmp_path, database_url, tfa_required="all") as harness:
+        await _import(harness, unusable_totp_export())
+        login = await harness.client.post(
+            "/api/authenticate", json={"username": "bob", "password": PASSWORDS["bob"]}
+        )
+        assert login.json()["authenticated"] is False
+        assert login.json()["forceTfa"] is True
+        assert login.json()["tfaConfigured"] is False
+        assert login.json()["method"] is None
+
+
+async def test_an_unusable_secret_an_earlier_import_put_in_force_is_removed(
+    harness: Harness,
+) -> None:
+    """An import before imports checked secrets put bob's in force: every code was
+    refused (a 500 before that). The next run removes it, so bob signs in as if imported
+    now; a run after that changes nothing."""
+    tables = unusable_totp_export()
+    await _import(harness, tables)
+    await store_totp_secret(harness, "bob", "not base32!!")
+    fixed = await _import(harness, tables)
+    bob = entry(fixed, "user", "bob")
+    assert bob.action == "updated"
+    assert "the unusable TOTP secret an earlier import put in force removed" in bob.notes
+    password_only = await harness.client.post(
+        "/api/authenticate", json={"username": "bob", "password": PASSWORDS["bob"]}
+    )
+    assert password_only.json()["authenticated"] is True
+    assert not (await _import(harness, tables)).changed
 
 
 async def test_sealed_second_factors_of_an_earlier_import_are_converted(
@@ -1018,8 +1115,43 @@ def test_cli_warns_of_email_second_factors_left_out_without_smtp(
         as_json = runner.invoke(
             cli_app, ["import", "utmstack", "--from-file", str(export), "--json"]
         )
-        assert json.loads(as_json.stdout)["secondFactors"] == {"emailNotImportedNoSmtp": 2}
+        assert json.loads(as_json.stdout)["secondFactors"] == {
+            "emailNotImportedNoSmtp": 2,
+            "totpNotImportedUnusableSecret": 0,
+        }
         assert "warning: 2 users" in as_json.stderr
+    finally:
+        os.environ.pop(CONFIG_FILE_VARIABLE, None)
+
+
+def test_cli_says_which_totp_secrets_it_left_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The review's reproduction: an export with a TOTP secret that is not base32. The
+    user's row and the totals say it was not imported, and the run ends with a warning
+    line; the secret itself is printed nowhere."""
+    monkeypatch.setenv("AUTHGATE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("COLUMNS", "250")
+    row = utm_user(3, "bob", tfa_secret="not base32!!", tfa_method="TOTP")
+    export = tmp_path / "utm.json"
+    export.write_text(json.dumps({"jhi_user": [row]}))
+    runner = CliRunner()
+    try:
+        tables = runner.invoke(
+            cli_app, ["--init", "import", "utmstack", "--from-file", str(export)]
+        )
+        assert tables.exit_code == 0, tables.output
+        assert UNUSABLE_NOTE in tables.stdout
+        assert "TOTP second factors not imported (unusable secret)" in tables.stdout
+        last = tables.stderr.strip().splitlines()[-1]
+        assert last.startswith("warning: 1 user signs in with a password alone")
+        assert "not base32" in " ".join(tables.stderr.split())
+        as_json = runner.invoke(
+            cli_app, ["import", "utmstack", "--from-file", str(export), "--json"]
+        )
+        assert json.loads(as_json.stdout)["secondFactors"]["totpNotImportedUnusableSecret"] == 1
+        for output in (tables.output, as_json.output):
+            assert "not base32!!" not in output
     finally:
         os.environ.pop(CONFIG_FILE_VARIABLE, None)
 

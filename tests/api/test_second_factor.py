@@ -9,6 +9,7 @@ here from the secret the server hands out, with the test's clock.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,7 +23,9 @@ from sqlalchemy import text
 
 from authgate.app import create_app
 from authgate.container import Services
-from authgate.security.second_factor import totp_code, totp_step
+from authgate.security.second_factor import SecondFactorKey, totp_code, totp_step
+from authgate.services.second_factor import ImportedFactor
+from authgate.storage.keystore import load_or_create_tfa_key
 from tests.conftest import (
     USER_PASSWORD,
     FakeClock,
@@ -737,3 +740,110 @@ async def test_a_secret_this_node_cannot_read_refuses_the_code_not_the_request(
         "/api/audit-events", params={"type": "TFA_FAILURE"}, headers=bearer(await admin(harness))
     )
     assert "secret_unreadable" in [event["reason"] for event in events.json()]
+
+
+def deployment_tfa_key(harness: Harness) -> SecondFactorKey:
+    """The app's second-factor key, loaded as the app loads it."""
+    settings = harness.services.settings
+    given = settings.tfa_key.get_secret_value() if settings.tfa_key else None
+    key = load_or_create_tfa_key(given, settings.tfa_key_file, settings.effective_tfa_key_file)
+    return SecondFactorKey(key)
+
+
+async def store_totp_secret(harness: Harness, login: str, secret: str) -> None:
+    """Write ``secret`` as ``login``'s TOTP secret in force straight through the storage
+    layer, encrypted as the service stores secrets: what an import put in force before
+    imports checked secrets (the service itself no longer stores such a secret)."""
+    db = harness.services.db
+    async with db.transaction() as session:
+        user = await db.users(session).by_login(login)
+        assert user is not None
+        row = await db.second_factors(session).get_or_create(user.id, now=harness.clock())
+        row.totp_secret = deployment_tfa_key(harness).encrypt(secret, user_id=user.id)
+        row.last_totp_step = None
+        user.second_factor = "TOTP"
+
+
+UNUSABLE_SECRETS = [
+    pytest.param("not base32!!", id="not-base32"),
+    pytest.param("JBSWY3DPEHPK3PXP", id="80-bits"),  # pyotp refuses under 112 bits
+]
+
+
+@pytest.mark.parametrize("secret", UNUSABLE_SECRETS)
+async def test_a_stored_secret_no_code_comes_from_refuses_the_code_not_the_request(
+    harness: Harness,
+    enrolled: tuple[str, list[str]],
+    secret: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A TOTP secret in force that decrypts but is no base32 of 112 bits (an import
+    before imports checked secrets) refuses the code on every route of the second
+    step, as a secret that does not decrypt does: v11 412, v10 and v12 401; audited
+    secret_unreadable, and one warning line per check without the secret. Each was a
+    500 with pyotp's traceback (binascii.Error, or ValueError under 112 bits)."""
+    await store_totp_secret(harness, "alice", secret)
+    caplog.set_level(logging.WARNING)
+
+    pending = (await password_step(harness)).json()
+    assert pending["method"] == "TOTP"
+    v11 = await harness.client.post(
+        "/api/tfa/verify-code", content="123456", headers=bearer(pending["token"])
+    )
+    assert v11.status_code == 412, v11.text
+    warnings = [r for r in caplog.records if "TOTP secret of user" in r.getMessage()]
+    assert len(warnings) == 1
+    assert warnings[0].levelno == logging.WARNING
+    assert "reset-tfa" in warnings[0].getMessage()
+
+    v10 = await harness.client.get(
+        "/api/tfa/verifyCode",
+        params={"code": "123456"},
+        headers=bearer((await password_step(harness)).json()["token"]),
+    )
+    assert v10.status_code == 401, v10.text
+    v12_login = await harness.client.post(
+        "/api/v1/auth/login", json={"login": "alice", "password": USER_PASSWORD}
+    )
+    v12 = await harness.client.post(
+        "/api/v1/auth/tfa/verify-code",
+        json={"pre_auth_token": v12_login.json()["pre_auth_token"], "code": "123456"},
+    )
+    assert v12.status_code == 401, v12.text
+
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert secret not in caplog.text
+    await harness.services.audit.flush()
+    events = await harness.client.get(
+        "/api/audit-events", params={"type": "TFA_FAILURE"}, headers=bearer(await admin(harness))
+    )
+    reasons = [event["reason"] for event in events.json()]
+    assert reasons.count("secret_unreadable") == 3
+
+
+@pytest.mark.parametrize("secret", UNUSABLE_SECRETS)
+async def test_a_secret_no_code_comes_from_is_never_put_in_force(
+    harness: Harness, user_token: str, secret: str
+) -> None:
+    """put_in_force, the import's way in (enrolments make their own secrets), refuses a
+    TOTP secret that is not base32 of 112 bits: nothing is stored, the user signs in
+    with the password alone. A secret typed with spaces and in lower case is stored as
+    authenticator apps read it."""
+    db, service = harness.services.db, harness.services.second_factor
+    async with db.transaction() as session:
+        user = await db.users(session).by_login("alice")
+        assert user is not None
+        with pytest.raises(ValueError, match="usable secret"):
+            await service.put_in_force(session, user, ImportedFactor("TOTP", secret))
+    assert (await password_step(harness)).json()["authenticated"] is True
+
+    typed = "gezd gnbv gy3t qojq gezd gnbv gy3t qojq"
+    async with db.transaction() as session:
+        user = await db.users(session).by_login("alice")
+        assert user is not None
+        await service.put_in_force(session, user, ImportedFactor("TOTP", typed))
+    async with db.session() as session:
+        user = await db.users(session).by_login("alice")
+        assert user is not None
+        in_force = await service.factor_in_force(session, user)
+    assert in_force == ImportedFactor("TOTP", "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ")

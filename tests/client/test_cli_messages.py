@@ -12,7 +12,7 @@ import httpx2
 import pytest
 
 from authgate.client import APIError
-from authgate.client._cli._session import path_unknown
+from authgate.client._cli._session import path_unknown, print_hints
 from authgate.client._exceptions import error_for
 from tests.client.servers import AuthgateServer
 from tests.client.support import USER_PASSWORD, unique
@@ -140,6 +140,18 @@ def not_found(content: bytes) -> APIError:
 )
 def test_the_wrong_url_hint_is_for_paths_the_server_lacks(content: bytes, hint: bool) -> None:
     assert path_unknown(not_found(content)) is hint
+
+
+def test_the_wrong_url_hint_names_the_path_without_its_query(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """UTMStack v10's second step carries the one-time code in the query: a 404 there
+    (a base URL with a path) names the path, not the code."""
+    request = httpx2.Request("GET", "https://a.example/x/api/tfa/verifyCode?code=493817")
+    print_hints(error_for(httpx2.Response(404, request=request)))
+    hint = capsys.readouterr().err
+    assert "https://a.example/x/api/tfa/verifyCode?…" in hint
+    assert "493817" not in hint
 
 
 @pytest.mark.usefixtures("logged_in")

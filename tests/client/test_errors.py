@@ -22,6 +22,7 @@ from authgate.client import (
     ConflictError,
     LockedError,
     NotFoundError,
+    PasswordCredentials,
     PermissionDeniedError,
     RateLimitedError,
     RetryPolicy,
@@ -30,6 +31,7 @@ from authgate.client import (
     UnexpectedResponseError,
     ValidationError,
 )
+from authgate.client._config import shown_request_url
 
 URL = "https://auth.example.com"
 KEY = ApiKeyCredentials("agk_0123456789ab_secretsecretsecret")
@@ -137,6 +139,37 @@ def test_transport_failure_raises_transport_error() -> None:
         sdk.account()
     assert isinstance(raised.value.__cause__, httpx2.ConnectError)
     assert "GET https://auth.example.com/api/account" in str(raised.value)
+
+
+def test_transport_errors_leave_out_the_query_and_user_info() -> None:
+    """UTMStack v10's second step sends the one-time code in the query (GET
+    /api/tfa/verifyCode?code=): a failure there names the path, never the code (it was
+    the full URL), in the SDK's message and in httpx's own text it quotes."""
+    code = "493817"
+
+    def v10(request: httpx2.Request) -> httpx2.Response:
+        if request.url.path == "/api/authenticate":
+            return httpx2.Response(200, json={"id_token": "pre", "authenticated": False})
+        if request.url.path == "/api/tfa/verify-code":
+            return httpx2.Response(404)
+        raise httpx2.ReadTimeout(f"timed out reading {request.url}", request=request)
+
+    config = ClientConfig(URL, PasswordCredentials("alice", "a-password"))
+    with (
+        Client(config, transport=httpx2.MockTransport(v10), second_factor=lambda: code) as sdk,
+        pytest.raises(TransportError) as raised,
+    ):
+        sdk.login()
+    message = str(raised.value)
+    assert "GET https://auth.example.com/api/tfa/verifyCode?…" in message
+    assert code not in message
+    assert "code=" not in message
+
+
+def test_requests_named_in_messages_lose_user_info_query_and_fragment() -> None:
+    url = httpx2.URL("https://bob:pw@auth.example.com:8443/api/x?code=1&to=a@b.example#frag")
+    assert shown_request_url(url) == "https://auth.example.com:8443/api/x?…"
+    assert shown_request_url(httpx2.URL("https://h/api/y")) == "https://h/api/y"
 
 
 def test_configuration_errors_are_outside_the_tree() -> None:

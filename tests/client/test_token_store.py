@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
+import re
 import stat
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import keyring
@@ -13,9 +16,16 @@ import keyring.backend
 import keyring.backends.fail
 import keyring.errors
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
+from authgate.client import ClientConfigError
 from authgate.client._cli._session import OutputFormat, Session
 from authgate.client._token_store import KEYRING_SERVICE, StoredPair, TokenStore
+from tests.client.servers import serve_asgi
+from tests.client.test_cli import assert_exits, run
 
 URL = "https://auth.example.com"
 TOKEN = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLXNlY3JldA"
@@ -209,3 +219,98 @@ def test_a_command_holds_the_lock_while_it_uses_the_stored_pair(
         assert not entered.wait(timeout=0.3)
     assert entered.wait(timeout=5)
     other.join(timeout=5)
+
+
+posix_only = pytest.mark.skipif(os.name != "posix", reason="owners and modes are POSIX's")
+
+
+def every_use(store: TokenStore) -> list[Callable[[], object]]:
+    def lock() -> None:
+        with store.locked():
+            pass
+
+    return [
+        store.remembered_url,
+        lambda: store.remember_url(URL),
+        lambda: store.load(URL),
+        lambda: store.load_pair(URL),
+        lambda: store.save(URL, TOKEN),
+        lambda: store.save_pair(URL, StoredPair("access", "refresh")),
+        lambda: store.delete(URL),
+        lock,
+    ]
+
+
+@posix_only
+@pytest.mark.parametrize("permissions", [0o777, 0o770, 0o733], ids=oct)
+def test_a_directory_others_may_write_to_is_refused(tmp_path: Path, permissions: int) -> None:
+    """Whoever may write to the config dir can replace client.json (the URL the next
+    command sends AUTHGATE_API_KEY to) or tokens.json: the store reads and writes
+    nothing there, and says which directory and what to do (it was used as it was)."""
+    directory = tmp_path / "shared"
+    directory.mkdir()
+    (directory / "client.json").write_text(json.dumps({"url": "https://evil.example"}))
+    directory.chmod(permissions)
+    store = TokenStore(directory, use_keyring=False)
+    for use in every_use(store):
+        with pytest.raises(ClientConfigError, match=re.escape(str(directory))) as refused:
+            use()
+        assert "chmod 700" in str(refused.value)
+    assert not store.tokens_file.exists()
+    assert mode(directory) == permissions  # not quietly changed: its contents are suspect
+
+
+@posix_only
+def test_a_directory_of_another_user_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = TokenStore(tmp_path, use_keyring=False)
+    store.remember_url(URL)
+    monkeypatch.setattr(os, "geteuid", lambda: tmp_path.stat().st_uid + 1)
+    for use in every_use(store):
+        with pytest.raises(ClientConfigError, match="belongs to another user"):
+            use()
+
+
+@posix_only
+def test_a_private_directory_and_one_not_made_yet_are_used(tmp_path: Path) -> None:
+    """0700 and 0755 (others may read, not write) are used; a new one is made 0700."""
+    for permissions in (0o700, 0o755):
+        directory = tmp_path / f"mode-{permissions:o}"
+        directory.mkdir()
+        directory.chmod(permissions)
+        TokenStore(directory, use_keyring=False).remember_url(URL)
+        assert TokenStore(directory, use_keyring=False).remembered_url() == URL
+    fresh = TokenStore(tmp_path / "new" / "config", use_keyring=False)
+    fresh.save(URL, TOKEN)
+    assert mode(fresh.directory) == 0o700
+
+
+@posix_only
+def test_the_cli_sends_nothing_where_the_url_came_from_a_shared_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The attack: another user wrote their server into client.json of a directory they
+    may write to. The CLI stops with one line naming the directory (exit 2) before any
+    request; the API key never reaches that server."""
+    seen: list[str] = []
+
+    async def account(request: Request) -> Response:
+        seen.append(request.headers.get("authorization", ""))
+        return JSONResponse({"login": "mallory"})
+
+    directory = tmp_path / "shared"
+    directory.mkdir()
+    monkeypatch.setenv("COLUMNS", "250")
+    monkeypatch.setenv("AUTHGATE_CLIENT_CONFIG_DIR", str(directory))
+    monkeypatch.setenv("AUTHGATE_API_KEY", "agk_x_not-a-real-key-but-long-enough")
+    monkeypatch.delenv("AUTHGATE_URL", raising=False)
+    with serve_asgi(Starlette(routes=[Route("/api/account", account)])) as evil:
+        (directory / "client.json").write_text(json.dumps({"url": evil}))
+        directory.chmod(0o777)
+        result = run("whoami")
+    assert_exits(result, 2)
+    message = " ".join(result.stderr.split())
+    assert str(directory) in message
+    assert "another user could replace the server URL" in message
+    assert seen == []

@@ -17,6 +17,7 @@ from authgate.security.second_factor import (
     provisioning_uri,
     totp_code,
     totp_step,
+    usable_totp_secret,
 )
 
 NOW = 1_800_000_015.0  # 15 s into a step
@@ -83,6 +84,39 @@ def test_recovery_codes_are_ten_distinct_and_forgiving_to_type() -> None:
     code = codes[0]
     assert normalized_recovery_code(code.upper().replace("-", " ")) == code
     assert normalized_recovery_code("not-a-code") is None
+
+
+@pytest.mark.parametrize(
+    ("typed", "secret"),
+    [
+        ("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP", "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"),
+        ("jbsw y3dp ehpk 3pxp jbsw y3dp ehpk 3pxp", "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"),
+        ("JBSW-Y3DP-EHPK-3PXP-JBSW-Y3DP", "JBSWY3DPEHPK3PXPJBSWY3DP"),
+        ("MFRGGZDFMZTWQ2LKNNWG23Q=", "MFRGGZDFMZTWQ2LKNNWG23Q"),  # padded or not
+        ("MFRGGZDFMZTWQ2LKNNWG23Q", "MFRGGZDFMZTWQ2LKNNWG23Q"),
+    ],
+)
+def test_a_typed_secret_is_read_as_authenticator_apps_read_it(typed: str, secret: str) -> None:
+    """Spaces, hyphens and case forgiven; the codes are those of the secret as typed."""
+    assert usable_totp_secret(typed) == secret
+    assert totp_code(secret, totp_step(NOW)) == pyotp.TOTP(secret).at(NOW)
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "not base32!!",
+        "",
+        "   ",
+        "JBSWY3DPEHPK3PX1JBSWY3DPEHPK3PXP",  # 1 is not a base32 digit
+        "AB=CDAB=CDAB=CDAB=CDAB=CD",  # padding inside
+        "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXPA",  # 33 letters: no whole number of bytes
+        "ß" * 24,  # upper-cases to base32 letters, but is not what was stored
+        "JBSWY3DPEHPK3PXP",  # 80 bits: under the 112 pyotp requires
+    ],
+)
+def test_a_secret_no_code_can_be_computed_from_is_refused(typed: str) -> None:
+    assert usable_totp_secret(typed) is None
 
 
 def test_provisioning_uri_names_issuer_and_login() -> None:

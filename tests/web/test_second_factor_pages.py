@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx2
 
 from authgate.security.second_factor import totp_code, totp_step
-from tests.api.test_second_factor import harness_with
+from tests.api.test_second_factor import harness_with, store_totp_secret
 from tests.conftest import USER_PASSWORD, Harness
 from tests.web.conftest import LOGIN, Browser, OpenBrowser, html, redirect_target
 
@@ -161,3 +161,20 @@ async def test_a_wrong_code_while_setting_up_keeps_the_set_up(
 
 def wrong_code(right: str) -> str:
     return "111111" if right != "111111" else "222222"
+
+
+async def test_a_stored_secret_no_code_comes_from_is_a_refused_code(
+    harness: Harness, alice_id: int, open_browser: OpenBrowser
+) -> None:
+    """A TOTP secret in force that is not base32 (an import before imports checked
+    secrets): the sign-in step says the code is not valid (401), as for a secret that
+    does not decrypt; it was a 500 from pyotp."""
+    await store_totp_secret(harness, "alice", "not base32!!")
+    browser = await open_browser()
+    first = await browser.sign_in("alice", USER_PASSWORD)
+    assert redirect_target(first).startswith(CODE_PAGE)
+    form = await second_step_form(browser)
+    refused = await browser.post(CODE_PAGE, {**form, "code": "123456"}, csrf=False)
+    assert refused.status_code == 401, refused.text
+    assert "That code is not valid." in refused.text
+    assert browser.session is None

@@ -121,7 +121,7 @@ def import_utmstack(
     document = report.as_json()
     if as_json:
         sys.stdout.write(json.dumps(document, indent=2) + "\n")
-        _warn_email_factors(report)
+        _warn_factors_left_out(report)
     else:
         _print_tables(report)
     if report_file is not None:
@@ -173,11 +173,15 @@ def _print_tables(report: ImportReport) -> None:
     counts = table("", *report.counts()["users"], title="totals")
     for kind, by_action in report.counts().items():
         add_row(counts, kind, *(str(n) for n in by_action.values()))
-    if report.email_factors_waiting:
+    left_out = [
+        ("EMAIL second factors not imported (no SMTP)", report.email_factors_waiting),
+        ("TOTP second factors not imported (unusable secret)", report.totp_factors_unusable),
+    ]
+    if any(count for _, count in left_out):
         counts.add_section()
-        add_row(
-            counts, "EMAIL second factors not imported (no SMTP)", str(report.email_factors_waiting)
-        )
+    for label, count in left_out:
+        if count:
+            add_row(counts, label, str(count))
     print_table(counts)
     for variant in report.variants:
         out.print(Text(f"variant: {variant.subject}: {variant.note}", style="yellow"))
@@ -186,21 +190,32 @@ def _print_tables(report: ImportReport) -> None:
         if report.dry_run
         else "done" + ("" if report.changed else ": nothing to change")
     )
-    _warn_email_factors(report)
+    _warn_factors_left_out(report)
 
 
-def _warn_email_factors(report: ImportReport) -> None:
-    """The last line of a run (also with --json, on standard error): users who sign in
-    with their password alone until SMTP is configured and the import run again."""
-    waiting = report.email_factors_waiting
-    if waiting:
-        users = "user" if waiting == 1 else "users"
-        sign = "would sign" if report.dry_run else "signs" if waiting == 1 else "sign"
-        err.print(
-            Text(
-                f"warning: {waiting} {users} {sign} in with a password alone: UTMStack's EMAIL "
-                "second factor needs an SMTP server (AUTHGATE_ALERT_SMTP_HOST); set it "
-                "and run the import again",
-                style="yellow",
+def _warn_factors_left_out(report: ImportReport) -> None:
+    """The last lines of a run (also with --json, on standard error): users whose
+    second factor was left out, who sign in with a password alone (or enrol one, if
+    they must have one) until the cause is fixed and the import run again."""
+    causes = (
+        (
+            report.email_factors_waiting,
+            "UTMStack's EMAIL second factor needs an SMTP server (AUTHGATE_ALERT_SMTP_HOST); "
+            "set it and run the import again",
+        ),
+        (
+            report.totp_factors_unusable,
+            "UTMStack's TOTP secret is not base32 of 112 bits or more (no authenticator app "
+            "can hold it); fix it in UTMStack and run the import again, or have them enrol",
+        ),
+    )
+    for count, why in causes:
+        if count:
+            users = "user" if count == 1 else "users"
+            sign = "would sign" if report.dry_run else "signs" if count == 1 else "sign"
+            err.print(
+                Text(
+                    f"warning: {count} {users} {sign} in with a password alone: {why}",
+                    style="yellow",
+                )
             )
-        )

@@ -15,7 +15,12 @@ import httpx2
 
 from authgate import __version__
 from authgate.client._auth import Clock, LoginAuth, SecondFactorHook, auth_for
-from authgate.client._config import ClientConfig, RefreshTokenCredentials, V12Credentials
+from authgate.client._config import (
+    ClientConfig,
+    RefreshTokenCredentials,
+    V12Credentials,
+    shown_request_url,
+)
 from authgate.client._exceptions import ClientConfigError, TransportError, parse_retry_after
 from authgate.client._models import Token
 from authgate.client._token_pair import TokenPairAuth, TokensHook
@@ -144,8 +149,15 @@ class _BaseClient:
 
     @staticmethod
     def _transport_error(error: httpx2.TransportError) -> TransportError:
+        """The SDK's error for ``error``, naming the request without its query (a
+        one-time code may be in it) or user info, in the message and in httpx's text."""
+        detail = str(error)
         try:
-            where = f" calling {error.request.method} {error.request.url}"
+            url = error.request.url
         except RuntimeError:  # httpx raises when no request is attached
-            where = ""
-        return TransportError(f"{type(error).__name__}{where}: {error}")
+            return TransportError(f"{type(error).__name__}: {detail}")
+        shown = shown_request_url(url)
+        detail = detail.replace(str(url), shown)
+        return TransportError(
+            f"{type(error).__name__} calling {error.request.method} {shown}: {detail}"
+        )

@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
+import httpx2
+
 from authgate.client._exceptions import ClientConfigError
 from authgate.client._retry import RetryPolicy
 
@@ -45,6 +47,7 @@ __all__ = [
     "read_credentials",
     "read_url",
     "read_username",
+    "shown_request_url",
     "shown_url",
     "url_problem",
 ]
@@ -268,6 +271,15 @@ def shown_url(url: str) -> str:
         url = f"{url[:start]}***{url[at:]}"
     cut = min((i for i in (url.find("?"), url.find("#")) if i != -1), default=-1)
     return url if cut == -1 else f"{url[: cut + 1]}…"
+
+
+def shown_request_url(url: httpx2.URL) -> str:
+    """A request's URL for messages: no user name or password, and no query or fragment
+    (``…`` says there was one): UTMStack v10's second step sends the one-time code in
+    the query (``GET /api/tfa/verifyCode?code=123456``). The URL is parsed already, so
+    its parts are dropped by name (``shown_url`` reads a string that may not parse)."""
+    shown = str(url.copy_with(userinfo=b"", query=None, fragment=None))
+    return f"{shown}?…" if url.query else shown
 
 
 def client_config_dir(variables: Mapping[str, str] | None = None) -> Path:

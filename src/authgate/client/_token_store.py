@@ -18,6 +18,11 @@ commands after ``login --url`` need no ``--url``.
 Commands that use a stored login hold ``tokens.lock`` (an advisory ``flock``, POSIX only)
 from loading the pair to saving its successor: two commands refreshing with the same
 refresh token would be reuse, and the server would end the session.
+
+On POSIX the store refuses a directory owned by another user, or that its group or
+others may write to (``ClientConfigError``): whoever can write there can replace
+``client.json`` (the URL, so the next command sends ``AUTHGATE_API_KEY`` or the password
+to their server) or ``tokens.json`` (their token: your commands act on their account).
 """
 
 from __future__ import annotations
@@ -25,10 +30,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+from authgate.client._exceptions import ClientConfigError
 
 __all__ = ["KEYRING_SERVICE", "StoredPair", "TokenStore"]
 
@@ -55,11 +63,25 @@ class TokenStore:
         self.lock_file = directory / "tokens.lock"
         self._use_keyring = use_keyring
 
+    def check_directory(self) -> None:
+        """Refuse (``ClientConfigError``) a directory another user could write to, on
+        POSIX; every method of the store checks first. A directory not made yet is
+        fine: the store makes it 0700."""
+        problem = _unsafe(self.directory)
+        if problem is not None:
+            raise ClientConfigError(
+                f"the client's config directory {self.directory} {problem}: another user"
+                " could replace the server URL or the tokens kept there. Use a directory"
+                " of your own that only you can write to (chmod 700 it, after checking what"
+                " it holds) or set AUTHGATE_CLIENT_CONFIG_DIR to one"
+            )
+
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         """Hold the store's lock (other processes and threads wait for it); unlocked where
         there is no ``flock`` (Windows) or the lock file cannot be made (a read-only dir):
         losing the lock only risks the race it prevents, not the command."""
+        self.check_directory()
         with contextlib.ExitStack() as held:
             try:
                 import fcntl
@@ -74,6 +96,7 @@ class TokenStore:
 
     def save(self, url: str, token: str) -> Location:
         """Store the token for ``url``; returns where it went."""
+        self.check_directory()
         url = _normal(url)
         if self._keyring_set(url, token):
             self._drop_from_file(url)  # an older copy must not outlive the new one
@@ -84,6 +107,7 @@ class TokenStore:
         return "file"
 
     def load(self, url: str) -> str | None:
+        self.check_directory()
         url = _normal(url)
         token = self._keyring_get(url)
         if token:
@@ -114,16 +138,19 @@ class TokenStore:
 
     def delete(self, url: str) -> bool:
         """Forget the token for ``url``; True if there was one."""
+        self.check_directory()
         url = _normal(url)
         removed = self._keyring_delete(url)
         return self._drop_from_file(url) or removed
 
     def remember_url(self, url: str) -> None:
+        self.check_directory()
         settings = self._read(self.settings_file)
         settings["url"] = _normal(url)
         self._write(self.settings_file, settings)
 
     def remembered_url(self) -> str | None:
+        self.check_directory()
         url = self._read(self.settings_file).get("url")
         return url if isinstance(url, str) and url else None
 
@@ -185,7 +212,8 @@ class TokenStore:
     def _write(self, path: Path, data: dict[str, Any]) -> None:
         """Write ``data`` privately: a 0600 temporary file in a 0700 dir, then renamed."""
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with contextlib.suppress(OSError):  # not ours to change (e.g. a shared mount)
+        self.check_directory()  # again: another user may have made it just before us
+        with contextlib.suppress(OSError):  # e.g. a file system without modes
             self.directory.chmod(0o700)
         temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         temporary.unlink(missing_ok=True)  # a leftover could have wider permissions
@@ -197,3 +225,21 @@ class TokenStore:
 
 def _normal(url: str) -> str:
     return url.rstrip("/")
+
+
+def _unsafe(directory: Path) -> str | None:
+    """Why another user could write to ``directory`` (None: nobody else can, it does not
+    exist yet, or this is not POSIX, where modes and owners do not say that)."""
+    if os.name != "posix":
+        return None
+    try:
+        info = directory.stat()
+    except OSError:  # none yet (made 0700 when written), or unreadable: fails later
+        return None
+    if not stat.S_ISDIR(info.st_mode):  # nothing is read from it: fails later
+        return None
+    if info.st_uid != os.geteuid():
+        return f"belongs to another user (uid {info.st_uid})"
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"is writable by its group or others (mode {stat.S_IMODE(info.st_mode):04o})"
+    return None

@@ -11,11 +11,14 @@ Pure values and functions, no I/O:
 * TOTP secrets are stored encrypted (AES-256-GCM under a key derived from the
   second-factor key, the user id bound as associated data so a ciphertext copied to
   another user's row does not decrypt). UTMStack stores them in plaintext.
+* A secret brought from elsewhere (an import) is read as authenticator apps read a
+  typed one, and refused when no code can be computed from it (``usable_totp_secret``).
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import os
@@ -42,6 +45,10 @@ RECOVERY_CODE_COUNT: Final = 10
 _RECOVERY_ALPHABET: Final = "abcdefghjkmnpqrstuvwxyz23456789"
 _RECOVERY_LENGTH: Final = 10
 _NONCE_BYTES: Final = 12
+# 112 bits: NIST SP 800-63B's minimum for an OTP key, which pyotp (from 2.10) enforces
+# when it computes a code; checked here too, so that a shorter secret is refused the
+# same way whichever pyotp is installed.
+_MIN_TOTP_SECRET_BYTES: Final = 14
 
 
 class SecretUnreadable(Exception):
@@ -52,6 +59,21 @@ class SecretUnreadable(Exception):
 def new_totp_secret() -> str:
     """A fresh base32 TOTP secret (160 bits, RFC 4226's recommendation)."""
     return pyotp.random_base32(32)
+
+
+def usable_totp_secret(secret: str) -> str | None:
+    """``secret`` as authenticator apps take a typed one (spaces and hyphens dropped,
+    upper case, ``=`` padding left to the decoder, which adds what base32 needs), or
+    ``None`` when codes cannot be computed from it: not base32, or under 112 bits."""
+    raw = "".join(secret.split()).replace("-", "")
+    if not raw.isascii():  # before upper(): "ß".upper() is "SS", two base32 letters
+        return None
+    raw = raw.upper().rstrip("=")
+    try:
+        key = base64.b32decode(raw + "=" * (-len(raw) % 8))
+    except binascii.Error:
+        return None
+    return raw if len(key) >= _MIN_TOTP_SECRET_BYTES else None
 
 
 def totp_step(timestamp: float) -> int:

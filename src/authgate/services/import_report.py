@@ -61,6 +61,10 @@ class ImportReport:
     # Users whose UTMStack EMAIL second factor was not imported for want of an SMTP
     # server: they sign in with their password alone until it is set and a run imports it.
     email_factors_waiting: int = 0
+    # Users whose UTMStack TOTP secret no code can be computed from (not base32, or
+    # under 112 bits): not imported; they sign in with their password alone (or enrol,
+    # when they must have a second factor) until UTMStack's is fixed and a run imports it.
+    totp_factors_unusable: int = 0
 
     def add(
         self,
@@ -92,7 +96,10 @@ class ImportReport:
             "source": self.source,
             "dryRun": self.dry_run,
             "counts": self.counts(),
-            "secondFactors": {"emailNotImportedNoSmtp": self.email_factors_waiting},
+            "secondFactors": {
+                "emailNotImportedNoSmtp": self.email_factors_waiting,
+                "totpNotImportedUnusableSecret": self.totp_factors_unusable,
+            },
             "variants": [{"subject": v.subject, "note": v.note} for v in self.variants],
             "entries": [entry.as_json() for entry in self.entries],
         }

@@ -51,6 +51,7 @@ from authgate.security.second_factor import (
     new_totp_secret,
     normalized_recovery_code,
     provisioning_uri,
+    usable_totp_secret,
 )
 from authgate.services.audit.events import Actor, EventType
 from authgate.services.audit.writer import AuditLog
@@ -324,7 +325,7 @@ class SecondFactorService:
         remaining = _enrolment_seconds_left(row.pending_started_at, self._clock())
         if remaining <= 0 or row.pending_totp_secret is None:
             return None
-        secret = self._decrypt(row.pending_totp_secret, user.id)
+        secret = self._totp_secret(row.pending_totp_secret, user.id)
         if secret is None:
             return None
         uri = provisioning_uri(secret, login=user.login, issuer=self._issuer)
@@ -529,8 +530,14 @@ class SecondFactorService:
     ) -> None:
         """Make ``factor`` the user's second factor (``None``: remove it) inside the
         caller's transaction, as a completed enrolment would: the TOTP secret encrypted
-        under the second-factor key, no step used yet. Recovery codes are left as they
-        are (an import has nobody to show new ones to); the caller publishes the change."""
+        under the second-factor key (as ``usable_totp_secret`` writes it), no step used
+        yet. Recovery codes are left as they are (an import has nobody to show new ones
+        to); the caller publishes the change.
+
+        Raises:
+            ValueError: a TOTP factor without a usable secret (the caller checks first:
+                in force, it would refuse every code).
+        """
         now = self._clock()
         factors = self._db.second_factors(session)
         if factor is None:
@@ -539,14 +546,13 @@ class SecondFactorService:
             user.second_factor = None
             user.second_factor_session = None
             return
-        if factor.method == "TOTP" and not factor.totp_secret:
-            raise ValueError("a TOTP factor needs its secret")
+        secret = None
+        if factor.method == "TOTP":
+            secret = usable_totp_secret(factor.totp_secret or "")
+            if secret is None:
+                raise ValueError("a TOTP factor needs a usable secret (base32, 112 bits)")
         row = await factors.get_or_create(user.id, now=now)
-        row.totp_secret = (
-            self._key.encrypt(factor.totp_secret, user_id=user.id)
-            if factor.method == "TOTP" and factor.totp_secret
-            else None
-        )
+        row.totp_secret = self._key.encrypt(secret, user_id=user.id) if secret else None
         row.last_totp_step = None
         _clear_pending(row)
         row.updated_at = now
@@ -573,7 +579,7 @@ class SecondFactorService:
             async with self._db.session() as session:
                 row = await self._db.second_factors(session).get(user.id)
             if row is not None and row.totp_secret is not None and code.isdigit():
-                secret = self._decrypt(row.totp_secret, user.id)
+                secret = self._totp_secret(row.totp_secret, user.id)
                 step = (
                     matching_totp_step(
                         secret, code, now=now.timestamp(), after_step=row.last_totp_step
@@ -600,7 +606,7 @@ class SecondFactorService:
             return await self._use_code(user.id, EMAIL_SETUP, code)
         if encrypted is None:
             return False
-        secret = self._decrypt(encrypted, user.id)
+        secret = self._totp_secret(encrypted, user.id)
         if secret is None:
             return False
         step = matching_totp_step(secret, code, now=self._clock().timestamp(), after_step=None)
@@ -652,20 +658,30 @@ class SecondFactorService:
             created_at=now,
         )
 
-    def _decrypt(self, encrypted: str, user_id: int) -> str | None:
-        """The secret, or None when it cannot be read."""
+    def _totp_secret(self, encrypted: str, user_id: int) -> str | None:
+        """The stored TOTP secret, or None when it cannot be read: it does not decrypt
+        (a wrong AUTHGATE_TFA_KEY, a tampered row) or no code can be computed from it
+        (not base32: put in force by an import before imports checked secrets)."""
         try:
-            return self._key.decrypt(encrypted, user_id=user_id)
+            secret = usable_totp_secret(self._key.decrypt(encrypted, user_id=user_id))
+            why = (
+                "is not base32 of 112 bits or more: reset the user's second factor "
+                "(authgate users reset-tfa)"
+            )
         except SecretUnreadable:
-            # A wrong AUTHGATE_TFA_KEY (or a tampered row): nobody can pass, and the
-            # operator must know; callers see only a refused code (no secret to match).
+            secret = None
+            why = "does not decrypt under this AUTHGATE_TFA_KEY (another key, or a tampered row)"
+        if secret is None:
+            # Nobody can pass, and the operator must know (never the secret itself);
+            # callers see only a refused code (no secret to match), never pyotp's error.
+            log.warning("the TOTP secret of user %d %s; its codes are refused", user_id, why)
             self._audit.record(
                 EventType.TFA_FAILURE,
                 "failure",
                 actor=Actor(user_id=user_id),
                 reason=Reason.SECRET_UNREADABLE,
             )
-            return None
+        return secret
 
     async def _refuse_if_locked(self, user: UserView) -> None:
         block = await self._throttle.get_block(_subject(user.id))

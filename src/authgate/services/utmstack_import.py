@@ -53,6 +53,7 @@ from authgate.security.principal import (
     parse_authorities,
 )
 from authgate.security.sealing import SealError, unseal
+from authgate.security.second_factor import usable_totp_secret
 from authgate.services.audit.events import OPERATOR, EventType
 from authgate.services.audit.writer import AuditLog
 from authgate.services.changes import Change, ChangeFeed, ChangeKind, UnitOfWork
@@ -169,6 +170,7 @@ class UtmStackImporter:
                 "source": source,
                 "counts": report.counts(),
                 "emailSecondFactorsNotImported": report.email_factors_waiting,
+                "unusableTotpSecondFactorsNotImported": report.totp_factors_unusable,
             },
         )
         return report
@@ -370,7 +372,8 @@ class _UserImport:
         the last import, unless the user has one of their own made in authgate since."""
         utm, user = each.utm, each.user
         wanted = _utm_factor(utm)
-        if utm.tfa_method and wanted is None:
+        unusable = _unusable_totp_secret(utm)
+        if utm.tfa_method and wanted is None and not unusable:
             each.notes.append(f"second factor {utm.tfa_method} without a secret: not imported")
         if utm.tfa_secret and not utm.tfa_method:
             each.notes.append(
@@ -387,7 +390,10 @@ class _UserImport:
         # What the profile records as imported: UTMStack's factor once it was dealt with.
         record = new
         changed = False
-        if held == new:
+        if unusable:
+            record = previous  # as for e-mail codes without SMTP: a later run retries
+            changed = await self._leave_unusable_totp_out(each, in_force)
+        elif held == new:
             if wanted is not None:
                 each.notes.append(f"second factor {wanted.method} in force")
         elif previous == new:
@@ -428,6 +434,26 @@ class _UserImport:
             if each.action == "unchanged":
                 each.action = "updated"
 
+    async def _leave_unusable_totp_out(
+        self, each: _Imported, in_force: ImportedFactor | None
+    ) -> bool:
+        """UTMStack's TOTP secret yields no code: like e-mail codes without SMTP, it is
+        not put in force (in force, it would refuse every code: the user could not sign
+        in at all), and the report says so. A secret an earlier import put in force that
+        yields no code is removed, so the user is as if imported now: the password
+        alone, or enrolment where a second factor is required. True if it was."""
+        self._report.totp_factors_unusable += 1
+        each.notes.append(
+            "second factor TOTP not imported: UTMStack's secret is not base32 of 112 bits "
+            "or more, so no authenticator app can hold it (fix it in UTMStack and import "
+            "again, or have the user enrol in authgate)"
+        )
+        if not _unusable_in_force(in_force):
+            return False
+        await self._second_factor.put_in_force(self._work.session, each.user, None)
+        each.notes.append("the unusable TOTP secret an earlier import put in force removed")
+        return True
+
     async def _convert_sealed(self, handled: set[int]) -> None:
         """Users an earlier version imported with a sealed second factor who are not in
         this run (gone from UTMStack, or skipped now): their sealed copy is the only one,
@@ -442,7 +468,10 @@ class _UserImport:
                 await self._second_factor.put_in_force(session, user, factor)
                 note = f"sealed second factor {factor.method} converted and in force"
             elif factor is None:
-                note = "sealed second factor unreadable (another pepper): dropped"
+                note = (
+                    "sealed second factor unreadable (another pepper, or a TOTP secret "
+                    "that is not base32 of 112 bits or more): dropped"
+                )
             else:
                 note = "sealed second factor dropped: one enrolled in authgate is in force"
             user.legacy_second_factor = None
@@ -545,20 +574,43 @@ def _profile_field(user: User, name: str) -> Any:
     return document.get(name) if isinstance(document, dict) else None
 
 
-def _utm_factor(utm: UtmUser) -> ImportedFactor | None:
-    """UTMStack's second factor as authgate's: TOTP with its secret, or e-mail codes
-    (authgate sends its own random codes: UTMStack's secret plays no part).
+def _utm_method(utm: UtmUser) -> str:
+    """UTMStack's second-factor method, upper case ("" for none).
 
-    A secret with no method is e-mail codes too: UTMStack before ``tfa_method`` (v10's
+    A secret with no method is e-mail codes: UTMStack before ``tfa_method`` (v10's
     ``UserJWTController.authorize``) writes a new secret at every login while 2FA is on
     and e-mails a code made from it; no authenticator app holds that secret, so taking
     it for TOTP would lock the user out."""
-    method = (utm.tfa_method or ("EMAIL" if utm.tfa_secret else "")).strip().upper()
+    return (utm.tfa_method or ("EMAIL" if utm.tfa_secret else "")).strip().upper()
+
+
+def _utm_factor(utm: UtmUser) -> ImportedFactor | None:
+    """UTMStack's second factor as authgate's: TOTP with its secret (as authenticator
+    apps read it), or e-mail codes (authgate sends its own random codes: UTMStack's
+    secret plays no part). None for none, and for a TOTP secret no code can be computed
+    from (``_unusable_totp_secret``)."""
+    method = _utm_method(utm)
     if method == "EMAIL":
         return ImportedFactor("EMAIL", None)
-    if method == "TOTP" and utm.tfa_secret:
-        return ImportedFactor("TOTP", utm.tfa_secret.strip())
+    secret = usable_totp_secret(utm.tfa_secret or "")
+    if method == "TOTP" and secret is not None:
+        return ImportedFactor("TOTP", secret)
     return None
+
+
+def _unusable_totp_secret(utm: UtmUser) -> bool:
+    """UTMStack's factor is TOTP with a secret that is not base32 of 112 bits or more:
+    put in force, every code would be refused (and no app can hold it)."""
+    secret = (utm.tfa_secret or "").strip()
+    return _utm_method(utm) == "TOTP" and bool(secret) and usable_totp_secret(secret) is None
+
+
+def _unusable_in_force(factor: ImportedFactor | None) -> bool:
+    """A TOTP factor in force whose secret decrypts but yields no code (an import's,
+    from before imports checked secrets); one that does not decrypt is not: another
+    AUTHGATE_TFA_KEY is the operator's to fix, not the import's to remove."""
+    secret = factor.totp_secret if factor is not None else None
+    return secret is not None and usable_totp_secret(secret) is None
 
 
 def _digest(pepper: bytes, factor: ImportedFactor | None) -> str | None:
@@ -581,7 +633,8 @@ def _unsealed(pepper: bytes, stored: str) -> ImportedFactor | None:
     method = str(document.get("method") or "").upper()
     if method == "EMAIL":
         return ImportedFactor("EMAIL", None)
-    return ImportedFactor("TOTP", opened) if method == "TOTP" and opened else None
+    secret = usable_totp_secret(opened) if opened else None
+    return ImportedFactor("TOTP", secret) if method == "TOTP" and secret else None
 
 
 def _flags(utm: UtmUser, *, password: bool) -> list[str]:

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from authgate.client._cli._render import (
     all_pages,
@@ -108,8 +109,9 @@ def keys_create(
     if session.json:
         print_json(created)
         return
+    # The id and name are the server's: text, never markup.
     err.print(
-        f"Created API key {created.id} ({created.prefix or created.name}),"
+        f"Created API key {escape(created.id)} ({escape(created.prefix or created.name)}),"
         f" expires {when(created.expires_at, never='never')}."
     )
     err.print("This is the only time the key is shown; store it in a secret manager:")
@@ -197,7 +199,7 @@ def keys_rotate(
         print_json({"id": rotated.id, "key": rotated.key, "graceSeconds": seconds})
         return
     err.print(
-        f"Rotated API key {rotated.id}; the previous key "
+        f"Rotated API key {escape(rotated.id)}; the previous key "
         + (f"keeps working for {grace}." if grace_period else "no longer works.")
     )
     err.print("This is the only time the new key is shown:")
@@ -219,9 +221,9 @@ def keys_revoke(ctx: typer.Context, key_id: KeyId, output: OutputOption = None) 
         print_json({"id": before.id, "revoked": True, "alreadyRevoked": already})
     elif already:
         revoked_at = f" at {when(before.revoked_at)}" if before.revoked_at else ""
-        err.print(f"API key {before.id} was already revoked{revoked_at}: nothing changed.")
+        err.print(f"API key {escape(before.id)} was already revoked{revoked_at}: nothing changed.")
     else:
-        err.print(f"Revoked API key {before.id}.")
+        err.print(f"Revoked API key {escape(before.id)}.")
 
 
 @keys_app.command("usage")

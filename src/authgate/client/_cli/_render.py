@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from authgate.client._cli._session import err, out
+from authgate.client._cli._terminal import json_printable
 from authgate.client._endpoints import iso
 from authgate.client._models import ApiKey, Page, SessionInfo, UsageRecord, User, V12User
 
@@ -91,7 +92,9 @@ def as_json(value: Any) -> Any:
 
 
 def print_json(value: Any) -> None:
-    out.print(json.dumps(as_json(value), indent=2, ensure_ascii=False), markup=False)
+    """``value`` as indented JSON: non-ASCII text as it is, controls escaped."""
+    text = json.dumps(as_json(value), indent=2, ensure_ascii=False)
+    out.print(json_printable(text), markup=False)
 
 
 def when(moment: datetime | None, *, never: str = "—") -> str:

@@ -30,9 +30,9 @@ from typing import Annotated
 
 import httpx2
 import typer
-from rich.console import Console
 from rich.markup import escape
 
+from authgate.client._cli._terminal import SafeConsole
 from authgate.client._client import Client
 from authgate.client._config import (
     ClientConfig,
@@ -43,6 +43,7 @@ from authgate.client._config import (
     environment,
     read_credentials,
     read_url,
+    shown_request_url,
     shown_url,
     url_problem,
 )
@@ -83,8 +84,9 @@ EXIT_THROTTLED = 6
 EXIT_SERVER = 7
 EXIT_TRANSPORT = 8
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False)
+# Every string printed passes through printable(): what came from the server too.
+out = SafeConsole(highlight=False, soft_wrap=True)
+err = SafeConsole(stderr=True, highlight=False)
 
 
 class OutputFormat(StrEnum):
@@ -117,7 +119,7 @@ def exit_code_for_status(status: int) -> int:
 
 def _requested_url(error: APIError) -> str:
     try:
-        return str(error.response.request.url)
+        return shown_request_url(error.response.request.url)
     except RuntimeError:  # a response built without its request (tests, fakes)
         return "such path"
 
@@ -235,7 +237,13 @@ class Session:
         return self.output is OutputFormat.json
 
     def store(self) -> TokenStore:
-        return TokenStore(client_config_dir())
+        """The token store, its directory checked before anything is read or sent."""
+        store = TokenStore(client_config_dir())
+        try:
+            store.check_directory()
+        except ClientConfigError as error:
+            raise fail(str(error), EXIT_USAGE) from None
+        return store
 
     def server_url(self) -> str:
         """``--url``, else ``AUTHGATE_URL``/``UTMSTACK_URL``, else the last login's URL."""
