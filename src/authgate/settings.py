@@ -28,7 +28,6 @@ from pydantic_settings import (
     NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    SettingsError,
     TomlConfigSettingsSource,
 )
 
@@ -50,7 +49,12 @@ from authgate.services.second_factor import SecondFactorConfig
 from authgate.services.usage import UsageConfig
 from authgate.services.user_states import UserCacheConfig
 from authgate.settings_lists import comma_separated
-from authgate.settings_messages import ENV_PREFIX, describe_validation_error, unknown_variables
+from authgate.settings_messages import (
+    ENV_PREFIX,
+    describe_validation_error,
+    unknown_variables,
+    variable_name,
+)
 from authgate.settings_names import FLAT, NESTED, flat_from_environment, fold, known_names
 from authgate.settings_secrets import secrets_from_files
 from authgate.storage.database_url import normalise_database_url
@@ -409,9 +413,11 @@ class _FlatEnvironment(PydanticBaseSettingsSource):
                     else text
                 )
             except ValueError as error:
-                raise SettingsError(
-                    f'error parsing value for field "{flat}" from source "{type(self).__name__}"'
-                ) from error
+                # Not pydantic's SettingsError: it is no ValidationError, so it named the
+                # field, not the variable, under a traceback.
+                raise ConfigurationError(
+                    f"invalid {variable_name(flat)}: not a JSON list ({error})"
+                ) from None
         return values
 
 

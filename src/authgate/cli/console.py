@@ -16,6 +16,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 from rich.console import Console
 from rich.markup import escape
 from sqlalchemy.exc import DBAPIError
@@ -33,7 +34,7 @@ from authgate.settings import (
     prometheus_multiprocess_dir,
     unknown_environment_variables,
 )
-from authgate.settings_messages import ENV_PREFIX
+from authgate.settings_messages import ENV_PREFIX, describe_settings_error
 from authgate.storage.database_url import describe_connection_failure
 
 T = TypeVar("T")
@@ -100,6 +101,8 @@ def load_settings(
         settings = Settings(**given)
     except ValidationError as error:
         raise ConfigurationError(explain_invalid_settings(error, given)) from None
+    except SettingsError as error:
+        raise ConfigurationError(describe_settings_error(error)) from None
     # Worker processes build their own settings from the environment: what the command
     # line gave (--data-dir; serve's --host, --port, --workers) goes there too, else the
     # links they send (password resets) would name the configured port, not the served one.
