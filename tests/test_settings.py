@@ -197,3 +197,28 @@ def test_forward_auth_header_settings_are_checked(values: dict[str, object], mes
     with pytest.raises(ValidationError) as raised:
         Settings(**values)  # type: ignore[arg-type]
     assert re.search(message, explain_invalid_settings(raised.value, values), re.IGNORECASE)
+
+
+def test_default_scopes_must_be_scopes_a_key_may_carry(
+    in_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A default scope nothing allows is refused at start, by the name the operator gave
+    it (else every key created without scopes is refused, "Unknown scope"); one declared
+    in api_key_extra_scopes is accepted."""
+    monkeypatch.setenv("AUTHGATE_API_KEY_DEFAULT_SCOPES", "read,bogus")
+    with pytest.raises(ValidationError) as raised:
+        Settings()
+    message = explain_invalid_settings(raised.value, {})
+    assert message.startswith("invalid AUTHGATE_API_KEY_DEFAULT_SCOPES: unknown scope bogus")
+    monkeypatch.setenv("AUTHGATE_API_KEY_EXTRA_SCOPES", "bogus")
+    assert Settings().api_keys.default_scopes == {"read", "bogus"}
+
+    monkeypatch.delenv("AUTHGATE_API_KEY_DEFAULT_SCOPES")
+    monkeypatch.delenv("AUTHGATE_API_KEY_EXTRA_SCOPES")
+    config = in_tmp / "authgate.toml"
+    config.write_text('[api_keys]\ndefault_scopes = ["read", "bogus"]\n', encoding="utf-8")
+    given = {"config_file": config}
+    with pytest.raises(ValidationError) as raised:
+        Settings(**given)  # type: ignore[arg-type]
+    message = explain_invalid_settings(raised.value, given)
+    assert message.startswith(f"invalid api_key_default_scopes in {config}: unknown scope bogus")

@@ -245,6 +245,8 @@ COMPANIONS: dict[str, dict[str, Any]] = {
         "tfa_key": "t" * 44,
         "jwt_algorithm": "HS512",
     },
+    # A default scope must be one a key may carry.
+    "api_key_default_scopes": {"api_key_extra_scopes": "alpha,beta"},
     "forward_auth_method_header": {"forward_auth_uri_header": "X-Upstream-Uri"},
     "forward_auth_uri_header": {"forward_auth_method_header": "X-Upstream-Method"},
 }
