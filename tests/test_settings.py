@@ -222,3 +222,21 @@ def test_default_scopes_must_be_scopes_a_key_may_carry(
         Settings(**given)  # type: ignore[arg-type]
     message = explain_invalid_settings(raised.value, given)
     assert message.startswith(f"invalid api_key_default_scopes in {config}: unknown scope bogus")
+
+
+@pytest.mark.parametrize("missing", ["", "api_key_pepper", "audit_key", "tfa_key", "signing_keys"])
+def test_the_data_dir_is_used_while_one_secret_would_be_generated_there(missing: str) -> None:
+    """With PostgreSQL, the data dir is needed (and refused when absent) as long as one
+    secret is neither given nor in a file: it would be generated there, and a command
+    run elsewhere would use a key of its own (a TOTP secret the server cannot read)."""
+    given: dict[str, object] = {
+        "database_url": "postgresql+asyncpg://authgate@db/authgate",
+        "api_key_pepper": "p" * 44,
+        "audit_key": "a" * 44,
+        "tfa_key": "t" * 44,
+        "signing_keys_file": Path("/run/secrets/signing-keys.json"),  # read when used
+    }
+    given.pop(missing, None)
+    given.pop(f"{missing}_file", None)
+    settings = Settings(**given)  # type: ignore[arg-type]
+    assert settings.uses_data_dir is bool(missing)

@@ -367,11 +367,13 @@ class Settings(BaseSettings):
     @property
     def uses_data_dir(self) -> bool:
         """Whether anything lives in the data dir: the SQLite database, or a secret
-        generated there because no file or value was given for it."""
+        generated there because no file or value was given for it (the same secrets as
+        ``cluster_problems`` names)."""
         return (
             self.is_sqlite
             or (self.api_key_pepper is None and self.api_key_pepper_file is None)
             or (self.audit_key is None and self.audit_key_file is None)
+            or (self.tfa_key is None and self.tfa_key_file is None)
             or (self.tokens.algorithm != "HS512" and self.signing_keys_file is None)
         )
 
