@@ -9,6 +9,7 @@ import os
 import queue
 import re
 import socket
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -131,6 +132,28 @@ def test_migrate_is_repeatable(data_dir: Path) -> None:
     result = invoke("migrate")
     assert_exits(result, 0)
     assert migrations.head_revision() in result.stdout
+
+
+def test_migrate_on_a_newer_schema_has_nothing_to_do(data_dir: Path) -> None:
+    """An older version's `migrate` (an image rolled back) on a schema a newer version
+    made says so and succeeds, as `serve` runs on it: compose starts authgate after it."""
+    assert_exits(invoke("migrate"), 0)
+    with sqlite3.connect(data_dir / "authgate.db") as database:
+        database.execute("UPDATE alembic_version SET version_num = '0099_future'")
+    result = invoke("migrate")
+    assert_exits(result, 0)
+    assert result.stdout == (
+        "the database schema (0099_future) is newer than this version's "
+        f"({migrations.head_revision()}): nothing to do\n"
+    )
+
+
+def test_migrate_only_migrates(data_dir: Path) -> None:
+    """`migrate` generates no pepper, audit key, second-factor key nor signing keys: in
+    compose it runs in a container of its own, where they would be lost (and unused)."""
+    data_dir.rmdir()
+    assert_exits(invoke("--init", "migrate"), 0)
+    assert [path.name for path in data_dir.iterdir()] == ["authgate.db"]
 
 
 def test_data_dir_created_by_cli_is_private(data_dir: Path) -> None:
