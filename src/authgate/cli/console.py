@@ -181,6 +181,18 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(seconds=seconds)
 
 
+def duration_option(text: str, *, option: str, zero_ok: bool = False) -> timedelta:
+    """``option``'s value as a duration (``0`` too when ``zero_ok``); one that is not a
+    duration is a bad option (exit code 2, as typer refuses one), not a refused
+    operation."""
+    if zero_ok and text.strip() in ("0", "0s"):
+        return timedelta(0)
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint=f"'{option}'") from None
+
+
 @contextmanager
 def metrics_shared_by_workers(workers: int) -> Iterator[None]:
     """With several workers, a metrics directory for this run, empty at the start (the
