@@ -72,6 +72,19 @@ def test_unknown_database_host(tmp_path: Path) -> None:
     assert "cannot resolve the database host 'no-such-host.invalid'" in line
 
 
+def test_a_url_parameter_asyncpg_refuses_is_named(tmp_path: Path) -> None:
+    """libpq's sslmode with a value no one knows: refused before connecting, in one
+    line naming it, without the password."""
+    url = closed_port_url() + "?sslmode=bogus"
+    line = one_line_error(
+        run_authgate(tmp_path, "--init", "migrate", env={"AUTHGATE_DATABASE_URL": url})
+    )
+    assert line.startswith("configuration error: invalid AUTHGATE_DATABASE_URL: ")
+    assert "sslmode" in line
+    assert "verify-full" in line
+    assert "secret-word" not in line
+
+
 @pytest.mark.postgres
 def test_missing_database(tmp_path: Path, postgres_schema: str) -> None:
     """A server without the named database: say which, and how to create it."""
