@@ -597,6 +597,30 @@ def test_commands_other_than_serve_do_not_load_the_web_framework() -> None:
     assert done.stdout.strip().splitlines()[-1] == "[]"
 
 
+# -- cluster ------------------------------------------------------------------------------
+
+
+def test_cluster_init_prints_each_setting_on_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The settings to copy into every node's environment are whole lines in a pipe
+    (80 columns), however long the directory's path."""
+    monkeypatch.setenv("COLUMNS", "80")
+    directory = tmp_path / "shared-secrets-of-the-authgate-cluster-in-production"
+    result = invoke("cluster", "init", str(directory))
+    assert_exits(result, 0)
+    lines = result.stdout.splitlines()
+    for name, file in [
+        ("AUTHGATE_API_KEY_PEPPER_FILE", "api-key-pepper"),
+        ("AUTHGATE_TFA_KEY_FILE", "tfa-key"),
+        ("AUTHGATE_SIGNING_KEYS_FILE", "signing-keys.json"),
+    ]:
+        assert f"  {name}={(directory / file).resolve()}" in lines
+    assert (
+        "  AUTHGATE_DATABASE_URL=postgresql+asyncpg://...   AUTHGATE_REDIS_URL=redis://..." in lines
+    )
+
+
 # -- a real server process ----------------------------------------------------------------
 
 
