@@ -164,6 +164,18 @@ def test_data_dir_created_by_cli_is_private(data_dir: Path) -> None:
     assert mode & 0o077 == 0, f"data dir mode is {mode:o}; the database inside is exposed"
 
 
+def test_an_open_data_dir_is_warned_about_once(
+    data_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Once per command, by the command: building the services (as serve, then each of
+    its workers, does again) says nothing more; serve said it three times."""
+    data_dir.chmod(0o755)
+    assert_exits(invoke("users", "list"), 0)
+    build_services(settings_for(data_dir))
+    warnings = [r.getMessage() for r in caplog.records if "accessible" in r.getMessage()]
+    assert warnings == [f"data directory {data_dir} is accessible by other users; chmod 700 it"]
+
+
 # -- users --------------------------------------------------------------------------------
 
 

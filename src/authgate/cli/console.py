@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 from sqlalchemy.exc import DBAPIError
 
-from authgate.container import Services, build_services
+from authgate.container import Services, build_services, prepare_data_dir
 from authgate.exceptions import AuthgateError, ConfigurationError, ValidationFailed
 from authgate.runtime import BackgroundWork, ensure_schema
 from authgate.services.metrics import prepare_multiprocess_directory
@@ -126,6 +126,8 @@ def _refuse_a_new_data_dir(settings: Settings) -> None:
 
 
 def with_services(settings: Settings, use: Callable[[Services], Awaitable[T]]) -> T:
+    prepare_data_dir(settings)
+
     async def run() -> T:
         services = build_services(settings)
         work = BackgroundWork(services)

@@ -22,7 +22,7 @@ from authgate.cli.console import (
     with_services,
 )
 from authgate.cli.log_config import log_config
-from authgate.container import Services, load_signing_keys, prepare_data_dir
+from authgate.container import Services, create_data_dir, load_signing_keys, prepare_data_dir
 from authgate.exceptions import ConfigurationError, ValidationFailed
 from authgate.settings import Settings
 from authgate.storage import migrate as migrations
@@ -64,8 +64,8 @@ def serve(
             log_config(_at_least_warning(settings.log_level), settings.log_format)
         )
         # Create the data dir and signing keys before the workers start, so that they
-        # share one key.
-        prepare_data_dir(settings)
+        # share one key (with_services warns about an open data dir).
+        create_data_dir(settings)
         load_signing_keys(settings)
         admin_password = with_services(settings, _prepare_to_serve)
     logging.config.dictConfig(log_config(settings.log_level, settings.log_format))
