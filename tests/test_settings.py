@@ -126,6 +126,11 @@ def test_missing_config_file_is_a_configuration_error(
         ({"reset_page_url": "https://utm.example.com/reset?x=1"}, "reset_page_url.*query"),
         ({"reset_page_url": "https://u:p@utm.example.com/reset"}, "reset_page_url.*credentials"),
         ({"reset_page_url": "https://utm.example.com/reset#k"}, "reset_page_url.*fragment"),
+        ({"public_url": "notaurl"}, "public_url.*absolute http"),
+        ({"public_url": "ftp://auth.example.com"}, "public_url.*absolute http"),
+        ({"public_url": "https://auth.example.com/?x=1"}, "public_url.*query"),
+        ({"host": ""}, "AUTHGATE_HOST: must not be empty"),
+        ({"host": " "}, "AUTHGATE_HOST: must not be empty"),
     ],
     ids=[
         "port-zero",
@@ -140,6 +145,11 @@ def test_missing_config_file_is_a_configuration_error(
         "reset-page-query",
         "reset-page-credentials",
         "reset-page-fragment",
+        "public-url-not-a-url",
+        "public-url-not-http",
+        "public-url-query",
+        "host-empty",
+        "host-blank",
     ],
 )
 def test_invalid_values_are_rejected(values: dict[str, object], message: str) -> None:

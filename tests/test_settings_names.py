@@ -285,7 +285,7 @@ def sample(name: str, tmp_path: Path) -> tuple[str, str, Any]:
         return text, '[{name = "spray", kind = "login_failures", threshold = 3}]', [alert]
     if name in ("forward_auth_method_header", "forward_auth_uri_header"):
         return "X-Other", '"X-Other"', "X-Other"
-    if name == "reset_page_url":
+    if name in ("reset_page_url", "public_url"):
         page = "https://utm.example.com/reset/finish"
         return page, json.dumps(page), page
     if name == "api_key_default_rate_limit":
