@@ -250,3 +250,18 @@ def test_the_data_dir_is_used_while_one_secret_would_be_generated_there(missing:
     given.pop(f"{missing}_file", None)
     settings = Settings(**given)  # type: ignore[arg-type]
     assert settings.uses_data_dir is bool(missing)
+
+
+def test_mailed_codes_for_the_unenrolled_need_an_smtp_server() -> None:
+    """README: `AUTHGATE_TFA_UNENROLLED=email` needs SMTP; without one, every login of a
+    user who must use a factor and has none would fail, so the start is refused. With
+    nobody required to use a factor it does nothing, and is accepted."""
+    values: dict[str, object] = {"tfa_required": "all", "tfa_unenrolled": "email"}
+    with pytest.raises(ValidationError) as raised:
+        Settings(**values)  # type: ignore[arg-type]
+    message = explain_invalid_settings(raised.value, values)
+    assert "tfa_unenrolled=email" in message
+    assert "alert_smtp_host" in message
+    mail = {"alert_smtp_host": "mail.example.com", "alert_email_from": "authgate@example.com"}
+    assert Settings(**values, **mail).second_factor.unenrolled == "email"  # type: ignore[arg-type]
+    assert Settings(tfa_unenrolled="email").second_factor.required == "none"  # type: ignore[call-arg]

@@ -307,6 +307,13 @@ class Settings(BaseSettings):
             and method_header.lower() == uri_header.lower()
         ):
             raise ValueError("forward_auth_method_header and forward_auth_uri_header must differ")
+        tfa = self.second_factor
+        if tfa.unenrolled == "email" and tfa.required != "none" and not self.mail.smtp_host:
+            # Else every login of a user without a factor fails when the code is mailed.
+            raise ValueError(
+                "tfa_unenrolled=email mails a code at each login of a user without a "
+                "second factor: set alert_smtp_host (and alert_email_from), or use enrol"
+            )
         for scope in sorted(self.api_keys.extra_scopes):
             if not _SCOPE_NAME.fullmatch(scope):
                 raise ValueError(
