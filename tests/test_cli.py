@@ -9,6 +9,7 @@ import os
 import queue
 import re
 import socket
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -133,12 +134,46 @@ def test_migrate_is_repeatable(data_dir: Path) -> None:
     assert migrations.head_revision() in result.stdout
 
 
+def test_migrate_on_a_newer_schema_has_nothing_to_do(data_dir: Path) -> None:
+    """An older version's `migrate` (an image rolled back) on a schema a newer version
+    made says so and succeeds, as `serve` runs on it: compose starts authgate after it."""
+    assert_exits(invoke("migrate"), 0)
+    with sqlite3.connect(data_dir / "authgate.db") as database:
+        database.execute("UPDATE alembic_version SET version_num = '0099_future'")
+    result = invoke("migrate")
+    assert_exits(result, 0)
+    assert result.stdout == (
+        "the database schema (0099_future) is newer than this version's "
+        f"({migrations.head_revision()}): nothing to do\n"
+    )
+
+
+def test_migrate_only_migrates(data_dir: Path) -> None:
+    """`migrate` generates no pepper, audit key, second-factor key nor signing keys: in
+    compose it runs in a container of its own, where they would be lost (and unused)."""
+    data_dir.rmdir()
+    assert_exits(invoke("--init", "migrate"), 0)
+    assert [path.name for path in data_dir.iterdir()] == ["authgate.db"]
+
+
 def test_data_dir_created_by_cli_is_private(data_dir: Path) -> None:
     """A data dir created by a command (`--init`) is private (0700), as `serve` creates it."""
     data_dir.rmdir()
     assert_exits(invoke("--init", "migrate"), 0)
     mode = stat.S_IMODE(data_dir.stat().st_mode)
     assert mode & 0o077 == 0, f"data dir mode is {mode:o}; the database inside is exposed"
+
+
+def test_an_open_data_dir_is_warned_about_once(
+    data_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Once per command, by the command: building the services (as serve, then each of
+    its workers, does again) says nothing more; serve said it three times."""
+    data_dir.chmod(0o755)
+    assert_exits(invoke("users", "list"), 0)
+    build_services(settings_for(data_dir))
+    warnings = [r.getMessage() for r in caplog.records if "accessible" in r.getMessage()]
+    assert warnings == [f"data directory {data_dir} is accessible by other users; chmod 700 it"]
 
 
 # -- users --------------------------------------------------------------------------------
@@ -572,6 +607,30 @@ def test_commands_other_than_serve_do_not_load_the_web_framework() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+# -- cluster ------------------------------------------------------------------------------
+
+
+def test_cluster_init_prints_each_setting_on_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The settings to copy into every node's environment are whole lines in a pipe
+    (80 columns), however long the directory's path."""
+    monkeypatch.setenv("COLUMNS", "80")
+    directory = tmp_path / "shared-secrets-of-the-authgate-cluster-in-production"
+    result = invoke("cluster", "init", str(directory))
+    assert_exits(result, 0)
+    lines = result.stdout.splitlines()
+    for name, file in [
+        ("AUTHGATE_API_KEY_PEPPER_FILE", "api-key-pepper"),
+        ("AUTHGATE_TFA_KEY_FILE", "tfa-key"),
+        ("AUTHGATE_SIGNING_KEYS_FILE", "signing-keys.json"),
+    ]:
+        assert f"  {name}={(directory / file).resolve()}" in lines
+    assert (
+        "  AUTHGATE_DATABASE_URL=postgresql+asyncpg://...   AUTHGATE_REDIS_URL=redis://..." in lines
+    )
 
 
 # -- a real server process ----------------------------------------------------------------

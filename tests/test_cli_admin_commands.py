@@ -93,16 +93,39 @@ def test_keys_create_message_has_no_microseconds(data_dir: Path) -> None:  # noq
 
 
 def test_keys_create_refuses_a_lifetime_that_no_date_can_end(data_dir: Path) -> None:  # noqa: F811
-    """A lifetime past the year 9999 is refused in words (exit 1), as a malformed one is,
-    not a traceback; a long one within it gets the service's own limit."""
+    """A lifetime past the year 9999 is a bad option (exit 2), as a malformed one is,
+    not a traceback; a long one within it gets the service's own limit (exit 1)."""
     assert_exits(create_user(), 0)
     for lifetime in ("3000000d", "99999999999999999999w"):
         result = invoke("keys", "create", "--user", "bob", "--name", "ci", "--expires-in", lifetime)
-        assert_exits(result, 1)
+        assert_exits(result, 2)
         assert f"invalid duration '{lifetime}': at most 36500d" in result.stderr
     long = invoke("keys", "create", "--user", "bob", "--name", "ci", "--expires-in", "36500d")
     assert_exits(long, 1)
     assert "Expiration date must be within 365 days." in long.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "option"),
+    [
+        (("keys", "create", "--user", "bob", "--name", "ci", "--expires-in", "5x"), "--expires-in"),
+        (("keys", "rotate", "00000000-0000-0000-0000-000000000000", "--grace", "abc"), "--grace"),
+        (("service-credentials", "rotate", "nosuchid", "--grace", "abc"), "--grace"),
+        (("audit", "tail", "-n", "-1"), "--lines"),
+    ],
+)
+def test_a_malformed_option_is_a_bad_option(
+    data_dir: Path,  # noqa: F811
+    command: tuple[str, ...],
+    option: str,
+) -> None:
+    """README: a bad option is exit code 2, named, before anything is done (a malformed
+    duration was exit 1, a refused operation; `audit tail -n -1` an SQL error on
+    PostgreSQL, everything on SQLite)."""
+    result = invoke(*command)
+    assert_exits(result, 2)
+    assert "Invalid value for" in result.stderr
+    assert option in result.stderr
 
 
 def test_keys_show(data_dir: Path) -> None:  # noqa: F811

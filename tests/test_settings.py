@@ -126,6 +126,11 @@ def test_missing_config_file_is_a_configuration_error(
         ({"reset_page_url": "https://utm.example.com/reset?x=1"}, "reset_page_url.*query"),
         ({"reset_page_url": "https://u:p@utm.example.com/reset"}, "reset_page_url.*credentials"),
         ({"reset_page_url": "https://utm.example.com/reset#k"}, "reset_page_url.*fragment"),
+        ({"public_url": "notaurl"}, "public_url.*absolute http"),
+        ({"public_url": "ftp://auth.example.com"}, "public_url.*absolute http"),
+        ({"public_url": "https://auth.example.com/?x=1"}, "public_url.*query"),
+        ({"host": ""}, "AUTHGATE_HOST: must not be empty"),
+        ({"host": " "}, "AUTHGATE_HOST: must not be empty"),
     ],
     ids=[
         "port-zero",
@@ -140,6 +145,11 @@ def test_missing_config_file_is_a_configuration_error(
         "reset-page-query",
         "reset-page-credentials",
         "reset-page-fragment",
+        "public-url-not-a-url",
+        "public-url-not-http",
+        "public-url-query",
+        "host-empty",
+        "host-blank",
     ],
 )
 def test_invalid_values_are_rejected(values: dict[str, object], message: str) -> None:
@@ -197,3 +207,61 @@ def test_forward_auth_header_settings_are_checked(values: dict[str, object], mes
     with pytest.raises(ValidationError) as raised:
         Settings(**values)  # type: ignore[arg-type]
     assert re.search(message, explain_invalid_settings(raised.value, values), re.IGNORECASE)
+
+
+def test_default_scopes_must_be_scopes_a_key_may_carry(
+    in_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A default scope nothing allows is refused at start, by the name the operator gave
+    it (else every key created without scopes is refused, "Unknown scope"); one declared
+    in api_key_extra_scopes is accepted."""
+    monkeypatch.setenv("AUTHGATE_API_KEY_DEFAULT_SCOPES", "read,bogus")
+    with pytest.raises(ValidationError) as raised:
+        Settings()
+    message = explain_invalid_settings(raised.value, {})
+    assert message.startswith("invalid AUTHGATE_API_KEY_DEFAULT_SCOPES: unknown scope bogus")
+    monkeypatch.setenv("AUTHGATE_API_KEY_EXTRA_SCOPES", "bogus")
+    assert Settings().api_keys.default_scopes == {"read", "bogus"}
+
+    monkeypatch.delenv("AUTHGATE_API_KEY_DEFAULT_SCOPES")
+    monkeypatch.delenv("AUTHGATE_API_KEY_EXTRA_SCOPES")
+    config = in_tmp / "authgate.toml"
+    config.write_text('[api_keys]\ndefault_scopes = ["read", "bogus"]\n', encoding="utf-8")
+    given = {"config_file": config}
+    with pytest.raises(ValidationError) as raised:
+        Settings(**given)  # type: ignore[arg-type]
+    message = explain_invalid_settings(raised.value, given)
+    assert message.startswith(f"invalid api_key_default_scopes in {config}: unknown scope bogus")
+
+
+@pytest.mark.parametrize("missing", ["", "api_key_pepper", "audit_key", "tfa_key", "signing_keys"])
+def test_the_data_dir_is_used_while_one_secret_would_be_generated_there(missing: str) -> None:
+    """With PostgreSQL, the data dir is needed (and refused when absent) as long as one
+    secret is neither given nor in a file: it would be generated there, and a command
+    run elsewhere would use a key of its own (a TOTP secret the server cannot read)."""
+    given: dict[str, object] = {
+        "database_url": "postgresql+asyncpg://authgate@db/authgate",
+        "api_key_pepper": "p" * 44,
+        "audit_key": "a" * 44,
+        "tfa_key": "t" * 44,
+        "signing_keys_file": Path("/run/secrets/signing-keys.json"),  # read when used
+    }
+    given.pop(missing, None)
+    given.pop(f"{missing}_file", None)
+    settings = Settings(**given)  # type: ignore[arg-type]
+    assert settings.uses_data_dir is bool(missing)
+
+
+def test_mailed_codes_for_the_unenrolled_need_an_smtp_server() -> None:
+    """README: `AUTHGATE_TFA_UNENROLLED=email` needs SMTP; without one, every login of a
+    user who must use a factor and has none would fail, so the start is refused. With
+    nobody required to use a factor it does nothing, and is accepted."""
+    values: dict[str, object] = {"tfa_required": "all", "tfa_unenrolled": "email"}
+    with pytest.raises(ValidationError) as raised:
+        Settings(**values)  # type: ignore[arg-type]
+    message = explain_invalid_settings(raised.value, values)
+    assert "tfa_unenrolled=email" in message
+    assert "alert_smtp_host" in message
+    mail = {"alert_smtp_host": "mail.example.com", "alert_email_from": "authgate@example.com"}
+    assert Settings(**values, **mail).second_factor.unenrolled == "email"  # type: ignore[arg-type]
+    assert Settings(tfa_unenrolled="email").second_factor.required == "none"  # type: ignore[call-arg]

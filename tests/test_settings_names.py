@@ -246,6 +246,8 @@ COMPANIONS: dict[str, dict[str, Any]] = {
         "tfa_key": "t" * 44,
         "jwt_algorithm": "HS512",
     },
+    # A default scope must be one a key may carry.
+    "api_key_default_scopes": {"api_key_extra_scopes": "alpha,beta"},
     "forward_auth_method_header": {"forward_auth_uri_header": "X-Upstream-Uri"},
     "forward_auth_uri_header": {"forward_auth_method_header": "X-Upstream-Method"},
 }
@@ -284,7 +286,7 @@ def sample(name: str, tmp_path: Path) -> tuple[str, str, Any]:
         return text, '[{name = "spray", kind = "login_failures", threshold = 3}]', [alert]
     if name in ("forward_auth_method_header", "forward_auth_uri_header"):
         return "X-Other", '"X-Other"', "X-Other"
-    if name == "reset_page_url":
+    if name in ("reset_page_url", "public_url"):
         page = "https://utm.example.com/reset/finish"
         return page, json.dumps(page), page
     if name == "api_key_default_rate_limit":

@@ -72,6 +72,19 @@ def test_unknown_database_host(tmp_path: Path) -> None:
     assert "cannot resolve the database host 'no-such-host.invalid'" in line
 
 
+def test_a_url_parameter_asyncpg_refuses_is_named(tmp_path: Path) -> None:
+    """libpq's sslmode with a value no one knows: refused before connecting, in one
+    line naming it, without the password."""
+    url = closed_port_url() + "?sslmode=bogus"
+    line = one_line_error(
+        run_authgate(tmp_path, "--init", "migrate", env={"AUTHGATE_DATABASE_URL": url})
+    )
+    assert line.startswith("configuration error: invalid AUTHGATE_DATABASE_URL: ")
+    assert "sslmode" in line
+    assert "verify-full" in line
+    assert "secret-word" not in line
+
+
 @pytest.mark.postgres
 def test_missing_database(tmp_path: Path, postgres_schema: str) -> None:
     """A server without the named database: say which, and how to create it."""
@@ -184,3 +197,21 @@ def test_a_redis_url_of_another_scheme_is_one_line_without_its_password(url: str
     message = str(refused.value)
     assert message.startswith("AUTHGATE_REDIS_URL is not a Redis URL")
     assert "s3cret-pw" not in message
+
+
+@pytest.mark.parametrize(
+    ("variable", "command"),
+    [
+        ("AUTHGATE_FORWARD_AUTH_RULES", ("serve",)),
+        ("AUTHGATE_ALERT_RULES", ("users", "list")),
+        ("AUTHGATE_LOGIN", ("users", "list")),  # a group's own name, decoded by pydantic
+    ],
+)
+def test_a_variable_that_is_not_json_is_named(
+    tmp_path: Path, variable: str, command: tuple[str, ...]
+) -> None:
+    """A JSON setting that is not JSON: the variable, not pydantic's field and source
+    under a traceback."""
+    line = one_line_error(run_authgate(tmp_path, "--init", *command, env={variable: "not json"}))
+    assert line.startswith(f"configuration error: invalid {variable}: not ")
+    assert "line 1 column 1" in line

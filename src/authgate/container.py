@@ -51,7 +51,12 @@ from authgate.wiring.accounts import (
     tfa_bypass_addresses,
 )
 from authgate.wiring.credentials import Keys, Tokens, build_keys, build_tokens, load_signing_keys
-from authgate.wiring.infrastructure import Infrastructure, build_infrastructure, prepare_data_dir
+from authgate.wiring.infrastructure import (
+    Infrastructure,
+    build_infrastructure,
+    create_data_dir,
+    prepare_data_dir,
+)
 from authgate.wiring.monitoring import Monitoring, build_monitoring, configured_rules
 from authgate.wiring.protection import Protection, build_protection, trusted_proxies
 
@@ -59,6 +64,7 @@ __all__ = [
     "Services",
     "build_services",
     "configured_rules",
+    "create_data_dir",
     "load_signing_keys",
     "prepare_data_dir",
     "tfa_bypass_addresses",
@@ -116,7 +122,7 @@ class Services:
 
 
 def build_services(settings: Settings, *, clock: Clock = utc_now) -> Services:
-    prepare_data_dir(settings)
+    create_data_dir(settings)
     infra = build_infrastructure(settings, clock)
     protection = build_protection(settings, infra, clock)
     tokens = build_tokens(settings, infra, clock)

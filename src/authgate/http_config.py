@@ -14,10 +14,14 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 # Where the Settings UI finishes a password reset (UTMStack's own page is /reset/finish).
 RESET_PAGE_PATH = "/settings/reset"
+_URL_EXAMPLES = {
+    "public_url": "https://auth.example.com",
+    "reset_page_url": "https://utmstack.example.com/reset/finish",
+}
 
 
 class HttpConfig(BaseModel):
@@ -65,11 +69,21 @@ class HttpConfig(BaseModel):
         "new password to POST /api/account/reset-password/finish.",
     )
 
-    @field_validator("reset_page_url")
+    @field_validator("host")
     @classmethod
-    def _absolute_page_url(cls, value: str | None) -> str | None:
+    def _some_host(cls, value: str) -> str:
+        # uvicorn takes an empty host for every interface: that must be said (0.0.0.0).
+        if not value.strip():
+            raise ValueError("must not be empty (use 0.0.0.0 to listen on every interface)")
+        return value
+
+    @field_validator("public_url", "reset_page_url")
+    @classmethod
+    def _absolute_page_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """Both open in someone's browser from a link authgate prints or mails."""
         if value is None:
             return None
+        example = _URL_EXAMPLES[info.field_name or ""]
         parts = urlsplit(value)
         if (
             parts.scheme not in ("http", "https")
@@ -82,7 +96,7 @@ class HttpConfig(BaseModel):
         ):
             raise ValueError(
                 "must be an absolute http(s) URL without credentials, query or fragment, "
-                "e.g. https://utmstack.example.com/reset/finish"
+                f"e.g. {example}"
             )
         return value
 

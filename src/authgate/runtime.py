@@ -280,7 +280,7 @@ async def ensure_schema(services: Services) -> None:
     current = await migrate.current_revision(services.db.engine)
     if current == head:
         return
-    if migrate.schema_is_current(current):
+    if migrate.schema_is_newer(current):
         log.warning(
             "the database schema (revision %s) is newer than this version's (%s): "
             "serving on, migrations are additive",

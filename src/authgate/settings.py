@@ -28,7 +28,6 @@ from pydantic_settings import (
     NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    SettingsError,
     TomlConfigSettingsSource,
 )
 
@@ -50,7 +49,12 @@ from authgate.services.second_factor import SecondFactorConfig
 from authgate.services.usage import UsageConfig
 from authgate.services.user_states import UserCacheConfig
 from authgate.settings_lists import comma_separated
-from authgate.settings_messages import ENV_PREFIX, describe_validation_error, unknown_variables
+from authgate.settings_messages import (
+    ENV_PREFIX,
+    describe_validation_error,
+    unknown_variables,
+    variable_name,
+)
 from authgate.settings_names import FLAT, NESTED, flat_from_environment, fold, known_names
 from authgate.settings_secrets import secrets_from_files
 from authgate.storage.database_url import normalise_database_url
@@ -303,6 +307,13 @@ class Settings(BaseSettings):
             and method_header.lower() == uri_header.lower()
         ):
             raise ValueError("forward_auth_method_header and forward_auth_uri_header must differ")
+        tfa = self.second_factor
+        if tfa.unenrolled == "email" and tfa.required != "none" and not self.mail.smtp_host:
+            # Else every login of a user without a factor fails when the code is mailed.
+            raise ValueError(
+                "tfa_unenrolled=email mails a code at each login of a user without a "
+                "second factor: set alert_smtp_host (and alert_email_from), or use enrol"
+            )
         for scope in sorted(self.api_keys.extra_scopes):
             if not _SCOPE_NAME.fullmatch(scope):
                 raise ValueError(
@@ -363,11 +374,13 @@ class Settings(BaseSettings):
     @property
     def uses_data_dir(self) -> bool:
         """Whether anything lives in the data dir: the SQLite database, or a secret
-        generated there because no file or value was given for it."""
+        generated there because no file or value was given for it (the same secrets as
+        ``cluster_problems`` names)."""
         return (
             self.is_sqlite
             or (self.api_key_pepper is None and self.api_key_pepper_file is None)
             or (self.audit_key is None and self.audit_key_file is None)
+            or (self.tfa_key is None and self.tfa_key_file is None)
             or (self.tokens.algorithm != "HS512" and self.signing_keys_file is None)
         )
 
@@ -409,9 +422,11 @@ class _FlatEnvironment(PydanticBaseSettingsSource):
                     else text
                 )
             except ValueError as error:
-                raise SettingsError(
-                    f'error parsing value for field "{flat}" from source "{type(self).__name__}"'
-                ) from error
+                # Not pydantic's SettingsError: it is no ValidationError, so it named the
+                # field, not the variable, under a traceback.
+                raise ConfigurationError(
+                    f"invalid {variable_name(flat)}: not a JSON list ({error})"
+                ) from None
         return values
 
 

@@ -8,11 +8,13 @@ Pure functions: the caller passes the environment (see ``authgate.settings``).
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
+from pydantic_settings import SettingsError
 
 ENV_PREFIX = "AUTHGATE_"
 # Read by the other programs of the project (authgate-client, authgate.guard) or by the
@@ -109,3 +111,15 @@ def _describe(
     else:
         source = f"{variable}{inner}"
     return f"invalid {source}: {message}"
+
+
+_SETTINGS_ERROR_FIELD = re.compile(r'field "(\w+)"')
+
+
+def describe_settings_error(error: SettingsError) -> str:
+    """pydantic-settings' refusal of a variable it decodes as JSON itself (a group's
+    own name, ``AUTHGATE_LOGIN``), on one line naming the variable."""
+    found = _SETTINGS_ERROR_FIELD.search(str(error))
+    source = variable_name(found[1]) if found else "settings"
+    reason = f" ({error.__cause__})" if error.__cause__ is not None else ""
+    return f"invalid {source}: not JSON{reason}"

@@ -110,7 +110,10 @@ def _read_checkpoint_file(path: Path) -> str:
 
 @audit_app.command("tail")
 def audit_tail(
-    lines: Annotated[int, typer.Option("-n", "--lines", help="How many recent records.")] = 20,
+    # 0 as tail's: with --follow, only the records written from now on.
+    lines: Annotated[
+        int, typer.Option("-n", "--lines", help="How many recent records.", min=0)
+    ] = 20,
     follow: Annotated[bool, typer.Option("-f", "--follow", help="Keep printing new ones.")] = False,
     event_type: Annotated[
         # The REST API's list: an unknown type is refused with the valid ones (exit 2),

@@ -60,13 +60,19 @@ def cluster_init(
         f"created {pepper}, {audit_key}, {tfa_key} and {ring} (mode 0600). "
         "Give every node the same files:"
     )
-    out.print("  AUTHGATE_CLUSTER=true")
-    out.print(f"  AUTHGATE_API_KEY_PEPPER_FILE={pepper.resolve()}")
-    out.print(f"  AUTHGATE_AUDIT_KEY_FILE={audit_key.resolve()}")
-    out.print(f"  AUTHGATE_TFA_KEY_FILE={tfa_key.resolve()}")
-    out.print(f"  AUTHGATE_SIGNING_KEYS_FILE={ring.resolve()}")
-    out.print(f"  AUTHGATE_JWT_ALGORITHM={algorithm}")
-    out.print("  AUTHGATE_DATABASE_URL=postgresql+asyncpg://...   AUTHGATE_REDIS_URL=redis://...")
+    settings = (
+        "AUTHGATE_CLUSTER=true",
+        f"AUTHGATE_API_KEY_PEPPER_FILE={pepper.resolve()}",
+        f"AUTHGATE_AUDIT_KEY_FILE={audit_key.resolve()}",
+        f"AUTHGATE_TFA_KEY_FILE={tfa_key.resolve()}",
+        f"AUTHGATE_SIGNING_KEYS_FILE={ring.resolve()}",
+        f"AUTHGATE_JWT_ALGORITHM={algorithm}",
+        "AUTHGATE_DATABASE_URL=postgresql+asyncpg://...   AUTHGATE_REDIS_URL=redis://...",
+    )
+    for line in settings:
+        # One line each, copied into an environment file: never wrapped at the
+        # terminal's (or a pipe's 80) columns, nor a path read as markup.
+        out.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
 
 
 @cluster_app.command("status")

@@ -16,11 +16,12 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 from rich.console import Console
 from rich.markup import escape
 from sqlalchemy.exc import DBAPIError
 
-from authgate.container import Services, build_services
+from authgate.container import Services, build_services, prepare_data_dir
 from authgate.exceptions import AuthgateError, ConfigurationError, ValidationFailed
 from authgate.runtime import BackgroundWork, ensure_schema
 from authgate.services.metrics import prepare_multiprocess_directory
@@ -33,7 +34,7 @@ from authgate.settings import (
     prometheus_multiprocess_dir,
     unknown_environment_variables,
 )
-from authgate.settings_messages import ENV_PREFIX
+from authgate.settings_messages import ENV_PREFIX, describe_settings_error
 from authgate.storage.database_url import describe_connection_failure
 
 T = TypeVar("T")
@@ -100,6 +101,8 @@ def load_settings(
         settings = Settings(**given)
     except ValidationError as error:
         raise ConfigurationError(explain_invalid_settings(error, given)) from None
+    except SettingsError as error:
+        raise ConfigurationError(describe_settings_error(error)) from None
     # Worker processes build their own settings from the environment: what the command
     # line gave (--data-dir; serve's --host, --port, --workers) goes there too, else the
     # links they send (password resets) would name the configured port, not the served one.
@@ -123,6 +126,8 @@ def _refuse_a_new_data_dir(settings: Settings) -> None:
 
 
 def with_services(settings: Settings, use: Callable[[Services], Awaitable[T]]) -> T:
+    prepare_data_dir(settings)
+
     async def run() -> T:
         services = build_services(settings)
         work = BackgroundWork(services)
@@ -176,6 +181,18 @@ def parse_duration(text: str) -> timedelta:
     if seconds > _LONGEST_DURATION_DAYS * _DURATION_UNITS["d"]:
         raise ValueError(f"invalid duration {text!r}: at most {_LONGEST_DURATION_DAYS}d")
     return timedelta(seconds=seconds)
+
+
+def duration_option(text: str, *, option: str, zero_ok: bool = False) -> timedelta:
+    """``option``'s value as a duration (``0`` too when ``zero_ok``); one that is not a
+    duration is a bad option (exit code 2, as typer refuses one), not a refused
+    operation."""
+    if zero_ok and text.strip() in ("0", "0s"):
+        return timedelta(0)
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint=f"'{option}'") from None
 
 
 @contextmanager

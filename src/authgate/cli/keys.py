@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Annotated
 
 import typer
@@ -10,11 +9,11 @@ import typer
 from authgate.api.schemas import ApiKeyDTO, CreatedApiKeyDTO, UsageRecordDTO
 from authgate.cli.console import (
     ConfigOption,
+    duration_option,
     err,
     friendly_errors,
     load_settings,
     out,
-    parse_duration,
     with_services,
 )
 from authgate.cli.output import (
@@ -40,16 +39,6 @@ _ALL_USERS = PageRequest(page=0, size=100_000)
 KeyIdArgument = Annotated[
     str, typer.Argument(help="The key's UUID (see keys list); its old numeric id is deprecated.")
 ]
-
-
-def _duration_or_exit(text: str, *, zero_ok: bool = False) -> timedelta:
-    if zero_ok and text.strip() in ("0", "0s"):
-        return timedelta(0)
-    try:
-        return parse_duration(text)
-    except ValueError as error:
-        err.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(1) from None
 
 
 async def _owners(services: Services) -> dict[int, str]:
@@ -98,7 +87,7 @@ def keys_create(
     config: ConfigOption = None,
 ) -> None:
     """Create an API key and print it (once: it is not stored, only its hash)."""
-    lifetime = _duration_or_exit(expires_in)
+    lifetime = duration_option(expires_in, option="--expires-in")
 
     async def create(services: Services) -> CreatedKey:
         owner = await services.users.get_user(user)
@@ -216,7 +205,7 @@ def keys_rotate(
     config: ConfigOption = None,
 ) -> None:
     """Regenerate an API key's secret and print the new key (once)."""
-    period = _duration_or_exit(grace, zero_ok=True)
+    period = duration_option(grace, option="--grace", zero_ok=True)
 
     async def rotate(services: Services) -> tuple[CreatedKey, str]:
         ref = key_ref(key_id)

@@ -22,10 +22,11 @@ from authgate.cli.console import (
     with_services,
 )
 from authgate.cli.log_config import log_config
-from authgate.container import Services, build_services, load_signing_keys, prepare_data_dir
+from authgate.container import Services, create_data_dir, load_signing_keys, prepare_data_dir
 from authgate.exceptions import ConfigurationError, ValidationFailed
 from authgate.settings import Settings
 from authgate.storage import migrate as migrations
+from authgate.storage.db import Database
 
 server_commands = typer.Typer()
 log = logging.getLogger("authgate.cli")
@@ -63,8 +64,8 @@ def serve(
             log_config(_at_least_warning(settings.log_level), settings.log_format)
         )
         # Create the data dir and signing keys before the workers start, so that they
-        # share one key.
-        prepare_data_dir(settings)
+        # share one key (with_services warns about an open data dir).
+        create_data_dir(settings)
         load_signing_keys(settings)
         admin_password = with_services(settings, _prepare_to_serve)
     logging.config.dictConfig(log_config(settings.log_level, settings.log_format))
@@ -143,17 +144,32 @@ def migrate(config: ConfigOption = None) -> None:
     """Apply pending database migrations (safe to run repeatedly)."""
     with friendly_errors():
         settings = load_settings(config)
+        # The database only: building the services would generate a pepper, keys and
+        # signing keys into the data dir (compose's migrate container has none of its own).
+        prepare_data_dir(settings)
 
-        async def run() -> str | None:
-            services = build_services(settings)
+        async def run() -> tuple[str | None, bool]:
+            db = Database(settings.effective_database_url)
             try:
-                await migrations.upgrade(services.db.engine)
-                return await migrations.current_revision(services.db.engine)
+                current = await migrations.current_revision(db.engine)
+                # An older version started on a newer schema (an image rolled back):
+                # serve runs on it (migrations only add), so there is nothing to do.
+                if migrations.schema_is_newer(current):
+                    return current, True
+                await migrations.upgrade(db.engine)
+                return await migrations.current_revision(db.engine), False
             finally:
-                await services.db.close()
+                await db.close()
 
         with database_problems(settings):
-            revision = asyncio.run(run())
+            revision, newer = asyncio.run(run())
+    if newer:
+        out.print(
+            f"the database schema ({revision}) is newer than this version's "
+            f"({migrations.head_revision()}): nothing to do",
+            soft_wrap=True,
+        )
+        return
     out.print(f"database schema at revision {revision}")
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Annotated
 
 import typer
@@ -10,11 +9,11 @@ import typer
 from authgate.api.schemas import CreatedServiceCredentialDTO, ServiceCredentialDTO
 from authgate.cli.console import (
     ConfigOption,
+    duration_option,
     err,
     friendly_errors,
     load_settings,
     out,
-    parse_duration,
     with_services,
 )
 from authgate.cli.output import (
@@ -38,16 +37,6 @@ CredentialIdArgument = Annotated[
     str, typer.Argument(help="The credential's id (see service-credentials list).")
 ]
 _KNOWN = ", ".join(endpoint.value for endpoint in InternalEndpoint)
-
-
-def _grace_or_exit(text: str) -> timedelta:
-    if text.strip() in ("0", "0s"):
-        return timedelta(0)
-    try:
-        return parse_duration(text)
-    except ValueError as error:
-        err.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(1) from None
 
 
 def _print_created(created: CreatedCredential, output: OutputFormat, what: str) -> None:
@@ -131,7 +120,7 @@ def service_credentials_rotate(
     config: ConfigOption = None,
 ) -> None:
     """Give a service credential a new secret and print it (once)."""
-    period = _grace_or_exit(grace)
+    period = duration_option(grace, option="--grace", zero_ok=True)
     with friendly_errors():
         created = with_services(
             load_settings(config),

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_settings import NoDecode
 
 from authgate.clock import Clock
@@ -80,12 +80,13 @@ class KeyPolicy(BaseModel):
 
     require_expiry: bool = True
     max_lifetime_days: int = Field(default=365, ge=1, le=3650)
-    default_scopes: Annotated[frozenset[str], NoDecode] = frozenset({"read", "write"})
+    # Before default_scopes, whose check reads it (pydantic validates in this order).
     extra_scopes: Annotated[frozenset[str], NoDecode] = Field(
         default=frozenset(),
         description="Scopes keys may carry besides read/write/admin, for APIs behind "
         "forward-auth (e.g. orders:write).",
     )
+    default_scopes: Annotated[frozenset[str], NoDecode] = frozenset({"read", "write"})
     # ApiKeyAuthenticator's caches (``AUTHGATE_API_KEY_CACHE_*``,
     # ``AUTHGATE_API_KEY_UNKNOWN_CACHE_*``): known keys' records, and keys found unknown.
     cache_size: int = Field(default=10_000, ge=0, le=10_000_000)
@@ -101,6 +102,23 @@ class KeyPolicy(BaseModel):
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         return comma_separated(value)
+
+    @field_validator("default_scopes")
+    @classmethod
+    def _known_default_scopes(cls, scopes: frozenset[str], info: ValidationInfo) -> frozenset[str]:
+        """Refused at start: else every key created without scopes (what UTMStack's
+        clients send) is refused, "Unknown scope", long after the mistake."""
+        extra = info.data.get("extra_scopes")
+        if extra is None:  # refused itself: that error is the one to read
+            return scopes
+        unknown = scopes - (KNOWN_SCOPES | extra)
+        if unknown:
+            allowed = ", ".join(sorted(KNOWN_SCOPES | extra))
+            raise ValueError(
+                f"unknown scope {', '.join(sorted(unknown))} (allowed: {allowed}; "
+                "add it to api_key_extra_scopes)"
+            )
+        return scopes
 
     @property
     def max_lifetime(self) -> timedelta:

@@ -81,6 +81,14 @@ def describe_connection_failure(error: BaseException, url: str) -> str | None:
 
 def _describe_database_answer(error: exc.DBAPIError, parsed: URL, where: str) -> str | None:
     """Only refusals to connect: any other error is a bug to be reported as one."""
+    refused_parameter = getattr(error.orig, "__cause__", None)
+    if isinstance(refused_parameter, ValueError):
+        # asyncpg's ClientConfigurationError (a ValueError): a parameter of the URL it
+        # refuses before connecting, such as `sslmode=bogus`; its message names it.
+        reason = str(refused_parameter).splitlines()[0] if str(refused_parameter) else ""
+        if parsed.password:
+            reason = reason.replace(parsed.password, "***")
+        return f"invalid AUTHGATE_DATABASE_URL: {reason or type(refused_parameter).__name__}"
     code = getattr(error.orig, "sqlstate", None)
     if not isinstance(code, str):
         return None

@@ -98,9 +98,12 @@ def known_revisions() -> frozenset[str]:
 def schema_is_current(revision: str | None) -> bool:
     """Whether this version can serve on a schema at ``revision``: the head, or a newer
     one (a rolling upgrade where a newer node migrated first; migrations only add)."""
-    return revision == head_revision() or (
-        revision is not None and revision not in known_revisions()
-    )
+    return revision == head_revision() or schema_is_newer(revision)
+
+
+def schema_is_newer(revision: str | None) -> bool:
+    """Whether ``revision`` is one a newer version of authgate made (none of ours)."""
+    return revision is not None and revision not in known_revisions()
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:

@@ -111,13 +111,22 @@ def redis_client(url: str) -> Any:
         raise ConfigurationError(f"AUTHGATE_REDIS_URL is not a Redis URL: {error}") from None
 
 
-def prepare_data_dir(settings: Settings) -> None:
+def create_data_dir(settings: Settings) -> bool:
     """Create the data dir private to this user (it holds the database and keys); not
-    when nothing would live in it (PostgreSQL, every secret given)."""
+    when nothing would live in it (PostgreSQL, every secret given). Whether it was
+    there already."""
     directory = settings.data_dir
-    if not directory.exists():
-        if not settings.uses_data_dir:
-            return
+    if directory.exists():
+        return True
+    if settings.uses_data_dir:
         directory.mkdir(mode=0o700, parents=True)
-    elif directory.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+    return False
+
+
+def prepare_data_dir(settings: Settings) -> None:
+    """``create_data_dir``, and a warning when an existing one is open to other users:
+    once per command, by the command (not by every ``build_services``: serve and its
+    workers build theirs too, and said it three times)."""
+    directory = settings.data_dir
+    if create_data_dir(settings) and directory.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         log.warning("data directory %s is accessible by other users; chmod 700 it", directory)
