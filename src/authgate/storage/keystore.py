@@ -181,4 +181,4 @@ def _warn_if_readable_by_others(path: Path) -> None:
     except OSError:
         return
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        log.warning("signing key file %s is accessible by other users; chmod 600 it", path)
+        log.warning("secret file %s is accessible by other users; chmod 600 it", path)
