@@ -39,7 +39,16 @@ no timer at all for a request whose head arrives in one read (the common case).
   app's ``receive()`` gets ``http.disconnect`` (as if the client had gone), the client
   ``408 Request Timeout`` unless the app has answered already, and the connection is
   closed the same way. Bodies are at most ``AUTHGATE_MAX_BODY_BYTES`` (64 KiB by
-  default): any real client sends one in well under the default 30 s.
+  default): any real client sends one in well under the default 30 s. Time the server
+  is the one waiting for does not count against the client: while the request waits
+  behind a pipelined one, while reading is paused (flow control), or before the app
+  asks for the body of an ``Expect: 100-continue`` request, the deadline starts again.
+* **An answer before the body.** When the app answers a request before its body has
+  arrived (a 401, 404 or 413 decided from the head), whatever arrives next closes the
+  connection (the same lingering close; an idle one is closed by the keep-alive or the
+  body timer). uvicorn would feed it to the parser as that request's body and then as
+  further requests, outside both bounds above: its cycle never leaves the "body" state
+  once the response is complete.
 """
 
 from __future__ import annotations
@@ -105,6 +114,7 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         self._head_bytes = 0  # of the head being received
         self._head_timer: asyncio.TimerHandle | None = None
         self._body_timer: asyncio.TimerHandle | None = None
+        self._server_waited = False  # at the body timer's last check (see _body_timed_out)
         self._refused = False  # answered 431 or 408: what still arrives is dropped
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -121,6 +131,12 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         cycle = self.cycle
         if cycle is not None and cycle.more_body:
             if self._refused:
+                return
+            if cycle.response_complete:
+                # Answered before its body came in: nothing that follows can be read
+                # as a request any more (see the module docstring).
+                self._cancel_body_timer()
+                self._linger_then_close()
                 return
             super().data_received(data)  # a request body: nothing to count
             if not cycle.more_body:  # its last part (perhaps the next head after it)
@@ -169,6 +185,7 @@ class BoundedHeadProtocol(HttpToolsProtocol):
             self._body_timer = self.loop.call_later(self._body_timeout, self._body_timed_out)
 
     def _cancel_body_timer(self) -> None:
+        self._server_waited = False
         if self._body_timer is not None:
             self._body_timer.cancel()
             self._body_timer = None
@@ -177,6 +194,23 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         self._body_timer = None
         cycle = self.cycle
         if cycle is None or not cycle.more_body or self.transport.is_closing():
+            return
+        if (
+            cycle.waiting_for_100_continue
+            or self.flow.read_paused
+            or any(queued is cycle for queued, _ in self.pipeline)
+        ):
+            # The server is not reading this body yet (it has not sent 100 Continue, the
+            # request waits behind a pipelined one, or reading is paused): the client is
+            # not the slow one. The deadline starts again.
+            self._server_waited = True
+            self._watch_body()
+            return
+        if self._server_waited:
+            # The server stopped waiting at some point of the last period (sent its 100
+            # Continue, say, a moment ago): the client gets one whole period from now.
+            self._server_waited = False
+            self._watch_body()
             return
         log.warning(
             "request body not complete within %.1f s of its head from %s: %s",
@@ -206,9 +240,13 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         """Answer, close the write side, then read and drop what still arrives for a
         moment before closing: closing with unread data would reset the connection,
         and the client could lose the answer."""
+        self.transport.write(response)
+        self._linger_then_close()
+
+    def _linger_then_close(self) -> None:
+        """Close the write side, drop what still arrives for a moment, then close."""
         self._cancel_head_timer()
         self._refused = True
-        self.transport.write(response)
         if self.transport.can_write_eof():
             self.transport.write_eof()
         self._head_timer = self.loop.call_later(LINGER_SECONDS, self.transport.close)

@@ -1,0 +1,182 @@
+"""The request body's deadline and an answer given before the body, in-process: authgate's
+``BoundedHeadProtocol`` on a recording transport, with a small ASGI app whose timing the
+test controls (tests/test_http_limits.py checks the same bounds on a real server).
+
+* An answer before the body (a 404 decided from the head) closes the connection: what
+  follows is never parsed as the body and then as further requests, which escaped the
+  head's size and time bounds (attack review: an 8 MB header got through, and a worker
+  spun for up to 30 s per connection).
+* Time the server is the one waiting for does not count against the client: a request
+  queued behind a slow pipelined one, and an ``Expect: 100-continue`` request whose app
+  asks for the body late, get their answers in order, never a 408 first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+import pytest
+from uvicorn.config import Config
+from uvicorn.server import ServerState
+
+from authgate.cli import http_protocol
+from authgate.cli.http_protocol import bounded_head_protocol
+
+BODY_TIMEOUT = 0.1
+
+
+class RecordingTransport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = bytearray()
+        self.closed = False
+        self.eof = False
+
+    def write(self, data: Any) -> None:
+        self.written += data
+
+    def write_eof(self) -> None:
+        self.eof = True
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 8080)}.get(
+            name, default
+        )
+
+    def is_closing(self) -> bool:
+        return self.closed or self.eof
+
+    def close(self) -> None:
+        self.closed = True
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+async def app(scope: Any, receive: Any, send: Any) -> None:
+    """``/slow`` answers after 0.3 s; ``/late`` reads its body after 0.3 s and echoes
+    it; ``/echo`` echoes its body; anything else is a 404 decided from the head."""
+    path = scope["path"]
+    if path in ("/slow", "/late"):
+        await asyncio.sleep(0.3)
+    body = b"slow"
+    if path in ("/late", "/echo"):
+        body = b""
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+    elif path != "/slow":
+        await send({"type": "http.response.start", "status": 404, "headers": []})
+        await send({"type": "http.response.body", "body": b"nope"})
+        return
+    headers = [(b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def connected() -> tuple[Any, RecordingTransport, ServerState]:
+    config = Config(app=app, log_level="warning", access_log=False)
+    config.load()
+    state = ServerState()
+    make = bounded_head_protocol(max_head_bytes=8192, head_timeout=10.0, body_timeout=BODY_TIMEOUT)
+    protocol = make(config=config, server_state=state, app_state={})
+    transport = RecordingTransport()
+    protocol.connection_made(transport)
+    return protocol, transport, state
+
+
+async def settle(state: ServerState) -> None:
+    while state.tasks:
+        await asyncio.gather(*state.tasks)
+
+
+def statuses(written: bytes) -> list[bytes]:
+    return re.findall(rb"HTTP/1\.1 (\d{3}) ", written)
+
+
+async def test_an_answer_before_the_body_closes_the_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(http_protocol, "LINGER_SECONDS", 0.01)
+    protocol, transport, state = connected()
+    protocol.data_received(b"POST /nope HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n")
+    await settle(state)
+    assert statuses(bytes(transport.written)) == [b"404"]
+    # The late body and a next request (an oversized head, in the review) are dropped.
+    protocol.data_received(b"0123456789GET /slow HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000)
+    await settle(state)
+    await asyncio.sleep(0.05)
+    assert statuses(bytes(transport.written)) == [b"404"]
+    assert transport.eof
+    assert transport.closed
+    protocol.connection_lost(None)
+
+
+async def test_a_body_sent_in_time_after_a_full_answer_keeps_the_connection() -> None:
+    """The usual case is untouched: a body that came, then the next request."""
+    protocol, transport, state = connected()
+    protocol.data_received(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
+    await settle(state)
+    protocol.data_received(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc")
+    await settle(state)
+    assert statuses(bytes(transport.written)) == [b"200", b"200"]
+    assert transport.written.endswith(b"abc")
+    assert not transport.is_closing()
+    protocol.connection_lost(None)
+
+
+async def test_a_pipelined_body_is_not_timed_while_the_request_waits_its_turn() -> None:
+    """A slow first request, then a pipelined POST whose body comes after the body's
+    deadline but while the POST still waits: both answered, in order. Before, the 408
+    came first, in the slow request's place, and its answer was lost."""
+    protocol, transport, state = connected()
+    protocol.data_received(
+        b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n"
+    )
+    await asyncio.sleep(BODY_TIMEOUT * 1.5)
+    protocol.data_received(b"hello")
+    await asyncio.sleep(0.4)
+    await settle(state)
+    assert statuses(bytes(transport.written)) == [b"200", b"200"]
+    assert transport.written.endswith(b"hello")
+    protocol.connection_lost(None)
+
+
+async def test_an_expect_100_continue_body_is_timed_from_the_100() -> None:
+    """The app asks for the body 0.3 s after the head (three deadlines): the client,
+    rightly waiting for 100 Continue, sends it then and gets its answer, not a 408."""
+    protocol, transport, state = connected()
+    protocol.data_received(
+        b"POST /late HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n"
+    )
+    for _ in range(100):
+        if b"100 Continue" in transport.written:
+            break
+        await asyncio.sleep(0.01)
+    assert statuses(bytes(transport.written)) == [b"100"]
+    protocol.data_received(b"hello")
+    await settle(state)
+    assert statuses(bytes(transport.written)) == [b"100", b"200"]
+    protocol.connection_lost(None)
+
+
+async def test_a_body_that_does_not_come_is_still_cut() -> None:
+    protocol, transport, state = connected()
+    protocol.data_received(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhe")
+    await asyncio.sleep(BODY_TIMEOUT * 3)
+    await settle(state)
+    assert statuses(bytes(transport.written)) == [b"408"]
+    protocol.connection_lost(None)
