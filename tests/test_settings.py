@@ -131,6 +131,10 @@ def test_missing_config_file_is_a_configuration_error(
         ({"public_url": "https://auth.example.com/?x=1"}, "public_url.*query"),
         ({"host": ""}, "AUTHGATE_HOST: must not be empty"),
         ({"host": " "}, "AUTHGATE_HOST: must not be empty"),
+        ({"reset_page_url": "https://utm.example.com/reset#"}, "reset_page_url.*fragment"),
+        ({"reset_page_url": "https://utm.example.com/reset?"}, "reset_page_url.*query"),
+        ({"public_url": "http://a b/"}, "public_url.*absolute"),
+        ({"public_url": "https://x.example:99999/p"}, "public_url.*absolute"),
     ],
     ids=[
         "port-zero",
@@ -150,6 +154,10 @@ def test_missing_config_file_is_a_configuration_error(
         "public-url-query",
         "host-empty",
         "host-blank",
+        "reset-page-empty-fragment",
+        "reset-page-empty-query",
+        "public-url-space",
+        "public-url-bad-port",
     ],
 )
 def test_invalid_values_are_rejected(values: dict[str, object], message: str) -> None:

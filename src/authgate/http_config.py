@@ -85,13 +85,18 @@ class HttpConfig(BaseModel):
             return None
         example = _URL_EXAMPLES[info.field_name or ""]
         parts = urlsplit(value)
+        try:
+            parts.port  # noqa: B018 - raises for a port out of range or not a number
+        except ValueError:
+            parts = parts._replace(scheme="")
         if (
             parts.scheme not in ("http", "https")
             or not parts.hostname
             or parts.username is not None
-            or parts.query
-            or parts.fragment
-            or value != value.strip()
+            # "?" or "#" even empty: the link appends ?key=..., which must stay the query
+            or "?" in value
+            or "#" in value
+            or any(character.isspace() for character in value)
             or not value.isprintable()
         ):
             raise ValueError(

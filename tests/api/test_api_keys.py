@@ -679,6 +679,11 @@ async def test_usage_filters_and_post_variant(harness: Harness, user_token: str)
     assert posted.status_code == 200, posted.text
     assert posted.headers["X-Total-Count"] == "3"
     assert len(posted.json()) == 2
+    # ``true`` is no key id (pydantic's lax int read it as the key numbered 1).
+    boolean = await harness.client.post(
+        f"{KEYS}/usage", json={"apiKeyId": True}, headers=bearer(user_token)
+    )
+    assert boolean.status_code in (400, 422), boolean.text
 
 
 async def test_usage_top_caps_the_records_and_the_count(harness: Harness, user_token: str) -> None:

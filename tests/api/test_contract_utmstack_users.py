@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
+from sqlalchemy import text
 
 from authgate.app import create_app
 from authgate.container import Services
@@ -226,6 +227,35 @@ async def test_a_rename_is_checked_as_a_new_login(harness: Harness) -> None:
     ]
     assert "previousLogin" not in unchanged.details
     assert "login" not in unchanged.details["changed"]
+
+
+async def test_a_user_whose_login_is_reserved_since_can_still_be_edited(
+    harness: Harness,
+) -> None:
+    """Second attack review: the whole DTO of a user created before ``user`` was
+    reserved sends that login back; the edit (or a deactivation) must not fail on it.
+    Only a new login is checked."""
+    admin = await _admin(harness)
+    legacy_id = await harness.create_user("legacy")
+    async with harness.services.db.transaction() as session:
+        await session.execute(
+            text("UPDATE users SET login = 'user' WHERE id = :id"), {"id": legacy_id}
+        )
+    edited = await harness.client.put(
+        USERS, json={"id": legacy_id, "login": "user", "firstName": "Edited"}, headers=admin
+    )
+    assert edited.status_code == 200, edited.text
+    assert edited.json()["firstName"] == "Edited"
+
+
+async def test_a_boolean_is_not_an_id(harness: Harness) -> None:
+    """Second attack review: pydantic's lax int read ``"id": true`` as 1, so
+    ``{"id": true, "login": "zz"}`` renamed user 1, the first admin."""
+    admin = await _admin(harness)
+    response = await harness.client.put(USERS, json={"id": True, "login": "zz"}, headers=admin)
+    assert response.status_code == 400, response.text
+    assert [error["field"] for error in response.json()["fieldErrors"]] == ["id"]
+    assert (await harness.services.users.get_user_by_id(1)).login == "admin"
 
 
 async def test_create_user_ignores_read_only_fields(harness: Harness) -> None:

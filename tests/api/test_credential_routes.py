@@ -80,6 +80,8 @@ CREDENTIAL_ROUTES = {
     ("POST", "/settings/service-credentials"),
     ("POST", "/settings/service-credentials/{credential_id}/rotate"),
     ("POST", "/settings/account/sessions/revoke-others"),
+    ("POST", "/settings/account/logout-all"),
+    ("POST", "/api/account/logout-all"),
 }
 # Public routes that *check* a password (the logins): nothing to protect with a session.
 PASSWORD_CHECKING_LOGINS = {

@@ -137,7 +137,11 @@ async def test_a_page_session_from_before_the_factor_cannot_end_the_others(
     enrolling = await v12_login(harness, "alice", user_agent=FIREFOX)
     await enrol_totp_v12(harness, enrolling["access_token"])
     claims = jwt.decode(enrolling["access_token"], options={"verify_signature": False})
-    for form in (f"{ACCOUNT}/sessions/{claims['sid']}/revoke", f"{ACCOUNT}/sessions/revoke-others"):
+    for form in (
+        f"{ACCOUNT}/sessions/{claims['sid']}/revoke",
+        f"{ACCOUNT}/sessions/revoke-others",
+        f"{ACCOUNT}/logout-all",  # (the second attack review: it ended them all)
+    ):
         refused = await alice.post(form)
         assert refused.status_code == 403, (form, refused.status_code)
     assert await refresh_status(harness, enrolling) == 200

@@ -61,6 +61,7 @@ def forms(key_id: str) -> list[tuple[str, dict[str, str | list[str]]]]:
         ("/settings/service-credentials", {"name": "minted", "endpoints": "api-keys.authenticate"}),
         (f"/settings/service-credentials/{SERVICE_CREDENTIAL_ID}/rotate", {"grace_seconds": "0"}),
         ("/settings/account/sessions/revoke-others", {}),
+        ("/settings/account/logout-all", {"revoke_api_keys": "on"}),
     ]
 
 

@@ -123,6 +123,9 @@ async def change_password(body: PasswordChange, request: Request) -> Response:
     response_class=Response,
     responses=documented(400, 401, 403, 404),
 )
+# A session from before the second factor was enabled must not end the sessions that
+# passed it (nor revoke every key): as DELETE /api/v1/auth/sessions.
+@sets_credentials("ends every session of the caller (and perhaps revokes their API keys)")
 async def logout_everywhere(
     request: Request, body: Annotated[LogoutEverywhere | None, Body()] = None
 ) -> Response:

@@ -45,7 +45,9 @@ KeyIdPath = Annotated[
 
 def _key_filter(value: object) -> object:
     """A key to filter by: its UUID, or (deprecated) its old numeric id."""
-    if isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(value, bool):  # (pydantic would read true as the id 1)
+        raise ValueError("not a key id: a UUID (or a numeric id, deprecated)")
+    if isinstance(value, int):
         value = str(value)
     if isinstance(value, str):
         ref = parse_key_ref(value)

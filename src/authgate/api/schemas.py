@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from authgate.clock import as_utc
 from authgate.services.api_key_views import ApiKeyView, UsageRecordView
@@ -18,6 +18,17 @@ from authgate.services.user_fields import UserView
 # without zone is taken as UTC; one with no UTC form (``0001-01-01T00:00:00+01:00``) is
 # refused with the other validation errors, not a crash where the database is queried.
 Instant = Annotated[datetime, AfterValidator(as_utc)]
+
+
+def _not_a_boolean(value: object) -> object:
+    """Refuse ``true``/``false`` where a number is meant: pydantic's lax ``int`` reads
+    ``true`` as 1, so ``{"id": true}`` selected user 1 (the first admin)."""
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not a boolean")
+    return value
+
+
+NotABoolean = BeforeValidator(_not_a_boolean)
 
 
 class UserDTO(BaseModel):

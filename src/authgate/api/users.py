@@ -22,7 +22,7 @@ from authgate.api.access import (
 )
 from authgate.api.errors import documented
 from authgate.api.pagination import PageRequestDep, pagination_headers
-from authgate.api.schemas import LenientBody, StrictBody, UserDTO
+from authgate.api.schemas import LenientBody, NotABoolean, StrictBody, UserDTO
 from authgate.exceptions import Conflict, FieldError, ValidationFailed
 from authgate.reasons import Reason
 from authgate.security.permissions import (
@@ -79,7 +79,7 @@ ImageUrl = Annotated[
         json_schema_extra={"pattern": NO_CONTROL_CHARACTERS_PATTERN},  # the service checks
     ),
 ]
-UserId = Annotated[int, Field(ge=1, le=2**63 - 1)]
+UserId = Annotated[int, NotABoolean, Field(ge=1, le=2**63 - 1)]
 BodyLogin = Annotated[str, Field(min_length=1, max_length=LOGIN_MAX_LENGTH)]
 
 

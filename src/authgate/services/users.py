@@ -223,7 +223,13 @@ class UserService:
         as at creation) and ends their sessions; a deactivation suspends their API keys,
         and a reactivation resumes them when ``resume_keys_on_reactivation`` is set."""
         errors = [
-            *(login_errors(changes.login.strip().lower()) if changes.login is not None else []),
+            # Only a new login is checked: a whole DTO sends the user's own back, which may
+            # predate a rule (a login reserved since) and must not block other changes.
+            *(
+                login_errors(changes.login.strip().lower())
+                if changes.renames(login.strip().lower())
+                else []
+            ),
             *(email_errors(changes.email.strip().lower()) if changes.email is not None else []),
             *profile_errors(changes.first_name, changes.last_name, changes.lang_key),
             *image_url_errors(changes.image_url),

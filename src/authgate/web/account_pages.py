@@ -216,6 +216,7 @@ async def revoke_other_sessions(request: Request) -> Response:
 
 
 @router.post("/account/logout-all")
+@sets_credentials("ends every session of the caller (and perhaps revokes their API keys)")
 async def logout_everywhere(request: Request) -> Response:
     form = await request.form()
     revoke_keys = form.get("revoke_api_keys") == "on"

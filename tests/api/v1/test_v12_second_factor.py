@@ -362,6 +362,11 @@ async def test_attack_a_session_from_before_the_factor_cannot_end_the_others(
         refused = await harness.client.delete(path, headers=headers)
         assert refused.status_code == 403, (path, refused.text)
         assert "second factor" in refused.json()["error"]
+    # Nor through v10's "log out everywhere" (second attack review), keys included.
+    everywhere = await harness.client.post(
+        "/api/account/logout-all", json={"revokeApiKeys": True}, headers=headers
+    )
+    assert everywhere.status_code == 403, everywhere.text
     kept = await harness.client.post(
         "/api/v1/auth/refresh", json={"refresh_token": enrolling["refresh_token"]}
     )
