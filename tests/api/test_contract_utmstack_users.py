@@ -248,6 +248,44 @@ async def test_a_user_whose_login_is_reserved_since_can_still_be_edited(
     assert edited.json()["firstName"] == "Edited"
 
 
+async def test_no_login_is_another_users_e_mail_nor_the_reverse(harness: Harness) -> None:
+    """Second attack review: a user signs in with their login or e-mail and a login
+    wins, so alice renamed (or created) as ``bob@corp.io`` took bob's e-mail sign-in
+    (v12 signs in by e-mail: bob's login resolved to alice). Now 409 for a login that is
+    someone's e-mail and an e-mail that is someone's login; one's own is fine."""
+    admin = await _admin(harness)
+    await harness.create_user("bob", email="bob@corp.io")
+    await harness.create_user("dave@corp.io", email="dave.real@corp.io")
+    alice_id = await harness.create_user("alice", email="alice@corp.io")
+
+    renamed = await harness.client.put(
+        USERS, json={"id": alice_id, "login": "bob@corp.io"}, headers=admin
+    )
+    created = await harness.client.post(
+        USERS, json={"login": "bob@corp.io", "email": "other@corp.io"}, headers=admin
+    )
+    emailed = await harness.client.put(
+        USERS, json={"id": alice_id, "login": "alice", "email": "Dave@corp.io"}, headers=admin
+    )
+    created_email = await harness.client.post(
+        USERS, json={"login": "carol", "email": "dave@corp.io"}, headers=admin
+    )
+    own = await harness.client.put(
+        USERS, json={"id": alice_id, "login": "alice@corp.io"}, headers=admin
+    )
+
+    assert (renamed.status_code, renamed.json()["message"]) == (409, "Login name already used!")
+    assert (created.status_code, created.json()["message"]) == (409, "Login name already used!")
+    for refused in (emailed, created_email):
+        assert (refused.status_code, refused.json()["message"]) == (409, "Email is already in use!")
+    assert (own.status_code, own.json()["login"]) == (200, "alice@corp.io"), own.text
+    v12 = await harness.client.post(
+        "/api/v1/auth/login", json={"login": "bob@corp.io", "password": USER_PASSWORD}
+    )
+    assert v12.status_code == 200
+    assert v12.json()["user"]["email"] == "bob@corp.io"
+
+
 async def test_a_boolean_is_not_an_id(harness: Harness) -> None:
     """Second attack review: pydantic's lax int read ``"id": true`` as 1, so
     ``{"id": true, "login": "zz"}`` renamed user 1, the first admin."""

@@ -178,9 +178,9 @@ class UserService:
         try:
             async with self._feed.unit_of_work() as work:
                 users = self._db.users(work.session)
-                if await users.by_login(login) is not None:
+                if await users.name_taken(login):  # a login, or another user's e-mail
                     raise Conflict("Login name already used!", reason=Reason.LOGIN_EXISTS)
-                if await users.email_taken(email):
+                if await users.name_taken(email):  # an e-mail, or another user's login
                     raise Conflict("Email is already in use!", reason=Reason.EMAIL_EXISTS)
                 user = User(
                     login=login,
@@ -227,7 +227,7 @@ class UserService:
             # predate a rule (a login reserved since) and must not block other changes.
             *(
                 login_errors(changes.login.strip().lower())
-                if changes.renames(login.strip().lower())
+                if changes.login is not None and changes.renames(login.strip().lower())
                 else []
             ),
             *(email_errors(changes.email.strip().lower()) if changes.email is not None else []),
@@ -404,7 +404,7 @@ class UserService:
         if changes.email is not None:
             email = changes.email.strip().lower()
             if email != user.email:
-                if await users.email_taken(email, except_user_id=user.id):
+                if await users.name_taken(email, except_user_id=user.id):
                     raise Conflict("Email is already in use!", reason=Reason.EMAIL_EXISTS)
                 cancel_reset_link(user)  # it may have gone to the old address
             user.email = email
@@ -446,7 +446,7 @@ class UserService:
         change drops the cached state on every worker and node)."""
         if login == user.login:
             return
-        if await users.by_login(login) is not None:
+        if await users.name_taken(login, except_user_id=user.id):  # or someone's e-mail
             raise Conflict("Login name already used!", reason=Reason.LOGIN_EXISTS)
         user.login = login
         _end_sessions(user, self._clock())

@@ -130,10 +130,14 @@ class UserRepository:
             return None
         return await self._session.scalar(select(User).where(User.public_id == canonical))
 
-    async def email_taken(self, email: str, *, except_user_id: int | None = None) -> bool:
-        if not storable_text(email):
+    async def name_taken(self, name: str, *, except_user_id: int | None = None) -> bool:
+        """Whether ``name`` (lower-case) is some user's login or e-mail address, the user
+        ``except_user_id`` left out. A user signs in with either, so neither may be
+        another user's other: a login equal to someone's e-mail would take their e-mail
+        sign-in (the login wins, ``login_row``), and the reverse."""
+        if not storable_text(name):
             return False
-        query = select(User.id).where(User.email == email)
+        query = select(User.id).where(or_(User.email == name, User.login == name))
         if except_user_id is not None:
             query = query.where(User.id != except_user_id)
         return await self._session.scalar(query.limit(1)) is not None
