@@ -127,8 +127,14 @@ def start_nginx(workdir: Path, *, authgate_port: int, upstream_port: int) -> tup
     snippet = with_ports(
         NGINX_EXAMPLE.read_text(), authgate=authgate_port, upstream=upstream_port, proxy=port
     )
+    return run_nginx(workdir, snippet, port, name=NGINX_EXAMPLE.name), port
+
+
+def run_nginx(workdir: Path, snippet: str, port: int, *, name: str) -> Process:
+    """nginx serving ``snippet`` (written to ``workdir/name`` and included in its http
+    block), once ``port`` answers; its pid, logs and temporary files stay in ``workdir``."""
     workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "authgate-forward-auth.conf").write_text(snippet)
+    (workdir / name).write_text(snippet)
     user = "user root;" if os.geteuid() == 0 else ""
     temp = "\n".join(
         f"    {kind}_temp_path {workdir / kind};"
@@ -144,7 +150,7 @@ events {{ worker_connections 256; }}
 http {{
     access_log off;
 {temp}
-    include {workdir / "authgate-forward-auth.conf"};
+    include {workdir / name};
 }}
 """
     )
@@ -154,7 +160,7 @@ http {{
         cwd=workdir,
     )
     wait_until_serving(process, port, "nginx", timeout=15)
-    return process, port
+    return process
 
 
 # -- Caddy -------------------------------------------------------------------------------------
