@@ -303,7 +303,8 @@ def test_the_body_deadline_holds_on_a_kept_alive_connection(server: AuthgateServ
 
 def test_an_answer_before_the_body_closes_the_connection(server: AuthgateServer) -> None:
     """A protected route answers 401 without reading the body; the connection then
-    closes after the answer (what follows could not be read as a request any more)."""
+    closes, at the body's deadline at the latest (what follows could not be read as a
+    request any more)."""
     with connect(server) as connection:
         connection.sendall(
             head(

@@ -9,6 +9,10 @@ test controls (tests/test_http_limits.py checks the same bounds on a real server
 * Time the server is the one waiting for does not count against the client: a request
   queued behind a slow pipelined one, and an ``Expect: 100-continue`` request whose app
   asks for the body late, get their answers in order, never a 408 first.
+* A chunked body's trailer fields are refused (they were appended to the running
+  request's headers: an ``Authorization`` after every check of the head), and a body's
+  bytes on the wire are bounded (trailers were not counted at all).
+* A pipelined head refused while an earlier answer is owed does not take its place.
 """
 
 from __future__ import annotations
@@ -17,11 +21,9 @@ import asyncio
 import re
 from typing import Any
 
-import pytest
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 
-from authgate.cli import http_protocol
 from authgate.cli.http_protocol import bounded_head_protocol
 
 BODY_TIMEOUT = 0.1
@@ -63,7 +65,8 @@ class RecordingTransport(asyncio.Transport):
 
 async def app(scope: Any, receive: Any, send: Any) -> None:
     """``/slow`` answers after 0.3 s; ``/late`` reads its body after 0.3 s and echoes
-    it; ``/echo`` echoes its body; anything else is a 404 decided from the head."""
+    it; ``/echo`` echoes its body, then the names of the request's headers; anything
+    else is a 404 decided from the head."""
     path = scope["path"]
     if path in ("/slow", "/late"):
         await asyncio.sleep(0.3)
@@ -77,6 +80,7 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
             body += message.get("body", b"")
             if not message.get("more_body"):
                 break
+        body += b"|" + b",".join(name for name, _ in scope["headers"])
     elif path != "/slow":
         await send({"type": "http.response.start", "status": 404, "headers": []})
         await send({"type": "http.response.body", "body": b"nope"})
@@ -86,11 +90,16 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def connected() -> tuple[Any, RecordingTransport, ServerState]:
+def connected(head_timeout: float = 10.0) -> tuple[Any, RecordingTransport, ServerState]:
     config = Config(app=app, log_level="warning", access_log=False)
     config.load()
     state = ServerState()
-    make = bounded_head_protocol(max_head_bytes=8192, head_timeout=10.0, body_timeout=BODY_TIMEOUT)
+    make = bounded_head_protocol(
+        max_head_bytes=8192,
+        head_timeout=head_timeout,
+        body_timeout=BODY_TIMEOUT,
+        max_body_bytes=1024,
+    )
     protocol = make(config=config, server_state=state, app_state={})
     transport = RecordingTransport()
     protocol.connection_made(transport)
@@ -106,21 +115,20 @@ def statuses(written: bytes) -> list[bytes]:
     return re.findall(rb"HTTP/1\.1 (\d{3}) ", written)
 
 
-async def test_an_answer_before_the_body_closes_the_connection(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(http_protocol, "LINGER_SECONDS", 0.01)
+async def test_an_answer_before_the_body_closes_the_connection() -> None:
     protocol, transport, state = connected()
     protocol.data_received(b"POST /nope HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n")
     await settle(state)
     assert statuses(bytes(transport.written)) == [b"404"]
-    # The late body and a next request (an oversized head, in the review) are dropped.
+    # The late body and a next request (an oversized head, in the review) are dropped,
+    # unparsed; a client still uploading may go on until the body's deadline.
     protocol.data_received(b"0123456789GET /slow HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000)
+    protocol.data_received(b"a" * 20000)
     await settle(state)
-    await asyncio.sleep(0.05)
     assert statuses(bytes(transport.written)) == [b"404"]
-    assert transport.eof
-    assert transport.closed
+    assert transport.eof  # the write side at once
+    await asyncio.sleep(BODY_TIMEOUT * 2)
+    assert transport.closed  # the rest at the deadline
     protocol.connection_lost(None)
 
 
@@ -132,7 +140,7 @@ async def test_a_body_sent_in_time_after_a_full_answer_keeps_the_connection() ->
     protocol.data_received(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc")
     await settle(state)
     assert statuses(bytes(transport.written)) == [b"200", b"200"]
-    assert transport.written.endswith(b"abc")
+    assert b"abc|host,content-length" in transport.written
     assert not transport.is_closing()
     protocol.connection_lost(None)
 
@@ -151,7 +159,7 @@ async def test_a_pipelined_body_is_not_timed_while_the_request_waits_its_turn() 
     await asyncio.sleep(0.4)
     await settle(state)
     assert statuses(bytes(transport.written)) == [b"200", b"200"]
-    assert transport.written.endswith(b"hello")
+    assert b"hello|host,content-length" in transport.written
     protocol.connection_lost(None)
 
 
@@ -179,4 +187,49 @@ async def test_a_body_that_does_not_come_is_still_cut() -> None:
     await asyncio.sleep(BODY_TIMEOUT * 3)
     await settle(state)
     assert statuses(bytes(transport.written)) == [b"408"]
+    protocol.connection_lost(None)
+
+
+async def test_trailer_fields_are_refused_not_added_to_the_headers() -> None:
+    """Second protocol review: ``Authorization`` as a trailer of a chunked body reached
+    the running request's ``scope["headers"]`` (a 200 where the head had none)."""
+    protocol, transport, state = connected()
+    protocol.data_received(
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5\r\nhello\r\n0\r\nAuthorization: Bearer stolen\r\n\r\n"
+    )
+    await asyncio.sleep(0.05)
+    assert statuses(bytes(transport.written)) == [b"400"]
+    assert transport.closed
+    protocol.connection_lost(None)  # (what the event loop does for a closed transport)
+    await settle(state)
+    assert b"authorization" not in transport.written
+
+
+async def test_a_chunked_body_is_bounded_on_the_wire() -> None:
+    """Chunks (or trailer lines) beyond the body limit plus the head limit: 413, closed.
+    Before, nothing counted them: one connection grew the process by hundreds of MB."""
+    protocol, transport, state = connected()
+    protocol.data_received(b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+    for _ in range(20):
+        protocol.data_received(b"400\r\n" + b"a" * 1024 + b"\r\n")
+    await settle(state)
+    assert statuses(bytes(transport.written)) == [b"413"]
+    assert transport.eof
+    protocol.connection_lost(None)
+
+
+async def test_a_pipelined_head_refused_while_an_answer_is_owed_does_not_take_its_place() -> None:
+    """Second protocol review: a slow request, then a pipelined head that never ends;
+    its 408 was written in place of the slow request's answer, which was lost. Now the
+    answer is written, with ``connection: close``, and the connection ends."""
+    protocol, transport, state = connected(head_timeout=0.1)
+    protocol.data_received(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+    await asyncio.sleep(0.01)
+    protocol.data_received(b"GET /slow HTTP/1.1\r\nHo")  # and no more of it
+    await asyncio.sleep(0.5)
+    await settle(state)
+    assert statuses(bytes(transport.written)) == [b"200"]
+    assert b"connection: close" in transport.written.lower()
+    assert transport.closed
     protocol.connection_lost(None)

@@ -44,11 +44,20 @@ no timer at all for a request whose head arrives in one read (the common case).
   behind a pipelined one, while reading is paused (flow control), or before the app
   asks for the body of an ``Expect: 100-continue`` request, the deadline starts again.
 * **An answer before the body.** When the app answers a request before its body has
-  arrived (a 401, 404 or 413 decided from the head), whatever arrives next closes the
-  connection (the same lingering close; an idle one is closed by the keep-alive or the
-  body timer). uvicorn would feed it to the parser as that request's body and then as
-  further requests, outside both bounds above: its cycle never leaves the "body" state
-  once the response is complete.
+  arrived (a 401, 404 or 413 decided from the head), what arrives next is read and
+  dropped, never parsed, until the body's deadline closes the connection (a client still
+  uploading gets to read the answer; the write side is closed at once). uvicorn would
+  feed it to the parser as that request's body and then as further requests, outside
+  both bounds above: its cycle never leaves the "body" state once the response is
+  complete.
+* **Body size, trailers.** The bytes read for one request's body are bounded too (the
+  body limit plus the head limit: chunk framing included), else 413 and closed; and a
+  chunked body's trailer fields are refused (400), never added to the headers of a
+  request the app is already serving (uvicorn appends them to ``scope["headers"]``, so
+  ``Authorization`` could arrive after every check made on the head).
+* **An answer owed.** A refusal (431, 408) of a pipelined head that arrives while an
+  earlier request's answer is still owed is not written in that answer's place: the
+  connection closes after the answer instead (``connection: close``).
 """
 
 from __future__ import annotations
@@ -85,6 +94,7 @@ HEAD_TOO_LARGE = _plain_response(
 )
 HEAD_TIMEOUT = _plain_response("408 Request Timeout", "Request head not received in time")
 BODY_TIMEOUT = _plain_response("408 Request Timeout", "Request body not received in time")
+BODY_TOO_LARGE = _plain_response("413 Content Too Large", "Request body too large")
 # How long the rest of a refused head is read and dropped before the connection closes.
 LINGER_SECONDS = 1.0
 
@@ -94,9 +104,11 @@ class BoundedHeadProtocol(HttpToolsProtocol):
     or taking longer than ``head_timeout`` seconds, and bodies not complete within
     ``body_timeout`` seconds of their head (408, then closed).
 
-    No parser callback is overridden (each would add a Python call to every request):
-    a head is complete when uvicorn's request cycle changes during a read, and a body
-    is being read while the current cycle expects more of it.
+    One parser callback is wrapped, ``on_headers_complete`` (uvicorn's own, building
+    :class:`EncodedCycle` requests, then closing the head's header list to trailers);
+    no other (each would add a Python call to every request): a head is complete when
+    uvicorn's request cycle changes during a read, and a body is being read while the
+    current cycle expects more of it.
     """
 
     def __init__(
@@ -105,10 +117,15 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         max_head_bytes: int,
         head_timeout: float,
         body_timeout: float = 30.0,
+        max_body_bytes: int = 64 * 1024,
         **kwargs: Any,
     ):
         super().__init__(*args, **kwargs)
         self._max_head_bytes = max_head_bytes
+        # What one request's body may take on the wire: the app's limit (413, enforced
+        # on what it reads) plus chunk framing and whatever a head may hold.
+        self._max_body_wire_bytes = max_body_bytes + max_head_bytes
+        self._body_bytes = 0  # read for the current request's body
         self._head_timeout = head_timeout
         self._body_timeout = body_timeout
         self._head_bytes = 0  # of the head being received
@@ -134,9 +151,15 @@ class BoundedHeadProtocol(HttpToolsProtocol):
                 return
             if cycle.response_complete:
                 # Answered before its body came in: nothing that follows can be read
-                # as a request any more (see the module docstring).
-                self._cancel_body_timer()
-                self._linger_then_close()
+                # as a request any more; the body's deadline ends the connection.
+                self._refused = True
+                if self.transport.can_write_eof():
+                    self.transport.write_eof()
+                self._watch_body()
+                return
+            self._body_bytes += len(data)
+            if self._body_bytes > self._max_body_wire_bytes:
+                self._refuse_oversized_body(cycle)
                 return
             super().data_received(data)  # a request body: nothing to count
             if not cycle.more_body:  # its last part (perhaps the next head after it)
@@ -170,6 +193,7 @@ class BoundedHeadProtocol(HttpToolsProtocol):
 
     def _head_complete(self) -> None:
         self._head_bytes = 0
+        self._body_bytes = 0
         self._cancel_head_timer()
 
     def _watch_body(self) -> None:
@@ -192,6 +216,9 @@ class BoundedHeadProtocol(HttpToolsProtocol):
 
     def _body_timed_out(self) -> None:
         self._body_timer = None
+        if self._refused:  # answered before the body: its deadline ends the connection
+            self.transport.close()
+            return
         cycle = self.cycle
         if cycle is None or not cycle.more_body or self.transport.is_closing():
             return
@@ -236,10 +263,34 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         )
         self._refuse(HEAD_TOO_LARGE)
 
+    def _refuse_oversized_body(self, cycle: Any) -> None:
+        log.warning(
+            "request body over %d bytes on the wire from %s: %s",
+            self._max_body_wire_bytes,
+            self.client[0] if self.client else "-",
+            "connection closed" if cycle.response_started else "answered 413",
+        )
+        cycle.disconnected = True  # the app's receive() learns that the client is gone
+        cycle.message_event.set()
+        self._cancel_body_timer()
+        if cycle.response_started:
+            self._refused = True
+            self.transport.close()
+            return
+        self._refuse(BODY_TOO_LARGE)
+
     def _refuse(self, response: bytes) -> None:
         """Answer, close the write side, then read and drop what still arrives for a
         moment before closing: closing with unread data would reset the connection,
-        and the client could lose the answer."""
+        and the client could lose the answer. If an earlier request's answer is still
+        owed (a pipelined head refused), nothing is written in its place: the
+        connection closes after that answer."""
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete and not cycle.disconnected:
+            self._cancel_head_timer()
+            self._refused = True
+            cycle.keep_alive = False  # uvicorn closes once the answer is written
+            return
         self.transport.write(response)
         self._linger_then_close()
 
@@ -356,17 +407,45 @@ def _uvicorn_builds_cycles_by_name() -> bool:
     )
 
 
+class _NoTrailers(list[tuple[bytes, bytes]]):
+    """Stands for the header list once a request's head is complete: httptools reports a
+    chunked body's trailer fields as headers, and uvicorn would append them to the list
+    that is the running request's ``scope["headers"]``. Appending raises, which httptools
+    turns into a parser error: uvicorn answers 400 and closes."""
+
+    def append(self, _field: tuple[bytes, bytes]) -> None:
+        raise ValueError("trailer fields are not accepted")
+
+
+_NO_TRAILERS = _NoTrailers()
+
+
+def _then_no_trailers(build: Any) -> Any:
+    """uvicorn's ``on_headers_complete`` (``build``), then the head's list closed."""
+
+    def on_headers_complete(self: HttpToolsProtocol) -> None:
+        build(self)
+        self.headers = _NO_TRAILERS  # on_message_begin gives the next request a new list
+
+    return on_headers_complete
+
+
 ENCODED_CYCLES = _uvicorn_builds_cycles_by_name()
-if ENCODED_CYCLES:
-    BoundedHeadProtocol.on_headers_complete = _building_cycles_of(EncodedCycle)  # type: ignore[method-assign]
-else:  # pragma: no cover - only with a uvicorn other than the pinned one
+if not ENCODED_CYCLES:  # pragma: no cover - only with a uvicorn other than the pinned one
     log.info(
         "uvicorn builds its request cycles differently: forward-auth headers are encoded per answer"
     )
+BoundedHeadProtocol.on_headers_complete = _then_no_trailers(  # type: ignore[method-assign]
+    _building_cycles_of(EncodedCycle) if ENCODED_CYCLES else HttpToolsProtocol.on_headers_complete
+)
 
 
 def bounded_head_protocol(
-    *, max_head_bytes: int, head_timeout: float, body_timeout: float = 30.0
+    *,
+    max_head_bytes: int,
+    head_timeout: float,
+    body_timeout: float = 30.0,
+    max_body_bytes: int = 64 * 1024,
 ) -> Any:
     """The protocol factory for uvicorn's ``http=`` option: a ``functools.partial`` of a
     module-level class, so it pickles into the worker processes of ``--workers N``."""
@@ -375,4 +454,5 @@ def bounded_head_protocol(
         max_head_bytes=max_head_bytes,
         head_timeout=head_timeout,
         body_timeout=body_timeout,
+        max_body_bytes=max_body_bytes,
     )

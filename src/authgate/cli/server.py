@@ -115,6 +115,7 @@ def _run_uvicorn(settings: Settings) -> None:
             max_head_bytes=settings.http.max_header_bytes,
             head_timeout=settings.http.header_timeout_seconds,
             body_timeout=settings.http.body_timeout_seconds,
+            max_body_bytes=settings.http.max_body_bytes,
         ),
         # authgate serves no WebSocket: a request carrying Upgrade: websocket (UTMStack
         # v10's nginx auth check forwards it with GET /api/authenticate) is answered as
