@@ -144,4 +144,5 @@ async def test_a_page_session_from_before_the_factor_cannot_end_the_others(
     ):
         refused = await alice.post(form)
         assert refused.status_code == 403, (form, refused.status_code)
+        assert "Sign out and in again with your second factor" in refused.text, form
     assert await refresh_status(harness, enrolling) == 200

@@ -153,6 +153,14 @@ async def test_a_form_over_the_body_limit_sent_in_chunks_is_413(
         )
         assert answer.status_code == 413, answer.text
         assert "larger than this server accepts" in main_text(answer)
+        # What a browser sends: the same with Content-Length (was raw JSON, the API's).
+        declared = await client.post(
+            LOGIN if client is browser.client else "/settings/users",
+            data={**form, "pad": "x" * 100_000},
+        )
+        assert declared.status_code == 413, declared.text
+        assert declared.headers["content-type"].startswith("text/html")
+        assert "larger than this server accepts" in main_text(declared)
 
 
 # -- the sweep ------------------------------------------------------------------------------

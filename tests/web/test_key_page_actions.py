@@ -84,7 +84,7 @@ async def test_a_grace_period_too_large_for_a_number_is_refused_not_a_500(
     credential (admins). Now refused as the REST API refuses a value out of range (400,
     its message); nothing changed."""
     key, plaintext = await alice_key(harness, alice_id)
-    for grace in ("18446744073709551616", "9" * 400, "-5", "1e3", ""):
+    for grace in ("18446744073709551616", "9" * 400, "-5", "1e3", "", "\u0661\u0662\u0663"):
         answer = await alice.post(f"{KEYS}/{key}/regenerate", {"grace_seconds": grace})
         assert answer.status_code == 400, (grace, answer.status_code)
         assert "between 0 seconds and 7 days" in answer.text

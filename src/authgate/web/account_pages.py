@@ -14,7 +14,13 @@ from authgate.api.access import (
     sets_credentials,
 )
 from authgate.api.routing import AuthgateRoute
-from authgate.exceptions import BadCredentials, NotFound, Throttled, ValidationFailed
+from authgate.exceptions import (
+    BadCredentials,
+    NotFound,
+    SessionRequired,
+    Throttled,
+    ValidationFailed,
+)
 from authgate.services.audit.events import Actor
 from authgate.services.sign_in import SignInResult
 from authgate.web.pages import (
@@ -192,9 +198,18 @@ async def revoke_session(session_id: str, request: Request) -> Response:
     principal = current_principal(request)
     # As DELETE /api/v1/auth/sessions/{id}: ending another session needs a session that
     # passed the second factor (one from before it was enabled must not sign out those
-    # that did, again and again).
+    # that did, again and again). Refused (and recorded) as the API refuses it, in the
+    # words of the page's other such forms.
     if session_id != principal.session_id:
-        require_password_session_for_target(request)
+        try:
+            require_password_session_for_target(request)
+        except SessionRequired:
+            return error_page(
+                request,
+                403,
+                "Not allowed",
+                "Sign out and in again with your second factor to do this.",
+            )
     try:
         await services_of(request).sessions.revoke(
             principal.user_id, session_id, actor=Actor.of(principal)

@@ -46,7 +46,7 @@ def grace_seconds(form: FormData) -> int:
     nine digits, else -1, which the service refuses with its range as for any value out
     of it (a 20-digit number would overflow ``timedelta``: a 500, before)."""
     raw = form.get("grace_seconds", "0")
-    if isinstance(raw, str) and raw.isdecimal() and len(raw) <= 9:
+    if isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) <= 9:
         return int(raw)
     return -1
 
