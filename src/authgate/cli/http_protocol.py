@@ -161,7 +161,7 @@ class BoundedHeadProtocol(HttpToolsProtocol):
             if self._body_bytes > self._max_body_wire_bytes:
                 self._refuse_oversized_body(cycle)
                 return
-            super().data_received(data)  # a request body: nothing to count
+            super().data_received(data)  # a request body (counted above, not as a head)
             if not cycle.more_body:  # its last part (perhaps the next head after it)
                 self._cancel_body_timer()
                 self._watch_body()
