@@ -9,24 +9,19 @@ client connects from 127.0.0.2, so the address authgate records can only come fr
 
 from __future__ import annotations
 
-import ipaddress
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx2
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
+from tests.certificates import write_certificates
 from tests.processes import Process, free_port
 from tests.proxies import EXAMPLES, Stack, needs_nginx, run_nginx, start_authgate
 
@@ -97,37 +92,6 @@ def utmstack() -> Iterator[Utmstack]:
 # -- nginx with the example ---------------------------------------------------------------------
 
 
-def write_certificate(directory: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 and its key."""
-    now = datetime.now(UTC)
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
-    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_file, key_file
-
-
 def rendered(*, authgate: int, utmstack: int, proxy: int, cert: Path, key: Path) -> str:
     """The example with the test's addresses, certificate and shared key; each value it
     replaces must be written exactly once, so an edit of the example cannot slip past."""
@@ -172,7 +136,7 @@ def beside(tmp_path_factory: pytest.TempPathFactory, utmstack: Utmstack) -> Iter
     nginx: Process | None = None
     try:
         port = free_port()
-        cert, key = write_certificate(workdir)
+        _, cert, key = write_certificates(workdir)
         config = rendered(
             authgate=authgate.port, utmstack=utmstack.port, proxy=port, cert=cert, key=key
         )
