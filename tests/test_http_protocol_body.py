@@ -18,6 +18,7 @@ test controls (tests/test_http_limits.py checks the same bounds on a real server
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from typing import Any
 
@@ -198,12 +199,12 @@ async def test_trailer_fields_are_refused_not_added_to_the_headers() -> None:
         b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
         b"5\r\nhello\r\n0\r\nAuthorization: Bearer stolen\r\n\r\n"
     )
-    await asyncio.sleep(0.05)
+    await settle(state)  # the app learnt at once that the body ends there
     assert statuses(bytes(transport.written)) == [b"400"]
-    assert transport.closed
-    protocol.connection_lost(None)  # (what the event loop does for a closed transport)
-    await settle(state)
+    assert transport.eof
     assert b"authorization" not in transport.written
+    assert b'"code":"malformed_request"' in transport.written
+    protocol.connection_lost(None)
 
 
 async def test_a_chunked_body_is_bounded_on_the_wire() -> None:
@@ -232,4 +233,58 @@ async def test_a_pipelined_head_refused_while_an_answer_is_owed_does_not_take_it
     assert statuses(bytes(transport.written)) == [b"200"]
     assert b"connection: close" in transport.written.lower()
     assert transport.closed
+    protocol.connection_lost(None)
+
+
+def answer_json(written: bytes) -> tuple[bytes, dict[str, Any]]:
+    """The head and the JSON body of the only answer written."""
+    head, _, body = written.partition(b"\r\n\r\n")
+    parsed: dict[str, Any] = json.loads(body)
+    return head.lower(), parsed
+
+
+async def test_a_malformed_head_is_a_json_400() -> None:
+    """uvicorn answered what httptools could not parse in plain text; every other
+    refusal of authgate is JSON in the API's error shape."""
+    protocol, transport, state = connected()
+    protocol.data_received(b"GET /echo HTTP/1.1\r\nHo st: x\r\n\r\n")
+    await settle(state)
+    head, body = answer_json(bytes(transport.written))
+    assert head.startswith(b"http/1.1 400 bad request")
+    assert b"content-type: application/json" in head
+    assert b"connection: close" in head
+    assert body["status"] == 400
+    assert body["code"] == "malformed_request"
+    assert body["message"] == "Malformed HTTP request"
+    assert transport.eof
+    protocol.connection_lost(None)
+
+
+async def test_broken_chunk_framing_ends_the_body_at_once() -> None:
+    """A chunk size that is not hex, while the app reads the body: the app learns at
+    once that the body will not come, and the client gets a JSON 400 now, not after
+    the body's deadline (nor, as with uvicorn's own answer, a plain-text one)."""
+    protocol, transport, state = connected()
+    protocol.data_received(
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
+    )
+    await asyncio.sleep(0)
+    protocol.data_received(b"zz\r\nhello\r\n")
+    await asyncio.wait_for(settle(state), BODY_TIMEOUT / 2)
+    assert statuses(bytes(transport.written)) == [b"400"]
+    _, body = answer_json(bytes(transport.written))
+    assert body["code"] == "malformed_request"
+    assert b"hello|" not in transport.written  # the app never took the body as whole
+    protocol.connection_lost(None)
+
+
+async def test_an_oversized_head_is_a_json_431() -> None:
+    protocol, transport, state = connected()
+    protocol.data_received(b"GET /echo HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000)
+    await settle(state)
+    head, body = answer_json(bytes(transport.written))
+    assert head.startswith(b"http/1.1 431 request header fields too large")
+    assert body["status"] == 431
+    assert body["code"] == "request_header_fields_too_large"
+    assert body["timestamp"].endswith("+00:00") or body["timestamp"].endswith("Z")
     protocol.connection_lost(None)

@@ -64,8 +64,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 import types
+from http import HTTPStatus
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import (
@@ -75,26 +77,46 @@ from uvicorn.protocols.http.httptools_impl import (
 )
 
 from authgate.api.encoded_headers import EncodedHeaders, encode_plain_fields
+from authgate.clock import utc_now
 
 log = logging.getLogger("authgate.http")
 
 
-def _plain_response(status: str, message: str) -> bytes:
-    body = message.encode("ascii")
+def _error_response(status: int, code: str, message: str) -> bytes:
+    """An answer the protocol gives before any app sees the request, in the API's error
+    shape (``authgate.api.errors.error_body``; no ``path``: there may be none to tell),
+    built when it is sent (its ``timestamp``)."""
+    body = json.dumps(
+        {
+            "timestamp": utc_now().isoformat(timespec="milliseconds"),
+            "status": status,
+            "error": HTTPStatus(status).phrase,
+            "code": code,
+            "message": message,
+            "detail": message,
+        },
+        separators=(",", ":"),
+    ).encode("ascii")
     return (
-        f"HTTP/1.1 {status}\r\n"
-        "content-type: text/plain; charset=utf-8\r\n"
+        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
+        "content-type: application/json\r\n"
+        "cache-control: no-store\r\n"
         f"content-length: {len(body)}\r\n"
         "connection: close\r\n\r\n"
     ).encode("ascii") + body
 
 
-HEAD_TOO_LARGE = _plain_response(
-    "431 Request Header Fields Too Large", "Request header fields too large"
+# The protocol's own refusals: (status, code, message), answered by ``_error_response``.
+Refusal = tuple[int, str, str]
+HEAD_TOO_LARGE: Refusal = (
+    431,
+    "request_header_fields_too_large",
+    "Request header fields too large",
 )
-HEAD_TIMEOUT = _plain_response("408 Request Timeout", "Request head not received in time")
-BODY_TIMEOUT = _plain_response("408 Request Timeout", "Request body not received in time")
-BODY_TOO_LARGE = _plain_response("413 Content Too Large", "Request body too large")
+HEAD_TIMEOUT: Refusal = (408, "request_timeout", "Request head not received in time")
+BODY_TIMEOUT: Refusal = (408, "request_timeout", "Request body not received in time")
+BODY_TOO_LARGE: Refusal = (413, "payload_too_large", "Request body too large")
+MALFORMED: Refusal = (400, "malformed_request", "Malformed HTTP request")
 # How long the rest of a refused head is read and dropped before the connection closes.
 LINGER_SECONDS = 1.0
 
@@ -173,7 +195,7 @@ class BoundedHeadProtocol(HttpToolsProtocol):
             # Feed what fits first: if the head ends there, the rest is a body or the
             # next request, not part of an oversized head.
             super().data_received(data[:room])
-            if self.transport.is_closing():  # e.g. a malformed head, answered 400
+            if self._refused or self.transport.is_closing():  # e.g. malformed: 400
                 return
             if self.cycle is cycle:
                 self._refuse_oversized_head()
@@ -187,7 +209,7 @@ class BoundedHeadProtocol(HttpToolsProtocol):
             self._head_complete()
             if self.cycle.more_body:  # (most requests: no body, or all of it came)
                 self._watch_body()
-        elif not self.transport.is_closing():
+        elif not (self._refused or self.transport.is_closing()):
             self._head_bytes += len(data)
             self._arm_head_timer()  # part of a head arrived: the rest has a deadline
 
@@ -245,15 +267,9 @@ class BoundedHeadProtocol(HttpToolsProtocol):
             self.client[0] if self.client else "-",
             "connection closed" if cycle.response_started else "answered 408",
         )
-        # The app waiting in receive() learns that the client is gone, and whatever it
-        # still sends is dropped (uvicorn's cycle ignores a disconnected one's send).
-        cycle.disconnected = True
-        cycle.message_event.set()
-        if cycle.response_started:  # the app answered without the body: nothing to add
-            self._refused = True
-            self.transport.close()
-            return
-        self._refuse(BODY_TIMEOUT)
+        # Whatever the app still sends is dropped (uvicorn's cycle ignores a
+        # disconnected one's send).
+        self._refuse_body(cycle, BODY_TIMEOUT)
 
     def _refuse_oversized_head(self) -> None:
         log.warning(
@@ -270,16 +286,32 @@ class BoundedHeadProtocol(HttpToolsProtocol):
             self.client[0] if self.client else "-",
             "connection closed" if cycle.response_started else "answered 413",
         )
-        cycle.disconnected = True  # the app's receive() learns that the client is gone
+        self._refuse_body(cycle, BODY_TOO_LARGE)
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to what its parser cannot read (uvicorn logs its own text,
+        ``msg``): a head, or a chunked body's framing. In the API's error shape, not as
+        plain text; and for a body, the app reading it learns that it will not come."""
+        cycle = self.cycle
+        if cycle is not None and cycle.more_body and not cycle.response_complete:
+            self._refuse_body(cycle, MALFORMED)
+        else:
+            self._refuse(MALFORMED)
+
+    def _refuse_body(self, cycle: Any, refusal: Refusal) -> None:
+        """Give up on the body being read: the app's ``receive()`` learns that the client
+        is gone; the client gets ``refusal``, or, if the app has begun its answer, the
+        connection closes."""
+        cycle.disconnected = True
         cycle.message_event.set()
         self._cancel_body_timer()
         if cycle.response_started:
             self._refused = True
             self.transport.close()
             return
-        self._refuse(BODY_TOO_LARGE)
+        self._refuse(refusal)
 
-    def _refuse(self, response: bytes) -> None:
+    def _refuse(self, refusal: Refusal) -> None:
         """Answer, close the write side, then read and drop what still arrives for a
         moment before closing: closing with unread data would reset the connection,
         and the client could lose the answer. If an earlier request's answer is still
@@ -291,7 +323,7 @@ class BoundedHeadProtocol(HttpToolsProtocol):
             self._refused = True
             cycle.keep_alive = False  # uvicorn closes once the answer is written
             return
-        self.transport.write(response)
+        self.transport.write(_error_response(*refusal))
         self._linger_then_close()
 
     def _linger_then_close(self) -> None:
@@ -411,7 +443,7 @@ class _NoTrailers(list[tuple[bytes, bytes]]):
     """Stands for the header list once a request's head is complete: httptools reports a
     chunked body's trailer fields as headers, and uvicorn would append them to the list
     that is the running request's ``scope["headers"]``. Appending raises, which httptools
-    turns into a parser error: uvicorn answers 400 and closes."""
+    turns into a parser error: ``send_400_response`` answers 400 and ends the body."""
 
     def append(self, _field: tuple[bytes, bytes]) -> None:
         raise ValueError("trailer fields are not accepted")
