@@ -181,14 +181,21 @@ def test_spellings_of_the_admin_path_are_held_to_the_admin_rule(
     target: str, admin_prefix: str, unmatched: str
 ) -> None:
     """A ROLE_USER caller is refused, in both rule forms and both unmatched modes; an
-    admin passes (the rule, not a refusal, decided)."""
+    admin passes (the rule, not a refusal, decided) where the path is the rule's in
+    exact case too. A spelling in another case is, to a case-sensitive upstream, a path
+    no rule covers: with ``unmatched = "deny"`` even an admin is refused there."""
     rules = [rule for rule in ISSUE_RULES if not rule.path_prefix.startswith("/admin")]
     rules.append(Rule(path_prefix=admin_prefix, roles=["ROLE_ADMIN"]))
     policy = ForwardAuthPolicy(rules, unmatched="deny" if unmatched == "deny" else "authenticated")
     requirement = decide(policy, "GET", target)
     with pytest.raises(PermissionDenied, match="ROLE_ADMIN"):
         requirement.check(user("ROLE_USER"))
-    requirement.check(user("ROLE_ADMIN", "ROLE_USER"))
+    exact_case = target in ("/%61dmin/x", "/admin", "/admin/")
+    if exact_case or unmatched == "authenticated":
+        requirement.check(user("ROLE_ADMIN", "ROLE_USER"))
+    else:
+        with pytest.raises(PermissionDenied, match="No credential"):
+            requirement.check(user("ROLE_ADMIN", "ROLE_USER"))
 
 
 @pytest.mark.parametrize("target", ["/INTERNAL", "/internal", "/Internal/x", "/%69nternal/x"])
@@ -199,20 +206,67 @@ def test_a_refusing_rule_cannot_be_dodged_by_case_or_encoding(target: str) -> No
 
 
 @pytest.mark.parametrize(
-    ("method", "target"),
+    ("method", "target", "exact_case"),
     [
-        ("POST", "/api/Orders"),
-        ("POST", "/api/%6frders"),
-        ("post", "/api/orders"),
-        ("Post", "/API/ORDERS/17"),
+        ("POST", "/api/Orders", False),
+        ("POST", "/api/%6frders", True),
+        ("post", "/api/orders", True),
+        ("Post", "/API/ORDERS/17", False),
     ],
 )
-def test_api_key_scope_rules_hold_for_every_spelling(method: str, target: str) -> None:
+def test_api_key_scope_rules_hold_for_every_spelling(
+    method: str, target: str, exact_case: bool
+) -> None:
+    """``orders:write`` is needed in every spelling; in another case than the rule's,
+    the path is also what a case-sensitive upstream serves under ``/api`` (or no rule),
+    where a POST needs ``write``."""
     policy = ForwardAuthPolicy(ISSUE_RULES)
     requirement = decide(policy, method.upper(), target)
     with pytest.raises(InsufficientScope, match="orders:write"):
         requirement.check(key("read", "write"))
-    requirement.check(key("orders:write"))
+    if exact_case:
+        requirement.check(key("orders:write"))
+    else:
+        with pytest.raises(InsufficientScope, match="scope write"):
+            requirement.check(key("orders:write"))
+        requirement.check(key("orders:write", "write"))
+
+
+FILES_RULES = [
+    Rule(path_prefix="/files", roles=["ROLE_ADMIN"]),
+    Rule(path_prefix="/files/public"),
+]
+
+
+@pytest.mark.parametrize(
+    "target", ["/files/PUBLIC/x", "/files/Public/x", "/files/publ%C4%B1c/x", "/files/PUBL%C4%B0C/x"]
+)
+def test_a_looser_rule_does_not_cover_another_case_of_its_path(target: str) -> None:
+    """Attack review: ``/files/PUBLIC/x`` was held only to the open ``/files/public``
+    rule, while a case-sensitive upstream (Tomcat) serves it from ``/files``, which needs
+    ROLE_ADMIN. Both readings' rules must now be met."""
+    policy = ForwardAuthPolicy(FILES_RULES)
+    with pytest.raises(PermissionDenied, match="ROLE_ADMIN"):
+        decide(policy, "GET", target).check(user("ROLE_USER"))
+    decide(policy, "GET", target).check(user("ROLE_ADMIN"))
+    decide(policy, "GET", "/files/public/x").check(user("ROLE_USER"))
+
+
+@pytest.mark.parametrize("target", ["/Files/Public/x", "/file%C5%BF/public/x", "/FILES/public"])
+def test_another_case_of_a_ruled_path_is_unmatched_too_for_deny(target: str) -> None:
+    """Attack review: with ``unmatched = "deny"``, ``/Files/Public/x`` was allowed by the
+    ``/files/public`` rule, though to a case-sensitive upstream no rule covers it."""
+    policy = ForwardAuthPolicy(FILES_RULES, unmatched="deny")
+    with pytest.raises(PermissionDenied, match="No credential"):
+        decide(policy, "GET", target).check(user("ROLE_ADMIN"))
+    decide(policy, "GET", "/files/public/x").check(user("ROLE_USER"))
+
+
+def test_case_sensitive_matching_reads_the_path_once() -> None:
+    policy = ForwardAuthPolicy(FILES_RULES, case_sensitive=True)
+    assert decide(policy, "GET", "/files/PUBLIC/x").roles == {"ROLE_ADMIN"}
+    assert decide(policy, "GET", "/files/PUBLIC/x").also is None
+    assert decide(policy, "GET", "/Files/x").rule == "default"
 
 
 def test_prefixes_match_whole_segments() -> None:

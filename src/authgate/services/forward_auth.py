@@ -22,8 +22,10 @@ The request comes only from the header pair of the configured proxy
 (:mod:`authgate.services.upstream_request`). Its path is matched in one canonical
 form (:mod:`authgate.security.paths`: decoded once; dot and empty segments,
 ``;params`` and trailing dots are refused, as servers read them differently),
-case-insensitively unless ``forward_auth_case_sensitive``. A
-prefix covers whole segments: ``/admin`` (or ``/admin/``) covers ``/admin`` and
+case-insensitively unless ``forward_auth_case_sensitive``; where the case-folded path
+and the path as sent pick different rules, the caller must meet both (an upstream may
+or may not ignore case: ``/files/PUBLIC`` is ``/files/public`` to one, ``/files`` to
+another). A prefix covers whole segments: ``/admin`` (or ``/admin/``) covers ``/admin`` and
 ``/admin/...``, never ``/administrator``. The decision for a (method, path) pair is
 computed once and remembered (bounded).
 """
@@ -185,6 +187,9 @@ class Requirement:
     permission: str | None = None
     allow: bool = True
     rule: str = "default"  # which rule decided (for logs and errors)
+    # A second requirement the caller must meet as well: the exact-case reading's, when
+    # it differs from the case-folded one (see ``ForwardAuthPolicy._requirement``).
+    also: Requirement | None = None
 
     def check(self, principal: Principal) -> None:
         """Nothing when ``principal`` satisfies it; ``PermissionDenied`` otherwise."""
@@ -208,6 +213,8 @@ class Requirement:
                 f"This API key lacks the scope {missing} for this upstream request",
                 reason=Reason.SCOPE_REQUIRED,
             )
+        if self.also is not None:
+            self.also.check(principal)
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,10 +257,11 @@ class ForwardAuthPolicy:
     ) -> None:
         self._case_sensitive = case_sensitive
         # Rules by the canonical prefix they cover (``/admin/`` and ``/admin`` are one),
-        # each list in configuration order.
+        # each list in configuration order: as written, and case-folded.
         self._by_prefix: dict[str, list[_Rule]] = {}
+        self._by_folded_prefix: dict[str, list[_Rule]] = {}
         for rule in rules:
-            prefix = self._match_form(_prefix_path(rule.path_prefix))
+            prefix = _prefix_path(rule.path_prefix)
             requirement = Requirement(
                 scopes=frozenset(rule.scopes),
                 roles=frozenset(rule.roles),
@@ -262,9 +270,9 @@ class ForwardAuthPolicy:
                 rule=f"{rule.path_prefix} {','.join(rule.methods) or '*'}",
             )
             unsafe = requirement if rule.scopes else replace(requirement, scopes=_WRITE.scopes)
-            self._by_prefix.setdefault(prefix, []).append(
-                _Rule(methods=frozenset(rule.methods), requirement=requirement, unsafe=unsafe)
-            )
+            entry = _Rule(methods=frozenset(rule.methods), requirement=requirement, unsafe=unsafe)
+            self._by_prefix.setdefault(prefix, []).append(entry)
+            self._by_folded_prefix.setdefault(case_folded(prefix), []).append(entry)
         self._unmatched = unmatched
         self.reader = reader or UpstreamRequestReader.for_proxy("nginx")
         self._decide = lru_cache(maxsize=cache_size)(self._requirement)
@@ -285,16 +293,26 @@ class ForwardAuthPolicy:
         return self._decide(method, path)
 
     def _requirement(self, method: str, path: str) -> Requirement:
-        for prefix in segment_prefixes(self._match_form(path)):
-            for rule in self._by_prefix.get(prefix, ()):
+        exact = self._matching(self._by_prefix, method, path)
+        if self._case_sensitive:
+            return exact
+        # Case-insensitive: /ADMIN/x is held to an /admin rule, as an upstream that
+        # ignores case serves it. But an upstream that does not (Tomcat, Starlette, most
+        # frameworks) serves /files/PUBLIC/x from /files, not from a looser /files/public
+        # rule: so a path whose two readings pick different rules must meet both.
+        folded = self._matching(self._by_folded_prefix, method, case_folded(path))
+        if folded == exact:
+            return exact
+        return replace(folded, also=exact, rule=f"{folded.rule} and {exact.rule}")
+
+    def _matching(self, by_prefix: dict[str, list[_Rule]], method: str, path: str) -> Requirement:
+        for prefix in segment_prefixes(path):
+            for rule in by_prefix.get(prefix, ()):
                 if not rule.methods or method in rule.methods:
                     return rule.requirement if method in SAFE_METHODS else rule.unsafe
         if self._unmatched == "deny":
             return _DENIED
         return _AUTHENTICATED if method in SAFE_METHODS else _WRITE
-
-    def _match_form(self, path: str) -> str:
-        return path if self._case_sensitive else case_folded(path)
 
 
 def _prefix_path(prefix: str) -> str:
