@@ -121,6 +121,10 @@ async def test_an_answer_before_the_body_closes_the_connection() -> None:
     protocol.data_received(b"POST /nope HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n")
     await settle(state)
     assert statuses(bytes(transport.written)) == [b"404"]
+    # The answer says that the connection ends (attack review: an SDK's next request on
+    # it failed with "Server disconnected without sending a response").
+    assert b"connection: close" in transport.written.lower()
+    assert not transport.closed  # not at once: the client may still be uploading
     # The late body and a next request (an oversized head, in the review) are dropped,
     # unparsed; a client still uploading may go on until the body's deadline.
     protocol.data_received(b"0123456789GET /slow HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000)

@@ -44,9 +44,10 @@ no timer at all for a request whose head arrives in one read (the common case).
   behind a pipelined one, while reading is paused (flow control), or before the app
   asks for the body of an ``Expect: 100-continue`` request, the deadline starts again.
 * **An answer before the body.** When the app answers a request before its body has
-  arrived (a 401, 404 or 413 decided from the head), what arrives next is read and
-  dropped, never parsed, until the body's deadline closes the connection (a client still
-  uploading gets to read the answer; the write side is closed at once). uvicorn would
+  arrived (a 401, 404 or 413 decided from the head), the answer says
+  ``connection: close``, and what arrives next is read and dropped, never parsed, until
+  the body's deadline closes the connection (a client still uploading gets to read the
+  answer; the write side is closed at once). uvicorn would
   feed it to the parser as that request's body and then as further requests, outside
   both bounds above: its cycle never leaves the "body" state once the response is
   complete.
@@ -368,6 +369,20 @@ class EncodedCycle(RequestResponseCycle):
 
     async def send(self, message: Any) -> None:
         if not self.response_started:
+            if self.more_body and self.keep_alive and message["type"] == "http.response.start":
+                # Answered before the request's body is in: nothing more on this
+                # connection will be read as a request (BoundedHeadProtocol drops it),
+                # so the answer says so, and the client does not send its next request
+                # there to see it fail. uvicorn writes ``connection: close`` for a cycle
+                # that is not kept alive, and would close at once when the answer is
+                # complete, resetting a connection with unread data (the client could
+                # lose the answer): the protocol's lingering close ends it instead.
+                self.keep_alive = False
+                try:
+                    await super().send(message)
+                finally:
+                    self.keep_alive = True
+                return
             headers = message.get("headers")
             if (
                 type(headers) is EncodedHeaders
