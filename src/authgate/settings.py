@@ -64,6 +64,11 @@ DATA_DIR_VARIABLE = "AUTHGATE_DATA_DIR"
 _SCOPE_NAME = re.compile(SCOPE_PATTERN)
 
 
+# UTMStack's DefaultTenantID: the one tenant of a single-tenant install, a constant that
+# every UTMStack plugin and v12's log-input use.
+UTMSTACK_DEFAULT_TENANT = "ce66672c-e36d-4761-a8c8-90058fee1a24"
+
+
 class Settings(BaseSettings):
     """authgate configuration. Every field maps to ``AUTHGATE_<FIELD NAME>``."""
 
@@ -164,10 +169,12 @@ class Settings(BaseSettings):
         default=None, description='Rate limit of keys without their own, e.g. "100/second".'
     )
     v12_tenant_id: str | None = Field(
-        default=None,
+        default=UTMSTACK_DEFAULT_TENANT,
         max_length=100,
         description="The tenantId the internal API key check (POST "
-        "/api/v1/api-keys/authenticate) answers; authgate has no tenants (null).",
+        "/api/v1/api-keys/authenticate) answers: UTMStack's single tenant by default "
+        "(authgate has no tenants; log-input keeps a pusher's own tenantId when given "
+        "none).",
     )
     # Alert sinks (several may be set at once; the log sink is always on), and the SMTP
     # server they share with mail to users; the secrets may come from files, like all.

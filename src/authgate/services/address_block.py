@@ -11,6 +11,13 @@ An IPv6 client is counted and blocked by its /64, as logins are
 (``security.networks.throttle_network``): one machine may hold a whole /64, and a new
 address within it must not start afresh.
 
+A trusted proxy's address (``AUTHGATE_TRUSTED_PROXIES``) is never counted or blocked:
+when it is the client address (a proxy that sent no forwarding header, or the
+``clientIp`` a v12 service reports when it sits behind the front-end nginx, as
+UTMStack's log-input does), it stands for every client behind it, and blocking it would
+refuse every key there for anyone who sends 20 bad ones. The refusals are still audited
+(and alerted on) one by one.
+
 One concept, one name in the code: "address block" (``AddressBlocker``,
 ``AddressBlockLimits``, ``Services.address_blocker``). What is outside the code keeps
 its name: the ``AUTHGATE_KEY_IP_*`` settings and the ``[key_abuse]`` table, the
@@ -28,7 +35,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from authgate.clock import Clock
 from authgate.exceptions import AddressBlocked
 from authgate.reasons import Reason
-from authgate.security.networks import IPV6_THROTTLE_PREFIX, IPAddress, parse_address
+from authgate.security.networks import (
+    IPV6_THROTTLE_PREFIX,
+    IPAddress,
+    TrustedProxies,
+    parse_address,
+)
 from authgate.services.audit.events import EventType
 from authgate.services.audit.writer import AuditLog
 from authgate.services.changes import Change, ChangeFeed, ChangeKind
@@ -87,8 +99,10 @@ class AddressBlocker:
         limits: AddressBlockLimits,
         clock: Clock,
         audit: AuditLog,
+        never_blocked: TrustedProxies | None = None,
     ) -> None:
         self._store = store
+        self._never_blocked = never_blocked
         self._feed = feed
         self._limits = limits
         self._clock = clock
@@ -117,8 +131,12 @@ class AddressBlocker:
             )
 
     async def failed(self, address: IPAddress | None) -> None:
-        """Count a refused key from ``address``; block the address past the threshold."""
+        """Count a refused key from ``address``; block the address past the threshold
+        (never a trusted proxy's: see the module docstring)."""
         if address is None:
+            return
+        never_blocked = self._never_blocked
+        if never_blocked is not None and never_blocked.trusts(address):
             return
         limits = self._limits
         now = self._clock().timestamp()

@@ -29,8 +29,9 @@ class Protection:
 
 def build_protection(settings: Settings, infra: Infrastructure, clock: Clock) -> Protection:
     audit, throttle = infra.audit, infra.throttle
+    proxies = trusted_proxies(settings)
     return Protection(
-        client_ips=ClientIpResolver(trusted_proxies(settings), header=settings.forwarded_header),
+        client_ips=ClientIpResolver(proxies, header=settings.forwarded_header),
         login_protection=LoginProtection(
             store=throttle,
             limits=settings.login,
@@ -39,7 +40,12 @@ def build_protection(settings: Settings, infra: Infrastructure, clock: Clock) ->
             max_waiting=settings.password_hashing.queue_size,
         ),
         address_blocker=AddressBlocker(
-            store=throttle, feed=infra.feed, limits=settings.key_abuse, clock=clock, audit=audit
+            store=throttle,
+            feed=infra.feed,
+            limits=settings.key_abuse,
+            clock=clock,
+            audit=audit,
+            never_blocked=proxies,
         ),
         rate_limits=KeyRateLimits(default=settings.api_key_default_rate_limit, link=infra.redis),
         forward_auth=ForwardAuthPolicy.configured(settings.forward_auth),

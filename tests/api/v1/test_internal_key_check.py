@@ -64,7 +64,8 @@ async def audited(harness: Harness, event_type: str) -> list[Any]:
 
 async def test_a_valid_key_answers_the_owner(harness: Harness) -> None:
     """log-input/auth/upstream.go: 200 {userId, login, tenantId}; userId is the owner's
-    public UUID (users.public_id), tenantId null (authgate has no tenants)."""
+    public UUID (users.public_id), tenantId UTMStack's single tenant (authgate has no
+    tenants; log-input reads a null as "" and then keeps the pusher's own tenantId)."""
     internal = await service_credential(harness)
     key = await alice_key(harness)
     response = await check(harness, internal, key, "127.0.0.1")
@@ -74,7 +75,11 @@ async def test_a_valid_key_answers_the_owner(harness: Harness) -> None:
         public_id = await session.scalar(
             User.__table__.select().with_only_columns(User.public_id).where(User.login == "alice")
         )
-    assert body == {"userId": public_id, "login": "alice", "tenantId": None}
+    assert body == {
+        "userId": public_id,
+        "login": "alice",
+        "tenantId": "ce66672c-e36d-4761-a8c8-90058fee1a24",
+    }
     # Unknown fields are ignored; the key's use is in its usage log, from clientIp.
     extra = await harness.client.post(
         PATH,
@@ -269,6 +274,33 @@ async def test_attack_bad_keys_are_counted_against_the_client_ip(harness: Harnes
     assert blocked.status_code == 429
     assert "Retry-After" in blocked.headers
     assert (await check(harness, internal, key, "198.51.100.8")).status_code == 200
+
+
+async def test_a_trusted_proxys_address_is_never_blocked(tmp_path: Path, clock: FakeClock) -> None:
+    """UTMStack replay: v12's log-input sits behind the front-end nginx and reports that
+    proxy's address as every key's clientIp, so 20 junk keys from anyone blocked every
+    key for 10 minutes. An address in AUTHGATE_TRUSTED_PROXIES stands for the clients
+    behind it: its bad keys are refused and audited one by one, never blocked."""
+    settings = test_settings(tmp_path / "data", trusted_proxies=["10.0.0.0/8"])
+    app = create_app(settings, clock=clock)
+    async with app.router.lifespan_context(app):
+        transport = httpx2.ASGITransport(app=app)
+        async with httpx2.AsyncClient(transport=transport, base_url="http://t") as client:
+            harness = Harness(app=app, services=app.state.services, client=client, clock=clock)
+            internal = await service_credential(harness)
+            key = await alice_key(harness, allowedIp=[])
+            limit = harness.services.settings.key_abuse.max_failures
+            for _ in range(limit * 2):
+                bad = await check(harness, internal, "agk_" + "x" * 62, "10.1.2.3")
+                assert bad.status_code == 401
+            assert (await check(harness, internal, key, "10.1.2.3")).status_code == 200
+            refused = await audited(harness, "API_KEY_ACCESS_FAILURE")
+            assert len(refused) == limit * 2
+            assert not await audited(harness, "IP_BLOCKED")
+            # Any other address is still blocked past the limit.
+            for _ in range(limit):
+                await check(harness, internal, "agk_" + "x" * 62, "198.51.100.7")
+            assert (await check(harness, internal, key, "198.51.100.7")).status_code == 429
 
 
 # -- rotation --------------------------------------------------------------------------

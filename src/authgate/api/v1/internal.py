@@ -125,7 +125,8 @@ class KeyCheckResponse(BaseModel):
     userId: str = Field(description="The key owner's public UUID.")
     login: str
     tenantId: str | None = Field(
-        description="authgate has no tenants: the configured AUTHGATE_V12_TENANT_ID (null)."
+        description="authgate has no tenants: AUTHGATE_V12_TENANT_ID, by default "
+        "UTMStack's single tenant."
     )
 
 
