@@ -38,7 +38,15 @@ def proxy() -> str:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, database_url: str, proxy: str) -> Settings:
+def access_token_query_param() -> bool:
+    """``access_token_query_param`` (a test parametrized with it overrides it)."""
+    return False
+
+
+@pytest.fixture
+def settings(
+    tmp_path: Path, database_url: str, proxy: str, access_token_query_param: bool
+) -> Settings:
     return test_settings(
         tmp_path / "data",
         database_url=database_url,
@@ -46,6 +54,7 @@ def settings(tmp_path: Path, database_url: str, proxy: str) -> Settings:
         forward_auth_rules=RULES,
         api_key_extra_scopes=["orders:write"],
         forward_auth_proxy=proxy,
+        access_token_query_param=access_token_query_param,
     )
 
 
@@ -134,6 +143,26 @@ async def test_traefik_and_caddy_headers_are_understood(harness: Harness, user_t
 
 
 # -- refused ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("access_token_query_param", [True])
+@pytest.mark.parametrize("proxy", ["caddy"])
+async def test_verify_never_reads_a_token_from_the_query(harness: Harness, user_token: str) -> None:
+    """With ``access_token_query_param`` on, authgate's own routes read
+    ``?access_token=``; verify does not: Caddy sends the client's query along on the
+    auth request, and a token accepted there would reach the upstream in its URL."""
+    own = await harness.client.get("/api/account", params={"access_token": user_token})
+    assert own.status_code == 200, own.text
+    headers = {
+        "X-Forwarded-Method": "GET",
+        "X-Forwarded-Uri": f"/api/things?access_token={user_token}",
+        "X-Forwarded-For": "198.51.100.7",
+    }
+    response = await harness.client.get(
+        VERIFY, params={"access_token": user_token}, headers=headers
+    )
+    assert response.status_code == 401
+    assert response.headers["X-Auth-Error"] == "credentials_missing"
 
 
 async def test_missing_and_bad_credentials_are_401_with_the_reason_in_a_header(
