@@ -28,6 +28,7 @@ RULES = [
     ForwardAuthRuleSetting(path_prefix="/admin/", roles=["ROLE_ADMIN"]),
     ForwardAuthRuleSetting(path_prefix="/orders/", methods=["POST"], scopes=["orders:write"]),
     ForwardAuthRuleSetting(path_prefix="/internal/", allow=False),
+    ForwardAuthRuleSetting(path_prefix="/reports/", methods=["GET"], roles=["ROLE_ADMIN"]),
 ]
 
 
@@ -330,6 +331,24 @@ async def test_rules_per_path_prefix_and_method(
         VERIFY, headers=proxied(created["key"], uri=uri, method=method)
     )
     assert response.status_code == status, response.text
+
+
+async def test_a_rule_naming_get_decides_head_too(
+    harness: Harness, user_token: str, admin_token: str
+) -> None:
+    """Upstreams answer HEAD with their GET handler: the GET-only ROLE_ADMIN rule on
+    /reports/ holds HEAD to the role too, not to the unmatched default (any caller).
+    Other methods it does not name are still left to that default."""
+    created = await harness.create_key(user_token, scopes=["read", "write"], allowedIp=UPSTREAM)
+    for method in ("GET", "HEAD"):
+        headers = proxied(created["key"], uri="/reports/x", method=method)
+        refused = await harness.client.get(VERIFY, headers=headers)
+        assert refused.status_code == 403, method
+        assert refused.headers["X-Auth-Error"] == "forbidden"
+        allowed = proxied(admin_token, uri="/reports/x", method=method)
+        assert (await harness.client.get(VERIFY, headers=allowed)).status_code == 200
+    headers = proxied(created["key"], uri="/reports/x", method="POST")
+    assert (await harness.client.get(VERIFY, headers=headers)).status_code == 200
 
 
 @pytest.mark.parametrize(
