@@ -90,6 +90,7 @@ class EchoHandler(BaseHTTPRequestHandler):
                 "method": self.command,
                 "path": self.path,
                 "headers": {name.lower(): value for name, value in self.headers.items()},
+                "environ": cgi_environ(self.headers.items()),
                 "body": body,
             }
         ).encode()
@@ -103,6 +104,17 @@ class EchoHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+
+def cgi_environ(headers: list[tuple[str, str]]) -> dict[str, str]:
+    """The ``HTTP_*`` variables a CGI-style upstream (WSGI's ``wsgiref``, Rack, PHP)
+    makes of ``headers``: ``-`` and ``_`` are one there, so ``X-Auth_User`` and
+    ``X-Auth-User`` both land in ``HTTP_X_AUTH_USER`` (values joined with commas)."""
+    environ: dict[str, str] = {}
+    for name, value in headers:
+        key = "HTTP_" + name.replace("-", "_").upper()
+        environ[key] = f"{environ[key]},{value.strip()}" if key in environ else value.strip()
+    return environ
 
 
 @contextmanager
@@ -291,6 +303,18 @@ def start_tomcat(base: Path) -> tuple[Process, int]:
     )
     wait_until_serving(process, port, "tomcat", timeout=60)
     return process, port
+
+
+# Headers some frameworks take to change the method or path they route; the examples
+# never pass them upstream.
+OVERRIDES = {
+    "X-HTTP-Method-Override": "DELETE",
+    "X-HTTP-Method": "DELETE",
+    "X-Method-Override": "DELETE",
+    "X-Original-URL": "/admin/x",
+    "X-Rewrite-URL": "/admin/x",
+    "X-Forwarded-Prefix": "/admin",
+}
 
 
 # -- raw requests ----------------------------------------------------------------------------------

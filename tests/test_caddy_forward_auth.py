@@ -15,7 +15,14 @@ from collections.abc import Iterator
 import pytest
 
 from tests.processes import Process
-from tests.proxies import Stack, echo_upstream, needs_caddy, start_authgate, start_caddy
+from tests.proxies import (
+    OVERRIDES,
+    Stack,
+    echo_upstream,
+    needs_caddy,
+    start_authgate,
+    start_caddy,
+)
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow, needs_caddy]
 
@@ -89,8 +96,9 @@ def test_a_valid_key_reaches_the_upstream_with_identity_and_without_its_secret(
 def test_identity_headers_spelled_with_underscores_never_reach_the_upstream(
     stack: Stack,
 ) -> None:
-    """CGI-style upstreams (WSGI, Rack, PHP) read ``X_Auth_User`` and ``X-Auth-User`` as
-    one ``HTTP_X_AUTH_USER``: the client's underscore spellings are dropped too."""
+    """CGI-style upstreams (WSGI, Rack, PHP) read ``X_Auth_User``, ``X-Auth_User`` and
+    ``X-Auth-User`` as one ``HTTP_X_AUTH_USER``: the client's underscore spellings, mixed
+    ones included, are dropped too."""
     response = stack.call(
         "GET",
         "/api/orders",
@@ -99,14 +107,81 @@ def test_identity_headers_spelled_with_underscores_never_reach_the_upstream(
             "X_Auth_User": "admin",
             "x_auth_roles": "ROLE_ADMIN",
             "X_AUTH_PERMISSIONS": "users.write",
+            "X-Auth_User-Id": "1",
+            "X_Auth-Method": "api_key",
+            "x-AUTH_scopes": "admin",
+        },
+    )
+    assert response.status_code == 200, response.text
+    seen = response.json()
+    assert not [name for name in seen["headers"] if "_" in name]
+    environ = seen["environ"]
+    assert environ["HTTP_X_AUTH_USER"] == "alice"
+    assert environ["HTTP_X_AUTH_ROLES"] == "ROLE_USER"
+    assert environ["HTTP_X_AUTH_METHOD"] == "jwt"
+    assert environ["HTTP_X_AUTH_USER_ID"] != "1"
+    assert "HTTP_X_AUTH_SCOPES" not in environ
+
+
+@pytest.mark.parametrize(
+    "connection",
+    [
+        "X-Auth-User, X-Auth-Roles, X-Auth-Scopes, X-Auth-Key-Id, X-Auth-Method",
+        "keep-alive, x-auth-scopes",
+        "X_Auth_Key_Id",
+    ],
+)
+def test_a_connection_header_naming_identity_headers_is_refused(
+    stack: Stack, connection: str
+) -> None:
+    """Caddy removes the headers a client's ``Connection`` names before proxying, after
+    ``copy_headers`` set authgate's: the client could remove its key's X-Auth-Scopes (a
+    scoped key would look like a user's token) or X-Auth-User, leaving a forged
+    ``X-Auth_User`` alone. Such a request is refused before anything else."""
+    key = stack.create_key(f"caddy-hop-{uuid.uuid4().hex[:8]}", scopes=["read"])
+    response = stack.raw(
+        "GET",
+        "/public/x",
+        {
+            "Authorization": f"Bearer {key}",
+            "Connection": connection,
+            "X-Auth_User": "admin",
+            "X_Auth-Roles": "ROLE_ADMIN",
+        },
+    )
+    assert response.status == 400, response.body
+    assert '"headers"' not in response.body  # never the echo upstream's answer
+
+
+def test_a_websocket_upgrade_still_reaches_the_upstream(stack: Stack) -> None:
+    """Only a Connection header naming identity headers is refused: an upgrade passes."""
+    response = stack.call(
+        "GET",
+        "/public/socket",
+        headers={
+            "Authorization": f"Bearer {stack.user_token}",
+            "Connection": "Upgrade",
+            "Upgrade": "websocket",
         },
     )
     assert response.status_code == 200, response.text
     headers = response.json()["headers"]
+    assert headers["upgrade"] == "websocket"
     assert headers["x-auth-user"] == "alice"
-    assert not [
-        name for name in headers if name.replace("_", "-").startswith("x-auth-") and "_" in name
-    ]
+
+
+def test_method_and_path_override_headers_never_reach_the_upstream(stack: Stack) -> None:
+    """Frameworks that honour them would route another method or path than the one
+    authgate checked (a read key's GET run as a DELETE)."""
+    key = stack.create_key("caddy-override", scopes=["read"])
+    response = stack.call(
+        "GET",
+        "/api/orders",
+        headers={"Authorization": f"Bearer {key}", **OVERRIDES},
+    )
+    assert response.status_code == 200, response.text
+    headers = response.json()["headers"]
+    assert not {name.lower() for name in OVERRIDES} & set(headers)
 
 
 def test_a_token_passes_and_a_clients_key_headers_do_not(stack: Stack) -> None:

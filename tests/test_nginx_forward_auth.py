@@ -21,6 +21,7 @@ import pytest
 
 from tests.processes import Process, free_port
 from tests.proxies import (
+    OVERRIDES,
     Stack,
     echo_upstream,
     in_,
@@ -101,6 +102,49 @@ def test_a_user_token_and_the_utmstack_header_pass_too(stack: Stack) -> None:
     by_header = stack.call("PUT", "/api/orders/1", headers={"Utm-Api-Key": key}, json={"n": 1})
     assert by_header.status_code == 200, by_header.text
     assert by_header.json()["body"] == '{"n":1}'  # the body reaches the upstream intact
+
+
+def test_forged_identity_spellings_and_connection_tokens_never_reach_the_upstream(
+    stack: Stack,
+) -> None:
+    """nginx drops a client's header with a ``_`` in its name (``underscores_in_headers``
+    off, its default), which CGI-style upstreams would read as ``HTTP_X_AUTH_USER``, and
+    never removes the headers a client's ``Connection`` names (Caddy does): a scoped
+    key's request reaches the upstream with authgate's identity, scopes included."""
+    key = stack.create_key("nginx-hop", token=stack.user_token, scopes=["read"])
+    response = raw_request(
+        stack.proxy_port,
+        "GET",
+        "/api/orders",
+        {
+            "Authorization": f"Bearer {key}",
+            "Connection": "X-Auth-User, X-Auth-Roles, X-Auth-Scopes, X-Auth-Key-Id, X-Auth-Method",
+            "X-Auth_User": "admin",
+            "X_Auth-Roles": "ROLE_ADMIN",
+            "x_auth_method": "jwt",
+        },
+    )
+    assert response.status == 200, response.body
+    seen = json.loads(response.body)
+    assert not [name for name in seen["headers"] if "_" in name]
+    environ = seen["environ"]
+    assert environ["HTTP_X_AUTH_USER"] == "alice"
+    assert environ["HTTP_X_AUTH_ROLES"] == "ROLE_USER"
+    assert environ["HTTP_X_AUTH_METHOD"] == "api_key"
+    assert environ["HTTP_X_AUTH_SCOPES"] == "read"
+    assert environ["HTTP_X_AUTH_KEY_ID"] == key[4:16]
+
+
+def test_method_and_path_override_headers_never_reach_the_upstream(stack: Stack) -> None:
+    """Frameworks that honour them would route another method or path than the one
+    authgate checked (a read key's GET run as a DELETE)."""
+    key = stack.create_key("nginx-override", scopes=["read"])
+    response = stack.call(
+        "GET", "/api/orders", headers={"Authorization": f"Bearer {key}", **OVERRIDES}
+    )
+    assert response.status_code == 200, response.text
+    headers = response.json()["headers"]
+    assert not {name.lower() for name in OVERRIDES} & set(headers)
 
 
 # -- refused -----------------------------------------------------------------------------------

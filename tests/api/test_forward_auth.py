@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import tomllib
 from datetime import timedelta
 from pathlib import Path
@@ -27,6 +28,7 @@ RULES = [
     ForwardAuthRuleSetting(path_prefix="/admin/", roles=["ROLE_ADMIN"]),
     ForwardAuthRuleSetting(path_prefix="/orders/", methods=["POST"], scopes=["orders:write"]),
     ForwardAuthRuleSetting(path_prefix="/internal/", allow=False),
+    ForwardAuthRuleSetting(path_prefix="/reports/", methods=["GET"], roles=["ROLE_ADMIN"]),
 ]
 
 
@@ -37,7 +39,15 @@ def proxy() -> str:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, database_url: str, proxy: str) -> Settings:
+def access_token_query_param() -> bool:
+    """``access_token_query_param`` (a test parametrized with it overrides it)."""
+    return False
+
+
+@pytest.fixture
+def settings(
+    tmp_path: Path, database_url: str, proxy: str, access_token_query_param: bool
+) -> Settings:
     return test_settings(
         tmp_path / "data",
         database_url=database_url,
@@ -45,6 +55,7 @@ def settings(tmp_path: Path, database_url: str, proxy: str) -> Settings:
         forward_auth_rules=RULES,
         api_key_extra_scopes=["orders:write"],
         forward_auth_proxy=proxy,
+        access_token_query_param=access_token_query_param,
     )
 
 
@@ -133,6 +144,26 @@ async def test_traefik_and_caddy_headers_are_understood(harness: Harness, user_t
 
 
 # -- refused ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("access_token_query_param", [True])
+@pytest.mark.parametrize("proxy", ["caddy"])
+async def test_verify_never_reads_a_token_from_the_query(harness: Harness, user_token: str) -> None:
+    """With ``access_token_query_param`` on, authgate's own routes read
+    ``?access_token=``; verify does not: Caddy sends the client's query along on the
+    auth request, and a token accepted there would reach the upstream in its URL."""
+    own = await harness.client.get("/api/account", params={"access_token": user_token})
+    assert own.status_code == 200, own.text
+    headers = {
+        "X-Forwarded-Method": "GET",
+        "X-Forwarded-Uri": f"/api/things?access_token={user_token}",
+        "X-Forwarded-For": "198.51.100.7",
+    }
+    response = await harness.client.get(
+        VERIFY, params={"access_token": user_token}, headers=headers
+    )
+    assert response.status_code == 401
+    assert response.headers["X-Auth-Error"] == "credentials_missing"
 
 
 async def test_missing_and_bad_credentials_are_401_with_the_reason_in_a_header(
@@ -300,6 +331,24 @@ async def test_rules_per_path_prefix_and_method(
         VERIFY, headers=proxied(created["key"], uri=uri, method=method)
     )
     assert response.status_code == status, response.text
+
+
+async def test_a_rule_naming_get_decides_head_too(
+    harness: Harness, user_token: str, admin_token: str
+) -> None:
+    """Upstreams answer HEAD with their GET handler: the GET-only ROLE_ADMIN rule on
+    /reports/ holds HEAD to the role too, not to the unmatched default (any caller).
+    Other methods it does not name are still left to that default."""
+    created = await harness.create_key(user_token, scopes=["read", "write"], allowedIp=UPSTREAM)
+    for method in ("GET", "HEAD"):
+        headers = proxied(created["key"], uri="/reports/x", method=method)
+        refused = await harness.client.get(VERIFY, headers=headers)
+        assert refused.status_code == 403, method
+        assert refused.headers["X-Auth-Error"] == "forbidden"
+        allowed = proxied(admin_token, uri="/reports/x", method=method)
+        assert (await harness.client.get(VERIFY, headers=allowed)).status_code == 200
+    headers = proxied(created["key"], uri="/reports/x", method="POST")
+    assert (await harness.client.get(VERIFY, headers=headers)).status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -476,8 +525,18 @@ def test_the_traefik_example_forwards_every_identity_header() -> None:
     assert not allowed & {name.lower() for name in IDENTITY_HEADERS}
     assert "AUTHGATE_FORWARD_AUTH_PROXY=traefik" in example.read_text()
     stripped = middlewares["strip-credentials"]["headers"]["customRequestHeaders"]
-    underscored = {name.replace("-", "_"): "" for name in IDENTITY_HEADERS}
-    assert stripped == {"Authorization": "", "Utm-Api-Key": "", **underscored}
+    assert set(stripped.values()) == {""}  # an empty value removes the header
+    # Every spelling with a "_" (Traefik removes no header by pattern), mixed ones too.
+    underscored = set()
+    for name in IDENTITY_HEADERS:
+        words = name.split("-")
+        for separators in itertools.product("-_", repeat=len(words) - 1):
+            spelling = words[0] + "".join(s + w for s, w in zip(separators, words[1:], strict=True))
+            if "_" in spelling:
+                underscored.add(spelling)
+    overrides = {"X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override"}
+    overrides |= {"X-Original-URL", "X-Rewrite-URL"}
+    assert set(stripped) == {"Authorization", "Utm-Api-Key", *underscored, *overrides}
 
 
 def test_the_nginx_example_forwards_every_identity_header() -> None:
@@ -706,10 +765,11 @@ async def test_the_usage_log_records_the_canonical_path(harness: Harness, user_t
 def test_the_caddy_example_copies_every_identity_header() -> None:
     example = Path(__file__).parents[2] / "examples" / "caddy" / "Caddyfile"
     text = example.read_text()
-    copied = next(line for line in text.splitlines() if "copy_headers" in line).split()[1:]
+    lines = [line.strip() for line in text.splitlines()]
+    copied = next(line for line in lines if line.startswith("copy_headers")).split()[1:]
     assert set(copied) == set(IDENTITY_HEADERS)
     assert "request_header -X-Auth-*" in text
-    assert "request_header -X_Auth_*" in text
+    assert "request_header -*_*" in text  # X_Auth_User, X-Auth_User: HTTP_X_AUTH_USER
     assert "header_up -Authorization" in text
     assert "header_up -Utm-Api-Key" in text
     assert "AUTHGATE_FORWARD_AUTH_PROXY=caddy" in text

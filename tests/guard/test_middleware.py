@@ -121,6 +121,24 @@ async def test_a_dependency_reuses_the_middlewares_principal(
     assert authgate.count(VERIFY) == 1
 
 
+async def test_a_cached_success_is_never_reused_for_another_spelling_of_the_path(
+    harness: Harness, make_guard: GuardFactory, authgate: AuthgateTransport, user_token: str
+) -> None:
+    """The cache is keyed on the raw URI authgate was asked about, not the decoded path:
+    ``/reports%2Fdaily`` decodes to the ``/reports/daily`` just allowed, but authgate
+    refuses it as sent (an encoded separator), and so does the guard."""
+    created = await harness.create_key(user_token, scopes=["read"], allowedIp=CALLER_NETWORK)
+    service = protected(make_guard(key_cache_ttl=10))
+    headers = {"Utm-Api-Key": created["key"]}
+    assert (await get(service, "/reports/daily", headers)).status_code == 200
+    refused = await get(service, "/reports%2Fdaily", headers)
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["code"] == "ambiguous_upstream_path"
+    assert authgate.count(VERIFY) == 2
+    assert (await get(service, "/reports/daily", headers)).status_code == 200  # cached
+    assert authgate.count(VERIFY) == 2
+
+
 async def test_authgate_down_is_503_behind_the_middleware(
     harness: Harness, make_guard: GuardFactory, authgate: AuthgateTransport, user_token: str
 ) -> None:

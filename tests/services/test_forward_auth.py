@@ -407,3 +407,20 @@ def test_prefixes_whose_rules_leave_methods_to_others_are_warned_of() -> None:
     with pytest.raises(InsufficientScope):  # POST falls to the default: keys need write
         policy.requirement("POST", "/admin/x").check(key("read"))
     policy.requirement("POST", "/admin/x").check(user("ROLE_USER"))
+
+
+def test_a_rule_naming_get_decides_head_too() -> None:
+    """Upstreams answer HEAD with their GET handler: a GET-only role rule holds HEAD to
+    the role (it fell to the unmatched default, any authenticated caller), and the
+    start-up warning names HEAD among the methods decided there."""
+    config = ForwardAuthConfig(
+        rules=[Rule(path_prefix="/admin", methods=["GET"], roles=["ROLE_ADMIN"])]
+    )
+    (warning,) = config.warnings()
+    assert warning.startswith("forward-auth rules for /admin name only GET, HEAD:")
+    policy = ForwardAuthPolicy(config.rules)
+    for method in ("GET", "HEAD"):
+        with pytest.raises(PermissionDenied):
+            policy.requirement(method, "/admin/x").check(user("ROLE_USER"))
+        policy.requirement(method, "/admin/x").check(user("ROLE_ADMIN"))
+    policy.requirement("OPTIONS", "/admin/x").check(user("ROLE_USER"))  # left to the default

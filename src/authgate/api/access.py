@@ -221,7 +221,7 @@ def principal_of(request: Request) -> Principal:
     return principal
 
 
-def request_credentials(scope: Scope, services: Services) -> Credentials:
+def header_credentials(scope: Scope) -> Credentials:
     """The credential headers, classified (one pass over the headers)."""
     api_key = authorization = None
     for name, value in scope["headers"]:
@@ -233,7 +233,13 @@ def request_credentials(scope: Scope, services: Services) -> Credentials:
             if api_key is not None:
                 return DUPLICATE_CREDENTIALS
             api_key = value.decode("latin-1")
-    credentials = credentials_of(api_key, authorization)
+    return credentials_of(api_key, authorization)
+
+
+def request_credentials(scope: Scope, services: Services) -> Credentials:
+    """The credential headers, or else ``?access_token=`` where
+    ``access_token_query_param`` allows it."""
+    credentials = header_credentials(scope)
     if credentials is NO_CREDENTIALS and services.settings.tokens.query_param:
         query = scope.get("query_string", b"").decode("latin-1")
         # The last one, as Starlette's ``query_params`` reads it.

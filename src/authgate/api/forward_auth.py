@@ -42,8 +42,8 @@ from authgate.api.access import (
     AuthenticatedRoute,
     Handler,
     client_address,
+    header_credentials,
     header_value,
-    request_credentials,
     services_of,
     verdict_of,
 )
@@ -77,7 +77,9 @@ async def decide(scope: Scope, services: Services) -> Verdict:
     method, requirement = _upstream_requirement(verdict, scope, services.forward_auth)
     return await services.gate.check(
         verdict,
-        request_credentials(scope, services),
+        # Headers only, never ``?access_token=``: a proxy may pass the client's query on
+        # (Caddy does), and a token accepted there would reach the upstream in its URL.
+        header_credentials(scope),
         client_address(scope, services),
         method,
         requirement,

@@ -37,7 +37,6 @@ class IncomingRequest:
 
     credential: Credential | None
     method: str
-    path: str
     uri: str  # the path and query as sent, for authgate's forward-auth rules
     client_ip: str | None
 
@@ -55,7 +54,6 @@ class IncomingRequest:
         return cls(
             credential=_credential(scope),
             method=str(scope.get("method", "GET")),
-            path=str(scope["path"]),
             uri=path_part + ("?" + query.decode("latin-1") if query else ""),
             client_ip=str(client[0]) if client else None,
         )

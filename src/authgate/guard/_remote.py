@@ -9,9 +9,10 @@ so that it is read alike whichever proxy authgate is configured for. No other he
 of the incoming request is passed on.
 
 * 200 with the identity headers: a :class:`GuardPrincipal`, remembered for
-  ``key_cache_ttl`` seconds under a SHA-256 of (credential, client address, method,
-  path): the plaintext is never a cache key, and a different address or request is
-  asked about afresh, since authgate's answer depends on them.
+  ``key_cache_ttl`` seconds under a SHA-256 of what was sent (credential, client
+  address, method, raw URI with its query): the plaintext is never a cache key, and a
+  different address or request (another spelling of the path included) is asked about
+  afresh, since authgate's answer depends on them.
 * 400/401/403/423/429: refused, with authgate's code, message, ``WWW-Authenticate``
   and ``Retry-After``. Refusals are never cached, so authgate keeps counting bad keys.
 * anything else (5xx, a redirect, a 200 without identity, no answer at all): 503.
@@ -144,13 +145,16 @@ def _headers(request: IncomingRequest, credential: Credential) -> dict[str, str]
 
 
 def _cache_key(request: IncomingRequest, credential: Credential) -> bytes:
-    # Unambiguous: only the path, which comes last, could contain a NUL.
+    """Exactly what :func:`_headers` sends, so that a cached answer is the one authgate
+    gave for this request: the raw URI, not the decoded path (``/public%2Fy`` decodes
+    to ``/public/y``, which authgate allows, but is refused as sent)."""
+    # Unambiguous: only the URI, which comes last, could contain a NUL.
     parts = (
         credential.header,
         credential.value,
         request.client_ip or "",
         request.method,
-        request.path,
+        request.uri,
     )
     return hashlib.sha256("\0".join(parts).encode("utf-8", "surrogatepass")).digest()
 

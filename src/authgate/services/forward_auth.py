@@ -7,7 +7,8 @@ make *this* request is decided here, by rules per upstream path prefix and metho
 (``forward_auth_rules``):
 
 * the rule with the longest matching prefix wins; among rules with the same prefix,
-  the first whose methods include the request's (a rule without methods takes any).
+  the first whose methods include the request's (a rule without methods takes any; one
+  naming GET takes HEAD too, as upstreams answer HEAD with their GET handler).
   A method no rule of a prefix names is decided by a shorter prefix's rules, or as
   unmatched (as routes match on path and method in Kong or Traefik); the start-up log
   warns of every prefix whose rules leave methods to others that way;
@@ -64,7 +65,8 @@ class ForwardAuthRuleSetting(BaseModel):
     """What ``/api/auth/verify`` requires for upstream requests under a path prefix.
 
     The longest matching ``path_prefix`` wins; among rules with the same prefix, the
-    first whose ``methods`` include the request's method (no ``methods``: any method).
+    first whose ``methods`` include the request's method (no ``methods``: any method;
+    ``GET`` includes ``HEAD``).
     A prefix covers whole path segments (``/admin`` and ``/admin/`` both cover ``/admin``
     and ``/admin/x``, not ``/administrator``) and must be written in canonical form.
     ``scopes`` are all required of API keys (a user's token carries the user's full
@@ -165,7 +167,7 @@ class ForwardAuthConfig(BaseModel):
             methods = named.setdefault(prefix, set())
             if methods is not None:
                 if rule.methods:
-                    methods.update(rule.methods)
+                    methods.update(_covered_methods(rule.methods))
                 else:
                     named[prefix] = None  # a rule there takes every method
         return [
@@ -270,7 +272,9 @@ class ForwardAuthPolicy:
                 rule=f"{rule.path_prefix} {','.join(rule.methods) or '*'}",
             )
             unsafe = requirement if rule.scopes else replace(requirement, scopes=_WRITE.scopes)
-            entry = _Rule(methods=frozenset(rule.methods), requirement=requirement, unsafe=unsafe)
+            entry = _Rule(
+                methods=_covered_methods(rule.methods), requirement=requirement, unsafe=unsafe
+            )
             self._by_prefix.setdefault(prefix, []).append(entry)
             self._by_folded_prefix.setdefault(case_folded(prefix), []).append(entry)
         self._unmatched = unmatched
@@ -313,6 +317,14 @@ class ForwardAuthPolicy:
         if self._unmatched == "deny":
             return _DENIED
         return _AUTHENTICATED if method in SAFE_METHODS else _WRITE
+
+
+def _covered_methods(methods: Iterable[str]) -> frozenset[str]:
+    """The methods a rule naming ``methods`` decides: HEAD with GET, since upstreams
+    answer a HEAD with their GET handler (a GET-only admin rule must not leave HEAD to
+    the unmatched default)."""
+    covered = frozenset(methods)
+    return covered | {"HEAD"} if "GET" in covered else covered
 
 
 def _prefix_path(prefix: str) -> str:
