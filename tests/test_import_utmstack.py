@@ -62,7 +62,10 @@ from tests.conftest import (
 from tests.mail import running_smtp_server
 
 # UTMStack's schema, from config/liquibase/scripts/tables.sql (jhi_user, jhi_authority,
-# jhi_user_authority) and changelog/20251017001_create_api_keys_table.xml (api_keys).
+# jhi_user_authority, utm_configuration_parameter without its section) and
+# changelog/20251017001_create_api_keys_table.xml (api_keys). The two-factor switch is on
+# (data.sql writes 'false'; alice's TOTP factor is asked for only while it is on), beside
+# a setting whose value must never be exported (the SMTP password, encrypted there).
 DDL = """
 CREATE TABLE jhi_user (
     id bigint PRIMARY KEY, login varchar(50) NOT NULL UNIQUE,
@@ -85,6 +88,18 @@ CREATE TABLE api_keys (
     created_at timestamp NOT NULL, expires_at timestamp, generated_at timestamp
 );
 INSERT INTO jhi_authority VALUES ('ROLE_ADMIN'), ('ROLE_USER');
+CREATE TABLE utm_configuration_parameter (
+    id bigint PRIMARY KEY, section_id bigint NOT NULL, conf_param_short varchar(100),
+    conf_param_large varchar(255), conf_param_description varchar(255), conf_param_value text,
+    conf_param_required boolean, conf_param_datatype varchar(20),
+    modification_time timestamp(6), modification_user varchar(255), conf_param_option text,
+    UNIQUE (section_id, conf_param_short)
+);
+INSERT INTO utm_configuration_parameter (id, section_id, conf_param_short, conf_param_large,
+    conf_param_value, conf_param_required, conf_param_datatype) VALUES
+    (17, 3, 'utmstack.tfa.enable', 'Enable Two Factor Authentication', 'true', true, 'bool'),
+    (10, 2, 'utmstack.mail.password', 'Mail Server Password', 'SMTP-PASSWORD-NOT-EXPORTED',
+     false, 'password');
 """
 
 PASSWORDS = {
@@ -585,6 +600,7 @@ async def test_second_factors_follow_utmstack_but_not_over_authgate(
     assert no_smtp.as_json()["secondFactors"] == {
         "emailNotImportedNoSmtp": 1,
         "totpNotImportedUnusableSecret": 0,
+        "notImportedSwitchOff": 0,
     }
     bob = await harness.client.post(
         "/api/authenticate", json={"username": "bob", "password": PASSWORDS["bob"]}
@@ -636,6 +652,7 @@ async def test_a_totp_secret_no_app_can_hold_is_not_imported(harness: Harness) -
     assert report.as_json()["secondFactors"] == {
         "emailNotImportedNoSmtp": 0,
         "totpNotImportedUnusableSecret": 1,
+        "notImportedSwitchOff": 0,
     }
     password_only = await harness.client.post(
         "/api/authenticate", json={"username": "bob", "password": PASSWORDS["bob"]}
@@ -1118,6 +1135,7 @@ def test_cli_warns_of_email_second_factors_left_out_without_smtp(
         assert json.loads(as_json.stdout)["secondFactors"] == {
             "emailNotImportedNoSmtp": 2,
             "totpNotImportedUnusableSecret": 0,
+            "notImportedSwitchOff": 0,
         }
         assert "warning: 2 users" in as_json.stderr
     finally:
@@ -1188,5 +1206,434 @@ def test_cli_reads_the_database_named_by_the_environment(
         for secret in utmstack.secrets():
             assert secret not in result.output
             assert secret not in again.output
+    finally:
+        os.environ.pop(CONFIG_FILE_VARIABLE, None)
+
+
+# -- UTMStack's global two-factor switch (utmstack.tfa.enable) -------------------------------
+
+
+def switch_row(value: str | None) -> dict[str, Any]:
+    return {"conf_param_short": "utmstack.tfa.enable", "conf_param_value": value}
+
+
+@pytest.mark.parametrize(
+    ("rows", "enabled"),
+    [
+        ([switch_row("true")], True),
+        ([switch_row("TRUE")], True),  # Boolean.parseBoolean: any case
+        ([switch_row("false")], False),
+        ([switch_row(None)], False),  # a null is off, as in UTMStack
+        ([switch_row("yes")], False),
+        ([switch_row(" true")], False),
+        ([switch_row("true"), switch_row("true")], True),
+        ([switch_row("true"), switch_row("false")], None),  # disagree: not read
+        ([switch_row(1)], None),  # type: ignore[arg-type]
+        ([{"conf_param_short": "utmstack.mail.host", "conf_param_value": "true"}], None),
+        (None, None),  # no table (an export of the earlier command)
+    ],
+)
+def test_the_switch_is_read_as_utmstack_reads_it(
+    rows: list[dict[str, Any]] | None, enabled: bool | None
+) -> None:
+    document: dict[str, Any] = {"jhi_user": []}
+    if rows is not None:
+        document["utm_configuration_parameter"] = rows
+    switch = parse_source(utmstack_source.tables_from_document(document)).tfa_switch
+    assert switch.enabled is enabled
+    if enabled is None:
+        assert switch.detail
+
+
+async def test_the_switch_off_leaves_utmstacks_factors_out(
+    harness: Harness, utmstack: UtmStackSource, tmp_path: Path
+) -> None:
+    """Off, UTMStack asked nobody for a second factor: alice's TOTP is not put in force
+    (noted, counted), she signs in with her password as in UTMStack. Turned on, it is
+    imported; turned off again, the factor that import put in force is removed."""
+    await edit_utmstack(
+        utmstack,
+        "UPDATE utm_configuration_parameter SET conf_param_value = 'false' "
+        "WHERE conf_param_short = 'utmstack.tfa.enable'",
+        # UTMStack v10's leftover: a per-login secret written while the switch was on.
+        "UPDATE jhi_user SET tfa_secret = 'MFRGGZDFMZTWQ2LK' WHERE login = 'bob'",
+    )
+    report = await import_from_database(harness, utmstack)
+    assert report.tfa_switch.enabled is False
+    alice = entry(report, "user", "alice").notes
+    assert (
+        "second factor TOTP not imported: UTMStack's two-factor switch (utmstack.tfa.enable) "
+        "is off, so UTMStack did not ask for it"
+    ) in alice
+    assert not [n for n in alice if "in force" in n]
+    assert any("switch" in n and "EMAIL" in n for n in entry(report, "user", "bob").notes)
+    assert report.factors_switch_off == 2
+    assert report.email_factors_waiting == 0  # not asked for: not waiting for SMTP either
+    document = report.as_json()
+    assert document["secondFactors"]["notImportedSwitchOff"] == 2
+    assert document["twoFactorSwitch"] == {
+        "state": "off",
+        "detail": "utmstack.tfa.enable is off",
+        "utmstackFlow": "v11",
+        "authgateSettings": {"AUTHGATE_TFA_REQUIRED": "none"},
+    }
+    plain = await harness.client.post(
+        "/api/authenticate", json={"username": "alice", "password": PASSWORDS["alice"]}
+    )
+    assert plain.json()["authenticated"] is True
+    assert not (await import_from_database(harness, utmstack)).changed
+
+    switch_on = (
+        "UPDATE utm_configuration_parameter SET conf_param_value = 'true' "
+        "WHERE conf_param_short = 'utmstack.tfa.enable'"
+    )
+    await edit_utmstack(utmstack, switch_on)
+    on = await import_from_database(harness, utmstack)
+    assert "second factor TOTP imported and in force" in entry(on, "user", "alice").notes
+    assert on.as_json()["twoFactorSwitch"]["authgateSettings"] == {
+        "AUTHGATE_TFA_REQUIRED": "all",
+        "AUTHGATE_TFA_UNENROLLED": "enrol",
+    }
+    assert await totp_login(harness, "alice")
+
+    await edit_utmstack(utmstack, switch_on.replace("'true'", "'false'"))
+    off = await import_from_database(harness, utmstack)
+    assert entry(off, "user", "alice").action == "updated"
+    assert (
+        "second factor an earlier import put in force removed (UTMStack's switch is off)"
+        in entry(off, "user", "alice").notes
+    )
+    plain = await harness.client.post(
+        "/api/authenticate", json={"username": "alice", "password": PASSWORDS["alice"]}
+    )
+    assert plain.json()["authenticated"] is True
+
+    # The export file carries the switch, and none of UTMStack's other settings.
+    export = tmp_path / "utmstack.json"
+    with export.open("w") as out:
+        await asyncio.to_thread(
+            subprocess.run,
+            [
+                "psql",
+                utmstack.url,
+                "--no-psqlrc",
+                "--tuples-only",
+                "--no-align",
+                "--set",
+                "ON_ERROR_STOP=1",
+                "--command",
+                utmstack_source.export_query(),
+            ],
+            stdout=out,
+            check=True,
+            env={**os.environ, "PGOPTIONS": f"--search_path={utmstack.schema}"},
+        )
+    assert "SMTP-PASSWORD-NOT-EXPORTED" not in export.read_text()
+    from_file = parse_source(utmstack_source.read_file(export))
+    assert from_file.tfa_switch.enabled is False
+
+
+def v10_export(switch: str | None) -> dict[str, Any]:
+    """A UTMStack v10 export (no tfa_method column): dana had a per-login secret."""
+    row = {
+        "id": 7,
+        "login": "dana",
+        "password_hash": _bcrypt("a-password-long"),
+        "email": "dana@example.com",
+        "activated": True,
+        "tfa_secret": "KRSXG5CTMVRXEZLU",
+    }
+    document: dict[str, Any] = {"jhi_user": [row]}
+    if switch is not None:
+        document["utm_configuration_parameter"] = [switch_row(switch)]
+    return document
+
+
+def test_cli_names_the_settings_that_do_what_the_switch_did(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Switch on, UTMStack v10: the run ends with a notice naming AUTHGATE_TFA_REQUIRED=all
+    and AUTHGATE_TFA_UNENROLLED=email, and what authgate is set to now; the JSON report
+    says the same. No switch in the export: one warning line that it could not be read."""
+    monkeypatch.setenv("AUTHGATE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("COLUMNS", "400")
+    export = tmp_path / "v10.json"
+    export.write_text(json.dumps(v10_export("true")))
+    runner = CliRunner()
+    try:
+        tables = runner.invoke(
+            cli_app, ["--init", "import", "utmstack", "--from-file", str(export), "--dry-run"]
+        )
+        assert tables.exit_code == 0, tables.output
+        notice = " ".join(tables.stderr.split())
+        assert "notice: UTMStack's two-factor switch (utmstack.tfa.enable) is on" in notice
+        assert "UTMStack v10 e-mailed every user a code at each login" in notice
+        assert "AUTHGATE_TFA_REQUIRED=all and AUTHGATE_TFA_UNENROLLED=email" in notice
+        assert "authgate now has AUTHGATE_TFA_REQUIRED=none, AUTHGATE_TFA_UNENROLLED=enrol" in (
+            notice
+        )
+        as_json = runner.invoke(
+            cli_app, ["import", "utmstack", "--from-file", str(export), "--json", "--dry-run"]
+        )
+        switch = json.loads(as_json.stdout)["twoFactorSwitch"]
+        assert switch["state"] == "on"
+        assert switch["utmstackFlow"] == "v10"
+        assert switch["authgateSettings"] == {
+            "AUTHGATE_TFA_REQUIRED": "all",
+            "AUTHGATE_TFA_UNENROLLED": "email",
+        }
+        assert "AUTHGATE_TFA_UNENROLLED=email" in " ".join(as_json.stderr.split())
+
+        export.write_text(json.dumps(v10_export(None)))
+        unknown = runner.invoke(
+            cli_app, ["import", "utmstack", "--from-file", str(export), "--dry-run"]
+        )
+        assert unknown.exit_code == 0, unknown.output
+        warning = " ".join(unknown.stderr.split())
+        assert (
+            "warning: UTMStack's two-factor switch (utmstack.tfa.enable) could not be read: "
+            "no utm_configuration_parameter in the source"
+        ) in warning
+        assert (
+            "unknown"
+            in json.loads(
+                runner.invoke(
+                    cli_app, ["import", "utmstack", "--from-file", str(export), "--json"]
+                ).stdout
+            )["twoFactorSwitch"]["state"]
+        )
+    finally:
+        os.environ.pop(CONFIG_FILE_VARIABLE, None)
+
+
+async def test_without_the_switch_factors_are_imported_as_before(harness: Harness) -> None:
+    """No switch in the source: each user's factor is taken as UTMStack's rows give it
+    (as before the switch was read), and the report says the switch was not read."""
+    document = {"jhi_user": [utm_user(2, "alice", tfa_secret=TOTP_SECRET, tfa_method="TOTP")]}
+    report = await _import(harness, utmstack_source.tables_from_document(document))
+    assert report.tfa_switch.enabled is None
+    assert report.as_json()["twoFactorSwitch"]["state"] == "unknown"
+    assert "second factor TOTP imported and in force" in entry(report, "user", "alice").notes
+    assert await totp_login(harness, "alice")
+
+
+# -- allow lists UTMStack could not match ---------------------------------------------------
+
+
+async def test_allow_list_entries_utmstack_never_matched(harness: Harness) -> None:
+    """An entry that is neither an address nor a network never matched in UTMStack (it
+    compares such entries as text): dropped with a note, the key works from its other
+    entries. A key with no usable entry worked from nowhere: not imported. An IPv6 entry
+    is admitted, with a note that UTMStack never matched it."""
+    keys = {
+        "hostname": ("127.0.0.1,my-host.example", legacy_key()),
+        "bad-prefix": ("127.0.0.1,10.0.0.0/33", legacy_key()),
+        "only-bad": ("10.0.0.0/33, my-host.example", legacy_key()),
+        "v6": ("::1, 2001:db8::/32", legacy_key()),
+        "tomcat-form": ("0:0:0:0:0:0:0:1", legacy_key()),
+    }
+    document = {
+        "jhi_user": [utm_user(3, "bob")],
+        "api_keys": [
+            {
+                "id": f"6f1c2c4e-8a0b-4d57-9a51-3f1f3b7d9e1{n}",
+                "user_id": 3,
+                "name": name,
+                "api_key": plaintext,
+                "allowed_ip": allowed,
+                "created_at": "2026-01-02T03:04:05",
+                "expires_at": None,
+            }
+            for n, (name, (allowed, plaintext)) in enumerate(keys.items())
+        ],
+    }
+    report = await _import(harness, utmstack_source.tables_from_document(document))
+    for name, number, entry_text in (
+        ("hostname", 2, "my-host.example"),
+        ("bad-prefix", 2, "10.0.0.0/33"),
+    ):
+        key = entry(report, "key", name)
+        assert key.action == "created", key
+        assert (
+            f"allowed_ip entry {number} ({entry_text!r}) dropped: neither an address nor a "
+            "network, so UTMStack never matched it; the key works from its other entries"
+        ) in key.notes
+        ok = await harness.client.get("/api/account", headers=bearer(keys[name][1]))
+        assert ok.status_code == 200, ok.text
+        async with harness.client_from("10.0.0.1") as client:
+            refused = await client.get("/api/account", headers=bearer(keys[name][1]))
+        assert refused.status_code == 403  # never wider than UTMStack's
+    skipped = entry(report, "key", "only-bad")
+    assert skipped.action == "skipped"
+    assert skipped.notes[0].startswith("no allowed_ip entry is an address or a network")
+    v6 = entry(report, "key", "v6")
+    assert v6.action == "created"
+    assert [
+        n for n in v6.notes if n.startswith("allowed_ip entry 1 ('::1') is IPv6: UTMStack never")
+    ]
+    assert [n for n in v6.notes if "entry 2 ('2001:db8::/32') is IPv6" in n]
+    async with harness.client_from("::1") as client:
+        assert (await client.get("/api/account", headers=bearer(keys["v6"][1]))).status_code == 200
+    assert not [n for n in entry(report, "key", "tomcat-form").notes if "IPv6" in n]
+    assert not (await _import(harness, utmstack_source.tables_from_document(document))).changed
+
+
+# -- passwords bcrypt read only 72 bytes of ----------------------------------------------------
+
+
+async def test_a_password_of_72_bytes_or_more_keeps_its_bcrypt_hash(harness: Harness) -> None:
+    """Spring's bcrypt read 72 bytes: the first 72 and anything after them log in (as in
+    UTMStack), but such a login never rehashes the password as typed, so a typo after
+    byte 72 does not become the password. A short password is rehashed as before."""
+    real = "L0ng-" + "x" * 70 + "-the-real-tail"
+    typo = real[:72] + "-a-typo"
+    spring = bcrypt.hashpw(real.encode()[:72], bcrypt.gensalt(4, prefix=b"2a")).decode()
+    document = {
+        "jhi_user": [
+            {**utm_user(3, "bob"), "password_hash": spring},
+            utm_user(2, "alice"),
+        ]
+    }
+    await _import(harness, utmstack_source.tables_from_document(document))
+    assert await harness.login("bob", typo)  # UTMStack let this in too
+    assert await harness.login("bob", real)
+    assert await harness.login("bob", real[:72])
+    assert await harness.login("alice", PASSWORDS["alice"])
+    async with harness.services.db.session() as session:
+        bob = await session.scalar(select(User).where(User.login == "bob"))
+        alice = await session.scalar(select(User).where(User.login == "alice"))
+    assert bob is not None
+    assert alice is not None
+    assert bob.password_hash == spring
+    assert alice.password_hash.startswith("$argon2id$")
+
+
+# -- conflicts and notes ---------------------------------------------------------------------
+
+
+async def test_a_case_only_duplicate_names_the_utmstack_row_it_collides_with(
+    harness: Harness,
+) -> None:
+    document = {
+        "jhi_user": [
+            utm_user(20, "alice", email="Jane@Example.com"),
+            utm_user(21, "bob", email="jane@example.com"),
+            {**utm_user(22, "alice", email="other@example.com"), "login": "Alice"},
+        ]
+    }
+    report = await _import(harness, utmstack_source.tables_from_document(document))
+    assert entry(report, "user", "alice").action == "created"
+    [by_email] = [e for e in report.entries if e.source_id == "21"]
+    assert by_email.action == "conflict"
+    assert by_email.notes == (
+        "e-mail already used by UTMStack user 20 (alice), imported before it: authgate "
+        "compares logins and e-mail addresses without case",
+    )
+    [by_login] = [e for e in report.entries if e.source_id == "22"]
+    assert by_login.notes[0].startswith("login already used by UTMStack user 20 (alice)")
+    await harness.create_user("carol")
+    other = await _import(
+        harness,
+        utmstack_source.tables_from_document(
+            {"jhi_user": [{**utm_user(23, "bob"), "login": "carol"}]}
+        ),
+    )
+    assert entry(other, "user", "carol").notes == ("login already used by another authgate user",)
+
+
+async def test_notes_say_what_the_import_made_of_odd_rows(harness: Harness) -> None:
+    """A second-factor method authgate does not know (with its secret), a malformed
+    bcrypt hash, a language authgate does not accept, no authorities at all or only
+    unknown ones: each is imported and noted, never silently."""
+    document = {
+        "jhi_user": [
+            utm_user(2, "alice", tfa_method="SMS", tfa_secret=TOTP_SECRET, lang_key="pt_BR"),
+            {**utm_user(3, "bob"), "password_hash": "$2a$10$short"},
+            utm_user(4, "svc"),
+            {**utm_user(5, "bob"), "login": "erin", "email": "erin@example.com"},
+        ],
+        "jhi_user_authority": [
+            {"user_id": 5, "authority_name": "ROLE_ADMIN"},
+            {"user_id": 4, "authority_name": "ROLE_AUDITOR"},
+        ],
+        "utm_configuration_parameter": [switch_row("true")],
+    }
+    report = await _import(harness, utmstack_source.tables_from_document(document))
+    alice = entry(report, "user", "alice").notes
+    assert (
+        "second factor SMS not imported: authgate has no such method (it has TOTP and "
+        "e-mail codes); UTMStack's row has a secret for it"
+    ) in alice
+    assert not [n for n in alice if "without a secret" in n]
+    assert "language 'pt_BR' is not one authgate accepts: set to en" in alice
+    assert "no authorities in UTMStack: given ROLE_USER, authgate's least role" in alice
+    bob = entry(report, "user", "bob")
+    assert bob.action == "created"
+    assert [n for n in bob.notes if n.startswith("password hash is not a well-formed bcrypt")]
+    svc = entry(report, "user", "svc").notes
+    assert "no authority authgate knows: given ROLE_USER, authgate's least role" in svc
+    assert "authorities not known to authgate, kept in the profile only: ROLE_AUDITOR" in svc
+    assert entry(report, "user", "erin").notes == ()  # nothing odd: nothing noted
+
+
+# -- text a database cannot hold ---------------------------------------------------------------
+
+
+def test_cli_refuses_rows_with_lone_surrogates_one_by_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A JSON export may escape a lone surrogate ("\\udcff"): that row is unreadable,
+    skipped with the column named; the others are imported; no traceback."""
+    monkeypatch.setenv("AUTHGATE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("COLUMNS", "250")
+    plaintext = legacy_key()
+    rows = [
+        utm_user(2, "alice", first_name="Al\udcffice"),
+        utm_user(3, "bob"),
+    ]
+    document = {
+        "jhi_user": rows,
+        "jhi_user_authority": [
+            {"user_id": 3, "authority_name": "ROLE_\udcff"},
+            {"user_id": 3, "authority_name": "ROLE_USER"},
+        ],
+        "api_keys": [
+            {
+                "id": "6f1c2c4e-8a0b-4d57-9a51-3f1f3b7d9e10",
+                "user_id": 3,
+                "name": "ci\udcff",
+                "api_key": plaintext,
+                "allowed_ip": None,
+                "created_at": "2026-01-02T03:04:05",
+                "expires_at": None,
+            }
+        ],
+    }
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps(document))  # ensure_ascii: "\udcff" escaped, as in the review
+    assert "\\udcff" in export.read_text()
+    runner = CliRunner()
+    try:
+        result = runner.invoke(
+            cli_app, ["--init", "import", "utmstack", "--from-file", str(export), "--json"]
+        )
+        assert result.exit_code == 0, result.output
+        assert "Traceback" not in result.output
+        report = json.loads(result.stdout)
+        by_id = {(e["kind"], e["utmstackId"]): e for e in report["entries"]}
+        assert by_id[("user", "2")]["action"] == "skipped"
+        assert by_id[("user", "2")]["notes"] == [
+            "unreadable row: first_name holds text that is not valid Unicode (a lone surrogate)"
+        ]
+        assert by_id[("user", "3")]["action"] == "created"
+        assert by_id[("user", "user 3")]["notes"][0].startswith(
+            "unreadable row: authority_name holds text that is not valid Unicode"
+        )
+        key = by_id[("key", "6f1c2c4e-8a0b-4d57-9a51-3f1f3b7d9e10")]
+        assert key["action"] == "skipped"
+        assert "name holds text that is not valid Unicode" in key["notes"][0]
+        tables = runner.invoke(cli_app, ["import", "utmstack", "--from-file", str(export)])
+        assert tables.exit_code == 0, tables.output
+        assert "Traceback" not in tables.output
     finally:
         os.environ.pop(CONFIG_FILE_VARIABLE, None)

@@ -16,6 +16,8 @@ from authgate.security.passwords import (
     Argon2Parameters,
     PasswordHasher,
     PasswordPolicy,
+    is_well_formed_bcrypt_hash,
+    rehash_allowed,
 )
 
 PASSWORD = "correct horse battery staple"
@@ -115,6 +117,34 @@ def test_bcrypt_compares_the_first_72_bytes_like_spring(hasher: PasswordHasher) 
     long_password = "x" * 72
     stored = bcrypt.hashpw(long_password.encode(), bcrypt.gensalt(4, prefix=b"2a")).decode()
     assert hasher.verify(stored, long_password + "tail") is True
+
+
+def test_a_bcrypt_hash_is_rehashed_only_from_a_password_bcrypt_read_whole() -> None:
+    """Under 72 bytes bcrypt checked every byte typed: the login may rehash it. From 72
+    bytes on it did not (a typo after byte 72 passes; 72 bytes may be a longer password's
+    first 72): the bcrypt hash is kept. Argon2 hashes are always rehashable."""
+    stored = bcrypt.hashpw(b"x" * 72, bcrypt.gensalt(4, prefix=b"2a")).decode()
+    assert rehash_allowed(stored, "x" * 71)
+    assert not rehash_allowed(stored, "x" * 72)
+    assert not rehash_allowed(stored, "x" * 72 + "typo")
+    assert not rehash_allowed(stored, "é" * 36)  # 72 bytes in UTF-8
+    assert rehash_allowed(stored, "é" * 35)
+    assert rehash_allowed(STORED_HASH, "x" * 200)
+
+
+@pytest.mark.parametrize(
+    ("stored", "well_formed"),
+    [
+        (bcrypt.hashpw(b"pw", bcrypt.gensalt(4, prefix=b"2a")).decode(), True),
+        (bcrypt.hashpw(b"pw", bcrypt.gensalt(10, prefix=b"2b")).decode(), True),
+        ("$2a$10$short", False),
+        ("$2a$03$" + "a" * 53, False),
+        ("$2a$10$" + "a" * 52, False),
+        ("$2a$10$" + "!" * 53, False),
+    ],
+)
+def test_a_malformed_bcrypt_hash_is_told_apart(stored: str, *, well_formed: bool) -> None:
+    assert is_well_formed_bcrypt_hash(stored) is well_formed
 
 
 def test_corrupt_hash_and_wrong_password_look_the_same_to_callers(

@@ -26,7 +26,8 @@ from authgate.cli.console import (
 from authgate.cli.output import add_row, print_table, table
 from authgate.container import Services
 from authgate.exceptions import ConfigurationError
-from authgate.services.import_report import ImportReport
+from authgate.services.import_report import ImportReport, switch_notice
+from authgate.services.second_factor import SecondFactorConfig
 from authgate.services.utmstack_import import ImportOptions, UtmStackImporter
 from authgate.services.utmstack_rows import parse_source
 from authgate.storage import utmstack_source
@@ -105,8 +106,10 @@ def import_utmstack(
             label = f"file {from_file}"
             source = utmstack_source.read_file(from_file)
         data = parse_source(source)
+        tfa_settings: list[SecondFactorConfig] = []
 
         async def run(services: Services) -> ImportReport:
+            tfa_settings.append(services.settings.second_factor)
             importer = UtmStackImporter(
                 feed=services.feed,
                 clock=services.clock,
@@ -121,9 +124,10 @@ def import_utmstack(
     document = report.as_json()
     if as_json:
         sys.stdout.write(json.dumps(document, indent=2) + "\n")
-        _warn_factors_left_out(report)
     else:
         _print_tables(report)
+    _tell_switch(report, tfa_settings[0] if tfa_settings else None)
+    _warn_factors_left_out(report)
     if report_file is not None:
         try:
             report_file.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
@@ -176,6 +180,7 @@ def _print_tables(report: ImportReport) -> None:
     left_out = [
         ("EMAIL second factors not imported (no SMTP)", report.email_factors_waiting),
         ("TOTP second factors not imported (unusable secret)", report.totp_factors_unusable),
+        ("second factors not imported (UTMStack's switch off)", report.factors_switch_off),
     ]
     if any(count for _, count in left_out):
         counts.add_section()
@@ -190,7 +195,18 @@ def _print_tables(report: ImportReport) -> None:
         if report.dry_run
         else "done" + ("" if report.changed else ": nothing to change")
     )
-    _warn_factors_left_out(report)
+
+
+def _tell_switch(report: ImportReport, settings: SecondFactorConfig | None) -> None:
+    """UTMStack's two-factor switch, on standard error (also with --json): what it did,
+    and which authgate settings do the same for users without a factor of their own."""
+    notice = switch_notice(
+        report.tfa_switch,
+        required=settings.required if settings else None,
+        unenrolled=settings.unenrolled if settings else None,
+    )
+    kind = "warning" if report.tfa_switch.enabled is None else "notice"
+    err.print(Text(f"{kind}: {notice}", style="yellow"))
 
 
 def _warn_factors_left_out(report: ImportReport) -> None:

@@ -5,12 +5,15 @@ because one hash costs tens of milliseconds of CPU by design.
 
 Users imported from UTMStack keep their bcrypt hashes (Spring's ``BCryptPasswordEncoder``,
 ``$2a$10$...``): they are verified with the ``bcrypt`` library, and ``needs_rehash`` is
-true for them, so the first successful login replaces each with an Argon2id hash.
+true for them, so the first successful login replaces each with an Argon2id hash of the
+password typed — unless it has 72 bytes or more (``rehash_allowed``): bcrypt checked
+only the first 72, so the rest as typed may not be the user's password.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import secrets
 from dataclasses import dataclass
 from typing import Literal
@@ -41,8 +44,32 @@ BCRYPT_PREFIXES = ("$2a$", "$2b$", "$2y$")
 _BCRYPT_MAX_BYTES = 72
 
 
+# A whole bcrypt hash: variant, cost 04-31, 22 characters of salt and 31 of hash.
+_BCRYPT_HASH = re.compile(r"\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}")
+
+
 def is_bcrypt_hash(stored_hash: str) -> bool:
     return stored_hash.startswith(BCRYPT_PREFIXES)
+
+
+def is_well_formed_bcrypt_hash(stored_hash: str) -> bool:
+    """A bcrypt hash that some password can match (``$2a$10$short`` cannot)."""
+    return _BCRYPT_HASH.fullmatch(stored_hash) is not None
+
+
+def rehash_allowed(stored_hash: str, password: str) -> bool:
+    """Whether a login that just verified ``password`` against ``stored_hash`` may replace
+    the hash with one of ``password``. Not for a bcrypt hash and a password of 72 bytes or
+    more: bcrypt (like Spring's encoder) compared only the first 72, so what follows them
+    was not checked (a typo there would become the password, and the real one would fail
+    from then on), and a password of exactly 72 bytes may be the first 72 of a longer one.
+    Such a hash is kept, as UTMStack kept it, until the password is changed."""
+    if not is_bcrypt_hash(stored_hash):
+        return True
+    try:
+        return len(password.encode("utf-8")) < _BCRYPT_MAX_BYTES
+    except UnicodeEncodeError:
+        return False
 
 
 # Only for tests: makes a hash take microseconds instead of ~40 ms.

@@ -8,7 +8,7 @@ from typing import TypeVar
 from authgate.clock import Clock
 from authgate.exceptions import BadCredentials, FieldError, NotFound, Throttled, ValidationFailed
 from authgate.reasons import Reason
-from authgate.security.passwords import PasswordPolicy
+from authgate.security.passwords import PasswordPolicy, rehash_allowed
 from authgate.services.audit.events import Actor, EventType, current_request, printable
 from authgate.services.audit.writer import AuditLog
 from authgate.services.changes import Change, ChangeFeed, ChangeKind
@@ -71,7 +71,8 @@ class AccountService:
         )
         verified = await self._checked(account, actor, lambda: self._verify(user, password))
         self._audit.record(EventType.AUTH_SUCCESS, "success", actor=actor)
-        if self._hasher.needs_rehash(verified.password_hash):
+        stored_hash = verified.password_hash
+        if self._hasher.needs_rehash(stored_hash) and rehash_allowed(stored_hash, password):
             await self._rehash(verified, password)
         return UserView.of(verified)
 

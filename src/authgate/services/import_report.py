@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from authgate.services.utmstack_rows import Variant
+from authgate.services.utmstack_rows import UNREAD_SWITCH, TfaSwitch, Variant
 
 Kind = Literal["user", "key"]
 # "deleted_in_authgate": imported by an earlier run, deleted in authgate since: not
@@ -65,6 +65,11 @@ class ImportReport:
     # under 112 bits): not imported; they sign in with their password alone (or enrol,
     # when they must have a second factor) until UTMStack's is fixed and a run imports it.
     totp_factors_unusable: int = 0
+    # UTMStack's global two-factor switch, as read from its source.
+    tfa_switch: TfaSwitch = UNREAD_SWITCH
+    # Users with a second factor in UTMStack's rows that UTMStack did not ask for (the
+    # switch is off): not put in force.
+    factors_switch_off: int = 0
 
     def add(
         self,
@@ -99,7 +104,78 @@ class ImportReport:
             "secondFactors": {
                 "emailNotImportedNoSmtp": self.email_factors_waiting,
                 "totpNotImportedUnusableSecret": self.totp_factors_unusable,
+                "notImportedSwitchOff": self.factors_switch_off,
+            },
+            "twoFactorSwitch": {
+                "state": switch_state(self.tfa_switch),
+                "detail": self.tfa_switch.detail,
+                "utmstackFlow": self.tfa_switch.flow,
+                "authgateSettings": switch_settings(self.tfa_switch),
             },
             "variants": [{"subject": v.subject, "note": v.note} for v in self.variants],
             "entries": [entry.as_json() for entry in self.entries],
         }
+
+
+def switch_state(switch: TfaSwitch) -> str:
+    return {True: "on", False: "off", None: "unknown"}[switch.enabled]
+
+
+def switch_settings(switch: TfaSwitch) -> dict[str, str] | None:
+    """authgate's settings that reproduce what UTMStack's switch did for users without a
+    factor of their own (None: unknown). On: v10 e-mailed every user a code at each login;
+    v11 asked everyone for a factor and had those without one enrol. Off: nobody."""
+    if switch.enabled is None:
+        return None
+    if not switch.enabled:
+        return {"AUTHGATE_TFA_REQUIRED": "none"}
+    if switch.flow == "v10":
+        return {"AUTHGATE_TFA_REQUIRED": "all", "AUTHGATE_TFA_UNENROLLED": "email"}
+    return {"AUTHGATE_TFA_REQUIRED": "all", "AUTHGATE_TFA_UNENROLLED": "enrol"}
+
+
+def switch_notice(
+    switch: TfaSwitch, *, required: str | None = None, unenrolled: str | None = None
+) -> str:
+    """What the operator should know of UTMStack's switch, one paragraph; ``required`` and
+    ``unenrolled``: authgate's current settings, when known."""
+    wanted = switch_settings(switch)
+    if wanted is None:
+        return (
+            "UTMStack's two-factor switch (utmstack.tfa.enable) could not be read: "
+            f"{switch.detail}; second factors were taken from UTMStack's rows as they are; "
+            "check the switch in "
+            "UTMStack's settings and set AUTHGATE_TFA_REQUIRED / AUTHGATE_TFA_UNENROLLED "
+            "to match (see README, Migrating from UTMStack)"
+        )
+    if not switch.enabled:
+        text = (
+            "UTMStack's two-factor switch (utmstack.tfa.enable) is off: UTMStack asked "
+            "nobody for a second factor, so none of its users' factors was put in force; "
+            "AUTHGATE_TFA_REQUIRED=none does the same"
+        )
+    elif switch.flow == "v10":
+        text = (
+            "UTMStack's two-factor switch (utmstack.tfa.enable) is on: UTMStack v10 "
+            "e-mailed every user a code at each login; for users without a factor of their "
+            "own authgate does the same with AUTHGATE_TFA_REQUIRED=all and "
+            "AUTHGATE_TFA_UNENROLLED=email (and an SMTP server, AUTHGATE_ALERT_SMTP_HOST)"
+        )
+    else:
+        text = (
+            "UTMStack's two-factor switch (utmstack.tfa.enable) is on: UTMStack v11 asked "
+            "every user for their second factor and had users without one enrol; authgate "
+            "does the same with AUTHGATE_TFA_REQUIRED=all (AUTHGATE_TFA_UNENROLLED=enrol, "
+            "the default)"
+        )
+    current = {"AUTHGATE_TFA_REQUIRED": required, "AUTHGATE_TFA_UNENROLLED": unenrolled}
+    if required is None:
+        return text
+    differs = [
+        f"{name}={current[name]}"
+        for name, value in wanted.items()
+        if current.get(name) is not None and current[name] != value
+    ]
+    if not differs:
+        return text + "; authgate is set so"
+    return text + "; authgate now has " + ", ".join(differs)

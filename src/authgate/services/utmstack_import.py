@@ -28,6 +28,9 @@ ids (``legacy_id``), compared, and only what changed on UTMStack's side is updat
   or an admin reset in authgate since is never overwritten by an unchanged UTMStack.
   Rows an earlier version kept sealed in ``legacy_second_factor`` are converted (and
   the column cleared) by the next run.
+* UTMStack's global two-factor switch (``utmstack.tfa.enable``): while it is off UTMStack
+  asks nobody for a factor, so none is put in force (one an earlier import put there is
+  removed); on, or when it cannot be read, each user's factor is imported as above.
 * API keys: the plaintext is read in memory only; HMAC(pepper, key) is stored. Owners
   are mapped by UTMStack user id, allow lists normalised, expiry kept as it is (even
   beyond the policy's cap, or none: the keys review lists those), the UUID kept.
@@ -44,7 +47,7 @@ from datetime import datetime
 from typing import Any
 
 from authgate.clock import Clock
-from authgate.security.passwords import is_bcrypt_hash
+from authgate.security.passwords import is_bcrypt_hash, is_well_formed_bcrypt_hash
 from authgate.security.principal import (
     KNOWN_AUTHORITIES,
     ROLE_ADMIN,
@@ -57,7 +60,13 @@ from authgate.security.second_factor import usable_totp_secret
 from authgate.services.audit.events import OPERATOR, EventType
 from authgate.services.audit.writer import AuditLog
 from authgate.services.changes import Change, ChangeFeed, ChangeKind, UnitOfWork
-from authgate.services.import_report import DELETED_IN_AUTHGATE, Action, ImportReport, Kind
+from authgate.services.import_report import (
+    DELETED_IN_AUTHGATE,
+    Action,
+    ImportReport,
+    Kind,
+    switch_state,
+)
 from authgate.services.second_factor import ImportedFactor, SecondFactorService
 from authgate.services.user_fields import LANG_KEY_PATTERN, user_field_errors
 from authgate.services.utmstack_keys import KeyImport, Owner
@@ -128,9 +137,14 @@ class UtmStackImporter:
 
     async def run(self, data: UtmStackData, options: ImportOptions, *, source: str) -> ImportReport:
         """Import ``data``; the report says what was (or, dry, would be) done."""
-        report = ImportReport(source=source, dry_run=options.dry_run, variants=list(data.variants))
+        report = ImportReport(
+            source=source,
+            dry_run=options.dry_run,
+            variants=list(data.variants),
+            tfa_switch=data.tfa_switch,
+        )
         for table, label, why in data.unreadable:
-            kind: Kind = "user" if table == "jhi_user" else "key"
+            kind: Kind = "key" if table == "api_keys" else "user"
             report.add(kind, label, label, "skipped", f"unreadable row: {why}")
         now = self._clock()
         try:
@@ -145,6 +159,7 @@ class UtmStackImporter:
                     now=now,
                     second_factor=self._second_factor,
                     ledger=ledger,
+                    switch_off=data.tfa_switch.enabled is False,
                 )
                 owners = await users.run(data.users)
                 unmapped = users.owner_by_login(options.unmapped_keys_owner)
@@ -171,6 +186,8 @@ class UtmStackImporter:
                 "counts": report.counts(),
                 "emailSecondFactorsNotImported": report.email_factors_waiting,
                 "unusableTotpSecondFactorsNotImported": report.totp_factors_unusable,
+                "utmstackTwoFactorSwitch": switch_state(report.tfa_switch),
+                "secondFactorsNotImportedSwitchOff": report.factors_switch_off,
             },
         )
         return report
@@ -193,9 +210,12 @@ class _UserImport:
         now: datetime,
         second_factor: SecondFactorService,
         ledger: Ledger,
+        switch_off: bool = False,
     ) -> None:
         self._second_factor = second_factor
         self._ledger = ledger
+        # UTMStack's two-factor switch is off: it asked nobody for a second factor.
+        self._switch_off = switch_off
         self._work = work
         self._report = report
         self._options = options
@@ -271,9 +291,10 @@ class _UserImport:
             if login == "admin":
                 why = "authgate has its own admin: --merge-admin maps UTMStack's admin onto it"
                 return self._skip(utm, "conflict", why)
-            return self._skip(utm, "conflict", "login already used by another authgate user")
-        if email in self._by_email:
-            return self._skip(utm, "conflict", "e-mail already used by another authgate user")
+            return self._skip(utm, "conflict", _taken("login", holder))
+        holder = self._by_email.get(email)
+        if holder is not None:
+            return self._skip(utm, "conflict", _taken("e-mail", holder))
         return self._create(utm, login, email)
 
     def _skip(self, utm: UtmUser, action: Action, why: str) -> str:
@@ -313,10 +334,10 @@ class _UserImport:
                 wanted[name] = value
         holder = self._by_login.get(wanted.get("login", user.login))
         if holder is not None and holder is not user:
-            return self._skip(utm, "conflict", "login already used by another authgate user")
+            return self._skip(utm, "conflict", _taken("login", holder))
         holder = self._by_email.get(wanted.get("email", user.email))
         if holder is not None and holder is not user:
-            return self._skip(utm, "conflict", "e-mail already used by another authgate user")
+            return self._skip(utm, "conflict", _taken("e-mail", holder))
         if kept:
             notes.append(
                 "changed in authgate since the last import, kept (unchanged in UTMStack): "
@@ -345,7 +366,7 @@ class _UserImport:
             utm,
             user,
             "updated",
-            [*notes, *_flags(utm, password=False)],
+            [*notes, *_flags(utm, password=password_changed)],
             previous_factor,
             tuple(kept),
         )
@@ -371,15 +392,20 @@ class _UserImport:
         """Put UTMStack's second factor in force when it is new or changed there since
         the last import, unless the user has one of their own made in authgate since."""
         utm, user = each.utm, each.user
-        wanted = _utm_factor(utm)
-        unusable = _unusable_totp_secret(utm)
-        if utm.tfa_method and wanted is None and not unusable:
-            each.notes.append(f"second factor {utm.tfa_method} without a secret: not imported")
-        if utm.tfa_secret and not utm.tfa_method:
-            each.notes.append(
-                "no tfa_method: UTMStack e-mailed codes from a per-login secret (no app holds "
-                "it), so the method is e-mail codes"
-            )
+        if self._switch_off:
+            # UTMStack did not ask for it: in force here, it would be asked for.
+            wanted, unusable = None, False
+            if _utm_method(utm):
+                self._report.factors_switch_off += 1
+                each.notes.append(
+                    f"second factor {_shown(_utm_method(utm))} not imported: UTMStack's "
+                    "two-factor switch (utmstack.tfa.enable) is off, so UTMStack did not "
+                    "ask for it"
+                )
+        else:
+            wanted = _utm_factor(utm)
+            unusable = _unusable_totp_secret(utm)
+            each.notes.extend(_factor_notes(utm, wanted, unusable=unusable))
         sealed = user.legacy_second_factor
         # An earlier version's sealed copy: the import never put that one in force.
         previous = None if sealed is not None else each.previous_factor
@@ -414,11 +440,15 @@ class _UserImport:
         else:
             await self._second_factor.put_in_force(session, user, wanted)
             changed = True
-            each.notes.append(
-                f"second factor {wanted.method} imported and in force"
-                if wanted is not None
-                else "second factor removed (removed in UTMStack)"
-            )
+            if wanted is not None:
+                each.notes.append(f"second factor {wanted.method} imported and in force")
+            elif self._switch_off and _utm_method(utm):
+                each.notes.append(
+                    "second factor an earlier import put in force removed (UTMStack's "
+                    "switch is off)"
+                )
+            else:
+                each.notes.append("second factor removed (removed in UTMStack)")
         if record != each.previous_factor:
             profile = json.loads(user.legacy_profile or "{}")
             profile["importedSecondFactor"] = record
@@ -481,6 +511,44 @@ class _UserImport:
             self._report.add("user", source_id, user.login, "updated", note)
 
 
+def _taken(what: str, holder: User) -> str:
+    """Why a user is a conflict: the authgate user holding its login or e-mail. One
+    imported from UTMStack is named by its UTMStack id: two UTMStack rows that differ only
+    in case (``Jane@Example.com``, ``jane@example.com``) are one name here."""
+    if holder.legacy_id is None or _merged(holder):
+        return f"{what} already used by another authgate user"
+    return (
+        f"{what} already used by UTMStack user {holder.legacy_id} ({holder.login}), imported "
+        f"before it: authgate compares logins and e-mail addresses without case"
+    )
+
+
+def _shown(text: str, limit: int = 20) -> str:
+    """A value of UTMStack's row as a note may quote it: printable and short."""
+    cleaned = "".join(c if c.isprintable() else "?" for c in text)
+    return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
+
+
+def _factor_notes(utm: UtmUser, wanted: ImportedFactor | None, *, unusable: bool) -> list[str]:
+    """What the report says of UTMStack's second factor besides what was done with it."""
+    notes = []
+    method = _utm_method(utm)
+    if method and method not in ("TOTP", "EMAIL"):
+        secret = "; UTMStack's row has a secret for it" if utm.tfa_secret else ""
+        notes.append(
+            f"second factor {_shown(method)} not imported: authgate has no such method "
+            f"(it has TOTP and e-mail codes){secret}"
+        )
+    elif method and wanted is None and not unusable:
+        notes.append(f"second factor {method} without a secret: not imported")
+    if utm.tfa_secret and not utm.tfa_method:
+        notes.append(
+            "no tfa_method: UTMStack e-mailed codes from a per-login secret (no app holds "
+            "it), so the method is e-mail codes"
+        )
+    return notes
+
+
 def _owner(user: User) -> Owner:
     return Owner(user_id=user.id, is_admin=ROLE_ADMIN in parse_authorities(user.authorities))
 
@@ -492,9 +560,16 @@ def _lang_key(utm: UtmUser) -> str:
     return lang_key if re.fullmatch(LANG_KEY_PATTERN, lang_key) else "en"
 
 
+def _lang_key_notes(utm: UtmUser) -> list[str]:
+    if utm.lang_key is None or _lang_key(utm) == utm.lang_key:
+        return []
+    return [f"language {_shown(utm.lang_key)!r} is not one authgate accepts: set to en"]
+
+
 def _imported_fields(utm: UtmUser) -> tuple[dict[str, Any], list[str]]:
     """The user's ``IMPORTED_FIELDS`` as UTMStack's row gives them, and notes."""
     authorities, notes = _authorities(utm)
+    notes += _lang_key_notes(utm)
     fields = {
         "login": utm.login.strip().lower(),
         "email": (utm.email or "").strip().lower(),
@@ -526,10 +601,18 @@ def _last_imported(user: User, utm: UtmUser, fields: dict[str, Any]) -> dict[str
 def _authorities(utm: UtmUser) -> tuple[str, list[str]]:
     """authgate's roles of ``utm`` (the ones it knows; ROLE_USER at least) and notes on
     the ones dropped (they stay in the profile)."""
-    known = {name for name in utm.authorities if name in KNOWN_AUTHORITIES} or {ROLE_USER}
+    known = {name for name in utm.authorities if name in KNOWN_AUTHORITIES}
     dropped = sorted(set(utm.authorities) - KNOWN_AUTHORITIES)
-    notes = [f"authorities not known to authgate, kept in the profile only: {', '.join(dropped)}"]
-    return join_authorities(known), notes if dropped else []
+    notes = []
+    if dropped:
+        shown = ", ".join(_shown(name, 50) for name in dropped)
+        notes.append(f"authorities not known to authgate, kept in the profile only: {shown}")
+    if not known:
+        notes.append(
+            ("no authority authgate knows" if dropped else "no authorities in UTMStack")
+            + ": given ROLE_USER, authgate's least role"
+        )
+    return join_authorities(known or {ROLE_USER}), notes
 
 
 def _profile(
@@ -644,6 +727,11 @@ def _flags(utm: UtmUser, *, password: bool) -> list[str]:
         flags.append("default password: flagged to change it")
     if password and not is_bcrypt_hash(utm.password_hash):
         flags.append("password hash is not bcrypt: cannot log in until a password is set")
+    elif password and not is_well_formed_bcrypt_hash(utm.password_hash):
+        flags.append(
+            "password hash is not a well-formed bcrypt hash (no password matches it in "
+            "UTMStack either): cannot log in until a password is set"
+        )
     if not utm.activated:
         flags.append("not activated in UTMStack")
     return flags

@@ -279,26 +279,68 @@ def _allow_list(stored: str | None) -> tuple[str | None, list[str]]:
 @lru_cache(maxsize=4096)
 def _normalised(stored: str | None) -> tuple[str | None, tuple[str, ...]]:
     """UTMStack's comma-joined ``allowed_ip`` in authgate's canonical form: host bits
-    masked, addresses alone, IPv4-mapped IPv6 as IPv4, duplicates dropped. None (and
-    why) when an entry is neither: a key is never imported with a wider allow list."""
+    masked, addresses alone, IPv4-mapped IPv6 as IPv4, duplicates dropped.
+
+    UTMStack's ``ApiKeyFilter`` matches an entry of its IPv4 CIDR pattern as a network
+    and compares any other entry as text with the caller's address (Tomcat's form:
+    ``10.0.0.1``, ``0:0:0:0:0:0:0:1``). So an entry that is neither an address nor a
+    network here (a host name, ``10.0.0.0/33``) never matched anything there: it is
+    dropped, with a note, and the key works from its other entries as it did. Only a key
+    none of whose entries is usable is not imported (None, and why): an allow list is
+    never made wider, least of all "any address". IPv6 entries, which UTMStack matched
+    only when written in Tomcat's form, are admitted, with a note."""
     entries = [entry.strip() for entry in (stored or "").split(",") if entry.strip()]
     canonical: list[str] = []
     notes: list[str] = []
+    dropped: list[str] = []
     for number, entry in enumerate(entries, start=1):
         try:
             masked = ipaddress.ip_network(entry, strict=False)
             network = parse_allow_entry(str(masked))
             given = ipaddress.ip_address(entry.partition("/")[0])
         except (ValueError, AllowEntryError):
-            return None, (f"allowed_ip entry {number} is neither an address nor a network",)
+            dropped.append(_entry_label(number, entry))
+            continue
         text = str(network) if network.num_addresses > 1 else str(network[0])
         if masked.network_address != given and "host bits masked" not in notes:
             notes.append("host bits masked")
+        if given.version == 6 and entry != _tomcat_form(given):
+            notes.append(
+                f"allowed_ip {_entry_label(number, entry)} is IPv6: UTMStack never matched it "
+                "(it compared IPv6 entries as text with Tomcat's form of the caller's "
+                "address, such as 0:0:0:0:0:0:0:1); authgate admits it"
+            )
         if text not in canonical:
             canonical.append(text)
-    if len(canonical) < len(entries):
+    if dropped and not canonical:
+        return None, (
+            f"no allowed_ip entry is an address or a network ({', '.join(dropped)}): UTMStack "
+            "matched none of them, so the key worked from no address; not imported",
+        )
+    if dropped:
+        notes.append(
+            f"allowed_ip {', '.join(dropped)} dropped: neither an address nor a network, "
+            "so UTMStack never matched it; the key works from its other entries"
+        )
+    if len(canonical) + len(dropped) < len(entries):
         notes.append("duplicate allow-list entries dropped")
     return ",".join(canonical), tuple(notes)
+
+
+def _tomcat_form(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    """The caller's address as UTMStack saw it (Tomcat's ``getRemoteAddr``): IPv6 in
+    eight groups of hex without leading zeros, nothing compressed."""
+    if address.version == 4:
+        return str(address)
+    return ":".join(group.lstrip("0") or "0" for group in address.exploded.split(":"))
+
+
+def _entry_label(number: int, entry: str) -> str:
+    """How a note names an entry: its number, and the entry when it is short and
+    printable (never something shaped like a key)."""
+    if len(entry) <= 45 and entry.isprintable() and not keys.is_legacy_key(entry):
+        return f"entry {number} ({entry!r})"
+    return f"entry {number}"
 
 
 def _public_id(utm_id: str) -> str:

@@ -15,7 +15,11 @@ from datetime import datetime
 from typing import Any
 
 from authgate.clock import as_utc
-from authgate.storage.utmstack_source import SourceTables
+from authgate.storage.utmstack_source import (
+    CONFIGURATION_TABLE,
+    TFA_SWITCH_PARAMETER,
+    SourceTables,
+)
 
 USER_REQUIRED = ("id", "login", "password_hash")
 USER_OPTIONAL = {
@@ -85,6 +89,25 @@ class UtmKey:
     expires_at: datetime | None
 
 
+@dataclass(frozen=True, slots=True)
+class TfaSwitch:
+    """UTMStack's global two-factor switch (``utmstack.tfa.enable``). While it is off,
+    UTMStack asks nobody for a second factor (v10: no e-mailed code; v11: a user's
+    ``tfa_method`` is not used); on, v10 e-mails a code to every user at each login and
+    v11 asks each user for their method (and has those without one enrol).
+
+    ``enabled`` is None when it could not be read (``detail`` says why): the import then
+    takes each user's factor as UTMStack's rows give it. ``flow``: which UTMStack asked
+    for factors, told by its columns (``tfa_method`` is v11's)."""
+
+    enabled: bool | None
+    detail: str
+    flow: str = "v11"
+
+
+UNREAD_SWITCH = TfaSwitch(None, "not read")
+
+
 @dataclass(slots=True)
 class UtmStackData:
     users: list[UtmUser]
@@ -92,6 +115,7 @@ class UtmStackData:
     variants: list[Variant]
     # Rows that could not be read (missing id, wrong type): (table, row id or index, why).
     unreadable: list[tuple[str, str, str]] = field(default_factory=list)
+    tfa_switch: TfaSwitch = UNREAD_SWITCH
 
 
 def parse_source(source: SourceTables) -> UtmStackData:
@@ -105,7 +129,7 @@ def parse_source(source: SourceTables) -> UtmStackData:
     for column, effect in USER_OPTIONAL.items():
         if user_columns and column not in user_columns:
             variants.append(Variant(f"jhi_user.{column}", f"absent: {effect}"))
-    authorities = _authorities(source, variants)
+    authorities = _authorities(source, variants, unreadable)
     users = []
     for index, row in enumerate(source.rows.get("jhi_user", [])):
         try:
@@ -113,10 +137,46 @@ def parse_source(source: SourceTables) -> UtmStackData:
         except (KeyError, TypeError, ValueError) as error:
             unreadable.append(("jhi_user", _row_label(row, index), _why(error)))
     keys = _keys(source, variants, unreadable)
-    return UtmStackData(users=users, keys=keys, variants=variants, unreadable=unreadable)
+    flow = "v11" if "tfa_method" in user_columns else "v10"
+    return UtmStackData(
+        users=users,
+        keys=keys,
+        variants=variants,
+        unreadable=unreadable,
+        tfa_switch=_tfa_switch(source, flow),
+    )
 
 
-def _authorities(source: SourceTables, variants: list[Variant]) -> dict[int, list[str]]:
+def _tfa_switch(source: SourceTables, flow: str) -> TfaSwitch:
+    """The switch as UTMStack reads it: ``Boolean.parseBoolean`` of the row's value (on
+    only for "true" in any case; a null or other value is off). Unreadable (None) when
+    the table or the row is missing, or rows disagree."""
+    rows = source.rows.get(CONFIGURATION_TABLE)
+    if rows is None:
+        why = (
+            f"no {CONFIGURATION_TABLE} in the source (an export made by an older command, "
+            "or a database without the table)"
+        )
+        return TfaSwitch(None, why, flow)
+    values = set()
+    for row in rows:
+        if row.get("conf_param_short") != TFA_SWITCH_PARAMETER:
+            continue
+        value = row.get("conf_param_value")
+        if value is not None and not isinstance(value, str):
+            return TfaSwitch(None, f"the value of {TFA_SWITCH_PARAMETER} is not text", flow)
+        values.add(isinstance(value, str) and value.lower() == "true")
+    if not values:
+        return TfaSwitch(None, f"no {TFA_SWITCH_PARAMETER} row in {CONFIGURATION_TABLE}", flow)
+    if len(values) > 1:
+        return TfaSwitch(None, f"several {TFA_SWITCH_PARAMETER} rows disagree", flow)
+    [enabled] = values
+    return TfaSwitch(enabled, f"{TFA_SWITCH_PARAMETER} is {'on' if enabled else 'off'}", flow)
+
+
+def _authorities(
+    source: SourceTables, variants: list[Variant], unreadable: list[tuple[str, str, str]]
+) -> dict[int, list[str]]:
     if "jhi_user_authority" not in source.rows:
         variants.append(Variant("jhi_user_authority", "absent: users get ROLE_USER only"))
         return {}
@@ -124,6 +184,10 @@ def _authorities(source: SourceTables, variants: list[Variant]) -> dict[int, lis
     for row in source.rows["jhi_user_authority"]:
         user_id, name = row.get("user_id"), row.get("authority_name")
         if isinstance(user_id, int) and isinstance(name, str) and name.strip():
+            if not _is_unicode(name):
+                why = "authority_name " + NOT_UNICODE + ": that authority is left out"
+                unreadable.append(("jhi_user_authority", f"user {user_id}", why))
+                continue
             by_user[user_id].append(name.strip())
     return by_user
 
@@ -225,6 +289,8 @@ def _required_text(row: dict[str, Any], column: str) -> str:
     value = row[column]
     if not isinstance(value, str) or not value:
         raise ValueError(f"{column} is empty or not text")
+    if not _is_unicode(value):
+        raise ValueError(f"{column} {NOT_UNICODE}")
     return value
 
 
@@ -239,7 +305,22 @@ def _text(row: dict[str, Any], column: str) -> str | None:
         return None
     if not isinstance(value, str):
         raise TypeError(f"{column} is not text")
+    if not _is_unicode(value):
+        raise ValueError(f"{column} {NOT_UNICODE}")
     return value.strip() or None
+
+
+# A JSON export may escape a lone surrogate (``\udcff``): Python reads it, but no database
+# (nor UTF-8 output) can hold it, and PostgreSQL never exports one.
+NOT_UNICODE = "holds text that is not valid Unicode (a lone surrogate)"
+
+
+def _is_unicode(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _flag(row: dict[str, Any], column: str, *, null: bool | None = None) -> bool:

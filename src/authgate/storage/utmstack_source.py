@@ -1,5 +1,6 @@
-"""Reading UTMStack's users, authorities and API keys: from its PostgreSQL database (in
-a read-only transaction) or from a JSON export of the same rows.
+"""Reading UTMStack's users, authorities and API keys, and its global two-factor switch:
+from its PostgreSQL database (in a read-only transaction) or from a JSON export of the
+same rows.
 
 Both ways produce the same thing, because the database is read with the very query the
 documented ``psql`` export runs (:func:`export_query`): each table as a JSON array of its
@@ -26,7 +27,11 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from authgate.exceptions import ConfigurationError
 from authgate.storage.database_url import normalise_database_url
 
-TABLES = ("jhi_user", "jhi_user_authority", "api_keys")
+TABLES = ("jhi_user", "jhi_user_authority", "api_keys", "utm_configuration_parameter")
+# UTMStack's global two-factor switch: the one row of utm_configuration_parameter read.
+# Only it is exported: the table's other rows hold UTMStack's settings (SMTP password...).
+TFA_SWITCH_PARAMETER = "utmstack.tfa.enable"
+CONFIGURATION_TABLE = "utm_configuration_parameter"
 
 
 @dataclass(slots=True)
@@ -45,10 +50,11 @@ class SourceTables:
 def export_query(tables: tuple[str, ...] = TABLES) -> str:
     """The single query whose result (one JSON object) is the export file.
 
-    Built only from the fixed names in ``TABLES`` (never from input), hence the noqa.
+    Built only from the fixed names in ``TABLES`` (never from input), hence the noqa. Of
+    ``utm_configuration_parameter`` only the two-factor switch's name and value are read.
     """
     parts = [
-        f"'{table}', (SELECT coalesce(json_agg(t), '[]'::json) FROM {table} t)"  # noqa: S608
+        f"'{table}', (SELECT coalesce(json_agg(t), '[]'::json) FROM {_rows_of(table)} t)"  # noqa: S608
         for table in tables
     ]
     parts.append(
@@ -59,6 +65,15 @@ def export_query(tables: tuple[str, ...] = TABLES) -> str:
         + ") GROUP BY table_name) c)"
     )
     return "SELECT json_build_object(" + ", ".join(parts) + ")"
+
+
+def _rows_of(table: str) -> str:
+    if table == CONFIGURATION_TABLE:
+        return (
+            f"(SELECT conf_param_short, conf_param_value FROM {table} "  # noqa: S608
+            f"WHERE conf_param_short = '{TFA_SWITCH_PARAMETER}')"
+        )
+    return table
 
 
 async def read_database(url: str, *, schema: str = "public") -> SourceTables:
