@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.resources
+from collections.abc import Callable
 
 import bcrypt
 import pytest
@@ -134,7 +135,7 @@ def test_a_bcrypt_hash_is_rehashed_only_from_a_password_bcrypt_read_whole() -> N
 
 # Made when the test runs, not at collection: a random salt in a test id would differ
 # between pytest-xdist workers, which then refuse to run ("different tests collected").
-_HASHES = {
+_HASHES: dict[str, Callable[[], str]] = {
     "cost-4-2a": lambda: bcrypt.hashpw(b"pw", bcrypt.gensalt(4, prefix=b"2a")).decode(),
     "cost-10-2b": lambda: bcrypt.hashpw(b"pw", bcrypt.gensalt(10, prefix=b"2b")).decode(),
     "short": lambda: "$2a$10$short",
