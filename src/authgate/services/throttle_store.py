@@ -32,6 +32,10 @@ class ThrottleStore(Protocol):
 
     async def failures(self, subject: str, *, window: int, now: float) -> float: ...
 
+    async def refund_failure(self, subject: str, *, window: int, now: float) -> None:
+        """Take back one failure counted at ``now`` (never below zero)."""
+        ...
+
     async def block(self, subject: str, *, until: float, strikes: int, now: float) -> None: ...
 
     async def get_block(self, subject: str) -> Block | None: ...
@@ -105,6 +109,9 @@ class FallbackThrottleStore:
 
     async def failures(self, subject: str, *, window: int, now: float) -> float:
         return await self._use(lambda store: store.failures(subject, window=window, now=now))
+
+    async def refund_failure(self, subject: str, *, window: int, now: float) -> None:
+        await self._use(lambda store: store.refund_failure(subject, window=window, now=now))
 
     async def block(self, subject: str, *, until: float, strikes: int, now: float) -> None:
         await self._fallback.block(subject, until=until, strikes=strikes, now=now)

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, literal_column, null, select
+from sqlalchemy import Connection, bindparam, delete, literal_column, null, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -135,6 +135,15 @@ class DatabaseThrottleStore:
         # Claiming: insert, or take over a block that has ended; a block still in force
         # is left alone (the statement then changes no row).
         self._claim_block = write_block(ThrottleBlock.blocked_until <= bindparam("now"))
+        self._refund = (
+            update(ThrottleWindow)
+            .where(
+                ThrottleWindow.subject == bindparam("w_subject"),
+                ThrottleWindow.window_start == bindparam("w_start"),
+                ThrottleWindow.count > 0,
+            )
+            .values(count=ThrottleWindow.count - 1)
+        )
         self._read_windows = select(ThrottleWindow.window_start, ThrottleWindow.count).where(
             ThrottleWindow.subject == bindparam("subject"),
             ThrottleWindow.window_start.in_(bindparam("starts", expanding=True)),
@@ -159,13 +168,23 @@ class DatabaseThrottleStore:
         return windows, blocks, combined
 
     async def add_failure(self, subject: str, *, window: int, now: float) -> float:
+        """Count one failure and read the count in the same transaction: the row stays
+        locked (PostgreSQL) or the database's writer is this one (SQLite) until the
+        commit, so the count returned is the one this increment made, never one that
+        failures counted meanwhile inflated (callers number attempts by it)."""
         start = int(now // window * window)
         expires = datetime.fromtimestamp(start + 2 * window, UTC)
         async with self._db.begin() as connection:
             await connection.execute(
                 self._count_failure, {"subject": subject, "start": start, "expires": expires}
             )
-        return await self.failures(subject, window=window, now=now)
+            rows = await connection.execute(
+                self._read_windows, {"subject": subject, "starts": [start, start - window]}
+            )
+            counts: dict[int, int] = {row[0]: row[1] for row in rows}
+        return sliding_count(
+            counts.get(start, 0), counts.get(start - window, 0), window=window, now=now
+        )
 
     async def failures(self, subject: str, *, window: int, now: float) -> float:
         start = int(now // window * window)
@@ -177,6 +196,12 @@ class DatabaseThrottleStore:
         return sliding_count(
             counts.get(start, 0), counts.get(start - window, 0), window=window, now=now
         )
+
+    async def refund_failure(self, subject: str, *, window: int, now: float) -> None:
+        async with self._db.begin() as connection:
+            await connection.execute(
+                self._refund, {"w_subject": subject, "w_start": int(now // window * window)}
+            )
 
     async def block(self, subject: str, *, until: float, strikes: int, now: float) -> None:
         async with self._db.begin() as connection:
