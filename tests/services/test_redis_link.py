@@ -227,6 +227,23 @@ async def check_block_reads_and_success_writes(store: Any, tag: str) -> None:
     assert await store.blocks_and_counted((pair, known, other), pair) == (blocks, True)
     assert await store.blocks_and_counted((known, other), other) == ({}, False)
     assert await store.blocks_and_counted((), pair) == ({}, True)
+    # A login's one read also brings the account's failures (a window's worth).
+    tally = f"acct:{tag}"
+    await store.add_failure(tally, window=60, now=1020.0)
+    await store.add_failure(tally, window=60, now=1030.0)
+    assert await store.blocks_counted_and_failures(
+        (pair, known, other), pair, tally, window=60, now=1030.0
+    ) == (blocks, True, 2.0)
+    # 45 s into the next window: the two count for a quarter.
+    assert await store.blocks_counted_and_failures(
+        (known,), other, tally, window=60, now=1125.0
+    ) == ({}, False, 0.5)
+    assert await store.blocks_counted_and_failures((), other, other, window=60, now=1.0) == (
+        {},
+        False,
+        0.0,
+    )
+    await store.forget(tally)
     await store.forget_and_block((pair,), known, until=9000.0, strikes=0, now=1000.0)
     assert await store.get_blocks(pair, known, other) == {known: Block(until=9000.0, strikes=0)}
     assert await store.failures(pair, window=60, now=1001.0) == 0

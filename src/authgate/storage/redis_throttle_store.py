@@ -74,6 +74,21 @@ class RedisThrottleStore:
             results = await pipe.execute()
         return _blocks_of(subjects, results[0] if keys else []), bool(results[-1])
 
+    async def blocks_counted_and_failures(
+        self, subjects: tuple[str, ...], counted: str, tallied: str, *, window: int, now: float
+    ) -> tuple[dict[str, Block], bool, float]:
+        start = int(now // window * window)
+        keys = [f"{self._prefix}b:{subject}" for subject in subjects]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            if keys:
+                pipe.mget(keys)
+            pipe.exists(self._windows(counted))
+            pipe.hmget(self._windows(tallied), [str(start), str(start - window)])
+            results = await pipe.execute()
+        current, previous = results[-1]
+        failures = sliding_count(int(current or 0), int(previous or 0), window=window, now=now)
+        return _blocks_of(subjects, results[0] if keys else []), bool(results[-2]), failures
+
     async def forget_and_block(
         self, forget: tuple[str, ...], subject: str, *, until: float, strikes: int, now: float
     ) -> None:

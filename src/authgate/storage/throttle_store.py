@@ -74,6 +74,53 @@ def _reading_with_counted(count: int) -> Any:
     return blocks.union_all(windows)
 
 
+@lru_cache(maxsize=LIST_LENGTHS_KEPT)
+def _reading_for_login(count: int) -> Any:
+    """The blocks of ``count`` subjects, and the counter windows of the subjects
+    ``counted`` and ``tallied`` (rows without ``blocked_until``), in one statement."""
+    blocks: Any = select(
+        ThrottleBlock.subject,
+        ThrottleBlock.blocked_until,
+        ThrottleBlock.strikes,
+        null().label("window_start"),
+        null().label("count"),
+    ).where(_subjects_in(ThrottleBlock.subject, count))
+    windows: Any = select(
+        ThrottleWindow.subject, null(), null(), ThrottleWindow.window_start, ThrottleWindow.count
+    ).where(ThrottleWindow.subject.in_([bindparam("counted"), bindparam("tallied")]))
+    return blocks.union_all(windows)
+
+
+def _blocks_counted_and_failures(
+    connection: Connection,
+    subjects: tuple[str, ...],
+    counted: str,
+    tallied: str,
+    window: int,
+    now: float,
+) -> tuple[dict[str, Block], bool, float]:
+    """A login's one read, run by ``Database.read``: the blocks of ``subjects``, whether
+    ``counted`` has failures counted, and ``tallied``'s failures in the last window."""
+    rows = connection.execute(
+        _reading_for_login(len(subjects)),
+        {**_subject_parameters(subjects), "counted": counted, "tallied": tallied},
+    )
+    start = int(now // window * window)
+    blocks: dict[str, Block] = {}
+    has_counted = False
+    current = previous = 0
+    for row in rows:
+        if row.blocked_until is not None:
+            blocks[row.subject] = Block(until=row.blocked_until.timestamp(), strikes=row.strikes)
+        elif row.subject == counted:
+            has_counted = True
+        elif row.window_start == start:
+            current = row[4]  # the window's count (``row.count`` is the tuple's method)
+        elif row.window_start == start - window:
+            previous = row[4]
+    return blocks, has_counted, sliding_count(current, previous, window=window, now=now)
+
+
 def _blocks_and_counted(
     connection: Connection, subjects: tuple[str, ...], counted: str
 ) -> tuple[dict[str, Block], bool]:
@@ -241,6 +288,13 @@ class DatabaseThrottleStore:
         self, subjects: tuple[str, ...], counted: str
     ) -> tuple[dict[str, Block], bool]:
         return await self._db.read(_blocks_and_counted, subjects, counted)
+
+    async def blocks_counted_and_failures(
+        self, subjects: tuple[str, ...], counted: str, tallied: str, *, window: int, now: float
+    ) -> tuple[dict[str, Block], bool, float]:
+        return await self._db.read(
+            _blocks_counted_and_failures, subjects, counted, tallied, window, now
+        )
 
     async def forget(self, *subjects: str) -> None:
         async with self._db.begin() as connection:
