@@ -484,6 +484,80 @@ async def test_distributed_attack_slows_unknown_addresses_but_not_the_owner(gate
     assert 'authgate_throttled_requests_total{reason="account_slowdown"} 200.0' in metrics
 
 
+async def burst_from_many_addresses(gate: Gate, login: str, count: int) -> list[int]:
+    """``count`` wrong passwords for one account at once, each from an address of its
+    own, while its owner logs in from home (known to the account) amid them."""
+    home = "192.0.2.10"
+    guesses = [
+        gate.login(f"198.51.{index // 250}.{index % 250 + 1}", login, WRONG)
+        for index in range(count)
+    ]
+    *outcomes, owner = await asyncio.gather(*guesses, gate.login(home, login, USER_PASSWORD))
+    assert owner.status_code == 200, owner.text  # the owner's place is never held back
+    return [response.status_code for response in outcomes]
+
+
+async def check_a_burst_gets_the_allowance_then_one_turn(gate: Gate, login: str) -> None:
+    await gate.create_user(login)
+    assert (await gate.login("192.0.2.10", login, USER_PASSWORD)).status_code == 200
+    outcomes = await burst_from_many_addresses(gate, login, 40)
+    # The account's allowance (login_account_max_failures), then its one shared turn.
+    assert outcomes.count(401) == LIMITS["login_account_max_failures"] + 1, outcomes
+    assert outcomes.count(429) == 40 - LIMITS["login_account_max_failures"] - 1, outcomes
+    failures = await gate.audit("AUTH_FAILURE", actor=login)
+    checked = [event for event in failures if event.reason == "wrong_password"]
+    assert len(checked) == LIMITS["login_account_max_failures"] + 1
+    assert not gate.services.login_protection._in_flight  # nothing left behind
+
+
+async def test_a_burst_from_many_addresses_gets_the_accounts_allowance_then_one_turn(
+    gate: Gate,
+) -> None:
+    """40 wrong passwords for one account sent at once from 40 addresses: as many are
+    evaluated as the account allows (6 here, 20 by default), the rest wait for them to
+    be counted and then share the account's one turn (before, all were evaluated: 69
+    of 80 in the attack review, the account's threshold crossed long after)."""
+    await check_a_burst_gets_the_allowance_then_one_turn(gate, "alice")
+
+
+async def test_a_burst_from_many_addresses_with_counters_in_redis(
+    start_gate: StartGate, redis_url: str
+) -> None:
+    gate = await start_gate(redis_url=redis_url)
+    await check_a_burst_gets_the_allowance_then_one_turn(gate, f"alice{secrets.token_hex(4)}")
+
+
+async def test_a_burst_takes_what_the_account_has_left(gate: Gate) -> None:
+    """Failures counted before the burst leave less room: 4 of 6 counted, a burst of 20
+    gets 2 evaluations, then the turn."""
+    await gate.create_user("alice")
+    for index in range(4):
+        assert (await gate.login(f"203.0.113.{index + 1}", "alice", WRONG)).status_code == 401
+    outcomes = [
+        response.status_code
+        for response in await asyncio.gather(
+            *(gate.login(f"198.51.100.{index + 1}", "alice", WRONG) for index in range(20))
+        )
+    ]
+    assert outcomes.count(401) == 2 + 1, outcomes
+
+
+async def test_too_many_logins_waiting_for_one_account_are_refused_at_once(
+    start_gate: StartGate,
+) -> None:
+    """What waits for the account's evaluations to be counted is bounded as for one
+    address (the hashing queue's size): beyond, 429 concurrent_logins at once."""
+    gate = await start_gate(login_account_max_failures=1, password_hashing_queue=4)
+    await gate.create_user("alice")
+    responses = await asyncio.gather(
+        *(gate.login(f"198.51.100.{index + 1}", "alice", WRONG) for index in range(12))
+    )
+    refused = [r for r in responses if r.status_code == 429]
+    assert any(r.json()["code"] == "too_many_attempts" for r in refused)
+    assert [r.status_code for r in responses].count(401) == 2  # the one allowed, the turn
+    assert not gate.services.login_protection._in_flight
+
+
 async def test_distributed_attack_with_counters_in_redis(
     start_gate: StartGate, redis_url: str
 ) -> None:

@@ -227,6 +227,23 @@ async def check_block_reads_and_success_writes(store: Any, tag: str) -> None:
     assert await store.blocks_and_counted((pair, known, other), pair) == (blocks, True)
     assert await store.blocks_and_counted((known, other), other) == ({}, False)
     assert await store.blocks_and_counted((), pair) == ({}, True)
+    # A login's one read also brings the account's failures (a window's worth).
+    tally = f"acct:{tag}"
+    await store.add_failure(tally, window=60, now=1020.0)
+    await store.add_failure(tally, window=60, now=1030.0)
+    assert await store.blocks_counted_and_failures(
+        (pair, known, other), pair, tally, window=60, now=1030.0
+    ) == (blocks, True, 2.0)
+    # 45 s into the next window: the two count for a quarter.
+    assert await store.blocks_counted_and_failures(
+        (known,), other, tally, window=60, now=1125.0
+    ) == ({}, False, 0.5)
+    assert await store.blocks_counted_and_failures((), other, other, window=60, now=1.0) == (
+        {},
+        False,
+        0.0,
+    )
+    await store.forget(tally)
     await store.forget_and_block((pair,), known, until=9000.0, strikes=0, now=1000.0)
     assert await store.get_blocks(pair, known, other) == {known: Block(until=9000.0, strikes=0)}
     assert await store.failures(pair, window=60, now=1001.0) == 0
@@ -242,6 +259,38 @@ async def check_block_reads_and_success_writes(store: Any, tag: str) -> None:
     assert await store.get_blocks(other) == {other: Block(until=4000.0, strikes=1)}
     assert await store.failures(other, window=60, now=1001.0) == 0
     await store.forget(other)
+
+
+async def check_failures_counted_at_once_are_numbered(store: Any, tag: str) -> None:
+    """Each ``add_failure`` returns the count its own increment made, even when many run
+    at once: the second factor numbers its attempts by it (reads made after the others'
+    increments all said 20, so none of 20 codes sent at once was let in)."""
+    subject = f"tfa:{tag}"
+    counts = await asyncio.gather(
+        *(store.add_failure(subject, window=600, now=1200.0) for _ in range(20))
+    )
+    assert sorted(counts) == [float(n) for n in range(1, 21)]
+    # One taken back (an attempt refused by a lock set meanwhile); never below zero.
+    await store.refund_failure(subject, window=600, now=1200.0)
+    assert await store.failures(subject, window=600, now=1200.0) == 19
+    await store.refund_failure(f"tfa:none-{tag}", window=600, now=1200.0)
+    assert await store.failures(f"tfa:none-{tag}", window=600, now=1200.0) == 0
+    await store.forget(subject)
+
+
+async def test_failures_counted_at_once_are_numbered_one_by_one(db: Database) -> None:
+    await check_failures_counted_at_once_are_numbered(DatabaseThrottleStore(db), "db")
+
+
+async def test_failures_counted_at_once_in_redis_are_numbered_one_by_one(
+    redis_url: str,
+) -> None:
+    client = from_url(redis_url)
+    try:
+        store = RedisThrottleStore(client, prefix="authgate:test-link:")
+        await check_failures_counted_at_once_are_numbered(store, secrets.token_hex(4))
+    finally:
+        await client.aclose()
 
 
 async def test_blocks_are_read_together_and_a_success_is_one_write(db: Database) -> None:

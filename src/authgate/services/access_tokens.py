@@ -209,18 +209,42 @@ class AccessTokenService:
         """The same for a v12 pre-auth token (and only for one)."""
         return await self._authenticate_pending(token, PRE_AUTH_AUDIENCE_SUFFIX)
 
-    async def spend(self, work: UnitOfWork, claims: PendingClaims) -> bool:
-        """Deny a pre-auth token from the commit of ``work`` (the session it buys is
-        created in the same transaction); False when it was spent already."""
-        added = await self._db.revoked_tokens(work.session).add(
-            jti=claims.token_id,
-            user_id=claims.user_id,
-            expires_at=claims.expires_at,
-            revoked_at=self._clock(),
-        )
-        if added:
-            work.publish(Change(ChangeKind.TOKEN_REVOKED, claims.token_id))
-        return added
+    async def claim(self, claims: PendingClaims) -> bool:
+        """Take a pre-verification (or v12 pre-auth) token for one second step, before
+        its code is looked at: the token is denied in the database at once (an
+        insert-if-absent, committed), so of several requests carrying it exactly one
+        goes on, on whichever worker or node; False when it is taken or spent already
+        (the caller answers ``token_revoked``, as for a used token). Before, each
+        request checked its code and revoked the token after: a loser's right code
+        (a recovery code, say) was used up and its revocation broke the table's key
+        (500). The claimer then ``release``s the token (its code was wrong: the token
+        may try again, as it always could) or makes it ``spent``."""
+        async with self._db.transaction() as session:
+            claimed = await self._db.revoked_tokens(session).add(
+                jti=claims.token_id,
+                user_id=claims.user_id,
+                expires_at=claims.expires_at,
+                revoked_at=self._clock(),
+            )
+        if claimed:
+            self._denied[claims.token_id] = claims.expires_at.timestamp()
+        return claimed
+
+    async def release(self, claims: PendingClaims) -> None:
+        """Give back a token ``claim`` took (its code was wrong, or the step failed)."""
+        async with self._db.transaction() as session:
+            await self._db.revoked_tokens(session).remove(claims.token_id)
+        self._denied.pop(claims.token_id, None)
+
+    async def spent(self, claims: PendingClaims) -> None:
+        """A claimed token is used up: every worker and node denies it from now on."""
+        async with self._feed.unit_of_work() as work:
+            self.mark_spent(work, claims)
+
+    def mark_spent(self, work: UnitOfWork, claims: PendingClaims) -> None:
+        """``spent`` from the commit of ``work`` (v12: the session the token buys is
+        created in the same transaction)."""
+        work.publish(Change(ChangeKind.TOKEN_REVOKED, claims.token_id))
 
     async def _authenticate_pending(self, token: str, audience_suffix: str) -> PendingClaims:
         now = self._clock()
@@ -239,7 +263,8 @@ class AccessTokenService:
         return claims
 
     async def revoke(self, *, token_id: str, user_id: int, expires_at: datetime) -> None:
-        """Put one token on the deny list (every worker and node)."""
+        """Put one token on the deny list (every worker and node); revoking a token
+        revoked already (two logouts at once) is no error."""
         async with self._feed.unit_of_work() as work:
             await self._db.revoked_tokens(work.session).add(
                 jti=token_id, user_id=user_id, expires_at=expires_at, revoked_at=self._clock()

@@ -97,6 +97,11 @@ class AccountService:
                         EventType.AUTH_FAILURE, "failure", actor=actor, reason=failure.reason
                     )
                     raise
+                except BaseException:
+                    # Neither a failure nor a success (the hash refused as overloaded,
+                    # an error): its place among the account's evaluations is given back.
+                    self._protection.release(attempt)
+                    raise
                 await self._protection.succeeded(attempt)
                 return verified
         except Throttled as refusal:

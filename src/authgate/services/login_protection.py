@@ -43,7 +43,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -107,6 +107,33 @@ class _Turns:
         self.users = 0
 
 
+class _InFlight:
+    """One account's checks in this process: how many from addresses it does not know
+    are being evaluated (let through, not yet counted) and how many have ended, how
+    many read the counters or wait for room, and an event set while none is being
+    evaluated."""
+
+    __slots__ = ("ended", "evaluating", "idle", "reading", "waiting")
+
+    def __init__(self) -> None:
+        self.evaluating = 0
+        self.ended = 0
+        self.reading = 0
+        self.waiting = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+
+class _Hold:
+    """An attempt's place among its account's evaluations, given back once."""
+
+    __slots__ = ("account", "held")
+
+    def __init__(self, account: str) -> None:
+        self.account = account
+        self.held = True
+
+
 @dataclass(frozen=True, slots=True)
 class LoginAttempt:
     """One password check let through by :meth:`LoginProtection.check`: what it read,
@@ -116,6 +143,10 @@ class LoginAttempt:
     network: str  # the address as counted (IPv4, or IPv6 /64)
     blocks: Mapping[str, Block]
     pair_counted: bool = True  # whether the pair had failures counted when read
+    # The failures counted on the account (from everywhere) when read.
+    account_failures: float = 0.0
+    # Its place among the account's evaluations in this process (unknown addresses).
+    hold: _Hold | None = field(default=None, compare=False)
 
     @property
     def ip(self) -> str:
@@ -133,6 +164,11 @@ class LoginAttempt:
     def attack(self) -> str:
         """The account is under attack while this block lasts."""
         return f"attack:{self.account}"
+
+    @property
+    def tally(self) -> str:
+        """The account's failures from everywhere."""
+        return f"acct:{self.account}"
 
     @property
     def turn(self) -> str:
@@ -161,6 +197,8 @@ class LoginProtection:
         self._max_waiting = max_waiting
         # Only addresses with a check in progress: an entry goes with its last user.
         self._turns: dict[str, _Turns] = {}
+        # Only accounts with a check in flight or waiting: an entry goes with its last.
+        self._in_flight: dict[str, _InFlight] = {}
 
     @asynccontextmanager
     async def evaluation(self, client_ip: str | None) -> AsyncIterator[None]:
@@ -187,12 +225,41 @@ class LoginProtection:
 
     async def check(self, account: str, client_ip: str | None) -> LoginAttempt:
         """The attempt, if it may be evaluated; else ``ClientBlocked``/``Throttled``
-        (and the password must not be looked at)."""
+        (and the password must not be looked at). The caller ends it with ``failed``
+        or ``succeeded``, or ``release`` when neither applies (an error)."""
+        while True:
+            attempt = await self._read(account, client_ip)
+            if attempt is not None:
+                return attempt
+
+    async def _read(self, account: str, client_ip: str | None) -> LoginAttempt | None:
+        """One look at the counters: the attempt, a refusal, or None after waiting for
+        the account's evaluations in flight (then look again)."""
+        flights = self._in_flight.get(account)
+        if flights is None:
+            flights = self._in_flight[account] = _InFlight()
+        flights.reading += 1
+        ended_before = flights.ended
+        try:
+            return await self._look(account, client_ip, flights, ended_before)
+        finally:
+            flights.reading -= 1
+            self._forget_if_unused(account, flights)
+
+    async def _look(
+        self, account: str, client_ip: str | None, flights: _InFlight, ended_before: int
+    ) -> LoginAttempt | None:
         now = self._clock().timestamp()
         attempt = LoginAttempt(account, throttle_network(client_ip or "unknown"), {})
         subjects = (attempt.ip, attempt.pair, attempt.known, attempt.attack, attempt.turn)
-        blocks, pair_counted = await self._store.blocks_and_counted(subjects, attempt.pair)
-        attempt = LoginAttempt(account, attempt.network, blocks, pair_counted)
+        blocks, pair_counted, failures = await self._store.blocks_counted_and_failures(
+            subjects,
+            attempt.pair,
+            attempt.tally,
+            window=self._limits.account_window,
+            now=now,
+        )
+        attempt = LoginAttempt(account, attempt.network, blocks, pair_counted, failures)
         block = attempt.in_force(attempt.ip, now)
         if block is not None:
             raise ClientBlocked(
@@ -208,13 +275,78 @@ class LoginProtection:
                 retry_after=int(block.until - now) + 1,
                 reason=Reason.ACCOUNT_IP_BLOCKED,
             )
-        under_attack = attempt.in_force(attempt.attack, now) is not None
-        if under_attack and attempt.in_force(attempt.known, now) is None:
+        if attempt.in_force(attempt.known, now) is not None:
+            return attempt  # the owner's place: never slowed, never held back
+        if attempt.in_force(attempt.attack, now) is not None:
             await self._take_turn(attempt, now)
-        return attempt
+            return attempt
+        return await self._evaluate_or_wait(attempt, flights, ended_before)
+
+    async def _evaluate_or_wait(
+        self, attempt: LoginAttempt, flights: _InFlight, ended_before: int
+    ) -> LoginAttempt | None:
+        """Let the attempt be evaluated if the account's allowance, less the checks of
+        it already being evaluated in this process, leaves room; else wait until those
+        have been counted (None: look again, when the account may be under attack).
+
+        Without this, every check that arrived while the first passwords were being
+        hashed read "not under attack": 80 wrong passwords sent at once from 80
+        addresses got 69 evaluations where the account's threshold (20) and then its
+        one shared turn should have stood. The count stays where it was (a failure is
+        written once, by ``failed``; the usual login writes nothing): what is counted
+        here lives in this process only, so across processes and nodes each may let
+        the account's remaining allowance through at once (see README)."""
+        room = self._limits.account_max_failures - attempt.account_failures
+        # Evaluations that ended while the counters were being read may or may not be
+        # in what was read: they count as still in flight (stricter, never laxer).
+        in_flight = flights.evaluating + flights.ended - ended_before
+        # At least one at a time, so that an account over its threshold with no attack
+        # in force (its counts sliding down) still gets evaluated.
+        if in_flight < max(1.0, room):
+            flights.evaluating += 1
+            flights.idle.clear()
+            return replace(attempt, hold=_Hold(attempt.account))
+        if flights.waiting >= self._max_waiting:
+            raise Throttled(
+                "Too many logins for this account at once; try again in a moment",
+                retry_after=1,
+                reason=Reason.CONCURRENT_LOGINS,
+            )
+        flights.waiting += 1
+        try:
+            await flights.idle.wait()
+        finally:
+            flights.waiting -= 1
+        return None
+
+    def release(self, attempt: LoginAttempt) -> None:
+        """End the attempt's evaluation (once; ``failed`` and ``succeeded`` do it after
+        counting): checks of its account waiting for room look again."""
+        hold = attempt.hold
+        if hold is None or not hold.held:
+            return
+        hold.held = False
+        flights = self._in_flight.get(hold.account)
+        if flights is None:
+            return
+        flights.evaluating -= 1
+        flights.ended += 1
+        if not flights.evaluating:
+            flights.idle.set()
+        self._forget_if_unused(hold.account, flights)
+
+    def _forget_if_unused(self, account: str, flights: _InFlight) -> None:
+        if not (flights.evaluating or flights.reading or flights.waiting):
+            self._in_flight.pop(account, None)
 
     async def failed(self, attempt: LoginAttempt) -> None:
         """Count a failed check and block what crossed its threshold."""
+        try:
+            await self._count_failure(attempt)
+        finally:
+            self.release(attempt)
+
+    async def _count_failure(self, attempt: LoginAttempt) -> None:
         limits = self._limits
         now = self._clock().timestamp()
         by_ip = await self._store.add_failure(attempt.ip, window=limits.ip_window, now=now)
@@ -236,7 +368,7 @@ class LoginProtection:
                 attempt, Reason.ACCOUNT_IP_BLOCKED, {"retryAfter": delay, "strikes": strikes}
             )
         by_account = await self._store.add_failure(
-            f"acct:{attempt.account}", window=limits.account_window, now=now
+            attempt.tally, window=limits.account_window, now=now
         )
         if by_account >= limits.account_max_failures:
             # Under attack until a whole window passes without the threshold crossed.
@@ -253,6 +385,12 @@ class LoginProtection:
         known mark at most ``KNOWN_REFRESH_SECONDS`` older than a fresh one is kept. A
         failure of the same pair counted while this password was being hashed is then
         not cleared by this success: it stays counted (stricter than clearing it)."""
+        try:
+            await self._clear(attempt)
+        finally:
+            self.release(attempt)
+
+    async def _clear(self, attempt: LoginAttempt) -> None:
         now = self._clock().timestamp()
         until = now + self._limits.known_ip_days * 86_400
         clear = attempt.pair_counted or attempt.pair in attempt.blocks

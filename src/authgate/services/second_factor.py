@@ -8,7 +8,9 @@ come with either. What makes it safer than UTMStack's:
   marked used); the set-up code does not count, see ``complete_enrolment``;
 * five wrong codes for an account within ten minutes lock its second step for ten
   minutes (``SecondFactorLocked``; the HTTP layer also revokes the pre-verification
-  token), across workers and nodes through the throttle store;
+  token), across workers and nodes through the throttle store; each attempt is counted
+  atomically before its code is checked, so codes sent at once get no more than five
+  checks between them;
 * every failure is audited (``TFA_FAILURE``), which the ``failed_second_factors`` alert
   rule kind counts.
 
@@ -304,9 +306,10 @@ class SecondFactorService:
         remaining = _enrolment_seconds_left(row.pending_started_at, now)
         if remaining <= 0:
             return EnrolmentCheck(False, True, 0, "The enrolment expired; start again")
+        counted = await self._reserve(user)
         valid = await self._pending_code_matches(user, row.pending_totp_secret, method, code)
         if not valid:
-            await self._failed(user, Reason.WRONG_ENROLMENT_CODE)
+            await self._failed(user, Reason.WRONG_ENROLMENT_CODE, counted)
             return EnrolmentCheck(False, False, remaining, "The code is not valid")
         async with self._db.transaction() as session:
             stored = await self._db.second_factors(session).get(user.id)
@@ -413,12 +416,15 @@ class SecondFactorService:
     async def check_login_code(self, user: UserView, code: str) -> str:
         """Accept a TOTP code, an e-mail code or a recovery code of the user's factor,
         once. Returns what was used (``totp``, ``email``, ``recovery``); raises
-        ``SecondFactorFailed`` or ``SecondFactorLocked``."""
+        ``SecondFactorFailed`` or ``SecondFactorLocked``. The attempt is counted before
+        its code is checked (``_reserve``)."""
         await self._refuse_if_locked(user)
         method = await self.login_method(user)
+        counted = await self._reserve(user)
         used = await self._accept(user, method, code.strip()) if method else None
         if used is None:
-            await self._failed(user, Reason.WRONG_CODE if method else Reason.NO_SECOND_FACTOR)
+            reason = Reason.WRONG_CODE if method else Reason.NO_SECOND_FACTOR
+            await self._failed(user, reason, counted)
             raise SecondFactorFailed(reason=Reason.WRONG_CODE)
         await self._throttle.reset_failures(_subject(user.id))
         self._audit.record(
@@ -695,12 +701,45 @@ class SecondFactorService:
             )
             raise SecondFactorLocked(retry_after=int(block.until - now) + 1)
 
-    async def _failed(self, user: UserView, reason: Reason) -> None:
+    async def _reserve(self, user: UserView) -> float:
+        """Count this attempt before its code is checked; the failures counted with it.
+
+        The count is one atomic increment in the throttle store (the database's upsert,
+        or Redis's HINCRBY), shared by every worker and node, so codes sent at once are
+        numbered one by one: only those numbered up to ``MAX_FAILURES`` are checked, the
+        rest are refused as locked without a look at their code (before, each checked
+        the lock, then its code, and was counted after: 46 of 60 codes sent at once
+        were checked). A wrong code stays counted (``_failed`` adds nothing); a right
+        one clears the count, as it always did."""
+        now = self._clock().timestamp()
+        subject = _subject(user.id)
+        counted = await self._throttle.add_failure(subject, window=FAILURE_WINDOW_SECONDS, now=now)
+        block = await self._throttle.get_block(subject)
+        locked = block is not None and block.until > now
+        if locked:
+            # A lock set since the caller looked: it forgot the count (in the same
+            # transaction, or Redis MULTI) and this attempt, counted afresh, would have
+            # been let in. Refused, it takes its count back, else it would still count
+            # when the lock ends (and a burst refused so would lock the account anew).
+            await self._throttle.refund_failure(subject, window=FAILURE_WINDOW_SECONDS, now=now)
+        if locked or counted >= MAX_FAILURES + 1:  # locked, or the window's attempts taken
+            self._audit.record(
+                EventType.TFA_FAILURE,
+                "failure",
+                actor=_actor(user),
+                reason=Reason.SECOND_FACTOR_LOCKED,
+            )
+            wait = block.until - now if block is not None and locked else LOCK_SECONDS
+            raise SecondFactorLocked(retry_after=int(wait) + 1)
+        return counted
+
+    async def _failed(self, user: UserView, reason: Reason, counted: float) -> None:
+        """A wrong code, counted already by ``_reserve`` (``counted``: the failures with
+        it); the attempt that reached ``MAX_FAILURES`` locks the second step."""
         now = self._clock().timestamp()
         subject = _subject(user.id)
         self._audit.record(EventType.TFA_FAILURE, "failure", actor=_actor(user), reason=reason)
-        failures = await self._throttle.add_failure(subject, window=FAILURE_WINDOW_SECONDS, now=now)
-        if failures >= MAX_FAILURES:
+        if counted >= MAX_FAILURES:
             await self._throttle.forget_and_block(
                 (subject,), subject, until=now + LOCK_SECONDS, strikes=1, now=now
             )

@@ -48,7 +48,6 @@ from authgate.services.changes import ChangeFeed, UnitOfWork
 from authgate.services.ports import Database
 from authgate.services.second_factor import Method, SecondFactorService
 from authgate.services.user_fields import UserView
-from authgate.storage.errors import Conflict as StorageConflict
 from authgate.storage.models import Session, User
 
 # Longer refresh tokens are refused before hashing (ours are 43 characters).
@@ -188,17 +187,23 @@ class SessionService:
         second step (``SecondFactorLocked``) and revokes the token: the login restarts."""
         pending = await self._tokens.authenticate_pre_auth(pre_auth_token)
         user = await self._accounts.account(pending.user_id)
+        # Claimed before the code is checked: of requests carrying one token, one goes on
+        # (a loser's code is not used up); a wrong code gives the token back.
+        if not await self._tokens.claim(pending):
+            raise TokenRevoked(reason=Reason.TOKEN_USED)
         try:
             await self._second_factor.check_login_code(user, code)
         except SecondFactorLocked:
-            await self._tokens.revoke(
-                token_id=pending.token_id, user_id=pending.user_id, expires_at=pending.expires_at
-            )
+            await self._tokens.spent(pending)
+            raise
+        except Exception:
+            await self._tokens.release(pending)
             raise
         try:
             return await self._start(user, ip=ip, user_agent=user_agent, spent=pending)
-        except StorageConflict:  # a concurrent request spent the token first
-            raise TokenRevoked(reason=Reason.TOKEN_USED) from None
+        except Exception:  # no session was stored: the token may buy one still
+            await self._tokens.release(pending)
+            raise
 
     async def _start(
         self,
@@ -208,15 +213,15 @@ class SessionService:
         user_agent: str | None,
         spent: PendingClaims | None,
     ) -> TokenPair:
-        """A new session (passed the second factor when it spends a pre-auth token).
-        Past the per-user cap, the oldest sessions are revoked."""
+        """A new session (passed the second factor when it spends a pre-auth token, which
+        the caller has claimed). Past the per-user cap, the oldest sessions are revoked."""
         now = self._clock()
         session_id = str(uuid.uuid4())
         refresh_token = secrets.token_urlsafe(32)
         expires_at = now + self._refresh_ttl
         async with self._feed.unit_of_work() as work:
-            if spent is not None and not await self._tokens.spend(work, spent):
-                raise TokenRevoked(reason=Reason.TOKEN_USED)
+            if spent is not None:  # claimed by the caller; denied everywhere from the commit
+                self._tokens.mark_spent(work, spent)
             sessions = self._db.user_sessions(work.session)
             live = list(await sessions.live(user.id, now=now))
             evicted = live[: max(0, len(live) - self._max_sessions + 1)]

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from authgate.exceptions import Conflict, SecondFactorLocked
+from authgate.exceptions import Conflict, SecondFactorLocked, TokenRevoked
 from authgate.reasons import Reason
 from authgate.security.networks import AllowList, IPAddress
 from authgate.security.tokens import PendingClaims
@@ -102,16 +102,23 @@ class SignIn:
         )
 
     async def after_code(self, pending: PendingClaims, code: str) -> SignInResult:
-        """Trade a pre-verification token and a code for an access token. A wrong code
-        raises ``SecondFactorFailed``; the fifth in ten minutes ``SecondFactorLocked``,
-        and the pre-verification token is revoked then (the login starts again)."""
+        """Trade a pre-verification token and a code for an access token. The token is
+        claimed before the code is checked (``AccessTokenService.claim``): a request
+        carrying a token another one holds or spent raises ``TokenRevoked``
+        (``token_used``) without its code being looked at. A wrong code raises
+        ``SecondFactorFailed`` and gives the token back; the fifth in ten minutes
+        ``SecondFactorLocked``, and the token stays spent (the login starts again)."""
         user = await self._accounts.account(pending.user_id)
+        await self._claim(pending)
         try:
             await self._second_factor.check_login_code(user, code)
         except SecondFactorLocked:
-            await self._revoke(pending)
+            await self._tokens.spent(pending)
             raise
-        await self._revoke(pending)
+        except Exception:
+            await self._tokens.release(pending)
+            raise
+        await self._tokens.spent(pending)
         method = await self._second_factor.login_method(user)
         return self._full(user, remember_me=pending.remember_me, second_factor=True, method=method)
 
@@ -119,10 +126,16 @@ class SignIn:
         self, pending: PendingClaims, method: Method
     ) -> tuple[SignInResult, list[str]]:
         """Complete a forced enrolment: the factor is in force, the pre-verification
-        token is spent, and an access token (the code was just proved) is issued."""
+        token is spent (claimed first, as by ``after_code``), and an access token (the
+        code was just proved) is issued."""
         user = await self.enrolling_user(pending)
-        codes = await self._second_factor.complete_enrolment(user, method, enable=True)
-        await self._revoke(pending)
+        await self._claim(pending)
+        try:
+            codes = await self._second_factor.complete_enrolment(user, method, enable=True)
+        except Exception:
+            await self._tokens.release(pending)
+            raise
+        await self._tokens.spent(pending)
         result = self._full(
             user, remember_me=pending.remember_me, second_factor=True, method=method
         )
@@ -162,7 +175,6 @@ class SignIn:
             first_login=user.initial_password or user.password_change_required,
         )
 
-    async def _revoke(self, pending: PendingClaims) -> None:
-        await self._tokens.revoke(
-            token_id=pending.token_id, user_id=pending.user_id, expires_at=pending.expires_at
-        )
+    async def _claim(self, pending: PendingClaims) -> None:
+        if not await self._tokens.claim(pending):  # another request holds or spent it
+            raise TokenRevoked(reason=Reason.TOKEN_USED)

@@ -32,6 +32,10 @@ class ThrottleStore(Protocol):
 
     async def failures(self, subject: str, *, window: int, now: float) -> float: ...
 
+    async def refund_failure(self, subject: str, *, window: int, now: float) -> None:
+        """Take back one failure counted at ``now`` (never below zero)."""
+        ...
+
     async def block(self, subject: str, *, until: float, strikes: int, now: float) -> None: ...
 
     async def get_block(self, subject: str) -> Block | None: ...
@@ -45,6 +49,13 @@ class ThrottleStore(Protocol):
     ) -> tuple[Mapping[str, Block], bool]:
         """``get_blocks(*subjects)``, and whether the subject ``counted`` has failures
         counted (in any window, however old), in one round trip."""
+        ...
+
+    async def blocks_counted_and_failures(
+        self, subjects: tuple[str, ...], counted: str, tallied: str, *, window: int, now: float
+    ) -> tuple[Mapping[str, Block], bool, float]:
+        """``blocks_and_counted(subjects, counted)`` and ``failures(tallied, window=...,
+        now=...)``, in one round trip (a login's one read)."""
         ...
 
     async def claim(self, subject: str, *, until: float, strikes: int, now: float) -> bool:
@@ -106,6 +117,9 @@ class FallbackThrottleStore:
     async def failures(self, subject: str, *, window: int, now: float) -> float:
         return await self._use(lambda store: store.failures(subject, window=window, now=now))
 
+    async def refund_failure(self, subject: str, *, window: int, now: float) -> None:
+        await self._use(lambda store: store.refund_failure(subject, window=window, now=now))
+
     async def block(self, subject: str, *, until: float, strikes: int, now: float) -> None:
         await self._fallback.block(subject, until=until, strikes=strikes, now=now)
         if self._link.available:
@@ -150,6 +164,27 @@ class FallbackThrottleStore:
             blocks.update(fallback_blocks)
             has_counted = has_counted or fallback_counted
         return blocks, has_counted
+
+    async def blocks_counted_and_failures(
+        self, subjects: tuple[str, ...], counted: str, tallied: str, *, window: int, now: float
+    ) -> tuple[Mapping[str, Block], bool, float]:
+        found, has_counted, failures = await self._use(
+            lambda store: store.blocks_counted_and_failures(
+                subjects, counted, tallied, window=window, now=now
+            )
+        )
+        blocks = dict(found)
+        if not self._link.is_down:
+            # As blocks_and_counted; failures counted during an outage are not merged
+            # with Redis's, but the larger count is taken (never laxer than either).
+            missing = tuple(subject for subject in subjects if subject not in blocks)
+            more, more_counted, more_failures = await self._fallback.blocks_counted_and_failures(
+                missing, counted, tallied, window=window, now=now
+            )
+            blocks.update(more)
+            has_counted = has_counted or more_counted
+            failures = max(failures, more_failures)
+        return blocks, has_counted, failures
 
     async def forget(self, *subjects: str) -> None:
         await self._use(lambda store: store.forget(*subjects))

@@ -31,7 +31,7 @@ from authgate.storage.audit_checkpoint_repository import AuditCheckpointReposito
 from authgate.storage.audit_repository import AuditRepository
 from authgate.storage.cluster_repository import ClusterRepository
 from authgate.storage.database_url import POSTGRES_EXTRA_HINT
-from authgate.storage.errors import Conflict
+from authgate.storage.errors import conflict
 from authgate.storage.errors import is_unavailable as is_unavailable  # re-exported: former home
 from authgate.storage.repositories import (
     ChangeRepository,
@@ -139,7 +139,7 @@ class Database:
             async with self._sessions() as session, session.begin():
                 yield session
         except exc.IntegrityError as error:
-            raise Conflict(type(error.orig).__name__) from error
+            raise conflict(error) from None
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[AsyncConnection]:
@@ -193,7 +193,7 @@ class Database:
             async with self.engine.begin() as connection:
                 yield connection
         except exc.IntegrityError as error:
-            raise Conflict(type(error.orig).__name__) from error
+            raise conflict(error) from None
 
     async def ping(self) -> None:
         """Raise if the database cannot answer a trivial query."""

@@ -12,6 +12,21 @@ class Conflict(Exception):
     committed; the transaction is rolled back."""
 
 
+def conflict(error: exc.IntegrityError) -> Conflict:
+    """The :class:`Conflict` for a broken constraint: the driver's error class and the
+    constraint's name, never the driver's message. Raised ``from None`` by the callers:
+    PostgreSQL's message carries the row's values (``DETAIL: Key (jti)=(...) already
+    exists``), which ``hide_parameters`` does not hide, and a chained cause would print
+    them with the traceback of any Conflict that reaches the log (an unexpected error's
+    500 is logged with its traceback)."""
+    driver_error = error.orig
+    name = getattr(driver_error, "constraint_name", None) or getattr(
+        getattr(driver_error, "__cause__", None), "constraint_name", None
+    )
+    kind = type(driver_error).__name__
+    return Conflict(f"{kind} ({name})" if isinstance(name, str) else kind)
+
+
 def is_unavailable(error: BaseException) -> bool:
     """Whether ``error`` means the database cannot serve right now (down, unreachable,
     busy past SQLite's busy timeout, pool exhausted) rather than a bug."""

@@ -20,6 +20,7 @@ class RedisThrottleStore:
         self._redis = redis
         self._prefix = prefix
         self._claim = redis.register_script(_CLAIM_SCRIPT)
+        self._refund = redis.register_script(_REFUND_SCRIPT)
 
     async def add_failure(self, subject: str, *, window: int, now: float) -> float:
         start = int(now // window * window)
@@ -38,6 +39,10 @@ class RedisThrottleStore:
             self._windows(subject), [str(start), str(start - window)]
         )
         return sliding_count(int(current or 0), int(previous or 0), window=window, now=now)
+
+    async def refund_failure(self, subject: str, *, window: int, now: float) -> None:
+        start = int(now // window * window)
+        await self._refund(keys=[self._windows(subject)], args=[str(start)])
 
     async def block(self, subject: str, *, until: float, strikes: int, now: float) -> None:
         # Kept a day past its end: its strikes double the next block.
@@ -69,11 +74,34 @@ class RedisThrottleStore:
             results = await pipe.execute()
         return _blocks_of(subjects, results[0] if keys else []), bool(results[-1])
 
+    async def blocks_counted_and_failures(
+        self, subjects: tuple[str, ...], counted: str, tallied: str, *, window: int, now: float
+    ) -> tuple[dict[str, Block], bool, float]:
+        start = int(now // window * window)
+        keys = [f"{self._prefix}b:{subject}" for subject in subjects]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            if keys:
+                pipe.mget(keys)
+            pipe.exists(self._windows(counted))
+            pipe.hmget(self._windows(tallied), [str(start), str(start - window)])
+            results = await pipe.execute()
+        current, previous = results[-1]
+        failures = sliding_count(int(current or 0), int(previous or 0), window=window, now=now)
+        return _blocks_of(subjects, results[0] if keys else []), bool(results[-2]), failures
+
     async def forget_and_block(
         self, forget: tuple[str, ...], subject: str, *, until: float, strikes: int, now: float
     ) -> None:
-        await self.forget(*forget)
-        await self.block(subject, until=until, strikes=strikes, now=now)
+        # One MULTI: nobody sees the counters forgotten and the block not yet set (a
+        # second-factor attempt counted in between would be let in while locked).
+        keys = [f"{self._prefix}b:{name}" for name in forget]
+        keys += [self._windows(name) for name in forget]
+        ttl = max(1, math.ceil(until - now) + 86_400)  # as block()
+        async with self._redis.pipeline(transaction=True) as pipe:
+            if keys:
+                pipe.delete(*keys)
+            pipe.set(f"{self._prefix}b:{subject}", f"{until}:{strikes}", ex=ttl)
+            await pipe.execute()
 
     async def forget(self, *subjects: str) -> None:
         keys = [f"{self._prefix}b:{subject}" for subject in subjects]
@@ -113,6 +141,16 @@ if current then
 end
 redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
 return 1
+"""
+
+
+# Runs atomically in Redis: one failure of a window taken back, never below zero.
+_REFUND_SCRIPT = """
+local count = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+if count > 0 then
+  redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
+end
+return 0
 """
 
 

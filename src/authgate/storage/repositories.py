@@ -8,6 +8,8 @@ from datetime import datetime
 from typing import Any, ClassVar, cast
 
 from sqlalchemy import ColumnElement, Connection, Row, bindparam, delete, func, or_, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authgate.storage.models import AuthChange, LegacyImport, RevokedToken, User
@@ -218,13 +220,25 @@ class RevokedTokenRepository:
     async def add(
         self, *, jti: str, user_id: int, expires_at: datetime, revoked_at: datetime
     ) -> bool:
-        """Deny ``jti``; False when it was denied already."""
-        if await self._session.get(RevokedToken, jti) is not None:
-            return False
-        self._session.add(
-            RevokedToken(jti=jti, user_id=user_id, expires_at=expires_at, revoked_at=revoked_at)
+        """Deny ``jti``; False when it was denied already. One insert-if-absent (``ON
+        CONFLICT DO NOTHING``): of several requests denying one token at once exactly
+        one gets True, and none breaks the key (a read-then-insert did: the loser's
+        commit raised on ``revoked_tokens.jti``, a 500)."""
+        insert = (
+            postgresql_insert
+            if self._session.get_bind().dialect.name == "postgresql"
+            else sqlite_insert
         )
-        return True
+        result = await self._session.execute(
+            insert(RevokedToken)
+            .values(jti=jti, user_id=user_id, expires_at=expires_at, revoked_at=revoked_at)
+            .on_conflict_do_nothing(index_elements=["jti"])
+        )
+        return int(getattr(result, "rowcount", 0) or 0) == 1
+
+    async def remove(self, jti: str) -> None:
+        """Take ``jti`` off the list (a pending token claimed for a code that was wrong)."""
+        await self._session.execute(delete(RevokedToken).where(RevokedToken.jti == jti))
 
     async def unexpired(self, now: datetime) -> list[tuple[str, datetime]]:
         rows = await self._session.execute(

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, literal_column, null, select
+from sqlalchemy import Connection, bindparam, delete, literal_column, null, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -72,6 +72,53 @@ def _reading_with_counted(count: int) -> Any:
         ThrottleWindow.subject, null(), null(), literal_column("1").label("counted")
     ).where(ThrottleWindow.subject == bindparam("counted"))
     return blocks.union_all(windows)
+
+
+@lru_cache(maxsize=LIST_LENGTHS_KEPT)
+def _reading_for_login(count: int) -> Any:
+    """The blocks of ``count`` subjects, and the counter windows of the subjects
+    ``counted`` and ``tallied`` (rows without ``blocked_until``), in one statement."""
+    blocks: Any = select(
+        ThrottleBlock.subject,
+        ThrottleBlock.blocked_until,
+        ThrottleBlock.strikes,
+        null().label("window_start"),
+        null().label("count"),
+    ).where(_subjects_in(ThrottleBlock.subject, count))
+    windows: Any = select(
+        ThrottleWindow.subject, null(), null(), ThrottleWindow.window_start, ThrottleWindow.count
+    ).where(ThrottleWindow.subject.in_([bindparam("counted"), bindparam("tallied")]))
+    return blocks.union_all(windows)
+
+
+def _blocks_counted_and_failures(
+    connection: Connection,
+    subjects: tuple[str, ...],
+    counted: str,
+    tallied: str,
+    window: int,
+    now: float,
+) -> tuple[dict[str, Block], bool, float]:
+    """A login's one read, run by ``Database.read``: the blocks of ``subjects``, whether
+    ``counted`` has failures counted, and ``tallied``'s failures in the last window."""
+    rows = connection.execute(
+        _reading_for_login(len(subjects)),
+        {**_subject_parameters(subjects), "counted": counted, "tallied": tallied},
+    )
+    start = int(now // window * window)
+    blocks: dict[str, Block] = {}
+    has_counted = False
+    current = previous = 0
+    for row in rows:
+        if row.blocked_until is not None:
+            blocks[row.subject] = Block(until=row.blocked_until.timestamp(), strikes=row.strikes)
+        elif row.subject == counted:
+            has_counted = True
+        elif row.window_start == start:
+            current = row[4]  # the window's count (``row.count`` is the tuple's method)
+        elif row.window_start == start - window:
+            previous = row[4]
+    return blocks, has_counted, sliding_count(current, previous, window=window, now=now)
 
 
 def _blocks_and_counted(
@@ -135,6 +182,15 @@ class DatabaseThrottleStore:
         # Claiming: insert, or take over a block that has ended; a block still in force
         # is left alone (the statement then changes no row).
         self._claim_block = write_block(ThrottleBlock.blocked_until <= bindparam("now"))
+        self._refund = (
+            update(ThrottleWindow)
+            .where(
+                ThrottleWindow.subject == bindparam("w_subject"),
+                ThrottleWindow.window_start == bindparam("w_start"),
+                ThrottleWindow.count > 0,
+            )
+            .values(count=ThrottleWindow.count - 1)
+        )
         self._read_windows = select(ThrottleWindow.window_start, ThrottleWindow.count).where(
             ThrottleWindow.subject == bindparam("subject"),
             ThrottleWindow.window_start.in_(bindparam("starts", expanding=True)),
@@ -159,13 +215,23 @@ class DatabaseThrottleStore:
         return windows, blocks, combined
 
     async def add_failure(self, subject: str, *, window: int, now: float) -> float:
+        """Count one failure and read the count in the same transaction: the row stays
+        locked (PostgreSQL) or the database's writer is this one (SQLite) until the
+        commit, so the count returned is the one this increment made, never one that
+        failures counted meanwhile inflated (callers number attempts by it)."""
         start = int(now // window * window)
         expires = datetime.fromtimestamp(start + 2 * window, UTC)
         async with self._db.begin() as connection:
             await connection.execute(
                 self._count_failure, {"subject": subject, "start": start, "expires": expires}
             )
-        return await self.failures(subject, window=window, now=now)
+            rows = await connection.execute(
+                self._read_windows, {"subject": subject, "starts": [start, start - window]}
+            )
+            counts: dict[int, int] = {row[0]: row[1] for row in rows}
+        return sliding_count(
+            counts.get(start, 0), counts.get(start - window, 0), window=window, now=now
+        )
 
     async def failures(self, subject: str, *, window: int, now: float) -> float:
         start = int(now // window * window)
@@ -177,6 +243,12 @@ class DatabaseThrottleStore:
         return sliding_count(
             counts.get(start, 0), counts.get(start - window, 0), window=window, now=now
         )
+
+    async def refund_failure(self, subject: str, *, window: int, now: float) -> None:
+        async with self._db.begin() as connection:
+            await connection.execute(
+                self._refund, {"w_subject": subject, "w_start": int(now // window * window)}
+            )
 
     async def block(self, subject: str, *, until: float, strikes: int, now: float) -> None:
         async with self._db.begin() as connection:
@@ -216,6 +288,13 @@ class DatabaseThrottleStore:
         self, subjects: tuple[str, ...], counted: str
     ) -> tuple[dict[str, Block], bool]:
         return await self._db.read(_blocks_and_counted, subjects, counted)
+
+    async def blocks_counted_and_failures(
+        self, subjects: tuple[str, ...], counted: str, tallied: str, *, window: int, now: float
+    ) -> tuple[dict[str, Block], bool, float]:
+        return await self._db.read(
+            _blocks_counted_and_failures, subjects, counted, tallied, window, now
+        )
 
     async def forget(self, *subjects: str) -> None:
         async with self._db.begin() as connection:

@@ -22,6 +22,7 @@ from authgate.exceptions import (
     SecondFactorFailed,
     SecondFactorLocked,
     Throttled,
+    TokenRevoked,
     ValidationFailed,
 )
 from authgate.security.tokens import PendingClaims
@@ -173,6 +174,8 @@ async def second_step_submit(request: Request) -> Response:
         return await _step_page(
             request, pending, next_page, error="That code is not valid.", status=401
         )
+    except TokenRevoked:  # another request (a second click) took or spent the sign-in
+        return _expired(request)
     except Throttled as refusal:
         message = f"{refusal.message} ({refusal.retry_after} s)."
         return refused(await _step_page(request, pending, next_page, error=message), refusal)
