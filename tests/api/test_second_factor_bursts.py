@@ -272,3 +272,71 @@ async def test_one_pre_auth_token_buys_one_v12_session(harness: Harness) -> None
     async with harness.services.db.session() as session:
         left = await harness.services.db.one_time_codes(session).count_unused(alice, "recovery")
     assert left == 9
+
+
+async def test_an_attempt_that_errs_gives_its_count_back(
+    harness: Harness, user_token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Diff review: a fifth attempt that ended in an error (not a wrong code, so no
+    lock) left its count; every attempt after it was refused as locked and counted
+    again, a refusal that renewed itself for good. An attempt not checked takes its
+    count back, and so does one refused unchecked."""
+    secret, _ = await enrol_totp(harness, user_token)
+    wrong = wrong_code(harness, secret)
+    for _ in range(MAX_FAILURES - 1):
+        token = (await password_step(harness)).json()["token"]
+        response = await harness.client.get(
+            "/api/tfa/verifyCode", params={"code": wrong}, headers=bearer(token)
+        )
+        assert response.json()["code"] == "invalid_second_factor"
+    factors = harness.services.second_factor
+
+    async def broken(*_args: Any, **_kwargs: Any) -> str | None:
+        raise RuntimeError("the code store is down")
+
+    monkeypatch.setattr(factors, "_accept", broken)
+    token = (await password_step(harness)).json()["token"]
+    failed = await harness.client.get(
+        "/api/tfa/verifyCode", params={"code": wrong}, headers=bearer(token)
+    )
+    assert failed.status_code == 500
+    monkeypatch.undo()
+    token = (await password_step(harness)).json()["token"]
+    right = await harness.client.get(
+        "/api/tfa/verifyCode", params={"code": current_code(harness, secret)}, headers=bearer(token)
+    )
+    assert right.status_code == 200, right.text
+
+
+async def test_a_second_step_cancelled_midway_gives_the_token_back(
+    harness: Harness, user_token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Diff review: a second step cancelled while its code was being checked (the
+    client went away) left its pre-verification token claimed: the user had to sign in
+    again. Cancelled, it gives the token back as an error does."""
+    secret, _ = await enrol_totp(harness, user_token)
+    factors = harness.services.second_factor
+    checking = asyncio.Event()
+
+    async def hangs(*_args: Any, **_kwargs: Any) -> str:
+        checking.set()
+        await asyncio.Event().wait()
+        raise AssertionError("never ends")
+
+    monkeypatch.setattr(factors, "check_login_code", hangs)
+    token = (await password_step(harness)).json()["token"]
+    code = current_code(harness, secret)
+    step = asyncio.create_task(
+        harness.client.get("/api/tfa/verifyCode", params={"code": code}, headers=bearer(token))
+    )
+    await checking.wait()
+    step.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await step
+    monkeypatch.undo()
+    for _ in range(50):  # the release runs shielded, in a task of its own
+        await asyncio.sleep(0.01)
+    again = await harness.client.get(
+        "/api/tfa/verifyCode", params={"code": code}, headers=bearer(token)
+    )
+    assert again.status_code == 200, again.text

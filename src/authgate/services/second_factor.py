@@ -20,6 +20,7 @@ must but has none is taken through enrolment at login. API keys never need one.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
@@ -307,7 +308,11 @@ class SecondFactorService:
         if remaining <= 0:
             return EnrolmentCheck(False, True, 0, "The enrolment expired; start again")
         counted = await self._reserve(user)
-        valid = await self._pending_code_matches(user, row.pending_totp_secret, method, code)
+        try:
+            valid = await self._pending_code_matches(user, row.pending_totp_secret, method, code)
+        except BaseException:
+            await self._refund(user)  # not checked (an error): it must not count
+            raise
         if not valid:
             await self._failed(user, Reason.WRONG_ENROLMENT_CODE, counted)
             return EnrolmentCheck(False, False, remaining, "The code is not valid")
@@ -421,7 +426,11 @@ class SecondFactorService:
         await self._refuse_if_locked(user)
         method = await self.login_method(user)
         counted = await self._reserve(user)
-        used = await self._accept(user, method, code.strip()) if method else None
+        try:
+            used = await self._accept(user, method, code.strip()) if method else None
+        except BaseException:
+            await self._refund(user)  # not checked (an error): it must not count
+            raise
         if used is None:
             reason = Reason.WRONG_CODE if method else Reason.NO_SECOND_FACTOR
             await self._failed(user, reason, counted)
@@ -716,13 +725,13 @@ class SecondFactorService:
         counted = await self._throttle.add_failure(subject, window=FAILURE_WINDOW_SECONDS, now=now)
         block = await self._throttle.get_block(subject)
         locked = block is not None and block.until > now
-        if locked:
-            # A lock set since the caller looked: it forgot the count (in the same
-            # transaction, or Redis MULTI) and this attempt, counted afresh, would have
-            # been let in. Refused, it takes its count back, else it would still count
-            # when the lock ends (and a burst refused so would lock the account anew).
-            await self._throttle.refund_failure(subject, window=FAILURE_WINDOW_SECONDS, now=now)
         if locked or counted >= MAX_FAILURES + 1:  # locked, or the window's attempts taken
+            # Refused unchecked, the attempt takes its count back. Under a lock set since
+            # the caller looked (which forgot the count), it would still count when the
+            # lock ends, and a burst refused so would lock the account anew; with the
+            # window's attempts taken and no lock (the fifth ended in an error, say),
+            # every refused attempt would renew the refusal for good.
+            await self._throttle.refund_failure(subject, window=FAILURE_WINDOW_SECONDS, now=now)
             self._audit.record(
                 EventType.TFA_FAILURE,
                 "failure",
@@ -732,6 +741,13 @@ class SecondFactorService:
             wait = block.until - now if block is not None and locked else LOCK_SECONDS
             raise SecondFactorLocked(retry_after=int(wait) + 1)
         return counted
+
+    async def _refund(self, user: UserView) -> None:
+        """Give back the count ``_reserve`` took for an attempt that was not checked."""
+        now = self._clock().timestamp()
+        await asyncio.shield(
+            self._throttle.refund_failure(_subject(user.id), window=FAILURE_WINDOW_SECONDS, now=now)
+        )
 
     async def _failed(self, user: UserView, reason: Reason, counted: float) -> None:
         """A wrong code, counted already by ``_reserve`` (``counted``: the failures with

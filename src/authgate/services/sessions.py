@@ -23,6 +23,7 @@ enabled) ends at its next refresh.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 import uuid
@@ -196,13 +197,13 @@ class SessionService:
         except SecondFactorLocked:
             await self._tokens.spent(pending)
             raise
-        except Exception:
-            await self._tokens.release(pending)
+        except BaseException:  # an error, or cancelled: the token may be used still
+            await asyncio.shield(self._tokens.release(pending))
             raise
         try:
             return await self._start(user, ip=ip, user_agent=user_agent, spent=pending)
-        except Exception:  # no session was stored: the token may buy one still
-            await self._tokens.release(pending)
+        except BaseException:  # no session was stored: the token may buy one still
+            await asyncio.shield(self._tokens.release(pending))
             raise
 
     async def _start(

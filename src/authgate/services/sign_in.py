@@ -12,6 +12,7 @@ here it is honoured only from the addresses of ``AUTHGATE_TFA_BYPASS_HEADER_ADDR
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -115,8 +116,8 @@ class SignIn:
         except SecondFactorLocked:
             await self._tokens.spent(pending)
             raise
-        except Exception:
-            await self._tokens.release(pending)
+        except BaseException:  # an error, or cancelled: the token may be used still
+            await asyncio.shield(self._tokens.release(pending))
             raise
         await self._tokens.spent(pending)
         method = await self._second_factor.login_method(user)
@@ -132,8 +133,8 @@ class SignIn:
         await self._claim(pending)
         try:
             codes = await self._second_factor.complete_enrolment(user, method, enable=True)
-        except Exception:
-            await self._tokens.release(pending)
+        except BaseException:  # an error, or cancelled: the token may be used still
+            await asyncio.shield(self._tokens.release(pending))
             raise
         await self._tokens.spent(pending)
         result = self._full(
