@@ -20,6 +20,8 @@ import pytest
 from sqlalchemy import event
 
 from authgate.app import create_app
+from authgate.exceptions import Throttled
+from authgate.reasons import Reason
 from authgate.services.user_fields import NewUser
 from authgate.settings import Settings
 from authgate.storage.audit_repository import AuditFilter
@@ -556,6 +558,25 @@ async def test_too_many_logins_waiting_for_one_account_are_refused_at_once(
     assert any(r.json()["code"] == "too_many_attempts" for r in refused)
     assert [r.status_code for r in responses].count(401) == 2  # the one allowed, the turn
     assert not gate.services.login_protection._in_flight
+
+
+async def test_a_login_waiting_for_its_accounts_evaluations_waits_a_bounded_time(
+    start_gate: StartGate,
+) -> None:
+    """Diff review: a check waited for its account's evaluations with no deadline, and
+    one that never found them all ended (others kept ending uncounted, as a hash refused
+    as overloaded does, and new ones took their place) waited for ever. It waits at most
+    the hashing queue's deadline, then 429 concurrent_logins."""
+    gate = await start_gate(
+        login_account_max_failures=1, password_hashing_queue_timeout_seconds=0.2
+    )
+    protection = gate.services.login_protection
+    first = await protection.check("alice", "198.51.100.1")
+    with pytest.raises(Throttled) as refused:
+        await protection.check("alice", "198.51.100.2")
+    assert refused.value.reason == Reason.CONCURRENT_LOGINS
+    protection.release(first)
+    assert not protection._in_flight
 
 
 async def test_distributed_attack_with_counters_in_redis(

@@ -189,12 +189,16 @@ class LoginProtection:
         clock: Clock,
         audit: AuditLog,
         max_waiting: int = MAX_WAITING_PER_ADDRESS,
+        max_wait_seconds: float = 2.0,
     ) -> None:
         self._store = store
         self._limits = limits
         self._clock = clock
         self._audit = audit
         self._max_waiting = max_waiting
+        # How long a check may wait for room among its account's evaluations (the
+        # password-hashing queue's deadline: a hash that waited longer is refused too).
+        self._max_wait_seconds = max_wait_seconds
         # Only addresses with a check in progress: an entry goes with its last user.
         self._turns: dict[str, _Turns] = {}
         # Only accounts with a check in flight or waiting: an entry goes with its last.
@@ -314,7 +318,16 @@ class LoginProtection:
             )
         flights.waiting += 1
         try:
-            await flights.idle.wait()
+            # Bounded: room may never come while other checks keep ending without being
+            # counted (errors, hashes refused as overloaded) and new ones take their place.
+            async with asyncio.timeout(self._max_wait_seconds):
+                await flights.idle.wait()
+        except TimeoutError:
+            raise Throttled(
+                "Too many logins for this account at once; try again in a moment",
+                retry_after=1,
+                reason=Reason.CONCURRENT_LOGINS,
+            ) from None
         finally:
             flights.waiting -= 1
         return None

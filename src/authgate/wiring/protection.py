@@ -38,6 +38,7 @@ def build_protection(settings: Settings, infra: Infrastructure, clock: Clock) ->
             clock=clock,
             audit=audit,
             max_waiting=settings.password_hashing.queue_size,
+            max_wait_seconds=settings.password_hashing.queue_timeout,
         ),
         address_blocker=AddressBlocker(
             store=throttle,
