@@ -69,6 +69,9 @@ SERVICES_MAY_USE_FROM_STORAGE = (
     "authgate.storage.audit_repository.LinkSigner",
     "authgate.storage.audit_repository.SignedLink",
     "authgate.storage.utmstack_source.SourceTables",  # the rows read from UTMStack
+    # ... and the names in them of UTMStack's two-factor switch (its table and row).
+    "authgate.storage.utmstack_source.CONFIGURATION_TABLE",
+    "authgate.storage.utmstack_source.TFA_SWITCH_PARAMETER",
 )
 # Services not yet behind the ports, and the storage names each still imports: may only
 # shrink (an entry that is no longer needed fails the test, so it is removed).
