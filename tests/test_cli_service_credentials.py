@@ -83,3 +83,74 @@ def test_refusals_are_one_line_and_an_exit_code(data_dir: Path) -> None:  # noqa
     assert "Unknown internal endpoint" in unknown.output
     assert_exits(invoke("service-credentials", "revoke", "nosuchid"), 1)
     assert_exits(invoke("service-credentials", "rotate", "nosuchid", "--grace", "8d"), 1)
+
+
+# UTMStack replay: the installation's one INTERNAL_KEY, as its installer makes it.
+INSTALLATION_KEY = "q3ZbT8mWx1LcR7vN0pKd5hYs2GfJ9aEu"
+NEXT_KEY = "H4kPz9WcQ2nVb7XsL1mT8rYd3FgJ6aNe"
+
+
+def test_adopting_the_services_secret_from_stdin(data_dir: Path) -> None:  # noqa: F811
+    """create|rotate --secret-stdin: UTMStack's log-input keeps sending its INTERNAL_KEY;
+    the secret is read from standard input, never printed, and works at once."""
+    result = invoke(
+        "service-credentials",
+        "create",
+        "--name",
+        "utmstack-log-input",
+        "--secret-stdin",
+        "-o",
+        "json",
+        input=INSTALLATION_KEY + "\n",
+    )
+    assert_exits(result, 0)
+    assert INSTALLATION_KEY not in result.output
+    created = json.loads(result.stdout)
+    assert created["adopted"] is True
+    assert "credential" not in created
+    assert internal_status(INSTALLATION_KEY) == ACCEPTED
+
+    table_output = invoke(
+        "service-credentials",
+        "rotate",
+        created["id"],
+        "--grace",
+        "1h",
+        "--secret-stdin",
+        input=NEXT_KEY + "\n",
+    )
+    assert_exits(table_output, 0)
+    assert "not shown" in table_output.output
+    assert NEXT_KEY not in table_output.output
+    assert internal_status(INSTALLATION_KEY) == ACCEPTED  # within the grace period
+    assert internal_status(NEXT_KEY) == ACCEPTED
+    listed = invoke("service-credentials", "list")
+    assert INSTALLATION_KEY not in listed.output
+    assert NEXT_KEY not in listed.output
+
+    assert_exits(invoke("service-credentials", "revoke", created["id"]), 0)
+    assert internal_status(NEXT_KEY) == REFUSED
+    assert internal_status(INSTALLATION_KEY) == REFUSED
+    audit = invoke("audit", "export", "--format", "json")
+    assert_exits(audit, 0)
+    assert "SERVICE_CREDENTIAL_ROTATED" in audit.output
+    assert INSTALLATION_KEY not in audit.output
+    assert NEXT_KEY not in audit.output
+
+
+def test_a_weak_or_missing_secret_is_refused_clearly(data_dir: Path) -> None:  # noqa: F811
+    for weak, message in (
+        ("too-short-secret", "at least 32 characters"),
+        ("a" * 40, "too weak"),
+        ("Passw0rd!" * 4, "too weak"),
+    ):
+        result = invoke(
+            "service-credentials", "create", "--name", "x", "--secret-stdin", input=weak + "\n"
+        )
+        assert_exits(result, 1)
+        assert message in result.output
+        assert weak not in result.output
+    empty = invoke("service-credentials", "create", "--name", "x", "--secret-stdin", input="")
+    assert_exits(empty, 1)
+    assert "no secret on standard input" in empty.output
+    assert json_of("service-credentials", "list") == []

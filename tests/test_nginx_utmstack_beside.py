@@ -347,3 +347,61 @@ def test_utmstack_gets_its_shared_key_the_host_and_the_clients_address(beside: B
     assert headers["x-forwarded-for"].split(", ")[-1] == CLIENT_ADDRESS
     assert headers["x-real-ip"] == CLIENT_ADDRESS
     assert headers["x-forwarded-proto"] == "https"
+
+
+# -- UTMStack's internal key (compliance-report PDFs, v10 and v11) -----------------------------
+
+
+def test_a_reports_account_request_with_utmstacks_internal_key_reaches_utmstack(
+    beside: Beside,
+) -> None:
+    """UTMStack replay: web-pdf opens the UI with ?key=<INTERNAL_KEY>; the UI sends it as
+    Utm-Internal-Key (auth.interceptor.ts), and GET /api/account must reach UTMStack's
+    backend, the only one that knows the key (authgate answered 401, the PDF came out
+    empty). It gets UTMStack's shared key and the client's address, as location / does."""
+    key = {"Utm-Internal-Key": "utmstack-internal-key"}
+    side, _ = beside.call("GET", "/api/account", headers=key)
+    assert side == "utmstack"
+    before = len(beside.utmstack.seen)
+    assert beside.client.head("/api/account", headers=key).status_code == 200
+    assert [(s.method, s.path) for s in beside.utmstack.seen[before:]] == [("HEAD", "/api/account")]
+    for seen in beside.utmstack.seen[-2:]:
+        headers = seen.headers
+        assert headers["utm-internal-key"] == "utmstack-internal-key"
+        assert headers["x-shared-key"] == SHARED_KEY
+        assert headers["x-real-ip"] == CLIENT_ADDRESS
+        assert headers["x-forwarded-proto"] == "https"
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/api/authenticate"),  # never UTMStack's own login past authgate
+        ("GET", "/api/authenticate"),
+        ("GET", "/api/check-credentials"),  # nor its unthrottled password check
+        ("POST", "/api/account"),
+        ("POST", "/api/account/reset-password/init"),
+        ("POST", "/api/account/change-password"),
+        ("GET", "/api/account/tfa"),
+        ("GET", "/api/users"),
+        ("GET", "/api/api-keys"),
+        ("POST", "/api/v1/auth/login"),
+        ("GET", "/api/v1/auth/me"),
+    ],
+)
+def test_utmstacks_internal_key_takes_no_other_route_past_authgate(
+    beside: Beside, method: str, path: str
+) -> None:
+    """Any client can send the header: only the account read of a report goes to UTMStack
+    with it; authgate's other routes stay authgate's (nothing it protects is bypassed)."""
+    side, response = beside.call(method, path, headers={"Utm-Internal-Key": "anything"})
+    assert side == "authgate", response.text
+
+
+def test_an_account_request_without_the_internal_key_is_authgates(beside: Beside) -> None:
+    """No header, or an empty one: authgate's GET /api/account (401 without credentials),
+    never UTMStack's."""
+    for headers in ({}, {"Utm-Internal-Key": ""}):
+        side, response = beside.call("GET", "/api/account", headers=headers)
+        assert side == "authgate"
+        assert response.status_code == 401

@@ -260,6 +260,7 @@ class Reason(StrEnum):
     SERVICE_CREDENTIAL_UNKNOWN = "service_credential_unknown", _C.SERVICE_CREDENTIAL
     SERVICE_CREDENTIAL_REVOKED = "service_credential_revoked", _C.SERVICE_CREDENTIAL
     SERVICE_CREDENTIAL_NAME_EXISTS = "service_credential_name_exists", _C.SERVICE_CREDENTIAL
+    SERVICE_SECRET_IN_USE = "service_secret_in_use", _C.SERVICE_CREDENTIAL
 
     # -- administration: users, keys, roles, alert rules
     USER_NOT_FOUND = "user_not_found", _C.ADMINISTRATION

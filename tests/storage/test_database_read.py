@@ -52,10 +52,16 @@ async def test_a_read_sees_what_was_committed_just_before(db: Database) -> None:
     def count(connection: Connection) -> int:
         return int(connection.execute(text("SELECT count(*) FROM items")).scalar_one())
 
-    for expected in (0, 1, 2):
-        assert await db.read(count) == expected
+    try:
+        for expected in (0, 1, 2):
+            assert await db.read(count) == expected
+            async with db.begin() as connection:
+                await connection.execute(
+                    text("INSERT INTO items (id) VALUES (:id)"), {"id": expected}
+                )
+    finally:  # the PostgreSQL database is shared with the tests that follow
         async with db.begin() as connection:
-            await connection.execute(text("INSERT INTO items (id) VALUES (:id)"), {"id": expected})
+            await connection.execute(text("DROP TABLE items"))
 
     def in_transaction(connection: Connection) -> bool:
         connection.execute(text("SELECT 1"))

@@ -9,10 +9,12 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from authgate.storage import migrate
@@ -184,6 +186,59 @@ async def test_legacy_imports_migration_remembers_what_earlier_imports_left(
             ("key", utmstack_id, None),
             ("user", "2", None),
         ]
+    finally:
+        await engine.dispose()
+
+
+async def test_adopted_secrets_migration_up_and_down(database_url: str) -> None:
+    """0018_adopted_service_secrets adds the lookup hashes (unique for the current
+    secret); going down revokes the live adopted credentials, which the older version
+    could not find, and leaves generated ones alone."""
+    engine = create_async_engine(database_url)
+    insert = text(
+        "INSERT INTO service_credentials (name, credential_id, secret_hash, endpoints,"
+        " created_at, secret_lookup) VALUES (:name, :id, :hash, 'api-keys.authenticate',"
+        " :now, :lookup)"
+    )
+    try:
+        await migrate.upgrade(engine)
+        now = datetime.now(UTC)
+        async with engine.begin() as connection:
+            for name, lookup in (("adopted", "a" * 64), ("generated", None)):
+                await connection.execute(
+                    insert,
+                    {"name": name, "id": name[:12], "hash": "a" * 64, "now": now, "lookup": lookup},
+                )
+        with pytest.raises(IntegrityError):  # one adopted secret, one credential
+            async with engine.begin() as connection:
+                await connection.execute(
+                    insert,
+                    {
+                        "name": "twin",
+                        "id": "twin",
+                        "hash": "a" * 64,
+                        "now": now,
+                        "lookup": "a" * 64,
+                    },
+                )
+        await migrate.downgrade(engine, "0017_cluster_tfa_key")
+        async with engine.connect() as connection:
+            columns = await connection.run_sync(
+                lambda sync: {c["name"] for c in inspect(sync).get_columns("service_credentials")}
+            )
+            rows = (
+                await connection.execute(
+                    text("SELECT name, revoked_at IS NOT NULL FROM service_credentials")
+                )
+            ).all()
+        assert "secret_lookup" not in columns
+        assert "previous_secret_lookup" not in columns
+        assert sorted((name, bool(revoked)) for name, revoked in rows) == [
+            ("adopted", True),
+            ("generated", False),
+        ]
+        await migrate.upgrade(engine)
+        assert await migrate.current_revision(engine) == migrate.head_revision()
     finally:
         await engine.dispose()
 

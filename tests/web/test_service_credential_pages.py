@@ -105,3 +105,22 @@ async def test_only_admins_with_the_form_token(
     )
     assert no_token.status_code == 403
     assert await harness.services.service_credentials.list_all() == []
+
+
+async def test_an_adopted_secret_is_listed_as_such_and_never_shown(
+    harness: Harness, admin: Browser
+) -> None:
+    """Adopted on the command line (UTMStack's INTERNAL_KEY): the page says so, without
+    the secret; rotating it here gives it a generated one, shown once."""
+    secret = "q3ZbT8mWx1LcR7vN0pKd5hYs2GfJ9aEu"
+    view = await harness.services.service_credentials.adopt(
+        "log-input", ["api-keys.authenticate"], secret
+    )
+    listing = await admin.get(PAGE)
+    assert listing.status_code == 200
+    assert f"{view.id} (adopted secret)" in main_text(listing)
+    assert secret not in listing.text
+    rotated = await admin.post(f"{PAGE}/{view.id}/rotate", {"grace_seconds": "0"})
+    assert rotated.status_code == 200, rotated.text
+    assert html(rotated).by_id("new-credential").text.startswith("ags_")
+    assert await internal_status(harness, secret) == REFUSED

@@ -206,6 +206,10 @@ class ServiceCredentialDTO(BaseModel):
     )
     lastUsedAt: datetime | None = Field(description="Recorded to the minute.")
     revokedAt: datetime | None
+    adopted: bool = Field(
+        description="Its secret is one the service already had (authgate service-credentials "
+        "create|rotate --secret-stdin), not one authgate made; never shown."
+    )
 
     @classmethod
     def of(cls, view: ServiceCredentialView) -> ServiceCredentialDTO:
@@ -219,6 +223,7 @@ class ServiceCredentialDTO(BaseModel):
             previousValidUntil=view.previous_valid_until,
             lastUsedAt=view.last_used_at,
             revokedAt=view.revoked_at,
+            adopted=view.adopted,
         )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
@@ -25,7 +26,11 @@ from authgate.cli.output import (
     stamp,
     table,
 )
-from authgate.services.service_credentials import CreatedCredential, InternalEndpoint
+from authgate.services.service_credentials import (
+    CreatedCredential,
+    InternalEndpoint,
+    ServiceCredentialView,
+)
 
 service_credentials_app = typer.Typer(
     help="Manage service credentials (X-Internal-Key: other services calling authgate's "
@@ -37,6 +42,46 @@ CredentialIdArgument = Annotated[
     str, typer.Argument(help="The credential's id (see service-credentials list).")
 ]
 _KNOWN = ", ".join(endpoint.value for endpoint in InternalEndpoint)
+
+SecretStdinOption = Annotated[
+    bool,
+    typer.Option(
+        "--secret-stdin",
+        help="Adopt the service's existing secret (e.g. UTMStack's INTERNAL_KEY), read from "
+        "standard input (one line; never an argument), instead of making one. At least 32 "
+        "visible ASCII characters and 128 bits of apparent randomness; never printed.",
+    ),
+]
+
+
+def _read_secret() -> str:
+    """The secret to adopt: one line of standard input (a hidden prompt on a terminal)."""
+    if sys.stdin.isatty():
+        return str(typer.prompt("Secret", hide_input=True))
+    secret = sys.stdin.readline().rstrip("\r\n")
+    if not secret:
+        err.print("[red]error:[/red] no secret on standard input")
+        raise typer.Exit(1)
+    return secret
+
+
+def _print_adopted(view: ServiceCredentialView, output: OutputFormat, what: str) -> None:
+    """An adopted credential: the secret is the service's own, never printed."""
+    if output is OutputFormat.JSON:
+        print_json(ServiceCredentialDTO.of(view))
+        return
+    out.print(
+        f"{what} service credential {view.id} ({view.name}) with the secret read from "
+        f"standard input (not shown), allowed {', '.join(view.endpoints)}"
+        + (
+            f"; the previous secret works until {stamp(view.previous_valid_until)}"
+            if view.previous_valid_until
+            else ""
+        ),
+        soft_wrap=True,
+        highlight=False,
+        markup=False,
+    )
 
 
 def _print_created(created: CreatedCredential, output: OutputFormat, what: str) -> None:
@@ -64,11 +109,22 @@ def service_credentials_create(
         list[str] | None,
         typer.Option(help=f"An internal endpoint it may call ({_KNOWN}); repeat for several."),
     ] = None,
+    secret_stdin: SecretStdinOption = False,
     output: OutputOption = OutputFormat.TABLE,
     config: ConfigOption = None,
 ) -> None:
-    """Create a service credential and print it (once: only its hash is stored)."""
+    """Create a service credential and print it (once: only its hash is stored), or adopt
+    the service's existing secret (--secret-stdin; never printed)."""
     endpoints = endpoint or [InternalEndpoint.API_KEYS_AUTHENTICATE.value]
+    if secret_stdin:
+        secret = _read_secret()
+        with friendly_errors():
+            view = with_services(
+                load_settings(config),
+                lambda s: s.service_credentials.adopt(name, endpoints, secret),
+            )
+        _print_adopted(view, output, "created")
+        return
     with friendly_errors():
         created = with_services(
             load_settings(config), lambda s: s.service_credentials.create(name, endpoints)
@@ -116,11 +172,22 @@ def service_credentials_rotate(
             "d or w, at most 7d (e.g. 1h)."
         ),
     ] = "0",
+    secret_stdin: SecretStdinOption = False,
     output: OutputOption = OutputFormat.TABLE,
     config: ConfigOption = None,
 ) -> None:
-    """Give a service credential a new secret and print it (once)."""
+    """Give a service credential a new secret and print it (once), or adopt the service's
+    existing secret (--secret-stdin; never printed)."""
     period = duration_option(grace, option="--grace", zero_ok=True)
+    if secret_stdin:
+        secret = _read_secret()
+        with friendly_errors():
+            view = with_services(
+                load_settings(config),
+                lambda s: s.service_credentials.rotate_to(credential_id, secret, grace=period),
+            )
+        _print_adopted(view, output, "rotated")
+        return
     with friendly_errors():
         created = with_services(
             load_settings(config),

@@ -13,16 +13,26 @@ It is stored like an API key (``keys.py``): only ``HMAC-SHA256(pepper, credentia
 compared in constant time. No checksum: a service credential is pasted into one
 configuration file by an administrator, not typed by people in many places, and the
 shape check already refuses anything else before a lookup.
+
+An **adopted** secret is one a service already has (UTMStack's installation-wide
+``INTERNAL_KEY``, which its installer gives log-input, agent-manager and the backend
+alike), taken on by ``authgate service-credentials create|rotate --secret-stdin`` so the
+service needs no new configuration. It has no public id in it, so it is stored the same
+way (the same HMAC, never the secret) and found by that keyed hash, which has an index.
+It must look strong (:func:`adopted_secret_problem`) and may never start with ``ags_``
+(nor ``agk_``): a value that starts with ``ags_`` is only ever looked up by its id, so
+an adopted secret can neither collide with nor shadow a generated credential.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import secrets
 from dataclasses import dataclass
 from typing import Final
 
-from authgate.security.keys import key_digest, new_key_id
+from authgate.security.keys import KEY_PREFIX, key_digest, new_key_id
 
 CREDENTIAL_PREFIX: Final = "ags_"
 SECRET_LENGTH: Final = 43  # 62**43 > 2**256
@@ -62,3 +72,83 @@ def credential_id_of(presented: str) -> str | None:
 def credential_digest(pepper: bytes, plaintext: str) -> str:
     """HMAC-SHA256 of the whole credential under the server's pepper, hex-encoded."""
     return key_digest(pepper, plaintext)
+
+
+# -- adopted secrets ---------------------------------------------------------------------
+
+ADOPTED_MIN_LENGTH: Final = 32
+ADOPTED_MAX_LENGTH: Final = 256
+ADOPTED_MIN_BITS: Final = 128
+_VISIBLE_ASCII = re.compile(r"[\x21-\x7e]+")
+_CLASSES: Final = (
+    (str.isdigit, 10),
+    (str.islower, 26),
+    (str.isupper, 26),
+)
+_OTHER_VISIBLE = 94 - 10 - 26 - 26
+
+
+def apparent_entropy_bits(secret: str) -> float:
+    """A rough upper estimate of a secret's randomness, to refuse the obviously weak: the
+    length of its shortest repeating unit (``Passw0rd!Passw0rd!...`` counts 9) times the
+    bits of the character classes it uses (digits, lower case, upper case, other), the
+    alphabet counted as at most twice the number of distinct characters (one character
+    32 times is not 32 random letters). UTMStack's installer draws 32 characters from
+    [A-Za-z0-9] (about 190 bits): this says 160 or more; 32 random hex digits, 130+."""
+    pool = 0
+    for test, size in _CLASSES:
+        if any(test(character) for character in secret):
+            pool += size
+    if any(not character.isalnum() for character in secret):
+        pool += _OTHER_VISIBLE
+    alphabet = min(pool, 2 * len(set(secret)))
+    return _period(secret) * math.log2(alphabet) if alphabet > 1 else 0.0
+
+
+def _period(text: str) -> int:
+    """The length of the shortest unit ``text`` repeats at least twice (its own length
+    when none): the longest proper prefix that is also a suffix (Knuth-Morris-Pratt)."""
+    border = [0] * len(text)
+    for index in range(1, len(text)):
+        length = border[index - 1]
+        while length and text[index] != text[length]:
+            length = border[length - 1]
+        border[index] = length + 1 if text[index] == text[length] else 0
+    period = len(text) - border[-1] if text else 0
+    return period if 2 * period <= len(text) else len(text)  # repeated at least twice
+
+
+def adopted_secret_problem(secret: str) -> str | None:
+    """Why ``secret`` cannot be adopted (a message that never repeats it), or None."""
+    if len(secret) < ADOPTED_MIN_LENGTH:
+        return f"The secret must be at least {ADOPTED_MIN_LENGTH} characters long."
+    if len(secret) > ADOPTED_MAX_LENGTH:
+        return f"The secret must be at most {ADOPTED_MAX_LENGTH} characters long."
+    if not secret.isascii() or _VISIBLE_ASCII.fullmatch(secret) is None:
+        return (
+            "The secret may hold only visible ASCII characters (no spaces, no control or "
+            "non-ASCII characters): it is sent in an HTTP header."
+        )
+    if secret.startswith((CREDENTIAL_PREFIX, KEY_PREFIX)):
+        return (
+            "The secret starts like an authgate credential or API key (ags_, agk_): adopt "
+            "only a service's own secret; authgate's credentials are made by create or rotate."
+        )
+    if apparent_entropy_bits(secret) < ADOPTED_MIN_BITS:
+        return (
+            f"The secret looks too weak (less than {ADOPTED_MIN_BITS} bits of apparent "
+            "randomness: too few different characters, or a repeated pattern). Use a "
+            "random secret, e.g. 32 random letters and digits."
+        )
+    return None
+
+
+def may_be_adopted(presented: str) -> bool:
+    """Whether ``presented`` could be an adopted secret, so is worth a lookup by its keyed
+    hash: anything that starts with ``ags_`` takes the id path only."""
+    return (
+        ADOPTED_MIN_LENGTH <= len(presented) <= ADOPTED_MAX_LENGTH
+        and presented.isascii()
+        and _VISIBLE_ASCII.fullmatch(presented) is not None
+        and not presented.startswith((CREDENTIAL_PREFIX, KEY_PREFIX))
+    )

@@ -12,6 +12,14 @@ is no cache, so a revocation or rotation holds at once on every worker and node.
 last use is written at most once per :data:`LAST_USE_GRANULARITY` per credential, not
 per call. A caller address that sends bad credentials is counted and blocked like one
 that sends bad API keys (the address block, ``address_block``).
+
+A credential may also **adopt** a secret the service already has (:meth:`adopt`,
+:meth:`rotate_to`): UTMStack's installer gives log-input, agent-manager and the backend
+one installation-wide ``INTERNAL_KEY``, and log-input sends it as is. Such a secret has no
+public id in it: it is found by its keyed hash (``secret_lookup``, indexed), and is
+otherwise the same: endpoints, audit, rotation with grace, revocation and last use. It
+must look strong, may not start with ``ags_`` (a value that does is only ever looked up
+by its id) and may belong to one credential only, revoked ones included.
 """
 
 from __future__ import annotations
@@ -33,13 +41,16 @@ from authgate.exceptions import (
     ValidationFailed,
 )
 from authgate.reasons import Reason
-from authgate.security.keys import digests_match
+from authgate.security.keys import digests_match, new_key_id
 from authgate.security.networks import IPAddress
 from authgate.security.service_credentials import (
+    CREDENTIAL_PREFIX,
+    adopted_secret_problem,
     credential_digest,
     credential_id_of,
     generate_credential,
     generate_secret_for,
+    may_be_adopted,
 )
 from authgate.services.address_block import AddressBlocker
 from authgate.services.api_keys import MAX_GRACE
@@ -76,6 +87,7 @@ class ServiceCredentialView:
     previous_valid_until: datetime | None
     last_used_at: datetime | None
     revoked_at: datetime | None
+    adopted: bool  # its secret is one the service already had, not made here
 
     @classmethod
     def of(cls, row: ServiceCredential, *, now: datetime) -> ServiceCredentialView:
@@ -90,6 +102,7 @@ class ServiceCredentialView:
             previous_valid_until=grace if grace is not None and grace > now else None,
             last_used_at=row.last_used_at,
             revoked_at=row.revoked_at,
+            adopted=row.secret_lookup is not None,
         )
 
 
@@ -150,6 +163,32 @@ class ServiceCredentials:
         self._audited(EventType.SERVICE_CREDENTIAL_CREATED, row)
         return CreatedCredential(ServiceCredentialView.of(row, now=now), generated.plaintext)
 
+    async def adopt(
+        self, name: str, endpoints: Iterable[str], secret: str
+    ) -> ServiceCredentialView:
+        """A new credential whose secret is ``secret``, one the service already has (never
+        shown, logged or audited; only its keyed hash is kept)."""
+        name, allowed = _validated(name, endpoints)
+        digest = self._adoptable(secret)
+        now = self._clock()
+        async with self._db.transaction() as session:
+            repository = self._db.service_credentials(session)
+            if await repository.live_name_taken(name):
+                raise _name_taken()
+            if await repository.by_lookup(digest) is not None:
+                raise _secret_in_use()
+            row = ServiceCredential(
+                name=name,
+                credential_id=new_key_id(),
+                secret_hash=digest,
+                secret_lookup=digest,
+                endpoints=",".join(allowed),
+                created_at=now,
+            )
+            repository.add(row)
+        self._audited(EventType.SERVICE_CREDENTIAL_CREATED, row, adopted=True)
+        return ServiceCredentialView.of(row, now=now)
+
     async def list_all(self, *, include_revoked: bool = False) -> list[ServiceCredentialView]:
         now = self._clock()
         async with self._db.session() as session:
@@ -183,27 +222,51 @@ class ServiceCredentials:
     ) -> CreatedCredential:
         """A new secret; the previous one stops working at once, or after ``grace``
         (at most 7 days, as for API keys). The new plaintext is returned once."""
-        if grace < timedelta(0) or grace > MAX_GRACE:
-            message = "The grace period must be between 0 seconds and 7 days."
-            raise ValidationFailed(message, field_errors=[FieldError("graceSeconds", message)])
+        _check_grace(grace)
         now = self._clock()
         async with self._db.transaction() as session:
             row = _live(await _found(self._db.service_credentials(session), credential_id))
             generated = generate_secret_for(row.credential_id)
-            if grace > timedelta(0):
-                row.previous_secret_hash = row.secret_hash
-                row.previous_valid_until = now + grace
-            else:
-                row.previous_secret_hash = None
-                row.previous_valid_until = None
-            row.secret_hash = credential_digest(self._pepper, generated.plaintext)
-            row.rotated_at = now
+            _replace_secret(
+                row, credential_digest(self._pepper, generated.plaintext), None, grace, now
+            )
         self._audited(
             EventType.SERVICE_CREDENTIAL_ROTATED,
             row,
             graceSeconds=int(grace.total_seconds()),
+            adopted=False,
         )
         return CreatedCredential(ServiceCredentialView.of(row, now=now), generated.plaintext)
+
+    async def rotate_to(
+        self, credential_id: str, secret: str, *, grace: timedelta = timedelta(0)
+    ) -> ServiceCredentialView:
+        """Rotate to an adopted secret (one the service already has), as :meth:`rotate`
+        otherwise; the secret is never returned."""
+        _check_grace(grace)
+        digest = self._adoptable(secret)
+        now = self._clock()
+        async with self._db.transaction() as session:
+            repository = self._db.service_credentials(session)
+            row = _live(await _found(repository, credential_id))
+            if await repository.by_lookup(digest) is not None:
+                raise _secret_in_use()
+            _replace_secret(row, digest, digest, grace, now)
+        self._audited(
+            EventType.SERVICE_CREDENTIAL_ROTATED,
+            row,
+            graceSeconds=int(grace.total_seconds()),
+            adopted=True,
+        )
+        return ServiceCredentialView.of(row, now=now)
+
+    def _adoptable(self, secret: str) -> str:
+        """The keyed hash of a secret fit to adopt; ``ValidationFailed`` (a message that
+        never repeats the secret) otherwise."""
+        problem = adopted_secret_problem(secret)
+        if problem is not None:
+            raise ValidationFailed(problem, field_errors=[FieldError("secret", problem)])
+        return credential_digest(self._pepper, secret)
 
     async def revoke(self, credential_id: str) -> None:
         """Revoke at once (the next call is refused everywhere). Idempotent."""
@@ -214,6 +277,7 @@ class ServiceCredentials:
             if newly_revoked:
                 row.revoked_at = now
                 row.previous_secret_hash = None
+                row.previous_secret_lookup = None
                 row.previous_valid_until = None
         if newly_revoked:
             self._audited(EventType.SERVICE_CREDENTIAL_REVOKED, row)
@@ -241,11 +305,7 @@ class ServiceCredentials:
             raise ServiceCredentialInvalid(
                 "missing internal key", reason=Reason.INTERNAL_KEY_MISSING
             )
-        credential_id = credential_id_of(presented)
-        row = None
-        if credential_id is not None:
-            async with self._db.session() as session:
-                row = await self._db.service_credentials(session).by_credential_id(credential_id)
+        row = await self._presented_row(presented)
         reason = self._rejection(row, presented, now)
         if reason is not None:
             await self._address_blocker.failed(caller_ip)
@@ -260,6 +320,22 @@ class ServiceCredentials:
             async with self._db.transaction() as session:
                 await self._db.service_credentials(session).touch(row.id, now)
         return ServiceCaller(credential_id=row.credential_id, name=row.name)
+
+    async def _presented_row(self, presented: str) -> ServiceCredential | None:
+        """The credential ``presented`` claims to be, by its public id (``ags_...``: only
+        ever so), or, for a value that may be an adopted secret, by its keyed hash;
+        None without a lookup for anything else."""
+        if presented.startswith(CREDENTIAL_PREFIX):
+            credential_id = credential_id_of(presented)
+            if credential_id is None:
+                return None
+            async with self._db.session() as session:
+                return await self._db.service_credentials(session).by_credential_id(credential_id)
+        if not may_be_adopted(presented):
+            return None
+        digest = credential_digest(self._pepper, presented)
+        async with self._db.session() as session:
+            return await self._db.service_credentials(session).by_lookup(digest)
 
     def _rejection(
         self, row: ServiceCredential | None, presented: str, now: datetime
@@ -300,6 +376,30 @@ class ServiceCredentials:
         self._audit.record(
             EventType.INTERNAL_CALL_REFUSED, "failure", actor=actor, reason=reason, details=details
         )
+
+
+def _check_grace(grace: timedelta) -> None:
+    if grace < timedelta(0) or grace > MAX_GRACE:
+        message = "The grace period must be between 0 seconds and 7 days."
+        raise ValidationFailed(message, field_errors=[FieldError("graceSeconds", message)])
+
+
+def _replace_secret(
+    row: ServiceCredential, digest: str, lookup: str | None, grace: timedelta, now: datetime
+) -> None:
+    """``row``'s new secret (``lookup``: its digest when adopted); the current one stays
+    valid for ``grace`` (found by its id, or by its lookup hash when it was adopted)."""
+    if grace > timedelta(0):
+        row.previous_secret_hash = row.secret_hash
+        row.previous_secret_lookup = row.secret_lookup
+        row.previous_valid_until = now + grace
+    else:
+        row.previous_secret_hash = None
+        row.previous_secret_lookup = None
+        row.previous_valid_until = None
+    row.secret_hash = digest
+    row.secret_lookup = lookup
+    row.rotated_at = now
 
 
 def _split(joined: str) -> tuple[str, ...]:
@@ -346,6 +446,14 @@ def _live(row: ServiceCredential) -> ServiceCredential:
             "This service credential is revoked.", reason=Reason.SERVICE_CREDENTIAL_REVOKED
         )
     return row
+
+
+def _secret_in_use() -> Conflict:
+    return Conflict(
+        "This secret is already (or was) a service credential's: adopt a secret once; "
+        "a revoked one is never taken again.",
+        reason=Reason.SERVICE_SECRET_IN_USE,
+    )
 
 
 def _name_taken() -> Conflict:

@@ -322,6 +322,9 @@ class ServiceCredential(Base):
             sqlite_where=text("revoked_at IS NULL"),
             postgresql_where=text("revoked_at IS NULL"),
         ),
+        # An adopted secret is found by its keyed hash (it has no public id in it).
+        Index("uq_service_credentials_secret_lookup", "secret_lookup", unique=True),
+        Index("ix_service_credentials_previous_secret_lookup", "previous_secret_lookup"),
         {"sqlite_autoincrement": True},
     )
 
@@ -332,6 +335,12 @@ class ServiceCredential(Base):
     # Rotation with grace: the previous secret keeps working until previous_valid_until.
     previous_secret_hash: Mapped[str | None] = mapped_column(String(64))
     previous_valid_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # secret_hash again when the secret is adopted (a service's existing secret, without
+    # the public id: found by this), else NULL; kept when revoked, so a revoked adopted
+    # secret is refused as revoked and never adopted again. previous_secret_lookup: the
+    # same for the previous secret (the grace period), cleared with it.
+    secret_lookup: Mapped[str | None] = mapped_column(String(64))
+    previous_secret_lookup: Mapped[str | None] = mapped_column(String(64))
     endpoints: Mapped[str] = mapped_column(String(1000))  # comma-joined internal endpoints
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authgate.storage.models import ServiceCredential
@@ -22,6 +22,24 @@ class ServiceCredentialRepository:
         return await self._session.scalar(
             select(ServiceCredential).where(ServiceCredential.credential_id == credential_id)
         )
+
+    async def by_lookup(self, digest: str) -> ServiceCredential | None:
+        """The credential whose adopted secret, or previous adopted secret, has the keyed
+        hash ``digest`` (both indexed); one whose current secret it is comes first."""
+        rows = list(
+            await self._session.scalars(
+                select(ServiceCredential)
+                .where(
+                    or_(
+                        ServiceCredential.secret_lookup == digest,
+                        ServiceCredential.previous_secret_lookup == digest,
+                    )
+                )
+                .limit(2)
+            )
+        )
+        current = [row for row in rows if row.secret_lookup == digest]
+        return next(iter(current or rows), None)
 
     async def live_name_taken(self, name: str, *, except_id: int | None = None) -> bool:
         if not storable_text(name):

@@ -159,6 +159,7 @@ REASON_TEXT: Final[dict[Reason, str]] = {
     Reason.SERVICE_CREDENTIAL_UNKNOWN: "No such service credential",
     Reason.SERVICE_CREDENTIAL_REVOKED: "The service credential is revoked",
     Reason.SERVICE_CREDENTIAL_NAME_EXISTS: "A service credential with this name exists",
+    Reason.SERVICE_SECRET_IN_USE: "This secret is (or was) another service credential's",
     # administration
     Reason.USER_NOT_FOUND: "No such user",
     Reason.USER_EXISTS: "The login name or e-mail is already used",

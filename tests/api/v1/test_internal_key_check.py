@@ -12,14 +12,19 @@ rotatable, revocable and audited; the attacks below hold them to it.
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx2
+import pytest
 from sqlalchemy import update
 
 from authgate.app import create_app
+from authgate.exceptions import Conflict, ValidationFailed
+from authgate.reasons import Reason
+from authgate.security.service_credentials import credential_digest
 from authgate.storage.audit_repository import AuditFilter
 from authgate.storage.models import ServiceCredential, User
 from authgate.storage.paging import PageRequest
@@ -359,3 +364,199 @@ async def test_the_fixed_path_is_matched_before_any_key_id_template(harness: Har
     internal = paths.index(PATH)
     templates = [i for i, path in enumerate(paths) if path.startswith("/api/v1/api-keys/{")]
     assert all(internal < index for index in templates)
+
+
+# -- adopted secrets (UTMStack's one INTERNAL_KEY) -----------------------------------------
+#
+# UTMStack replay: v12's installer (installer/docker/compose.go) gives log-input,
+# agent-manager and the backend one installation-wide INTERNAL_KEY, and log-input sends
+# it as X-Internal-Key. A credential adopts it (found by its keyed hash, no public id).
+
+# As UTMStack's installer makes one: 32 characters of [A-Za-z0-9].
+INSTALLATION_KEY = "q3ZbT8mWx1LcR7vN0pKd5hYs2GfJ9aEu"
+NEXT_KEY = "H4kPz9WcQ2nVb7XsL1mT8rYd3FgJ6aNe"
+
+
+async def adopted(harness: Harness, secret: str = INSTALLATION_KEY) -> str:
+    view = await harness.services.service_credentials.adopt(
+        LOG_INPUT, ["api-keys.authenticate"], secret
+    )
+    assert view.adopted
+    return view.id
+
+
+async def test_an_adopted_secret_works_as_log_input_sends_it(harness: Harness) -> None:
+    """The existing INTERNAL_KEY, unchanged, passes the check; its use is recorded and
+    the service named in the audit trail, as for a generated credential."""
+    credential_id = await adopted(harness)
+    key = await alice_key(harness)
+    response = await check(harness, INSTALLATION_KEY, key)
+    assert response.status_code == 200, response.text
+    assert response.json()["login"] == "alice"
+    view = await harness.services.service_credentials.get(credential_id)
+    assert view.last_used_at == harness.clock()
+    assert view.adopted
+    async with harness.services.db.session() as session:
+        stored = (
+            await session.execute(
+                ServiceCredential.__table__.select().where(
+                    ServiceCredential.credential_id == credential_id
+                )
+            )
+        ).one()
+    assert INSTALLATION_KEY not in repr(tuple(stored))  # only its keyed hash is kept
+
+
+async def test_attack_a_wrong_adopted_secret_is_401_and_audited(harness: Harness) -> None:
+    await adopted(harness)
+    key = await alice_key(harness)
+    for wrong in (INSTALLATION_KEY[:-1] + "x", NEXT_KEY, INSTALLATION_KEY + "x", " " * 40):
+        response = await check(harness, wrong, key)
+        assert response.status_code == 401, wrong
+        assert response.json() == {"error": "invalid internal key"}
+    refused = await audited(harness, "INTERNAL_CALL_REFUSED")
+    assert [entry.reason for entry in refused] == ["unknown_internal_key"] * 4
+
+
+async def test_attack_a_revoked_adopted_secret_is_refused_at_once_and_never_adopted_again(
+    harness: Harness,
+) -> None:
+    credential_id = await adopted(harness)
+    key = await alice_key(harness)
+    assert (await check(harness, INSTALLATION_KEY, key)).status_code == 200
+    await harness.services.service_credentials.revoke(credential_id)
+    response = await check(harness, INSTALLATION_KEY, key)
+    assert response.status_code == 401
+    refused = await audited(harness, "INTERNAL_CALL_REFUSED")
+    assert [entry.reason for entry in refused] == ["internal_key_revoked"]
+    with pytest.raises(Conflict) as taken:
+        await harness.services.service_credentials.adopt(
+            "again", ["api-keys.authenticate"], INSTALLATION_KEY
+        )
+    assert taken.value.reason == Reason.SERVICE_SECRET_IN_USE
+    assert (await check(harness, INSTALLATION_KEY, key)).status_code == 401
+
+
+async def test_attack_an_adopted_credential_keeps_its_endpoint_allow_list(
+    harness: Harness,
+) -> None:
+    credential_id = await adopted(harness)
+    async with harness.services.db.transaction() as session:
+        await session.execute(
+            update(ServiceCredential)
+            .where(ServiceCredential.credential_id == credential_id)
+            .values(endpoints="reports.export")
+        )
+    response = await check(harness, INSTALLATION_KEY, await alice_key(harness))
+    assert response.status_code == 403
+    refused = await audited(harness, "INTERNAL_CALL_REFUSED")
+    assert [entry.reason for entry in refused] == ["endpoint_not_allowed"]
+
+
+async def test_rotating_an_adopted_secret_with_grace(harness: Harness) -> None:
+    """To another adopted secret: the old one works until the grace ends. Then to a
+    generated one: the adopted one still works for its grace, found by its hash."""
+    credentials = harness.services.service_credentials
+    credential_id = await adopted(harness)
+    key = await alice_key(harness)
+    view = await credentials.rotate_to(credential_id, NEXT_KEY, grace=timedelta(hours=1))
+    assert view.adopted
+    assert view.previous_valid_until is not None
+    assert (await check(harness, INSTALLATION_KEY, key)).status_code == 200
+    assert (await check(harness, NEXT_KEY, key)).status_code == 200
+    harness.clock.advance(hours=1, seconds=1)
+    assert (await check(harness, INSTALLATION_KEY, key)).status_code == 401
+    assert (await check(harness, NEXT_KEY, key)).status_code == 200
+
+    generated = await credentials.rotate(credential_id, grace=timedelta(hours=1))
+    assert not generated.view.adopted
+    assert (await check(harness, NEXT_KEY, key)).status_code == 200
+    assert (await check(harness, generated.plaintext, key)).status_code == 200
+    harness.clock.advance(hours=1, seconds=1)
+    assert (await check(harness, NEXT_KEY, key)).status_code == 401
+    assert (await check(harness, generated.plaintext, key)).status_code == 200
+
+
+async def test_a_generated_credential_may_move_to_the_services_secret(harness: Harness) -> None:
+    """rotate --secret-stdin on a generated credential: the ags_ value works for the
+    grace (by its id), the adopted one from now on; without grace the old one stops."""
+    credentials = harness.services.service_credentials
+    created = await credentials.create(LOG_INPUT, ["api-keys.authenticate"])
+    key = await alice_key(harness)
+    await credentials.rotate_to(created.view.id, INSTALLATION_KEY, grace=timedelta(hours=1))
+    assert (await check(harness, created.plaintext, key)).status_code == 200
+    assert (await check(harness, INSTALLATION_KEY, key)).status_code == 200
+    await credentials.rotate_to(created.view.id, NEXT_KEY)
+    for old in (created.plaintext, INSTALLATION_KEY):
+        assert (await check(harness, old, key)).status_code == 401
+    assert (await check(harness, NEXT_KEY, key)).status_code == 200
+
+
+async def test_weak_or_reused_secrets_are_refused(harness: Harness) -> None:
+    credentials = harness.services.service_credentials
+    for weak in ("short-secret", "a" * 40, "Passw0rd!" * 4, "ags_" + INSTALLATION_KEY):
+        with pytest.raises(ValidationFailed) as refused:
+            await credentials.adopt(LOG_INPUT, ["api-keys.authenticate"], weak)
+        assert [error.field for error in refused.value.field_errors] == ["secret"]
+        assert weak not in refused.value.message
+    credential_id = await adopted(harness)
+    with pytest.raises(Conflict):  # the same secret for a second credential
+        await credentials.adopt("other", ["api-keys.authenticate"], INSTALLATION_KEY)
+    with pytest.raises(Conflict):  # nor as its own new secret
+        await credentials.rotate_to(credential_id, INSTALLATION_KEY)
+    with pytest.raises(ValidationFailed):
+        await credentials.rotate_to(credential_id, "a" * 40)
+    assert [view.name for view in await credentials.list_all(include_revoked=True)] == [LOG_INPUT]
+
+
+async def test_attack_an_ags_value_is_never_looked_up_by_its_hash(harness: Harness) -> None:
+    """A value that starts with ags_ takes the id path only: even a row whose lookup
+    hash is that value's (planted past the checks) does not answer for it, so an
+    adopted secret can neither collide with nor shadow a generated credential."""
+    created = await harness.services.service_credentials.create(
+        "generated", ["api-keys.authenticate"]
+    )
+    planted = "ags_" + "Zx81QmT0aB3c" + "_" + "4fGq7Lk2Np9RsTuVwXyZ01q3ZbT8mWx1LcR7vN0pKd5"
+    digest = credential_digest(harness.services.service_credentials._pepper, planted)
+    await adopted(harness)
+    async with harness.services.db.transaction() as session:
+        await session.execute(
+            update(ServiceCredential)
+            .where(ServiceCredential.name == LOG_INPUT)
+            .values(secret_hash=digest, secret_lookup=digest)
+        )
+    key = await alice_key(harness)
+    assert (await check(harness, planted, key)).status_code == 401
+    assert (await check(harness, created.plaintext, key)).status_code == 200
+    with pytest.raises(ValidationFailed):
+        await harness.services.service_credentials.adopt(
+            "copy", ["api-keys.authenticate"], created.plaintext
+        )
+
+
+async def test_an_adopted_secret_is_never_in_answers_logs_or_the_audit_trail(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    credential_id = await adopted(harness)
+    key = await alice_key(harness)
+    await check(harness, INSTALLATION_KEY, key)
+    await check(harness, INSTALLATION_KEY[:-1] + "x", key)
+    await harness.services.service_credentials.rotate_to(
+        credential_id, NEXT_KEY, grace=timedelta(hours=1)
+    )
+    await harness.create_user("root", ADMIN_PASSWORD, admin=True)
+    admin_token = await harness.login("root", ADMIN_PASSWORD)
+    listed = await harness.client.get(
+        "/api/service-credentials", params={"includeRevoked": "true"}, headers=bearer(admin_token)
+    )
+    assert listed.status_code == 200
+    assert [c["adopted"] for c in listed.json()] == [True]
+    await harness.services.service_credentials.revoke(credential_id)
+    await harness.services.audit.flush()
+    events = await harness.services.audit.search(AuditFilter(), PageRequest(size=500))
+    created = [e for e in events.items if e.event_type == "SERVICE_CREDENTIAL_CREATED"]
+    assert (created[0].details or {}).get("adopted") is True
+    seen = repr(list(events.items)) + listed.text + caplog.text
+    for secret in (INSTALLATION_KEY, NEXT_KEY, INSTALLATION_KEY[:-1] + "x"):
+        assert secret not in seen
