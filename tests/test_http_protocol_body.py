@@ -292,3 +292,30 @@ async def test_an_oversized_head_is_a_json_431() -> None:
     assert body["code"] == "request_header_fields_too_large"
     assert body["timestamp"].endswith("+00:00") or body["timestamp"].endswith("Z")
     protocol.connection_lost(None)
+
+
+async def test_a_queued_requests_broken_body_leaves_the_answers_before_it() -> None:
+    """Diff review: pipelined requests, then a chunked POST whose framing breaks, in one
+    read. The 400 was written at once, in the place of the answers still owed (the
+    client took it for the first one's), and the server logged a traceback as those
+    answers found the connection half-closed. Now each earlier request is answered, in
+    order, then the 400, with ``connection: close``."""
+    protocol, transport, state = connected()
+    protocol.data_received(
+        b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nqq\r\n"
+    )
+    protocol.data_received(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")  # dropped, unparsed
+    for _ in range(200):
+        await settle(state)
+        if len(statuses(bytes(transport.written))) == 3:
+            break
+        await asyncio.sleep(0.01)
+    written = bytes(transport.written)
+    assert statuses(written) == [b"200", b"200", b"400"]
+    last = written[written.rindex(b"HTTP/1.1 400") :]
+    head, body = answer_json(last)
+    assert b"connection: close" in head
+    assert body["code"] == "malformed_request"
+    protocol.connection_lost(None)

@@ -83,11 +83,11 @@ from authgate.clock import utc_now
 log = logging.getLogger("authgate.http")
 
 
-def _error_response(status: int, code: str, message: str) -> bytes:
-    """An answer the protocol gives before any app sees the request, in the API's error
-    shape (``authgate.api.errors.error_body``; no ``path``: there may be none to tell),
-    built when it is sent (its ``timestamp``)."""
-    body = json.dumps(
+def _error_body(status: int, code: str, message: str) -> bytes:
+    """The JSON of an answer the protocol gives before any app sees the request, in the
+    API's error shape (``authgate.api.errors.error_body``; no ``path``: there may be none
+    to tell), built when it is sent (its ``timestamp``)."""
+    return json.dumps(
         {
             "timestamp": utc_now().isoformat(timespec="milliseconds"),
             "status": status,
@@ -98,6 +98,11 @@ def _error_response(status: int, code: str, message: str) -> bytes:
         },
         separators=(",", ":"),
     ).encode("ascii")
+
+
+def _error_response(status: int, code: str, message: str) -> bytes:
+    """:func:`_error_body` as a whole HTTP answer that ends the connection."""
+    body = _error_body(status, code, message)
     return (
         f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
         "content-type: application/json\r\n"
@@ -105,6 +110,18 @@ def _error_response(status: int, code: str, message: str) -> bytes:
         f"content-length: {len(body)}\r\n"
         "connection: close\r\n\r\n"
     ).encode("ascii") + body
+
+
+async def _answer_malformed(_scope: Any, _receive: Any, send: Any) -> None:
+    """The app a queued request whose body turned out malformed runs in its turn."""
+    body = _error_body(*MALFORMED)
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"cache-control", b"no-store"),
+        (b"content-length", str(len(body)).encode("ascii")),
+    ]
+    await send({"type": "http.response.start", "status": 400, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 # The protocol's own refusals: (status, code, message), answered by ``_error_response``.
@@ -203,12 +220,15 @@ class BoundedHeadProtocol(HttpToolsProtocol):
                 return
             self._head_complete()
             super().data_received(data[room:])
-            self._watch_body()
+            if not self._refused:  # (a queued request's broken body: no deadline)
+                self._watch_body()
             return
         super().data_received(data)
         if self.cycle is not cycle:
             self._head_complete()
-            if self.cycle.more_body:  # (most requests: no body, or all of it came)
+            # (Most requests: no body, or all of it came. A queued request whose body
+            # broke is refused in its turn: no deadline may end the answers owed first.)
+            if self.cycle.more_body and not self._refused:
                 self._watch_body()
         elif not (self._refused or self.transport.is_closing()):
             self._head_bytes += len(data)
@@ -294,10 +314,20 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         ``msg``): a head, or a chunked body's framing. In the API's error shape, not as
         plain text; and for a body, the app reading it learns that it will not come."""
         cycle = self.cycle
-        if cycle is not None and cycle.more_body and not cycle.response_complete:
-            self._refuse_body(cycle, MALFORMED)
-        else:
+        if cycle is None or not cycle.more_body or cycle.response_complete:
             self._refuse(MALFORMED)
+            return
+        for index, (queued, _app) in enumerate(self.pipeline):
+            if queued is cycle:
+                # Its turn has not come: the answers of the requests before it are owed
+                # first. It is answered 400 in its turn, without its app, saying that
+                # the connection ends (``EncodedCycle``: an answer before the body);
+                # nothing that arrives from now on is parsed.
+                self.pipeline[index] = (cycle, _answer_malformed)
+                self._refused = True
+                self._cancel_body_timer()
+                return
+        self._refuse_body(cycle, MALFORMED)
 
     def _refuse_body(self, cycle: Any, refusal: Refusal) -> None:
         """Give up on the body being read: the app's ``receive()`` learns that the client
