@@ -15,6 +15,7 @@ from authgate.services.forward_auth import (
     ForwardAuthPolicy,
     ForwardAuthRuleSetting,
     Requirement,
+    Unmatched,
 )
 from authgate.services.upstream_request import UpstreamRequest
 from tests.security.path_variants import method_variant, target_variant
@@ -424,3 +425,31 @@ def test_a_rule_naming_get_decides_head_too() -> None:
             policy.requirement(method, "/admin/x").check(user("ROLE_USER"))
         policy.requirement(method, "/admin/x").check(user("ROLE_ADMIN"))
     policy.requirement("OPTIONS", "/admin/x").check(user("ROLE_USER"))  # left to the default
+
+
+@pytest.mark.parametrize("unmatched", ["authenticated", "deny"])
+@pytest.mark.parametrize(
+    "rules",
+    [
+        # An explicit HEAD rule after a GET rule at the same prefix.
+        [
+            Rule(path_prefix="/admin", methods=["GET"]),
+            Rule(path_prefix="/admin", methods=["HEAD"], allow=False),
+        ],
+        # HEAD refused by a shorter prefix, a longer one naming only GET.
+        [
+            Rule(path_prefix="/", methods=["HEAD"], allow=False),
+            Rule(path_prefix="/admin/", methods=["GET"]),
+        ],
+    ],
+)
+def test_head_taken_with_get_is_never_laxer_than_the_rules_as_written(
+    rules: list[Rule], unmatched: Unmatched
+) -> None:
+    """Diff review: a GET rule that decides HEAD too silenced an explicit HEAD rule (the
+    same prefix, later, or a shorter one): HEAD under /admin went from refused to allowed.
+    Both readings must now be met."""
+    policy = ForwardAuthPolicy(rules, unmatched=unmatched)
+    with pytest.raises(PermissionDenied, match="No credential"):
+        policy.requirement("HEAD", "/admin/x").check(user("ROLE_ADMIN"))
+    policy.requirement("GET", "/admin/x").check(user("ROLE_USER"))

@@ -221,7 +221,8 @@ class Requirement:
 
 @dataclass(frozen=True, slots=True)
 class _Rule:
-    methods: frozenset[str]
+    methods: frozenset[str]  # as named (empty: any)
+    covered: frozenset[str]  # what it decides: HEAD too when it names GET
     requirement: Requirement
     # For unsafe methods: a rule that names no scopes still holds API keys to
     # ``write`` there, as unmatched paths do (a ``read`` key stays on GET/HEAD/OPTIONS
@@ -273,7 +274,10 @@ class ForwardAuthPolicy:
             )
             unsafe = requirement if rule.scopes else replace(requirement, scopes=_WRITE.scopes)
             entry = _Rule(
-                methods=_covered_methods(rule.methods), requirement=requirement, unsafe=unsafe
+                methods=frozenset(rule.methods),
+                covered=_covered_methods(rule.methods),
+                requirement=requirement,
+                unsafe=unsafe,
             )
             self._by_prefix.setdefault(prefix, []).append(entry)
             self._by_folded_prefix.setdefault(case_folded(prefix), []).append(entry)
@@ -297,26 +301,44 @@ class ForwardAuthPolicy:
         return self._decide(method, path)
 
     def _requirement(self, method: str, path: str) -> Requirement:
-        exact = self._matching(self._by_prefix, method, path)
+        decided = self._reading(method, path, head_with_get=True)
+        if method != "HEAD":
+            return decided
+        # A rule naming GET decides HEAD too (upstreams answer HEAD with their GET
+        # handler), but never more laxly than the rules as written would: an explicit
+        # HEAD rule, or a shorter prefix's, still has its say (both must be met).
+        return _both(decided, self._reading(method, path, head_with_get=False))
+
+    def _reading(self, method: str, path: str, *, head_with_get: bool) -> Requirement:
+        exact = self._matching(self._by_prefix, method, path, head_with_get)
         if self._case_sensitive:
             return exact
         # Case-insensitive: /ADMIN/x is held to an /admin rule, as an upstream that
         # ignores case serves it. But an upstream that does not (Tomcat, Starlette, most
         # frameworks) serves /files/PUBLIC/x from /files, not from a looser /files/public
         # rule: so a path whose two readings pick different rules must meet both.
-        folded = self._matching(self._by_folded_prefix, method, case_folded(path))
-        if folded == exact:
-            return exact
-        return replace(folded, also=exact, rule=f"{folded.rule} and {exact.rule}")
+        folded = self._matching(self._by_folded_prefix, method, case_folded(path), head_with_get)
+        return _both(folded, exact)
 
-    def _matching(self, by_prefix: dict[str, list[_Rule]], method: str, path: str) -> Requirement:
+    def _matching(
+        self, by_prefix: dict[str, list[_Rule]], method: str, path: str, head_with_get: bool
+    ) -> Requirement:
         for prefix in segment_prefixes(path):
             for rule in by_prefix.get(prefix, ()):
-                if not rule.methods or method in rule.methods:
+                methods = rule.covered if head_with_get else rule.methods
+                if not methods or method in methods:
                     return rule.requirement if method in SAFE_METHODS else rule.unsafe
         if self._unmatched == "deny":
             return _DENIED
         return _AUTHENTICATED if method in SAFE_METHODS else _WRITE
+
+
+def _both(first: Requirement, second: Requirement) -> Requirement:
+    """A requirement that holds a caller to ``first`` and to ``second``."""
+    if first == second:
+        return first
+    also = second if first.also is None else _both(first.also, second)
+    return replace(first, also=also, rule=f"{first.rule} and {second.rule}")
 
 
 def _covered_methods(methods: Iterable[str]) -> frozenset[str]:
