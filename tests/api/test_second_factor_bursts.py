@@ -70,12 +70,15 @@ async def burst_of_wrong_codes(harness: Harness, secret: str) -> list[httpx2.Res
 async def assert_burst_gets_five_checks(harness: Harness, secret: str) -> None:
     responses = await burst_of_wrong_codes(harness, secret)
     codes = [response.json()["code"] for response in responses]
-    # The first four wrong codes are refused as wrong, the fifth locks; every other was
-    # refused as locked without its code being looked at.
-    assert codes.count("invalid_second_factor") == MAX_FAILURES - 1, codes
-    assert codes.count("second_factor_locked") == BURST - MAX_FAILURES + 1, codes
+    # At most five codes are looked at: the first four wrong ones are refused as wrong,
+    # the fifth locks; every other is refused as locked without its code being looked
+    # at. (Fewer than five when the lock lands while a numbered attempt is still reading
+    # it: that one is refused as locked, and takes its count back. Stricter, never laxer.)
+    checked = await checked_codes(harness, "wrong_code")
+    assert 1 <= checked <= MAX_FAILURES, codes
+    assert codes.count("invalid_second_factor") == checked - 1, codes
+    assert codes.count("second_factor_locked") == BURST - checked + 1, codes
     assert all(r.status_code in (401, 429) for r in responses)
-    assert await checked_codes(harness, "wrong_code") == MAX_FAILURES
     # The account is locked: the right code of a new login is refused too.
     token = (await password_step(harness)).json()["token"]
     locked = await harness.client.get(
@@ -172,7 +175,7 @@ async def test_a_burst_of_wrong_enrolment_codes_gets_five_checks(
     )
     statuses = [response.status_code for response in responses]
     assert statuses.count(429) >= BURST - MAX_FAILURES + 1, statuses
-    assert await checked_codes(harness, "wrong_enrolment_code") == MAX_FAILURES
+    assert 1 <= await checked_codes(harness, "wrong_enrolment_code") <= MAX_FAILURES
     right = await harness.client.post(
         "/api/tfa/verify",
         json={"method": "TOTP", "code": current_code(harness, secret)},
