@@ -134,6 +134,26 @@ async def test_routes_reading_text_or_forms_are_not_refused_415(harness: Harness
     assert empty.status_code == 400
 
 
+async def test_field_errors_name_public_fields_and_say_only_the_rule(
+    harness: Harness, admin_token: str
+) -> None:
+    """A field error names the field as the API does (the alert rule's ``id``, not the
+    handler's ``rule_id``) and carries the validator's own message, without pydantic's
+    "Value error, " in front (black-box review, item 3)."""
+    rule = await harness.client.get("/api/alert-rules/abc", headers=bearer(admin_token))
+    usage = await harness.client.post(
+        "/api/api-keys/usage", json={"apiKeyId": "nope"}, headers=bearer(admin_token)
+    )
+
+    assert rule.status_code == 422, rule.text
+    assert [e["field"] for e in rule.json()["fieldErrors"]] == ["id"]
+    assert usage.status_code == 422, usage.text
+    (error,) = usage.json()["fieldErrors"]
+    assert error["field"] == "apiKeyId"
+    assert error["message"] == "not a key id: a UUID (or a numeric id, deprecated)"
+    assert usage.json()["message"] == error["message"]
+
+
 async def test_declared_oversized_body_is_413_before_parsing(harness: Harness) -> None:
     """A Content-Length above the limit is refused with 413 JSON."""
     limit = harness.services.settings.http.max_body_bytes

@@ -377,9 +377,11 @@ def _field_error(detail: Any) -> FieldError:
             message=f"{field[:1].upper()}{field[1:]} is required.",
             object_name=object_name,
         )
-    return FieldError(
-        field=field, message=str(detail.get("msg", "invalid")), object_name=object_name
-    )
+    message = str(detail.get("msg", "invalid"))
+    if detail.get("type") == "value_error":
+        # Pydantic prefixes what a validator raised: the message is the validator's.
+        message = message.removeprefix("Value error, ")
+    return FieldError(field=field, message=message, object_name=object_name)
 
 
 def _header_safe(text: str) -> str:
