@@ -130,6 +130,31 @@ async def test_list_sorts_by_allowed_ip(harness: Harness, user_token: str) -> No
     assert names["desc"] == ["v6", "lan", "ten", "any"]
 
 
+async def test_list_sorts_by_the_id_the_dto_shows(harness: Harness, user_token: str) -> None:
+    """sort=id orders by the public UUID each DTO carries as ``id``, not by the internal
+    bigint (creation order): here the later keys have the smaller UUIDs (black-box
+    review, item 9)."""
+    uuids = ["f" * 8 + "-0000-4000-8000-000000000000", "8" * 8 + "-0000-4000-8000-000000000000"]
+    uuids.append("0" * 8 + "-0000-4000-8000-000000000000")
+    for name, public_id in zip(("first", "second", "third"), uuids, strict=True):
+        created = await harness.create_key(user_token, name=name)
+        async with harness.services.db.transaction() as session:
+            await session.execute(
+                text("UPDATE api_keys SET public_id = :new WHERE public_id = :old"),
+                {"new": public_id, "old": created["id"]},
+            )
+
+    ids: dict[str, list[str]] = {}
+    for direction in ("asc", "desc"):
+        response = await harness.client.get(
+            KEYS, params={"sort": f"id,{direction}"}, headers=bearer(user_token)
+        )
+        assert response.status_code == 200, response.text
+        ids[direction] = [key["id"] for key in response.json()]
+    assert ids["asc"] == sorted(uuids)
+    assert ids["desc"] == uuids
+
+
 async def test_another_users_key_is_not_found(
     harness: Harness, user_token: str, admin_token: str
 ) -> None:
