@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx2
 import pytest
@@ -127,6 +128,31 @@ async def test_list_sorts_by_allowed_ip(harness: Harness, user_token: str) -> No
         names[direction] = [key["name"] for key in response.json()]
     assert names["asc"] == ["any", "ten", "lan", "v6"]
     assert names["desc"] == ["v6", "lan", "ten", "any"]
+
+
+async def test_list_sorts_by_the_id_the_dto_shows(harness: Harness, user_token: str) -> None:
+    """sort=id orders by the public UUID each DTO carries as ``id``, not by the internal
+    bigint (creation order): here the later keys have the smaller UUIDs (black-box
+    review, item 9)."""
+    uuids = ["f" * 8 + "-0000-4000-8000-000000000000", "8" * 8 + "-0000-4000-8000-000000000000"]
+    uuids.append("0" * 8 + "-0000-4000-8000-000000000000")
+    for name, public_id in zip(("first", "second", "third"), uuids, strict=True):
+        created = await harness.create_key(user_token, name=name)
+        async with harness.services.db.transaction() as session:
+            await session.execute(
+                text("UPDATE api_keys SET public_id = :new WHERE public_id = :old"),
+                {"new": public_id, "old": created["id"]},
+            )
+
+    ids: dict[str, list[str]] = {}
+    for direction in ("asc", "desc"):
+        response = await harness.client.get(
+            KEYS, params={"sort": f"id,{direction}"}, headers=bearer(user_token)
+        )
+        assert response.status_code == 200, response.text
+        ids[direction] = [key["id"] for key in response.json()]
+    assert ids["asc"] == sorted(uuids)
+    assert ids["desc"] == uuids
 
 
 async def test_another_users_key_is_not_found(
@@ -684,6 +710,51 @@ async def test_usage_filters_and_post_variant(harness: Harness, user_token: str)
         f"{KEYS}/usage", json={"apiKeyId": True}, headers=bearer(user_token)
     )
     assert boolean.status_code in (400, 422), boolean.text
+
+
+async def test_usage_post_links_carry_the_body_filters(harness: Harness, user_token: str) -> None:
+    """The Link header of ``POST /usage`` names the body's filters as GET's query
+    parameters (and drops query parameters the POST did not read): following "next"
+    with GET gives the second page of the same search, not of every record
+    (black-box review, item 4)."""
+    created = await harness.create_key(user_token)
+    other = await harness.create_key(user_token, name="other")
+    for _ in range(3):
+        await harness.client.get("/api/account", headers=key_header(created["key"]))
+    await harness.client.get("/api/account", headers=key_header(other["key"]))
+    harness.clock.advance(seconds=1)
+    await harness.services.usage.flush()
+    since = format_instant(harness.clock() - timedelta(hours=1))
+    body = {"apiKeyId": created["id"], "status": 200, "outcome": "success", "from": since}
+
+    first = await harness.client.post(
+        f"{KEYS}/usage",
+        params={"size": 1, "sort": "id,asc", "status": 500},
+        json=body,
+        headers=bearer(user_token),
+    )
+    links = {
+        rel.split('"')[1]: url.strip()[1:-1]
+        for url, rel in (part.split(";") for part in first.headers["Link"].split(","))
+    }
+    query = parse_qs(urlsplit(links["next"]).query)
+    second = await harness.client.get(links["next"], headers=bearer(user_token))
+    everything = await harness.client.post(
+        f"{KEYS}/usage", params={"sort": "id,asc"}, json=body, headers=bearer(user_token)
+    )
+
+    assert first.headers["X-Total-Count"] == "3"
+    assert query == {
+        "size": ["1"],
+        "sort": ["id,asc"],
+        "page": ["1"],
+        "apiKeyId": [created["id"]],
+        "status": ["200"],
+        "outcome": ["success"],
+        "from": [since],
+    }
+    assert second.headers["X-Total-Count"] == "3"
+    assert second.json() == everything.json()[1:2]
 
 
 async def test_usage_top_caps_the_records_and_the_count(harness: Harness, user_token: str) -> None:

@@ -6,13 +6,18 @@ UTMStack's ``AccountResource`` (v10/v11 ``backend/.../web/rest/AccountResource.j
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
+import redis.asyncio
+from sqlalchemy import select
 
 from authgate.storage.audit_repository import AuditFilter
+from authgate.storage.models import ThrottleWindow
 from authgate.storage.paging import PageRequest
 from tests.api.test_contract_utmstack_users import harness_with
 from tests.conftest import ADMIN_PASSWORD, USER_PASSWORD, FakeClock, Harness, bearer, test_settings
@@ -133,6 +138,74 @@ async def test_reset_by_mail_then_finish(
             assert await harness.login("alice", NEW_PASSWORD)
             throttled = [e for e in await _events(harness, "PASSWORD_RESET_REQUESTED") if e[1]]
             assert throttled == [("failure", "throttled")] * 2
+
+
+async def _throttle_subjects(harness: Harness, redis_url: str | None) -> list[str]:
+    """Every subject with a counter, in the throttle store the harness uses."""
+    if redis_url is None:
+        async with harness.services.db.session() as session:
+            rows = await session.scalars(select(ThrottleWindow.subject))
+            return sorted(rows)
+    client = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        keys = [key async for key in client.scan_iter(match="authgate:throttle:*")]
+    finally:
+        await client.aclose()
+    return sorted(key.removeprefix("authgate:throttle:h:") for key in keys)
+
+
+async def _reset_requests_make_bounded_counters(harness: Harness, redis_url: str | None) -> None:
+    await harness.create_user("alice")
+    for i in range(25):  # from 127.0.0.1: over its limit (20) after the 20th
+        await harness.client.post(INIT, content=f"probe-{i}@example.com".encode())
+    async with harness.client_from("192.0.2.9") as other:
+        for body in (
+            b"probe-x-" + b"z" * 3000 + b"@example.com",
+            b"a@b" + b"z" * 300,
+            b"{",
+            b'{"email": "alice@example.com"}',
+            b"null",
+            b"\xff\xfe\x00",
+            b"two@at@example.com",
+            b"with space@example.com",
+        ):
+            response = await other.post(INIT, content=body, headers={"Content-Type": "text/plain"})
+            assert response.status_code == 200
+    async with harness.client_from("198.51.100.4") as third:
+        await third.post(INIT, content=b"Alice@Example.COM")
+    events = await _events(harness, "PASSWORD_RESET_REQUESTED")
+
+    subjects = await _throttle_subjects(harness, redis_url)
+    addresses = [s for s in subjects if s.startswith("reset:address:")]
+    alice = hashlib.sha256(b"alice@example.com").hexdigest()
+    assert len(addresses) == 21  # 20 probes within the client's limit, and alice's
+    assert all(re.fullmatch(r"reset:address:[0-9a-f]{64}", s) for s in addresses)
+    assert f"reset:address:{alice}" in addresses
+    assert not [s for s in subjects if "@" in s or "example" in s or "192.0.2" in s]
+    assert sorted(s for s in subjects if s.startswith("reset:client:")) == [
+        "reset:client:127.0.0.1",
+        "reset:client:198.51.100.4",
+    ]
+    assert sorted(reason or "" for _, reason in events) == sorted(
+        ["unknown_email"] * 28 + ["throttled"] * 5 + ["mail_not_configured"]
+    )
+
+
+async def test_reset_requests_make_no_counter_per_body(harness: Harness) -> None:
+    """A counter per distinct body would let anyone fill the throttle store: the
+    client's limit is counted first and, once over it, nothing more; a body that is no
+    e-mail address is counted nowhere; an address's counter is named by a digest of the
+    lower-cased address, never the address (black-box test, item 1)."""
+    await _reset_requests_make_bounded_counters(harness, None)
+
+
+async def test_reset_requests_make_no_counter_per_body_in_redis(
+    tmp_path: Path, database_url: str, redis_url: str, clock: FakeClock
+) -> None:
+    """The same with the counters in Redis."""
+    settings = test_settings(tmp_path / "data", database_url=database_url, redis_url=redis_url)
+    async with harness_with(settings, clock) as harness:
+        await _reset_requests_make_bounded_counters(harness, redis_url)
 
 
 async def test_reset_key_expires_after_24_hours(harness: Harness) -> None:

@@ -13,7 +13,7 @@ from redis.asyncio import from_url
 from sqlalchemy import exc as sa_exc
 
 from authgate.services.redis_link import RedisLink
-from tests.conftest import Harness, bearer
+from tests.conftest import USER_PASSWORD, Harness, bearer
 
 JSON = {"Content-Type": "application/json"}
 ERROR_KEYS = {"timestamp", "status", "error", "code", "message", "detail", "path"}
@@ -58,6 +58,100 @@ async def test_every_error_body_carries_the_message_as_detail(
         assert body["detail"] == body["message"] != "", body
     v12 = await harness.client.get("/api/v1/api-keys")
     assert set(v12.json()) == {"error"}
+
+
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/x-www-form-urlencoded", None, "text/json"]
+)
+async def test_a_json_body_under_another_content_type_is_415(
+    harness: Harness, user_token: str, content_type: str | None
+) -> None:
+    """A JSON body sent as text, a form or without a type: 415 with a message naming the
+    fix, as Spring answers a @RequestBody so (it was 400 or 422, "Input should be a valid
+    dictionary or object to extract fields from"), on every route reading JSON: logins,
+    the key routes (whose validation status is 422), ``/api/v1`` (in v12's shape)
+    (black-box review, item 2)."""
+    headers = {"Content-Type": content_type} if content_type else {}
+    login = await harness.client.post(
+        "/api/authenticate",
+        content=b'{"username": "alice", "password": "x"}',
+        headers=headers,
+    )
+    key = await harness.client.post(
+        "/api/api-keys", content=b'{"name": "k"}', headers={**headers, **bearer(user_token)}
+    )
+    v12 = await harness.client.post(
+        "/api/v1/auth/login", content=b'{"login": "alice", "password": "x"}', headers=headers
+    )
+
+    for response in (login, key):
+        assert response.status_code == 415, response.text
+        assert response.json()["code"] == "unsupported_media_type"
+        assert response.json()["message"] == "Content-Type must be application/json"
+        assert set(response.json()) == ERROR_KEYS  # no fieldErrors
+    assert (v12.status_code, v12.json()) == (
+        415,
+        {"error": "Content-Type must be application/json"},
+    )
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/json", "application/json; charset=utf-8", "application/vnd.api+json"],
+)
+async def test_json_under_any_json_content_type_is_read(
+    harness: Harness, content_type: str
+) -> None:
+    """application/json with a charset, and application/*+json, are JSON."""
+    await harness.create_user("alice")
+    response = await harness.client.post(
+        "/api/authenticate",
+        content=b'{"username": "alice", "password": "%s"}' % USER_PASSWORD.encode(),
+        headers={"Content-Type": content_type},
+    )
+    assert response.status_code == 200, response.text
+
+
+async def test_routes_reading_text_or_forms_are_not_refused_415(harness: Harness) -> None:
+    """The reset-link request takes its address as a text body (UTMStack's UI posts it
+    so), the sign-in page a form: neither route reads JSON, neither answers 415; nor
+    does a JSON route whose body is empty (the body is missing: 400)."""
+    reset = await harness.client.post(
+        "/api/account/reset-password/init",
+        content=b"nobody@example.com",
+        headers={"Content-Type": "text/plain"},
+    )
+    page = await harness.client.post(
+        "/settings/login",
+        content=b"username=alice&password=x",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    empty = await harness.client.post(
+        "/api/authenticate", content=b"", headers={"Content-Type": "text/plain"}
+    )
+    assert reset.status_code == 200
+    assert page.status_code != 415
+    assert empty.status_code == 400
+
+
+async def test_field_errors_name_public_fields_and_say_only_the_rule(
+    harness: Harness, admin_token: str
+) -> None:
+    """A field error names the field as the API does (the alert rule's ``id``, not the
+    handler's ``rule_id``) and carries the validator's own message, without pydantic's
+    "Value error, " in front (black-box review, item 3)."""
+    rule = await harness.client.get("/api/alert-rules/abc", headers=bearer(admin_token))
+    usage = await harness.client.post(
+        "/api/api-keys/usage", json={"apiKeyId": "nope"}, headers=bearer(admin_token)
+    )
+
+    assert rule.status_code == 422, rule.text
+    assert [e["field"] for e in rule.json()["fieldErrors"]] == ["id"]
+    assert usage.status_code == 422, usage.text
+    (error,) = usage.json()["fieldErrors"]
+    assert error["field"] == "apiKeyId"
+    assert error["message"] == "not a key id: a UUID (or a numeric id, deprecated)"
+    assert usage.json()["message"] == error["message"]
 
 
 async def test_declared_oversized_body_is_413_before_parsing(harness: Harness) -> None:

@@ -177,6 +177,54 @@ async def test_control_characters_in_names_are_422(harness: Harness, admin: User
         )
 
 
+@pytest.mark.parametrize(
+    "character", ["\u202e", "\u202a", "\u2066", "\u2069", "\u200e", "\u200f", "\u061c", "\x9b"]
+)
+async def test_bidirectional_controls_in_names_are_refused(
+    harness: Harness, admin: UserView, character: str
+) -> None:
+    """Bidirectional controls make a name display as other text (``ci-\u202eyolped``
+    shows as ``ci-deploy``) in the Settings UI and the CLI: key, alert rule and user
+    names refuse them as control characters, and so C1 controls (black-box review,
+    item 7)."""
+    headers = fresh_admin_headers(harness, admin)
+    name = f"ci-{character}yolped"
+    expires = (harness.clock() + timedelta(days=30)).isoformat()
+    key = await harness.client.post(
+        "/api/api-keys", json={"name": name, "expiresAt": expires}, headers=headers
+    )
+    rule = await harness.client.post(
+        "/api/alert-rules", json={"name": name, "kind": "lockouts"}, headers=headers
+    )
+    user = await harness.client.post(
+        "/api/users",
+        json={"login": "newbie", "email": "newbie@example.com", "lastName": name},
+        headers=headers,
+    )
+
+    for response, status, field in (
+        (key, 422, "name"),
+        (rule, 422, "name"),
+        (user, 400, "lastName"),
+    ):
+        assert response.status_code == status, response.text
+        (error,) = response.json()["fieldErrors"]
+        assert error["field"] == field
+        assert error["message"].endswith("must not contain control characters.")
+
+
+async def test_names_in_any_script_are_accepted(harness: Harness, admin: UserView) -> None:
+    """The rule refuses controls, not scripts: Arabic, Hebrew and accented names pass."""
+    expires = (harness.clock() + timedelta(days=30)).isoformat()
+    for name in ("مفتاح النشر", "מפתח", "Zoë's key"):
+        key = await harness.client.post(
+            "/api/api-keys",
+            json={"name": name, "expiresAt": expires},
+            headers=fresh_admin_headers(harness, admin),
+        )
+        assert key.status_code == 201, key.text
+
+
 @pytest.mark.parametrize("parameter", ["actor", "ip"])
 async def test_nul_in_an_audit_filter_matches_nothing(
     harness: Harness, admin: UserView, parameter: str

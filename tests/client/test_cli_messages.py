@@ -154,6 +154,25 @@ def test_the_wrong_url_hint_names_the_path_without_its_query(
     assert "493817" not in hint
 
 
+@pytest.mark.usefixtures("config_dir")
+@pytest.mark.parametrize("command", ["show", "rotate", "revoke", "usage"])
+@pytest.mark.parametrize(
+    "key_id", ["not-a-uuid", "6f1c3e0a2b4d4c8e9a7f0d5b1e2c3a4f", "{6f1c3e0a-2b4d}", "12a"]
+)
+def test_a_malformed_key_id_is_refused_before_any_request(
+    command: str, key_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Text that is no key id (a UUID without hyphens among it) is a usage error in
+    words, before any request: the server has no route for it, and its 404 read as a
+    wrong base URL (exit 5 and the hint; black-box review, item 6). Nothing listens at
+    the URL: a request would end in exit 8."""
+    monkeypatch.setenv("AUTHGATE_API_KEY", "agk_x_not-a-real-key-but-long-enough")
+    result = run("--url", "http://127.0.0.1:19050", "keys", command, key_id)
+    assert_exits(result, 2)
+    assert "not a key id" in result.stderr
+    assert "base address" not in result.stderr
+
+
 @pytest.mark.usefixtures("logged_in")
 def test_grace_beyond_the_maximum_is_a_readable_message() -> None:
     created = json.loads(run("-o", "json", "keys", "create", "--name", unique("g")).stdout)

@@ -8,7 +8,14 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from authgate.client import Page
-from authgate.client._cli._render import all_pages, as_json, parse_duration, when
+from authgate.client._cli._render import (
+    all_pages,
+    as_json,
+    parse_duration,
+    print_record,
+    print_table,
+    when,
+)
 from authgate.client._cli._session import exit_code_for_status
 
 
@@ -124,3 +131,23 @@ def test_times_are_printed_as_the_rest_api_writes_them(
 def test_exit_codes_follow_the_documented_table(status: int, code: int) -> None:
     """Each status maps to the exit code the help and README document."""
     assert exit_code_for_status(status) == code
+
+
+def test_tables_are_whole_lines_in_a_pipe(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Piped (``authgate-client keys list | cat``), however narrow the terminal, each row
+    is one whole line: a UUID is never split over two, as with ``authgate keys list``
+    (black-box review, item 5)."""
+    monkeypatch.setenv("COLUMNS", "40")
+    key_id = "6f1c3e0a-2b4d-4c8e-9a7f-0d5b1e2c3a4f"
+    name = "a rather long key name for a narrow terminal"
+
+    print_table("API keys", ["id", "name", "expires"], [[key_id, name, "2027-01-01T00:00:00Z"]])
+    print_record([("id", key_id), ("name", name)])
+    lines = capsys.readouterr().out.splitlines()
+
+    assert [line for line in lines if key_id in line and name in line]
+    assert len([line for line in lines if key_id in line]) == 2
+    assert not [line for line in lines if "6f1c3e0a" in line and key_id not in line]
+    assert [line for line in lines if "│ name" in line and name in line]

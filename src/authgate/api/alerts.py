@@ -21,7 +21,8 @@ from authgate.storage.paging import PageRequest
 
 router = APIRouter(tags=["alerts"], route_class=AdminConfigurationRoute)
 
-RuleIdPath = Annotated[int, Path(ge=1, le=2**63 - 1)]
+# Named "id" in the path, as in the DTO (the parameter's name shows in fieldErrors).
+RuleIdPath = Annotated[int, Path(alias="id", ge=1, le=2**63 - 1)]
 
 
 # What a GET answers and a PUT may send back unchanged: read, never written.
@@ -142,7 +143,7 @@ async def create_alert_rule(body: AlertRuleBody, request: Request) -> AlertRuleD
 
 
 @router.get(
-    "/api/alert-rules/{rule_id}",
+    "/api/alert-rules/{id}",
     summary="One alert rule",
     response_model=AlertRuleDTO,
     responses=documented(401, 403, 404, 422),
@@ -153,7 +154,7 @@ async def get_alert_rule(rule_id: RuleIdPath, request: Request) -> AlertRuleDTO:
 
 
 @router.put(
-    "/api/alert-rules/{rule_id}",
+    "/api/alert-rules/{id}",
     summary="Replace an alert rule",
     response_model=AlertRuleDTO,
     responses=documented(401, 403, 404, 409, 413, 422),
@@ -166,7 +167,7 @@ async def update_alert_rule(
 
 
 @router.delete(
-    "/api/alert-rules/{rule_id}",
+    "/api/alert-rules/{id}",
     summary="Delete an alert rule",
     status_code=204,
     response_class=Response,

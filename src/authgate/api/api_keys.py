@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Body, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, BeforeValidator, Field
+from starlette.datastructures import URL
 
 from authgate.api.access import (
     AdminConfigurationRoute,
@@ -111,6 +112,9 @@ class ApiKeyBody(LenientBody):
         )
 
 
+# The names of ``UsageQuery``'s filters in ``GET /usage``'s query string.
+_USAGE_FILTERS = ("apiKeyId", "from", "to", "status", "outcome")
+
 # UTMStack's ``top`` (its usage search's Integer): at most this many records in all.
 UsageTop = Annotated[
     int | None,
@@ -141,6 +145,17 @@ class UsageQuery(LenientBody):
             status=self.status,
             succeeded=None if self.outcome is None else self.outcome == "success",
         )
+
+    def query(self) -> dict[str, str]:
+        """The filters as ``GET /usage`` takes them in its query string."""
+        values: dict[str, object] = {
+            "apiKeyId": self.apiKeyId,
+            "from": self.since and self.since.isoformat().replace("+00:00", "Z"),
+            "to": self.until and self.until.isoformat().replace("+00:00", "Z"),
+            "status": self.status,
+            "outcome": self.outcome,
+        }
+        return {name: str(value) for name, value in values.items() if value is not None}
 
 
 class KeyReviewDTO(BaseModel):
@@ -251,8 +266,12 @@ async def usage_records(
     filters: Annotated[UsageQuery | None, Body()] = None,
     top: UsageTop = None,
 ) -> list[UsageRecordDTO]:
-    where = filters.filter() if filters is not None else UsageFilter()
-    return await _usage_page(request, response, paging, where, top)
+    filters = filters or UsageQuery()
+    # The Link header's pages carry the body's filters as GET's query parameters: a
+    # client following a link with GET (or POSTing the same body to it) gets the next
+    # page of the same search, never the unfiltered records.
+    links = request.url.remove_query_params(_USAGE_FILTERS).include_query_params(**filters.query())
+    return await _usage_page(request, response, paging, filters.filter(), top, links=links)
 
 
 @router.get(
@@ -363,6 +382,8 @@ async def _usage_page(
     paging: PageRequestDep,
     where: UsageFilter,
     top: int | None,
+    *,
+    links: URL | None = None,
 ) -> list[UsageRecordDTO]:
     page = await services_of(request).api_keys.usage(principal_of(request), paging, where)
     if top is not None:
@@ -373,5 +394,5 @@ async def _usage_page(
             total=min(page.total, top),
             request=paging,
         )
-    response.headers.update(pagination_headers(request, page))
+    response.headers.update(pagination_headers(request, page, url=links))
     return [UsageRecordDTO.of(record) for record in page.items]

@@ -47,6 +47,7 @@ from authgate.storage.db import is_unavailable
 log = logging.getLogger(__name__)
 
 REALM = 'Bearer realm="authgate"'
+JSON_REQUIRED = "Content-Type must be application/json"
 
 
 class FieldErrorBody(BaseModel):
@@ -78,6 +79,7 @@ _DESCRIPTIONS = {
     409: "Conflicts with the current state",
     412: "A wrong, used, expired or locked second-factor code (UTMStack v11)",
     413: "Request body too large",
+    415: "The body is not sent as application/json",
     422: "A field breaks a rule (see fieldErrors)",
     423: "Locked",
     429: "Too many requests",
@@ -239,6 +241,14 @@ async def _on_authgate_error(request: Request, error: AuthgateError) -> JSONResp
 
 
 async def _on_validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+    if isinstance(error.body, bytes) and error.body:
+        # FastAPI parses a JSON body only under a JSON Content-Type (application/json,
+        # with any charset, or application/*+json) and hands the model the raw bytes
+        # otherwise: the body was sent as text/plain, a form or without a type. Spring
+        # answers a @RequestBody so with 415 too; "not a valid dictionary" misleads.
+        return error_response(
+            request, status=415, code="unsupported_media_type", message=JSON_REQUIRED
+        )
     field_errors = tuple(_field_error(detail) for detail in error.errors())
     return error_response(
         request,
@@ -367,9 +377,11 @@ def _field_error(detail: Any) -> FieldError:
             message=f"{field[:1].upper()}{field[1:]} is required.",
             object_name=object_name,
         )
-    return FieldError(
-        field=field, message=str(detail.get("msg", "invalid")), object_name=object_name
-    )
+    message = str(detail.get("msg", "invalid"))
+    if detail.get("type") == "value_error":
+        # Pydantic prefixes what a validator raised: the message is the validator's.
+        message = message.removeprefix("Value error, ")
+    return FieldError(field=field, message=message, object_name=object_name)
 
 
 def _header_safe(text: str) -> str:

@@ -4,7 +4,8 @@ Three corrections to what FastAPI generates:
 
 * request validation failures are documented as authgate answers them: with
   :class:`~authgate.api.errors.ErrorBody` and the route's status (400, as JHipster,
-  or 422 on the API key routes), not FastAPI's own 422 schema;
+  or 422 on the API key routes), not FastAPI's own 422 schema; a route reading a JSON
+  body also answers 415 for a body sent under another Content-Type;
 * the security schemes ``bearerAuth`` and ``ApiKeyAuth`` (UTMStack's names) are
   declared for every route of an ``AuthenticatedRoute`` class (see ``api/access.py``:
   authentication is not a FastAPI dependency, so FastAPI cannot see it);
@@ -23,7 +24,7 @@ import copy
 from collections.abc import Sequence
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, params
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute, iter_route_contexts
 from starlette.routing import BaseRoute
@@ -154,6 +155,14 @@ def _correct_operations(schema: dict[str, Any], app: FastAPI) -> None:
                         "content": {"application/json": {"schema": error_ref}},
                     },
                 )
+            if _takes_json_body(route):
+                responses.setdefault(
+                    "415",
+                    {
+                        "description": "The body is not sent as application/json",
+                        "content": {"application/json": {"schema": error_ref}},
+                    },
+                )
             if isinstance(route, PreVerificationRoute):
                 operation["security"] = [{"preVerificationAuth": []}]
             if isinstance(route, InternalRoute):
@@ -169,6 +178,12 @@ def _correct_operations(schema: dict[str, Any], app: FastAPI) -> None:
                         "content": {"application/json": {"schema": error_ref}},
                     },
                 )
+
+
+def _takes_json_body(route: BaseRoute) -> bool:
+    """A route FastAPI reads a JSON body for: 415 under another Content-Type."""
+    body = getattr(route, "body_field", None)
+    return body is not None and not isinstance(body.field_info, params.Form)
 
 
 def _document_sort_fields(schema: dict[str, Any]) -> None:

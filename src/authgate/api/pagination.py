@@ -6,6 +6,7 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import Depends, Query, Request
+from starlette.datastructures import URL
 
 from authgate.exceptions import FieldError, ValidationFailed
 from authgate.storage.paging import Page, PageRequest, SortOrder
@@ -45,17 +46,21 @@ def page_request(
 PageRequestDep = Annotated[PageRequest, Depends(page_request)]
 
 
-def pagination_headers(request: Request, page: Page[Any]) -> dict[str, str]:
-    """``X-Total-Count`` and a JHipster ``Link`` header (next, prev, last, first)."""
+def pagination_headers(
+    request: Request, page: Page[Any], *, url: URL | None = None
+) -> dict[str, str]:
+    """``X-Total-Count`` and a JHipster ``Link`` header (next, prev, last, first): the
+    request's URL (or ``url``) with other ``page`` and ``size`` parameters."""
     size = page.request.size
     current = page.request.page
     last = max((page.total - 1) // size, 0)
+    base = url or request.url
 
     def link(number: int, rel: str) -> str:
-        url = request.url.include_query_params(page=number, size=size)
+        target = base.include_query_params(page=number, size=size)
         # A path with non-ASCII characters (decoded by the server) is sent encoded again:
         # header values must be Latin-1, and a link must be a URI.
-        return f'<{quote(str(url), safe=_URI_CHARACTERS)}>; rel="{rel}"'
+        return f'<{quote(str(target), safe=_URI_CHARACTERS)}>; rel="{rel}"'
 
     links = []
     if current < last:

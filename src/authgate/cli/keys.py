@@ -120,7 +120,7 @@ def keys_list(
         owner_id = (await services.users.get_user(user)).id if user else None
         keys = await services.api_keys.list_keys(
             None,
-            PageRequest(page=0, size=100_000, sort=(SortOrder("id"),)),
+            PageRequest(page=0, size=100_000, sort=(SortOrder("createdAt"),)),
             owner_id=owner_id,
             include_revoked=include_revoked,
         )

@@ -13,6 +13,7 @@ Without an SMTP server nothing can be sent; an admin then hands the link over
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
@@ -30,7 +31,7 @@ from authgate.services.password_hashing import AsyncPasswordHasher
 from authgate.services.ports import Database
 from authgate.services.reset_keys import IssuedResetKey, issue_reset_key, reset_key_digest
 from authgate.services.throttle_store import ThrottleStore
-from authgate.services.user_fields import EMAIL_MAX_LENGTH, UserView
+from authgate.services.user_fields import EMAIL_MAX_LENGTH, UserView, email_errors
 from authgate.storage.models import User
 from authgate.storage.text import storable_text
 
@@ -53,8 +54,9 @@ class ResetKeyExpired(ValidationFailed):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ResetLimits:
-    """Reset links asked for within ``window`` seconds, at most, per e-mail address as
-    typed, per account and per client address."""
+    """Reset links asked for within ``window`` seconds, at most, per e-mail address
+    (lower-cased), per account and per client address. The client's limit is checked
+    first; a body that is no e-mail address is counted nowhere."""
 
     per_address: int = 3
     per_account: int = 3
@@ -211,8 +213,8 @@ class PasswordResets:
             )
 
     async def _request(self, email: str) -> None:
-        address = email.strip().lower()[:EMAIL_MAX_LENGTH]
-        shown = printable(address) or address
+        address = email.strip().lower()
+        shown = printable(address[:EMAIL_MAX_LENGTH]) or address[:EMAIL_MAX_LENGTH]
         try:
             # One at a time: requests are rare, and counting them must not race.
             async with self._serial:
@@ -222,21 +224,28 @@ class PasswordResets:
 
     async def _request_for(self, address: str, shown: str) -> None:
         actor = Actor(login=shown)
+        if email_errors(address) or not storable_text(address):
+            # No account has this address, and no counter is made for it: a counter per
+            # distinct body would let anyone fill the throttle store.
+            self._refused(actor, Reason.UNKNOWN_EMAIL)
+            return
         request = current_request.get()
         client = request.client_ip if request is not None else None
-        if await self._over("reset:address:" + shown, self._limits.per_address) or (
+        # The client's limit first: over it, nothing more is counted, so a client cannot
+        # make counters for addresses of its choosing beyond its own budget.
+        # Per IPv6 /64, as logins: new addresses within one's own /64 are no new client.
+        if (
             client is not None
-            # Per IPv6 /64, as logins: new addresses within one's own /64 are no new client.
             and await self._over(
                 "reset:client:" + throttle_network(client), self._limits.per_client
             )
+        ) or await self._over(
+            "reset:address:" + _address_digest(address), self._limits.per_address
         ):
             self._refused(actor, Reason.THROTTLED)
             return
-        user = None
-        if address and storable_text(address):
-            async with self._db.session() as session:
-                user = await self._db.users(session).by_email(address)
+        async with self._db.session() as session:
+            user = await self._db.users(session).by_email(address)
         if user is None:
             self._refused(actor, Reason.UNKNOWN_EMAIL)
             return
@@ -277,6 +286,12 @@ class PasswordResets:
         self._audit.record(
             EventType.PASSWORD_RESET_REQUESTED, "failure", actor=actor, reason=reason
         )
+
+
+def _address_digest(address: str) -> str:
+    """The per-address counter's name for ``address`` (normalised): a digest, so the
+    throttle store's keys hold no e-mail addresses."""
+    return hashlib.sha256(address.encode()).hexdigest()
 
 
 def _digest_of(key: str) -> str:

@@ -56,7 +56,8 @@ async def legacy_verification_row(connection: AsyncConnection, digest: str) -> R
 
 class ApiKeyRepository:
     SORT_COLUMNS: ClassVar[Mapping[str, Any]] = {
-        "id": ApiKey.id,
+        # The id the DTO shows: the public UUID (the bigint primary key only breaks ties).
+        "id": ApiKey.public_id,
         "name": ApiKey.name,
         "createdAt": ApiKey.created_at,
         "expiresAt": ApiKey.expires_at,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
@@ -33,7 +34,24 @@ keys_app = typer.Typer(
     help="Your API keys: create, list, show, rotate, revoke, usage.", no_args_is_help=True
 )
 
-KeyId = Annotated[str, typer.Argument(help="The key's UUID (see 'keys list').")]
+# What a key route's path takes: a UUID, hyphens and all (either case), or the key's
+# former numeric id (deprecated). The server has no route for anything else: its 404
+# would read as a wrong base URL, so other text is refused before any request.
+_KEY_ID = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9]+"
+)
+
+
+def _key_id(value: str) -> str:
+    if not _KEY_ID.fullmatch(value):
+        raise typer.BadParameter(
+            "not a key id: a key's UUID, as 'keys list' shows it"
+            " (6f1c3e0a-2b4d-4c8e-9a7f-0d5b1e2c3a4f)"
+        )
+    return value
+
+
+KeyId = Annotated[str, typer.Argument(help="The key's UUID (see 'keys list').", callback=_key_id)]
 # The server keeps a regenerated key's previous secret at most this long.
 MAX_GRACE = timedelta(days=7)
 

@@ -1,4 +1,6 @@
-"""Printing results: JSON for scripts, rich tables for people, durations in and out."""
+"""Printing results: JSON for scripts, rich tables for people, durations in and out.
+Tables never cut a cell short: a narrow terminal wraps them, and a pipe or a file gets
+whole lines, as wide as they need to be."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from authgate.client._cli._session import err, out
-from authgate.client._cli._terminal import json_printable
+from authgate.client._cli._terminal import SafeConsole, json_printable
 from authgate.client._endpoints import iso
 from authgate.client._models import ApiKey, Page, SessionInfo, UsageRecord, User, V12User
 
@@ -35,6 +37,8 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 # its own refusal answers every plausible value; the bound keeps ``now + duration``
 # inside the year 9999, where it would be an OverflowError (a traceback).
 _LONGEST_DURATION_DAYS = 36500
+# Wide enough for any row: a pipe or a file is not a screen to fit.
+_UNBOUNDED_WIDTH = 100_000
 
 
 def parse_duration(text: str) -> timedelta:
@@ -110,7 +114,7 @@ def print_table(
         table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(*(escape(cell) if cell is not None else "—" for cell in row))
-    out.print(table)
+    _print(table)
 
 
 def print_record(pairs: Sequence[tuple[str, str | None]]) -> None:
@@ -120,7 +124,17 @@ def print_record(pairs: Sequence[tuple[str, str | None]]) -> None:
     table.add_column(overflow="fold")
     for name, value in pairs:
         table.add_row(name, escape(value) if value is not None else "—")
-    out.print(table)
+    _print(table)
+
+
+def _print(table: Table) -> None:
+    """On a terminal, fitted to its width (cells wrap); in a pipe or a file, one whole
+    line per row, as wide as it needs to be (as ``authgate``'s own tables)."""
+    if out.is_terminal:
+        out.print(table)
+    else:  # a console of its own: ``out`` never prints wider than its own width
+        wide = SafeConsole(file=out.file, width=_UNBOUNDED_WIDTH, highlight=False)
+        wide.print(table, crop=False)
 
 
 def all_pages(
