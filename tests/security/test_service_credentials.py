@@ -86,6 +86,12 @@ def test_weak_or_unfit_secrets_are_refused_with_a_message_that_does_not_repeat_t
         "0123456789" * 4,
         "Passw0rd!" * 4,
         "Passw0rd!" * 4 + "P",
+        # A repeat with a tail, two letters, runs (diff review: all of these passed).
+        "Passw0rd!" * 4 + "x",
+        "a" * 63 + "b",
+        "abc" * 40 + "d",
+        "abcdefghijklmnopqrstuvwxyzABCDEF",
+        "0123456789abcdef0123456789abcdeg",
         "x" * 257,
         "Zx81QmT0aB3c4fGq 7Lk2Np9RsTuVwXyZ01",  # a space
         "Zx81QmT0aB3c4fGq\u00e97Lk2Np9RsTuVwXyZ01",  # not ASCII

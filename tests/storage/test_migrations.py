@@ -237,6 +237,13 @@ async def test_adopted_secrets_migration_up_and_down(database_url: str) -> None:
             ("adopted", True),
             ("generated", False),
         ]
+        if database_url.startswith("sqlite"):
+            # The table SQLite recreated keeps AUTOINCREMENT (diff review: it was lost).
+            async with engine.connect() as connection:
+                created = await connection.scalar(
+                    text("SELECT sql FROM sqlite_master WHERE name = 'service_credentials'")
+                )
+            assert "AUTOINCREMENT" in created
         await migrate.upgrade(engine)
         assert await migrate.current_revision(engine) == migrate.head_revision()
     finally:

@@ -26,9 +26,11 @@ an adopted secret can neither collide with nor shadow a generated credential.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import secrets
+import zlib
 from dataclasses import dataclass
 from typing import Final
 
@@ -90,19 +92,61 @@ _OTHER_VISIBLE = 94 - 10 - 26 - 26
 
 def apparent_entropy_bits(secret: str) -> float:
     """A rough upper estimate of a secret's randomness, to refuse the obviously weak: the
-    length of its shortest repeating unit (``Passw0rd!Passw0rd!...`` counts 9) times the
-    bits of the character classes it uses (digits, lower case, upper case, other), the
-    alphabet counted as at most twice the number of distinct characters (one character
-    32 times is not 32 random letters). UTMStack's installer draws 32 characters from
-    [A-Za-z0-9] (about 190 bits): this says 160 or more; 32 random hex digits, 130+."""
+    least of three readings.
+
+    * The character classes it uses (digits, lower case, upper case, other), the
+      alphabet counted as at most three times the number of distinct characters (one character
+      32 times is not 32 random letters), per character; a character that continues a
+      run of four or more, each one code point above the one before, or each one below,
+      or each the same (``abcd``, ``4321``, ``aaaa``), counts one bit.
+    * The same per character, times the length of its shortest repeating unit
+      (``Passw0rd!Passw0rd!`` counts 9).
+    * What zlib makes of it, in bits: a pattern repeated with a tail (``abc...abcd``) or
+      any other redundancy shrinks it.
+
+    UTMStack's installer draws 32 characters from [A-Za-z0-9] (about 190 bits): this
+    says 160 or more; 32 random hex digits, 130 or more. Words are not recognised."""
     pool = 0
     for test, size in _CLASSES:
         if any(test(character) for character in secret):
             pool += size
     if any(not character.isalnum() for character in secret):
         pool += _OTHER_VISIBLE
-    alphabet = min(pool, 2 * len(set(secret)))
-    return _period(secret) * math.log2(alphabet) if alphabet > 1 else 0.0
+    alphabet = min(pool, 3 * len(set(secret)))
+    if alphabet <= 1:
+        return 0.0
+    per_character = math.log2(alphabet)
+    predictable = _in_runs(secret)
+    by_classes = (len(secret) - predictable) * per_character + predictable
+    repeated = _period(secret) * per_character
+    compressed = 8.0 * max(0, len(zlib.compress(secret.encode(), 9)) - _ZLIB_OVERHEAD)
+    return min(by_classes, repeated, compressed)
+
+
+# zlib's own bytes around the compressed data: a 2-byte header and a 4-byte checksum.
+_ZLIB_OVERHEAD: Final = 6
+_RUN: Final = 4
+
+
+def _in_runs(text: str) -> int:
+    """The characters that continue a run of at least ``_RUN`` characters each one code
+    point above the one before it, or each one below, or each the same (``abcd``,
+    ``4321``, ``aaaa``; the first of a run is not counted)."""
+    counted = 0
+    length = 1
+    step = None
+    for before, character in itertools.pairwise(text):
+        difference = ord(character) - ord(before)
+        if abs(difference) <= 1 and (length == 1 or difference == step):
+            length += 1
+            if length == _RUN:
+                counted += _RUN - 1
+            elif length > _RUN:
+                counted += 1
+        else:
+            length = 2 if abs(difference) <= 1 else 1
+        step = difference
+    return counted
 
 
 def _period(text: str) -> int:

@@ -19,7 +19,8 @@ one installation-wide ``INTERNAL_KEY``, and log-input sends it as is. Such a sec
 public id in it: it is found by its keyed hash (``secret_lookup``, indexed), and is
 otherwise the same: endpoints, audit, rotation with grace, revocation and last use. It
 must look strong, may not start with ``ags_`` (a value that does is only ever looked up
-by its id) and may belong to one credential only, revoked ones included.
+by its id) and may not be the current secret of another credential, revoked ones
+included (a secret a rotation retired is forgotten: see README).
 """
 
 from __future__ import annotations

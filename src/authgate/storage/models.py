@@ -337,8 +337,9 @@ class ServiceCredential(Base):
     previous_valid_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # secret_hash again when the secret is adopted (a service's existing secret, without
     # the public id: found by this), else NULL; kept when revoked, so a revoked adopted
-    # secret is refused as revoked and never adopted again. previous_secret_lookup: the
-    # same for the previous secret (the grace period), cleared with it.
+    # secret is refused as revoked and not adopted by another credential (a retired one
+    # is forgotten). previous_secret_lookup: the same for the previous secret (the grace
+    # period), cleared with it.
     secret_lookup: Mapped[str | None] = mapped_column(String(64))
     previous_secret_lookup: Mapped[str | None] = mapped_column(String(64))
     endpoints: Mapped[str] = mapped_column(String(1000))  # comma-joined internal endpoints

@@ -57,6 +57,9 @@ def downgrade() -> None:
     )
     op.drop_index("ix_service_credentials_previous_secret_lookup", "service_credentials")
     op.drop_index("uq_service_credentials_secret_lookup", "service_credentials")
-    with op.batch_alter_table("service_credentials") as batch:
+    # Recreated on SQLite: as created (0016), with AUTOINCREMENT (ids never reused).
+    with op.batch_alter_table(
+        "service_credentials", table_kwargs={"sqlite_autoincrement": True}
+    ) as batch:
         batch.drop_column("previous_secret_lookup")
         batch.drop_column("secret_lookup")
