@@ -893,11 +893,8 @@ async def test_utmstack_built_in_accounts_are_skipped_with_the_reason(harness: H
     assert [user.login for user in listed.items] == ["dana"]
 
 
-async def test_export_file_gives_the_same_result(
-    harness: Harness, utmstack: UtmStackSource, tmp_path: Path
-) -> None:
-    """The README's psql command makes a file that imports like the database."""
-    export = tmp_path / "utmstack.json"
+async def export_with_psql(utmstack: UtmStackSource, export: Path) -> None:
+    """The README's psql command, writing UTMStack's export to ``export``."""
     with export.open("w") as out:
         await asyncio.to_thread(
             subprocess.run,
@@ -916,6 +913,14 @@ async def test_export_file_gives_the_same_result(
             check=True,
             env={**os.environ, "PGOPTIONS": f"--search_path={utmstack.schema}"},
         )
+
+
+async def test_export_file_gives_the_same_result(
+    harness: Harness, utmstack: UtmStackSource, tmp_path: Path
+) -> None:
+    """The README's psql command makes a file that imports like the database."""
+    export = tmp_path / "utmstack.json"
+    await export_with_psql(utmstack, export)
     from_database = await utmstack_source.read_database(utmstack.url, schema=utmstack.schema)
     from_file = utmstack_source.read_file(export)
     assert parse_source(from_file) == parse_source(from_database)
@@ -1310,24 +1315,7 @@ async def test_the_switch_off_leaves_utmstacks_factors_out(
 
     # The export file carries the switch, and none of UTMStack's other settings.
     export = tmp_path / "utmstack.json"
-    with export.open("w") as out:
-        await asyncio.to_thread(
-            subprocess.run,
-            [
-                "psql",
-                utmstack.url,
-                "--no-psqlrc",
-                "--tuples-only",
-                "--no-align",
-                "--set",
-                "ON_ERROR_STOP=1",
-                "--command",
-                utmstack_source.export_query(),
-            ],
-            stdout=out,
-            check=True,
-            env={**os.environ, "PGOPTIONS": f"--search_path={utmstack.schema}"},
-        )
+    await export_with_psql(utmstack, export)
     assert "SMTP-PASSWORD-NOT-EXPORTED" not in export.read_text()
     from_file = parse_source(utmstack_source.read_file(export))
     assert from_file.tfa_switch.enabled is False

@@ -117,10 +117,11 @@ def error_body(
     status: int,
     code: str,
     message: str,
-    path: str,
+    path: str | None,
     field_errors: tuple[FieldError, ...] = (),
 ) -> dict[str, Any]:
-    """The JSON body of an error response (see the module docstring)."""
+    """The JSON body of an error response (see the module docstring); without ``path``
+    when there is none to tell (the HTTP protocol's own refusals)."""
     body: dict[str, Any] = {
         "timestamp": utc_now().isoformat(timespec="milliseconds"),
         "status": status,
@@ -128,8 +129,9 @@ def error_body(
         "code": code,
         "message": message,
         "detail": message,
-        "path": path,
     }
+    if path is not None:
+        body["path"] = path
     if field_errors:
         body["fieldErrors"] = [
             {"objectName": e.object_name, "field": e.field, "message": e.message}

@@ -78,26 +78,17 @@ from uvicorn.protocols.http.httptools_impl import (
 )
 
 from authgate.api.encoded_headers import EncodedHeaders, encode_plain_fields
-from authgate.clock import utc_now
+from authgate.api.errors import error_body
 
 log = logging.getLogger("authgate.http")
 
 
 def _error_body(status: int, code: str, message: str) -> bytes:
     """The JSON of an answer the protocol gives before any app sees the request, in the
-    API's error shape (``authgate.api.errors.error_body``; no ``path``: there may be none
-    to tell), built when it is sent (its ``timestamp``)."""
-    return json.dumps(
-        {
-            "timestamp": utc_now().isoformat(timespec="milliseconds"),
-            "status": status,
-            "error": HTTPStatus(status).phrase,
-            "code": code,
-            "message": message,
-            "detail": message,
-        },
-        separators=(",", ":"),
-    ).encode("ascii")
+    API's error shape (no ``path``: there may be none to tell), built when it is sent
+    (its ``timestamp``)."""
+    body = error_body(status=status, code=code, message=message, path=None)
+    return json.dumps(body, separators=(",", ":")).encode("ascii")
 
 
 def _error_response(status: int, code: str, message: str) -> bytes:

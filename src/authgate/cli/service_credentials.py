@@ -65,6 +65,13 @@ def _read_secret() -> str:
     return secret
 
 
+def _previous_secret_note(view: ServiceCredentialView) -> str:
+    """How long a rotation's previous secret still works, if it does."""
+    if view.previous_valid_until is None:
+        return ""
+    return f"; the previous secret works until {stamp(view.previous_valid_until)}"
+
+
 def _print_adopted(view: ServiceCredentialView, output: OutputFormat, what: str) -> None:
     """An adopted credential: the secret is the service's own, never printed."""
     if output is OutputFormat.JSON:
@@ -73,11 +80,7 @@ def _print_adopted(view: ServiceCredentialView, output: OutputFormat, what: str)
     out.print(
         f"{what} service credential {view.id} ({view.name}) with the secret read from "
         f"standard input (not shown), allowed {', '.join(view.endpoints)}"
-        + (
-            f"; the previous secret works until {stamp(view.previous_valid_until)}"
-            if view.previous_valid_until
-            else ""
-        ),
+        + _previous_secret_note(view),
         soft_wrap=True,
         highlight=False,
         markup=False,
@@ -91,12 +94,7 @@ def _print_created(created: CreatedCredential, output: OutputFormat, what: str) 
         return
     err.print(
         f"{what} service credential {view.id} ({view.name}), allowed "
-        f"{', '.join(view.endpoints)}"
-        + (
-            f"; the previous secret works until {stamp(view.previous_valid_until)}"
-            if view.previous_valid_until
-            else ""
-        )
+        f"{', '.join(view.endpoints)}" + _previous_secret_note(view)
     )
     err.print("This is the only time the credential is shown (send it in X-Internal-Key):")
     out.print(created.plaintext, soft_wrap=True, highlight=False, markup=False)

@@ -731,7 +731,7 @@ class SecondFactorService:
             # lock ends, and a burst refused so would lock the account anew; with the
             # window's attempts taken and no lock (the fifth ended in an error, say),
             # every refused attempt would renew the refusal for good.
-            await self._throttle.refund_failure(subject, window=FAILURE_WINDOW_SECONDS, now=now)
+            await self._refund(user)
             self._audit.record(
                 EventType.TFA_FAILURE,
                 "failure",
