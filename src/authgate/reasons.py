@@ -179,6 +179,7 @@ class Reason(StrEnum):
     # -- what a caller may do
     SCOPE_ADMIN = "scope_admin", _C.PERMISSION
     SCOPE_WRITE = "scope_write", _C.PERMISSION
+    SCOPE_READ = "scope_read", _C.PERMISSION
     SCOPE_REQUIRED = "scope_required", _C.PERMISSION
     SESSION_REQUIRED = "session_required", _C.PERMISSION
     SECOND_FACTOR_REQUIRED = "second_factor_required", _C.PERMISSION

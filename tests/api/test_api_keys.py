@@ -543,6 +543,25 @@ async def test_read_scope_allows_only_safe_methods(harness: Harness, admin_token
     assert response.json()["code"] == "insufficient_scope"
 
 
+async def test_a_key_reads_only_with_the_read_or_write_scope(
+    harness: Harness, admin_token: str
+) -> None:
+    """Safe methods need ``read`` or ``write``: a key made only for an upstream's scope,
+    or with only ``admin``, reads nothing of authgate's own API (the account, the keys,
+    their usage, the audit trail)."""
+    admin_only = (await harness.create_key(admin_token, name="admin", scopes=["admin"]))["key"]
+    write_only = (await harness.create_key(admin_token, name="write", scopes=["write"]))["key"]
+    for path in ("/api/account", KEYS, "/api/api-keys/usage", "/api/audit-events"):
+        response = await harness.client.get(path, headers=key_header(admin_only))
+        assert response.status_code == 403, (path, response.text)
+        assert response.json()["code"] == "insufficient_scope"
+        assert "neither the read nor the write scope" in response.json()["detail"]
+        if path != "/api/audit-events":  # an admin endpoint: write is not admin
+            assert (await harness.client.get(path, headers=key_header(write_only))).is_success
+    v12 = await harness.client.get("/api/v1/api-keys", headers=key_header(admin_only))
+    assert v12.status_code == 403
+
+
 async def test_admin_endpoints_need_the_admin_scope(harness: Harness, admin_token: str) -> None:
     """An admin's key reaches admin endpoints only with the admin scope."""
     plain = (await harness.create_key(admin_token, name="plain"))["key"]

@@ -394,6 +394,66 @@ async def test_filter_and_login_query(harness: Harness) -> None:
     assert 'rel="next"' in page.headers["Link"]
     assert "login=Analyst" in page.headers["Link"]
     assert [user["login"] for user in literal.json()] == ["an_alyst"]  # "_" is not a wildcard
+    # UserResource.getUsersByLogin leaves the caller out (the list lists everyone).
+    itself = await harness.client.get(f"{USERS}/filter/dmi", headers=admin)
+    everyone = await harness.client.get(USERS, params={"login": "dmi"}, headers=admin)
+    assert itself.status_code == 200
+    assert itself.json() == []
+    assert [user["login"] for user in everyone.json()] == ["admin"]
+
+
+# UTMStack's user dialog (user-management-update.component, "Local creation (no email
+# activation)"): its whole blank User, with a password and ``activated: false``.
+LOCAL_PASSWORD = "a-local-password-for-bob"
+LOCAL_USER: dict[str, Any] = {
+    "id": None,
+    "login": "bob",
+    "firstName": "Bob",
+    "lastName": None,
+    "email": "bob@example.com",
+    "activated": False,
+    "langKey": "en",
+    "authorities": ["ROLE_USER"],
+    "createdBy": None,
+    "createdDate": None,
+    "lastModifiedBy": None,
+    "lastModifiedDate": None,
+    "password": LOCAL_PASSWORD,
+}
+
+
+async def test_local_creation_makes_an_active_user_with_the_password(harness: Harness) -> None:
+    """UserResource.createUserLocal (POST /api/users/local, ManagedUserVM): 201 with the
+    user, active at once with the password given, no mail; the login and e-mail checks and
+    the password policy of POST /api/users; never by an API key (it sets a credential)."""
+    admin = await _admin(harness)
+
+    created = await harness.client.post(f"{USERS}/local", json=LOCAL_USER, headers=admin)
+
+    assert created.status_code == 201, created.text
+    assert created.headers["Location"] == "/api/users/bob"
+    assert created.json()["login"] == "bob"
+    assert created.json()["activated"] is True
+    assert "password" not in created.json()
+    assert await _login_status(harness, "bob", LOCAL_PASSWORD) == 200
+    again = await harness.client.post(f"{USERS}/local", json=LOCAL_USER, headers=admin)
+    assert again.status_code == 409
+    weak = {**LOCAL_USER, "login": "carol", "email": "carol@example.com", "password": "abcd"}
+    refused = await harness.client.post(f"{USERS}/local", json=weak, headers=admin)
+    assert refused.status_code == 400
+    assert await _login_status(harness, "carol", "abcd") == 401
+    missing = {key: value for key, value in weak.items() if key != "password"}
+    no_password = await harness.client.post(f"{USERS}/local", json=missing, headers=admin)
+    assert no_password.status_code == 400
+    key = await harness.create_key(
+        admin["Authorization"].split()[1], name="admin-key", scopes=["read", "write", "admin"]
+    )
+    by_key = {**LOCAL_USER, "login": "dave", "email": "dave@example.com"}
+    denied = await harness.client.post(
+        f"{USERS}/local", json=by_key, headers=key_header(key["key"])
+    )
+    assert denied.status_code == 403
+    assert denied.json()["code"] == "session_required"
 
 
 async def test_put_users_last_admin_is_400_unknown_id_404(harness: Harness) -> None:

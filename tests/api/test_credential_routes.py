@@ -29,6 +29,7 @@ NEW_PASSWORD = "chosen-by-whoever-holds-the-key"
 # test_a_key_cannot_redirect_a_users_email attacks each, PUT /api/v1/users/{id} included.)
 CREDENTIAL_ROUTES = {
     ("POST", "/api/users"),
+    ("POST", "/api/users/local"),
     ("PUT", "/api/users"),
     ("PUT", "/api/users/{login}"),
     ("PUT", "/api/users/{login}/password"),

@@ -312,6 +312,9 @@ async def test_rate_limited_keys_get_429_with_retry_after(
         (["read", "write"], "POST", "/orders/1", 403),  # needs orders:write
         (["read", "orders:write"], "POST", "/orders/1", 200),
         (["read", "orders:write"], "GET", "/orders/1", 200),  # unmatched: authenticated
+        (["orders:write"], "GET", "/orders/1", 403),  # ... with read or write
+        (["write"], "GET", "/orders/1", 200),
+        (["orders:write"], "POST", "/orders/1", 200),  # a rule naming it decides alone
         (["read", "orders:write"], "PUT", "/orders/1", 403),  # unmatched unsafe: write
         (["read", "write"], "GET", "/internal/metrics", 403),  # allow = false
         (["read", "write"], "GET", "/admin/users", 403),  # ROLE_ADMIN only

@@ -236,3 +236,38 @@ async def test_suspension_and_resumption_reach_another_app(
         resumed = await harness.client.post(f"{KEYS}/{created['id']}/resume", headers=admin)
         assert resumed.status_code == 200
         await eventually_there(keys, key, None)
+
+
+async def test_regenerating_a_suspended_key_re_enables_it_with_the_new_secret_only(
+    harness: Harness, admin_token: str, user_token: str
+) -> None:
+    """UTMStack's UI offers no "re-enable", only regenerate: the owner's regeneration
+    (a password session) lifts the suspension, the held-back secret never works again
+    (no grace, even when asked for), and both are audited."""
+    created = await harness.create_key(user_token, name="held")
+    admin = bearer(admin_token)
+    for activated in (False, True):
+        changed = await harness.client.put(
+            "/api/users/alice", json={"activated": activated}, headers=admin
+        )
+        assert changed.status_code == 200
+    harness.clock.advance(milliseconds=1)
+    token = await harness.login("alice", USER_PASSWORD)
+
+    regenerated = await harness.client.post(
+        f"{KEYS}/{created['id']}/generate?graceSeconds=3600", headers=bearer(token)
+    )
+
+    assert regenerated.status_code == 200, regenerated.text
+    assert (await works(harness, regenerated.text)).status_code == 200
+    assert (await works(harness, created["key"])).json()["code"] == "invalid_api_key"
+    listed = (await harness.client.get(KEYS, headers=bearer(token))).json()
+    assert [key["status"] for key in listed if key["name"] == "held"] == ["active"]
+    [resumed] = await audited(harness, "API_KEY_RESUMED")
+    assert (resumed.api_key_name, resumed.actor_login, resumed.details) == (
+        "held",
+        "alice",
+        {"cause": "regenerated"},
+    )
+    [rotation] = await audited(harness, "API_KEY_REGENERATED")
+    assert rotation.details == {"graceSeconds": 0}

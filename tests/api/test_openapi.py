@@ -85,6 +85,7 @@ PROTECTED = [
     ("get", "/api/users"),
     ("post", "/api/users"),
     ("put", "/api/users"),
+    ("post", "/api/users/local"),
     ("get", "/api/users/authorities"),
     ("get", "/api/users/filter/{login}"),
     ("get", "/api/users/{login}"),
@@ -603,6 +604,9 @@ async def test_undocumented_methods_answer_405_with_the_documented_allow(
             # As in UTMStack, PUT and DELETE of this path are /api/users/{login} with the
             # login "authorities" (which no user may have: 404).
             served |= {"PUT", "DELETE"}
+        elif path == "/api/users/local":
+            # Likewise GET, PUT and DELETE of it are the user "local"'s (404 here).
+            served |= {"GET", "PUT", "DELETE"}
         url = path.replace("{login}", "admin").replace("{key_id}", "1").replace("{rule_id}", "1")
         for method in sorted({"GET", "PUT", "POST", "DELETE", "PATCH", "OPTIONS"} - served):
             response = await harness.client.request(method, url, headers=bearer(admin_token))

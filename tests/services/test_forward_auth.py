@@ -134,6 +134,29 @@ def test_a_read_key_stays_on_safe_methods_under_a_rule_without_scopes(method: st
         policy.requirement(method, "/orders/1").check(key("read", "write"))
 
 
+@pytest.mark.parametrize("method", ["GET", "HEAD", "OPTIONS"])
+def test_a_key_reads_only_with_read_or_write_where_no_rule_names_its_scopes(method: str) -> None:
+    """Safe methods under a rule that names no scopes, and unmatched paths, hold keys to
+    ``read`` or ``write`` (as authgate's own API does): a key with only ``orders:write``
+    (or only ``admin``) goes only where a rule names its scopes."""
+    admin_owned = ("ROLE_ADMIN", "ROLE_USER")
+    policy = ForwardAuthPolicy(
+        [
+            Rule(path_prefix="/admin/", roles=["ROLE_ADMIN"]),
+            Rule(path_prefix="/orders/", scopes=["orders:write"]),
+        ]
+    )
+    for path in ("/admin/users", "/elsewhere"):
+        requirement = policy.requirement(method, path)
+        for narrow in (key("orders:write", roles=admin_owned), key("admin", roles=admin_owned)):
+            with pytest.raises(InsufficientScope, match="read or write"):
+                requirement.check(narrow)
+        requirement.check(key("read", roles=admin_owned))
+        requirement.check(key("write", roles=admin_owned))
+        requirement.check(user(*admin_owned))
+    policy.requirement(method, "/orders/1").check(key("orders:write"))
+
+
 @pytest.mark.parametrize("method", ["G T", "GET1", "ÉTÉ", "X" * 21])
 def test_rule_methods_must_be_http_methods(method: str) -> None:
     with pytest.raises(ValueError, match="not an HTTP method"):

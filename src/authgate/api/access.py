@@ -353,12 +353,18 @@ async def admit(
 def _authorize(
     principal: Principal, method: str, required: str | None, keys_may_change: bool
 ) -> None:
-    if method not in SAFE_METHODS and principal.scopes is not None:
-        if not principal.may_write():
+    if principal.scopes is not None:
+        if method in SAFE_METHODS:
+            if not principal.may_read():
+                raise InsufficientScope(
+                    "This API key may not read here (it has neither the read nor the write scope)",
+                    reason=Reason.SCOPE_READ,
+                )
+        elif not principal.may_write():
             raise InsufficientScope(
                 "This API key may only read (it lacks the write scope)", reason=Reason.SCOPE_WRITE
             )
-        if not keys_may_change:
+        elif not keys_may_change:
             raise SessionRequired(reason=Reason.SESSION_REQUIRED)
     if required is not None and not principal.has_authority(required):
         if principal.scopes is not None and required == ROLE_ADMIN:

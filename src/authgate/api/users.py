@@ -108,6 +108,15 @@ class UserCreate(LenientBody):
     activated: bool | None = None
 
 
+class LocalUserCreate(UserCreate):
+    """The body of UTMStack's ``POST /api/users/local`` (its user dialog's "Local creation
+    (no email activation)"): a ``ManagedUserVM`` whose password is required. The user is
+    active at once, whatever ``activated`` says (the dialog sends its blank user's
+    ``false``)."""
+
+    password: Password
+
+
 class UserUpdate(LenientBody):
     """Fields to change; omitted (or null) fields keep their value, an empty name clears
     it. ``id`` and ``login`` may be sent back (a whole UserDTO). Where the ``id`` selects
@@ -227,7 +236,9 @@ async def filter_users(
 ) -> list[UserDTO]:
     page = await services_of(request).users.list_users(paging, login_contains=login)
     response.headers.update(pagination_headers(request, page))
-    return [UserDTO.of(user) for user in page.items]
+    # As UTMStack's getUsersByLogin: the caller is left out (its user picker lists others).
+    caller = principal_of(request).user_id
+    return [UserDTO.of(user) for user in page.items if user.id != caller]
 
 
 @router.post(
@@ -242,19 +253,7 @@ async def filter_users(
 @sets_credentials("creates a user with a password or a reset link")
 async def create_user(body: UserCreate, request: Request, response: Response) -> CreatedUserDTO:
     services = services_of(request)
-    roles = frozenset(body.authorities or (ROLE_USER,))
-    check_role_change(principal_of(request), frozenset(), roles)
-    new = NewUser(
-        login=body.login,
-        email=body.email,
-        password=body.password,
-        authorities=roles,
-        first_name=body.firstName,
-        last_name=body.lastName,
-        lang_key=body.langKey or "en",
-        activated=body.activated is not False,
-        image_url=body.imageUrl,
-    )
+    new = _new_user(request, body, activated=body.activated is not False)
     response.headers["Cache-Control"] = "no-store"
     if body.password is not None:
         user = await services.users.create_user(new)
@@ -267,6 +266,39 @@ async def create_user(body: UserCreate, request: Request, response: Response) ->
         **UserDTO.of(user).model_dump(),
         resetLinkMailed=mailed,
         resetLink=None if mailed else services.password_resets.link(issued),
+    )
+
+
+@router.post(
+    "/local",
+    summary="Create an active user with a password, no e-mail (UTMStack's local creation)",
+    status_code=201,
+    response_model=UserDTO,
+    responses=documented(400, 401, 403, 409, 413, 503),
+)
+@requires_permission(USERS_WRITE)
+@sets_credentials("creates a user with a password")
+async def create_local_user(body: LocalUserCreate, request: Request, response: Response) -> UserDTO:
+    user = await services_of(request).users.create_user(_new_user(request, body, activated=True))
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Location"] = f"/api/users/{user.login}"
+    return UserDTO.of(user)
+
+
+def _new_user(request: Request, body: UserCreate, *, activated: bool) -> NewUser:
+    """The user a creation body asks for, once the caller may give its roles."""
+    roles = frozenset(body.authorities or (ROLE_USER,))
+    check_role_change(principal_of(request), frozenset(), roles)
+    return NewUser(
+        login=body.login,
+        email=body.email,
+        password=body.password,
+        authorities=roles,
+        first_name=body.firstName,
+        last_name=body.lastName,
+        lang_key=body.langKey or "en",
+        activated=activated,
+        image_url=body.imageUrl,
     )
 
 

@@ -20,6 +20,10 @@ SCOPE_READ: Final = "read"
 SCOPE_WRITE: Final = "write"
 SCOPE_ADMIN: Final = "admin"
 KNOWN_SCOPES: Final = frozenset({SCOPE_READ, SCOPE_WRITE, SCOPE_ADMIN})
+# A key reads (safe methods) with either: ``write`` is everything but admin endpoints.
+# A key with only ``admin`` or only configured scopes (``orders:write``) reads nothing
+# that does not name its scopes.
+READING_SCOPES: Final = frozenset({SCOPE_READ, SCOPE_WRITE})
 # Further scopes may be configured for APIs behind forward-auth (``orders:write``).
 SCOPE_PATTERN: Final = r"^[a-z][a-z0-9_.:-]{0,63}$"
 
@@ -95,6 +99,10 @@ class Principal:
         the password login issues them), as opposed to an API key, and one that passed
         the user's second factor when they have one. Setting credentials needs one."""
         return self.method == "jwt" and not self.second_factor_missing
+
+    def may_read(self) -> bool:
+        """Whether safe methods (GET, HEAD, OPTIONS) are within the scopes."""
+        return self.scopes is None or not self.scopes.isdisjoint(READING_SCOPES)
 
     def may_write(self) -> bool:
         """Whether unsafe methods (POST, PUT, DELETE, ...) are within the scopes."""

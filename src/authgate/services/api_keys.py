@@ -261,6 +261,11 @@ class ApiKeyService:
         had: it expires as long after now as it did after its last generation, never
         beyond ``max_lifetime`` from now.
 
+        A key suspended with its owner's deactivation is re-enabled by it: only its owner
+        regenerates a key, with a password session, so the owner is active and vouches
+        for it, and the secret the suspension held back is replaced, with no grace (it
+        never works again). UTMStack's UI, which has no "re-enable", offers only this.
+
         Returns the new plaintext, shown once.
         """
         if grace < timedelta(0) or grace > MAX_GRACE:
@@ -271,8 +276,11 @@ class ApiKeyService:
             repository = self._db.api_keys(work.session)
             key = await self._visible(repository, viewer, ref, others=OTHERS_TO_CHANGE)
             _refuse_if_revoked(key)
+            resumed = key.suspended_at is not None
+            if resumed:
+                key.suspended_at = None
             generated = keys.generate_secret_for(key.key_id)
-            if grace > timedelta(0):
+            if grace > timedelta(0) and not resumed:
                 key.previous_secret_hash = key.secret_hash
                 key.previous_valid_until = now + grace
             else:
@@ -287,9 +295,10 @@ class ApiKeyService:
             key.generated_at = now
             key.updated_at = now
             work.publish(Change(ChangeKind.API_KEY_CHANGED, key.key_id))
-        self._audited(
-            EventType.API_KEY_REGENERATED, key, details={"graceSeconds": int(grace.total_seconds())}
-        )
+        granted = 0 if resumed else int(grace.total_seconds())
+        self._audited(EventType.API_KEY_REGENERATED, key, details={"graceSeconds": granted})
+        if resumed:
+            self._audited(EventType.API_KEY_RESUMED, key, details={"cause": "regenerated"})
         return generated.plaintext
 
     async def revoke(

@@ -49,7 +49,7 @@ from authgate.security.paths import (
     segment_prefixes,
 )
 from authgate.security.permissions import ALL_PERMISSIONS
-from authgate.security.principal import SCOPE_WRITE, Principal
+from authgate.security.principal import READING_SCOPES, SCOPE_WRITE, Principal
 from authgate.services.gate import SAFE_METHODS
 from authgate.services.upstream_request import (
     ForwardAuthProxy,
@@ -185,6 +185,9 @@ class Requirement:
     """What a caller needs for one upstream (method, path)."""
 
     scopes: frozenset[str] = frozenset()
+    # Of these an API key needs one at least (empty: no such condition): where no rule
+    # names the scopes of a safe method, ``read`` or ``write``, as on authgate's own API.
+    any_scopes: frozenset[str] = frozenset()
     roles: frozenset[str] = frozenset()
     permission: str | None = None
     allow: bool = True
@@ -215,6 +218,13 @@ class Requirement:
                 f"This API key lacks the scope {missing} for this upstream request",
                 reason=Reason.SCOPE_REQUIRED,
             )
+        wanted = self.any_scopes
+        if wanted and principal.scopes is not None and wanted.isdisjoint(principal.scopes):
+            raise InsufficientScope(
+                f"This API key needs the scope {' or '.join(sorted(wanted))} for this "
+                "upstream request",
+                reason=Reason.SCOPE_REQUIRED,
+            )
         if self.also is not None:
             self.also.check(principal)
 
@@ -223,15 +233,16 @@ class Requirement:
 class _Rule:
     methods: frozenset[str]  # as named (empty: any)
     covered: frozenset[str]  # what it decides: HEAD too when it names GET
-    requirement: Requirement
-    # For unsafe methods: a rule that names no scopes still holds API keys to
-    # ``write`` there, as unmatched paths do (a ``read`` key stays on GET/HEAD/OPTIONS
-    # wherever it goes); a rule that names scopes (``orders:write``) decides alone.
+    requirement: Requirement  # for safe methods
+    # A rule that names no scopes still holds API keys to ``read`` or ``write`` for
+    # safe methods and to ``write`` for the others, as unmatched paths do (a ``read``
+    # key stays on GET/HEAD/OPTIONS wherever it goes, a key with only ``orders:write``
+    # goes only where a rule names it); a rule that names scopes decides alone.
     unsafe: Requirement
 
 
 _WRITE = Requirement(scopes=frozenset({SCOPE_WRITE}), rule="default")
-_AUTHENTICATED = Requirement(rule="default")
+_AUTHENTICATED = Requirement(any_scopes=READING_SCOPES, rule="default")
 _DENIED = Requirement(allow=False, rule="default")
 
 
@@ -272,12 +283,14 @@ class ForwardAuthPolicy:
                 allow=rule.allow,
                 rule=f"{rule.path_prefix} {','.join(rule.methods) or '*'}",
             )
-            unsafe = requirement if rule.scopes else replace(requirement, scopes=_WRITE.scopes)
+            named = bool(rule.scopes)
             entry = _Rule(
                 methods=frozenset(rule.methods),
                 covered=_covered_methods(rule.methods),
-                requirement=requirement,
-                unsafe=unsafe,
+                requirement=requirement
+                if named
+                else replace(requirement, any_scopes=READING_SCOPES),
+                unsafe=requirement if named else replace(requirement, scopes=_WRITE.scopes),
             )
             self._by_prefix.setdefault(prefix, []).append(entry)
             self._by_folded_prefix.setdefault(case_folded(prefix), []).append(entry)

@@ -84,6 +84,7 @@ REASON_TEXT: Final[dict[Reason, str]] = {
     # what a caller may do
     Reason.SCOPE_ADMIN: "The key lacks the admin scope this endpoint needs",
     Reason.SCOPE_WRITE: "The key is read-only (no write scope)",
+    Reason.SCOPE_READ: "The key has neither the read nor the write scope",
     Reason.SCOPE_REQUIRED: "The key's scopes do not cover this request",
     Reason.SESSION_REQUIRED: "Needs a password login, not an API key",
     Reason.SECOND_FACTOR_REQUIRED: "Needs a login with the second factor",
