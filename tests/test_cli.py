@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import logging.config
 import os
 import queue
@@ -35,6 +36,8 @@ from authgate.services.password_hashing import HashingConfig
 from authgate.services.reset_keys import issue_reset_key
 from authgate.settings import CONFIG_FILE_VARIABLE, Settings
 from authgate.storage import migrate as migrations
+from authgate.wiring.credentials import load_signing_keys
+from tests.conftest import test_settings
 
 PASSWORD = "password-long-enough"
 UTC_SECOND = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
@@ -400,15 +403,74 @@ def test_signing_keys_rotate_retires_the_old_key(data_dir: Path) -> None:
     rotated = invoke("signing-keys", "rotate")
     assert_exits(rotated, 0)
     assert "new active key" in rotated.stdout
-    new_kid = rotated.stdout.split("new active key", 1)[1].split(";", 1)[0].strip()
+    new_kid = rotated.stdout.split("new active key", 1)[1].split()[0]
     assert new_kid
     assert new_kid != old_kid
+    assert f"{new_kid} (ES256);" in rotated.stdout
+    assert "note:" not in rotated.stdout
 
     after = table_rows(invoke("signing-keys", "list").stdout)
     states = {row[0]: row[3] for row in after}
     assert set(states) == {old_kid, new_kid}
     assert states[new_kid] == "active"
     assert states[old_kid].startswith("retired ")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
+def test_signing_keys_rotate_keeps_the_files_owner(data_dir: Path) -> None:
+    """Run as root against the servers' key file (a systemd DynamicUser's, a
+    container's), `rotate` leaves it theirs: replaced as root's, the running servers kept
+    the old key and the next start failed."""
+    assert_exits(invoke("signing-keys", "list"), 0)  # creates the file
+    key_file = data_dir / "signing-keys.json"
+    os.chown(key_file, 65534, 65534)
+    assert_exits(invoke("signing-keys", "rotate"), 0)
+    owner = key_file.stat()
+    assert (owner.st_uid, owner.st_gid, owner.st_mode & 0o777) == (65534, 65534, 0o600)
+
+
+def test_signing_keys_rotate_refuses_a_file_it_cannot_give_back(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another user than the file's owner (and not root) is told to run it as the
+    owner; the file is left as it was."""
+    assert_exits(invoke("signing-keys", "list"), 0)
+    key_file = data_dir / "signing-keys.json"
+    before = key_file.read_bytes()
+    owner = key_file.stat().st_uid
+    real_stat = Path.stat
+
+    def foreign(path: Path, **kwargs: object) -> os.stat_result:
+        result = real_stat(path, **kwargs)  # type: ignore[arg-type]
+        if path == key_file:  # as if the servers' user owned it
+            fields = list(result)
+            fields[4] = owner + 1
+            return os.stat_result(fields)
+        return result
+
+    def refuse(*args: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(Path, "stat", foreign)
+    monkeypatch.setattr(os, "chown", refuse)
+    rotated = invoke("signing-keys", "rotate")
+    assert_exits(rotated, 2)
+    assert f"belongs to user id {owner + 1}" in rotated.output
+    assert key_file.read_bytes() == before
+    assert [p.name for p in data_dir.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_signing_keys_rotate_says_when_the_algorithm_changes(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The algorithm comes from the shell's settings: a rotation without the servers'
+    AUTHGATE_JWT_ALGORITHM would switch it silently."""
+    assert_exits(invoke("signing-keys", "list"), 0)  # ES256, the default
+    monkeypatch.setenv("AUTHGATE_JWT_ALGORITHM", "EdDSA")
+    rotated = invoke("signing-keys", "rotate")
+    assert_exits(rotated, 0)
+    assert "(EdDSA);" in rotated.stdout
+    assert "note: the active key was ES256, the new one is EdDSA" in rotated.stdout
 
 
 def test_signing_keys_list_prints_whole_rows_with_utc_times(
@@ -419,7 +481,7 @@ def test_signing_keys_list_prints_whole_rows_with_utc_times(
     assert_exits(invoke("signing-keys", "list"), 0)
     rotated = invoke("signing-keys", "rotate")
     assert_exits(rotated, 0)
-    new_kid = rotated.stdout.split("new active key", 1)[1].split(";", 1)[0].strip()
+    new_kid = rotated.stdout.split("new active key", 1)[1].split()[0]
     monkeypatch.setenv("COLUMNS", "40")
     listed = invoke("signing-keys", "list")
     assert_exits(listed, 0)
@@ -805,3 +867,49 @@ def test_serve_end_to_end(tmp_path: Path) -> None:
     first_log = first._stderr_path.read_text(encoding="utf-8")
     assert password["admin"] not in first_output + first_log
     assert f"its password is in {data_dir / 'initial-admin-password'}" in first_log
+
+
+def test_a_server_says_when_the_configured_algorithm_is_not_the_active_keys(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Changing AUTHGATE_JWT_ALGORITHM on an existing install keeps the active key (and
+    its algorithm) until a rotation: said at start, not silently ignored."""
+    assert_exits(invoke("signing-keys", "list"), 0)  # an ES256 key file
+    settings = test_settings(data_dir, jwt_algorithm="EdDSA")
+    with caplog.at_level(logging.WARNING, logger="authgate.wiring.credentials"):
+        _, ring = load_signing_keys(settings)
+    assert ring.active.algorithm == "ES256"
+    assert [record.getMessage() for record in caplog.records] == [
+        "AUTHGATE_JWT_ALGORITHM is EdDSA but the active signing key is ES256, which keeps "
+        "signing: `authgate signing-keys rotate` with this setting switches"
+    ]
+
+
+@pytest.mark.postgres
+def test_migrate_on_postgresql_needs_no_data_dir(
+    data_dir: Path, empty_postgres: Callable[[], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As the README's PostgreSQL and compose sections run it: bare, from anywhere, with
+    no data dir (nothing of the database lives there), and creating none."""
+    data_dir.rmdir()
+    monkeypatch.setenv("AUTHGATE_DATABASE_URL", empty_postgres())
+    result = invoke("migrate")
+    assert_exits(result, 0)
+    assert f"database schema at revision {migrations.head_revision()}" in result.stdout
+    assert not data_dir.exists()
+
+
+def test_a_data_dir_that_cannot_be_made_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    """A data dir under something that is not a directory (or a root-owned volume, a
+    read-only mount): `serve` says which file and why, exit 2, no traceback; a data dir
+    that is a file is said to be one."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    under = invoke("--data-dir", str(blocker / "data"), "serve")
+    assert_exits(under, 2)
+    assert "configuration error:" in under.output
+    assert str(blocker / "data") in under.output
+    assert "Traceback" not in under.output
+    itself = invoke("--data-dir", str(blocker), "serve")
+    assert_exits(itself, 2)
+    assert f"the data directory {blocker} is not a directory" in itself.output

@@ -5,6 +5,7 @@ scrape, the counters are the sum over both workers, equal to the requests made; 
 from __future__ import annotations
 
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import httpx2
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from authgate.runtime import GAUGE_PUBLISH_SECONDS
 from tests.processes import AuthgateServer
 from tests.test_workers import (
     ADMIN_PASSWORD,
@@ -31,6 +33,7 @@ LOGINS = 12
 REJECTED_TOKENS = 7
 SCRAPES = 10
 MAX_TRIES = 60  # until both workers have answered some logins
+BAD_KEYS = 3  # refused keys from one address before it is blocked
 
 
 class MetricsServer(Server):
@@ -44,6 +47,7 @@ class MetricsServer(Server):
                 "AUTHGATE_DATA_DIR": str(workdir / "data"),
                 "AUTHGATE_ADMIN_PASSWORD": ADMIN_PASSWORD,
                 "AUTHGATE_METRICS_TOKEN": METRICS_TOKEN,
+                "AUTHGATE_KEY_IP_MAX_FAILURES": str(BAD_KEYS),
             },
             args=["--workers", str(WORKERS)],
         )
@@ -74,6 +78,12 @@ def login(client: httpx2.Client) -> bool:
 def rejected_token(client: httpx2.Client) -> bool:
     response = client.get("/api/account", headers={"Authorization": "Bearer not.a.token"})
     assert response.status_code == 401, response.text
+    return True
+
+
+def bad_key(client: httpx2.Client) -> bool:
+    response = client.get("/api/account", headers={"Authorization": "Bearer agk_not_a_key"})
+    assert response.status_code in (401, 429), response.text
     return True
 
 
@@ -115,6 +125,11 @@ def test_counters_equal_the_requests_made_whichever_worker_answers(
         made += 1
     for _ in range(REJECTED_TOKENS):
         on_new_connection(server, rejected_token)
+    # Block this address for API keys: every worker learns of it (the change feed) and
+    # reports the same one block; the gauge must not add them up.
+    for _ in range(BAD_KEYS):
+        on_new_connection(server, bad_key)
+    time.sleep(2 * GAUGE_PUBLISH_SECONDS + 1)
 
     answered_by: set[int] = set()
     for _ in range(SCRAPES):
@@ -134,6 +149,8 @@ def test_counters_equal_the_requests_made_whichever_worker_answers(
         ratios = samples(text, "authgate_cache_hit_ratio_percent")
         assert {dict(labels).get("pid") for labels in ratios} - {None}, text
         assert samples(text, "authgate_active_api_keys"), text
+        blocked = samples(text, "authgate_blocked_addresses")
+        assert blocked == {frozenset({("name", "api_keys")}): 1.0}, text
     print(f"{made} logins over workers {dict(workers_seen(outcomes))}; scrapes by {answered_by}")  # noqa: T201 - shown by pytest -s
     if attribution_works(server):
         assert len(workers_seen(outcomes)) == WORKERS

@@ -22,6 +22,7 @@ from authgate.container import Services, configured_rules
 from authgate.exceptions import ConfigurationError
 from authgate.security.signing_keys import KeyRing
 from authgate.services.audit_checkpoints import CheckpointReason
+from authgate.services.batch_writer import BatchWriter
 from authgate.services.cluster import HEARTBEAT_SECONDS
 from authgate.services.redis_link import ChangeDoorbell
 from authgate.storage import migrate
@@ -31,6 +32,10 @@ log = logging.getLogger(__name__)
 
 HOUSEKEEPING_INTERVAL_SECONDS = 3600.0
 SHUTDOWN_GRACE_SECONDS = 10.0
+# A stop during a database outage: the buffered records are tried again for this long
+# (a process manager allows 10 s or more), then counted as lost in the log.
+LAST_FLUSH_SECONDS = 5.0
+LAST_FLUSH_RETRY_SECONDS = 0.25
 GAUGE_INTERVAL_SECONDS = 30.0
 GAUGE_PUBLISH_SECONDS = 1.0
 
@@ -116,10 +121,7 @@ class BackgroundWork:
         if services.cluster is not None:
             await services.cluster.leave()
         for pending in (services.usage, services.audit):
-            try:
-                await pending.flush()  # background=False, or a last batch that failed
-            except Exception as error:  # noqa: BLE001 - shutting down: report, do not raise
-                log.error("could not write buffered records: %s", type(error).__name__)
+            await _last_flush(pending)
         if serving:
             await self._publish_checkpoint("shutdown")
         self._stop_delivery.set()
@@ -295,3 +297,25 @@ async def ensure_schema(services: Services) -> None:
         f"the database schema is at revision {current or 'none'}, this version needs {head}: "
         "run `authgate migrate` first"
     )
+
+
+async def _last_flush(pending: BatchWriter[Any, Any]) -> None:
+    """Write what ``pending`` still holds (``background=False``, or a last batch that
+    failed), trying again while the database is away for ``LAST_FLUSH_SECONDS``; what
+    still cannot be written is counted in the log (never its content)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + LAST_FLUSH_SECONDS
+    while True:
+        try:
+            await pending.flush()
+            return
+        except Exception as error:  # noqa: BLE001 - shutting down: report, do not raise
+            if loop.time() + LAST_FLUSH_RETRY_SECONDS > deadline:
+                log.error(
+                    "could not write %d buffered %s before stopping (%s): they are lost",
+                    pending.pending,
+                    pending.records,
+                    type(error).__name__,
+                )
+                return
+        await asyncio.sleep(LAST_FLUSH_RETRY_SECONDS)

@@ -67,6 +67,14 @@ def friendly_errors(*, invalid_input_exit: int = 1) -> Iterator[None]:
     except ValidationError as error:
         err.print(f"[red]invalid settings:[/red] {error}")
         raise typer.Exit(2) from None
+    except OSError as error:
+        if error.filename is None:  # not a file's: a bug or the network's, traced
+            raise
+        # A data dir or key file this user cannot create, read or write (a root-owned
+        # volume, a read-only mount): the file and why, not a traceback.
+        reason = error.strerror or type(error).__name__
+        err.print(f"[red]configuration error:[/red] {escape(f'{error.filename}: {reason}')}")
+        raise typer.Exit(2) from None
 
 
 @dataclass
@@ -110,13 +118,14 @@ def load_settings(
         os.environ[f"{ENV_PREFIX}{name.upper()}"] = str(value)
     for warning in unknown_environment_variables():
         err.print(f"[yellow]warning:[/yellow] {escape(warning)}")
-    if not (creates_data_dir or options.init):
-        _refuse_a_new_data_dir(settings)
+    if not creates_data_dir:
+        refuse_a_new_data_dir(settings)
     return settings
 
 
-def _refuse_a_new_data_dir(settings: Settings) -> None:
-    if settings.data_dir.exists() or not settings.uses_data_dir:
+def refuse_a_new_data_dir(settings: Settings) -> None:
+    """Unless ``--init``: a data dir to be created is refused (see ``load_settings``)."""
+    if options.init or settings.data_dir.exists() or not settings.uses_data_dir:
         return
     raise ConfigurationError(
         f"no data directory at {settings.data_dir.absolute()}: point {DATA_DIR_VARIABLE} "

@@ -19,6 +19,7 @@ from authgate.cli.console import (
     load_settings,
     metrics_shared_by_workers,
     out,
+    refuse_a_new_data_dir,
     with_services,
 )
 from authgate.cli.log_config import log_config
@@ -144,10 +145,13 @@ async def _prepare_to_serve(services: Services) -> str | None:
 def migrate(config: ConfigOption = None) -> None:
     """Apply pending database migrations (safe to run repeatedly)."""
     with friendly_errors():
-        settings = load_settings(config)
         # The database only: building the services would generate a pepper, keys and
         # signing keys into the data dir (compose's migrate container has none of its own).
-        prepare_data_dir(settings)
+        # Only a SQLite database lives there: PostgreSQL needs no data dir at all.
+        settings = load_settings(config, creates_data_dir=True)
+        if settings.is_sqlite:
+            refuse_a_new_data_dir(settings)
+            prepare_data_dir(settings)
 
         async def run() -> tuple[str | None, bool]:
             db = Database(settings.effective_database_url)

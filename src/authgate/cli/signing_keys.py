@@ -34,9 +34,18 @@ def signing_keys_rotate(config: ConfigOption = None) -> None:
     """Start signing with a new key; old keys keep verifying until their tokens expire."""
     with friendly_errors():
         settings = load_settings(config)
-        key_file, _ = load_signing_keys(settings)
+        key_file, current = load_signing_keys(settings)
         if not isinstance(key_file, SigningKeyFile):
             raise ConfigurationError("HS512 secrets are rotated by changing AUTHGATE_JWT_SECRET")
         longest = max(settings.tokens.ttl, settings.tokens.remember_me_ttl)
         ring = key_file.rotate(keep_for=longest + timedelta(minutes=5))
-    out.print(f"new active key {ring.active.kid}; running servers pick it up within a second")
+    new, old = ring.active.algorithm, current.active.algorithm
+    out.print(
+        f"new active key {ring.active.kid} ({new}); running servers pick it up within a second"
+    )
+    if new != old:
+        # The algorithm comes from this shell's settings, not from the file.
+        out.print(
+            f"note: the active key was {old}, the new one is {new} (AUTHGATE_JWT_ALGORITHM "
+            "here); run this command with the servers' settings to keep theirs"
+        )

@@ -55,6 +55,11 @@ class BatchWriter(ABC, Generic[Row, Batch]):
         return len(self._buffer)
 
     @property
+    def records(self) -> str:
+        """What it writes, for messages: "API key usage records", "audit records"."""
+        return self._records
+
+    @property
     def dropped(self) -> int:
         """Records lost: pushed out of a full buffer, or refused by the database."""
         return self._dropped

@@ -58,7 +58,11 @@ disable_created_metrics()  # type: ignore[no-untyped-call]
 
 MultiprocessMode = Literal["livesum", "liveall", "livemax", "livemostrecent"]
 # How each scrape-time source adds up over the workers (default: summed).
-_SOURCE_MODES: dict[str, MultiprocessMode] = {"cache_hit_ratio_percent": "liveall"}
+_SOURCE_MODES: dict[str, MultiprocessMode] = {
+    "cache_hit_ratio_percent": "liveall",
+    # Every worker holds the same (shared) block list: summed, 2 workers said 2 for 1.
+    "blocked_addresses": "livemax",
+}
 
 _LATENCY_BUCKETS = (
     0.000_01,

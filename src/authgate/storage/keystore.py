@@ -160,7 +160,34 @@ def _write_new_bytes(path: Path, data: bytes) -> None:
 
 def _replace(path: Path, ring: KeyRing) -> None:
     data = json.dumps(keyring_to_document(ring), indent=2).encode("utf-8")
-    os.replace(_write_temporary(path, data), path)
+    temporary = _write_temporary(path, data)
+    try:
+        _keep_owner(path, temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def _keep_owner(path: Path, temporary: Path) -> None:
+    """Give ``temporary`` the owner of the file it replaces: the servers read the file as
+    that user (a systemd ``DynamicUser``, a container's), and a file replaced by root's
+    ``authgate signing-keys rotate`` would be unreadable to them (the running ones keep
+    the old key, the next start fails). Refused when this user cannot do that."""
+    try:
+        owner = path.stat()
+    except FileNotFoundError:
+        return
+    made = temporary.stat()
+    if (made.st_uid, made.st_gid) == (owner.st_uid, owner.st_gid):
+        return
+    try:
+        os.chown(temporary, owner.st_uid, owner.st_gid)
+    except PermissionError:
+        raise ConfigurationError(
+            f"{path} belongs to user id {owner.st_uid}, the user the servers read it as: "
+            "run this command as that user (or as root)"
+        ) from None
 
 
 def _write_temporary(path: Path, data: bytes) -> Path:

@@ -4,6 +4,7 @@ services' credentials.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from authgate.clock import Clock, utc_now
@@ -19,6 +20,8 @@ from authgate.settings import Settings
 from authgate.storage import keystore
 from authgate.wiring.infrastructure import Infrastructure
 from authgate.wiring.protection import Protection
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -116,4 +119,12 @@ def load_signing_keys(
         clock=clock,
         files=keystore,
     )
-    return key_file, key_file.load_or_create()
+    ring = key_file.load_or_create()
+    if ring.active.algorithm != settings.tokens.algorithm:
+        log.warning(
+            "AUTHGATE_JWT_ALGORITHM is %s but the active signing key is %s, which keeps "
+            "signing: `authgate signing-keys rotate` with this setting switches",
+            settings.tokens.algorithm,
+            ring.active.algorithm,
+        )
+    return key_file, ring

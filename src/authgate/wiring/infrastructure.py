@@ -117,6 +117,8 @@ def create_data_dir(settings: Settings) -> bool:
     there already."""
     directory = settings.data_dir
     if directory.exists():
+        if not directory.is_dir():
+            raise ConfigurationError(f"the data directory {directory} is not a directory")
         return True
     if settings.uses_data_dir:
         directory.mkdir(mode=0o700, parents=True)
