@@ -65,7 +65,7 @@ class BackgroundWork:
             if background:
                 await services.cluster.join()
             else:
-                await services.cluster.check_pepper()
+                await services.cluster.check_stored_keys()
         await services.audit.check_key()
         introduced = await self.introduce_audit_key()
         await services.feed.start_from_now()

@@ -193,6 +193,36 @@ async def test_the_pepper_is_adopted_only_while_no_key_depends_on_it(
     await again.close()
 
 
+async def test_a_second_factor_key_other_than_the_stored_secrets_one_is_refused(
+    settings: Settings, tmp_path: Path, clock: FakeClock
+) -> None:
+    """A lost or replaced second-factor key (the data dir's tfa-key regenerated, the
+    wrong file on a node) is refused at start once a TOTP secret or one-time code depends
+    on it, even on one node alone: every code would be refused as a wrong one. Before
+    that, the new key is adopted."""
+    first = await started(node_settings(settings, tmp_path, "a", tfa_key=pepper()), clock)
+    await first.close()
+    second_settings = node_settings(settings, tmp_path, "b", tfa_key=pepper())
+    second = await started(second_settings, clock)  # nothing depends on it yet: adopted
+    try:
+        services = second.services
+        await services.users.ensure_initial_admin("operator-password-for-cluster")
+        admin = await services.accounts.authenticate("admin", "operator-password-for-cluster")
+        await services.second_factor.start_enrolment(admin, "TOTP")
+    finally:
+        await second.close()
+    third = BackgroundWork(
+        build_services(node_settings(settings, tmp_path, "c", tfa_key=pepper()), clock=clock)
+    )
+    try:
+        with pytest.raises(ConfigurationError, match="not the one the stored authenticator"):
+            await third.start(background=False)
+    finally:
+        await third.close()
+    again = await started(second_settings, clock)
+    await again.close()
+
+
 async def test_heartbeat_registers_again_after_being_pruned(
     settings: Settings, tmp_path: Path, clock: FakeClock
 ) -> None:

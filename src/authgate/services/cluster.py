@@ -47,6 +47,7 @@ from authgate.storage.models import ClusterNode
 log = logging.getLogger(__name__)
 
 PEPPER_FINGERPRINT = "api_key_pepper_fingerprint"
+TFA_KEY_FINGERPRINT = "tfa_key_fingerprint"
 HEARTBEAT_SECONDS = 5.0
 # A node not heard of for three heartbeats is presumed dead (a crash leaves its row).
 LIVE_WINDOW = timedelta(seconds=3 * HEARTBEAT_SECONDS)
@@ -104,12 +105,16 @@ class ClusterMembership:
 
     # -- start and stop ----------------------------------------------------------------------
 
-    async def check_pepper(self) -> None:
-        """Refuse a pepper other than the one the stored keys were hashed with."""
+    async def check_stored_keys(self) -> None:
+        """Refuse a pepper other than the one the stored keys were hashed with, and a
+        second-factor key other than the one the stored TOTP secrets and one-time codes
+        depend on (a single node too: a lost or replaced ``tfa-key`` file)."""
         for attempt in range(3):
             try:
                 async with self._db.transaction() as session:
-                    await self._check_pepper(self._db.cluster(session))
+                    registry = self._db.cluster(session)
+                    await self._check_pepper(registry)
+                    await self._check_tfa_key(registry)
                 return
             except StorageConflict:  # another node stored the first fingerprint meanwhile
                 if attempt == 2:
@@ -125,7 +130,7 @@ class ClusterMembership:
             raise ConfigurationError(
                 "this node's configuration does not match the running nodes: " + "; ".join(problems)
             )
-        await self.check_pepper()  # only now: it may adopt this node's pepper
+        await self.check_stored_keys()  # only now: it may adopt this node's pepper
 
     async def join(self) -> None:
         """Check this node against the data and the live nodes, then register it."""
@@ -244,6 +249,23 @@ class ClusterMembership:
                 )
             log.warning("no API keys stored yet: adopting this node's API key pepper")
         await registry.put_setting(PEPPER_FINGERPRINT, self._fingerprint, now=now)
+
+    async def _check_tfa_key(self, registry: ClusterRepo) -> None:
+        stored = await registry.setting(TFA_KEY_FINGERPRINT)
+        if stored == self._tfa_fingerprint:
+            return
+        if stored is not None:
+            if await registry.any_second_factor_secrets():
+                raise ConfigurationError(
+                    "this node's second-factor key is not the one the stored authenticator "
+                    "secrets and one-time codes depend on, so every second-factor code would "
+                    "be refused: give every node (and the CLI) the same AUTHGATE_TFA_KEY_FILE "
+                    "or AUTHGATE_TFA_KEY, or restore the data dir's tfa-key file "
+                    f"(fingerprints: database {stored[:12]}, this node "
+                    f"{self._tfa_fingerprint[:12]})"
+                )
+            log.warning("no second factor stored yet: adopting this node's second-factor key")
+        await registry.put_setting(TFA_KEY_FINGERPRINT, self._tfa_fingerprint, now=self._clock())
 
     def _conflicts(self, node: ClusterNode) -> list[str]:
         if node.node_id == self.node_id:

@@ -5,10 +5,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, exists, select, update
+from sqlalchemy import delete, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from authgate.storage.models import ApiKey, ClusterNode, DeploymentSetting
+from authgate.storage.models import (
+    ApiKey,
+    ClusterNode,
+    DeploymentSetting,
+    OneTimeCode,
+    SecondFactor,
+)
 
 
 class ClusterRepository:
@@ -32,6 +38,15 @@ class ClusterRepository:
     async def any_api_keys(self) -> bool:
         """Whether any key digest depends on the stored pepper fingerprint."""
         return bool(await self._session.scalar(select(exists().where(ApiKey.id.is_not(None)))))
+
+    async def any_second_factor_secrets(self) -> bool:
+        """Whether anything stored depends on the second-factor key: a TOTP secret
+        (encrypted with it), in force or being enrolled, or a one-time code (its hash is
+        keyed with it)."""
+        secret, pending = SecondFactor.totp_secret, SecondFactor.pending_totp_secret
+        totp = exists().where(or_(secret.is_not(None), pending.is_not(None)))
+        codes = exists().where(OneTimeCode.id.is_not(None))
+        return bool(await self._session.scalar(select(or_(totp, codes))))
 
     # -- the node registry -----------------------------------------------------------------
 
