@@ -416,6 +416,25 @@ def test_signing_keys_rotate_retires_the_old_key(data_dir: Path) -> None:
     assert states[old_kid].startswith("retired ")
 
 
+def test_signing_keys_rotate_in_two_steps_for_several_nodes(data_dir: Path) -> None:
+    """`rotate --stage` adds a key that verifies but does not sign; the next `rotate`
+    makes that very key active (the nodes have had the file in between)."""
+    assert_exits(invoke("signing-keys", "list"), 0)
+    staged = invoke("signing-keys", "rotate", "--stage")
+    assert_exits(staged, 0)
+    staged_kid = staged.stdout.split("staged key", 1)[1].split()[0]
+    listed = {row[0]: row[3] for row in table_rows(invoke("signing-keys", "list").stdout)}
+    assert listed[staged_kid] == "staged"
+    assert sorted(listed.values()) == ["active", "staged"]
+
+    rotated = invoke("signing-keys", "rotate")
+    assert_exits(rotated, 0)
+    assert f"new active key {staged_kid} (ES256) (the staged one);" in rotated.stdout
+    after = {row[0]: row[3] for row in table_rows(invoke("signing-keys", "list").stdout)}
+    assert after[staged_kid] == "active"
+    assert [state for state in after.values() if state != "active"][0].startswith("retired ")
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
 def test_signing_keys_rotate_keeps_the_files_owner(data_dir: Path) -> None:
     """Run as root against the servers' key file (a systemd DynamicUser's, a

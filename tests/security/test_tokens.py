@@ -6,6 +6,7 @@ import base64
 import hashlib
 import json
 import math
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -393,6 +394,56 @@ def test_rotation_drops_keys_retired_longer_than_keep_for() -> None:
     with pytest.raises(TokenInvalid) as caught:
         codec.with_keyring(ring).verify(old_token, now=NOW)
     assert caught.value.reason == "unknown_signing_key"
+
+
+def test_a_staged_key_verifies_but_does_not_sign_until_the_next_rotation() -> None:
+    """Several nodes, each with a copy of the key file: the staged key reaches every node
+    before any signs with it, so the node that activates it first signs nothing the
+    others cannot verify; the rotation retires the old key as any other."""
+    old_key = make_key("ES256")
+    staged_ring = KeyRing([old_key]).with_staged(make_key("EdDSA"))
+    staged = staged_ring.staged_key
+    assert staged is not None
+    assert staged_ring.active == old_key  # still signs
+    assert {jwk["kid"] for jwk in staged_ring.jwks()["keys"]} == {old_key.kid, staged.kid}
+    waiting = make_codec(staged_ring)  # a node that has the file, not activated yet
+    assert jwt.get_unverified_header(issue(waiting))["kid"] == old_key.kid
+
+    later = NOW + timedelta(minutes=10)
+    activated = staged_ring.rotated(replace(staged, staged=False), now=later, keep_for=KEEP_FOR)
+    first = waiting.with_keyring(activated)  # the node that activated it
+    token = issue(first, now=later)
+
+    assert jwt.get_unverified_header(token)["kid"] == staged.kid
+    assert waiting.verify(token, now=later).subject == "alice"
+    assert activated.staged_key is None
+    assert [(key.kid, key.retired_at) for key in activated.keys] == [
+        (staged.kid, None),
+        (old_key.kid, later),
+    ]
+    # Written and read back, the staged state survives (and only it is staged).
+    read_back = keyring_from_document(keyring_to_document(staged_ring))
+    assert [(key.kid, key.staged) for key in read_back.keys] == [
+        (staged.kid, True),
+        (old_key.kid, False),
+    ]
+    # A second staging replaces the first (it never signed); a rotation drops it.
+    again = staged_ring.with_staged(make_key("ES256"))
+    assert [key.kid for key in again.keys if key.staged] != [staged.kid]
+    assert len(again.keys) == 2
+    fresh = make_key("ES256", now=later)
+    assert staged_ring.rotated(fresh, now=later, keep_for=KEEP_FOR).find(staged.kid) is None
+
+
+def test_a_key_file_with_a_retired_staged_key_or_no_active_key_is_refused() -> None:
+    key = make_key("ES256")
+    document = keyring_to_document(KeyRing([key]))
+    document["keys"][0]["staged"] = True
+    with pytest.raises(ConfigurationError, match="exactly one active"):
+        keyring_from_document(document)
+    document["keys"][0]["staged"] = "yes"
+    with pytest.raises(ConfigurationError, match="staged must be true or false"):
+        keyring_from_document(document)
 
 
 def test_with_keyring_keeps_issuer_audience_and_leeway() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Annotated
 
 import typer
 
@@ -22,26 +23,52 @@ def signing_keys_list(config: ConfigOption = None) -> None:
         key_file, ring = load_signing_keys(load_settings(config))
     rows = table("kid", "algorithm", "created", "state")
     for key in ring.keys:
-        state = "active" if key is ring.active else f"retired {stamp(key.retired_at)}"
+        if key is ring.active:
+            state = "active"
+        elif key.staged:
+            state = "staged"
+        else:
+            state = f"retired {stamp(key.retired_at)}"
         add_row(rows, key.kid, key.algorithm, stamp(key.created_at), state)
     print_table(rows)
     if key_file is None:
         out.print("HS512 mode: the shared secret is configured, not stored by authgate.")
 
 
+Stage = Annotated[
+    bool,
+    typer.Option(
+        "--stage",
+        help="Add a key that verifies now and signs from the next rotation: give every "
+        "node the file between the two.",
+    ),
+]
+
+
 @signing_keys_app.command("rotate")
-def signing_keys_rotate(config: ConfigOption = None) -> None:
-    """Start signing with a new key; old keys keep verifying until their tokens expire."""
+def signing_keys_rotate(config: ConfigOption = None, stage: Stage = False) -> None:
+    """Start signing with a new key (the staged one, if a key is staged); old keys keep
+    verifying until their tokens expire."""
     with friendly_errors():
         settings = load_settings(config)
         key_file, current = load_signing_keys(settings)
         if not isinstance(key_file, SigningKeyFile):
             raise ConfigurationError("HS512 secrets are rotated by changing AUTHGATE_JWT_SECRET")
         longest = max(settings.tokens.ttl, settings.tokens.remember_me_ttl)
-        ring = key_file.rotate(keep_for=longest + timedelta(minutes=5))
+        ring = key_file.rotate(keep_for=longest + timedelta(minutes=5), stage=stage)
+    staged = ring.staged_key
+    if stage and staged is not None:
+        out.print(
+            f"staged key {staged.kid} ({staged.algorithm}): it verifies once a server has "
+            "this file (its /.well-known/jwks.json lists it) and signs from the next "
+            "`authgate signing-keys rotate`; give every node the file before that"
+        )
+        return
     new, old = ring.active.algorithm, current.active.algorithm
+    came = " (the staged one)" if current.staged_key is not None else ""
     out.print(
-        f"new active key {ring.active.kid} ({new}); running servers pick it up within a second"
+        f"new active key {ring.active.kid} ({new}){came}; running servers pick it up "
+        "within a second"
     )
     if new != old:
         # The algorithm comes from this shell's settings, not from the file.

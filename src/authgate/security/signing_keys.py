@@ -1,8 +1,10 @@
 """JWT signing keys and the key ring that holds them for rotation.
 
-The ring's newest non-retired key signs; every key in the ring verifies, so tokens
-signed before a rotation stay valid until they expire. Pure: reading and writing
-key files lives in ``storage/keystore.py``.
+The ring's one active key (neither retired nor staged) signs; every key in the ring
+verifies, so tokens signed before a rotation stay valid until they expire. A staged key
+verifies (and is published) but does not sign yet: several nodes with a copy of the file
+each learn it first, then the rotation that activates it changes nothing they cannot
+verify. Pure: reading and writing key files lives in ``storage/keystore.py``.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class SigningKey:
     public: PublicKey | bytes
     created_at: datetime
     retired_at: datetime | None = None
+    staged: bool = False  # verifies, does not sign yet
 
     def __repr__(self) -> str:  # never print key material
         return f"SigningKey(kid={self.kid!r}, algorithm={self.algorithm!r})"
@@ -81,13 +84,17 @@ def public_jwk(key: SigningKey) -> dict[str, Any]:
 
 
 class KeyRing:
-    """An ordered set of signing keys; the first non-retired one is active."""
+    """An ordered set of signing keys: one active, the others retired or staged."""
 
     def __init__(self, keys: Iterable[SigningKey]) -> None:
         self._keys = tuple(keys)
-        active = [key for key in self._keys if key.retired_at is None]
+        active = [key for key in self._keys if key.retired_at is None and not key.staged]
         if len(active) != 1:
-            raise ConfigurationError("a key ring needs exactly one active (non-retired) key")
+            raise ConfigurationError(
+                "a key ring needs exactly one active (neither retired nor staged) key"
+            )
+        if any(key.staged and key.retired_at is not None for key in self._keys):
+            raise ConfigurationError("a staged key cannot be retired")
         self._active = active[0]
         self._by_kid = {key.kid: key for key in self._keys}
         if len(self._by_kid) != len(self._keys):
@@ -107,18 +114,32 @@ class KeyRing:
             return self._active if self._active.is_symmetric else None
         return self._by_kid.get(kid)
 
+    @property
+    def staged_key(self) -> SigningKey | None:
+        """The key staged to sign next, if any."""
+        return next((key for key in self._keys if key.staged), None)
+
     def rotated(self, new_key: SigningKey, *, now: datetime, keep_for: timedelta) -> KeyRing:
-        """A ring where ``new_key`` signs and the old keys verify for ``keep_for`` more.
+        """A ring where ``new_key`` signs and the old keys verify for ``keep_for`` more
+        (a key staged before is dropped: it never signed).
 
         Keys retired longer than ``keep_for`` ago can no longer have valid tokens
         (``keep_for`` is the longest token lifetime) and are dropped.
         """
         kept = []
         for key in self._keys:
+            if key.staged:
+                continue
             retired_at = key.retired_at or now
             if now - retired_at <= keep_for:
                 kept.append(replace(key, retired_at=retired_at))
         return KeyRing([new_key, *kept])
+
+    def with_staged(self, new_key: SigningKey) -> KeyRing:
+        """A ring where ``new_key`` verifies, staged to sign at the next rotation (in
+        place of a key staged before, which never signed)."""
+        kept = [key for key in self._keys if not key.staged]
+        return KeyRing([replace(new_key, staged=True, retired_at=None), *kept])
 
     def jwks(self) -> dict[str, list[dict[str, Any]]]:
         """The public keys as a JWK Set (empty for a shared-secret ring)."""
@@ -142,6 +163,7 @@ def keyring_to_document(ring: KeyRing) -> dict[str, Any]:
                 "alg": key.algorithm,
                 "created_at": key.created_at.isoformat(),
                 "retired_at": key.retired_at.isoformat() if key.retired_at else None,
+                **({"staged": True} if key.staged else {}),
                 "private_key_pem": pem,
             }
         )
@@ -168,6 +190,9 @@ def _key_from_entry(entry: Mapping[str, Any]) -> SigningKey:
     if not isinstance(private, expected):
         raise ValueError(f"key {entry['kid']!r} does not match algorithm {algorithm}")
     retired = entry.get("retired_at")
+    staged = entry.get("staged", False)
+    if not isinstance(staged, bool):
+        raise ValueError(f"key {entry['kid']!r}: staged must be true or false")
     key = _asymmetric_key(
         private,
         algorithm,
@@ -176,7 +201,7 @@ def _key_from_entry(entry: Mapping[str, Any]) -> SigningKey:
     )
     if key.kid != entry["kid"]:
         raise ValueError(f"kid {entry['kid']!r} does not match its key")
-    return key
+    return replace(key, staged=staged)
 
 
 def _asymmetric_key(

@@ -477,7 +477,14 @@ class KeyringFiles(Protocol):
         ...
 
     def rotate_keyring(
-        self, path: Path, algorithm: AsymmetricAlgorithm, *, now: datetime, keep_for: timedelta
+        self,
+        path: Path,
+        algorithm: AsymmetricAlgorithm,
+        *,
+        now: datetime,
+        keep_for: timedelta,
+        stage: bool = False,
     ) -> KeyRing:
-        """Add a new active key to the file; old keys keep verifying for ``keep_for``."""
+        """Make a new key active (the staged one, if any; old keys keep verifying for
+        ``keep_for``), or with ``stage`` add one that signs only from the next rotation."""
         ...

@@ -41,9 +41,10 @@ class SigningKeyFile:
         self._seen_mtime = self._mtime()
         return ring
 
-    def rotate(self, *, keep_for: timedelta) -> KeyRing:
+    def rotate(self, *, keep_for: timedelta, stage: bool = False) -> KeyRing:
+        """A new active key (the staged one, if any); with ``stage``, a new key staged."""
         return self._files.rotate_keyring(
-            self._path, self._algorithm, now=self._clock(), keep_for=keep_for
+            self._path, self._algorithm, now=self._clock(), keep_for=keep_for, stage=stage
         )
 
     def reload_if_changed(self, apply: Callable[[KeyRing], None]) -> None:

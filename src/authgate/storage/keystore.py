@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import stat
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -59,12 +60,23 @@ def load_or_create_keyring(path: Path, algorithm: AsymmetricAlgorithm, *, now: d
 
 
 def rotate_keyring(
-    path: Path, algorithm: AsymmetricAlgorithm, *, now: datetime, keep_for: timedelta
+    path: Path,
+    algorithm: AsymmetricAlgorithm,
+    *,
+    now: datetime,
+    keep_for: timedelta,
+    stage: bool = False,
 ) -> KeyRing:
-    """Add a new active key to the file; old keys keep verifying for ``keep_for``."""
-    ring = load_keyring(path).rotated(
-        generate_signing_key(algorithm, now=now), now=now, keep_for=keep_for
-    )
+    """Make a new key active in the file (the staged one, if a key is staged); old keys
+    keep verifying for ``keep_for``. With ``stage``, add a new key that verifies but
+    signs only from the next rotation."""
+    current = load_keyring(path)
+    if stage:
+        ring = current.with_staged(generate_signing_key(algorithm, now=now))
+    else:
+        staged = current.staged_key
+        new = replace(staged, staged=False) if staged else generate_signing_key(algorithm, now=now)
+        ring = current.rotated(new, now=now, keep_for=keep_for)
     _replace(path, ring)
     return ring
 
