@@ -432,7 +432,8 @@ def test_signing_keys_rotate_in_two_steps_for_several_nodes(data_dir: Path) -> N
     assert f"new active key {staged_kid} (ES256) (the staged one);" in rotated.stdout
     after = {row[0]: row[3] for row in table_rows(invoke("signing-keys", "list").stdout)}
     assert after[staged_kid] == "active"
-    assert [state for state in after.values() if state != "active"][0].startswith("retired ")
+    [retired] = [state for state in after.values() if state != "active"]
+    assert retired.startswith("retired ")
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
