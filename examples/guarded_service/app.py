@@ -73,7 +73,9 @@ def create_app(guard: Guard) -> FastAPI:
     reports.add_middleware(
         GuardMiddleware,
         guard=guard,
-        exempt=["/reports/status"],
+        # Inside a mount a request has two readings, the full path and the path within
+        # the mount; it is exempt only when both are listed (main README, guard section).
+        exempt=["/reports/status", "/status"],
         scopes={"/reports/": ["read"], "/reports/audit/": ["read", "admin"]},
     )
     app.mount("/reports", reports)

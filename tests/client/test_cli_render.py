@@ -125,11 +125,12 @@ def test_times_are_printed_as_the_rest_api_writes_them(
 
 @pytest.mark.parametrize(
     ("status", "code"),
-    [(200, 0), (204, 0), (302, 0), (400, 1), (409, 1), (412, 1), (422, 1), (401, 3),
-     (403, 4), (404, 5), (423, 6), (429, 6), (500, 7), (503, 7)],
+    [(200, 0), (204, 0), (301, 1), (302, 1), (304, 1), (400, 1), (409, 1), (412, 1),
+     (422, 1), (401, 3), (403, 4), (404, 5), (423, 6), (429, 6), (500, 7), (503, 7)],
 )  # fmt: skip
 def test_exit_codes_follow_the_documented_table(status: int, code: int) -> None:
-    """Each status maps to the exit code the help and README document."""
+    """Each status maps to the exit code the help and README document; a redirect is
+    not followed, so nothing was done: 1, never 0."""
     assert exit_code_for_status(status) == code
 
 

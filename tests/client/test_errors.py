@@ -25,6 +25,7 @@ from authgate.client import (
     PasswordCredentials,
     PermissionDeniedError,
     RateLimitedError,
+    RedirectError,
     RetryPolicy,
     ServerError,
     TransportError,
@@ -360,14 +361,15 @@ def test_ca_bundle_with_verification_off_is_refused() -> None:
 
 
 def test_redirects_are_not_followed() -> None:
-    """A redirect is returned, not followed: credentials stay on the server."""
+    """A redirect is not followed (credentials stay on the server), and raised: what was
+    asked was not done (``tests/client/test_redirects.py``)."""
     sent: list[str] = []
 
     def redirect(request: httpx2.Request) -> httpx2.Response:
         sent.append(str(request.url))
         return httpx2.Response(302, headers={"Location": "https://elsewhere.example.net/"})
 
-    with client(redirect) as sdk:
-        response = sdk.request("GET", "/api/account")
-    assert response.status_code == 302
+    with client(redirect) as sdk, pytest.raises(RedirectError) as raised:
+        sdk.request("GET", "/api/account")
+    assert raised.value.status_code == 302
     assert sent == [f"{URL}/api/account"]

@@ -287,3 +287,42 @@ async def test_without_install_a_refusal_still_has_its_status_and_headers(
     assert response.status_code == 401
     assert response.headers["WWW-Authenticate"] == 'Bearer realm="authgate"'
     assert response.json() == {"detail": "Full authentication is required to access this resource"}
+
+
+@pytest.mark.parametrize("prefix", ["/gadmin", "/gadmin/"])
+async def test_a_scopes_prefix_covers_whole_segments_with_or_without_its_slash(
+    harness: Harness, make_guard: GuardFactory, user_token: str, prefix: str
+) -> None:
+    """``/gadmin`` covered only the exact path: a read key reached ``/gadmin/users``."""
+    reader = await harness.create_key(user_token, scopes=["read"], allowedIp=CALLER_NETWORK)
+    app = FastAPI()
+
+    @app.get("/gadmin")
+    @app.get("/gadmin/{rest:path}")
+    @app.get("/gadminx")
+    async def reached() -> dict[str, str]:
+        return {"reached": "yes"}
+
+    app.add_middleware(GuardMiddleware, guard=make_guard(), scopes={prefix: ["admin"]})
+    headers = {"Utm-Api-Key": reader["key"]}
+    async with service_client(app) as client:
+        for path in ("/gadmin", "/gadmin/", "/gadmin/users", "/gadmin/a/b"):
+            response = await client.get(path, headers=headers)
+            assert response.status_code == 403, path
+            assert response.json()["code"] == "insufficient_scope"
+        assert (await client.get("/gadminx", headers=headers)).status_code == 200
+
+
+async def test_a_scopes_prefix_given_twice_is_a_config_error(offline_guard: Guard) -> None:
+    """``/a`` and ``/a/`` are one prefix: two requirements for it would be ambiguous."""
+    with pytest.raises(GuardConfigError, match="twice"):
+        GuardMiddleware(Recorder(), guard=offline_guard, scopes={"/a": ["read"], "/a/": ["write"]})
+
+
+async def test_an_exempt_entry_without_a_slash_stays_one_exact_path(offline_guard: Guard) -> None:
+    """Unlike scopes: ``/health`` exempts that path only, so ``/health/x`` fails closed."""
+    inner = Recorder()
+    app = GuardMiddleware(inner, guard=offline_guard, exempt=["/health"])
+    assert await run(app, scope_of("http", "/health")) == []
+    sent = await run(app, scope_of("http", "/health/x"))
+    assert sent[0]["status"] == 401

@@ -94,7 +94,7 @@ class AsyncClient(_BaseClient):
         headers: Mapping[str, str] | None = None,
         public: bool = False,
     ) -> httpx2.Response:
-        """Call any endpoint; returns the response, or raises for a 4xx/5xx answer."""
+        """Call any endpoint; returns a 2xx response, or raises for any other answer."""
         request = self._http.build_request(
             method.upper(),
             self._target(path),
@@ -104,7 +104,7 @@ class AsyncClient(_BaseClient):
             headers=headers,
         )
         response = await self._send(request, public=public)
-        if response.is_error:
+        if not response.is_success:  # a redirect too: it is not followed
             raise error_for(response)
         return response
 

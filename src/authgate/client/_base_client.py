@@ -7,9 +7,11 @@ helper sends and how it reads the answer lives in ``_endpoints``, shared by both
 
 from __future__ import annotations
 
+import re
 import ssl
 from collections.abc import Generator, Mapping, Sequence
 from typing import Any
+from urllib.parse import unquote
 
 import httpx2
 
@@ -20,12 +22,13 @@ from authgate.client._config import (
     RefreshTokenCredentials,
     V12Credentials,
     shown_request_url,
+    shown_url,
 )
 from authgate.client._exceptions import ClientConfigError, TransportError, parse_retry_after
 from authgate.client._models import Token
 from authgate.client._token_pair import TokenPairAuth, TokensHook
 
-__all__ = ["USER_AGENT", "Params", "query"]
+__all__ = ["USER_AGENT", "Params", "has_dot_segment", "query"]
 
 USER_AGENT = f"authgate-client/{__version__}"
 
@@ -39,6 +42,17 @@ def query(params: Params) -> Mapping[str, str | int | Sequence[str]] | tuple[tup
     if isinstance(params, Mapping):
         return params
     return tuple(params)
+
+
+def has_dot_segment(path: str) -> bool:
+    """Whether a segment of ``path`` (before any query or fragment) is ``.`` or ``..``,
+    once percent-decoded (``%2e%2e``, ``..%2f``), with ``\\`` read as ``/`` as some
+    servers do. httpx resolves ``../`` itself and servers or proxies the decoded forms,
+    so ``../../x`` from ``https://host/prefix`` would reach ``https://host/x`` with the
+    client's credentials, outside the prefix the client was given."""
+    path_part = re.split(r"[?#]", path, maxsplit=1)[0]
+    segments = re.split(r"[/\\]", unquote(path_part))
+    return any(segment in (".", "..") for segment in segments)
 
 
 class _BaseClient:
@@ -125,7 +139,14 @@ class _BaseClient:
         return self._auth.logout_flow() if isinstance(self._auth, TokenPairAuth) else None
 
     def _target(self, path: str) -> str:
-        """A path relative to the base URL; other hosts are refused (credentials leak)."""
+        """A path relative to the base URL; other hosts are refused (credentials leak),
+        and so are dot segments (see :func:`has_dot_segment`)."""
+        if has_dot_segment(path):
+            raise ClientConfigError(
+                f"{shown_url(path)!r} has a '.' or '..' segment (perhaps percent-encoded),"
+                f" which could leave {self._config.url!r}: the client refuses it; give"
+                " the path without them"
+            )
         url = httpx2.URL(path)
         if url.is_absolute_url:
             base = self._base_url

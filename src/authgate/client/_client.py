@@ -103,10 +103,11 @@ class Client(_BaseClient):
         headers: Mapping[str, str] | None = None,
         public: bool = False,
     ) -> httpx2.Response:
-        """Call any endpoint; returns the response, or raises for a 4xx/5xx answer.
+        """Call any endpoint; returns a 2xx response, or raises for any other answer.
 
         Raises:
-            APIError: the server answered an error status (a subclass names which).
+            APIError: the server answered an error status or a redirect (a subclass
+                names which; redirects are never followed).
             TransportError: no answer.
         """
         request = self._http.build_request(
@@ -118,7 +119,7 @@ class Client(_BaseClient):
             headers=headers,
         )
         response = self._send(request, public=public)
-        if response.is_error:
+        if not response.is_success:  # a redirect too: it is not followed
             raise error_for(response)
         return response
 

@@ -7,7 +7,8 @@ everything a server or the network can do::
     ├── TransportError             no answer: connection refused, timeout, TLS failure
     ├── SecondFactorRequired       the server wants a second factor and no hook was given
     ├── UnexpectedResponseError    a success answer that is not what the API promises
-    └── APIError                   the server answered with an error status
+    └── APIError                   the server answered with anything but a 2xx status
+        ├── RedirectError              3xx: a redirect, never followed (location)
         ├── AuthenticationError        401: missing, bad, expired or revoked credentials
         │   └── SecondFactorRejected   412 from /api/tfa/verify-code: wrong code
         ├── PermissionDeniedError      403: authenticated, not allowed (role, scope, IP)
@@ -21,6 +22,10 @@ everything a server or the network can do::
 Misuse is kept outside the tree, as in httpx: :class:`ClientConfigError` (a
 ``ValueError``) means the client was set up wrong — no URL, no credentials, both an API
 key and a password — so catching :class:`AuthgateClientError` never hides a bug.
+
+A redirect is an error: the client never follows one (its credentials go to its own
+server only), so the request was not carried out, and a revocation or a logout that
+"succeeded" with a 302 would leave the credential working.
 
 The message of an :class:`APIError` is the server's: the JSON ``message`` (authgate,
 Spring), else UTMStack's ``X-UtmStack-error`` header (UTMStack answers some errors with
@@ -50,6 +55,7 @@ __all__ = [
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitedError",
+    "RedirectError",
     "SecondFactorRejected",
     "SecondFactorRequired",
     "ServerError",
@@ -106,7 +112,7 @@ class FieldError:
 
 
 class APIError(AuthgateClientError):
-    """The server answered with an error status.
+    """The server answered with an error status, or a redirect (not followed).
 
     Attributes:
         status_code: the HTTP status.
@@ -133,6 +139,19 @@ class APIError(AuthgateClientError):
 
     def __str__(self) -> str:
         return f"{self.status_code}: {self.message}"
+
+
+class RedirectError(APIError):
+    """3xx: the server redirected and the client did not follow, so nothing was done.
+
+    Attributes:
+        location: where it pointed, without user info, query or fragment (they may
+            hold a secret), or None when the answer named no place.
+    """
+
+    def __init__(self, message: str, *, response: httpx2.Response, location: str | None) -> None:
+        super().__init__(message, response=response)
+        self.location = location
 
 
 class AuthenticationError(APIError):
@@ -196,8 +215,10 @@ _BY_STATUS: dict[int, type[APIError]] = {
 
 
 def error_for(response: httpx2.Response) -> APIError:
-    """The exception for an error response (its body must have been read)."""
+    """The exception for a response that is not a success (its body must have been read)."""
     status = response.status_code
+    if 300 <= status < 400:
+        return _redirect_error(response)
     body = _json_object(response)
     message = _message(response, body)
     code = body.get("code") if isinstance(body.get("code"), str) else None
@@ -212,6 +233,27 @@ def error_for(response: httpx2.Response) -> APIError:
             field_errors=_field_errors(body),
         )
     return kind(message, response=response, code=code, retry_after=retry_after)
+
+
+def _redirect_error(response: httpx2.Response) -> RedirectError:
+    # Imported here: _config imports this module.
+    from authgate.client._config import shown_request_url, shown_url
+
+    status = f"{response.status_code} {_phrase(response.status_code)}"
+    target = response.headers.get("Location", "").strip()
+    location = None
+    if target:
+        try:
+            location = shown_request_url(response.request.url.join(target))
+        except (httpx2.InvalidURL, RuntimeError):  # unreadable, or a response without request
+            location = shown_url(target)
+    where = f"to {location}" if location else "without a Location"
+    return RedirectError(
+        f"the server redirected {where} ({status}); the client does not follow"
+        " redirects, so nothing was done: check the server URL (http:// for https://?)",
+        response=response,
+        location=location,
+    )
 
 
 def second_factor_rejected(response: httpx2.Response) -> SecondFactorRejected:
@@ -255,10 +297,14 @@ def _message(response: httpx2.Response, body: dict[str, Any]) -> str:
     header = response.headers.get("X-UtmStack-error")
     if header and header.strip():
         return header.strip()
+    return _phrase(response.status_code)
+
+
+def _phrase(status: int) -> str:
     try:
-        return HTTPStatus(response.status_code).phrase
+        return HTTPStatus(status).phrase
     except ValueError:
-        return f"HTTP {response.status_code}"
+        return f"HTTP {status}"
 
 
 def _field_errors(body: dict[str, Any]) -> tuple[FieldError, ...]:

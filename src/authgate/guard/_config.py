@@ -9,7 +9,7 @@ environment itself.
 ``AUTHGATE_JWT_ISSUER``    the ``iss`` authgate writes (its own setting of the same name;
                            default ``authgate``)
 ``AUTHGATE_JWT_AUDIENCE``  the ``aud`` authgate writes (default ``authgate``)
-``AUTHGATE_TIMEOUT``       seconds for each call to authgate (default 5)
+``AUTHGATE_TIMEOUT``       seconds for each whole call to authgate (default 5)
 =========================  ==================================================================
 """
 
@@ -53,7 +53,9 @@ class GuardConfig:
             caused by an unknown ``kid`` or a failed fetch (unknown kids cost nothing then).
         key_cache_ttl: seconds a successful remote verification is reused (0: never).
         key_cache_size: the most remote verifications remembered at once.
-        timeout: seconds for connecting to authgate, and for each read and write.
+        timeout: seconds for each whole call to authgate (a verification or a JWKS
+            fetch), from connecting to the last byte of the answer; no call's answer
+            can hold a request longer, however slowly it trickles in.
         verify: verify authgate's TLS certificate (the default). ``False``: tests only.
         ca_bundle: a PEM file of CA certificates to trust instead of the system's.
         transport: an ``httpx2`` transport for the calls to authgate (tests pass

@@ -59,6 +59,7 @@ class Guard:
             algorithms=config.algorithms,
             ttl=config.jwks_ttl,
             min_refetch_interval=config.jwks_min_refetch_interval,
+            timeout=config.timeout,
             clock=clock,
         )
         self._jwt = JwtVerifier(
@@ -72,6 +73,7 @@ class Guard:
             self._http,
             cache_ttl=config.key_cache_ttl,
             cache_size=config.key_cache_size,
+            timeout=config.timeout,
             clock=clock,
         )
 

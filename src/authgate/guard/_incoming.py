@@ -13,6 +13,7 @@ from typing import Literal
 from starlette.types import Scope
 
 from authgate.guard._errors import REALM, NotAuthenticated
+from authgate.guard._paths import uri_readings
 from authgate.security.credentials import bearer_credential
 from authgate.security.keys import looks_like_api_key
 
@@ -37,7 +38,9 @@ class IncomingRequest:
 
     credential: Credential | None
     method: str
-    uri: str  # the path and query as sent, for authgate's forward-auth rules
+    # The path and query as sent, for authgate's forward-auth rules; then, when the app
+    # has a root path, the route's reading (``_paths``): both must pass.
+    uris: tuple[str, ...]
     client_ip: str | None
 
     @classmethod
@@ -47,14 +50,11 @@ class IncomingRequest:
         Raises:
             NotAuthenticated: a credential header that is present but empty.
         """
-        raw_path = scope.get("raw_path")
-        path_part = raw_path.decode("latin-1") if raw_path else str(scope["path"])
-        query = scope.get("query_string", b"")
         client = scope.get("client")
         return cls(
             credential=_credential(scope),
             method=str(scope.get("method", "GET")),
-            uri=path_part + ("?" + query.decode("latin-1") if query else ""),
+            uris=uri_readings(scope),
             client_ip=str(client[0]) if client else None,
         )
 

@@ -7,6 +7,7 @@
 * A failed fetch also waits out that interval before the next try, so a guard never
   hammers an authgate that is down.
 * Concurrent requests share one fetch (a lock; the fast path takes none).
+* A fetch that has not fully answered within ``timeout`` seconds has failed.
 * When no usable set can be had, :class:`AuthgateUnavailable` is raised (503): a token
   is never accepted without a verified signature.
 
@@ -53,9 +54,11 @@ class JwksCache:
         algorithms: frozenset[str],
         ttl: float,
         min_refetch_interval: float,
+        timeout: float,
         clock: Callable[[], float],
     ) -> None:
         self._http = http
+        self._timeout = timeout
         self._algorithms = algorithms
         self._ttl = ttl
         self._min_interval = min_refetch_interval
@@ -94,8 +97,10 @@ class JwksCache:
     async def _fetch(self, now: float) -> None:
         self._last_attempt = now
         try:
-            response = await self._http.get(JWKS_PATH, headers={"Accept": "application/json"})
-        except httpx2.HTTPError as error:
+            # The whole fetch, not each read (see RemoteVerifier._ask).
+            with anyio.fail_after(self._timeout):
+                response = await self._http.get(JWKS_PATH, headers={"Accept": "application/json"})
+        except (httpx2.HTTPError, TimeoutError) as error:
             log.warning("authgate unreachable for its JWKS: %s", type(error).__name__)
             raise AuthgateUnavailable() from None
         keys = _parse(response, self._algorithms)

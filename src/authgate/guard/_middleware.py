@@ -4,11 +4,19 @@
         GuardMiddleware, guard=guard, exempt=["/health", "/docs/"], scopes={"/admin/": ["admin"]}
     )
 
-Paths are matched against ``scope["path"]`` (the full path, also inside a mounted
-app): an entry ending in ``/`` is a prefix and also matches the path without that slash
-(``/docs/`` matches ``/docs`` and ``/docs/x``, not ``/docsx``); any other entry is one
-exact path. For ``scopes``, the longest matching prefix decides. A path with ``.``,
-``..`` or empty segments is never exempt, so ``/health/../admin`` cannot slip through.
+Paths are matched against the full path (``scope["path"]``, also inside a mounted app)
+and, when the app has a root path (``FastAPI(root_path=…)``, ``uvicorn --root-path``, a
+``Mount``), against the route path Starlette routes on too (``_paths``): a request must
+meet the ``scopes`` of both readings, and is exempt only if both readings are. Add the
+middleware with ``app.add_middleware``: ``FastAPI(root_path=…)`` is set on the scope as
+the request enters the app, so a middleware wrapped around the app never sees it.
+
+A ``scopes`` key is a prefix of whole segments, with or without its final ``/``:
+``/admin`` and ``/admin/`` both cover ``/admin`` and ``/admin/x``, not ``/adminx``; the
+longest matching prefix decides. An ``exempt`` entry ending in ``/`` is such a prefix
+(``/docs/`` matches ``/docs`` and ``/docs/x``); any other entry is one exact path, so a
+forgotten slash fails closed. A path with ``.``, ``..`` or empty segments is never
+exempt, so ``/health/../admin`` cannot slip through.
 
 The caller is stored in the scope: ``request.state.principal``, or ``principal_of``.
 Refused HTTP requests get authgate's JSON error; a refused websocket handshake gets it
@@ -25,6 +33,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from authgate.guard._config import GuardConfigError
 from authgate.guard._errors import GuardError
 from authgate.guard._guard import Guard, remember_principal
+from authgate.guard._paths import path_readings
 from authgate.guard._principal import Requirement
 
 __all__ = ["GuardMiddleware"]
@@ -48,28 +57,34 @@ class GuardMiddleware:
         self.app = app
         self._guard = guard
         self._exempt = tuple(_checked(path) for path in exempt)
-        rules = [
-            (_checked(prefix), Requirement.of(scopes=names))
-            for prefix, names in (scopes or {}).items()
-        ]
-        self._rules = sorted(rules, key=lambda rule: len(rule[0]), reverse=True)
+        rules: dict[str, Requirement] = {}
+        for prefix, names in (scopes or {}).items():
+            segments = _segment_prefix(_checked(prefix))
+            if segments in rules:
+                raise GuardConfigError(f"scopes names the prefix {segments!r} twice")
+            rules[segments] = Requirement.of(scopes=names)
+        self._rules = sorted(rules.items(), key=lambda rule: len(rule[0]), reverse=True)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        path = str(scope["path"])
-        if _is_normal(path) and any(_matches(path, entry) for entry in self._exempt):
+        paths = path_readings(scope)
+        if all(self._is_exempt(path) for path in paths):
             await self.app(scope, receive, send)
             return
         try:
             principal = await self._guard.authenticate(scope)
-            self._requirement(path).check(principal)
+            for path in paths:
+                self._requirement(path).check(principal)
         except GuardError as error:
             await self._refuse(error, scope, receive, send)
             return
         remember_principal(scope, principal)
         await self.app(scope, receive, send)
+
+    def _is_exempt(self, path: str) -> bool:
+        return _is_normal(path) and any(_matches(path, entry) for entry in self._exempt)
 
     def _requirement(self, path: str) -> Requirement:
         for prefix, requirement in self._rules:
@@ -93,6 +108,12 @@ def _checked(path: str) -> str:
     if not path.startswith("/"):
         raise GuardConfigError(f"paths start with '/': {path!r}")
     return path
+
+
+def _segment_prefix(prefix: str) -> str:
+    """``prefix`` ending in ``/``, so that it matches whole segments only (``_matches``):
+    a rule for ``/admin`` left out ``/admin/users``, the very paths it meant to cover."""
+    return prefix if prefix.endswith("/") else prefix + "/"
 
 
 def _matches(path: str, entry: str) -> bool:

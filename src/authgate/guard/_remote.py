@@ -6,7 +6,8 @@ its ``AUTHGATE_TRUSTED_PROXIES``), and the original method and URI (authgate's
 forward-auth rules and the ``write`` scope for unsafe methods apply to them) in both
 header pairs authgate knows (``X-Original-*`` and ``X-Forwarded-*``, the same values),
 so that it is read alike whichever proxy authgate is configured for. No other header
-of the incoming request is passed on.
+of the incoming request is passed on. When the app has a root path, authgate is asked
+about the route's reading of the URI too, and both must pass (``_paths``).
 
 * 200 with the identity headers: a :class:`GuardPrincipal`, remembered for
   ``key_cache_ttl`` seconds under a SHA-256 of what was sent (credential, client
@@ -15,8 +16,9 @@ of the incoming request is passed on.
   afresh, since authgate's answer depends on them.
 * 400/401/403/423/429: refused, with authgate's code, message, ``WWW-Authenticate``
   and ``Retry-After``. Refusals are never cached, so authgate keeps counting bad keys.
-* anything else (5xx, a redirect, a 200 without identity, no answer at all): 503.
-  The guard fails closed and never lets such a request through.
+* anything else (5xx, a redirect, a 200 without identity, no whole answer within
+  ``timeout``, however slowly it trickles in): 503. The guard fails closed and never
+  lets such a request through.
 
 A malformed key or a bad checksum is refused here, without asking: authgate would
 answer exactly the same "Invalid API key".
@@ -30,6 +32,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import anyio
 import httpx2
 
 from authgate.exceptions import ApiKeyInvalid
@@ -72,9 +75,11 @@ class RemoteVerifier:
         *,
         cache_ttl: float,
         cache_size: int,
+        timeout: float,
         clock: Callable[[], float],
     ) -> None:
         self._http = http
+        self._timeout = timeout
         self._ttl = cache_ttl
         self._cache: ExpiringCache[bytes, GuardPrincipal] = ExpiringCache(cache_size)
         self._clock = clock
@@ -96,20 +101,36 @@ class RemoteVerifier:
                     code="invalid_api_key",
                     headers={"WWW-Authenticate": f'{REALM}, error="invalid_token"'},
                 ) from None
-        cache_key = _cache_key(request, credential)
+        full, *other_readings = request.uris
+        principal = await self._verify_uri(request, credential, full)
+        for uri in other_readings:
+            # The route's reading of the path must pass too (``_paths``); same caller.
+            await self._verify_uri(request, credential, uri)
+        return principal
+
+    async def _verify_uri(
+        self, request: IncomingRequest, credential: Credential, uri: str
+    ) -> GuardPrincipal:
+        cache_key = _cache_key(request, credential, uri)
         cached = self._cache.get(cache_key, now=self._clock())
         if cached is not None:
             return cached
-        principal = await self._ask(request, credential)
+        principal = await self._ask(request, credential, uri)
         if self._ttl > 0:
             # The deadline counts from the answer: a slow authgate shortens nothing.
             self._cache.put(cache_key, principal, expires_at=self._clock() + self._ttl)
         return principal
 
-    async def _ask(self, request: IncomingRequest, credential: Credential) -> GuardPrincipal:
+    async def _ask(
+        self, request: IncomingRequest, credential: Credential, uri: str
+    ) -> GuardPrincipal:
+        """One call to authgate. ``fail_after`` bounds the whole call: httpx's timeout
+        is per read, so an answer trickling a byte at a time would never end it."""
+        headers = _headers(request, credential, uri)
         try:
-            response = await self._http.get(VERIFY_PATH, headers=_headers(request, credential))
-        except httpx2.HTTPError as error:
+            with anyio.fail_after(self._timeout):
+                response = await self._http.get(VERIFY_PATH, headers=headers)
+        except (httpx2.HTTPError, TimeoutError) as error:
             log.warning("authgate unreachable for %s: %s", VERIFY_PATH, type(error).__name__)
             raise AuthgateUnavailable() from None
         if response.status_code == 200:
@@ -127,12 +148,12 @@ class RemoteVerifier:
         raise refusal(message, code=code, status=response.status_code, headers=headers)
 
 
-def _headers(request: IncomingRequest, credential: Credential) -> dict[str, str]:
+def _headers(request: IncomingRequest, credential: Credential, uri: str) -> dict[str, str]:
     headers = {
         "X-Original-Method": request.method,
-        "X-Original-URI": request.uri,
+        "X-Original-URI": uri,
         "X-Forwarded-Method": request.method,
-        "X-Forwarded-Uri": request.uri,
+        "X-Forwarded-Uri": uri,
     }
     if credential.header == "utm-api-key":
         headers["Utm-Api-Key"] = credential.value
@@ -144,7 +165,7 @@ def _headers(request: IncomingRequest, credential: Credential) -> dict[str, str]
     return headers
 
 
-def _cache_key(request: IncomingRequest, credential: Credential) -> bytes:
+def _cache_key(request: IncomingRequest, credential: Credential, uri: str) -> bytes:
     """Exactly what :func:`_headers` sends, so that a cached answer is the one authgate
     gave for this request: the raw URI, not the decoded path (``/public%2Fy`` decodes
     to ``/public/y``, which authgate allows, but is refused as sent)."""
@@ -154,7 +175,7 @@ def _cache_key(request: IncomingRequest, credential: Credential) -> bytes:
         credential.value,
         request.client_ip or "",
         request.method,
-        request.uri,
+        uri,
     )
     return hashlib.sha256("\0".join(parts).encode("utf-8", "surrogatepass")).digest()
 

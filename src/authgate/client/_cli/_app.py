@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -49,7 +50,7 @@ from authgate.client._totp import totp_now
 __all__ = ["app", "main"]
 
 EXIT_CODES_HELP = (
-    "Exit codes: 0 success; 1 refused by the server (4xx not listed); 2 usage or"
+    "Exit codes: 0 success; 1 refused by the server (4xx not listed) or redirected; 2 usage or"
     " configuration error; 3 authentication (401, not logged in); 4 forbidden (403);"
     " 5 not found (404); 6 throttled or blocked (429, 423); 7 server error (5xx);"
     " 8 no answer (connection, timeout, TLS)."
@@ -202,25 +203,50 @@ def login(
 
 @app.command()
 def logout(ctx: typer.Context) -> None:
-    """Revoke the stored token (v12: end the session) on the server and forget it here."""
+    """Revoke the stored token (v12: end the session) on the server, then forget it here.
+
+    The token is forgotten only once the server has confirmed (or answered 401: nothing
+    left to revoke). Forgetting it otherwise (a redirect, an error, no answer) would
+    say "Logged out" of a login that still works, and leave no token to retry with.
+    """
     session = session_of(ctx)
     url = session.server_url()
     store = session.store()
-    with store.locked():  # a command refreshing meanwhile stores a newer pair first
+    # Held until the server has answered: a command refreshing meanwhile would store a
+    # newer pair that this logout leaves behind, or revokes from under it.
+    with store.locked():
         pair = store.load_pair(url)
         token = store.load(url)
         if token is None:
             err.print(f"Not logged in to {url}: nothing to do.")
             return
-        store.delete(url)  # forgotten here even if the server cannot be reached
-    credentials: Credentials = TokenCredentials(token)
-    if pair is not None:  # v12: ends the session, its access tokens included
-        credentials = RefreshTokenCredentials(pair.refresh_token, pair.access_token)
-    config = session.config(url, credentials)
-    # An already expired or revoked token leaves nothing to revoke.
-    with reporting(), Client(config) as client, contextlib.suppress(AuthenticationError):
-        client.logout()
+        credentials: Credentials = TokenCredentials(token)
+        if pair is not None:  # v12: ends the session, its access tokens included
+            credentials = RefreshTokenCredentials(pair.refresh_token, pair.access_token)
+        config = session.config(url, credentials)
+        # An already expired or revoked token (401) leaves nothing to revoke.
+        with (
+            _kept_unless_confirmed(url),
+            reporting(),
+            Client(config) as client,
+            contextlib.suppress(AuthenticationError),
+        ):
+            client.logout()
+        store.delete(url)
     err.print(f"Logged out of {url}.")
+
+
+@contextlib.contextmanager
+def _kept_unless_confirmed(url: str) -> Iterator[None]:
+    """Say that the stored login stays when the server did not confirm the logout."""
+    try:
+        yield
+    except typer.Exit:
+        err.print(
+            f"The login to {url} is still stored here: the server did not confirm the"
+            " logout, so its token may still work. Run 'authgate-client logout' again."
+        )
+        raise
 
 
 @app.command()

@@ -6,7 +6,8 @@ Exit codes:
 == =====================================================================================
 0  success
 1  the server refused the request (400, 409, 412, 422 and any other 4xx not below),
-   or answered something unexpected
+   redirected it (3xx: never followed, so nothing was done), or answered something
+   unexpected
 2  usage or configuration error (bad option, no URL, no credentials)
 3  authentication: 401, not logged in, second factor missing or refused
 4  permission denied: 403
@@ -105,8 +106,9 @@ OutputOption = Annotated[
 
 
 def exit_code_for_status(status: int) -> int:
-    """The documented exit code for an HTTP status."""
-    if status < 400:
+    """The documented exit code for an HTTP status: 0 for a 2xx only (a redirect is
+    not followed, so what was asked was not done)."""
+    if 200 <= status < 300:
         return EXIT_OK
     return {
         401: EXIT_AUTHENTICATION,
