@@ -933,3 +933,20 @@ def test_a_data_dir_that_cannot_be_made_is_one_line_not_a_traceback(tmp_path: Pa
     itself = invoke("--data-dir", str(blocker), "serve")
     assert_exits(itself, 2)
     assert f"the data directory {blocker} is not a directory" in itself.output
+
+
+def test_an_address_serve_cannot_listen_on_is_one_line(data_dir: Path) -> None:
+    """A port another process listens on, or a host that is no address here: one line
+    and exit 2 before anything starts, not uvicorn's start-up, error and shutdown lines
+    with exit 3."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = invoke("serve", "--host", "127.0.0.1", "--port", str(port))
+    assert_exits(busy, 2)
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in busy.output
+    nowhere = invoke("serve", "--host", "999.1.1.1", "--port", "8080")
+    assert_exits(nowhere, 2)
+    assert "cannot listen on 999.1.1.1:8080:" in nowhere.output
+    assert [path.name for path in data_dir.iterdir()] == []  # nothing was created

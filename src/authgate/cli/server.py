@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging.config
 import os
+import socket
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -57,6 +58,7 @@ def serve(
         settings = load_settings(
             config, creates_data_dir=True, host=host, port=port, workers=workers
         )
+        _check_listening(settings.http.host, settings.http.port)
         # Before anything logs, so that the start's warnings (a data dir others may
         # read, Redis unreachable) are in the configured format, one JSON object a line
         # in JSON mode; warnings only until the start can no longer fail, so that a
@@ -80,6 +82,25 @@ def serve(
         _hand_over_admin_password(settings, admin_password)
     with metrics_shared_by_workers(settings.http.workers):
         _run_uvicorn(settings)
+
+
+def _check_listening(host: str, port: int) -> None:
+    """Refuse, in one line, an address this server could not listen on (a port taken,
+    a host that is no address of this machine), before anything is created or logged:
+    uvicorn would say it in several lines after the start's, and exit 3."""
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as error:
+        raise ConfigurationError(f"cannot listen on {host}:{port}: {error.strerror}") from None
+    family, kind, protocol, _, address = found[0]
+    with socket.socket(family, kind, protocol) as probe:
+        # As uvicorn binds: SO_REUSEADDR, so a port only in TIME_WAIT is not "taken".
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as error:
+            reason = error.strerror or type(error).__name__
+            raise ConfigurationError(f"cannot listen on {host}:{port}: {reason}") from None
 
 
 def _at_least_warning(level: str) -> str:
