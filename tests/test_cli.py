@@ -634,6 +634,22 @@ def test_a_refused_first_admin_password_names_its_variable(
 
 
 @pytest.mark.usefixtures("restored_logging")
+def test_an_admin_password_given_after_the_first_start_is_said_to_be_unused(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """AUTHGATE_ADMIN_PASSWORD only sets the first admin's password: given on a later
+    start (to change it, say), a warning says so instead of nothing."""
+    monkeypatch.setattr(server_cli, "_run_uvicorn", lambda settings: None)
+    monkeypatch.setenv("AUTHGATE_ADMIN_PASSWORD", "the-first-operator-passphrase-1")
+    assert_exits(invoke("serve"), 0)
+    monkeypatch.setenv("AUTHGATE_ADMIN_PASSWORD", "a-new-operator-passphrase-2")
+    again = invoke("serve")
+    assert_exits(again, 0)
+    assert "AUTHGATE_ADMIN_PASSWORD (or _FILE) is set but users exist already" in again.output
+    assert "a-new-operator-passphrase-2" not in again.output
+
+
+@pytest.mark.usefixtures("restored_logging")
 def test_start_up_warnings_follow_the_json_log_format(
     data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

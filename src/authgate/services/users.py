@@ -5,6 +5,7 @@ Rules live here so the REST API and the CLI enforce the same ones.
 
 from __future__ import annotations
 
+import logging
 import secrets
 from datetime import datetime, timedelta
 from typing import Final
@@ -53,6 +54,8 @@ from authgate.storage.errors import Conflict as StorageConflict
 from authgate.storage.models import User
 from authgate.storage.paging import Page, PageRequest
 from authgate.storage.text import storable_text
+
+log = logging.getLogger(__name__)
 
 SYSTEM_ACTOR: Final = "system"
 INITIAL_ADMIN_LOGIN: Final = "admin"
@@ -363,6 +366,14 @@ class UserService:
         """
         async with self._db.session() as session:
             if await self._db.users(session).count() > 0:
+                if password is not None:
+                    # Said, not silently ignored: an operator who set it to change the
+                    # admin's password would otherwise believe it done.
+                    log.warning(
+                        "AUTHGATE_ADMIN_PASSWORD (or _FILE) is set but users exist already: "
+                        "it only sets the first admin's password on the first start; use "
+                        "`authgate users set-password` to change a password"
+                    )
                 return None
         generated = password is None
         chosen = password if password is not None else self._random_password()
