@@ -966,3 +966,29 @@ def test_an_address_serve_cannot_listen_on_is_one_line(data_dir: Path) -> None:
     assert_exits(nowhere, 2)
     assert "cannot listen on 999.1.1.1:8080:" in nowhere.output
     assert [path.name for path in data_dir.iterdir()] == []  # nothing was created
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
+def test_a_key_file_made_by_root_belongs_to_its_directorys_owner(data_dir: Path) -> None:
+    """A first command run as root in the servers' data dir creates the signing keys:
+    they are the directory owner's, not root's (which the servers could not read)."""
+    os.chown(data_dir, 65534, 65534)
+    assert_exits(invoke("signing-keys", "list"), 0)
+    owner = (data_dir / "signing-keys.json").stat()
+    assert (owner.st_uid, owner.st_gid) == (65534, 65534)
+
+
+def test_rotate_through_a_symlink_rotates_the_file_it_names(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nodes sharing one key file through a symlink: a rotation replaces the shared
+    file, not the link by a file of this node's own."""
+    assert_exits(invoke("signing-keys", "list"), 0)
+    shared = tmp_path / "shared-signing-keys.json"
+    (data_dir / "signing-keys.json").rename(shared)
+    link = tmp_path / "link.json"
+    link.symlink_to(shared)
+    monkeypatch.setenv("AUTHGATE_SIGNING_KEYS_FILE", str(link))
+    assert_exits(invoke("signing-keys", "rotate"), 0)
+    assert link.is_symlink()
+    assert len(json.loads(shared.read_text())["keys"]) == 2

@@ -447,13 +447,13 @@ def test_a_node_with_another_pepper_is_refused(first_node: Deployment, tmp_path:
 
 def test_a_node_with_another_audit_key_is_refused(first_node: Deployment, tmp_path: Path) -> None:
     """A node whose audit key differs from the running node's would write records every
-    other node reads as forged: it refuses to start (the trail is keyed already, so the
-    stored fingerprint is the first check to say so; the live-node comparison is tested
+    other node reads as forged: it refuses to start, saying so of the live node first
+    (the stored fingerprint's check, which holds with no node live, is tested
     in-process in tests/services/test_audit_key.py)."""
     other = cluster_secrets(tmp_path / "other-secrets")
     node = first_node.start("stranger", AUTHGATE_AUDIT_KEY_FILE=other["AUTHGATE_AUDIT_KEY_FILE"])
     output = refusal(node)
-    assert "not the one the audit trail is keyed with" in output
+    assert "uses another audit key: give every node the same AUTHGATE_AUDIT_KEY_FILE" in output
     assert os.stat(other["AUTHGATE_AUDIT_KEY_FILE"]).st_mode & 0o777 == 0o600
 
 

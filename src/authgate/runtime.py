@@ -57,15 +57,20 @@ class BackgroundWork:
             self.doorbell = ChangeDoorbell(services.redis, wake=self.wake_change_poller)
             services.feed.after_commit(self.doorbell.ring)
 
-    async def start(self, *, background: bool = True) -> None:
+    async def start(self, *, background: bool = True, serving: bool | None = None) -> None:
         """Load shared state; with ``background``, join the cluster and start polling
-        and housekeeping (a CLI command only checks that it may touch the data)."""
+        and housekeeping (a CLI command only checks that it may touch the data).
+        ``serving`` (default: ``background``): this process is about to serve, so it
+        is checked against the live nodes and may adopt its secrets while nothing
+        depends on them (``serve`` before its workers start); a command may not."""
         services = self.services
         if services.cluster is not None:
             if background:
                 await services.cluster.join()
+            elif serving:
+                await services.cluster.preflight()
             else:
-                await services.cluster.check_stored_keys()
+                await services.cluster.check_stored_keys(serving=False)
         await services.audit.check_key()
         introduced = await self.introduce_audit_key()
         await services.feed.start_from_now()
@@ -120,8 +125,8 @@ class BackgroundWork:
             await self.doorbell.drain()
         if services.cluster is not None:
             await services.cluster.leave()
-        for pending in (services.usage, services.audit):
-            await _last_flush(pending)
+        # The audit trail first: one deadline for both, within a process manager's stop.
+        await _last_flush((services.audit, services.usage))
         if serving:
             await self._publish_checkpoint("shutdown")
         self._stop_delivery.set()
@@ -299,23 +304,29 @@ async def ensure_schema(services: Services) -> None:
     )
 
 
-async def _last_flush(pending: BatchWriter[Any, Any]) -> None:
-    """Write what ``pending`` still holds (``background=False``, or a last batch that
-    failed), trying again while the database is away for ``LAST_FLUSH_SECONDS``; what
-    still cannot be written is counted in the log (never its content)."""
+async def _last_flush(writers: tuple[BatchWriter[Any, Any], ...]) -> None:
+    """Write what ``writers`` still hold (``background=False``, or a last batch that
+    failed), in order, trying again while the database is away, all within one
+    deadline (``LAST_FLUSH_SECONDS``; an attempt that hangs, a database host that
+    drops packets, is cut at it); what still cannot be written is counted in the log
+    (never its content)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + LAST_FLUSH_SECONDS
-    while True:
-        try:
-            await pending.flush()
-            return
-        except Exception as error:  # noqa: BLE001 - shutting down: report, do not raise
-            if loop.time() + LAST_FLUSH_RETRY_SECONDS > deadline:
+    for writer in writers:
+        failure: BaseException | None = None
+        while True:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await writer.flush()
+                break
+            except Exception as error:  # noqa: BLE001 - shutting down: report, do not raise
+                failure = error
+            if loop.time() + LAST_FLUSH_RETRY_SECONDS >= deadline:
                 log.error(
                     "could not write %d buffered %s before stopping (%s): they are lost",
-                    pending.pending,
-                    pending.records,
-                    type(error).__name__,
+                    writer.pending,
+                    writer.records,
+                    type(failure).__name__,
                 )
-                return
-        await asyncio.sleep(LAST_FLUSH_RETRY_SECONDS)
+                break
+            await asyncio.sleep(LAST_FLUSH_RETRY_SECONDS)

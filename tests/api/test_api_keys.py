@@ -560,6 +560,9 @@ async def test_a_key_reads_only_with_the_read_or_write_scope(
             assert (await harness.client.get(path, headers=key_header(write_only))).is_success
     v12 = await harness.client.get("/api/v1/api-keys", headers=key_header(admin_only))
     assert v12.status_code == 403
+    metrics = await harness.client.get("/management/prometheus", headers=key_header(admin_only))
+    assert metrics.status_code == 403
+    assert metrics.json()["code"] == "insufficient_scope"
 
 
 async def test_admin_endpoints_need_the_admin_scope(harness: Harness, admin_token: str) -> None:

@@ -399,6 +399,7 @@ async def test_filter_and_login_query(harness: Harness) -> None:
     everyone = await harness.client.get(USERS, params={"login": "dmi"}, headers=admin)
     assert itself.status_code == 200
     assert itself.json() == []
+    assert itself.headers["X-Total-Count"] == "0"
     assert [user["login"] for user in everyone.json()] == ["admin"]
 
 

@@ -14,6 +14,7 @@ import httpx2
 from authgate.app import create_app
 from authgate.exceptions import ApiKeyRejected
 from authgate.services.api_key_auth import ApiKeyAuthenticator
+from authgate.services.key_refs import key_ref
 from authgate.settings import Settings
 from authgate.storage.audit_repository import AuditFilter
 from authgate.storage.paging import PageRequest
@@ -271,3 +272,23 @@ async def test_regenerating_a_suspended_key_re_enables_it_with_the_new_secret_on
     )
     [rotation] = await audited(harness, "API_KEY_REGENERATED")
     assert rotation.details == {"graceSeconds": 0}
+
+
+async def test_the_operators_regeneration_leaves_a_suspended_key_suspended(
+    harness: Harness, admin_token: str, user_token: str
+) -> None:
+    """`authgate keys rotate` (no caller) on the key of an owner who may still be
+    deactivated: the new secret stays suspended (a reactivation without
+    AUTHGATE_API_KEY_RESUME_ON_REACTIVATION must not bring the key back)."""
+    created = await harness.create_key(user_token, name="held")
+    off = await harness.client.put(
+        "/api/users/alice", json={"activated": False}, headers=bearer(admin_token)
+    )
+    assert off.status_code == 200
+    plaintext = await harness.services.api_keys.regenerate(None, key_ref(created["id"]))
+    on = await harness.client.put(
+        "/api/users/alice", json={"activated": True}, headers=bearer(admin_token)
+    )
+    assert on.status_code == 200
+    assert (await works(harness, plaintext)).json()["code"] == "api_key_suspended"
+    assert await audited(harness, "API_KEY_RESUMED") == []

@@ -354,6 +354,9 @@ async def test_a_process_with_another_audit_key_is_refused(
         settings.data_dir.parent / "stranger",
         database_url=settings.effective_database_url,
         audit_key=secret(),
+        # The first's other secrets: a command with others is refused for those first.
+        api_key_pepper_file=settings.data_dir / "api-key-pepper",
+        tfa_key_file=settings.data_dir / "tfa-key",
     )
     refused = BackgroundWork(build_services(stranger, clock=clock))
     try:

@@ -18,7 +18,7 @@ from authgate.services.cluster import LIVE_WINDOW, ClusterMembership, pepper_fin
 from authgate.settings import Settings
 from authgate.storage import migrate
 from authgate.storage.cluster_repository import ClusterRepository
-from authgate.storage.models import ClusterNode
+from authgate.storage.models import ClusterNode, OneTimeCode
 from tests.conftest import FakeClock, test_settings
 
 
@@ -49,9 +49,11 @@ async def started(settings: Settings, clock: FakeClock) -> BackgroundWork:
     await migrate.upgrade(services.db.engine)
     work = BackgroundWork(services)
     try:
-        await work.start(background=False)
+        # As a server: it joins (and adopts its secrets while nothing depends on them)
+        # before anything else; start(background=False) is a CLI command's start.
         assert services.cluster is not None
         await services.cluster.join()
+        await work.start(background=False)
     except BaseException:
         await work.close()
         raise
@@ -200,19 +202,38 @@ async def test_a_second_factor_key_other_than_the_stored_secrets_one_is_refused(
     wrong file on a node) is refused at start once a TOTP secret or one-time code depends
     on it, even on one node alone: every code would be refused as a wrong one. Before
     that, the new key is adopted."""
-    first = await started(node_settings(settings, tmp_path, "a", tfa_key=pepper()), clock)
+    shared = pepper()
+    first = await started(
+        node_settings(settings, tmp_path, "a", tfa_key=pepper(), api_key_pepper=shared), clock
+    )
     await first.close()
-    second_settings = node_settings(settings, tmp_path, "b", tfa_key=pepper())
+    second_settings = node_settings(
+        settings, tmp_path, "b", tfa_key=pepper(), api_key_pepper=shared
+    )
     second = await started(second_settings, clock)  # nothing depends on it yet: adopted
     try:
         services = second.services
         await services.users.ensure_initial_admin("operator-password-for-cluster")
         admin = await services.accounts.authenticate("admin", "operator-password-for-cluster")
-        await services.second_factor.start_enrolment(admin, "TOTP")
+        await services.second_factor.start_enrolment(admin, "TOTP")  # pending: not yet
+        async with services.db.transaction() as session:
+            session.add(  # an unused recovery code: keyed with the second-factor key
+                OneTimeCode(
+                    user_id=admin.id,
+                    purpose="recovery",
+                    code_hash="0" * 64,
+                    created_at=clock(),
+                    expires_at=None,
+                    used_at=None,
+                )
+            )
     finally:
         await second.close()
     third = BackgroundWork(
-        build_services(node_settings(settings, tmp_path, "c", tfa_key=pepper()), clock=clock)
+        build_services(
+            node_settings(settings, tmp_path, "c", tfa_key=pepper(), api_key_pepper=shared),
+            clock=clock,
+        )
     )
     try:
         with pytest.raises(ConfigurationError, match="not the one the stored authenticator"):
@@ -221,6 +242,62 @@ async def test_a_second_factor_key_other_than_the_stored_secrets_one_is_refused(
         await third.close()
     again = await started(second_settings, clock)
     await again.close()
+
+
+async def test_a_command_never_replaces_the_servers_secrets(
+    settings: Settings, tmp_path: Path, clock: FakeClock
+) -> None:
+    """A CLI command run with another second-factor key or pepper (a fresh data dir,
+    a forgotten *_FILE) is refused even while nothing depends on them yet: adopting its
+    own would have made the servers, with the right ones, refused at their next start."""
+    tfa_key, api_key_pepper = pepper(), pepper()
+    server_settings = node_settings(
+        settings, tmp_path, "a", tfa_key=tfa_key, api_key_pepper=api_key_pepper
+    )
+    server = await started(server_settings, clock)
+    await server.close()
+    for other, refusal in (
+        ({"tfa_key": pepper(), "api_key_pepper": api_key_pepper}, "second-factor key is not"),
+        ({"tfa_key": tfa_key, "api_key_pepper": pepper()}, "API key pepper is not"),
+    ):
+        command = BackgroundWork(
+            build_services(node_settings(settings, tmp_path, "cli", **other), clock=clock)
+        )
+        try:
+            with pytest.raises(ConfigurationError, match=f"this command's {refusal} the servers'"):
+                await command.start(background=False)
+        finally:
+            await command.close()
+    again = await started(server_settings, clock)  # the servers' secrets still hold
+    await again.close()
+
+
+async def test_used_or_expired_codes_do_not_hold_the_second_factor_key(
+    settings: Settings, tmp_path: Path, clock: FakeClock
+) -> None:
+    """Only what a user still relies on counts: a used or expired one-time code (kept,
+    never pruned) loses nothing with the key, so a server may adopt another."""
+    first = await started(node_settings(settings, tmp_path, "a", tfa_key=pepper()), clock)
+    try:
+        services = first.services
+        await services.users.ensure_initial_admin("operator-password-for-cluster")
+        admin = await services.accounts.authenticate("admin", "operator-password-for-cluster")
+        async with services.db.transaction() as session:
+            for used, expires in ((clock(), None), (None, clock() - timedelta(days=400))):
+                session.add(
+                    OneTimeCode(
+                        user_id=admin.id,
+                        purpose="email_login",
+                        code_hash="0" * 64,
+                        created_at=clock() - timedelta(days=401),
+                        expires_at=expires,
+                        used_at=used,
+                    )
+                )
+    finally:
+        await first.close()
+    second = await started(node_settings(settings, tmp_path, "b", tfa_key=pepper()), clock)
+    await second.close()
 
 
 async def test_heartbeat_registers_again_after_being_pruned(

@@ -157,6 +157,23 @@ def test_a_key_reads_only_with_read_or_write_where_no_rule_names_its_scopes(meth
     policy.requirement(method, "/orders/1").check(key("orders:write"))
 
 
+@pytest.mark.parametrize("path", ["/orders/1", "/Orders/1", "/ORDERS/1"])
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_a_rule_naming_its_scopes_for_get_decides_head_and_other_cases_alone(
+    method: str, path: str
+) -> None:
+    """HEAD is also read without the GET rule (the unmatched default), and a path in
+    another case as written (unmatched): neither reading adds ``read or write`` to a key
+    the GET rule's own scope lets in (found by the diff review: HEAD was refused)."""
+    policy = ForwardAuthPolicy(
+        [Rule(path_prefix="/orders/", methods=["GET"], scopes=["orders:read"])]
+    )
+    requirement = policy.requirement(method, path)
+    requirement.check(key("orders:read"))
+    with pytest.raises(InsufficientScope, match="orders:read"):
+        requirement.check(key("read", "write"))
+
+
 @pytest.mark.parametrize("method", ["G T", "GET1", "ÉTÉ", "X" * 21])
 def test_rule_methods_must_be_http_methods(method: str) -> None:
     with pytest.raises(ValueError, match="not an HTTP method"):

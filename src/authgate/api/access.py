@@ -350,22 +350,29 @@ async def admit(
     return principal
 
 
+def check_method_scope(principal: Principal, method: str) -> None:
+    """What an API key's scopes allow ``method`` (403 otherwise): reading needs ``read``
+    or ``write``, anything else ``write``. A user's token: anything."""
+    if principal.scopes is None:
+        return
+    if method in SAFE_METHODS:
+        if not principal.may_read():
+            raise InsufficientScope(
+                "This API key may not read here (it has neither the read nor the write scope)",
+                reason=Reason.SCOPE_READ,
+            )
+    elif not principal.may_write():
+        raise InsufficientScope(
+            "This API key may only read (it lacks the write scope)", reason=Reason.SCOPE_WRITE
+        )
+
+
 def _authorize(
     principal: Principal, method: str, required: str | None, keys_may_change: bool
 ) -> None:
-    if principal.scopes is not None:
-        if method in SAFE_METHODS:
-            if not principal.may_read():
-                raise InsufficientScope(
-                    "This API key may not read here (it has neither the read nor the write scope)",
-                    reason=Reason.SCOPE_READ,
-                )
-        elif not principal.may_write():
-            raise InsufficientScope(
-                "This API key may only read (it lacks the write scope)", reason=Reason.SCOPE_WRITE
-            )
-        elif not keys_may_change:
-            raise SessionRequired(reason=Reason.SESSION_REQUIRED)
+    check_method_scope(principal, method)
+    if method not in SAFE_METHODS and principal.scopes is not None and not keys_may_change:
+        raise SessionRequired(reason=Reason.SESSION_REQUIRED)
     if required is not None and not principal.has_authority(required):
         if principal.scopes is not None and required == ROLE_ADMIN:
             raise InsufficientScope(

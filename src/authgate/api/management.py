@@ -16,7 +16,13 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel
 
 from authgate import __version__
-from authgate.api.access import admit, header_value, require_permission, services_of
+from authgate.api.access import (
+    admit,
+    check_method_scope,
+    header_value,
+    require_permission,
+    services_of,
+)
 from authgate.api.errors import UNAVAILABLE_RETRY_AFTER, documented
 from authgate.api.routing import AuthgateRoute
 from authgate.security.credentials import bearer_credential, secrets_equal
@@ -173,6 +179,8 @@ async def prometheus(request: Request) -> PlainTextResponse:
     return PlainTextResponse(services.metrics.exposition(), media_type=CONTENT_TYPE)
 
 
-def _require_metrics_read(principal: Principal, _method: str) -> None:
-    # An API key has permissions only with the admin scope, its owner's.
+def _require_metrics_read(principal: Principal, method: str) -> None:
+    # An API key reads only with read or write, and has permissions only with the
+    # admin scope, its owner's.
+    check_method_scope(principal, method)
     require_permission(principal, METRICS_READ)

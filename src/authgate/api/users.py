@@ -234,11 +234,13 @@ async def authorities() -> list[str]:
 async def filter_users(
     login: LoginFragment, request: Request, response: Response, paging: PageRequestDep
 ) -> list[UserDTO]:
-    page = await services_of(request).users.list_users(paging, login_contains=login)
+    # As UTMStack's getUsersByLogin: the caller is left out (its user picker lists others),
+    # from the pages and their count alike.
+    page = await services_of(request).users.list_users(
+        paging, login_contains=login, except_user_id=principal_of(request).user_id
+    )
     response.headers.update(pagination_headers(request, page))
-    # As UTMStack's getUsersByLogin: the caller is left out (its user picker lists others).
-    caller = principal_of(request).user_id
-    return [UserDTO.of(user) for user in page.items if user.id != caller]
+    return [UserDTO.of(user) for user in page.items]
 
 
 @router.post(

@@ -134,7 +134,11 @@ def refuse_a_new_data_dir(settings: Settings) -> None:
     )
 
 
-def with_services(settings: Settings, use: Callable[[Services], Awaitable[T]]) -> T:
+def with_services(
+    settings: Settings, use: Callable[[Services], Awaitable[T]], *, serving: bool = False
+) -> T:
+    """Run ``use`` with the services, started as a command (``serving``: as ``serve``
+    before its workers start; see ``BackgroundWork.start``)."""
     prepare_data_dir(settings)
 
     async def run() -> T:
@@ -142,7 +146,7 @@ def with_services(settings: Settings, use: Callable[[Services], Awaitable[T]]) -
         work = BackgroundWork(services)
         try:
             await ensure_schema(services)
-            await work.start(background=False)
+            await work.start(background=False, serving=serving)
             return await use(services)
         finally:
             await work.close()

@@ -70,7 +70,7 @@ def serve(
         # share one key (with_services warns about an open data dir).
         create_data_dir(settings)
         load_signing_keys(settings)
-        admin_password = with_services(settings, _prepare_to_serve)
+        admin_password = with_services(settings, _prepare_to_serve, serving=True)
     logging.config.dictConfig(log_config(settings.log_level, settings.log_format))
     _announce(settings)
     warning = unreachable_links_warning(settings)
@@ -147,10 +147,9 @@ def _run_uvicorn(settings: Settings) -> None:
 
 
 async def _prepare_to_serve(services: Services) -> str | None:
-    """Refuse a configuration the running nodes disagree with (before any worker
-    starts, with a plain message), then create the first admin if there is none."""
-    if services.cluster is not None:
-        await services.cluster.preflight()
+    """Create the first admin if there is none (``with_services(serving=True)`` has
+    refused a configuration the running nodes disagree with, before any worker starts,
+    with a plain message)."""
     given = services.settings.admin_password
     try:
         return await services.users.ensure_initial_admin(

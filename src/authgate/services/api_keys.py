@@ -261,10 +261,12 @@ class ApiKeyService:
         had: it expires as long after now as it did after its last generation, never
         beyond ``max_lifetime`` from now.
 
-        A key suspended with its owner's deactivation is re-enabled by it: only its owner
-        regenerates a key, with a password session, so the owner is active and vouches
-        for it, and the secret the suspension held back is replaced, with no grace (it
-        never works again). UTMStack's UI, which has no "re-enable", offers only this.
+        A key suspended with its owner's deactivation is re-enabled by its owner's
+        regeneration (a password session, so the owner is active and vouches for it):
+        the secret the suspension held back is replaced, with no grace (it never works
+        again). UTMStack's UI, which has no "re-enable", offers only this. The operator's
+        (``viewer`` None: ``authgate keys rotate``) leaves the suspension as it is: the
+        owner may still be deactivated.
 
         Returns the new plaintext, shown once.
         """
@@ -276,7 +278,8 @@ class ApiKeyService:
             repository = self._db.api_keys(work.session)
             key = await self._visible(repository, viewer, ref, others=OTHERS_TO_CHANGE)
             _refuse_if_revoked(key)
-            resumed = key.suspended_at is not None
+            by_owner = viewer is not None and viewer.user_id == key.user_id
+            resumed = key.suspended_at is not None and by_owner
             if resumed:
                 key.suspended_at = None
             generated = keys.generate_secret_for(key.key_id)

@@ -88,7 +88,7 @@ class BatchWriter(ABC, Generic[Row, Batch]):
                     if not refused_value(error):
                         raise
                     written, refused = await self._write_each(batch)
-            except Exception:
+            except BaseException:  # cancelled too (a deadline at shutdown): kept, counted
                 self._give_back(batch)
                 raise
             if refused:

@@ -105,16 +105,20 @@ class ClusterMembership:
 
     # -- start and stop ----------------------------------------------------------------------
 
-    async def check_stored_keys(self) -> None:
+    async def check_stored_keys(self, *, serving: bool = True) -> None:
         """Refuse a pepper other than the one the stored keys were hashed with, and a
         second-factor key other than the one the stored TOTP secrets and one-time codes
-        depend on (a single node too: a lost or replaced ``tfa-key`` file)."""
+        depend on (a single node too: a lost or replaced ``tfa-key`` file). While
+        nothing depends on them, a server adopts its own; a CLI command (not
+        ``serving``) never replaces the servers' fingerprints: run with other secrets,
+        it is refused (what it wrote would not be the servers', and its fingerprint
+        would then refuse the servers)."""
         for attempt in range(3):
             try:
                 async with self._db.transaction() as session:
                     registry = self._db.cluster(session)
-                    await self._check_pepper(registry)
-                    await self._check_tfa_key(registry)
+                    await self._check_pepper(registry, serving=serving)
+                    await self._check_tfa_key(registry, serving=serving)
                 return
             except StorageConflict:  # another node stored the first fingerprint meanwhile
                 if attempt == 2:
@@ -233,7 +237,7 @@ class ClusterMembership:
 
     # -- rules ---------------------------------------------------------------------------------
 
-    async def _check_pepper(self, registry: ClusterRepo) -> None:
+    async def _check_pepper(self, registry: ClusterRepo, *, serving: bool) -> None:
         stored = await registry.setting(PEPPER_FINGERPRINT)
         if stored == self._fingerprint:
             return
@@ -247,15 +251,31 @@ class ClusterMembership:
                     f"(pepper fingerprints: database {stored[:12]}, this node "
                     f"{self._fingerprint[:12]})"
                 )
+            if not serving:
+                raise ConfigurationError(
+                    "this command's API key pepper is not the servers': run it with "
+                    "their AUTHGATE_API_KEY_PEPPER_FILE or AUTHGATE_API_KEY_PEPPER "
+                    f"(fingerprints: database {stored[:12]}, this command "
+                    f"{self._fingerprint[:12]})"
+                )
             log.warning("no API keys stored yet: adopting this node's API key pepper")
         await registry.put_setting(PEPPER_FINGERPRINT, self._fingerprint, now=now)
 
-    async def _check_tfa_key(self, registry: ClusterRepo) -> None:
+    async def _check_tfa_key(self, registry: ClusterRepo, *, serving: bool) -> None:
         stored = await registry.setting(TFA_KEY_FINGERPRINT)
         if stored == self._tfa_fingerprint:
             return
+        now = self._clock()
+        depended_on = await registry.any_second_factor_secrets(now=now)
+        if stored is None and depended_on:
+            # A deployment from before this check: its key is taken on trust, once.
+            log.warning(
+                "recording this node's second-factor key as the one the stored "
+                "authenticator secrets use; if codes are refused as wrong from now on, "
+                "it is not (README: Backups and lost secrets)"
+            )
         if stored is not None:
-            if await registry.any_second_factor_secrets():
+            if depended_on:
                 raise ConfigurationError(
                     "this node's second-factor key is not the one the stored authenticator "
                     "secrets and one-time codes depend on, so every second-factor code would "
@@ -264,8 +284,15 @@ class ClusterMembership:
                     f"(fingerprints: database {stored[:12]}, this node "
                     f"{self._tfa_fingerprint[:12]})"
                 )
+            if not serving:
+                raise ConfigurationError(
+                    "this command's second-factor key is not the servers': run it with "
+                    "their AUTHGATE_TFA_KEY_FILE or AUTHGATE_TFA_KEY "
+                    f"(fingerprints: database {stored[:12]}, this command "
+                    f"{self._tfa_fingerprint[:12]})"
+                )
             log.warning("no second factor stored yet: adopting this node's second-factor key")
-        await registry.put_setting(TFA_KEY_FINGERPRINT, self._tfa_fingerprint, now=self._clock())
+        await registry.put_setting(TFA_KEY_FINGERPRINT, self._tfa_fingerprint, now=now)
 
     def _conflicts(self, node: ClusterNode) -> list[str]:
         if node.node_id == self.node_id:

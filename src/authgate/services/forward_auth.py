@@ -347,11 +347,27 @@ class ForwardAuthPolicy:
 
 
 def _both(first: Requirement, second: Requirement) -> Requirement:
-    """A requirement that holds a caller to ``first`` and to ``second``."""
+    """A requirement that holds a caller to ``first`` and to ``second``. ``read`` or
+    ``write`` (``any_scopes``) is asked of keys only where no rule names scopes: when one
+    reading's rule names them (``orders:read`` for GET), the other's unmatched default
+    (HEAD's reading without the GET rule, the exact-case reading) does not add it."""
+    if first.scopes and second.any_scopes:
+        second = _without_any_scopes(second)
+    if second.scopes and first.any_scopes:
+        first = _without_any_scopes(first)
     if first == second:
         return first
     also = second if first.also is None else _both(first.also, second)
     return replace(first, also=also, rule=f"{first.rule} and {second.rule}")
+
+
+def _without_any_scopes(requirement: Requirement) -> Requirement:
+    also = requirement.also
+    return replace(
+        requirement,
+        any_scopes=frozenset(),
+        also=_without_any_scopes(also) if also is not None else None,
+    )
 
 
 def _covered_methods(methods: Iterable[str]) -> frozenset[str]:

@@ -85,11 +85,17 @@ class UserService:
         self._resume_keys_on_reactivation = resume_keys_on_reactivation
 
     async def list_users(
-        self, request: PageRequest, *, login_contains: str | None = None, search: str | None = None
+        self,
+        request: PageRequest,
+        *,
+        login_contains: str | None = None,
+        search: str | None = None,
+        except_user_id: int | None = None,
     ) -> Page[UserView]:
         """A page of users; with ``login_contains``, only those whose login contains it
         (case-insensitive, UTMStack's ``?login=`` and ``/filter/{login}``); with
-        ``search``, those whose login, e-mail or name contains it (v12's ``?search=``)."""
+        ``search``, those whose login, e-mail or name contains it (v12's ``?search=``);
+        never ``except_user_id`` (``/filter/{login}`` leaves the caller out)."""
         require_sortable(request, self._db.users.SORT_COLUMNS)
         fragment = login_contains.strip() if login_contains else None
         searched = search.strip() if search else None
@@ -97,8 +103,12 @@ class UserService:
             return Page(items=[], total=0, request=request)
         async with self._db.session() as session:
             users = self._db.users(session)
-            total = await users.count(login_contains=fragment, search=searched)
-            page = await users.page(request, login_contains=fragment, search=searched)
+            total = await users.count(
+                login_contains=fragment, search=searched, except_user_id=except_user_id
+            )
+            page = await users.page(
+                request, login_contains=fragment, search=searched, except_user_id=except_user_id
+            )
             items = [UserView.of(user) for user in page]
         return Page(items=items, total=total, request=request)
 

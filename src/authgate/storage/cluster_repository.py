@@ -39,13 +39,16 @@ class ClusterRepository:
         """Whether any key digest depends on the stored pepper fingerprint."""
         return bool(await self._session.scalar(select(exists().where(ApiKey.id.is_not(None)))))
 
-    async def any_second_factor_secrets(self) -> bool:
-        """Whether anything stored depends on the second-factor key: a TOTP secret
-        (encrypted with it), in force or being enrolled, or a one-time code (its hash is
-        keyed with it)."""
-        secret, pending = SecondFactor.totp_secret, SecondFactor.pending_totp_secret
-        totp = exists().where(or_(secret.is_not(None), pending.is_not(None)))
-        codes = exists().where(OneTimeCode.id.is_not(None))
+    async def any_second_factor_secrets(self, *, now: datetime) -> bool:
+        """Whether anything a user still relies on depends on the second-factor key: a
+        TOTP secret in force (encrypted with it), or a one-time code still usable (its
+        hash is keyed with it). Used and expired codes, and enrolments never completed,
+        do not count: they are kept, but lose nothing with the key."""
+        totp = exists().where(SecondFactor.totp_secret.is_not(None))
+        codes = exists().where(
+            OneTimeCode.used_at.is_(None),
+            or_(OneTimeCode.expires_at.is_(None), OneTimeCode.expires_at > now),
+        )
         return bool(await self._session.scalar(select(or_(totp, codes))))
 
     # -- the node registry -----------------------------------------------------------------

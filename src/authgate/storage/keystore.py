@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import logging
 import os
@@ -165,12 +166,19 @@ def _write_new(path: Path, ring: KeyRing) -> None:
 def _write_new_bytes(path: Path, data: bytes) -> None:
     temporary = _write_temporary(path, data)
     try:
+        # A new file: its directory's owner's if this user can give it (root); else
+        # this user's own (a group-writable directory, as OpenShift's random users get).
+        with contextlib.suppress(ConfigurationError):
+            _keep_owner(path.parent, temporary)
         os.link(temporary, path)  # fails with FileExistsError if another process was first
     finally:
         temporary.unlink()
 
 
 def _replace(path: Path, ring: KeyRing) -> None:
+    # A symlink (to a copy shared by several nodes) is followed: the file it names is
+    # replaced, not the link by a file of this node's own.
+    path = path.resolve()
     data = json.dumps(keyring_to_document(ring), indent=2).encode("utf-8")
     temporary = _write_temporary(path, data)
     try:
@@ -181,25 +189,29 @@ def _replace(path: Path, ring: KeyRing) -> None:
         raise
 
 
-def _keep_owner(path: Path, temporary: Path) -> None:
-    """Give ``temporary`` the owner of the file it replaces: the servers read the file as
-    that user (a systemd ``DynamicUser``, a container's), and a file replaced by root's
-    ``authgate signing-keys rotate`` would be unreadable to them (the running ones keep
-    the old key, the next start fails). Refused when this user cannot do that."""
+def _keep_owner(source: Path, temporary: Path) -> None:
+    """Give ``temporary`` the owner of ``source`` (the file it replaces, or the directory
+    a new file goes to): the servers read the file as that user (a systemd
+    ``DynamicUser``, a container's), and a file written by root's ``authgate
+    signing-keys rotate`` would be unreadable to them (the running ones keep the old
+    key, the next start fails). Refused when this user cannot give it its owner; a
+    group it cannot give is left (the file is 0600: its group reads nothing)."""
     try:
-        owner = path.stat()
+        owner = source.stat()
     except FileNotFoundError:
         return
     made = temporary.stat()
-    if (made.st_uid, made.st_gid) == (owner.st_uid, owner.st_gid):
-        return
-    try:
-        os.chown(temporary, owner.st_uid, owner.st_gid)
-    except PermissionError:
-        raise ConfigurationError(
-            f"{path} belongs to user id {owner.st_uid}, the user the servers read it as: "
-            "run this command as that user (or as root)"
-        ) from None
+    if made.st_uid != owner.st_uid:
+        try:
+            os.chown(temporary, owner.st_uid, owner.st_gid)
+        except PermissionError:
+            raise ConfigurationError(
+                f"{source} belongs to user id {owner.st_uid}, the user the servers read "
+                "it as: run this command as that user (or as root)"
+            ) from None
+    elif made.st_gid != owner.st_gid:
+        with contextlib.suppress(PermissionError):
+            os.chown(temporary, -1, owner.st_gid)
 
 
 def _write_temporary(path: Path, data: bytes) -> Path:

@@ -7,7 +7,17 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar, cast
 
-from sqlalchemy import ColumnElement, Connection, Row, bindparam, delete, func, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Row,
+    Select,
+    bindparam,
+    delete,
+    func,
+    or_,
+    select,
+)
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -144,12 +154,16 @@ class UserRepository:
             query = query.where(User.id != except_user_id)
         return await self._session.scalar(query.limit(1)) is not None
 
-    async def count(self, *, login_contains: str | None = None, search: str | None = None) -> int:
-        query = select(func.count()).select_from(User)
-        if login_contains:
-            query = query.where(_login_contains(login_contains))
-        if search:
-            query = query.where(_matches(search))
+    async def count(
+        self,
+        *,
+        login_contains: str | None = None,
+        search: str | None = None,
+        except_user_id: int | None = None,
+    ) -> int:
+        query = _filtered(
+            select(func.count()).select_from(User), login_contains, search, except_user_id
+        )
         return await self._session.scalar(query) or 0
 
     async def by_reset_key(self, digest: str) -> User | None:
@@ -164,13 +178,14 @@ class UserRepository:
         return await self._session.scalar(query) or 0
 
     async def page(
-        self, request: PageRequest, *, login_contains: str | None = None, search: str | None = None
+        self,
+        request: PageRequest,
+        *,
+        login_contains: str | None = None,
+        search: str | None = None,
+        except_user_id: int | None = None,
     ) -> Sequence[User]:
-        query = select(User)
-        if login_contains:
-            query = query.where(_login_contains(login_contains))
-        if search:
-            query = query.where(_matches(search))
+        query = _filtered(select(User), login_contains, search, except_user_id)
         query = (
             query.order_by(*order_by(request.sort, self.SORT_COLUMNS, User.id))
             .offset(request.offset)
@@ -193,6 +208,22 @@ class UserRepository:
 
     async def flush(self) -> None:
         await self._session.flush()
+
+
+def _filtered(
+    query: Select[Any],
+    login_contains: str | None,
+    search: str | None,
+    except_user_id: int | None,
+) -> Select[Any]:
+    """The users a page and its count both select (the count must match the pages)."""
+    if login_contains:
+        query = query.where(_login_contains(login_contains))
+    if search:
+        query = query.where(_matches(search))
+    if except_user_id is not None:
+        query = query.where(User.id != except_user_id)
+    return query
 
 
 def _login_contains(fragment: str) -> ColumnElement[bool]:
