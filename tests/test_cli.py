@@ -472,7 +472,7 @@ def test_signing_keys_rotate_refuses_a_file_it_cannot_give_back(
         raise PermissionError(1, "Operation not permitted")
 
     monkeypatch.setattr(Path, "stat", foreign)
-    monkeypatch.setattr(os, "chown", refuse)
+    monkeypatch.setattr(os, "fchown", refuse)
     rotated = invoke("signing-keys", "rotate")
     assert_exits(rotated, 2)
     assert f"belongs to user id {owner + 1}" in rotated.output
@@ -978,17 +978,37 @@ def test_a_key_file_made_by_root_belongs_to_its_directorys_owner(data_dir: Path)
     assert (owner.st_uid, owner.st_gid) == (65534, 65534)
 
 
-def test_rotate_through_a_symlink_rotates_the_file_it_names(
-    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_rotate_never_writes_where_a_symlink_or_a_planted_name_points(
+    data_dir: Path, tmp_path: Path
 ) -> None:
-    """Nodes sharing one key file through a symlink: a rotation replaces the shared
-    file, not the link by a file of this node's own."""
+    """Root rotating the servers' key file: a symlink put in its place is replaced
+    itself (root never writes where another user's link points), and a temporary name
+    planted in the directory is not used (random, created exclusively)."""
     assert_exits(invoke("signing-keys", "list"), 0)
-    shared = tmp_path / "shared-signing-keys.json"
-    (data_dir / "signing-keys.json").rename(shared)
-    link = tmp_path / "link.json"
-    link.symlink_to(shared)
-    monkeypatch.setenv("AUTHGATE_SIGNING_KEYS_FILE", str(link))
+    key_file = data_dir / "signing-keys.json"
+    target = tmp_path / "victim"
+    target.write_text("root's file")
+    real = data_dir / "real.json"
+    key_file.rename(real)
+    key_file.symlink_to(real)
+    for pid in range(os.getpid() - 5, os.getpid() + 50):  # the old, guessable names
+        (data_dir / f".signing-keys.json.{pid}.tmp").symlink_to(target)
     assert_exits(invoke("signing-keys", "rotate"), 0)
-    assert link.is_symlink()
-    assert len(json.loads(shared.read_text())["keys"]) == 2
+    assert not key_file.is_symlink()
+    assert len(json.loads(key_file.read_text())["keys"]) == 2
+    assert target.read_text() == "root's file"
+    assert len(json.loads(real.read_text())["keys"]) == 1
+
+
+def test_a_second_stage_while_a_key_is_staged_is_refused(data_dir: Path) -> None:
+    """Another node's copy may have made the staged key active already: staging another
+    in its place would make this copy refuse that node's tokens."""
+    assert_exits(invoke("signing-keys", "list"), 0)
+    first = invoke("signing-keys", "rotate", "--stage")
+    assert_exits(first, 0)
+    staged_kid = first.stdout.split("staged key", 1)[1].split()[0]
+    again = invoke("signing-keys", "rotate", "--stage")
+    assert_exits(again, 2)
+    assert f"key {staged_kid} is staged already" in again.output
+    listed = {row[0]: row[3] for row in table_rows(invoke("signing-keys", "list").stdout)}
+    assert listed[staged_kid] == "staged"

@@ -30,6 +30,10 @@ REFUSED = [
     "..\\x",
     f"{BASE}/../admin",
     f"{BASE}/api/%2e%2e/%2e%2e/admin",
+    "/api/..;/x",  # Tomcat and Spring drop ;params, then resolve the ".."
+    "/api/.;jsessionid=1/x",
+    "/api/%2e%2e;x/y",
+    "/api/..%3bx/y",
 ]
 ALLOWED = [
     "/api/account",

@@ -300,6 +300,22 @@ async def test_used_or_expired_codes_do_not_hold_the_second_factor_key(
     await second.close()
 
 
+async def test_a_service_credential_holds_the_pepper_too(
+    settings: Settings, tmp_path: Path, clock: FakeClock
+) -> None:
+    """Service credentials are keyed with the pepper like API keys: once one exists,
+    a server with another pepper is refused (it adopted its own, and every credential
+    was refused after; the second diff review)."""
+    first = await started(node_settings(settings, tmp_path, "a", api_key_pepper=pepper()), clock)
+    try:
+        await first.services.service_credentials.create("log-input", ["api-keys.authenticate"])
+    finally:
+        await first.close()
+    other = node_settings(settings, tmp_path, "b", api_key_pepper=pepper())
+    with pytest.raises(ConfigurationError, match="not the one the stored API keys"):
+        await started(other, clock)
+
+
 async def test_heartbeat_registers_again_after_being_pruned(
     settings: Settings, tmp_path: Path, clock: FakeClock
 ) -> None:

@@ -157,14 +157,12 @@ def test_a_key_reads_only_with_read_or_write_where_no_rule_names_its_scopes(meth
     policy.requirement(method, "/orders/1").check(key("orders:write"))
 
 
-@pytest.mark.parametrize("path", ["/orders/1", "/Orders/1", "/ORDERS/1"])
 @pytest.mark.parametrize("method", ["GET", "HEAD"])
-def test_a_rule_naming_its_scopes_for_get_decides_head_and_other_cases_alone(
-    method: str, path: str
-) -> None:
-    """HEAD is also read without the GET rule (the unmatched default), and a path in
-    another case as written (unmatched): neither reading adds ``read or write`` to a key
-    the GET rule's own scope lets in (found by the diff review: HEAD was refused)."""
+def test_a_rule_naming_its_scopes_for_get_decides_head_alone(method: str) -> None:
+    """HEAD is also read without the GET rule (the unmatched default): that reading
+    does not add ``read or write`` to a key the GET rule's own scope lets in (found by
+    the diff review: HEAD was refused)."""
+    path = "/orders/1"
     policy = ForwardAuthPolicy(
         [Rule(path_prefix="/orders/", methods=["GET"], scopes=["orders:read"])]
     )
@@ -172,6 +170,22 @@ def test_a_rule_naming_its_scopes_for_get_decides_head_and_other_cases_alone(
     requirement.check(key("orders:read"))
     with pytest.raises(InsufficientScope, match="orders:read"):
         requirement.check(key("read", "write"))
+
+
+def test_another_case_of_a_scoped_path_keeps_both_requirements() -> None:
+    """A case-sensitive upstream serves /projects/PUBLIC/x as the project "PUBLIC", not
+    the public one: a key with only the public rule's scope does not get there for
+    being let in by the case-folded reading (the second diff review: it did)."""
+    policy = ForwardAuthPolicy(
+        [
+            Rule(path_prefix="/projects/public", methods=["GET"], scopes=["public:read"]),
+            Rule(path_prefix="/projects", roles=["ROLE_USER"]),
+        ]
+    )
+    policy.requirement("GET", "/projects/public/x").check(key("public:read"))
+    for path in ("/projects/PUBLIC/x", "/projects/other/x"):
+        with pytest.raises(InsufficientScope, match="read or write"):
+            policy.requirement("GET", path).check(key("public:read"))
 
 
 @pytest.mark.parametrize("method", ["G T", "GET1", "ÉTÉ", "X" * 21])

@@ -88,19 +88,21 @@ def _check_listening(host: str, port: int) -> None:
     """Refuse, in one line, an address this server could not listen on (a port taken,
     a host that is no address of this machine), before anything is created or logged:
     uvicorn would say it in several lines after the start's, and exit 3."""
+    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
         found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except socket.gaierror as error:
-        raise ConfigurationError(f"cannot listen on {host}:{port}: {error.strerror}") from None
-    family, kind, protocol, _, address = found[0]
-    with socket.socket(family, kind, protocol) as probe:
-        # As uvicorn binds: SO_REUSEADDR, so a port only in TIME_WAIT is not "taken".
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
+        family, kind, protocol, _, address = found[0]
+        with socket.socket(family, kind, protocol) as probe:
+            # As uvicorn's sockets are bound: SO_REUSEADDR (a port only in TIME_WAIT is
+            # not taken), and IPv6 only for an IPv6 address (asyncio's), so that `::`
+            # is not refused for a port another program holds on IPv4 alone.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             probe.bind(address)
-        except OSError as error:
-            reason = error.strerror or type(error).__name__
-            raise ConfigurationError(f"cannot listen on {host}:{port}: {reason}") from None
+    except OSError as error:  # socket.gaierror included
+        reason = error.strerror or type(error).__name__
+        raise ConfigurationError(f"cannot listen on {shown}: {reason}") from None
 
 
 def _at_least_warning(level: str) -> str:

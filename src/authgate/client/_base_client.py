@@ -52,7 +52,8 @@ def has_dot_segment(path: str) -> bool:
     client's credentials, outside the prefix the client was given."""
     path_part = re.split(r"[?#]", path, maxsplit=1)[0]
     segments = re.split(r"[/\\]", unquote(path_part))
-    return any(segment in (".", "..") for segment in segments)
+    # ``..;x``: Tomcat and Spring drop a segment's ``;params`` before resolving it.
+    return any(segment.split(";", 1)[0] in (".", "..") for segment in segments)
 
 
 class _BaseClient:

@@ -319,8 +319,10 @@ class ForwardAuthPolicy:
             return decided
         # A rule naming GET decides HEAD too (upstreams answer HEAD with their GET
         # handler), but never more laxly than the rules as written would: an explicit
-        # HEAD rule, or a shorter prefix's, still has its say (both must be met).
-        return _both(decided, self._reading(method, path, head_with_get=False))
+        # HEAD rule, or a shorter prefix's, still has its say (both must be met). Only
+        # "read or write" is not asked again where the GET rule named its scopes.
+        as_written = self._reading(method, path, head_with_get=False)
+        return _both(decided, as_written, named_scopes_decide=True)
 
     def _reading(self, method: str, path: str, *, head_with_get: bool) -> Requirement:
         exact = self._matching(self._by_prefix, method, path, head_with_get)
@@ -346,15 +348,19 @@ class ForwardAuthPolicy:
         return _AUTHENTICATED if method in SAFE_METHODS else _WRITE
 
 
-def _both(first: Requirement, second: Requirement) -> Requirement:
-    """A requirement that holds a caller to ``first`` and to ``second``. ``read`` or
-    ``write`` (``any_scopes``) is asked of keys only where no rule names scopes: when one
-    reading's rule names them (``orders:read`` for GET), the other's unmatched default
-    (HEAD's reading without the GET rule, the exact-case reading) does not add it."""
-    if first.scopes and second.any_scopes:
-        second = _without_any_scopes(second)
-    if second.scopes and first.any_scopes:
-        first = _without_any_scopes(first)
+def _both(
+    first: Requirement, second: Requirement, *, named_scopes_decide: bool = False
+) -> Requirement:
+    """A requirement that holds a caller to ``first`` and to ``second``. With
+    ``named_scopes_decide`` (HEAD read with and without the GET rule: one request, one
+    handler), "read or write" (``any_scopes``) is not asked by one reading when the
+    other's rule names scopes (``orders:read`` for GET). Two readings of a path in
+    different cases may be two resources: each keeps all of its own requirement."""
+    if named_scopes_decide:
+        if first.scopes and second.any_scopes:
+            second = _without_any_scopes(second)
+        if second.scopes and first.any_scopes:
+            first = _without_any_scopes(first)
     if first == second:
         return first
     also = second if first.also is None else _both(first.also, second)

@@ -14,6 +14,7 @@ from authgate.storage.models import (
     DeploymentSetting,
     OneTimeCode,
     SecondFactor,
+    ServiceCredential,
 )
 
 
@@ -36,8 +37,11 @@ class ClusterRepository:
             row.updated_at = now
 
     async def any_api_keys(self) -> bool:
-        """Whether any key digest depends on the stored pepper fingerprint."""
-        return bool(await self._session.scalar(select(exists().where(ApiKey.id.is_not(None)))))
+        """Whether any digest depends on the stored pepper fingerprint: an API key's or
+        a service credential's (both are keyed with the pepper)."""
+        keys = exists().where(ApiKey.id.is_not(None))
+        credentials = exists().where(ServiceCredential.id.is_not(None))
+        return bool(await self._session.scalar(select(or_(keys, credentials))))
 
     async def any_second_factor_secrets(self, *, now: datetime) -> bool:
         """Whether anything a user still relies on depends on the second-factor key: a

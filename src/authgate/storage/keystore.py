@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import stat
+import tempfile
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -73,6 +74,14 @@ def rotate_keyring(
     signs only from the next rotation."""
     current = load_keyring(path)
     if stage:
+        staged = current.staged_key
+        if staged is not None:
+            # Another node may sign with it already (its copy was rotated): dropping it
+            # would make this copy refuse that node's tokens.
+            raise ConfigurationError(
+                f"key {staged.kid} is staged already: `authgate signing-keys rotate` "
+                "makes it active (once every node has this file), then stage the next"
+            )
         ring = current.with_staged(generate_signing_key(algorithm, now=now))
     else:
         staged = current.staged_key
@@ -164,66 +173,72 @@ def _write_new(path: Path, ring: KeyRing) -> None:
 
 
 def _write_new_bytes(path: Path, data: bytes) -> None:
-    temporary = _write_temporary(path, data)
+    # A new file: its directory's owner's if this user can give it (root); else this
+    # user's own (a group-writable directory, as OpenShift's random users get).
+    temporary = _write_temporary(path, data, owner_of=path.parent, strict=False)
     try:
-        # A new file: its directory's owner's if this user can give it (root); else
-        # this user's own (a group-writable directory, as OpenShift's random users get).
-        with contextlib.suppress(ConfigurationError):
-            _keep_owner(path.parent, temporary)
         os.link(temporary, path)  # fails with FileExistsError if another process was first
     finally:
         temporary.unlink()
 
 
 def _replace(path: Path, ring: KeyRing) -> None:
-    # A symlink (to a copy shared by several nodes) is followed: the file it names is
-    # replaced, not the link by a file of this node's own.
-    path = path.resolve()
+    """Replace the file at ``path`` (a symlink there is replaced itself, never followed:
+    root's rotation must not write where a link planted by another user points)."""
     data = json.dumps(keyring_to_document(ring), indent=2).encode("utf-8")
-    temporary = _write_temporary(path, data)
+    temporary = _write_temporary(path, data, owner_of=path, strict=True)
     try:
-        _keep_owner(path, temporary)
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
 
 
-def _keep_owner(source: Path, temporary: Path) -> None:
-    """Give ``temporary`` the owner of ``source`` (the file it replaces, or the directory
-    a new file goes to): the servers read the file as that user (a systemd
-    ``DynamicUser``, a container's), and a file written by root's ``authgate
-    signing-keys rotate`` would be unreadable to them (the running ones keep the old
-    key, the next start fails). Refused when this user cannot give it its owner; a
-    group it cannot give is left (the file is 0600: its group reads nothing)."""
+def _write_temporary(path: Path, data: bytes, *, owner_of: Path, strict: bool) -> Path:
+    """Write ``data`` beside ``path`` (mode 0600, fsynced) and return the temporary path.
+
+    The temporary file has a random name and is created exclusively (``mkstemp``), and
+    its owner is set through its descriptor: a name another user of the directory could
+    guess, or a symlink planted there, would have had root write or chown their target.
+    Its owner is ``owner_of``'s (the file it replaces, or the directory a new one goes
+    to): the servers read the file as that user (a systemd ``DynamicUser``, a
+    container's), and a file written by root's ``authgate signing-keys rotate`` would be
+    unreadable to them (the running ones keep the old key, the next start fails). A user
+    who cannot give it that owner is refused (``strict``) or keeps it; a group it cannot
+    give is left (the file is 0600: its group reads nothing)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    temporary = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            _keep_owner(owner_of, handle.fileno(), strict=strict)
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return temporary
+
+
+def _keep_owner(source: Path, fd: int, *, strict: bool) -> None:
     try:
         owner = source.stat()
     except FileNotFoundError:
         return
-    made = temporary.stat()
+    made = os.fstat(fd)
     if made.st_uid != owner.st_uid:
         try:
-            os.chown(temporary, owner.st_uid, owner.st_gid)
+            os.fchown(fd, owner.st_uid, owner.st_gid)
         except PermissionError:
-            raise ConfigurationError(
-                f"{source} belongs to user id {owner.st_uid}, the user the servers read "
-                "it as: run this command as that user (or as root)"
-            ) from None
+            if strict:
+                raise ConfigurationError(
+                    f"{source} belongs to user id {owner.st_uid}, the user the servers "
+                    "read it as: run this command as that user (or as root)"
+                ) from None
     elif made.st_gid != owner.st_gid:
         with contextlib.suppress(PermissionError):
-            os.chown(temporary, -1, owner.st_gid)
-
-
-def _write_temporary(path: Path, data: bytes) -> Path:
-    """Write ``data`` beside ``path`` (mode 0600, fsynced) and return the temporary path."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    return temporary
+            os.fchown(fd, -1, owner.st_gid)
 
 
 def _warn_if_readable_by_others(path: Path) -> None:
