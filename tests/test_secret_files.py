@@ -89,7 +89,9 @@ def test_secret_read_from_its_file(
 def test_value_and_file_together_are_refused(name: str, tmp_path: Path) -> None:
     path = secret_file(tmp_path, name, VALUES[name])
     both: dict[str, Any] = {name: VALUES[name], f"{name}_file": path}
-    with pytest.raises(ValidationError, match=f"set {name} or {name}_file, not both"):
+    variable = f"AUTHGATE_{name.upper()}"
+    # Named as the environment spells them (operator review: the TOML names were given).
+    with pytest.raises(ValidationError, match=f"set {variable} or {variable}_FILE, not both"):
         Settings(**both)
 
 

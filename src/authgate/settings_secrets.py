@@ -46,7 +46,10 @@ def secrets_from_files(values: Mapping[str, Any]) -> dict[str, Any]:
         if path is None or path == "":
             continue
         if result.get(name) not in (None, ""):
-            raise ValueError(f"set {name} or {file_setting(name)}, not both")
+            # Named as the environment spells them (a TOML file's keys are the same
+            # names in lower case, without the prefix).
+            variable = f"AUTHGATE_{name.upper()}"
+            raise ValueError(f"set {variable} or {variable}_FILE, not both")
         result[name] = read_secret_file(Path(path), setting=file_setting(name))
     return result
 
