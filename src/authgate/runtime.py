@@ -57,12 +57,12 @@ class BackgroundWork:
             self.doorbell = ChangeDoorbell(services.redis, wake=self.wake_change_poller)
             services.feed.after_commit(self.doorbell.ring)
 
-    async def start(self, *, background: bool = True, serving: bool | None = None) -> None:
+    async def start(self, *, background: bool = True, serving: bool = False) -> None:
         """Load shared state; with ``background``, join the cluster and start polling
         and housekeeping (a CLI command only checks that it may touch the data).
-        ``serving`` (default: ``background``): this process is about to serve, so it
-        is checked against the live nodes and may adopt its secrets while nothing
-        depends on them (``serve`` before its workers start); a command may not."""
+        ``serving`` without ``background``: this process is about to serve (``serve``
+        before its workers start), so it is checked against the live nodes and may
+        adopt its secrets while nothing depends on them; a command may not."""
         services = self.services
         if services.cluster is not None:
             if background:

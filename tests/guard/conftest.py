@@ -25,6 +25,14 @@ CALLER_IP = "198.51.100.7"
 CALLER_NETWORK = ["198.51.100.0/24"]  # the allow list of the keys the tests create
 JWKS = "/.well-known/jwks.json"
 VERIFY = "/api/auth/verify"
+# What a stand-in authgate answers for carol's read key (its identity headers).
+CAROL_IDENTITY = {
+    "X-Auth-User": "carol",
+    "X-Auth-User-Id": "3",
+    "X-Auth-Method": "api_key",
+    "X-Auth-Roles": "ROLE_USER",
+    "X-Auth-Scopes": "read",
+}
 
 
 @pytest.fixture

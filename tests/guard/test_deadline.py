@@ -18,7 +18,7 @@ from fastapi import FastAPI, Request
 from authgate.guard import Guard, GuardConfig, GuardMiddleware
 from authgate.security.keys import generate_key
 from tests.conftest import bearer
-from tests.guard.conftest import AUTHGATE_URL, service_client
+from tests.guard.conftest import AUTHGATE_URL, CAROL_IDENTITY, service_client
 
 TIMEOUT = 0.3
 TRICKLE_FOR = 3.0  # seconds the answer takes to arrive in full
@@ -38,14 +38,7 @@ class TricklingAuthgate(httpx2.AsyncBaseTransport):
     """Answers at once with a valid identity (and an empty JWK Set), then trickles."""
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        identity = {
-            "X-Auth-User": "carol",
-            "X-Auth-User-Id": "3",
-            "X-Auth-Method": "api_key",
-            "X-Auth-Roles": "ROLE_USER",
-            "X-Auth-Scopes": "read",
-        }
-        return httpx2.Response(200, headers=identity, stream=Trickle())
+        return httpx2.Response(200, headers=CAROL_IDENTITY, stream=Trickle())
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ from tests.guard.conftest import (
     AUTHGATE_URL,
     CALLER_IP,
     CALLER_NETWORK,
+    CAROL_IDENTITY,
     SERVICE_URL,
     VERIFY,
     AuthgateTransport,
@@ -49,14 +50,7 @@ class FakeAuthgate:
         self.uris.append(uri)
         if uri == "/blocked" or uri.startswith(("/blocked/", "/blocked?")):
             return httpx2.Response(403, json={"code": "forbidden", "message": "Access is denied"})
-        identity = {
-            "X-Auth-User": "carol",
-            "X-Auth-User-Id": "3",
-            "X-Auth-Method": "api_key",
-            "X-Auth-Roles": "ROLE_USER",
-            "X-Auth-Scopes": "read",
-        }
-        return httpx2.Response(200, headers=identity)
+        return httpx2.Response(200, headers=CAROL_IDENTITY)
 
 
 @pytest.fixture

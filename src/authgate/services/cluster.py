@@ -33,7 +33,7 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -48,6 +48,36 @@ log = logging.getLogger(__name__)
 
 PEPPER_FINGERPRINT = "api_key_pepper_fingerprint"
 TFA_KEY_FINGERPRINT = "tfa_key_fingerprint"
+
+
+@dataclass(frozen=True, slots=True)
+class _KeptSecret:
+    """A secret kept outside the database whose fingerprint is stored in it, as the
+    start-up check names it."""
+
+    setting: str  # the fingerprint's name in deployment_settings
+    what: str
+    depending: str  # "the one <depending>"
+    refused: str  # what would be refused with another
+    variables: str
+    remedy: str = ""
+
+
+_PEPPER = _KeptSecret(
+    setting=PEPPER_FINGERPRINT,
+    what="API key pepper",
+    depending="the stored API keys were hashed with",
+    refused="every key would be refused",
+    variables="AUTHGATE_API_KEY_PEPPER_FILE or AUTHGATE_API_KEY_PEPPER",
+)
+_TFA_KEY = _KeptSecret(
+    setting=TFA_KEY_FINGERPRINT,
+    what="second-factor key",
+    depending="the stored authenticator secrets and one-time codes depend on",
+    refused="every second-factor code would be refused",
+    variables="AUTHGATE_TFA_KEY_FILE or AUTHGATE_TFA_KEY",
+    remedy=", or restore the data dir's tfa-key file",
+)
 HEARTBEAT_SECONDS = 5.0
 # A node not heard of for three heartbeats is presumed dead (a crash leaves its row).
 LIVE_WINDOW = timedelta(seconds=3 * HEARTBEAT_SECONDS)
@@ -238,61 +268,60 @@ class ClusterMembership:
     # -- rules ---------------------------------------------------------------------------------
 
     async def _check_pepper(self, registry: ClusterRepo, *, serving: bool) -> None:
-        stored = await registry.setting(PEPPER_FINGERPRINT)
-        if stored == self._fingerprint:
-            return
-        now = self._clock()
-        if stored is not None:
-            if await registry.any_api_keys():
-                raise ConfigurationError(
-                    "this node's API key pepper is not the one the stored API keys were "
-                    "hashed with, so every key would be refused: give every node (and the "
-                    "CLI) the same AUTHGATE_API_KEY_PEPPER_FILE or AUTHGATE_API_KEY_PEPPER "
-                    f"(pepper fingerprints: database {stored[:12]}, this node "
-                    f"{self._fingerprint[:12]})"
-                )
-            if not serving:
-                raise ConfigurationError(
-                    "this command's API key pepper is not the servers': run it with "
-                    "their AUTHGATE_API_KEY_PEPPER_FILE or AUTHGATE_API_KEY_PEPPER "
-                    f"(fingerprints: database {stored[:12]}, this command "
-                    f"{self._fingerprint[:12]})"
-                )
-            log.warning("no API keys stored yet: adopting this node's API key pepper")
-        await registry.put_setting(PEPPER_FINGERPRINT, self._fingerprint, now=now)
+        await self._check_fingerprint(
+            registry, _PEPPER, self._fingerprint, registry.any_api_keys, serving=serving
+        )
 
     async def _check_tfa_key(self, registry: ClusterRepo, *, serving: bool) -> None:
-        stored = await registry.setting(TFA_KEY_FINGERPRINT)
-        if stored == self._tfa_fingerprint:
-            return
         now = self._clock()
-        depended_on = await registry.any_second_factor_secrets(now=now)
-        if stored is None and depended_on:
-            # A deployment from before this check: its key is taken on trust, once.
-            log.warning(
-                "recording this node's second-factor key as the one the stored "
-                "authenticator secrets use; if codes are refused as wrong from now on, "
-                "it is not (README: Backups and lost secrets)"
+
+        async def depended_on() -> bool:
+            return await registry.any_second_factor_secrets(now=now)
+
+        await self._check_fingerprint(
+            registry, _TFA_KEY, self._tfa_fingerprint, depended_on, serving=serving
+        )
+
+    async def _check_fingerprint(
+        self,
+        registry: ClusterRepo,
+        secret: _KeptSecret,
+        mine: str,
+        depended_on: Callable[[], Awaitable[bool]],
+        *,
+        serving: bool,
+    ) -> None:
+        """Refuse ``mine`` when it is not the stored fingerprint and stored data depend
+        on the secret, or when a command (not ``serving``) would replace the servers';
+        otherwise record it (a server adopts its own while nothing depends on the one
+        stored)."""
+        stored = await registry.setting(secret.setting)
+        if stored == mine:
+            return
+        needed = await depended_on()
+        fingerprints = f"(fingerprints: database {(stored or '')[:12]}, this node {mine[:12]})"
+        if stored is None:
+            if needed:  # a deployment from before the check: its secret taken on trust, once
+                log.warning(
+                    "recording this node's %s as the one %s; if they are refused from now "
+                    "on, it is not (README: Backups and lost secrets)",
+                    secret.what,
+                    secret.depending,
+                )
+        elif needed:
+            raise ConfigurationError(
+                f"this node's {secret.what} is not the one {secret.depending}, so "
+                f"{secret.refused}: give every node (and the CLI) the same "
+                f"{secret.variables}{secret.remedy} {fingerprints}"
             )
-        if stored is not None:
-            if depended_on:
-                raise ConfigurationError(
-                    "this node's second-factor key is not the one the stored authenticator "
-                    "secrets and one-time codes depend on, so every second-factor code would "
-                    "be refused: give every node (and the CLI) the same AUTHGATE_TFA_KEY_FILE "
-                    "or AUTHGATE_TFA_KEY, or restore the data dir's tfa-key file "
-                    f"(fingerprints: database {stored[:12]}, this node "
-                    f"{self._tfa_fingerprint[:12]})"
-                )
-            if not serving:
-                raise ConfigurationError(
-                    "this command's second-factor key is not the servers': run it with "
-                    "their AUTHGATE_TFA_KEY_FILE or AUTHGATE_TFA_KEY "
-                    f"(fingerprints: database {stored[:12]}, this command "
-                    f"{self._tfa_fingerprint[:12]})"
-                )
-            log.warning("no second factor stored yet: adopting this node's second-factor key")
-        await registry.put_setting(TFA_KEY_FINGERPRINT, self._tfa_fingerprint, now=now)
+        elif not serving:
+            raise ConfigurationError(
+                f"this command's {secret.what} is not the servers': run it with their "
+                f"{secret.variables} {fingerprints.replace('this node', 'this command')}"
+            )
+        else:
+            log.warning("nothing depends on the stored %s yet: adopting this node's", secret.what)
+        await registry.put_setting(secret.setting, mine, now=self._clock())
 
     def _conflicts(self, node: ClusterNode) -> list[str]:
         if node.node_id == self.node_id:
