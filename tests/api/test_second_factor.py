@@ -589,6 +589,48 @@ async def test_email_codes_through_a_real_smtp_server(tmp_path: Path, database_u
             assert "admin" in notice.get_content()
 
 
+async def test_logins_within_the_cooldown_mail_no_new_code(
+    tmp_path: Path, database_url: str
+) -> None:
+    """Each correct password mailed a code and replaced the last: the password's holder
+    could flood the user's inbox and spoil the code being typed. A code mailed within
+    the resend cooldown that still works is kept; after it, a login mails a new one."""
+    with running_smtp_server() as (recorder, port):
+        async with harness_with(
+            tmp_path,
+            database_url,
+            **smtp_settings(port),
+            tfa_required="all",
+            tfa_unenrolled="email",
+        ) as harness:
+            await harness.create_user("alice")
+
+            def mails() -> int:
+                return len([m for m in recorder.messages() if m["To"] == "alice@example.com"])
+
+            first = (await password_step(harness)).json()["token"]
+            code = _last_code(recorder.messages())
+            harness.clock.advance(seconds=20)
+            second = (await password_step(harness)).json()["token"]
+            assert mails() == 1
+            accepted = await harness.client.get(
+                "/api/tfa/verifyCode", params={"code": code}, headers=bearer(second)
+            )
+            assert accepted.status_code == 200, accepted.text
+            # That code is spent: the next login mails another at once.
+            await password_step(harness)
+            assert mails() == 2
+            harness.clock.advance(seconds=29)
+            await password_step(harness)
+            assert mails() == 3  # the cooldown has passed: a new code, the last one replaced
+            latest = await harness.client.get(
+                "/api/tfa/verifyCode",
+                params={"code": _last_code(recorder.messages())},
+                headers=bearer(first),
+            )
+            assert latest.status_code == 200, latest.text
+
+
 def _last_code(messages: list[Any]) -> str:
     """The code of the last message to alice (alerts go to the security team)."""
     body = [m for m in messages if m["To"] == "alice@example.com"][-1].get_content()
@@ -660,6 +702,41 @@ async def test_unenrolled_users_get_mailed_codes_when_so_configured(
             )
             assert verified.status_code == 200, verified.text
             assert verified.json()["access_token"]
+
+
+async def test_a_mailed_code_cannot_be_skipped_by_enrolling(
+    tmp_path: Path, database_url: str
+) -> None:
+    """``AUTHGATE_TFA_UNENROLLED=email``: the pre-verification token of a login that was
+    mailed a code may not enrol a factor instead (the attack review passed the second
+    step with the password alone that way, and left the account to its authenticator).
+    The mailed code still works afterwards."""
+    with running_smtp_server() as (recorder, port):
+        async with harness_with(
+            tmp_path,
+            database_url,
+            **smtp_settings(port),
+            tfa_required="all",
+            tfa_unenrolled="email",
+        ) as harness:
+            alice = await harness.create_user("alice")
+            pending = (await password_step(harness)).json()["token"]
+            for stage in ({"stage": 0, "method": "TOTP"}, {"stage": 2, "enable": True}):
+                refused = await harness.client.post(
+                    "/api/enrollment/tfa", json=stage, headers=bearer(pending)
+                )
+                assert refused.status_code == 409, refused.text
+                assert "e-mail" in refused.json()["message"]
+            state = await harness.services.second_factor.state(
+                await harness.services.accounts.account(alice)
+            )
+            assert (state.method, state.pending_method) == (None, None)
+            passed = await harness.client.get(
+                "/api/tfa/verifyCode",
+                params={"code": _last_code(recorder.messages())},
+                headers=bearer(pending),
+            )
+            assert passed.status_code == 200, passed.text
 
 
 async def test_resetting_a_user_without_a_factor_records_and_mails_nothing(

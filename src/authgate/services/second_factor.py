@@ -240,11 +240,12 @@ class SecondFactorService:
         must use one but has enrolled none, e-mailed codes when ``unenrolled`` is
         ``email`` and a code can reach them (UTMStack v10: nobody enrols)."""
         method = await self.method_of(user.id)
-        if method is None and self._mails_unenrolled(user):
+        if method is None and self.mails_unenrolled(user):
             return "EMAIL"
         return method
 
-    def _mails_unenrolled(self, user: UserView) -> bool:
+    def mails_unenrolled(self, user: UserView) -> bool:
+        """Whether a login of ``user``, who has no factor, is verified by e-mailed codes."""
         return (
             self._unenrolled == "email"
             and self.required_for(user)
@@ -390,9 +391,19 @@ class SecondFactorService:
     # -- login ----------------------------------------------------------------------------
 
     async def begin_login(self, user: UserView) -> Method | None:
-        """The method the user must now prove; for e-mail, a fresh code is sent."""
+        """The method the user must now prove; for e-mail, a fresh code is sent, unless
+        one sent within the resend cooldown still works: each correct password would
+        otherwise mail a code (a flood of mail for the user) and replace the one the
+        user is typing."""
         method = await self.login_method(user)
         if method == "EMAIL":
+            now = self._clock()
+            async with self._db.session() as session:
+                live = await self._db.one_time_codes(session).latest_created(
+                    user.id, EMAIL_LOGIN, live_at=now
+                )
+            if live is not None and (now - live).total_seconds() < RESEND_COOLDOWN_SECONDS:
+                return method
             try:
                 await self._send_code(user, EMAIL_LOGIN, subject="Your sign-in code")
             except MailNotSent as error:

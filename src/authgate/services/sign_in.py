@@ -143,13 +143,21 @@ class SignIn:
         return result, codes
 
     async def enrolling_user(self, pending: PendingClaims) -> UserView:
-        """The user of a pre-verification token who may enrol with it: one without a
-        factor. Someone who knows only the password of an account that has one must
-        never replace it."""
+        """The user of a pre-verification token who may enrol with it: one whose login
+        asks for no code. Someone who knows only the password of an account that has a
+        factor must never replace it; nor skip the code mailed to a user without one
+        (``AUTHGATE_TFA_UNENROLLED=email``): enrolling would pass the second step
+        without it, and leave the account to the enroller's authenticator."""
         user = await self._accounts.account(pending.user_id)
         if await self._second_factor.method_of(user.id) is not None:
             raise Conflict(
                 "A second factor is already enabled; verify a code instead.",
+                reason=Reason.SECOND_FACTOR_ENABLED,
+            )
+        if self._second_factor.mails_unenrolled(user):
+            raise Conflict(
+                "This login is verified by a code sent by e-mail; verify it first, then "
+                "enrol a factor from the account.",
                 reason=Reason.SECOND_FACTOR_ENABLED,
             )
         return user

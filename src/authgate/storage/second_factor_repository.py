@@ -117,12 +117,20 @@ class OneTimeCodeRepository:
         )
         return int(count or 0)
 
-    async def latest_created(self, user_id: int, purpose: str) -> datetime | None:
-        latest: datetime | None = await self._session.scalar(
-            select(func.max(OneTimeCode.created_at)).where(
-                OneTimeCode.user_id == user_id, OneTimeCode.purpose == purpose
-            )
+    async def latest_created(
+        self, user_id: int, purpose: str, *, live_at: datetime | None = None
+    ) -> datetime | None:
+        """When the latest code of ``purpose`` was made; with ``live_at``, the latest
+        that still works then (unused, unexpired)."""
+        query = select(func.max(OneTimeCode.created_at)).where(
+            OneTimeCode.user_id == user_id, OneTimeCode.purpose == purpose
         )
+        if live_at is not None:
+            query = query.where(
+                OneTimeCode.used_at.is_(None),
+                or_(OneTimeCode.expires_at.is_(None), OneTimeCode.expires_at > live_at),
+            )
+        latest: datetime | None = await self._session.scalar(query)
         return latest
 
 

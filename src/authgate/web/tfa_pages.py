@@ -93,7 +93,9 @@ async def _step_page(
 ) -> Response:
     services = services_of(request)
     user = await services.accounts.account(pending.user_id)
-    method = await services.second_factor.method_of(user.id)
+    # What this login must prove: e-mailed codes too for a user without a factor, when
+    # AUTHGATE_TFA_UNENROLLED=email (then the page offers no enrolment).
+    method = await services.second_factor.login_method(user)
     return render(
         request,
         "login_code.html",
