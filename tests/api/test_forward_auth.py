@@ -127,6 +127,31 @@ async def test_every_method_is_accepted_and_the_body_is_ignored(
         assert refused.json()["code"] == "insufficient_scope"
 
 
+async def test_a_declared_body_over_the_limit_is_not_refused_unread(
+    harness: Harness, user_token: str
+) -> None:
+    """nginx's auth_request with ``proxy_pass_request_body off`` (UTMStack's ``/kill``)
+    passes the upload's Content-Length and no body: verify, and UTMStack's auth check
+    ``GET /api/authenticate``, answered 413 and every upload over 64 KiB broke (nginx
+    turns an auth answer it does not expect into a 500). Neither reads a body."""
+    created = await harness.create_key(user_token, scopes=["read"], allowedIp=UPSTREAM)
+    declared = {"Content-Length": str(harness.services.settings.http.max_body_bytes + 1)}
+    for method, status in (("GET", 200), ("DELETE", 403)):
+        response = await harness.client.get(
+            VERIFY, headers={**proxied(created["key"], method=method), **declared}
+        )
+        assert response.status_code == status, response.text
+    who = await harness.client.get("/api/authenticate", headers={**bearer(user_token), **declared})
+    assert (who.status_code, who.text) == (200, "alice")
+    # A route that reads its body still refuses it before reading it.
+    login = await harness.client.post(
+        "/api/authenticate",
+        json={"username": "alice", "password": "x"},
+        headers=declared,
+    )
+    assert login.status_code == 413
+
+
 @pytest.mark.parametrize("proxy", ["traefik", "caddy"])
 async def test_traefik_and_caddy_headers_are_understood(harness: Harness, user_token: str) -> None:
     created = await harness.create_key(user_token, scopes=["read"], allowedIp=UPSTREAM)

@@ -57,7 +57,7 @@ from authgate.api.errors import (
     status_of,
     unexpected_error,
 )
-from authgate.api.middleware import ScopeRequestInfo, content_length, log_request
+from authgate.api.middleware import ScopeRequestInfo, log_request
 from authgate.container import Services
 from authgate.exceptions import AmbiguousUpstreamRequest, ValidationFailed
 from authgate.security.principal import Principal, join_authorities
@@ -157,7 +157,6 @@ class ForwardAuthFastPath:
 
     def __init__(self, services: Services) -> None:
         self.services = services
-        self.max_body_bytes = services.settings.http.max_body_bytes
         self.log_requests = services.settings.http.access_log
         # The encoded 200 headers per principal object (the key authenticator hands out
         # one object per key and owner state, the token service one per token); checked
@@ -215,9 +214,8 @@ class ForwardAuthFastPath:
             current_request.reset(context)
 
     async def _answer(self, scope: Scope, verdict: Verdict) -> Answer:
-        declared = content_length(scope)
-        if declared is not None and declared > self.max_body_bytes:
-            return _error(413, "payload_too_large", "Request body too large", {})
+        # The body is never read: a subrequest carrying the upload's Content-Length
+        # and no body is answered like any other (see RequestBodyLimit).
         try:
             await decide(scope, self.services)
         except Exception as unexpected:  # answered as the framework would

@@ -19,7 +19,7 @@ from authgate.api.access import (
     client_address,
     header_value,
 )
-from authgate.api.errors import error_response, unavailable_response
+from authgate.api.errors import unavailable_response
 from authgate.container import Services
 from authgate.security.log_lines import escape_control_characters
 from authgate.security.principal import Principal
@@ -41,8 +41,15 @@ class BodyTooLarge(HTTPException):
 
 
 class RequestBodyLimit:
-    """Refuses bodies over ``max_bytes``: at once when ``Content-Length`` says so,
-    otherwise as soon as the streamed body passes the limit."""
+    """Refuses bodies over ``max_bytes`` when a route reads one: at its first part when
+    ``Content-Length`` says so, otherwise as soon as the streamed body passes the limit.
+
+    A route that reads no body is answered whatever length its head declares: a
+    forward-auth subrequest (nginx ``auth_request`` with ``proxy_pass_request_body off``,
+    UTMStack's ``/kill`` before a file upload) carries the upload's ``Content-Length``
+    and no body, and a 413 there broke every upload over the limit. The HTTP protocol
+    closes such a connection after the answer and drops whatever body still comes
+    (``cli/http_protocol``), so nothing unread is held or parsed."""
 
     def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
         self.app = app
@@ -55,22 +62,19 @@ class RequestBodyLimit:
         declared = content_length(scope)
         # The Settings UI's forms answer a body over the limit with a page of their own
         # (web/pages.read_form): there the body is read up to the limit, then refused.
-        if (
+        too_large = (
             declared is not None
             and declared > self.max_bytes
             and not scope["path"].startswith("/settings/")
-        ):
-            response = error_response(
-                Request(scope), status=413, code="payload_too_large", message=_TOO_LARGE
-            )
-            await response(scope, receive, send)
-            return
+        )
         received = 0
 
         async def limited_receive() -> Message:
             nonlocal received
             message = await receive()
             if message["type"] == "http.request":
+                if too_large:
+                    raise BodyTooLarge()
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
                     raise BodyTooLarge()

@@ -13,9 +13,10 @@ address within it must not start afresh.
 
 A trusted proxy's address (``AUTHGATE_TRUSTED_PROXIES``) is never counted or blocked:
 when it is the client address (a proxy that sent no forwarding header, or the
-``clientIp`` a v12 service reports when it sits behind the front-end nginx, as
-UTMStack's log-input does), it stands for every client behind it, and blocking it would
-refuse every key there for anyone who sends 20 bad ones. The refusals are still audited
+``clientIp`` a v12 service reports when its clients reach it through a proxy or NAT,
+as UTMStack's log-input does behind Docker swarm's routing mesh), it stands for every
+client behind it, and blocking it would refuse every key there for anyone who sends 20
+bad ones. The refusals are still audited
 (and alerted on) one by one.
 
 One concept, one name in the code: "address block" (``AddressBlocker``,
@@ -124,7 +125,7 @@ class AddressBlocker:
         if not blocked or address is None:  # nothing blocked: no address to hash
             return
         until = blocked.get(_unit(address))
-        if until is not None and until > now:
+        if until is not None and until > now and not self._trusted(address):
             raise AddressBlocked(
                 retry_after=int(until - now) + 1,
                 reason=Reason.IP_BLOCKED_FOR_KEYS,
@@ -133,10 +134,7 @@ class AddressBlocker:
     async def failed(self, address: IPAddress | None) -> None:
         """Count a refused key from ``address``; block the address past the threshold
         (never a trusted proxy's: see the module docstring)."""
-        if address is None:
-            return
-        never_blocked = self._never_blocked
-        if never_blocked is not None and never_blocked.trusts(address):
+        if address is None or self._trusted(address):
             return
         limits = self._limits
         now = self._clock().timestamp()
@@ -156,6 +154,12 @@ class AddressBlocker:
             reason=Reason.TOO_MANY_INVALID_KEYS,
             details={"address": text, "blockedSeconds": limits.block_seconds},
         )
+
+    def _trusted(self, address: IPAddress) -> bool:
+        """A trusted proxy's address: never counted, and never refused for a block it
+        got before it was trusted (a block stored then, or announced by an older node)."""
+        never_blocked = self._never_blocked
+        return never_blocked is not None and never_blocked.trusts(address)
 
     def blocked_count(self) -> int:
         return len(self._blocked)

@@ -282,8 +282,8 @@ async def test_attack_bad_keys_are_counted_against_the_client_ip(harness: Harnes
 
 
 async def test_a_trusted_proxys_address_is_never_blocked(tmp_path: Path, clock: FakeClock) -> None:
-    """UTMStack replay: v12's log-input sits behind the front-end nginx and reports that
-    proxy's address as every key's clientIp, so 20 junk keys from anyone blocked every
+    """UTMStack replay: v12's log-input reports its peer as clientIp; behind a proxy or
+    NAT that is one address for every key, so 20 junk keys from anyone blocked every
     key for 10 minutes. An address in AUTHGATE_TRUSTED_PROXIES stands for the clients
     behind it: its bad keys are refused and audited one by one, never blocked."""
     settings = test_settings(tmp_path / "data", trusted_proxies=["10.0.0.0/8"])
@@ -306,6 +306,29 @@ async def test_a_trusted_proxys_address_is_never_blocked(tmp_path: Path, clock: 
             for _ in range(limit):
                 await check(harness, internal, "agk_" + "x" * 62, "198.51.100.7")
             assert (await check(harness, internal, key, "198.51.100.7")).status_code == 429
+
+
+async def test_trusting_an_address_lifts_its_block(tmp_path: Path, clock: FakeClock) -> None:
+    """The README's advice is to trust log-input's proxy address when its keys are
+    refused for a block: a block already in force (stored, loaded at the restart that
+    applies the setting) must not keep refusing that address's good keys for 10 min."""
+    data = tmp_path / "data"
+    key = ""
+    for trusted in ([], ["10.0.0.0/8"]):
+        app = create_app(test_settings(data, trusted_proxies=trusted), clock=clock)
+        async with app.router.lifespan_context(app):
+            transport = httpx2.ASGITransport(app=app)
+            async with httpx2.AsyncClient(transport=transport, base_url="http://t") as client:
+                harness = Harness(app=app, services=app.state.services, client=client, clock=clock)
+                internal = await service_credential(harness, f"log-input-{len(trusted)}")
+                if not trusted:
+                    key = await alice_key(harness, allowedIp=[])
+                    for _ in range(harness.services.settings.key_abuse.max_failures):
+                        await check(harness, internal, "agk_" + "x" * 62, "10.1.2.3")
+                    assert (await check(harness, internal, key, "10.1.2.3")).status_code == 429
+                else:
+                    assert harness.services.address_blocker.blocked_count() == 1
+                    assert (await check(harness, internal, key, "10.1.2.3")).status_code == 200
 
 
 # -- rotation --------------------------------------------------------------------------
