@@ -11,6 +11,7 @@ import pytest
 from fastapi import APIRouter
 from redis.asyncio import from_url
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.orm import exc as orm_exc
 
 from authgate.services.redis_link import RedisLink
 from tests.conftest import USER_PASSWORD, Harness, bearer
@@ -217,6 +218,42 @@ async def test_unexpected_exception_is_generic_500(
     assert "secret-internal-detail" not in response.text
     assert "RuntimeError" not in response.text
     assert "Traceback" not in response.text
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        sa_exc.IntegrityError(
+            "UPDATE api_keys SET name=$1",
+            {},
+            Exception("duplicate key value: DETAIL: Key (name)=(secret-name) already exists"),
+        ),
+        orm_exc.StaleDataError(
+            "UPDATE statement on table 'alert_rules' expected to update 1 row(s); 0 were matched."
+        ),
+    ],
+    ids=["unique-key", "row-deleted"],
+)
+async def test_a_write_a_concurrent_change_refused_is_409(
+    harness: Harness, error: Exception, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The race review: a rename to a name another request just took, an update of a row
+    another request just deleted, answered 500 (and the connection closed). A retry sees
+    the new state: 409, the row's values neither in the body nor in the log."""
+    router = APIRouter()
+
+    @router.put("/api/test-concurrent-write")
+    async def concurrent_write() -> None:
+        raise error
+
+    harness.app.include_router(router)
+    with caplog.at_level(logging.WARNING):
+        response = await harness.client.put("/api/test-concurrent-write")
+    assert response.status_code == 409
+    assert response.json()["code"] == "conflict"
+    assert set(response.json()) >= ERROR_KEYS
+    assert "secret-name" not in response.text + caplog.text
+    assert "answered 409" in caplog.text
 
 
 async def test_security_headers_on_every_response(harness: Harness, user_token: str) -> None:

@@ -43,6 +43,7 @@ from authgate.exceptions import (
     ValidationFailed,
 )
 from authgate.storage.db import is_unavailable
+from authgate.storage.errors import CONCURRENT_CHANGE_ERRORS, describe_concurrent_change
 
 log = logging.getLogger(__name__)
 
@@ -235,6 +236,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AuthgateError, _on_authgate_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _on_validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _on_http_exception)  # type: ignore[arg-type]
+    for concurrent in CONCURRENT_CHANGE_ERRORS:
+        app.add_exception_handler(concurrent, _on_concurrent_change)
     app.add_exception_handler(Exception, _on_unexpected)
 
 
@@ -336,6 +339,21 @@ def unavailable_response(request: Request) -> Response:
         code="database_unavailable",
         message=UNAVAILABLE_MESSAGE,
         headers=headers,
+    )
+
+
+async def _on_concurrent_change(request: Request, error: Exception) -> Response:
+    """A write that another request's change (on this node or another) made impossible:
+    a rename to a name just taken, an update of a row just deleted. 409, not a 500 that
+    closes the connection; the client reloads and retries."""
+    log.warning(
+        "a concurrent change refused a write (%s): answered 409", describe_concurrent_change(error)
+    )
+    return error_response(
+        request,
+        status=409,
+        code="conflict",
+        message="Another request changed or deleted this meanwhile; reload and try again.",
     )
 
 

@@ -4,6 +4,7 @@ database library's exceptions."""
 from __future__ import annotations
 
 from sqlalchemy import exc
+from sqlalchemy.orm import exc as orm_exc
 
 
 class Conflict(Exception):
@@ -47,3 +48,25 @@ def refused_value(error: BaseException) -> bool:
     # asyncpg's errors reach SQLAlchemy as plain DBAPIError; the code tells them apart.
     code = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
     return isinstance(code, str) and code.startswith("22")
+
+
+# What a concurrent request can make a write raise where no service expected it: a
+# unique or foreign key broken by a row another request wrote or deleted meanwhile, or
+# an UPDATE or DELETE of a row another request deleted (the ORM's StaleDataError).
+# A retry sees the new state; none of these is a bug of the request (answered 409).
+CONCURRENT_CHANGE_ERRORS: tuple[type[Exception], ...] = (
+    exc.IntegrityError,
+    orm_exc.StaleDataError,
+    Conflict,
+)
+
+
+def describe_concurrent_change(error: BaseException) -> str:
+    """For the log: the kind of conflict and the constraint or table, never the
+    driver's message (PostgreSQL's names the row's values)."""
+    if isinstance(error, exc.IntegrityError):
+        return str(conflict(error))
+    if isinstance(error, orm_exc.StaleDataError):
+        # SQLAlchemy's own text: the statement kind, the table and the row counts.
+        return f"StaleDataError ({str(error)[:200]})"
+    return f"{type(error).__name__} ({error})"
