@@ -462,3 +462,22 @@ async def _wait_for(client: Any) -> None:
         except Exception:  # noqa: BLE001 - not up yet
             await asyncio.sleep(0.05)
     raise AssertionError("redis-server did not start")
+
+
+async def test_more_concurrent_commands_than_connections_wait_for_one(redis_url: str) -> None:
+    """The race review: redis-py's default pool raised at its 101st concurrent command,
+    which the breaker took for Redis being down: ~100 concurrent requests put a node on
+    the fallback for 5 s, where its rate limits counted afresh (twice the limit got
+    through). Commands past the pool's size now wait for a connection: with 4
+    connections, 90 concurrent requests of one key meet its 30/minute exactly, and
+    Redis is never reported down."""
+    client = redis_client(redis_url, max_connections=4)
+    link = RedisLink(client, cooldown=5.0)
+    limits = KeyRateLimits(default="30/minute", link=link)
+    key_pk = secrets.randbelow(2**40) + 2**41  # no other test's key
+    try:
+        results = await asyncio.gather(*(limits.hit(key_pk, None) for _ in range(90)))
+        assert not link.is_down
+        assert sum(allowed for _, allowed in results) == 30
+    finally:
+        await client.aclose()

@@ -85,10 +85,18 @@ def build_infrastructure(settings: Settings, clock: Clock) -> Infrastructure:
     )
 
 
-def redis_client(url: str) -> Any:
+# Connections one process keeps to Redis. A request past them waits for one (up to the
+# socket timeout) instead of failing: redis-py's default pool raised at its 101st
+# concurrent command, which counted as Redis being down, and ~100 concurrent requests
+# (bad keys, no login needed) put a node on the database fallback for 5 s, its rate
+# limits and login throttles counting afresh there (the two-node race review).
+REDIS_MAX_CONNECTIONS = 64
+
+
+def redis_client(url: str, *, max_connections: int = REDIS_MAX_CONNECTIONS) -> Any:
     """A ``redis.asyncio`` client (redis is the optional ``redis`` extra)."""
     try:
-        from redis.asyncio import from_url
+        from redis.asyncio import BlockingConnectionPool, Redis
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
         from redis.exceptions import ConnectionError as RedisConnectionError
@@ -97,8 +105,10 @@ def redis_client(url: str) -> Any:
             "AUTHGATE_REDIS_URL needs the redis extra: pip install 'authgate[redis]'"
         ) from None
     try:
-        return from_url(
+        pool = BlockingConnectionPool.from_url(
             url,
+            max_connections=max_connections,
+            timeout=SOCKET_TIMEOUT_SECONDS,
             socket_timeout=SOCKET_TIMEOUT_SECONDS,
             socket_connect_timeout=SOCKET_TIMEOUT_SECONDS,
             # A pooled connection that a Redis restart broke fails on its first use: try
@@ -106,6 +116,7 @@ def redis_client(url: str) -> Any:
             # and is not waited for twice).
             retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         )
+        return Redis.from_pool(pool)  # the client closes its pool when closed
     except ValueError as error:  # e.g. "Redis URL must specify one of the following schemes"
         # redis-py's message never holds the URL (nor its password).
         raise ConfigurationError(f"AUTHGATE_REDIS_URL is not a Redis URL: {error}") from None
