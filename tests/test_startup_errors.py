@@ -167,6 +167,25 @@ def test_invalid_value_in_the_file_names_the_key(tmp_path: Path) -> None:
     assert f"unknown setting 'token_ttl' in {config}; did you mean token_ttl_seconds?" in line
 
 
+@pytest.mark.parametrize(
+    "rule",
+    [
+        '[[alert_rules]]\nname = "x"\nkind = "nope"\nwindow_seconds = 60\nseverity = "low"\n',
+        '[alerts]\nrules = [{name = "x", kind = "failed_logins_per_ip", threshold = 0, '
+        'window_seconds = 60, severity = "low"}]\n',
+    ],
+    ids=["unknown-kind", "zero-threshold"],
+)
+def test_a_bad_alert_rule_in_the_file_is_one_line_before_the_server_starts(
+    tmp_path: Path, rule: str
+) -> None:
+    """The README-driven review: it was a traceback from uvicorn's start-up, exit 3."""
+    config = tmp_path / "authgate.toml"
+    config.write_text(rule, encoding="utf-8")
+    line = one_line_error(run_authgate(tmp_path, "serve", "--config", str(config)))
+    assert line.startswith("configuration error: alert rule 'x': ")
+
+
 def test_unknown_variable_is_warned_with_a_suggestion(tmp_path: Path) -> None:
     """A typo is no longer silently ignored; the command still runs. The client's own
     variables (AUTHGATE_URL) are not unknown."""

@@ -464,6 +464,27 @@ def test_prefixes_whose_rules_leave_methods_to_others_are_warned_of() -> None:
     policy.requirement("POST", "/admin/x").check(user("ROLE_USER"))
 
 
+def test_roles_and_scopes_no_caller_can_have_are_warned_of() -> None:
+    """The README-driven review: ``roles = ["ROLE_NOPE"]`` (a typo) refused everyone
+    under its prefix with no word at start; a scope outside the built-in and
+    ``api_key_extra_scopes`` likewise refused every key."""
+    config = ForwardAuthConfig(
+        rules=[
+            Rule(path_prefix="/ops", roles=["ROLE_ADMIN", "ROLE_ADMN"]),
+            Rule(path_prefix="/orders", scopes=["orders:write", "read"]),
+            Rule(path_prefix="/fine", roles=["ROLE_USER"], scopes=["write"]),
+        ]
+    )
+    assert config.warnings(frozenset({"read", "write", "admin", "orders:read"})) == [
+        "forward-auth rule for /ops names the unknown role ROLE_ADMN: no user can have it",
+        "forward-auth rule for /orders names the unknown scope orders:write: no API key "
+        "can have it",
+    ]
+    assert config.warnings(frozenset({"read", "write", "admin", "orders:write"})) == [
+        "forward-auth rule for /ops names the unknown role ROLE_ADMN: no user can have it",
+    ]
+
+
 def test_a_rule_naming_get_decides_head_too() -> None:
     """Upstreams answer HEAD with their GET handler: a GET-only role rule holds HEAD to
     the role (it fell to the unmatched default, any authenticated caller), and the

@@ -15,6 +15,7 @@ reset is ``DELETE /api/users/{login}/tfa``.
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -89,7 +90,8 @@ class LoginResponse(BaseModel):
             tfaExpiresInSeconds=result.tfa_expires_in_seconds,
             firstLogin=result.first_login,
             expires_at=result.expires_at,
-            expires_in=round((result.expires_at - result.issued_at).total_seconds()),
+            # exp is whole seconds, iat has milliseconds: rounding gave 3599 for 3600.
+            expires_in=math.ceil((result.expires_at - result.issued_at).total_seconds()),
             recoveryCodes=recovery_codes,
         )
 

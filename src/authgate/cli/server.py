@@ -24,7 +24,13 @@ from authgate.cli.console import (
     with_services,
 )
 from authgate.cli.log_config import log_config
-from authgate.container import Services, create_data_dir, load_signing_keys, prepare_data_dir
+from authgate.container import (
+    Services,
+    configured_rules,
+    create_data_dir,
+    load_signing_keys,
+    prepare_data_dir,
+)
 from authgate.exceptions import ConfigurationError, ValidationFailed
 from authgate.settings import Settings
 from authgate.storage import migrate as migrations
@@ -59,6 +65,8 @@ def serve(
             config, creates_data_dir=True, host=host, port=port, workers=workers
         )
         _check_listening(settings.http.host, settings.http.port)
+        # A bad [[alert_rules]] entry: one line now, not a traceback from the start-up.
+        configured_rules(settings)
         # Before anything logs, so that the start's warnings (a data dir others may
         # read, Redis unreachable) are in the configured format, one JSON object a line
         # in JSON mode; warnings only until the start can no longer fail, so that a
@@ -76,7 +84,7 @@ def serve(
     warning = unreachable_links_warning(settings)
     if warning is not None:
         log.warning(warning)
-    for warning in settings.forward_auth.warnings():
+    for warning in settings.forward_auth.warnings(settings.api_keys.allowed_scopes):
         log.warning(warning)
     if admin_password is not None:
         _hand_over_admin_password(settings, admin_password)

@@ -144,7 +144,7 @@ class AccessTokenService:
             subject=user.login,
             user_id=user.id,
             authorities=user.authorities,
-            now=self._clock(),
+            now=user.credentials_as_of(self._clock()),
             ttl=ttl,
             second_factor=second_factor,
         )
@@ -159,7 +159,7 @@ class AccessTokenService:
             subject=user.login,
             user_id=user.id,
             authorities=user.authorities,
-            now=self._clock(),
+            now=user.credentials_as_of(self._clock()),
             ttl=self._token_ttl,
             session_id=session_id,
             email=user.email,
@@ -184,7 +184,7 @@ class AccessTokenService:
         return self._codec.issue_pre_verification(
             subject=user.login,
             user_id=user.id,
-            now=self._clock(),
+            now=user.credentials_as_of(self._clock()),
             ttl=PRE_VERIFICATION_TTL,
             remember_me=remember_me,
         )
@@ -194,7 +194,7 @@ class AccessTokenService:
         return self._codec.issue_pre_verification(
             subject=user.login,
             user_id=user.id,
-            now=self._clock(),
+            now=user.credentials_as_of(self._clock()),
             ttl=PRE_VERIFICATION_TTL,
             remember_me=False,
             audience_suffix=PRE_AUTH_AUDIENCE_SUFFIX,

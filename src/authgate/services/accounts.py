@@ -57,6 +57,7 @@ class AccountService:
         audited.
         """
         identifier = username.strip().lower()[:254]
+        read_at = self._clock()
         user = await self._db.login_row(identifier)
         # Counters are keyed by the name as typed, for real and unknown users alike:
         # keying a real user by its login would link an e-mail to its login (failures
@@ -74,7 +75,7 @@ class AccountService:
         stored_hash = verified.password_hash
         if self._hasher.needs_rehash(stored_hash) and rehash_allowed(stored_hash, password):
             await self._rehash(verified, password)
-        return UserView.of(verified)
+        return UserView.of(verified, read_at=read_at)
 
     async def _checked(
         self, account: str, actor: Actor, verify: Callable[[], Awaitable[Checked]]

@@ -49,7 +49,13 @@ from authgate.security.paths import (
     segment_prefixes,
 )
 from authgate.security.permissions import ALL_PERMISSIONS
-from authgate.security.principal import READING_SCOPES, SCOPE_WRITE, Principal
+from authgate.security.principal import (
+    KNOWN_AUTHORITIES,
+    KNOWN_SCOPES,
+    READING_SCOPES,
+    SCOPE_WRITE,
+    Principal,
+)
 from authgate.services.gate import SAFE_METHODS
 from authgate.services.upstream_request import (
     ForwardAuthProxy,
@@ -154,11 +160,26 @@ class ForwardAuthConfig(BaseModel):
         "/admin rule, as case-insensitive upstreams would serve it).",
     )
 
-    def warnings(self) -> list[str]:
+    def warnings(self, known_scopes: frozenset[str] = KNOWN_SCOPES) -> list[str]:
         """One line per path prefix whose rules all name methods: the methods they leave
         out are not refused there but decided by a shorter prefix's rules or by
         ``unmatched`` (``/admin`` with ``methods = ["GET"]`` and a role lets anyone
-        authenticated POST under ``/admin`` unless something else says otherwise)."""
+        authenticated POST under ``/admin`` unless something else says otherwise); and
+        one per rule naming a role no user can hold or a scope no key can be given
+        (``known_scopes``: the built-in and ``api_key_extra_scopes``), a typo that
+        refuses everyone there without a word."""
+        return self._method_warnings() + [
+            f"forward-auth rule for {rule.path_prefix} names {what} {', '.join(names)}: "
+            f"no {holder} can have {'it' if len(names) == 1 else 'them'}"
+            for rule in self.rules
+            for what, holder, names in (
+                ("the unknown role", "user", sorted(set(rule.roles) - KNOWN_AUTHORITIES)),
+                ("the unknown scope", "API key", sorted(set(rule.scopes) - known_scopes)),
+            )
+            if names
+        ]
+
+    def _method_warnings(self) -> list[str]:
         named: dict[str, set[str] | None] = {}
         for rule in self.rules:
             prefix = rule.path_prefix.rstrip("/") or "/"

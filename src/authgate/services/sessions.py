@@ -233,7 +233,7 @@ class SessionService:
                     user_id=user.id,
                     ip=ip,
                     user_agent=(user_agent or None) and user_agent[:512],
-                    created_at=now,
+                    created_at=user.credentials_as_of(now),
                     last_used_at=now,
                     expires_at=expires_at,
                     second_factor=spent is not None,

@@ -61,10 +61,22 @@ class UserView:
     # Imported from UTMStack with its default password: must choose a new one.
     password_change_required: bool = False
     public_id: str = ""  # the UUID v12's routes name the user by
+    # When the row a login checked the password against was read (None: not a login).
+    read_at: datetime | None = None
+
+    def credentials_as_of(self, now: datetime) -> datetime:
+        """The issue time of a token or session resting on this view: no later than the
+        login read the password it checked. A reset, deactivation or "log out
+        everywhere" that commits while the password is hashed (queued up to seconds)
+        then refuses it, as it refuses every token issued before it; stamped ``now``
+        such a token outlived the reset (the two-node race review)."""
+        read_at = self.read_at
+        return now if read_at is None or read_at > now else read_at
 
     @classmethod
-    def of(cls, user: UserColumns) -> UserView:
+    def of(cls, user: UserColumns, *, read_at: datetime | None = None) -> UserView:
         return cls(
+            read_at=read_at,
             id=user.id,
             login=user.login,
             email=user.email,
