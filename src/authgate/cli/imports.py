@@ -42,6 +42,7 @@ _FULL_TABLE_LIMIT = 500
 
 @import_app.command("utmstack")
 def import_utmstack(
+    context: typer.Context,
     database_url: Annotated[
         str | None,
         typer.Option(
@@ -83,6 +84,8 @@ def import_utmstack(
     config: ConfigOption = None,
 ) -> None:
     """Import UTMStack's users, roles, second factors and API keys (idempotent)."""
+    if from_file is not None and _from_environment(context, "database_url"):
+        database_url = None  # UTMSTACK_DATABASE_URL is a default: an explicit file wins
     if (database_url is None) == (from_file is None):
         err.print("[red]error:[/red] give exactly one of --database-url and --from-file")
         raise typer.Exit(2)
@@ -136,6 +139,14 @@ def import_utmstack(
             why = error.strerror or type(error).__name__
             err.print(Text(f"error: {done}, but --report {report_file}: {why}", style="red"))
             raise typer.Exit(1) from None
+
+
+def _from_environment(context: typer.Context, name: str) -> bool:
+    """Whether the option ``name`` got its value from its environment variable rather
+    than from the command line. (By the source's name: typer keeps click's enum in a
+    private module of its own.)"""
+    source = context.get_parameter_source(name)
+    return source is not None and source.name == "ENVIRONMENT"
 
 
 def _unwritable(path: Path) -> str | None:
