@@ -1215,6 +1215,42 @@ def test_cli_reads_the_database_named_by_the_environment(
         os.environ.pop(CONFIG_FILE_VARIABLE, None)
 
 
+def test_cli_an_explicit_file_wins_over_the_environments_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """UTMSTACK_DATABASE_URL is --database-url's default: --from-file given on the command
+    line is imported (the database is not contacted); both options given explicitly
+    still conflict."""
+    monkeypatch.setenv("AUTHGATE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("UTMSTACK_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps({"jhi_user": [utm_user(3, "bob")]}))
+    runner = CliRunner()
+    try:
+        from_file = runner.invoke(
+            cli_app, ["--init", "import", "utmstack", "--from-file", str(export), "--json"]
+        )
+        assert from_file.exit_code == 0, from_file.output
+        report = json.loads(from_file.stdout)
+        assert report["source"] == f"file {export}"
+        assert report["counts"]["users"]["created"] == 1
+        both = runner.invoke(
+            cli_app,
+            [
+                "import",
+                "utmstack",
+                "--from-file",
+                str(export),
+                "--database-url",
+                "postgresql://nobody@127.0.0.1:1/none",
+            ],
+        )
+        assert both.exit_code == 2
+        assert "give exactly one of --database-url and --from-file" in both.stderr
+    finally:
+        os.environ.pop(CONFIG_FILE_VARIABLE, None)
+
+
 # -- UTMStack's global two-factor switch (utmstack.tfa.enable) -------------------------------
 
 
@@ -1464,6 +1500,71 @@ async def test_allow_list_entries_utmstack_never_matched(harness: Harness) -> No
         assert (await client.get("/api/account", headers=bearer(keys["v6"][1]))).status_code == 200
     assert not [n for n in entry(report, "key", "tomcat-form").notes if "IPv6" in n]
     assert not (await _import(harness, utmstack_source.tables_from_document(document))).changed
+
+
+async def test_allow_lists_utmstack_matched_no_address_with_are_not_imported(
+    harness: Harness,
+) -> None:
+    """UTMStack admits any address only for a null or blank allowed_ip; separators alone
+    (',', stored for "allowedIp": ["", ""]) matched no address, and neither did an IPv4
+    entry its CIDR pattern refuses (leading zeros, a netmask, a padded prefix: compared
+    as text with the caller's address). Such a key is not imported, never made "any
+    address"; beside a usable entry, such an entry is dropped with a note."""
+    keys = {
+        "separators": ",",
+        "spaced-separators": " , ,",
+        "leading-zeros-cidr": "010.0.0.0/8",
+        "leading-zeros-address": "192.168.001.010",
+        "padded-prefix": "10.0.0.0/08",
+        "netmask": "10.0.0.0/255.0.0.0",
+        "mixed": "127.0.0.1, 010.0.0.0/8",
+        "blank": "  ",
+    }
+    plaintexts = {name: legacy_key() for name in keys}
+    document = {
+        "jhi_user": [utm_user(3, "bob")],
+        "api_keys": [
+            {
+                "id": f"7a1c2c4e-8a0b-4d57-9a51-3f1f3b7d9e{n:02d}",
+                "user_id": 3,
+                "name": name,
+                "api_key": plaintexts[name],
+                "allowed_ip": allowed,
+                "created_at": "2026-01-02T03:04:05",
+                "expires_at": None,
+            }
+            for n, (name, allowed) in enumerate(keys.items())
+        ],
+    }
+    report = await _import(harness, utmstack_source.tables_from_document(document))
+    separators = entry(report, "key", "separators")
+    assert separators.action == "skipped"
+    assert separators.notes == (
+        "allowed_ip holds separators only: UTMStack matched no address with it, so the key "
+        "worked from no address; not imported",
+    )
+    assert entry(report, "key", "spaced-separators").notes == separators.notes
+    for name in ("leading-zeros-cidr", "leading-zeros-address", "padded-prefix", "netmask"):
+        skipped = entry(report, "key", name)
+        assert skipped.action == "skipped", skipped
+        assert skipped.notes[0].startswith("no allowed_ip entry is an address or a network")
+        assert "in a form UTMStack's pattern refuses" in skipped.notes[0]
+    for name in keys.keys() - {"mixed", "blank"}:
+        async with harness.client_from("10.1.2.3") as client:
+            refused = await client.get("/api/account", headers=bearer(plaintexts[name]))
+        assert refused.status_code == 401, name  # not imported: an unknown key
+    mixed = entry(report, "key", "mixed")
+    assert mixed.action == "created"
+    assert [n for n in mixed.notes if n.startswith("allowed_ip entry 2 ('010.0.0.0/8') dropped")]
+    async with harness.client_from("10.0.0.1") as client:
+        assert (
+            await client.get("/api/account", headers=bearer(plaintexts["mixed"]))
+        ).status_code == (403)
+    assert entry(report, "key", "blank").action == "created"  # blank: UTMStack's any address
+    async with harness.client_from("198.51.100.4") as client:
+        assert (
+            await client.get("/api/account", headers=bearer(plaintexts["blank"]))
+        ).status_code == (200)
 
 
 # -- passwords bcrypt read only 72 bytes of ----------------------------------------------------
