@@ -1630,6 +1630,95 @@ async def test_a_case_only_duplicate_names_the_utmstack_row_it_collides_with(
     assert entry(other, "user", "carol").notes == ("login already used by another authgate user",)
 
 
+NAMESPACE = "logins and e-mail addresses are one namespace (a user signs in with either)"
+
+
+async def test_a_login_that_is_another_users_e_mail_is_a_conflict(harness: Harness) -> None:
+    """UTMStack looks an e-mail-shaped name up by e-mail only, and authgate keeps logins
+    and e-mail addresses one namespace: a login equal to another user's e-mail (or an
+    e-mail equal to another user's login) is a conflict, the later UTMStack row (by id)
+    skipped, as for a duplicate e-mail; against authgate's own users too."""
+    await harness.create_user("carol")
+    document = {
+        "jhi_user": [
+            utm_user(41, "alice", email="z41@corp.com"),
+            {**utm_user(42, "bob", email="z@corp.com"), "login": "z41@corp.com"},
+            {**utm_user(50, "alice", email="c@corp.com"), "login": "c52@corp.com"},
+            {**utm_user(51, "bob", email="c52@corp.com"), "login": "b51"},
+            {**utm_user(60, "bob", email="d@corp.com"), "login": "carol@example.com"},
+        ]
+    }
+    report = await _import(harness, utmstack_source.tables_from_document(document))
+    by_id = {e.source_id: e for e in report.entries if e.kind == "user"}
+    assert by_id["41"].action == "created"
+    assert by_id["42"].action == "conflict"
+    assert by_id["42"].notes == (
+        "login already used as the e-mail address of UTMStack user 41 (alice), imported "
+        f"before it: {NAMESPACE}",
+    )
+    assert by_id["50"].action == "created"
+    assert by_id["51"].action == "conflict"
+    assert by_id["51"].notes == (
+        "e-mail address already used as the login of UTMStack user 50 (c52@corp.com), "
+        f"imported before it: {NAMESPACE}",
+    )
+    assert by_id["60"].notes == (
+        f"login already used as the e-mail address of another authgate user: {NAMESPACE}",
+    )
+    token = await harness.login("z41@corp.com", PASSWORDS["alice"])  # alice's e-mail
+    account = await harness.client.get("/api/account", headers=bearer(token))
+    assert account.json()["login"] == "alice"
+    again = await _import(harness, utmstack_source.tables_from_document(document))
+    assert not again.changed
+    assert [e.source_id for e in again.entries if e.action == "conflict"] == ["42", "51", "60"]
+
+
+async def test_a_rerun_finds_a_login_that_became_another_users_e_mail(harness: Harness) -> None:
+    """On a later run: a login renamed in UTMStack into another user's e-mail is a
+    conflict (the user left as it is); a clash an earlier import let in is the later
+    row's, and the earlier row is updated as usual."""
+    document = {
+        "jhi_user": [
+            utm_user(41, "alice", email="z41@corp.com"),
+            utm_user(42, "bob", email="z@corp.com"),
+            utm_user(43, "svc", email="s@corp.com"),
+        ]
+    }
+    await _import(harness, utmstack_source.tables_from_document(document))
+    document["jhi_user"][1]["login"] = "z41@corp.com"
+    renamed = await _import(harness, utmstack_source.tables_from_document(document))
+    assert entry(renamed, "user", "z41@corp.com").action == "conflict"
+    assert (
+        entry(renamed, "user", "z41@corp.com")
+        .notes[0]
+        .startswith("login already used as the e-mail address of UTMStack user 41 (alice)")
+    )
+    async with harness.services.db.session() as session:
+        logins = set((await session.scalars(select(User.login))).all())
+    assert logins == {"alice", "bob", "svc"}
+
+    # As an import before this check left it: svc's login is alice's e-mail in authgate.
+    async with harness.services.db.transaction() as session:
+        svc = await session.scalar(select(User).where(User.login == "svc"))
+        assert svc is not None
+        svc.login = "z41@corp.com"
+        profile = json.loads(svc.legacy_profile or "{}")
+        profile["importedFields"]["login"] = "z41@corp.com"
+        svc.legacy_profile = json.dumps(profile, sort_keys=True)
+    document["jhi_user"][1]["login"] = "bob"
+    document["jhi_user"][2]["login"] = "z41@corp.com"
+    document["jhi_user"][0]["first_name"] = "Alicia"
+    later = await _import(harness, utmstack_source.tables_from_document(document))
+    by_id = {e.source_id: e for e in later.entries if e.kind == "user"}
+    assert by_id["41"].action == "updated"  # the earlier row keeps its name
+    assert by_id["43"].action == "conflict"
+    assert (
+        by_id["43"]
+        .notes[0]
+        .startswith("login already used as the e-mail address of UTMStack user 41 (alice)")
+    )
+
+
 async def test_notes_say_what_the_import_made_of_odd_rows(harness: Harness) -> None:
     """A second-factor method authgate does not know (with its secret), a malformed
     bcrypt hash, a language authgate does not accept, no authorities at all or only

@@ -42,6 +42,7 @@ import hashlib
 import hmac
 import json
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -295,7 +296,37 @@ class _UserImport:
         holder = self._by_email.get(email)
         if holder is not None:
             return self._skip(utm, "conflict", _taken("e-mail", holder))
+        clash = self._name_clash(utm, login, email)
+        if clash is not None:
+            return self._skip(utm, "conflict", clash)
         return self._create(utm, login, email)
+
+    def _name_clash(
+        self,
+        utm: UtmUser,
+        login: str,
+        email: str,
+        *,
+        user: User | None = None,
+        new: Collection[str] = ("login", "email"),
+    ) -> str | None:
+        """Why ``login`` is another user's e-mail address, or ``email`` another user's
+        login (None: neither). A user signs in with either, so they are one namespace
+        (README, *Logins and e-mail addresses are one namespace*); UTMStack looks an
+        e-mail-shaped name up by e-mail only (``DomainUserDetailsService``), so there
+        such a login named the other user. ``user``: the authgate user ``utm`` was
+        imported as (a re-run). A clash of a name not ``new`` in this run (an earlier
+        import let it in) is this row's only if the other user came first, so that, as
+        at a first import, the later UTMStack row is the conflict."""
+        for name, holder, what, other in (
+            ("login", self._by_email.get(login), "login", "e-mail address"),
+            ("email", self._by_login.get(email), "e-mail address", "login"),
+        ):
+            if holder is None or holder is user:
+                continue
+            if user is None or name in new or _came_first(holder, utm):
+                return _taken(what, holder, as_other=other)
+        return None
 
     def _skip(self, utm: UtmUser, action: Action, why: str) -> str:
         self._report.add("user", utm.id, utm.login, action, why)
@@ -338,6 +369,10 @@ class _UserImport:
         holder = self._by_email.get(wanted.get("email", user.email))
         if holder is not None and holder is not user:
             return self._skip(utm, "conflict", _taken("e-mail", holder))
+        login, email = wanted.get("login", user.login), wanted.get("email", user.email)
+        clash = self._name_clash(utm, login, email, user=user, new=wanted.keys())
+        if clash is not None:
+            return self._skip(utm, "conflict", clash)
         if kept:
             notes.append(
                 "changed in authgate since the last import, kept (unchanged in UTMStack): "
@@ -511,16 +546,34 @@ class _UserImport:
             self._report.add("user", source_id, user.login, "updated", note)
 
 
-def _taken(what: str, holder: User) -> str:
-    """Why a user is a conflict: the authgate user holding its login or e-mail. One
-    imported from UTMStack is named by its UTMStack id: two UTMStack rows that differ only
-    in case (``Jane@Example.com``, ``jane@example.com``) are one name here."""
-    if holder.legacy_id is None or _merged(holder):
-        return f"{what} already used by another authgate user"
-    return (
-        f"{what} already used by UTMStack user {holder.legacy_id} ({holder.login}), imported "
-        f"before it: authgate compares logins and e-mail addresses without case"
+def _taken(what: str, holder: User, *, as_other: str | None = None) -> str:
+    """Why a user is a conflict: the authgate user holding its login or e-mail (or, with
+    ``as_other``, holding it as its other name: its e-mail for a login, its login for an
+    e-mail). One imported from UTMStack is named by its UTMStack id: two UTMStack rows
+    that differ only in case (``Jane@Example.com``, ``jane@example.com``) are one name
+    here."""
+    used = f"{what} already used as the {as_other} of" if as_other else f"{what} already used by"
+    why = (
+        "logins and e-mail addresses are one namespace (a user signs in with either)"
+        if as_other
+        else "authgate compares logins and e-mail addresses without case"
     )
+    if holder.legacy_id is None or _merged(holder):
+        named = f"{used} another authgate user"
+        return f"{named}: {why}" if as_other else named
+    return f"{used} UTMStack user {holder.legacy_id} ({holder.login}), imported before it: {why}"
+
+
+def _came_first(holder: User, utm: UtmUser) -> bool:
+    """Whether ``holder`` wins a clash of names with UTMStack's row ``utm``: authgate's
+    own users do, and UTMStack's rows by id (the earlier one is imported, the later one
+    is the conflict)."""
+    if holder.legacy_id is None or _merged(holder):
+        return True
+    try:
+        return int(holder.legacy_id) < utm.id
+    except ValueError:
+        return True
 
 
 def _shown(text: str, limit: int = 20) -> str:
