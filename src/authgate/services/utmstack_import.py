@@ -53,6 +53,7 @@ from authgate.security.principal import (
     KNOWN_AUTHORITIES,
     ROLE_ADMIN,
     ROLE_USER,
+    KeyReference,
     join_authorities,
     parse_authorities,
 )
@@ -63,13 +64,21 @@ from authgate.services.audit.writer import AuditLog
 from authgate.services.changes import Change, ChangeFeed, ChangeKind, UnitOfWork
 from authgate.services.import_report import (
     DELETED_IN_AUTHGATE,
+    LEFT_AS_IT_IS,
     Action,
     ImportReport,
     Kind,
     switch_state,
 )
+from authgate.services.owner_keys import audit_owner_keys
 from authgate.services.second_factor import ImportedFactor, SecondFactorService
 from authgate.services.user_fields import LANG_KEY_PATTERN, user_field_errors
+from authgate.services.utmstack_deletions import (
+    CAUSE,
+    Deactivated,
+    Deletions,
+    merged_into_admin,
+)
 from authgate.services.utmstack_keys import KeyImport, Owner
 from authgate.services.utmstack_ledger import Ledger
 from authgate.services.utmstack_rows import UtmStackData, UtmUser
@@ -144,14 +153,12 @@ class UtmStackImporter:
             variants=list(data.variants),
             tfa_switch=data.tfa_switch,
         )
-        for table, label, why in data.unreadable:
-            kind: Kind = "key" if table == "api_keys" else "user"
-            report.add(kind, label, label, "skipped", f"unreadable row: {why}")
         now = self._clock()
         try:
             async with self._feed.unit_of_work() as work:
                 ledger = Ledger(work, now)
                 await ledger.load()
+                _report_unreadable(report, data.unreadable, ledger)
                 users = _UserImport(
                     work,
                     report,
@@ -171,13 +178,18 @@ class UtmStackImporter:
                     now=now,
                     max_lifetime_days=self._max_key_lifetime_days,
                     ledger=ledger,
+                    unreadable_owners=_unreadable_ids(data.unreadable, "jhi_user"),
                 )
                 await keys.run(data.keys, owners, unmapped_owner=unmapped)
+                revoked, deactivated = await _carry_deletions(
+                    Deletions(work, report, now=now, ids=data.ids), users, keys
+                )
                 ledger.save()
                 if options.dry_run:
                     raise _DryRun
         except _DryRun:
             return report
+        self._audit_deletions(revoked, deactivated)
         self._audit.record(
             EventType.UTMSTACK_IMPORTED,
             "success",
@@ -192,6 +204,52 @@ class UtmStackImporter:
             },
         )
         return report
+
+    def _audit_deletions(self, revoked: list[KeyReference], deactivated: list[Deactivated]) -> None:
+        """What the run carried over of UTMStack's deletions, audited as a revocation or
+        a deactivation made in authgate is, with the import as the cause."""
+        audit_owner_keys(self._audit, EventType.API_KEY_REVOKED, revoked, cause=CAUSE)
+        for user in deactivated:
+            details: dict[str, object] = {
+                "user": user.login,
+                "changed": ["activated"],
+                "cause": CAUSE,
+            }
+            if user.suspended:
+                details["suspendedApiKeys"] = len(user.suspended)
+            self._audit.record(EventType.USER_DEACTIVATED, "success", details=details)
+            audit_owner_keys(
+                self._audit, EventType.API_KEY_SUSPENDED, user.suspended, cause="deactivated"
+            )
+
+
+async def _carry_deletions(
+    deletions: Deletions, users: _UserImport, keys: KeyImport
+) -> tuple[list[KeyReference], list[Deactivated]]:
+    """Keys and users an earlier run imported whose rows UTMStack no longer has: keys
+    revoked first (a deleted user's keys went with it), then users deactivated."""
+    if deletions.another_source(users.imported_before()):
+        return [], []
+    revoked = deletions.revoke_keys(keys.imported_keys())
+    deactivated = await deletions.deactivate_users(users.everyone())
+    return revoked, deactivated
+
+
+def _report_unreadable(
+    report: ImportReport, unreadable: list[tuple[str, str, str]], ledger: Ledger
+) -> None:
+    """Rows that could not be read: skipped, and (still in UTMStack) never taken as
+    deleted; one an earlier run imported is left as it is."""
+    for table, label, why in unreadable:
+        kind: Kind = "key" if table == "api_keys" else "user"
+        notes = [f"unreadable row: {why}"]
+        if table in ("jhi_user", "api_keys") and ledger.imported(kind, label):
+            notes.append(LEFT_AS_IT_IS)
+        report.add(kind, label, label, "skipped", *notes)
+
+
+def _unreadable_ids(unreadable: list[tuple[str, str, str]], table: str) -> frozenset[str]:
+    return frozenset(label for each, label, _ in unreadable if each == table)
 
 
 def password_hash_digest(password_hash: str) -> str:
@@ -225,6 +283,7 @@ class _UserImport:
         self._by_legacy: dict[str, User] = {}
         self._by_login: dict[str, User] = {}
         self._by_email: dict[str, User] = {}
+        self._earlier: list[User] = []
 
     def owner_by_login(self, login: str | None) -> Owner | None:
         user = self._by_login.get(login.strip().lower()) if login else None
@@ -235,6 +294,7 @@ class _UserImport:
         users = self._work.db.users(self._work.session)
         for user in await users.all():
             self._remember(user)
+        self._earlier = list(self._by_legacy.values())
         owners: dict[int, Owner | str] = {}
         imported: list[_Imported] = []
         for utm in sorted(utm_users, key=lambda u: u.id):
@@ -281,7 +341,9 @@ class _UserImport:
             return self._skip(utm, "skipped", problems[0].message)
         target = self._by_legacy.get(str(utm.id))
         if target is not None:
-            return self._merge(utm, target) if _merged(target) else self._update(utm, target)
+            return (
+                self._merge(utm, target) if merged_into_admin(target) else self._update(utm, target)
+            )
         if self._ledger.imported("user", str(utm.id)):
             return self._skip(utm, "deleted_in_authgate", DELETED_IN_AUTHGATE)
         holder = self._by_login.get(login)
@@ -328,8 +390,19 @@ class _UserImport:
                 return _taken(what, holder, as_other=other)
         return None
 
+    def everyone(self) -> list[User]:
+        """Every authgate user, as this run left them so far."""
+        return list(self._by_login.values())
+
+    def imported_before(self) -> list[User]:
+        """The users earlier runs imported (those with a UTMStack id at the start)."""
+        return list(self._earlier)
+
     def _skip(self, utm: UtmUser, action: Action, why: str) -> str:
-        self._report.add("user", utm.id, utm.login, action, why)
+        # Still in UTMStack, so not deleted there: one imported before stays as it is.
+        earlier = action in ("skipped", "conflict") and str(utm.id) in self._by_legacy
+        notes = (why, LEFT_AS_IT_IS) if earlier else (why,)
+        self._report.add("user", utm.id, utm.login, action, *notes)
         return why
 
     def _create(self, utm: UtmUser, login: str, email: str) -> _Imported:
@@ -558,7 +631,7 @@ def _taken(what: str, holder: User, *, as_other: str | None = None) -> str:
         if as_other
         else "authgate compares logins and e-mail addresses without case"
     )
-    if holder.legacy_id is None or _merged(holder):
+    if holder.legacy_id is None or merged_into_admin(holder):
         named = f"{used} another authgate user"
         return f"{named}: {why}" if as_other else named
     return f"{used} UTMStack user {holder.legacy_id} ({holder.login}), imported before it: {why}"
@@ -568,7 +641,7 @@ def _came_first(holder: User, utm: UtmUser) -> bool:
     """Whether ``holder`` wins a clash of names with UTMStack's row ``utm``: authgate's
     own users do, and UTMStack's rows by id (the earlier one is imported, the later one
     is the conflict)."""
-    if holder.legacy_id is None or _merged(holder):
+    if holder.legacy_id is None or merged_into_admin(holder):
         return True
     try:
         return int(holder.legacy_id) < utm.id
@@ -692,10 +765,6 @@ def _profile(
     if merged:
         document["mergedIntoAdmin"] = True
     return json.dumps(document, sort_keys=True)
-
-
-def _merged(user: User) -> bool:
-    return _profile_field(user, "mergedIntoAdmin") is True
 
 
 def _imported_digest(user: User) -> Any:

@@ -32,7 +32,12 @@ from authgate.security.principal import SCOPE_ADMIN, SCOPE_READ, SCOPE_WRITE, jo
 from authgate.services.api_key_views import is_legacy
 from authgate.services.api_keys import NAME_MAX_LENGTH
 from authgate.services.changes import Change, ChangeKind, UnitOfWork
-from authgate.services.import_report import DELETED_IN_AUTHGATE, Action, ImportReport
+from authgate.services.import_report import (
+    DELETED_IN_AUTHGATE,
+    LEFT_AS_IT_IS,
+    Action,
+    ImportReport,
+)
 from authgate.services.utmstack_ledger import Ledger
 from authgate.services.utmstack_rows import UtmKey
 from authgate.storage.models import ApiKey
@@ -77,8 +82,11 @@ class KeyImport:
         now: datetime,
         max_lifetime_days: int,
         ledger: Ledger,
+        unreadable_owners: frozenset[str] = frozenset(),
     ) -> None:
         self._ledger = ledger
+        # UTMStack user ids whose rows could not be read (their keys' notes say so).
+        self._unreadable_owners = unreadable_owners
         self._work = work
         self._report = report
         self._pepper = pepper
@@ -110,6 +118,10 @@ class KeyImport:
         if new_rows:
             await keys.insert_many(new_rows)
 
+    def imported_keys(self) -> list[ApiKey]:
+        """The keys earlier runs imported (as this run left them)."""
+        return list(self._existing.values())
+
     def _one(
         self, utm: UtmKey, owner: Owner | str | None, owner_id: int | None
     ) -> dict[str, Any] | None:
@@ -117,23 +129,15 @@ class KeyImport:
         if utm.id not in self._existing and self._ledger.imported("key", utm.id):
             self._note(utm, "deleted_in_authgate", DELETED_IN_AUTHGATE)
             return None
-        if owner is None:
-            why = (
-                "no owner column (older account_id form): see --unmapped-keys-owner"
-                if owner_id is None
-                else f"owner {owner_id} is not among UTMStack's users"
-            )
-            self._note(utm, "skipped", why)
-            return None
-        if isinstance(owner, str):
-            self._note(utm, "skipped", f"owner {owner_id} not imported: {owner}")
+        if owner is None or isinstance(owner, str):
+            self._skip(utm, self._no_owner(owner, owner_id))
             return None
         if not keys.is_legacy_key(utm.plaintext):
-            self._note(utm, "skipped", "not a 43-character UTMStack key")
+            self._skip(utm, "not a 43-character UTMStack key")
             return None
         networks, notes = _allow_list(utm.allowed_ip)
         if networks is None:
-            self._note(utm, "skipped", *notes)
+            self._skip(utm, *notes)
             return None
         digest = keys.key_digest(self._pepper, utm.plaintext)
         other = self._digests.get(digest)
@@ -157,6 +161,25 @@ class KeyImport:
             self._update(utm, existing, wanted, notes)
             return None
         return self._new_row(utm, wanted, notes, admin=owner.is_admin)
+
+    def _no_owner(self, owner: str | None, owner_id: int | None) -> str:
+        """Why a key has no owner here: its owner was not imported (and why), its row
+        in jhi_user could not be read, it names no user, or the row has no owner."""
+        if owner_id is None:
+            return "no owner column (older account_id form): see --unmapped-keys-owner"
+        if owner is not None:
+            return f"owner {owner_id} not imported: {owner}"
+        if str(owner_id) in self._unreadable_owners:
+            return f"owner {owner_id} not imported: its row in jhi_user is unreadable"
+        return f"owner {owner_id} is not among UTMStack's users"
+
+    def _skip(self, utm: UtmKey, why: str) -> None:
+        """Not imported now; one an earlier run imported (still in UTMStack, so not
+        deleted there) is left as it is."""
+        if utm.id in self._existing:
+            self._note(utm, "skipped", why, LEFT_AS_IT_IS, name=self._existing[utm.id].name)
+        else:
+            self._note(utm, "skipped", why)
 
     def _new_row(
         self, utm: UtmKey, wanted: _Wanted, notes: list[str], *, admin: bool
