@@ -175,7 +175,9 @@ def _print_tables(report: ImportReport) -> None:
     entries = report.entries
     shown = [e for e in entries if e.action != "unchanged" or e.notes]
     if len(shown) > _FULL_TABLE_LIMIT:
-        shown = [e for e in entries if e.action in ("skipped", "conflict")]
+        # What needs a look: not imported, or revoked and deactivated by this run.
+        look = ("skipped", "conflict", "deleted_in_utmstack")
+        shown = [e for e in entries if e.action in look]
     rows = table("kind", "UTMStack id", "name", "action", "notes", title="UTMStack import")
     for entry in shown:
         # add_row writes text, not markup: names come from UTMStack and may hold "[...]".

@@ -10,7 +10,8 @@ ids (``legacy_id``), compared, and only what changed on UTMStack's side is updat
   changed since (UTMStack wins then: it is still in use during the migration), so a
   change made in authgate meanwhile (a deactivation, a role taken away) stands. A user
   or key deleted in authgate is not re-created: ``legacy_imports`` keeps the UTMStack
-  ids every run imported.
+  ids every run imported. One deleted in UTMStack is revoked or deactivated here
+  (``utmstack_deletions``); one still there that the run skips is left as it is.
 
 * Passwords: UTMStack's bcrypt hashes are stored as they are; the first successful
   login verifies one with the bcrypt library and replaces it with an Argon2id hash
