@@ -695,6 +695,24 @@ async def test_a_source_without_any_imported_user_carries_no_deletion(harness: H
     assert owner_unreadable.notes == ("owner 2 not imported: its row in jhi_user is unreadable",)
 
 
+async def test_the_last_active_administrator_is_not_deactivated(harness: Harness) -> None:
+    """UTMStack's admin deleted there while it is authgate's only active administrator:
+    a conflict, left active (nobody could administer authgate otherwise)."""
+    admin, alice = utm_user(1, "admin"), utm_user(2, "alice")
+    roles = [{"user_id": 1, "authority_name": "ROLE_ADMIN"}]
+    await _import(
+        harness,
+        utmstack_source.tables_from_document(
+            {"jhi_user": [admin, alice], "jhi_user_authority": roles}
+        ),
+    )
+    report = await _import(harness, utmstack_source.tables_from_document({"jhi_user": [alice]}))
+    kept = entry(report, "user", "admin")
+    assert kept.action == "conflict"
+    assert kept.notes[0].startswith("deleted in UTMStack, but authgate's last active administrator")
+    assert await harness.login("admin", PASSWORDS["admin"])
+
+
 async def test_users_of_an_earlier_import_keep_authgate_changes_if_utmstack_did_not_change(
     harness: Harness, utmstack: UtmStackSource
 ) -> None:
