@@ -36,9 +36,10 @@ from authgate.cli import imports as cli_imports
 from authgate.exceptions import ConfigurationError
 from authgate.security.sealing import seal
 from authgate.services.audit.events import OPERATOR
-from authgate.services.import_report import ImportReport
+from authgate.services.import_report import LEFT_AS_IT_IS, ImportReport
 from authgate.services.user_fields import UserChanges
 from authgate.services.utmstack_import import (
+    FS_MANAGER_SKIPPED,
     SECOND_FACTOR_PURPOSE,
     ImportOptions,
     UtmStackImporter,
@@ -46,6 +47,7 @@ from authgate.services.utmstack_import import (
 from authgate.services.utmstack_rows import parse_source
 from authgate.settings import CONFIG_FILE_VARIABLE
 from authgate.storage import utmstack_source
+from authgate.storage.audit_repository import AuditFilter
 from authgate.storage.models import ApiKey, Base, SecondFactor, User
 from authgate.storage.paging import PageRequest
 from tests.api.test_second_factor import harness_with, store_totp_secret
@@ -321,6 +323,7 @@ async def test_import_keeps_passwords_keys_and_roles_working(
         "skipped": 1,
         "conflict": 0,
         "deleted_in_authgate": 0,
+        "deleted_in_utmstack": 0,
     }
     assert "fs_manager" in entry(report, "user", "svc").notes[0]
     assert any("default password" in n for n in entry(report, "user", "bob").notes)
@@ -537,6 +540,177 @@ async def test_changes_made_in_authgate_stand_and_deleted_stay_deleted(
         assert await session.scalar(select(ApiKey).where(ApiKey.name == "frank-admin")) is None
     refused = await harness.client.get("/api/account", headers=bearer(frank_key))
     assert refused.status_code == 401
+
+
+async def audited(harness: Harness, event: str) -> list[Any]:
+    await harness.services.audit.flush()
+    page = await harness.services.audit.search(
+        AuditFilter(event_types=(event,)), PageRequest(size=100)
+    )
+    return list(page.items)
+
+
+async def test_deletions_in_utmstack_are_carried_over(
+    harness: Harness, utmstack: UtmStackSource
+) -> None:
+    """A key row deleted in UTMStack (its only way to revoke one) is revoked, a user
+    deleted there (with its keys) deactivated, each audited with the import as the cause
+    and counted in the report; a dry run only reports; authgate's own users and keys are
+    never touched; a reactivation made in authgate afterwards stands."""
+    await import_from_database(harness, utmstack)
+    bob_token = await harness.login("bob", PASSWORDS["bob"])
+    bob_own = await harness.create_key(bob_token, name="made-in-authgate")
+    await harness.create_user("carol")
+    carol_key = await harness.create_key(await harness.login("carol", USER_PASSWORD))
+    await edit_utmstack(
+        utmstack,
+        "DELETE FROM api_keys WHERE name = 'bare-v4'",
+        "DELETE FROM jhi_user_authority WHERE user_id = 3",
+        "DELETE FROM jhi_user WHERE id = 3",  # bob; beyond-cap goes with him (cascade)
+    )
+
+    async def status(key: str) -> int:
+        return (await harness.client.get("/api/account", headers=bearer(key))).status_code
+
+    dry = await import_from_database(harness, utmstack, dry_run=True)
+    assert dry.counts()["keys"]["deleted_in_utmstack"] == 2
+    assert dry.counts()["users"]["deleted_in_utmstack"] == 1
+    assert await status(utmstack.keys["bare-v4"]) == 200  # a dry run writes nothing
+    assert await harness.login("bob", PASSWORDS["bob"])
+
+    report = await import_from_database(harness, utmstack)
+    assert report.changed
+    assert report.counts()["keys"]["deleted_in_utmstack"] == 2
+    assert report.counts()["users"]["deleted_in_utmstack"] == 1
+    assert entry(report, "key", "bare-v4").notes == (
+        "deleted in UTMStack (its only way to revoke a key): revoked",
+    )
+    assert entry(report, "user", "bob").notes == (
+        "deleted in UTMStack: deactivated, its 1 other live key(s) suspended",
+    )
+    by_name = {e["name"]: e for e in report.as_json()["entries"]}
+    assert by_name["beyond-cap"]["action"] == "deleted_in_utmstack"
+    assert by_name["bob"]["utmstackId"] == "3"
+    assert report.as_json()["counts"]["users"]["deleted_in_utmstack"] == 1
+    assert await status(utmstack.keys["bare-v4"]) == 401  # revoked: an unknown key
+    assert await status(utmstack.keys["beyond-cap"]) == 401
+    suspended = await harness.client.get("/api/account", headers=bearer(bob_own["key"]))
+    assert suspended.json()["code"] == "api_key_owner_inactive"
+    refused = await harness.client.post(
+        "/api/authenticate", json={"username": "bob", "password": PASSWORDS["bob"]}
+    )
+    assert refused.status_code == 401
+    assert await status(utmstack.keys["unrestricted"]) == 200  # alice's, still in UTMStack
+    assert await status(carol_key["key"]) == 200  # authgate's own: never touched
+    revoked = await audited(harness, "API_KEY_REVOKED")
+    assert sorted((e.api_key_name, e.details["cause"]) for e in revoked) == [
+        ("bare-v4", "utmstack_import"),
+        ("beyond-cap", "utmstack_import"),
+    ]
+    [deactivated] = await audited(harness, "USER_DEACTIVATED")
+    assert deactivated.details["cause"] == "utmstack_import"
+    assert deactivated.details["suspendedApiKeys"] == 1
+
+    again = await import_from_database(harness, utmstack)
+    assert not again.changed
+    assert entry(again, "key", "bare-v4").notes == ("deleted in UTMStack; revoked already",)
+    assert entry(again, "user", "bob").notes == (
+        "deleted in UTMStack: deactivated by an earlier run",
+    )
+    await harness.services.users.update_user(
+        "bob", UserChanges(activated=True), acting_user_id=None
+    )
+    after = await import_from_database(harness, utmstack)
+    assert not after.changed
+    assert entry(after, "user", "bob").notes[0].endswith("reactivated in authgate since: left so")
+    assert await harness.login("bob", PASSWORDS["bob"])
+
+
+async def test_a_user_imported_before_and_skipped_now_is_left_as_it_is(
+    harness: Harness, utmstack: UtmStackSource
+) -> None:
+    """An fs_manager imported with --include-fs-manager, then skipped by a run without
+    it, is still in UTMStack: reported as skipped and left as it is (not deactivated),
+    its key too."""
+    await import_from_database(harness, utmstack, include_fs_manager=True)
+    report = await import_from_database(harness, utmstack)
+    assert not report.changed
+    svc = entry(report, "user", "svc")
+    assert svc.action == "skipped"
+    assert svc.notes == (FS_MANAGER_SKIPPED, LEFT_AS_IT_IS)
+    key = entry(report, "key", "fs-manager-key")
+    assert key.action == "skipped"
+    assert key.notes[-1] == LEFT_AS_IT_IS
+    works = await harness.client.get(
+        "/api/account", headers=bearer(utmstack.keys["fs-manager-key"])
+    )
+    assert works.status_code == 200
+
+
+async def test_a_source_without_any_imported_user_carries_no_deletion(harness: Harness) -> None:
+    """A source that holds none of the users earlier runs imported is far more likely
+    another (or an emptied) UTMStack than every user deleted: nothing is revoked or
+    deactivated, and the report says why. Rows still there but unreadable are not
+    deleted either."""
+    plaintext = legacy_key()
+    key_row = {
+        "id": "6f1c2c4e-8a0b-4d57-9a51-3f1f3b7d9e10",
+        "user_id": 2,
+        "name": "ci",
+        "api_key": plaintext,
+        "allowed_ip": None,
+        "created_at": "2026-01-02T03:04:05",
+        "expires_at": None,
+    }
+    alice, bob, svc = utm_user(2, "alice"), utm_user(3, "bob"), utm_user(9, "svc")
+    document = {"jhi_user": [alice, bob], "api_keys": [key_row]}
+    await _import(harness, utmstack_source.tables_from_document(document))
+    other = {"jhi_user": [svc], "api_keys": []}
+    report = await _import(harness, utmstack_source.tables_from_document(other))
+    assert report.counts()["users"]["deleted_in_utmstack"] == 0
+    assert report.counts()["keys"]["deleted_in_utmstack"] == 0
+    [variant] = [v for v in report.variants if v.subject == "jhi_user"]
+    assert "deletions in UTMStack are not carried over" in variant.note
+    ok = await harness.client.get("/api/account", headers=bearer(plaintext))
+    assert ok.status_code == 200
+
+    unreadable = {
+        "jhi_user": [{**alice, "activated": "yes"}, bob, svc],
+        "api_keys": [
+            {**key_row, "expires_at": 12},
+            {**key_row, "id": "6f1c2c4e-8a0b-4d57-9a51-3f1f3b7d9e11", "api_key": legacy_key()},
+        ],
+    }
+    kept = await _import(harness, utmstack_source.tables_from_document(unreadable))
+    assert not kept.changed
+    assert [e.action for e in kept.entries if e.source_id in ("2", key_row["id"])] == [
+        "skipped",
+        "skipped",
+    ]
+    assert all(
+        e.notes[-1] == LEFT_AS_IT_IS for e in kept.entries if e.source_id in ("2", key_row["id"])
+    )
+    assert (await harness.client.get("/api/account", headers=bearer(plaintext))).status_code == 200
+    [owner_unreadable] = [e for e in kept.entries if e.source_id.endswith("9e11")]
+    assert owner_unreadable.notes == ("owner 2 not imported: its row in jhi_user is unreadable",)
+
+
+async def test_the_last_active_administrator_is_not_deactivated(harness: Harness) -> None:
+    """UTMStack's admin deleted there while it is authgate's only active administrator:
+    a conflict, left active (nobody could administer authgate otherwise)."""
+    admin, alice = utm_user(1, "admin"), utm_user(2, "alice")
+    roles = [{"user_id": 1, "authority_name": "ROLE_ADMIN"}]
+    await _import(
+        harness,
+        utmstack_source.tables_from_document(
+            {"jhi_user": [admin, alice], "jhi_user_authority": roles}
+        ),
+    )
+    report = await _import(harness, utmstack_source.tables_from_document({"jhi_user": [alice]}))
+    kept = entry(report, "user", "admin")
+    assert kept.action == "conflict"
+    assert kept.notes[0].startswith("deleted in UTMStack, but authgate's last active administrator")
+    assert await harness.login("admin", PASSWORDS["admin"])
 
 
 async def test_users_of_an_earlier_import_keep_authgate_changes_if_utmstack_did_not_change(
@@ -1215,6 +1389,80 @@ def test_cli_reads_the_database_named_by_the_environment(
         os.environ.pop(CONFIG_FILE_VARIABLE, None)
 
 
+def test_cli_an_explicit_file_wins_over_the_environments_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """UTMSTACK_DATABASE_URL is --database-url's default: --from-file given on the command
+    line is imported (the database is not contacted); both options given explicitly
+    still conflict."""
+    monkeypatch.setenv("AUTHGATE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("UTMSTACK_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps({"jhi_user": [utm_user(3, "bob")]}))
+    runner = CliRunner()
+    try:
+        from_file = runner.invoke(
+            cli_app, ["--init", "import", "utmstack", "--from-file", str(export), "--json"]
+        )
+        assert from_file.exit_code == 0, from_file.output
+        report = json.loads(from_file.stdout)
+        assert report["source"] == f"file {export}"
+        assert report["counts"]["users"]["created"] == 1
+        both = runner.invoke(
+            cli_app,
+            [
+                "import",
+                "utmstack",
+                "--from-file",
+                str(export),
+                "--database-url",
+                "postgresql://nobody@127.0.0.1:1/none",
+            ],
+        )
+        assert both.exit_code == 2
+        assert "give exactly one of --database-url and --from-file" in both.stderr
+    finally:
+        os.environ.pop(CONFIG_FILE_VARIABLE, None)
+
+
+def test_cli_reports_deletions_in_utmstack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A key row gone from a later export: the run's table lists it as
+    deleted_in_utmstack and counts it; --dry-run --json says the same and writes nothing."""
+    monkeypatch.setenv("AUTHGATE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("COLUMNS", "250")
+    key_id = "6f1c2c4e-8a0b-4d57-9a51-3f1f3b7d9e10"
+    key_row = {
+        "id": key_id,
+        "user_id": 3,
+        "name": "ci",
+        "api_key": legacy_key(),
+        "allowed_ip": None,
+        "created_at": "2026-01-02T03:04:05",
+        "expires_at": None,
+    }
+    bob = utm_user(3, "bob")
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps({"jhi_user": [bob], "api_keys": [key_row]}))
+    runner = CliRunner()
+    command = ["import", "utmstack", "--from-file", str(export)]
+    try:
+        assert runner.invoke(cli_app, ["--init", *command]).exit_code == 0
+        export.write_text(json.dumps({"jhi_user": [bob], "api_keys": []}))
+        dry = runner.invoke(cli_app, [*command, "--dry-run", "--json"])
+        assert json.loads(dry.stdout)["counts"]["keys"]["deleted_in_utmstack"] == 1
+        monkeypatch.setattr(cli_imports, "_FULL_TABLE_LIMIT", 0)  # a large import's table
+        tables = runner.invoke(cli_app, command)
+        assert tables.exit_code == 0, tables.output
+        [row] = [line for line in tables.stdout.splitlines() if key_id in line]
+        assert "deleted_in_utmstack" in row
+        assert "revoked" in row
+        assert "deleted_in_utmstack" in tables.stdout.split("totals")[1]
+        again = runner.invoke(cli_app, [*command, "--json"])
+        assert json.loads(again.stdout)["counts"]["keys"]["deleted_in_utmstack"] == 0
+    finally:
+        os.environ.pop(CONFIG_FILE_VARIABLE, None)
+
+
 # -- UTMStack's global two-factor switch (utmstack.tfa.enable) -------------------------------
 
 
@@ -1466,6 +1714,71 @@ async def test_allow_list_entries_utmstack_never_matched(harness: Harness) -> No
     assert not (await _import(harness, utmstack_source.tables_from_document(document))).changed
 
 
+async def test_allow_lists_utmstack_matched_no_address_with_are_not_imported(
+    harness: Harness,
+) -> None:
+    """UTMStack admits any address only for a null or blank allowed_ip; separators alone
+    (',', stored for "allowedIp": ["", ""]) matched no address, and neither did an IPv4
+    entry its CIDR pattern refuses (leading zeros, a netmask, a padded prefix: compared
+    as text with the caller's address). Such a key is not imported, never made "any
+    address"; beside a usable entry, such an entry is dropped with a note."""
+    keys = {
+        "separators": ",",
+        "spaced-separators": " , ,",
+        "leading-zeros-cidr": "010.0.0.0/8",
+        "leading-zeros-address": "192.168.001.010",
+        "padded-prefix": "10.0.0.0/08",
+        "netmask": "10.0.0.0/255.0.0.0",
+        "mixed": "127.0.0.1, 010.0.0.0/8",
+        "blank": "  ",
+    }
+    plaintexts = {name: legacy_key() for name in keys}
+    document = {
+        "jhi_user": [utm_user(3, "bob")],
+        "api_keys": [
+            {
+                "id": f"7a1c2c4e-8a0b-4d57-9a51-3f1f3b7d9e{n:02d}",
+                "user_id": 3,
+                "name": name,
+                "api_key": plaintexts[name],
+                "allowed_ip": allowed,
+                "created_at": "2026-01-02T03:04:05",
+                "expires_at": None,
+            }
+            for n, (name, allowed) in enumerate(keys.items())
+        ],
+    }
+    report = await _import(harness, utmstack_source.tables_from_document(document))
+    separators = entry(report, "key", "separators")
+    assert separators.action == "skipped"
+    assert separators.notes == (
+        "allowed_ip holds separators only: UTMStack matched no address with it, so the key "
+        "worked from no address; not imported",
+    )
+    assert entry(report, "key", "spaced-separators").notes == separators.notes
+    for name in ("leading-zeros-cidr", "leading-zeros-address", "padded-prefix", "netmask"):
+        skipped = entry(report, "key", name)
+        assert skipped.action == "skipped", skipped
+        assert skipped.notes[0].startswith("no allowed_ip entry is an address or a network")
+        assert "in a form UTMStack's pattern refuses" in skipped.notes[0]
+    for name in keys.keys() - {"mixed", "blank"}:
+        async with harness.client_from("10.1.2.3") as client:
+            refused = await client.get("/api/account", headers=bearer(plaintexts[name]))
+        assert refused.status_code == 401, name  # not imported: an unknown key
+    mixed = entry(report, "key", "mixed")
+    assert mixed.action == "created"
+    assert [n for n in mixed.notes if n.startswith("allowed_ip entry 2 ('010.0.0.0/8') dropped")]
+    async with harness.client_from("10.0.0.1") as client:
+        assert (
+            await client.get("/api/account", headers=bearer(plaintexts["mixed"]))
+        ).status_code == (403)
+    assert entry(report, "key", "blank").action == "created"  # blank: UTMStack's any address
+    async with harness.client_from("198.51.100.4") as client:
+        assert (
+            await client.get("/api/account", headers=bearer(plaintexts["blank"]))
+        ).status_code == (200)
+
+
 # -- passwords bcrypt read only 72 bytes of ----------------------------------------------------
 
 
@@ -1527,6 +1840,95 @@ async def test_a_case_only_duplicate_names_the_utmstack_row_it_collides_with(
         ),
     )
     assert entry(other, "user", "carol").notes == ("login already used by another authgate user",)
+
+
+NAMESPACE = "logins and e-mail addresses are one namespace (a user signs in with either)"
+
+
+async def test_a_login_that_is_another_users_e_mail_is_a_conflict(harness: Harness) -> None:
+    """UTMStack looks an e-mail-shaped name up by e-mail only, and authgate keeps logins
+    and e-mail addresses one namespace: a login equal to another user's e-mail (or an
+    e-mail equal to another user's login) is a conflict, the later UTMStack row (by id)
+    skipped, as for a duplicate e-mail; against authgate's own users too."""
+    await harness.create_user("carol")
+    document = {
+        "jhi_user": [
+            utm_user(41, "alice", email="z41@corp.com"),
+            {**utm_user(42, "bob", email="z@corp.com"), "login": "z41@corp.com"},
+            {**utm_user(50, "alice", email="c@corp.com"), "login": "c52@corp.com"},
+            {**utm_user(51, "bob", email="c52@corp.com"), "login": "b51"},
+            {**utm_user(60, "bob", email="d@corp.com"), "login": "carol@example.com"},
+        ]
+    }
+    report = await _import(harness, utmstack_source.tables_from_document(document))
+    by_id = {e.source_id: e for e in report.entries if e.kind == "user"}
+    assert by_id["41"].action == "created"
+    assert by_id["42"].action == "conflict"
+    assert by_id["42"].notes == (
+        "login already used as the e-mail address of UTMStack user 41 (alice), imported "
+        f"before it: {NAMESPACE}",
+    )
+    assert by_id["50"].action == "created"
+    assert by_id["51"].action == "conflict"
+    assert by_id["51"].notes == (
+        "e-mail address already used as the login of UTMStack user 50 (c52@corp.com), "
+        f"imported before it: {NAMESPACE}",
+    )
+    assert by_id["60"].notes == (
+        f"login already used as the e-mail address of another authgate user: {NAMESPACE}",
+    )
+    token = await harness.login("z41@corp.com", PASSWORDS["alice"])  # alice's e-mail
+    account = await harness.client.get("/api/account", headers=bearer(token))
+    assert account.json()["login"] == "alice"
+    again = await _import(harness, utmstack_source.tables_from_document(document))
+    assert not again.changed
+    assert [e.source_id for e in again.entries if e.action == "conflict"] == ["42", "51", "60"]
+
+
+async def test_a_rerun_finds_a_login_that_became_another_users_e_mail(harness: Harness) -> None:
+    """On a later run: a login renamed in UTMStack into another user's e-mail is a
+    conflict (the user left as it is); a clash an earlier import let in is the later
+    row's, and the earlier row is updated as usual."""
+    document = {
+        "jhi_user": [
+            utm_user(41, "alice", email="z41@corp.com"),
+            utm_user(42, "bob", email="z@corp.com"),
+            utm_user(43, "svc", email="s@corp.com"),
+        ]
+    }
+    await _import(harness, utmstack_source.tables_from_document(document))
+    document["jhi_user"][1]["login"] = "z41@corp.com"
+    renamed = await _import(harness, utmstack_source.tables_from_document(document))
+    assert entry(renamed, "user", "z41@corp.com").action == "conflict"
+    assert (
+        entry(renamed, "user", "z41@corp.com")
+        .notes[0]
+        .startswith("login already used as the e-mail address of UTMStack user 41 (alice)")
+    )
+    async with harness.services.db.session() as session:
+        logins = set((await session.scalars(select(User.login))).all())
+    assert logins == {"alice", "bob", "svc"}
+
+    # As an import before this check left it: svc's login is alice's e-mail in authgate.
+    async with harness.services.db.transaction() as session:
+        svc = await session.scalar(select(User).where(User.login == "svc"))
+        assert svc is not None
+        svc.login = "z41@corp.com"
+        profile = json.loads(svc.legacy_profile or "{}")
+        profile["importedFields"]["login"] = "z41@corp.com"
+        svc.legacy_profile = json.dumps(profile, sort_keys=True)
+    document["jhi_user"][1]["login"] = "bob"
+    document["jhi_user"][2]["login"] = "z41@corp.com"
+    document["jhi_user"][0]["first_name"] = "Alicia"
+    later = await _import(harness, utmstack_source.tables_from_document(document))
+    by_id = {e.source_id: e for e in later.entries if e.kind == "user"}
+    assert by_id["41"].action == "updated"  # the earlier row keeps its name
+    assert by_id["43"].action == "conflict"
+    assert (
+        by_id["43"]
+        .notes[0]
+        .startswith("login already used as the e-mail address of UTMStack user 41 (alice)")
+    )
 
 
 async def test_notes_say_what_the_import_made_of_odd_rows(harness: Harness) -> None:

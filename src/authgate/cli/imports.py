@@ -42,6 +42,7 @@ _FULL_TABLE_LIMIT = 500
 
 @import_app.command("utmstack")
 def import_utmstack(
+    context: typer.Context,
     database_url: Annotated[
         str | None,
         typer.Option(
@@ -83,6 +84,8 @@ def import_utmstack(
     config: ConfigOption = None,
 ) -> None:
     """Import UTMStack's users, roles, second factors and API keys (idempotent)."""
+    if from_file is not None and _from_environment(context, "database_url"):
+        database_url = None  # UTMSTACK_DATABASE_URL is a default: an explicit file wins
     if (database_url is None) == (from_file is None):
         err.print("[red]error:[/red] give exactly one of --database-url and --from-file")
         raise typer.Exit(2)
@@ -138,6 +141,14 @@ def import_utmstack(
             raise typer.Exit(1) from None
 
 
+def _from_environment(context: typer.Context, name: str) -> bool:
+    """Whether the option ``name`` got its value from its environment variable rather
+    than from the command line. (By the source's name: typer keeps click's enum in a
+    private module of its own.)"""
+    source = context.get_parameter_source(name)
+    return source is not None and source.name == "ENVIRONMENT"
+
+
 def _unwritable(path: Path) -> str | None:
     """Why the report cannot be written to ``path`` (None: it can), checked before the
     import so that a typo in the path costs nothing."""
@@ -164,7 +175,9 @@ def _print_tables(report: ImportReport) -> None:
     entries = report.entries
     shown = [e for e in entries if e.action != "unchanged" or e.notes]
     if len(shown) > _FULL_TABLE_LIMIT:
-        shown = [e for e in entries if e.action in ("skipped", "conflict")]
+        # What needs a look: not imported, or revoked and deactivated by this run.
+        look = ("skipped", "conflict", "deleted_in_utmstack")
+        shown = [e for e in entries if e.action in look]
     rows = table("kind", "UTMStack id", "name", "action", "notes", title="UTMStack import")
     for entry in shown:
         # add_row writes text, not markup: names come from UTMStack and may hold "[...]".

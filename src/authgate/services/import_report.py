@@ -14,8 +14,17 @@ from authgate.services.utmstack_rows import UNREAD_SWITCH, TfaSwitch, Variant
 
 Kind = Literal["user", "key"]
 # "deleted_in_authgate": imported by an earlier run, deleted in authgate since: not
-# re-created.
-Action = Literal["created", "updated", "unchanged", "skipped", "conflict", "deleted_in_authgate"]
+# re-created. "deleted_in_utmstack": imported by an earlier run, its row deleted in
+# UTMStack since: this run revoked the key, or deactivated the user.
+Action = Literal[
+    "created",
+    "updated",
+    "unchanged",
+    "skipped",
+    "conflict",
+    "deleted_in_authgate",
+    "deleted_in_utmstack",
+]
 ACTIONS: tuple[Action, ...] = (
     "created",
     "updated",
@@ -23,8 +32,13 @@ ACTIONS: tuple[Action, ...] = (
     "skipped",
     "conflict",
     "deleted_in_authgate",
+    "deleted_in_utmstack",
 )
 DELETED_IN_AUTHGATE = "deleted in authgate, not re-created"
+# A row an earlier run imported that this run skips (fs_manager without
+# --include-fs-manager, a conflict, an unreadable row...): still in UTMStack, so it is
+# neither updated nor taken as deleted.
+LEFT_AS_IT_IS = "imported by an earlier run: left as it is in authgate"
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +108,8 @@ class ImportReport:
 
     @property
     def changed(self) -> bool:
-        return any(entry.action in ("created", "updated") for entry in self.entries)
+        changes = ("created", "updated", "deleted_in_utmstack")
+        return any(entry.action in changes for entry in self.entries)
 
     def as_json(self) -> dict[str, Any]:
         return {

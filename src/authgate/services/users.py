@@ -334,7 +334,7 @@ class UserService:
             now = self._clock()
             user.password_hash = password_hash
             user.password_changed_at = now
-            _end_sessions(user, now)
+            end_sessions(user, now)
             user.initial_password = True
             cancel_reset_link(user)
             revoked = (
@@ -454,7 +454,7 @@ class UserService:
             user.activation_pending = False
             if not changes.activated:
                 # Reactivation must not bring old sessions back, nor a reset link.
-                _end_sessions(user, self._clock())
+                end_sessions(user, self._clock())
                 cancel_reset_link(user)
         if admins_before is not None and admins_before <= 1 and not _is_active_admin(user):
             raise Conflict(_LAST_ADMIN, reason=Reason.LAST_ADMIN)
@@ -470,7 +470,7 @@ class UserService:
         if await users.name_taken(login, except_user_id=user.id):  # or someone's e-mail
             raise Conflict("Login name already used!", reason=Reason.LOGIN_EXISTS)
         user.login = login
-        _end_sessions(user, self._clock())
+        end_sessions(user, self._clock())
 
     def _touched(self, work: UnitOfWork, user: User) -> None:
         user.updated_at = self._clock()
@@ -489,7 +489,7 @@ async def _existing(users: UserRepo, login: str) -> User:
     return user
 
 
-def _end_sessions(user: User, now: datetime) -> None:
+def end_sessions(user: User, now: datetime) -> None:
     """End every session of ``user`` up to ``now``: tokens issued until then are refused
     and v12 sessions started before cannot refresh; none is kept (as a password change
     keeps its own)."""

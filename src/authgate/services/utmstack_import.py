@@ -10,7 +10,8 @@ ids (``legacy_id``), compared, and only what changed on UTMStack's side is updat
   changed since (UTMStack wins then: it is still in use during the migration), so a
   change made in authgate meanwhile (a deactivation, a role taken away) stands. A user
   or key deleted in authgate is not re-created: ``legacy_imports`` keeps the UTMStack
-  ids every run imported.
+  ids every run imported. One deleted in UTMStack is revoked or deactivated here
+  (``utmstack_deletions``); one still there that the run skips is left as it is.
 
 * Passwords: UTMStack's bcrypt hashes are stored as they are; the first successful
   login verifies one with the bcrypt library and replaces it with an Argon2id hash
@@ -42,6 +43,7 @@ import hashlib
 import hmac
 import json
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -52,6 +54,7 @@ from authgate.security.principal import (
     KNOWN_AUTHORITIES,
     ROLE_ADMIN,
     ROLE_USER,
+    KeyReference,
     join_authorities,
     parse_authorities,
 )
@@ -62,13 +65,21 @@ from authgate.services.audit.writer import AuditLog
 from authgate.services.changes import Change, ChangeFeed, ChangeKind, UnitOfWork
 from authgate.services.import_report import (
     DELETED_IN_AUTHGATE,
+    LEFT_AS_IT_IS,
     Action,
     ImportReport,
     Kind,
     switch_state,
 )
+from authgate.services.owner_keys import audit_owner_keys
 from authgate.services.second_factor import ImportedFactor, SecondFactorService
 from authgate.services.user_fields import LANG_KEY_PATTERN, user_field_errors
+from authgate.services.utmstack_deletions import (
+    CAUSE,
+    Deactivated,
+    Deletions,
+    merged_into_admin,
+)
 from authgate.services.utmstack_keys import KeyImport, Owner
 from authgate.services.utmstack_ledger import Ledger
 from authgate.services.utmstack_rows import UtmStackData, UtmUser
@@ -143,14 +154,12 @@ class UtmStackImporter:
             variants=list(data.variants),
             tfa_switch=data.tfa_switch,
         )
-        for table, label, why in data.unreadable:
-            kind: Kind = "key" if table == "api_keys" else "user"
-            report.add(kind, label, label, "skipped", f"unreadable row: {why}")
         now = self._clock()
         try:
             async with self._feed.unit_of_work() as work:
                 ledger = Ledger(work, now)
                 await ledger.load()
+                _report_unreadable(report, data.unreadable, ledger)
                 users = _UserImport(
                     work,
                     report,
@@ -170,13 +179,18 @@ class UtmStackImporter:
                     now=now,
                     max_lifetime_days=self._max_key_lifetime_days,
                     ledger=ledger,
+                    unreadable_owners=_unreadable_ids(data.unreadable, "jhi_user"),
                 )
                 await keys.run(data.keys, owners, unmapped_owner=unmapped)
+                revoked, deactivated = await _carry_deletions(
+                    Deletions(work, report, now=now, ids=data.ids), users, keys
+                )
                 ledger.save()
                 if options.dry_run:
                     raise _DryRun
         except _DryRun:
             return report
+        self._audit_deletions(revoked, deactivated)
         self._audit.record(
             EventType.UTMSTACK_IMPORTED,
             "success",
@@ -191,6 +205,52 @@ class UtmStackImporter:
             },
         )
         return report
+
+    def _audit_deletions(self, revoked: list[KeyReference], deactivated: list[Deactivated]) -> None:
+        """What the run carried over of UTMStack's deletions, audited as a revocation or
+        a deactivation made in authgate is, with the import as the cause."""
+        audit_owner_keys(self._audit, EventType.API_KEY_REVOKED, revoked, cause=CAUSE)
+        for user in deactivated:
+            details: dict[str, object] = {
+                "user": user.login,
+                "changed": ["activated"],
+                "cause": CAUSE,
+            }
+            if user.suspended:
+                details["suspendedApiKeys"] = len(user.suspended)
+            self._audit.record(EventType.USER_DEACTIVATED, "success", details=details)
+            audit_owner_keys(
+                self._audit, EventType.API_KEY_SUSPENDED, user.suspended, cause="deactivated"
+            )
+
+
+async def _carry_deletions(
+    deletions: Deletions, users: _UserImport, keys: KeyImport
+) -> tuple[list[KeyReference], list[Deactivated]]:
+    """Keys and users an earlier run imported whose rows UTMStack no longer has: keys
+    revoked first (a deleted user's keys went with it), then users deactivated."""
+    if deletions.another_source(users.imported_before()):
+        return [], []
+    revoked = deletions.revoke_keys(keys.imported_keys())
+    deactivated = await deletions.deactivate_users(users.everyone())
+    return revoked, deactivated
+
+
+def _report_unreadable(
+    report: ImportReport, unreadable: list[tuple[str, str, str]], ledger: Ledger
+) -> None:
+    """Rows that could not be read: skipped, and (still in UTMStack) never taken as
+    deleted; one an earlier run imported is left as it is."""
+    for table, label, why in unreadable:
+        kind: Kind = "key" if table == "api_keys" else "user"
+        notes = [f"unreadable row: {why}"]
+        if table in ("jhi_user", "api_keys") and ledger.imported(kind, label):
+            notes.append(LEFT_AS_IT_IS)
+        report.add(kind, label, label, "skipped", *notes)
+
+
+def _unreadable_ids(unreadable: list[tuple[str, str, str]], table: str) -> frozenset[str]:
+    return frozenset(label for each, label, _ in unreadable if each == table)
 
 
 def password_hash_digest(password_hash: str) -> str:
@@ -224,6 +284,7 @@ class _UserImport:
         self._by_legacy: dict[str, User] = {}
         self._by_login: dict[str, User] = {}
         self._by_email: dict[str, User] = {}
+        self._earlier: list[User] = []
 
     def owner_by_login(self, login: str | None) -> Owner | None:
         user = self._by_login.get(login.strip().lower()) if login else None
@@ -234,6 +295,7 @@ class _UserImport:
         users = self._work.db.users(self._work.session)
         for user in await users.all():
             self._remember(user)
+        self._earlier = list(self._by_legacy.values())
         owners: dict[int, Owner | str] = {}
         imported: list[_Imported] = []
         for utm in sorted(utm_users, key=lambda u: u.id):
@@ -280,7 +342,9 @@ class _UserImport:
             return self._skip(utm, "skipped", problems[0].message)
         target = self._by_legacy.get(str(utm.id))
         if target is not None:
-            return self._merge(utm, target) if _merged(target) else self._update(utm, target)
+            return (
+                self._merge(utm, target) if merged_into_admin(target) else self._update(utm, target)
+            )
         if self._ledger.imported("user", str(utm.id)):
             return self._skip(utm, "deleted_in_authgate", DELETED_IN_AUTHGATE)
         holder = self._by_login.get(login)
@@ -295,10 +359,51 @@ class _UserImport:
         holder = self._by_email.get(email)
         if holder is not None:
             return self._skip(utm, "conflict", _taken("e-mail", holder))
+        clash = self._name_clash(utm, login, email)
+        if clash is not None:
+            return self._skip(utm, "conflict", clash)
         return self._create(utm, login, email)
 
+    def _name_clash(
+        self,
+        utm: UtmUser,
+        login: str,
+        email: str,
+        *,
+        user: User | None = None,
+        new: Collection[str] = ("login", "email"),
+    ) -> str | None:
+        """Why ``login`` is another user's e-mail address, or ``email`` another user's
+        login (None: neither). A user signs in with either, so they are one namespace
+        (README, *Logins and e-mail addresses are one namespace*); UTMStack looks an
+        e-mail-shaped name up by e-mail only (``DomainUserDetailsService``), so there
+        such a login named the other user. ``user``: the authgate user ``utm`` was
+        imported as (a re-run). A clash of a name not ``new`` in this run (an earlier
+        import let it in) is this row's only if the other user came first, so that, as
+        at a first import, the later UTMStack row is the conflict."""
+        for name, holder, what, other in (
+            ("login", self._by_email.get(login), "login", "e-mail address"),
+            ("email", self._by_login.get(email), "e-mail address", "login"),
+        ):
+            if holder is None or holder is user:
+                continue
+            if user is None or name in new or _came_first(holder, utm):
+                return _taken(what, holder, as_other=other)
+        return None
+
+    def everyone(self) -> list[User]:
+        """Every authgate user, as this run left them so far."""
+        return list(self._by_login.values())
+
+    def imported_before(self) -> list[User]:
+        """The users earlier runs imported (those with a UTMStack id at the start)."""
+        return list(self._earlier)
+
     def _skip(self, utm: UtmUser, action: Action, why: str) -> str:
-        self._report.add("user", utm.id, utm.login, action, why)
+        # Still in UTMStack, so not deleted there: one imported before stays as it is.
+        earlier = action in ("skipped", "conflict") and str(utm.id) in self._by_legacy
+        notes = (why, LEFT_AS_IT_IS) if earlier else (why,)
+        self._report.add("user", utm.id, utm.login, action, *notes)
         return why
 
     def _create(self, utm: UtmUser, login: str, email: str) -> _Imported:
@@ -338,6 +443,10 @@ class _UserImport:
         holder = self._by_email.get(wanted.get("email", user.email))
         if holder is not None and holder is not user:
             return self._skip(utm, "conflict", _taken("e-mail", holder))
+        login, email = wanted.get("login", user.login), wanted.get("email", user.email)
+        clash = self._name_clash(utm, login, email, user=user, new=wanted.keys())
+        if clash is not None:
+            return self._skip(utm, "conflict", clash)
         if kept:
             notes.append(
                 "changed in authgate since the last import, kept (unchanged in UTMStack): "
@@ -511,16 +620,34 @@ class _UserImport:
             self._report.add("user", source_id, user.login, "updated", note)
 
 
-def _taken(what: str, holder: User) -> str:
-    """Why a user is a conflict: the authgate user holding its login or e-mail. One
-    imported from UTMStack is named by its UTMStack id: two UTMStack rows that differ only
-    in case (``Jane@Example.com``, ``jane@example.com``) are one name here."""
-    if holder.legacy_id is None or _merged(holder):
-        return f"{what} already used by another authgate user"
-    return (
-        f"{what} already used by UTMStack user {holder.legacy_id} ({holder.login}), imported "
-        f"before it: authgate compares logins and e-mail addresses without case"
+def _taken(what: str, holder: User, *, as_other: str | None = None) -> str:
+    """Why a user is a conflict: the authgate user holding its login or e-mail (or, with
+    ``as_other``, holding it as its other name: its e-mail for a login, its login for an
+    e-mail). One imported from UTMStack is named by its UTMStack id: two UTMStack rows
+    that differ only in case (``Jane@Example.com``, ``jane@example.com``) are one name
+    here."""
+    used = f"{what} already used as the {as_other} of" if as_other else f"{what} already used by"
+    why = (
+        "logins and e-mail addresses are one namespace (a user signs in with either)"
+        if as_other
+        else "authgate compares logins and e-mail addresses without case"
     )
+    if holder.legacy_id is None or merged_into_admin(holder):
+        named = f"{used} another authgate user"
+        return f"{named}: {why}" if as_other else named
+    return f"{used} UTMStack user {holder.legacy_id} ({holder.login}), imported before it: {why}"
+
+
+def _came_first(holder: User, utm: UtmUser) -> bool:
+    """Whether ``holder`` wins a clash of names with UTMStack's row ``utm``: authgate's
+    own users do, and UTMStack's rows by id (the earlier one is imported, the later one
+    is the conflict)."""
+    if holder.legacy_id is None or merged_into_admin(holder):
+        return True
+    try:
+        return int(holder.legacy_id) < utm.id
+    except ValueError:
+        return True
 
 
 def _shown(text: str, limit: int = 20) -> str:
@@ -639,10 +766,6 @@ def _profile(
     if merged:
         document["mergedIntoAdmin"] = True
     return json.dumps(document, sort_keys=True)
-
-
-def _merged(user: User) -> bool:
-    return _profile_field(user, "mergedIntoAdmin") is True
 
 
 def _imported_digest(user: User) -> Any:

@@ -14,6 +14,7 @@ re-created.
 from __future__ import annotations
 
 import ipaddress
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,12 +22,22 @@ from functools import lru_cache
 from typing import Any
 
 from authgate.security import keys
-from authgate.security.networks import AllowEntryError, parse_allow_entry
+from authgate.security.networks import (
+    AllowEntryError,
+    IPAddress,
+    IPNetwork,
+    parse_allow_entry,
+)
 from authgate.security.principal import SCOPE_ADMIN, SCOPE_READ, SCOPE_WRITE, join_authorities
 from authgate.services.api_key_views import is_legacy
 from authgate.services.api_keys import NAME_MAX_LENGTH
 from authgate.services.changes import Change, ChangeKind, UnitOfWork
-from authgate.services.import_report import DELETED_IN_AUTHGATE, Action, ImportReport
+from authgate.services.import_report import (
+    DELETED_IN_AUTHGATE,
+    LEFT_AS_IT_IS,
+    Action,
+    ImportReport,
+)
 from authgate.services.utmstack_ledger import Ledger
 from authgate.services.utmstack_rows import UtmKey
 from authgate.storage.models import ApiKey
@@ -71,8 +82,11 @@ class KeyImport:
         now: datetime,
         max_lifetime_days: int,
         ledger: Ledger,
+        unreadable_owners: frozenset[str] = frozenset(),
     ) -> None:
         self._ledger = ledger
+        # UTMStack user ids whose rows could not be read (their keys' notes say so).
+        self._unreadable_owners = unreadable_owners
         self._work = work
         self._report = report
         self._pepper = pepper
@@ -104,6 +118,10 @@ class KeyImport:
         if new_rows:
             await keys.insert_many(new_rows)
 
+    def imported_keys(self) -> list[ApiKey]:
+        """The keys earlier runs imported (as this run left them)."""
+        return list(self._existing.values())
+
     def _one(
         self, utm: UtmKey, owner: Owner | str | None, owner_id: int | None
     ) -> dict[str, Any] | None:
@@ -111,23 +129,15 @@ class KeyImport:
         if utm.id not in self._existing and self._ledger.imported("key", utm.id):
             self._note(utm, "deleted_in_authgate", DELETED_IN_AUTHGATE)
             return None
-        if owner is None:
-            why = (
-                "no owner column (older account_id form): see --unmapped-keys-owner"
-                if owner_id is None
-                else f"owner {owner_id} is not among UTMStack's users"
-            )
-            self._note(utm, "skipped", why)
-            return None
-        if isinstance(owner, str):
-            self._note(utm, "skipped", f"owner {owner_id} not imported: {owner}")
+        if owner is None or isinstance(owner, str):
+            self._skip(utm, self._no_owner(owner, owner_id))
             return None
         if not keys.is_legacy_key(utm.plaintext):
-            self._note(utm, "skipped", "not a 43-character UTMStack key")
+            self._skip(utm, "not a 43-character UTMStack key")
             return None
         networks, notes = _allow_list(utm.allowed_ip)
         if networks is None:
-            self._note(utm, "skipped", *notes)
+            self._skip(utm, *notes)
             return None
         digest = keys.key_digest(self._pepper, utm.plaintext)
         other = self._digests.get(digest)
@@ -151,6 +161,25 @@ class KeyImport:
             self._update(utm, existing, wanted, notes)
             return None
         return self._new_row(utm, wanted, notes, admin=owner.is_admin)
+
+    def _no_owner(self, owner: str | None, owner_id: int | None) -> str:
+        """Why a key has no owner here: its owner was not imported (and why), its row
+        in jhi_user could not be read, it names no user, or the row has no owner."""
+        if owner_id is None:
+            return "no owner column (older account_id form): see --unmapped-keys-owner"
+        if owner is not None:
+            return f"owner {owner_id} not imported: {owner}"
+        if str(owner_id) in self._unreadable_owners:
+            return f"owner {owner_id} not imported: its row in jhi_user is unreadable"
+        return f"owner {owner_id} is not among UTMStack's users"
+
+    def _skip(self, utm: UtmKey, why: str) -> None:
+        """Not imported now; one an earlier run imported (still in UTMStack, so not
+        deleted there) is left as it is."""
+        if utm.id in self._existing:
+            self._note(utm, "skipped", why, LEFT_AS_IT_IS, name=self._existing[utm.id].name)
+        else:
+            self._note(utm, "skipped", why)
 
     def _new_row(
         self, utm: UtmKey, wanted: _Wanted, notes: list[str], *, admin: bool
@@ -281,26 +310,35 @@ def _normalised(stored: str | None) -> tuple[str | None, tuple[str, ...]]:
     """UTMStack's comma-joined ``allowed_ip`` in authgate's canonical form: host bits
     masked, addresses alone, IPv4-mapped IPv6 as IPv4, duplicates dropped.
 
-    UTMStack's ``ApiKeyFilter`` matches an entry of its IPv4 CIDR pattern as a network
-    and compares any other entry as text with the caller's address (Tomcat's form:
+    UTMStack's ``ApiKeyFilter`` admits any address only when the whole column is null
+    or blank; otherwise it matches an entry of its IPv4 CIDR pattern as a network and
+    compares any other entry as text with the caller's address (Tomcat's form:
     ``10.0.0.1``, ``0:0:0:0:0:0:0:1``). So an entry that is neither an address nor a
-    network here (a host name, ``10.0.0.0/33``) never matched anything there: it is
-    dropped, with a note, and the key works from its other entries as it did. Only a key
-    none of whose entries is usable is not imported (None, and why): an allow list is
-    never made wider, least of all "any address". IPv6 entries, which UTMStack matched
-    only when written in Tomcat's form, are admitted, with a note."""
+    network here (a host name, ``10.0.0.0/33``), or an IPv4 one its pattern refuses
+    (leading zeros, a netmask: see ``_utmstack_never_matched``), never matched anything
+    there: it is dropped, with a note, and the key works from its other entries as it
+    did. A key none of whose entries is usable, separators alone included (``,``, which
+    UTMStack stores for ``"allowedIp": ["", ""]``), worked from no address: it is not
+    imported (None, and why), since an allow list is never made wider, least of all
+    "any address". IPv6 entries, which UTMStack matched only when written in Tomcat's
+    form, are admitted, with a note."""
+    if not (stored or "").strip():
+        return "", ()  # null or blank: UTMStack's "any address"
     entries = [entry.strip() for entry in (stored or "").split(",") if entry.strip()]
+    if not entries:
+        return None, (
+            "allowed_ip holds separators only: UTMStack matched no address with it, so "
+            "the key worked from no address; not imported",
+        )
     canonical: list[str] = []
     notes: list[str] = []
-    dropped: list[str] = []
+    dropped: dict[str, list[str]] = {}
     for number, entry in enumerate(entries, start=1):
-        try:
-            masked = ipaddress.ip_network(entry, strict=False)
-            network = parse_allow_entry(str(masked))
-            given = ipaddress.ip_address(entry.partition("/")[0])
-        except (ValueError, AllowEntryError):
-            dropped.append(_entry_label(number, entry))
+        parsed = _parsed_entry(entry)
+        if isinstance(parsed, str):
+            dropped.setdefault(parsed, []).append(_entry_label(number, entry))
             continue
+        network, masked, given = parsed
         text = str(network) if network.num_addresses > 1 else str(network[0])
         if masked.network_address != given and "host bits masked" not in notes:
             notes.append("host bits masked")
@@ -312,19 +350,77 @@ def _normalised(stored: str | None) -> tuple[str | None, tuple[str, ...]]:
             )
         if text not in canonical:
             canonical.append(text)
+    labels = [label for group in dropped.values() for label in group]
     if dropped and not canonical:
+        why = "; ".join(f"{', '.join(group)}: {why}" for why, group in dropped.items())
         return None, (
-            f"no allowed_ip entry is an address or a network ({', '.join(dropped)}): UTMStack "
-            "matched none of them, so the key worked from no address; not imported",
+            f"no allowed_ip entry is an address or a network UTMStack matched ({why}): "
+            "the key worked from no address; not imported",
         )
-    if dropped:
+    for why, group in dropped.items():
         notes.append(
-            f"allowed_ip {', '.join(dropped)} dropped: neither an address nor a network, "
-            "so UTMStack never matched it; the key works from its other entries"
+            f"allowed_ip {', '.join(group)} dropped: {why}, so UTMStack never matched it; "
+            "the key works from its other entries"
         )
-    if len(canonical) + len(dropped) < len(entries):
+    if len(canonical) + len(labels) < len(entries):
         notes.append("duplicate allow-list entries dropped")
     return ",".join(canonical), tuple(notes)
+
+
+_NOT_AN_ADDRESS = "neither an address nor a network"
+_NOT_UTMSTACK_FORM = (
+    "an IPv4 address or network in a form UTMStack's pattern refuses (leading zeros, "
+    "a netmask or a padded prefix), compared there as text with the caller's address"
+)
+# The IPv4 networks UTMStack's ApiKeyFilter matches as networks (its CIDR_PATTERN):
+# plain decimal octets and a prefix of 0 to 32, no leading zeros anywhere. [0-9], not
+# \d: Java's \d is ASCII only, Python's is not.
+_OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+_UTMSTACK_CIDR = re.compile(rf"(?:{_OCTET}\.){{3}}{_OCTET}/(?:[0-9]|[12][0-9]|3[0-2])")
+_Parsed = tuple[IPNetwork, IPNetwork, IPAddress]
+
+
+def _parsed_entry(entry: str) -> _Parsed | str:
+    """An entry as (authgate's network, the masked network, the address given), or why
+    UTMStack never matched it."""
+    if _utmstack_never_matched(entry):
+        return _why_dropped(entry)
+    try:
+        masked = ipaddress.ip_network(entry, strict=False)
+        network = parse_allow_entry(str(masked))
+        given = ipaddress.ip_address(entry.partition("/")[0])
+    except (ValueError, AllowEntryError):
+        return _why_dropped(entry)
+    return network, masked, given
+
+
+def _why_dropped(entry: str) -> str:
+    """Why an entry is dropped: an IPv4 address or network UTMStack could not read as
+    one (``192.168.001.010``, ``010.0.0.0/8``, ``10.0.0.0/255.0.0.0``: compared as text
+    with Tomcat's form of the caller's address, which has no leading zeros, they matched
+    nothing), or not an address or network at all (``my-host``, ``10.0.0.0/33``)."""
+    address, slash, prefix = entry.partition("/")
+    octets = address.split(".")
+    if len(octets) != 4 or not all(octet.isascii() and octet.isdigit() for octet in octets):
+        return _NOT_AN_ADDRESS
+    plain = ".".join(str(int(octet)) for octet in octets)
+    if prefix.isascii() and prefix.isdigit():
+        prefix = str(int(prefix))
+    try:
+        ipaddress.ip_network(plain + slash + prefix, strict=False)
+    except ValueError:
+        return _NOT_AN_ADDRESS
+    return _NOT_UTMSTACK_FORM
+
+
+def _utmstack_never_matched(entry: str) -> bool:
+    """An IPv4 entry with a prefix that UTMStack's CIDR pattern refuses, though Python
+    reads it (``10.0.0.0/08``, ``10.0.0.0/255.0.0.0``): UTMStack compared it as text
+    with the caller's address, so it matched nothing; read here as a network, it would
+    widen the list. (Its pattern refuses leading zeros in the address too, as Python
+    does; before it, one version's pattern matched no network at all, which the import
+    cannot tell from the rows.) IPv6 entries take the IPv6 path."""
+    return ":" not in entry and "/" in entry and not _UTMSTACK_CIDR.fullmatch(entry)
 
 
 def _tomcat_form(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:

@@ -108,6 +108,30 @@ class TfaSwitch:
 UNREAD_SWITCH = TfaSwitch(None, "not read")
 
 
+@dataclass(frozen=True, slots=True)
+class SourceIds:
+    """The id of every row the source holds, readable or not: a row skipped or unreadable
+    is still in UTMStack, so only an id absent here was deleted there. None: not known
+    (the table or column is not in the source, or one of its rows has no id), and then
+    nothing of that kind is taken as deleted.
+
+    ``users``: ``jhi_user``'s ids; ``keys``: ``api_keys``' ids; ``user_keys``: the older
+    form's keys (a ``jhi_user.api_key`` column), ``user-<id>`` for each row that has one.
+    """
+
+    users: frozenset[str] | None = None
+    keys: frozenset[str] | None = None
+    user_keys: frozenset[str] | None = None
+
+    def deleted(self, kind: str, legacy_id: str) -> bool:
+        """Whether UTMStack's row ``legacy_id`` is known to be gone from the source."""
+        if kind == "user":
+            present = self.users
+        else:
+            present = self.user_keys if legacy_id.startswith("user-") else self.keys
+        return present is not None and legacy_id not in present
+
+
 @dataclass(slots=True)
 class UtmStackData:
     users: list[UtmUser]
@@ -116,6 +140,7 @@ class UtmStackData:
     # Rows that could not be read (missing id, wrong type): (table, row id or index, why).
     unreadable: list[tuple[str, str, str]] = field(default_factory=list)
     tfa_switch: TfaSwitch = UNREAD_SWITCH
+    ids: SourceIds = field(default_factory=SourceIds)
 
 
 def parse_source(source: SourceTables) -> UtmStackData:
@@ -144,7 +169,26 @@ def parse_source(source: SourceTables) -> UtmStackData:
         variants=variants,
         unreadable=unreadable,
         tfa_switch=_tfa_switch(source, flow),
+        ids=_source_ids(source),
     )
+
+
+def _source_ids(source: SourceTables) -> SourceIds:
+    users = source.rows.get("jhi_user", [])
+    user_keys = None
+    if "api_key" in source.columns.get("jhi_user", frozenset()):
+        with_key = [row for row in users if row.get("api_key")]
+        user_keys = _ids(with_key, prefix="user-")
+    keys = _ids(source.rows["api_keys"]) if "api_keys" in source.rows else None
+    return SourceIds(users=_ids(users), keys=keys, user_keys=user_keys)
+
+
+def _ids(rows: list[dict[str, Any]], *, prefix: str = "") -> frozenset[str] | None:
+    """The rows' ids as the import keeps them (``legacy_id``), or None if one has none."""
+    ids = [row.get("id") for row in rows]
+    if any(not isinstance(row_id, int | str) or isinstance(row_id, bool) for row_id in ids):
+        return None
+    return frozenset(f"{prefix}{row_id}" for row_id in ids)
 
 
 def _tfa_switch(source: SourceTables, flow: str) -> TfaSwitch:
