@@ -1132,8 +1132,16 @@ async def test_unreachable_or_foreign_databases_are_configuration_errors(
         await utmstack_source.read_database(utmstack.url, schema="no_such_schema")
     with pytest.raises(ConfigurationError, match="postgresql://"):
         await utmstack_source.read_database("mysql://u@h/db")
-    with pytest.raises(ConfigurationError, match="cannot"):
+    with pytest.raises(ConfigurationError, match="connection refused") as refused:
         await utmstack_source.read_database("postgresql://nobody@127.0.0.1:1/none")
+    assert "(--database-url)" in str(refused.value)
+    # As serve names it, not by the driver's class (InvalidCatalogNameError): the
+    # README-driven review.
+    missing = make_url(utmstack.url).set(database="no_such_utmstack_database")
+    with pytest.raises(ConfigurationError) as unknown:
+        await utmstack_source.read_database(missing.render_as_string(hide_password=False))
+    assert "has no database 'no_such_utmstack_database'" in str(unknown.value)
+    assert "fix the name in --database-url" in str(unknown.value)
 
 
 async def test_sslmode_in_the_url_is_taken_as_asyncpg_takes_it(utmstack: UtmStackSource) -> None:

@@ -49,37 +49,42 @@ def normalise_database_url(url: str) -> str:
     return changed.render_as_string(hide_password=False)
 
 
-def describe_connection_failure(error: BaseException, url: str) -> str | None:
-    """What to tell the operator about ``error`` met while connecting to ``url``, or
-    ``None`` if it is not a connection problem (the password is never shown)."""
+def describe_connection_failure(
+    error: BaseException, url: str, *, setting: str = "AUTHGATE_DATABASE_URL"
+) -> str | None:
+    """What to tell the operator about ``error`` met while connecting to ``url`` (given
+    as ``setting``), or ``None`` if it is not a connection problem (the password is
+    never shown)."""
     parsed = make_url(url)
     where = _where(parsed)
     if isinstance(error, socket.gaierror):
         return (
             f"cannot resolve the database host {parsed.host!r} ({error.strerror}): "
-            "check the host name in AUTHGATE_DATABASE_URL"
+            f"check the host name in {setting}"
         )
     if isinstance(error, ConnectionRefusedError):
         return (
             f"cannot connect to the database at {where}: connection refused. Is "
-            "PostgreSQL running and listening there? (AUTHGATE_DATABASE_URL)"
+            f"PostgreSQL running and listening there? ({setting})"
         )
     if isinstance(error, TimeoutError):
         return (
             f"cannot connect to the database at {where}: no answer in time. Check the "
-            "address in AUTHGATE_DATABASE_URL and any firewall between"
+            f"address in {setting} and any firewall between"
         )
     if isinstance(error, ConnectionError) or (
         isinstance(error, OSError) and error.errno in _UNREACHABLE
     ):
         reason = error.strerror or type(error).__name__
-        return f"cannot connect to the database at {where}: {reason} (AUTHGATE_DATABASE_URL)"
+        return f"cannot connect to the database at {where}: {reason} ({setting})"
     if isinstance(error, exc.DBAPIError):
-        return _describe_database_answer(error, parsed, where)
+        return _describe_database_answer(error, parsed, where, setting)
     return None
 
 
-def _describe_database_answer(error: exc.DBAPIError, parsed: URL, where: str) -> str | None:
+def _describe_database_answer(
+    error: exc.DBAPIError, parsed: URL, where: str, setting: str
+) -> str | None:
     """Only refusals to connect: any other error is a bug to be reported as one."""
     refused_parameter = getattr(error.orig, "__cause__", None)
     if isinstance(refused_parameter, ValueError):
@@ -88,19 +93,20 @@ def _describe_database_answer(error: exc.DBAPIError, parsed: URL, where: str) ->
         reason = str(refused_parameter).splitlines()[0] if str(refused_parameter) else ""
         if parsed.password:
             reason = reason.replace(parsed.password, "***")
-        return f"invalid AUTHGATE_DATABASE_URL: {reason or type(refused_parameter).__name__}"
+        return f"invalid {setting}: {reason or type(refused_parameter).__name__}"
     code = getattr(error.orig, "sqlstate", None)
     if not isinstance(code, str):
         return None
     if code == _MISSING_DATABASE:
         return (
             f"the database server at {where} has no database {parsed.database!r}: create it "
-            f"(createdb {parsed.database}) or fix the name in AUTHGATE_DATABASE_URL"
+            f"(createdb {parsed.database}) or fix the name in {setting}"
         )
     if code in _LOGIN_REFUSED:
         return (
             f"the database server at {where} refused user {parsed.username!r}: check the "
-            "user name and password in AUTHGATE_DATABASE_URL (or AUTHGATE_DATABASE_URL_FILE)"
+            f"user name and password in {setting}"
+            + (" (or AUTHGATE_DATABASE_URL_FILE)" if setting == "AUTHGATE_DATABASE_URL" else "")
         )
     if code.startswith(_CONNECTION_CLASSES):
         first_line = (str(error.orig) or type(error.orig).__name__).splitlines()[0]

@@ -25,7 +25,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from authgate.exceptions import ConfigurationError
-from authgate.storage.database_url import normalise_database_url
+from authgate.storage.database_url import describe_connection_failure, normalise_database_url
 
 TABLES = ("jhi_user", "jhi_user_authority", "api_keys", "utm_configuration_parameter")
 # UTMStack's global two-factor switch: the one row of utm_configuration_parameter read.
@@ -118,14 +118,19 @@ async def read_database(url: str, *, schema: str = "public") -> SourceTables:
                 )
             exported = await connection.scalar(text(export_query(tables)))
     except DBAPIError as error:
-        # The driver's error class names the cause (InvalidPasswordError,
-        # ReadOnlySQLTransactionError, ...); its message is left out: it may quote values.
+        # A refused connection is named as serve names it (no such database, the user
+        # refused, ...); anything else by the driver's error class
+        # (ReadOnlySQLTransactionError, ...): its message may quote values.
+        described = describe_connection_failure(error, url, setting="--database-url")
         cause = getattr(error.orig, "__cause__", None) or error.orig
         raise ConfigurationError(
-            f"cannot read the UTMStack database: {type(cause).__name__}"
+            f"cannot read the UTMStack database: {described or type(cause).__name__}"
         ) from None
     except OSError as error:
-        raise ConfigurationError(f"cannot reach the UTMStack database: {error.strerror}") from None
+        described = describe_connection_failure(error, url, setting="--database-url")
+        raise ConfigurationError(
+            f"cannot reach the UTMStack database: {described or error.strerror}"
+        ) from None
     except ConfigurationError:
         raise
     except Exception as error:  # noqa: BLE001 - one line, never a traceback with the URL
