@@ -451,6 +451,19 @@ async def test_regenerate_shows_the_new_key_once_and_retires_the_old_one(
     assert new not in (await alice.get(f"{KEYS}/{key_id}")).text
 
 
+async def test_an_invalid_grace_period_is_refused_with_the_rest_apis_status(
+    harness: Harness, alice: Browser
+) -> None:
+    """``/api/api-keys/{id}/generate?graceSeconds=`` answers invalid input 422; the page
+    answered 400 (the README-driven review). The key is left as it was."""
+    key_id, old = await create_key(alice, harness, "rotating")
+    for grace in ("abc", "999999999"):
+        response = await alice.post(f"{KEYS}/{key_id}/regenerate", {"grace_seconds": grace})
+        assert response.status_code == 422, grace
+        assert "<html" in response.text
+    assert await account_status(harness, old) == 200
+
+
 async def test_detail_page_shows_the_grace_period_only_while_it_lasts(
     harness: Harness, alice: Browser
 ) -> None:

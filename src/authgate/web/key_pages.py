@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from starlette.datastructures import FormData
 
-from authgate.api.access import services_of, sets_credentials
+from authgate.api.access import ApiKeyManagementRoute, services_of, sets_credentials
 from authgate.exceptions import Conflict, ValidationFailed
 from authgate.security.principal import SCOPE_ADMIN
 from authgate.services.api_key_views import ApiKeyView, KeySpec
@@ -20,7 +20,14 @@ from authgate.storage.paging import PageRequest, SortOrder
 from authgate.web.forms import grace_seconds
 from authgate.web.pages import PageRoute, current_principal, redirect_with_notice, render
 
-router = APIRouter(prefix="/settings/api-keys", route_class=PageRoute)
+
+class KeyPageRoute(PageRoute):
+    """The key pages refuse invalid input as ``/api/api-keys`` does: 422."""
+
+    validation_status = ApiKeyManagementRoute.validation_status
+
+
+router = APIRouter(prefix="/settings/api-keys", route_class=KeyPageRoute)
 
 EXPIRY_PRESETS = (30, 90, 180, 365)
 GRACE_CHOICES = ((0, "None: the old key stops now"), (3600, "1 hour"), (86_400, "24 hours"),

@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException
 
 from authgate import __version__
 from authgate.api.access import (
+    AdminConfigurationRoute,
     CredentialSetting,
     client_address,
     credential_setting_of,
@@ -28,7 +29,7 @@ from authgate.api.access import (
     services_of,
     verdict_of,
 )
-from authgate.api.errors import status_of
+from authgate.api.errors import status_of, validation_status
 from authgate.api.routing import AuthgateRoute
 from authgate.exceptions import (
     AuthgateError,
@@ -37,6 +38,7 @@ from authgate.exceptions import (
     PermissionDenied,
     SessionRequired,
     Throttled,
+    ValidationFailed,
 )
 from authgate.reasons import Reason
 from authgate.security.clientip import forwarded_proto
@@ -155,8 +157,14 @@ def failure_page(request: Request, error: AuthgateError) -> HTMLResponse:
     (a conflict is 409 on both, a throttle 429 with its ``Retry-After``), the error's
     message in the friendly error page."""
     status = status_of(error)
+    if isinstance(error, ValidationFailed):
+        # Invalid input: as the matching REST routes answer it (the key pages 422, as
+        # /api/api-keys; elsewhere JHipster's 400): the route class says which.
+        status = validation_status(request)
     title = _FAILURE_TITLES.get(status, "That did not work")
-    return refused(error_page(request, status, title, error.message), error)
+    page = refused(error_page(request, status, title, error.message), error)
+    page.status_code = status
+    return page
 
 
 def refused(response: ResponseT, error: AuthgateError) -> ResponseT:
@@ -381,6 +389,13 @@ class PageRoute(AuthgateRoute):
 
 class AdminPageRoute(PageRoute):
     required_authority = ROLE_ADMIN
+
+
+class AdminConfigurationPageRoute(AdminPageRoute):
+    """Admin configuration pages (service credentials): invalid input is 422, as on
+    their REST routes (``AdminConfigurationRoute``)."""
+
+    validation_status = AdminConfigurationRoute.validation_status
 
 
 def current_principal(request: Request) -> Principal:

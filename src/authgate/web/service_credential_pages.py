@@ -12,9 +12,9 @@ from authgate.api.access import services_of, sets_credentials
 from authgate.exceptions import Conflict, ValidationFailed
 from authgate.services.service_credentials import CreatedCredential, InternalEndpoint
 from authgate.web.forms import grace_seconds
-from authgate.web.pages import AdminPageRoute, redirect_with_notice, render
+from authgate.web.pages import AdminConfigurationPageRoute, redirect_with_notice, render
 
-router = APIRouter(prefix="/settings/service-credentials", route_class=AdminPageRoute)
+router = APIRouter(prefix="/settings/service-credentials", route_class=AdminConfigurationPageRoute)
 
 PATH: Final = "/settings/service-credentials"
 GRACE_CHOICES: Final = ((0, "None: the old secret stops now"), (3600, "1 hour"),
