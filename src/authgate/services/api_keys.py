@@ -26,7 +26,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from pydantic_settings import NoDecode
 
 from authgate.clock import Clock
-from authgate.exceptions import Conflict, FieldError, NotFound, ValidationFailed
+from authgate.exceptions import (
+    Conflict,
+    FieldError,
+    NotFound,
+    TokenRevoked,
+    ValidationFailed,
+)
 from authgate.reasons import Reason
 from authgate.security import keys, networks
 from authgate.security.permissions import API_KEYS_READ, API_KEYS_WRITE
@@ -55,10 +61,11 @@ from authgate.services.ports import ApiKeyRepo, Database
 from authgate.services.rate_limits import check_rate_limit
 from authgate.services.sorting import require_sortable
 from authgate.services.text_rules import control_character_errors
+from authgate.services.user_states import UserAuthState
 from authgate.settings_lists import comma_separated
 from authgate.storage.api_key_repository import UsageFilter
 from authgate.storage.errors import Conflict as StorageConflict
-from authgate.storage.models import ApiKey
+from authgate.storage.models import ApiKey, User
 from authgate.storage.paging import Page, PageRequest
 
 NAME_MAX_LENGTH = 100
@@ -151,8 +158,17 @@ class ApiKeyService:
     def allowed_scopes(self) -> frozenset[str]:
         return self._policy.allowed_scopes
 
-    async def create(self, owner_id: int, spec: KeySpec) -> CreatedKey:
-        """A new key for ``owner_id``; the result holds the plaintext, shown once."""
+    async def create(
+        self, owner_id: int, spec: KeySpec, *, caller: Principal | None = None
+    ) -> CreatedKey:
+        """A new key for ``owner_id``; the result holds the plaintext, shown once.
+
+        The owner's row is locked in the transaction that stores the key, and the
+        ``caller`` (None: the operator) checked again there: a password reset, "log out
+        everywhere" or deactivation committed meanwhile has ended the caller's session
+        (``TokenRevoked``), and one that commits later waits for this key and revokes or
+        suspends it with the others. The operator's key for a deactivated owner is
+        suspended from the start, as the owner's other keys are."""
         now = self._clock()
         async with self._db.session() as session:
             owner = await self._db.users(session).get(owner_id)
@@ -178,7 +194,13 @@ class ApiKeyService:
         )
         try:
             async with self._feed.unit_of_work() as work:
+                owner = await self._db.users(work.session).locked(owner_id)
+                if owner is None:
+                    raise NotFound("User not found", reason=Reason.USER_NOT_FOUND)
+                _refuse_if_caller_ended(owner, caller)
                 repository = self._db.api_keys(work.session)
+                if not owner.activated:
+                    key.suspended_at = now
                 if await repository.live_name_taken(owner_id, name):
                     raise _name_taken()
                 repository.add(key)
@@ -546,6 +568,21 @@ def _unrestricted(allowed: tuple[str, ...]) -> bool:
     """No allow list, or one admitting every IPv4 or IPv6 address (``0.0.0.0/0``,
     ``::/0``, ...): either way the key works from anywhere on the Internet."""
     return not allowed or networks.covers_every_address(allowed)
+
+
+def _refuse_if_caller_ended(owner: User, caller: Principal | None) -> None:
+    """Refuse a caller whose session ended after its request was authenticated (read with
+    the owner's row locked), as authenticating the request now would: the owner was
+    deactivated, or the token's sessions were ended. A key never gets here (creating a
+    key needs a password session: ``sets_credentials``); the operator (None) always may."""
+    if caller is None:
+        return
+    if not owner.activated:
+        raise TokenRevoked(reason=Reason.USER_DEACTIVATED)
+    if caller.issued_at is not None and UserAuthState.of(owner).ends_token(
+        caller.issued_at, caller.credential_id
+    ):
+        raise TokenRevoked(reason=Reason.SESSIONS_REVOKED)
 
 
 def _refuse_if_revoked(key: ApiKey) -> None:
