@@ -5,6 +5,7 @@ at the point where it has read what it checks, and looks at the outcome."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import timedelta
 from typing import Any
@@ -12,8 +13,12 @@ from typing import Any
 import httpx2
 import pytest
 
+from authgate.exceptions import Conflict
 from authgate.services import accounts, users
+from authgate.services.service_credentials import CreatedCredential, InternalEndpoint
+from authgate.storage.api_key_repository import ApiKeyRepository
 from authgate.storage.paging import PageRequest
+from authgate.storage.service_credential_repository import ServiceCredentialRepository
 from tests.api.test_api_keys import KEYS, key_header
 from tests.conftest import Harness, bearer, format_instant
 
@@ -21,17 +26,19 @@ from tests.conftest import Harness, bearer, format_instant
 # that waits for a lock does not finish then, and goes on once the first commits.
 INSIDE_SECONDS = 0.5
 OUTSIDE_SECONDS = 10.0  # a safety net once the first has committed, not a measured limit
+LOOPBACK = ipaddress.ip_address("127.0.0.1")
 
-Request = Callable[[], Coroutine[Any, Any, httpx2.Response]]
+Request = Callable[[], Coroutine[Any, Any, Any]]
 
 
 class Interleaving:
     """The second request, started inside the first one's transaction by a wrapped step of
-    it (``wrap``), and its response once both are done (``second``)."""
+    it (``wrap``), and its outcome once both are done (``second``)."""
 
     def __init__(self, request: Request) -> None:
         self._request = request
-        self._task: asyncio.Task[httpx2.Response] | None = None
+        self._task: asyncio.Task[Any] | None = None
+        self.finished_inside = False  # the second was done before the first went on
 
     def wrap(self, step: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         async def with_second_request(*args: Any, **kwargs: Any) -> Any:
@@ -39,11 +46,17 @@ class Interleaving:
             if self._task is None:
                 self._task = asyncio.ensure_future(self._request())
                 await asyncio.wait({self._task}, timeout=INSIDE_SECONDS)
+                self.finished_inside = self._task.done()
             return result
 
         return with_second_request
 
-    async def second(self) -> httpx2.Response:
+    def wrap_methods(self, monkeypatch: pytest.MonkeyPatch, owner: type[Any], *names: str) -> None:
+        """Wrap these methods of a class: the first call of any starts the second request."""
+        for name in names:
+            monkeypatch.setattr(owner, name, self.wrap(getattr(owner, name)))
+
+    async def second(self) -> Any:
         assert self._task is not None, "the wrapped step never ran"
         return await asyncio.wait_for(self._task, OUTSIDE_SECONDS)
 
@@ -115,3 +128,103 @@ async def test_a_key_created_during_a_remediation_does_not_survive_it(
     )
     for key in page.items:
         assert key.revoked_at is not None or key.suspended_at is not None, key.name
+
+
+# The reads of a key (or service credential) that a change starts with: ``by_ref`` was
+# it before reads for changes took a lock (``locked``); either starts the second request.
+KEY_READS = ("by_ref", "locked")
+CREDENTIAL_READS = ("by_credential_id", "locked")
+
+
+async def test_two_rotations_of_a_key_at_once_both_give_a_working_key(
+    harness: Harness, user_token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two rotations with a grace period at once: the second rotates the first's result,
+    so each returned key works (the first's through the grace period)."""
+    created = await harness.create_key(user_token)
+    path = f"{KEYS}/{created['id']}/generate"
+
+    async def rotate() -> httpx2.Response:
+        return await harness.client.post(
+            path, params={"graceSeconds": 300}, headers=bearer(user_token)
+        )
+
+    interleaving = Interleaving(rotate)
+    interleaving.wrap_methods(monkeypatch, ApiKeyRepository, *KEY_READS)
+    first = await rotate()
+    second = await interleaving.second()
+    monkeypatch.undo()
+
+    assert (first.status_code, second.status_code) == (200, 200), (first.text, second.text)
+    for rotated in (first, second):
+        works = await harness.client.get("/api/account", headers=key_header(rotated.text))
+        assert works.status_code == 200
+
+
+async def test_a_key_revoked_while_it_is_rotated_is_not_rotated_after(
+    harness: Harness, user_token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A revocation that answers while a rotation of the key is under way comes after the
+    rotation (which then answers 200) or before it (the rotation is refused, 409): never
+    a new key for a key revoked before it was made."""
+    created = await harness.create_key(user_token)
+    key_path = f"{KEYS}/{created['id']}"
+
+    async def revoke() -> httpx2.Response:
+        return await harness.client.delete(key_path, headers=bearer(user_token))
+
+    interleaving = Interleaving(revoke)
+    interleaving.wrap_methods(monkeypatch, ApiKeyRepository, *KEY_READS)
+    rotated = await harness.client.post(f"{key_path}/generate", headers=bearer(user_token))
+    revoked = await interleaving.second()
+    monkeypatch.undo()
+
+    assert revoked.status_code == 204, revoked.text
+    if interleaving.finished_inside:  # the revocation came first
+        assert rotated.status_code == 409, rotated.text
+    else:
+        assert rotated.status_code == 200, rotated.text
+    refused = await harness.client.get("/api/account", headers=key_header(rotated.text))
+    assert refused.status_code == 401
+
+
+async def test_two_rotations_of_a_service_credential_at_once_both_give_a_working_one(
+    harness: Harness, admin_token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As for keys: the second rotation rotates the first's result."""
+    credentials = harness.services.service_credentials
+    created = await credentials.create("log-input", [InternalEndpoint.API_KEYS_AUTHENTICATE])
+    credential_id = created.view.id
+
+    async def rotate() -> CreatedCredential:
+        return await credentials.rotate(credential_id, grace=timedelta(seconds=300))
+
+    interleaving = Interleaving(rotate)
+    interleaving.wrap_methods(monkeypatch, ServiceCredentialRepository, *CREDENTIAL_READS)
+    first = await rotate()
+    second = await interleaving.second()
+    monkeypatch.undo()
+
+    for rotated in (first, second):
+        caller = await credentials.authenticate(
+            rotated.plaintext, InternalEndpoint.API_KEYS_AUTHENTICATE, LOOPBACK
+        )
+        assert caller is not None
+
+
+async def test_a_service_credential_revoked_while_it_is_rotated_is_not_rotated_after(
+    harness: Harness, admin_token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A revocation done before a rotation commits makes the rotation refused (409)."""
+    credentials = harness.services.service_credentials
+    created = await credentials.create("log-input", [InternalEndpoint.API_KEYS_AUTHENTICATE])
+    credential_id = created.view.id
+    interleaving = Interleaving(lambda: credentials.revoke(credential_id))
+    interleaving.wrap_methods(monkeypatch, ServiceCredentialRepository, *CREDENTIAL_READS)
+    try:
+        await credentials.rotate(credential_id)
+    except Conflict:
+        assert interleaving.finished_inside
+    else:
+        assert not interleaving.finished_inside, "rotated a credential revoked before"
+    await interleaving.second()

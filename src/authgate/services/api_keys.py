@@ -57,7 +57,7 @@ from authgate.services.audit.events import Actor, EventType, current_request
 from authgate.services.audit.writer import AuditLog
 from authgate.services.changes import Change, ChangeFeed, ChangeKind
 from authgate.services.key_refs import KeyRef
-from authgate.services.ports import ApiKeyRepo, Database
+from authgate.services.ports import Database
 from authgate.services.rate_limits import check_rate_limit
 from authgate.services.sorting import require_sortable
 from authgate.services.text_rules import control_character_errors
@@ -218,7 +218,7 @@ class ApiKeyService:
         (v12's ``GET /api-keys/{id}`` serves the caller's keys only)."""
         others = None if own_only else OTHERS_TO_READ
         async with self._db.session() as session:
-            key = await self._visible(self._db.api_keys(session), viewer, ref, others=others)
+            key = _visible(await self._db.api_keys(session).by_ref(ref), viewer, others=others)
         return ApiKeyView.of(key, now=self._clock())
 
     async def list_keys(
@@ -249,7 +249,7 @@ class ApiKeyService:
         now = self._clock()
         async with self._feed.unit_of_work() as work:
             repository = self._db.api_keys(work.session)
-            key = await self._visible(repository, viewer, ref, others=OTHERS_TO_CHANGE)
+            key = _visible(await repository.locked(ref), viewer, others=OTHERS_TO_CHANGE)
             _refuse_if_revoked(key)
             owner = await self._db.users(work.session).get(key.user_id)
             owner_is_admin = owner is not None and ROLE_ADMIN in parse_authorities(
@@ -298,7 +298,7 @@ class ApiKeyService:
         now = self._clock()
         async with self._feed.unit_of_work() as work:
             repository = self._db.api_keys(work.session)
-            key = await self._visible(repository, viewer, ref, others=OTHERS_TO_CHANGE)
+            key = _visible(await repository.locked(ref), viewer, others=OTHERS_TO_CHANGE)
             _refuse_if_revoked(key)
             by_owner = viewer is not None and viewer.user_id == key.user_id
             resumed = key.suspended_at is not None and by_owner
@@ -336,7 +336,7 @@ class ApiKeyService:
         now = self._clock()
         async with self._feed.unit_of_work() as work:
             repository = self._db.api_keys(work.session)
-            key = await self._visible(repository, viewer, ref, others=others)
+            key = _visible(await repository.locked(ref), viewer, others=others)
             newly_revoked = key.revoked_at is None
             if newly_revoked:
                 key.revoked_at = now
@@ -354,7 +354,7 @@ class ApiKeyService:
         now = self._clock()
         async with self._feed.unit_of_work() as work:
             repository = self._db.api_keys(work.session)
-            key = await self._visible(repository, viewer, ref, others=OTHERS_TO_REVOKE)
+            key = _visible(await repository.locked(ref), viewer, others=OTHERS_TO_REVOKE)
             _refuse_if_revoked(key)
             resumed = key.suspended_at is not None
             if resumed:
@@ -522,24 +522,6 @@ class ApiKeyService:
             return [FieldError("expiresAt", f"Expiration date must be within {days} days.")]
         return []
 
-    async def _visible(
-        self,
-        repository: ApiKeyRepo,
-        viewer: Principal | None,
-        ref: KeyRef,
-        *,
-        others: str | None,
-    ) -> ApiKey:
-        """The key if the viewer may act on it: their own, or anyone's with the permission
-        ``others`` (``None``: nobody else's); otherwise "not found" (never "forbidden":
-        that would confirm the key exists)."""
-        key = await repository.by_ref(ref)
-        if key is None:
-            raise NotFound("API key not found", reason=Reason.API_KEY_NOT_FOUND)
-        if not _may_act(viewer, key.user_id, others):
-            raise NotFound("API key not found", reason=Reason.API_KEY_NOT_VISIBLE)
-        return key
-
 
 @dataclass(frozen=True, slots=True)
 class KeyActions:
@@ -555,6 +537,18 @@ def key_actions(viewer: Principal, key: ApiKeyView) -> KeyActions:
         change=_may_act(viewer, key.owner_id, OTHERS_TO_CHANGE),
         revoke=_may_act(viewer, key.owner_id, OTHERS_TO_REVOKE),
     )
+
+
+def _visible(key: ApiKey | None, viewer: Principal | None, *, others: str | None) -> ApiKey:
+    """The key read (locked, for a change: two rotations at once must not both start from
+    the same secret, nor one from a key revoked meanwhile) if the viewer may act on it:
+    their own, or anyone's with the permission ``others`` (``None``: nobody else's);
+    otherwise "not found" (never "forbidden": that would confirm the key exists)."""
+    if key is None:
+        raise NotFound("API key not found", reason=Reason.API_KEY_NOT_FOUND)
+    if not _may_act(viewer, key.user_id, others):
+        raise NotFound("API key not found", reason=Reason.API_KEY_NOT_VISIBLE)
+    return key
 
 
 def _may_act(viewer: Principal | None, owner_id: int, others: str | None) -> bool:
