@@ -18,6 +18,7 @@ from authgate.services import accounts, users
 from authgate.services.service_credentials import CreatedCredential, InternalEndpoint
 from authgate.storage.api_key_repository import ApiKeyRepository
 from authgate.storage.paging import PageRequest
+from authgate.storage.repositories import UserRepository
 from authgate.storage.service_credential_repository import ServiceCredentialRepository
 from tests.api.test_api_keys import KEYS, key_header
 from tests.conftest import Harness, bearer, format_instant
@@ -228,3 +229,32 @@ async def test_a_service_credential_revoked_while_it_is_rotated_is_not_rotated_a
     else:
         assert not interleaving.finished_inside, "rotated a credential revoked before"
     await interleaving.second()
+
+
+@pytest.mark.parametrize("action", ["deactivate", "delete"])
+async def test_two_admins_removing_each_other_at_once_leave_one(
+    harness: Harness, admin_token: str, monkeypatch: pytest.MonkeyPatch, action: str
+) -> None:
+    """Two admins deactivating (or deleting) each other at once: one succeeds, the other is
+    refused as the last admin's removal; an active admin remains."""
+    await harness.create_user("bob", "bob-password-for-tests", admin=True)
+    bob_token = await harness.login("bob", "bob-password-for-tests")
+
+    async def remove(login: str, token: str) -> httpx2.Response:
+        if action == "delete":
+            return await harness.client.delete(f"/api/users/{login}", headers=bearer(token))
+        return await harness.client.put(
+            f"/api/users/{login}", json={"activated": False}, headers=bearer(token)
+        )
+
+    interleaving = Interleaving(lambda: remove("admin", bob_token))
+    interleaving.wrap_methods(monkeypatch, UserRepository, "count_active_admins")
+    first = await remove("bob", admin_token)
+    second = await interleaving.second()
+    monkeypatch.undo()
+
+    statuses = sorted((first.status_code, second.status_code))
+    assert statuses[0] in (200, 204), (first.text, second.text)
+    assert statuses[1] in (400, 409), (first.text, second.text)
+    async with harness.services.db.session() as session:
+        assert await UserRepository(session).count_active_admins() == 1

@@ -253,6 +253,10 @@ class UserService:
         try:
             async with self._feed.unit_of_work() as work:
                 users = self._db.users(work.session)
+                if changes.activated is False or changes.authorities is not None:
+                    # Before the user's own row: two admins deactivating each other at
+                    # once must not each count the other as the admin who remains.
+                    await users.lock_active_admins()
                 user = await _locked(users, login)
                 was_active, old_login, old_email = user.activated, user.login, user.email
                 await self._apply_changes(users, user, changes, acting_user_id=acting_user_id)
@@ -359,7 +363,8 @@ class UserService:
         UserService.deleteUser checks only that (its UI shows the message on a 400)."""
         async with self._feed.unit_of_work() as work:
             users = self._db.users(work.session)
-            user = await _existing(users, login)
+            await users.lock_active_admins()  # the count below stays true until the commit
+            user = await _locked(users, login)
             if _is_active_admin(user) and await users.count_active_admins() <= 1:
                 raise Conflict(_LAST_ADMIN_DELETE, reason=Reason.LAST_ADMIN)
             if user.id == acting_user_id:
