@@ -15,7 +15,9 @@ import pytest
 
 from authgate.exceptions import Conflict
 from authgate.services import accounts, users
+from authgate.services.password_resets import ResetKeyInvalid
 from authgate.services.service_credentials import CreatedCredential, InternalEndpoint
+from authgate.services.user_fields import NewUser
 from authgate.storage.api_key_repository import ApiKeyRepository
 from authgate.storage.paging import PageRequest
 from authgate.storage.repositories import UserRepository
@@ -36,15 +38,17 @@ class Interleaving:
     """The second request, started inside the first one's transaction by a wrapped step of
     it (``wrap``), and its outcome once both are done (``second``)."""
 
-    def __init__(self, request: Request) -> None:
+    def __init__(self, request: Request, *, on_call: int = 1) -> None:
         self._request = request
         self._task: asyncio.Task[Any] | None = None
+        self._calls_left = on_call  # the wrapped call that starts the second request
         self.finished_inside = False  # the second was done before the first went on
 
     def wrap(self, step: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         async def with_second_request(*args: Any, **kwargs: Any) -> Any:
             result = await step(*args, **kwargs)
-            if self._task is None:
+            self._calls_left -= 1
+            if self._task is None and self._calls_left == 0:
                 self._task = asyncio.ensure_future(self._request())
                 await asyncio.wait({self._task}, timeout=INSIDE_SECONDS)
                 self.finished_inside = self._task.done()
@@ -258,3 +262,50 @@ async def test_two_admins_removing_each_other_at_once_leave_one(
     assert statuses[1] in (400, 409), (first.text, second.text)
     async with harness.services.db.session() as session:
         assert await UserRepository(session).count_active_admins() == 1
+
+
+async def test_a_reset_link_used_twice_at_once_works_once(
+    harness: Harness, user_token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A single-use reset link sent to two nodes at once sets the password once: the
+    other use is refused as a used link."""
+    _, issued = await harness.services.users.new_reset_key("alice")
+    resets = harness.services.password_resets
+
+    async def use(password: str) -> str:
+        try:
+            await resets.finish(issued.key, password)
+        except ResetKeyInvalid:
+            return "refused"
+        return "used"
+
+    # The second call: the one in the transaction (the first is the check before it).
+    interleaving = Interleaving(lambda: use("second-use-password-42"), on_call=2)
+    interleaving.wrap_methods(monkeypatch, UserRepository, "by_reset_key")
+    first = await use("first-use-password-42")
+    second = await interleaving.second()
+
+    assert sorted((first, second)) == ["refused", "used"]
+
+
+async def test_an_invitation_finished_while_an_admin_deactivates_the_user_stays_off(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An invited user's link used while an admin deactivates the user: either the link
+    came first (and the deactivation then ends the account) or it is refused; the user
+    is never left active."""
+    _, issued = await harness.services.users.invite_user(
+        NewUser(login="carol", email="carol@example.com", password=None)
+    )
+    interleaving = Interleaving(
+        lambda: harness.services.users.deactivate("carol", acting_user_id=None), on_call=2
+    )
+    interleaving.wrap_methods(monkeypatch, UserRepository, "by_reset_key")
+    try:
+        await harness.services.password_resets.finish(issued.key, "she-chose-this-one-42")
+    except ResetKeyInvalid:
+        assert interleaving.finished_inside
+    await interleaving.second()
+    monkeypatch.undo()
+
+    assert not (await harness.services.users.get_user("carol")).activated
