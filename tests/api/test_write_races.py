@@ -14,8 +14,10 @@ import httpx2
 import pytest
 
 from authgate.exceptions import Conflict
+from authgate.security.second_factor import totp_code, totp_step
 from authgate.services import accounts, users
 from authgate.services.password_resets import ResetKeyInvalid
+from authgate.services.second_factor import SecondFactorService
 from authgate.services.service_credentials import CreatedCredential, InternalEndpoint
 from authgate.services.user_fields import NewUser
 from authgate.storage.api_key_repository import ApiKeyRepository
@@ -309,3 +311,24 @@ async def test_an_invitation_finished_while_an_admin_deactivates_the_user_stays_
     monkeypatch.undo()
 
     assert not (await harness.services.users.get_user("carol")).activated
+
+
+async def test_a_code_of_one_enrolment_verifies_no_enrolment_started_meanwhile(
+    harness: Harness, user_token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A code of the TOTP secret being enrolled, verified while a second set-up replaces
+    that secret, verifies nothing: the new secret cannot be put in force unproved."""
+    factors = harness.services.second_factor
+    alice = await harness.services.users.get_user("alice")
+    first = await factors.start_enrolment(alice, "TOTP")
+    assert first.secret is not None
+    interleaving = Interleaving(lambda: factors.start_enrolment(alice, "TOTP"))
+    interleaving.wrap_methods(monkeypatch, SecondFactorService, "_pending_code_matches")
+    code = totp_code(first.secret, totp_step(harness.clock().timestamp()))
+    checked = await factors.verify_enrolment(alice, "TOTP", code)
+    await interleaving.second()
+    monkeypatch.undo()
+
+    assert not checked.valid
+    with pytest.raises(Conflict):
+        await factors.complete_enrolment(alice, "TOTP", enable=True)

@@ -57,6 +57,30 @@ class SecondFactorRepository:
         )
         return _changed(result)
 
+    async def mark_pending_verified(
+        self,
+        user_id: int,
+        *,
+        method: str,
+        started_at: datetime,
+        secret: str | None,
+        now: datetime,
+    ) -> bool:
+        """Mark the enrolment in progress verified, if it is still the one that began at
+        ``started_at`` with this (encrypted) ``secret``; False when an enrolment started
+        since has replaced it (its secret or codes are not the ones checked)."""
+        result = await self._session.execute(
+            update(SecondFactor)
+            .where(
+                SecondFactor.user_id == user_id,
+                SecondFactor.pending_method == method,
+                SecondFactor.pending_started_at == started_at,
+                SecondFactor.pending_totp_secret.is_not_distinct_from(secret),
+            )
+            .values(pending_verified_at=now)
+        )
+        return _changed(result)
+
     async def delete(self, user_id: int) -> None:
         await self._session.execute(delete(SecondFactor).where(SecondFactor.user_id == user_id))
 
