@@ -23,6 +23,7 @@ from authgate.services.user_fields import NewUser
 from authgate.storage.api_key_repository import ApiKeyRepository
 from authgate.storage.paging import PageRequest
 from authgate.storage.repositories import UserRepository
+from authgate.storage.second_factor_repository import SecondFactorRepository
 from authgate.storage.service_credential_repository import ServiceCredentialRepository
 from tests.api.test_api_keys import KEYS, key_header
 from tests.conftest import Harness, bearer, format_instant
@@ -330,5 +331,25 @@ async def test_a_code_of_one_enrolment_verifies_no_enrolment_started_meanwhile(
     monkeypatch.undo()
 
     assert not checked.valid
+    with pytest.raises(Conflict):
+        await factors.complete_enrolment(alice, "TOTP", enable=True)
+
+
+async def test_an_enrolment_started_while_the_previous_one_is_verified_needs_its_own_code(
+    harness: Harness, user_token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second set-up that read the enrolment in progress before a code of it was
+    verified replaces it whole: the verification does not carry over to the new secret."""
+    factors = harness.services.second_factor
+    alice = await harness.services.users.get_user("alice")
+    first = await factors.start_enrolment(alice, "TOTP")
+    assert first.secret is not None
+    code = totp_code(first.secret, totp_step(harness.clock().timestamp()))
+    interleaving = Interleaving(lambda: factors.verify_enrolment(alice, "TOTP", code))
+    interleaving.wrap_methods(monkeypatch, SecondFactorRepository, "get_or_create")
+    await factors.start_enrolment(alice, "TOTP")
+    await interleaving.second()
+    monkeypatch.undo()
+
     with pytest.raises(Conflict):
         await factors.complete_enrolment(alice, "TOTP", enable=True)
