@@ -218,7 +218,8 @@ async def review_api_keys(
 async def create_api_key(
     body: ApiKeyBody, request: Request, response: Response
 ) -> CreatedApiKeyDTO:
-    created = await services_of(request).api_keys.create(principal_of(request).user_id, body.spec())
+    caller = principal_of(request)
+    created = await services_of(request).api_keys.create(caller.user_id, body.spec(), caller=caller)
     response.headers["Location"] = f"/api/api-keys/{created.view.public_id}"
     response.headers["Cache-Control"] = "no-store"
     return CreatedApiKeyDTO(**ApiKeyDTO.of(created.view).model_dump(), key=created.plaintext)

@@ -55,7 +55,7 @@ class Principal:
 
     ``scopes`` is ``None`` for a token (the user's full rights) and the key's scopes for
     an API key; ``credential_id`` is the token's ``jti`` or the key's ``key_id``
-    (``agk_<key_id>_...``).
+    (``agk_<key_id>_...``); ``issued_at`` is a token's ``iat`` (None for a key).
     """
 
     user_id: int
@@ -71,6 +71,7 @@ class Principal:
     # A token of a user who has a second factor, from a login that did not pass it
     # (issued before the factor was enabled, or through an allowed bypass).
     second_factor_missing: bool = False
+    issued_at: datetime | None = None
 
     def has_authority(self, authority: str) -> bool:
         return authority in self.authorities

@@ -295,12 +295,7 @@ class AccessTokenService:
             raise TokenRevoked(reason=Reason.USER_DELETED)
         if not state.active:
             raise TokenRevoked(reason=Reason.USER_DEACTIVATED)
-        # "<=": a token issued in the very millisecond of a revocation counts as before it.
-        if (
-            state.tokens_valid_after is not None
-            and claims.issued_at <= state.tokens_valid_after
-            and claims.token_id != state.kept_token_id
-        ):
+        if state.ends_token(claims.issued_at, claims.token_id):
             raise TokenRevoked(reason=Reason.SESSIONS_REVOKED)
         if verified.state is not state or verified.principal is None:
             verified.principal = Principal(
@@ -314,6 +309,7 @@ class AccessTokenService:
                 second_factor_missing=state.has_second_factor
                 and not claims.second_factor
                 and not _enrolled_it(claims, state),
+                issued_at=claims.issued_at,
             )
             verified.state = state
         return verified.principal

@@ -240,7 +240,8 @@ class AccountService:
         """Revoke every token issued to the user until now, and with ``revoke_api_keys``
         every API key of theirs too (same transaction, every worker and node)."""
         async with self._feed.unit_of_work() as work:
-            user = await self._db.users(work.session).get(user_id)
+            # Locked, as a key creation locks it: a key stored meanwhile is revoked too.
+            user = await self._db.users(work.session).locked(user_id)
             if user is None:
                 raise NotFound("User not found", reason=Reason.USER_NOT_FOUND)
             now = self._clock()

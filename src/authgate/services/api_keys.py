@@ -26,7 +26,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from pydantic_settings import NoDecode
 
 from authgate.clock import Clock
-from authgate.exceptions import Conflict, FieldError, NotFound, ValidationFailed
+from authgate.exceptions import (
+    Conflict,
+    FieldError,
+    NotFound,
+    TokenRevoked,
+    ValidationFailed,
+)
 from authgate.reasons import Reason
 from authgate.security import keys, networks
 from authgate.security.permissions import API_KEYS_READ, API_KEYS_WRITE
@@ -51,14 +57,15 @@ from authgate.services.audit.events import Actor, EventType, current_request
 from authgate.services.audit.writer import AuditLog
 from authgate.services.changes import Change, ChangeFeed, ChangeKind
 from authgate.services.key_refs import KeyRef
-from authgate.services.ports import ApiKeyRepo, Database
+from authgate.services.ports import Database
 from authgate.services.rate_limits import check_rate_limit
 from authgate.services.sorting import require_sortable
 from authgate.services.text_rules import control_character_errors
+from authgate.services.user_states import UserAuthState
 from authgate.settings_lists import comma_separated
 from authgate.storage.api_key_repository import UsageFilter
 from authgate.storage.errors import Conflict as StorageConflict
-from authgate.storage.models import ApiKey
+from authgate.storage.models import ApiKey, User
 from authgate.storage.paging import Page, PageRequest
 
 NAME_MAX_LENGTH = 100
@@ -151,8 +158,17 @@ class ApiKeyService:
     def allowed_scopes(self) -> frozenset[str]:
         return self._policy.allowed_scopes
 
-    async def create(self, owner_id: int, spec: KeySpec) -> CreatedKey:
-        """A new key for ``owner_id``; the result holds the plaintext, shown once."""
+    async def create(
+        self, owner_id: int, spec: KeySpec, *, caller: Principal | None = None
+    ) -> CreatedKey:
+        """A new key for ``owner_id``; the result holds the plaintext, shown once.
+
+        The owner's row is locked in the transaction that stores the key, and the
+        ``caller`` (None: the operator) checked again there: a password reset, "log out
+        everywhere" or deactivation committed meanwhile has ended the caller's session
+        (``TokenRevoked``), and one that commits later waits for this key and revokes or
+        suspends it with the others. The operator's key for a deactivated owner is
+        suspended from the start, as the owner's other keys are."""
         now = self._clock()
         async with self._db.session() as session:
             owner = await self._db.users(session).get(owner_id)
@@ -178,7 +194,13 @@ class ApiKeyService:
         )
         try:
             async with self._feed.unit_of_work() as work:
+                owner = await self._db.users(work.session).locked(owner_id)
+                if owner is None:
+                    raise NotFound("User not found", reason=Reason.USER_NOT_FOUND)
+                _refuse_if_caller_ended(owner, caller)
                 repository = self._db.api_keys(work.session)
+                if not owner.activated:
+                    key.suspended_at = now
                 if await repository.live_name_taken(owner_id, name):
                     raise _name_taken()
                 repository.add(key)
@@ -196,7 +218,7 @@ class ApiKeyService:
         (v12's ``GET /api-keys/{id}`` serves the caller's keys only)."""
         others = None if own_only else OTHERS_TO_READ
         async with self._db.session() as session:
-            key = await self._visible(self._db.api_keys(session), viewer, ref, others=others)
+            key = _visible(await self._db.api_keys(session).by_ref(ref), viewer, others=others)
         return ApiKeyView.of(key, now=self._clock())
 
     async def list_keys(
@@ -227,7 +249,7 @@ class ApiKeyService:
         now = self._clock()
         async with self._feed.unit_of_work() as work:
             repository = self._db.api_keys(work.session)
-            key = await self._visible(repository, viewer, ref, others=OTHERS_TO_CHANGE)
+            key = _visible(await repository.locked(ref), viewer, others=OTHERS_TO_CHANGE)
             _refuse_if_revoked(key)
             owner = await self._db.users(work.session).get(key.user_id)
             owner_is_admin = owner is not None and ROLE_ADMIN in parse_authorities(
@@ -276,7 +298,7 @@ class ApiKeyService:
         now = self._clock()
         async with self._feed.unit_of_work() as work:
             repository = self._db.api_keys(work.session)
-            key = await self._visible(repository, viewer, ref, others=OTHERS_TO_CHANGE)
+            key = _visible(await repository.locked(ref), viewer, others=OTHERS_TO_CHANGE)
             _refuse_if_revoked(key)
             by_owner = viewer is not None and viewer.user_id == key.user_id
             resumed = key.suspended_at is not None and by_owner
@@ -314,7 +336,7 @@ class ApiKeyService:
         now = self._clock()
         async with self._feed.unit_of_work() as work:
             repository = self._db.api_keys(work.session)
-            key = await self._visible(repository, viewer, ref, others=others)
+            key = _visible(await repository.locked(ref), viewer, others=others)
             newly_revoked = key.revoked_at is None
             if newly_revoked:
                 key.revoked_at = now
@@ -332,7 +354,7 @@ class ApiKeyService:
         now = self._clock()
         async with self._feed.unit_of_work() as work:
             repository = self._db.api_keys(work.session)
-            key = await self._visible(repository, viewer, ref, others=OTHERS_TO_REVOKE)
+            key = _visible(await repository.locked(ref), viewer, others=OTHERS_TO_REVOKE)
             _refuse_if_revoked(key)
             resumed = key.suspended_at is not None
             if resumed:
@@ -500,24 +522,6 @@ class ApiKeyService:
             return [FieldError("expiresAt", f"Expiration date must be within {days} days.")]
         return []
 
-    async def _visible(
-        self,
-        repository: ApiKeyRepo,
-        viewer: Principal | None,
-        ref: KeyRef,
-        *,
-        others: str | None,
-    ) -> ApiKey:
-        """The key if the viewer may act on it: their own, or anyone's with the permission
-        ``others`` (``None``: nobody else's); otherwise "not found" (never "forbidden":
-        that would confirm the key exists)."""
-        key = await repository.by_ref(ref)
-        if key is None:
-            raise NotFound("API key not found", reason=Reason.API_KEY_NOT_FOUND)
-        if not _may_act(viewer, key.user_id, others):
-            raise NotFound("API key not found", reason=Reason.API_KEY_NOT_VISIBLE)
-        return key
-
 
 @dataclass(frozen=True, slots=True)
 class KeyActions:
@@ -535,6 +539,18 @@ def key_actions(viewer: Principal, key: ApiKeyView) -> KeyActions:
     )
 
 
+def _visible(key: ApiKey | None, viewer: Principal | None, *, others: str | None) -> ApiKey:
+    """The key read (locked, for a change: two rotations at once must not both start from
+    the same secret, nor one from a key revoked meanwhile) if the viewer may act on it:
+    their own, or anyone's with the permission ``others`` (``None``: nobody else's);
+    otherwise "not found" (never "forbidden": that would confirm the key exists)."""
+    if key is None:
+        raise NotFound("API key not found", reason=Reason.API_KEY_NOT_FOUND)
+    if not _may_act(viewer, key.user_id, others):
+        raise NotFound("API key not found", reason=Reason.API_KEY_NOT_VISIBLE)
+    return key
+
+
 def _may_act(viewer: Principal | None, owner_id: int, others: str | None) -> bool:
     """The owner may; someone else with the permission ``others``; the CLI (no viewer)."""
     if viewer is None or owner_id == viewer.user_id:
@@ -546,6 +562,21 @@ def _unrestricted(allowed: tuple[str, ...]) -> bool:
     """No allow list, or one admitting every IPv4 or IPv6 address (``0.0.0.0/0``,
     ``::/0``, ...): either way the key works from anywhere on the Internet."""
     return not allowed or networks.covers_every_address(allowed)
+
+
+def _refuse_if_caller_ended(owner: User, caller: Principal | None) -> None:
+    """Refuse a caller whose session ended after its request was authenticated (read with
+    the owner's row locked), as authenticating the request now would: the owner was
+    deactivated, or the token's sessions were ended. A key never gets here (creating a
+    key needs a password session: ``sets_credentials``); the operator (None) always may."""
+    if caller is None:
+        return
+    if not owner.activated:
+        raise TokenRevoked(reason=Reason.USER_DEACTIVATED)
+    if caller.issued_at is not None and UserAuthState.of(owner).ends_token(
+        caller.issued_at, caller.credential_id
+    ):
+        raise TokenRevoked(reason=Reason.SESSIONS_REVOKED)
 
 
 def _refuse_if_revoked(key: ApiKey) -> None:

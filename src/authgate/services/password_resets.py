@@ -163,8 +163,14 @@ class PasswordResets:
         self._policy.check(new_password, login=user.login, email=user.email, field="newPassword")
         password_hash = await self._hasher.hash(new_password)
         async with self._feed.unit_of_work() as work:
-            stored = await self._db.users(work.session).by_reset_key(digest)
-            self._usable(stored)  # used meanwhile by a concurrent request
+            users = self._db.users(work.session)
+            found = await users.by_reset_key(digest)
+            # Read again with the row locked: of two uses at once (two nodes) the second
+            # sees the first's, and an admin's deactivation meanwhile has ended the link.
+            stored = await users.locked(found.id) if found is not None else None
+            if stored is not None and stored.reset_key_hash != digest:
+                stored = None  # used, or replaced by a new link, meanwhile
+            self._usable(stored)
             assert stored is not None
             now = self._clock()
             stored.password_hash = password_hash

@@ -318,9 +318,19 @@ class SecondFactorService:
             await self._failed(user, Reason.WRONG_ENROLMENT_CODE, counted)
             return EnrolmentCheck(False, False, remaining, "The code is not valid")
         async with self._db.transaction() as session:
-            stored = await self._db.second_factors(session).get(user.id)
-            if stored is not None:
-                stored.pending_verified_at = now
+            # Only the enrolment whose code was checked: one started again meanwhile (a
+            # second init, another node) has a secret or codes nobody has proved.
+            marked = await self._db.second_factors(session).mark_pending_verified(
+                user.id,
+                method=method,
+                started_at=row.pending_started_at,
+                secret=row.pending_totp_secret,
+                now=now,
+            )
+        if not marked:
+            return EnrolmentCheck(
+                False, False, remaining, "The enrolment was started again; verify its code"
+            )
         await self._throttle.reset_failures(_subject(user.id))
         return EnrolmentCheck(True, False, remaining, "The code is valid")
 

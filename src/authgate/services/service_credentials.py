@@ -57,7 +57,7 @@ from authgate.services.address_block import AddressBlocker
 from authgate.services.api_keys import MAX_GRACE
 from authgate.services.audit.events import Actor, EventType
 from authgate.services.audit.writer import AuditLog
-from authgate.services.ports import Database, ServiceCredentialRepo
+from authgate.services.ports import Database
 from authgate.services.text_rules import control_character_errors
 from authgate.storage.models import ServiceCredential
 
@@ -200,7 +200,9 @@ class ServiceCredentials:
 
     async def get(self, credential_id: str) -> ServiceCredentialView:
         async with self._db.session() as session:
-            row = await _found(self._db.service_credentials(session), credential_id)
+            row = _found(
+                await self._db.service_credentials(session).by_credential_id(credential_id)
+            )
         return ServiceCredentialView.of(row, now=self._clock())
 
     async def update(
@@ -210,7 +212,7 @@ class ServiceCredentials:
         name, allowed = _validated(name, endpoints)
         async with self._db.transaction() as session:
             repository = self._db.service_credentials(session)
-            row = _live(await _found(repository, credential_id))
+            row = _live(_found(await repository.locked(credential_id)))
             if await repository.live_name_taken(name, except_id=row.id):
                 raise _name_taken()
             row.name = name
@@ -226,7 +228,7 @@ class ServiceCredentials:
         _check_grace(grace)
         now = self._clock()
         async with self._db.transaction() as session:
-            row = _live(await _found(self._db.service_credentials(session), credential_id))
+            row = _live(_found(await self._db.service_credentials(session).locked(credential_id)))
             generated = generate_secret_for(row.credential_id)
             _replace_secret(
                 row, credential_digest(self._pepper, generated.plaintext), None, grace, now
@@ -249,7 +251,7 @@ class ServiceCredentials:
         now = self._clock()
         async with self._db.transaction() as session:
             repository = self._db.service_credentials(session)
-            row = _live(await _found(repository, credential_id))
+            row = _live(_found(await repository.locked(credential_id)))
             if await repository.by_lookup(digest) is not None:
                 raise _secret_in_use()
             _replace_secret(row, digest, digest, grace, now)
@@ -273,7 +275,7 @@ class ServiceCredentials:
         """Revoke at once (the next call is refused everywhere). Idempotent."""
         now = self._clock()
         async with self._db.transaction() as session:
-            row = await _found(self._db.service_credentials(session), credential_id)
+            row = _found(await self._db.service_credentials(session).locked(credential_id))
             newly_revoked = row.revoked_at is None
             if newly_revoked:
                 row.revoked_at = now
@@ -432,8 +434,9 @@ def _validated(name: str, endpoints: Iterable[str]) -> tuple[str, list[str]]:
     return name, sorted(set(given))
 
 
-async def _found(repository: ServiceCredentialRepo, credential_id: str) -> ServiceCredential:
-    row = await repository.by_credential_id(credential_id)
+def _found(row: ServiceCredential | None) -> ServiceCredential:
+    """The credential read (locked, for a change: two rotations at once must not both
+    start from the same secret, nor a rotation from a secret revoked meanwhile)."""
     if row is None:
         raise NotFound(
             "No service credential with this id.", reason=Reason.SERVICE_CREDENTIAL_UNKNOWN

@@ -19,6 +19,7 @@ from authgate.services.expiring_cache import ExpiringCache
 from authgate.services.ports import Database
 from authgate.services.single_flight import SingleFlight
 from authgate.storage.errors import is_unavailable
+from authgate.storage.models import User
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +36,37 @@ class UserAuthState:
     # The token id or v12 session id that enrolled the second factor (counts as having
     # passed it), or None.
     second_factor_session: str | None = None
+
+    def ends_token(self, issued_at: datetime, token_id: str) -> bool:
+        """Whether the user's sessions ended after this token was issued (a password
+        change or reset, "log out everywhere", a deactivation) and it is not the one
+        kept. "<=": a token issued in the very millisecond of the end counts as before."""
+        return (
+            self.tokens_valid_after is not None
+            and issued_at <= self.tokens_valid_after
+            and token_id != self.kept_token_id
+        )
+
+    @classmethod
+    def of(cls, user: User) -> UserAuthState:
+        """The state of a stored user."""
+        return cls(
+            user_id=user.id,
+            login=user.login,
+            active=user.activated,
+            authorities=parse_authorities(user.authorities),
+            tokens_valid_after=user.tokens_valid_after,
+            kept_token_id=(
+                user.kept_session_jti
+                if user.kept_session_cutoff is not None
+                and user.kept_session_cutoff == user.tokens_valid_after
+                else None
+            ),
+            has_second_factor=user.second_factor is not None,
+            second_factor_session=(
+                user.second_factor_session if user.second_factor is not None else None
+            ),
+        )
 
 
 class UserCacheConfig(BaseModel):
@@ -92,23 +124,7 @@ class UserStates:
             user = await self._db.users(session).get(user_id)
         if user is None:
             return None
-        return UserAuthState(
-            user_id=user.id,
-            login=user.login,
-            active=user.activated,
-            authorities=parse_authorities(user.authorities),
-            tokens_valid_after=user.tokens_valid_after,
-            kept_token_id=(
-                user.kept_session_jti
-                if user.kept_session_cutoff is not None
-                and user.kept_session_cutoff == user.tokens_valid_after
-                else None
-            ),
-            has_second_factor=user.second_factor is not None,
-            second_factor_session=(
-                user.second_factor_session if user.second_factor is not None else None
-            ),
-        )
+        return UserAuthState.of(user)
 
     def _on_change(self, change: Change) -> None:
         if change.kind is ChangeKind.USER_CHANGED:

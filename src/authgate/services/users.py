@@ -253,7 +253,11 @@ class UserService:
         try:
             async with self._feed.unit_of_work() as work:
                 users = self._db.users(work.session)
-                user = await _existing(users, login)
+                if changes.activated is False or changes.authorities is not None:
+                    # Before the user's own row: two admins deactivating each other at
+                    # once must not each count the other as the admin who remains.
+                    await users.lock_active_admins()
+                user = await _locked(users, login)
                 was_active, old_login, old_email = user.activated, user.login, user.email
                 await self._apply_changes(users, user, changes, acting_user_id=acting_user_id)
                 suspended: list[KeyReference] = []
@@ -330,7 +334,7 @@ class UserService:
         )
         password_hash = await self._hasher.hash(new_password)
         async with self._feed.unit_of_work() as work:
-            user = await _existing(self._db.users(work.session), login)
+            user = await _locked(self._db.users(work.session), login)
             now = self._clock()
             user.password_hash = password_hash
             user.password_changed_at = now
@@ -359,7 +363,8 @@ class UserService:
         UserService.deleteUser checks only that (its UI shows the message on a 400)."""
         async with self._feed.unit_of_work() as work:
             users = self._db.users(work.session)
-            user = await _existing(users, login)
+            await users.lock_active_admins()  # the count below stays true until the commit
+            user = await _locked(users, login)
             if _is_active_admin(user) and await users.count_active_admins() <= 1:
                 raise Conflict(_LAST_ADMIN_DELETE, reason=Reason.LAST_ADMIN)
             if user.id == acting_user_id:
@@ -484,6 +489,16 @@ _LAST_ADMIN_DELETE = "Cannot delete the last admin user."  # UTMStack's words
 
 async def _existing(users: UserRepo, login: str) -> User:
     user = await users.by_login(login.strip().lower())
+    if user is None:
+        raise NotFound("User not found", reason=Reason.USER_NOT_FOUND)
+    return user
+
+
+async def _locked(users: UserRepo, login: str) -> User:
+    """The user, its row locked for the rest of the transaction (``UserRepo.locked``):
+    a change that reaches the user's keys (suspend, revoke) must see every key a
+    concurrent creation stores, and a creation must see the change (``ApiKeyService``)."""
+    user = await users.locked((await _existing(users, login)).id)
     if user is None:
         raise NotFound("User not found", reason=Reason.USER_NOT_FOUND)
     return user

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from authgate.storage.models import AuthChange, LegacyImport, RevokedToken, User
 from authgate.storage.paging import PageRequest, SortOrder
+from authgate.storage.row_locks import take_sqlite_write_lock
 from authgate.storage.text import storable_text
 
 
@@ -101,6 +102,9 @@ def second_factor_of(connection: Connection, user_id: int) -> str | None:
     return second_factor
 
 
+_ACTIVE_ADMIN = (User.activated.is_(True), User.authorities.contains("ROLE_ADMIN"))
+
+
 class UserRepository:
     # Logical (API) sort names → columns.
     SORT_COLUMNS: ClassVar[Mapping[str, Any]] = {
@@ -170,12 +174,33 @@ class UserRepository:
         return await self._session.scalar(select(User).where(User.reset_key_hash == digest))
 
     async def count_active_admins(self) -> int:
-        query = (
-            select(func.count())
-            .select_from(User)
-            .where(User.activated.is_(True), User.authorities.contains("ROLE_ADMIN"))
-        )
+        query = select(func.count()).select_from(User).where(*_ACTIVE_ADMIN)
         return await self._session.scalar(query) or 0
+
+    async def locked(self, user_id: int) -> User | None:
+        """The user read anew, its row locked until the transaction ends (None if it no
+        longer exists): a concurrent transaction that locks it too (or writes it) waits
+        for this one, then sees what it committed.
+
+        Take it first in a write transaction: a user's row before its keys' rows, and
+        after ``lock_active_admins``, so that no two transactions wait on each other."""
+        await take_sqlite_write_lock(self._session)
+        query = (
+            select(User)
+            .where(User.id == user_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        return await self._session.scalar(query)
+
+    async def lock_active_admins(self) -> int:
+        """Lock the rows of every active admin (in id order, so that two callers never
+        wait on each other) and return how many there are: until the transaction ends,
+        no concurrent one that takes them too can deactivate, demote or delete another
+        admin, so the count stays true. Take it before any other user's row."""
+        await take_sqlite_write_lock(self._session)
+        query = select(User.id).where(*_ACTIVE_ADMIN).order_by(User.id).with_for_update()
+        return len((await self._session.scalars(query)).all())
 
     async def page(
         self,

@@ -14,6 +14,7 @@ from sqlalchemy import CursorResult, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authgate.storage.models import OneTimeCode, SecondFactor, User
+from authgate.storage.row_locks import take_sqlite_write_lock
 
 
 class SecondFactorRepository:
@@ -24,7 +25,15 @@ class SecondFactorRepository:
         return await self._session.get(SecondFactor, user_id)
 
     async def get_or_create(self, user_id: int, *, now: datetime) -> SecondFactor:
-        row = await self.get(user_id)
+        """The user's row to change, read anew and locked until the transaction ends (or
+        a new one): an enrolment started replaces the one in progress whole, never over
+        a verification of it committed after the read (an unchanged value is not
+        written: a ``pending_verified_at`` read as None and set to None again would keep
+        the verification of the replaced secret)."""
+        await take_sqlite_write_lock(self._session)
+        row = await self._session.get(
+            SecondFactor, user_id, with_for_update=True, populate_existing=True
+        )
         if row is None:
             row = SecondFactor(user_id=user_id, updated_at=now)
             self._session.add(row)
@@ -54,6 +63,30 @@ class SecondFactorRepository:
                 ),
             )
             .values(pending_last_step=step)
+        )
+        return _changed(result)
+
+    async def mark_pending_verified(
+        self,
+        user_id: int,
+        *,
+        method: str,
+        started_at: datetime,
+        secret: str | None,
+        now: datetime,
+    ) -> bool:
+        """Mark the enrolment in progress verified, if it is still the one that began at
+        ``started_at`` with this (encrypted) ``secret``; False when an enrolment started
+        since has replaced it (its secret or codes are not the ones checked)."""
+        result = await self._session.execute(
+            update(SecondFactor)
+            .where(
+                SecondFactor.user_id == user_id,
+                SecondFactor.pending_method == method,
+                SecondFactor.pending_started_at == started_at,
+                SecondFactor.pending_totp_secret.is_not_distinct_from(secret),
+            )
+            .values(pending_verified_at=now)
         )
         return _changed(result)
 

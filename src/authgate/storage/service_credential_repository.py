@@ -9,6 +9,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authgate.storage.models import ServiceCredential
+from authgate.storage.row_locks import take_sqlite_write_lock
 from authgate.storage.text import storable_text
 
 
@@ -22,6 +23,20 @@ class ServiceCredentialRepository:
         return await self._session.scalar(
             select(ServiceCredential).where(ServiceCredential.credential_id == credential_id)
         )
+
+    async def locked(self, credential_id: str) -> ServiceCredential | None:
+        """``by_credential_id`` read anew, the row locked until the transaction ends: a
+        concurrent change (a rotation, a revocation) waits for this one, then sees it."""
+        if not storable_text(credential_id):
+            return None
+        await take_sqlite_write_lock(self._session)
+        query = (
+            select(ServiceCredential)
+            .where(ServiceCredential.credential_id == credential_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        return await self._session.scalar(query)
 
     async def by_lookup(self, digest: str) -> ServiceCredential | None:
         """The credential whose adopted secret, or previous adopted secret, has the keyed

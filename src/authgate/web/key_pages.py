@@ -75,7 +75,8 @@ async def create_key(request: Request) -> Response:
     status = 422  # the REST API's status for each refusal
     if spec is not None:
         try:
-            created = await services.api_keys.create(current_principal(request).user_id, spec)
+            caller = current_principal(request)
+            created = await services.api_keys.create(caller.user_id, spec, caller=caller)
         except ValidationFailed as error:
             errors = _field_errors(error)
         except Conflict as error:

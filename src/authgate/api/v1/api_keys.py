@@ -101,7 +101,8 @@ class ApiKeyPage(BaseModel):
 async def create_api_key(
     body: ApiKeyRequest, request: Request, response: Response
 ) -> ApiKeyResponse:
-    created = await services_of(request).api_keys.create(principal_of(request).user_id, body.spec())
+    caller = principal_of(request)
+    created = await services_of(request).api_keys.create(caller.user_id, body.spec(), caller=caller)
     response.headers["Location"] = f"{PREFIX}/{created.view.public_id}"
     return ApiKeyResponse.of(created.view)
 
