@@ -102,8 +102,14 @@ def _describe(
     inner = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in rest)
     if detail["type"] == "extra_forbidden" and not inner:
         where = f" in {config_file}" if config_file is not None else ""
-        guess = difflib.get_close_matches(field.lower(), sorted(fields), n=1, cutoff=0.6)
-        hint = f"; did you mean {guess[0]}?" if guess else ""
+        group, _, key = field.rpartition(".")
+        if group:  # a key of a group's table: the table's own keys, as written there
+            keys = sorted(name for table, name in renamed if table == group)
+            guess = difflib.get_close_matches(key.lower(), keys, n=1, cutoff=0.6)
+            hint = f"; did you mean {guess[0]} (in [{group}])?" if guess else ""
+        else:
+            guess = difflib.get_close_matches(field.lower(), sorted(fields), n=1, cutoff=0.6)
+            hint = f"; did you mean {guess[0]}?" if guess else ""
         return f"unknown setting {field!r}{where}{hint}"
     variable = variable_name(field)
     if config_file is not None and not any(name.upper() == variable for name in variables):
