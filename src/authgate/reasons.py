@@ -143,6 +143,7 @@ class Reason(StrEnum):
     USER_DEACTIVATED = "user_deactivated", _C.CREDENTIALS
     USER_DELETED = "user_deleted", _C.CREDENTIALS
     CORRUPT_PASSWORD_HASH = "corrupt_password_hash", _C.CREDENTIALS
+    PASSWORD_CHANGED_MEANWHILE = "password_changed_meanwhile", _C.CREDENTIALS
 
     # -- brute-force protection and rate limits
     ACCOUNT_SLOWDOWN = "account_slowdown", _C.THROTTLE, None, True

@@ -16,6 +16,7 @@ import pytest
 from authgate.exceptions import Conflict
 from authgate.security.second_factor import totp_code, totp_step
 from authgate.services import accounts, users
+from authgate.services.password_hashing import AsyncPasswordHasher
 from authgate.services.password_resets import ResetKeyInvalid
 from authgate.services.second_factor import SecondFactorService
 from authgate.services.service_credentials import CreatedCredential, InternalEndpoint
@@ -26,7 +27,7 @@ from authgate.storage.repositories import UserRepository
 from authgate.storage.second_factor_repository import SecondFactorRepository
 from authgate.storage.service_credential_repository import ServiceCredentialRepository
 from tests.api.test_api_keys import KEYS, key_header
-from tests.conftest import Harness, bearer, format_instant
+from tests.conftest import USER_PASSWORD, Harness, bearer, format_instant
 
 # How long the second request gets to finish inside the first one's transaction: one
 # that waits for a lock does not finish then, and goes on once the first commits.
@@ -353,3 +354,35 @@ async def test_an_enrolment_started_while_the_previous_one_is_verified_needs_its
 
     with pytest.raises(Conflict):
         await factors.complete_enrolment(alice, "TOTP", enable=True)
+
+
+async def test_two_password_changes_at_once_leave_one_and_say_so(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race review: two sessions changing the password at once both got 200, and only
+    the one written last worked (the first caller was told a password that did not
+    work). The change written second was checked against a password that is no longer
+    the current one: 409, and the first change stands."""
+    await harness.create_user("alice", USER_PASSWORD)
+    first, second = [await harness.login("alice", USER_PASSWORD) for _ in range(2)]
+
+    def change(token: str, new_password: str) -> Request:
+        return lambda: harness.client.post(
+            "/api/account/change-password",
+            json={"currentPassword": USER_PASSWORD, "newPassword": new_password},
+            headers=bearer(token),
+        )
+
+    interleaving = Interleaving(change(second, "second-new-passphrase-42"))
+    interleaving.wrap_methods(monkeypatch, AsyncPasswordHasher, "hash")
+    answer = await change(first, "first-new-passphrase-42")()
+    other = await interleaving.second()
+
+    assert other.status_code == 200, other.text
+    assert answer.status_code == 409, answer.text
+    harness.clock.advance(seconds=1)
+    assert await harness.login("alice", "second-new-passphrase-42")
+    refused = await harness.client.post(
+        "/api/authenticate", json={"username": "alice", "password": "first-new-passphrase-42"}
+    )
+    assert refused.status_code == 401

@@ -6,7 +6,14 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from authgate.clock import Clock
-from authgate.exceptions import BadCredentials, FieldError, NotFound, Throttled, ValidationFailed
+from authgate.exceptions import (
+    BadCredentials,
+    Conflict,
+    FieldError,
+    NotFound,
+    Throttled,
+    ValidationFailed,
+)
 from authgate.reasons import Reason
 from authgate.security.passwords import PasswordPolicy, rehash_allowed
 from authgate.services.audit.events import Actor, EventType, current_request, printable
@@ -175,9 +182,17 @@ class AccountService:
             raise ValidationFailed(message, field_errors=[FieldError("newPassword", message)])
         password_hash = await self._hasher.hash(new_password)
         async with self._feed.unit_of_work() as work:
-            stored = await self._db.users(work.session).get(user_id)
+            stored = await self._db.users(work.session).locked(user_id)
             if stored is None:
                 raise NotFound("User not found", reason=Reason.USER_NOT_FOUND)
+            if stored.password_hash != user.password_hash:
+                # Changed while this one was hashing (another session's change, an
+                # admin's reset): the password checked is no longer the current one,
+                # and the last change must not silently undo the first.
+                raise Conflict(
+                    "The password was changed meanwhile; sign in with the new one.",
+                    reason=Reason.PASSWORD_CHANGED_MEANWHILE,
+                )
             now = self._clock()
             stored.password_hash = password_hash
             stored.password_changed_at = now

@@ -55,6 +55,7 @@ REASON_TEXT: Final[dict[Reason, str]] = {
     Reason.USER_DEACTIVATED: "The account is deactivated",
     Reason.USER_DELETED: "The account was deleted",
     Reason.CORRUPT_PASSWORD_HASH: "The stored password could not be read",
+    Reason.PASSWORD_CHANGED_MEANWHILE: "The password was changed by another request meanwhile",
     # brute-force protection and rate limits
     Reason.ACCOUNT_SLOWDOWN: "Too many failed logins: the account is slowed down",
     Reason.ACCOUNT_IP_BLOCKED: "Too many failed logins for this account from this address",
