@@ -130,6 +130,20 @@ async def test_unknown_settings_page_is_an_html_404(
     assert not_a_key.headers["content-type"].startswith("text/html")
 
 
+async def test_a_method_a_settings_page_does_not_take_is_an_html_405(harness: Harness) -> None:
+    """The README-driven review: ``POST /settings/alerts`` (a GET page) answered the
+    API's JSON; every refusal under /settings/ is a page a browser can read."""
+    for method, path in (("POST", "/settings/alerts"), ("DELETE", KEYS), ("PUT", KEYS)):
+        response = await harness.client.request(method, path)
+        assert response.status_code == 405, (method, path)
+        assert response.headers["content-type"].startswith("text/html")
+        assert "Not allowed here" in response.text
+        assert "GET" in response.headers["allow"]
+    api = await harness.client.request("DELETE", "/api/account")
+    assert api.status_code == 405
+    assert api.json()["code"] == "method_not_allowed"
+
+
 async def test_pages_have_a_favicon(harness: Harness, alice: Browser) -> None:
     link = html(await alice.get(KEYS)).find("link", rel="icon")
     icon = await harness.client.get(link.attrs["href"])

@@ -264,7 +264,7 @@ async def _on_validation_error(request: Request, error: RequestValidationError) 
     )
 
 
-async def _on_http_exception(request: Request, error: StarletteHTTPException) -> JSONResponse:
+async def _on_http_exception(request: Request, error: StarletteHTTPException) -> Response:
     if error.status_code == 400:
         # FastAPI's "There was an error parsing the body" (e.g. bytes that are not UTF-8):
         # a validation failure like malformed JSON, answered the same way.
@@ -286,6 +286,11 @@ async def _on_http_exception(request: Request, error: StarletteHTTPException) ->
     headers = dict(error.headers or {})
     if status == 405:
         headers["Allow"] = ", ".join(_allowed_methods(request))
+        if request.url.path.startswith("/settings/"):
+            # A browser (or a form posted to the wrong page) under the Settings UI gets a
+            # page it can read, as for an unknown page there, not the API's JSON.
+            headers["Content-Security-Policy"] = _PAGE_POLICY
+            return HTMLResponse(_METHOD_PAGE, status_code=405, headers=headers)
     return error_response(request, status=status, code=code, message=message, headers=headers)
 
 
@@ -322,6 +327,17 @@ _UNAVAILABLE_PAGE = """<!doctype html>
 <p>authgate cannot reach its database right now. Nothing was changed.
 Try again in a few seconds.</p>
 <p><a href="">Try again</a></p>
+</section></main></body></html>
+"""
+_METHOD_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Not allowed here · authgate</title>
+<link rel="stylesheet" href="/settings/static/app.css"></head>
+<body><main id="main"><section class="card narrow">
+<h1>Not allowed here</h1>
+<p>This page does not take that kind of request. Nothing was changed.</p>
+<p><a href="/settings/api-keys">Back to the settings</a></p>
 </section></main></body></html>
 """
 _PAGE_POLICY = "default-src 'none'; style-src 'self'; frame-ancestors 'none'; base-uri 'none'"
