@@ -647,6 +647,36 @@ async def test_a_user_imported_before_and_skipped_now_is_left_as_it_is(
     assert works.status_code == 200
 
 
+async def test_a_source_without_any_imported_key_carries_no_deletion(harness: Harness) -> None:
+    """The diff review: another UTMStack (a staging copy, a rebuilt one) shares user ids,
+    which are sequential, but never key ids (UUIDs): read as the same one, every key
+    imported before was revoked for good, and its users deactivated."""
+    plaintext = legacy_key()
+    key_row = {
+        "id": "6f1c2c4e-8a0b-4d57-9a51-3f1f3b7d9e20",
+        "user_id": 2,
+        "name": "ci",
+        "api_key": plaintext,
+        "allowed_ip": None,
+        "created_at": "2026-01-02T03:04:05",
+        "expires_at": None,
+    }
+    alice, bob = utm_user(2, "alice"), utm_user(3, "bob")
+    await _import(
+        harness,
+        utmstack_source.tables_from_document({"jhi_user": [alice, bob], "api_keys": [key_row]}),
+    )
+    other_key = {**key_row, "id": "9d3e2c4e-8a0b-4d57-9a51-3f1f3b7d9e21", "user_id": 3}
+    other = {"jhi_user": [bob], "api_keys": [{**other_key, "api_key": legacy_key()}]}
+    report = await _import(harness, utmstack_source.tables_from_document(other))
+    assert report.counts()["users"]["deleted_in_utmstack"] == 0
+    assert report.counts()["keys"]["deleted_in_utmstack"] == 0
+    [variant] = [v for v in report.variants if v.subject == "api_keys"]
+    assert "holds none of the live keys earlier runs imported" in variant.note
+    ok = await harness.client.get("/api/account", headers=bearer(plaintext))
+    assert ok.status_code == 200
+
+
 async def test_a_source_without_any_imported_user_carries_no_deletion(harness: Harness) -> None:
     """A source that holds none of the users earlier runs imported is far more likely
     another (or an emptied) UTMStack than every user deleted: nothing is revoked or
@@ -1739,6 +1769,11 @@ async def test_allow_lists_utmstack_matched_no_address_with_are_not_imported(
         "netmask": "10.0.0.0/255.0.0.0",
         "mixed": "127.0.0.1, 010.0.0.0/8",
         "blank": "  ",
+        # Java's trim() keeps a no-break or ideographic space (the diff review): not blank
+        # there, and no address matched it, alone or before an address.
+        "no-break-space": "\u00a0",
+        "ideographic-space": "\u3000",
+        "spaced-address": "\u00a0127.0.0.1",
     }
     plaintexts = {name: legacy_key() for name in keys}
     document = {
@@ -1769,6 +1804,10 @@ async def test_allow_lists_utmstack_matched_no_address_with_are_not_imported(
         assert skipped.action == "skipped", skipped
         assert skipped.notes[0].startswith("no allowed_ip entry is an address or a network")
         assert "in a form UTMStack's pattern refuses" in skipped.notes[0]
+    for name in ("no-break-space", "ideographic-space", "spaced-address"):
+        skipped = entry(report, "key", name)
+        assert skipped.action == "skipped", skipped
+        assert skipped.notes[0].startswith("no allowed_ip entry is an address or a network")
     for name in keys.keys() - {"mixed", "blank"}:
         async with harness.client_from("10.1.2.3") as client:
             refused = await client.get("/api/account", headers=bearer(plaintexts[name]))

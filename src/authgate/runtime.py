@@ -31,6 +31,11 @@ from authgate.storage.api_key_repository import ApiKeyRepository
 log = logging.getLogger(__name__)
 
 HOUSEKEEPING_INTERVAL_SECONDS = 3600.0
+# The first pass comes this long after the start, not at once: a fleet of workers and
+# nodes restarting together would otherwise run every retention delete at the same
+# moment, while their caches warm up (and a process that lives less than this leaves
+# nothing the next one will not clean).
+HOUSEKEEPING_FIRST_DELAY_SECONDS = 60.0
 SHUTDOWN_GRACE_SECONDS = 10.0
 # A stop during a database outage: the buffered records are tried again for this long
 # (a process manager allows 10 s or more), then counted as lost in the log.
@@ -240,7 +245,13 @@ class BackgroundWork:
 
     async def _housekeeping(self) -> None:
         services = self.services
-        while not self._stop.is_set():
+        delay = HOUSEKEEPING_FIRST_DELAY_SECONDS
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=delay)
+            if self._stop.is_set():
+                return
+            delay = HOUSEKEEPING_INTERVAL_SECONDS
             try:
                 await services.tokens.delete_expired_revocations()
                 await services.sessions.purge_ended()
@@ -253,8 +264,6 @@ class BackgroundWork:
                     await services.cluster.prune_dead()
             except Exception as error:  # noqa: BLE001 - retried at the next interval
                 log.warning("housekeeping failed: %s", type(error).__name__)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=HOUSEKEEPING_INTERVAL_SECONDS)
 
 
 async def _finish(tasks: list[asyncio.Task[None]], *, grace: float) -> None:

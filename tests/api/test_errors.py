@@ -6,6 +6,7 @@ import logging
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from fastapi import APIRouter
@@ -13,6 +14,7 @@ from redis.asyncio import from_url
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import exc as orm_exc
 
+from authgate.api.middleware import BodyTooLarge, RequestBodyLimit
 from authgate.services.redis_link import RedisLink
 from tests.conftest import USER_PASSWORD, Harness, bearer
 
@@ -167,6 +169,33 @@ async def test_declared_oversized_body_is_413_before_parsing(harness: Harness) -
     assert response.json()["code"] == "payload_too_large"
 
 
+async def test_a_declared_body_over_the_limit_is_refused_before_it_is_asked_for() -> None:
+    """The diff review: reading the first part first made the server send "100 Continue"
+    (or wait for a body never coming) before the 413."""
+    asked: list[str] = []
+
+    async def receive() -> dict[str, Any]:
+        asked.append("receive")
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def reads_its_body(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+
+    async def send(message: Any) -> None:
+        raise AssertionError("nothing is sent before the refusal")
+
+    limited = RequestBodyLimit(reads_its_body, max_bytes=10)
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/api/authenticate",
+        "headers": [(b"content-length", b"11")],
+    }
+    with pytest.raises(BodyTooLarge):
+        await limited(scope, receive, send)
+    assert asked == []
+
+
 async def test_streamed_oversized_body_is_413(harness: Harness) -> None:
     """A chunked body without Content-Length is cut off once it passes the limit."""
     limit = harness.services.settings.http.max_body_bytes
@@ -220,19 +249,30 @@ async def test_unexpected_exception_is_generic_500(
     assert "Traceback" not in response.text
 
 
+class _PostgresError(Exception):
+    """What asyncpg's errors look like behind SQLAlchemy: the SQLSTATE as ``sqlstate``."""
+
+    def __init__(self, message: str, sqlstate: str) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+
 @pytest.mark.parametrize(
     "error",
     [
         sa_exc.IntegrityError(
             "UPDATE api_keys SET name=$1",
             {},
-            Exception("duplicate key value: DETAIL: Key (name)=(secret-name) already exists"),
+            _PostgresError("duplicate key: Key (name)=(secret-name) already exists", "23505"),
+        ),
+        sa_exc.IntegrityError(
+            "INSERT INTO one_time_codes", {}, Exception("FOREIGN KEY constraint failed")
         ),
         orm_exc.StaleDataError(
             "UPDATE statement on table 'alert_rules' expected to update 1 row(s); 0 were matched."
         ),
     ],
-    ids=["unique-key", "row-deleted"],
+    ids=["unique-key", "user-deleted", "row-deleted"],
 )
 async def test_a_write_a_concurrent_change_refused_is_409(
     harness: Harness, error: Exception, caplog: pytest.LogCaptureFixture
@@ -254,6 +294,28 @@ async def test_a_write_a_concurrent_change_refused_is_409(
     assert set(response.json()) >= ERROR_KEYS
     assert "secret-name" not in response.text + caplog.text
     assert "answered 409" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "orig",
+    [_PostgresError("null value in column", "23502"), Exception("NOT NULL constraint failed")],
+    ids=["postgres", "sqlite"],
+)
+async def test_an_integrity_error_no_race_explains_stays_a_500(
+    harness: Harness, orig: Exception
+) -> None:
+    """A NOT NULL violation is a bug of the statement, not another request's doing: the
+    diff review saw every integrity error answered 409 and logged without a trace."""
+    router = APIRouter()
+
+    @router.put("/api/test-broken-write")
+    async def broken_write() -> None:
+        raise sa_exc.IntegrityError("INSERT INTO users", {}, orig)
+
+    harness.app.include_router(router)
+    response = await harness.client.put("/api/test-broken-write")
+    assert response.status_code == 500
+    assert response.json()["code"] == "internal_error"
 
 
 async def test_security_headers_on_every_response(harness: Harness, user_token: str) -> None:

@@ -1,8 +1,12 @@
 """A login whose password is being hashed while an administrator resets that password
 or deactivates the account (the two-node race review): what the old password buys must
-not outlive the reset. The login read the account before the reset committed and checks
-the password against that row; its token (and v12 session) is dated from that read, so
-the reset's "every token issued until now is refused" covers it."""
+not outlive the reset. Two layers, each tested alone:
+
+- after the hash the login reads the account again: changed meanwhile, it is refused
+  (401, ``password_changed_meanwhile``);
+- its token (and v12 session) is dated from the first read, so a change that commits
+  after the second read, before the token is issued, still refuses it (the change's
+  "every token issued until now")."""
 
 from __future__ import annotations
 
@@ -14,33 +18,39 @@ import httpx2
 import pytest
 
 from authgate.services.password_hashing import AsyncPasswordHasher
+from authgate.storage.db import Database
 from tests.conftest import USER_PASSWORD, Harness, bearer
 
 NEW_PASSWORD = "a-brand-new-passphrase-42"
 
+Login = Callable[[], Coroutine[Any, Any, httpx2.Response]]
+Change = Callable[[], Awaitable[None]]
 
-async def during_the_hash(
-    harness: Harness,
-    monkeypatch: pytest.MonkeyPatch,
-    login: Callable[[], Coroutine[Any, Any, httpx2.Response]],
-    meanwhile: Callable[[], Awaitable[None]],
-) -> httpx2.Response:
-    """Run ``login`` and, once its password hash is done but before it answers, run
-    ``meanwhile`` (a second apart on the clock each side, as time passes for real)."""
-    original = AsyncPasswordHasher.verify
-    hashed = asyncio.Event()
+
+async def interleaved(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch, owner: type[Any], name: str, *,
+    call: int, login: Login, meanwhile: Change,
+) -> httpx2.Response:  # fmt: skip
+    """Run ``login``; once its ``call``-th call of ``owner.name`` has returned, run
+    ``meanwhile`` before it goes on (a second apart on the clock each side)."""
+    original = getattr(owner, name)
+    calls = 0
+    reached = asyncio.Event()
     resume = asyncio.Event()
 
-    async def verify(self: AsyncPasswordHasher, stored_hash: str, password: str) -> Any:
-        result = await original(self, stored_hash, password)
-        hashed.set()
-        await resume.wait()
+    async def wrapped(self: Any, *args: Any) -> Any:
+        nonlocal calls
+        result = await original(self, *args)
+        calls += 1
+        if calls == call:
+            reached.set()
+            await resume.wait()
         return result
 
-    monkeypatch.setattr(AsyncPasswordHasher, "verify", verify)
+    monkeypatch.setattr(owner, name, wrapped)
     answer = asyncio.create_task(login())
-    await asyncio.wait_for(hashed.wait(), 10)
-    monkeypatch.setattr(AsyncPasswordHasher, "verify", original)
+    await asyncio.wait_for(reached.wait(), 10)
+    monkeypatch.setattr(owner, name, original)
     harness.clock.advance(seconds=1)
     await meanwhile()
     harness.clock.advance(seconds=1)
@@ -48,34 +58,74 @@ async def during_the_hash(
     return await asyncio.wait_for(answer, 10)
 
 
-async def reset(harness: Harness, admin_token: str) -> None:
-    done = await harness.client.put(
-        "/api/users/alice/password",
-        json={"newPassword": NEW_PASSWORD},
-        headers=bearer(admin_token),
+def v10_login(harness: Harness) -> Login:
+    return lambda: harness.client.post(
+        "/api/authenticate", json={"username": "alice", "password": USER_PASSWORD}
     )
-    assert done.status_code == 204, done.text
+
+
+def v12_login(harness: Harness) -> Login:
+    return lambda: harness.client.post(
+        "/api/v1/auth/login", json={"login": "alice", "password": USER_PASSWORD}
+    )
+
+
+def reset(harness: Harness, admin_token: str) -> Change:
+    async def change() -> None:
+        done = await harness.client.put(
+            "/api/users/alice/password",
+            json={"newPassword": NEW_PASSWORD},
+            headers=bearer(admin_token),
+        )
+        assert done.status_code == 204, done.text
+
+    return change
+
+
+def deactivate_and_reactivate(harness: Harness, admin_token: str) -> Change:
+    async def change() -> None:
+        for activated in (False, True):
+            changed = await harness.client.put(
+                "/api/users",
+                json={"login": "alice", "email": "alice@example.com", "activated": activated},
+                headers=bearer(admin_token),
+            )
+            assert changed.status_code == 200, changed.text
+
+    return change
+
+
+@pytest.mark.parametrize("login", [v10_login, v12_login], ids=["v10", "v12"])
+async def test_a_login_whose_account_changed_during_the_hash_is_refused(
+    harness: Harness, admin_token: str, monkeypatch: pytest.MonkeyPatch, login: Any
+) -> None:
+    await harness.create_user("alice", USER_PASSWORD)
+
+    answer = await interleaved(
+        harness, monkeypatch, AsyncPasswordHasher, "verify", call=1,
+        login=login(harness), meanwhile=reset(harness, admin_token),
+    )  # fmt: skip
+
+    assert answer.status_code == 401, answer.text
+    fresh = await harness.login("alice", NEW_PASSWORD)
+    assert (await harness.client.get("/api/account", headers=bearer(fresh))).status_code == 200
 
 
 async def test_a_token_from_a_login_racing_a_reset_is_refused(
     harness: Harness, admin_token: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The reset commits after the login's second read of the account: the token is
+    issued, and refused, since it is dated from the first read."""
     await harness.create_user("alice", USER_PASSWORD)
 
-    answer = await during_the_hash(
-        harness,
-        monkeypatch,
-        lambda: harness.client.post(
-            "/api/authenticate", json={"username": "alice", "password": USER_PASSWORD}
-        ),
-        lambda: reset(harness, admin_token),
-    )
+    answer = await interleaved(
+        harness, monkeypatch, Database, "login_row", call=2,
+        login=v10_login(harness), meanwhile=reset(harness, admin_token),
+    )  # fmt: skip
 
-    assert answer.status_code == 200, answer.text  # the password was right when read
+    assert answer.status_code == 200, answer.text  # the account had not changed yet
     refused = await harness.client.get("/api/account", headers=bearer(answer.json()["id_token"]))
     assert refused.status_code == 401
-    fresh = await harness.login("alice", NEW_PASSWORD)
-    assert (await harness.client.get("/api/account", headers=bearer(fresh))).status_code == 200
 
 
 async def test_a_v12_session_from_a_login_racing_a_reset_cannot_refresh(
@@ -83,14 +133,10 @@ async def test_a_v12_session_from_a_login_racing_a_reset_cannot_refresh(
 ) -> None:
     await harness.create_user("alice", USER_PASSWORD)
 
-    answer = await during_the_hash(
-        harness,
-        monkeypatch,
-        lambda: harness.client.post(
-            "/api/v1/auth/login", json={"login": "alice", "password": USER_PASSWORD}
-        ),
-        lambda: reset(harness, admin_token),
-    )
+    answer = await interleaved(
+        harness, monkeypatch, Database, "login_row", call=2,
+        login=v12_login(harness), meanwhile=reset(harness, admin_token),
+    )  # fmt: skip
 
     assert answer.status_code == 200, answer.text
     pair = answer.json()
@@ -107,23 +153,10 @@ async def test_a_login_racing_a_deactivation_gets_nothing_back_on_reactivation(
 ) -> None:
     await harness.create_user("alice", USER_PASSWORD)
 
-    async def deactivate_and_reactivate() -> None:
-        for activated in (False, True):
-            changed = await harness.client.put(
-                "/api/users",
-                json={"login": "alice", "email": "alice@example.com", "activated": activated},
-                headers=bearer(admin_token),
-            )
-            assert changed.status_code == 200, changed.text
-
-    answer = await during_the_hash(
-        harness,
-        monkeypatch,
-        lambda: harness.client.post(
-            "/api/authenticate", json={"username": "alice", "password": USER_PASSWORD}
-        ),
-        deactivate_and_reactivate,
-    )
+    answer = await interleaved(
+        harness, monkeypatch, Database, "login_row", call=2,
+        login=v10_login(harness), meanwhile=deactivate_and_reactivate(harness, admin_token),
+    )  # fmt: skip
 
     assert answer.status_code == 200, answer.text
     refused = await harness.client.get("/api/account", headers=bearer(answer.json()["id_token"]))

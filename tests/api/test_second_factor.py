@@ -24,7 +24,8 @@ from sqlalchemy import text
 from authgate.app import create_app
 from authgate.container import Services
 from authgate.security.second_factor import SecondFactorKey, totp_code, totp_step
-from authgate.services.second_factor import ImportedFactor
+from authgate.services.mail import MailNotSent
+from authgate.services.second_factor import ImportedFactor, SecondFactorService
 from authgate.storage.keystore import load_or_create_tfa_key
 from tests.conftest import (
     USER_PASSWORD,
@@ -629,6 +630,43 @@ async def test_logins_within_the_cooldown_mail_no_new_code(
                 headers=bearer(first),
             )
             assert latest.status_code == 200, latest.text
+
+
+async def test_a_code_that_could_not_be_mailed_does_not_hold_back_the_next(
+    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The diff review: a code stored and then not mailed (the SMTP server down) counted
+    as "sent moments ago", so the next login within 28 s mailed nothing."""
+    with running_smtp_server() as (recorder, port):
+        async with harness_with(
+            tmp_path,
+            database_url,
+            **smtp_settings(port),
+            tfa_required="all",
+            tfa_unenrolled="email",
+        ) as harness:
+            await harness.create_user("alice")
+            original = SecondFactorService._send_mail
+            attempts = 0
+
+            async def fails_once(self: SecondFactorService, *args: Any, **kwargs: Any) -> None:
+                nonlocal attempts
+                attempts += 1
+                if attempts == 1:
+                    raise MailNotSent("the SMTP server is down")
+                await original(self, *args, **kwargs)
+
+            monkeypatch.setattr(SecondFactorService, "_send_mail", fails_once)
+            assert (await password_step(harness)).status_code == 200
+            harness.clock.advance(seconds=10)
+            pending = (await password_step(harness)).json()["token"]
+            assert attempts == 2
+            passed = await harness.client.get(
+                "/api/tfa/verifyCode",
+                params={"code": _last_code(recorder.messages())},
+                headers=bearer(pending),
+            )
+            assert passed.status_code == 200, passed.text
 
 
 def _last_code(messages: list[Any]) -> str:

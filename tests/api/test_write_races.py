@@ -386,3 +386,54 @@ async def test_two_password_changes_at_once_leave_one_and_say_so(
         "/api/authenticate", json={"username": "alice", "password": "first-new-passphrase-42"}
     )
     assert refused.status_code == 401
+
+
+@pytest.mark.parametrize("action", ["generate", "resume"])
+async def test_the_owners_rotation_racing_a_deactivation_does_not_re_enable_the_key(
+    harness: Harness,
+    admin_token: str,
+    user_token: str,
+    monkeypatch: pytest.MonkeyPatch,
+    action: str,
+) -> None:
+    """The diff review: the owner's rotation (which re-enables a suspended key) or
+    re-enabling, authenticated just before a deactivation committed, re-enabled the key
+    the deactivation had suspended; after the reactivation it worked though nobody
+    re-enabled it. It is refused now (the owner's session ended), or runs first and the
+    deactivation suspends the result."""
+    created = await harness.create_key(user_token, name="rotated")
+    control = await harness.create_key(user_token, name="control")
+
+    async def set_active(activated: bool) -> None:
+        changed = await harness.client.put(
+            "/api/users",
+            json={"login": "alice", "email": "alice@example.com", "activated": activated},
+            headers=bearer(admin_token),
+        )
+        assert changed.status_code == 200, changed.text
+
+    original = ApiKeyRepository.locked
+    deactivation: asyncio.Task[None] | None = None
+
+    async def deactivated_first(self: ApiKeyRepository, ref: Any) -> Any:
+        nonlocal deactivation
+        if deactivation is None:
+            deactivation = asyncio.ensure_future(set_active(False))
+            await asyncio.wait({deactivation}, timeout=INSIDE_SECONDS)
+        return await original(self, ref)
+
+    monkeypatch.setattr(ApiKeyRepository, "locked", deactivated_first)
+    answer = await harness.client.post(
+        f"{KEYS}/{created['id']}/{action}", headers=bearer(user_token)
+    )
+    assert deactivation is not None
+    await asyncio.wait_for(deactivation, OUTSIDE_SECONDS)
+    monkeypatch.setattr(ApiKeyRepository, "locked", original)
+    await set_active(True)
+
+    assert answer.status_code in (200, 401), answer.text
+    usable = answer.text if action == "generate" and answer.status_code == 200 else None
+    for plaintext in (created["key"], control["key"], usable):
+        if plaintext is not None:
+            refused = await harness.client.get("/api/account", headers=key_header(plaintext))
+            assert refused.status_code == 401, refused.text

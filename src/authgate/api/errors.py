@@ -43,7 +43,11 @@ from authgate.exceptions import (
     ValidationFailed,
 )
 from authgate.storage.db import is_unavailable
-from authgate.storage.errors import CONCURRENT_CHANGE_ERRORS, describe_concurrent_change
+from authgate.storage.errors import (
+    CONCURRENT_CHANGE_ERRORS,
+    describe_concurrent_change,
+    is_concurrent_change,
+)
 
 log = logging.getLogger(__name__)
 
@@ -361,7 +365,10 @@ def unavailable_response(request: Request) -> Response:
 async def _on_concurrent_change(request: Request, error: Exception) -> Response:
     """A write that another request's change (on this node or another) made impossible:
     a rename to a name just taken, an update of a row just deleted. 409, not a 500 that
-    closes the connection; the client reloads and retries."""
+    closes the connection; the client reloads and retries. Any other integrity error
+    is a bug: raised on, to the 500 handler (traced)."""
+    if not is_concurrent_change(error):
+        raise error
     log.warning(
         "a concurrent change refused a write (%s): answered 409", describe_concurrent_change(error)
     )

@@ -71,10 +71,12 @@ class RequestBodyLimit:
 
         async def limited_receive() -> Message:
             nonlocal received
+            if too_large:
+                # Before asking for any of it: receive() is what makes the server send
+                # "100 Continue" and wait for the body (the diff review).
+                raise BodyTooLarge()
             message = await receive()
             if message["type"] == "http.request":
-                if too_large:
-                    raise BodyTooLarge()
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
                     raise BodyTooLarge()

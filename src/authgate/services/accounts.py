@@ -78,11 +78,22 @@ class AccountService:
             user_id=user.id if user is not None else None,
         )
         verified = await self._checked(account, actor, lambda: self._verify(user, password))
+        current = await self._db.login_row(identifier)
+        if current is None or not _unchanged(verified, current):
+            # A reset, a deactivation or "log out everywhere" committed while the password
+            # was hashed (queued up to seconds under load): the password checked may no
+            # longer be the account's. Dating the token from the first read refuses it
+            # only when that read came before the change was stamped (the diff review).
+            reason = Reason.PASSWORD_CHANGED_MEANWHILE
+            self._audit.record(EventType.AUTH_FAILURE, "failure", actor=actor, reason=reason)
+            raise BadCredentials(reason=reason)
         self._audit.record(EventType.AUTH_SUCCESS, "success", actor=actor)
         stored_hash = verified.password_hash
         if self._hasher.needs_rehash(stored_hash) and rehash_allowed(stored_hash, password):
             await self._rehash(verified, password)
-        return UserView.of(verified, read_at=read_at)
+        # As read after the hash (its second factor too: one enabled meanwhile is asked
+        # for), dated from the first read.
+        return UserView.of(current, read_at=read_at)
 
     async def _checked(
         self, account: str, actor: Actor, verify: Callable[[], Awaitable[Checked]]
@@ -286,3 +297,13 @@ class AccountService:
             stored = await self._db.users(session).get(user.id)
             if stored is not None and stored.password_hash == user.password_hash:
                 stored.password_hash = new_hash
+
+
+def _unchanged(checked: UserColumns, now: UserColumns) -> bool:
+    """Whether the account a login checked the password of is still as it was read."""
+    return (
+        now.id == checked.id
+        and now.activated
+        and now.password_hash == checked.password_hash
+        and now.tokens_valid_after == checked.tokens_valid_after
+    )

@@ -55,7 +55,7 @@ from authgate.services.api_key_views import (
 )
 from authgate.services.audit.events import Actor, EventType, current_request
 from authgate.services.audit.writer import AuditLog
-from authgate.services.changes import Change, ChangeFeed, ChangeKind
+from authgate.services.changes import Change, ChangeFeed, ChangeKind, UnitOfWork
 from authgate.services.key_refs import KeyRef
 from authgate.services.ports import Database
 from authgate.services.rate_limits import check_rate_limit
@@ -297,8 +297,7 @@ class ApiKeyService:
             raise ValidationFailed(message, field_errors=[FieldError("graceSeconds", message)])
         now = self._clock()
         async with self._feed.unit_of_work() as work:
-            repository = self._db.api_keys(work.session)
-            key = _visible(await repository.locked(ref), viewer, others=OTHERS_TO_CHANGE)
+            key = await self._locked_by(work, ref, viewer, others=OTHERS_TO_CHANGE)
             _refuse_if_revoked(key)
             by_owner = viewer is not None and viewer.user_id == key.user_id
             resumed = key.suspended_at is not None and by_owner
@@ -353,8 +352,7 @@ class ApiKeyService:
         key stays revoked (409)."""
         now = self._clock()
         async with self._feed.unit_of_work() as work:
-            repository = self._db.api_keys(work.session)
-            key = _visible(await repository.locked(ref), viewer, others=OTHERS_TO_REVOKE)
+            key = await self._locked_by(work, ref, viewer, others=OTHERS_TO_REVOKE)
             _refuse_if_revoked(key)
             resumed = key.suspended_at is not None
             if resumed:
@@ -364,6 +362,24 @@ class ApiKeyService:
         if resumed:
             self._audited(EventType.API_KEY_RESUMED, key)
         return ApiKeyView.of(key, now=now)
+
+    async def _locked_by(
+        self, work: UnitOfWork, ref: KeyRef, viewer: Principal | None, *, others: str | None
+    ) -> ApiKey:
+        """The key, locked, for a change that may lift its suspension (a rotation or a
+        re-enabling). When the viewer is its owner, the owner's row is locked first (a
+        user's row before its keys') and the owner's session checked again under it: a
+        deactivation that committed meanwhile suspended the key and ended that session,
+        and must not be undone by a request authenticated just before it (the diff
+        review: the rotated key worked again after the owner's reactivation)."""
+        repository = self._db.api_keys(work.session)
+        if viewer is not None:
+            peek = await repository.by_ref(ref)
+            if peek is not None and peek.user_id == viewer.user_id:
+                owner = await self._db.users(work.session).locked(peek.user_id)
+                if owner is not None:
+                    _refuse_if_caller_ended(owner, viewer)
+        return _visible(await repository.locked(ref), viewer, others=others)
 
     async def review(self, *, unused_days: int, expiring_days: int) -> KeyReview:
         """The reference's "regularly review active API keys" in one answer (admins):

@@ -238,8 +238,13 @@ class SecondFactorService:
     async def login_method(self, user: UserView) -> Method | None:
         """What a login of ``user`` must prove: their factor in force or, for a user who
         must use one but has enrolled none, e-mailed codes when ``unenrolled`` is
-        ``email`` and a code can reach them (UTMStack v10: nobody enrols)."""
-        method = await self.method_of(user.id)
+        ``email`` and a code can reach them (UTMStack v10: nobody enrols). A login's own
+        view (``read_at`` set: read again after the password hash) holds the factor as
+        it is now; any other view's is read anew."""
+        if user.read_at is not None:
+            method = _method(user.second_factor)
+        else:
+            method = await self.method_of(user.id)
         if method is None and self.mails_unenrolled(user):
             return "EMAIL"
         return method
@@ -666,6 +671,16 @@ class SecondFactorService:
         async with self._db.transaction() as session:
             # One live code at a time: a new one replaces the last.
             await self._db.one_time_codes(session).replace(user.id, purpose, [row])
+        try:
+            await self._send_mail(user, code, subject=subject, now=now)
+        except MailNotSent:
+            # Never delivered: it must not hold back the next login's code (the resend
+            # cooldown counts codes that still work) nor be left to be guessed.
+            async with self._db.transaction() as session:
+                await self._db.one_time_codes(session).replace(user.id, purpose, [])
+            raise
+
+    async def _send_mail(self, user: UserView, code: str, *, subject: str, now: datetime) -> None:
         await self._mailer.send_text(
             to=user.email,
             subject=subject,

@@ -57,24 +57,35 @@ class Deletions:
         self._now = now
         self._ids = ids
 
-    def another_source(self, imported: Iterable[User]) -> bool:
-        """Whether the source holds none of the users earlier runs imported (there is at
-        least one): another UTMStack's database, or an emptied one, far more likely than
-        every user deleted. Then nothing is taken as deleted (a revocation is final),
-        and the report says so."""
+    def another_source(self, imported: Iterable[User], keys: Iterable[ApiKey] = ()) -> bool:
+        """Whether the source holds none of the users earlier runs imported, or none of
+        the live keys they imported but other keys (there is at least one): another
+        UTMStack's database (a staging copy, a rebuilt one: user ids are sequential and
+        repeat across installations, key ids are UUIDs and do not), or an emptied one,
+        far more likely than all of them deleted. Then nothing is taken as deleted (a
+        revocation is final), and the report says so."""
         ids = [
             user.legacy_id for user in imported if user.legacy_id and not merged_into_admin(user)
         ]
-        if (
-            self._ids.users is None
-            or not ids
-            or not all(self._ids.deleted("user", legacy_id) for legacy_id in ids)
+        keys = [key for key in keys if key.legacy_id]
+        live = [str(key.legacy_id) for key in keys if key.revoked_at is None]
+        source_keys = self._ids.keys or frozenset()
+        if ids and all(self._ids.deleted("user", legacy_id) for legacy_id in ids):
+            table, kind = "jhi_user", "users"
+        elif (
+            live
+            and all(self._ids.deleted("key", legacy_id) for legacy_id in live)
+            # ... and keys none of which an earlier run imported: another UTMStack's
+            # (deleting every key, and no more, is UTMStack's revocation of them all).
+            and source_keys - {str(key.legacy_id) for key in keys}
         ):
+            table, kind = "api_keys", "live keys"
+        else:
             return False
         self._report.variants.append(
             Variant(
-                "jhi_user",
-                "holds none of the users earlier runs imported: deletions in UTMStack are "
+                table,
+                f"holds none of the {kind} earlier runs imported: deletions in UTMStack are "
                 "not carried over (is this the same UTMStack?)",
             )
         )

@@ -229,9 +229,10 @@ async def _carry_deletions(
 ) -> tuple[list[KeyReference], list[Deactivated]]:
     """Keys and users an earlier run imported whose rows UTMStack no longer has: keys
     revoked first (a deleted user's keys went with it), then users deactivated."""
-    if deletions.another_source(users.imported_before()):
+    imported_keys = keys.imported_keys()
+    if deletions.another_source(users.imported_before(), imported_keys):
         return [], []
-    revoked = deletions.revoke_keys(keys.imported_keys())
+    revoked = deletions.revoke_keys(imported_keys)
     deactivated = await deletions.deactivate_users(users.everyone())
     return revoked, deactivated
 

@@ -304,6 +304,17 @@ def _allow_list(stored: str | None) -> tuple[str | None, list[str]]:
     return networks, list(notes)
 
 
+# What Java's String.trim() removes: the characters up to U+0020, nothing else (not
+# U+00A0 or U+3000, which Python's str.strip() removes too). UTMStack trims with it: an
+# allow list of a no-break space is not blank there (it matched no address), and must
+# not become "any address" here (the diff review).
+_JAVA_TRIMMED = "".join(chr(code) for code in range(0x21))
+
+
+def _java_trim(text: str) -> str:
+    return text.strip(_JAVA_TRIMMED)
+
+
 # Many keys share an allow list (often: none), so each distinct one is parsed once.
 @lru_cache(maxsize=4096)
 def _normalised(stored: str | None) -> tuple[str | None, tuple[str, ...]]:
@@ -322,9 +333,9 @@ def _normalised(stored: str | None) -> tuple[str | None, tuple[str, ...]]:
     imported (None, and why), since an allow list is never made wider, least of all
     "any address". IPv6 entries, which UTMStack matched only when written in Tomcat's
     form, are admitted, with a note."""
-    if not (stored or "").strip():
+    if not _java_trim(stored or ""):
         return "", ()  # null or blank: UTMStack's "any address"
-    entries = [entry.strip() for entry in (stored or "").split(",") if entry.strip()]
+    entries = [_java_trim(entry) for entry in (stored or "").split(",") if _java_trim(entry)]
     if not entries:
         return None, (
             "allowed_ip holds separators only: UTMStack matched no address with it, so "

@@ -322,7 +322,8 @@ def _key(row: dict[str, Any]) -> UtmKey:
         owner_id=owner,
         name=_text(row, "name") or f"UTMStack key {key_id[:8]}",
         plaintext=_required_text(row, "api_key"),
-        allowed_ip=_text(row, "allowed_ip"),
+        # As stored: what is blank is decided as UTMStack decides it (utmstack_keys).
+        allowed_ip=_raw_text(row, "allowed_ip"),
         created_at=_instant(row, "created_at"),
         generated_at=_instant(row, "generated_at"),
         expires_at=_instant(row, "expires_at"),
@@ -344,6 +345,11 @@ def _required_text(row: dict[str, Any], column: str) -> str:
 
 
 def _text(row: dict[str, Any], column: str) -> str | None:
+    value = _raw_text(row, column)
+    return (value.strip() or None) if value is not None else None
+
+
+def _raw_text(row: dict[str, Any], column: str) -> str | None:
     value = row.get(column)
     if value is None:
         return None
@@ -351,7 +357,7 @@ def _text(row: dict[str, Any], column: str) -> str | None:
         raise TypeError(f"{column} is not text")
     if not _is_unicode(value):
         raise ValueError(f"{column} {NOT_UNICODE}")
-    return value.strip() or None
+    return value
 
 
 # A JSON export may escape a lone surrogate (``\udcff``): Python reads it, but no database

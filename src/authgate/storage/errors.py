@@ -61,6 +61,24 @@ CONCURRENT_CHANGE_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
+# SQLSTATE of a unique and of a foreign key violation (PostgreSQL); SQLite's messages.
+_CONCURRENT_SQLSTATES = frozenset({"23505", "23503"})
+_CONCURRENT_SQLITE = ("UNIQUE constraint failed", "FOREIGN KEY constraint failed")
+
+
+def is_concurrent_change(error: BaseException) -> bool:
+    """Whether ``error`` (one of ``CONCURRENT_CHANGE_ERRORS``) is what another request's
+    write causes: a unique or foreign key broken, a row gone. A NOT NULL or CHECK
+    violation is a bug of the statement, not a race: it stays a 500 with its traceback."""
+    if not isinstance(error, exc.IntegrityError):
+        return True
+    driver_error = error.orig
+    code = getattr(driver_error, "sqlstate", None) or getattr(driver_error, "pgcode", None)
+    if isinstance(code, str):
+        return code in _CONCURRENT_SQLSTATES
+    return str(driver_error).startswith(_CONCURRENT_SQLITE)
+
+
 def describe_concurrent_change(error: BaseException) -> str:
     """For the log: the kind of conflict and the constraint or table, never the
     driver's message (PostgreSQL's names the row's values)."""
