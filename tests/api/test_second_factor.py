@@ -35,7 +35,7 @@ from tests.conftest import (
     format_instant,
     test_settings,
 )
-from tests.mail import running_smtp_server, smtp_settings
+from tests.mail import MailRecorder, running_smtp_server, smtp_settings
 
 NEW_PASSWORD = "a-brand-new-secret-phrase"
 
@@ -79,6 +79,24 @@ async def password_step(harness: Harness, **extra: Any) -> httpx2.Response:
 @pytest.fixture
 async def enrolled(harness: Harness, user_token: str) -> tuple[str, list[str]]:
     return await enrol_totp(harness, user_token)
+
+
+@asynccontextmanager
+async def mailed_codes(
+    tmp_path: Path, database_url: str
+) -> AsyncIterator[tuple[Harness, MailRecorder]]:
+    """``AUTHGATE_TFA_UNENROLLED=email`` (and a second factor required of all) with a
+    real SMTP server, and alice, who has no factor: each of her logins is mailed a code."""
+    with running_smtp_server() as (recorder, port):
+        async with harness_with(
+            tmp_path,
+            database_url,
+            **smtp_settings(port),
+            tfa_required="all",
+            tfa_unenrolled="email",
+        ) as harness:
+            await harness.create_user("alice")
+            yield harness, recorder
 
 
 @asynccontextmanager
@@ -596,40 +614,32 @@ async def test_logins_within_the_cooldown_mail_no_new_code(
     """Each correct password mailed a code and replaced the last: the password's holder
     could flood the user's inbox and spoil the code being typed. A code mailed within
     the resend cooldown that still works is kept; after it, a login mails a new one."""
-    with running_smtp_server() as (recorder, port):
-        async with harness_with(
-            tmp_path,
-            database_url,
-            **smtp_settings(port),
-            tfa_required="all",
-            tfa_unenrolled="email",
-        ) as harness:
-            await harness.create_user("alice")
+    async with mailed_codes(tmp_path, database_url) as (harness, recorder):
 
-            def mails() -> int:
-                return len([m for m in recorder.messages() if m["To"] == "alice@example.com"])
+        def mails() -> int:
+            return len([m for m in recorder.messages() if m["To"] == "alice@example.com"])
 
-            first = (await password_step(harness)).json()["token"]
-            code = _last_code(recorder.messages())
-            harness.clock.advance(seconds=20)
-            second = (await password_step(harness)).json()["token"]
-            assert mails() == 1
-            accepted = await harness.client.get(
-                "/api/tfa/verifyCode", params={"code": code}, headers=bearer(second)
-            )
-            assert accepted.status_code == 200, accepted.text
-            # That code is spent: the next login mails another at once.
-            await password_step(harness)
-            assert mails() == 2
-            harness.clock.advance(seconds=29)
-            await password_step(harness)
-            assert mails() == 3  # the cooldown has passed: a new code, the last one replaced
-            latest = await harness.client.get(
-                "/api/tfa/verifyCode",
-                params={"code": _last_code(recorder.messages())},
-                headers=bearer(first),
-            )
-            assert latest.status_code == 200, latest.text
+        first = (await password_step(harness)).json()["token"]
+        code = _last_code(recorder.messages())
+        harness.clock.advance(seconds=20)
+        second = (await password_step(harness)).json()["token"]
+        assert mails() == 1
+        accepted = await harness.client.get(
+            "/api/tfa/verifyCode", params={"code": code}, headers=bearer(second)
+        )
+        assert accepted.status_code == 200, accepted.text
+        # That code is spent: the next login mails another at once.
+        await password_step(harness)
+        assert mails() == 2
+        harness.clock.advance(seconds=29)
+        await password_step(harness)
+        assert mails() == 3  # the cooldown has passed: a new code, the last one replaced
+        latest = await harness.client.get(
+            "/api/tfa/verifyCode",
+            params={"code": _last_code(recorder.messages())},
+            headers=bearer(first),
+        )
+        assert latest.status_code == 200, latest.text
 
 
 async def test_a_code_that_could_not_be_mailed_does_not_hold_back_the_next(
@@ -637,36 +647,28 @@ async def test_a_code_that_could_not_be_mailed_does_not_hold_back_the_next(
 ) -> None:
     """The diff review: a code stored and then not mailed (the SMTP server down) counted
     as "sent moments ago", so the next login within 28 s mailed nothing."""
-    with running_smtp_server() as (recorder, port):
-        async with harness_with(
-            tmp_path,
-            database_url,
-            **smtp_settings(port),
-            tfa_required="all",
-            tfa_unenrolled="email",
-        ) as harness:
-            await harness.create_user("alice")
-            original = SecondFactorService._send_mail
-            attempts = 0
+    async with mailed_codes(tmp_path, database_url) as (harness, recorder):
+        original = SecondFactorService._send_mail
+        attempts = 0
 
-            async def fails_once(self: SecondFactorService, *args: Any, **kwargs: Any) -> None:
-                nonlocal attempts
-                attempts += 1
-                if attempts == 1:
-                    raise MailNotSent("the SMTP server is down")
-                await original(self, *args, **kwargs)
+        async def fails_once(self: SecondFactorService, *args: Any, **kwargs: Any) -> None:
+            nonlocal attempts
+            attempts += 1
+            if attempts == 1:
+                raise MailNotSent("the SMTP server is down")
+            await original(self, *args, **kwargs)
 
-            monkeypatch.setattr(SecondFactorService, "_send_mail", fails_once)
-            assert (await password_step(harness)).status_code == 200
-            harness.clock.advance(seconds=10)
-            pending = (await password_step(harness)).json()["token"]
-            assert attempts == 2
-            passed = await harness.client.get(
-                "/api/tfa/verifyCode",
-                params={"code": _last_code(recorder.messages())},
-                headers=bearer(pending),
-            )
-            assert passed.status_code == 200, passed.text
+        monkeypatch.setattr(SecondFactorService, "_send_mail", fails_once)
+        assert (await password_step(harness)).status_code == 200
+        harness.clock.advance(seconds=10)
+        pending = (await password_step(harness)).json()["token"]
+        assert attempts == 2
+        passed = await harness.client.get(
+            "/api/tfa/verifyCode",
+            params={"code": _last_code(recorder.messages())},
+            headers=bearer(pending),
+        )
+        assert passed.status_code == 200, passed.text
 
 
 def _last_code(messages: list[Any]) -> str:
@@ -695,51 +697,43 @@ async def test_unenrolled_users_get_mailed_codes_when_so_configured(
     """``AUTHGATE_TFA_UNENROLLED=email``: UTMStack v10's global switch, whose UI has no
     enrolment screens. A user who must use a second factor but has none is mailed a
     code at login (v10's flow, and v12's) instead of being sent to enrol."""
-    with running_smtp_server() as (recorder, port):
-        async with harness_with(
-            tmp_path,
-            database_url,
-            **smtp_settings(port),
-            tfa_required="all",
-            tfa_unenrolled="email",
-        ) as harness:
-            await harness.create_user("alice")
-            body = (await password_step(harness)).json()
-            assert (body["authenticated"], body["tfaConfigured"], body["method"]) == (
-                False,
-                True,
-                "EMAIL",
-            )
-            wrong = await harness.client.get(
-                "/api/tfa/verifyCode", params={"code": "000000"}, headers=bearer(body["token"])
-            )
-            assert wrong.status_code == 401
-            passed = await harness.client.get(
-                "/api/tfa/verifyCode",
-                params={"code": _last_code(recorder.messages())},
-                headers=bearer(body["token"]),
-            )
-            assert passed.status_code == 200, passed.text
-            assert passed.json()["authenticated"] is True
-            account = await harness.client.get(
-                "/api/account", headers=bearer(passed.json()["id_token"])
-            )
-            assert account.status_code == 200
+    async with mailed_codes(tmp_path, database_url) as (harness, recorder):
+        body = (await password_step(harness)).json()
+        assert (body["authenticated"], body["tfaConfigured"], body["method"]) == (
+            False,
+            True,
+            "EMAIL",
+        )
+        wrong = await harness.client.get(
+            "/api/tfa/verifyCode", params={"code": "000000"}, headers=bearer(body["token"])
+        )
+        assert wrong.status_code == 401
+        passed = await harness.client.get(
+            "/api/tfa/verifyCode",
+            params={"code": _last_code(recorder.messages())},
+            headers=bearer(body["token"]),
+        )
+        assert passed.status_code == 200, passed.text
+        assert passed.json()["authenticated"] is True
+        account = await harness.client.get(
+            "/api/account", headers=bearer(passed.json()["id_token"])
+        )
+        assert account.status_code == 200
 
-            v12 = await harness.client.post(
-                "/api/v1/auth/login", json={"login": "alice", "password": USER_PASSWORD}
-            )
-            assert v12.status_code == 200, v12.text
-            assert (v12.json()["tfa_required"], v12.json()["tfa_type"]) == (True, "email")
-            verified = await harness.client.post(
-                "/api/v1/auth/tfa/verify-code",
-                json={
-                    "pre_auth_token": v12.json()["pre_auth_token"],
-                    "code": _last_code(recorder.messages()),
-                },
-            )
-            assert verified.status_code == 200, verified.text
-            assert verified.json()["access_token"]
+        v12 = await harness.client.post(
+            "/api/v1/auth/login", json={"login": "alice", "password": USER_PASSWORD}
+        )
+        assert v12.status_code == 200, v12.text
+        assert (v12.json()["tfa_required"], v12.json()["tfa_type"]) == (True, "email")
+        verified = await harness.client.post(
+            "/api/v1/auth/tfa/verify-code",
+            json={
+                "pre_auth_token": v12.json()["pre_auth_token"],
+                "code": _last_code(recorder.messages()),
+            },
+        )
+        assert verified.status_code == 200, verified.text
+        assert verified.json()["access_token"]
 
 
 async def test_a_mailed_code_cannot_be_skipped_by_enrolling(
@@ -749,32 +743,25 @@ async def test_a_mailed_code_cannot_be_skipped_by_enrolling(
     mailed a code may not enrol a factor instead (the attack review passed the second
     step with the password alone that way, and left the account to its authenticator).
     The mailed code still works afterwards."""
-    with running_smtp_server() as (recorder, port):
-        async with harness_with(
-            tmp_path,
-            database_url,
-            **smtp_settings(port),
-            tfa_required="all",
-            tfa_unenrolled="email",
-        ) as harness:
-            alice = await harness.create_user("alice")
-            pending = (await password_step(harness)).json()["token"]
-            for stage in ({"stage": 0, "method": "TOTP"}, {"stage": 2, "enable": True}):
-                refused = await harness.client.post(
-                    "/api/enrollment/tfa", json=stage, headers=bearer(pending)
-                )
-                assert refused.status_code == 409, refused.text
-                assert "e-mail" in refused.json()["message"]
-            state = await harness.services.second_factor.state(
-                await harness.services.accounts.account(alice)
+    async with mailed_codes(tmp_path, database_url) as (harness, recorder):
+        alice = (await harness.services.users.get_user("alice")).id
+        pending = (await password_step(harness)).json()["token"]
+        for stage in ({"stage": 0, "method": "TOTP"}, {"stage": 2, "enable": True}):
+            refused = await harness.client.post(
+                "/api/enrollment/tfa", json=stage, headers=bearer(pending)
             )
-            assert (state.method, state.pending_method) == (None, None)
-            passed = await harness.client.get(
-                "/api/tfa/verifyCode",
-                params={"code": _last_code(recorder.messages())},
-                headers=bearer(pending),
-            )
-            assert passed.status_code == 200, passed.text
+            assert refused.status_code == 409, refused.text
+            assert "e-mail" in refused.json()["message"]
+        state = await harness.services.second_factor.state(
+            await harness.services.accounts.account(alice)
+        )
+        assert (state.method, state.pending_method) == (None, None)
+        passed = await harness.client.get(
+            "/api/tfa/verifyCode",
+            params={"code": _last_code(recorder.messages())},
+            headers=bearer(pending),
+        )
+        assert passed.status_code == 200, passed.text
 
 
 async def test_resetting_a_user_without_a_factor_records_and_mails_nothing(

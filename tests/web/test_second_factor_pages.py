@@ -11,9 +11,8 @@ import httpx2
 
 from authgate.security.second_factor import totp_code, totp_step
 from tests.api.test_second_factor import _last_code as last_code
-from tests.api.test_second_factor import harness_with, store_totp_secret
+from tests.api.test_second_factor import harness_with, mailed_codes, store_totp_secret
 from tests.conftest import USER_PASSWORD, Harness
-from tests.mail import running_smtp_server, smtp_settings
 from tests.web.conftest import LOGIN, Browser, OpenBrowser, html, redirect_target
 
 CODE_PAGE = "/settings/login/code"
@@ -142,32 +141,24 @@ async def test_a_mailed_code_signs_in_and_cannot_be_skipped_by_enrolling(
 ) -> None:
     """AUTHGATE_TFA_UNENROLLED=email: the sign-in step asks for the mailed code (it offered
     to set up an authenticator app instead, which the password alone could then do)."""
-    with running_smtp_server() as (recorder, port):
-        async with harness_with(
-            tmp_path,
-            database_url,
-            **smtp_settings(port),
-            tfa_required="all",
-            tfa_unenrolled="email",
-        ) as other:
-            await other.create_user("alice")
-            transport = httpx2.ASGITransport(app=other.app, raise_app_exceptions=False)
-            async with httpx2.AsyncClient(transport=transport, base_url="https://testserver") as c:
-                browser = Browser(c)
-                first = await browser.sign_in("alice", USER_PASSWORD)
-                step = html(await browser.get(redirect_target(first)))
-                code_form = step.find("form", id="code-form")
-                assert code_form.find("label").text == "The code we e-mailed you"
-                form = {k: v for k, v in code_form.inputs().items() if k != "code"}
+    async with mailed_codes(tmp_path, database_url) as (other, recorder):
+        transport = httpx2.ASGITransport(app=other.app, raise_app_exceptions=False)
+        async with httpx2.AsyncClient(transport=transport, base_url="https://testserver") as c:
+            browser = Browser(c)
+            first = await browser.sign_in("alice", USER_PASSWORD)
+            step = html(await browser.get(redirect_target(first)))
+            code_form = step.find("form", id="code-form")
+            assert code_form.find("label").text == "The code we e-mailed you"
+            form = {k: v for k, v in code_form.inputs().items() if k != "code"}
 
-                enrol = await browser.post(CODE_PAGE, {**form, "action": "enrol"}, csrf=False)
-                assert enrol.status_code == 409
-                assert html(enrol).find_all(id="tfa-secret") == []
-                signed = await browser.post(
-                    CODE_PAGE, {**form, "code": last_code(recorder.messages())}, csrf=False
-                )
-                assert signed.status_code == 303
-                assert browser.session is not None
+            enrol = await browser.post(CODE_PAGE, {**form, "action": "enrol"}, csrf=False)
+            assert enrol.status_code == 409
+            assert html(enrol).find_all(id="tfa-secret") == []
+            signed = await browser.post(
+                CODE_PAGE, {**form, "code": last_code(recorder.messages())}, csrf=False
+            )
+            assert signed.status_code == 303
+            assert browser.session is not None
 
 
 async def test_a_wrong_code_while_setting_up_keeps_the_set_up(
