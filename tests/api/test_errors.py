@@ -296,6 +296,23 @@ async def test_a_write_a_concurrent_change_refused_is_409(
     assert "answered 409" in caplog.text
 
 
+async def test_a_settings_form_a_concurrent_change_refused_is_a_409_page(
+    harness: Harness,
+) -> None:
+    """As every refusal under /settings/: a page a browser shows, not the API's JSON."""
+    router = APIRouter()
+
+    @router.post("/settings/test-concurrent-form")
+    async def concurrent_form() -> None:
+        raise orm_exc.StaleDataError("UPDATE statement on table 'users' expected 1 row")
+
+    harness.app.include_router(router)
+    response = await harness.client.post("/settings/test-concurrent-form")
+    assert response.status_code == 409
+    assert response.headers["content-type"].startswith("text/html")
+    assert "Changed meanwhile" in response.text
+
+
 @pytest.mark.parametrize(
     "orig",
     [_PostgresError("null value in column", "23502"), Exception("NOT NULL constraint failed")],

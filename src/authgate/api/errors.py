@@ -344,6 +344,18 @@ _METHOD_PAGE = """<!doctype html>
 <p><a href="/settings/api-keys">Back to the settings</a></p>
 </section></main></body></html>
 """
+_CONFLICT_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Changed meanwhile · authgate</title>
+<link rel="stylesheet" href="/settings/static/app.css"></head>
+<body><main id="main"><section class="card narrow">
+<h1>Changed meanwhile</h1>
+<p>Another request changed or deleted this while yours was on its way. Nothing of yours
+was saved. Reload the page and try again.</p>
+<p><a href="/settings/api-keys">Back to the settings</a></p>
+</section></main></body></html>
+"""
 _PAGE_POLICY = "default-src 'none'; style-src 'self'; frame-ancestors 'none'; base-uri 'none'"
 
 
@@ -372,6 +384,9 @@ async def _on_concurrent_change(request: Request, error: Exception) -> Response:
     log.warning(
         "a concurrent change refused a write (%s): answered 409", describe_concurrent_change(error)
     )
+    if request.url.path.startswith("/settings/"):
+        headers = {"Content-Security-Policy": _PAGE_POLICY, "Cache-Control": "no-store"}
+        return HTMLResponse(_CONFLICT_PAGE, status_code=409, headers=headers)
     return error_response(
         request,
         status=409,
