@@ -16,9 +16,12 @@ from typing import Any
 
 import httpx2
 import pytest
+from sqlalchemy import select, update
 
+from authgate.security.passwords import Argon2Parameters, PasswordHasher
 from authgate.services.password_hashing import AsyncPasswordHasher
 from authgate.storage.db import Database
+from authgate.storage.models import User
 from tests.conftest import USER_PASSWORD, Harness, bearer
 
 NEW_PASSWORD = "a-brand-new-passphrase-42"
@@ -161,3 +164,38 @@ async def test_a_login_racing_a_deactivation_gets_nothing_back_on_reactivation(
     assert answer.status_code == 200, answer.text
     refused = await harness.client.get("/api/account", headers=bearer(answer.json()["id_token"]))
     assert refused.status_code == 401
+
+
+async def test_another_logins_upgrade_of_the_hash_refuses_no_one(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two logins at once to an account whose hash is upgraded at its first login (old
+    Argon2 parameters, or a UTMStack bcrypt hash): the second read of the one still
+    hashing sees another hash, of the same password; it is not refused for that."""
+    await harness.create_user("alice", USER_PASSWORD)
+    old = PasswordHasher(Argon2Parameters(time_cost=2, memory_kib=16, parallelism=2))
+    async with harness.services.db.transaction() as session:
+        await session.execute(
+            update(User).where(User.login == "alice").values(password_hash=old.hash(USER_PASSWORD))
+        )
+
+    async def other_login() -> None:
+        # From another address: one address's password checks are evaluated one at a time.
+        async with harness.client_from("198.51.100.9") as client:
+            other = await client.post(
+                "/api/authenticate", json={"username": "alice", "password": USER_PASSWORD}
+            )
+        assert other.status_code == 200, other.text
+
+    answer = await interleaved(
+        harness, monkeypatch, AsyncPasswordHasher, "verify", call=1,
+        login=v10_login(harness), meanwhile=other_login,
+    )  # fmt: skip
+
+    async with harness.services.db.session() as session:
+        stored = await session.scalar(select(User.password_hash).where(User.login == "alice"))
+    assert stored is not None
+    assert old.needs_rehash(stored)  # upgraded by the other login
+    assert answer.status_code == 200, answer.text
+    token = answer.json()["id_token"]
+    assert (await harness.client.get("/api/account", headers=bearer(token))).status_code == 200

@@ -300,10 +300,13 @@ class AccountService:
 
 
 def _unchanged(checked: UserColumns, now: UserColumns) -> bool:
-    """Whether the account a login checked the password of is still as it was read."""
+    """Whether the account a login checked the password of still stands as it was read:
+    the same user, active, and no end of its sessions since (a password change or
+    reset, "log out everywhere" and a deactivation all stamp ``tokens_valid_after``).
+    Not the hash itself: another login's upgrade of it (a UTMStack bcrypt hash, old
+    Argon2 parameters) changes it without changing the password."""
     return (
         now.id == checked.id
         and now.activated
-        and now.password_hash == checked.password_hash
         and now.tokens_valid_after == checked.tokens_valid_after
     )
