@@ -196,10 +196,11 @@ class AccountService:
             stored = await self._db.users(work.session).locked(user_id)
             if stored is None:
                 raise NotFound("User not found", reason=Reason.USER_NOT_FOUND)
-            if stored.password_hash != user.password_hash:
+            if stored.tokens_valid_after != user.tokens_valid_after:
                 # Changed while this one was hashing (another session's change, an
-                # admin's reset): the password checked is no longer the current one,
-                # and the last change must not silently undo the first.
+                # admin's reset: each stamps tokens_valid_after; a login's upgrade of the
+                # hash does not): the password checked may no longer be the current
+                # one, and the last change must not silently undo the first.
                 raise Conflict(
                     "The password was changed meanwhile; sign in with the new one.",
                     reason=Reason.PASSWORD_CHANGED_MEANWHILE,
