@@ -41,8 +41,9 @@ class BodyTooLarge(HTTPException):
 
 
 class RequestBodyLimit:
-    """Refuses bodies over ``max_bytes`` when a route reads one: at its first part when
-    ``Content-Length`` says so, otherwise as soon as the streamed body passes the limit.
+    """Refuses bodies over ``max_bytes`` when a route reads one: before asking for any of
+    it when ``Content-Length`` says so, otherwise as soon as the streamed body passes the
+    limit.
 
     A route that reads no body is answered whatever length its head declares: a
     forward-auth subrequest (nginx ``auth_request`` with ``proxy_pass_request_body off``,
