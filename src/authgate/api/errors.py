@@ -293,8 +293,7 @@ async def _on_http_exception(request: Request, error: StarletteHTTPException) ->
         if request.url.path.startswith("/settings/"):
             # A browser (or a form posted to the wrong page) under the Settings UI gets a
             # page it can read, as for an unknown page there, not the API's JSON.
-            headers["Content-Security-Policy"] = _PAGE_POLICY
-            return HTMLResponse(_METHOD_PAGE, status_code=405, headers=headers)
+            return _settings_page(_METHOD_PAGE, 405, headers)
     return error_response(request, status=status, code=code, message=message, headers=headers)
 
 
@@ -319,52 +318,55 @@ def _allowed_methods(request: Request) -> list[str]:
 # Seconds a client should wait before trying again while the database is unreachable.
 UNAVAILABLE_RETRY_AFTER = 1
 UNAVAILABLE_MESSAGE = "The service is temporarily unavailable; try again shortly."
-# The Settings pages' answer: a page a browser shows (no template: nothing here may need
-# more than the process itself), styled by the UI's own stylesheet.
-_UNAVAILABLE_PAGE = """<!doctype html>
+# The Settings pages' answers to what happens before a page's own code runs (or around
+# it): a page a browser shows (no template: nothing here may need more than the process
+# itself), styled by the UI's own stylesheet. Fixed texts only, never the request's.
+_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Temporarily unavailable · authgate</title>
+<title>{title} · authgate</title>
 <link rel="stylesheet" href="/settings/static/app.css"></head>
 <body><main id="main"><section class="card narrow">
-<h1>Temporarily unavailable</h1>
-<p>authgate cannot reach its database right now. Nothing was changed.
-Try again in a few seconds.</p>
-<p><a href="">Try again</a></p>
+<h1>{title}</h1>
+<p>{message}</p>
+<p><a href="{link}">{link_text}</a></p>
 </section></main></body></html>
 """
-_METHOD_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Not allowed here · authgate</title>
-<link rel="stylesheet" href="/settings/static/app.css"></head>
-<body><main id="main"><section class="card narrow">
-<h1>Not allowed here</h1>
-<p>This page does not take that kind of request. Nothing was changed.</p>
-<p><a href="/settings/api-keys">Back to the settings</a></p>
-</section></main></body></html>
-"""
-_CONFLICT_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Changed meanwhile · authgate</title>
-<link rel="stylesheet" href="/settings/static/app.css"></head>
-<body><main id="main"><section class="card narrow">
-<h1>Changed meanwhile</h1>
-<p>Another request changed or deleted this while yours was on its way. Nothing of yours
-was saved. Reload the page and try again.</p>
-<p><a href="/settings/api-keys">Back to the settings</a></p>
-</section></main></body></html>
-"""
+_BACK = ("/settings/api-keys", "Back to the settings")
+_UNAVAILABLE_PAGE = _PAGE.format(
+    title="Temporarily unavailable",
+    message="authgate cannot reach its database right now. Nothing was changed.\n"
+    "Try again in a few seconds.",
+    link="",
+    link_text="Try again",
+)
+_METHOD_PAGE = _PAGE.format(
+    title="Not allowed here",
+    message="This page does not take that kind of request. Nothing was changed.",
+    link=_BACK[0],
+    link_text=_BACK[1],
+)
+_CONFLICT_PAGE = _PAGE.format(
+    title="Changed meanwhile",
+    message="Another request changed or deleted this while yours was on its way. Nothing "
+    "of yours\nwas saved. Reload the page and try again.",
+    link=_BACK[0],
+    link_text=_BACK[1],
+)
 _PAGE_POLICY = "default-src 'none'; style-src 'self'; frame-ancestors 'none'; base-uri 'none'"
+
+
+def _settings_page(page: str, status: int, headers: dict[str, str]) -> HTMLResponse:
+    return HTMLResponse(
+        page, status_code=status, headers={**headers, "Content-Security-Policy": _PAGE_POLICY}
+    )
 
 
 def unavailable_response(request: Request) -> Response:
     """503 with Retry-After: JSON (the usual error body), or a page under /settings/."""
     headers = {"Retry-After": str(UNAVAILABLE_RETRY_AFTER), "Cache-Control": "no-store"}
     if request.url.path.startswith("/settings/"):
-        headers["Content-Security-Policy"] = _PAGE_POLICY
-        return HTMLResponse(_UNAVAILABLE_PAGE, status_code=503, headers=headers)
+        return _settings_page(_UNAVAILABLE_PAGE, 503, headers)
     return error_response(
         request,
         status=503,
@@ -385,8 +387,7 @@ async def _on_concurrent_change(request: Request, error: Exception) -> Response:
         "a concurrent change refused a write (%s): answered 409", describe_concurrent_change(error)
     )
     if request.url.path.startswith("/settings/"):
-        headers = {"Content-Security-Policy": _PAGE_POLICY, "Cache-Control": "no-store"}
-        return HTMLResponse(_CONFLICT_PAGE, status_code=409, headers=headers)
+        return _settings_page(_CONFLICT_PAGE, 409, {"Cache-Control": "no-store"})
     return error_response(
         request,
         status=409,
