@@ -27,7 +27,7 @@ VALUES = {
     "tfa_key": "d" * 44,
     "alert_webhook_secret": "webhook signing secret",
     "alert_smtp_password": "smtp pass with spaces ",
-    "metrics_token": "metrics-token-123",
+    "metrics_token": "metrics-token-for-the-file-tests",
     "admin_password": "first-operator-passphrase",
 }
 
@@ -107,11 +107,11 @@ def test_unreadable_or_empty_file_is_a_settings_error(tmp_path: Path) -> None:
 def test_file_readable_by_others_is_warned_about(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    path = secret_file(tmp_path, "token", "metrics-token-123")
+    path = secret_file(tmp_path, "token", VALUES["metrics_token"])
     path.chmod(0o644)
     Settings(metrics_token_file=path)
     assert f"{path} is readable by other users" in caplog.text
-    assert "metrics-token-123" not in caplog.text
+    assert VALUES["metrics_token"] not in caplog.text
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
 
 

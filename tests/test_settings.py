@@ -135,6 +135,8 @@ def test_missing_config_file_is_a_configuration_error(
         ({"reset_page_url": "https://utm.example.com/reset?"}, "reset_page_url.*query"),
         ({"public_url": "http://a b/"}, "public_url.*absolute"),
         ({"public_url": "https://x.example:99999/p"}, "public_url.*absolute"),
+        ({"metrics_token": "a"}, "metrics_token must be at least 24 characters"),
+        ({"metrics_token": "x" * 23}, "metrics_token must be at least 24 characters"),
     ],
     ids=[
         "port-zero",
@@ -158,6 +160,8 @@ def test_missing_config_file_is_a_configuration_error(
         "reset-page-empty-query",
         "public-url-space",
         "public-url-bad-port",
+        "metrics-token-one-character",
+        "metrics-token-one-short",
     ],
 )
 def test_invalid_values_are_rejected(values: dict[str, object], message: str) -> None:
@@ -273,3 +277,7 @@ def test_mailed_codes_for_the_unenrolled_need_an_smtp_server() -> None:
     mail = {"alert_smtp_host": "mail.example.com", "alert_email_from": "authgate@example.com"}
     assert Settings(**values, **mail).second_factor.unenrolled == "email"  # type: ignore[arg-type]
     assert Settings(tfa_unenrolled="email").second_factor.required == "none"  # type: ignore[call-arg]
+
+
+def test_a_metrics_token_of_24_characters_is_accepted() -> None:
+    assert Settings(metrics_token="x" * 24).metrics_token is not None  # type: ignore[arg-type]

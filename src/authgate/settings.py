@@ -67,6 +67,7 @@ _SCOPE_NAME = re.compile(SCOPE_PATTERN)
 # UTMStack's DefaultTenantID: the one tenant of a single-tenant install, a constant that
 # every UTMStack plugin and v12's log-input use.
 UTMSTACK_DEFAULT_TENANT = "ce66672c-e36d-4761-a8c8-90058fee1a24"
+METRICS_TOKEN_MIN_LENGTH = 24
 
 
 class Settings(BaseSettings):
@@ -194,7 +195,8 @@ class Settings(BaseSettings):
 
     metrics_token: SecretStr | None = Field(
         default=None,
-        description="Bearer token for /management/prometheus (else an admin credential).",
+        description="Bearer token for /management/prometheus (else an admin credential); "
+        "at least 24 characters.",
     )
     metrics_token_file: Path | None = None
 
@@ -300,6 +302,14 @@ class Settings(BaseSettings):
             )
         if self.tokens.remember_me_ttl_seconds < self.tokens.ttl_seconds:
             raise ValueError("remember_me_ttl_seconds must be at least token_ttl_seconds")
+        metrics_token = self.metrics_token.get_secret_value() if self.metrics_token else None
+        if metrics_token is not None and len(metrics_token) < METRICS_TOKEN_MIN_LENGTH:
+            # A bearer secret scrapers send; wrong guesses are refused but not throttled
+            # (as any bad token), so its length is its only defence.
+            raise ValueError(
+                f"metrics_token must be at least {METRICS_TOKEN_MIN_LENGTH} characters "
+                "(e.g. the output of `openssl rand -base64 24`)"
+            )
         problems = self.cluster_problems()
         if problems:
             raise ValueError("AUTHGATE_CLUSTER is set, but " + "; ".join(problems))

@@ -24,7 +24,7 @@ from authgate.services.user_fields import UserView
 from authgate.settings import Settings
 from tests.conftest import ADMIN_PASSWORD, Harness, bearer, test_settings
 
-METRICS_TOKEN = "metrics-token-for-tests"
+METRICS_TOKEN = "metrics-token-for-the-tests-0123"
 VICTIM = "victim"
 
 # Valid ISO 8601 with their offsets, outside the years 1 to 9999 once in UTC (where the

@@ -10,6 +10,7 @@ import ipaddress
 from typing import Any
 
 import httpx2
+from sqlalchemy import select, update
 
 from authgate.app import create_app
 from authgate.exceptions import ApiKeyRejected
@@ -17,6 +18,7 @@ from authgate.services.api_key_auth import ApiKeyAuthenticator
 from authgate.services.key_refs import key_ref
 from authgate.settings import Settings
 from authgate.storage.audit_repository import AuditFilter
+from authgate.storage.models import ApiKey
 from authgate.storage.paging import PageRequest
 from tests.api.test_api_keys import KEYS, key_header
 from tests.conftest import USER_PASSWORD, FakeClock, Harness, bearer
@@ -292,3 +294,73 @@ async def test_the_operators_regeneration_leaves_a_suspended_key_suspended(
     assert on.status_code == 200
     assert (await works(harness, plaintext)).json()["code"] == "api_key_suspended"
     assert await audited(harness, "API_KEY_RESUMED") == []
+
+
+async def test_a_deactivation_ends_a_rotations_grace_for_good(
+    harness: Harness, admin_token: str, user_token: str
+) -> None:
+    """A leaked key rotated with a grace period, then its owner deactivated: the
+    previous secret must not come back when the key is re-enabled (attack review)."""
+    created = await harness.create_key(user_token, name="leaked")
+    rotated = await harness.client.post(
+        f"{KEYS}/{created['id']}/generate?graceSeconds=3600", headers=bearer(user_token)
+    )
+    assert rotated.status_code == 200, rotated.text
+    assert (await works(harness, created["key"])).status_code == 200  # in its grace
+    admin = bearer(admin_token)
+    for activated in (False, True):
+        changed = await harness.client.put(
+            "/api/users/alice", json={"activated": activated}, headers=admin
+        )
+        assert changed.status_code == 200
+        async with harness.services.db.session() as session:
+            grace = await session.scalar(
+                select(ApiKey.previous_secret_hash).where(ApiKey.name == "leaked")
+            )
+        assert grace is None  # ended by the suspension itself
+    harness.clock.advance(milliseconds=1)
+    token = await harness.login("alice", USER_PASSWORD)
+
+    resumed = await harness.client.post(f"{KEYS}/{created['id']}/resume", headers=bearer(token))
+
+    assert resumed.status_code == 200, resumed.text
+    assert (await works(harness, rotated.text)).status_code == 200
+    assert (await works(harness, created["key"])).json()["code"] == "invalid_api_key"
+
+
+async def test_re_enabling_ends_a_grace_a_suspension_left(
+    harness: Harness, admin_token: str, user_token: str
+) -> None:
+    """A key suspended while its grace was left running (as before the fix above): the
+    re-enabling ends it."""
+    created = await harness.create_key(user_token, name="older")
+    rotated = await harness.client.post(
+        f"{KEYS}/{created['id']}/generate?graceSeconds=3600", headers=bearer(user_token)
+    )
+    assert rotated.status_code == 200
+    async with harness.services.db.session() as session:
+        row = await session.scalar(select(ApiKey).where(ApiKey.name == "older"))
+        assert row is not None
+        previous = (row.previous_secret_hash, row.previous_valid_until)
+    off = await harness.client.put(
+        "/api/users/alice", json={"activated": False}, headers=bearer(admin_token)
+    )
+    assert off.status_code == 200
+    async with harness.services.db.transaction() as session:
+        await session.execute(
+            update(ApiKey)
+            .where(ApiKey.name == "older")
+            .values(previous_secret_hash=previous[0], previous_valid_until=previous[1])
+        )
+    on = await harness.client.put(
+        "/api/users/alice", json={"activated": True}, headers=bearer(admin_token)
+    )
+    assert on.status_code == 200
+
+    resumed = await harness.client.post(
+        f"{KEYS}/{created['id']}/resume", headers=bearer(admin_token)
+    )
+
+    assert resumed.status_code == 200, resumed.text
+    assert (await works(harness, created["key"])).json()["code"] == "invalid_api_key"
+    assert (await works(harness, rotated.text)).status_code == 200

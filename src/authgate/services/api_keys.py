@@ -57,6 +57,7 @@ from authgate.services.audit.events import Actor, EventType, current_request
 from authgate.services.audit.writer import AuditLog
 from authgate.services.changes import Change, ChangeFeed, ChangeKind, UnitOfWork
 from authgate.services.key_refs import KeyRef
+from authgate.services.owner_keys import end_grace
 from authgate.services.ports import Database
 from authgate.services.rate_limits import check_rate_limit
 from authgate.services.sorting import require_sortable
@@ -308,8 +309,7 @@ class ApiKeyService:
                 key.previous_secret_hash = key.secret_hash
                 key.previous_valid_until = now + grace
             else:
-                key.previous_secret_hash = None
-                key.previous_valid_until = None
+                end_grace(key)
             key.secret_hash = keys.key_digest(self._pepper, generated.plaintext)
             key.key_tail = generated.plaintext[-4:]
             if renew_lifetime and key.expires_at is not None:
@@ -340,8 +340,7 @@ class ApiKeyService:
             if newly_revoked:
                 key.revoked_at = now
                 key.updated_at = now
-                key.previous_secret_hash = None
-                key.previous_valid_until = None
+                end_grace(key)
                 work.publish(Change(ChangeKind.API_KEY_CHANGED, key.key_id))
         if newly_revoked:
             self._audited(EventType.API_KEY_REVOKED, key)
@@ -358,6 +357,7 @@ class ApiKeyService:
             if resumed:
                 key.suspended_at = None
                 key.updated_at = now
+                end_grace(key)  # as a suspension does (a key suspended before it did)
                 work.publish(Change(ChangeKind.API_KEY_CHANGED, key.key_id))
         if resumed:
             self._audited(EventType.API_KEY_RESUMED, key)

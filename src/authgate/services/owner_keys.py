@@ -13,18 +13,28 @@ from authgate.services.audit.events import Actor, EventType, current_request
 from authgate.services.audit.writer import AuditLog
 from authgate.services.changes import Change, ChangeKind, UnitOfWork
 from authgate.services.ports import ApiKeyRepo
+from authgate.storage.models import ApiKey
+
+
+def end_grace(key: ApiKey) -> None:
+    """End a rotation's grace period at once: the previous secret stops working."""
+    key.previous_secret_hash = None
+    key.previous_valid_until = None
 
 
 async def suspend_owner_keys(
     work: UnitOfWork, keys: ApiKeyRepo, owner_id: int, *, now: datetime
 ) -> list[KeyReference]:
     """Suspend every live key of ``owner_id`` that is not suspended yet, in ``work`` (the
-    deactivation's own transaction), and tell every worker and node (change feed)."""
+    deactivation's own transaction), and tell every worker and node (change feed). A
+    deactivation is a remediation: a rotation's previous secret, still in its grace
+    period, ends with it and does not come back when the key is re-enabled."""
     suspended = []
     for key in await keys.live_of_owner(owner_id):
         if key.suspended_at is None:
             key.suspended_at = now
             key.updated_at = now
+            end_grace(key)
             work.publish(Change(ChangeKind.API_KEY_CHANGED, key.key_id))
             suspended.append(KeyReference(key_pk=key.id, name=key.name, owner_id=owner_id))
     return suspended
@@ -42,6 +52,7 @@ async def resume_owner_keys(
         if key.suspended_at is not None and (key.expires_at is None or key.expires_at > now):
             key.suspended_at = None
             key.updated_at = now
+            end_grace(key)  # a key suspended before suspending ended it
             work.publish(Change(ChangeKind.API_KEY_CHANGED, key.key_id))
             resumed.append(KeyReference(key_pk=key.id, name=key.name, owner_id=owner_id))
     return resumed
@@ -56,8 +67,7 @@ async def revoke_owner_keys(
     for key in await keys.live_of_owner(owner_id):
         key.revoked_at = now
         key.updated_at = now
-        key.previous_secret_hash = None
-        key.previous_valid_until = None
+        end_grace(key)
         work.publish(Change(ChangeKind.API_KEY_CHANGED, key.key_id))
         revoked.append(KeyReference(key_pk=key.id, name=key.name, owner_id=owner_id))
     return revoked

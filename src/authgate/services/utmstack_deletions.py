@@ -25,7 +25,7 @@ from authgate.security.principal import ROLE_ADMIN, KeyReference, parse_authorit
 from authgate.services.api_key_views import is_legacy
 from authgate.services.changes import Change, ChangeKind, UnitOfWork
 from authgate.services.import_report import Action, ImportReport
-from authgate.services.owner_keys import suspend_owner_keys
+from authgate.services.owner_keys import end_grace, suspend_owner_keys
 from authgate.services.reset_keys import cancel_reset_link
 from authgate.services.users import end_sessions
 from authgate.services.utmstack_rows import SourceIds, Variant
@@ -148,8 +148,7 @@ class Deletions:
     def _revoke(self, key: ApiKey) -> KeyReference:
         """As ``ApiKeyService.revoke``: at once on every worker and node."""
         key.revoked_at = key.updated_at = self._now
-        key.previous_secret_hash = None
-        key.previous_valid_until = None
+        end_grace(key)
         self._work.publish(Change(ChangeKind.API_KEY_CHANGED, key.key_id))
         self._note(
             key,
