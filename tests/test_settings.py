@@ -280,4 +280,4 @@ def test_mailed_codes_for_the_unenrolled_need_an_smtp_server() -> None:
 
 
 def test_a_metrics_token_of_24_characters_is_accepted() -> None:
-    assert Settings(metrics_token="x" * 24).metrics_token is not None  # type: ignore[arg-type]
+    assert Settings(metrics_token="x" * 24).metrics_token is not None
