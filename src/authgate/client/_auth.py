@@ -58,6 +58,7 @@ __all__ = [
     "SecondFactorHook",
     "auth_for",
     "own_request",
+    "second_factor_code",
     "token_expiry",
 ]
 
@@ -208,12 +209,7 @@ class LoginAuth(RenewedTokenAuth):
     def _second_factor_flow(
         self, pre_verification_token: str
     ) -> Generator[httpx2.Request, httpx2.Response, str]:
-        if self._second_factor is None:
-            raise SecondFactorRequired(
-                f"the server requires a second factor for {self._credentials.username!r}:"
-                " give the client a second_factor hook that returns the code"
-            )
-        code = self._second_factor().strip()
+        code = second_factor_code(self._second_factor, self._credentials.username)
         authorization = {"Authorization": f"Bearer {pre_verification_token}"}
         response = yield own_request(
             "POST",
@@ -317,6 +313,20 @@ def own_request(
     if user_agent is not None:
         own_headers["User-Agent"] = user_agent
     return httpx2.Request(method, url, headers=own_headers, **options)
+
+
+def second_factor_code(
+    hook: SecondFactorHook | None, login: str, *, kind: str | None = None
+) -> str:
+    """The code the hook gives; without a hook, ``SecondFactorRequired`` naming the login
+    (and the kind of factor, when the server said which)."""
+    if hook is None:
+        factor = f" ({kind})" if kind is not None else ""
+        raise SecondFactorRequired(
+            f"the server requires a second factor{factor} for {login!r}:"
+            " give the client a second_factor hook that returns the code"
+        )
+    return hook().strip()
 
 
 def token_expiry(token: str) -> float | None:

@@ -30,10 +30,15 @@ from typing import Any
 import anyio
 import httpx2
 
-from authgate.client._auth import Clock, RenewedTokenAuth, SecondFactorHook, own_request
+from authgate.client._auth import (
+    Clock,
+    RenewedTokenAuth,
+    SecondFactorHook,
+    own_request,
+    second_factor_code,
+)
 from authgate.client._config import RefreshTokenCredentials, V12Credentials
 from authgate.client._exceptions import (
-    SecondFactorRequired,
     SessionEndedError,
     UnexpectedResponseError,
     error_for,
@@ -143,14 +148,10 @@ class TokenPairAuth(RenewedTokenAuth):
                 "the login asks for a second factor but carries no pre_auth_token",
                 response=login,
             )
-        if self._second_factor is None:
-            kind = answer.get("tfa_type")
-            factor = f" ({kind})" if isinstance(kind, str) else ""
-            raise SecondFactorRequired(
-                f"the server requires a second factor{factor} for {credentials.login!r}:"
-                " give the client a second_factor hook that returns the code"
-            )
-        code = self._second_factor().strip()
+        kind = answer.get("tfa_type")
+        code = second_factor_code(
+            self._second_factor, credentials.login, kind=kind if isinstance(kind, str) else None
+        )
         body = {"pre_auth_token": pre_auth_token, "code": code}
         response = yield own_request("POST", self._verify_code_url, self._user_agent, json=body)
         if response.status_code == 401:
