@@ -175,7 +175,7 @@ def test_token_about_to_expire_is_renewed_before_the_request() -> None:
     finish(flow, answer(flow.send(login_answer(login, jwt(NOW + 3600)))))
 
     clock.now = NOW + 3600 - 29
-    assert auth.needs_login()
+    assert auth.needs_renewal()
     flow, renewal = start(auth, api_request())
     assert str(renewal.url) == LOGIN_URL
     new_token = jwt(clock.now + 3600)
@@ -190,7 +190,7 @@ def test_token_outside_the_margin_is_not_renewed() -> None:
     flow, login = start(auth, api_request())
     finish(flow, answer(flow.send(login_answer(login, jwt(NOW + 3600)))))
     clock.now = NOW + 3600 - 31
-    assert not auth.needs_login()
+    assert not auth.needs_renewal()
 
 
 def test_short_lived_token_is_renewed_half_way_at_most() -> None:
@@ -200,9 +200,9 @@ def test_short_lived_token_is_renewed_half_way_at_most() -> None:
     flow, login = start(auth, api_request())
     finish(flow, answer(flow.send(login_answer(login, jwt(NOW + 60)))))
     clock.now = NOW + 29
-    assert not auth.needs_login()
+    assert not auth.needs_renewal()
     clock.now = NOW + 30
-    assert auth.needs_login()
+    assert auth.needs_renewal()
 
 
 def test_already_past_exp_is_ignored_so_requests_do_not_each_log_in() -> None:
@@ -210,7 +210,7 @@ def test_already_past_exp_is_ignored_so_requests_do_not_each_log_in() -> None:
     auth = login_auth()
     flow, login = start(auth, api_request())
     finish(flow, answer(flow.send(login_answer(login, jwt(NOW - 10)))))
-    assert not auth.needs_login()
+    assert not auth.needs_renewal()
 
 
 def test_401_triggers_one_login_and_one_retry() -> None:

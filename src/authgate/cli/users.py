@@ -34,6 +34,11 @@ from authgate.storage.paging import PageRequest, SortOrder
 
 users_app = typer.Typer(help="Manage users.", no_args_is_help=True)
 
+LoginArgument = Annotated[str, typer.Argument(help="The user's login.")]
+PasswordStdinOption = Annotated[
+    bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+]
+
 
 @users_app.command("create")
 def users_create(
@@ -48,9 +53,7 @@ def users_create(
     ] = None,
     first_name: Annotated[str | None, typer.Option()] = None,
     last_name: Annotated[str | None, typer.Option()] = None,
-    password_stdin: Annotated[
-        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
-    ] = False,
+    password_stdin: PasswordStdinOption = False,
     config: ConfigOption = None,
 ) -> None:
     """Create a user."""
@@ -106,10 +109,8 @@ def users_list(output: OutputOption = OutputFormat.TABLE, config: ConfigOption =
 
 @users_app.command("set-password")
 def users_set_password(
-    login: Annotated[str, typer.Argument(help="The user's login.")],
-    password_stdin: Annotated[
-        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
-    ] = False,
+    login: LoginArgument,
+    password_stdin: PasswordStdinOption = False,
     config: ConfigOption = None,
 ) -> None:
     """Set a user's password; their existing tokens stop working."""
@@ -121,7 +122,7 @@ def users_set_password(
 
 @users_app.command("reset-tfa")
 def users_reset_tfa(
-    login: Annotated[str, typer.Argument(help="The user's login.")],
+    login: LoginArgument,
     config: ConfigOption = None,
 ) -> None:
     """Remove a user's second factor (a lost phone; the last admin locked out). Audited;
@@ -139,7 +140,7 @@ def users_reset_tfa(
 
 @users_app.command("deactivate")
 def users_deactivate(
-    login: Annotated[str, typer.Argument(help="The user's login.")],
+    login: LoginArgument,
     config: ConfigOption = None,
 ) -> None:
     """Deactivate a user: no more logins, existing tokens stop working."""
@@ -152,7 +153,7 @@ def users_deactivate(
 
 @users_app.command("reactivate")
 def users_reactivate(
-    login: Annotated[str, typer.Argument(help="The user's login.")],
+    login: LoginArgument,
     config: ConfigOption = None,
 ) -> None:
     """Reactivate a deactivated user. Their API keys stay suspended until each is
@@ -170,7 +171,7 @@ def users_reactivate(
 
 @users_app.command("rename")
 def users_rename(
-    login: Annotated[str, typer.Argument(help="The user's login.")],
+    login: LoginArgument,
     new_login: Annotated[str, typer.Argument(help="The new login (lower-cased).")],
     config: ConfigOption = None,
 ) -> None:
@@ -189,7 +190,7 @@ def users_rename(
 
 @users_app.command("delete")
 def users_delete(
-    login: Annotated[str, typer.Argument(help="The user's login.")],
+    login: LoginArgument,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     config: ConfigOption = None,
 ) -> None:
@@ -206,7 +207,7 @@ def users_delete(
 
 @users_app.command("roles")
 def users_roles(
-    login: Annotated[str, typer.Argument(help="The user's login.")],
+    login: LoginArgument,
     add: Annotated[
         list[str] | None,
         typer.Option(
@@ -249,7 +250,7 @@ def users_roles(
 
 @users_app.command("reset-link")
 def users_reset_link(
-    login: Annotated[str, typer.Argument(help="The user's login.")],
+    login: LoginArgument,
     config: ConfigOption = None,
 ) -> None:
     """Print a single-use link (valid 24 hours) with which the user sets a password;

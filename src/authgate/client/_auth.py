@@ -42,6 +42,7 @@ from authgate.client._exceptions import (
     SecondFactorRequired,
     UnexpectedResponseError,
     error_for,
+    json_object,
     second_factor_rejected,
 )
 from authgate.client._models import Token
@@ -53,9 +54,11 @@ __all__ = [
     "Clock",
     "HeaderAuth",
     "LoginAuth",
+    "RenewedTokenAuth",
     "SecondFactorHook",
     "auth_for",
     "own_request",
+    "second_factor_code",
     "token_expiry",
 ]
 
@@ -85,7 +88,72 @@ class HeaderAuth(httpx2.Auth):
         yield request
 
 
-class LoginAuth(httpx2.Auth):
+class RenewedTokenAuth(httpx2.Auth):
+    """A token the flow obtains itself and sends as ``Authorization: Bearer``, renewed
+    shortly before its ``exp`` and once after a 401: what :class:`LoginAuth` and v12's
+    ``TokenPairAuth`` share. A subclass says how a token is obtained
+    (:meth:`_renewal_flow`, which keeps it with :meth:`_keep`).
+    """
+
+    def __init__(self, *, clock: Clock, refresh_margin: float) -> None:
+        self._clock = clock
+        self._refresh_margin = refresh_margin
+        self._token: Token | None = None
+        self._renew_at: float | None = None
+
+    @property
+    def token(self) -> Token | None:
+        """The current (access) token, if any."""
+        return self._token
+
+    def needs_renewal(self) -> bool:
+        """No token yet, or it expires within the refresh margin."""
+        if self._token is None:
+            return True
+        return self._renew_at is not None and self._clock() >= self._renew_at
+
+    def auth_flow(
+        self, request: httpx2.Request
+    ) -> Generator[httpx2.Request, httpx2.Response, None]:
+        renewed_now = False
+        if self.needs_renewal():
+            yield from self._renewal_flow()
+            renewed_now = True
+        used = self._bearer(request)
+        response = yield request
+        if response.status_code != 401 or renewed_now:
+            return
+        if self._token is used:  # else another request renewed it meanwhile
+            yield from self._renewal_flow()
+        self._bearer(request)
+        yield request
+
+    def _renewal_flow(self) -> Generator[httpx2.Request, httpx2.Response, object]:
+        """Obtains a new token and keeps it (:meth:`_keep`), or raises."""
+        raise NotImplementedError
+
+    def _bearer(self, request: httpx2.Request) -> Token:
+        token = self._token
+        assert token is not None  # set by _renewal_flow, which raises on failure
+        request.headers["Authorization"] = f"Bearer {token.value}"
+        return token
+
+    def _keep(self, value: str) -> Token:
+        """Makes ``value`` the current token, to be renewed before its ``exp``."""
+        now = self._clock()
+        expiry = token_expiry(value)
+        self._renew_at = None
+        if expiry is not None and expiry > now:
+            # Renew at most half-way through the lifetime, so a short-lived token is not
+            # renewed before every request. An already-past exp (the clocks disagree) is
+            # ignored: the server decides, and a 401 triggers the one renewal.
+            self._renew_at = expiry - min(self._refresh_margin, (expiry - now) / 2)
+        expires_at = datetime.fromtimestamp(expiry, UTC) if expiry is not None else None
+        self._token = Token(value=value, expires_at=expires_at)
+        return self._token
+
+
+class LoginAuth(RenewedTokenAuth):
     """Method 1: a token from ``POST /api/authenticate``, renewed when needed."""
 
     def __init__(
@@ -98,6 +166,7 @@ class LoginAuth(httpx2.Auth):
         refresh_margin: float = 30.0,
         user_agent: str | None = None,
     ) -> None:
+        super().__init__(clock=clock, refresh_margin=refresh_margin)
         base = httpx2.URL(str(base_url).rstrip("/") + "/")
         self._credentials = credentials
         self._user_agent = user_agent
@@ -105,42 +174,14 @@ class LoginAuth(httpx2.Auth):
         self._verify_url = base.join(VERIFY_CODE_PATH)
         self._verify_v10_url = base.join(VERIFY_CODE_V10_PATH)
         self._second_factor = second_factor
-        self._clock = clock
-        self._refresh_margin = refresh_margin
-        self._token: Token | None = None
-        self._renew_at: float | None = None
 
     def __repr__(self) -> str:
         return f"LoginAuth({self._credentials!r})"
 
-    @property
-    def token(self) -> Token | None:
-        """The current token, if logged in."""
-        return self._token
-
-    def needs_login(self) -> bool:
-        """No token yet, or it expires within the refresh margin."""
-        if self._token is None:
-            return True
-        return self._renew_at is not None and self._clock() >= self._renew_at
-
     # -- flows ------------------------------------------------------------------------------
 
-    def auth_flow(
-        self, request: httpx2.Request
-    ) -> Generator[httpx2.Request, httpx2.Response, None]:
-        logged_in_now = False
-        if self.needs_login():
-            yield from self.login_flow()
-            logged_in_now = True
-        used = self._bearer(request)
-        response = yield request
-        if response.status_code != 401 or logged_in_now:
-            return
-        if self._token is used:  # else another request renewed it meanwhile
-            yield from self.login_flow()
-        self._bearer(request)
-        yield request
+    def _renewal_flow(self) -> Generator[httpx2.Request, httpx2.Response, Token]:
+        return self.login_flow()
 
     def login_flow(self) -> Generator[httpx2.Request, httpx2.Response, Token]:
         """Log in (and pass the second factor); remembers and returns the token.
@@ -159,21 +200,16 @@ class LoginAuth(httpx2.Auth):
         response = yield own_request("POST", self._login_url, self._user_agent, json=body)
         if not response.is_success:
             raise error_for(response)
-        answer = _json_object(response)
+        answer = json_object(response)
         value = _token_in(response, answer)
         if answer.get("authenticated") is False:
             value = yield from self._second_factor_flow(value)
-        return self._remember(value)
+        return self._keep(value)
 
     def _second_factor_flow(
         self, pre_verification_token: str
     ) -> Generator[httpx2.Request, httpx2.Response, str]:
-        if self._second_factor is None:
-            raise SecondFactorRequired(
-                f"the server requires a second factor for {self._credentials.username!r}:"
-                " give the client a second_factor hook that returns the code"
-            )
-        code = self._second_factor().strip()
+        code = second_factor_code(self._second_factor, self._credentials.username)
         authorization = {"Authorization": f"Bearer {pre_verification_token}"}
         response = yield own_request(
             "POST",
@@ -196,7 +232,7 @@ class LoginAuth(httpx2.Auth):
             raise second_factor_rejected(response)
         if not response.is_success:
             raise error_for(response)
-        answer = _json_object(response)
+        answer = json_object(response)
         if answer.get("authenticated") is False:
             raise UnexpectedResponseError(
                 "the server accepted the code but still reports authenticated: false",
@@ -234,27 +270,6 @@ class LoginAuth(httpx2.Auth):
                 outgoing = flow.send(response)
             except StopIteration:
                 return
-
-    # -- helpers ----------------------------------------------------------------------------
-
-    def _bearer(self, request: httpx2.Request) -> Token:
-        token = self._token
-        assert token is not None  # set by login_flow, which raises on failure
-        request.headers["Authorization"] = f"Bearer {token.value}"
-        return token
-
-    def _remember(self, value: str) -> Token:
-        now = self._clock()
-        expiry = token_expiry(value)
-        self._renew_at = None
-        if expiry is not None and expiry > now:
-            # Renew at most half-way through the lifetime, so a short-lived token is not
-            # renewed before every request. An already-past exp (the clocks disagree) is
-            # ignored: the server decides, and a 401 triggers the one renewal.
-            self._renew_at = expiry - min(self._refresh_margin, (expiry - now) / 2)
-        expires_at = datetime.fromtimestamp(expiry, UTC) if expiry is not None else None
-        self._token = Token(value=value, expires_at=expires_at)
-        return self._token
 
 
 def auth_for(
@@ -300,6 +315,20 @@ def own_request(
     return httpx2.Request(method, url, headers=own_headers, **options)
 
 
+def second_factor_code(
+    hook: SecondFactorHook | None, login: str, *, kind: str | None = None
+) -> str:
+    """The code the hook gives; without a hook, ``SecondFactorRequired`` naming the login
+    (and the kind of factor, when the server said which)."""
+    if hook is None:
+        factor = f" ({kind})" if kind is not None else ""
+        raise SecondFactorRequired(
+            f"the server requires a second factor{factor} for {login!r}:"
+            " give the client a second_factor hook that returns the code"
+        )
+    return hook().strip()
+
+
 def token_expiry(token: str) -> float | None:
     """The ``exp`` claim of a JWT as a Unix time, unverified; None if unreadable."""
     parts = token.split(".")
@@ -314,14 +343,6 @@ def token_expiry(token: str) -> float | None:
     if not isinstance(exp, int | float) or isinstance(exp, bool):
         return None
     return float(exp) / 1000 if exp > 100_000_000_000 else float(exp)  # seconds, or ms
-
-
-def _json_object(response: httpx2.Response) -> dict[str, Any]:
-    try:
-        body = json.loads(response.content) if response.content else {}
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
 
 
 def _token_in(response: httpx2.Response, answer: dict[str, Any]) -> str:

@@ -219,7 +219,7 @@ def error_for(response: httpx2.Response) -> APIError:
     status = response.status_code
     if 300 <= status < 400:
         return _redirect_error(response)
-    body = _json_object(response)
+    body = json_object(response)
     message = _message(response, body)
     code = body.get("code") if isinstance(body.get("code"), str) else None
     retry_after = parse_retry_after(response.headers.get("Retry-After"))
@@ -258,7 +258,7 @@ def _redirect_error(response: httpx2.Response) -> RedirectError:
 
 def second_factor_rejected(response: httpx2.Response) -> SecondFactorRejected:
     """The exception for a refused second-factor code."""
-    body = _json_object(response)
+    body = json_object(response)
     code = body.get("code") if isinstance(body.get("code"), str) else None
     return SecondFactorRejected(_message(response, body), response=response, code=code)
 
@@ -279,7 +279,9 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return max(0.0, moment.timestamp() - (time.time() if now is None else now))
 
 
-def _json_object(response: httpx2.Response) -> dict[str, Any]:
+def json_object(response: httpx2.Response) -> dict[str, Any]:
+    """The answer's JSON object; ``{}`` for an empty body, one that is not JSON or not an
+    object (the callers read fields that may be missing anyway)."""
     if not response.content:
         return {}
     try:

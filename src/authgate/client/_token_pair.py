@@ -24,22 +24,28 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import AsyncGenerator, Callable, Generator
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import anyio
 import httpx2
 
-from authgate.client._auth import Clock, SecondFactorHook, own_request, token_expiry
+from authgate.client._auth import (
+    Clock,
+    RenewedTokenAuth,
+    SecondFactorHook,
+    own_request,
+    second_factor_code,
+)
 from authgate.client._config import RefreshTokenCredentials, V12Credentials
 from authgate.client._exceptions import (
-    SecondFactorRequired,
     SessionEndedError,
     UnexpectedResponseError,
     error_for,
+    json_object,
     second_factor_rejected,
 )
-from authgate.client._models import Token, TokenPair
+from authgate.client._models import TokenPair
 
 __all__ = ["V12_LOGIN_PATH", "V12_LOGOUT_PATH", "V12_REFRESH_PATH", "TokenPairAuth"]
 
@@ -54,7 +60,7 @@ TokensHook = Callable[[TokenPair], None]
 Flow = Generator[httpx2.Request, httpx2.Response, Any]
 
 
-class TokenPairAuth(httpx2.Auth):
+class TokenPairAuth(RenewedTokenAuth):
     """v12: an access token from a login or a refresh, renewed with the refresh token."""
 
     def __init__(
@@ -68,6 +74,7 @@ class TokenPairAuth(httpx2.Auth):
         second_factor: SecondFactorHook | None = None,
         user_agent: str | None = None,
     ) -> None:
+        super().__init__(clock=clock, refresh_margin=refresh_margin)
         base = httpx2.URL(str(base_url).rstrip("/") + "/")
         self._credentials = credentials
         self._second_factor = second_factor
@@ -76,48 +83,22 @@ class TokenPairAuth(httpx2.Auth):
         self._verify_code_url = base.join(V12_VERIFY_CODE_PATH)
         self._refresh_url = base.join(V12_REFRESH_PATH)
         self._logout_url = base.join(V12_LOGOUT_PATH)
-        self._clock = clock
-        self._refresh_margin = refresh_margin
         self._on_tokens = on_tokens
-        self._access: Token | None = None
         self._refresh_token: str | None = None
-        self._renew_at: float | None = None
         self._thread_lock = threading.Lock()
         self._task_lock: anyio.Lock | None = None
         if isinstance(credentials, RefreshTokenCredentials):
             self._refresh_token = credentials.refresh_token
             if credentials.access_token:
-                self._set_access(credentials.access_token)
+                self._keep(credentials.access_token)
 
     def __repr__(self) -> str:
         return f"TokenPairAuth({self._credentials!r})"
 
-    @property
-    def token(self) -> Token | None:
-        """The current access token, if any."""
-        return self._access
-
-    def needs_renewal(self) -> bool:
-        """No access token yet, or it expires within the refresh margin."""
-        if self._access is None:
-            return True
-        return self._renew_at is not None and self._clock() >= self._renew_at
-
     # -- pure flows -------------------------------------------------------------------------
 
-    def auth_flow(self, request: httpx2.Request) -> Flow:
-        renewed_now = False
-        if self.needs_renewal():
-            yield from self.renew_flow()
-            renewed_now = True
-        used = self._bearer(request)
-        response = yield request
-        if response.status_code != 401 or renewed_now:
-            return
-        if self._access is used:  # else another request renewed it meanwhile
-            yield from self.renew_flow()
-        self._bearer(request)
-        yield request
+    def _renewal_flow(self) -> Generator[httpx2.Request, httpx2.Response, TokenPair]:
+        return self.renew_flow()
 
     def renew_flow(self) -> Generator[httpx2.Request, httpx2.Response, TokenPair]:
         """Refresh if there is a refresh token, else log in; a refused refresh falls back
@@ -152,7 +133,7 @@ class TokenPairAuth(httpx2.Auth):
         response = yield own_request("POST", self._login_url, self._user_agent, json=body)
         if not response.is_success:
             raise error_for(response)
-        answer = _json_object(response)
+        answer = json_object(response)
         if answer.get("tfa_required") is True:
             response = yield from self._second_factor_flow(credentials, answer, response)
         return self._remember(response)
@@ -167,14 +148,10 @@ class TokenPairAuth(httpx2.Auth):
                 "the login asks for a second factor but carries no pre_auth_token",
                 response=login,
             )
-        if self._second_factor is None:
-            kind = answer.get("tfa_type")
-            factor = f" ({kind})" if isinstance(kind, str) else ""
-            raise SecondFactorRequired(
-                f"the server requires a second factor{factor} for {credentials.login!r}:"
-                " give the client a second_factor hook that returns the code"
-            )
-        code = self._second_factor().strip()
+        kind = answer.get("tfa_type")
+        code = second_factor_code(
+            self._second_factor, credentials.login, kind=kind if isinstance(kind, str) else None
+        )
         body = {"pre_auth_token": pre_auth_token, "code": code}
         response = yield own_request("POST", self._verify_code_url, self._user_agent, json=body)
         if response.status_code == 401:
@@ -257,31 +234,13 @@ class TokenPairAuth(httpx2.Auth):
 
     # -- helpers ----------------------------------------------------------------------------
 
-    def _bearer(self, request: httpx2.Request) -> Token:
-        token = self._access
-        assert token is not None  # set by renew_flow, which raises on failure
-        request.headers["Authorization"] = f"Bearer {token.value}"
-        return token
-
     def _forget(self) -> None:
-        self._access = None
+        self._token = None
         self._refresh_token = None
         self._renew_at = None
 
-    def _set_access(self, value: str) -> Token:
-        now = self._clock()
-        expiry = token_expiry(value)
-        self._renew_at = None
-        if expiry is not None and expiry > now:
-            # As LoginAuth: at most half-way through the lifetime; a past exp is left
-            # to the server, whose 401 triggers the one renewal.
-            self._renew_at = expiry - min(self._refresh_margin, (expiry - now) / 2)
-        expires_at = datetime.fromtimestamp(expiry, UTC) if expiry is not None else None
-        self._access = Token(value=value, expires_at=expires_at)
-        return self._access
-
     def _remember(self, response: httpx2.Response) -> TokenPair:
-        answer = _json_object(response)
+        answer = json_object(response)
         access, refresh = answer.get("access_token"), answer.get("refresh_token")
         if not (isinstance(access, str) and access and isinstance(refresh, str) and refresh):
             raise UnexpectedResponseError(
@@ -289,21 +248,13 @@ class TokenPairAuth(httpx2.Auth):
             )
         self._refresh_token = refresh
         pair = TokenPair(
-            access=self._set_access(access),
+            access=self._keep(access),
             refresh_token=refresh,
             refresh_expires_at=_instant(answer.get("refresh_expires_at")),
         )
         if self._on_tokens is not None:
             self._on_tokens(pair)
         return pair
-
-
-def _json_object(response: httpx2.Response) -> dict[str, Any]:
-    try:
-        answer = response.json()
-    except ValueError:
-        return {}
-    return answer if isinstance(answer, dict) else {}
 
 
 def _instant(value: Any) -> datetime | None:

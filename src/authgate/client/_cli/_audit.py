@@ -6,14 +6,8 @@ from typing import Annotated
 
 import typer
 
-from authgate.client._cli._render import all_pages, print_json, print_table, when
-from authgate.client._cli._session import (
-    EXIT_USAGE,
-    OutputOption,
-    fail,
-    reporting,
-    session_of,
-)
+from authgate.client._cli._render import first_items, print_json, print_table, when
+from authgate.client._cli._session import OutputOption, checked_outcome, reporting, session_of
 
 __all__ = ["audit_app"]
 
@@ -34,18 +28,14 @@ def audit_tail(
 ) -> None:
     """The latest audit events, oldest first (like tail)."""
     session = session_of(ctx, output)
-    if outcome not in (None, "success", "failure"):
-        raise fail("--outcome must be success or failure", EXIT_USAGE)
+    outcome = checked_outcome(outcome)
     with reporting(), session.client() as client:
-        events = list(
-            all_pages(
-                lambda page, size: client.audit_events(
-                    types=event_type or (), outcome=outcome, actor=actor, page=page, size=size
-                ),
-                size=min(lines, 1000),
-                limit=lines,
-                label="audit events",
-            )
+        events = first_items(
+            lambda page, size: client.audit_events(
+                types=event_type or (), outcome=outcome, actor=actor, page=page, size=size
+            ),
+            limit=lines,
+            label="audit events",
         )
     events.reverse()  # the server sends newest first; tail prints oldest first
     if session.json:

@@ -11,6 +11,7 @@ from rich.markup import escape
 
 from authgate.client._cli._render import (
     all_pages,
+    first_items,
     parse_duration,
     print_json,
     print_record,
@@ -20,6 +21,7 @@ from authgate.client._cli._render import (
 from authgate.client._cli._session import (
     EXIT_USAGE,
     OutputOption,
+    checked_outcome,
     err,
     fail,
     out,
@@ -256,18 +258,12 @@ def keys_usage(
 ) -> None:
     """Requests made with a key, newest first: time, method, path, status, address."""
     session = session_of(ctx, output)
-    if outcome not in (None, "success", "failure"):
-        raise fail("--outcome must be success or failure", EXIT_USAGE)
+    outcome = checked_outcome(outcome)
     with reporting(), session.client() as client:
-        records = list(
-            all_pages(
-                lambda page, size: client.api_key_usage(
-                    key_id, outcome=outcome, page=page, size=size
-                ),
-                size=min(limit, 1000),
-                limit=limit,
-                label="usage records",
-            )
+        records = first_items(
+            lambda page, size: client.api_key_usage(key_id, outcome=outcome, page=page, size=size),
+            limit=limit,
+            label="usage records",
         )
     if session.json:
         print_json(records)

@@ -22,6 +22,7 @@ from authgate.client._models import ApiKey, Page, SessionInfo, UsageRecord, User
 
 __all__ = [
     "all_pages",
+    "first_items",
     "parse_duration",
     "print_json",
     "print_record",
@@ -39,6 +40,8 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _LONGEST_DURATION_DAYS = 36500
 # Wide enough for any row: a pipe or a file is not a screen to fit.
 _UNBOUNDED_WIDTH = 100_000
+# The largest page the server's listings answer.
+_LARGEST_PAGE = 1000
 
 
 def parse_duration(text: str) -> timedelta:
@@ -166,3 +169,8 @@ def all_pages(
             if not page.has_next or not page.items:
                 return
             page = fetch(page.page + 1, size)
+
+
+def first_items(fetch: Callable[[int, int], Page[T]], *, limit: int, label: str) -> list[T]:
+    """The first ``limit`` items of a listing, in pages as large as the server answers."""
+    return list(all_pages(fetch, size=min(limit, _LARGEST_PAGE), limit=limit, label=label))

@@ -187,6 +187,13 @@ def checked_url(url: str, *, source: str) -> str:
     return url
 
 
+def checked_outcome(outcome: str | None) -> str | None:
+    """An ``--outcome`` filter: ``success``, ``failure`` or none; else a usage error."""
+    if outcome not in (None, "success", "failure"):
+        raise fail("--outcome must be success or failure", EXIT_USAGE)
+    return outcome
+
+
 def fail(message: str, code: int) -> typer.Exit:
     err.print(f"[red]error:[/red] {escape(message)}")
     return typer.Exit(code)
