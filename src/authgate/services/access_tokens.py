@@ -15,14 +15,17 @@ round trip unless the user's state was just invalidated.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from authgate.clock import Clock
-from authgate.exceptions import TokenInvalid, TokenRevoked
+from authgate.exceptions import SecondFactorLocked, TokenInvalid, TokenRevoked
 from authgate.reasons import Reason
 from authgate.security.principal import Principal
 from authgate.security.signing_keys import Algorithm
@@ -229,6 +232,26 @@ class AccessTokenService:
         if claimed:
             self._denied[claims.token_id] = claims.expires_at.timestamp()
         return claimed
+
+    @asynccontextmanager
+    async def claimed(self, claims: PendingClaims) -> AsyncIterator[None]:
+        """Run the block holding the token ``claim`` took for it, or raise
+        ``TokenRevoked`` (``token_used``) when another request holds or spent it. When
+        the block fails the token is given back (``release``, even when cancelled): its
+        code was wrong or the step failed, and it may try again; but the code that locks
+        the second step (``SecondFactorLocked``) spends it, and the login starts again.
+        After the block the caller makes it ``spent`` (or ``mark_spent`` in the
+        transaction that uses it)."""
+        if not await self.claim(claims):
+            raise TokenRevoked(reason=Reason.TOKEN_USED)
+        try:
+            yield
+        except SecondFactorLocked:
+            await self.spent(claims)
+            raise
+        except BaseException:  # an error, or cancelled: the token may be used still
+            await asyncio.shield(self.release(claims))
+            raise
 
     async def release(self, claims: PendingClaims) -> None:
         """Give back a token ``claim`` took (its code was wrong, or the step failed)."""

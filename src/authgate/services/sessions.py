@@ -23,7 +23,6 @@ enabled) ends at its next refresh.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import secrets
 import uuid
@@ -35,8 +34,6 @@ from authgate.exceptions import (
     BadCredentials,
     NotFound,
     PermissionDenied,
-    SecondFactorLocked,
-    TokenRevoked,
 )
 from authgate.reasons import Reason
 from authgate.security.principal import Principal
@@ -189,22 +186,12 @@ class SessionService:
         pending = await self._tokens.authenticate_pre_auth(pre_auth_token)
         user = await self._accounts.account(pending.user_id)
         # Claimed before the code is checked: of requests carrying one token, one goes on
-        # (a loser's code is not used up); a wrong code gives the token back.
-        if not await self._tokens.claim(pending):
-            raise TokenRevoked(reason=Reason.TOKEN_USED)
-        try:
+        # (a loser's code is not used up); a wrong code gives the token back, and so
+        # does a failure to store the session (the token may buy one still). The
+        # session's transaction spends it.
+        async with self._tokens.claimed(pending):
             await self._second_factor.check_login_code(user, code)
-        except SecondFactorLocked:
-            await self._tokens.spent(pending)
-            raise
-        except BaseException:  # an error, or cancelled: the token may be used still
-            await asyncio.shield(self._tokens.release(pending))
-            raise
-        try:
             return await self._start(user, ip=ip, user_agent=user_agent, spent=pending)
-        except BaseException:  # no session was stored: the token may buy one still
-            await asyncio.shield(self._tokens.release(pending))
-            raise
 
     async def _start(
         self,
