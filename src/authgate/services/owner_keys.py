@@ -13,6 +13,7 @@ from authgate.services.audit.events import Actor, EventType, current_request
 from authgate.services.audit.writer import AuditLog
 from authgate.services.changes import Change, ChangeKind, UnitOfWork
 from authgate.services.ports import ApiKeyRepo
+from authgate.storage.models import ApiKey
 
 
 async def suspend_owner_keys(
@@ -24,9 +25,7 @@ async def suspend_owner_keys(
     for key in await keys.live_of_owner(owner_id):
         if key.suspended_at is None:
             key.suspended_at = now
-            key.updated_at = now
-            work.publish(Change(ChangeKind.API_KEY_CHANGED, key.key_id))
-            suspended.append(KeyReference(key_pk=key.id, name=key.name, owner_id=owner_id))
+            suspended.append(_changed(work, key, owner_id, now=now))
     return suspended
 
 
@@ -41,9 +40,7 @@ async def resume_owner_keys(
     for key in await keys.live_of_owner(owner_id):
         if key.suspended_at is not None and (key.expires_at is None or key.expires_at > now):
             key.suspended_at = None
-            key.updated_at = now
-            work.publish(Change(ChangeKind.API_KEY_CHANGED, key.key_id))
-            resumed.append(KeyReference(key_pk=key.id, name=key.name, owner_id=owner_id))
+            resumed.append(_changed(work, key, owner_id, now=now))
     return resumed
 
 
@@ -55,12 +52,18 @@ async def revoke_owner_keys(
     revoked = []
     for key in await keys.live_of_owner(owner_id):
         key.revoked_at = now
-        key.updated_at = now
         key.previous_secret_hash = None
         key.previous_valid_until = None
-        work.publish(Change(ChangeKind.API_KEY_CHANGED, key.key_id))
-        revoked.append(KeyReference(key_pk=key.id, name=key.name, owner_id=owner_id))
+        revoked.append(_changed(work, key, owner_id, now=now))
     return revoked
+
+
+def _changed(work: UnitOfWork, key: ApiKey, owner_id: int, *, now: datetime) -> KeyReference:
+    """A key changed with its owner's account: stamped, told to every worker and node
+    when ``work`` commits, and referred to for the audit trail."""
+    key.updated_at = now
+    work.publish(Change(ChangeKind.API_KEY_CHANGED, key.key_id))
+    return KeyReference(key_pk=key.id, name=key.name, owner_id=owner_id)
 
 
 def audit_owner_keys(
