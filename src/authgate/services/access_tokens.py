@@ -184,23 +184,22 @@ class AccessTokenService:
 
     def issue_pre_verification(self, user: UserView, *, remember_me: bool) -> IssuedPending:
         """A pre-verification token (5 minutes): only the second-factor endpoints take it."""
+        return self._issue_pending(user, PRE_VERIFICATION_AUDIENCE_SUFFIX, remember_me=remember_me)
+
+    def issue_pre_auth(self, user: UserView) -> IssuedPending:
+        """A v12 pre-auth token (5 minutes): only ``/api/v1/auth/tfa/verify-code`` takes it."""
+        return self._issue_pending(user, PRE_AUTH_AUDIENCE_SUFFIX, remember_me=False)
+
+    def _issue_pending(
+        self, user: UserView, audience_suffix: str, *, remember_me: bool
+    ) -> IssuedPending:
         return self._codec.issue_pre_verification(
             subject=user.login,
             user_id=user.id,
             now=user.credentials_as_of(self._clock()),
             ttl=PRE_VERIFICATION_TTL,
             remember_me=remember_me,
-        )
-
-    def issue_pre_auth(self, user: UserView) -> IssuedPending:
-        """A v12 pre-auth token (5 minutes): only ``/api/v1/auth/tfa/verify-code`` takes it."""
-        return self._codec.issue_pre_verification(
-            subject=user.login,
-            user_id=user.id,
-            now=user.credentials_as_of(self._clock()),
-            ttl=PRE_VERIFICATION_TTL,
-            remember_me=False,
-            audience_suffix=PRE_AUTH_AUDIENCE_SUFFIX,
+            audience_suffix=audience_suffix,
         )
 
     async def authenticate_pre_verification(self, token: str) -> PendingClaims:
