@@ -232,13 +232,7 @@ class SessionService:
             )
         actor = Actor(login=user.login, user_id=user.id)
         for old in evicted:
-            self._audit.record(
-                EventType.SESSION_REVOKED,
-                "success",
-                actor=actor,
-                reason=Reason.SESSION_CAP,
-                details={"session": old.id},
-            )
+            self._record_revoked(actor, old.id, Reason.SESSION_CAP)
         return TokenPair(
             access=self._tokens.issue_for_session(
                 user, session_id=session_id, second_factor=spent is not None
@@ -292,13 +286,7 @@ class SessionService:
                 details={"session": session.id},
             )
         if refused is not None:
-            self._audit.record(
-                EventType.SESSION_REVOKED,
-                "success",
-                actor=actor,
-                reason=refused,
-                details={"session": session.id},
-            )
+            self._record_revoked(actor, session.id, refused)
             raise RefreshTokenInvalid(reason=refused)
         method = await self._second_factor.login_method(view)
         factor_refusal = self._second_factor_refusal(view, method, passed=session.second_factor)
@@ -413,13 +401,7 @@ class SessionService:
             ):
                 raise NotFound("Session not found", reason=Reason.SESSION_NOT_FOUND)
             await self._revoke(work, user_id, [session], reason=Reason.REVOKED_BY_USER)
-        self._audit.record(
-            EventType.SESSION_REVOKED,
-            "success",
-            actor=actor,
-            reason=Reason.REVOKED_BY_USER,
-            details={"session": session_id},
-        )
+        self._record_revoked(actor, session_id, Reason.REVOKED_BY_USER)
 
     async def revoke_others(self, user_id: int, *, keep: str | None, actor: Actor) -> int:
         """Revoke every live session of the user except ``keep`` (the caller's)."""
@@ -498,3 +480,14 @@ class SessionService:
             await self._tokens.deny_sessions(
                 work, user_id=user_id, session_ids=[s.id for s in sessions]
             )
+
+    def _record_revoked(self, actor: Actor, session_id: str, reason: Reason) -> None:
+        """The audit event of one session revoked (by the cap, a refused refresh or its
+        user)."""
+        self._audit.record(
+            EventType.SESSION_REVOKED,
+            "success",
+            actor=actor,
+            reason=reason,
+            details={"session": session_id},
+        )
