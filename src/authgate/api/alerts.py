@@ -10,9 +10,10 @@ from pydantic import BaseModel, Field, model_validator
 
 from authgate.api.access import AdminConfigurationRoute, requires_permission, services_of
 from authgate.api.errors import documented
-from authgate.api.pagination import MAX_PAGE_SIZE, SortQuery, pagination_headers, sort_orders
+from authgate.api.pagination import MAX_PAGE_SIZE, SortQuery, paged, sort_orders
 from authgate.api.schemas import StrictBody
 from authgate.security.permissions import ALERTS_READ, ALERTS_WRITE
+from authgate.services.alerts.engine import FiredAlertView
 from authgate.services.alerts.kinds import KINDS
 from authgate.services.alerts.rules import MAX_WINDOW_SECONDS, NAME_MAX_LENGTH, RuleSpec, RuleView
 from authgate.services.severity import SEVERITIES, Severity
@@ -114,6 +115,19 @@ class FiredAlertDTO(BaseModel):
     firedAt: datetime
     summary: str
 
+    @classmethod
+    def of(cls, alert: FiredAlertView) -> FiredAlertDTO:
+        return cls(
+            id=alert.id,
+            rule=alert.rule_name,
+            kind=alert.kind,
+            severity=alert.severity,
+            subject=alert.subject,
+            count=alert.count,
+            firedAt=alert.fired_at,
+            summary=alert.summary,
+        )
+
 
 class SinkTestResult(BaseModel):
     queued: int = Field(description="Sinks the test alert was handed to.")
@@ -195,20 +209,7 @@ async def list_fired_alerts(
 ) -> list[FiredAlertDTO]:
     paging = PageRequest(page=page, size=size, sort=sort_orders(sort))
     fired = await services_of(request).alerts.recent(paging)
-    response.headers.update(pagination_headers(request, fired))
-    return [
-        FiredAlertDTO(
-            id=alert.id,
-            rule=alert.rule_name,
-            kind=alert.kind,
-            severity=alert.severity,
-            subject=alert.subject,
-            count=alert.count,
-            firedAt=alert.fired_at,
-            summary=alert.summary,
-        )
-        for alert in fired.items
-    ]
+    return paged(request, response, fired, FiredAlertDTO.of)
 
 
 @router.post(

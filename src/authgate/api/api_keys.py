@@ -20,7 +20,7 @@ from authgate.api.access import (
 )
 from authgate.api.errors import documented
 from authgate.api.key_paths import KEY_PATH, KeyFilter, KeyIdPath
-from authgate.api.pagination import PageRequestDep, pagination_headers
+from authgate.api.pagination import PageRequestDep, paged
 from authgate.api.schemas import (
     ApiKeyDTO,
     CreatedApiKeyDTO,
@@ -250,8 +250,7 @@ async def list_api_keys(
         everyone=everyone or userId is not None,
         include_revoked=includeRevoked,
     )
-    response.headers.update(pagination_headers(request, page))
-    return [ApiKeyDTO.of(key) for key in page.items]
+    return paged(request, response, page, ApiKeyDTO.of)
 
 
 @router.post(
@@ -395,5 +394,4 @@ async def _usage_page(
             total=min(page.total, top),
             request=paging,
         )
-    response.headers.update(pagination_headers(request, page, url=links))
-    return [UsageRecordDTO.of(record) for record in page.items]
+    return paged(request, response, page, UsageRecordDTO.of, url=links)

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from authgate.api.access import AdminRoute, requires_permission, services_of
 from authgate.api.errors import documented
 from authgate.api.key_paths import KeyFilter
-from authgate.api.pagination import PageRequestDep, pagination_headers
+from authgate.api.pagination import PageRequestDep, paged
 from authgate.api.schemas import Instant
 from authgate.security.audit_checkpoints import MAX_CHECKPOINT_LENGTH, Checkpoint
 from authgate.security.permissions import AUDIT_READ
@@ -166,8 +166,7 @@ async def search_audit_events(
     request: Request, response: Response, paging: PageRequestDep, where: AuditFilterDep
 ) -> list[AuditEventDTO]:
     page = await services_of(request).audit.search(where, paging)
-    response.headers.update(pagination_headers(request, page))
-    return [AuditEventDTO.of(entry) for entry in page.items]
+    return paged(request, response, page, AuditEventDTO.of)
 
 
 @router.get(
@@ -247,5 +246,4 @@ async def list_audit_checkpoints(
     request: Request, response: Response, paging: PageRequestDep
 ) -> list[CheckpointDTO]:
     page = await services_of(request).checkpoints.search(paging)
-    response.headers.update(pagination_headers(request, page))
-    return [CheckpointDTO.of(published) for published in page.items]
+    return paged(request, response, page, CheckpointDTO.of)

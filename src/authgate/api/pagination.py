@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 from urllib.parse import quote
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Query, Request, Response
 from starlette.datastructures import URL
 
 from authgate.exceptions import FieldError, ValidationFailed
 from authgate.storage.paging import Page, PageRequest, SortOrder
 
 MAX_PAGE_SIZE = 1000
+Item = TypeVar("Item")
+Shown = TypeVar("Shown")
 # Characters left as they are when a link is re-encoded (reserved ones and "%").
 _URI_CHARACTERS = ":/?#[]@!$&'()*+,;=%~"
 
@@ -70,3 +73,17 @@ def pagination_headers(
     links.append(link(last, "last"))
     links.append(link(0, "first"))
     return {"X-Total-Count": str(page.total), "Link": ",".join(links)}
+
+
+def paged(
+    request: Request,
+    response: Response,
+    page: Page[Item],
+    shown: Callable[[Item], Shown],
+    *,
+    url: URL | None = None,
+) -> list[Shown]:
+    """A page's items as the endpoint shows them (``shown``), its ``X-Total-Count`` and
+    ``Link`` headers (``pagination_headers``) set on ``response``."""
+    response.headers.update(pagination_headers(request, page, url=url))
+    return [shown(item) for item in page.items]

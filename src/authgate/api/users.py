@@ -21,7 +21,7 @@ from authgate.api.access import (
     sets_credentials,
 )
 from authgate.api.errors import documented
-from authgate.api.pagination import PageRequestDep, pagination_headers
+from authgate.api.pagination import PageRequestDep, paged
 from authgate.api.schemas import LenientBody, NotABoolean, StrictBody, UserDTO
 from authgate.exceptions import Conflict, FieldError, ValidationFailed
 from authgate.reasons import Reason
@@ -208,8 +208,7 @@ async def list_users(
     request: Request, response: Response, paging: PageRequestDep, login: LoginFilter = None
 ) -> list[UserDTO]:
     page = await services_of(request).users.list_users(paging, login_contains=login)
-    response.headers.update(pagination_headers(request, page))
-    return [UserDTO.of(user) for user in page.items]
+    return paged(request, response, page, UserDTO.of)
 
 
 # Literal paths before "/{login}": "authorities" would otherwise be taken for a login.
@@ -239,8 +238,7 @@ async def filter_users(
     page = await services_of(request).users.list_users(
         paging, login_contains=login, except_user_id=principal_of(request).user_id
     )
-    response.headers.update(pagination_headers(request, page))
-    return [UserDTO.of(user) for user in page.items]
+    return paged(request, response, page, UserDTO.of)
 
 
 @router.post(

@@ -15,14 +15,17 @@ round trip unless the user's state was just invalidated.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from authgate.clock import Clock
-from authgate.exceptions import TokenInvalid, TokenRevoked
+from authgate.exceptions import SecondFactorLocked, TokenInvalid, TokenRevoked
 from authgate.reasons import Reason
 from authgate.security.principal import Principal
 from authgate.security.signing_keys import Algorithm
@@ -181,23 +184,22 @@ class AccessTokenService:
 
     def issue_pre_verification(self, user: UserView, *, remember_me: bool) -> IssuedPending:
         """A pre-verification token (5 minutes): only the second-factor endpoints take it."""
+        return self._issue_pending(user, PRE_VERIFICATION_AUDIENCE_SUFFIX, remember_me=remember_me)
+
+    def issue_pre_auth(self, user: UserView) -> IssuedPending:
+        """A v12 pre-auth token (5 minutes): only ``/api/v1/auth/tfa/verify-code`` takes it."""
+        return self._issue_pending(user, PRE_AUTH_AUDIENCE_SUFFIX, remember_me=False)
+
+    def _issue_pending(
+        self, user: UserView, audience_suffix: str, *, remember_me: bool
+    ) -> IssuedPending:
         return self._codec.issue_pre_verification(
             subject=user.login,
             user_id=user.id,
             now=user.credentials_as_of(self._clock()),
             ttl=PRE_VERIFICATION_TTL,
             remember_me=remember_me,
-        )
-
-    def issue_pre_auth(self, user: UserView) -> IssuedPending:
-        """A v12 pre-auth token (5 minutes): only ``/api/v1/auth/tfa/verify-code`` takes it."""
-        return self._codec.issue_pre_verification(
-            subject=user.login,
-            user_id=user.id,
-            now=user.credentials_as_of(self._clock()),
-            ttl=PRE_VERIFICATION_TTL,
-            remember_me=False,
-            audience_suffix=PRE_AUTH_AUDIENCE_SUFFIX,
+            audience_suffix=audience_suffix,
         )
 
     async def authenticate_pre_verification(self, token: str) -> PendingClaims:
@@ -229,6 +231,26 @@ class AccessTokenService:
         if claimed:
             self._denied[claims.token_id] = claims.expires_at.timestamp()
         return claimed
+
+    @asynccontextmanager
+    async def claimed(self, claims: PendingClaims) -> AsyncIterator[None]:
+        """Run the block holding the token ``claim`` took for it, or raise
+        ``TokenRevoked`` (``token_used``) when another request holds or spent it. When
+        the block fails the token is given back (``release``, even when cancelled): its
+        code was wrong or the step failed, and it may try again; but the code that locks
+        the second step (``SecondFactorLocked``) spends it, and the login starts again.
+        After the block the caller makes it ``spent`` (or ``mark_spent`` in the
+        transaction that uses it)."""
+        if not await self.claim(claims):
+            raise TokenRevoked(reason=Reason.TOKEN_USED)
+        try:
+            yield
+        except SecondFactorLocked:
+            await self.spent(claims)
+            raise
+        except BaseException:  # an error, or cancelled: the token may be used still
+            await asyncio.shield(self.release(claims))
+            raise
 
     async def release(self, claims: PendingClaims) -> None:
         """Give back a token ``claim`` took (its code was wrong, or the step failed)."""

@@ -142,15 +142,11 @@ class AccountService:
         """Whether ``password`` is the user's, checked like a login of the account
         (throttled, a wrong one counted and audited as a failed login). Raises
         ``Throttled``/``ClientBlocked`` while refused."""
-        async with self._db.session() as session:
-            user = await self._db.users(session).get(user_id)
-        if user is None:
-            raise NotFound("User not found", reason=Reason.USER_NOT_FOUND)
-        checked = user
+        user = await self._stored(user_id)
 
         async def verify() -> User:
-            await self._hasher.verify(checked.password_hash, password)
-            return checked
+            await self._hasher.verify(user.password_hash, password)
+            return user
 
         try:
             await self._checked(user.login, Actor(login=user.login, user_id=user_id), verify)
@@ -159,11 +155,7 @@ class AccountService:
         return True
 
     async def account(self, user_id: int) -> UserView:
-        async with self._db.session() as session:
-            user = await self._db.users(session).get(user_id)
-        if user is None:
-            raise NotFound("User not found", reason=Reason.USER_NOT_FOUND)
-        return UserView.of(user)
+        return UserView.of(await self._stored(user_id))
 
     async def change_password(
         self,
@@ -182,10 +174,7 @@ class AccountService:
         guess the password: a wrong one counts as a failed login, and while throttled
         the password is not even looked at (429/423).
         """
-        async with self._db.session() as session:
-            user = await self._db.users(session).get(user_id)
-        if user is None:
-            raise NotFound("User not found", reason=Reason.USER_NOT_FOUND)
+        user = await self._stored(user_id)
         await self._confirm(user, current_password, field="currentPassword")
         self._policy.check(new_password, login=user.login, email=user.email, field="newPassword")
         if new_password == current_password:
@@ -225,12 +214,17 @@ class AccountService:
         """Check the caller's password before a sensitive change (turning off the second
         factor): counted, throttled and audited like a login; a wrong one is a 400 on
         ``password``, since the caller's token is fine."""
+        user = await self._stored(user_id)
+        await self._confirm(user, password, field="password")
+        return UserView.of(user)
+
+    async def _stored(self, user_id: int) -> User:
+        """The user's row, read on its own; ``NotFound`` when there is none."""
         async with self._db.session() as session:
             user = await self._db.users(session).get(user_id)
         if user is None:
             raise NotFound("User not found", reason=Reason.USER_NOT_FOUND)
-        await self._confirm(user, password, field="password")
-        return UserView.of(user)
+        return user
 
     async def _confirm(self, user: User, password: str, *, field: str) -> None:
         actor = Actor(login=user.login, user_id=user.id)

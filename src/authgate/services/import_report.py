@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from authgate.services.utmstack_rows import UNREAD_SWITCH, TfaSwitch, Variant
 
@@ -25,15 +25,7 @@ Action = Literal[
     "deleted_in_authgate",
     "deleted_in_utmstack",
 ]
-ACTIONS: tuple[Action, ...] = (
-    "created",
-    "updated",
-    "unchanged",
-    "skipped",
-    "conflict",
-    "deleted_in_authgate",
-    "deleted_in_utmstack",
-)
+ACTIONS: tuple[Action, ...] = get_args(Action)
 DELETED_IN_AUTHGATE = "deleted in authgate, not re-created"
 # A row an earlier run imported that this run skips (fs_manager without
 # --include-fs-manager, a conflict, an unreadable row...): still in UTMStack, so it is

@@ -33,10 +33,7 @@ async def suspend_owner_keys(
     for key in await keys.live_of_owner(owner_id):
         if key.suspended_at is None:
             key.suspended_at = now
-            key.updated_at = now
-            end_grace(key)
-            work.publish(Change(ChangeKind.API_KEY_CHANGED, key.key_id))
-            suspended.append(KeyReference(key_pk=key.id, name=key.name, owner_id=owner_id))
+            suspended.append(_changed(work, key, owner_id, now=now))
     return suspended
 
 
@@ -51,10 +48,7 @@ async def resume_owner_keys(
     for key in await keys.live_of_owner(owner_id):
         if key.suspended_at is not None and (key.expires_at is None or key.expires_at > now):
             key.suspended_at = None
-            key.updated_at = now
-            end_grace(key)  # a key suspended before suspending ended it
-            work.publish(Change(ChangeKind.API_KEY_CHANGED, key.key_id))
-            resumed.append(KeyReference(key_pk=key.id, name=key.name, owner_id=owner_id))
+            resumed.append(_changed(work, key, owner_id, now=now))
     return resumed
 
 
@@ -66,11 +60,19 @@ async def revoke_owner_keys(
     revoked = []
     for key in await keys.live_of_owner(owner_id):
         key.revoked_at = now
-        key.updated_at = now
-        end_grace(key)
-        work.publish(Change(ChangeKind.API_KEY_CHANGED, key.key_id))
-        revoked.append(KeyReference(key_pk=key.id, name=key.name, owner_id=owner_id))
+        revoked.append(_changed(work, key, owner_id, now=now))
     return revoked
+
+
+def _changed(work: UnitOfWork, key: ApiKey, owner_id: int, *, now: datetime) -> KeyReference:
+    """A key changed with its owner's account: stamped, its rotation's grace ended
+    (suspended, resumed or revoked, the previous secret never works again; a resumption
+    also ends one that a suspension before this rule left), told to every worker and
+    node when ``work`` commits, and referred to for the audit trail."""
+    key.updated_at = now
+    end_grace(key)
+    work.publish(Change(ChangeKind.API_KEY_CHANGED, key.key_id))
+    return KeyReference(key_pk=key.id, name=key.name, owner_id=owner_id)
 
 
 def audit_owner_keys(

@@ -23,7 +23,6 @@ enabled) ends at its next refresh.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import secrets
 import uuid
@@ -35,8 +34,6 @@ from authgate.exceptions import (
     BadCredentials,
     NotFound,
     PermissionDenied,
-    SecondFactorLocked,
-    TokenRevoked,
 )
 from authgate.reasons import Reason
 from authgate.security.principal import Principal
@@ -189,22 +186,12 @@ class SessionService:
         pending = await self._tokens.authenticate_pre_auth(pre_auth_token)
         user = await self._accounts.account(pending.user_id)
         # Claimed before the code is checked: of requests carrying one token, one goes on
-        # (a loser's code is not used up); a wrong code gives the token back.
-        if not await self._tokens.claim(pending):
-            raise TokenRevoked(reason=Reason.TOKEN_USED)
-        try:
+        # (a loser's code is not used up); a wrong code gives the token back, and so
+        # does a failure to store the session (the token may buy one still). The
+        # session's transaction spends it.
+        async with self._tokens.claimed(pending):
             await self._second_factor.check_login_code(user, code)
-        except SecondFactorLocked:
-            await self._tokens.spent(pending)
-            raise
-        except BaseException:  # an error, or cancelled: the token may be used still
-            await asyncio.shield(self._tokens.release(pending))
-            raise
-        try:
             return await self._start(user, ip=ip, user_agent=user_agent, spent=pending)
-        except BaseException:  # no session was stored: the token may buy one still
-            await asyncio.shield(self._tokens.release(pending))
-            raise
 
     async def _start(
         self,
@@ -245,13 +232,7 @@ class SessionService:
             )
         actor = Actor(login=user.login, user_id=user.id)
         for old in evicted:
-            self._audit.record(
-                EventType.SESSION_REVOKED,
-                "success",
-                actor=actor,
-                reason=Reason.SESSION_CAP,
-                details={"session": old.id},
-            )
+            self._record_revoked(actor, old.id, Reason.SESSION_CAP)
         return TokenPair(
             access=self._tokens.issue_for_session(
                 user, session_id=session_id, second_factor=spent is not None
@@ -305,13 +286,7 @@ class SessionService:
                 details={"session": session.id},
             )
         if refused is not None:
-            self._audit.record(
-                EventType.SESSION_REVOKED,
-                "success",
-                actor=actor,
-                reason=refused,
-                details={"session": session.id},
-            )
+            self._record_revoked(actor, session.id, refused)
             raise RefreshTokenInvalid(reason=refused)
         method = await self._second_factor.login_method(view)
         factor_refusal = self._second_factor_refusal(view, method, passed=session.second_factor)
@@ -426,13 +401,7 @@ class SessionService:
             ):
                 raise NotFound("Session not found", reason=Reason.SESSION_NOT_FOUND)
             await self._revoke(work, user_id, [session], reason=Reason.REVOKED_BY_USER)
-        self._audit.record(
-            EventType.SESSION_REVOKED,
-            "success",
-            actor=actor,
-            reason=Reason.REVOKED_BY_USER,
-            details={"session": session_id},
-        )
+        self._record_revoked(actor, session_id, Reason.REVOKED_BY_USER)
 
     async def revoke_others(self, user_id: int, *, keep: str | None, actor: Actor) -> int:
         """Revoke every live session of the user except ``keep`` (the caller's)."""
@@ -511,3 +480,14 @@ class SessionService:
             await self._tokens.deny_sessions(
                 work, user_id=user_id, session_ids=[s.id for s in sessions]
             )
+
+    def _record_revoked(self, actor: Actor, session_id: str, reason: Reason) -> None:
+        """The audit event of one session revoked (by the cap, a refused refresh or its
+        user)."""
+        self._audit.record(
+            EventType.SESSION_REVOKED,
+            "success",
+            actor=actor,
+            reason=reason,
+            details={"session": session_id},
+        )

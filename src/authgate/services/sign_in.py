@@ -12,14 +12,13 @@ here it is honoured only from the addresses of ``AUTHGATE_TFA_BYPASS_HEADER_ADDR
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from datetime import datetime
 
-from authgate.exceptions import Conflict, SecondFactorLocked, TokenRevoked
+from authgate.exceptions import Conflict
 from authgate.reasons import Reason
 from authgate.security.networks import AllowList, IPAddress
-from authgate.security.tokens import PendingClaims
+from authgate.security.tokens import IssuedPending, IssuedToken, PendingClaims
 from authgate.services.access_tokens import AccessTokenService
 from authgate.services.accounts import AccountService
 from authgate.services.audit.events import Actor, EventType
@@ -44,6 +43,28 @@ class SignInResult:
     force_tfa: bool
     method: Method | None
     first_login: bool
+
+    @classmethod
+    def of(
+        cls,
+        issued: IssuedToken | IssuedPending,
+        user: UserView,
+        *,
+        method: Method | None,
+        authenticated: bool,
+    ) -> SignInResult:
+        """The answer carrying ``issued``: an access token (``authenticated``), or a
+        pre-verification token that the second step (or an enrolment) must follow."""
+        return cls(
+            token=issued.token,
+            authenticated=authenticated,
+            issued_at=issued.claims.issued_at,
+            expires_at=issued.claims.expires_at,
+            tfa_configured=method is not None,
+            force_tfa=not authenticated,
+            method=method,
+            first_login=user.initial_password or user.password_change_required,
+        )
 
     @property
     def tfa_expires_in_seconds(self) -> int:
@@ -91,16 +112,7 @@ class SignIn:
         if method is not None:
             await self._second_factor.begin_login(user)
         pending = self._tokens.issue_pre_verification(user, remember_me=remember_me)
-        return SignInResult(
-            token=pending.token,
-            authenticated=False,
-            issued_at=pending.claims.issued_at,
-            expires_at=pending.claims.expires_at,
-            tfa_configured=method is not None,
-            force_tfa=True,
-            method=method,
-            first_login=user.initial_password or user.password_change_required,
-        )
+        return SignInResult.of(pending, user, method=method, authenticated=False)
 
     async def after_code(self, pending: PendingClaims, code: str) -> SignInResult:
         """Trade a pre-verification token and a code for an access token. The token is
@@ -110,15 +122,8 @@ class SignIn:
         ``SecondFactorFailed`` and gives the token back; the fifth in ten minutes
         ``SecondFactorLocked``, and the token stays spent (the login starts again)."""
         user = await self._accounts.account(pending.user_id)
-        await self._claim(pending)
-        try:
+        async with self._tokens.claimed(pending):
             await self._second_factor.check_login_code(user, code)
-        except SecondFactorLocked:
-            await self._tokens.spent(pending)
-            raise
-        except BaseException:  # an error, or cancelled: the token may be used still
-            await asyncio.shield(self._tokens.release(pending))
-            raise
         await self._tokens.spent(pending)
         method = await self._second_factor.login_method(user)
         return self._full(user, remember_me=pending.remember_me, second_factor=True, method=method)
@@ -130,12 +135,8 @@ class SignIn:
         token is spent (claimed first, as by ``after_code``), and an access token (the
         code was just proved) is issued."""
         user = await self.enrolling_user(pending)
-        await self._claim(pending)
-        try:
+        async with self._tokens.claimed(pending):
             codes = await self._second_factor.complete_enrolment(user, method, enable=True)
-        except BaseException:  # an error, or cancelled: the token may be used still
-            await asyncio.shield(self._tokens.release(pending))
-            raise
         await self._tokens.spent(pending)
         result = self._full(
             user, remember_me=pending.remember_me, second_factor=True, method=method
@@ -173,17 +174,4 @@ class SignIn:
         self, user: UserView, *, remember_me: bool, second_factor: bool, method: Method | None
     ) -> SignInResult:
         issued = self._tokens.issue(user, remember_me=remember_me, second_factor=second_factor)
-        return SignInResult(
-            token=issued.token,
-            authenticated=True,
-            issued_at=issued.claims.issued_at,
-            expires_at=issued.claims.expires_at,
-            tfa_configured=method is not None,
-            force_tfa=False,
-            method=method,
-            first_login=user.initial_password or user.password_change_required,
-        )
-
-    async def _claim(self, pending: PendingClaims) -> None:
-        if not await self._tokens.claim(pending):  # another request holds or spent it
-            raise TokenRevoked(reason=Reason.TOKEN_USED)
+        return SignInResult.of(issued, user, method=method, authenticated=True)

@@ -119,17 +119,13 @@ class UserService:
     async def get_user_by_id(self, user_id: int) -> UserView:
         async with self._db.session() as session:
             user = await self._db.users(session).get(user_id)
-        if user is None:
-            raise NotFound("User not found", reason=Reason.USER_NOT_FOUND)
-        return UserView.of(user)
+        return UserView.of(_found(user))
 
     async def get_user_by_public_id(self, public_id: str) -> UserView:
         """The user v12's routes name by ``public_id`` (not a UUID: not found)."""
         async with self._db.session() as session:
             user = await self._db.users(session).by_public_id(public_id)
-        if user is None:
-            raise NotFound("User not found", reason=Reason.USER_NOT_FOUND)
-        return UserView.of(user)
+        return UserView.of(_found(user))
 
     async def new_reset_key(self, login: str) -> tuple[UserView, IssuedResetKey]:
         """A fresh single-use reset key for a user (replacing any pending one), for an
@@ -488,7 +484,11 @@ _LAST_ADMIN_DELETE = "Cannot delete the last admin user."  # UTMStack's words
 
 
 async def _existing(users: UserRepo, login: str) -> User:
-    user = await users.by_login(login.strip().lower())
+    return _found(await users.by_login(login.strip().lower()))
+
+
+def _found(user: User | None) -> User:
+    """``user``, or ``NotFound`` when it was not there to read."""
     if user is None:
         raise NotFound("User not found", reason=Reason.USER_NOT_FOUND)
     return user
@@ -498,10 +498,7 @@ async def _locked(users: UserRepo, login: str) -> User:
     """The user, its row locked for the rest of the transaction (``UserRepo.locked``):
     a change that reaches the user's keys (suspend, revoke) must see every key a
     concurrent creation stores, and a creation must see the change (``ApiKeyService``)."""
-    user = await users.locked((await _existing(users, login)).id)
-    if user is None:
-        raise NotFound("User not found", reason=Reason.USER_NOT_FOUND)
-    return user
+    return _found(await users.locked((await _existing(users, login)).id))
 
 
 def end_sessions(user: User, now: datetime) -> None:

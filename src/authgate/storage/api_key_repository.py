@@ -238,6 +238,25 @@ def _key_pk(key: int | UUID) -> Any:
     return key
 
 
+def _of_owner_key_and_period(
+    query: Any,
+    where: UsageFilter,
+    table: type[ApiKeyUsage] | type[ApiKeyUsageMinute],
+    at: Any,
+) -> Any:
+    """``where``'s owner, key and period (``at``: the table's time column), read alike
+    in the usage records and in their per-minute rollups."""
+    if where.owner_id is not None:
+        query = query.where(table.user_id == where.owner_id)
+    if where.key_ref is not None:
+        query = query.where(table.api_key_id == _key_pk(where.key_ref))
+    if where.since is not None:
+        query = query.where(at >= where.since)
+    if where.until is not None:
+        query = query.where(at < where.until)
+    return query
+
+
 class UsageRepository:
     SORT_COLUMNS: ClassVar[Mapping[str, Any]] = {
         "id": ApiKeyUsage.id,
@@ -252,14 +271,7 @@ class UsageRepository:
         await insert_rows(self._session, "api_key_usage", UsageRow._fields, rows)
 
     def _filtered(self, query: Any, where: UsageFilter) -> Any:
-        if where.owner_id is not None:
-            query = query.where(ApiKeyUsage.user_id == where.owner_id)
-        if where.key_ref is not None:
-            query = query.where(ApiKeyUsage.api_key_id == _key_pk(where.key_ref))
-        if where.since is not None:
-            query = query.where(ApiKeyUsage.occurred_at >= where.since)
-        if where.until is not None:
-            query = query.where(ApiKeyUsage.occurred_at < where.until)
+        query = _of_owner_key_and_period(query, where, ApiKeyUsage, ApiKeyUsage.occurred_at)
         if where.status is not None:
             query = query.where(ApiKeyUsage.status == where.status)
         if where.succeeded is True:
@@ -335,13 +347,7 @@ class UsageRepository:
 
     async def minutes(self, where: UsageFilter) -> Sequence[ApiKeyUsageMinute]:
         """Rollups of the key (or owner) in the period, oldest first."""
-        query = select(ApiKeyUsageMinute)
-        if where.owner_id is not None:
-            query = query.where(ApiKeyUsageMinute.user_id == where.owner_id)
-        if where.key_ref is not None:
-            query = query.where(ApiKeyUsageMinute.api_key_id == _key_pk(where.key_ref))
-        if where.since is not None:
-            query = query.where(ApiKeyUsageMinute.minute >= where.since)
-        if where.until is not None:
-            query = query.where(ApiKeyUsageMinute.minute < where.until)
+        query = _of_owner_key_and_period(
+            select(ApiKeyUsageMinute), where, ApiKeyUsageMinute, ApiKeyUsageMinute.minute
+        )
         return list(await self._session.scalars(query.order_by(ApiKeyUsageMinute.minute)))
