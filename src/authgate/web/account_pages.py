@@ -124,8 +124,7 @@ async def login(request: Request) -> Response:
         # The second step: the pre-verification token waits in its own cookie, and the
         # login CSRF cookie stays for the code form.
         response = RedirectResponse(f"{SECOND_STEP_PATH}?next={quote(next_page)}", 303)
-        lifetime = result.expires_at - result.issued_at
-        cookies.set_pending(response, result.token, max_age=int(lifetime.total_seconds()))
+        cookies.set_pending(response, result.token, lifetime=result.expires_at - result.issued_at)
         return response
     response = RedirectResponse(next_page, status_code=303)
     start_session(response, cookies, result)
@@ -134,8 +133,7 @@ async def login(request: Request) -> Response:
 
 def start_session(response: Response, cookies: UiCookies, result: SignInResult) -> None:
     """Put an access token in the session cookie and drop the sign-in cookies."""
-    lifetime = result.expires_at - result.issued_at
-    cookies.set_session(response, result.token, max_age=int(lifetime.total_seconds()))
+    cookies.set_session(response, result.token, lifetime=result.expires_at - result.issued_at)
     cookies.clear_login_csrf(response)
     cookies.clear_pending(response)
 

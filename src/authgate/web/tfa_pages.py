@@ -232,7 +232,7 @@ async def confirm_enrolment(request: Request) -> Response:
     )
     page = render(request, "recovery_codes.html", {"codes": codes, "next": "/settings/account"})
     lifetime = issued.claims.expires_at - issued.claims.issued_at
-    cookies_of(request).set_session(page, issued.token, max_age=int(lifetime.total_seconds()))
+    cookies_of(request).set_session(page, issued.token, lifetime=lifetime)
     return page
 
 
