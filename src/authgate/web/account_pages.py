@@ -6,6 +6,7 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
+from starlette.datastructures import FormData
 
 from authgate.api.access import (
     client_address,
@@ -65,6 +66,16 @@ def login_page(request: Request, *, error: str | None = None, status: int = 200)
     return response
 
 
+def login_csrf_matches(request: Request, form: FormData) -> bool:
+    """Whether a form shown before the session (sign-in, its second step) carries the
+    value of the login CSRF cookie (double submit); without the cookie, never."""
+    expected = request.cookies.get(cookies_of(request).login_csrf)
+    presented = form.get(CSRF_FIELD)
+    return expected is not None and csrf_matches(
+        expected, presented if isinstance(presented, str) else None
+    )
+
+
 @public_router.get("/settings")
 @public_router.get("/settings/")
 async def settings_home() -> RedirectResponse:
@@ -83,14 +94,10 @@ async def login(request: Request) -> Response:
     if isinstance(form, HTMLResponse):
         return form
     cookies = cookies_of(request)
-    presented = form.get(CSRF_FIELD)
-    expected = request.cookies.get(cookies.login_csrf)
-    if expected is None and https_required(request):
-        # The browser dropped the Secure cookie: no reload would ever help.
-        return error_page(request, 403, "HTTPS is required", HTTPS_REQUIRED)
-    if expected is None or not csrf_matches(
-        expected, presented if isinstance(presented, str) else None
-    ):
+    if not login_csrf_matches(request, form):
+        if cookies.login_csrf not in request.cookies and https_required(request):
+            # The browser dropped the Secure cookie: no reload would ever help.
+            return error_page(request, 403, "HTTPS is required", HTTPS_REQUIRED)
         return error_page(
             request, 403, "Form refused", "The sign-in form expired. Reload the page and try again."
         )
@@ -117,8 +124,7 @@ async def login(request: Request) -> Response:
         # The second step: the pre-verification token waits in its own cookie, and the
         # login CSRF cookie stays for the code form.
         response = RedirectResponse(f"{SECOND_STEP_PATH}?next={quote(next_page)}", 303)
-        lifetime = result.expires_at - result.issued_at
-        cookies.set_pending(response, result.token, max_age=int(lifetime.total_seconds()))
+        cookies.set_pending(response, result.token, lifetime=result.expires_at - result.issued_at)
         return response
     response = RedirectResponse(next_page, status_code=303)
     start_session(response, cookies, result)
@@ -127,8 +133,7 @@ async def login(request: Request) -> Response:
 
 def start_session(response: Response, cookies: UiCookies, result: SignInResult) -> None:
     """Put an access token in the session cookie and drop the sign-in cookies."""
-    lifetime = result.expires_at - result.issued_at
-    cookies.set_session(response, result.token, max_age=int(lifetime.total_seconds()))
+    cookies.set_session(response, result.token, lifetime=result.expires_at - result.issued_at)
     cookies.clear_login_csrf(response)
     cookies.clear_pending(response)
 

@@ -4,12 +4,16 @@ bounded text, the paging parameters and links, and the problem a refused form sh
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from starlette.datastructures import FormData, QueryParams
+
+from authgate.storage.paging import Page, PageRequest, SortOrder
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -67,6 +71,22 @@ def paging(params: QueryParams, sizes: Sequence[int], *, default: int) -> tuple[
 
 def page_count(total: int, size: int) -> int:
     return max(1, math.ceil(total / size))
+
+
+async def page_in_range(
+    fetch: Callable[[PageRequest], Awaitable[Page[T]]],
+    number: int,
+    size: int,
+    sort: tuple[SortOrder, ...] = (),
+) -> tuple[Page[T], int]:
+    """The page ``number`` (from 1) read by ``fetch``, or the last page when ``number`` is
+    past it (rows removed since the link was made), with the number of the page read."""
+    page = await fetch(PageRequest(page=number - 1, size=size, sort=sort))
+    last = page_count(page.total, size)
+    if number > last:
+        number = last
+        page = await fetch(PageRequest(page=number - 1, size=size, sort=sort))
+    return page, number
 
 
 def pager(

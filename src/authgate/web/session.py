@@ -27,6 +27,7 @@ import hmac
 import ipaddress
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Final
 
 from starlette.responses import Response
@@ -49,14 +50,15 @@ class UiCookies:
     # The notice the page after a form shows once (web/notices.py).
     notice: str = "authgate_notice"
 
-    def set_session(self, response: Response, token: str, *, max_age: int) -> None:
-        self._set(response, self.session, token, max_age=max_age)
+    def set_session(self, response: Response, token: str, *, lifetime: timedelta) -> None:
+        """The cookie lives as long as the token in it."""
+        self._set(response, self.session, token, max_age=int(lifetime.total_seconds()))
 
     def clear_session(self, response: Response) -> None:
         self._clear(response, self.session)
 
-    def set_pending(self, response: Response, token: str, *, max_age: int) -> None:
-        self._set(response, self.pending, token, max_age=max_age)
+    def set_pending(self, response: Response, token: str, *, lifetime: timedelta) -> None:
+        self._set(response, self.pending, token, max_age=int(lifetime.total_seconds()))
 
     def clear_pending(self, response: Response) -> None:
         self._clear(response, self.pending)

@@ -31,6 +31,7 @@ from authgate.services.second_factor import Enrolment
 from authgate.web.account_pages import (
     SECOND_STEP_PATH,
     account_context,
+    login_csrf_matches,
     login_page,
     start_session,
 )
@@ -48,7 +49,7 @@ from authgate.web.pages import (
     render,
     safe_next,
 )
-from authgate.web.session import CSRF_FIELD, csrf_matches, csrf_secret, session_csrf_token
+from authgate.web.session import csrf_secret, session_csrf_token
 
 public_router = APIRouter(include_in_schema=False, route_class=AuthgateRoute)
 router = APIRouter(prefix="/settings", route_class=PageRoute)
@@ -127,11 +128,7 @@ async def second_step_submit(request: Request) -> Response:
     if isinstance(form, HTMLResponse):
         return form
     cookies = cookies_of(request)
-    presented = form.get(CSRF_FIELD)
-    expected = request.cookies.get(cookies.login_csrf)
-    if expected is None or not csrf_matches(
-        expected, presented if isinstance(presented, str) else None
-    ):
+    if not login_csrf_matches(request, form):
         return error_page(request, 403, "Form refused", "The form expired. Sign in again.")
     pending = await _pending(request)
     if pending is None:
@@ -235,7 +232,7 @@ async def confirm_enrolment(request: Request) -> Response:
     )
     page = render(request, "recovery_codes.html", {"codes": codes, "next": "/settings/account"})
     lifetime = issued.claims.expires_at - issued.claims.issued_at
-    cookies_of(request).set_session(page, issued.token, max_age=int(lifetime.total_seconds()))
+    cookies_of(request).set_session(page, issued.token, lifetime=lifetime)
     return page
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
 from typing import Any, Final
 
 from fastapi import APIRouter, Request, Response
@@ -34,47 +35,21 @@ async def alerts_page(request: Request) -> Response:
 
 @router.post("/alerts/rules")
 async def create_rule(request: Request) -> Response:
-    form = await request.form()
-    spec, values, errors = _rule_spec(form)
-    if spec is None:
-        return await _alerts(request, FormProblem("create", "create", fields=errors, values=values))
-    try:
-        created = await services_of(request).alert_rules.create(spec)
-    except ValidationFailed as error:
-        problem = FormProblem("create", "create", fields=_rule_fields(error), values=values)
-        return await _alerts(request, problem)
-    except Conflict as error:
-        problem = FormProblem(
-            "create", "create", fields={"name": error.message}, values=values, status=409
-        )
-        return await _alerts(request, problem)
-    return redirect_with_notice(request, ALERTS_PATH, f"Alert rule {created.name} created.")
+    rules = services_of(request).alert_rules
+    saved = await _save_rule(request, rules.create, partial(FormProblem, "create", "create"))
+    if isinstance(saved, Response):
+        return saved
+    return redirect_with_notice(request, ALERTS_PATH, f"Alert rule {saved.name} created.")
 
 
 @router.post("/alerts/rules/{rule_id:int}/edit")
 async def edit_rule(request: Request, rule_id: int) -> Response:
     _check_rule_id(rule_id)
-    form = await request.form()
-    spec, values, errors = _rule_spec(form)
-    form_id = f"rule-{rule_id}-edit"
-    target = str(rule_id)
-    if spec is None:
-        problem = FormProblem("edit", form_id, target=target, fields=errors, values=values)
-        return await _alerts(request, problem)
-    try:
-        updated = await services_of(request).alert_rules.update(rule_id, spec)
-    except ValidationFailed as error:
-        problem = FormProblem(
-            "edit", form_id, target=target, fields=_rule_fields(error), values=values
-        )
-        return await _alerts(request, problem)
-    except Conflict as error:
-        problem = FormProblem(
-            "edit", form_id, target=target, fields={"name": error.message}, values=values,
-            status=409,
-        )  # fmt: skip
-        return await _alerts(request, problem)
-    return redirect_with_notice(request, ALERTS_PATH, f"Alert rule {updated.name} saved.")
+    rules = services_of(request).alert_rules
+    saved = await _save_rule(request, partial(rules.update, rule_id), _edit_refused(rule_id))
+    if isinstance(saved, Response):
+        return saved
+    return redirect_with_notice(request, ALERTS_PATH, f"Alert rule {saved.name} saved.")
 
 
 @router.post("/alerts/rules/{rule_id:int}/enabled")
@@ -97,11 +72,10 @@ async def enable_rule(request: Request, rule_id: int) -> Response:
             ),
         )
     except ValidationFailed as error:
-        problem = FormProblem(
-            "edit", f"rule-{rule_id}-edit", target=str(rule_id), fields=_rule_fields(error),
-            values=_rule_values(rule),
-        )  # fmt: skip
-        return await _alerts(request, problem)
+        refused = _edit_refused(rule_id)
+        return await _alerts(
+            request, refused(fields=_rule_fields(error), values=_rule_values(rule))
+        )
     state = "enabled" if enabled else "disabled"
     return redirect_with_notice(request, ALERTS_PATH, f"Alert rule {rule.name} {state}.")
 
@@ -163,6 +137,30 @@ async def _alerts(request: Request, problem: FormProblem | None = None) -> Respo
     )
 
 
+async def _save_rule(
+    request: Request,
+    save: Callable[[RuleSpec], Awaitable[RuleView]],
+    refused: partial[FormProblem],
+) -> RuleView | Response:
+    """The rule form saved by ``save``, or the page again with the form's problem (built
+    by ``refused``): what cannot be read, what the service refuses, a name in use (409)."""
+    spec, values, errors = _rule_spec(await request.form())
+    if spec is None:
+        return await _alerts(request, refused(fields=errors, values=values))
+    try:
+        return await save(spec)
+    except ValidationFailed as error:
+        problem = refused(fields=_rule_fields(error), values=values)
+    except Conflict as error:
+        problem = refused(fields={"name": error.message}, values=values, status=409)
+    return await _alerts(request, problem)
+
+
+def _edit_refused(rule_id: int) -> partial[FormProblem]:
+    """The problem of the rule's edit form, given its fields and values."""
+    return partial(FormProblem, "edit", f"rule-{rule_id}-edit", target=str(rule_id))
+
+
 def _check_rule_id(rule_id: int) -> None:
     stored_id(rule_id, NotFound("Alert rule not found", reason=Reason.ALERT_RULE_NOT_FOUND))
 
@@ -186,30 +184,22 @@ def _rule_spec(form: FormData) -> tuple[RuleSpec | None, dict[str, Any], dict[st
     unit = dict(WINDOW_UNITS).get(values["window_unit"])
     if window is None or unit is None:
         errors["window"] = "Enter the window as a whole number of seconds, minutes, hours or days."
-    if threshold is None or window is None or unit is None:
-        # The other fields' problems too, in one answer: the service's rules, with
-        # stand-ins where the numbers could not be read.
-        stand_in = RuleSpec(
-            name=values["name"],
-            kind=values["kind"],
-            threshold=threshold if threshold is not None else 1,
-            window_seconds=window * unit if window is not None and unit is not None else 60,
-            severity=values["severity"],
-            enabled=values["enabled"],
-        )
-        try:
-            validate(stand_in)
-        except ValidationFailed as error:
-            errors = {**_rule_fields(error), **errors}
-        return None, values, errors
+    # With stand-ins for the numbers that could not be read: the service's rules then name
+    # the other fields' problems too, in the same answer.
     spec = RuleSpec(
         name=values["name"],
         kind=values["kind"],
-        threshold=threshold,
-        window_seconds=window * unit,
+        threshold=threshold if threshold is not None else 1,
+        window_seconds=window * unit if window is not None and unit is not None else 60,
         severity=values["severity"],
         enabled=values["enabled"],
     )
+    if errors:
+        try:
+            validate(spec)
+        except ValidationFailed as error:
+            errors = {**_rule_fields(error), **errors}
+        return None, values, errors
     return spec, values, {}
 
 

@@ -6,6 +6,7 @@ import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
+from functools import partial
 from typing import Any, Final
 from urllib.parse import urlencode
 
@@ -26,7 +27,6 @@ from authgate.services.audit_query import (
 )
 from authgate.services.audit_verification import ChainVerification
 from authgate.storage.audit_repository import AuditFilter
-from authgate.storage.paging import PageRequest
 from authgate.web import forms
 from authgate.web.pages import AdminPageRoute, error_page, render
 
@@ -89,12 +89,8 @@ async def _audit(
     entries: Sequence[Any] = []
     total = 0
     if not query.errors:
-        audit = services_of(request).audit
-        page = await audit.search(query.where, PageRequest(page=number - 1, size=size))
-        last = forms.page_count(page.total, size)
-        if number > last:
-            number = last
-            page = await audit.search(query.where, PageRequest(page=number - 1, size=size))
+        search = partial(services_of(request).audit.search, query.where)
+        page, number = await forms.page_in_range(search, number, size)
         entries, total = page.items, page.total
     filters = query.pairs()
     return render(

@@ -17,7 +17,7 @@ from authgate.security.permissions import BUILT_IN_ROLES
 from authgate.security.principal import ROLE_ADMIN, ROLE_ANALYST, ROLE_USER, ROLE_VIEWER
 from authgate.services.reset_keys import INVITATION_TTL, IssuedResetKey
 from authgate.services.user_fields import NewUser, UserChanges, UserView
-from authgate.storage.paging import PageRequest, SortOrder
+from authgate.storage.paging import SortOrder
 from authgate.web import forms
 from authgate.web.forms import FormProblem
 from authgate.web.pages import (
@@ -208,11 +208,7 @@ async def _users(
     params = request.query_params if problem is None else QueryParams("")
     number, size = forms.paging(params, USER_PAGE_SIZES, default=50)
     order = (SortOrder("login"),)
-    page = await services.users.list_users(PageRequest(page=number - 1, size=size, sort=order))
-    last = forms.page_count(page.total, size)
-    if number > last:
-        number = last
-        page = await services.users.list_users(PageRequest(page=number - 1, size=size, sort=order))
+    page, number = await forms.page_in_range(services.users.list_users, number, size, order)
     users = list(page.items)
     # The user whose forms are open (refused, or asked for with ?edit=) is shown even
     # when not on this page, first.
