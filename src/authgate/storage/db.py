@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import Any, TypeVar, TypeVarTuple
 
 from sqlalchemy import Connection, Engine, Row, event, exc, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -113,6 +114,7 @@ class Database:
         except ModuleNotFoundError as error:
             raise ConfigurationError(_missing_driver(parsed.drivername, error.name)) from None
         if self.dialect == "sqlite":
+            _create_private_file(parsed)
             event.listen(self.engine.sync_engine, "connect", _configure_sqlite)
             _skip_idle_rollbacks(self.engine.sync_engine.dialect)
         else:
@@ -234,6 +236,19 @@ def _ping_when_idle(engine: Engine) -> None:
             engine.dialect.do_ping(dbapi_connection)
         except Exception as error:  # noqa: BLE001 - whatever the cause, it cannot serve
             raise exc.DisconnectionError(type(error).__name__) from None
+
+
+def _create_private_file(url: URL) -> None:
+    """Create a new SQLite database file readable by its owner only (0600). SQLite would
+    create it under the umask (0644 usually), and gives its ``-wal`` and ``-shm`` files
+    the database's mode: password hashes and the audit trail would then be protected by
+    the data directory's mode alone. An existing file, an in-memory database, a URI
+    filename and a missing directory are left to SQLite."""
+    path = url.database
+    if not path or path == ":memory:" or path.startswith("file:") or url.query.get("uri"):
+        return
+    with suppress(OSError):  # there already, or SQLite will say what is wrong
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
