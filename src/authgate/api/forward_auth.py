@@ -43,7 +43,6 @@ from authgate.api.access import (
     Handler,
     client_address,
     header_credentials,
-    header_value,
     services_of,
     verdict_of,
 )
@@ -57,13 +56,13 @@ from authgate.api.errors import (
     status_of,
     unexpected_error,
 )
-from authgate.api.middleware import ScopeRequestInfo, log_request
+from authgate.api.middleware import ScopeRequestInfo, finish_request, rate_limit_values
 from authgate.container import Services
 from authgate.exceptions import AmbiguousUpstreamRequest, ValidationFailed
 from authgate.security.principal import Principal, join_authorities
 from authgate.services.audit.events import current_request
 from authgate.services.forward_auth import ForwardAuthPolicy
-from authgate.services.gate import VERDICT_SCOPE_KEY, Requirement, Verdict, leaves_record
+from authgate.services.gate import VERDICT_SCOPE_KEY, Requirement, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -189,8 +188,7 @@ class ForwardAuthFastPath:
             status, raw, body = await self._answer(scope, verdict)
             limit = verdict.rate_limit
             if limit is not None:
-                policy = f'"key";q={limit.limit};w={limit.window_seconds}'
-                state = f'"key";r={limit.remaining};t={limit.reset_seconds}'
+                policy, state = rate_limit_values(limit)
                 rate = (
                     (b"ratelimit-policy", policy.encode("latin-1")),
                     (b"ratelimit", state.encode("latin-1")),
@@ -199,18 +197,16 @@ class ForwardAuthFastPath:
             await send({"type": "http.response.start", "status": status, "headers": raw})
             await send({"type": "http.response.body", "body": body})
         finally:
-            elapsed_ms = (time.perf_counter() - started) * 1000
-            if self.log_requests:
-                log_request(scope, request, status, elapsed_ms)
-            if leaves_record(verdict):
-                services.gate.record(
-                    verdict,
-                    method=scope["method"],
-                    path=VERIFY_PATH,
-                    status=status,
-                    user_agent=header_value(scope, b"user-agent"),
-                    elapsed_ms=elapsed_ms,
-                )
+            finish_request(
+                scope,
+                request,
+                verdict,
+                services.gate,
+                status,
+                started,
+                VERIFY_PATH,
+                self.log_requests,
+            )
             current_request.reset(context)
 
     async def _answer(self, scope: Scope, verdict: Verdict) -> Answer:

@@ -25,6 +25,7 @@ from authgate.security.log_lines import escape_control_characters
 from authgate.security.principal import Principal
 from authgate.services.audit.events import current_request
 from authgate.services.gate import Gate, leaves_record
+from authgate.services.rate_limits import RateLimitState
 from authgate.storage.db import is_unavailable
 
 access_log = logging.getLogger("authgate.access")
@@ -127,8 +128,7 @@ class SecurityHeadersAndRequestLogs:
                     headers.setdefault("Cache-Control", "no-store")
                 limit = verdict.rate_limit
                 if limit is not None:
-                    headers["RateLimit-Policy"] = f'"key";q={limit.limit};w={limit.window_seconds}'
-                    headers["RateLimit"] = f'"key";r={limit.remaining};t={limit.reset_seconds}'
+                    headers["RateLimit-Policy"], headers["RateLimit"] = rate_limit_values(limit)
             await send(message)
 
         request = ScopeRequestInfo(scope, self.services)
@@ -146,19 +146,52 @@ class SecurityHeadersAndRequestLogs:
                 response = unavailable_response(Request(scope))
                 await response(scope, receive, send_with_headers)
         finally:
-            elapsed_ms = (time.perf_counter() - started) * 1000
-            if self.log_requests:
-                log_request(scope, request, status, elapsed_ms)
-            if leaves_record(verdict):
-                self.gate.record(
-                    verdict,
-                    method=scope["method"],
-                    path=scope["path"],
-                    status=status,
-                    user_agent=header_value(scope, b"user-agent"),
-                    elapsed_ms=elapsed_ms,
-                )
+            finish_request(
+                scope,
+                request,
+                verdict,
+                self.gate,
+                status,
+                started,
+                scope["path"],
+                self.log_requests,
+            )
             current_request.reset(context)
+
+
+def rate_limit_values(limit: RateLimitState) -> tuple[str, str]:
+    """The ``RateLimit-Policy`` and ``RateLimit`` values (IETF draft) of a key's limit."""
+    return (
+        f'"key";q={limit.limit};w={limit.window_seconds}',
+        f'"key";r={limit.remaining};t={limit.reset_seconds}',
+    )
+
+
+def finish_request(
+    scope: Scope,
+    request: ScopeRequestInfo,
+    verdict: Verdict,
+    gate: Gate,
+    status: int,
+    started: float,
+    path: str,
+    log_requests: bool,
+) -> None:
+    """What every request leaves when it is answered, through the framework or the
+    forward-auth fast path alike: its access line, and its verdict's record when it
+    leaves one (``path``: the route's path as recorded)."""
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    if log_requests:
+        log_request(scope, request, status, elapsed_ms)
+    if leaves_record(verdict):
+        gate.record(
+            verdict,
+            method=scope["method"],
+            path=path,
+            status=status,
+            user_agent=header_value(scope, b"user-agent"),
+            elapsed_ms=elapsed_ms,
+        )
 
 
 def log_request(scope: Scope, request: ScopeRequestInfo, status: int, elapsed_ms: float) -> None:
