@@ -95,7 +95,9 @@ class AuditChain:
 
     async def append_each(self, batch: list[AuditRow]) -> tuple[int, int]:
         """Append record by record, skipping those the database refuses; the chain links
-        the records that were written. Returns how many were written and refused."""
+        the records that were written. Returns how many were written and refused (as
+        ``append``, a record of tampering found on the way is not counted)."""
+        given = len(batch)
         refused = 0
         async with self._db.transaction() as session:
             repository = self._db.audit(session)
@@ -116,7 +118,7 @@ class AuditChain:
                 previous = own
             if previous != head.hash:
                 await repository.move_head(previous, sign=self._signer(keyed))
-        return len(batch) - refused, refused
+        return given - refused, refused
 
     def _judge(self, head: SignedLink, batch: list[AuditRow]) -> tuple[bool, list[AuditRow]]:
         """Whether to write keyed, and the records to write (with a tampering record
