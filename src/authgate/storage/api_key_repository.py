@@ -17,7 +17,7 @@ from authgate.storage.bulk_insert import insert_rows
 from authgate.storage.models import ApiKey, ApiKeyUsage, ApiKeyUsageMinute, User
 from authgate.storage.paging import PageRequest, SortOrder
 from authgate.storage.repositories import order_by
-from authgate.storage.row_locks import take_sqlite_write_lock
+from authgate.storage.row_locks import lock_row
 from authgate.storage.text import storable_text
 
 # What verifying a key reads, as one Core statement built once: on a cache miss (the
@@ -85,15 +85,8 @@ class ApiKeyRepository:
         """``by_ref`` read anew, the key's row locked until the transaction ends: a
         concurrent change of the key (a rotation, a revocation) waits for this one, then
         sees what it committed. A key's row after its owner's (``UserRepository.locked``)."""
-        await take_sqlite_write_lock(self._session)
         matches = ApiKey.public_id == str(ref) if isinstance(ref, UUID) else ApiKey.id == ref
-        query = (
-            select(ApiKey)
-            .where(matches)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-        return await self._session.scalar(query)
+        return await lock_row(self._session, ApiKey, matches)
 
     async def by_key_id(self, key_id: str) -> ApiKey | None:
         """The key whose public part (``agk_<key_id>_...``) is ``key_id``."""

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from authgate.storage.models import AuthChange, LegacyImport, RevokedToken, User
 from authgate.storage.paging import PageRequest, SortOrder
-from authgate.storage.row_locks import take_sqlite_write_lock
+from authgate.storage.row_locks import lock_row, take_sqlite_write_lock
 from authgate.storage.text import storable_text
 
 
@@ -184,14 +184,7 @@ class UserRepository:
 
         Take it first in a write transaction: a user's row before its keys' rows, and
         after ``lock_active_admins``, so that no two transactions wait on each other."""
-        await take_sqlite_write_lock(self._session)
-        query = (
-            select(User)
-            .where(User.id == user_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-        return await self._session.scalar(query)
+        return await lock_row(self._session, User, User.id == user_id)
 
     async def lock_active_admins(self) -> int:
         """Lock the rows of every active admin (in id order, so that two callers never
