@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from authgate.storage.bulk_insert import insert_rows
 from authgate.storage.models import ApiKey, ApiKeyUsage, ApiKeyUsageMinute, User
+from authgate.storage.page_queries import paged
 from authgate.storage.paging import PageRequest, SortOrder
-from authgate.storage.repositories import order_by
 from authgate.storage.row_locks import lock_row
 from authgate.storage.text import storable_text
 
@@ -118,12 +118,8 @@ class ApiKeyRepository:
     async def page(
         self, request: PageRequest, *, owner_id: int | None, include_revoked: bool
     ) -> Sequence[ApiKey]:
-        query = (
-            self._filtered(select(ApiKey), owner_id, include_revoked)
-            .order_by(*order_by(request.sort, self.SORT_COLUMNS, ApiKey.id))
-            .offset(request.offset)
-            .limit(request.size)
-        )
+        keys = self._filtered(select(ApiKey), owner_id, include_revoked)
+        query = paged(keys, request, self.SORT_COLUMNS, ApiKey.id)
         return list(await self._session.scalars(query))
 
     def add(self, key: ApiKey) -> None:
@@ -281,13 +277,15 @@ class UsageRepository:
         self, request: PageRequest, where: UsageFilter
     ) -> Sequence[tuple[ApiKeyUsage, str]]:
         """Records, each with its key's public UUID (the id people know the key by)."""
-        sort = request.sort or (SortOrder("timestamp", descending=True),)
-        query = (
-            self._filtered(select(ApiKeyUsage, ApiKey.public_id), where)
-            .join(ApiKey, ApiKey.id == ApiKeyUsage.api_key_id)
-            .order_by(*order_by(sort, self.SORT_COLUMNS, ApiKeyUsage.id))
-            .offset(request.offset)
-            .limit(request.size)
+        records = self._filtered(select(ApiKeyUsage, ApiKey.public_id), where).join(
+            ApiKey, ApiKey.id == ApiKeyUsage.api_key_id
+        )
+        query = paged(
+            records,
+            request,
+            self.SORT_COLUMNS,
+            ApiKeyUsage.id,
+            default=(SortOrder("timestamp", descending=True),),
         )
         return [(usage, public_id) for usage, public_id in await self._session.execute(query)]
 
