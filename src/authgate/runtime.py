@@ -24,6 +24,7 @@ from authgate.security.signing_keys import KeyRing
 from authgate.services.audit_checkpoints import CheckpointReason
 from authgate.services.batch_writer import BatchWriter
 from authgate.services.cluster import HEARTBEAT_SECONDS
+from authgate.services.pause import pause
 from authgate.services.redis_link import ChangeDoorbell
 from authgate.storage import migrate
 from authgate.storage.api_key_repository import ApiKeyRepository
@@ -165,10 +166,8 @@ class BackgroundWork:
 
     async def _introduce_audit_key_later(self) -> None:
         """Retry the introduction until it is done (older nodes have stopped)."""
-        while not self.services.audit.introduced and not self._stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=HEARTBEAT_SECONDS)
-            if self._stop.is_set():
+        while not self.services.audit.introduced:
+            if await pause(self._stop, HEARTBEAT_SECONDS):
                 return
             try:
                 if await self.introduce_audit_key() is not None:
@@ -202,14 +201,13 @@ class BackgroundWork:
 
     async def _heartbeat(self) -> None:
         cluster = self.services.cluster
-        while cluster is not None and not self._stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=HEARTBEAT_SECONDS)
-            if not self._stop.is_set():
-                try:
-                    await cluster.heartbeat()
-                except ConfigurationError as error:  # re-joining after a long outage
-                    log.error("%s", error)
+        if cluster is None:
+            return
+        while not await pause(self._stop, HEARTBEAT_SECONDS):
+            try:
+                await cluster.heartbeat()
+            except ConfigurationError as error:  # re-joining after a long outage
+                log.error("%s", error)
 
     async def _publish_gauges(self) -> None:
         """With several workers, each one's gauges reach the shared metrics files every
@@ -222,8 +220,7 @@ class BackgroundWork:
                 metrics.publish_gauges()
             except Exception as error:  # noqa: BLE001 - retried at the next interval
                 log.warning("publishing gauges failed: %s", type(error).__name__)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=GAUGE_PUBLISH_SECONDS)
+            await pause(self._stop, GAUGE_PUBLISH_SECONDS)
 
     async def _refresh_key_gauges(self) -> None:
         """Key counts for Prometheus, refreshed here so that a scrape never queries."""
@@ -240,17 +237,12 @@ class BackgroundWork:
                     )
             except Exception as error:  # noqa: BLE001 - retried at the next interval
                 log.warning("counting API keys failed: %s", type(error).__name__)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=GAUGE_INTERVAL_SECONDS)
+            await pause(self._stop, GAUGE_INTERVAL_SECONDS)
 
     async def _housekeeping(self) -> None:
         services = self.services
         delay = HOUSEKEEPING_FIRST_DELAY_SECONDS
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=delay)
-            if self._stop.is_set():
-                return
+        while not await pause(self._stop, delay):
             delay = HOUSEKEEPING_INTERVAL_SECONDS
             try:
                 await services.tokens.delete_expired_revocations()

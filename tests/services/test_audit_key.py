@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import insert, text
+from sqlalchemy.exc import DataError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from authgate.app import create_app
@@ -24,7 +25,7 @@ from authgate.container import Services, build_services
 from authgate.exceptions import ConfigurationError
 from authgate.runtime import BackgroundWork
 from authgate.security.audit_chain import GENESIS_HASH, AuditKey, plain_hash
-from authgate.services.audit.chain import AUDIT_KEY_FINGERPRINT, FLUSH_CHUNK
+from authgate.services.audit.chain import AUDIT_KEY_FINGERPRINT, FLUSH_CHUNK, AuditChain
 from authgate.services.audit.events import EventType
 from authgate.settings import Settings
 from authgate.storage import migrate
@@ -309,6 +310,31 @@ async def test_the_writer_records_a_moved_head_in_the_chain_itself(
     record_logins(services.audit, "later-", 2)
     await services.audit.flush()
     assert (await services.audit.verify()).first_broken_id == tampered
+
+
+@pytest.mark.parametrize("row_by_row", [False, True], ids=["batch", "row by row"])
+async def test_the_tampering_record_the_writer_adds_is_not_counted_as_written(
+    services: Services, monkeypatch: pytest.MonkeyPatch, row_by_row: bool
+) -> None:
+    """A flush counts the records it was given that were written, never the
+    AUDIT_CHAIN_TAMPERED record the writer adds on the way: the same whether the batch
+    goes in at once or record by record (after the database refused a value)."""
+    await chained(services, 5)
+    await attack.delete_newest_and_repoint_head(services.db, 2, drop_mac=False)
+    if row_by_row:
+
+        async def refused(self: AuditChain, batch: list[AuditRow]) -> int:
+            raise DataError("INSERT INTO audit_events", {}, Exception("value too long"))
+
+        monkeypatch.setattr(AuditChain, "append", refused)
+    record_logins(services.audit, "after-", 3)
+    assert await services.audit.flush() == 3
+    assert services.audit.dropped == 0
+    async with services.db.session() as session:
+        tampered = await session.scalar(
+            text("SELECT count(*) FROM audit_events WHERE event_type = 'AUDIT_CHAIN_TAMPERED'")
+        )
+    assert tampered == 1
 
 
 async def test_retention_does_not_sign_over_a_forged_anchor(

@@ -15,7 +15,6 @@ record with that hash: authgate never certifies a chain it can see was tampered 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from authgate.security.signing_keys import KeyRing
 from authgate.services.alerts.dispatch import AlertDispatcher
 from authgate.services.alerts.messages import CheckpointNotice
 from authgate.services.audit.writer import AuditLog
+from authgate.services.pause import pause
 from authgate.services.ports import Database
 from authgate.services.sorting import require_sortable
 from authgate.storage.audit_repository import SignedLink
@@ -164,11 +164,7 @@ class AuditCheckpoints:
     async def run(self, stop: asyncio.Event) -> None:
         """Publish every ``interval`` seconds (when the chain has grown) until ``stop``.
         The checkpoint at shutdown is the caller's (after the last audit flush)."""
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self._interval)
-            if stop.is_set():
-                return
+        while not await pause(stop, self._interval):
             try:
                 await self.publish("interval", unless_unchanged=True)
             except Exception as error:  # noqa: BLE001 - retried at the next interval

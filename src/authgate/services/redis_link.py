@@ -20,6 +20,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from authgate.services.pause import pause
+
 log = logging.getLogger(__name__)
 
 CHANGES_CHANNEL = "authgate:changes"
@@ -110,8 +112,7 @@ class ChangeDoorbell:
                         await pubsub.aclose()
             except Exception as error:  # noqa: BLE001 - Redis down: retry later
                 self._link.failed(error)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=retry_seconds)
+                await pause(stop, retry_seconds)
 
     async def drain(self) -> None:
         """Wait for announcements still being sent (at shutdown)."""

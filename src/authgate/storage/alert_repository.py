@@ -11,8 +11,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authgate.storage.models import AlertRule, ApiKey, AuditEvent, FiredAlert
-from authgate.storage.paging import PageRequest, SortOrder
-from authgate.storage.repositories import order_by
+from authgate.storage.page_queries import NEWEST_FIRST, paged
+from authgate.storage.paging import PageRequest
 from authgate.storage.text import storable_text
 
 
@@ -61,12 +61,8 @@ class AlertRepository:
 
     async def fired(self, request: PageRequest) -> Sequence[FiredAlert]:
         """A page of fired alerts, newest first unless ``request`` sorts otherwise."""
-        sort = request.sort or (SortOrder("id", descending=True),)
-        query = (
-            select(FiredAlert)
-            .order_by(*order_by(sort, self.SORT_COLUMNS, FiredAlert.id))
-            .offset(request.offset)
-            .limit(request.size)
+        query = paged(
+            select(FiredAlert), request, self.SORT_COLUMNS, FiredAlert.id, default=NEWEST_FIRST
         )
         return list(await self._session.scalars(query))
 

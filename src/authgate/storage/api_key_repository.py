@@ -15,9 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from authgate.storage.bulk_insert import insert_rows
 from authgate.storage.models import ApiKey, ApiKeyUsage, ApiKeyUsageMinute, User
+from authgate.storage.page_queries import paged
 from authgate.storage.paging import PageRequest, SortOrder
-from authgate.storage.repositories import order_by
-from authgate.storage.row_locks import take_sqlite_write_lock
+from authgate.storage.row_locks import lock_row
 from authgate.storage.text import storable_text
 
 # What verifying a key reads, as one Core statement built once: on a cache miss (the
@@ -85,15 +85,8 @@ class ApiKeyRepository:
         """``by_ref`` read anew, the key's row locked until the transaction ends: a
         concurrent change of the key (a rotation, a revocation) waits for this one, then
         sees what it committed. A key's row after its owner's (``UserRepository.locked``)."""
-        await take_sqlite_write_lock(self._session)
         matches = ApiKey.public_id == str(ref) if isinstance(ref, UUID) else ApiKey.id == ref
-        query = (
-            select(ApiKey)
-            .where(matches)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-        return await self._session.scalar(query)
+        return await lock_row(self._session, ApiKey, matches)
 
     async def by_key_id(self, key_id: str) -> ApiKey | None:
         """The key whose public part (``agk_<key_id>_...``) is ``key_id``."""
@@ -125,12 +118,8 @@ class ApiKeyRepository:
     async def page(
         self, request: PageRequest, *, owner_id: int | None, include_revoked: bool
     ) -> Sequence[ApiKey]:
-        query = (
-            self._filtered(select(ApiKey), owner_id, include_revoked)
-            .order_by(*order_by(request.sort, self.SORT_COLUMNS, ApiKey.id))
-            .offset(request.offset)
-            .limit(request.size)
-        )
+        keys = self._filtered(select(ApiKey), owner_id, include_revoked)
+        query = paged(keys, request, self.SORT_COLUMNS, ApiKey.id)
         return list(await self._session.scalars(query))
 
     def add(self, key: ApiKey) -> None:
@@ -288,13 +277,15 @@ class UsageRepository:
         self, request: PageRequest, where: UsageFilter
     ) -> Sequence[tuple[ApiKeyUsage, str]]:
         """Records, each with its key's public UUID (the id people know the key by)."""
-        sort = request.sort or (SortOrder("timestamp", descending=True),)
-        query = (
-            self._filtered(select(ApiKeyUsage, ApiKey.public_id), where)
-            .join(ApiKey, ApiKey.id == ApiKeyUsage.api_key_id)
-            .order_by(*order_by(sort, self.SORT_COLUMNS, ApiKeyUsage.id))
-            .offset(request.offset)
-            .limit(request.size)
+        records = self._filtered(select(ApiKeyUsage, ApiKey.public_id), where).join(
+            ApiKey, ApiKey.id == ApiKeyUsage.api_key_id
+        )
+        query = paged(
+            records,
+            request,
+            self.SORT_COLUMNS,
+            ApiKeyUsage.id,
+            default=(SortOrder("timestamp", descending=True),),
         )
         return [(usage, public_id) for usage, public_id in await self._session.execute(query)]
 

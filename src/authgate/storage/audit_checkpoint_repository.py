@@ -10,8 +10,8 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authgate.storage.models import AuditCheckpoint
-from authgate.storage.paging import PageRequest, SortOrder
-from authgate.storage.repositories import order_by
+from authgate.storage.page_queries import NEWEST_FIRST, paged
+from authgate.storage.paging import PageRequest
 
 
 class AuditCheckpointRepository:
@@ -31,12 +31,12 @@ class AuditCheckpointRepository:
         return await self._session.scalar(select(func.count()).select_from(AuditCheckpoint)) or 0
 
     async def page(self, request: PageRequest) -> Sequence[AuditCheckpoint]:
-        sort = request.sort or (SortOrder("id", descending=True),)
-        query = (
-            select(AuditCheckpoint)
-            .order_by(*order_by(sort, self.SORT_COLUMNS, AuditCheckpoint.id))
-            .offset(request.offset)
-            .limit(request.size)
+        query = paged(
+            select(AuditCheckpoint),
+            request,
+            self.SORT_COLUMNS,
+            AuditCheckpoint.id,
+            default=NEWEST_FIRST,
         )
         return list(await self._session.scalars(query))
 

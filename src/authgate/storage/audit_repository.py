@@ -16,8 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from authgate.storage.bulk_insert import insert_rows
 from authgate.storage.errors import refused_value as refused_value  # re-exported: former home
 from authgate.storage.models import ApiKey, AuditChainHead, AuditEvent
-from authgate.storage.paging import PageRequest, SortOrder
-from authgate.storage.repositories import order_by
+from authgate.storage.page_queries import NEWEST_FIRST, paged
+from authgate.storage.paging import PageRequest
 from authgate.storage.text import storable_text
 
 
@@ -263,12 +263,12 @@ class AuditRepository:
         return await self._session.scalar(query) or 0
 
     async def page(self, where: AuditFilter, request: PageRequest) -> list[EventWithKey]:
-        sort = request.sort or (SortOrder("id", descending=True),)
-        query = (
-            self._filtered(_with_public_ids(select(AuditEvent)), where)
-            .order_by(*order_by(sort, self.SORT_COLUMNS, AuditEvent.id))
-            .offset(request.offset)
-            .limit(request.size)
+        query = paged(
+            self._filtered(_with_public_ids(select(AuditEvent)), where),
+            request,
+            self.SORT_COLUMNS,
+            AuditEvent.id,
+            default=NEWEST_FIRST,
         )
         return [(event, public_id) for event, public_id in await self._session.execute(query)]
 

@@ -23,27 +23,10 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authgate.storage.models import AuthChange, LegacyImport, RevokedToken, User
-from authgate.storage.paging import PageRequest, SortOrder
-from authgate.storage.row_locks import take_sqlite_write_lock
+from authgate.storage.page_queries import paged
+from authgate.storage.paging import PageRequest
+from authgate.storage.row_locks import lock_row, take_sqlite_write_lock
 from authgate.storage.text import storable_text
-
-
-def order_by(
-    sort: Sequence[SortOrder], columns: Mapping[str, Any], tie_breaker: Any
-) -> list[ColumnElement[Any]]:
-    clauses = []
-    for order in sort:
-        column = columns[order.field]  # callers validate names against the mapping
-        clause = column.desc() if order.descending else column.asc()
-        if getattr(column.expression, "nullable", False):
-            # NULLs where PostgreSQL (and so UTMStack) puts them, on SQLite too: last
-            # ascending, first descending. Only on nullable columns: SQLite would sort
-            # rather than walk an index.
-            clause = clause.nulls_first() if order.descending else clause.nulls_last()
-        clauses.append(clause)
-    clauses.append(tie_breaker.asc())  # stable pages
-    return clauses
-
 
 # What a login reads, as Core statements built once and run on a bare connection: no
 # ORM object, identity map, session or statement building per login (the ORM read of
@@ -184,14 +167,7 @@ class UserRepository:
 
         Take it first in a write transaction: a user's row before its keys' rows, and
         after ``lock_active_admins``, so that no two transactions wait on each other."""
-        await take_sqlite_write_lock(self._session)
-        query = (
-            select(User)
-            .where(User.id == user_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-        return await self._session.scalar(query)
+        return await lock_row(self._session, User, User.id == user_id)
 
     async def lock_active_admins(self) -> int:
         """Lock the rows of every active admin (in id order, so that two callers never
@@ -210,12 +186,8 @@ class UserRepository:
         search: str | None = None,
         except_user_id: int | None = None,
     ) -> Sequence[User]:
-        query = _filtered(select(User), login_contains, search, except_user_id)
-        query = (
-            query.order_by(*order_by(request.sort, self.SORT_COLUMNS, User.id))
-            .offset(request.offset)
-            .limit(request.size)
-        )
+        users = _filtered(select(User), login_contains, search, except_user_id)
+        query = paged(users, request, self.SORT_COLUMNS, User.id)
         return list(await self._session.scalars(query))
 
     def add(self, user: User) -> None:

@@ -9,7 +9,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authgate.storage.models import ServiceCredential
-from authgate.storage.row_locks import take_sqlite_write_lock
+from authgate.storage.row_locks import lock_row
 from authgate.storage.text import storable_text
 
 
@@ -29,14 +29,8 @@ class ServiceCredentialRepository:
         concurrent change (a rotation, a revocation) waits for this one, then sees it."""
         if not storable_text(credential_id):
             return None
-        await take_sqlite_write_lock(self._session)
-        query = (
-            select(ServiceCredential)
-            .where(ServiceCredential.credential_id == credential_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-        return await self._session.scalar(query)
+        condition = ServiceCredential.credential_id == credential_id
+        return await lock_row(self._session, ServiceCredential, condition)
 
     async def by_lookup(self, digest: str) -> ServiceCredential | None:
         """The credential whose adopted secret, or previous adopted secret, has the keyed

@@ -13,7 +13,6 @@ Latency from the event to the sinks: the audit flush (1 s) plus this poll (1 s).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Iterable, Mapping
@@ -29,6 +28,7 @@ from authgate.services.alerts.messages import Alert
 from authgate.services.alerts.rules import RuleView
 from authgate.services.audit.events import SERVER, EventType
 from authgate.services.audit.writer import AuditLog
+from authgate.services.pause import pause
 from authgate.services.ports import AlertRepo, Database
 from authgate.services.severity import Severity
 from authgate.services.sorting import require_sortable
@@ -93,8 +93,7 @@ class AlertEngine:
                 if not failing:
                     log.warning("alert evaluation failed: %s", type(error).__name__)
                 failing = True
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self._poll_interval)
+            await pause(stop, self._poll_interval)
 
     async def recent(self, request: PageRequest) -> Page[FiredAlertView]:
         """Fired alerts, newest first unless ``request`` sorts otherwise."""

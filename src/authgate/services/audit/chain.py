@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -38,7 +40,7 @@ from authgate.services.audit_verification import (
     ChainVerification,
     ChainVerifier,
 )
-from authgate.services.ports import AuditRepo, Database
+from authgate.services.ports import AuditRepo, Database, StorageSession
 from authgate.storage.audit_repository import AuditRow, LinkSigner, SignedLink
 from authgate.storage.errors import refused_value
 
@@ -48,6 +50,18 @@ AUDIT_KEY_FINGERPRINT = KEY_FINGERPRINT_SETTING
 
 # Records per INSERT statement when the buffer is written.
 FLUSH_CHUNK = 100
+
+
+@dataclass(frozen=True, slots=True)
+class _ChainEnd:
+    """The locked end of the chain one transaction appends to."""
+
+    session: StorageSession
+    repository: AuditRepo
+    head: SignedLink
+    rows: list[AuditRow]  # what to append: the batch, after a record of tampering if found
+    hashed: Callable[[str, str], str]  # keyed, or plain before the key is introduced
+    sign: LinkSigner  # the new head's signature
 
 
 class AuditChain:
@@ -74,49 +88,58 @@ class AuditChain:
     async def append(self, batch: list[AuditRow]) -> int:
         """Append ``batch`` in one transaction; returns how many records were written
         (a record of tampering found on the way is not counted)."""
-        written = len(batch)
-        async with self._db.transaction() as session:
-            repository = self._db.audit(session)
-            head = await repository.lock_chain_head(GENESIS_HASH)
-            keyed, batch = self._judge(head, batch)
-            hashed = self._hasher(keyed)
-            previous = head.hash
+        async with self._extending(batch) as end:
+            previous = end.head.hash
             # Hashed and inserted in chunks, each one statement: a large batch never
             # holds the event loop for long (a record costs tens of microseconds).
-            for start in range(0, len(batch), FLUSH_CHUNK):
+            for start in range(0, len(end.rows), FLUSH_CHUNK):
                 chained = []
-                for row in batch[start : start + FLUSH_CHUNK]:
-                    own = hashed(previous, row.canonical())
+                for row in end.rows[start : start + FLUSH_CHUNK]:
+                    own = end.hashed(previous, row.canonical())
                     chained.append((row, previous, own))
                     previous = own
-                await repository.insert(chained)
-            await repository.move_head(previous, sign=self._signer(keyed))
-        return written
+                await end.repository.insert(chained)
+            await end.repository.move_head(previous, sign=end.sign)
+        return len(batch)
 
     async def append_each(self, batch: list[AuditRow]) -> tuple[int, int]:
         """Append record by record, skipping those the database refuses; the chain links
-        the records that were written. Returns how many were written and refused."""
+        the records that were written. Returns how many were written and refused (as
+        ``append``, a record of tampering found on the way is not counted)."""
         refused = 0
-        async with self._db.transaction() as session:
-            repository = self._db.audit(session)
-            head = await repository.lock_chain_head(GENESIS_HASH)
-            keyed, batch = self._judge(head, batch)
-            hashed = self._hasher(keyed)
-            previous = head.hash
-            for row in batch:
-                own = hashed(previous, row.canonical())
+        async with self._extending(batch) as end:
+            previous = end.head.hash
+            for row in end.rows:
+                own = end.hashed(previous, row.canonical())
                 try:
-                    async with session.begin_nested():
-                        await repository.insert([(row, previous, own)])
+                    async with end.session.begin_nested():
+                        await end.repository.insert([(row, previous, own)])
                 except Exception as error:
                     if not refused_value(error):
                         raise
                     refused += 1
                     continue
                 previous = own
-            if previous != head.hash:
-                await repository.move_head(previous, sign=self._signer(keyed))
+            if previous != end.head.hash:
+                await end.repository.move_head(previous, sign=end.sign)
         return len(batch) - refused, refused
+
+    @asynccontextmanager
+    async def _extending(self, batch: list[AuditRow]) -> AsyncIterator[_ChainEnd]:
+        """A transaction with the chain head locked and judged: the end ``batch`` is
+        appended to, committed when the block ends."""
+        async with self._db.transaction() as session:
+            repository = self._db.audit(session)
+            head = await repository.lock_chain_head(GENESIS_HASH)
+            keyed, rows = self._judge(head, batch)
+            yield _ChainEnd(
+                session=session,
+                repository=repository,
+                head=head,
+                rows=rows,
+                hashed=self._hasher(keyed),
+                sign=self._signer(keyed),
+            )
 
     def _judge(self, head: SignedLink, batch: list[AuditRow]) -> tuple[bool, list[AuditRow]]:
         """Whether to write keyed, and the records to write (with a tampering record
