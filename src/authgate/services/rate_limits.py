@@ -14,10 +14,10 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 from limits import RateLimitItem, parse_many
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
@@ -37,7 +37,6 @@ MAX_LIMIT_TEXT = 64
 # into the RateLimit headers, whose integers have at most 15 digits (RFC 9651).
 MAX_WINDOW_SECONDS = 86_400
 MAX_REQUESTS = 1_000_000_000
-T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,18 +111,6 @@ class KeyRateLimits:
         # than failing each request.
         self._parse = lru_cache(maxsize=1024)(parse_rate_limit)
 
-    async def _use(self, call: Callable[[SlidingWindowCounterRateLimiter], Awaitable[T]]) -> T:
-        """Redis while it answers, this worker's memory while it does not."""
-        if self._redis is not None and self._link is not None and self._link.available:
-            try:
-                result = await call(self._redis)
-            except Exception as error:  # noqa: BLE001 - any Redis failure: count in memory
-                self._link.failed(error)
-            else:
-                self._link.succeeded()
-                return result
-        return await call(self._memory)
-
     def applies(self, own_limit: str | None) -> bool:
         return own_limit is not None or self._default is not None
 
@@ -139,7 +126,12 @@ class KeyRateLimits:
         # Test every limit before counting anything: a refused request is not served,
         # so it must not use up the budget of the limits that would have let it through
         # (with "2/minute;10/hour", refusals by the minute would otherwise drain the hour).
-        return await self._use(lambda limiter: self._hit(limiter, items, identifier))
+        if self._redis is None or self._link is None:
+            return await self._hit(self._memory, items, identifier)
+        # Redis while it answers, this worker's memory while it does not.
+        return await self._link.through(
+            self._redis, self._memory, lambda limiter: self._hit(limiter, items, identifier)
+        )
 
     async def _hit(
         self,

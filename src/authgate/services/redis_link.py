@@ -17,8 +17,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from authgate.services.pause import pause
 
@@ -28,6 +28,8 @@ CHANGES_CHANNEL = "authgate:changes"
 COOLDOWN_SECONDS = 5.0
 # Connecting to (or reading from) a dead Redis must not hold a request for long.
 SOCKET_TIMEOUT_SECONDS = 0.5
+S = TypeVar("S")
+T = TypeVar("T")
 
 
 class RedisLink:
@@ -66,6 +68,20 @@ class RedisLink:
         if self._down:
             self._down = False
             log.info("Redis is reachable again")
+
+    async def through(self, primary: S, fallback: S, call: Callable[[S], Awaitable[T]]) -> T:
+        """``call(primary)`` (what keeps its data in Redis) while Redis answers,
+        ``call(fallback)`` while the breaker is open or when the try fails; a failure
+        opens the breaker, a success closes it."""
+        if self.available:
+            try:
+                result = await call(primary)
+            except Exception as error:  # noqa: BLE001 - any Redis failure: use the fallback
+                self.failed(error)
+            else:
+                self.succeeded()
+                return result
+        return await call(fallback)
 
     async def close(self) -> None:
         await self.client.aclose()

@@ -8,7 +8,10 @@ counts; :class:`FallbackThrottleStore` uses the database while Redis does not an
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    from authgate.services.redis_link import RedisLink
 
 T = TypeVar("T")
 
@@ -95,21 +98,13 @@ class FallbackThrottleStore:
     with a Redis restarted without persistence, still holds.
     """
 
-    def __init__(self, primary: ThrottleStore, fallback: ThrottleStore, link: Any):
+    def __init__(self, primary: ThrottleStore, fallback: ThrottleStore, link: RedisLink):
         self._primary = primary
         self._fallback = fallback
         self._link = link
 
-    async def _use(self, call: Callable[[ThrottleStore], Awaitable[T]]) -> T:
-        if self._link.available:
-            try:
-                result = await call(self._primary)
-            except Exception as error:  # noqa: BLE001 - any Redis failure: use the database
-                self._link.failed(error)
-            else:
-                self._link.succeeded()
-                return result
-        return await call(self._fallback)
+    def _use(self, call: Callable[[ThrottleStore], Awaitable[T]]) -> Awaitable[T]:
+        return self._link.through(self._primary, self._fallback, call)
 
     async def add_failure(self, subject: str, *, window: int, now: float) -> float:
         return await self._use(lambda store: store.add_failure(subject, window=window, now=now))

@@ -7,7 +7,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from authgate.storage.throttle_store import Block, sliding_count
+from authgate.storage.throttle_store import Block, sliding_count, window_start
 
 
 class RedisThrottleStore:
@@ -23,7 +23,7 @@ class RedisThrottleStore:
         self._refund = redis.register_script(_REFUND_SCRIPT)
 
     async def add_failure(self, subject: str, *, window: int, now: float) -> float:
-        start = int(now // window * window)
+        start = window_start(now, window)
         key = self._windows(subject)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hincrby(key, str(start), 1)
@@ -34,14 +34,14 @@ class RedisThrottleStore:
         return sliding_count(int(current), int(previous or 0), window=window, now=now)
 
     async def failures(self, subject: str, *, window: int, now: float) -> float:
-        start = int(now // window * window)
+        start = window_start(now, window)
         current, previous = await self._redis.hmget(
             self._windows(subject), [str(start), str(start - window)]
         )
         return sliding_count(int(current or 0), int(previous or 0), window=window, now=now)
 
     async def refund_failure(self, subject: str, *, window: int, now: float) -> None:
-        start = int(now // window * window)
+        start = window_start(now, window)
         await self._refund(keys=[self._windows(subject)], args=[str(start)])
 
     async def block(self, subject: str, *, until: float, strikes: int, now: float) -> None:
@@ -77,7 +77,7 @@ class RedisThrottleStore:
     async def blocks_counted_and_failures(
         self, subjects: tuple[str, ...], counted: str, tallied: str, *, window: int, now: float
     ) -> tuple[dict[str, Block], bool, float]:
-        start = int(now // window * window)
+        start = window_start(now, window)
         keys = [f"{self._prefix}b:{subject}" for subject in subjects]
         async with self._redis.pipeline(transaction=False) as pipe:
             if keys:

@@ -29,6 +29,11 @@ class Block:
     strikes: int  # how many times in a row the subject was blocked
 
 
+def window_start(now: float, window: int) -> int:
+    """The start (POSIX seconds) of the fixed window of ``window`` seconds holding ``now``."""
+    return int(now // window * window)
+
+
 def sliding_count(current: int, previous: int, *, window: int, now: float) -> float:
     elapsed = (now % window) / window
     return current + previous * (1.0 - elapsed)
@@ -105,7 +110,7 @@ def _blocks_counted_and_failures(
         _reading_for_login(len(subjects)),
         {**_subject_parameters(subjects), "counted": counted, "tallied": tallied},
     )
-    start = int(now // window * window)
+    start = window_start(now, window)
     blocks: dict[str, Block] = {}
     has_counted = False
     current = previous = 0
@@ -219,27 +224,26 @@ class DatabaseThrottleStore:
         locked (PostgreSQL) or the database's writer is this one (SQLite) until the
         commit, so the count returned is the one this increment made, never one that
         failures counted meanwhile inflated (callers number attempts by it)."""
-        start = int(now // window * window)
+        start = window_start(now, window)
         expires = datetime.fromtimestamp(start + 2 * window, UTC)
         async with self._db.begin() as connection:
             await connection.execute(
                 self._count_failure, {"subject": subject, "start": start, "expires": expires}
             )
-            rows = await connection.execute(
-                self._read_windows, {"subject": subject, "starts": [start, start - window]}
-            )
-            counts: dict[int, int] = {row[0]: row[1] for row in rows}
-        return sliding_count(
-            counts.get(start, 0), counts.get(start - window, 0), window=window, now=now
-        )
+            return await self._count(connection, subject, window=window, now=now)
 
     async def failures(self, subject: str, *, window: int, now: float) -> float:
-        start = int(now // window * window)
         async with self._db.connection() as connection:
-            rows = await connection.execute(
-                self._read_windows, {"subject": subject, "starts": [start, start - window]}
-            )
-            counts: dict[int, int] = {row[0]: row[1] for row in rows}
+            return await self._count(connection, subject, window=window, now=now)
+
+    async def _count(self, connection: Any, subject: str, *, window: int, now: float) -> float:
+        """The subject's failures within the last ``window`` seconds, from its current
+        and previous windows' rows."""
+        start = window_start(now, window)
+        rows = await connection.execute(
+            self._read_windows, {"subject": subject, "starts": [start, start - window]}
+        )
+        counts: dict[int, int] = {row[0]: row[1] for row in rows}
         return sliding_count(
             counts.get(start, 0), counts.get(start - window, 0), window=window, now=now
         )
@@ -247,7 +251,7 @@ class DatabaseThrottleStore:
     async def refund_failure(self, subject: str, *, window: int, now: float) -> None:
         async with self._db.begin() as connection:
             await connection.execute(
-                self._refund, {"w_subject": subject, "w_start": int(now // window * window)}
+                self._refund, {"w_subject": subject, "w_start": window_start(now, window)}
             )
 
     async def block(self, subject: str, *, until: float, strikes: int, now: float) -> None:
