@@ -169,11 +169,12 @@ class ApiKeyAuthenticator:
         self._unknown_ttl = unknown_ttl
         self._keys: SelfExpiringCache[str, _CachedKey] = SelfExpiringCache(cache_size)
         self._unknown: ExpiringCache[str, bool] = ExpiringCache(unknown_cache_size)
-        self._loads: SingleFlight[str, KeyColumns | None] = SingleFlight()
+        # Each load answers with the generation it started in (``_fetch``).
+        self._loads: SingleFlight[str, tuple[int, KeyColumns | None]] = SingleFlight()
         # Legacy keys: the fingerprint of a verified key string -> its row's key id
         # (both never change), and the loads by digest in flight.
         self._legacy_ids: ExpiringCache[bytes, str] = ExpiringCache(cache_size)
-        self._legacy_loads: SingleFlight[str, KeyColumns | None] = SingleFlight()
+        self._legacy_loads: SingleFlight[str, tuple[int, KeyColumns | None]] = SingleFlight()
         self._generation = 0
         feed.subscribe(self._on_change)
 
@@ -285,9 +286,8 @@ class ApiKeyAuthenticator:
     async def _load(self, key_id: str, *, now: float) -> _CachedKey:
         if self._unknown.get(key_id, now=now):
             raise ApiKeyInvalid(reason=Reason.UNKNOWN_KEY)
-        generation = self._generation
         try:
-            key = await self._loads.run(key_id, lambda: self._fetch(key_id))
+            generation, key = await self._loads.run(key_id, lambda: self._fetch(key_id))
         except Exception as error:
             # The database is down: a key known before keeps working (past its cache
             # TTL; a revoked or changed key was discarded by the change feed, and none can
@@ -312,9 +312,10 @@ class ApiKeyAuthenticator:
         unknown_key = "legacy:" + digest
         if self._unknown.get(unknown_key, now=now):
             raise ApiKeyInvalid(reason=Reason.UNKNOWN_KEY)
-        generation = self._generation
         try:
-            key = await self._legacy_loads.run(digest, lambda: self._fetch_legacy(digest))
+            generation, key = await self._legacy_loads.run(
+                digest, lambda: self._fetch_legacy(digest)
+            )
         except Exception as error:
             # The database is down: as for agk_ keys (``_load``), a legacy key verified
             # before keeps working on its last known record; an unknown one gets 503.
@@ -334,13 +335,18 @@ class ApiKeyAuthenticator:
                 self._keys.put(cached.record.key_id, cached, expires_at=now + self._record_ttl)
         return cached
 
-    async def _fetch_legacy(self, digest: str) -> KeyColumns | None:
+    async def _fetch_legacy(self, digest: str) -> tuple[int, KeyColumns | None]:
+        generation = self._generation
         async with self._db.connection() as connection:
-            return await self._db.legacy_verification_row(connection, digest)
+            return generation, await self._db.legacy_verification_row(connection, digest)
 
-    async def _fetch(self, key_id: str) -> KeyColumns | None:
+    async def _fetch(self, key_id: str) -> tuple[int, KeyColumns | None]:
+        """The key's row, and the generation the read started in: a change applied
+        after it means the row may predate the change's commit, and must not be cached
+        (by this load's caller, nor by one that joined it after the change)."""
+        generation = self._generation
         async with self._db.connection() as connection:
-            return await self._db.verification_row(connection, key_id)
+            return generation, await self._db.verification_row(connection, key_id)
 
     def _on_change(self, change: Change) -> None:
         if change.kind is ChangeKind.API_KEY_CHANGED:

@@ -85,9 +85,12 @@ class UserStates:
         self._db = db
         self._ttl = ttl
         self._cache: ExpiringCache[int, UserAuthState] = ExpiringCache(max_entries)
-        self._loads: SingleFlight[int, UserAuthState | None] = SingleFlight()
+        # Each load answers with the generation it started in (below).
+        self._loads: SingleFlight[int, tuple[int, UserAuthState | None]] = SingleFlight()
         # Bumped on every user change: a state read from the database before a change
-        # must not be cached after it (the read may predate the change's commit).
+        # must not be cached after it (the read may predate the change's commit). The
+        # generation is the one the read started in, not the one a caller that joined
+        # it saw: a caller arriving after the change would otherwise cache the read.
         self._generation = 0
         feed.subscribe(self._on_change)
 
@@ -101,9 +104,8 @@ class UserStates:
         While the database cannot be reached, the last state known (past its TTL, never
         one the change feed discarded) is used: nothing can change a user while the
         database is down, and cached credentials keep working through an outage."""
-        generation = self._generation
         try:
-            state = await self._loads.run(user_id, lambda: self._fetch(user_id))
+            generation, state = await self._loads.run(user_id, lambda: self._fetch(user_id))
         except Exception as error:
             last_known = self._cache.stale(user_id)
             if last_known is None or not is_unavailable(error):
@@ -119,12 +121,11 @@ class UserStates:
     def __len__(self) -> int:
         return len(self._cache)
 
-    async def _fetch(self, user_id: int) -> UserAuthState | None:
+    async def _fetch(self, user_id: int) -> tuple[int, UserAuthState | None]:
+        generation = self._generation
         async with self._db.session() as session:
             user = await self._db.users(session).get(user_id)
-        if user is None:
-            return None
-        return UserAuthState.of(user)
+        return generation, (UserAuthState.of(user) if user is not None else None)
 
     def _on_change(self, change: Change) -> None:
         if change.kind is ChangeKind.USER_CHANGED:
