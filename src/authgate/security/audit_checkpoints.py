@@ -22,6 +22,7 @@ from typing import Any
 
 import jwt
 
+from authgate.security.jwt_claims import LATEST_TIMESTAMP
 from authgate.security.signing_keys import KeyRing
 
 CHECKPOINT_TYPE = "authgate-audit-checkpoint+jwt"
@@ -31,7 +32,6 @@ MAX_NODE_LENGTH = 100
 
 _REQUIRED_CLAIMS = ["iss", "aud", "iat", "position", "hash", "node"]
 _HASH = re.compile(r"[0-9a-f]{64}")
-_LATEST_TIMESTAMP = 253_402_300_799  # 9999-12-31
 
 
 class CheckpointInvalid(ValueError):
@@ -142,7 +142,7 @@ def _checkpoint_from(claims: dict[str, Any]) -> Checkpoint:
         or len(node) > MAX_NODE_LENGTH
         or not isinstance(issued, int)
         or isinstance(issued, bool)
-        or not 0 <= issued <= _LATEST_TIMESTAMP
+        or not 0 <= issued <= LATEST_TIMESTAMP
     ):
         raise CheckpointInvalid("the checkpoint's claims are invalid")
     return Checkpoint(
