@@ -130,22 +130,12 @@ class JwtCodec:
         roles grant, for clients and the guard; authgate itself re-derives them from the
         roles the user still holds). With ``session_id`` (UTMStack v12's login), v12's
         other claims are added: ``sid`` and ``email``."""
-        # Floored, never rounded up: ``iat`` must not claim a later instant than the
-        # real one, or a token issued just before a revocation could pass as issued after.
-        issued_at = math.floor(now.timestamp() * 1000) / 1000
-        expires_at = int((now + ttl).timestamp())
-        token_id = secrets.token_urlsafe(16)
         payload: dict[str, Any] = {
             "sub": subject,
             "auth": join_authorities(authorities),
             "authenticated": True,
             "uid": user_id,
-            "iss": self._issuer,
-            "aud": self._audience,
-            "iat": issued_at,
-            "nbf": int(issued_at),
-            "exp": expires_at,
-            "jti": token_id,
+            **self._registered_claims(audience=self._audience, now=now, ttl=ttl),
             "amr": _AMR_SECOND_FACTOR if second_factor else _AMR_PASSWORD,
             "roles": sorted(authorities),
             "permissions": sorted(permissions_of(authorities)),
@@ -156,9 +146,9 @@ class JwtCodec:
             subject=subject,
             user_id=user_id,
             authorities=authorities,
-            token_id=token_id,
-            issued_at=datetime.fromtimestamp(issued_at, UTC),
-            expires_at=datetime.fromtimestamp(expires_at, UTC),
+            token_id=payload["jti"],
+            issued_at=datetime.fromtimestamp(payload["iat"], UTC),
+            expires_at=datetime.fromtimestamp(payload["exp"], UTC),
             session_id=session_id,
             second_factor=second_factor,
         )
@@ -178,28 +168,20 @@ class JwtCodec:
         ``auth`` = ROLE_PRE_VERIFICATION_USER, ``authenticated`` false), for a separate
         audience (v10/v11's, or v12's ``PRE_AUTH_AUDIENCE_SUFFIX``) so that :meth:`verify`
         refuses it everywhere else."""
-        issued_at = math.floor(now.timestamp() * 1000) / 1000
-        expires_at = int((now + ttl).timestamp())
-        token_id = secrets.token_urlsafe(16)
         payload: dict[str, Any] = {
             "sub": subject,
             "auth": ROLE_PRE_VERIFICATION_USER,
             "authenticated": False,
             "uid": user_id,
-            "iss": self._issuer,
-            "aud": self._audience + audience_suffix,
-            "iat": issued_at,
-            "nbf": int(issued_at),
-            "exp": expires_at,
-            "jti": token_id,
+            **self._registered_claims(audience=self._audience + audience_suffix, now=now, ttl=ttl),
             "rme": remember_me,
         }
         claims = PendingClaims(
             subject=subject,
             user_id=user_id,
-            token_id=token_id,
-            issued_at=datetime.fromtimestamp(issued_at, UTC),
-            expires_at=datetime.fromtimestamp(expires_at, UTC),
+            token_id=payload["jti"],
+            issued_at=datetime.fromtimestamp(payload["iat"], UTC),
+            expires_at=datetime.fromtimestamp(payload["exp"], UTC),
             remember_me=remember_me,
         )
         return IssuedPending(token=self._sign(payload), claims=claims)
@@ -225,6 +207,21 @@ class JwtCodec:
             expires_at=claims.expires_at,
             remember_me=bool(payload.get("rme", False)),
         )
+
+    def _registered_claims(self, *, audience: str, now: datetime, ttl: timedelta) -> dict[str, Any]:
+        """``iss``, ``aud``, ``iat``, ``nbf``, ``exp`` and a fresh ``jti`` for a token
+        issued at ``now`` for ``ttl``."""
+        # Floored, never rounded up: ``iat`` must not claim a later instant than the
+        # real one, or a token issued just before a revocation could pass as issued after.
+        issued_at = math.floor(now.timestamp() * 1000) / 1000
+        return {
+            "iss": self._issuer,
+            "aud": audience,
+            "iat": issued_at,
+            "nbf": int(issued_at),
+            "exp": int((now + ttl).timestamp()),
+            "jti": secrets.token_urlsafe(16),
+        }
 
     def _sign(self, payload: dict[str, Any]) -> str:
         key = self._keyring.active
