@@ -29,10 +29,10 @@ def check(payload: dict[str, Any], now: float = NOW) -> ClaimsVerdict:
 
 
 def test_well_formed_claims_are_valid() -> None:
-    """Claims of the right types, within their times, are VALID; ``nbf`` and
+    """Claims of the right types, within their times, are "valid"; ``nbf`` and
     ``authenticated`` may be left out."""
-    assert check(claims()) is ClaimsVerdict.VALID
-    assert check(claims(nbf=int(NOW) - 60, authenticated=True)) is ClaimsVerdict.VALID
+    assert check(claims()) == "valid"
+    assert check(claims(nbf=int(NOW) - 60, authenticated=True)) == "valid"
 
 
 @pytest.mark.parametrize(
@@ -55,33 +55,33 @@ def test_well_formed_claims_are_valid() -> None:
     ids=repr,
 )
 def test_a_mistyped_claim_is_invalid(changes: dict[str, Any]) -> None:
-    """Each mistyped or out-of-range claim alone makes the claims INVALID."""
-    assert check(claims(**changes)) is ClaimsVerdict.INVALID
+    """Each mistyped or out-of-range claim alone makes the claims invalid."""
+    assert check(claims(**changes)) == "invalid"
 
 
 def test_a_mistyped_claim_wins_over_expiry() -> None:
     """Types are checked first: only a well-formed token learns that it expired."""
-    assert check(claims(exp=int(NOW) - 3600, uid=True)) is ClaimsVerdict.INVALID
+    assert check(claims(exp=int(NOW) - 3600, uid=True)) == "invalid"
 
 
 def test_expiry_counts_the_leeway() -> None:
-    """Valid up to ``exp`` + leeway, EXPIRED just after."""
+    """Valid up to ``exp`` + leeway, "expired" just after."""
     exp = int(NOW) - 10
-    assert check(claims(exp=exp), now=exp + LEEWAY) is ClaimsVerdict.VALID
-    assert check(claims(exp=exp), now=exp + LEEWAY + 0.001) is ClaimsVerdict.EXPIRED
+    assert check(claims(exp=exp), now=exp + LEEWAY) == "valid"
+    assert check(claims(exp=exp), now=exp + LEEWAY + 0.001) == "expired"
 
 
 @pytest.mark.parametrize("claim", ["iat", "nbf"])
 def test_a_time_ahead_beyond_the_leeway_is_not_yet_valid(claim: str) -> None:
-    """``iat`` or ``nbf`` up to the leeway ahead passes; further ahead, NOT_YET_VALID."""
-    assert check(claims(**{claim: NOW + LEEWAY})) is ClaimsVerdict.VALID
-    assert check(claims(**{claim: NOW + LEEWAY + 1})) is ClaimsVerdict.NOT_YET_VALID
+    """``iat`` or ``nbf`` up to the leeway ahead passes; further ahead, not yet valid."""
+    assert check(claims(**{claim: NOW + LEEWAY})) == "valid"
+    assert check(claims(**{claim: NOW + LEEWAY + 1})) == "not_yet_valid"
 
 
 def test_expiry_wins_over_not_yet_valid() -> None:
-    """A token both expired and not yet valid (exp before nbf) is EXPIRED, as before."""
+    """A token both expired and not yet valid (exp before nbf) is "expired", as before."""
     payload = claims(nbf=NOW + 3600, exp=int(NOW) - 3600)
-    assert check(payload) is ClaimsVerdict.EXPIRED
+    assert check(payload) == "expired"
 
 
 def test_is_time_takes_numbers_between_1970_and_9999() -> None:

@@ -24,7 +24,7 @@ import jwt
 from authgate.guard._errors import REALM, NotAuthenticated
 from authgate.guard._jwks import JwksCache
 from authgate.guard._principal import GuardPrincipal
-from authgate.security.jwt_claims import ClaimsVerdict, check_claims
+from authgate.security.jwt_claims import check_claims
 from authgate.security.principal import parse_authorities
 
 __all__ = ["JwtVerifier"]
@@ -111,9 +111,9 @@ class JwtVerifier:
 
     def _principal(self, payload: dict[str, Any]) -> GuardPrincipal:
         verdict = check_claims(payload, now=self._clock(), leeway=self._leeway)
-        if verdict is ClaimsVerdict.EXPIRED:
+        if verdict == "expired":
             raise _expired()
-        if verdict is not ClaimsVerdict.VALID:
+        if verdict != "valid":
             raise _invalid()
         return GuardPrincipal(
             login=payload["sub"],

@@ -27,7 +27,7 @@ import jwt
 
 from authgate.exceptions import TokenExpired, TokenInvalid
 from authgate.reasons import Reason
-from authgate.security.jwt_claims import ClaimsVerdict, check_claims
+from authgate.security.jwt_claims import check_claims
 from authgate.security.permissions import permissions_of
 from authgate.security.principal import join_authorities, parse_authorities
 from authgate.security.signing_keys import JwsFault, JwsRefused, KeyRing, verify_jws
@@ -276,10 +276,10 @@ class JwtCodec:
         ):
             raise TokenInvalid(reason=Reason.INVALID_CLAIMS)
         verdict = check_claims(payload, now=now, leeway=self._leeway)
-        if verdict is not ClaimsVerdict.VALID:
-            if verdict is ClaimsVerdict.EXPIRED:
+        if verdict != "valid":
+            if verdict == "expired":
                 raise TokenExpired(reason=Reason.TOKEN_EXPIRED)
-            if verdict is ClaimsVerdict.NOT_YET_VALID:
+            if verdict == "not_yet_valid":
                 raise TokenInvalid(reason=Reason.TOKEN_NOT_YET_VALID)
             raise TokenInvalid(reason=Reason.INVALID_CLAIMS)
         return TokenClaims(
