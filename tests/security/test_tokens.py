@@ -693,3 +693,33 @@ def test_pre_verification_tokens_are_only_accepted_as_such(codec: JwtCodec) -> N
         codec.verify_pre_verification(issue(codec), now=NOW)
     with pytest.raises(TokenExpired):
         codec.verify_pre_verification(pending.token, now=NOW + timedelta(minutes=6))
+
+
+def test_each_refusal_before_the_claims_has_its_own_reason() -> None:
+    """The header, the key, the algorithm, the signature, the issuer and audience and
+    the required claims are each refused with their own reason (for the audit trail)."""
+    ring = KeyRing([make_key("ES256")])
+    codec = make_codec(ring)
+    key = ring.active
+    token = issue(codec)
+    header, payload, signature = token.split(".")
+    claims = raw_payload(token)
+
+    def signed(changes: dict[str, Any], *, headers: dict[str, Any] | None = None) -> str:
+        edited = {name: value for name, value in {**claims, **changes}.items() if value is not None}
+        return jwt.encode(edited, key.private, "ES256", {"kid": key.kid, **(headers or {})})
+
+    other_alg = _b64url(json.dumps({"alg": "EdDSA", "kid": key.kid}).encode())
+    refused = {
+        f"{_b64url(b'not json')}.{payload}.{signature}": "malformed_token",
+        signed({}, headers={"kid": "nobody"}): "unknown_signing_key",
+        f"{other_alg}.{payload}.{signature}": "algorithm_not_allowed",
+        f"{header}.{payload}.{signature[:-4]}AAAA": "bad_signature",
+        signed({"iss": "https://elsewhere.example"}): "wrong_issuer_or_audience",
+        signed({"aud": "another-api"}): "wrong_issuer_or_audience",
+        signed({"jti": None}): "invalid_claims",
+    }
+    for candidate, reason in refused.items():
+        with pytest.raises(TokenInvalid) as caught:
+            codec.verify(candidate, now=NOW)
+        assert caught.value.reason == reason, candidate

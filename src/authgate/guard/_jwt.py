@@ -3,7 +3,8 @@
 The checks of authgate's own ``security/tokens.py``: the header's ``kid`` names a
 published key and its ``alg`` is that key's algorithm; the signature; ``iss`` and
 ``aud``; every claim authgate relies on is present and well typed; ``exp``, ``nbf`` and
-``iat`` against the guard's clock (not PyJWT's wall clock) with a small leeway.
+``iat`` against the guard's clock (not PyJWT's wall clock) with a small leeway. The
+claims are checked by the very code the server runs (``security/jwt_claims.py``).
 
 What a local check cannot see: a logout or "log out everywhere", a deactivated user or
 a removed role take effect here only when the token expires. ``verify_jwt_locally=False``
@@ -23,6 +24,7 @@ import jwt
 from authgate.guard._errors import REALM, NotAuthenticated
 from authgate.guard._jwks import JwksCache
 from authgate.guard._principal import GuardPrincipal
+from authgate.security.jwt_claims import check_claims
 from authgate.security.principal import parse_authorities
 
 __all__ = ["JwtVerifier"]
@@ -30,8 +32,6 @@ __all__ = ["JwtVerifier"]
 # authgate's tokens are well under 1 KB; longer ones are refused before parsing.
 MAX_TOKEN_LENGTH = 4096
 _REQUIRED_CLAIMS = ["sub", "uid", "auth", "exp", "iat", "iss"]
-# Time claims outside [1970, 9999] are absurd (and keep huge integers out of arithmetic).
-_LATEST_TIMESTAMP = 253_402_300_799
 
 
 def _invalid() -> NotAuthenticated:
@@ -110,30 +110,15 @@ class JwtVerifier:
         return self._principal(payload)
 
     def _principal(self, payload: dict[str, Any]) -> GuardPrincipal:
-        subject, user_id, auth = payload["sub"], payload["uid"], payload["auth"]
-        exp, iat = payload["exp"], payload["iat"]
-        nbf = payload.get("nbf", iat)
-        if not (
-            _is_time(exp)
-            and _is_time(iat)
-            and _is_time(nbf)
-            and isinstance(subject, str)
-            and subject
-            and isinstance(auth, str)
-            and isinstance(user_id, int)
-            and not isinstance(user_id, bool)
-            and payload.get("authenticated", True) is True
-        ):
-            raise _invalid()
-        now = self._clock()
-        if now - self._leeway > exp:
+        verdict = check_claims(payload, now=self._clock(), leeway=self._leeway)
+        if verdict == "expired":
             raise _expired()
-        if now + self._leeway < nbf or now + self._leeway < iat:
+        if verdict != "valid":
             raise _invalid()
         return GuardPrincipal(
-            login=subject,
-            user_id=user_id,
-            roles=parse_authorities(auth),
+            login=payload["sub"],
+            user_id=payload["uid"],
+            roles=parse_authorities(payload["auth"]),
             method="jwt",
             permissions=_names(payload.get("permissions")),
         )
@@ -144,11 +129,3 @@ def _names(claim: object) -> frozenset[str]:
     if not isinstance(claim, list):
         return frozenset()
     return frozenset(name for name in claim if isinstance(name, str))
-
-
-def _is_time(value: object) -> bool:
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and 0 <= value <= _LATEST_TIMESTAMP
-    )

@@ -22,7 +22,8 @@ from typing import Any
 
 import jwt
 
-from authgate.security.signing_keys import KeyRing
+from authgate.security.jwt_claims import LATEST_TIMESTAMP
+from authgate.security.signing_keys import JwsFault, JwsRefused, KeyRing, verify_jws
 
 CHECKPOINT_TYPE = "authgate-audit-checkpoint+jwt"
 CHECKPOINT_AUDIENCE = "authgate-audit-checkpoint"
@@ -31,7 +32,16 @@ MAX_NODE_LENGTH = 100
 
 _REQUIRED_CLAIMS = ["iss", "aud", "iat", "position", "hash", "node"]
 _HASH = re.compile(r"[0-9a-f]{64}")
-_LATEST_TIMESTAMP = 253_402_300_799  # 9999-12-31
+# What a reader is told for each way the signature layer refuses a checkpoint.
+_REFUSALS = {
+    JwsFault.MALFORMED: "not an audit checkpoint",
+    JwsFault.WRONG_TYPE: "not an audit checkpoint (wrong typ)",
+    JwsFault.UNKNOWN_KEY: "the checkpoint's signing key is not in this deployment's key ring",
+    JwsFault.ALGORITHM_MISMATCH: "the checkpoint's algorithm does not match its key",
+    JwsFault.BAD_SIGNATURE: "the checkpoint's signature does not verify",
+    JwsFault.WRONG_ISSUER_OR_AUDIENCE: "the checkpoint is of another issuer or audience",
+    JwsFault.INVALID_CLAIMS: "the checkpoint's claims are invalid",
+}
 
 
 class CheckpointInvalid(ValueError):
@@ -79,32 +89,16 @@ def read_checkpoint(ring: KeyRing, token: str, *, issuer: str) -> Checkpoint:
     if len(token) > MAX_CHECKPOINT_LENGTH or not token.isascii():
         raise CheckpointInvalid("not an audit checkpoint")
     try:
-        header = jwt.get_unverified_header(token)
-    except jwt.InvalidTokenError:
-        raise CheckpointInvalid("not an audit checkpoint") from None
-    if header.get("typ") != CHECKPOINT_TYPE:
-        raise CheckpointInvalid("not an audit checkpoint (wrong typ)")
-    kid = header.get("kid")
-    key = ring.find(kid if isinstance(kid, str) else None)
-    if key is None:
-        raise CheckpointInvalid("the checkpoint's signing key is not in this deployment's key ring")
-    if header.get("alg") != key.algorithm:
-        raise CheckpointInvalid("the checkpoint's algorithm does not match its key")
-    try:
-        claims = jwt.decode(
+        claims = verify_jws(
+            ring,
             token,
-            key.public,
-            algorithms=[key.algorithm],
             audience=CHECKPOINT_AUDIENCE,
             issuer=issuer,
-            options={"require": _REQUIRED_CLAIMS, "verify_exp": False, "verify_iat": False},
+            required=_REQUIRED_CLAIMS,
+            typ=CHECKPOINT_TYPE,
         )
-    except jwt.InvalidSignatureError:
-        raise CheckpointInvalid("the checkpoint's signature does not verify") from None
-    except (jwt.InvalidAudienceError, jwt.InvalidIssuerError):
-        raise CheckpointInvalid("the checkpoint is of another issuer or audience") from None
-    except jwt.InvalidTokenError:
-        raise CheckpointInvalid("the checkpoint's claims are invalid") from None
+    except JwsRefused as refused:
+        raise CheckpointInvalid(_REFUSALS[refused.fault]) from None
     return _checkpoint_from(claims)
 
 
@@ -142,7 +136,7 @@ def _checkpoint_from(claims: dict[str, Any]) -> Checkpoint:
         or len(node) > MAX_NODE_LENGTH
         or not isinstance(issued, int)
         or isinstance(issued, bool)
-        or not 0 <= issued <= _LATEST_TIMESTAMP
+        or not 0 <= issued <= LATEST_TIMESTAMP
     ):
         raise CheckpointInvalid("the checkpoint's claims are invalid")
     return Checkpoint(

@@ -5,11 +5,15 @@ verifies, so tokens signed before a rotation stay valid until they expire. A sta
 verifies (and is published) but does not sign yet: several nodes with a copy of the file
 each learn it first, then the rotation that activates it changes nothing they cannot
 verify. Pure: reading and writing key files lives in ``storage/keystore.py``.
+
+:func:`verify_jws` is the one check of a JWS against the ring, shared by access tokens
+(``tokens.py``) and audit checkpoints (``audit_checkpoints.py``).
 """
 
 from __future__ import annotations
 
 import base64
+import enum
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
@@ -17,6 +21,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -144,6 +149,80 @@ class KeyRing:
     def jwks(self) -> dict[str, list[dict[str, Any]]]:
         """The public keys as a JWK Set (empty for a shared-secret ring)."""
         return {"keys": [public_jwk(key) for key in self._keys if not key.is_symmetric]}
+
+
+class JwsFault(enum.Enum):
+    """Why :func:`verify_jws` refused a token; each caller words it its own way."""
+
+    MALFORMED = "malformed"  # no readable header
+    WRONG_TYPE = "wrong_type"  # the header's ``typ`` is not the one asked for
+    UNKNOWN_KEY = "unknown_key"  # the ``kid`` names no key of the ring
+    ALGORITHM_MISMATCH = "algorithm_mismatch"  # the ``alg`` is not the key's
+    BAD_SIGNATURE = "bad_signature"
+    WRONG_ISSUER_OR_AUDIENCE = "wrong_issuer_or_audience"
+    INVALID_CLAIMS = "invalid_claims"  # a required claim is missing, or PyJWT refused one
+
+
+class JwsRefused(Exception):
+    """A token :func:`verify_jws` refused, and why (``fault``; no secret in it)."""
+
+    def __init__(self, fault: JwsFault) -> None:
+        super().__init__(fault.value)
+        self.fault = fault
+
+
+def verify_jws(
+    ring: KeyRing,
+    token: str,
+    *,
+    audience: str,
+    issuer: str,
+    required: list[str],
+    typ: str | None = None,
+) -> dict[str, Any]:
+    """The payload of ``token``, a JWS signed by a key of ``ring`` (the one its ``kid``
+    names), for ``audience`` from ``issuer``, with every claim of ``required``.
+
+    Times are not checked: the caller checks them against its own clock, not PyJWT's
+    wall clock. With ``typ``, the header must name that type. Raises ``JwsRefused``.
+    """
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.InvalidTokenError:
+        raise JwsRefused(JwsFault.MALFORMED) from None
+    if typ is not None and header.get("typ") != typ:
+        raise JwsRefused(JwsFault.WRONG_TYPE)
+    kid = header.get("kid")
+    key = ring.find(kid if isinstance(kid, str) else None)
+    if key is None:
+        raise JwsRefused(JwsFault.UNKNOWN_KEY)
+    # Each key verifies with its own algorithm only: "none" and algorithm
+    # confusion (HS256 keyed with the public key) never reach a signature check.
+    if header.get("alg") != key.algorithm:
+        raise JwsRefused(JwsFault.ALGORITHM_MISMATCH)
+    try:
+        payload = jwt.decode(
+            token,
+            key.public,
+            algorithms=[key.algorithm],
+            audience=audience,
+            issuer=issuer,
+            options={
+                "require": required,
+                "verify_exp": False,
+                "verify_nbf": False,
+                "verify_iat": False,
+            },
+        )
+    except jwt.InvalidSignatureError:
+        raise JwsRefused(JwsFault.BAD_SIGNATURE) from None
+    except (jwt.InvalidAudienceError, jwt.InvalidIssuerError):
+        raise JwsRefused(JwsFault.WRONG_ISSUER_OR_AUDIENCE) from None
+    except jwt.InvalidTokenError:
+        raise JwsRefused(JwsFault.INVALID_CLAIMS) from None
+    if not isinstance(payload, dict):
+        raise JwsRefused(JwsFault.INVALID_CLAIMS)
+    return payload
 
 
 def keyring_to_document(ring: KeyRing) -> dict[str, Any]:

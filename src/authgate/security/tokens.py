@@ -27,14 +27,25 @@ import jwt
 
 from authgate.exceptions import TokenExpired, TokenInvalid
 from authgate.reasons import Reason
+from authgate.security.jwt_claims import check_claims
 from authgate.security.permissions import permissions_of
 from authgate.security.principal import join_authorities, parse_authorities
-from authgate.security.signing_keys import KeyRing
+from authgate.security.signing_keys import JwsFault, JwsRefused, KeyRing, verify_jws
 
 # Longer tokens are refused before parsing (ours are well under 1 KB).
 MAX_TOKEN_LENGTH = 4096
 
 _REQUIRED_CLAIMS = ["sub", "uid", "auth", "exp", "iat", "jti", "iss", "aud"]
+# The audit trail's reason for each way the signature layer refuses a token.
+_REASONS = {
+    JwsFault.MALFORMED: Reason.MALFORMED_TOKEN,
+    JwsFault.WRONG_TYPE: Reason.MALFORMED_TOKEN,  # not raised: access tokens name no typ
+    JwsFault.UNKNOWN_KEY: Reason.UNKNOWN_SIGNING_KEY,
+    JwsFault.ALGORITHM_MISMATCH: Reason.ALGORITHM_NOT_ALLOWED,
+    JwsFault.BAD_SIGNATURE: Reason.BAD_SIGNATURE,
+    JwsFault.WRONG_ISSUER_OR_AUDIENCE: Reason.WRONG_ISSUER_OR_AUDIENCE,
+    JwsFault.INVALID_CLAIMS: Reason.INVALID_CLAIMS,
+}
 
 # UTMStack's authority of a token that has passed the password but not the second factor.
 ROLE_PRE_VERIFICATION_USER = "ROLE_PRE_VERIFICATION_USER"
@@ -129,22 +140,12 @@ class JwtCodec:
         roles grant, for clients and the guard; authgate itself re-derives them from the
         roles the user still holds). With ``session_id`` (UTMStack v12's login), v12's
         other claims are added: ``sid`` and ``email``."""
-        # Floored, never rounded up: ``iat`` must not claim a later instant than the
-        # real one, or a token issued just before a revocation could pass as issued after.
-        issued_at = math.floor(now.timestamp() * 1000) / 1000
-        expires_at = int((now + ttl).timestamp())
-        token_id = secrets.token_urlsafe(16)
         payload: dict[str, Any] = {
             "sub": subject,
             "auth": join_authorities(authorities),
             "authenticated": True,
             "uid": user_id,
-            "iss": self._issuer,
-            "aud": self._audience,
-            "iat": issued_at,
-            "nbf": int(issued_at),
-            "exp": expires_at,
-            "jti": token_id,
+            **self._registered_claims(audience=self._audience, now=now, ttl=ttl),
             "amr": _AMR_SECOND_FACTOR if second_factor else _AMR_PASSWORD,
             "roles": sorted(authorities),
             "permissions": sorted(permissions_of(authorities)),
@@ -155,9 +156,9 @@ class JwtCodec:
             subject=subject,
             user_id=user_id,
             authorities=authorities,
-            token_id=token_id,
-            issued_at=datetime.fromtimestamp(issued_at, UTC),
-            expires_at=datetime.fromtimestamp(expires_at, UTC),
+            token_id=payload["jti"],
+            issued_at=datetime.fromtimestamp(payload["iat"], UTC),
+            expires_at=datetime.fromtimestamp(payload["exp"], UTC),
             session_id=session_id,
             second_factor=second_factor,
         )
@@ -177,28 +178,20 @@ class JwtCodec:
         ``auth`` = ROLE_PRE_VERIFICATION_USER, ``authenticated`` false), for a separate
         audience (v10/v11's, or v12's ``PRE_AUTH_AUDIENCE_SUFFIX``) so that :meth:`verify`
         refuses it everywhere else."""
-        issued_at = math.floor(now.timestamp() * 1000) / 1000
-        expires_at = int((now + ttl).timestamp())
-        token_id = secrets.token_urlsafe(16)
         payload: dict[str, Any] = {
             "sub": subject,
             "auth": ROLE_PRE_VERIFICATION_USER,
             "authenticated": False,
             "uid": user_id,
-            "iss": self._issuer,
-            "aud": self._audience + audience_suffix,
-            "iat": issued_at,
-            "nbf": int(issued_at),
-            "exp": expires_at,
-            "jti": token_id,
+            **self._registered_claims(audience=self._audience + audience_suffix, now=now, ttl=ttl),
             "rme": remember_me,
         }
         claims = PendingClaims(
             subject=subject,
             user_id=user_id,
-            token_id=token_id,
-            issued_at=datetime.fromtimestamp(issued_at, UTC),
-            expires_at=datetime.fromtimestamp(expires_at, UTC),
+            token_id=payload["jti"],
+            issued_at=datetime.fromtimestamp(payload["iat"], UTC),
+            expires_at=datetime.fromtimestamp(payload["exp"], UTC),
             remember_me=remember_me,
         )
         return IssuedPending(token=self._sign(payload), claims=claims)
@@ -225,6 +218,21 @@ class JwtCodec:
             remember_me=bool(payload.get("rme", False)),
         )
 
+    def _registered_claims(self, *, audience: str, now: datetime, ttl: timedelta) -> dict[str, Any]:
+        """``iss``, ``aud``, ``iat``, ``nbf``, ``exp`` and a fresh ``jti`` for a token
+        issued at ``now`` for ``ttl``."""
+        # Floored, never rounded up: ``iat`` must not claim a later instant than the
+        # real one, or a token issued just before a revocation could pass as issued after.
+        issued_at = math.floor(now.timestamp() * 1000) / 1000
+        return {
+            "iss": self._issuer,
+            "aud": audience,
+            "iat": issued_at,
+            "nbf": int(issued_at),
+            "exp": int((now + ttl).timestamp()),
+            "jti": secrets.token_urlsafe(16),
+        }
+
     def _sign(self, payload: dict[str, Any]) -> str:
         key = self._keyring.active
         return jwt.encode(payload, key.private, algorithm=key.algorithm, headers={"kid": key.kid})
@@ -246,93 +254,44 @@ class JwtCodec:
         if not _is_canonical_compact_jws(token):
             raise TokenInvalid(reason=Reason.MALFORMED_TOKEN)
         try:
-            header = jwt.get_unverified_header(token)
-        except jwt.InvalidTokenError:
-            raise TokenInvalid(reason=Reason.MALFORMED_TOKEN) from None
-        kid = header.get("kid")
-        key = self._keyring.find(kid if isinstance(kid, str) else None)
-        if key is None:
-            raise TokenInvalid(reason=Reason.UNKNOWN_SIGNING_KEY)
-        # Each key verifies with its own algorithm only: "none" and algorithm
-        # confusion (HS256 keyed with the public key) never reach a signature check.
-        if header.get("alg") != key.algorithm:
-            raise TokenInvalid(reason=Reason.ALGORITHM_NOT_ALLOWED)
-        try:
-            payload = jwt.decode(
+            return verify_jws(
+                self._keyring,
                 token,
-                key.public,
-                algorithms=[key.algorithm],
                 audience=audience,
                 issuer=self._issuer,
-                options={
-                    "require": _REQUIRED_CLAIMS,
-                    # Times are checked below against the injected clock.
-                    "verify_exp": False,
-                    "verify_nbf": False,
-                    "verify_iat": False,
-                },
+                required=_REQUIRED_CLAIMS,
             )
-        except jwt.InvalidSignatureError:
-            raise TokenInvalid(reason=Reason.BAD_SIGNATURE) from None
-        except (jwt.InvalidAudienceError, jwt.InvalidIssuerError):
-            raise TokenInvalid(reason=Reason.WRONG_ISSUER_OR_AUDIENCE) from None
-        except jwt.InvalidTokenError:
-            raise TokenInvalid(reason=Reason.INVALID_CLAIMS) from None
-        if not isinstance(payload, dict):
-            raise TokenInvalid(reason=Reason.INVALID_CLAIMS)
-        return payload
+        except JwsRefused as refused:
+            raise TokenInvalid(reason=_REASONS[refused.fault]) from None
 
     def _claims_from(self, payload: dict[str, Any], *, now: float) -> TokenClaims:
-        subject = payload["sub"]
-        auth = payload["auth"]
         token_id = payload["jti"]
-        exp, iat, nbf = payload["exp"], payload["iat"], payload.get("nbf", payload["iat"])
-        user_id = payload["uid"]
         session_id = payload.get("sid")
+        # The guard's checks plus the claims only authgate reads (``jti``, ``sid``);
+        # every malformed claim is refused before the times are looked at.
         if not (
-            _is_time(exp)
-            and _is_time(iat)
-            and _is_time(nbf)
-            and isinstance(subject, str)
-            and subject
-            and isinstance(auth, str)
-            and isinstance(token_id, str)
+            isinstance(token_id, str)
             and token_id
-            and isinstance(user_id, int)
-            and not isinstance(user_id, bool)
-            and payload.get("authenticated", True) is True
             and (session_id is None or (isinstance(session_id, str) and session_id))
         ):
             raise TokenInvalid(reason=Reason.INVALID_CLAIMS)
-        if now - self._leeway > exp:
-            raise TokenExpired(reason=Reason.TOKEN_EXPIRED)
-        if now + self._leeway < nbf or now + self._leeway < iat:
-            raise TokenInvalid(reason=Reason.TOKEN_NOT_YET_VALID)
-        issued_at = datetime.fromtimestamp(iat, UTC)
-        expires_at = datetime.fromtimestamp(exp, UTC)
+        verdict = check_claims(payload, now=now, leeway=self._leeway)
+        if verdict != "valid":
+            if verdict == "expired":
+                raise TokenExpired(reason=Reason.TOKEN_EXPIRED)
+            if verdict == "not_yet_valid":
+                raise TokenInvalid(reason=Reason.TOKEN_NOT_YET_VALID)
+            raise TokenInvalid(reason=Reason.INVALID_CLAIMS)
         return TokenClaims(
-            subject=subject,
-            user_id=user_id,
-            authorities=parse_authorities(auth),
+            subject=payload["sub"],
+            user_id=payload["uid"],
+            authorities=parse_authorities(payload["auth"]),
             token_id=token_id,
-            issued_at=issued_at,
-            expires_at=expires_at,
+            issued_at=datetime.fromtimestamp(payload["iat"], UTC),
+            expires_at=datetime.fromtimestamp(payload["exp"], UTC),
             session_id=session_id,
             second_factor=isinstance(amr := payload.get("amr"), list) and "otp" in amr,
         )
-
-
-# Time claims outside [1970, 9999] are absurd; refusing them early also keeps huge JSON
-# integers away from float arithmetic and datetime conversion.
-_LATEST_TIMESTAMP = 253_402_300_799
-
-
-def _is_time(value: object) -> bool:
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and 0 <= value <= _LATEST_TIMESTAMP
-    )
 
 
 _COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
