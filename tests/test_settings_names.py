@@ -272,7 +272,11 @@ def sample(name: str, tmp_path: Path) -> tuple[str, str, Any]:
     """A valid value other than the default: (environment text, TOML value, expected)."""
     if name.endswith("_file") or name == "data_dir":
         path = tmp_path / f"{name}.txt"
-        path.write_text("secret-value\n" if name.removesuffix("_file") in SECRET_SETTINGS else "")
+        path.write_text(
+            "secret-value-of-the-file-0123456789\n"
+            if name.removesuffix("_file") in SECRET_SETTINGS
+            else ""
+        )
         return str(path), json.dumps(str(path)), path
     if name == "database_url":
         return "postgresql://db/x", '"postgresql://db/x"', "postgresql+asyncpg://db/x"

@@ -52,7 +52,7 @@ from authgate.services.api_key_views import split_networks
 from authgate.services.changes import Change, ChangeFeed, ChangeKind
 from authgate.services.expiring_cache import ExpiringCache, SelfExpiringCache
 from authgate.services.ports import Database, KeyColumns
-from authgate.services.single_flight import SingleFlight
+from authgate.services.single_flight import CurrentLoads
 from authgate.services.user_states import UserAuthState, UserStates
 from authgate.storage.errors import is_unavailable
 
@@ -169,13 +169,11 @@ class ApiKeyAuthenticator:
         self._unknown_ttl = unknown_ttl
         self._keys: SelfExpiringCache[str, _CachedKey] = SelfExpiringCache(cache_size)
         self._unknown: ExpiringCache[str, bool] = ExpiringCache(unknown_cache_size)
-        # Each load answers with the generation it started in (``_fetch``).
-        self._loads: SingleFlight[str, tuple[int, KeyColumns | None]] = SingleFlight()
+        self._loads: CurrentLoads[str, KeyColumns | None] = CurrentLoads()
         # Legacy keys: the fingerprint of a verified key string -> its row's key id
         # (both never change), and the loads by digest in flight.
         self._legacy_ids: ExpiringCache[bytes, str] = ExpiringCache(cache_size)
-        self._legacy_loads: SingleFlight[str, tuple[int, KeyColumns | None]] = SingleFlight()
-        self._generation = 0
+        self._legacy_loads: CurrentLoads[str, KeyColumns | None] = CurrentLoads()
         feed.subscribe(self._on_change)
 
     async def authenticate(
@@ -287,7 +285,7 @@ class ApiKeyAuthenticator:
         if self._unknown.get(key_id, now=now):
             raise ApiKeyInvalid(reason=Reason.UNKNOWN_KEY)
         try:
-            generation, key = await self._loads.run(key_id, lambda: self._fetch(key_id))
+            key, current = await self._loads.run(key_id, lambda: self._fetch(key_id))
         except Exception as error:
             # The database is down: a key known before keeps working (past its cache
             # TTL; a revoked or changed key was discarded by the change feed, and none can
@@ -297,11 +295,11 @@ class ApiKeyAuthenticator:
                 raise
             return last_known
         if key is None:
-            if generation == self._generation:
+            if current:
                 self._unknown.put(key_id, True, expires_at=now + self._unknown_ttl)
             raise ApiKeyInvalid(reason=Reason.UNKNOWN_KEY)
         cached = _CachedKey(KeyRecord.of(key))
-        if generation == self._generation:
+        if current:
             # Keyed by the record's own string: one copy of the id per cached key.
             self._keys.put(cached.record.key_id, cached, expires_at=now + self._record_ttl)
         return cached
@@ -313,9 +311,7 @@ class ApiKeyAuthenticator:
         if self._unknown.get(unknown_key, now=now):
             raise ApiKeyInvalid(reason=Reason.UNKNOWN_KEY)
         try:
-            generation, key = await self._legacy_loads.run(
-                digest, lambda: self._fetch_legacy(digest)
-            )
+            key, current = await self._legacy_loads.run(digest, lambda: self._fetch_legacy(digest))
         except Exception as error:
             # The database is down: as for agk_ keys (``_load``), a legacy key verified
             # before keeps working on its last known record; an unknown one gets 503.
@@ -325,32 +321,29 @@ class ApiKeyAuthenticator:
                 raise
             return last_known
         if key is None:
-            if generation == self._generation:
+            if current:
                 self._unknown.put(unknown_key, True, expires_at=now + self._unknown_ttl)
             raise ApiKeyInvalid(reason=Reason.UNKNOWN_KEY)
         cached = self._keys.get(key.key_id, now=now)
         if cached is None:
             cached = _CachedKey(KeyRecord.of(key))
-            if generation == self._generation:
+            if current:
                 self._keys.put(cached.record.key_id, cached, expires_at=now + self._record_ttl)
         return cached
 
-    async def _fetch_legacy(self, digest: str) -> tuple[int, KeyColumns | None]:
-        generation = self._generation
+    async def _fetch_legacy(self, digest: str) -> KeyColumns | None:
         async with self._db.connection() as connection:
-            return generation, await self._db.legacy_verification_row(connection, digest)
+            return await self._db.legacy_verification_row(connection, digest)
 
-    async def _fetch(self, key_id: str) -> tuple[int, KeyColumns | None]:
-        """The key's row, and the generation the read started in: a change applied
-        after it means the row may predate the change's commit, and must not be cached
-        (by this load's caller, nor by one that joined it after the change)."""
-        generation = self._generation
+    async def _fetch(self, key_id: str) -> KeyColumns | None:
         async with self._db.connection() as connection:
-            return generation, await self._db.verification_row(connection, key_id)
+            return await self._db.verification_row(connection, key_id)
 
     def _on_change(self, change: Change) -> None:
         if change.kind is ChangeKind.API_KEY_CHANGED:
-            self._generation += 1
+            # A load in flight may have read the key before the change: not cached.
+            self._loads.invalidate()
+            self._legacy_loads.invalidate()
             self._keys.discard(change.subject)
             self._unknown.discard(change.subject)
 

@@ -41,3 +41,33 @@ class SingleFlight(Generic[K, V]):
             return result
         finally:
             del self._running[key]
+
+
+class CurrentLoads(Generic[K, V]):
+    """Single-flight loads for a cache that a change feed invalidates.
+
+    A load answers with its value and whether it may still be cached: not when a change
+    came (``invalidate``) after the load *started*, since its read may predate the
+    change's commit. Judged by when the load started, not by when a caller joined it:
+    a request arriving after the change would otherwise join a read made before it and
+    cache what it saw (a revoked key or a deactivated user kept working on the node
+    until the entry expired)."""
+
+    def __init__(self) -> None:
+        self._flight: SingleFlight[K, tuple[int, V]] = SingleFlight()
+        self._generation = 0
+
+    def invalidate(self) -> None:
+        """A change was applied: loads started before now must not be cached."""
+        self._generation += 1
+
+    async def run(self, key: K, load: Callable[[], Awaitable[V]]) -> tuple[V, bool]:
+        """``load()``'s result (shared with every concurrent caller for ``key``), and
+        whether no change came since it started."""
+
+        async def started() -> tuple[int, V]:
+            generation = self._generation
+            return generation, await load()
+
+        generation, value = await self._flight.run(key, started)
+        return value, generation == self._generation

@@ -17,7 +17,7 @@ from authgate.security.principal import parse_authorities
 from authgate.services.changes import Change, ChangeFeed, ChangeKind
 from authgate.services.expiring_cache import ExpiringCache
 from authgate.services.ports import Database
-from authgate.services.single_flight import SingleFlight
+from authgate.services.single_flight import CurrentLoads
 from authgate.storage.errors import is_unavailable
 from authgate.storage.models import User
 
@@ -85,13 +85,9 @@ class UserStates:
         self._db = db
         self._ttl = ttl
         self._cache: ExpiringCache[int, UserAuthState] = ExpiringCache(max_entries)
-        # Each load answers with the generation it started in (below).
-        self._loads: SingleFlight[int, tuple[int, UserAuthState | None]] = SingleFlight()
-        # Bumped on every user change: a state read from the database before a change
-        # must not be cached after it (the read may predate the change's commit). The
-        # generation is the one the read started in, not the one a caller that joined
-        # it saw: a caller arriving after the change would otherwise cache the read.
-        self._generation = 0
+        # A state read from the database before a user change must not be cached after
+        # it (the read may predate the change's commit): see ``CurrentLoads``.
+        self._loads: CurrentLoads[int, UserAuthState | None] = CurrentLoads()
         feed.subscribe(self._on_change)
 
     def cached(self, user_id: int, *, now: float) -> UserAuthState | None:
@@ -105,13 +101,13 @@ class UserStates:
         one the change feed discarded) is used: nothing can change a user while the
         database is down, and cached credentials keep working through an outage."""
         try:
-            generation, state = await self._loads.run(user_id, lambda: self._fetch(user_id))
+            state, current = await self._loads.run(user_id, lambda: self._fetch(user_id))
         except Exception as error:
             last_known = self._cache.stale(user_id)
             if last_known is None or not is_unavailable(error):
                 raise
             return last_known
-        if state is not None and generation == self._generation:
+        if state is not None and current:
             self._cache.put(user_id, state, expires_at=now + self._ttl)
         return state
 
@@ -121,14 +117,13 @@ class UserStates:
     def __len__(self) -> int:
         return len(self._cache)
 
-    async def _fetch(self, user_id: int) -> tuple[int, UserAuthState | None]:
-        generation = self._generation
+    async def _fetch(self, user_id: int) -> UserAuthState | None:
         async with self._db.session() as session:
             user = await self._db.users(session).get(user_id)
-        return generation, (UserAuthState.of(user) if user is not None else None)
+        return UserAuthState.of(user) if user is not None else None
 
     def _on_change(self, change: Change) -> None:
         if change.kind is ChangeKind.USER_CHANGED:
-            self._generation += 1
+            self._loads.invalidate()
             with contextlib.suppress(ValueError):
                 self._cache.discard(int(change.subject))
