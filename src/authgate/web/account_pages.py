@@ -37,6 +37,7 @@ from authgate.web.pages import (
     redirect_with_notice,
     refused,
     render,
+    retry_message,
     safe_next,
 )
 from authgate.web.session import CSRF_FIELD, UiCookies, csrf_matches, new_login_csrf
@@ -109,7 +110,7 @@ async def login(request: Request) -> Response:
     try:
         user = await services.accounts.authenticate(username, password)
     except Throttled as refusal:  # a blocked address 423, a throttled pair 429, as in REST
-        message = f"{refusal.message}. Try again in {refusal.retry_after} seconds."
+        message = retry_message(refusal)
         return refused(login_page(request, error=message), refusal)
     except BadCredentials:
         return login_page(request, error="Wrong username or password.", status=401)
@@ -185,7 +186,7 @@ async def change_password(request: Request) -> Response:
             keep_token_id=principal.credential_id,
         )
     except Throttled as refusal:  # counted like a login: too many wrong current passwords
-        message = f"{refusal.message}. Try again in {refusal.retry_after} seconds."
+        message = retry_message(refusal)
         return refused(await _account_with_error(request, {"current_password": message}), refusal)
     except ValidationFailed as error:
         fields = {"currentPassword": "current_password", "newPassword": "new_password"}

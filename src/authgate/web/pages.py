@@ -177,6 +177,11 @@ def refused(response: ResponseT, error: AuthgateError) -> ResponseT:
     return response
 
 
+def retry_message(refusal: Throttled) -> str:
+    """What a page says of a throttle: why, and when to try again."""
+    return f"{refusal.message}. Try again in {refusal.retry_after} seconds."
+
+
 async def read_form(request: Request) -> FormData | HTMLResponse:
     """The posted form, or the page that refuses it: 400 when it cannot be read
     (malformed multipart, a file part, too many fields), 413 when it is over the body

@@ -47,6 +47,7 @@ from authgate.web.pages import (
     redirect_with_notice,
     refused,
     render,
+    retry_message,
     safe_next,
 )
 from authgate.web.session import csrf_secret, session_csrf_token
@@ -165,7 +166,7 @@ async def second_step_submit(request: Request) -> Response:
             return page
         result = await services.sign_in.after_code(pending, code)
     except SecondFactorLocked as refusal:
-        message = f"{refusal.message}. Try again in {refusal.retry_after} seconds."
+        message = retry_message(refusal)
         locked = refused(login_page(request, error=message), refusal)
         cookies.clear_pending(locked)
         return locked
