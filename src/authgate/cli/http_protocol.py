@@ -276,18 +276,22 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         log.warning(
             "request body not complete within %.1f s of its head from %s: %s",
             self._body_timeout,
-            self.client[0] if self.client else "-",
-            "connection closed" if cycle.response_started else "answered 408",
+            self._peer(),
+            _outcome(cycle, BODY_TIMEOUT),
         )
         # Whatever the app still sends is dropped (uvicorn's cycle ignores a
         # disconnected one's send).
         self._refuse_body(cycle, BODY_TIMEOUT)
 
+    def _peer(self) -> str:
+        """The client's address for a log line."""
+        return self.client[0] if self.client else "-"
+
     def _refuse_oversized_head(self) -> None:
         log.warning(
             "request head over %d bytes from %s: answered 431",
             self._max_head_bytes,
-            self.client[0] if self.client else "-",
+            self._peer(),
         )
         self._refuse(HEAD_TOO_LARGE)
 
@@ -295,8 +299,8 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         log.warning(
             "request body over %d bytes on the wire from %s: %s",
             self._max_body_wire_bytes,
-            self.client[0] if self.client else "-",
-            "connection closed" if cycle.response_started else "answered 413",
+            self._peer(),
+            _outcome(cycle, BODY_TOO_LARGE),
         )
         self._refuse_body(cycle, BODY_TOO_LARGE)
 
@@ -376,9 +380,14 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         log.warning(
             "request head not complete within %.1f s from %s: answered 408",
             self._head_timeout,
-            self.client[0] if self.client else "-",
+            self._peer(),
         )
         self._refuse(HEAD_TIMEOUT)
+
+
+def _outcome(cycle: Any, refusal: Refusal) -> str:
+    """What ``_refuse_body(cycle, refusal)`` does, for a log line."""
+    return "connection closed" if cycle.response_started else f"answered {refusal[0]}"
 
 
 class EncodedCycle(RequestResponseCycle):
