@@ -93,6 +93,15 @@ def _cases() -> dict[str, tuple[str, str]]:
             signed({**CLAIMS, "position": "7"}),
             "the checkpoint's claims are invalid",
         ),
+        # A checkpoint carries no nbf; one that does is read as PyJWT always read it.
+        "nbf ahead": (
+            signed({**CLAIMS, "nbf": int(datetime.now(UTC).timestamp()) + 3600}),
+            "the checkpoint's claims are invalid",
+        ),
+        "nbf not a number": (
+            signed({**CLAIMS, "nbf": "x"}),
+            "the checkpoint's claims are invalid",
+        ),
     }
 
 

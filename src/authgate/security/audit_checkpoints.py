@@ -96,6 +96,7 @@ def read_checkpoint(ring: KeyRing, token: str, *, issuer: str) -> Checkpoint:
             issuer=issuer,
             required=_REQUIRED_CLAIMS,
             typ=CHECKPOINT_TYPE,
+            check_nbf=True,
         )
     except JwsRefused as refused:
         raise CheckpointInvalid(_REFUSALS[refused.fault]) from None

@@ -179,12 +179,15 @@ def verify_jws(
     issuer: str,
     required: list[str],
     typ: str | None = None,
+    check_nbf: bool = False,
 ) -> dict[str, Any]:
     """The payload of ``token``, a JWS signed by a key of ``ring`` (the one its ``kid``
     names), for ``audience`` from ``issuer``, with every claim of ``required``.
 
     Times are not checked: the caller checks them against its own clock, not PyJWT's
-    wall clock. With ``typ``, the header must name that type. Raises ``JwsRefused``.
+    wall clock; but with ``check_nbf`` PyJWT refuses an ``nbf`` that is not a number or
+    is ahead of the wall clock (``INVALID_CLAIMS``), as audit checkpoints always were.
+    With ``typ``, the header must name that type. Raises ``JwsRefused``.
     """
     try:
         header = jwt.get_unverified_header(token)
@@ -210,7 +213,7 @@ def verify_jws(
             options={
                 "require": required,
                 "verify_exp": False,
-                "verify_nbf": False,
+                "verify_nbf": check_nbf,
                 "verify_iat": False,
             },
         )
