@@ -652,15 +652,7 @@ async def test_a_source_without_any_imported_key_carries_no_deletion(harness: Ha
     which are sequential, but never key ids (UUIDs): read as the same one, every key
     imported before was revoked for good, and its users deactivated."""
     plaintext = legacy_key()
-    key_row = {
-        "id": "6f1c2c4e-8a0b-4d57-9a51-3f1f3b7d9e20",
-        "user_id": 2,
-        "name": "ci",
-        "api_key": plaintext,
-        "allowed_ip": None,
-        "created_at": "2026-01-02T03:04:05",
-        "expires_at": None,
-    }
+    key_row = utm_key("6f1c2c4e-8a0b-4d57-9a51-3f1f3b7d9e20", 2, plaintext)
     alice, bob = utm_user(2, "alice"), utm_user(3, "bob")
     await _import(
         harness,
@@ -683,15 +675,7 @@ async def test_a_source_without_any_imported_user_carries_no_deletion(harness: H
     deactivated, and the report says why. Rows still there but unreadable are not
     deleted either."""
     plaintext = legacy_key()
-    key_row = {
-        "id": "6f1c2c4e-8a0b-4d57-9a51-3f1f3b7d9e10",
-        "user_id": 2,
-        "name": "ci",
-        "api_key": plaintext,
-        "allowed_ip": None,
-        "created_at": "2026-01-02T03:04:05",
-        "expires_at": None,
-    }
+    key_row = utm_key("6f1c2c4e-8a0b-4d57-9a51-3f1f3b7d9e10", 2, plaintext)
     alice, bob, svc = utm_user(2, "alice"), utm_user(3, "bob"), utm_user(9, "svc")
     document = {"jhi_user": [alice, bob], "api_keys": [key_row]}
     await _import(harness, utmstack_source.tables_from_document(document))
@@ -821,6 +805,20 @@ def utm_user(user_id: int, login: str, **fields: Any) -> dict[str, Any]:
         "email": f"{login}@example.com",
         "activated": True,
         "created_by": "system",
+        **fields,
+    }
+
+
+def utm_key(key_id: str, user_id: int, plaintext: str, **fields: Any) -> dict[str, Any]:
+    """An ``api_keys`` row as UTMStack's export file holds it (no allow list, no expiry)."""
+    return {
+        "id": key_id,
+        "user_id": user_id,
+        "name": "ci",
+        "api_key": plaintext,
+        "allowed_ip": None,
+        "created_at": "2026-01-02T03:04:05",
+        "expires_at": None,
         **fields,
     }
 
@@ -1071,15 +1069,7 @@ async def test_utmstack_built_in_accounts_are_skipped_with_the_reason(harness: H
             ],
             "jhi_user_authority": [{"user_id": 1, "authority_name": "ROLE_ADMIN"}],
             "api_keys": [
-                {
-                    "id": "6f1c2c4e-8a0b-4d57-9a51-3f1f3b7d9e10",
-                    "user_id": 1,
-                    "name": "system-key",
-                    "api_key": legacy_key(),
-                    "allowed_ip": None,
-                    "created_at": "2026-01-02T03:04:05",
-                    "expires_at": None,
-                }
+                utm_key("6f1c2c4e-8a0b-4d57-9a51-3f1f3b7d9e10", 1, legacy_key(), name="system-key")
             ],
         }
     )
@@ -1469,15 +1459,7 @@ def test_cli_reports_deletions_in_utmstack(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setenv("AUTHGATE_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("COLUMNS", "250")
     key_id = "6f1c2c4e-8a0b-4d57-9a51-3f1f3b7d9e10"
-    key_row = {
-        "id": key_id,
-        "user_id": 3,
-        "name": "ci",
-        "api_key": legacy_key(),
-        "allowed_ip": None,
-        "created_at": "2026-01-02T03:04:05",
-        "expires_at": None,
-    }
+    key_row = utm_key(key_id, 3, legacy_key())
     bob = utm_user(3, "bob")
     export = tmp_path / "export.json"
     export.write_text(json.dumps({"jhi_user": [bob], "api_keys": [key_row]}))
@@ -2035,15 +2017,7 @@ def test_cli_refuses_rows_with_lone_surrogates_one_by_one(
             {"user_id": 3, "authority_name": "ROLE_USER"},
         ],
         "api_keys": [
-            {
-                "id": "6f1c2c4e-8a0b-4d57-9a51-3f1f3b7d9e10",
-                "user_id": 3,
-                "name": "ci\udcff",
-                "api_key": plaintext,
-                "allowed_ip": None,
-                "created_at": "2026-01-02T03:04:05",
-                "expires_at": None,
-            }
+            utm_key("6f1c2c4e-8a0b-4d57-9a51-3f1f3b7d9e10", 3, plaintext, name="ci\udcff")
         ],
     }
     export = tmp_path / "export.json"
