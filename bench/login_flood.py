@@ -183,6 +183,7 @@ class FloodResult:
     logins: int  # completed in the probe window
     window_seconds: float
     server_cpu_seconds: float  # the server's CPU time in the probe window
+    loop_cpu_seconds: float  # of which its event-loop thread's (the rest: hashing, mostly)
 
 
 async def probe_during_flood(
@@ -212,18 +213,19 @@ async def probe_during_flood(
 
     clients = [asyncio.create_task(log_in_repeatedly(request)) for request in logins]
     await asyncio.sleep(1.5)  # every client has a login queued for a hash by now
-    cpu_before = cpu_seconds(server_pid)
+    cpu_before, loop_before = cpu_seconds(server_pid), cpu_seconds(server_pid, server_pid)
     started = time.perf_counter()
     result = await probe(port, probe_request, rate=rate, seconds=seconds)
     ended = time.perf_counter()
     cpu_used = cpu_seconds(server_pid) - cpu_before
+    loop_used = cpu_seconds(server_pid, server_pid) - loop_before
     stop.set()
     # Let the queued logins finish: the server would hash them anyway, and they would
     # load the next baseline.
     await asyncio.wait_for(asyncio.gather(*clients), timeout=120)
     count = sum(started <= t <= ended for t in completed)
     window = ended - started
-    return FloodResult(result, count / window, failures, count, window, cpu_used)
+    return FloodResult(result, count / window, failures, count, window, cpu_used, loop_used)
 
 
 def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -327,6 +329,19 @@ class Round:
             return math.inf
         return (self.flood.server_cpu_seconds - probe_share) / self.flood.logins * 1000
 
+    @property
+    def loop_share(self) -> float:
+        """The fraction of CPU 0 the event-loop thread had during the flood (the probe's
+        requests, the logins' work around the hash, background tasks)."""
+        return self.flood.loop_cpu_seconds / self.flood.window_seconds
+
+    @property
+    def hashing_share(self) -> float:
+        """The fraction of CPU 0 the server's other threads had during the flood: the
+        hashing pool's, nearly all (the database driver's thread takes ~1 %)."""
+        flood = self.flood
+        return (flood.server_cpu_seconds - flood.loop_cpu_seconds) / flood.window_seconds
+
 
 def measure(args: argparse.Namespace) -> tuple[list[Round], int]:
     _, threads = argon2_settings()
@@ -388,6 +403,11 @@ def _print_round(result: Round) -> None:
         f"raw Argon2 verifications {result.raw.per_second:6.1f}/s   CPU per login "
         f"{result.cpu_ms_per_login:5.1f} ms, per raw verification {result.raw.cpu_ms:5.1f} ms"
     )
+    print(
+        f"    CPU 0 during the flood: event loop {result.loop_share:6.1%}, other threads "
+        f"(hashing) {result.hashing_share:6.1%}; without the flood the server took "
+        f"{result.baseline_cpu_per_second:6.1%} (the probe alone)"
+    )
 
 
 def summarize(rounds: list[Round], threads: int, args: argparse.Namespace) -> list[Row]:
@@ -447,6 +467,29 @@ def summarize(rounds: list[Round], threads: int, args: argparse.Namespace) -> li
             median([r.cpu_ms_per_login for r in rounds]),
             "ms",
             detail="server CPU time in the flood window less the probe's share, per login",
+        ),
+        Row(
+            "P5",
+            "event-loop thread's share of CPU 0 during flood",
+            median([r.loop_share for r in rounds]) * 100,
+            "%",
+            detail="the probe's requests, the logins' work around the hash and background "
+            "tasks; logins/s is about (hashing threads' share) x raw verifications/s",
+        ),
+        Row(
+            "P5",
+            "hashing threads' share of CPU 0 during flood",
+            median([r.hashing_share for r in rounds]) * 100,
+            "%",
+            detail="the server's threads other than the event loop's (the hashing pool; the "
+            "database driver's thread ~1 %)",
+        ),
+        Row(
+            "P5",
+            "server's share of CPU 0 serving the probe alone",
+            median([r.baseline_cpu_per_second for r in rounds]) * 100,
+            "%",
+            detail="the same probe without the flood: what the probe costs",
         ),
         Row(
             "P5",
