@@ -140,16 +140,13 @@ class ChangeFeed:
             return await self._poll()
 
     async def _poll(self) -> int:
-        async with self._reader.session() as session:
-            rows = await self._reader.changes(session).after(
-                self._low_water, limit=self._batch_size
-            )
-            fresh = [
-                (row.seq, Change(ChangeKind(row.kind), row.subject))
-                for row in rows
-                if row.seq not in self._seen_above and row.kind in ChangeKind._value2member_map_
-            ]
-            seen_now = {row.seq for row in rows}
+        rows = await self._reader.changes_after(self._low_water, self._batch_size)
+        fresh = [
+            (row.seq, Change(ChangeKind(row.kind), row.subject))
+            for row in rows
+            if row.seq not in self._seen_above and row.kind in ChangeKind._value2member_map_
+        ]
+        seen_now = {row.seq for row in rows}
         for _, change in fresh:
             self._dispatch(change)
         self._seen_above |= seen_now

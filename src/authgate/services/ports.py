@@ -109,7 +109,6 @@ class ChangeRepo(Protocol):
 
     def __init__(self, session: StorageSession) -> None: ...
     def append(self, *, kind: str, subject: str, now: datetime) -> AuthChange: ...
-    async def after(self, seq: int, *, limit: int) -> list[AuthChange]: ...
     async def last_seq(self) -> int: ...
     async def delete_before(self, cutoff: datetime) -> int: ...
 
@@ -329,6 +328,17 @@ class AuditRepo(Protocol):
     ) -> int: ...
 
 
+class ChangeColumns(Protocol):
+    """One row of the change feed as the poller reads it (``AuthChange``'s columns)."""
+
+    @property
+    def seq(self) -> int: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def subject(self) -> str: ...
+
+
 class UserColumns(Protocol):
     """The user's columns ``UserView`` is made of, and the password hash (a stored
     ``User``, or the row of storage's login query: same names)."""
@@ -454,6 +464,11 @@ class Database(Protocol):
     async def second_factor_of(self, user_id: int) -> str | None:
         """The user's second factor in force (``User.second_factor``); None without one
         or without such a user (one statement on a bare connection)."""
+        ...
+
+    async def changes_after(self, seq: int, limit: int) -> Sequence[ChangeColumns]:
+        """The change feed after ``seq`` in order, at most ``limit`` (one statement on a
+        bare connection)."""
         ...
 
     # The repositories: ``db.users(session)`` is ``UserRepository(session)``.

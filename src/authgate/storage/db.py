@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
 from typing import Any, TypeVar, TypeVarTuple
 
@@ -39,6 +39,7 @@ from authgate.storage.repositories import (
     LegacyImportRepository,
     RevokedTokenRepository,
     UserRepository,
+    changes_after,
     login_row,
     second_factor_of,
 )
@@ -186,6 +187,10 @@ class Database:
     async def second_factor_of(self, user_id: int) -> str | None:
         """See ``repositories.second_factor_of``: one statement, one checkout."""
         return await self.read(second_factor_of, user_id)
+
+    async def changes_after(self, seq: int, limit: int) -> Sequence[Row[int, str, str]]:
+        """See ``repositories.changes_after``: one statement, one checkout."""
+        return await self.read(changes_after, seq, limit)
 
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncConnection]:

@@ -138,10 +138,10 @@ class AlertEngine:
         """Evaluate the rules against audit records written since the last call."""
         async with self._db.session() as session:
             repository = self._db.alerts(session)
-            rules = [RuleView.of(rule) for rule in await repository.rules() if rule.enabled]
             events = await repository.events_after(self._cursor, limit=_BATCH)
-        if not events:
-            return 0
+            if not events:  # the usual second: the rules are read only when needed
+                return 0
+            rules = [RuleView.of(rule) for rule in await repository.rules() if rule.enabled]
         self._cursor = events[-1].id
         fired = 0
         for rule in rules:
