@@ -127,8 +127,9 @@ async def test_v12_flow_login_call_refresh_sessions_revoke_logout(harness: Harne
 async def test_a_retired_refresh_token_ends_the_session_and_the_client_logs_in_again(
     harness: Harness,
 ) -> None:
-    """Presenting the refresh token a refresh retired is reuse: the server ends the
-    session (its access token too). A client with the password logs in again."""
+    """Presenting the refresh token a refresh retired is reuse (past the server's reuse
+    interval): the server ends the session (its access token too). A client with the
+    password logs in again."""
     await harness.create_user("alice", USER_PASSWORD)
     pairs: list[TokenPair] = []
     client, transport = v12_client(harness, V12Credentials("alice", USER_PASSWORD), pairs=pairs)
@@ -136,6 +137,9 @@ async def test_a_retired_refresh_token_ends_the_session_and_the_client_logs_in_a
         await client.me()
         harness.clock.advance(seconds=harness.services.settings.tokens.ttl_seconds + 60)
         await client.me()
+        harness.clock.advance(
+            seconds=harness.services.settings.tokens.refresh_reuse_interval_seconds
+        )
         assert await refresh_status(harness, pairs[0].refresh_token) == 401
         assert (await client.me()).email == "alice@example.com"
         assert transport.paths.count(LOGIN) == 2
@@ -158,8 +162,9 @@ async def test_token_near_expiry_is_refreshed_before_the_request(harness: Harnes
 
 
 async def test_concurrent_requests_share_one_refresh(harness: Harness) -> None:
-    """Refreshing twice with one refresh token would be reuse and end the session, so
-    requests that find the token expiring together wait for one refresh."""
+    """Refreshing twice with one refresh token is reuse past the server's reuse
+    interval, and ends the session, so requests that find the token expiring together
+    wait for one refresh."""
     await harness.create_user("alice", USER_PASSWORD)
     client, transport = v12_client(
         harness,

@@ -171,13 +171,16 @@ async def test_refresh_refuses_unknown_and_expired_tokens(harness: Harness) -> N
 async def test_attack_reused_refresh_token_revokes_the_whole_family(harness: Harness) -> None:
     """Attack: a stolen refresh token is used after its owner already rotated it. The
     reuse is refused, the whole session (the thief's and the victim's newest tokens,
-    refresh and access) is revoked, and the event is audited. v12 only answered 401."""
+    refresh and access) is revoked, and the event is audited. v12 only answered 401.
+    (Within the reuse interval it would be taken for another tab's refresh:
+    ``test_v12_refresh_reuse.py``.)"""
     await harness.create_user("alice", USER_PASSWORD)
     stolen = await _login(harness)
     rotated = await harness.client.post(
         "/api/v1/auth/refresh", json={"refresh_token": stolen["refresh_token"]}
     )
     newest = rotated.json()
+    harness.clock.advance(seconds=harness.services.settings.tokens.refresh_reuse_interval_seconds)
     reuse = await harness.client.post(
         "/api/v1/auth/refresh", json={"refresh_token": stolen["refresh_token"]}
     )
