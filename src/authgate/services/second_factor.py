@@ -38,6 +38,7 @@ from authgate.exceptions import (
     SecondFactorFailed,
     SecondFactorLocked,
     Throttled,
+    Unavailable,
     ValidationFailed,
 )
 from authgate.reasons import Reason
@@ -122,6 +123,10 @@ LOCK_SECONDS: Final = 600
 RESEND_COOLDOWN_SECONDS: Final = 28
 # An enrolment not completed within this time must start again.
 ENROLMENT_SECONDS: Final = 600
+# Retry-After of a code that could not be mailed: a hint (the next login tries at once).
+CODE_NOT_SENT_RETRY_SECONDS: Final = 30
+# UTMStack v12's ErrTfaMailUnavailable: the administrator learns where the fix is.
+NO_MAIL_SERVER: Final = "the second factor is sent by email, and no mail server is configured"
 
 RECOVERY: Final = "recovery"
 EMAIL_LOGIN: Final = "email_login"
@@ -146,6 +151,16 @@ def parse_method(value: object, *, field: str = "method") -> Method:
         return "EMAIL"
     message = "Method must be TOTP or EMAIL."
     raise ValidationFailed(message, field_errors=[FieldError(field, message)])
+
+
+class CodeNotSent(Unavailable):
+    """A login's code could not be e-mailed (no SMTP server, or it failed). UTMStack
+    v12's login answers 503 there (``ErrTfaMailUnavailable``): its code page has no
+    "send again", and the user would wait for a code that never comes. The v10/v11 login
+    goes on (a recovery code works, and ``GET /api/tfa/refresh`` sends again)."""
+
+    code = "mail_not_sent"
+    message = "the second factor is sent by email, and the code could not be sent; try again later"
 
 
 @dataclass(frozen=True, slots=True)
@@ -409,7 +424,7 @@ class SecondFactorService:
         """The method the user must now prove; for e-mail, a fresh code is sent, unless
         one sent within the resend cooldown still works: each correct password would
         otherwise mail a code (a flood of mail for the user) and replace the one the
-        user is typing."""
+        user is typing. Raises ``CodeNotSent`` when the code could not be mailed."""
         method = await self.login_method(user)
         if method == "EMAIL":
             now = self._clock()
@@ -422,8 +437,11 @@ class SecondFactorService:
             try:
                 await self._send_code(user, EMAIL_LOGIN, subject="Your sign-in code")
             except MailNotSent as error:
-                # The login goes on: a recovery code works, and "send a new code" retries.
                 log.warning("could not send a second-factor code: %s", error)
+                message = None if self._mailer.configured else NO_MAIL_SERVER
+                raise CodeNotSent(
+                    message, retry_after=CODE_NOT_SENT_RETRY_SECONDS, reason=Reason.MAIL_NOT_SENT
+                ) from None
         return method
 
     async def resend(self, user: UserView) -> Method | None:

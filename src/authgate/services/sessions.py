@@ -180,7 +180,8 @@ class SessionService:
     ) -> TokenPair | SecondStep:
         """Check the password like every login (throttles, audit) and start a session,
         or, for a user with a second factor, answer the second step (an e-mail code is
-        sent as the v10/v11 login sends it)."""
+        sent as the v10/v11 login sends it; ``CodeNotSent``, 503, when it cannot be:
+        v12's code page cannot ask for another)."""
         try:
             user = await self._accounts.authenticate(login, password)
         except BadCredentials as failure:

@@ -649,6 +649,52 @@ async def test_email_factor_end_to_end_and_codes_stored_hashed(
             assert response.json()["user"]["tfa_enabled"] is True
 
 
+async def _alice_with_email_codes(harness: Harness) -> None:
+    await harness.create_user("alice")
+    async with harness.services.db.transaction() as session:
+        alice = await session.scalar(select(User).where(User.login == "alice"))
+        assert alice is not None
+        await harness.services.second_factor.put_in_force(
+            session, alice, ImportedFactor("EMAIL", None)
+        )
+
+
+async def test_a_code_that_cannot_be_mailed_is_503(tmp_path: Path, database_url: str) -> None:
+    """handler/auth.go Login: ErrTfaMailUnavailable is 503. v12's code page takes six
+    digits and cannot ask for another code, so the 200 ``tfa_type: "email"`` authgate
+    answered with the SMTP server down left the user waiting for a code that never
+    came. The v10/v11 login goes on as before (a recovery code works, and
+    ``GET /api/tfa/refresh`` sends again)."""
+    closed = 18351  # this helper's port range; nothing listens there
+    async with harness_with(tmp_path, database_url, **smtp_settings(closed)) as harness:
+        await _alice_with_email_codes(harness)
+        refused = await harness.client.post(
+            LOGIN, json={"login": "alice", "password": USER_PASSWORD}
+        )
+        assert refused.status_code == 503
+        assert refused.json() == {
+            "error": "the second factor is sent by email, and the code could not be sent; "
+            "try again later"
+        }
+        assert refused.headers["Retry-After"] == "30"
+        v11 = await harness.client.post(
+            "/api/authenticate", json={"username": "alice", "password": USER_PASSWORD}
+        )
+        assert v11.status_code == 200, v11.text
+        assert (v11.json()["authenticated"], v11.json()["method"]) == (False, "EMAIL")
+
+
+async def test_without_a_mail_server_the_503_says_so(harness: Harness) -> None:
+    """v12's words when no SMTP server is configured at all: the fix is in the
+    configuration, not in the user's fingers (domain/errors.go)."""
+    await _alice_with_email_codes(harness)
+    refused = await harness.client.post(LOGIN, json={"login": "alice", "password": USER_PASSWORD})
+    assert refused.status_code == 503
+    assert refused.json() == {
+        "error": "the second factor is sent by email, and no mail server is configured"
+    }
+
+
 async def test_totp_secrets_at_rest_are_aes_gcm_with_a_random_nonce(harness: Harness) -> None:
     """Better than v12 (CBC with a fixed IV): the stored secret is ``v1.`` + base64 of a
     12-byte nonce, the AES-GCM ciphertext and its 16-byte tag; encrypting the same

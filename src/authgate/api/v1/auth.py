@@ -161,7 +161,7 @@ async def _pair_response(request: Request, pair: TokenPair, response: Response) 
 @public_router.post(
     "/auth/login",
     summary="Log in: an access and a refresh token, or (a second factor) a pre-auth token",
-    responses=documented_v12(400, 401, 403, 413, 429),
+    responses=documented_v12(400, 401, 403, 413, 429, 503),
 )
 async def login(body: LoginRequest, request: Request, response: Response) -> LoginResponse:
     info = current_request.get()
