@@ -12,7 +12,6 @@ import pytest
 
 from authgate.client import (
     AsyncClient,
-    AuthenticationError,
     ClientConfig,
     Credentials,
     NotFoundError,
@@ -207,12 +206,14 @@ async def test_a_stored_refresh_token_resumes_the_session_and_ends_with_it(
 
 
 async def test_change_password_through_v12(harness: Harness) -> None:
-    """change_password: a wrong current password is a 401; the new one logs in."""
+    """change_password: a wrong current password is a 400 (ValidationError; a 401 would
+    make the client refresh and send it again); the new one logs in."""
     await harness.create_user("alice", USER_PASSWORD)
-    client, _ = v12_client(harness, V12Credentials("alice", USER_PASSWORD))
+    client, transport = v12_client(harness, V12Credentials("alice", USER_PASSWORD))
     async with client:
-        with pytest.raises(AuthenticationError):
+        with pytest.raises(ValidationError, match="current password is incorrect"):
             await client.change_password("not-the-password", "a-brand-new-password-42")
+        assert transport.paths.count("/api/v1/auth/change-password") == 1
         await client.change_password(USER_PASSWORD, "a-brand-new-password-42")
     response = await harness.client.post(
         LOGIN, json={"login": "alice", "password": "a-brand-new-password-42"}

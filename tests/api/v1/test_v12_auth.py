@@ -15,6 +15,7 @@ import jwt
 from authgate.storage.audit_repository import AuditFilter
 from authgate.storage.paging import PageRequest
 from tests.api.test_second_factor import enrol_totp
+from tests.api.v1.v12_ui import ui_request
 from tests.conftest import USER_PASSWORD, Harness, bearer
 
 NEW_PASSWORD = "a-brand-new-password"
@@ -291,8 +292,8 @@ async def test_update_me(harness: Harness) -> None:
 
 
 async def test_change_password(harness: Harness) -> None:
-    """handler/auth.go ChangePassword: 204; 401 for a wrong current password; the new
-    password logs in and the old sessions end."""
+    """handler/auth.go ChangePassword: 204; a wrong current password is 400 (v12: 401,
+    see below); the new password logs in and the old sessions end."""
     await harness.create_user("alice", USER_PASSWORD)
     body = await _login(harness)
     headers = bearer(body["access_token"])
@@ -301,8 +302,8 @@ async def test_change_password(harness: Harness) -> None:
         json={"current_password": "not-the-password-1", "new_password": NEW_PASSWORD},
         headers=headers,
     )
-    assert wrong.status_code == 401
-    assert list(wrong.json()) == ["error"]
+    assert wrong.status_code == 400
+    assert wrong.json() == {"error": "current password is incorrect"}
     harness.clock.advance(seconds=1)
     done = await harness.client.post(
         "/api/v1/auth/change-password",
@@ -319,6 +320,24 @@ async def test_change_password(harness: Harness) -> None:
         "/api/v1/auth/login", json={"login": "alice", "password": NEW_PASSWORD}
     )
     assert relogin.status_code == 200
+
+
+async def test_a_wrong_current_password_counts_once_from_v12s_ui(harness: Harness) -> None:
+    """A wrong current password is 400 in v12's words, not v12's 401: v12's client
+    answers a 401 by refreshing and sending the request again, so each wrong password
+    typed counted twice against the login throttle (black-box review)."""
+    await harness.create_user("alice", USER_PASSWORD)
+    pair = await _login(harness)
+    body = {"current_password": "not-the-password-1", "new_password": NEW_PASSWORD}
+    for _ in range(3):
+        wrong = await ui_request(harness, "POST", "/api/v1/auth/change-password", pair, json=body)
+        assert wrong.status_code == 400
+        assert wrong.json() == {"error": "current password is incorrect"}
+    await harness.services.audit.flush()
+    failures = await harness.services.audit.search(
+        AuditFilter(event_types=("PASSWORD_CHANGED",)), PageRequest(size=10)
+    )
+    assert [entry.reason for entry in failures.items] == ["wrong_current_password"] * 3
 
 
 async def test_change_password_keeps_the_access_token_used(harness: Harness) -> None:

@@ -25,6 +25,7 @@ from authgate.storage.audit_repository import AuditFilter
 from authgate.storage.models import OneTimeCode, SecondFactor, User
 from authgate.storage.paging import PageRequest
 from tests.api.test_second_factor import harness_with
+from tests.api.v1.v12_ui import ui_request
 from tests.conftest import ADMIN_PASSWORD, USER_PASSWORD, Harness, bearer
 from tests.mail import MailRecorder, running_smtp_server, smtp_settings
 
@@ -412,8 +413,9 @@ async def test_enroll_init_answers_the_qr_code_and_the_uri(harness: Harness) -> 
 
 async def test_enrolment_errors_are_v12s(harness: Harness) -> None:
     """usecase/tfa.go: VERIFY before INIT is 404 "tfa factor not found"
-    (verifyEnrollment), a wrong code 401 "invalid tfa code" (handler/tfa.go writeErr),
-    and COMPLETE before VERIFY only reports that no factor is in force (200)."""
+    (verifyEnrollment), a wrong code 400 "invalid tfa code" (handler/tfa.go writeErr
+    answers 401: see the next test), and COMPLETE before VERIFY only reports that no
+    factor is in force (200)."""
     await harness.create_user("alice")
     token = bearer((await v12_login(harness))["access_token"])
     early = await harness.client.post(
@@ -433,7 +435,7 @@ async def test_enrolment_errors_are_v12s(harness: Harness) -> None:
         json={"stage": "VERIFY", "type": "totp", "code": not_the_code(totp_now(harness, secret))},
         headers=token,
     )
-    assert wrong.status_code == 401
+    assert wrong.status_code == 400
     assert wrong.json() == {"error": "invalid tfa code"}
     assert await _events(harness, "TFA_FAILURE") == [("failure", "wrong_enrolment_code")]
     # The refusals changed nothing: the enrolment goes on.
@@ -446,6 +448,25 @@ async def test_enrolment_errors_are_v12s(harness: Harness) -> None:
         headers=token,
     )
     assert right.json() == {"stage": "VERIFY", "verified": True}
+
+
+async def test_wrong_enrolment_codes_count_once_from_v12s_ui(harness: Harness) -> None:
+    """A wrong code at VERIFY is 400, not v12's 401: v12's client answers a 401 by
+    refreshing and sending the request again, so each wrong code typed counted twice
+    and the third locked the second step (429; black-box review). Typed three times it
+    is refused three times, and the right code still verifies."""
+    await harness.create_user("alice")
+    pair = await v12_login(harness)
+    init = await ui_request(harness, "POST", ENROLL, pair, json={"stage": "INIT", "type": "totp"})
+    secret = parse_qs(urlparse(init.json()["init"]["otp_auth_url"]).query)["secret"][0]
+    wrong = {"stage": "VERIFY", "type": "totp", "code": not_the_code(totp_now(harness, secret))}
+    for _ in range(3):
+        refused = await ui_request(harness, "POST", ENROLL, pair, json=wrong)
+        assert (refused.status_code, refused.json()) == (400, {"error": "invalid tfa code"})
+    assert len(await _events(harness, "TFA_FAILURE")) == 3
+    right = {"stage": "VERIFY", "type": "totp", "code": totp_now(harness, secret)}
+    verified = await ui_request(harness, "POST", ENROLL, pair, json=right)
+    assert verified.json() == {"stage": "VERIFY", "verified": True}
 
 
 async def test_init_of_the_enrolled_method_is_400_from_any_session(harness: Harness) -> None:

@@ -24,7 +24,7 @@ from authgate.api.access import (
 )
 from authgate.api.errors import documented_v12
 from authgate.api.routing import AuthgateRoute
-from authgate.exceptions import BadCredentials, FieldError, ValidationFailed
+from authgate.exceptions import FieldError, ValidationFailed
 from authgate.reasons import Reason
 from authgate.security.second_factor import normalized_recovery_code
 from authgate.services.audit.events import Actor, current_request
@@ -327,8 +327,11 @@ async def change_password(body: ChangePasswordRequest, request: Request) -> Resp
             keep_token_id=principal.credential_id,
         )
     except ValidationFailed as failure:
-        if failure.reason is Reason.WRONG_CURRENT_PASSWORD:  # v12: 401
-            raise BadCredentials(failure.message, reason=failure.reason) from None
+        # 400 in v12's words, where v12 answers 401: v12's client answers any 401 (but
+        # the login's and the refresh's) by refreshing and sending the request again,
+        # which would count each wrong password twice against the login throttle.
+        if failure.reason is Reason.WRONG_CURRENT_PASSWORD:
+            raise ValidationFailed("current password is incorrect", reason=failure.reason) from None
         raise
     return Response(status_code=204)
 
