@@ -185,8 +185,9 @@ class ImportedFactor:
 
 @dataclass(frozen=True, slots=True)
 class Enrolment:
-    """A started enrolment. For TOTP: the secret and its ``otpauth://`` URI (shown as a
-    QR code); for e-mail: where the code went."""
+    """A started enrolment, to be verified within ``expires_in_seconds``. For TOTP: the
+    secret and its ``otpauth://`` URI (shown as a QR code); for e-mail: where the code
+    went (it works for ``EMAIL_CODE_SECONDS``)."""
 
     method: Method
     expires_in_seconds: int
@@ -310,7 +311,9 @@ class SecondFactorService:
             row.updated_at = now
         if method == "EMAIL":
             await self._send_or_refuse(user, EMAIL_SETUP, subject="Confirm your sign-in codes")
-            return Enrolment(method, EMAIL_CHALLENGE_SECONDS, email=user.email)
+            # The code's own lifetime (UTMStack v11's init says 300 too), not the 120 s
+            # a login's code page counts down before offering another code.
+            return Enrolment(method, EMAIL_CODE_SECONDS, email=user.email)
         assert secret is not None
         uri = provisioning_uri(secret, login=user.login, issuer=self._issuer)
         return Enrolment(method, ENROLMENT_SECONDS, secret=secret, uri=uri)

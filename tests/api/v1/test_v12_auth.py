@@ -291,6 +291,21 @@ async def test_update_me(harness: Harness) -> None:
     assert list(taken.json()) == ["error"]
 
 
+async def test_update_me_leaves_empty_fields_as_they_are(harness: Harness) -> None:
+    """usecase/auth.go UpdateMe sets only the fields that are not ``""`` (dto/auth.go:
+    omitempty): an empty name, e-mail or language changes nothing (the review: an empty
+    name erased it, an empty e-mail was 400)."""
+    await harness.create_user("alice", USER_PASSWORD, first_name="Alice", last_name="Liddell")
+    token = (await _login(harness))["access_token"]
+    before = (await harness.client.get("/api/v1/auth/me", headers=bearer(token))).json()
+    unchanged = await harness.client.put(
+        "/api/v1/auth/me", json={"name": "", "email": "", "lang_key": ""}, headers=bearer(token)
+    )
+    assert unchanged.status_code == 200, unchanged.text
+    assert unchanged.json() == before
+    assert (before["name"], before["email"]) == ("Alice Liddell", "alice@example.com")
+
+
 async def test_change_password(harness: Harness) -> None:
     """handler/auth.go ChangePassword: 204; a wrong current password is 400 (v12: 401,
     see below); the new password logs in and the old sessions end."""
@@ -449,6 +464,22 @@ async def test_attack_revoking_another_users_session_is_404(harness: Harness) ->
     assert list(attempt.json()) == ["error"]
     still = await harness.client.get("/api/v1/auth/me", headers=bearer(alice["access_token"]))
     assert still.status_code == 200
+
+
+async def test_a_session_id_that_is_no_uuid_is_400(harness: Harness) -> None:
+    """handler/auth.go RevokeSession parses the id first (uuid.Parse): 400 "invalid
+    session id" for text that is none (404 before, as for a session not found); the
+    forms uuid.Parse reads name the session (here the caller's own, in braces)."""
+    await harness.create_user("alice", USER_PASSWORD)
+    body = await _login(harness)
+    headers = bearer(body["access_token"])
+    for text in ("not-a-uuid", "12345"):
+        bad = await harness.client.delete(f"/api/v1/auth/sessions/{text}", headers=headers)
+        assert (bad.status_code, bad.json()) == (400, {"error": "invalid session id"}), text
+    own = (await harness.client.get("/api/v1/auth/sessions", headers=headers)).json()[0]["id"]
+    ended = await harness.client.delete(f"/api/v1/auth/sessions/{{{own.upper()}}}", headers=headers)
+    assert ended.status_code == 204
+    assert (await harness.client.get("/api/v1/auth/me", headers=headers)).status_code == 401
 
 
 async def test_sessions_per_user_are_capped(harness: Harness) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import re
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -714,6 +715,29 @@ async def test_without_a_mail_server_the_503_says_so(harness: Harness) -> None:
     assert refused.json() == {
         "error": "the second factor is sent by email, and no mail server is configured"
     }
+
+
+async def test_an_email_enrolment_code_works_until_the_expiry_init_gives(
+    tmp_path: Path, database_url: str
+) -> None:
+    """INIT of e-mail codes answers the code's true lifetime as ``expires_at`` (now +
+    300 s; it said now + 120 s), and the code still verifies just before it."""
+    with running_smtp_server() as (recorder, port):
+        async with harness_with(tmp_path, database_url, **smtp_settings(port)) as harness:
+            await harness.create_user("alice")
+            token = bearer((await v12_login(harness))["access_token"])
+            init = await harness.client.post(
+                ENROLL, json={"stage": "INIT", "type": "email"}, headers=token
+            )
+            expires_at = datetime.fromisoformat(init.json()["init"]["expires_at"])
+            assert expires_at == harness.clock() + timedelta(seconds=300)
+            harness.clock.advance(seconds=299)
+            verify = await harness.client.post(
+                ENROLL,
+                json={"stage": "VERIFY", "type": "email", "code": _last_code(recorder)},
+                headers=token,
+            )
+            assert verify.json() == {"stage": "VERIFY", "verified": True}
 
 
 async def test_totp_secrets_at_rest_are_aes_gcm_with_a_random_nonce(harness: Harness) -> None:

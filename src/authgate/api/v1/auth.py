@@ -24,6 +24,7 @@ from authgate.api.access import (
 )
 from authgate.api.errors import documented_v12
 from authgate.api.routing import AuthgateRoute
+from authgate.api.v1.paths import parse_uuid
 from authgate.exceptions import FieldError, ValidationFailed
 from authgate.reasons import Reason
 from authgate.security.second_factor import normalized_recovery_code
@@ -115,6 +116,9 @@ class VerifyCodeRequest(BaseModel):
 
 
 class UpdateMeRequest(BaseModel):
+    """v12's ``UpdateMeRequest``: a field left out, null or empty changes nothing
+    (usecase/auth.go UpdateMe sets only what is not ``""``)."""
+
     email: Annotated[str, Field(max_length=254)] | None = None
     name: Annotated[str, Field(max_length=101)] | None = None
     lang_key: Annotated[str, Field(max_length=10)] | None = None
@@ -288,12 +292,12 @@ async def authenticate(request: Request) -> PlainTextResponse:
 async def update_me(body: UpdateMeRequest, request: Request) -> UserResponse:
     principal = principal_of(request)
     first, last = None, None
-    if body.name is not None:
+    if body.name:
         first, _, rest = body.name.strip().partition(" ")
         last = rest.strip()
     services = services_of(request)
     changes = UserChanges(
-        email=body.email, first_name=first, last_name=last, lang_key=body.lang_key
+        email=body.email or None, first_name=first, last_name=last, lang_key=body.lang_key or None
     )
     # Reset links and e-mailed codes go to a new address: a credential, which a session
     # that skipped the user's second factor may not set (the account is read only then).
@@ -377,10 +381,12 @@ async def revoke_other_sessions(request: Request) -> Response:
     summary="Revoke one of the caller's sessions",
     status_code=204,
     response_class=Response,
-    responses=documented_v12(401, 403, 404),
+    responses=documented_v12(400, 401, 403, 404),
 )
 async def revoke_session(session_id: str, request: Request) -> Response:
     principal = principal_of(request)
+    # v12 parses the id first (uuid.Parse): text that is none is 400, not "not found".
+    session_id = str(parse_uuid(session_id, message="invalid session id"))
     # Any session may end itself, as logout does; ending another needs a session that
     # passed the second factor, as DELETE /auth/sessions does.
     if session_id != principal.session_id:
