@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
+import pytest
 
-from authgate.services.sessions import MAX_LIVE_REFRESH_TOKENS
+from authgate.services.sessions import MAX_LIVE_REFRESH_TOKENS, SessionService, TokenPair
 from authgate.storage.audit_repository import AuditFilter
 from authgate.storage.paging import PageRequest
 from tests.api.test_second_factor import harness_with
@@ -61,15 +62,28 @@ def _interval(harness: Harness) -> int:
 
 
 async def test_tabs_refreshing_with_one_token_at_once_all_stay_signed_in(
-    harness: Harness,
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Eight refreshes with one refresh token at once: each gets a pair of the same
-    session, every access token works, nothing is taken for reuse, and each new refresh
-    token refreshes (the review: one 200 and seven 401, then the winner's access token
-    refused as revoked)."""
+    """Eight refreshes with one refresh token at once (all in the service together):
+    each gets a pair of the same session, every access token works, nothing is taken
+    for reuse, and the last new refresh token refreshes (the review: one 200 and seven
+    401, then the winner's access token refused as revoked)."""
     await harness.create_user("alice", USER_PASSWORD)
     body = await _login(harness)
+    refresh, in_flight, most = SessionService.refresh, 0, 0
+
+    async def counted(service: SessionService, refresh_token: str) -> TokenPair:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        try:
+            return await refresh(service, refresh_token)
+        finally:
+            in_flight -= 1
+
+    monkeypatch.setattr(SessionService, "refresh", counted)
     answers = await _at_once(harness, body["refresh_token"], TABS)
+    assert most == TABS  # truly at once, not one after the other
     assert [a.status_code for a in answers] == [200] * TABS, [a.text for a in answers]
     pairs = [a.json() for a in answers]
     assert len({p["refresh_token"] for p in pairs}) == TABS
