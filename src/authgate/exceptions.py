@@ -35,12 +35,17 @@ The tree (``code`` is stable and machine-readable; ``api/errors.py`` maps it to 
     │   └── AmbiguousUpstreamRequest         forward-auth: the proxy's description of the request
     │       │                                can be read two ways (headers that disagree)
     │       └── AmbiguousUpstreamPath        its path has no single canonical reading
-    └── Throttled                        429  too many attempts or requests (Retry-After)
-        ├── ClientBlocked                423  this client address is blocked (UTMStack's answer)
-        ├── AddressBlocked               429  the address block: too many bad API keys from
-        │                                     this address (``services/address_block``)
-        ├── SecondFactorLocked           429  too many wrong second-factor codes for the account
-        └── RateLimited                  429  an API key's own rate limit
+    ├── Throttled                        429  too many attempts or requests (Retry-After)
+    │   ├── ClientBlocked                423  this client address is blocked (UTMStack's answer)
+    │   ├── AddressBlocked               429  the address block: too many bad API keys from
+    │   │                                     this address (``services/address_block``)
+    │   ├── SecondFactorLocked           429  too many wrong second-factor codes for the account
+    │   └── RateLimited                  429  an API key's own rate limit
+    └── Unavailable                      503  something authgate needs cannot serve the request
+        │                                     now (Retry-After)
+        ├── HashingOverloaded                every password-hashing thread is busy
+        └── CodeNotSent                      a second-factor code could not be e-mailed
+                                             (``services/second_factor``; v12's login)
 
     ConfigurationError                        outside the tree: a broken deployment is never
                                               reported to a caller as "bad credentials".
@@ -292,18 +297,26 @@ class RateLimited(Throttled):
     message = "Rate limit exceeded"
 
 
-class HashingOverloaded(AuthgateError):
-    """Every password-hashing thread is busy and the queue is full (or the wait would
-    pass its deadline): answered 503 with ``Retry-After``."""
+class Unavailable(AuthgateError):
+    """Something the request needs cannot serve it now (not the caller's fault, nor a
+    bug): answered 503 with ``Retry-After`` (``retry_after`` seconds)."""
 
-    code = "overloaded"
-    message = "Too many sign-ins are being checked; try again shortly"
+    code = "unavailable"
+    message = "The service is temporarily unavailable; try again shortly"
 
     def __init__(
         self, message: str | None = None, *, retry_after: int, reason: Reason | None = None
     ) -> None:
         super().__init__(message, reason=reason)
         self.retry_after = retry_after
+
+
+class HashingOverloaded(Unavailable):
+    """Every password-hashing thread is busy and the queue is full (or the wait would
+    pass its deadline)."""
+
+    code = "overloaded"
+    message = "Too many sign-ins are being checked; try again shortly"
 
 
 class ConfigurationError(Exception):

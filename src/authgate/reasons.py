@@ -132,6 +132,7 @@ class Reason(StrEnum):
     TOO_MANY_ATTEMPTS = "too_many_attempts", _C.THROTTLE
     CLIENT_BLOCKED = "client_blocked", _C.THROTTLE
     OVERLOADED = "overloaded", _C.THROTTLE
+    UNAVAILABLE = "unavailable", _C.REQUEST
     INVALID_REFRESH_TOKEN = "invalid_refresh_token", _C.SESSION
     RESET_KEY_INVALID = "reset_key_invalid", _C.PASSWORD_RESET
     RESET_KEY_EXPIRED = "reset_key_expired", _C.PASSWORD_RESET

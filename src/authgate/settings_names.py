@@ -84,6 +84,7 @@ NESTED: Mapping[str, tuple[str, str]] = {
     "jwt_audience": ("tokens", "audience"),
     "token_ttl_seconds": ("tokens", "ttl_seconds"),
     "remember_me_ttl_seconds": ("tokens", "remember_me_ttl_seconds"),
+    "refresh_reuse_interval_seconds": ("tokens", "refresh_reuse_interval_seconds"),
     "token_leeway_seconds": ("tokens", "leeway_seconds"),
     "access_token_query_param": ("tokens", "query_param"),
     "token_cache_size": ("tokens", "cache_size"),

@@ -12,7 +12,6 @@ import pytest
 
 from authgate.client import (
     AsyncClient,
-    AuthenticationError,
     ClientConfig,
     Credentials,
     NotFoundError,
@@ -127,8 +126,9 @@ async def test_v12_flow_login_call_refresh_sessions_revoke_logout(harness: Harne
 async def test_a_retired_refresh_token_ends_the_session_and_the_client_logs_in_again(
     harness: Harness,
 ) -> None:
-    """Presenting the refresh token a refresh retired is reuse: the server ends the
-    session (its access token too). A client with the password logs in again."""
+    """Presenting the refresh token a refresh retired is reuse (past the server's reuse
+    interval): the server ends the session (its access token too). A client with the
+    password logs in again."""
     await harness.create_user("alice", USER_PASSWORD)
     pairs: list[TokenPair] = []
     client, transport = v12_client(harness, V12Credentials("alice", USER_PASSWORD), pairs=pairs)
@@ -136,6 +136,9 @@ async def test_a_retired_refresh_token_ends_the_session_and_the_client_logs_in_a
         await client.me()
         harness.clock.advance(seconds=harness.services.settings.tokens.ttl_seconds + 60)
         await client.me()
+        harness.clock.advance(
+            seconds=harness.services.settings.tokens.refresh_reuse_interval_seconds
+        )
         assert await refresh_status(harness, pairs[0].refresh_token) == 401
         assert (await client.me()).email == "alice@example.com"
         assert transport.paths.count(LOGIN) == 2
@@ -158,8 +161,9 @@ async def test_token_near_expiry_is_refreshed_before_the_request(harness: Harnes
 
 
 async def test_concurrent_requests_share_one_refresh(harness: Harness) -> None:
-    """Refreshing twice with one refresh token would be reuse and end the session, so
-    requests that find the token expiring together wait for one refresh."""
+    """Refreshing twice with one refresh token is reuse past the server's reuse
+    interval, and ends the session, so requests that find the token expiring together
+    wait for one refresh."""
     await harness.create_user("alice", USER_PASSWORD)
     client, transport = v12_client(
         harness,
@@ -202,12 +206,14 @@ async def test_a_stored_refresh_token_resumes_the_session_and_ends_with_it(
 
 
 async def test_change_password_through_v12(harness: Harness) -> None:
-    """change_password: a wrong current password is a 401; the new one logs in."""
+    """change_password: a wrong current password is a 400 (ValidationError; a 401 would
+    make the client refresh and send it again); the new one logs in."""
     await harness.create_user("alice", USER_PASSWORD)
-    client, _ = v12_client(harness, V12Credentials("alice", USER_PASSWORD))
+    client, transport = v12_client(harness, V12Credentials("alice", USER_PASSWORD))
     async with client:
-        with pytest.raises(AuthenticationError):
+        with pytest.raises(ValidationError, match="current password is incorrect"):
             await client.change_password("not-the-password", "a-brand-new-password-42")
+        assert transport.paths.count("/api/v1/auth/change-password") == 1
         await client.change_password(USER_PASSWORD, "a-brand-new-password-42")
     response = await harness.client.post(
         LOGIN, json={"login": "alice", "password": "a-brand-new-password-42"}

@@ -79,7 +79,7 @@ def test_v12_flow_with_the_blocking_client(
 
 def test_threads_share_one_refresh(authgate_server: AuthgateServer, fresh_user: str) -> None:
     """Threads that find the token old together refresh once (a second refresh with the
-    same token would be reuse, and end the session)."""
+    same token is reuse past the server's reuse interval, and ends the session)."""
     clock = Clock()
     pairs: list[TokenPair] = []
     config = ClientConfig(authgate_server.url, V12Credentials(fresh_user, USER_PASSWORD))

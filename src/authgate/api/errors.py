@@ -36,10 +36,10 @@ from authgate.exceptions import (
     Conflict,
     CredentialsMissing,
     FieldError,
-    HashingOverloaded,
     NotFound,
     PermissionDenied,
     Throttled,
+    Unavailable,
     ValidationFailed,
 )
 from authgate.storage.db import is_unavailable
@@ -100,7 +100,7 @@ def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 def status_of(error: AuthgateError) -> int:
-    if isinstance(error, HashingOverloaded):
+    if isinstance(error, Unavailable):
         return 503
     if isinstance(error, ClientBlocked):
         return 423
@@ -231,7 +231,7 @@ def authentication_headers(error: AuthgateError) -> dict[str, str]:
         )
     elif isinstance(error, PermissionDenied):
         headers["WWW-Authenticate"] = f'{REALM}, error="insufficient_scope"'
-    if isinstance(error, Throttled | HashingOverloaded):
+    if isinstance(error, Throttled | Unavailable):
         headers["Retry-After"] = str(error.retry_after)
     return headers
 

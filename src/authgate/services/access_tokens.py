@@ -63,6 +63,9 @@ class TokenConfig(BaseModel):
     audience: str = "authgate"
     ttl_seconds: int = Field(default=3600, ge=60, le=30 * 86400)
     remember_me_ttl_seconds: int = Field(default=7 * 86400, ge=60, le=365 * 86400)
+    # A v12 refresh token exchanged less than this ago may be exchanged again (another
+    # tab refreshing with it) without being taken for a stolen one; 0: never.
+    refresh_reuse_interval_seconds: int = Field(default=30, ge=0, le=300)
     leeway_seconds: int = Field(default=30, ge=0, le=300)
     query_param: bool = Field(
         default=False,
@@ -77,6 +80,10 @@ class TokenConfig(BaseModel):
     @property
     def remember_me_ttl(self) -> timedelta:
         return timedelta(seconds=self.remember_me_ttl_seconds)
+
+    @property
+    def refresh_reuse_interval(self) -> timedelta:
+        return timedelta(seconds=self.refresh_reuse_interval_seconds)
 
     @property
     def leeway(self) -> timedelta:

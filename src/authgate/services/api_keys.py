@@ -327,10 +327,11 @@ class ApiKeyService:
 
     async def revoke(
         self, viewer: Principal | None, ref: KeyRef, *, own_only: bool = False
-    ) -> None:
-        """Revoke at once (every worker and node within a second). Idempotent. Anyone's
-        key with ``api_keys.write`` unless ``own_only`` (v12's ``DELETE /api-keys/{id}``
-        revokes the caller's keys only)."""
+    ) -> bool:
+        """Revoke at once (every worker and node within a second). Idempotent: whether
+        this call revoked it (False: it was revoked already). Anyone's key with
+        ``api_keys.write`` unless ``own_only`` (v12's ``DELETE /api-keys/{id}`` revokes the
+        caller's keys only)."""
         others = None if own_only else OTHERS_TO_REVOKE
         now = self._clock()
         async with self._feed.unit_of_work() as work:
@@ -344,6 +345,7 @@ class ApiKeyService:
                 work.publish(Change(ChangeKind.API_KEY_CHANGED, key.key_id))
         if newly_revoked:
             self._audited(EventType.API_KEY_REVOKED, key)
+        return newly_revoked
 
     async def resume(self, viewer: Principal | None, ref: KeyRef) -> ApiKeyView:
         """Re-enable a key suspended when its owner was deactivated (the owner or an

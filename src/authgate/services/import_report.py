@@ -141,6 +141,18 @@ def switch_settings(switch: TfaSwitch) -> dict[str, str] | None:
     return {"AUTHGATE_TFA_REQUIRED": "all", "AUTHGATE_TFA_UNENROLLED": "enrol"}
 
 
+# UTMStack v12's UI signs in at /api/v1/auth/login, which cannot take a user through
+# enrolment (v12 has none at login): AUTHGATE_TFA_UNENROLLED=enrol refuses such a user.
+V12_UI_NOTICE = (
+    "a site that uses UTMStack v12's UI cannot enrol users at login (v12's UI has no "
+    "forced enrolment: /api/v1/auth/login answers 403 to a user without a factor, which "
+    'v12\'s UI shows as "account deactivated"): there set AUTHGATE_TFA_UNENROLLED=email '
+    "instead (a code mailed at each login, which v12's login page asks for; needs an SMTP "
+    "server, AUTHGATE_ALERT_SMTP_HOST), or AUTHGATE_TFA_REQUIRED=none (as v12 itself, "
+    "which asks only users who enrolled a factor)"
+)
+
+
 def switch_notice(
     switch: TfaSwitch, *, required: str | None = None, unenrolled: str | None = None
 ) -> str:
@@ -176,13 +188,13 @@ def switch_notice(
             "the default)"
         )
     current = {"AUTHGATE_TFA_REQUIRED": required, "AUTHGATE_TFA_UNENROLLED": unenrolled}
-    if required is None:
-        return text
-    differs = [
-        f"{name}={current[name]}"
-        for name, value in wanted.items()
-        if current.get(name) is not None and current[name] != value
-    ]
-    if not differs:
-        return text + "; authgate is set so"
-    return text + "; authgate now has " + ", ".join(differs)
+    if required is not None:
+        differs = [
+            f"{name}={current[name]}"
+            for name, value in wanted.items()
+            if current.get(name) is not None and current[name] != value
+        ]
+        text += "; authgate now has " + ", ".join(differs) if differs else "; authgate is set so"
+    if wanted.get("AUTHGATE_TFA_UNENROLLED") == "enrol":
+        text += "; but " + V12_UI_NOTICE
+    return text

@@ -38,6 +38,7 @@ from authgate.exceptions import (
     SecondFactorFailed,
     SecondFactorLocked,
     Throttled,
+    Unavailable,
     ValidationFailed,
 )
 from authgate.reasons import Reason
@@ -122,6 +123,10 @@ LOCK_SECONDS: Final = 600
 RESEND_COOLDOWN_SECONDS: Final = 28
 # An enrolment not completed within this time must start again.
 ENROLMENT_SECONDS: Final = 600
+# Retry-After of a code that could not be mailed: a hint (the next login tries at once).
+CODE_NOT_SENT_RETRY_SECONDS: Final = 30
+# UTMStack v12's ErrTfaMailUnavailable: the administrator learns where the fix is.
+NO_MAIL_SERVER: Final = "the second factor is sent by email, and no mail server is configured"
 
 RECOVERY: Final = "recovery"
 EMAIL_LOGIN: Final = "email_login"
@@ -148,6 +153,16 @@ def parse_method(value: object, *, field: str = "method") -> Method:
     raise ValidationFailed(message, field_errors=[FieldError(field, message)])
 
 
+class CodeNotSent(Unavailable):
+    """A login's code could not be e-mailed (no SMTP server, or it failed). UTMStack
+    v12's login answers 503 there (``ErrTfaMailUnavailable``): its code page has no
+    "send again", and the user would wait for a code that never comes. The v10/v11 login
+    goes on (a recovery code works, and ``GET /api/tfa/refresh`` sends again)."""
+
+    code = "mail_not_sent"
+    message = "the second factor is sent by email, and the code could not be sent; try again later"
+
+
 @dataclass(frozen=True, slots=True)
 class SecondFactorState:
     method: Method | None
@@ -170,8 +185,9 @@ class ImportedFactor:
 
 @dataclass(frozen=True, slots=True)
 class Enrolment:
-    """A started enrolment. For TOTP: the secret and its ``otpauth://`` URI (shown as a
-    QR code); for e-mail: where the code went."""
+    """A started enrolment, to be verified within ``expires_in_seconds``. For TOTP: the
+    secret and its ``otpauth://`` URI (shown as a QR code); for e-mail: where the code
+    went (it works for ``EMAIL_CODE_SECONDS``)."""
 
     method: Method
     expires_in_seconds: int
@@ -295,7 +311,9 @@ class SecondFactorService:
             row.updated_at = now
         if method == "EMAIL":
             await self._send_or_refuse(user, EMAIL_SETUP, subject="Confirm your sign-in codes")
-            return Enrolment(method, EMAIL_CHALLENGE_SECONDS, email=user.email)
+            # The code's own lifetime (UTMStack v11's init says 300 too), not the 120 s
+            # a login's code page counts down before offering another code.
+            return Enrolment(method, EMAIL_CODE_SECONDS, email=user.email)
         assert secret is not None
         uri = provisioning_uri(secret, login=user.login, issuer=self._issuer)
         return Enrolment(method, ENROLMENT_SECONDS, secret=secret, uri=uri)
@@ -409,7 +427,7 @@ class SecondFactorService:
         """The method the user must now prove; for e-mail, a fresh code is sent, unless
         one sent within the resend cooldown still works: each correct password would
         otherwise mail a code (a flood of mail for the user) and replace the one the
-        user is typing."""
+        user is typing. Raises ``CodeNotSent`` when the code could not be mailed."""
         method = await self.login_method(user)
         if method == "EMAIL":
             now = self._clock()
@@ -422,8 +440,11 @@ class SecondFactorService:
             try:
                 await self._send_code(user, EMAIL_LOGIN, subject="Your sign-in code")
             except MailNotSent as error:
-                # The login goes on: a recovery code works, and "send a new code" retries.
                 log.warning("could not send a second-factor code: %s", error)
+                message = None if self._mailer.configured else NO_MAIL_SERVER
+                raise CodeNotSent(
+                    message, retry_after=CODE_NOT_SENT_RETRY_SECONDS, reason=Reason.MAIL_NOT_SENT
+                ) from None
         return method
 
     async def resend(self, user: UserView) -> Method | None:

@@ -10,6 +10,20 @@ one is kept, marked rotated, so that presenting it again is recognised as reuse 
 stolen token used by the thief or by the victim, whoever comes second): the whole
 session is revoked and the event audited. v12 only answered 401 there.
 
+Except within the reuse interval (``AUTHGATE_REFRESH_REUSE_INTERVAL_SECONDS``, 30 s, as
+Auth0's): v12's web client keeps its tokens in localStorage, shared by every tab, and
+makes one tab's refreshes one, not several tabs', so two tabs refresh with the same
+token at once. A token exchanged less than the interval ago is exchanged again, for a
+new pair of the same session as it is now (the user and the second factor checked as
+for any refresh), and the session has one more live refresh token. Which stay live:
+the next exchange of a live token retires every other live token of its session (they
+count as exchanged from then: presented within the interval they are exchanged, after
+it they are reuse), so a session has one live token and those handed out within the
+interval since, at most ``MAX_LIVE_REFRESH_TOKENS``; one more exchange in the interval
+is reuse. The refreshes of one session take turns (its row is locked), so racing
+requests are judged one after the other; a session ended (logout, a password change,
+deactivation, ...) refuses every token, as before.
+
 A session also ends when the user is deactivated or their tokens are revoked ("log out
 everywhere", a password change): a refresh then fails, because the session started
 before ``tokens_valid_after``.
@@ -43,13 +57,17 @@ from authgate.services.accounts import AccountService
 from authgate.services.audit.events import Actor, EventType
 from authgate.services.audit.writer import AuditLog
 from authgate.services.changes import ChangeFeed, UnitOfWork
-from authgate.services.ports import Database
+from authgate.services.ports import Database, SessionRepo
 from authgate.services.second_factor import Method, SecondFactorService
 from authgate.services.user_fields import UserView
-from authgate.storage.models import Session, User
+from authgate.storage.models import RefreshToken, Session, User
 
 # Longer refresh tokens are refused before hashing (ours are 43 characters).
 MAX_REFRESH_TOKEN_LENGTH = 128
+# Live (not yet exchanged) refresh tokens a session may have: the newest and those given
+# to exchanges within the reuse interval (a browser's tabs). Beyond it, an exchange in the
+# interval is taken for reuse: so many at once is a replay, not tabs.
+MAX_LIVE_REFRESH_TOKENS = 16
 # Housekeeping deletes ended sessions this many per transaction, so that a backlog
 # (after a long outage, or mass revocation) never holds one long write lock.
 PURGE_BATCH = 500
@@ -143,6 +161,7 @@ class SessionService:
         audit: AuditLog,
         clock: Clock,
         refresh_ttl: timedelta,
+        reuse_interval: timedelta = timedelta(0),
         max_sessions: int = 10,
     ) -> None:
         self._db = db
@@ -153,6 +172,7 @@ class SessionService:
         self._audit = audit
         self._clock = clock
         self._refresh_ttl = refresh_ttl
+        self._reuse_interval = reuse_interval
         self._max_sessions = max_sessions
 
     async def login(
@@ -160,7 +180,8 @@ class SessionService:
     ) -> TokenPair | SecondStep:
         """Check the password like every login (throttles, audit) and start a session,
         or, for a user with a second factor, answer the second step (an e-mail code is
-        sent as the v10/v11 login sends it)."""
+        sent as the v10/v11 login sends it; ``CodeNotSent``, 503, when it cannot be:
+        v12's code page cannot ask for another)."""
         try:
             user = await self._accounts.authenticate(login, password)
         except BadCredentials as failure:
@@ -245,8 +266,8 @@ class SessionService:
     async def refresh(self, refresh_token: str) -> TokenPair:
         """Exchange a refresh token for a new pair. Raises ``RefreshTokenInvalid`` (401),
         also for a session that did not pass a second factor enabled since (the session
-        ends); on reuse of a rotated token the whole session is revoked first (and
-        audited)."""
+        ends); on reuse of a rotated token (past the reuse interval) the whole session is
+        revoked first (and audited)."""
         if not refresh_token or len(refresh_token) > MAX_REFRESH_TOKEN_LENGTH:
             raise RefreshTokenInvalid(reason=Reason.MALFORMED_REFRESH_TOKEN)
         token_hash = refresh_token_hash(refresh_token)
@@ -255,19 +276,16 @@ class SessionService:
         refused: Reason | None = None
         async with self._feed.unit_of_work() as work:
             sessions = self._db.user_sessions(work.session)
-            stored = await sessions.token(token_hash)
-            session = await sessions.get(stored.session_id) if stored is not None else None
-            if stored is None or session is None:
+            found = await sessions.locked_token(token_hash)
+            if found is None:
                 raise RefreshTokenInvalid(reason=Reason.UNKNOWN_REFRESH_TOKEN)
+            stored, session = found
             user = await sessions.user(session.user_id)
             if session.revoked_at is not None or session.expires_at <= now:
                 raise RefreshTokenInvalid(reason=Reason.SESSION_ENDED)
-            refused = ended_by_account(user, session)
-            if refused is None and (
-                stored.rotated_at is not None
-                or not await sessions.mark_rotated(token_hash, now=now)
-            ):
-                refused = Reason.REFRESH_TOKEN_REUSED
+            refused = ended_by_account(user, session) or await self._exchange(
+                sessions, stored, now=now
+            )
             if refused is not None:
                 await self._revoke(work, session.user_id, [session], reason=refused)
             else:
@@ -307,6 +325,26 @@ class SessionService:
             refresh_expires_at=session.expires_at,
             user=view,
         )
+
+    async def _exchange(
+        self, sessions: SessionRepo, stored: RefreshToken, *, now: datetime
+    ) -> Reason | None:
+        """Exchange ``stored``, its session locked: ``None`` when it may be, else why not.
+        A live token retires itself and every other live token of its session; one
+        exchanged less than the reuse interval ago (another tab refreshing with it) is
+        exchanged again while the session has fewer than ``MAX_LIVE_REFRESH_TOKENS``
+        live ones; anything else is reuse."""
+        if stored.rotated_at is None:
+            await sessions.retire_live(stored.session_id, now=now)
+            return None
+        # ``now`` may be before ``rotated_at``: read before this waited for that exchange.
+        if (
+            self._reuse_interval > timedelta(0)
+            and now - stored.rotated_at < self._reuse_interval
+            and await sessions.live_tokens(stored.session_id) < MAX_LIVE_REFRESH_TOKENS
+        ):
+            return None
+        return Reason.REFRESH_TOKEN_REUSED
 
     async def logout(self, refresh_token: str) -> None:
         """End the refresh token's session; nothing happens (and nothing is said) for an

@@ -12,6 +12,7 @@ here it is honoured only from the addresses of ``AUTHGATE_TFA_BYPASS_HEADER_ADDR
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -24,6 +25,7 @@ from authgate.services.accounts import AccountService
 from authgate.services.audit.events import Actor, EventType
 from authgate.services.audit.writer import AuditLog
 from authgate.services.second_factor import (
+    CodeNotSent,
     Method,
     SecondFactorService,
     challenge_seconds,
@@ -110,7 +112,10 @@ class SignIn:
         if method is None and not must_enrol:
             return self._full(user, remember_me=remember_me, second_factor=False, method=None)
         if method is not None:
-            await self._second_factor.begin_login(user)
+            # The login goes on if the code could not be mailed: a recovery code works,
+            # and "send a new code" (GET /api/tfa/refresh) tries again.
+            with contextlib.suppress(CodeNotSent):
+                await self._second_factor.begin_login(user)
         pending = self._tokens.issue_pre_verification(user, remember_me=remember_me)
         return SignInResult.of(pending, user, method=method, authenticated=False)
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authgate.storage.models import RefreshToken, Session, User
+from authgate.storage.row_locks import lock_row
 
 
 class SessionRepository:
@@ -28,15 +29,36 @@ class SessionRepository:
     async def token(self, token_hash: str) -> RefreshToken | None:
         return await self._session.get(RefreshToken, token_hash)
 
-    async def mark_rotated(self, token_hash: str, *, now: datetime) -> bool:
-        """Mark a token exchanged, unless it already was: ``False`` means another request
-        exchanged it first (two refreshes racing with one token is reuse too)."""
-        result = await self._session.execute(
+    async def locked_token(self, token_hash: str) -> tuple[RefreshToken, Session] | None:
+        """The refresh token and its session, both read anew with the session's row locked
+        until the transaction ends (None when either is gone): the refreshes of one
+        session take turns, and each sees what the one before it committed (which of its
+        tokens were exchanged, and when)."""
+        token = await self._session.get(RefreshToken, token_hash)
+        if token is None:
+            return None
+        session = await lock_row(self._session, Session, Session.id == token.session_id)
+        if session is None:
+            return None
+        token = await self._session.get(RefreshToken, token_hash, populate_existing=True)
+        return (token, session) if token is not None else None
+
+    async def retire_live(self, session_id: str, *, now: datetime) -> None:
+        """Mark every refresh token of the session not yet exchanged as exchanged now."""
+        await self._session.execute(
             update(RefreshToken)
-            .where(RefreshToken.token_hash == token_hash, RefreshToken.rotated_at.is_(None))
+            .where(RefreshToken.session_id == session_id, RefreshToken.rotated_at.is_(None))
             .values(rotated_at=now)
         )
-        return int(getattr(result, "rowcount", 0) or 0) == 1
+
+    async def live_tokens(self, session_id: str) -> int:
+        """How many refresh tokens of the session were not exchanged yet."""
+        count = await self._session.scalar(
+            select(func.count())
+            .select_from(RefreshToken)
+            .where(RefreshToken.session_id == session_id, RefreshToken.rotated_at.is_(None))
+        )
+        return int(count or 0)
 
     async def live(self, user_id: int, *, now: datetime) -> Sequence[Session]:
         """The user's sessions that are neither revoked nor expired, oldest first."""

@@ -45,6 +45,7 @@ REASON_TEXT: Final[dict[Reason, str]] = {
     Reason.TOO_MANY_ATTEMPTS: "Too many attempts",
     Reason.CLIENT_BLOCKED: "This address is blocked",
     Reason.OVERLOADED: "Too many sign-ins being checked at once",
+    Reason.UNAVAILABLE: "Temporarily unavailable",
     Reason.INVALID_REFRESH_TOKEN: "An invalid refresh token",
     Reason.RESET_KEY_INVALID: "An invalid password reset link",
     Reason.RESET_KEY_EXPIRED: "An expired password reset link",

@@ -33,11 +33,11 @@ from authgate.api.errors import status_of, validation_status
 from authgate.api.routing import AuthgateRoute
 from authgate.exceptions import (
     AuthgateError,
-    HashingOverloaded,
     NotFound,
     PermissionDenied,
     SessionRequired,
     Throttled,
+    Unavailable,
     ValidationFailed,
 )
 from authgate.reasons import Reason
@@ -172,7 +172,7 @@ def refused(response: ResponseT, error: AuthgateError) -> ResponseT:
     (one mapping, ``status_of``: a blocked address is 423, a throttle 429) and, when
     waiting helps, ``Retry-After``."""
     response.status_code = status_of(error)
-    if isinstance(error, Throttled | HashingOverloaded):
+    if isinstance(error, Throttled | Unavailable):
         response.headers["Retry-After"] = str(error.retry_after)
     return response
 

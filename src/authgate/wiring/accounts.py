@@ -103,6 +103,7 @@ def build_sessions(
             audit=infra.audit,
             clock=clock,
             refresh_ttl=settings.tokens.remember_me_ttl,
+            reuse_interval=settings.tokens.refresh_reuse_interval,
         ),
         sign_in=SignIn(
             tokens=tokens.tokens,

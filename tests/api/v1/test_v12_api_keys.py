@@ -140,6 +140,37 @@ async def test_get_put_delete_one_key(harness: Harness) -> None:
     assert (await harness.client.get("/api/v1/auth/me", headers=key_header(key))).status_code == 401
 
 
+async def test_a_deleted_key_is_not_found(harness: Harness) -> None:
+    """usecase/api_key.go Delete removes the key's row: afterwards GET, PUT, generate and
+    DELETE of its id are 404 and the list leaves it out (the review: 200, 204 and 409
+    "The API key is revoked.", which v12's key page shows as "name already taken"); its
+    name is free again. The v10/v11 routes keep showing the revoked key (409 to a
+    change), and a key revoked there is not found here either."""
+    token = await alice(harness)
+    created = await create(harness, token)
+    url = f"{V12_KEYS}/{created['id']}"
+    deleted = await harness.client.delete(url, headers=bearer(token))
+    assert deleted.status_code == 204
+    for method, path, json in (
+        ("GET", url, None),
+        ("PUT", url, body(harness, "renamed")),
+        ("POST", f"{url}/generate", None),
+        ("DELETE", url, None),
+    ):
+        gone = await harness.client.request(method, path, json=json, headers=bearer(token))
+        assert (gone.status_code, gone.json()) == (404, {"error": "API key not found"}), method
+    listed = await harness.client.get(V12_KEYS, headers=bearer(token))
+    assert listed.json()["data"] == []
+    assert (await harness.client.get(f"{KEYS}/{created['id']}", headers=bearer(token))).is_success
+    kept = await harness.client.post(f"{KEYS}/{created['id']}/generate", headers=bearer(token))
+    assert kept.status_code == 409
+    again = await create(harness, token)
+    revoked = await harness.client.delete(f"{KEYS}/{again['id']}", headers=bearer(token))
+    assert revoked.status_code == 204
+    other = await harness.client.get(f"{V12_KEYS}/{again['id']}", headers=bearer(token))
+    assert other.status_code == 404
+
+
 async def test_errors_are_v12_json(harness: Harness) -> None:
     """v12's errors are ``{"error": "<message>"}``: 409 for a duplicate name, 400 for an
     invalid body, 404 for an unknown id, 401 without credentials."""

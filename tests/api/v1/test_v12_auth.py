@@ -15,6 +15,7 @@ import jwt
 from authgate.storage.audit_repository import AuditFilter
 from authgate.storage.paging import PageRequest
 from tests.api.test_second_factor import enrol_totp
+from tests.api.v1.v12_ui import ui_request
 from tests.conftest import USER_PASSWORD, Harness, bearer
 
 NEW_PASSWORD = "a-brand-new-password"
@@ -171,13 +172,16 @@ async def test_refresh_refuses_unknown_and_expired_tokens(harness: Harness) -> N
 async def test_attack_reused_refresh_token_revokes_the_whole_family(harness: Harness) -> None:
     """Attack: a stolen refresh token is used after its owner already rotated it. The
     reuse is refused, the whole session (the thief's and the victim's newest tokens,
-    refresh and access) is revoked, and the event is audited. v12 only answered 401."""
+    refresh and access) is revoked, and the event is audited. v12 only answered 401.
+    (Within the reuse interval it would be taken for another tab's refresh:
+    ``test_v12_refresh_reuse.py``.)"""
     await harness.create_user("alice", USER_PASSWORD)
     stolen = await _login(harness)
     rotated = await harness.client.post(
         "/api/v1/auth/refresh", json={"refresh_token": stolen["refresh_token"]}
     )
     newest = rotated.json()
+    harness.clock.advance(seconds=harness.services.settings.tokens.refresh_reuse_interval_seconds)
     reuse = await harness.client.post(
         "/api/v1/auth/refresh", json={"refresh_token": stolen["refresh_token"]}
     )
@@ -287,9 +291,24 @@ async def test_update_me(harness: Harness) -> None:
     assert list(taken.json()) == ["error"]
 
 
+async def test_update_me_leaves_empty_fields_as_they_are(harness: Harness) -> None:
+    """usecase/auth.go UpdateMe sets only the fields that are not ``""`` (dto/auth.go:
+    omitempty): an empty name, e-mail or language changes nothing (the review: an empty
+    name erased it, an empty e-mail was 400)."""
+    await harness.create_user("alice", USER_PASSWORD, first_name="Alice", last_name="Liddell")
+    token = (await _login(harness))["access_token"]
+    before = (await harness.client.get("/api/v1/auth/me", headers=bearer(token))).json()
+    unchanged = await harness.client.put(
+        "/api/v1/auth/me", json={"name": "", "email": "", "lang_key": ""}, headers=bearer(token)
+    )
+    assert unchanged.status_code == 200, unchanged.text
+    assert unchanged.json() == before
+    assert (before["name"], before["email"]) == ("Alice Liddell", "alice@example.com")
+
+
 async def test_change_password(harness: Harness) -> None:
-    """handler/auth.go ChangePassword: 204; 401 for a wrong current password; the new
-    password logs in and the old sessions end."""
+    """handler/auth.go ChangePassword: 204; a wrong current password is 400 (v12: 401,
+    see below); the new password logs in and the old sessions end."""
     await harness.create_user("alice", USER_PASSWORD)
     body = await _login(harness)
     headers = bearer(body["access_token"])
@@ -298,8 +317,8 @@ async def test_change_password(harness: Harness) -> None:
         json={"current_password": "not-the-password-1", "new_password": NEW_PASSWORD},
         headers=headers,
     )
-    assert wrong.status_code == 401
-    assert list(wrong.json()) == ["error"]
+    assert wrong.status_code == 400
+    assert wrong.json() == {"error": "current password is incorrect"}
     harness.clock.advance(seconds=1)
     done = await harness.client.post(
         "/api/v1/auth/change-password",
@@ -316,6 +335,24 @@ async def test_change_password(harness: Harness) -> None:
         "/api/v1/auth/login", json={"login": "alice", "password": NEW_PASSWORD}
     )
     assert relogin.status_code == 200
+
+
+async def test_a_wrong_current_password_counts_once_from_v12s_ui(harness: Harness) -> None:
+    """A wrong current password is 400 in v12's words, not v12's 401: v12's client
+    answers a 401 by refreshing and sending the request again, so each wrong password
+    typed counted twice against the login throttle (black-box review)."""
+    await harness.create_user("alice", USER_PASSWORD)
+    pair = await _login(harness)
+    body = {"current_password": "not-the-password-1", "new_password": NEW_PASSWORD}
+    for _ in range(3):
+        wrong = await ui_request(harness, "POST", "/api/v1/auth/change-password", pair, json=body)
+        assert wrong.status_code == 400
+        assert wrong.json() == {"error": "current password is incorrect"}
+    await harness.services.audit.flush()
+    failures = await harness.services.audit.search(
+        AuditFilter(event_types=("PASSWORD_CHANGED",)), PageRequest(size=10)
+    )
+    assert [entry.reason for entry in failures.items] == ["wrong_current_password"] * 3
 
 
 async def test_change_password_keeps_the_access_token_used(harness: Harness) -> None:
@@ -427,6 +464,22 @@ async def test_attack_revoking_another_users_session_is_404(harness: Harness) ->
     assert list(attempt.json()) == ["error"]
     still = await harness.client.get("/api/v1/auth/me", headers=bearer(alice["access_token"]))
     assert still.status_code == 200
+
+
+async def test_a_session_id_that_is_no_uuid_is_400(harness: Harness) -> None:
+    """handler/auth.go RevokeSession parses the id first (uuid.Parse): 400 "invalid
+    session id" for text that is none (404 before, as for a session not found); the
+    forms uuid.Parse reads name the session (here the caller's own, in braces)."""
+    await harness.create_user("alice", USER_PASSWORD)
+    body = await _login(harness)
+    headers = bearer(body["access_token"])
+    for text in ("not-a-uuid", "12345"):
+        bad = await harness.client.delete(f"/api/v1/auth/sessions/{text}", headers=headers)
+        assert (bad.status_code, bad.json()) == (400, {"error": "invalid session id"}), text
+    own = (await harness.client.get("/api/v1/auth/sessions", headers=headers)).json()[0]["id"]
+    ended = await harness.client.delete(f"/api/v1/auth/sessions/{{{own.upper()}}}", headers=headers)
+    assert ended.status_code == 204
+    assert (await harness.client.get("/api/v1/auth/me", headers=headers)).status_code == 401
 
 
 async def test_sessions_per_user_are_capped(harness: Harness) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import re
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -25,6 +26,7 @@ from authgate.storage.audit_repository import AuditFilter
 from authgate.storage.models import OneTimeCode, SecondFactor, User
 from authgate.storage.paging import PageRequest
 from tests.api.test_second_factor import harness_with
+from tests.api.v1.v12_ui import ui_request
 from tests.conftest import ADMIN_PASSWORD, USER_PASSWORD, Harness, bearer
 from tests.mail import MailRecorder, running_smtp_server, smtp_settings
 
@@ -412,8 +414,9 @@ async def test_enroll_init_answers_the_qr_code_and_the_uri(harness: Harness) -> 
 
 async def test_enrolment_errors_are_v12s(harness: Harness) -> None:
     """usecase/tfa.go: VERIFY before INIT is 404 "tfa factor not found"
-    (verifyEnrollment), a wrong code 401 "invalid tfa code" (handler/tfa.go writeErr),
-    and COMPLETE before VERIFY only reports that no factor is in force (200)."""
+    (verifyEnrollment), a wrong code 400 "invalid tfa code" (handler/tfa.go writeErr
+    answers 401: see the next test), and COMPLETE before VERIFY only reports that no
+    factor is in force (200)."""
     await harness.create_user("alice")
     token = bearer((await v12_login(harness))["access_token"])
     early = await harness.client.post(
@@ -433,7 +436,7 @@ async def test_enrolment_errors_are_v12s(harness: Harness) -> None:
         json={"stage": "VERIFY", "type": "totp", "code": not_the_code(totp_now(harness, secret))},
         headers=token,
     )
-    assert wrong.status_code == 401
+    assert wrong.status_code == 400
     assert wrong.json() == {"error": "invalid tfa code"}
     assert await _events(harness, "TFA_FAILURE") == [("failure", "wrong_enrolment_code")]
     # The refusals changed nothing: the enrolment goes on.
@@ -446,6 +449,25 @@ async def test_enrolment_errors_are_v12s(harness: Harness) -> None:
         headers=token,
     )
     assert right.json() == {"stage": "VERIFY", "verified": True}
+
+
+async def test_wrong_enrolment_codes_count_once_from_v12s_ui(harness: Harness) -> None:
+    """A wrong code at VERIFY is 400, not v12's 401: v12's client answers a 401 by
+    refreshing and sending the request again, so each wrong code typed counted twice
+    and the third locked the second step (429; black-box review). Typed three times it
+    is refused three times, and the right code still verifies."""
+    await harness.create_user("alice")
+    pair = await v12_login(harness)
+    init = await ui_request(harness, "POST", ENROLL, pair, json={"stage": "INIT", "type": "totp"})
+    secret = parse_qs(urlparse(init.json()["init"]["otp_auth_url"]).query)["secret"][0]
+    wrong = {"stage": "VERIFY", "type": "totp", "code": not_the_code(totp_now(harness, secret))}
+    for _ in range(3):
+        refused = await ui_request(harness, "POST", ENROLL, pair, json=wrong)
+        assert (refused.status_code, refused.json()) == (400, {"error": "invalid tfa code"})
+    assert len(await _events(harness, "TFA_FAILURE")) == 3
+    right = {"stage": "VERIFY", "type": "totp", "code": totp_now(harness, secret)}
+    verified = await ui_request(harness, "POST", ENROLL, pair, json=right)
+    assert verified.json() == {"stage": "VERIFY", "verified": True}
 
 
 async def test_init_of_the_enrolled_method_is_400_from_any_session(harness: Harness) -> None:
@@ -647,6 +669,75 @@ async def test_email_factor_end_to_end_and_codes_stored_hashed(
             )
             assert response.status_code == 200, response.text
             assert response.json()["user"]["tfa_enabled"] is True
+
+
+async def _alice_with_email_codes(harness: Harness) -> None:
+    await harness.create_user("alice")
+    async with harness.services.db.transaction() as session:
+        alice = await session.scalar(select(User).where(User.login == "alice"))
+        assert alice is not None
+        await harness.services.second_factor.put_in_force(
+            session, alice, ImportedFactor("EMAIL", None)
+        )
+
+
+async def test_a_code_that_cannot_be_mailed_is_503(tmp_path: Path, database_url: str) -> None:
+    """handler/auth.go Login: ErrTfaMailUnavailable is 503. v12's code page takes six
+    digits and cannot ask for another code, so the 200 ``tfa_type: "email"`` authgate
+    answered with the SMTP server down left the user waiting for a code that never
+    came. The v10/v11 login goes on as before (a recovery code works, and
+    ``GET /api/tfa/refresh`` sends again)."""
+    closed = 18351  # this helper's port range; nothing listens there
+    async with harness_with(tmp_path, database_url, **smtp_settings(closed)) as harness:
+        await _alice_with_email_codes(harness)
+        refused = await harness.client.post(
+            LOGIN, json={"login": "alice", "password": USER_PASSWORD}
+        )
+        assert refused.status_code == 503
+        assert refused.json() == {
+            "error": "the second factor is sent by email, and the code could not be sent; "
+            "try again later"
+        }
+        assert refused.headers["Retry-After"] == "30"
+        v11 = await harness.client.post(
+            "/api/authenticate", json={"username": "alice", "password": USER_PASSWORD}
+        )
+        assert v11.status_code == 200, v11.text
+        assert (v11.json()["authenticated"], v11.json()["method"]) == (False, "EMAIL")
+
+
+async def test_without_a_mail_server_the_503_says_so(harness: Harness) -> None:
+    """v12's words when no SMTP server is configured at all: the fix is in the
+    configuration, not in the user's fingers (domain/errors.go)."""
+    await _alice_with_email_codes(harness)
+    refused = await harness.client.post(LOGIN, json={"login": "alice", "password": USER_PASSWORD})
+    assert refused.status_code == 503
+    assert refused.json() == {
+        "error": "the second factor is sent by email, and no mail server is configured"
+    }
+
+
+async def test_an_email_enrolment_code_works_until_the_expiry_init_gives(
+    tmp_path: Path, database_url: str
+) -> None:
+    """INIT of e-mail codes answers the code's true lifetime as ``expires_at`` (now +
+    300 s; it said now + 120 s), and the code still verifies just before it."""
+    with running_smtp_server() as (recorder, port):
+        async with harness_with(tmp_path, database_url, **smtp_settings(port)) as harness:
+            await harness.create_user("alice")
+            token = bearer((await v12_login(harness))["access_token"])
+            init = await harness.client.post(
+                ENROLL, json={"stage": "INIT", "type": "email"}, headers=token
+            )
+            expires_at = datetime.fromisoformat(init.json()["init"]["expires_at"])
+            assert expires_at == harness.clock() + timedelta(seconds=300)
+            harness.clock.advance(seconds=299)
+            verify = await harness.client.post(
+                ENROLL,
+                json={"stage": "VERIFY", "type": "email", "code": _last_code(recorder)},
+                headers=token,
+            )
+            assert verify.json() == {"stage": "VERIFY", "verified": True}
 
 
 async def test_totp_secrets_at_rest_are_aes_gcm_with_a_random_nonce(harness: Harness) -> None:

@@ -5,10 +5,17 @@ Follows UTMStack v12's ``backend/modules/iam`` (routes.go, dto/api_key.go,
 handler/api_key.go, usecase/api_key.go). As in v12,
 creating a key does not show it: ``POST /api-keys/{id}/generate`` does (a secret is made
 at creation all the same, nobody ever sees it, and ``generate`` replaces it).
+
+v12's delete removes the key's row; authgate keeps a revoked key (the audit trail and
+usage log name it, ``/api/api-keys?includeRevoked`` lists it). Here a revoked key is no
+key: 404 to GET, PUT, generate and DELETE, and left out of the list, as v12 answers for
+a deleted one (its key page shows any 409 as "name already taken").
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Annotated
 
@@ -22,6 +29,8 @@ from authgate.api.pagination import MAX_PAGE_SIZE
 from authgate.api.schemas import Instant, LenientBody
 from authgate.api.v1.paging import PageInfo
 from authgate.api.v1.paths import key_ref_of
+from authgate.exceptions import Conflict, NotFound
+from authgate.reasons import Reason
 from authgate.services.api_key_views import ApiKeyView, KeySpec
 from authgate.services.api_keys import NAME_MAX_LENGTH
 from authgate.storage.paging import PageRequest
@@ -91,6 +100,22 @@ class ApiKeyPage(BaseModel):
     page_info: PageInfo
 
 
+def _revoked() -> NotFound:
+    # The words of any key this caller cannot see: v12 has no revoked key to tell apart.
+    return NotFound("API key not found", reason=Reason.API_KEY_REVOKED)
+
+
+@contextmanager
+def _revoked_is_not_found() -> Iterator[None]:
+    """The service's 409 for a change to a revoked key, as the 404 v12 answers."""
+    try:
+        yield
+    except Conflict as refusal:
+        if refusal.reason is not Reason.API_KEY_REVOKED:
+            raise
+        raise _revoked() from None
+
+
 @router.post(
     "",
     summary="Create an API key (without showing it: generate it next)",
@@ -132,6 +157,8 @@ async def get_api_key(key_id: KeyIdPath, request: Request) -> ApiKeyResponse:
     view = await services_of(request).api_keys.get(
         principal_of(request), key_ref_of(key_id), own_only=True
     )
+    if view.revoked_at is not None:
+        raise _revoked()
     return ApiKeyResponse.of(view)
 
 
@@ -144,9 +171,10 @@ async def get_api_key(key_id: KeyIdPath, request: Request) -> ApiKeyResponse:
 async def replace_api_key(
     key_id: KeyIdPath, body: ApiKeyRequest, request: Request
 ) -> ApiKeyResponse:
-    view = await services_of(request).api_keys.replace(
-        principal_of(request), key_ref_of(key_id), body.spec()
-    )
+    with _revoked_is_not_found():
+        view = await services_of(request).api_keys.replace(
+            principal_of(request), key_ref_of(key_id), body.spec()
+        )
     return ApiKeyResponse.of(view)
 
 
@@ -162,9 +190,10 @@ async def replace_api_key(
 @sets_credentials("generates an API key")
 async def generate_api_key(key_id: KeyIdPath, request: Request, response: Response) -> GeneratedKey:
     # v12's Generate keeps the key's lifetime (usecase/api_key.go).
-    plaintext = await services_of(request).api_keys.regenerate(
-        principal_of(request), key_ref_of(key_id), renew_lifetime=True
-    )
+    with _revoked_is_not_found():
+        plaintext = await services_of(request).api_keys.regenerate(
+            principal_of(request), key_ref_of(key_id), renew_lifetime=True
+        )
     response.headers["Cache-Control"] = "no-store"
     return GeneratedKey(api_key=plaintext)
 
@@ -179,7 +208,8 @@ async def generate_api_key(key_id: KeyIdPath, request: Request, response: Respon
 async def revoke_api_key(key_id: KeyIdPath, request: Request) -> Response:
     # The caller's own keys only, as v12's Delete (FindByIDAndUser) and the other v12 key
     # routes; revoking anyone's key, for api_keys.write, stays on /api/api-keys.
-    await services_of(request).api_keys.revoke(
+    if not await services_of(request).api_keys.revoke(
         principal_of(request), key_ref_of(key_id), own_only=True
-    )
+    ):
+        raise _revoked()  # revoked before: v12 deleted it, and answers 404
     return Response(status_code=204)

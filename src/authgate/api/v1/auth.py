@@ -24,7 +24,8 @@ from authgate.api.access import (
 )
 from authgate.api.errors import documented_v12
 from authgate.api.routing import AuthgateRoute
-from authgate.exceptions import BadCredentials, FieldError, ValidationFailed
+from authgate.api.v1.paths import parse_uuid
+from authgate.exceptions import FieldError, ValidationFailed
 from authgate.reasons import Reason
 from authgate.security.second_factor import normalized_recovery_code
 from authgate.services.audit.events import Actor, current_request
@@ -115,6 +116,9 @@ class VerifyCodeRequest(BaseModel):
 
 
 class UpdateMeRequest(BaseModel):
+    """v12's ``UpdateMeRequest``: a field left out, null or empty changes nothing
+    (usecase/auth.go UpdateMe sets only what is not ``""``)."""
+
     email: Annotated[str, Field(max_length=254)] | None = None
     name: Annotated[str, Field(max_length=101)] | None = None
     lang_key: Annotated[str, Field(max_length=10)] | None = None
@@ -161,7 +165,7 @@ async def _pair_response(request: Request, pair: TokenPair, response: Response) 
 @public_router.post(
     "/auth/login",
     summary="Log in: an access and a refresh token, or (a second factor) a pre-auth token",
-    responses=documented_v12(400, 401, 403, 413, 429),
+    responses=documented_v12(400, 401, 403, 413, 429, 503),
 )
 async def login(body: LoginRequest, request: Request, response: Response) -> LoginResponse:
     info = current_request.get()
@@ -288,12 +292,12 @@ async def authenticate(request: Request) -> PlainTextResponse:
 async def update_me(body: UpdateMeRequest, request: Request) -> UserResponse:
     principal = principal_of(request)
     first, last = None, None
-    if body.name is not None:
+    if body.name:
         first, _, rest = body.name.strip().partition(" ")
         last = rest.strip()
     services = services_of(request)
     changes = UserChanges(
-        email=body.email, first_name=first, last_name=last, lang_key=body.lang_key
+        email=body.email or None, first_name=first, last_name=last, lang_key=body.lang_key or None
     )
     # Reset links and e-mailed codes go to a new address: a credential, which a session
     # that skipped the user's second factor may not set (the account is read only then).
@@ -327,8 +331,11 @@ async def change_password(body: ChangePasswordRequest, request: Request) -> Resp
             keep_token_id=principal.credential_id,
         )
     except ValidationFailed as failure:
-        if failure.reason is Reason.WRONG_CURRENT_PASSWORD:  # v12: 401
-            raise BadCredentials(failure.message, reason=failure.reason) from None
+        # 400 in v12's words, where v12 answers 401: v12's client answers any 401 (but
+        # the login's and the refresh's) by refreshing and sending the request again,
+        # which would count each wrong password twice against the login throttle.
+        if failure.reason is Reason.WRONG_CURRENT_PASSWORD:
+            raise ValidationFailed("current password is incorrect", reason=failure.reason) from None
         raise
     return Response(status_code=204)
 
@@ -374,10 +381,12 @@ async def revoke_other_sessions(request: Request) -> Response:
     summary="Revoke one of the caller's sessions",
     status_code=204,
     response_class=Response,
-    responses=documented_v12(401, 403, 404),
+    responses=documented_v12(400, 401, 403, 404),
 )
 async def revoke_session(session_id: str, request: Request) -> Response:
     principal = principal_of(request)
+    # v12 parses the id first (uuid.Parse): text that is none is 400, not "not found".
+    session_id = str(parse_uuid(session_id, message="invalid session id"))
     # Any session may end itself, as logout does; ending another needs a session that
     # passed the second factor, as DELETE /auth/sessions does.
     if session_id != principal.session_id:

@@ -6,9 +6,12 @@ Follows v12's ``backend/modules/iam`` (routes.go, dto/auth.go, handler/auth.go) 
 enrolment (stored in ``second_factors.pending_*``), the same TOTP secrets (AES-GCM),
 hashed e-mail codes, recovery codes and failure counting as the v10/v11 routes. v12's
 enrolment stages map one to one onto v11's ``init``/``verify``/``complete``; the answers
-are v12's (usecase/tfa.go, handler/tfa.go): a wrong code is 401, VERIFY before INIT 404,
-COMPLETE before VERIFY only reports whether a factor is in force, and INIT of the method
-already enrolled is 400 (disable it first; the v11 routes may replace it).
+are v12's (usecase/tfa.go, handler/tfa.go): VERIFY before INIT 404, COMPLETE before
+VERIFY only reports whether a factor is in force, and INIT of the method already
+enrolled is 400 (disable it first; the v11 routes may replace it). A wrong code is 400
+``invalid tfa code``, where v12 answers 401: v12's client answers a 401 by refreshing
+and sending the request again, which counted each wrong code twice (the third typed
+locked the second step).
 """
 
 from __future__ import annotations
@@ -38,7 +41,6 @@ from authgate.exceptions import (
     Conflict,
     FieldError,
     NotFound,
-    SecondFactorFailed,
     ValidationFailed,
 )
 from authgate.reasons import Reason
@@ -121,8 +123,8 @@ async def enroll(body: EnrollRequest, request: Request) -> EnrollResponse:
             raise NotFound("tfa factor not found", reason=Reason.ENROLMENT_NOT_STARTED)
         if check.expired:
             raise NotFound("challenge has expired", reason=Reason.ENROLMENT_NOT_STARTED)
-        if not check.valid:  # counted like a failed login by verify_enrolment
-            raise SecondFactorFailed("invalid tfa code", reason=Reason.WRONG_ENROLMENT_CODE)
+        if not check.valid:  # counted like a failed login by verify_enrolment; 400: see above
+            raise ValidationFailed("invalid tfa code", reason=Reason.WRONG_ENROLMENT_CODE)
         return EnrollResponse(stage="VERIFY", verified=True)
     try:
         # This session proved the factor at VERIFY: it counts as having passed it.
