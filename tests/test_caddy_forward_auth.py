@@ -170,6 +170,25 @@ def test_a_websocket_upgrade_still_reaches_the_upstream(stack: Stack) -> None:
     assert headers["x-auth-user"] == "alice"
 
 
+def test_the_clients_own_request_description_never_reaches_the_upstream(stack: Stack) -> None:
+    """A client's X-Forwarded-Method/-Uri and X-Original-Method/-URI (the latter pair
+    agreeing with the request, so that authgate lets it through) are removed: an
+    upstream reading them would act on what the client wrote, not what was checked."""
+    key = stack.create_key("caddy-described", scopes=["read"])
+    described = {
+        "X-Forwarded-Method": "DELETE",
+        "X-Forwarded-Uri": "/public/x",
+        "X-Original-Method": "GET",
+        "X-Original-URI": "/api/orders",
+    }
+    response = stack.call(
+        "GET", "/api/orders", headers={"Authorization": f"Bearer {key}", **described}
+    )
+    assert response.status_code == 200, response.text
+    headers = response.json()["headers"]
+    assert not {name.lower() for name in described} & set(headers)
+
+
 def test_method_and_path_override_headers_never_reach_the_upstream(stack: Stack) -> None:
     """Frameworks that honour them would route another method or path than the one
     authgate checked (a read key's GET run as a DELETE)."""
@@ -282,6 +301,10 @@ def test_a_client_cannot_choose_the_checked_path(stack: Stack) -> None:
         ("POST", "/public/..;/api/orders", "ambiguous_upstream_path"),
         ("POST", "/api/Orders", "insufficient_scope"),
         ("GET", "/public/%2e%2e%2fadmin/x", "ambiguous_upstream_path"),
+        # Caddy passes a client's lower-case method on; Go upstreams take it for
+        # another method than GET (attack review).
+        ("get", "/api/orders", "ambiguous_upstream_request"),
+        ("delete", "/api/orders/1", "ambiguous_upstream_request"),
     ],
 )
 def test_every_spelling_of_a_protected_path_is_refused_through_caddy(
@@ -292,3 +315,19 @@ def test_every_spelling_of_a_protected_path_is_refused_through_caddy(
     assert response.status in (400, 403), response.body
     assert response.headers["x-auth-error"] == code
     assert '"headers"' not in response.body  # never the echo upstream's answer
+
+
+def test_a_method_override_in_the_query_is_held_to_the_rules_of_both_methods(
+    stack: Stack,
+) -> None:
+    """``POST /api/orders/1?_method=DELETE`` is a DELETE to Laravel: a key is let
+    through only if both methods are allowed (a read key's GET is no DELETE either)."""
+    reader = stack.create_key("caddy-query-override", scopes=["read"])
+    auth = {"Authorization": f"Bearer {reader}"}
+    assert stack.call("GET", "/api/orders?page=1", headers=auth).status_code == 200
+    refused = stack.call("GET", "/api/orders?_method=DELETE", headers=auth)
+    assert refused.status_code == 403
+    assert refused.headers["X-Auth-Error"] == "insufficient_scope"
+    invalid = stack.call("GET", "/api/orders?_method=", headers=auth)
+    assert invalid.status_code == 400
+    assert invalid.headers["X-Auth-Error"] == "ambiguous_upstream_request"

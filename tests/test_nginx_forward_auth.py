@@ -135,16 +135,58 @@ def test_forged_identity_spellings_and_connection_tokens_never_reach_the_upstrea
     assert environ["HTTP_X_AUTH_KEY_ID"] == key[4:16]
 
 
+def test_the_clients_own_request_description_never_reaches_the_upstream(stack: Stack) -> None:
+    """A client's X-Forwarded-Method/-Uri and X-Original-Method/-URI (the latter pair
+    agreeing with the request, so that authgate lets it through) are removed: an
+    upstream reading them would act on what the client wrote, not what was checked."""
+    key = stack.create_key("nginx-described", scopes=["read"])
+    described = {
+        "X-Forwarded-Method": "DELETE",
+        "X-Forwarded-Uri": "/public/x",
+        "X-Original-Method": "GET",
+        "X-Original-URI": "/api/orders",
+    }
+    response = stack.call(
+        "GET", "/api/orders", headers={"Authorization": f"Bearer {key}", **described}
+    )
+    assert response.status_code == 200, response.text
+    headers = response.json()["headers"]
+    assert not {name.lower() for name in described} & set(headers)
+
+
 def test_method_and_path_override_headers_never_reach_the_upstream(stack: Stack) -> None:
     """Frameworks that honour them would route another method or path than the one
-    authgate checked (a read key's GET run as a DELETE)."""
-    key = stack.create_key("nginx-override", scopes=["read"])
+    authgate checked (a read key's GET run as a DELETE). nginx passes them on to the
+    auth request, so authgate holds the request to the override's method as well: a
+    read key is refused, one that may also DELETE passes, without the headers."""
+    reader = stack.create_key("nginx-override", scopes=["read"])
     response = stack.call(
-        "GET", "/api/orders", headers={"Authorization": f"Bearer {key}", **OVERRIDES}
+        "GET", "/api/orders", headers={"Authorization": f"Bearer {reader}", **OVERRIDES}
+    )
+    assert response.status_code == 403, response.text
+    assert response.json() == {"status": 403, "code": "insufficient_scope"}
+    writer = stack.create_key("nginx-override-writer", scopes=["read", "write"])
+    response = stack.call(
+        "GET", "/api/orders", headers={"Authorization": f"Bearer {writer}", **OVERRIDES}
     )
     assert response.status_code == 200, response.text
     headers = response.json()["headers"]
     assert not {name.lower() for name in OVERRIDES} & set(headers)
+
+
+def test_a_method_override_in_the_query_is_held_to_the_rules_of_both_methods(
+    stack: Stack,
+) -> None:
+    """``POST /api/orders?_method=DELETE`` reaches the upstream as sent (Laravel would
+    run a DELETE): a key is let through only if both methods are allowed."""
+    reader = stack.create_key("nginx-query-override", scopes=["read"])
+    auth = {"Authorization": f"Bearer {reader}"}
+    assert stack.call("GET", "/api/orders?page=1", headers=auth).status_code == 200
+    refused = stack.call("GET", "/api/orders?_method=DELETE", headers=auth)
+    assert refused.status_code == 403
+    invalid = stack.call("GET", "/api/orders?_method=", headers=auth)
+    assert invalid.status_code == 400
+    assert invalid.json() == {"status": 400, "code": "ambiguous_upstream_request"}
 
 
 # -- refused -----------------------------------------------------------------------------------

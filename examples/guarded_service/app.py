@@ -84,5 +84,5 @@ def create_app(guard: Guard) -> FastAPI:
 
 def app_from_env() -> FastAPI:
     """The service configured by ``AUTHGATE_URL`` (and optional ``AUTHGATE_JWT_ISSUER``,
-    ``AUTHGATE_JWT_AUDIENCE``, ``AUTHGATE_TIMEOUT``)."""
+    ``AUTHGATE_JWT_AUDIENCE``, ``AUTHGATE_TIMEOUT``, ``AUTHGATE_LOCAL_JWT_MAX_AGE``)."""
     return create_app(Guard(GuardConfig.from_env(os.environ)))

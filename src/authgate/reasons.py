@@ -238,6 +238,8 @@ class Reason(StrEnum):
     FORWARD_AUTH_DENIED = "forward_auth_denied", _C.FORWARD_AUTH
     DUPLICATE_UPSTREAM_HEADER = "duplicate_upstream_header", _C.FORWARD_AUTH
     CONFLICTING_UPSTREAM_HEADER = "conflicting_upstream_header", _C.FORWARD_AUTH
+    METHOD_NOT_UPPER_CASE = "method_not_upper_case", _C.FORWARD_AUTH
+    INVALID_METHOD_OVERRIDE = "invalid_method_override", _C.FORWARD_AUTH
     PATH_TOO_LONG = "path_too_long", _C.FORWARD_AUTH
     PATH_FRAGMENT = "path_fragment", _C.FORWARD_AUTH
     PATH_ENCODED_SEPARATOR = "path_encoded_separator", _C.FORWARD_AUTH

@@ -564,7 +564,15 @@ def test_the_traefik_example_forwards_every_identity_header() -> None:
                 underscored.add(spelling)
     overrides = {"X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override"}
     overrides |= {"X-Original-URL", "X-Rewrite-URL"}
-    assert set(stripped) == {"Authorization", "Utm-Api-Key", *underscored, *overrides}
+    # The client's own descriptions of the request (attack review).
+    described = {"X-Original-URI", "X-Original-Method", "X-Forwarded-Uri", "X-Forwarded-Method"}
+    assert set(stripped) == {
+        "Authorization",
+        "Utm-Api-Key",
+        *underscored,
+        *overrides,
+        *described,
+    }
 
 
 def test_the_nginx_example_forwards_every_identity_header() -> None:
@@ -578,6 +586,8 @@ def test_the_nginx_example_forwards_every_identity_header() -> None:
         ("X-Forwarded-Method", "$request_method"),
     ):
         assert f"proxy_set_header {header} {value};" in text, header
+        # ...and the client's own never reach the upstream (attack review).
+        assert f'proxy_set_header {header} "";' in text, header
     assert "protected_api" not in text  # "_" in the Host header: Tomcat answers 400
     for header in IDENTITY_HEADERS:
         variable = "$upstream_http_" + header.lower().replace("-", "_")
@@ -721,7 +731,6 @@ async def test_a_duplicated_uri_header_is_refused(harness: Harness, user_token: 
         ("GET", "/%C4%B0nternal/x", "forbidden"),  # dotted capital I: /internal to Java
         ("POST", "/Orders/1", "insufficient_scope"),
         ("POST", "/%6frders/1", "insufficient_scope"),
-        ("post", "/orders/1", "insufficient_scope"),
     ],
 )
 async def test_every_spelling_of_a_protected_path_meets_its_rule(
@@ -777,6 +786,97 @@ async def test_an_ambiguous_path_is_refused_and_audited(
     assert record["actor"] == "admin"
 
 
+@pytest.mark.parametrize(("method", "uri"), [("get", "/api/things"), ("Post", "/orders/1")])
+async def test_a_method_not_in_upper_case_is_refused_and_audited(
+    harness: Harness, user_token: str, method: str, uri: str
+) -> None:
+    """Attack review: ``get`` was taken for the safe GET (a read key passed), but Caddy
+    and Traefik pass it on unchanged and Go or Starlette upstreams treat it as another
+    method. Upstreams disagree on it, so it is refused as ambiguous."""
+    created = await harness.create_key(user_token, scopes=["read"], allowedIp=UPSTREAM)
+    response = await harness.client.get(
+        VERIFY, headers=proxied(created["key"], uri=uri, method=method)
+    )
+    assert response.status_code == 400, response.text
+    assert response.headers["X-Auth-Error"] == "ambiguous_upstream_request"
+    assert "upper case" in response.json()["message"]
+    upper = await harness.client.get(
+        VERIFY, headers=proxied(created["key"], uri="/api/things", method="GET")
+    )
+    assert upper.status_code == 200
+    (record,) = await refusals(harness)
+    assert record["reason"] == "method_not_upper_case"
+    assert record["details"] == {"header": "X-Original-Method"}
+
+
+# -- method overrides (attack review) -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("uri", "extra"),
+    [
+        ("/orders/1?_method=DELETE", {}),
+        ("/orders/1?page=1&_METHOD=delete", {}),
+        ("/orders/1", {"X-HTTP-Method-Override": "DELETE"}),
+        ("/orders/1", {"X-HTTP-Method": "DELETE"}),
+        ("/orders/1", {"X-Method-Override": "DELETE"}),
+    ],
+)
+async def test_a_method_override_must_be_allowed_as_well(
+    harness: Harness, user_token: str, uri: str, extra: dict[str, str]
+) -> None:
+    """The reproduction: ``POST /orders/1?_method=DELETE`` passed on the POST rule
+    (orders:write) and Laravel ran a DELETE, which needs write here. Both must pass."""
+    poster = await harness.create_key(user_token, scopes=["orders:write"], allowedIp=UPSTREAM)
+    post = await harness.client.get(
+        VERIFY, headers=proxied(poster["key"], uri="/orders/1", method="POST")
+    )
+    assert post.status_code == 200
+    headers = {**proxied(poster["key"], uri=uri, method="POST"), **extra}
+    overridden = await harness.client.get(VERIFY, headers=headers)
+    assert overridden.status_code == 403, overridden.text
+    assert overridden.headers["X-Auth-Error"] == "insufficient_scope"
+    both = await harness.create_key(
+        user_token, name="both", scopes=["orders:write", "write"], allowedIp=UPSTREAM
+    )
+    headers = {**proxied(both["key"], uri=uri, method="POST"), **extra}
+    assert (await harness.client.get(VERIFY, headers=headers)).status_code == 200
+
+
+async def test_a_read_key_cannot_turn_a_get_into_a_delete(
+    harness: Harness, user_token: str
+) -> None:
+    """A GET is read-only for a key; with ``_method=DELETE`` it is held to DELETE's rule
+    too (write under /api/), whichever method the upstream honours the override on."""
+    reader = await harness.create_key(user_token, scopes=["read"], allowedIp=UPSTREAM)
+    headers = proxied(reader["key"], uri="/api/things/1?_method=DELETE", method="GET")
+    response = await harness.client.get(VERIFY, headers=headers)
+    assert response.status_code == 403
+    assert response.headers["X-Auth-Error"] == "insufficient_scope"
+
+
+@pytest.mark.parametrize(
+    ("uri", "extra", "header"),
+    [
+        ("/orders/1?_method=", {}, "X-Original-URI"),
+        ("/orders/1?_method=DEL%20ETE", {}, "X-Original-URI"),
+        ("/orders/1", {"X-HTTP-Method-Override": "DELETE, PUT"}, "X-HTTP-Method-Override"),
+    ],
+)
+async def test_a_method_override_naming_no_method_is_refused_and_audited(
+    harness: Harness, admin_token: str, uri: str, extra: dict[str, str], header: str
+) -> None:
+    """Symfony refuses such a request, other frameworks run the method sent: refused
+    (400) whoever asks, and recorded with the header that carried it."""
+    headers = {**proxied(admin_token, uri=uri, method="POST"), **extra}
+    response = await harness.client.get(VERIFY, headers=headers)
+    assert response.status_code == 400, response.text
+    assert response.headers["X-Auth-Error"] == "ambiguous_upstream_request"
+    (record,) = await refusals(harness)
+    assert record["reason"] == "invalid_method_override"
+    assert record["details"] == {"header": header}
+
+
 async def test_the_usage_log_records_the_canonical_path(harness: Harness, user_token: str) -> None:
     created = await harness.create_key(user_token, scopes=["read"], allowedIp=UPSTREAM)
     uri = "/public/%54hings?q=secret"
@@ -801,3 +901,12 @@ def test_the_caddy_example_copies_every_identity_header() -> None:
     assert "header_up -Authorization" in text
     assert "header_up -Utm-Api-Key" in text
     assert "AUTHGATE_FORWARD_AUTH_PROXY=caddy" in text
+    # The client's own descriptions of the request are removed for the upstream, after
+    # forward_auth (which must still see, and refuse, a disagreeing X-Original-*), one
+    # header per directive: Caddy reads `request_header -A -B` as "remove A".
+    after = lines[next(i for i, line in enumerate(lines) if line.startswith("forward_auth")) :]
+    for header in ("X-Forwarded-Method", "X-Forwarded-Uri", "X-Original-Method", "X-Original-URI"):
+        assert f"request_header -{header}" in after, header
+    assert not [
+        line for line in lines if line.startswith("request_header -") and line.count(" ") > 1
+    ]

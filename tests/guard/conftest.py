@@ -85,12 +85,16 @@ GuardFactory = Callable[..., Guard]
 
 @pytest.fixture
 async def make_guard(harness: Harness, authgate: AuthgateTransport) -> AsyncIterator[GuardFactory]:
-    """Guards on authgate's fake clock; keyword arguments override the config."""
+    """Guards on authgate's fake clock, for token times and cache deadlines alike;
+    keyword arguments override the config."""
     made: list[Guard] = []
+
+    def now() -> float:
+        return harness.clock().timestamp()
 
     def make(**overrides: Any) -> Guard:
         config = GuardConfig(authgate_url=AUTHGATE_URL, transport=authgate, **overrides)
-        guard = Guard(config, clock=lambda: harness.clock().timestamp())
+        guard = Guard(config, clock=now, timer=now)
         made.append(guard)
         return guard
 

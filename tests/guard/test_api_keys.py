@@ -13,6 +13,7 @@ from tests.guard.conftest import (
     AUTHGATE_URL,
     CALLER_IP,
     CALLER_NETWORK,
+    CAROL_IDENTITY,
     JWKS,
     VERIFY,
     AuthgateTransport,
@@ -327,3 +328,47 @@ async def test_the_cache_is_bounded(
     assert authgate.count(VERIFY) == 3
     assert (await call(service, created["key"], client_ip="198.51.100.1")).status_code == 200
     assert authgate.count(VERIFY) == 4
+
+
+async def test_cache_deadlines_follow_the_monotonic_timer_not_the_wall_clock(
+    harness: Harness, authgate: AuthgateTransport, user_token: str
+) -> None:
+    """A wall clock set back (an NTP step, an operator) must not stretch how long a
+    success is reused: deadlines are read from the timer, which never steps back."""
+    created = await harness.create_key(user_token, allowedIp=CALLER_NETWORK)
+    wall = [harness.clock().timestamp()]
+    ticks = [1000.0]
+    config = GuardConfig(authgate_url=AUTHGATE_URL, transport=authgate, key_cache_ttl=10)
+    async with Guard(config, clock=lambda: wall[0], timer=lambda: ticks[0]) as guard:
+        service = GuardedService(guard)
+        assert (await call(service, created["key"])).status_code == 200
+        wall[0] -= 3600  # the wall clock steps back an hour...
+        ticks[0] += 10  # ...while 10 s pass
+        assert (await call(service, created["key"])).status_code == 200
+        assert authgate.count(VERIFY) == 2  # asked again: the success was 10 s old
+        wall[0] += 7200  # and a wall clock stepping forward expires nothing early
+        assert (await call(service, created["key"])).status_code == 200
+        assert authgate.count(VERIFY) == 2
+
+
+async def test_a_keys_answer_without_scopes_means_503(harness: Harness, user_token: str) -> None:
+    """authgate always sends a key's X-Auth-Scopes (empty for none): an answer without
+    it is not authgate's, and must not read as "every scope" (a user token's)."""
+    created = await harness.create_key(user_token, allowedIp=CALLER_NETWORK)
+    identity = {name: value for name, value in CAROL_IDENTITY.items() if name != "X-Auth-Scopes"}
+    answers = [identity, {**identity, "X-Auth-Scopes": ""}]
+
+    def answer(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, headers=answers.pop(0))
+
+    config = GuardConfig(authgate_url=AUTHGATE_URL, transport=httpx2.MockTransport(answer))
+    async with Guard(config) as guard:
+        service = GuardedService(guard)
+        response = await call(service, created["key"], method="POST")
+        assert response.status_code == 503
+        assert response.json()["code"] == "authgate_unavailable"
+        # An empty header is a key without scopes: it passes authgate, not the route.
+        response = await call(service, created["key"], method="POST")
+        assert response.status_code == 403
+        assert response.json()["code"] == "insufficient_scope"
+    assert service.handled == 0

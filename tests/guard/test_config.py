@@ -52,6 +52,8 @@ def test_from_env_refuses_missing_or_bad_values(variables: dict[str, str]) -> No
         {"timeout": 0},
         {"leeway": -1},
         {"key_cache_ttl": -1},
+        {"local_jwt_max_age": -1},
+        {"local_jwt_max_age": float("nan")},
         {"key_cache_size": -1},
         {"jwks_ttl": 5, "jwks_min_refetch_interval": 10},
         {"verify": False, "ca_bundle": "/etc/ssl/ca.pem"},
@@ -84,3 +86,15 @@ def test_a_users_token_has_every_scope_a_key_only_its_own() -> None:
     assert key.has_scope("read")
     assert not key.has_scope("write")
     assert not key.has_role("ROLE_ADMIN")
+
+
+def test_local_jwt_max_age_defaults_to_5_minutes_and_is_read_from_the_environment() -> None:
+    assert GuardConfig(authgate_url="https://authgate.example.com").local_jwt_max_age == 300
+    config = GuardConfig.from_env(
+        {"AUTHGATE_URL": "https://authgate.example.com", "AUTHGATE_LOCAL_JWT_MAX_AGE": "0"}
+    )
+    assert config.local_jwt_max_age == 0
+    with pytest.raises(GuardConfigError, match="AUTHGATE_LOCAL_JWT_MAX_AGE"):
+        GuardConfig.from_env({"AUTHGATE_URL": "http://a", "AUTHGATE_LOCAL_JWT_MAX_AGE": "5m"})
+    with pytest.raises(GuardConfigError, match="local_jwt_max_age"):
+        GuardConfig.from_env({"AUTHGATE_URL": "http://a", "AUTHGATE_LOCAL_JWT_MAX_AGE": "-1"})

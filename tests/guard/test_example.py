@@ -36,6 +36,7 @@ async def test_the_example_protects_its_routes(
     guard = Guard(
         GuardConfig(authgate_url=AUTHGATE_URL, transport=authgate),
         clock=lambda: harness.clock().timestamp(),
+        timer=lambda: harness.clock().timestamp(),
     )
     app = example.create_app(guard)
     reader = await harness.create_key(user_token, scopes=["read"], allowedIp=CALLER_NETWORK)

@@ -14,10 +14,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.utils import base64url_encode
 
+from authgate.guard import Guard, GuardConfig
 from authgate.security.signing_keys import generate_signing_key
 from authgate.security.tokens import JwtCodec
 from tests.conftest import USER_PASSWORD, Harness, bearer
 from tests.guard.conftest import (
+    AUTHGATE_URL,
     JWKS,
     VERIFY,
     AuthgateTransport,
@@ -97,6 +99,25 @@ async def test_the_jwks_is_cached_and_refetched_after_its_ttl(
     harness.clock.advance(seconds=301)
     assert (await get_things(service, user_token)).status_code == 200
     assert authgate.count(JWKS) == 2
+
+
+async def test_the_jwks_deadlines_follow_the_monotonic_timer(
+    harness: Harness, authgate: AuthgateTransport, user_token: str
+) -> None:
+    """jwks_ttl and the refetch interval count on the timer: a wall clock set back
+    cannot keep a key set (say, one still holding a withdrawn key) in use longer."""
+    ticks = [0.0]
+    config = GuardConfig(authgate_url=AUTHGATE_URL, transport=authgate, jwks_ttl=300)
+    guard = Guard(config, clock=lambda: harness.clock().timestamp(), timer=lambda: ticks[0])
+    async with guard:
+        service = GuardedService(guard)
+        assert (await get_things(service, user_token)).status_code == 200
+        ticks[0] += 299
+        assert (await get_things(service, user_token)).status_code == 200
+        assert authgate.count(JWKS) == 1
+        ticks[0] += 1
+        assert (await get_things(service, user_token)).status_code == 200
+        assert authgate.count(JWKS) == 2
 
 
 async def test_an_expired_token_is_refused_as_expired(
@@ -328,3 +349,116 @@ async def test_a_pre_verification_token_is_refused(
     service = GuardedService(make_guard())
     response = await get_things(service, pending.token)
     assert response.status_code == 401
+
+
+# -- tokens older than local_jwt_max_age are checked by authgate too ---------------------------
+
+
+async def test_a_fresh_token_is_verified_locally_only(
+    harness: Harness, make_guard: GuardFactory, authgate: AuthgateTransport, user_token: str
+) -> None:
+    """Younger than local_jwt_max_age (from its iat): no call to authgate's verify."""
+    service = GuardedService(make_guard(local_jwt_max_age=300))
+    harness.clock.advance(seconds=299)
+    for _ in range(3):
+        assert (await get_things(service, user_token)).status_code == 200
+    assert authgate.count(VERIFY) == 0
+
+
+async def test_a_logout_reaches_the_guard_once_the_token_is_older_than_the_max_age(
+    harness: Harness, make_guard: GuardFactory, authgate: AuthgateTransport, user_token: str
+) -> None:
+    """The headline's "logout takes effect at once" holds at a guarded service within
+    local_jwt_max_age: a logged-out token stops passing once it is that old (it passed
+    until the token's expiry, up to 7 days for remember-me, before)."""
+    service = GuardedService(make_guard(local_jwt_max_age=300, key_cache_ttl=10))
+    assert (await get_things(service, user_token)).status_code == 200
+    logout = await harness.client.post("/api/logout", headers=bearer(user_token))
+    assert logout.status_code == 204
+    assert (await get_things(service, user_token)).status_code == 200  # fresh: local only
+    assert authgate.count(VERIFY) == 0
+    harness.clock.advance(seconds=300)
+    response = await get_things(service, user_token)
+    assert response.status_code == 401
+    assert response.json()["code"] == "token_revoked"
+    assert authgate.count(VERIFY) == 1
+    assert service.handled == 2
+
+
+async def test_a_removed_role_and_a_deactivation_reach_the_guard_within_the_max_age(
+    harness: Harness, make_guard: GuardFactory, authgate: AuthgateTransport, admin_token: str
+) -> None:
+    """An old admin token is checked by authgate, which answers with the roles in
+    force: a demoted admin loses the admin route, a deactivated one everything. The
+    answer is cached for key_cache_ttl, as in remote mode."""
+    await harness.create_user("carol", admin=True)
+    carol = await harness.login("carol", USER_PASSWORD)
+    service = GuardedService(make_guard(local_jwt_max_age=300, key_cache_ttl=10))
+
+    async def admin_route() -> int:
+        async with service_client(service.app) as client:
+            response = await client.get("/admin", headers=bearer(carol))
+            return int(response.status_code)
+
+    harness.clock.advance(seconds=301)
+    for _ in range(3):
+        assert await admin_route() == 200
+    assert authgate.count(VERIFY) == 1  # one call per cache period
+    demoted = await harness.client.put(
+        "/api/users/carol", json={"authorities": ["ROLE_USER"]}, headers=bearer(admin_token)
+    )
+    assert demoted.status_code == 200, demoted.text
+    assert await admin_route() == 200  # the cached answer, for key_cache_ttl
+    harness.clock.advance(seconds=10)
+    assert await admin_route() == 403
+    assert (await get_things(service, carol)).status_code == 200
+    deactivated = await harness.client.put(
+        "/api/users/carol", json={"activated": False}, headers=bearer(admin_token)
+    )
+    assert deactivated.status_code == 200, deactivated.text
+    harness.clock.advance(seconds=10)
+    assert (await get_things(service, carol)).status_code == 401
+
+
+async def test_an_old_token_is_refused_with_503_while_authgate_cannot_be_asked(
+    harness: Harness, make_guard: GuardFactory, authgate: AuthgateTransport, user_token: str
+) -> None:
+    """As in remote mode, the guard fails closed for a token it must ask about; a
+    fresh token keeps passing on the cached keys."""
+    service = GuardedService(make_guard(local_jwt_max_age=300, jwks_ttl=600))
+    assert (await get_things(service, user_token)).status_code == 200
+    harness.clock.advance(seconds=300)
+    fresh = await harness.login("alice", USER_PASSWORD)
+    authgate.down = True
+    response = await get_things(service, user_token)
+    assert response.status_code == 503
+    assert response.json()["code"] == "authgate_unavailable"
+    assert (await get_things(service, fresh)).status_code == 200
+
+
+async def test_a_forged_old_token_is_refused_without_asking_authgate(
+    harness: Harness, make_guard: GuardFactory, authgate: AuthgateTransport, user_token: str
+) -> None:
+    """The local checks come first: an old token that fails them costs authgate
+    nothing (only validly signed ones are asked about)."""
+    service = GuardedService(make_guard(local_jwt_max_age=300))
+    harness.clock.advance(seconds=600)
+    for name, token in forged_tokens(harness, user_token).items():
+        response = await get_things(service, token)
+        assert response.status_code == 401, name
+    assert authgate.count(VERIFY) == 0
+
+
+async def test_a_max_age_of_0_sends_every_token_to_authgate(
+    harness: Harness, make_guard: GuardFactory, authgate: AuthgateTransport, user_token: str
+) -> None:
+    """local_jwt_max_age=0 is remote mode: a logout is seen at once (with no cache)."""
+    service = GuardedService(make_guard(local_jwt_max_age=0, key_cache_ttl=0))
+    assert (await get_things(service, user_token)).status_code == 200
+    assert authgate.count(VERIFY) == 1
+    assert authgate.count(JWKS) == 0
+    logout = await harness.client.post("/api/logout", headers=bearer(user_token))
+    assert logout.status_code == 204
+    response = await get_things(service, user_token)
+    assert response.status_code == 401
+    assert response.json()["code"] == "token_revoked"

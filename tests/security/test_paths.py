@@ -6,7 +6,8 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from authgate.exceptions import AmbiguousUpstreamPath, ValidationFailed
+from authgate.exceptions import AmbiguousUpstreamPath, AmbiguousUpstreamRequest, ValidationFailed
+from authgate.reasons import Reason
 from authgate.security.paths import (
     canonical_method,
     canonical_path,
@@ -135,10 +136,19 @@ def test_segment_prefixes_end_on_segment_boundaries() -> None:
 
 
 @pytest.mark.parametrize(
-    ("given", "method"), [("post", "POST"), (" Get ", "GET"), ("PATCH", "PATCH")]
+    ("given", "method"), [("POST", "POST"), (" GET ", "GET"), ("PROPFIND", "PROPFIND")]
 )
 def test_methods_are_upper_case(given: str, method: str) -> None:
     assert canonical_method(given) == method
+
+
+@pytest.mark.parametrize("given", ["post", " Get ", "gET", "propfind"])
+def test_methods_in_another_case_are_refused_as_ambiguous(given: str) -> None:
+    """``get`` is not GET to Go or Starlette, and is GET to Symfony: refused, never
+    taken for the safe GET (attack review)."""
+    with pytest.raises(AmbiguousUpstreamRequest) as refused:
+        canonical_method(given)
+    assert refused.value.reason is Reason.METHOD_NOT_UPPER_CASE
 
 
 @pytest.mark.parametrize("given", ["", "G E T", "GET1", "X" * 21, "ÉTÉ", "po\u00dft"])

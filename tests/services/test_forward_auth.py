@@ -528,3 +528,46 @@ def test_head_taken_with_get_is_never_laxer_than_the_rules_as_written(
     with pytest.raises(PermissionDenied, match="No credential"):
         policy.requirement("HEAD", "/admin/x").check(user("ROLE_ADMIN"))
     policy.requirement("GET", "/admin/x").check(user("ROLE_USER"))
+
+
+# -- method overrides: the request must be allowed as either method ----------------------------
+
+OVERRIDE_RULES = [
+    Rule(path_prefix="/api/orders", methods=["DELETE"], roles=["ROLE_ADMIN"]),
+    Rule(path_prefix="/api/orders", methods=["POST"], scopes=["orders:write"]),
+    Rule(path_prefix="/api/orders", methods=["GET", "HEAD"], scopes=["read"]),
+]
+
+
+def judge(policy: ForwardAuthPolicy, method: str, target: str, *overrides: str) -> Requirement:
+    request = UpstreamRequest(method, target, overrides)
+    return policy.request_requirement(request, policy.upstream_path(request))
+
+
+def test_a_post_overridden_to_delete_needs_what_a_delete_needs() -> None:
+    """Attack review: with DELETE for ROLE_ADMIN and POST for orders:write, ``POST
+    /api/orders/1?_method=DELETE`` passed a ROLE_USER key with orders:write, and
+    Laravel deleted the order. It is held to both rules now."""
+    policy = ForwardAuthPolicy(OVERRIDE_RULES)
+    writer = key("orders:write")
+    judge(policy, "POST", "/api/orders/1").check(writer)
+    with pytest.raises(PermissionDenied, match="ROLE_ADMIN"):
+        judge(policy, "POST", "/api/orders/1?_method=DELETE", "DELETE").check(writer)
+    admin_writer = key("orders:write", "write", roles=("ROLE_USER", "ROLE_ADMIN"))
+    judge(policy, "POST", "/api/orders/1?_method=DELETE", "DELETE").check(admin_writer)
+    # An admin without orders:write may DELETE, but not through a POST: it must pass
+    # as the method sent too (an upstream ignoring the override runs a POST).
+    admin_key = key("write", roles=("ROLE_USER", "ROLE_ADMIN"))
+    judge(policy, "DELETE", "/api/orders/1").check(admin_key)
+    with pytest.raises(InsufficientScope, match="orders:write"):
+        judge(policy, "POST", "/api/orders/1", "DELETE").check(admin_key)
+
+
+def test_a_read_overridden_to_a_write_needs_the_write_scope() -> None:
+    """A GET with ``_method=DELETE`` under a rule without scopes: a read key was let
+    through as a GET; as a DELETE it needs write."""
+    policy = ForwardAuthPolicy([Rule(path_prefix="/api/")])
+    judge(policy, "GET", "/api/x").check(key("read"))
+    with pytest.raises(InsufficientScope, match="write"):
+        judge(policy, "GET", "/api/x", "DELETE").check(key("read"))
+    judge(policy, "GET", "/api/x", "DELETE").check(key("read", "write"))

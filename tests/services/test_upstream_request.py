@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from authgate.exceptions import AmbiguousUpstreamRequest, ValidationFailed
+from authgate.reasons import Reason
 from authgate.services.upstream_request import UpstreamRequest, UpstreamRequestReader
 
 NGINX = UpstreamRequestReader.for_proxy("nginx")
@@ -26,7 +27,7 @@ def headers(**values: str | list[str]) -> RawHeaders:
 
 
 def test_each_proxy_reads_its_own_pair() -> None:
-    original = headers(x_original_method="post", x_original_uri="/api/x?y=1")
+    original = headers(x_original_method="POST", x_original_uri="/api/x?y=1")
     assert NGINX.read(original) == UpstreamRequest("POST", "/api/x?y=1")
     forwarded = headers(x_forwarded_method="DELETE", x_forwarded_uri="/api/x")
     assert TRAEFIK.read(forwarded) == UpstreamRequest("DELETE", "/api/x")
@@ -38,7 +39,7 @@ def test_both_pairs_may_be_sent_when_they_agree() -> None:
     both = headers(
         x_original_method="GET",
         x_original_uri="/admin/x",
-        x_forwarded_method="get",
+        x_forwarded_method="GET",
         x_forwarded_uri="/admin/x",
     )
     for reader in (NGINX, TRAEFIK, CADDY):
@@ -162,3 +163,81 @@ def test_a_malformed_method_or_an_overlong_uri_is_a_validation_error() -> None:
         NGINX.read(headers(x_original_method="G E T", x_original_uri="/"))
     with pytest.raises(ValidationFailed, match="too long"):
         NGINX.read(headers(x_original_method="GET", x_original_uri="/" + "a" * 9000))
+
+
+# -- the method: upper case only, and its overrides ----------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["get", "Get", "delete", "pOST", "propfind"])
+def test_a_method_not_in_upper_case_is_refused(method: str) -> None:
+    """Attack review: ``get`` counted as the safe GET, but Go and Starlette upstreams
+    take it for another method (a handler's non-GET branch, a write); Symfony and
+    Laravel for the upper-case one. No single reading is right: refused, as ambiguous."""
+    for reader, sent in (
+        (NGINX, headers(x_original_method=method, x_original_uri="/api/x")),
+        (CADDY, headers(x_forwarded_method=method, x_forwarded_uri="/api/x")),
+    ):
+        with pytest.raises(AmbiguousUpstreamRequest) as refused:
+            reader.read(sent)
+        assert refused.value.reason is Reason.METHOD_NOT_UPPER_CASE
+        assert refused.value.header == reader.method_header
+
+
+@pytest.mark.parametrize(
+    ("uri", "overrides"),
+    [
+        ("/api/orders/1?_method=DELETE", ("DELETE",)),
+        ("/api/orders/1?page=2&_method=delete", ("DELETE",)),  # upper-cased, as frameworks do
+        ("/api/orders/1?_METHOD=Put", ("PUT",)),  # the name in any case
+        ("/api/orders/1?%5Fmethod=PATCH", ("PATCH",)),  # percent-encoded name
+        ("/api/orders/1?_meth%6Fd=DELETE", ("DELETE",)),
+        ("/api/orders/1?_method=%44ELETE", ("DELETE",)),  # percent-encoded value
+        ("/api/orders/1?.method=DELETE", ("DELETE",)),  # PHP reads it as _method
+        ("/api/orders/1?+_method=DELETE", ("DELETE",)),  # PHP drops leading spaces
+        ("/api/orders/1?_method[]=DELETE", ("DELETE",)),
+        ("/api/orders/1?a=1;_method=DELETE", ("DELETE",)),
+        ("/api/orders/1?_method=PUT&_method=DELETE", ("PUT", "DELETE")),  # each one
+        ("/api/orders/1?_method=POST", ()),  # the method sent
+        ("/api/orders/1?method=DELETE&x_method=DELETE&_methods=DELETE", ()),
+        ("/api/orders/_method=DELETE", ()),  # in the path, not the query
+        ("/api/orders/1", ()),
+    ],
+)
+def test_query_method_overrides_are_read(uri: str, overrides: tuple[str, ...]) -> None:
+    """Laravel (by default), Symfony (http_method_override) and Express's
+    method-override run ``POST /x?_method=DELETE`` as a DELETE."""
+    read = NGINX.read(headers(x_original_method="POST", x_original_uri=uri))
+    assert read == UpstreamRequest("POST", uri, overrides)
+
+
+@pytest.mark.parametrize("name", ["X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override"])
+def test_method_override_headers_are_read(name: str) -> None:
+    """nginx and Caddy pass the client's headers on to the auth request: an override
+    header authgate sees is one the upstream may honour, unless the proxy removes it."""
+    sent = headers(x_original_method="POST", x_original_uri="/api/orders/1")
+    sent.append((name.lower().encode(), b"delete"))
+    assert NGINX.read(sent) == UpstreamRequest("POST", "/api/orders/1", ("DELETE",))
+    both = [*sent, (b"x-http-method-override", b"PUT")]
+    assert NGINX.read(both).overrides == ("DELETE", "PUT")  # each one, in order
+
+
+@pytest.mark.parametrize(
+    ("extra", "uri", "header"),
+    [
+        ([], "/api/orders/1?_method=", "X-Original-URI"),
+        ([], "/api/orders/1?_method", "X-Original-URI"),
+        ([], "/api/orders/1?_method=DEL%20ETE", "X-Original-URI"),
+        ([], "/api/orders/1?_method=%00", "X-Original-URI"),
+        ([], "/api/orders/1?_method=+DELETE", "X-Original-URI"),
+        ([(b"x-http-method-override", b"")], "/api/orders/1", "X-HTTP-Method-Override"),
+        ([(b"x-http-method", b"DELETE, PUT")], "/api/orders/1", "X-HTTP-Method"),
+    ],
+)
+def test_a_method_override_naming_no_method_is_refused(
+    extra: RawHeaders, uri: str, header: str
+) -> None:
+    """Symfony refuses such a request, Rack and Express run the method sent: refused."""
+    with pytest.raises(AmbiguousUpstreamRequest) as refused:
+        NGINX.read(headers(x_original_method="POST", x_original_uri=uri) + extra)
+    assert refused.value.reason is Reason.INVALID_METHOD_OVERRIDE
+    assert refused.value.header == header

@@ -14,9 +14,11 @@ to the forward-auth rules. It answers:
 * 400/401/403/423/429 with the usual JSON error, ``WWW-Authenticate``/``Retry-After``
   and the stable error code in ``X-Auth-Error`` (a proxy forwards headers, not bodies).
   An ambiguous upstream request (``ambiguous_upstream_request``: the header pairs
-  disagree; ``ambiguous_upstream_path``: no canonical path) is refused - after the
-  credentials, so that a caller without valid ones gets 401 as everywhere - and
-  recorded in the audit trail with the caller.
+  disagree, the method is not in upper case, a method override names no method;
+  ``ambiguous_upstream_path``: no canonical path) is refused - after the credentials,
+  so that a caller without valid ones gets 401 as everywhere - and recorded in the
+  audit trail with the caller. A request carrying a method override (``?_method=``,
+  ``X-HTTP-Method-Override``) must be allowed as that method too.
 
 Any method is accepted and a body is never read. It is the hottest endpoint, so it is
 answered by :class:`ForwardAuthFastPath`, a pure ASGI handler in front of routing and
@@ -124,7 +126,7 @@ def _upstream_requirement(
     except ValidationFailed as error:  # the proxy's headers are missing or malformed
         return str(scope["method"]), _refusal(error)
     verdict.upstream = (upstream.method, path)
-    requirement = policy.requirement(upstream.method, path)
+    requirement = policy.request_requirement(upstream, path)
     return upstream.method, lambda caller, _method: requirement.check(caller)
 
 
@@ -297,8 +299,10 @@ router.add_api_route(
         "`X-Original-Method` / `X-Original-URI`; Traefik, Caddy: `X-Forwarded-Method` / "
         "`X-Forwarded-Uri`). If the other pair is present it must agree "
         "(`ambiguous_upstream_request`); a path without one canonical form is refused "
-        "(`ambiguous_upstream_path`). Every method is accepted; the body is ignored. The "
-        "error code is also in `X-Auth-Error`."
+        "(`ambiguous_upstream_path`), and so is a method not in upper case. A method "
+        "override (a `_method` query parameter, `X-HTTP-Method-Override`, `X-HTTP-Method`, "
+        "`X-Method-Override`) must be allowed as well as the method itself. Every method "
+        "is accepted; the body is ignored. The error code is also in `X-Auth-Error`."
     ),
     status_code=200,
     response_class=JSONResponse,

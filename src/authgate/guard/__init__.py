@@ -10,9 +10,11 @@
         return {"for": caller.login}
 
 JWTs are verified locally with authgate's published keys (JWKS, cached, refetched
-when an unknown ``kid`` shows a rotation); API keys are checked by authgate's
-forward-auth endpoint, with a short cache of successes. When authgate cannot vouch for
-a caller the guard answers 503 and lets nothing through.
+when an unknown ``kid`` shows a rotation), and those older than ``local_jwt_max_age``
+(5 minutes) are checked by authgate as well, so that a logout or a removed role reaches
+the guard within that bound; API keys are checked by authgate's forward-auth endpoint,
+with a short cache of successes. When authgate cannot vouch for a caller the guard
+answers 503 and lets nothing through.
 
 Importing this package needs httpx2, PyJWT and Starlette, and none of authgate's
 server modules (its database, services or HTTP API).

@@ -4,13 +4,16 @@ Values come from arguments, or from a mapping of ``AUTHGATE_*`` variables passed
 the caller (``GuardConfig.from_env(os.environ)``): this package never reads the process
 environment itself.
 
-=========================  ==================================================================
-``AUTHGATE_URL``           authgate's base URL, e.g. ``https://authgate.example.com``
-``AUTHGATE_JWT_ISSUER``    the ``iss`` authgate writes (its own setting of the same name;
-                           default ``authgate``)
-``AUTHGATE_JWT_AUDIENCE``  the ``aud`` authgate writes (default ``authgate``)
-``AUTHGATE_TIMEOUT``       seconds for each whole call to authgate (default 5)
-=========================  ==================================================================
+==============================  =============================================================
+``AUTHGATE_URL``                authgate's base URL, e.g. ``https://authgate.example.com``
+``AUTHGATE_JWT_ISSUER``         the ``iss`` authgate writes (its own setting of the same
+                                name; default ``authgate``)
+``AUTHGATE_JWT_AUDIENCE``       the ``aud`` authgate writes (default ``authgate``)
+``AUTHGATE_TIMEOUT``            seconds for each whole call to authgate (default 5)
+``AUTHGATE_LOCAL_JWT_MAX_AGE``  seconds after its ``iat`` a JWT is accepted on the local
+                                checks alone; an older one is checked by authgate too
+                                (default 300; 0: every token is checked by authgate)
+==============================  =============================================================
 """
 
 from __future__ import annotations
@@ -48,6 +51,13 @@ class GuardConfig:
         verify_jwt_locally: verify JWTs here against authgate's JWKS (the default: no
             round trip per request). ``False`` sends JWTs to authgate like API keys:
             needed for HS512 deployments, and to see logouts and removed roles at once.
+        local_jwt_max_age: with ``verify_jwt_locally``, seconds after its ``iat`` during
+            which a token is accepted on the local checks alone. An older token, once it
+            passes them, is checked by authgate as in remote mode (cached for
+            ``key_cache_ttl``; 503 when authgate cannot answer), so a logout, a
+            deactivation or a removed role reaches the guard within this many seconds
+            (or ``key_cache_ttl``, if longer). 0: every token is checked by authgate,
+            as with ``verify_jwt_locally=False``.
         jwks_ttl: seconds a fetched JWK Set is used before it is fetched again.
         jwks_min_refetch_interval: at least this many seconds between two JWKS fetches
             caused by an unknown ``kid`` or a failed fetch (unknown kids cost nothing then).
@@ -68,6 +78,7 @@ class GuardConfig:
     algorithms: frozenset[str] = SUPPORTED_ALGORITHMS
     leeway: float = 30.0
     verify_jwt_locally: bool = True
+    local_jwt_max_age: float = 300.0
     jwks_ttl: float = 300.0
     jwks_min_refetch_interval: float = 10.0
     key_cache_ttl: float = 10.0
@@ -88,8 +99,8 @@ class GuardConfig:
             raise GuardConfigError(
                 f"algorithms must be a non-empty subset of {sorted(SUPPORTED_ALGORITHMS)}"
             )
-        for name in ("leeway", "jwks_min_refetch_interval", "key_cache_ttl"):
-            if getattr(self, name) < 0:
+        for name in ("leeway", "jwks_min_refetch_interval", "key_cache_ttl", "local_jwt_max_age"):
+            if not getattr(self, name) >= 0:  # NaN too
                 raise GuardConfigError(f"{name} must be 0 or more")
         if self.timeout <= 0:
             raise GuardConfigError("timeout must be positive")
@@ -118,16 +129,12 @@ class GuardConfig:
         url = variables.get("AUTHGATE_URL", "").strip()
         if not url:
             raise GuardConfigError("set AUTHGATE_URL to authgate's base URL")
-        timeout = variables.get("AUTHGATE_TIMEOUT", "").strip()
-        try:
-            seconds = float(timeout) if timeout else 5.0
-        except ValueError:
-            raise GuardConfigError(f"AUTHGATE_TIMEOUT is not a number: {timeout!r}") from None
         return cls(
             authgate_url=url,
             issuer=variables.get("AUTHGATE_JWT_ISSUER", "").strip() or "authgate",
             audience=variables.get("AUTHGATE_JWT_AUDIENCE", "").strip() or "authgate",
-            timeout=seconds,
+            timeout=_seconds(variables, "AUTHGATE_TIMEOUT", 5.0),
+            local_jwt_max_age=_seconds(variables, "AUTHGATE_LOCAL_JWT_MAX_AGE", 300.0),
             transport=transport,
         )
 
@@ -145,3 +152,12 @@ class GuardConfig:
             follow_redirects=False,
             headers={"User-Agent": f"authgate-guard/{__version__}"},
         )
+
+
+def _seconds(variables: Mapping[str, str], name: str, default: float) -> float:
+    """The number of seconds ``name`` holds, ``default`` when it is unset or blank."""
+    value = variables.get(name, "").strip()
+    try:
+        return float(value) if value else default
+    except ValueError:
+        raise GuardConfigError(f"{name} is not a number: {value!r}") from None

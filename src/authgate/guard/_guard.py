@@ -7,7 +7,9 @@
     async def orders(caller: Annotated[GuardPrincipal, Depends(guard.require(scopes=["read"]))]):
         ...
 
-A JWT is verified locally against authgate's JWKS; an API key (and a JWT with
+A JWT is verified locally against authgate's JWKS, and a token older than
+``local_jwt_max_age`` is then checked by authgate too, so that a logout, deactivation or
+removed role reaches the guard within that bound; an API key (and every JWT with
 ``verify_jwt_locally=False``) is checked by authgate's ``/api/auth/verify``. The guard
 owns one ``httpx2.AsyncClient``: close it with ``await guard.aclose()`` or
 ``async with guard:`` in the application's lifespan.
@@ -46,11 +48,20 @@ class Guard:
 
     Args:
         config: where authgate is and the cache lifetimes.
-        clock: seconds since the epoch (tests pass a fake one); token times and
-            cache deadlines are read from it.
+        clock: seconds since the epoch (tests pass a fake one); token times (``exp``,
+            ``nbf``, ``iat`` and a token's age) and error timestamps are read from it.
+        timer: a clock that never steps back (tests pass a fake one); the cache
+            deadlines (JWK Set, remote verifications) are read from it, so that a wall
+            clock set back cannot stretch how long a success is trusted.
     """
 
-    def __init__(self, config: GuardConfig, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        config: GuardConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+        timer: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._config = config
         self._clock = clock
         self._http = config.http_client()
@@ -60,7 +71,7 @@ class Guard:
             ttl=config.jwks_ttl,
             min_refetch_interval=config.jwks_min_refetch_interval,
             timeout=config.timeout,
-            clock=clock,
+            timer=timer,
         )
         self._jwt = JwtVerifier(
             self._jwks,
@@ -74,8 +85,9 @@ class Guard:
             cache_ttl=config.key_cache_ttl,
             cache_size=config.key_cache_size,
             timeout=config.timeout,
-            clock=clock,
+            timer=timer,
         )
+        self._local_jwt = config.verify_jwt_locally and config.local_jwt_max_age > 0
 
     @property
     def config(self) -> GuardConfig:
@@ -96,8 +108,13 @@ class Guard:
         credential = request.credential
         if credential is None:
             raise NotAuthenticated(code="credentials_missing", headers={"WWW-Authenticate": REALM})
-        if credential.kind == "jwt" and self._config.verify_jwt_locally:
-            return await self._jwt.verify(credential.value)
+        if credential.kind == "jwt" and self._local_jwt:
+            token = await self._jwt.verify(credential.value)
+            if token.age < self._config.local_jwt_max_age:
+                return token.principal
+            # Valid here, but old enough that the session may have ended or the roles
+            # changed since: authgate says (as in remote mode, cached alike; 503 when it
+            # cannot be asked). A forged token never gets this far.
         return await self._remote.verify(request)
 
     def require(

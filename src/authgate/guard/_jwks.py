@@ -55,14 +55,14 @@ class JwksCache:
         ttl: float,
         min_refetch_interval: float,
         timeout: float,
-        clock: Callable[[], float],
+        timer: Callable[[], float],
     ) -> None:
         self._http = http
         self._timeout = timeout
         self._algorithms = algorithms
         self._ttl = ttl
         self._min_interval = min_refetch_interval
-        self._clock = clock
+        self._timer = timer  # monotonic: deadlines only
         self._keys: dict[str, VerificationKey] = {}
         self._fresh_until = float("-inf")
         self._last_attempt: float | None = None
@@ -74,13 +74,13 @@ class JwksCache:
         Raises:
             AuthgateUnavailable: the set has expired and cannot be fetched.
         """
-        if self._clock() < self._fresh_until:
+        if self._timer() < self._fresh_until:
             key = self._keys.get(kid)
             if key is not None:
                 return key
         async with self._lock:
             # Another request may have fetched while this one waited.
-            now = self._clock()
+            now = self._timer()
             fresh = now < self._fresh_until
             if fresh and kid in self._keys:
                 return self._keys[kid]

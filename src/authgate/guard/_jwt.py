@@ -7,8 +7,10 @@ published key and its ``alg`` is that key's algorithm; the signature; ``iss`` an
 claims are checked by the very code the server runs (``security/jwt_claims.py``).
 
 What a local check cannot see: a logout or "log out everywhere", a deactivated user or
-a removed role take effect here only when the token expires. ``verify_jwt_locally=False``
-sends tokens to authgate instead.
+a removed role. So a token passes on its local checks alone only while it is younger
+than ``local_jwt_max_age`` (its ``iat`` against the guard's clock); the guard sends an
+older one to authgate as well (``_guard``), and ``verify_jwt_locally=False`` sends every
+token there.
 
 Only a caller holding a validly signed token learns that it expired; anything else
 (malformed, forged, unknown key, wrong issuer) gets the same "Invalid token".
@@ -17,6 +19,7 @@ Only a caller holding a validly signed token learns that it expired; anything el
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import jwt
@@ -27,7 +30,7 @@ from authgate.guard._principal import GuardPrincipal
 from authgate.security.jwt_claims import check_claims
 from authgate.security.principal import parse_authorities
 
-__all__ = ["JwtVerifier"]
+__all__ = ["JwtVerifier", "VerifiedToken"]
 
 # authgate's tokens are well under 1 KB; longer ones are refused before parsing.
 MAX_TOKEN_LENGTH = 4096
@@ -52,8 +55,17 @@ def _expired() -> NotAuthenticated:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class VerifiedToken:
+    """A token that passed every local check: its caller, and its age in seconds (now
+    minus ``iat``; below 0 for a token issued within the leeway ahead of the clock)."""
+
+    principal: GuardPrincipal
+    age: float
+
+
 class JwtVerifier:
-    """Turns a bearer JWT into a :class:`GuardPrincipal`, or raises ``NotAuthenticated``."""
+    """Turns a bearer JWT into a :class:`VerifiedToken`, or raises ``NotAuthenticated``."""
 
     def __init__(
         self,
@@ -71,7 +83,7 @@ class JwtVerifier:
         self._clock = clock
         self._required = [*_REQUIRED_CLAIMS, *(["aud"] if audience is not None else [])]
 
-    async def verify(self, token: str) -> GuardPrincipal:
+    async def verify(self, token: str) -> VerifiedToken:
         """Raises:
         NotAuthenticated: the token is not valid (401).
         AuthgateUnavailable: the keys to check it cannot be fetched (503).
@@ -107,21 +119,23 @@ class JwtVerifier:
             )
         except jwt.InvalidTokenError:
             raise _invalid() from None
-        return self._principal(payload)
+        return self._verified(payload)
 
-    def _principal(self, payload: dict[str, Any]) -> GuardPrincipal:
-        verdict = check_claims(payload, now=self._clock(), leeway=self._leeway)
+    def _verified(self, payload: dict[str, Any]) -> VerifiedToken:
+        now = self._clock()
+        verdict = check_claims(payload, now=now, leeway=self._leeway)
         if verdict == "expired":
             raise _expired()
         if verdict != "valid":
             raise _invalid()
-        return GuardPrincipal(
+        principal = GuardPrincipal(
             login=payload["sub"],
             user_id=payload["uid"],
             roles=parse_authorities(payload["auth"]),
             method="jwt",
             permissions=_names(payload.get("permissions")),
         )
+        return VerifiedToken(principal, age=now - payload["iat"])
 
 
 def _names(claim: object) -> frozenset[str]:

@@ -16,9 +16,10 @@ about the route's reading of the URI too, and both must pass (``_paths``).
   afresh, since authgate's answer depends on them.
 * 400/401/403/423/429: refused, with authgate's code, message, ``WWW-Authenticate``
   and ``Retry-After``. Refusals are never cached, so authgate keeps counting bad keys.
-* anything else (5xx, a redirect, a 200 without identity, no whole answer within
-  ``timeout``, however slowly it trickles in): 503. The guard fails closed and never
-  lets such a request through.
+* anything else (5xx, a redirect, a 200 without identity, or for an API key without
+  ``X-Auth-Scopes``, no whole answer within ``timeout``, however slowly it trickles
+  in): 503. The guard fails closed and never lets such a request through; a key's
+  missing scopes never read as "all scopes", which is what a user's token has.
 
 A malformed key or a bad checksum is refused here, without asking: authgate would
 answer exactly the same "Invalid API key".
@@ -76,13 +77,13 @@ class RemoteVerifier:
         cache_ttl: float,
         cache_size: int,
         timeout: float,
-        clock: Callable[[], float],
+        timer: Callable[[], float],
     ) -> None:
         self._http = http
         self._timeout = timeout
         self._ttl = cache_ttl
         self._cache: ExpiringCache[bytes, GuardPrincipal] = ExpiringCache(cache_size)
-        self._clock = clock
+        self._timer = timer  # monotonic: deadlines only
 
     async def verify(self, request: IncomingRequest) -> GuardPrincipal:
         """Raises:
@@ -112,13 +113,13 @@ class RemoteVerifier:
         self, request: IncomingRequest, credential: Credential, uri: str
     ) -> GuardPrincipal:
         cache_key = _cache_key(request, credential, uri)
-        cached = self._cache.get(cache_key, now=self._clock())
+        cached = self._cache.get(cache_key, now=self._timer())
         if cached is not None:
             return cached
         principal = await self._ask(request, credential, uri)
         if self._ttl > 0:
             # The deadline counts from the answer: a slow authgate shortens nothing.
-            self._cache.put(cache_key, principal, expires_at=self._clock() + self._ttl)
+            self._cache.put(cache_key, principal, expires_at=self._timer() + self._ttl)
         return principal
 
     async def _ask(
@@ -136,7 +137,10 @@ class RemoteVerifier:
         if response.status_code == 200:
             principal = _principal(response.headers)
             if principal is None:
-                log.error("authgate answered 200 without identity headers: is AUTHGATE_URL right?")
+                log.error(
+                    "authgate answered 200 without identity headers (or a key's scopes): "
+                    "is AUTHGATE_URL right?"
+                )
                 raise AuthgateUnavailable()
             return principal
         refusal = _REFUSALS.get(response.status_code)
@@ -187,6 +191,10 @@ def _principal(headers: httpx2.Headers) -> GuardPrincipal | None:
     if not login or not user_id.isdigit() or method not in ("jwt", "api_key"):
         return None
     scopes = headers.get("X-Auth-Scopes")
+    if method == "api_key" and scopes is None:
+        # authgate always sends a key's scopes (empty for none); None would mean "every
+        # scope", as for a user's token.
+        return None
     return GuardPrincipal(
         login=login,
         user_id=int(user_id),

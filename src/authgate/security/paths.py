@@ -29,7 +29,13 @@ accepted only when every one of these readings is the same path, and refused oth
 * dot segments, empty segments, ``;params``, trailing dots and spaces (3. above).
 
 Real clients send none of these: browsers, curl and HTTP libraries remove dot segments
-before sending (RFC 3986, 5.2.4). The path keeps its case (it is what the usage log and
+before sending (RFC 3986, 5.2.4).
+
+The method must be written in upper case (:func:`canonical_method`: upstreams read
+``get`` differently). Frameworks may run another method than the one sent, named by a
+method override (``?_method=DELETE`` on a POST, ``X-HTTP-Method-Override``):
+:func:`query_method_overrides` finds those of the query, :func:`override_method` reads
+what one names. The path keeps its case (it is what the usage log and
 the audit trail show); :func:`case_folded` gives the form rules are matched on by
 default, folding the non-ASCII letters Java and .NET fold to ASCII ones (the long s,
 the dotless i, the dotted capital I, the Kelvin sign) as well. Pure functions without
@@ -42,9 +48,9 @@ import re
 from collections.abc import Iterator
 from functools import lru_cache
 from typing import Final
-from urllib.parse import unquote_to_bytes
+from urllib.parse import unquote_plus, unquote_to_bytes
 
-from authgate.exceptions import AmbiguousUpstreamPath, ValidationFailed
+from authgate.exceptions import AmbiguousUpstreamPath, AmbiguousUpstreamRequest, ValidationFailed
 from authgate.reasons import Reason
 
 MAX_TARGET_LENGTH: Final = 8192
@@ -104,15 +110,65 @@ def segment_prefixes(path: str) -> Iterator[str]:
 
 
 def canonical_method(value: str) -> str:
-    """An HTTP method as rules name it: upper case (``post`` is ``POST``); anything that
-    is not a method name (letters only, at most 20) is refused (``ValidationFailed``)."""
+    """The method of an upstream request, which must be written in upper case.
+
+    Methods are case-sensitive (RFC 9110, 9.1) and upstreams read another spelling
+    differently: to Go's ``net/http`` and Starlette ``get`` is not ``GET`` (a handler
+    branching on ``GET`` takes it for a write), Symfony and Laravel upper-case it (so
+    ``delete`` deletes). Caddy and Traefik pass a client's ``get`` on unchanged (nginx
+    refuses it itself). No reading is right for every upstream, so a method with a
+    lower-case letter is refused (``AmbiguousUpstreamRequest``, reason
+    ``method_not_upper_case``), as an ambiguous path is; anything that is not a method
+    name (letters only, at most 20) is refused too (``ValidationFailed``)."""
     known = _COMMON_METHODS.get(value)
     if known is not None:
         return known
     method = value.strip()
     if not (0 < len(method) <= MAX_METHOD_LENGTH and method.isascii() and method.isalpha()):
         raise ValidationFailed("The upstream method is not an HTTP method")
-    return method.upper()
+    if not method.isupper():
+        raise AmbiguousUpstreamRequest(
+            "The upstream method is not in upper case: upstreams read it differently "
+            "(as another method, or as the upper-case one)",
+            reason=Reason.METHOD_NOT_UPPER_CASE,
+        )
+    return method
+
+
+def override_method(value: str) -> str | None:
+    """The method a method override (``_method=delete``, ``X-HTTP-Method-Override``)
+    names, upper-cased as the frameworks that honour one upper-case it (Symfony and
+    Laravel, Rack, Express's ``method-override``); ``None`` when it names none (empty,
+    blanks, anything but 1 to 20 letters), which Symfony refuses and others ignore."""
+    if 0 < len(value) <= MAX_METHOD_LENGTH and value.isascii() and value.isalpha():
+        return value.upper()
+    return None
+
+
+def query_method_overrides(target: str) -> tuple[str, ...]:
+    """The values of the target's query parameters that a framework may take for a
+    method override: ``_method`` in any case (Laravel and Symfony read it from the query
+    as well as the form, Express's ``method-override('_method')`` from the query),
+    percent-decoded, ``+`` as a space, also as PHP names it (``.method``, ``[method``,
+    leading spaces dropped) and as an array (``_method[]``). Pairs are split at ``&``
+    and ``;``. Cheap when the query mentions no ``method`` and has no escape."""
+    _, mark, query = target.partition("?")
+    if not mark or _OVERRIDE_HINT.search(query) is None:
+        return ()
+    values = []
+    for pair in _QUERY_SEPARATOR.split(query):
+        name, _, value = pair.partition("=")
+        name = unquote_plus(name).lstrip(" ").lower()
+        if name[:1] in _PHP_UNDERSCORES and name[1:7] == "method" and name[7:8] in ("", "["):
+            values.append(unquote_plus(value))
+    return tuple(values)
+
+
+_OVERRIDE_HINT: Final = re.compile(r"method|%", re.IGNORECASE)
+_QUERY_SEPARATOR: Final = re.compile(r"[&;]")
+# PHP drops a parameter name's leading spaces and turns a "." or " " (and a "[" without
+# its "]") into "_".
+_PHP_UNDERSCORES: Final = ("_", ".", "[")
 
 
 # The usual spellings, answered without checks (the hot path).

@@ -20,7 +20,9 @@ make *this* request is decided here, by rules per upstream path prefix and metho
   for unsafe methods) or refused, as ``forward_auth_unmatched`` says.
 
 The request comes only from the header pair of the configured proxy
-(:mod:`authgate.services.upstream_request`). Its path is matched in one canonical
+(:mod:`authgate.services.upstream_request`); a method override it carries (a
+``_method`` query parameter, an ``X-HTTP-Method-Override`` header) holds it to the
+override's method's rules as well as to its own. Its path is matched in one canonical
 form (:mod:`authgate.security.paths`: decoded once; dot and empty segments,
 ``;params`` and trailing dots are refused, as servers read them differently),
 case-insensitively unless ``forward_auth_case_sensitive``; where the case-folded path
@@ -333,6 +335,16 @@ class ForwardAuthPolicy:
         """What a caller needs for ``method`` (canonical, upper case) on ``path``
         (canonical, from :meth:`upstream_path`)."""
         return self._decide(method, path)
+
+    def request_requirement(self, request: UpstreamRequest, path: str) -> Requirement:
+        """What a caller needs for ``request`` on ``path``: its method's requirement and,
+        for each method override it carries (``POST /x?_method=DELETE``), that method's
+        as well: an upstream that honours the override runs it as that method, one that
+        does not as the method sent, so the caller must be allowed both."""
+        requirement = self._decide(request.method, path)
+        for method in request.overrides:
+            requirement = _both(requirement, self._decide(method, path))
+        return requirement
 
     def _requirement(self, method: str, path: str) -> Requirement:
         decided = self._reading(method, path, head_with_get=True)

@@ -15,7 +15,16 @@ request, so a client could add the other pair and choose the path that is checke
   (``AmbiguousUpstreamRequest``, 400, audited), never guessed;
 * both headers of the read pair are required (``ValidationFailed``): every proxy sends
   the auth request with a method of its own (nginx's subrequest and Traefik's and
-  Caddy's requests are GETs), so the verify request's method says nothing.
+  Caddy's requests are GETs), so the verify request's method says nothing;
+* the method must be in upper case (``get`` is refused: upstreams read it differently);
+* method overrides are read too: a ``_method`` query parameter of the URI (Laravel,
+  Symfony, Express's ``method-override`` run ``POST /x?_method=DELETE`` as a DELETE) and
+  the ``X-HTTP-Method-Override``, ``X-HTTP-Method`` and ``X-Method-Override`` headers,
+  which nginx and Caddy pass on to the auth request unless told otherwise (the
+  examples remove them for the upstream). Forward-auth holds the request to the
+  override's method as well as to the sent one; an override that names no method is
+  refused (``AmbiguousUpstreamRequest``, ``invalid_method_override``). A ``_method`` in
+  a form body is never seen: the auth request has no body.
 """
 
 from __future__ import annotations
@@ -25,7 +34,12 @@ from typing import Final, Literal, NamedTuple
 
 from authgate.exceptions import AmbiguousUpstreamRequest, ValidationFailed
 from authgate.reasons import Reason
-from authgate.security.paths import MAX_TARGET_LENGTH, canonical_method
+from authgate.security.paths import (
+    MAX_TARGET_LENGTH,
+    canonical_method,
+    override_method,
+    query_method_overrides,
+)
 
 # The reverse proxy in front of forward-auth, which decides the headers that describe
 # the request under check.
@@ -44,16 +58,21 @@ PROXY_HEADERS: Final[Mapping[ForwardAuthProxy, tuple[str, str]]] = {
 }
 _KNOWN_METHOD_HEADERS = (ORIGINAL_METHOD, FORWARDED_METHOD)
 _KNOWN_URI_HEADERS = (ORIGINAL_URI, FORWARDED_URI)
+# Headers by which frameworks (Symfony and Laravel, Rack, ASP.NET, Express's
+# method-override, Google's APIs) let a client run another method than the one sent.
+METHOD_OVERRIDE_HEADERS: Final = ("X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override")
 
 # A request's headers as ASGI gives them: (lower-case name, value) byte pairs.
 RawHeaders = Iterable[tuple[bytes, bytes]]
 
 
 class UpstreamRequest(NamedTuple):
-    """The proxied request's method (canonical) and target (as the proxy sent it)."""
+    """The proxied request's method (canonical) and target (as the proxy sent it), and
+    the other methods an upstream may run it as (method overrides, upper case)."""
 
     method: str
     target: str
+    overrides: tuple[str, ...] = ()
 
 
 class UpstreamRequestReader:
@@ -76,7 +95,11 @@ class UpstreamRequestReader:
         } | {_name(name): (name, False) for name in _KNOWN_URI_HEADERS}
         self._others.pop(self._method, None)
         self._others.pop(self._uri, None)
-        self._wanted = frozenset({self._method, self._uri, *self._others})
+        # Override headers by lower-case name: their display name.
+        self._overriding = {_name(name): name for name in METHOD_OVERRIDE_HEADERS}
+        self._overriding.pop(self._method, None)
+        self._overriding.pop(self._uri, None)
+        self._wanted = frozenset({self._method, self._uri, *self._others, *self._overriding})
 
     @classmethod
     def for_proxy(
@@ -109,6 +132,7 @@ class UpstreamRequestReader:
         method: bytes | None = None
         target: bytes | None = None
         others: list[tuple[bytes, bytes]] | None = None
+        overriding: list[tuple[bytes, bytes]] | None = None
         method_name, uri_name, wanted = self._method, self._uri, self._wanted
         for name, value in headers:
             if name not in wanted:  # most headers: one (cached) hash lookup
@@ -121,6 +145,10 @@ class UpstreamRequestReader:
                 if target is not None:
                     raise self._duplicate(self.uri_header)
                 target = value
+            elif name in self._overriding:
+                if overriding is None:
+                    overriding = []
+                overriding.append((name, value))
             else:
                 if others is None:
                     others = []
@@ -131,7 +159,35 @@ class UpstreamRequestReader:
             raise self._missing(method is None, target is None)
         if len(target) > MAX_TARGET_LENGTH:
             raise ValidationFailed(f"{self.uri_header} is too long")
-        return UpstreamRequest(canonical_method(method.decode("latin-1")), target.decode("latin-1"))
+        try:
+            canonical = canonical_method(method.decode("latin-1"))
+        except AmbiguousUpstreamRequest as error:
+            error.header = self.method_header
+            raise
+        uri = target.decode("latin-1")
+        return UpstreamRequest(canonical, uri, self._overrides(canonical, uri, overriding))
+
+    def _overrides(
+        self, method: str, uri: str, headers: list[tuple[bytes, bytes]] | None
+    ) -> tuple[str, ...]:
+        """The methods the request's overrides name, other than ``method``: from the
+        override headers, then the query's ``_method`` parameters. Raises
+        ``AmbiguousUpstreamRequest`` for one that names no method."""
+        named = [(self._overriding[name], value.decode("latin-1")) for name, value in headers or ()]
+        named.extend((self.uri_header, value) for value in query_method_overrides(uri))
+        overrides: list[str] = []
+        for header, value in named:
+            override = override_method(value)
+            if override is None:
+                raise AmbiguousUpstreamRequest(
+                    f"A method override in {header} names no HTTP method: frameworks that "
+                    "honour it would refuse the request or run it as another method",
+                    reason=Reason.INVALID_METHOD_OVERRIDE,
+                    header=header,
+                )
+            if override != method and override not in overrides:
+                overrides.append(override)
+        return tuple(overrides)
 
     def _check_agreement(
         self, others: list[tuple[bytes, bytes]], method: bytes | None, target: bytes | None

@@ -139,6 +139,8 @@ REASON_TEXT: Final[dict[Reason, str]] = {
     Reason.FORWARD_AUTH_DENIED: "Refused by a forward-auth rule",
     Reason.DUPLICATE_UPSTREAM_HEADER: "A forwarding header was sent twice",
     Reason.CONFLICTING_UPSTREAM_HEADER: "Forwarding headers disagree",
+    Reason.METHOD_NOT_UPPER_CASE: "The method is not in upper case",
+    Reason.INVALID_METHOD_OVERRIDE: "A method override names no method",
     Reason.PATH_TOO_LONG: "The path is too long",
     Reason.PATH_FRAGMENT: "The path has a fragment (#)",
     Reason.PATH_ENCODED_SEPARATOR: "The path has an encoded slash or dot",
