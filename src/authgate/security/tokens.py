@@ -134,12 +134,17 @@ class JwtCodec:
         ttl: timedelta,
         session_id: str | None = None,
         email: str | None = None,
+        tenant_id: str | None = None,
+        platform: bool = False,
         second_factor: bool = False,
     ) -> IssuedToken:
         """A signed token. Every token carries ``roles`` and ``permissions`` (what the
         roles grant, for clients and the guard; authgate itself re-derives them from the
         roles the user still holds). With ``session_id`` (UTMStack v12's login), v12's
-        other claims are added: ``sid`` and ``email``."""
+        other claims are added: ``sid``, ``email``, ``tid`` (``tenant_id``, when given)
+        and ``platform`` (v12's UI shows the instance operator's screens by it). Like
+        the roles, these only shape a UI: what a caller may do is decided from the
+        roles the user holds when the token is used."""
         payload: dict[str, Any] = {
             "sub": subject,
             "auth": join_authorities(authorities),
@@ -151,7 +156,9 @@ class JwtCodec:
             "permissions": sorted(permissions_of(authorities)),
         }
         if session_id is not None:
-            payload.update(sid=session_id, email=email)
+            payload.update(sid=session_id, email=email, platform=platform)
+            if tenant_id is not None:
+                payload["tid"] = tenant_id
         claims = TokenClaims(
             subject=subject,
             user_id=user_id,

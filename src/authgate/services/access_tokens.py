@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from authgate.clock import Clock
 from authgate.exceptions import SecondFactorLocked, TokenInvalid, TokenRevoked
 from authgate.reasons import Reason
-from authgate.security.principal import Principal
+from authgate.security.principal import ROLE_ADMIN, Principal
 from authgate.security.signing_keys import Algorithm
 from authgate.security.tokens import (
     PRE_AUTH_AUDIENCE_SUFFIX,
@@ -115,8 +115,14 @@ class AccessTokenService:
         token_ttl: timedelta,
         remember_me_ttl: timedelta,
         cache_size: int,
+        tenant_id: str | None = None,
+        default_tenant: bool = True,
     ) -> None:
+        """``tenant_id``: the ``tid`` of v12 sessions' tokens; ``default_tenant``: it is
+        UTMStack's default tenant (whose admins are v12's instance operators)."""
         self._codec = codec
+        self._tenant_id = tenant_id
+        self._default_tenant = default_tenant
         self._db = db
         self._feed = feed
         self._clock = clock
@@ -163,8 +169,9 @@ class AccessTokenService:
         self, user: UserView, *, session_id: str, second_factor: bool = False
     ) -> IssuedToken:
         """An access token of a v12 session: it carries ``sid`` (so revoking the session
-        revokes it) and ``email``; ``second_factor`` when the session's login passed
-        one."""
+        revokes it), ``email``, and the tenant claims v12's UI reads (``tid``: the
+        tenant, ``AUTHGATE_V12_TENANT_ID``; ``platform``); ``second_factor`` when the
+        session's login passed one."""
         return self._codec.issue(
             subject=user.login,
             user_id=user.id,
@@ -173,6 +180,9 @@ class AccessTokenService:
             ttl=self._token_ttl,
             session_id=session_id,
             email=user.email,
+            tenant_id=self._tenant_id,
+            # v12: the instance operator is an admin of the default tenant.
+            platform=self._default_tenant and ROLE_ADMIN in user.authorities,
             second_factor=second_factor,
         )
 

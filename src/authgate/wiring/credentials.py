@@ -16,7 +16,7 @@ from authgate.services.api_keys import ApiKeyService
 from authgate.services.service_credentials import ServiceCredentials
 from authgate.services.signing_keys import SigningKeyFile
 from authgate.services.user_states import UserStates
-from authgate.settings import Settings
+from authgate.settings import UTMSTACK_DEFAULT_TENANT, Settings
 from authgate.storage import keystore
 from authgate.wiring.infrastructure import Infrastructure
 from authgate.wiring.protection import Protection
@@ -63,6 +63,8 @@ def build_tokens(settings: Settings, infra: Infrastructure, clock: Clock) -> Tok
         token_ttl=settings.tokens.ttl,
         remember_me_ttl=settings.tokens.remember_me_ttl,
         cache_size=settings.tokens.cache_size,
+        tenant_id=settings.v12_tenant_id,
+        default_tenant=settings.v12_tenant_id == UTMSTACK_DEFAULT_TENANT,
     )
     return Tokens(key_file=key_file, user_states=user_states, tokens=tokens)
 

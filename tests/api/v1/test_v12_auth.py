@@ -12,11 +12,12 @@ from typing import Any
 
 import jwt
 
+from authgate.settings import UTMSTACK_DEFAULT_TENANT
 from authgate.storage.audit_repository import AuditFilter
 from authgate.storage.paging import PageRequest
 from tests.api.test_second_factor import enrol_totp
 from tests.api.v1.v12_ui import ui_request
-from tests.conftest import USER_PASSWORD, Harness, bearer
+from tests.conftest import ADMIN_PASSWORD, USER_PASSWORD, Harness, bearer
 
 NEW_PASSWORD = "a-brand-new-password"
 
@@ -55,6 +56,20 @@ async def test_login_returns_the_v12_pair(harness: Harness) -> None:
     assert claims["exp"]
     assert claims["iss"]
     assert claims["aud"]
+    # What v12's UI reads besides the roles (shared/lib/jwt.ts): the tenant, and whether
+    # the caller is the instance operator (an admin of the default tenant).
+    assert claims["tid"] == UTMSTACK_DEFAULT_TENANT
+    assert claims["platform"] is False
+
+
+async def test_an_admin_s_v12_token_says_platform_operator(harness: Harness) -> None:
+    await harness.create_user("admin", ADMIN_PASSWORD, admin=True)
+    response = await harness.client.post(
+        "/api/v1/auth/login", json={"login": "admin", "password": ADMIN_PASSWORD}
+    )
+    assert response.status_code == 200, response.text
+    claims = jwt.decode(response.json()["access_token"], options={"verify_signature": False})
+    assert (claims["platform"], claims["tid"]) == (True, UTMSTACK_DEFAULT_TENANT)
 
 
 async def test_login_and_refresh_show_the_user_as_me_does(harness: Harness) -> None:
