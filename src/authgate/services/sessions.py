@@ -283,10 +283,15 @@ class SessionService:
             user = await sessions.user(session.user_id)
             if session.revoked_at is not None or session.expires_at <= now:
                 raise RefreshTokenInvalid(reason=Reason.SESSION_ENDED)
-            refused = ended_by_account(user, session) or await self._exchange(
-                sessions, stored, now=now
-            )
-            if refused is not None:
+            ended = ended_by_account(user, session)
+            refused = ended or await self._exchange(sessions, stored, now=now)
+            if ended is not None:
+                # The account ended the session's access tokens already (the user's
+                # state, or ``tokens_valid_after``): the row ends too, but its ``sid`` is
+                # not denied, which would also end the one token a password change
+                # keeps for the caller who made it (v12 keeps it until it expires).
+                self._mark_revoked([session], reason=ended)
+            elif refused is not None:
                 await self._revoke(work, session.user_id, [session], reason=refused)
             else:
                 session.last_used_at = now
@@ -510,14 +515,17 @@ class SessionService:
     async def _revoke(
         self, work: UnitOfWork, user_id: int, sessions: list[Session], *, reason: Reason
     ) -> None:
-        now = self._clock()
-        for session in sessions:
-            session.revoked_at = now
-            session.revoked_reason = reason
+        self._mark_revoked(sessions, reason=reason)
         if sessions:
             await self._tokens.deny_sessions(
                 work, user_id=user_id, session_ids=[s.id for s in sessions]
             )
+
+    def _mark_revoked(self, sessions: list[Session], *, reason: Reason) -> None:
+        now = self._clock()
+        for session in sessions:
+            session.revoked_at = now
+            session.revoked_reason = reason
 
     def _record_revoked(self, actor: Actor, session_id: str, reason: Reason) -> None:
         """The audit event of one session revoked (by the cap, a refused refresh or its
