@@ -90,8 +90,21 @@ def fresh_admin_headers(harness: Harness, admin: UserView) -> dict[str, str]:
 
 def assert_not_a_server_error(response: httpx2.Response) -> None:
     request = response.request
-    assert response.status_code < 500, f"{request.method} {request.url}: {response.text}"
     assert "Traceback" not in response.text
+    if _is_a_readiness_answer(response):
+        return
+    assert response.status_code < 500, f"{request.method} {request.url}: {response.text}"
+
+
+def _is_a_readiness_answer(response: httpx2.Response) -> bool:
+    """Readiness answers 503 OUT_OF_SERVICE, by design, when the database does not answer
+    its ping within a second: on a machine loaded by other test runs that happened once
+    (its headers play no part in it)."""
+    return (
+        response.request.url.path == "/management/health/readiness"
+        and response.status_code == 503
+        and response.json().get("status") == "OUT_OF_SERVICE"
+    )
 
 
 # -- the reproduced attacks --------------------------------------------------------------
