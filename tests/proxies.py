@@ -316,6 +316,16 @@ OVERRIDES = {
     "X-Forwarded-Prefix": "/admin",
 }
 
+# A client's own description of its request (the last pair agreeing with the request, so
+# that authgate lets it through): the examples never pass it upstream, where it would be
+# read as what was checked.
+REQUEST_DESCRIPTION = {
+    "X-Forwarded-Method": "DELETE",
+    "X-Forwarded-Uri": "/public/x",
+    "X-Original-Method": "GET",
+    "X-Original-URI": "/api/orders",
+}
+
 
 # -- raw requests ----------------------------------------------------------------------------------
 
