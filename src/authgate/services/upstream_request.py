@@ -173,8 +173,11 @@ class UpstreamRequestReader:
         """The methods the request's overrides name, other than ``method``: from the
         override headers, then the query's ``_method`` parameters. Raises
         ``AmbiguousUpstreamRequest`` for one that names no method."""
+        from_query = query_method_overrides(uri)
+        if headers is None and not from_query:  # nearly every request: nothing to read
+            return ()
         named = [(self._overriding[name], value.decode("latin-1")) for name, value in headers or ()]
-        named.extend((self.uri_header, value) for value in query_method_overrides(uri))
+        named.extend((self.uri_header, value) for value in from_query)
         overrides: list[str] = []
         for header, value in named:
             override = override_method(value)
