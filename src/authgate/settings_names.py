@@ -63,6 +63,7 @@ NESTED: Mapping[str, tuple[str, str]] = {
     "alert_email_to": ("alerts", "email_to"),
     "alert_delivery_retries": ("alerts", "delivery_retries"),
     "alert_evaluation_interval_seconds": ("alerts", "evaluation_interval_seconds"),
+    "alert_max_subjects_per_window": ("alerts", "max_subjects_per_window"),
     "alert_rules": ("alerts", "rules"),
     "api_key_require_expiry": ("api_keys", "require_expiry"),
     "api_key_max_lifetime_days": ("api_keys", "max_lifetime_days"),

@@ -452,6 +452,30 @@ async def test_password_spray_from_one_address_fires_the_per_address_rule(env: E
     assert not [a for a in await env.fired() if a["rule"] == PER_ACCOUNT]
 
 
+async def test_a_blocked_address_typing_many_usernames_fires_no_account_alerts(env: Env) -> None:
+    """The attack review's repro A: an address blocked by brute-force protection (10
+    wrong logins) then sends 3 wrong logins for each of 15 usernames. They are refused
+    (423) without a password being looked at, so they fire no per-account alert (before:
+    one alert and one e-mail per username typed); the address's rule fires once."""
+    address = "10.20.30.40"
+    await spray(env, address, 10, prefix="warm-up")
+    async with env.client(address) as client:
+        for number in range(15):
+            for _ in range(3):
+                response = await client.post(
+                    "/api/authenticate",
+                    json={"username": f"victim-{number}", "password": "wrong-password"},
+                )
+                assert response.status_code == 423, response.text
+    # Records are evaluated in order: once this later alert arrived, the attack's were seen.
+    await spray(env, "10.9.9.9", 4, prefix="marker")
+    await env.receivers.wait_for(PER_ADDRESS, "ip:10.9.9.9")
+
+    assert not [a for a in await env.fired() if a["rule"] == PER_ACCOUNT]
+    assert len(await env.fired_rows(PER_ADDRESS, f"ip:{address}")) == 1
+    assert not [r for r in env.receivers.mail.alerts if r.rule == PER_ACCOUNT]
+
+
 async def test_invalid_api_keys_from_one_address_fire(env: Env) -> None:
     """Requests with made-up API keys from one address fire the failed_key_uses_per_ip rule."""
     async with env.client("198.51.100.9") as client:

@@ -15,9 +15,11 @@ from authgate.security.networks import (
     AllowEntryError,
     AllowList,
     TrustedProxies,
+    network_text_prefix,
     normalize_allow_list,
     parse_address,
     parse_allow_entry,
+    throttle_network,
 )
 
 MAPPED_RANGE = ipaddress.IPv6Network("::ffff:0:0/96")
@@ -437,3 +439,34 @@ def test_every_address_at_a_network_edge_is_permitted(
 
     assert allow.permits(network.network_address)
     assert allow.permits(network.broadcast_address)
+
+
+@pytest.mark.parametrize(
+    ("network", "expected"),
+    [
+        ("2001:db8:1:2::/64", "2001:db8:1:2:"),
+        ("2001:db8:0:1::/64", "2001:db8:"),  # "::" may swallow the zero and what follows
+        ("2001:db8:1:0::/64", "2001:db8:1:"),
+        ("::/64", ""),
+        ("192.0.2.1", ""),
+        ("not an address", ""),
+    ],
+)
+def test_network_text_prefix_stops_before_the_first_zero_hextet(
+    network: str, expected: str
+) -> None:
+    assert network_text_prefix(network) == expected
+
+
+@given(st.ip_addresses(v=6))
+@example(ipaddress.IPv6Address("2001:db8::1:0:0:1"))
+@example(ipaddress.IPv6Address("2001:db8:0:0:1::"))
+def test_every_address_of_a_64_starts_with_its_network_text_prefix(
+    address: ipaddress.IPv6Address,
+) -> None:
+    """The prefix narrows a search by the stored (canonical) text and never misses an
+    address of the /64."""
+    if address.ipv4_mapped is not None:
+        return  # counted as the IPv4 address it carries
+    network = throttle_network(str(address))
+    assert str(address).startswith(network_text_prefix(network))

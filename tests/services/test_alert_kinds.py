@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import pytest
 
+from authgate.reasons import Reason
 from authgate.services.alerts.kinds import KINDS, duration
 from authgate.storage.models import AuditEvent
 
 
-def event(*, login: str | None = None, ip: str | None = None, key: int | None = None) -> AuditEvent:
-    return AuditEvent(actor_login=login, client_ip=ip, api_key_id=key)
+def event(
+    *,
+    login: str | None = None,
+    ip: str | None = None,
+    key: int | None = None,
+    reason: Reason | None = None,
+) -> AuditEvent:
+    return AuditEvent(actor_login=login, client_ip=ip, api_key_id=key, reason=reason)
 
 
 @pytest.mark.parametrize(
@@ -81,3 +88,39 @@ def test_each_kind_counts_per_its_subject(kind: str, expected: str) -> None:
 )
 def test_an_event_without_the_subject_counts_for_none(kind: str) -> None:
     assert KINDS[kind].subject.of(event()) is None
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        ("failed_logins_per_ip", "ip:2001:db8:1:2::/64"),
+        ("failed_key_uses_per_ip", "ip:2001:db8:1:2::/64"),
+        ("key_new_ip", "key:5|ip:2001:db8:1:2::/64"),
+    ],
+)
+def test_an_ipv6_address_counts_as_its_64(kind: str, expected: str) -> None:
+    """As brute-force protection counts it: rotating within one's /64 is one subject."""
+    for address in ("2001:db8:1:2::1", "2001:db8:1:2:aaaa:bbbb:cccc:dddd"):
+        assert KINDS[kind].subject.of(event(login="alice", ip=address, key=5)) == expected
+
+
+def test_an_ipv4_mapped_address_counts_as_the_ipv4_address() -> None:
+    subject = KINDS["failed_logins_per_ip"].subject.of(event(ip="::ffff:192.0.2.1"))
+    assert subject == "ip:192.0.2.1"
+
+
+@pytest.mark.parametrize("reason", [r for r in Reason if r.throttled])
+@pytest.mark.parametrize("kind", ["failed_logins_per_account", "failed_second_factors"])
+def test_a_refusal_before_any_password_check_belongs_to_no_account(
+    kind: str, reason: Reason
+) -> None:
+    """The login on such a refusal is only what was typed: no account subject."""
+    assert KINDS[kind].subject.of(event(login="alice", ip="10.0.0.1", reason=reason)) is None
+    assert reason.value in KINDS[kind].subject.ignored_reasons
+
+
+def test_a_checked_wrong_password_belongs_to_the_account() -> None:
+    subject = KINDS["failed_logins_per_account"].subject.of(
+        event(login="alice", reason=Reason.WRONG_PASSWORD)
+    )
+    assert subject == "account:alice"

@@ -27,7 +27,7 @@ from authgate.services.alerts.configuration import sinks_from_settings
 from authgate.services.alerts.dispatch import AlertDispatcher
 from authgate.services.alerts.email_sink import EmailSink
 from authgate.services.alerts.log_sink import LogSink
-from authgate.services.alerts.messages import Alert, DeliveryError
+from authgate.services.alerts.messages import Alert, CheckpointNotice, DeliveryError
 from authgate.services.alerts.syslog_sink import SyslogSink
 from authgate.services.alerts.targets import validate_syslog_target, validate_webhook_url
 from authgate.services.alerts.webhook_sink import WebhookSink
@@ -791,6 +791,51 @@ async def test_alerts_submitted_while_running_are_delivered() -> None:
     assert not running.done()
     stop.set()
     await asyncio.wait_for(running, WAIT)
+
+
+class HangingSiem(HangingSink):
+    """A sink whose alert deliveries hang and whose checkpoint deliveries arrive."""
+
+    name = "siem"
+
+    def __init__(self) -> None:
+        self.notices: list[CheckpointNotice] = []
+        self.arrived = asyncio.Event()
+
+    async def deliver_checkpoint(self, notice: CheckpointNotice) -> None:
+        self.notices.append(notice)
+        self.arrived.set()
+
+
+async def test_alerts_filling_a_queue_never_drop_or_delay_a_checkpoint() -> None:
+    """A sink's alert queue full (and its delivery stuck) while alerts keep coming: the
+    signed audit checkpoint still arrives, at once; only alerts are dropped. Before,
+    checkpoints shared the alerts' queue: a flood of alerts dropped them."""
+    sink = HangingSiem()
+    dispatcher = AlertDispatcher([sink], retries=0, max_queue=2, drain_timeout=0.05)
+    notice = CheckpointNotice(
+        checkpoint="header.claims.signature",
+        position=7,
+        hash="ab" * 32,
+        time=FIRED_AT,
+        node="node-1",
+        reason="interval",
+    )
+    for alert_id in range(5):
+        dispatcher.submit(make_alert(id=alert_id))
+    dispatcher.submit_checkpoint(notice)
+    stop = asyncio.Event()
+    running = asyncio.create_task(dispatcher.run(stop))
+
+    try:
+        await asyncio.wait_for(sink.arrived.wait(), WAIT)
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, WAIT)
+
+    assert sink.notices == [notice]
+    assert dispatcher.dropped == 3  # alerts 2, 3 and 4
+    assert dispatcher.stats["siem"]["delivered"] == 1
 
 
 def test_sink_names_must_be_unique() -> None:

@@ -56,6 +56,24 @@ def throttle_network(address: str) -> str:
     return str(network)
 
 
+def network_text_prefix(network: str) -> str:
+    """Text that every address of the IPv6 ``network`` (a ``throttle_network`` /64)
+    starts with when written canonically (RFC 5952, as audit records store it): its
+    leading hextets up to the first zero one, which ``::`` may swallow. "" when the first
+    hextet is zero or ``network`` is no IPv6 network. A filter to narrow a search by,
+    never a match: the addresses it finds are checked with ``throttle_network``."""
+    try:
+        parsed = ipaddress.IPv6Network(network)
+    except ValueError:
+        return ""
+    prefix = ""
+    for hextet in parsed.network_address.exploded.split(":")[: IPV6_THROTTLE_PREFIX // 16]:
+        if int(hextet, 16) == 0:
+            break
+        prefix += f"{int(hextet, 16):x}:"
+    return prefix
+
+
 def covers_every_address(entries: Iterable[str]) -> bool:
     """Whether the allow list admits every IPv4 or every IPv6 address: ``0.0.0.0/0``,
     ``::/0``, or networks adding up to one of them (``0.0.0.0/1`` + ``128.0.0.0/1``).

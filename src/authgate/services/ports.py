@@ -226,10 +226,24 @@ class AlertRepo(Protocol):
         actor_login: str | None = None,
         client_ip: str | None = None,
         api_key_id: int | None = None,
+        excluded_reasons: Collection[str] = (),
     ) -> int: ...
+    async def count_events_per_address(
+        self,
+        event_types: Sequence[str],
+        *,
+        since: datetime,
+        until: datetime,
+        address_prefix: str,
+        excluded_reasons: Collection[str] = (),
+    ) -> dict[str, int]: ...
     async def previous_key_success(
         self, api_key_id: int, *, before_id: int, client_ip: str | None = None
     ) -> AuditEvent | None: ...
+    async def key_success_addresses(
+        self, api_key_id: int, *, before_id: int, address_prefix: str
+    ) -> set[str]: ...
+    async def fired_subjects(self, rule_key: str, window_start: int) -> set[str]: ...
     async def key_public_ids(self, key_pks: Collection[int]) -> dict[int, str]: ...
     async def keys_expiring_between(self, start: datetime, end: datetime) -> list[ApiKey]: ...
 

@@ -6,7 +6,7 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -87,15 +87,12 @@ class AlertRepository:
         actor_login: str | None = None,
         client_ip: str | None = None,
         api_key_id: int | None = None,
+        excluded_reasons: Collection[str] = (),
     ) -> int:
         query = (
             select(func.count())
             .select_from(AuditEvent)
-            .where(
-                AuditEvent.event_type.in_(event_types),
-                AuditEvent.occurred_at > since,
-                AuditEvent.occurred_at <= until,
-            )
+            .where(*_in_window(event_types, since, until, excluded_reasons))
         )
         if actor_login is not None:
             query = query.where(AuditEvent.actor_login == actor_login)
@@ -104,6 +101,30 @@ class AlertRepository:
         if api_key_id is not None:
             query = query.where(AuditEvent.api_key_id == api_key_id)
         return await self._session.scalar(query) or 0
+
+    async def count_events_per_address(
+        self,
+        event_types: Sequence[str],
+        *,
+        since: datetime,
+        until: datetime,
+        address_prefix: str,
+        excluded_reasons: Collection[str] = (),
+    ) -> dict[str, int]:
+        """Per IPv6 client address written starting with ``address_prefix``: its events."""
+        query = (
+            select(AuditEvent.client_ip, func.count())
+            .where(
+                *_in_window(event_types, since, until, excluded_reasons),
+                AuditEvent.client_ip.like(_ipv6_like(address_prefix)),
+            )
+            .group_by(AuditEvent.client_ip)
+        )
+        return {
+            address: count
+            for address, count in await self._session.execute(query)
+            if address is not None
+        }
 
     async def previous_key_success(
         self, api_key_id: int, *, before_id: int, client_ip: str | None = None
@@ -117,6 +138,30 @@ class AlertRepository:
         if client_ip is not None:
             query = query.where(AuditEvent.client_ip == client_ip)
         return await self._session.scalar(query.order_by(AuditEvent.id.desc()).limit(1))
+
+    async def key_success_addresses(
+        self, api_key_id: int, *, before_id: int, address_prefix: str
+    ) -> set[str]:
+        """The IPv6 addresses written starting with ``address_prefix`` that the key was
+        accepted from before event ``before_id``."""
+        query = (
+            select(AuditEvent.client_ip)
+            .where(
+                AuditEvent.api_key_id == api_key_id,
+                AuditEvent.event_type == "API_KEY_ACCESS_SUCCESS",
+                AuditEvent.id < before_id,
+                AuditEvent.client_ip.like(_ipv6_like(address_prefix)),
+            )
+            .distinct()
+        )
+        return {address for address in await self._session.scalars(query) if address}
+
+    async def fired_subjects(self, rule_key: str, window_start: int) -> set[str]:
+        """The subjects ``rule_key`` fired for in the window starting at ``window_start``."""
+        query = select(FiredAlert.subject).where(
+            FiredAlert.rule_key == rule_key, FiredAlert.window_start == window_start
+        )
+        return set(await self._session.scalars(query))
 
     async def key_public_ids(self, key_pks: Collection[int]) -> dict[int, str]:
         """The public UUIDs of these keys (by bigint id), for naming them in alerts."""
@@ -133,3 +178,25 @@ class AlertRepository:
             ApiKey.expires_at <= end,
         )
         return list(await self._session.scalars(query))
+
+
+def _in_window(
+    event_types: Sequence[str], since: datetime, until: datetime, excluded_reasons: Collection[str]
+) -> list[ColumnElement[bool]]:
+    conditions = [
+        AuditEvent.event_type.in_(event_types),
+        AuditEvent.occurred_at > since,
+        AuditEvent.occurred_at <= until,
+    ]
+    if excluded_reasons:
+        # NOT IN is never true for NULL: a record without a reason still counts.
+        conditions.append(
+            or_(AuditEvent.reason.is_(None), AuditEvent.reason.not_in(sorted(excluded_reasons)))
+        )
+    return conditions
+
+
+def _ipv6_like(prefix: str) -> str:
+    # The prefix is hex digits and colons (``networks.network_text_prefix``): nothing
+    # to escape. Every IPv6 address has a colon, no IPv4 address has one.
+    return f"{prefix}%:%" if not prefix else f"{prefix}%"

@@ -63,6 +63,7 @@ def build_monitoring(
             audit=audit,
             dispatcher=dispatcher,
             poll_interval=settings.alerts.evaluation_interval_seconds,
+            max_subjects_per_window=settings.alerts.max_subjects_per_window,
         ),
         cluster=cluster,
         checkpoints=AuditCheckpoints(

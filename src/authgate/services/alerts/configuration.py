@@ -65,6 +65,13 @@ class AlertsConfig(BaseModel):
         le=60,
         description="How often new audit events are checked against the rules.",
     )
+    max_subjects_per_window: int = Field(
+        default=10,
+        ge=1,
+        le=10_000,
+        description="Alerts one rule sends per window, one per subject; the subjects "
+        "beyond are rolled up into one summary alert (sent once, and updated at most once).",
+    )
     rules: list[AlertRuleSetting] = Field(
         default_factory=list,
         description="Rules installed at start-up (upserted by name), e.g. [[alert_rules]] in TOML.",

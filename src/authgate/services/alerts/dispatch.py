@@ -2,8 +2,10 @@
 
 Every sink has its own bounded queue and worker, so a webhook that is down (retrying
 with exponential backoff) never delays syslog or e-mail, and never the caller:
-``submit`` is O(1) and never raises; a full queue drops and counts. Checkpoints go the
-same way, to the sinks that keep them (``submit_checkpoint``).
+``submit`` is O(1) and never raises; a full queue drops and counts. Checkpoints go to
+the sinks that keep them (``submit_checkpoint``) through a queue and worker of their
+own per sink: alerts that fill a sink's queue never drop a signed checkpoint, nor
+delay it behind their retries.
 """
 
 from __future__ import annotations
@@ -37,13 +39,18 @@ class SinkStats(TypedDict):
     retries: int
 
 
+MAX_CHECKPOINT_QUEUE = 1000  # one every few minutes: hours of a sink being down
+
+
 @dataclass(slots=True)
 class _Lane:
-    """One sink's queue and counters; its own worker drains it."""
+    """One sink's queue of alerts or of checkpoints, and the sink's counters (shared by
+    its two lanes); its own worker drains it."""
 
     sink: AlertSink
     queue: asyncio.Queue[Message]
     stats: SinkStats = field(default_factory=lambda: SinkStats(delivered=0, failed=0, retries=0))
+    kind: str = "alerts"
 
 
 class AlertDispatcher:
@@ -59,14 +66,22 @@ class AlertDispatcher:
         retries: int,
         backoff: float = 1.0,
         max_queue: int = 10_000,
+        max_checkpoint_queue: int = MAX_CHECKPOINT_QUEUE,
         drain_timeout: float = 10.0,
     ) -> None:
         names = [sink.name for sink in sinks]
         if len(set(names)) != len(names):
             raise ValueError(f"sink names must be unique: {names}")
-        if retries < 0 or backoff < 0 or max_queue < 1 or drain_timeout < 0:
-            raise ValueError("retries, backoff and drain_timeout must be >= 0, max_queue >= 1")
+        if retries < 0 or backoff < 0 or drain_timeout < 0:
+            raise ValueError("retries, backoff and drain_timeout must be >= 0")
+        if max_queue < 1 or max_checkpoint_queue < 1:
+            raise ValueError("max_queue and max_checkpoint_queue must be >= 1")
         self._lanes = [_Lane(sink, asyncio.Queue(maxsize=max_queue)) for sink in sinks]
+        self._checkpoint_lanes = [
+            _Lane(lane.sink, asyncio.Queue(maxsize=max_checkpoint_queue), lane.stats, "checkpoints")
+            for lane in self._lanes
+            if keeps_checkpoints(lane.sink)
+        ]
         self._retries = retries
         self._backoff = backoff
         self._drain_timeout = drain_timeout
@@ -79,7 +94,8 @@ class AlertDispatcher:
 
     @property
     def dropped(self) -> int:
-        """Alerts not queued for at least one sink because its queue was full."""
+        """Alerts or checkpoints not queued for at least one sink because its queue
+        (alerts', or checkpoints') was full."""
         return self._dropped
 
     def submit(self, alert: Alert) -> None:
@@ -88,7 +104,7 @@ class AlertDispatcher:
 
     def submit_checkpoint(self, notice: CheckpointNotice) -> None:
         """Queue an audit checkpoint for every sink that keeps checkpoints."""
-        self._queue(notice, [lane for lane in self._lanes if keeps_checkpoints(lane.sink)])
+        self._queue(notice, self._checkpoint_lanes)
 
     def _queue(self, message: Message, lanes: Sequence[_Lane]) -> None:
         dropped = False
@@ -102,15 +118,16 @@ class AlertDispatcher:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until ``stop`` is set, then drain the queues for up to ``drain_timeout``."""
+        lanes = [*self._lanes, *self._checkpoint_lanes]
         workers = [
-            asyncio.create_task(self._work(lane), name=f"alert-sink-{lane.sink.name}")
-            for lane in self._lanes
+            asyncio.create_task(self._work(lane), name=f"alert-sink-{lane.sink.name}-{lane.kind}")
+            for lane in lanes
         ]
         try:
             await stop.wait()
             with contextlib.suppress(TimeoutError):  # what is left is counted as failed
                 async with asyncio.timeout(self._drain_timeout):
-                    await asyncio.gather(*(lane.queue.join() for lane in self._lanes))
+                    await asyncio.gather(*(lane.queue.join() for lane in lanes))
         finally:
             for worker in workers:
                 worker.cancel()
@@ -156,7 +173,7 @@ class AlertDispatcher:
                 return
 
     def _abandon_queued(self) -> None:
-        for lane in self._lanes:
+        for lane in [*self._lanes, *self._checkpoint_lanes]:
             left = lane.queue.qsize()
             while not lane.queue.empty():
                 lane.queue.get_nowait()

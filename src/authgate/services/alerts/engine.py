@@ -7,13 +7,16 @@ threshold fires once per (rule, subject, window): the fired alert is inserted un
 unique constraint, so when several nodes evaluate the same events only the node whose
 insert succeeds records ``ALERT_FIRED`` and hands the alert to the sinks.
 
+Subjects are often the attacker's to choose, so alerts per rule and window are bounded
+(``rollup``): beyond ``max_subjects_per_window`` subjects, one summary alert stands for
+the rest.
+
 Latency from the event to the sinks: the audit flush (1 s) plus this poll (1 s).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -21,15 +24,17 @@ from datetime import datetime, timedelta
 from typing import Final
 
 from authgate.clock import Clock
-from authgate.reasons import AlertKindName, Reason
+from authgate.reasons import AlertKindName
+from authgate.services.alerts.counting import count_for_subject
 from authgate.services.alerts.dispatch import AlertDispatcher
 from authgate.services.alerts.kinds import KEY, KEY_AND_ADDRESS, KINDS, AlertKind
 from authgate.services.alerts.messages import Alert
+from authgate.services.alerts.rollup import SUMMARY_SUBJECTS, Rollup, summary_rule_key
 from authgate.services.alerts.rules import RuleView
 from authgate.services.audit.events import SERVER, EventType
 from authgate.services.audit.writer import AuditLog
 from authgate.services.pause import pause
-from authgate.services.ports import AlertRepo, Database
+from authgate.services.ports import Database
 from authgate.services.severity import Severity
 from authgate.services.sorting import require_sortable
 from authgate.storage.models import AuditEvent, FiredAlert
@@ -37,6 +42,7 @@ from authgate.storage.paging import Page, PageRequest
 
 log = logging.getLogger(__name__)
 
+DEFAULT_MAX_SUBJECTS_PER_WINDOW: Final = 10
 EXPIRY_STAGES: Final = (14, 3, 0)  # days before expiry when the owner/admins are told
 REMINDER_INTERVAL_SECONDS: Final = 3600.0
 _BATCH = 5000
@@ -63,14 +69,20 @@ class AlertEngine:
         audit: AuditLog,
         dispatcher: AlertDispatcher,
         poll_interval: float = 1.0,
+        max_subjects_per_window: int = DEFAULT_MAX_SUBJECTS_PER_WINDOW,
     ) -> None:
+        if max_subjects_per_window < 1:
+            raise ValueError("max_subjects_per_window must be at least 1")
         self._db = db
         self._clock = clock
         self._audit = audit
         self._dispatcher = dispatcher
         self._poll_interval = poll_interval
+        self._max_subjects = max_subjects_per_window
         self._cursor = 0
         self._last_reminders = 0.0
+        # (rule key, window start) -> the subjects rolled up beyond the bound
+        self._rollups: dict[tuple[str, int], Rollup] = {}
 
     @property
     def poll_interval(self) -> float:
@@ -143,6 +155,7 @@ class AlertEngine:
                 return 0
             rules = [RuleView.of(rule) for rule in await repository.rules() if rule.enabled]
         self._cursor = events[-1].id
+        self._forget_rollups(before=int(events[0].occurred_at.timestamp()))
         fired = 0
         for rule in rules:
             kind = KINDS.get(rule.kind)
@@ -204,14 +217,26 @@ class AlertEngine:
                 public_ids = await self._db.alerts(session).key_public_ids(
                     {event.api_key_id for event in events if event.api_key_id is not None}
                 )
+        rule_key, window = f"rule:{rule.id}", rule.window_seconds
+        fired_in: dict[int, set[str]] = {}  # window start -> the subjects fired in it
         for subject, event in _latest_per_subject(kind, events, public_ids):
+            start = int(event.occurred_at.timestamp() // window * window)
+            if start not in fired_in:
+                async with self._db.session() as session:
+                    fired_in[start] = await self._db.alerts(session).fired_subjects(rule_key, start)
+            already = fired_in[start]
+            rollup = self._rollups.get((rule_key, start))
+            if subject[:320] in already or (rollup is not None and subject in rollup):
+                continue  # alerted on, or rolled up, in this window already
             count = await self._count(rule, kind, event)
             if count < rule.threshold:
                 continue
-            window = rule.window_seconds
-            start = int(event.occurred_at.timestamp() // window * window)
+            if len(already) >= self._max_subjects:
+                self._rollup(rule_key, start, window).add(subject)
+                continue
+            already.add(subject[:320])  # fired here or, just now, by another node
             if await self._fire(
-                rule_key=f"rule:{rule.id}",
+                rule_key=rule_key,
                 rule_name=rule.name,
                 kind=rule.kind,
                 severity=rule.severity,
@@ -224,49 +249,46 @@ class AlertEngine:
                 ),
             ):
                 fired += 1
-        return fired
+        return fired + await self._summarize(rule, rule_key)
+
+    def _rollup(self, rule_key: str, start: int, window: int) -> Rollup:
+        rollup = self._rollups.get((rule_key, start))
+        if rollup is None:
+            rollup = self._rollups[rule_key, start] = Rollup(start, window)
+        return rollup
+
+    def _forget_rollups(self, *, before: int) -> None:
+        """Drop what was rolled up in windows that ended before ``before``."""
+        for key in [key for key, rollup in self._rollups.items() if rollup.window_end < before]:
+            del self._rollups[key]
+
+    async def _summarize(self, rule: RuleView, rule_key: str) -> int:
+        """Send the summaries due for ``rule``'s windows; how many were sent."""
+        sent = 0
+        for (key, start), rollup in list(self._rollups.items()):
+            stage = rollup.due(self._max_subjects) if key == rule_key else None
+            if stage is None:
+                continue
+            rollup.sent.append(rollup.count)  # sent, or already sent by another node
+            if await self._fire(
+                rule_key=summary_rule_key(rule_key),
+                rule_name=rule.name,
+                kind=rule.kind,
+                severity=rule.severity,
+                subject=SUMMARY_SUBJECTS[stage],
+                window_start=start,
+                window_seconds=rollup.window_seconds,
+                count=rollup.count,
+                summary=rollup.summarize(rule.name, self._max_subjects),
+            ):
+                sent += 1
+        return sent
 
     async def _count(self, rule: RuleView, kind: AlertKind, event: AuditEvent) -> int:
         """Events of the rule's kind for the event's subject within the window before it."""
         window = timedelta(seconds=rule.window_seconds)
         async with self._db.session() as session:
-            repository = self._db.alerts(session)
-            if kind.single_event:
-                return await self._single_event_count(repository, kind, event, window)
-            column = kind.subject.column
-            return await repository.count_events(
-                kind.events,
-                since=event.occurred_at - window,
-                until=event.occurred_at,
-                actor_login=event.actor_login if column == "actor_login" else None,
-                client_ip=event.client_ip if column == "client_ip" else None,
-                api_key_id=event.api_key_id if column == "api_key_id" else None,
-            )
-
-    @staticmethod
-    async def _single_event_count(
-        repository: AlertRepo, kind: AlertKind, event: AuditEvent, window: timedelta
-    ) -> int:
-        if event.api_key_id is None:
-            return 0
-        if kind.name == "key_new_ip":
-            if await repository.previous_key_success(event.api_key_id, before_id=event.id) is None:
-                return 0  # the key's very first use: no address of it is "new" yet
-            seen = await repository.previous_key_success(
-                event.api_key_id, before_id=event.id, client_ip=event.client_ip
-            )
-            return 1 if seen is None else 0
-        if event.reason is not None:
-            # The gate audits an accepted request only when it is a security event; the
-            # one after a long idle time says how long (exact, from the key's last use).
-            if Reason.lookup(event.reason) is not Reason.AFTER_INACTIVITY or not event.details:
-                return 0
-            idle_seconds = json.loads(event.details).get("idleSeconds", 0)
-            return 1 if idle_seconds >= window.total_seconds() else 0
-        # Every accepted request audited (AUTHGATE_AUDIT_API_KEY_SUCCESSES): the previous one.
-        previous = await repository.previous_key_success(event.api_key_id, before_id=event.id)
-        idle = previous is not None and event.occurred_at - previous.occurred_at >= window
-        return 1 if idle else 0
+            return await count_for_subject(self._db.alerts(session), kind, event, window)
 
     async def _fire(
         self,

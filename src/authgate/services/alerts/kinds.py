@@ -11,31 +11,61 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from authgate.reasons import Reason
+from authgate.security.networks import throttle_network
 from authgate.services.audit.events import EventType
 from authgate.storage.models import AuditEvent
 
 # The count of a counting kind's events filters on the record's column its subject names.
 Column = Literal["actor_login", "client_ip", "api_key_id"]
 
+# Refusals made before any password or key was looked at, because the address (or the
+# pair, or the account from unknown addresses) was already throttled: the address is
+# the attacker's, but the login on such a refusal is only what was typed, so these say
+# nothing about that account. Counting them per account let one blocked address raise
+# an alert for every name it typed (212 refused logins, 43 alerts).
+UNCHECKED_REFUSALS: Final = frozenset(reason.value for reason in Reason if reason.throttled)
+
 
 @dataclass(frozen=True, slots=True)
 class Subject:
     """What a kind counts per: the subject an audit record belongs to (``None``: to none),
-    and the record's column the count filters on (``None``: every record counts)."""
+    and the record's column the count filters on (``None``: every record counts).
+
+    Records whose reason is in ``ignored_reasons`` belong to no subject of the kind and
+    are not counted for any. An address is counted per ``throttle_network`` (an IPv6
+    address's /64, as brute-force protection counts it), so rotating addresses within
+    one's own /64 is one subject, not 2**64."""
 
     of: Callable[[AuditEvent], str | None]
     column: Column | None
+    ignored_reasons: frozenset[str] = frozenset()
 
 
-ACCOUNT: Final = Subject(lambda e: e.actor_login and f"account:{e.actor_login}", "actor_login")
-ADDRESS: Final = Subject(lambda e: e.client_ip and f"ip:{e.client_ip}", "client_ip")
+def address_subject(client_ip: str | None) -> str | None:
+    """``ip:<address>`` for IPv4, ``ip:<its /64>`` for IPv6; None without an address."""
+    return client_ip and f"ip:{throttle_network(client_ip)}"
+
+
+def _account(event: AuditEvent) -> str | None:
+    if event.reason in UNCHECKED_REFUSALS:
+        return None
+    return event.actor_login and f"account:{event.actor_login}"
+
+
+def _key_and_address(event: AuditEvent) -> str | None:
+    if event.api_key_id is None:
+        return None
+    return f"key:{event.api_key_id}|{address_subject(event.client_ip) or 'ip:None'}"
+
+
+ACCOUNT: Final = Subject(_account, "actor_login", UNCHECKED_REFUSALS)
+ADDRESS: Final = Subject(lambda e: address_subject(e.client_ip), "client_ip")
 KEY: Final = Subject(
     lambda e: None if e.api_key_id is None else f"key:{e.api_key_id}", "api_key_id"
 )
 # Single-event kinds: the engine judges the one event itself (no count filters).
-KEY_AND_ADDRESS: Final = Subject(
-    lambda e: None if e.api_key_id is None else f"key:{e.api_key_id}|ip:{e.client_ip}", None
-)
+KEY_AND_ADDRESS: Final = Subject(_key_and_address, None)
 ACTOR: Final = Subject(lambda e: f"actor:{e.actor_login}", "actor_login")
 EVERYTHING: Final = Subject(lambda e: "*", None)
 
