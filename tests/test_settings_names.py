@@ -146,7 +146,7 @@ FLAT_NAMES = (
     "log_format",
 )
 # Flat names added to settings_names.NESTED since the nesting: tested the same way.
-ADDED_NAMES = ("password_hashing_priority", "api_key_resume_on_reactivation")
+ADDED_NAMES = ("password_hashing_priority", "api_key_resume_on_reactivation", "max_connections")
 ALL_NAMES = FLAT_NAMES + ADDED_NAMES
 # Where the names that moved into a service's model now live.
 MOVED = {
@@ -235,6 +235,7 @@ MOVED = {
     "max_header_bytes": "http.max_header_bytes",
     "header_timeout_seconds": "http.header_timeout_seconds",
     "body_timeout_seconds": "http.body_timeout_seconds",
+    "max_connections": "http.max_connections",
     "reset_page_url": "http.reset_page_url",
 }
 # What some settings need beside them to be valid.
