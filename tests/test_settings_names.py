@@ -146,7 +146,12 @@ FLAT_NAMES = (
     "log_format",
 )
 # Flat names added to settings_names.NESTED since the nesting: tested the same way.
-ADDED_NAMES = ("password_hashing_priority", "api_key_resume_on_reactivation", "max_connections")
+ADDED_NAMES = (
+    "password_hashing_priority",
+    "api_key_resume_on_reactivation",
+    "max_connections",
+    "password_hashing_known_queue",
+)
 ALL_NAMES = FLAT_NAMES + ADDED_NAMES
 # Where the names that moved into a service's model now live.
 MOVED = {
@@ -178,6 +183,7 @@ MOVED = {
     "argon2_parallelism": "password_hashing.parallelism",
     "password_hashing_threads": "password_hashing.threads",
     "password_hashing_queue": "password_hashing.queue_size",
+    "password_hashing_known_queue": "password_hashing.known_queue_size",
     "password_hashing_queue_timeout_seconds": "password_hashing.queue_timeout",
     "password_hashing_nice": "password_hashing.nice",
     "password_hashing_priority": "password_hashing.priority",
