@@ -147,7 +147,12 @@ FLAT_NAMES = (
     "log_format",
 )
 # Flat names added to settings_names.NESTED since the nesting: tested the same way.
-ADDED_NAMES = ("password_hashing_priority", "api_key_resume_on_reactivation")
+ADDED_NAMES = (
+    "password_hashing_priority",
+    "api_key_resume_on_reactivation",
+    "max_connections",
+    "password_hashing_known_queue",
+)
 ALL_NAMES = FLAT_NAMES + ADDED_NAMES
 # Where the names that moved into a service's model now live.
 MOVED = {
@@ -179,6 +184,7 @@ MOVED = {
     "argon2_parallelism": "password_hashing.parallelism",
     "password_hashing_threads": "password_hashing.threads",
     "password_hashing_queue": "password_hashing.queue_size",
+    "password_hashing_known_queue": "password_hashing.known_queue_size",
     "password_hashing_queue_timeout_seconds": "password_hashing.queue_timeout",
     "password_hashing_nice": "password_hashing.nice",
     "password_hashing_priority": "password_hashing.priority",
@@ -237,6 +243,7 @@ MOVED = {
     "max_header_bytes": "http.max_header_bytes",
     "header_timeout_seconds": "http.header_timeout_seconds",
     "body_timeout_seconds": "http.body_timeout_seconds",
+    "max_connections": "http.max_connections",
     "reset_page_url": "http.reset_page_url",
 }
 # What some settings need beside them to be valid.

@@ -192,6 +192,8 @@ def _report_internals(services: Services) -> None:
             "usage_dropped": services.usage.dropped,
             "audit_pending": services.audit.pending,
             "audit_dropped": services.audit.dropped,
+            "password_reset_pending": services.password_resets.pending,
+            "password_reset_dropped": services.password_resets.dropped,
         },
     )
     metrics.add_source(

@@ -61,6 +61,15 @@ class HttpConfig(BaseModel):
         "ones are answered 408 and the connection closed.",
     )
 
+    max_connections: int = Field(
+        default=4096,
+        ge=8,
+        le=1 << 20,
+        description="Open connections per worker beyond which a new connection is answered "
+        "503 and closed; never more than half the open-files limit (serve raises its soft "
+        "limit to the hard one).",
+    )
+
     reset_page_url: str | None = Field(
         default=None,
         description="The page a password-reset or invitation link opens, with ?key=... "

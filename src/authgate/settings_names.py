@@ -47,6 +47,7 @@ NESTED: Mapping[str, tuple[str, str]] = {
     "argon2_parallelism": ("password_hashing", "parallelism"),
     "password_hashing_threads": ("password_hashing", "threads"),
     "password_hashing_queue": ("password_hashing", "queue_size"),
+    "password_hashing_known_queue": ("password_hashing", "known_queue_size"),
     "password_hashing_queue_timeout_seconds": ("password_hashing", "queue_timeout"),
     "password_hashing_priority": ("password_hashing", "priority"),
     "password_hashing_nice": ("password_hashing", "nice"),
@@ -107,6 +108,7 @@ NESTED: Mapping[str, tuple[str, str]] = {
     "max_header_bytes": ("http", "max_header_bytes"),
     "header_timeout_seconds": ("http", "header_timeout_seconds"),
     "body_timeout_seconds": ("http", "body_timeout_seconds"),
+    "max_connections": ("http", "max_connections"),
     "reset_page_url": ("http", "reset_page_url"),
 }
 GROUPS = frozenset(group for group, _ in NESTED.values())

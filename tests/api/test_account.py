@@ -141,9 +141,9 @@ async def count_verifications(harness: Harness, monkeypatch: pytest.MonkeyPatch)
     checked: list[str] = []
     verify = hasher.verify
 
-    async def spy(stored_hash: str, password: str) -> Literal[True]:
+    async def spy(stored_hash: str, password: str, *, known_address: bool = False) -> Literal[True]:
         checked.append(password)
-        return await verify(stored_hash, password)
+        return await verify(stored_hash, password, known_address=known_address)
 
     monkeypatch.setattr(hasher, "verify", spy)
     return checked

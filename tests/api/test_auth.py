@@ -103,9 +103,9 @@ async def test_unknown_user_costs_a_password_verification(
     calls: list[str] = []
     original = AsyncPasswordHasher.spend_equal_time
 
-    async def spy(self: AsyncPasswordHasher, password: str) -> None:
+    async def spy(self: AsyncPasswordHasher, password: str, *, known_address: bool = False) -> None:
         calls.append(password)
-        await original(self, password)
+        await original(self, password, known_address=known_address)
 
     monkeypatch.setattr(AsyncPasswordHasher, "spend_equal_time", spy)
     response = await harness.client.post(

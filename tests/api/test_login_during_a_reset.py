@@ -41,9 +41,9 @@ async def interleaved(
     reached = asyncio.Event()
     resume = asyncio.Event()
 
-    async def wrapped(self: Any, *args: Any) -> Any:
+    async def wrapped(self: Any, *args: Any, **options: Any) -> Any:
         nonlocal calls
-        result = await original(self, *args)
+        result = await original(self, *args, **options)
         calls += 1
         if calls == call:
             reached.set()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -484,6 +485,77 @@ async def test_distributed_attack_slows_unknown_addresses_but_not_the_owner(gate
     assert outcomes.count(401) == 1, outcomes
     metrics = gate.services.metrics.exposition().decode()
     assert 'authgate_throttled_requests_total{reason="account_slowdown"} 200.0' in metrics
+
+
+class HeldHashes:
+    """Stands in for the app's Argon2 hasher: every hash waits for ``release`` first, so
+    that the hashing pool and its queue stay taken; records the passwords in the order
+    the hashes ran."""
+
+    def __init__(self, hasher: Any, release: threading.Event) -> None:
+        self._hasher = hasher
+        self._release = release
+        self.ran: list[str] = []
+
+    def verify(self, stored_hash: str, password: str) -> Any:
+        self.ran.append(password)
+        self._release.wait(timeout=10)
+        return self._hasher.verify(stored_hash, password)
+
+    def spend_equal_time(self, password: str) -> None:
+        self.ran.append(password)
+        self._release.wait(timeout=10)
+        self._hasher.spend_equal_time(password)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._hasher, name)
+
+
+async def test_a_login_flood_from_unknown_addresses_cannot_refuse_the_owner(
+    start_gate: StartGate,
+) -> None:
+    """DoS finding C: logins of unknown names, each from a /64 of its own, fill the
+    hashing pool and its queue; the rest of the flood is refused 503 ``overloaded``.
+    The owner logging in from an address they used before is still admitted (a place
+    kept for known addresses) and served before the flood waiting ahead; the same
+    login from an address the account does not know is refused like the flood."""
+    queue = 4
+    gate = await start_gate(
+        password_hashing_threads=1,
+        password_hashing_queue=queue,
+        password_hashing_queue_timeout_seconds=20,
+    )
+    await gate.create_user("admin")
+    home = "192.0.2.10"
+    assert (await gate.login(home, "admin", USER_PASSWORD)).status_code == 200  # now known
+    hashing = gate.services.accounts._hasher
+    release = threading.Event()
+    held = HeldHashes(hashing._hasher, release)
+    hashing._hasher = held
+    try:
+        flood = [
+            asyncio.ensure_future(gate.login(f"2001:db8:{index:x}::1", f"flood{index}", WRONG))
+            for index in range(queue + 4)
+        ]
+        for _ in range(500):
+            if hashing._pending == 1 + queue and sum(f.done() for f in flood) == 3:
+                break
+            await asyncio.sleep(0.01)
+        stranger = await gate.login("203.0.113.9", "admin", USER_PASSWORD)
+        owner = asyncio.ensure_future(gate.login(home, "admin", USER_PASSWORD))
+        for _ in range(500):
+            if hashing._pending == 2 + queue or owner.done():
+                break
+            await asyncio.sleep(0.01)
+        release.set()
+        assert (await owner).status_code == 200
+        outcomes = sorted([(await response).status_code for response in flood])
+    finally:
+        release.set()
+    assert outcomes == [401] * (1 + queue) + [503] * 3, outcomes
+    assert (stranger.status_code, stranger.json()["code"]) == (503, "overloaded")
+    # The thread went to the owner before the flood's queued guesses.
+    assert held.ran[:2] == [WRONG, USER_PASSWORD], held.ran
 
 
 async def burst_from_many_addresses(gate: Gate, login: str, count: int) -> list[int]:

@@ -157,6 +157,94 @@ async def test_a_hash_that_cannot_start_before_its_deadline_is_refused() -> None
         hashing.close()
 
 
+class RecordingHasher(BlockingHasher):
+    """``verify`` records the password it was given, in the order the hashes ran."""
+
+    def __init__(self, release: threading.Event) -> None:
+        super().__init__(release)
+        self.ran: list[str] = []
+
+    def verify(self, _stored: str, password: str) -> Any:
+        self.ran.append(password)
+        return super().verify(_stored, password)
+
+
+async def _until(condition: Any) -> None:
+    for _ in range(500):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not reached")
+
+
+async def test_checks_from_known_addresses_have_places_a_flood_cannot_take() -> None:
+    """With the thread and the queue taken by other hashes, one more is refused at once,
+    but a check from a known address still gets one of the places kept for such
+    checks; once those are taken too, it is refused like the rest (DoS finding C)."""
+    release = threading.Event()
+    hashing = pool(
+        BlockingHasher(release), threads=1, queue_size=2, known_queue_size=1, queue_timeout=5
+    )
+    try:
+        flood = [asyncio.ensure_future(hashing.verify("stored", str(i))) for i in range(3)]
+        await _until(lambda: hashing._pending == 3)
+        with pytest.raises(HashingOverloaded):
+            await hashing.verify("stored", "one more")
+        owner = asyncio.ensure_future(hashing.verify("stored", "owner", known_address=True))
+        await _until(lambda: hashing._pending == 4)
+        with pytest.raises(HashingOverloaded):
+            await hashing.verify("stored", "another owner", known_address=True)
+        release.set()
+        await asyncio.gather(owner, *flood)  # every admitted one is served
+        assert hashing._pending == 0
+    finally:
+        release.set()
+        hashing.close()
+
+
+async def test_a_free_thread_goes_to_known_addresses_first_then_in_order() -> None:
+    """Checks from known addresses run before the hashes waiting ahead of them; within
+    each kind, first come, first served."""
+    release = threading.Event()
+    recording = RecordingHasher(release)
+    hashing = pool(recording, threads=1, queue_size=8, queue_timeout=5)
+    try:
+        running = asyncio.ensure_future(hashing.verify("stored", "running"))
+        await _until(lambda: hashing._pending == 1)
+        waiting = []
+        for name, known in (("u1", False), ("k1", True), ("u2", False), ("k2", True)):
+            waiting.append(asyncio.ensure_future(hashing.verify("s", name, known_address=known)))
+            expected = 1 + len(waiting)
+            await _until(lambda expected=expected: hashing._pending == expected)
+        release.set()
+        await asyncio.gather(running, *waiting)
+        assert recording.ran == ["running", "k1", "k2", "u1", "u2"]
+    finally:
+        release.set()
+        hashing.close()
+
+
+async def test_a_check_that_gives_up_waiting_passes_its_place_on() -> None:
+    """A hash cancelled while waiting (its client went away) leaves the queue; the
+    others are served, and nothing stays counted."""
+    release = threading.Event()
+    hashing = pool(BlockingHasher(release), threads=1, queue_size=4, queue_timeout=5)
+    try:
+        running = asyncio.ensure_future(hashing.verify("stored", "running"))
+        await _until(lambda: hashing._pending == 1)
+        gone = asyncio.ensure_future(hashing.verify("stored", "gone"))
+        kept = asyncio.ensure_future(hashing.verify("stored", "kept", known_address=True))
+        await _until(lambda: hashing._pending == 3)
+        gone.cancel()
+        await _until(lambda: hashing._pending == 2)
+        release.set()
+        await asyncio.gather(running, kept)
+        assert hashing._pending == 0
+    finally:
+        release.set()
+        hashing.close()
+
+
 async def test_an_overloaded_login_is_answered_503_with_retry_after(harness: Harness) -> None:
     await harness.create_user("alice", USER_PASSWORD)
     hashing = harness.services.accounts._hasher

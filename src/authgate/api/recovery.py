@@ -64,7 +64,7 @@ async def request_reset(request: Request) -> Response:
     # string is accepted too. Never 4xx/5xx for an unknown or malformed address.
     raw = (await request.body())[: EMAIL_MAX_LENGTH * 4 + 2].decode("utf-8", "replace")
     address = raw.strip().strip('"').strip()
-    services_of(request).password_resets.request(address)
+    await services_of(request).password_resets.request(address)
     return Response(status_code=200, headers={"Cache-Control": "no-store"})
 
 

@@ -59,6 +59,11 @@ no timer at all for a request whose head arrives in one read (the common case).
 * **An answer owed.** A refusal (431, 408) of a pipelined head that arrives while an
   earlier request's answer is still owed is not written in that answer's place: the
   connection closes after the answer instead (``connection: close``).
+* **Open connections.** Beyond ``ConnectionLimit.maximum`` open connections in this
+  worker, a new one is answered ``503 overloaded`` (``Retry-After: 1``) at once, before
+  it sends anything, and closed the same lingering way; beyond a quarter more (the
+  refusals still lingering), it is closed at once. uvicorn's ``limit_concurrency``
+  would not do: see ``authgate.cli.connection_limit``.
 """
 
 from __future__ import annotations
@@ -79,6 +84,7 @@ from uvicorn.protocols.http.httptools_impl import (
 
 from authgate.api.encoded_headers import EncodedHeaders, encode_plain_fields
 from authgate.api.errors import error_body
+from authgate.cli.connection_limit import ConnectionLimit
 
 log = logging.getLogger("authgate.http")
 
@@ -91,14 +97,15 @@ def _error_body(status: int, code: str, message: str) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode("ascii")
 
 
-def _error_response(status: int, code: str, message: str) -> bytes:
+def _error_response(status: int, code: str, message: str, *, retry_after: int = 0) -> bytes:
     """:func:`_error_body` as a whole HTTP answer that ends the connection."""
     body = _error_body(status, code, message)
     return (
         f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
         "content-type: application/json\r\n"
         "cache-control: no-store\r\n"
-        f"content-length: {len(body)}\r\n"
+        + (f"retry-after: {retry_after}\r\n" if retry_after else "")
+        + f"content-length: {len(body)}\r\n"
         "connection: close\r\n\r\n"
     ).encode("ascii") + body
 
@@ -126,6 +133,7 @@ HEAD_TIMEOUT: Refusal = (408, "request_timeout", "Request head not received in t
 BODY_TIMEOUT: Refusal = (408, "request_timeout", "Request body not received in time")
 BODY_TOO_LARGE: Refusal = (413, "payload_too_large", "Request body too large")
 MALFORMED: Refusal = (400, "malformed_request", "Malformed HTTP request")
+TOO_MANY_CONNECTIONS: Refusal = (503, "overloaded", "Too many open connections; try again")
 # How long the rest of a refused head is read and dropped before the connection closes.
 LINGER_SECONDS = 1.0
 
@@ -149,9 +157,11 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         head_timeout: float,
         body_timeout: float = 30.0,
         max_body_bytes: int = 64 * 1024,
+        connection_limit: ConnectionLimit | None = None,
         **kwargs: Any,
     ):
         super().__init__(*args, **kwargs)
+        self._connection_limit = connection_limit
         self._max_head_bytes = max_head_bytes
         # What one request's body may take on the wire: the app's limit (413, enforced
         # on what it reads) plus chunk framing and whatever a head may hold.
@@ -166,9 +176,25 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         self._refused = False  # answered 431 or 408: what still arrives is dropped
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        super().connection_made(transport)  # counted in self.connections
+        limit = self._connection_limit
+        if limit is not None and len(self.connections) > limit.maximum:
+            self._refuse_connection(limit)
+            return
         # A connection that never sends a byte would otherwise stay open for ever.
         self._arm_head_timer()
+
+    def _refuse_connection(self, limit: ConnectionLimit) -> None:
+        """Beyond the worker's bound: answer 503 before anything is read, and close.
+        While refused connections linger they count as open, so the descriptors in use
+        stay under ``limit.lingering_maximum``; beyond it, no lingering."""
+        limit.count_refusal(self.loop.time())
+        self.transport.write(_error_response(*TOO_MANY_CONNECTIONS, retry_after=1))
+        if len(self.connections) > limit.lingering_maximum:
+            self._refused = True
+            self.transport.close()
+            return
+        self._linger_then_close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()
@@ -523,13 +549,16 @@ def bounded_head_protocol(
     head_timeout: float,
     body_timeout: float = 30.0,
     max_body_bytes: int = 64 * 1024,
+    max_connections: int | None = None,
 ) -> Any:
     """The protocol factory for uvicorn's ``http=`` option: a ``functools.partial`` of a
-    module-level class, so it pickles into the worker processes of ``--workers N``."""
+    module-level class, so it pickles into the worker processes of ``--workers N`` (each
+    then counts its own connections against ``max_connections``)."""
     return functools.partial(
         BoundedHeadProtocol,
         max_head_bytes=max_head_bytes,
         head_timeout=head_timeout,
         body_timeout=body_timeout,
         max_body_bytes=max_body_bytes,
+        connection_limit=None if max_connections is None else ConnectionLimit(max_connections),
     )

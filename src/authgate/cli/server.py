@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from authgate import __version__
+from authgate.cli.connection_limit import connection_bound, raise_open_files_limit
 from authgate.cli.console import (
     ConfigOption,
     database_problems,
@@ -124,6 +125,7 @@ def _run_uvicorn(settings: Settings) -> None:
 
     from authgate.cli.http_protocol import bounded_head_protocol
 
+    max_connections = _open_files_and_connections(settings)
     uvicorn.run(
         "authgate.app:create_app_from_environment",
         factory=True,
@@ -148,12 +150,36 @@ def _run_uvicorn(settings: Settings) -> None:
             head_timeout=settings.http.header_timeout_seconds,
             body_timeout=settings.http.body_timeout_seconds,
             max_body_bytes=settings.http.max_body_bytes,
+            max_connections=max_connections,
         ),
         # authgate serves no WebSocket: a request carrying Upgrade: websocket (UTMStack
         # v10's nginx auth check forwards it with GET /api/authenticate) is answered as
         # the plain HTTP request it also is, not refused as a failed handshake (403).
         ws="none",
     )
+
+
+def _open_files_and_connections(settings: Settings) -> int:
+    """Raise the open-files limit (the workers inherit it) and work out the bound on
+    open connections per worker under it (``authgate.cli.connection_limit``)."""
+    limit = raise_open_files_limit()
+    configured = settings.http.max_connections
+    bound = connection_bound(configured, limit.now)
+    log.info(
+        "open files limit %d%s; at most %d open connections per worker",
+        limit.now,
+        f" (raised from {limit.before})" if limit.now != limit.before else "",
+        bound,
+    )
+    if bound < configured and "max_connections" in settings.http.model_fields_set:
+        log.warning(
+            "AUTHGATE_MAX_CONNECTIONS=%d is more than half the open-files limit (%d): "
+            "%d per worker; raise the hard limit (systemd: LimitNOFILE=)",
+            configured,
+            limit.now,
+            bound,
+        )
+    return bound
 
 
 async def _prepare_to_serve(services: Services) -> str | None:

@@ -77,7 +77,9 @@ class AccountService:
             login=user.login if user is not None else identifier,
             user_id=user.id if user is not None else None,
         )
-        verified = await self._checked(account, actor, lambda: self._verify(user, password))
+        verified = await self._checked(
+            account, actor, lambda known: self._verify(user, password, known_address=known)
+        )
         current = await self._db.login_row(identifier)
         if current is None or not _unchanged(verified, current):
             # A reset, a deactivation or "log out everywhere" committed while the password
@@ -96,20 +98,21 @@ class AccountService:
         return UserView.of(current, read_at=read_at)
 
     async def _checked(
-        self, account: str, actor: Actor, verify: Callable[[], Awaitable[Checked]]
+        self, account: str, actor: Actor, verify: Callable[[bool], Awaitable[Checked]]
     ) -> Checked:
         """``verify()`` under brute-force protection, as a login of ``account`` from the
         current request's address: refused unevaluated while throttled, a failure
         counted and audited (``AUTH_FAILURE``) like a failed login, a success clearing
         the pair and making the address known. Every place that checks a password
-        goes through here."""
+        goes through here. ``verify`` is told whether the address is known to the
+        account (its hash may then use the queue's places kept for such checks)."""
         request = current_request.get()
         client_ip = request.client_ip if request else None
         try:
             async with self._protection.evaluation(client_ip):
                 attempt = await self._protection.check(account, client_ip)
                 try:
-                    verified = await verify()
+                    verified = await verify(attempt.from_known_address)
                 except BadCredentials as failure:
                     await self._protection.failed(attempt)
                     self._audit.record(
@@ -129,11 +132,16 @@ class AccountService:
             )
             raise
 
-    async def _verify(self, user: UserColumns | None, password: str) -> UserColumns:
+    async def _verify(
+        self, user: UserColumns | None, password: str, *, known_address: bool
+    ) -> UserColumns:
+        # Whether the address is known depends on the name as typed and the address
+        # alone (a mark only a success makes), never on whether the account exists: an
+        # unknown user is hashed in the same part of the queue as a real one would be.
         if user is None:
-            await self._hasher.spend_equal_time(password)
+            await self._hasher.spend_equal_time(password, known_address=known_address)
             raise BadCredentials(reason=Reason.UNKNOWN_USER)
-        await self._hasher.verify(user.password_hash, password)
+        await self._hasher.verify(user.password_hash, password, known_address=known_address)
         if not user.activated:
             raise BadCredentials(reason=Reason.USER_DEACTIVATED)
         return user
@@ -144,8 +152,8 @@ class AccountService:
         ``Throttled``/``ClientBlocked`` while refused."""
         user = await self._stored(user_id)
 
-        async def verify() -> User:
-            await self._hasher.verify(user.password_hash, password)
+        async def verify(known: bool) -> User:
+            await self._hasher.verify(user.password_hash, password, known_address=known)
             return user
 
         try:
@@ -229,9 +237,9 @@ class AccountService:
     async def _confirm(self, user: User, password: str, *, field: str) -> None:
         actor = Actor(login=user.login, user_id=user.id)
 
-        async def verify_current() -> User:
+        async def verify_current(known: bool) -> User:
             try:
-                await self._hasher.verify(user.password_hash, password)
+                await self._hasher.verify(user.password_hash, password, known_address=known)
             except BadCredentials as failure:
                 if failure.reason is Reason.WRONG_PASSWORD:
                     failure.reason = Reason.WRONG_CURRENT_PASSWORD

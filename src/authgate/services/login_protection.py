@@ -30,7 +30,9 @@ What waits is bounded (``max_waiting``, the password-hashing queue's size: more 
 not be hashed in time anyway; beyond, 429 at once). Across nodes a burst may still get
 one extra evaluation per node before the counts meet.
 
-A success clears the pair's counter and block and remembers the address as known.
+A success clears the pair's counter and block and remembers the address as known;
+a check from a known address may also use places of the password-hashing queue that
+nothing else can take (``LoginAttempt.from_known_address``, ``password_hashing``).
 Costs: ``check`` is one read (every block that may apply, and whether the pair has
 failures counted, at once), plus one write when an unknown address takes the account's
 turn during an attack; ``succeeded`` one write, or none when there is nothing to clear
@@ -147,6 +149,9 @@ class LoginAttempt:
     account_failures: float = 0.0
     # Its place among the account's evaluations in this process (unknown addresses).
     hold: _Hold | None = field(default=None, compare=False)
+    # The address logged into the account within ``known_ip_days``: its password check
+    # may use the hashing queue's places kept for such checks (``password_hashing``).
+    from_known_address: bool = False
 
     @property
     def ip(self) -> str:
@@ -280,7 +285,9 @@ class LoginProtection:
                 reason=Reason.ACCOUNT_IP_BLOCKED,
             )
         if attempt.in_force(attempt.known, now) is not None:
-            return attempt  # the owner's place: never slowed, never held back
+            # The owner's place: never slowed, never held back, and its password check
+            # is not refused for a hashing queue that others filled.
+            return replace(attempt, from_known_address=True)
         if attempt.in_force(attempt.attack, now) is not None:
             await self._take_turn(attempt, now)
             return attempt

@@ -29,6 +29,14 @@ refused with :class:`~authgate.exceptions.HashingOverloaded` (HTTP 503 with
 ``Retry-After``): a flood gets quick refusals instead of an ever longer wait, and
 nothing it sends can occupy more than the pool. A hash that finds a thread free is not
 queued and never refused, however long a busy host takes to schedule that thread.
+
+A password check from an address known to the account (``known_address``: it logged
+into that account within ``AUTHGATE_LOGIN_KNOWN_IP_DAYS``; ``login_protection``) may
+also take one of ``known_queue_size`` places beyond the queue, which nothing else can
+fill, and a free thread goes to the oldest such check first, then to the oldest other
+hash: a flood of logins from addresses the accounts have never logged in from cannot
+refuse the owner's login from a known place. Within each of the two, first come,
+first served.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Literal, TypeVar
@@ -51,10 +60,6 @@ from authgate.security.passwords import Argon2Parameters, PasswordHasher
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-
-class _Expired(Exception):
-    """The job waited past its deadline; it was not run."""
 
 
 Priority = Literal["idle", "nice"]
@@ -132,6 +137,14 @@ class HashingConfig(BaseModel):
         description="Hashes (logins, password changes) that may wait for a hashing thread; "
         "beyond it they are refused with 503 and Retry-After.",
     )
+    known_queue_size: int = Field(
+        default=16,
+        ge=0,
+        le=100_000,
+        description="Places beyond the queue kept for password checks from addresses "
+        "known to the account (it logged in from there within AUTHGATE_LOGIN_KNOWN_IP_DAYS); "
+        "such checks also get the next free thread first.",
+    )
     queue_timeout: float = Field(
         default=2.0,
         gt=0,
@@ -179,12 +192,22 @@ class AsyncPasswordHasher:
         self._queue_timeout = config.queue_timeout
         self._priority: Priority = config.priority
         self._nice = config.nice
-        self._pending = 0  # submitted and not finished (only touched on the event loop)
+        self._known_queue_size = config.known_queue_size
+        # Only touched on the event loop: hashes given a thread and not finished (never
+        # more than the threads), and those waiting for one, in order of arrival.
+        self._running = 0
+        self._waiting_known: deque[asyncio.Future[None]] = deque()
+        self._waiting: deque[asyncio.Future[None]] = deque()
         self._pool: ThreadPoolExecutor | None = None  # started on first use
 
     @property
     def threads(self) -> int:
         return self._threads
+
+    @property
+    def _pending(self) -> int:
+        """Hashes admitted and not finished: running or waiting for a thread."""
+        return self._running + len(self._waiting_known) + len(self._waiting)
 
     def _executor(self) -> ThreadPoolExecutor:
         if self._pool is None:
@@ -199,43 +222,72 @@ class AsyncPasswordHasher:
     async def hash(self, password: str) -> str:
         return await self._run(self._hasher.hash, password)
 
-    async def verify(self, stored_hash: str, password: str) -> Literal[True]:
-        """Raises ``BadCredentials`` on mismatch (see ``PasswordHasher.verify``)."""
-        return await self._run(self._hasher.verify, stored_hash, password)
+    async def verify(
+        self, stored_hash: str, password: str, *, known_address: bool = False
+    ) -> Literal[True]:
+        """Raises ``BadCredentials`` on mismatch (see ``PasswordHasher.verify``).
+        ``known_address``: a check from an address known to the account (see the
+        module's doc)."""
+        return await self._run(self._hasher.verify, stored_hash, password, known=known_address)
 
-    async def spend_equal_time(self, password: str) -> None:
-        await self._run(self._hasher.spend_equal_time, password)
+    async def spend_equal_time(self, password: str, *, known_address: bool = False) -> None:
+        await self._run(self._hasher.spend_equal_time, password, known=known_address)
 
-    async def _run(self, work: Callable[..., T], *args: str) -> T:
-        if self._pending >= self._threads + self._queue_size:
+    async def _run(self, work: Callable[..., T], *args: str, known: bool = False) -> T:
+        room = self._threads + self._queue_size + (self._known_queue_size if known else 0)
+        if self._pending >= room:
             raise self._overloaded()
-        # Only a hash that has to queue behind others gets a deadline: one that finds a
-        # thread free is never refused, however long a busy host takes to schedule the
-        # (low-priority) thread; the deadline sheds floods, not slow CPUs.
-        deadline = (
-            time.monotonic() + self._queue_timeout
-            if self._pending >= self._threads
-            else float("inf")
-        )
+        if self._running < self._threads:
+            # A free thread: never refused, however long a busy host takes to schedule
+            # the (low-priority) thread; the deadline sheds floods, not slow CPUs.
+            self._running += 1
+        else:
+            await self._wait_for_thread(self._waiting_known if known else self._waiting)
 
         def timed() -> T:
             started = time.monotonic()
-            if started > deadline:
-                raise _Expired
             try:
                 return work(*args)
             finally:
                 if self._observe is not None:
                     self._observe(time.monotonic() - started)
 
-        self._pending += 1
         try:
-            future = asyncio.get_running_loop().run_in_executor(self._executor(), timed)
-            return await future
-        except _Expired:
-            raise self._overloaded() from None
+            return await asyncio.get_running_loop().run_in_executor(self._executor(), timed)
         finally:
-            self._pending -= 1
+            self._hand_over()
+
+    async def _wait_for_thread(self, queue: deque[asyncio.Future[None]]) -> None:
+        """Wait in ``queue`` until a thread is handed over (``_hand_over``), at most
+        ``queue_timeout`` seconds (then ``HashingOverloaded``)."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        queue.append(waiter)
+        try:
+            async with asyncio.timeout(self._queue_timeout):
+                await waiter
+        except TimeoutError:
+            self._withdraw(queue, waiter)
+            raise self._overloaded() from None
+        except BaseException:  # cancelled (the client went away, shutdown)
+            self._withdraw(queue, waiter)
+            raise
+
+    def _withdraw(self, queue: deque[asyncio.Future[None]], waiter: asyncio.Future[None]) -> None:
+        if waiter in queue:
+            queue.remove(waiter)
+        elif waiter.done() and not waiter.cancelled():
+            self._hand_over()  # a thread was handed over in the same moment: pass it on
+
+    def _hand_over(self) -> None:
+        """A hash ended: its thread goes to the oldest check from a known address, else
+        to the oldest other hash waiting, else is free."""
+        for queue in (self._waiting_known, self._waiting):
+            while queue:
+                waiter = queue.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)
+                    return
+        self._running -= 1
 
     def _overloaded(self) -> HashingOverloaded:
         if self._on_overload is not None:
@@ -248,6 +300,10 @@ class AsyncPasswordHasher:
 
     def close(self) -> None:
         """Stop the threads once the hashes in flight are done (queued ones are dropped)."""
+        for queue in (self._waiting_known, self._waiting):
+            for waiter in queue:
+                waiter.cancel()
+            queue.clear()
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None

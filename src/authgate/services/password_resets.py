@@ -5,7 +5,11 @@ Asking for a link never tells whether an address has an account: the answer is t
 same, and the work that depends on the answer (looking the user up, storing a key,
 sending mail) runs after the response, in the background, so not even its timing
 tells. Requests are limited per e-mail address, per account and per client address
-(:class:`ResetLimits`); over a limit nothing is sent and the refusal is audited.
+(:class:`ResetLimits`); over a limit nothing is sent and the refusal is audited. The
+client's limit, which depends on nothing but the client, is counted before the answer,
+so a refused request leaves no work behind; at most ``ResetLimits.pending`` accepted
+requests wait for the background, and one more is dropped (same answer), logged and
+counted (:attr:`PasswordResets.dropped`): a flood cannot build an unbounded backlog.
 Without an SMTP server nothing can be sent; an admin then hands the link over
 (``authgate users reset-link``, the Settings UI).
 """
@@ -56,12 +60,20 @@ class ResetKeyExpired(ValidationFailed):
 class ResetLimits:
     """Reset links asked for within ``window`` seconds, at most, per e-mail address
     (lower-cased), per account and per client address. The client's limit is checked
-    first; a body that is no e-mail address is counted nowhere."""
+    first; a body that is no e-mail address is counted nowhere. ``pending``: requests
+    that may wait for the background work at once (it runs one at a time), beyond
+    which a request is dropped."""
 
     per_address: int = 3
     per_account: int = 3
     per_client: int = 20
     window: int = 3600
+    pending: int = 100
+
+
+# At most one log line per this many seconds about dropped requests: a flood must not
+# become a flood of log lines.
+DROPPED_LOG_INTERVAL = 60.0
 
 
 class PasswordResets:
@@ -91,6 +103,9 @@ class PasswordResets:
         self._limits = limits or ResetLimits()
         self._pending: set[asyncio.Task[None]] = set()
         self._serial = asyncio.Lock()
+        self._dropped = 0
+        self._dropped_logged = 0  # the count the last log line reported
+        self._dropped_logged_at: float | None = None
 
     @property
     def mail_configured(self) -> bool:
@@ -99,11 +114,45 @@ class PasswordResets:
     def link(self, issued: IssuedResetKey) -> str:
         return issued.link(self._reset_page)
 
-    def request(self, email: str) -> None:
-        """Ask for a reset link for the account with this e-mail address. Returns at
-        once, whatever the address; the rest happens in the background (see the module
-        docstring). :meth:`settle` waits for it (tests, shutdown)."""
-        task = asyncio.create_task(self._request(email), name="authgate-password-reset")
+    @property
+    def pending(self) -> int:
+        """Requests whose background work has not finished."""
+        return len(self._pending)
+
+    @property
+    def dropped(self) -> int:
+        """Requests dropped since start-up because ``ResetLimits.pending`` were waiting."""
+        return self._dropped
+
+    async def request(self, email: str) -> None:
+        """Ask for a reset link for the account with this e-mail address. Returns as
+        soon as the client's limit is counted, whatever the address: what depends on
+        the address happens in the background (see the module docstring), and
+        :meth:`settle` waits for it (tests, shutdown)."""
+        address = email.strip().lower()
+        shown = printable(address[:EMAIL_MAX_LENGTH]) or address[:EMAIL_MAX_LENGTH]
+        actor = Actor(login=shown)
+        if email_errors(address) or not storable_text(address):
+            # No account has this address, and no counter is made for it: a counter per
+            # distinct body would let anyone fill the throttle store.
+            self._refused(actor, Reason.UNKNOWN_EMAIL)
+            return
+        # The client's limit first, before the answer: it depends on the client alone,
+        # never on the address, so its timing tells nothing; over it, nothing more is
+        # counted (a client cannot make counters for addresses of its choosing beyond
+        # its own budget) and no background work is left behind.
+        request = current_request.get()
+        client = request.client_ip if request is not None else None
+        # Per IPv6 /64, as logins: new addresses within one's own /64 are no new client.
+        if client is not None and await self._over(
+            "reset:client:" + throttle_network(client), self._limits.per_client
+        ):
+            self._refused(actor, Reason.THROTTLED)
+            return
+        if len(self._pending) >= self._limits.pending:
+            self._drop()
+            return
+        task = asyncio.create_task(self._request(address, shown), name="authgate-password-reset")
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
@@ -218,9 +267,23 @@ class PasswordResets:
                 field_errors=[FieldError("key", "Expired reset key.")],
             )
 
-    async def _request(self, email: str) -> None:
-        address = email.strip().lower()
-        shown = printable(address[:EMAIL_MAX_LENGTH]) or address[:EMAIL_MAX_LENGTH]
+    def _drop(self) -> None:
+        # Not audited one by one: a record per dropped request would be the backlog
+        # again, in the audit writer. A log line at most once per interval, and a count.
+        self._dropped += 1
+        now = self._clock().timestamp()
+        last = self._dropped_logged_at
+        if last is None or now - last >= DROPPED_LOG_INTERVAL:
+            log.warning(
+                "password reset requests dropped: %d were waiting already (%d dropped "
+                "since the last report, %d since start-up)",
+                self._limits.pending,
+                self._dropped - self._dropped_logged,
+                self._dropped,
+            )
+            self._dropped_logged, self._dropped_logged_at = self._dropped, now
+
+    async def _request(self, address: str, shown: str) -> None:
         try:
             # One at a time: requests are rare, and counting them must not race.
             async with self._serial:
@@ -230,24 +293,7 @@ class PasswordResets:
 
     async def _request_for(self, address: str, shown: str) -> None:
         actor = Actor(login=shown)
-        if email_errors(address) or not storable_text(address):
-            # No account has this address, and no counter is made for it: a counter per
-            # distinct body would let anyone fill the throttle store.
-            self._refused(actor, Reason.UNKNOWN_EMAIL)
-            return
-        request = current_request.get()
-        client = request.client_ip if request is not None else None
-        # The client's limit first: over it, nothing more is counted, so a client cannot
-        # make counters for addresses of its choosing beyond its own budget.
-        # Per IPv6 /64, as logins: new addresses within one's own /64 are no new client.
-        if (
-            client is not None
-            and await self._over(
-                "reset:client:" + throttle_network(client), self._limits.per_client
-            )
-        ) or await self._over(
-            "reset:address:" + _address_digest(address), self._limits.per_address
-        ):
+        if await self._over("reset:address:" + _address_digest(address), self._limits.per_address):
             self._refused(actor, Reason.THROTTLED)
             return
         async with self._db.session() as session:

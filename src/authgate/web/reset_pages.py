@@ -63,7 +63,7 @@ async def request_link(request: Request) -> Response:
     form = await _checked_form(request)
     if isinstance(form, Response):
         return form
-    services_of(request).password_resets.request(str(form.get("email", ""))[:254])
+    await services_of(request).password_resets.request(str(form.get("email", ""))[:254])
     return _reset_page(request, sent=True)
 
 

@@ -59,7 +59,7 @@ _GONE: dict[int | str, dict[str, Any]] = {
     responses=documented_v12(400, 413),
 )
 async def request_reset(body: ResetInitRequest, request: Request) -> Response:
-    services_of(request).password_resets.request(body.email)
+    await services_of(request).password_resets.request(body.email)
     return Response(status_code=204, headers={"Cache-Control": "no-store"})
 
 
