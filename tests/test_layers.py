@@ -63,6 +63,8 @@ SERVICES_MAY_USE_FROM_STORAGE = (
     # Records defined beside their repository (the repository classes are not).
     "authgate.storage.api_key_repository.UsageFilter",
     "authgate.storage.api_key_repository.UsageRow",
+    # The key under which a summary record of repeated refusals keeps its count.
+    "authgate.storage.audit_repository.AGGREGATE",
     "authgate.storage.audit_repository.AuditFilter",
     "authgate.storage.audit_repository.AuditRow",
     "authgate.storage.audit_repository.ChainLink",

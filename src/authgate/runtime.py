@@ -131,6 +131,8 @@ class BackgroundWork:
             await self.doorbell.drain()
         if services.cluster is not None:
             await services.cluster.leave()
+        # The refusals counted this minute go out as their summaries, not lost with it.
+        services.audit.close_summaries()
         # The audit trail first: one deadline for both, within a process manager's stop.
         await _last_flush((services.audit, services.usage))
         if serving:

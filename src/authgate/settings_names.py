@@ -42,6 +42,8 @@ NESTED: Mapping[str, tuple[str, str]] = {
     "audit_checkpoint_interval_seconds": ("audit", "checkpoint_interval_seconds"),
     "audit_api_key_successes": ("audit", "api_key_successes"),
     "audit_key_idle_seconds": ("audit", "key_idle_seconds"),
+    "audit_refusals_per_minute": ("audit", "refusals_per_minute"),
+    "audit_refusals_per_minute_total": ("audit", "refusals_per_minute_total"),
     "argon2_time_cost": ("password_hashing", "time_cost"),
     "argon2_memory_kib": ("password_hashing", "memory_kib"),
     "argon2_parallelism": ("password_hashing", "parallelism"),

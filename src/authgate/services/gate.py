@@ -301,22 +301,26 @@ class Gate:
             key = failure.key
             if failure.ambiguous_header is not None:
                 header = failure.ambiguous_header
-                audit.record(
+                recorded = audit.record(
                     EventType.FORWARD_AUTH_REFUSED,
                     "failure",
                     reason=failure.reason,
                     details={"header": header} if header else None,
                 )
             elif failure.method == "none":
-                audit.record(EventType.CREDENTIALS_MISSING, "failure", reason=failure.reason)
+                recorded = audit.record(
+                    EventType.CREDENTIALS_MISSING, "failure", reason=failure.reason
+                )
             elif failure.method == "jwt":
-                audit.record(EventType.TOKEN_REJECTED, "failure", reason=failure.reason)
+                recorded = audit.record(EventType.TOKEN_REJECTED, "failure", reason=failure.reason)
             else:
                 actor = Actor.of(principal, key=key) if principal else Actor(key=key)
-                audit.record(
+                recorded = audit.record(
                     EventType.API_KEY_ACCESS_FAILURE, "failure", actor=actor, reason=failure.reason
                 )
-            if key is None:
+            # A refusal the audit trail counts in a summary (repeated past its limits, per
+            # key, reason and network) is no usage row either: the summary has its count.
+            if key is None or not recorded:
                 return
             if verdict.upstream is not None:
                 method, path = verdict.upstream

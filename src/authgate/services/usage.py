@@ -5,8 +5,10 @@ status class, the first and last time, the distinct client addresses, and the la
 address, method and path (``api_key_usage_minutes``, added up across workers with an
 upsert), plus a bounded sample of the key's most recent raw requests in the usage log
 (``sample_per_key`` per key; older sampled rows are deleted as newer ones land). Every
-refusal of a known key stays its own row. With ``log_successes`` every accepted request
-is a usage-log row as well (the per-request record of earlier versions).
+refusal of a known key is its own row, unless the audit trail counts it in a summary
+(repeated past its limits: ``services.audit.aggregation``; the gate then writes none).
+With ``log_successes`` every accepted request is a usage-log row as well (the
+per-request record of earlier versions).
 
 Recording appends to memory (no I/O on the request path). A background task writes in
 batches, like the audit trail's (``batch_writer``), each in one transaction executed in

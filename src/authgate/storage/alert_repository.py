@@ -10,6 +10,7 @@ from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from authgate.storage.audit_repository import AGGREGATE_DETAILS_PREFIX, aggregated_count
 from authgate.storage.models import AlertRule, ApiKey, AuditEvent, FiredAlert
 from authgate.storage.page_queries import NEWEST_FIRST, paged
 from authgate.storage.paging import PageRequest
@@ -89,6 +90,8 @@ class AlertRepository:
         api_key_id: int | None = None,
         excluded_reasons: Collection[str] = (),
     ) -> int:
+        """The events of ``event_types`` in (``since``, ``until``] (of the subject given);
+        a summary of repeated refusals counts as the events it stands for."""
         query = (
             select(func.count())
             .select_from(AuditEvent)
@@ -100,7 +103,12 @@ class AlertRepository:
             query = query.where(AuditEvent.client_ip == client_ip)
         if api_key_id is not None:
             query = query.where(AuditEvent.api_key_id == api_key_id)
-        return await self._session.scalar(query) or 0
+        count = await self._session.scalar(query) or 0
+        # A summary of repeated refusals stands for its count of events, not for one.
+        summaries = query.with_only_columns(AuditEvent.details).where(
+            AuditEvent.details.like(AGGREGATE_DETAILS_PREFIX + "%")
+        )
+        return count + sum(aggregated_count(d) - 1 for d in await self._session.scalars(summaries))
 
     async def count_events_per_address(
         self,

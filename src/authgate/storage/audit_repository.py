@@ -60,6 +60,25 @@ class AuditRow:
 
 
 _ROW_FIELDS = tuple(f.name for f in fields(AuditRow))
+
+# A summary of repeated refusals (``services.audit.aggregation``) keeps its count in
+# ``details`` under this key: ``{"aggregate": {"count": n, ...}}``, written with sorted
+# keys, so the text starts with ``AGGREGATE_DETAILS_PREFIX``.
+AGGREGATE = "aggregate"
+AGGREGATE_DETAILS_PREFIX = '{"aggregate": {'
+
+
+def aggregated_count(details: str | None) -> int:
+    """How many events a record stands for: a summary's count, 1 for any other record."""
+    if not details or not details.startswith(AGGREGATE_DETAILS_PREFIX):
+        return 1
+    try:
+        count = json.loads(details)[AGGREGATE]["count"]
+    except (ValueError, KeyError, TypeError):
+        return 1
+    return count if isinstance(count, int) and count >= 1 else 1
+
+
 _COLUMNS = (*_ROW_FIELDS, "prev_hash", "hash")
 
 # Rows of ``audit_chain_head``: the newest record of the chain, and the last record

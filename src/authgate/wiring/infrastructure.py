@@ -61,6 +61,8 @@ def build_infrastructure(settings: Settings, clock: Clock) -> Infrastructure:
         clock=clock,
         flush_interval=settings.audit.flush_interval_seconds,
         retention=settings.audit.retention,
+        refusals_per_minute=settings.audit.refusals_per_minute,
+        refusals_per_minute_total=settings.audit.refusals_per_minute_total,
     )
     audit.subscribe(metrics.on_audit)
     redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None

@@ -14,7 +14,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal, Protocol
+from typing import Any, Final, Literal, Protocol
 
 from authgate.clock import format_utc
 from authgate.security.principal import KeyReference, Principal
@@ -209,3 +209,21 @@ _CONTROL_CHARACTERS = dict.fromkeys(
 def printable(text: str | None) -> str | None:
     """``text`` with control characters replaced by U+FFFD (for text from requests)."""
     return text.translate(_CONTROL_CHARACTERS) if text else text
+
+
+# How much of a request's own text a record keeps: enough to tell what was asked for
+# and by what, not a store for whatever a caller sends (a refused request is free to
+# send; its record is not).
+PATH_MAX: Final = 512
+USER_AGENT_MAX: Final = 256
+TRUNCATED: Final = "\u2026[truncated]"
+
+
+def clipped(text: str | None, limit: int) -> str | None:
+    """``printable(text)``, cut to at most ``limit`` characters and then ending with
+    ``TRUNCATED`` when it was longer; ``None`` for no text."""
+    if not text:
+        return None
+    if len(text) > limit:
+        text = text[: limit - len(TRUNCATED)] + TRUNCATED
+    return printable(text)

@@ -1,6 +1,7 @@
 """The audit log: recording security events on the request path, writing them to the
 chain in batches (``batch_writer``: no I/O on the request path; a clean shutdown
-writes what is left), and reading them back.
+writes what is left), and reading them back. Repeated refusals beyond a few a minute
+are counted in summary records (``aggregation``).
 """
 
 from __future__ import annotations
@@ -17,12 +18,16 @@ from authgate.clock import Clock
 from authgate.reasons import AlertKindName, Reason
 from authgate.security.audit_chain import AuditKey
 from authgate.security.audit_checkpoints import Checkpoint
+from authgate.services.audit.aggregation import REFUSALS, RefusalAggregator
 from authgate.services.audit.chain import AuditChain
 from authgate.services.audit.events import (
+    PATH_MAX,
+    USER_AGENT_MAX,
     Actor,
     AuditEntry,
     EventType,
     Outcome,
+    clipped,
     current_request,
     printable,
 )
@@ -70,6 +75,23 @@ class AuditConfig(BaseModel):
         "(the key_after_inactivity alert rules see idle periods from this length up).",
     )
 
+    refusals_per_minute: int = Field(
+        default=10,
+        ge=0,
+        le=100_000,
+        description="Refusals of one kind (event type and reason) from one client network "
+        "(an IPv4 address, an IPv6 /64) written as records of their own per minute; "
+        "further ones that minute are counted in one summary record.",
+    )
+    refusals_per_minute_total: int = Field(
+        default=600,
+        ge=0,
+        le=1_000_000,
+        description="Refusals each server process writes as records of their own per "
+        "minute, whatever their address; past it, refusals are counted in one summary "
+        "record per event type and reason.",
+    )
+
     @property
     def retention(self) -> timedelta:
         return timedelta(days=self.retention_days)
@@ -86,6 +108,8 @@ class AuditLog(BatchWriter[AuditRow, list[AuditRow]]):
         retention: timedelta,
         batch_size: int = 1000,
         max_buffered: int = 100_000,
+        refusals_per_minute: int = 10,
+        refusals_per_minute_total: int = 600,
     ) -> None:
         super().__init__(
             log=log,
@@ -99,6 +123,9 @@ class AuditLog(BatchWriter[AuditRow, list[AuditRow]]):
         self._clock = clock
         self._chain = AuditChain(db=db, key=key, clock=clock, retention=retention)
         self._listeners: list[Listener] = []
+        self._refusals = RefusalAggregator(
+            per_group=refusals_per_minute, per_minute=refusals_per_minute_total
+        )
 
     @property
     def key(self) -> AuditKey:
@@ -122,10 +149,14 @@ class AuditLog(BatchWriter[AuditRow, list[AuditRow]]):
         reason: Reason | AlertKindName | None = None,
         details: Mapping[str, Any] | None = None,
         occurred_at: datetime | None = None,
-    ) -> None:
+    ) -> bool:
         """Queue one event; the current request's address, agent, path and correlation
         id are added. Without ``actor``, the request's caller is the actor (the operator
-        outside requests). O(1), no I/O."""
+        outside requests). O(1), no I/O.
+
+        Returns whether the event is a record of its own: a refusal repeated past the
+        limits (``AuditConfig.refusals_per_minute``) is counted in a summary record
+        instead (``aggregation``), written once its minute is over."""
         request = current_request.get()
         if actor is None:
             caller = request.principal if request else None
@@ -140,15 +171,42 @@ class AuditLog(BatchWriter[AuditRow, list[AuditRow]]):
             api_key_id=key.key_pk if key else None,
             api_key_name=printable(key.name) if key else None,
             client_ip=request.client_ip if request else None,
-            user_agent=printable((request.user_agent or "")[:512]) or None if request else None,
-            request_path=printable((request.path or "")[:2048]) or None if request else None,
+            user_agent=clipped(request.user_agent, USER_AGENT_MAX) if request else None,
+            request_path=clipped(request.path, PATH_MAX) if request else None,
             reason=reason,
             correlation_id=request.correlation_id if request else None,
             details=json.dumps(dict(details), sort_keys=True, default=str) if details else None,
         )
-        self._append(row)
         for listener in self._listeners:
-            listener(row)
+            listener(row)  # every refusal is counted in the metrics, summarized or not
+        if outcome == "failure" and row.event_type in REFUSALS:
+            # The summaries of a minute that is over go first: the chain keeps time order.
+            for summary in self._refusals.closed(row.occurred_at):
+                self._append(summary)
+            if not self._refusals.admit(row):
+                return False
+        self._append(row)
+        return True
+
+    async def flush(self) -> int:
+        """Write everything waiting, with the summaries of the minutes that are over;
+        returns how many records were written."""
+        for summary in self._refusals.closed(self._clock()):
+            self._append(summary)
+        return await super().flush()
+
+    def close_summaries(self) -> int:
+        """Queue every summary of repeated refusals, the current minute's too (at
+        shutdown, before the last flush: nothing counted is lost); returns how many."""
+        summaries = self._refusals.close_all()
+        for summary in summaries:
+            self._append(summary)
+        return len(summaries)
+
+    @property
+    def summarized(self) -> int:
+        """Refusals counted in summaries that are not queued yet."""
+        return self._refusals.counting
 
     def _take(self, rows: list[AuditRow]) -> list[AuditRow] | None:
         return rows or None
