@@ -57,8 +57,15 @@ def request_from(address: str) -> Iterator[None]:
 
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
+    # Every refusal a record of its own: these tests are about subjects and counts; a
+    # summary of repeated refusals counted by its count is tests/services/
+    # test_audit_aggregation.py's.
     return test_settings(
-        tmp_path / "data", database_url=database_url, audit_flush_interval_seconds=60
+        tmp_path / "data",
+        database_url=database_url,
+        audit_flush_interval_seconds=60,
+        audit_refusals_per_minute=100_000,
+        audit_refusals_per_minute_total=1_000_000,
     )
 
 

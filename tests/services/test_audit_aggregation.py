@@ -35,7 +35,10 @@ PROTECTED = "/api/account"
 def settings(tmp_path: Path, database_url: str) -> Settings:
     """Records are written only when a test flushes (or at shutdown)."""
     return test_settings(
-        tmp_path / "data", database_url=database_url, audit_flush_interval_seconds=60
+        tmp_path / "data",
+        database_url=database_url,
+        audit_flush_interval_seconds=60,
+        audit_refusals_per_minute=10,  # the default is 100: small figures, same logic
     )
 
 

@@ -76,7 +76,7 @@ class AuditConfig(BaseModel):
     )
 
     refusals_per_minute: int = Field(
-        default=10,
+        default=100,
         ge=0,
         le=100_000,
         description="Refusals of one kind (event type and reason) from one client network "
@@ -108,7 +108,7 @@ class AuditLog(BatchWriter[AuditRow, list[AuditRow]]):
         retention: timedelta,
         batch_size: int = 1000,
         max_buffered: int = 100_000,
-        refusals_per_minute: int = 10,
+        refusals_per_minute: int = 100,
         refusals_per_minute_total: int = 600,
     ) -> None:
         super().__init__(
