@@ -169,3 +169,22 @@ async def test_accepted_requests_are_audited_only_as_security_events_each_once(
     )
     assert usage.status_code == 200
     assert usage.headers["X-Total-Count"] == "10"  # 9 sampled successes and the refusal
+
+
+async def test_the_sample_keeps_the_most_recent_requests_whatever_order_flushes_land_in(
+    harness: Harness,
+) -> None:
+    """Two workers: the one that saw the older requests flushes last. The sample keeps
+    the most recent requests by when they happened, not the rows written last."""
+    older, newer = recorder(harness, sample_size=3), recorder(harness, sample_size=3)
+    for second_of_minute in (1, 2, 3):
+        older.record(use(10, MINUTE + timedelta(seconds=second_of_minute)))
+    for second_of_minute in (10, 11, 12):
+        newer.record(use(10, MINUTE + timedelta(seconds=second_of_minute)))
+    await newer.flush()
+    await older.flush()
+    assert sorted(await sampled_paths(harness, 10)) == [
+        "/api/things/10",
+        "/api/things/11",
+        "/api/things/12",
+    ]

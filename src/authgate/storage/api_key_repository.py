@@ -327,9 +327,12 @@ class UsageRepository:
         await self._session.execute(upsert, list(rows))
 
     async def keep_recent_successes(self, api_key_id: int, keep: int) -> None:
-        """Delete the key's sampled accepted requests but the ``keep`` most recent."""
+        """Delete the key's sampled accepted requests but the ``keep`` most recent, by
+        when they happened (workers and nodes flush in their own order, so the newest
+        ids are not the newest requests; the id only breaks ties)."""
         successes = (ApiKeyUsage.api_key_id == api_key_id) & ApiKeyUsage.failure_reason.is_(None)
-        recent = select(ApiKeyUsage.id).where(successes).order_by(ApiKeyUsage.id.desc()).limit(keep)
+        newest_first = (ApiKeyUsage.occurred_at.desc(), ApiKeyUsage.id.desc())
+        recent = select(ApiKeyUsage.id).where(successes).order_by(*newest_first).limit(keep)
         await self._session.execute(
             delete(ApiKeyUsage).where(
                 successes, ApiKeyUsage.id.not_in(select(recent.subquery().c.id))
