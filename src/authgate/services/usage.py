@@ -234,8 +234,13 @@ class UsageRecorder(BatchWriter[UsageEvent, _Batch]):
 
     @property
     def pending(self) -> int:
-        """Usage-log rows waiting to be written (refusals, and sampled requests)."""
-        return len(self._buffer) + sum(len(sample) for sample in self._samples.values())
+        """Requests recorded and not written yet: each refusal, and each accepted request
+        (counted in its rollup, whether sampled or not: a rollup not written loses them
+        all)."""
+        refusals = len(self._buffer)
+        if self._log_successes:  # the accepted requests' rows are in the rollups' counts
+            refusals = sum(1 for event in self._buffer if event.failure_reason is not None)
+        return refusals + sum(rollup.requests for rollup in self._minutes.values())
 
     def record(self, event: UsageEvent) -> None:
         """Queue one use, accepted or refused (no I/O, O(1))."""
