@@ -115,7 +115,7 @@ async def test_the_lost_count_includes_the_requests_in_unwritten_rollups(
     async def database_down(*_args: Any) -> int:
         raise ConnectionRefusedError(111, "Connection refused")
 
-    usage._write = database_down  # type: ignore[method-assign]
+    usage._write = database_down  # type: ignore[method-assign, assignment]
     await runtime._last_flush((usage,))
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == [
         "could not write 305 buffered API key usage records before stopping "

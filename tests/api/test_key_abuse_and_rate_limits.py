@@ -24,8 +24,8 @@ from authgate.app import create_app
 from authgate.exceptions import AddressBlocked, Throttled
 from authgate.reasons import Reason
 from authgate.security import keys
-from authgate.services.api_key_views import KeySpec
 from authgate.services.address_block import AddressBlocker
+from authgate.services.api_key_views import KeySpec
 from authgate.services.changes import ChangeFeed, ChangeKind
 from authgate.services.user_fields import NewUser
 from authgate.settings import Settings
