@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
+from authgate.services.gate import MAX_ADDRESSES_PER_KEY
 from authgate.services.usage import UsageConfig, UsageEvent, UsageRecorder
 from authgate.storage.audit_repository import AuditFilter
 from authgate.storage.paging import PageRequest
@@ -188,3 +189,39 @@ async def test_the_sample_keeps_the_most_recent_requests_whatever_order_flushes_
         "/api/things/11",
         "/api/things/12",
     ]
+
+
+async def test_a_key_used_from_very_many_addresses_is_not_audited_on_every_request(
+    harness: Harness, user_token: str
+) -> None:
+    """600 requests cycling through 300 addresses: a first use, a new address each up to
+    the bound of addresses remembered per key, then one record saying the key is used
+    from more than that many, and no more (it was 599 new_address records: the memory was
+    cleared and every address was new again). After an hour, new addresses count again."""
+    created = await harness.create_key(user_token, allowedIp=["10.0.0.0/16"])
+    headers = key_header(created["key"])
+    addresses = [f"10.0.{index // 200}.{index % 200 + 1}" for index in range(300)]
+    for address in addresses * 2:
+        async with harness.client_from(address) as client:
+            assert (await client.get("/api/account", headers=headers)).status_code == 200
+    events = await success_events(harness)
+    reasons = [event.reason for event in events]
+    assert len(events) <= MAX_ADDRESSES_PER_KEY + 1
+    assert reasons.count("many_addresses") == 1
+    many = next(event for event in events if event.reason == "many_addresses")
+    assert many.details == {"moreThan": MAX_ADDRESSES_PER_KEY, "quietSeconds": 3600}
+
+    harness.clock.advance(minutes=61)
+    for address in ("10.0.1.1", "10.0.1.2"):  # 10.0.1.1 within the hour, 10.0.1.2 not
+        async with harness.client_from(address) as client:
+            assert (await client.get("/api/account", headers=headers)).status_code == 200
+    later = [event.reason for event in await success_events(harness)][len(events) :]
+    assert later == ["after_inactivity", "new_address"]
+
+
+async def success_events(harness: Harness) -> list[Any]:
+    await harness.services.audit.flush()
+    page = await harness.services.audit.search(
+        AuditFilter(event_types=("API_KEY_ACCESS_SUCCESS",)), PageRequest(size=1000)
+    )
+    return sorted(page.items, key=lambda entry: entry.id)

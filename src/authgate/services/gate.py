@@ -159,16 +159,21 @@ VERDICT_SCOPE_KEY = "authgate"
 # the traffic; forgetting only means one more audit record, never one less).
 MAX_TRACKED_KEYS = 100_000
 MAX_ADDRESSES_PER_KEY = 256
+# A key used from more addresses than that is recorded once (``many_addresses``); its new
+# addresses are then not recorded for this long, and counted afresh after it.
+MANY_ADDRESSES_QUIET_SECONDS = 3600
 
 
 class _KeyActivity:
     """When this process last saw a key accepted, and from which addresses."""
 
-    __slots__ = ("addresses", "last", "latest_address")
+    __slots__ = ("addresses", "last", "latest_address", "quiet_until")
 
     def __init__(self, last: float | None) -> None:
         self.last = last
         self.addresses: set[IPAddress | None] = set()
+        # Until when new addresses go unrecorded (the key was seen from too many).
+        self.quiet_until = 0.0
         # The address object of the latest accepted request: the client-address resolver
         # hands out one object per peer, so a key used again from the same client is
         # recognised by identity, without hashing the address.
@@ -367,7 +372,9 @@ class Gate:
     ) -> tuple[Reason | None, dict[str, int] | None]:
         """Whether an accepted key request is a security event, and which: the key's
         first use, its use after ``idle_seconds`` without use, or its first use from an
-        address (in this process: the ``key_new_ip`` rule checks the whole trail)."""
+        address (in this process: the ``key_new_ip`` rule checks the whole trail); past
+        ``MAX_ADDRESSES_PER_KEY`` addresses, once ``many_addresses``, then no new
+        address for ``MANY_ADDRESSES_QUIET_SECONDS``."""
         activity = self._activity.get(key.key_pk)
         if activity is None:
             if len(self._activity) >= MAX_TRACKED_KEYS:
@@ -378,19 +385,28 @@ class Gate:
         addresses = activity.addresses
         seen_here = address is activity.latest_address or address in addresses
         activity.latest_address = address
+        new_address = not seen_here and now >= activity.quiet_until
+        crowded = new_address and len(addresses) >= MAX_ADDRESSES_PER_KEY
         notable: Reason | None = None
         details: dict[str, int] | None = None
         if last is None:
             notable = Reason.FIRST_USE
         elif now - last >= self._idle_seconds:
             notable, details = Reason.AFTER_INACTIVITY, {"idleSeconds": int(now - last)}
-        elif not seen_here:
+        elif crowded:
+            notable = Reason.MANY_ADDRESSES
+            details = {
+                "moreThan": MAX_ADDRESSES_PER_KEY,
+                "quietSeconds": MANY_ADDRESSES_QUIET_SECONDS,
+            }
+        elif new_address:
             notable = Reason.NEW_ADDRESS
         if last is None or now > last:
             activity.last = now
-        if not seen_here:
-            if len(addresses) >= MAX_ADDRESSES_PER_KEY:
-                addresses.clear()
+        if crowded:  # memory stays bounded: the addresses are forgotten, counted afresh later
+            addresses.clear()
+            activity.quiet_until = now + MANY_ADDRESSES_QUIET_SECONDS
+        elif new_address:
             addresses.add(address)
         return notable, details
 
