@@ -168,3 +168,27 @@ async def test_every_stage_of_a_stop_shares_one_deadline(
     # One deadline (1 s), plus one busy wait still under way in SQLite's thread when it
     # is cut (5 s); each stage in turn took one busy wait (and more) each.
     assert took < 7.5, took
+
+
+async def test_a_writer_named_again_is_flushed_again_unless_it_failed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The stop flushes the audit trail, the usage log, then the audit trail again (the
+    usage log's flush confirms uses after inactivity, which are audit records); a trail
+    that could not be written is not tried, nor counted as lost, twice."""
+    audit_stub, audit = writer(failures=0, pending=2)
+    usage_stub, usage = writer(failures=0, pending=3)
+    original = usage_stub.flush
+
+    async def confirming() -> int:
+        audit_stub.pending += 1  # an after_inactivity record, confirmed by this flush
+        return await original()
+
+    usage_stub.flush = confirming  # type: ignore[method-assign]
+    await runtime._last_flush((audit, usage, audit))
+    assert (audit_stub.attempts, audit_stub.pending) == (2, 0)
+
+    _, down = writer(failures=-1, pending=4)
+    await runtime._last_flush((down, usage, down))
+    lost = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(lost) == 1, lost

@@ -135,8 +135,9 @@ class BackgroundWork:
             await self.doorbell.drain()
         if services.cluster is not None:
             await _by_deadline(services.cluster.leave(), deadline, "leaving the cluster")
-        # The audit trail first, within a process manager's stop.
-        await _last_flush((services.audit, services.usage), deadline=deadline)
+        # The audit trail first, within a process manager's stop; once more after the
+        # usage log, whose flush confirms uses after inactivity (``idle_use``).
+        await _last_flush((services.audit, services.usage, services.audit), deadline=deadline)
         if serving:
             await _by_deadline(
                 self._publish_checkpoint("shutdown"), deadline, "the shutdown checkpoint"
@@ -327,11 +328,15 @@ async def _last_flush(
     failed), in order, trying again while the database is away, all within one
     deadline (``deadline`` on the loop's clock, else ``LAST_FLUSH_SECONDS`` from now;
     an attempt that hangs, a database host that drops packets, is cut at it); what
-    still cannot be written is counted in the log (never its content)."""
+    still cannot be written is counted in the log (never its content), once: a writer
+    named twice is not tried again once it failed."""
     loop = asyncio.get_running_loop()
     if deadline is None:
         deadline = loop.time() + LAST_FLUSH_SECONDS
+    failed: list[BatchWriter[Any, Any]] = []
     for writer in writers:
+        if writer in failed:
+            continue
         failure: BaseException | None = None
         while True:
             try:
@@ -341,6 +346,7 @@ async def _last_flush(
             except Exception as error:  # noqa: BLE001 - shutting down: report, do not raise
                 failure = error
             if loop.time() + LAST_FLUSH_RETRY_SECONDS >= deadline:
+                failed.append(writer)
                 log.error(
                     "could not write %d buffered %s before stopping (%s): they are lost",
                     writer.pending,

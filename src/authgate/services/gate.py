@@ -49,6 +49,7 @@ from authgate.services.address_block import AddressBlocker
 from authgate.services.api_key_auth import ApiKeyAuthenticator
 from authgate.services.audit.events import Actor, EventType
 from authgate.services.audit.writer import AuditLog
+from authgate.services.idle_use import IdleUse
 from authgate.services.metrics import Metrics
 from authgate.services.rate_limits import KeyRateLimits, RateLimitState, exceeded
 from authgate.services.usage import UsageEvent, UsageRecorder
@@ -347,7 +348,20 @@ class Gate:
         now = verdict.at or self._clock()
         self._count_key_success()
         notable, details = self._note_use(principal, key, verdict.client_ip, now.timestamp())
-        if notable is not None or self._audit_key_successes:
+        if notable is Reason.AFTER_INACTIVITY and details is not None:
+            # Idle as this process saw it: confirmed, off the request path, against the
+            # key's last use as every process stored it (``idle_use``).
+            self._usage.check_idle(
+                key.key_pk,
+                IdleUse(
+                    audit=audit,
+                    at=now,
+                    seen_idle_seconds=details["idleSeconds"],
+                    idle_seconds=self._idle_seconds,
+                    every_success=self._audit_key_successes,
+                ),
+            )
+        elif notable is not None or self._audit_key_successes:
             audit.record(
                 EventType.API_KEY_ACCESS_SUCCESS, "success", reason=notable, details=details
             )

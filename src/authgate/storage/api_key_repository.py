@@ -181,6 +181,13 @@ class ApiKeyRepository:
             query = query.where(ApiKey.expires_at <= expiring_before)
         return await self._session.scalar(query) or 0
 
+    async def last_used_times(self, key_pks: Sequence[int]) -> dict[int, datetime | None]:
+        """The stored ``last_used_at`` of each key (a key not found is left out)."""
+        rows = await self._session.execute(
+            select(ApiKey.id, ApiKey.last_used_at).where(ApiKey.id.in_(key_pks))
+        )
+        return {row.id: row.last_used_at for row in rows}
+
     async def record_last_used(self, key_pk: int, *, at: datetime, ip: str | None) -> None:
         """Move ``last_used_at`` forward (never back, whatever order batches land in)."""
         await self._session.execute(
