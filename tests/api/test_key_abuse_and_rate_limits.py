@@ -591,6 +591,31 @@ async def test_a_refusal_by_the_address_block_is_counted_as_throttled(node: Node
     assert 'authgate_throttled_requests_total{reason="unknown_key"}' not in metrics
 
 
+async def test_a_valid_key_refused_by_the_address_block_leaves_no_usage_row(node: Node) -> None:
+    """As the README says: a blocked address is refused before its key is looked at, so
+    a valid key's refusal there is in the audit trail (without the key) and in no key's
+    usage log (no key lookup, hash or row for a blocked address)."""
+    owner = await node.create_user()
+    created = await node.create_key(owner, "ci")
+    valid = created.plaintext
+    for _ in range(LIMITS["key_ip_max_failures"]):
+        await node.call(unknown_key(), "203.0.113.5")
+    assert (await node.call(valid, "203.0.113.5")).status_code == 429
+    await node.services.usage.flush()
+    async with node.services.db.session() as session:
+        rows = await session.execute(
+            text("SELECT failure_reason FROM api_key_usage WHERE api_key_id = :key"),
+            {"key": created.view.key_pk},
+        )
+        assert rows.all() == []
+    (refusal,) = [
+        entry
+        for entry in await node.audit("API_KEY_ACCESS_FAILURE")
+        if entry.reason == "ip_blocked_for_keys"
+    ]
+    assert (refusal.api_key_name, refusal.client_ip) == (None, "203.0.113.5")
+
+
 def test_the_address_block_keeps_its_external_names() -> None:
     """Renamed in the code (the address block), the names others store or read are not:
     the change feed's kind, the refusal's code and message, the reasons."""

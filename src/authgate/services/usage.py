@@ -5,7 +5,8 @@ status class, the first and last time, the distinct client addresses, and the la
 address, method and path (``api_key_usage_minutes``, added up across workers with an
 upsert), plus a bounded sample of the key's most recent raw requests in the usage log
 (``sample_per_key`` per key; older sampled rows are deleted as newer ones land). Every
-refusal of a known key stays its own row. With ``log_successes`` every accepted request
+refusal of a known key stays its own row (a request from an address blocked for bad keys
+is refused before its key is looked at: no row). With ``log_successes`` every accepted request
 is a usage-log row as well (the per-request record of earlier versions).
 
 Recording appends to memory (no I/O on the request path). A background task writes in
