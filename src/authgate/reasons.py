@@ -177,6 +177,8 @@ class Reason(StrEnum):
     FIRST_USE = "first_use", _C.API_KEY, _KEY_SUCCESS
     AFTER_INACTIVITY = "after_inactivity", _C.API_KEY, _KEY_SUCCESS
     NEW_ADDRESS = "new_address", _C.API_KEY, _KEY_SUCCESS
+    # Used from more addresses than are remembered per key: new ones go unrecorded a while.
+    MANY_ADDRESSES = "many_addresses", _C.API_KEY, _KEY_SUCCESS
 
     # -- what a caller may do
     SCOPE_ADMIN = "scope_admin", _C.PERMISSION

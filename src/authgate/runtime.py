@@ -39,7 +39,9 @@ HOUSEKEEPING_INTERVAL_SECONDS = 3600.0
 HOUSEKEEPING_FIRST_DELAY_SECONDS = 60.0
 SHUTDOWN_GRACE_SECONDS = 10.0
 # A stop during a database outage: the buffered records are tried again for this long
-# (a process manager allows 10 s or more), then counted as lost in the log.
+# (a process manager allows 10 s or more), then counted as lost in the log. One deadline
+# for every stage of a stop that writes to the database (the loops' last flush, leaving
+# the cluster, the last flush, the shutdown checkpoint), not this long for each.
 LAST_FLUSH_SECONDS = 5.0
 LAST_FLUSH_RETRY_SECONDS = 0.25
 GAUGE_INTERVAL_SECONDS = 30.0
@@ -123,20 +125,25 @@ class BackgroundWork:
         serving = self._delivery is not None
         await services.password_resets.settle()  # their audit records go out below
         await services.notices.settle()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + LAST_FLUSH_SECONDS  # shared by the stages below
         if self._tasks:
             # The loops end at once on stop; the usage log flushes one last time.
-            await _finish(self._tasks, grace=SHUTDOWN_GRACE_SECONDS)
+            await _finish(self._tasks, grace=max(0.0, deadline - loop.time()))
         self._tasks = []
         if self.doorbell is not None:
             await self.doorbell.drain()
         if services.cluster is not None:
-            await services.cluster.leave()
+            await _by_deadline(services.cluster.leave(), deadline, "leaving the cluster")
         # The refusals counted this minute go out as their summaries, not lost with it.
         services.audit.close_summaries()
-        # The audit trail first: one deadline for both, within a process manager's stop.
-        await _last_flush((services.audit, services.usage))
+        # The audit trail first, within a process manager's stop; once more after the
+        # usage log, whose flush confirms uses after inactivity (``idle_use``).
+        await _last_flush((services.audit, services.usage, services.audit), deadline=deadline)
         if serving:
-            await self._publish_checkpoint("shutdown")
+            await _by_deadline(
+                self._publish_checkpoint("shutdown"), deadline, "the shutdown checkpoint"
+            )
         self._stop_delivery.set()
         if self._delivery is not None:
             # The dispatcher drains its queues within its own grace period, then stops.
@@ -307,15 +314,31 @@ async def ensure_schema(services: Services) -> None:
     )
 
 
-async def _last_flush(writers: tuple[BatchWriter[Any, Any], ...]) -> None:
+async def _by_deadline(work: Coroutine[Any, Any, None], deadline: float, what: str) -> None:
+    """Run ``work``, cut at ``deadline`` (the loop's time) with a warning."""
+    try:
+        async with asyncio.timeout_at(deadline):
+            await work
+    except TimeoutError:
+        log.warning("%s was cut at the shutdown deadline", what)
+
+
+async def _last_flush(
+    writers: tuple[BatchWriter[Any, Any], ...], *, deadline: float | None = None
+) -> None:
     """Write what ``writers`` still hold (``background=False``, or a last batch that
     failed), in order, trying again while the database is away, all within one
-    deadline (``LAST_FLUSH_SECONDS``; an attempt that hangs, a database host that
-    drops packets, is cut at it); what still cannot be written is counted in the log
-    (never its content)."""
+    deadline (``deadline`` on the loop's clock, else ``LAST_FLUSH_SECONDS`` from now;
+    an attempt that hangs, a database host that drops packets, is cut at it); what
+    still cannot be written is counted in the log (never its content), once: a writer
+    named twice is not tried again once it failed."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + LAST_FLUSH_SECONDS
+    if deadline is None:
+        deadline = loop.time() + LAST_FLUSH_SECONDS
+    failed: list[BatchWriter[Any, Any]] = []
     for writer in writers:
+        if writer in failed:
+            continue
         failure: BaseException | None = None
         while True:
             try:
@@ -325,6 +348,7 @@ async def _last_flush(writers: tuple[BatchWriter[Any, Any], ...]) -> None:
             except Exception as error:  # noqa: BLE001 - shutting down: report, do not raise
                 failure = error
             if loop.time() + LAST_FLUSH_RETRY_SECONDS >= deadline:
+                failed.append(writer)
                 log.error(
                     "could not write %d buffered %s before stopping (%s): they are lost",
                     writer.pending,

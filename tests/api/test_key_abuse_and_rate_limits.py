@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
+from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,9 @@ from authgate.app import create_app
 from authgate.exceptions import AddressBlocked, Throttled
 from authgate.reasons import Reason
 from authgate.security import keys
+from authgate.services.address_block import AddressBlocker
 from authgate.services.api_key_views import KeySpec
-from authgate.services.changes import ChangeKind
+from authgate.services.changes import ChangeFeed, ChangeKind
 from authgate.services.user_fields import NewUser
 from authgate.settings import Settings
 from authgate.storage.audit_repository import AuditFilter
@@ -235,6 +237,54 @@ async def test_address_block_is_audited(node: Node) -> None:
     }
     refusals = [e for e in await node.audit("API_KEY_ACCESS_FAILURE") if e.reason]
     assert {e.reason for e in refusals} >= {"bad_checksum", "ip_blocked_for_keys"}
+
+
+async def test_a_block_is_audited_once_whichever_processes_see_the_threshold(
+    start_node: StartNode,
+) -> None:
+    """Two processes counting the same address in one throttle store: the one that
+    crosses the threshold first blocks and records IP_BLOCKED; the other, which has not
+    heard of the block yet and counts past the threshold too, records nothing (it was
+    once per process: 26 records for 7 blocks on 2 nodes of 2 workers)."""
+    await two_processes_block_once(await start_node())
+
+
+async def test_a_block_is_audited_once_across_processes_sharing_redis(
+    start_node: StartNode, redis_url: str
+) -> None:
+    """As above, the counts and the claim in Redis."""
+    await two_processes_block_once(await start_node(redis_url=redis_url))
+
+
+async def two_processes_block_once(node: Node) -> None:
+    services = node.services
+
+    def blocker() -> AddressBlocker:
+        # A process of its own: its own memory of blocks, a change feed nobody polls.
+        return AddressBlocker(
+            store=services.throttle,
+            feed=ChangeFeed(services.db, clock=node.clock),
+            limits=services.settings.key_abuse,
+            clock=node.clock,
+            audit=services.audit,
+        )
+
+    first, second = blocker(), blocker()
+    attacker = ip_address("203.0.113.9")
+    for _ in range(LIMITS["key_ip_max_failures"]):
+        await first.failed(attacker)
+    await second.failed(attacker)
+    await second.failed(attacker)
+    now = node.clock().timestamp()
+    for process in (first, second):
+        with pytest.raises(AddressBlocked):
+            process.check(attacker, now)
+    assert len(await node.audit("IP_BLOCKED")) == 1
+
+    node.clock.advance(seconds=LIMITS["key_ip_block_seconds"] + 1)
+    for _ in range(LIMITS["key_ip_max_failures"]):
+        await second.failed(attacker)
+    assert len(await node.audit("IP_BLOCKED")) == 2  # a new block, recorded again
 
 
 async def test_block_reaches_other_instances(start_node: StartNode) -> None:
@@ -539,6 +589,31 @@ async def test_a_refusal_by_the_address_block_is_counted_as_throttled(node: Node
     metrics = node.services.metrics.exposition().decode()
     assert 'authgate_throttled_requests_total{reason="ip_blocked_for_keys"} 2.0' in metrics
     assert 'authgate_throttled_requests_total{reason="unknown_key"}' not in metrics
+
+
+async def test_a_valid_key_refused_by_the_address_block_leaves_no_usage_row(node: Node) -> None:
+    """As the README says: a blocked address is refused before its key is looked at, so
+    a valid key's refusal there is in the audit trail (without the key) and in no key's
+    usage log (no key lookup, hash or row for a blocked address)."""
+    owner = await node.create_user()
+    created = await node.create_key(owner, "ci")
+    valid = created.plaintext
+    for _ in range(LIMITS["key_ip_max_failures"]):
+        await node.call(unknown_key(), "203.0.113.5")
+    assert (await node.call(valid, "203.0.113.5")).status_code == 429
+    await node.services.usage.flush()
+    async with node.services.db.session() as session:
+        rows = await session.execute(
+            text("SELECT failure_reason FROM api_key_usage WHERE api_key_id = :key"),
+            {"key": created.view.key_pk},
+        )
+        assert rows.all() == []
+    (refusal,) = [
+        entry
+        for entry in await node.audit("API_KEY_ACCESS_FAILURE")
+        if entry.reason == "ip_blocked_for_keys"
+    ]
+    assert (refusal.api_key_name, refusal.client_ip) == (None, "203.0.113.5")
 
 
 def test_the_address_block_keeps_its_external_names() -> None:

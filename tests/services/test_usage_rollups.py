@@ -9,9 +9,12 @@ from datetime import UTC, datetime, timedelta
 from ipaddress import ip_address
 from typing import Any
 
+import httpx2
 import pytest
 from sqlalchemy import text
 
+from authgate.app import create_app
+from authgate.services.gate import MAX_ADDRESSES_PER_KEY
 from authgate.services.usage import UsageConfig, UsageEvent, UsageRecorder
 from authgate.storage.audit_repository import AuditFilter
 from authgate.storage.paging import PageRequest
@@ -141,8 +144,9 @@ async def test_accepted_requests_are_audited_only_as_security_events_each_once(
         assert (await outsider.get("/api/account", headers=headers)).status_code == 403
     harness.clock.advance(hours=2)
     assert (await harness.client.get("/api/account", headers=headers)).status_code == 200
-    await harness.services.audit.flush()
+    # The usage log first: its flush confirms the use after inactivity (for the cluster).
     await harness.services.usage.flush()
+    await harness.services.audit.flush()
 
     page = await harness.services.audit.search(
         AuditFilter(event_types=("API_KEY_ACCESS_SUCCESS", "API_KEY_ACCESS_FAILURE")),
@@ -169,3 +173,103 @@ async def test_accepted_requests_are_audited_only_as_security_events_each_once(
     )
     assert usage.status_code == 200
     assert usage.headers["X-Total-Count"] == "10"  # 9 sampled successes and the refusal
+
+
+async def test_the_sample_keeps_the_most_recent_requests_whatever_order_flushes_land_in(
+    harness: Harness,
+) -> None:
+    """Two workers: the one that saw the older requests flushes last. The sample keeps
+    the most recent requests by when they happened, not the rows written last."""
+    older, newer = recorder(harness, sample_size=3), recorder(harness, sample_size=3)
+    for second_of_minute in (1, 2, 3):
+        older.record(use(10, MINUTE + timedelta(seconds=second_of_minute)))
+    for second_of_minute in (10, 11, 12):
+        newer.record(use(10, MINUTE + timedelta(seconds=second_of_minute)))
+    await newer.flush()
+    await older.flush()
+    assert sorted(await sampled_paths(harness, 10)) == [
+        "/api/things/10",
+        "/api/things/11",
+        "/api/things/12",
+    ]
+
+
+async def test_a_key_used_from_very_many_addresses_is_not_audited_on_every_request(
+    harness: Harness, user_token: str
+) -> None:
+    """600 requests cycling through 300 addresses: a first use, a new address each up to
+    the bound of addresses remembered per key, then one record saying the key is used
+    from more than that many, and no more (it was 599 new_address records: the memory was
+    cleared and every address was new again). After an hour, new addresses count again."""
+    created = await harness.create_key(user_token, allowedIp=["10.0.0.0/16"])
+    headers = key_header(created["key"])
+    addresses = [f"10.0.{index // 200}.{index % 200 + 1}" for index in range(300)]
+    for address in addresses * 2:
+        async with harness.client_from(address) as client:
+            assert (await client.get("/api/account", headers=headers)).status_code == 200
+    events = await success_events(harness)
+    reasons = [event.reason for event in events]
+    assert len(events) <= MAX_ADDRESSES_PER_KEY + 1
+    assert reasons.count("many_addresses") == 1
+    many = next(event for event in events if event.reason == "many_addresses")
+    assert many.details == {"moreThan": MAX_ADDRESSES_PER_KEY, "quietSeconds": 3600}
+
+    harness.clock.advance(minutes=61)
+    for address in ("10.0.1.1", "10.0.1.2"):  # 10.0.1.1 within the hour, 10.0.1.2 not
+        async with harness.client_from(address) as client:
+            assert (await client.get("/api/account", headers=headers)).status_code == 200
+    later = [event.reason for event in await success_events(harness)][len(events) :]
+    # (The use after inactivity is written after the usage log's flush confirmed it.)
+    assert sorted(later) == ["after_inactivity", "new_address"]
+
+
+async def success_events(harness: Harness) -> list[Any]:
+    await harness.services.usage.flush()  # confirms uses after inactivity
+    await harness.services.audit.flush()
+    page = await harness.services.audit.search(
+        AuditFilter(event_types=("API_KEY_ACCESS_SUCCESS",)), PageRequest(size=1000)
+    )
+    return sorted(page.items, key=lambda entry: entry.id)
+
+
+async def test_a_key_in_use_on_another_node_is_not_reported_idle(
+    harness: Harness, user_token: str
+) -> None:
+    """Two nodes on one database: the key is used once on the first, then once a minute
+    for 70 minutes on the second, then on the first again. The first node saw no use for
+    70 minutes, the cluster did: no after_inactivity (it was recorded with idleSeconds
+    4200 although last_used_at was a minute old). After two idle hours the second node
+    records it, with the idle time from the stored last use and the request's details."""
+    created = await harness.create_key(user_token, allowedIp=["127.0.0.1", "198.51.100.9"])
+    headers = key_header(created["key"])
+    first = harness.services
+    other = create_app(first.settings, clock=harness.clock)
+    async with other.router.lifespan_context(other):
+        second = other.state.services
+        transport = httpx2.ASGITransport(app=other, client=("198.51.100.9", 50000))
+        async with httpx2.AsyncClient(transport=transport, base_url="http://second") as client:
+            assert (await harness.client.get("/api/account", headers=headers)).status_code == 200
+            await first.usage.flush()
+            for _ in range(70):
+                harness.clock.advance(minutes=1)
+                assert (await client.get("/api/account", headers=headers)).status_code == 200
+                await second.usage.flush()
+            harness.clock.advance(seconds=1)
+            assert (await harness.client.get("/api/account", headers=headers)).status_code == 200
+            await first.usage.flush()
+            assert "after_inactivity" not in [e.reason for e in await success_events(harness)]
+
+            harness.clock.advance(hours=2)
+            idle_request_at = harness.clock()
+            response = await client.get(
+                "/api/account", headers={**headers, "User-Agent": "nightly-job/1.0"}
+            )
+            assert response.status_code == 200
+            await second.usage.flush()
+            await second.audit.flush()
+    idle = [e for e in await success_events(harness) if e.reason == "after_inactivity"]
+    assert [(e.details, e.client_ip, e.user_agent, e.request_path) for e in idle] == [
+        ({"idleSeconds": 7200}, "198.51.100.9", "nightly-job/1.0", "/api/account")
+    ]
+    assert (idle[0].actor_login, idle[0].api_key_name) == ("alice", "ci-deploy")
+    assert idle[0].occurred_at == idle_request_at

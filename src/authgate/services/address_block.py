@@ -5,7 +5,9 @@
 (``AddressBlocked``, a ``Throttled``: 429). The check on every key request is a
 dictionary lookup in memory: blocks are counted in the shared throttle store (database
 or Redis) on the failure path only, and announced to every worker and node through the
-change feed (``ChangeKind.ADDRESS_BLOCKED``).
+change feed (``ChangeKind.ADDRESS_BLOCKED``). Every process counting the address may
+cross the threshold; an atomic claim in the throttle store lets one of them block,
+announce and record it (``IP_BLOCKED`` once per block, not once per process).
 
 An IPv6 client is counted and blocked by its /64, as logins are
 (``security.networks.throttle_network``): one machine may hold a whole /64, and a new
@@ -145,6 +147,11 @@ class AddressBlocker:
             return
         until = now + limits.block_seconds
         self._blocked[unit] = until
+        # Every process counting this address crosses the threshold: the one whose
+        # claim wins blocks, announces and records it; the others learn the block's
+        # end through the change feed (once per block, not once per process).
+        if not await self._store.claim(subject, until=until, strikes=1, now=now):
+            return
         await self._store.block(subject, until=until, strikes=1, now=now)
         async with self._feed.unit_of_work() as work:
             work.publish(Change(ChangeKind.ADDRESS_BLOCKED, f"{text}|{until}"))

@@ -49,6 +49,7 @@ from authgate.services.address_block import AddressBlocker
 from authgate.services.api_key_auth import ApiKeyAuthenticator
 from authgate.services.audit.events import Actor, EventType
 from authgate.services.audit.writer import AuditLog
+from authgate.services.idle_use import IdleUse
 from authgate.services.metrics import Metrics
 from authgate.services.rate_limits import KeyRateLimits, RateLimitState, exceeded
 from authgate.services.usage import UsageEvent, UsageRecorder
@@ -159,16 +160,21 @@ VERDICT_SCOPE_KEY = "authgate"
 # the traffic; forgetting only means one more audit record, never one less).
 MAX_TRACKED_KEYS = 100_000
 MAX_ADDRESSES_PER_KEY = 256
+# A key used from more addresses than that is recorded once (``many_addresses``); its new
+# addresses are then not recorded for this long, and counted afresh after it.
+MANY_ADDRESSES_QUIET_SECONDS = 3600
 
 
 class _KeyActivity:
     """When this process last saw a key accepted, and from which addresses."""
 
-    __slots__ = ("addresses", "last", "latest_address")
+    __slots__ = ("addresses", "last", "latest_address", "quiet_until")
 
     def __init__(self, last: float | None) -> None:
         self.last = last
         self.addresses: set[IPAddress | None] = set()
+        # Until when new addresses go unrecorded (the key was seen from too many).
+        self.quiet_until = 0.0
         # The address object of the latest accepted request: the client-address resolver
         # hands out one object per peer, so a key used again from the same client is
         # recognised by identity, without hashing the address.
@@ -346,7 +352,20 @@ class Gate:
         now = verdict.at or self._clock()
         self._count_key_success()
         notable, details = self._note_use(principal, key, verdict.client_ip, now.timestamp())
-        if notable is not None or self._audit_key_successes:
+        if notable is Reason.AFTER_INACTIVITY and details is not None:
+            # Idle as this process saw it: confirmed, off the request path, against the
+            # key's last use as every process stored it (``idle_use``).
+            self._usage.check_idle(
+                key.key_pk,
+                IdleUse(
+                    audit=audit,
+                    at=now,
+                    seen_idle_seconds=details["idleSeconds"],
+                    idle_seconds=self._idle_seconds,
+                    every_success=self._audit_key_successes,
+                ),
+            )
+        elif notable is not None or self._audit_key_successes:
             audit.record(
                 EventType.API_KEY_ACCESS_SUCCESS, "success", reason=notable, details=details
             )
@@ -371,7 +390,9 @@ class Gate:
     ) -> tuple[Reason | None, dict[str, int] | None]:
         """Whether an accepted key request is a security event, and which: the key's
         first use, its use after ``idle_seconds`` without use, or its first use from an
-        address (in this process: the ``key_new_ip`` rule checks the whole trail)."""
+        address (in this process: the ``key_new_ip`` rule checks the whole trail); past
+        ``MAX_ADDRESSES_PER_KEY`` addresses, once ``many_addresses``, then no new
+        address for ``MANY_ADDRESSES_QUIET_SECONDS``."""
         activity = self._activity.get(key.key_pk)
         if activity is None:
             if len(self._activity) >= MAX_TRACKED_KEYS:
@@ -382,19 +403,28 @@ class Gate:
         addresses = activity.addresses
         seen_here = address is activity.latest_address or address in addresses
         activity.latest_address = address
+        new_address = not seen_here and now >= activity.quiet_until
+        crowded = new_address and len(addresses) >= MAX_ADDRESSES_PER_KEY
         notable: Reason | None = None
         details: dict[str, int] | None = None
         if last is None:
             notable = Reason.FIRST_USE
         elif now - last >= self._idle_seconds:
             notable, details = Reason.AFTER_INACTIVITY, {"idleSeconds": int(now - last)}
-        elif not seen_here:
+        elif crowded:
+            notable = Reason.MANY_ADDRESSES
+            details = {
+                "moreThan": MAX_ADDRESSES_PER_KEY,
+                "quietSeconds": MANY_ADDRESSES_QUIET_SECONDS,
+            }
+        elif new_address:
             notable = Reason.NEW_ADDRESS
         if last is None or now > last:
             activity.last = now
-        if not seen_here:
-            if len(addresses) >= MAX_ADDRESSES_PER_KEY:
-                addresses.clear()
+        if crowded:  # memory stays bounded: the addresses are forgotten, counted afresh later
+            addresses.clear()
+            activity.quiet_until = now + MANY_ADDRESSES_QUIET_SECONDS
+        elif new_address:
             addresses.add(address)
         return notable, details
 

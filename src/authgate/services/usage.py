@@ -6,15 +6,18 @@ address, method and path (``api_key_usage_minutes``, added up across workers wit
 upsert), plus a bounded sample of the key's most recent raw requests in the usage log
 (``sample_per_key`` per key; older sampled rows are deleted as newer ones land). Every
 refusal of a known key is its own row, unless the audit trail counts it in a summary
-(repeated past its limits: ``services.audit.aggregation``; the gate then writes none).
-With ``log_successes`` every accepted request is a usage-log row as well (the
+(repeated past its limits: ``services.audit.aggregation``; the gate then writes none)
+or it comes from an address blocked for bad keys (refused before its key is looked at:
+no row). With ``log_successes`` every accepted request is a usage-log row as well (the
 per-request record of earlier versions).
 
 Recording appends to memory (no I/O on the request path). A background task writes in
 batches, like the audit trail's (``batch_writer``), each in one transaction executed in
 chunks of ``chunk_size`` rows (each chunk one statement, so the event loop is never held
 by one large batch): the rows, the rollups, the sample, and one
-``last_used_at``/``last_used_ip`` update per key used. On a clean shutdown everything
+``last_used_at``/``last_used_ip`` update per key used (read first for the keys the gate
+asks about, ``check_idle``: their last use as every process stored it, ``idle_use``).
+On a clean shutdown everything
 left is written, so nothing accepted is lost. If the database is unavailable everything
 is kept and retried, up to ``max_buffered`` rows (then the oldest are dropped and
 counted: memory stays bounded; rollups are one object per key and minute).
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -164,6 +168,9 @@ _Sampled = tuple[int, str, int, datetime, str, str, int, IPAddress | None, str |
 
 _Minutes = dict[tuple[int, datetime], _Minute]
 _LastUse = tuple[datetime, IPAddress | None]
+# Called with a key's last use as stored (None: none), read by a flush before it writes
+# this process's own (``check_idle``); after that flush's commit.
+IdleCheck = Callable[[datetime | None], None]
 
 
 @dataclass(slots=True)
@@ -175,6 +182,7 @@ class _Batch:
     minutes: _Minutes
     samples: dict[int, deque[_Sampled]]
     last_used: dict[int, _LastUse]
+    idle_checks: list[tuple[int, IdleCheck]]
 
 
 class UsageConfig(BaseModel):
@@ -233,11 +241,22 @@ class UsageRecorder(BatchWriter[UsageEvent, _Batch]):
         # flushes so that the count is exact for this process.
         self._minute_ips: dict[tuple[int, datetime], set[IPAddress | None]] = {}
         self._sequence = 0
+        self._idle_checks: list[tuple[int, IdleCheck]] = []
 
     @property
     def pending(self) -> int:
-        """Usage-log rows waiting to be written (refusals, and sampled requests)."""
-        return len(self._buffer) + sum(len(sample) for sample in self._samples.values())
+        """Requests recorded and not written yet: each refusal, and each accepted request
+        (counted in its rollup, whether sampled or not: a rollup not written loses them
+        all)."""
+        refusals = len(self._buffer)
+        if self._log_successes:  # the accepted requests' rows are in the rollups' counts
+            refusals = sum(1 for event in self._buffer if event.failure_reason is not None)
+        return refusals + sum(rollup.requests for rollup in self._minutes.values())
+
+    def check_idle(self, api_key_id: int, check: IdleCheck) -> None:
+        """Call ``check`` with the key's last use as stored by every process, read by the
+        next flush before it writes this process's own (no I/O here)."""
+        self._idle_checks.append((api_key_id, check))
 
     def record(self, event: UsageEvent) -> None:
         """Queue one use, accepted or refused (no I/O, O(1))."""
@@ -334,10 +353,11 @@ class UsageRecorder(BatchWriter[UsageEvent, _Batch]):
         return rollup
 
     def _take(self, rows: list[UsageEvent]) -> _Batch | None:
-        minutes, samples = self._minutes, self._samples
-        if not rows and not minutes:
+        minutes, samples, idle_checks = self._minutes, self._samples, self._idle_checks
+        if not rows and not minutes and not idle_checks:
             return None
         self._minutes, self._samples, self._current = {}, {}, {}
+        self._idle_checks = []
         self._forget_old_minutes(minutes)
         sampled = [
             UsageEvent(*fields[:10], None, fields[10])
@@ -346,7 +366,7 @@ class UsageRecorder(BatchWriter[UsageEvent, _Batch]):
         ]
         if sampled:  # rows in the order the requests came (ids follow it)
             rows = sorted(rows + sampled, key=_arrival)
-        return _Batch(rows, minutes, samples, _last_uses(minutes))
+        return _Batch(rows, minutes, samples, _last_uses(minutes), idle_checks)
 
     def _give_back(self, batch: _Batch) -> None:
         # Everything is kept for the next attempt (the buffer bounds memory); the sampled
@@ -355,6 +375,7 @@ class UsageRecorder(BatchWriter[UsageEvent, _Batch]):
         if batch.samples:
             rows = [event for event in rows if event.failure_reason is not None]
         self._put_back(rows)
+        self._idle_checks[:0] = batch.idle_checks
         # The rollups go back (newer counts merged in); each key's newest is found again
         # on its next request.
         self._current = {}
@@ -394,14 +415,21 @@ class UsageRecorder(BatchWriter[UsageEvent, _Batch]):
                 await usage.add_minutes([rollup.row() for rollup in rollups[start : start + chunk]])
             for key_pk in batch.samples:
                 await usage.keep_recent_successes(key_pk, self._sample_size)
-            await self._write_last_used(session, batch.last_used)
+            stored = await self._write_last_used(session, batch)
+        _check_idle(batch.idle_checks, stored)
         return len(rows)
 
-    async def _write_last_used(self, session: Any, last_used: dict[int, _LastUse]) -> None:
+    async def _write_last_used(self, session: Any, batch: _Batch) -> dict[int, datetime | None]:
+        """Move each key's last use forward; returns the stored last use of the keys
+        with idle checks, read before."""
         keys = self._db.api_keys(session)
-        for key_pk, (at, address) in last_used.items():
+        stored: dict[int, datetime | None] = {}
+        if batch.idle_checks:
+            stored = await keys.last_used_times(sorted({key for key, _ in batch.idle_checks}))
+        for key_pk, (at, address) in batch.last_used.items():
             ip = str(address) if address is not None else None
             await keys.record_last_used(key_pk, at=at, ip=ip)
+        return stored
 
     async def _write_each(self, batch: _Batch) -> tuple[int, int]:
         """As ``_write``, skipping the rows the database refuses (and a rollup refused);
@@ -425,8 +453,14 @@ class UsageRecorder(BatchWriter[UsageEvent, _Batch]):
                 except Exception as error:
                     if not refused_value(error):
                         raise
-            await self._write_last_used(session, batch.last_used)
+            stored = await self._write_last_used(session, batch)
+        _check_idle(batch.idle_checks, stored)
         return written, len(batch.rows) - written
+
+
+def _check_idle(checks: list[tuple[int, IdleCheck]], stored: dict[int, datetime | None]) -> None:
+    for key_pk, check in checks:
+        check(stored.get(key_pk))
 
 
 def _last_uses(minutes: _Minutes) -> dict[int, _LastUse]:

@@ -181,6 +181,13 @@ class ApiKeyRepository:
             query = query.where(ApiKey.expires_at <= expiring_before)
         return await self._session.scalar(query) or 0
 
+    async def last_used_times(self, key_pks: Sequence[int]) -> dict[int, datetime | None]:
+        """The stored ``last_used_at`` of each key (a key not found is left out)."""
+        rows = await self._session.execute(
+            select(ApiKey.id, ApiKey.last_used_at).where(ApiKey.id.in_(key_pks))
+        )
+        return {row.id: row.last_used_at for row in rows}
+
     async def record_last_used(self, key_pk: int, *, at: datetime, ip: str | None) -> None:
         """Move ``last_used_at`` forward (never back, whatever order batches land in)."""
         await self._session.execute(
@@ -327,9 +334,12 @@ class UsageRepository:
         await self._session.execute(upsert, list(rows))
 
     async def keep_recent_successes(self, api_key_id: int, keep: int) -> None:
-        """Delete the key's sampled accepted requests but the ``keep`` most recent."""
+        """Delete the key's sampled accepted requests but the ``keep`` most recent, by
+        when they happened (workers and nodes flush in their own order, so the newest
+        ids are not the newest requests; the id only breaks ties)."""
         successes = (ApiKeyUsage.api_key_id == api_key_id) & ApiKeyUsage.failure_reason.is_(None)
-        recent = select(ApiKeyUsage.id).where(successes).order_by(ApiKeyUsage.id.desc()).limit(keep)
+        newest_first = (ApiKeyUsage.occurred_at.desc(), ApiKeyUsage.id.desc())
+        recent = select(ApiKeyUsage.id).where(successes).order_by(*newest_first).limit(keep)
         await self._session.execute(
             delete(ApiKeyUsage).where(
                 successes, ApiKeyUsage.id.not_in(select(recent.subquery().c.id))
