@@ -59,6 +59,7 @@ __all__ = [
     "auth_for",
     "own_request",
     "second_factor_code",
+    "timed_like",
     "token_expiry",
 ]
 
@@ -249,7 +250,7 @@ class LoginAuth(RenewedTokenAuth):
         flow = self.auth_flow(request)
         outgoing = next(flow)
         while True:
-            response = yield outgoing
+            response = yield timed_like(outgoing, request)
             if outgoing is not request:
                 response.read()
             try:
@@ -263,7 +264,7 @@ class LoginAuth(RenewedTokenAuth):
         flow = self.auth_flow(request)
         outgoing = next(flow)
         while True:
-            response = yield outgoing
+            response = yield timed_like(outgoing, request)
             if outgoing is not request:
                 await response.aread()
             try:
@@ -313,6 +314,17 @@ def own_request(
     if user_agent is not None:
         own_headers["User-Agent"] = user_agent
     return httpx2.Request(method, url, headers=own_headers, **options)
+
+
+def timed_like(outgoing: httpx2.Request, request: httpx2.Request) -> httpx2.Request:
+    """``outgoing`` (a login, refresh or second-factor step) with the timeout of the
+    ``request`` it authenticates, the client's: httpx gives it only to the request it
+    was asked to send, and one an auth flow yields would wait forever for a server that
+    accepts the connection and never answers (holding the client's lock meanwhile)."""
+    timeout = request.extensions.get("timeout")
+    if outgoing is not request and timeout is not None and "timeout" not in outgoing.extensions:
+        outgoing.extensions = {**outgoing.extensions, "timeout": timeout}
+    return outgoing
 
 
 def second_factor_code(

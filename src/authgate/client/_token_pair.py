@@ -36,6 +36,7 @@ from authgate.client._auth import (
     SecondFactorHook,
     own_request,
     second_factor_code,
+    timed_like,
 )
 from authgate.client._config import RefreshTokenCredentials, V12Credentials
 from authgate.client._exceptions import (
@@ -189,7 +190,7 @@ class TokenPairAuth(RenewedTokenAuth):
                 if outgoing is request and locked:
                     lock.release()
                     locked = False
-                response = yield outgoing
+                response = yield timed_like(outgoing, request)
                 if outgoing is not request:
                     response.read()
                 elif response.status_code == 401:
@@ -218,7 +219,7 @@ class TokenPairAuth(RenewedTokenAuth):
                 if outgoing is request and locked:
                     lock.release()
                     locked = False
-                response = yield outgoing
+                response = yield timed_like(outgoing, request)
                 if outgoing is not request:
                     await response.aread()
                 elif response.status_code == 401:
