@@ -113,7 +113,12 @@ class _BaseClient:
         config = self._config
         verify: bool | ssl.SSLContext = config.verify
         if config.ca_bundle is not None:
-            verify = ssl.create_default_context(cafile=str(config.ca_bundle))
+            try:
+                verify = ssl.create_default_context(cafile=str(config.ca_bundle))
+            except (OSError, ssl.SSLError) as error:  # missing, unreadable, not PEM
+                raise ClientConfigError(
+                    f"cannot use the CA bundle {str(config.ca_bundle)!r}: {error}"
+                ) from None
         return {
             "base_url": self._base_url,
             "timeout": config.timeout,

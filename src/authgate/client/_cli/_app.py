@@ -98,10 +98,17 @@ def global_options(
     ca_bundle: Annotated[
         Path | None,
         typer.Option(
-            exists=True, dir_okay=False, help="PEM file of CA certificates to trust (private CA)."
+            exists=True,
+            dir_okay=False,
+            help="PEM file of CA certificates to trust (private CA; default: AUTHGATE_CA_BUNDLE).",
         ),
     ] = None,
-    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds per request step.")] = 10.0,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            min=0.1, help="Seconds per request step (default: AUTHGATE_TIMEOUT, else 10)."
+        ),
+    ] = None,
     version: Annotated[
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
