@@ -16,13 +16,20 @@ __all__ = ["StallingServer"]
 
 
 class StallingServer:
-    """Answers ``answers[path]`` (status, JSON body); holds every other request open.
+    """Answers ``answers[path]`` (status, JSON body), with ``headers[path]`` if given;
+    holds every other request open.
 
     ``requests`` lists the ``(method, path)`` of each request read, in order.
     """
 
-    def __init__(self, answers: Mapping[str, tuple[int, dict[str, Any]]] | None = None) -> None:
+    def __init__(
+        self,
+        answers: Mapping[str, tuple[int, dict[str, Any]]] | None = None,
+        *,
+        headers: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> None:
         self._answers = dict(answers or {})
+        self._headers = dict(headers or {})
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._listener.settimeout(0.05)
         self._stopping = threading.Event()
@@ -97,8 +104,11 @@ class StallingServer:
                     return
                 status, body = self._answers[path]
                 content = json.dumps(body).encode()
+                extra = "".join(
+                    f"{name}: {value}\r\n" for name, value in self._headers.get(path, {}).items()
+                )
                 connection.sendall(
-                    f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n"
+                    f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n{extra}"
                     f"Content-Length: {len(content)}\r\n\r\n".encode()
                     + content
                 )

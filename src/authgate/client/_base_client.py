@@ -25,6 +25,7 @@ from authgate.client._config import (
     shown_url,
 )
 from authgate.client._exceptions import ClientConfigError, TransportError, parse_retry_after
+from authgate.client._log_redaction import install_log_redaction
 from authgate.client._models import Token
 from authgate.client._token_pair import TokenPairAuth, TokensHook
 
@@ -67,6 +68,7 @@ class _BaseClient:
         clock: Clock,
         on_tokens: TokensHook | None,
     ) -> None:
+        install_log_redaction()  # httpcore2 logs response headers at DEBUG: a login's token
         self._config = config if config is not None else ClientConfig.from_env()
         self._base_url = httpx2.URL(self._config.url.rstrip("/") + "/")
         credentials = self._config.credentials
