@@ -72,6 +72,24 @@ async def test_a_login_answer_leaves_no_token_in_debug_logs_async(
     assert_no_credential(caplog)
 
 
+def test_a_v10_second_factor_code_is_not_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """UTMStack v10 takes the code in the query; httpx2 logs the URL at INFO."""
+    caplog.set_level(logging.INFO)
+    answers: dict[str, tuple[int, dict[str, Any]]] = {
+        "/api/authenticate": (200, {"id_token": "pre-verification", "authenticated": False}),
+        "/api/tfa/verify-code": (404, {}),
+        "/api/tfa/verifyCode": (200, {"id_token": TOKEN, "authenticated": True}),
+        "/api/account": (200, ACCOUNT),
+    }
+    with (
+        StallingServer(answers) as server,
+        Client(ClientConfig(server.url, PASSWORD, timeout=5), second_factor=lambda: "654321") as c,
+    ):
+        assert c.account().login == "alice"
+    assert "/api/tfa/verifyCode?code=[redacted]" in caplog.text
+    assert "654321" not in caplog.text
+
+
 @pytest.mark.parametrize(
     ("message", "secret"),
     [
@@ -81,12 +99,21 @@ async def test_a_login_answer_leaves_no_token_in_debug_logs_async(
         ("[(b'set-cookie', b'SESSION=abc; HttpOnly')]", "SESSION=abc"),
         ('headers {"Authorization": "bearer tok-123"}', "tok-123"),
         (f"something {TOKEN} else", TOKEN),
+        ("GET http://h/api/tfa/verifyCode?code=654321 200", "654321"),
+        ("GET http://h/x?page=1&access_token=tok-9&size=5", "tok-9"),
+        ("GET http://h/x?api_key=k-9", "k-9"),
     ],
 )
 def test_credentials_are_masked_in_a_message(message: str, secret: str) -> None:
     assert secret not in redacted(message)
 
 
-def test_other_text_is_kept() -> None:
-    message = "[(b'content-type', b'application/json'), (b'content-length', b'42')]"
+@pytest.mark.parametrize(
+    "message",
+    [
+        "[(b'content-type', b'application/json'), (b'content-length', b'42')]",
+        'HTTP Request: GET http://h/api/api-keys?page=2&size=20 "HTTP/1.1 200 OK"',
+    ],
+)
+def test_other_text_is_kept(message: str) -> None:
     assert redacted(message) == message

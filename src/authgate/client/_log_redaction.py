@@ -4,7 +4,8 @@ With logging at DEBUG, httpcore2 logs every response's headers, and the answer t
 ``POST /api/authenticate`` carries ``Authorization: Bearer <token>``: the access token
 would land in the application's logs. The client installs :class:`RedactingFilter` on
 the loggers of those two libraries (once, when a client is created): in their records,
-the values of credential headers, ``Bearer`` tokens and anything shaped like a JWT
+the values of credential headers, ``Bearer`` tokens, anything shaped like a JWT and
+the values of query parameters named like a secret (``code``, ``token``, ``key``...)
 become ``[redacted]``. Nothing else changes: the filter never drops a record.
 
 A logger's filter sees only the records of that logger, not of its children, so each
@@ -44,12 +45,22 @@ _HEADER_PAIR = re.compile(
 )
 _BEARER = re.compile(r"""\b(bearer)\s+[^\s'",)\]}]+""", re.IGNORECASE)
 _JWT = re.compile(r"\beyJ[\w-]*\.[\w-]+\.[\w-]*")
+# httpx2 logs each request's URL at INFO, and UTMStack v10's second step sends the
+# one-time code in the query (``/api/tfa/verifyCode?code=654321``). Only parameters
+# whose names say secret are masked: the filter serves every httpx2 user of the
+# process, whose other parameters (``page=2``) stay readable.
+_SECRET_PARAMETER = re.compile(
+    r"""([?&][\w.-]*(?:code|token|key|secret|passw|pwd|otp|sig|auth)[\w.-]*=)[^&#\s'"]*""",
+    re.IGNORECASE,
+)
 
 
 def redacted(message: str) -> str:
-    """``message`` with credential header values, bearer tokens and JWTs masked."""
+    """``message`` with credential header values, bearer tokens, JWTs and the values of
+    secret-sounding query parameters masked."""
     message = _HEADER_PAIR.sub(rf"\1'{_MASK}'", message)
     message = _BEARER.sub(rf"\1 {_MASK}", message)
+    message = _SECRET_PARAMETER.sub(rf"\1{_MASK}", message)
     return _JWT.sub(_MASK, message)
 
 
