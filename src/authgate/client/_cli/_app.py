@@ -316,18 +316,29 @@ def call(
 
 
 def _json_body(data: str | None) -> Any:
+    """The ``--data`` body; what cannot be read or is not JSON is a usage error naming
+    where it came from (one line, exit 2), before anything is sent."""
     if data is None:
         return None
     if data == "-":
+        source = "--data - (standard input)"
         text = sys.stdin.read()
     elif data.startswith("@"):
-        text = Path(data[1:]).read_text(encoding="utf-8")
+        path = Path(data[1:])
+        source = f"--data @{path}"
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise fail(f"{source}: the file is not UTF-8 text", EXIT_USAGE) from None
+        except OSError as error:
+            raise fail(f"{source}: cannot read it: {error.strerror or error}", EXIT_USAGE) from None
     else:
+        source = "--data"
         text = data
     try:
         return json.loads(text)
     except ValueError as error:
-        raise fail(f"--data is not JSON: {error}", EXIT_USAGE) from None
+        raise fail(f"{source} is not JSON: {error}", EXIT_USAGE) from None
 
 
 def _pairs(items: list[str]) -> list[tuple[str, str]]:
