@@ -42,7 +42,7 @@ from authgate.client._config import (
     mask_secret,
     read_username,
 )
-from authgate.client._exceptions import APIError, AuthenticationError
+from authgate.client._exceptions import APIError, AuthenticationError, SecondFactorRequired
 from authgate.client._models import TokenPair
 from authgate.client._token_store import StoredPair
 from authgate.client._totp import totp_now
@@ -177,7 +177,17 @@ def login(
         secret = variables.get("AUTHGATE_TOTP_SECRET")
         if secret:  # automation only: see README (the secret becomes a second password)
             return totp_now(secret)
-        return str(typer.prompt("Verification code (second factor)"))
+        if sys.stdin.isatty():
+            return str(typer.prompt("Verification code (second factor)"))
+        # Nobody to ask (a pipe, cron, CI): a code on the next line is used; at the end of
+        # the input, "second factor missing" (exit 3), not click's "Aborted." (exit 1).
+        try:
+            return str(typer.prompt("Verification code (second factor)"))
+        except typer.Abort:
+            raise SecondFactorRequired(
+                f"the server asks {login_name!r} for a second factor and standard input is"
+                " not a terminal: pass --code, or set AUTHGATE_TOTP_CODE"
+            ) from None
 
     store = session.store()
     credentials: Credentials
