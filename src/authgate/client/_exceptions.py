@@ -21,7 +21,8 @@ everything a server or the network can do::
 
 Misuse is kept outside the tree, as in httpx: :class:`ClientConfigError` (a
 ``ValueError``) means the client was set up wrong — no URL, no credentials, both an API
-key and a password — so catching :class:`AuthgateClientError` never hides a bug.
+key and a password — and :class:`ClientClosedError` (a ``RuntimeError``) that it was
+used after ``close()``, so catching :class:`AuthgateClientError` never hides a bug.
 
 A redirect is an error: the client never follows one (its credentials go to its own
 server only), so the request was not carried out, and a revocation or a logout that
@@ -48,6 +49,7 @@ __all__ = [
     "APIError",
     "AuthenticationError",
     "AuthgateClientError",
+    "ClientClosedError",
     "ClientConfigError",
     "ConflictError",
     "FieldError",
@@ -68,6 +70,10 @@ __all__ = [
 
 class ClientConfigError(ValueError):
     """The client is set up wrong (a bug or a missing setting, not a server failure)."""
+
+
+class ClientClosedError(RuntimeError):
+    """The client was used after ``close()``/``aclose()`` (or its ``with`` block)."""
 
 
 class AuthgateClientError(Exception):
