@@ -105,11 +105,24 @@ def test_timeout_and_ca_bundle_from_the_environment() -> None:
             "AUTHGATE_TIMEOUT",
         ),
         (
+            {"AUTHGATE_URL": "https://a", "AUTHGATE_API_KEY": KEY, "AUTHGATE_TIMEOUT": "0"},
+            "AUTHGATE_TIMEOUT",
+        ),
+        (
             {"AUTHGATE_URL": "https://a", "AUTHGATE_API_KEY": KEY, "AUTHGATE_API_KEY_HEADER": "x"},
             "utm-api-key",
         ),
     ],
-    ids=["no-url", "no-credentials", "bad-url", "key-and-user", "half-pair", "timeout", "header"],
+    ids=[
+        "no-url",
+        "no-credentials",
+        "bad-url",
+        "key-and-user",
+        "half-pair",
+        "timeout",
+        "timeout-zero",
+        "header",
+    ],
 )
 def test_bad_environment_is_a_configuration_error(environ: dict[str, str], message: str) -> None:
     """Missing, ambiguous or malformed settings raise ClientConfigError naming the fix."""

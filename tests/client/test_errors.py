@@ -360,6 +360,13 @@ def test_ca_bundle_with_verification_off_is_refused() -> None:
         ClientConfig(URL, KEY, verify=False, ca_bundle=Path("ca.pem"))
 
 
+def test_a_missing_ca_bundle_is_a_configuration_error(tmp_path: Path) -> None:
+    """An unreadable ca_bundle raises ClientConfigError naming it, not an OSError."""
+    missing = tmp_path / "missing-ca.pem"
+    with pytest.raises(ClientConfigError, match=r"missing-ca\.pem"):
+        Client(ClientConfig("https://a.example", KEY, ca_bundle=missing))
+
+
 def test_redirects_are_not_followed() -> None:
     """A redirect is not followed (credentials stay on the server), and raised: what was
     asked was not done (``tests/client/test_redirects.py``)."""

@@ -87,3 +87,26 @@ def test_cli_login_takes_the_code_without_prompting(how: str) -> None:
         assert result.exit_code == 0, result.output
         whoami = run("-o", "json", "whoami")
         assert json.loads(whoami.stdout)["login"] == utm.TFA_USER
+
+
+@pytest.mark.usefixtures("config_dir")
+def test_cli_login_without_a_code_or_a_terminal_exits_3() -> None:
+    """stdin is not a terminal and holds no code after the password: nobody can be
+    asked, so "second factor missing" (exit 3, naming --code), not "Aborted." (exit 1)."""
+    fake = utm.FakeUtmStack(version="v11")
+    with serve_asgi(fake.app()) as url:
+        args = ["--url", url, "login", "-u", utm.TFA_USER, "--password-stdin"]
+        result = run(*args, input=f"{utm.TFA_PASSWORD}\n", env={"AUTHGATE_TOTP_CODE": ""})
+    assert result.exit_code == 3, result.output
+    assert "--code" in result.stderr
+    assert "Aborted" not in result.output
+
+
+@pytest.mark.usefixtures("config_dir")
+def test_cli_login_reads_a_code_piped_after_the_password() -> None:
+    """Without a terminal, a code on the line after the password is used."""
+    fake = utm.FakeUtmStack(version="v11")
+    with serve_asgi(fake.app()) as url:
+        args = ["--url", url, "login", "-u", utm.TFA_USER, "--password-stdin"]
+        result = run(*args, input=f"{utm.TFA_PASSWORD}\n{utm.TFA_CODE}\n")
+    assert result.exit_code == 0, result.output

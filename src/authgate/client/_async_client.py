@@ -111,6 +111,8 @@ class AsyncClient(_BaseClient):
     async def _send(self, request: httpx2.Request, *, public: bool) -> httpx2.Response:
         retries = 0
         while True:
+            if self._http.is_closed:
+                raise self._closed_error()
             try:
                 response = await self._http.send(request, auth=None if public else self._auth)
             except httpx2.TransportError as error:
@@ -146,6 +148,8 @@ class AsyncClient(_BaseClient):
         try:
             request = next(flow)
             while True:
+                if self._http.is_closed:
+                    raise self._closed_error()
                 try:
                     response = await self._http.send(request)
                 except httpx2.TransportError as error:

@@ -15,9 +15,12 @@ itself, so one flow serves ``Client`` and ``AsyncClient``, and tests drive it by
   /api/tfa/verify-code`` as a text body (UTMStack v11, authgate), or, when a server has
   no such route (404/405: UTMStack v10), to ``GET /api/tfa/verifyCode?code=``.
 
-One client may serve concurrent requests: if several find the token expired at once,
-each logs in (harmless, and a 401 retry first reuses a token another request already
-renewed); no lock is held across I/O.
+One client may serve concurrent requests, and they share one renewal: each decides
+whether to renew, and renews, holding the flow's lock (a thread lock for ``Client``, an
+anyio lock for ``AsyncClient``), so a request that waited finds the token another one
+obtained meanwhile. A login each would trip the server's login limits (429 "Too many
+logins from this address at once") for a busy client, and two v12 refreshes with one
+refresh token would be reuse. The pure flows do no I/O; only the two drivers lock.
 """
 
 from __future__ import annotations
@@ -25,11 +28,13 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import threading
 import time
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import anyio
 import httpx2
 
 from authgate.client._config import (
@@ -59,6 +64,7 @@ __all__ = [
     "auth_for",
     "own_request",
     "second_factor_code",
+    "timed_like",
     "token_expiry",
 ]
 
@@ -90,9 +96,9 @@ class HeaderAuth(httpx2.Auth):
 
 class RenewedTokenAuth(httpx2.Auth):
     """A token the flow obtains itself and sends as ``Authorization: Bearer``, renewed
-    shortly before its ``exp`` and once after a 401: what :class:`LoginAuth` and v12's
-    ``TokenPairAuth`` share. A subclass says how a token is obtained
-    (:meth:`_renewal_flow`, which keeps it with :meth:`_keep`).
+    shortly before its ``exp`` and once after a 401, one renewal at a time: what
+    :class:`LoginAuth` and v12's ``TokenPairAuth`` share. A subclass says how a token is
+    obtained (:meth:`_renewal_flow`, which keeps it with :meth:`_keep`).
     """
 
     def __init__(self, *, clock: Clock, refresh_margin: float) -> None:
@@ -100,6 +106,8 @@ class RenewedTokenAuth(httpx2.Auth):
         self._refresh_margin = refresh_margin
         self._token: Token | None = None
         self._renew_at: float | None = None
+        self._thread_lock = threading.Lock()
+        self._task_lock: anyio.Lock | None = None
 
     @property
     def token(self) -> Token | None:
@@ -127,6 +135,69 @@ class RenewedTokenAuth(httpx2.Auth):
             yield from self._renewal_flow()
         self._bearer(request)
         yield request
+
+    # -- drivers: serialise renewals, read only the answers the flow reads -------------------
+    # (httpx's default drivers read every response body, and would load a streamed
+    # download into memory.)
+
+    def sync_auth_flow(
+        self, request: httpx2.Request
+    ) -> Generator[httpx2.Request, httpx2.Response, None]:
+        lock = self._thread_lock
+        # Held from the decision to renew until the request goes out: deciding without
+        # it lets the renewal time pass between a check here and the flow's own, and
+        # the flow would then renew unlocked beside another request's renewal.
+        lock.acquire()
+        locked = True
+        try:
+            flow = self.auth_flow(request)
+            outgoing = next(flow)
+            while True:
+                if outgoing is request and locked:
+                    lock.release()
+                    locked = False
+                response = yield timed_like(outgoing, request)
+                if outgoing is not request:
+                    response.read()
+                elif response.status_code == 401:
+                    lock.acquire()
+                    locked = True
+                try:
+                    outgoing = flow.send(response)
+                except StopIteration:
+                    return
+        finally:
+            if locked:
+                lock.release()
+
+    async def async_auth_flow(
+        self, request: httpx2.Request
+    ) -> AsyncGenerator[httpx2.Request, httpx2.Response]:
+        if self._task_lock is None:
+            self._task_lock = anyio.Lock()
+        lock = self._task_lock
+        await lock.acquire()  # as in sync_auth_flow: the decision to renew is taken locked
+        locked = True
+        try:
+            flow = self.auth_flow(request)
+            outgoing = next(flow)
+            while True:
+                if outgoing is request and locked:
+                    lock.release()
+                    locked = False
+                response = yield timed_like(outgoing, request)
+                if outgoing is not request:
+                    await response.aread()
+                elif response.status_code == 401:
+                    await lock.acquire()
+                    locked = True
+                try:
+                    outgoing = flow.send(response)
+                except StopIteration:
+                    return
+        finally:
+            if locked:
+                lock.release()
 
     def _renewal_flow(self) -> Generator[httpx2.Request, httpx2.Response, object]:
         """Obtains a new token and keeps it (:meth:`_keep`), or raises."""
@@ -240,37 +311,6 @@ class LoginAuth(RenewedTokenAuth):
             )
         return _token_in(response, answer)
 
-    # httpx's default drivers read every response body; only the login answers are
-    # needed here, and reading others would load streamed downloads into memory.
-
-    def sync_auth_flow(
-        self, request: httpx2.Request
-    ) -> Generator[httpx2.Request, httpx2.Response, None]:
-        flow = self.auth_flow(request)
-        outgoing = next(flow)
-        while True:
-            response = yield outgoing
-            if outgoing is not request:
-                response.read()
-            try:
-                outgoing = flow.send(response)
-            except StopIteration:
-                return
-
-    async def async_auth_flow(
-        self, request: httpx2.Request
-    ) -> AsyncGenerator[httpx2.Request, httpx2.Response]:
-        flow = self.auth_flow(request)
-        outgoing = next(flow)
-        while True:
-            response = yield outgoing
-            if outgoing is not request:
-                await response.aread()
-            try:
-                outgoing = flow.send(response)
-            except StopIteration:
-                return
-
 
 def auth_for(
     credentials: ApiKeyCredentials | PasswordCredentials | TokenCredentials,
@@ -313,6 +353,17 @@ def own_request(
     if user_agent is not None:
         own_headers["User-Agent"] = user_agent
     return httpx2.Request(method, url, headers=own_headers, **options)
+
+
+def timed_like(outgoing: httpx2.Request, request: httpx2.Request) -> httpx2.Request:
+    """``outgoing`` (a login, refresh or second-factor step) with the timeout of the
+    ``request`` it authenticates, the client's: httpx gives it only to the request it
+    was asked to send, and one an auth flow yields would wait forever for a server that
+    accepts the connection and never answers (holding the client's lock meanwhile)."""
+    timeout = request.extensions.get("timeout")
+    if outgoing is not request and timeout is not None and "timeout" not in outgoing.extensions:
+        outgoing.extensions = {**outgoing.extensions, "timeout": timeout}
+    return outgoing
 
 
 def second_factor_code(

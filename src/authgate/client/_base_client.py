@@ -24,7 +24,13 @@ from authgate.client._config import (
     shown_request_url,
     shown_url,
 )
-from authgate.client._exceptions import ClientConfigError, TransportError, parse_retry_after
+from authgate.client._exceptions import (
+    ClientClosedError,
+    ClientConfigError,
+    TransportError,
+    parse_retry_after,
+)
+from authgate.client._log_redaction import install_log_redaction
 from authgate.client._models import Token
 from authgate.client._token_pair import TokenPairAuth, TokensHook
 
@@ -67,6 +73,7 @@ class _BaseClient:
         clock: Clock,
         on_tokens: TokensHook | None,
     ) -> None:
+        install_log_redaction()  # httpcore2 logs response headers at DEBUG: a login's token
         self._config = config if config is not None else ClientConfig.from_env()
         self._base_url = httpx2.URL(self._config.url.rstrip("/") + "/")
         credentials = self._config.credentials
@@ -113,7 +120,12 @@ class _BaseClient:
         config = self._config
         verify: bool | ssl.SSLContext = config.verify
         if config.ca_bundle is not None:
-            verify = ssl.create_default_context(cafile=str(config.ca_bundle))
+            try:
+                verify = ssl.create_default_context(cafile=str(config.ca_bundle))
+            except (OSError, ssl.SSLError) as error:  # missing, unreadable, not PEM
+                raise ClientConfigError(
+                    f"cannot use the CA bundle {str(config.ca_bundle)!r}: {error}"
+                ) from None
         return {
             "base_url": self._base_url,
             "timeout": config.timeout,
@@ -169,11 +181,17 @@ class _BaseClient:
             retries_done=retries_done,
         )
 
+    def _closed_error(self) -> ClientClosedError:
+        return ClientClosedError(
+            f"this {type(self).__name__} was closed (close(), aclose() or the end of its"
+            " with block): create a new client, or keep this one open while it is used"
+        )
+
     @staticmethod
     def _transport_error(error: httpx2.TransportError) -> TransportError:
         """The SDK's error for ``error``, naming the request without its query (a
         one-time code may be in it) or user info, in the message and in httpx's text."""
-        detail = str(error)
+        detail = _detail(error)
         try:
             url = error.request.url
         except RuntimeError:  # httpx raises when no request is attached
@@ -183,3 +201,18 @@ class _BaseClient:
         return TransportError(
             f"{type(error).__name__} calling {error.request.method} {shown}: {detail}"
         )
+
+
+def _detail(error: BaseException) -> str:
+    """The first message down ``error``'s chain of causes: httpx's ``ReadError`` for a
+    connection that broke under anyio has none of its own (``BrokenResourceError``);
+    without any, the names of the errors in the chain."""
+    names: list[str] = []
+    current: BaseException | None = error
+    while current is not None and len(names) < 10:  # a chain may loop
+        text = str(current).strip()
+        if text:
+            return text
+        names.append(type(current).__name__)
+        current = current.__cause__ or current.__context__
+    return f"no message from the network layer (underlying error: {names[-1]})"

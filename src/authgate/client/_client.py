@@ -126,6 +126,8 @@ class Client(_BaseClient):
     def _send(self, request: httpx2.Request, *, public: bool) -> httpx2.Response:
         retries = 0
         while True:
+            if self._http.is_closed:
+                raise self._closed_error()
             try:
                 response = self._http.send(request, auth=None if public else self._auth)
             except httpx2.TransportError as error:
@@ -163,6 +165,8 @@ class Client(_BaseClient):
         try:
             request = next(flow)
             while True:
+                if self._http.is_closed:
+                    raise self._closed_error()
                 try:
                     response = self._http.send(request)
                 except httpx2.TransportError as error:

@@ -33,6 +33,7 @@ from authgate.client._exceptions import ClientConfigError
 from authgate.client._retry import RetryPolicy
 
 __all__ = [
+    "DEFAULT_TIMEOUT",
     "ApiKeyCredentials",
     "ApiKeyHeader",
     "ClientConfig",
@@ -44,7 +45,9 @@ __all__ = [
     "client_config_dir",
     "environment",
     "mask_secret",
+    "read_ca_bundle",
     "read_credentials",
+    "read_timeout",
     "read_url",
     "read_username",
     "shown_request_url",
@@ -53,6 +56,7 @@ __all__ = [
 ]
 
 ApiKeyHeader = Literal["authorization", "utm-api-key"]
+DEFAULT_TIMEOUT = 10.0
 _MASK = "**********"
 
 
@@ -190,7 +194,7 @@ class ClientConfig:
 
     url: str
     credentials: Credentials
-    timeout: float = 10.0
+    timeout: float = DEFAULT_TIMEOUT
     verify: bool = True
     ca_bundle: Path | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
@@ -224,17 +228,12 @@ class ClientConfig:
                 "set AUTHGATE_API_KEY, or AUTHGATE_USERNAME and AUTHGATE_PASSWORD"
                 " (or their UTMSTACK_* aliases)"
             )
-        timeout = _lookup(env, "TIMEOUT")
-        ca_bundle = _lookup(env, "CA_BUNDLE")
-        try:
-            seconds = float(timeout) if timeout else 10.0
-        except ValueError:
-            raise ClientConfigError(f"AUTHGATE_TIMEOUT is not a number: {timeout!r}") from None
+        timeout = read_timeout(env)
         return cls(
             url=url,
             credentials=credentials,
-            timeout=seconds,
-            ca_bundle=Path(ca_bundle) if ca_bundle else None,
+            timeout=DEFAULT_TIMEOUT if timeout is None else timeout,
+            ca_bundle=read_ca_bundle(env),
         )
 
 
@@ -304,6 +303,30 @@ def _lookup(variables: Mapping[str, str], suffix: str) -> str | None:
 def read_username(variables: Mapping[str, str]) -> str | None:
     """``AUTHGATE_USERNAME`` (or ``UTMSTACK_USERNAME``), if set."""
     return _lookup(variables, "USERNAME")
+
+
+def read_timeout(variables: Mapping[str, str]) -> float | None:
+    """``AUTHGATE_TIMEOUT`` (or ``UTMSTACK_TIMEOUT``) in seconds, if set.
+
+    Raises:
+        ClientConfigError: not a positive number.
+    """
+    value = _lookup(variables, "TIMEOUT")
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ClientConfigError(f"AUTHGATE_TIMEOUT is not a number: {value!r}") from None
+    if not seconds > 0:  # also refuses nan
+        raise ClientConfigError(f"AUTHGATE_TIMEOUT must be a positive number: {value!r}")
+    return seconds
+
+
+def read_ca_bundle(variables: Mapping[str, str]) -> Path | None:
+    """``AUTHGATE_CA_BUNDLE`` (or ``UTMSTACK_CA_BUNDLE``), if set."""
+    value = _lookup(variables, "CA_BUNDLE")
+    return Path(value) if value else None
 
 
 def read_url(variables: Mapping[str, str]) -> str | None:

@@ -61,13 +61,19 @@ def iso(moment: datetime, *, timespec: Timespec = "milliseconds") -> str:
 
 
 def json_body(response: httpx2.Response) -> Any:
+    """The answer's JSON; else ``UnexpectedResponseError`` saying whether the body was
+    not JSON at all (its content type) or JSON that does not parse (where)."""
     try:
         return json.loads(response.content)
-    except ValueError:
+    except ValueError as error:
+        path = response.request.url.path
+        content_type = response.headers.get("content-type", "")
+        if "json" in content_type.lower():
+            problem = f"the body is not valid JSON ({error})"
+        else:
+            problem = f"expected JSON, got {content_type or 'no content type'}"
         raise UnexpectedResponseError(
-            f"expected JSON from {response.request.url.path}, got "
-            f"{response.headers.get('content-type', 'no content type')}",
-            response=response,
+            f"the answer from {path}: {problem}", response=response
         ) from None
 
 

@@ -21,7 +21,8 @@ everything a server or the network can do::
 
 Misuse is kept outside the tree, as in httpx: :class:`ClientConfigError` (a
 ``ValueError``) means the client was set up wrong — no URL, no credentials, both an API
-key and a password — so catching :class:`AuthgateClientError` never hides a bug.
+key and a password — and :class:`ClientClosedError` (a ``RuntimeError``) that it was
+used after ``close()``, so catching :class:`AuthgateClientError` never hides a bug.
 
 A redirect is an error: the client never follows one (its credentials go to its own
 server only), so the request was not carried out, and a revocation or a logout that
@@ -30,7 +31,10 @@ server only), so the request was not carried out, and a revocation or a logout t
 The message of an :class:`APIError` is the server's: the JSON ``message`` (authgate,
 Spring), else UTMStack's ``X-UtmStack-error`` header (UTMStack answers some errors with
 an empty body), else the status phrase. It never contains a credential: the server
-never echoes one, and the request's headers are not part of it.
+never echoes one, and the request's headers are not part of it. Nor does the response
+an exception carries: its request is replaced by one without a body (a login's
+password, a refresh token, a second-factor code) and with credential headers masked
+(see :func:`without_secrets`), since exceptions end up in logs and error reports.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ __all__ = [
     "APIError",
     "AuthenticationError",
     "AuthgateClientError",
+    "ClientClosedError",
     "ClientConfigError",
     "ConflictError",
     "FieldError",
@@ -63,11 +68,16 @@ __all__ = [
     "TransportError",
     "UnexpectedResponseError",
     "ValidationError",
+    "without_secrets",
 ]
 
 
 class ClientConfigError(ValueError):
     """The client is set up wrong (a bug or a missing setting, not a server failure)."""
+
+
+class ClientClosedError(RuntimeError):
+    """The client was used after ``close()``/``aclose()`` (or its ``with`` block)."""
 
 
 class AuthgateClientError(Exception):
@@ -99,7 +109,7 @@ class UnexpectedResponseError(AuthgateClientError):
 
     def __init__(self, message: str, *, response: httpx2.Response) -> None:
         super().__init__(message)
-        self.response = response
+        self.response = without_secrets(response)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +142,7 @@ class APIError(AuthgateClientError):
     ) -> None:
         super().__init__(message)
         self.message = message
-        self.response = response
+        self.response = without_secrets(response)
         self.status_code = response.status_code
         self.code = code
         self.retry_after = retry_after
@@ -261,6 +271,29 @@ def second_factor_rejected(response: httpx2.Response) -> SecondFactorRejected:
     body = json_object(response)
     code = body.get("code") if isinstance(body.get("code"), str) else None
     return SecondFactorRejected(_message(response, body), response=response, code=code)
+
+
+_CREDENTIAL_HEADERS = frozenset(
+    {"authorization", "proxy-authorization", "cookie", "utm-api-key", "x-internal-key"}
+)
+
+
+def without_secrets(response: httpx2.Response) -> httpx2.Response:
+    """``response``, its request replaced by a copy without a body and with credential
+    headers masked (method, URL and other headers kept): what an exception may carry."""
+    try:
+        request = response.request
+    except RuntimeError:  # a response built without its request (tests, fakes)
+        return response
+    headers = [
+        (name, "[redacted]" if name.lower() in _CREDENTIAL_HEADERS else value)
+        for name, value in request.headers.multi_items()
+        if name.lower() != "content-length"
+    ]
+    response.request = httpx2.Request(
+        request.method, request.url, headers=headers, extensions=request.extensions
+    )
+    return response
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:

@@ -11,23 +11,21 @@ short-lived ``pre_auth_token``: the ``second_factor`` hook (as for v10/v11 login
 the code, sent with that token to ``POST /api/v1/auth/tfa/verify-code``, which answers
 the pair.
 
-Unlike logging in again (:class:`~authgate.client._auth.LoginAuth`), refreshing is not
-harmless when done twice: presenting a retired refresh token is reuse, and the server
-then ends the whole session. So renewals are serialised (a thread lock for ``Client``,
-an anyio lock for ``AsyncClient``): every request decides whether to renew, and renews,
-while holding it, so a request that waited sees the renewal another one made meanwhile.
-The pure flows below do no I/O; only the two drivers lock.
+Refreshing twice is worse than wasteful: presenting a retired refresh token is reuse,
+and the server then ends the whole session. Renewals are serialised by the drivers this
+class shares with :class:`~authgate.client._auth.LoginAuth` (see
+``RenewedTokenAuth``): every request decides whether to renew, and renews, holding the
+flow's lock, so a request that waited sees the renewal another one made meanwhile. The
+pure flows below do no I/O.
 """
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import AsyncGenerator, Callable, Generator
+from collections.abc import Callable, Generator
 from datetime import datetime
 from typing import Any
 
-import anyio
 import httpx2
 
 from authgate.client._auth import (
@@ -57,8 +55,6 @@ V12_VERIFY_CODE_PATH = "api/v1/auth/tfa/verify-code"
 TokensHook = Callable[[TokenPair], None]
 """Hears of every new token pair (login or refresh), e.g. to store the refresh token."""
 
-Flow = Generator[httpx2.Request, httpx2.Response, Any]
-
 
 class TokenPairAuth(RenewedTokenAuth):
     """v12: an access token from a login or a refresh, renewed with the refresh token."""
@@ -85,8 +81,6 @@ class TokenPairAuth(RenewedTokenAuth):
         self._logout_url = base.join(V12_LOGOUT_PATH)
         self._on_tokens = on_tokens
         self._refresh_token: str | None = None
-        self._thread_lock = threading.Lock()
-        self._task_lock: anyio.Lock | None = None
         if isinstance(credentials, RefreshTokenCredentials):
             self._refresh_token = credentials.refresh_token
             if credentials.access_token:
@@ -172,65 +166,6 @@ class TokenPairAuth(RenewedTokenAuth):
         )
         if not response.is_success:
             raise error_for(response)
-
-    # -- drivers: serialise renewals, read only the answers the flow reads -------------------
-
-    def sync_auth_flow(self, request: httpx2.Request) -> Flow:
-        lock = self._thread_lock
-        # Held from the decision to renew until the request goes out: deciding without
-        # it lets the renewal time pass between a check here and the flow's own, and
-        # the flow would then refresh unlocked beside another request's refresh.
-        lock.acquire()
-        locked = True
-        try:
-            flow = self.auth_flow(request)
-            outgoing = next(flow)
-            while True:
-                if outgoing is request and locked:
-                    lock.release()
-                    locked = False
-                response = yield outgoing
-                if outgoing is not request:
-                    response.read()
-                elif response.status_code == 401:
-                    lock.acquire()
-                    locked = True
-                try:
-                    outgoing = flow.send(response)
-                except StopIteration:
-                    return
-        finally:
-            if locked:
-                lock.release()
-
-    async def async_auth_flow(
-        self, request: httpx2.Request
-    ) -> AsyncGenerator[httpx2.Request, httpx2.Response]:
-        if self._task_lock is None:
-            self._task_lock = anyio.Lock()
-        lock = self._task_lock
-        await lock.acquire()  # as in sync_auth_flow: the decision to renew is taken locked
-        locked = True
-        try:
-            flow = self.auth_flow(request)
-            outgoing = next(flow)
-            while True:
-                if outgoing is request and locked:
-                    lock.release()
-                    locked = False
-                response = yield outgoing
-                if outgoing is not request:
-                    await response.aread()
-                elif response.status_code == 401:
-                    await lock.acquire()
-                    locked = True
-                try:
-                    outgoing = flow.send(response)
-                except StopIteration:
-                    return
-        finally:
-            if locked:
-                lock.release()
 
     # -- helpers ----------------------------------------------------------------------------
 

@@ -42,7 +42,7 @@ from authgate.client._config import (
     mask_secret,
     read_username,
 )
-from authgate.client._exceptions import APIError, AuthenticationError
+from authgate.client._exceptions import APIError, AuthenticationError, SecondFactorRequired
 from authgate.client._models import TokenPair
 from authgate.client._token_store import StoredPair
 from authgate.client._totp import totp_now
@@ -98,10 +98,17 @@ def global_options(
     ca_bundle: Annotated[
         Path | None,
         typer.Option(
-            exists=True, dir_okay=False, help="PEM file of CA certificates to trust (private CA)."
+            exists=True,
+            dir_okay=False,
+            help="PEM file of CA certificates to trust (private CA; default: AUTHGATE_CA_BUNDLE).",
         ),
     ] = None,
-    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds per request step.")] = 10.0,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            min=0.1, help="Seconds per request step (default: AUTHGATE_TIMEOUT, else 10)."
+        ),
+    ] = None,
     version: Annotated[
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
@@ -170,7 +177,17 @@ def login(
         secret = variables.get("AUTHGATE_TOTP_SECRET")
         if secret:  # automation only: see README (the secret becomes a second password)
             return totp_now(secret)
-        return str(typer.prompt("Verification code (second factor)"))
+        if sys.stdin.isatty():
+            return str(typer.prompt("Verification code (second factor)"))
+        # Nobody to ask (a pipe, cron, CI): a code on the next line is used; at the end of
+        # the input, "second factor missing" (exit 3), not click's "Aborted." (exit 1).
+        try:
+            return str(typer.prompt("Verification code (second factor)"))
+        except typer.Abort:
+            raise SecondFactorRequired(
+                f"the server asks {login_name!r} for a second factor and standard input is"
+                " not a terminal: pass --code, or set AUTHGATE_TOTP_CODE"
+            ) from None
 
     store = session.store()
     credentials: Credentials
@@ -309,18 +326,29 @@ def call(
 
 
 def _json_body(data: str | None) -> Any:
+    """The ``--data`` body; what cannot be read or is not JSON is a usage error naming
+    where it came from (one line, exit 2), before anything is sent."""
     if data is None:
         return None
     if data == "-":
+        source = "--data - (standard input)"
         text = sys.stdin.read()
     elif data.startswith("@"):
-        text = Path(data[1:]).read_text(encoding="utf-8")
+        path = Path(data[1:])
+        source = f"--data @{path}"
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise fail(f"{source}: the file is not UTF-8 text", EXIT_USAGE) from None
+        except OSError as error:
+            raise fail(f"{source}: cannot read it: {error.strerror or error}", EXIT_USAGE) from None
     else:
+        source = "--data"
         text = data
     try:
         return json.loads(text)
     except ValueError as error:
-        raise fail(f"--data is not JSON: {error}", EXIT_USAGE) from None
+        raise fail(f"{source} is not JSON: {error}", EXIT_USAGE) from None
 
 
 def _pairs(items: list[str]) -> list[tuple[str, str]]:

@@ -36,13 +36,16 @@ from rich.markup import escape
 from authgate.client._cli._terminal import SafeConsole
 from authgate.client._client import Client
 from authgate.client._config import (
+    DEFAULT_TIMEOUT,
     ClientConfig,
     Credentials,
     RefreshTokenCredentials,
     TokenCredentials,
     client_config_dir,
     environment,
+    read_ca_bundle,
     read_credentials,
+    read_timeout,
     read_url,
     shown_request_url,
     shown_url,
@@ -239,7 +242,7 @@ class Session:
     output: OutputFormat
     insecure: bool
     ca_bundle: Path | None
-    timeout: float
+    timeout: float | None
 
     @property
     def json(self) -> bool:
@@ -290,13 +293,25 @@ class Session:
         return TokenCredentials(token)
 
     def config(self, url: str, credentials: Credentials) -> ClientConfig:
+        """The client's settings: ``--timeout`` and ``--ca-bundle``, else
+        ``AUTHGATE_TIMEOUT`` and ``AUTHGATE_CA_BUNDLE``, as the SDK reads them."""
+        variables = environment()
+        try:
+            timeout = self.timeout if self.timeout is not None else read_timeout(variables)
+            ca_bundle = self.ca_bundle if self.ca_bundle is not None else read_ca_bundle(variables)
+        except ClientConfigError as error:
+            raise fail(str(error), EXIT_USAGE) from None
+        if self.insecure and ca_bundle is not None:  # --ca-bundle with it is refused earlier
+            raise fail(
+                "--insecure and AUTHGATE_CA_BUNDLE contradict each other: unset one", EXIT_USAGE
+            )
         warn_about_transport(url, insecure=self.insecure)
         return ClientConfig(
             url=url,
             credentials=credentials,
-            timeout=self.timeout,
+            timeout=DEFAULT_TIMEOUT if timeout is None else timeout,
             verify=not self.insecure,
-            ca_bundle=self.ca_bundle,
+            ca_bundle=ca_bundle,
         )
 
     @contextmanager
@@ -333,7 +348,7 @@ def session_of(ctx: typer.Context, output: OutputFormat | None = None) -> Sessio
     """The invocation's options; ``output`` given after the command wins."""
     session = ctx.find_object(Session)
     if session is None:  # a sub-command invoked without the root callback (tests)
-        session = Session(None, OutputFormat.table, False, None, 10.0)
+        session = Session(None, OutputFormat.table, False, None, None)
         ctx.obj = session
     if output is not None:
         session.output = output
