@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 from collections.abc import Generator
 from typing import Any
 
@@ -354,3 +355,34 @@ def test_stored_token_is_sent_as_bearer() -> None:
 def test_token_expiry_reads_exp_without_verifying(token: str, expected: float | None) -> None:
     """exp is read from the payload; anything unreadable gives None."""
     assert token_expiry(token) == expected
+
+
+def test_a_hook_that_uses_the_client_it_logs_in_is_refused_not_hung() -> None:
+    """A second_factor hook sending a request through the same (sync) client would wait
+    for the renewal lock its own login holds, for ever (the diff review): refused with
+    a RuntimeError that says why."""
+    outcome: list[BaseException | None] = []
+
+    def hook() -> str:
+        next(auth.sync_auth_flow(api_request()))  # the client's next request
+        return "123456"
+
+    auth = login_auth(second_factor=hook)
+
+    def log_in() -> None:
+        flow = auth.sync_auth_flow(api_request())
+        login = next(flow)
+        try:
+            flow.send(pre_verification(login))
+        except BaseException as error:  # noqa: BLE001 - handed to the test's thread
+            outcome.append(error)
+        else:
+            outcome.append(None)
+
+    thread = threading.Thread(target=log_in, daemon=True)
+    thread.start()
+    thread.join(timeout=10)
+    assert not thread.is_alive(), "the login waited for itself"
+    [error] = outcome
+    assert isinstance(error, RuntimeError)
+    assert "hook" in str(error)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from authgate.client import AsyncClient, Client, ClientConfig, PasswordCredentials
-from authgate.client._log_redaction import redacted
+from authgate.client._log_redaction import install_log_redaction, redacted
 from tests.client.stalling_server import StallingServer
 
 PASSWORD = PasswordCredentials("alice", "correct horse battery")
@@ -117,3 +117,25 @@ def test_credentials_are_masked_in_a_message(message: str, secret: str) -> None:
 )
 def test_other_text_is_kept(message: str) -> None:
     assert redacted(message) == message
+
+
+def test_the_filter_never_makes_a_logging_call_raise() -> None:
+    """A record whose message cannot be built (a mapping that lacks the named key, an
+    argument whose str() raises) goes on to the handlers, which report it, instead of
+    the filter raising out of the caller's logging call (the diff review)."""
+    install_log_redaction()
+    logger = logging.getLogger("httpcore2.http11")
+    level, propagate = logger.level, logger.propagate
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False  # no handler: only the filter runs (lastResort: >= WARNING)
+
+    class Unprintable:
+        def __str__(self) -> str:
+            raise RuntimeError("no text")
+
+    try:
+        logger.debug("%(a)s", {"b": 1})
+        logger.debug("%s", Unprintable())
+    finally:
+        logger.setLevel(level)
+        logger.propagate = propagate

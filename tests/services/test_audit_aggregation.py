@@ -154,6 +154,83 @@ async def test_rotating_addresses_are_bounded_by_the_process_total(
         assert counted["addresses"] == [f"198.51.100.{host}" for host in range(6, 11)]
 
 
+async def test_cheap_refusals_using_up_the_bound_cannot_hide_a_password_attack(
+    tmp_path: Path, database_url: str, clock: FakeClock
+) -> None:
+    """The diff review's attack: refusals that cost nothing (no credentials) use up the
+    process-wide bound, then wrong passwords for admin from another address. Those were
+    checked, so they stay records with the account and the address (before: one
+    address-less summary, and no alert)."""
+    bounded = test_settings(
+        tmp_path / "data",
+        database_url=database_url,
+        audit_flush_interval_seconds=60,
+        audit_refusals_per_minute=10,
+        audit_refusals_per_minute_total=20,
+    )
+    async with serving(create_app(bounded, clock=clock)) as (app, services):
+        await services.users.ensure_initial_admin(ADMIN_PASSWORD)
+        await services.alert_rules.create(
+            RuleSpec(
+                name="Five for one account", kind="failed_logins_per_account", threshold=5,
+                window_seconds=600,
+            )
+        )  # fmt: skip
+        for host in range(1, 31):  # 20 records of their own and one summary of 10
+            async with peer(app, f"198.51.100.{host}") as client:
+                assert (await client.get(PROTECTED)).status_code == 401
+        async with peer(app, "203.0.113.2") as attacker:
+            for _ in range(5):
+                response = await attacker.post(
+                    "/api/authenticate", json={"username": "admin", "password": "wrong-guess"}
+                )
+                assert response.status_code == 401, response.text
+        clock.advance(seconds=60)
+        await services.audit.flush()
+        failures = await stored(services, "AUTH_FAILURE")
+        assert [(e.actor_login, e.client_ip, aggregate(e)) for e in failures] == [
+            ("admin", "203.0.113.2", None)
+        ] * 5
+        await services.alerts.evaluate_new_events()
+        async with services.db.session() as session:
+            fired = list(
+                await session.scalars(
+                    select(FiredAlert).where(FiredAlert.rule_name == "Five for one account")
+                )
+            )
+        assert [(alert.subject, alert.count) for alert in fired] == [("account:admin", 5)]
+
+
+async def test_an_ipv6_summary_counts_by_its_count_for_its_64(harness: Harness) -> None:
+    """30 failed logins from one IPv6 address: 10 records of their own per reason and
+    summaries of the rest; the rule for 30 from one address counts the summaries by
+    their count (before: as one event each, and it did not fire)."""
+    await harness.services.alert_rules.create(
+        RuleSpec(
+            name="Thirty from one address", kind="failed_logins_per_ip", threshold=30,
+            window_seconds=600,
+        )
+    )  # fmt: skip
+    async with harness.client_from("2001:db8:5:6::1") as attacker:
+        for number in range(30):
+            response = await attacker.post(
+                "/api/authenticate", json={"username": f"guess{number}", "password": "guess"}
+            )
+            assert response.status_code in (401, 423), response.text
+    await minute_over(harness)
+    events = await stored(harness.services, "AUTH_FAILURE")
+    assert represented(events) == 30
+    assert any(aggregate(event) is not None for event in events)
+    await harness.services.alerts.evaluate_new_events()
+    async with harness.services.db.session() as session:
+        fired = list(
+            await session.scalars(
+                select(FiredAlert).where(FiredAlert.rule_name == "Thirty from one address")
+            )
+        )
+    assert [(alert.subject, alert.count) for alert in fired] == [("ip:2001:db8:5:6::/64", 30)]
+
+
 async def test_refusals_still_counted_are_written_at_shutdown(
     settings: Settings, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:

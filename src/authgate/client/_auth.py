@@ -107,6 +107,7 @@ class RenewedTokenAuth(httpx2.Auth):
         self._token: Token | None = None
         self._renew_at: float | None = None
         self._thread_lock = threading.Lock()
+        self._lock_owner: int | None = None  # the thread holding _thread_lock
         self._task_lock: anyio.Lock | None = None
 
     @property
@@ -143,24 +144,23 @@ class RenewedTokenAuth(httpx2.Auth):
     def sync_auth_flow(
         self, request: httpx2.Request
     ) -> Generator[httpx2.Request, httpx2.Response, None]:
-        lock = self._thread_lock
         # Held from the decision to renew until the request goes out: deciding without
         # it lets the renewal time pass between a check here and the flow's own, and
         # the flow would then renew unlocked beside another request's renewal.
-        lock.acquire()
+        self._lock_thread()
         locked = True
         try:
             flow = self.auth_flow(request)
             outgoing = next(flow)
             while True:
                 if outgoing is request and locked:
-                    lock.release()
+                    self._unlock_thread()
                     locked = False
                 response = yield timed_like(outgoing, request)
                 if outgoing is not request:
                     response.read()
                 elif response.status_code == 401:
-                    lock.acquire()
+                    self._lock_thread()
                     locked = True
                 try:
                     outgoing = flow.send(response)
@@ -168,7 +168,24 @@ class RenewedTokenAuth(httpx2.Auth):
                     return
         finally:
             if locked:
-                lock.release()
+                self._unlock_thread()
+
+    def _lock_thread(self) -> None:
+        """Take the renewal lock; a hook (``second_factor``, ``on_tokens``) that calls the
+        client it authenticates would wait for itself for ever: refused instead (the
+        asynchronous client's lock refuses it too)."""
+        me = threading.get_ident()
+        if self._lock_owner == me:
+            raise RuntimeError(
+                "a second_factor or on_tokens hook may not send requests through the "
+                "client it is logging in; use another client"
+            )
+        self._thread_lock.acquire()
+        self._lock_owner = me
+
+    def _unlock_thread(self) -> None:
+        self._lock_owner = None
+        self._thread_lock.release()
 
     async def async_auth_flow(
         self, request: httpx2.Request

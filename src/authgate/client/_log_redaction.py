@@ -70,7 +70,7 @@ class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             message = record.getMessage()
-        except (TypeError, ValueError):  # a malformed record: leave it to the handler
+        except Exception:  # noqa: BLE001 - a malformed record: the handler reports it
             return True
         safe = redacted(message)
         if safe != message:

@@ -119,20 +119,30 @@ class AlertRepository:
         address_prefix: str,
         excluded_reasons: Collection[str] = (),
     ) -> dict[str, int]:
-        """Per IPv6 client address written starting with ``address_prefix``: its events."""
+        """Per IPv6 client address written starting with ``address_prefix``: its events
+        (a summary of repeated refusals counts as the events it stands for, as in
+        :meth:`count_events`)."""
+        conditions = (
+            *_in_window(event_types, since, until, excluded_reasons),
+            AuditEvent.client_ip.like(_ipv6_like(address_prefix)),
+        )
         query = (
             select(AuditEvent.client_ip, func.count())
-            .where(
-                *_in_window(event_types, since, until, excluded_reasons),
-                AuditEvent.client_ip.like(_ipv6_like(address_prefix)),
-            )
+            .where(*conditions)
             .group_by(AuditEvent.client_ip)
         )
-        return {
+        counts = {
             address: count
             for address, count in await self._session.execute(query)
             if address is not None
         }
+        summaries = select(AuditEvent.client_ip, AuditEvent.details).where(
+            *conditions, AuditEvent.details.like(AGGREGATE_DETAILS_PREFIX + "%")
+        )
+        for address, details in await self._session.execute(summaries):
+            if address is not None:
+                counts[address] = counts.get(address, 0) + aggregated_count(details) - 1
+        return counts
 
     async def previous_key_success(
         self, api_key_id: int, *, before_id: int, client_ip: str | None = None

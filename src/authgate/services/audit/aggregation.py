@@ -17,6 +17,14 @@ addresses buys no rows. A minute thus costs at most ``per_minute`` records, plus
 summary per group that overflowed (at most ``per_minute / per_group``), plus one per
 (event type, reason) counted past the bound.
 
+Refusals whose password or second-factor code was checked (``AUTH_FAILURE`` and
+``TFA_FAILURE`` for any reason that is not a throttle's) are outside that bound: they
+still count per group, but never toward ``per_minute`` nor into its address-less
+summary. Otherwise a flood of refusals that cost nothing (no credentials, malformed
+tokens) could use up the bound and then hide a password-guessing attack's account and
+address from the trail and from the alert rules. Their number is bounded by the
+hashing pool instead (each costs a password hash or a code check behind one).
+
 A summary's ``details`` are ``{"aggregate": {"count": n, "first": ..., "last": ...,
 "paths": [...], ...}}`` (``storage.audit_repository.aggregated_count`` reads it back):
 ``count`` is the number of refusals it stands for, none of which has a record of its
@@ -31,6 +39,7 @@ from datetime import datetime
 from typing import Any, Final, Literal
 
 from authgate.clock import format_utc
+from authgate.reasons import Reason
 from authgate.security.networks import throttle_network
 from authgate.services.audit.events import EventType
 from authgate.storage.audit_repository import AGGREGATE, AuditRow
@@ -50,6 +59,16 @@ REFUSALS: Final = frozenset(
         EventType.PASSWORD_RESET_REQUESTED,
     )
 )
+
+# Refusals of a password or second-factor check that ran: outside the process-wide
+# bound (see the module's doc), unless a throttle refused them before any check.
+_CHECKED: Final = frozenset({EventType.AUTH_FAILURE.value, EventType.TFA_FAILURE.value})
+
+
+def _throttled(reason: str | None) -> bool:
+    known = Reason.lookup(reason) if reason is not None else None
+    return known is not None and known.throttled
+
 
 # Distinct examples a summary keeps (paths, addresses).
 EXAMPLES: Final = 5
@@ -165,12 +184,14 @@ class RefusalAggregator:
         if group is not None and group.summary is not None:
             group.summary.add(row)
             return False
-        if self._written < self._per_minute:
+        checked = row.event_type in _CHECKED and not _throttled(row.reason)
+        if checked or self._written < self._per_minute:
             if group is None:
                 group = self._groups[key] = _Group()
             if group.written < self._per_group:
                 group.written += 1
-                self._written += 1
+                if not checked:
+                    self._written += 1
                 return True
             group.summary = _Summary(row, "network", network)
             group.summary.add(row)
