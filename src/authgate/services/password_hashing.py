@@ -48,8 +48,8 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Literal, TypeVar
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -63,6 +63,22 @@ T = TypeVar("T")
 
 
 Priority = Literal["idle", "nice"]
+
+
+class _Expired(Exception):
+    """The job waited past its deadline; it was not run."""
+
+
+class _Job:
+    """One hash waiting for a thread: what to run, by when it must start, its result."""
+
+    __slots__ = ("args", "deadline", "future", "work")
+
+    def __init__(self, work: Callable[..., Any], args: tuple[str, ...], deadline: float) -> None:
+        self.work = work
+        self.args = args
+        self.deadline = deadline
+        self.future: Future[Any] = Future()
 
 
 def available_cpus() -> int:
@@ -193,21 +209,17 @@ class AsyncPasswordHasher:
         self._priority: Priority = config.priority
         self._nice = config.nice
         self._known_queue_size = config.known_queue_size
-        # Only touched on the event loop: hashes given a thread and not finished (never
-        # more than the threads), and those waiting for one, in order of arrival.
-        self._running = 0
-        self._waiting_known: deque[asyncio.Future[None]] = deque()
-        self._waiting: deque[asyncio.Future[None]] = deque()
+        # Hashes admitted and not finished (only touched on the event loop), and those
+        # not yet taken by a thread, per kind (appended on the loop, taken by the threads:
+        # a deque's append and popleft are atomic).
+        self._pending = 0
+        self._known_jobs: deque[_Job] = deque()
+        self._jobs: deque[_Job] = deque()
         self._pool: ThreadPoolExecutor | None = None  # started on first use
 
     @property
     def threads(self) -> int:
         return self._threads
-
-    @property
-    def _pending(self) -> int:
-        """Hashes admitted and not finished: running or waiting for a thread."""
-        return self._running + len(self._waiting_known) + len(self._waiting)
 
     def _executor(self) -> ThreadPoolExecutor:
         if self._pool is None:
@@ -237,57 +249,54 @@ class AsyncPasswordHasher:
         room = self._threads + self._queue_size + (self._known_queue_size if known else 0)
         if self._pending >= room:
             raise self._overloaded()
-        if self._running < self._threads:
-            # A free thread: never refused, however long a busy host takes to schedule
-            # the (low-priority) thread; the deadline sheds floods, not slow CPUs.
-            self._running += 1
-        else:
-            await self._wait_for_thread(self._waiting_known if known else self._waiting)
-
-        def timed() -> T:
-            started = time.monotonic()
-            try:
-                return work(*args)
-            finally:
-                if self._observe is not None:
-                    self._observe(time.monotonic() - started)
-
+        # Only a hash that has to queue behind others gets a deadline: one that finds a
+        # thread free is never refused, however long a busy host takes to schedule the
+        # (low-priority) thread; the deadline sheds floods, not slow CPUs.
+        deadline = (
+            time.monotonic() + self._queue_timeout
+            if self._pending >= self._threads
+            else float("inf")
+        )
+        job = _Job(work, args, deadline)
+        (self._known_jobs if known else self._jobs).append(job)
+        self._pending += 1
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor(), timed)
-        finally:
-            self._hand_over()
-
-    async def _wait_for_thread(self, queue: deque[asyncio.Future[None]]) -> None:
-        """Wait in ``queue`` until a thread is handed over (``_hand_over``), at most
-        ``queue_timeout`` seconds (then ``HashingOverloaded``)."""
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        queue.append(waiter)
-        try:
-            async with asyncio.timeout(self._queue_timeout):
-                await waiter
-        except TimeoutError:
-            self._withdraw(queue, waiter)
+            # One turn of a thread per job; the turn takes whichever job comes first
+            # (``_take_turn``), so a thread that ends a hash starts the next at once,
+            # without waiting for the event loop.
+            self._executor().submit(self._take_turn)
+            result: T = await asyncio.wrap_future(job.future)
+            return result
+        except _Expired:
             raise self._overloaded() from None
-        except BaseException:  # cancelled (the client went away, shutdown)
-            self._withdraw(queue, waiter)
-            raise
+        finally:
+            self._pending -= 1
 
-    def _withdraw(self, queue: deque[asyncio.Future[None]], waiter: asyncio.Future[None]) -> None:
-        if waiter in queue:
-            queue.remove(waiter)
-        elif waiter.done() and not waiter.cancelled():
-            self._hand_over()  # a thread was handed over in the same moment: pass it on
-
-    def _hand_over(self) -> None:
-        """A hash ended: its thread goes to the oldest check from a known address, else
-        to the oldest other hash waiting, else is free."""
-        for queue in (self._waiting_known, self._waiting):
-            while queue:
-                waiter = queue.popleft()
-                if not waiter.done():
-                    waiter.set_result(None)
-                    return
-        self._running -= 1
+    def _take_turn(self) -> None:
+        """In a hashing thread: run the oldest job from a known address, else the oldest
+        other one (there is one per turn: each job is queued before its turn)."""
+        try:
+            job = self._known_jobs.popleft()
+        except IndexError:
+            try:
+                job = self._jobs.popleft()
+            except IndexError:  # the pool was closed and the queues emptied
+                return
+        if not job.future.set_running_or_notify_cancel():
+            return  # its caller gave up (cancelled) while it waited
+        started = time.monotonic()
+        if started > job.deadline:
+            job.future.set_exception(_Expired())
+            return
+        try:
+            result = job.work(*job.args)
+        except BaseException as error:  # noqa: BLE001 - the caller's, as an executor hands it
+            job.future.set_exception(error)
+        else:
+            job.future.set_result(result)
+        finally:
+            if self._observe is not None:
+                self._observe(time.monotonic() - started)
 
     def _overloaded(self) -> HashingOverloaded:
         if self._on_overload is not None:
@@ -300,10 +309,12 @@ class AsyncPasswordHasher:
 
     def close(self) -> None:
         """Stop the threads once the hashes in flight are done (queued ones are dropped)."""
-        for queue in (self._waiting_known, self._waiting):
-            for waiter in queue:
-                waiter.cancel()
-            queue.clear()
+        for queue in (self._known_jobs, self._jobs):
+            while queue:
+                try:
+                    queue.popleft().future.cancel()  # its caller gets CancelledError
+                except IndexError:  # a thread took the last one meanwhile
+                    break
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
