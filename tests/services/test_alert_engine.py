@@ -266,6 +266,31 @@ async def test_refusals_of_a_blocked_address_do_not_count_for_a_real_account(
     assert await fired(services, PER_ACCOUNT) == []
 
 
+async def test_refusals_of_a_blocked_address_are_no_password_spraying(
+    services: Services,
+) -> None:
+    """The re-check of the fixes: 10 checked wrong passwords and 40 names typed while the
+    address was blocked reached a global threshold of 50 ("Password spraying", critical).
+    Only checked passwords count for it: 10 + 40 blocked fire nothing; 40 more checked
+    ones from elsewhere fire with the count 50."""
+    await services.alert_rules.create(
+        RuleSpec(name="Spraying", kind="failed_logins_global", threshold=50,
+                 window_seconds=300, severity="critical"),
+        audited=False,
+    )  # fmt: skip
+    for number in range(10):
+        failed_login(services, f"guess-{number}", "198.51.100.9", Reason.UNKNOWN_USER)
+    for number in range(40):
+        failed_login(services, f"victim-{number}", "198.51.100.9", Reason.IP_BLOCKED)
+    await evaluate(services)
+    assert await fired(services, "Spraying") == []
+    for number in range(40):
+        failed_login(services, f"other-{number}", f"192.0.2.{number + 1}", Reason.WRONG_PASSWORD)
+    await evaluate(services)
+    [alert] = await fired(services, "Spraying")
+    assert (alert.subject, alert.count) == ("*", 50)
+
+
 # --- IPv6: one /64, one subject -----------------------------------------------------------------
 
 

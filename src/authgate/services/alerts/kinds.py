@@ -68,6 +68,11 @@ KEY: Final = Subject(
 KEY_AND_ADDRESS: Final = Subject(_key_and_address, None)
 ACTOR: Final = Subject(lambda e: f"actor:{e.actor_login}", "actor_login")
 EVERYTHING: Final = Subject(lambda e: "*", None)
+# Every failed password check, together: refusals that checked none (a throttle's) are
+# not spraying across accounts (one blocked address typing 40 names raised it).
+CHECKED_EVERYWHERE: Final = Subject(
+    lambda e: None if e.reason in UNCHECKED_REFUSALS else "*", None, UNCHECKED_REFUSALS
+)
 
 COUNTED: Final = "{rule}: {events} in {window} ({subject})"
 
@@ -118,8 +123,10 @@ KINDS: Final[Mapping[str, AlertKind]] = {
             "Failed logins from one address, for any account.",
         ),
         AlertKind(
-            "failed_logins_global", (EventType.AUTH_FAILURE.value,), EVERYTHING, False, COUNTED,
-            "Failed logins for all accounts together (password spraying).",
+            "failed_logins_global", (EventType.AUTH_FAILURE.value,), CHECKED_EVERYWHERE, False,
+            COUNTED,
+            "Failed logins for all accounts together (password spraying); refusals made "
+            "before any password was checked (a throttle's) do not count.",
         ),
         AlertKind(
             "failed_key_uses_per_key", (EventType.API_KEY_ACCESS_FAILURE.value,), KEY, False,
