@@ -202,9 +202,25 @@ async def test_checks_from_known_addresses_have_places_a_flood_cannot_take() -> 
         hashing.close()
 
 
-async def test_a_free_thread_goes_to_known_addresses_first_then_in_order() -> None:
-    """Checks from known addresses run before the hashes waiting ahead of them; within
-    each kind, first come, first served."""
+@pytest.mark.parametrize(
+    ("queued", "order"),
+    [
+        # Known addresses' checks go first, but take turns with the others: the owner
+        # waits for at most one other hash; within each kind, first come, first served.
+        ([("u1", False), ("k1", True), ("u2", False), ("k2", True)], ["k1", "u1", "k2", "u2"]),
+        # Known addresses' checks in a loop (an account's holder logging in again and
+        # again) cannot starve a login from a new address: it gets the second turn
+        # (before: it waited until no known check was left, past its deadline).
+        (
+            [("k1", True), ("k2", True), ("u1", False), ("k3", True), ("k4", True)],
+            ["k1", "u1", "k2", "k3", "k4"],
+        ),
+    ],
+)
+async def test_known_addresses_go_first_and_take_turns_with_the_others(
+    queued: list[tuple[str, bool]], order: list[str]
+) -> None:
+    """The order in which one thread runs the hashes queued behind a running one."""
     release = threading.Event()
     recording = RecordingHasher(release)
     hashing = pool(recording, threads=1, queue_size=8, queue_timeout=5)
@@ -212,13 +228,13 @@ async def test_a_free_thread_goes_to_known_addresses_first_then_in_order() -> No
         running = asyncio.ensure_future(hashing.verify("stored", "running"))
         await _until(lambda: hashing._pending == 1)
         waiting = []
-        for name, known in (("u1", False), ("k1", True), ("u2", False), ("k2", True)):
+        for name, known in queued:
             waiting.append(asyncio.ensure_future(hashing.verify("s", name, known_address=known)))
             expected = 1 + len(waiting)
             await _until(lambda expected=expected: hashing._pending == expected)
         release.set()
         await asyncio.gather(running, *waiting)
-        assert recording.ran == ["running", "k1", "k2", "u1", "u2"]
+        assert recording.ran == ["running", *order]
     finally:
         release.set()
         hashing.close()

@@ -33,10 +33,12 @@ queued and never refused, however long a busy host takes to schedule that thread
 A password check from an address known to the account (``known_address``: it logged
 into that account within ``AUTHGATE_LOGIN_KNOWN_IP_DAYS``; ``login_protection``) may
 also take one of ``known_queue_size`` places beyond the queue, which nothing else can
-fill, and a free thread goes to the oldest such check first, then to the oldest other
-hash: a flood of logins from addresses the accounts have never logged in from cannot
-refuse the owner's login from a known place. Within each of the two, first come,
-first served.
+fill; and while both kinds wait, a free thread takes them in turn, a known address's
+check first: a flood of logins from addresses the accounts have never logged in from
+cannot refuse the owner's login from a known place (it waits for at most one other
+hash per thread), and logins from known addresses, however many and however often
+(an account's own holder logging in in a loop), cannot starve the others either: they
+get every other turn. Within each of the two, first come, first served.
 """
 
 from __future__ import annotations
@@ -159,7 +161,7 @@ class HashingConfig(BaseModel):
         le=100_000,
         description="Places beyond the queue kept for password checks from addresses "
         "known to the account (it logged in from there within AUTHGATE_LOGIN_KNOWN_IP_DAYS); "
-        "such checks also get the next free thread first.",
+        "such checks and other hashes take turns for a free thread, a known one first.",
     )
     queue_timeout: float = Field(
         default=2.0,
@@ -215,6 +217,9 @@ class AsyncPasswordHasher:
         self._pending = 0
         self._known_jobs: deque[_Job] = deque()
         self._jobs: deque[_Job] = deque()
+        # Whether the last turn went to a known address's check (the threads' own: a
+        # race between two of them only changes whose turn one hash is).
+        self._known_had_turn = False
         self._pool: ThreadPoolExecutor | None = None  # started on first use
 
     @property
@@ -273,13 +278,18 @@ class AsyncPasswordHasher:
             self._pending -= 1
 
     def _take_turn(self) -> None:
-        """In a hashing thread: run the oldest job from a known address, else the oldest
-        other one (there is one per turn: each job is queued before its turn)."""
+        """In a hashing thread: run the oldest job from a known address, or, when the
+        last turn went to one and another job waits, the oldest other one (there is one
+        job per turn: each is queued before its turn)."""
+        known, other = self._known_jobs, self._jobs
+        first, second = (other, known) if self._known_had_turn and other else (known, other)
         try:
-            job = self._known_jobs.popleft()
+            job = first.popleft()
+            self._known_had_turn = first is known
         except IndexError:
             try:
-                job = self._jobs.popleft()
+                job = second.popleft()
+                self._known_had_turn = second is known
             except IndexError:  # the pool was closed and the queues emptied
                 return
         if not job.future.set_running_or_notify_cancel():
