@@ -29,6 +29,8 @@ import gc
 import json
 import tempfile
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -109,14 +111,12 @@ def _head(path: str, headers: list[tuple[bytes, bytes]]) -> bytes:
     return b"\r\n".join(lines) + b"\r\n\r\n" + (LOGIN if is_login else b"")
 
 
-async def measure(
-    rounds: int, requests: int, through_protocol: bool = False, only: str = ""
-) -> dict[str, float]:
+@asynccontextmanager
+async def admin_credentials(**settings: Any) -> AsyncIterator[tuple[Any, bytes, bytes]]:
+    """An app (lifespan running, in a temporary data dir, no access log, ``settings``
+    besides) with an admin: the app, a JWT of the admin's and an API key of theirs."""
     with tempfile.TemporaryDirectory() as directory:
-        settings = Settings(
-            data_dir=Path(directory), access_log=False, argon2_memory_kib=8, argon2_time_cost=1
-        )
-        app = create_app(settings)
+        app = create_app(Settings(data_dir=Path(directory), access_log=False, **settings))
         async with app.router.lifespan_context(app):
             services = app.state.services
             await services.users.ensure_initial_admin(PASSWORD)
@@ -130,72 +130,79 @@ async def measure(
                     expires_at=services.clock() + timedelta(days=30),
                 ),
             )
-            key = created.plaintext.encode()
-            cases = {
-                "GET /api/ping (no auth)": ("/api/ping", []),
-                "GET /api/authenticate, API key": (
-                    "/api/authenticate",
-                    [(b"authorization", b"Bearer " + key)],
-                ),
-                "GET /api/authenticate, JWT": (
-                    "/api/authenticate",
-                    [(b"authorization", b"Bearer " + token)],
-                ),
-                "GET /api/auth/verify, API key": (
-                    "/api/auth/verify",
-                    [(b"authorization", b"Bearer " + key), *UPSTREAM],
-                ),
-                "GET /api/auth/verify, JWT": (
-                    "/api/auth/verify",
-                    [(b"authorization", b"Bearer " + token), *UPSTREAM],
-                ),
-                "POST /api/authenticate (login)": (
-                    "/api/authenticate",
-                    [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(LOGIN)).encode()),
-                    ],
-                ),
-            }
-            statuses: list[int] = []
+            yield app, token, created.plaintext.encode()
 
-            body = b""
 
-            async def receive() -> dict[str, Any]:
-                return {"type": "http.request", "body": body, "more_body": False}
+async def measure(
+    rounds: int, requests: int, through_protocol: bool = False, only: str = ""
+) -> dict[str, float]:
+    credentials = admin_credentials(argon2_memory_kib=8, argon2_time_cost=1)
+    async with credentials as (app, token, key):
+        cases = {
+            "GET /api/ping (no auth)": ("/api/ping", []),
+            "GET /api/authenticate, API key": (
+                "/api/authenticate",
+                [(b"authorization", b"Bearer " + key)],
+            ),
+            "GET /api/authenticate, JWT": (
+                "/api/authenticate",
+                [(b"authorization", b"Bearer " + token)],
+            ),
+            "GET /api/auth/verify, API key": (
+                "/api/auth/verify",
+                [(b"authorization", b"Bearer " + key), *UPSTREAM],
+            ),
+            "GET /api/auth/verify, JWT": (
+                "/api/auth/verify",
+                [(b"authorization", b"Bearer " + token), *UPSTREAM],
+            ),
+            "POST /api/authenticate (login)": (
+                "/api/authenticate",
+                [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(LOGIN)).encode()),
+                ],
+            ),
+        }
+        statuses: list[int] = []
 
-            async def send(message: dict[str, Any]) -> None:
-                if message["type"] == "http.response.start":
-                    statuses.append(message["status"])
+        body = b""
 
-            calls: dict[str, Any] = {}
-            cases = {name: case for name, case in cases.items() if only in name}
-            for name, (path, headers) in cases.items():
-                if through_protocol:
-                    calls[name] = _protocol_call(app, _head(path, headers), statuses)
-                else:
-                    calls[name] = _app_call(app, path, headers, receive, send)
-            if through_protocol and only in "GET / (bare Starlette hello)":
-                calls["GET / (bare Starlette hello)"] = _protocol_call(
-                    hello_app, _head("/", []), statuses
-                )
-            gc.freeze()  # as authgate serve does after start-up
-            if through_protocol:  # and its young-generation threshold
-                gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
-            best: dict[str, float] = {}
-            for _ in range(rounds):
-                for name, call in calls.items():
-                    body = LOGIN if name.startswith("POST") else b""
-                    for _ in range(200):
-                        await call()
-                    statuses.clear()
-                    started = time.process_time()
-                    for _ in range(requests):
-                        await call()
-                    micros = (time.process_time() - started) / requests * 1e6
-                    if set(statuses) != {200}:
-                        raise SystemExit(f"{name}: answered {sorted(set(statuses))}")
-                    best[name] = min(best.get(name, micros), micros)
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                statuses.append(message["status"])
+
+        calls: dict[str, Any] = {}
+        cases = {name: case for name, case in cases.items() if only in name}
+        for name, (path, headers) in cases.items():
+            if through_protocol:
+                calls[name] = _protocol_call(app, _head(path, headers), statuses)
+            else:
+                calls[name] = _app_call(app, path, headers, receive, send)
+        if through_protocol and only in "GET / (bare Starlette hello)":
+            calls["GET / (bare Starlette hello)"] = _protocol_call(
+                hello_app, _head("/", []), statuses
+            )
+        gc.freeze()  # as authgate serve does after start-up
+        if through_protocol:  # and its young-generation threshold
+            gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+        best: dict[str, float] = {}
+        for _ in range(rounds):
+            for name, call in calls.items():
+                body = LOGIN if name.startswith("POST") else b""
+                for _ in range(200):
+                    await call()
+                statuses.clear()
+                started = time.process_time()
+                for _ in range(requests):
+                    await call()
+                micros = (time.process_time() - started) / requests * 1e6
+                if set(statuses) != {200}:
+                    raise SystemExit(f"{name}: answered {sorted(set(statuses))}")
+                best[name] = min(best.get(name, micros), micros)
     return best
 
 

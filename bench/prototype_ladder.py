@@ -38,11 +38,8 @@ import gc
 import hashlib
 import hmac
 import secrets
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import uvloop
@@ -50,13 +47,11 @@ import uvloop
 from authgate.api import forward_auth
 from authgate.api.access import client_address, header_credentials
 from authgate.api.encoded_headers import EncodedHeaders
-from authgate.app import GC_YOUNG_THRESHOLD, create_app
+from authgate.app import GC_YOUNG_THRESHOLD
 from authgate.security.principal import Principal
-from authgate.services.api_key_views import KeySpec
 from authgate.services.gate import VERDICT_SCOPE_KEY, Verdict
-from authgate.settings import Settings
 from hello_app import app as hello_app
-from in_process import PASSWORD, UPSTREAM, _head, _protocol_call
+from in_process import UPSTREAM, _head, _protocol_call, admin_credentials
 
 Call = Callable[[], Awaitable[None]]
 
@@ -133,62 +128,46 @@ async def _answer(verdict: Verdict, fast_path: forward_auth.ForwardAuthFastPath,
 
 
 async def measure(rounds: int, requests: int) -> dict[str, float]:
-    with tempfile.TemporaryDirectory() as directory:
-        app = create_app(Settings(data_dir=Path(directory), access_log=False))
-        async with app.router.lifespan_context(app):
-            services = app.state.services
-            await services.users.ensure_initial_admin(PASSWORD)
-            user = await services.accounts.authenticate("admin", PASSWORD)
-            token = services.tokens.issue(user, remember_me=False).token.encode()
-            created = await services.api_keys.create(
-                user.id,
-                KeySpec(
-                    name="ladder",
-                    allowed_networks=[],
-                    expires_at=services.clock() + timedelta(days=30),
-                ),
-            )
-            key = created.plaintext.encode()
-            fast_path = app.fast_path
-            assert fast_path is not None
-            bearer = (b"authorization", b"Bearer " + key)
-            verify = _head(forward_auth.VERIFY_PATH, [bearer, *UPSTREAM])
-            statuses: list[int] = []
-            steps: dict[str, Call] = {
-                "P3a  bare Starlette hello": _protocol_call(hello_app, _head("/", []), statuses),
-                "P3a  1 raw key check": _protocol_call(raw_key_check(key), verify, statuses),
-                "P3a  2 gate.check": _protocol_call(
-                    gate_only(services, fast_path), verify, statuses
-                ),
-                "P3a  3 + upstream request, rules": _protocol_call(
-                    gate_and_rules(services, fast_path), verify, statuses
-                ),
-                "P3a  4 full fast path (as served)": _protocol_call(app, verify, statuses),
-                "P1   /api/ping": _protocol_call(app, _head("/api/ping", []), statuses),
-                "P1   /api/authenticate, API key": _protocol_call(
-                    app, _head("/api/authenticate", [bearer]), statuses
-                ),
-                "P1   /api/authenticate, JWT": _protocol_call(
-                    app,
-                    _head("/api/authenticate", [(b"authorization", b"Bearer " + token)]),
-                    statuses,
-                ),
-            }
-            gc.freeze()  # as authgate serve does after start-up
-            gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
-            best: dict[str, float] = {}
-            for _ in range(rounds):
-                for name, call in steps.items():
-                    for _ in range(200):
-                        await call()
-                    statuses.clear()
-                    started = time.process_time()
-                    for _ in range(requests):
-                        await call()
-                    micros = (time.process_time() - started) / requests * 1e6
-                    if set(statuses) != {200}:
-                        raise SystemExit(f"{name}: answered {sorted(set(statuses))}")
-                    best[name] = min(best.get(name, micros), micros)
+    async with admin_credentials() as (app, token, key):
+        services = app.state.services
+        fast_path = app.fast_path
+        assert fast_path is not None
+        bearer = (b"authorization", b"Bearer " + key)
+        verify = _head(forward_auth.VERIFY_PATH, [bearer, *UPSTREAM])
+        statuses: list[int] = []
+        steps: dict[str, Call] = {
+            "P3a  bare Starlette hello": _protocol_call(hello_app, _head("/", []), statuses),
+            "P3a  1 raw key check": _protocol_call(raw_key_check(key), verify, statuses),
+            "P3a  2 gate.check": _protocol_call(gate_only(services, fast_path), verify, statuses),
+            "P3a  3 + upstream request, rules": _protocol_call(
+                gate_and_rules(services, fast_path), verify, statuses
+            ),
+            "P3a  4 full fast path (as served)": _protocol_call(app, verify, statuses),
+            "P1   /api/ping": _protocol_call(app, _head("/api/ping", []), statuses),
+            "P1   /api/authenticate, API key": _protocol_call(
+                app, _head("/api/authenticate", [bearer]), statuses
+            ),
+            "P1   /api/authenticate, JWT": _protocol_call(
+                app,
+                _head("/api/authenticate", [(b"authorization", b"Bearer " + token)]),
+                statuses,
+            ),
+        }
+        gc.freeze()  # as authgate serve does after start-up
+        gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+        best: dict[str, float] = {}
+        for _ in range(rounds):
+            for name, call in steps.items():
+                for _ in range(200):
+                    await call()
+                statuses.clear()
+                started = time.process_time()
+                for _ in range(requests):
+                    await call()
+                micros = (time.process_time() - started) / requests * 1e6
+                if set(statuses) != {200}:
+                    raise SystemExit(f"{name}: answered {sorted(set(statuses))}")
+                best[name] = min(best.get(name, micros), micros)
     return best
 
 

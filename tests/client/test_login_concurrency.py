@@ -52,18 +52,29 @@ class RecordingServer:
             return httpx2.Response(401, json={"message": "Unauthorized"})
         return httpx2.Response(200, json={"login": "alice", "authorities": ["ROLE_USER"]})
 
+    def handle(self, request: httpx2.Request) -> httpx2.Response:
+        """A login (slow enough for every request to find no token yet), or the API."""
+        if request.url.path == "/api/authenticate":
+            time.sleep(LOGIN_DELAY)
+            return self.login()
+        return self.api(request)
+
+    async def handle_async(
+        self, request: httpx2.Request, *, api_delay: float = 0.0
+    ) -> httpx2.Response:
+        """:meth:`handle` for the asynchronous client; ``api_delay`` holds API answers."""
+        if request.url.path == "/api/authenticate":
+            await anyio.sleep(LOGIN_DELAY)
+            return self.login()
+        response = self.api(request)
+        await anyio.sleep(api_delay)
+        return response
+
 
 def test_threads_of_a_cold_client_log_in_once() -> None:
     """Eight threads' first requests: one login, every request answered."""
     server = RecordingServer()
-
-    def handle(request: httpx2.Request) -> httpx2.Response:
-        if request.url.path == "/api/authenticate":
-            time.sleep(LOGIN_DELAY)
-            return server.login()
-        return server.api(request)
-
-    with Client(CONFIG, transport=httpx2.MockTransport(handle)) as client:
+    with Client(CONFIG, transport=httpx2.MockTransport(server.handle)) as client:
         results: list[str] = []
         barrier = threading.Barrier(8)
 
@@ -87,10 +98,7 @@ def test_threads_share_the_login_after_a_401() -> None:
     refused = threading.Barrier(8, timeout=5)
 
     def handle(request: httpx2.Request) -> httpx2.Response:
-        if request.url.path == "/api/authenticate":
-            time.sleep(LOGIN_DELAY)
-            return server.login()
-        response = server.api(request)
+        response = server.handle(request)
         if revoked.is_set() and response.status_code == 401:
             refused.wait()  # every thread has its 401 before any logs in again
         return response
@@ -116,15 +124,8 @@ def test_threads_share_the_login_after_a_401() -> None:
 async def test_tasks_of_a_cold_client_log_in_once() -> None:
     """A hundred gathered first requests: one login, every request answered."""
     server = RecordingServer()
-
-    async def handle(request: httpx2.Request) -> httpx2.Response:
-        if request.url.path == "/api/authenticate":
-            await anyio.sleep(LOGIN_DELAY)
-            return server.login()
-        return server.api(request)
-
     results: list[str] = []
-    async with AsyncClient(CONFIG, transport=httpx2.MockTransport(handle)) as client:
+    async with AsyncClient(CONFIG, transport=httpx2.MockTransport(server.handle_async)) as client:
 
         async def call() -> None:
             results.append((await client.account()).login)
@@ -141,12 +142,8 @@ async def test_tasks_share_the_login_after_a_401() -> None:
     server = RecordingServer()
 
     async def handle(request: httpx2.Request) -> httpx2.Response:
-        if request.url.path == "/api/authenticate":
-            await anyio.sleep(LOGIN_DELAY)
-            return server.login()
-        response = server.api(request)
-        await anyio.sleep(0.01)  # every task's request is out before any 401 is read
-        return response
+        # Every task's request is out before any 401 is read.
+        return await server.handle_async(request, api_delay=0.01)
 
     results: list[str] = []
     async with AsyncClient(CONFIG, transport=httpx2.MockTransport(handle)) as client:
