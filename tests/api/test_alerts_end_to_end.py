@@ -524,7 +524,7 @@ async def test_key_used_after_inactivity_fires(env: Env) -> None:
     await env.use_key(key, "203.0.113.50")
     env.clock.advance(days=29)
     await env.use_key(key, "203.0.113.50")
-    # Wait until that use was evaluated (the engine checks a key's first use per batch).
+    # Wait until the uses so far were evaluated.
     await env.use_key(key, "203.0.113.51")
     await env.receivers.wait_for(NEW_ADDRESS, f"{subject}|ip:203.0.113.51")
     env.clock.advance(days=31)

@@ -357,3 +357,70 @@ async def test_a_key_used_from_many_ipv4_addresses_alerts_a_bounded_number_of_ti
 
     alerts = await fired(services, NEW_ADDRESS)
     assert [a.count for a in alerts if a.subject == "more subjects"] == [289]
+
+
+# --- a long idle time ending after a shorter one, in one batch ----------------------------------
+
+AFTER_IDLE = "API key used after 30 idle days"
+
+
+async def after_idle_rule(services: Services) -> None:
+    await services.alert_rules.create(
+        RuleSpec(name=AFTER_IDLE, kind="key_after_inactivity", threshold=1,
+                 window_seconds=30 * 86_400, severity="low"),
+        audited=False,
+    )  # fmt: skip
+
+
+def key_use(services: Services, reason: Reason | None, idle_days: float | None = None) -> None:
+    with request_from("203.0.113.50"):
+        services.audit.record(
+            EventType.API_KEY_ACCESS_SUCCESS,
+            "success",
+            actor=Actor(login="deployer", user_id=1, key=KEY),
+            reason=reason,
+            details={"idleSeconds": int(idle_days * 86_400)} if idle_days is not None else None,
+        )
+
+
+async def test_a_long_idle_time_after_a_shorter_one_in_one_batch_fires(
+    services: Services, clock: FakeClock
+) -> None:
+    """The key's first use, a use after 29 idle days (audited: over the gate's one hour)
+    and one after 31 more, all evaluated in one batch (an engine catching up, or a clock
+    set forward): the 31 days fire the rule once (before: only the batch's first record
+    of the key was judged, so none fired)."""
+    await after_idle_rule(services)
+    key_use(services, Reason.FIRST_USE)
+    clock.advance(days=29)
+    key_use(services, Reason.AFTER_INACTIVITY, idle_days=29)
+    clock.advance(days=31)
+    key_use(services, Reason.AFTER_INACTIVITY, idle_days=31)
+
+    assert await evaluate(services) == 1
+
+    [alert] = await fired(services, AFTER_IDLE)
+    assert alert.subject == f"key:{KEY.key_pk}"
+    assert alert.kind == "key_after_inactivity"
+
+
+async def test_every_accepted_request_audited_idle_time_is_judged_from_the_batch(
+    services: Services, clock: FakeClock
+) -> None:
+    """With every accepted request audited (no reason on the ordinary ones), uses an hour
+    apart and then one after 31 idle days, in one batch: the idle time is measured from
+    the use before it in the batch, and fires once; a gap under the window does not."""
+    await after_idle_rule(services)
+    for _ in range(3):
+        key_use(services, None)
+        clock.advance(hours=1)
+    clock.advance(days=29)
+    key_use(services, None)  # 29 days: under the window
+    clock.advance(days=31)
+    key_use(services, None)
+    key_use(services, None)
+
+    assert await evaluate(services) == 1
+
+    [alert] = await fired(services, AFTER_IDLE)
+    assert alert.subject == f"key:{KEY.key_pk}"

@@ -21,11 +21,18 @@ from authgate.storage.models import AuditEvent
 
 
 async def count_for_subject(
-    repository: AlertRepo, kind: AlertKind, event: AuditEvent, window: timedelta
+    repository: AlertRepo,
+    kind: AlertKind,
+    event: AuditEvent,
+    window: timedelta,
+    *,
+    previous: AuditEvent | None = None,
 ) -> int:
-    """Events of ``kind`` for the subject of ``event`` within ``window`` before it."""
+    """Events of ``kind`` for the subject of ``event`` within ``window`` before it.
+    ``previous``: the subject's record just before ``event``, when the caller has it
+    (a single-event kind then needs no query for it)."""
     if kind.single_event:
-        return await _single_event_count(repository, kind, event, window)
+        return await _single_event_count(repository, kind, event, window, previous)
     column = kind.subject.column
     since, until = event.occurred_at - window, event.occurred_at
     ignored = kind.subject.ignored_reasons
@@ -51,7 +58,11 @@ async def count_for_subject(
 
 
 async def _single_event_count(
-    repository: AlertRepo, kind: AlertKind, event: AuditEvent, window: timedelta
+    repository: AlertRepo,
+    kind: AlertKind,
+    event: AuditEvent,
+    window: timedelta,
+    previous: AuditEvent | None,
 ) -> int:
     if event.api_key_id is None:
         return 0
@@ -67,7 +78,8 @@ async def _single_event_count(
         idle_seconds = json.loads(event.details).get("idleSeconds", 0)
         return 1 if idle_seconds >= window.total_seconds() else 0
     # Every accepted request audited (AUTHGATE_AUDIT_API_KEY_SUCCESSES): the previous one.
-    previous = await repository.previous_key_success(event.api_key_id, before_id=event.id)
+    if previous is None:
+        previous = await repository.previous_key_success(event.api_key_id, before_id=event.id)
     idle = previous is not None and event.occurred_at - previous.occurred_at >= window
     return 1 if idle else 0
 

@@ -219,36 +219,40 @@ class AlertEngine:
                 )
         rule_key, window = f"rule:{rule.id}", rule.window_seconds
         fired_in: dict[int, set[str]] = {}  # window start -> the subjects fired in it
-        for subject, event in _latest_per_subject(kind, events, public_ids):
-            start = int(event.occurred_at.timestamp() // window * window)
-            if start not in fired_in:
-                async with self._db.session() as session:
-                    fired_in[start] = await self._db.alerts(session).fired_subjects(rule_key, start)
-            already = fired_in[start]
-            rollup = self._rollups.get((rule_key, start))
-            if subject[:320] in already or (rollup is not None and subject in rollup):
-                continue  # alerted on, or rolled up, in this window already
-            count = await self._count(rule, kind, event)
-            if count < rule.threshold:
-                continue
-            if len(already) >= self._max_subjects:
-                self._rollup(rule_key, start, window).add(subject)
-                continue
-            already.add(subject[:320])  # fired here or, just now, by another node
-            if await self._fire(
-                rule_key=rule_key,
-                rule_name=rule.name,
-                kind=rule.kind,
-                severity=rule.severity,
-                subject=subject,
-                window_start=start,
-                window_seconds=window,
-                count=count,
-                summary=kind.summarize(
-                    rule=rule.name, subject=subject, count=count, window_seconds=window
-                ),
-            ):
-                fired += 1
+        for subject, candidates in _candidates_per_subject(kind, events, public_ids):
+            for event, previous in candidates:
+                start = int(event.occurred_at.timestamp() // window * window)
+                if start not in fired_in:
+                    async with self._db.session() as session:
+                        fired_in[start] = await self._db.alerts(session).fired_subjects(
+                            rule_key, start
+                        )
+                already = fired_in[start]
+                rollup = self._rollups.get((rule_key, start))
+                if subject[:320] in already or (rollup is not None and subject in rollup):
+                    continue  # alerted on, or rolled up, in this window already
+                count = await self._count(rule, kind, event, previous)
+                if count < rule.threshold:
+                    continue
+                if len(already) >= self._max_subjects:
+                    self._rollup(rule_key, start, window).add(subject)
+                    break
+                already.add(subject[:320])  # fired here or, just now, by another node
+                if await self._fire(
+                    rule_key=rule_key,
+                    rule_name=rule.name,
+                    kind=rule.kind,
+                    severity=rule.severity,
+                    subject=subject,
+                    window_start=start,
+                    window_seconds=window,
+                    count=count,
+                    summary=kind.summarize(
+                        rule=rule.name, subject=subject, count=count, window_seconds=window
+                    ),
+                ):
+                    fired += 1
+                break
         return fired + await self._summarize(rule, rule_key)
 
     def _rollup(self, rule_key: str, start: int, window: int) -> Rollup:
@@ -284,11 +288,16 @@ class AlertEngine:
                 sent += 1
         return sent
 
-    async def _count(self, rule: RuleView, kind: AlertKind, event: AuditEvent) -> int:
-        """Events of the rule's kind for the event's subject within the window before it."""
+    async def _count(
+        self, rule: RuleView, kind: AlertKind, event: AuditEvent, previous: AuditEvent | None
+    ) -> int:
+        """Events of the rule's kind for the event's subject within the window before it
+        (``previous``: the subject's record just before it, when this batch holds it)."""
         window = timedelta(seconds=rule.window_seconds)
         async with self._db.session() as session:
-            return await count_for_subject(self._db.alerts(session), kind, event, window)
+            return await count_for_subject(
+                self._db.alerts(session), kind, event, window, previous=previous
+            )
 
     async def _fire(
         self,
@@ -347,18 +356,29 @@ class AlertEngine:
         return True
 
 
-def _latest_per_subject(
+def _candidates_per_subject(
     kind: AlertKind, events: Iterable[AuditEvent], public_ids: Mapping[int, str]
-) -> list[tuple[str, AuditEvent]]:
-    latest: dict[str, AuditEvent] = {}
+) -> list[tuple[str, list[tuple[AuditEvent, AuditEvent | None]]]]:
+    """Per subject, the records of this batch to judge, in order, each with the
+    subject's record before it in the batch (None for the first). A counted kind judges
+    its latest record (its count covers the window before it); ``key_new_ip`` its first
+    (a later use from the same address or /64 is not new); ``key_after_inactivity``
+    every one until one fires: a long idle time may end after a shorter one, or after
+    the key's first use, in the same batch (an engine catching up, or a clock set
+    forward)."""
+    candidates: dict[str, list[tuple[AuditEvent, AuditEvent | None]]] = {}
     for event in events:
         subject = _key_named(kind.subject.of(event), event, public_ids)
-        if subject is not None:
-            if kind.single_event:
-                latest.setdefault(subject, event)  # the first use is the one that matters
-            else:
-                latest[subject] = event
-    return list(latest.items())
+        if subject is None:
+            continue
+        judged = candidates.get(subject)
+        if judged is None:
+            candidates[subject] = [(event, None)]
+        elif kind.name == "key_after_inactivity":
+            judged.append((event, judged[-1][0]))
+        elif not kind.single_event:
+            judged[0] = (event, None)
+    return list(candidates.items())
 
 
 def _key_named(subject: str | None, event: AuditEvent, public_ids: Mapping[int, str]) -> str | None:
