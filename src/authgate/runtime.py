@@ -138,7 +138,7 @@ class BackgroundWork:
         # The refusals counted this minute go out as their summaries, not lost with it.
         services.audit.close_summaries()
         # The audit trail first, within a process manager's stop; once more after the
-        # usage log, whose flush confirms uses after inactivity (``idle_use``).
+        # usage log, whose flush confirms a key's notable uses (``notable_use``).
         await _last_flush((services.audit, services.usage, services.audit), deadline=deadline)
         if serving:
             await _by_deadline(

@@ -58,7 +58,9 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
 
 
 async def recorded(harness: Harness, *types: str) -> list[dict[str, Any]]:
-    """Flush, then every record (of ``types`` if given), oldest first, as the API shows it."""
+    """Flush, then every record (of ``types`` if given), oldest first, as the API shows it.
+    The usage log first: its flush confirms an accepted key's notable uses."""
+    await harness.services.usage.flush()
     await harness.services.audit.flush()
     admin = await fresh_admin_token(harness)
     params: list[tuple[str, str | int | float | bool | None]] = [("size", 1000), ("sort", "id,asc")]

@@ -153,10 +153,13 @@ async def test_accepted_requests_are_audited_only_as_security_events_each_once(
         PageRequest(size=100),
     )
     events = sorted(page.items, key=lambda entry: entry.id)
+    # The refusal is recorded at once; an accepted key's security events once the usage
+    # log's flush has confirmed them against the stored last use (``notable_use``), in
+    # the order of the key's requests.
     assert [(e.event_type, e.reason, e.client_ip) for e in events] == [
+        ("API_KEY_ACCESS_FAILURE", "ip_not_allowed", "203.0.113.5"),
         ("API_KEY_ACCESS_SUCCESS", "first_use", "127.0.0.1"),
         ("API_KEY_ACCESS_SUCCESS", "new_address", "198.51.100.9"),
-        ("API_KEY_ACCESS_FAILURE", "ip_not_allowed", "203.0.113.5"),
         ("API_KEY_ACCESS_SUCCESS", "after_inactivity", "127.0.0.1"),
     ]
     assert events[-1].details == {"idleSeconds": 7200}
@@ -219,12 +222,11 @@ async def test_a_key_used_from_very_many_addresses_is_not_audited_on_every_reque
         async with harness.client_from(address) as client:
             assert (await client.get("/api/account", headers=headers)).status_code == 200
     later = [event.reason for event in await success_events(harness)][len(events) :]
-    # (The use after inactivity is written after the usage log's flush confirmed it.)
-    assert sorted(later) == ["after_inactivity", "new_address"]
+    assert later == ["after_inactivity", "new_address"]  # in the order of the requests
 
 
 async def success_events(harness: Harness) -> list[Any]:
-    await harness.services.usage.flush()  # confirms uses after inactivity
+    await harness.services.usage.flush()  # confirms the key's notable uses
     await harness.services.audit.flush()
     page = await harness.services.audit.search(
         AuditFilter(event_types=("API_KEY_ACCESS_SUCCESS",)), PageRequest(size=1000)
@@ -273,3 +275,33 @@ async def test_a_key_in_use_on_another_node_is_not_reported_idle(
     ]
     assert (idle[0].actor_login, idle[0].api_key_name) == ("alice", "ci-deploy")
     assert idle[0].occurred_at == idle_request_at
+
+
+async def test_a_key_first_used_on_two_nodes_has_one_first_use(
+    harness: Harness, user_token: str
+) -> None:
+    """Two nodes (or workers) on one database each see a key's first request before
+    either wrote its last use: one first_use, from the node whose flush came first; the
+    other node's first sight of the key is a use from an address new to it (it was a
+    second first_use, recorded by each process). The key_new_ip rule judges that
+    address against the whole trail."""
+    created = await harness.create_key(user_token, allowedIp=["127.0.0.1", "198.51.100.9"])
+    headers = key_header(created["key"])
+    first = harness.services
+    other = create_app(first.settings, clock=harness.clock)
+    async with other.router.lifespan_context(other):
+        second = other.state.services
+        transport = httpx2.ASGITransport(app=other, client=("198.51.100.9", 50000))
+        async with httpx2.AsyncClient(transport=transport, base_url="http://second") as client:
+            assert (await harness.client.get("/api/account", headers=headers)).status_code == 200
+            harness.clock.advance(seconds=1)
+            assert (await client.get("/api/account", headers=headers)).status_code == 200
+            await first.usage.flush()
+            await first.audit.flush()
+            await second.usage.flush()
+            await second.audit.flush()
+    events = await success_events(harness)
+    assert [(e.reason, e.client_ip) for e in events] == [
+        ("first_use", "127.0.0.1"),
+        ("new_address", "198.51.100.9"),
+    ]

@@ -49,8 +49,8 @@ from authgate.services.address_block import AddressBlocker
 from authgate.services.api_key_auth import ApiKeyAuthenticator
 from authgate.services.audit.events import Actor, EventType
 from authgate.services.audit.writer import AuditLog
-from authgate.services.idle_use import IdleUse
 from authgate.services.metrics import Metrics
+from authgate.services.notable_use import NotableUse
 from authgate.services.rate_limits import KeyRateLimits, RateLimitState, exceeded
 from authgate.services.usage import UsageEvent, UsageRecorder
 
@@ -352,23 +352,23 @@ class Gate:
         now = verdict.at or self._clock()
         self._count_key_success()
         notable, details = self._note_use(principal, key, verdict.client_ip, now.timestamp())
-        if notable is Reason.AFTER_INACTIVITY and details is not None:
-            # Idle as this process saw it: confirmed, off the request path, against the
-            # key's last use as every process stored it (``idle_use``).
-            self._usage.check_idle(
+        if notable is not None:
+            # A candidate: confirmed, off the request path, against the key's last use as
+            # every process stored it, and recorded in the order of the key's requests
+            # (``notable_use``).
+            self._usage.confirm(
                 key.key_pk,
-                IdleUse(
+                NotableUse(
                     audit=audit,
                     at=now,
-                    seen_idle_seconds=details["idleSeconds"],
+                    reason=notable,
+                    details=details,
                     idle_seconds=self._idle_seconds,
                     every_success=self._audit_key_successes,
                 ),
             )
-        elif notable is not None or self._audit_key_successes:
-            audit.record(
-                EventType.API_KEY_ACCESS_SUCCESS, "success", reason=notable, details=details
-            )
+        elif self._audit_key_successes:
+            audit.record(EventType.API_KEY_ACCESS_SUCCESS, "success")
         if verdict.upstream is not None:
             method, path = verdict.upstream
         # Positional: the request path's cheapest call (no event object is built).

@@ -16,7 +16,7 @@ batches, like the audit trail's (``batch_writer``), each in one transaction exec
 chunks of ``chunk_size`` rows (each chunk one statement, so the event loop is never held
 by one large batch): the rows, the rollups, the sample, and one
 ``last_used_at``/``last_used_ip`` update per key used (read first for the keys the gate
-asks about, ``check_idle``: their last use as every process stored it, ``idle_use``).
+asks about, ``confirm``: their last use as every process stored it, ``notable_use``).
 On a clean shutdown everything
 left is written, so nothing accepted is lost. If the database is unavailable everything
 is kept and retried, up to ``max_buffered`` rows (then the oldest are dropped and
@@ -169,8 +169,8 @@ _Sampled = tuple[int, str, int, datetime, str, str, int, IPAddress | None, str |
 _Minutes = dict[tuple[int, datetime], _Minute]
 _LastUse = tuple[datetime, IPAddress | None]
 # Called with a key's last use as stored (None: none), read by a flush before it writes
-# this process's own (``check_idle``); after that flush's commit.
-IdleCheck = Callable[[datetime | None], None]
+# this process's own (``confirm``); after that flush's commit.
+UseCheck = Callable[[datetime | None], None]
 
 
 @dataclass(slots=True)
@@ -182,7 +182,7 @@ class _Batch:
     minutes: _Minutes
     samples: dict[int, deque[_Sampled]]
     last_used: dict[int, _LastUse]
-    idle_checks: list[tuple[int, IdleCheck]]
+    use_checks: list[tuple[int, UseCheck]]
 
 
 class UsageConfig(BaseModel):
@@ -241,7 +241,8 @@ class UsageRecorder(BatchWriter[UsageEvent, _Batch]):
         # flushes so that the count is exact for this process.
         self._minute_ips: dict[tuple[int, datetime], set[IPAddress | None]] = {}
         self._sequence = 0
-        self._idle_checks: list[tuple[int, IdleCheck]] = []
+        self._use_checks: list[tuple[int, UseCheck]] = []
+        self._max_checks = max_buffered
 
     @property
     def pending(self) -> int:
@@ -253,10 +254,15 @@ class UsageRecorder(BatchWriter[UsageEvent, _Batch]):
             refusals = sum(1 for event in self._buffer if event.failure_reason is not None)
         return refusals + sum(rollup.requests for rollup in self._minutes.values())
 
-    def check_idle(self, api_key_id: int, check: IdleCheck) -> None:
+    def confirm(self, api_key_id: int, check: UseCheck) -> None:
         """Call ``check`` with the key's last use as stored by every process, read by the
-        next flush before it writes this process's own (no I/O here)."""
-        self._idle_checks.append((api_key_id, check))
+        next flush before it writes this process's own, in the order asked (no I/O here).
+        Past ``max_buffered`` waiting checks (the database long unavailable), a check is
+        dropped and counted."""
+        if len(self._use_checks) >= self._max_checks:
+            self._dropped += 1
+            return
+        self._use_checks.append((api_key_id, check))
 
     def record(self, event: UsageEvent) -> None:
         """Queue one use, accepted or refused (no I/O, O(1))."""
@@ -353,11 +359,11 @@ class UsageRecorder(BatchWriter[UsageEvent, _Batch]):
         return rollup
 
     def _take(self, rows: list[UsageEvent]) -> _Batch | None:
-        minutes, samples, idle_checks = self._minutes, self._samples, self._idle_checks
-        if not rows and not minutes and not idle_checks:
+        minutes, samples, use_checks = self._minutes, self._samples, self._use_checks
+        if not rows and not minutes and not use_checks:
             return None
         self._minutes, self._samples, self._current = {}, {}, {}
-        self._idle_checks = []
+        self._use_checks = []
         self._forget_old_minutes(minutes)
         sampled = [
             UsageEvent(*fields[:10], None, fields[10])
@@ -366,7 +372,7 @@ class UsageRecorder(BatchWriter[UsageEvent, _Batch]):
         ]
         if sampled:  # rows in the order the requests came (ids follow it)
             rows = sorted(rows + sampled, key=_arrival)
-        return _Batch(rows, minutes, samples, _last_uses(minutes), idle_checks)
+        return _Batch(rows, minutes, samples, _last_uses(minutes), use_checks)
 
     def _give_back(self, batch: _Batch) -> None:
         # Everything is kept for the next attempt (the buffer bounds memory); the sampled
@@ -375,7 +381,7 @@ class UsageRecorder(BatchWriter[UsageEvent, _Batch]):
         if batch.samples:
             rows = [event for event in rows if event.failure_reason is not None]
         self._put_back(rows)
-        self._idle_checks[:0] = batch.idle_checks
+        self._use_checks[:0] = batch.use_checks
         # The rollups go back (newer counts merged in); each key's newest is found again
         # on its next request.
         self._current = {}
@@ -416,16 +422,16 @@ class UsageRecorder(BatchWriter[UsageEvent, _Batch]):
             for key_pk in batch.samples:
                 await usage.keep_recent_successes(key_pk, self._sample_size)
             stored = await self._write_last_used(session, batch)
-        _check_idle(batch.idle_checks, stored)
+        _confirm(batch.use_checks, stored)
         return len(rows)
 
     async def _write_last_used(self, session: Any, batch: _Batch) -> dict[int, datetime | None]:
         """Move each key's last use forward; returns the stored last use of the keys
-        with idle checks, read before."""
+        with checks, read before."""
         keys = self._db.api_keys(session)
         stored: dict[int, datetime | None] = {}
-        if batch.idle_checks:
-            stored = await keys.last_used_times(sorted({key for key, _ in batch.idle_checks}))
+        if batch.use_checks:
+            stored = await keys.last_used_times(sorted({key for key, _ in batch.use_checks}))
         for key_pk, (at, address) in batch.last_used.items():
             ip = str(address) if address is not None else None
             await keys.record_last_used(key_pk, at=at, ip=ip)
@@ -454,11 +460,11 @@ class UsageRecorder(BatchWriter[UsageEvent, _Batch]):
                     if not refused_value(error):
                         raise
             stored = await self._write_last_used(session, batch)
-        _check_idle(batch.idle_checks, stored)
+        _confirm(batch.use_checks, stored)
         return written, len(batch.rows) - written
 
 
-def _check_idle(checks: list[tuple[int, IdleCheck]], stored: dict[int, datetime | None]) -> None:
+def _confirm(checks: list[tuple[int, UseCheck]], stored: dict[int, datetime | None]) -> None:
     for key_pk, check in checks:
         check(stored.get(key_pk))
 
