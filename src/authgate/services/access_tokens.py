@@ -293,13 +293,18 @@ class AccessTokenService:
         if claims.token_id in self._denied:
             raise TokenRevoked(reason=Reason.TOKEN_USED)
         state = await self._users.load(claims.user_id, now=now.timestamp())
-        if state is None or state.login != claims.subject:
+        if state is None:
             raise TokenRevoked(reason=Reason.USER_DELETED)
-        if not state.active:
-            raise TokenRevoked(reason=Reason.USER_DEACTIVATED)
-        if state.tokens_valid_after is not None and claims.issued_at <= state.tokens_valid_after:
-            raise TokenRevoked(reason=Reason.SESSIONS_REVOKED)
+        _refuse_pending(claims, state.login, state.active, state.tokens_valid_after)
         return claims
+
+    def confirm_pending(self, claims: PendingClaims, user: UserView) -> None:
+        """Raise ``TokenRevoked`` as ``authenticate_pre_verification`` does unless
+        ``user``, the token's user read again by the second step (``read_at`` set),
+        still accepts the token. What the step issues is dated from that read: a reset,
+        deactivation or "log out everywhere" committed before it is refused here, one
+        committed after it ends what is issued (its ``tokens_valid_after`` is later)."""
+        _refuse_pending(claims, user.login, user.activated, user.tokens_valid_after)
 
     async def revoke(self, *, token_id: str, user_id: int, expires_at: datetime) -> None:
         """Put one token on the deny list (every worker and node); revoking a token
@@ -397,6 +402,18 @@ class AccessTokenService:
 
     def _timestamp(self) -> float:
         return self._clock().timestamp()
+
+
+def _refuse_pending(
+    claims: PendingClaims, login: str, active: bool, tokens_valid_after: datetime | None
+) -> None:
+    """Raise ``TokenRevoked`` unless the user (as read) accepts this pending token."""
+    if login != claims.subject:
+        raise TokenRevoked(reason=Reason.USER_DELETED)
+    if not active:
+        raise TokenRevoked(reason=Reason.USER_DEACTIVATED)
+    if tokens_valid_after is not None and claims.issued_at <= tokens_valid_after:
+        raise TokenRevoked(reason=Reason.SESSIONS_REVOKED)
 
 
 def _enrolled_it(claims: TokenClaims, state: UserAuthState) -> bool:

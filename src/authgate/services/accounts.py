@@ -165,6 +165,13 @@ class AccountService:
     async def account(self, user_id: int) -> UserView:
         return UserView.of(await self._stored(user_id))
 
+    async def dated_account(self, user_id: int) -> UserView:
+        """``account`` dated from this read (``read_at``): what is issued on it (a login's
+        second step) is no later than the state it rests on was read, so a reset, a
+        deactivation or "log out everywhere" committing after the read ends it too."""
+        read_at = self._clock()
+        return UserView.of(await self._stored(user_id), read_at=read_at)
+
     async def change_password(
         self,
         user_id: int,

@@ -254,9 +254,10 @@ class SecondFactorService:
     async def login_method(self, user: UserView) -> Method | None:
         """What a login of ``user`` must prove: their factor in force or, for a user who
         must use one but has enrolled none, e-mailed codes when ``unenrolled`` is
-        ``email`` and a code can reach them (UTMStack v10: nobody enrols). A login's own
-        view (``read_at`` set: read again after the password hash) holds the factor as
-        it is now; any other view's is read anew."""
+        ``email`` and a code can reach them (UTMStack v10: nobody enrols). A dated view
+        (``read_at`` set: a login's, read again after the password hash, or one a second
+        step or a refresh read for itself) holds the factor as it is now; any other
+        view's is read anew."""
         if user.read_at is not None:
             method = _method(user.second_factor)
         else:

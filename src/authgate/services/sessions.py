@@ -205,7 +205,12 @@ class SessionService:
         factor. The token works once; the fifth wrong code in ten minutes locks the
         second step (``SecondFactorLocked``) and revokes the token: the login restarts."""
         pending = await self._tokens.authenticate_pre_auth(pre_auth_token)
-        user = await self._accounts.account(pending.user_id)
+        # Read anew and dated from the read (the session's ``created_at``, its access
+        # token's ``iat``): a reset, password change or "log out everywhere" committed
+        # before the read refuses the token here, one committed while the code is
+        # checked ends the session (stamped at its creation, it outlived them).
+        user = await self._accounts.dated_account(pending.user_id)
+        self._tokens.confirm_pending(pending, user)
         # Claimed before the code is checked: of requests carrying one token, one goes on
         # (a loser's code is not used up); a wrong code gives the token back, and so
         # does a failure to store the session (the token may buy one still). The
@@ -298,7 +303,10 @@ class SessionService:
                 sessions.add_token(
                     token_hash=refresh_token_hash(new_token), session_id=session.id, now=now
                 )
-                view = UserView.of(user)  # type: ignore[arg-type]  # not None: checked above
+                # Dated from before the read of the user (``now``): the access token
+                # is issued after the commit (and a look at the second factor), and a
+                # reset committed meanwhile must end it (``iat`` at issue outlived it).
+                view = UserView.of(user, read_at=now)  # type: ignore[arg-type]  # not None
         actor = Actor(login=user.login if user else None, user_id=session.user_id)
         if refused is Reason.REFRESH_TOKEN_REUSED:
             self._audit.record(

@@ -125,8 +125,14 @@ class SignIn:
         carrying a token another one holds or spent raises ``TokenRevoked``
         (``token_used``) without its code being looked at. A wrong code raises
         ``SecondFactorFailed`` and gives the token back; the fifth in ten minutes
-        ``SecondFactorLocked``, and the token stays spent (the login starts again)."""
-        user = await self._accounts.account(pending.user_id)
+        ``SecondFactorLocked``, and the token stays spent (the login starts again).
+
+        The token issued is dated from the step's read of the user, which must still
+        accept the pre-verification token (``confirm_pending``): a password reset or
+        change, or "log out everywhere", committing while the code is checked ends it
+        (stamped with the time it is issued, it outlived them: the race review)."""
+        user = await self._accounts.dated_account(pending.user_id)
+        self._tokens.confirm_pending(pending, user)
         async with self._tokens.claimed(pending):
             await self._second_factor.check_login_code(user, code)
         await self._tokens.spent(pending)
@@ -138,7 +144,7 @@ class SignIn:
     ) -> tuple[SignInResult, list[str]]:
         """Complete a forced enrolment: the factor is in force, the pre-verification
         token is spent (claimed first, as by ``after_code``), and an access token (the
-        code was just proved) is issued."""
+        code was just proved) is issued, dated as by ``after_code``."""
         user = await self.enrolling_user(pending)
         async with self._tokens.claimed(pending):
             codes = await self._second_factor.complete_enrolment(user, method, enable=True)
@@ -153,8 +159,10 @@ class SignIn:
         asks for no code. Someone who knows only the password of an account that has a
         factor must never replace it; nor skip the code mailed to a user without one
         (``AUTHGATE_TFA_UNENROLLED=email``): enrolling would pass the second step
-        without it, and leave the account to the enroller's authenticator."""
-        user = await self._accounts.account(pending.user_id)
+        without it, and leave the account to the enroller's authenticator. The user is
+        read (and dated: ``read_at``) anew, and must still accept the token."""
+        user = await self._accounts.dated_account(pending.user_id)
+        self._tokens.confirm_pending(pending, user)
         if await self._second_factor.method_of(user.id) is not None:
             raise Conflict(
                 "A second factor is already enabled; verify a code instead.",

@@ -61,15 +61,17 @@ class UserView:
     # Imported from UTMStack with its default password: must choose a new one.
     password_change_required: bool = False
     public_id: str = ""  # the UUID v12's routes name the user by
-    # When the row a login checked the password against was read (None: not a login).
+    # When the row was read that a login checked the password against, or that a
+    # login's second step or a v12 refresh checked (None: nothing is issued on it).
     read_at: datetime | None = None
 
     def credentials_as_of(self, now: datetime) -> datetime:
         """The issue time of a token or session resting on this view: no later than the
-        login read the password it checked. A reset, deactivation or "log out
-        everywhere" that commits while the password is hashed (queued up to seconds)
-        then refuses it, as it refuses every token issued before it; stamped ``now``
-        such a token outlived the reset (the two-node race review)."""
+        login read the password it checked (or the second step, the refresh, the user).
+        A reset, deactivation or "log out everywhere" that commits while the password is
+        hashed (queued up to seconds), or the code checked, then refuses it, as it
+        refuses every token issued before it; stamped ``now`` such a token outlived the
+        reset (the two-node race review)."""
         read_at = self.read_at
         return now if read_at is None or read_at > now else read_at
 
