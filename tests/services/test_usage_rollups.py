@@ -127,6 +127,26 @@ async def test_a_failed_flush_keeps_the_counts_for_the_next_one(harness: Harness
     assert (await rollups(harness, 9))[0][0] == 4
 
 
+async def test_a_use_check_that_fails_does_not_make_the_flush_write_again(
+    harness: Harness,
+) -> None:
+    """A check called after the flush's commit that raises (a bug) is logged; the other
+    checks still run, and the flush counts as done: its rows are not written twice."""
+    usage = recorder(harness)
+    usage.record(use(10, MINUTE))
+    seen: list[datetime | None] = []
+
+    def failing(_stored: datetime | None) -> None:
+        raise RuntimeError("a bug")
+
+    usage.confirm(10, failing)
+    usage.confirm(10, seen.append)
+    await usage.flush()
+    await usage.flush()
+    assert seen == [None]
+    assert (await rollups(harness, 10))[0][0] == 1
+
+
 async def test_accepted_requests_are_audited_only_as_security_events_each_once(
     harness: Harness, user_token: str
 ) -> None:

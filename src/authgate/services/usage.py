@@ -465,8 +465,13 @@ class UsageRecorder(BatchWriter[UsageEvent, _Batch]):
 
 
 def _confirm(checks: list[tuple[int, UseCheck]], stored: dict[int, datetime | None]) -> None:
+    """Call each check (after the flush's commit: one that raised must not make the
+    flush count as failed, and be written again)."""
     for key_pk, check in checks:
-        check(stored.get(key_pk))
+        try:
+            check(stored.get(key_pk))
+        except Exception as error:  # noqa: BLE001 - the rest still go; logged, no content
+            log.error("confirming a use of API key %d failed: %s", key_pk, type(error).__name__)
 
 
 def _last_uses(minutes: _Minutes) -> dict[int, _LastUse]:
