@@ -124,8 +124,11 @@ def _run_uvicorn(settings: Settings) -> None:
     import uvicorn
 
     from authgate.cli.http_protocol import bounded_head_protocol
+    from authgate.cli.worker_supervision import supervise_with_exit_detection
 
     max_connections = _open_files_and_connections(settings)
+    if settings.http.workers > 1:
+        supervise_with_exit_detection()
     uvicorn.run(
         "authgate.app:create_app_from_environment",
         factory=True,

@@ -28,13 +28,24 @@ def conflict(error: exc.IntegrityError) -> Conflict:
     return Conflict(f"{kind} ({name})" if isinstance(name, str) else kind)
 
 
+# SQLSTATEs of a server that cannot serve now: shutting down (fast or crashed), starting
+# up or in recovery ("cannot connect now"), out of connection slots or resources.
+_UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300", "53000", "53200"})
+
+
 def is_unavailable(error: BaseException) -> bool:
     """Whether ``error`` means the database cannot serve right now (down, unreachable,
-    busy past SQLite's busy timeout, pool exhausted) rather than a bug."""
+    shutting down or starting up, out of connections, busy past SQLite's busy timeout,
+    pool exhausted) rather than a bug."""
     if isinstance(error, exc.TimeoutError | exc.OperationalError | exc.InterfaceError):
         return True
     if isinstance(error, exc.DBAPIError):
-        return bool(error.connection_invalidated)
+        if error.connection_invalidated:
+            return True
+        # asyncpg's errors reach SQLAlchemy as plain DBAPIError (PostgreSQL shutting
+        # down, "the database system is starting up": 57P01-57P03): the code tells.
+        code = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+        return isinstance(code, str) and (code.startswith("08") or code in _UNAVAILABLE_SQLSTATES)
     return isinstance(error, ConnectionError | TimeoutError)
 
 

@@ -1,0 +1,74 @@
+"""The ``--workers`` supervisor's health ping (``authgate.cli.worker_supervision``): a
+worker that exited without answering is seen dead at once, not after the whole
+``timeout_worker_healthcheck`` (60 s: one worker short and the supervisor's loop, which
+also handles signals, blocked for a minute)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from multiprocessing.connection import Connection
+from typing import Any
+
+import pytest
+
+from authgate.cli.worker_supervision import WorkerProcess
+
+FORK = multiprocessing.get_context("fork")
+# As uvicorn's supervisor waits in `authgate serve` (server.WORKER_HEALTHCHECK_SECONDS).
+HEALTHCHECK_SECONDS = 60.0
+
+
+def worker(target: Any, *args: Any) -> WorkerProcess:
+    """A WorkerProcess around a forked child running ``target`` (no uvicorn config)."""
+    process = WorkerProcess.__new__(WorkerProcess)
+    process.parent_conn, process.child_conn = multiprocessing.Pipe()
+    # Forked, not spawned as uvicorn does: the targets are local to this test.
+    process.process = FORK.Process(  # type: ignore[assignment]
+        target=target, args=(process.child_conn, *args)
+    )
+    process.process.start()
+    return process
+
+
+def exit_at_once(_conn: Connection) -> None:
+    os._exit(0)
+
+
+def answer_then_exit(conn: Connection) -> None:
+    conn.recv()
+    conn.send(True)
+    os._exit(0)
+
+
+def hang(_conn: Connection, stop: Any) -> None:
+    stop.wait()
+    os._exit(0)
+
+
+# A hang guard, not a measurement: the old ping waited the 60 s in full.
+@pytest.mark.timeout(30)
+def test_a_worker_that_exited_without_answering_is_dead_at_once() -> None:
+    process = worker(exit_at_once)
+    process.process.join()
+
+    assert process._healthcheck(HEALTHCHECK_SECONDS) is None
+
+
+def test_an_answer_sent_before_the_worker_exited_counts() -> None:
+    process = worker(answer_then_exit)
+    answered = process._healthcheck(HEALTHCHECK_SECONDS)
+    process.process.join()
+
+    assert answered is True
+
+
+def test_a_live_worker_that_does_not_answer_is_unhealthy_after_the_timeout() -> None:
+    stop = FORK.Event()
+    process = worker(hang, stop)
+    try:
+        assert process._healthcheck(0.2) is None
+        assert process.process.is_alive()
+    finally:
+        stop.set()
+        process.process.join()
