@@ -94,6 +94,12 @@ class PrivatePostgres:
         """A fast shutdown: connections are cut, as in a real outage."""
         self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "-t", "60", "stop")
 
+    def restart(self) -> None:
+        """A fast restart: connections are cut, new ones refused while it shuts down
+        and starts up ("the database system is shutting down / starting up")."""
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-m", "fast", "-w",
+                  "-t", "60", "restart")  # fmt: skip
+
     def running(self) -> bool:
         result = subprocess.run(
             ["runuser", "-u", POSTGRES_USER, "--", str(self._bin / "pg_ctl"), "-D",
