@@ -5,14 +5,16 @@ also handles signals, blocked for a minute)."""
 
 from __future__ import annotations
 
+import inspect
 import multiprocessing
 import os
 from multiprocessing.connection import Connection
 from typing import Any
 
 import pytest
+from uvicorn.supervisors import multiprocess
 
-from authgate.cli.worker_supervision import WorkerProcess
+from authgate.cli.worker_supervision import WorkerProcess, supervise_with_exit_detection
 
 FORK = multiprocessing.get_context("fork")
 # As uvicorn's supervisor waits in `authgate serve` (server.WORKER_HEALTHCHECK_SECONDS).
@@ -72,3 +74,18 @@ def test_a_live_worker_that_does_not_answer_is_unhealthy_after_the_timeout() -> 
     finally:
         stop.set()
         process.process.join()
+
+
+def test_serve_makes_uvicorns_supervisor_use_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fix rides on uvicorn's own supervisor: the method it replaces is uvicorn's
+    (a rename upstream would silently disable it), and the supervisor builds its workers
+    from the module's ``Process``, which ``supervise_with_exit_detection`` replaces."""
+    monkeypatch.setattr(multiprocess, "Process", multiprocess.Process)  # restored after
+    assert "_healthcheck" in multiprocess.Process.__dict__
+    assert "Process(self.config, self.sockets)" in inspect.getsource(
+        multiprocess.Multiprocess.init_processes
+    )
+
+    supervise_with_exit_detection()
+
+    assert multiprocess.Process is WorkerProcess

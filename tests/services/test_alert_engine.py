@@ -424,3 +424,17 @@ async def test_every_accepted_request_audited_idle_time_is_judged_from_the_batch
 
     [alert] = await fired(services, AFTER_IDLE)
     assert alert.subject == f"key:{KEY.key_pk}"
+
+
+async def test_long_idle_times_in_two_windows_of_one_batch_each_fire(
+    services: Services, clock: FakeClock
+) -> None:
+    """Two uses after 31 idle days each, 31 days apart (two of the rule's windows), in one
+    batch: each fires (the first alert ended the key's records in the batch)."""
+    await after_idle_rule(services)
+    key_use(services, Reason.FIRST_USE)
+    for _ in range(2):
+        clock.advance(days=31)
+        key_use(services, Reason.AFTER_INACTIVITY, idle_days=31)
+
+    assert await evaluate(services) == 2

@@ -5,6 +5,7 @@ inactivity), each once."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from ipaddress import ip_address
 from typing import Any
@@ -325,3 +326,94 @@ async def test_a_key_first_used_on_two_nodes_has_one_first_use(
         ("first_use", "127.0.0.1"),
         ("new_address", "198.51.100.9"),
     ]
+
+
+async def test_a_new_address_after_an_idle_time_the_cluster_does_not_confirm_is_recorded(
+    harness: Harness, user_token: str
+) -> None:
+    """The first node saw the key 70 minutes ago, the second once a minute since; then
+    the first node sees it from an address new to it. Not idle for the cluster, so no
+    after_inactivity; the use is still recorded as from a new address (it vanished with
+    the idle verdict, so the key_new_ip rule never saw that address: the diff review)."""
+    allowed = ["127.0.0.1", "198.51.100.9", "203.0.113.66"]
+    created = await harness.create_key(user_token, allowedIp=allowed)
+    headers = key_header(created["key"])
+    first = harness.services
+    other = create_app(first.settings, clock=harness.clock)
+    async with other.router.lifespan_context(other):
+        second = other.state.services
+        transport = httpx2.ASGITransport(app=other, client=("198.51.100.9", 50000))
+        async with httpx2.AsyncClient(transport=transport, base_url="http://second") as client:
+            assert (await harness.client.get("/api/account", headers=headers)).status_code == 200
+            await first.usage.flush()
+            for _ in range(70):
+                harness.clock.advance(minutes=1)
+                assert (await client.get("/api/account", headers=headers)).status_code == 200
+                await second.usage.flush()
+            await second.audit.flush()
+            async with harness.client_from("203.0.113.66") as newcomer:
+                for _ in range(3):
+                    assert (await newcomer.get("/api/account", headers=headers)).status_code == 200
+    events = await success_events(harness)
+    assert [(e.reason, e.client_ip) for e in events] == [
+        ("first_use", "127.0.0.1"),
+        ("new_address", "198.51.100.9"),
+        ("new_address", "203.0.113.66"),
+    ]
+
+
+async def test_use_checks_stay_bounded_across_failed_flushes(harness: Harness) -> None:
+    """Checks waiting for a flush are bounded by ``max_buffered`` also when flushes fail
+    and give theirs back (each failed flush added up to the bound again): the newest
+    beyond it are dropped and counted; the rest are called once the database answers."""
+    usage = UsageRecorder(
+        db=harness.services.db,
+        clock=harness.clock,
+        config=UsageConfig(flush_interval_seconds=60, retention_days=1),
+        max_buffered=10,
+    )
+    called: list[int] = []
+
+    def check(number: int) -> Callable[[datetime | None], None]:
+        return lambda _stored: called.append(number)
+
+    number = 0
+
+    def requests_meanwhile() -> None:
+        nonlocal number
+        for _ in range(10):
+            usage.confirm(11, check(number))
+            number += 1
+
+    async def failing(*_args: Any) -> None:
+        requests_meanwhile()  # while the write is under way: the taken ones are not counted
+        raise ConnectionError("database down")
+
+    requests_meanwhile()
+    working = usage._write  # a failure injected for the test
+    usage._write = failing  # type: ignore[method-assign, assignment]
+    for _ in range(3):
+        with pytest.raises(ConnectionError):
+            await usage.flush()
+        assert len(usage._use_checks) == 10
+    usage._write = working  # type: ignore[method-assign]
+    await usage.flush()
+
+    assert called == list(range(10))  # the oldest; the 30 newer ones were dropped, counted
+    assert usage.dropped == 30
+
+
+async def test_checks_for_more_keys_than_one_statement_may_name_are_read_in_chunks(
+    harness: Harness,
+) -> None:
+    """33,000 keys with a check in one flush (a fresh worker's first request of each, or
+    an outage's backlog): their stored last uses are read in bounded statements (one
+    statement naming them all was refused, past 32,767 parameters, and the usage log
+    stopped for good, its failure taken for the database being down)."""
+    usage = recorder(harness)
+    called: list[datetime | None] = []
+    for key_pk in range(1, 33_001):
+        usage.confirm(key_pk, called.append)
+    await usage.flush()
+    assert len(called) == 33_000
+    assert set(called) == {None}

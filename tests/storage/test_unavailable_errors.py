@@ -39,10 +39,13 @@ def test_a_server_that_cannot_serve_now_is_unavailable(sqlstate: str) -> None:
     assert is_unavailable(dbapi_error(sqlstate))
 
 
-@pytest.mark.parametrize("sqlstate", ["42P01", "23505", "22021", "40001", None])
+@pytest.mark.parametrize(
+    "sqlstate", ["42P01", "23505", "22021", "40001", "08P01", "53200", "53000", None]
+)
 def test_other_database_errors_are_not(sqlstate: str | None) -> None:
     """A missing table, a broken unique key, a refused value, a serialization failure,
-    an error without a code: not the database being down."""
+    a protocol violation, "out of shared memory" (one statement may cause it), an
+    error without a code: not the database being down (a 500 and its traceback)."""
     assert not is_unavailable(dbapi_error(sqlstate))
 
 

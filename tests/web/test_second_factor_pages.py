@@ -8,8 +8,11 @@ import re
 from pathlib import Path
 
 import httpx2
+import pytest
 
 from authgate.security.second_factor import totp_code, totp_step
+from authgate.services.second_factor import SecondFactorService
+from tests.api.test_login_during_a_reset import interleaved
 from tests.api.test_second_factor import _last_code as last_code
 from tests.api.test_second_factor import harness_with, mailed_codes, store_totp_secret
 from tests.conftest import USER_PASSWORD, Harness
@@ -204,3 +207,26 @@ async def test_a_stored_secret_no_code_comes_from_is_a_refused_code(
     assert refused.status_code == 401, refused.text
     assert "That code is not valid." in refused.text
     assert browser.session is None
+
+
+async def test_log_out_everywhere_while_a_set_up_is_confirmed_ends_the_new_session(
+    harness: Harness, alice: Browser, alice_id: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ "Log out everywhere" committing while the set-up's code is checked: the session
+    the confirmation starts (a new token, second factor proved) is refused like every
+    other of alice's (it was stamped when issued, after the change, and outlived it)."""
+    setup = html(await alice.post("/settings/account/tfa/start"))
+    secret = setup.by_id("tfa-secret").text.strip()
+    right = code(harness, secret)
+
+    async def log_out_everywhere() -> None:
+        await harness.services.accounts.log_out_everywhere(alice_id)
+
+    done = await interleaved(
+        harness, monkeypatch, SecondFactorService, "verify_enrolment", call=1,
+        login=lambda: alice.post("/settings/account/tfa/confirm", {"code": right}),
+        meanwhile=log_out_everywhere,
+    )  # fmt: skip
+
+    assert done.status_code == 200, done.text  # the code was checked before the change
+    assert redirect_target(await alice.get("/settings/account")).startswith(LOGIN)

@@ -163,6 +163,12 @@ MAX_ADDRESSES_PER_KEY = 256
 # A key used from more addresses than that is recorded once (``many_addresses``); its new
 # addresses are then not recorded for this long, and counted afresh after it.
 MANY_ADDRESSES_QUIET_SECONDS = 3600
+_MANY_ADDRESSES_DETAILS = {
+    "moreThan": MAX_ADDRESSES_PER_KEY,
+    "quietSeconds": MANY_ADDRESSES_QUIET_SECONDS,
+}
+# An accepted request's event of its own address: the reason and its details.
+_Event = tuple[Reason, dict[str, int] | None]
 
 
 class _KeyActivity:
@@ -351,11 +357,14 @@ class Gate:
         key = principal.api_key
         now = verdict.at or self._clock()
         self._count_key_success()
-        notable, details = self._note_use(principal, key, verdict.client_ip, now.timestamp())
-        if notable is not None:
+        notable, details, address_event = self._note_use(
+            principal, key, verdict.client_ip, now.timestamp()
+        )
+        if notable is not None or self._audit_key_successes:
             # A candidate: confirmed, off the request path, against the key's last use as
-            # every process stored it, and recorded in the order of the key's requests
-            # (``notable_use``).
+            # every process stored it (``notable_use``). With every accepted request
+            # audited the others wait in the same queue, so that this process's records
+            # of a key keep the order of its requests.
             self._usage.confirm(
                 key.key_pk,
                 NotableUse(
@@ -363,12 +372,11 @@ class Gate:
                     at=now,
                     reason=notable,
                     details=details,
+                    address_event=address_event,
                     idle_seconds=self._idle_seconds,
                     every_success=self._audit_key_successes,
                 ),
             )
-        elif self._audit_key_successes:
-            audit.record(EventType.API_KEY_ACCESS_SUCCESS, "success")
         if verdict.upstream is not None:
             method, path = verdict.upstream
         # Positional: the request path's cheapest call (no event object is built).
@@ -387,12 +395,14 @@ class Gate:
 
     def _note_use(
         self, principal: Principal, key: KeyReference, address: IPAddress | None, now: float
-    ) -> tuple[Reason | None, dict[str, int] | None]:
+    ) -> tuple[Reason | None, dict[str, int] | None, _Event | None]:
         """Whether an accepted key request is a security event, and which: the key's
         first use, its use after ``idle_seconds`` without use, or its first use from an
         address (in this process: the ``key_new_ip`` rule checks the whole trail); past
         ``MAX_ADDRESSES_PER_KEY`` addresses, once ``many_addresses``, then no new
-        address for ``MANY_ADDRESSES_QUIET_SECONDS``."""
+        address for ``MANY_ADDRESSES_QUIET_SECONDS``. Third: the address's own event
+        (new address, many addresses), recorded instead of a use after inactivity that
+        the cluster's view does not confirm (``notable_use``)."""
         activity = self._activity.get(key.key_pk)
         if activity is None:
             if len(self._activity) >= MAX_TRACKED_KEYS:
@@ -405,20 +415,19 @@ class Gate:
         activity.latest_address = address
         new_address = not seen_here and now >= activity.quiet_until
         crowded = new_address and len(addresses) >= MAX_ADDRESSES_PER_KEY
+        address_event: _Event | None = None
+        if crowded:
+            address_event = (Reason.MANY_ADDRESSES, dict(_MANY_ADDRESSES_DETAILS))
+        elif new_address:
+            address_event = (Reason.NEW_ADDRESS, None)
         notable: Reason | None = None
         details: dict[str, int] | None = None
         if last is None:
             notable = Reason.FIRST_USE
         elif now - last >= self._idle_seconds:
             notable, details = Reason.AFTER_INACTIVITY, {"idleSeconds": int(now - last)}
-        elif crowded:
-            notable = Reason.MANY_ADDRESSES
-            details = {
-                "moreThan": MAX_ADDRESSES_PER_KEY,
-                "quietSeconds": MANY_ADDRESSES_QUIET_SECONDS,
-            }
-        elif new_address:
-            notable = Reason.NEW_ADDRESS
+        elif address_event is not None:
+            notable, details = address_event
         if last is None or now > last:
             activity.last = now
         if crowded:  # memory stays bounded: the addresses are forgotten, counted afresh later
@@ -426,7 +435,7 @@ class Gate:
             activity.quiet_until = now + MANY_ADDRESSES_QUIET_SECONDS
         elif new_address:
             addresses.add(address)
-        return notable, details
+        return notable, details, address_event
 
 
 def leaves_record(verdict: Verdict) -> bool:

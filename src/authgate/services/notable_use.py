@@ -16,14 +16,17 @@ candidate with it:
   judges the address against the whole trail);
 * a use *after inactivity* is recorded only if the key was idle that long for the whole
   cluster, with ``idleSeconds`` from the later of the stored and the locally seen last
-  use (or, with every accepted request audited, as an ordinary accepted request);
-* a use from a *new address*, or past the many-addresses bound, is recorded as it is.
+  use; else as the request's address event if it had one (an address new to this
+  process, or past the many-addresses bound: such a use must not vanish with the idle
+  verdict), or, with every accepted request audited, as an ordinary accepted request;
+* a use from a *new address*, or past the many-addresses bound, is recorded as it is;
+* with every accepted request audited, an ordinary one too (it waits in the same queue).
 
-Every candidate of a process goes through the same queue, so a key's records keep the
-order of its requests (the alert rules read "the key's first use" and "the use before
-this one" in that order); each is written within a flush interval of its request, with
-the request's own details (caller, key, client address, path, user agent, correlation
-id, time).
+Every candidate of a process goes through the same queue, so that process's records of
+a key keep the order of its requests (the alert rules read "the key's first use" and
+"the use before this one" in that order); each is written within a flush interval of
+its request, with the request's own details (caller, key, client address, path, user
+agent, correlation id, time).
 
 What remains: two processes whose first uses (or first uses after an idle period) fall
 within one flush interval of each other both read the old ``last_used_at`` and may each
@@ -65,10 +68,12 @@ class _RequestFacts:
 
 class NotableUse:
     """One accepted request of a key that this process judged a security event
-    (``reason``); called (off the request path) with the key's last use as stored by
-    every process, it records the request as the event the cluster's view confirms."""
+    (``reason``; None: an ordinary one, with every accepted request audited); called
+    (off the request path) with the key's last use as stored by every process, it
+    records the request as the event the cluster's view confirms."""
 
     __slots__ = (
+        "_address_event",
         "_at",
         "_audit",
         "_details",
@@ -84,8 +89,9 @@ class NotableUse:
         *,
         audit: AuditLog,
         at: datetime,
-        reason: Reason,
+        reason: Reason | None,
         details: dict[str, Any] | None,
+        address_event: tuple[Reason, dict[str, Any] | None] | None = None,
         idle_seconds: float,
         every_success: bool,
     ) -> None:
@@ -93,6 +99,7 @@ class NotableUse:
         self._at = at
         self._reason = reason
         self._details = details
+        self._address_event = address_event
         self._seen_last: float | None = None
         if reason is Reason.AFTER_INACTIVITY and details is not None:
             self._seen_last = at.timestamp() - details["idleSeconds"]
@@ -119,6 +126,8 @@ class NotableUse:
             idle = self._at.timestamp() - last
             if idle >= self._idle_seconds:
                 details = {"idleSeconds": int(idle)}
+            elif self._address_event is not None:  # used meanwhile elsewhere; new here
+                reason, details = self._address_event
             elif self._every_success:
                 reason, details = None, None
             else:

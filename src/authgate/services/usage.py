@@ -382,6 +382,10 @@ class UsageRecorder(BatchWriter[UsageEvent, _Batch]):
             rows = [event for event in rows if event.failure_reason is not None]
         self._put_back(rows)
         self._use_checks[:0] = batch.use_checks
+        beyond = len(self._use_checks) - self._max_checks
+        if beyond > 0:  # bounded across failed flushes too: the newest are dropped, counted
+            del self._use_checks[self._max_checks :]
+            self._dropped += beyond
         # The rollups go back (newer counts merged in); each key's newest is found again
         # on its next request.
         self._current = {}
@@ -430,8 +434,9 @@ class UsageRecorder(BatchWriter[UsageEvent, _Batch]):
         with checks, read before."""
         keys = self._db.api_keys(session)
         stored: dict[int, datetime | None] = {}
-        if batch.use_checks:
-            stored = await keys.last_used_times(sorted({key for key, _ in batch.use_checks}))
+        checked = sorted({key for key, _ in batch.use_checks})
+        for start in range(0, len(checked), self._chunk_size):  # bounded statements
+            stored.update(await keys.last_used_times(checked[start : start + self._chunk_size]))
         for key_pk, (at, address) in batch.last_used.items():
             ip = str(address) if address is not None else None
             await keys.record_last_used(key_pk, at=at, ip=ip)

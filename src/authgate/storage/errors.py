@@ -29,8 +29,10 @@ def conflict(error: exc.IntegrityError) -> Conflict:
 
 
 # SQLSTATEs of a server that cannot serve now: shutting down (fast or crashed), starting
-# up or in recovery ("cannot connect now"), out of connection slots or resources.
-_UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300", "53000", "53200"})
+# up or in recovery ("cannot connect now"), out of connection slots; and the connection
+# exceptions (class 08) but a protocol violation (a driver's or a statement's bug). Not
+# class 53's others: "out of shared memory" (53200) can be one statement's doing.
+_UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300"})
 
 
 def is_unavailable(error: BaseException) -> bool:
@@ -45,7 +47,9 @@ def is_unavailable(error: BaseException) -> bool:
         # asyncpg's errors reach SQLAlchemy as plain DBAPIError (PostgreSQL shutting
         # down, "the database system is starting up": 57P01-57P03): the code tells.
         code = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
-        return isinstance(code, str) and (code.startswith("08") or code in _UNAVAILABLE_SQLSTATES)
+        if not isinstance(code, str):
+            return False
+        return code in _UNAVAILABLE_SQLSTATES or (code.startswith("08") and code != "08P01")
     return isinstance(error, ConnectionError | TimeoutError)
 
 

@@ -25,6 +25,7 @@ from authgate.exceptions import (
     TokenRevoked,
     ValidationFailed,
 )
+from authgate.reasons import Reason
 from authgate.security.tokens import PendingClaims
 from authgate.services.audit.events import Actor
 from authgate.services.second_factor import Enrolment
@@ -210,7 +211,15 @@ def _setup_page(
 async def confirm_enrolment(request: Request) -> Response:
     form = await request.form()
     services = services_of(request)
-    user = await services.accounts.account(current_principal(request).user_id)
+    principal = current_principal(request)
+    # Read anew and dated from the read (the new session's token is issued on it): a
+    # reset or "log out everywhere" committed since this request's session was checked
+    # ends this request too; one committed while the code is checked ends the new
+    # session (stamped at its issue, it outlived them: the diff review).
+    user = await services.accounts.dated_account(principal.user_id)
+    ended = user.tokens_valid_after
+    if ended is not None and (principal.issued_at is None or principal.issued_at <= ended):
+        raise TokenRevoked(reason=Reason.SESSIONS_REVOKED)
     check = await services.second_factor.verify_enrolment(
         user, "TOTP", str(form.get("code", "")).strip()[:32]
     )
@@ -225,7 +234,6 @@ async def confirm_enrolment(request: Request) -> Response:
     codes = await services.second_factor.complete_enrolment(user, "TOTP", enable=True)
     # The code was just proved: this browser's session becomes a second-factor session
     # (the old token is revoked), so the user need not sign in again to manage it.
-    principal = current_principal(request)
     issued = services.tokens.issue(user, remember_me=False, second_factor=True)
     await services.tokens.logout(principal)
     request.scope["authgate.csrf"] = session_csrf_token(

@@ -252,7 +252,8 @@ class AlertEngine:
                     ),
                 ):
                     fired += 1
-                break
+                # On to the subject's later records: one in a later window may fire too
+                # (a record in this one is skipped: the subject is in ``already``).
         return fired + await self._summarize(rule, rule_key)
 
     def _rollup(self, rule_key: str, start: int, window: int) -> Rollup:
