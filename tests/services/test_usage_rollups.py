@@ -309,7 +309,9 @@ async def test_a_key_first_used_on_two_nodes_has_one_first_use(
     created = await harness.create_key(user_token, allowedIp=["127.0.0.1", "198.51.100.9"])
     headers = key_header(created["key"])
     first = harness.services
-    other = create_app(first.settings, clock=harness.clock)
+    # The second node writes only when told: its flush must not come before the first's.
+    usage = first.settings.usage.model_copy(update={"flush_interval_seconds": 60})
+    other = create_app(first.settings.model_copy(update={"usage": usage}), clock=harness.clock)
     async with other.router.lifespan_context(other):
         second = other.state.services
         transport = httpx2.ASGITransport(app=other, client=("198.51.100.9", 50000))
