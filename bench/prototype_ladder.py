@@ -38,7 +38,6 @@ import gc
 import hashlib
 import hmac
 import secrets
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -51,7 +50,7 @@ from authgate.app import GC_YOUNG_THRESHOLD
 from authgate.security.principal import Principal
 from authgate.services.gate import VERDICT_SCOPE_KEY, Verdict
 from hello_app import app as hello_app
-from in_process import UPSTREAM, _head, _protocol_call, admin_credentials
+from in_process import UPSTREAM, _head, _protocol_call, admin_credentials, best_times
 
 Call = Callable[[], Awaitable[None]]
 
@@ -155,20 +154,7 @@ async def measure(rounds: int, requests: int) -> dict[str, float]:
         }
         gc.freeze()  # as authgate serve does after start-up
         gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
-        best: dict[str, float] = {}
-        for _ in range(rounds):
-            for name, call in steps.items():
-                for _ in range(200):
-                    await call()
-                statuses.clear()
-                started = time.process_time()
-                for _ in range(requests):
-                    await call()
-                micros = (time.process_time() - started) / requests * 1e6
-                if set(statuses) != {200}:
-                    raise SystemExit(f"{name}: answered {sorted(set(statuses))}")
-                best[name] = min(best.get(name, micros), micros)
-    return best
+        return await best_times(steps, statuses, rounds=rounds, requests=requests)
 
 
 def main() -> None:

@@ -61,6 +61,16 @@ async def interleaved(
     return await asyncio.wait_for(answer, 10)
 
 
+async def assert_v12_pair_dead(harness: Harness, pair: dict[str, Any]) -> None:
+    """A v12 access token and its refresh token are both refused (401)."""
+    me = await harness.client.get("/api/v1/auth/me", headers=bearer(pair["access_token"]))
+    assert me.status_code == 401, me.text
+    refreshed = await harness.client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]}
+    )
+    assert refreshed.status_code == 401, refreshed.text
+
+
 def v10_login(harness: Harness) -> Login:
     return lambda: harness.client.post(
         "/api/authenticate", json={"username": "alice", "password": USER_PASSWORD}
@@ -142,13 +152,7 @@ async def test_a_v12_session_from_a_login_racing_a_reset_cannot_refresh(
     )  # fmt: skip
 
     assert answer.status_code == 200, answer.text
-    pair = answer.json()
-    me = await harness.client.get("/api/v1/auth/me", headers=bearer(pair["access_token"]))
-    assert me.status_code == 401
-    refreshed = await harness.client.post(
-        "/api/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]}
-    )
-    assert refreshed.status_code == 401
+    await assert_v12_pair_dead(harness, answer.json())
 
 
 async def test_a_login_racing_a_deactivation_gets_nothing_back_on_reactivation(

@@ -5,7 +5,8 @@ inactivity), each once."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from ipaddress import ip_address
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 from sqlalchemy import text
 
 from authgate.app import create_app
+from authgate.container import Services
 from authgate.services.gate import MAX_ADDRESSES_PER_KEY
 from authgate.services.usage import UsageConfig, UsageEvent, UsageRecorder
 from authgate.storage.audit_repository import AuditFilter
@@ -255,6 +257,24 @@ async def success_events(harness: Harness) -> list[Any]:
     return sorted(page.items, key=lambda entry: entry.id)
 
 
+@asynccontextmanager
+async def second_node(
+    harness: Harness, *, usage_flush_seconds: float | None = None
+) -> AsyncIterator[tuple[Services, httpx2.AsyncClient]]:
+    """A second node on the harness's database and clock (its usage log flushed every
+    ``usage_flush_seconds`` if given), and a client whose requests come to it from
+    198.51.100.9."""
+    settings = harness.services.settings
+    if usage_flush_seconds is not None:
+        usage = settings.usage.model_copy(update={"flush_interval_seconds": usage_flush_seconds})
+        settings = settings.model_copy(update={"usage": usage})
+    other = create_app(settings, clock=harness.clock)
+    async with other.router.lifespan_context(other):
+        transport = httpx2.ASGITransport(app=other, client=("198.51.100.9", 50000))
+        async with httpx2.AsyncClient(transport=transport, base_url="http://second") as client:
+            yield other.state.services, client
+
+
 async def test_a_key_in_use_on_another_node_is_not_reported_idle(
     harness: Harness, user_token: str
 ) -> None:
@@ -266,30 +286,26 @@ async def test_a_key_in_use_on_another_node_is_not_reported_idle(
     created = await harness.create_key(user_token, allowedIp=["127.0.0.1", "198.51.100.9"])
     headers = key_header(created["key"])
     first = harness.services
-    other = create_app(first.settings, clock=harness.clock)
-    async with other.router.lifespan_context(other):
-        second = other.state.services
-        transport = httpx2.ASGITransport(app=other, client=("198.51.100.9", 50000))
-        async with httpx2.AsyncClient(transport=transport, base_url="http://second") as client:
-            assert (await harness.client.get("/api/account", headers=headers)).status_code == 200
-            await first.usage.flush()
-            for _ in range(70):
-                harness.clock.advance(minutes=1)
-                assert (await client.get("/api/account", headers=headers)).status_code == 200
-                await second.usage.flush()
-            harness.clock.advance(seconds=1)
-            assert (await harness.client.get("/api/account", headers=headers)).status_code == 200
-            await first.usage.flush()
-            assert "after_inactivity" not in [e.reason for e in await success_events(harness)]
-
-            harness.clock.advance(hours=2)
-            idle_request_at = harness.clock()
-            response = await client.get(
-                "/api/account", headers={**headers, "User-Agent": "nightly-job/1.0"}
-            )
-            assert response.status_code == 200
+    async with second_node(harness) as (second, client):
+        assert (await harness.client.get("/api/account", headers=headers)).status_code == 200
+        await first.usage.flush()
+        for _ in range(70):
+            harness.clock.advance(minutes=1)
+            assert (await client.get("/api/account", headers=headers)).status_code == 200
             await second.usage.flush()
-            await second.audit.flush()
+        harness.clock.advance(seconds=1)
+        assert (await harness.client.get("/api/account", headers=headers)).status_code == 200
+        await first.usage.flush()
+        assert "after_inactivity" not in [e.reason for e in await success_events(harness)]
+
+        harness.clock.advance(hours=2)
+        idle_request_at = harness.clock()
+        response = await client.get(
+            "/api/account", headers={**headers, "User-Agent": "nightly-job/1.0"}
+        )
+        assert response.status_code == 200
+        await second.usage.flush()
+        await second.audit.flush()
     idle = [e for e in await success_events(harness) if e.reason == "after_inactivity"]
     assert [(e.details, e.client_ip, e.user_agent, e.request_path) for e in idle] == [
         ({"idleSeconds": 7200}, "198.51.100.9", "nightly-job/1.0", "/api/account")
@@ -310,19 +326,14 @@ async def test_a_key_first_used_on_two_nodes_has_one_first_use(
     headers = key_header(created["key"])
     first = harness.services
     # The second node writes only when told: its flush must not come before the first's.
-    usage = first.settings.usage.model_copy(update={"flush_interval_seconds": 60})
-    other = create_app(first.settings.model_copy(update={"usage": usage}), clock=harness.clock)
-    async with other.router.lifespan_context(other):
-        second = other.state.services
-        transport = httpx2.ASGITransport(app=other, client=("198.51.100.9", 50000))
-        async with httpx2.AsyncClient(transport=transport, base_url="http://second") as client:
-            assert (await harness.client.get("/api/account", headers=headers)).status_code == 200
-            harness.clock.advance(seconds=1)
-            assert (await client.get("/api/account", headers=headers)).status_code == 200
-            await first.usage.flush()
-            await first.audit.flush()
-            await second.usage.flush()
-            await second.audit.flush()
+    async with second_node(harness, usage_flush_seconds=60) as (second, client):
+        assert (await harness.client.get("/api/account", headers=headers)).status_code == 200
+        harness.clock.advance(seconds=1)
+        assert (await client.get("/api/account", headers=headers)).status_code == 200
+        await first.usage.flush()
+        await first.audit.flush()
+        await second.usage.flush()
+        await second.audit.flush()
     events = await success_events(harness)
     assert [(e.reason, e.client_ip) for e in events] == [
         ("first_use", "127.0.0.1"),
@@ -341,22 +352,18 @@ async def test_a_new_address_after_an_idle_time_the_cluster_does_not_confirm_is_
     created = await harness.create_key(user_token, allowedIp=allowed)
     headers = key_header(created["key"])
     first = harness.services
-    other = create_app(first.settings, clock=harness.clock)
-    async with other.router.lifespan_context(other):
-        second = other.state.services
-        transport = httpx2.ASGITransport(app=other, client=("198.51.100.9", 50000))
-        async with httpx2.AsyncClient(transport=transport, base_url="http://second") as client:
-            assert (await harness.client.get("/api/account", headers=headers)).status_code == 200
-            await first.usage.flush()
-            await first.audit.flush()  # its first use before the second node's records
-            for _ in range(70):
-                harness.clock.advance(minutes=1)
-                assert (await client.get("/api/account", headers=headers)).status_code == 200
-                await second.usage.flush()
-            await second.audit.flush()
-            async with harness.client_from("203.0.113.66") as newcomer:
-                for _ in range(3):
-                    assert (await newcomer.get("/api/account", headers=headers)).status_code == 200
+    async with second_node(harness) as (second, client):
+        assert (await harness.client.get("/api/account", headers=headers)).status_code == 200
+        await first.usage.flush()
+        await first.audit.flush()  # its first use before the second node's records
+        for _ in range(70):
+            harness.clock.advance(minutes=1)
+            assert (await client.get("/api/account", headers=headers)).status_code == 200
+            await second.usage.flush()
+        await second.audit.flush()
+        async with harness.client_from("203.0.113.66") as newcomer:
+            for _ in range(3):
+                assert (await newcomer.get("/api/account", headers=headers)).status_code == 200
     events = await success_events(harness)
     assert [(e.reason, e.client_ip) for e in events] == [
         ("first_use", "127.0.0.1"),
