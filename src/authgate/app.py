@@ -59,6 +59,9 @@ class AuthgateApp(FastAPI):
     ``/api/auth/verify`` never reaches the middleware stack or the router."""
 
     fast_path: forward_auth.ForwardAuthFastPath | None = None
+    # The same object as ``state.services``: routes read it on every request, and
+    # Starlette's ``State`` answers an attribute through a Python ``__getattr__``.
+    services: Services
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         fast_path = self.fast_path
@@ -125,7 +128,7 @@ def create_app(
             "logs": settings.opentelemetry,
         },
     )
-    app.state.services = services
+    app.state.services = app.services = services
     # Routes added on the app itself (Swagger UI's) answer HEAD as the routers' do.
     app.router.route_class = AuthgateRoute
     install_error_handlers(app)

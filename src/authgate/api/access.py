@@ -201,7 +201,7 @@ def _session_required(request: Request, principal: Principal) -> SessionRequired
 
 
 def services_of(request: Request) -> Services:
-    services: Services = request.app.state.services
+    services: Services = request.scope["app"].services  # AuthgateApp.services
     return services
 
 
@@ -262,7 +262,7 @@ def client_address(scope: Scope, services: Services) -> IPAddress | None:
         # The forwarding header matters only from a trusted proxy: no header scan
         # otherwise (and then the peer is the client: one memoised lookup).
         address = resolver.resolve(peer, joined_header_values(scope, resolver.header_name))
-    verdict.client_ip = address
+    verdict.client_ip, verdict.client_ip_known = address, True
     return address
 
 

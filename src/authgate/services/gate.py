@@ -124,7 +124,16 @@ class Verdict:
     forward-auth request asks about; the client address once resolved.
     """
 
-    __slots__ = ("_client_ip", "at", "error", "failure", "principal", "rate_limit", "upstream")
+    __slots__ = (
+        "at",
+        "client_ip",
+        "client_ip_known",
+        "error",
+        "failure",
+        "principal",
+        "rate_limit",
+        "upstream",
+    )
 
     def __init__(self) -> None:
         # When the gate checked an API key (one clock reading serves the key's checks
@@ -135,20 +144,10 @@ class Verdict:
         self.error: AuthgateError | None = None
         self.rate_limit: RateLimitState | None = None
         self.upstream: tuple[str, str] | None = None
-        self._client_ip: object = _UNRESOLVED
-
-    @property
-    def client_ip_known(self) -> bool:
-        return self._client_ip is not _UNRESOLVED
-
-    @property
-    def client_ip(self) -> IPAddress | None:
-        address = self._client_ip
-        return None if address is _UNRESOLVED else address  # type: ignore[return-value]
-
-    @client_ip.setter
-    def client_ip(self, address: IPAddress | None) -> None:
-        self._client_ip = address
+        # The client address, once resolved (``None`` is an answer: no address known).
+        # Plain attributes, not a property: both are read on every authenticated request.
+        self.client_ip: IPAddress | None = None
+        self.client_ip_known = False
 
     def refuse(self, failure: AuthFailure, error: AuthgateError) -> None:
         self.failure, self.error = failure, error
@@ -233,7 +232,7 @@ class Gate:
     ) -> Verdict:
         """Decide on one request: fills ``verdict`` (principal, or failure and error;
         rate-limit state) and returns it. Never raises an ``AuthgateError``."""
-        verdict.client_ip = client_ip
+        verdict.client_ip, verdict.client_ip_known = client_ip, True
         started = time.perf_counter()
         try:
             principal = await self._authenticate(verdict, credentials, client_ip)
