@@ -412,8 +412,11 @@ async def test_health_stays_up_and_reports_redis_down(
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]  # nothing listens there once the probe is closed
     link = RedisLink(from_url(f"redis://127.0.0.1:{port}/0", socket_connect_timeout=0.2))
-    # Services is a frozen registry: the health route gets a copy holding the dead link.
-    monkeypatch.setattr(harness.app.state, "services", replace(harness.services, redis=link))
+    # Services is a frozen registry: the health route gets a copy holding the dead link
+    # (routes read ``app.services``; ``app.state.services`` is the same object).
+    dead_redis = replace(harness.services, redis=link)
+    monkeypatch.setattr(harness.app, "services", dead_redis)
+    monkeypatch.setattr(harness.app.state, "services", dead_redis)
     try:
         for _ in range(2):  # the second answer comes from the open breaker
             response = await harness.client.get("/management/health")

@@ -9,10 +9,12 @@ subjects an attacker makes up (the attack review's repros, as audit records):
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -438,3 +440,38 @@ async def test_long_idle_times_in_two_windows_of_one_batch_each_fire(
         key_use(services, Reason.AFTER_INACTIVITY, idle_days=31)
 
     assert await evaluate(services) == 2
+
+
+async def test_an_evaluation_returns_once_a_running_one_has_stored_its_alerts(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The background evaluation moves the cursor past the records it read before it
+    stores their alerts. A second caller (a test, the admin's "evaluate now") used to find
+    nothing new and return while the first was still storing: the alerts were not there
+    yet. Now it waits for the running evaluation (the full suite's flaky
+    ``test_cheap_refusals_using_up_the_bound_cannot_hide_a_password_attack``)."""
+    for _ in range(5):
+        failed_login(services, "admin", "203.0.113.9", Reason.WRONG_PASSWORD)
+    await services.audit.flush()
+    engine = services.alerts
+    storing, release = asyncio.Event(), asyncio.Event()
+    fire = engine._fire
+
+    async def slow_fire(**alert: Any) -> bool:
+        storing.set()
+        await release.wait()
+        return await fire(**alert)
+
+    monkeypatch.setattr(engine, "_fire", slow_fire)
+    first = asyncio.create_task(engine.evaluate_new_events())
+    await asyncio.wait_for(storing.wait(), 5)
+    second = asyncio.create_task(engine.evaluate_new_events())
+    # Before, it found nothing new after one read and returned 0 at once.
+    done, _ = await asyncio.wait({second}, timeout=1)
+    assert not done  # it waits for the first, which has the records
+    release.set()
+    assert await asyncio.wait_for(first, 5) == 1
+    assert await asyncio.wait_for(second, 5) == 0
+    assert [(a.subject, a.count) for a in await fired(services, PER_ACCOUNT)] == [
+        ("account:admin", 5)
+    ]

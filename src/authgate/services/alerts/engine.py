@@ -83,6 +83,10 @@ class AlertEngine:
         self._last_reminders = 0.0
         # (rule key, window start) -> the subjects rolled up beyond the bound
         self._rollups: dict[tuple[str, int], Rollup] = {}
+        # One evaluation at a time: a second caller waits, so that when
+        # ``evaluate_new_events`` returns, every record written before the call has been
+        # judged and its alerts stored (the cursor moves before the alerts are written).
+        self._evaluating = asyncio.Lock()
 
     @property
     def poll_interval(self) -> float:
@@ -147,7 +151,12 @@ class AlertEngine:
         return len(self._dispatcher.stats)
 
     async def evaluate_new_events(self) -> int:
-        """Evaluate the rules against audit records written since the last call."""
+        """Evaluate the rules against audit records written since the last call; on
+        return, their alerts are stored (an evaluation already running is waited for)."""
+        async with self._evaluating:
+            return await self._evaluate_new_events()
+
+    async def _evaluate_new_events(self) -> int:
         async with self._db.session() as session:
             repository = self._db.alerts(session)
             events = await repository.events_after(self._cursor, limit=_BATCH)
