@@ -297,6 +297,8 @@ async def ensure_schema(services: Services) -> None:
     current = await migrate.current_revision(services.db.engine)
     if current == head:
         return
+    if migrate.unknown_revision(current):
+        raise ConfigurationError(migrate.unknown_revision_message(str(current)))
     if migrate.schema_is_newer(current):
         log.warning(
             "the database schema (revision %s) is newer than this version's (%s): "

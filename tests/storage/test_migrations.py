@@ -13,13 +13,25 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect, text
+from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from authgate.container import build_services
+from authgate.exceptions import ConfigurationError
+from authgate.runtime import ensure_schema
 from authgate.storage import migrate
-from authgate.storage.models import Base
-from tests.conftest import SqliteTemplates
+from authgate.storage.db import Database
+from authgate.storage.models import (
+    ApiKey,
+    Base,
+    OneTimeCode,
+    RefreshToken,
+    SecondFactor,
+    Session,
+    User,
+)
+from tests.conftest import SqliteTemplates, test_settings
 
 
 async def test_upgrade_downgrade_upgrade(database_url: str) -> None:
@@ -311,3 +323,150 @@ def test_a_start_on_a_current_schema_does_not_import_alembic(
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+async def _child_rows(db: Database, tables: tuple[str, ...]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    async with db.engine.connect() as connection:
+        for table in tables:
+            query = f"SELECT count(*) FROM {table}"  # noqa: S608 - the test's own names
+            counts[table] = (await connection.exec_driver_sql(query)).scalar_one()
+    return counts
+
+
+async def test_migrations_through_the_servers_engine_keep_the_users_child_rows(
+    database_url: str,
+) -> None:
+    """The upgrade review: on SQLite, authgate's own connections enforce foreign keys,
+    and a migration that rebuilds ``users`` (batch mode: copy, DROP, rename; 0010 and
+    0011 up, 0016 down) deleted through ON DELETE CASCADE every API key, second factor,
+    recovery code and v12 session. ``authgate serve`` and ``authgate migrate`` migrate
+    on that engine (``Database``), so this test does too; the other tests' plain engines
+    have foreign keys off and never saw it."""
+    db = Database(database_url)
+    now = datetime.now(UTC)
+    try:
+        await migrate.upgrade(db.engine)
+        async with db.transaction() as session:
+            user = User(
+                login="alice", email="alice@example.com", authorities="ROLE_USER",
+                password_hash="x", created_at=now, updated_at=now,
+            )  # fmt: skip
+            session.add(user)
+            await session.flush()
+            session.add_all(
+                [
+                    ApiKey(
+                        user_id=user.id, name="deploy", key_id="k" * 12, key_tail="abcd",
+                        secret_hash="0" * 64, scopes="read", created_at=now,
+                        generated_at=now, updated_at=now,
+                    ),
+                    SecondFactor(user_id=user.id, totp_secret="sealed", updated_at=now),
+                    OneTimeCode(
+                        user_id=user.id, purpose="recovery", code_hash="1" * 64, created_at=now
+                    ),
+                    Session(
+                        id=str(uuid.uuid4()), user_id=user.id, created_at=now,
+                        last_used_at=now, expires_at=now,
+                    ),
+                ]
+            )  # fmt: skip
+            await session.flush()
+            family = (await session.execute(text("SELECT id FROM sessions"))).scalar_one()
+            session.add(RefreshToken(token_hash="2" * 64, session_id=family, created_at=now))
+        everything = ("api_keys", "second_factors", "one_time_codes", "sessions", "refresh_tokens")
+        kept = dict.fromkeys(everything, 1)
+        assert await _child_rows(db, everything) == kept
+        # 0016's downgrade rebuilds users; then up again.
+        await migrate.downgrade(db.engine, "0015_legacy_imports")
+        assert await _child_rows(db, everything) == kept
+        await migrate.upgrade(db.engine)
+        assert await _child_rows(db, everything) == kept
+        # Down below 0010 (sessions go with 0011, as they should) and up through 0010
+        # and 0011, which rebuild users: an installation from before them upgrading.
+        await migrate.downgrade(db.engine, "0009_usage_rollups")
+        older = ("api_keys", "second_factors", "one_time_codes")
+        assert await _child_rows(db, older) == dict.fromkeys(older, 1)
+        await migrate.upgrade(db.engine)
+        assert await _child_rows(db, older) == dict.fromkeys(older, 1)
+        if db.is_sqlite:  # and the server's connections enforce foreign keys again
+            async with db.engine.connect() as connection:
+                assert (await connection.exec_driver_sql("PRAGMA foreign_keys")).scalar() == 1
+    finally:
+        await db.engine.dispose()
+
+
+def test_a_migration_that_leaves_rows_pointing_nowhere_is_refused(tmp_path: Path) -> None:
+    """With SQLite's foreign keys off during a migration, what they would have refused is
+    checked after it: a row the migration left pointing at a missing row stops it; one
+    that pointed nowhere before it did not come from it, and does not."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'references.db'}")
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+        connection.exec_driver_sql(
+            "CREATE TABLE child (id INTEGER PRIMARY KEY, parent_id INTEGER REFERENCES parent(id))"
+        )
+        connection.exec_driver_sql("INSERT INTO child VALUES (1, 7)")  # there before
+        before = migrate._broken_references(connection)
+        assert len(before) == 1
+        migrate._refuse_new_broken_references(connection, before)
+        connection.exec_driver_sql("INSERT INTO child VALUES (2, 8)")  # "the migration's"
+        with pytest.raises(RuntimeError, match="1 rows pointing at missing rows in child"):
+            migrate._refuse_new_broken_references(connection, before)
+    engine.dispose()
+
+
+async def _stamp(engine: AsyncEngine, revision: str) -> None:
+    async with engine.begin() as connection:
+        await connection.execute(
+            text("UPDATE alembic_version SET version_num = :r"), {"r": revision}
+        )
+
+
+async def test_a_schema_stamped_with_a_renamed_revision_is_migrated(database_url: str) -> None:
+    """The upgrade review: 5926e0e shipped 0014_key_public_ids as "0012_key_public_ids"
+    for two minutes. A schema stamped so was taken for a newer version's ("nothing to
+    do"), and the server then failed at start-up on a missing column. It is restamped
+    with the current id and migrated to the head."""
+    db = Database(database_url)
+    try:
+        await migrate.upgrade(db.engine)
+        await migrate.downgrade(db.engine, "0014_key_public_ids")
+        await _stamp(db.engine, "0012_key_public_ids")
+        assert not migrate.schema_is_newer("0012_key_public_ids")
+        assert not migrate.unknown_revision("0012_key_public_ids")
+        await migrate.upgrade(db.engine)
+        assert await migrate.current_revision(db.engine) == migrate.head_revision()
+    finally:
+        await db.engine.dispose()
+
+
+async def test_an_unknown_revision_not_after_the_head_is_refused_with_a_reason(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Only a revision numbered after this version's head is a newer version's schema
+    (served on: migrations only add). Another unknown one - a development build's,
+    another application's - is refused, at start-up and by ``authgate migrate``, with
+    what it is, instead of "nothing to do" and a crash on a missing column."""
+    head_number = int(migrate.head_revision().partition("_")[0])
+    assert migrate.schema_is_newer(f"{head_number + 1:04d}_from_a_newer_version")
+    assert not migrate.unknown_revision(f"{head_number + 1:04d}_from_a_newer_version")
+    for foreign in ("0013_something_else", "ae1027a6acf"):
+        assert not migrate.schema_is_newer(foreign)
+        assert migrate.unknown_revision(foreign)
+    db = Database(database_url)
+    settings = test_settings(tmp_path / "data", database_url=database_url)
+    services = build_services(settings)
+    try:
+        await migrate.upgrade(db.engine)
+        await _stamp(db.engine, "0013_something_else")
+        with pytest.raises(migrate.UnknownRevision, match="does not know"):
+            await migrate.upgrade(db.engine)
+        assert await migrate.current_revision(db.engine) == "0013_something_else"
+        with pytest.raises(ConfigurationError, match="0013_something_else, which this version"):
+            await ensure_schema(services)
+    finally:
+        # The PostgreSQL database serves the next tests: stamped as it really is.
+        await _stamp(db.engine, migrate.head_revision())
+        await services.db.close()
+        await db.engine.dispose()

@@ -216,6 +216,8 @@ def migrate(config: ConfigOption = None) -> None:
             db = Database(settings.effective_database_url)
             try:
                 current = await migrations.current_revision(db.engine)
+                if migrations.unknown_revision(current):
+                    raise ConfigurationError(migrations.unknown_revision_message(str(current)))
                 # An older version started on a newer schema (an image rolled back):
                 # serve runs on it (migrations only add), so there is nothing to do.
                 if migrations.schema_is_newer(current):
