@@ -1012,3 +1012,26 @@ def test_a_second_stage_while_a_key_is_staged_is_refused(data_dir: Path) -> None
     assert f"key {staged_kid} is staged already" in again.output
     listed = {row[0]: row[3] for row in table_rows(invoke("signing-keys", "list").stdout)}
     assert listed[staged_kid] == "staged"
+
+
+def test_output_to_a_closed_pipe_is_no_database_error(data_dir: Path) -> None:
+    """``authgate audit export | head -c 10``: the reader leaves, the next write fails
+    with a broken pipe. That is a ``ConnectionError`` too, and was told as "cannot connect
+    to the database at ...: Broken pipe" (exit 2, the upgrade review); now the command
+    stops quietly, as other command-line tools do (click's exit 1 for a broken pipe)."""
+    assert_exits(create_user(), 0)
+    reading, writing = os.pipe()
+    os.close(reading)  # the reader is gone before the first write
+    try:
+        done = subprocess.run(
+            [str(AUTHGATE), "audit", "export", "--format", "json"],
+            stdout=writing,
+            stderr=subprocess.PIPE,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(writing)
+    assert done.returncode == 1
+    assert b"database" not in done.stderr
+    assert b"Traceback" not in done.stderr

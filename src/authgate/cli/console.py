@@ -161,6 +161,8 @@ def database_problems(settings: Settings) -> Iterator[None]:
     told in one sentence, not a traceback; other errors pass."""
     try:
         yield
+    except BrokenPipeError:  # our own output's reader went away (``| head``): not the database
+        raise
     except (OSError, DBAPIError) as error:
         message = describe_connection_failure(error, settings.effective_database_url)
         if message is None:
