@@ -137,6 +137,10 @@ def test_missing_config_file_is_a_configuration_error(
         ({"public_url": "https://x.example:99999/p"}, "public_url.*absolute"),
         ({"metrics_token": "a"}, "metrics_token must be at least 24 characters"),
         ({"metrics_token": "x" * 23}, "metrics_token must be at least 24 characters"),
+        (
+            {"login_pair_base_delay_seconds": 900, "login_pair_max_delay_seconds": 30},
+            "login_pair_max_delay_seconds must be at least login_pair_base_delay_seconds",
+        ),
     ],
     ids=[
         "port-zero",
@@ -162,6 +166,7 @@ def test_missing_config_file_is_a_configuration_error(
         "public-url-bad-port",
         "metrics-token-one-character",
         "metrics-token-one-short",
+        "pair-delay-max-under-base",
     ],
 )
 def test_invalid_values_are_rejected(values: dict[str, object], message: str) -> None:

@@ -300,6 +300,10 @@ class Settings(BaseSettings):
             raise ValueError(
                 "login_account_slowdown_max_seconds must be at least login_account_slowdown_seconds"
             )
+        if self.login.pair_max_delay < self.login.pair_base_delay:
+            raise ValueError(
+                "login_pair_max_delay_seconds must be at least login_pair_base_delay_seconds"
+            )
         if self.tokens.remember_me_ttl_seconds < self.tokens.ttl_seconds:
             raise ValueError("remember_me_ttl_seconds must be at least token_ttl_seconds")
         metrics_token = self.metrics_token.get_secret_value() if self.metrics_token else None

@@ -291,6 +291,31 @@ async def test_logout_revokes_the_presented_token_only(harness: Harness) -> None
     assert (await harness.client.get("/api/account", headers=bearer(second))).status_code == 200
 
 
+async def test_a_logged_out_token_stays_refused_through_the_leeway_after_housekeeping(
+    harness: Harness,
+) -> None:
+    """The time review: a token is accepted until its expiry plus the leeway (clock
+    skew), but housekeeping forgot its revocation at the bare expiry: a logged-out token
+    came back for the rest of the leeway, on a worker that ran housekeeping or started
+    then. Revocations are kept, and loaded, until the codec refuses the token anyway."""
+    await harness.create_user("alice")
+    token = await harness.login("alice", USER_PASSWORD)
+    assert (await harness.client.post("/api/logout", headers=bearer(token))).status_code == 204
+    lifetime = harness.services.settings.tokens.ttl_seconds
+    leeway = harness.services.settings.tokens.leeway_seconds
+    assert leeway > 0
+    harness.clock.advance(seconds=lifetime + 1)  # expired, inside the leeway
+    await harness.services.tokens.delete_expired_revocations()
+    await harness.services.tokens.load_revocations()  # as a worker starting now
+    refused = await harness.client.get("/api/account", headers=bearer(token))
+    assert refused.status_code == 401
+    assert refused.json()["code"] == "token_revoked"
+    harness.clock.advance(seconds=leeway)  # past the leeway: expired, whatever the list
+    assert await harness.services.tokens.delete_expired_revocations() == 1
+    refused = await harness.client.get("/api/account", headers=bearer(token))
+    assert refused.json()["code"] == "token_expired"
+
+
 async def test_logout_all_revokes_every_token_of_the_caller(harness: Harness) -> None:
     """log out everywhere: all earlier tokens refused, a new login works again."""
     await harness.create_user("alice")

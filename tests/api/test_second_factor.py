@@ -671,6 +671,45 @@ async def test_a_code_that_could_not_be_mailed_does_not_hold_back_the_next(
         assert passed.status_code == 200, passed.text
 
 
+async def test_an_email_enrolment_ends_with_its_code(tmp_path: Path, database_url: str) -> None:
+    """The time review: an e-mail enrolment's start answers ``expiresInSeconds: 300``,
+    its code's lifetime, but the check counted down from the TOTP enrolment's 600 s: the
+    right code after 300 s was "not valid", a failure counted towards the lock. It is
+    now the enrolment's end: ``expired``, nothing counted."""
+    with running_smtp_server() as (recorder, port):
+        async with harness_with(tmp_path, database_url, **smtp_settings(port)) as harness:
+            await harness.create_user("alice")
+            token = await harness.login("alice", USER_PASSWORD)
+            init = await harness.client.post(
+                "/api/tfa/init", json={"method": "EMAIL"}, headers=bearer(token)
+            )
+            assert init.json()["expiresInSeconds"] == 300
+            code = _last_code(recorder.messages())
+            harness.clock.advance(seconds=299)
+            wrong = await harness.client.post(
+                "/api/tfa/verify", json={"method": "EMAIL", "code": "000000"}, headers=bearer(token)
+            )
+            assert (wrong.json()["valid"], wrong.json()["expired"]) == (False, False)
+            assert wrong.json()["remainingSeconds"] == 1
+            harness.clock.advance(seconds=2)
+            late = await harness.client.post(
+                "/api/tfa/verify", json={"method": "EMAIL", "code": code}, headers=bearer(token)
+            )
+            assert late.json()["valid"] is False
+            assert late.json()["expired"] is True
+            assert late.json()["remainingSeconds"] == 0
+            restarted = await harness.client.post(
+                "/api/tfa/init", json={"method": "EMAIL"}, headers=bearer(token)
+            )
+            assert restarted.status_code == 200
+            verify = await harness.client.post(
+                "/api/tfa/verify",
+                json={"method": "EMAIL", "code": _last_code(recorder.messages())},
+                headers=bearer(token),
+            )
+            assert verify.json()["valid"] is True
+
+
 def _last_code(messages: list[Any]) -> str:
     """The code of the last message to alice (alerts go to the security team)."""
     body = [m for m in messages if m["To"] == "alice@example.com"][-1].get_content()

@@ -115,6 +115,11 @@ class JwtCodec:
     def keyring(self) -> KeyRing:
         return self._keyring
 
+    @property
+    def leeway(self) -> timedelta:
+        """How long past its ``exp`` a token is still accepted (clock skew)."""
+        return timedelta(seconds=self._leeway)
+
     def with_keyring(self, keyring: KeyRing) -> JwtCodec:
         """A codec identical to this one but for its keys (after a rotation)."""
         return JwtCodec(

@@ -144,10 +144,10 @@ class AccessTokenService:
         self._codec = codec
 
     async def load_revocations(self) -> None:
-        """Fill the deny list from the database (at start-up, after the feed's cursor)."""
-        now = self._clock()
+        """Fill the deny list from the database (at start-up, after the feed's cursor):
+        every revocation of a token still accepted, the leeway past its expiry included."""
         async with self._db.session() as session:
-            revoked = await self._db.revoked_tokens(session).unexpired(now)
+            revoked = await self._db.revoked_tokens(session).unexpired(self._accepted_since())
         for jti, expires_at in revoked:
             self._denied[jti] = expires_at.timestamp()
 
@@ -370,13 +370,20 @@ class AccessTokenService:
         self._audit.record(EventType.LOGOUT, "success", actor=Actor.of(principal))
 
     async def delete_expired_revocations(self) -> int:
-        """Housekeeping: forget revocations of tokens that have expired anyway."""
-        now = self._clock()
-        cutoff = now.timestamp()
+        """Housekeeping: forget revocations of tokens that are refused anyway: expired
+        longer ago than the leeway the codec still accepts them for (forgotten at their
+        bare expiry, a logged-out token came back for the rest of the leeway, and a spent
+        second-step token bought a second login: the time review)."""
+        accepted_since = self._accepted_since()
+        cutoff = accepted_since.timestamp()
         for jti in [jti for jti, until in self._denied.items() if until <= cutoff]:
             del self._denied[jti]
         async with self._db.transaction() as session:
-            return await self._db.revoked_tokens(session).delete_expired(now)
+            return await self._db.revoked_tokens(session).delete_expired(accepted_since)
+
+    def _accepted_since(self) -> datetime:
+        """The earliest expiry of a token the codec still accepts now."""
+        return self._clock() - self._codec.leeway
 
     def cache_hit_ratios(self) -> dict[str, int]:
         return {

@@ -263,7 +263,7 @@ class PasswordResets:
             )
         if user.reset_key_expires_at <= self._clock():
             raise ResetKeyExpired(
-                "This reset link has expired (links are valid for 24 hours); ask for a new one.",
+                "This link has expired; ask for a new one.",
                 field_errors=[FieldError("key", "Expired reset key.")],
             )
 

@@ -329,7 +329,7 @@ class SecondFactorService:
             return EnrolmentCheck(
                 False, True, 0, "No enrolment of this method is in progress", started=False
             )
-        remaining = _enrolment_seconds_left(row.pending_started_at, now)
+        remaining = _enrolment_seconds_left(row.pending_started_at, now, method)
         if remaining <= 0:
             return EnrolmentCheck(False, True, 0, "The enrolment expired; start again")
         counted = await self._reserve(user)
@@ -365,7 +365,7 @@ class SecondFactorService:
             row = await self._db.second_factors(session).get(user.id)
         if row is None or row.pending_method != "TOTP" or row.pending_started_at is None:
             return None
-        remaining = _enrolment_seconds_left(row.pending_started_at, self._clock())
+        remaining = _enrolment_seconds_left(row.pending_started_at, self._clock(), "TOTP")
         if remaining <= 0 or row.pending_totp_secret is None:
             return None
         secret = self._totp_secret(row.pending_totp_secret, user.id)
@@ -854,5 +854,11 @@ def _clear_pending(row: object) -> None:
         setattr(row, name, None)
 
 
-def _enrolment_seconds_left(started_at: datetime, now: datetime) -> int:
-    return ENROLMENT_SECONDS - int((now - started_at).total_seconds())
+def _enrolment_seconds_left(started_at: datetime, now: datetime, method: Method) -> int:
+    """How long a code of the enrolment begun at ``started_at`` may still be checked: an
+    e-mail enrolment's one code lives ``EMAIL_CODE_SECONDS`` (what its start answered;
+    the time review: it counted down from ``ENROLMENT_SECONDS`` and took the dead code
+    for a wrong one), a TOTP enrolment's codes come from the app until
+    ``ENROLMENT_SECONDS``."""
+    window = EMAIL_CODE_SECONDS if method == "EMAIL" else ENROLMENT_SECONDS
+    return window - int((now - started_at).total_seconds())
