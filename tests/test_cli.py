@@ -1035,3 +1035,31 @@ def test_output_to_a_closed_pipe_is_no_database_error(data_dir: Path) -> None:
     assert done.returncode == 1
     assert b"database" not in done.stderr
     assert b"Traceback" not in done.stderr
+
+
+def test_a_key_ring_made_anew_for_a_database_with_users_is_warned_about(
+    data_dir: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The backup review: with the signing key file lost or moved, a start made a new
+    ring and said nothing (its INFO line fell under start-up's WARNING level), and every
+    user had to log in again without a word why. A ring made for a database that has
+    users is now a warning; a first start's is not."""
+    # Only caplog's handler: one an earlier test's `serve` left writes to a stream
+    # CliRunner has closed since.
+    authgate_logger = logging.getLogger("authgate")
+    monkeypatch.setattr(authgate_logger, "handlers", [])
+    monkeypatch.setattr(authgate_logger, "propagate", True)
+    with caplog.at_level(logging.WARNING, logger="authgate.runtime"):
+        assert_exits(invoke("users", "list"), 0)  # the first start: a new ring, no users
+        assert_exits(create_user(), 0)
+        assert_exits(invoke("users", "list"), 0)
+    assert not [r for r in caplog.records if "signing key ring" in r.getMessage()]
+    (data_dir / "signing-keys.json").unlink()
+    with caplog.at_level(logging.WARNING, logger="authgate.runtime"):
+        assert_exits(invoke("users", "list"), 0)
+    warned = [r.getMessage() for r in caplog.records if "signing key ring" in r.getMessage()]
+    assert warned == [
+        f"a new signing key ring was created in {data_dir / 'signing-keys.json'}, but the"
+        " database has users: every token signed before is refused (users log in again)."
+        " If the file was lost or moved, stop and restore it"
+    ]

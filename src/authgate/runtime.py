@@ -65,6 +65,25 @@ class BackgroundWork:
             self.doorbell = ChangeDoorbell(services.redis, wake=self.wake_change_poller)
             services.feed.after_commit(self.doorbell.ring)
 
+    async def _warn_of_a_new_key_ring(self) -> None:
+        """A signing key ring created at this start, for a database that has users: the
+        file was lost or moved (or points elsewhere), and every token signed before is
+        refused. Said once, as a warning (the backup review: nothing said why every user
+        had to log in again)."""
+        key_file = self.services.key_file
+        if key_file is None or not key_file.created_at_start:
+            return
+        key_file.created_at_start = False
+        async with self.services.db.session() as session:
+            users = await self.services.db.users(session).count()
+        if users:
+            log.warning(
+                "a new signing key ring was created in %s, but the database has users: every"
+                " token signed before is refused (users log in again). If the file was lost"
+                " or moved, stop and restore it",
+                key_file.path,
+            )
+
     async def start(self, *, background: bool = True, serving: bool = False) -> None:
         """Load shared state; with ``background``, join the cluster and start polling
         and housekeeping (a CLI command only checks that it may touch the data).
@@ -80,6 +99,7 @@ class BackgroundWork:
             else:
                 await services.cluster.check_stored_keys(serving=False)
         await services.audit.check_key()
+        await self._warn_of_a_new_key_ring()
         introduced = await self.introduce_audit_key()
         await services.feed.start_from_now()
         await services.tokens.load_revocations()

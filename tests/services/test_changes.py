@@ -8,16 +8,18 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.pool import QueuePool
 
 from authgate.app import create_app
 from authgate.container import Services
 from authgate.exceptions import TokenRevoked
+from authgate.services import changes
 from authgate.services.changes import Change, ChangeFeed, ChangeKind
 from authgate.settings import Settings
 from authgate.storage.db import Database
 from authgate.storage.models import AuthChange
-from tests.conftest import USER_PASSWORD, FakeClock, Harness, test_settings
+from tests.conftest import USER_PASSWORD, FakeClock, Harness, bearer, test_settings
 
 
 @pytest.fixture
@@ -247,3 +249,55 @@ async def test_polls_do_not_wait_for_the_request_pool(harness: Harness, clock: F
     # the background: counting this poll's deliveries failed once in CI); either way
     # through the feed's own connection, without waiting for the pool.
     assert received == ["elsewhere"]
+
+
+async def _restore_feed_to(db: Database, seq: int) -> None:
+    """What restoring an older backup does to the feed: the rows after ``seq`` are gone
+    and the next change is numbered ``seq + 1`` again (the sequence was restored too)."""
+    async with db.transaction() as session:
+        await session.execute(text("DELETE FROM auth_changes WHERE seq > :seq"), {"seq": seq})
+        if db.is_sqlite:
+            await session.execute(
+                text("UPDATE sqlite_sequence SET seq = :seq WHERE name = 'auth_changes'"),
+                {"seq": seq},
+            )
+        else:
+            await session.execute(text("SELECT setval('auth_changes_seq_seq', :seq)"), {"seq": seq})
+
+
+async def test_a_restored_database_under_a_running_node_is_noticed(
+    harness: Harness, settings: Settings, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The backup review: restoring the database under running nodes takes the feed back
+    below their low-water mark, so they never saw a change made after it: a token logged
+    out on a node started after the restore stayed valid on the others until it expired,
+    and a key created after the backup until its cache entry did. A poll now notices
+    (every ``REWIND_CHECK_SECONDS``), starts from the feed's end, drops every cached
+    credential state and reads the deny list again."""
+    monkeypatch.setattr(changes, "REWIND_CHECK_SECONDS", 0.0)  # every idle poll checks
+    await harness.create_user("alice")
+    token = await harness.login("alice", USER_PASSWORD)
+    other_settings = test_settings(settings.data_dir, database_url=settings.effective_database_url)
+    other = create_app(other_settings)
+    async with other.router.lifespan_context(other):
+        services: Services = other.state.services
+        db = harness.services.db
+        async with db.transaction() as session:
+            first = db.changes(session).append(
+                kind=ChangeKind.USER_CHANGED.value, subject="before the backup", now=clock()
+            )
+        backup_point = first.seq
+        for number in range(5):  # made after the backup: the restore takes them away
+            async with db.transaction() as session:
+                db.changes(session).append(
+                    kind=ChangeKind.USER_CHANGED.value, subject=f"later {number}", now=clock()
+                )
+        await services.feed.poll_once()
+        assert (await services.tokens.authenticate(token)).login == "alice"  # cached there
+        await _restore_feed_to(db, backup_point)
+        # After the restore, alice logs out on the first node: the change is numbered
+        # below the other node's mark.
+        response = await harness.client.post("/api/logout", headers=bearer(token))
+        assert response.status_code == 204
+        await services.feed.poll_once()
+        assert await _refused(services, token)

@@ -134,6 +134,7 @@ class AccessTokenService:
         # jti -> POSIX time after which the entry is useless (the token has expired).
         self._denied: dict[str, float] = {}
         feed.subscribe(self._on_change)
+        feed.on_rewind(self._reload_after_rewind)
 
     @property
     def codec(self) -> JwtCodec:
@@ -399,6 +400,12 @@ class AccessTokenService:
         }
 
     # -- internals ------------------------------------------------------------------------
+
+    async def _reload_after_rewind(self) -> None:
+        """The change feed went back (a restore): revocations other nodes made since are
+        read from the table (the entries held here stay: refusing more is safe)."""
+        self._verified.clear()
+        await self.load_revocations()
 
     def _on_change(self, change: Change) -> None:
         if change.kind is ChangeKind.TOKEN_REVOKED:

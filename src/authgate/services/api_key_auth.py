@@ -175,6 +175,7 @@ class ApiKeyAuthenticator:
         self._legacy_ids: ExpiringCache[bytes, str] = ExpiringCache(cache_size)
         self._legacy_loads: CurrentLoads[str, KeyColumns | None] = CurrentLoads()
         feed.subscribe(self._on_change)
+        feed.on_rewind(self._forget_everything)
 
     async def authenticate(
         self, credential: str, client_ip: IPAddress | None, *, now: float | None = None
@@ -338,6 +339,14 @@ class ApiKeyAuthenticator:
     async def _fetch(self, key_id: str) -> KeyColumns | None:
         async with self._db.connection() as connection:
             return await self._db.verification_row(connection, key_id)
+
+    async def _forget_everything(self) -> None:
+        """The change feed went back (a restore): every key is read again."""
+        self._loads.invalidate()
+        self._legacy_loads.invalidate()
+        self._keys.clear()
+        self._unknown.clear()
+        self._legacy_ids.clear()
 
     def _on_change(self, change: Change) -> None:
         if change.kind is ChangeKind.API_KEY_CHANGED:

@@ -13,6 +13,14 @@ so the poller keeps a low-water mark below which it has seen everything and wait
 while for the gaps above it before giving up on them (a rolled-back transaction
 leaves a permanent gap). A process's own changes count as seen once committed: they
 were applied at the commit, and the poller does not deliver them again.
+
+The feed only goes forward, unless the database is restored from a backup under running
+processes: their low-water mark is then above every new change, which they would never
+see (the backup review: a token logged out on a node started after a PostgreSQL restore
+stayed valid on the others until it expired). Every few seconds the poller compares the
+feed's last sequence number with its mark; when the feed went back it starts again from
+there and tells its ``on_rewind`` hooks, which drop every cached state (what the restored
+database holds is the truth) and reload the deny list.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -48,6 +56,9 @@ class Change:
 
 
 ChangeHandler = Callable[[Change], None]
+RewindHook = Callable[[], Awaitable[None]]
+# How often a poll checks that the feed did not go back (a restore under running nodes).
+REWIND_CHECK_SECONDS = 5.0
 
 
 @dataclass(slots=True)
@@ -85,6 +96,8 @@ class ChangeFeed:
         self._retention = retention
         self._batch_size = batch_size
         self._handlers: list[ChangeHandler] = []
+        self._rewind_hooks: list[RewindHook] = []
+        self._next_rewind_check = 0.0
         self._after_commit: list[Callable[[], None]] = []
         self._low_water = 0
         self._seen_above: set[int] = set()
@@ -97,6 +110,11 @@ class ChangeFeed:
 
     def subscribe(self, handler: ChangeHandler) -> None:
         self._handlers.append(handler)
+
+    def on_rewind(self, hook: RewindHook) -> None:
+        """Call ``hook`` (awaited) when the feed was found to have gone back: cached
+        state may be anything; drop it."""
+        self._rewind_hooks.append(hook)
 
     def after_commit(self, hook: Callable[[], None]) -> None:
         """Call ``hook`` after every commit that published changes (must not block)."""
@@ -150,8 +168,34 @@ class ChangeFeed:
         for _, change in fresh:
             self._dispatch(change)
         self._seen_above |= seen_now
-        self._advance_low_water(time.monotonic())
+        now = time.monotonic()
+        self._advance_low_water(now)
+        if not rows and now >= self._next_rewind_check:
+            self._next_rewind_check = now + REWIND_CHECK_SECONDS
+            await self._check_rewind()
         return len(fresh)
+
+    async def _check_rewind(self) -> None:
+        """Start again from the feed's end if it is below the low-water mark. An empty
+        feed (every row past its retention) is no rewind: there is nothing to miss."""
+        async with self._reader.session() as session:
+            last = await self._reader.changes(session).last_seq()
+        if not 0 < last < self._low_water:
+            return
+        log.warning(
+            "the change feed went back from %d to %d (the database restored from a backup?):"
+            " dropping every cached credential state",
+            self._low_water,
+            last,
+        )
+        self._low_water = last
+        self._seen_above.clear()
+        self._gap_since.clear()
+        for hook in self._rewind_hooks:
+            try:
+                await hook()
+            except Exception:  # one failing hook must not keep the others' caches
+                log.exception("change feed rewind hook failed")
 
     async def poll_logging_errors(self) -> None:
         """``poll_once`` for a background loop: failures are logged once, then retried."""

@@ -31,12 +31,16 @@ class SigningKeyFile:
         self._algorithm = algorithm
         self._clock = clock
         self._seen_mtime: int | None = None
+        # Whether the file did not exist when this process loaded it (a first start, or
+        # a lost or moved file: ``BackgroundWork.start`` tells which, from the users).
+        self.created_at_start = False
 
     @property
     def path(self) -> Path:
         return self._path
 
     def load_or_create(self) -> KeyRing:
+        self.created_at_start = not self._path.exists()
         ring = self._files.load_or_create_keyring(self._path, self._algorithm, now=self._clock())
         self._seen_mtime = self._mtime()
         return ring

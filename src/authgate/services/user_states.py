@@ -89,6 +89,7 @@ class UserStates:
         # it (the read may predate the change's commit): see ``CurrentLoads``.
         self._loads: CurrentLoads[int, UserAuthState | None] = CurrentLoads()
         feed.subscribe(self._on_change)
+        feed.on_rewind(self._forget_everything)
 
     def cached(self, user_id: int, *, now: float) -> UserAuthState | None:
         """The cached state, if any (no I/O: the hot path's first try)."""
@@ -121,6 +122,11 @@ class UserStates:
         async with self._db.session() as session:
             user = await self._db.users(session).get(user_id)
         return UserAuthState.of(user) if user is not None else None
+
+    async def _forget_everything(self) -> None:
+        """The change feed went back (a restore): every user is read again."""
+        self._loads.invalidate()
+        self._cache.clear()
 
     def _on_change(self, change: Change) -> None:
         if change.kind is ChangeKind.USER_CHANGED:
