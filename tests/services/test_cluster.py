@@ -186,7 +186,8 @@ async def test_the_pepper_is_adopted_only_while_no_key_depends_on_it(
         build_services(node_settings(settings, tmp_path, "c", api_key_pepper=pepper()), clock=clock)
     )
     try:
-        with pytest.raises(ConfigurationError, match="not the one the stored API keys"):
+        refusal = r"not the one the stored API keys.*or restore the data dir's api-key-pepper"
+        with pytest.raises(ConfigurationError, match=refusal):
             await third.start(background=False)
     finally:
         await third.close()

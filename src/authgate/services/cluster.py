@@ -69,6 +69,7 @@ _PEPPER = _KeptSecret(
     depending="the stored API keys were hashed with",
     refused="every key would be refused",
     variables="AUTHGATE_API_KEY_PEPPER_FILE or AUTHGATE_API_KEY_PEPPER",
+    remedy=", or restore the data dir's api-key-pepper file",
 )
 _TFA_KEY = _KeptSecret(
     setting=TFA_KEY_FINGERPRINT,
