@@ -87,6 +87,17 @@ class PrivatePostgres:
             timeout=120,
         )
 
+    def sql(self, statement: str) -> None:
+        """Run ``statement`` as the superuser, connected to ``template1`` (so that it
+        works while ``postgres``, authgate's database, refuses connections)."""
+        subprocess.run(
+            ["psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", POSTGRES_USER,
+             "-d", "template1", "-v", "ON_ERROR_STOP=1", "-qAt", "-c", statement],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )  # fmt: skip
+
     def start(self) -> None:
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60", "start")
 

@@ -294,3 +294,27 @@ def test_restarts_under_load_are_answered_503_never_500(running: Running) -> Non
     log = running.server.diagnostics()
     assert " 500 " not in log
     assert "Traceback" not in log
+
+
+def test_a_database_closed_for_maintenance_is_answered_503(running: Running) -> None:
+    """The log review: an operator closing the database for maintenance or a restore
+    (``ALTER DATABASE ... ALLOW_CONNECTIONS false``) made every request needing a new
+    connection a 500 with a traceback ("database is not currently accepting
+    connections", SQLSTATE 55000). It is the database being unavailable: 503."""
+    client = running.client
+    login = {"username": "admin", "password": ADMIN_PASSWORD}
+    running.postgres.sql("ALTER DATABASE postgres ALLOW_CONNECTIONS false")
+    try:
+        running.postgres.sql(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = 'postgres' AND pid <> pg_backend_pid()"
+        )
+        # The first may meet a connection the termination cut; the others need new ones.
+        for _ in range(3):
+            assert_unavailable_json(client.post("/api/authenticate", json=login))
+    finally:
+        running.postgres.sql("ALTER DATABASE postgres ALLOW_CONNECTIONS true")
+    eventually(
+        lambda: client.post("/api/authenticate", json=login).status_code == 200,
+        "logins once the database accepts connections again",
+    )

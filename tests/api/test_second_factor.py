@@ -710,6 +710,36 @@ async def test_an_email_enrolment_ends_with_its_code(tmp_path: Path, database_ur
             assert verify.json()["valid"] is True
 
 
+async def test_a_stored_address_the_mailer_refuses_is_a_code_not_sent(
+    tmp_path: Path, database_url: str
+) -> None:
+    """The Unicode review: an address stored before the rules refused it (or imported)
+    that the mailer will not send to (``a<b>@...``) made every mailed code a 500, and
+    left the unsent code stored. It is a code that could not be sent (409), as when the
+    server is down, and nothing is left to guess."""
+    with running_smtp_server() as (recorder, port):
+        async with harness_with(tmp_path, database_url, **smtp_settings(port)) as harness:
+            user_id = await harness.create_user("alice")
+            token = await harness.login("alice", USER_PASSWORD)
+            async with harness.services.db.transaction() as session:
+                await session.execute(
+                    text("UPDATE users SET email = 'a<b>@example.com' WHERE id = :id"),
+                    {"id": user_id},
+                )
+            refused = await harness.client.post(
+                "/api/tfa/init", json={"method": "EMAIL"}, headers=bearer(token)
+            )
+            assert refused.status_code == 409, refused.text
+            assert refused.json()["message"] == "The code could not be sent; try again later."
+            async with harness.services.db.session() as session:
+                codes = await session.execute(
+                    text("SELECT count(*) FROM one_time_codes WHERE user_id = :id"),
+                    {"id": user_id},
+                )
+                assert codes.scalar_one() == 0
+            assert recorder.messages() == []
+
+
 def _last_code(messages: list[Any]) -> str:
     """The code of the last message to alice (alerts go to the security team)."""
     body = [m for m in messages if m["To"] == "alice@example.com"][-1].get_content()

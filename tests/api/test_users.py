@@ -35,6 +35,16 @@ async def test_create_user_then_log_in(harness: Harness, admin_token: str) -> No
     [
         ({"login": "bad login!"}, "login"),
         ({"email": "not-an-email"}, "email"),
+        # What a mail header would read as two addresses or a display name (the Unicode
+        # review: accepted, then every code mailed to it was a 500).
+        ({"email": "a<b>@example.com"}, "email"),
+        ({"email": "x;y@example.com"}, "email"),
+        ({"email": "a,b@example.com"}, "email"),
+        # Shown as another address: reversed by a bidi override, or with an invisible
+        # character after the admin's own.
+        ({"email": "\u202emoc.elpmaxe@nimda"}, "email"),
+        ({"email": "admin@example.com\u200b"}, "email"),
+        ({"email": "x\x9b31m@example.com"}, "email"),
         ({"password": "short"}, "password"),
         ({"authorities": ["ROLE_ROOT"]}, "authorities"),
         ({"authorities": []}, "authorities"),

@@ -33,6 +33,10 @@ def dbapi_error(sqlstate: str | None) -> exc.DBAPIError:
         "53300",  # too many connections
         "08006",  # connection failure
         "08001",  # unable to connect
+        "55000",  # database not accepting connections (ALTER DATABASE ... ALLOW_CONNECTIONS)
+        "3D000",  # the database was dropped
+        "28P01",  # our password was changed
+        "28000",  # our access was taken away (pg_hba)
     ],
 )
 def test_a_server_that_cannot_serve_now_is_unavailable(sqlstate: str) -> None:

@@ -116,8 +116,13 @@ class Mailer:
             raise MailNotSent(f"{where}: {type(error).__name__}") from None
 
     async def send_text(self, *, to: str, subject: str, body: str, sent_at: datetime) -> None:
-        """Compose and send one plain-text message to one recipient."""
-        message = self.compose(to=[to], subject=subject, body=body, sent_at=sent_at)
+        """Compose and send one plain-text message to one recipient; :class:`MailNotSent`
+        also for an address that cannot be mailed (an account's address stored before
+        the address rules refused it, or imported: the Unicode review's 500s)."""
+        try:
+            message = self.compose(to=[to], subject=subject, body=body, sent_at=sent_at)
+        except ValueError:
+            raise MailNotSent("the recipient's address cannot be mailed") from None
         await self.send(message, to=[to])
 
     def _require(self) -> SmtpServer:

@@ -5,6 +5,7 @@ import check the same ones)."""
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
@@ -16,8 +17,11 @@ from authgate.services.text_rules import control_character_errors
 
 LOGIN_PATTERN: Final = r"^[_.@A-Za-z0-9-]{1,50}$"
 LOGIN_MAX_LENGTH: Final = 50
-# No spaces or control characters (PostgreSQL refuses NUL, logs must stay one line).
-EMAIL_PATTERN: Final = r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+$"
+# No spaces or control characters (PostgreSQL refuses NUL, logs must stay one line), and
+# none of the characters that separate or quote addresses in a mail header (,;<>): an
+# address the mailer would refuse is no address (the Unicode review: each mailed code to
+# one was a 500). ``email_errors`` also refuses what the pattern cannot say.
+EMAIL_PATTERN: Final = r"^[^@\s\x00-\x1f\x7f,;<>]+@[^@\s\x00-\x1f\x7f,;<>]+$"
 EMAIL_MAX_LENGTH: Final = 254
 NAME_MAX_LENGTH: Final = 50
 LANG_KEY_PATTERN: Final = r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})?$"
@@ -181,6 +185,13 @@ def login_errors(login: str) -> list[FieldError]:
 def email_errors(email: str) -> list[FieldError]:
     if len(email) > EMAIL_MAX_LENGTH or not _EMAIL_RE.fullmatch(email):
         return [FieldError("email", "Email must be a valid address of at most 254 characters.")]
+    # C1 controls, bidirectional overrides and invisible format characters (a zero-width
+    # space): an address shown as another one (``\u202e`` reversing it) in the Settings
+    # pages, the CLI and mail headers.
+    if control_character_errors("email", email) or any(
+        unicodedata.category(character) == "Cf" for character in email
+    ):
+        return [FieldError("email", "Email must not contain control or invisible characters.")]
     return []
 
 

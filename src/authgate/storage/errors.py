@@ -32,7 +32,14 @@ def conflict(error: exc.IntegrityError) -> Conflict:
 # up or in recovery ("cannot connect now"), out of connection slots; and the connection
 # exceptions (class 08) but a protocol violation (a driver's or a statement's bug). Not
 # class 53's others: "out of shared memory" (53200) can be one statement's doing.
-_UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300"})
+# Also what a new connection meets when an operator closed the database for maintenance
+# or a restore (55000, "database is not currently accepting connections": ALTER
+# DATABASE ... ALLOW_CONNECTIONS false; a 500 with a traceback per request, the log
+# review), dropped it (3D000) or changed our password or access (28P01, 28000):
+# authgate's statements raise none of these.
+_UNAVAILABLE_SQLSTATES = frozenset(
+    {"57P01", "57P02", "57P03", "53300", "55000", "3D000", "28P01", "28000"}
+)
 
 
 def is_unavailable(error: BaseException) -> bool:
