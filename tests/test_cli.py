@@ -1063,3 +1063,15 @@ def test_a_key_ring_made_anew_for_a_database_with_users_is_warned_about(
         " database has users: every token signed before is refused (users log in again)."
         " If the file was lost or moved, stop and restore it"
     ]
+
+
+def test_the_banner_hides_a_database_password_given_in_the_query() -> None:
+    """The log review: libpq and asyncpg take a password in the URL's query too
+    (``?password=``), and the start-up banner printed it; only ``user:pass@`` was hidden."""
+    shown = server_cli._display_url(
+        "postgresql+asyncpg://authgate:UserPartSecret@db.example:5432/authgate"
+        "?password=QuerySecret&sslpassword=KeySecret&sslmode=require"
+    )
+    assert "Secret" not in shown
+    assert "sslmode=require" in shown
+    assert shown.startswith("postgresql+asyncpg://authgate:***@db.example:5432/authgate?")

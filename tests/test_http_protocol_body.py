@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 from typing import Any
 
@@ -319,3 +320,30 @@ async def test_a_queued_requests_broken_body_leaves_the_answers_before_it() -> N
     assert b"connection: close" in head
     assert body["code"] == "malformed_request"
     protocol.connection_lost(None)
+
+
+async def test_an_upgrade_request_is_answered_as_http_without_a_warning() -> None:
+    """The log review: UTMStack v10's nginx sends ``Upgrade: websocket`` on every
+    forward-auth check, and uvicorn warned twice for each ("Unsupported upgrade
+    request", "No supported WebSocket library detected"), as ``authgate serve`` runs it
+    (``ws="none"``). The request is answered as plain HTTP/1.1, with nothing logged."""
+    config = Config(app=app, log_level="warning", access_log=False, ws="none")
+    config.load()
+    state = ServerState()
+    make = bounded_head_protocol(max_head_bytes=8192, head_timeout=10.0)
+    protocol = make(config=config, server_state=state, app_state={})
+    transport = RecordingTransport()
+    protocol.connection_made(transport)
+    logged: list[logging.LogRecord] = []
+    recorder = logging.Handler(logging.DEBUG)
+    recorder.emit = logged.append  # type: ignore[method-assign, assignment]
+    protocol.logger.addHandler(recorder)  # uvicorn's loggers do not propagate to the root
+    try:
+        protocol.data_received(
+            b"GET /slow HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"
+        )
+        await settle(state)
+    finally:
+        protocol.logger.removeHandler(recorder)
+    assert statuses(bytes(transport.written)) == [b"200"]
+    assert [r.getMessage() for r in logged if r.levelno >= logging.WARNING] == []

@@ -330,6 +330,13 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         )
         self._refuse_body(cycle, BODY_TOO_LARGE)
 
+    def _unsupported_upgrade_warning(self) -> None:
+        """A request with an ``Upgrade`` header authgate does not take (it speaks no
+        WebSocket) is answered as plain HTTP/1.1, which RFC 9110 7.8 allows. uvicorn
+        warned twice for each (and advised installing a WebSocket library); UTMStack
+        v10's nginx sends ``Upgrade: websocket`` on every forward-auth check: two
+        warnings a request (the log review). Nothing to tell an operator."""
+
     def send_400_response(self, msg: str) -> None:
         """uvicorn's answer to what its parser cannot read (uvicorn logs its own text,
         ``msg``): a head, or a chunked body's framing. In the API's error shape, not as

@@ -240,10 +240,17 @@ def migrate(config: ConfigOption = None) -> None:
 
 
 def _display_url(url: str) -> str:
-    """The database URL without its password."""
+    """The database URL without its password: in the user part, and in the query, where
+    libpq and asyncpg also take one (``?password=``, ``?sslpassword=``; the log review:
+    printed at every start)."""
     from sqlalchemy.engine import make_url
 
-    return make_url(url).render_as_string(hide_password=True)
+    parsed = make_url(url)
+    hidden = {
+        name: "***" if "password" in name.lower() else value
+        for name, value in parsed.query.items()
+    }
+    return parsed.set(query=hidden).render_as_string(hide_password=True)
 
 
 def _announce(settings: Settings) -> None:
