@@ -5,6 +5,7 @@ admin's password only on a terminal, else in a private file the log points to.""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pty
 import re
@@ -19,6 +20,7 @@ from typing import Any
 import httpx2
 import pytest
 
+from authgate.cli.log_config import RepeatsSummarized, log_config
 from authgate.settings import Settings
 from tests.processes import AUTHGATE, TEST_SERVER_ENVIRONMENT, AuthgateServer, free_port
 
@@ -172,3 +174,34 @@ def test_log_level_is_case_insensitive(given: str, level: str) -> None:
 def test_unknown_log_format_is_refused() -> None:
     with pytest.raises(ValueError, match="log_format"):
         Settings(log_format="xml")
+
+
+def _warning(message: str, created: float, *args: object) -> logging.LogRecord:
+    record = logging.LogRecord("authgate.http", logging.WARNING, __file__, 1, message, args, None)
+    record.created = created
+    return record
+
+
+def test_refusals_anyone_can_send_are_one_warning_per_interval() -> None:
+    """The log review: 2,000 malformed requests were 2,000 warnings (uvicorn's "Invalid
+    HTTP request received.", authgate's 431 and 408 lines). One a message per 10 s now;
+    the next says how many were left out. Errors are never held back."""
+    repeats = RepeatsSummarized(interval=10.0)
+    template = "request head over %d bytes from %s: answered 431"
+    assert repeats.filter(_warning(template, 100.0, 32768, "192.0.2.1"))
+    for second in range(1, 10):
+        assert not repeats.filter(_warning(template, 100.0 + second, 32768, "192.0.2.2"))
+    assert repeats.filter(_warning("another message", 105.0))  # counted apart
+    error = _warning(template, 105.0, 32768, "192.0.2.3")
+    error.levelno = logging.ERROR
+    assert repeats.filter(error)
+    summary = _warning(template, 110.0, 32768, "192.0.2.4")
+    assert repeats.filter(summary)
+    assert summary.getMessage() == (
+        "request head over 32768 bytes from 192.0.2.4: answered 431"
+        " (9 more like it in the last 10 s)"
+    )
+    assert repeats.filter(_warning(template, 121.0, 32768, "192.0.2.5"))
+    config = log_config("INFO", "text")
+    for logger in ("uvicorn.error", "authgate.http"):
+        assert config["loggers"][logger]["filters"] == ["repeats"]

@@ -45,6 +45,35 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+class RepeatsSummarized(logging.Filter):
+    """At most one warning per message and ``interval`` seconds from a logger that warns
+    once per refused connection or request anyone can send (malformed heads, heads too
+    large or too slow): the next one says how many were left out. A flood of garbage
+    costs a line every ``interval`` seconds, not one a request (the log review: 2,000
+    malformed requests were 2,000 warnings). Errors pass untouched."""
+
+    def __init__(self, interval: float = 10.0) -> None:
+        super().__init__()
+        self._interval = interval
+        # message template -> (when one was last let through, how many left out since);
+        # bounded: the templates are the code's own.
+        self._last: dict[str, tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.WARNING:
+            return True
+        template = str(record.msg)
+        logged_at, left_out = self._last.get(template, (float("-inf"), 0))
+        if record.created - logged_at < self._interval:
+            self._last[template] = (logged_at, left_out + 1)
+            return False
+        if left_out:
+            seconds = record.created - logged_at
+            record.msg = f"{template} ({left_out} more like it in the last {seconds:.0f} s)"
+        self._last[template] = (record.created, 0)
+        return True
+
+
 class JsonLineFormatter(JsonFormatter):
     """Exactly the documented fields, in a fixed order (no ``extra`` leaks through)."""
 
@@ -81,7 +110,10 @@ def log_config(level: str, log_format: LogFormat) -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"default": formatter},
-        "filters": {"request_id": {"()": RequestIdFilter}},
+        "filters": {
+            "request_id": {"()": RequestIdFilter},
+            "repeats": {"()": RepeatsSummarized},
+        },
         "handlers": {
             "default": {
                 "class": "logging.StreamHandler",
@@ -93,7 +125,9 @@ def log_config(level: str, log_format: LogFormat) -> dict[str, Any]:
         "loggers": {
             "authgate": {"handlers": ["default"], "level": level, "propagate": False},
             "uvicorn": {"handlers": ["default"], "level": level, "propagate": False},
-            "uvicorn.error": {"level": level},
+            "uvicorn.error": {"level": level, "filters": ["repeats"]},
+            # Refusals of malformed, oversized or slow requests (cli/http_protocol.py).
+            "authgate.http": {"filters": ["repeats"]},
             # httpx2 logs full request URLs at INFO; a webhook URL may carry a credential.
             "httpx2": {"level": "WARNING"},
         },
