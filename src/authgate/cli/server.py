@@ -247,8 +247,7 @@ def _display_url(url: str) -> str:
 
     parsed = make_url(url)
     hidden = {
-        name: "***" if "password" in name.lower() else value
-        for name, value in parsed.query.items()
+        name: "***" if "password" in name.lower() else value for name, value in parsed.query.items()
     }
     return parsed.set(query=hidden).render_as_string(hide_password=True)
 

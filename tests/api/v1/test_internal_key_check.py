@@ -266,6 +266,19 @@ async def test_attack_revoked_and_expired_keys_are_401(harness: Harness) -> None
         assert response.json() == {"error": "invalid api key"}
 
 
+async def test_a_key_over_its_own_rate_limit_is_429_with_retry_after(harness: Harness) -> None:
+    """The rate-limit review: the key's own limit counts here as on every route (one
+    budget per key), and a key over it is 429 with ``Retry-After``, as a throttled
+    caller is, not 401 (which would read as a bad key); the README said 401."""
+    internal = await service_credential(harness)
+    key = await alice_key(harness, rateLimit="2/minute")
+    assert [(await check(harness, internal, key)).status_code for _ in range(2)] == [200, 200]
+    over = await check(harness, internal, key)
+    assert over.status_code == 429
+    assert int(over.headers["Retry-After"]) > 0
+    assert over.json() == {"error": "API key rate limit exceeded"}
+
+
 async def test_attack_bad_keys_are_counted_against_the_client_ip(harness: Harness) -> None:
     """Not an open oracle: bad keys block the clientIp they are reported for, as
     forward-auth blocks the address its proxy reports; other clients are unaffected."""

@@ -17,10 +17,11 @@ its own credential, allowed only the endpoints it needs (``services/service_cred
   ``clientIp``: allow list, expiry, revocation, suspension, the owner's state, the
   key's rate limit, and bad keys counted (and blocked) against ``clientIp``, as
   forward-auth counts them against the address its proxy reports. Every refusal of
-  the key is 401 ``invalid api key`` (the reason goes to the audit trail and the key's
-  usage log, as for any key request). A missing or unreadable ``clientIp`` is no
-  address, as v12's ``ipAllowed`` takes it: a key without an allow list passes, a key
-  with one is refused.
+  the key is 401 ``invalid api key`` but a throttle's: the key over its own rate limit,
+  or ``clientIp`` blocked for bad keys, is 429 with ``Retry-After`` (the reason goes to
+  the audit trail and the key's usage log, as for any key request). A missing or
+  unreadable ``clientIp`` is no address, as v12's ``ipAllowed`` takes it: a key without
+  an allow list passes, a key with one is refused.
 """
 
 from __future__ import annotations

@@ -1,0 +1,71 @@
+"""Per-key rate limits with several limits ("50/hour;5/second"): a refused request uses
+up none of them, also when concurrent requests interleave on Redis's round trips."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+
+from limits import parse
+from limits.aio.storage import MemoryStorage, RedisStorage
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
+from redis.asyncio import from_url
+
+from authgate.services.rate_limits import KeyRateLimits
+from authgate.services.redis_link import RedisLink
+
+
+def _key() -> int:
+    return secrets.randbelow(10**12) + 10**12  # no other test's key
+
+
+async def _remaining(limits: KeyRateLimits, key: int, text: str) -> int:
+    """What is left of the longest limit of ``text`` (the first one)."""
+    limiter = limits._redis or limits._memory  # (the storage in use)
+    stats = await limiter.get_window_stats(parse(text.split(";")[0]), "key", str(key))
+    return stats.remaining
+
+
+async def test_refused_bursts_use_up_no_longer_limit_on_redis(redis_url: str) -> None:
+    """The rate-limit review: with "50/hour;5/second" on Redis, requests that passed the
+    test of both limits took an hour slot, then were refused by the second: 8 bursts of
+    40 served 20 requests and used up the whole hour. The slots taken before a refusal
+    are given back."""
+    client = from_url(redis_url)
+    limits = KeyRateLimits(default=None, link=RedisLink(client))
+    key, text = _key(), "50/hour;5/second"
+    try:
+        outcomes = await asyncio.gather(*(limits.hit(key, text) for _ in range(40)))
+        served = sum(allowed for _, allowed in outcomes)
+        assert 1 <= served <= 5
+        assert await _remaining(limits, key, text) == 50 - served
+    finally:
+        await client.aclose()
+
+
+async def _gives_a_slot_back(limiter: SlidingWindowCounterRateLimiter) -> None:
+    item, key = parse("3/hour"), str(_key())
+    assert [await limiter.hit(item, "key", key) for _ in range(4)] == [True, True, True, False]
+    assert await limiter.hit(item, "key", key, cost=-1)
+    assert (await limiter.get_window_stats(item, "key", key)).remaining == 1
+    assert await limiter.hit(item, "key", key)
+    assert not await limiter.hit(item, "key", key)
+
+
+async def test_a_hit_of_cost_minus_one_gives_a_slot_back_in_memory() -> None:
+    """What the refund above relies on, in the pinned ``limits``: a negative cost runs the
+    sliding-window arithmetic backwards (in memory here, in its Lua script on Redis)."""
+    await _gives_a_slot_back(SlidingWindowCounterRateLimiter(MemoryStorage()))
+
+
+async def test_a_hit_of_cost_minus_one_gives_a_slot_back_on_redis(redis_url: str) -> None:
+    client = from_url(redis_url)
+    storage = RedisStorage(
+        "async+redis://",
+        implementation="redispy",
+        connection_pool=client.connection_pool,  # type: ignore[arg-type]
+    )
+    try:
+        await _gives_a_slot_back(SlidingWindowCounterRateLimiter(storage))
+    finally:
+        await client.aclose()
