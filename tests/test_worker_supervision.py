@@ -8,7 +8,9 @@ from __future__ import annotations
 import inspect
 import multiprocessing
 import os
+import signal
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -74,6 +76,37 @@ def test_a_live_worker_that_does_not_answer_is_unhealthy_after_the_timeout() -> 
     finally:
         stop.set()
         process.process.join()
+
+
+def live_gauge_in_a_killed_worker(_conn: Connection, directory: str) -> None:
+    """A worker that set a live gauge (as a cache size is published) and was killed
+    before it could mark itself dead (``Metrics.process_exiting`` never ran)."""
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    from prometheus_client import CollectorRegistry, Gauge, values
+
+    # (Forked from a process that imported prometheus_client single-process: as a
+    # worker started with the variable set, which chooses the files at import.)
+    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+    gauge = Gauge("cache_entries", "?", multiprocess_mode="livesum", registry=CollectorRegistry())
+    gauge.set(7)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_killed_workers_live_gauges_leave_the_sums(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The metrics review: a worker killed by a signal (or the OOM killer) never marked
+    itself dead, and its live gauges (cache entries, buffered records, blocks) stayed in
+    every scrape for the rest of the run, with series of its pid. The supervisor marks
+    each worker it has joined."""
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    process = worker(live_gauge_in_a_killed_worker, str(tmp_path))
+    process.process.join()  # killed: nothing of its own ran after the gauge was set
+    assert process.process.exitcode == -signal.SIGKILL
+    pid = process.process.pid
+    assert list(tmp_path.glob(f"gauge_livesum_{pid}.db"))
+    process.join()  # as the supervisor does, for a dead or a stopped worker
+    assert not list(tmp_path.glob(f"gauge_live*_{pid}.db"))
 
 
 def test_serve_makes_uvicorns_supervisor_use_it(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,18 +9,37 @@ gives no end-of-file (the supervisor holds the worker's end too), so the supervi
 waited the whole 60 s: one worker short for a minute, and the supervisor's loop, which
 also handles signals, blocked (a stop meanwhile outlasts a container's grace period;
 the fault review measured it in 2 of 5 SIGTERMed workers). Here the wait also ends when
-the worker's process sentinel fires, and a worker that exited counts as dead."""
+the worker's process sentinel fires, and a worker that exited counts as dead.
+
+And one addition: a worker that has ended, however (killed by a signal, the OOM killer,
+a crash), leaves the metrics' live gauges. A worker stopping cleanly marks itself dead
+(``Metrics.process_exiting``); one killed never did, and its last cache sizes, buffered
+records and blocks stayed in every scrape, with series of its pid, for the rest of the
+run (the metrics review). The supervisor marks each worker it has joined."""
 
 from __future__ import annotations
 
+import os
 import pickle
 from multiprocessing.connection import wait
 
+from prometheus_client import multiprocess as prometheus_multiprocess
 from uvicorn.supervisors import multiprocess
+
+from authgate.settings import PROMETHEUS_MULTIPROCESS_VARIABLE
 
 
 class WorkerProcess(multiprocess.Process):
-    """uvicorn's worker process whose health ping also ends when the worker exits."""
+    """uvicorn's worker process whose health ping also ends when the worker exits, and
+    whose live metrics gauges leave the sums once it has ended."""
+
+    def join(self) -> None:
+        super().join()
+        directory = os.environ.get(PROMETHEUS_MULTIPROCESS_VARIABLE)
+        pid = self.process.pid
+        if directory and pid is not None:
+            # prometheus_client's own clean-up of a dead worker (its live gauge files).
+            prometheus_multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
 
     def _healthcheck(self, timeout: float) -> bool | None:
         try:
