@@ -99,3 +99,37 @@ async def test_a_grace_period_too_large_for_a_number_is_refused_not_a_500(
         f"/settings/service-credentials/{row.id}/rotate", {"grace_seconds": "1" * 25}
     )
     assert rotated.status_code == 422
+
+
+async def test_a_reloaded_regeneration_regenerates_nothing(
+    harness: Harness, alice: Browser, alice_id: int
+) -> None:
+    """The Settings UI review: the new key is the answer to the POST, so reloading that
+    page sent the form again and regenerated once more; the key the page had just
+    promised would keep working for the grace period was refused at once. The form names
+    the secret it replaces: sent again, it changes nothing (409, said why)."""
+    key, original = await alice_key(harness, alice_id)
+    form = (
+        html(await alice.get(f"{KEYS}/{key}"))
+        .find("form", action=f"{KEYS}/{key}/regenerate")
+        .inputs()
+    )
+    fields = {**form, "grace_seconds": "3600"}
+    first = await alice.post(f"{KEYS}/{key}/regenerate", fields, csrf=False)
+    assert first.status_code == 200
+    reloaded = await alice.post(f"{KEYS}/{key}/regenerate", fields, csrf=False)
+    assert reloaded.status_code == 409
+    assert "nothing was changed" in reloaded.text
+    # The original key still works for its grace period, as the first answer promised.
+    answer = await harness.client.get("/api/account", headers={"Utm-Api-Key": original})
+    assert answer.status_code == 200
+    # A fresh form regenerates again, as it always could.
+    fresh = (
+        html(await alice.get(f"{KEYS}/{key}"))
+        .find("form", action=f"{KEYS}/{key}/regenerate")
+        .inputs()
+    )
+    again = await alice.post(
+        f"{KEYS}/{key}/regenerate", {**fresh, "grace_seconds": "0"}, csrf=False
+    )
+    assert again.status_code == 200

@@ -124,3 +124,21 @@ async def test_an_adopted_secret_is_listed_as_such_and_never_shown(
     assert rotated.status_code == 200, rotated.text
     assert html(rotated).by_id("new-credential").text.startswith("ags_")
     assert await internal_status(harness, secret) == REFUSED
+
+
+async def test_a_reloaded_rotation_rotates_nothing(harness: Harness, admin: Browser) -> None:
+    """The Settings UI review: reloading the page that showed a rotated secret sent the
+    form again and rotated once more; the first secret, promised for the grace period,
+    was refused at once. The form names the secret it replaces: sent again, 409."""
+    credential = await create(admin)
+    (row,) = await harness.services.service_credentials.list_all()
+    form = html(await admin.get(PAGE)).find("form", action=f"{PAGE}/{row.id}/rotate").inputs()
+    fields = {**form, "grace_seconds": "3600"}
+    first = await admin.post(f"{PAGE}/{row.id}/rotate", fields, csrf=False)
+    assert first.status_code == 200
+    new = html(first).by_id("new-credential").text
+    reloaded = await admin.post(f"{PAGE}/{row.id}/rotate", fields, csrf=False)
+    assert reloaded.status_code == 409
+    assert "nothing was changed" in main_text(reloaded)
+    assert await internal_status(harness, credential) == ACCEPTED  # its grace period
+    assert await internal_status(harness, new) == ACCEPTED

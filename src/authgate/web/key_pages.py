@@ -136,8 +136,23 @@ async def edit_key(request: Request, key_id: str) -> Response:
 @sets_credentials("regenerates an API key")
 async def regenerate_key(request: Request, key_id: str) -> Response:
     ref = key_ref(key_id)
-    grace = grace_seconds(await request.form())
+    form = await request.form()
+    grace = grace_seconds(form)
     services = services_of(request)
+    # The form names the secret it replaces (``_secret_stamp``). A reload of the
+    # page that showed the new key sends the form again: it rotated once more, and the
+    # secret the page had just promised for the grace period stopped working at once
+    # (the Settings UI review). A form for a secret replaced since changes nothing.
+    shown = form.get("generated")
+    if isinstance(shown, str) and shown:
+        current = await services.api_keys.get(current_principal(request), ref)
+        if _secret_stamp(current) != shown:
+            message = (
+                "This key was regenerated after this form was shown (a reload sends the "
+                "form again): nothing was changed. The new key was shown once; regenerate "
+                "again only if you need another one."
+            )
+            return await _detail(request, ref, errors={"regenerate": message}, status=409)
     plaintext = await services.api_keys.regenerate(
         current_principal(request), ref, grace=timedelta(seconds=grace)
     )
@@ -254,7 +269,17 @@ def _row(key: ApiKeyView, now: datetime) -> dict[str, Any]:
         and key.expires_at is not None
         and key.expires_at - now <= EXPIRING_SOON
     )
-    return {"key": key, "badge": "expiring" if expiring else key.status}
+    return {
+        "key": key,
+        "badge": "expiring" if expiring else key.status,
+        "secret_stamp": _secret_stamp(key),
+    }
+
+
+def _secret_stamp(key: ApiKeyView) -> str:
+    """Which secret the key has now, as the regenerate form names it: when it was made
+    and its displayed tail (both public on the page; a new secret changes both)."""
+    return f"{key.generated_at.isoformat()} {key.prefix}"
 
 
 def _empty_form(now: datetime) -> dict[str, Any]:

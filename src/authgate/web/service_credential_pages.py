@@ -3,7 +3,7 @@ credential shown once), revoke. The same rules as ``/api/service-credentials``."
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from fastapi import APIRouter, Request, Response
@@ -50,11 +50,29 @@ async def create_credential(request: Request) -> Response:
 @router.post("/{credential_id}/rotate")
 @sets_credentials("rotates a service credential")
 async def rotate_credential(request: Request, credential_id: str) -> Response:
-    grace = grace_seconds(await request.form())
-    created = await services_of(request).service_credentials.rotate(
-        credential_id, grace=timedelta(seconds=grace)
-    )
+    form = await request.form()
+    grace = grace_seconds(form)
+    credentials = services_of(request).service_credentials
+    # As a key's regenerate form (``key_pages``): the form names the secret it replaces
+    # (when it was last rotated), so a reload of the page that showed the new secret
+    # rotates nothing, and the secret it promised for the grace period keeps working.
+    shown = form.get("rotated")
+    if isinstance(shown, str) and shown:
+        current = await credentials.get(credential_id)
+        if rotation_stamp(current.rotated_at) != shown:
+            message = (
+                "This credential was rotated after the form was shown (a reload sends the "
+                "form again): nothing was changed. The new secret was shown once."
+            )
+            form_values = {"name": "", "endpoints": []}
+            return await _page(request, form=form_values, errors={"rotate": message}, status=409)
+    created = await credentials.rotate(credential_id, grace=timedelta(seconds=grace))
     return _show_once(request, created, "rotated")
+
+
+def rotation_stamp(rotated_at: datetime | None) -> str:
+    """Which secret a credential has now, as its rotate form names it."""
+    return rotated_at.isoformat() if rotated_at is not None else "never"
 
 
 @router.post("/{credential_id}/revoke")
@@ -82,6 +100,7 @@ async def _page(
             "errors": errors,
             "endpoints": ENDPOINTS,
             "grace_choices": GRACE_CHOICES,
+            "rotation_stamp": rotation_stamp,
         },
         status=status,
     )
