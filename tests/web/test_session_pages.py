@@ -113,6 +113,26 @@ async def test_sign_in_returns_to_the_requested_page_but_never_off_site(
     assert redirect_target(away) == KEYS
 
 
+async def test_a_refused_sign_in_keeps_the_username_and_the_page_to_return_to(
+    open_browser: OpenBrowser, alice_id: int
+) -> None:
+    """The Settings UI review: after a wrong password the form came back empty and
+    without its ``next``, so the right password then led to the API keys page instead
+    of the one asked for. The refused form keeps both (never the password)."""
+    browser = await open_browser()
+    wanted = "/settings/audit?outcome=failure"
+    refused = await browser.sign_in("alice", "not-alices-password", next=wanted)
+    assert refused.status_code == 401
+    page = html(refused)
+    assert page.find("input", name="next").attrs["value"] == wanted
+    assert page.find("input", name="username").attrs["value"] == "alice"
+    assert page.find("input", name="password").attrs.get("value") in (None, "")
+    form = page.find("form", action=LOGIN).inputs()
+    browser.csrf = None
+    back = await browser.post(LOGIN, {**form, "password": USER_PASSWORD}, csrf=False)
+    assert redirect_target(back) == wanted
+
+
 async def test_wrong_password_is_refused_with_401_and_no_session(
     open_browser: OpenBrowser, alice_id: int
 ) -> None:

@@ -48,8 +48,22 @@ public_router = APIRouter(include_in_schema=False, route_class=AuthgateRoute)
 router = APIRouter(prefix="/settings", route_class=PageRoute)
 
 
-def login_page(request: Request, *, error: str | None = None, status: int = 200) -> Response:
+def login_page(
+    request: Request,
+    *,
+    error: str | None = None,
+    status: int = 200,
+    form: FormData | None = None,
+) -> Response:
+    """The sign-in page; after a refused attempt (``form``: what was posted) it keeps
+    the username typed and the page to go to after (the Settings UI review: both were
+    lost, and the right password then led to the API keys page)."""
     token = new_login_csrf()
+    if form is not None:
+        next_page = safe_next(str(form.get("next") or ""))
+        username = str(form.get("username", ""))[:254]
+    else:
+        next_page, username = safe_next(request.query_params.get("next")), ""
     response = render(
         request,
         "login.html",
@@ -58,8 +72,8 @@ def login_page(request: Request, *, error: str | None = None, status: int = 200)
             "error": error,
             # Said before anyone types a password that cannot work over this connection.
             "https_required": HTTPS_REQUIRED if https_required(request) else None,
-            "next": safe_next(request.query_params.get("next")),
-            "username": "",
+            "next": next_page,
+            "username": username,
         },
         status=status,
     )
@@ -106,14 +120,15 @@ async def login(request: Request) -> Response:
     password = str(form.get("password", ""))[:1024]
     services = services_of(request)
     if not username or not password:
-        return login_page(request, error="Enter your username and password.", status=400)
+        message = "Enter your username and password."
+        return login_page(request, error=message, status=400, form=form)
     try:
         user = await services.accounts.authenticate(username, password)
     except Throttled as refusal:  # a blocked address 423, a throttled pair 429, as in REST
         message = retry_message(refusal)
-        return refused(login_page(request, error=message), refusal)
+        return refused(login_page(request, error=message, form=form), refusal)
     except BadCredentials:
-        return login_page(request, error="Wrong username or password.", status=401)
+        return login_page(request, error="Wrong username or password.", status=401, form=form)
     result = await services.sign_in.after_password(
         user,
         remember_me=form.get("remember") == "on",
