@@ -13,6 +13,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from authgate.app import create_app
+from authgate.reasons import Reason
+from authgate.services.audit.events import EventType
 from authgate.storage.audit_repository import AuditFilter
 from authgate.storage.paging import PageRequest
 from tests.conftest import (
@@ -389,3 +391,24 @@ async def test_review_rejects_bad_parameters_with_422(
 
     assert response.status_code == 422, response.text
     assert field in [error["field"] for error in response.json()["fieldErrors"]]
+
+
+async def test_second_factor_checks_have_a_counter_of_their_own(harness: Harness) -> None:
+    """The metrics review: a login's success is counted at its password, and its second
+    step (right, wrong or replayed codes) showed in no metric, so guessing codes was
+    invisible in Prometheus. ``authgate_second_factor_total`` counts the audit trail's
+    second-factor records."""
+    before = await scrape(harness)
+    audit = harness.services.audit
+    audit.record(EventType.TFA_FAILURE, "failure", reason=Reason.WRONG_CODE)
+    audit.record(EventType.TFA_FAILURE, "failure", reason=Reason.WRONG_CODE)
+    audit.record(EventType.TFA_SUCCESS, "success")
+    await audit.flush()
+    after = await scrape(harness)
+
+    def moved(**labels: str) -> float:
+        metric = "authgate_second_factor_total"
+        return sample(after, metric, **labels) - sample(before, metric, **labels)
+
+    assert moved(outcome="failure", reason=Reason.WRONG_CODE.label) == 2
+    assert moved(outcome="success", reason="none") == 1
