@@ -177,7 +177,8 @@ def test_unknown_log_format_is_refused() -> None:
 
 
 def _warning(message: str, created: float, *args: object) -> logging.LogRecord:
-    record = logging.LogRecord("authgate.http", logging.WARNING, __file__, 1, message, args, None)
+    logger = "authgate.http.refused"
+    record = logging.LogRecord(logger, logging.WARNING, __file__, 1, message, args, None)
     record.created = created
     return record
 
@@ -203,5 +204,7 @@ def test_refusals_anyone_can_send_are_one_warning_per_interval() -> None:
     )
     assert repeats.filter(_warning(template, 121.0, 32768, "192.0.2.5"))
     config = log_config("INFO", "text")
-    for logger in ("uvicorn.error", "authgate.http"):
+    for logger in ("uvicorn.error", "authgate.http.refused"):
         assert config["loggers"][logger]["filters"] == ["repeats"]
+    # Not the connection limit's own reports (authgate.http): they count for themselves.
+    assert "authgate.http" not in config["loggers"]

@@ -87,6 +87,9 @@ from authgate.api.errors import error_body
 from authgate.cli.connection_limit import ConnectionLimit
 
 log = logging.getLogger("authgate.http")
+# Refusals of requests anyone can send, one warning each: the server's log configuration
+# summarizes their repeats (``cli/log_config.RepeatsSummarized``).
+refusals_log = logging.getLogger("authgate.http.refused")
 
 
 def _error_body(status: int, code: str, message: str) -> bytes:
@@ -299,7 +302,7 @@ class BoundedHeadProtocol(HttpToolsProtocol):
             self._server_waited = False
             self._watch_body()
             return
-        log.warning(
+        refusals_log.warning(
             "request body not complete within %.1f s of its head from %s: %s",
             self._body_timeout,
             self._peer(),
@@ -314,7 +317,7 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         return self.client[0] if self.client else "-"
 
     def _refuse_oversized_head(self) -> None:
-        log.warning(
+        refusals_log.warning(
             "request head over %d bytes from %s: answered 431",
             self._max_head_bytes,
             self._peer(),
@@ -322,7 +325,7 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         self._refuse(HEAD_TOO_LARGE)
 
     def _refuse_oversized_body(self, cycle: Any) -> None:
-        log.warning(
+        refusals_log.warning(
             "request body over %d bytes on the wire from %s: %s",
             self._max_body_wire_bytes,
             self._peer(),
@@ -410,7 +413,7 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         if not self._head_bytes:
             self.transport.close()  # never said anything: nothing to answer
             return
-        log.warning(
+        refusals_log.warning(
             "request head not complete within %.1f s from %s: answered 408",
             self._head_timeout,
             self._peer(),

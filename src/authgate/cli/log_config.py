@@ -126,8 +126,8 @@ def log_config(level: str, log_format: LogFormat) -> dict[str, Any]:
             "authgate": {"handlers": ["default"], "level": level, "propagate": False},
             "uvicorn": {"handlers": ["default"], "level": level, "propagate": False},
             "uvicorn.error": {"level": level, "filters": ["repeats"]},
-            # Refusals of malformed, oversized or slow requests (cli/http_protocol.py).
-            "authgate.http": {"filters": ["repeats"]},
+            # Refusals of oversized or slow requests (cli/http_protocol.py).
+            "authgate.http.refused": {"filters": ["repeats"]},
             # httpx2 logs full request URLs at INFO; a webhook URL may carry a credential.
             "httpx2": {"level": "WARNING"},
         },
