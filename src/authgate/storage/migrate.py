@@ -189,20 +189,21 @@ async def _run(engine: AsyncEngine, action: Action) -> None:
                 text("SELECT pg_advisory_lock(:id)"), {"id": _MIGRATION_LOCK_ID}
             )
             await connection.commit()
-        if sqlite:
-            # SQLite alters a table by copying it and dropping the old one (Alembic's
-            # batch mode). With foreign keys enforced, as authgate's connections have
-            # them (storage/db.py), that DROP first deletes every row, and ON DELETE
-            # CASCADE took every API key, second factor, recovery code and v12 session
-            # with the users table (the upgrade review: 0010 and 0011 rebuild it, and
-            # 0016's downgrade). Off for the migration (set outside any transaction, the
-            # only place the pragma works), on again after; what the migration leaves
-            # is checked instead.
-            await connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
-            await connection.commit()
-            broken_before.update(await connection.run_sync(_broken_references))
-            await connection.commit()
         try:
+            if sqlite:
+                # SQLite alters a table by copying it and dropping the old one (Alembic's
+                # batch mode). With foreign keys enforced, as authgate's connections have
+                # them (storage/db.py), that DROP first deletes every row, and ON DELETE
+                # CASCADE took every API key, second factor, recovery code and v12
+                # session with the users table (the upgrade review: 0010 and 0011
+                # rebuild it, and 0016's downgrade). Off for the migration (set outside
+                # any transaction, the only place the pragma works), on again after
+                # (``finally``: the pooled connection goes back with them on, whatever
+                # happened); what the migration leaves is checked instead.
+                await connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+                await connection.commit()
+                broken_before.update(await connection.run_sync(_broken_references))
+                await connection.commit()
             await connection.run_sync(_restamp_renamed)
             await connection.commit()
             await connection.run_sync(run)
