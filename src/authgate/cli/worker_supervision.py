@@ -19,14 +19,13 @@ run (the metrics review). The supervisor marks each worker it has joined."""
 
 from __future__ import annotations
 
-import os
 import pickle
 from multiprocessing.connection import wait
 
 from prometheus_client import multiprocess as prometheus_multiprocess
 from uvicorn.supervisors import multiprocess
 
-from authgate.settings import PROMETHEUS_MULTIPROCESS_VARIABLE
+from authgate.settings import prometheus_multiprocess_dir
 
 
 class WorkerProcess(multiprocess.Process):
@@ -35,11 +34,11 @@ class WorkerProcess(multiprocess.Process):
 
     def join(self) -> None:
         super().join()
-        directory = os.environ.get(PROMETHEUS_MULTIPROCESS_VARIABLE)
+        directory = prometheus_multiprocess_dir()
         pid = self.process.pid
-        if directory and pid is not None:
+        if directory is not None and pid is not None:
             # prometheus_client's own clean-up of a dead worker (its live gauge files).
-            prometheus_multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
+            prometheus_multiprocess.mark_process_dead(pid, str(directory))  # type: ignore[no-untyped-call]
 
     def _healthcheck(self, timeout: float) -> bool | None:
         try:
