@@ -230,3 +230,32 @@ async def test_log_out_everywhere_while_a_set_up_is_confirmed_ends_the_new_sessi
 
     assert done.status_code == 200, done.text  # the code was checked before the change
     assert redirect_target(await alice.get("/settings/account")).startswith(LOGIN)
+
+
+async def test_a_reloaded_new_recovery_codes_form_makes_no_third_set(
+    harness: Harness, alice: Browser, open_browser: OpenBrowser
+) -> None:
+    """The Settings UI review: the new recovery codes are the answer to the POST, so a
+    reload sent the form again and replaced them at once: the set shown first (which the
+    user may have written down) was refused at sign-in. The form names the codes it
+    replaces; sent again, nothing is changed (409, said why)."""
+    await enrol(harness, alice)
+    harness.clock.advance(seconds=5)  # (the fake clock: a set made later than the first)
+    form = (
+        html(await alice.get("/settings/account"))
+        .find("form", action="/settings/account/tfa/recovery-codes")
+        .inputs()
+    )
+    first = await alice.post("/settings/account/tfa/recovery-codes", form, csrf=False)
+    assert first.status_code == 200
+    shown = [item.text.strip() for item in html(first).by_id("recovery-codes").find_all("li")]
+    harness.clock.advance(seconds=5)
+    reloaded = await alice.post("/settings/account/tfa/recovery-codes", form, csrf=False)
+    assert reloaded.status_code == 409
+    assert "nothing was changed" in html(reloaded).by_id("tfa-error").text
+    # The codes shown first still work: one of them signs in at the second step.
+    browser = await open_browser()
+    assert redirect_target(await browser.sign_in("alice", USER_PASSWORD)).startswith(CODE_PAGE)
+    step = await second_step_form(browser)
+    signed = await browser.post(CODE_PAGE, {**step, "code": shown[0]}, csrf=False)
+    assert signed.status_code == 303, signed.text

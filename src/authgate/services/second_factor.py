@@ -491,6 +491,11 @@ class SecondFactorService:
 
     # -- management -----------------------------------------------------------------------
 
+    async def recovery_codes_made_at(self, user: UserView) -> datetime | None:
+        """When the user's current recovery codes were made (None: none ever)."""
+        async with self._db.session() as session:
+            return await self._db.one_time_codes(session).latest_created(user.id, RECOVERY)
+
     async def regenerate_recovery_codes(self, user: UserView) -> list[str]:
         now = self._clock()
         codes = new_recovery_codes()

@@ -34,6 +34,7 @@ from authgate.web.account_pages import (
     account_context,
     login_csrf_matches,
     login_page,
+    recovery_stamp,
     start_session,
 )
 from authgate.web.pages import (
@@ -248,8 +249,21 @@ async def confirm_enrolment(request: Request) -> Response:
 @router.post("/account/tfa/recovery-codes")
 @sets_credentials("replaces the recovery codes")
 async def new_recovery_codes(request: Request) -> Response:
+    form = await request.form()
     services = services_of(request)
     user = await services.accounts.account(current_principal(request).user_id)
+    # As a key's regenerate form: the form names the codes it replaces, so a reload of
+    # the page that showed the new codes makes no third set (the Settings UI review).
+    shown = form.get("codes")
+    if isinstance(shown, str) and shown:
+        made_at = await services.second_factor.recovery_codes_made_at(user)
+        if recovery_stamp(made_at) != shown:
+            context = await account_context(request)
+            message = (
+                "Your recovery codes were replaced after this page was shown (a reload "
+                "sends the form again): nothing was changed. The new codes were shown once."
+            )
+            return render(request, "account.html", {**context, "tfa_error": message}, status=409)
     codes = await services.second_factor.regenerate_recovery_codes(user)
     return render(request, "recovery_codes.html", {"codes": codes, "next": "/settings/account"})
 
