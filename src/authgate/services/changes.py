@@ -145,8 +145,7 @@ class ChangeFeed:
     async def start_from_now(self) -> None:
         """Skip history: callers load current state right after this."""
         async with self._polling:
-            async with self._reader.session() as session:
-                self._low_water = await self._reader.changes(session).last_seq()
+            self._low_water = await self._last_seq()
             self._seen_above.clear()
             self._gap_since.clear()
 
@@ -178,8 +177,7 @@ class ChangeFeed:
     async def _check_rewind(self) -> None:
         """Start again from the feed's end if it is below the low-water mark. An empty
         feed (every row past its retention) is no rewind: there is nothing to miss."""
-        async with self._reader.session() as session:
-            last = await self._reader.changes(session).last_seq()
+        last = await self._last_seq()
         if not 0 < last < self._low_water:
             return
         log.warning(
@@ -196,6 +194,11 @@ class ChangeFeed:
                 await hook()
             except Exception:  # one failing hook must not keep the others' caches
                 log.exception("change feed rewind hook failed")
+
+    async def _last_seq(self) -> int:
+        """The feed's last sequence number, through the polls' own connection."""
+        async with self._reader.session() as session:
+            return await self._reader.changes(session).last_seq()
 
     async def poll_logging_errors(self) -> None:
         """``poll_once`` for a background loop: failures are logged once, then retried."""

@@ -169,6 +169,9 @@ class SecondFactorState:
     required: bool
     recovery_codes_left: int
     pending_method: Method | None
+    # When the current recovery codes were made (None: never): the Settings page's form
+    # for new ones names them by it.
+    recovery_codes_made_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,7 +282,9 @@ class SecondFactorService:
         async with self._db.session() as session:
             stored = await self._db.users(session).get(user.id)
             row = await self._db.second_factors(session).get(user.id)
-            left = await self._db.one_time_codes(session).count_unused(user.id, RECOVERY)
+            codes = self._db.one_time_codes(session)
+            left = await codes.count_unused(user.id, RECOVERY)
+            made_at = await codes.latest_created(user.id, RECOVERY)
         if stored is None:
             raise NotFound("User not found", reason=Reason.USER_NOT_FOUND)
         method = _method(stored.second_factor)
@@ -288,6 +293,7 @@ class SecondFactorService:
             required=self.required_for(user),
             recovery_codes_left=left if method else 0,
             pending_method=_method(row.pending_method) if row is not None else None,
+            recovery_codes_made_at=made_at,
         )
 
     # -- enrolment -----------------------------------------------------------------------
@@ -490,11 +496,6 @@ class SecondFactorService:
         return used
 
     # -- management -----------------------------------------------------------------------
-
-    async def recovery_codes_made_at(self, user: UserView) -> datetime | None:
-        """When the user's current recovery codes were made (None: none ever)."""
-        async with self._db.session() as session:
-            return await self._db.one_time_codes(session).latest_created(user.id, RECOVERY)
 
     async def regenerate_recovery_codes(self, user: UserView) -> list[str]:
         now = self._clock()

@@ -175,12 +175,11 @@ async def account_context(request: Request) -> dict[str, object]:
     principal = current_principal(request)
     account = await services.accounts.account(principal.user_id)
     state = await services.second_factor.state(account)
-    made_at = await services.second_factor.recovery_codes_made_at(account)
     return {
         "account": account,
         "tfa": state,
         # Which recovery codes the "New recovery codes" form replaces (``tfa_pages``).
-        "recovery_stamp": recovery_stamp(made_at),
+        "recovery_stamp": recovery_stamp(state.recovery_codes_made_at),
         "tfa_session_ok": principal.is_password_session,
         "sessions": await services.sessions.list_live(principal.user_id),
         # The page's own sign-in is a v12 session only when it carries a ``sid``.

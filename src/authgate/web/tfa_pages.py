@@ -256,8 +256,8 @@ async def new_recovery_codes(request: Request) -> Response:
     # the page that showed the new codes makes no third set (the Settings UI review).
     shown = form.get("codes")
     if isinstance(shown, str) and shown:
-        made_at = await services.second_factor.recovery_codes_made_at(user)
-        if recovery_stamp(made_at) != shown:
+        state = await services.second_factor.state(user)
+        if recovery_stamp(state.recovery_codes_made_at) != shown:
             context = await account_context(request)
             message = (
                 "Your recovery codes were replaced after this page was shown (a reload "
