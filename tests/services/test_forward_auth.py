@@ -571,3 +571,37 @@ def test_a_read_overridden_to_a_write_needs_the_write_scope() -> None:
     with pytest.raises(InsufficientScope, match="write"):
         judge(policy, "GET", "/api/x", "DELETE").check(key("read"))
     judge(policy, "GET", "/api/x", "DELETE").check(key("read", "write"))
+
+
+def test_a_decision_is_remembered_per_request_read() -> None:
+    """``decision``: the canonical path and the gate's requirement, remembered for the
+    request object the reader hands out again for the same pair; an ambiguous path is
+    refused every time, a request read anew (another object) is decided anew, and the
+    remembered requirement still refuses what the rules refuse."""
+    policy = ForwardAuthPolicy(OVERRIDE_RULES)
+    request = UpstreamRequest("POST", "/api/orders/1?_method=DELETE", ("DELETE",))
+    path, admits = policy.decision(request)
+    assert path == "/api/orders/1"
+    assert policy.decision(request) == (path, admits)
+    for _ in range(2):
+        with pytest.raises(PermissionDenied):
+            admits(key("orders:write"), "POST")
+        admits(key("orders:write", "write", roles=("ROLE_ADMIN",)), "POST")
+    ambiguous = UpstreamRequest("GET", "/api/orders/../admin")
+    for _ in range(2):
+        with pytest.raises(AmbiguousUpstreamPath):
+            policy.decision(ambiguous)
+    equal = UpstreamRequest("POST", "/api/orders/1?_method=DELETE", ("DELETE",))
+    assert policy.decision(equal)[0] == path
+    long_target = UpstreamRequest("GET", "/api/orders/" + "x" * 600)
+    policy.decision(long_target)
+    assert all(entry[0] is not long_target for entry in policy._decisions.values())
+
+
+def test_remembered_decisions_are_bounded() -> None:
+    policy = ForwardAuthPolicy(OVERRIDE_RULES, cache_size=8)
+    requests = [UpstreamRequest("GET", f"/api/orders/{number}") for number in range(20)]
+    for request in requests:
+        policy.decision(request)
+    assert len(policy._decisions) == 8
+    assert {entry[0] for entry in policy._decisions.values()} == set(requests[-8:])

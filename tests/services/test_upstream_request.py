@@ -6,6 +6,7 @@ import pytest
 
 from authgate.exceptions import AmbiguousUpstreamRequest, ValidationFailed
 from authgate.reasons import Reason
+from authgate.services import upstream_request
 from authgate.services.upstream_request import UpstreamRequest, UpstreamRequestReader
 
 NGINX = UpstreamRequestReader.for_proxy("nginx")
@@ -241,3 +242,43 @@ def test_a_method_override_naming_no_method_is_refused(
         NGINX.read(headers(x_original_method="POST", x_original_uri=uri) + extra)
     assert refused.value.reason is Reason.INVALID_METHOD_OVERRIDE
     assert refused.value.header == header
+
+
+def test_a_pair_read_again_is_remembered_but_every_header_is_still_checked() -> None:
+    """The reading of a (method, URI) pair is remembered (a proxy asks about the same few
+    again and again); what else the request carries is looked at every time: a
+    disagreeing other pair, a header sent twice and a method override still count after
+    the pair was read alone."""
+    reader = UpstreamRequestReader.for_proxy("traefik")
+    alone = headers(x_forwarded_method="GET", x_forwarded_uri="/public/x")
+    first = reader.read(alone)
+    assert first == UpstreamRequest("GET", "/public/x")
+    assert reader.read(list(alone)) is first
+    with pytest.raises(AmbiguousUpstreamRequest) as conflict:
+        reader.read(alone + headers(x_original_uri="/admin/x"))
+    assert conflict.value.reason is Reason.CONFLICTING_UPSTREAM_HEADER
+    with pytest.raises(AmbiguousUpstreamRequest) as twice:
+        reader.read(alone + headers(x_forwarded_uri="/public/x"))
+    assert twice.value.reason is Reason.DUPLICATE_UPSTREAM_HEADER
+    overridden = reader.read(alone + headers(x_http_method_override="DELETE"))
+    assert overridden == UpstreamRequest("GET", "/public/x", ("DELETE",))
+    assert reader.read(alone) is first
+    # From the query: part of the pair itself, remembered with it.
+    query = headers(x_forwarded_method="POST", x_forwarded_uri="/a?_method=DELETE")
+    assert reader.read(query).overrides == ("DELETE",)
+    assert reader.read(query).overrides == ("DELETE",)
+
+
+def test_remembered_pairs_are_bounded() -> None:
+    reader = UpstreamRequestReader.for_proxy("nginx")
+    long_uri = "/" + "a" * upstream_request.MAX_REMEMBERED_TARGET
+    sent = headers(x_original_method="GET", x_original_uri=long_uri)
+    assert reader.read(sent) is not reader.read(sent)  # too long to be remembered
+    first = headers(x_original_method="GET", x_original_uri="/0")
+    remembered = reader.read(first)
+    for number in range(1, upstream_request.MAX_REMEMBERED_PAIRS + 1):
+        reader.read(headers(x_original_method="GET", x_original_uri=f"/{number}"))
+    assert len(reader._read_alone) == upstream_request.MAX_REMEMBERED_PAIRS
+    again = reader.read(first)  # the oldest went first
+    assert again == remembered
+    assert again is not remembered

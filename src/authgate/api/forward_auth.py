@@ -117,7 +117,7 @@ def _upstream_requirement(
     headers = scope["headers"]
     try:
         upstream = policy.upstream_request(headers)
-        path = policy.upstream_path(upstream)
+        path, requirement = policy.decision(upstream)
     except AmbiguousUpstreamRequest as error:
         claimed = policy.reader.claimed_target(headers)
         if claimed is not None:  # raw, without the query (which may hold secrets)
@@ -126,8 +126,7 @@ def _upstream_requirement(
     except ValidationFailed as error:  # the proxy's headers are missing or malformed
         return str(scope["method"]), _refusal(error)
     verdict.upstream = (upstream.method, path)
-    requirement = policy.request_requirement(upstream, path)
-    return upstream.method, lambda caller, _method: requirement.check(caller)
+    return upstream.method, requirement
 
 
 def _refusal(error: ValidationFailed) -> Requirement:

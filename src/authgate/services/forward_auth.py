@@ -30,7 +30,8 @@ and the path as sent pick different rules, the caller must meet both (an upstrea
 or may not ignore case: ``/files/PUBLIC`` is ``/files/public`` to one, ``/files`` to
 another). A prefix covers whole segments: ``/admin`` (or ``/admin/``) covers ``/admin`` and
 ``/admin/...``, never ``/administrator``. The decision for a (method, path) pair is
-computed once and remembered (bounded).
+computed once and remembered (bounded), and so is the decision for a request the
+reader hands out again (:meth:`ForwardAuthPolicy.decision`).
 """
 
 from __future__ import annotations
@@ -59,7 +60,9 @@ from authgate.security.principal import (
     Principal,
 )
 from authgate.services.gate import SAFE_METHODS
+from authgate.services.gate import Requirement as GateRequirement
 from authgate.services.upstream_request import (
+    MAX_REMEMBERED_TARGET,
     ForwardAuthProxy,
     RawHeaders,
     UpstreamRequest,
@@ -219,6 +222,11 @@ class Requirement:
     # it differs from the case-folded one (see ``ForwardAuthPolicy._requirement``).
     also: Requirement | None = None
 
+    def admits(self, principal: Principal, _method: str) -> None:
+        """``check``, as the gate asks a requirement (the method is the upstream's,
+        already part of this requirement)."""
+        self.check(principal)
+
     def check(self, principal: Principal) -> None:
         """Nothing when ``principal`` satisfies it; ``PermissionDenied`` otherwise."""
         if not self.allow:
@@ -320,6 +328,10 @@ class ForwardAuthPolicy:
         self._unmatched = unmatched
         self.reader = reader or UpstreamRequestReader.for_proxy("nginx")
         self._decide = lru_cache(maxsize=cache_size)(self._requirement)
+        self._cache_size = cache_size
+        # ``decision`` per request read (the reader hands out one object per pair it
+        # remembers): checked by identity, the entry holding the object. Bounded.
+        self._decisions: dict[int, tuple[UpstreamRequest, str, GateRequirement]] = {}
 
     def upstream_request(self, headers: RawHeaders) -> UpstreamRequest:
         """The request the proxy asks about (see :class:`UpstreamRequestReader.read`)."""
@@ -330,6 +342,21 @@ class ForwardAuthPolicy:
         """The canonical path of the upstream request (``AmbiguousUpstreamPath`` if it
         has none)."""
         return canonical_path(request.target)
+
+    def decision(self, request: UpstreamRequest) -> tuple[str, GateRequirement]:
+        """The canonical path of ``request`` (``AmbiguousUpstreamPath`` if it has none)
+        and what the gate is to ask of its caller (:meth:`request_requirement`)."""
+        known = self._decisions.get(id(request))
+        if known is not None and known[0] is request:
+            return known[1], known[2]
+        path = self.upstream_path(request)
+        admits = self.request_requirement(request, path).admits
+        if len(request.target) > MAX_REMEMBERED_TARGET:  # memory stays bounded
+            return path, admits
+        if len(self._decisions) >= self._cache_size:
+            del self._decisions[next(iter(self._decisions))]
+        self._decisions[id(request)] = (request, path, admits)
+        return path, admits
 
     def requirement(self, method: str, path: str) -> Requirement:
         """What a caller needs for ``method`` (canonical, upper case) on ``path``

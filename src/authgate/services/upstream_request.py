@@ -62,6 +62,11 @@ _KNOWN_URI_HEADERS = (ORIGINAL_URI, FORWARDED_URI)
 # method-override, Google's APIs) let a client run another method than the one sent.
 METHOD_OVERRIDE_HEADERS: Final = ("X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override")
 
+# How many (method, URI) pairs a reader remembers the reading of, and of which length
+# (a few MB at most, however many distinct URIs are sent).
+MAX_REMEMBERED_PAIRS = 2048
+MAX_REMEMBERED_TARGET = 512
+
 # A request's headers as ASGI gives them: (lower-case name, value) byte pairs.
 RawHeaders = Iterable[tuple[bytes, bytes]]
 
@@ -100,6 +105,10 @@ class UpstreamRequestReader:
         self._overriding.pop(self._method, None)
         self._overriding.pop(self._uri, None)
         self._wanted = frozenset({self._method, self._uri, *self._others, *self._overriding})
+        # What a (method, URI) pair read alone reads as: nearly every request carries no
+        # other known header and no override header, and a proxy asks about the same few
+        # pairs again and again. Bounded; the oldest pair goes first.
+        self._read_alone: dict[tuple[bytes, bytes], UpstreamRequest] = {}
 
     @classmethod
     def for_proxy(
@@ -157,6 +166,20 @@ class UpstreamRequestReader:
             self._check_agreement(others, method, target)
         if method is None or target is None:
             raise self._missing(method is None, target is None)
+        if overriding is None and len(target) <= MAX_REMEMBERED_TARGET:
+            known = self._read_alone.get((method, target))
+            if known is not None:
+                return known
+            request = self._parsed(method, target, None)
+            if len(self._read_alone) >= MAX_REMEMBERED_PAIRS:
+                del self._read_alone[next(iter(self._read_alone))]
+            self._read_alone[method, target] = request
+            return request
+        return self._parsed(method, target, overriding)
+
+    def _parsed(
+        self, method: bytes, target: bytes, overriding: list[tuple[bytes, bytes]] | None
+    ) -> UpstreamRequest:
         if len(target) > MAX_TARGET_LENGTH:
             raise ValidationFailed(f"{self.uri_header} is too long")
         try:
