@@ -11,6 +11,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,9 @@ from authgate.app import create_app
 from authgate.container import Services
 from authgate.security import keys
 from authgate.services.alerts.rules import RuleSpec
+from authgate.services.api_key_views import KeySpec
 from authgate.services.audit.events import TRUNCATED
+from authgate.services.user_fields import NewUser
 from authgate.settings import Settings
 from authgate.storage.models import ApiKeyUsage, AuditEvent, FiredAlert
 from tests.conftest import ADMIN_PASSWORD, FakeClock, Harness, test_settings
@@ -317,3 +320,49 @@ async def peer(app: FastAPI, address: str) -> AsyncIterator[httpx2.AsyncClient]:
     transport = httpx2.ASGITransport(app=app, client=(address, 50000))
     async with httpx2.AsyncClient(transport=transport, base_url="http://t") as client:
         yield client
+
+
+async def test_cheap_refusals_using_up_the_bound_cannot_strip_a_key_from_its_refusals(
+    tmp_path: Path, database_url: str, clock: FakeClock
+) -> None:
+    """The attack review: refusals that cost nothing use up the process-wide bound, then
+    a victim's IP-restricted key and the attacker's own are refused from outside their
+    allow lists. The summary past the bound was one per (type, reason): it named neither
+    key, and the per-key alert rule could not count it. Now one per key."""
+    bounded = test_settings(
+        tmp_path / "data",
+        database_url=database_url,
+        audit_flush_interval_seconds=60,
+        audit_refusals_per_minute_total=5,
+    )
+    async with serving(create_app(bounded, clock=clock)) as (app, services):
+        harness_keys = []  # (owner id, key)
+        for owner in ("victim", "attacker"):
+            user = await services.users.create_user(
+                NewUser(login=owner, email=f"{owner}@example.com", password=ADMIN_PASSWORD)
+            )
+            created = await services.api_keys.create(
+                user.id,
+                KeySpec(
+                    name=f"{owner} key",
+                    allowed_networks=["10.9.9.9"],
+                    expires_at=clock() + timedelta(days=30),
+                ),
+            )
+            harness_keys.append((user.id, created))
+        for host in range(1, 11):  # 5 records of their own, then the bound is used up
+            async with peer(app, f"198.51.100.{host}") as client:
+                assert (await client.get(PROTECTED)).status_code == 401
+        for number, (_, created) in enumerate(harness_keys):
+            async with peer(app, f"192.0.2.{10 + number}") as client:
+                for _ in range(2):
+                    response = await client.get(
+                        PROTECTED, headers={"Authorization": f"Bearer {created.plaintext}"}
+                    )
+                    assert response.status_code == 403, response.text
+        clock.advance(seconds=60)
+        await services.audit.flush()
+        refused = await stored(services, "API_KEY_ACCESS_FAILURE")
+        assert sorted(
+            (e.api_key_id, e.reason, (aggregate(e) or {}).get("count")) for e in refused
+        ) == sorted((created.view.key_pk, "ip_not_allowed", 2) for _, created in harness_keys)

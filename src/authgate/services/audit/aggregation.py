@@ -12,10 +12,11 @@ an IPv6 /64, as brute-force protection counts them (``throttle_network``).
 
 A process also writes at most ``per_minute`` refusals as records of their own per
 minute, whatever their groups: past that, every refusal that does not belong to a
-group already being summarized is counted per (event type, reason) only, so rotating
-addresses buys no rows. A minute thus costs at most ``per_minute`` records, plus one
-summary per group that overflowed (at most ``per_minute / per_group``), plus one per
-(event type, reason) counted past the bound.
+group already being summarized is counted per (event type, reason, API key) only, so
+rotating addresses buys no rows, and a key's refusals still name the key. A minute thus
+costs at most ``per_minute`` records, plus one summary per group that overflowed (at
+most ``per_minute / per_group``), plus one per (event type, reason, key) counted past
+the bound (the keys are those that exist: a key is named only once its id was found).
 
 Refusals whose password or second-factor code was checked (``AUTH_FAILURE`` and
 ``TFA_FAILURE`` for any reason that is not a throttle's) are outside that bound: they
@@ -86,7 +87,7 @@ _SHARED: Final = (
 
 Scope = Literal["network", "any address"]
 _GroupKey = tuple[str, str | None, str | None, int | None]
-_OverflowKey = tuple[str, str | None]
+_OverflowKey = tuple[str, str | None, int | None]
 
 
 @dataclass(slots=True)
@@ -157,7 +158,7 @@ class _Group:
 class RefusalAggregator:
     """Decides, per refusal, whether it is a record of its own or counted in a summary;
     hands out the summaries of the minutes that are over. O(1) per refusal, no I/O;
-    memory is bounded by ``per_minute`` groups (plus one per type and reason)."""
+    memory is bounded by ``per_minute`` groups (plus one per type, reason and key)."""
 
     def __init__(self, *, per_group: int, per_minute: int) -> None:
         self._per_group = per_group
@@ -196,7 +197,10 @@ class RefusalAggregator:
             group.summary = _Summary(row, "network", network)
             group.summary.add(row)
             return False
-        overflow_key = (row.event_type, row.reason)
+        # Per key too: a key's refusals keep naming it (and its owner) in the summary, so
+        # that cheap refusals using up the bound cannot strip a stolen or revoked key's
+        # uses of the key (the attack review); their number is bounded by the keys.
+        overflow_key = (row.event_type, row.reason, row.api_key_id)
         summary = self._overflow.get(overflow_key)
         if summary is None:
             summary = self._overflow[overflow_key] = _Summary(row, "any address", None)
