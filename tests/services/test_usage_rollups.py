@@ -248,6 +248,61 @@ async def test_a_key_used_from_very_many_addresses_is_not_audited_on_every_reque
     assert later == ["after_inactivity", "new_address"]  # in the order of the requests
 
 
+async def test_many_addresses_in_one_ipv6_64_do_not_silence_new_networks(
+    harness: Harness, user_token: str
+) -> None:
+    """The attack review: a stolen key used from 257 addresses of one /64 (cheap to
+    have) reached the bound of addresses per key, and the key's new addresses then went
+    unrecorded for an hour, from anywhere. A /64 is one network now: the key's uses from
+    three other networks are each recorded, and the key_new_ip rule fires for each."""
+    created = await harness.create_key(user_token, allowedIp=["0.0.0.0/0", "::/0"])
+    headers = key_header(created["key"])
+    for host in range(1, 258):
+        async with harness.client_from(f"2001:db8:1:2::{host:x}") as client:
+            assert (await client.get("/api/account", headers=headers)).status_code == 200
+    for address in ("192.0.2.77", "203.0.113.200", "2001:db8:9::1"):
+        async with harness.client_from(address) as client:
+            assert (await client.get("/api/account", headers=headers)).status_code == 200
+    events = await success_events(harness)
+    assert [(event.reason, event.client_ip) for event in events] == [
+        ("first_use", "2001:db8:1:2::1"),
+        ("new_address", "192.0.2.77"),
+        ("new_address", "203.0.113.200"),
+        ("new_address", "2001:db8:9::1"),
+    ]
+    await harness.services.alerts.evaluate_new_events()
+    async with harness.services.db.session() as session:
+        subjects = (
+            await session.scalars(text("SELECT subject FROM fired_alerts ORDER BY id"))
+        ).all()
+    assert [subject.rsplit("|", 1)[-1] for subject in subjects if "ip:" in subject] == [
+        "ip:192.0.2.77",
+        "ip:203.0.113.200",
+        "ip:2001:db8:9::/64",
+    ]
+
+
+async def test_past_the_bound_a_new_network_is_still_recorded_once_a_minute(
+    harness: Harness, user_token: str
+) -> None:
+    """A key driven past the bound of networks (257 IPv4 addresses): one many_addresses
+    record, then for the hour after, one new network a minute is still recorded (it was
+    none for an hour), and the others only count in the usage rollups."""
+    created = await harness.create_key(user_token, allowedIp=["0.0.0.0/0"])
+    headers = key_header(created["key"])
+    for index in range(MAX_ADDRESSES_PER_KEY + 1):
+        async with harness.client_from(f"10.1.{index // 200}.{index % 200 + 1}") as client:
+            assert (await client.get("/api/account", headers=headers)).status_code == 200
+    before = len(await success_events(harness))
+    for minute in range(3):
+        harness.clock.advance(seconds=61)
+        for host in (1, 2):
+            async with harness.client_from(f"198.51.{100 + minute}.{host}") as client:
+                assert (await client.get("/api/account", headers=headers)).status_code == 200
+    later = [(e.reason, e.client_ip) for e in (await success_events(harness))[before:]]
+    assert later == [("new_address", f"198.51.{100 + minute}.1") for minute in range(3)]
+
+
 async def success_events(harness: Harness) -> list[Any]:
     await harness.services.usage.flush()  # confirms the key's notable uses
     await harness.services.audit.flush()

@@ -158,32 +158,69 @@ VERDICT_SCOPE_KEY = "authgate"
 # Bounds of what the gate remembers about keys' use (memory stays bounded whatever
 # the traffic; forgetting only means one more audit record, never one less).
 MAX_TRACKED_KEYS = 100_000
+# Networks, as the ``key_new_ip`` alert rule and brute-force protection count them: an
+# IPv4 address, or an IPv6 /64 (so one /64's many addresses are one network, and
+# cannot crowd the others out).
 MAX_ADDRESSES_PER_KEY = 256
-# A key used from more addresses than that is recorded once (``many_addresses``); its new
-# addresses are then not recorded for this long, and counted afresh after it.
+# A key used from more networks than that is recorded once (``many_addresses``); for this
+# long after, a new network is recorded at most once a minute (``NEW_ADDRESS``), then they
+# are counted afresh.
 MANY_ADDRESSES_QUIET_SECONDS = 3600
+CROWDED_RECORD_SECONDS = 60
 _MANY_ADDRESSES_DETAILS = {
     "moreThan": MAX_ADDRESSES_PER_KEY,
     "quietSeconds": MANY_ADDRESSES_QUIET_SECONDS,
 }
 # An accepted request's event of its own address: the reason and its details.
 _Event = tuple[Reason, dict[str, int] | None]
+_NEW_ADDRESS: _Event = (Reason.NEW_ADDRESS, None)
+
+
+def _network(address: IPAddress | None) -> object:
+    """The network ``address`` counts as for a key's addresses: itself (IPv4, or no
+    address), or its /64 (IPv6)."""
+    if address is None or address.version == 4:
+        return address
+    return int(address) >> 64
 
 
 class _KeyActivity:
-    """When this process last saw a key accepted, and from which addresses."""
+    """When this process last saw a key accepted, and from which networks."""
 
-    __slots__ = ("addresses", "last", "latest_address", "quiet_until")
+    __slots__ = ("last", "latest_address", "networks", "quiet_record_at", "quiet_until")
 
     def __init__(self, last: float | None) -> None:
         self.last = last
-        self.addresses: set[IPAddress | None] = set()
-        # Until when new addresses go unrecorded (the key was seen from too many).
+        self.networks: set[object] = set()
+        # Until when the key counts as crowded (seen from too many networks), and when
+        # a new network may next be recorded meanwhile.
         self.quiet_until = 0.0
+        self.quiet_record_at = 0.0
         # The address object of the latest accepted request: the client-address resolver
         # hands out one object per peer, so a key used again from the same client is
         # recognised by identity, without hashing the address.
         self.latest_address: object = _UNRESOLVED
+
+    def new_network(self, address: IPAddress | None, now: float) -> _Event | None:
+        """The event of a use from ``address`` (a client other than the latest), if its
+        network is new for the key."""
+        network = _network(address)
+        networks = self.networks
+        if network in networks:
+            return None
+        if now < self.quiet_until:
+            if now < self.quiet_record_at:
+                return None
+            self.quiet_record_at = now + CROWDED_RECORD_SECONDS
+            return _NEW_ADDRESS
+        if len(networks) >= MAX_ADDRESSES_PER_KEY:
+            # Memory stays bounded: the networks are forgotten, counted afresh later.
+            networks.clear()
+            self.quiet_until = now + MANY_ADDRESSES_QUIET_SECONDS
+            self.quiet_record_at = now + CROWDED_RECORD_SECONDS
+            return (Reason.MANY_ADDRESSES, dict(_MANY_ADDRESSES_DETAILS))
+        networks.add(network)
+        return _NEW_ADDRESS
 
 
 class Gate:
@@ -396,12 +433,12 @@ class Gate:
         self, principal: Principal, key: KeyReference, address: IPAddress | None, now: float
     ) -> tuple[Reason | None, dict[str, int] | None, _Event | None]:
         """Whether an accepted key request is a security event, and which: the key's
-        first use, its use after ``idle_seconds`` without use, or its first use from an
-        address (in this process: the ``key_new_ip`` rule checks the whole trail); past
-        ``MAX_ADDRESSES_PER_KEY`` addresses, once ``many_addresses``, then no new
-        address for ``MANY_ADDRESSES_QUIET_SECONDS``. Third: the address's own event
-        (new address, many addresses), recorded instead of a use after inactivity that
-        the cluster's view does not confirm (``notable_use``)."""
+        first use, its use after ``idle_seconds`` without use, or its first use from a
+        network (in this process: the ``key_new_ip`` rule checks the whole trail); past
+        ``MAX_ADDRESSES_PER_KEY`` networks, once ``many_addresses``, then a new network at
+        most once a minute for ``MANY_ADDRESSES_QUIET_SECONDS``. Third: the address's own
+        event (new address, many addresses), recorded instead of a use after inactivity
+        that the cluster's view does not confirm (``notable_use``)."""
         activity = self._activity.get(key.key_pk)
         if activity is None:
             if len(self._activity) >= MAX_TRACKED_KEYS:
@@ -409,16 +446,10 @@ class Gate:
             stored = self._key_auth.stored_last_use(principal.credential_id)
             activity = self._activity[key.key_pk] = _KeyActivity(stored)
         last = activity.last
-        addresses = activity.addresses
-        seen_here = address is activity.latest_address or address in addresses
-        activity.latest_address = address
-        new_address = not seen_here and now >= activity.quiet_until
-        crowded = new_address and len(addresses) >= MAX_ADDRESSES_PER_KEY
         address_event: _Event | None = None
-        if crowded:
-            address_event = (Reason.MANY_ADDRESSES, dict(_MANY_ADDRESSES_DETAILS))
-        elif new_address:
-            address_event = (Reason.NEW_ADDRESS, None)
+        if address is not activity.latest_address:
+            activity.latest_address = address
+            address_event = activity.new_network(address, now)
         notable: Reason | None = None
         details: dict[str, int] | None = None
         if last is None:
@@ -429,11 +460,6 @@ class Gate:
             notable, details = address_event
         if last is None or now > last:
             activity.last = now
-        if crowded:  # memory stays bounded: the addresses are forgotten, counted afresh later
-            addresses.clear()
-            activity.quiet_until = now + MANY_ADDRESSES_QUIET_SECONDS
-        elif new_address:
-            addresses.add(address)
         return notable, details, address_event
 
 

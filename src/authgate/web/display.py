@@ -83,7 +83,8 @@ REASON_TEXT: Final[dict[Reason, str]] = {
     Reason.FIRST_USE: "The key's first use",
     Reason.AFTER_INACTIVITY: "The key was used after a long idle time",
     Reason.NEW_ADDRESS: "The key was used from a new address",
-    Reason.MANY_ADDRESSES: "Used from over 256 addresses: new ones unrecorded for an hour",
+    Reason.MANY_ADDRESSES: "Used from over 256 networks: for an hour, a new one recorded "
+    "at most once a minute",
     # what a caller may do
     Reason.SCOPE_ADMIN: "The key lacks the admin scope this endpoint needs",
     Reason.SCOPE_WRITE: "The key is read-only (no write scope)",
