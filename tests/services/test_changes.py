@@ -301,3 +301,44 @@ async def test_a_restored_database_under_a_running_node_is_noticed(
         assert response.status_code == 204
         await services.feed.poll_once()
         assert await _refused(services, token)
+
+
+async def test_a_restore_is_noticed_after_new_changes_numbered_past_the_mark(
+    harness: Harness, settings: Settings, clock: FakeClock
+) -> None:
+    """The attack review: a restore took the feed back by three changes, and four were made
+    after it before the other node looked (a logout among them). The feed's end was past
+    the node's mark again, so it saw no rewind, read only the fourth, and the logged-out
+    token stayed valid there. The row under the node's last number is another one now
+    (made at another time): that is a rewind too. (The node's check runs every
+    ``REWIND_CHECK_SECONDS``: none is due until the last poll here.)"""
+    await harness.create_user("alice")
+    token = await harness.login("alice", USER_PASSWORD)
+    other_settings = test_settings(settings.data_dir, database_url=settings.effective_database_url)
+    other = create_app(other_settings)
+    async with other.router.lifespan_context(other):
+        services: Services = other.state.services
+        db = harness.services.db
+
+        async def change(subject: str) -> int:
+            """An ordinary change that concerns neither alice nor her token."""
+            async with db.transaction() as session:
+                row = db.changes(session).append(
+                    kind=ChangeKind.API_KEY_CHANGED.value, subject=subject, now=clock()
+                )
+            return row.seq
+
+        backup_point = await change("keybefore001")
+        for number in range(3):
+            await change(f"keylater{number:04}")
+        await services.feed.poll_once()
+        assert (await services.tokens.authenticate(token)).login == "alice"  # cached there
+        await _restore_feed_to(db, backup_point)
+        clock.advance(seconds=1)
+        response = await harness.client.post("/api/logout", headers=bearer(token))
+        assert response.status_code == 204
+        for number in range(3):
+            await change(f"keyafter{number:04}")
+        services.feed._next_rewind_check = 0.0  # the check is due
+        await services.feed.poll_once()
+        assert await _refused(services, token)

@@ -31,7 +31,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from authgate.clock import Clock
@@ -98,6 +98,10 @@ class ChangeFeed:
         self._handlers: list[ChangeHandler] = []
         self._rewind_hooks: list[RewindHook] = []
         self._next_rewind_check = 0.0
+        # The last row this feed delivered: its number and when it was made. A restore
+        # that took the feed back and new changes that numbered past the low-water mark
+        # again leave another row under that number (the attack review).
+        self._mark: tuple[int, datetime] | None = None
         self._after_commit: list[Callable[[], None]] = []
         self._low_water = 0
         self._seen_above: set[int] = set()
@@ -148,6 +152,7 @@ class ChangeFeed:
             self._low_water = await self._last_seq()
             self._seen_above.clear()
             self._gap_since.clear()
+            self._mark = None
 
     async def poll_once(self) -> int:
         """Apply changes committed since the last poll; returns how many were new. A poll
@@ -158,35 +163,60 @@ class ChangeFeed:
 
     async def _poll(self) -> int:
         rows = await self._reader.changes_after(self._low_water, self._batch_size)
+        # New rows after a restore may be numbered as the rows this feed delivered last
+        # were: before moving past them, check that the last one is still there.
+        if rows and await self._mark_replaced():
+            await self._rewound(f"holds another change numbered {self._mark_seq()}")
+            return 0
         fresh = [
             (row.seq, Change(ChangeKind(row.kind), row.subject))
             for row in rows
             if row.seq not in self._seen_above and row.kind in ChangeKind._value2member_map_
         ]
         seen_now = {row.seq for row in rows}
+        if rows and (self._mark is None or rows[-1].seq > self._mark[0]):
+            self._mark = (rows[-1].seq, rows[-1].created_at)
         for _, change in fresh:
             self._dispatch(change)
         self._seen_above |= seen_now
         now = time.monotonic()
         self._advance_low_water(now)
-        if not rows and now >= self._next_rewind_check:
+        if now >= self._next_rewind_check:
             self._next_rewind_check = now + REWIND_CHECK_SECONDS
             await self._check_rewind()
         return len(fresh)
 
     async def _check_rewind(self) -> None:
-        """Start again from the feed's end if it is below the low-water mark. An empty
-        feed (every row past its retention) is no rewind: there is nothing to miss."""
+        """Start again from the feed's end if it went back: its end is below the
+        low-water mark, or the last row delivered is now another row (made at another
+        time). An empty feed (every row past its retention), or a delivered row deleted
+        by it, is no rewind: there is nothing to miss."""
         last = await self._last_seq()
-        if not 0 < last < self._low_water:
-            return
+        if 0 < last < self._low_water:
+            await self._rewound(f"went back from {self._low_water} to {last}", last)
+        elif await self._mark_replaced():
+            await self._rewound(f"holds another change numbered {self._mark_seq()}", last)
+
+    def _mark_seq(self) -> int:
+        return self._mark[0] if self._mark is not None else 0
+
+    async def _mark_replaced(self) -> bool:
+        """Whether the row this feed delivered last is now another one."""
+        mark = self._mark
+        if mark is None:
+            return False
+        made_at = await self._made_at(mark[0])
+        return made_at is not None and made_at != mark[1]
+
+    async def _rewound(self, what: str, last: int | None = None) -> None:
+        """Start from the feed's end, dropping every cached state (the hooks)."""
         log.warning(
-            "the change feed went back from %d to %d (the database restored from a backup?):"
+            "the change feed %s (the database restored from a backup?):"
             " dropping every cached credential state",
-            self._low_water,
-            last,
+            what,
         )
-        self._low_water = last
+        self._low_water = await self._last_seq() if last is None else last
+        self._mark = None
         self._seen_above.clear()
         self._gap_since.clear()
         for hook in self._rewind_hooks:
@@ -199,6 +229,10 @@ class ChangeFeed:
         """The feed's last sequence number, through the polls' own connection."""
         async with self._reader.session() as session:
             return await self._reader.changes(session).last_seq()
+
+    async def _made_at(self, seq: int) -> datetime | None:
+        async with self._reader.session() as session:
+            return await self._reader.changes(session).created_at_of(seq)
 
     async def poll_logging_errors(self) -> None:
         """``poll_once`` for a background loop: failures are logged once, then retried."""

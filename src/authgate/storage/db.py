@@ -6,6 +6,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
+from datetime import datetime
 from typing import Any, TypeVar, TypeVarTuple
 
 from sqlalchemy import Connection, Engine, Row, event, exc, text
@@ -188,7 +189,7 @@ class Database:
         """See ``repositories.second_factor_of``: one statement, one checkout."""
         return await self.read(second_factor_of, user_id)
 
-    async def changes_after(self, seq: int, limit: int) -> Sequence[Row[int, str, str]]:
+    async def changes_after(self, seq: int, limit: int) -> Sequence[Row[int, str, str, datetime]]:
         """See ``repositories.changes_after``: one statement, one checkout."""
         return await self.read(changes_after, seq, limit)
 

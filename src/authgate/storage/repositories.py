@@ -60,7 +60,7 @@ _BY_LOGIN_OR_EMAIL = _LOGIN_COLUMNS.where(
 ).limit(2)
 _SECOND_FACTOR = select(User.second_factor).where(User.id == bindparam("user_id"))
 _CHANGES_AFTER = (
-    select(AuthChange.seq, AuthChange.kind, AuthChange.subject)
+    select(AuthChange.seq, AuthChange.kind, AuthChange.subject, AuthChange.created_at)
     .where(AuthChange.seq > bindparam("seq"))
     .order_by(AuthChange.seq)
     .limit(bindparam("limit"))
@@ -91,9 +91,11 @@ def second_factor_of(connection: Connection, user_id: int) -> str | None:
     return second_factor
 
 
-def changes_after(connection: Connection, seq: int, limit: int) -> Sequence[Row[int, str, str]]:
+def changes_after(
+    connection: Connection, seq: int, limit: int
+) -> Sequence[Row[int, str, str, datetime]]:
     """The change feed's rows after ``seq`` in order, at most ``limit``: (seq, kind,
-    subject). Every process polls them several times a second, idle or not, so this is
+    subject, created_at). Every process polls them several times a second, idle or not, so this is
     one statement on a bare connection (run by ``Database.read``), no ORM objects."""
     return connection.execute(_CHANGES_AFTER, {"seq": seq, "limit": limit}).all()
 
@@ -306,6 +308,12 @@ class ChangeRepository:
 
     async def last_seq(self) -> int:
         return await self._session.scalar(select(func.max(AuthChange.seq))) or 0
+
+    async def created_at_of(self, seq: int) -> datetime | None:
+        """When the row numbered ``seq`` was made (None: there is none)."""
+        return await self._session.scalar(
+            select(AuthChange.created_at).where(AuthChange.seq == seq)
+        )
 
     async def delete_before(self, cutoff: datetime) -> int:
         result = await self._session.execute(
