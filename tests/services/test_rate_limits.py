@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from typing import Any, cast
 
 from limits import parse
-from limits.aio.storage import MemoryStorage, RedisStorage
+from limits.aio.storage import MemoryStorage, RedisStorage, SlidingWindowCounterSupport
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from redis.asyncio import from_url
 
-from authgate.services.rate_limits import KeyRateLimits
+from authgate.services.rate_limits import KeyRateLimits, _give_back
 from authgate.services.redis_link import RedisLink
 
 
@@ -67,5 +68,40 @@ async def test_a_hit_of_cost_minus_one_gives_a_slot_back_on_redis(redis_url: str
     )
     try:
         await _gives_a_slot_back(SlidingWindowCounterRateLimiter(storage))
+    finally:
+        await client.aclose()
+
+
+async def _redis_limiter(client: Any) -> SlidingWindowCounterRateLimiter:
+    storage = RedisStorage(
+        "async+redis://", implementation="redispy", connection_pool=client.connection_pool
+    )
+    return SlidingWindowCounterRateLimiter(storage)
+
+
+async def _current_count(limiter: SlidingWindowCounterRateLimiter, item: Any, key: str) -> int:
+    storage = cast(SlidingWindowCounterSupport, limiter.storage)
+    window = await storage.get_sliding_window(item.key_for("key", key), item.get_expiry())
+    return int(window[2])
+
+
+async def test_a_slot_is_not_given_back_to_a_window_that_is_over(redis_url: str) -> None:
+    """The attack review: the give-back of a slot, run once the limit's window was over
+    (a slow round trip at a window's edge), started the next window at -1 on Redis, so
+    it served one request more than its limit. Now a slot is given back only while its
+    window lasts."""
+    client = from_url(redis_url)
+    try:
+        limiter = await _redis_limiter(client)
+        item, key = parse("3/second"), str(_key())
+        assert await limiter.hit(item, "key", key)
+        await _give_back(limiter, item, key)
+        assert await _current_count(limiter, item, key) == 0  # within the window: given back
+        assert await limiter.hit(item, "key", key)
+        await asyncio.sleep(1.1)  # the window is over
+        await _give_back(limiter, item, key)
+        await asyncio.sleep(1.1)  # the slot taken before no longer weighs in
+        served = [await limiter.hit(item, "key", key) for _ in range(5)]
+        assert served == [True, True, True, False, False]
     finally:
         await client.aclose()

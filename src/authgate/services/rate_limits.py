@@ -17,10 +17,15 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from limits import RateLimitItem, parse_many
-from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.storage import (
+    MemoryStorage,
+    RedisStorage,
+    SlidingWindowCounterSupport,
+    Storage,
+)
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
 from authgate.exceptions import RateLimited
@@ -152,7 +157,7 @@ class KeyRateLimits:
                     # step (its Lua script on Redis); tests/services/test_rate_limits.py
                     # holds it to that on both storages.
                     for earlier in items[:taken]:
-                        await limiter.hit(earlier, "key", identifier, cost=-1)
+                        await _give_back(limiter, earlier, identifier)
                     refused = [item]
                     break
         if refused:
@@ -162,6 +167,28 @@ class KeyRateLimits:
         states = await _states(limiter, items, identifier)
         # The tightest limit; on a tie the one that takes longer to recover.
         return min(states, key=lambda state: (state.remaining, -state.reset_seconds)), True
+
+
+async def _give_back(
+    limiter: SlidingWindowCounterRateLimiter, item: RateLimitItem, identifier: str
+) -> None:
+    """Give back the slot a refused request took of ``item``, unless the window it was
+    taken in is over (the attack review: on Redis the library moves its counter on at
+    the next hit, so the give-back itself started the new window at -1, and one more
+    request was served there). Such a slot stays counted in the window before, which
+    the sliding window weighs in for one window more: stricter, never laxer. Left: when
+    another request moved the counter on between this one's hit and its give-back, the
+    give-back takes one of the new window's slots (one request more there; it takes a
+    window's edge within a round trip, and requests interleaving then)."""
+    expiry = item.get_expiry()
+    storage = cast(SlidingWindowCounterSupport, limiter.storage)
+    _, _, current, current_expires_in = await storage.get_sliding_window(
+        item.key_for("key", identifier), expiry
+    )
+    # The counter stored as current lives two windows from its window's start: with less
+    # than one left, its window is over.
+    if current > 0 and current_expires_in > expiry:
+        await limiter.hit(item, "key", identifier, cost=-1)
 
 
 async def _states(
