@@ -172,6 +172,23 @@ def test_keys_rotate_prints_the_new_key_once_and_keeps_the_old_one_for_the_grace
     assert "between 0 seconds and 7 days" in too_long.output
 
 
+def test_rotating_a_suspended_key_says_that_neither_key_works(
+    data_dir: Path,  # noqa: F811
+) -> None:
+    """The README walkthrough: rotating a suspended key with a grace printed "the previous
+    key works until ...", while the new key and the old one were both refused."""
+    assert_exits(create_user(), 0)
+    created = create_key("ci")
+    assert_exits(invoke("users", "deactivate", "bob"), 0)
+    assert_exits(invoke("users", "reactivate", "bob"), 0)
+    rotated = invoke("keys", "rotate", str(created["id"]), "--grace", "1h")
+    assert_exits(rotated, 0)
+    assert "previous key works until" not in rotated.stderr
+    assert "suspended: neither the new key nor the previous one works" in rotated.stderr
+    assert call_with_key(rotated.stdout.strip()) == 401
+    assert call_with_key(created["key"]) == 401
+
+
 def test_keys_usage(data_dir: Path) -> None:  # noqa: F811
     assert_exits(create_user(), 0)
     created = create_key("ci", "10.0.0.0/8")

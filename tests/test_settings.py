@@ -139,7 +139,8 @@ def test_missing_config_file_is_a_configuration_error(
         ({"metrics_token": "x" * 23}, "metrics_token must be at least 24 characters"),
         (
             {"login_pair_base_delay_seconds": 900, "login_pair_max_delay_seconds": 30},
-            "login_pair_max_delay_seconds must be at least login_pair_base_delay_seconds",
+            "AUTHGATE_LOGIN_PAIR_MAX_DELAY_SECONDS must be at least "
+            "AUTHGATE_LOGIN_PAIR_BASE_DELAY_SECONDS",
         ),
     ],
     ids=[
@@ -269,16 +270,28 @@ def test_the_data_dir_is_used_while_one_secret_would_be_generated_there(missing:
     assert settings.uses_data_dir is bool(missing)
 
 
-def test_mailed_codes_for_the_unenrolled_need_an_smtp_server() -> None:
+def test_mailed_codes_for_the_unenrolled_need_an_smtp_server(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """README: `AUTHGATE_TFA_UNENROLLED=email` needs SMTP; without one, every login of a
     user who must use a factor and has none would fail, so the start is refused. With
-    nobody required to use a factor it does nothing, and is accepted."""
+    nobody required to use a factor it does nothing, and is accepted. The refusal names
+    the settings as they were given (the README walkthrough: it named the fields):
+    variables, or the config file's keys."""
     values: dict[str, object] = {"tfa_required": "all", "tfa_unenrolled": "email"}
+    monkeypatch.setenv("AUTHGATE_TFA_REQUIRED", "all")
+    monkeypatch.setenv("AUTHGATE_TFA_UNENROLLED", "email")
     with pytest.raises(ValidationError) as raised:
         Settings(**values)  # type: ignore[arg-type]
     message = explain_invalid_settings(raised.value, values)
+    assert "AUTHGATE_TFA_UNENROLLED=email" in message
+    assert "set AUTHGATE_ALERT_SMTP_HOST (and AUTHGATE_ALERT_EMAIL_FROM)" in message
+    monkeypatch.delenv("AUTHGATE_TFA_REQUIRED")
+    monkeypatch.delenv("AUTHGATE_TFA_UNENROLLED")
+    in_file = {**values, "config_file": tmp_path / "authgate.toml"}
+    message = explain_invalid_settings(raised.value, in_file)
     assert "tfa_unenrolled=email" in message
-    assert "alert_smtp_host" in message
+    assert "set alert_smtp_host (and alert_email_from)" in message
     mail = {"alert_smtp_host": "mail.example.com", "alert_email_from": "authgate@example.com"}
     assert Settings(**values, **mail).second_factor.unenrolled == "email"  # type: ignore[arg-type]
     assert Settings(tfa_unenrolled="email").second_factor.required == "none"  # type: ignore[call-arg]

@@ -332,7 +332,7 @@ async def ensure_schema(services: Services) -> None:
         return
     raise ConfigurationError(
         f"the database schema is at revision {current or 'none'}, this version needs {head}: "
-        "run `authgate migrate` first"
+        "run `authgate migrate` first (or start with AUTHGATE_AUTO_MIGRATE=true)"
     )
 
 

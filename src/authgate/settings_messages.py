@@ -90,7 +90,7 @@ def _describe(
     message = detail["msg"].removeprefix("Value error, ")
     location = detail["loc"]
     if not location:
-        return f"invalid settings: {message}"
+        return f"invalid settings: {_in_their_words(message, variables, fields, config_file)}"
     field, rest = str(location[0]), location[1:]
     # A nested setting is named by its flat name (login.ip_window: login_ip_window_seconds),
     # an unknown key of a group's table by its path (login.ip_windw).
@@ -118,6 +118,26 @@ def _describe(
     else:
         source = f"{variable}{inner}"
     return f"invalid {source}: {message}"
+
+
+# A setting's name in a message about several settings: the names of more than one word.
+_SETTING_WORD = re.compile(r"\b[a-z][a-z0-9]*_[a-z0-9_]*\b")
+
+
+def _in_their_words(
+    message: str, variables: Mapping[str, str], fields: Collection[str], config_file: Path | None
+) -> str:
+    """A message about several settings (the model's own checks, which name them by
+    field) naming them as variables (``AUTHGATE_TFA_UNENROLLED``), unless the settings
+    come from a config file and none of those named was given as a variable: then by
+    the file's keys, as written there."""
+    given = {name.upper() for name in variables}
+    named = [word for word in _SETTING_WORD.findall(message) if word in fields]
+    if config_file is not None and not any(variable_name(word) in given for word in named):
+        return message
+    return _SETTING_WORD.sub(
+        lambda match: variable_name(match[0]) if match[0] in fields else match[0], message
+    )
 
 
 _SETTINGS_ERROR_FIELD = re.compile(r'field "(\w+)"')

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
+import pytest
 from sqlalchemy import text
 
 from authgate.app import create_app
@@ -516,8 +517,8 @@ async def test_create_user_without_password_mails_the_link(
     tmp_path: Path, database_url: str, clock: FakeClock
 ) -> None:
     """UserResource.createUser → MailService.sendCreationEmail: the link goes by e-mail
-    through the configured SMTP server (a real one here); never a password, and the
-    response does not carry the link."""
+    through the configured SMTP server (a real one here), as an invitation; never a
+    password, and the response does not carry the link."""
     with running_smtp_server() as (mail, port):
         settings = test_settings(
             tmp_path / "data",
@@ -539,7 +540,11 @@ async def test_create_user_without_password_mails_the_link(
     [message] = [m for m in mail.messages() if m["To"] == "grace@example.com"]
     text = message.get_content()
     assert "https://auth.example.com/settings/reset?key=" in text
-    assert "password:" not in text.lower()
+    # An invitation to a new account (the README walkthrough: it was the text of a reset
+    # asked for, "if you did not ask for it, ignore this message").
+    assert message["Subject"] == "authgate: you are invited"
+    assert "created an authgate account for you" in text
+    assert "password: " not in text.lower()  # no password given, only the link
 
 
 async def test_links_can_open_utmstacks_own_reset_page(
@@ -568,3 +573,25 @@ async def test_links_can_open_utmstacks_own_reset_page(
         )
         assert finished.status_code == 200, finished.text
         assert await _login_status(harness, "heidi", USER_PASSWORD) == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "extra"),
+    [
+        ("POST", USERS, {"login": "gina"}),
+        ("POST", f"{USERS}/local", {"login": "gina", "password": USER_PASSWORD}),
+    ],
+)
+async def test_a_malformed_email_is_refused_in_words_not_with_the_pattern(
+    harness: Harness, method: str, path: str, extra: dict[str, str]
+) -> None:
+    """The README walkthrough: "Gina <gina@example.com>" was refused with the raw regular
+    expression as the message. Now with Spring's @Email message, as UTMStack's UserDTO."""
+    admin = await _admin(harness)
+    response = await harness.client.request(
+        method, path, json={**extra, "email": "Gina <gina@example.com>"}, headers=admin
+    )
+    assert response.status_code == 400, response.text
+    [error] = response.json()["fieldErrors"]
+    assert (error["field"], error["message"]) == ("email", "must be a well-formed email address")
+    assert "\\x00" not in response.text

@@ -42,6 +42,7 @@ from authgate.exceptions import (
     Unavailable,
     ValidationFailed,
 )
+from authgate.services.user_fields import EMAIL_PATTERN
 from authgate.storage.db import is_unavailable
 from authgate.storage.errors import (
     CONCURRENT_CHANGE_ERRORS,
@@ -437,7 +438,13 @@ def _field_error(detail: Any) -> FieldError:
             object_name=object_name,
         )
     message = str(detail.get("msg", "invalid"))
-    if detail.get("type") == "value_error":
+    if detail.get("type") == "string_pattern_mismatch" and (
+        (detail.get("ctx") or {}).get("pattern") == EMAIL_PATTERN
+    ):
+        # Not the pattern itself (a regex is no message): Spring's @Email message, as
+        # UTMStack's UserDTO answers.
+        message = "must be a well-formed email address"
+    elif detail.get("type") == "value_error":
         # Pydantic prefixes what a validator raised: the message is the validator's.
         message = message.removeprefix("Value error, ")
     return FieldError(field=field, message=message, object_name=object_name)

@@ -261,7 +261,8 @@ async def create_user(body: UserCreate, request: Request, response: Response) ->
         return CreatedUserDTO(**UserDTO.of(user).model_dump())
     user, issued = await services.users.invite_user(new)
     response.headers["Location"] = f"/api/users/{user.login}"
-    mailed = await services.password_resets.deliver(user, issued)
+    # UTMStack's sendCreationEmail: an invitation to the new account, not a reset asked for.
+    mailed = await services.password_resets.deliver(user, issued, invitation=True)
     return CreatedUserDTO(
         **UserDTO.of(user).model_dump(),
         resetLinkMailed=mailed,

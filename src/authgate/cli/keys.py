@@ -54,7 +54,10 @@ def _print_created(created: CreatedKey, owner: str, output: OutputFormat, what: 
         f"{what} API key {view.public_id} ({view.prefix}) of {owner}, "
         f"expires {stamp(view.expires_at)}"
         + (
-            f"; the previous key works until {stamp(view.previous_valid_until)}"
+            # Suspended (its owner deactivated): neither works until it is re-enabled.
+            "; suspended: neither the new key nor the previous one works until it is re-enabled"
+            if view.suspended_at is not None
+            else f"; the previous key works until {stamp(view.previous_valid_until)}"
             if view.previous_valid_until
             else ""
         )
