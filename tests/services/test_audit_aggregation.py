@@ -45,6 +45,13 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
     )
 
 
+def bounded_settings(tmp_path: Path, database_url: str, **bounds: int) -> Settings:
+    """Settings whose records are written only when a test flushes, with ``bounds``."""
+    return test_settings(
+        tmp_path / "data", database_url=database_url, audit_flush_interval_seconds=60, **bounds
+    )
+
+
 async def stored(services: Services, event_type: str) -> list[AuditEvent]:
     """Every record of ``event_type``, in chain order."""
     async with services.db.session() as session:
@@ -140,12 +147,7 @@ async def test_rotating_addresses_are_bounded_by_the_process_total(
 ) -> None:
     """With at most 5 records of their own a minute, 30 refusals from 30 addresses are
     5 records and one summary of 25 per (type, reason), whatever the addresses."""
-    bounded = test_settings(
-        tmp_path / "data",
-        database_url=database_url,
-        audit_flush_interval_seconds=60,
-        audit_refusals_per_minute_total=5,
-    )
+    bounded = bounded_settings(tmp_path, database_url, audit_refusals_per_minute_total=5)
     async with serving(create_app(bounded, clock=clock)) as (app, services):
         for host in range(1, 31):
             async with peer(app, f"198.51.100.{host}") as client:
@@ -171,12 +173,8 @@ async def test_cheap_refusals_using_up_the_bound_cannot_hide_a_password_attack(
     process-wide bound, then wrong passwords for admin from another address. Those were
     checked, so they stay records with the account and the address (before: one
     address-less summary, and no alert)."""
-    bounded = test_settings(
-        tmp_path / "data",
-        database_url=database_url,
-        audit_flush_interval_seconds=60,
-        audit_refusals_per_minute=10,
-        audit_refusals_per_minute_total=20,
+    bounded = bounded_settings(
+        tmp_path, database_url, audit_refusals_per_minute=10, audit_refusals_per_minute_total=20
     )
     async with serving(create_app(bounded, clock=clock)) as (app, services):
         await services.users.ensure_initial_admin(ADMIN_PASSWORD)
@@ -329,12 +327,7 @@ async def test_cheap_refusals_using_up_the_bound_cannot_strip_a_key_from_its_ref
     a victim's IP-restricted key and the attacker's own are refused from outside their
     allow lists. The summary past the bound was one per (type, reason): it named neither
     key, and the per-key alert rule could not count it. Now one per key."""
-    bounded = test_settings(
-        tmp_path / "data",
-        database_url=database_url,
-        audit_flush_interval_seconds=60,
-        audit_refusals_per_minute_total=5,
-    )
+    bounded = bounded_settings(tmp_path, database_url, audit_refusals_per_minute_total=5)
     async with serving(create_app(bounded, clock=clock)) as (app, services):
         harness_keys = []  # (owner id, key)
         for owner in ("victim", "attacker"):

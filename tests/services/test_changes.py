@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -251,6 +252,23 @@ async def test_polls_do_not_wait_for_the_request_pool(harness: Harness, clock: F
     assert received == ["elsewhere"]
 
 
+async def _append(db: Database, kind: ChangeKind, subject: str, clock: FakeClock) -> int:
+    """A change published as a use case would; its sequence number."""
+    async with db.transaction() as session:
+        row = db.changes(session).append(kind=kind.value, subject=subject, now=clock())
+    return row.seq
+
+
+@asynccontextmanager
+async def _other_node(settings: Settings) -> AsyncIterator[Services]:
+    """Another app (worker or node) on the harness's database, running."""
+    other = create_app(
+        test_settings(settings.data_dir, database_url=settings.effective_database_url)
+    )
+    async with other.router.lifespan_context(other):
+        yield other.state.services
+
+
 async def _restore_feed_to(db: Database, seq: int) -> None:
     """What restoring an older backup does to the feed: the rows after ``seq`` are gone
     and the next change is numbered ``seq + 1`` again (the sequence was restored too)."""
@@ -277,21 +295,11 @@ async def test_a_restored_database_under_a_running_node_is_noticed(
     monkeypatch.setattr(changes, "REWIND_CHECK_SECONDS", 0.0)  # every idle poll checks
     await harness.create_user("alice")
     token = await harness.login("alice", USER_PASSWORD)
-    other_settings = test_settings(settings.data_dir, database_url=settings.effective_database_url)
-    other = create_app(other_settings)
-    async with other.router.lifespan_context(other):
-        services: Services = other.state.services
+    async with _other_node(settings) as services:
         db = harness.services.db
-        async with db.transaction() as session:
-            first = db.changes(session).append(
-                kind=ChangeKind.USER_CHANGED.value, subject="before the backup", now=clock()
-            )
-        backup_point = first.seq
+        backup_point = await _append(db, ChangeKind.USER_CHANGED, "before the backup", clock)
         for number in range(5):  # made after the backup: the restore takes them away
-            async with db.transaction() as session:
-                db.changes(session).append(
-                    kind=ChangeKind.USER_CHANGED.value, subject=f"later {number}", now=clock()
-                )
+            await _append(db, ChangeKind.USER_CHANGED, f"later {number}", clock)
         await services.feed.poll_once()
         assert (await services.tokens.authenticate(token)).login == "alice"  # cached there
         await _restore_feed_to(db, backup_point)
@@ -314,19 +322,12 @@ async def test_a_restore_is_noticed_after_new_changes_numbered_past_the_mark(
     ``REWIND_CHECK_SECONDS``: none is due until the last poll here.)"""
     await harness.create_user("alice")
     token = await harness.login("alice", USER_PASSWORD)
-    other_settings = test_settings(settings.data_dir, database_url=settings.effective_database_url)
-    other = create_app(other_settings)
-    async with other.router.lifespan_context(other):
-        services: Services = other.state.services
+    async with _other_node(settings) as services:
         db = harness.services.db
 
         async def change(subject: str) -> int:
             """An ordinary change that concerns neither alice nor her token."""
-            async with db.transaction() as session:
-                row = db.changes(session).append(
-                    kind=ChangeKind.API_KEY_CHANGED.value, subject=subject, now=clock()
-                )
-            return row.seq
+            return await _append(db, ChangeKind.API_KEY_CHANGED, subject, clock)
 
         backup_point = await change("keybefore001")
         for number in range(3):

@@ -56,6 +56,14 @@ def throttle_network(address: str) -> str:
     return str(network)
 
 
+def network_of(address: IPAddress | None) -> object:
+    """``throttle_network``'s unit for a parsed address, as a dictionary key (no text):
+    an IPv4 address (or None) itself, an IPv6 address's /64 as a number."""
+    if address is None or address.version == 4:
+        return address
+    return int(address) >> (128 - IPV6_THROTTLE_PREFIX)
+
+
 def network_text_prefix(network: str) -> str:
     """Text that every address of the IPv6 ``network`` (a ``throttle_network`` /64)
     starts with when written canonically (RFC 5952, as audit records store it): its

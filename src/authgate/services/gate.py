@@ -42,7 +42,7 @@ from authgate.exceptions import (
 from authgate.reasons import Reason
 from authgate.security.credentials import bearer_credential
 from authgate.security.keys import looks_like_api_key
-from authgate.security.networks import IPAddress
+from authgate.security.networks import IPAddress, network_of
 from authgate.security.principal import KeyReference, Principal
 from authgate.services.access_tokens import AccessTokenService
 from authgate.services.address_block import AddressBlocker
@@ -176,14 +176,6 @@ _Event = tuple[Reason, dict[str, int] | None]
 _NEW_ADDRESS: _Event = (Reason.NEW_ADDRESS, None)
 
 
-def _network(address: IPAddress | None) -> object:
-    """The network ``address`` counts as for a key's addresses: itself (IPv4, or no
-    address), or its /64 (IPv6)."""
-    if address is None or address.version == 4:
-        return address
-    return int(address) >> 64
-
-
 class _KeyActivity:
     """When this process last saw a key accepted, and from which networks."""
 
@@ -204,7 +196,7 @@ class _KeyActivity:
     def new_network(self, address: IPAddress | None, now: float) -> _Event | None:
         """The event of a use from ``address`` (a client other than the latest), if its
         network is new for the key."""
-        network = _network(address)
+        network = network_of(address)
         networks = self.networks
         if network in networks:
             return None
