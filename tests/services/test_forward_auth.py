@@ -17,7 +17,7 @@ from authgate.services.forward_auth import (
     Requirement,
     Unmatched,
 )
-from authgate.services.upstream_request import UpstreamRequest
+from authgate.services.upstream_request import MAX_REMEMBERED_TARGET, UpstreamRequest
 from tests.security.path_variants import method_variant, target_variant
 
 Rule = ForwardAuthRuleSetting
@@ -605,3 +605,17 @@ def test_remembered_decisions_are_bounded() -> None:
         policy.decision(request)
     assert len(policy._decisions) == 8
     assert {entry[0] for entry in policy._decisions.values()} == set(requests[-8:])
+
+
+def test_requirements_are_remembered_for_short_paths_only() -> None:
+    """The (method, path) memo keeps paths up to ``MAX_REMEMBERED_TARGET`` characters:
+    4,096 paths of up to a request head's 32 KiB would hold over 100 MB. A long path is
+    decided anew each time, as the rules say."""
+    policy = ForwardAuthPolicy(OVERRIDE_RULES)
+    short = "/api/orders/1"
+    long_path = "/api/orders/" + "x" * MAX_REMEMBERED_TARGET
+    assert policy.requirement("GET", long_path) == policy.requirement("GET", short)
+    policy.request_requirement(UpstreamRequest("POST", long_path, ("DELETE",)), long_path)
+    assert policy._decide.cache_info().currsize == 1  # the short path's alone
+    with pytest.raises(InsufficientScope, match="orders:write"):
+        judge(policy, "POST", long_path, "DELETE").check(key("write"))

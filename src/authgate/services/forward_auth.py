@@ -360,7 +360,11 @@ class ForwardAuthPolicy:
 
     def requirement(self, method: str, path: str) -> Requirement:
         """What a caller needs for ``method`` (canonical, upper case) on ``path``
-        (canonical, from :meth:`upstream_path`)."""
+        (canonical, from :meth:`upstream_path`). Remembered for paths of up to
+        ``MAX_REMEMBERED_TARGET`` characters only, so the memo stays a few MB however
+        long the paths a caller sends (up to the request head's bound, 32 KiB)."""
+        if len(path) > MAX_REMEMBERED_TARGET:
+            return self._requirement(method, path)
         return self._decide(method, path)
 
     def request_requirement(self, request: UpstreamRequest, path: str) -> Requirement:
@@ -368,9 +372,9 @@ class ForwardAuthPolicy:
         for each method override it carries (``POST /x?_method=DELETE``), that method's
         as well: an upstream that honours the override runs it as that method, one that
         does not as the method sent, so the caller must be allowed both."""
-        requirement = self._decide(request.method, path)
+        requirement = self.requirement(request.method, path)
         for method in request.overrides:
-            requirement = _both(requirement, self._decide(method, path))
+            requirement = _both(requirement, self.requirement(method, path))
         return requirement
 
     def _requirement(self, method: str, path: str) -> Requirement:
