@@ -54,8 +54,11 @@ def create_app(guard: Guard) -> FastAPI:
         return {"orders": 0, "admin": caller.login}
 
     # Everything under /reports needs a credential (except /reports/status); keys need
-    # "read" there, and "admin" under /reports/audit/.
+    # "read" there, and "admin" under /reports/audit/. The middleware's scopes bind keys
+    # only (a user's token carries the user's rights): the audit report also requires
+    # ROLE_ADMIN, which holds for tokens and keys alike.
     reports = FastAPI(title="Reports")
+    guard.install(reports)  # a mounted app has exception handlers of its own
 
     @reports.get("/status")
     async def report_status() -> dict[str, str]:
@@ -67,8 +70,8 @@ def create_app(guard: Guard) -> FastAPI:
         return {"report": "daily", "for": caller.login}
 
     @reports.get("/audit/summary")
-    async def audit_summary(request: Request) -> dict[str, object]:
-        return {"report": "audit", "for": principal_of(request).login}
+    async def audit_summary(caller: Annotated[GuardPrincipal, admin]) -> dict[str, object]:
+        return {"report": "audit", "for": caller.login}
 
     reports.add_middleware(
         GuardMiddleware,

@@ -42,14 +42,23 @@ def forward_auth_proxy() -> str:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, database_url: str, forward_auth_proxy: str) -> Settings:
+def forwarded_header() -> str:
+    """authgate's ``forwarded_header`` (a test parametrized with it overrides it)."""
+    return "x-forwarded-for"
+
+
+@pytest.fixture
+def settings(
+    tmp_path: Path, database_url: str, forward_auth_proxy: str, forwarded_header: str
+) -> Settings:
     """authgate trusts the guarded service (ASGITransport's 127.0.0.1) as a proxy, so
-    the client address the guard forwards in X-Forwarded-For is the one checked."""
+    the client address the guard forwards (X-Forwarded-For, Forwarded) is the one checked."""
     return test_settings(
         tmp_path / "data",
         database_url=database_url,
         trusted_proxies=["127.0.0.1"],
         forward_auth_proxy=forward_auth_proxy,
+        forwarded_header=forwarded_header,
     )
 
 

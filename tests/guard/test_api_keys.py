@@ -140,6 +140,81 @@ async def test_the_keys_allow_list_applies_to_the_guarded_services_caller(
     assert allowed.status_code == 200
 
 
+def without_client(app: Any, host: str | None = None) -> Any:
+    """``app`` as a server gives it requests with no client address (a unix socket),
+    or with ``host`` (a name, not an address) in its place."""
+
+    async def served(scope: Any, receive: Any, send: Any) -> None:
+        scope["client"] = None if host is None else (host, 0)
+        await app(scope, receive, send)
+
+    return served
+
+
+@pytest.mark.parametrize("forwarded_header", ["x-forwarded-for", "forwarded"])
+@pytest.mark.parametrize("host", [None, "client.example"])
+async def test_an_unknown_caller_address_is_never_the_guards_own(
+    harness: Harness,
+    make_guard: GuardFactory,
+    authgate: AuthgateTransport,
+    user_token: str,
+    host: str | None,
+) -> None:
+    """Served on a unix socket, the guard knows no address for its caller: it tells
+    authgate "unknown" (in both forwarding headers), so a key allowed only from the
+    guard's own address (127.0.0.1 here) is refused, and a key without an allow list
+    still passes. Sending no address made authgate take the guard for the caller."""
+    local_only = await harness.create_key(user_token, allowedIp=["127.0.0.1"])
+    anywhere = await harness.create_key(user_token, name="anywhere", allowedIp=[])
+    service = GuardedService(make_guard())
+    app = without_client(service.app, host)
+    transport = httpx2.ASGITransport(app=app)
+    async with httpx2.AsyncClient(transport=transport, base_url="http://service") as client:
+        refused = await client.get("/things", headers=bearer(local_only["key"]))
+        allowed = await client.get("/things", headers=bearer(anywhere["key"]))
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["code"] == "ip_not_allowed"
+    assert allowed.status_code == 200, allowed.text
+    sent = next(request for request in authgate.requests if request.url.path == VERIFY)
+    assert sent.headers["X-Forwarded-For"] == "unknown"
+    assert sent.headers["Forwarded"] == "for=unknown"
+
+
+async def test_the_client_address_goes_in_both_forwarding_headers(
+    harness: Harness, make_guard: GuardFactory, authgate: AuthgateTransport, user_token: str
+) -> None:
+    """An IPv6 caller: X-Forwarded-For has the address, Forwarded has it quoted in
+    brackets (RFC 7239), so authgate reads it whichever header it is set to read."""
+    created = await harness.create_key(user_token, allowedIp=["2001:db8::/32"])
+    service = GuardedService(make_guard())
+    assert (await call(service, created["key"], client_ip="2001:db8::7")).status_code == 200
+    (sent,) = [request for request in authgate.requests if request.url.path == VERIFY]
+    assert sent.headers["X-Forwarded-For"] == "2001:db8::7"
+    assert sent.headers["Forwarded"] == 'for="[2001:db8::7]"'
+
+
+async def test_method_override_headers_are_passed_on_and_part_of_the_cache_key(
+    harness: Harness, make_guard: GuardFactory, authgate: AuthgateTransport, user_token: str
+) -> None:
+    """A read-only key's GET passes; the same GET carrying X-HTTP-Method-Override: DELETE
+    is held by authgate to DELETE's rule (keys need write) instead of taking the cached
+    answer for the plain GET: an override middleware inside the guard would run it as
+    a DELETE."""
+    created = await harness.create_key(user_token, scopes=["read"], allowedIp=CALLER_NETWORK)
+    service = GuardedService(make_guard())
+    assert (await call(service, created["key"])).status_code == 200
+    for name in ("X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override"):
+        async with service_client(service.app) as client:
+            refused = await client.get(
+                "/things", headers={"Authorization": f"Bearer {created['key']}", name: "DELETE"}
+            )
+        assert refused.status_code == 403, (name, refused.text)
+        assert refused.json()["code"] == "insufficient_scope"
+        sent = [request for request in authgate.requests if request.url.path == VERIFY][-1]
+        assert sent.headers[name] == "DELETE"
+    assert service.handled == 1
+
+
 async def test_successes_are_cached_per_credential_client_and_request(
     harness: Harness, make_guard: GuardFactory, authgate: AuthgateTransport, user_token: str
 ) -> None:
@@ -372,3 +447,108 @@ async def test_a_keys_answer_without_scopes_means_503(harness: Harness, user_tok
         assert response.status_code == 403
         assert response.json()["code"] == "insufficient_scope"
     assert service.handled == 0
+
+
+def test_the_guard_passes_on_every_override_header_authgate_checks() -> None:
+    """The guard's list of method-override headers is authgate's (the SDK cannot import
+    the server's module): a header authgate learns to check must be passed on too."""
+    from authgate.guard._incoming import METHOD_OVERRIDE_HEADERS as PASSED_ON
+    from authgate.services.upstream_request import METHOD_OVERRIDE_HEADERS
+
+    assert PASSED_ON == METHOD_OVERRIDE_HEADERS
+
+
+async def test_a_guard_entered_again_after_closing_asks_authgate_again(
+    harness: Harness, make_guard: GuardFactory, user_token: str
+) -> None:
+    """``async with guard`` in each lifespan of one app (a test suite's second
+    TestClient): the second opens the connection again. A closed guard that is not
+    entered again answers 503 (authgate unavailable), not a 500."""
+    key = (await harness.create_key(user_token, allowedIp=CALLER_NETWORK))["key"]
+    guard = make_guard(key_cache_ttl=0)
+    service = GuardedService(guard)
+    for _ in range(2):
+        async with guard:
+            assert (await call(service, key)).status_code == 200
+    closed = await call(service, key)
+    assert closed.status_code == 503, closed.text
+    assert closed.json()["code"] == "authgate_unavailable"
+
+
+def endless_answer(
+    produced: list[int], *, status: int = 200, declared: int | None = None
+) -> httpx2.MockTransport:
+    """A server answering every request with a body of 64 KiB chunks that never ends
+    (``produced`` counts the chunks it was asked for), declaring ``declared`` bytes."""
+
+    async def chunks() -> Any:
+        while True:
+            produced[0] += 1
+            yield b"x" * 65536
+
+    def answer(request: httpx2.Request) -> httpx2.Response:
+        headers = {"Content-Length": str(declared)} if declared is not None else {}
+        return httpx2.Response(status, headers=headers, content=chunks())
+
+    return httpx2.MockTransport(answer)
+
+
+@pytest.mark.parametrize("declared", [None, 10**12])
+async def test_an_endless_answer_is_dropped_at_its_bound(
+    harness: Harness, user_token: str, declared: int | None
+) -> None:
+    """Whatever answers at AUTHGATE_URL (a wrong URL, a man in the middle of plain HTTP)
+    cannot make the guard read a body of any size: an answer to /api/auth/verify is
+    dropped past 64 KiB, one declaring more is not read at all; 503 either way."""
+    key = (await harness.create_key(user_token))["key"]
+    produced = [0]
+    transport = endless_answer(produced, status=403, declared=declared)
+    async with Guard(GuardConfig(authgate_url=AUTHGATE_URL, transport=transport)) as guard:
+        response = await call(GuardedService(guard), key)
+    assert response.status_code == 503, response.text
+    assert produced[0] <= (0 if declared else 2)
+
+
+async def test_non_ascii_bytes_in_the_path_or_query_reach_authgate_percent_encoded(
+    harness: Harness, make_guard: GuardFactory, authgate: AuthgateTransport, user_token: str
+) -> None:
+    """A server that passes UTF-8 bytes through in ``raw_path`` and the query (uvicorn
+    refuses them, others may not): authgate is asked about them percent-encoded, the
+    same path to it; they were a 500 (httpx refuses non-ASCII header values). A path
+    without ``raw_path`` is quoted back, so a decoded ``?`` stays in the path."""
+    key = (await harness.create_key(user_token, allowedIp=CALLER_NETWORK))["key"]
+    service = GuardedService(make_guard(key_cache_ttl=0))
+
+    def served(raw_path: bytes | None, query: bytes) -> Any:
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            if raw_path is None:
+                scope.pop("raw_path", None)
+            else:
+                scope["raw_path"] = raw_path
+            scope["query_string"] = query
+            await service.app(scope, receive, send)
+
+        return app
+
+    cases = [
+        (b"/things", "q=café".encode(), "/things?q=caf%C3%A9"),
+        (None, b"", "/things"),
+    ]
+    for raw_path, query, expected in cases:
+        transport = httpx2.ASGITransport(app=served(raw_path, query), client=(CALLER_IP, 1))
+        async with httpx2.AsyncClient(transport=transport, base_url="http://service") as client:
+            response = await client.get("/things", headers=bearer(key))
+        assert response.status_code == 200, response.text
+        sent = [request for request in authgate.requests if request.url.path == VERIFY][-1]
+        assert sent.headers["X-Original-URI"] == expected
+
+
+def test_a_decoded_path_is_quoted_back_for_authgate() -> None:
+    """Without ``raw_path``, ``/a%3Fb`` decoded is ``/a?b``: sent as ``/a%3Fb``, not as
+    the path ``/a`` with a query; a space and non-ASCII are encoded too."""
+    from authgate.guard._paths import uri_readings
+
+    assert uri_readings({"path": "/a?b%c", "query_string": b""}) == ("/a%3Fb%25c",)
+    assert uri_readings({"path": "/café x", "query_string": b"q=\xc3\xa9"}) == (
+        "/caf%C3%A9%20x?q=%C3%A9",
+    )

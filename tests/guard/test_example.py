@@ -54,6 +54,10 @@ async def test_the_example_protects_its_routes(
         daily = await client.get("/reports/daily", headers=key)
         assert daily.json() == {"report": "daily", "for": "alice"}
         assert (await client.get("/reports/audit/summary", headers=key)).status_code == 403
+        # The middleware's scopes bind keys only; the route's role binds a user's token.
+        summary = await client.get("/reports/audit/summary", headers=bearer(user_token))
+        assert summary.status_code == 403
+        assert summary.json()["code"] == "role_required"
 
 
 def test_the_example_is_configured_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,6 +8,7 @@ import json
 from datetime import timedelta
 from typing import Any
 
+import httpx2
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -186,6 +187,29 @@ async def test_forged_tokens_are_refused_alike(
         assert body["status"] == 401
         assert body["path"] == "/things"
     assert service.handled == 0
+
+
+async def test_another_spelling_of_a_genuine_token_is_refused_as_authgate_does(
+    harness: Harness, make_guard: GuardFactory, user_token: str
+) -> None:
+    """The genuine token with its signature padded (``==``) or with the unused low bits
+    of its last character set: PyJWT decodes both to the same signature, authgate
+    refuses them (one spelling per token), and so does the guard now."""
+    service = GuardedService(make_guard())
+    assert (await get_things(service, user_token)).status_code == 200
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    head, last = user_token[:-1], user_token[-1]
+    # ES256's 64-byte signature ends with 4 unused bits in its last character.
+    flipped = head + alphabet[alphabet.index(last) ^ 1]
+    assert jwt.api_jws.base64url_decode(flipped.rsplit(".", 1)[1]) == jwt.api_jws.base64url_decode(
+        user_token.rsplit(".", 1)[1]
+    )
+    for spelling in (user_token + "==", flipped):
+        response = await get_things(service, spelling)
+        assert response.status_code == 401, spelling[-4:]
+        assert response.json()["code"] == "invalid_token"
+        at_authgate = await harness.client.get("/api/account", headers=bearer(spelling))
+        assert at_authgate.status_code == 401
 
 
 @pytest.mark.parametrize("claim", ["issuer", "audience"])
@@ -455,3 +479,22 @@ async def test_a_forged_old_token_is_refused_without_asking_authgate(
         response = await get_things(service, token)
         assert response.status_code == 401, name
     assert authgate.count(VERIFY) == 0
+
+
+async def test_an_endless_jwks_answer_is_dropped_at_its_bound(user_token: str) -> None:
+    """A JWK Set answer is read up to 256 KiB, then dropped (503): never buffered whole."""
+    produced = [0]
+
+    async def chunks() -> Any:
+        while True:
+            produced[0] += 1
+            yield b" " * 65536
+
+    def answer(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, content=chunks())
+
+    config = GuardConfig(authgate_url=AUTHGATE_URL, transport=httpx2.MockTransport(answer))
+    async with Guard(config) as guard:
+        response = await get_things(GuardedService(guard), user_token)
+    assert response.status_code == 503, response.text
+    assert produced[0] <= 5

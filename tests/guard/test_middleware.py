@@ -121,6 +121,36 @@ async def test_a_dependency_reuses_the_middlewares_principal(
     assert authgate.count(VERIFY) == 1
 
 
+async def test_a_dependency_of_another_guard_authenticates_again(
+    harness: Harness, make_guard: GuardFactory, authgate: AuthgateTransport, user_token: str
+) -> None:
+    """Behind a lax guard's middleware (tokens trusted locally for 300 s), a stricter
+    guard's dependency (every token asked of authgate) or one for another issuer does
+    not take the lax guard's principal: it authenticates the request itself."""
+    lax = make_guard()
+    strict = make_guard(local_jwt_max_age=0)
+    other = make_guard(issuer="another-authgate")
+    app = FastAPI()
+    lax.install(app)
+
+    @app.get("/strict")
+    async def strict_route(caller: Any = Depends(strict.require())) -> dict[str, Any]:  # noqa: B008
+        return {"login": caller.login}
+
+    @app.get("/other")
+    async def other_route(caller: Any = Depends(other.require())) -> dict[str, Any]:  # noqa: B008
+        return {"login": caller.login}
+
+    app.add_middleware(GuardMiddleware, guard=lax)
+    async with service_client(app) as client:
+        response = await client.get("/strict", headers=bearer(user_token))
+        assert response.status_code == 200, response.text
+        assert authgate.count(VERIFY) == 1  # strict asked authgate; lax did not
+        refused = await client.get("/other", headers=bearer(user_token))
+    assert refused.status_code == 401
+    assert refused.json()["code"] == "invalid_token"
+
+
 async def test_a_cached_success_is_never_reused_for_another_spelling_of_the_path(
     harness: Harness, make_guard: GuardFactory, authgate: AuthgateTransport, user_token: str
 ) -> None:

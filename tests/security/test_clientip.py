@@ -125,18 +125,22 @@ def test_whitespace_around_hops_is_ignored(resolver: ClientIpResolver) -> None:
     assert resolver.resolve(PROXY, f"  {CLIENT} ,\t{INNER_PROXY}  ") == ip(CLIENT)
 
 
-def test_garbage_hop_stops_at_the_last_trusted_address(resolver: ClientIpResolver) -> None:
-    """Walking left, an unparsable hop stops the walk: the last trusted address seen is
-    returned and nothing to the left of the garbage is believed."""
-    resolved = resolver.resolve(PROXY, f"{FORGED}, unknown, {INNER_PROXY}")
+def test_garbage_hop_makes_the_client_unknown(resolver: ClientIpResolver) -> None:
+    """Walking left, an unparsable hop stops the walk: the trusted proxy that wrote it
+    does not know its client, so neither does authgate (None), and nothing to the left
+    of the garbage is believed. Taking the last trusted address instead would let anyone
+    behind that proxy through an allow list naming it."""
+    assert resolver.resolve(PROXY, f"{FORGED}, unknown, {INNER_PROXY}") is None
 
-    assert resolved == ip(INNER_PROXY)
 
-
-def test_garbage_as_the_rightmost_hop_gives_the_peer(resolver: ClientIpResolver) -> None:
-    """If the hop the trusted peer appended is garbage, the peer itself is returned."""
-    assert resolver.resolve(PROXY, f"{FORGED}, not-an-ip") == ip(PROXY)
-    assert resolver.resolve(PROXY, f"{FORGED},") == ip(PROXY)
+def test_garbage_as_the_rightmost_hop_makes_the_client_unknown(
+    resolver: ClientIpResolver,
+) -> None:
+    """If the hop the trusted peer appended is garbage (nginx's ``unix:`` for a client on
+    a unix socket), the client is unknown, not the peer."""
+    assert resolver.resolve(PROXY, f"{FORGED}, not-an-ip") is None
+    assert resolver.resolve(PROXY, f"{FORGED}, unix:") is None
+    assert resolver.resolve(PROXY, f"{FORGED},") is None
 
 
 def test_ipv4_hop_with_a_port_is_accepted(resolver: ClientIpResolver) -> None:
@@ -206,9 +210,10 @@ def test_forwarded_header_parameters_in_any_order_and_case(rfc7239: ClientIpReso
 
 
 def test_forwarded_unknown_hop_stops_the_walk(rfc7239: ClientIpResolver) -> None:
-    """for=unknown (or an obfuscated _hidden) is not an address: the walk stops there."""
-    assert rfc7239.resolve(PROXY, f"for={FORGED}, for=unknown") == ip(PROXY)
-    assert rfc7239.resolve(PROXY, f"for={FORGED}, for=_hidden") == ip(PROXY)
+    """for=unknown (or an obfuscated _hidden) is not an address: the walk stops there,
+    and the client is unknown."""
+    assert rfc7239.resolve(PROXY, f"for={FORGED}, for=unknown") is None
+    assert rfc7239.resolve(PROXY, f"for={FORGED}, for=_hidden") is None
 
 
 def test_forwarded_without_for_gives_the_peer(rfc7239: ClientIpResolver) -> None:
@@ -226,8 +231,8 @@ def test_only_the_configured_forwarding_header_is_read(resolver: ClientIpResolve
     through untouched: the resolver reads one configured header, never the other."""
     assert resolver.header == "x-forwarded-for"
     assert ClientIpResolver(TrustedProxies.of(TRUSTED), header="forwarded").header == "forwarded"
-    # The Forwarded syntax is not X-Forwarded-For: read as such it cannot yield an address.
-    assert resolver.resolve(PROXY, f"for={FORGED}") == ip(PROXY)
+    # The Forwarded syntax is not X-Forwarded-For: read as such it yields no address.
+    assert resolver.resolve(PROXY, f"for={FORGED}") is None
 
 
 # -- properties -----------------------------------------------------------------------------
@@ -295,16 +300,18 @@ forwarded_headers = st.one_of(
 def test_resolve_never_raises_and_returns_a_known_address(
     peer: str | None, forwarded_for: str | None, forwarded: str | None
 ) -> None:
-    """For any header text, resolve returns None, the peer, or an address in the header."""
+    """For any header text, resolve returns None, the peer, or an address in the header
+    (None from a trusted peer only when a hop is no address)."""
     peer_address = parse_address(peer) if peer else None
     for resolver, header in ((RESOLVER, forwarded_for), (RFC7239_RESOLVER, forwarded)):
         resolved = resolver.resolve(peer, header)
         if peer_address is None:
             assert resolved is None
             continue
-        allowed = {peer_address}
+        allowed: set[IPAddress | None] = {peer_address}
         if TRUSTED_LIST.trusts(peer_address):  # headers count only from a trusted peer
-            allowed |= addresses_in(header or "")
+            # ... and a hop that is no address there makes the client unknown.
+            allowed |= {*addresses_in(header or ""), None}
         assert resolved in allowed
 
 

@@ -32,6 +32,7 @@ from authgate.guard._errors import REALM, GuardError, NotAuthenticated, error_re
 from authgate.guard._incoming import IncomingRequest
 from authgate.guard._jwks import JwksCache
 from authgate.guard._jwt import JwtVerifier
+from authgate.guard._link import AuthgateLink
 from authgate.guard._principal import GuardPrincipal, Requirement
 from authgate.guard._remote import RemoteVerifier
 
@@ -39,6 +40,9 @@ __all__ = ["PRINCIPAL_SCOPE_KEY", "Guard", "principal_of", "remember_principal"]
 
 # Where the caller is kept in the ASGI scope (also ``request.state.principal``).
 PRINCIPAL_SCOPE_KEY = "authgate.guard.principal"
+# And by the guard that vouched for it: a dependency reuses only its own guard's
+# principal, never a laxer guard's (longer local JWT age, another issuer, fewer checks).
+_BY_GUARD_SCOPE_KEY = "authgate.guard.principals"
 
 Dependency = Callable[[HTTPConnection], Awaitable[GuardPrincipal]]
 
@@ -64,9 +68,9 @@ class Guard:
     ) -> None:
         self._config = config
         self._clock = clock
-        self._http = config.http_client()
+        self._link = AuthgateLink(config)
         self._jwks = JwksCache(
-            self._http,
+            self._link,
             algorithms=config.algorithms,
             ttl=config.jwks_ttl,
             min_refetch_interval=config.jwks_min_refetch_interval,
@@ -81,7 +85,7 @@ class Guard:
             clock=clock,
         )
         self._remote = RemoteVerifier(
-            self._http,
+            self._link,
             cache_ttl=config.key_cache_ttl,
             cache_size=config.key_cache_size,
             timeout=config.timeout,
@@ -128,16 +132,18 @@ class Guard:
         limit API keys; a user's token carries the user's rights), one of ``roles`` and
         all of ``permissions`` (what authgate's roles grant: ``users.read``, ...).
 
-        Reuses the principal when ``GuardMiddleware`` already authenticated the request.
+        Reuses the principal when ``GuardMiddleware`` with this same guard (or another
+        dependency of it) already authenticated the request; another guard's is not
+        reused: this guard authenticates the request itself.
         Raises ``GuardError`` (401/403/429/503...); ``install`` renders it as JSON.
         """
         requirement = Requirement.of(scopes=scopes, roles=roles, permissions=permissions)
 
         async def guarded(connection: HTTPConnection) -> GuardPrincipal:
-            principal = connection.scope.get(PRINCIPAL_SCOPE_KEY)
+            principal = connection.scope.get(_BY_GUARD_SCOPE_KEY, {}).get(self)
             if not isinstance(principal, GuardPrincipal):
                 principal = await self.authenticate(connection.scope)
-                remember_principal(connection.scope, principal)
+                remember_principal(connection.scope, principal, guard=self)
             requirement.check(principal)
             return principal
 
@@ -160,10 +166,11 @@ class Guard:
         return self.error_response(error, path=request.url.path)
 
     async def aclose(self) -> None:
-        """Close the connection pool to authgate."""
-        await self._http.aclose()
+        """Close the connection pool to authgate (``async with guard`` opens it again)."""
+        await self._link.aclose()
 
     async def __aenter__(self) -> Self:
+        self._link.reopen()  # a second lifespan of the same app
         return self
 
     async def __aexit__(
@@ -175,10 +182,16 @@ class Guard:
         await self.aclose()
 
 
-def remember_principal(scope: Scope, principal: GuardPrincipal) -> None:
-    """Keep the caller in the scope, for dependencies and as ``request.state.principal``."""
+def remember_principal(
+    scope: Scope, principal: GuardPrincipal, *, guard: Guard | None = None
+) -> None:
+    """Keep the caller in the scope, for ``principal_of`` and as
+    ``request.state.principal``; with ``guard``, also as that guard's, which its
+    dependencies (``guard.require``) reuse instead of authenticating again."""
     scope[PRINCIPAL_SCOPE_KEY] = principal
     scope.setdefault("state", {})["principal"] = principal
+    if guard is not None:
+        scope.setdefault(_BY_GUARD_SCOPE_KEY, {})[guard] = principal
 
 
 def principal_of(connection: HTTPConnection) -> GuardPrincipal:

@@ -7,6 +7,7 @@ JWT are told apart by format (keys start with ``agk_``), never by trial.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -21,6 +22,12 @@ __all__ = ["Credential", "IncomingRequest"]
 
 CredentialHeader = Literal["authorization", "utm-api-key"]
 CredentialKind = Literal["jwt", "api_key"]
+
+# Headers by which frameworks let a client run another method than the one sent
+# (authgate's ``METHOD_OVERRIDE_HEADERS``, which it holds to the override's rules too):
+# passed on to authgate as they came, every occurrence.
+METHOD_OVERRIDE_HEADERS = ("X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override")
+_OVERRIDE_NAMES = {name.lower().encode("ascii"): name for name in METHOD_OVERRIDE_HEADERS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +48,11 @@ class IncomingRequest:
     # The path and query as sent, for authgate's forward-auth rules; then, when the app
     # has a root path, the route's reading (``_paths``): both must pass.
     uris: tuple[str, ...]
+    # The peer's address as the server gave it, when it is an IP address: None for a
+    # unix socket, or a host name a server took from a forwarding header.
     client_ip: str | None
+    # Method-override headers (name, value), in order: see ``METHOD_OVERRIDE_HEADERS``.
+    overrides: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def from_scope(cls, scope: Scope) -> IncomingRequest:
@@ -55,8 +66,21 @@ class IncomingRequest:
             credential=_credential(scope),
             method=str(scope.get("method", "GET")),
             uris=uri_readings(scope),
-            client_ip=str(client[0]) if client else None,
+            client_ip=_ip_address(client[0]) if client else None,
+            overrides=tuple(
+                (_OVERRIDE_NAMES[name], value.decode("latin-1"))
+                for name, value in scope["headers"]
+                if name in _OVERRIDE_NAMES
+            ),
         )
+
+
+def _ip_address(host: object) -> str | None:
+    """``host`` as an IP address (canonical text), or None when it is none."""
+    try:
+        return str(ipaddress.ip_address(str(host)))
+    except ValueError:
+        return None
 
 
 def _credential(scope: Scope) -> Credential | None:

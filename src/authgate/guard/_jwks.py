@@ -28,6 +28,7 @@ import httpx2
 import jwt
 
 from authgate.guard._errors import AuthgateUnavailable
+from authgate.guard._link import Answer, AuthgateLink, LinkFailure
 
 __all__ = ["JWKS_PATH", "JwksCache", "VerificationKey"]
 
@@ -49,7 +50,7 @@ class JwksCache:
 
     def __init__(
         self,
-        http: httpx2.AsyncClient,
+        link: AuthgateLink,
         *,
         algorithms: frozenset[str],
         ttl: float,
@@ -57,7 +58,7 @@ class JwksCache:
         timeout: float,
         timer: Callable[[], float],
     ) -> None:
-        self._http = http
+        self._link = link
         self._timeout = timeout
         self._algorithms = algorithms
         self._ttl = ttl
@@ -99,14 +100,22 @@ class JwksCache:
         try:
             # The whole fetch, not each read (see RemoteVerifier._ask).
             with anyio.fail_after(self._timeout):
-                response = await self._http.get(JWKS_PATH, headers={"Accept": "application/json"})
-        except (httpx2.HTTPError, TimeoutError) as error:
+                response = await self._link.get(
+                    JWKS_PATH, headers={"Accept": "application/json"}, limit=_MAX_JWKS_BYTES
+                )
+        except (httpx2.HTTPError, TimeoutError, LinkFailure) as error:
             log.warning("authgate unreachable for its JWKS: %s", type(error).__name__)
             raise AuthgateUnavailable() from None
         keys = _parse(response, self._algorithms)
         if keys is None:
             log.error("authgate's JWKS answer is unusable (HTTP %s)", response.status_code)
             raise AuthgateUnavailable()
+        if not keys:
+            # Every token would be refused as invalid: say why once per fetch.
+            log.warning(
+                "authgate's JWKS has no key the guard can use (algorithms allowed: %s)",
+                ", ".join(sorted(self._algorithms)),
+            )
         self._keys = keys
         self._fresh_until = now + self._ttl
 
@@ -115,11 +124,9 @@ class JwksCache:
         return frozenset(self._keys)
 
 
-def _parse(
-    response: httpx2.Response, algorithms: frozenset[str]
-) -> dict[str, VerificationKey] | None:
+def _parse(response: Answer, algorithms: frozenset[str]) -> dict[str, VerificationKey] | None:
     """The usable keys of a JWKS answer; ``None`` when it is not a JWK Set at all."""
-    if response.status_code != 200 or len(response.content) > _MAX_JWKS_BYTES:
+    if response.status_code != 200:
         return None
     try:
         document: Any = json.loads(response.content)

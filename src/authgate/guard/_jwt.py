@@ -27,7 +27,7 @@ import jwt
 from authgate.guard._errors import REALM, NotAuthenticated
 from authgate.guard._jwks import JwksCache
 from authgate.guard._principal import GuardPrincipal
-from authgate.security.jwt_claims import check_claims
+from authgate.security.jwt_claims import check_claims, is_canonical_compact_jws
 from authgate.security.principal import parse_authorities
 
 __all__ = ["JwtVerifier", "VerifiedToken"]
@@ -88,7 +88,10 @@ class JwtVerifier:
         NotAuthenticated: the token is not valid (401).
         AuthgateUnavailable: the keys to check it cannot be fetched (503).
         """
-        if len(token) > MAX_TOKEN_LENGTH or not token.isascii():
+        if len(token) > MAX_TOKEN_LENGTH or not is_canonical_compact_jws(token):
+            # As authgate: one spelling per token (PyJWT also takes ``sig==`` and a
+            # last character's unused bits), so a denylist or a log matching token
+            # strings sees the same token alike here and there.
             raise _invalid()
         try:
             header = jwt.get_unverified_header(token)

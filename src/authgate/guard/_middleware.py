@@ -80,7 +80,7 @@ class GuardMiddleware:
         except GuardError as error:
             await self._refuse(error, scope, receive, send)
             return
-        remember_principal(scope, principal)
+        remember_principal(scope, principal, guard=self._guard)
         await self.app(scope, receive, send)
 
     def _is_exempt(self, path: str) -> bool:

@@ -13,11 +13,18 @@ When the readings are equal (no ``root_path``, or a path outside it) there is on
 
 from __future__ import annotations
 
+import re
 from urllib.parse import quote
 
 from starlette.types import Scope
 
 __all__ = ["path_readings", "route_path", "uri_readings"]
+
+# Bytes a header value cannot carry as they are (controls, space, non-ASCII): sent to
+# authgate percent-encoded, which it decodes to the same path.
+_NOT_VISIBLE_ASCII = re.compile(rb"[^\x21-\x7e]")
+# A decoded path, quoted back: only what a path segment may hold unquoted stays.
+_PATH_SAFE = "/!$&'()*+,;=:@-._~"
 
 
 def route_path(scope: Scope) -> str:
@@ -48,18 +55,31 @@ def uri_readings(scope: Scope) -> tuple[str, ...]:
     same bytes without ``root_path``'s. Where the sent bytes do not start with them
     (an encoded root path), the decoded route path, percent-quoted, is asked about."""
     raw_path = scope.get("raw_path")
-    full = raw_path.decode("latin-1") if raw_path else str(scope["path"])
+    full = _header_safe(raw_path) if raw_path else _quoted(str(scope["path"]))
     uris = [full]
     readings = path_readings(scope)
     if len(readings) == 2:
         uris.append(_route_uri(raw_path, str(scope.get("root_path")), readings[1]))
     query = scope.get("query_string", b"")
-    suffix = "?" + query.decode("latin-1") if query else ""
+    suffix = "?" + _header_safe(query) if query else ""
     return tuple(uri + suffix for uri in uris)
 
 
 def _route_uri(raw_path: bytes | None, root: str, route: str) -> str:
     prefix = root.encode("utf-8", "surrogatepass")
     if raw_path and raw_path.startswith(prefix + b"/"):
-        return raw_path[len(prefix) :].decode("latin-1")
-    return quote(route, safe="/", errors="surrogatepass")
+        return _header_safe(raw_path[len(prefix) :])
+    return _quoted(route)
+
+
+def _header_safe(raw: bytes) -> str:
+    """``raw`` as sent, but with every byte a header value cannot hold percent-encoded
+    (a server that passes ``/café`` through as UTF-8 bytes: httpx refuses non-ASCII
+    header values, which was a 500)."""
+    return _NOT_VISIBLE_ASCII.sub(lambda byte: b"%%%02X" % byte[0][0], raw).decode("ascii")
+
+
+def _quoted(path: str) -> str:
+    """A decoded path (no ``raw_path``) quoted back: a decoded ``?`` or ``%`` stays part
+    of the path instead of starting a query or an escape."""
+    return quote(path, safe=_PATH_SAFE, errors="surrogatepass")

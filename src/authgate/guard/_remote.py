@@ -1,8 +1,10 @@
 """Asking authgate about a credential: ``GET /api/auth/verify`` (its forward-auth endpoint).
 
 The guard sends what a reverse proxy would: the credential in the header it came in,
-the client address in ``X-Forwarded-For`` (authgate believes it only from addresses in
-its ``AUTHGATE_TRUSTED_PROXIES``), and the original method and URI (authgate's
+the client address in ``X-Forwarded-For`` and ``Forwarded`` ("unknown" when the server
+gave none; authgate believes them only from addresses in its
+``AUTHGATE_TRUSTED_PROXIES``), the method-override headers as they came, and the
+original method and URI (authgate's
 forward-auth rules and the ``write`` scope for unsafe methods apply to them) in both
 header pairs authgate knows (``X-Original-*`` and ``X-Forwarded-*``, the same values),
 so that it is read alike whichever proxy authgate is configured for. No other header
@@ -48,6 +50,7 @@ from authgate.guard._errors import (
     Throttled,
 )
 from authgate.guard._incoming import Credential, IncomingRequest
+from authgate.guard._link import Answer, AuthgateLink, LinkFailure
 from authgate.guard._principal import GuardPrincipal
 from authgate.security.keys import check_key_shape
 from authgate.security.principal import parse_authorities
@@ -56,6 +59,9 @@ __all__ = ["VERIFY_PATH", "RemoteVerifier"]
 
 VERIFY_PATH = "api/auth/verify"
 _PASSED_ON = ("WWW-Authenticate", "Retry-After")
+# authgate's answers are headers and at most a short JSON error: anything longer is not
+# authgate, and is not read on.
+_MAX_ANSWER_BYTES = 64 * 1024
 _REFUSALS: dict[int, type[GuardError]] = {
     400: InvalidRequest,
     401: NotAuthenticated,
@@ -72,14 +78,14 @@ class RemoteVerifier:
 
     def __init__(
         self,
-        http: httpx2.AsyncClient,
+        link: AuthgateLink,
         *,
         cache_ttl: float,
         cache_size: int,
         timeout: float,
         timer: Callable[[], float],
     ) -> None:
-        self._http = http
+        self._link = link
         self._timeout = timeout
         self._ttl = cache_ttl
         self._cache: ExpiringCache[bytes, GuardPrincipal] = ExpiringCache(cache_size)
@@ -130,8 +136,10 @@ class RemoteVerifier:
         headers = _headers(request, credential, uri)
         try:
             with anyio.fail_after(self._timeout):
-                response = await self._http.get(VERIFY_PATH, headers=headers)
-        except (httpx2.HTTPError, TimeoutError) as error:
+                response = await self._link.get(
+                    VERIFY_PATH, headers=headers, limit=_MAX_ANSWER_BYTES
+                )
+        except (httpx2.HTTPError, TimeoutError, LinkFailure) as error:
             log.warning("authgate unreachable for %s: %s", VERIFY_PATH, type(error).__name__)
             raise AuthgateUnavailable() from None
         if response.status_code == 200:
@@ -148,24 +156,34 @@ class RemoteVerifier:
             log.warning("authgate answered HTTP %s to %s", response.status_code, VERIFY_PATH)
             raise AuthgateUnavailable()
         code, message = _code_and_message(response)
-        headers = {name: response.headers[name] for name in _PASSED_ON if name in response.headers}
-        raise refusal(message, code=code, status=response.status_code, headers=headers)
+        passed_on = {
+            name: response.headers[name] for name in _PASSED_ON if name in response.headers
+        }
+        raise refusal(message, code=code, status=response.status_code, headers=passed_on)
 
 
-def _headers(request: IncomingRequest, credential: Credential, uri: str) -> dict[str, str]:
-    headers = {
-        "X-Original-Method": request.method,
-        "X-Original-URI": uri,
-        "X-Forwarded-Method": request.method,
-        "X-Forwarded-Uri": uri,
-    }
+def _headers(request: IncomingRequest, credential: Credential, uri: str) -> list[tuple[str, str]]:
+    headers = [
+        ("X-Original-Method", request.method),
+        ("X-Original-URI", uri),
+        ("X-Forwarded-Method", request.method),
+        ("X-Forwarded-Uri", uri),
+    ]
     if credential.header == "utm-api-key":
-        headers["Utm-Api-Key"] = credential.value
+        headers.append(("Utm-Api-Key", credential.value))
     else:
-        headers["Authorization"] = f"Bearer {credential.value}"
-    if request.client_ip is not None:
-        # Only the address the guard saw: a client's own X-Forwarded-For is not passed on.
-        headers["X-Forwarded-For"] = request.client_ip
+        headers.append(("Authorization", f"Bearer {credential.value}"))
+    # Only the address the guard saw (a client's own forwarding headers are not passed
+    # on), in both headers authgate may be configured to read. Without one (a unix
+    # socket), "unknown": authgate then knows no address for the caller, which no allow
+    # list admits; sending nothing would make the guard's own address the caller's.
+    address = request.client_ip
+    headers.append(("X-Forwarded-For", address or "unknown"))
+    if address is None:
+        headers.append(("Forwarded", "for=unknown"))
+    else:
+        headers.append(("Forwarded", f'for="[{address}]"' if ":" in address else f"for={address}"))
+    headers.extend(request.overrides)
     return headers
 
 
@@ -173,12 +191,15 @@ def _cache_key(request: IncomingRequest, credential: Credential, uri: str) -> by
     """Exactly what :func:`_headers` sends, so that a cached answer is the one authgate
     gave for this request: the raw URI, not the decoded path (``/public%2Fy`` decodes
     to ``/public/y``, which authgate allows, but is refused as sent)."""
-    # Unambiguous: only the URI, which comes last, could contain a NUL.
+    # Unambiguous: the overrides are counted, and only the URI, which comes last,
+    # could contain a NUL.
     parts = (
         credential.header,
         credential.value,
         request.client_ip or "",
         request.method,
+        str(len(request.overrides)),
+        *(f"{name}:{value}" for name, value in request.overrides),
         uri,
     )
     return hashlib.sha256("\0".join(parts).encode("utf-8", "surrogatepass")).digest()
@@ -206,7 +227,7 @@ def _principal(headers: httpx2.Headers) -> GuardPrincipal | None:
     )
 
 
-def _code_and_message(response: httpx2.Response) -> tuple[str | None, str | None]:
+def _code_and_message(response: Answer) -> tuple[str | None, str | None]:
     """authgate's stable code and message, when the body is its JSON error."""
     code = response.headers.get("X-Auth-Error")
     message = None

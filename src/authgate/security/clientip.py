@@ -46,7 +46,10 @@ class ClientIpResolver:
         return address is not None and self._trusted.trusts(address)
 
     def resolve(self, peer: str | None, forwarding: str | None = None) -> IPAddress | None:
-        """The client's address; ``None`` only when even the peer is unknown.
+        """The client's address; ``None`` when it is unknown: no peer, or a trusted
+        proxy's hop that is no address (``unknown`` as RFC 7239 allows, a unix socket's
+        ``unix:``, garbage). That proxy does not know its client either, and taking the
+        proxy's own address instead would admit anyone through an allow list naming it.
 
         ``forwarding`` is the value of the configured header (all its lines joined with
         commas: a proxy may add a line instead of extending the first).
@@ -63,7 +66,7 @@ class ClientIpResolver:
         for hop in reversed(hops):
             hop_address = self._parse(_strip_port(hop))
             if hop_address is None:
-                return address  # garbage: believe nothing further left
+                return None  # the client is unknown: believe nothing further left
             address = hop_address
             if not self._trusted.trusts(hop_address):
                 return hop_address

@@ -11,10 +11,19 @@ authgate.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
-__all__ = ["LATEST_TIMESTAMP", "ClaimsVerdict", "check_claims", "is_time"]
+__all__ = [
+    "LATEST_TIMESTAMP",
+    "ClaimsVerdict",
+    "check_claims",
+    "is_canonical_compact_jws",
+    "is_time",
+]
 
 # Time claims outside [1970, 9999] are absurd; refusing them early also keeps huge JSON
 # integers away from float arithmetic and datetime conversion.
@@ -68,3 +77,24 @@ def check_claims(payload: Mapping[str, Any], *, now: float, leeway: float) -> Cl
     if now + leeway < nbf or now + leeway < iat:
         return "not_yet_valid"
     return "valid"
+
+
+_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+
+
+def is_canonical_compact_jws(token: str) -> bool:
+    """Three unpadded base64url parts (the signature may be empty: ``alg: none`` is
+    refused by name later), each the one encoding of its bytes. PyJWT also
+    decodes padding (``sig==``) and ignores the unused low bits of a part's last
+    character, so one genuine token would have many spellings: each verified afresh
+    (no cache hit), each a different string to whatever logs or compares tokens."""
+    if not _COMPACT_JWS.fullmatch(token):
+        return False
+    for part in token.split("."):
+        try:
+            raw = base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+        except (binascii.Error, ValueError):  # a length no encoding has (4n + 1)
+            return False
+        if base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii") != part:
+            return False
+    return True

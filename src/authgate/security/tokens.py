@@ -14,10 +14,7 @@ up to a second after it.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import math
-import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,7 +24,7 @@ import jwt
 
 from authgate.exceptions import TokenExpired, TokenInvalid
 from authgate.reasons import Reason
-from authgate.security.jwt_claims import check_claims
+from authgate.security.jwt_claims import check_claims, is_canonical_compact_jws
 from authgate.security.permissions import permissions_of
 from authgate.security.principal import join_authorities, parse_authorities
 from authgate.security.signing_keys import JwsFault, JwsRefused, KeyRing, verify_jws
@@ -263,7 +260,7 @@ class JwtCodec:
         """The signed payload of ``token`` for ``audience`` (times unchecked)."""
         if len(token) > MAX_TOKEN_LENGTH:
             raise TokenInvalid(reason=Reason.TOKEN_TOO_LONG)
-        if not _is_canonical_compact_jws(token):
+        if not is_canonical_compact_jws(token):
             raise TokenInvalid(reason=Reason.MALFORMED_TOKEN)
         try:
             return verify_jws(
@@ -304,24 +301,3 @@ class JwtCodec:
             session_id=session_id,
             second_factor=isinstance(amr := payload.get("amr"), list) and "otp" in amr,
         )
-
-
-_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
-
-
-def _is_canonical_compact_jws(token: str) -> bool:
-    """Three unpadded base64url parts (the signature may be empty: ``alg: none`` is
-    refused by name below), each the one encoding of its bytes. PyJWT also
-    decodes padding (``sig==``) and ignores the unused low bits of a part's last
-    character, so one genuine token would have many spellings: each verified afresh
-    (no cache hit), each a different string to whatever logs or compares tokens."""
-    if not _COMPACT_JWS.fullmatch(token):
-        return False
-    for part in token.split("."):
-        try:
-            raw = base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
-        except (binascii.Error, ValueError):  # a length no encoding has (4n + 1)
-            return False
-        if base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii") != part:
-            return False
-    return True
