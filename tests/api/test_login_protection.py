@@ -25,6 +25,7 @@ from authgate.exceptions import Throttled
 from authgate.reasons import Reason
 from authgate.services.user_fields import NewUser
 from authgate.settings import Settings
+from authgate.storage import sqlite_reads
 from authgate.storage.audit_repository import AuditFilter
 from authgate.storage.paging import PageRequest
 from tests.conftest import USER_PASSWORD, FakeClock, test_settings
@@ -343,7 +344,9 @@ async def test_a_login_from_a_known_place_writes_nothing(
     assert (await gate.login(address, "alice", USER_PASSWORD)).status_code == 200
 
 
-async def test_a_usual_login_is_three_reads(start_gate: StartGate) -> None:
+async def test_a_usual_login_is_three_reads(
+    start_gate: StartGate, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """From a place used within the hour, with no failures: the user, every block that
     may apply (and the pair's counters), and the user's second factor after the hash;
     nothing written, no other statement on the user or on any subject's counters."""
@@ -362,8 +365,16 @@ async def test_a_usual_login_is_three_reads(start_gate: StartGate) -> None:
         ):
             statements.append(statement)
 
+    # Through SQLAlchemy, and on SQLite the point reads' own connection (sqlite_reads).
+    fetch = sqlite_reads._fetch
+
+    def fetched(connection: Any, sql: str, parameters: Any) -> Any:
+        record(None, None, sql)
+        return fetch(connection, sql, parameters)
+
     engine = gate.services.db.engine.sync_engine
     event.listen(engine, "before_cursor_execute", record)
+    monkeypatch.setattr(sqlite_reads, "_fetch", fetched)
     try:
         assert (await gate.login(address, "alice", USER_PASSWORD)).status_code == 200
     finally:

@@ -669,3 +669,44 @@ def test_every_operation_conforms_to_the_document(
 
         with subtests.test(msg=operation.label):
             call_operation()
+
+
+def _schema(document: dict[str, Any], reference: dict[str, Any]) -> dict[str, Any]:
+    name = reference["$ref"].rsplit("/", 1)[1]
+    schema: dict[str, Any] = document["components"]["schemas"][name]
+    return schema
+
+
+def _body_schema(document: dict[str, Any], path: str, method: str) -> dict[str, Any]:
+    content = document["paths"][path][method]["requestBody"]["content"]
+    return _schema(document, content["application/json"]["schema"])
+
+
+async def test_what_the_server_checks_beyond_the_types_is_documented(
+    document: dict[str, Any],
+) -> None:
+    """A client generated from the document sends what the server takes (fuzz review):
+    v12 logout's refresh token required, v12 ids as UUIDs, the second factor's methods
+    and stages as patterns (any case, as read), a service credential's endpoints at
+    least one, an API key's expiry said to be required by default."""
+    logout = _body_schema(document, "/api/v1/auth/logout", "post")
+    assert logout["required"] == ["refresh_token"]
+    assert "default" not in logout["properties"]["refresh_token"]
+    assert logout["properties"]["refresh_token"]["minLength"] == 1
+    for path, method in (
+        ("/api/v1/users/{user_id}", "get"),
+        ("/api/v1/roles/{role_id}", "get"),
+        ("/api/v1/auth/sessions/{session_id}", "delete"),
+    ):
+        (parameter,) = document["paths"][path][method]["parameters"]
+        assert parameter["schema"]["format"] == "uuid", path
+    method = _body_schema(document, "/api/tfa/init", "post")["properties"]["method"]
+    assert re.fullmatch(method["pattern"], " totp ")
+    assert not re.fullmatch(method["pattern"], "sms")
+    enrol = _body_schema(document, "/api/v1/tfa/enroll", "post")["properties"]
+    assert re.fullmatch(enrol["stage"]["pattern"], "verify")
+    assert not re.fullmatch(enrol["type"]["pattern"], "")
+    endpoints = _body_schema(document, "/api/service-credentials", "post")["properties"]
+    assert endpoints["endpoints"]["minItems"] == 1
+    key = _body_schema(document, "/api/api-keys", "post")["properties"]["expiresAt"]
+    assert "Required" in key["description"]

@@ -81,7 +81,12 @@ class ApiKeyBody(LenientBody):
             "a network with host bits set is stored as its network.",
         ),
     ] = Field(default_factory=list)
-    expiresAt: Instant | None = Field(default=None, examples=[_EXAMPLE_EXPIRY])
+    expiresAt: Instant | None = Field(
+        default=None,
+        examples=[_EXAMPLE_EXPIRY],
+        description="Required (422 without it) while AUTHGATE_API_KEY_REQUIRE_EXPIRY is on, "
+        "the default; at most AUTHGATE_API_KEY_MAX_LIFETIME_DAYS ahead.",
+    )
     scopes: (
         Annotated[
             list[Scope], Field(max_length=32, json_schema_extra={"minItems": 1})  # service checks

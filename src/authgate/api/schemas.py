@@ -4,6 +4,7 @@ without the web framework."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -18,6 +19,16 @@ from authgate.services.user_fields import UserView
 # without zone is taken as UTC; one with no UTC form (``0001-01-01T00:00:00+01:00``) is
 # refused with the other validation errors, not a crash where the database is queried.
 Instant = Annotated[datetime, AfterValidator(as_utc)]
+
+
+def any_case_pattern(*choices: str) -> str:
+    """A JSON Schema ``pattern`` for one of ``choices`` in any case, with blanks around
+    it (read stripped and case-folded): ``totp``, ``TOTP`` and `` Totp `` alike."""
+    alternatives = (
+        "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else re.escape(c) for c in choice)
+        for choice in choices
+    )
+    return rf"^\s*({'|'.join(alternatives)})\s*$"
 
 
 def _not_a_boolean(value: object) -> object:

@@ -50,7 +50,11 @@ class ServiceCredentialBody(LenientBody):
     ]
     endpoints: Annotated[
         list[Annotated[str, Field(max_length=100, json_schema_extra={"enum": _ENDPOINTS})]],
-        Field(max_length=len(_ENDPOINTS) * 4, examples=[["api-keys.authenticate"]]),
+        Field(
+            max_length=len(_ENDPOINTS) * 4,
+            examples=[["api-keys.authenticate"]],
+            json_schema_extra={"minItems": 1},  # the service checks: 422 for none
+        ),
     ]
 
 

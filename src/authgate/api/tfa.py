@@ -36,6 +36,7 @@ from authgate.api.access import (
     sets_credentials,
 )
 from authgate.api.errors import documented, error_response
+from authgate.api.schemas import any_case_pattern
 from authgate.exceptions import FieldError, SecondFactorFailed, SecondFactorLocked, ValidationFailed
 from authgate.security.permissions import USERS_WRITE
 from authgate.services.audit.events import Actor
@@ -219,17 +220,28 @@ async def forced_enrolment(body: EnrollmentRequest, request: Request, response: 
 # -- set-up with an access token (v11) -----------------------------------------------------
 
 
+# The second factor's method as the v11 bodies give it: TOTP or EMAIL, in any case.
+MethodField = Annotated[
+    str,
+    Field(
+        max_length=16,
+        description="TOTP or EMAIL (any case).",
+        json_schema_extra={"pattern": any_case_pattern("TOTP", "EMAIL")},
+    ),
+]
+
+
 class MethodBody(BaseModel):
-    method: str = Field(max_length=16)
+    method: MethodField
 
 
 class VerifyBody(BaseModel):
-    method: str = Field(max_length=16)
+    method: MethodField
     code: str = Field(max_length=MAX_CODE_LENGTH)
 
 
 class CompleteBody(BaseModel):
-    method: str = Field(max_length=16)
+    method: MethodField
     enable: bool = True
 
 

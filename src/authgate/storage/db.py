@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from datetime import datetime
 from typing import Any, TypeVar, TypeVarTuple
@@ -36,12 +36,13 @@ from authgate.storage.database_url import POSTGRES_EXTRA_HINT
 from authgate.storage.errors import conflict
 from authgate.storage.errors import is_unavailable as is_unavailable  # re-exported: former home
 from authgate.storage.repositories import (
+    LOGIN_ROWS,
     ChangeRepository,
     LegacyImportRepository,
     RevokedTokenRepository,
     UserRepository,
     changes_after,
-    login_row,
+    login_row_of,
     second_factor_of,
 )
 from authgate.storage.second_factor_repository import (
@@ -50,6 +51,7 @@ from authgate.storage.second_factor_repository import (
 )
 from authgate.storage.service_credential_repository import ServiceCredentialRepository
 from authgate.storage.session_repository import SessionRepository
+from authgate.storage.sqlite_reads import AnySelect, SqlitePointReads
 from authgate.storage.text import storable_text as storable_text  # re-exported: former home
 
 CONNECT_TIMEOUT_SECONDS = 5
@@ -115,7 +117,9 @@ class Database:
             self.engine: AsyncEngine = create_async_engine(parsed, **options)
         except ModuleNotFoundError as error:
             raise ConfigurationError(_missing_driver(parsed.drivername, error.name)) from None
+        self._point_reads: SqlitePointReads | None = None
         if self.dialect == "sqlite":
+            self._point_reads = SqlitePointReads.for_url(parsed, self.engine.sync_engine.dialect)
             _create_private_file(parsed)
             event.listen(self.engine.sync_engine, "connect", _configure_sqlite)
             _skip_idle_rollbacks(self.engine.sync_engine.dialect)
@@ -181,9 +185,24 @@ class Database:
                 connection.execution_options(isolation_level="AUTOCOMMIT")
             return reading(connection, *args)
 
-    async def login_row(self, identifier: str) -> Row[Any] | None:
-        """See ``repositories.login_row``: one statement, one checkout."""
-        return await self.read(login_row, identifier)
+    async def point_rows(self, statement: AnySelect, parameters: Mapping[str, Any]) -> Any:
+        """The rows of ``statement`` (built once, at module level or cached), for a
+        login's reads: on a SQLite file one call into a dedicated read-only connection's
+        thread without SQLAlchemy's execution layer (``sqlite_reads``), else as
+        ``read``. Rows are named tuples or ``Row``: read them by column name or index."""
+        if self._point_reads is not None:
+            rows = await self._point_reads.rows(statement, parameters)
+            if rows is not None:
+                return rows
+        return await self.read(_all_rows, statement, parameters)
+
+    async def login_row(self, identifier: str) -> Any | None:
+        """The user whose login or e-mail is ``identifier``, as a login reads it
+        (``repositories.login_row_of``); None for a name no user can have."""
+        if not storable_text(identifier):
+            return None
+        rows = await self.point_rows(LOGIN_ROWS, {"identifier": identifier})
+        return login_row_of(rows, identifier)
 
     async def second_factor_of(self, user_id: int) -> str | None:
         """See ``repositories.second_factor_of``: one statement, one checkout."""
@@ -209,7 +228,15 @@ class Database:
             await connection.execute(text("SELECT 1"))
 
     async def close(self) -> None:
+        if self._point_reads is not None:
+            await self._point_reads.close()
         await self.engine.dispose()
+
+
+def _all_rows(
+    connection: Connection, statement: AnySelect, parameters: Mapping[str, Any]
+) -> Sequence[Row[Any]]:
+    return connection.execute(statement, parameters).all()
 
 
 # A pooled PostgreSQL connection idle for longer than this is pinged before use.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     ColumnElement,
@@ -26,6 +26,7 @@ from authgate.storage.models import AuthChange, LegacyImport, RevokedToken, User
 from authgate.storage.page_queries import paged
 from authgate.storage.paging import PageRequest
 from authgate.storage.row_locks import lock_row, take_sqlite_write_lock
+from authgate.storage.sqlite_reads import AnySelect
 from authgate.storage.text import storable_text
 
 # What a login reads, as Core statements built once and run on a bare connection: no
@@ -67,15 +68,15 @@ _CHANGES_AFTER = (
 )
 
 
-def login_row(connection: Connection, identifier: str) -> Row[Any] | None:
-    """The columns of the user whose login or e-mail is ``identifier`` that a login
-    reads (``UserView``'s, and the password hash; same names as ``User``), or None.
-    Both are stored lower-case; a login equal to another user's e-mail wins, as in
-    JHipster. Run by ``Database.read`` (a sync connection in its greenlet)."""
-    if not storable_text(identifier):
-        return None
-    result = connection.execute(_BY_LOGIN_OR_EMAIL, {"identifier": identifier})
-    rows = cast("Sequence[Row[Any]]", result.all())
+# What a login reads of its user: see ``login_row_of``.
+LOGIN_ROWS: AnySelect = _BY_LOGIN_OR_EMAIL
+
+
+def login_row_of(rows: Sequence[Any], identifier: str) -> Any | None:
+    """Of the rows ``LOGIN_ROWS`` read for ``identifier`` (``Database.login_row``), the
+    user whose login or e-mail it is: the columns a login reads (``UserView``'s, and
+    the password hash; same names as ``User``), or None. Both are stored lower-case; a
+    login equal to another user's e-mail wins, as in JHipster."""
     for row in rows:
         if row.login == identifier:
             return row

@@ -10,6 +10,7 @@ an exact sliding log.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -96,20 +97,12 @@ def _reading_for_login(count: int) -> Any:
     return blocks.union_all(windows)
 
 
-def _blocks_counted_and_failures(
-    connection: Connection,
-    subjects: tuple[str, ...],
-    counted: str,
-    tallied: str,
-    window: int,
-    now: float,
+def _login_reading_of(
+    rows: Iterable[Any], counted: str, window: int, now: float
 ) -> tuple[dict[str, Block], bool, float]:
-    """A login's one read, run by ``Database.read``: the blocks of ``subjects``, whether
-    ``counted`` has failures counted, and ``tallied``'s failures in the last window."""
-    rows = connection.execute(
-        _reading_for_login(len(subjects)),
-        {**_subject_parameters(subjects), "counted": counted, "tallied": tallied},
-    )
+    """Of a login's one read (``_reading_for_login``): the blocks of its subjects,
+    whether ``counted`` has failures counted, and ``tallied``'s failures in the last
+    window."""
     start = window_start(now, window)
     blocks: dict[str, Block] = {}
     has_counted = False
@@ -296,9 +289,11 @@ class DatabaseThrottleStore:
     async def blocks_counted_and_failures(
         self, subjects: tuple[str, ...], counted: str, tallied: str, *, window: int, now: float
     ) -> tuple[dict[str, Block], bool, float]:
-        return await self._db.read(
-            _blocks_counted_and_failures, subjects, counted, tallied, window, now
+        rows = await self._db.point_rows(
+            _reading_for_login(len(subjects)),
+            {**_subject_parameters(subjects), "counted": counted, "tallied": tallied},
         )
+        return _login_reading_of(rows, counted, window, now)
 
     async def forget(self, *subjects: str) -> None:
         async with self._db.begin() as connection:

@@ -8,11 +8,11 @@ as described in issue 17; the v12 sources are not in this project's UTMStack sna
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import PlainTextResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from authgate.api.access import (
     AuthenticatedRoute,
@@ -24,7 +24,7 @@ from authgate.api.access import (
 )
 from authgate.api.errors import documented_v12
 from authgate.api.routing import AuthgateRoute
-from authgate.api.v1.paths import parse_uuid
+from authgate.api.v1.paths import UuidPath, parse_uuid
 from authgate.exceptions import FieldError, ValidationFailed
 from authgate.reasons import Reason
 from authgate.security.second_factor import normalized_recovery_code
@@ -57,9 +57,23 @@ class RefreshRequest(BaseModel):
     refresh_token: Annotated[str, Field(min_length=1, max_length=1024)]
 
 
+def _refresh_token_required(schema: dict[str, Any]) -> None:
+    """Documented as required (400 when missing or empty); read with a default so that
+    its absence gets v12's own 400 body, not a validation error."""
+    schema["required"] = ["refresh_token"]
+    schema["properties"]["refresh_token"].pop("default", None)
+
+
 class LogoutRequest(BaseModel):
+    model_config = ConfigDict(json_schema_extra=_refresh_token_required)
+
     refresh_token: Annotated[
-        str, Field(max_length=1024, description="Required: 400 when missing or empty.")
+        str,
+        Field(
+            max_length=1024,
+            description="Required: 400 when missing or empty.",
+            json_schema_extra={"minLength": 1},
+        ),
     ] = ""
 
 
@@ -383,7 +397,7 @@ async def revoke_other_sessions(request: Request) -> Response:
     response_class=Response,
     responses=documented_v12(400, 401, 403, 404),
 )
-async def revoke_session(session_id: str, request: Request) -> Response:
+async def revoke_session(session_id: UuidPath, request: Request) -> Response:
     principal = principal_of(request)
     # v12 parses the id first (uuid.Parse): text that is none is 400, not "not found".
     session_id = str(parse_uuid(session_id, message="invalid session id"))

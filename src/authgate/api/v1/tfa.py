@@ -34,9 +34,10 @@ from authgate.api.access import (
     sets_credentials,
 )
 from authgate.api.errors import documented_v12
+from authgate.api.schemas import any_case_pattern
 from authgate.api.tfa import MAX_CODE_LENGTH, qr_png_data_uri
 from authgate.api.v1.auth import PREFIX
-from authgate.api.v1.paths import user_id_of
+from authgate.api.v1.paths import UuidPath, user_id_of
 from authgate.exceptions import (
     Conflict,
     FieldError,
@@ -58,8 +59,22 @@ _METHODS: dict[str, Method] = {"totp": "TOTP", "email": "EMAIL"}
 class EnrollRequest(BaseModel):
     """v12's ``TfaEnrollRequest``; ``stage`` and ``type`` in any case."""
 
-    stage: Annotated[str, Field(max_length=16, description="INIT, VERIFY or COMPLETE.")]
-    type: Annotated[str, Field(max_length=16, description="totp or email.")]
+    stage: Annotated[
+        str,
+        Field(
+            max_length=16,
+            description="INIT, VERIFY or COMPLETE (any case).",
+            json_schema_extra={"pattern": any_case_pattern("INIT", "VERIFY", "COMPLETE")},
+        ),
+    ]
+    type: Annotated[
+        str,
+        Field(
+            max_length=16,
+            description="totp or email (any case).",
+            json_schema_extra={"pattern": any_case_pattern("totp", "email")},
+        ),
+    ]
     code: Annotated[str, Field(max_length=MAX_CODE_LENGTH)] | None = None
 
 
@@ -179,7 +194,7 @@ async def disable(body: DisableRequest, request: Request) -> Response:
 )
 @requires_permission(USERS_WRITE)
 @sets_credentials("resets a user's second factor")
-async def admin_disable(user_id: str, request: Request) -> Response:
+async def admin_disable(user_id: UuidPath, request: Request) -> Response:
     principal = principal_of(request)
     await services_of(request).second_factor.reset_by_public_id(
         user_id_of(user_id), by=Actor.of(principal)

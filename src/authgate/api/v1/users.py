@@ -32,7 +32,7 @@ from authgate.api.access import (
 from authgate.api.errors import documented_v12
 from authgate.api.v1.auth import PREFIX, Secret, UserResponse
 from authgate.api.v1.paging import PageInfo
-from authgate.api.v1.paths import parse_uuid, user_id_of
+from authgate.api.v1.paths import UuidPath, parse_uuid, user_id_of
 from authgate.exceptions import Conflict, FieldError, NotFound, PermissionDenied, ValidationFailed
 from authgate.reasons import Reason
 from authgate.security.permissions import (
@@ -268,7 +268,7 @@ async def create_user(
 
 @router.get("/users/{user_id}", summary="One user", responses=documented_v12(400, 401, 403, 404))
 @requires_permission(USERS_READ)
-async def get_user(user_id: str, request: Request) -> UserDetailResponse:
+async def get_user(user_id: UuidPath, request: Request) -> UserDetailResponse:
     users = services_of(request).users
     return user_detail(await users.get_user_by_public_id(user_id_of(user_id)))
 
@@ -281,7 +281,7 @@ async def get_user(user_id: str, request: Request) -> UserDetailResponse:
 @requires_permission(USERS_WRITE)
 @sets_credentials("reactivates a user or sets a new e-mail", when=reactivates)
 async def update_user(
-    user_id: str, body: UpdateUserRequest, request: Request
+    user_id: UuidPath, body: UpdateUserRequest, request: Request
 ) -> UserDetailResponse:
     users = services_of(request).users
     target = await users.get_user_by_public_id(user_id_of(user_id))
@@ -311,7 +311,7 @@ async def update_user(
     responses=documented_v12(400, 401, 403, 404, 409),
 )
 @requires_permission(USERS_DELETE)
-async def deactivate_user(user_id: str, request: Request) -> Response:
+async def deactivate_user(user_id: UuidPath, request: Request) -> Response:
     users = services_of(request).users
     target = await users.get_user_by_public_id(user_id_of(user_id))
     await users.deactivate(target.login, acting_user_id=principal_of(request).user_id)
@@ -327,7 +327,7 @@ async def deactivate_user(user_id: str, request: Request) -> Response:
 )
 @requires_permission(USERS_WRITE)
 @sets_credentials("grants a role with permissions", when=grants_privileged_role)
-async def set_roles(user_id: str, body: UpdateRolesRequest, request: Request) -> Response:
+async def set_roles(user_id: UuidPath, body: UpdateRolesRequest, request: Request) -> Response:
     principal = principal_of(request)
     require_permission(principal, ROLES_WRITE)
     users = services_of(request).users
@@ -361,7 +361,7 @@ async def list_permissions() -> list[PermissionResponse]:
     responses=documented_v12(400, 401, 403, 404),
 )
 @requires_permission(ROLES_READ)
-async def get_role(role_id: str) -> RoleDetailResponse:
+async def get_role(role_id: UuidPath) -> RoleDetailResponse:
     return RoleDetailResponse.of(_role(role_id))
 
 
@@ -381,7 +381,7 @@ async def create_role() -> Response:
     responses=documented_v12(400, 401, 403, 404),
 )
 @requires_permission(ROLES_WRITE)
-async def update_role(role_id: str) -> Response:
+async def update_role(role_id: UuidPath) -> Response:
     _role(role_id)
     raise PermissionDenied(_SYSTEM_ROLE, reason=Reason.ROLE_IMMUTABLE)
 
@@ -392,7 +392,7 @@ async def update_role(role_id: str) -> Response:
     responses=documented_v12(400, 401, 403, 404),
 )
 @requires_permission(ROLES_WRITE)
-async def delete_role(role_id: str) -> Response:
+async def delete_role(role_id: UuidPath) -> Response:
     _role(role_id)
     raise PermissionDenied(_SYSTEM_ROLE, reason=Reason.ROLE_IMMUTABLE)
 
@@ -403,7 +403,7 @@ _SYSTEM_ROLE = "system roles cannot be modified"
 _NO_CUSTOM_ROLES = "custom roles are not supported: system roles cannot be modified"
 
 
-def _role(role_id: str) -> Role:
+def _role(role_id: UuidPath) -> Role:
     """The role ``role_id`` names: v12's UUID, or (authgate's older form) its name."""
     by_name = ROLES_BY_NAME.get(role_id)
     if by_name is not None:
