@@ -13,7 +13,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from jwt.utils import base64url_encode
+from jwt.utils import base64url_decode, base64url_encode
 
 from authgate.guard import Guard, GuardConfig
 from authgate.security.signing_keys import generate_signing_key
@@ -201,9 +201,8 @@ async def test_another_spelling_of_a_genuine_token_is_refused_as_authgate_does(
     head, last = user_token[:-1], user_token[-1]
     # ES256's 64-byte signature ends with 4 unused bits in its last character.
     flipped = head + alphabet[alphabet.index(last) ^ 1]
-    assert jwt.api_jws.base64url_decode(flipped.rsplit(".", 1)[1]) == jwt.api_jws.base64url_decode(
-        user_token.rsplit(".", 1)[1]
-    )
+    signature = user_token.rsplit(".", 1)[1]
+    assert base64url_decode(flipped.rsplit(".", 1)[1]) == base64url_decode(signature)
     for spelling in (user_token + "==", flipped):
         response = await get_things(service, spelling)
         assert response.status_code == 401, spelling[-4:]
