@@ -8,6 +8,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -181,3 +182,33 @@ async def test_a_statement_sqlalchemy_renders_at_each_execution_is_read_there(
     parameters = {"counted": "pair:x", "tallied": "x"}
     assert await reads.rows(statement, parameters) is None
     assert list(await sqlite_db.point_rows(statement, parameters)) == []
+
+
+async def test_a_closed_connection_is_unavailable_then_opened_again(sqlite_db: Database) -> None:
+    """Closed under a read (the database closing at shutdown, its thread gone): the read
+    is SQLAlchemy's OperationalError (503), not aiosqlite's ValueError (500); the next
+    read opens a new connection."""
+    reads = sqlite_db._point_reads
+    assert reads is not None
+    await sqlite_db.login_row("alice")
+    connection = reads._connection
+    assert connection is not None
+    await connection.close()
+    with pytest.raises(exc.OperationalError):
+        await sqlite_db.login_row("alice")
+    assert (await user_row(sqlite_db, "alice")).login == "alice"
+
+
+async def test_a_missing_file_is_never_created(tmp_path: Path) -> None:
+    """The dedicated connection opens an existing file only: a read before the database
+    exists is an error, and leaves no empty database (with the umask's mode) behind."""
+    path = tmp_path / "not there.db"
+    reads = SqlitePointReads.for_url(
+        make_url(f"sqlite+aiosqlite:///{path}"),
+        Database("sqlite+aiosqlite:///:memory:").engine.sync_engine.dialect,
+    )
+    assert reads is not None
+    with pytest.raises(exc.OperationalError):
+        await reads.rows(LOGIN_ROWS, {"identifier": "alice"})
+    assert not path.exists()
+    await reads.close()

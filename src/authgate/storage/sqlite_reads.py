@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from collections import namedtuple
 from collections.abc import Callable, Mapping
 from contextlib import suppress
+from pathlib import Path
 from typing import Any
 
 import aiosqlite
@@ -106,7 +108,9 @@ class SqlitePointReads:
     """Reads of a few statements by one dedicated connection (see the module)."""
 
     def __init__(self, path: str, dialect: Dialect) -> None:
-        self._path = path
+        # mode=rw: an existing file only, never a new empty database (SQLite would
+        # create one under the umask, where db.py makes the file private).
+        self._uri = f"{Path(path).absolute().as_uri()}?mode=rw"
         self._dialect = dialect
         self._compiled: dict[int, tuple[AnySelect, _Compiled]] = {}
         self._connection: aiosqlite.Connection | None = None
@@ -147,40 +151,59 @@ class SqlitePointReads:
                 compiled.sql,
                 compiled.parameters(parameters),
             )
-        except sqlite3.Error as error:
+        except (sqlite3.Error, ValueError) as error:
+            # ValueError: aiosqlite's "Connection closed" (closed meanwhile, or its
+            # thread gone): unavailable as a locked file is, and opened anew next time.
             await self._discard(connection)
-            raise exc.DBAPIError.instance(
-                compiled.sql, None, error, sqlite3.Error, hide_parameters=True
-            ) from None
+            raise _unavailable(compiled.sql, error) from None
         return compiled.rows(raw)
 
     async def _open(self) -> aiosqlite.Connection:
         async with self._opening:
             if self._connection is not None:
                 return self._connection
-            pending = aiosqlite.connect(self._path, isolation_level=None)
+            pending = aiosqlite.connect(self._uri, uri=True, isolation_level=None)
             # Its thread must not keep a process alive that forgot to close it.
             thread = getattr(pending, "_thread", None)
             if thread is not None:
                 thread.daemon = True
             try:
                 connection = await pending
+            except sqlite3.Error as error:
+                # aiosqlite stops its thread without waiting: wait here, so that it
+                # never calls back into a loop that has gone (a test's, at its end).
+                await _ended(thread)
+                raise _unavailable("connect", error) from None
+            try:
                 await connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
                 await connection.execute("PRAGMA query_only=ON")
             except sqlite3.Error as error:
-                raise exc.DBAPIError.instance(
-                    "connect", None, error, sqlite3.Error, hide_parameters=True
-                ) from None
+                await self._discard(connection)
+                raise _unavailable("connect", error) from None
             self._connection = connection
             return connection
 
     async def _discard(self, connection: aiosqlite.Connection) -> None:
         if self._connection is connection:
             self._connection = None
-        with suppress(sqlite3.Error):  # already unusable: it is dropped either way
+        with suppress(sqlite3.Error, ValueError):  # unusable: it is dropped either way
             await connection.close()
 
     async def close(self) -> None:
         connection, self._connection = self._connection, None
         if connection is not None:
             await connection.close()
+
+
+def _unavailable(statement: str, error: sqlite3.Error | ValueError) -> exc.StatementError:
+    """``error`` as SQLAlchemy raises it (``OperationalError`` for a locked or unreadable
+    file); aiosqlite's ``ValueError`` for a closed connection as an ``OperationalError``."""
+    if not isinstance(error, sqlite3.Error):
+        error = sqlite3.OperationalError(str(error))
+    return exc.DBAPIError.instance(statement, None, error, sqlite3.Error, hide_parameters=True)
+
+
+async def _ended(thread: threading.Thread | None) -> None:
+    """Wait (off the loop, 1 s at most) until ``thread`` has ended."""
+    if thread is not None and thread.is_alive():
+        await asyncio.to_thread(thread.join, 1.0)
