@@ -552,3 +552,19 @@ def test_a_decoded_path_is_quoted_back_for_authgate() -> None:
     assert uri_readings({"path": "/café x", "query_string": b"q=\xc3\xa9"}) == (
         "/caf%C3%A9%20x?q=%C3%A9",
     )
+
+
+async def test_a_non_ascii_override_header_is_authgates_to_judge(
+    harness: Harness, make_guard: GuardFactory, authgate: AuthgateTransport, user_token: str
+) -> None:
+    """A method-override header with a byte outside ASCII reaches authgate as it came
+    (httpx refuses such text, which was a 500 in the guard); authgate refuses it."""
+    key = (await harness.create_key(user_token, allowedIp=CALLER_NETWORK))["key"]
+    service = GuardedService(make_guard())
+    headers = [(b"authorization", f"Bearer {key}".encode()), (b"x-http-method-override", b"D\xc9L")]
+    async with service_client(service.app) as client:
+        response = await client.get("/things", headers=headers)
+    assert response.status_code == 400, response.text
+    sent = [request for request in authgate.requests if request.url.path == VERIFY][-1]
+    assert sent.headers.raw[-1] == (b"X-HTTP-Method-Override", b"D\xc9L")
+    assert service.handled == 0

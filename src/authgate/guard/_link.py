@@ -49,7 +49,7 @@ class AuthgateLink:
         self,
         path: str,
         *,
-        headers: Mapping[str, str] | Sequence[tuple[str, str]],
+        headers: Mapping[str, str] | Sequence[tuple[bytes, bytes]],
         limit: int,
     ) -> Answer:
         """``GET path`` with ``headers`` (a mapping or a list of pairs), the body at

@@ -162,7 +162,9 @@ class RemoteVerifier:
         raise refusal(message, code=code, status=response.status_code, headers=passed_on)
 
 
-def _headers(request: IncomingRequest, credential: Credential, uri: str) -> list[tuple[str, str]]:
+def _headers(
+    request: IncomingRequest, credential: Credential, uri: str
+) -> list[tuple[bytes, bytes]]:
     headers = [
         ("X-Original-Method", request.method),
         ("X-Original-URI", uri),
@@ -184,7 +186,9 @@ def _headers(request: IncomingRequest, credential: Credential, uri: str) -> list
     else:
         headers.append(("Forwarded", f'for="[{address}]"' if ":" in address else f"for={address}"))
     headers.extend(request.overrides)
-    return headers
+    # As bytes, each value as it came (read as latin-1): httpx refuses non-ASCII text in
+    # a header, not bytes, and a client's odd byte must be authgate's to judge, not a 500.
+    return [(name.encode("ascii"), value.encode("latin-1")) for name, value in headers]
 
 
 def _cache_key(request: IncomingRequest, credential: Credential, uri: str) -> bytes:
