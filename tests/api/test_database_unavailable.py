@@ -53,10 +53,10 @@ async def test_every_route_class_answers_503_with_retry_after(
             )
             token = login.json()["id_token"]
             # Every way in: sessions, transactions, and the bare connections of the hot
-            # paths (a login reads the user and its blocks with ``read``).
+            # paths (a login reads the user and its blocks with ``point_rows``).
             for way_in in ("session", "transaction", "connection", "begin"):
                 monkeypatch.setattr(services.db, way_in, _refused)
-            for way_in in ("ping", "read"):
+            for way_in in ("ping", "read", "point_rows"):
                 monkeypatch.setattr(services.db, way_in, _call_refused)
             caplog.set_level(logging.INFO, logger="authgate.access")
 
