@@ -168,7 +168,7 @@ def error_response(
     field_errors: tuple[FieldError, ...] = (),
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
-    if request.url.path.startswith(V12_PREFIX):
+    if is_v12_path(request.url.path):
         return v12_error_response(request, status=status, message=message, headers=headers)
     body = error_body(
         status=status, code=code, message=message, path=request.url.path, field_errors=field_errors
@@ -178,6 +178,11 @@ def error_response(
 
 # UTMStack v12's API: every error is just ``{"error": "<message>"}``.
 V12_PREFIX = "/api/v1/"
+
+
+def is_v12_path(path: str) -> bool:
+    """Whether ``path`` is v12's API: under ``/api/v1/``, or ``/api/v1`` itself."""
+    return path.startswith(V12_PREFIX) or path == V12_PREFIX[:-1]
 
 
 class V12ErrorBody(BaseModel):

@@ -138,6 +138,18 @@ async def test_login_errors_are_v12_shaped(harness: Harness) -> None:
     assert list(not_found.json()) == ["error"]
 
 
+async def test_v12_s_own_prefix_answers_its_errors_in_its_shape(harness: Harness) -> None:
+    """``/api/v1`` itself, as every path under it, answers v12's ``{"error": …}`` (it was
+    the Spring-shaped 404 without the final slash: fuzz review); ``/api/v10`` is not v12."""
+    for path in ("/api/v1", "/api/v1/", "/api/v1/nowhere"):
+        response = await harness.client.get(path)
+        assert response.status_code == 404, path
+        assert set(response.json()) == {"error"}, path
+    other = await harness.client.get("/api/v10")
+    assert other.status_code == 404
+    assert {"error", "status"} <= set(other.json())
+
+
 async def test_login_is_throttled_with_429(harness: Harness) -> None:
     """usecase/auth.go: too many attempts is 429 (authgate's login protection)."""
     await harness.create_user("alice", USER_PASSWORD)
