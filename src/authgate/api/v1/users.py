@@ -403,7 +403,7 @@ _SYSTEM_ROLE = "system roles cannot be modified"
 _NO_CUSTOM_ROLES = "custom roles are not supported: system roles cannot be modified"
 
 
-def _role(role_id: UuidPath) -> Role:
+def _role(role_id: str) -> Role:
     """The role ``role_id`` names: v12's UUID, or (authgate's older form) its name."""
     by_name = ROLES_BY_NAME.get(role_id)
     if by_name is not None:
