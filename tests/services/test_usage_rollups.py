@@ -13,12 +13,13 @@ from typing import Any
 
 import httpx2
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from authgate.app import create_app
 from authgate.container import Services
 from authgate.services.gate import MAX_ADDRESSES_PER_KEY
 from authgate.services.usage import UsageConfig, UsageEvent, UsageRecorder
+from authgate.storage.models import ApiKey
 from authgate.storage.audit_repository import AuditFilter
 from authgate.storage.paging import PageRequest
 from tests.api.test_api_keys import KEYS, key_header
@@ -482,3 +483,33 @@ async def test_checks_for_more_keys_than_one_statement_may_name_are_read_in_chun
     await usage.flush()
     assert len(called) == 33_000
     assert set(called) == {None}
+
+
+async def stored_last_uses(harness: Harness) -> dict[int, tuple[datetime, str | None]]:
+    async with harness.services.db.session() as session:
+        result = await session.execute(
+            select(ApiKey.id, ApiKey.last_used_at, ApiKey.last_used_ip).order_by(ApiKey.id)
+        )
+        return {row.id: (row.last_used_at, row.last_used_ip) for row in result.all()}
+
+
+async def test_each_keys_last_use_moves_forward_only_whichever_flush_lands_last(
+    harness: Harness, user_token: str
+) -> None:
+    """One flush writes the last use of every key it saw (one statement for all); a
+    worker's flush of older uses landing after a newer one's moves no key back."""
+    await harness.create_key(user_token, name="first")
+    await harness.create_key(user_token, name="second")
+    ids = sorted(await stored_last_uses(harness))
+    assert len(ids) == 2
+    newer, older = recorder(harness), recorder(harness)
+    newer.record(use(ids[0], MINUTE + timedelta(seconds=50), ip="192.0.2.50"))
+    newer.record(use(ids[1], MINUTE + timedelta(seconds=20), ip="192.0.2.20"))
+    older.record(use(ids[0], MINUTE + timedelta(seconds=10), ip="192.0.2.10"))
+    older.record(use(ids[1], MINUTE + timedelta(seconds=30), ip="192.0.2.30"))
+    await newer.flush()
+    await older.flush()
+    assert await stored_last_uses(harness) == {
+        ids[0]: (MINUTE + timedelta(seconds=50), "192.0.2.50"),
+        ids[1]: (MINUTE + timedelta(seconds=30), "192.0.2.30"),
+    }

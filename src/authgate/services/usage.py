@@ -437,9 +437,12 @@ class UsageRecorder(BatchWriter[UsageEvent, _Batch]):
         checked = sorted({key for key, _ in batch.use_checks})
         for start in range(0, len(checked), self._chunk_size):  # bounded statements
             stored.update(await keys.last_used_times(checked[start : start + self._chunk_size]))
-        for key_pk, (at, address) in batch.last_used.items():
-            ip = str(address) if address is not None else None
-            await keys.record_last_used(key_pk, at=at, ip=ip)
+        uses = [
+            (key_pk, at, str(address) if address is not None else None)
+            for key_pk, (at, address) in batch.last_used.items()
+        ]
+        for start in range(0, len(uses), self._chunk_size):
+            await keys.record_last_uses(uses[start : start + self._chunk_size])
         return stored
 
     async def _write_each(self, batch: _Batch) -> tuple[int, int]:

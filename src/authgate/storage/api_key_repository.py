@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any, ClassVar, NamedTuple, cast
 from uuid import UUID
 
-from sqlalchemy import Row, bindparam, case, delete, func, insert, or_, select, update
+from sqlalchemy import Row, Table, bindparam, case, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -188,16 +188,77 @@ class ApiKeyRepository:
         )
         return {row.id: row.last_used_at for row in rows}
 
-    async def record_last_used(self, key_pk: int, *, at: datetime, ip: str | None) -> None:
-        """Move ``last_used_at`` forward (never back, whatever order batches land in)."""
-        await self._session.execute(
-            update(ApiKey)
-            .where(
-                ApiKey.id == key_pk,
-                or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at < at),
+    async def record_last_uses(self, uses: Sequence[tuple[int, datetime, str | None]]) -> None:
+        """Move each key's ``last_used_at`` (and address) forward, never back, whatever
+        order batches land in: (key pk, time, address) each, in one executemany of a
+        statement built once (a usage flush's, every second: no ORM update)."""
+        if uses:
+            await self._session.execute(
+                _MOVE_LAST_USE, [{"pk": pk, "at": at, "ip": ip} for pk, at, ip in uses]
             )
-            .values(last_used_at=at, last_used_ip=ip)
-        )
+
+
+def _table(model: Any) -> Table:
+    """A model's Core table (Core statements skip the ORM's bulk and sync paths)."""
+    return cast("Table", model.__table__)
+
+
+_KEYS = _table(ApiKey).c
+# Core, not ORM-enabled: an ORM update would look for the keys among the session's
+# objects to synchronize them (none are loaded here), and is built at each call.
+_MOVE_LAST_USE = (
+    update(_table(ApiKey))
+    .where(
+        _KEYS.id == bindparam("pk"),
+        or_(_KEYS.last_used_at.is_(None), _KEYS.last_used_at < bindparam("at")),
+    )
+    .values(last_used_at=bindparam("at"), last_used_ip=bindparam("ip"))
+)
+
+
+_USAGE = _table(ApiKeyUsage).c
+_SUCCESSES = (_USAGE.api_key_id == bindparam("key_pk")) & _USAGE.failure_reason.is_(None)
+_RECENT = (
+    select(_USAGE.id)
+    .where(_SUCCESSES)
+    .order_by(_USAGE.occurred_at.desc(), _USAGE.id.desc())
+    .limit(bindparam("keep"))
+)
+# Core, built once (each flush runs it for every key it wrote a sample of).
+_KEEP_RECENT = delete(_table(ApiKeyUsage)).where(
+    _SUCCESSES, _USAGE.id.not_in(select(_RECENT.subquery().c.id))
+)
+
+_UPSERTS: dict[str, Any] = {}
+
+
+def _minutes_upsert(dialect: str) -> Any:
+    """The rollups' upsert for ``dialect`` (SQLite or PostgreSQL), built once: on the
+    Core table, so that a flush pays neither its construction nor the ORM's bulk path."""
+    upsert = _UPSERTS.get(dialect)
+    if upsert is not None:
+        return upsert
+    sqlite = dialect == "sqlite"
+    minutes = _table(ApiKeyUsageMinute)
+    statement = (sqlite_insert if sqlite else postgresql_insert)(minutes)
+    table, new = minutes.c, statement.excluded
+    larger, smaller = (func.max, func.min) if sqlite else (func.greatest, func.least)
+    newer = new.last_at >= table.last_at
+    summed = ("requests", "status_2xx", "status_3xx", "status_4xx", "status_5xx")
+    upsert = _UPSERTS[dialect] = statement.on_conflict_do_update(
+        index_elements=[table.api_key_id, table.minute],
+        set_={
+            **{name: table[name] + new[name] for name in summed},
+            "first_at": smaller(table.first_at, new.first_at),
+            "last_at": larger(table.last_at, new.last_at),
+            "distinct_ips": larger(table.distinct_ips, new.distinct_ips),
+            "last_ip": case((newer, new.last_ip), else_=table.last_ip),
+            "last_method": case((newer, new.last_method), else_=table.last_method),
+            "last_path": case((newer, new.last_path), else_=table.last_path),
+            "api_key_name": new.api_key_name,
+        },
+    )
+    return upsert
 
 
 class UsageRow(NamedTuple):
@@ -312,39 +373,13 @@ class UsageRepository:
         if not rows:
             return
         connection = await self._session.connection()
-        sqlite = connection.dialect.name == "sqlite"
-        statement = (sqlite_insert if sqlite else postgresql_insert)(ApiKeyUsageMinute)
-        table, new = ApiKeyUsageMinute.__table__.c, statement.excluded
-        larger, smaller = (func.max, func.min) if sqlite else (func.greatest, func.least)
-        newer = new.last_at >= table.last_at
-        summed = ("requests", "status_2xx", "status_3xx", "status_4xx", "status_5xx")
-        upsert = statement.on_conflict_do_update(
-            index_elements=[table.api_key_id, table.minute],
-            set_={
-                **{name: table[name] + new[name] for name in summed},
-                "first_at": smaller(table.first_at, new.first_at),
-                "last_at": larger(table.last_at, new.last_at),
-                "distinct_ips": larger(table.distinct_ips, new.distinct_ips),
-                "last_ip": case((newer, new.last_ip), else_=table.last_ip),
-                "last_method": case((newer, new.last_method), else_=table.last_method),
-                "last_path": case((newer, new.last_path), else_=table.last_path),
-                "api_key_name": new.api_key_name,
-            },
-        )
-        await self._session.execute(upsert, list(rows))
+        await self._session.execute(_minutes_upsert(connection.dialect.name), list(rows))
 
     async def keep_recent_successes(self, api_key_id: int, keep: int) -> None:
         """Delete the key's sampled accepted requests but the ``keep`` most recent, by
         when they happened (workers and nodes flush in their own order, so the newest
         ids are not the newest requests; the id only breaks ties)."""
-        successes = (ApiKeyUsage.api_key_id == api_key_id) & ApiKeyUsage.failure_reason.is_(None)
-        newest_first = (ApiKeyUsage.occurred_at.desc(), ApiKeyUsage.id.desc())
-        recent = select(ApiKeyUsage.id).where(successes).order_by(*newest_first).limit(keep)
-        await self._session.execute(
-            delete(ApiKeyUsage).where(
-                successes, ApiKeyUsage.id.not_in(select(recent.subquery().c.id))
-            )
-        )
+        await self._session.execute(_KEEP_RECENT, {"key_pk": api_key_id, "keep": keep})
 
     async def minutes(self, where: UsageFilter) -> Sequence[ApiKeyUsageMinute]:
         """Rollups of the key (or owner) in the period, oldest first."""
