@@ -19,8 +19,8 @@ from authgate.app import create_app
 from authgate.container import Services
 from authgate.services.gate import MAX_ADDRESSES_PER_KEY
 from authgate.services.usage import UsageConfig, UsageEvent, UsageRecorder
-from authgate.storage.models import ApiKey
 from authgate.storage.audit_repository import AuditFilter
+from authgate.storage.models import ApiKey
 from authgate.storage.paging import PageRequest
 from tests.api.test_api_keys import KEYS, key_header
 from tests.conftest import USER_PASSWORD, Harness, bearer
