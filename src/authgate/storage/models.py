@@ -359,6 +359,19 @@ class ApiKeyUsage(Base):
     __table_args__ = (
         Index("ix_api_key_usage_key_time", "api_key_id", "occurred_at"),
         Index("ix_api_key_usage_occurred_at", "occurred_at"),
+        # A user's own usage (``GET /api/api-keys/usage`` without admin rights).
+        Index("ix_api_key_usage_user_time", "user_id", "occurred_at"),
+        # A key's sampled accepted requests, which every usage flush trims: without it
+        # the trim walks all of the key's rows, refusals included (a key under attack
+        # has hundreds of thousands, every second).
+        Index(
+            "ix_api_key_usage_key_successes",
+            "api_key_id",
+            "occurred_at",
+            "id",
+            sqlite_where=text("failure_reason IS NULL"),
+            postgresql_where=text("failure_reason IS NULL"),
+        ),
         {"sqlite_autoincrement": True},
     )
 
@@ -413,6 +426,13 @@ class AuditEvent(Base):
         Index("ix_audit_events_occurred_at", "occurred_at"),
         Index("ix_audit_events_type_time", "event_type", "occurred_at"),
         Index("ix_audit_events_key_ip", "api_key_id", "client_ip"),
+        # The audit trail's filters and sort (``actor``: login or key name; ``ip``;
+        # ``sort=type``), newest first within each: without them each page of a large
+        # trail is a scan of the whole table.
+        Index("ix_audit_events_actor_login", "actor_login", "id"),
+        Index("ix_audit_events_api_key_name", "api_key_name", "id"),
+        Index("ix_audit_events_client_ip", "client_ip", "id"),
+        Index("ix_audit_events_type_id", "event_type", "id"),
         {"sqlite_autoincrement": True},
     )
 
