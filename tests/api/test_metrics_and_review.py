@@ -320,6 +320,15 @@ async def test_review_lists_keys_by_reason(harness: Harness, admin_token: str) -
         "broadScopes",
         "legacy",
         "beyondExpiryPolicy",
+        "totals",
+    }
+    assert review["totals"] == {
+        "unused": 1,
+        "unrestricted": 1,
+        "expiringSoon": 1,
+        "broadScopes": 2,
+        "legacy": 0,
+        "beyondExpiryPolicy": 0,
     }
     assert review["legacy"] == []  # nothing imported from UTMStack
     assert review["beyondExpiryPolicy"] == []
@@ -344,6 +353,18 @@ async def test_review_lists_keys_by_reason(harness: Harness, admin_token: str) -
     # "used" was used just now; keys expiring within 90 days include the 90-day ones.
     assert "used" not in names(wider.json(), "unused")
     assert names(wider.json(), "expiringSoon") >= {"expiring", "stale", "used", "open"}
+
+    # At most `limit` keys a section, the oldest first; the totals count them all.
+    limited = await harness.client.get(
+        REVIEW, params={"expiringDays": 90, "limit": 2}, headers=bearer(admin)
+    )
+    assert limited.status_code == 200
+    listed = [key["name"] for key in limited.json()["expiringSoon"]]
+    assert listed == ["stale", "used"]
+    assert limited.json()["totals"]["expiringSoon"] == 6
+    for bad in ("0", "5001", "x"):
+        refused = await harness.client.get(REVIEW, params={"limit": bad}, headers=bearer(admin))
+        assert refused.status_code == 422, bad
 
 
 async def test_review_counts_last_use_not_creation(harness: Harness, admin_token: str) -> None:

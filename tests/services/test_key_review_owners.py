@@ -67,3 +67,44 @@ async def test_review_of_many_keys_across_pages(
         assert len(ids) == len(set(ids))
         for key in section:
             assert review.owner_logins[key.owner_id] == key.name.partition("-")[0]
+
+
+async def test_each_section_lists_its_first_keys_and_counts_them_all(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past ``limit`` a section keeps its oldest keys and counts the others; an owner
+    none of whose keys is listed is not among the owners (memory bounded by the lists,
+    not by the number of keys)."""
+    monkeypatch.setattr(api_keys, "REVIEW_PAGE", 4)
+    service = harness.services.api_keys
+    now = harness.clock()
+    created = []
+    for number in range(3):
+        user_id = await harness.create_user(f"limited{number}")
+        for index in range(4):
+            spec = KeySpec(
+                name=f"k{index}",
+                allowed_networks=[] if index % 2 == 0 else ["10.0.0.0/8"],
+                expires_at=now + timedelta(days=30),
+                scopes=frozenset({"read"}),
+            )
+            created.append((await service.create(user_id, spec)).view)
+
+    review = await service.review(unused_days=1, expiring_days=60, limit=5)
+
+    assert [key.key_pk for key in review.expiring] == [key.key_pk for key in created[:5]]
+    open_keys = [key.key_pk for key in created if not key.allowed_networks]
+    assert [key.key_pk for key in review.unrestricted] == open_keys[:5]
+    assert review.counts == {
+        "unused": 0,
+        "unrestricted": 6,
+        "expiring": 12,
+        "broad_scopes": 0,
+        "legacy": 0,
+        "beyond_expiry_policy": 0,
+    }
+    assert set(review.owner_logins.values()) == {"limited0", "limited1", "limited2"}
+    assert review.limit == 5
+
+    first_owner_only = await service.review(unused_days=1, expiring_days=60, limit=2)
+    assert set(first_owner_only.owner_logins.values()) == {"limited0"}

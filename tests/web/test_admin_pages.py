@@ -21,6 +21,7 @@ from authgate.services.audit.events import EventType
 from authgate.services.audit_export import COLUMNS
 from authgate.storage.audit_repository import AuditFilter
 from authgate.storage.paging import PageRequest
+from authgate.web.admin import review as review_page
 from tests.api.test_log_and_csv_injection import (
     AGENT_FORMULA,
     LOGIN_FORMULA,
@@ -648,6 +649,34 @@ async def test_key_review_lists_keys_of_every_user_by_section(
     assert narrower.by_id("unused").find_all("tr", data_key_id=True) == []
     assert narrower.by_id("expiringDays").attrs["value"] == "5"
     assert idle.view.public_id != broad.view.public_id
+
+
+async def test_key_review_says_when_a_section_lists_only_its_first_keys(
+    harness: Harness,
+    open_browser: OpenBrowser,
+    admin_id: int,
+    alice_id: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past the review's limit a section shows its oldest keys, the count of all of
+    them, and says so; a section within the limit says nothing of the kind."""
+    monkeypatch.setattr(review_page, "LISTED", 2)
+    keys = harness.services.api_keys
+    for number in range(3):
+        await keys.create(
+            alice_id,
+            KeySpec(name=f"open-{number}", allowed_networks=[], scopes=frozenset({"read"}),
+                    expires_at=harness.clock() + timedelta(days=300)),
+        )  # fmt: skip
+    admin = await signed_in(open_browser, "admin", ADMIN_PASSWORD)
+
+    page = html(await admin.get(REVIEW))
+
+    section = page.by_id("unrestricted")
+    assert len(section.find_all("tr", data_key_id=True)) == 2
+    assert section.find("span", class_="count").text == "(3)"
+    assert "Showing the first 2 of 3 keys" in section.find("p", data_truncated=True).text
+    assert page.by_id("broad").find_all("p", data_truncated=True) == []
 
 
 @pytest.mark.parametrize("days", ["0", "abc", "99999999999999999999999"])

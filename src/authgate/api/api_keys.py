@@ -32,7 +32,7 @@ from authgate.clock import utc_now
 from authgate.security.permissions import API_KEYS_READ
 from authgate.security.principal import SCOPE_PATTERN
 from authgate.services.api_key_views import KeySpec
-from authgate.services.api_keys import MAX_GRACE, NAME_MAX_LENGTH
+from authgate.services.api_keys import MAX_GRACE, NAME_MAX_LENGTH, REVIEW_LIMIT, REVIEW_LIMIT_MAX
 from authgate.services.key_refs import key_ref
 from authgate.services.text_rules import REQUIRED_NAME_PATTERN
 from authgate.storage.api_key_repository import UsageFilter
@@ -163,6 +163,17 @@ class UsageQuery(LenientBody):
         return {name: str(value) for name, value in values.items() if value is not None}
 
 
+class KeyReviewTotalsDTO(BaseModel):
+    """Every live key each review section matched."""
+
+    unused: int
+    unrestricted: int
+    expiringSoon: int
+    broadScopes: int
+    legacy: int
+    beyondExpiryPolicy: int
+
+
 class KeyReviewDTO(BaseModel):
     """Live keys worth a look, by reason (a key may appear under several)."""
 
@@ -182,6 +193,10 @@ class KeyReviewDTO(BaseModel):
         description="Without an expiry, or expiring later than the maximum lifetime "
         "allows (an import keeps UTMStack's expiry).",
     )
+    totals: KeyReviewTotalsDTO = Field(
+        description="How many live keys each section matched: a section lists the first "
+        "`limit` (oldest first)."
+    )
 
 
 _ERRORS = documented(401, 403, 404, 409, 413, 422)
@@ -198,10 +213,14 @@ async def review_api_keys(
     request: Request,
     unusedDays: Annotated[int, Query(ge=1, le=3650)] = 30,
     expiringDays: Annotated[int, Query(ge=0, le=3650)] = 14,
+    limit: Annotated[
+        int, Query(ge=1, le=REVIEW_LIMIT_MAX, description="Keys listed per section at most.")
+    ] = REVIEW_LIMIT,
 ) -> KeyReviewDTO:
     review = await services_of(request).api_keys.review(
-        unused_days=unusedDays, expiring_days=expiringDays
+        unused_days=unusedDays, expiring_days=expiringDays, limit=limit
     )
+    counts = review.counts
     return KeyReviewDTO(
         unused=[ApiKeyDTO.of(k) for k in review.unused],
         unrestricted=[ApiKeyDTO.of(k) for k in review.unrestricted],
@@ -209,6 +228,14 @@ async def review_api_keys(
         broadScopes=[ApiKeyDTO.of(k) for k in review.broad_scopes],
         legacy=[ApiKeyDTO.of(k) for k in review.legacy],
         beyondExpiryPolicy=[ApiKeyDTO.of(k) for k in review.beyond_expiry_policy],
+        totals=KeyReviewTotalsDTO(
+            unused=counts["unused"],
+            unrestricted=counts["unrestricted"],
+            expiringSoon=counts["expiring"],
+            broadScopes=counts["broad_scopes"],
+            legacy=counts["legacy"],
+            beyondExpiryPolicy=counts["beyond_expiry_policy"],
+        ),
     )
 
 

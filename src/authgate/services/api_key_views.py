@@ -113,6 +113,10 @@ class KeyReview:
     beyond_expiry_policy: list[ApiKeyView] = field(default_factory=list)
     # The owners' logins by user id (read with the keys, in the same query).
     owner_logins: dict[int, str] = field(default_factory=dict)
+    # Every matching key of each section, by the attribute names above (the lists hold
+    # the first ``limit``, oldest first).
+    counts: dict[str, int] = field(default_factory=dict)
+    limit: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ The plaintext key leaves this module exactly once: returned by ``create`` and
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any
@@ -77,7 +78,12 @@ OTHERS_TO_READ = API_KEYS_READ
 OTHERS_TO_CHANGE: str | None = None  # edit, regenerate: what the key can do is its owner's
 OTHERS_TO_REVOKE = API_KEYS_WRITE  # revoke, re-enable
 # Keys the review reads per query (with their owners): memory per round trip is bounded.
-REVIEW_PAGE = 1000
+# The review reads (and judges) live keys this many at a time, giving the event loop back
+# between pages, and lists at most REVIEW_LIMIT keys a section (its count covers all):
+# memory and each stretch of work stay bounded whatever the number of keys.
+REVIEW_PAGE = 200
+REVIEW_LIMIT = 500
+REVIEW_LIMIT_MAX = 5000
 
 
 class KeyPolicy(BaseModel):
@@ -383,15 +389,29 @@ class ApiKeyService:
                     _refuse_if_caller_ended(owner, viewer)
         return _visible(await repository.locked(ref), viewer, others=others)
 
-    async def review(self, *, unused_days: int, expiring_days: int) -> KeyReview:
+    async def review(
+        self, *, unused_days: int, expiring_days: int, limit: int = REVIEW_LIMIT
+    ) -> KeyReview:
         """The reference's "regularly review active API keys" in one answer (admins):
         live keys unused for ``unused_days`` (or never), without an IP restriction (no
         allow list, or one admitting every address of a family),
         expiring within ``expiring_days``, with the broadest scopes (admin or write),
         imported from UTMStack and not rotated yet, and without an expiry or with one
-        beyond the policy's maximum lifetime (an import keeps UTMStack's)."""
+        beyond the policy's maximum lifetime (an import keeps UTMStack's). Each section
+        lists its first ``limit`` keys (oldest first) and counts them all."""
         now = self._clock()
-        keys: list[ApiKeyView] = []
+        idle_since = now - timedelta(days=unused_days)
+        expiring_by = now + timedelta(days=expiring_days)
+        tests: dict[str, Callable[[ApiKeyView], bool]] = {
+            "unused": lambda k: (k.last_used_at or k.created_at) <= idle_since,
+            "unrestricted": lambda k: _unrestricted(k.allowed_networks),
+            "expiring": lambda k: k.expires_at is not None and k.expires_at <= expiring_by,
+            "broad_scopes": lambda k: SCOPE_ADMIN in k.scopes or "write" in k.scopes,
+            "legacy": lambda k: k.legacy,
+            "beyond_expiry_policy": lambda k: self._beyond_expiry_policy(k, now),
+        }
+        listed: dict[str, list[ApiKeyView]] = {name: [] for name in tests}
+        counts = dict.fromkeys(tests, 0)
         owner_logins: dict[int, str] = {}
         async with self._db.session() as session:
             repository = self._db.api_keys(session)
@@ -399,22 +419,27 @@ class ApiKeyService:
             while True:
                 page = await repository.live_with_owners(now, after=after, size=REVIEW_PAGE)
                 for key, login in page:
-                    keys.append(ApiKeyView.of(key, now=now))
-                    if login is not None:
-                        owner_logins[key.user_id] = login
+                    view = ApiKeyView.of(key, now=now)
+                    for name, test in tests.items():
+                        if test(view):
+                            counts[name] += 1
+                            if len(listed[name]) < limit:
+                                listed[name].append(view)
+                                if login is not None:
+                                    owner_logins[key.user_id] = login
                     after = key.id
                 if len(page) < REVIEW_PAGE:
                     break
-        idle_since = now - timedelta(days=unused_days)
-        expiring_by = now + timedelta(days=expiring_days)
         return KeyReview(
-            unused=[k for k in keys if (k.last_used_at or k.created_at) <= idle_since],
-            unrestricted=[k for k in keys if _unrestricted(k.allowed_networks)],
-            expiring=[k for k in keys if k.expires_at is not None and k.expires_at <= expiring_by],
-            broad_scopes=[k for k in keys if SCOPE_ADMIN in k.scopes or "write" in k.scopes],
-            legacy=[k for k in keys if k.legacy],
-            beyond_expiry_policy=[k for k in keys if self._beyond_expiry_policy(k, now)],
+            unused=listed["unused"],
+            unrestricted=listed["unrestricted"],
+            expiring=listed["expiring"],
+            broad_scopes=listed["broad_scopes"],
+            legacy=listed["legacy"],
+            beyond_expiry_policy=listed["beyond_expiry_policy"],
             owner_logins=owner_logins,
+            counts=counts,
+            limit=limit,
         )
 
     async def usage_totals(

@@ -11,6 +11,7 @@ from starlette.datastructures import QueryParams
 
 from authgate.api.access import services_of
 from authgate.services.api_key_views import ApiKeyView
+from authgate.services.api_keys import REVIEW_LIMIT
 from authgate.web import forms
 from authgate.web.pages import AdminPageRoute, render
 
@@ -18,6 +19,8 @@ router = APIRouter(prefix="/settings", route_class=AdminPageRoute)
 
 REVIEW_PATH: Final = "/settings/keys-review"
 MAX_DAYS: Final = 3650
+# Keys a section lists at most (its count covers every match).
+LISTED = REVIEW_LIMIT
 
 
 @router.get("/keys-review")
@@ -38,7 +41,9 @@ async def keys_review(request: Request) -> Response:
             status=422,
         )
     services = services_of(request)
-    review = await services.api_keys.review(unused_days=unused_days, expiring_days=expiring_days)
+    review = await services.api_keys.review(
+        unused_days=unused_days, expiring_days=expiring_days, limit=LISTED
+    )
     owners = review.owner_logins
     now = services.clock()
     expiring_by = now + timedelta(days=expiring_days)
@@ -60,6 +65,7 @@ async def keys_review(request: Request) -> Response:
             "empty": f"No live key has gone {unused_days} days without use. Keys younger "
             f"than {unused_days} days are not counted here, used or not.",
             "rows": rows(review.unused),
+            "count": review.counts["unused"],
         },
         {
             "id": "unrestricted",
@@ -68,6 +74,7 @@ async def keys_review(request: Request) -> Response:
             "addresses their scripts call from.",
             "empty": "Every live key is restricted to some addresses.",
             "rows": rows(review.unrestricted),
+            "count": review.counts["unrestricted"],
         },
         {
             "id": "expiring",
@@ -76,6 +83,7 @@ async def keys_review(request: Request) -> Response:
             "let them lapse.",
             "empty": "No live key expires in that time.",
             "rows": rows(review.expiring),
+            "count": review.counts["expiring"],
         },
         {
             "id": "broad",
@@ -84,6 +92,7 @@ async def keys_review(request: Request) -> Response:
             "integrations read-only keys.",
             "empty": "No live key has the write or admin scope.",
             "rows": rows(review.broad_scopes),
+            "count": review.counts["broad_scopes"],
             "scopes": True,
         },
         {
@@ -93,6 +102,7 @@ async def keys_review(request: Request) -> Response:
             "agk_ key; the old key keeps working for the grace period.",
             "empty": "No live key still has the secret UTMStack stored.",
             "rows": rows(review.legacy),
+            "count": review.counts["legacy"],
         },
         {
             "id": "beyond-expiry-policy",
@@ -101,10 +111,13 @@ async def keys_review(request: Request) -> Response:
             "maximum lifetime allows (an import keeps UTMStack's expiry): set one.",
             "empty": "Every live key expires within the maximum lifetime.",
             "rows": rows(review.beyond_expiry_policy),
+            "count": review.counts["beyond_expiry_policy"],
         },
     ]
     return render(
-        request, "keys_review.html", {"sections": sections, "values": values, "errors": {}}
+        request,
+        "keys_review.html",
+        {"sections": sections, "values": values, "errors": {}, "limit": review.limit},
     )
 
 
