@@ -42,6 +42,7 @@ FLAT_NAMES = (
     "max_header_bytes",
     "header_timeout_seconds",
     "body_timeout_seconds",
+    "shutdown_timeout_seconds",
     "reset_page_url",
     "ui_insecure_http",
     "swagger_persist_authorization",
@@ -243,6 +244,7 @@ MOVED = {
     "max_header_bytes": "http.max_header_bytes",
     "header_timeout_seconds": "http.header_timeout_seconds",
     "body_timeout_seconds": "http.body_timeout_seconds",
+    "shutdown_timeout_seconds": "http.shutdown_timeout_seconds",
     "max_connections": "http.max_connections",
     "reset_page_url": "http.reset_page_url",
 }

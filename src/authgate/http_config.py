@@ -61,6 +61,15 @@ class HttpConfig(BaseModel):
         "ones are answered 408 and the connection closed.",
     )
 
+    shutdown_timeout_seconds: int = Field(
+        default=20,
+        ge=1,
+        le=3600,
+        description="On SIGTERM (or Ctrl-C), how long requests still running may take to "
+        "finish; then they are cancelled and the stop goes on (its last writes of audit "
+        "and usage records included).",
+    )
+
     max_connections: int = Field(
         default=4096,
         ge=8,

@@ -110,6 +110,7 @@ NESTED: Mapping[str, tuple[str, str]] = {
     "max_header_bytes": ("http", "max_header_bytes"),
     "header_timeout_seconds": ("http", "header_timeout_seconds"),
     "body_timeout_seconds": ("http", "body_timeout_seconds"),
+    "shutdown_timeout_seconds": ("http", "shutdown_timeout_seconds"),
     "max_connections": ("http", "max_connections"),
     "reset_page_url": ("http", "reset_page_url"),
 }

@@ -11,6 +11,7 @@ every line separator: a record is always one line.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -74,6 +75,26 @@ class RepeatsSummarized(logging.Filter):
         return True
 
 
+class CancelledByStop(logging.Filter):
+    """uvicorn logs a request it cancels when a stop's timeout passes
+    (``AUTHGATE_SHUTDOWN_TIMEOUT_SECONDS``) as an error with the whole traceback of the
+    cancellation; it is the documented end of a request that outlived the stop: one
+    warning line, no traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, asyncio.CancelledError):
+            record.msg = (
+                "a request still running when the stop's timeout passed was cancelled "
+                "(AUTHGATE_SHUTDOWN_TIMEOUT_SECONDS)"
+            )
+            record.args = ()
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 class JsonLineFormatter(JsonFormatter):
     """Exactly the documented fields, in a fixed order (no ``extra`` leaks through)."""
 
@@ -113,6 +134,7 @@ def log_config(level: str, log_format: LogFormat) -> dict[str, Any]:
         "filters": {
             "request_id": {"()": RequestIdFilter},
             "repeats": {"()": RepeatsSummarized},
+            "cancelled": {"()": CancelledByStop},
         },
         "handlers": {
             "default": {
@@ -125,7 +147,7 @@ def log_config(level: str, log_format: LogFormat) -> dict[str, Any]:
         "loggers": {
             "authgate": {"handlers": ["default"], "level": level, "propagate": False},
             "uvicorn": {"handlers": ["default"], "level": level, "propagate": False},
-            "uvicorn.error": {"level": level, "filters": ["repeats"]},
+            "uvicorn.error": {"level": level, "filters": ["cancelled", "repeats"]},
             # Refusals of oversized or slow requests (cli/http_protocol.py).
             "authgate.http.refused": {"filters": ["repeats"]},
             # httpx2 logs full request URLs at INFO; a webhook URL may carry a credential.

@@ -144,6 +144,10 @@ def _run_uvicorn(settings: Settings) -> None:
         # interpreter: ~2 s of CPU, far longer on a busy host) and than a busy event loop
         # may keep the answering thread from the GIL, so healthy workers were killed.
         timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
+        # A request that never ends (a verification of a huge audit trail, a client that
+        # stops reading an export) must not hold a stop forever: uvicorn waits for running
+        # requests without a bound unless told one.
+        timeout_graceful_shutdown=settings.http.shutdown_timeout_seconds,
         log_config=log_config(settings.log_level, settings.log_format),
         # httptools with bounds on the request head's size and arrival time and on the
         # body's arrival time (431, 408): uvicorn's own protocols bound none of them
