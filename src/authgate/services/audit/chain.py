@@ -37,6 +37,7 @@ from authgate.security.audit_checkpoints import Checkpoint
 from authgate.services.audit.events import EventType, Outcome, printable
 from authgate.services.audit_verification import (
     KEY_FINGERPRINT_SETTING,
+    VERIFY_CHUNK,
     ChainVerification,
     ChainVerifier,
 )
@@ -303,7 +304,7 @@ class AuditChain:
         return self._key.record_hash(stored.prev_hash, canonical) == stored.hash
 
     async def verify(
-        self, *, checkpoint: Checkpoint | None = None, chunk: int = 5000
+        self, *, checkpoint: Checkpoint | None = None, chunk: int = VERIFY_CHUNK
     ) -> ChainVerification:
         """Check the whole chain under the audit key, and against ``checkpoint`` if
         given (see ``services.audit_verification``)."""

@@ -31,7 +31,7 @@ from authgate.services.audit.events import (
     current_request,
     printable,
 )
-from authgate.services.audit_verification import ChainVerification
+from authgate.services.audit_verification import VERIFY_CHUNK, ChainVerification
 from authgate.services.batch_writer import BatchWriter
 from authgate.services.ports import Database
 from authgate.services.sorting import require_sortable
@@ -231,7 +231,7 @@ class AuditLog(BatchWriter[AuditRow, list[AuditRow]]):
         return await self._chain.introduce_key(node=node)
 
     async def verify(
-        self, *, checkpoint: Checkpoint | None = None, chunk: int = 5000
+        self, *, checkpoint: Checkpoint | None = None, chunk: int = VERIFY_CHUNK
     ) -> ChainVerification:
         """Check the whole chain under the audit key, and against ``checkpoint`` if given."""
         return await self._chain.verify(checkpoint=checkpoint, chunk=chunk)
