@@ -77,7 +77,6 @@ MAX_GRACE = timedelta(days=7)
 OTHERS_TO_READ = API_KEYS_READ
 OTHERS_TO_CHANGE: str | None = None  # edit, regenerate: what the key can do is its owner's
 OTHERS_TO_REVOKE = API_KEYS_WRITE  # revoke, re-enable
-# Keys the review reads per query (with their owners): memory per round trip is bounded.
 # The review reads (and judges) live keys this many at a time, giving the event loop back
 # between pages, and lists at most REVIEW_LIMIT keys a section (its count covers all):
 # memory and each stretch of work stay bounded whatever the number of keys.
